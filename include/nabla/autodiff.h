@@ -1,0 +1,68 @@
+/**
+ * @file autodiff.h
+ * @brief Reverse mode (gradients, vector-Jacobian products), forward mode
+ *        (tangents, Jacobian-vector products) and full Jacobians, all over
+ *        the graph recorded by the ops.
+ */
+#ifndef NABLA_AUTODIFF_H
+#define NABLA_AUTODIFF_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Backpropagate from the one-element tensor @p y with seed 1: every leaf
+ * and parameter that needs a gradient and that @p y depends on gets
+ * dy/dleaf added to its gradient (nb_tensor_grad). Gradients of graph
+ * leaves live until the graph is reset; those of parameters in the model.
+ * Errors: NB_ERR_NULL, NB_ERR_SHAPE (y has more than one element: use
+ * nb_backward_seed), NB_ERR_GRAPH (y is not of g), NB_ERR_NOMEM, and any
+ * error a derivative rule records; also recorded in the graph.
+ */
+NB_API nb_status nb_backward(nb_graph *g, nb_tensor *y);
+/** As nb_backward with the seed @p seed (same shape and dtype as y): adds
+ *  seed^T · dy/dleaf, a vector-Jacobian product. */
+NB_API nb_status nb_backward_seed(nb_graph *g, nb_tensor *y, nb_tensor *seed);
+
+/**
+ * Functional gradients: out[i] = d<seed, y>/d xs[i] for i < n, as new tensors
+ * of @p g (zeros where y does not depend on xs[i]); nothing is accumulated.
+ * @p seed may be NULL when y has one element. With @p create_graph the
+ * backward pass is itself recorded, so out[i] can be differentiated again
+ * (Hessian-vector products, second derivatives).
+ * xs[i] may be any recorded tensor, leaves or intermediates.
+ */
+NB_API nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *xs, int n,
+                         nb_tensor **out, bool create_graph);
+
+/**
+ * Forward mode: walk the recorded graph of @p y in creation order with each
+ * op's tangent rule, starting from tangents[i] at xs[i] (same shape and
+ * dtype), and store dy = J·t in @p y_tangent (a new tensor of @p g; zeros
+ * when y does not depend on any xs[i]). Inputs not listed have tangent 0.
+ */
+NB_API nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs,
+                        nb_tensor *const *tangents, int n, nb_tensor **y_tangent);
+
+/** How to build a Jacobian. */
+typedef enum nb_mode {
+    NB_FORWARD = 1, /**< one forward sweep per input element */
+    NB_REVERSE = 2, /**< one reverse sweep per output element */
+} nb_mode;
+
+/**
+ * Full Jacobian dy/dx as a tensor of shape shape(y) ++ shape(x) in y's dtype,
+ * built with @p mode (NB_FORWARD or NB_REVERSE; if both bits are given the
+ * cheaper way is used: forward when x has fewer elements than y).
+ * Read nb_graph_evals before and after to see the cost of each mode.
+ * Records an error and returns NULL on failure.
+ */
+NB_API nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, int mode);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,149 @@
+/**
+ * @file ops.h
+ * @brief Primitive ops. Each records one node in the graph @p g (the first
+ *        argument) and returns it, or returns NULL.
+ *
+ * Error convention (all ops): an input that is NULL makes the op return NULL
+ * quietly, so a whole expression can be built and checked once at the end.
+ * Any other failure - shapes or dtypes that do not fit, bad arguments, out
+ * of memory, a NaN/Inf in check-finite mode - records the graph's first
+ * error (nb_graph_status / nb_graph_errmsg: op name, shapes and a sentence)
+ * and returns NULL. Binary elementwise ops broadcast as NumPy does; their
+ * inputs must have the same dtype (use nb_cast). Inputs may be tensors of
+ * @p g or parameters of a model, never tensors of another graph.
+ *
+ * Gradient notation in the comments: g is the gradient arriving at the
+ * result, da/db what flows to the inputs (summed back to each input's
+ * shape after broadcasting); t_a, t_b are tangents in forward mode.
+ */
+#ifndef NABLA_OPS_H
+#define NABLA_OPS_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------- elementwise unary */
+NB_API nb_tensor *nb_neg(nb_graph *g, nb_tensor *x);   /**< -x;        dx = -g */
+NB_API nb_tensor *nb_exp(nb_graph *g, nb_tensor *x);   /**< e^x;       dx = g*y */
+NB_API nb_tensor *nb_log(nb_graph *g, nb_tensor *x);   /**< ln x;      dx = g/x */
+NB_API nb_tensor *nb_log1p(nb_graph *g, nb_tensor *x); /**< ln(1+x);   dx = g/(1+x) */
+NB_API nb_tensor *nb_expm1(nb_graph *g, nb_tensor *x); /**< e^x - 1;   dx = g*(y+1) */
+NB_API nb_tensor *nb_sqrt(nb_graph *g, nb_tensor *x);  /**< sqrt x;    dx = g/(2y) */
+NB_API nb_tensor *nb_abs(nb_graph *g, nb_tensor *x);   /**< |x|;       dx = g*sign(x) (0 at 0) */
+NB_API nb_tensor *nb_sin(nb_graph *g, nb_tensor *x);   /**< sin x;     dx = g*cos x */
+NB_API nb_tensor *nb_cos(nb_graph *g, nb_tensor *x);   /**< cos x;     dx = -g*sin x */
+NB_API nb_tensor *nb_tanh(nb_graph *g, nb_tensor *x);  /**< tanh x;    dx = g*(1-y^2) */
+NB_API nb_tensor *nb_erf(nb_graph *g, nb_tensor *x);   /**< erf x;     dx = g*2/sqrt(pi)*e^(-x^2) */
+NB_API nb_tensor *nb_sign(nb_graph *g, nb_tensor *x);  /**< -1, 0, 1;  no gradient (dx = 0) */
+NB_API nb_tensor *nb_step(nb_graph *g, nb_tensor *x);  /**< 1 if x>0 else 0; no gradient (dx = 0) */
+
+/* --------------------------------------- elementwise binary, broadcasting */
+NB_API nb_tensor *nb_add(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a+b; da = g, db = g */
+NB_API nb_tensor *nb_sub(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a-b; da = g, db = -g */
+NB_API nb_tensor *nb_mul(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a*b; da = g*b, db = g*a */
+NB_API nb_tensor *nb_div(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a/b; da = g/b, db = -g*y/b */
+/** a^b; da = g*b*a^(b-1), db = g*y*ln a (taken as 0 where a == 0). */
+NB_API nb_tensor *nb_pow(nb_graph *g, nb_tensor *a, nb_tensor *b);
+/** max(a,b); the gradient goes to the larger input, split in halves at ties. */
+NB_API nb_tensor *nb_maximum(nb_graph *g, nb_tensor *a, nb_tensor *b);
+/** min(a,b); the gradient goes to the smaller input, split in halves at ties. */
+NB_API nb_tensor *nb_minimum(nb_graph *g, nb_tensor *a, nb_tensor *b);
+/** Comparisons: 1 where true, 0 where false, in the inputs' dtype. No gradient. */
+NB_API nb_tensor *nb_gt(nb_graph *g, nb_tensor *a, nb_tensor *b);
+NB_API nb_tensor *nb_ge(nb_graph *g, nb_tensor *a, nb_tensor *b);
+NB_API nb_tensor *nb_lt(nb_graph *g, nb_tensor *a, nb_tensor *b);
+NB_API nb_tensor *nb_le(nb_graph *g, nb_tensor *a, nb_tensor *b);
+NB_API nb_tensor *nb_eq(nb_graph *g, nb_tensor *a, nb_tensor *b);
+/** mask != 0 ? a : b, all three broadcast together; da = where(mask,g,0),
+ *  db = where(mask,0,g); the mask gets no gradient. */
+NB_API nb_tensor *nb_where(nb_graph *g, nb_tensor *mask, nb_tensor *a, nb_tensor *b);
+
+/* ------------------------------------------------------------ reductions */
+/** Sum over the @p n_axes axes listed in @p axes (negative counts from the
+ *  end; NULL or 0 axes: all axes). @p keepdims keeps reduced axes as size 1.
+ *  dx = broadcast_to(g, shape(x)). */
+NB_API nb_tensor *nb_sum(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims);
+/** Mean over axes (as nb_sum); dx = broadcast_to(g, shape(x)) / count.
+ *  The mean over zero elements is NaN. */
+NB_API nb_tensor *nb_mean(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims);
+/** Maximum over axes (as nb_sum). The gradient goes to the arg-max; where
+ *  several elements tie for the maximum it is split equally among them.
+ *  Reducing an axis of size 0 is an error (NB_ERR_SHAPE). */
+NB_API nb_tensor *nb_max(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims);
+/** Sum @p x down to @p shape (the inverse of broadcasting: leading axes are
+ *  summed away, axes of size 1 in @p shape are summed with keepdims).
+ *  dx = broadcast_to(g, shape(x)). */
+NB_API nb_tensor *nb_sum_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape);
+/** Broadcast @p x to @p shape by NumPy rules (materialised).
+ *  dx = sum_to(g, shape(x)). */
+NB_API nb_tensor *nb_broadcast_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape);
+
+/* ----------------------------------------------------------------- shape */
+/** Same elements, new shape; one size may be -1 (inferred). dx = reshape(g). */
+NB_API nb_tensor *nb_reshape(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape);
+/** Axes reordered: result axis i is input axis perm[i] (materialised).
+ *  dx = permute(g, inverse(perm)). */
+NB_API nb_tensor *nb_permute(nb_graph *g, nb_tensor *x, const int *perm);
+/** Swap the last two axes (rank >= 2), materialised. */
+NB_API nb_tensor *nb_transpose(nb_graph *g, nb_tensor *x);
+/** Elements start, start+step, ... < stop along @p axis. start/stop may be
+ *  negative (from the end) and are clamped as in Python; step >= 1.
+ *  dx = unslice(g) (zeros elsewhere). */
+NB_API nb_tensor *nb_slice(nb_graph *g, nb_tensor *x, int axis, int64_t start, int64_t stop,
+                           int64_t step);
+/** The adjoint of nb_slice: a tensor whose @p axis has length @p size, zeros
+ *  except that positions start, start+step, ... hold @p x in order
+ *  (x's axis length must equal the number of such positions).
+ *  dx = slice(g). */
+NB_API nb_tensor *nb_unslice(nb_graph *g, nb_tensor *x, int axis, int64_t size, int64_t start,
+                             int64_t step);
+/** Join @p n tensors along @p axis (other sizes and dtypes equal).
+ *  dx_i = slice of g. */
+NB_API nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis);
+/** Pick entries idx[0..n_idx) along @p axis (NumPy take / index_select): the
+ *  result has n_idx entries on that axis. Indices may repeat and may be
+ *  negative (from the end); out of range is NB_ERR_ARG. The indices are
+ *  copied. dx = scatter_add(g). */
+NB_API nb_tensor *nb_gather(nb_graph *g, nb_tensor *x, int axis, const int64_t *idx,
+                            int64_t n_idx);
+/** The adjoint of nb_gather: a tensor whose @p axis has length @p size,
+ *  where entry idx[k] accumulates x's entry k along that axis.
+ *  dx = gather(g). */
+NB_API nb_tensor *nb_scatter_add(nb_graph *g, nb_tensor *x, int axis, const int64_t *idx,
+                                 int64_t n_idx, int64_t size);
+/** One-hot rows: result [n, depth] with a 1 at (i, labels[i]). Labels must
+ *  lie in [0, depth) (NB_ERR_ARG otherwise). A constant: no gradient. */
+NB_API nb_tensor *nb_one_hot(nb_graph *g, nb_dtype dt, const int64_t *labels, int64_t n,
+                             int64_t depth);
+
+/* ----------------------------------------------------------- linear algebra */
+/**
+ * Matrix product op(a)·op(b), op(x) = x or its transpose (last two axes)
+ * by the flags, as BLAS does. Shapes: [M,K]x[K,N] -> [M,N]; batched
+ * [B,M,K]x[B,K,N] -> [B,M,N]; [B,M,K]x[K,N] -> [B,M,N] (b shared).
+ * Through CBLAS when the build has it, a cache-blocked kernel otherwise.
+ * da = g·op(b)^T, db = op(a)^T·g (transposed back when a flag is set).
+ */
+NB_API nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b);
+
+/* ------------------------------------------------------------------ misc */
+/** Convert to @p dt (a copy even when equal). dx = cast(g, dtype(x)). */
+NB_API nb_tensor *nb_cast(nb_graph *g, nb_tensor *x, nb_dtype dt);
+/** Same values, cut from the graph: no gradient flows through (detach). */
+NB_API nb_tensor *nb_stop_gradient(nb_graph *g, nb_tensor *x);
+
+/* -------------------------------------- conveniences (compositions of ops) */
+/** x * s with s a scalar of x's dtype. */
+NB_API nb_tensor *nb_scale(nb_graph *g, nb_tensor *x, double s);
+/** x + s with s a scalar of x's dtype. */
+NB_API nb_tensor *nb_add_scalar(nb_graph *g, nb_tensor *x, double s);
+/** x * x. */
+NB_API nb_tensor *nb_square(nb_graph *g, nb_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

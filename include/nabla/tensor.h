@@ -1,0 +1,171 @@
+/**
+ * @file tensor.h
+ * @brief Graphs (arenas that own every node), tensors (graph nodes) and
+ *        models (named parameters that live outside any graph).
+ *
+ * Ownership: a tensor made in a graph belongs to it and is freed, with its
+ * data and gradient, by nb_graph_reset() or nb_graph_free(). A parameter
+ * belongs to its nb_model. Never free a tensor yourself.
+ */
+#ifndef NABLA_TENSOR_H
+#define NABLA_TENSOR_H
+
+#include <stdio.h>
+
+#include "base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A computational graph: an arena of tensors and the record of the ops
+ *  that produced them. Opaque. One graph must not be used by two threads
+ *  at once; two graphs in two threads never interfere. */
+typedef struct nb_graph nb_graph;
+
+/** A tensor: dtype, shape (rank <= NB_MAX_RANK), contiguous row-major data,
+ *  an optional gradient, and - when an op made it while the graph was
+ *  recording - the op and its inputs. Opaque. */
+typedef struct nb_tensor nb_tensor;
+
+/** A store of named parameters with their gradients. Opaque. */
+typedef struct nb_model nb_model;
+
+/* ------------------------------------------------------------------ graph */
+
+/** New empty graph using malloc. NULL when out of memory. */
+NB_API nb_graph *nb_graph_new(void);
+/** New empty graph whose every allocation goes through @p alloc (with @p ud).
+ *  NULL when @p alloc is NULL or fails. */
+NB_API nb_graph *nb_graph_new_alloc(nb_alloc_fn alloc, void *ud);
+/** Free every tensor of the graph at once, keep its memory for reuse (a
+ *  training loop that resets after each step makes no malloc after the
+ *  first), clear the error. Gradients accumulated in model parameters stay.
+ *  NULL is accepted. */
+NB_API void nb_graph_reset(nb_graph *g);
+/** Free the graph and all its tensors. NULL is accepted. */
+NB_API void nb_graph_free(nb_graph *g);
+
+/** First error recorded since creation or the last reset/clear (NB_OK if none). */
+NB_API nb_status nb_graph_status(const nb_graph *g);
+/** Sentence describing the first error, e.g.
+ *  "matmul: [3,4] x [5,2]: inner sizes 4 and 5 differ"; "" when none,
+ *  "no graph" for NULL. Owned by the graph; valid until the next reset. */
+NB_API const char *nb_graph_errmsg(const nb_graph *g);
+/** Name of the op that recorded the first error ("" if none). */
+NB_API const char *nb_graph_errop(const nb_graph *g);
+/** Forget the recorded error. */
+NB_API void nb_graph_clear_error(nb_graph *g);
+
+/** Recording on (the default): ops remember their inputs so gradients can
+ *  flow. Off: ops compute values only and their results need no gradient. */
+NB_API void nb_graph_set_recording(nb_graph *g, bool on);
+NB_API bool nb_graph_recording(const nb_graph *g);
+/** Check-finite mode: the first op (forward or backward) whose result holds a
+ *  NaN or Inf records NB_ERR_NONFINITE with its op name and tensor name, and
+ *  returns NULL. Off by default. */
+NB_API void nb_graph_set_check_finite(nb_graph *g, bool on);
+/** Threads used by large kernels of this graph (1 by default; values < 1
+ *  mean 1). Results are identical for every thread count. */
+NB_API void nb_graph_set_threads(nb_graph *g, int n);
+NB_API int nb_graph_threads(const nb_graph *g);
+/** Number of primitive op evaluations done in this graph since creation or
+ *  the last reset (forward, and derivative rules run by the sweeps).
+ *  Read it before and after a sweep to see what the sweep cost. */
+NB_API uint64_t nb_graph_evals(const nb_graph *g);
+/** Bytes of arena memory held by the graph (in use or kept for reuse). */
+NB_API size_t nb_graph_bytes(const nb_graph *g);
+
+/* -------------------------------------------------------------- creating */
+
+/** Tensor of zeros in @p g. @p shape has @p rank entries (may be NULL for
+ *  rank 0); every size must be >= 0. Records NB_ERR_RANK / NB_ERR_ARG /
+ *  NB_ERR_DTYPE / NB_ERR_NOMEM and returns NULL on failure. */
+NB_API nb_tensor *nb_zeros(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape);
+NB_API nb_tensor *nb_ones(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape);
+NB_API nb_tensor *nb_full(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, double value);
+/** Rank-0 tensor holding @p value. */
+NB_API nb_tensor *nb_scalar(nb_graph *g, nb_dtype dt, double value);
+/** Tensor whose elements are copied from @p data (float for NB_F32, double
+ *  for NB_F64, row-major). @p data NULL records NB_ERR_NULL. */
+NB_API nb_tensor *nb_tensor_from(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape,
+                                 const void *data);
+/** Elements drawn uniformly from [lo, hi) with @p rng. */
+NB_API nb_tensor *nb_rand_uniform(nb_graph *g, nb_rng *rng, nb_dtype dt, int rank,
+                                  const int64_t *shape, double lo, double hi);
+/** Elements drawn from N(mean, std^2) with @p rng. */
+NB_API nb_tensor *nb_rand_normal(nb_graph *g, nb_rng *rng, nb_dtype dt, int rank,
+                                 const int64_t *shape, double mean, double std);
+
+/* ------------------------------------------------------------- accessors */
+
+NB_API nb_dtype nb_tensor_dtype(const nb_tensor *t);
+/** Rank, 0..NB_MAX_RANK (-1 for NULL). */
+NB_API int nb_tensor_rank(const nb_tensor *t);
+/** The @p rank sizes. Owned by the tensor; do not free. */
+NB_API const int64_t *nb_tensor_shape(const nb_tensor *t);
+/** Size of axis @p axis (negative counts from the end); -1 when out of range. */
+NB_API int64_t nb_tensor_dim(const nb_tensor *t, int axis);
+/** Number of elements (1 for rank 0; 0 for NULL). */
+NB_API int64_t nb_tensor_size(const nb_tensor *t);
+/** Element storage (float* or double* by dtype). Writable; writing to a
+ *  tensor that a recorded op has used changes what its gradient sees. */
+NB_API void *nb_tensor_data(nb_tensor *t);
+/** Typed views of the data; NULL when the dtype differs. */
+NB_API float *nb_tensor_f32(nb_tensor *t);
+NB_API double *nb_tensor_f64(nb_tensor *t);
+/** Element @p i (flat, row-major) as a double; NAN when out of range. */
+NB_API double nb_tensor_get(const nb_tensor *t, int64_t i);
+/** Set element @p i; NB_ERR_ARG when out of range. */
+NB_API nb_status nb_tensor_set(nb_tensor *t, int64_t i, double v);
+/** The single value of a one-element tensor; NAN otherwise. */
+NB_API double nb_tensor_item(const nb_tensor *t);
+/** Accumulated gradient (same shape and dtype), or NULL if none yet. */
+NB_API nb_tensor *nb_tensor_grad(const nb_tensor *t);
+/** Mark a leaf as needing a gradient (leaves made by nb_zeros etc. do not
+ *  by default; parameters do). Returns @p t for chaining. */
+NB_API nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on);
+NB_API bool nb_tensor_needs_grad(const nb_tensor *t);
+/** Attach a label shown by printing, graph drawings and error messages.
+ *  The text is copied (tensors of a graph: into its arena). */
+NB_API nb_tensor *nb_tensor_set_name(nb_tensor *t, const char *name);
+/** Label, or "" when none. */
+NB_API const char *nb_tensor_name(const nb_tensor *t);
+/** Name of the op that produced @p t ("leaf" for inputs and parameters). */
+NB_API const char *nb_tensor_op_name(const nb_tensor *t);
+/** Write "name f64[2,3] = [[...],[...]]" to @p f (at most @p max_elems
+ *  elements, then "..."; 0 means all). */
+NB_API void nb_tensor_print(const nb_tensor *t, FILE *f, int64_t max_elems);
+/** Write the shape as "[2,3]" into @p buf (always NUL-terminated). */
+NB_API const char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n);
+
+/* ----------------------------------------------------------------- model */
+
+/** New empty model (parameter store) using malloc; NULL when out of memory. */
+NB_API nb_model *nb_model_new(void);
+NB_API nb_model *nb_model_new_alloc(nb_alloc_fn alloc, void *ud);
+/** Free the model with its parameters and gradients. NULL is accepted. */
+NB_API void nb_model_free(nb_model *m);
+/**
+ * Add a parameter of zeros named @p name with a zeroed gradient buffer.
+ * @p out receives the tensor (owned by the model). Errors: NB_ERR_NULL,
+ * NB_ERR_EXISTS (name taken), NB_ERR_RANK, NB_ERR_ARG, NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_model_add(nb_model *m, const char *name, nb_dtype dt, int rank,
+                              const int64_t *shape, nb_tensor **out);
+/** The parameter called @p name, or NULL. */
+NB_API nb_tensor *nb_model_get(const nb_model *m, const char *name);
+/** Number of parameters. */
+NB_API int nb_model_count(const nb_model *m);
+/** Parameters in the order they were added: pass NULL for the first, the
+ *  previous one for the next; NULL at the end. */
+NB_API nb_tensor *nb_model_next(const nb_model *m, const nb_tensor *prev);
+/** Set every parameter's gradient to zero. */
+NB_API void nb_model_zero_grad(nb_model *m);
+/** Total number of scalar parameters. */
+NB_API int64_t nb_model_numel(const nb_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

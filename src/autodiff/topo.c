@@ -1,0 +1,79 @@
+/* Topological ordering of a recorded graph without recursion. */
+
+#include "sweep.h"
+
+typedef struct frame {
+    nb_tensor *node;
+    int next_input;
+} frame;
+
+/* Grow an arena array to hold at least need entries (old contents copied). */
+static void *grow(nb_graph *g, void *old, int64_t *cap, int64_t need, size_t elem, const char *op)
+{
+    if (need <= *cap)
+        return old;
+    int64_t cap2 = *cap < 64 ? 64 : *cap;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *p = nbc_alloc(g, (size_t)cap2 * elem, op);
+    if (p && old)
+        memcpy(p, old, (size_t)*cap * elem);
+    if (p)
+        *cap = cap2;
+    return p;
+}
+
+static bool visited(const nb_tensor *t, const nb_graph *g, uint64_t mark)
+{
+    return t->mark == mark && t->mark_graph == g;
+}
+
+nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
+                     const char *op)
+{
+    uint64_t mark = ++g->sweep;
+    int64_t stack_cap = 0, order_cap = 0, sp = 0, n = 0;
+    frame *stack = grow(g, NULL, &stack_cap, 64, sizeof *stack, op);
+    nb_tensor **order = grow(g, NULL, &order_cap, 64, sizeof *order, op);
+    if (!stack || !order)
+        return NULL;
+    y->mark = mark;
+    y->mark_graph = g;
+    stack[sp++] = (frame){y, 0};
+    while (sp > 0) {
+        frame *top = &stack[sp - 1];
+        if (top->next_input < top->node->n_inputs) {
+            nb_tensor *c = top->node->inputs[top->next_input++];
+            if (visited(c, g, mark) || (only_needs_grad && !(c->flags & NB_T_NEEDS_GRAD)))
+                continue;
+            c->mark = mark;
+            c->mark_graph = g;
+            stack = grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);
+            if (!stack)
+                return NULL;
+            stack[sp++] = (frame){c, 0};
+        } else {
+            order = grow(g, order, &order_cap, n + 1, sizeof *order, op);
+            if (!order)
+                return NULL;
+            order[n++] = top->node;
+            sp--;
+        }
+    }
+    *n_out = n;
+    return order;
+}
+
+nb_tensor *nba_zeros_like(nb_graph *g, const nb_tensor *t)
+{
+    return nb_zeros(g, t->dtype, t->rank, t->shape);
+}
+
+nb_status nba_check_mine(nb_graph *g, const nb_tensor *t, const char *op, const char *what)
+{
+    if (!t)
+        return nbc_error(g, NB_ERR_NULL, op, "%s is NULL", what);
+    if (t->graph && t->graph != g)
+        return nbc_error(g, NB_ERR_GRAPH, op, "%s belongs to another graph", what);
+    return NB_OK;
+}

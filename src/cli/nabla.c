@@ -1,0 +1,3 @@
+#include <stdio.h>
+#include "nabla.h"
+int main(void) { return 0; }

@@ -1,0 +1,167 @@
+/* Internal definitions shared by the library's source files. Not installed. */
+#ifndef NABLA_INTERNAL_H
+#define NABLA_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nabla.h"
+
+#if defined(__GNUC__)
+#define NB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define NB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define NB_PRINTF(a, b)
+#define NB_UNLIKELY(x) (x)
+#endif
+
+/* Alignment of tensor data in the arena (cache line, enough for AVX-512). */
+#define NB_ALIGN 64
+
+/* ------------------------------------------------------------ op records */
+
+/* Attributes an op constructor stores in its node. Each op documents which
+ * fields it uses; everything else is zero. Index lists are copied into the
+ * graph's arena. */
+typedef struct nb_attrs {
+    int64_t ints[2 * NB_MAX_RANK];
+    double real;
+    const int64_t *idx;
+    int64_t n_idx;
+} nb_attrs;
+
+/* One op: the row of the op table (src/ops/table.c).
+ * shape:   set out's dtype, rank and shape from its inputs and attrs, or
+ *          record an error (nbc_error) and return it.
+ * forward: fill out's data (already allocated) from its inputs.
+ * vjp:     the gradient for input i given the gradient g of out, built with
+ *          public ops; NULL with no error recorded means zero.
+ * jvp:     the tangent of out given the input tangents (never NULL entries),
+ *          built with public ops; NULL with no error recorded means zero.
+ * vjp or jvp NULL: the op has no derivative (its result needs no gradient). */
+typedef struct nbo_def {
+    const char *name;
+    int arity; /* number of inputs; -1: one or more */
+    nb_status (*shape)(nb_graph *g, nb_tensor *out);
+    nb_status (*forward)(nb_graph *g, nb_tensor *out);
+    nb_tensor *(*vjp)(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+    nb_tensor *(*jvp)(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+} nbo_def;
+
+/* --------------------------------------------------------------- tensors */
+
+enum {
+    NB_T_NEEDS_GRAD = 1u << 0, /* gradients flow to or through this tensor */
+    NB_T_PARAM = 1u << 1,      /* owned by a model, not a graph */
+};
+
+struct nb_tensor {
+    nb_dtype dtype;
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    int64_t size;
+    void *data;
+    unsigned flags;
+    const char *name;
+    nb_graph *graph;       /* owning graph; NULL for parameters */
+    nb_tensor *grad;       /* accumulated gradient of a leaf or parameter */
+    /* the record: which op made this tensor from which inputs */
+    const nbo_def *op;     /* NULL for leaves and parameters */
+    int n_inputs;
+    nb_tensor **inputs;
+    nb_attrs attrs;
+    /* per-sweep scratch, valid only inside one sweep */
+    const nb_graph *mark_graph; /* mark is a sweep number of this graph */
+    uint64_t mark;
+    nb_tensor *adj;        /* reverse: gradient flowing into this tensor */
+    nb_tensor *tan;        /* forward: tangent of this tensor */
+};
+
+/* ----------------------------------------------------------------- arena */
+
+typedef struct nbc_chunk {
+    struct nbc_chunk *next;
+    size_t size; /* usable bytes after the header */
+    size_t used;
+} nbc_chunk;
+
+typedef struct nbc_arena {
+    nb_alloc_fn alloc;
+    void *ud;
+    nbc_chunk *first;
+    nbc_chunk *cur;
+    size_t chunk_size;
+    size_t total;
+} nbc_arena;
+
+void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size);
+/* Bump-allocate n bytes aligned to NB_ALIGN; NULL when out of memory. */
+void *nbc_arena_alloc(nbc_arena *a, size_t n);
+void nbc_arena_reset(nbc_arena *a);
+/* A position in the arena; releasing it frees everything allocated since. */
+typedef struct nbc_arena_pos {
+    nbc_chunk *chunk;
+    size_t used;
+} nbc_arena_pos;
+nbc_arena_pos nbc_arena_tell(const nbc_arena *a);
+void nbc_arena_release(nbc_arena *a, nbc_arena_pos pos);
+void nbc_arena_free(nbc_arena *a);
+
+/* ----------------------------------------------------------------- graph */
+
+#define NB_ERRMSG_MAX 320
+
+struct nb_graph {
+    nbc_arena arena;
+    nb_status status;
+    char errop[32];
+    char errmsg[NB_ERRMSG_MAX];
+    bool recording;
+    bool check_finite;
+    int threads;
+    uint64_t evals;
+    uint64_t sweep; /* last sweep mark used */
+};
+
+/* Record the graph's first error (later ones are ignored); returns code. */
+nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
+    NB_PRINTF(4, 5);
+/* Arena allocation recording NB_ERR_NOMEM (with op as the op name) on failure. */
+void *nbc_alloc(nb_graph *g, size_t n, const char *op);
+/* Checked multiplication of element counts; false on overflow. */
+bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out);
+
+/* A fresh tensor of g with the given description and uninitialised data
+ * (NULL and an error recorded on failure; @p op names the caller). */
+nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape,
+                          const char *op);
+/* Validate a dtype/rank/shape triple, recording an error under @p op. */
+nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape,
+                         const char *op);
+/* Allocate out's data for its (already set) dtype and shape. */
+nb_status nbc_tensor_alloc_data(nb_graph *g, nb_tensor *t, const char *op);
+/* Same dtype, rank and sizes. */
+bool nbc_same_shape(const nb_tensor *a, const nb_tensor *b);
+/* "[2,3]" of a tensor into buf. */
+const char *nbc_shp(const nb_tensor *t, char *buf, size_t n);
+/* Set every element of t to v. */
+void nbc_fill(nb_tensor *t, double v);
+/* True when every element is finite. */
+bool nbc_all_finite(const nb_tensor *t);
+
+/* ------------------------------------------------------------- op engine */
+
+/* Record and run one op: check inputs (NULL -> quiet NULL), set the node,
+ * run the shape rule, allocate, run the kernel, count it, check finiteness.
+ * @p attrs may be NULL. */
+nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
+                     const nb_attrs *attrs);
+
+/* The built-in op table, indexed by enum nbo_id (src/ops/table.h). */
+extern const nbo_def nbo_table[];
+
+/* Threads for a loop over n elements: 1 below the parallel threshold. */
+int nbc_threads_for(const nb_graph *g, int64_t n);
+
+#endif

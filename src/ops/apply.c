@@ -1,0 +1,71 @@
+/* The op engine: every primitive goes through nbo_apply, which records the
+ * node, runs the shape rule and the kernel, and counts the evaluation. */
+
+#include "../core/internal.h"
+
+nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
+                     const nb_attrs *attrs)
+{
+    if (!g)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        if (!in[i])
+            return NULL; /* an earlier op failed: its error is already recorded */
+    if (def->arity >= 0 ? n != def->arity : n < 1) {
+        nbc_error(g, NB_ERR_ARG, def->name, "takes %d inputs, got %d", def->arity, n);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (in[i]->graph && in[i]->graph != g) {
+            nbc_error(g, NB_ERR_GRAPH, def->name, "input %d belongs to another graph", i);
+            return NULL;
+        }
+    }
+
+    nb_tensor *out = nbc_alloc(g, sizeof *out + (size_t)n * sizeof(nb_tensor *), def->name);
+    if (!out)
+        return NULL;
+    memset(out, 0, sizeof *out);
+    out->graph = g;
+    out->op = def;
+    out->n_inputs = n;
+    out->inputs = (nb_tensor **)(out + 1);
+    for (int i = 0; i < n; i++)
+        out->inputs[i] = in[i];
+    if (attrs) {
+        out->attrs = *attrs;
+        if (attrs->n_idx > 0) {
+            int64_t *idx = nbc_alloc(g, (size_t)attrs->n_idx * sizeof *idx, def->name);
+            if (!idx)
+                return NULL;
+            memcpy(idx, attrs->idx, (size_t)attrs->n_idx * sizeof *idx);
+            out->attrs.idx = idx;
+        }
+    }
+
+    if (def->shape(g, out) != NB_OK)
+        return NULL;
+    if (nbc_tensor_alloc_data(g, out, def->name) != NB_OK)
+        return NULL;
+    if (def->forward(g, out) != NB_OK)
+        return NULL;
+    g->evals++;
+
+    if (g->check_finite && !nbc_all_finite(out)) {
+        char buf[160];
+        nbc_error(g, NB_ERR_NONFINITE, def->name, "result %s%s%s%s holds NaN or Inf",
+                  nbc_shp(out, buf, sizeof buf), n > 0 ? " (first input '" : "",
+                  n > 0 ? nb_tensor_name(in[0]) : "", n > 0 ? "')" : "");
+        return NULL;
+    }
+
+    if (!g->recording) {
+        out->n_inputs = 0; /* values only: nothing to differentiate through */
+        return out;
+    }
+    if (def->vjp)
+        for (int i = 0; i < n; i++)
+            if (in[i]->flags & NB_T_NEEDS_GRAD)
+                out->flags |= NB_T_NEEDS_GRAD;
+    return out;
+}

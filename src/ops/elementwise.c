@@ -1,0 +1,487 @@
+/* Elementwise ops: unary maths, broadcasting binary arithmetic, comparisons
+ * and where. Each kernel is written once for both dtypes (<tgmath.h> picks
+ * the float or double function from the element type). */
+
+#include <tgmath.h>
+
+#include "kernels.h"
+
+/* ------------------------------------------------------------ shape rules */
+
+nb_status nbo_unary_shape(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    const nb_tensor *x = out->inputs[0];
+    out->dtype = x->dtype;
+    out->rank = x->rank;
+    memcpy(out->shape, x->shape, sizeof out->shape);
+    return NB_OK;
+}
+
+static nb_status same_dtype(nb_graph *g, const nb_tensor *out, int first, int n)
+{
+    for (int i = first + 1; i < n; i++) {
+        if (out->inputs[i]->dtype != out->inputs[first]->dtype) {
+            char b0[160], b1[160];
+            return nbc_error(g, NB_ERR_DTYPE, out->op->name, "%s%s and %s%s: dtypes differ",
+                             nb_dtype_name(out->inputs[first]->dtype),
+                             nbc_shp(out->inputs[first], b0, sizeof b0),
+                             nb_dtype_name(out->inputs[i]->dtype),
+                             nbc_shp(out->inputs[i], b1, sizeof b1));
+        }
+    }
+    return NB_OK;
+}
+
+nb_status nbo_binary_shape(nb_graph *g, nb_tensor *out)
+{
+    if (same_dtype(g, out, 0, 2) != NB_OK)
+        return NB_ERR_DTYPE;
+    out->dtype = out->inputs[0]->dtype;
+    return nbk_broadcast_shape(g, out->op->name, out->inputs, 2, &out->rank, out->shape);
+}
+
+nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
+{
+    /* the mask may be of either dtype; a and b must agree */
+    if (same_dtype(g, out, 1, 3) != NB_OK)
+        return NB_ERR_DTYPE;
+    out->dtype = out->inputs[1]->dtype;
+    return nbk_broadcast_shape(g, out->op->name, out->inputs, 3, &out->rank, out->shape);
+}
+
+/* ----------------------------------------------------------------- driver */
+
+/* Fill rows [r0,r1) of out, columns [j0,j1) of each row. */
+typedef void (*rows_fn)(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
+                        int64_t j1);
+
+static void run(nb_graph *g, nb_tensor *out, int n_in, rows_fn fn)
+{
+    nbk_plan p;
+    nbk_plan_make(&p, out, out->inputs, n_in);
+    int nt = nbc_threads_for(g, out->size);
+    if (nt == 1 || p.outer == 0) {
+        fn(&p, out, 0, p.outer, 0, p.inner);
+        return;
+    }
+    NBK_PRAGMA(omp parallel num_threads(nt))
+    {
+#ifdef _OPENMP
+        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+        int64_t t = 0, T = 1;
+#endif
+        if (p.outer >= T) {
+            fn(&p, out, p.outer * t / T, p.outer * (t + 1) / T, 0, p.inner);
+        } else {
+            for (int64_t r = 0; r < p.outer; r++)
+                fn(&p, out, r, r + 1, p.inner * t / T, p.inner * (t + 1) / T);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ unary ops */
+
+#define UNARY_BODY(T, EXPR)                                                       \
+    do {                                                                          \
+        T *o = out->data;                                                         \
+        const T *in = out->inputs[0]->data;                                       \
+        for (int64_t r = r0; r < r1; r++) {                                       \
+            T *po = o + r * p->inner;                                             \
+            const T *px = in + r * p->inner;                                      \
+            for (int64_t j = j0; j < j1; j++) {                                   \
+                T x = px[j];                                                      \
+                po[j] = (EXPR);                                                   \
+            }                                                                     \
+        }                                                                         \
+    } while (0)
+
+#define DEFINE_UNARY_FWD(NAME, EXPR)                                              \
+    static void NAME##_rows(const nbk_plan *p, nb_tensor *out, int64_t r0,        \
+                            int64_t r1, int64_t j0, int64_t j1)                   \
+    {                                                                             \
+        if (out->dtype == NB_F32)                                                 \
+            UNARY_BODY(float, EXPR);                                              \
+        else                                                                      \
+            UNARY_BODY(double, EXPR);                                             \
+    }                                                                             \
+    nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                       \
+    {                                                                             \
+        run(g, out, 1, NAME##_rows);                                              \
+        return NB_OK;                                                             \
+    }                                                                             \
+    nb_tensor *nb_##NAME(nb_graph *g, nb_tensor *x)                               \
+    {                                                                             \
+        return nbo_apply(g, &nbo_table[NB_OP_##NAME##_ID], &x, 1, NULL);           \
+    }
+
+/* Each differentiable unary op has one rule `NAME_d(g, out, v)` = f'(x)·v,
+ * used both as the VJP (v = incoming gradient) and the JVP (v = tangent). */
+#define DEFINE_UNARY_RULES(NAME)                                                  \
+    nb_tensor *nbo_##NAME##_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr) \
+    {                                                                             \
+        (void)i;                                                                  \
+        return NAME##_d(g, out, gr);                                              \
+    }                                                                             \
+    nb_tensor *nbo_##NAME##_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) \
+    {                                                                             \
+        return NAME##_d(g, out, t[0]);                                            \
+    }
+
+#define NB_OP_neg_ID NB_OP_NEG
+#define NB_OP_exp_ID NB_OP_EXP
+#define NB_OP_log_ID NB_OP_LOG
+#define NB_OP_log1p_ID NB_OP_LOG1P
+#define NB_OP_expm1_ID NB_OP_EXPM1
+#define NB_OP_sqrt_ID NB_OP_SQRT
+#define NB_OP_abs_ID NB_OP_ABS
+#define NB_OP_sin_ID NB_OP_SIN
+#define NB_OP_cos_ID NB_OP_COS
+#define NB_OP_tanh_ID NB_OP_TANH
+#define NB_OP_erf_ID NB_OP_ERF
+#define NB_OP_sign_ID NB_OP_SIGN
+#define NB_OP_step_ID NB_OP_STEP
+#define NB_OP_stop_gradient_ID NB_OP_STOP_GRADIENT
+
+DEFINE_UNARY_FWD(neg, -x)
+DEFINE_UNARY_FWD(exp, exp(x))
+DEFINE_UNARY_FWD(log, log(x))
+DEFINE_UNARY_FWD(log1p, log1p(x))
+DEFINE_UNARY_FWD(expm1, expm1(x))
+DEFINE_UNARY_FWD(sqrt, sqrt(x))
+DEFINE_UNARY_FWD(abs, fabs(x))
+DEFINE_UNARY_FWD(sin, sin(x))
+DEFINE_UNARY_FWD(cos, cos(x))
+DEFINE_UNARY_FWD(tanh, tanh(x))
+DEFINE_UNARY_FWD(erf, erf(x))
+DEFINE_UNARY_FWD(sign, (x > 0) - (x < 0))
+DEFINE_UNARY_FWD(step, x > 0)
+DEFINE_UNARY_FWD(stop_gradient, x)
+
+/* d(-x) = -v */
+static nb_tensor *neg_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    (void)out;
+    return nb_neg(g, v);
+}
+/* d(e^x) = v·y */
+static nb_tensor *exp_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_mul(g, v, out);
+}
+/* d(ln x) = v/x */
+static nb_tensor *log_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_div(g, v, out->inputs[0]);
+}
+/* d(ln(1+x)) = v/(1+x) */
+static nb_tensor *log1p_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_div(g, v, nb_add_scalar(g, out->inputs[0], 1.0));
+}
+/* d(e^x - 1) = v·(y+1) */
+static nb_tensor *expm1_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_mul(g, v, nb_add_scalar(g, out, 1.0));
+}
+/* d(sqrt x) = v/(2y) */
+static nb_tensor *sqrt_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_div(g, v, nb_scale(g, out, 2.0));
+}
+/* d|x| = v·sign(x) */
+static nb_tensor *abs_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_mul(g, v, nb_sign(g, out->inputs[0]));
+}
+/* d(sin x) = v·cos x */
+static nb_tensor *sin_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_mul(g, v, nb_cos(g, out->inputs[0]));
+}
+/* d(cos x) = -v·sin x */
+static nb_tensor *cos_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_neg(g, nb_mul(g, v, nb_sin(g, out->inputs[0])));
+}
+/* d(tanh x) = v·(1 - y²) */
+static nb_tensor *tanh_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_mul(g, v, nb_sub(g, nbk_const(g, out, 1.0), nb_square(g, out)));
+}
+/* d(erf x) = v·(2/√π)·e^(-x²) */
+static nb_tensor *erf_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    nb_tensor *x = out->inputs[0];
+    nb_tensor *e = nb_exp(g, nb_neg(g, nb_square(g, x)));
+    return nb_mul(g, v, nb_scale(g, e, 1.12837916709551257390)); /* 2/sqrt(pi) */
+}
+
+DEFINE_UNARY_RULES(neg)
+DEFINE_UNARY_RULES(exp)
+DEFINE_UNARY_RULES(log)
+DEFINE_UNARY_RULES(log1p)
+DEFINE_UNARY_RULES(expm1)
+DEFINE_UNARY_RULES(sqrt)
+DEFINE_UNARY_RULES(abs)
+DEFINE_UNARY_RULES(sin)
+DEFINE_UNARY_RULES(cos)
+DEFINE_UNARY_RULES(tanh)
+DEFINE_UNARY_RULES(erf)
+
+/* ------------------------------------------------------------ binary ops */
+
+#define BINARY_BODY(T, EXPR)                                                      \
+    do {                                                                          \
+        T *o = out->data;                                                         \
+        const T *a = out->inputs[0]->data, *b = out->inputs[1]->data;             \
+        int64_t idx[NB_MAX_RANK], off[3];                                         \
+        nbk_plan_index(p, r0, idx);                                               \
+        nbk_plan_offsets(p, r0, off);                                             \
+        int64_t sa = p->stride[0][p->rank - 1], sb = p->stride[1][p->rank - 1];   \
+        for (int64_t r = r0; r < r1; r++) {                                       \
+            T *po = o + r * p->inner;                                             \
+            const T *pa = a + off[0], *pb = b + off[1];                           \
+            if (sa && sb) {                                                       \
+                for (int64_t j = j0; j < j1; j++) {                               \
+                    T x = pa[j], y = pb[j];                                       \
+                    po[j] = (EXPR);                                               \
+                }                                                                 \
+            } else if (sa) {                                                      \
+                T y = pb[0];                                                      \
+                for (int64_t j = j0; j < j1; j++) {                               \
+                    T x = pa[j];                                                  \
+                    po[j] = (EXPR);                                               \
+                }                                                                 \
+            } else if (sb) {                                                      \
+                T x = pa[0];                                                      \
+                for (int64_t j = j0; j < j1; j++) {                               \
+                    T y = pb[j];                                                  \
+                    po[j] = (EXPR);                                               \
+                }                                                                 \
+            } else {                                                              \
+                T x = pa[0], y = pb[0];                                           \
+                for (int64_t j = j0; j < j1; j++)                                 \
+                    po[j] = (EXPR);                                               \
+            }                                                                     \
+            nbk_plan_next(p, idx, off);                                           \
+        }                                                                         \
+    } while (0)
+
+#define DEFINE_BINARY_FWD(NAME, ID, EXPR)                                         \
+    static void NAME##_rows(const nbk_plan *p, nb_tensor *out, int64_t r0,        \
+                            int64_t r1, int64_t j0, int64_t j1)                   \
+    {                                                                             \
+        if (out->dtype == NB_F32)                                                 \
+            BINARY_BODY(float, EXPR);                                             \
+        else                                                                      \
+            BINARY_BODY(double, EXPR);                                            \
+    }                                                                             \
+    nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                       \
+    {                                                                             \
+        run(g, out, 2, NAME##_rows);                                              \
+        return NB_OK;                                                             \
+    }                                                                             \
+    nb_tensor *nb_##NAME(nb_graph *g, nb_tensor *a, nb_tensor *b)                 \
+    {                                                                             \
+        nb_tensor *in[2] = {a, b};                                                \
+        return nbo_apply(g, &nbo_table[ID], in, 2, NULL);                         \
+    }
+
+DEFINE_BINARY_FWD(add, NB_OP_ADD, x + y)
+DEFINE_BINARY_FWD(sub, NB_OP_SUB, x - y)
+DEFINE_BINARY_FWD(mul, NB_OP_MUL, x *y)
+DEFINE_BINARY_FWD(div, NB_OP_DIV, x / y)
+DEFINE_BINARY_FWD(pow, NB_OP_POW, pow(x, y))
+DEFINE_BINARY_FWD(maximum, NB_OP_MAXIMUM, (x > y || x != x) ? x : y)
+DEFINE_BINARY_FWD(minimum, NB_OP_MINIMUM, (x < y || x != x) ? x : y)
+DEFINE_BINARY_FWD(gt, NB_OP_GT, x > y)
+DEFINE_BINARY_FWD(ge, NB_OP_GE, x >= y)
+DEFINE_BINARY_FWD(lt, NB_OP_LT, x < y)
+DEFINE_BINARY_FWD(le, NB_OP_LE, x <= y)
+DEFINE_BINARY_FWD(eq, NB_OP_EQ, x == y)
+
+#define A(out) ((out)->inputs[0])
+#define B(out) ((out)->inputs[1])
+
+/* d(a+b): da = g, db = g */
+nb_tensor *nbo_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbk_unbroadcast(g, gr, out->inputs[i]);
+}
+nb_tensor *nbo_add_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    (void)out;
+    return nb_add(g, t[0], t[1]);
+}
+
+/* d(a-b): da = g, db = -g */
+nb_tensor *nbo_sub_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbk_unbroadcast(g, i == 0 ? gr : nb_neg(g, gr), out->inputs[i]);
+}
+nb_tensor *nbo_sub_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    (void)out;
+    return nb_sub(g, t[0], t[1]);
+}
+
+/* d(a·b): da = g·b, db = g·a */
+nb_tensor *nbo_mul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbk_unbroadcast(g, nb_mul(g, gr, out->inputs[1 - i]), out->inputs[i]);
+}
+nb_tensor *nbo_mul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_add(g, nb_mul(g, t[0], B(out)), nb_mul(g, A(out), t[1]));
+}
+
+/* d(a/b): da = g/b, db = -g·y/b */
+nb_tensor *nbo_div_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    if (i == 0)
+        return nbk_unbroadcast(g, nb_div(g, gr, B(out)), A(out));
+    return nbk_unbroadcast(g, nb_neg(g, nb_mul(g, gr, nb_div(g, out, B(out)))), B(out));
+}
+nb_tensor *nbo_div_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    /* (ta - y·tb) / b */
+    return nb_div(g, nb_sub(g, t[0], nb_mul(g, out, t[1])), B(out));
+}
+
+/* d(a^b): da = g·b·a^(b-1); db = g·y·ln a, taken as 0 where a == 0 */
+static nb_tensor *pow_da(nb_graph *g, nb_tensor *out)
+{
+    return nb_mul(g, B(out), nb_pow(g, A(out), nb_add_scalar(g, B(out), -1.0)));
+}
+static nb_tensor *pow_db(nb_graph *g, nb_tensor *out)
+{
+    nb_tensor *zero = nbk_const(g, out, 0.0);
+    nb_tensor *a_is_0 = nb_eq(g, A(out), zero);
+    nb_tensor *safe_a = nb_where(g, a_is_0, nbk_const(g, out, 1.0), A(out));
+    return nb_where(g, a_is_0, zero, nb_mul(g, out, nb_log(g, safe_a)));
+}
+nb_tensor *nbo_pow_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    nb_tensor *d = i == 0 ? pow_da(g, out) : pow_db(g, out);
+    return nbk_unbroadcast(g, nb_mul(g, gr, d), out->inputs[i]);
+}
+nb_tensor *nbo_pow_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_add(g, nb_mul(g, t[0], pow_da(g, out)), nb_mul(g, t[1], pow_db(g, out)));
+}
+
+/* Share of the gradient that input `i` of maximum/minimum receives: 1 where
+ * it wins (`wins` compares it against the other), 1/2 at ties, 0 elsewhere. */
+static nb_tensor *extremum_share(nb_graph *g, nb_tensor *out, int i,
+                                 nb_tensor *(*wins)(nb_graph *, nb_tensor *, nb_tensor *))
+{
+    nb_tensor *mine = out->inputs[i], *other = out->inputs[1 - i];
+    return nb_add(g, wins(g, mine, other), nb_scale(g, nb_eq(g, mine, other), 0.5));
+}
+
+/* d max(a,b): the larger input gets g, halves at ties */
+nb_tensor *nbo_maximum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbk_unbroadcast(g, nb_mul(g, gr, extremum_share(g, out, i, nb_gt)), out->inputs[i]);
+}
+nb_tensor *nbo_maximum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_add(g, nb_mul(g, t[0], extremum_share(g, out, 0, nb_gt)),
+                  nb_mul(g, t[1], extremum_share(g, out, 1, nb_gt)));
+}
+
+/* d min(a,b): the smaller input gets g, halves at ties */
+nb_tensor *nbo_minimum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbk_unbroadcast(g, nb_mul(g, gr, extremum_share(g, out, i, nb_lt)), out->inputs[i]);
+}
+nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_add(g, nb_mul(g, t[0], extremum_share(g, out, 0, nb_lt)),
+                  nb_mul(g, t[1], extremum_share(g, out, 1, nb_lt)));
+}
+
+/* ------------------------------------------------------------------ where */
+
+#define WHERE_BODY(T)                                                             \
+    do {                                                                          \
+        T *o = out->data;                                                         \
+        const T *a = out->inputs[1]->data, *b = out->inputs[2]->data;             \
+        int64_t idx[NB_MAX_RANK], off[3];                                         \
+        nbk_plan_index(p, r0, idx);                                               \
+        nbk_plan_offsets(p, r0, off);                                             \
+        int64_t sm = p->stride[0][p->rank - 1], sa = p->stride[1][p->rank - 1],   \
+                sb = p->stride[2][p->rank - 1];                                   \
+        for (int64_t r = r0; r < r1; r++) {                                       \
+            T *po = o + r * p->inner;                                             \
+            const T *pa = a + off[1], *pb = b + off[2];                           \
+            for (int64_t j = j0; j < j1; j++) {                                   \
+                bool m = mask32 ? mask32[off[0] + j * sm] != 0                    \
+                                : mask64[off[0] + j * sm] != 0;                   \
+                po[j] = m ? pa[j * sa] : pb[j * sb];                              \
+            }                                                                     \
+            nbk_plan_next(p, idx, off);                                           \
+        }                                                                         \
+    } while (0)
+
+static void where_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
+                       int64_t j1)
+{
+    const nb_tensor *mask = out->inputs[0];
+    const float *mask32 = mask->dtype == NB_F32 ? mask->data : NULL;
+    const double *mask64 = mask->dtype == NB_F64 ? mask->data : NULL;
+    if (out->dtype == NB_F32)
+        WHERE_BODY(float);
+    else
+        WHERE_BODY(double);
+}
+
+nb_status nbo_where_fwd(nb_graph *g, nb_tensor *out)
+{
+    run(g, out, 3, where_rows);
+    return NB_OK;
+}
+
+nb_tensor *nb_where(nb_graph *g, nb_tensor *mask, nb_tensor *a, nb_tensor *b)
+{
+    nb_tensor *in[3] = {mask, a, b};
+    return nbo_apply(g, &nbo_table[NB_OP_WHERE], in, 3, NULL);
+}
+
+/* d where(m,a,b): da = where(m,g,0), db = where(m,0,g); the mask gets none */
+nb_tensor *nbo_where_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    if (i == 0)
+        return NULL;
+    nb_tensor *zero = nbk_const(g, out, 0.0);
+    nb_tensor *m = out->inputs[0];
+    nb_tensor *d = i == 1 ? nb_where(g, m, gr, zero) : nb_where(g, m, zero, gr);
+    return nbk_unbroadcast(g, d, out->inputs[i]);
+}
+nb_tensor *nbo_where_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_where(g, out->inputs[0], t[1], t[2]);
+}
+
+/* ------------------------------------------ conveniences over primitives */
+
+nb_tensor *nb_scale(nb_graph *g, nb_tensor *x, double s)
+{
+    if (!x)
+        return NULL;
+    return nb_mul(g, x, nb_scalar(g, x->dtype, s));
+}
+
+nb_tensor *nb_add_scalar(nb_graph *g, nb_tensor *x, double s)
+{
+    if (!x)
+        return NULL;
+    return nb_add(g, x, nb_scalar(g, x->dtype, s));
+}
+
+nb_tensor *nb_square(nb_graph *g, nb_tensor *x)
+{
+    return nb_mul(g, x, x);
+}

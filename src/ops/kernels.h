@@ -1,0 +1,74 @@
+/* Helpers shared by the op files: broadcasting plans, dtype dispatch,
+ * OpenMP loops, and small compositions used by derivative rules. */
+#ifndef NABLA_OPS_KERNELS_H
+#define NABLA_OPS_KERNELS_H
+
+#include "table.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define NBK_PRAGMA(x) _Pragma(#x)
+#else
+#define NBK_PRAGMA(x)
+#endif
+
+/* ------------------------------------------------------------ broadcasting */
+
+/* Broadcast shape of n tensors by NumPy rules into rank/shape; records a
+ * shape error under op and returns it when they do not broadcast. */
+nb_status nbk_broadcast_shape(nb_graph *g, const char *op, nb_tensor *const *in, int n, int *rank,
+                              int64_t *shape);
+
+/* How to walk up to three broadcast inputs along an output: after merging
+ * axes that are contiguous in every operand, element strides per input
+ * (0 on broadcast axes). rank >= 1; the last axis is the inner loop. */
+typedef struct nbk_plan {
+    int rank;
+    int n_in;
+    int64_t shape[NB_MAX_RANK];
+    int64_t stride[3][NB_MAX_RANK];
+    int64_t inner; /* shape[rank-1] */
+    int64_t outer; /* product of the other axes */
+} nbk_plan;
+
+void nbk_plan_make(nbk_plan *p, const nb_tensor *out, nb_tensor *const *in, int n);
+
+/* Element offsets of each input at the start of outer row `row`. */
+void nbk_plan_offsets(const nbk_plan *p, int64_t row, int64_t *off);
+
+/* Step the offsets from one outer row to the next (odometer over the
+ * outer axes, held in idx). */
+static inline void nbk_plan_next(const nbk_plan *p, int64_t *idx, int64_t *off)
+{
+    for (int d = p->rank - 2; d >= 0; d--) {
+        idx[d]++;
+        for (int k = 0; k < p->n_in; k++)
+            off[k] += p->stride[k][d];
+        if (idx[d] < p->shape[d])
+            return;
+        for (int k = 0; k < p->n_in; k++)
+            off[k] -= p->stride[k][d] * p->shape[d];
+        idx[d] = 0;
+    }
+}
+
+/* The row index tuple of outer row `row`. */
+static inline void nbk_plan_index(const nbk_plan *p, int64_t row, int64_t *idx)
+{
+    for (int d = p->rank - 2; d >= 0; d--) {
+        idx[d] = row % p->shape[d];
+        row /= p->shape[d];
+    }
+}
+
+/* ----------------------------------------------------- rule compositions */
+
+/* Sum a gradient back to the shape of input x (identity when equal). */
+nb_tensor *nbk_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *x);
+/* A rank-0 constant of like's dtype. */
+nb_tensor *nbk_const(nb_graph *g, const nb_tensor *like, double v);
+
+/* Normalise an axis (negative counts from the end) against rank; -1 if out of range. */
+int nbk_axis(int axis, int rank);
+
+#endif

@@ -1,0 +1,181 @@
+/* The built-in op table: one entry per primitive (see table.c). */
+#ifndef NABLA_OPS_TABLE_H
+#define NABLA_OPS_TABLE_H
+
+#include "../core/internal.h"
+
+enum nbo_id {
+    NB_OP_NEG,
+    NB_OP_EXP,
+    NB_OP_LOG,
+    NB_OP_LOG1P,
+    NB_OP_EXPM1,
+    NB_OP_SQRT,
+    NB_OP_ABS,
+    NB_OP_SIN,
+    NB_OP_COS,
+    NB_OP_TANH,
+    NB_OP_ERF,
+    NB_OP_SIGN,
+    NB_OP_STEP,
+    NB_OP_ADD,
+    NB_OP_SUB,
+    NB_OP_MUL,
+    NB_OP_DIV,
+    NB_OP_POW,
+    NB_OP_MAXIMUM,
+    NB_OP_MINIMUM,
+    NB_OP_GT,
+    NB_OP_GE,
+    NB_OP_LT,
+    NB_OP_LE,
+    NB_OP_EQ,
+    NB_OP_WHERE,
+    NB_OP_SUM,
+    NB_OP_MEAN,
+    NB_OP_MAX,
+    NB_OP_SUM_TO,
+    NB_OP_BROADCAST_TO,
+    NB_OP_RESHAPE,
+    NB_OP_PERMUTE,
+    NB_OP_SLICE,
+    NB_OP_UNSLICE,
+    NB_OP_CONCAT,
+    NB_OP_GATHER,
+    NB_OP_SCATTER_ADD,
+    NB_OP_ONE_HOT,
+    NB_OP_MATMUL,
+    NB_OP_CAST,
+    NB_OP_STOP_GRADIENT,
+    NB_OP_COUNT
+};
+
+/* shape rules shared by families of ops */
+nb_status nbo_binary_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_broadcast_to_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_cast_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_concat_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_gather_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_one_hot_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_permute_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_reduce_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_reshape_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_scatter_add_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_slice_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_unary_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_unslice_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_where_shape(nb_graph *g, nb_tensor *out);
+
+/* kernels and derivative rules */
+nb_status nbo_neg_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_neg_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_neg_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_exp_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_exp_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_exp_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_log_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_log_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_log_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_log1p_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_log1p_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_log1p_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_expm1_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_expm1_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_expm1_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sqrt_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sqrt_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sqrt_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_abs_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_abs_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_abs_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sin_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sin_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sin_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_cos_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_cos_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_cos_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_tanh_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_tanh_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_tanh_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_erf_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_erf_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_erf_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sign_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_step_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_add_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_add_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sub_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sub_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sub_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_mul_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_mul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_mul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_div_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_div_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_div_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_pow_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_pow_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_pow_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_maximum_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_maximum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_maximum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_minimum_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_minimum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_gt_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_ge_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_lt_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_le_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_eq_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_where_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_where_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_where_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sum_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_mean_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_mean_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_mean_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_max_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_max_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_max_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sum_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sum_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_broadcast_to_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_broadcast_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_broadcast_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_reshape_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_reshape_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_reshape_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_permute_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_permute_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_permute_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_slice_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_slice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_slice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_unslice_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_unslice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_unslice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_concat_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_concat_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_concat_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_gather_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_gather_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_gather_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_scatter_add_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_scatter_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_scatter_add_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_one_hot_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_matmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_matmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_cast_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_cast_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_stop_gradient_fwd(nb_graph *g, nb_tensor *out);
+
+#endif
