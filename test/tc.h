@@ -1,0 +1,53 @@
+/* Test support: derivative checks shared by the op tests (cmocka). */
+#ifndef NABLA_TEST_TC_H
+#define NABLA_TEST_TC_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "nabla.h"
+
+/* A shape for tc_check: rank and sizes. */
+typedef struct tc_shape {
+    int rank;
+    int64_t dims[NB_MAX_RANK];
+} tc_shape;
+
+/* Builds the function under test from its inputs (already in g). */
+typedef nb_tensor *(*tc_fn)(nb_graph *g, nb_tensor *const *in, void *ctx);
+
+/* Options of tc_check; zero-initialised fields take the defaults. */
+typedef struct tc_opts {
+    double lo, hi;        /* inputs drawn uniformly from [lo, hi] (default [-2, 2]) */
+    uint64_t seed;        /* RNG seed (default 1) */
+    double rel_tol;       /* reverse vs central differences (default 1e-6) */
+    double dot_tol;       /* <J u, v> vs <u, J^T v> (default 1e-10) */
+    double f32_tol;       /* f32 vs f64 values and gradients (default 2e-3) */
+    unsigned no_grad_mask; /* bit i set: input i gets no gradient check (e.g. a mask) */
+    bool integer_inputs;  /* round inputs to integers (indices, masks) */
+} tc_opts;
+
+/*
+ * Check one function in f64 on random inputs of the given shapes:
+ *  1. reverse mode: the VJP with a random seed v equals central differences
+ *     of <v, f(x)> for every input element, within rel_tol (relative to
+ *     max(1, |value|));
+ *  2. forward mode ties to reverse mode: <J u, v> = <u, J^T v> for random
+ *     tangents u, within dot_tol relative;
+ *  3. the f32 kernels: f evaluated on the same inputs cast to f32 agrees
+ *     with f64 (values and reverse gradients) within f32_tol relative.
+ * Fails the running cmocka test with a message naming @p label, the input,
+ * the element and both values.
+ */
+void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *shapes,
+              const tc_opts *opts);
+
+/* Assert |a - b| <= tol (absolute), with a message. */
+#define tc_near(a, b, tol) tc_near_((a), (b), (tol), #a, __FILE__, __LINE__)
+void tc_near_(double a, double b, double tol, const char *what, const char *file, int line);
+
+#endif

@@ -1,0 +1,148 @@
+/* Gradient checks of the elementwise ops, with broadcasting. */
+
+#include "tc.h"
+
+#include <math.h>
+
+typedef nb_tensor *(*unary_fn)(nb_graph *, nb_tensor *);
+typedef nb_tensor *(*binary_fn)(nb_graph *, nb_tensor *, nb_tensor *);
+
+typedef struct unary_op {
+    unary_fn fn;
+} unary_op;
+typedef struct binary_op {
+    binary_fn fn;
+} binary_op;
+
+static nb_tensor *apply_unary(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    return ((unary_op *)ctx)->fn(g, in[0]);
+}
+
+static nb_tensor *apply_binary(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    return ((binary_op *)ctx)->fn(g, in[0], in[1]);
+}
+
+static const tc_shape unary_shapes[] = {{0, {0}}, {1, {5}}, {2, {3, 4}}};
+
+static void check_unary(const char *name, unary_fn fn, double lo, double hi)
+{
+    for (size_t s = 0; s < sizeof unary_shapes / sizeof *unary_shapes; s++) {
+        tc_opts o = {.lo = lo, .hi = hi, .seed = 10 + s};
+        unary_op op = {fn};
+        tc_check(name, apply_unary, &op, 1, &unary_shapes[s], &o);
+    }
+}
+
+static void test_unary(void **state)
+{
+    (void)state;
+    check_unary("neg", nb_neg, -2, 2);
+    check_unary("exp", nb_exp, -2, 2);
+    check_unary("log", nb_log, 0.2, 3);
+    check_unary("log1p", nb_log1p, -0.5, 3);
+    check_unary("expm1", nb_expm1, -2, 2);
+    check_unary("sqrt", nb_sqrt, 0.2, 3);
+    check_unary("abs", nb_abs, -2, 2);
+    check_unary("sin", nb_sin, -3, 3);
+    check_unary("cos", nb_cos, -3, 3);
+    check_unary("tanh", nb_tanh, -2, 2);
+    check_unary("erf", nb_erf, -2, 2);
+}
+
+/* Pairs of broadcasting shapes: equal, [3,4]+[4], [3,1]*[1,4], []*[2,3], [2,1,3]+[4,1]. */
+static const tc_shape pairs[][2] = {
+    {{2, {3, 4}}, {2, {3, 4}}}, {{2, {3, 4}}, {1, {4}}}, {{2, {3, 1}}, {2, {1, 4}}},
+    {{0, {0}}, {2, {2, 3}}},    {{3, {2, 1, 3}}, {2, {4, 1}}},
+};
+
+static void check_binary(const char *name, binary_fn fn, double lo, double hi, unsigned no_grad)
+{
+    for (size_t s = 0; s < sizeof pairs / sizeof *pairs; s++) {
+        tc_opts o = {.lo = lo, .hi = hi, .seed = 20 + s, .no_grad_mask = no_grad};
+        binary_op op = {fn};
+        tc_check(name, apply_binary, &op, 2, pairs[s], &o);
+    }
+}
+
+static void test_binary(void **state)
+{
+    (void)state;
+    check_binary("add", nb_add, -2, 2, 0);
+    check_binary("sub", nb_sub, -2, 2, 0);
+    check_binary("mul", nb_mul, -2, 2, 0);
+    check_binary("div", nb_div, 0.5, 2, 0);
+    check_binary("pow", nb_pow, 0.5, 2, 0);
+    check_binary("maximum", nb_maximum, -2, 2, 0);
+    check_binary("minimum", nb_minimum, -2, 2, 0);
+}
+
+static nb_tensor *where_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    return nb_where(g, nb_gt(g, in[0], nb_scalar(g, nb_tensor_dtype(in[0]), 0.0)), in[1], in[2]);
+}
+
+static void test_where(void **state)
+{
+    (void)state;
+    tc_shape s[3] = {{2, {3, 4}}, {1, {4}}, {2, {3, 1}}};
+    tc_opts o = {.no_grad_mask = 1};
+    tc_check("where", where_fn, NULL, 3, s, &o);
+}
+
+/* Comparisons, sign and step give exact masks and no gradient. */
+static void test_masks(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    double a[] = {-1, 0, 2}, b[] = {0, 0, 1};
+    nb_tensor *ta = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, a), true);
+    nb_tensor *tb = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, b);
+    struct {
+        binary_fn fn;
+        double want[3];
+    } cases[] = {{nb_gt, {0, 0, 1}}, {nb_ge, {0, 1, 1}}, {nb_lt, {1, 0, 0}},
+                 {nb_le, {1, 1, 0}}, {nb_eq, {0, 1, 0}}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        nb_tensor *m = cases[c].fn(g, ta, tb);
+        assert_non_null(m);
+        assert_false(nb_tensor_needs_grad(m));
+        for (int i = 0; i < 3; i++)
+            tc_near(nb_tensor_get(m, i), cases[c].want[i], 0);
+    }
+    nb_tensor *s = nb_sign(g, ta), *st = nb_step(g, ta);
+    double ws[] = {-1, 0, 1}, wst[] = {0, 0, 1};
+    for (int i = 0; i < 3; i++) {
+        tc_near(nb_tensor_get(s, i), ws[i], 0);
+        tc_near(nb_tensor_get(st, i), wst[i], 0);
+    }
+    assert_false(nb_tensor_needs_grad(s));
+    assert_false(nb_tensor_needs_grad(st));
+    nb_graph_free(g);
+}
+
+/* Ties of maximum/minimum split the gradient in halves. */
+static void test_extremum_ties(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *a = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *b = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *y = nb_add(g, nb_maximum(g, a, b), nb_minimum(g, a, b));
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    tc_near(nb_tensor_item(nb_tensor_grad(a)), 1.0, 0);
+    tc_near(nb_tensor_item(nb_tensor_grad(b)), 1.0, 0);
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary),         cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_where),         cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_extremum_ties),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
