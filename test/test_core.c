@@ -1,0 +1,616 @@
+/* The engine itself: the course notes' worked examples, reverse and forward
+ * sweeps, higher-order derivatives, errors, allocation, threads. */
+
+#include "tc.h"
+
+#include "../src/core/internal.h" /* white box: the arena chunk size */
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static nb_tensor *leaf(nb_graph *g, double v)
+{
+    return nb_tensor_requires_grad(nb_scalar(g, NB_F64, v), true);
+}
+
+static double grad_of(const nb_tensor *t)
+{
+    return nb_tensor_item(nb_tensor_grad(t));
+}
+
+/* f(x,y,z) = (x+y)·z at (-2, 5, -4): df/dx = -4, df/dy = -4, df/dz = 3. */
+static void test_seed_example_sum_times(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = leaf(g, -2), *y = leaf(g, 5), *z = leaf(g, -4);
+    nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);
+    assert_non_null(f);
+    tc_near(nb_tensor_item(f), -12, 0);
+    assert_int_equal(nb_backward(g, f), NB_OK);
+    tc_near(grad_of(x), -4, 1e-12);
+    tc_near(grad_of(y), -4, 1e-12);
+    tc_near(grad_of(z), 3, 1e-12);
+
+    /* the same by forward mode, one sweep per input */
+    nb_tensor *xs[3] = {x, y, z};
+    double want[3] = {-4, -4, 3};
+    for (int i = 0; i < 3; i++) {
+        nb_tensor *t[3];
+        for (int k = 0; k < 3; k++)
+            t[k] = nb_scalar(g, NB_F64, k == i);
+        nb_tensor *df = NULL;
+        assert_int_equal(nb_jvp(g, f, xs, t, 3, &df), NB_OK);
+        tc_near(nb_tensor_item(df), want[i], 1e-12);
+    }
+    nb_graph_free(g);
+}
+
+/* f(x;w,b) = 1/(exp(-(wx+b))+1) at x=1, w=0, b=0: df/dw = df/db = 0.25,
+ * by reverse mode and by forward mode. */
+static void test_seed_example_logistic(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_scalar(g, NB_F64, 1), *w = leaf(g, 0), *b = leaf(g, 0);
+    nb_tensor *z = nb_add(g, nb_mul(g, w, x), b);
+    nb_tensor *f = nb_div(g, nb_scalar(g, NB_F64, 1),
+                          nb_add_scalar(g, nb_exp(g, nb_neg(g, z)), 1.0));
+    assert_non_null(f);
+    tc_near(nb_tensor_item(f), 0.5, 1e-12);
+    assert_int_equal(nb_backward(g, f), NB_OK);
+    tc_near(grad_of(w), 0.25, 1e-12);
+    tc_near(grad_of(b), 0.25, 1e-12);
+
+    nb_tensor *one = nb_scalar(g, NB_F64, 1), *zero = nb_scalar(g, NB_F64, 0);
+    nb_tensor *xs[2] = {w, b}, *dw_t[2] = {one, zero}, *db_t[2] = {zero, one};
+    nb_tensor *dfw = NULL, *dfb = NULL;
+    assert_int_equal(nb_jvp(g, f, xs, dw_t, 2, &dfw), NB_OK);
+    assert_int_equal(nb_jvp(g, f, xs, db_t, 2, &dfb), NB_OK);
+    tc_near(nb_tensor_item(dfw), 0.25, 1e-12);
+    tc_near(nb_tensor_item(dfb), 0.25, 1e-12);
+    nb_graph_free(g);
+}
+
+/* XOR with W = [[1,1],[1,1]], c = [0,-1], w = [1,-2], b = 0 and ReLU
+ * outputs [0,1,1,0] on the four inputs. */
+static void test_seed_example_xor(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    double X[] = {0, 0, 0, 1, 1, 0, 1, 1}, W[] = {1, 1, 1, 1}, c[] = {0, -1}, w[] = {1, -2};
+    nb_tensor *tx = nb_tensor_from(g, NB_F64, 2, (int64_t[]){4, 2}, X);
+    nb_tensor *tW = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 2}, W);
+    nb_tensor *tc_ = nb_tensor_from(g, NB_F64, 1, (int64_t[]){2}, c);
+    nb_tensor *tw = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 1}, w);
+    nb_tensor *h = nb_maximum(g, nb_add(g, nb_matmul(g, tx, tW, false, false), tc_),
+                              nb_scalar(g, NB_F64, 0));
+    nb_tensor *y = nb_add(g, nb_matmul(g, h, tw, false, false), nb_scalar(g, NB_F64, 0));
+    assert_non_null(y);
+    double want[4] = {0, 1, 1, 0};
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(y, i), want[i], 0);
+    nb_graph_free(g);
+}
+
+/* Gradients accumulate with += over repeated backward calls and over
+ * several uses of one tensor. */
+static void test_accumulation(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = leaf(g, 3);
+    nb_tensor *y = nb_add(g, nb_mul(g, x, x), x); /* x² + x: dy/dx = 7 */
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    tc_near(grad_of(x), 7, 0);
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    tc_near(grad_of(x), 14, 0);
+    nb_graph_free(g);
+}
+
+/* The second derivative of sin is -sin, through create_graph. */
+static void test_second_derivative_sin(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    for (double v = -3; v <= 3; v += 0.7) {
+        nb_tensor *x = leaf(g, v);
+        nb_tensor *y = nb_sin(g, x);
+        nb_tensor *dy = NULL, *d2y = NULL;
+        assert_int_equal(nb_grad(g, y, NULL, &x, 1, &dy, true), NB_OK);
+        tc_near(nb_tensor_item(dy), cos(v), 1e-15);
+        assert_true(nb_tensor_needs_grad(dy));
+        assert_int_equal(nb_grad(g, dy, NULL, &x, 1, &d2y, true), NB_OK);
+        tc_near(nb_tensor_item(d2y), -sin(v), 1e-15);
+        nb_tensor *d3y = NULL;
+        assert_int_equal(nb_grad(g, d2y, NULL, &x, 1, &d3y, false), NB_OK);
+        tc_near(nb_tensor_item(d3y), -cos(v), 1e-15);
+    }
+    nb_graph_free(g);
+}
+
+/* Hessian-vector product of f(x) = ½ xᵀAx (A symmetric) equals A·v:
+ * differentiate <∇f, v> again. */
+static void test_hessian_vector_product(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    double A[9] = {4, 1, -2, 1, 3, 0.5, -2, 0.5, 5}, X[3] = {0.3, -1.2, 2}, V[3] = {1, -2, 0.5};
+    nb_tensor *a = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 3}, A);
+    nb_tensor *x = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, X), true);
+    nb_tensor *v = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, V);
+    nb_tensor *ax = nb_matmul(g, a, x, false, false);
+    nb_tensor *f = nb_scale(g, nb_sum(g, nb_mul(g, x, ax), NULL, 0, false), 0.5);
+    nb_tensor *grad = NULL, *hv = NULL;
+    assert_int_equal(nb_grad(g, f, NULL, &x, 1, &grad, true), NB_OK);
+    for (int i = 0; i < 3; i++) /* ∇f = A x */
+        tc_near(nb_tensor_get(grad, i), A[3 * i] * X[0] + A[3 * i + 1] * X[1] + A[3 * i + 2] * X[2],
+                1e-12);
+    nb_tensor *gv = nb_sum(g, nb_mul(g, grad, v), NULL, 0, false);
+    assert_int_equal(nb_grad(g, gv, NULL, &x, 1, &hv, false), NB_OK);
+    for (int i = 0; i < 3; i++)
+        tc_near(nb_tensor_get(hv, i), A[3 * i] * V[0] + A[3 * i + 1] * V[1] + A[3 * i + 2] * V[2],
+                1e-12);
+    nb_graph_free(g);
+}
+
+/* A chain of 10^6 ops backpropagates without recursion. */
+static void test_deep_chain(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = leaf(g, 0.5);
+    nb_tensor *y = x;
+    const int n = 1000000;
+    for (int i = 0; i < n; i++)
+        y = nb_add_scalar(g, y, 1e-6);
+    assert_non_null(y);
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    tc_near(grad_of(x), 1.0, 0);
+    tc_near(nb_tensor_item(y), 1.5, 1e-9);
+    nb_graph_free(g);
+}
+
+/* Full Jacobians agree both ways, and the evaluation counts show that
+ * forward mode costs a sweep per input and reverse mode one per output. */
+static void test_jacobian_modes(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 7);
+    nb_tensor *W = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 5}, 0, 1);
+    nb_tensor *x = nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
+    nb_tensor *y = nb_tanh(g, nb_matmul(g, W, x, false, false)); /* R^5 -> R^2 */
+    assert_non_null(y);
+    uint64_t e0 = nb_graph_evals(g);
+    nb_tensor *Jf = nb_jacobian(g, y, x, NB_FORWARD);
+    uint64_t e1 = nb_graph_evals(g);
+    nb_tensor *Jr = nb_jacobian(g, y, x, NB_REVERSE);
+    uint64_t e2 = nb_graph_evals(g);
+    assert_non_null(Jf);
+    assert_non_null(Jr);
+    assert_int_equal(nb_tensor_rank(Jf), 4);
+    for (int64_t i = 0; i < nb_tensor_size(Jf); i++)
+        tc_near(nb_tensor_get(Jf, i), nb_tensor_get(Jr, i), 1e-14);
+    /* dy_i/dx_j = (1 - y_i²) W_ij */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 5; j++) {
+            double yi = nb_tensor_get(y, i);
+            tc_near(nb_tensor_get(Jf, i * 5 + j), (1 - yi * yi) * nb_tensor_get(W, i * 5 + j), 1e-14);
+        }
+    /* 5 forward sweeps vs 2 reverse sweeps: forward mode does more work here */
+    assert_true(e1 - e0 > e2 - e1);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static void test_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *a = nb_zeros(g, NB_F64, 2, (int64_t[]){3, 4});
+    nb_tensor *b = nb_zeros(g, NB_F64, 2, (int64_t[]){5, 2});
+    nb_tensor *c32 = nb_zeros(g, NB_F32, 2, (int64_t[]){3, 4});
+
+    /* shape mismatch */
+    assert_null(nb_add(g, a, b));
+    assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "add: [3,4] and [5,2] do not broadcast"));
+    assert_string_equal(nb_graph_errop(g), "add");
+    /* the first error sticks */
+    assert_null(nb_mul(g, a, c32));
+    assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+    nb_graph_clear_error(g);
+
+    /* dtype mismatch */
+    assert_null(nb_mul(g, a, c32));
+    assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "mul: f64[3,4] and f32[3,4]: dtypes differ"));
+    nb_graph_clear_error(g);
+
+    /* matmul inner sizes */
+    assert_null(nb_matmul(g, a, b, false, false));
+    assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "matmul"));
+    assert_non_null(strstr(nb_graph_errmsg(g), "[3,4]"));
+    assert_non_null(strstr(nb_graph_errmsg(g), "[5,2]"));
+    nb_graph_clear_error(g);
+
+    /* rank over 8 */
+    int64_t big[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    assert_null(nb_zeros(g, NB_F64, 9, big));
+    assert_int_equal(nb_graph_status(g), NB_ERR_RANK);
+    assert_non_null(strstr(nb_graph_errmsg(g), "rank 9 is outside 0..8"));
+    nb_graph_clear_error(g);
+
+    /* negative size, unknown dtype */
+    assert_null(nb_zeros(g, NB_F64, 1, (int64_t[]){-3}));
+    assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+    nb_graph_clear_error(g);
+    assert_null(nb_zeros(g, (nb_dtype)7, 1, (int64_t[]){3}));
+    assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
+    nb_graph_clear_error(g);
+
+    /* backward of a non-scalar without a seed */
+    nb_tensor *x = nb_tensor_requires_grad(nb_ones(g, NB_F64, 1, (int64_t[]){3}), true);
+    nb_tensor *y = nb_exp(g, x);
+    assert_int_equal(nb_backward(g, y), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "backward: output has shape [3]"));
+    nb_graph_clear_error(g);
+    /* ... which works with a seed (vector-Jacobian product) */
+    nb_tensor *seed = nb_full(g, NB_F64, 1, (int64_t[]){3}, 2.0);
+    assert_int_equal(nb_backward_seed(g, y, seed), NB_OK);
+    tc_near(nb_tensor_get(nb_tensor_grad(x), 1), 2 * exp(1.0), 1e-12);
+    /* a seed of the wrong shape */
+    assert_int_equal(nb_backward_seed(g, y, a), NB_ERR_SHAPE);
+    nb_graph_clear_error(g);
+
+    /* backward of something that needs no gradient */
+    assert_int_equal(nb_backward(g, nb_sum(g, a, NULL, 0, false)), NB_ERR_GRAPH);
+    nb_graph_clear_error(g);
+
+    /* NULL inputs: ops return NULL quietly, no error */
+    assert_null(nb_exp(g, NULL));
+    assert_null(nb_add(g, a, NULL));
+    assert_null(nb_add(NULL, a, a));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    assert_int_equal(nb_backward(g, NULL), NB_ERR_NULL);
+    nb_graph_clear_error(g);
+    assert_null(nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
+    nb_graph_clear_error(g);
+
+    /* tensors of another graph */
+    nb_graph *g2 = nb_graph_new();
+    nb_tensor *other = nb_zeros(g2, NB_F64, 2, (int64_t[]){3, 4});
+    assert_null(nb_add(g, a, other));
+    assert_int_equal(nb_graph_status(g), NB_ERR_GRAPH);
+    nb_graph_clear_error(g);
+    nb_graph_free(g2);
+
+    /* check-finite mode names the op */
+    nb_graph_set_check_finite(g, true);
+    nb_tensor *neg = nb_tensor_set_name(nb_full(g, NB_F64, 1, (int64_t[]){2}, -1.0), "neg_input");
+    assert_null(nb_log(g, neg));
+    assert_int_equal(nb_graph_status(g), NB_ERR_NONFINITE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "log: result [2] holds NaN or Inf"));
+    assert_non_null(strstr(nb_graph_errmsg(g), "neg_input"));
+    nb_graph_free(g);
+
+    /* every status has a sentence */
+    for (int s = 0; s <= NB_ERR_NOTFOUND; s++)
+        assert_true(strlen(nb_status_str((nb_status)s)) > 1);
+    assert_string_equal(nb_status_str((nb_status)999), "unknown status");
+    assert_string_equal(nb_graph_errmsg(NULL), "no graph");
+}
+
+/* check-finite also catches a non-finite value produced by the backward pass */
+static void test_nonfinite_backward(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_graph_set_check_finite(g, true);
+    nb_tensor *x = leaf(g, 0.0);
+    nb_tensor *y = nb_sqrt(g, x); /* sqrt(0) = 0 is finite, its derivative is not */
+    assert_non_null(y);
+    assert_int_equal(nb_backward(g, y), NB_ERR_NONFINITE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "div"));
+    nb_graph_free(g);
+}
+
+/* --------------------------------------------------------------- the model */
+
+static void test_model(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = NULL, *b = NULL, *dup = NULL;
+    assert_int_equal(nb_model_add(m, "fc1.weight", NB_F64, 2, (int64_t[]){2, 3}, &w), NB_OK);
+    assert_int_equal(nb_model_add(m, "fc1.bias", NB_F64, 1, (int64_t[]){3}, &b), NB_OK);
+    assert_int_equal(nb_model_add(m, "fc1.bias", NB_F64, 1, (int64_t[]){3}, &dup), NB_ERR_EXISTS);
+    assert_null(dup);
+    assert_int_equal(nb_model_add(m, NULL, NB_F64, 1, (int64_t[]){3}, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_model_add(m, "x", NB_F64, 9, (int64_t[]){3}, NULL), NB_ERR_RANK);
+    assert_ptr_equal(nb_model_get(m, "fc1.weight"), w);
+    assert_null(nb_model_get(m, "nope"));
+    assert_int_equal(nb_model_count(m), 2);
+    assert_int_equal(nb_model_numel(m), 9);
+    assert_ptr_equal(nb_model_next(m, NULL), w);
+    assert_ptr_equal(nb_model_next(m, w), b);
+    assert_null(nb_model_next(m, b));
+    assert_string_equal(nb_tensor_name(w), "fc1.weight");
+    assert_true(nb_tensor_needs_grad(w));
+
+    for (int i = 0; i < 6; i++)
+        nb_tensor_set(w, i, i + 1);
+    /* gradients of parameters persist across graph resets and accumulate */
+    nb_graph *g = nb_graph_new();
+    for (int step = 0; step < 2; step++) {
+        nb_tensor *loss = nb_sum(g, nb_mul(g, w, w), NULL, 0, false);
+        assert_int_equal(nb_backward(g, loss), NB_OK);
+        nb_graph_reset(g);
+    }
+    for (int i = 0; i < 6; i++)
+        tc_near(nb_tensor_get(nb_tensor_grad(w), i), 2 * 2.0 * (i + 1), 0);
+    nb_model_zero_grad(m);
+    for (int i = 0; i < 6; i++)
+        tc_near(nb_tensor_get(nb_tensor_grad(w), i), 0, 0);
+    nb_graph_free(g);
+    nb_model_free(m);
+    nb_model_free(NULL);
+    nb_graph_free(NULL);
+}
+
+/* ----------------------------------------------- allocation through a hook */
+
+typedef struct counting {
+    long calls;     /* allocations (new_size > 0) so far */
+    long fail_at;   /* fail the allocation with this number (1-based); 0 never */
+    long live;      /* blocks not yet freed */
+} counting;
+
+static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    counting *c = ud;
+    (void)old_size;
+    if (new_size == 0) {
+        if (ptr)
+            c->live--;
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    if (c->fail_at && c->calls == c->fail_at)
+        return NULL;
+    void *p = realloc(ptr, new_size);
+    if (p && !ptr)
+        c->live++;
+    return p;
+}
+
+/* One small training step: y = tanh(x W + b), loss = mean((y - t)²),
+ * backward, SGD update, reset. Returns the status of the step. */
+static nb_status train_step(nb_graph *g, nb_tensor *W, nb_tensor *b, const double *xd,
+                            const double *td)
+{
+    nb_tensor *x = nb_tensor_from(g, NB_F64, 2, (int64_t[]){4, 2}, xd);
+    nb_tensor *t = nb_tensor_from(g, NB_F64, 2, (int64_t[]){4, 3}, td);
+    nb_tensor *y = nb_tanh(g, nb_add(g, nb_matmul(g, x, W, false, false), b));
+    nb_tensor *loss = nb_mean(g, nb_square(g, nb_sub(g, y, t)), NULL, 0, false);
+    if (!loss)
+        return nb_graph_status(g);
+    nb_status st = nb_backward(g, loss);
+    if (st != NB_OK)
+        return st;
+    nb_tensor *ps[2] = {W, b};
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < nb_tensor_size(ps[k]); i++)
+            nb_tensor_set(ps[k], i,
+                          nb_tensor_get(ps[k], i) - 0.1 * nb_tensor_get(nb_tensor_grad(ps[k]), i));
+    nb_graph_reset(g);
+    return NB_OK;
+}
+
+static const double XD[8] = {0, 0, 0, 1, 1, 0, 1, 1};
+static const double TD[12] = {0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1};
+
+/* After the first step, a training loop makes no allocation at all. */
+static void test_no_malloc_after_first_step(void **state)
+{
+    (void)state;
+    counting c = {0};
+    nb_model *m = nb_model_new_alloc(counting_alloc, &c);
+    nb_graph *g = nb_graph_new_alloc(counting_alloc, &c);
+    nb_tensor *W, *b;
+    assert_int_equal(nb_model_add(m, "W", NB_F64, 2, (int64_t[]){2, 3}, &W), NB_OK);
+    assert_int_equal(nb_model_add(m, "b", NB_F64, 1, (int64_t[]){3}, &b), NB_OK);
+    nb_tensor_set(W, 0, 0.5);
+    assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    long after_first = c.calls;
+    for (int step = 0; step < 20; step++) {
+        nb_model_zero_grad(m);
+        assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    }
+    assert_int_equal(c.calls, after_first);
+    nb_graph_free(g);
+    nb_model_free(m);
+    assert_int_equal(c.live, 0);
+}
+
+/* Fail every allocation of a small training step in turn: each failure
+ * gives NB_ERR_NOMEM (or a NULL handle at creation), the parameters keep
+ * their values, and nothing leaks. */
+static void test_alloc_failure_everywhere(void **state)
+{
+    (void)state;
+    /* count the allocations of a whole run first */
+    counting probe = {0};
+    {
+        nb_model *m = nb_model_new_alloc(counting_alloc, &probe);
+        nb_graph *g = nb_graph_new_alloc(counting_alloc, &probe);
+        g->arena.chunk_size = 64; /* a chunk per tensor: many places to fail */
+        nb_tensor *W, *b;
+        nb_model_add(m, "W", NB_F64, 2, (int64_t[]){2, 3}, &W);
+        nb_model_add(m, "b", NB_F64, 1, (int64_t[]){3}, &b);
+        assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+        nb_graph_free(g);
+        nb_model_free(m);
+    }
+    assert_true(probe.calls > 3);
+    int failures_seen = 0;
+    for (long n = 1; n <= probe.calls; n++) {
+        counting c = {.fail_at = n};
+        nb_model *m = nb_model_new_alloc(counting_alloc, &c);
+        nb_graph *g = nb_graph_new_alloc(counting_alloc, &c);
+        nb_tensor *W = NULL, *b = NULL;
+        nb_status st = NB_OK;
+        if (!m || !g) {
+            st = NB_ERR_NOMEM;
+        } else {
+            g->arena.chunk_size = 64;
+            st = nb_model_add(m, "W", NB_F64, 2, (int64_t[]){2, 3}, &W);
+            if (st == NB_OK)
+                st = nb_model_add(m, "b", NB_F64, 1, (int64_t[]){3}, &b);
+            if (st == NB_OK) {
+                st = train_step(g, W, b, XD, TD);
+                if (st != NB_OK) {
+                    assert_non_null(strstr(nb_graph_errmsg(g), "out of memory"));
+                    /* nothing was updated: parameters are still zero */
+                    for (int i = 0; i < 6; i++)
+                        tc_near(nb_tensor_get(W, i), 0, 0);
+                }
+            }
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+        failures_seen++;
+        nb_graph_free(g);
+        nb_model_free(m);
+        assert_int_equal(c.live, 0);
+    }
+    assert_int_equal(failures_seen, probe.calls);
+}
+
+/* ----------------------------------------------------------------- threads */
+
+typedef struct job {
+    uint64_t seed;
+    double out[16];
+} job;
+
+static void *run_job(void *arg)
+{
+    job *j = arg;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, j->seed);
+    for (int rep = 0; rep < 50; rep++) {
+        nb_tensor *x = nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){4, 4}, 0, 1), true);
+        nb_tensor *y = nb_sum(g, nb_tanh(g, nb_matmul(g, x, x, false, true)), NULL, 0, false);
+        if (nb_backward(g, y) != NB_OK)
+            break;
+        for (int i = 0; i < 16; i++)
+            j->out[i] = nb_tensor_get(nb_tensor_grad(x), i);
+        nb_graph_reset(g);
+    }
+    nb_graph_free(g);
+    return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+    (void)state;
+    job serial[2] = {{.seed = 11}, {.seed = 12}}, par[2] = {{.seed = 11}, {.seed = 12}};
+    run_job(&serial[0]);
+    run_job(&serial[1]);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, run_job, &par[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++)
+        assert_memory_equal(serial[i].out, par[i].out, sizeof serial[i].out);
+    assert_true(serial[0].out[0] != serial[1].out[0]);
+}
+
+/* ------------------------------------------------------------- rng, misc */
+
+static void test_rng(void **state)
+{
+    (void)state;
+    nb_rng a, b;
+    nb_rng_seed(&a, 42);
+    nb_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++)
+        assert_true(nb_rng_u64(&a) == nb_rng_u64(&b));
+    double sum = 0, sq = 0;
+    const int n = 100000;
+    for (int i = 0; i < n; i++) {
+        double z = nb_rng_normal(&a);
+        sum += z;
+        sq += z * z;
+    }
+    tc_near(sum / n, 0, 0.02);
+    tc_near(sq / n, 1, 0.02);
+    for (int i = 0; i < 1000; i++) {
+        assert_true(nb_rng_below(&a, 7) < 7);
+        double u = nb_rng_uniform(&a);
+        assert_true(u >= 0 && u < 1);
+    }
+}
+
+static void test_not_recording(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_graph_set_recording(g, false);
+    nb_tensor *x = leaf(g, 2);
+    nb_tensor *y = nb_mul(g, x, x);
+    tc_near(nb_tensor_item(y), 4, 0);
+    assert_false(nb_tensor_needs_grad(y));
+    assert_int_equal(nb_backward(g, y), NB_ERR_GRAPH);
+    nb_graph_free(g);
+}
+
+static void test_print(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    double d[] = {1, 2.5, -3, 4};
+    nb_tensor *t = nb_tensor_set_name(nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 2}, d), "w");
+    char buf[256] = {0};
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    nb_tensor_print(t, f, 0);
+    fclose(f);
+    assert_string_equal(buf, "w f64[2,2] = [[1, 2.5],\n [-3, 4]]\n");
+    assert_string_equal(nb_tensor_op_name(t), "leaf");
+    assert_string_equal(nb_tensor_op_name(nb_exp(g, t)), "exp");
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seed_example_sum_times),
+        cmocka_unit_test(test_seed_example_logistic),
+        cmocka_unit_test(test_seed_example_xor),
+        cmocka_unit_test(test_accumulation),
+        cmocka_unit_test(test_second_derivative_sin),
+        cmocka_unit_test(test_hessian_vector_product),
+        cmocka_unit_test(test_deep_chain),
+        cmocka_unit_test(test_jacobian_modes),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nonfinite_backward),
+        cmocka_unit_test(test_model),
+        cmocka_unit_test(test_no_malloc_after_first_step),
+        cmocka_unit_test(test_alloc_failure_everywhere),
+        cmocka_unit_test(test_two_threads),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_not_recording),
+        cmocka_unit_test(test_print),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
