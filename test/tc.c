@@ -92,9 +92,10 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
     nb_tensor *y = f(g, in, ctx);
     if (!y)
         fail_msg("%s: building failed: %s", label, nb_graph_errmsg(g));
-    nb_tensor *v = nb_rand_uniform(keep, &rng, NB_F64, nb_tensor_rank(y), nb_tensor_shape(y), -1, 1);
-    nb_tensor *v_in_g = nb_tensor_from(g, NB_F64, nb_tensor_rank(y), nb_tensor_shape(y),
-                                       nb_tensor_data(v));
+    nb_tensor *v =
+        nb_rand_uniform(keep, &rng, NB_F64, nb_tensor_rank(y), nb_tensor_shape(y), -1, 1);
+    nb_tensor *v_in_g =
+        nb_tensor_from(g, NB_F64, nb_tensor_rank(y), nb_tensor_shape(y), nb_tensor_data(v));
     nb_tensor *grads[8] = {0};
     nb_tensor *xs[8];
     int n_x = 0;
@@ -168,8 +169,7 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
             fail_msg("%s: f32 reverse sweep failed: %s", label, nb_graph_errmsg(g32));
         for (int k = 0; k < n_x; k++)
             for (int64_t e = 0; e < nb_tensor_size(grads[k]); e++)
-                if (!close_rel(nb_tensor_get(grads32[k], e), nb_tensor_get(grads[k], e),
-                               o.f32_tol))
+                if (!close_rel(nb_tensor_get(grads32[k], e), nb_tensor_get(grads[k], e), o.f32_tol))
                     fail_msg("%s: f32 gradient of input %d element %lld is %.9g, f64 %.9g", label,
                              which[k], (long long)e, nb_tensor_get(grads32[k], e),
                              nb_tensor_get(grads[k], e));

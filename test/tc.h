@@ -22,13 +22,13 @@ typedef nb_tensor *(*tc_fn)(nb_graph *g, nb_tensor *const *in, void *ctx);
 
 /* Options of tc_check; zero-initialised fields take the defaults. */
 typedef struct tc_opts {
-    double lo, hi;        /* inputs drawn uniformly from [lo, hi] (default [-2, 2]) */
-    uint64_t seed;        /* RNG seed (default 1) */
-    double rel_tol;       /* reverse vs central differences (default 1e-6) */
-    double dot_tol;       /* <J u, v> vs <u, J^T v> (default 1e-10) */
-    double f32_tol;       /* f32 vs f64 values and gradients (default 2e-3) */
+    double lo, hi;         /* inputs drawn uniformly from [lo, hi] (default [-2, 2]) */
+    uint64_t seed;         /* RNG seed (default 1) */
+    double rel_tol;        /* reverse vs central differences (default 1e-6) */
+    double dot_tol;        /* <J u, v> vs <u, J^T v> (default 1e-10) */
+    double f32_tol;        /* f32 vs f64 values and gradients (default 2e-3) */
     unsigned no_grad_mask; /* bit i set: input i gets no gradient check (e.g. a mask) */
-    bool integer_inputs;  /* round inputs to integers (indices, masks) */
+    bool integer_inputs;   /* round inputs to integers (indices, masks) */
 } tc_opts;
 
 /*

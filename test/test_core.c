@@ -56,8 +56,8 @@ static void test_seed_example_logistic(void **state)
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_scalar(g, NB_F64, 1), *w = leaf(g, 0), *b = leaf(g, 0);
     nb_tensor *z = nb_add(g, nb_mul(g, w, x), b);
-    nb_tensor *f = nb_div(g, nb_scalar(g, NB_F64, 1),
-                          nb_add_scalar(g, nb_exp(g, nb_neg(g, z)), 1.0));
+    nb_tensor *f =
+        nb_div(g, nb_scalar(g, NB_F64, 1), nb_add_scalar(g, nb_exp(g, nb_neg(g, z)), 1.0));
     assert_non_null(f);
     tc_near(nb_tensor_item(f), 0.5, 1e-12);
     assert_int_equal(nb_backward(g, f), NB_OK);
@@ -85,8 +85,8 @@ static void test_seed_example_xor(void **state)
     nb_tensor *tW = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 2}, W);
     nb_tensor *tc_ = nb_tensor_from(g, NB_F64, 1, (int64_t[]){2}, c);
     nb_tensor *tw = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 1}, w);
-    nb_tensor *h = nb_maximum(g, nb_add(g, nb_matmul(g, tx, tW, false, false), tc_),
-                              nb_scalar(g, NB_F64, 0));
+    nb_tensor *h =
+        nb_maximum(g, nb_add(g, nb_matmul(g, tx, tW, false, false), tc_), nb_scalar(g, NB_F64, 0));
     nb_tensor *y = nb_add(g, nb_matmul(g, h, tw, false, false), nb_scalar(g, NB_F64, 0));
     assert_non_null(y);
     double want[4] = {0, 1, 1, 0};
@@ -139,7 +139,8 @@ static void test_hessian_vector_product(void **state)
     nb_graph *g = nb_graph_new();
     double A[9] = {4, 1, -2, 1, 3, 0.5, -2, 0.5, 5}, X[3] = {0.3, -1.2, 2}, V[3] = {1, -2, 0.5};
     nb_tensor *a = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 3}, A);
-    nb_tensor *x = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, X), true);
+    nb_tensor *x =
+        nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, X), true);
     nb_tensor *v = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, V);
     nb_tensor *ax = nb_matmul(g, a, x, false, false);
     nb_tensor *f = nb_scale(g, nb_sum(g, nb_mul(g, x, ax), NULL, 0, false), 0.5);
@@ -182,7 +183,8 @@ static void test_jacobian_modes(void **state)
     nb_rng rng;
     nb_rng_seed(&rng, 7);
     nb_tensor *W = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 5}, 0, 1);
-    nb_tensor *x = nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
+    nb_tensor *x =
+        nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
     nb_tensor *y = nb_tanh(g, nb_matmul(g, W, x, false, false)); /* R^5 -> R^2 */
     assert_non_null(y);
     uint64_t e0 = nb_graph_evals(g);
@@ -199,7 +201,8 @@ static void test_jacobian_modes(void **state)
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 5; j++) {
             double yi = nb_tensor_get(y, i);
-            tc_near(nb_tensor_get(Jf, i * 5 + j), (1 - yi * yi) * nb_tensor_get(W, i * 5 + j), 1e-14);
+            tc_near(nb_tensor_get(Jf, i * 5 + j), (1 - yi * yi) * nb_tensor_get(W, i * 5 + j),
+                    1e-14);
         }
     /* 5 forward sweeps vs 2 reverse sweeps: forward mode does more work here */
     assert_true(e1 - e0 > e2 - e1);
@@ -368,9 +371,9 @@ static void test_model(void **state)
 /* ----------------------------------------------- allocation through a hook */
 
 typedef struct counting {
-    long calls;     /* allocations (new_size > 0) so far */
-    long fail_at;   /* fail the allocation with this number (1-based); 0 never */
-    long live;      /* blocks not yet freed */
+    long calls;   /* allocations (new_size > 0) so far */
+    long fail_at; /* fail the allocation with this number (1-based); 0 never */
+    long live;    /* blocks not yet freed */
 } counting;
 
 static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
@@ -508,7 +511,8 @@ static void *run_job(void *arg)
     nb_rng rng;
     nb_rng_seed(&rng, j->seed);
     for (int rep = 0; rep < 50; rep++) {
-        nb_tensor *x = nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){4, 4}, 0, 1), true);
+        nb_tensor *x = nb_tensor_requires_grad(
+            nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){4, 4}, 0, 1), true);
         nb_tensor *y = nb_sum(g, nb_tanh(g, nb_matmul(g, x, x, false, true)), NULL, 0, false);
         if (nb_backward(g, y) != NB_OK)
             break;

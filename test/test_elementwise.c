@@ -53,7 +53,7 @@ static void test_unary(void **state)
 
 /* Pairs of broadcasting shapes: equal, [3,4]+[4], [3,1]*[1,4], []*[2,3], [2,1,3]+[4,1]. */
 static const tc_shape pairs[][2] = {
-    {{2, {3, 4}}, {2, {3, 4}}}, {{2, {3, 4}}, {1, {4}}}, {{2, {3, 1}}, {2, {1, 4}}},
+    {{2, {3, 4}}, {2, {3, 4}}}, {{2, {3, 4}}, {1, {4}}},       {{2, {3, 1}}, {2, {1, 4}}},
     {{0, {0}}, {2, {2, 3}}},    {{3, {2, 1, 3}}, {2, {4, 1}}},
 };
 
@@ -92,6 +92,28 @@ static void test_where(void **state)
     tc_check("where", where_fn, NULL, 3, s, &o);
 }
 
+/* Empty tensors: broadcasting over a zero-length axis that is not the last
+ * gives an empty result, and the backward sweep gives empty gradients. */
+static void test_empty(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    assert_non_null(g);
+    int64_t s03[2] = {0, 3}, s3[1] = {3};
+    nb_tensor *a = nb_zeros(g, NB_F64, 2, s03), *b = nb_ones(g, NB_F64, 1, s3);
+    nb_tensor_requires_grad(a, true);
+    nb_tensor_requires_grad(b, true);
+    nb_tensor *y = nb_sum(g, nb_mul(g, nb_add(g, a, b), b), NULL, 0, false);
+    assert_non_null(y);
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    assert_true(nb_tensor_item(y) == 0.0);
+    assert_int_equal(nb_tensor_size(nb_tensor_grad(a)), 0);
+    const double *gb = nb_tensor_data(nb_tensor_grad(b));
+    for (int i = 0; i < 3; i++)
+        assert_true(gb[i] == 0.0);
+    nb_graph_free(g);
+}
+
 /* Comparisons, sign and step give exact masks and no gradient. */
 static void test_masks(void **state)
 {
@@ -103,8 +125,11 @@ static void test_masks(void **state)
     struct {
         binary_fn fn;
         double want[3];
-    } cases[] = {{nb_gt, {0, 0, 1}}, {nb_ge, {0, 1, 1}}, {nb_lt, {1, 0, 0}},
-                 {nb_le, {1, 1, 0}}, {nb_eq, {0, 1, 0}}};
+    } cases[] = {{nb_gt, {0, 0, 1}},
+                 {nb_ge, {0, 1, 1}},
+                 {nb_lt, {1, 0, 0}},
+                 {nb_le, {1, 1, 0}},
+                 {nb_eq, {0, 1, 0}}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         nb_tensor *m = cases[c].fn(g, ta, tb);
         assert_non_null(m);
@@ -142,7 +167,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary),         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_where),         cmocka_unit_test(test_masks),
-        cmocka_unit_test(test_extremum_ties),
+        cmocka_unit_test(test_extremum_ties), cmocka_unit_test(test_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

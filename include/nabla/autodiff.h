@@ -44,8 +44,8 @@ NB_API nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *
  * dtype), and store dy = J·t in @p y_tangent (a new tensor of @p g; zeros
  * when y does not depend on any xs[i]). Inputs not listed have tangent 0.
  */
-NB_API nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs,
-                        nb_tensor *const *tangents, int n, nb_tensor **y_tangent);
+NB_API nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *const *tangents,
+                        int n, nb_tensor **y_tangent);
 
 /** How to build a Jacobian. */
 typedef enum nb_mode {

@@ -31,19 +31,19 @@ typedef enum nb_dtype {
 
 /** Result codes of functions that are not ops. Values are stable. */
 typedef enum nb_status {
-    NB_OK = 0,             /**< success */
-    NB_ERR_NOMEM = 1,      /**< an allocation failed */
-    NB_ERR_SHAPE = 2,      /**< shapes do not fit the operation */
-    NB_ERR_DTYPE = 3,      /**< dtypes differ or are not supported */
-    NB_ERR_RANK = 4,       /**< rank outside 0..NB_MAX_RANK */
-    NB_ERR_ARG = 5,        /**< an argument is out of range */
-    NB_ERR_NULL = 6,       /**< a required pointer was NULL */
-    NB_ERR_NONFINITE = 7,  /**< NaN or Inf met in check-finite mode */
-    NB_ERR_GRAPH = 8,      /**< tensors of different graphs, or not recorded */
-    NB_ERR_IO = 9,         /**< reading or writing a file failed */
-    NB_ERR_PARSE = 10,     /**< malformed text or file contents */
-    NB_ERR_EXISTS = 11,    /**< a name is already taken */
-    NB_ERR_NOTFOUND = 12,  /**< a name is not known */
+    NB_OK = 0,            /**< success */
+    NB_ERR_NOMEM = 1,     /**< an allocation failed */
+    NB_ERR_SHAPE = 2,     /**< shapes do not fit the operation */
+    NB_ERR_DTYPE = 3,     /**< dtypes differ or are not supported */
+    NB_ERR_RANK = 4,      /**< rank outside 0..NB_MAX_RANK */
+    NB_ERR_ARG = 5,       /**< an argument is out of range */
+    NB_ERR_NULL = 6,      /**< a required pointer was NULL */
+    NB_ERR_NONFINITE = 7, /**< NaN or Inf met in check-finite mode */
+    NB_ERR_GRAPH = 8,     /**< tensors of different graphs, or not recorded */
+    NB_ERR_IO = 9,        /**< reading or writing a file failed */
+    NB_ERR_PARSE = 10,    /**< malformed text or file contents */
+    NB_ERR_EXISTS = 11,   /**< a name is already taken */
+    NB_ERR_NOTFOUND = 12, /**< a name is not known */
 } nb_status;
 
 /** A short English sentence for a status code ("out of memory" ...). Never NULL. */
@@ -74,7 +74,7 @@ NB_API void *nb_default_alloc(void *ud, void *ptr, size_t old_size, size_t new_s
  */
 typedef struct nb_rng {
     uint64_t s[4];
-    double spare;     /**< second normal deviate of the last Box-Muller pair */
+    double spare; /**< second normal deviate of the last Box-Muller pair */
     bool has_spare;
 } nb_rng;
 

@@ -44,7 +44,8 @@ NB_API nb_tensor *nb_step(nb_graph *g, nb_tensor *x);  /**< 1 if x>0 else 0; no 
 NB_API nb_tensor *nb_add(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a+b; da = g, db = g */
 NB_API nb_tensor *nb_sub(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a-b; da = g, db = -g */
 NB_API nb_tensor *nb_mul(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a*b; da = g*b, db = g*a */
-NB_API nb_tensor *nb_div(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a/b; da = g/b, db = -g*y/b */
+NB_API nb_tensor *nb_div(nb_graph *g, nb_tensor *a,
+                         nb_tensor *b); /**< a/b; da = g/b, db = -g*y/b */
 /** a^b; da = g*b*a^(b-1), db = g*y*ln a (taken as 0 where a == 0). */
 NB_API nb_tensor *nb_pow(nb_graph *g, nb_tensor *a, nb_tensor *b);
 /** max(a,b); the gradient goes to the larger input, split in halves at ties. */
@@ -85,7 +86,8 @@ NB_API nb_tensor *nb_broadcast_to(nb_graph *g, nb_tensor *x, int rank, const int
 /** Same elements, new shape; one size may be -1 (inferred). dx = reshape(g). */
 NB_API nb_tensor *nb_reshape(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape);
 /** Axes reordered: result axis i is input axis perm[i] (materialised).
- *  dx = permute(g, inverse(perm)). */
+ *  @p perm has rank(x) entries, a permutation of 0..rank-1; negative
+ *  entries count from the end. dx = permute(g, inverse(perm)). */
 NB_API nb_tensor *nb_permute(nb_graph *g, nb_tensor *x, const int *perm);
 /** Swap the last two axes (rank >= 2), materialised. */
 NB_API nb_tensor *nb_transpose(nb_graph *g, nb_tensor *x);
@@ -95,8 +97,9 @@ NB_API nb_tensor *nb_transpose(nb_graph *g, nb_tensor *x);
 NB_API nb_tensor *nb_slice(nb_graph *g, nb_tensor *x, int axis, int64_t start, int64_t stop,
                            int64_t step);
 /** The adjoint of nb_slice: a tensor whose @p axis has length @p size, zeros
- *  except that positions start, start+step, ... hold @p x in order
- *  (x's axis length must equal the number of such positions).
+ *  except that positions start, start+step, ... hold @p x in order:
+ *  with m the length of x's @p axis, start + (m-1)*step < size is required
+ *  (start may be negative, counting from the end; step >= 1).
  *  dx = slice(g). */
 NB_API nb_tensor *nb_unslice(nb_graph *g, nb_tensor *x, int axis, int64_t size, int64_t start,
                              int64_t step);
@@ -107,8 +110,7 @@ NB_API nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis);
  *  result has n_idx entries on that axis. Indices may repeat and may be
  *  negative (from the end); out of range is NB_ERR_ARG. The indices are
  *  copied. dx = scatter_add(g). */
-NB_API nb_tensor *nb_gather(nb_graph *g, nb_tensor *x, int axis, const int64_t *idx,
-                            int64_t n_idx);
+NB_API nb_tensor *nb_gather(nb_graph *g, nb_tensor *x, int axis, const int64_t *idx, int64_t n_idx);
 /** The adjoint of nb_gather: a tensor whose @p axis has length @p size,
  *  where entry idx[k] accumulates x's entry k along that axis.
  *  dx = gather(g). */

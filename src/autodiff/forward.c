@@ -3,8 +3,8 @@
 
 #include "sweep.h"
 
-nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *const *tangents,
-                 int n, nb_tensor **y_tangent)
+nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *const *tangents, int n,
+                 nb_tensor **y_tangent)
 {
     if (!g)
         return NB_ERR_NULL;
@@ -24,8 +24,8 @@ nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *con
         if (tangents[i]->dtype != xs[i]->dtype || !nbc_same_shape(tangents[i], xs[i]))
             return nbc_error(g, NB_ERR_SHAPE, "jvp", "tangents[%d] %s%s does not match xs[%d] %s%s",
                              i, nb_dtype_name(tangents[i]->dtype),
-                             nbc_shp(tangents[i], b0, sizeof b0), i,
-                             nb_dtype_name(xs[i]->dtype), nbc_shp(xs[i], b1, sizeof b1));
+                             nbc_shp(tangents[i], b0, sizeof b0), i, nb_dtype_name(xs[i]->dtype),
+                             nbc_shp(xs[i], b1, sizeof b1));
     }
 
     int64_t n_order;

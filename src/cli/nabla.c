@@ -58,8 +58,9 @@ static int worked_examples(void)
     nb_tensor *in = nb_scalar(g, NB_F64, 1);
     nb_tensor *w = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0), true);
     nb_tensor *b = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0), true);
-    nb_tensor *s = nb_div(g, nb_scalar(g, NB_F64, 1),
-                          nb_add_scalar(g, nb_exp(g, nb_neg(g, nb_add(g, nb_mul(g, w, in), b))), 1));
+    nb_tensor *s =
+        nb_div(g, nb_scalar(g, NB_F64, 1),
+               nb_add_scalar(g, nb_exp(g, nb_neg(g, nb_add(g, nb_mul(g, w, in), b))), 1));
     nb_tensor *ws[2] = {w, b};
     nb_tensor *one = nb_scalar(g, NB_F64, 1), *zero = nb_scalar(g, NB_F64, 0);
     nb_tensor *tw[2] = {one, zero}, *tb[2] = {zero, one}, *dw = NULL, *db = NULL;
@@ -198,12 +199,14 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 static int cmd_demo(int argc, char **argv)
 {
     long seed = 1, epochs = 600;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(demo_usage, stdout);
             return 0;
         }
-        long *dst = !strcmp(argv[i], "--seed") ? &seed : !strcmp(argv[i], "--epochs") ? &epochs : NULL;
+        long *dst = !strcmp(argv[i], "--seed")     ? &seed
+                    : !strcmp(argv[i], "--epochs") ? &epochs
+                                                   : NULL;
         if (!dst) {
             fprintf(stderr, "nabla demo: unknown option '%s'\n%s", argv[i], demo_usage);
             return 2;
@@ -213,7 +216,6 @@ static int cmd_demo(int argc, char **argv)
                     dst == &seed ? " >= 0" : " from 1 to 1000000");
             return 2;
         }
-        i++;
     }
     if (worked_examples() != 0)
         return 1;

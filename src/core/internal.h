@@ -64,18 +64,18 @@ struct nb_tensor {
     void *data;
     unsigned flags;
     const char *name;
-    nb_graph *graph;       /* owning graph; NULL for parameters */
-    nb_tensor *grad;       /* accumulated gradient of a leaf or parameter */
+    nb_graph *graph; /* owning graph; NULL for parameters */
+    nb_tensor *grad; /* accumulated gradient of a leaf or parameter */
     /* the record: which op made this tensor from which inputs */
-    const nbo_def *op;     /* NULL for leaves and parameters */
+    const nbo_def *op; /* NULL for leaves and parameters */
     int n_inputs;
     nb_tensor **inputs;
     nb_attrs attrs;
     /* per-sweep scratch, valid only inside one sweep */
     const nb_graph *mark_graph; /* mark is a sweep number of this graph */
     uint64_t mark;
-    nb_tensor *adj;        /* reverse: gradient flowing into this tensor */
-    nb_tensor *tan;        /* forward: tangent of this tensor */
+    nb_tensor *adj; /* reverse: gradient flowing into this tensor */
+    nb_tensor *tan; /* forward: tangent of this tensor */
 };
 
 /* ----------------------------------------------------------------- arena */
@@ -134,11 +134,9 @@ bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out);
 
 /* A fresh tensor of g with the given description and uninitialised data
  * (NULL and an error recorded on failure; @p op names the caller). */
-nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape,
-                          const char *op);
+nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const char *op);
 /* Validate a dtype/rank/shape triple, recording an error under @p op. */
-nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape,
-                         const char *op);
+nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const char *op);
 /* Allocate out's data for its (already set) dtype and shape. */
 nb_status nbc_tensor_alloc_data(nb_graph *g, nb_tensor *t, const char *op);
 /* Same dtype, rank and sizes. */

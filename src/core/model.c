@@ -29,7 +29,6 @@ struct nb_model {
     int64_t numel;
 };
 
-
 nb_model *nb_model_new_alloc(nb_alloc_fn alloc, void *ud)
 {
     if (!alloc)
@@ -64,15 +63,16 @@ void nb_model_free(nb_model *m)
     if (!m)
         return;
     nbm_entry *e, *tmp;
-    HASH_ITER(hh, m->params, e, tmp) {
+    HASH_ITER(hh, m->params, e, tmp)
+    {
         HASH_DEL(m->params, e);
         entry_free(m, e);
     }
     m->alloc(m->ud, m, sizeof *m, 0);
 }
 
-nb_status nb_model_add(nb_model *m, const char *name, nb_dtype dt, int rank,
-                       const int64_t *shape, nb_tensor **out)
+nb_status nb_model_add(nb_model *m, const char *name, nb_dtype dt, int rank, const int64_t *shape,
+                       nb_tensor **out)
 {
     if (out)
         *out = NULL;

@@ -52,8 +52,7 @@ nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shap
         if (shape[i] < 0)
             return nbc_error(g, NB_ERR_ARG, op, "size %lld of axis %d is negative",
                              (long long)shape[i], i);
-        if (nbc_mul_overflows(size, shape[i], &size) ||
-            size > (int64_t)(SIZE_MAX / 16))
+        if (nbc_mul_overflows(size, shape[i], &size) || size > (int64_t)(SIZE_MAX / 16))
             return nbc_error(g, NB_ERR_ARG, op, "element count overflows");
     }
     return NB_OK;
@@ -166,7 +165,8 @@ nb_tensor *nb_scalar(nb_graph *g, nb_dtype dt, double value)
     return t;
 }
 
-nb_tensor *nb_tensor_from(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const void *data)
+nb_tensor *nb_tensor_from(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape,
+                          const void *data)
 {
     if (!g)
         return NULL;
@@ -367,8 +367,8 @@ void nb_tensor_print(const nb_tensor *t, FILE *f, int64_t max_elems)
         return;
     }
     char buf[160];
-    fprintf(f, "%s%s%s%s = ", t->name ? t->name : "", t->name ? " " : "",
-            nb_dtype_name(t->dtype), nbc_shp(t, buf, sizeof buf));
+    fprintf(f, "%s%s%s%s = ", t->name ? t->name : "", t->name ? " " : "", nb_dtype_name(t->dtype),
+            nbc_shp(t, buf, sizeof buf));
     int64_t offset = 0;
     int64_t left = max_elems > 0 ? max_elems : t->size;
     print_rec(t, f, 0, &offset, &left);

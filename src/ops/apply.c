@@ -12,7 +12,10 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         if (!in[i])
             return NULL; /* an earlier op failed: its error is already recorded */
     if (def->arity >= 0 ? n != def->arity : n < 1) {
-        nbc_error(g, NB_ERR_ARG, def->name, "takes %d inputs, got %d", def->arity, n);
+        if (def->arity >= 0)
+            nbc_error(g, NB_ERR_ARG, def->name, "takes %d inputs, got %d", def->arity, n);
+        else
+            nbc_error(g, NB_ERR_ARG, def->name, "takes at least 1 input, got %d", n);
         return NULL;
     }
     for (int i = 0; i < n; i++) {
@@ -53,9 +56,10 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
 
     if (g->check_finite && !nbc_all_finite(out)) {
         char buf[160];
-        nbc_error(g, NB_ERR_NONFINITE, def->name, "result %s%s%s%s holds NaN or Inf",
-                  nbc_shp(out, buf, sizeof buf), n > 0 ? " (first input '" : "",
-                  n > 0 ? nb_tensor_name(in[0]) : "", n > 0 ? "')" : "");
+        const char *label = n > 0 ? nb_tensor_name(in[0]) : "";
+        nbc_error(g, NB_ERR_NONFINITE, def->name, "result %s holds NaN or Inf%s%s%s",
+                  nbc_shp(out, buf, sizeof buf), *label ? " (first input '" : "", label,
+                  *label ? "')" : "");
         return NULL;
     }
 

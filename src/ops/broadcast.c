@@ -116,3 +116,26 @@ nb_tensor *nbk_const(nb_graph *g, const nb_tensor *like, double v)
 {
     return nb_scalar(g, like->dtype, v);
 }
+
+void nbk_run_rows(nb_graph *g, nb_tensor *out, int n_in, nbk_rows_fn fn)
+{
+    if (out->size == 0)
+        return;
+    nbk_plan p;
+    nbk_plan_make(&p, out, out->inputs, n_in);
+    int nt = nbc_threads_for(g, out->size);
+    if (nt == 1) {
+        fn(&p, out, 0, p.outer, 0, p.inner);
+        return;
+    }
+    NBK_PRAGMA(omp parallel num_threads(nt))
+    {
+        NBK_THREAD(t, T);
+        if (p.outer >= T) {
+            fn(&p, out, p.outer * t / T, p.outer * (t + 1) / T, 0, p.inner);
+        } else {
+            for (int64_t r = 0; r < p.outer; r++)
+                fn(&p, out, r, r + 1, p.inner * t / T, p.inner * (t + 1) / T);
+        }
+    }
+}

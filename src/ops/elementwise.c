@@ -52,81 +52,52 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
 
 /* ----------------------------------------------------------------- driver */
 
-/* Fill rows [r0,r1) of out, columns [j0,j1) of each row. */
-typedef void (*rows_fn)(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
-                        int64_t j1);
-
-static void run(nb_graph *g, nb_tensor *out, int n_in, rows_fn fn)
-{
-    nbk_plan p;
-    nbk_plan_make(&p, out, out->inputs, n_in);
-    int nt = nbc_threads_for(g, out->size);
-    if (nt == 1 || p.outer == 0) {
-        fn(&p, out, 0, p.outer, 0, p.inner);
-        return;
-    }
-    NBK_PRAGMA(omp parallel num_threads(nt))
-    {
-#ifdef _OPENMP
-        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-        int64_t t = 0, T = 1;
-#endif
-        if (p.outer >= T) {
-            fn(&p, out, p.outer * t / T, p.outer * (t + 1) / T, 0, p.inner);
-        } else {
-            for (int64_t r = 0; r < p.outer; r++)
-                fn(&p, out, r, r + 1, p.inner * t / T, p.inner * (t + 1) / T);
-        }
-    }
-}
-
 /* ------------------------------------------------------------ unary ops */
 
-#define UNARY_BODY(T, EXPR)                                                       \
-    do {                                                                          \
-        T *o = out->data;                                                         \
-        const T *in = out->inputs[0]->data;                                       \
-        for (int64_t r = r0; r < r1; r++) {                                       \
-            T *po = o + r * p->inner;                                             \
-            const T *px = in + r * p->inner;                                      \
-            for (int64_t j = j0; j < j1; j++) {                                   \
-                T x = px[j];                                                      \
-                po[j] = (EXPR);                                                   \
-            }                                                                     \
-        }                                                                         \
+#define UNARY_BODY(T, EXPR)                                                                        \
+    do {                                                                                           \
+        T *o = out->data;                                                                          \
+        const T *in = out->inputs[0]->data;                                                        \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            T *po = o + r * p->inner;                                                              \
+            const T *px = in + r * p->inner;                                                       \
+            for (int64_t j = j0; j < j1; j++) {                                                    \
+                T x = px[j];                                                                       \
+                po[j] = (EXPR);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
-#define DEFINE_UNARY_FWD(NAME, EXPR)                                              \
-    static void NAME##_rows(const nbk_plan *p, nb_tensor *out, int64_t r0,        \
-                            int64_t r1, int64_t j0, int64_t j1)                   \
-    {                                                                             \
-        if (out->dtype == NB_F32)                                                 \
-            UNARY_BODY(float, EXPR);                                              \
-        else                                                                      \
-            UNARY_BODY(double, EXPR);                                             \
-    }                                                                             \
-    nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                       \
-    {                                                                             \
-        run(g, out, 1, NAME##_rows);                                              \
-        return NB_OK;                                                             \
-    }                                                                             \
-    nb_tensor *nb_##NAME(nb_graph *g, nb_tensor *x)                               \
-    {                                                                             \
-        return nbo_apply(g, &nbo_table[NB_OP_##NAME##_ID], &x, 1, NULL);           \
+#define DEFINE_UNARY_FWD(NAME, EXPR)                                                               \
+    static void NAME##_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0, \
+                            int64_t j1)                                                            \
+    {                                                                                              \
+        if (out->dtype == NB_F32)                                                                  \
+            UNARY_BODY(float, EXPR);                                                               \
+        else                                                                                       \
+            UNARY_BODY(double, EXPR);                                                              \
+    }                                                                                              \
+    nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                                        \
+    {                                                                                              \
+        nbk_run_rows(g, out, 1, NAME##_rows);                                                      \
+        return NB_OK;                                                                              \
+    }                                                                                              \
+    nb_tensor *nb_##NAME(nb_graph *g, nb_tensor *x)                                                \
+    {                                                                                              \
+        return nbo_apply(g, &nbo_table[NB_OP_##NAME##_ID], &x, 1, NULL);                           \
     }
 
 /* Each differentiable unary op has one rule `NAME_d(g, out, v)` = f'(x)·v,
  * used both as the VJP (v = incoming gradient) and the JVP (v = tangent). */
-#define DEFINE_UNARY_RULES(NAME)                                                  \
-    nb_tensor *nbo_##NAME##_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr) \
-    {                                                                             \
-        (void)i;                                                                  \
-        return NAME##_d(g, out, gr);                                              \
-    }                                                                             \
-    nb_tensor *nbo_##NAME##_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) \
-    {                                                                             \
-        return NAME##_d(g, out, t[0]);                                            \
+#define DEFINE_UNARY_RULES(NAME)                                                                   \
+    nb_tensor *nbo_##NAME##_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)                 \
+    {                                                                                              \
+        (void)i;                                                                                   \
+        return NAME##_d(g, out, gr);                                                               \
+    }                                                                                              \
+    nb_tensor *nbo_##NAME##_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)                  \
+    {                                                                                              \
+        return NAME##_d(g, out, t[0]);                                                             \
     }
 
 #define NB_OP_neg_ID NB_OP_NEG
@@ -232,61 +203,61 @@ DEFINE_UNARY_RULES(erf)
 
 /* ------------------------------------------------------------ binary ops */
 
-#define BINARY_BODY(T, EXPR)                                                      \
-    do {                                                                          \
-        T *o = out->data;                                                         \
-        const T *a = out->inputs[0]->data, *b = out->inputs[1]->data;             \
-        int64_t idx[NB_MAX_RANK], off[3];                                         \
-        nbk_plan_index(p, r0, idx);                                               \
-        nbk_plan_offsets(p, r0, off);                                             \
-        int64_t sa = p->stride[0][p->rank - 1], sb = p->stride[1][p->rank - 1];   \
-        for (int64_t r = r0; r < r1; r++) {                                       \
-            T *po = o + r * p->inner;                                             \
-            const T *pa = a + off[0], *pb = b + off[1];                           \
-            if (sa && sb) {                                                       \
-                for (int64_t j = j0; j < j1; j++) {                               \
-                    T x = pa[j], y = pb[j];                                       \
-                    po[j] = (EXPR);                                               \
-                }                                                                 \
-            } else if (sa) {                                                      \
-                T y = pb[0];                                                      \
-                for (int64_t j = j0; j < j1; j++) {                               \
-                    T x = pa[j];                                                  \
-                    po[j] = (EXPR);                                               \
-                }                                                                 \
-            } else if (sb) {                                                      \
-                T x = pa[0];                                                      \
-                for (int64_t j = j0; j < j1; j++) {                               \
-                    T y = pb[j];                                                  \
-                    po[j] = (EXPR);                                               \
-                }                                                                 \
-            } else {                                                              \
-                T x = pa[0], y = pb[0];                                           \
-                for (int64_t j = j0; j < j1; j++)                                 \
-                    po[j] = (EXPR);                                               \
-            }                                                                     \
-            nbk_plan_next(p, idx, off);                                           \
-        }                                                                         \
+#define BINARY_BODY(T, EXPR)                                                                       \
+    do {                                                                                           \
+        T *o = out->data;                                                                          \
+        const T *a = out->inputs[0]->data, *b = out->inputs[1]->data;                              \
+        int64_t idx[NB_MAX_RANK], off[3];                                                          \
+        nbk_plan_index(p, r0, idx);                                                                \
+        nbk_plan_offsets(p, r0, off);                                                              \
+        int64_t sa = p->stride[0][p->rank - 1], sb = p->stride[1][p->rank - 1];                    \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            T *po = o + r * p->inner;                                                              \
+            const T *pa = a + off[0], *pb = b + off[1];                                            \
+            if (sa && sb) {                                                                        \
+                for (int64_t j = j0; j < j1; j++) {                                                \
+                    T x = pa[j], y = pb[j];                                                        \
+                    po[j] = (EXPR);                                                                \
+                }                                                                                  \
+            } else if (sa) {                                                                       \
+                T y = pb[0];                                                                       \
+                for (int64_t j = j0; j < j1; j++) {                                                \
+                    T x = pa[j];                                                                   \
+                    po[j] = (EXPR);                                                                \
+                }                                                                                  \
+            } else if (sb) {                                                                       \
+                T x = pa[0];                                                                       \
+                for (int64_t j = j0; j < j1; j++) {                                                \
+                    T y = pb[j];                                                                   \
+                    po[j] = (EXPR);                                                                \
+                }                                                                                  \
+            } else {                                                                               \
+                T x = pa[0], y = pb[0];                                                            \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = (EXPR);                                                                \
+            }                                                                                      \
+            nbk_plan_next(p, idx, off);                                                            \
+        }                                                                                          \
     } while (0)
 
-#define DEFINE_BINARY_FWD(NAME, ID, EXPR)                                         \
-    static void NAME##_rows(const nbk_plan *p, nb_tensor *out, int64_t r0,        \
-                            int64_t r1, int64_t j0, int64_t j1)                   \
-    {                                                                             \
-        if (out->dtype == NB_F32)                                                 \
-            BINARY_BODY(float, EXPR);                                             \
-        else                                                                      \
-            BINARY_BODY(double, EXPR);                                            \
-    }                                                                             \
-    nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                       \
-    {                                                                             \
-        run(g, out, 2, NAME##_rows);                                              \
-        return NB_OK;                                                             \
-    }                                                                             \
-    nb_tensor *nb_##NAME(nb_graph *g, nb_tensor *a, nb_tensor *b)                 \
-    {                                                                             \
-        nb_tensor *in[2] = {a, b};                                                \
-        return nbo_apply(g, &nbo_table[ID], in, 2, NULL);                         \
+#define DEFINE_BINARY_FWD(NAME, ID, EXPR)                                                          \
+    static void NAME##_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0, \
+                            int64_t j1)                                                            \
+    {                                                                                              \
+        if (out->dtype == NB_F32)                                                                  \
+            BINARY_BODY(float, EXPR);                                                              \
+        else                                                                                       \
+            BINARY_BODY(double, EXPR);                                                             \
+    }                                                                                              \
+    nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                                        \
+    {                                                                                              \
+        nbk_run_rows(g, out, 2, NAME##_rows);                                                      \
+        return NB_OK;                                                                              \
+    }                                                                                              \
+    nb_tensor *nb_##NAME(nb_graph *g, nb_tensor *a, nb_tensor *b)                                  \
+    {                                                                                              \
+        nb_tensor *in[2] = {a, b};                                                                 \
+        return nbo_apply(g, &nbo_table[ID], in, 2, NULL);                                          \
     }
 
 DEFINE_BINARY_FWD(add, NB_OP_ADD, x + y)
@@ -405,25 +376,24 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 
 /* ------------------------------------------------------------------ where */
 
-#define WHERE_BODY(T)                                                             \
-    do {                                                                          \
-        T *o = out->data;                                                         \
-        const T *a = out->inputs[1]->data, *b = out->inputs[2]->data;             \
-        int64_t idx[NB_MAX_RANK], off[3];                                         \
-        nbk_plan_index(p, r0, idx);                                               \
-        nbk_plan_offsets(p, r0, off);                                             \
-        int64_t sm = p->stride[0][p->rank - 1], sa = p->stride[1][p->rank - 1],   \
-                sb = p->stride[2][p->rank - 1];                                   \
-        for (int64_t r = r0; r < r1; r++) {                                       \
-            T *po = o + r * p->inner;                                             \
-            const T *pa = a + off[1], *pb = b + off[2];                           \
-            for (int64_t j = j0; j < j1; j++) {                                   \
-                bool m = mask32 ? mask32[off[0] + j * sm] != 0                    \
-                                : mask64[off[0] + j * sm] != 0;                   \
-                po[j] = m ? pa[j * sa] : pb[j * sb];                              \
-            }                                                                     \
-            nbk_plan_next(p, idx, off);                                           \
-        }                                                                         \
+#define WHERE_BODY(T)                                                                              \
+    do {                                                                                           \
+        T *o = out->data;                                                                          \
+        const T *a = out->inputs[1]->data, *b = out->inputs[2]->data;                              \
+        int64_t idx[NB_MAX_RANK], off[3];                                                          \
+        nbk_plan_index(p, r0, idx);                                                                \
+        nbk_plan_offsets(p, r0, off);                                                              \
+        int64_t sm = p->stride[0][p->rank - 1], sa = p->stride[1][p->rank - 1],                    \
+                sb = p->stride[2][p->rank - 1];                                                    \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            T *po = o + r * p->inner;                                                              \
+            const T *pa = a + off[1], *pb = b + off[2];                                            \
+            for (int64_t j = j0; j < j1; j++) {                                                    \
+                bool m = mask32 ? mask32[off[0] + j * sm] != 0 : mask64[off[0] + j * sm] != 0;     \
+                po[j] = m ? pa[j * sa] : pb[j * sb];                                               \
+            }                                                                                      \
+            nbk_plan_next(p, idx, off);                                                            \
+        }                                                                                          \
     } while (0)
 
 static void where_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
@@ -440,7 +410,7 @@ static void where_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1
 
 nb_status nbo_where_fwd(nb_graph *g, nb_tensor *out)
 {
-    run(g, out, 3, where_rows);
+    nbk_run_rows(g, out, 3, where_rows);
     return NB_OK;
 }
 

@@ -8,8 +8,11 @@
 #ifdef _OPENMP
 #include <omp.h>
 #define NBK_PRAGMA(x) _Pragma(#x)
+/* Inside a parallel region: this thread's index t and the team size T. */
+#define NBK_THREAD(t, T) int64_t t = omp_get_thread_num(), T = omp_get_num_threads()
 #else
 #define NBK_PRAGMA(x)
+#define NBK_THREAD(t, T) int64_t t = 0, T = 1
 #endif
 
 /* ------------------------------------------------------------ broadcasting */
@@ -60,6 +63,15 @@ static inline void nbk_plan_index(const nbk_plan *p, int64_t row, int64_t *idx)
         row /= p->shape[d];
     }
 }
+
+/* Fill rows [r0,r1) of out, columns [j0,j1) of each row. */
+typedef void (*nbk_rows_fn)(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
+                            int64_t j1);
+
+/* Plan out over its first n_in inputs and run fn over all of it: split by
+ * rows over the graph's threads when out is large enough, by columns when
+ * there are fewer rows than threads. Nothing runs for an empty out. */
+void nbk_run_rows(nb_graph *g, nb_tensor *out, int n_in, nbk_rows_fn fn);
 
 /* ----------------------------------------------------- rule compositions */
 

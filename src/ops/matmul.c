@@ -1,8 +1,461 @@
-/* TEMPORARY STUBS: replace every function here with the real one. */
+/* Matrix product: its shape rule, its forward kernel (CBLAS when the build
+ * has it, otherwise the built-in blocked GEMM below, which every build
+ * compiles and tests), and derivative rules written with nb_matmul itself.
+ *
+ * attrs: ints[0] = trans_a, ints[1] = trans_b. */
+
+#include <limits.h>
+
+#include "gemm.h"
 #include "kernels.h"
 
-nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_matmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "matmul", "not implemented"); return NULL; }
-nb_tensor *nbo_matmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "matmul", "not implemented"); return NULL; }
-nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b) { nbc_error(g, NB_ERR_ARG, "matmul", "not implemented"); return NULL; }
+#ifdef NB_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int64_t round_up(int64_t x, int64_t m)
+{
+    return (x + m - 1) / m * m;
+}
+
+static int thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------ built-in kernel */
+
+/*
+ * Blocking after Goto and van de Geijn. For each KC-deep slice of k, a
+ * KC x NC block of op(B) is packed into NR-column panels (shared by the
+ * threads, it stays in L2/L3); each thread packs an MC x KC block of op(A)
+ * into MR-row panels (its own L2) and the micro-kernel multiplies one
+ * MR-row panel by one NR-column panel, the MR x NR sums held in registers,
+ * streaming both panels from L1. Panels are zero-padded to whole MR/NR so
+ * the micro-kernel always runs its fixed-size loops, which GCC unrolls and
+ * vectorises along NR. The first k-slice stores into C, later ones add.
+ *
+ * MR x NR was chosen by timing the micro-kernel alone on the x86-64
+ * baseline (16 SSE registers): 4 x 16 floats (~35 GFLOP/s on a 2020s
+ * core; 4 x 8: 31, 6 x 8: 13 as it spills) and 4 x 4 doubles (~18).
+ * The loops over the tile must be fully unrolled for the sums to live in
+ * registers; -O2 does not do that by itself, hence GEMM_UNROLL.
+ */
+#define F32_MR 4
+#define F32_NR 16
+#define F64_MR 4
+#define F64_NR 4
+#define GEMM_MC 128
+#define GEMM_KC 256
+#define GEMM_NC 4096
+
+#if defined(__clang__)
+#define GEMM_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define GEMM_UNROLL _Pragma("GCC unroll 16")
+#else
+#define GEMM_UNROLL
+#endif
+
+typedef struct gemm_plan {
+    int64_t mc, kc, nc; /* block sizes */
+    size_t a_bytes;     /* one thread's packed MC x KC block of op(A) */
+    size_t b_bytes;     /* the packed KC x NC block of op(B) */
+} gemm_plan;
+
+static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads)
+{
+    int64_t mr = p->dtype == NB_F32 ? F32_MR : F64_MR;
+    int64_t nr = p->dtype == NB_F32 ? F32_NR : F64_NR;
+    size_t elem = nb_dtype_size(p->dtype);
+    /* rows per block: MC, or fewer so that every thread gets a block */
+    int64_t rows = p->m > 0 ? (p->m + threads - 1) / threads : 1;
+    gemm_plan pl;
+    pl.mc = min64(GEMM_MC, round_up(rows, mr));
+    pl.kc = min64(GEMM_KC, p->k > 0 ? p->k : 1);
+    pl.nc = min64(GEMM_NC, round_up(p->n > 0 ? p->n : 1, nr));
+    pl.a_bytes = (size_t)round_up(pl.mc * pl.kc * (int64_t)elem, NB_ALIGN);
+    pl.b_bytes = (size_t)round_up(pl.kc * pl.nc * (int64_t)elem, NB_ALIGN);
+    return pl;
+}
+
+/* The kernel for element type T (suffix SUF) and register tile MR x NR. */
+#define DEFINE_GEMM(T, SUF, MR, NR)                                                                \
+    /* rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) as MR-row panels */                         \
+    static void pack_a_##SUF(T *restrict dst, const nbk_gemm *p, int64_t i0, int64_t mc,           \
+                             int64_t p0, int64_t kc)                                               \
+    {                                                                                              \
+        const T *a = p->a;                                                                         \
+        for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {                                  \
+            int64_t rows = min64(MR, mc - ir);                                                     \
+            if (p->trans_a) { /* op(A)[i][q] = A[q][i]: rows are contiguous */                     \
+                for (int64_t q = 0; q < kc; q++) {                                                 \
+                    const T *src = a + (p0 + q) * p->lda + i0 + ir;                                \
+                    for (int64_t ii = 0; ii < rows; ii++)                                          \
+                        dst[q * MR + ii] = src[ii];                                                \
+                }                                                                                  \
+            } else {                                                                               \
+                for (int64_t ii = 0; ii < rows; ii++) {                                            \
+                    const T *src = a + (i0 + ir + ii) * p->lda + p0;                               \
+                    for (int64_t q = 0; q < kc; q++)                                               \
+                        dst[q * MR + ii] = src[q];                                                 \
+                }                                                                                  \
+            }                                                                                      \
+            for (int64_t q = 0; q < kc; q++)                                                       \
+                for (int64_t ii = rows; ii < MR; ii++)                                             \
+                    dst[q * MR + ii] = 0;                                                          \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* rows [p0, p0+kc) x columns [j0, j0+cols) of op(B), cols <= NR, as one                       \
+     * NR-column panel */                                                                          \
+    static void pack_b_##SUF(T *restrict dst, const nbk_gemm *p, int64_t j0, int64_t cols,         \
+                             int64_t p0, int64_t kc)                                               \
+    {                                                                                              \
+        const T *b = p->b;                                                                         \
+        if (p->trans_b) { /* op(B)[q][j] = B[j][q] */                                              \
+            for (int64_t jj = 0; jj < cols; jj++) {                                                \
+                const T *src = b + (j0 + jj) * p->ldb + p0;                                        \
+                for (int64_t q = 0; q < kc; q++)                                                   \
+                    dst[q * NR + jj] = src[q];                                                     \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t q = 0; q < kc; q++) {                                                     \
+                const T *src = b + (p0 + q) * p->ldb + j0;                                         \
+                for (int64_t jj = 0; jj < cols; jj++)                                              \
+                    dst[q * NR + jj] = src[jj];                                                    \
+            }                                                                                      \
+        }                                                                                          \
+        for (int64_t q = 0; q < kc; q++)                                                           \
+            for (int64_t jj = cols; jj < NR; jj++)                                                 \
+                dst[q * NR + jj] = 0;                                                              \
+    }                                                                                              \
+                                                                                                   \
+    /* C[0..mr) x [0..nr) (+)= panel ap (kc x MR) times panel bp (kc x NR) */                      \
+    static void micro_##SUF(int64_t kc, const T *restrict ap, const T *restrict bp, T *restrict c, \
+                            int64_t ldc, int64_t mr, int64_t nr, bool add)                         \
+    {                                                                                              \
+        T acc[MR][NR];                                                                             \
+        GEMM_UNROLL                                                                                \
+        for (int i = 0; i < MR; i++)                                                               \
+            GEMM_UNROLL                                                                            \
+        for (int j = 0; j < NR; j++)                                                               \
+            acc[i][j] = 0;                                                                         \
+        for (int64_t q = 0; q < kc; q++, ap += MR, bp += NR) {                                     \
+            GEMM_UNROLL                                                                            \
+            for (int i = 0; i < MR; i++) {                                                         \
+                T a_iq = ap[i];                                                                    \
+                GEMM_UNROLL                                                                        \
+                for (int j = 0; j < NR; j++)                                                       \
+                    acc[i][j] += a_iq * bp[j];                                                     \
+            }                                                                                      \
+        }                                                                                          \
+        if (mr == MR && nr == NR) {                                                                \
+            GEMM_UNROLL                                                                            \
+            for (int i = 0; i < MR; i++)                                                           \
+                GEMM_UNROLL                                                                        \
+            for (int j = 0; j < NR; j++)                                                           \
+                c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];                     \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++)                                                   \
+                    c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];                 \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* The whole product, as thread tid of the current team (or alone). The                        \
+     * worksharing loops end in barriers: B is packed before it is read and                        \
+     * not overwritten while read. */                                                              \
+    static void gemm_##SUF(const nbk_gemm *p, const gemm_plan *pl, T *bpack, T *apack, int tid)    \
+    {                                                                                              \
+        T *c = p->c;                                                                               \
+        apack += (size_t)tid * (pl->a_bytes / sizeof(T));                                          \
+        int64_t m_blocks = (p->m + pl->mc - 1) / pl->mc;                                           \
+        for (int64_t jc = 0; jc < p->n; jc += pl->nc) {                                            \
+            int64_t nc = min64(pl->nc, p->n - jc);                                                 \
+            int64_t n_panels = (nc + NR - 1) / NR;                                                 \
+            for (int64_t pc = 0; pc < p->k; pc += pl->kc) {                                        \
+                int64_t kc = min64(pl->kc, p->k - pc);                                             \
+                NBK_PRAGMA(omp for schedule(static))                                               \
+                for (int64_t jp = 0; jp < n_panels; jp++)                                          \
+                    pack_b_##SUF(bpack + jp * kc * NR, p, jc + jp * NR, min64(NR, nc - jp * NR),   \
+                                 pc, kc);                                                          \
+                NBK_PRAGMA(omp for schedule(static))                                               \
+                for (int64_t ib = 0; ib < m_blocks; ib++) {                                        \
+                    int64_t i0 = ib * pl->mc, mc = min64(pl->mc, p->m - i0);                       \
+                    pack_a_##SUF(apack, p, i0, mc, pc, kc);                                        \
+                    for (int64_t jr = 0; jr < nc; jr += NR)                                        \
+                        for (int64_t ir = 0; ir < mc; ir += MR)                                    \
+                            micro_##SUF(kc, apack + ir * kc, bpack + jr * kc,                      \
+                                        c + (i0 + ir) * p->ldc + jc + jr, p->ldc,                  \
+                                        min64(MR, mc - ir), min64(NR, nc - jr), pc > 0);           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_GEMM(float, f32, F32_MR, F32_NR)
+DEFINE_GEMM(double, f64, F64_MR, F64_NR)
+
+size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    gemm_plan pl = gemm_plan_for(p, threads);
+    return NB_ALIGN + pl.b_bytes + (size_t)threads * pl.a_bytes;
+}
+
+static void gemm_team_member(const nbk_gemm *p, const gemm_plan *pl, void *bpack, void *apack,
+                             int tid)
+{
+    if (p->dtype == NB_F32)
+        gemm_f32(p, pl, bpack, apack, tid);
+    else
+        gemm_f64(p, pl, bpack, apack, tid);
+}
+
+void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads)
+{
+    if (p->m <= 0 || p->n <= 0)
+        return;
+    size_t elem = nb_dtype_size(p->dtype);
+    if (p->k <= 0) { /* an empty sum */
+        for (int64_t i = 0; i < p->m; i++)
+            memset((char *)p->c + (size_t)(i * p->ldc) * elem, 0, (size_t)p->n * elem);
+        return;
+    }
+    if (threads < 1)
+        threads = 1;
+    gemm_plan pl = gemm_plan_for(p, threads);
+    uintptr_t at = ((uintptr_t)workspace + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
+    char *bpack = (char *)at, *apack = bpack + pl.b_bytes;
+    if (threads == 1 || (p->m + pl.mc - 1) / pl.mc == 1) {
+        gemm_team_member(p, &pl, bpack, apack, 0);
+        return;
+    }
+    NBK_PRAGMA(omp parallel num_threads(threads))
+    gemm_team_member(p, &pl, bpack, apack, thread_num());
+}
+
+/* ------------------------------------------------------------ shape rule */
+
+#define A(out) ((out)->inputs[0])
+#define B(out) ((out)->inputs[1])
+#define TRANS_A(out) ((out)->attrs.ints[0] != 0)
+#define TRANS_B(out) ((out)->attrs.ints[1] != 0)
+
+/* "[3,4]" or, for a transposed operand, "[4,3]^T" */
+static const char *operand_str(const nb_tensor *t, bool trans, char *buf, size_t n)
+{
+    nbc_shp(t, buf, n);
+    if (trans) {
+        size_t len = strlen(buf);
+        if (len + 3 <= n)
+            memcpy(buf + len, "^T", 3);
+    }
+    return buf;
+}
+
+nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *a = A(out), *b = B(out);
+    bool ta = TRANS_A(out), tb = TRANS_B(out);
+    const char *op = out->op->name;
+    char sa[168], sb[168];
+    operand_str(a, ta, sa, sizeof sa);
+    operand_str(b, tb, sb, sizeof sb);
+
+    if (!((a->rank == 2 && b->rank == 2) || (a->rank == 3 && (b->rank == 2 || b->rank == 3))))
+        return nbc_error(g, NB_ERR_SHAPE, op,
+                         "%s x %s: ranks %d and %d do not fit: [M,K]x[K,N], [B,M,K]x[B,K,N] "
+                         "or [B,M,K]x[K,N]",
+                         sa, sb, a->rank, b->rank);
+    if (a->dtype != b->dtype)
+        return nbc_error(g, NB_ERR_DTYPE, op, "%s%s x %s%s: dtypes differ", nb_dtype_name(a->dtype),
+                         sa, nb_dtype_name(b->dtype), sb);
+    if (a->rank == 3 && b->rank == 3 && a->shape[0] != b->shape[0])
+        return nbc_error(g, NB_ERR_SHAPE, op, "%s x %s: batch sizes %lld and %lld differ", sa, sb,
+                         (long long)a->shape[0], (long long)b->shape[0]);
+    int ra = a->rank, rb = b->rank;
+    int64_t m = a->shape[ra - (ta ? 1 : 2)], k_a = a->shape[ra - (ta ? 2 : 1)];
+    int64_t k_b = b->shape[rb - (tb ? 1 : 2)], n = b->shape[rb - (tb ? 2 : 1)];
+    if (k_a != k_b)
+        return nbc_error(g, NB_ERR_SHAPE, op, "%s x %s: inner sizes %lld and %lld differ", sa, sb,
+                         (long long)k_a, (long long)k_b);
+
+    out->dtype = a->dtype;
+    out->rank = ra;
+    if (ra == 3)
+        out->shape[0] = a->shape[0];
+    out->shape[ra - 2] = m;
+    out->shape[ra - 1] = n;
+    return nbc_check_desc(g, out->dtype, out->rank, out->shape, op);
+}
+
+/* --------------------------------------------------------------- forward */
+
+/* One product through CBLAS; false when the build has none or the sizes
+ * do not fit its int. */
+static bool gemm_blas(const nbk_gemm *p)
+{
+#ifdef NB_HAVE_CBLAS
+    if (p->m > INT_MAX || p->n > INT_MAX || p->k > INT_MAX || p->lda > INT_MAX ||
+        p->ldb > INT_MAX || p->ldc > INT_MAX)
+        return false;
+    enum CBLAS_TRANSPOSE ta = p->trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = p->trans_b ? CblasTrans : CblasNoTrans;
+    if (p->dtype == NB_F32)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, 1.0f, p->a, (int)p->lda,
+                    p->b, (int)p->ldb, 0.0f, p->c, (int)p->ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, 1.0, p->a, (int)p->lda,
+                    p->b, (int)p->ldb, 0.0, p->c, (int)p->ldc);
+    return true;
+#else
+    (void)p;
+    return false;
+#endif
+}
+
+/*
+ * A batch of products, each op(A_i)·op(B_i) with B_i = B for a shared b.
+ * With CBLAS, OpenBLAS threads as it is configured (OPENBLAS_NUM_THREADS):
+ * its thread count is process-wide, so a graph cannot set it without
+ * affecting other graphs. The built-in kernel uses the graph's threads, and
+ * its scratch comes from the arena and is given back at once.
+ */
+nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *a = A(out), *b = B(out);
+    bool ta = TRANS_A(out), tb = TRANS_B(out);
+    int64_t m = out->shape[out->rank - 2], n = out->shape[out->rank - 1];
+    int64_t k = a->shape[a->rank - (ta ? 2 : 1)];
+    int64_t batch = out->rank == 3 ? out->shape[0] : 1;
+    bool shared_b = b->rank < a->rank;
+    if (out->size == 0)
+        return NB_OK;
+    if (k == 0) {
+        nbc_fill(out, 0.0);
+        return NB_OK;
+    }
+    nbk_gemm p = {
+        .dtype = out->dtype,
+        .trans_a = ta,
+        .trans_b = tb,
+        .m = m,
+        .n = n,
+        .k = k,
+        .a = a->data,
+        .lda = ta ? m : k,
+        .b = b->data,
+        .ldb = tb ? k : n,
+        .c = out->data,
+        .ldc = n,
+    };
+    if (shared_b && !ta) { /* the batch's rows of a are one [B*M,K] matrix */
+        p.m = batch * m;
+        batch = 1;
+    }
+    size_t elem = nb_dtype_size(out->dtype);
+    size_t step_a = (size_t)(m * k) * elem, step_b = shared_b ? 0 : (size_t)(k * n) * elem,
+           step_c = (size_t)(m * n) * elem;
+
+    if (gemm_blas(&p)) {
+        for (int64_t i = 1; i < batch; i++) {
+            p.a = (const char *)p.a + step_a;
+            p.b = (const char *)p.b + step_b;
+            p.c = (char *)p.c + step_c;
+            gemm_blas(&p);
+        }
+        return NB_OK;
+    }
+
+    /* many threads only for products worth waking a team for (~1 MFLOP) */
+    double work = (double)p.m * (double)p.n * (double)p.k / 32.0;
+    int threads = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
+    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+    void *ws = nbc_alloc(g, nbk_gemm_workspace(&p, threads), out->op->name);
+    if (!ws)
+        return NB_ERR_NOMEM;
+    for (int64_t i = 0; i < batch; i++) {
+        nbk_gemm_builtin(&p, ws, threads);
+        p.a = (const char *)p.a + step_a;
+        p.b = (const char *)p.b + step_b;
+        p.c = (char *)p.c + step_c;
+    }
+    nbc_arena_release(&g->arena, pos);
+    return NB_OK;
+}
+
+nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b)
+{
+    nb_tensor *in[2] = {a, b};
+    nb_attrs attrs = {.ints = {trans_a, trans_b}};
+    return nbo_apply(g, &nbo_table[NB_OP_MATMUL], in, 2, &attrs);
+}
+
+/* ---------------------------------------------------------- derivatives */
+
+/*
+ * C = op(A)·op(B), G = dC. In terms of the operands as used,
+ * d op(A) = G·op(B)^T and d op(B) = op(A)^T·G; undoing a transpose flag
+ * transposes the result, so as stored:
+ *   dA = G·op(B)^T  = matmul(G, B, 0, !tb)    (ta = 0)
+ *   dA = op(B)·G^T  = matmul(B, G, tb, 1)     (ta = 1)
+ *   dB = op(A)^T·G  = matmul(A, G, !ta, 0)    (tb = 0)
+ *   dB = G^T·op(A)  = matmul(G, A, 1, ta)     (tb = 1)
+ * The same hold batch by batch. With a shared b (a 3-D, b 2-D), dB sums
+ * over the batch, which is one 2-D product of the batch's stacked rows;
+ * dA with ta = 1 would be a 2-D x 3-D product, so it is taken as the
+ * transpose of G·op(B)^T.
+ */
+static nb_tensor *matmul_da(nb_graph *g, nb_tensor *out, nb_tensor *gr)
+{
+    nb_tensor *a = A(out), *b = B(out);
+    bool ta = TRANS_A(out), tb = TRANS_B(out);
+    if (!ta)
+        return nb_matmul(g, gr, b, false, !tb);
+    if (b->rank < a->rank)
+        return nb_transpose(g, nb_matmul(g, gr, b, false, !tb));
+    return nb_matmul(g, b, gr, tb, true);
+}
+
+static nb_tensor *matmul_db(nb_graph *g, nb_tensor *out, nb_tensor *gr)
+{
+    nb_tensor *a = A(out), *b = B(out);
+    bool ta = TRANS_A(out), tb = TRANS_B(out);
+    if (b->rank < a->rank) {
+        /* Σ_i over the batch is one 2-D product: stack the batch's rows of
+         * op(A) and of G, op(A') = [B*M,K] and G' = [B*M,N], where A' is
+         * A reshaped (ta = 0) or A permuted to [K,B,M] and reshaped (ta = 1) */
+        int64_t rows = a->shape[0] * (ta ? a->shape[2] : a->shape[1]);
+        int64_t k = ta ? a->shape[1] : a->shape[2];
+        if (ta)
+            a = nb_reshape(g, nb_permute(g, a, (const int[]){1, 0, 2}), 2, (int64_t[]){k, rows});
+        else
+            a = nb_reshape(g, a, 2, (int64_t[]){rows, k});
+        gr = nb_reshape(g, gr, 2, (int64_t[]){rows, gr->shape[2]});
+    }
+    return tb ? nb_matmul(g, gr, a, true, ta) : nb_matmul(g, a, gr, !ta, false);
+}
+
+nb_tensor *nbo_matmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return i == 0 ? matmul_da(g, out, gr) : matmul_db(g, out, gr);
+}
+
+/* d(op(A)·op(B)) = op(tA)·op(B) + op(A)·op(tB) */
+nb_tensor *nbo_matmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    bool ta = TRANS_A(out), tb = TRANS_B(out);
+    return nb_add(g, nb_matmul(g, t[0], B(out), ta, tb), nb_matmul(g, A(out), t[1], ta, tb));
+}

@@ -1,8 +1,60 @@
-/* TEMPORARY STUBS: replace every function here with the real one. */
+/* Dtype conversion (cast). attrs: ints[0] = the target dtype. */
+
 #include "kernels.h"
 
-nb_status nbo_cast_shape(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_cast_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "cast", "not implemented"); return NULL; }
-nb_tensor *nbo_cast_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "cast", "not implemented"); return NULL; }
-nb_tensor *nb_cast(nb_graph *g, nb_tensor *x, nb_dtype dt) { nbc_error(g, NB_ERR_ARG, "cast", "not implemented"); return NULL; }
+nb_status nbo_cast_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    int64_t dt = out->attrs.ints[0];
+    if (dt != NB_F32 && dt != NB_F64) {
+        char buf[160];
+        return nbc_error(g, NB_ERR_DTYPE, out->op->name,
+                         "%s%s to unknown dtype %lld (NB_F32 or NB_F64)", nb_dtype_name(x->dtype),
+                         nbc_shp(x, buf, sizeof buf), (long long)dt);
+    }
+    out->dtype = (nb_dtype)dt;
+    out->rank = x->rank;
+    memcpy(out->shape, x->shape, sizeof out->shape);
+    return NB_OK;
+}
+
+#define CAST_LOOP(TO, FROM, nt)                                                                    \
+    do {                                                                                           \
+        TO *o = out->data;                                                                         \
+        const FROM *in = x->data;                                                                  \
+        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static) if (nt > 1))                  \
+        for (int64_t i = 0; i < out->size; i++)                                                    \
+            o[i] = (TO)in[i];                                                                      \
+    } while (0)
+
+nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    int nt = nbc_threads_for(g, out->size);
+    (void)nt; /* unused when built without OpenMP */
+    if (out->dtype == x->dtype)
+        memcpy(out->data, x->data, (size_t)out->size * nb_dtype_size(out->dtype));
+    else if (out->dtype == NB_F32)
+        CAST_LOOP(float, double, nt);
+    else
+        CAST_LOOP(double, float, nt);
+    return NB_OK;
+}
+
+nb_tensor *nb_cast(nb_graph *g, nb_tensor *x, nb_dtype dt)
+{
+    nb_attrs attrs = {.ints = {(int64_t)dt}};
+    return nbo_apply(g, &nbo_table[NB_OP_CAST], &x, 1, &attrs);
+}
+
+/* d cast(x) = cast(g, dtype(x)) */
+nb_tensor *nbo_cast_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    return nb_cast(g, gr, out->inputs[0]->dtype);
+}
+
+nb_tensor *nbo_cast_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_cast(g, t[0], out->dtype);
+}

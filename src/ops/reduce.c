@@ -1,26 +1,714 @@
-/* TEMPORARY STUBS: replace every function here with the real one. */
+/* Reductions: sum, mean and max over a set of axes, and the broadcasting
+ * pair sum_to / broadcast_to (each the adjoint of the other).
+ *
+ * Attributes:
+ *   sum, mean, max:          ints[0] = bitmask of reduced axes of the input,
+ *                            ints[1] = keepdims (0 or 1).
+ *   sum_to, broadcast_to:    ints[0..rank) = target shape,
+ *                            ints[NB_MAX_RANK] = target rank.
+ *
+ * Every reduction runs through one engine: the input's axes are coalesced
+ * (size-1 axes dropped, neighbours that are both reduced or both kept
+ * merged), then either the innermost axis is reduced (each output is a
+ * pairwise reduction of contiguous rows) or it is kept (whole rows of the
+ * input are combined into a row of the output, a loop that vectorises).
+ * Each output element is always computed by one thread in one fixed order,
+ * or - for a single long row - by a fixed pairwise tree whose leaves may run
+ * on several threads; either way the result is bit-identical for every
+ * thread count. */
+
 #include "kernels.h"
 
-nb_status nbo_reduce_shape(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_status nbo_broadcast_to_shape(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_status nbo_sum_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_sum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "sum", "not implemented"); return NULL; }
-nb_tensor *nbo_sum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "sum", "not implemented"); return NULL; }
-nb_status nbo_mean_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_mean_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "mean", "not implemented"); return NULL; }
-nb_tensor *nbo_mean_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "mean", "not implemented"); return NULL; }
-nb_status nbo_max_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_max_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "max", "not implemented"); return NULL; }
-nb_tensor *nbo_max_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "max", "not implemented"); return NULL; }
-nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_sum_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "sum_to", "not implemented"); return NULL; }
-nb_tensor *nbo_sum_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "sum_to", "not implemented"); return NULL; }
-nb_status nbo_broadcast_to_fwd(nb_graph *g, nb_tensor *out) { return nbc_error(g, NB_ERR_ARG, out->op->name, "not implemented"); }
-nb_tensor *nbo_broadcast_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out) { (void)out; (void)i; (void)grad_out; nbc_error(g, NB_ERR_ARG, "broadcast_to", "not implemented"); return NULL; }
-nb_tensor *nbo_broadcast_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t) { (void)out; (void)t; nbc_error(g, NB_ERR_ARG, "broadcast_to", "not implemented"); return NULL; }
-nb_tensor *nb_sum(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims) { nbc_error(g, NB_ERR_ARG, "sum", "not implemented"); return NULL; }
-nb_tensor *nb_mean(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims) { nbc_error(g, NB_ERR_ARG, "mean", "not implemented"); return NULL; }
-nb_tensor *nb_max(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims) { nbc_error(g, NB_ERR_ARG, "max", "not implemented"); return NULL; }
-nb_tensor *nb_sum_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape) { nbc_error(g, NB_ERR_ARG, "sum_to", "not implemented"); return NULL; }
-nb_tensor *nb_broadcast_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape) { nbc_error(g, NB_ERR_ARG, "broadcast_to", "not implemented"); return NULL; }
+/* ------------------------------------------------------------ the plan */
+
+typedef enum red_kind { RED_SUM, RED_MAX } red_kind;
+
+/* How to walk a reduction of x after coalescing its axes. */
+typedef struct red_plan {
+    int rank; /* coalesced axes, rank >= 1 */
+    int64_t size[NB_MAX_RANK];
+    int64_t stride[NB_MAX_RANK]; /* element strides in x */
+    bool reduced[NB_MAX_RANK];
+    int n_kept; /* kept axes, outer to inner */
+    int kept[NB_MAX_RANK];
+    int n_red;            /* reduced axes, outer to inner; when the */
+    int red[NB_MAX_RANK]; /* innermost axis is reduced it is not listed */
+    int64_t n_red_iter;   /* product of the listed reduced sizes */
+    int64_t n_out;        /* output elements */
+} red_plan;
+
+/* Plan a reduction of a non-empty x over the axes in mask. */
+static void red_plan_make(red_plan *p, const nb_tensor *x, uint64_t mask)
+{
+    int r = 0;
+    for (int d = 0; d < x->rank; d++) {
+        int64_t n = x->shape[d];
+        bool red = (mask >> d) & 1u;
+        if (n == 1)
+            continue;
+        if (r > 0 && p->reduced[r - 1] == red) {
+            p->size[r - 1] *= n;
+            continue;
+        }
+        p->size[r] = n;
+        p->reduced[r] = red;
+        r++;
+    }
+    if (r == 0) { /* one element: a copy */
+        p->size[0] = 1;
+        p->reduced[0] = false;
+        r = 1;
+    }
+    p->rank = r;
+    p->stride[r - 1] = 1;
+    for (int d = r - 2; d >= 0; d--)
+        p->stride[d] = p->stride[d + 1] * p->size[d + 1];
+    bool inner_reduced = p->reduced[r - 1];
+    p->n_kept = p->n_red = 0;
+    p->n_red_iter = p->n_out = 1;
+    for (int d = 0; d < r; d++) {
+        if (!p->reduced[d]) {
+            p->kept[p->n_kept++] = d;
+            p->n_out *= p->size[d];
+        } else if (!(inner_reduced && d == r - 1)) {
+            p->red[p->n_red++] = d;
+            p->n_red_iter *= p->size[d];
+        }
+    }
+}
+
+/* Offset in x of output position o over the first n kept axes. */
+static int64_t kept_offset(const red_plan *p, int n, int64_t o)
+{
+    int64_t off = 0;
+    for (int k = n - 1; k >= 0; k--) {
+        int d = p->kept[k];
+        off += (o % p->size[d]) * p->stride[d];
+        o /= p->size[d];
+    }
+    return off;
+}
+
+/* Odometer over the listed reduced axes: off is the current offset in x. */
+typedef struct red_odo {
+    int64_t idx[NB_MAX_RANK];
+    int64_t off;
+} red_odo;
+
+static void odo_next(const red_plan *p, red_odo *o)
+{
+    for (int k = p->n_red - 1; k >= 0; k--) {
+        int d = p->red[k];
+        o->off += p->stride[d];
+        if (++o->idx[k] < p->size[d])
+            return;
+        o->off -= p->stride[d] * p->size[d];
+        o->idx[k] = 0;
+    }
+}
+
+/* -------------------------------------------------------------- kernels */
+
+#define COMBINE_SUM(a, v) ((a) + (v))
+/* NaN wins: once the accumulator is NaN it stays NaN */
+#define COMBINE_MAX(a, v) (((v) > (a) || (v) != (v)) ? (v) : (a))
+
+/* Leaves of the pairwise tree hold at most this many elements. Max is
+ * exact, so its leaves are long: the tree only fixes the order (which of
+ * -0/+0 or of two NaNs wins), and merging leaves costs unpredictable
+ * branches. */
+#define RED_BLOCK 128
+#define RED_MAX_BLOCK 8192
+/* At most this many leaves of a long row are reduced in parallel. */
+#define RED_MAX_SEGS 64
+/* Output columns combined per pass when whole rows are reduced (fits L1). */
+#define RED_COLS 2048
+
+/* Split of a pairwise node of more than BLOCK elements: the left part. */
+static int64_t red_split(int64_t n)
+{
+    int64_t n2 = n / 2;
+    return n2 - n2 % 8;
+}
+
+/*
+ * The kernels of one reduction and one element type T:
+ *  NAME_row:      pairwise reduction of a contiguous row (8 lanes in a leaf,
+ *                 halves above BLOCK), the fixed order every path uses;
+ *  NAME_row_par:  the same tree with its top levels' leaves on nt threads;
+ *  NAME_inner:    outputs [o0,o1) when the innermost axis is reduced;
+ *  NAME_outer:    output rows [r0,r1), columns [j0,j1) when it is kept:
+ *                 input rows are combined in chunks of RED_BLOCK (a two-level
+ *                 cascade, so a long f32 column sum does not drift), one
+ *                 block of RED_COLS columns at a time.
+ */
+#define DEFINE_REDUCE(NAME, T, COMBINE, BLOCK)                                                     \
+    static T NAME##_row(const T *x, int64_t n)                                                     \
+    {                                                                                              \
+        if (n > (BLOCK)) {                                                                         \
+            int64_t n2 = red_split(n);                                                             \
+            T a = NAME##_row(x, n2), b = NAME##_row(x + n2, n - n2);                               \
+            return COMBINE(a, b);                                                                  \
+        }                                                                                          \
+        T acc = x[0];                                                                              \
+        int64_t i = 1;                                                                             \
+        if (n >= 8) {                                                                              \
+            T l[8];                                                                                \
+            for (int k = 0; k < 8; k++)                                                            \
+                l[k] = x[k];                                                                       \
+            for (i = 8; i + 8 <= n; i += 8) {                                                      \
+                NBK_PRAGMA(omp simd)                                                               \
+                for (int k = 0; k < 8; k++)                                                        \
+                    l[k] = COMBINE(l[k], x[i + k]);                                                \
+            }                                                                                      \
+            T a01 = COMBINE(l[0], l[1]), a23 = COMBINE(l[2], l[3]);                                \
+            T a45 = COMBINE(l[4], l[5]), a67 = COMBINE(l[6], l[7]);                                \
+            T a03 = COMBINE(a01, a23), a47 = COMBINE(a45, a67);                                    \
+            acc = COMBINE(a03, a47);                                                               \
+        }                                                                                          \
+        for (; i < n; i++)                                                                         \
+            acc = COMBINE(acc, x[i]);                                                              \
+        return acc;                                                                                \
+    }                                                                                              \
+                                                                                                   \
+    static T NAME##_row_par(const T *x, int64_t n, int nt)                                         \
+    {                                                                                              \
+        int64_t off[RED_MAX_SEGS], len[RED_MAX_SEGS];                                              \
+        T part[RED_MAX_SEGS];                                                                      \
+        int n_seg = 1;                                                                             \
+        off[0] = 0;                                                                                \
+        len[0] = n;                                                                                \
+        while (n_seg < 2 * nt && 2 * n_seg <= RED_MAX_SEGS) {                                      \
+            bool splits = true;                                                                    \
+            for (int s = 0; s < n_seg; s++)                                                        \
+                splits &= len[s] > (BLOCK);                                                        \
+            if (!splits)                                                                           \
+                break;                                                                             \
+            for (int s = n_seg - 1; s >= 0; s--) {                                                 \
+                int64_t n2 = red_split(len[s]);                                                    \
+                off[2 * s] = off[s];                                                               \
+                off[2 * s + 1] = off[s] + n2;                                                      \
+                len[2 * s + 1] = len[s] - n2;                                                      \
+                len[2 * s] = n2;                                                                   \
+            }                                                                                      \
+            n_seg *= 2;                                                                            \
+        }                                                                                          \
+        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static))                              \
+        for (int s = 0; s < n_seg; s++)                                                            \
+            part[s] = NAME##_row(x + off[s], len[s]);                                              \
+        for (; n_seg > 1; n_seg /= 2)                                                              \
+            for (int s = 0; s < n_seg / 2; s++)                                                    \
+                part[s] = COMBINE(part[2 * s], part[2 * s + 1]);                                   \
+        return part[0];                                                                            \
+    }                                                                                              \
+                                                                                                   \
+    static void NAME##_inner(const red_plan *p, const void *xv, void *ov, int64_t o0, int64_t o1,  \
+                             int row_nt)                                                           \
+    {                                                                                              \
+        const T *x = xv;                                                                           \
+        T *out = ov;                                                                               \
+        int64_t m = p->size[p->rank - 1];                                                          \
+        for (int64_t o = o0; o < o1; o++) {                                                        \
+            const T *base = x + kept_offset(p, p->n_kept, o);                                      \
+            red_odo it = {{0}, 0};                                                                 \
+            T acc = 0;                                                                             \
+            for (int64_t r = 0; r < p->n_red_iter; r++) {                                          \
+                T v = row_nt > 1 ? NAME##_row_par(base + it.off, m, row_nt)                        \
+                                 : NAME##_row(base + it.off, m);                                   \
+                acc = r == 0 ? v : COMBINE(acc, v);                                                \
+                odo_next(p, &it);                                                                  \
+            }                                                                                      \
+            out[o] = acc;                                                                          \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    static void NAME##_outer(const red_plan *p, const void *xv, void *ov, int64_t r0, int64_t r1,  \
+                             int64_t j0, int64_t j1)                                               \
+    {                                                                                              \
+        const T *x = xv;                                                                           \
+        T *out = ov;                                                                               \
+        int64_t f = p->size[p->rank - 1];                                                          \
+        T chunk[RED_COLS];                                                                         \
+        for (int64_t row = r0; row < r1; row++) {                                                  \
+            const T *base = x + kept_offset(p, p->n_kept - 1, row);                                \
+            T *restrict po = out + row * f;                                                        \
+            for (int64_t jb = j0; jb < j1; jb += RED_COLS) {                                       \
+                int64_t je = j1 - jb > RED_COLS ? jb + RED_COLS : j1;                              \
+                red_odo it = {{0}, 0};                                                             \
+                for (int64_t c0 = 0; c0 < p->n_red_iter; c0 += RED_BLOCK) {                        \
+                    int64_t c1 = p->n_red_iter - c0 > RED_BLOCK ? c0 + RED_BLOCK : p->n_red_iter;  \
+                    T *restrict acc = c0 == 0 ? po + jb : chunk;                                   \
+                    const T *restrict px = base + it.off + jb;                                     \
+                    NBK_PRAGMA(omp simd)                                                           \
+                    for (int64_t j = 0; j < je - jb; j++)                                          \
+                        acc[j] = px[j];                                                            \
+                    for (int64_t r = c0 + 1; r < c1; r++) {                                        \
+                        odo_next(p, &it);                                                          \
+                        px = base + it.off + jb;                                                   \
+                        NBK_PRAGMA(omp simd)                                                       \
+                        for (int64_t j = 0; j < je - jb; j++)                                      \
+                            acc[j] = COMBINE(acc[j], px[j]);                                       \
+                    }                                                                              \
+                    odo_next(p, &it);                                                              \
+                    if (c0 > 0) {                                                                  \
+                        NBK_PRAGMA(omp simd)                                                       \
+                        for (int64_t j = jb; j < je; j++)                                          \
+                            po[j] = COMBINE(po[j], chunk[j - jb]);                                 \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_REDUCE(sum_f32, float, COMBINE_SUM, RED_BLOCK)
+DEFINE_REDUCE(sum_f64, double, COMBINE_SUM, RED_BLOCK)
+DEFINE_REDUCE(max_f32, float, COMBINE_MAX, RED_MAX_BLOCK)
+DEFINE_REDUCE(max_f64, double, COMBINE_MAX, RED_MAX_BLOCK)
+
+typedef struct red_kernels {
+    void (*inner)(const red_plan *p, const void *x, void *out, int64_t o0, int64_t o1, int row_nt);
+    void (*outer)(const red_plan *p, const void *x, void *out, int64_t r0, int64_t r1, int64_t j0,
+                  int64_t j1);
+} red_kernels;
+
+static const red_kernels red_table[2][2] = {
+    [RED_SUM] =
+        {[NB_F32] = {sum_f32_inner, sum_f32_outer}, [NB_F64] = {sum_f64_inner, sum_f64_outer}},
+    [RED_MAX] =
+        {[NB_F32] = {max_f32_inner, max_f32_outer}, [NB_F64] = {max_f64_inner, max_f64_outer}},
+};
+
+/* Element-type helpers: fill, divide in place, and broadcast rows. */
+#define DEFINE_TYPED(SUF, T)                                                                       \
+    static void div_##SUF(nb_tensor *t, double d)                                                  \
+    {                                                                                              \
+        T *p = t->data, dv = (T)d;                                                                 \
+        for (int64_t i = 0; i < t->size; i++)                                                      \
+            p[i] = p[i] / dv;                                                                      \
+    }                                                                                              \
+    static void bcast_##SUF(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0, \
+                            int64_t j1)                                                            \
+    {                                                                                              \
+        T *o = out->data;                                                                          \
+        const T *x = out->inputs[0]->data;                                                         \
+        int64_t idx[NB_MAX_RANK], off[1];                                                          \
+        nbk_plan_index(p, r0, idx);                                                                \
+        nbk_plan_offsets(p, r0, off);                                                              \
+        int64_t s = p->stride[0][p->rank - 1];                                                     \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            T *restrict po = o + r * p->inner;                                                     \
+            const T *restrict px = x + off[0];                                                     \
+            if (s == 1) {                                                                          \
+                NBK_PRAGMA(omp simd)                                                               \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = px[j];                                                                 \
+            } else if (s == 0) {                                                                   \
+                T v = px[0];                                                                       \
+                NBK_PRAGMA(omp simd)                                                               \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = v;                                                                     \
+            } else {                                                                               \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = px[j * s];                                                             \
+            }                                                                                      \
+            nbk_plan_next(p, idx, off);                                                            \
+        }                                                                                          \
+    }
+
+DEFINE_TYPED(f32, float)
+DEFINE_TYPED(f64, double)
+
+/* ------------------------------------------------------------- drivers */
+
+/* out = reduction of out->inputs[0] over the axes in mask. */
+static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind)
+{
+    const nb_tensor *x = out->inputs[0];
+    if (x->size == 0) { /* sum of nothing; max never gets here with work to do */
+        nbc_fill(out, 0.0);
+        return;
+    }
+    red_plan p;
+    red_plan_make(&p, x, mask);
+    const red_kernels *k = &red_table[kind][x->dtype];
+    int nt = nbc_threads_for(g, x->size);
+
+    if (p.reduced[p.rank - 1]) {
+        if (nt == 1 || p.n_out < nt) {
+            /* few outputs: one at a time, long rows split over threads */
+            k->inner(&p, x->data, out->data, 0, p.n_out, nbc_threads_for(g, p.size[p.rank - 1]));
+            return;
+        }
+        NBK_PRAGMA(omp parallel num_threads(nt))
+        {
+            NBK_THREAD(t, T);
+            k->inner(&p, x->data, out->data, p.n_out * t / T, p.n_out * (t + 1) / T, 1);
+        }
+        return;
+    }
+
+    int64_t f = p.size[p.rank - 1], rows = p.n_out / f;
+    if (nt == 1) {
+        k->outer(&p, x->data, out->data, 0, rows, 0, f);
+        return;
+    }
+    NBK_PRAGMA(omp parallel num_threads(nt))
+    {
+        NBK_THREAD(t, T);
+        if (rows >= T)
+            k->outer(&p, x->data, out->data, rows * t / T, rows * (t + 1) / T, 0, f);
+        else
+            for (int64_t r = 0; r < rows; r++)
+                k->outer(&p, x->data, out->data, r, r + 1, f * t / T, f * (t + 1) / T);
+    }
+}
+
+/* ---------------------------------------------------------- shape rules */
+
+static uint64_t axes_mask(const nb_tensor *out)
+{
+    return (uint64_t)out->attrs.ints[0];
+}
+
+static bool keepdims(const nb_tensor *out)
+{
+    return out->attrs.ints[1] != 0;
+}
+
+/* Number of input elements that fold into one output element. */
+static int64_t reduced_count(const nb_tensor *x, uint64_t mask)
+{
+    int64_t n = 1;
+    for (int d = 0; d < x->rank; d++)
+        if ((mask >> d) & 1u)
+            n *= x->shape[d];
+    return n;
+}
+
+/* x's shape with the reduced axes set to 1. */
+static void keep_shape(const nb_tensor *x, uint64_t mask, int64_t *shape)
+{
+    for (int d = 0; d < x->rank; d++)
+        shape[d] = (mask >> d) & 1u ? 1 : x->shape[d];
+}
+
+nb_status nbo_reduce_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    uint64_t mask = axes_mask(out);
+    char b[160];
+    if (mask >> x->rank)
+        return nbc_error(g, NB_ERR_ARG, out->op->name,
+                         "axis mask 0x%llx names axes beyond the rank of %s",
+                         (unsigned long long)mask, nbc_shp(x, b, sizeof b));
+    if (out->op == &nbo_table[NB_OP_MAX])
+        for (int d = 0; d < x->rank; d++)
+            if (((mask >> d) & 1u) && x->shape[d] == 0)
+                return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                                 "cannot reduce axis %d of %s: it has size 0 and the "
+                                 "maximum of no elements is undefined",
+                                 d, nbc_shp(x, b, sizeof b));
+    out->dtype = x->dtype;
+    out->rank = 0;
+    for (int d = 0; d < x->rank; d++) {
+        if (!((mask >> d) & 1u))
+            out->shape[out->rank++] = x->shape[d];
+        else if (keepdims(out))
+            out->shape[out->rank++] = 1;
+    }
+    return NB_OK;
+}
+
+/* The target shape of sum_to / broadcast_to, as "[...]" in buf. */
+static const char *target_str(const nb_tensor *out, char *buf, size_t n)
+{
+    return nb_shape_str((int)out->attrs.ints[NB_MAX_RANK], out->attrs.ints, buf, n);
+}
+
+static void set_target(nb_tensor *out)
+{
+    out->dtype = out->inputs[0]->dtype;
+    out->rank = (int)out->attrs.ints[NB_MAX_RANK];
+    for (int d = 0; d < out->rank; d++)
+        out->shape[d] = out->attrs.ints[d];
+}
+
+/* sum_to: the target broadcasts to x's shape (it is x's shape with leading
+ * axes dropped and some axes set to 1). */
+nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    int rank = (int)out->attrs.ints[NB_MAX_RANK];
+    const int64_t *s = out->attrs.ints;
+    char bx[160], bt[160];
+    if (rank > x->rank)
+        return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                         "cannot sum %s to %s: the target has more axes (%d > %d)",
+                         nbc_shp(x, bx, sizeof bx), target_str(out, bt, sizeof bt), rank, x->rank);
+    int lead = x->rank - rank;
+    for (int d = 0; d < rank; d++)
+        if (s[d] != 1 && s[d] != x->shape[lead + d])
+            return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                             "cannot sum %s to %s: target axis %d has size %lld, "
+                             "which must be 1 or %lld",
+                             nbc_shp(x, bx, sizeof bx), target_str(out, bt, sizeof bt), d,
+                             (long long)s[d], (long long)x->shape[lead + d]);
+    set_target(out);
+    return NB_OK;
+}
+
+/* broadcast_to: x broadcasts to the target by NumPy rules. */
+nb_status nbo_broadcast_to_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    int rank = (int)out->attrs.ints[NB_MAX_RANK];
+    const int64_t *s = out->attrs.ints;
+    char bx[160], bt[160];
+    if (rank < x->rank)
+        return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                         "cannot broadcast %s to %s: the target has fewer axes (%d < %d)",
+                         nbc_shp(x, bx, sizeof bx), target_str(out, bt, sizeof bt), rank, x->rank);
+    int lead = rank - x->rank;
+    for (int d = 0; d < x->rank; d++)
+        if (x->shape[d] != 1 && x->shape[d] != s[lead + d])
+            return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                             "cannot broadcast %s to %s: axis %d has size %lld, "
+                             "target %lld (only size 1 stretches)",
+                             nbc_shp(x, bx, sizeof bx), target_str(out, bt, sizeof bt), d,
+                             (long long)x->shape[d], (long long)s[lead + d]);
+    set_target(out);
+    return NB_OK;
+}
+
+/* -------------------------------------------------------- forward kernels */
+
+nb_status nbo_sum_fwd(nb_graph *g, nb_tensor *out)
+{
+    reduce_run(g, out, axes_mask(out), RED_SUM);
+    return NB_OK;
+}
+
+nb_status nbo_mean_fwd(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    reduce_run(g, out, axes_mask(out), RED_SUM);
+    double count = (double)reduced_count(x, axes_mask(out)); /* 0: 0/0 = NaN */
+    if (out->dtype == NB_F32)
+        div_f32(out, count);
+    else
+        div_f64(out, count);
+    return NB_OK;
+}
+
+nb_status nbo_max_fwd(nb_graph *g, nb_tensor *out)
+{
+    reduce_run(g, out, axes_mask(out), RED_MAX);
+    return NB_OK;
+}
+
+nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out)
+{
+    /* reduce the leading axes and those the target holds as 1 */
+    const nb_tensor *x = out->inputs[0];
+    int lead = x->rank - out->rank;
+    uint64_t mask = 0;
+    for (int d = 0; d < x->rank; d++)
+        if (d < lead || out->shape[d - lead] == 1)
+            mask |= 1u << d;
+    reduce_run(g, out, mask, RED_SUM);
+    return NB_OK;
+}
+
+nb_status nbo_broadcast_to_fwd(nb_graph *g, nb_tensor *out)
+{
+    nbk_run_rows(g, out, 1, out->dtype == NB_F32 ? bcast_f32 : bcast_f64);
+    return NB_OK;
+}
+
+/* ------------------------------------------------------ derivative rules */
+
+/* t (shaped like the result of the reduction out) with its reduced axes
+ * back as size 1, so that it broadcasts against the input. A reshape is
+ * needed only when keepdims was off and some reduced axis follows a kept
+ * one: when the reduced axes are a leading prefix, right-aligned
+ * broadcasting already lines t up with the input. */
+static nb_tensor *as_keepdims(nb_graph *g, const nb_tensor *out, nb_tensor *t)
+{
+    const nb_tensor *x = out->inputs[0];
+    uint64_t mask = axes_mask(out);
+    if (keepdims(out) || (mask & (mask + 1)) == 0)
+        return t;
+    int64_t shape[NB_MAX_RANK];
+    keep_shape(x, mask, shape);
+    return nb_reshape(g, t, x->rank, shape);
+}
+
+/* The same reduction (axes, keepdims) as out, with op id, applied to t. */
+static nb_tensor *reduce_like(nb_graph *g, const nb_tensor *out, int op, nb_tensor *t)
+{
+    return nbo_apply(g, &nbo_table[op], &t, 1, &out->attrs);
+}
+
+/* d sum = broadcast_to(g, shape(x)) */
+nb_tensor *nbo_sum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    const nb_tensor *x = out->inputs[0];
+    return nb_broadcast_to(g, as_keepdims(g, out, gr), x->rank, x->shape);
+}
+nb_tensor *nbo_sum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return reduce_like(g, out, NB_OP_SUM, t[0]);
+}
+
+/* d mean = broadcast_to(g / count, shape(x)) */
+nb_tensor *nbo_mean_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    const nb_tensor *x = out->inputs[0];
+    double count = (double)reduced_count(x, axes_mask(out));
+    nb_tensor *scaled = nb_div(g, gr, nbk_const(g, out, count));
+    return nb_broadcast_to(g, as_keepdims(g, out, scaled), x->rank, x->shape);
+}
+nb_tensor *nbo_mean_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return reduce_like(g, out, NB_OP_MEAN, t[0]);
+}
+
+/* Share of the result that each input element receives: 1/k where it is
+ * one of the k elements equal to the maximum of its slice, 0 elsewhere. */
+static nb_tensor *max_share(nb_graph *g, nb_tensor *out)
+{
+    nb_tensor *x = out->inputs[0];
+    nb_tensor *is_max = nb_eq(g, x, as_keepdims(g, out, out));
+    nb_attrs keep = out->attrs;
+    keep.ints[1] = 1;
+    nb_tensor *ties = nbo_apply(g, &nbo_table[NB_OP_SUM], &is_max, 1, &keep);
+    return nb_div(g, is_max, ties);
+}
+
+/* d max = g at the arg-max, split equally among ties: g·share */
+nb_tensor *nbo_max_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    return nb_mul(g, max_share(g, out), as_keepdims(g, out, gr));
+}
+/* t_y = sum(t·share) over the reduced axes */
+nb_tensor *nbo_max_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return reduce_like(g, out, NB_OP_SUM, nb_mul(g, t[0], max_share(g, out)));
+}
+
+/* d sum_to = broadcast_to(g, shape(x)) */
+nb_tensor *nbo_sum_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    const nb_tensor *x = out->inputs[0];
+    return nb_broadcast_to(g, gr, x->rank, x->shape);
+}
+nb_tensor *nbo_sum_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_sum_to(g, t[0], out->rank, out->shape);
+}
+
+/* d broadcast_to = sum_to(g, shape(x)) */
+nb_tensor *nbo_broadcast_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    const nb_tensor *x = out->inputs[0];
+    return nb_sum_to(g, gr, x->rank, x->shape);
+}
+nb_tensor *nbo_broadcast_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_broadcast_to(g, t[0], out->rank, out->shape);
+}
+
+/* ----------------------------------------------------------- constructors */
+
+static nb_tensor *reduce(nb_graph *g, int op, nb_tensor *x, const int *axes, int n_axes, bool keep)
+{
+    if (!g || !x)
+        return NULL;
+    const char *name = nbo_table[op].name;
+    char b[160];
+    if (n_axes < 0) {
+        nbc_error(g, NB_ERR_ARG, name, "n_axes is %d for %s; it must be >= 0", n_axes,
+                  nbc_shp(x, b, sizeof b));
+        return NULL;
+    }
+    if (n_axes > 0 && !axes) {
+        nbc_error(g, NB_ERR_NULL, name, "axes is NULL but n_axes is %d (reducing %s)", n_axes,
+                  nbc_shp(x, b, sizeof b));
+        return NULL;
+    }
+    uint64_t mask = n_axes == 0 ? (1u << x->rank) - 1 : 0;
+    for (int k = 0; k < n_axes; k++) {
+        int d = nbk_axis(axes[k], x->rank);
+        if (d < 0) {
+            nbc_error(g, NB_ERR_ARG, name, "axis %d is out of range for %s (rank %d)", axes[k],
+                      nbc_shp(x, b, sizeof b), x->rank);
+            return NULL;
+        }
+        if ((mask >> d) & 1u) {
+            nbc_error(g, NB_ERR_ARG, name, "axis %d of %s is listed twice (as axis %d)", d,
+                      nbc_shp(x, b, sizeof b), axes[k]);
+            return NULL;
+        }
+        mask |= 1u << d;
+    }
+    nb_attrs a = {0};
+    a.ints[0] = (int64_t)mask;
+    a.ints[1] = keep;
+    return nbo_apply(g, &nbo_table[op], &x, 1, &a);
+}
+
+nb_tensor *nb_sum(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims)
+{
+    return reduce(g, NB_OP_SUM, x, axes, n_axes, keepdims);
+}
+
+nb_tensor *nb_mean(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims)
+{
+    return reduce(g, NB_OP_MEAN, x, axes, n_axes, keepdims);
+}
+
+nb_tensor *nb_max(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims)
+{
+    return reduce(g, NB_OP_MAX, x, axes, n_axes, keepdims);
+}
+
+/* Check a target shape and apply op to x with it. */
+static nb_tensor *to_shape(nb_graph *g, int op, nb_tensor *x, int rank, const int64_t *shape)
+{
+    if (!g || !x)
+        return NULL;
+    const char *name = nbo_table[op].name;
+    char b[160];
+    if (rank < 0 || rank > NB_MAX_RANK) {
+        nbc_error(g, NB_ERR_RANK, name, "target rank %d for %s is outside 0..%d", rank,
+                  nbc_shp(x, b, sizeof b), NB_MAX_RANK);
+        return NULL;
+    }
+    if (rank > 0 && !shape) {
+        nbc_error(g, NB_ERR_NULL, name, "target shape is NULL for rank %d (input %s)", rank,
+                  nbc_shp(x, b, sizeof b));
+        return NULL;
+    }
+    if (nbc_check_desc(g, x->dtype, rank, shape, name) != NB_OK)
+        return NULL;
+    nb_attrs a = {0};
+    for (int d = 0; d < rank; d++)
+        a.ints[d] = shape[d];
+    a.ints[NB_MAX_RANK] = rank;
+    return nbo_apply(g, &nbo_table[op], &x, 1, &a);
+}
+
+nb_tensor *nb_sum_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape)
+{
+    return to_shape(g, NB_OP_SUM_TO, x, rank, shape);
+}
+
+nb_tensor *nb_broadcast_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape)
+{
+    return to_shape(g, NB_OP_BROADCAST_TO, x, rank, shape);
+}

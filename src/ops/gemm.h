@@ -1,0 +1,37 @@
+/* The matrix kernel behind nb_matmul: a cache-blocked, register-blocked
+ * GEMM written once for both dtypes (src/ops/matmul.c). It is what matmul
+ * runs when the build has no CBLAS, and is compiled (and unit-tested) in
+ * every build. Not installed. */
+#ifndef NABLA_OPS_GEMM_H
+#define NABLA_OPS_GEMM_H
+
+#include "../core/internal.h"
+
+/* One row-major product C = op(A)·op(B), C overwritten. op(A) is [m,k] and
+ * op(B) is [k,n]; op(X) is X, or X transposed when its flag is set, as
+ * BLAS does: A is stored [m,k] (or [k,m] with trans_a) with row stride lda,
+ * B is stored [k,n] (or [n,k] with trans_b) with row stride ldb, C is
+ * [m,n] with row stride ldc. A, B and C must not overlap. */
+typedef struct nbk_gemm {
+    nb_dtype dtype;
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    const void *a;
+    int64_t lda;
+    const void *b;
+    int64_t ldb;
+    void *c;
+    int64_t ldc;
+} nbk_gemm;
+
+/* Bytes of scratch nbk_gemm_builtin needs for @p p on @p threads threads
+ * (any alignment is fine: the kernel aligns it itself). */
+size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
+
+/* C = op(A)·op(B) with the built-in kernel, on up to @p threads OpenMP
+ * threads (split over blocks of rows of C). @p workspace holds at least
+ * nbk_gemm_workspace(p, threads) bytes. The result is bit-identical for
+ * every thread count: each element is summed over k in the same order. */
+void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads);
+
+#endif

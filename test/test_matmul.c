@@ -1,0 +1,502 @@
+/* Matrix product and cast: gradient checks in every transpose combination,
+ * exact values, the built-in GEMM kernel against a naive loop (it is
+ * compiled and tested even when matmul itself goes through BLAS), and the
+ * errors the shape rules record. */
+
+#include "tc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/ops/gemm.h"
+
+/* ------------------------------------------------------- gradient checks */
+
+typedef struct flags {
+    bool ta, tb;
+} flags;
+
+static nb_tensor *matmul_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const flags *f = ctx;
+    return nb_matmul(g, in[0], in[1], f->ta, f->tb);
+}
+
+/* Shapes of a and b for op(a) [.., m, k] and op(b) [.., k, n]; batch_a /
+ * batch_b 0 means no batch axis. */
+static void operand_shapes(tc_shape *s, flags f, int64_t batch_a, int64_t batch_b, int64_t m,
+                           int64_t k, int64_t n)
+{
+    int ra = batch_a ? 3 : 2, rb = batch_b ? 3 : 2;
+    s[0] = (tc_shape){ra, {0}};
+    s[1] = (tc_shape){rb, {0}};
+    if (batch_a)
+        s[0].dims[0] = batch_a;
+    if (batch_b)
+        s[1].dims[0] = batch_b;
+    s[0].dims[ra - 2] = f.ta ? k : m;
+    s[0].dims[ra - 1] = f.ta ? m : k;
+    s[1].dims[rb - 2] = f.tb ? n : k;
+    s[1].dims[rb - 1] = f.tb ? k : n;
+}
+
+static const flags all_flags[4] = {{false, false}, {false, true}, {true, false}, {true, true}};
+
+static void check_matmul(const char *what, int64_t batch_a, int64_t batch_b)
+{
+    for (int c = 0; c < 4; c++) {
+        flags f = all_flags[c];
+        tc_shape s[2];
+        operand_shapes(s, f, batch_a, batch_b, 3, 5, 4);
+        char label[96];
+        snprintf(label, sizeof label, "%s trans_a=%d trans_b=%d", what, f.ta, f.tb);
+        tc_opts o = {.seed = 40 + (uint64_t)c};
+        tc_check(label, matmul_fn, &f, 2, s, &o);
+    }
+}
+
+static void test_grad_2d(void **state)
+{
+    (void)state;
+    check_matmul("matmul [3,5]x[5,4]", 0, 0);
+}
+
+static void test_grad_batched(void **state)
+{
+    (void)state;
+    check_matmul("matmul [2,3,5]x[2,5,4]", 2, 2);
+}
+
+static void test_grad_shared_b(void **state)
+{
+    (void)state;
+    check_matmul("matmul [3,3,5]x[5,4]", 3, 0);
+}
+
+/* A product inside a longer expression, with one operand used twice:
+ * the gradients of both uses add up. */
+static nb_tensor *chain_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *h = nb_tanh(g, nb_matmul(g, in[0], in[1], false, false)); /* [3,4] */
+    return nb_matmul(g, h, in[1], false, true);                          /* [3,5] */
+}
+
+static void test_grad_chain(void **state)
+{
+    (void)state;
+    tc_shape s[2] = {{2, {3, 5}}, {2, {5, 4}}};
+    tc_check("tanh(x W) W^T", chain_fn, NULL, 2, s, NULL);
+}
+
+/* ------------------------------------------------------------ exact values */
+
+static void test_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    /* [[1,2,3],[4,5,6]] x [[7,8],[9,10],[11,12]] = [[58,64],[139,154]] */
+    double a[] = {1, 2, 3, 4, 5, 6}, b[] = {7, 8, 9, 10, 11, 12};
+    double at[] = {1, 4, 2, 5, 3, 6}, bt[] = {7, 9, 11, 8, 10, 12}; /* the transposes */
+    double want[] = {58, 64, 139, 154};
+    nb_tensor *ta =
+        nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 3}, a), true);
+    nb_tensor *tb =
+        nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 2}, b), true);
+    nb_tensor *tat = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 2}, at);
+    nb_tensor *tbt = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 3}, bt);
+    nb_tensor *ys[4] = {nb_matmul(g, ta, tb, false, false), nb_matmul(g, tat, tb, true, false),
+                        nb_matmul(g, ta, tbt, false, true), nb_matmul(g, tat, tbt, true, true)};
+    for (int c = 0; c < 4; c++) {
+        assert_non_null(ys[c]);
+        assert_int_equal(nb_tensor_rank(ys[c]), 2);
+        assert_int_equal(nb_tensor_dim(ys[c], 0), 2);
+        assert_int_equal(nb_tensor_dim(ys[c], 1), 2);
+        for (int i = 0; i < 4; i++)
+            tc_near(nb_tensor_get(ys[c], i), want[i], 0);
+    }
+    /* with a seed of ones: dA = 1·B^T (row sums of B), dB = A^T·1 (column sums of A) */
+    nb_tensor *seed = nb_ones(g, NB_F64, 2, (int64_t[]){2, 2});
+    assert_int_equal(nb_backward_seed(g, ys[0], seed), NB_OK);
+    double da[] = {15, 19, 23, 15, 19, 23}, db[] = {5, 5, 7, 7, 9, 9};
+    for (int i = 0; i < 6; i++) {
+        tc_near(nb_tensor_get(nb_tensor_grad(ta), i), da[i], 0);
+        tc_near(nb_tensor_get(nb_tensor_grad(tb), i), db[i], 0);
+    }
+
+    /* batched, f32: batch i is A·(i+1)B */
+    float a3[12], b3[12];
+    for (int i = 0; i < 6; i++) {
+        a3[i] = a3[6 + i] = (float)a[i];
+        b3[i] = (float)b[i];
+        b3[6 + i] = (float)(2 * b[i]);
+    }
+    nb_tensor *y3 = nb_matmul(g, nb_tensor_from(g, NB_F32, 3, (int64_t[]){2, 2, 3}, a3),
+                              nb_tensor_from(g, NB_F32, 3, (int64_t[]){2, 3, 2}, b3), false, false);
+    assert_non_null(y3);
+    assert_int_equal(nb_tensor_dtype(y3), NB_F32);
+    for (int i = 0; i < 4; i++) {
+        tc_near(nb_tensor_get(y3, i), want[i], 0);
+        tc_near(nb_tensor_get(y3, 4 + i), 2 * want[i], 0);
+    }
+    /* shared b: [2,2,3] x [3,2] */
+    nb_tensor *ys3 = nb_matmul(g, nb_tensor_from(g, NB_F32, 3, (int64_t[]){2, 2, 3}, a3),
+                               nb_tensor_from(g, NB_F32, 2, (int64_t[]){3, 2}, b3), false, false);
+    assert_non_null(ys3);
+    assert_int_equal(nb_tensor_rank(ys3), 3);
+    for (int i = 0; i < 8; i++)
+        tc_near(nb_tensor_get(ys3, i), want[i % 4], 0);
+
+    /* empty inner size: a sum of nothing is 0 */
+    nb_tensor *z = nb_matmul(g, nb_zeros(g, NB_F64, 2, (int64_t[]){2, 0}),
+                             nb_zeros(g, NB_F64, 2, (int64_t[]){0, 3}), false, false);
+    assert_non_null(z);
+    assert_int_equal(nb_tensor_size(z), 6);
+    for (int i = 0; i < 6; i++)
+        tc_near(nb_tensor_get(z, i), 0, 0);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------ the built-in kernel */
+
+/* C = op(A)·op(B) by the definition, in double. */
+static void naive(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
+                  const double *b, int64_t ldb, double *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s +=
+                    (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            c[i * ldc + j] = s;
+        }
+}
+
+/* Run the built-in kernel for one case in dtype dt with row strides padded
+ * by `pad`, on 1 and 3 threads, and compare with the naive loop; the two
+ * thread counts must agree bit for bit. */
+static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                          int64_t pad, uint64_t seed)
+{
+    int64_t rows_a = ta ? k : m, cols_a = ta ? m : k;
+    int64_t rows_b = tb ? n : k, cols_b = tb ? k : n;
+    int64_t lda = cols_a + pad, ldb = cols_b + pad, ldc = n + pad;
+    size_t na = (size_t)(rows_a * lda), nbe = (size_t)(rows_b * ldb), nc = (size_t)(m * ldc);
+    size_t es = nb_dtype_size(dt);
+    double *a = malloc(na * sizeof *a), *b = malloc(nbe * sizeof *b),
+           *want = malloc(nc * sizeof *want);
+    void *a_dt = malloc(na * es), *b_dt = malloc(nbe * es), *c1 = malloc(nc * es),
+         *c3 = malloc(nc * es);
+    assert_true(a && b && want && a_dt && b_dt && c1 && c3);
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    for (size_t i = 0; i < na; i++) {
+        a[i] = nb_rng_uniform(&rng) * 2 - 1;
+        if (dt == NB_F32)
+            a[i] = ((float *)a_dt)[i] = (float)a[i];
+        else
+            ((double *)a_dt)[i] = a[i];
+    }
+    for (size_t i = 0; i < nbe; i++) {
+        b[i] = nb_rng_uniform(&rng) * 2 - 1;
+        if (dt == NB_F32)
+            b[i] = ((float *)b_dt)[i] = (float)b[i];
+        else
+            ((double *)b_dt)[i] = b[i];
+    }
+    /* C's padding must stay untouched: fill it with a marker */
+    memset(c1, 0x7f, nc * es);
+    memset(c3, 0x7f, nc * es);
+    naive(ta, tb, m, n, k, a, lda, b, ldb, want, ldc);
+
+    nbk_gemm p = {.dtype = dt,
+                  .trans_a = ta,
+                  .trans_b = tb,
+                  .m = m,
+                  .n = n,
+                  .k = k,
+                  .a = a_dt,
+                  .lda = lda,
+                  .b = b_dt,
+                  .ldb = ldb,
+                  .c = c1,
+                  .ldc = ldc};
+    void *ws = malloc(nbk_gemm_workspace(&p, 3));
+    assert_non_null(ws);
+    nbk_gemm_builtin(&p, ws, 1);
+    p.c = c3;
+    nbk_gemm_builtin(&p, ws, 3);
+
+    double tol = (dt == NB_F32 ? 1e-6 : 1e-14) * (double)(k + 1);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            size_t e = (size_t)(i * ldc + j);
+            if (j >= n) {
+                unsigned char marker[8];
+                memset(marker, 0x7f, sizeof marker);
+                if (memcmp((char *)c1 + e * es, marker, es) != 0)
+                    fail_msg("gemm %s ta=%d tb=%d %lldx%lldx%lld: padding of C at (%lld,%lld) "
+                             "overwritten",
+                             nb_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k,
+                             (long long)i, (long long)j);
+                continue;
+            }
+            double got = dt == NB_F32 ? ((float *)c1)[e] : ((double *)c1)[e];
+            if (!(fabs(got - want[e]) <= tol * fmax(1.0, fabs(want[e]))))
+                fail_msg("gemm %s ta=%d tb=%d %lldx%lldx%lld: C(%lld,%lld) = %.17g, naive %.17g",
+                         nb_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k,
+                         (long long)i, (long long)j, got, want[e]);
+            if (memcmp((char *)c1 + e * es, (char *)c3 + e * es, es) != 0)
+                fail_msg("gemm %s %lldx%lldx%lld: 1 and 3 threads differ at (%lld,%lld)",
+                         nb_dtype_name(dt), (long long)m, (long long)n, (long long)k, (long long)i,
+                         (long long)j);
+        }
+    free(ws);
+    free(a), free(b), free(want), free(a_dt), free(b_dt), free(c1), free(c3);
+}
+
+static void test_builtin_kernel(void **state)
+{
+    (void)state;
+    /* m x n x k: single element, odd sizes below one register tile and one
+     * block, sizes crossing the MC (128), KC (256) and NC (4096) blocks */
+    static const int64_t sizes[][3] = {{1, 1, 1},      {7, 13, 5},   {67, 129, 33}, {3, 1, 17},
+                                       {130, 19, 300}, {2, 4100, 3}, {261, 37, 9}};
+    uint64_t seed = 1;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int c = 0; c < 4; c++)
+            for (int dt = NB_F32; dt <= NB_F64; dt++)
+                check_builtin((nb_dtype)dt, all_flags[c].ta, all_flags[c].tb, sizes[s][0],
+                              sizes[s][1], sizes[s][2], s % 2 ? 3 : 0, seed++);
+}
+
+static void test_builtin_degenerate(void **state)
+{
+    (void)state;
+    /* k = 0 zeroes C; m = 0 or n = 0 touch nothing */
+    double c[6] = {1, 2, 3, 4, 5, 6}, a[1] = {0}, b[1] = {0};
+    nbk_gemm p = {.dtype = NB_F64,
+                  .m = 2,
+                  .n = 3,
+                  .k = 0,
+                  .a = a,
+                  .lda = 1,
+                  .b = b,
+                  .ldb = 3,
+                  .c = c,
+                  .ldc = 3};
+    void *ws = malloc(nbk_gemm_workspace(&p, 1));
+    assert_non_null(ws);
+    nbk_gemm_builtin(&p, ws, 1);
+    for (int i = 0; i < 6; i++)
+        tc_near(c[i], 0, 0);
+    c[0] = 9;
+    p.k = 1, p.m = 0;
+    nbk_gemm_builtin(&p, ws, 1);
+    p.m = 2, p.n = 0;
+    nbk_gemm_builtin(&p, ws, 1);
+    tc_near(c[0], 9, 0);
+    free(ws);
+}
+
+/* nb_matmul itself (BLAS or built-in) on a graph with several threads,
+ * against the naive loop, batched and shared. */
+static void test_op_threads(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_graph_set_threads(g, 3);
+    nb_rng rng;
+    nb_rng_seed(&rng, 7);
+    const int64_t B = 2, M = 67, K = 129, N = 33;
+    for (int c = 0; c < 4; c++) {
+        flags f = all_flags[c];
+        for (int shared = 0; shared < 2; shared++) {
+            tc_shape s[2];
+            operand_shapes(s, f, B, shared ? 0 : B, M, K, N);
+            nb_tensor *a = nb_rand_uniform(g, &rng, NB_F64, s[0].rank, s[0].dims, -1, 1);
+            nb_tensor *b = nb_rand_uniform(g, &rng, NB_F64, s[1].rank, s[1].dims, -1, 1);
+            nb_tensor *y = nb_matmul(g, a, b, f.ta, f.tb);
+            assert_non_null(y);
+            assert_int_equal(nb_tensor_rank(y), 3);
+            double *want = malloc((size_t)(M * N) * sizeof *want);
+            assert_non_null(want);
+            for (int64_t i = 0; i < B; i++) {
+                const double *ai = nb_tensor_f64(a) + i * M * K;
+                const double *bi = nb_tensor_f64(b) + (shared ? 0 : i * K * N);
+                naive(f.ta, f.tb, M, N, K, ai, f.ta ? M : K, bi, f.tb ? K : N, want, N);
+                for (int64_t e = 0; e < M * N; e++)
+                    tc_near(nb_tensor_get(y, i * M * N + e), want[e], 1e-12);
+            }
+            free(want);
+        }
+    }
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static void expect_error(nb_graph *g, nb_tensor *y, nb_status code, const char *sa, const char *sb,
+                         const char *exact)
+{
+    assert_null(y);
+    assert_int_equal(nb_graph_status(g), code);
+    const char *msg = nb_graph_errmsg(g);
+    if (!strstr(msg, "matmul") || !strstr(msg, sa) || !strstr(msg, sb))
+        fail_msg("message \"%s\" should name matmul, %s and %s", msg, sa, sb);
+    if (exact)
+        assert_string_equal(msg, exact);
+    assert_string_equal(nb_graph_errop(g), "matmul");
+    nb_graph_clear_error(g);
+}
+
+static nb_tensor *zeros(nb_graph *g, nb_dtype dt, int rank, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3)
+{
+    int64_t shape[4] = {d0, d1, d2, d3};
+    return nb_zeros(g, dt, rank, shape);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *y;
+
+    y = nb_matmul(g, zeros(g, NB_F64, 2, 3, 4, 0, 0), zeros(g, NB_F64, 2, 5, 2, 0, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[3,4]", "[5,2]",
+                 "matmul: [3,4] x [5,2]: inner sizes 4 and 5 differ");
+    y = nb_matmul(g, zeros(g, NB_F64, 2, 3, 4, 0, 0), zeros(g, NB_F64, 2, 4, 2, 0, 0), true, false);
+    expect_error(g, y, NB_ERR_SHAPE, "[3,4]^T", "[4,2]",
+                 "matmul: [3,4]^T x [4,2]: inner sizes 3 and 4 differ");
+    y = nb_matmul(g, zeros(g, NB_F64, 2, 3, 4, 0, 0), zeros(g, NB_F64, 2, 2, 5, 0, 0), false, true);
+    expect_error(g, y, NB_ERR_SHAPE, "[3,4]", "[2,5]^T", NULL);
+    /* rank 1 and rank 4 operands, and a 2-D a with a batched b */
+    y = nb_matmul(g, zeros(g, NB_F64, 1, 4, 0, 0, 0), zeros(g, NB_F64, 2, 4, 2, 0, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[4]", "[4,2]", NULL);
+    y = nb_matmul(g, zeros(g, NB_F64, 2, 3, 4, 0, 0), zeros(g, NB_F64, 1, 4, 0, 0, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[3,4]", "[4]", NULL);
+    y = nb_matmul(g, zeros(g, NB_F64, 4, 2, 2, 3, 4), zeros(g, NB_F64, 2, 4, 2, 0, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[2,2,3,4]", "[4,2]", NULL);
+    y = nb_matmul(g, zeros(g, NB_F64, 3, 2, 3, 4, 0), zeros(g, NB_F64, 4, 2, 2, 4, 5), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[2,3,4]", "[2,2,4,5]", NULL);
+    y = nb_matmul(g, zeros(g, NB_F64, 2, 3, 4, 0, 0), zeros(g, NB_F64, 3, 2, 4, 5, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[3,4]", "[2,4,5]", NULL);
+    /* dtypes */
+    y = nb_matmul(g, zeros(g, NB_F32, 2, 3, 4, 0, 0), zeros(g, NB_F64, 2, 4, 2, 0, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_DTYPE, "f32[3,4]", "f64[4,2]", NULL);
+    /* batches */
+    y = nb_matmul(g, zeros(g, NB_F64, 3, 2, 3, 4, 0), zeros(g, NB_F64, 3, 3, 4, 5, 0), false,
+                  false);
+    expect_error(g, y, NB_ERR_SHAPE, "[2,3,4]", "[3,4,5]",
+                 "matmul: [2,3,4] x [3,4,5]: batch sizes 2 and 3 differ");
+    /* a NULL input: NULL quietly, no error */
+    y = nb_matmul(g, NULL, zeros(g, NB_F64, 2, 4, 2, 0, 0), false, false);
+    assert_null(y);
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+/* -------------------------------------------------------------------- cast */
+
+static nb_tensor *cast_same_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *x = in[0];
+    return nb_mul(g, nb_cast(g, x, nb_tensor_dtype(x)), x); /* a copy: y = x^2 */
+}
+
+/* x -> the other dtype -> back, times x */
+static nb_tensor *cast_round_trip_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *x = in[0];
+    nb_dtype dt = nb_tensor_dtype(x), other = dt == NB_F64 ? NB_F32 : NB_F64;
+    return nb_mul(g, nb_cast(g, nb_cast(g, x, other), dt), x);
+}
+
+static void test_cast_grad(void **state)
+{
+    (void)state;
+    tc_shape s = {2, {3, 4}};
+    tc_check("cast to the same dtype", cast_same_fn, NULL, 1, &s, NULL);
+    /* through f32 the function is rounded to ~1e-7, so central differences
+     * (step ~1e-5) carry ~1e-2 noise: the tolerances say so */
+    tc_opts o = {.rel_tol = 5e-2, .dot_tol = 1e-5};
+    tc_check("cast f64 -> f32 -> f64", cast_round_trip_fn, NULL, 1, &s, &o);
+}
+
+static void test_cast_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    double xs[] = {0.1, -2.5, 1e-3, 3.0};
+    nb_tensor *x = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, xs), true);
+    nb_tensor *x32 = nb_cast(g, x, NB_F32);
+    nb_tensor *back = nb_cast(g, x32, NB_F64);
+    assert_non_null(back);
+    assert_int_equal(nb_tensor_dtype(x32), NB_F32);
+    assert_int_equal(nb_tensor_dtype(back), NB_F64);
+    assert_int_equal(nb_tensor_rank(back), 1);
+    for (int i = 0; i < 4; i++) {
+        assert_true(nb_tensor_f32(x32)[i] == (float)xs[i]);
+        assert_true(nb_tensor_f64(back)[i] == (double)(float)xs[i]);
+    }
+    /* a copy even for the same dtype */
+    nb_tensor *copy = nb_cast(g, x, NB_F64);
+    assert_non_null(copy);
+    assert_ptr_not_equal(nb_tensor_data(copy), nb_tensor_data(x));
+    assert_memory_equal(nb_tensor_data(copy), nb_tensor_data(x), sizeof xs);
+
+    /* the gradient comes back through both casts in each dtype: with a seed
+     * exactly representable in f32 it arrives unchanged */
+    double w[] = {0.5, -1.25, 2, 0.75};
+    nb_tensor *seed = nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, w);
+    assert_int_equal(nb_backward_seed(g, back, seed), NB_OK);
+    nb_tensor *gx = nb_tensor_grad(x);
+    assert_int_equal(nb_tensor_dtype(gx), NB_F64);
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(gx, i), w[i], 0);
+    /* and the tangent forward */
+    nb_tensor *tan = NULL;
+    assert_int_equal(nb_jvp(g, back, &x, &seed, 1, &tan), NB_OK);
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(tan, i), w[i], 0);
+
+    /* an unknown dtype is an error, NULL input a quiet NULL */
+    assert_null(nb_cast(g, x, (nb_dtype)7));
+    assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "cast"));
+    assert_non_null(strstr(nb_graph_errmsg(g), "7"));
+    nb_graph_clear_error(g);
+    assert_null(nb_cast(g, NULL, NB_F32));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_builtin_kernel),
+        cmocka_unit_test(test_builtin_degenerate),
+        cmocka_unit_test(test_op_threads),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_grad_2d),
+        cmocka_unit_test(test_grad_batched),
+        cmocka_unit_test(test_grad_chain),
+        cmocka_unit_test(test_grad_shared_b),
+        cmocka_unit_test(test_cast_values),
+        cmocka_unit_test(test_cast_grad),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,489 @@
+/* Reductions: sum, mean, max, sum_to, broadcast_to. Gradient checks over
+ * several shapes, exact values on small examples, ties of max, thread-count
+ * determinism, and every bad-input error. */
+
+#include "tc.h"
+
+#include <math.h>
+#include <string.h>
+
+/* --------------------------------------------------------------- helpers */
+
+static nb_tensor *from(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const double *vals)
+{
+    nb_tensor *t = nb_zeros(g, dt, rank, shape);
+    assert_non_null(t);
+    for (int64_t i = 0; i < nb_tensor_size(t); i++)
+        nb_tensor_set(t, i, vals[i]);
+    return t;
+}
+
+static void expect_shape(const nb_tensor *t, int rank, const int64_t *shape)
+{
+    assert_non_null(t);
+    assert_int_equal(nb_tensor_rank(t), rank);
+    for (int d = 0; d < rank; d++)
+        assert_int_equal(nb_tensor_shape(t)[d], shape[d]);
+}
+
+static void expect_values(const nb_tensor *t, const double *want, int64_t n, double tol)
+{
+    assert_non_null(t);
+    assert_int_equal(nb_tensor_size(t), n);
+    for (int64_t i = 0; i < n; i++)
+        tc_near(nb_tensor_get(t, i), want[i], tol);
+}
+
+/* ------------------------------------------------------ gradient checks */
+
+typedef nb_tensor *(*reduce_fn)(nb_graph *, nb_tensor *, const int *, int, bool);
+
+typedef struct reduce_case {
+    reduce_fn fn;
+    int axes[NB_MAX_RANK];
+    int n_axes;
+    bool keepdims;
+} reduce_case;
+
+static nb_tensor *apply_reduce(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    reduce_case *c = ctx;
+    return c->fn(g, in[0], c->n_axes ? c->axes : NULL, c->n_axes, c->keepdims);
+}
+
+/* Shapes and axes: all axes of a vector, the last axis (negative), leading
+ * and trailing axes with keepdims, a middle axis (needs the reshape in the
+ * rule), all axes listed explicitly, a rank-0 input. */
+static const struct {
+    tc_shape shape;
+    int axes[NB_MAX_RANK];
+    int n_axes;
+    bool keepdims;
+} reduce_shapes[] = {
+    {{1, {5}}, {0}, 0, false},           {{2, {3, 4}}, {-1}, 1, false},
+    {{2, {3, 4}}, {0}, 1, true},         {{3, {2, 3, 4}}, {0, -1}, 2, true},
+    {{3, {2, 3, 4}}, {0, 2}, 2, false},  {{3, {2, 3, 4}}, {1}, 1, false},
+    {{3, {2, 3, 4}}, {-2, 0}, 2, false}, {{3, {2, 1, 4}}, {1}, 1, false},
+    {{2, {3, 4}}, {1, 0}, 2, true},      {{0, {0}}, {0}, 0, false},
+};
+
+static void check_reduce(const char *name, reduce_fn fn)
+{
+    for (size_t s = 0; s < sizeof reduce_shapes / sizeof *reduce_shapes; s++) {
+        reduce_case c = {fn, {0}, reduce_shapes[s].n_axes, reduce_shapes[s].keepdims};
+        memcpy(c.axes, reduce_shapes[s].axes, sizeof c.axes);
+        tc_opts o = {.seed = 30 + s};
+        tc_check(name, apply_reduce, &c, 1, &reduce_shapes[s].shape, &o);
+    }
+}
+
+static void test_reduce_grad(void **state)
+{
+    (void)state;
+    check_reduce("sum", nb_sum);
+    check_reduce("mean", nb_mean);
+    check_reduce("max", nb_max);
+}
+
+typedef nb_tensor *(*to_fn)(nb_graph *, nb_tensor *, int, const int64_t *);
+
+typedef struct to_case {
+    to_fn fn;
+    tc_shape target;
+} to_case;
+
+static nb_tensor *apply_to(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    to_case *c = ctx;
+    return c->fn(g, in[0], c->target.rank, c->target.dims);
+}
+
+static void test_sum_to_grad(void **state)
+{
+    (void)state;
+    static const tc_shape pairs[][2] = {
+        {{2, {3, 4}}, {1, {4}}},          {{2, {3, 4}}, {2, {3, 1}}}, {{3, {2, 3, 4}}, {2, {1, 4}}},
+        {{3, {2, 3, 4}}, {3, {2, 1, 4}}}, {{3, {2, 3, 4}}, {0, {0}}}, {{2, {3, 4}}, {2, {3, 4}}},
+        {{3, {2, 3, 1}}, {2, {1, 1}}},
+    };
+    for (size_t s = 0; s < sizeof pairs / sizeof *pairs; s++) {
+        to_case c = {nb_sum_to, pairs[s][1]};
+        tc_opts o = {.seed = 50 + s};
+        tc_check("sum_to", apply_to, &c, 1, &pairs[s][0], &o);
+    }
+}
+
+static void test_broadcast_to_grad(void **state)
+{
+    (void)state;
+    static const tc_shape pairs[][2] = {
+        {{1, {4}}, {2, {3, 4}}},
+        {{2, {3, 1}}, {2, {3, 4}}},
+        {{0, {0}}, {2, {2, 3}}},
+        {{2, {1, 4}}, {3, {2, 3, 4}}},
+        {{3, {2, 1, 4}}, {4, {2, 2, 3, 4}}},
+        {{2, {3, 4}}, {2, {3, 4}}},
+    };
+    for (size_t s = 0; s < sizeof pairs / sizeof *pairs; s++) {
+        to_case c = {nb_broadcast_to, pairs[s][1]};
+        tc_opts o = {.seed = 70 + s};
+        tc_check("broadcast_to", apply_to, &c, 1, &pairs[s][0], &o);
+    }
+}
+
+/* ----------------------------------------------------------- exact values */
+
+static const double m23[] = {1, 2, 3, 4, 5, 6}; /* [[1,2,3],[4,5,6]] */
+
+static void test_values(void **state)
+{
+    (void)state;
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        nb_graph *g = nb_graph_new();
+        nb_tensor *x = from(g, (nb_dtype)dt, 2, (int64_t[]){2, 3}, m23);
+
+        nb_tensor *s_all = nb_sum(g, x, NULL, 0, false);
+        expect_shape(s_all, 0, NULL);
+        tc_near(nb_tensor_item(s_all), 21, 0);
+        nb_tensor *s_all_k = nb_sum(g, x, (int[]){0, 1}, 2, true);
+        expect_shape(s_all_k, 2, (int64_t[]){1, 1});
+        tc_near(nb_tensor_item(s_all_k), 21, 0);
+
+        nb_tensor *s0 = nb_sum(g, x, (int[]){0}, 1, false);
+        expect_shape(s0, 1, (int64_t[]){3});
+        expect_values(s0, (double[]){5, 7, 9}, 3, 0);
+        nb_tensor *s1 = nb_sum(g, x, (int[]){-1}, 1, true);
+        expect_shape(s1, 2, (int64_t[]){2, 1});
+        expect_values(s1, (double[]){6, 15}, 2, 0);
+
+        nb_tensor *m0 = nb_mean(g, x, (int[]){-2}, 1, true);
+        expect_shape(m0, 2, (int64_t[]){1, 3});
+        expect_values(m0, (double[]){2.5, 3.5, 4.5}, 3, 0);
+        nb_tensor *m1 = nb_mean(g, x, (int[]){1}, 1, false);
+        expect_values(m1, (double[]){2, 5}, 2, 0);
+        tc_near(nb_tensor_item(nb_mean(g, x, NULL, 0, false)), 3.5, 0);
+
+        nb_tensor *x0 = nb_max(g, x, (int[]){0}, 1, false);
+        expect_values(x0, (double[]){4, 5, 6}, 3, 0);
+        nb_tensor *x1 = nb_max(g, x, (int[]){-1}, 1, false);
+        expect_values(x1, (double[]){3, 6}, 2, 0);
+        tc_near(nb_tensor_item(nb_max(g, x, NULL, 0, false)), 6, 0);
+
+        /* sum_to and broadcast_to */
+        nb_tensor *t4 = nb_sum_to(g, x, 1, (int64_t[]){3});
+        expect_values(t4, (double[]){5, 7, 9}, 3, 0);
+        nb_tensor *t21 = nb_sum_to(g, x, 2, (int64_t[]){2, 1});
+        expect_shape(t21, 2, (int64_t[]){2, 1});
+        expect_values(t21, (double[]){6, 15}, 2, 0);
+        nb_tensor *t0 = nb_sum_to(g, x, 0, NULL);
+        expect_shape(t0, 0, NULL);
+        tc_near(nb_tensor_item(t0), 21, 0);
+
+        nb_tensor *b =
+            nb_broadcast_to(g, nb_sum_to(g, x, 1, (int64_t[]){3}), 3, (int64_t[]){2, 2, 3});
+        expect_shape(b, 3, (int64_t[]){2, 2, 3});
+        expect_values(b, (double[]){5, 7, 9, 5, 7, 9, 5, 7, 9, 5, 7, 9}, 12, 0);
+        nb_tensor *col = nb_broadcast_to(g, t21, 2, (int64_t[]){2, 3});
+        expect_values(col, (double[]){6, 6, 6, 15, 15, 15}, 6, 0);
+        nb_tensor *sc = nb_broadcast_to(g, nb_scalar(g, (nb_dtype)dt, 2.5), 2, (int64_t[]){2, 3});
+        expect_values(sc, (double[]){2.5, 2.5, 2.5, 2.5, 2.5, 2.5}, 6, 0);
+
+        /* [2,3,4] -> [1,4] */
+        double v24[24];
+        for (int i = 0; i < 24; i++)
+            v24[i] = i;
+        nb_tensor *x3 = from(g, (nb_dtype)dt, 3, (int64_t[]){2, 3, 4}, v24);
+        nb_tensor *t14 = nb_sum_to(g, x3, 2, (int64_t[]){1, 4});
+        expect_shape(t14, 2, (int64_t[]){1, 4});
+        expect_values(t14, (double[]){60, 66, 72, 78}, 4, 0);
+        /* middle axis: [2,3,4] summed over axis 1 */
+        nb_tensor *mid = nb_sum(g, x3, (int[]){1}, 1, false);
+        expect_values(mid, (double[]){12, 15, 18, 21, 48, 51, 54, 57}, 8, 0);
+        /* outer and inner axes together: max over {0,2} */
+        nb_tensor *mx02 = nb_max(g, x3, (int[]){2, 0}, 2, false);
+        expect_values(mx02, (double[]){15, 19, 23}, 3, 0);
+        assert_int_equal(nb_graph_status(g), NB_OK);
+        nb_graph_free(g);
+    }
+}
+
+/* Gradients on the small example: sum -> ones, mean -> 1/count,
+ * sum_to and broadcast_to adjoint to each other. */
+static void test_grad_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
+    nb_tensor *y = nb_add(g, nb_sum(g, x, NULL, 0, false),
+                          nb_sum(g, nb_mean(g, x, (int[]){1}, 1, false), NULL, 0, false));
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    double w = 1 + 1.0 / 3;
+    expect_values(nb_tensor_grad(x), (double[]){w, w, w, w, w, w}, 6, 1e-15);
+
+    /* broadcast_to's gradient is sum_to: [3] -> [4,3] gives 4 each */
+    nb_tensor *v = nb_tensor_requires_grad(from(g, NB_F64, 1, (int64_t[]){3}, m23), true);
+    nb_tensor *bv = nb_broadcast_to(g, v, 2, (int64_t[]){4, 3});
+    assert_int_equal(nb_backward(g, nb_sum(g, bv, NULL, 0, false)), NB_OK);
+    expect_values(nb_tensor_grad(v), (double[]){4, 4, 4}, 3, 0);
+    nb_graph_free(g);
+}
+
+/* Ties split the gradient of max equally, in reverse and forward mode. */
+static void test_max_ties(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x =
+        nb_tensor_requires_grad(from(g, NB_F64, 1, (int64_t[]){3}, (double[]){1, 3, 3}), true);
+    nb_tensor *y = nb_max(g, x, NULL, 0, false);
+    tc_near(nb_tensor_item(y), 3, 0);
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    expect_values(nb_tensor_grad(x), (double[]){0, 0.5, 0.5}, 3, 0);
+
+    nb_tensor *t = from(g, NB_F64, 1, (int64_t[]){3}, (double[]){10, 20, 40});
+    nb_tensor *ty = NULL;
+    assert_int_equal(nb_jvp(g, y, &x, &t, 1, &ty), NB_OK);
+    tc_near(nb_tensor_item(ty), 30, 0);
+
+    /* per row, with a three-way tie and a middle-axis reduction */
+    nb_tensor *x2 = nb_tensor_requires_grad(
+        from(g, NB_F32, 3, (int64_t[]){2, 3, 2}, (double[]){5, 0, 5, 1, 5, 2, 1, 7, 2, 7, 0, 7}),
+        true);
+    nb_tensor *y2 = nb_max(g, x2, (int[]){1}, 1, false);
+    expect_values(y2, (double[]){5, 2, 2, 7}, 4, 0);
+    nb_tensor *seed = from(g, NB_F32, 2, (int64_t[]){2, 2}, (double[]){3, 1, 1, 2});
+    assert_int_equal(nb_backward_seed(g, y2, seed), NB_OK);
+    expect_values(nb_tensor_grad(x2), (double[]){1, 0, 1, 0, 1, 1, 0, 2. / 3, 1, 2. / 3, 0, 2. / 3},
+                  12, 1e-7);
+    nb_graph_free(g);
+}
+
+/* Second order through the rules: d/dx sum(x^2 over axis 1) = 2x, and
+ * the gradient of sum(2x) is 2 everywhere. */
+static void test_second_order(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
+    nb_tensor *y = nb_sum(g, nb_sum(g, nb_square(g, x), (int[]){1}, 1, false), NULL, 0, false);
+    nb_tensor *dx = NULL;
+    assert_int_equal(nb_grad(g, y, NULL, &x, 1, &dx, true), NB_OK);
+    expect_values(dx, (double[]){2, 4, 6, 8, 10, 12}, 6, 0);
+    nb_tensor *d2 = NULL;
+    assert_int_equal(nb_grad(g, nb_mean(g, dx, NULL, 0, false), NULL, &x, 1, &d2, false), NB_OK);
+    double w = 2.0 / 6;
+    expect_values(d2, (double[]){w, w, w, w, w, w}, 6, 1e-15);
+    nb_graph_free(g);
+}
+
+/* Empty tensors: sums of nothing are 0, means NaN, max of nothing an error
+ * (but a max whose result is empty is fine). */
+static void test_empty(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *e = nb_zeros(g, NB_F64, 2, (int64_t[]){0, 3});
+    nb_tensor *s = nb_sum(g, e, (int[]){0}, 1, false);
+    expect_values(s, (double[]){0, 0, 0}, 3, 0);
+    nb_tensor *m = nb_mean(g, e, NULL, 0, false);
+    assert_non_null(m);
+    assert_true(isnan(nb_tensor_item(m)));
+    nb_tensor *mx = nb_max(g, e, (int[]){1}, 1, false);
+    expect_shape(mx, 1, (int64_t[]){0});
+    nb_tensor *bt = nb_broadcast_to(g, nb_scalar(g, NB_F64, 1), 2, (int64_t[]){4, 0});
+    expect_shape(bt, 2, (int64_t[]){4, 0});
+    nb_tensor *st = nb_sum_to(g, e, 2, (int64_t[]){1, 3});
+    expect_values(st, (double[]){0, 0, 0}, 3, 0);
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    assert_null(nb_max(g, e, (int[]){0}, 1, false));
+    assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+    assert_string_equal(nb_graph_errop(g), "max");
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------- threads: bit-identical */
+
+static void fill_random(nb_tensor *t, uint64_t seed)
+{
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    for (int64_t i = 0; i < nb_tensor_size(t); i++)
+        nb_tensor_set(t, i, nb_rng_uniform(&r) * 2 - 1);
+}
+
+static bool same_bits(const nb_tensor *a, const nb_tensor *b)
+{
+    if (nb_tensor_size(a) != nb_tensor_size(b) || nb_tensor_dtype(a) != nb_tensor_dtype(b))
+        return false;
+    size_t bytes = (size_t)nb_tensor_size(a) * nb_dtype_size(nb_tensor_dtype(a));
+    return memcmp(nb_tensor_data((nb_tensor *)a), nb_tensor_data((nb_tensor *)b), bytes) == 0;
+}
+
+/* One reduction of a large tensor under 1 and 4 threads. */
+typedef nb_tensor *(*big_fn)(nb_graph *g, nb_tensor *x, int which);
+
+static nb_tensor *big_reduce(nb_graph *g, nb_tensor *x, int which)
+{
+    static const struct {
+        int axes[3];
+        int n;
+    } sets[] = {{{0}, 0}, {{0}, 1}, {{-1}, 1}, {{1}, 1}, {{0, 2}, 2}, {{0, 1}, 2}, {{1, 2}, 2}};
+    int s = which % 7;
+    switch (which / 7) {
+    case 0: return nb_sum(g, x, sets[s].axes, sets[s].n, false);
+    case 1: return nb_mean(g, x, sets[s].axes, sets[s].n, true);
+    default: return nb_max(g, x, sets[s].axes, sets[s].n, false);
+    }
+}
+
+static void test_threads_identical(void **state)
+{
+    (void)state;
+    static const tc_shape shapes[] = {
+        {3, {40, 50, 60}},
+        {3, {2, 3, 40000}},
+        {3, {40000, 2, 3}},
+        {3, {3, 70000, 1}},
+    };
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            nb_graph *g1 = nb_graph_new(), *g4 = nb_graph_new();
+            nb_graph_set_threads(g4, 4);
+            nb_tensor *x1 = nb_zeros(g1, (nb_dtype)dt, shapes[s].rank, shapes[s].dims);
+            fill_random(x1, 7 + s);
+            nb_tensor *x4 = nb_tensor_from(g4, (nb_dtype)dt, shapes[s].rank, shapes[s].dims,
+                                           nb_tensor_data(x1));
+            for (int w = 0; w < 21; w++) {
+                nb_tensor *r1 = big_reduce(g1, x1, w), *r4 = big_reduce(g4, x4, w);
+                assert_non_null(r1);
+                assert_non_null(r4);
+                if (!same_bits(r1, r4))
+                    fail_msg("dtype %d shape %zu reduction %d differs between 1 and 4 threads", dt,
+                             s, w);
+            }
+            /* sum_to and broadcast_to, the broadcasting hot path */
+            const int64_t *d = shapes[s].dims;
+            nb_tensor *a1 = nb_sum_to(g1, x1, 2, (int64_t[]){d[1], d[2]});
+            nb_tensor *a4 = nb_sum_to(g4, x4, 2, (int64_t[]){d[1], d[2]});
+            assert_true(same_bits(a1, a4));
+            nb_tensor *b1 = nb_sum_to(g1, x1, 3, (int64_t[]){d[0], 1, 1});
+            nb_tensor *b4 = nb_sum_to(g4, x4, 3, (int64_t[]){d[0], 1, 1});
+            assert_true(same_bits(b1, b4));
+            nb_tensor *c1 = nb_broadcast_to(g1, a1, 3, d), *c4 = nb_broadcast_to(g4, a4, 3, d);
+            assert_true(same_bits(c1, c4));
+            nb_graph_free(g1);
+            nb_graph_free(g4);
+        }
+    }
+}
+
+/* A long f32 sum is accurate (pairwise), and matches a double reference. */
+static void test_accuracy(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_graph_set_threads(g, 3);
+    int64_t n = 1000003;
+    nb_tensor *x = nb_zeros(g, NB_F32, 1, &n);
+    fill_random(x, 99);
+    double ref = 0;
+    for (int64_t i = 0; i < n; i++)
+        ref += nb_tensor_get(x, i);
+    nb_tensor *s = nb_sum(g, x, NULL, 0, false);
+    tc_near(nb_tensor_item(s), ref, 1e-3);
+    nb_tensor *col =
+        nb_sum_to(g, nb_broadcast_to(g, nb_scalar(g, NB_F32, 0.1f), 2, (int64_t[]){100000, 2}), 1,
+                  (int64_t[]){2});
+    tc_near(nb_tensor_get(col, 0), 10000, 0.5);
+    nb_graph_free(g);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static void expect_error(nb_graph *g, nb_tensor *r, nb_status code, const char *op)
+{
+    assert_null(r);
+    assert_int_equal(nb_graph_status(g), code);
+    assert_string_equal(nb_graph_errop(g), op);
+    if (!strstr(nb_graph_errmsg(g), op))
+        fail_msg("message '%s' does not name %s", nb_graph_errmsg(g), op);
+    nb_graph_clear_error(g);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_zeros(g, NB_F64, 2, (int64_t[]){2, 3});
+    static const struct {
+        reduce_fn fn;
+        const char *name;
+    } ops[] = {{nb_sum, "sum"}, {nb_mean, "mean"}, {nb_max, "max"}};
+    for (size_t k = 0; k < 3; k++) {
+        reduce_fn fn = ops[k].fn;
+        const char *name = ops[k].name;
+        expect_error(g, fn(g, x, (int[]){2}, 1, false), NB_ERR_ARG, name);
+        expect_error(g, fn(g, x, (int[]){-3}, 1, false), NB_ERR_ARG, name);
+        expect_error(g, fn(g, x, (int[]){1, -1}, 2, false), NB_ERR_ARG, name);
+        expect_error(g, fn(g, x, (int[]){0, 0}, 2, true), NB_ERR_ARG, name);
+        expect_error(g, fn(g, x, (int[]){0}, -1, false), NB_ERR_ARG, name);
+        expect_error(g, fn(g, x, NULL, 2, false), NB_ERR_NULL, name);
+        expect_error(g, fn(g, nb_scalar(g, NB_F64, 1), (int[]){0}, 1, false), NB_ERR_ARG, name);
+        /* a NULL input is quiet */
+        assert_null(fn(g, NULL, NULL, 0, false));
+        assert_int_equal(nb_graph_status(g), NB_OK);
+    }
+    nb_tensor *e = nb_zeros(g, NB_F64, 2, (int64_t[]){3, 0});
+    expect_error(g, nb_max(g, e, (int[]){-1}, 1, false), NB_ERR_SHAPE, "max");
+    expect_error(g, nb_max(g, e, NULL, 0, true), NB_ERR_SHAPE, "max");
+
+    int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 2, 3};
+    static const struct {
+        to_fn fn;
+        const char *name;
+    } tos[] = {{nb_sum_to, "sum_to"}, {nb_broadcast_to, "broadcast_to"}};
+    for (size_t k = 0; k < 2; k++) {
+        expect_error(g, tos[k].fn(g, x, 9, nine), NB_ERR_RANK, tos[k].name);
+        expect_error(g, tos[k].fn(g, x, -1, nine), NB_ERR_RANK, tos[k].name);
+        expect_error(g, tos[k].fn(g, x, 2, NULL), NB_ERR_NULL, tos[k].name);
+        expect_error(g, tos[k].fn(g, x, 2, (int64_t[]){2, -3}), NB_ERR_ARG, tos[k].name);
+        assert_null(tos[k].fn(g, NULL, 1, (int64_t[]){3}));
+        assert_int_equal(nb_graph_status(g), NB_OK);
+    }
+    /* sum_to a shape that does not broadcast to x's */
+    expect_error(g, nb_sum_to(g, x, 1, (int64_t[]){2}), NB_ERR_SHAPE, "sum_to");
+    expect_error(g, nb_sum_to(g, x, 2, (int64_t[]){2, 2}), NB_ERR_SHAPE, "sum_to");
+    expect_error(g, nb_sum_to(g, x, 3, (int64_t[]){1, 2, 3}), NB_ERR_SHAPE, "sum_to");
+    /* broadcast_to an incompatible shape */
+    expect_error(g, nb_broadcast_to(g, x, 2, (int64_t[]){4, 3}), NB_ERR_SHAPE, "broadcast_to");
+    expect_error(g, nb_broadcast_to(g, x, 1, (int64_t[]){3}), NB_ERR_SHAPE, "broadcast_to");
+    expect_error(g, nb_broadcast_to(g, x, 3, (int64_t[]){5, 2, 1}), NB_ERR_SHAPE, "broadcast_to");
+
+    /* the message names the shapes and the bad value */
+    assert_null(nb_sum(g, x, (int[]){5}, 1, false));
+    assert_non_null(strstr(nb_graph_errmsg(g), "[2,3]"));
+    assert_non_null(strstr(nb_graph_errmsg(g), "5"));
+    nb_graph_clear_error(g);
+    assert_null(nb_sum_to(g, x, 1, (int64_t[]){4}));
+    assert_non_null(strstr(nb_graph_errmsg(g), "[2,3]"));
+    assert_non_null(strstr(nb_graph_errmsg(g), "[4]"));
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reduce_grad),
+        cmocka_unit_test(test_sum_to_grad),
+        cmocka_unit_test(test_broadcast_to_grad),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_grad_values),
+        cmocka_unit_test(test_max_ties),
+        cmocka_unit_test(test_second_order),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_accuracy),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

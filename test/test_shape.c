@@ -1,0 +1,585 @@
+/* Shape ops: gradient checks (reverse vs central differences, JVP/VJP dot
+ * test, f32 vs f64), exact values on small examples, and bad input. */
+
+#include "tc.h"
+
+#include <string.h>
+
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+
+/* ------------------------------------------------------------ gradchecks */
+
+typedef struct reshape_case {
+    tc_shape in;
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+} reshape_case;
+
+static nb_tensor *reshape_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const reshape_case *c = ctx;
+    return nb_reshape(g, in[0], c->rank, c->shape);
+}
+
+static void test_reshape_grad(void **state)
+{
+    (void)state;
+    reshape_case cases[] = {
+        {{2, {2, 3}}, 2, {3, -1}}, {{0, {0}}, 2, {1, 1}},          {{3, {2, 3, 4}}, 1, {-1}},
+        {{1, {1}}, 0, {0}},        {{2, {4, 6}}, 4, {2, 2, 3, 2}},
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 100 + k};
+        tc_check("reshape", reshape_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+}
+
+typedef struct permute_case {
+    tc_shape in;
+    int perm[NB_MAX_RANK];
+} permute_case;
+
+static nb_tensor *permute_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    return nb_permute(g, in[0], ((const permute_case *)ctx)->perm);
+}
+
+static nb_tensor *transpose_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    return nb_transpose(g, in[0]);
+}
+
+static void test_permute_grad(void **state)
+{
+    (void)state;
+    permute_case cases[] = {
+        {{0, {0}}, {0}},
+        {{2, {3, 4}}, {1, 0}},
+        {{3, {2, 3, 4}}, {2, 0, 1}},
+        {{4, {2, 1, 3, 2}}, {-1, 0, -2, 1}},
+        {{3, {3, 2, 4}}, {1, 0, 2}}, /* inner axis stays: contiguous runs */
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 200 + k};
+        tc_check("permute", permute_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+    tc_shape ts[] = {{2, {3, 4}}, {3, {2, 3, 4}}, {2, {1, 5}}};
+    for (size_t k = 0; k < COUNT(ts); k++) {
+        tc_opts o = {.seed = 210 + k};
+        tc_check("transpose", transpose_fn, NULL, 1, &ts[k], &o);
+    }
+}
+
+typedef struct slice_case {
+    tc_shape in;
+    int axis;
+    int64_t start, stop, step;
+} slice_case;
+
+static nb_tensor *slice_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const slice_case *c = ctx;
+    return nb_slice(g, in[0], c->axis, c->start, c->stop, c->step);
+}
+
+static void test_slice_grad(void **state)
+{
+    (void)state;
+    slice_case cases[] = {
+        {{1, {5}}, 0, 1, 4, 1},    {{2, {4, 6}}, -1, -5, 100, 2}, {{3, {3, 7, 2}}, 1, -6, 7, 3},
+        {{2, {2, 3}}, 0, 0, 2, 5}, {{2, {3, 4}}, 0, 2, 1, 1}, /* empty */
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 300 + k};
+        tc_check("slice", slice_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+}
+
+typedef struct unslice_case {
+    tc_shape in;
+    int axis;
+    int64_t size, start, step;
+} unslice_case;
+
+static nb_tensor *unslice_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const unslice_case *c = ctx;
+    return nb_unslice(g, in[0], c->axis, c->size, c->start, c->step);
+}
+
+static void test_unslice_grad(void **state)
+{
+    (void)state;
+    unslice_case cases[] = {
+        {{1, {2}}, 0, 5, 1, 2},     {{2, {3, 2}}, -1, 6, 1, 3}, {{3, {2, 3, 4}}, 1, 7, 0, 3},
+        {{2, {2, 2}}, 0, 4, -3, 1}, {{2, {2, 3}}, 1, 9, 2, 1}, /* fewer entries than positions up to
+                                                                  size */
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 400 + k};
+        tc_check("unslice", unslice_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+}
+
+typedef struct concat_case {
+    int n, axis;
+    tc_shape in[3];
+} concat_case;
+
+static nb_tensor *concat_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const concat_case *c = ctx;
+    return nb_concat(g, in, c->n, c->axis);
+}
+
+static void test_concat_grad(void **state)
+{
+    (void)state;
+    concat_case cases[] = {
+        {3, -1, {{2, {2, 3}}, {2, {2, 1}}, {2, {2, 4}}}},
+        {2, 0, {{2, {1, 3}}, {2, {2, 3}}}},
+        {3, 1, {{3, {2, 1, 3}}, {3, {2, 2, 3}}, {3, {2, 3, 3}}}},
+        {1, 0, {{1, {3}}}},
+        {3, 0, {{1, {2}}, {1, {0}}, {1, {3}}}}, /* an empty piece */
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 500 + k};
+        tc_check("concat", concat_fn, &cases[k], cases[k].n, cases[k].in, &o);
+    }
+}
+
+typedef struct index_case {
+    tc_shape in;
+    int axis;
+    int64_t n_idx;
+    int64_t idx[6];
+    int64_t size; /* scatter_add */
+} index_case;
+
+static nb_tensor *gather_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const index_case *c = ctx;
+    return nb_gather(g, in[0], c->axis, c->idx, c->n_idx);
+}
+
+static nb_tensor *scatter_add_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const index_case *c = ctx;
+    return nb_scatter_add(g, in[0], c->axis, c->idx, c->n_idx, c->size);
+}
+
+static void test_gather_grad(void **state)
+{
+    (void)state;
+    index_case cases[] = {
+        {{1, {5}}, 0, 5, {4, 0, 0, -1, 2}, 0},
+        {{2, {3, 4}}, -1, 3, {1, 1, 3}, 0},
+        {{3, {2, 3, 2}}, 1, 4, {2, -3, 2, 0}, 0},
+        {{2, {3, 2}}, 0, 0, {0}, 0}, /* no indices: empty result */
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 600 + k};
+        tc_check("gather", gather_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+}
+
+static void test_scatter_add_grad(void **state)
+{
+    (void)state;
+    index_case cases[] = {
+        {{1, {4}}, 0, 4, {1, 1, 0, -1}, 3},
+        {{2, {2, 3}}, 0, 2, {2, 2}, 4},
+        {{3, {3, 2, 2}}, -1, 2, {0, 0}, 1},
+        {{2, {2, 3}}, 1, 3, {0, 4, -5}, 5},
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 700 + k};
+        tc_check("scatter_add", scatter_add_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+}
+
+/* Several shape ops in one function; x is used twice, so its gradient is
+ * accumulated from two paths. */
+static nb_tensor *composite_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *x = in[0], *w = in[1];                                            /* [3,4], [6] */
+    nb_tensor *a = nb_gather(g, nb_transpose(g, x), 0, (int64_t[]){3, 3, 1}, 3); /* [3,3] */
+    nb_tensor *b = nb_slice(g, x, 1, 0, 3, 1);                                   /* [3,3] */
+    nb_tensor *parts[] = {nb_mul(g, a, b), nb_reshape(g, w, 2, (int64_t[]){-1, 3})}; /* +[2,3] */
+    nb_tensor *c = nb_concat(g, parts, 2, 0);                                        /* [5,3] */
+    return nb_unslice(g, nb_permute(g, c, (int[]){1, 0}), 1, 11, 1, 2);              /* [3,11] */
+}
+
+static void test_composite_grad(void **state)
+{
+    (void)state;
+    tc_shape s[] = {{2, {3, 4}}, {1, {6}}};
+    tc_check("composite", composite_fn, NULL, 2, s, NULL);
+}
+
+/* --------------------------------------------------------- exact values */
+
+static nb_tensor *iota(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape)
+{
+    nb_tensor *t = nb_zeros(g, dt, rank, shape);
+    assert_non_null(t);
+    for (int64_t i = 0; i < nb_tensor_size(t); i++)
+        nb_tensor_set(t, i, (double)i);
+    return t;
+}
+
+static void expect_values(const nb_tensor *t, int rank, const int64_t *shape, const double *want)
+{
+    assert_non_null(t);
+    assert_int_equal(nb_tensor_rank(t), rank);
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++) {
+        assert_int_equal(nb_tensor_shape(t)[d], shape[d]);
+        n *= shape[d];
+    }
+    assert_int_equal(nb_tensor_size(t), n);
+    for (int64_t i = 0; i < n; i++)
+        tc_near(nb_tensor_get(t, i), want[i], 0);
+}
+
+#define SHAPE(...)                                                                                 \
+    (int64_t[])                                                                                    \
+    {                                                                                              \
+        __VA_ARGS__                                                                                \
+    }
+#define VALS(...)                                                                                  \
+    (double[])                                                                                     \
+    {                                                                                              \
+        __VA_ARGS__                                                                                \
+    }
+
+static void test_reshape_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = iota(g, NB_F64, 2, SHAPE(2, 3));
+    expect_values(nb_reshape(g, x, 2, SHAPE(-1, 2)), 2, SHAPE(3, 2), VALS(0, 1, 2, 3, 4, 5));
+    expect_values(nb_reshape(g, x, 3, SHAPE(1, 6, -1)), 3, SHAPE(1, 6, 1), VALS(0, 1, 2, 3, 4, 5));
+    nb_tensor *s = nb_scalar(g, NB_F32, 7);
+    expect_values(nb_reshape(g, s, 3, SHAPE(1, -1, 1)), 3, SHAPE(1, 1, 1), VALS(7));
+    expect_values(nb_reshape(g, nb_reshape(g, s, 1, SHAPE(1)), 0, NULL), 0, NULL, VALS(7));
+    nb_tensor *e = nb_zeros(g, NB_F64, 2, SHAPE(0, 3));
+    expect_values(nb_reshape(g, e, 3, SHAPE(3, 0, 2)), 3, SHAPE(3, 0, 2), NULL);
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+/* Compare nb_permute with index arithmetic on x = 0, 1, 2, ... */
+static void check_permute(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const int *perm)
+{
+    nb_tensor *x = iota(g, dt, rank, shape);
+    nb_tensor *y = nb_permute(g, x, perm);
+    if (!y)
+        fail_msg("permute failed: %s", nb_graph_errmsg(g));
+    int64_t xs[NB_MAX_RANK], ys[NB_MAX_RANK];
+    for (int64_t s = 1, d = rank - 1; d >= 0; d--) {
+        xs[d] = s;
+        s *= shape[d];
+    }
+    for (int d = 0; d < rank; d++) {
+        int p = perm[d] < 0 ? perm[d] + rank : perm[d];
+        ys[d] = shape[p];
+        assert_int_equal(nb_tensor_shape(y)[d], ys[d]);
+    }
+    for (int64_t i = 0; i < nb_tensor_size(y); i++) {
+        int64_t rem = i, src = 0;
+        for (int d = rank - 1; d >= 0; d--) {
+            int p = perm[d] < 0 ? perm[d] + rank : perm[d];
+            src += (rem % ys[d]) * xs[p];
+            rem /= ys[d];
+        }
+        if (nb_tensor_get(y, i) != (double)src)
+            fail_msg("permute of rank %d: element %lld is %g, expected %lld", rank, (long long)i,
+                     nb_tensor_get(y, i), (long long)src);
+    }
+}
+
+static void test_permute_values(void **state)
+{
+    (void)state;
+    struct {
+        int rank;
+        int64_t shape[NB_MAX_RANK];
+        int perm[NB_MAX_RANK];
+    } cases[] = {
+        {3, {2, 3, 4}, {2, 0, 1}},
+        {3, {2, 3, 4}, {-1, 0, 1}},
+        {2, {70, 45}, {1, 0}},
+        {2, {1, 45}, {1, 0}},
+        {3, {3, 40, 33}, {0, 2, 1}},
+        {3, {5, 6, 7}, {2, 1, 0}},
+        {4, {4, 1, 6, 5}, {3, 1, 0, 2}},
+        {4, {2, 3, 4, 5}, {0, 1, 3, 2}},
+        {4, {2, 3, 4, 5}, {1, 0, 2, 3}},
+        {4, {2, 3, 4, 5}, {2, 3, 0, 1}},
+        {5, {2, 3, 2, 3, 2}, {4, 2, 0, 3, 1}},
+        {1, {9}, {0}},
+        {3, {2, 0, 3}, {2, 1, 0}},
+    };
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        nb_graph *g = nb_graph_new();
+        for (size_t k = 0; k < COUNT(cases); k++)
+            check_permute(g, (nb_dtype)dt, cases[k].rank, cases[k].shape, cases[k].perm);
+        /* large enough for the threaded path */
+        nb_graph_set_threads(g, 4);
+        check_permute(g, (nb_dtype)dt, 2, SHAPE(300, 201), (int[]){1, 0});
+        check_permute(g, (nb_dtype)dt, 3, SHAPE(7, 90, 70), (int[]){2, 1, 0});
+        nb_graph_free(g);
+    }
+    /* transpose swaps the last two axes */
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = iota(g, NB_F64, 3, SHAPE(2, 2, 3));
+    expect_values(nb_transpose(g, x), 3, SHAPE(2, 3, 2),
+                  VALS(0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11));
+    expect_values(nb_permute(g, nb_scalar(g, NB_F64, 2.5), NULL), 0, NULL, VALS(2.5));
+    nb_graph_free(g);
+}
+
+static void test_slice_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = iota(g, NB_F64, 1, SHAPE(10));
+    expect_values(nb_slice(g, x, 0, -7, 100, 3), 1, SHAPE(3), VALS(3, 6, 9));
+    expect_values(nb_slice(g, x, -1, -100, 2, 1), 1, SHAPE(2), VALS(0, 1));
+    expect_values(nb_slice(g, x, 0, 8, 2, 1), 1, SHAPE(0), NULL);
+    expect_values(nb_slice(g, x, 0, 2, 9, 4), 1, SHAPE(2), VALS(2, 6));
+    expect_values(nb_slice(g, x, 0, 0, INT64_MAX, INT64_MAX), 1, SHAPE(1), VALS(0));
+    nb_tensor *m = iota(g, NB_F32, 2, SHAPE(3, 4));
+    expect_values(nb_slice(g, m, -1, 1, 4, 2), 2, SHAPE(3, 2), VALS(1, 3, 5, 7, 9, 11));
+    expect_values(nb_slice(g, m, 0, -1, 3, 1), 2, SHAPE(1, 4), VALS(8, 9, 10, 11));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+static void test_unslice_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_from(g, NB_F64, 1, SHAPE(2), VALS(1, 2));
+    expect_values(nb_unslice(g, x, 0, 5, 1, 2), 1, SHAPE(5), VALS(0, 1, 0, 2, 0));
+    expect_values(nb_unslice(g, x, -1, 5, -4, 2), 1, SHAPE(5), VALS(0, 1, 0, 2, 0));
+    expect_values(nb_unslice(g, x, 0, 3, 1, 1), 1, SHAPE(3), VALS(0, 1, 2));
+    nb_tensor *m = nb_tensor_from(g, NB_F32, 2, SHAPE(2, 2), (float[]){1, 2, 3, 4});
+    expect_values(nb_unslice(g, m, 0, 4, 0, 3), 2, SHAPE(4, 2), VALS(1, 2, 0, 0, 0, 0, 3, 4));
+    nb_tensor *one = nb_tensor_from(g, NB_F64, 1, SHAPE(1), VALS(9));
+    expect_values(nb_unslice(g, one, 0, 3, 1, INT64_MAX), 1, SHAPE(3), VALS(0, 9, 0));
+    nb_tensor *e = nb_zeros(g, NB_F64, 1, SHAPE(0));
+    expect_values(nb_unslice(g, e, 0, 3, 3, 1), 1, SHAPE(3), VALS(0, 0, 0));
+    /* slice then unslice puts the picked entries back */
+    nb_tensor *v = iota(g, NB_F64, 1, SHAPE(7));
+    expect_values(nb_unslice(g, nb_slice(g, v, 0, 1, 6, 2), 0, 7, 1, 2), 1, SHAPE(7),
+                  VALS(0, 1, 0, 3, 0, 5, 0));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+static void test_concat_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *a = nb_tensor_from(g, NB_F64, 2, SHAPE(2, 1), VALS(1, 2));
+    nb_tensor *b = nb_tensor_from(g, NB_F64, 2, SHAPE(2, 2), VALS(3, 4, 5, 6));
+    nb_tensor *c = nb_tensor_from(g, NB_F64, 2, SHAPE(2, 1), VALS(7, 8));
+    expect_values(nb_concat(g, (nb_tensor *[]){a, b, c}, 3, 1), 2, SHAPE(2, 4),
+                  VALS(1, 3, 4, 7, 2, 5, 6, 8));
+    expect_values(nb_concat(g, (nb_tensor *[]){a, c}, 2, -2), 2, SHAPE(4, 1), VALS(1, 2, 7, 8));
+    expect_values(nb_concat(g, (nb_tensor *[]){b}, 1, 0), 2, SHAPE(2, 2), VALS(3, 4, 5, 6));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+static void test_gather_scatter_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = iota(g, NB_F64, 2, SHAPE(3, 2));
+    expect_values(nb_gather(g, x, 0, SHAPE(2, 0, 2, -1), 4), 2, SHAPE(4, 2),
+                  VALS(4, 5, 0, 1, 4, 5, 4, 5));
+    expect_values(nb_gather(g, x, -1, SHAPE(1, 1), 2), 2, SHAPE(3, 2), VALS(1, 1, 3, 3, 5, 5));
+    expect_values(nb_gather(g, x, 1, NULL, 0), 2, SHAPE(3, 0), NULL);
+    nb_tensor *v = nb_tensor_from(g, NB_F32, 1, SHAPE(4), (float[]){1, 2, 3, 4});
+    expect_values(nb_scatter_add(g, v, 0, SHAPE(0, 2, 0, -1), 4, 3), 1, SHAPE(3), VALS(4, 0, 6));
+    nb_tensor *m = iota(g, NB_F64, 2, SHAPE(2, 2));
+    expect_values(nb_scatter_add(g, m, 1, SHAPE(2, 2), 2, 3), 2, SHAPE(2, 3),
+                  VALS(0, 0, 1, 0, 0, 5));
+    expect_values(nb_scatter_add(g, nb_zeros(g, NB_F64, 1, SHAPE(0)), 0, NULL, 0, 2), 1, SHAPE(2),
+                  VALS(0, 0));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+
+    /* repeated indices: the gradient counts how often each entry was picked */
+    nb_tensor *p = nb_tensor_requires_grad(iota(g, NB_F64, 1, SHAPE(3)), true);
+    nb_tensor *y = nb_gather(g, p, 0, SHAPE(0, 0, 2, -3), 4);
+    assert_int_equal(nb_backward_seed(g, y, nb_ones(g, NB_F64, 1, SHAPE(4))), NB_OK);
+    expect_values(nb_tensor_grad(p), 1, SHAPE(3), VALS(3, 0, 1));
+    nb_graph_free(g);
+}
+
+static void test_one_hot_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *h = nb_one_hot(g, NB_F32, SHAPE(2, 0, 1, 2), 4, 3);
+    expect_values(h, 2, SHAPE(4, 3), VALS(0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1));
+    assert_int_equal(nb_tensor_dtype(h), NB_F32);
+    assert_false(nb_tensor_needs_grad(h));
+    nb_tensor *h64 = nb_one_hot(g, NB_F64, SHAPE(1), 1, 2);
+    expect_values(h64, 2, SHAPE(1, 2), VALS(0, 1));
+    expect_values(nb_one_hot(g, NB_F64, NULL, 0, 5), 2, SHAPE(0, 5), NULL);
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------------------ bad input */
+
+/* The op returns NULL and records `code` with a message naming `op`. */
+#define EXPECT_ERR(g, expr, code, op)                                                              \
+    do {                                                                                           \
+        nb_tensor *r_ = (expr);                                                                    \
+        if (r_ || nb_graph_status(g) != (code) || !strstr(nb_graph_errmsg(g), (op)))               \
+            fail_msg("%s: got %s, status %d (want %d), message '%s'", #expr,                       \
+                     r_ ? "a tensor" : "NULL", (int)nb_graph_status(g), (int)(code),               \
+                     nb_graph_errmsg(g));                                                          \
+        nb_graph_clear_error(g);                                                                   \
+    } while (0)
+
+/* The op returns NULL and records nothing. */
+#define EXPECT_QUIET(g, expr)                                                                      \
+    do {                                                                                           \
+        nb_tensor *r_ = (expr);                                                                    \
+        if (r_ || nb_graph_status(g) != NB_OK)                                                     \
+            fail_msg("%s: expected a quiet NULL, got %s and '%s'", #expr,                          \
+                     r_ ? "a tensor" : "NULL", nb_graph_errmsg(g));                                \
+    } while (0)
+
+static void test_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = iota(g, NB_F64, 2, SHAPE(2, 3));
+    nb_tensor *s = nb_scalar(g, NB_F64, 1);
+
+    /* reshape */
+    EXPECT_ERR(g, nb_reshape(g, x, 2, SHAPE(4, 2)), NB_ERR_SHAPE, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, 2, SHAPE(4, -1)), NB_ERR_SHAPE, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, 3, SHAPE(-1, 2, -1)), NB_ERR_ARG, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, 2, SHAPE(-2, -3)), NB_ERR_ARG, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, 2, NULL), NB_ERR_NULL, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, 9, SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 6)), NB_ERR_RANK, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, -1, SHAPE(6)), NB_ERR_RANK, "reshape");
+    EXPECT_ERR(g, nb_reshape(g, nb_zeros(g, NB_F64, 1, SHAPE(0)), 2, SHAPE(0, -1)), NB_ERR_SHAPE,
+               "reshape");
+    EXPECT_ERR(g, nb_reshape(g, x, 0, NULL), NB_ERR_SHAPE, "reshape");
+    EXPECT_QUIET(g, nb_reshape(g, NULL, 1, SHAPE(6)));
+
+    /* permute, transpose */
+    EXPECT_ERR(g, nb_permute(g, x, NULL), NB_ERR_NULL, "permute");
+    EXPECT_ERR(g, nb_permute(g, x, (int[]){0, 0}), NB_ERR_ARG, "permute");
+    EXPECT_ERR(g, nb_permute(g, x, (int[]){0, 2}), NB_ERR_ARG, "permute");
+    EXPECT_ERR(g, nb_permute(g, x, (int[]){-3, 0}), NB_ERR_ARG, "permute");
+    EXPECT_ERR(g, nb_permute(g, x, (int[]){1, -1}), NB_ERR_ARG, "permute");
+    EXPECT_ERR(g, nb_transpose(g, nb_zeros(g, NB_F64, 1, SHAPE(3))), NB_ERR_RANK, "transpose");
+    EXPECT_ERR(g, nb_transpose(g, s), NB_ERR_RANK, "transpose");
+    EXPECT_QUIET(g, nb_permute(g, NULL, (int[]){1, 0}));
+    EXPECT_QUIET(g, nb_transpose(g, NULL));
+
+    /* slice */
+    EXPECT_ERR(g, nb_slice(g, x, 1, 0, 3, 0), NB_ERR_ARG, "slice");
+    EXPECT_ERR(g, nb_slice(g, x, 1, 0, 3, -1), NB_ERR_ARG, "slice");
+    EXPECT_ERR(g, nb_slice(g, x, 2, 0, 1, 1), NB_ERR_ARG, "slice");
+    EXPECT_ERR(g, nb_slice(g, x, -3, 0, 1, 1), NB_ERR_ARG, "slice");
+    EXPECT_ERR(g, nb_slice(g, s, 0, 0, 1, 1), NB_ERR_ARG, "slice");
+    EXPECT_QUIET(g, nb_slice(g, NULL, 0, 0, 1, 1));
+
+    /* unslice */
+    EXPECT_ERR(g, nb_unslice(g, x, 1, 4, 0, 2), NB_ERR_SHAPE, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, x, 1, 2, 0, 1), NB_ERR_SHAPE, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, x, 1, 5, 0, 0), NB_ERR_ARG, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, x, 1, -1, 0, 1), NB_ERR_ARG, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, x, 1, 5, 5, 1), NB_ERR_ARG, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, x, 1, 5, -6, 1), NB_ERR_ARG, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, x, 2, 5, 0, 1), NB_ERR_ARG, "unslice");
+    EXPECT_ERR(g, nb_unslice(g, s, 0, 5, 0, 1), NB_ERR_ARG, "unslice");
+    EXPECT_QUIET(g, nb_unslice(g, NULL, 0, 5, 0, 1));
+
+    /* concat */
+    nb_tensor *y = iota(g, NB_F64, 2, SHAPE(3, 3));
+    nb_tensor *y32 = iota(g, NB_F32, 2, SHAPE(2, 3));
+    nb_tensor *v = iota(g, NB_F64, 1, SHAPE(6));
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){x, y}, 2, 1), NB_ERR_SHAPE, "concat");
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){x, x, y32}, 3, 0), NB_ERR_DTYPE, "concat");
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){x, v}, 2, 0), NB_ERR_SHAPE, "concat");
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){x, x}, 2, 2), NB_ERR_ARG, "concat");
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){s, s}, 2, 0), NB_ERR_ARG, "concat");
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){x}, 0, 0), NB_ERR_ARG, "concat");
+    EXPECT_ERR(g, nb_concat(g, (nb_tensor *[]){x}, -1, 0), NB_ERR_ARG, "concat");
+    EXPECT_ERR(g, nb_concat(g, NULL, 2, 0), NB_ERR_NULL, "concat");
+    EXPECT_QUIET(g, nb_concat(g, (nb_tensor *[]){x, NULL}, 2, 0));
+
+    /* gather */
+    EXPECT_ERR(g, nb_gather(g, x, 1, SHAPE(0, 3), 2), NB_ERR_ARG, "gather");
+    EXPECT_ERR(g, nb_gather(g, x, 0, SHAPE(-3), 1), NB_ERR_ARG, "gather");
+    EXPECT_ERR(g, nb_gather(g, x, 0, NULL, 2), NB_ERR_NULL, "gather");
+    EXPECT_ERR(g, nb_gather(g, x, 0, SHAPE(0), -1), NB_ERR_ARG, "gather");
+    EXPECT_ERR(g, nb_gather(g, x, 2, SHAPE(0), 1), NB_ERR_ARG, "gather");
+    EXPECT_ERR(g, nb_gather(g, s, 0, SHAPE(0), 1), NB_ERR_ARG, "gather");
+    EXPECT_ERR(g, nb_gather(g, nb_zeros(g, NB_F64, 1, SHAPE(0)), 0, SHAPE(0), 1), NB_ERR_ARG,
+               "gather");
+    EXPECT_QUIET(g, nb_gather(g, NULL, 0, SHAPE(0), 1));
+
+    /* scatter_add */
+    EXPECT_ERR(g, nb_scatter_add(g, x, 1, SHAPE(0, 1, 4), 3, 4), NB_ERR_ARG, "scatter_add");
+    EXPECT_ERR(g, nb_scatter_add(g, x, 1, SHAPE(0, 1, -5), 3, 4), NB_ERR_ARG, "scatter_add");
+    EXPECT_ERR(g, nb_scatter_add(g, x, 1, SHAPE(0, 1), 2, 4), NB_ERR_SHAPE, "scatter_add");
+    EXPECT_ERR(g, nb_scatter_add(g, x, 1, NULL, 3, 4), NB_ERR_NULL, "scatter_add");
+    EXPECT_ERR(g, nb_scatter_add(g, x, 1, SHAPE(0, 1, 2), 3, -1), NB_ERR_ARG, "scatter_add");
+    EXPECT_ERR(g, nb_scatter_add(g, x, -3, SHAPE(0, 1, 2), 3, 4), NB_ERR_ARG, "scatter_add");
+    EXPECT_QUIET(g, nb_scatter_add(g, NULL, 1, SHAPE(0, 1, 2), 3, 4));
+
+    /* one_hot */
+    EXPECT_ERR(g, nb_one_hot(g, NB_F64, SHAPE(0, 3), 2, 3), NB_ERR_ARG, "one_hot");
+    EXPECT_ERR(g, nb_one_hot(g, NB_F64, SHAPE(-1), 1, 3), NB_ERR_ARG, "one_hot");
+    EXPECT_ERR(g, nb_one_hot(g, NB_F64, SHAPE(0), 1, -2), NB_ERR_ARG, "one_hot");
+    EXPECT_ERR(g, nb_one_hot(g, NB_F64, SHAPE(0), 1, 0), NB_ERR_ARG, "one_hot");
+    EXPECT_ERR(g, nb_one_hot(g, NB_F64, NULL, 2, 3), NB_ERR_NULL, "one_hot");
+    EXPECT_ERR(g, nb_one_hot(g, NB_F64, SHAPE(0), -1, 3), NB_ERR_ARG, "one_hot");
+    EXPECT_ERR(g, nb_one_hot(g, (nb_dtype)7, SHAPE(0), 1, 3), NB_ERR_DTYPE, "one_hot");
+
+    /* a NULL graph is a quiet NULL everywhere */
+    assert_null(nb_reshape(NULL, x, 1, SHAPE(6)));
+    assert_null(nb_permute(NULL, x, (int[]){1, 0}));
+    assert_null(nb_transpose(NULL, x));
+    assert_null(nb_slice(NULL, x, 0, 0, 1, 1));
+    assert_null(nb_unslice(NULL, x, 0, 2, 0, 1));
+    assert_null(nb_concat(NULL, (nb_tensor *[]){x}, 1, 0));
+    assert_null(nb_gather(NULL, x, 0, SHAPE(0), 1));
+    assert_null(nb_scatter_add(NULL, x, 0, SHAPE(0, 1), 2, 2));
+    assert_null(nb_one_hot(NULL, NB_F64, SHAPE(0), 1, 2));
+
+    /* an error is recorded once and later ones do not overwrite it */
+    EXPECT_ERR(g, nb_slice(g, nb_gather(g, x, 0, SHAPE(9), 1), 0, 0, 1, 1), NB_ERR_ARG, "gather");
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reshape_grad),     cmocka_unit_test(test_permute_grad),
+        cmocka_unit_test(test_slice_grad),       cmocka_unit_test(test_unslice_grad),
+        cmocka_unit_test(test_concat_grad),      cmocka_unit_test(test_gather_grad),
+        cmocka_unit_test(test_scatter_add_grad), cmocka_unit_test(test_composite_grad),
+        cmocka_unit_test(test_reshape_values),   cmocka_unit_test(test_permute_values),
+        cmocka_unit_test(test_slice_values),     cmocka_unit_test(test_unslice_values),
+        cmocka_unit_test(test_concat_values),    cmocka_unit_test(test_gather_scatter_values),
+        cmocka_unit_test(test_one_hot_values),   cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
