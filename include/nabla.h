@@ -19,7 +19,9 @@
  * @endcode
  *
  * Headers: base.h (dtypes, status, allocation hook, RNG), tensor.h (graph,
- * tensor, model), ops.h (primitives), autodiff.h (reverse and forward mode).
+ * tensor, model), ops.h (primitives), autodiff.h (reverse and forward mode),
+ * op.h (writing and registering new ops), check.h (numerical derivatives and
+ * gradient checking).
  */
 #ifndef NABLA_H
 #define NABLA_H
@@ -28,5 +30,7 @@
 #include "nabla/tensor.h"
 #include "nabla/ops.h"
 #include "nabla/autodiff.h"
+#include "nabla/op.h"
+#include "nabla/check.h"
 
 #endif

@@ -21,33 +21,11 @@
 
 /* ------------------------------------------------------------ op records */
 
-/* Attributes an op constructor stores in its node. Each op documents which
- * fields it uses; everything else is zero. Index lists are copied into the
- * graph's arena. */
-typedef struct nb_attrs {
-    int64_t ints[2 * NB_MAX_RANK];
-    double real;
-    const int64_t *idx;
-    int64_t n_idx;
-} nb_attrs;
-
-/* One op: the row of the op table (src/ops/table.c).
- * shape:   set out's dtype, rank and shape from its inputs and attrs, or
- *          record an error (nbc_error) and return it.
- * forward: fill out's data (already allocated) from its inputs.
- * vjp:     the gradient for input i given the gradient g of out, built with
- *          public ops; NULL with no error recorded means zero.
- * jvp:     the tangent of out given the input tangents (never NULL entries),
- *          built with public ops; NULL with no error recorded means zero.
- * vjp or jvp NULL: the op has no derivative (its result needs no gradient). */
-typedef struct nbo_def {
-    const char *name;
-    int arity; /* number of inputs; -1: one or more */
-    nb_status (*shape)(nb_graph *g, nb_tensor *out);
-    nb_status (*forward)(nb_graph *g, nb_tensor *out);
-    nb_tensor *(*vjp)(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
-    nb_tensor *(*jvp)(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
-} nbo_def;
+/* Ops are rows of the public nb_op_def (include/nabla/op.h); nb_attrs holds
+ * what a constructor stores besides the inputs (index lists are copied into
+ * the graph's arena). Rules that return NULL with no error recorded mean a
+ * zero derivative; vjp or jvp NULL: the result carries no gradient. */
+typedef nb_op_def nbo_def;
 
 /* --------------------------------------------------------------- tensors */
 

@@ -1,0 +1,960 @@
+/* Numerical differentiation and the gradient checker.
+ *
+ * One check evaluates the function on a graph of its own many times: once
+ * recorded, to get the analytic Jacobian by reverse mode (a VJP per output
+ * element) and by forward mode (a JVP per input element), and twice per
+ * input element with the element moved by ±h for central differences.
+ * Fast mode replaces the Jacobians by the scalar vᵀJu. Around the core:
+ * the f64 shadow, kink acceptance from one-sided differences, the step
+ * sweep, and localisation of a failure to one recorded op. */
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../autodiff/sweep.h"
+
+/* Inputs the checker takes at most (one bit each in wrt). */
+#define MAX_INPUTS 32
+/* Jacobian entries a full check may hold (five doubles each). */
+#define MAX_ENTRIES (INT64_C(1) << 22)
+
+typedef struct ck {
+    nb_check_fn f;
+    void *ctx;
+    int n;
+    nb_check_opts o;
+    nb_dtype dt; /* dtype the function is evaluated in */
+    int rank[MAX_INPUTS];
+    int64_t shape[MAX_INPUTS][NB_MAX_RANK];
+    int64_t size[MAX_INPUTS];
+    double *x[MAX_INPUTS]; /* input values (owned) */
+    char name[MAX_INPUTS][32];
+    unsigned wrt;
+    int64_t col0[MAX_INPUTS]; /* first Jacobian column of each checked input */
+    int64_t k;                /* columns: elements of the checked inputs */
+    int64_t m;                /* rows: output elements */
+    nb_graph *g;
+    nb_rng rng_saved;
+    int64_t evals;
+    nb_tensor *leaves[MAX_INPUTS];
+} ck;
+
+nb_check_opts nb_check_defaults(void)
+{
+    return (nb_check_opts){
+        .atol = 1e-5,
+        .rtol = 1e-3,
+        .shadow = true,
+        .kinks = true,
+        .localise = true,
+        .seed = 1,
+        .lo = -2,
+        .hi = 2,
+    };
+}
+
+static nb_status fail(nb_check_result *r, nb_status st, const char *fmt, const char *detail)
+{
+    r->status = st;
+    snprintf(r->message, sizeof r->message, fmt, detail ? detail : "");
+    return st;
+}
+
+static void ck_free(ck *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->x[i]);
+    nb_graph_free(c->g);
+}
+
+/* Build the function on fresh leaves holding xv; NULL with r->message set. */
+static nb_tensor *build(ck *c, double *const *xv, bool grad, nb_check_result *r)
+{
+    nb_graph_reset(c->g);
+    for (int i = 0; i < c->n; i++) {
+        nb_tensor *t = nb_zeros(c->g, c->dt, c->rank[i], c->shape[i]);
+        if (!t)
+            break;
+        for (int64_t j = 0; j < c->size[i]; j++)
+            nb_tensor_set(t, j, xv[i][j]);
+        nb_tensor_set_name(t, c->name[i]);
+        nb_tensor_requires_grad(t, grad && (c->wrt >> i & 1));
+        c->leaves[i] = t;
+    }
+    if (c->o.rng)
+        *c->o.rng = c->rng_saved;
+    nb_tensor *y = NULL;
+    if (nb_graph_status(c->g) == NB_OK) {
+        y = c->f(c->g, c->leaves, c->n, c->ctx);
+        c->evals++;
+    }
+    if (!y) {
+        if (nb_graph_status(c->g) != NB_OK)
+            snprintf(r->message, sizeof r->message, "the function failed: %s: %s",
+                     nb_graph_errop(c->g), nb_graph_errmsg(c->g));
+        else
+            snprintf(r->message, sizeof r->message,
+                     "the function returned NULL without recording an error");
+        return NULL;
+    }
+    if (nb_tensor_size(y) != c->m && c->m >= 0) {
+        snprintf(r->message, sizeof r->message,
+                 "the function's output changed size between evaluations (%lld, then %lld)",
+                 (long long)c->m, (long long)nb_tensor_size(y));
+        return NULL;
+    }
+    return y;
+}
+
+/* Evaluate at xv into out[m]. */
+static nb_status eval(ck *c, double *const *xv, double *out, nb_check_result *r)
+{
+    nb_tensor *y = build(c, xv, false, r);
+    if (!y)
+        return NB_ERR_ARG;
+    for (int64_t k = 0; k < c->m; k++)
+        out[k] = nb_tensor_get(y, k);
+    return NB_OK;
+}
+
+/* The default step for value v in the evaluation dtype. */
+static double step_for(const ck *c, double v)
+{
+    if (c->o.eps > 0)
+        return c->o.eps;
+    double e = c->dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON;
+    return cbrt(e) * fmax(1.0, fabs(v));
+}
+
+/* v rounded to the evaluation dtype. */
+static double in_dtype(const ck *c, double v)
+{
+    return c->dt == NB_F32 ? (double)(float)v : v;
+}
+
+/* Central (and one-sided) differences of every output for input i element
+ * j with step h: cen, left, right get m values. Scratch: fp, fm (m each).
+ * f0 is f at the unmoved point. */
+static nb_status diff_at(ck *c, int i, int64_t j, double h, const double *f0, double *cen,
+                         double *left, double *right, double *fp, double *fm, nb_check_result *r)
+{
+    double x0 = c->x[i][j];
+    double xp = in_dtype(c, x0 + h), xm = in_dtype(c, x0 - h);
+    double hp = xp - x0, hm = x0 - xm;
+    if (hp <= 0 || hm <= 0) {
+        snprintf(r->message, sizeof r->message, "step %g vanishes next to %s[%lld] = %g in %s", h,
+                 c->name[i], (long long)j, x0, nb_dtype_name(c->dt));
+        return NB_ERR_ARG;
+    }
+    nb_status st;
+    c->x[i][j] = xp;
+    st = eval(c, c->x, fp, r);
+    c->x[i][j] = xm;
+    if (st == NB_OK)
+        st = eval(c, c->x, fm, r);
+    c->x[i][j] = x0;
+    if (st != NB_OK)
+        return st;
+    for (int64_t k = 0; k < c->m; k++) {
+        cen[k] = (fp[k] - fm[k]) / (hp + hm);
+        if (left)
+            left[k] = (f0[k] - fm[k]) / hm;
+        if (right)
+            right[k] = (fp[k] - f0[k]) / hp;
+    }
+    return NB_OK;
+}
+
+/* Numerical derivatives at (i, j): num (central or Richardson), left, right. */
+static nb_status numeric_col(ck *c, int i, int64_t j, const double *f0, double *num, double *left,
+                             double *right, double *s1, double *s2, double *s3, nb_check_result *r)
+{
+    double h = step_for(c, c->x[i][j]);
+    nb_status st = diff_at(c, i, j, h, f0, num, left, right, s1, s2, r);
+    if (st != NB_OK || !c->o.richardson)
+        return st;
+    /* D = (4 C(h) - C(2h)) / 3 cancels the h^2 term of the error */
+    st = diff_at(c, i, j, 2 * h, f0, s3, NULL, NULL, s1, s2, r);
+    if (st != NB_OK)
+        return st;
+    for (int64_t k = 0; k < c->m; k++)
+        num[k] = (4 * num[k] - s3[k]) / 3;
+    return NB_OK;
+}
+
+static void fill_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64_t k)
+{
+    memset(e, 0, sizeof *e);
+    e->input = i;
+    snprintf(e->input_name, sizeof e->input_name, "%s", i >= 0 ? c->name[i] : "");
+    e->in_index = j;
+    e->out_index = k;
+}
+
+/* A derivative rule failed inside a sweep: remember the first message. */
+static void rule_failed(ck *c, nb_check_result *r, const char *mode)
+{
+    if (r->message[0])
+        return;
+    snprintf(r->message, sizeof r->message, "%s mode failed: %s: %s", mode, nb_graph_errop(c->g),
+             nb_graph_errmsg(c->g));
+}
+
+/* ------------------------------------------------------------ full mode */
+
+/* Analytic Jacobians jr, jf (m x k, row-major) at the current point. */
+static nb_status analytic(ck *c, double *jr, double *jf, nb_check_result *r)
+{
+    nb_tensor *y = build(c, c->x, true, r);
+    if (!y)
+        return NB_ERR_ARG;
+    nb_tensor *xs[MAX_INPUTS], *outs[MAX_INPUTS];
+    int nw = 0, which[MAX_INPUTS];
+    for (int i = 0; i < c->n; i++)
+        if (c->wrt >> i & 1) {
+            which[nw] = i;
+            xs[nw++] = c->leaves[i];
+        }
+    nb_graph *g = c->g;
+
+    /* reverse: one VJP per output element */
+    r->reverse_ok = true;
+    if (!nb_tensor_needs_grad(y)) {
+        memset(jr, 0, (size_t)(c->m * c->k) * sizeof *jr);
+    } else {
+        for (int64_t k = 0; k < c->m; k++) {
+            nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+            nb_tensor *seed =
+                nb_zeros(g, nb_tensor_dtype(y), nb_tensor_rank(y), nb_tensor_shape(y));
+            if (seed)
+                nb_tensor_set(seed, k, 1.0);
+            if (!seed || nb_grad(g, y, seed, xs, nw, outs, false) != NB_OK) {
+                rule_failed(c, r, "reverse");
+                r->reverse_ok = false;
+                for (int64_t q = 0; q < c->m * c->k; q++)
+                    jr[q] = NAN;
+                nb_graph_clear_error(g);
+                break;
+            }
+            for (int w = 0; w < nw; w++)
+                for (int64_t j = 0; j < c->size[which[w]]; j++)
+                    jr[k * c->k + c->col0[which[w]] + j] = nb_tensor_get(outs[w], j);
+            nbc_arena_release(&g->arena, pos);
+        }
+    }
+
+    /* forward: one JVP per input element */
+    r->forward_ok = true;
+    nb_tensor *tans[MAX_INPUTS];
+    for (int w = 0; w < nw && r->forward_ok; w++) {
+        int i = which[w];
+        for (int64_t j = 0; j < c->size[i]; j++) {
+            nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+            nb_tensor *yt = NULL;
+            bool ok = true;
+            for (int v = 0; v < nw; v++) {
+                int iv = which[v];
+                tans[v] = nb_zeros(g, c->dt, c->rank[iv], c->shape[iv]);
+                ok = ok && tans[v];
+            }
+            if (ok) {
+                nb_tensor_set(tans[w], j, 1.0);
+                ok = nb_jvp(g, y, xs, tans, nw, &yt) == NB_OK;
+            }
+            if (!ok) {
+                rule_failed(c, r, "forward");
+                r->forward_ok = false;
+                for (int64_t q = 0; q < c->m * c->k; q++)
+                    jf[q] = NAN;
+                nb_graph_clear_error(g);
+                break;
+            }
+            for (int64_t k = 0; k < c->m; k++)
+                jf[k * c->k + c->col0[i] + j] = nb_tensor_get(yt, k);
+            nbc_arena_release(&g->arena, pos);
+        }
+    }
+    return NB_OK;
+}
+
+/* Compare one analytic value; returns the error/tolerance ratio, or -1 when
+ * the entry is a kink (one-sided differences disagree and keep disagreeing
+ * at a smaller step) and a lies between them. */
+static double judge(double a, double num, double left, double right, bool kink,
+                    const nb_check_opts *o, double *abs_err)
+{
+    double tol = o->atol + o->rtol * fabs(num);
+    double err = fabs(a - num);
+    *abs_err = isnan(err) ? INFINITY : err;
+    if (err <= tol)
+        return tol > 0 ? err / tol : 0;
+    if (kink && o->kinks && isfinite(a)) {
+        double lo = fmin(left, right), hi = fmax(left, right);
+        if (a >= lo - tol && a <= hi + tol)
+            return -1;
+    }
+    return tol > 0 ? *abs_err / tol : INFINITY;
+}
+
+/* Which entries of column (i, j) are kinks: left and right differ by more
+ * than the tolerance, and still by more than half as much at h/16 (on a
+ * smooth function the gap is h·f'' and shrinks with h). */
+static nb_status find_kinks(ck *c, int i, int64_t j, const double *f0, const double *num,
+                            const double *left, const double *right, bool *kink, double *s,
+                            nb_check_result *r)
+{
+    bool any = false;
+    for (int64_t k = 0; k < c->m; k++) {
+        kink[k] = fabs(left[k] - right[k]) > c->o.atol + c->o.rtol * fabs(num[k]);
+        any |= kink[k];
+    }
+    if (!any)
+        return NB_OK;
+    size_t m = (size_t)c->m;
+    double h = step_for(c, c->x[i][j]) / 16;
+    nb_status st = diff_at(c, i, j, h, f0, s, s + m, s + 2 * m, s + 3 * m, s + 4 * m, r);
+    if (st != NB_OK)
+        return st;
+    for (int64_t k = 0; k < c->m; k++)
+        kink[k] = kink[k] && fabs(s[m + k] - s[2 * m + k]) > 0.5 * fabs(left[k] - right[k]);
+    return NB_OK;
+}
+
+static nb_status full_check(ck *c, nb_check_result *r)
+{
+    if (c->k > 0 && c->m > MAX_ENTRIES / c->k) {
+        char what[96];
+        snprintf(what, sizeof what, "%lld x %lld", (long long)c->m, (long long)c->k);
+        return fail(r, NB_ERR_ARG,
+                    "the Jacobian (%s entries) is too large for a full check: "
+                    "use fast mode",
+                    what);
+    }
+    size_t mk = (size_t)(c->m * c->k), m = (size_t)c->m;
+    double *jr = malloc((mk ? mk : 1) * sizeof *jr), *jf = malloc((mk ? mk : 1) * sizeof *jf);
+    double *f0 = malloc(m * 12 * sizeof *f0 + 1);
+    bool *kink = malloc(m + 1);
+    nb_status st = NB_OK;
+    if (!jr || !jf || !f0 || !kink) {
+        st = fail(r, NB_ERR_NOMEM, "out of memory for the Jacobians%s", NULL);
+        goto out;
+    }
+    double *num = f0 + m, *left = f0 + 2 * m, *right = f0 + 3 * m, *s1 = f0 + 4 * m,
+           *s2 = f0 + 5 * m, *s3 = f0 + 6 * m, *s5 = f0 + 7 * m;
+    if (eval(c, c->x, f0, r) != NB_OK || analytic(c, jr, jf, r) != NB_OK) {
+        st = r->status = NB_ERR_ARG;
+        goto out;
+    }
+    r->n_entries = (int64_t)mk;
+    double worst = -1;
+    bool rev_fail = false, fwd_fail = false;
+    for (int i = 0; i < c->n; i++) {
+        if (!(c->wrt >> i & 1))
+            continue;
+        for (int64_t j = 0; j < c->size[i]; j++) {
+            if (numeric_col(c, i, j, f0, num, left, right, s1, s2, s3, r) != NB_OK ||
+                find_kinks(c, i, j, f0, num, left, right, kink, s5, r) != NB_OK) {
+                st = r->status = NB_ERR_ARG;
+                goto out;
+            }
+            for (int64_t k = 0; k < c->m; k++) {
+                int64_t q = k * c->k + c->col0[i] + j;
+                double er, ef;
+                double qr = judge(jr[q], num[k], left[k], right[k], kink[k], &c->o, &er);
+                double qf = judge(jf[q], num[k], left[k], right[k], kink[k], &c->o, &ef);
+                rev_fail |= qr > 1;
+                fwd_fail |= qf > 1;
+                if (kink[k]) {
+                    if (r->n_kinks++ == 0) {
+                        fill_entry(c, &r->kink, i, j, k);
+                        r->kink.reverse = jr[q];
+                        r->kink.forward = jf[q];
+                        r->kink.numerical = num[k];
+                        r->kink.left = left[k];
+                        r->kink.right = right[k];
+                        r->kink.abs_err = fmax(er, ef);
+                        r->kink.rel_err = r->kink.abs_err / fmax(fabs(num[k]), DBL_MIN);
+                    }
+                }
+                double qq = fmax(qr, qf);
+                if (qq > worst) {
+                    worst = qq;
+                    fill_entry(c, &r->worst, i, j, k);
+                    r->worst.reverse = jr[q];
+                    r->worst.forward = jf[q];
+                    r->worst.numerical = num[k];
+                    r->worst.left = left[k];
+                    r->worst.right = right[k];
+                    r->worst.abs_err = fmax(er, ef);
+                    r->worst.rel_err = r->worst.abs_err / fmax(fabs(num[k]), DBL_MIN);
+                }
+            }
+        }
+    }
+    r->reverse_ok = r->reverse_ok && !rev_fail;
+    r->forward_ok = r->forward_ok && !fwd_fail;
+    r->pass = r->reverse_ok && r->forward_ok;
+out:
+    free(jr);
+    free(jf);
+    free(f0);
+    free(kink);
+    return st;
+}
+
+/* ------------------------------------------------------------ fast mode */
+
+static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, c->o.seed);
+    size_t m = (size_t)c->m;
+    double *v = malloc((5 * m + 1) * sizeof *v);
+    double *u[MAX_INPUTS] = {0}, *xp[MAX_INPUTS] = {0}, *xm[MAX_INPUTS] = {0};
+    nb_status st = NB_OK;
+    bool ok = v != NULL;
+    for (int i = 0; i < c->n && ok; i++) {
+        size_t s = (size_t)c->size[i] + 1;
+        u[i] = calloc(s, sizeof *u[i]);
+        xp[i] = malloc(s * sizeof *xp[i]);
+        xm[i] = malloc(s * sizeof *xm[i]);
+        ok = u[i] && xp[i] && xm[i];
+    }
+    if (!ok) {
+        st = fail(r, NB_ERR_NOMEM, "out of memory%s", NULL);
+        goto out;
+    }
+    double *f0 = v + m, *fp = v + 2 * m, *fm = v + 3 * m, *yt = v + 4 * m;
+    double xmax = 0;
+    for (int64_t k = 0; k < c->m; k++)
+        v[k] = nb_rng_normal(&rng);
+    for (int i = 0; i < c->n; i++)
+        for (int64_t j = 0; j < c->size[i]; j++) {
+            u[i][j] = (c->wrt >> i & 1) ? nb_rng_normal(&rng) : 0.0;
+            if (c->wrt >> i & 1)
+                xmax = fmax(xmax, fabs(c->x[i][j]));
+        }
+
+    /* analytic: one VJP with seed v, one JVP with tangents u */
+    if (eval(c, c->x, f0, r) != NB_OK) {
+        st = r->status = NB_ERR_ARG;
+        goto out;
+    }
+    nb_tensor *y = build(c, c->x, true, r);
+    if (!y) {
+        st = r->status = NB_ERR_ARG;
+        goto out;
+    }
+    nb_graph *g = c->g;
+    nb_tensor *xs[MAX_INPUTS], *outs[MAX_INPUTS], *tans[MAX_INPUTS];
+    int nw = 0, which[MAX_INPUTS];
+    for (int i = 0; i < c->n; i++)
+        if (c->wrt >> i & 1) {
+            which[nw] = i;
+            xs[nw++] = c->leaves[i];
+        }
+    double s_rev = 0, s_fwd = 0;
+    r->reverse_ok = r->forward_ok = true;
+    if (nb_tensor_needs_grad(y)) {
+        nb_tensor *seed = nb_zeros(g, nb_tensor_dtype(y), nb_tensor_rank(y), nb_tensor_shape(y));
+        if (seed)
+            for (int64_t k = 0; k < c->m; k++)
+                nb_tensor_set(seed, k, v[k]);
+        if (!seed || nb_grad(g, y, seed, xs, nw, outs, false) != NB_OK) {
+            rule_failed(c, r, "reverse");
+            r->reverse_ok = false;
+            nb_graph_clear_error(g);
+        } else {
+            for (int w = 0; w < nw; w++)
+                for (int64_t j = 0; j < c->size[which[w]]; j++)
+                    s_rev += u[which[w]][j] * nb_tensor_get(outs[w], j);
+        }
+    }
+    bool tok = true;
+    for (int w = 0; w < nw && tok; w++) {
+        int i = which[w];
+        tans[w] = nb_zeros(g, c->dt, c->rank[i], c->shape[i]);
+        tok = tans[w] != NULL;
+        for (int64_t j = 0; tok && j < c->size[i]; j++)
+            nb_tensor_set(tans[w], j, u[i][j]);
+    }
+    nb_tensor *ytan = NULL;
+    if (!tok || nb_jvp(g, y, xs, tans, nw, &ytan) != NB_OK) {
+        rule_failed(c, r, "forward");
+        r->forward_ok = false;
+        nb_graph_clear_error(g);
+    } else {
+        for (int64_t k = 0; k < c->m; k++) {
+            yt[k] = nb_tensor_get(ytan, k);
+            s_fwd += v[k] * yt[k];
+        }
+    }
+
+    /* numerical: directional differences along u */
+    double h = c->o.eps > 0 ? c->o.eps
+                            : cbrt(c->dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON) * fmax(1.0, xmax);
+    for (int i = 0; i < c->n; i++)
+        for (int64_t j = 0; j < c->size[i]; j++) {
+            xp[i][j] = in_dtype(c, c->x[i][j] + h * u[i][j]);
+            xm[i][j] = in_dtype(c, c->x[i][j] - h * u[i][j]);
+        }
+    if (eval(c, xp, fp, r) != NB_OK || eval(c, xm, fm, r) != NB_OK) {
+        st = r->status = NB_ERR_ARG;
+        goto out;
+    }
+    double s_num = 0, s_left = 0, s_right = 0, scale = 0, unorm = 0, vnorm = 0;
+    for (int64_t k = 0; k < c->m; k++) {
+        double d = (fp[k] - fm[k]) / (2 * h);
+        s_num += v[k] * d;
+        s_left += v[k] * (f0[k] - fm[k]) / h;
+        s_right += v[k] * (fp[k] - f0[k]) / h;
+        scale += fabs(v[k] * d);
+        vnorm += fabs(v[k]);
+    }
+    for (int i = 0; i < c->n; i++)
+        for (int64_t j = 0; j < c->size[i]; j++)
+            unorm += fabs(u[i][j]);
+    nb_check_opts o = c->o;
+    /* the per-entry tolerance summed over |v_k| |u_j| */
+    o.atol = c->o.atol * vnorm * unorm;
+    o.rtol = c->o.rtol * (scale > 0 && fabs(s_num) > 0 ? scale / fabs(s_num) : 1);
+    double er, ef;
+    double qr = r->reverse_ok ? judge(s_rev, s_num, s_left, s_right, false, &o, &er) : INFINITY;
+    double qf = r->forward_ok ? judge(s_fwd, s_num, s_left, s_right, false, &o, &ef) : INFINITY;
+    double tol = o.atol + o.rtol * fabs(s_num);
+    *kink_seen = fabs(s_left - s_right) > tol;
+    r->reverse_ok = r->reverse_ok && qr <= 1;
+    r->forward_ok = r->forward_ok && qf <= 1;
+    r->pass = r->reverse_ok && r->forward_ok;
+    r->n_entries = 1;
+    fill_entry(c, &r->worst, -1, -1, -1);
+    r->worst.reverse = s_rev;
+    r->worst.forward = s_fwd;
+    r->worst.numerical = s_num;
+    r->worst.left = s_left;
+    r->worst.right = s_right;
+    r->worst.abs_err = fmax(fabs(s_rev - s_num), fabs(s_fwd - s_num));
+    r->worst.rel_err = r->worst.abs_err / fmax(fabs(s_num), DBL_MIN);
+out:
+    free(v);
+    for (int i = 0; i < c->n; i++) {
+        free(u[i]);
+        free(xp[i]);
+        free(xm[i]);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------ step sweep */
+
+static void step_sweep(ck *c, nb_check_result *r)
+{
+    const nb_check_entry *e = &r->worst;
+    if (e->input < 0 || e->in_index < 0)
+        return;
+    double a = isfinite(e->reverse) ? e->reverse : e->forward;
+    size_t m = (size_t)c->m;
+    double *buf = malloc((5 * m + 1) * sizeof *buf);
+    if (!buf)
+        return;
+    double *f0 = buf, *cen = buf + m, *fp = buf + 2 * m, *fm = buf + 3 * m;
+    int lowest = c->dt == NB_F32 ? 7 : 12;
+    nb_check_result scratch; /* sweep failures do not change the verdict */
+    memset(&scratch, 0, sizeof scratch);
+    if (eval(c, c->x, f0, &scratch) == NB_OK) {
+        for (int p = 1; p <= lowest && r->n_sweep < NB_CHECK_SWEEP_MAX; p++) {
+            double h = pow(10.0, -p) * fmax(1.0, fabs(c->x[e->input][e->in_index]));
+            if (diff_at(c, e->input, e->in_index, h, f0, cen, NULL, NULL, fp, fm, &scratch) !=
+                NB_OK)
+                break;
+            r->sweep_h[r->n_sweep] = h;
+            r->sweep_err[r->n_sweep++] = fabs(cen[e->out_index] - a);
+        }
+    }
+    free(buf);
+}
+
+/* ---------------------------------------------------------- localisation */
+
+typedef struct local_ctx {
+    const nbo_def *def;
+    const nb_attrs *attrs;
+} local_ctx;
+
+static nb_tensor *apply_recorded(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    const local_ctx *l = ctx;
+    return nbo_apply(g, l->def, in, n, l->attrs);
+}
+
+static nb_status run(ck *c, nb_check_result *r, int depth);
+
+/* Set up a check of f at the given input values (copied). */
+static nb_status setup(ck *c, nb_check_fn f, void *ctx, int n, const nb_check_opts *o,
+                       nb_check_result *r)
+{
+    memset(c, 0, sizeof *c);
+    c->f = f;
+    c->ctx = ctx;
+    c->n = n;
+    c->o = *o;
+    c->m = -1;
+    c->g = nb_graph_new();
+    if (!c->g)
+        return fail(r, NB_ERR_NOMEM, "out of memory%s", NULL);
+    if (o->rng)
+        c->rng_saved = *o->rng;
+    return NB_OK;
+}
+
+/* Re-check every differentiable op that y's gradients pass through, alone
+ * on its recorded inputs, in evaluation order; name the first that fails. */
+static void localise(ck *c, nb_check_result *r)
+{
+    nb_check_result scratch;
+    nb_tensor *y = build(c, c->x, true, &scratch);
+    if (!y || !nb_tensor_needs_grad(y))
+        return;
+    int64_t n_order;
+    nb_tensor **order = nba_topo(c->g, y, true, &n_order, "gradcheck");
+    if (!order)
+        return;
+    int64_t index = 0;
+    for (int64_t p = 0; p < n_order; p++) {
+        nb_tensor *node = order[p];
+        if (!node->op)
+            continue;
+        index++;
+        if (!node->op->vjp || node->n_inputs > MAX_INPUTS)
+            continue;
+        local_ctx l = {node->op, &node->attrs};
+        ck lc;
+        nb_check_result lr;
+        memset(&lr, 0, sizeof lr);
+        nb_check_opts lo = c->o;
+        lo.localise = lo.sweep = lo.shadow = false;
+        lo.rng = NULL;
+        if (setup(&lc, apply_recorded, &l, node->n_inputs, &lo, &lr) != NB_OK)
+            return;
+        bool ok = true;
+        for (int i = 0; i < node->n_inputs && ok; i++) {
+            nb_tensor *in = node->inputs[i];
+            lc.rank[i] = in->rank;
+            memcpy(lc.shape[i], in->shape, sizeof lc.shape[i]);
+            lc.size[i] = in->size;
+            lc.x[i] = malloc((size_t)(in->size + 1) * sizeof(double));
+            ok = lc.x[i] != NULL;
+            for (int64_t j = 0; ok && j < in->size; j++)
+                lc.x[i][j] = nb_tensor_get(in, j);
+            if (in->name && *in->name)
+                snprintf(lc.name[i], sizeof lc.name[i], "%s", in->name);
+            else
+                snprintf(lc.name[i], sizeof lc.name[i], "input %d (%s)", i,
+                         in->op ? in->op->name : "leaf");
+            if (in->flags & NB_T_NEEDS_GRAD)
+                lc.wrt |= 1u << i;
+        }
+        lc.dt = NB_F64;
+        nb_status st = ok ? run(&lc, &lr, 1) : NB_ERR_NOMEM;
+        ck_free(&lc);
+        if (st == NB_OK && !lr.pass) {
+            r->localised = true;
+            snprintf(r->culprit_op, sizeof r->culprit_op, "%s", node->op->name);
+            snprintf(r->culprit_label, sizeof r->culprit_label, "%s", node->name ? node->name : "");
+            r->culprit_node = index;
+            r->culprit_entry = lr.worst;
+            return;
+        }
+    }
+}
+
+/* The check proper on a set-up context. depth 1: a local re-check. */
+static nb_status run(ck *c, nb_check_result *r, int depth)
+{
+    r->status = NB_OK;
+    r->atol = c->o.atol;
+    r->rtol = c->o.rtol;
+    if (c->wrt == 0)
+        return fail(r, NB_ERR_ARG, "no input is selected for checking%s", NULL);
+    c->k = 0;
+    for (int i = 0; i < c->n; i++) {
+        c->col0[i] = c->k;
+        if (c->wrt >> i & 1)
+            c->k += c->size[i];
+    }
+    /* one evaluation fixes the output size */
+    nb_tensor *y = build(c, c->x, false, r);
+    if (!y)
+        return r->status = NB_ERR_ARG;
+    c->m = nb_tensor_size(y);
+
+    nb_status st;
+    bool big = c->k > 0 && c->m > MAX_ENTRIES / c->k;
+    if (c->o.fast || (depth > 0 && big)) {
+        bool kink = false;
+        st = fast_check(c, r, &kink);
+        r->fast = true;
+        if (st == NB_OK && !r->pass && !big) {
+            /* details of the failure, and the verdict where fast mode
+             * cannot judge: a kink along u */
+            nb_check_result full = *r;
+            full.message[0] = '\0';
+            if (full_check(c, &full) == NB_OK) {
+                bool pass = kink ? full.pass : r->pass;
+                bool rok = kink ? full.reverse_ok : r->reverse_ok;
+                bool fok = kink ? full.forward_ok : r->forward_ok;
+                char msg[sizeof r->message];
+                memcpy(msg, r->message, sizeof msg);
+                *r = full;
+                if (msg[0])
+                    memcpy(r->message, msg, sizeof msg);
+                r->pass = pass;
+                r->reverse_ok = rok;
+                r->forward_ok = fok;
+                r->fast = true;
+                r->full_detail = true;
+            }
+        }
+    } else {
+        st = full_check(c, r);
+    }
+    if (st != NB_OK)
+        return st;
+    if (depth == 0 && !r->pass && c->o.localise)
+        localise(c, r);
+    if (depth == 0 && c->o.sweep)
+        step_sweep(c, r);
+    return NB_OK;
+}
+
+nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n,
+                       const nb_check_opts *o, nb_check_result *r)
+{
+    if (!r)
+        return NB_ERR_NULL;
+    memset(r, 0, sizeof *r);
+    nb_check_opts defaults = nb_check_defaults();
+    if (!o)
+        o = &defaults;
+    if (!f)
+        return fail(r, NB_ERR_NULL, "no function to check (f is NULL)%s", NULL);
+    if (n < 1 || n > MAX_INPUTS) {
+        char what[32];
+        snprintf(what, sizeof what, "%d", n);
+        return fail(r, NB_ERR_ARG, "the function needs 1 to 32 inputs, got %s", what);
+    }
+    if (!inputs)
+        return fail(r, NB_ERR_NULL, "inputs is NULL%s", NULL);
+    if (!(o->atol >= 0) || !(o->rtol >= 0) || !(o->eps >= 0) || (o->atol == 0 && o->rtol == 0))
+        return fail(r, NB_ERR_ARG, "tolerances and eps must be >= 0, and atol or rtol > 0%s", NULL);
+    for (int i = 0; i < n; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "%d", i);
+        if (!inputs[i])
+            return fail(r, NB_ERR_NULL, "input %s is NULL", what);
+        if (nb_tensor_dtype(inputs[i]) != nb_tensor_dtype(inputs[0])) {
+            snprintf(what, sizeof what, "%d is %s, input 0 is %s", i,
+                     nb_dtype_name(nb_tensor_dtype(inputs[i])),
+                     nb_dtype_name(nb_tensor_dtype(inputs[0])));
+            return fail(r, NB_ERR_DTYPE, "inputs must share one dtype: input %s", what);
+        }
+    }
+    unsigned all = n == 32 ? ~0u : (1u << n) - 1;
+    unsigned wrt = o->wrt ? o->wrt & all : all;
+    if (wrt == 0)
+        return fail(r, NB_ERR_ARG, "wrt selects none of the inputs%s", NULL);
+
+    nb_dtype dt = nb_tensor_dtype(inputs[0]);
+    bool try_shadow = dt == NB_F32 && o->shadow;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        ck c;
+        if (setup(&c, f, ctx, n, o, r) != NB_OK)
+            return r->status;
+        c.wrt = wrt;
+        c.dt = try_shadow ? NB_F64 : dt;
+        bool ok = true;
+        for (int i = 0; i < n && ok; i++) {
+            const nb_tensor *t = inputs[i];
+            c.rank[i] = nb_tensor_rank(t);
+            memcpy(c.shape[i], nb_tensor_shape(t), (size_t)c.rank[i] * sizeof(int64_t));
+            c.size[i] = nb_tensor_size(t);
+            c.x[i] = malloc((size_t)(c.size[i] + 1) * sizeof(double));
+            ok = c.x[i] != NULL;
+            for (int64_t j = 0; ok && j < c.size[i]; j++)
+                c.x[i][j] = nb_tensor_get(t, j);
+            const char *name = nb_tensor_name(t);
+            if (name && *name)
+                snprintf(c.name[i], sizeof c.name[i], "%s", name);
+            else
+                snprintf(c.name[i], sizeof c.name[i], "input %d", i);
+        }
+        nb_status st = ok ? run(&c, r, 0) : fail(r, NB_ERR_NOMEM, "out of memory%s", NULL);
+        ck_free(&c);
+        if (o->rng)
+            *o->rng = c.rng_saved;
+        if (try_shadow && st != NB_OK && st != NB_ERR_NOMEM) {
+            /* the function does not run in f64: check it as it is */
+            try_shadow = false;
+            memset(r, 0, sizeof *r);
+            r->shadow_failed = true;
+            continue;
+        }
+        r->shadow = try_shadow;
+        r->evals = c.evals;
+        return st;
+    }
+    return r->status;
+}
+
+/* ------------------------------------------------- single ops, numerics */
+
+typedef struct op_ctx {
+    int id;
+    const nb_attrs *attrs;
+} op_ctx;
+
+static nb_tensor *apply_op(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    const op_ctx *oc = ctx;
+    return nb_apply(g, oc->id, in, n, oc->attrs);
+}
+
+/* Random f64 leaves of the given shapes in g, uniform in [lo, hi]. */
+static bool random_inputs(nb_graph *g, int n, const int *ranks, const int64_t *const *shapes,
+                          double lo, double hi, uint64_t seed, nb_tensor **in)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) {
+        in[i] = nb_rand_uniform(g, &rng, NB_F64, ranks[i], shapes[i], lo, hi);
+        if (!in[i])
+            return false;
+        char name[16];
+        snprintf(name, sizeof name, "%c", 'a' + i);
+        nb_tensor_set_name(in[i], name);
+    }
+    return true;
+}
+
+nb_status nb_gradcheck_op(int id, const nb_attrs *attrs, int n, const int *ranks,
+                          const int64_t *const *shapes, const nb_check_opts *o, nb_check_result *r)
+{
+    if (!r)
+        return NB_ERR_NULL;
+    memset(r, 0, sizeof *r);
+    nb_check_opts defaults = nb_check_defaults();
+    if (!o)
+        o = &defaults;
+    if (!nb_op_get(id)) {
+        char what[32];
+        snprintf(what, sizeof what, "%d", id);
+        return fail(r, NB_ERR_ARG, "unknown op id %s", what);
+    }
+    if (n < 1 || n > MAX_INPUTS)
+        return fail(r, NB_ERR_ARG, "n must be 1..32%s", NULL);
+    if (!ranks || !shapes)
+        return fail(r, NB_ERR_NULL, "ranks and shapes are required%s", NULL);
+    for (int i = 0; i < n; i++)
+        if (ranks[i] < 0 || ranks[i] > NB_MAX_RANK || (ranks[i] > 0 && !shapes[i]))
+            return fail(r, NB_ERR_ARG, "a rank is out of 0..8 or a shape is NULL%s", NULL);
+    nb_graph *g = nb_graph_new();
+    if (!g)
+        return fail(r, NB_ERR_NOMEM, "out of memory%s", NULL);
+    nb_tensor *in[MAX_INPUTS];
+    nb_status st;
+    if (!random_inputs(g, n, ranks, shapes, o->lo, o->hi, o->seed, in)) {
+        st = fail(r, nb_graph_status(g), "cannot make the inputs: %s", nb_graph_errmsg(g));
+    } else {
+        op_ctx oc = {id, attrs};
+        st = nb_gradcheck(apply_op, &oc, in, n, o, r);
+    }
+    nb_graph_free(g);
+    return st;
+}
+
+nb_tensor *nb_numerical_jacobian(nb_graph *g, nb_check_fn f, void *ctx, nb_tensor *const *inputs,
+                                 int n, int wrt, const nb_check_opts *o)
+{
+    if (!g)
+        return NULL;
+    nb_check_opts defaults = nb_check_defaults();
+    if (!o)
+        o = &defaults;
+    if (!f || !inputs || n < 1 || n > MAX_INPUTS || wrt < 0 || wrt >= n) {
+        nbc_error(g, !f || !inputs ? NB_ERR_NULL : NB_ERR_ARG, "numerical_jacobian",
+                  "need a function, 1..32 inputs and 0 <= wrt < n (n = %d, wrt = %d)", n, wrt);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        if (!inputs[i]) {
+            nbc_error(g, NB_ERR_NULL, "numerical_jacobian", "input %d is NULL", i);
+            return NULL;
+        }
+    nb_check_result r;
+    memset(&r, 0, sizeof r);
+    ck c;
+    if (setup(&c, f, ctx, n, o, &r) != NB_OK) {
+        nbc_error(g, NB_ERR_NOMEM, "numerical_jacobian", "out of memory");
+        return NULL;
+    }
+    c.dt = nb_tensor_dtype(inputs[0]);
+    c.wrt = 1u << wrt;
+    nb_tensor *jac = NULL;
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        c.rank[i] = nb_tensor_rank(inputs[i]);
+        memcpy(c.shape[i], nb_tensor_shape(inputs[i]), (size_t)c.rank[i] * sizeof(int64_t));
+        c.size[i] = nb_tensor_size(inputs[i]);
+        c.x[i] = malloc((size_t)(c.size[i] + 1) * sizeof(double));
+        ok = c.x[i] != NULL;
+        for (int64_t j = 0; ok && j < c.size[i]; j++)
+            c.x[i][j] = nb_tensor_get(inputs[i], j);
+        snprintf(c.name[i], sizeof c.name[i], "input %d", i);
+    }
+    nb_tensor *y = ok ? build(&c, c.x, false, &r) : NULL;
+    double *buf = NULL;
+    if (y) {
+        c.m = nb_tensor_size(y);
+        int rank = nb_tensor_rank(y) + c.rank[wrt];
+        int64_t shape[2 * NB_MAX_RANK];
+        memcpy(shape, nb_tensor_shape(y), (size_t)nb_tensor_rank(y) * sizeof *shape);
+        memcpy(shape + nb_tensor_rank(y), c.shape[wrt], (size_t)c.rank[wrt] * sizeof *shape);
+        if (rank > NB_MAX_RANK) {
+            nbc_error(g, NB_ERR_RANK, "numerical_jacobian",
+                      "the Jacobian would have rank %d (at most %d)", rank, NB_MAX_RANK);
+        } else {
+            jac = nb_zeros(g, NB_F64, rank, shape);
+            buf = malloc((size_t)(7 * c.m + 1) * sizeof *buf);
+        }
+    } else {
+        nbc_error(g, ok ? NB_ERR_ARG : NB_ERR_NOMEM, "numerical_jacobian", "%s",
+                  ok ? r.message : "out of memory");
+    }
+    if (jac && !buf) {
+        nbc_error(g, NB_ERR_NOMEM, "numerical_jacobian", "out of memory");
+        jac = NULL;
+    }
+    size_t m = (size_t)c.m;
+    if (jac && eval(&c, c.x, buf, &r) != NB_OK) {
+        nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.message);
+        jac = NULL;
+    }
+    for (int64_t j = 0; jac && j < c.size[wrt]; j++) {
+        if (numeric_col(&c, wrt, j, buf, buf + m, buf + 2 * m, buf + 3 * m, buf + 4 * m,
+                        buf + 5 * m, buf + 6 * m, &r) != NB_OK) {
+            nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.message);
+            jac = NULL;
+            break;
+        }
+        double *jd = nb_tensor_f64(jac);
+        for (int64_t k = 0; k < c.m; k++)
+            jd[k * c.size[wrt] + j] = buf[m + (size_t)k];
+    }
+    free(buf);
+    ck_free(&c);
+    if (o->rng)
+        *o->rng = c.rng_saved;
+    return jac;
+}

@@ -1,0 +1,708 @@
+/* The gradient checker and user-defined ops: every built-in primitive
+ * passes, wrong rules are caught and named, kinks are told apart from
+ * errors, f32 functions are shadowed in f64, stochastic functions are
+ * replayed, failures are localised, and fast mode agrees with full mode. */
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tc.h"
+
+/* Run f both ways and require the same verdict; returns the full result. */
+static nb_check_result check_both(nb_check_fn f, void *ctx, nb_tensor *const *in, int n,
+                                  nb_check_opts o, const char *what)
+{
+    nb_check_result full, fast;
+    o.fast = false;
+    assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, &full), NB_OK);
+    o.fast = true;
+    assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, &fast), NB_OK);
+    if (full.pass != fast.pass) {
+        fprintf(stderr, "%s: full and fast mode disagree\n", what);
+        nb_check_print(&full, stderr);
+        nb_check_print(&fast, stderr);
+    }
+    assert_int_equal(full.pass, fast.pass);
+    assert_true(fast.fast);
+    return full;
+}
+
+/* ------------------------------------------------------ built-in suite */
+
+static void test_builtin_cases(void **state)
+{
+    (void)state;
+    int n;
+    const nb_check_case *cases = nb_check_builtin_cases(&n);
+    assert_true(n > 60);
+    bool covered[256] = {0};
+    nb_check_opts o = nb_check_defaults();
+    for (int i = 0; i < n; i++) {
+        nb_check_result full, fast;
+        o.fast = false;
+        assert_int_equal(nb_check_run_case(&cases[i], &o, &full), NB_OK);
+        o.fast = true;
+        assert_int_equal(nb_check_run_case(&cases[i], &o, &fast), NB_OK);
+        if (!full.pass || !fast.pass) {
+            fprintf(stderr, "case %s %s:\n", cases[i].op, cases[i].what);
+            nb_check_print(&full, stderr);
+            nb_check_print(&fast, stderr);
+        }
+        assert_true(full.pass);
+        assert_true(fast.pass);
+        assert_true(full.n_entries > 0);
+        /* random inputs: no kinks expected anywhere */
+        assert_int_equal(full.n_kinks, 0);
+        int id = nb_op_find(cases[i].op);
+        assert_true(id >= 0);
+        covered[id] = true;
+    }
+    /* every built-in op is covered (registered ops come after them) */
+    for (int id = 0; id < nb_op_count(); id++) {
+        const nb_op_def *d = nb_op_get(id);
+        if (strncmp(d->name, "t_", 2) == 0)
+            continue; /* ops this test program registers */
+        if (!covered[id])
+            fprintf(stderr, "op %s has no gradcheck case\n", d->name);
+        assert_true(covered[id]);
+    }
+}
+
+/* ------------------------------------------------------------- kinks */
+
+static bool mentions(const char *text, const char *what)
+{
+    return strstr(text, what) != NULL;
+}
+
+/* The printed report of r, in a buffer. */
+static const char *report(const nb_check_result *r)
+{
+    static char buf[8192];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    assert_non_null(f);
+    nb_check_print(r, f);
+    fclose(f);
+    return buf;
+}
+
+static nb_tensor *relu_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    return nb_maximum(g, x[0], nb_scalar(g, nb_tensor_dtype(x[0]), 0.0));
+}
+
+/* relu written with where: the gradient at exactly 0 is the one of the
+ * 0 branch, a one-sided value that central differences (0.5) miss */
+static nb_tensor *relu_where_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    nb_tensor *zero = nb_scalar(g, nb_tensor_dtype(x[0]), 0.0);
+    return nb_where(g, nb_gt(g, x[0], zero), x[0], nb_mul(g, x[0], zero));
+}
+
+static nb_tensor *abs_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    return nb_abs(g, x[0]);
+}
+
+static nb_tensor *steep_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    return nb_scale(g, nb_square(g, x[0]), 1e4);
+}
+
+static nb_tensor *max_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    return nb_max(g, x[0], NULL, 0, false);
+}
+
+static void test_kinks(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    const double xv[] = {-1.0, 0.0, 0.5, 0.0, 2.0};
+    int64_t s5[] = {5};
+    nb_tensor *x = nb_tensor_from(g, NB_F64, 1, s5, xv);
+    nb_check_opts o = nb_check_defaults();
+
+    nb_check_result r = check_both(relu_fn, NULL, &x, 1, o, "relu at 0");
+    assert_true(r.pass);
+    assert_int_equal(r.n_kinks, 2); /* the two exact zeros */
+    assert_int_equal(r.kink.in_index, 1);
+    assert_int_equal(r.kink.out_index, 1);
+    assert_true(r.kink.left == 0.0 && fabs(r.kink.right - 1.0) < 1e-9);
+
+    r = check_both(abs_fn, NULL, &x, 1, o, "abs at 0");
+    assert_true(r.pass);
+    assert_int_equal(r.n_kinks, 2);
+
+    /* strong curvature where the slope is 0 is not a kink */
+    nb_tensor *zero = nb_scalar(g, NB_F64, 0.0);
+    r = check_both(steep_fn, NULL, &zero, 1, o, "steep parabola");
+    assert_true(r.pass);
+    assert_int_equal(r.n_kinks, 0);
+
+    /* ties of a max reduction: the gradient is split, between the sides */
+    const double tv[] = {1.0, 3.0, 3.0};
+    int64_t s3[] = {3};
+    nb_tensor *t = nb_tensor_from(g, NB_F64, 1, s3, tv);
+    r = check_both(max_fn, NULL, &t, 1, o, "max ties");
+    assert_true(r.pass);
+    assert_int_equal(r.n_kinks, 2);
+
+    /* a one-sided rule at the kink: accepted as a kink, not a failure */
+    r = check_both(relu_where_fn, NULL, &x, 1, o, "relu by where");
+    assert_true(r.pass);
+    assert_int_equal(r.n_kinks, 2);
+    assert_true(r.kink.reverse == 0.0 && fabs(r.kink.numerical - 0.5) < 1e-9);
+    assert_true(mentions(report(&r), "kink"));
+
+    /* with kinks treated as errors, the same check fails and says where */
+    o.kinks = false;
+    nb_check_result strict;
+    assert_int_equal(nb_gradcheck(relu_where_fn, NULL, &x, 1, &o, &strict), NB_OK);
+    assert_false(strict.pass);
+    assert_true(strict.worst.in_index == 1 || strict.worst.in_index == 3);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------- user-defined ops */
+
+/* t_bmul: a*b with broadcasting, forward through nb_op_bcast_index. The
+ * flavour in attrs.ints[0] selects a correct or a deliberately wrong rule. */
+enum { GOOD, VJP_FACTOR, VJP_NO_REDUCE, JVP_WRONG };
+
+static nb_status bmul_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    nb_tensor *a = nb_op_input(out, 0), *b = nb_op_input(out, 1);
+    for (int64_t k = 0; k < nb_tensor_size(out); k++)
+        nb_tensor_set(out, k,
+                      nb_tensor_get(a, nb_op_bcast_index(out, 0, k)) *
+                          nb_tensor_get(b, nb_op_bcast_index(out, 1, k)));
+    return NB_OK;
+}
+
+static nb_tensor *bmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
+{
+    int flavour = (int)nb_op_attrs(out)->ints[0];
+    nb_tensor *self = nb_op_input(out, i), *other = nb_op_input(out, 1 - i);
+    nb_tensor *d = nb_mul(g, grad, other); /* d(a*b)/da = b */
+    if (flavour == VJP_FACTOR && i == 1)
+        d = nb_scale(g, d, 2.0);
+    if (flavour == VJP_NO_REDUCE)
+        return d; /* forgets to sum broadcast axes back */
+    return nb_unbroadcast(g, d, self);
+}
+
+static nb_tensor *bmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    int flavour = (int)nb_op_attrs(out)->ints[0];
+    nb_tensor *a = nb_op_input(out, 0), *b = nb_op_input(out, 1);
+    nb_tensor *ta = nb_mul(g, t[0], b);
+    if (flavour == JVP_WRONG)
+        return ta; /* drops a * t_b */
+    return nb_add(g, ta, nb_mul(g, a, t[1]));
+}
+
+static int bmul_id(void)
+{
+    static int id = -1;
+    if (id < 0) {
+        nb_op_def d = {"t_bmul", 2, nb_op_broadcast_result, bmul_fwd, bmul_vjp, bmul_jvp};
+        assert_int_equal(nb_op_register(&d, &id), NB_OK);
+    }
+    return id;
+}
+
+static nb_tensor *bmul_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    nb_attrs at = {.ints = {*(int *)ctx}};
+    return nb_apply(g, bmul_id(), x, n, &at);
+}
+
+/* t_matvec: y = A x for square A; the wrong flavour's dx uses A g (A not
+ * transposed). */
+static nb_status matvec_shape(nb_graph *g, nb_tensor *out)
+{
+    nb_tensor *a = nb_op_input(out, 0), *x = nb_op_input(out, 1);
+    if (nb_tensor_rank(a) != 2 || nb_tensor_rank(x) != 1 ||
+        nb_tensor_dim(a, 1) != nb_tensor_dim(x, 0))
+        return nb_op_error(g, NB_ERR_SHAPE, "t_matvec", "need A [m,n] and x [n]");
+    int64_t m = nb_tensor_dim(a, 0);
+    return nb_op_set_result(g, out, nb_tensor_dtype(a), 1, &m);
+}
+
+static nb_status matvec_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    nb_tensor *a = nb_op_input(out, 0), *x = nb_op_input(out, 1);
+    int64_t m = nb_tensor_dim(a, 0), n = nb_tensor_dim(a, 1);
+    for (int64_t i = 0; i < m; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < n; j++)
+            s += nb_tensor_get(a, i * n + j) * nb_tensor_get(x, j);
+        nb_tensor_set(out, i, s);
+    }
+    return NB_OK;
+}
+
+static nb_tensor *col(nb_graph *g, nb_tensor *v)
+{
+    int64_t s[] = {nb_tensor_dim(v, 0), 1};
+    return nb_reshape(g, v, 2, s);
+}
+
+static nb_tensor *matvec_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
+{
+    nb_tensor *a = nb_op_input(out, 0), *x = nb_op_input(out, 1);
+    int64_t n = nb_tensor_dim(x, 0);
+    if (i == 0) /* dA = g x^T */
+        return nb_matmul(g, col(g, grad), col(g, x), false, true);
+    bool wrong = nb_op_attrs(out)->ints[0] != 0;
+    /* dx = A^T g (the wrong rule forgets the transpose) */
+    return nb_reshape(g, nb_matmul(g, a, col(g, grad), !wrong, false), 1, &n);
+}
+
+static nb_tensor *matvec_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    nb_tensor *a = nb_op_input(out, 0), *x = nb_op_input(out, 1);
+    int64_t m = nb_tensor_dim(a, 0);
+    nb_tensor *y = nb_add(g, nb_matmul(g, t[0], col(g, x), false, false),
+                          nb_matmul(g, a, col(g, t[1]), false, false));
+    return nb_reshape(g, y, 1, &m);
+}
+
+static int matvec_id(void)
+{
+    static int id = -1;
+    if (id < 0) {
+        nb_op_def d = {"t_matvec", 2, matvec_shape, matvec_fwd, matvec_vjp, matvec_jvp};
+        assert_int_equal(nb_op_register(&d, &id), NB_OK);
+    }
+    return id;
+}
+
+static nb_tensor *matvec_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    nb_attrs at = {.ints = {*(int *)ctx}};
+    return nb_apply(g, matvec_id(), x, n, &at);
+}
+
+static void test_user_ops(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 7);
+    int64_t s34[] = {3, 4}, s4[] = {4}, s33[] = {3, 3}, s3[] = {3};
+    nb_tensor *ab[2] = {nb_rand_uniform(g, &rng, NB_F64, 2, s34, -2, 2),
+                        nb_rand_uniform(g, &rng, NB_F64, 1, s4, -2, 2)};
+    nb_tensor_set_name(ab[0], "a");
+    nb_tensor_set_name(ab[1], "b");
+    nb_check_opts o = nb_check_defaults();
+
+    int flavour = GOOD;
+    nb_check_result r = check_both(bmul_fn, &flavour, ab, 2, o, "bmul good");
+    assert_true(r.pass);
+
+    /* off by a factor in b's VJP: reverse fails, forward is fine, and the
+     * worst entry is in b */
+    flavour = VJP_FACTOR;
+    r = check_both(bmul_fn, &flavour, ab, 2, o, "bmul factor");
+    assert_false(r.pass);
+    assert_false(r.reverse_ok);
+    assert_true(r.forward_ok);
+    assert_int_equal(r.worst.input, 1);
+    assert_string_equal(r.worst.input_name, "b");
+    assert_true(fabs(r.worst.reverse - 2 * r.worst.numerical) <
+                1e-6 * (1 + fabs(r.worst.numerical)));
+    assert_true(r.localised);
+    assert_string_equal(r.culprit_op, "t_bmul");
+    const char *text = report(&r);
+    assert_true(mentions(text, "FAILED") && mentions(text, "t_bmul") && mentions(text, "'b'["));
+
+    /* no reduction over the broadcast axis: the sweep rejects the shape,
+     * and the report says which op and input */
+    flavour = VJP_NO_REDUCE;
+    r = check_both(bmul_fn, &flavour, ab, 2, o, "bmul no reduce");
+    assert_false(r.pass);
+    assert_false(r.reverse_ok);
+    assert_true(r.forward_ok);
+    assert_true(mentions(r.message, "t_bmul") && mentions(r.message, "[3,4]"));
+    assert_true(r.localised);
+    assert_string_equal(r.culprit_op, "t_bmul");
+
+    /* a wrong JVP only: the forward column fails, the reverse one does not */
+    flavour = JVP_WRONG;
+    r = check_both(bmul_fn, &flavour, ab, 2, o, "bmul jvp");
+    assert_false(r.pass);
+    assert_true(r.reverse_ok);
+    assert_false(r.forward_ok);
+    assert_int_equal(r.worst.input, 1);
+    assert_true(fabs(r.worst.reverse - r.worst.numerical) < 1e-6);
+    assert_true(fabs(r.worst.forward) < 1e-12); /* the dropped term */
+
+    /* transposed matrix in a VJP */
+    nb_tensor *ax[2] = {nb_rand_uniform(g, &rng, NB_F64, 2, s33, -2, 2),
+                        nb_rand_uniform(g, &rng, NB_F64, 1, s3, -2, 2)};
+    int wrong = 0;
+    r = check_both(matvec_fn, &wrong, ax, 2, o, "matvec good");
+    assert_true(r.pass);
+    wrong = 1;
+    r = check_both(matvec_fn, &wrong, ax, 2, o, "matvec transposed");
+    assert_false(r.pass);
+    assert_false(r.reverse_ok);
+    assert_true(r.forward_ok);
+    assert_int_equal(r.worst.input, 1);
+    assert_string_equal(r.culprit_op, "t_matvec");
+
+    /* a registered op is recorded like a built-in: second derivatives too */
+    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *two[2] = {x, x};
+    nb_attrs good = {.ints = {GOOD}};
+    nb_tensor *y = nb_apply(g, bmul_id(), two, 2, &good); /* x^2 */
+    nb_tensor *dx;
+    assert_int_equal(nb_grad(g, y, NULL, &x, 1, &dx, true), NB_OK);
+    assert_true(fabs(nb_tensor_item(dx) - 3.0) < 1e-12);
+    nb_tensor *d2x;
+    assert_int_equal(nb_grad(g, dx, NULL, &x, 1, &d2x, false), NB_OK);
+    assert_true(fabs(nb_tensor_item(d2x) - 2.0) < 1e-12);
+    assert_string_equal(nb_tensor_op_name(y), "t_bmul");
+
+    /* checking an op alone on random broadcast shapes */
+    int ranks[2] = {2, 1};
+    const int64_t *shapes[2] = {s34, s4};
+    nb_attrs bad = {.ints = {VJP_FACTOR}};
+    assert_int_equal(nb_gradcheck_op(bmul_id(), &good, 2, ranks, shapes, &o, &r), NB_OK);
+    assert_true(r.pass);
+    assert_int_equal(nb_gradcheck_op(bmul_id(), &bad, 2, ranks, shapes, &o, &r), NB_OK);
+    assert_false(r.pass);
+    nb_graph_free(g);
+}
+
+/* ----------------------------------------------------- localisation */
+
+static nb_tensor *composite_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n;
+    nb_tensor *e = nb_exp(g, nb_scale(g, x[0], 0.5));
+    nb_tensor *in[2] = {e, x[1]};
+    nb_attrs at = {.ints = {*(int *)ctx}};
+    nb_tensor *m = nb_apply(g, bmul_id(), in, 2, &at);
+    nb_tensor_set_name(m, "middle");
+    return nb_sum(g, nb_tanh(g, m), NULL, 0, false);
+}
+
+static void test_localisation(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    int64_t s34[] = {3, 4}, s4[] = {4};
+    nb_tensor *in[2] = {nb_rand_uniform(g, &rng, NB_F64, 2, s34, -1, 1),
+                        nb_rand_uniform(g, &rng, NB_F64, 1, s4, -1, 1)};
+    nb_check_opts o = nb_check_defaults();
+    int flavour = GOOD;
+    nb_check_result r = check_both(composite_fn, &flavour, in, 2, o, "composite good");
+    assert_true(r.pass);
+    assert_false(r.localised);
+
+    flavour = VJP_FACTOR;
+    r = check_both(composite_fn, &flavour, in, 2, o, "composite bad");
+    assert_false(r.pass);
+    assert_true(r.localised);
+    assert_string_equal(r.culprit_op, "t_bmul");
+    assert_string_equal(r.culprit_label, "middle");
+    assert_int_equal(r.culprit_node, 3); /* scale's mul, exp, then this */
+    const char *text = report(&r);
+    assert_true(mentions(text, "localised: op 't_bmul'") && mentions(text, "'middle'"));
+
+    /* the wrong JVP is localised too */
+    flavour = JVP_WRONG;
+    o.fast = true;
+    assert_int_equal(nb_gradcheck(composite_fn, &flavour, in, 2, &o, &r), NB_OK);
+    assert_false(r.pass);
+    assert_false(r.forward_ok);
+    assert_string_equal(r.culprit_op, "t_bmul");
+    nb_graph_free(g);
+}
+
+/* ---------------------------------------------------- f32 shadowing */
+
+static nb_tensor *f32_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    /* exp(x) * sin(x) + x^3 / 3 */
+    nb_tensor *x3 = nb_mul(g, x[0], nb_square(g, x[0]));
+    return nb_add(g, nb_mul(g, nb_exp(g, x[0]), nb_sin(g, x[0])), nb_scale(g, x3, 1.0 / 3));
+}
+
+static nb_tensor *f32_only_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    /* a constant made in f32 on purpose: the function cannot run in f64 */
+    return nb_mul(g, x[0], nb_scalar(g, NB_F32, 3.0));
+}
+
+static void test_f32_shadow(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 5);
+    int64_t s6[] = {6};
+    nb_tensor *x = nb_rand_uniform(g, &rng, NB_F32, 1, s6, 1, 2);
+    nb_check_opts o = nb_check_defaults();
+
+    /* naive: the function in f32 with the step 1e-6 that suits f64 */
+    o.shadow = false;
+    o.eps = 1e-6;
+    nb_check_result naive = check_both(f32_fn, NULL, &x, 1, o, "f32 naive");
+    assert_false(naive.pass);
+    assert_false(naive.shadow);
+    /* the same f32 check with a sensible step still cannot reach 1e-3 relative */
+
+    /* shadowed: re-run in f64, passes, and the report says so */
+    o = nb_check_defaults();
+    nb_check_result r = check_both(f32_fn, NULL, &x, 1, o, "f32 shadow");
+    assert_true(r.pass);
+    assert_true(r.shadow);
+    assert_true(mentions(report(&r), "shadow"));
+    assert_true(r.worst.rel_err < 1e-8);
+
+    /* a function tied to f32 falls back to checking in f32, and says so */
+    o.atol = 1e-3;
+    o.rtol = 1e-2;
+    r = check_both(f32_only_fn, NULL, &x, 1, o, "f32 only");
+    assert_true(r.pass);
+    assert_false(r.shadow);
+    assert_true(r.shadow_failed);
+    assert_true(mentions(report(&r), "checked in f32"));
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------- stochastic functions */
+
+typedef struct dropout_ctx {
+    nb_rng *rng;
+} dropout_ctx;
+
+static nb_tensor *dropout_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n;
+    dropout_ctx *d = ctx;
+    nb_dtype dt = nb_tensor_dtype(x[0]);
+    nb_tensor *u =
+        nb_rand_uniform(g, d->rng, dt, nb_tensor_rank(x[0]), nb_tensor_shape(x[0]), 0, 1);
+    nb_tensor *keep = nb_gt(g, u, nb_scalar(g, dt, 0.5));
+    return nb_sum(g, nb_sin(g, nb_mul(g, nb_scale(g, keep, 2.0), x[0])), NULL, 0, false);
+}
+
+static void test_stochastic(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng, data_rng;
+    nb_rng_seed(&rng, 99);
+    nb_rng_seed(&data_rng, 3);
+    int64_t s8[] = {8};
+    nb_tensor *x = nb_rand_uniform(g, &data_rng, NB_F64, 1, s8, -1, 1);
+    dropout_ctx d = {&rng};
+    nb_rng before = rng;
+
+    nb_check_opts o = nb_check_defaults();
+    o.rng = &rng; /* replayed for every evaluation */
+    nb_check_result r = check_both(dropout_fn, &d, &x, 1, o, "dropout replayed");
+    assert_true(r.pass);
+    assert_memory_equal(&rng, &before, sizeof rng); /* the caller's state is kept */
+
+    /* without replay every evaluation draws a new mask: the check fails */
+    o.rng = NULL;
+    assert_int_equal(nb_gradcheck(dropout_fn, &d, &x, 1, &o, &r), NB_OK);
+    assert_false(r.pass);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------- step sweep, numerics */
+
+static nb_tensor *sin_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    return nb_sin(g, x[0]);
+}
+
+static nb_tensor *affine_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n;
+    int64_t s[] = {3, 1}, s33[] = {3, 3};
+    nb_tensor *a = nb_tensor_from(g, NB_F64, 2, s33, ctx); /* constants live in g too */
+    return nb_matmul(g, a, nb_reshape(g, x[0], 2, s), false, false);
+}
+
+static void test_sweep_and_numerics(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_scalar(g, NB_F64, 1.0);
+    nb_check_opts o = nb_check_defaults();
+    o.sweep = true;
+    nb_check_result r;
+    assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 1, &o, &r), NB_OK);
+    assert_true(r.pass);
+    assert_int_equal(r.n_sweep, 12);
+    int best = 0;
+    for (int i = 1; i < r.n_sweep; i++)
+        if (r.sweep_err[i] < r.sweep_err[best])
+            best = i;
+    /* the V: truncation error falls with h, round-off rises below ~1e-5 */
+    assert_true(best >= 2 && best <= 7);
+    assert_true(r.sweep_err[0] > 100 * r.sweep_err[best]);
+    assert_true(r.sweep_err[r.n_sweep - 1] > 100 * r.sweep_err[best]);
+    assert_true(mentions(report(&r), "step sweep"));
+
+    /* Richardson extrapolation beats plain central differences at a large step */
+    o = nb_check_defaults();
+    o.eps = 1e-2;
+    nb_tensor *jc = nb_numerical_jacobian(g, sin_fn, NULL, &x, 1, 0, &o);
+    o.richardson = true;
+    nb_tensor *jr = nb_numerical_jacobian(g, sin_fn, NULL, &x, 1, 0, &o);
+    assert_non_null(jc);
+    assert_non_null(jr);
+    double ec = fabs(nb_tensor_item(jc) - cos(1.0)), er = fabs(nb_tensor_item(jr) - cos(1.0));
+    assert_true(ec > 1e-6 && er < 1e-9);
+
+    /* the numerical Jacobian of x -> A x is A */
+    const double av[] = {1, 2, 3, -1, 0.5, 4, 0, 0, 2};
+    int64_t s3[] = {3};
+    nb_tensor *v = nb_full(g, NB_F64, 1, s3, 0.25);
+    nb_tensor *j = nb_numerical_jacobian(g, affine_fn, (void *)av, &v, 1, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(nb_tensor_rank(j), 3); /* [3,1] ++ [3] */
+    for (int q = 0; q < 9; q++)
+        assert_true(fabs(nb_tensor_get(j, q) - av[q]) < 1e-9);
+    nb_graph_free(g);
+}
+
+/* --------------------------------------------------------- bad input */
+
+static nb_tensor *null_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)g, (void)x, (void)n, (void)ctx;
+    return NULL;
+}
+
+static nb_tensor *failing_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    int64_t s[] = {7};
+    return nb_add(g, x[0], nb_zeros(g, NB_F64, 1, s)); /* [4] + [7] */
+}
+
+static nb_status any_shape(nb_graph *g, nb_tensor *out)
+{
+    return nb_op_set_result(g, out, NB_F64, 0, NULL);
+}
+
+static nb_status any_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g, (void)out;
+    return NB_OK;
+}
+
+static nb_status bad_rank_shape(nb_graph *g, nb_tensor *out)
+{
+    int64_t s[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    return nb_op_set_result(g, out, NB_F64, 9, s);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    int64_t s4[] = {4};
+    nb_tensor *x = nb_ones(g, NB_F64, 1, s4), *x32 = nb_ones(g, NB_F32, 1, s4);
+    nb_check_result r;
+    assert_int_equal(nb_gradcheck(NULL, NULL, &x, 1, NULL, &r), NB_ERR_NULL);
+    assert_true(mentions(r.message, "NULL"));
+    assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 0, NULL, &r), NB_ERR_ARG);
+    assert_true(mentions(r.message, "got 0"));
+    assert_int_equal(nb_gradcheck(sin_fn, NULL, NULL, 1, NULL, &r), NB_ERR_NULL);
+    nb_tensor *mixed[2] = {x, x32};
+    assert_int_equal(nb_gradcheck(relu_fn, NULL, mixed, 2, NULL, &r), NB_ERR_DTYPE);
+    assert_true(mentions(r.message, "f32") && mentions(r.message, "f64"));
+    assert_int_equal(nb_gradcheck(null_fn, NULL, &x, 1, NULL, &r), NB_ERR_ARG);
+    assert_true(mentions(r.message, "returned NULL"));
+    assert_int_equal(nb_gradcheck(failing_fn, NULL, &x, 1, NULL, &r), NB_ERR_ARG);
+    assert_true(mentions(r.message, "add") && mentions(r.message, "[7]"));
+    assert_true(mentions(report(&r), "ERROR"));
+    nb_check_opts o = nb_check_defaults();
+    o.atol = -1;
+    assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 1, &o, &r), NB_ERR_ARG);
+    o = nb_check_defaults();
+    o.wrt = 1u << 3;
+    assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 1, &o, &r), NB_ERR_ARG);
+    assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 1, NULL, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_gradcheck_op(-5, NULL, 1, (int[]){1}, (const int64_t *[]){s4}, NULL, &r),
+                     NB_ERR_ARG);
+    assert_null(nb_numerical_jacobian(g, NULL, NULL, &x, 1, 0, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
+    nb_graph_clear_error(g);
+
+    /* registering */
+    int id;
+    nb_op_def d = {"t_any", 1, any_shape, any_fwd, NULL, NULL};
+    assert_int_equal(nb_op_register(NULL, &id), NB_ERR_NULL);
+    assert_int_equal(nb_op_register(&d, NULL), NB_ERR_NULL);
+    nb_op_def dup = d;
+    dup.name = "add";
+    assert_int_equal(nb_op_register(&dup, &id), NB_ERR_EXISTS);
+    nb_op_def empty = d;
+    empty.name = "";
+    assert_int_equal(nb_op_register(&empty, &id), NB_ERR_ARG);
+    nb_op_def half = d;
+    half.vjp = bmul_vjp;
+    assert_int_equal(nb_op_register(&half, &id), NB_ERR_ARG);
+    nb_op_def noshape = d;
+    noshape.shape = NULL;
+    assert_int_equal(nb_op_register(&noshape, &id), NB_ERR_NULL);
+    assert_int_equal(nb_op_register(&d, &id), NB_OK);
+    assert_int_equal(nb_op_find("t_any"), id);
+    assert_int_equal(nb_op_register(&d, &id), NB_ERR_EXISTS);
+    assert_false(nb_op_differentiable(id));
+    assert_null(nb_op_name(nb_op_count()));
+
+    /* applying */
+    assert_null(nb_apply(g, 100000, &x, 1, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+    assert_true(mentions(nb_graph_errmsg(g), "unknown op id"));
+    nb_graph_clear_error(g);
+    assert_null(nb_apply(g, id, NULL, 1, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
+    nb_graph_clear_error(g);
+    assert_null(nb_apply(g, id, &x, 2, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+    nb_graph_clear_error(g);
+    nb_op_def rank9 = {"t_rank9", 1, bad_rank_shape, any_fwd, NULL, NULL};
+    assert_int_equal(nb_op_register(&rank9, &id), NB_OK);
+    assert_null(nb_apply(g, id, &x, 1, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_RANK);
+    assert_true(mentions(nb_graph_errop(g), "t_rank9"));
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_builtin_cases),      cmocka_unit_test(test_kinks),
+        cmocka_unit_test(test_user_ops),           cmocka_unit_test(test_localisation),
+        cmocka_unit_test(test_f32_shadow),         cmocka_unit_test(test_stochastic),
+        cmocka_unit_test(test_sweep_and_numerics), cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
