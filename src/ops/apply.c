@@ -8,9 +8,6 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
 {
     if (!g)
         return NULL;
-    for (int i = 0; i < n; i++)
-        if (!in[i])
-            return NULL; /* an earlier op failed: its error is already recorded */
     if (def->arity >= 0 ? n != def->arity : n < 1) {
         if (def->arity >= 0)
             nbc_error(g, NB_ERR_ARG, def->name, "takes %d inputs, got %d", def->arity, n);
@@ -18,6 +15,9 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
             nbc_error(g, NB_ERR_ARG, def->name, "takes at least 1 input, got %d", n);
         return NULL;
     }
+    for (int i = 0; i < n; i++)
+        if (!in[i])
+            return NULL; /* an earlier op failed: its error is already recorded */
     for (int i = 0; i < n; i++) {
         if (in[i]->graph && in[i]->graph != g) {
             nbc_error(g, NB_ERR_GRAPH, def->name, "input %d belongs to another graph", i);
