@@ -595,6 +595,52 @@ static void test_print(void **state)
     nb_graph_free(g);
 }
 
+/* DOT pictures: every tensor a box with op, value and gradient; edges by
+ * input position; Graphviz accepts the text when it is installed. */
+static void test_dot(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_set_name(nb_scalar(g, NB_F64, -2), "x");
+    nb_tensor *y = nb_tensor_set_name(nb_scalar(g, NB_F64, 5), "y");
+    nb_tensor *z = nb_tensor_set_name(nb_scalar(g, NB_F64, -4), "z \"q\"");
+    nb_tensor_requires_grad(x, true);
+    nb_tensor_requires_grad(y, true);
+    nb_tensor_requires_grad(z, true);
+    nb_tensor *q = nb_tensor_set_name(nb_add(g, x, y), "q");
+    nb_tensor *f = nb_tensor_set_name(nb_mul(g, q, z), "f");
+    assert_int_equal(nb_backward(g, f), NB_OK);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    assert_int_equal(nb_graph_dot(g, f, m), NB_OK);
+    fclose(m);
+    assert_non_null(strstr(text, "digraph nabla"));
+    assert_non_null(strstr(text, "q = add"));
+    assert_non_null(strstr(text, "f = mul"));
+    assert_non_null(strstr(text, "z \\\"q\\\" = leaf")); /* escaped quotes */
+    assert_non_null(strstr(text, "value -12"));
+    assert_non_null(strstr(text, "value 3\\ngrad -4")); /* q: value 3, gradient z = -4 */
+    assert_non_null(strstr(text, "value -4\\ngrad 3")); /* z: gradient q = 3 */
+    int edges = 0;
+    for (const char *p = text; (p = strstr(p, " -> ")) != NULL; p++)
+        edges++;
+    assert_int_equal(edges, 4);
+    /* sweeps still work after drawing */
+    nb_tensor *dx;
+    assert_int_equal(nb_grad(g, f, NULL, &x, 1, &dx, false), NB_OK);
+    assert_true(nb_tensor_item(dx) == -4.0);
+    if (system("command -v dot >/dev/null 2>&1") == 0) {
+        FILE *p = popen("dot -Tsvg -o /dev/null", "w");
+        assert_non_null(p);
+        fputs(text, p);
+        assert_int_equal(pclose(p), 0);
+    }
+    free(text);
+    assert_int_equal(nb_graph_dot(g, f, NULL), NB_ERR_NULL);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_not_recording),
         cmocka_unit_test(test_print),
+        cmocka_unit_test(test_dot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,8 @@
 #ifndef NABLA_AUTODIFF_H
 #define NABLA_AUTODIFF_H
 
+#include <stdio.h>
+
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -61,6 +63,17 @@ typedef enum nb_mode {
  * Records an error and returns NULL on failure.
  */
 NB_API nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, int mode);
+
+/**
+ * Write the recorded graph of @p y as Graphviz DOT text to @p f: one box per
+ * tensor (label, op, dtype, shape, value — all numbers up to four elements,
+ * else min/mean/max — and gradient: a leaf's accumulated one, or what the
+ * latest reverse sweep left in an intermediate), one edge per input,
+ * numbered by input position. Leaves are shaded; tensors that carry no
+ * gradient are grey. Render with `dot -Tsvg`. Errors: NB_ERR_NULL,
+ * NB_ERR_GRAPH, NB_ERR_IO (a write failed), also recorded in g.
+ */
+NB_API nb_status nb_graph_dot(nb_graph *g, nb_tensor *y, FILE *f);
 
 #ifdef __cplusplus
 }

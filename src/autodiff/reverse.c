@@ -64,8 +64,11 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
     nb_tensor **order = nba_topo(g, y, true, &n, op);
     if (!order)
         return g->status;
-    for (int64_t k = 0; k < n; k++)
+    g->last_reverse = g->sweep;
+    for (int64_t k = 0; k < n; k++) {
         order[k]->adj = NULL;
+        order[k]->adj_sweep = g->last_reverse;
+    }
     y->adj = seed;
 
     bool was_recording = g->recording;

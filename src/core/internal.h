@@ -53,6 +53,7 @@ struct nb_tensor {
     const nb_graph *mark_graph; /* mark is a sweep number of this graph */
     uint64_t mark;
     nb_tensor *adj; /* reverse: gradient flowing into this tensor */
+    uint64_t adj_sweep; /* the reverse sweep that last set adj */
     nb_tensor *tan; /* forward: tangent of this tensor */
 };
 
@@ -100,6 +101,7 @@ struct nb_graph {
     int threads;
     uint64_t evals;
     uint64_t sweep; /* last sweep mark used */
+    uint64_t last_reverse; /* mark of the latest reverse sweep */
 };
 
 /* Record the graph's first error (later ones are ignored); returns code. */

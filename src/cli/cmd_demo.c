@@ -1,4 +1,5 @@
-/* The nabla command. Subcommands so far: demo. */
+/* nabla demo: the worked examples of the course notes by both modes, then
+ * a small network trained on a spiral. */
 
 #include <math.h>
 #include <stdio.h>
@@ -6,24 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "nabla.h"
-
-/* Wall-clock seconds (C11). */
-static double now_s(void)
-{
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static const char *usage =
-    "usage: nabla <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  demo    the course notes' worked examples by reverse and forward mode,\n"
-    "          then a small network trained on a spiral data set\n"
-    "\n"
-    "nabla <command> --help shows a command's options.\n";
+#include "cli.h"
 
 static const char *demo_usage =
     "usage: nabla demo [--seed N] [--epochs N]\n"
@@ -146,7 +130,7 @@ static int train_spiral(uint64_t seed, int epochs)
            HIDDEN, N_CLASSES, N_POINTS);
     float velocity[2 * HIDDEN + HIDDEN + HIDDEN * N_CLASSES + N_CLASSES] = {0};
     const double lr = 0.5, mu = 0.9;
-    double start = now_s();
+    double start = cli_now();
     double loss_value = 0, acc = 0;
     for (int epoch = 1; epoch <= epochs; epoch++) {
         nb_model_zero_grad(m);
@@ -185,8 +169,7 @@ static int train_spiral(uint64_t seed, int epochs)
             printf("  epoch %4d  loss %.4f  train accuracy %5.1f%%\n", epoch, loss_value,
                    100 * acc);
     }
-    printf("%d steps in %.2f s; final accuracy %.1f%%\n", epochs,
-           now_s() - start, 100 * acc);
+    printf("%d steps in %.2f s; final accuracy %.1f%%\n", epochs, cli_now() - start, 100 * acc);
     rc = 0;
 done:
     nb_graph_free(g);
@@ -194,50 +177,17 @@ done:
     return rc;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int cmd_demo(int argc, char **argv)
+int cmd_demo(int argc, char **argv)
 {
     long seed = 1, epochs = 600;
-    for (int i = 2; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(demo_usage, stdout);
-            return 0;
-        }
-        long *dst = !strcmp(argv[i], "--seed")     ? &seed
-                    : !strcmp(argv[i], "--epochs") ? &epochs
-                                                   : NULL;
-        if (!dst) {
-            fprintf(stderr, "nabla demo: unknown option '%s'\n%s", argv[i], demo_usage);
-            return 2;
-        }
-        if (i + 1 >= argc || parse_int(argv[i + 1], dst == &seed ? 0 : 1, 1000000, dst) != 0) {
-            fprintf(stderr, "nabla demo: %s needs a whole number%s\n", argv[i],
-                    dst == &seed ? " >= 0" : " from 1 to 1000000");
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        {"--seed", CLI_INT, &seed, 0, 2147483647},
+        {"--epochs", CLI_INT, &epochs, 1, 1000000},
+    };
+    int rc = cli_parse("demo", demo_usage, argc, argv, 2, opts, 2, NULL, 0, NULL);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
     if (worked_examples() != 0)
         return 1;
     return train_spiral((uint64_t)seed, (int)epochs);
-}
-
-int main(int argc, char **argv)
-{
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (!strcmp(argv[1], "demo"))
-        return cmd_demo(argc, argv);
-    fprintf(stderr, "nabla: unknown command '%s'\n%s", argv[1], usage);
-    return 2;
 }

@@ -1,0 +1,111 @@
+/* Option parsing, timing and JSON output for the nabla command. */
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+int cli_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nabla %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+static int parse_value(const char *cmd, const cli_opt *o, const char *s)
+{
+    char *end;
+    errno = 0;
+    if (o->kind == CLI_STR) {
+        *(const char **)o->dst = s;
+        return 0;
+    }
+    if (o->kind == CLI_INT) {
+        long v = strtol(s, &end, 10);
+        if (end == s || *end || errno || v < o->lo || v > o->hi)
+            return cli_error(cmd, "%s needs a whole number from %.0f to %.0f, not '%s'", o->name,
+                             o->lo, o->hi, s);
+        *(long *)o->dst = v;
+        return 0;
+    }
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < o->lo || v > o->hi)
+        return cli_error(cmd, "%s needs a number from %g to %g, not '%s'", o->name, o->lo, o->hi,
+                         s);
+    *(double *)o->dst = v;
+    return 0;
+}
+
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, int first,
+              const cli_opt *opts, int n_opts, const char **pos, int max_pos, int *n_pos)
+{
+    int np = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (a[0] == '-' && a[1] == '-') {
+            const cli_opt *o = NULL;
+            for (int k = 0; k < n_opts && !o; k++)
+                if (!strcmp(opts[k].name, a))
+                    o = &opts[k];
+            if (!o)
+                return cli_error(cmd, "unknown option '%s' (see nabla %s --help)", a, cmd);
+            if (o->kind == CLI_FLAG) {
+                *(bool *)o->dst = true;
+                continue;
+            }
+            if (i + 1 >= argc)
+                return cli_error(cmd, "%s needs a value", a);
+            if (parse_value(cmd, o, argv[++i]) != 0)
+                return 2;
+            continue;
+        }
+        if (np >= max_pos)
+            return cli_error(cmd, "unexpected argument '%s' (see nabla %s --help)", a, cmd);
+        pos[np++] = a;
+    }
+    if (n_pos)
+        *n_pos = np;
+    return 0;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+void cli_json_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
+}

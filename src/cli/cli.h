@@ -1,0 +1,47 @@
+/* Shared by the nabla command's subcommands: option parsing, timing, JSON. */
+#ifndef NABLA_CLI_H
+#define NABLA_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nabla.h"
+
+/* One option of a subcommand: "--name VALUE" (or a bare "--name" for flags). */
+typedef enum cli_kind { CLI_FLAG, CLI_INT, CLI_REAL, CLI_STR } cli_kind;
+
+typedef struct cli_opt {
+    const char *name; /* with the dashes: "--seed" */
+    cli_kind kind;
+    void *dst;     /* bool, long, double or const char * */
+    double lo, hi; /* range of CLI_INT and CLI_REAL values */
+} cli_opt;
+
+/* Parse argv[first..argc) against opts. Positional arguments go to pos (at
+ * most max_pos of them; *n_pos gets their number; pos may be NULL when none
+ * are taken). Returns 0 to go on, 1 when --help was printed (exit 0), 2 on
+ * an error already printed as one line on stderr (exit 2). */
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, int first,
+              const cli_opt *opts, int n_opts, const char **pos, int max_pos, int *n_pos);
+
+/* A one-line error on stderr: "nabla CMD: ...". Returns 2. */
+int cli_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Wall-clock seconds. */
+double cli_now(void);
+
+/* JSON helpers: a string with escapes, and a number (null when not finite). */
+void cli_json_str(FILE *f, const char *s);
+void cli_json_num(FILE *f, double v);
+
+/* Subcommands. */
+int cmd_demo(int argc, char **argv);
+int cmd_modes(int argc, char **argv);
+int cmd_gradcheck(int argc, char **argv);
+
+#endif

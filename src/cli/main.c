@@ -1,0 +1,42 @@
+/* The nabla command: dispatch to a subcommand. */
+
+#include <string.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "usage: nabla <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  demo        the course notes' worked examples by reverse and forward mode,\n"
+    "              then a small network trained on a spiral data set\n"
+    "  modes       cost of a full Jacobian by forward and by reverse mode\n"
+    "  gradcheck   check every built-in op's derivatives against central differences\n"
+    "\n"
+    "nabla <command> --help shows a command's options.\n";
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"demo", cmd_demo},
+    {"modes", cmd_modes},
+    {"gradcheck", cmd_gradcheck},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc, argv);
+    fprintf(stderr, "nabla: unknown command '%s' (nabla --help lists them)\n", argv[1]);
+    return 2;
+}

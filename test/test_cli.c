@@ -1,0 +1,182 @@
+/* The nabla command, run as a user would: real arguments, output parsed and
+ * checked, bad arguments give one line on stderr and exit status 2. The
+ * path of the nabla binary is argv[1]. */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tc.h"
+
+static const char *nabla;
+
+typedef struct run_result {
+    int status;
+    char out[1 << 16];
+    char err[4096];
+} run_result;
+
+/* Run "nabla ARGS" through the shell; capture stdout, stderr, exit status. */
+static run_result *run(const char *args)
+{
+    static run_result r;
+    char errpath[] = "/tmp/nabla-cli-XXXXXX";
+    int fd = mkstemp(errpath);
+    assert_true(fd >= 0);
+    close(fd);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", nabla, args, errpath);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
+    r.out[n] = '\0';
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    FILE *e = fopen(errpath, "r");
+    assert_non_null(e);
+    n = fread(r.err, 1, sizeof r.err - 1, e);
+    r.err[n] = '\0';
+    fclose(e);
+    remove(errpath);
+    return &r;
+}
+
+/* The number after "key": in a JSON line (NAN when absent). */
+static double json_num(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* Line k (0-based) of text into buf. */
+static const char *line_of(const char *text, int k, char *buf, size_t n)
+{
+    for (; k > 0 && text; k--) {
+        text = strchr(text, '\n');
+        if (text)
+            text++;
+    }
+    assert_non_null(text);
+    size_t len = strcspn(text, "\n");
+    assert_true(len < n);
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+static void test_modes(void **state)
+{
+    (void)state;
+    run_result *r = run("modes --n 50 --m 3 --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 2);
+    char fwd[512], rev[512];
+    line_of(r->out, 0, fwd, sizeof fwd);
+    line_of(r->out, 1, rev, sizeof rev);
+    assert_non_null(strstr(fwd, "\"mode\": \"forward\""));
+    assert_non_null(strstr(rev, "\"mode\": \"reverse\""));
+    assert_true(json_num(fwd, "sweeps") == 50 && json_num(rev, "sweeps") == 3);
+    assert_true(json_num(fwd, "max_abs_diff") < 1e-12);
+    /* forward mode pays per input, reverse per output */
+    assert_true(json_num(fwd, "evals") > 5 * json_num(rev, "evals"));
+    r = run("modes --n 2 --m 40");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "forward mode is the cheaper one"));
+}
+
+static void test_gradcheck(void **state)
+{
+    (void)state;
+    run_result *r = run("gradcheck --op div --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 3); /* three broadcast cases */
+    char line[512];
+    for (int k = 0; k < 3; k++) {
+        line_of(r->out, k, line, sizeof line);
+        assert_non_null(strstr(line, "\"op\": \"div\""));
+        assert_non_null(strstr(line, "\"pass\": true"));
+        assert_true(json_num(line, "max_abs_err") < 1e-6);
+        assert_true(json_num(line, "entries") > 0);
+    }
+    r = run("gradcheck --fast");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, ", 0 failed"));
+    assert_null(strstr(r->out, "FAIL"));
+}
+
+static void test_demo(void **state)
+{
+    (void)state;
+    run_result *r = run("demo --epochs 50");
+    assert_int_equal(r->status, 0);
+    /* the notes' examples: (x+y)z at (-2,5,-4), sigma(wx+b) at 1,0,0 */
+    const char *p = strstr(r->out, "df/dx = ");
+    assert_non_null(p);
+    assert_true(strtod(p + 8, NULL) == -4);
+    p = strstr(r->out, "df/dz = ");
+    assert_non_null(p);
+    assert_true(strtod(p + 8, NULL) == 3);
+    p = strstr(r->out, "forward mode: df/dw = ");
+    assert_non_null(p);
+    assert_true(strtod(p + 22, NULL) == 0.25);
+    p = strstr(r->out, "final accuracy ");
+    assert_non_null(p);
+    assert_true(strtod(p + 15, NULL) > 40); /* better than chance after 50 steps */
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "",                    /* no command */
+        "frobnicate",          /* unknown command */
+        "demo --bogus",        /* unknown option */
+        "demo --seed",         /* missing value */
+        "demo --epochs 0",     /* out of range */
+        "modes --n abc",       /* not a number */
+        "modes --m 1e99",      /* not a whole number */
+        "gradcheck --op nope", /* unknown op */
+        "modes extra",         /* stray argument */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        run_result *r = run(bad[i]);
+        if (r->status != 2)
+            fprintf(stderr, "'nabla %s' exited %d\n", bad[i], r->status);
+        assert_int_equal(r->status, 2);
+        if (i > 0) { /* one line naming the problem */
+            assert_int_equal(count_lines(r->err), 1);
+            assert_non_null(strstr(r->err, "nabla"));
+        }
+    }
+    run_result *r = run("modes --help");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "usage: nabla modes"));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_cli PATH-OF-NABLA\n");
+        return 2;
+    }
+    nabla = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_demo),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
