@@ -134,6 +134,37 @@ static void test_demo(void **state)
     p = strstr(r->out, "final accuracy ");
     assert_non_null(p);
     assert_true(strtod(p + 15, NULL) > 40); /* better than chance after 50 steps */
+
+    /* the loss curve as SVG: well-formed XML with one point per step */
+    char dir[] = "/tmp/nabla-demo-XXXXXX", cmd[256], path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/loss.svg", dir);
+    snprintf(cmd, sizeof cmd, "demo --epochs 30 --plot %s", path);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char svg[1 << 16];
+    size_t n = fread(svg, 1, sizeof svg - 1, f);
+    svg[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(svg, "<svg"));
+    const char *pts = strstr(svg, "points=\"");
+    assert_non_null(pts);
+    int commas = 0;
+    for (pts += 8; *pts != '"'; pts++)
+        commas += *pts == ',';
+    assert_int_equal(commas, 30);
+    if (system("command -v xmllint >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof cmd, "xmllint --noout %s", path);
+        assert_int_equal(system(cmd), 0);
+    }
+    /* a directory that does not exist: an error, not a crash */
+    r = run("demo --epochs 5 --plot /nonexistent-dir/loss.svg");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "/nonexistent-dir/loss.svg"));
+    remove(path);
+    rmdir(dir);
 }
 
 static void test_bad_arguments(void **state)

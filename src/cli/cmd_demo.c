@@ -1,6 +1,7 @@
 /* nabla demo: the worked examples of the course notes by both modes, then
  * a small network trained on a spiral. */
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,12 +9,14 @@
 #include <time.h>
 
 #include "cli.h"
+#include "svg.h"
 
 static const char *demo_usage =
-    "usage: nabla demo [--seed N] [--epochs N]\n"
+    "usage: nabla demo [--seed N] [--epochs N] [--plot FILE.svg]\n"
     "\n"
     "  --seed N     random seed for data and initial weights (default 1)\n"
-    "  --epochs N   full-batch gradient steps of the spiral network (default 600)\n";
+    "  --epochs N   full-batch gradient steps of the spiral network (default 600)\n"
+    "  --plot FILE  write the loss and accuracy curves as SVG\n";
 
 /* f(x,y,z) = (x+y)·z at (-2,5,-4) and σ(wx+b) at x=1, w=0, b=0. */
 static int worked_examples(void)
@@ -99,7 +102,7 @@ static nb_tensor *cross_entropy(nb_graph *g, nb_tensor *logits, nb_tensor *oneho
     return nb_neg(g, nb_mean(g, picked, NULL, 0, false));
 }
 
-static int train_spiral(uint64_t seed, int epochs)
+static int train_spiral(uint64_t seed, int epochs, const char *plot)
 {
     nb_rng rng;
     nb_rng_seed(&rng, seed);
@@ -107,6 +110,7 @@ static int train_spiral(uint64_t seed, int epochs)
     int64_t labels[N_POINTS];
     make_spiral(&rng, X, labels);
 
+    double *curve = NULL;
     nb_model *m = nb_model_new();
     nb_graph *g = nb_graph_new();
     nb_tensor *W1 = NULL, *b1 = NULL, *W2 = NULL, *b2 = NULL;
@@ -132,6 +136,11 @@ static int train_spiral(uint64_t seed, int epochs)
     const double lr = 0.5, mu = 0.9;
     double start = cli_now();
     double loss_value = 0, acc = 0;
+    curve = malloc(3 * (size_t)epochs * sizeof *curve);
+    if (!curve) {
+        fprintf(stderr, "nabla: out of memory\n");
+        goto done;
+    }
     for (int epoch = 1; epoch <= epochs; epoch++) {
         nb_model_zero_grad(m);
         nb_tensor *x = nb_tensor_from(g, NB_F32, 2, (int64_t[]){N_POINTS, 2}, X);
@@ -154,6 +163,9 @@ static int train_spiral(uint64_t seed, int epochs)
             correct += best == labels[i];
         }
         acc = (double)correct / N_POINTS;
+        curve[epoch - 1] = epoch;
+        curve[epochs + epoch - 1] = loss_value;
+        curve[2 * epochs + epoch - 1] = acc;
         /* SGD with momentum over every parameter of the model */
         int64_t off = 0;
         for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
@@ -171,7 +183,17 @@ static int train_spiral(uint64_t seed, int epochs)
     }
     printf("%d steps in %.2f s; final accuracy %.1f%%\n", epochs, cli_now() - start, 100 * acc);
     rc = 0;
+    if (plot) {
+        svg_series s[2] = {{"loss", epochs, curve, curve + epochs, false},
+                           {"accuracy", epochs, curve, curve + 2 * epochs, true}};
+        if (svg_chart_file(plot, "nabla demo: spiral network", "step", "loss / accuracy", s, 2)) {
+            cli_error("demo", "cannot write %s: %s", plot, strerror(errno));
+            rc = 2;
+        } else
+            printf("loss curve written to %s\n", plot);
+    }
 done:
+    free(curve);
     nb_graph_free(g);
     nb_model_free(m);
     return rc;
@@ -180,14 +202,16 @@ done:
 int cmd_demo(int argc, char **argv)
 {
     long seed = 1, epochs = 600;
+    const char *plot = NULL;
     const cli_opt opts[] = {
         {"--seed", CLI_INT, &seed, 0, 2147483647},
         {"--epochs", CLI_INT, &epochs, 1, 1000000},
+        {"--plot", CLI_STR, &plot, 0, 0},
     };
-    int rc = cli_parse("demo", demo_usage, argc, argv, 2, opts, 2, NULL, 0, NULL);
+    int rc = cli_parse("demo", demo_usage, argc, argv, 2, opts, 3, NULL, 0, NULL);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (worked_examples() != 0)
         return 1;
-    return train_spiral((uint64_t)seed, (int)epochs);
+    return train_spiral((uint64_t)seed, (int)epochs, plot);
 }
