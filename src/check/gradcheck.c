@@ -629,7 +629,7 @@ static void localise(ck *c, nb_check_result *r)
         index++;
         if (!node->op->vjp || node->n_inputs > MAX_INPUTS)
             continue;
-        local_ctx l = {node->op, &node->attrs};
+        local_ctx l = {node->op, node->attrs};
         ck lc;
         nb_check_result lr;
         memset(&lr, 0, sizeof lr);

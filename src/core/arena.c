@@ -22,16 +22,16 @@ static size_t chunk_start(const nbc_chunk *c)
     return (size_t)(((base + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1)) - (uintptr_t)c);
 }
 
-static void *take(nbc_chunk *c, size_t n)
+static void *take(nbc_chunk *c, size_t n, size_t align)
 {
-    size_t off = (c->used + NB_ALIGN - 1) & ~(size_t)(NB_ALIGN - 1);
+    size_t off = (c->used + align - 1) & ~(align - 1);
     if (off > c->size || c->size - off < n)
         return NULL;
     c->used = off + n;
     return (char *)c + chunk_start(c) + off;
 }
 
-void *nbc_arena_alloc(nbc_arena *a, size_t n)
+void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align)
 {
     if (n == 0)
         n = 1;
@@ -39,7 +39,7 @@ void *nbc_arena_alloc(nbc_arena *a, size_t n)
         return NULL;
     /* the current chunk, then later chunks kept from before a reset */
     for (nbc_chunk *c = a->cur; c; c = c->next) {
-        void *p = take(c, n);
+        void *p = take(c, n, align);
         if (p) {
             a->cur = c;
             return p;
@@ -66,7 +66,7 @@ void *nbc_arena_alloc(nbc_arena *a, size_t n)
         last->next = c;
     }
     a->cur = c;
-    return take(c, n);
+    return take(c, n, align);
 }
 
 void nbc_arena_reset(nbc_arena *a)

@@ -48,13 +48,13 @@ struct nb_tensor {
     const nbo_def *op; /* NULL for leaves and parameters */
     int n_inputs;
     nb_tensor **inputs;
-    nb_attrs attrs;
+    nb_attrs *attrs; /* never NULL: nbo_no_attrs when the op has none */
     /* per-sweep scratch, valid only inside one sweep */
     const nb_graph *mark_graph; /* mark is a sweep number of this graph */
     uint64_t mark;
-    nb_tensor *adj; /* reverse: gradient flowing into this tensor */
+    nb_tensor *adj;     /* reverse: gradient flowing into this tensor */
     uint64_t adj_sweep; /* the reverse sweep that last set adj */
-    nb_tensor *tan; /* forward: tangent of this tensor */
+    nb_tensor *tan;     /* forward: tangent of this tensor */
 };
 
 /* ----------------------------------------------------------------- arena */
@@ -76,7 +76,8 @@ typedef struct nbc_arena {
 
 void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size);
 /* Bump-allocate n bytes aligned to NB_ALIGN; NULL when out of memory. */
-void *nbc_arena_alloc(nbc_arena *a, size_t n);
+/* n bytes at a multiple of align (a power of two, at most NB_ALIGN). */
+void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align);
 void nbc_arena_reset(nbc_arena *a);
 /* A position in the arena; releasing it frees everything allocated since. */
 typedef struct nbc_arena_pos {
@@ -100,7 +101,7 @@ struct nb_graph {
     bool check_finite;
     int threads;
     uint64_t evals;
-    uint64_t sweep; /* last sweep mark used */
+    uint64_t sweep;        /* last sweep mark used */
     uint64_t last_reverse; /* mark of the latest reverse sweep */
 };
 
@@ -109,6 +110,9 @@ nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt
     NB_PRINTF(4, 5);
 /* Arena allocation recording NB_ERR_NOMEM (with op as the op name) on failure. */
 void *nbc_alloc(nb_graph *g, size_t n, const char *op);
+/* The same for tensor data: NB_ALIGN-aligned from 64 bytes on (vector
+ * loads), 16-aligned below (a scalar needs no cache line of its own). */
+void *nbc_alloc_data(nb_graph *g, size_t n, const char *op);
 /* Checked multiplication of element counts; false on overflow. */
 bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out);
 
@@ -135,6 +139,9 @@ bool nbc_all_finite(const nb_tensor *t);
  * @p attrs may be NULL. */
 nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
                      const nb_attrs *attrs);
+
+/* The attributes of ops recorded without any (all zero, read-only). */
+extern const nb_attrs nbo_no_attrs;
 
 /* The built-in op table, indexed by enum nbo_id (src/ops/table.h). */
 extern const nbo_def nbo_table[];

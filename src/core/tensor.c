@@ -64,7 +64,7 @@ nb_status nbc_tensor_alloc_data(nb_graph *g, nb_tensor *t, const char *op)
     for (int i = 0; i < t->rank; i++)
         size *= t->shape[i];
     t->size = size;
-    t->data = nbc_alloc(g, (size_t)size * nb_dtype_size(t->dtype), op);
+    t->data = nbc_alloc_data(g, (size_t)size * nb_dtype_size(t->dtype), op);
     return t->data ? NB_OK : NB_ERR_NOMEM;
 }
 

@@ -3,6 +3,8 @@
 
 #include "../core/internal.h"
 
+const nb_attrs nbo_no_attrs;
+
 nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
                      const nb_attrs *attrs)
 {
@@ -36,14 +38,19 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
     for (int i = 0; i < n; i++)
         out->inputs[i] = in[i];
     if (attrs) {
-        out->attrs = *attrs;
+        out->attrs = nbc_alloc(g, sizeof *attrs, def->name);
+        if (!out->attrs)
+            return NULL;
+        *out->attrs = *attrs;
         if (attrs->n_idx > 0) {
             int64_t *idx = nbc_alloc(g, (size_t)attrs->n_idx * sizeof *idx, def->name);
             if (!idx)
                 return NULL;
             memcpy(idx, attrs->idx, (size_t)attrs->n_idx * sizeof *idx);
-            out->attrs.idx = idx;
+            out->attrs->idx = idx;
         }
+    } else {
+        out->attrs = (nb_attrs *)&nbo_no_attrs; /* never written: ops without attrs */
     }
 
     if (def->shape(g, out) != NB_OK)

@@ -250,8 +250,8 @@ void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads)
 
 #define A(out) ((out)->inputs[0])
 #define B(out) ((out)->inputs[1])
-#define TRANS_A(out) ((out)->attrs.ints[0] != 0)
-#define TRANS_B(out) ((out)->attrs.ints[1] != 0)
+#define TRANS_A(out) ((out)->attrs->ints[0] != 0)
+#define TRANS_B(out) ((out)->attrs->ints[1] != 0)
 
 /* "[3,4]" or, for a transposed operand, "[4,3]^T" */
 static const char *operand_str(const nb_tensor *t, bool trans, char *buf, size_t n)

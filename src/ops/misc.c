@@ -5,7 +5,7 @@
 nb_status nbo_cast_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int64_t dt = out->attrs.ints[0];
+    int64_t dt = out->attrs->ints[0];
     if (dt != NB_F32 && dt != NB_F64) {
         char buf[160];
         return nbc_error(g, NB_ERR_DTYPE, out->op->name,

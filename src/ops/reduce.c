@@ -367,12 +367,12 @@ static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind
 
 static uint64_t axes_mask(const nb_tensor *out)
 {
-    return (uint64_t)out->attrs.ints[0];
+    return (uint64_t)out->attrs->ints[0];
 }
 
 static bool keepdims(const nb_tensor *out)
 {
-    return out->attrs.ints[1] != 0;
+    return out->attrs->ints[1] != 0;
 }
 
 /* Number of input elements that fold into one output element. */
@@ -422,15 +422,15 @@ nb_status nbo_reduce_shape(nb_graph *g, nb_tensor *out)
 /* The target shape of sum_to / broadcast_to, as "[...]" in buf. */
 static const char *target_str(const nb_tensor *out, char *buf, size_t n)
 {
-    return nb_shape_str((int)out->attrs.ints[NB_MAX_RANK], out->attrs.ints, buf, n);
+    return nb_shape_str((int)out->attrs->ints[NB_MAX_RANK], out->attrs->ints, buf, n);
 }
 
 static void set_target(nb_tensor *out)
 {
     out->dtype = out->inputs[0]->dtype;
-    out->rank = (int)out->attrs.ints[NB_MAX_RANK];
+    out->rank = (int)out->attrs->ints[NB_MAX_RANK];
     for (int d = 0; d < out->rank; d++)
-        out->shape[d] = out->attrs.ints[d];
+        out->shape[d] = out->attrs->ints[d];
 }
 
 /* sum_to: the target broadcasts to x's shape (it is x's shape with leading
@@ -438,8 +438,8 @@ static void set_target(nb_tensor *out)
 nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int rank = (int)out->attrs.ints[NB_MAX_RANK];
-    const int64_t *s = out->attrs.ints;
+    int rank = (int)out->attrs->ints[NB_MAX_RANK];
+    const int64_t *s = out->attrs->ints;
     char bx[160], bt[160];
     if (rank > x->rank)
         return nbc_error(g, NB_ERR_SHAPE, out->op->name,
@@ -461,8 +461,8 @@ nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out)
 nb_status nbo_broadcast_to_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int rank = (int)out->attrs.ints[NB_MAX_RANK];
-    const int64_t *s = out->attrs.ints;
+    int rank = (int)out->attrs->ints[NB_MAX_RANK];
+    const int64_t *s = out->attrs->ints;
     char bx[160], bt[160];
     if (rank < x->rank)
         return nbc_error(g, NB_ERR_SHAPE, out->op->name,
@@ -546,7 +546,7 @@ static nb_tensor *as_keepdims(nb_graph *g, const nb_tensor *out, nb_tensor *t)
 /* The same reduction (axes, keepdims) as out, with op id, applied to t. */
 static nb_tensor *reduce_like(nb_graph *g, const nb_tensor *out, int op, nb_tensor *t)
 {
-    return nbo_apply(g, &nbo_table[op], &t, 1, &out->attrs);
+    return nbo_apply(g, &nbo_table[op], &t, 1, out->attrs);
 }
 
 /* d sum = broadcast_to(g, shape(x)) */
@@ -581,7 +581,7 @@ static nb_tensor *max_share(nb_graph *g, nb_tensor *out)
 {
     nb_tensor *x = out->inputs[0];
     nb_tensor *is_max = nb_eq(g, x, as_keepdims(g, out, out));
-    nb_attrs keep = out->attrs;
+    nb_attrs keep = *out->attrs;
     keep.ints[1] = 1;
     nb_tensor *ties = nbo_apply(g, &nbo_table[NB_OP_SUM], &is_max, 1, &keep);
     return nb_div(g, is_max, ties);

@@ -139,7 +139,7 @@ nb_tensor *nb_op_input(const nb_tensor *out, int i)
 
 const nb_attrs *nb_op_attrs(const nb_tensor *out)
 {
-    return out ? &out->attrs : NULL;
+    return out ? out->attrs : NULL;
 }
 
 nb_status nb_op_set_result(nb_graph *g, nb_tensor *out, nb_dtype dt, int rank, const int64_t *shape)

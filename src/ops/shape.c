@@ -120,8 +120,8 @@ static void copy_blocks(char *dst, int64_t dst_step, const char *src, int64_t sr
 nb_status nbo_reshape_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    const int64_t *want = out->attrs.ints;
-    int rank = (int)out->attrs.ints[NB_MAX_RANK];
+    const int64_t *want = out->attrs->ints;
+    int rank = (int)out->attrs->ints[NB_MAX_RANK];
     char bx[160], bw[160];
     nb_shape_str(rank, want, bw, sizeof bw);
     nbc_shp(x, bx, sizeof bx);
@@ -206,7 +206,7 @@ nb_tensor *nb_reshape(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape)
 nb_status nbo_permute_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int64_t *perm = out->attrs.ints, given[NB_MAX_RANK];
+    int64_t *perm = out->attrs->ints, given[NB_MAX_RANK];
     memcpy(given, perm, sizeof given);
     bool seen[NB_MAX_RANK] = {false};
     for (int i = 0; i < x->rank; i++) {
@@ -256,7 +256,7 @@ static void transpose_band(char *dst, int64_t dst_a, const char *src, int64_t sr
 nb_status nbo_permute_fwd(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    const int64_t *perm = out->attrs.ints;
+    const int64_t *perm = out->attrs->ints;
     size_t es = nb_dtype_size(out->dtype);
     if (out->size == 0)
         return NB_OK;
@@ -349,14 +349,14 @@ nb_tensor *nbo_permute_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
     (void)i;
     int inv[NB_MAX_RANK];
     for (int d = 0; d < out->rank; d++)
-        inv[out->attrs.ints[d]] = d;
+        inv[out->attrs->ints[d]] = d;
     return nb_permute(g, gr, inv);
 }
 nb_tensor *nbo_permute_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
     int perm[NB_MAX_RANK];
     for (int d = 0; d < out->rank; d++)
-        perm[d] = (int)out->attrs.ints[d];
+        perm[d] = (int)out->attrs->ints[d];
     return nb_permute(g, t[0], perm);
 }
 
@@ -412,7 +412,7 @@ static int64_t clamp_bound(int64_t v, int64_t len)
 nb_status nbo_slice_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int64_t *a = out->attrs.ints;
+    int64_t *a = out->attrs->ints;
     int axis = check_axis(g, out, x, a[A_AXIS]);
     if (axis < 0)
         return NB_ERR_ARG;
@@ -434,7 +434,7 @@ nb_status nbo_slice_fwd(nb_graph *g, nb_tensor *out)
 {
     (void)g;
     const nb_tensor *x = out->inputs[0];
-    const int64_t *a = out->attrs.ints;
+    const int64_t *a = out->attrs->ints;
     int axis = (int)a[A_AXIS];
     int64_t outer, inner, len = x->shape[axis], m = out->shape[axis];
     split_at(x, axis, &outer, &inner);
@@ -456,13 +456,13 @@ nb_status nbo_slice_fwd(nb_graph *g, nb_tensor *out)
 nb_tensor *nbo_slice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
     (void)i;
-    const int64_t *a = out->attrs.ints;
+    const int64_t *a = out->attrs->ints;
     const nb_tensor *x = out->inputs[0];
     return nb_unslice(g, gr, (int)a[A_AXIS], x->shape[a[A_AXIS]], a[S_START], a[S_STEP]);
 }
 nb_tensor *nbo_slice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    const int64_t *a = out->attrs.ints;
+    const int64_t *a = out->attrs->ints;
     return nb_slice(g, t[0], (int)a[A_AXIS], a[S_START], a[S_STOP], a[S_STEP]);
 }
 
@@ -483,7 +483,7 @@ enum { U_SIZE = 1, U_START = 2, U_STEP = 3 };
 nb_status nbo_unslice_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int64_t *a = out->attrs.ints;
+    int64_t *a = out->attrs->ints;
     char b[160];
     int axis = check_axis(g, out, x, a[A_AXIS]);
     if (axis < 0)
@@ -518,7 +518,7 @@ nb_status nbo_unslice_fwd(nb_graph *g, nb_tensor *out)
 {
     (void)g;
     const nb_tensor *x = out->inputs[0];
-    const int64_t *a = out->attrs.ints;
+    const int64_t *a = out->attrs->ints;
     int axis = (int)a[A_AXIS];
     int64_t outer, inner, size = a[U_SIZE], m = x->shape[axis];
     split_at(x, axis, &outer, &inner);
@@ -541,14 +541,14 @@ nb_status nbo_unslice_fwd(nb_graph *g, nb_tensor *out)
 nb_tensor *nbo_unslice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
     (void)i;
-    const int64_t *a = out->attrs.ints;
+    const int64_t *a = out->attrs->ints;
     int64_t m = out->inputs[0]->shape[a[A_AXIS]];
     int64_t stop = m > 0 ? a[U_START] + (m - 1) * a[U_STEP] + 1 : a[U_START];
     return nb_slice(g, gr, (int)a[A_AXIS], a[U_START], stop, a[U_STEP]);
 }
 nb_tensor *nbo_unslice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    const int64_t *a = out->attrs.ints;
+    const int64_t *a = out->attrs->ints;
     return nb_unslice(g, t[0], (int)a[A_AXIS], a[U_SIZE], a[U_START], a[U_STEP]);
 }
 
@@ -568,7 +568,7 @@ nb_tensor *nb_unslice(nb_graph *g, nb_tensor *x, int axis, int64_t size, int64_t
 nb_status nbo_concat_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x0 = out->inputs[0];
-    int axis = check_axis(g, out, x0, out->attrs.ints[A_AXIS]);
+    int axis = check_axis(g, out, x0, out->attrs->ints[A_AXIS]);
     if (axis < 0)
         return NB_ERR_ARG;
     int64_t total = 0;
@@ -592,14 +592,14 @@ nb_status nbo_concat_shape(nb_graph *g, nb_tensor *out)
             return nbc_error(g, NB_ERR_ARG, out->op->name, "joined length overflows");
         total += x->shape[axis];
     }
-    out->attrs.ints[A_AXIS] = axis;
+    out->attrs->ints[A_AXIS] = axis;
     return like_but_axis(g, out, x0, axis, total);
 }
 
 nb_status nbo_concat_fwd(nb_graph *g, nb_tensor *out)
 {
     (void)g;
-    int axis = (int)out->attrs.ints[A_AXIS];
+    int axis = (int)out->attrs->ints[A_AXIS];
     int64_t outer, inner, total = out->shape[axis];
     split_at(out, axis, &outer, &inner);
     size_t row = (size_t)inner * nb_dtype_size(out->dtype);
@@ -621,7 +621,7 @@ nb_status nbo_concat_fwd(nb_graph *g, nb_tensor *out)
 /* d concat(x_0, ..., x_n-1) / dx_i = slice of g along the axis where x_i sits */
 nb_tensor *nbo_concat_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
-    int axis = (int)out->attrs.ints[A_AXIS];
+    int axis = (int)out->attrs->ints[A_AXIS];
     int64_t at = 0;
     for (int j = 0; j < i; j++)
         at += out->inputs[j]->shape[axis];
@@ -629,7 +629,7 @@ nb_tensor *nbo_concat_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_concat_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    return nb_concat(g, t, out->n_inputs, (int)out->attrs.ints[A_AXIS]);
+    return nb_concat(g, t, out->n_inputs, (int)out->attrs->ints[A_AXIS]);
 }
 
 nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis)
@@ -673,23 +673,23 @@ static bool check_index_list(nb_graph *g, const char *op, const char *what, cons
 nb_status nbo_gather_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int axis = check_axis(g, out, x, out->attrs.ints[A_AXIS]);
+    int axis = check_axis(g, out, x, out->attrs->ints[A_AXIS]);
     if (axis < 0)
         return NB_ERR_ARG;
-    if (check_indices(g, out, "idx", out->attrs.idx, out->attrs.n_idx, x->shape[axis], x, axis) !=
+    if (check_indices(g, out, "idx", out->attrs->idx, out->attrs->n_idx, x->shape[axis], x, axis) !=
         NB_OK)
         return NB_ERR_ARG;
-    out->attrs.ints[A_AXIS] = axis;
-    return like_but_axis(g, out, x, axis, out->attrs.n_idx);
+    out->attrs->ints[A_AXIS] = axis;
+    return like_but_axis(g, out, x, axis, out->attrs->n_idx);
 }
 
 nb_status nbo_gather_fwd(nb_graph *g, nb_tensor *out)
 {
     (void)g;
     const nb_tensor *x = out->inputs[0];
-    int axis = (int)out->attrs.ints[A_AXIS];
-    const int64_t *idx = out->attrs.idx;
-    int64_t outer, inner, len = x->shape[axis], n = out->attrs.n_idx;
+    int axis = (int)out->attrs->ints[A_AXIS];
+    const int64_t *idx = out->attrs->idx;
+    int64_t outer, inner, len = x->shape[axis], n = out->attrs->n_idx;
     split_at(x, axis, &outer, &inner);
     size_t row = (size_t)inner * nb_dtype_size(x->dtype);
     char *o = out->data;
@@ -706,13 +706,13 @@ nb_status nbo_gather_fwd(nb_graph *g, nb_tensor *out)
 nb_tensor *nbo_gather_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
     (void)i;
-    int axis = (int)out->attrs.ints[A_AXIS];
-    return nb_scatter_add(g, gr, axis, out->attrs.idx, out->attrs.n_idx,
+    int axis = (int)out->attrs->ints[A_AXIS];
+    return nb_scatter_add(g, gr, axis, out->attrs->idx, out->attrs->n_idx,
                           out->inputs[0]->shape[axis]);
 }
 nb_tensor *nbo_gather_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    return nb_gather(g, t[0], (int)out->attrs.ints[A_AXIS], out->attrs.idx, out->attrs.n_idx);
+    return nb_gather(g, t[0], (int)out->attrs->ints[A_AXIS], out->attrs->idx, out->attrs->n_idx);
 }
 
 nb_tensor *nb_gather(nb_graph *g, nb_tensor *x, int axis, const int64_t *idx, int64_t n_idx)
@@ -734,10 +734,10 @@ nb_status nbo_scatter_add_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
     char b[160];
-    int axis = check_axis(g, out, x, out->attrs.ints[A_AXIS]);
+    int axis = check_axis(g, out, x, out->attrs->ints[A_AXIS]);
     if (axis < 0)
         return NB_ERR_ARG;
-    int64_t size = out->attrs.ints[SC_SIZE], n = out->attrs.n_idx;
+    int64_t size = out->attrs->ints[SC_SIZE], n = out->attrs->n_idx;
     if (size < 0)
         return nbc_error(g, NB_ERR_ARG, out->op->name, "size %lld for axis %d of %s is negative",
                          (long long)size, axis, nbc_shp(x, b, sizeof b));
@@ -745,9 +745,9 @@ nb_status nbo_scatter_add_shape(nb_graph *g, nb_tensor *out)
         return nbc_error(g, NB_ERR_SHAPE, out->op->name,
                          "input %s has %lld entries on axis %d but %lld indices are given",
                          nbc_shp(x, b, sizeof b), (long long)x->shape[axis], axis, (long long)n);
-    if (check_indices(g, out, "idx", out->attrs.idx, n, size, x, axis) != NB_OK)
+    if (check_indices(g, out, "idx", out->attrs->idx, n, size, x, axis) != NB_OK)
         return NB_ERR_ARG;
-    out->attrs.ints[A_AXIS] = axis;
+    out->attrs->ints[A_AXIS] = axis;
     return like_but_axis(g, out, x, axis, size);
 }
 
@@ -769,9 +769,9 @@ nb_status nbo_scatter_add_fwd(nb_graph *g, nb_tensor *out)
 {
     (void)g;
     const nb_tensor *x = out->inputs[0];
-    int axis = (int)out->attrs.ints[A_AXIS];
-    const int64_t *idx = out->attrs.idx;
-    int64_t outer, inner, size = out->shape[axis], n = out->attrs.n_idx;
+    int axis = (int)out->attrs->ints[A_AXIS];
+    const int64_t *idx = out->attrs->idx;
+    int64_t outer, inner, size = out->shape[axis], n = out->attrs->n_idx;
     split_at(x, axis, &outer, &inner);
     memset(out->data, 0, (size_t)out->size * nb_dtype_size(out->dtype));
     if (out->dtype == NB_F32)
@@ -785,12 +785,12 @@ nb_status nbo_scatter_add_fwd(nb_graph *g, nb_tensor *out)
 nb_tensor *nbo_scatter_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
     (void)i;
-    return nb_gather(g, gr, (int)out->attrs.ints[A_AXIS], out->attrs.idx, out->attrs.n_idx);
+    return nb_gather(g, gr, (int)out->attrs->ints[A_AXIS], out->attrs->idx, out->attrs->n_idx);
 }
 nb_tensor *nbo_scatter_add_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    int axis = (int)out->attrs.ints[A_AXIS];
-    return nb_scatter_add(g, t[0], axis, out->attrs.idx, out->attrs.n_idx, out->shape[axis]);
+    int axis = (int)out->attrs->ints[A_AXIS];
+    return nb_scatter_add(g, t[0], axis, out->attrs->idx, out->attrs->n_idx, out->shape[axis]);
 }
 
 nb_tensor *nb_scatter_add(nb_graph *g, nb_tensor *x, int axis, const int64_t *idx, int64_t n_idx,
@@ -814,9 +814,9 @@ enum { OH_DEPTH = 0, OH_DTYPE = 1 };
 
 nb_status nbo_one_hot_shape(nb_graph *g, nb_tensor *out)
 {
-    int64_t n = out->attrs.n_idx, depth = out->attrs.ints[OH_DEPTH];
-    const int64_t *labels = out->attrs.idx;
-    out->dtype = (nb_dtype)out->attrs.ints[OH_DTYPE];
+    int64_t n = out->attrs->n_idx, depth = out->attrs->ints[OH_DEPTH];
+    const int64_t *labels = out->attrs->idx;
+    out->dtype = (nb_dtype)out->attrs->ints[OH_DTYPE];
     out->rank = 2;
     out->shape[0] = n;
     out->shape[1] = depth;
@@ -842,8 +842,8 @@ nb_status nbo_one_hot_shape(nb_graph *g, nb_tensor *out)
 nb_status nbo_one_hot_fwd(nb_graph *g, nb_tensor *out)
 {
     (void)g;
-    int64_t n = out->attrs.n_idx, depth = out->attrs.ints[OH_DEPTH];
-    const int64_t *labels = out->attrs.idx;
+    int64_t n = out->attrs->n_idx, depth = out->attrs->ints[OH_DEPTH];
+    const int64_t *labels = out->attrs->idx;
     memset(out->data, 0, (size_t)out->size * nb_dtype_size(out->dtype));
     if (out->dtype == NB_F32)
         ONE_HOT_BODY(float);
