@@ -1174,6 +1174,15 @@ static nb_status csv_load_free(nb_data_opts *o, void *ctx)
     return st;
 }
 
+static nb_status csv_file_load_free(nb_data_opts *o, void *ctx)
+{
+    nb_csv_opts co = {.data = *o, .label_column = -1};
+    nb_dataset *ds = NULL;
+    nb_status st = nb_dataset_load_csv(ctx, &co, &ds, NULL);
+    nb_dataset_free(ds);
+    return st;
+}
+
 static nb_status idx_load_free(nb_data_opts *o, void *ctx)
 {
     const idx_pair *p = ctx;
@@ -1212,6 +1221,11 @@ static void test_alloc_failure(void **state)
     unsigned char *gz = gzip_buf(text, strlen(text), &gz_len);
     const void *packed[2] = {gz, (void *)(uintptr_t)gz_len};
     fail_every_allocation("csv.gz", csv_load_free, packed);
+    char dir[64] = "", path[128];
+    write_temp(dir, path, sizeof path, "t.csv.gz", gz, gz_len);
+    fail_every_allocation("csv.gz file", csv_file_load_free, path);
+    remove(path);
+    rmdir(dir);
     free(gz);
 
     idx_pair p = make_pair();
