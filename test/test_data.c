@@ -506,6 +506,7 @@ static void test_idx_malformed(void **state)
         {"count too large", 0, 7, 6, 0, 76, "truncated: the header announces 72 data bytes"},
         {"count too small", 0, 7, 4, 0, 64, "unexpected bytes after the 48 data bytes"},
         {"zero size", 0, 11, 0, 0, 8, "dimension 1 has size 0"},
+        {"huge sizes", 0, 8, 0xFF, 0, 8, "dimensions announce more than 17179869184 elements"},
         {"truncated data", 0, 50, -1, 0, 50, "truncated"},
         {"truncated header", 0, 9, -1, 0, 9, "truncated header"},
         {"short magic", 1, 3, -1, 0, 3, "too short"},

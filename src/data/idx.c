@@ -76,11 +76,11 @@ static nb_status parse_idx(const unsigned char *p, size_t len, const char *what,
         if (n == 0)
             return nbd_fail(err, NB_ERR_PARSE, 0, 0, 4 + 4 * d,
                             "%s: dimension %d has size 0 (byte %d)", what, d, 4 + 4 * d);
-        count *= n; /* at most 2^96 would overflow: check as we go */
-        if (count > IDX_MAX_ELEMS)
+        if (count > IDX_MAX_ELEMS / n) /* checked before multiplying: no overflow */
             return nbd_fail(err, NB_ERR_PARSE, 0, 0, 4 + 4 * d,
                             "%s: dimensions announce more than %llu elements (byte %d)", what,
                             (unsigned long long)IDX_MAX_ELEMS, 4 + 4 * d);
+        count *= n;
         f->dims[d] = n;
     }
     size_t have = len - hdr;
