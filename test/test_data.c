@@ -462,7 +462,9 @@ static void test_idx_round_trip(void **state)
     check_pair(ds);
     nb_dataset_free(ds);
     assert_int_equal(nb_dataset_fashion_mnist(dir, false, NULL, &ds, &err), NB_OK);
-    check_pair(ds);
+    assert_int_equal(nb_dataset_classes(ds), 10); /* the helper knows there are ten */
+    assert_int_equal(nb_dataset_label(ds, 0), 7);
+    assert_int_equal(nb_dataset_count(ds), 5);
     nb_dataset_free(ds);
     assert_int_equal(nb_dataset_fashion_mnist(dir, true, NULL, &ds, &err), NB_ERR_IO);
     assert_non_null(strstr(err.msg, "train-images-idx3-ubyte"));

@@ -206,8 +206,8 @@ NB_API nb_status nb_dataset_load_idx(const char *images_path, const char *labels
 
 /** Fashion-MNIST from @p dir (NULL: NB_FASHION_MNIST_DIR): the training set
  *  (train-images-idx3-ubyte[.gz], 60000 images) when @p train, else the test
- *  set (t10k-*, 10000 images); 28x28 pixels 0..255, 10 classes. NB_ERR_IO
- *  when the files are not there. */
+ *  set (t10k-*, 10000 images); 28x28 pixels 0..255, 10 classes (n_classes
+ *  0 in @p opts means 10). NB_ERR_IO when the files are not there. */
 NB_API nb_status nb_dataset_fashion_mnist(const char *dir, bool train, const nb_data_opts *opts,
                                           nb_dataset **out, nb_data_error *err);
 

@@ -276,5 +276,8 @@ nb_status nb_dataset_fashion_mnist(const char *dir, bool train, const nb_data_op
     if (!find_file(dir, name, lab, sizeof lab))
         return nbd_fail(err, NB_ERR_IO, 0, 0, -1,
                         "%s/%s[.gz] not found (Debian package dataset-fashion-mnist)", dir, name);
-    return nb_dataset_load_idx(img, lab, opts, out, err);
+    nb_data_opts o = opts ? *opts : (nb_data_opts){0};
+    if (o.n_classes == 0)
+        o.n_classes = 10; /* the ten clothing classes, whatever the file holds */
+    return nb_dataset_load_idx(img, lab, &o, out, err);
 }
