@@ -32,5 +32,6 @@
 #include "nabla/autodiff.h"
 #include "nabla/op.h"
 #include "nabla/check.h"
+#include "nabla/data.h"
 
 #endif

@@ -1,0 +1,178 @@
+/* Mini-batches over a data set: an order per epoch (shuffled from an
+ * explicit rng or not), a batch copy allocated once, optional
+ * augmentation, and the [B, F] tensor made in the caller's graph. */
+
+#include <math.h>
+#include <string.h>
+
+#include "data_internal.h"
+
+struct nb_loader {
+    const nb_dataset *ds;
+    nbd_mem mem;
+    int64_t batch_size; /* as asked */
+    int64_t cap;        /* rows the batch copy holds: min(batch_size, n), at least 1 */
+    bool shuffle, drop_last;
+    int64_t *order; /* n row numbers: this epoch's order */
+    int64_t pos;    /* next position in order */
+    void *features; /* batch_size * n_features */
+    int64_t *labels;
+    bool augment_on;
+    nb_augment aug;
+    nb_rng *aug_rng;
+};
+
+/* Byte sizes of the loader's blocks. */
+static size_t order_bytes(const nb_loader *ld)
+{
+    return (size_t)ld->ds->n * sizeof(int64_t);
+}
+
+static size_t batch_bytes(const nb_loader *ld)
+{
+    return (size_t)ld->cap * nbd_row_bytes(ld->ds);
+}
+
+static size_t label_bytes(const nb_loader *ld)
+{
+    return (size_t)ld->cap * sizeof(int64_t);
+}
+
+void nb_loader_free(nb_loader *ld)
+{
+    if (!ld)
+        return;
+    nbd_free(ld->mem, ld->order, order_bytes(ld));
+    nbd_free(ld->mem, ld->features, batch_bytes(ld));
+    nbd_free(ld->mem, ld->labels, label_bytes(ld));
+    nbd_free(ld->mem, ld, sizeof *ld);
+}
+
+nb_status nb_loader_new(const nb_dataset *ds, int64_t batch_size, bool shuffle, bool drop_last,
+                        nb_loader **out)
+{
+    if (!out)
+        return NB_ERR_NULL;
+    *out = NULL;
+    if (!ds)
+        return NB_ERR_NULL;
+    if (batch_size < 1)
+        return NB_ERR_ARG;
+    /* a batch is never larger than the data set */
+    int64_t bs = batch_size < ds->n ? batch_size : (ds->n > 0 ? ds->n : 1);
+    size_t bb;
+    if (!nbd_mul((size_t)bs, nbd_row_bytes(ds), &bb))
+        return NB_ERR_ARG;
+    nb_loader *ld = nbd_alloc(ds->mem, sizeof *ld);
+    if (!ld)
+        return NB_ERR_NOMEM;
+    memset(ld, 0, sizeof *ld);
+    ld->ds = ds;
+    ld->mem = ds->mem;
+    ld->batch_size = batch_size;
+    ld->cap = bs;
+    ld->shuffle = shuffle;
+    ld->drop_last = drop_last;
+    bool ok = (ld->features = nbd_alloc(ld->mem, batch_bytes(ld))) != NULL &&
+              (ld->labels = nbd_alloc(ld->mem, label_bytes(ld))) != NULL &&
+              (ds->n == 0 || (ld->order = nbd_alloc(ld->mem, order_bytes(ld))) != NULL);
+    if (!ok) {
+        nb_loader_free(ld);
+        return NB_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < ds->n; i++)
+        ld->order[i] = i;
+    *out = ld;
+    return NB_OK;
+}
+
+nb_status nb_loader_start(nb_loader *ld, nb_rng *rng)
+{
+    if (!ld)
+        return NB_ERR_NULL;
+    if (ld->shuffle && !rng)
+        return NB_ERR_NULL;
+    ld->pos = 0;
+    int64_t n = ld->ds->n;
+    for (int64_t i = 0; i < n; i++)
+        ld->order[i] = i;
+    if (ld->shuffle)
+        for (int64_t i = n - 1; i > 0; i--) {
+            int64_t j = (int64_t)nb_rng_below(rng, (uint64_t)i + 1);
+            int64_t t = ld->order[i];
+            ld->order[i] = ld->order[j];
+            ld->order[j] = t;
+        }
+    return NB_OK;
+}
+
+int64_t nb_loader_batches(const nb_loader *ld)
+{
+    if (!ld)
+        return 0;
+    int64_t n = ld->ds->n, b = ld->batch_size;
+    return ld->drop_last ? n / b : (n + b - 1) / b;
+}
+
+nb_status nb_loader_set_augment(nb_loader *ld, const nb_augment *aug, nb_rng *rng)
+{
+    if (!ld)
+        return NB_ERR_NULL;
+    if (!aug) {
+        ld->augment_on = false;
+        return NB_OK;
+    }
+    if (!rng)
+        return NB_ERR_NULL;
+    if (!(aug->flip_prob >= 0 && aug->flip_prob <= 1) || aug->max_shift < 0 || aug->crop_pad < 0 ||
+        !(aug->noise_std >= 0) || !isfinite(aug->noise_std) || !isfinite(aug->fill))
+        return NB_ERR_ARG;
+    bool spatial = aug->flip_prob > 0 || aug->max_shift > 0 || aug->crop_pad > 0;
+    if (spatial && (ld->ds->height < 1 || ld->ds->width < 1))
+        return NB_ERR_SHAPE;
+    ld->aug = *aug;
+    ld->aug_rng = rng;
+    ld->augment_on = true;
+    return NB_OK;
+}
+
+bool nb_loader_next(nb_loader *ld, nb_graph *g, nb_batch *b)
+{
+    if (!ld || !b)
+        return false;
+    const nb_dataset *ds = ld->ds;
+    int64_t left = ds->n - ld->pos;
+    int64_t B = left < ld->cap ? left : ld->cap;
+    memset(b, 0, sizeof *b);
+    if (B <= 0 || (ld->drop_last && B < ld->batch_size))
+        return false;
+    size_t rb = nbd_row_bytes(ds);
+    const int64_t *idx = ld->order + ld->pos;
+    for (int64_t k = 0; k < B; k++) {
+        memcpy((char *)ld->features + (size_t)k * rb,
+               (const char *)ds->features + (size_t)idx[k] * rb, rb);
+        ld->labels[k] = nb_dataset_label(ds, idx[k]);
+    }
+    ld->pos += B;
+    b->size = B;
+    b->n_features = ds->n_features;
+    nb_dataset_image_shape(ds, &b->channels, &b->height, &b->width);
+    b->dtype = ds->dtype;
+    b->features = ld->features;
+    b->labels = ld->labels;
+    b->indices = idx;
+    if (ld->augment_on) {
+        const nb_augment *a = &ld->aug;
+        if (a->crop_pad > 0)
+            nb_batch_random_crop(b, ld->aug_rng, a->crop_pad, a->fill);
+        if (a->max_shift > 0)
+            nb_batch_random_shift(b, ld->aug_rng, a->max_shift, a->fill);
+        if (a->flip_prob > 0)
+            nb_batch_flip(b, ld->aug_rng, a->flip_prob);
+        if (a->noise_std > 0)
+            nb_batch_noise(b, ld->aug_rng, a->noise_std);
+    }
+    if (g)
+        nb_batch_tensor(g, b);
+    return true;
+}
