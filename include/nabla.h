@@ -28,5 +28,7 @@
 #include "nabla/tensor.h"
 #include "nabla/ops.h"
 #include "nabla/autodiff.h"
+#include "nabla/optim.h"
+#include "nabla/ckpt.h"
 
 #endif
