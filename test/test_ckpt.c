@@ -53,6 +53,13 @@ static int teardown_dir(void **state)
     return 0;
 }
 
+/* Same generator state (fields compared: the struct has padding). */
+static bool same_rng(const nb_rng *a, const nb_rng *b)
+{
+    return memcmp(a->s, b->s, sizeof a->s) == 0 && a->has_spare == b->has_spare &&
+           (!a->has_spare || memcmp(&a->spare, &b->spare, sizeof a->spare) == 0);
+}
+
 static int count_files(const char *path)
 {
     DIR *dd = opendir(path);
@@ -192,7 +199,8 @@ static void test_round_trip_exact(void **state)
     assert_int_equal(nb_optim_steps(opt2), 3);
     assert_int_equal(nb_optim_sched_pos(opt2), 4);
     assert_int_equal(nb_optim_state_count(opt2), nb_optim_state_count(opt));
-    assert_memory_equal(&rng, &rng2, sizeof rng);
+    assert_true(rng.has_spare);
+    assert_true(same_rng(&rng, &rng2));
     tc_near(nb_rng_normal(&rng2), nb_rng_normal(&rng), 0);
     /* the optimizer state came back too: the next steps agree bit for bit */
     for (int t = 0; t < 3; t++) {
@@ -270,7 +278,7 @@ static void target_unchanged(target *t)
     assert_true(same_models(t->m, t->orig));
     assert_int_equal(nb_optim_steps(t->opt), 0);
     assert_int_equal(nb_optim_state_count(t->opt), 0);
-    assert_memory_equal(&t->rng, &t->rng_orig, sizeof t->rng);
+    assert_true(same_rng(&t->rng, &t->rng_orig));
 }
 
 static void target_free(target *t)
