@@ -59,7 +59,8 @@ typedef struct nb_ckpt_opts {
 /**
  * Save every tensor of @p m, and the state of @p opt unless it is NULL
  * (step count, schedule position, per-parameter state), to @p path
- * atomically (temporary file, fflush, fsync, rename).
+ * atomically (temporary file, fflush, fsync, rename). Optimizer state kept
+ * under a name the model does not hold (or for another shape) is not saved.
  * @p o and @p err may be NULL. Errors: NB_ERR_NULL, NB_ERR_ARG (a name
  * longer than 65535 bytes), NB_ERR_NOMEM, NB_ERR_IO (with errno's text).
  * On error the file at @p path is as it was.
