@@ -33,5 +33,7 @@
 #include "nabla/op.h"
 #include "nabla/check.h"
 #include "nabla/data.h"
+#include "nabla/optim.h"
+#include "nabla/ckpt.h"
 
 #endif

@@ -1,0 +1,171 @@
+/**
+ * @file optim.h
+ * @brief Optimizers (SGD, momentum, Nesterov, Adam, AdamW), gradient
+ *        clipping by global norm and learning-rate schedules.
+ *
+ * An optimizer updates the parameters of an nb_model from their gradients.
+ * It keeps its state (velocities, moment estimates, a step count) per
+ * parameter name, created the first time it meets a parameter, so
+ * parameters added to the model later get fresh state. After the first
+ * step on a model, steps make no allocation.
+ *
+ * A parameter takes part in a step when it needs a gradient
+ * (nb_tensor_needs_grad) and has a gradient buffer. Updates are done in the
+ * parameter's dtype: f32 parameters keep f32 state and f32 arithmetic,
+ * f64 parameters f64; scalar hyperparameters are rounded to that dtype.
+ *
+ * Notation (docs/optim.md has the full text): w a parameter, g its
+ * gradient (after clipping), t = 1, 2, ... the parameter's own update
+ * count, lr the scheduled learning rate of the step, wd the weight decay.
+ *
+ * @code
+ * nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+ * o.lr = 1e-3;
+ * nb_optim *opt = nb_optim_new(&o);
+ * for (...) {                      // one training step
+ *     nb_model_zero_grad(model);
+ *     loss = ...; nb_backward(g, loss);
+ *     nb_optim_step(opt, model);
+ *     nb_graph_reset(g);
+ * }
+ * nb_optim_free(opt);
+ * @endcode
+ */
+#ifndef NABLA_OPTIM_H
+#define NABLA_OPTIM_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An optimizer with its per-parameter state. Opaque. */
+typedef struct nb_optim nb_optim;
+
+/** Update rules. Values are stable (they are stored in checkpoints). */
+typedef enum nb_optim_kind {
+    NB_OPTIM_SGD = 0,      /**< d = g + wd·w;  w -= lr·d */
+    NB_OPTIM_MOMENTUM = 1, /**< d = g + wd·w;  v = μ·v + d;  w -= lr·v */
+    NB_OPTIM_NESTEROV = 2, /**< d = g + wd·w;  v = μ·v + d;  w -= lr·(d + μ·v) */
+    NB_OPTIM_ADAM = 3,     /**< d = g + wd·w (L2, coupled); Adam on d */
+    NB_OPTIM_ADAMW = 4,    /**< w -= lr·wd·w (decoupled); Adam on g */
+} nb_optim_kind;
+
+/** Learning-rate schedules. Values are stable. */
+typedef enum nb_sched_kind {
+    NB_SCHED_CONSTANT = 0, /**< lr(t) = lr */
+    NB_SCHED_STEP = 1,     /**< lr(t) = lr · gamma^floor(t / step_size) */
+    NB_SCHED_COSINE = 2,   /**< lr(t) = min_lr + (lr - min_lr)·(1 + cos(π·min(t,T)/T))/2 */
+} nb_sched_kind;
+
+/**
+ * A learning-rate schedule: the learning rate at position t = 0, 1, 2, ...
+ * The position counts optimizer steps, or epochs when @c per_epoch is set
+ * (then nb_optim_next_epoch() advances it).
+ */
+typedef struct nb_schedule {
+    nb_sched_kind kind;
+    int64_t step_size; /**< NB_SCHED_STEP: positions per decay (>= 1) */
+    double gamma;      /**< NB_SCHED_STEP: factor per decay, in (0, 1] */
+    int64_t period;    /**< NB_SCHED_COSINE: T, positions from lr to min_lr (>= 1) */
+    double min_lr;     /**< NB_SCHED_COSINE: floor reached at t >= T (0 <= min_lr <= lr) */
+    bool per_epoch;    /**< position advanced by nb_optim_next_epoch, not by steps */
+} nb_schedule;
+
+/** Optimizer options. Start from nb_optim_defaults() and change fields. */
+typedef struct nb_optim_opts {
+    nb_optim_kind kind;
+    double lr;           /**< base learning rate, finite and >= 0 */
+    double momentum;     /**< μ of MOMENTUM and NESTEROV, in [0, 1) */
+    double beta1;        /**< Adam(W) first-moment decay, in [0, 1) */
+    double beta2;        /**< Adam(W) second-moment decay, in [0, 1) */
+    double eps;          /**< Adam(W) denominator term, finite and > 0 */
+    double weight_decay; /**< wd, finite and >= 0 (coupled except for AdamW) */
+    double clip_norm;    /**< > 0: scale gradients so their global norm is at most this; 0: off */
+    nb_schedule schedule;
+} nb_optim_opts;
+
+/**
+ * Defaults for @p kind (as PyTorch's): lr 0.01 for the SGD family and 1e-3
+ * for Adam and AdamW; momentum 0.9 for MOMENTUM and NESTEROV (0 otherwise);
+ * beta1 0.9, beta2 0.999, eps 1e-8; weight_decay 0, except 0.01 for AdamW;
+ * no clipping; constant schedule (step_size 1, gamma 1, period 1, min_lr 0).
+ */
+NB_API nb_optim_opts nb_optim_defaults(nb_optim_kind kind);
+
+/**
+ * Check options. Returns NB_OK, NB_ERR_NULL, or NB_ERR_ARG with a sentence
+ * naming the field and its value ("lr = -0.1: the learning rate must be
+ * finite and >= 0") written to @p msg (always NUL-terminated when
+ * @p msg_size > 0; @p msg may be NULL).
+ */
+NB_API nb_status nb_optim_opts_check(const nb_optim_opts *opts, char *msg, size_t msg_size);
+
+/** New optimizer using malloc. NULL when @p opts is NULL or invalid (see
+ *  nb_optim_opts_check for why) or out of memory. The options are copied. */
+NB_API nb_optim *nb_optim_new(const nb_optim_opts *opts);
+/** As nb_optim_new, every allocation through @p alloc with @p ud. */
+NB_API nb_optim *nb_optim_new_alloc(const nb_optim_opts *opts, nb_alloc_fn alloc, void *ud);
+/** Free the optimizer and its state. NULL is accepted. */
+NB_API void nb_optim_free(nb_optim *opt);
+
+/**
+ * One update of every parameter of @p m that needs a gradient, with the
+ * learning rate the schedule gives at the current position; then the step
+ * count (and, unless the schedule is per epoch, the position) advance.
+ * Gradients are read, not changed (clipping scales them on the fly).
+ * Errors, after which no parameter has changed: NB_ERR_NULL; NB_ERR_NOMEM
+ * (creating state for a parameter met for the first time); NB_ERR_SHAPE
+ * (the state kept under a name has another shape or dtype than the model's
+ * parameter of that name); NB_ERR_NONFINITE (clipping is on and the
+ * global gradient norm is NaN or infinite). nb_optim_errmsg() says more.
+ */
+NB_API nb_status nb_optim_step(nb_optim *opt, nb_model *m);
+
+/** Sentence describing the last failed call on @p opt ("" if none, "no
+ *  optimizer" for NULL). Owned by the optimizer. */
+NB_API const char *nb_optim_errmsg(const nb_optim *opt);
+/** The options in use (owned by the optimizer; NULL for NULL). */
+NB_API const nb_optim_opts *nb_optim_options(const nb_optim *opt);
+/** Successful steps so far (0 for NULL). */
+NB_API int64_t nb_optim_steps(const nb_optim *opt);
+/** Current schedule position (0 for NULL). */
+NB_API int64_t nb_optim_sched_pos(const nb_optim *opt);
+/** Advance the schedule position by one (for per-epoch schedules; with a
+ *  per-step schedule it skips a position). NB_ERR_NULL for NULL. */
+NB_API nb_status nb_optim_next_epoch(nb_optim *opt);
+/** Learning rate the next step will use (NAN for NULL). */
+NB_API double nb_optim_lr(const nb_optim *opt);
+/** Global gradient norm seen by the last step (before clipping); 0 before
+ *  the first step or when clipping is off. */
+NB_API double nb_optim_last_grad_norm(const nb_optim *opt);
+/** Number of parameters that have state (0 for NULL). */
+NB_API int nb_optim_state_count(const nb_optim *opt);
+
+/**
+ * Learning rate of schedule @p s with base rate @p lr at position @p t
+ * (t < 0 is taken as 0). NAN when @p s is NULL or invalid.
+ *   constant: lr
+ *   step:     lr · gamma^floor(t / step_size)
+ *   cosine:   min_lr + (lr - min_lr) · (1 + cos(π · min(t, T) / T)) / 2
+ */
+NB_API double nb_schedule_lr(const nb_schedule *s, double lr, int64_t t);
+
+/** Global gradient norm sqrt(Σ_p Σ_i g_pi²) over the parameters of @p m
+ *  that need a gradient, accumulated in double (0 for NULL). */
+NB_API double nb_grad_norm(const nb_model *m);
+
+/**
+ * Clip gradients by global norm: when the norm n = nb_grad_norm(m) exceeds
+ * @p max_norm, multiply every gradient by max_norm / n in place, so the
+ * new norm is max_norm (up to rounding). @p norm_out (may be NULL)
+ * receives n. Errors: NB_ERR_NULL, NB_ERR_ARG (max_norm not finite or
+ * <= 0), NB_ERR_NONFINITE (n is NaN or infinite; nothing is changed).
+ */
+NB_API nb_status nb_clip_grad_norm(nb_model *m, double max_norm, double *norm_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

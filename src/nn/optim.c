@@ -1,0 +1,540 @@
+/* Optimizers: SGD, momentum, Nesterov, Adam, AdamW; clipping by global
+ * norm; learning-rate schedules. State lives per parameter name in a
+ * uthash table whose every allocation goes through the optimizer's hook.
+ * The update kernels are written once for both dtypes (UPDATE_KERNEL). */
+
+#include <math.h>
+#include <stdio.h>
+
+#include "../core/internal.h"
+
+/* uthash allocates through the optimizer in scope (every caller names it
+ * `o`) and reports a failed allocation instead of exiting. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_malloc(sz) o->alloc(o->ud, NULL, 0, (sz))
+#define uthash_free(ptr, sz) o->alloc(o->ud, (ptr), (sz), 0)
+#define uthash_nonfatal_oom(obj) (oom = 1)
+
+#include "optim_internal.h"
+
+/* ---------------------------------------------------------------- options */
+
+nb_optim_opts nb_optim_defaults(nb_optim_kind kind)
+{
+    nb_optim_opts o;
+    memset(&o, 0, sizeof o);
+    o.kind = kind;
+    o.lr = (kind == NB_OPTIM_ADAM || kind == NB_OPTIM_ADAMW) ? 1e-3 : 0.01;
+    o.momentum = (kind == NB_OPTIM_MOMENTUM || kind == NB_OPTIM_NESTEROV) ? 0.9 : 0.0;
+    o.beta1 = 0.9;
+    o.beta2 = 0.999;
+    o.eps = 1e-8;
+    o.weight_decay = kind == NB_OPTIM_ADAMW ? 0.01 : 0.0;
+    o.clip_norm = 0.0;
+    o.schedule.kind = NB_SCHED_CONSTANT;
+    o.schedule.step_size = 1;
+    o.schedule.gamma = 1.0;
+    o.schedule.period = 1;
+    o.schedule.min_lr = 0.0;
+    o.schedule.per_epoch = false;
+    return o;
+}
+
+static nb_status bad(char *msg, size_t n, const char *fmt, ...) NB_PRINTF(3, 4);
+static nb_status bad(char *msg, size_t n, const char *fmt, ...)
+{
+    if (msg && n > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, n, fmt, ap);
+        va_end(ap);
+    }
+    return NB_ERR_ARG;
+}
+
+static bool in_unit(double x) /* 0 <= x < 1 */
+{
+    return x >= 0.0 && x < 1.0;
+}
+
+static nb_status schedule_check(const nb_schedule *s, double lr, char *msg, size_t n)
+{
+    switch (s->kind) {
+    case NB_SCHED_CONSTANT: return NB_OK;
+    case NB_SCHED_STEP:
+        if (s->step_size < 1)
+            return bad(msg, n, "schedule.step_size = %lld: must be >= 1", (long long)s->step_size);
+        if (!(s->gamma > 0.0 && s->gamma <= 1.0))
+            return bad(msg, n, "schedule.gamma = %g: must lie in (0, 1]", s->gamma);
+        return NB_OK;
+    case NB_SCHED_COSINE:
+        if (s->period < 1)
+            return bad(msg, n, "schedule.period = %lld: must be >= 1", (long long)s->period);
+        if (!(s->min_lr >= 0.0 && s->min_lr <= lr))
+            return bad(msg, n, "schedule.min_lr = %g: must lie in [0, lr] = [0, %g]", s->min_lr,
+                       lr);
+        return NB_OK;
+    }
+    return bad(msg, n, "schedule.kind = %d: not a schedule (0 constant, 1 step, 2 cosine)",
+               (int)s->kind);
+}
+
+nb_status nb_optim_opts_check(const nb_optim_opts *o, char *msg, size_t n)
+{
+    if (msg && n > 0)
+        msg[0] = '\0';
+    if (!o) {
+        if (msg && n > 0)
+            snprintf(msg, n, "no options (NULL)");
+        return NB_ERR_NULL;
+    }
+    if ((unsigned)o->kind > (unsigned)NB_OPTIM_ADAMW)
+        return bad(msg, n,
+                   "kind = %d: not an optimizer (0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw)",
+                   (int)o->kind);
+    if (!(isfinite(o->lr) && o->lr >= 0.0))
+        return bad(msg, n, "lr = %g: the learning rate must be finite and >= 0", o->lr);
+    if (!in_unit(o->momentum))
+        return bad(msg, n, "momentum = %g: must lie in [0, 1)", o->momentum);
+    if (!in_unit(o->beta1))
+        return bad(msg, n, "beta1 = %g: must lie in [0, 1)", o->beta1);
+    if (!in_unit(o->beta2))
+        return bad(msg, n, "beta2 = %g: must lie in [0, 1)", o->beta2);
+    if (!(isfinite(o->eps) && o->eps > 0.0))
+        return bad(msg, n, "eps = %g: must be finite and > 0", o->eps);
+    if (!(isfinite(o->weight_decay) && o->weight_decay >= 0.0))
+        return bad(msg, n, "weight_decay = %g: must be finite and >= 0", o->weight_decay);
+    if (!(isfinite(o->clip_norm) && o->clip_norm >= 0.0))
+        return bad(msg, n, "clip_norm = %g: must be finite and >= 0 (0 turns clipping off)",
+                   o->clip_norm);
+    return schedule_check(&o->schedule, o->lr, msg, n);
+}
+
+double nb_schedule_lr(const nb_schedule *s, double lr, int64_t t)
+{
+    if (!s || schedule_check(s, lr, NULL, 0) != NB_OK || !isfinite(lr))
+        return NAN;
+    if (t < 0)
+        t = 0;
+    switch (s->kind) {
+    case NB_SCHED_CONSTANT: return lr;
+    case NB_SCHED_STEP: return lr * pow(s->gamma, (double)(t / s->step_size));
+    case NB_SCHED_COSINE: {
+        int64_t tc = t < s->period ? t : s->period;
+        double pi = 3.14159265358979323846;
+        return s->min_lr +
+               (lr - s->min_lr) * 0.5 * (1.0 + cos(pi * (double)tc / (double)s->period));
+    }
+    }
+    return NAN;
+}
+
+/* ------------------------------------------------------------------ state */
+
+int nbopt_slots(nb_optim_kind kind)
+{
+    switch (kind) {
+    case NB_OPTIM_SGD: return 0;
+    case NB_OPTIM_MOMENTUM:
+    case NB_OPTIM_NESTEROV: return 1;
+    case NB_OPTIM_ADAM:
+    case NB_OPTIM_ADAMW: return 2;
+    }
+    return 0;
+}
+
+void *nbopt_slot(const nbopt_state *s, int i)
+{
+    if (!s->block || i < 0 || i >= s->n_slots)
+        return NULL;
+    return (char *)s->block + (size_t)i * ((size_t)s->size * nb_dtype_size(s->dtype));
+}
+
+nb_status nbopt_error(nb_optim *o, nb_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->errmsg, sizeof o->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void nbopt_state_free(nb_optim *o, nbopt_state *s)
+{
+    if (!s)
+        return;
+    if (s->block)
+        o->alloc(o->ud, s->block, s->block_bytes, 0);
+    if (s->key)
+        o->alloc(o->ud, s->key, s->key_size, 0);
+    o->alloc(o->ud, s, sizeof *s, 0);
+}
+
+nbopt_state *nbopt_state_new(nb_optim *o, const char *name, nb_dtype dt, int rank,
+                             const int64_t *shape)
+{
+    int n_slots = nbopt_slots(o->opts.kind);
+    int64_t size = 1;
+    for (int i = 0; i < rank; i++)
+        if (nbc_mul_overflows(size, shape[i], &size))
+            return NULL;
+    size_t elem = nb_dtype_size(dt);
+    if (elem == 0 || size < 0 || (uint64_t)size > SIZE_MAX / (elem * NBOPT_MAX_SLOTS))
+        return NULL;
+    nbopt_state *s = o->alloc(o->ud, NULL, 0, sizeof *s);
+    if (!s)
+        return NULL;
+    memset(s, 0, sizeof *s);
+    s->dtype = dt;
+    s->rank = rank;
+    for (int i = 0; i < rank; i++)
+        s->shape[i] = shape[i];
+    s->size = size;
+    s->n_slots = n_slots;
+    s->key_size = strlen(name) + 1;
+    s->key = o->alloc(o->ud, NULL, 0, s->key_size);
+    if (!s->key) {
+        nbopt_state_free(o, s);
+        return NULL;
+    }
+    memcpy(s->key, name, s->key_size);
+    size_t bytes = (size_t)n_slots * (size_t)size * elem;
+    if (bytes > 0) {
+        s->block = o->alloc(o->ud, NULL, 0, bytes);
+        if (!s->block) {
+            nbopt_state_free(o, s);
+            return NULL;
+        }
+        s->block_bytes = bytes;
+        memset(s->block, 0, bytes);
+    }
+    return s;
+}
+
+static void free_table(nb_optim *o, nbopt_state **head)
+{
+    nbopt_state *s, *tmp;
+    HASH_ITER(hh, *head, s, tmp)
+    {
+        HASH_DEL(*head, s);
+        nbopt_state_free(o, s);
+    }
+}
+
+nb_status nbopt_install(nb_optim *o, nbopt_state **list, int n, int64_t step, int64_t sched_pos)
+{
+    nbopt_state *head = NULL;
+    for (int i = 0; i < n; i++) {
+        int oom = 0;
+        HASH_ADD_KEYPTR(hh, head, list[i]->key, list[i]->key_size - 1, list[i]);
+        if (oom) {
+            /* take the items back out without freeing them: the caller owns them */
+            nbopt_state *s, *tmp;
+            HASH_ITER(hh, head, s, tmp)
+            {
+                HASH_DEL(head, s);
+            }
+            return NB_ERR_NOMEM;
+        }
+    }
+    free_table(o, &o->states);
+    o->states = head;
+    o->step = step;
+    o->sched_pos = sched_pos;
+    return NB_OK;
+}
+
+/* -------------------------------------------------------------- lifetime */
+
+nb_optim *nb_optim_new_alloc(const nb_optim_opts *opts, nb_alloc_fn alloc, void *ud)
+{
+    if (!alloc || nb_optim_opts_check(opts, NULL, 0) != NB_OK)
+        return NULL;
+    nb_optim *o = alloc(ud, NULL, 0, sizeof *o);
+    if (!o)
+        return NULL;
+    memset(o, 0, sizeof *o);
+    o->alloc = alloc;
+    o->ud = ud;
+    o->opts = *opts;
+    return o;
+}
+
+nb_optim *nb_optim_new(const nb_optim_opts *opts)
+{
+    return nb_optim_new_alloc(opts, nb_default_alloc, NULL);
+}
+
+void nb_optim_free(nb_optim *o)
+{
+    if (!o)
+        return;
+    free_table(o, &o->states);
+    o->alloc(o->ud, o, sizeof *o, 0);
+}
+
+/* ------------------------------------------------------------- accessors */
+
+const char *nb_optim_errmsg(const nb_optim *o)
+{
+    return o ? o->errmsg : "no optimizer";
+}
+
+const nb_optim_opts *nb_optim_options(const nb_optim *o)
+{
+    return o ? &o->opts : NULL;
+}
+
+int64_t nb_optim_steps(const nb_optim *o)
+{
+    return o ? o->step : 0;
+}
+
+int64_t nb_optim_sched_pos(const nb_optim *o)
+{
+    return o ? o->sched_pos : 0;
+}
+
+nb_status nb_optim_next_epoch(nb_optim *o)
+{
+    if (!o)
+        return NB_ERR_NULL;
+    o->sched_pos++;
+    return NB_OK;
+}
+
+double nb_optim_lr(const nb_optim *o)
+{
+    return o ? nb_schedule_lr(&o->opts.schedule, o->opts.lr, o->sched_pos) : NAN;
+}
+
+double nb_optim_last_grad_norm(const nb_optim *o)
+{
+    return o ? o->last_norm : 0.0;
+}
+
+int nb_optim_state_count(const nb_optim *o)
+{
+    return o ? (int)HASH_COUNT(o->states) : 0;
+}
+
+/* --------------------------------------------------------- gradient norm */
+
+static bool trainable(const nb_tensor *p)
+{
+    return nb_tensor_needs_grad(p) && nb_tensor_grad(p) != NULL;
+}
+
+double nb_grad_norm(const nb_model *m)
+{
+    double sum = 0.0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
+        if (!trainable(p))
+            continue;
+        const nb_tensor *gr = p->grad;
+        if (gr->dtype == NB_F32) {
+            const float *x = gr->data;
+            for (int64_t i = 0; i < gr->size; i++)
+                sum += (double)x[i] * (double)x[i];
+        } else {
+            const double *x = gr->data;
+            for (int64_t i = 0; i < gr->size; i++)
+                sum += x[i] * x[i];
+        }
+    }
+    return sqrt(sum);
+}
+
+nb_status nb_clip_grad_norm(nb_model *m, double max_norm, double *norm_out)
+{
+    if (norm_out)
+        *norm_out = 0.0;
+    if (!m)
+        return NB_ERR_NULL;
+    if (!(isfinite(max_norm) && max_norm > 0.0))
+        return NB_ERR_ARG;
+    double norm = nb_grad_norm(m);
+    if (norm_out)
+        *norm_out = norm;
+    if (!isfinite(norm))
+        return NB_ERR_NONFINITE;
+    if (norm <= max_norm)
+        return NB_OK;
+    double scale = max_norm / norm;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
+        if (!trainable(p))
+            continue;
+        nb_tensor *gr = p->grad;
+        if (gr->dtype == NB_F32) {
+            float *x = gr->data, s = (float)scale;
+            for (int64_t i = 0; i < gr->size; i++)
+                x[i] *= s;
+        } else {
+            double *x = gr->data;
+            for (int64_t i = 0; i < gr->size; i++)
+                x[i] *= scale;
+        }
+    }
+    return NB_OK;
+}
+
+/* ---------------------------------------------------------------- update */
+
+/* Coefficients of one parameter's update, computed in double and rounded
+ * to the parameter's dtype by the kernel. */
+typedef struct coefs {
+    double lr, wd, mu, clip, beta1, beta2, eps;
+    double step_size; /* Adam: lr / (1 - beta1^t) */
+    double bc2_sqrt;  /* Adam: sqrt(1 - beta2^t) */
+    double decay;     /* AdamW: 1 - lr*wd */
+} coefs;
+
+/* One kernel per dtype T: w the parameter, gr its gradient, s0/s1 its
+ * state (NULL when the rule keeps none), n elements. */
+#define UPDATE_KERNEL(T, SFX, SQRT)                                                                \
+    static void update_##SFX(nb_optim_kind kind, const coefs *c, int64_t n, T *w, const T *gr,     \
+                             T *s0, T *s1)                                                         \
+    {                                                                                              \
+        const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, clip = (T)c->clip;                    \
+        const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
+        const T one_b1 = (T)(1.0 - c->beta1), one_b2 = (T)(1.0 - c->beta2);                        \
+        const T step_size = (T)c->step_size, bc2_sqrt = (T)c->bc2_sqrt, decay = (T)c->decay;       \
+        switch (kind) {                                                                            \
+        case NB_OPTIM_SGD:                                                                         \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T d = clip * gr[i] + wd * w[i];                                                    \
+                w[i] -= lr * d;                                                                    \
+            }                                                                                      \
+            break;                                                                                 \
+        case NB_OPTIM_MOMENTUM:                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T d = clip * gr[i] + wd * w[i];                                                    \
+                s0[i] = mu * s0[i] + d;                                                            \
+                w[i] -= lr * s0[i];                                                                \
+            }                                                                                      \
+            break;                                                                                 \
+        case NB_OPTIM_NESTEROV:                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T d = clip * gr[i] + wd * w[i];                                                    \
+                s0[i] = mu * s0[i] + d;                                                            \
+                w[i] -= lr * (d + mu * s0[i]);                                                     \
+            }                                                                                      \
+            break;                                                                                 \
+        case NB_OPTIM_ADAM:                                                                        \
+        case NB_OPTIM_ADAMW:                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T d = clip * gr[i];                                                                \
+                if (kind == NB_OPTIM_ADAM)                                                         \
+                    d += wd * w[i];                                                                \
+                else                                                                               \
+                    w[i] *= decay;                                                                 \
+                s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
+                s1[i] = b2 * s1[i] + one_b2 * d * d;                                               \
+                w[i] -= step_size * s0[i] / (SQRT(s1[i]) / bc2_sqrt + eps);                        \
+            }                                                                                      \
+            break;                                                                                 \
+        }                                                                                          \
+    }
+
+UPDATE_KERNEL(float, f32, sqrtf)
+UPDATE_KERNEL(double, f64, sqrt)
+
+static nbopt_state *find_state(const nb_optim *o, const char *name)
+{
+    nbopt_state *s = NULL;
+    HASH_FIND_STR(o->states, name, s);
+    return s;
+}
+
+static bool state_fits(const nbopt_state *s, const nb_tensor *p)
+{
+    if (s->dtype != p->dtype || s->rank != p->rank)
+        return false;
+    for (int i = 0; i < p->rank; i++)
+        if (s->shape[i] != p->shape[i])
+            return false;
+    return true;
+}
+
+nb_status nb_optim_step(nb_optim *o, nb_model *m)
+{
+    if (!o)
+        return NB_ERR_NULL;
+    o->errmsg[0] = '\0';
+    if (!m)
+        return nbopt_error(o, NB_ERR_NULL, "optim_step: no model (NULL)");
+
+    /* 1. every parameter's state exists and fits (allocates only for
+     *    parameters met for the first time; nothing is updated yet) */
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
+        if (!trainable(p))
+            continue;
+        nbopt_state *s = find_state(o, p->name);
+        if (s) {
+            if (!state_fits(s, p)) {
+                char a[96], b[96];
+                return nbopt_error(o, NB_ERR_SHAPE,
+                                   "optim_step: parameter '%s' is %s%s but its optimizer state "
+                                   "was made for %s%s",
+                                   p->name, nb_dtype_name(p->dtype), nbc_shp(p, a, sizeof a),
+                                   nb_dtype_name(s->dtype),
+                                   nb_shape_str(s->rank, s->shape, b, sizeof b));
+            }
+            continue;
+        }
+        s = nbopt_state_new(o, p->name, p->dtype, p->rank, p->shape);
+        int oom = s == NULL;
+        if (s)
+            HASH_ADD_KEYPTR(hh, o->states, s->key, s->key_size - 1, s);
+        if (oom) {
+            nbopt_state_free(o, s);
+            return nbopt_error(o, NB_ERR_NOMEM,
+                               "optim_step: out of memory making the state of parameter '%s'",
+                               p->name);
+        }
+    }
+
+    /* 2. clipping by global norm */
+    double clip = 1.0;
+    o->last_norm = 0.0;
+    if (o->opts.clip_norm > 0.0) {
+        double norm = nb_grad_norm(m);
+        o->last_norm = norm;
+        if (!isfinite(norm))
+            return nbopt_error(o, NB_ERR_NONFINITE,
+                               "optim_step: the global gradient norm is %g; nothing was updated",
+                               norm);
+        if (norm > o->opts.clip_norm)
+            clip = o->opts.clip_norm / norm;
+    }
+
+    /* 3. update */
+    coefs c;
+    c.lr = nb_optim_lr(o);
+    c.wd = o->opts.weight_decay;
+    c.mu = o->opts.momentum;
+    c.clip = clip;
+    c.beta1 = o->opts.beta1;
+    c.beta2 = o->opts.beta2;
+    c.eps = o->opts.eps;
+    c.decay = 1.0 - c.lr * c.wd;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
+        if (!trainable(p))
+            continue;
+        nbopt_state *s = find_state(o, p->name);
+        s->step++;
+        double t = (double)s->step;
+        c.step_size = c.lr / (1.0 - pow(c.beta1, t));
+        c.bc2_sqrt = sqrt(1.0 - pow(c.beta2, t));
+        if (p->dtype == NB_F32)
+            update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, nbopt_slot(s, 0),
+                       nbopt_slot(s, 1));
+        else
+            update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, nbopt_slot(s, 0),
+                       nbopt_slot(s, 1));
+    }
+    o->step++;
+    if (!o->opts.schedule.per_epoch)
+        o->sched_pos++;
+    return NB_OK;
+}

@@ -1,0 +1,889 @@
+/* Checkpoints: exact round trips, every damaged or truncated file refused
+ * with the model untouched, failed saves that keep the old file, resuming
+ * bit-identically, mismatches named, crafted files, allocation failure. */
+
+#include "tc.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ------------------------------------------------------------- fixtures */
+
+typedef struct dir {
+    char path[64];
+    char file[96];
+} dir;
+
+static int setup_dir(void **state)
+{
+    dir *d = calloc(1, sizeof *d);
+    if (!d)
+        return -1;
+    strcpy(d->path, "/tmp/nabla-ckpt-XXXXXX");
+    if (!mkdtemp(d->path)) {
+        free(d);
+        return -1;
+    }
+    snprintf(d->file, sizeof d->file, "%s/model.ckpt", d->path);
+    *state = d;
+    return 0;
+}
+
+static int teardown_dir(void **state)
+{
+    dir *d = *state;
+    DIR *dd = opendir(d->path);
+    if (dd) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(dd)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", d->path, e->d_name);
+                unlink(p);
+            }
+        closedir(dd);
+    }
+    rmdir(d->path);
+    free(d);
+    return 0;
+}
+
+/* Same generator state (fields compared: the struct has padding). */
+static bool same_rng(const nb_rng *a, const nb_rng *b)
+{
+    return memcmp(a->s, b->s, sizeof a->s) == 0 && a->has_spare == b->has_spare &&
+           (!a->has_spare || memcmp(&a->spare, &b->spare, sizeof a->spare) == 0);
+}
+
+static int count_files(const char *path)
+{
+    DIR *dd = opendir(path);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dd)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(dd);
+    return n;
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)size + 1);
+    assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *n = (size_t)size;
+    return b;
+}
+
+static void spit(const char *path, const unsigned char *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* A model of every kind of tensor: f32 and f64, ranks 0 to 3, one empty,
+ * values from @p seed (special values included when @p specials). */
+static nb_model *make_model(uint64_t seed, bool specials)
+{
+    nb_model *m = nb_model_new();
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    struct {
+        const char *name;
+        nb_dtype dt;
+        int rank;
+        int64_t shape[3];
+    } spec[] = {
+        {"fc1.weight", NB_F32, 2, {3, 4}}, {"fc1.bias", NB_F32, 1, {4}},
+        {"scale", NB_F64, 0, {0}},         {"cube", NB_F64, 3, {2, 1, 3}},
+        {"empty", NB_F32, 2, {0, 5}},      {"bn.running_mean", NB_F32, 1, {4}},
+    };
+    for (size_t k = 0; k < sizeof spec / sizeof spec[0]; k++) {
+        nb_tensor *p = NULL;
+        assert_int_equal(nb_model_add(m, spec[k].name, spec[k].dt, spec[k].rank, spec[k].shape, &p),
+                         NB_OK);
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            nb_tensor_set(p, i, nb_rng_normal(&r));
+    }
+    if (specials) {
+        nb_tensor *c = nb_model_get(m, "cube");
+        nb_tensor_set(c, 0, -0.0);
+        nb_tensor_set(c, 1, INFINITY);
+        nb_tensor_set(c, 2, NAN);
+        nb_tensor_set(c, 3, 4.9e-324);
+        nb_tensor_f32(nb_model_get(m, "fc1.bias"))[0] = 1e-45f;
+    }
+    return m;
+}
+
+static void grads_from(nb_model *m, uint64_t seed)
+{
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            nb_tensor_set(nb_tensor_grad(p), i, nb_rng_normal(&r));
+}
+
+static size_t bytes_of(nb_tensor *p)
+{
+    return (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
+}
+
+/* Bitwise equality of two models' tensors (same names in the same order). */
+static bool same_models(nb_model *a, nb_model *b)
+{
+    if (nb_model_count(a) != nb_model_count(b))
+        return false;
+    for (nb_tensor *p = nb_model_next(a, NULL), *q = nb_model_next(b, NULL); p;
+         p = nb_model_next(a, p), q = nb_model_next(b, q)) {
+        if (strcmp(nb_tensor_name(p), nb_tensor_name(q)) || bytes_of(p) != bytes_of(q) ||
+            memcmp(nb_tensor_data(p), nb_tensor_data(q), bytes_of(p)))
+            return false;
+    }
+    return true;
+}
+
+static nb_optim *adam(void)
+{
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    o.schedule.kind = NB_SCHED_COSINE;
+    o.schedule.period = 10;
+    nb_optim *opt = nb_optim_new(&o);
+    assert_non_null(opt);
+    return opt;
+}
+
+/* ----------------------------------------------------------- round trip */
+
+static void test_round_trip_exact(void **state)
+{
+    dir *d = *state;
+    nb_model *m = make_model(1, true);
+    nb_optim *opt = adam();
+    for (int t = 0; t < 3; t++) {
+        grads_from(m, 10 + (uint64_t)t);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    }
+    nb_optim_next_epoch(opt);
+    nb_rng rng;
+    nb_rng_seed(&rng, 77);
+    (void)nb_rng_normal(&rng); /* leaves a spare normal deviate */
+    nb_ckpt_opts co = {.rng = &rng};
+    nb_ckpt_error err;
+    assert_int_equal(nb_model_save(m, opt, d->file, &co, &err), NB_OK);
+    assert_int_equal(err.status, NB_OK);
+    assert_int_equal(count_files(d->path), 1); /* no temporary left */
+
+    nb_model *m2 = make_model(2, false);
+    nb_optim *opt2 = adam();
+    nb_rng rng2;
+    nb_rng_seed(&rng2, 5);
+    nb_ckpt_opts co2 = {.rng = &rng2};
+    assert_false(same_models(m, m2));
+    if (nb_model_load(m2, opt2, d->file, &co2, &err) != NB_OK)
+        fail_msg("%s", err.msg);
+    assert_true(same_models(m, m2));
+    assert_int_equal(nb_optim_steps(opt2), 3);
+    assert_int_equal(nb_optim_sched_pos(opt2), 4);
+    assert_int_equal(nb_optim_state_count(opt2), nb_optim_state_count(opt));
+    assert_true(rng.has_spare);
+    assert_true(same_rng(&rng, &rng2));
+    tc_near(nb_rng_normal(&rng2), nb_rng_normal(&rng), 0);
+    /* the optimizer state came back too: the next steps agree bit for bit */
+    for (int t = 0; t < 3; t++) {
+        nb_tensor *c = nb_model_get(m, "cube"), *c2 = nb_model_get(m2, "cube");
+        nb_tensor_set(c, 1, 1.0), nb_tensor_set(c, 2, 2.0); /* make the values finite */
+        nb_tensor_set(c2, 1, 1.0), nb_tensor_set(c2, 2, 2.0);
+        grads_from(m, 20 + (uint64_t)t);
+        grads_from(m2, 20 + (uint64_t)t);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        assert_int_equal(nb_optim_step(opt2, m2), NB_OK);
+        assert_true(same_models(m, m2));
+    }
+    /* a model alone, loaded without optimizer or RNG, also round-trips */
+    assert_int_equal(nb_model_save(m, NULL, d->file, NULL, NULL), NB_OK);
+    nb_model *m3 = make_model(3, false);
+    assert_int_equal(nb_model_load(m3, NULL, d->file, NULL, &err), NB_OK);
+    assert_true(same_models(m, m3));
+    nb_model_free(m3);
+    nb_model_free(m2);
+    nb_model_free(m);
+    nb_optim_free(opt2);
+    nb_optim_free(opt);
+}
+
+/* ------------------------------------------------------- damaged files */
+
+/* A small model, optimizer and RNG saved; returns the file's bytes. */
+static unsigned char *small_file(const dir *d, size_t *n)
+{
+    nb_model *m = nb_model_new();
+    nb_tensor *w = NULL, *b = NULL;
+    assert_int_equal(nb_model_add(m, "w", NB_F32, 1, (int64_t[]){2}, &w), NB_OK);
+    assert_int_equal(nb_model_add(m, "b", NB_F64, 0, NULL, &b), NB_OK);
+    nb_tensor_set(w, 0, 1.5), nb_tensor_set(w, 1, -2), nb_tensor_set(b, 0, 0.25);
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_MOMENTUM);
+    nb_optim *opt = nb_optim_new(&o);
+    nb_tensor_set(nb_tensor_grad(w), 0, 1);
+    nb_tensor_set(nb_tensor_grad(b), 0, -1);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    nb_rng r;
+    nb_rng_seed(&r, 3);
+    nb_ckpt_opts co = {.rng = &r};
+    assert_int_equal(nb_model_save(m, opt, d->file, &co, NULL), NB_OK);
+    nb_optim_free(opt);
+    nb_model_free(m);
+    return slurp(d->file, n);
+}
+
+typedef struct target {
+    nb_model *m, *orig;
+    nb_optim *opt;
+    nb_rng rng, rng_orig;
+} target;
+
+static void target_init(target *t)
+{
+    t->m = nb_model_new();
+    t->orig = nb_model_new();
+    nb_model *ms[2] = {t->m, t->orig};
+    for (int k = 0; k < 2; k++) {
+        nb_tensor *w = NULL, *b = NULL;
+        nb_model_add(ms[k], "w", NB_F32, 1, (int64_t[]){2}, &w);
+        nb_model_add(ms[k], "b", NB_F64, 0, NULL, &b);
+        nb_tensor_set(w, 0, 9), nb_tensor_set(w, 1, 8), nb_tensor_set(b, 0, 7);
+    }
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_MOMENTUM);
+    t->opt = nb_optim_new(&o);
+    nb_rng_seed(&t->rng, 99);
+    t->rng_orig = t->rng;
+}
+
+/* The load failed and changed nothing. */
+static void target_unchanged(target *t)
+{
+    assert_true(same_models(t->m, t->orig));
+    assert_int_equal(nb_optim_steps(t->opt), 0);
+    assert_int_equal(nb_optim_state_count(t->opt), 0);
+    assert_true(same_rng(&t->rng, &t->rng_orig));
+}
+
+static void target_free(target *t)
+{
+    nb_model_free(t->m);
+    nb_model_free(t->orig);
+    nb_optim_free(t->opt);
+}
+
+static void test_every_byte_flip_detected(void **state)
+{
+    dir *d = *state;
+    size_t n;
+    unsigned char *good = small_file(d, &n);
+    assert_true(n > 60 && n < 300);
+    target t;
+    target_init(&t);
+    nb_ckpt_opts co = {.rng = &t.rng};
+    nb_ckpt_error err;
+    /* the intact file loads */
+    assert_int_equal(nb_model_load(t.m, t.opt, d->file, &co, &err), NB_OK);
+    target_free(&t);
+
+    const unsigned char flips[3] = {0xff, 0x01, 0x80};
+    for (size_t i = 0; i < n; i++) {
+        for (int f = 0; f < 3; f++) {
+            good[i] ^= flips[f];
+            spit(d->file, good, n);
+            good[i] ^= flips[f];
+            target_init(&t);
+            co.rng = &t.rng;
+            nb_status st = nb_model_load(t.m, t.opt, d->file, &co, &err);
+            if (st == NB_OK)
+                fail_msg("byte %zu ^ 0x%02x was not detected", i, flips[f]);
+            assert_int_equal(err.status, st);
+            assert_true(strlen(err.msg) > 10);
+            assert_true(err.offset >= -1 && err.offset <= (int64_t)n);
+            target_unchanged(&t);
+            target_free(&t);
+        }
+    }
+    free(good);
+}
+
+static void test_every_truncation_detected(void **state)
+{
+    dir *d = *state;
+    size_t n;
+    unsigned char *good = small_file(d, &n);
+    for (size_t len = 0; len < n; len++) {
+        spit(d->file, good, len);
+        target t;
+        target_init(&t);
+        nb_ckpt_opts co = {.rng = &t.rng};
+        nb_ckpt_error err;
+        nb_status st = nb_model_load(t.m, t.opt, d->file, &co, &err);
+        if (st != NB_ERR_PARSE)
+            fail_msg("truncated to %zu of %zu bytes: status %d (%s)", len, n, st, err.msg);
+        if (len >= 28)
+            assert_non_null(strstr(err.msg, "truncated"));
+        target_unchanged(&t);
+        target_free(&t);
+    }
+    /* and a byte too many */
+    unsigned char *longer = malloc(n + 1);
+    memcpy(longer, good, n);
+    longer[n] = 0;
+    spit(d->file, longer, n + 1);
+    nb_model *m = nb_model_new();
+    nb_ckpt_error err;
+    assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "unexpected bytes"));
+    assert_int_equal(err.offset, (int64_t)n);
+    nb_model_free(m);
+    free(longer);
+    free(good);
+}
+
+/* ---------------------------------------------------- failing saves */
+
+typedef struct budget {
+    size_t left; /* bytes the writer may still write */
+} budget;
+
+static size_t failing_write(void *ud, FILE *f, const void *data, size_t n)
+{
+    budget *b = ud;
+    size_t k = n < b->left ? n : b->left;
+    b->left -= k;
+    return fwrite(data, 1, k, f);
+}
+
+static void test_failed_save_keeps_old_file(void **state)
+{
+    dir *d = *state;
+    nb_model *m = make_model(1, false);
+    nb_optim *opt = adam();
+    grads_from(m, 4);
+    nb_optim_step(opt, m);
+    assert_int_equal(nb_model_save(m, opt, d->file, NULL, NULL), NB_OK);
+    size_t n_old;
+    unsigned char *old = slurp(d->file, &n_old);
+
+    nb_model *m2 = make_model(2, false); /* other values, same layout */
+    const size_t cuts[] = {0, 1, 27, 28, 100, n_old / 2, n_old - 5, n_old - 1};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        budget b = {cuts[k]};
+        nb_ckpt_opts co = {.write = failing_write, .write_ud = &b};
+        nb_ckpt_error err;
+        assert_int_equal(nb_model_save(m2, opt, d->file, &co, &err), NB_ERR_IO);
+        assert_non_null(strstr(err.msg, "unchanged"));
+        size_t n_now;
+        unsigned char *now = slurp(d->file, &n_now);
+        assert_int_equal(n_now, n_old);
+        assert_memory_equal(now, old, n_old);
+        free(now);
+        assert_int_equal(count_files(d->path), 1); /* the temporary is gone */
+    }
+    /* the old file still loads and gives the first model */
+    nb_model *m3 = make_model(3, false);
+    assert_int_equal(nb_model_load(m3, NULL, d->file, NULL, NULL), NB_OK);
+    assert_true(same_models(m3, m));
+    /* a save into a directory that does not exist fails cleanly */
+    nb_ckpt_error err;
+    assert_int_equal(nb_model_save(m, NULL, "/nonexistent-dir/x.ckpt", NULL, &err), NB_ERR_IO);
+    assert_non_null(strstr(err.msg, "temporary"));
+    free(old);
+    nb_model_free(m3);
+    nb_model_free(m2);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
+/* ----------------------------------------------------------------- resume */
+
+/* A small regression network trained on mini-batches drawn with rng:
+ * y = tanh(x W1 + b1) W2, Adam with clipping and a per-epoch step
+ * schedule, and a running mean of the inputs kept in the model. */
+typedef struct run {
+    nb_model *m;
+    nb_optim *opt;
+    nb_graph *g;
+    nb_rng rng;
+} run;
+
+static void run_init(run *r, uint64_t seed)
+{
+    r->m = nb_model_new();
+    r->g = nb_graph_new();
+    nb_rng init;
+    nb_rng_seed(&init, 1234); /* initial values: the same in every run */
+    const char *names[4] = {"W1", "b1", "W2", "bn.running_mean"};
+    const int64_t shapes[4][2] = {{3, 8}, {1, 8}, {8, 1}, {1, 3}};
+    for (int k = 0; k < 4; k++) {
+        nb_tensor *p = NULL;
+        assert_int_equal(nb_model_add(r->m, names[k], NB_F32, 2, shapes[k], &p), NB_OK);
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            nb_tensor_set(p, i, k == 3 ? 0.0 : 0.5 * nb_rng_normal(&init));
+    }
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    o.lr = 0.01;
+    o.clip_norm = 1.0;
+    o.schedule.kind = NB_SCHED_STEP;
+    o.schedule.step_size = 2;
+    o.schedule.gamma = 0.7;
+    o.schedule.per_epoch = true;
+    r->opt = nb_optim_new(&o);
+    nb_rng_seed(&r->rng, seed);
+}
+
+static void run_free(run *r)
+{
+    nb_graph_free(r->g);
+    nb_model_free(r->m);
+    nb_optim_free(r->opt);
+}
+
+enum { BATCH = 4, STEPS_PER_EPOCH = 5 };
+
+static void run_steps(run *r, int from, int to)
+{
+    nb_graph *g = r->g;
+    for (int step = from; step < to; step++) {
+        float x[BATCH * 3], y[BATCH];
+        for (int i = 0; i < BATCH; i++) {
+            double u = nb_rng_normal(&r->rng), v = nb_rng_normal(&r->rng);
+            double w = (double)nb_rng_below(&r->rng, 5);
+            x[3 * i] = (float)u, x[3 * i + 1] = (float)v, x[3 * i + 2] = (float)w;
+            y[i] = (float)(sin(u) + 0.5 * v * w);
+        }
+        nb_tensor *X = nb_tensor_from(g, NB_F32, 2, (int64_t[]){BATCH, 3}, x);
+        nb_tensor *Y = nb_tensor_from(g, NB_F32, 2, (int64_t[]){BATCH, 1}, y);
+        nb_tensor *h = nb_tanh(g, nb_add(g, nb_matmul(g, X, nb_model_get(r->m, "W1"), false, false),
+                                         nb_model_get(r->m, "b1")));
+        nb_tensor *out = nb_matmul(g, h, nb_model_get(r->m, "W2"), false, false);
+        nb_tensor *loss = nb_mean(g, nb_square(g, nb_sub(g, out, Y)), NULL, 0, false);
+        assert_non_null(loss);
+        nb_model_zero_grad(r->m);
+        assert_int_equal(nb_backward(g, loss), NB_OK);
+        assert_int_equal(nb_optim_step(r->opt, r->m), NB_OK);
+        /* running statistics, updated outside the optimizer */
+        float *rm = nb_tensor_f32(nb_model_get(r->m, "bn.running_mean"));
+        for (int j = 0; j < 3; j++) {
+            float mean = 0;
+            for (int i = 0; i < BATCH; i++)
+                mean += x[3 * i + j] / BATCH;
+            rm[j] = 0.9f * rm[j] + 0.1f * mean;
+        }
+        nb_graph_reset(g);
+        if ((step + 1) % STEPS_PER_EPOCH == 0)
+            nb_optim_next_epoch(r->opt);
+    }
+}
+
+static void test_resume_bit_identical(void **state)
+{
+    dir *d = *state;
+    enum { TOTAL = 40 };
+    run full;
+    run_init(&full, 42);
+    run_steps(&full, 0, TOTAL);
+
+    for (int k = 1; k < TOTAL; k += 6) {
+        run first;
+        run_init(&first, 42);
+        run_steps(&first, 0, k);
+        nb_ckpt_opts co = {.rng = &first.rng};
+        nb_ckpt_error err;
+        assert_int_equal(nb_model_save(first.m, first.opt, d->file, &co, &err), NB_OK);
+        run_free(&first);
+
+        run second;
+        run_init(&second, 7); /* another seed: the checkpoint must restore it */
+        co.rng = &second.rng;
+        if (nb_model_load(second.m, second.opt, d->file, &co, &err) != NB_OK)
+            fail_msg("%s", err.msg);
+        run_steps(&second, k, TOTAL);
+        if (!same_models(second.m, full.m))
+            fail_msg("resumed after %d of %d steps: parameters differ", k, TOTAL);
+        assert_int_equal(nb_optim_steps(second.opt), TOTAL);
+        assert_int_equal(nb_optim_sched_pos(second.opt), nb_optim_sched_pos(full.opt));
+        run_free(&second);
+    }
+    run_free(&full);
+}
+
+/* --------------------------------------------------------- mismatches */
+
+static void test_mismatch_named(void **state)
+{
+    dir *d = *state;
+    nb_model *m = make_model(1, false);
+    nb_optim *opt = adam();
+    grads_from(m, 1);
+    nb_optim_step(opt, m);
+    assert_int_equal(nb_model_save(m, opt, d->file, NULL, NULL), NB_OK);
+    nb_ckpt_error err;
+
+    /* a model with one tensor fewer: the file's extra tensor is named */
+    nb_model *fewer = nb_model_new();
+    nb_model_add(fewer, "fc1.weight", NB_F32, 2, (int64_t[]){3, 4}, NULL);
+    assert_int_equal(nb_model_load(fewer, NULL, d->file, NULL, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "fc1.bias");
+    assert_non_null(strstr(err.msg, "not in the model"));
+    assert_true(err.offset > 28);
+    nb_model_free(fewer);
+
+    /* a model with one tensor more */
+    nb_model *more = make_model(2, false);
+    nb_model_add(more, "extra", NB_F64, 0, NULL, NULL);
+    nb_model *more_orig = make_model(2, false);
+    assert_int_equal(nb_model_load(more, NULL, d->file, NULL, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "extra");
+    assert_non_null(strstr(err.msg, "not in the file"));
+    nb_model_free(more);
+    nb_model_free(more_orig);
+
+    /* another shape, another dtype */
+    nb_model *shape = nb_model_new();
+    nb_model_add(shape, "fc1.weight", NB_F32, 2, (int64_t[]){4, 3}, NULL);
+    assert_int_equal(nb_model_load(shape, NULL, d->file, NULL, &err), NB_ERR_SHAPE);
+    assert_string_equal(err.name, "fc1.weight");
+    assert_non_null(strstr(err.msg, "[3,4]"));
+    assert_non_null(strstr(err.msg, "[4,3]"));
+    nb_model_free(shape);
+    nb_model *dtype = nb_model_new();
+    nb_model_add(dtype, "fc1.weight", NB_F64, 2, (int64_t[]){3, 4}, NULL);
+    assert_int_equal(nb_model_load(dtype, NULL, d->file, NULL, &err), NB_ERR_DTYPE);
+    assert_non_null(strstr(err.msg, "f32"));
+    nb_model_free(dtype);
+
+    /* optimizer of another kind; optimizer or RNG asked for but absent */
+    nb_model *m2 = make_model(2, false), *m2_orig = make_model(2, false);
+    nb_optim_opts so = nb_optim_defaults(NB_OPTIM_SGD);
+    nb_optim *sgd = nb_optim_new(&so);
+    assert_non_null(sgd);
+    assert_int_equal(nb_model_load(m2, sgd, d->file, NULL, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "adam"));
+    assert_non_null(strstr(err.msg, "sgd"));
+    nb_rng r;
+    nb_rng_seed(&r, 1);
+    assert_int_equal(nb_model_load(m2, NULL, d->file, &(nb_ckpt_opts){.rng = &r}, &err),
+                     NB_ERR_NOTFOUND);
+    assert_non_null(strstr(err.msg, "RNG"));
+    assert_int_equal(nb_model_save(m, NULL, d->file, NULL, NULL), NB_OK);
+    nb_optim *opt2 = adam();
+    assert_int_equal(nb_model_load(m2, opt2, d->file, NULL, &err), NB_ERR_NOTFOUND);
+    assert_non_null(strstr(err.msg, "no optimizer state"));
+    assert_true(same_models(m2, m2_orig));
+
+    /* NULLs and unreadable paths */
+    assert_int_equal(nb_model_load(NULL, NULL, d->file, NULL, &err), NB_ERR_NULL);
+    assert_int_equal(nb_model_load(m2, NULL, NULL, NULL, &err), NB_ERR_NULL);
+    assert_int_equal(nb_model_save(NULL, NULL, d->file, NULL, &err), NB_ERR_NULL);
+    assert_int_equal(nb_model_save(m2, NULL, NULL, NULL, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_model_load(m2, NULL, "/nonexistent/file", NULL, &err), NB_ERR_IO);
+    assert_non_null(strstr(err.msg, "/nonexistent/file"));
+    assert_int_equal(nb_model_load(m2, NULL, d->path, NULL, &err), NB_ERR_IO);
+    assert_true(same_models(m2, m2_orig));
+
+    nb_optim_free(opt2);
+    nb_optim_free(sgd);
+    nb_model_free(m2);
+    nb_model_free(m2_orig);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
+/* ----------------------------------------------------- crafted files */
+
+typedef struct buf {
+    unsigned char b[4096];
+    size_t n;
+} buf;
+
+static void put(buf *b, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        b->b[b->n++] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_name(buf *b, const char *s)
+{
+    put(b, strlen(s), 2);
+    memcpy(b->b + b->n, s, strlen(s));
+    b->n += strlen(s);
+}
+
+/* Wrap a payload in a header and trailer with correct CRCs, so only the
+ * structural checks can refuse it. */
+static void write_crafted(const char *path, const buf *payload, uint32_t flags)
+{
+    buf f = {.n = 0};
+    memcpy(f.b, "NABLACKP", 8);
+    f.n = 8;
+    put(&f, 1, 4);
+    put(&f, flags, 4);
+    put(&f, payload->n, 8);
+    put(&f, crc32(0, f.b, 24), 4);
+    memcpy(f.b + f.n, payload->b, payload->n);
+    f.n += payload->n;
+    put(&f, crc32(0, payload->b, (uInt)payload->n), 4);
+    spit(path, f.b, f.n);
+}
+
+/* Load into a model holding "w" (f64 [2]), and "v" (f64 []) when
+ * @p with_v; check that a refused file changed nothing. */
+static nb_status load_crafted_v(const dir *d, const buf *p, uint32_t flags, bool with_v,
+                                nb_ckpt_error *err)
+{
+    write_crafted(d->file, p, flags);
+    nb_model *m = nb_model_new(), *orig = nb_model_new();
+    nb_model_add(m, "w", NB_F64, 1, (int64_t[]){2}, NULL);
+    nb_model_add(orig, "w", NB_F64, 1, (int64_t[]){2}, NULL);
+    if (with_v) {
+        nb_model_add(m, "v", NB_F64, 0, NULL, NULL);
+        nb_model_add(orig, "v", NB_F64, 0, NULL, NULL);
+    }
+    nb_status st = nb_model_load(m, NULL, d->file, NULL, err);
+    if (st != NB_OK)
+        assert_true(same_models(m, orig));
+    nb_model_free(m);
+    nb_model_free(orig);
+    return st;
+}
+
+static nb_status load_crafted(const dir *d, const buf *p, uint32_t flags, nb_ckpt_error *err)
+{
+    return load_crafted_v(d, p, flags, false, err);
+}
+
+static void tensor_w(buf *p, double a, double b)
+{
+    put_name(p, "w");
+    put(p, NB_F64, 1), put(p, 1, 1), put(p, 0, 2);
+    put(p, 2, 8);
+    uint64_t u;
+    memcpy(&u, &a, 8), put(p, u, 8);
+    memcpy(&u, &b, 8), put(p, u, 8);
+}
+
+static void test_crafted_files(void **state)
+{
+    dir *d = *state;
+    nb_ckpt_error err;
+    buf p = {.n = 0};
+    put(&p, 1, 4);
+    tensor_w(&p, 1, 2);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_OK); /* the crafting is right */
+
+    p.n = 0; /* the same name twice */
+    put(&p, 2, 4);
+    tensor_w(&p, 1, 2);
+    size_t second = p.n + 28;
+    tensor_w(&p, 3, 4);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_EXISTS);
+    assert_string_equal(err.name, "w");
+    assert_int_equal(err.offset, (int64_t)second);
+
+    p.n = 0; /* a huge tensor count */
+    put(&p, 0xffffffffu, 4);
+    tensor_w(&p, 1, 2);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "count"));
+
+    p.n = 0; /* sizes whose product overflows */
+    put(&p, 1, 4);
+    put_name(&p, "w");
+    put(&p, NB_F64, 1), put(&p, 3, 1), put(&p, 0, 2);
+    put(&p, 1ull << 40, 8), put(&p, 1ull << 40, 8), put(&p, 1ull << 40, 8);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "overflows"));
+
+    p.n = 0; /* a size larger than the file */
+    put(&p, 1, 4);
+    put_name(&p, "w");
+    put(&p, NB_F64, 1), put(&p, 1, 1), put(&p, 0, 2);
+    put(&p, 1000000, 8);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "do not fit"));
+
+    p.n = 0; /* bad dtype, bad rank, empty name, NUL in a name */
+    put(&p, 1, 4);
+    put_name(&p, "w");
+    put(&p, 2, 1), put(&p, 1, 1), put(&p, 0, 2);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "dtype"));
+    p.b[4 + 2 + 1] = NB_F64;
+    p.b[4 + 2 + 1 + 1] = 9;
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "rank"));
+    p.n = 0;
+    put(&p, 1, 4);
+    put(&p, 0, 2), put(&p, 0, 8); /* (padding so the count fits) */
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "empty name"));
+    p.n = 0;
+    put(&p, 1, 4);
+    put(&p, 2, 2), put(&p, 'w', 1), put(&p, 0, 1), put(&p, 0, 8);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "NUL"));
+
+    p.n = 0; /* bytes left over inside the payload */
+    put(&p, 1, 4);
+    tensor_w(&p, 1, 2);
+    put(&p, 0, 3);
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "unexpected bytes"));
+
+    p.n = 0; /* an optimizer state for a tensor the file does not hold */
+    put(&p, 1, 4);
+    tensor_w(&p, 1, 2);
+    put(&p, NB_OPTIM_SGD, 4), put(&p, 0, 4), put(&p, 1, 8), put(&p, 1, 8), put(&p, 1, 4);
+    put_name(&p, "v");
+    put(&p, 1, 8);
+    assert_int_equal(load_crafted(d, &p, 1, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "v");
+    p.n = 0; /* more states than tensors */
+    put(&p, 1, 4);
+    tensor_w(&p, 1, 2);
+    put(&p, NB_OPTIM_SGD, 4), put(&p, 0, 4), put(&p, 1, 8), put(&p, 1, 8), put(&p, 2, 4);
+    put_name(&p, "w"), put(&p, 1, 8);
+    put_name(&p, "w"), put(&p, 1, 8);
+    assert_int_equal(load_crafted(d, &p, 1, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "optimizer states"));
+    p.n = 0; /* the same state twice */
+    put(&p, 2, 4);
+    tensor_w(&p, 1, 2);
+    put_name(&p, "v"), put(&p, NB_F64, 1), put(&p, 0, 3), put(&p, 0, 8);
+    assert_int_equal(load_crafted_v(d, &p, 0, true, &err), NB_OK);
+    put(&p, NB_OPTIM_SGD, 4), put(&p, 0, 4), put(&p, 1, 8), put(&p, 1, 8), put(&p, 2, 4);
+    size_t again = p.n + 28 + 11;
+    put_name(&p, "w"), put(&p, 1, 8);
+    put_name(&p, "w"), put(&p, 1, 8);
+    assert_int_equal(load_crafted_v(d, &p, 1, true, &err), NB_ERR_EXISTS);
+    assert_non_null(strstr(err.msg, "twice"));
+    assert_int_equal(err.offset, (int64_t)again);
+    /* unknown flags */
+    p.n = 0;
+    put(&p, 1, 4);
+    tensor_w(&p, 1, 2);
+    assert_int_equal(load_crafted(d, &p, 4, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "flags"));
+    assert_int_equal(err.offset, 12);
+}
+
+/* ------------------------------------------------------------ allocation */
+
+typedef struct counting {
+    long calls, fail_at, live;
+} counting;
+
+static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    counting *c = ud;
+    (void)old_size;
+    if (new_size == 0) {
+        if (ptr)
+            c->live--;
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    if (c->fail_at && c->calls == c->fail_at)
+        return NULL;
+    void *p = realloc(ptr, new_size);
+    if (p && !ptr)
+        c->live++;
+    return p;
+}
+
+/* Failing each allocation of a load in turn (the loader's buffers through
+ * the options' hook, the optimizer's new state through its own) gives
+ * NB_ERR_NOMEM and changes nothing; failing a save's keeps the old file. */
+static void test_alloc_failure(void **state)
+{
+    dir *d = *state;
+    nb_model *m = make_model(1, false);
+    nb_optim *opt = adam();
+    grads_from(m, 3);
+    nb_optim_step(opt, m);
+    assert_int_equal(nb_model_save(m, opt, d->file, NULL, NULL), NB_OK);
+
+    counting probe = {0};
+    {
+        nb_model *m2 = make_model(2, false);
+        nb_optim_opts o = *nb_optim_options(opt);
+        nb_optim *o2 = nb_optim_new_alloc(&o, counting_alloc, &probe);
+        nb_ckpt_opts co = {.alloc = counting_alloc, .alloc_ud = &probe};
+        long before = probe.calls;
+        assert_int_equal(nb_model_load(m2, o2, d->file, &co, NULL), NB_OK);
+        probe.calls -= before;
+        nb_optim_free(o2);
+        nb_model_free(m2);
+    }
+    assert_true(probe.calls >= 4);
+    for (long k = 1; k <= probe.calls; k++) {
+        counting c = {0};
+        nb_model *m2 = make_model(2, false), *orig = make_model(2, false);
+        nb_optim_opts o = *nb_optim_options(opt);
+        nb_optim *o2 = nb_optim_new_alloc(&o, counting_alloc, &c);
+        nb_ckpt_opts co = {.alloc = counting_alloc, .alloc_ud = &c};
+        c.fail_at = c.calls + k;
+        nb_ckpt_error err;
+        assert_int_equal(nb_model_load(m2, o2, d->file, &co, &err), NB_ERR_NOMEM);
+        assert_non_null(strstr(err.msg, "out of memory"));
+        assert_true(same_models(m2, orig));
+        assert_int_equal(nb_optim_steps(o2), 0);
+        assert_int_equal(nb_optim_state_count(o2), 0);
+        nb_optim_free(o2);
+        assert_int_equal(c.live, 0);
+        nb_model_free(m2);
+        nb_model_free(orig);
+    }
+    size_t n_old;
+    unsigned char *old = slurp(d->file, &n_old);
+    for (long k = 1; k <= 2; k++) {
+        counting c = {.fail_at = k};
+        nb_model *m2 = make_model(5, false);
+        nb_ckpt_opts co = {.alloc = counting_alloc, .alloc_ud = &c};
+        assert_int_equal(nb_model_save(m2, NULL, d->file, &co, NULL), NB_ERR_NOMEM);
+        assert_int_equal(c.live, 0);
+        size_t n_now;
+        unsigned char *now = slurp(d->file, &n_now);
+        assert_int_equal(n_now, n_old);
+        assert_memory_equal(now, old, n_old);
+        free(now);
+        nb_model_free(m2);
+    }
+    free(old);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip_exact, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_every_byte_flip_detected, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_every_truncation_detected, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_resume_bit_identical, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

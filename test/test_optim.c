@@ -1,0 +1,756 @@
+/* Optimizers: each update rule against its formula (hand-computed values
+ * and an independent reference over several steps), minimising a
+ * quadratic, weight decay versus an L2 penalty, clipping, schedules,
+ * lazily made state, bad input and allocation failure. */
+
+#include "tc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- helpers */
+
+static nb_tensor *add_param(nb_model *m, const char *name, nb_dtype dt, int n, const double *v)
+{
+    nb_tensor *p = NULL;
+    assert_int_equal(nb_model_add(m, name, dt, 1, (int64_t[]){n}, &p), NB_OK);
+    for (int i = 0; i < n; i++)
+        nb_tensor_set(p, i, v ? v[i] : 0.0);
+    return p;
+}
+
+static void set_grad(nb_tensor *p, const double *g)
+{
+    for (int64_t i = 0; i < nb_tensor_size(p); i++)
+        nb_tensor_set(nb_tensor_grad(p), i, g[i]);
+}
+
+static nb_optim *make(nb_optim_kind kind, double lr)
+{
+    nb_optim_opts o = nb_optim_defaults(kind);
+    o.lr = lr;
+    nb_optim *opt = nb_optim_new(&o);
+    assert_non_null(opt);
+    return opt;
+}
+
+/* --------------------------------------------- hand-computed single cases */
+
+/* SGD, lr 0.1, w = [1, -2], g = [0.5, 1]: w1 = [0.95, -2.1], w2 = [0.9, -2.2]. */
+static void test_sgd_by_hand(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = add_param(m, "w", NB_F64, 2, (double[]){1, -2});
+    nb_optim *opt = make(NB_OPTIM_SGD, 0.1);
+    set_grad(w, (double[]){0.5, 1});
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    tc_near(nb_tensor_get(w, 0), 0.95, 1e-15);
+    tc_near(nb_tensor_get(w, 1), -2.1, 1e-15);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    tc_near(nb_tensor_get(w, 0), 0.9, 1e-15);
+    tc_near(nb_tensor_get(w, 1), -2.2, 1e-15);
+    /* the gradient is read, not changed */
+    tc_near(nb_tensor_get(nb_tensor_grad(w), 0), 0.5, 0);
+    assert_int_equal(nb_optim_steps(opt), 2);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* Momentum 0.9, lr 0.1, w = 1, g = 1 each step:
+ * v = 1, 1.9, 2.71; w = 0.9, 0.71, 0.439.
+ * Nesterov: v = 1, 1.9; w = 1 - 0.1(1 + 0.9) = 0.81, 0.81 - 0.1(1 + 1.71) = 0.539. */
+static void test_momentum_nesterov_by_hand(void **state)
+{
+    (void)state;
+    const double want_m[3] = {0.9, 0.71, 0.439}, want_n[2] = {0.81, 0.539};
+    nb_model *m = nb_model_new();
+    nb_tensor *w = add_param(m, "w", NB_F64, 1, (double[]){1});
+    set_grad(w, (double[]){1});
+    nb_optim *opt = make(NB_OPTIM_MOMENTUM, 0.1);
+    for (int t = 0; t < 3; t++) {
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        tc_near(nb_tensor_get(w, 0), want_m[t], 1e-14);
+    }
+    nb_optim_free(opt);
+    nb_tensor_set(w, 0, 1);
+    opt = make(NB_OPTIM_NESTEROV, 0.1);
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        tc_near(nb_tensor_get(w, 0), want_n[t], 1e-14);
+    }
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* Adam with a constant gradient 2: m̂ = 2 and v̂ = 4 at every step (bias
+ * correction undoes the decay exactly), so each step subtracts
+ * lr·2/(2 + eps). AdamW with wd 0.1 also multiplies w by 1 - lr·wd first. */
+static void test_adam_adamw_by_hand(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = add_param(m, "w", NB_F64, 1, (double[]){1});
+    set_grad(w, (double[]){2});
+    nb_optim *opt = make(NB_OPTIM_ADAM, 0.1);
+    double want = 1;
+    for (int t = 0; t < 4; t++) {
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        want -= 0.1 * 2 / (2 + 1e-8);
+        tc_near(nb_tensor_get(w, 0), want, 1e-13);
+    }
+    nb_optim_free(opt);
+
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAMW);
+    o.lr = 0.1;
+    o.weight_decay = 0.1;
+    opt = nb_optim_new(&o);
+    nb_tensor_set(w, 0, 1);
+    want = 1;
+    for (int t = 0; t < 4; t++) {
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        want = want * (1 - 0.1 * 0.1) - 0.1 * 2 / (2 + 1e-8);
+        tc_near(nb_tensor_get(w, 0), want, 1e-13);
+    }
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* ------------------------------------ several steps against a reference */
+
+typedef struct ref {
+    double w[3], v[3], s[3];
+    int t;
+} ref;
+
+/* The update rules as docs/optim.md writes them, coded independently. */
+static void ref_step(ref *r, const nb_optim_opts *o, const double *g, double lr)
+{
+    r->t++;
+    for (int i = 0; i < 3; i++) {
+        double d = g[i];
+        switch (o->kind) {
+        case NB_OPTIM_SGD: r->w[i] -= lr * (d + o->weight_decay * r->w[i]); break;
+        case NB_OPTIM_MOMENTUM:
+            d += o->weight_decay * r->w[i];
+            r->v[i] = o->momentum * r->v[i] + d;
+            r->w[i] -= lr * r->v[i];
+            break;
+        case NB_OPTIM_NESTEROV:
+            d += o->weight_decay * r->w[i];
+            r->v[i] = o->momentum * r->v[i] + d;
+            r->w[i] -= lr * (d + o->momentum * r->v[i]);
+            break;
+        case NB_OPTIM_ADAM:
+        case NB_OPTIM_ADAMW: {
+            if (o->kind == NB_OPTIM_ADAM)
+                d += o->weight_decay * r->w[i];
+            else
+                r->w[i] -= lr * o->weight_decay * r->w[i];
+            r->v[i] = o->beta1 * r->v[i] + (1 - o->beta1) * d;
+            r->s[i] = o->beta2 * r->s[i] + (1 - o->beta2) * d * d;
+            double mhat = r->v[i] / (1 - pow(o->beta1, r->t));
+            double shat = r->s[i] / (1 - pow(o->beta2, r->t));
+            r->w[i] -= lr * mhat / (sqrt(shat) + o->eps);
+            break;
+        }
+        }
+    }
+}
+
+/* Gradient of 0.5·Σ a_i (w_i - c_i)² + 0.1·Σ sin(3 w_i): varies every step. */
+static void quad_grad(const double *w, double *g)
+{
+    static const double a[3] = {1, 3, 0.5}, c[3] = {0.5, -1, 2};
+    for (int i = 0; i < 3; i++)
+        g[i] = a[i] * (w[i] - c[i]) + 0.3 * cos(3 * w[i]);
+}
+
+static void test_rules_match_reference(void **state)
+{
+    (void)state;
+    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAMW; kind++) {
+        for (int wd = 0; wd < 2; wd++) {
+            nb_optim_opts o = nb_optim_defaults((nb_optim_kind)kind);
+            o.lr = 0.05;
+            o.weight_decay = wd ? 0.2 : 0.0;
+            o.beta1 = 0.8;
+            o.beta2 = 0.95;
+            o.eps = 1e-6;
+            o.schedule.kind = NB_SCHED_STEP; /* lr changes on the way */
+            o.schedule.step_size = 3;
+            o.schedule.gamma = 0.5;
+            nb_model *m = nb_model_new();
+            ref r = {.w = {2, 0, -1}};
+            nb_tensor *w = add_param(m, "w", NB_F64, 3, r.w);
+            nb_optim *opt = nb_optim_new(&o);
+            for (int t = 0; t < 8; t++) {
+                double g[3], lr = nb_optim_lr(opt);
+                quad_grad(r.w, g);
+                set_grad(w, g);
+                tc_near(lr, 0.05 * pow(0.5, t / 3), 1e-17);
+                assert_int_equal(nb_optim_step(opt, m), NB_OK);
+                ref_step(&r, &o, g, lr);
+                for (int i = 0; i < 3; i++)
+                    if (fabs(nb_tensor_get(w, i) - r.w[i]) > 1e-14)
+                        fail_msg("kind %d wd %d step %d w[%d]: %.17g, formula %.17g", kind, wd, t,
+                                 i, nb_tensor_get(w, i), r.w[i]);
+            }
+            nb_optim_free(opt);
+            nb_model_free(m);
+        }
+    }
+}
+
+/* f32 parameters are updated in f32: SGD matches float arithmetic bit for
+ * bit, Adam stays within f32 rounding of the f64 formula. */
+static void test_f32_updates(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = add_param(m, "w", NB_F32, 3, (double[]){2, 0, -1});
+    nb_optim *opt = make(NB_OPTIM_SGD, 0.1);
+    float wf[3] = {2, 0, -1};
+    for (int t = 0; t < 5; t++) {
+        double g[3], wd[3] = {wf[0], wf[1], wf[2]};
+        quad_grad(wd, g);
+        float gf[3] = {(float)g[0], (float)g[1], (float)g[2]};
+        set_grad(w, (double[]){gf[0], gf[1], gf[2]});
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        for (int i = 0; i < 3; i++) {
+            wf[i] -= 0.1f * (1.0f * gf[i] + 0.0f * wf[i]);
+            assert_true(nb_tensor_f32(w)[i] == wf[i]);
+        }
+    }
+    nb_optim_free(opt);
+
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    o.lr = 0.05;
+    opt = nb_optim_new(&o);
+    ref r = {.w = {2, 0, -1}};
+    for (int i = 0; i < 3; i++)
+        nb_tensor_set(w, i, r.w[i]);
+    for (int t = 0; t < 10; t++) {
+        double g[3];
+        quad_grad(r.w, g);
+        set_grad(w, g);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        ref_step(&r, &o, g, 0.05);
+        for (int i = 0; i < 3; i++)
+            tc_near(nb_tensor_get(w, i), r.w[i], 1e-5);
+    }
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* ------------------------------------------- minimising a quadratic graph */
+
+/* f(w) = 0.5·Σ a (w - c)², built with ops; every optimizer reaches c. */
+static void test_minimise_quadratic(void **state)
+{
+    (void)state;
+    const double a[4] = {1, 4, 0.25, 2}, c[4] = {1, -2, 3, 0.5};
+    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAMW; kind++) {
+        nb_optim_opts o = nb_optim_defaults((nb_optim_kind)kind);
+        o.lr = kind >= NB_OPTIM_ADAM ? 0.05 : 0.1;
+        o.weight_decay = 0;
+        nb_optim *opt = nb_optim_new(&o);
+        nb_model *m = nb_model_new();
+        nb_tensor *w = NULL;
+        assert_int_equal(nb_model_add(m, "w", NB_F64, 1, (int64_t[]){4}, &w), NB_OK);
+        nb_graph *g = nb_graph_new();
+        double first = 0, last = 0;
+        for (int t = 0; t < 1500; t++) {
+            nb_tensor *A = nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, a);
+            nb_tensor *C = nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, c);
+            nb_tensor *f = nb_scale(
+                g, nb_sum(g, nb_mul(g, A, nb_square(g, nb_sub(g, w, C))), NULL, 0, false), 0.5);
+            assert_non_null(f);
+            if (t == 0)
+                first = nb_tensor_item(f);
+            last = nb_tensor_item(f);
+            nb_model_zero_grad(m);
+            assert_int_equal(nb_backward(g, f), NB_OK);
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+            nb_graph_reset(g);
+        }
+        assert_true(last < 1e-3 * first);
+        for (int i = 0; i < 4; i++)
+            if (fabs(nb_tensor_get(w, i) - c[i]) > 1e-3)
+                fail_msg("kind %d: w[%d] = %g, minimum at %g", kind, i, nb_tensor_get(w, i), c[i]);
+        nb_graph_free(g);
+        nb_model_free(m);
+        nb_optim_free(opt);
+    }
+}
+
+/* ----------------------------------------- weight decay versus L2 penalty */
+
+static const double XS[15] = {0.5, -1, 2, 1, 0.3, -0.7, -1.2, 0.8, 0.1, 0.4, 0.4, -2, 1.5, 0, 1};
+static const double YS[10] = {1, 0, -1, 2, 0.5, 0.5, 2, -1, 0, 1};
+
+/* loss = mean((X W - Y)²) [+ 0.5·lambda·Σ W²], gradients into the model. */
+static void loss_backward(nb_graph *g, nb_tensor *W, double lambda)
+{
+    nb_tensor *X = nb_tensor_from(g, NB_F64, 2, (int64_t[]){5, 3}, XS);
+    nb_tensor *Y = nb_tensor_from(g, NB_F64, 2, (int64_t[]){5, 2}, YS);
+    nb_tensor *r = nb_sub(g, nb_matmul(g, X, W, false, false), Y);
+    nb_tensor *loss = nb_mean(g, nb_mul(g, r, r), NULL, 0, false);
+    if (lambda > 0)
+        loss =
+            nb_add(g, loss, nb_scale(g, nb_sum(g, nb_mul(g, W, W), NULL, 0, false), 0.5 * lambda));
+    assert_non_null(loss);
+    assert_int_equal(nb_backward(g, loss), NB_OK);
+}
+
+/* Run `steps` steps of @p kind on W (3x2) with decay wd in the optimizer
+ * and an L2 penalty lambda in the loss; the trajectory goes to traj. */
+static void trajectory(nb_optim_kind kind, double wd, double lambda, int steps, double *traj)
+{
+    nb_optim_opts o = nb_optim_defaults(kind);
+    o.lr = 0.05;
+    o.weight_decay = wd;
+    nb_optim *opt = nb_optim_new(&o);
+    nb_model *m = nb_model_new();
+    nb_tensor *W = NULL;
+    assert_int_equal(nb_model_add(m, "W", NB_F64, 2, (int64_t[]){3, 2}, &W), NB_OK);
+    for (int i = 0; i < 6; i++)
+        nb_tensor_set(W, i, 0.3 * i - 0.8);
+    nb_graph *g = nb_graph_new();
+    for (int t = 0; t < steps; t++) {
+        nb_model_zero_grad(m);
+        loss_backward(g, W, lambda);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        nb_graph_reset(g);
+        memcpy(traj + 6 * t, nb_tensor_f64(W), 6 * sizeof(double));
+    }
+    nb_graph_free(g);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
+/* The course notes' claim: under plain SGD, weight decay w and an L2
+ * penalty lambda = w give the same trajectory; under Adam they do not:
+ * Adam divides the penalty's gradient by sqrt(v̂) like the rest, while
+ * weight decay proper (AdamW) shrinks w by lr·w·W outside that scaling. */
+static void test_weight_decay_vs_l2(void **state)
+{
+    (void)state;
+    enum { STEPS = 40 };
+    const double lam = 0.3;
+    double a[6 * STEPS], b[6 * STEPS];
+    trajectory(NB_OPTIM_SGD, lam, 0, STEPS, a);
+    trajectory(NB_OPTIM_SGD, 0, lam, STEPS, b);
+    double sgd_gap = 0;
+    for (int i = 0; i < 6 * STEPS; i++)
+        sgd_gap = fmax(sgd_gap, fabs(a[i] - b[i]));
+    assert_true(sgd_gap <= 1e-14);
+
+    trajectory(NB_OPTIM_ADAM, lam, 0, STEPS, a);
+    trajectory(NB_OPTIM_ADAM, 0, lam, STEPS, b);
+    double adam_same = 0;
+    for (int i = 0; i < 6 * STEPS; i++)
+        adam_same = fmax(adam_same, fabs(a[i] - b[i]));
+    /* Adam's weight_decay option is coupled: it is the L2 penalty... */
+    assert_true(adam_same <= 1e-13);
+    /* ...while true weight decay under Adam (AdamW, decoupled) is not */
+    trajectory(NB_OPTIM_ADAMW, lam, 0, STEPS, a);
+    double adamw_gap = 0;
+    for (int i = 0; i < 6 * STEPS; i++)
+        adamw_gap = fmax(adamw_gap, fabs(a[i] - b[i]));
+    assert_true(adamw_gap > 1e-3);
+}
+
+/* AdamW on a real loss, step by step against its update formula, with the
+ * gradient read from the model before each step. */
+static void test_adamw_formula_on_loss(void **state)
+{
+    (void)state;
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAMW);
+    o.lr = 0.02;
+    o.weight_decay = 0.5;
+    nb_optim *opt = nb_optim_new(&o);
+    nb_model *m = nb_model_new();
+    nb_tensor *W = NULL;
+    assert_int_equal(nb_model_add(m, "W", NB_F64, 2, (int64_t[]){3, 2}, &W), NB_OK);
+    double w[6], mm[6] = {0}, vv[6] = {0};
+    for (int i = 0; i < 6; i++) {
+        w[i] = 0.3 * i - 0.8;
+        nb_tensor_set(W, i, w[i]);
+    }
+    nb_graph *g = nb_graph_new();
+    for (int t = 1; t <= 15; t++) {
+        nb_model_zero_grad(m);
+        loss_backward(g, W, 0);
+        const double *gr = nb_tensor_f64(nb_tensor_grad(W));
+        for (int i = 0; i < 6; i++) {
+            w[i] -= o.lr * o.weight_decay * w[i];
+            mm[i] = o.beta1 * mm[i] + (1 - o.beta1) * gr[i];
+            vv[i] = o.beta2 * vv[i] + (1 - o.beta2) * gr[i] * gr[i];
+            double mh = mm[i] / (1 - pow(o.beta1, t)), vh = vv[i] / (1 - pow(o.beta2, t));
+            w[i] -= o.lr * mh / (sqrt(vh) + o.eps);
+        }
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        for (int i = 0; i < 6; i++)
+            tc_near(nb_tensor_get(W, i), w[i], 1e-14);
+        nb_graph_reset(g);
+    }
+    nb_graph_free(g);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
+/* -------------------------------------------------------------- clipping */
+
+static void test_clip_grad_norm(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *a = add_param(m, "a", NB_F64, 2, NULL);
+    nb_tensor *b = add_param(m, "b", NB_F32, 3, NULL);
+    set_grad(a, (double[]){3, 0});
+    set_grad(b, (double[]){0, 4, 12}); /* global norm 13 */
+    tc_near(nb_grad_norm(m), 13, 1e-12);
+    double norm = 0;
+    assert_int_equal(nb_clip_grad_norm(m, 2.5, &norm), NB_OK);
+    tc_near(norm, 13, 1e-12);
+    tc_near(nb_grad_norm(m), 2.5, 1e-6); /* b is f32 */
+    tc_near(nb_tensor_get(nb_tensor_grad(a), 0), 3 * 2.5 / 13, 1e-15);
+    tc_near(nb_tensor_get(nb_tensor_grad(b), 2), 12 * 2.5 / 13, 1e-6);
+    /* below the bound: unchanged */
+    assert_int_equal(nb_clip_grad_norm(m, 100, &norm), NB_OK);
+    tc_near(norm, 2.5, 1e-6);
+    tc_near(nb_tensor_get(nb_tensor_grad(a), 0), 3 * 2.5 / 13, 1e-15);
+    /* f64 only: the norm after clipping is the bound to rounding */
+    nb_model *m2 = nb_model_new();
+    nb_tensor *c = add_param(m2, "c", NB_F64, 3, NULL);
+    set_grad(c, (double[]){1e3, -2e3, 7});
+    assert_int_equal(nb_clip_grad_norm(m2, 0.75, NULL), NB_OK);
+    tc_near(nb_grad_norm(m2), 0.75, 1e-15);
+    /* bad input */
+    assert_int_equal(nb_clip_grad_norm(NULL, 1, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_clip_grad_norm(m2, 0, NULL), NB_ERR_ARG);
+    assert_int_equal(nb_clip_grad_norm(m2, NAN, NULL), NB_ERR_ARG);
+    double before = nb_tensor_get(nb_tensor_grad(c), 2);
+    nb_tensor_set(nb_tensor_grad(c), 1, INFINITY);
+    assert_int_equal(nb_clip_grad_norm(m2, 1, &norm), NB_ERR_NONFINITE);
+    assert_true(isinf(norm));
+    tc_near(nb_tensor_get(nb_tensor_grad(c), 2), before, 0);
+    nb_model_free(m2);
+    nb_model_free(m);
+}
+
+/* With clip_norm set, the step moves by lr · g · (bound/‖g‖), leaves the
+ * gradient buffers as they were, and refuses a non-finite norm. */
+static void test_optim_clips(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *a = add_param(m, "a", NB_F64, 2, NULL);
+    set_grad(a, (double[]){3, 4});
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_SGD);
+    o.lr = 1;
+    o.clip_norm = 1;
+    nb_optim *opt = nb_optim_new(&o);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    tc_near(nb_tensor_get(a, 0), -0.6, 1e-15);
+    tc_near(nb_tensor_get(a, 1), -0.8, 1e-15);
+    tc_near(nb_optim_last_grad_norm(opt), 5, 1e-15);
+    tc_near(nb_tensor_get(nb_tensor_grad(a), 0), 3, 0);
+    /* a non-finite norm: refused, nothing moves */
+    double a0 = nb_tensor_get(a, 0);
+    set_grad(a, (double[]){NAN, 1});
+    assert_int_equal(nb_optim_step(opt, m), NB_ERR_NONFINITE);
+    assert_non_null(strstr(nb_optim_errmsg(opt), "norm"));
+    tc_near(nb_tensor_get(a, 0), a0, 0);
+    assert_int_equal(nb_optim_steps(opt), 1);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* ------------------------------------------------------------- schedules */
+
+static void test_schedules(void **state)
+{
+    (void)state;
+    nb_schedule s = nb_optim_defaults(NB_OPTIM_SGD).schedule;
+    tc_near(nb_schedule_lr(&s, 0.3, 0), 0.3, 0);
+    tc_near(nb_schedule_lr(&s, 0.3, 1000), 0.3, 0);
+
+    s.kind = NB_SCHED_STEP;
+    s.step_size = 3;
+    s.gamma = 0.5;
+    const double want_step[8] = {1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25};
+    for (int t = 0; t < 8; t++)
+        tc_near(nb_schedule_lr(&s, 1, t), want_step[t], 1e-16);
+    tc_near(nb_schedule_lr(&s, 1, -5), 1, 0);
+
+    s.kind = NB_SCHED_COSINE;
+    s.period = 4;
+    s.min_lr = 0.1;
+    tc_near(nb_schedule_lr(&s, 1, 0), 1, 1e-16);
+    tc_near(nb_schedule_lr(&s, 1, 1), 0.1 + 0.9 * (1 + sqrt(0.5)) / 2, 1e-15);
+    tc_near(nb_schedule_lr(&s, 1, 2), 0.55, 1e-15);
+    tc_near(nb_schedule_lr(&s, 1, 3), 0.1 + 0.9 * (1 - sqrt(0.5)) / 2, 1e-15);
+    tc_near(nb_schedule_lr(&s, 1, 4), 0.1, 1e-16);
+    tc_near(nb_schedule_lr(&s, 1, 50), 0.1, 1e-16);
+    assert_true(isnan(nb_schedule_lr(NULL, 1, 0)));
+    s.period = 0;
+    assert_true(isnan(nb_schedule_lr(&s, 1, 0)));
+
+    /* the optimizer follows it: per step, or per epoch */
+    nb_model *m = nb_model_new();
+    nb_tensor *a = add_param(m, "a", NB_F64, 1, NULL);
+    set_grad(a, (double[]){1});
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_SGD);
+    o.lr = 1;
+    o.schedule.kind = NB_SCHED_COSINE;
+    o.schedule.period = 4;
+    o.schedule.min_lr = 0.1;
+    nb_optim *opt = nb_optim_new(&o);
+    double moved = 0;
+    for (int t = 0; t < 6; t++) {
+        tc_near(nb_optim_lr(opt), nb_schedule_lr(&o.schedule, 1, t), 0);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        moved += nb_schedule_lr(&o.schedule, 1, t);
+        tc_near(nb_tensor_get(a, 0), -moved, 1e-15);
+    }
+    assert_int_equal(nb_optim_sched_pos(opt), 6);
+    nb_optim_free(opt);
+
+    o.schedule.per_epoch = true;
+    opt = nb_optim_new(&o);
+    for (int epoch = 0; epoch < 3; epoch++) {
+        for (int t = 0; t < 2; t++) {
+            tc_near(nb_optim_lr(opt), nb_schedule_lr(&o.schedule, 1, epoch), 0);
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        }
+        assert_int_equal(nb_optim_next_epoch(opt), NB_OK);
+    }
+    assert_int_equal(nb_optim_sched_pos(opt), 3);
+    assert_int_equal(nb_optim_steps(opt), 6);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* ------------------------------------------------------ state per name */
+
+/* A parameter added after some steps gets fresh state (Adam's first step
+ * moves it by lr·sign(g)); state is kept per name. */
+static void test_lazy_state(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *a = add_param(m, "a", NB_F64, 1, NULL);
+    nb_optim *opt = make(NB_OPTIM_ADAM, 0.1);
+    for (int t = 0; t < 3; t++) {
+        set_grad(a, (double[]){1.0 + t});
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    }
+    assert_int_equal(nb_optim_state_count(opt), 1);
+    nb_tensor *b = add_param(m, "b", NB_F64, 2, (double[]){1, 1});
+    set_grad(b, (double[]){-3, 5});
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    assert_int_equal(nb_optim_state_count(opt), 2);
+    tc_near(nb_tensor_get(b, 0), 1 + 0.1 * 3 / (3 + 1e-8), 1e-14);
+    tc_near(nb_tensor_get(b, 1), 1 - 0.1 * 5 / (5 + 1e-8), 1e-14);
+
+    /* the same name with another shape in another model is refused and
+     * nothing changes */
+    nb_model *m2 = nb_model_new();
+    nb_tensor *a2 = add_param(m2, "a", NB_F64, 3, (double[]){7, 8, 9});
+    set_grad(a2, (double[]){1, 1, 1});
+    assert_int_equal(nb_optim_step(opt, m2), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_optim_errmsg(opt), "'a'"));
+    assert_non_null(strstr(nb_optim_errmsg(opt), "[3]"));
+    tc_near(nb_tensor_get(a2, 0), 7, 0);
+    assert_int_equal(nb_optim_steps(opt), 4);
+    nb_model_free(m2);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
+/* ---------------------------------------------------------- bad input */
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    char msg[200];
+    /* each field spoiled in turn names itself in the message */
+    for (int k = 0; k < 14; k++) {
+        nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+        const char *field = NULL;
+        switch (k) {
+        case 0: o.lr = -0.1, field = "lr"; break;
+        case 1: o.lr = NAN, field = "lr"; break;
+        case 2: o.momentum = 1, field = "momentum"; break;
+        case 3: o.beta1 = -0.1, field = "beta1"; break;
+        case 4: o.beta2 = 1, field = "beta2"; break;
+        case 5: o.eps = 0, field = "eps"; break;
+        case 6: o.weight_decay = -1, field = "weight_decay"; break;
+        case 7: o.clip_norm = -1, field = "clip_norm"; break;
+        case 8: o.kind = (nb_optim_kind)9, field = "kind"; break;
+        case 9: o.schedule.kind = (nb_sched_kind)7, field = "schedule.kind"; break;
+        case 10:
+            o.schedule.kind = NB_SCHED_STEP, o.schedule.step_size = 0, field = "step_size";
+            break;
+        case 11: o.schedule.kind = NB_SCHED_STEP, o.schedule.gamma = 0, field = "gamma"; break;
+        case 12: o.schedule.kind = NB_SCHED_COSINE, o.schedule.period = 0, field = "period"; break;
+        case 13: o.schedule.kind = NB_SCHED_COSINE, o.schedule.min_lr = 1, field = "min_lr"; break;
+        }
+        assert_int_equal(nb_optim_opts_check(&o, msg, sizeof msg), NB_ERR_ARG);
+        if (!strstr(msg, field))
+            fail_msg("case %d: message \"%s\" does not name %s", k, msg, field);
+        assert_null(nb_optim_new(&o));
+    }
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_NESTEROV);
+    assert_int_equal(nb_optim_opts_check(&o, msg, sizeof msg), NB_OK);
+    assert_string_equal(msg, "");
+    assert_int_equal(nb_optim_opts_check(NULL, msg, sizeof msg), NB_ERR_NULL);
+    assert_int_equal(nb_optim_opts_check(&o, NULL, 0), NB_OK);
+    assert_null(nb_optim_new(NULL));
+    assert_null(nb_optim_new_alloc(&o, NULL, NULL));
+}
+
+static void test_null_handles(void **state)
+{
+    (void)state;
+    nb_optim_free(NULL);
+    assert_int_equal(nb_optim_step(NULL, NULL), NB_ERR_NULL);
+    nb_optim *opt = make(NB_OPTIM_SGD, 0.1);
+    assert_int_equal(nb_optim_step(opt, NULL), NB_ERR_NULL);
+    assert_non_null(strstr(nb_optim_errmsg(opt), "model"));
+    assert_string_equal(nb_optim_errmsg(NULL), "no optimizer");
+    assert_null(nb_optim_options(NULL));
+    assert_int_equal(nb_optim_steps(NULL), 0);
+    assert_int_equal(nb_optim_sched_pos(NULL), 0);
+    assert_int_equal(nb_optim_next_epoch(NULL), NB_ERR_NULL);
+    assert_true(isnan(nb_optim_lr(NULL)));
+    assert_int_equal(nb_optim_state_count(NULL), 0);
+    tc_near(nb_grad_norm(NULL), 0, 0);
+    /* an empty model is a valid no-op */
+    nb_model *m = nb_model_new();
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    assert_int_equal(nb_optim_options(opt)->kind, NB_OPTIM_SGD);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
+/* -------------------------------------------------------- allocation */
+
+typedef struct counting {
+    long calls, fail_at, live;
+} counting;
+
+static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    counting *c = ud;
+    (void)old_size;
+    if (new_size == 0) {
+        if (ptr)
+            c->live--;
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    if (c->fail_at && c->calls == c->fail_at)
+        return NULL;
+    void *p = realloc(ptr, new_size);
+    if (p && !ptr)
+        c->live++;
+    return p;
+}
+
+static void fill_model(nb_model *m)
+{
+    static const char *names[4] = {"l1.w", "l1.b", "l2.w", "l2.b"};
+    for (int k = 0; k < 4; k++) {
+        nb_tensor *p = NULL;
+        assert_int_equal(
+            nb_model_add(m, names[k], k < 2 ? NB_F32 : NB_F64, 2, (int64_t[]){k + 1, 3}, &p),
+            NB_OK);
+        for (int64_t i = 0; i < nb_tensor_size(p); i++) {
+            nb_tensor_set(p, i, 0.1 * (double)(i + k));
+            nb_tensor_set(nb_tensor_grad(p), i, sin((double)(i * 7 + k)));
+        }
+    }
+}
+
+/* After the first step no step allocates; failing each allocation of the
+ * first step in turn gives NB_ERR_NOMEM with every parameter unchanged,
+ * and the next step then gives what an untroubled run gives. */
+static void test_alloc_failure_every_allocation(void **state)
+{
+    (void)state;
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    o.clip_norm = 1;
+    counting probe = {0};
+    nb_model *ref_m = nb_model_new();
+    fill_model(ref_m);
+    nb_optim *ref_opt = nb_optim_new_alloc(&o, counting_alloc, &probe);
+    long before = probe.calls;
+    assert_int_equal(nb_optim_step(ref_opt, ref_m), NB_OK);
+    long n_allocs = probe.calls - before;
+    assert_true(n_allocs >= 4 * 2); /* key and block per parameter, and the table */
+    for (int t = 0; t < 5; t++)
+        assert_int_equal(nb_optim_step(ref_opt, ref_m), NB_OK);
+    assert_int_equal(probe.calls - before, n_allocs); /* no allocation after the first step */
+
+    for (long k = 1; k <= n_allocs; k++) {
+        counting c = {0};
+        nb_model *m = nb_model_new();
+        fill_model(m);
+        nb_model *orig = nb_model_new();
+        fill_model(orig);
+        nb_optim *opt = nb_optim_new_alloc(&o, counting_alloc, &c);
+        assert_non_null(opt);
+        c.fail_at = c.calls + k;
+        assert_int_equal(nb_optim_step(opt, m), NB_ERR_NOMEM);
+        assert_non_null(strstr(nb_optim_errmsg(opt), "out of memory"));
+        for (nb_tensor *p = nb_model_next(m, NULL), *q = nb_model_next(orig, NULL); p;
+             p = nb_model_next(m, p), q = nb_model_next(orig, q))
+            assert_memory_equal(nb_tensor_data(p), nb_tensor_data(q),
+                                (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+        assert_int_equal(nb_optim_steps(opt), 0);
+        /* recovery: six steps equal the reference's six */
+        for (int t = 0; t < 6; t++)
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        for (nb_tensor *p = nb_model_next(m, NULL), *q = nb_model_next(ref_m, NULL); p;
+             p = nb_model_next(m, p), q = nb_model_next(ref_m, q))
+            assert_memory_equal(nb_tensor_data(p), nb_tensor_data(q),
+                                (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+        nb_optim_free(opt);
+        assert_int_equal(c.live, 0);
+        nb_model_free(m);
+        nb_model_free(orig);
+    }
+    /* creation itself fails cleanly */
+    counting c = {.fail_at = 1};
+    assert_null(nb_optim_new_alloc(&o, counting_alloc, &c));
+    nb_optim_free(ref_opt);
+    assert_int_equal(probe.live, 0);
+    nb_model_free(ref_m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgd_by_hand),
+        cmocka_unit_test(test_momentum_nesterov_by_hand),
+        cmocka_unit_test(test_adam_adamw_by_hand),
+        cmocka_unit_test(test_rules_match_reference),
+        cmocka_unit_test(test_f32_updates),
+        cmocka_unit_test(test_minimise_quadratic),
+        cmocka_unit_test(test_weight_decay_vs_l2),
+        cmocka_unit_test(test_adamw_formula_on_loss),
+        cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_optim_clips),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_lazy_state),
+        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_null_handles),
+        cmocka_unit_test(test_alloc_failure_every_allocation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
