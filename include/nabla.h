@@ -28,5 +28,6 @@
 #include "nabla/tensor.h"
 #include "nabla/ops.h"
 #include "nabla/autodiff.h"
+#include "nabla/sym.h"
 
 #endif
