@@ -52,6 +52,11 @@ static void puts_(out *o, const char *text)
 static void put_num(out *o, double v)
 {
     char buf[40];
+    if (v == nearbyint(v) && fabs(v) < 1e15) { /* integers in full: 1000, not 1e+03 */
+        snprintf(buf, sizeof buf, "%.0f", v);
+        puts_(o, buf);
+        return;
+    }
     for (int digits = 1; digits <= 17; digits++) {
         snprintf(buf, sizeof buf, "%.*g", digits, v);
         if (strtod(buf, NULL) == v)
