@@ -151,7 +151,8 @@ const nb_expr *nbs_add(nb_sym *s, const nb_expr *const *args, int n)
         }
     }
     if (ok) {
-        qsort(terms, n_terms, sizeof *terms, cmp_term);
+        if (n_terms > 1)
+            qsort(terms, n_terms, sizeof *terms, cmp_term);
         for (size_t i = 0; ok && i < n_terms;) {
             double coef = terms[i].coef;
             size_t j = i + 1;
@@ -245,7 +246,8 @@ const nb_expr *nbs_mul(nb_sym *s, const nb_expr *const *args, int n)
         goto done;
     }
     if (ok) {
-        qsort(fs, n_fs, sizeof *fs, cmp_factor);
+        if (n_fs > 1)
+            qsort(fs, n_fs, sizeof *fs, cmp_factor);
         for (size_t i = 0; ok && i < n_fs;) {
             size_t j = i + 1;
             while (j < n_fs && fs[j].base == fs[i].base)
