@@ -35,5 +35,6 @@
 #include "nabla/data.h"
 #include "nabla/optim.h"
 #include "nabla/ckpt.h"
+#include "nabla/sym.h"
 
 #endif

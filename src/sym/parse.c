@@ -1,0 +1,457 @@
+/* The parser: recursive descent over an explicit-length byte string.
+ *   expr  := term (('+' | '-') term)*
+ *   term  := unary (('*' | '/') unary)*
+ *   unary := '-' unary | power
+ *   power := primary ('^' unary)?          (right-associative)
+ *   primary := number | name | name '(' expr (',' expr)* ')' | '(' expr ')'
+ * Recursion is bounded by NB_SYM_MAX_NESTING; every error names the byte
+ * offset and the token there. */
+
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_NAME 256
+#define MAX_NUMBER 400
+
+typedef enum tok_kind { T_END, T_NUM, T_NAME, T_PUNCT } tok_kind;
+
+typedef struct parser {
+    nb_sym *s;
+    const char *text;
+    size_t len;
+    size_t pos; /* next byte to scan */
+    int depth;
+    bool failed;
+    /* the current token */
+    tok_kind kind;
+    size_t start, end;
+    double value;
+} parser;
+
+static const struct {
+    const char *name;
+    nb_sym_kind kind;
+    int arity;
+} functions[] = {
+    {"sin", NB_SYM_SIN, 1},   {"cos", NB_SYM_COS, 1},   {"tan", NB_SYM_TAN, 1},
+    {"exp", NB_SYM_EXP, 1},   {"ln", NB_SYM_LN, 1},     {"log", NB_SYM_LN, 1},
+    {"sqrt", NB_SYM_SQRT, 1}, {"tanh", NB_SYM_TANH, 1}, {"sigmoid", NB_SYM_SIGMOID, 1},
+    {"abs", NB_SYM_ABS, 1},   {"erf", NB_SYM_ERF, 1},   {"sign", NB_SYM_SIGN, 1},
+    {"pow", NB_SYM_POW, 2},   {"max", NB_SYM_MAX, 2},   {"min", NB_SYM_MIN, 2},
+};
+
+static int find_function(const char *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
+        if (strlen(functions[i].name) == n && memcmp(functions[i].name, name, n) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        len = 2;
+        cp = p[0] & 0x1F;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        len = 3;
+        cp = p[0] & 0x0F;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        len = 4;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+/* The current token quoted for a message: 'x', '+', end of input. */
+static const char *describe(const parser *p, char *buf, size_t n)
+{
+    if (p->kind == T_END)
+        return "end of input";
+    size_t len = p->end - p->start, k = 0;
+    if (len > 32)
+        len = 32;
+    buf[k++] = '\'';
+    for (size_t i = 0; i < len && k + 6 < n; i++) {
+        unsigned char c = (unsigned char)p->text[p->start + i];
+        if (c >= 0x20 && c < 0x7F)
+            buf[k++] = (char)c;
+        else
+            k += (size_t)snprintf(buf + k, n - k, "\\x%02x", c);
+    }
+    if (p->end - p->start > len && k + 4 < n) {
+        memcpy(buf + k, "...", 3);
+        k += 3;
+    }
+    buf[k++] = '\'';
+    buf[k] = '\0';
+    return buf;
+}
+
+/* "<what> at <offset> near <token>" at the current token. */
+static const nb_expr *fail(parser *p, const char *what)
+{
+    char tok[64];
+    if (!p->failed)
+        nbs_error(p->s, NB_ERR_PARSE, (int64_t)p->start, "%s at %zu near %s", what, p->start,
+                  describe(p, tok, sizeof tok));
+    p->failed = true;
+    return NULL;
+}
+
+static bool fail_at(parser *p, size_t offset, const char *fmt, const char *arg)
+{
+    char what[160];
+    snprintf(what, sizeof what, fmt, arg);
+    nbs_error(p->s, NB_ERR_PARSE, (int64_t)offset, "%s at %zu", what, offset);
+    p->failed = true;
+    return false;
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool scan_number(parser *p)
+{
+    const char *t = p->text;
+    size_t i = p->pos, n = p->len, digits = 0;
+    while (i < n && is_digit(t[i]))
+        i++, digits++;
+    if (i < n && t[i] == '.') {
+        i++;
+        while (i < n && is_digit(t[i]))
+            i++, digits++;
+    }
+    if (digits == 0)
+        return fail_at(p, p->pos, "malformed number%s", "");
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+        size_t j = i + 1;
+        if (j < n && (t[j] == '+' || t[j] == '-'))
+            j++;
+        if (j >= n || !is_digit(t[j])) {
+            char num[48];
+            size_t m = j - p->pos < sizeof num - 1 ? j - p->pos : sizeof num - 1;
+            memcpy(num, t + p->pos, m);
+            num[m] = '\0';
+            return fail_at(p, p->pos, "malformed number '%s' (exponent without digits)", num);
+        }
+        i = j;
+        while (i < n && is_digit(t[i]))
+            i++;
+    }
+    size_t m = i - p->pos;
+    char buf[MAX_NUMBER + 1];
+    if (m > MAX_NUMBER)
+        return fail_at(p, p->pos, "number longer than %s bytes", "400");
+    memcpy(buf, t + p->pos, m);
+    buf[m] = '\0';
+    char *end;
+    double v = strtod(buf, &end);
+    if ((size_t)(end - buf) != m)
+        return fail_at(p, p->pos, "number '%.40s' not understood", buf);
+    if (!isfinite(v)) {
+        char what[80];
+        snprintf(what, sizeof what, "%.40s%s", buf, m > 40 ? "..." : "");
+        return fail_at(p, p->pos, "number '%s' overflows a double", what);
+    }
+    p->kind = T_NUM;
+    p->value = v;
+    p->end = i;
+    return true;
+}
+
+/* Scan the next token into p->kind/start/end/value. */
+static bool next(parser *p)
+{
+    const char *t = p->text;
+    while (p->pos < p->len &&
+           (t[p->pos] == ' ' || t[p->pos] == '\t' || t[p->pos] == '\n' || t[p->pos] == '\r'))
+        p->pos++;
+    p->start = p->pos;
+    if (p->pos >= p->len) {
+        p->kind = T_END;
+        p->end = p->pos;
+        return true;
+    }
+    char c = t[p->pos];
+    if (is_digit(c) || (c == '.' && p->pos + 1 < p->len && is_digit(t[p->pos + 1]))) {
+        if (!scan_number(p))
+            return false;
+    } else if (is_alpha(c)) {
+        size_t i = p->pos;
+        while (i < p->len && (is_alpha(t[i]) || is_digit(t[i])))
+            i++;
+        if (i - p->pos > MAX_NAME)
+            return fail_at(p, p->pos, "name longer than %s bytes", "256");
+        p->kind = T_NAME;
+        p->end = i;
+    } else if (strchr("+-*/^(),", c) && c != '\0') {
+        p->kind = T_PUNCT;
+        p->end = p->pos + 1;
+    } else {
+        unsigned char u = (unsigned char)c;
+        size_t m = utf8_len((const unsigned char *)t + p->pos, p->len - p->pos);
+        char what[48];
+        if (u == 0)
+            return fail_at(p, p->pos, "unexpected NUL byte%s", "");
+        if (m == 0) {
+            snprintf(what, sizeof what, "invalid UTF-8 byte 0x%02x", u);
+            return fail_at(p, p->pos, "%s", what);
+        }
+        if (u < 0x20 || u == 0x7F) {
+            snprintf(what, sizeof what, "unexpected control byte 0x%02x", u);
+            return fail_at(p, p->pos, "%s", what);
+        }
+        memcpy(what, t + p->pos, m);
+        what[m] = '\0';
+        return fail_at(p, p->pos, "unexpected character '%s'", what);
+    }
+    p->pos = p->end;
+    return true;
+}
+
+static bool is_punct(const parser *p, char c)
+{
+    return p->kind == T_PUNCT && p->text[p->start] == c;
+}
+
+static const nb_expr *expr(parser *p);
+static const nb_expr *unary(parser *p);
+
+static const nb_expr *negate(parser *p, const nb_expr *e)
+{
+    if (!e)
+        return NULL;
+    if (e->kind == NB_SYM_NUM)
+        return nbs_num(p->s, -e->value);
+    const nb_expr *f[2] = {nbs_num(p->s, -1), e};
+    return f[0] ? nbs_flat(p->s, NB_SYM_MUL, f, 2) : NULL;
+}
+
+/* Operands gathered for one flat sum or product. */
+typedef struct operands {
+    const nb_expr **at;
+    size_t n, cap;
+} operands;
+
+static bool push(parser *p, operands *l, const nb_expr *e)
+{
+    nb_sym *s = p->s;
+    if (!e)
+        return false;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        const nb_expr **q = s->alloc(s->ud, l->at, l->cap * sizeof *q, cap * sizeof *q);
+        if (!q) {
+            nbs_error(s, NB_ERR_NOMEM, -1, "out of memory (%zu operands)", cap);
+            p->failed = true;
+            return false;
+        }
+        l->at = q;
+        l->cap = cap;
+    }
+    l->at[l->n++] = e;
+    return true;
+}
+
+static const nb_expr *finish(parser *p, operands *l, nb_sym_kind kind, bool ok)
+{
+    const nb_expr *r = NULL;
+    if (ok)
+        r = l->n == 1 ? l->at[0] : nbs_flat(p->s, kind, l->at, (int)l->n);
+    if (l->at)
+        p->s->alloc(p->s->ud, l->at, l->cap * sizeof *l->at, 0);
+    if (!r)
+        p->failed = true;
+    return r;
+}
+
+static const nb_expr *call(parser *p, size_t name_start, size_t name_end)
+{
+    int f = find_function(p->text + name_start, name_end - name_start);
+    char name[MAX_NAME + 1];
+    size_t n = name_end - name_start;
+    memcpy(name, p->text + name_start, n);
+    name[n] = '\0';
+    if (f < 0) {
+        fail_at(p, name_start, "unknown function '%.40s'", name);
+        return NULL;
+    }
+    const nb_expr *args[2] = {NULL, NULL};
+    int n_args = 0;
+    if (!next(p)) /* past '(' */
+        return NULL;
+    for (;;) {
+        const nb_expr *a = expr(p);
+        if (!a)
+            return NULL;
+        if (n_args < 2)
+            args[n_args] = a;
+        n_args++;
+        if (!is_punct(p, ','))
+            break;
+        if (!next(p))
+            return NULL;
+    }
+    if (!is_punct(p, ')'))
+        return fail(p, n_args < functions[f].arity ? "expected ','" : "expected ')'");
+    if (n_args != functions[f].arity) {
+        char what[96];
+        snprintf(what, sizeof what, "%s takes %d argument%s, not %d", functions[f].name,
+                 functions[f].arity, functions[f].arity == 1 ? "" : "s", n_args);
+        return fail(p, what);
+    }
+    if (!next(p))
+        return NULL;
+    return functions[f].arity == 1 ? nbs_make1(p->s, functions[f].kind, args[0])
+                                   : nbs_make2(p->s, functions[f].kind, args[0], args[1]);
+}
+
+static const nb_expr *primary(parser *p)
+{
+    if (p->kind == T_NUM) {
+        const nb_expr *e = nbs_num(p->s, p->value);
+        return e && next(p) ? e : NULL;
+    }
+    if (p->kind == T_NAME) {
+        size_t start = p->start, end = p->end;
+        if (!next(p))
+            return NULL;
+        if (is_punct(p, '('))
+            return call(p, start, end);
+        if (find_function(p->text + start, end - start) >= 0) {
+            char what[MAX_NAME + 48];
+            snprintf(what, sizeof what, "expected '(' after function '%.*s'", (int)(end - start),
+                     p->text + start);
+            return fail(p, what);
+        }
+        return nbs_var(p->s, p->text + start, end - start);
+    }
+    if (is_punct(p, '(')) {
+        if (!next(p))
+            return NULL;
+        const nb_expr *e = expr(p);
+        if (!e)
+            return NULL;
+        if (!is_punct(p, ')'))
+            return fail(p, "expected ')'");
+        return next(p) ? e : NULL;
+    }
+    if (is_punct(p, '*'))
+        return fail(p, "expected an operand ('**' is not an operator: use '^')");
+    return fail(p, "expected an operand");
+}
+
+static const nb_expr *unary(parser *p)
+{
+    if (p->depth >= NB_SYM_MAX_NESTING) {
+        char what[64];
+        snprintf(what, sizeof what, "nesting deeper than %d", NB_SYM_MAX_NESTING);
+        return fail(p, what);
+    }
+    p->depth++;
+    const nb_expr *r;
+    if (is_punct(p, '-')) {
+        r = next(p) ? negate(p, unary(p)) : NULL;
+    } else {
+        r = primary(p);
+        if (r && is_punct(p, '^')) {
+            const nb_expr *ex = next(p) ? unary(p) : NULL;
+            r = ex ? nbs_make2(p->s, NB_SYM_POW, r, ex) : NULL;
+        }
+    }
+    p->depth--;
+    if (!r)
+        p->failed = true;
+    return r;
+}
+
+static const nb_expr *term(parser *p)
+{
+    operands l = {0};
+    bool ok = push(p, &l, unary(p));
+    while (ok && (is_punct(p, '*') || is_punct(p, '/'))) {
+        bool divide = is_punct(p, '/');
+        ok = next(p);
+        if (!ok)
+            break;
+        const nb_expr *f = unary(p);
+        if (f && divide) {
+            const nb_expr *m1 = nbs_num(p->s, -1);
+            f = m1 ? nbs_make2(p->s, NB_SYM_POW, f, m1) : NULL;
+        }
+        ok = push(p, &l, f);
+    }
+    return finish(p, &l, NB_SYM_MUL, ok);
+}
+
+static const nb_expr *expr(parser *p)
+{
+    operands l = {0};
+    bool ok = push(p, &l, term(p));
+    while (ok && (is_punct(p, '+') || is_punct(p, '-'))) {
+        bool minus = is_punct(p, '-');
+        ok = next(p);
+        if (!ok)
+            break;
+        const nb_expr *t = term(p);
+        ok = push(p, &l, minus ? negate(p, t) : t);
+    }
+    return finish(p, &l, NB_SYM_ADD, ok);
+}
+
+const nb_expr *nb_sym_parse(nb_sym *s, const char *text, size_t len)
+{
+    if (!s)
+        return NULL;
+    nbs_clear(s);
+    if (!text && len > 0) {
+        nbs_error(s, NB_ERR_NULL, -1, "parse: text is NULL");
+        return NULL;
+    }
+    if (len > NB_SYM_MAX_INPUT) {
+        nbs_error(s, NB_ERR_PARSE, NB_SYM_MAX_INPUT, "input of %zu bytes is longer than %d at %d",
+                  len, NB_SYM_MAX_INPUT, NB_SYM_MAX_INPUT);
+        return NULL;
+    }
+    parser p = {.s = s, .text = text ? text : "", .len = len};
+    if (!next(&p))
+        return NULL;
+    if (p.kind == T_END) {
+        nbs_error(s, NB_ERR_PARSE, (int64_t)p.start, "empty expression at %zu", p.start);
+        return NULL;
+    }
+    const nb_expr *e = expr(&p);
+    if (!e)
+        return NULL;
+    if (p.kind != T_END)
+        return fail(&p, is_punct(&p, ')') ? "unmatched ')'" : "expected an operator");
+    return e;
+}

@@ -1,0 +1,735 @@
+/* Symbolic differentiation: the seed example, a corpus checked four ways
+ * (symbolic, reverse, forward, central differences), hash-consing and
+ * expression swell, the simplifier, printing, and bad input. */
+
+#include "tc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const nb_expr *parse(nb_sym *s, const char *text)
+{
+    const nb_expr *e = nb_sym_parse(s, text, strlen(text));
+    if (!e)
+        fail_msg("parse '%s': %s", text, nb_sym_errmsg(s));
+    return e;
+}
+
+static double eval3(nb_sym *s, const nb_expr *e, double x, double y, double z)
+{
+    const char *names[3] = {"x", "y", "z"};
+    double v[3] = {x, y, z}, out;
+    nb_status st = nb_sym_eval(s, e, 3, names, v, &out);
+    if (st != NB_OK)
+        fail_msg("eval: %s", nb_sym_errmsg(s));
+    return out;
+}
+
+static bool close_rel(double a, double b, double tol)
+{
+    double scale = fmax(1.0, fmax(fabs(a), fabs(b)));
+    return fabs(a - b) <= tol * scale;
+}
+
+/* ---------------------------------------------------------- seed example */
+
+/* d/dx (ln x + x^2 y - sin(xy)) = 1/x + 2xy - y cos(xy): the printed form,
+ * the same node as the expected formula, and equal values at 20 points. */
+static void test_seed_example(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    const nb_expr *f = parse(s, "ln(x) + x^2*y - sin(x*y)");
+    const nb_expr *df = nb_sym_diff(s, f, "x");
+    assert_non_null(df);
+    const char *text = nb_sym_str(s, df);
+    assert_non_null(text);
+    assert_string_equal(text, "1/x + 2*x*y - y*cos(x*y)");
+    /* the text reads back to the same simplified node as the expected form */
+    const nb_expr *back = nb_sym_simplify(s, parse(s, text));
+    const nb_expr *want = nb_sym_simplify(s, parse(s, "1/x + 2*x*y - y*cos(x*y)"));
+    assert_ptr_equal(back, df);
+    assert_ptr_equal(want, df);
+
+    nb_rng rng;
+    nb_rng_seed(&rng, 42);
+    for (int i = 0; i < 20; i++) {
+        double x = 0.1 + 3 * nb_rng_uniform(&rng), y = -2 + 4 * nb_rng_uniform(&rng);
+        double got = eval3(s, df, x, y, 0);
+        double expect = 1 / x + 2 * x * y - y * cos(x * y);
+        assert_true(close_rel(got, expect, 1e-14));
+    }
+    nb_sym_free(s);
+}
+
+/* ---------------------------------------------------------------- corpus */
+
+typedef struct corpus_entry {
+    const char *text;
+    double lo, hi; /* every variable drawn from [lo, hi] */
+} corpus_entry;
+
+static const corpus_entry corpus[] = {
+    {"x + y", -2, 2},
+    {"x - y", -2, 2},
+    {"x*y", -2, 2},
+    {"x/y", 0.5, 2},
+    {"-x", -2, 2},
+    {"x^2", -2, 2},
+    {"x^3 - 2*x^2 + x - 7", -2, 2},
+    {"x^-2", 0.3, 2},
+    {"x^-3 + y", -2, -0.3},
+    {"x^0.5*y", 0.2, 2},
+    {"x^y", 0.2, 2},
+    {"2^x", -2, 2},
+    {"x^(y^2)", 0.3, 2},
+    {"x^y^z", 0.3, 1.5},
+    {"(x+y)^3", -2, 2},
+    {"(x*y)^-1", 0.5, 2},
+    {"(x^2+1)^(y/2)", -2, 2},
+    {"sin(x)", -3, 3},
+    {"cos(x*y)", -2, 2},
+    {"tan(x)", -1, 1},
+    {"exp(x)", -2, 2},
+    {"ln(x)", 0.1, 3},
+    {"log(x*y)", 0.2, 2},
+    {"sqrt(x)", 0.1, 3},
+    {"tanh(x)", -2, 2},
+    {"sigmoid(x)", -4, 4},
+    {"abs(x)", -2, 2},
+    {"erf(x)", -2, 2},
+    {"pow(x, 3)", -2, 2},
+    {"pow(x, y)", 0.3, 2},
+    {"max(x, y)", -2, 2},
+    {"min(x, y)", -2, 2},
+    {"sin(cos(x))", -2, 2},
+    {"exp(sin(x)*y)", -2, 2},
+    {"ln(1 + x^2)", -2, 2},
+    {"sqrt(x^2 + y^2)", 0.2, 2},
+    {"tanh(x*y + z)", -2, 2},
+    {"sigmoid(x*y - z)", -2, 2},
+    {"abs(x - y)*z", -2, 2},
+    {"erf(x/2)*exp(-y^2)", -2, 2},
+    {"max(x^2, y)*min(y, z)", -2, 2},
+    {"sin(x)/cos(y)", -1, 1},
+    {"x/(1 + exp(-x))", -3, 3},
+    {"x*sigmoid(1.702*x)", -3, 3},
+    {"0.5*x*(1 + erf(x/sqrt(2)))", -3, 3},
+    {"0.5*x*(1 + tanh(0.7978845608*(x + 0.044715*x^3)))", -3, 3},
+    {"ln(sigmoid(x))", -3, 3},
+    {"ln(exp(x) + exp(y))", -2, 2},
+    {"x^2*y^3*z^4", -2, 2},
+    {"(x - y)^2/(x + y)", 0.5, 2},
+    {"sin(x)^2 + cos(x)^2", -2, 2},
+    {"tan(sin(x))", -2, 2},
+    {"exp(tan(x/2))", -1, 1},
+    {"sqrt(1 + sin(x)^2)", -2, 2},
+    {"1/sqrt(x)", 0.2, 2},
+    {"x/y/z", 0.5, 2},
+    {"x - y - z", -2, 2},
+    {"-(x - y)^2", -2, 2},
+    {"-x^2 + y", -2, 2},
+    {"2.5e-1*x + 1e2*y", -2, 2},
+    {"abs(sin(x*y))", -2, 2},
+    {"max(sin(x), cos(y))", -2, 2},
+    {"min(x, 1) + max(y, -1)", -2, 2},
+    {"erf(sqrt(x))", 0.2, 2},
+    {"x^x", 0.3, 2},
+    {"ln(abs(x) + 1)", -2, 2},
+    {"sigmoid(-x^2)*tanh(y)", -2, 2},
+    {"pow(sin(x), 2)*pow(x, -1)", 0.5, 2},
+    {"exp(-x)*sin(y)/(1 + z^2)", -2, 2},
+    {"(x + y + z)^-1", 0.3, 2},
+    {"sign(x)*x", -2, 2},
+    {"x^(-y)", 0.3, 2},
+    {"ln(x)^2", 0.3, 2},
+    {"sqrt(sqrt(x)*y)", 0.2, 2},
+    {"cos(x)^-2 - tan(x)^2", -1, 1},
+};
+#define N_CORPUS ((int)(sizeof corpus / sizeof corpus[0]))
+
+static const char *const var_names[3] = {"x", "y", "z"};
+
+/* Central difference of e in variable k, step h. */
+static double central(nb_sym *s, const nb_expr *e, const double *p, int k, double h)
+{
+    double a[3] = {p[0], p[1], p[2]}, b[3] = {p[0], p[1], p[2]};
+    a[k] += h;
+    b[k] -= h;
+    return (eval3(s, e, a[0], a[1], a[2]) - eval3(s, e, b[0], b[1], b[2])) / (2 * h);
+}
+
+/* Every entry: at random points where it is defined and smooth, the
+ * symbolic derivative, reverse mode, forward mode (nb_jvp) and central
+ * differences (with one Richardson step) agree to 1e-8 relative in f64. */
+static void test_corpus_four_ways(void **state)
+{
+    (void)state;
+    assert_true(N_CORPUS >= 60);
+    bool seen[NB_SYM_KIND_COUNT] = {false};
+    nb_rng rng;
+    nb_rng_seed(&rng, 7);
+    for (int c = 0; c < N_CORPUS; c++) {
+        nb_sym *s = nb_sym_new();
+        const nb_expr *f = parse(s, corpus[c].text);
+        const nb_expr *df[3];
+        for (int k = 0; k < 3; k++) {
+            df[k] = nb_sym_diff(s, f, var_names[k]);
+            assert_non_null(df[k]);
+        }
+        /* record which kinds the corpus covers */
+        const nb_expr *stack[256];
+        int top = 0;
+        stack[top++] = f;
+        while (top > 0) {
+            const nb_expr *e = stack[--top];
+            seen[nb_expr_kind(e)] = true;
+            for (int i = 0; i < nb_expr_arity(e) && top < 256; i++)
+                stack[top++] = nb_expr_arg(e, i);
+        }
+
+        int good = 0;
+        for (int attempt = 0; attempt < 40 && good < 4; attempt++) {
+            double p[3];
+            for (int k = 0; k < 3; k++)
+                p[k] = corpus[c].lo + (corpus[c].hi - corpus[c].lo) * nb_rng_uniform(&rng);
+            double fv = eval3(s, f, p[0], p[1], p[2]);
+            if (!isfinite(fv))
+                continue;
+            double sym[3], num[3];
+            bool smooth = true;
+            for (int k = 0; k < 3 && smooth; k++) {
+                sym[k] = eval3(s, df[k], p[0], p[1], p[2]);
+                double h = 1e-3 * fmax(1, fabs(p[k]));
+                double d1 = central(s, f, p, k, h), d2 = central(s, f, p, k, h / 2);
+                num[k] = (4 * d2 - d1) / 3;
+                /* a kink or a pole nearby: pick another point */
+                smooth =
+                    isfinite(sym[k]) && isfinite(d1) && isfinite(d2) && close_rel(d1, d2, 1e-4);
+            }
+            if (!smooth)
+                continue;
+            good++;
+
+            nb_graph *g = nb_graph_new();
+            nb_tensor *xs[3];
+            for (int k = 0; k < 3; k++)
+                xs[k] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, p[k]), true);
+            nb_tensor *y = nb_sym_to_graph(s, f, g, 3, var_names, xs);
+            if (!y)
+                fail_msg("%s: to_graph: %s", corpus[c].text, nb_sym_errmsg(s));
+            assert_true(close_rel(nb_tensor_item(y), fv, 1e-12));
+            assert_int_equal(nb_backward(g, y), NB_OK);
+            for (int k = 0; k < 3; k++) {
+                nb_tensor *gr = nb_tensor_grad(xs[k]);
+                double rev = gr ? nb_tensor_item(gr) : 0;
+                nb_tensor *tan[3], *dy = NULL;
+                for (int j = 0; j < 3; j++)
+                    tan[j] = nb_scalar(g, NB_F64, j == k);
+                assert_int_equal(nb_jvp(g, y, xs, tan, 3, &dy), NB_OK);
+                double fwd = nb_tensor_item(dy);
+                if (!close_rel(sym[k], rev, 1e-8) || !close_rel(sym[k], fwd, 1e-8) ||
+                    !close_rel(sym[k], num[k], 1e-8))
+                    fail_msg("%s: d/d%s at (%g, %g, %g): symbolic %.17g reverse %.17g "
+                             "forward %.17g numeric %.17g (%s)",
+                             corpus[c].text, var_names[k], p[0], p[1], p[2], sym[k], rev, fwd,
+                             num[k], nb_sym_str(s, df[k]));
+            }
+            nb_graph_free(g);
+        }
+        if (good < 3)
+            fail_msg("%s: only %d usable points", corpus[c].text, good);
+        nb_sym_free(s);
+    }
+    /* every function and operator of the language is covered */
+    for (int k = NB_SYM_NUM; k < NB_SYM_KIND_COUNT; k++)
+        if (!seen[k])
+            fail_msg("corpus misses kind %d", k);
+}
+
+/* Printing and reading back gives the same simplified node, for the corpus
+ * and for its derivatives. */
+static void test_print_reads_back(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    for (int c = 0; c < N_CORPUS; c++) {
+        const nb_expr *f = parse(s, corpus[c].text);
+        const nb_expr *forms[3] = {f, nb_sym_simplify(s, f), nb_sym_diff(s, f, "x")};
+        for (int i = 0; i < 3; i++) {
+            const char *text = nb_sym_str(s, forms[i]);
+            assert_non_null(text);
+            char *copy = strdup(text);
+            const nb_expr *back = parse(s, copy);
+            if (nb_sym_simplify(s, back) != nb_sym_simplify(s, forms[i]))
+                fail_msg("%s: '%s' reads back as '%s'", corpus[c].text, copy,
+                         nb_sym_str(s, nb_sym_simplify(s, back)));
+            free(copy);
+        }
+    }
+    nb_sym_free(s);
+}
+
+/* ---------------------------------------------------------- hash-consing */
+
+static const nb_expr *first_of_kind(const nb_expr *e, nb_sym_kind k)
+{
+    if (nb_expr_kind(e) == k)
+        return e;
+    for (int i = 0; i < nb_expr_arity(e); i++) {
+        const nb_expr *r = first_of_kind(nb_expr_arg(e, i), k);
+        if (r)
+            return r;
+    }
+    return NULL;
+}
+
+/* sin(x)*sin(x) + sin(x) holds one sin(x) node: the DAG has 4 nodes (x,
+ * sin, *, +), the tree 8; commuted operands are the same node. */
+static void test_hash_consing(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    const nb_expr *e = parse(s, "sin(x)*sin(x) + sin(x)");
+    assert_int_equal(nb_sym_node_count(s), 4);
+    assert_int_equal(nb_sym_dag_size(s, e), 4);
+    assert_true(nb_sym_tree_size(e) == 8);
+    const nb_expr *sinx = first_of_kind(e, NB_SYM_SIN);
+    const nb_expr *prod = first_of_kind(e, NB_SYM_MUL);
+    assert_non_null(prod);
+    assert_ptr_equal(nb_expr_arg(prod, 0), sinx);
+    assert_ptr_equal(nb_expr_arg(prod, 1), sinx);
+    /* parsing sin(x) again finds the node: nothing new */
+    assert_ptr_equal(parse(s, "sin(x)"), sinx);
+    assert_int_equal(nb_sym_node_count(s), 4);
+
+    assert_ptr_equal(parse(s, "x*y"), parse(s, "y*x"));
+    assert_ptr_equal(parse(s, "x+y+z"), parse(s, "z+(y+x)"));
+    assert_ptr_equal(parse(s, "max(x, y)"), parse(s, "max(y, x)"));
+    assert_ptr_not_equal(parse(s, "x^y"), parse(s, "y^x"));
+    assert_ptr_not_equal(parse(s, "x-y"), parse(s, "y-x"));
+    nb_sym_free(s);
+}
+
+/* The derivative of a 20-deep nested composition: the DAG grows by the
+ * same number of nodes per level, the tree much faster (a chain of
+ * functions: quadratic). And u -> u*sin(u), which uses its argument twice:
+ * the tree grows exponentially, the DAG polynomially. */
+static void test_swell_contained(void **state)
+{
+    (void)state;
+    static const char *const fns[] = {"sin", "exp", "cos", "tanh", "sigmoid"};
+    nb_sym *s = nb_sym_new();
+    int64_t dag[21];
+    double tree[21];
+    char text[512] = "x";
+    for (int k = 1; k <= 20; k++) {
+        char next[512];
+        snprintf(next, sizeof next, "%s(%s)", fns[(k - 1) % 5], text);
+        memcpy(text, next, sizeof text);
+        const nb_expr *d = nb_sym_diff(s, parse(s, text), "x");
+        assert_non_null(d);
+        dag[k] = nb_sym_dag_size(s, d);
+        tree[k] = nb_sym_tree_size(d);
+    }
+    /* linear: past the first cycle of functions, every 5 levels add the
+     * same number of nodes; the tree adds more and more */
+    for (int k = 11; k <= 20; k++)
+        assert_int_equal(dag[k] - dag[k - 5], dag[10] - dag[5]);
+    assert_true(dag[20] <= 3 * 20);
+    assert_true(tree[10] - tree[5] < tree[15] - tree[10]);
+    assert_true(tree[15] - tree[10] < tree[20] - tree[15]);
+    assert_true(tree[20] > 6 * dag[20]);
+
+    /* u -> u*sin(u): the function itself is a 2^k tree */
+    const nb_expr *u = nb_sym_var(s, "x");
+    for (int k = 1; k <= 20; k++) {
+        const nb_expr *sn = nb_sym_apply(s, NB_SYM_SIN, &u, 1);
+        const nb_expr *args[2] = {u, sn};
+        u = nb_sym_apply(s, NB_SYM_MUL, args, 2);
+        const nb_expr *d = nb_sym_diff(s, u, "x");
+        assert_non_null(d);
+        dag[k] = nb_sym_dag_size(s, d);
+        tree[k] = nb_sym_tree_size(d);
+    }
+    /* products are flattened, so each level's derivative is a sum of
+     * products of all earlier factors: the DAG grows quadratically (one more
+     * node per level than the level before), the tree exponentially */
+    for (int k = 3; k <= 20; k++)
+        assert_int_equal((dag[k] - dag[k - 1]) - (dag[k - 1] - dag[k - 2]), 1);
+    assert_true(tree[20] > 1e6 * (double)dag[20]);
+    assert_true(tree[20] / tree[10] > 500);
+    /* writing it out would exceed the print limit: a clear error */
+    assert_null(nb_sym_str(s, nb_sym_diff(s, u, "x")));
+    assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
+    assert_non_null(strstr(nb_sym_errmsg(s), "longer than"));
+    nb_sym_free(s);
+}
+
+/* ------------------------------------------------------------ simplifier */
+
+static void expect_simple(nb_sym *s, const char *in, const char *out)
+{
+    const nb_expr *e = nb_sym_simplify(s, parse(s, in));
+    assert_non_null(e);
+    const char *text = nb_sym_str(s, e);
+    if (!text || strcmp(text, out) != 0)
+        fail_msg("simplify '%s': got '%s', want '%s'", in, text ? text : "(null)", out);
+}
+
+static void test_simplifier(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    expect_simple(s, "2 + 3*4", "14");
+    expect_simple(s, "x - x", "0");
+    expect_simple(s, "x/x", "1");
+    expect_simple(s, "sin(y)/sin(y)", "1");
+    expect_simple(s, "x + 0", "x");
+    expect_simple(s, "1*x", "x");
+    expect_simple(s, "0*ln(x)", "0");
+    expect_simple(s, "x^1", "x");
+    expect_simple(s, "x^0", "1");
+    expect_simple(s, "1^x", "1");
+    expect_simple(s, "2*x + 3*x - x", "4*x");
+    expect_simple(s, "x*y - y*x", "0");
+    expect_simple(s, "x*x*x", "x^3");
+    expect_simple(s, "x^y*x^z", "x^(y + z)");
+    expect_simple(s, "x^2/x^5", "1/x^3");
+    expect_simple(s, "(x^2)^3", "x^6");
+    expect_simple(s, "(x^y)^2", "x^(2*y)");
+    expect_simple(s, "(2*x)^-1", "0.5/x");
+    expect_simple(s, "sin(0) + cos(0)", "1");
+    expect_simple(s, "max(x, x)", "x");
+    expect_simple(s, "max(2, -3)", "2");
+    /* not exact everywhere, so not done */
+    expect_simple(s, "(x^2)^0.5", "(x^2)^0.5");
+    expect_simple(s, "sqrt(x^2)", "sqrt(x^2)");
+    expect_simple(s, "ln(exp(x))", "ln(exp(x))");
+    expect_simple(s, "sin(x)^2 + cos(x)^2", "sin(x)^2 + cos(x)^2");
+    expect_simple(s, "x*(y + 1)", "x*(y + 1)");
+    /* constants that are not finite stay symbolic */
+    expect_simple(s, "ln(-1)", "ln(-1)");
+    expect_simple(s, "1/0", "1/0");
+    expect_simple(s, "exp(1000)", "exp(1000)");
+    /* simplification is idempotent */
+    const nb_expr *e = nb_sym_simplify(s, parse(s, "x^2*y + 3*x*(y/x) - sin(x)^2*x"));
+    assert_ptr_equal(nb_sym_simplify(s, e), e);
+    nb_sym_free(s);
+}
+
+/* Printing uses the fewest parentheses. */
+static void test_printing(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    static const char *const same[] = {
+        "x^y^z",     "(x^y)^z", "-x^2",      "(-2)^x",  "2^(-x)",     "x - (y - z)",
+        "a*(b + c)", "1/(x*y)", "x/(y + 1)", "-x",      "sin(x + 1)", "max(x, y + 1)",
+        "2*x^3",     "x^(1/y)", "1e+300*x",  "0.1 + x",
+    };
+    static const char *const want[] = {
+        "x^y^z",     "(x^y)^z", "-x^2",      "(-2)^x",  "2^(-x)",     "x - (y - z)",
+        "a*(b + c)", "1/(x*y)", "x/(y + 1)", "-x",      "sin(x + 1)", "max(x, y + 1)",
+        "2*x^3",     "x^(1/y)", "1e+300*x",  "x + 0.1",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        const char *text = nb_sym_str(s, parse(s, same[i]));
+        if (!text || strcmp(text, want[i]) != 0)
+            fail_msg("print '%s': got '%s', want '%s'", same[i], text ? text : "(null)", want[i]);
+    }
+    nb_sym_free(s);
+}
+
+/* ------------------------------------------------------------- bad input */
+
+static void expect_parse_error(const char *text, size_t len, int64_t offset, const char *words)
+{
+    nb_sym *s = nb_sym_new();
+    const nb_expr *e = nb_sym_parse(s, text, len);
+    if (e)
+        fail_msg("'%.*s' parsed", (int)(len < 40 ? len : 40), text);
+    assert_int_equal(nb_sym_status(s), NB_ERR_PARSE);
+    if (nb_sym_erroffset(s) != offset || !strstr(nb_sym_errmsg(s), words))
+        fail_msg("'%.*s': got '%s' (offset %lld), want offset %lld and '%s'",
+                 (int)(len < 40 ? len : 40), text, nb_sym_errmsg(s), (long long)nb_sym_erroffset(s),
+                 (long long)offset, words);
+    char at[32];
+    snprintf(at, sizeof at, " at %lld", (long long)offset);
+    assert_non_null(strstr(nb_sym_errmsg(s), at));
+    nb_sym_free(s);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    expect_parse_error("", 0, 0, "empty expression");
+    expect_parse_error("   ", 3, 3, "empty expression");
+    expect_parse_error("2+", 2, 2, "expected an operand at 2 near end of input");
+    expect_parse_error("sin(", 4, 4, "expected an operand");
+    expect_parse_error(")(", 2, 0, "expected an operand at 0 near ')'");
+    expect_parse_error("x**y", 4, 2, "'**' is not an operator");
+    expect_parse_error("foo(x)", 6, 0, "unknown function 'foo'");
+    expect_parse_error("1e999", 5, 0, "number '1e999' overflows a double");
+    expect_parse_error("2*1e", 4, 2, "malformed number");
+    expect_parse_error("(x + 1", 6, 6, "expected ')' at 6 near end of input");
+    expect_parse_error("(x + 1 y", 8, 7, "expected ')' at 7 near 'y'");
+    expect_parse_error("x + y)", 6, 5, "unmatched ')'");
+    expect_parse_error("3 x", 3, 2, "expected an operator at 2 near 'x'");
+    expect_parse_error("sin + 1", 7, 4, "expected '(' after function 'sin'");
+    expect_parse_error("max(x)", 6, 5, "max takes 2 arguments, not 1");
+    expect_parse_error("ln(x, y)", 8, 7, "ln takes 1 argument, not 2");
+    expect_parse_error("x # y", 5, 2, "unexpected character '#'");
+    expect_parse_error("x + \xce\xbb", 6, 4, "unexpected character");
+    /* embedded NUL: the length is explicit, the NUL is an error */
+    expect_parse_error("x+\0y", 4, 2, "unexpected NUL byte");
+    /* invalid UTF-8: a lone continuation byte, a truncated sequence, an
+     * overlong encoding */
+    expect_parse_error("x+\x80", 3, 2, "invalid UTF-8 byte 0x80");
+    expect_parse_error("x*\xe2\x82", 4, 2, "invalid UTF-8 byte 0xe2");
+    expect_parse_error("\xc0\xaf", 2, 0, "invalid UTF-8 byte 0xc0");
+
+    /* 100000 nested parentheses: an error, not a stack overflow */
+    size_t n = 100000;
+    char *deep = malloc(2 * n + 1);
+    assert_non_null(deep);
+    memset(deep, '(', n);
+    deep[n] = 'x';
+    memset(deep + n + 1, ')', n);
+    expect_parse_error(deep, 2 * n + 1, NB_SYM_MAX_NESTING, "nesting deeper than");
+    /* the same with unary minus and powers */
+    memset(deep, '-', n);
+    expect_parse_error(deep, n + 1, NB_SYM_MAX_NESTING, "nesting deeper than");
+    for (size_t i = 0; i < n; i++)
+        deep[2 * i] = 'x', deep[2 * i + 1] = '^';
+    expect_parse_error(deep, 2 * n + 1, 2 * NB_SYM_MAX_NESTING, "nesting deeper than");
+    free(deep);
+
+    /* input longer than the limit */
+    size_t big = (size_t)NB_SYM_MAX_INPUT + 1;
+    char *longtext = malloc(big);
+    assert_non_null(longtext);
+    memset(longtext, ' ', big);
+    longtext[0] = 'x';
+    expect_parse_error(longtext, big, NB_SYM_MAX_INPUT, "longer than");
+    /* a long flat sum within the limit is fine (no deep recursion) */
+    size_t terms = 200000;
+    for (size_t i = 0; i < terms; i++)
+        longtext[2 * i] = 'x', longtext[2 * i + 1] = '+';
+    longtext[2 * terms - 1] = ' ';
+    nb_sym *s = nb_sym_new();
+    const nb_expr *sum = nb_sym_parse(s, longtext, 2 * terms);
+    assert_non_null(sum);
+    assert_int_equal(nb_expr_arity(sum), terms);
+    assert_string_equal(nb_sym_str(s, nb_sym_simplify(s, sum)), "200000*x");
+    free(longtext);
+
+    /* an unknown variable at evaluation and in a graph */
+    const nb_expr *e = parse(s, "x + z");
+    const char *names[1] = {"x"};
+    double v[1] = {1}, out = 0;
+    assert_int_equal(nb_sym_eval(s, e, 1, names, v, &out), NB_ERR_NOTFOUND);
+    assert_true(isnan(out));
+    assert_string_equal(nb_sym_errmsg(s), "unknown variable 'z'");
+    nb_graph *g = nb_graph_new();
+    nb_tensor *xt = nb_scalar(g, NB_F64, 1);
+    assert_null(nb_sym_to_graph(s, e, g, 1, names, &xt));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NOTFOUND);
+    nb_graph_free(g);
+
+    /* NULLs and bad arguments */
+    assert_null(nb_sym_parse(NULL, "x", 1));
+    assert_null(nb_sym_parse(s, NULL, 1));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    assert_null(nb_sym_diff(s, e, "2x"));
+    assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
+    assert_null(nb_sym_diff(s, NULL, "x"));
+    assert_null(nb_sym_num(s, INFINITY));
+    assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
+    assert_null(nb_sym_var(s, "a b"));
+    assert_null(nb_sym_apply(s, NB_SYM_SIN, &e, 2));
+    assert_null(nb_sym_apply(s, NB_SYM_ADD, &e, 1));
+    assert_null(nb_sym_apply(s, NB_SYM_NUM, &e, 1));
+    assert_null(nb_sym_str(s, NULL));
+    assert_int_equal(nb_sym_eval(NULL, e, 0, NULL, NULL, &out), NB_ERR_NULL);
+    assert_int_equal(nb_sym_dag_size(s, NULL), -1);
+    assert_true(nb_sym_tree_size(NULL) == 0);
+    assert_int_equal(nb_expr_kind(NULL), NB_SYM_KIND_COUNT);
+    assert_string_equal(nb_sym_errmsg(NULL), "no pool");
+    /* a success clears the error */
+    assert_non_null(parse(s, "x"));
+    assert_int_equal(nb_sym_status(s), NB_OK);
+    assert_int_equal(nb_sym_erroffset(s), -1);
+    nb_sym_free(s);
+    nb_sym_free(NULL);
+}
+
+/* Expressions deeper than NB_SYM_MAX_DEPTH are refused; those just below
+ * are differentiated, printed and evaluated without exhausting the stack. */
+static void test_depth_limit(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    const nb_expr *e = parse(s, "x");
+    for (int k = 1; k < NB_SYM_MAX_DEPTH / 2; k++)
+        e = nb_sym_apply(s, k % 2 ? NB_SYM_SIN : NB_SYM_COS, &e, 1);
+    assert_non_null(e);
+    const nb_expr *d = nb_sym_diff(s, e, "x");
+    assert_non_null(d);
+    assert_non_null(nb_sym_str(s, d));
+    double out;
+    const char *names[1] = {"x"};
+    double v[1] = {0.3};
+    assert_int_equal(nb_sym_eval(s, d, 1, names, v, &out), NB_OK);
+    assert_true(isfinite(out));
+    for (int k = NB_SYM_MAX_DEPTH / 2; k < NB_SYM_MAX_DEPTH; k++)
+        e = nb_sym_apply(s, NB_SYM_SIN, &e, 1);
+    assert_non_null(e);
+    assert_null(nb_sym_apply(s, NB_SYM_SIN, &e, 1));
+    assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
+    assert_non_null(strstr(nb_sym_errmsg(s), "deeper than"));
+    nb_sym_free(s);
+}
+
+/* ------------------------------------------------------------- utilities */
+
+static void test_vars_eval_graph(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    const nb_expr *e = parse(s, "z*sin(y) + x^2 + y");
+    const char *names[4] = {NULL};
+    assert_int_equal(nb_sym_vars(s, e, names, 4), 3);
+    assert_string_equal(names[0], "x");
+    assert_string_equal(names[1], "y");
+    assert_string_equal(names[2], "z");
+    assert_int_equal(nb_sym_vars(s, e, names, 1), 3); /* count beyond cap */
+    assert_int_equal(nb_sym_vars(s, parse(s, "2+3"), names, 4), 0);
+
+    /* integer powers of a negative base: both modes finite and right */
+    const nb_expr *p = parse(s, "x^3 + x^-2");
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -1.5), true);
+    const char *xn[1] = {"x"};
+    nb_tensor *y = nb_sym_to_graph(s, p, g, 1, xn, &x);
+    assert_non_null(y);
+    tc_near(nb_tensor_item(y), -3.375 + 1 / 2.25, 1e-14);
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    double want = 3 * 2.25 - 2 / -3.375;
+    tc_near(nb_tensor_item(nb_tensor_grad(x)), want, 1e-12);
+    nb_tensor *one = nb_scalar(g, NB_F64, 1), *dy = NULL;
+    assert_int_equal(nb_jvp(g, y, &x, &one, 1, &dy), NB_OK);
+    tc_near(nb_tensor_item(dy), want, 1e-12);
+
+    /* elementwise over a vector, f32, broadcasting with a scalar variable */
+    int64_t shape[1] = {3};
+    float xv[3] = {0.5f, 1.0f, 2.0f};
+    nb_tensor *xs = nb_tensor_from(g, NB_F32, 1, shape, xv);
+    nb_tensor *ys = nb_scalar(g, NB_F32, 2.0);
+    nb_tensor *vals[2] = {xs, ys};
+    const char *two[2] = {"x", "y"};
+    nb_tensor *r = nb_sym_to_graph(s, parse(s, "y*ln(x) + sigmoid(x)"), g, 2, two, vals);
+    assert_non_null(r);
+    assert_int_equal(nb_tensor_dtype(r), NB_F32);
+    for (int i = 0; i < 3; i++)
+        tc_near(nb_tensor_get(r, i), 2 * log(xv[i]) + 1 / (1 + exp(-xv[i])), 1e-6);
+    /* mixed dtypes are refused */
+    nb_tensor *mixed[2] = {xs, nb_scalar(g, NB_F64, 1)};
+    assert_null(nb_sym_to_graph(s, parse(s, "x + y"), g, 2, two, mixed));
+    assert_int_equal(nb_sym_status(s), NB_ERR_DTYPE);
+    nb_graph_free(g);
+
+    /* sigmoid is evaluated without overflow at large |x| */
+    const nb_expr *sg = parse(s, "sigmoid(x)");
+    double out;
+    double big[1] = {-800};
+    assert_int_equal(nb_sym_eval(s, sg, 1, xn, big, &out), NB_OK);
+    assert_true(out >= 0 && out < 1e-300);
+
+    /* ties of abs, max, min: 0 and the halves, as nabla's ops */
+    double zero[1] = {0};
+    assert_int_equal(nb_sym_eval(s, nb_sym_diff(s, parse(s, "abs(x)"), "x"), 1, xn, zero, &out),
+                     NB_OK);
+    tc_near(out, 0, 0);
+    assert_int_equal(nb_sym_eval(s, nb_sym_diff(s, parse(s, "max(x, 0)"), "x"), 1, xn, zero, &out),
+                     NB_OK);
+    tc_near(out, 0.5, 0);
+    assert_int_equal(nb_sym_eval(s, nb_sym_diff(s, parse(s, "min(x, 0)"), "x"), 1, xn, zero, &out),
+                     NB_OK);
+    tc_near(out, 0.5, 0);
+    nb_sym_free(s);
+}
+
+/* ---------------------------------------------------- allocation failure */
+
+typedef struct failing {
+    long budget; /* allocations left before failing; < 0: never fail */
+    long live;
+} failing;
+
+static void *failing_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    failing *f = ud;
+    (void)old_size;
+    if (new_size == 0) {
+        if (ptr)
+            f->live--;
+        free(ptr);
+        return NULL;
+    }
+    if (f->budget == 0)
+        return NULL;
+    if (f->budget > 0)
+        f->budget--;
+    void *p = realloc(ptr, new_size);
+    if (p && !ptr)
+        f->live++;
+    return p;
+}
+
+/* Failing the n-th allocation, for every n, gives NB_ERR_NOMEM (or an
+ * earlier NULL pool) and never a crash or a leak. */
+static void test_allocation_failure(void **state)
+{
+    (void)state;
+    const char *text = "ln(x) + x^2*y - sin(x*y) + max(x, y)*sigmoid(x/y)";
+    bool succeeded = false;
+    for (long n = 0; n < 100000 && !succeeded; n++) {
+        failing f = {n, 0};
+        nb_sym *s = nb_sym_new_alloc(failing_alloc, &f);
+        if (!s) {
+            assert_int_equal(f.live, 0);
+            continue;
+        }
+        const nb_expr *e = nb_sym_parse(s, text, strlen(text));
+        const nb_expr *d = e ? nb_sym_diff(s, e, "x") : NULL;
+        const char *str = d ? nb_sym_str(s, d) : NULL;
+        const char *names[8];
+        int nv = str ? nb_sym_vars(s, d, names, 8) : -1;
+        if (nv < 0) {
+            assert_int_equal(nb_sym_status(s), NB_ERR_NOMEM);
+            assert_non_null(strstr(nb_sym_errmsg(s), "out of memory"));
+        } else {
+            succeeded = true;
+            assert_string_equal(str, nb_sym_str(s, d));
+        }
+        nb_sym_free(s);
+        assert_int_equal(f.live, 0);
+    }
+    assert_true(succeeded);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seed_example),       cmocka_unit_test(test_corpus_four_ways),
+        cmocka_unit_test(test_print_reads_back),   cmocka_unit_test(test_hash_consing),
+        cmocka_unit_test(test_swell_contained),    cmocka_unit_test(test_simplifier),
+        cmocka_unit_test(test_printing),           cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_depth_limit),        cmocka_unit_test(test_vars_eval_graph),
+        cmocka_unit_test(test_allocation_failure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
