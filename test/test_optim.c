@@ -573,6 +573,45 @@ static void test_lazy_state(void **state)
 
 /* ---------------------------------------------------------- bad input */
 
+/* A parameter marked non-trainable gets no gradient and is never moved,
+ * weight decay included; the trainable one next to it is. */
+static void test_non_trainable(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = NULL, *stat = NULL;
+    int64_t s3[] = {3};
+    assert_int_equal(nb_model_add(m, "w", NB_F64, 1, s3, &w), NB_OK);
+    assert_int_equal(nb_model_add(m, "stat", NB_F64, 1, s3, &stat), NB_OK);
+    for (int i = 0; i < 3; i++) {
+        nb_tensor_set(w, i, 1.0 + i);
+        nb_tensor_set(stat, i, 5.0);
+    }
+    nb_tensor_requires_grad(stat, false);
+    assert_false(nb_tensor_needs_grad(stat));
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAMW);
+    o.weight_decay = 0.1;
+    nb_optim *opt = nb_optim_new(&o);
+    nb_graph *g = nb_graph_new();
+    for (int step = 0; step < 3; step++) {
+        nb_model_zero_grad(m);
+        nb_tensor *loss = nb_sum(g, nb_mul(g, w, stat), NULL, 0, false);
+        assert_int_equal(nb_backward(g, loss), NB_OK);
+        nb_tensor *gs = nb_tensor_grad(stat); /* the model may keep a zero buffer */
+        for (int i = 0; gs && i < 3; i++)
+            assert_true(nb_tensor_get(gs, i) == 0.0);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        nb_graph_reset(g);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_true(nb_tensor_get(stat, i) == 5.0);
+        assert_true(nb_tensor_get(w, i) < 1.0 + i);
+    }
+    nb_graph_free(g);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -748,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_optim_clips),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_lazy_state),
+        cmocka_unit_test(test_non_trainable),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_null_handles),
         cmocka_unit_test(test_alloc_failure_every_allocation),

@@ -123,7 +123,9 @@ NB_API double nb_tensor_item(const nb_tensor *t);
 /** Accumulated gradient (same shape and dtype), or NULL if none yet. */
 NB_API nb_tensor *nb_tensor_grad(const nb_tensor *t);
 /** Mark a leaf as needing a gradient (leaves made by nb_zeros etc. do not
- *  by default; parameters do). Returns @p t for chaining. */
+ *  by default; parameters do). Turning it off for a model parameter makes
+ *  it non-trainable: no gradient reaches it and optimizers skip it (batch
+ *  statistics, frozen layers); checkpoints still save it. Returns @p t. */
 NB_API nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on);
 NB_API bool nb_tensor_needs_grad(const nb_tensor *t);
 /** Attach a label shown by printing, graph drawings and error messages.
