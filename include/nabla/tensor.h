@@ -123,7 +123,10 @@ NB_API double nb_tensor_item(const nb_tensor *t);
 /** Accumulated gradient (same shape and dtype), or NULL if none yet. */
 NB_API nb_tensor *nb_tensor_grad(const nb_tensor *t);
 /** Mark a leaf as needing a gradient (leaves made by nb_zeros etc. do not
- *  by default; parameters do). Returns @p t for chaining. */
+ *  by default; parameters do). Turning it off for a parameter makes it a
+ *  non-trainable buffer (batch-norm running statistics): it is still saved
+ *  with the model, no gradient flows to it and optimizers skip it.
+ *  Returns @p t for chaining. */
 NB_API nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on);
 NB_API bool nb_tensor_needs_grad(const nb_tensor *t);
 /** Attach a label shown by printing, graph drawings and error messages.

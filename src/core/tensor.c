@@ -302,7 +302,7 @@ nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on)
         return NULL;
     if (on)
         t->flags |= NB_T_NEEDS_GRAD;
-    else if (!(t->flags & NB_T_PARAM))
+    else
         t->flags &= ~(unsigned)NB_T_NEEDS_GRAD;
     return t;
 }
