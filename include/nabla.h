@@ -20,6 +20,7 @@
  *
  * Headers: base.h (dtypes, status, allocation hook, RNG), tensor.h (graph,
  * tensor, model), ops.h (primitives), autodiff.h (reverse and forward mode).
+ * nn.h: activations, initialisation, layers, losses (compositions of ops).
  */
 #ifndef NABLA_H
 #define NABLA_H
@@ -28,5 +29,6 @@
 #include "nabla/tensor.h"
 #include "nabla/ops.h"
 #include "nabla/autodiff.h"
+#include "nabla/nn.h"
 
 #endif
