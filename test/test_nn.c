@@ -1052,7 +1052,7 @@ static void test_mlp_structure(void **state)
     /* the same network by hand */
     nb_tensor *h = x;
     for (int i = 1; i <= 3; i++) {
-        char wn[16], bname[16];
+        char wn[32], bname[32];
         snprintf(wn, sizeof wn, "fc%d.weight", i);
         snprintf(bname, sizeof bname, "fc%d.bias", i);
         h = nb_add(g, nb_matmul(g, h, nb_model_get(m, wn), false, false), nb_model_get(m, bname));
@@ -1115,7 +1115,7 @@ static void deep_grad_norms(nb_act act, double *norms, int *n_out)
     int n = nb_grad_norms(m, report, DEPTH);
     assert_int_equal(n, DEPTH);
     for (int i = 0; i < n; i++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof want, "fc%d.weight", i + 1);
         assert_string_equal(report[i].name, want);
         norms[i] = report[i].norm;
