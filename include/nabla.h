@@ -21,7 +21,9 @@
  * Headers: base.h (dtypes, status, allocation hook, RNG), tensor.h (graph,
  * tensor, model), ops.h (primitives), autodiff.h (reverse and forward mode),
  * op.h (writing and registering new ops), check.h (numerical derivatives and
- * gradient checking).
+ * gradient checking), sym.h (symbolic differentiation), nn.h (activations,
+ * initialisation, layers, losses: compositions of ops), optim.h
+ * (optimizers), ckpt.h (checkpoints), data.h (data sets and batches).
  */
 #ifndef NABLA_H
 #define NABLA_H
@@ -36,5 +38,6 @@
 #include "nabla/optim.h"
 #include "nabla/ckpt.h"
 #include "nabla/sym.h"
+#include "nabla/nn.h"
 
 #endif

@@ -524,6 +524,43 @@ static void *run_job(void *arg)
     return NULL;
 }
 
+/* A parameter used by a graph that is then freed must not look already
+ * visited to a later graph (which malloc may place at the same address):
+ * every fresh graph's backward pass reaches it, by nb_backward, nb_grad
+ * and nb_jvp alike. */
+static void test_params_across_graphs(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = NULL;
+    assert_int_equal(nb_model_add(m, "w", NB_F64, 1, (int64_t[]){2}, &w), NB_OK);
+    nb_tensor_set(w, 0, 3);
+    nb_tensor_set(w, 1, -1);
+    /* each graph does one sweep, so every sweep has the same number */
+    for (int round = 0; round < 9; round++) {
+        nb_model_zero_grad(m);
+        nb_graph *g = nb_graph_new();
+        nb_tensor *x = nb_tensor_from(g, NB_F64, 1, (int64_t[]){2}, (double[]){2, 5});
+        nb_tensor *y = nb_sum(g, nb_mul(g, w, x), NULL, 0, false);
+        if (round % 3 == 0) {
+            assert_int_equal(nb_backward(g, y), NB_OK);
+            tc_near(nb_tensor_get(nb_tensor_grad(w), 0), 2, 0);
+            tc_near(nb_tensor_get(nb_tensor_grad(w), 1), 5, 0);
+        } else if (round % 3 == 1) {
+            nb_tensor *dw = NULL;
+            assert_int_equal(nb_grad(g, y, NULL, &w, 1, &dw, false), NB_OK);
+            tc_near(nb_tensor_get(dw, 1), 5, 0);
+        } else {
+            nb_tensor *t = nb_ones(g, NB_F64, 1, (int64_t[]){2});
+            nb_tensor *jv = NULL;
+            assert_int_equal(nb_jvp(g, y, &w, &t, 1, &jv), NB_OK);
+            tc_near(nb_tensor_item(jv), 7, 0);
+        }
+        nb_graph_free(g);
+    }
+    nb_model_free(m);
+}
+
 static void test_two_threads(void **state)
 {
     (void)state;
@@ -657,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_no_malloc_after_first_step),
         cmocka_unit_test(test_alloc_failure_everywhere),
+        cmocka_unit_test(test_params_across_graphs),
         cmocka_unit_test(test_two_threads),
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_not_recording),

@@ -163,14 +163,17 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
                              "nb_tensor_requires_grad before using it)",
                              i);
     }
+    /* every node the sweep reaches has its adj reset; clearing the inputs'
+     * first makes a non-NULL adj mean "reached with a gradient" */
+    for (int i = 0; i < n; i++)
+        xs[i]->adj = NULL;
     nb_tensor **order;
     int64_t n_order;
     nb_status st = sweep(g, y, seed, create_graph, "grad", &order, &n_order);
     if (st != NB_OK)
         return st;
     for (int i = 0; i < n; i++) {
-        /* xs[i] was reached by this sweep only if its mark is current */
-        bool reached = xs[i]->mark == g->sweep && xs[i]->mark_graph == g && xs[i]->adj;
+        bool reached = xs[i]->adj != NULL;
         out[i] = reached ? xs[i]->adj : nba_zeros_like(g, xs[i]);
         if (!out[i])
             return g->status;

@@ -28,6 +28,28 @@ static bool visited(const nb_tensor *t, const nb_graph *g, uint64_t mark)
     return t->mark == mark && t->mark_graph == g;
 }
 
+/* Parameters outlive graphs: a mark left on one could match a later graph
+ * allocated at the same address with the same sweep number, so the marks
+ * put on parameters are removed before nba_topo returns. */
+static void unmark_param(nb_tensor *t)
+{
+    if (t && !t->graph) {
+        t->mark = 0;
+        t->mark_graph = NULL;
+    }
+}
+
+static nb_tensor **topo_failed(frame *stack, int64_t sp, nb_tensor **order, int64_t n,
+                               nb_tensor *pending)
+{
+    for (int64_t i = 0; stack && i < sp; i++)
+        unmark_param(stack[i].node);
+    for (int64_t i = 0; order && i < n; i++)
+        unmark_param(order[i]);
+    unmark_param(pending);
+    return NULL;
+}
+
 nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
                      const char *op)
 {
@@ -48,18 +70,22 @@ nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n
                 continue;
             c->mark = mark;
             c->mark_graph = g;
-            stack = grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);
-            if (!stack)
-                return NULL;
+            frame *grown = grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);
+            if (!grown)
+                return topo_failed(stack, sp, order, n, c);
+            stack = grown;
             stack[sp++] = (frame){c, 0};
         } else {
-            order = grow(g, order, &order_cap, n + 1, sizeof *order, op);
-            if (!order)
-                return NULL;
+            nb_tensor **grown = grow(g, order, &order_cap, n + 1, sizeof *order, op);
+            if (!grown)
+                return topo_failed(stack, sp, order, n, NULL);
+            order = grown;
             order[n++] = top->node;
             sp--;
         }
     }
+    for (int64_t i = 0; i < n; i++)
+        unmark_param(order[i]);
     *n_out = n;
     return order;
 }

@@ -132,6 +132,10 @@ void nbc_fill(nb_tensor *t, double v);
 /* True when every element is finite. */
 bool nbc_all_finite(const nb_tensor *t);
 
+/* The allocation hook of a model (and its user data in *ud), so code that
+ * builds on a model allocates through the same hook. */
+nb_alloc_fn nbc_model_allocator(const nb_model *m, void **ud);
+
 /* ------------------------------------------------------------- op engine */
 
 /* Record and run one op: check inputs (NULL -> quiet NULL), set the node,

@@ -175,3 +175,9 @@ void nb_model_zero_grad(nb_model *m)
     for (nbm_entry *e = m->params; e; e = e->hh.next)
         memset(e->grad.data, 0, (size_t)e->grad.size * nb_dtype_size(e->grad.dtype));
 }
+
+nb_alloc_fn nbc_model_allocator(const nb_model *m, void **ud)
+{
+    *ud = m->ud;
+    return m->alloc;
+}

@@ -1,0 +1,381 @@
+/**
+ * @file nn.h
+ * @brief Neural-network building blocks written as compositions of the
+ *        primitive ops: activations, initialisation, layers (linear, MLP,
+ *        maxout, dropout, batch normalisation), losses and penalties.
+ *
+ * Nothing here has a derivative rule of its own: every function records
+ * primitive ops (ops.h), so its gradient comes from theirs and can be
+ * checked like any other graph, and drawn.
+ *
+ * Errors follow the ops' convention: a NULL tensor input makes a function
+ * return NULL quietly; any other failure records the graph's first error
+ * (nb_graph_errmsg: the function's name and a sentence) and returns NULL.
+ * Functions that do not return a tensor return nb_status.
+ *
+ * Shapes: a batch is [N, F] (rows are samples). A linear layer's weight is
+ * [n_in, n_out] and computes y = x·W + b.
+ *
+ * @code
+ * nb_rng rng; nb_rng_seed(&rng, 1);
+ * nb_model *m = nb_model_new();
+ * nb_mlp_opts o = nb_mlp_defaults();         // ReLU, He-uniform, f32
+ * o.layer.rng = &rng;
+ * nb_layer *net = NULL;
+ * nb_mlp_new(m, NULL, (int64_t[]){64, 128, 10}, 3, &o, &net); // fc1, fc2
+ * for (...) {                                 // one training step
+ *     nb_tensor *logits = nb_layer_forward(net, g, x, true);
+ *     nb_tensor *loss = nb_softmax_cross_entropy(g, logits, labels, n, NB_REDUCE_MEAN);
+ *     nb_backward(g, loss); ... update ...; nb_graph_reset(g);
+ * }
+ * nb_layer_free(net); nb_model_free(m);
+ * @endcode
+ */
+#ifndef NABLA_NN_H
+#define NABLA_NN_H
+
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ========================================================== activations */
+
+/** σ(x) = 1/(1+e^-x), computed as 0.5·tanh(0.5x) + 0.5 (no overflow). */
+NB_API nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x);
+/** hard-logistic(x) = max(min(0.25x + 0.5, 1), 0); slope 0.25 inside (-2, 2). */
+NB_API nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x);
+/** hard-tanh(x) = max(min(x, 1), -1). */
+NB_API nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x);
+/** ReLU(x) = max(0, x); derivative 1(x > 0) (0 at the kink). */
+NB_API nb_tensor *nb_relu(nb_graph *g, nb_tensor *x);
+/** Leaky ReLU: x for x > 0, γx otherwise; derivative γ at the kink. */
+NB_API nb_tensor *nb_leaky_relu(nb_graph *g, nb_tensor *x, double gamma);
+/** PReLU: x for x > 0, α·x otherwise, α a tensor (a learned parameter)
+ *  broadcasting with x, e.g. one slope per feature [F] for x [N, F].
+ *  dα = Σ g·x over the elements where x <= 0. */
+NB_API nb_tensor *nb_prelu(nb_graph *g, nb_tensor *x, nb_tensor *alpha);
+/** Randomized leaky ReLU: x for x > 0, α·x otherwise. Training: α ~ U(lower,
+ *  upper) drawn per element from @p rng (required); evaluation: α =
+ *  (lower+upper)/2 and @p rng is not used. Needs 0 <= lower <= upper. */
+NB_API nb_tensor *nb_rrelu(nb_graph *g, nb_tensor *x, double lower, double upper, nb_rng *rng,
+                           bool training);
+/** ELU: x for x > 0, α(e^x − 1) otherwise. The exponential only sees
+ *  min(x, 0), so large x never overflows and large negative x gives −α. */
+NB_API nb_tensor *nb_elu(nb_graph *g, nb_tensor *x, double alpha);
+/** softplus(x) = ln(1 + e^x), computed as max(x,0) + ln(1 + e^-|x|):
+ *  finite with finite derivative σ(x) for every finite x. */
+NB_API nb_tensor *nb_softplus(nb_graph *g, nb_tensor *x);
+/** softsign(x) = x / (1 + |x|). */
+NB_API nb_tensor *nb_softsign(nb_graph *g, nb_tensor *x);
+/** swish(x) = x·σ(βx) with a fixed β (β = 1 is SiLU). */
+NB_API nb_tensor *nb_swish(nb_graph *g, nb_tensor *x, double beta);
+/** swish(x) = x·σ(βx) with β a tensor broadcasting with x (learned). */
+NB_API nb_tensor *nb_swish_param(nb_graph *g, nb_tensor *x, nb_tensor *beta);
+/** GELU(x) = x·Φ(x) = 0.5x(1 + erf(x/√2)) (exact). */
+NB_API nb_tensor *nb_gelu(nb_graph *g, nb_tensor *x);
+/** GELU approximation x·σ(1.702x). */
+NB_API nb_tensor *nb_gelu_sigmoid(nb_graph *g, nb_tensor *x);
+/** GELU approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+NB_API nb_tensor *nb_gelu_tanh(nb_graph *g, nb_tensor *x);
+/** Maxout: the last axis (size F·k) is split into F groups of @p k
+ *  consecutive pieces and each group's maximum is kept: result [..., F].
+ *  The gradient goes to the arg-max of each group (split at ties). */
+NB_API nb_tensor *nb_maxout(nb_graph *g, nb_tensor *x, int64_t k);
+/** Binary step: 1 if x > 0 else 0. Its derivative is zero everywhere it
+ *  exists, so no gradient flows through it (it cannot be trained by
+ *  back-propagation; it is here for the perceptron and for plots). */
+NB_API nb_tensor *nb_binary_step(nb_graph *g, nb_tensor *x);
+/** softmax along @p axis (negative counts from the end):
+ *  e^(x − max) / Σ e^(x − max); the max is a constant (softmax is shift
+ *  invariant, so the gradient is exact). */
+NB_API nb_tensor *nb_softmax(nb_graph *g, nb_tensor *x, int axis);
+/** log-softmax along @p axis: (x − max) − ln Σ e^(x − max). Finite for any
+ *  finite input. */
+NB_API nb_tensor *nb_log_softmax(nb_graph *g, nb_tensor *x, int axis);
+
+/** Activations by kind, for model builders and command lines. */
+typedef enum nb_act {
+    NB_ACT_IDENTITY = 0,       /**< "identity" / "linear" / "none" */
+    NB_ACT_SIGMOID = 1,        /**< "sigmoid" / "logistic" */
+    NB_ACT_TANH = 2,           /**< "tanh" */
+    NB_ACT_HARD_SIGMOID = 3,   /**< "hard-sigmoid" / "hard-logistic" */
+    NB_ACT_HARD_TANH = 4,      /**< "hard-tanh" */
+    NB_ACT_RELU = 5,           /**< "relu" */
+    NB_ACT_LEAKY_RELU = 6,     /**< "leaky-relu" (γ = alpha) */
+    NB_ACT_PRELU = 7,          /**< "prelu" (learned α per feature, init alpha) */
+    NB_ACT_RRELU = 8,          /**< "rrelu" (α ~ U(lower, upper)) */
+    NB_ACT_ELU = 9,            /**< "elu" (alpha) */
+    NB_ACT_SOFTPLUS = 10,      /**< "softplus" */
+    NB_ACT_SOFTSIGN = 11,      /**< "softsign" */
+    NB_ACT_SWISH = 12,         /**< "swish" / "silu" (fixed beta) */
+    NB_ACT_SWISH_LEARNED = 13, /**< "swish-learned" (β per feature, init beta) */
+    NB_ACT_GELU = 14,          /**< "gelu" (erf) */
+    NB_ACT_GELU_SIGMOID = 15,  /**< "gelu-sigmoid" */
+    NB_ACT_GELU_TANH = 16,     /**< "gelu-tanh" */
+    NB_ACT_MAXOUT = 17,        /**< "maxout" (pieces) */
+    NB_ACT_STEP = 18,          /**< "step" / "binary-step" (no gradient) */
+    NB_ACT_COUNT
+} nb_act;
+
+/** Settings of the activations that have any. */
+typedef struct nb_act_opts {
+    double alpha;   /**< leaky-ReLU γ (0.01), ELU α (1), PReLU initial α (0.25) */
+    double beta;    /**< swish β, or its initial value when learned (1) */
+    double lower;   /**< RReLU lower bound (1/8) */
+    double upper;   /**< RReLU upper bound (1/3) */
+    int64_t pieces; /**< maxout pieces k (2) */
+} nb_act_opts;
+
+/** The default settings of @p act (values in nb_act_opts' comments). */
+NB_API nb_act_opts nb_act_defaults(nb_act act);
+/** Canonical name of @p act ("relu", "leaky-relu", ...); "?" if unknown. */
+NB_API const char *nb_act_name(nb_act act);
+/** Look an activation up by name: case is ignored and '_' equals '-'
+ *  ("ReLU", "leaky_relu"). NB_ERR_NULL, NB_ERR_NOTFOUND (unknown name;
+ *  *out untouched). */
+NB_API nb_status nb_act_from_name(const char *name, nb_act *out);
+/** A comma-separated list of every canonical name, for help texts. */
+NB_API const char *nb_act_names(void);
+/** True for the activations that own a parameter (PReLU, learned swish). */
+NB_API bool nb_act_has_param(nb_act act);
+
+/**
+ * Apply @p act to @p x. @p o NULL means nb_act_defaults(act). @p param is
+ * the learned tensor of PReLU (α) or learned swish (β), and must be NULL
+ * otherwise; @p rng and @p training matter only to RReLU. Maxout shrinks
+ * the last axis by o->pieces. Records NB_ERR_ARG for an unknown kind or a
+ * missing parameter.
+ */
+NB_API nb_tensor *nb_activate(nb_graph *g, nb_act act, nb_tensor *x, const nb_act_opts *o,
+                              nb_tensor *param, nb_rng *rng, bool training);
+
+/* ======================================================= initialisation */
+
+/** Ways to fill a parameter. fan_in, fan_out as nb_init_tensor says. */
+typedef enum nb_init {
+    NB_INIT_AUTO = 0,           /**< layers pick (He-uniform for ReLU-like, else Xavier-uniform) */
+    NB_INIT_ZEROS = 1,          /**< 0 */
+    NB_INIT_CONSTANT = 2,       /**< the value `scale` */
+    NB_INIT_SMALL_NORMAL = 3,   /**< N(0, σ²) with σ = scale (0.01 when scale is 0) */
+    NB_INIT_XAVIER_UNIFORM = 4, /**< U(±√(6/(fan_in+fan_out))): variance 2/(fan_in+fan_out) */
+    NB_INIT_XAVIER_NORMAL = 5,  /**< N(0, 2/(fan_in+fan_out)) */
+    NB_INIT_HE_UNIFORM = 6,     /**< U(±√(6/fan_in)): variance 2/fan_in */
+    NB_INIT_HE_NORMAL = 7,      /**< N(0, 2/fan_in) */
+    NB_INIT_LECUN_UNIFORM = 8,  /**< U(±√(3/fan_in)): variance 1/fan_in */
+    NB_INIT_LECUN_NORMAL = 9,   /**< N(0, 1/fan_in) */
+    NB_INIT_COUNT
+} nb_init;
+
+/** Canonical name ("xavier-uniform", ...); "?" if unknown. */
+NB_API const char *nb_init_name(nb_init kind);
+/** Look up by name as nb_act_from_name does. */
+NB_API nb_status nb_init_from_name(const char *name, nb_init *out);
+
+/**
+ * Fill @p t (a parameter or any tensor) in place. Fans come from the shape:
+ * rank 2 [n_in, n_out] gives fan_in = n_in, fan_out = n_out; rank > 2 uses
+ * the last axis as fan_out and the product of the others as fan_in; rank 1
+ * and 0 use the size for both. Random kinds draw from @p rng in row-major
+ * order (the same seed gives the same values). Errors: NB_ERR_NULL (t, or
+ * rng for a random kind), NB_ERR_ARG (unknown kind, NB_INIT_AUTO, or a fan
+ * of zero for a scaled kind).
+ */
+NB_API nb_status nb_init_tensor(nb_tensor *t, nb_init kind, double scale, nb_rng *rng);
+/** As nb_init_tensor with explicit fans. */
+NB_API nb_status nb_init_tensor_fans(nb_tensor *t, nb_init kind, double scale, int64_t fan_in,
+                                     int64_t fan_out, nb_rng *rng);
+
+/* =============================================================== layers */
+
+/** A layer: built once against an nb_model (which owns its parameters),
+ *  then run on a fresh graph every step. Opaque; free with nb_layer_free. */
+typedef struct nb_layer nb_layer;
+
+/** Kinds of layers. */
+typedef enum nb_layer_kind {
+    NB_LAYER_LINEAR = 1,
+    NB_LAYER_ACTIVATION = 2,
+    NB_LAYER_DROPOUT = 3,
+    NB_LAYER_BATCH_NORM = 4,
+    NB_LAYER_MAXOUT = 5,
+    NB_LAYER_SEQUENTIAL = 6,
+} nb_layer_kind;
+
+/** Settings shared by the layer constructors; a zeroed struct is valid. */
+typedef struct nb_layer_opts {
+    nb_dtype dtype;    /**< dtype of the parameters (NB_F32) */
+    nb_init init;      /**< weight initialisation (NB_INIT_AUTO: Xavier-uniform for a
+                            lone layer; the MLP builder picks by activation) */
+    double init_scale; /**< value for NB_INIT_CONSTANT, σ for NB_INIT_SMALL_NORMAL */
+    bool no_bias;      /**< linear and maxout layers without a bias */
+    nb_rng *rng;       /**< draws initial weights, dropout masks and RReLU slopes;
+                            kept by the layer (not owned): it must outlive it */
+} nb_layer_opts;
+
+/**
+ * Linear layer y = x·W + b: adds "<name>.weight" [n_in, n_out] (initialised
+ * by o->init) and "<name>.bias" [n_out] (zeros) to @p m. @p o may be NULL
+ * (defaults; then the random init has no rng and fails: pass one).
+ * The input is [N, n_in] (or [B, N, n_in]). Errors: NB_ERR_NULL (m, name,
+ * out, or o->rng for a random init), NB_ERR_DTYPE, NB_ERR_ARG (sizes < 1,
+ * name of 96 bytes or more, NB_INIT_COUNT or beyond), NB_ERR_EXISTS (a
+ * parameter name is taken: then nothing is added), NB_ERR_NOMEM (the
+ * parameters already added stay in the model: discard it).
+ */
+NB_API nb_status nb_linear_new(nb_model *m, const char *name, int64_t n_in, int64_t n_out,
+                               const nb_layer_opts *o, nb_layer **out);
+/** Maxout layer: a linear map to n_out·k values ("<name>.weight" [n_in,
+ *  n_out·k], "<name>.bias"), then nb_maxout over groups of k. */
+NB_API nb_status nb_maxout_new(nb_model *m, const char *name, int64_t n_in, int64_t n_out,
+                               int64_t k, const nb_layer_opts *o, nb_layer **out);
+/** Activation layer. PReLU and learned swish add "<name>.alpha" or
+ *  "<name>.beta" [n_features] filled with the initial value from @p act_o
+ *  (NULL: defaults); other kinds add nothing (n_features is then unused).
+ *  RReLU takes its rng from @p o. */
+NB_API nb_status nb_act_layer_new(nb_model *m, const char *name, nb_act act,
+                                  const nb_act_opts *act_o, int64_t n_features,
+                                  const nb_layer_opts *o, nb_layer **out);
+/** Inverted dropout with drop probability @p p in [0, 1): training keeps each
+ *  element with probability 1−p and divides the kept ones by 1−p (the mean
+ *  is preserved), masks drawn from o->rng (required); evaluation is the
+ *  identity. (The notes' keep probability is 1−p; scaling at training time
+ *  instead of at test time gives the same expected output.) */
+NB_API nb_status nb_dropout_new(const char *name, double p, const nb_layer_opts *o, nb_layer **out);
+/**
+ * Batch normalisation of [N, F] inputs: y = γ·(x − μ)/√(σ² + eps) + β.
+ * Parameters "<name>.weight" (γ, ones) and "<name>.bias" (β, zeros), and
+ * the non-trainable buffers "<name>.running_mean" (zeros) and
+ * "<name>.running_var" (ones), all [F] and saved with the model.
+ * Training: μ, σ² are the batch mean and (biased) variance, gradients flow
+ * through them, and the buffers move: r ← (1−momentum)·r + momentum·stat,
+ * with the unbiased variance N/(N−1)·σ² for running_var (N > 1 needed).
+ * Evaluation: μ, σ² are the running buffers (constants).
+ * eps > 0 and momentum in [0, 1] (NB_ERR_ARG otherwise); 1e-5 and 0.1 are usual.
+ */
+NB_API nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, double eps,
+                                   double momentum, const nb_layer_opts *o, nb_layer **out);
+/** An empty sequence of layers, run in order. */
+NB_API nb_status nb_sequential_new(const char *name, nb_layer **out);
+/** Append @p layer to @p seq, which takes ownership (also on error: then
+ *  @p layer is freed). NB_ERR_NULL, NB_ERR_ARG (seq not a sequence),
+ *  NB_ERR_NOMEM. */
+NB_API nb_status nb_sequential_add(nb_layer *seq, nb_layer *layer);
+
+/** Settings of nb_mlp_new. Start from nb_mlp_defaults(). */
+typedef struct nb_mlp_opts {
+    nb_layer_opts layer;         /**< dtype, init, rng (required for random init) */
+    nb_act act;                  /**< hidden activation (NB_ACT_RELU) */
+    const nb_act_opts *act_opts; /**< NULL: nb_act_defaults(act) */
+    nb_act out_act;              /**< activation after the last layer (identity) */
+    bool batch_norm;             /**< batch norm after each hidden linear layer */
+    double bn_eps, bn_momentum;  /**< batch-norm settings (1e-5, 0.1) */
+    double dropout;              /**< drop probability after each hidden activation (0: none) */
+} nb_mlp_opts;
+
+/** ReLU, no batch norm, no dropout, f32, init by activation, rng NULL. */
+NB_API nb_mlp_opts nb_mlp_defaults(void);
+
+/**
+ * Multi-layer perceptron from @p n_sizes >= 2 sizes (input, hidden...,
+ * output): for each hidden layer i = 1, 2, ...: linear "fc<i>", then batch
+ * norm "bn<i>" (if asked), activation "act<i>", dropout "drop<i>" (if
+ * asked); then the last linear layer and out_act. Names are prefixed by
+ * "<prefix>." when @p prefix is not NULL or empty. Maxout hidden layers
+ * become maxout layers "fc<i>" of o->act_opts->pieces pieces. Init
+ * NB_INIT_AUTO picks, for every linear layer, He-uniform when the hidden
+ * activation is of the ReLU family (ReLU, leaky, PReLU, RReLU, ELU, maxout,
+ * swish, GELU, softplus) and Xavier-uniform otherwise. Biases start at 0.
+ * Errors as nb_linear_new; on error the parameters already added stay in
+ * the model (use a fresh model).
+ */
+NB_API nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int n_sizes,
+                            const nb_mlp_opts *o, nb_layer **out);
+
+/**
+ * Run @p l on @p x in @p g. @p training selects dropout masks, RReLU
+ * slopes and batch statistics (training) or their evaluation forms. Batch
+ * norm in training mode also updates its running buffers (once per call).
+ * Errors are recorded in @p g: wrong input width or dtype, for instance
+ * "fc1: input [4,3] does not fit weight [5,2]". @p l NULL: NB_ERR_NULL.
+ */
+NB_API nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training);
+/** Free a layer (and the layers of a sequence). Parameters stay in their
+ *  model. NULL is accepted. */
+NB_API void nb_layer_free(nb_layer *l);
+/** Kind of a layer (0 for NULL). */
+NB_API nb_layer_kind nb_layer_get_kind(const nb_layer *l);
+/** Name of a layer ("" for NULL). Owned by the layer. */
+NB_API const char *nb_layer_name(const nb_layer *l);
+/** Number of layers in a sequence (0 otherwise). */
+NB_API int nb_layer_count(const nb_layer *l);
+/** The @p i-th layer of a sequence (NULL when out of range). */
+NB_API nb_layer *nb_layer_at(const nb_layer *l, int i);
+/** Find a layer by name in @p l and its sequences (depth first); NULL if none. */
+NB_API nb_layer *nb_layer_find(const nb_layer *l, const char *name);
+
+/** One entry of a gradient-norm report. */
+typedef struct nb_grad_norm {
+    const char *name; /**< parameter name, e.g. "fc1.weight" (owned by the model) */
+    double norm;      /**< Frobenius norm of its gradient */
+} nb_grad_norm;
+
+/**
+ * ‖grad‖ of every trainable matrix (rank >= 2) whose name ends in
+ * ".weight" (so not batch-norm γ), in the
+ * order they were added to @p m (for an MLP: input layer first), written to
+ * out[0 .. min(count, cap)). Returns the count (which may exceed cap), or
+ * -1 when m is NULL or out is NULL with cap > 0. Shows vanishing gradients:
+ * in a deep sigmoid network the norms shrink towards the input.
+ */
+NB_API int nb_grad_norms(const nb_model *m, nb_grad_norm *out, int cap);
+
+/* =============================================================== losses */
+
+/** How a loss is reduced over elements or samples. */
+typedef enum nb_reduction {
+    NB_REDUCE_MEAN = 0, /**< mean (over elements; over samples for cross-entropy) */
+    NB_REDUCE_SUM = 1,  /**< sum */
+} nb_reduction;
+
+/** Mean squared error: reduce((pred − target)²) over all elements; shapes
+ *  must be equal. */
+NB_API nb_tensor *nb_mse_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, nb_reduction r);
+/** Binary cross-entropy on probabilities: −[t·ln p + (1−t)·ln(1−p)] with p
+ *  clamped to [eps, 1−eps] (eps 1e-7 in f32, 1e-12 in f64), so it is finite
+ *  for p = 0 or 1; no gradient flows where p is clamped. Shapes equal. */
+NB_API nb_tensor *nb_bce_loss(nb_graph *g, nb_tensor *prob, nb_tensor *target, nb_reduction r);
+/** Binary cross-entropy on logits z (p = σ(z)) in the stable form
+ *  softplus(z) − t·z = max(z,0) − t·z + ln(1 + e^-|z|). Shapes equal. */
+NB_API nb_tensor *nb_bce_with_logits(nb_graph *g, nb_tensor *logits, nb_tensor *target,
+                                     nb_reduction r);
+/** Softmax cross-entropy of logits [N, C] against integer labels[0..n)
+ *  (n == N, each in [0, C)): −Σ_i log_softmax(z_i)[labels[i]], reduced over
+ *  the N samples. Labels are copied. */
+NB_API nb_tensor *nb_softmax_cross_entropy(nb_graph *g, nb_tensor *logits, const int64_t *labels,
+                                           int64_t n, nb_reduction r);
+/** Softmax cross-entropy against target distributions [N, C] (rows summing
+ *  to 1, e.g. smoothed labels): −Σ_c t_ic·log_softmax(z_i)_c, reduced over N. */
+NB_API nb_tensor *nb_softmax_cross_entropy_soft(nb_graph *g, nb_tensor *logits, nb_tensor *target,
+                                                nb_reduction r);
+/** L2 penalty ½λ Σ_k ‖W_k‖²_F over @p n tensors (same dtype); a scalar of
+ *  their dtype. n == 0 or an entry NULL: NB_ERR_ARG / quiet NULL. */
+NB_API nb_tensor *nb_l2_penalty(nb_graph *g, nb_tensor *const *params, int n, double lambda);
+/** L1 penalty λ Σ_k Σ |W_k| (derivative λ·sign(W), 0 at 0). */
+NB_API nb_tensor *nb_l1_penalty(nb_graph *g, nb_tensor *const *params, int n, double lambda);
+/** Collect the trainable parameters of @p m whose names end in @p suffix
+ *  (e.g. ".weight": the usual choice for a penalty; NULL or "": all) into
+ *  out[0 .. min(count, cap)), in model order. Returns the count, or -1 for
+ *  m NULL or out NULL with cap > 0. */
+NB_API int nb_params_matching(const nb_model *m, const char *suffix, nb_tensor **out, int cap);
+/** Fraction of rows of @p logits [N, C] whose arg-max (first on ties)
+ *  equals labels[i]; n must be N. Written to *out. NB_ERR_NULL,
+ *  NB_ERR_SHAPE (not rank 2 or n differs), NB_ERR_ARG (N == 0). */
+NB_API nb_status nb_accuracy(const nb_tensor *logits, const int64_t *labels, int64_t n,
+                             double *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
