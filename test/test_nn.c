@@ -1111,7 +1111,7 @@ static void deep_grad_norms(nb_act act, double *norms, int *n_out)
     nb_tensor *t = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){BATCH, WIDTH}, 0, 1);
     nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(net, g, x, true), t, NB_REDUCE_MEAN);
     assert_int_equal(nb_backward(g, loss), NB_OK);
-    nb_grad_norm report[DEPTH];
+    nb_param_norm report[DEPTH];
     int n = nb_grad_norms(m, report, DEPTH);
     assert_int_equal(n, DEPTH);
     for (int i = 0; i < n; i++) {

@@ -316,10 +316,10 @@ NB_API nb_layer *nb_layer_at(const nb_layer *l, int i);
 NB_API nb_layer *nb_layer_find(const nb_layer *l, const char *name);
 
 /** One entry of a gradient-norm report. */
-typedef struct nb_grad_norm {
+typedef struct nb_param_norm {
     const char *name; /**< parameter name, e.g. "fc1.weight" (owned by the model) */
     double norm;      /**< Frobenius norm of its gradient */
-} nb_grad_norm;
+} nb_param_norm;
 
 /**
  * ‖grad‖ of every trainable matrix (rank >= 2) whose name ends in
@@ -329,7 +329,7 @@ typedef struct nb_grad_norm {
  * -1 when m is NULL or out is NULL with cap > 0. Shows vanishing gradients:
  * in a deep sigmoid network the norms shrink towards the input.
  */
-NB_API int nb_grad_norms(const nb_model *m, nb_grad_norm *out, int cap);
+NB_API int nb_grad_norms(const nb_model *m, nb_param_norm *out, int cap);
 
 /* =============================================================== losses */
 

@@ -581,7 +581,7 @@ nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int 
 
 /* ------------------------------------------------------- gradient norms */
 
-int nb_grad_norms(const nb_model *m, nb_grad_norm *out, int cap)
+int nb_grad_norms(const nb_model *m, nb_param_norm *out, int cap)
 {
     if (!m || (!out && cap > 0))
         return -1;
@@ -599,7 +599,7 @@ int nb_grad_norms(const nb_model *m, nb_grad_norm *out, int cap)
                 double v = nb_tensor_get(gr, i);
                 s += v * v;
             }
-            out[count] = (nb_grad_norm){name, sqrt(s)};
+            out[count] = (nb_param_norm){name, sqrt(s)};
         }
         count++;
     }
