@@ -167,6 +167,126 @@ static void test_demo(void **state)
     rmdir(dir);
 }
 
+/* The number after "label" in text (NAN when absent). */
+static double number_after(const char *text, const char *label)
+{
+    const char *p = strstr(text, label);
+    return p ? strtod(p + strlen(label), NULL) : NAN;
+}
+
+static void test_diff(void **state)
+{
+    (void)state;
+    run_result *r = run("diff 'ln(x) + x^2*y - sin(x*y)' --at x=1.5,y=2 --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 2);
+    char line[1024];
+    double x = 1.5, y = 2;
+    double want[2] = {1 / x + 2 * x * y - y * cos(x * y), x * x - x * cos(x * y)};
+    for (int k = 0; k < 2; k++) {
+        line_of(r->out, k, line, sizeof line);
+        assert_non_null(strstr(line, k == 0 ? "\"wrt\": \"x\"" : "\"wrt\": \"y\""));
+        assert_true(fabs(json_num(line, "value") - (log(x) + x * x * y - sin(x * y))) < 1e-12);
+        assert_true(fabs(json_num(line, "reverse") - want[k]) < 1e-12);
+        assert_true(fabs(json_num(line, "forward") - want[k]) < 1e-12);
+        assert_true(fabs(json_num(line, "symbolic") - want[k]) < 1e-12);
+        assert_true(fabs(json_num(line, "numerical") - want[k]) < 1e-7);
+        assert_true(json_num(line, "tape_ops") > 0 && json_num(line, "dag_nodes") > 0);
+    }
+    line_of(r->out, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"derivative\": \"1/x + 2*x*y - y*cos(x*y)\""));
+
+    /* the table, and the graph as DOT */
+    char dir[] = "/tmp/nabla-diff-XXXXXX", cmd[256], path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/g.dot", dir);
+    snprintf(cmd, sizeof cmd, "diff 'x*y + sin(x)' --at x=0,y=3 --wrt y --dot %s", path);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_true(number_after(r->out, "value ") == 0);
+    assert_non_null(strstr(r->out, "df/dy = x"));
+    assert_null(strstr(r->out, "df/dx"));
+    if (system("command -v dot >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof cmd, "dot -Tsvg -o /dev/null %s", path);
+        assert_int_equal(system(cmd), 0);
+    }
+    remove(path);
+    rmdir(dir);
+}
+
+static void test_trace(void **state)
+{
+    (void)state;
+    /* the notes' logistic unit at x=1, w=0, b=0 */
+    run_result *r = run("trace '1/(exp(-(w*x+b))+1)' --at x=1,w=0,b=0 --json");
+    assert_int_equal(r->status, 0);
+    int rows = count_lines(r->out);
+    assert_true(rows > 10);
+    /* the reverse sweep's local derivatives from the output back are the
+     * notes' chain 1 x -0.25 x 1 x 1 x -1 x 1, and the adjoints of w, b are 0.25 */
+    double locals[16];
+    int n_locals = 0;
+    double gw = NAN, gb = NAN, gx = NAN;
+    char line[512];
+    for (int k = 0; k < rows; k++) {
+        line_of(r->out, k, line, sizeof line);
+        if (!strstr(line, "\"sweep\": \"reverse\""))
+            continue;
+        if (n_locals < 16)
+            locals[n_locals++] = json_num(line, "local");
+        if (strstr(line, "\"to\": \"w\""))
+            gw = json_num(line, "adjoint_to");
+        if (strstr(line, "\"to\": \"b\""))
+            gb = json_num(line, "adjoint_to");
+        if (strstr(line, "\"to\": \"x\""))
+            gx = json_num(line, "adjoint_to");
+    }
+    assert_true(gw == 0.25 && gb == 0.25 && gx == 0.0);
+    bool saw_quarter = false, saw_minus_one = false;
+    for (int i = 0; i < n_locals; i++) {
+        saw_quarter |= locals[i] == -0.25;
+        saw_minus_one |= locals[i] == -1.0;
+    }
+    assert_true(saw_quarter && saw_minus_one);
+    /* forward mode: the tangent of w reaches the output as 0.25 */
+    r = run("trace '1/(exp(-(w*x+b))+1)' --at x=1,w=0,b=0");
+    assert_int_equal(r->status, 0);
+    assert_true(number_after(r->out, "df/dw = ") == 0.25);
+    assert_true(number_after(r->out, "df/db = ") == 0.25);
+    assert_non_null(strstr(r->out, "g_h5 = -0.25"));
+    assert_non_null(strstr(r->out, "nb_backward agrees"));
+}
+
+static void test_plot(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-plot-XXXXXX", cmd[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "plot activations --out %s", dir);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    int files = count_lines(r->out);
+    assert_true(files >= 17);
+    char line[256];
+    for (int k = 0; k < files; k++) {
+        line_of(r->out, k, line, sizeof line);
+        FILE *f = fopen(line, "r");
+        assert_non_null(f);
+        static char svg[1 << 16];
+        size_t n = fread(svg, 1, sizeof svg - 1, f);
+        svg[n] = '\0';
+        fclose(f);
+        assert_non_null(strstr(svg, "</svg>"));
+        assert_non_null(strstr(svg, "d/dx"));
+        if (system("command -v xmllint >/dev/null 2>&1") == 0) {
+            snprintf(cmd, sizeof cmd, "xmllint --noout %s", line);
+            assert_int_equal(system(cmd), 0);
+        }
+        remove(line);
+    }
+    rmdir(dir);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -204,9 +324,9 @@ int main(int argc, char **argv)
     }
     nabla = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_modes),
-        cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_demo),
+        cmocka_unit_test(test_modes),         cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_demo),          cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_trace),         cmocka_unit_test(test_plot),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,6 +65,16 @@ typedef enum nb_mode {
 NB_API nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, int mode);
 
 /**
+ * The recorded graph of @p y in evaluation order (every tensor before the
+ * ops that use it; leaves and constants included, y last): up to @p cap
+ * tensors go to @p out. Returns how many there are (may exceed @p cap), or
+ * -1 with g's error recorded. Read each node with nb_tensor_op_name,
+ * nb_op_n_inputs, nb_op_input and nb_op_attrs (op.h) — for teaching tools
+ * and tracers.
+ */
+NB_API int64_t nb_graph_nodes(nb_graph *g, nb_tensor *y, nb_tensor **out, int64_t cap);
+
+/**
  * Write the recorded graph of @p y as Graphviz DOT text to @p f: one box per
  * tensor (label, op, dtype, shape, value — all numbers up to four elements,
  * else min/mean/max — and gradient: a leaf's accumulated one, or what the

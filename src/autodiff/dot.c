@@ -1,4 +1,4 @@
-/* Graphviz DOT pictures of a recorded graph: one box per tensor with its
+/* Looking at a recorded graph: its nodes in order, and Graphviz DOT pictures: one box per tensor with its
  * op, label, shape, value and gradient, one edge per input. */
 
 #include <math.h>
@@ -39,6 +39,26 @@ static void put_values(FILE *f, const char *what, const nb_tensor *t)
         sum += v;
     }
     fprintf(f, "min %.4g mean %.4g max %.4g", lo, sum / (double)t->size, hi);
+}
+
+int64_t nb_graph_nodes(nb_graph *g, nb_tensor *y, nb_tensor **out, int64_t cap)
+{
+    if (!g)
+        return -1;
+    if (cap < 0 || (cap > 0 && !out)) {
+        nbc_error(g, NB_ERR_NULL, "graph_nodes", "need an output array for cap = %lld",
+                  (long long)cap);
+        return -1;
+    }
+    if (nba_check_mine(g, y, "graph_nodes", "y") != NB_OK)
+        return -1;
+    int64_t n;
+    nb_tensor **order = nba_topo(g, y, false, &n, "graph_nodes");
+    if (!order)
+        return -1;
+    for (int64_t k = 0; k < n && k < cap; k++)
+        out[k] = order[k];
+    return n;
 }
 
 nb_status nb_graph_dot(nb_graph *g, nb_tensor *y, FILE *f)

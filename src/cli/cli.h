@@ -43,5 +43,8 @@ void cli_json_num(FILE *f, double v);
 int cmd_demo(int argc, char **argv);
 int cmd_modes(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

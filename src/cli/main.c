@@ -12,6 +12,10 @@ static const char *usage =
     "              then a small network trained on a spiral data set\n"
     "  modes       cost of a full Jacobian by forward and by reverse mode\n"
     "  gradcheck   check every built-in op's derivatives against central differences\n"
+    "  diff        a formula's gradient by reverse, forward, numerical and symbolic\n"
+    "              differentiation, side by side\n"
+    "  trace       the forward and reverse sweeps of a formula, step by step\n"
+    "  plot        SVG charts: plot activations --out DIR\n"
     "\n"
     "nabla <command> --help shows a command's options.\n";
 
@@ -19,9 +23,14 @@ static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
 } commands[] = {
+    /* clang-format off */
     {"demo", cmd_demo},
     {"modes", cmd_modes},
     {"gradcheck", cmd_gradcheck},
+    {"diff", cmd_diff},
+    {"trace", cmd_trace},
+    {"plot", cmd_plot},
+    /* clang-format on */
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,96 @@
+/* Expressions and points given on the command line. */
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "expr.h"
+
+int cli_expr_var(const cli_expr *x, const char *name)
+{
+    for (int i = 0; i < x->n; i++)
+        if (!strcmp(x->names[i], name))
+            return i;
+    return -1;
+}
+
+int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x)
+{
+    memset(x, 0, sizeof *x);
+    x->s = nb_sym_new();
+    if (!x->s)
+        return cli_error(cmd, "out of memory");
+    x->e = nb_sym_parse(x->s, text, strlen(text));
+    if (!x->e)
+        return cli_error(cmd, "%s", nb_sym_errmsg(x->s));
+    int n = nb_sym_vars(x->s, x->e, x->names, CLI_MAX_VARS);
+    if (n < 0)
+        return cli_error(cmd, "%s", nb_sym_errmsg(x->s));
+    if (n > CLI_MAX_VARS)
+        return cli_error(cmd, "the expression has %d variables; at most %d are supported", n,
+                         CLI_MAX_VARS);
+    x->n = n;
+    bool given[CLI_MAX_VARS] = {0};
+    /* "name=value" pairs separated by commas */
+    const char *p = at ? at : "";
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        if (!eq || eq > end || eq == p)
+            return cli_error(cmd, "--at: expected name=value at '%.*s'", (int)(end - p), p);
+        char name[64];
+        size_t len = (size_t)(eq - p);
+        if (len >= sizeof name)
+            return cli_error(cmd, "--at: name too long at '%.*s'", (int)(end - p), p);
+        memcpy(name, p, len);
+        name[len] = '\0';
+        char num[64], *stop;
+        size_t nlen = (size_t)(end - eq - 1);
+        if (nlen == 0 || nlen >= sizeof num)
+            return cli_error(cmd, "--at: '%s' needs a number", name);
+        memcpy(num, eq + 1, nlen);
+        num[nlen] = '\0';
+        errno = 0;
+        double v = strtod(num, &stop);
+        if (stop == num || *stop || errno || !isfinite(v))
+            return cli_error(cmd, "--at: '%s' is not a finite number (for %s)", num, name);
+        int i = cli_expr_var(x, name);
+        if (i < 0)
+            return cli_error(cmd, "--at: '%s' is not a variable of the expression", name);
+        if (given[i])
+            return cli_error(cmd, "--at: '%s' is given twice", name);
+        given[i] = true;
+        x->values[i] = v;
+        p = *end ? end + 1 : end;
+    }
+    for (int i = 0; i < n; i++)
+        if (!given[i])
+            return cli_error(cmd, "--at: no value for '%s' (give every variable, e.g. %s=1)",
+                             x->names[i], x->names[i]);
+    return 0;
+}
+
+void cli_expr_close(cli_expr *x)
+{
+    nb_sym_free(x->s);
+    x->s = NULL;
+}
+
+nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor **leaves)
+{
+    for (int i = 0; i < x->n; i++) {
+        leaves[i] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, x->values[i]), true);
+        nb_tensor_set_name(leaves[i], x->names[i]);
+    }
+    nb_tensor *y = nb_sym_to_graph(x->s, x->e, g, x->n, x->names, leaves);
+    if (!y) {
+        if (nb_graph_status(g) != NB_OK)
+            cli_error(cmd, "%s: %s", nb_graph_errop(g), nb_graph_errmsg(g));
+        else
+            cli_error(cmd, "%s", nb_sym_errmsg(x->s));
+    }
+    return y;
+}
