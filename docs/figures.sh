@@ -1,0 +1,21 @@
+#!/bin/sh
+# Regenerate the figures of docs/ with nabla itself (run from the top of the
+# tree after `meson compile -C build`). Graphviz renders the DOT graphs.
+set -eu
+nabla=${NABLA:-build/nabla}
+out=docs/figures
+mkdir -p "$out" /tmp/nabla-acts.$$
+"$nabla" plot activations --out /tmp/nabla-acts.$$ >/dev/null
+for a in sigmoid tanh relu leaky-relu elu softplus gelu swish hard-sigmoid; do
+    cp "/tmp/nabla-acts.$$/$a.svg" "$out/act-$a.svg"
+done
+rm -rf /tmp/nabla-acts.$$
+"$nabla" trace '1/(exp(-(w*x+b))+1)' --at x=1,w=0,b=0 --dot "$out/logistic.dot" \
+    > "$out/logistic-trace.txt"
+if command -v dot >/dev/null 2>&1; then
+    dot -Tsvg -o "$out/logistic.svg" "$out/logistic.dot"
+fi
+"$nabla" modes --n 1000 --m 1 > "$out/modes-1000x1.txt"
+"$nabla" modes --n 1 --m 1000 > "$out/modes-1x1000.txt"
+"$nabla" demo --plot "$out/demo-loss.svg" > "$out/demo.txt"
+echo "figures written to $out"
