@@ -15,11 +15,11 @@ void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size
     a->total = 0;
 }
 
-static size_t chunk_start(const nbc_chunk *c)
+static char *chunk_start(nbc_chunk *c)
 {
     /* usable memory starts at the first NB_ALIGN boundary after the header */
     uintptr_t base = (uintptr_t)c + sizeof(nbc_chunk);
-    return (size_t)(((base + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1)) - (uintptr_t)c);
+    return (char *)((base + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1));
 }
 
 static void *take(nbc_chunk *c, size_t n, size_t align)
@@ -28,10 +28,10 @@ static void *take(nbc_chunk *c, size_t n, size_t align)
     if (off > c->size || c->size - off < n)
         return NULL;
     c->used = off + n;
-    return (char *)c + chunk_start(c) + off;
+    return c->base + off;
 }
 
-void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align)
+void *nbc_arena_alloc_slow(nbc_arena *a, size_t n, size_t align)
 {
     if (n == 0)
         n = 1;
@@ -52,6 +52,7 @@ void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align)
     if (!c)
         return NULL;
     c->next = NULL;
+    c->base = chunk_start(c);
     c->size = size;
     c->used = 0;
     a->total += HEADER_SIZE + size + NB_ALIGN;

@@ -103,20 +103,8 @@ int nbc_threads_for(const nb_graph *g, int64_t n)
     return g->threads;
 }
 
-static void *alloc_aligned(nb_graph *g, size_t n, size_t align, const char *op)
+void *nbc_alloc_failed(nb_graph *g, size_t n, const char *op)
 {
-    void *p = nbc_arena_alloc(&g->arena, n, align);
-    if (!p)
-        nbc_error(g, NB_ERR_NOMEM, op, "out of memory allocating %zu bytes", n);
-    return p;
-}
-
-void *nbc_alloc(nb_graph *g, size_t n, const char *op)
-{
-    return alloc_aligned(g, n, 16, op);
-}
-
-void *nbc_alloc_data(nb_graph *g, size_t n, const char *op)
-{
-    return alloc_aligned(g, n, n >= NB_ALIGN ? NB_ALIGN : 16, op);
+    nbc_error(g, NB_ERR_NOMEM, op, "out of memory allocating %zu bytes", n);
+    return NULL;
 }

@@ -11,7 +11,9 @@
 #if defined(__GNUC__)
 #define NB_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define NB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NB_NOINLINE __attribute__((noinline, cold))
 #else
+#define NB_NOINLINE
 #define NB_PRINTF(a, b)
 #define NB_UNLIKELY(x) (x)
 #endif
@@ -61,6 +63,7 @@ struct nb_tensor {
 
 typedef struct nbc_chunk {
     struct nbc_chunk *next;
+    char *base;  /* first NB_ALIGN boundary after the header */
     size_t size; /* usable bytes after the header */
     size_t used;
 } nbc_chunk;
@@ -76,8 +79,21 @@ typedef struct nbc_arena {
 
 void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size);
 /* Bump-allocate n bytes aligned to NB_ALIGN; NULL when out of memory. */
-/* n bytes at a multiple of align (a power of two, at most NB_ALIGN). */
-void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align);
+/* n bytes at a multiple of align (a power of two, at most NB_ALIGN): the
+ * current chunk inline, the rest (later chunks, a new one) out of line. */
+void *nbc_arena_alloc_slow(nbc_arena *a, size_t n, size_t align);
+static inline void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align)
+{
+    nbc_chunk *c = a->cur;
+    if (c && n > 0) {
+        size_t off = (c->used + align - 1) & ~(align - 1);
+        if (off <= c->size && c->size - off >= n) {
+            c->used = off + n;
+            return c->base + off;
+        }
+    }
+    return nbc_arena_alloc_slow(a, n, align);
+}
 void nbc_arena_reset(nbc_arena *a);
 /* A position in the arena; releasing it frees everything allocated since. */
 typedef struct nbc_arena_pos {
@@ -109,10 +125,19 @@ struct nb_graph {
 nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
     NB_PRINTF(4, 5);
 /* Arena allocation recording NB_ERR_NOMEM (with op as the op name) on failure. */
-void *nbc_alloc(nb_graph *g, size_t n, const char *op);
+void *nbc_alloc_failed(nb_graph *g, size_t n, const char *op);
+static inline void *nbc_alloc(nb_graph *g, size_t n, const char *op)
+{
+    void *p = nbc_arena_alloc(&g->arena, n, 16);
+    return p ? p : nbc_alloc_failed(g, n, op);
+}
 /* The same for tensor data: NB_ALIGN-aligned from 64 bytes on (vector
  * loads), 16-aligned below (a scalar needs no cache line of its own). */
-void *nbc_alloc_data(nb_graph *g, size_t n, const char *op);
+static inline void *nbc_alloc_data(nb_graph *g, size_t n, const char *op)
+{
+    void *p = nbc_arena_alloc(&g->arena, n, n >= NB_ALIGN ? NB_ALIGN : 16);
+    return p ? p : nbc_alloc_failed(g, n, op);
+}
 /* Checked multiplication of element counts; false on overflow. */
 bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out);
 
@@ -124,7 +149,15 @@ nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shap
 /* Allocate out's data for its (already set) dtype and shape. */
 nb_status nbc_tensor_alloc_data(nb_graph *g, nb_tensor *t, const char *op);
 /* Same dtype, rank and sizes. */
-bool nbc_same_shape(const nb_tensor *a, const nb_tensor *b);
+static inline bool nbc_same_shape(const nb_tensor *a, const nb_tensor *b)
+{
+    if (a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
 /* "[2,3]" of a tensor into buf. */
 const char *nbc_shp(const nb_tensor *t, char *buf, size_t n);
 /* Set every element of t to v. */

@@ -123,16 +123,6 @@ bool nbc_all_finite(const nb_tensor *t)
     return true;
 }
 
-bool nbc_same_shape(const nb_tensor *a, const nb_tensor *b)
-{
-    if (a->rank != b->rank)
-        return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->shape[i] != b->shape[i])
-            return false;
-    return true;
-}
-
 nb_tensor *nb_full(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, double value)
 {
     nb_tensor *t = nbc_tensor_new(g, dt, rank, shape, "full");

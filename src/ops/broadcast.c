@@ -13,6 +13,15 @@ int nbk_axis(int axis, int rank)
 nb_status nbk_broadcast_shape(nb_graph *g, const char *op, nb_tensor *const *in, int n, int *rank,
                               int64_t *shape)
 {
+    /* the common case first: every input has the same shape */
+    bool same = true;
+    for (int k = 1; k < n && same; k++)
+        same = nbc_same_shape(in[k], in[0]);
+    if (same) {
+        *rank = in[0]->rank;
+        memcpy(shape, in[0]->shape, sizeof in[0]->shape);
+        return NB_OK;
+    }
     int r = 0;
     for (int k = 0; k < n; k++)
         if (in[k]->rank > r)
@@ -43,6 +52,19 @@ nb_status nbk_broadcast_shape(nb_graph *g, const char *op, nb_tensor *const *in,
 
 void nbk_plan_make(nbk_plan *p, const nb_tensor *out, nb_tensor *const *in, int n)
 {
+    /* no broadcasting: one contiguous row */
+    bool flat = true;
+    for (int k = 0; k < n && flat; k++)
+        flat = in[k]->size == out->size;
+    if (flat) {
+        p->n_in = n;
+        p->rank = 1;
+        p->shape[0] = p->inner = out->size;
+        p->outer = 1;
+        for (int k = 0; k < n; k++)
+            p->stride[k][0] = 1;
+        return;
+    }
     /* full-rank strides, 0 on broadcast axes */
     int r = out->rank;
     int64_t st[3][NB_MAX_RANK];
@@ -92,17 +114,6 @@ void nbk_plan_make(nbk_plan *p, const nb_tensor *out, nb_tensor *const *in, int 
         p->outer *= p->shape[d];
     if (p->inner == 0)
         p->outer = 0;
-}
-
-void nbk_plan_offsets(const nbk_plan *p, int64_t row, int64_t *off)
-{
-    int64_t idx[NB_MAX_RANK];
-    nbk_plan_index(p, row, idx);
-    for (int k = 0; k < p->n_in; k++) {
-        off[k] = 0;
-        for (int d = 0; d < p->rank - 1; d++)
-            off[k] += idx[d] * p->stride[k][d];
-    }
 }
 
 nb_tensor *nbk_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *x)

@@ -18,18 +18,21 @@ nb_status nbo_unary_shape(nb_graph *g, nb_tensor *out)
     return NB_OK;
 }
 
+/* Kept out of line: the message buffers would cost every call a big frame. */
+static NB_NOINLINE nb_status dtype_error(nb_graph *g, const nb_tensor *out, int first, int i)
+{
+    char b0[160], b1[160];
+    return nbc_error(g, NB_ERR_DTYPE, out->op->name, "%s%s and %s%s: dtypes differ",
+                     nb_dtype_name(out->inputs[first]->dtype),
+                     nbc_shp(out->inputs[first], b0, sizeof b0),
+                     nb_dtype_name(out->inputs[i]->dtype), nbc_shp(out->inputs[i], b1, sizeof b1));
+}
+
 static nb_status same_dtype(nb_graph *g, const nb_tensor *out, int first, int n)
 {
-    for (int i = first + 1; i < n; i++) {
-        if (out->inputs[i]->dtype != out->inputs[first]->dtype) {
-            char b0[160], b1[160];
-            return nbc_error(g, NB_ERR_DTYPE, out->op->name, "%s%s and %s%s: dtypes differ",
-                             nb_dtype_name(out->inputs[first]->dtype),
-                             nbc_shp(out->inputs[first], b0, sizeof b0),
-                             nb_dtype_name(out->inputs[i]->dtype),
-                             nbc_shp(out->inputs[i], b1, sizeof b1));
-        }
-    }
+    for (int i = first + 1; i < n; i++)
+        if (out->inputs[i]->dtype != out->inputs[first]->dtype)
+            return dtype_error(g, out, first, i);
     return NB_OK;
 }
 

@@ -36,9 +36,6 @@ typedef struct nbk_plan {
 
 void nbk_plan_make(nbk_plan *p, const nb_tensor *out, nb_tensor *const *in, int n);
 
-/* Element offsets of each input at the start of outer row `row`. */
-void nbk_plan_offsets(const nbk_plan *p, int64_t row, int64_t *off);
-
 /* Step the offsets from one outer row to the next (odometer over the
  * outer axes, held in idx). */
 static inline void nbk_plan_next(const nbk_plan *p, int64_t *idx, int64_t *off)
@@ -72,6 +69,20 @@ typedef void (*nbk_rows_fn)(const nbk_plan *p, nb_tensor *out, int64_t r0, int64
  * rows over the graph's threads when out is large enough, by columns when
  * there are fewer rows than threads. Nothing runs for an empty out. */
 void nbk_run_rows(nb_graph *g, nb_tensor *out, int n_in, nbk_rows_fn fn);
+
+/* Element offsets of each input at the start of outer row `row`. */
+static inline void nbk_plan_offsets(const nbk_plan *p, int64_t row, int64_t *off)
+{
+    for (int k = 0; k < p->n_in; k++)
+        off[k] = 0;
+    if (p->rank == 1)
+        return; /* one row */
+    int64_t idx[NB_MAX_RANK];
+    nbk_plan_index(p, row, idx);
+    for (int k = 0; k < p->n_in; k++)
+        for (int d = 0; d < p->rank - 1; d++)
+            off[k] += idx[d] * p->stride[k][d];
+}
 
 /* ----------------------------------------------------- rule compositions */
 
