@@ -1,5 +1,5 @@
 /* nabla demo: the worked examples of the course notes by both modes, then
- * a small network trained on a spiral. */
+ * a network trained on the built-in digits, checked and plotted. */
 
 #include <errno.h>
 #include <math.h>
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "svg.h"
@@ -14,9 +15,13 @@
 static const char *demo_usage =
     "usage: nabla demo [--seed N] [--epochs N] [--plot FILE.svg]\n"
     "\n"
-    "  --seed N     random seed for data and initial weights (default 1)\n"
-    "  --epochs N   full-batch gradient steps of the spiral network (default 600)\n"
-    "  --plot FILE  write the loss and accuracy curves as SVG\n";
+    "The course notes' worked examples by reverse and forward mode, then a\n"
+    "64-128-64-10 ReLU network trained on the built-in digits data set, a\n"
+    "gradcheck of the trained model, and the loss curve as SVG.\n"
+    "\n"
+    "  --seed N     random seed for initial weights and batch order (default 1)\n"
+    "  --epochs N   training epochs (default 20)\n"
+    "  --plot FILE  where to write the curves (default nabla-demo-loss.svg)\n";
 
 /* f(x,y,z) = (x+y)·z at (-2,5,-4) and σ(wx+b) at x=1, w=0, b=0. */
 static int worked_examples(void)
@@ -73,136 +78,177 @@ static int worked_examples(void)
     return 0;
 }
 
-enum { N_PER_CLASS = 100, N_CLASSES = 3, N_POINTS = N_PER_CLASS * N_CLASSES, HIDDEN = 32 };
-
-/* Three interleaved spiral arms in the plane, with a little noise. */
-static void make_spiral(nb_rng *rng, float *X, int64_t *labels)
+/* A progress bar on a terminal, a plain line now and then otherwise. */
+static void progress(bool tty, int epoch, int epochs, double loss, double acc)
 {
-    for (int c = 0; c < N_CLASSES; c++)
-        for (int i = 0; i < N_PER_CLASS; i++) {
-            int k = c * N_PER_CLASS + i;
-            double r = (double)i / N_PER_CLASS;
-            double t = c * 4.0 + 4.0 * r + 0.2 * nb_rng_normal(rng);
-            X[2 * k] = (float)(r * sin(t));
-            X[2 * k + 1] = (float)(r * cos(t));
-            labels[k] = c;
-        }
+    if (tty) {
+        int width = 30, done = epoch * width / epochs;
+        printf("\r  [%.*s%*s] epoch %2d/%d  loss %.4f  test %5.1f%%", done,
+               "##############################", width - done, "", epoch, epochs, loss, 100 * acc);
+        if (epoch == epochs)
+            printf("\n");
+        fflush(stdout);
+    } else if (epoch == 1 || epoch % 5 == 0 || epoch == epochs) {
+        printf("  epoch %2d/%d  loss %.4f  test accuracy %5.1f%%\n", epoch, epochs, loss,
+               100 * acc);
+    }
 }
 
-/* Mean softmax cross-entropy of logits [N,C] against one-hot targets,
- * written with primitives: logsumexp with the max subtracted. */
-static nb_tensor *cross_entropy(nb_graph *g, nb_tensor *logits, nb_tensor *onehot)
+/* Test accuracy of net on a whole data set (one batch, values only). */
+static double accuracy_on(nb_graph *g, nb_layer *net, nb_loader *all)
 {
-    int axis = 1;
-    nb_tensor *m = nb_stop_gradient(g, nb_max(g, logits, &axis, 1, true));
-    nb_tensor *shifted = nb_sub(g, logits, m);
-    nb_tensor *lse = nb_log(g, nb_sum(g, nb_exp(g, shifted), &axis, 1, true));
-    nb_tensor *logp = nb_sub(g, shifted, lse);
-    nb_tensor *picked = nb_sum(g, nb_mul(g, logp, onehot), &axis, 1, false);
-    return nb_neg(g, nb_mean(g, picked, NULL, 0, false));
+    nb_batch b;
+    double acc = NAN;
+    nb_graph_set_recording(g, false);
+    if (nb_loader_start(all, NULL) == NB_OK && nb_loader_next(all, g, &b)) {
+        nb_tensor *logits = nb_layer_forward(net, g, b.x, false);
+        if (!logits || nb_accuracy(logits, b.labels, b.size, &acc) != NB_OK)
+            acc = NAN;
+    }
+    nb_graph_reset(g);
+    nb_graph_set_recording(g, true);
+    return acc;
 }
 
-static int train_spiral(uint64_t seed, int epochs, const char *plot)
-{
-    nb_rng rng;
-    nb_rng_seed(&rng, seed);
-    float X[2 * N_POINTS];
-    int64_t labels[N_POINTS];
-    make_spiral(&rng, X, labels);
+/* The gradcheck of the trained model: the loss on a few test images as a
+ * function of every parameter (in f64), checked in fast mode. */
+typedef struct check_ctx {
+    const float *x; /* a few samples [n, 64] */
+    const int64_t *labels;
+    int64_t n;
+} check_ctx;
 
-    double *curve = NULL;
+static nb_tensor *model_loss(nb_graph *g, nb_tensor *const *p, int n, void *ctx)
+{
+    const check_ctx *c = ctx;
+    nb_tensor *h = nb_cast(g, nb_tensor_from(g, NB_F32, 2, (int64_t[]){c->n, 64}, c->x), NB_F64);
+    for (int i = 0; i + 1 < n; i += 2) {
+        h = nb_add(g, nb_matmul(g, h, p[i], false, false), p[i + 1]);
+        if (i + 2 < n)
+            h = nb_maximum(g, h, nb_scalar(g, NB_F64, 0.0));
+    }
+    return nb_softmax_cross_entropy(g, h, c->labels, c->n, NB_REDUCE_MEAN);
+}
+
+static int check_model(nb_model *m, const nb_batch *b)
+{
+    nb_graph *g = nb_graph_new();
+    nb_tensor *params[16];
+    int n = 0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p && n < 16; p = nb_model_next(m, p)) {
+        params[n] = nb_cast(g, p, NB_F64); /* the trained values, in f64 */
+        nb_tensor_set_name(params[n], nb_tensor_name(p));
+        n++;
+    }
+    check_ctx c = {b->features, b->labels, 8};
+    nb_check_opts o = nb_check_defaults();
+    o.fast = true;
+    nb_check_result r;
+    nb_status st = nb_gradcheck(model_loss, &c, params, n, &o, &r);
+    if (st != NB_OK) {
+        cli_error("demo", "gradcheck: %s", r.message);
+        nb_graph_free(g);
+        return 1;
+    }
+    printf("gradcheck of the trained model (loss of 8 test images w.r.t. all %lld "
+           "parameters, fast mode: v^T J u three ways)\n"
+           "  reverse %.12g  forward %.12g  numerical %.12g  -> %s\n",
+           (long long)nb_model_numel(m), r.worst.reverse, r.worst.forward, r.worst.numerical,
+           r.pass ? "PASSED" : "FAILED");
+    nb_graph_free(g);
+    return r.pass ? 0 : 1;
+}
+
+/* 64-128-64-10 ReLU network on the built-in digits: SGD 0.05, batch 32. */
+static int train_digits(uint64_t seed, int epochs, const char *plot)
+{
+    nb_dataset *digits = NULL, *train = NULL, *test = NULL;
     nb_model *m = nb_model_new();
     nb_graph *g = nb_graph_new();
-    nb_tensor *W1 = NULL, *b1 = NULL, *W2 = NULL, *b2 = NULL;
+    nb_layer *net = NULL;
+    nb_optim *opt = NULL;
+    nb_loader *loader = NULL, *all = NULL;
+    double *curve = malloc(3 * (size_t)epochs * sizeof *curve);
     int rc = 1;
-    if (!m || !g || nb_model_add(m, "fc1.weight", NB_F32, 2, (int64_t[]){2, HIDDEN}, &W1) ||
-        nb_model_add(m, "fc1.bias", NB_F32, 1, (int64_t[]){HIDDEN}, &b1) ||
-        nb_model_add(m, "fc2.weight", NB_F32, 2, (int64_t[]){HIDDEN, N_CLASSES}, &W2) ||
-        nb_model_add(m, "fc2.bias", NB_F32, 1, (int64_t[]){N_CLASSES}, &b2)) {
-        fprintf(stderr, "nabla: out of memory\n");
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    nb_mlp_opts mo = nb_mlp_defaults();
+    mo.layer.rng = &rng;
+    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_SGD);
+    oo.lr = 0.05;
+    if (!m || !g || !curve || nb_dataset_digits(NULL, &digits) != NB_OK ||
+        nb_dataset_scale(digits, 16.0) != NB_OK ||
+        nb_dataset_slice(digits, 0, 1500, &train) != NB_OK ||
+        nb_dataset_slice(digits, 1500, 297, &test) != NB_OK ||
+        nb_mlp_new(m, NULL, (int64_t[]){64, 128, 64, 10}, 4, &mo, &net) != NB_OK ||
+        !(opt = nb_optim_new(&oo)) || nb_loader_new(train, 32, true, false, &loader) != NB_OK ||
+        nb_loader_new(test, 297, false, false, &all) != NB_OK) {
+        cli_error("demo", "cannot set up the digits network (out of memory?)");
         goto done;
     }
-    /* Xavier-uniform weights: U(-a, a), a = sqrt(6/(n_in+n_out)) */
-    nb_tensor *Ws[2] = {W1, W2};
-    for (int k = 0; k < 2; k++) {
-        double a = sqrt(6.0 / (double)(nb_tensor_dim(Ws[k], 0) + nb_tensor_dim(Ws[k], 1)));
-        for (int64_t i = 0; i < nb_tensor_size(Ws[k]); i++)
-            nb_tensor_set(Ws[k], i, a * (2 * nb_rng_uniform(&rng) - 1));
-    }
-
-    printf("training a 2-%d-%d tanh network on %d spiral points (full batch, SGD with momentum)\n",
-           HIDDEN, N_CLASSES, N_POINTS);
-    float velocity[2 * HIDDEN + HIDDEN + HIDDEN * N_CLASSES + N_CLASSES] = {0};
-    const double lr = 0.5, mu = 0.9;
-    double start = cli_now();
-    double loss_value = 0, acc = 0;
-    curve = malloc(3 * (size_t)epochs * sizeof *curve);
-    if (!curve) {
-        fprintf(stderr, "nabla: out of memory\n");
-        goto done;
-    }
+    printf("training a 64-128-64-10 ReLU network on the built-in digits (1500 train, 297 "
+           "test images; SGD 0.05, batch 32)\n");
+    bool tty = isatty(fileno(stdout));
+    double start = cli_now(), acc = 0;
     for (int epoch = 1; epoch <= epochs; epoch++) {
-        nb_model_zero_grad(m);
-        nb_tensor *x = nb_tensor_from(g, NB_F32, 2, (int64_t[]){N_POINTS, 2}, X);
-        nb_tensor *t = nb_one_hot(g, NB_F32, labels, N_POINTS, N_CLASSES);
-        nb_tensor *h = nb_tanh(g, nb_add(g, nb_matmul(g, x, W1, false, false), b1));
-        nb_tensor *logits = nb_add(g, nb_matmul(g, h, W2, false, false), b2);
-        nb_tensor *loss = cross_entropy(g, logits, t);
-        if (!loss || nb_backward(g, loss) != NB_OK) {
-            fprintf(stderr, "nabla: %s\n", nb_graph_errmsg(g));
-            goto done;
-        }
-        loss_value = nb_tensor_item(loss);
-        int correct = 0;
-        for (int i = 0; i < N_POINTS; i++) {
-            int best = 0;
-            for (int c = 1; c < N_CLASSES; c++)
-                if (nb_tensor_get(logits, i * N_CLASSES + c) >
-                    nb_tensor_get(logits, i * N_CLASSES + best))
-                    best = c;
-            correct += best == labels[i];
-        }
-        acc = (double)correct / N_POINTS;
-        curve[epoch - 1] = epoch;
-        curve[epochs + epoch - 1] = loss_value;
-        curve[2 * epochs + epoch - 1] = acc;
-        /* SGD with momentum over every parameter of the model */
-        int64_t off = 0;
-        for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-            float *w = nb_tensor_f32(p);
-            const float *gr = nb_tensor_f32(nb_tensor_grad(p));
-            for (int64_t i = 0; i < nb_tensor_size(p); i++, off++) {
-                velocity[off] = (float)(mu * velocity[off] - lr * gr[i]);
-                w[i] += velocity[off];
+        nb_batch b;
+        double total = 0;
+        int steps = 0;
+        nb_loader_start(loader, &rng);
+        while (nb_loader_next(loader, g, &b)) {
+            nb_model_zero_grad(m);
+            nb_tensor *logits = nb_layer_forward(net, g, b.x, true);
+            nb_tensor *loss = nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
+            if (!loss || nb_backward(g, loss) != NB_OK || nb_optim_step(opt, m) != NB_OK) {
+                cli_error("demo", "training step failed: %s", nb_graph_errmsg(g));
+                goto done;
             }
+            total += nb_tensor_item(loss);
+            steps++;
+            nb_graph_reset(g);
         }
-        nb_graph_reset(g);
-        if (epoch == 1 || epoch % 100 == 0 || epoch == epochs)
-            printf("  epoch %4d  loss %.4f  train accuracy %5.1f%%\n", epoch, loss_value,
-                   100 * acc);
+        acc = accuracy_on(g, net, all);
+        curve[epoch - 1] = epoch;
+        curve[epochs + epoch - 1] = total / steps;
+        curve[2 * epochs + epoch - 1] = acc;
+        progress(tty, epoch, epochs, total / steps, acc);
     }
-    printf("%d steps in %.2f s; final accuracy %.1f%%\n", epochs, cli_now() - start, 100 * acc);
+    printf("%d epochs in %.2f s; test accuracy %.1f%%\n", epochs, cli_now() - start, 100 * acc);
+
+    nb_batch b;
+    nb_loader_start(all, NULL);
+    if (!nb_loader_next(all, NULL, &b) || check_model(m, &b) != 0)
+        goto done;
     rc = 0;
     if (plot) {
-        svg_series s[2] = {{"loss", epochs, curve, curve + epochs, false},
-                           {"accuracy", epochs, curve, curve + 2 * epochs, true}};
-        if (svg_chart_file(plot, "nabla demo: spiral network", "step", "loss / accuracy", s, 2)) {
+        svg_series s[2] = {{"training loss", epochs, curve, curve + epochs, false},
+                           {"test accuracy", epochs, curve, curve + 2 * epochs, true}};
+        if (svg_chart_file(plot, "nabla demo: digits, 64-128-64-10 ReLU", "epoch",
+                           "loss / accuracy", s, 2)) {
             cli_error("demo", "cannot write %s: %s", plot, strerror(errno));
             rc = 2;
-        } else
+        } else {
             printf("loss curve written to %s\n", plot);
+        }
     }
 done:
     free(curve);
+    nb_loader_free(all);
+    nb_loader_free(loader);
+    nb_optim_free(opt);
+    nb_layer_free(net);
     nb_graph_free(g);
     nb_model_free(m);
+    nb_dataset_free(test);
+    nb_dataset_free(train);
+    nb_dataset_free(digits);
     return rc;
 }
 
 int cmd_demo(int argc, char **argv)
 {
-    long seed = 1, epochs = 600;
-    const char *plot = NULL;
+    long seed = 1, epochs = 20;
+    const char *plot = "nabla-demo-loss.svg";
     const cli_opt opts[] = {
         {"--seed", CLI_INT, &seed, 0, 2147483647},
         {"--epochs", CLI_INT, &epochs, 1, 1000000},
@@ -213,5 +259,5 @@ int cmd_demo(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     if (worked_examples() != 0)
         return 1;
-    return train_spiral((uint64_t)seed, (int)epochs, plot);
+    return train_digits((uint64_t)seed, (int)epochs, plot);
 }

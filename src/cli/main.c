@@ -9,7 +9,7 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  demo        the course notes' worked examples by reverse and forward mode,\n"
-    "              then a small network trained on a spiral data set\n"
+    "              then a network trained on the built-in digits, checked, plotted\n"
     "  modes       cost of a full Jacobian by forward and by reverse mode\n"
     "  gradcheck   check every built-in op's derivatives against central differences\n"
     "  diff        a formula's gradient by reverse, forward, numerical and symbolic\n"
