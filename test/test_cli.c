@@ -110,8 +110,16 @@ static void test_gradcheck(void **state)
         assert_true(json_num(line, "max_abs_err") < 1e-6);
         assert_true(json_num(line, "entries") > 0);
     }
+    r = run("gradcheck --op softmax-ce --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 1);
+    line_of(r->out, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"pass\": true"));
+    assert_true(json_num(line, "entries") == 12);
     r = run("gradcheck --fast");
     assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "composites"));
+    assert_non_null(strstr(r->out, "gelu-tanh"));
     assert_non_null(strstr(r->out, ", 0 failed"));
     assert_null(strstr(r->out, "FAIL"));
 }
