@@ -265,32 +265,41 @@ static const char *operand_str(const nb_tensor *t, bool trans, char *buf, size_t
     return buf;
 }
 
+/* The shape rule's errors, out of line: formatting the operands costs more
+ * than the whole rule, so it happens only when there is an error. */
+static NB_NOINLINE nb_status matmul_error(nb_graph *g, const nb_tensor *out, nb_status code,
+                                          const char *fmt, long long x, long long y)
+{
+    const nb_tensor *a = A(out), *b = B(out);
+    char sa[168], sb[168], what[200];
+    operand_str(a, TRANS_A(out), sa, sizeof sa);
+    operand_str(b, TRANS_B(out), sb, sizeof sb);
+    if (code == NB_ERR_DTYPE)
+        return nbc_error(g, code, out->op->name, "%s%s x %s%s: dtypes differ",
+                         nb_dtype_name(a->dtype), sa, nb_dtype_name(b->dtype), sb);
+    snprintf(what, sizeof what, fmt, x, y);
+    return nbc_error(g, code, out->op->name, "%s x %s: %s", sa, sb, what);
+}
+
 nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *a = A(out), *b = B(out);
     bool ta = TRANS_A(out), tb = TRANS_B(out);
-    const char *op = out->op->name;
-    char sa[168], sb[168];
-    operand_str(a, ta, sa, sizeof sa);
-    operand_str(b, tb, sb, sizeof sb);
-
     if (!((a->rank == 2 && b->rank == 2) || (a->rank == 3 && (b->rank == 2 || b->rank == 3))))
-        return nbc_error(g, NB_ERR_SHAPE, op,
-                         "%s x %s: ranks %d and %d do not fit: [M,K]x[K,N], [B,M,K]x[B,K,N] "
-                         "or [B,M,K]x[K,N]",
-                         sa, sb, a->rank, b->rank);
+        return matmul_error(g, out, NB_ERR_SHAPE,
+                            "ranks %lld and %lld do not fit: [M,K]x[K,N], [B,M,K]x[B,K,N] "
+                            "or [B,M,K]x[K,N]",
+                            a->rank, b->rank);
     if (a->dtype != b->dtype)
-        return nbc_error(g, NB_ERR_DTYPE, op, "%s%s x %s%s: dtypes differ", nb_dtype_name(a->dtype),
-                         sa, nb_dtype_name(b->dtype), sb);
+        return matmul_error(g, out, NB_ERR_DTYPE, "", 0, 0);
     if (a->rank == 3 && b->rank == 3 && a->shape[0] != b->shape[0])
-        return nbc_error(g, NB_ERR_SHAPE, op, "%s x %s: batch sizes %lld and %lld differ", sa, sb,
-                         (long long)a->shape[0], (long long)b->shape[0]);
+        return matmul_error(g, out, NB_ERR_SHAPE, "batch sizes %lld and %lld differ", a->shape[0],
+                            b->shape[0]);
     int ra = a->rank, rb = b->rank;
     int64_t m = a->shape[ra - (ta ? 1 : 2)], k_a = a->shape[ra - (ta ? 2 : 1)];
     int64_t k_b = b->shape[rb - (tb ? 1 : 2)], n = b->shape[rb - (tb ? 2 : 1)];
     if (k_a != k_b)
-        return nbc_error(g, NB_ERR_SHAPE, op, "%s x %s: inner sizes %lld and %lld differ", sa, sb,
-                         (long long)k_a, (long long)k_b);
+        return matmul_error(g, out, NB_ERR_SHAPE, "inner sizes %lld and %lld differ", k_a, k_b);
 
     out->dtype = a->dtype;
     out->rank = ra;
@@ -298,10 +307,48 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
         out->shape[0] = a->shape[0];
     out->shape[ra - 2] = m;
     out->shape[ra - 1] = n;
-    return nbc_check_desc(g, out->dtype, out->rank, out->shape, op);
+    return nbc_check_desc(g, out->dtype, out->rank, out->shape, out->op->name);
 }
 
 /* --------------------------------------------------------------- forward */
+
+/* C = op(A)·op(B) by the definition, for products too small for blocking. */
+#define GEMM_SMALL(T)                                                                              \
+    do {                                                                                           \
+        const T *a = p->a, *b = p->b;                                                              \
+        T *c = p->c;                                                                               \
+        /* element (i,l) of op(A) is a[i*ai + l*al] */                                             \
+        int64_t ai = p->trans_a ? 1 : p->lda, al = p->trans_a ? p->lda : 1;                        \
+        for (int64_t i = 0; i < p->m; i++) {                                                       \
+            T *ci = c + i * p->ldc;                                                                \
+            if (p->trans_b) { /* rows of B are columns of op(B): dot products */                   \
+                for (int64_t j = 0; j < p->n; j++) {                                               \
+                    const T *bj = b + j * p->ldb;                                                  \
+                    T sum = 0;                                                                     \
+                    for (int64_t l = 0; l < p->k; l++)                                             \
+                        sum += a[i * ai + l * al] * bj[l];                                         \
+                    ci[j] = sum;                                                                   \
+                }                                                                                  \
+            } else { /* row i of C = sum over l of a(i,l) * row l of B */                          \
+                for (int64_t j = 0; j < p->n; j++)                                                 \
+                    ci[j] = 0;                                                                     \
+                for (int64_t l = 0; l < p->k; l++) {                                               \
+                    T ail = a[i * ai + l * al];                                                    \
+                    const T *bl = b + l * p->ldb;                                                  \
+                    for (int64_t j = 0; j < p->n; j++)                                             \
+                        ci[j] += ail * bl[j];                                                      \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void gemm_small(const nbk_gemm *p)
+{
+    if (p->dtype == NB_F32)
+        GEMM_SMALL(float);
+    else
+        GEMM_SMALL(double);
+}
 
 /* One product through CBLAS; false when the build has none or the sizes
  * do not fit its int. */
@@ -369,6 +416,16 @@ nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
     size_t step_a = (size_t)(m * k) * elem, step_b = shared_b ? 0 : (size_t)(k * n) * elem,
            step_c = (size_t)(m * n) * elem;
 
+    /* tiny products: a plain loop beats any library call's setup */
+    if ((double)p.m * (double)p.n * (double)p.k <= 4096) {
+        for (int64_t i = 0; i < batch; i++) {
+            gemm_small(&p);
+            p.a = (const char *)p.a + step_a;
+            p.b = (const char *)p.b + step_b;
+            p.c = (char *)p.c + step_c;
+        }
+        return NB_OK;
+    }
     if (gemm_blas(&p)) {
         for (int64_t i = 1; i < batch; i++) {
             p.a = (const char *)p.a + step_a;

@@ -117,32 +117,40 @@ static void copy_blocks(char *dst, int64_t dst_step, const char *src, int64_t sr
 
 /* ---------------------------------------------------------------- reshape */
 
+/* "[3,4] to [5,-1]: <reason>", formatted only when there is an error. */
+static NB_NOINLINE nb_status reshape_error(nb_graph *g, const nb_tensor *out, nb_status code,
+                                           const char *fmt, ...)
+{
+    char bx[160], bw[160], what[200];
+    nb_shape_str((int)out->attrs->ints[NB_MAX_RANK], out->attrs->ints, bw, sizeof bw);
+    nbc_shp(out->inputs[0], bx, sizeof bx);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return nbc_error(g, code, out->op->name, "%s to %s: %s", bx, bw, what);
+}
+
 nb_status nbo_reshape_shape(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
     const int64_t *want = out->attrs->ints;
     int rank = (int)out->attrs->ints[NB_MAX_RANK];
-    char bx[160], bw[160];
-    nb_shape_str(rank, want, bw, sizeof bw);
-    nbc_shp(x, bx, sizeof bx);
     int infer = -1;
     int64_t known = 1;
     for (int d = 0; d < rank; d++) {
         if (want[d] == -1) {
             if (infer >= 0)
-                return nbc_error(g, NB_ERR_ARG, out->op->name,
-                                 "%s to %s: only one size may be -1 (axes %d and %d are)", bx, bw,
-                                 infer, d);
+                return reshape_error(g, out, NB_ERR_ARG,
+                                     "only one size may be -1 (axes %d and %d are)", infer, d);
             infer = d;
             continue;
         }
         if (want[d] < 0)
-            return nbc_error(g, NB_ERR_ARG, out->op->name,
-                             "%s to %s: size %lld of axis %d is negative", bx, bw,
-                             (long long)want[d], d);
+            return reshape_error(g, out, NB_ERR_ARG, "size %lld of axis %d is negative",
+                                 (long long)want[d], d);
         if (nbc_mul_overflows(known, want[d], &known))
-            return nbc_error(g, NB_ERR_SHAPE, out->op->name, "%s to %s: element count overflows",
-                             bx, bw);
+            return reshape_error(g, out, NB_ERR_SHAPE, "element count overflows");
     }
     out->dtype = x->dtype;
     out->rank = rank;
@@ -150,13 +158,14 @@ nb_status nbo_reshape_shape(nb_graph *g, nb_tensor *out)
         out->shape[d] = want[d];
     if (infer >= 0) {
         if (known == 0 || x->size % known != 0)
-            return nbc_error(g, NB_ERR_SHAPE, out->op->name,
-                             "%s (%lld elements) to %s: the -1 cannot be inferred", bx,
-                             (long long)x->size, bw);
+            return reshape_error(g, out, NB_ERR_SHAPE,
+                                 "%lld elements do not fill the other axes (the -1 cannot be "
+                                 "inferred)",
+                                 (long long)x->size);
         out->shape[infer] = x->size / known;
     } else if (known != x->size) {
-        return nbc_error(g, NB_ERR_SHAPE, out->op->name, "%s (%lld elements) to %s (%lld elements)",
-                         bx, (long long)x->size, bw, (long long)known);
+        return reshape_error(g, out, NB_ERR_SHAPE, "%lld elements cannot become %lld",
+                             (long long)x->size, (long long)known);
     }
     return NB_OK;
 }
@@ -488,27 +497,26 @@ nb_status nbo_unslice_shape(nb_graph *g, nb_tensor *out)
     int axis = check_axis(g, out, x, a[A_AXIS]);
     if (axis < 0)
         return NB_ERR_ARG;
-    nbc_shp(x, b, sizeof b);
     int64_t size = a[U_SIZE], start = a[U_START], step = a[U_STEP], m = x->shape[axis];
     if (size < 0)
         return nbc_error(g, NB_ERR_ARG, out->op->name, "size %lld for axis %d of %s is negative",
-                         (long long)size, axis, b);
+                         (long long)size, axis, nbc_shp(x, b, sizeof b));
     if (step < 1)
         return nbc_error(g, NB_ERR_ARG, out->op->name, "step %lld for axis %d of %s must be >= 1",
-                         (long long)step, axis, b);
+                         (long long)step, axis, nbc_shp(x, b, sizeof b));
     if (start < 0 && start >= -size)
         start += size;
     if (start < 0 || start > size || (m > 0 && start == size))
         return nbc_error(g, NB_ERR_ARG, out->op->name,
                          "start %lld is out of range for an axis of length %lld (input %s)",
-                         (long long)a[U_START], (long long)size, b);
+                         (long long)a[U_START], (long long)size, nbc_shp(x, b, sizeof b));
     int64_t fit = count_steps(start, size, step);
     if (m > fit)
         return nbc_error(g, NB_ERR_SHAPE, out->op->name,
                          "input %s has %lld entries on axis %d, but positions %lld, %lld+%lld, "
                          "... below %lld hold only %lld",
-                         b, (long long)m, axis, (long long)start, (long long)start, (long long)step,
-                         (long long)size, (long long)fit);
+                         nbc_shp(x, b, sizeof b), (long long)m, axis, (long long)start,
+                         (long long)start, (long long)step, (long long)size, (long long)fit);
     a[A_AXIS] = axis;
     a[U_START] = start;
     return like_but_axis(g, out, x, axis, size);
