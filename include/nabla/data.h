@@ -257,6 +257,8 @@ NB_API void nb_loader_free(nb_loader *ld);
 NB_API nb_status nb_loader_start(nb_loader *ld, nb_rng *rng);
 /** Batches per epoch: ceil(n/B), or floor(n/B) with drop_last. */
 NB_API int64_t nb_loader_batches(const nb_loader *ld);
+/** The data set the loader reads (NULL for NULL). */
+NB_API const nb_dataset *nb_loader_dataset(const nb_loader *ld);
 /**
  * Fill @p b with the next batch of the epoch and return true; false at the
  * end of the epoch. Augmentation set with nb_loader_set_augment is applied

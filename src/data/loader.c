@@ -114,6 +114,11 @@ int64_t nb_loader_batches(const nb_loader *ld)
     return ld->drop_last ? n / b : (n + b - 1) / b;
 }
 
+const nb_dataset *nb_loader_dataset(const nb_loader *ld)
+{
+    return ld ? ld->ds : NULL;
+}
+
 nb_status nb_loader_set_augment(nb_loader *ld, const nb_augment *aug, nb_rng *rng)
 {
     if (!ld)

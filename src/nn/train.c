@@ -1,0 +1,733 @@
+/* The training helper: epochs over a loader, evaluation, early stopping
+ * with restoration of the best tensors, callbacks, gradient norms. */
+
+#include "nn_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "nabla/train.h"
+
+struct nb_trainer {
+    nb_model *m;
+    nb_layer *net;
+    nb_optim *opt;
+    nb_train_opts o;
+    nb_alloc_fn alloc;
+    void *ud;
+    nb_graph *g;
+    int epoch; /* completed */
+
+    /* early stopping */
+    int best_epoch; /* 0: none yet */
+    double best;
+    int bad_epochs;
+    bool stopped_early;
+    void *snapshot; /* every tensor of the model, in model order */
+    size_t snapshot_cap, snapshot_bytes;
+    int snapshot_count;
+
+    /* per-layer gradient norms */
+    nb_param_norm *norms;  /* one batch's */
+    nb_param_norm *report; /* the epoch's means */
+    double *norm_sum;
+    int n_norms, norms_cap;
+
+    /* penalised parameters */
+    nb_tensor **pen;
+    int n_pen, pen_cap;
+
+    char errmsg[512];
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static void *tr_alloc(nb_trainer *t, size_t n)
+{
+    return t->alloc(t->ud, NULL, 0, n);
+}
+
+static void tr_free(nb_trainer *t, void *p, size_t n)
+{
+    if (p)
+        t->alloc(t->ud, p, n, 0);
+}
+
+NB_PRINTF(3, 4)
+static nb_status fail(nb_trainer *t, nb_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->errmsg, sizeof t->errmsg, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Status of a graph that returned NULL: its error, or NB_ERR_ARG when an
+ * op returned NULL without one (it should not happen). */
+static nb_status graph_status(const nb_graph *g)
+{
+    nb_status st = nb_graph_status(g);
+    return st != NB_OK ? st : NB_ERR_ARG;
+}
+
+/* Correct predictions among n rows of out [n, C] (arg-max, first on
+ * ties), or -1 when out is not [n, C]. */
+static int64_t count_correct(const nb_tensor *out, const int64_t *labels, int64_t n)
+{
+    double acc;
+    if (n < 1 || nb_accuracy(out, labels, n, &acc) != NB_OK)
+        return -1;
+    return llround(acc * (double)n);
+}
+
+/* ----------------------------------------------------------- evaluation */
+
+/* Loss of one batch: the user's (a mean, so weighted by n) or the default
+ * summed cross-entropy. Value to *sum. */
+static nb_tensor *batch_loss(nb_graph *g, nb_loss_fn fn, void *ud, nb_tensor *out,
+                             const int64_t *labels, int64_t n, nb_reduction r)
+{
+    if (fn)
+        return fn(ud, g, out, labels, n);
+    return nb_softmax_cross_entropy(g, out, labels, n, r);
+}
+
+/* Check that @p loss is a scalar; records an error in g otherwise. */
+static bool scalar_loss(nb_graph *g, const nb_tensor *loss, const char *op)
+{
+    if (!loss) {
+        if (nb_graph_status(g) == NB_OK)
+            nbc_error(g, NB_ERR_NULL, op, "the loss function returned NULL");
+        return false;
+    }
+    if (nb_tensor_size(loss) != 1) {
+        char s[96];
+        nbc_error(g, NB_ERR_SHAPE, op, "the loss is %s %s; a single value is needed",
+                  nb_dtype_name(nb_tensor_dtype(loss)), nbc_shp(loss, s, sizeof s));
+        return false;
+    }
+    return true;
+}
+
+/* Evaluation of net on ds in batches; errors recorded in g (op "evaluate"). */
+static nb_status eval_impl(nb_layer *net, nb_graph *g, const nb_dataset *ds, int64_t batch_size,
+                           nb_loss_fn fn, void *ud, double *acc_out, double *loss_out)
+{
+    const char *op = "evaluate";
+    int64_t n = nb_dataset_count(ds), nf = nb_dataset_features(ds);
+    int64_t classes = nb_dataset_classes(ds);
+    nb_dtype dt = nb_dataset_dtype(ds);
+    const char *features = nb_dataset_feature_data(ds);
+    size_t row_bytes = (size_t)nf * nb_dtype_size(dt);
+    bool recording = nb_graph_recording(g);
+    nb_status st = NB_OK;
+    double loss_sum = 0;
+    int64_t correct = 0;
+    bool acc_known = true;
+
+    nb_graph_set_recording(g, false);
+    for (int64_t i = 0; i < n; i += batch_size) {
+        int64_t b = n - i < batch_size ? n - i : batch_size;
+        nb_graph_reset(g);
+        nb_tensor *x =
+            nb_tensor_from(g, dt, 2, (int64_t[]){b, nf}, features + (size_t)i * row_bytes);
+        int64_t *labels = nbc_alloc(g, (size_t)b * sizeof *labels, op);
+        if (!x || !labels) {
+            st = graph_status(g);
+            break;
+        }
+        for (int64_t k = 0; k < b; k++)
+            labels[k] = nb_dataset_label(ds, i + k);
+        nb_tensor *out = nb_layer_forward(net, g, x, false);
+        if (!out) {
+            st = graph_status(g);
+            break;
+        }
+        if (!fn && (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != b ||
+                    nb_tensor_dim(out, 1) < classes)) {
+            char s[96];
+            st = nbc_error(g, NB_ERR_SHAPE, op,
+                           "the network outputs %s for %lld samples; [%lld, C] with C >= %lld "
+                           "classes is needed",
+                           nbc_shp(out, s, sizeof s), (long long)b, (long long)b,
+                           (long long)classes);
+            break;
+        }
+        nb_tensor *loss = batch_loss(g, fn, ud, out, labels, b, NB_REDUCE_SUM);
+        if (!scalar_loss(g, loss, op)) {
+            st = graph_status(g);
+            break;
+        }
+        loss_sum += fn ? nb_tensor_item(loss) * (double)b : nb_tensor_item(loss);
+        int64_t c = count_correct(out, labels, b);
+        if (c < 0)
+            acc_known = false;
+        else
+            correct += c;
+    }
+    nb_graph_set_recording(g, recording);
+    if (st != NB_OK)
+        return st;
+    if (acc_out)
+        *acc_out = acc_known ? (double)correct / (double)n : NAN;
+    if (loss_out)
+        *loss_out = loss_sum / (double)n;
+    return NB_OK;
+}
+
+nb_status nb_evaluate(nb_layer *net, nb_graph *g, const nb_dataset *ds, int64_t batch_size,
+                      double *acc, double *loss)
+{
+    if (!g)
+        return NB_ERR_NULL;
+    if (!net || !ds)
+        return nbc_error(g, NB_ERR_NULL, "evaluate", "no %s", !net ? "network" : "data set");
+    if (batch_size < 1)
+        return nbc_error(g, NB_ERR_ARG, "evaluate", "batch size %lld: it must be >= 1",
+                         (long long)batch_size);
+    if (nb_dataset_count(ds) < 1)
+        return nbc_error(g, NB_ERR_ARG, "evaluate", "the data set is empty");
+    return eval_impl(net, g, ds, batch_size, NULL, NULL, acc, loss);
+}
+
+/* -------------------------------------------------------------- options */
+
+nb_train_opts nb_train_defaults(void)
+{
+    return (nb_train_opts){
+        .epochs = 10,
+        .threads = 1,
+        .eval_batch = 256,
+        .penalty_suffix = ".weight",
+        .monitor = NB_MONITOR_VAL_ACC,
+        .restore_best = true,
+        .layer_norms = true,
+    };
+}
+
+NB_PRINTF(4, 5)
+static nb_status opts_fail(char *msg, size_t msg_size, nb_status st, const char *fmt, ...)
+{
+    if (msg && msg_size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msg_size, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+nb_status nb_train_opts_check(const nb_train_opts *o, char *msg, size_t msg_size)
+{
+    if (msg && msg_size > 0)
+        msg[0] = '\0';
+    if (!o)
+        return opts_fail(msg, msg_size, NB_ERR_NULL, "no options");
+    if (o->epochs < 0)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "epochs = %d: it must be >= 0", o->epochs);
+    if (o->threads < 0)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "threads = %d: it must be >= 0", o->threads);
+    if (o->eval_batch < 1)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "eval_batch = %lld: it must be >= 1",
+                         (long long)o->eval_batch);
+    if (!isfinite(o->l2) || o->l2 < 0)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "l2 = %g: it must be finite and >= 0", o->l2);
+    if (!isfinite(o->l1) || o->l1 < 0)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "l1 = %g: it must be finite and >= 0", o->l1);
+    if (o->patience < 0)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "patience = %d: it must be >= 0", o->patience);
+    if (o->patience > 0 && !o->val)
+        return opts_fail(msg, msg_size, NB_ERR_ARG,
+                         "patience = %d: early stopping needs a validation set (val)", o->patience);
+    if (o->monitor != NB_MONITOR_VAL_ACC && o->monitor != NB_MONITOR_VAL_LOSS)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "monitor = %d: unknown", (int)o->monitor);
+    if (!isfinite(o->min_delta) || o->min_delta < 0)
+        return opts_fail(msg, msg_size, NB_ERR_ARG, "min_delta = %g: it must be finite and >= 0",
+                         o->min_delta);
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------- trainer */
+
+nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_train_opts *o,
+                         nb_trainer **out)
+{
+    if (!out)
+        return NB_ERR_NULL;
+    *out = NULL;
+    if (!m || !net || !opt || !o)
+        return NB_ERR_NULL;
+    nb_status st = nb_train_opts_check(o, NULL, 0);
+    if (st != NB_OK)
+        return st;
+    nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
+    nb_trainer *t = alloc(o->alloc_ud, NULL, 0, sizeof *t);
+    if (!t)
+        return NB_ERR_NOMEM;
+    *t = (nb_trainer){.m = m, .net = net, .opt = opt, .o = *o, .alloc = alloc, .ud = o->alloc_ud};
+    if (!t->o.penalty_suffix)
+        t->o.penalty_suffix = ".weight";
+    t->g = nb_graph_new_alloc(alloc, o->alloc_ud);
+    if (!t->g) {
+        alloc(o->alloc_ud, t, sizeof *t, 0);
+        return NB_ERR_NOMEM;
+    }
+    nb_graph_set_threads(t->g, o->threads);
+    t->best = NAN;
+    *out = t;
+    return NB_OK;
+}
+
+static void free_norms(nb_trainer *t)
+{
+    size_t cap = (size_t)t->norms_cap;
+    tr_free(t, t->norms, cap * sizeof *t->norms);
+    tr_free(t, t->report, cap * sizeof *t->report);
+    tr_free(t, t->norm_sum, cap * sizeof *t->norm_sum);
+    t->norms = t->report = NULL;
+    t->norm_sum = NULL;
+    t->norms_cap = t->n_norms = 0;
+}
+
+void nb_trainer_free(nb_trainer *t)
+{
+    if (!t)
+        return;
+    free_norms(t);
+    tr_free(t, t->pen, (size_t)t->pen_cap * sizeof *t->pen);
+    tr_free(t, t->snapshot, t->snapshot_cap);
+    nb_graph_free(t->g);
+    t->alloc(t->ud, t, sizeof *t, 0);
+}
+
+int nb_trainer_epoch(const nb_trainer *t)
+{
+    return t ? t->epoch : 0;
+}
+
+static void reset_early_stopping(nb_trainer *t)
+{
+    t->best_epoch = 0;
+    t->best = NAN;
+    t->bad_epochs = 0;
+    t->stopped_early = false;
+}
+
+nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch)
+{
+    if (!t)
+        return NB_ERR_NULL;
+    if (epoch < 0)
+        return fail(t, NB_ERR_ARG, "set_epoch: epoch %d: it must be >= 0", epoch);
+    t->epoch = epoch;
+    reset_early_stopping(t);
+    return NB_OK;
+}
+
+bool nb_trainer_stopped_early(const nb_trainer *t)
+{
+    return t && t->stopped_early;
+}
+
+int nb_trainer_best_epoch(const nb_trainer *t)
+{
+    return t ? t->best_epoch : 0;
+}
+
+const char *nb_trainer_errmsg(const nb_trainer *t)
+{
+    return t ? t->errmsg : "no trainer";
+}
+
+nb_graph *nb_trainer_graph(const nb_trainer *t)
+{
+    return t ? t->g : NULL;
+}
+
+nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, double *loss)
+{
+    if (!t)
+        return NB_ERR_NULL;
+    t->errmsg[0] = '\0';
+    if (!ds)
+        return fail(t, NB_ERR_NULL, "evaluate: no data set");
+    if (nb_dataset_count(ds) < 1)
+        return fail(t, NB_ERR_ARG, "evaluate: the data set is empty");
+    nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
+    if (st != NB_OK)
+        fail(t, st, "%s", nb_graph_errmsg(t->g));
+    return st;
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+/* Copy every tensor of the model into the snapshot buffer (grown when the
+ * model is larger than the buffer). */
+static nb_status snapshot_take(nb_trainer *t)
+{
+    size_t bytes = 0;
+    int count = 0;
+    for (nb_tensor *p = nb_model_next(t->m, NULL); p; p = nb_model_next(t->m, p), count++)
+        bytes += (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
+    if (bytes > t->snapshot_cap) {
+        void *buf = tr_alloc(t, bytes);
+        if (!buf)
+            return fail(t, NB_ERR_NOMEM,
+                        "early stopping: out of memory copying %zu bytes of "
+                        "parameters",
+                        bytes);
+        tr_free(t, t->snapshot, t->snapshot_cap);
+        t->snapshot = buf;
+        t->snapshot_cap = bytes;
+    }
+    char *at = t->snapshot;
+    for (nb_tensor *p = nb_model_next(t->m, NULL); p; p = nb_model_next(t->m, p)) {
+        size_t n = (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
+        if (n)
+            memcpy(at, nb_tensor_data(p), n);
+        at += n;
+    }
+    t->snapshot_bytes = bytes;
+    t->snapshot_count = count;
+    return NB_OK;
+}
+
+static nb_status snapshot_restore(nb_trainer *t)
+{
+    size_t bytes = 0;
+    int count = 0;
+    for (nb_tensor *p = nb_model_next(t->m, NULL); p; p = nb_model_next(t->m, p), count++)
+        bytes += (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
+    if (bytes != t->snapshot_bytes || count != t->snapshot_count)
+        return fail(t, NB_ERR_SHAPE,
+                    "early stopping: the model changed since epoch %d (%d tensors, %zu bytes "
+                    "then; %d, %zu now): the best parameters were not restored",
+                    t->best_epoch, t->snapshot_count, t->snapshot_bytes, count, bytes);
+    const char *at = t->snapshot;
+    for (nb_tensor *p = nb_model_next(t->m, NULL); p; p = nb_model_next(t->m, p)) {
+        size_t n = (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
+        if (n)
+            memcpy(nb_tensor_data(p), at, n);
+        at += n;
+    }
+    return NB_OK;
+}
+
+/* ---------------------------------------------------------------- fit */
+
+/* Buffers sized by the model: per-layer norms and penalised parameters. */
+static nb_status prepare_buffers(nb_trainer *t)
+{
+    if (t->o.layer_norms) {
+        int n = nb_grad_norms(t->m, NULL, 0);
+        if (n > t->norms_cap) {
+            free_norms(t);
+            t->norms = tr_alloc(t, (size_t)n * sizeof *t->norms);
+            t->report = tr_alloc(t, (size_t)n * sizeof *t->report);
+            t->norm_sum = tr_alloc(t, (size_t)n * sizeof *t->norm_sum);
+            t->norms_cap = n;
+            if (!t->norms || !t->report || !t->norm_sum) {
+                free_norms(t);
+                return fail(t, NB_ERR_NOMEM, "out of memory for %d gradient norms", n);
+            }
+        }
+        t->n_norms = n;
+    }
+    t->n_pen = 0;
+    if (t->o.l2 > 0 || t->o.l1 > 0) {
+        int n = nb_params_matching(t->m, t->o.penalty_suffix, NULL, 0);
+        if (n < 1)
+            return fail(t, NB_ERR_ARG,
+                        "penalty (l2 = %g, l1 = %g): no trainable parameter name ends in \"%s\"",
+                        t->o.l2, t->o.l1, t->o.penalty_suffix);
+        if (n > t->pen_cap) {
+            nb_tensor **pen = tr_alloc(t, (size_t)n * sizeof *pen);
+            if (!pen)
+                return fail(t, NB_ERR_NOMEM, "out of memory for %d penalised parameters", n);
+            tr_free(t, t->pen, (size_t)t->pen_cap * sizeof *t->pen);
+            t->pen = pen;
+            t->pen_cap = n;
+        }
+        t->n_pen = nb_params_matching(t->m, t->o.penalty_suffix, t->pen, t->pen_cap);
+    }
+    return NB_OK;
+}
+
+/* Run the first row of @p ds through the network in evaluation mode,
+ * without recording, and check the output against the classes. @p exact:
+ * the output width must equal the classes (training set) rather than
+ * cover them. */
+static nb_status probe(nb_trainer *t, const nb_dataset *ds, const char *what, bool exact,
+                       int64_t *width)
+{
+    nb_graph *g = t->g;
+    nb_graph_reset(g);
+    bool recording = nb_graph_recording(g);
+    nb_graph_set_recording(g, false);
+    nb_tensor *x =
+        nb_tensor_from(g, nb_dataset_dtype(ds), 2, (int64_t[]){1, nb_dataset_features(ds)},
+                       nb_dataset_feature_data(ds));
+    nb_tensor *out = nb_layer_forward(t->net, g, x, false);
+    nb_graph_set_recording(g, recording);
+    if (!out)
+        return fail(t, graph_status(g), "%s: %s", what, nb_graph_errmsg(g));
+    if (t->o.loss)
+        return NB_OK;
+    int64_t classes = nb_dataset_classes(ds);
+    char s[96];
+    if (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != 1)
+        return fail(t, NB_ERR_SHAPE,
+                    "%s: the network turns 1 sample into %s; the default loss needs [1, C]", what,
+                    nbc_shp(out, s, sizeof s));
+    int64_t c = nb_tensor_dim(out, 1);
+    if (exact ? c != classes : c < classes)
+        return fail(t, NB_ERR_SHAPE,
+                    "%s: the network outputs %lld columns but the %s has %lld "
+                    "classes",
+                    what, (long long)c, what, (long long)classes);
+    if (width)
+        *width = c;
+    return NB_OK;
+}
+
+static nb_status check_data(nb_trainer *t, const nb_dataset *train)
+{
+    const nb_dataset *sets[2] = {t->o.val, t->o.test};
+    const char *names[2] = {"validation set", "test set"};
+    if (nb_dataset_count(train) < 1)
+        return fail(t, NB_ERR_ARG, "training set: it is empty");
+    nb_status st = probe(t, train, "training set", true, NULL);
+    if (st != NB_OK)
+        return st;
+    for (int k = 0; k < 2; k++) {
+        const nb_dataset *ds = sets[k];
+        if (!ds)
+            continue;
+        if (nb_dataset_count(ds) < 1)
+            return fail(t, NB_ERR_ARG, "%s: it is empty", names[k]);
+        if (nb_dataset_features(ds) != nb_dataset_features(train))
+            return fail(t, NB_ERR_ARG, "%s: %lld features per sample, the training set has %lld",
+                        names[k], (long long)nb_dataset_features(ds),
+                        (long long)nb_dataset_features(train));
+        if (!t->o.loss && nb_dataset_classes(ds) > nb_dataset_classes(train))
+            return fail(t, NB_ERR_SHAPE, "%s: %lld classes, more than the %lld of the training set",
+                        names[k], (long long)nb_dataset_classes(ds),
+                        (long long)nb_dataset_classes(train));
+        st = probe(t, ds, names[k], false, NULL);
+        if (st != NB_OK)
+            return st;
+    }
+    return NB_OK;
+}
+
+/* One training step on the next batch; false at the end of the epoch
+ * (*st NB_OK) or on error (*st set). */
+typedef struct epoch_acc {
+    int64_t batches, samples, correct;
+    bool acc_known;
+    double loss_sum, penalty_sum, norm_sum, norm_max;
+} epoch_acc;
+
+static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb_status *st)
+{
+    nb_graph *g = t->g;
+    nb_batch b;
+    *st = NB_OK;
+    nb_graph_reset(g);
+    if (!nb_loader_next(ld, g, &b))
+        return false;
+    long long bi = (long long)a->batches + 1;
+    if (!b.x) {
+        *st = fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_errmsg(g));
+        return false;
+    }
+    nb_model_zero_grad(t->m);
+    nb_tensor *out = nb_layer_forward(t->net, g, b.x, true);
+    nb_tensor *loss =
+        out ? batch_loss(g, t->o.loss, t->o.loss_ud, out, b.labels, b.size, NB_REDUCE_MEAN) : NULL;
+    if (!scalar_loss(g, loss, "train")) {
+        *st = fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_errmsg(g));
+        return false;
+    }
+    nb_tensor *total = loss, *l2 = NULL, *l1 = NULL;
+    if (t->o.l2 > 0)
+        total = nb_add(g, total, l2 = nb_l2_penalty(g, t->pen, t->n_pen, t->o.l2));
+    if (t->o.l1 > 0)
+        total = nb_add(g, total, l1 = nb_l1_penalty(g, t->pen, t->n_pen, t->o.l1));
+    if (!total) {
+        *st = fail(t, graph_status(g), "epoch %d, batch %lld: penalty: %s", epoch, bi,
+                   nb_graph_errmsg(g));
+        return false;
+    }
+    double lv = nb_tensor_item(loss), tv = nb_tensor_item(total);
+    if (!isfinite(tv)) {
+        *st = fail(t, NB_ERR_NONFINITE,
+                   "epoch %d, batch %lld: the loss is %g (diverged: try a smaller learning "
+                   "rate); no step taken",
+                   epoch, bi, tv);
+        return false;
+    }
+    nb_status s = nb_backward(g, total);
+    if (s != NB_OK) {
+        *st = fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_errmsg(g));
+        return false;
+    }
+    double gn = nb_grad_norm(t->m);
+    a->norm_sum += gn;
+    if (gn > a->norm_max || a->batches == 0)
+        a->norm_max = gn;
+    if (t->o.layer_norms && t->n_norms > 0) {
+        nb_grad_norms(t->m, t->norms, t->n_norms);
+        for (int i = 0; i < t->n_norms; i++)
+            t->norm_sum[i] += t->norms[i].norm;
+    }
+    s = nb_optim_step(t->opt, t->m);
+    if (s != NB_OK) {
+        *st = fail(t, s, "epoch %d, batch %lld: optimizer: %s", epoch, bi, nb_optim_errmsg(t->opt));
+        return false;
+    }
+    a->batches++;
+    a->samples += b.size;
+    a->loss_sum += lv;
+    a->penalty_sum += (l2 ? nb_tensor_item(l2) : 0) + (l1 ? nb_tensor_item(l1) : 0);
+    int64_t c = count_correct(out, b.labels, b.size);
+    if (c < 0)
+        a->acc_known = false;
+    else
+        a->correct += c;
+    if (t->o.on_batch)
+        t->o.on_batch(t->o.cb_ud, epoch, a->batches, nb_loader_batches(ld), lv);
+    return true;
+}
+
+/* Evaluate @p ds into acc and loss (NAN when ds is NULL). */
+static nb_status eval_set(nb_trainer *t, const nb_dataset *ds, const char *what, int epoch,
+                          double *acc, double *loss)
+{
+    *acc = *loss = NAN;
+    if (!ds)
+        return NB_OK;
+    nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
+    if (st != NB_OK)
+        return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_errmsg(t->g));
+    return NB_OK;
+}
+
+/* Early stopping bookkeeping after an epoch; fills the report's fields. */
+static nb_status early_stopping(nb_trainer *t, nb_epoch_report *r)
+{
+    if (!t->o.val)
+        return NB_OK;
+    bool by_acc = t->o.monitor == NB_MONITOR_VAL_ACC;
+    double v = by_acc ? r->val_acc : r->val_loss;
+    bool improved;
+    if (t->best_epoch == 0)
+        improved = !isnan(v);
+    else
+        improved = by_acc ? v > t->best + t->o.min_delta : v < t->best - t->o.min_delta;
+    if (improved) {
+        if (t->o.patience > 0 && t->o.restore_best) {
+            nb_status st = snapshot_take(t);
+            if (st != NB_OK)
+                return st;
+        }
+        t->best = v;
+        t->best_epoch = r->epoch;
+        t->bad_epochs = 0;
+    } else {
+        t->bad_epochs++;
+    }
+    r->improved = improved;
+    r->best_epoch = t->best_epoch;
+    r->best = t->best;
+    r->bad_epochs = t->bad_epochs;
+    return NB_OK;
+}
+
+nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
+{
+    if (!t)
+        return NB_ERR_NULL;
+    t->errmsg[0] = '\0';
+    t->stopped_early = false;
+    if (!train)
+        return fail(t, NB_ERR_NULL, "fit: no training loader");
+    if (t->epoch >= t->o.epochs)
+        return NB_OK;
+    nb_status st = check_data(t, nb_loader_dataset(train));
+    if (st == NB_OK)
+        st = prepare_buffers(t);
+    if (st != NB_OK)
+        return st;
+    const nb_optim_opts *oo = nb_optim_options(t->opt);
+    bool per_epoch_schedule = oo && oo->schedule.per_epoch;
+    bool early = t->o.patience > 0;
+    int last = t->epoch;
+
+    while (t->epoch < t->o.epochs) {
+        int epoch = t->epoch + 1;
+        double t0 = now_seconds();
+        if ((st = nb_loader_start(train, t->o.rng)) != NB_OK)
+            return fail(t, st, "epoch %d: %s", epoch,
+                        st == NB_ERR_NULL ? "the loader shuffles: nb_train_opts.rng is required"
+                                          : nb_status_str(st));
+        nb_epoch_report r = {
+            .epoch = epoch, .epochs = t->o.epochs, .lr = nb_optim_lr(t->opt), .best = NAN};
+        epoch_acc a = {.acc_known = true};
+        for (int i = 0; i < t->n_norms; i++)
+            t->norm_sum[i] = 0;
+        while (train_step(t, train, epoch, &a, &st))
+            ;
+        if (st != NB_OK)
+            return st;
+        if (a.batches == 0)
+            return fail(t, NB_ERR_ARG, "epoch %d: the loader gave no batch", epoch);
+        double t1 = now_seconds();
+        double nb = (double)a.batches;
+        r.batches = a.batches;
+        r.loss = a.loss_sum / nb;
+        r.penalty = a.penalty_sum / nb;
+        r.train_acc = a.acc_known ? (double)a.correct / (double)a.samples : NAN;
+        r.grad_norm_mean = a.norm_sum / nb;
+        r.grad_norm_max = a.norm_max;
+        if (t->o.layer_norms && t->n_norms > 0) {
+            for (int i = 0; i < t->n_norms; i++)
+                t->report[i] = (nb_param_norm){t->norms[i].name, t->norm_sum[i] / nb};
+            r.layer_norms = t->report;
+            r.n_layer_norms = t->n_norms;
+        }
+        st = eval_set(t, t->o.val, "validation set", epoch, &r.val_acc, &r.val_loss);
+        if (st == NB_OK)
+            st = eval_set(t, t->o.test, "test set", epoch, &r.test_acc, &r.test_loss);
+        if (st != NB_OK)
+            return st;
+        if (per_epoch_schedule)
+            nb_optim_next_epoch(t->opt);
+        t->epoch = last = epoch;
+        if ((st = early_stopping(t, &r)) != NB_OK)
+            return st;
+        r.train_seconds = t1 - t0;
+        r.seconds = now_seconds() - t0;
+        bool go_on = t->o.on_epoch ? t->o.on_epoch(t->o.cb_ud, &r) : true;
+        if (early && t->bad_epochs >= t->o.patience) {
+            t->stopped_early = true;
+            break;
+        }
+        if (!go_on)
+            break;
+    }
+    if (early && t->o.restore_best && t->best_epoch > 0 && t->best_epoch != last)
+        return snapshot_restore(t);
+    return NB_OK;
+}
