@@ -227,7 +227,9 @@ static void test_round_trip_exact(void **state)
 
 /* ------------------------------------------------------- damaged files */
 
-/* A small model, optimizer and RNG saved; returns the file's bytes. */
+#define SMALL_META "arch=mlp\nsizes=2,1\nact=relu\nnote=\xce\xbb = 0.5"
+
+/* A small model, optimizer, RNG and metadata saved; returns the file's bytes. */
 static unsigned char *small_file(const dir *d, size_t *n)
 {
     nb_model *m = nb_model_new();
@@ -242,7 +244,7 @@ static unsigned char *small_file(const dir *d, size_t *n)
     assert_int_equal(nb_optim_step(opt, m), NB_OK);
     nb_rng r;
     nb_rng_seed(&r, 3);
-    nb_ckpt_opts co = {.rng = &r};
+    nb_ckpt_opts co = {.rng = &r, .meta = SMALL_META};
     assert_int_equal(nb_model_save(m, opt, d->file, &co, NULL), NB_OK);
     nb_optim_free(opt);
     nb_model_free(m);
@@ -296,10 +298,12 @@ static void test_every_byte_flip_detected(void **state)
     assert_true(n > 60 && n < 300);
     target t;
     target_init(&t);
-    nb_ckpt_opts co = {.rng = &t.rng};
+    char meta[128];
+    nb_ckpt_opts co = {.rng = &t.rng, .meta_out = meta, .meta_cap = sizeof meta};
     nb_ckpt_error err;
-    /* the intact file loads */
+    /* the intact file loads, metadata and all */
     assert_int_equal(nb_model_load(t.m, t.opt, d->file, &co, &err), NB_OK);
+    assert_string_equal(meta, SMALL_META);
     target_free(&t);
 
     const unsigned char flips[3] = {0xff, 0x01, 0x80};
@@ -310,9 +314,12 @@ static void test_every_byte_flip_detected(void **state)
             good[i] ^= flips[f];
             target_init(&t);
             co.rng = &t.rng;
+            strcpy(meta, "untouched");
             nb_status st = nb_model_load(t.m, t.opt, d->file, &co, &err);
             if (st == NB_OK)
                 fail_msg("byte %zu ^ 0x%02x was not detected", i, flips[f]);
+            assert_string_equal(meta, "untouched");
+            assert_int_equal(nb_ckpt_read_meta(d->file, meta, sizeof meta, NULL), st);
             assert_int_equal(err.status, st);
             assert_true(strlen(err.msg) > 10);
             assert_true(err.offset >= -1 && err.offset <= (int64_t)n);
@@ -776,13 +783,216 @@ static void test_crafted_files(void **state)
     assert_int_equal(load_crafted_v(d, &p, 1, true, &err), NB_ERR_EXISTS);
     assert_non_null(strstr(err.msg, "twice"));
     assert_int_equal(err.offset, (int64_t)again);
-    /* unknown flags */
+    /* unknown flags (bit 2 is the metadata section) */
     p.n = 0;
     put(&p, 1, 4);
     tensor_w(&p, 1, 2);
-    assert_int_equal(load_crafted(d, &p, 4, &err), NB_ERR_PARSE);
+    assert_int_equal(load_crafted(d, &p, 8, &err), NB_ERR_PARSE);
     assert_non_null(strstr(err.msg, "flags"));
     assert_int_equal(err.offset, 12);
+}
+
+/* ------------------------------------------------------------- metadata */
+
+typedef struct listing {
+    int n;
+    char names[8][32];
+    nb_dtype dt[8];
+    int rank[8];
+    int64_t shape[8][NB_MAX_RANK];
+    int stop_at; /* return NB_ERR_ARG at this call (1-based; 0: never) */
+} listing;
+
+static nb_status list_cb(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
+{
+    listing *l = ud;
+    if (++l->n == l->stop_at)
+        return NB_ERR_ARG;
+    assert_true(l->n <= 8 && strlen(name) < 32);
+    strcpy(l->names[l->n - 1], name);
+    l->dt[l->n - 1] = dt;
+    l->rank[l->n - 1] = rank;
+    memcpy(l->shape[l->n - 1], shape, (size_t)rank * sizeof *shape);
+    return NB_OK;
+}
+
+/* Metadata saved and read back (by load, by nb_ckpt_read_meta, by
+ * nb_ckpt_list with the tensors' descriptions); files without it read as
+ * ""; a buffer too small or bad text refused with nothing changed. */
+static void test_metadata(void **state)
+{
+    dir *d = *state;
+    nb_model *m = make_model(1, false);
+    const char *meta = "arch=mlp\nsizes=3,4\nact=relu\nexpr=a=b+c\nempty=\nname=\xe2\x88\x87\n";
+    nb_ckpt_opts co = {.meta = meta};
+    nb_ckpt_error err;
+    assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_OK);
+
+    nb_model *m2 = make_model(2, false);
+    char out[256];
+    memset(out, 'x', sizeof out);
+    nb_ckpt_opts lo = {.meta_out = out, .meta_cap = sizeof out};
+    assert_int_equal(nb_model_load(m2, NULL, d->file, &lo, &err), NB_OK);
+    assert_string_equal(out, meta);
+    assert_true(same_models(m, m2));
+    char val[16];
+    assert_int_equal(nb_meta_get(out, "sizes", val, sizeof val), NB_OK);
+    assert_string_equal(val, "3,4");
+    assert_int_equal(nb_meta_get(out, "expr", val, sizeof val), NB_OK);
+    assert_string_equal(val, "a=b+c");
+    assert_int_equal(nb_meta_get(out, "empty", val, sizeof val), NB_OK);
+    assert_string_equal(val, "");
+    assert_int_equal(nb_meta_get(out, "missing", val, sizeof val), NB_ERR_NOTFOUND);
+    assert_int_equal(nb_meta_get(out, "act", val, 4), NB_ERR_ARG); /* "relu" + NUL */
+    assert_int_equal(nb_meta_get(out, "act", val, 5), NB_OK);
+
+    /* exactly room for the text and its NUL, and one byte less */
+    size_t len = strlen(meta);
+    memset(out, 'x', sizeof out);
+    assert_int_equal(nb_ckpt_read_meta(d->file, out, len + 1, &err), NB_OK);
+    assert_string_equal(out, meta);
+    nb_model *m3 = make_model(3, false), *m3_orig = make_model(3, false);
+    strcpy(out, "untouched");
+    lo.meta_cap = len;
+    assert_int_equal(nb_model_load(m3, NULL, d->file, &lo, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "meta_out"));
+    assert_string_equal(out, "untouched");
+    assert_true(same_models(m3, m3_orig));
+    assert_int_equal(nb_ckpt_read_meta(d->file, out, len, &err), NB_ERR_ARG);
+
+    /* the listing: every tensor in file order, as the model holds them */
+    listing l = {0};
+    assert_int_equal(nb_ckpt_list(d->file, list_cb, &l, NULL, &err), NB_OK);
+    assert_int_equal(l.n, nb_model_count(m));
+    int k = 0;
+    for (nb_tensor *t = nb_model_next(m, NULL); t; t = nb_model_next(m, t), k++) {
+        assert_string_equal(l.names[k], nb_tensor_name(t));
+        assert_int_equal(l.dt[k], nb_tensor_dtype(t));
+        assert_int_equal(l.rank[k], nb_tensor_rank(t));
+        for (int a = 0; a < l.rank[k]; a++)
+            assert_int_equal(l.shape[k][a], nb_tensor_shape(t)[a]);
+    }
+    listing stop = {.stop_at = 2};
+    assert_int_equal(nb_ckpt_list(d->file, list_cb, &stop, NULL, &err), NB_ERR_ARG);
+    assert_int_equal(stop.n, 2);
+    assert_non_null(strstr(err.msg, "stopped"));
+
+    /* a file saved without metadata reads as "" (old files load as before) */
+    assert_int_equal(nb_model_save(m, NULL, d->file, NULL, &err), NB_OK);
+    lo.meta_cap = 1;
+    assert_int_equal(nb_model_load(m3, NULL, d->file, &lo, &err), NB_OK);
+    assert_string_equal(out, "");
+    co.meta = "";
+    assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_OK);
+    size_t n_plain;
+    unsigned char *plain = slurp(d->file, &n_plain);
+    assert_int_equal(plain[12] & 4, 0); /* no metadata flag, no section */
+
+    /* bad text is refused on save and the old file stays */
+    const char *bad[] = {
+        "novalue", "=value",     "a=1\n\nb=2", "a=1\nb=2\na=3", "a=tab\there",
+        "a=\x01",  "a=\xff\xfe", "a=\xc0\x80", "a=1\r\n",       "a=\xed\xa0\x80",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        co.meta = bad[i];
+        assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_ERR_ARG);
+        assert_non_null(strstr(err.msg, "metadata"));
+        char why[200];
+        assert_int_equal(nb_meta_check(bad[i], why, sizeof why), NB_ERR_PARSE);
+        assert_true(strlen(why) > 10);
+    }
+    char *huge = malloc(NB_META_MAX + 8);
+    memset(huge, 'a', NB_META_MAX + 7);
+    huge[1] = '=';
+    huge[NB_META_MAX + 7] = '\0';
+    co.meta = huge;
+    assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "longer"));
+    free(huge);
+    assert_int_equal(nb_meta_check(NULL, NULL, 0), NB_ERR_NULL);
+    assert_int_equal(nb_meta_check("a=1\nb=2\n", NULL, 0), NB_OK);
+    size_t n_now;
+    unsigned char *now = slurp(d->file, &n_now);
+    assert_int_equal(n_now, n_plain);
+    assert_memory_equal(now, plain, n_plain);
+    free(now);
+    free(plain);
+
+    /* the description of an MLP */
+    nb_mlp_opts mo = nb_mlp_defaults();
+    mo.act = NB_ACT_LEAKY_RELU;
+    mo.batch_norm = true;
+    mo.layer.dtype = NB_F64;
+    char desc[512];
+    assert_int_equal(nb_mlp_meta((int64_t[]){64, 32, 10}, 3, &mo, desc, sizeof desc), NB_OK);
+    assert_int_equal(nb_meta_check(desc, NULL, 0), NB_OK);
+    assert_int_equal(nb_meta_get(desc, "sizes", val, sizeof val), NB_OK);
+    assert_string_equal(val, "64,32,10");
+    assert_int_equal(nb_meta_get(desc, "act", val, sizeof val), NB_OK);
+    assert_string_equal(val, "leaky-relu");
+    assert_int_equal(nb_meta_get(desc, "alpha", val, sizeof val), NB_OK);
+    assert_true(strtod(val, NULL) == 0.01);
+    assert_int_equal(nb_meta_get(desc, "batchnorm", val, sizeof val), NB_OK);
+    assert_string_equal(val, "1");
+    assert_int_equal(nb_meta_get(desc, "dtype", val, sizeof val), NB_OK);
+    assert_string_equal(val, "f64");
+    assert_int_equal(nb_mlp_meta((int64_t[]){64, 32, 10}, 3, &mo, desc, 20), NB_ERR_ARG);
+    assert_int_equal(nb_mlp_meta((int64_t[]){64}, 1, &mo, desc, sizeof desc), NB_ERR_ARG);
+
+    nb_model_free(m);
+    nb_model_free(m2);
+    nb_model_free(m3);
+    nb_model_free(m3_orig);
+}
+
+/* Metadata sections crafted with correct CRCs: every flaw is named. */
+static void test_crafted_metadata(void **state)
+{
+    dir *d = *state;
+    nb_ckpt_error err;
+    buf p = {.n = 0};
+    put(&p, 1, 4);
+    tensor_w(&p, 1, 2);
+    size_t at = p.n + 28;
+    put(&p, 7, 4);
+    memcpy(p.b + p.n, "act=elu", 7), p.n += 7;
+    assert_int_equal(load_crafted(d, &p, 4, &err), NB_OK);
+    char meta[64];
+    assert_int_equal(nb_ckpt_read_meta(d->file, meta, sizeof meta, &err), NB_OK);
+    assert_string_equal(meta, "act=elu");
+
+    struct {
+        uint32_t len;
+        const char *text;
+        const char *msg;
+        size_t where; /* offset of the problem from the section's start */
+    } cases[] = {
+        {0, "", "metadata length", 0},
+        {9, "act=elu", "metadata length", 0},        /* runs past the payload */
+        {70000, "act=elu", "metadata length", 0},    /* above NB_META_MAX */
+        {7, "act\0elu", "control character", 4 + 3}, /* a NUL byte */
+        {7, "actxelu", "key=value", 4},
+        {7, "a=1\na=2", "twice", 4 + 4},
+        {7, "a=\xff\x31\x32\x33\x34", "UTF-8", 4 + 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        p.n = at - 28;
+        put(&p, cases[i].len, 4);
+        memcpy(p.b + p.n, cases[i].text, 7), p.n += 7;
+        assert_int_equal(load_crafted(d, &p, 4, &err), NB_ERR_PARSE);
+        if (!strstr(err.msg, cases[i].msg))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err.msg, cases[i].msg);
+        assert_int_equal(err.offset, (int64_t)(at + cases[i].where));
+    }
+    /* the flag without the section */
+    p.n = at - 28;
+    assert_int_equal(load_crafted(d, &p, 4, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "metadata section"));
+    /* a section without the flag: bytes left over */
+    put(&p, 7, 4);
+    memcpy(p.b + p.n, "act=elu", 7), p.n += 7;
+    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "unexpected bytes"));
 }
 
 /* ------------------------------------------------------------ allocation */
@@ -884,6 +1094,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_metadata, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_crafted_metadata, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,10 @@
  * trainable parameters and the non-trainable ones alike (running
  * statistics, for instance).
  *
+ * An optional metadata section of "key=value" text lines (nb_ckpt_opts'
+ * meta, meta_out) says what model a file holds; files without it load as
+ * before. nb_ckpt_list and nb_ckpt_read_meta check a file without a model.
+ *
  * Saving writes a temporary file in the same directory, flushes and
  * fsyncs it and renames it over @p path, so a failure or crash part-way
  * leaves the previous file intact. Loading reads the whole file, checks
@@ -24,6 +28,7 @@
 
 #include <stdio.h>
 
+#include "nn.h"
 #include "optim.h"
 
 #ifdef __cplusplus
@@ -32,6 +37,11 @@ extern "C" {
 
 /** Current format version written by nb_model_save. */
 #define NB_CKPT_VERSION 1
+
+/** Most bytes of metadata text a checkpoint or safetensors file may hold. */
+#define NB_META_MAX 65536
+/** Most key=value entries in metadata text. */
+#define NB_META_MAX_ENTRIES 1024
 
 /** What went wrong in a save or load. */
 typedef struct nb_ckpt_error {
@@ -54,6 +64,16 @@ typedef struct nb_ckpt_opts {
     /** Save: store this generator's state. Load: restore it (the file must
      *  hold one). NULL: none saved; a stored one is ignored on load. */
     nb_rng *rng;
+    /** Save: metadata text stored with the tensors, "key=value" lines
+     *  separated by '\n' (nb_meta_check gives the rules; nb_mlp_meta writes
+     *  the usual keys). NULL or "": none. */
+    const char *meta;
+    /** Load: receives the file's metadata text, NUL-terminated ("" when the
+     *  file has none). It must hold the text and its NUL (NB_META_MAX + 1
+     *  bytes always do); otherwise the load fails with NB_ERR_ARG and changes
+     *  nothing. NULL: not wanted. */
+    char *meta_out;
+    size_t meta_cap; /**< size of meta_out in bytes */
 } nb_ckpt_opts;
 
 /**
@@ -82,6 +102,62 @@ NB_API nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const cha
  */
 NB_API nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_ckpt_opts *o,
                                nb_ckpt_error *err);
+
+/**
+ * Called once per tensor of a file, in file order, by nb_ckpt_list and
+ * nb_safetensors_list: its name (NUL-terminated, valid for the call only),
+ * dtype and shape. Anything but NB_OK stops the listing and is returned.
+ */
+typedef nb_status (*nb_tensor_info_fn)(void *ud, const char *name, nb_dtype dtype, int rank,
+                                       const int64_t *shape);
+
+/**
+ * Check the checkpoint at @p path as nb_model_load does, without a model
+ * (header, CRCs, every record and section, no name twice, optimizer state
+ * naming tensors of the file), then call @p fn (may be NULL) for each of
+ * its tensors and write its metadata to o->meta_out when given. Used to
+ * build a model that fits a file. @p o may be NULL (o->rng is ignored).
+ * Errors as nb_model_load (NB_ERR_EXISTS for a name twice), or @p fn's.
+ */
+NB_API nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud,
+                              const nb_ckpt_opts *o, nb_ckpt_error *err);
+
+/**
+ * The metadata text of the checkpoint at @p path into buf[0..cap),
+ * NUL-terminated ("" when none), after checking the whole file as
+ * nb_ckpt_list does. NB_ERR_ARG when it does not fit.
+ */
+NB_API nb_status nb_ckpt_read_meta(const char *path, char *buf, size_t cap, nb_ckpt_error *err);
+
+/* ============================================================ metadata */
+
+/**
+ * Check metadata text: at most NB_META_MAX bytes of UTF-8 without control
+ * characters except the '\n' that ends each line (the last line's is
+ * optional); every line "key=value" with a non-empty key (the first '='
+ * splits; the value may be empty and may hold '='); no key twice; at most
+ * NB_META_MAX_ENTRIES lines. NB_OK, NB_ERR_NULL, or NB_ERR_PARSE with a
+ * sentence naming the offset in why[0..n) (why may be NULL).
+ */
+NB_API nb_status nb_meta_check(const char *meta, char *why, size_t n);
+
+/**
+ * The value of @p key in metadata text @p meta, copied NUL-terminated into
+ * out[0..cap). NB_OK, NB_ERR_NOTFOUND (no such key), NB_ERR_ARG (it does
+ * not fit), NB_ERR_NULL.
+ */
+NB_API nb_status nb_meta_get(const char *meta, const char *key, char *out, size_t cap);
+
+/**
+ * Describe an MLP built by nb_mlp_new(m, NULL, sizes, n_sizes, o, ...) as
+ * metadata text in out[0..cap): "arch=mlp", "sizes=64,128,10",
+ * "act=relu", "out_act=identity", "batchnorm=0|1", "dtype=f32|f64", and
+ * when they apply "bn_eps", "alpha", "beta", "lower", "upper", "pieces"
+ * (doubles printed with 17 digits). `nabla export` reads these keys.
+ * NB_ERR_NULL, NB_ERR_ARG (bad sizes or activation, or it does not fit).
+ */
+NB_API nb_status nb_mlp_meta(const int64_t *sizes, int n_sizes, const nb_mlp_opts *o, char *out,
+                             size_t cap);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../io/io_internal.h"
 #include "nabla/ckpt.h"
 #include "optim_internal.h"
 
@@ -19,6 +20,7 @@
 #define TRAILER_SIZE 4
 #define FLAG_OPTIM 1u
 #define FLAG_RNG 2u
+#define FLAG_META 4u
 #define NAME_MAX_LEN 65535u
 #define RNG_BYTES (4 * 8 + 8 + 1)
 #define WRITE_BUF 65536
@@ -180,7 +182,8 @@ static uint64_t tensor_bytes(const nb_tensor *t)
 }
 
 /* Size of the payload that save will write. */
-static uint64_t payload_size(const nb_model *m, const nb_optim *opt, const nb_rng *rng)
+static uint64_t payload_size(const nb_model *m, const nb_optim *opt, const nb_rng *rng,
+                             size_t meta_len)
 {
     uint64_t p = 4;
     for (nb_tensor *t = nb_model_next(m, NULL); t; t = nb_model_next(m, t))
@@ -195,16 +198,18 @@ static uint64_t payload_size(const nb_model *m, const nb_optim *opt, const nb_rn
     }
     if (rng)
         p += RNG_BYTES;
+    if (meta_len > 0)
+        p += 4 + meta_len;
     return p;
 }
 
 static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const nb_rng *rng,
-                      uint64_t payload)
+                      const char *meta, size_t meta_len, uint64_t payload)
 {
     unsigned char h[HEADER_SIZE];
     memcpy(h, MAGIC, 8);
     le_put(h + 8, NB_CKPT_VERSION, 4);
-    le_put(h + 12, (opt ? FLAG_OPTIM : 0) | (rng ? FLAG_RNG : 0), 4);
+    le_put(h + 12, (opt ? FLAG_OPTIM : 0) | (rng ? FLAG_RNG : 0) | (meta_len ? FLAG_META : 0), 4);
     le_put(h + 16, payload, 8);
     le_put(h + 24, crc(h, 24), 4);
     w_bytes(w, h, sizeof h);
@@ -252,33 +257,14 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
         w_uint(w, u, 8);
         w_uint(w, rng->has_spare ? 1 : 0, 1);
     }
+    if (meta_len > 0) {
+        w_uint(w, meta_len, 4);
+        w_bytes(w, meta, meta_len);
+    }
     w_flush(w);
     w->crc_on = false;
     w_uint(w, (uint32_t)w->crc, 4);
     w_flush(w);
-}
-
-/* Best effort: make the rename itself durable. */
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) {
-        strcpy(dir, ".");
-    } else if (slash == path) {
-        strcpy(dir, "/");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n >= sizeof dir)
-            return;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }
 
 nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
@@ -295,6 +281,13 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
     void *aud = o->alloc ? o->alloc_ud : NULL;
 
+    size_t meta_len = o->meta ? strnlen(o->meta, (size_t)NB_META_MAX + 1) : 0;
+    if (meta_len > 0) {
+        size_t at;
+        char why[200];
+        if (!nbio_meta_check(o->meta, meta_len, &at, why, sizeof why))
+            return ck_error(err, NB_ERR_ARG, -1, NULL, 0, "save: %s", why);
+    }
     for (nb_tensor *t = nb_model_next(m, NULL); t; t = nb_model_next(m, t)) {
         size_t len = strlen(nb_tensor_name(t));
         if (len > NAME_MAX_LEN)
@@ -338,7 +331,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     w.write = o->write ? o->write : default_write;
     w.ud = o->write_ud;
     w.buf = buf;
-    write_all(&w, m, opt, o->rng, payload_size(m, opt, o->rng));
+    write_all(&w, m, opt, o->rng, o->meta, meta_len, payload_size(m, opt, o->rng, meta_len));
     if (!w.failed && fflush(f) != 0) {
         w.failed = true;
         w.err_no = errno;
@@ -361,7 +354,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
                       tmp, strerror(w.err_no), path);
         goto out;
     }
-    sync_dir(path);
+    nbio_sync_dir(path);
 out:
     alloc(aud, tmp, tmp_size, 0);
     alloc(aud, buf, WRITE_BUF, 0);
@@ -422,6 +415,9 @@ typedef struct loader {
     uint32_t kind;
     int64_t step, sched_pos;
     nb_rng rng;
+    size_t meta_at, meta_len;  /* the metadata text in the file (meta_len 0: none) */
+    nb_tensor_info_fn list_fn; /* listing without a model (m NULL) */
+    void *list_ud;
 } loader;
 
 #define TRUNCATED(L, what)                                                                         \
@@ -432,6 +428,23 @@ static int cmp_param(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t)(*(rec *const *)a)->param, y = (uintptr_t)(*(rec *const *)b)->param;
     return x < y ? -1 : x > y;
+}
+
+/* Without a model (listing a file): records sorted by name. */
+static int cmp_name(const void *a, const void *b)
+{
+    const rec *x = *(rec *const *)a, *y = *(rec *const *)b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+static const rec *find_rec_name(const loader *L, const char *name, size_t len)
+{
+    rec key = {.name = name, .name_len = len};
+    const rec *kp = &key;
+    rec *const *hit = bsearch(&kp, L->by_param, L->n_recs, sizeof *L->by_param, cmp_name);
+    return hit ? *hit : NULL;
 }
 
 static const rec *find_rec(const loader *L, const nb_tensor *p)
@@ -498,7 +511,7 @@ static nb_status parse_header(loader *L, size_t file_size)
                         "load: format version %u is not supported (this library reads %d)",
                         (unsigned)version, NB_CKPT_VERSION);
     L->flags = (uint32_t)le_get(h + 12, 4);
-    if (L->flags & ~(FLAG_OPTIM | FLAG_RNG))
+    if (L->flags & ~(FLAG_OPTIM | FLAG_RNG | FLAG_META))
         return ck_error(L->err, NB_ERR_PARSE, 12, NULL, 0, "load: unknown flags 0x%08x",
                         (unsigned)L->flags);
     uint64_t payload = le_get(h + 16, 8);
@@ -594,6 +607,9 @@ static nb_status parse_tensors(loader *L)
         t->data = L->r.pos;
         L->r.pos += (size_t)bytes;
 
+        L->by_param[i] = t;
+        if (!L->m)
+            continue;
         /* against the model */
         char a[96], b[96];
         t->param = nb_model_get(L->m, L->name);
@@ -616,13 +632,13 @@ static nb_status parse_tensors(loader *L)
                 "model",
                 L->name, t->offset, nb_shape_str(t->rank, t->shape, a, sizeof a),
                 nb_shape_str(nb_tensor_rank(t->param), nb_tensor_shape(t->param), b, sizeof b));
-        L->by_param[i] = t;
     }
     /* unique names, and every tensor of the model present */
     if (L->n_recs > 1)
-        qsort(L->by_param, L->n_recs, sizeof *L->by_param, cmp_param);
+        qsort(L->by_param, L->n_recs, sizeof *L->by_param, L->m ? cmp_param : cmp_name);
     for (uint32_t i = 1; i < L->n_recs; i++)
-        if (L->by_param[i]->param == L->by_param[i - 1]->param) {
+        if (L->m ? L->by_param[i]->param == L->by_param[i - 1]->param
+                 : cmp_name(&L->by_param[i], &L->by_param[i - 1]) == 0) {
             const rec *x = L->by_param[i - 1], *y = L->by_param[i];
             if (x->offset > y->offset) {
                 const rec *z = x;
@@ -630,10 +646,11 @@ static nb_status parse_tensors(loader *L)
                 y = z;
             }
             return ck_error(L->err, NB_ERR_EXISTS, (int64_t)y->offset, y->name, y->name_len,
-                            "load: tensor '%s' appears twice (offsets %zu and %zu)",
-                            nb_tensor_name(y->param), x->offset, y->offset);
+                            "load: tensor '%.*s' appears twice (offsets %zu and %zu)",
+                            (int)(y->name_len < 200 ? y->name_len : 200), y->name, x->offset,
+                            y->offset);
         }
-    for (nb_tensor *t = nb_model_next(L->m, NULL); t; t = nb_model_next(L->m, t))
+    for (nb_tensor *t = L->m ? nb_model_next(L->m, NULL) : NULL; t; t = nb_model_next(L->m, t))
         if (!find_rec(L, t))
             return ck_error(L->err, NB_ERR_NOTFOUND, -1, nb_tensor_name(t),
                             strlen(nb_tensor_name(t)),
@@ -694,8 +711,12 @@ static nb_status parse_optim(loader *L)
         nb_status st = read_name(L, &name, &len, "an optimizer state");
         if (st != NB_OK)
             return st;
-        nb_tensor *param = nb_model_get(L->m, L->name);
-        s->tensor = param ? find_rec(L, param) : NULL;
+        if (L->m) {
+            nb_tensor *param = nb_model_get(L->m, L->name);
+            s->tensor = param ? find_rec(L, param) : NULL;
+        } else {
+            s->tensor = find_rec_name(L, name, len);
+        }
         if (!s->tensor)
             return ck_error(L->err, NB_ERR_NOTFOUND, (int64_t)s->offset, name, len,
                             "load: optimizer state '%s' (offset %zu) names no tensor of the file",
@@ -749,6 +770,47 @@ static nb_status parse_rng(loader *L)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, NULL, 0,
                         "load: RNG state at offset %zu is all zeros (not a valid state)", at);
     return NB_OK;
+}
+
+static nb_status parse_meta(loader *L)
+{
+    size_t at = L->r.pos;
+    const unsigned char *p = r_take(&L->r, 4);
+    if (!p)
+        return TRUNCATED(L, "the metadata section");
+    uint64_t n = le_get(p, 4);
+    if (n == 0 || n > NB_META_MAX || n > L->r.end - L->r.pos)
+        return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, NULL, 0,
+                        "load: metadata length %llu at offset %zu is not in 1..%d or runs past "
+                        "the payload's end",
+                        (unsigned long long)n, at, NB_META_MAX);
+    L->meta_at = L->r.pos;
+    L->meta_len = (size_t)n;
+    L->r.pos += (size_t)n;
+    size_t bad;
+    char why[200];
+    if (!nbio_meta_check((const char *)L->r.buf + L->meta_at, L->meta_len, &bad, why, sizeof why))
+        return ck_error(L->err, NB_ERR_PARSE, (int64_t)(L->meta_at + bad), NULL, 0,
+                        "load: %s (metadata starts at offset %zu)", why, L->meta_at);
+    return NB_OK;
+}
+
+/* Copy the metadata text to o->meta_out when asked; check the room first. */
+static nb_status meta_room(loader *L, const nb_ckpt_opts *o)
+{
+    if (o->meta_out && o->meta_cap < L->meta_len + 1)
+        return ck_error(L->err, NB_ERR_ARG, (int64_t)L->meta_at, NULL, 0,
+                        "load: the metadata is %zu bytes; meta_out holds %zu (needs %zu)",
+                        L->meta_len, o->meta_cap, L->meta_len + 1);
+    return NB_OK;
+}
+
+static void meta_copy(const loader *L, const nb_ckpt_opts *o)
+{
+    if (o->meta_out) {
+        memcpy(o->meta_out, L->r.buf + L->meta_at, L->meta_len);
+        o->meta_out[L->meta_len] = '\0';
+    }
 }
 
 static void read_data(const unsigned char *p, nb_dtype dt, void *out, int64_t n)
@@ -812,6 +874,8 @@ static nb_status load_checked(loader *L, const nb_ckpt_opts *o, size_t file_size
         st = parse_optim(L);
     if (st == NB_OK && (L->flags & FLAG_RNG))
         st = parse_rng(L);
+    if (st == NB_OK && (L->flags & FLAG_META))
+        st = parse_meta(L);
     if (st != NB_OK)
         return st;
     if (L->r.pos != L->r.end)
@@ -825,9 +889,28 @@ static nb_status load_checked(loader *L, const nb_ckpt_opts *o, size_t file_size
         return ck_error(L->err, NB_ERR_ARG, -1, NULL, 0,
                         "load: the file holds %s optimizer state, the optimizer given is %s",
                         kind_name(L->kind), kind_name((uint32_t)L->opt->opts.kind));
+    if (!L->m) { /* listing: the whole file is checked */
+        st = meta_room(L, o);
+        for (uint32_t i = 0; i < L->n_recs && st == NB_OK && L->list_fn; i++) {
+            const rec *t = &L->recs[i];
+            memcpy(L->name, t->name, t->name_len);
+            L->name[t->name_len] = '\0';
+            st = L->list_fn(L->list_ud, L->name, t->dtype, t->rank, t->shape);
+            if (st != NB_OK)
+                return ck_error(L->err, st, (int64_t)t->offset, t->name, t->name_len,
+                                "list: stopped at tensor '%s' (offset %zu): %s", L->name, t->offset,
+                                nb_status_str(st));
+        }
+        if (st == NB_OK)
+            meta_copy(L, o);
+        return st;
+    }
     if (o->rng && !(L->flags & FLAG_RNG))
         return ck_error(L->err, NB_ERR_NOTFOUND, 12, NULL, 0,
                         "load: an RNG was given but the file holds no RNG state");
+    st = meta_room(L, o);
+    if (st != NB_OK)
+        return st;
 
     /* the only step that can still fail: making the optimizer's new state */
     if (L->opt) {
@@ -871,16 +954,13 @@ static nb_status load_checked(loader *L, const nb_ckpt_opts *o, size_t file_size
     }
     if (o->rng)
         *o->rng = L->rng;
+    meta_copy(L, o);
     return NB_OK;
 }
 
-nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_ckpt_opts *o,
-                        nb_ckpt_error *err)
+static nb_status run_loader(nb_model *m, nb_optim *opt, const char *path, const nb_ckpt_opts *o,
+                            nb_tensor_info_fn fn, void *ud, nb_ckpt_error *err)
 {
-    ck_clear(err);
-    if (!m || !path)
-        return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "load: %s is NULL",
-                        !m ? "the model" : "the path");
     nb_ckpt_opts def;
     memset(&def, 0, sizeof def);
     if (!o)
@@ -896,6 +976,8 @@ nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_c
     L->err = err;
     L->alloc = alloc;
     L->aud = aud;
+    L->list_fn = fn;
+    L->list_ud = ud;
 
     unsigned char *buf = NULL;
     size_t size = 0;
@@ -915,4 +997,41 @@ nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_c
         alloc(aud, L->srecs, L->srecs_bytes, 0);
     alloc(aud, L, sizeof *L, 0);
     return st;
+}
+
+nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_ckpt_opts *o,
+                        nb_ckpt_error *err)
+{
+    ck_clear(err);
+    if (!m || !path)
+        return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "load: %s is NULL",
+                        !m ? "the model" : "the path");
+    return run_loader(m, opt, path, o, NULL, NULL, err);
+}
+
+nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud, const nb_ckpt_opts *o,
+                       nb_ckpt_error *err)
+{
+    ck_clear(err);
+    if (!path)
+        return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "list: the path is NULL");
+    nb_ckpt_opts lo;
+    memset(&lo, 0, sizeof lo);
+    if (o)
+        lo = *o;
+    lo.rng = NULL;
+    return run_loader(NULL, NULL, path, &lo, fn, ud, err);
+}
+
+nb_status nb_ckpt_read_meta(const char *path, char *buf, size_t cap, nb_ckpt_error *err)
+{
+    ck_clear(err);
+    if (!path || !buf)
+        return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "read_meta: %s is NULL",
+                        !path ? "the path" : "the buffer");
+    nb_ckpt_opts o;
+    memset(&o, 0, sizeof o);
+    o.meta_out = buf;
+    o.meta_cap = cap;
+    return nb_ckpt_list(path, NULL, NULL, &o, err);
 }
