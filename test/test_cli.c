@@ -295,6 +295,82 @@ static void test_plot(void **state)
     rmdir(dir);
 }
 
+static void test_train_eval(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-train-XXXXXX", cmd[512], ckpt[128], ckpt2[128], svg[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/a.ckpt", dir);
+    snprintf(ckpt2, sizeof ckpt2, "%s/b.ckpt", dir);
+    snprintf(svg, sizeof svg, "%s/curve.svg", dir);
+
+    /* six epochs straight, with JSON lines, a plot and a checkpoint */
+    snprintf(cmd, sizeof cmd, "train --epochs 6 --layers 32 --json --save %s --plot %s", ckpt, svg);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 6);
+    static char straight[6][512];
+    for (int k = 0; k < 6; k++) {
+        line_of(r->out, k, straight[k], sizeof straight[k]);
+        assert_true(json_num(straight[k], "epoch") == k + 1);
+        assert_true(json_num(straight[k], "test_acc") > 0.1);
+        assert_non_null(strstr(straight[k], "\"val_acc\": null")); /* no validation set */
+    }
+    assert_true(json_num(straight[5], "loss") < json_num(straight[0], "loss"));
+    assert_true(json_num(straight[5], "test_acc") > 0.8);
+    if (system("command -v xmllint >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof cmd, "xmllint --noout %s", svg);
+        assert_int_equal(system(cmd), 0);
+    }
+
+    /* eval of the saved model gives the last epoch's test accuracy */
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    char line[512];
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_acc") == json_num(straight[5], "test_acc"));
+    assert_true(json_num(line, "samples") == 297);
+
+    /* four epochs, then resumed to six: the same epochs 5 and 6 */
+    snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 32 --json --save %s", ckpt2);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 6 --layers 32 --json --resume %s", ckpt2);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 2);
+    for (int k = 0; k < 2; k++) {
+        line_of(r->out, k, line, sizeof line);
+        assert_true(json_num(line, "epoch") == 5 + k);
+        assert_true(json_num(line, "loss") == json_num(straight[4 + k], "loss"));
+        assert_true(json_num(line, "test_acc") == json_num(straight[4 + k], "test_acc"));
+    }
+
+    /* early stopping holds out a validation set */
+    r = run("train --epochs 3 --layers 16 --early-stop 1 --opt adam");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "val "));
+
+    /* a corrupt checkpoint: a clear error, exit 2 */
+    FILE *f = fopen(ckpt, "r+b");
+    assert_non_null(f);
+    fseek(f, 40, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "eval --load %s", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_int_equal(count_lines(r->err), 1);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --load %s", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    remove(ckpt);
+    remove(ckpt2);
+    remove(svg);
+    rmdir(dir);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -332,10 +408,10 @@ int main(int argc, char **argv)
     }
     nabla = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_modes),         cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_demo),          cmocka_unit_test(test_diff),
-        cmocka_unit_test(test_trace),         cmocka_unit_test(test_plot),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_modes),      cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_demo),       cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_trace),      cmocka_unit_test(test_plot),
+        cmocka_unit_test(test_train_eval), cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,9 @@ static const char *usage =
     "commands:\n"
     "  demo        the course notes' worked examples by reverse and forward mode,\n"
     "              then a network trained on the built-in digits, checked, plotted\n"
+    "  train       train an MLP (digits, fashion-mnist, CSV, IDX) with progress, plots,\n"
+    "              checkpoints and JSON lines\n"
+    "  eval        accuracy of a saved model on a data set\n"
     "  modes       cost of a full Jacobian by forward and by reverse mode\n"
     "  gradcheck   check every built-in op's derivatives against central differences\n"
     "  diff        a formula's gradient by reverse, forward, numerical and symbolic\n"
@@ -30,6 +33,8 @@ static const struct {
     {"diff", cmd_diff},
     {"trace", cmd_trace},
     {"plot", cmd_plot},
+    {"train", cmd_train},
+    {"eval", cmd_eval},
     /* clang-format on */
 };
 

@@ -1,0 +1,68 @@
+/* nabla eval: accuracy and loss of a saved model on a data set. */
+
+#include <string.h>
+
+#include "cli.h"
+#include "data_sets.h"
+#include "model_file.h"
+
+static const char *eval_usage =
+    "usage: nabla eval --load CKPT [--data SET] [--json]\n"
+    "\n"
+    "Accuracy and mean softmax cross-entropy of a model saved by nabla train\n"
+    "(its architecture is read from the checkpoint) on the test part of SET\n"
+    "(digits, fashion-mnist, a .csv or IDX path, as nabla train reads them;\n"
+    "default digits).\n";
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *load = NULL, *data = "digits";
+    bool json = false;
+    const cli_opt opts[] = {
+        {"--load", CLI_STR, &load, 0, 0},
+        {"--data", CLI_STR, &data, 0, 0},
+        {"--json", CLI_FLAG, &json, 0, 0},
+    };
+    int rc = cli_parse("eval", eval_usage, argc, argv, 2, opts, 3, NULL, 0, NULL);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
+    if (!load)
+        return cli_error("eval", "--load CKPT is required");
+    cli_model cm;
+    cli_data d;
+    memset(&d, 0, sizeof d);
+    rc = cli_model_open("eval", load, &cm);
+    if (rc == 0)
+        rc = cli_data_open("eval", data, false, NULL, &d);
+    if (rc == 0 && nb_dataset_features(d.test) != cm.sizes[0]) {
+        rc = cli_error("eval", "%s takes %lld features, %s has %lld", load, (long long)cm.sizes[0],
+                       data, (long long)nb_dataset_features(d.test));
+    }
+    if (rc == 0) {
+        nb_graph *g = nb_graph_new();
+        double acc = 0, loss = 0;
+        double t0 = cli_now();
+        nb_status st = g ? nb_evaluate(cm.net, g, d.test, 256, &acc, &loss) : NB_ERR_NOMEM;
+        if (st != NB_OK) {
+            rc = cli_error("eval", "evaluation failed: %s",
+                           g && nb_graph_errmsg(g)[0] ? nb_graph_errmsg(g) : nb_status_str(st));
+        } else if (json) {
+            printf("{\"data\": ");
+            cli_json_str(stdout, data);
+            printf(", \"samples\": %lld, \"test_acc\": ", (long long)nb_dataset_count(d.test));
+            cli_json_num(stdout, acc);
+            printf(", \"test_loss\": ");
+            cli_json_num(stdout, loss);
+            printf(", \"seconds\": ");
+            cli_json_num(stdout, cli_now() - t0);
+            printf("}\n");
+        } else {
+            printf("%s on %s (%lld test samples): accuracy %.2f%%, loss %.4f\n", load, data,
+                   (long long)nb_dataset_count(d.test), 100 * acc, loss);
+        }
+        nb_graph_free(g);
+    }
+    cli_data_close(&d);
+    cli_model_close(&cm);
+    return rc;
+}

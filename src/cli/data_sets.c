@@ -1,0 +1,137 @@
+/* Data sets named on the command line. */
+
+#include <string.h>
+
+#include "data_sets.h"
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Keep a data set so cli_data_close frees it. */
+static nb_dataset *keep(cli_data *d, nb_dataset *ds)
+{
+    for (int i = 0; i < 4; i++)
+        if (!d->extra[i]) {
+            d->extra[i] = ds;
+            return ds;
+        }
+    return ds;
+}
+
+/* The first and the last part of ds: [0, n_first) and [n_first, count). */
+static nb_status cut(cli_data *d, nb_dataset *ds, int64_t n_first, nb_dataset **first,
+                     nb_dataset **second)
+{
+    nb_dataset *a = NULL, *b = NULL;
+    int64_t n = nb_dataset_count(ds);
+    nb_status st = nb_dataset_slice(ds, 0, n_first, &a);
+    if (st == NB_OK)
+        st = nb_dataset_slice(ds, n_first, n - n_first, &b);
+    if (st != NB_OK) {
+        nb_dataset_free(a);
+        nb_dataset_free(b);
+        return st;
+    }
+    *first = keep(d, a);
+    *second = keep(d, b);
+    return NB_OK;
+}
+
+static int load_error(const char *cmd, const char *what, nb_status st, const nb_data_error *e)
+{
+    if (e && e->msg[0])
+        return cli_error(cmd, "%s", e->msg);
+    return cli_error(cmd, "cannot load %s: %s", what, nb_status_str(st));
+}
+
+int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d)
+{
+    (void)rng;
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", spec);
+    nb_data_error err = {0};
+    nb_status st;
+    nb_dataset *train_part = NULL;
+    if (!strcmp(spec, "digits")) {
+        st = nb_dataset_digits(NULL, &d->all);
+        if (st == NB_OK)
+            st = nb_dataset_scale(d->all, 16.0);
+        if (st == NB_OK)
+            st = cut(d, d->all, 1500, &train_part, &d->test);
+        if (st != NB_OK)
+            return load_error(cmd, "digits", st, NULL);
+    } else if (!strcmp(spec, "fashion-mnist")) {
+        st = nb_dataset_fashion_mnist(NULL, true, NULL, &d->all, &err);
+        if (st == NB_OK)
+            st = nb_dataset_fashion_mnist(NULL, false, NULL, &d->test, &err);
+        if (st == NB_OK)
+            keep(d, d->test);
+        if (st == NB_OK)
+            st = nb_dataset_scale(d->all, 255.0);
+        if (st == NB_OK)
+            st = nb_dataset_scale(d->test, 255.0);
+        if (st != NB_OK)
+            return load_error(cmd, "fashion-mnist (install dataset-fashion-mnist)", st, &err);
+        train_part = d->all;
+    } else {
+        if (ends_with(spec, ".csv") || ends_with(spec, ".csv.gz")) {
+            nb_csv_opts co = {0};
+            co.label_column = -1;
+            st = nb_dataset_load_csv(spec, &co, &d->all, &err);
+        } else {
+            /* IDX: the labels file beside the images file */
+            char labels[4096];
+            snprintf(labels, sizeof labels, "%s", spec);
+            char *p = strstr(labels, "images-idx3");
+            if (!p)
+                return cli_error(cmd,
+                                 "--data %s: not digits, fashion-mnist, a .csv file or an "
+                                 "IDX images file (name containing 'images-idx3')",
+                                 spec);
+            memcpy(p, "labels-idx1", 11);
+            st = nb_dataset_load_idx(spec, labels, NULL, &d->all, &err);
+            if (st == NB_OK)
+                st = nb_dataset_scale(d->all, 255.0);
+        }
+        if (st != NB_OK)
+            return load_error(cmd, spec, st, &err);
+        int64_t n = nb_dataset_count(d->all);
+        if (n < 5)
+            return cli_error(cmd, "--data %s: %lld samples are too few to split", spec,
+                             (long long)n);
+        st = cut(d, d->all, n - n / 5, &train_part, &d->test);
+        if (st == NB_OK && !ends_with(spec, "ubyte") && !ends_with(spec, "ubyte.gz")) {
+            double mean[4096], std[4096]; /* standardise by the training part */
+            if (nb_dataset_features(d->all) <= 4096 &&
+                nb_dataset_mean_std(train_part, mean, std) == NB_OK) {
+                st = nb_dataset_standardize(train_part, mean, std);
+                if (st == NB_OK)
+                    st = nb_dataset_standardize(d->test, mean, std);
+            }
+        }
+        if (st != NB_OK)
+            return load_error(cmd, spec, st, NULL);
+    }
+    d->train = train_part;
+    if (want_val) {
+        int64_t n = nb_dataset_count(train_part);
+        if (n < 10)
+            return cli_error(cmd, "%lld training samples are too few to hold some out",
+                             (long long)n);
+        st = cut(d, train_part, n - n / 10, &d->train, &d->val);
+        if (st != NB_OK)
+            return load_error(cmd, spec, st, NULL);
+    }
+    return 0;
+}
+
+void cli_data_close(cli_data *d)
+{
+    for (int i = 0; i < 4; i++)
+        nb_dataset_free(d->extra[i]);
+    nb_dataset_free(d->all);
+    memset(d, 0, sizeof *d);
+}

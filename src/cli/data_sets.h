@@ -1,0 +1,26 @@
+/* Data sets named on the command line (nabla train, nabla eval). */
+#ifndef NABLA_CLI_DATA_SETS_H
+#define NABLA_CLI_DATA_SETS_H
+
+#include "cli.h"
+
+typedef struct cli_data {
+    char name[128];
+    nb_dataset *all;   /* what was loaded (CSV, IDX) or the training part */
+    nb_dataset *train; /* owned views and copies */
+    nb_dataset *val;   /* NULL unless asked for */
+    nb_dataset *test;  /* NULL when the source has none */
+    nb_dataset *extra[4];
+} cli_data;
+
+/* Open @p spec: "digits" (first 1500 rows train, last 297 test, pixels /16),
+ * "fashion-mnist" (Debian's files, pixels /255), or a path: a .csv[.gz] file
+ * (label in the last column, features standardised by the training part)
+ * or an IDX images file with its labels file beside it; a path is split
+ * 80/20 into train and test in file order. With @p want_val the last tenth
+ * of the training part is held out for validation. Returns 0, or 2 after a
+ * one-line error. Close with cli_data_close (also after an error). */
+int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d);
+void cli_data_close(cli_data *d);
+
+#endif
