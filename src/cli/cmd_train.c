@@ -42,10 +42,12 @@ static const char *train_usage =
     "  --resume FILE       continue a run saved with --save (same options)\n"
     "  --load FILE         start from the parameters of a checkpoint\n"
     "  --plot FILE.svg     loss and accuracy curves\n"
-    "  --json              one JSON object per epoch instead of the table\n";
+    "  --json              one JSON object per epoch instead of the table\n"
+    "  --grad-norms        per-layer gradient norms each epoch, input layer first\n"
+    "                      (shows vanishing gradients in deep sigmoid networks)\n";
 
 typedef struct train_run {
-    bool json, tty;
+    bool json, tty, norms;
     const char *save;
     nb_model *m;
     nb_optim *opt;
@@ -95,6 +97,14 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
         cli_json_num(stdout, e->seconds);
         printf(", \"lr\": ");
         cli_json_num(stdout, e->lr);
+        if (r->norms) {
+            printf(", \"grad_norms\": [");
+            for (int i = 0; i < e->n_layer_norms; i++) {
+                printf(i ? ", " : "");
+                cli_json_num(stdout, e->layer_norms[i].norm);
+            }
+            printf("]");
+        }
         printf("}\n");
     } else {
         printf("  epoch %3d  loss %.4f  train %5.1f%%", r->done, e->loss, 100 * e->train_acc);
@@ -103,6 +113,13 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
         if (!isnan(e->test_acc))
             printf("  test %5.1f%%", 100 * e->test_acc);
         printf("  %.2f s%s\n", e->seconds, e->improved ? "  *" : "");
+        if (r->norms && e->n_layer_norms > 0) {
+            printf("      |dL/dW| input to output:");
+            for (int i = 0; i < e->n_layer_norms; i++)
+                printf(" %.3g", e->layer_norms[i].norm);
+            printf("  (first/last %.3g)\n",
+                   e->layer_norms[0].norm / e->layer_norms[e->n_layer_norms - 1].norm);
+        }
     }
     fflush(stdout);
     if (r->save) {
@@ -140,7 +157,7 @@ int cmd_train(int argc, char **argv)
                *sched_name = "constant", *save = NULL, *resume = NULL, *load = NULL, *plot = NULL;
     double lr = -1, dropout = 0, wd = 0, l2 = 0;
     long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1;
-    bool batchnorm = false, json = false;
+    bool batchnorm = false, json = false, norms = false;
     const cli_opt opts[] = {
         {"--data", CLI_STR, &data, 0, 0},
         {"--layers", CLI_STR, &layers, 0, 0},
@@ -162,6 +179,7 @@ int cmd_train(int argc, char **argv)
         {"--load", CLI_STR, &load, 0, 0},
         {"--plot", CLI_STR, &plot, 0, 0},
         {"--json", CLI_FLAG, &json, 0, 0},
+        {"--grad-norms", CLI_FLAG, &norms, 0, 0},
     };
     int rc = cli_parse("train", train_usage, argc, argv, 2, opts, (int)(sizeof opts / sizeof *opts),
                        NULL, 0, NULL);
@@ -260,6 +278,7 @@ int cmd_train(int argc, char **argv)
         }
     }
     run = (train_run){.json = json,
+                      .norms = norms,
                       .tty = isatty(fileno(stderr)) && !json,
                       .save = save,
                       .m = m,
