@@ -43,7 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     double value = eval_all(s, e, n, names);
 
-    /* the printed text reads back to an expression with the same value */
+    /* the printed text reads back to the same node (unless it nests too
+     * deeply to parse), so to the same value */
     const char *text = nb_sym_str(s, e);
     if (text) {
         size_t len = strlen(text);
@@ -52,6 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(copy, text, len + 1);
             const nb_expr *back = nb_sym_parse(s, copy, len);
             if (back) {
+                if (back != e)
+                    __builtin_trap();
                 double again = eval_all(s, back, n, names);
                 bool same = (isnan(value) && isnan(again)) || value == again ||
                             fabs(value - again) <= 1e-9 * fmax(1, fabs(value));

@@ -443,6 +443,222 @@ static void test_printing(void **state)
     nb_sym_free(s);
 }
 
+/* ------------------------------------------------------------ round trip */
+
+/* Parse, print, parse the text again: the same node (so the same value,
+ * bit for bit), and the same text when printed again. */
+static void expect_round_trip(nb_sym *s, const char *in, const char *want)
+{
+    const nb_expr *e = nb_sym_parse(s, in, strlen(in));
+    if (!e)
+        fail_msg("parse '%s': %s", in, nb_sym_errmsg(s));
+    const char *text = nb_sym_str(s, e);
+    assert_non_null(text);
+    char *copy = strdup(text);
+    assert_non_null(copy);
+    if (want && strcmp(copy, want) != 0)
+        fail_msg("print '%s': got '%s', want '%s'", in, copy, want);
+    const nb_expr *back = nb_sym_parse(s, copy, strlen(copy));
+    if (back != e)
+        fail_msg("'%s' prints as '%s', which reads back as '%s'", in, copy,
+                 back ? nb_sym_str(s, back) : nb_sym_errmsg(s));
+    const char *again = nb_sym_str(s, back);
+    if (!again || strcmp(again, copy) != 0)
+        fail_msg("'%s' prints as '%s', then as '%s'", in, copy, again ? again : "(null)");
+    free(copy);
+}
+
+/* The libFuzzer finding: "-(-1)*t" was printed for (-1)*(-1)*t and read
+ * back as 1*t, a new node, which reordered a sum whose terms cancel
+ * (8^64 - 8^64): the value went from 0 to 4.76. Products now fold their
+ * constant factors when parsed, and the printer writes only what the
+ * parser reads back to the same node. */
+static void test_fuzz_sign_of_products(void **state)
+{
+    (void)state;
+    static const char crash[] =
+        "8^----t-------t8^-t---------t------t---t------8^8^2-8^8^2----t------t--t";
+    const char *names[2] = {"t", "t8"};
+    double v[2] = {0.75, 0.875}, before, after;
+    nb_sym *s = nb_sym_new();
+    const nb_expr *e = parse(s, crash);
+    assert_int_equal(nb_sym_eval(s, e, 2, names, v, &before), NB_OK);
+    char *text = strdup(nb_sym_str(s, e));
+    assert_non_null(text);
+    assert_string_equal(text, "t + t + t + t - t - t + 8^t - t8^(-t) + 8^8^2 - 8^8^2");
+    assert_ptr_equal(parse(s, text), e);
+    assert_int_equal(nb_sym_eval(s, parse(s, text), 2, names, v, &after), NB_OK);
+    assert_true(after == before);
+    free(text);
+    expect_round_trip(s, crash, NULL);
+    /* its minimal forms */
+    expect_round_trip(s, "--t--8^8^2-8^8^2", "t + 8^8^2 - 8^8^2");
+    expect_round_trip(s, "--t", "t");
+    expect_round_trip(s, "-(-1)*t", "t");
+    expect_round_trip(s, "----t", "t");
+    expect_round_trip(s, "---t", "-t");
+    expect_round_trip(s, "8^(----t)", "8^t");
+    /* the same node however the sign is written */
+    assert_ptr_equal(parse(s, "--t"), parse(s, "t"));
+    assert_ptr_equal(parse(s, "-2*t + x"), parse(s, "x - 2*t"));
+    assert_ptr_equal(parse(s, "-(2*t)"), parse(s, "(-2)*t"));
+    assert_ptr_equal(parse(s, "-x*y"), parse(s, "x*(-y)"));
+    assert_ptr_equal(parse(s, "2*3*x"), parse(s, "6*x"));
+    assert_ptr_equal(parse(s, "1*x"), parse(s, "x"));
+    assert_ptr_equal(parse(s, "x/y^2"), parse(s, "x*y^(-2)"));
+    assert_ptr_equal(parse(s, "x/y^-1"), parse(s, "x*y^1"));
+    /* constants whose product is not a finite nonzero double stay apart */
+    const nb_expr *big = parse(s, "1e300*1e300*x");
+    assert_int_equal(nb_expr_arity(big), 3);
+    expect_round_trip(s, "1e300*1e300*x", "1e+300*1e+300*x");
+    expect_round_trip(s, "x - 1e300*1e300*y", "x + (-1)*1e+300*1e+300*y");
+    expect_round_trip(s, "1e-300*1e-300*x", "1e-300*1e-300*x");
+    expect_round_trip(s, "0*x", "0*x");
+    /* what used to read back as another node */
+    expect_round_trip(s, "-2*t + x", "x - 2*t");
+    nb_sym *fresh = nb_sym_new();
+    expect_round_trip(fresh, "1/x/y", "1/x/y");
+    nb_sym_free(fresh);
+    expect_round_trip(s, "1/(x*y)", "1/(x*y)");
+    expect_round_trip(s, "x^-2", "1/x^2");
+    expect_round_trip(s, "1/x^2", "1/x^2");
+    expect_round_trip(s, "(x^3)^-1", "(x^3)^(-1)");
+    expect_round_trip(s, "(x^y)^-1", "1/x^y");
+    expect_round_trip(s, "2^-3", "1/2^3");
+    expect_round_trip(s, "x - -2/y", "x + 2/y");
+    nb_sym_free(s);
+}
+
+/* A random expression of the grammar, at most @p depth levels deep. */
+static void gen_expr(nb_rng *rng, char *buf, size_t cap, int depth);
+
+static void append(char *buf, size_t cap, const char *text)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, "%s", text);
+}
+
+static void gen_primary(nb_rng *rng, char *buf, size_t cap, int depth)
+{
+    static const char *const numbers[] = {"0",    "1",      "2",       "3",    "0.5", "0.1",
+                                          "10",   "1e300",  "1e-300",  "2.5",  "7",   "1e-310",
+                                          "1e15", "123456", "0.33333", "1e+3", ".25", "4"};
+    static const char *const vars[] = {"x", "y", "z"};
+    static const char *const fn1[] = {"sin",  "cos",     "tan", "exp", "ln",   "log",
+                                      "sqrt", "sigmoid", "abs", "erf", "sign", "tanh"};
+    static const char *const fn2[] = {"pow", "max", "min"};
+    uint64_t pick = depth <= 0 ? nb_rng_below(rng, 2) : nb_rng_below(rng, 6);
+    if (pick == 0) {
+        append(buf, cap, numbers[nb_rng_below(rng, sizeof numbers / sizeof numbers[0])]);
+    } else if (pick == 1 || pick == 2) {
+        append(buf, cap, vars[nb_rng_below(rng, 3)]);
+    } else if (pick == 3) {
+        append(buf, cap, fn1[nb_rng_below(rng, sizeof fn1 / sizeof fn1[0])]);
+        append(buf, cap, "(");
+        gen_expr(rng, buf, cap, depth - 1);
+        append(buf, cap, ")");
+    } else if (pick == 4) {
+        append(buf, cap, fn2[nb_rng_below(rng, 3)]);
+        append(buf, cap, "(");
+        gen_expr(rng, buf, cap, depth - 1);
+        append(buf, cap, ", ");
+        gen_expr(rng, buf, cap, depth - 1);
+        append(buf, cap, ")");
+    } else {
+        append(buf, cap, "(");
+        gen_expr(rng, buf, cap, depth - 1);
+        append(buf, cap, ")");
+    }
+}
+
+static void gen_unary(nb_rng *rng, char *buf, size_t cap, int depth)
+{
+    while (nb_rng_below(rng, 4) == 0)
+        append(buf, cap, "-");
+    gen_primary(rng, buf, cap, depth);
+    if (depth > 0 && nb_rng_below(rng, 4) == 0) {
+        append(buf, cap, "^");
+        gen_unary(rng, buf, cap, depth - 1);
+    }
+}
+
+static void gen_expr(nb_rng *rng, char *buf, size_t cap, int depth)
+{
+    int terms = 1 + (int)nb_rng_below(rng, depth > 0 ? 3 : 2);
+    for (int t = 0; t < terms; t++) {
+        if (t)
+            append(buf, cap, nb_rng_below(rng, 2) ? " + " : "-");
+        int factors = 1 + (int)nb_rng_below(rng, depth > 0 ? 3 : 2);
+        for (int f = 0; f < factors; f++) {
+            if (f)
+                append(buf, cap, nb_rng_below(rng, 3) ? "*" : "/");
+            gen_unary(rng, buf, cap, depth);
+        }
+    }
+}
+
+static bool same_value(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
+
+/* For 1000 random expressions of the grammar (signs, constants that fold
+ * or overflow, quotients, powers, every function): printing, parsing the
+ * text and printing again gives the same node, the same text and the
+ * same value. The simplified form and the derivative read back to
+ * expressions with the same value (to rounding) that are fixed points. */
+static void test_round_trip_random(void **state)
+{
+    (void)state;
+    nb_rng rng;
+    nb_rng_seed(&rng, 7);
+    const char *names[3] = {"x", "y", "z"};
+    double v[3] = {0.75, -0.875, 1.25};
+    int checked = 0;
+    nb_sym *s = NULL;
+    for (int i = 0; i < 1000; i++) {
+        char in[4096] = "";
+        gen_expr(&rng, in, sizeof in, nb_rng_below(&rng, 4) ? 1 + (int)nb_rng_below(&rng, 2) : 3);
+        if (strlen(in) >= sizeof in - 1)
+            continue;            /* cut short: not an expression of the grammar */
+        if (!s || i % 50 == 0) { /* a new pool now and then, a used one otherwise */
+            nb_sym_free(s);
+            s = nb_sym_new();
+        }
+        expect_round_trip(s, in, NULL);
+        const nb_expr *e = parse(s, in);
+        double value, again;
+        assert_int_equal(nb_sym_eval(s, e, 3, names, v, &value), NB_OK);
+        assert_int_equal(nb_sym_eval(s, parse(s, nb_sym_str(s, e)), 3, names, v, &again), NB_OK);
+        if (!same_value(value, again))
+            fail_msg("'%s': %.17g, printed and read back %.17g", in, value, again);
+        const nb_expr *forms[2] = {nb_sym_simplify(s, e), nb_sym_diff(s, e, "x")};
+        for (int k = 0; k < 2; k++) {
+            assert_non_null(forms[k]);
+            char *text = strdup(nb_sym_str(s, forms[k]));
+            assert_non_null(text);
+            /* not necessarily the same node (the simplifier keeps some
+             * constants apart that the parser folds), but what it reads
+             * back to is a fixed point */
+            const nb_expr *back = parse(s, text);
+            char *text2 = strdup(nb_sym_str(s, back));
+            assert_non_null(text2);
+            if (parse(s, text2) != back)
+                fail_msg("'%s' form %d: '%s' reads back as '%s', which does not", in, k, text,
+                         text2);
+            assert_int_equal(nb_sym_eval(s, forms[k], 3, names, v, &value), NB_OK);
+            assert_int_equal(nb_sym_eval(s, back, 3, names, v, &again), NB_OK);
+            if (!same_value(value, again) && !close_rel(value, again, 1e-9))
+                fail_msg("'%s' form %d: '%s' is %.17g, read back %.17g", in, k, text, value, again);
+            free(text);
+            free(text2);
+        }
+        checked++;
+    }
+    nb_sym_free(s);
+    assert_true(checked > 950);
+}
+
 /* ------------------------------------------------------------- bad input */
 
 static void expect_parse_error(const char *text, size_t len, int64_t offset, const char *words)
@@ -729,7 +945,8 @@ int main(void)
         cmocka_unit_test(test_swell_contained),    cmocka_unit_test(test_simplifier),
         cmocka_unit_test(test_printing),           cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_depth_limit),        cmocka_unit_test(test_vars_eval_graph),
-        cmocka_unit_test(test_allocation_failure),
+        cmocka_unit_test(test_allocation_failure), cmocka_unit_test(test_fuzz_sign_of_products),
+        cmocka_unit_test(test_round_trip_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,8 +109,11 @@ NB_API int64_t nb_sym_node_count(const nb_sym *s);
  * `[A-Za-z_][A-Za-z0-9_]*` as variables; calls sin cos tan exp ln log(= ln)
  * sqrt tanh sigmoid abs erf sign (one argument), pow max min (two).
  * The result keeps the text's structure (no simplification), with sums and
- * products flattened and their operands sorted, and literal constants
- * negated in place (-2 is the number -2).
+ * products flattened and their operands sorted, and the constant factors of
+ * a product multiplied into one coefficient when that is a finite nonzero
+ * double (or a factor is 0), the way nb_sym_eval multiplies them, so the
+ * value is unchanged: -2 is the number -2, -(-x) is x, -(2*x) is (-2)*x,
+ * 1*x is x. a / b^c with a constant c is a*b^(-c).
  * Errors (NULL; NB_ERR_PARSE with offset and token, e.g. "expected ')' at 7
  * near '+'"): empty input, a missing operand or ')', '**', an unknown
  * function or wrong argument count, a name used both ways, a number that
@@ -167,10 +170,14 @@ NB_API const nb_expr *nb_sym_diff(nb_sym *s, const nb_expr *e, const char *var);
 /**
  * @p e as text with the fewest parentheses that parse back to the same
  * value: "1/x + 2*x*y - y*cos(x*y)". Numbers are printed so that they read
- * back exactly. The text is owned by the pool and valid until the next
- * nb_sym_str call or nb_sym_free. Errors (NULL): NB_ERR_ARG when the text
- * would exceed NB_SYM_MAX_PRINT bytes (deep expression swell), NB_ERR_NULL,
- * NB_ERR_NOMEM.
+ * back exactly. The text of an expression made by nb_sym_parse reads back
+ * (in the same pool) to the same node, so to the same value bit for bit,
+ * unless it nests deeper than NB_SYM_MAX_NESTING. Other expressions (from
+ * nb_sym_apply, nb_sym_simplify, nb_sym_diff) read back to one equal in
+ * exact arithmetic, whose value in double may differ by rounding. The text
+ * is owned by the pool and valid until the next nb_sym_str call or
+ * nb_sym_free. Errors (NULL): NB_ERR_ARG when the text would exceed
+ * NB_SYM_MAX_PRINT bytes (deep expression swell), NB_ERR_NULL, NB_ERR_NOMEM.
  */
 NB_API const char *nb_sym_str(nb_sym *s, const nb_expr *e);
 

@@ -5,7 +5,12 @@
  *   power := primary ('^' unary)?          (right-associative)
  *   primary := number | name | name '(' expr (',' expr)* ')' | '(' expr ')'
  * Recursion is bounded by NB_SYM_MAX_NESTING; every error names the byte
- * offset and the token there. */
+ * offset and the token there.
+ * Products are built canonically, so that each has one spelling the printer
+ * can write: -a is (-1)*a, a / b is a*b^(-1) (a*b^(-c) for b^c with a
+ * constant c), and the constant factors of a product are multiplied into
+ * one coefficient as nb_sym_eval would multiply them (-(-t) is t, -(2*x)
+ * and -2*x are (-2)*x, 1*x is x). */
 
 #include "internal.h"
 
@@ -245,16 +250,6 @@ static bool is_punct(const parser *p, char c)
 static const nb_expr *expr(parser *p);
 static const nb_expr *unary(parser *p);
 
-static const nb_expr *negate(parser *p, const nb_expr *e)
-{
-    if (!e)
-        return NULL;
-    if (e->kind == NB_SYM_NUM)
-        return nbs_num(p->s, -e->value);
-    const nb_expr *f[2] = {nbs_num(p->s, -1), e};
-    return f[0] ? nbs_flat(p->s, NB_SYM_MUL, f, 2) : NULL;
-}
-
 /* Operands gathered for one flat sum or product. */
 typedef struct operands {
     const nb_expr **at;
@@ -291,6 +286,67 @@ static const nb_expr *finish(parser *p, operands *l, nb_sym_kind kind, bool ok)
     if (!r)
         p->failed = true;
     return r;
+}
+
+/* Push a factor of a product, flattening a product into its factors. */
+static bool push_factor(parser *p, operands *l, const nb_expr *e)
+{
+    if (!e || e->kind != NB_SYM_MUL)
+        return push(p, l, e);
+    for (int i = 0; i < e->n_args; i++)
+        if (!push(p, l, e->args[i]))
+            return false;
+    return true;
+}
+
+static int cmp_expr(const void *pa, const void *pb)
+{
+    return nbs_cmp(*(const nb_expr *const *)pa, *(const nb_expr *const *)pb);
+}
+
+/* The product of the factors in l (flat), its constant factors multiplied
+ * into one coefficient: in the canonical order (by value) and left to
+ * right, as nb_sym_eval multiplies them, so the value is unchanged. A
+ * coefficient of 1 is left out. Constants whose product overflows or
+ * underflows to 0 stay apart, all of them. Frees l. */
+static const nb_expr *product(parser *p, operands *l, bool ok)
+{
+    if (ok && l->n > 1) {
+        size_t n_num = 0;
+        for (size_t i = 0; i < l->n; i++)
+            if (l->at[i]->kind == NB_SYM_NUM) {
+                const nb_expr *t = l->at[n_num];
+                l->at[n_num++] = l->at[i];
+                l->at[i] = t;
+            }
+        qsort(l->at, n_num, sizeof *l->at, cmp_expr);
+        double coef = 1;
+        bool zero = false;
+        for (size_t i = 0; i < n_num; i++) {
+            coef *= l->at[i]->value;
+            zero = zero || l->at[i]->value == 0;
+        }
+        if (n_num > 0 && isfinite(coef) && (coef != 0 || zero)) {
+            size_t keep = coef != 1 || n_num == l->n ? 1 : 0;
+            if (keep)
+                l->at[0] = nbs_num(p->s, coef);
+            memmove(l->at + keep, l->at + n_num, (l->n - n_num) * sizeof *l->at);
+            l->n = l->n - n_num + keep;
+            ok = !keep || l->at[0];
+        }
+    }
+    return finish(p, l, NB_SYM_MUL, ok);
+}
+
+/* -e: the product (-1)*e with its constants folded (-2 is the number -2,
+ * -(2*x) is (-2)*x, -(-x) is x). */
+static const nb_expr *negate(parser *p, const nb_expr *e)
+{
+    if (!e)
+        return NULL;
+    operands l = {0};
+    bool ok = push(p, &l, nbs_num(p->s, -1)) && push_factor(p, &l, e);
+    return product(p, &l, ok);
 }
 
 static const nb_expr *call(parser *p, size_t name_start, size_t name_end)
@@ -393,23 +449,29 @@ static const nb_expr *unary(parser *p)
     return r;
 }
 
+/* a / b is a * b^(-1), and a / b^c with a constant c is a * b^(-c). */
+static const nb_expr *reciprocal(parser *p, const nb_expr *f)
+{
+    if (!f)
+        return NULL;
+    if (f->kind == NB_SYM_POW && f->args[1]->kind == NB_SYM_NUM)
+        return nbs_make2(p->s, NB_SYM_POW, f->args[0], nbs_num(p->s, -f->args[1]->value));
+    return nbs_make2(p->s, NB_SYM_POW, f, nbs_num(p->s, -1));
+}
+
 static const nb_expr *term(parser *p)
 {
     operands l = {0};
-    bool ok = push(p, &l, unary(p));
+    bool ok = push_factor(p, &l, unary(p));
     while (ok && (is_punct(p, '*') || is_punct(p, '/'))) {
         bool divide = is_punct(p, '/');
         ok = next(p);
         if (!ok)
             break;
         const nb_expr *f = unary(p);
-        if (f && divide) {
-            const nb_expr *m1 = nbs_num(p->s, -1);
-            f = m1 ? nbs_make2(p->s, NB_SYM_POW, f, m1) : NULL;
-        }
-        ok = push(p, &l, f);
+        ok = push_factor(p, &l, divide ? reciprocal(p, f) : f);
     }
-    return finish(p, &l, NB_SYM_MUL, ok);
+    return product(p, &l, ok);
 }
 
 static const nb_expr *expr(parser *p)

@@ -1,5 +1,8 @@
 /* Printing with the fewest parentheses: a + (-1)*b prints as "a - b",
- * a * b^(-1) as "a/b", numbers so that they read back exactly. */
+ * a * b^(-1) as "a/b", numbers so that they read back exactly. The text of
+ * an expression the parser made reads back to the same node: a sign or a
+ * slash is written only where the parser turns it back into the same
+ * factors (see parse.c for how products are built). */
 
 #include "internal.h"
 
@@ -65,17 +68,33 @@ static void put_num(out *o, double v)
     puts_(o, buf);
 }
 
-static bool neg_exponent(const nb_expr *e)
+/* Whether the power e prints as a denominator, "/b" or "/b^k": a constant
+ * negative exponent, as the parser reads a / b and a / b^k (k constant).
+ * b^(-1) with b = c^k is not one: "/c^k" reads back as c^(-k). */
+static bool denominator(const nb_expr *e)
 {
-    return e->kind == NB_SYM_POW && e->args[1]->kind == NB_SYM_NUM && e->args[1]->value < 0;
+    if (e->kind != NB_SYM_POW || e->args[1]->kind != NB_SYM_NUM || e->args[1]->value >= 0)
+        return false;
+    const nb_expr *b = e->args[0];
+    return !(e->args[1]->value == -1 && b->kind == NB_SYM_POW && b->args[1]->kind == NB_SYM_NUM);
 }
 
-/* Whether a term of a sum prints with a leading minus. */
+static int n_constants(const nb_expr *e)
+{
+    int n = 0;
+    while (n < e->n_args && e->args[n]->kind == NB_SYM_NUM)
+        n++;
+    return n;
+}
+
+/* Whether a term of a sum prints as " - t", where the parser reads -t back
+ * to the term: a negative number, or a product whose one constant factor
+ * (its coefficient) is negative. */
 static bool negative(const nb_expr *e)
 {
     if (e->kind == NB_SYM_NUM)
         return e->value < 0;
-    return e->kind == NB_SYM_MUL && e->args[0]->kind == NB_SYM_NUM && e->args[0]->value < 0;
+    return e->kind == NB_SYM_MUL && n_constants(e) == 1 && e->args[0]->value < 0;
 }
 
 static int prec(const nb_expr *e)
@@ -84,19 +103,24 @@ static int prec(const nb_expr *e)
     case NB_SYM_NUM: return e->value < 0 ? P_NEG : P_ATOM;
     case NB_SYM_ADD: return P_SUM;
     case NB_SYM_MUL: return P_PROD;
-    case NB_SYM_POW: return neg_exponent(e) ? P_PROD : P_POW;
+    case NB_SYM_POW: return denominator(e) ? P_PROD : P_POW;
     default: return P_ATOM;
     }
 }
 
 static void print(out *o, const nb_expr *e, int ctx);
 
-/* The factors args[0..n) as a product; with @p negate the sign is flipped. */
+/* The factors args[0..n) as a product, sorted as the pool keeps them
+ * (constants first); with @p negate (one negative constant) the sign is
+ * flipped. One constant is a coefficient: "-x", "2*x", "-2/x". Several
+ * constants (whose product the parser could not fold) are printed as
+ * factors. Denominators follow the numerator one by one: "x/y/z" (the
+ * parser reads "x/(y*z)" as x*(y*z)^(-1), another expression). */
 static void print_product(out *o, const nb_expr *const *args, int n, bool negate)
 {
     double coef = 1;
     int first = 0;
-    if (n > 0 && args[0]->kind == NB_SYM_NUM) {
+    if (n > 0 && args[0]->kind == NB_SYM_NUM && (n == 1 || args[1]->kind != NB_SYM_NUM)) {
         coef = args[0]->value;
         first = 1;
     }
@@ -104,7 +128,7 @@ static void print_product(out *o, const nb_expr *const *args, int n, bool negate
         coef = -coef;
     int n_num = 0, n_den = 0;
     for (int i = first; i < n; i++)
-        neg_exponent(args[i]) ? n_den++ : n_num++;
+        denominator(args[i]) ? n_den++ : n_num++;
     if (coef < 0) {
         puts_(o, "-");
         coef = -coef;
@@ -115,22 +139,17 @@ static void print_product(out *o, const nb_expr *const *args, int n, bool negate
         wrote = true;
     }
     for (int i = first; i < n; i++) {
-        if (neg_exponent(args[i]))
+        if (denominator(args[i]))
             continue;
         if (wrote)
             puts_(o, "*");
         print(o, args[i], P_POW);
         wrote = true;
     }
-    if (n_den == 0)
-        return;
-    puts_(o, n_den > 1 ? "/(" : "/");
-    wrote = false;
     for (int i = first; i < n; i++) {
-        if (!neg_exponent(args[i]))
+        if (!denominator(args[i]))
             continue;
-        if (wrote)
-            puts_(o, "*");
+        puts_(o, "/");
         double k = -args[i]->args[1]->value;
         if (k == 1) {
             print(o, args[i]->args[0], P_POW);
@@ -139,10 +158,7 @@ static void print_product(out *o, const nb_expr *const *args, int n, bool negate
             puts_(o, "^");
             put_num(o, k);
         }
-        wrote = true;
     }
-    if (n_den > 1)
-        puts_(o, ")");
 }
 
 static void print_term(out *o, const nb_expr *e, bool negate)
@@ -187,7 +203,7 @@ static void print(out *o, const nb_expr *e, int ctx)
     }
     case NB_SYM_MUL: print_product(o, e->args, e->n_args, false); break;
     case NB_SYM_POW:
-        if (neg_exponent(e)) {
+        if (denominator(e)) {
             print_product(o, &e, 1, false);
         } else {
             print(o, e->args[0], P_ATOM);
