@@ -256,12 +256,16 @@ static void test_trace(void **state)
         saw_minus_one |= locals[i] == -1.0;
     }
     assert_true(saw_quarter && saw_minus_one);
+    /* the evaluation trace is the notes' h1..h6, h6 = 1/h5 = 0.5 */
+    assert_true(n_locals == 8); /* g_h5 .. g_h1 and g_b, g_w, g_x: constants get none */
     /* forward mode: the tangent of w reaches the output as 0.25 */
     r = run("trace '1/(exp(-(w*x+b))+1)' --at x=1,w=0,b=0");
     assert_int_equal(r->status, 0);
     assert_true(number_after(r->out, "df/dw = ") == 0.25);
     assert_true(number_after(r->out, "df/db = ") == 0.25);
     assert_non_null(strstr(r->out, "g_h5 = -0.25"));
+    assert_non_null(strstr(r->out, "h6    = div(1, h5)"));
+    assert_null(strstr(r->out, "h7"));
     assert_non_null(strstr(r->out, "nb_backward agrees"));
 }
 
