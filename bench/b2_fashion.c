@@ -5,8 +5,10 @@
  *   b2_fashion            one epoch at 1 thread and one at 2 threads, each
  *                         from the same initial model; test_acc after it
  *   b2_fashion --full     also 10 epochs at 1 thread, test_acc after them
- *   b2_fashion --scaling  batch 32..1024 on the first 16384 training
- *                         images: time per sample and peak memory
+ *   b2_fashion --scaling [B]  batch 32..1024 (or only B) on the first
+ *                         16384 training images: time per sample and
+ *                         memory (one batch size per process gives a clean
+ *                         peak RSS: bench/run --scaling does that)
  *
  * epoch_s is the wall time of one epoch with the data already in memory.
  * gflops_epoch = the epoch's matmul work (forward, and the backward
@@ -102,12 +104,14 @@ static void train_and_report(const nb_dataset *train, const nb_dataset *test, in
 
 /* Cost as the batch grows: train on the same 16384 images with each batch
  * size (one pass, fresh model), time per sample and peak memory. */
-static void scaling(const nb_dataset *train_all)
+static void scaling(const nb_dataset *train_all, int64_t only)
 {
     const int64_t samples = 16384;
     nb_dataset *sub = NULL;
     bench_data_check(nb_dataset_slice(train_all, 0, samples, &sub), NULL, "slice");
     for (int64_t batch = 32; batch <= 1024; batch *= 2) {
+        if (only > 0 && batch != only)
+            continue;
         run r;
         run_new(&r, sub, batch, 1);
         double rss0 = bench_rss_mb();
@@ -151,7 +155,7 @@ int main(int argc, char **argv)
     bench_data_check(nb_dataset_scale(test, 255.0), NULL, "scale");
 
     if (bench_flag(argc, argv, "--scaling")) {
-        scaling(train);
+        scaling(train, argc > 2 ? atoll(argv[argc - 1]) : 0);
     } else {
         train_and_report(train, test, 1, 1);
         train_and_report(train, test, 2, 1);

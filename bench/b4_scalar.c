@@ -7,7 +7,9 @@
  *
  *   b4_scalar               n = 10000 and n = 1000, 20 evaluations each
  *   b4_scalar N [EVALS]     one size
- *   b4_scalar --scaling     n = 10^3 .. 10^6: time per op and peak memory */
+ *   b4_scalar --scaling [N] n = 10^3 .. 10^6 (or only N): time per op and
+ *                           memory (one size per process gives a clean peak
+ *                           RSS: bench/run --scaling does that) */
 
 #include <math.h>
 
@@ -101,8 +103,10 @@ static void run(int n, int evals, int scaling)
 int main(int argc, char **argv)
 {
     if (bench_flag(argc, argv, "--scaling")) {
+        int only = argc > 2 ? atoi(argv[argc - 1]) : 0;
         for (int n = 1000; n <= 1000000; n *= 10)
-            run(n, n >= 100000 ? 1 : 100000 / n, 1);
+            if (only <= 0 || n == only)
+                run(n, n >= 100000 ? 1 : 100000 / n, 1);
         return 0;
     }
     if (argc > 1) {
