@@ -1,0 +1,79 @@
+/* P1 sgemm-peak, nabla's side: nb_matmul GFLOP/s (f32, C = A·B, row-major)
+ * on the B2 layer shapes 128x784x256, 128x256x128, 128x128x10 (m x k x n)
+ * and 1024^3, at 1 and 2 threads, through a graph as a program uses it:
+ * A and B are model parameters, every call records C in a graph with
+ * recording off and resets the graph. As blas_peak.c: 7 trials (after a
+ * warm-up), each repeating the call for >= 0.1 s; "gflops" is the best
+ * trial, "gflops_median" the median. "matmul" names the kernel the library
+ * was built with ("cblas": OpenBLAS, whose kernel set is "blas_core";
+ * "builtin": the library's own blocked kernel). check_rel_err spot-checks
+ * 64 entries against a double-precision dot product. */
+
+#include <math.h>
+
+#include "bench.h"
+
+#define TRIALS 7
+
+static void peak(int M, int K, int N, int threads)
+{
+    nb_model *mod = nb_model_new();
+    nb_tensor *A = NULL, *B = NULL;
+    if (!mod || nb_model_add(mod, "A", NB_F32, 2, (int64_t[]){M, K}, &A) != NB_OK ||
+        nb_model_add(mod, "B", NB_F32, 2, (int64_t[]){K, N}, &B) != NB_OK)
+        bench_check(NULL, NULL, "parameters");
+    float *a = nb_tensor_f32(A), *b = nb_tensor_f32(B);
+    for (long i = 0; i < (long)M * K; i++)
+        a[i] = (float)(i % 97) * 0.01f;
+    for (long i = 0; i < (long)K * N; i++)
+        b[i] = (float)(i % 89) * 0.01f;
+    nb_graph *g = nb_graph_new();
+    bench_check(g, g, "graph");
+    nb_graph_set_recording(g, false);
+    bench_set_threads(g, threads);
+    double r[TRIALS], flop = 2.0 * M * N * K;
+    for (int t = -1; t < TRIALS; t++) {
+        long reps = 0;
+        double t0 = bench_now(), el;
+        do {
+            nb_graph_reset(g);
+            bench_check(g, nb_matmul(g, A, B, false, false), "matmul");
+            reps++;
+        } while ((el = bench_now() - t0) < 0.1);
+        if (t >= 0)
+            r[t] = flop * (double)reps / el / 1e9;
+    }
+    nb_graph_reset(g);
+    nb_tensor *C = nb_matmul(g, A, B, false, false);
+    bench_check(g, C, "matmul");
+    const float *c = nb_tensor_f32(C);
+    double err = 0;
+    for (int s = 0; s < 64; s++) {
+        int i = (s * 37) % M, j = (s * 53) % N;
+        double ref = 0;
+        for (int k = 0; k < K; k++)
+            ref += (double)a[(long)i * K + k] * b[(long)k * N + j];
+        err = fmax(err, fabs((c[(long)i * N + j] - ref) / (ref != 0 ? ref : 1)));
+    }
+    double best = 0, sorted[TRIALS];
+    for (int t = 0; t < TRIALS; t++)
+        best = fmax(best, r[t]);
+    memcpy(sorted, r, sizeof sorted);
+    printf("{\"workload\": \"P1\", \"impl\": \"nabla\", \"matmul\": \"%s\", \"blas_core\": \"%s\", "
+           "\"threads\": %d, \"m\": %d, \"k\": %d, \"n\": %d, \"gflops\": %.1f, "
+           "\"gflops_median\": %.1f, \"check_rel_err\": %.1e}\n",
+           BENCH_MATMUL, strcmp(BENCH_MATMUL, "cblas") == 0 ? bench_blas_core() : "none", threads,
+           M, K, N, best, bench_median(sorted, TRIALS), err);
+    fflush(stdout);
+    nb_graph_free(g);
+    nb_model_free(mod);
+}
+
+int main(void)
+{
+    const int shapes[4][3] = {{128, 784, 256}, {128, 256, 128}, {128, 128, 10}, {1024, 1024, 1024}};
+    for (int threads = 1; threads <= 2; threads++)
+        for (int s = 0; s < 4; s++)
+            peak(shapes[s][0], shapes[s][1], shapes[s][2], threads);
+    return 0;
+}
