@@ -66,7 +66,10 @@ NB_API bool nb_graph_recording(const nb_graph *g);
  *  returns NULL. Off by default. */
 NB_API void nb_graph_set_check_finite(nb_graph *g, bool on);
 /** Threads used by large kernels of this graph (1 by default; values < 1
- *  mean 1). Results are identical for every thread count. */
+ *  mean 1). Results are identical for every thread count. Matmuls that go
+ *  to OpenBLAS run on OpenBLAS's own threads (process-wide:
+ *  OPENBLAS_NUM_THREADS or openblas_set_num_threads), whose count can
+ *  change the last bits of a product; pin it for bit-identical runs. */
 NB_API void nb_graph_set_threads(nb_graph *g, int n);
 NB_API int nb_graph_threads(const nb_graph *g);
 /** Number of primitive op evaluations done in this graph since creation or

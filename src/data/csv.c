@@ -227,7 +227,7 @@ static nb_status pass(const csv_ctx *c, nb_dataset *ds, int64_t *rows, int64_t *
             col++;
             if (skip_header)
                 continue;
-            double v;
+            double v = 0;
             bool range;
             bool num = to_number(&s, &v, &range);
             const char *what = quote(s.fb, s.flen, q, sizeof q);
