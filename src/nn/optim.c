@@ -420,14 +420,18 @@ typedef struct coefs {
                 w[i] -= lr * (d + mu * s0[i]);                                                     \
             }                                                                                      \
             break;                                                                                 \
-        case NB_OPTIM_ADAM:                                                                        \
+        case NB_OPTIM_ADAM: /* two loops, not a test per element: both vectorise */          \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T d = clip * gr[i] + wd * w[i];                                                    \
+                s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
+                s1[i] = b2 * s1[i] + one_b2 * d * d;                                               \
+                w[i] -= step_size * s0[i] / (SQRT(s1[i]) / bc2_sqrt + eps);                        \
+            }                                                                                      \
+            break;                                                                                 \
         case NB_OPTIM_ADAMW:                                                                       \
             for (int64_t i = 0; i < n; i++) {                                                      \
                 T d = clip * gr[i];                                                                \
-                if (kind == NB_OPTIM_ADAM)                                                         \
-                    d += wd * w[i];                                                                \
-                else                                                                               \
-                    w[i] *= decay;                                                                 \
+                w[i] *= decay;                                                                     \
                 s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
                 s1[i] = b2 * s1[i] + one_b2 * d * d;                                               \
                 w[i] -= step_size * s0[i] / (SQRT(s1[i]) / bc2_sqrt + eps);                        \
