@@ -39,5 +39,6 @@
 #include "nabla/ckpt.h"
 #include "nabla/sym.h"
 #include "nabla/nn.h"
+#include "nabla/safetensors.h"
 
 #endif
