@@ -16,6 +16,7 @@ static const char *usage =
     "              differentiation, side by side\n"
     "  trace       the forward and reverse sweeps of a formula, step by step\n"
     "  plot        SVG charts: plot activations --out DIR\n"
+    "  export      a trained MLP as standalone C; checkpoint <-> safetensors\n"
     "\n"
     "nabla <command> --help shows a command's options.\n";
 
@@ -30,6 +31,7 @@ static const struct {
     {"diff", cmd_diff},
     {"trace", cmd_trace},
     {"plot", cmd_plot},
+    {"export", cmd_export},
     /* clang-format on */
 };
 
