@@ -86,6 +86,7 @@ typedef struct config {
     int64_t sizes[5];
     nb_act_opts ao;
     bool custom_ao;
+    const char *prefix; /* names "<prefix>.fc1.weight", ... */
 } config;
 
 typedef struct net {
@@ -110,7 +111,7 @@ static void net_make(net *n, const config *c, uint64_t seed)
     o.dropout = 0.25; /* evaluation mode: no effect */
     if (c->custom_ao)
         o.act_opts = &c->ao;
-    assert_int_equal(nb_mlp_new(n->m, NULL, c->sizes, c->n_sizes, &o, &n->layer), NB_OK);
+    assert_int_equal(nb_mlp_new(n->m, c->prefix, c->sizes, c->n_sizes, &o, &n->layer), NB_OK);
     for (nb_tensor *p = nb_model_next(n->m, NULL); p; p = nb_model_next(n->m, p)) {
         bool var = strstr(nb_tensor_name(p), "running_var") != NULL;
         for (int64_t i = 0; i < nb_tensor_size(p); i++)
@@ -334,6 +335,13 @@ static void test_f32_and_output_activations(void **state)
          .batch_norm = true,
          .n_sizes = 3,
          .sizes = {4, 6, 3}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_SOFTSIGN,
+         .out_act = NB_ACT_IDENTITY,
+         .batch_norm = true,
+         .n_sizes = 3,
+         .sizes = {4, 6, 3},
+         .prefix = "model.mlp"},
         {.dtype = NB_F64,
          .act = NB_ACT_SIGMOID,
          .out_act = NB_ACT_TANH,
