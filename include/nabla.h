@@ -40,5 +40,6 @@
 #include "nabla/sym.h"
 #include "nabla/nn.h"
 #include "nabla/train.h"
+#include "nabla/safetensors.h"
 
 #endif

@@ -19,6 +19,7 @@ static const char *usage =
     "              differentiation, side by side\n"
     "  trace       the forward and reverse sweeps of a formula, step by step\n"
     "  plot        SVG charts: plot activations --out DIR\n"
+    "  export      a trained MLP as standalone C; checkpoint <-> safetensors\n"
     "\n"
     "nabla <command> --help shows a command's options.\n";
 
@@ -35,6 +36,7 @@ static const struct {
     {"plot", cmd_plot},
     {"train", cmd_train},
     {"eval", cmd_eval},
+    {"export", cmd_export},
     /* clang-format on */
 };
 

@@ -1,0 +1,558 @@
+/* nabla export, run as a user would (the path of the nabla binary is
+ * argv[1]): MLPs of every activation, with and without batch norm, in f32
+ * and f64, exported to C, compiled with the system's C compiler together
+ * with a small driver, run, and their outputs compared with the library's
+ * forward pass; conversions between checkpoints and safetensors files
+ * compared bit for bit; bad input refused with one line and status 2. */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tc.h"
+
+static const char *nabla;
+static char dir[64];
+static bool have_cc;
+
+typedef struct run_result {
+    int status;
+    char out[4096];
+    char err[4096];
+} run_result;
+
+/* Run a shell command; capture stdout, stderr and the exit status. */
+static run_result *sh(const char *cmd)
+{
+    static run_result r;
+    char errpath[128], full[2048];
+    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
+    snprintf(full, sizeof full, "%s 2>'%s'", cmd, errpath);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
+    r.out[n] = '\0';
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    FILE *e = fopen(errpath, "r");
+    assert_non_null(e);
+    n = fread(r.err, 1, sizeof r.err - 1, e);
+    r.err[n] = '\0';
+    fclose(e);
+    return &r;
+}
+
+/* "nabla export ARGS" */
+static run_result *export(const char *args)
+{
+    char cmd[1536];
+    snprintf(cmd, sizeof cmd, "'%s' export %s", nabla, args);
+    return sh(cmd);
+}
+
+/* One line on stderr, "nabla export: ...", holding @p what; status 2. */
+static void refused(run_result *r, const char *what)
+{
+    if (r->status != 2 || strncmp(r->err, "nabla export: ", 14) != 0 || !strstr(r->err, what))
+        fail_msg("status %d, stderr '%s' (want 2 and '%s')", r->status, r->err, what);
+    assert_int_equal(strchr(r->err, '\n') - r->err, (long)strlen(r->err) - 1);
+}
+
+static bool exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static const char *path_in(const char *name)
+{
+    static char p[16][128];
+    static int k;
+    k = (k + 1) % 16;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+/* ------------------------------------------------------------- models */
+
+typedef struct config {
+    nb_dtype dtype;
+    nb_act act, out_act;
+    bool batch_norm;
+    int n_sizes;
+    int64_t sizes[5];
+    nb_act_opts ao;
+    bool custom_ao;
+    const char *prefix; /* names "<prefix>.fc1.weight", ... */
+} config;
+
+typedef struct net {
+    nb_model *m;
+    nb_layer *layer;
+    char meta[1024];
+} net;
+
+/* nb_mlp_new, then every tensor set to random values (running variances
+ * positive) so that biases, batch norm and learned slopes all matter. */
+static void net_make(net *n, const config *c, uint64_t seed)
+{
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    n->m = nb_model_new();
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.dtype = c->dtype;
+    o.layer.rng = &r;
+    o.act = c->act;
+    o.out_act = c->out_act;
+    o.batch_norm = c->batch_norm;
+    o.dropout = 0.25; /* evaluation mode: no effect */
+    if (c->custom_ao)
+        o.act_opts = &c->ao;
+    assert_int_equal(nb_mlp_new(n->m, c->prefix, c->sizes, c->n_sizes, &o, &n->layer), NB_OK);
+    for (nb_tensor *p = nb_model_next(n->m, NULL); p; p = nb_model_next(n->m, p)) {
+        bool var = strstr(nb_tensor_name(p), "running_var") != NULL;
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            nb_tensor_set(p, i, var ? 0.5 + 1.5 * nb_rng_uniform(&r) : 0.8 * nb_rng_normal(&r));
+    }
+    assert_int_equal(nb_mlp_meta(c->sizes, c->n_sizes, &o, n->meta, sizeof n->meta), NB_OK);
+}
+
+static void net_free(net *n)
+{
+    nb_layer_free(n->layer);
+    nb_model_free(n->m);
+}
+
+enum { ROWS = 9 };
+
+/* Inputs: random, one row of zeros, one of large values. */
+static void inputs(double *x, int64_t n_in, uint64_t seed)
+{
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    for (int64_t i = 0; i < ROWS * n_in; i++)
+        x[i] = 2 * nb_rng_normal(&r);
+    for (int64_t i = 0; i < n_in; i++) {
+        x[i] = 0;
+        x[n_in + i] = (i % 2 ? -9 : 7.5);
+    }
+}
+
+/* The library's forward pass in evaluation mode, as doubles. */
+static void library_forward(net *n, const config *c, const double *x, double *y)
+{
+    nb_graph *g = nb_graph_new();
+    int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
+    nb_tensor *X = nb_zeros(g, c->dtype, 2, (int64_t[]){ROWS, n_in});
+    for (int64_t i = 0; i < ROWS * n_in; i++)
+        nb_tensor_set(X, i, x[i]);
+    nb_tensor *Y = nb_layer_forward(n->layer, g, X, false);
+    if (!Y)
+        fail_msg("%s", nb_graph_errmsg(g));
+    assert_int_equal(nb_tensor_size(Y), ROWS * n_out);
+    for (int64_t i = 0; i < ROWS * n_out; i++)
+        y[i] = nb_tensor_get(Y, i);
+    nb_graph_free(g);
+}
+
+/* Compile @p c_file with the driver and run it on x; outputs into y. */
+static void compiled_forward(const char *c_file, const config *c, const double *x, double *y)
+{
+    const char *T = c->dtype == NB_F32 ? "float" : "double";
+    int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
+    const char *drv = path_in("driver.c"), *in = path_in("in.txt"), *exe = path_in("mlp");
+    FILE *f = fopen(drv, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "#include <stdio.h>\n"
+            "int nabla_mlp_forward(const %s *x, %s *logits);\n"
+            "int main(void)\n{\n"
+            "    %s x[%lld], y[%lld];\n"
+            "    for (;;) {\n"
+            "        for (int i = 0; i < %lld; i++) {\n"
+            "            double v;\n"
+            "            if (scanf(\"%%la\", &v) != 1)\n"
+            "                return 0;\n"
+            "            x[i] = (%s)v;\n"
+            "        }\n"
+            "        if (nabla_mlp_forward(x, y) != 0)\n"
+            "            return 1;\n"
+            "        for (int j = 0; j < %lld; j++)\n"
+            "            printf(\"%%a\\n\", (double)y[j]);\n"
+            "    }\n}\n",
+            T, T, T, (long long)n_in, (long long)n_out, (long long)n_in, T, (long long)n_out);
+    fclose(f);
+    f = fopen(in, "w");
+    assert_non_null(f);
+    for (int64_t i = 0; i < ROWS * n_in; i++)
+        fprintf(f, "%a\n", c->dtype == NB_F32 ? (double)(float)x[i] : x[i]);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cc -std=c11 -pedantic -Wall -Wextra -Werror -O1 -ffp-contract=off -o '%s' '%s' "
+             "'%s' -lm",
+             exe, c_file, drv);
+    run_result *r = sh(cmd);
+    if (r->status != 0)
+        fail_msg("compiling %s failed: %s", c_file, r->err);
+    snprintf(cmd, sizeof cmd, "'%s' < '%s'", exe, in);
+    r = sh(cmd);
+    assert_int_equal(r->status, 0);
+    char *p = r->out;
+    for (int64_t i = 0; i < ROWS * n_out; i++) {
+        char *end;
+        y[i] = strtod(p, &end);
+        assert_true(end != p);
+        p = end;
+    }
+}
+
+/* Largest |a - b| / max(1, |b|) (NaN where only one is NaN: infinite). */
+static double worst_rel(const double *a, const double *b, int64_t n)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) {
+            if (isnan(a[i]) != isnan(b[i]))
+                return INFINITY;
+            continue;
+        }
+        double e = a[i] == b[i] ? 0 : fabs(a[i] - b[i]) / fmax(1, fabs(b[i]));
+        worst = fmax(worst, e);
+    }
+    return worst;
+}
+
+/* Export @p c's model to C, compile, run, compare with the library. */
+static double check_config(const config *c, uint64_t seed)
+{
+    net n;
+    net_make(&n, c, seed);
+    const char *ckpt = path_in("m.ckpt"), *src = path_in("mlp.c");
+    nb_ckpt_opts co = {.meta = n.meta};
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    unlink(src);
+    char args[512];
+    snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, src);
+    run_result *r = export(args);
+    if (r->status != 0)
+        fail_msg("%s (%s): %s", nb_act_name(c->act), nb_dtype_name(c->dtype), r->err);
+    assert_non_null(strstr(r->out, "wrote"));
+    int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
+    double *x = malloc(sizeof *x * ROWS * (size_t)n_in);
+    double *want = malloc(sizeof *want * ROWS * (size_t)n_out);
+    double *got = malloc(sizeof *got * ROWS * (size_t)n_out);
+    inputs(x, n_in, seed + 100);
+    if (c->dtype == NB_F32)
+        for (int64_t i = 0; i < ROWS * n_in; i++)
+            x[i] = (float)x[i];
+    library_forward(&n, c, x, want);
+    compiled_forward(src, c, x, got);
+    double e = worst_rel(got, want, ROWS * n_out);
+    /* f64: rounding of a few sums in another order; f32 the same in float */
+    double tol = c->dtype == NB_F64 ? 1e-13 : 1e-5;
+    if (!(e <= tol))
+        fail_msg("%s%s (%s): exported C differs from the library by %g (relative)",
+                 nb_act_name(c->act), c->batch_norm ? " + batch norm" : "", nb_dtype_name(c->dtype),
+                 e);
+    free(x);
+    free(want);
+    free(got);
+    net_free(&n);
+    return e;
+}
+
+/* ------------------------------------------------------------- tests */
+
+static void test_every_activation_f64(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    for (int a = 0; a < NB_ACT_COUNT; a++) {
+        config c = {.dtype = NB_F64,
+                    .act = (nb_act)a,
+                    .out_act = NB_ACT_IDENTITY,
+                    .batch_norm = a % 2 == 0,
+                    .n_sizes = 4,
+                    .sizes = {5, 6, 4, 3}};
+        if (a == NB_ACT_MAXOUT) {
+            c.ao = nb_act_defaults(NB_ACT_MAXOUT);
+            c.ao.pieces = 3;
+            c.custom_ao = true;
+        }
+        if (a == NB_ACT_LEAKY_RELU || a == NB_ACT_ELU || a == NB_ACT_SWISH || a == NB_ACT_RRELU) {
+            c.ao = nb_act_defaults((nb_act)a);
+            c.ao.alpha = 0.3, c.ao.beta = 1.7, c.ao.lower = 0.05, c.ao.upper = 0.45;
+            c.custom_ao = true;
+        }
+        check_config(&c, 10 + (uint64_t)a);
+    }
+}
+
+static void test_f32_and_output_activations(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    const config cases[] = {
+        {.dtype = NB_F32,
+         .act = NB_ACT_RELU,
+         .out_act = NB_ACT_IDENTITY,
+         .batch_norm = true,
+         .n_sizes = 4,
+         .sizes = {8, 16, 12, 10}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_TANH,
+         .out_act = NB_ACT_SIGMOID,
+         .batch_norm = false,
+         .n_sizes = 3,
+         .sizes = {5, 7, 4}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_PRELU,
+         .out_act = NB_ACT_IDENTITY,
+         .batch_norm = true,
+         .n_sizes = 3,
+         .sizes = {4, 6, 3}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_GELU_TANH,
+         .out_act = NB_ACT_SOFTPLUS,
+         .batch_norm = true,
+         .n_sizes = 3,
+         .sizes = {4, 6, 3}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_SWISH_LEARNED,
+         .out_act = NB_ACT_IDENTITY,
+         .batch_norm = false,
+         .n_sizes = 3,
+         .sizes = {4, 6, 3}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_MAXOUT,
+         .out_act = NB_ACT_IDENTITY,
+         .batch_norm = true,
+         .n_sizes = 3,
+         .sizes = {4, 6, 3}},
+        {.dtype = NB_F32,
+         .act = NB_ACT_SOFTSIGN,
+         .out_act = NB_ACT_IDENTITY,
+         .batch_norm = true,
+         .n_sizes = 3,
+         .sizes = {4, 6, 3},
+         .prefix = "model.mlp"},
+        {.dtype = NB_F64,
+         .act = NB_ACT_SIGMOID,
+         .out_act = NB_ACT_TANH,
+         .batch_norm = false,
+         .n_sizes = 2,
+         .sizes = {6, 3}}, /* one layer */
+        {.dtype = NB_F64,
+         .act = NB_ACT_RELU,
+         .out_act = NB_ACT_HARD_SIGMOID,
+         .batch_norm = true,
+         .n_sizes = 5,
+         .sizes = {3, 4, 5, 4, 2}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_config(&cases[i], 50 + i);
+}
+
+/* Same bits, same names, same metadata. */
+static void same_models(nb_model *a, nb_model *b)
+{
+    assert_int_equal(nb_model_count(a), nb_model_count(b));
+    for (nb_tensor *p = nb_model_next(a, NULL); p; p = nb_model_next(a, p)) {
+        nb_tensor *q = nb_model_get(b, nb_tensor_name(p));
+        assert_non_null(q);
+        assert_int_equal(nb_tensor_size(p), nb_tensor_size(q));
+        assert_memory_equal(nb_tensor_data(p), nb_tensor_data(q),
+                            (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+    }
+}
+
+static void test_conversions(void **state)
+{
+    (void)state;
+    config c = {.dtype = NB_F32,
+                .act = NB_ACT_ELU,
+                .out_act = NB_ACT_IDENTITY,
+                .batch_norm = true,
+                .n_sizes = 4,
+                .sizes = {5, 6, 4, 3}};
+    net n, fresh;
+    net_make(&n, &c, 7);
+    const char *ckpt = path_in("c.ckpt"), *st = path_in("c.safetensors"),
+               *back = path_in("back.ckpt");
+    nb_ckpt_opts co = {.meta = n.meta};
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    char args[512];
+    snprintf(args, sizeof args, "--load '%s' --safetensors '%s'", ckpt, st);
+    run_result *r = export(args);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+
+    /* the safetensors file holds the same tensors and metadata */
+    net_make(&fresh, &c, 8);
+    char meta[1024];
+    nb_ckpt_opts lo = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_ckpt_error err;
+    assert_int_equal(nb_model_load_safetensors(fresh.m, st, &lo, &err), NB_OK);
+    same_models(n.m, fresh.m);
+    assert_string_equal(meta, n.meta);
+    net_free(&fresh);
+
+    /* and back to a checkpoint */
+    snprintf(args, sizeof args, "--load '%s' --ckpt '%s'", st, back);
+    r = export(args);
+    assert_int_equal(r->status, 0);
+    net_make(&fresh, &c, 9);
+    assert_int_equal(nb_model_load(fresh.m, NULL, back, &lo, &err), NB_OK);
+    same_models(n.m, fresh.m);
+    assert_string_equal(meta, n.meta);
+    net_free(&fresh);
+
+    /* C from the safetensors file computes what C from the checkpoint does */
+    if (have_cc) {
+        const char *c1 = path_in("from_ckpt.c"), *c2 = path_in("from_st.c");
+        snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, c1);
+        assert_int_equal(export(args)->status, 0);
+        snprintf(args, sizeof args, "--load '%s' --c '%s'", st, c2);
+        assert_int_equal(export(args)->status, 0);
+        double x[ROWS * 5], y1[ROWS * 3], y2[ROWS * 3], want[ROWS * 3];
+        inputs(x, 5, 3);
+        for (int i = 0; i < ROWS * 5; i++)
+            x[i] = (float)x[i];
+        compiled_forward(c1, &c, x, y1);
+        compiled_forward(c2, &c, x, y2);
+        assert_memory_equal(y1, y2, sizeof y1);
+        library_forward(&n, &c, x, want);
+        assert_true(worst_rel(y1, want, ROWS * 3) <= 1e-6);
+    }
+    net_free(&n);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    config c = {.dtype = NB_F64,
+                .act = NB_ACT_RELU,
+                .out_act = NB_ACT_IDENTITY,
+                .batch_norm = true,
+                .n_sizes = 3,
+                .sizes = {4, 5, 3}};
+    net n;
+    net_make(&n, &c, 5);
+    const char *ckpt = path_in("bad.ckpt"), *out = path_in("never.c");
+    char args[512];
+
+    refused(export(""), "--load FILE is required");
+    refused(export("--load x"), "nothing to write");
+    refused(export("--load"), "--load needs a value");
+    refused(export("--bogus 1"), "unknown option");
+    refused(export("positional"), "unexpected argument");
+    run_result *r = export("--help");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "nabla_mlp_forward"));
+    snprintf(args, sizeof args, "--load '%s/none.ckpt' --c '%s'", dir, out);
+    refused(export(args), "cannot open");
+
+    /* a damaged checkpoint, and a file that is neither format */
+    nb_ckpt_opts co = {.meta = n.meta};
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    FILE *f = fopen(ckpt, "r+b");
+    fseek(f, 40, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, out);
+    refused(export(args), "CRC-32 mismatch");
+    f = fopen(ckpt, "wb");
+    fputs("hello, world: not a model", f);
+    fclose(f);
+    refused(export(args), "safetensors file");
+
+    /* no metadata: --act is needed, and then it works */
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, NULL, NULL), NB_OK);
+    refused(export(args), "give --act NAME");
+    snprintf(args, sizeof args, "--load '%s' --c '%s' --act sine", ckpt, out);
+    refused(export(args), "not an activation");
+    snprintf(args, sizeof args, "--load '%s' --c '%s' --act ReLU", ckpt, out);
+    assert_int_equal(export(args)->status, 0);
+    assert_true(exists(out));
+    unlink(out);
+
+    /* --act disagreeing with the metadata */
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    snprintf(args, sizeof args, "--load '%s' --c '%s' --act tanh", ckpt, out);
+    refused(export(args), "disagrees");
+    /* nowhere to write */
+    snprintf(args, sizeof args, "--load '%s' --c '%s/no/such/dir/m.c'", ckpt, dir);
+    refused(export(args), "cannot write");
+
+    /* metadata saying batch norm without its tensors */
+    nb_model *plain = nb_model_new();
+    nb_layer *pl = NULL;
+    nb_rng r0;
+    nb_rng_seed(&r0, 1);
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.rng = &r0;
+    o.layer.dtype = NB_F64;
+    assert_int_equal(nb_mlp_new(plain, NULL, c.sizes, 3, &o, &pl), NB_OK);
+    co.meta = n.meta; /* batchnorm=1 */
+    assert_int_equal(nb_model_save(plain, NULL, ckpt, &co, NULL), NB_OK);
+    snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, out);
+    refused(export(args), "batchnorm=1 but the file has no bn1");
+    /* a tensor that is not part of the MLP */
+    char meta[256];
+    assert_int_equal(nb_mlp_meta(c.sizes, 3, &o, meta, sizeof meta), NB_OK);
+    co.meta = meta;
+    assert_int_equal(nb_model_add(plain, "extra", NB_F64, 1, (int64_t[]){2}, NULL), NB_OK);
+    assert_int_equal(nb_model_save(plain, NULL, ckpt, &co, NULL), NB_OK);
+    refused(export(args), "tensor 'extra' is not part of an MLP");
+    /* not an MLP at all */
+    nb_model *other = nb_model_new();
+    assert_int_equal(nb_model_add(other, "w", NB_F64, 1, (int64_t[]){2}, NULL), NB_OK);
+    assert_int_equal(nb_model_save(other, NULL, ckpt, NULL, NULL), NB_OK);
+    refused(export(args), "no tensor named fc1.weight");
+    assert_false(exists(out));
+
+    nb_layer_free(pl);
+    nb_model_free(plain);
+    nb_model_free(other);
+    net_free(&n);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/nabla-export-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_export PATH-TO-NABLA\n");
+        return 2;
+    }
+    nabla = argv[1];
+    have_cc = system("command -v cc >/dev/null 2>&1") == 0;
+    if (!have_cc)
+        printf("no C compiler (cc) found: the compiled-output checks are skipped\n");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_activation_f64),
+        cmocka_unit_test(test_f32_and_output_activations),
+        cmocka_unit_test(test_conversions),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
