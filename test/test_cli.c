@@ -336,6 +336,19 @@ static void test_train_eval(void **state)
     assert_true(json_num(line, "test_acc") == json_num(straight[5], "test_acc"));
     assert_true(json_num(line, "samples") == 297);
 
+    /* the weights as safetensors: eval reads its metadata and agrees too */
+    char st[128];
+    snprintf(st, sizeof st, "%s/m.safetensors", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 6 --layers 32 --json --save %s", st);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", st);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_acc") == json_num(straight[5], "test_acc"));
+    remove(st);
+
     /* four epochs, then resumed to six: the same epochs 5 and 6 */
     snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 32 --json --save %s", ckpt2);
     r = run(cmd);

@@ -7,10 +7,11 @@
 #include "model_file.h"
 
 static const char *eval_usage =
-    "usage: nabla eval --load CKPT [--data SET] [--json]\n"
+    "usage: nabla eval --load FILE [--data SET] [--json]\n"
     "\n"
     "Accuracy and mean softmax cross-entropy of a model saved by nabla train\n"
-    "(its architecture is read from the checkpoint) on the test part of SET\n"
+    "(a checkpoint or .safetensors file; the architecture is read from its\n"
+    "metadata) on the test part of SET\n"
     "(digits, fashion-mnist, a .csv or IDX path, as nabla train reads them;\n"
     "default digits).\n";
 

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "data_sets.h"
+#include "model_file.h"
 #include "svg.h"
 
 static const char *train_usage =
@@ -38,9 +39,11 @@ static const char *train_usage =
     "                      and keep the best epoch's parameters\n"
     "  --seed N            random seed (default 1)\n"
     "  --threads N         threads (default 1; results depend on seed and threads)\n"
-    "  --save FILE         checkpoint after every epoch (model, optimizer, RNG)\n"
+    "  --save FILE         checkpoint after every epoch (model, optimizer, RNG);\n"
+    "                      FILE.safetensors: the weights and metadata only\n"
     "  --resume FILE       continue a run saved with --save (same options)\n"
-    "  --load FILE         start from the parameters of a checkpoint\n"
+    "  --load FILE         start from the parameters of a checkpoint or a\n"
+    "                      .safetensors file\n"
     "  --plot FILE.svg     loss and accuracy curves\n"
     "  --json              one JSON object per epoch instead of the table\n"
     "  --grad-norms        per-layer gradient norms each epoch, input layer first\n"
@@ -58,6 +61,19 @@ typedef struct train_run {
     double *curve; /* epoch, loss, train_acc, val_acc, test_acc per epoch */
     int failed;
 } train_run;
+
+/* A checkpoint (model, optimizer, RNG), or weights and metadata only for a
+ * .safetensors path. */
+static nb_status save_model(const train_run *r, nb_ckpt_error *err)
+{
+    nb_ckpt_opts co = {0};
+    co.meta = r->meta;
+    size_t n = strlen(r->save);
+    if (n > 12 && !strcmp(r->save + n - 12, ".safetensors"))
+        return nb_model_save_safetensors(r->m, r->save, &co, err);
+    co.rng = r->rng;
+    return nb_model_save(r->m, r->opt, r->save, &co, err);
+}
 
 static void on_batch(void *ud, int epoch, int64_t batch, int64_t n_batches, double loss)
 {
@@ -123,11 +139,8 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     }
     fflush(stdout);
     if (r->save) {
-        nb_ckpt_opts co = {0};
-        co.rng = r->rng;
-        co.meta = r->meta;
         nb_ckpt_error err;
-        if (nb_model_save(r->m, r->opt, r->save, &co, &err) != NB_OK) {
+        if (save_model(r, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", r->save, err.msg);
             r->failed = 1;
             return false;
@@ -271,7 +284,10 @@ int cmd_train(int argc, char **argv)
         nb_ckpt_opts co = {0};
         co.rng = resume ? &rng : NULL;
         nb_ckpt_error err;
-        if (nb_model_load(m, resume ? opt : NULL, from, &co, &err) != NB_OK) {
+        nb_status ls = resume || !cli_is_safetensors(from)
+                           ? nb_model_load(m, resume ? opt : NULL, from, &co, &err)
+                           : nb_model_load_safetensors(m, from, NULL, &err);
+        if (ls != NB_OK) {
             cli_error("train", "cannot load %s: %s", from, err.msg);
             rc = 2;
             goto done;
@@ -354,11 +370,8 @@ int cmd_train(int argc, char **argv)
         printf("\n");
     }
     if (save && nb_trainer_stopped_early(t)) { /* the kept parameters, not the last epoch's */
-        nb_ckpt_opts co = {0};
-        co.rng = &rng;
-        co.meta = meta;
         nb_ckpt_error err;
-        if (nb_model_save(m, opt, save, &co, &err) != NB_OK) {
+        if (save_model(&run, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", save, err.msg);
             goto done;
         }

@@ -18,11 +18,39 @@ static bool meta_real(const char *meta, const char *key, double *out)
     return true;
 }
 
+static nb_status no_tensor(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
+{
+    (void)ud, (void)name, (void)dt, (void)rank, (void)shape;
+    return NB_OK;
+}
+
+bool cli_is_safetensors(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char magic[8] = {0};
+    size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f)
+        fclose(f);
+    return f && !(got == 8 && memcmp(magic, "NABLACKP", 8) == 0);
+}
+
+nb_status cli_model_load(nb_model *m, const char *path, nb_ckpt_error *err)
+{
+    return cli_is_safetensors(path) ? nb_model_load_safetensors(m, path, NULL, err)
+                                    : nb_model_load(m, NULL, path, NULL, err);
+}
+
 int cli_model_open(const char *cmd, const char *path, cli_model *cm)
 {
     memset(cm, 0, sizeof *cm);
     nb_ckpt_error err = {0};
-    if (nb_ckpt_read_meta(path, cm->meta, sizeof cm->meta, &err) != NB_OK)
+    nb_ckpt_opts o = {0};
+    o.meta_out = cm->meta;
+    o.meta_cap = sizeof cm->meta;
+    nb_status st = cli_is_safetensors(path)
+                       ? nb_safetensors_list(path, no_tensor, NULL, &o, &err)
+                       : nb_ckpt_read_meta(path, cm->meta, sizeof cm->meta, &err);
+    if (st != NB_OK)
         return cli_error(cmd, "cannot read %s: %s", path, err.msg);
     char buf[512];
     if (nb_meta_get(cm->meta, "arch", buf, sizeof buf) != NB_OK || strcmp(buf, "mlp") != 0)
@@ -64,7 +92,7 @@ int cli_model_open(const char *cmd, const char *path, cli_model *cm)
     cm->m = nb_model_new();
     if (!cm->m || nb_mlp_new(cm->m, NULL, cm->sizes, cm->n_sizes, &cm->opts, &cm->net) != NB_OK)
         return cli_error(cmd, "%s: cannot build the network its metadata describes", path);
-    if (nb_model_load(cm->m, NULL, path, NULL, &err) != NB_OK)
+    if (cli_model_load(cm->m, path, &err) != NB_OK)
         return cli_error(cmd, "cannot load %s: %s", path, err.msg);
     return 0;
 }

@@ -2,6 +2,8 @@
 #ifndef NABLA_CLI_MODEL_FILE_H
 #define NABLA_CLI_MODEL_FILE_H
 
+#include <stdbool.h>
+
 #include "cli.h"
 
 typedef struct cli_model {
@@ -19,5 +21,10 @@ typedef struct cli_model {
  * cli_model_close (also after an error). */
 int cli_model_open(const char *cmd, const char *path, cli_model *cm);
 void cli_model_close(cli_model *cm);
+
+/* True when @p path is not a nabla checkpoint (read as safetensors). */
+bool cli_is_safetensors(const char *path);
+/* Load the tensors of a checkpoint or safetensors file into @p m. */
+nb_status cli_model_load(nb_model *m, const char *path, nb_ckpt_error *err);
 
 #endif
