@@ -3,6 +3,7 @@
 #include "tc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 void tc_near_(double a, double b, double tol, const char *what, const char *file, int line)
@@ -177,4 +178,23 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
     nb_graph_free(g32);
     nb_graph_free(g);
     nb_graph_free(keep);
+}
+
+void *tc_counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    tc_counting *c = ud;
+    (void)old_size;
+    if (new_size == 0) {
+        if (ptr)
+            c->live--;
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    if (c->fail_at && c->calls == c->fail_at)
+        return NULL;
+    void *p = realloc(ptr, new_size);
+    if (p && !ptr)
+        c->live++;
+    return p;
 }

@@ -50,4 +50,14 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
 #define tc_near(a, b, tol) tc_near_((a), (b), (tol), #a, __FILE__, __LINE__)
 void tc_near_(double a, double b, double tol, const char *what, const char *file, int line);
 
+/* An allocation hook (nb_alloc_fn) that counts, and can fail the Nth call:
+ * pass a tc_counting as its user data. */
+typedef struct tc_counting {
+    long calls;   /* allocations and resizes (new_size > 0) so far */
+    long fail_at; /* fail the call with this number (1-based); 0 never */
+    long live;    /* blocks not yet freed */
+} tc_counting;
+
+void *tc_counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size);
+
 #endif

@@ -997,29 +997,6 @@ static void test_crafted_metadata(void **state)
 
 /* ------------------------------------------------------------ allocation */
 
-typedef struct counting {
-    long calls, fail_at, live;
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting *c = ud;
-    (void)old_size;
-    if (new_size == 0) {
-        if (ptr)
-            c->live--;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p && !ptr)
-        c->live++;
-    return p;
-}
-
 /* Failing each allocation of a load in turn (the loader's buffers through
  * the options' hook, the optimizer's new state through its own) gives
  * NB_ERR_NOMEM and changes nothing; failing a save's keeps the old file. */
@@ -1032,12 +1009,12 @@ static void test_alloc_failure(void **state)
     nb_optim_step(opt, m);
     assert_int_equal(nb_model_save(m, opt, d->file, NULL, NULL), NB_OK);
 
-    counting probe = {0};
+    tc_counting probe = {0};
     {
         nb_model *m2 = make_model(2, false);
         nb_optim_opts o = *nb_optim_options(opt);
-        nb_optim *o2 = nb_optim_new_alloc(&o, counting_alloc, &probe);
-        nb_ckpt_opts co = {.alloc = counting_alloc, .alloc_ud = &probe};
+        nb_optim *o2 = nb_optim_new_alloc(&o, tc_counting_alloc, &probe);
+        nb_ckpt_opts co = {.alloc = tc_counting_alloc, .alloc_ud = &probe};
         long before = probe.calls;
         assert_int_equal(nb_model_load(m2, o2, d->file, &co, NULL), NB_OK);
         probe.calls -= before;
@@ -1046,11 +1023,11 @@ static void test_alloc_failure(void **state)
     }
     assert_true(probe.calls >= 4);
     for (long k = 1; k <= probe.calls; k++) {
-        counting c = {0};
+        tc_counting c = {0};
         nb_model *m2 = make_model(2, false), *orig = make_model(2, false);
         nb_optim_opts o = *nb_optim_options(opt);
-        nb_optim *o2 = nb_optim_new_alloc(&o, counting_alloc, &c);
-        nb_ckpt_opts co = {.alloc = counting_alloc, .alloc_ud = &c};
+        nb_optim *o2 = nb_optim_new_alloc(&o, tc_counting_alloc, &c);
+        nb_ckpt_opts co = {.alloc = tc_counting_alloc, .alloc_ud = &c};
         c.fail_at = c.calls + k;
         nb_ckpt_error err;
         assert_int_equal(nb_model_load(m2, o2, d->file, &co, &err), NB_ERR_NOMEM);
@@ -1066,9 +1043,9 @@ static void test_alloc_failure(void **state)
     size_t n_old;
     unsigned char *old = slurp(d->file, &n_old);
     for (long k = 1; k <= 2; k++) {
-        counting c = {.fail_at = k};
+        tc_counting c = {.fail_at = k};
         nb_model *m2 = make_model(5, false);
-        nb_ckpt_opts co = {.alloc = counting_alloc, .alloc_ud = &c};
+        nb_ckpt_opts co = {.alloc = tc_counting_alloc, .alloc_ud = &c};
         assert_int_equal(nb_model_save(m2, NULL, d->file, &co, NULL), NB_ERR_NOMEM);
         assert_int_equal(c.live, 0);
         size_t n_now;

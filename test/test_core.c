@@ -370,31 +370,6 @@ static void test_model(void **state)
 
 /* ----------------------------------------------- allocation through a hook */
 
-typedef struct counting {
-    long calls;   /* allocations (new_size > 0) so far */
-    long fail_at; /* fail the allocation with this number (1-based); 0 never */
-    long live;    /* blocks not yet freed */
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting *c = ud;
-    (void)old_size;
-    if (new_size == 0) {
-        if (ptr)
-            c->live--;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p && !ptr)
-        c->live++;
-    return p;
-}
-
 /* One small training step: y = tanh(x W + b), loss = mean((y - t)²),
  * backward, SGD update, reset. Returns the status of the step. */
 static nb_status train_step(nb_graph *g, nb_tensor *W, nb_tensor *b, const double *xd,
@@ -425,9 +400,9 @@ static const double TD[12] = {0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1};
 static void test_no_malloc_after_first_step(void **state)
 {
     (void)state;
-    counting c = {0};
-    nb_model *m = nb_model_new_alloc(counting_alloc, &c);
-    nb_graph *g = nb_graph_new_alloc(counting_alloc, &c);
+    tc_counting c = {0};
+    nb_model *m = nb_model_new_alloc(tc_counting_alloc, &c);
+    nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
     nb_tensor *W, *b;
     assert_int_equal(nb_model_add(m, "W", NB_F64, 2, (int64_t[]){2, 3}, &W), NB_OK);
     assert_int_equal(nb_model_add(m, "b", NB_F64, 1, (int64_t[]){3}, &b), NB_OK);
@@ -451,10 +426,10 @@ static void test_alloc_failure_everywhere(void **state)
 {
     (void)state;
     /* count the allocations of a whole run first */
-    counting probe = {0};
+    tc_counting probe = {0};
     {
-        nb_model *m = nb_model_new_alloc(counting_alloc, &probe);
-        nb_graph *g = nb_graph_new_alloc(counting_alloc, &probe);
+        nb_model *m = nb_model_new_alloc(tc_counting_alloc, &probe);
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &probe);
         g->arena.chunk_size = 64; /* a chunk per tensor: many places to fail */
         nb_tensor *W, *b;
         nb_model_add(m, "W", NB_F64, 2, (int64_t[]){2, 3}, &W);
@@ -466,9 +441,9 @@ static void test_alloc_failure_everywhere(void **state)
     assert_true(probe.calls > 3);
     int failures_seen = 0;
     for (long n = 1; n <= probe.calls; n++) {
-        counting c = {.fail_at = n};
-        nb_model *m = nb_model_new_alloc(counting_alloc, &c);
-        nb_graph *g = nb_graph_new_alloc(counting_alloc, &c);
+        tc_counting c = {.fail_at = n};
+        nb_model *m = nb_model_new_alloc(tc_counting_alloc, &c);
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
         nb_tensor *W = NULL, *b = NULL;
         nb_status st = NB_OK;
         if (!m || !g) {

@@ -14,31 +14,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-typedef struct counting {
-    long calls;   /* allocations and resizes (new_size > 0) so far */
-    long fail_at; /* fail the call with this number (1-based); 0 never */
-    long live;    /* blocks not yet freed */
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting *c = ud;
-    (void)old_size;
-    if (new_size == 0) {
-        if (ptr)
-            c->live--;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p && !ptr)
-        c->live++;
-    return p;
-}
-
 /* @p len bytes of @p src gzip-compressed into a malloc'd block. */
 static unsigned char *gzip_buf(const void *src, size_t len, size_t *out_len)
 {
@@ -862,11 +837,11 @@ static void test_loader_shuffle_seeds(void **state)
 static void test_loader_no_malloc_per_batch(void **state)
 {
     (void)state;
-    counting c = {0};
+    tc_counting c = {0};
     nb_dataset *ds = NULL;
-    nb_data_opts o = {.alloc = counting_alloc, .alloc_ud = &c};
+    nb_data_opts o = {.alloc = tc_counting_alloc, .alloc_ud = &c};
     assert_int_equal(nb_dataset_digits(&o, &ds), NB_OK);
-    nb_graph *g = nb_graph_new_alloc(counting_alloc, &c);
+    nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
     nb_loader *ld = NULL;
     assert_int_equal(nb_loader_new(ds, 32, true, false, &ld), NB_OK);
     nb_rng rng;
@@ -1146,13 +1121,13 @@ typedef nb_status (*load_fn)(nb_data_opts *o, void *ctx);
  * gives NB_ERR_NOMEM and frees all it took. */
 static void fail_every_allocation(const char *what, load_fn f, void *ctx)
 {
-    counting probe = {0};
-    nb_data_opts o = {.alloc = counting_alloc, .alloc_ud = &probe};
+    tc_counting probe = {0};
+    nb_data_opts o = {.alloc = tc_counting_alloc, .alloc_ud = &probe};
     assert_int_equal(f(&o, ctx), NB_OK);
     assert_int_equal(probe.live, 0);
     assert_true(probe.calls >= 2);
     for (long n = 1; n <= probe.calls; n++) {
-        counting c = {.fail_at = n};
+        tc_counting c = {.fail_at = n};
         o.alloc_ud = &c;
         nb_status st = f(&o, ctx);
         if (st != NB_ERR_NOMEM || c.live != 0)

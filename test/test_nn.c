@@ -1278,30 +1278,12 @@ static void test_layer_errors(void **state)
 
 /* Allocation failure: fail each allocation of building an MLP and running a
  * training step in turn; each failure is reported, nothing leaks. */
-typedef struct counting {
-    long calls, fail_at;
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    (void)old_size;
-    counting *c = ud;
-    if (new_size == 0) {
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    return realloc(ptr, new_size);
-}
-
-static nb_status build_and_step(counting *c)
+static nb_status build_and_step(tc_counting *c)
 {
     nb_rng rng;
     nb_rng_seed(&rng, 1);
-    nb_model *m = nb_model_new_alloc(counting_alloc, c);
-    nb_graph *g = nb_graph_new_alloc(counting_alloc, c);
+    nb_model *m = nb_model_new_alloc(tc_counting_alloc, c);
+    nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, c);
     nb_status st = NB_ERR_NOMEM;
     nb_layer *net = NULL;
     if (m && g) {
@@ -1327,11 +1309,11 @@ static nb_status build_and_step(counting *c)
 static void test_alloc_failure(void **state)
 {
     (void)state;
-    counting probe = {0};
+    tc_counting probe = {0};
     assert_int_equal(build_and_step(&probe), NB_OK);
     assert_true(probe.calls > 10);
     for (long n = 1; n <= probe.calls; n++) {
-        counting c = {.fail_at = n};
+        tc_counting c = {.fail_at = n};
         nb_status st = build_and_step(&c);
         if (st != NB_ERR_NOMEM)
             fail_msg("allocation %ld of %ld failed but the result was %s", n, probe.calls,

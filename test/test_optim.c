@@ -678,29 +678,6 @@ static void test_null_handles(void **state)
 
 /* -------------------------------------------------------- allocation */
 
-typedef struct counting {
-    long calls, fail_at, live;
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting *c = ud;
-    (void)old_size;
-    if (new_size == 0) {
-        if (ptr)
-            c->live--;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p && !ptr)
-        c->live++;
-    return p;
-}
-
 static void fill_model(nb_model *m)
 {
     static const char *names[4] = {"l1.w", "l1.b", "l2.w", "l2.b"};
@@ -724,10 +701,10 @@ static void test_alloc_failure_every_allocation(void **state)
     (void)state;
     nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
     o.clip_norm = 1;
-    counting probe = {0};
+    tc_counting probe = {0};
     nb_model *ref_m = nb_model_new();
     fill_model(ref_m);
-    nb_optim *ref_opt = nb_optim_new_alloc(&o, counting_alloc, &probe);
+    nb_optim *ref_opt = nb_optim_new_alloc(&o, tc_counting_alloc, &probe);
     long before = probe.calls;
     assert_int_equal(nb_optim_step(ref_opt, ref_m), NB_OK);
     long n_allocs = probe.calls - before;
@@ -737,12 +714,12 @@ static void test_alloc_failure_every_allocation(void **state)
     assert_int_equal(probe.calls - before, n_allocs); /* no allocation after the first step */
 
     for (long k = 1; k <= n_allocs; k++) {
-        counting c = {0};
+        tc_counting c = {0};
         nb_model *m = nb_model_new();
         fill_model(m);
         nb_model *orig = nb_model_new();
         fill_model(orig);
-        nb_optim *opt = nb_optim_new_alloc(&o, counting_alloc, &c);
+        nb_optim *opt = nb_optim_new_alloc(&o, tc_counting_alloc, &c);
         assert_non_null(opt);
         c.fail_at = c.calls + k;
         assert_int_equal(nb_optim_step(opt, m), NB_ERR_NOMEM);
@@ -765,8 +742,8 @@ static void test_alloc_failure_every_allocation(void **state)
         nb_model_free(orig);
     }
     /* creation itself fails cleanly */
-    counting c = {.fail_at = 1};
-    assert_null(nb_optim_new_alloc(&o, counting_alloc, &c));
+    tc_counting c = {.fail_at = 1};
+    assert_null(nb_optim_new_alloc(&o, tc_counting_alloc, &c));
     nb_optim_free(ref_opt);
     assert_int_equal(probe.live, 0);
     nb_model_free(ref_m);

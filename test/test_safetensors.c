@@ -679,29 +679,6 @@ static void test_bad_arguments_and_failed_saves(void **state)
 
 /* ------------------------------------------------------------ allocation */
 
-typedef struct counting {
-    long calls, fail_at, live;
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting *c = ud;
-    (void)old_size;
-    if (new_size == 0) {
-        if (ptr)
-            c->live--;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p && !ptr)
-        c->live++;
-    return p;
-}
-
 static void test_alloc_failure(void **state)
 {
     dir *d = *state;
@@ -719,7 +696,7 @@ static void test_alloc_failure(void **state)
     size_t n_old;
     unsigned char *old = slurp(d->file, &n_old);
 
-    counting probe = {0};
+    tc_counting probe = {0};
     nb_model *m2 = nb_model_new(), *orig = nb_model_new();
     for (int i = 0; i < 40; i++) {
         snprintf(name, sizeof name, "layer%d.weight", i);
@@ -728,7 +705,7 @@ static void test_alloc_failure(void **state)
     }
     char meta[64];
     nb_ckpt_opts lo = {
-        .alloc = counting_alloc, .alloc_ud = &probe, .meta_out = meta, .meta_cap = sizeof meta};
+        .alloc = tc_counting_alloc, .alloc_ud = &probe, .meta_out = meta, .meta_cap = sizeof meta};
     assert_int_equal(nb_model_load_safetensors(m2, d->file, &lo, NULL), NB_OK);
     assert_true(same_models(m, m2));
     assert_int_equal(probe.live, 0);
@@ -738,25 +715,25 @@ static void test_alloc_failure(void **state)
         memset(nb_tensor_data(nb_model_get(m2, name)), 0, 12);
     }
     for (long k = 1; k <= probe.calls; k++) {
-        counting c = {.fail_at = k};
+        tc_counting c = {.fail_at = k};
         lo.alloc_ud = &c;
         nb_ckpt_error err;
         assert_int_equal(nb_model_load_safetensors(m2, d->file, &lo, &err), NB_ERR_NOMEM);
         assert_non_null(strstr(err.msg, "out of memory"));
         assert_true(same_models(m2, orig));
         assert_int_equal(c.live, 0);
-        c = (counting){.fail_at = k};
+        c = (tc_counting){.fail_at = k};
         assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, &lo, &err), NB_ERR_NOMEM);
         assert_int_equal(c.live, 0);
     }
     /* a save whose allocations fail keeps the old file */
-    counting sp = {0};
-    nb_ckpt_opts so = {.alloc = counting_alloc, .alloc_ud = &sp};
+    tc_counting sp = {0};
+    nb_ckpt_opts so = {.alloc = tc_counting_alloc, .alloc_ud = &sp};
     assert_int_equal(nb_model_save_safetensors(orig, d->file, &so, NULL), NB_OK);
     assert_int_equal(sp.live, 0);
     spit(d->file, old, n_old);
     for (long k = 1; k <= sp.calls; k++) {
-        counting c = {.fail_at = k};
+        tc_counting c = {.fail_at = k};
         so.alloc_ud = &c;
         assert_int_equal(nb_model_save_safetensors(orig, d->file, &so, NULL), NB_ERR_NOMEM);
         assert_int_equal(c.live, 0);

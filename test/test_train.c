@@ -15,31 +15,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-typedef struct counting {
-    long calls; /* allocations and resizes (new_size > 0) */
-    long fail_at;
-    long live;
-} counting;
-
-static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting *c = ud;
-    (void)old_size;
-    if (new_size == 0) {
-        if (ptr)
-            c->live--;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    if (c->fail_at && c->calls == c->fail_at)
-        return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p && !ptr)
-        c->live++;
-    return p;
-}
-
 /* A training set-up on the digits: model, network, optimizer, data. */
 typedef struct rig {
     nb_rng rng;
@@ -62,14 +37,14 @@ typedef struct rig_opts {
     int64_t n_train, n_val; /* the rest of the 1797 rows is the test set */
     int64_t batch;
     nb_augment *augment;
-    counting *count; /* allocation hook for everything, or NULL */
+    tc_counting *count; /* allocation hook for everything, or NULL */
 } rig_opts;
 
 static void rig_data(rig *r, const rig_opts *ro)
 {
     nb_data_opts d = {0};
     if (ro->count)
-        d.alloc = counting_alloc, d.alloc_ud = ro->count;
+        d.alloc = tc_counting_alloc, d.alloc_ud = ro->count;
     assert_int_equal(nb_dataset_digits(&d, &r->all), NB_OK);
     assert_int_equal(nb_dataset_scale(r->all, 16), NB_OK);
     assert_int_equal(nb_dataset_split(r->all, NULL, ro->n_train, ro->n_val, &r->train,
@@ -82,7 +57,7 @@ static void rig_build(rig *r, const rig_opts *ro)
     memset(r, 0, sizeof *r);
     nb_rng_seed(&r->rng, ro->seed);
     rig_data(r, ro);
-    r->m = ro->count ? nb_model_new_alloc(counting_alloc, ro->count) : nb_model_new();
+    r->m = ro->count ? nb_model_new_alloc(tc_counting_alloc, ro->count) : nb_model_new();
     assert_non_null(r->m);
     nb_mlp_opts mo = nb_mlp_defaults();
     mo.layer.rng = &r->rng;
@@ -93,7 +68,7 @@ static void rig_build(rig *r, const rig_opts *ro)
     mo.batch_norm = ro->batch_norm;
     mo.dropout = ro->dropout;
     assert_int_equal(nb_mlp_new(r->m, NULL, ro->sizes, ro->n_sizes, &mo, &r->net), NB_OK);
-    r->opt = ro->count ? nb_optim_new_alloc(&ro->optim, counting_alloc, ro->count)
+    r->opt = ro->count ? nb_optim_new_alloc(&ro->optim, tc_counting_alloc, ro->count)
                        : nb_optim_new(&ro->optim);
     assert_non_null(r->opt);
     assert_int_equal(nb_loader_new(r->train, ro->batch, true, false, &r->ld), NB_OK);
@@ -168,7 +143,7 @@ typedef struct trlog {
     long batch_calls;
     int64_t last_batch, last_total;
     int bad_batch_order;
-    counting *count;
+    tc_counting *count;
     long calls_at[MAX_EPOCHS];
 } trlog;
 
@@ -885,11 +860,11 @@ static void test_resume(void **state)
 /* ------------------------------------------------------- allocation */
 
 /* Every allocation (data, model, optimizer, trainer and its graph) goes
- * through one counting hook: after the first epoch there are none. */
+ * through one tc_counting hook: after the first epoch there are none. */
 static void test_no_alloc_after_first_epoch(void **state)
 {
     (void)state;
-    counting c = {0};
+    tc_counting c = {0};
     nb_optim_opts so = nb_optim_defaults(NB_OPTIM_ADAMW);
     static nb_augment aug = {.max_shift = 1, .noise_std = 0.05};
     rig_opts ro = {.seed = 6,
@@ -916,7 +891,7 @@ static void test_no_alloc_after_first_epoch(void **state)
     o.patience = 5;
     o.on_epoch = on_epoch;
     o.cb_ud = &l;
-    o.alloc = counting_alloc;
+    o.alloc = tc_counting_alloc;
     o.alloc_ud = &c;
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
     assert_int_equal(nb_trainer_fit(r.t, r.ld), NB_OK);
@@ -952,14 +927,14 @@ static void test_alloc_failures(void **state)
     for (long k = 1;; k++) {
         rig r;
         rig_build(&r, &ro);
-        counting c = {.fail_at = k};
+        tc_counting c = {.fail_at = k};
         nb_train_opts o = nb_train_defaults();
         o.epochs = 2;
         o.rng = &r.rng;
         o.val = r.val;
         o.l2 = 1e-3;
         o.patience = 1;
-        o.alloc = counting_alloc;
+        o.alloc = tc_counting_alloc;
         o.alloc_ud = &c;
         nb_status st = nb_trainer_new(r.m, r.net, r.opt, &o, &r.t);
         if (st == NB_OK)
