@@ -18,6 +18,33 @@ size_t nbio_utf8_seq(const unsigned char *s, size_t n);
  * writes a sentence to why[0..n). */
 bool nbio_meta_check(const char *text, size_t len, size_t *at, char *why, size_t n);
 
+/* Little-endian integers of n bytes (the file formats are little-endian
+ * whatever the machine). */
+static inline void nbio_le_put(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint64_t nbio_le_get(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* Reset an error report to "no error" (err may be NULL). */
+static inline void nbio_err_clear(nb_ckpt_error *err)
+{
+    if (err) {
+        err->status = NB_OK;
+        err->offset = -1;
+        err->name[0] = '\0';
+        err->msg[0] = '\0';
+    }
+}
+
 /* Best effort: fsync the directory holding path, so a rename is durable. */
 void nbio_sync_dir(const char *path);
 

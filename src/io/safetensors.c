@@ -41,30 +41,6 @@ static nb_status st_error(nb_ckpt_error *err, nb_status code, int64_t offset, co
     return code;
 }
 
-static void st_clear(nb_ckpt_error *err)
-{
-    if (err) {
-        err->status = NB_OK;
-        err->offset = -1;
-        err->name[0] = '\0';
-        err->msg[0] = '\0';
-    }
-}
-
-static void le_put(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t le_get(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* ================================================================ writing */
 
 /* A growing text buffer through the allocation hook. */
@@ -232,7 +208,7 @@ static void w_bytes(writer *w, const void *data, size_t n)
 static void write_file(writer *w, const nb_model *m, const text *header)
 {
     unsigned char b[8];
-    le_put(b, header->len, 8);
+    nbio_le_put(b, header->len, 8);
     w_bytes(w, b, 8);
     w_bytes(w, header->p, header->len);
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
@@ -242,7 +218,7 @@ static void write_file(writer *w, const nb_model *m, const text *header)
             for (int64_t i = 0; i < n; i++) {
                 uint32_t u;
                 memcpy(&u, &x[i], 4);
-                le_put(b, u, 4);
+                nbio_le_put(b, u, 4);
                 w_bytes(w, b, 4);
             }
         } else {
@@ -250,7 +226,7 @@ static void write_file(writer *w, const nb_model *m, const text *header)
             for (int64_t i = 0; i < n; i++) {
                 uint64_t u;
                 memcpy(&u, &x[i], 8);
-                le_put(b, u, 8);
+                nbio_le_put(b, u, 8);
                 w_bytes(w, b, 8);
             }
         }
@@ -261,7 +237,7 @@ static void write_file(writer *w, const nb_model *m, const text *header)
 nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const nb_ckpt_opts *o,
                                     nb_ckpt_error *err)
 {
-    st_clear(err);
+    nbio_err_clear(err);
     if (!m || !path)
         return st_error(err, NB_ERR_NULL, -1, NULL, "save: %s is NULL",
                         !m ? "the model" : "the path");
@@ -1046,7 +1022,7 @@ static nb_status load_checked(loader *L, const char *path)
         return st_error(L->err, NB_ERR_PARSE, (int64_t)L->size, NULL,
                         "load: the file is %zu bytes, shorter than the 8-byte header length",
                         L->size);
-    uint64_t n = le_get(L->file, 8);
+    uint64_t n = nbio_le_get(L->file, 8);
     if (n > NB_SAFETENSORS_HEADER_MAX)
         return st_error(L->err, NB_ERR_PARSE, 0, NULL,
                         "load: header length %llu (bytes 0..7) is above the limit of %u bytes: "
@@ -1112,13 +1088,13 @@ static void commit(loader *L)
         if (e->dtype == NB_F32) {
             float *x = nb_tensor_f32(e->param);
             for (int64_t k = 0; k < count; k++) {
-                uint32_t u = (uint32_t)le_get(p + 4 * k, 4);
+                uint32_t u = (uint32_t)nbio_le_get(p + 4 * k, 4);
                 memcpy(&x[k], &u, 4);
             }
         } else {
             double *x = nb_tensor_f64(e->param);
             for (int64_t k = 0; k < count; k++) {
-                uint64_t u = le_get(p + 8 * k, 8);
+                uint64_t u = nbio_le_get(p + 8 * k, 8);
                 memcpy(&x[k], &u, 8);
             }
         }
@@ -1174,7 +1150,7 @@ static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *
 nb_status nb_model_load_safetensors(nb_model *m, const char *path, const nb_ckpt_opts *o,
                                     nb_ckpt_error *err)
 {
-    st_clear(err);
+    nbio_err_clear(err);
     if (!m || !path)
         return st_error(err, NB_ERR_NULL, -1, NULL, "load: %s is NULL",
                         !m ? "the model" : "the path");
@@ -1184,7 +1160,7 @@ nb_status nb_model_load_safetensors(nb_model *m, const char *path, const nb_ckpt
 nb_status nb_safetensors_list(const char *path, nb_tensor_info_fn fn, void *ud,
                               const nb_ckpt_opts *o, nb_ckpt_error *err)
 {
-    st_clear(err);
+    nbio_err_clear(err);
     if (!path)
         return st_error(err, NB_ERR_NULL, -1, NULL, "list: the path is NULL");
     return run(NULL, path, fn, ud, o, err);

@@ -49,31 +49,7 @@ static nb_status ck_error(nb_ckpt_error *err, nb_status code, int64_t offset, co
     return code;
 }
 
-static void ck_clear(nb_ckpt_error *err)
-{
-    if (err) {
-        err->status = NB_OK;
-        err->offset = -1;
-        err->name[0] = '\0';
-        err->msg[0] = '\0';
-    }
-}
-
 /* ------------------------------------------------------- little-endian bytes */
-
-static void le_put(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t le_get(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 static uint32_t crc(const unsigned char *p, size_t n)
 {
@@ -140,7 +116,7 @@ static void w_bytes(writer *w, const void *data, size_t n)
 static void w_uint(writer *w, uint64_t v, int n)
 {
     unsigned char b[8];
-    le_put(b, v, n);
+    nbio_le_put(b, v, n);
     w_bytes(w, b, (size_t)n);
 }
 
@@ -208,10 +184,11 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
 {
     unsigned char h[HEADER_SIZE];
     memcpy(h, MAGIC, 8);
-    le_put(h + 8, NB_CKPT_VERSION, 4);
-    le_put(h + 12, (opt ? FLAG_OPTIM : 0) | (rng ? FLAG_RNG : 0) | (meta_len ? FLAG_META : 0), 4);
-    le_put(h + 16, payload, 8);
-    le_put(h + 24, crc(h, 24), 4);
+    nbio_le_put(h + 8, NB_CKPT_VERSION, 4);
+    nbio_le_put(h + 12, (opt ? FLAG_OPTIM : 0) | (rng ? FLAG_RNG : 0) | (meta_len ? FLAG_META : 0),
+                4);
+    nbio_le_put(h + 16, payload, 8);
+    nbio_le_put(h + 24, crc(h, 24), 4);
     w_bytes(w, h, sizeof h);
 
     w->crc_on = true;
@@ -270,7 +247,7 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
 nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
                         const nb_ckpt_opts *o, nb_ckpt_error *err)
 {
-    ck_clear(err);
+    nbio_err_clear(err);
     if (!m || !path)
         return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "save: %s is NULL",
                         !m ? "the model" : "the path");
@@ -470,7 +447,7 @@ static nb_status read_name(loader *L, const char **name, size_t *len, const char
     const unsigned char *p = r_take(&L->r, 2);
     if (!p)
         return TRUNCATED(L, what);
-    size_t n = (size_t)le_get(p, 2);
+    size_t n = (size_t)nbio_le_get(p, 2);
     if (n == 0)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, NULL, 0,
                         "load: %s at offset %zu has an empty name", what, at);
@@ -499,22 +476,22 @@ static nb_status parse_header(loader *L, size_t file_size)
     if (memcmp(h, MAGIC, 8) != 0)
         return ck_error(L->err, NB_ERR_PARSE, 0, NULL, 0,
                         "load: not a nabla checkpoint (the first 8 bytes are not \"%s\")", MAGIC);
-    uint32_t stored = (uint32_t)le_get(h + 24, 4), computed = crc(h, 24);
+    uint32_t stored = (uint32_t)nbio_le_get(h + 24, 4), computed = crc(h, 24);
     if (stored != computed)
         return ck_error(L->err, NB_ERR_PARSE, 24, NULL, 0,
                         "load: header CRC-32 mismatch: stored 0x%08x, computed 0x%08x "
                         "(bytes 0..23 are damaged)",
                         (unsigned)stored, (unsigned)computed);
-    uint32_t version = (uint32_t)le_get(h + 8, 4);
+    uint32_t version = (uint32_t)nbio_le_get(h + 8, 4);
     if (version != NB_CKPT_VERSION)
         return ck_error(L->err, NB_ERR_PARSE, 8, NULL, 0,
                         "load: format version %u is not supported (this library reads %d)",
                         (unsigned)version, NB_CKPT_VERSION);
-    L->flags = (uint32_t)le_get(h + 12, 4);
+    L->flags = (uint32_t)nbio_le_get(h + 12, 4);
     if (L->flags & ~(FLAG_OPTIM | FLAG_RNG | FLAG_META))
         return ck_error(L->err, NB_ERR_PARSE, 12, NULL, 0, "load: unknown flags 0x%08x",
                         (unsigned)L->flags);
-    uint64_t payload = le_get(h + 16, 8);
+    uint64_t payload = nbio_le_get(h + 16, 8);
     uint64_t room = file_size - HEADER_SIZE;
     if (room < TRAILER_SIZE || payload > room - TRAILER_SIZE)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)file_size, NULL, 0,
@@ -526,7 +503,7 @@ static nb_status parse_header(loader *L, size_t file_size)
                         0, "load: %llu unexpected bytes after the end of the checkpoint",
                         (unsigned long long)(room - TRAILER_SIZE - payload));
     size_t end = HEADER_SIZE + (size_t)payload;
-    stored = (uint32_t)le_get(h + end, 4);
+    stored = (uint32_t)nbio_le_get(h + end, 4);
     computed = crc(h + HEADER_SIZE, (size_t)payload);
     if (stored != computed)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)end, NULL, 0,
@@ -543,7 +520,7 @@ static nb_status parse_tensors(loader *L)
     const unsigned char *p = r_take(&L->r, 4);
     if (!p)
         return TRUNCATED(L, "the tensor count");
-    uint64_t n = le_get(p, 4);
+    uint64_t n = nbio_le_get(p, 4);
     /* a record takes at least 7 bytes: bounds the allocation by the file */
     if (n > (L->r.end - L->r.pos) / 7)
         return ck_error(L->err, NB_ERR_PARSE, HEADER_SIZE, NULL, 0,
@@ -589,7 +566,7 @@ static nb_status parse_tensors(loader *L)
             const unsigned char *s = r_take(&L->r, 8);
             if (!s)
                 return TRUNCATED(L, "a tensor's shape");
-            uint64_t dim = le_get(s, 8);
+            uint64_t dim = nbio_le_get(s, 8);
             if (dim > (uint64_t)INT64_MAX || nbc_mul_overflows(t->size, (int64_t)dim, &t->size))
                 return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, t->name, t->name_len,
                                 "load: tensor '%s': size %llu of axis %d at offset %zu overflows",
@@ -672,10 +649,10 @@ static nb_status parse_optim(loader *L)
     const unsigned char *p = r_take(&L->r, 28);
     if (!p)
         return TRUNCATED(L, "the optimizer section's header");
-    L->kind = (uint32_t)le_get(p, 4);
-    uint32_t slots = (uint32_t)le_get(p + 4, 4);
-    uint64_t step = le_get(p + 8, 8), pos = le_get(p + 16, 8);
-    uint64_t n = le_get(p + 24, 4);
+    L->kind = (uint32_t)nbio_le_get(p, 4);
+    uint32_t slots = (uint32_t)nbio_le_get(p + 4, 4);
+    uint64_t step = nbio_le_get(p + 8, 8), pos = nbio_le_get(p + 16, 8);
+    uint64_t n = nbio_le_get(p + 24, 4);
     if (L->kind > NB_OPTIM_ADAMW)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, NULL, 0,
                         "load: optimizer kind %u at offset %zu is not known", (unsigned)L->kind,
@@ -731,7 +708,7 @@ static nb_status parse_optim(loader *L)
         const unsigned char *q = r_take(&L->r, 8);
         if (!q)
             return TRUNCATED(L, "an optimizer state's step count");
-        uint64_t t = le_get(q, 8);
+        uint64_t t = nbio_le_get(q, 8);
         if (t > (uint64_t)INT64_MAX)
             return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, name, len,
                             "load: optimizer state '%s': step count at offset %zu is out of "
@@ -759,8 +736,8 @@ static nb_status parse_rng(loader *L)
     if (!p)
         return TRUNCATED(L, "the RNG section");
     for (int i = 0; i < 4; i++)
-        L->rng.s[i] = le_get(p + 8 * i, 8);
-    uint64_t u = le_get(p + 32, 8);
+        L->rng.s[i] = nbio_le_get(p + 8 * i, 8);
+    uint64_t u = nbio_le_get(p + 32, 8);
     memcpy(&L->rng.spare, &u, 8);
     if (p[40] > 1)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)at + 40, NULL, 0,
@@ -778,7 +755,7 @@ static nb_status parse_meta(loader *L)
     const unsigned char *p = r_take(&L->r, 4);
     if (!p)
         return TRUNCATED(L, "the metadata section");
-    uint64_t n = le_get(p, 4);
+    uint64_t n = nbio_le_get(p, 4);
     if (n == 0 || n > NB_META_MAX || n > L->r.end - L->r.pos)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, NULL, 0,
                         "load: metadata length %llu at offset %zu is not in 1..%d or runs past "
@@ -818,13 +795,13 @@ static void read_data(const unsigned char *p, nb_dtype dt, void *out, int64_t n)
     if (dt == NB_F32) {
         float *x = out;
         for (int64_t i = 0; i < n; i++) {
-            uint32_t u = (uint32_t)le_get(p + 4 * i, 4);
+            uint32_t u = (uint32_t)nbio_le_get(p + 4 * i, 4);
             memcpy(&x[i], &u, 4);
         }
     } else {
         double *x = out;
         for (int64_t i = 0; i < n; i++) {
-            uint64_t u = le_get(p + 8 * i, 8);
+            uint64_t u = nbio_le_get(p + 8 * i, 8);
             memcpy(&x[i], &u, 8);
         }
     }
@@ -1002,7 +979,7 @@ static nb_status run_loader(nb_model *m, nb_optim *opt, const char *path, const 
 nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_ckpt_opts *o,
                         nb_ckpt_error *err)
 {
-    ck_clear(err);
+    nbio_err_clear(err);
     if (!m || !path)
         return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "load: %s is NULL",
                         !m ? "the model" : "the path");
@@ -1012,7 +989,7 @@ nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_c
 nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud, const nb_ckpt_opts *o,
                        nb_ckpt_error *err)
 {
-    ck_clear(err);
+    nbio_err_clear(err);
     if (!path)
         return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "list: the path is NULL");
     nb_ckpt_opts lo;
@@ -1025,7 +1002,7 @@ nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud, const n
 
 nb_status nb_ckpt_read_meta(const char *path, char *buf, size_t cap, nb_ckpt_error *err)
 {
-    ck_clear(err);
+    nbio_err_clear(err);
     if (!path || !buf)
         return ck_error(err, NB_ERR_NULL, -1, NULL, 0, "read_meta: %s is NULL",
                         !path ? "the path" : "the buffer");
