@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../io/io_internal.h" /* the atomic file replacement */
 #include "cli.h"
 
 static const char *export_usage =
@@ -460,24 +461,14 @@ static void emit_helpers(emitter *E, const plan *P)
 
 static int write_c(const plan *P, const loaded *L, const char *src, const char *out)
 {
-    size_t len = strlen(out);
-    char *tmp = malloc(len + 8);
+    char *tmp = malloc(strlen(out) + 8);
     if (!tmp)
         return cli_error("export", "out of memory");
-    memcpy(tmp, out, len);
-    memcpy(tmp + len, ".XXXXXX", 8);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
+    FILE *f = nbio_tmp_open(out, tmp); /* written beside out, renamed when complete */
+    if (!f) {
         int e = errno;
         free(tmp);
         return cli_error("export", "cannot write %s: %s", out, strerror(e));
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return cli_error("export", "cannot write %s", out);
     }
     emitter E = {f, P->dtype == NB_F32 ? "float" : "double", P->dtype == NB_F32};
     const char *T = E.T;
@@ -597,17 +588,9 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
     }
     fputs("    return 0;\n}\n", f);
 
-    bool failed = ferror(f) != 0;
-    failed |= fflush(f) != 0;
-    failed |= fsync(fileno(f)) != 0;
-    failed |= fclose(f) != 0;
-    if (!failed && rename(tmp, out) != 0)
-        failed = true;
-    int e = errno;
-    if (failed)
-        unlink(tmp);
+    int e = nbio_tmp_commit(f, tmp, out, ferror(f) ? EIO : 0);
     free(tmp);
-    if (failed)
+    if (e)
         return cli_error("export", "writing %s failed: %s", out, strerror(e));
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "nabla/ckpt.h"
 
@@ -44,6 +45,16 @@ static inline void nbio_err_clear(nb_ckpt_error *err)
         err->msg[0] = '\0';
     }
 }
+
+/* Atomic replacement of a file: nbio_tmp_open creates a new temporary file
+ * beside @p path (mode 0644) and writes its name to tmp, which must hold
+ * strlen(path) + 8 bytes; NULL with errno set on failure. nbio_tmp_commit
+ * then flushes, fsyncs and closes f and renames tmp over path, or, when
+ * @p write_errno is not 0 (the writing failed) or any of that fails,
+ * closes f and removes tmp, leaving path as it was. Returns 0 or the errno
+ * value of the failure (write_errno when given). */
+FILE *nbio_tmp_open(const char *path, char *tmp);
+int nbio_tmp_commit(FILE *f, const char *tmp, const char *path, int write_errno);
 
 /* Best effort: fsync the directory holding path, so a rename is durable. */
 void nbio_sync_dir(const char *path);

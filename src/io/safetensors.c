@@ -279,45 +279,19 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
         st = st_error(err, NB_ERR_NOMEM, -1, NULL, "save: out of memory");
         goto out;
     }
-    memcpy(tmp, path, path_len);
-    memcpy(tmp + path_len, ".XXXXXX", 8);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
+    FILE *f = nbio_tmp_open(path, tmp);
+    if (!f) {
         st = st_error(err, NB_ERR_IO, -1, NULL, "save: cannot create a temporary file %s: %s", tmp,
                       strerror(errno));
-        goto out;
-    }
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        st = st_error(err, NB_ERR_IO, -1, NULL, "save: cannot open %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
         goto out;
     }
     writer w = {
         .f = f, .write = o->write ? o->write : default_write, .ud = o->write_ud, .buf = buf};
     write_file(&w, m, &header);
-    if (!w.failed && fflush(f) != 0) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (!w.failed && fsync(fileno(f)) != 0) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (fclose(f) != 0 && !w.failed) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (!w.failed && rename(tmp, path) != 0) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (w.failed) {
-        unlink(tmp);
+    int e = nbio_tmp_commit(f, tmp, path, w.failed ? (w.err_no ? w.err_no : EIO) : 0);
+    if (e) {
         st = st_error(err, NB_ERR_IO, -1, NULL, "save: writing %s failed: %s; %s is unchanged", tmp,
-                      strerror(w.err_no), path);
+                      strerror(e), path);
         goto out;
     }
     nbio_sync_dir(path);

@@ -283,23 +283,11 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
             alloc(aud, buf, WRITE_BUF, 0);
         return ck_error(err, NB_ERR_NOMEM, -1, NULL, 0, "save: out of memory");
     }
-    memcpy(tmp, path, path_len);
-    memcpy(tmp + path_len, ".XXXXXX", 8);
-
     nb_status st = NB_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
+    FILE *f = nbio_tmp_open(path, tmp);
+    if (!f) {
         st = ck_error(err, NB_ERR_IO, -1, NULL, 0, "save: cannot create a temporary file %s: %s",
                       tmp, strerror(errno));
-        goto out;
-    }
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        st =
-            ck_error(err, NB_ERR_IO, -1, NULL, 0, "save: cannot open %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
         goto out;
     }
     writer w;
@@ -309,26 +297,10 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     w.ud = o->write_ud;
     w.buf = buf;
     write_all(&w, m, opt, o->rng, o->meta, meta_len, payload_size(m, opt, o->rng, meta_len));
-    if (!w.failed && fflush(f) != 0) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (!w.failed && fsync(fileno(f)) != 0) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (fclose(f) != 0 && !w.failed) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (!w.failed && rename(tmp, path) != 0) {
-        w.failed = true;
-        w.err_no = errno;
-    }
-    if (w.failed) {
-        unlink(tmp);
+    int e = nbio_tmp_commit(f, tmp, path, w.failed ? (w.err_no ? w.err_no : EIO) : 0);
+    if (e) {
         st = ck_error(err, NB_ERR_IO, -1, NULL, 0, "save: writing %s failed: %s; %s is unchanged",
-                      tmp, strerror(w.err_no), path);
+                      tmp, strerror(e), path);
         goto out;
     }
     nbio_sync_dir(path);
