@@ -880,7 +880,8 @@ static nb_status check_layout(loader *L)
                             a, b);
         }
     entry **sorted = L->order + L->n_ents; /* second half: by offset */
-    memcpy(sorted, L->order, L->n_ents * sizeof *sorted);
+    if (L->n_ents > 0)                     /* order is NULL for a file of no tensors */
+        memcpy(sorted, L->order, L->n_ents * sizeof *sorted);
     if (L->n_ents > 1)
         qsort(sorted, L->n_ents, sizeof *sorted, by_offset);
     uint64_t covered = 0;
