@@ -513,7 +513,7 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
     }
 
     /* 3. update */
-    coefs c;
+    coefs c = {0};
     c.lr = nb_optim_lr(o);
     c.wd = o->opts.weight_decay;
     c.mu = o->opts.momentum;
@@ -527,9 +527,11 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             continue;
         nbopt_state *s = find_state(o, p->name);
         s->step++;
-        double t = (double)s->step;
-        c.step_size = c.lr / (1.0 - pow(c.beta1, t));
-        c.bc2_sqrt = sqrt(1.0 - pow(c.beta2, t));
+        if (o->opts.kind == NB_OPTIM_ADAM || o->opts.kind == NB_OPTIM_ADAMW) {
+            double t = (double)s->step; /* bias corrections of the moments */
+            c.step_size = c.lr / (1.0 - pow(c.beta1, t));
+            c.bc2_sqrt = sqrt(1.0 - pow(c.beta2, t));
+        }
         if (p->dtype == NB_F32)
             update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, nbopt_slot(s, 0),
                        nbopt_slot(s, 1));
