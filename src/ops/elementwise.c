@@ -82,6 +82,16 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
     }                                                                                              \
     nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                                        \
     {                                                                                              \
+        if (out->size == 1) { /* a scalar: no row plan */                                          \
+            if (out->dtype == NB_F32) {                                                            \
+                float x = *(const float *)out->inputs[0]->data;                                    \
+                *(float *)out->data = (EXPR);                                                      \
+            } else {                                                                               \
+                double x = *(const double *)out->inputs[0]->data;                                  \
+                *(double *)out->data = (EXPR);                                                     \
+            }                                                                                      \
+            return NB_OK;                                                                          \
+        }                                                                                          \
         nbk_run_rows(g, out, 1, NAME##_rows);                                                      \
         return NB_OK;                                                                              \
     }                                                                                              \
@@ -254,6 +264,18 @@ DEFINE_UNARY_RULES(erf)
     }                                                                                              \
     nb_status nbo_##NAME##_fwd(nb_graph *g, nb_tensor *out)                                        \
     {                                                                                              \
+        if (out->size == 1) { /* scalars: no row plan */                                           \
+            if (out->dtype == NB_F32) {                                                            \
+                float x = *(const float *)out->inputs[0]->data;                                    \
+                float y = *(const float *)out->inputs[1]->data;                                    \
+                *(float *)out->data = (EXPR);                                                      \
+            } else {                                                                               \
+                double x = *(const double *)out->inputs[0]->data;                                  \
+                double y = *(const double *)out->inputs[1]->data;                                  \
+                *(double *)out->data = (EXPR);                                                     \
+            }                                                                                      \
+            return NB_OK;                                                                          \
+        }                                                                                          \
         nbk_run_rows(g, out, 2, NAME##_rows);                                                      \
         return NB_OK;                                                                              \
     }                                                                                              \
