@@ -11,9 +11,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../io/io_internal.h"
+#include "io_internal.h"
 #include "nabla/ckpt.h"
-#include "optim_internal.h"
+#include "../optim/optim_internal.h"
 
 #define MAGIC "NABLACKP"
 #define HEADER_SIZE 28
