@@ -109,3 +109,13 @@ void cli_json_num(FILE *f, double v)
     else
         fputs("null", f);
 }
+
+/* OpenBLAS's control, declared weak: non-NULL only when the library that
+ * does the matmuls is OpenBLAS. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+void cli_set_blas_threads(int n)
+{
+    if (openblas_set_num_threads)
+        openblas_set_num_threads(n < 1 ? 1 : n);
+}

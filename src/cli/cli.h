@@ -32,6 +32,11 @@ int cli_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* Threads of the BLAS library's matmuls (OpenBLAS; nothing otherwise). Its
+ * default, every core, fights the command's own threads and makes results
+ * depend on the machine; the command sets it from --threads (1 otherwise). */
+void cli_set_blas_threads(int n);
+
 /* Wall-clock seconds. */
 double cli_now(void);
 

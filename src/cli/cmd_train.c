@@ -233,6 +233,7 @@ int cmd_train(int argc, char **argv)
     if (plot && access(".", F_OK) != 0)
         return cli_error("train", "--plot: the current directory is not accessible");
 
+    cli_set_blas_threads((int)threads);
     cli_data d;
     nb_rng rng;
     nb_rng_seed(&rng, (uint64_t)seed);

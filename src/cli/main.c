@@ -50,6 +50,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    cli_set_blas_threads(1); /* commands that take --threads raise it */
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc, argv);
