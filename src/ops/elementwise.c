@@ -401,9 +401,13 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 
 /* ------------------------------------------------------------------ where */
 
-#define WHERE_BODY(T)                                                                              \
+/* The mask is read as M (float or double) and selects a or b; the common
+ * layouts (contiguous, or one side a broadcast scalar) get loops of their
+ * own so that they vectorise. */
+#define WHERE_BODY(T, M)                                                                           \
     do {                                                                                           \
         T *o = out->data;                                                                          \
+        const M *mask = out->inputs[0]->data;                                                      \
         const T *a = out->inputs[1]->data, *b = out->inputs[2]->data;                              \
         int64_t idx[NB_MAX_RANK], off[3];                                                          \
         nbk_plan_index(p, r0, idx);                                                                \
@@ -412,10 +416,22 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
                 sb = p->stride[2][p->rank - 1];                                                    \
         for (int64_t r = r0; r < r1; r++) {                                                        \
             T *po = o + r * p->inner;                                                              \
+            const M *pm = mask + off[0];                                                           \
             const T *pa = a + off[1], *pb = b + off[2];                                            \
-            for (int64_t j = j0; j < j1; j++) {                                                    \
-                bool m = mask32 ? mask32[off[0] + j * sm] != 0 : mask64[off[0] + j * sm] != 0;     \
-                po[j] = m ? pa[j * sa] : pb[j * sb];                                               \
+            if (sm == 1 && sa == 1 && sb == 1) {                                                   \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = pm[j] != 0 ? pa[j] : pb[j];                                            \
+            } else if (sm == 1 && sa == 1 && sb == 0) {                                            \
+                T bv = pb[0];                                                                      \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = pm[j] != 0 ? pa[j] : bv;                                               \
+            } else if (sm == 1 && sa == 0 && sb == 1) {                                            \
+                T av = pa[0];                                                                      \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = pm[j] != 0 ? av : pb[j];                                               \
+            } else {                                                                               \
+                for (int64_t j = j0; j < j1; j++)                                                  \
+                    po[j] = pm[j * sm] != 0 ? pa[j * sa] : pb[j * sb];                             \
             }                                                                                      \
             nbk_plan_next(p, idx, off);                                                            \
         }                                                                                          \
@@ -424,13 +440,18 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 static void where_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
                        int64_t j1)
 {
-    const nb_tensor *mask = out->inputs[0];
-    const float *mask32 = mask->dtype == NB_F32 ? mask->data : NULL;
-    const double *mask64 = mask->dtype == NB_F64 ? mask->data : NULL;
-    if (out->dtype == NB_F32)
-        WHERE_BODY(float);
-    else
-        WHERE_BODY(double);
+    bool m32 = out->inputs[0]->dtype == NB_F32;
+    if (out->dtype == NB_F32) {
+        if (m32)
+            WHERE_BODY(float, float);
+        else
+            WHERE_BODY(float, double);
+    } else {
+        if (m32)
+            WHERE_BODY(double, float);
+        else
+            WHERE_BODY(double, double);
+    }
 }
 
 nb_status nbo_where_fwd(nb_graph *g, nb_tensor *out)
