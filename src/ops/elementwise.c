@@ -415,20 +415,26 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
         int64_t sm = p->stride[0][p->rank - 1], sa = p->stride[1][p->rank - 1],                    \
                 sb = p->stride[2][p->rank - 1];                                                    \
         for (int64_t r = r0; r < r1; r++) {                                                        \
-            T *po = o + r * p->inner;                                                              \
-            const M *pm = mask + off[0];                                                           \
-            const T *pa = a + off[1], *pb = b + off[2];                                            \
+            T *restrict po = o + r * p->inner; /* a fresh result: no aliasing */                   \
+            const M *restrict pm = mask + off[0];                                                  \
+            const T *restrict pa = a + off[1], *restrict pb = b + off[2];                          \
             if (sm == 1 && sa == 1 && sb == 1) {                                                   \
-                for (int64_t j = j0; j < j1; j++)                                                  \
-                    po[j] = pm[j] != 0 ? pa[j] : pb[j];                                            \
+                for (int64_t j = j0; j < j1; j++) { /* loads first: a select, no branch */         \
+                    T x = pa[j], y = pb[j];                                                        \
+                    po[j] = pm[j] != 0 ? x : y;                                                    \
+                }                                                                                  \
             } else if (sm == 1 && sa == 1 && sb == 0) {                                            \
                 T bv = pb[0];                                                                      \
-                for (int64_t j = j0; j < j1; j++)                                                  \
-                    po[j] = pm[j] != 0 ? pa[j] : bv;                                               \
+                for (int64_t j = j0; j < j1; j++) {                                                \
+                    T x = pa[j];                                                                   \
+                    po[j] = pm[j] != 0 ? x : bv;                                                   \
+                }                                                                                  \
             } else if (sm == 1 && sa == 0 && sb == 1) {                                            \
                 T av = pa[0];                                                                      \
-                for (int64_t j = j0; j < j1; j++)                                                  \
-                    po[j] = pm[j] != 0 ? av : pb[j];                                               \
+                for (int64_t j = j0; j < j1; j++) {                                                \
+                    T y = pb[j];                                                                   \
+                    po[j] = pm[j] != 0 ? av : y;                                                   \
+                }                                                                                  \
             } else {                                                                               \
                 for (int64_t j = j0; j < j1; j++)                                                  \
                     po[j] = pm[j * sm] != 0 ? pa[j * sa] : pb[j * sb];                             \
