@@ -23,7 +23,6 @@
 #define FLAG_META 4u
 #define NAME_MAX_LEN 65535u
 #define RNG_BYTES (4 * 8 + 8 + 1)
-#define WRITE_BUF 65536
 
 /* ----------------------------------------------------------------- errors */
 
@@ -63,64 +62,16 @@ static uint32_t crc(const unsigned char *p, size_t n)
     return (uint32_t)c;
 }
 
-/* ------------------------------------------------------------------ writer */
+/* ------------------------------------------------------------------ nbio_writer */
 
-typedef struct writer {
-    FILE *f;
-    size_t (*write)(void *ud, FILE *f, const void *data, size_t n);
-    void *ud;
-    unsigned char *buf;
-    size_t used;
-    size_t crc_mark; /* bytes of buf before this index are outside the CRC */
-    bool crc_on;
-    uLong crc;
-    bool failed;
-    int err_no;
-} writer;
-
-static size_t default_write(void *ud, FILE *f, const void *data, size_t n)
-{
-    (void)ud;
-    return fwrite(data, 1, n, f);
-}
-
-static void w_flush(writer *w)
-{
-    if (w->crc_on && w->used > w->crc_mark)
-        w->crc = crc32(w->crc, w->buf + w->crc_mark, (uInt)(w->used - w->crc_mark));
-    w->crc_mark = 0;
-    if (!w->failed && w->used > 0) {
-        errno = 0;
-        if (w->write(w->ud, w->f, w->buf, w->used) != w->used) {
-            w->failed = true;
-            w->err_no = errno ? errno : EIO;
-        }
-    }
-    w->used = 0;
-}
-
-static void w_bytes(writer *w, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    while (n > 0) {
-        if (w->used == WRITE_BUF)
-            w_flush(w);
-        size_t k = WRITE_BUF - w->used < n ? WRITE_BUF - w->used : n;
-        memcpy(w->buf + w->used, p, k);
-        w->used += k;
-        p += k;
-        n -= k;
-    }
-}
-
-static void w_uint(writer *w, uint64_t v, int n)
+static void w_uint(nbio_writer *w, uint64_t v, int n)
 {
     unsigned char b[8];
     nbio_le_put(b, v, n);
-    w_bytes(w, b, (size_t)n);
+    nbio_bytes(w, b, (size_t)n);
 }
 
-static void w_data(writer *w, nb_dtype dt, const void *data, int64_t n)
+static void w_data(nbio_writer *w, nb_dtype dt, const void *data, int64_t n)
 {
     if (dt == NB_F32) {
         const float *x = data;
@@ -179,7 +130,7 @@ static uint64_t payload_size(const nb_model *m, const nb_optim *opt, const nb_rn
     return p;
 }
 
-static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const nb_rng *rng,
+static void write_all(nbio_writer *w, const nb_model *m, const nb_optim *opt, const nb_rng *rng,
                       const char *meta, size_t meta_len, uint64_t payload)
 {
     unsigned char h[HEADER_SIZE];
@@ -189,7 +140,7 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
                 4);
     nbio_le_put(h + 16, payload, 8);
     nbio_le_put(h + 24, crc(h, 24), 4);
-    w_bytes(w, h, sizeof h);
+    nbio_bytes(w, h, sizeof h);
 
     w->crc_on = true;
     w->crc_mark = w->used;
@@ -199,10 +150,10 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
         const char *name = nb_tensor_name(t);
         size_t len = strlen(name);
         w_uint(w, len, 2);
-        w_bytes(w, name, len);
+        nbio_bytes(w, name, len);
         unsigned char d[4] = {(unsigned char)nb_tensor_dtype(t), (unsigned char)nb_tensor_rank(t),
                               nb_tensor_needs_grad(t) ? 1 : 0, 0};
-        w_bytes(w, d, 4);
+        nbio_bytes(w, d, 4);
         for (int i = 0; i < nb_tensor_rank(t); i++)
             w_uint(w, (uint64_t)nb_tensor_shape(t)[i], 8);
         w_data(w, nb_tensor_dtype(t), nb_tensor_data(t), nb_tensor_size(t));
@@ -220,7 +171,7 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
             if (!state_matches(s, nb_model_get(m, s->key)))
                 continue;
             w_uint(w, s->key_size - 1, 2);
-            w_bytes(w, s->key, s->key_size - 1);
+            nbio_bytes(w, s->key, s->key_size - 1);
             w_uint(w, (uint64_t)s->step, 8);
             for (int k = 0; k < s->n_slots; k++)
                 w_data(w, s->dtype, nbopt_slot(s, k), s->size);
@@ -236,12 +187,12 @@ static void write_all(writer *w, const nb_model *m, const nb_optim *opt, const n
     }
     if (meta_len > 0) {
         w_uint(w, meta_len, 4);
-        w_bytes(w, meta, meta_len);
+        nbio_bytes(w, meta, meta_len);
     }
-    w_flush(w);
+    nbio_flush(w);
     w->crc_on = false;
     w_uint(w, (uint32_t)w->crc, 4);
-    w_flush(w);
+    nbio_flush(w);
 }
 
 nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
@@ -275,12 +226,12 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     size_t path_len = strlen(path);
     size_t tmp_size = path_len + 8;
     char *tmp = alloc(aud, NULL, 0, tmp_size);
-    unsigned char *buf = alloc(aud, NULL, 0, WRITE_BUF);
+    unsigned char *buf = alloc(aud, NULL, 0, NBIO_WRITE_BUF);
     if (!tmp || !buf) {
         if (tmp)
             alloc(aud, tmp, tmp_size, 0);
         if (buf)
-            alloc(aud, buf, WRITE_BUF, 0);
+            alloc(aud, buf, NBIO_WRITE_BUF, 0);
         return ck_error(err, NB_ERR_NOMEM, -1, NULL, 0, "save: out of memory");
     }
     nb_status st = NB_OK;
@@ -290,10 +241,10 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
                       tmp, strerror(errno));
         goto out;
     }
-    writer w;
+    nbio_writer w;
     memset(&w, 0, sizeof w);
     w.f = f;
-    w.write = o->write ? o->write : default_write;
+    w.write = o->write ? o->write : nbio_default_write;
     w.ud = o->write_ud;
     w.buf = buf;
     write_all(&w, m, opt, o->rng, o->meta, meta_len, payload_size(m, opt, o->rng, meta_len));
@@ -306,7 +257,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     nbio_sync_dir(path);
 out:
     alloc(aud, tmp, tmp_size, 0);
-    alloc(aud, buf, WRITE_BUF, 0);
+    alloc(aud, buf, NBIO_WRITE_BUF, 0);
     return st;
 }
 

@@ -46,6 +46,31 @@ static inline void nbio_err_clear(nb_ckpt_error *err)
     }
 }
 
+/* Buffered writing through a caller's write function (tests make it fail
+ * part-way), with an optional running CRC-32 over what is written while
+ * crc_on is set (bytes of buf before crc_mark are outside it). */
+#define NBIO_WRITE_BUF 65536
+
+typedef struct nbio_writer {
+    FILE *f;
+    size_t (*write)(void *ud, FILE *f, const void *data, size_t n);
+    void *ud;
+    unsigned char *buf; /* NBIO_WRITE_BUF bytes */
+    size_t used;
+    size_t crc_mark;
+    bool crc_on;
+    unsigned long crc;
+    bool failed;
+    int err_no;
+} nbio_writer;
+
+/* fwrite, the default write function. */
+size_t nbio_default_write(void *ud, FILE *f, const void *data, size_t n);
+/* Write out the buffer (updating the CRC); a failure sets failed and err_no. */
+void nbio_flush(nbio_writer *w);
+/* Append n bytes, flushing whenever the buffer is full. */
+void nbio_bytes(nbio_writer *w, const void *data, size_t n);
+
 /* Atomic replacement of a file: nbio_tmp_open creates a new temporary file
  * beside @p path (mode 0644) and writes its name to tmp, which must hold
  * strlen(path) + 8 bytes; NULL with errno set on failure. nbio_tmp_commit

@@ -17,7 +17,6 @@
 #include "nabla/safetensors.h"
 
 #define NAME_MAX_LEN 65535u
-#define WRITE_BUF 65536
 #define META_KEY "__metadata__"
 
 /* ----------------------------------------------------------------- errors */
@@ -163,54 +162,12 @@ static void header_json(text *t, const nb_model *m, const char *meta, size_t met
         t_str(t, " ");
 }
 
-typedef struct writer {
-    FILE *f;
-    size_t (*write)(void *ud, FILE *f, const void *data, size_t n);
-    void *ud;
-    unsigned char *buf;
-    size_t used;
-    bool failed;
-    int err_no;
-} writer;
-
-static size_t default_write(void *ud, FILE *f, const void *data, size_t n)
-{
-    (void)ud;
-    return fwrite(data, 1, n, f);
-}
-
-static void w_flush(writer *w)
-{
-    if (!w->failed && w->used > 0) {
-        errno = 0;
-        if (w->write(w->ud, w->f, w->buf, w->used) != w->used) {
-            w->failed = true;
-            w->err_no = errno ? errno : EIO;
-        }
-    }
-    w->used = 0;
-}
-
-static void w_bytes(writer *w, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    while (n > 0) {
-        if (w->used == WRITE_BUF)
-            w_flush(w);
-        size_t k = WRITE_BUF - w->used < n ? WRITE_BUF - w->used : n;
-        memcpy(w->buf + w->used, p, k);
-        w->used += k;
-        p += k;
-        n -= k;
-    }
-}
-
-static void write_file(writer *w, const nb_model *m, const text *header)
+static void write_file(nbio_writer *w, const nb_model *m, const text *header)
 {
     unsigned char b[8];
     nbio_le_put(b, header->len, 8);
-    w_bytes(w, b, 8);
-    w_bytes(w, header->p, header->len);
+    nbio_bytes(w, b, 8);
+    nbio_bytes(w, header->p, header->len);
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         int64_t n = nb_tensor_size(p);
         if (nb_tensor_dtype(p) == NB_F32) {
@@ -219,7 +176,7 @@ static void write_file(writer *w, const nb_model *m, const text *header)
                 uint32_t u;
                 memcpy(&u, &x[i], 4);
                 nbio_le_put(b, u, 4);
-                w_bytes(w, b, 4);
+                nbio_bytes(w, b, 4);
             }
         } else {
             const double *x = nb_tensor_f64(p);
@@ -227,11 +184,11 @@ static void write_file(writer *w, const nb_model *m, const text *header)
                 uint64_t u;
                 memcpy(&u, &x[i], 8);
                 nbio_le_put(b, u, 8);
-                w_bytes(w, b, 8);
+                nbio_bytes(w, b, 8);
             }
         }
     }
-    w_flush(w);
+    nbio_flush(w);
 }
 
 nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const nb_ckpt_opts *o,
@@ -273,7 +230,7 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
     size_t path_len = strlen(path);
     size_t tmp_size = path_len + 8;
     char *tmp = header.failed ? NULL : alloc(aud, NULL, 0, tmp_size);
-    unsigned char *buf = tmp ? alloc(aud, NULL, 0, WRITE_BUF) : NULL;
+    unsigned char *buf = tmp ? alloc(aud, NULL, 0, NBIO_WRITE_BUF) : NULL;
     nb_status st = NB_OK;
     if (!buf) {
         st = st_error(err, NB_ERR_NOMEM, -1, NULL, "save: out of memory");
@@ -285,8 +242,8 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
                       strerror(errno));
         goto out;
     }
-    writer w = {
-        .f = f, .write = o->write ? o->write : default_write, .ud = o->write_ud, .buf = buf};
+    nbio_writer w = {
+        .f = f, .write = o->write ? o->write : nbio_default_write, .ud = o->write_ud, .buf = buf};
     write_file(&w, m, &header);
     int e = nbio_tmp_commit(f, tmp, path, w.failed ? (w.err_no ? w.err_no : EIO) : 0);
     if (e) {
@@ -299,7 +256,7 @@ out:
     if (tmp)
         alloc(aud, tmp, tmp_size, 0);
     if (buf)
-        alloc(aud, buf, WRITE_BUF, 0);
+        alloc(aud, buf, NBIO_WRITE_BUF, 0);
     if (header.p)
         alloc(aud, header.p, header.cap, 0);
     return st;
