@@ -4,6 +4,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 
 void tc_near_(double a, double b, double tol, const char *what, const char *file, int line)
@@ -197,4 +200,31 @@ void *tc_counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
     if (p && !ptr)
         c->live++;
     return p;
+}
+
+tc_run_result *tc_run(const char *cmd)
+{
+    static tc_run_result r;
+    char errpath[] = "/tmp/nabla-test-stderr-XXXXXX";
+    int fd = mkstemp(errpath);
+    assert_true(fd >= 0);
+    close(fd);
+    size_t len = strlen(cmd) + sizeof errpath + 8;
+    char *full = malloc(len);
+    assert_non_null(full);
+    snprintf(full, len, "%s 2>'%s'", cmd, errpath);
+    FILE *p = popen(full, "r");
+    free(full);
+    assert_non_null(p);
+    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
+    r.out[n] = '\0';
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    FILE *e = fopen(errpath, "r");
+    assert_non_null(e);
+    n = fread(r.err, 1, sizeof r.err - 1, e);
+    r.err[n] = '\0';
+    fclose(e);
+    remove(errpath);
+    return &r;
 }

@@ -50,6 +50,17 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
 #define tc_near(a, b, tol) tc_near_((a), (b), (tol), #a, __FILE__, __LINE__)
 void tc_near_(double a, double b, double tol, const char *what, const char *file, int line);
 
+/* What a shell command printed and how it ended. */
+typedef struct tc_run_result {
+    int status; /* exit status, -1 when it did not exit normally */
+    char out[1 << 16];
+    char err[4096];
+} tc_run_result;
+
+/* Run @p cmd through the shell, capturing stdout and stderr (through a
+ * temporary file). The result is static: valid until the next call. */
+tc_run_result *tc_run(const char *cmd);
+
 /* An allocation hook (nb_alloc_fn) that counts, and can fail the Nth call:
  * pass a tc_counting as its user data. */
 typedef struct tc_counting {

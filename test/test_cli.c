@@ -12,35 +12,14 @@
 
 static const char *nabla;
 
-typedef struct run_result {
-    int status;
-    char out[1 << 16];
-    char err[4096];
-} run_result;
+typedef tc_run_result run_result;
 
-/* Run "nabla ARGS" through the shell; capture stdout, stderr, exit status. */
+/* Run "nabla ARGS" and capture what it printed. */
 static run_result *run(const char *args)
 {
-    static run_result r;
-    char errpath[] = "/tmp/nabla-cli-XXXXXX";
-    int fd = mkstemp(errpath);
-    assert_true(fd >= 0);
-    close(fd);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", nabla, args, errpath);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
-    r.out[n] = '\0';
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    FILE *e = fopen(errpath, "r");
-    assert_non_null(e);
-    n = fread(r.err, 1, sizeof r.err - 1, e);
-    r.err[n] = '\0';
-    fclose(e);
-    remove(errpath);
-    return &r;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s", nabla, args);
+    return tc_run(cmd);
 }
 
 /* The number after "key": in a JSON line (NAN when absent). */

@@ -18,39 +18,14 @@ static const char *nabla;
 static char dir[64];
 static bool have_cc;
 
-typedef struct run_result {
-    int status;
-    char out[4096];
-    char err[4096];
-} run_result;
-
-/* Run a shell command; capture stdout, stderr and the exit status. */
-static run_result *sh(const char *cmd)
-{
-    static run_result r;
-    char errpath[128], full[2048];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(full, sizeof full, "%s 2>'%s'", cmd, errpath);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
-    r.out[n] = '\0';
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    FILE *e = fopen(errpath, "r");
-    assert_non_null(e);
-    n = fread(r.err, 1, sizeof r.err - 1, e);
-    r.err[n] = '\0';
-    fclose(e);
-    return &r;
-}
+typedef tc_run_result run_result;
 
 /* "nabla export ARGS" */
 static run_result *export(const char *args)
 {
     char cmd[1536];
     snprintf(cmd, sizeof cmd, "'%s' export %s", nabla, args);
-    return sh(cmd);
+    return tc_run(cmd);
 }
 
 /* One line on stderr, "nabla export: ...", holding @p what; status 2. */
@@ -195,11 +170,11 @@ static void compiled_forward(const char *c_file, const config *c, const double *
              "cc -std=c11 -pedantic -Wall -Wextra -Werror -O1 -ffp-contract=off -o '%s' '%s' "
              "'%s' -lm",
              exe, c_file, drv);
-    run_result *r = sh(cmd);
+    run_result *r = tc_run(cmd);
     if (r->status != 0)
         fail_msg("compiling %s failed: %s", c_file, r->err);
     snprintf(cmd, sizeof cmd, "'%s' < '%s'", exe, in);
-    r = sh(cmd);
+    r = tc_run(cmd);
     assert_int_equal(r->status, 0);
     char *p = r->out;
     for (int64_t i = 0; i < ROWS * n_out; i++) {

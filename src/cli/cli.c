@@ -110,6 +110,18 @@ void cli_json_num(FILE *f, double v)
         fputs("null", f);
 }
 
+void cli_json_num_field(const char *key, double v)
+{
+    printf(", \"%s\": ", key);
+    cli_json_num(stdout, v);
+}
+
+void cli_json_str_field(const char *key, const char *s)
+{
+    printf(", \"%s\": ", key);
+    cli_json_str(stdout, s);
+}
+
 /* OpenBLAS's control, declared weak: non-NULL only when the library that
  * does the matmuls is OpenBLAS. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));

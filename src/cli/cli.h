@@ -43,6 +43,9 @@ double cli_now(void);
 /* JSON helpers: a string with escapes, and a number (null when not finite). */
 void cli_json_str(FILE *f, const char *s);
 void cli_json_num(FILE *f, double v);
+/* `, "key": value` on stdout: the fields after the first of a JSON line. */
+void cli_json_num_field(const char *key, double v);
+void cli_json_str_field(const char *key, const char *s);
 
 /* Subcommands. */
 int cmd_demo(int argc, char **argv);

@@ -132,18 +132,12 @@ int cmd_diff(int argc, char **argv)
             const diff_row *r = &rows[k];
             printf("{\"wrt\": ");
             cli_json_str(stdout, x.names[r->var]);
-            printf(", \"value\": ");
-            cli_json_num(stdout, value);
-            printf(", \"reverse\": ");
-            cli_json_num(stdout, r->reverse);
-            printf(", \"forward\": ");
-            cli_json_num(stdout, r->forward);
-            printf(", \"numerical\": ");
-            cli_json_num(stdout, r->numerical);
-            printf(", \"symbolic\": ");
-            cli_json_num(stdout, r->symbolic);
-            printf(", \"derivative\": ");
-            cli_json_str(stdout, r->text);
+            cli_json_num_field("value", value);
+            cli_json_num_field("reverse", r->reverse);
+            cli_json_num_field("forward", r->forward);
+            cli_json_num_field("numerical", r->numerical);
+            cli_json_num_field("symbolic", r->symbolic);
+            cli_json_str_field("derivative", r->text);
             printf(", \"tape_ops\": %llu, \"dag_nodes\": %lld, \"tree_nodes\": %.0f}\n",
                    (unsigned long long)tape, (long long)r->dag, r->tree);
         }

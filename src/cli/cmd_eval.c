@@ -52,10 +52,8 @@ int cmd_eval(int argc, char **argv)
             cli_json_str(stdout, data);
             printf(", \"samples\": %lld, \"test_acc\": ", (long long)nb_dataset_count(d.test));
             cli_json_num(stdout, acc);
-            printf(", \"test_loss\": ");
-            cli_json_num(stdout, loss);
-            printf(", \"seconds\": ");
-            cli_json_num(stdout, cli_now() - t0);
+            cli_json_num_field("test_loss", loss);
+            cli_json_num_field("seconds", cli_now() - t0);
             printf("}\n");
         } else {
             printf("%s on %s (%lld test samples): accuracy %.2f%%, loss %.4f\n", load, data,

@@ -155,15 +155,13 @@ int cmd_gradcheck(int argc, char **argv)
         if (json) {
             printf("{\"op\": ");
             cli_json_str(stdout, cases[i].op);
-            printf(", \"case\": ");
-            cli_json_str(stdout, cases[i].what);
+            cli_json_str_field("case", cases[i].what);
             printf(", \"pass\": %s, \"reverse_ok\": %s, \"forward_ok\": %s, \"entries\": %lld, "
                    "\"kinks\": %lld, \"max_abs_err\": ",
                    ok ? "true" : "false", r.reverse_ok ? "true" : "false",
                    r.forward_ok ? "true" : "false", (long long)r.n_entries, (long long)r.n_kinks);
             cli_json_num(stdout, r.worst.abs_err);
-            printf(", \"ms\": ");
-            cli_json_num(stdout, ms);
+            cli_json_num_field("ms", ms);
             printf("}\n");
         } else {
             printf("%-14s %-30s %8lld %6lld %10.2e  %s\n", cases[i].op, cases[i].what,

@@ -83,8 +83,7 @@ int cmd_modes(int argc, char **argv)
                    runs[k].name, n, m, (long long)runs[k].sweeps,
                    (unsigned long long)runs[k].evals);
             cli_json_num(stdout, runs[k].ms);
-            printf(", \"max_abs_diff\": ");
-            cli_json_num(stdout, diff);
+            cli_json_num_field("max_abs_diff", diff);
             printf("}\n");
         }
     } else {

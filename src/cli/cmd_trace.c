@@ -151,10 +151,8 @@ int cmd_trace(int argc, char **argv)
         double v = nb_tensor_item(ni->t);
         if (json) {
             json_row_start("eval");
-            printf(", \"node\": ");
-            cli_json_str(stdout, ni->label);
-            printf(", \"op\": ");
-            cli_json_str(stdout, nb_tensor_op_name(ni->t));
+            cli_json_str_field("node", ni->label);
+            cli_json_str_field("op", nb_tensor_op_name(ni->t));
             printf(", \"inputs\": [");
             for (int i = 0; i < ni->n_in; i++) {
                 printf(i ? ", " : "");
@@ -197,10 +195,8 @@ int cmd_trace(int argc, char **argv)
             tan[k] = sum;
             if (json) {
                 json_row_start("forward");
-                printf(", \"wrt\": ");
-                cli_json_str(stdout, x.names[v]);
-                printf(", \"node\": ");
-                cli_json_str(stdout, ni->label);
+                cli_json_str_field("wrt", x.names[v]);
+                cli_json_str_field("node", ni->label);
                 printf(", \"locals\": [");
                 for (int i = 0; i < ni->n_in; i++) {
                     printf(i ? ", " : "");
@@ -233,16 +229,11 @@ int cmd_trace(int argc, char **argv)
             adj[j] += add;
             if (json) {
                 json_row_start("reverse");
-                printf(", \"to\": ");
-                cli_json_str(stdout, info[j].label);
-                printf(", \"from\": ");
-                cli_json_str(stdout, ni->label);
-                printf(", \"local\": ");
-                cli_json_num(stdout, ni->local[i]);
-                printf(", \"adjoint_from\": ");
-                cli_json_num(stdout, adj[k]);
-                printf(", \"adjoint_to\": ");
-                cli_json_num(stdout, adj[j]);
+                cli_json_str_field("to", info[j].label);
+                cli_json_str_field("from", ni->label);
+                cli_json_num_field("local", ni->local[i]);
+                cli_json_num_field("adjoint_from", adj[k]);
+                cli_json_num_field("adjoint_to", adj[j]);
                 printf("}\n");
             } else {
                 char lhs[200];

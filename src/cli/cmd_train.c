@@ -103,16 +103,11 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     if (r->json) {
         printf("{\"epoch\": %d, \"loss\": ", r->done);
         cli_json_num(stdout, e->loss);
-        printf(", \"train_acc\": ");
-        cli_json_num(stdout, e->train_acc);
-        printf(", \"val_acc\": ");
-        cli_json_num(stdout, e->val_acc);
-        printf(", \"test_acc\": ");
-        cli_json_num(stdout, e->test_acc);
-        printf(", \"seconds\": ");
-        cli_json_num(stdout, e->seconds);
-        printf(", \"lr\": ");
-        cli_json_num(stdout, e->lr);
+        cli_json_num_field("train_acc", e->train_acc);
+        cli_json_num_field("val_acc", e->val_acc);
+        cli_json_num_field("test_acc", e->test_acc);
+        cli_json_num_field("seconds", e->seconds);
+        cli_json_num_field("lr", e->lr);
         if (r->norms) {
             printf(", \"grad_norms\": [");
             for (int i = 0; i < e->n_layer_norms; i++) {

@@ -28,6 +28,21 @@ static void tl_free(nb_sym *s, tmp_list *l)
         s->alloc(s->ud, l->at, l->cap * sizeof *l->at, 0);
 }
 
+/* Double the array a of *cap elements of elem bytes (16 to start) through
+ * the pool's hook; NULL with the error recorded, a untouched, when it
+ * cannot. */
+static void *grow_array(nb_sym *s, void *a, size_t *cap, size_t elem, const char *what)
+{
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *p = nc < SIZE_MAX / elem ? s->alloc(s->ud, a, *cap * elem, nc * elem) : NULL;
+    if (!p) {
+        nbs_error(s, NB_ERR_NOMEM, -1, "out of memory (%zu %s)", nc, what);
+        return NULL;
+    }
+    *cap = nc;
+    return p;
+}
+
 static bool tl_push(nb_sym *s, tmp_list *l, const nb_expr *e)
 {
     if (!e)
@@ -133,17 +148,12 @@ const nb_expr *nbs_add(nb_sym *s, const nb_expr *const *args, int n)
                 continue;
             }
             if (n_terms == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                term *p = nc < SIZE_MAX / sizeof *p
-                              ? s->alloc(s->ud, terms, cap * sizeof *p, nc * sizeof *p)
-                              : NULL;
+                term *p = grow_array(s, terms, &cap, sizeof *terms, "terms");
                 if (!p) {
-                    nbs_error(s, NB_ERR_NOMEM, -1, "out of memory (%zu terms)", nc);
                     ok = false;
                     break;
                 }
                 terms = p;
-                cap = nc;
             }
             term *tm = &terms[n_terms++];
             tm->rest = split_coef(s, t, &tm->coef);
@@ -218,17 +228,12 @@ const nb_expr *nbs_mul(nb_sym *s, const nb_expr *const *args, int n)
                 continue;
             }
             if (n_fs == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                factor *p = nc < SIZE_MAX / sizeof *p
-                                ? s->alloc(s->ud, fs, cap * sizeof *p, nc * sizeof *p)
-                                : NULL;
+                factor *p = grow_array(s, fs, &cap, sizeof *fs, "factors");
                 if (!p) {
-                    nbs_error(s, NB_ERR_NOMEM, -1, "out of memory (%zu factors)", nc);
                     ok = false;
                     break;
                 }
                 fs = p;
-                cap = nc;
             }
             factor *fc = &fs[n_fs++];
             if (f->kind == NB_SYM_POW) {
