@@ -325,6 +325,80 @@ static void test_nonfinite_backward(void **state)
     nb_graph_free(g);
 }
 
+/* One-element gradients are computed as numbers when no graph of them is
+ * wanted; they must equal, bit for bit, what the VJP rules' graphs give
+ * (create_graph), in both dtypes, for 0-d and [1]-shaped operands, with
+ * fan-out (numbers added up) and with a one-element tensor that also feeds
+ * a broadcasting op (a tensor gradient meeting a number). */
+typedef nb_tensor *(*unary_fn)(nb_graph *, nb_tensor *);
+typedef nb_tensor *(*binary_fn)(nb_graph *, nb_tensor *, nb_tensor *);
+
+static nb_tensor *one_elem(nb_graph *g, nb_dtype dt, int rank, double v)
+{
+    int64_t shape[2] = {1, 1};
+    nb_tensor *t = nb_full(g, dt, rank, shape, v);
+    return nb_tensor_requires_grad(t, true);
+}
+
+/* f(a, b) built with op; gradients of both by the number path and the
+ * graph path, compared bit for bit */
+static void compare_paths(nb_dtype dt, int rank_a, int rank_b, unary_fn u, binary_fn bf, double av,
+                          double bv, bool mixed)
+{
+    double got[2][3];
+    for (int path = 0; path < 2; path++) {
+        nb_graph *g = nb_graph_new();
+        nb_tensor *a = one_elem(g, dt, rank_a, av), *b = one_elem(g, dt, rank_b, bv);
+        nb_tensor *y = u ? u(g, a) : bf(g, a, b);
+        nb_tensor *z = nb_add(g, nb_mul(g, y, nb_tanh(g, y)), nb_sub(g, y, b)); /* fan-out */
+        nb_tensor *v = NULL;
+        if (mixed) { /* b also scales a vector: a tensor gradient reaches b */
+            v = nb_tensor_requires_grad(nb_full(g, dt, 1, (int64_t[]){3}, 0.5), true);
+            nb_tensor_set(v, 1, 1.5);
+            nb_tensor_set(v, 2, 2.5);
+            z = nb_add(g, nb_sum(g, nb_mul(g, b, nb_sin(g, v)), NULL, 0, false), z);
+        }
+        assert_non_null(z);
+        nb_tensor *xs[3] = {a, b, v}, *out[3];
+        assert_int_equal(nb_grad(g, z, NULL, xs, mixed ? 3 : 2, out, path == 1), NB_OK);
+        for (int i = 0; i < (mixed ? 3 : 2); i++)
+            got[path][i] = nb_tensor_get(out[i], i == 2 ? 1 : 0);
+        if (!mixed)
+            got[path][2] = 0;
+        nb_graph_free(g);
+    }
+    assert_memory_equal(got[0], got[1], sizeof got[0]);
+}
+
+static void test_scalar_gradients_as_numbers(void **state)
+{
+    (void)state;
+    const unary_fn un[] = {nb_neg, nb_exp, nb_log, nb_log1p, nb_expm1, nb_sqrt,
+                           nb_abs, nb_sin, nb_cos, nb_tanh, nb_erf, nb_relu};
+    const binary_fn bin[] = {nb_add, nb_sub, nb_mul, nb_div, nb_pow, nb_maximum};
+    const nb_dtype dts[2] = {NB_F32, NB_F64};
+    const double vals[3][2] = {{0.7, 1.3}, {1.9, -0.45}, {0.123456789, 3.3}};
+    for (int d = 0; d < 2; d++)
+        for (int r = 0; r < 3; r++) {
+            int ra = r == 2 ? 2 : r, rb = r == 1 ? 0 : r;
+            for (size_t k = 0; k < sizeof un / sizeof un[0]; k++)
+                compare_paths(dts[d], ra, rb, un[k], NULL, vals[r][0], vals[r][1], r == 1);
+            for (size_t k = 0; k < sizeof bin / sizeof bin[0]; k++)
+                compare_paths(dts[d], ra, rb, NULL, bin[k], fabs(vals[r][0]), vals[r][1],
+                              r == 1);
+        }
+
+    /* nb_backward's numbers land in the leaves' gradients like tensors did */
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = leaf(g, 0.5);
+    nb_tensor *y = nb_mul(g, nb_sin(g, x), nb_add(g, x, nb_scale(g, x, 3.0)));
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    assert_int_equal(nb_backward(g, y), NB_OK); /* accumulates */
+    double expect = 2 * (cos(0.5) * 4 * 0.5 + sin(0.5) * 4);
+    assert_true(fabs(grad_of(x) - expect) < 1e-15);
+    nb_graph_free(g);
+}
+
 /* --------------------------------------------------------------- the model */
 
 static void test_model(void **state)
@@ -666,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_jacobian_modes),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_nonfinite_backward),
+        cmocka_unit_test(test_scalar_gradients_as_numbers),
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_no_malloc_after_first_step),
         cmocka_unit_test(test_alloc_failure_everywhere),

@@ -91,7 +91,7 @@ nb_status nb_graph_dot(nb_graph *g, nb_tensor *y, FILE *f)
          * left in an intermediate it reached */
         if (t->grad)
             put_values(f, "grad", t->grad);
-        else if (t->adj && t->adj_sweep == g->last_reverse)
+        else if (t->adj && t->adj_sweep == g->last_reverse && nba_adj(g, t))
             put_values(f, "grad", t->adj);
         fprintf(f, "\"%s];\n",
                 !t->op ? ", style=filled, fillcolor=\"#e8f0ff\""

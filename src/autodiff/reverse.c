@@ -25,11 +25,134 @@ static bool same_desc(const nb_tensor *a, const nb_tensor *b)
     return a->dtype == b->dtype && nbc_same_shape(a, b);
 }
 
+nb_tensor nba_scalar_adj; /* only its address is used */
+
+/* a + b rounded to the dtype (a float's sum of two floats is exact in double
+ * before the rounding, so this is float arithmetic) */
+static double add_in(nb_dtype dt, double a, double b)
+{
+    return dt == NB_F32 ? (double)((float)a + (float)b) : a + b;
+}
+
+static double adj_value(const nb_tensor *t)
+{
+    return t->adj == &nba_scalar_adj ? t->sadj : nb_tensor_get(t->adj, 0);
+}
+
+nb_tensor *nba_adj(nb_graph *g, nb_tensor *t)
+{
+    if (t->adj != &nba_scalar_adj)
+        return t->adj;
+    nb_tensor *a = nbc_tensor_new(g, t->dtype, t->rank, t->shape, "backward");
+    if (!a)
+        return NULL;
+    nb_tensor_set(a, 0, t->sadj);
+    t->adj = a;
+    return a;
+}
+
+/* One reverse sweep. Nodes that gradients flow through are on their graph's
+ * list in creation order (NB_T_LINKED, prev), which is a topological order:
+ * the sweep walks it backwards from y and stops once no visited node has
+ * handed a gradient to a node still ahead on the list. */
+typedef struct sweep_state {
+    nb_graph *g;
+    uint64_t id;
+    int64_t pending;     /* listed nodes holding a gradient, not yet visited */
+    nb_tensor **reached; /* tensors off the list that received a gradient */
+    int64_t n_reached, cap_reached;
+    const char *op;
+} sweep_state;
+
+static nb_status first_touch(sweep_state *s, nb_tensor *t)
+{
+    t->adj_sweep = s->id;
+    if (t->flags & NB_T_LINKED) {
+        s->pending++;
+        return NB_OK;
+    }
+    nb_tensor **r = nba_grow(s->g, s->reached, &s->cap_reached, s->n_reached + 1, sizeof *r, s->op);
+    if (!r)
+        return s->g->status;
+    s->reached = r;
+    r[s->n_reached++] = t;
+    return NB_OK;
+}
+
+/* in->adj += v, a one-element gradient as a number */
+static nb_status give_number(sweep_state *s, nb_tensor *in, double v)
+{
+    if (in->adj_sweep != s->id) {
+        in->adj = &nba_scalar_adj;
+        in->sadj = v;
+        return first_touch(s, in);
+    }
+    in->sadj = add_in(in->dtype, adj_value(in), v);
+    in->adj = &nba_scalar_adj;
+    return NB_OK;
+}
+
+/* in->adj += gi, a gradient tensor shaped like in */
+static nb_status give_tensor(sweep_state *s, nb_tensor *in, nb_tensor *gi)
+{
+    if (in->adj_sweep != s->id) {
+        in->adj = gi;
+        return first_touch(s, in);
+    }
+    if (in->adj == &nba_scalar_adj) {
+        in->sadj = add_in(in->dtype, in->sadj, nb_tensor_get(gi, 0));
+        return NB_OK;
+    }
+    in->adj = nb_add(s->g, in->adj, gi);
+    return in->adj ? NB_OK : s->g->status;
+}
+
+/* Hand the gradient of node to its inputs. */
+static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
+{
+    nb_graph *g = s->g;
+    double d[2];
+    /* numbers for one-element nodes, unless the gradient is to be a graph or
+     * every result checked (the rule's ops then report where a NaN arose) */
+    if (!create_graph && !g->check_finite && node->size == 1 &&
+        nba_scalar_vjp(node, adj_value(node), d)) {
+        for (int i = 0; i < node->n_inputs; i++)
+            if ((node->inputs[i]->flags & NB_T_NEEDS_GRAD) &&
+                give_number(s, node->inputs[i], d[i]) != NB_OK)
+                return g->status;
+        return NB_OK;
+    }
+    nb_tensor *adj = nba_adj(g, node);
+    if (!adj)
+        return g->status;
+    for (int i = 0; i < node->n_inputs; i++) {
+        nb_tensor *in = node->inputs[i];
+        if (!(in->flags & NB_T_NEEDS_GRAD))
+            continue;
+        nb_tensor *gi = node->op->vjp(g, node, i, adj);
+        if (!gi) {
+            if (g->status != NB_OK)
+                return g->status;
+            continue; /* a zero gradient */
+        }
+        if (!same_desc(gi, in)) {
+            char b0[160], b1[160];
+            return nbc_error(g, NB_ERR_SHAPE, node->op->name,
+                             "derivative rule returned %s%s for input %d of %s%s",
+                             nb_dtype_name(gi->dtype), nbc_shp(gi, b0, sizeof b0), i,
+                             nb_dtype_name(in->dtype), nbc_shp(in, b1, sizeof b1));
+        }
+        if (give_tensor(s, in, gi) != NB_OK)
+            return g->status;
+    }
+    return NB_OK;
+}
+
 /* Run the sweep from y with the given seed (NULL: y has one element, seed 1).
- * On return every node that y depends on through gradient-carrying paths
- * holds its gradient in ->adj (NULL: zero). */
+ * On return every tensor the gradient reached has adj_sweep == s->id and its
+ * gradient in adj (nba_adj); s->reached lists those off the node list. */
 static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_graph,
-                       const char *op, nb_tensor ***order_out, int64_t *n_out)
+                       const char *op, sweep_state *s)
 {
     if (!g)
         return NB_ERR_NULL;
@@ -42,9 +165,6 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
                              "output has shape %s, not one element: give a seed "
                              "(nb_backward_seed) for a non-scalar output",
                              nbc_shp(y, b0, sizeof b0));
-        seed = nb_ones(g, y->dtype, y->rank, y->shape);
-        if (!seed)
-            return g->status;
     } else {
         if (nba_check_mine(g, seed, op, "seed") != NB_OK)
             return g->status;
@@ -60,69 +180,50 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
                          "(mark inputs with nb_tensor_requires_grad, or record the graph)",
                          nbc_shp(y, b0, sizeof b0));
 
-    int64_t n;
-    nb_tensor **order = nba_topo(g, y, true, &n, op);
-    if (!order)
-        return g->status;
-    g->last_reverse = g->sweep;
-    for (int64_t k = 0; k < n; k++) {
-        order[k]->adj = NULL;
-        order[k]->adj_sweep = g->last_reverse;
+    *s = (sweep_state){.g = g, .id = nbc_next_sweep(), .op = op};
+    g->last_reverse = s->id;
+    if (seed) {
+        y->adj = seed;
+    } else if (create_graph) {
+        y->adj = nb_ones(g, y->dtype, y->rank, y->shape);
+        if (!y->adj)
+            return g->status;
+    } else {
+        y->adj = &nba_scalar_adj;
+        y->sadj = 1.0;
     }
-    y->adj = seed;
+    if (first_touch(s, y) != NB_OK)
+        return g->status;
 
     bool was_recording = g->recording;
     g->recording = create_graph;
     nb_status st = NB_OK;
-    for (int64_t k = n - 1; k >= 0 && st == NB_OK; k--) {
-        nb_tensor *node = order[k];
-        if (!node->adj || !node->op)
+    for (nb_tensor *node = y; node && s->pending > 0 && st == NB_OK; node = node->prev) {
+        if (node->adj_sweep != s->id)
             continue;
-        for (int i = 0; i < node->n_inputs; i++) {
-            nb_tensor *in = node->inputs[i];
-            if (!(in->flags & NB_T_NEEDS_GRAD))
-                continue;
-            nb_tensor *gi = node->op->vjp(g, node, i, node->adj);
-            if (!gi) {
-                if (g->status != NB_OK) {
-                    st = g->status;
-                    break;
-                }
-                continue; /* a zero gradient */
-            }
-            if (!same_desc(gi, in)) {
-                st = nbc_error(g, NB_ERR_SHAPE, node->op->name,
-                               "derivative rule returned %s%s for input %d of %s%s",
-                               nb_dtype_name(gi->dtype), nbc_shp(gi, b0, sizeof b0), i,
-                               nb_dtype_name(in->dtype), nbc_shp(in, b1, sizeof b1));
-                break;
-            }
-            in->adj = in->adj ? nb_add(g, in->adj, gi) : gi;
-            if (!in->adj) {
-                st = g->status;
-                break;
-            }
-        }
+        s->pending--;
+        if (node->op && node->op->vjp)
+            st = visit(s, node, create_graph);
     }
     g->recording = was_recording;
-    if (st != NB_OK)
-        return st;
-    *order_out = order;
-    *n_out = n;
-    return NB_OK;
+    return st;
 }
 
 /* Add the gradients reaching leaves and parameters into their ->grad. */
-static nb_status accumulate(nb_graph *g, nb_tensor **order, int64_t n)
+static nb_status accumulate(nb_graph *g, const sweep_state *s)
 {
-    for (int64_t k = 0; k < n; k++) {
-        nb_tensor *t = order[k];
-        if (t->op || !t->adj)
+    for (int64_t k = 0; k < s->n_reached; k++) {
+        nb_tensor *t = s->reached[k];
+        if (t->op)
             continue;
         if (!t->grad) {
             t->grad = nba_zeros_like(g, t);
             if (!t->grad)
                 return g->status;
+        }
+        if (t->adj == &nba_scalar_adj) {
+            nb_tensor_set(t->grad, 0, add_in(t->dtype, nb_tensor_get(t->grad, 0), t->sadj));
+            continue;
         }
         add_into(t->grad, t->adj);
     }
@@ -131,10 +232,9 @@ static nb_status accumulate(nb_graph *g, nb_tensor **order, int64_t n)
 
 nb_status nb_backward_seed(nb_graph *g, nb_tensor *y, nb_tensor *seed)
 {
-    nb_tensor **order;
-    int64_t n;
-    nb_status st = sweep(g, y, seed, false, "backward", &order, &n);
-    return st != NB_OK ? st : accumulate(g, order, n);
+    sweep_state s;
+    nb_status st = sweep(g, y, seed, false, "backward", &s);
+    return st != NB_OK ? st : accumulate(g, &s);
 }
 
 nb_status nb_backward(nb_graph *g, nb_tensor *y)
@@ -163,18 +263,13 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
                              "nb_tensor_requires_grad before using it)",
                              i);
     }
-    /* every node the sweep reaches has its adj reset; clearing the inputs'
-     * first makes a non-NULL adj mean "reached with a gradient" */
-    for (int i = 0; i < n; i++)
-        xs[i]->adj = NULL;
-    nb_tensor **order;
-    int64_t n_order;
-    nb_status st = sweep(g, y, seed, create_graph, "grad", &order, &n_order);
+    sweep_state s;
+    nb_status st = sweep(g, y, seed, create_graph, "grad", &s);
     if (st != NB_OK)
         return st;
     for (int i = 0; i < n; i++) {
-        bool reached = xs[i]->adj != NULL;
-        out[i] = reached ? xs[i]->adj : nba_zeros_like(g, xs[i]);
+        bool reached = xs[i]->adj_sweep == s.id && xs[i]->adj;
+        out[i] = reached ? nba_adj(g, xs[i]) : nba_zeros_like(g, xs[i]);
         if (!out[i])
             return g->status;
     }

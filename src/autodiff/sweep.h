@@ -11,6 +11,23 @@
 nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
                      const char *op);
 
+/* Grow an arena array to hold at least need entries of elem bytes (old
+ * contents copied; *cap updated). NULL with an error recorded on failure. */
+void *nba_grow(nb_graph *g, void *old, int64_t *cap, int64_t need, size_t elem, const char *op);
+
+/* The adj of a tensor whose one-element gradient is held as a number in its
+ * sadj (reverse sweeps without create_graph). */
+extern nb_tensor nba_scalar_adj;
+
+/* t's gradient from the latest reverse sweep as a tensor (a number held in
+ * sadj becomes one); NULL with an error recorded when that fails. */
+nb_tensor *nba_adj(nb_graph *g, nb_tensor *t);
+
+/* The gradient for each input of a node whose inputs and result have one
+ * element each, as numbers (d[i], exact in the node's dtype), given gout,
+ * the gradient of the result; false when the op has no such rule. */
+bool nba_scalar_vjp(const nb_tensor *node, double gout, double d[2]);
+
 /* Tensor of zeros shaped like t (in g). */
 nb_tensor *nba_zeros_like(nb_graph *g, const nb_tensor *t);
 

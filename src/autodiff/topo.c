@@ -7,8 +7,7 @@ typedef struct frame {
     int next_input;
 } frame;
 
-/* Grow an arena array to hold at least need entries (old contents copied). */
-static void *grow(nb_graph *g, void *old, int64_t *cap, int64_t need, size_t elem, const char *op)
+void *nba_grow(nb_graph *g, void *old, int64_t *cap, int64_t need, size_t elem, const char *op)
 {
     if (need <= *cap)
         return old;
@@ -53,10 +52,10 @@ static nb_tensor **topo_failed(frame *stack, int64_t sp, nb_tensor **order, int6
 nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
                      const char *op)
 {
-    uint64_t mark = ++g->sweep;
+    uint64_t mark = nbc_next_sweep();
     int64_t stack_cap = 0, order_cap = 0, sp = 0, n = 0;
-    frame *stack = grow(g, NULL, &stack_cap, 64, sizeof *stack, op);
-    nb_tensor **order = grow(g, NULL, &order_cap, 64, sizeof *order, op);
+    frame *stack = nba_grow(g, NULL, &stack_cap, 64, sizeof *stack, op);
+    nb_tensor **order = nba_grow(g, NULL, &order_cap, 64, sizeof *order, op);
     if (!stack || !order)
         return NULL;
     y->mark = mark;
@@ -70,13 +69,13 @@ nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n
                 continue;
             c->mark = mark;
             c->mark_graph = g;
-            frame *grown = grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);
+            frame *grown = nba_grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);
             if (!grown)
                 return topo_failed(stack, sp, order, n, c);
             stack = grown;
             stack[sp++] = (frame){c, 0};
         } else {
-            nb_tensor **grown = grow(g, order, &order_cap, n + 1, sizeof *order, op);
+            nb_tensor **grown = nba_grow(g, order, &order_cap, n + 1, sizeof *order, op);
             if (!grown)
                 return topo_failed(stack, sp, order, n, NULL);
             order = grown;

@@ -22,6 +22,7 @@ void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size
     a->first = a->cur = NULL;
     a->chunk_size = chunk_size;
     a->total = 0;
+    a->last_node = NULL;
 }
 
 static char *chunk_start(nbc_chunk *c)
@@ -110,6 +111,7 @@ void nbc_arena_reset(nbc_arena *a)
     for (nbc_chunk *c = a->first; c; c = c->next)
         c->used = 0;
     a->cur = a->first;
+    a->last_node = NULL;
 }
 
 void nbc_arena_free(nbc_arena *a)
@@ -126,13 +128,14 @@ void nbc_arena_free(nbc_arena *a)
 
 nbc_arena_pos nbc_arena_tell(const nbc_arena *a)
 {
-    nbc_arena_pos pos = {a->cur, a->cur ? a->cur->used : 0};
+    nbc_arena_pos pos = {a->cur, a->cur ? a->cur->used : 0, a->last_node};
     return pos;
 }
 
 void nbc_arena_release(nbc_arena *a, nbc_arena_pos pos)
 {
     nbc_chunk *start = pos.chunk ? pos.chunk : a->first;
+    a->last_node = pos.last_node;
     if (!start)
         return;
     for (nbc_chunk *c = start->next; c; c = c->next)

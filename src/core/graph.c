@@ -1,5 +1,6 @@
 /* Graph lifetime and settings. */
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -107,4 +108,10 @@ void *nbc_alloc_failed(nb_graph *g, size_t n, const char *op)
 {
     nbc_error(g, NB_ERR_NOMEM, op, "out of memory allocating %zu bytes", n);
     return NULL;
+}
+
+uint64_t nbc_next_sweep(void)
+{
+    static _Atomic uint64_t counter;
+    return atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1;
 }

@@ -34,6 +34,7 @@ typedef nb_op_def nbo_def;
 enum {
     NB_T_NEEDS_GRAD = 1u << 0, /* gradients flow to or through this tensor */
     NB_T_PARAM = 1u << 1,      /* owned by a model, not a graph */
+    NB_T_LINKED = 1u << 2,     /* on its graph's list of recorded nodes (prev) */
 };
 
 struct nb_tensor {
@@ -54,8 +55,11 @@ struct nb_tensor {
     /* per-sweep scratch, valid only inside one sweep */
     const nb_graph *mark_graph; /* mark is a sweep number of this graph */
     uint64_t mark;
-    nb_tensor *adj;     /* reverse: gradient flowing into this tensor */
+    nb_tensor *adj;     /* reverse: gradient flowing into this tensor, or
+                           nba_scalar_adj: the value is in sadj */
+    double sadj;        /* reverse: a one-element gradient held as a number */
     uint64_t adj_sweep; /* the reverse sweep that last set adj */
+    nb_tensor *prev;    /* NB_T_LINKED: the node recorded before this one */
     nb_tensor *tan;     /* forward: tangent of this tensor */
 };
 
@@ -75,6 +79,9 @@ typedef struct nbc_arena {
     nbc_chunk *cur;
     size_t chunk_size;
     size_t total;
+    /* the owner's newest recorded node: saved with every position and
+     * restored on release, so released nodes drop off the owner's list */
+    void *last_node;
 } nbc_arena;
 
 void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size);
@@ -99,6 +106,7 @@ void nbc_arena_reset(nbc_arena *a);
 typedef struct nbc_arena_pos {
     nbc_chunk *chunk;
     size_t used;
+    void *last_node;
 } nbc_arena_pos;
 nbc_arena_pos nbc_arena_tell(const nbc_arena *a);
 void nbc_arena_release(nbc_arena *a, nbc_arena_pos pos);
@@ -117,9 +125,12 @@ struct nb_graph {
     bool check_finite;
     int threads;
     uint64_t evals;
-    uint64_t sweep;        /* last sweep mark used */
     uint64_t last_reverse; /* mark of the latest reverse sweep */
 };
+
+/* A sweep mark never handed out before in this process (marks of different
+ * graphs never collide, so a parameter's stale mark cannot match). */
+uint64_t nbc_next_sweep(void);
 
 /* Record the graph's first error (later ones are ignored); returns code. */
 nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)

@@ -78,5 +78,10 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         for (int i = 0; i < n; i++)
             if (in[i]->flags & NB_T_NEEDS_GRAD)
                 out->flags |= NB_T_NEEDS_GRAD;
+    if (out->flags & NB_T_NEEDS_GRAD) { /* the reverse sweep walks this list */
+        out->flags |= NB_T_LINKED;
+        out->prev = g->arena.last_node;
+        g->arena.last_node = out;
+    }
     return out;
 }
