@@ -399,6 +399,38 @@ static void test_scalar_gradients_as_numbers(void **state)
     nb_graph_free(g);
 }
 
+/* Constants the library makes (nb_scale's factor) are shared within a graph
+ * while their value is unchanged, and never outlive a reset or release. */
+static void test_shared_constants(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = leaf(g, 2.0);
+    nb_tensor *a = nb_scale(g, x, 0.25), *b = nb_scale(g, a, 0.25), *c = nb_scale(g, b, 3.0);
+    assert_non_null(c);
+    assert_ptr_equal(nb_op_input(a, 1), nb_op_input(b, 1));
+    assert_ptr_not_equal(nb_op_input(a, 1), nb_op_input(c, 1));
+    assert_true(nb_tensor_item(c) == 2.0 * 0.25 * 0.25 * 3.0);
+    /* f32 and f64 constants of the same value are different tensors */
+    nb_tensor *xf = nb_full(g, NB_F32, 0, NULL, 2.0);
+    nb_tensor *af = nb_scale(g, xf, 0.25);
+    assert_int_equal(nb_tensor_dtype(nb_op_input(af, 1)), NB_F32);
+    /* a constant whose value was changed is not handed out again */
+    nb_tensor_set(nb_op_input(a, 1), 0, 7.0);
+    nb_tensor *d = nb_scale(g, x, 0.25);
+    assert_true(nb_tensor_item(d) == 0.5);
+    /* gradients through shared constants add up per use */
+    nb_tensor *y = nb_add(g, nb_scale(g, x, 0.5), nb_scale(g, nb_sin(g, x), 0.5));
+    assert_int_equal(nb_backward(g, y), NB_OK);
+    assert_true(fabs(grad_of(x) - (0.5 + 0.5 * cos(2.0))) < 1e-15);
+    size_t before = nb_graph_bytes(g);
+    for (int i = 0; i < 1000; i++) /* after a reset, fresh constants, reused */
+        nb_graph_reset(g), x = leaf(g, 1.0), y = nb_scale(g, nb_scale(g, x, 0.5), 0.5);
+    assert_true(nb_tensor_item(y) == 0.25);
+    assert_int_equal(nb_graph_bytes(g), before);
+    nb_graph_free(g);
+}
+
 /* --------------------------------------------------------------- the model */
 
 static void test_model(void **state)
@@ -741,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_nonfinite_backward),
         cmocka_unit_test(test_scalar_gradients_as_numbers),
+        cmocka_unit_test(test_shared_constants),
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_no_malloc_after_first_step),
         cmocka_unit_test(test_alloc_failure_everywhere),

@@ -103,8 +103,9 @@ nb_status nb_graph_dot(nb_graph *g, nb_tensor *y, FILE *f)
             fprintf(f, "  t%lld -> t%lld [label=\"%d\", fontsize=8];\n",
                     (long long)order[k]->inputs[j]->mark, (long long)k, j);
     fputs("}\n", f);
-    /* the marks now hold box numbers: make sure no sweep mistakes them */
+    /* the marks now hold box numbers: make sure no sort mistakes them (0 is
+     * never a sweep mark) */
     for (int64_t k = 0; k < n_order; k++)
-        order[k]->mark_graph = NULL;
+        order[k]->mark = 0;
     return ferror(f) ? nbc_error(g, NB_ERR_IO, "graph_dot", "writing the DOT text failed") : NB_OK;
 }

@@ -22,33 +22,6 @@ void *nba_grow(nb_graph *g, void *old, int64_t *cap, int64_t need, size_t elem, 
     return p;
 }
 
-static bool visited(const nb_tensor *t, const nb_graph *g, uint64_t mark)
-{
-    return t->mark == mark && t->mark_graph == g;
-}
-
-/* Parameters outlive graphs: a mark left on one could match a later graph
- * allocated at the same address with the same sweep number, so the marks
- * put on parameters are removed before nba_topo returns. */
-static void unmark_param(nb_tensor *t)
-{
-    if (t && !t->graph) {
-        t->mark = 0;
-        t->mark_graph = NULL;
-    }
-}
-
-static nb_tensor **topo_failed(frame *stack, int64_t sp, nb_tensor **order, int64_t n,
-                               nb_tensor *pending)
-{
-    for (int64_t i = 0; stack && i < sp; i++)
-        unmark_param(stack[i].node);
-    for (int64_t i = 0; order && i < n; i++)
-        unmark_param(order[i]);
-    unmark_param(pending);
-    return NULL;
-}
-
 nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
                      const char *op)
 {
@@ -58,33 +31,29 @@ nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n
     nb_tensor **order = nba_grow(g, NULL, &order_cap, 64, sizeof *order, op);
     if (!stack || !order)
         return NULL;
-    y->mark = mark;
-    y->mark_graph = g;
+    y->mark = mark; /* marks are unique in the process: no clean-up needed */
     stack[sp++] = (frame){y, 0};
     while (sp > 0) {
         frame *top = &stack[sp - 1];
         if (top->next_input < top->node->n_inputs) {
             nb_tensor *c = top->node->inputs[top->next_input++];
-            if (visited(c, g, mark) || (only_needs_grad && !(c->flags & NB_T_NEEDS_GRAD)))
+            if (c->mark == mark || (only_needs_grad && !(c->flags & NB_T_NEEDS_GRAD)))
                 continue;
             c->mark = mark;
-            c->mark_graph = g;
             frame *grown = nba_grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);
             if (!grown)
-                return topo_failed(stack, sp, order, n, c);
+                return NULL;
             stack = grown;
             stack[sp++] = (frame){c, 0};
         } else {
             nb_tensor **grown = nba_grow(g, order, &order_cap, n + 1, sizeof *order, op);
             if (!grown)
-                return topo_failed(stack, sp, order, n, NULL);
+                return NULL;
             order = grown;
             order[n++] = top->node;
             sp--;
         }
     }
-    for (int64_t i = 0; i < n; i++)
-        unmark_param(order[i]);
     *n_out = n;
     return order;
 }

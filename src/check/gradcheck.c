@@ -642,7 +642,7 @@ static void localise(ck *c, nb_check_result *r)
         for (int i = 0; i < node->n_inputs && ok; i++) {
             nb_tensor *in = node->inputs[i];
             lc.rank[i] = in->rank;
-            memcpy(lc.shape[i], in->shape, sizeof lc.shape[i]);
+            memcpy(lc.shape[i], in->shape, (size_t)in->rank * sizeof *in->shape);
             lc.size[i] = in->size;
             lc.x[i] = malloc((size_t)(in->size + 1) * sizeof(double));
             ok = lc.x[i] != NULL;

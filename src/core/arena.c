@@ -38,6 +38,7 @@ static void *take(nbc_chunk *c, size_t n, size_t align)
     if (off > c->size || c->size - off < n)
         return NULL;
     c->used = off + n;
+    NBC_UNPOISON(c->base + off, n);
     return c->base + off;
 }
 
@@ -112,6 +113,19 @@ void nbc_arena_reset(nbc_arena *a)
         c->used = 0;
     a->cur = a->first;
     a->last_node = NULL;
+    a->epoch++;
+}
+
+void nbc_arena_shrink(nbc_arena *a, void *p, size_t old_n, size_t new_n)
+{
+#ifdef NBC_ASAN
+    (void)a; /* keep the tail, poisoned: reading it is a bug */
+    NBC_POISON((char *)p + new_n, old_n - new_n);
+#else
+    nbc_chunk *c = a->cur;
+    if (c && new_n < old_n && (char *)p + old_n == c->base + c->used)
+        c->used -= old_n - new_n;
+#endif
 }
 
 void nbc_arena_free(nbc_arena *a)
@@ -119,6 +133,7 @@ void nbc_arena_free(nbc_arena *a)
     nbc_chunk *c = a->first;
     while (c) {
         nbc_chunk *next = c->next;
+        NBC_UNPOISON(c->base, c->size);
         a->alloc(a->ud, c, HEADER_SIZE + c->size + NB_ALIGN, 0);
         c = next;
     }
@@ -136,6 +151,7 @@ void nbc_arena_release(nbc_arena *a, nbc_arena_pos pos)
 {
     nbc_chunk *start = pos.chunk ? pos.chunk : a->first;
     a->last_node = pos.last_node;
+    a->epoch++;
     if (!start)
         return;
     for (nbc_chunk *c = start->next; c; c = c->next)

@@ -3,6 +3,7 @@
 #define NABLA_INTERNAL_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -16,6 +17,25 @@
 #define NB_NOINLINE
 #define NB_PRINTF(a, b)
 #define NB_UNLIKELY(x) (x)
+#endif
+
+/* Under AddressSanitizer, memory the arena does not hand out (the cut-off
+ * tail of a tensor's shape array) is poisoned, so a read past a tensor's
+ * rank is reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NBC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NBC_ASAN 1
+#endif
+#endif
+#ifdef NBC_ASAN
+#include <sanitizer/asan_interface.h>
+#define NBC_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define NBC_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define NBC_POISON(p, n) ((void)(p), (void)(n))
+#define NBC_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
 /* Alignment of tensor data in the arena (cache line, enough for AVX-512). */
@@ -37,31 +57,35 @@ enum {
     NB_T_LINKED = 1u << 2,     /* on its graph's list of recorded nodes (prev) */
 };
 
+/* A tensor of a graph is allocated only up to shape[rank - 1]
+ * (NBC_TENSOR_BYTES): code reads shape[i] only for i < rank. */
 struct nb_tensor {
     nb_dtype dtype;
     int rank;
-    int64_t shape[NB_MAX_RANK];
+    unsigned flags;
+    int n_inputs;
     int64_t size;
     void *data;
-    unsigned flags;
     const char *name;
     nb_graph *graph; /* owning graph; NULL for parameters */
     nb_tensor *grad; /* accumulated gradient of a leaf or parameter */
     /* the record: which op made this tensor from which inputs */
     const nbo_def *op; /* NULL for leaves and parameters */
-    int n_inputs;
     nb_tensor **inputs;
     nb_attrs *attrs; /* never NULL: nbo_no_attrs when the op has none */
     /* per-sweep scratch, valid only inside one sweep */
-    const nb_graph *mark_graph; /* mark is a sweep number of this graph */
-    uint64_t mark;
+    uint64_t mark;      /* nbc_next_sweep() of the sort that last visited it */
     nb_tensor *adj;     /* reverse: gradient flowing into this tensor, or
                            nba_scalar_adj: the value is in sadj */
     double sadj;        /* reverse: a one-element gradient held as a number */
     uint64_t adj_sweep; /* the reverse sweep that last set adj */
-    nb_tensor *prev;    /* NB_T_LINKED: the node recorded before this one */
     nb_tensor *tan;     /* forward: tangent of this tensor */
+    nb_tensor *prev;    /* NB_T_LINKED: the node recorded before this one */
+    int64_t shape[NB_MAX_RANK]; /* last: only rank entries are allocated */
 };
+
+/* Bytes of a graph tensor of the given rank. */
+#define NBC_TENSOR_BYTES(rank) (offsetof(nb_tensor, shape) + (size_t)(rank) * sizeof(int64_t))
 
 /* ----------------------------------------------------------------- arena */
 
@@ -82,6 +106,7 @@ typedef struct nbc_arena {
     /* the owner's newest recorded node: saved with every position and
      * restored on release, so released nodes drop off the owner's list */
     void *last_node;
+    uint64_t epoch; /* bumped when memory is taken back (reset, release) */
 } nbc_arena;
 
 void nbc_arena_init(nbc_arena *a, nb_alloc_fn alloc, void *ud, size_t chunk_size);
@@ -96,12 +121,16 @@ static inline void *nbc_arena_alloc(nbc_arena *a, size_t n, size_t align)
         size_t off = (c->used + align - 1) & ~(align - 1);
         if (off <= c->size && c->size - off >= n) {
             c->used = off + n;
+            NBC_UNPOISON(c->base + off, n);
             return c->base + off;
         }
     }
     return nbc_arena_alloc_slow(a, n, align);
 }
 void nbc_arena_reset(nbc_arena *a);
+/* Give back the tail of p (allocated with old_n bytes) beyond new_n when p
+ * is the latest allocation; otherwise nothing changes. */
+void nbc_arena_shrink(nbc_arena *a, void *p, size_t old_n, size_t new_n);
 /* A position in the arena; releasing it frees everything allocated since. */
 typedef struct nbc_arena_pos {
     nbc_chunk *chunk;
@@ -126,6 +155,9 @@ struct nb_graph {
     int threads;
     uint64_t evals;
     uint64_t last_reverse; /* mark of the latest reverse sweep */
+    /* constants made by ops (nbc_const), reused while the arena holds them */
+    nb_tensor *consts[8];
+    uint64_t consts_epoch;
 };
 
 /* A sweep mark never handed out before in this process (marks of different
@@ -155,6 +187,11 @@ bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out);
 /* A fresh tensor of g with the given description and uninitialised data
  * (NULL and an error recorded on failure; @p op names the caller). */
 nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const char *op);
+/* A 0-d constant for use as an op input inside the library (nb_scale's
+ * factor, a rule's 1): the graph reuses the ones it made recently with the
+ * same dtype and value, so a loop of x*0.5 adds one constant, not one per
+ * step. Callers must treat it as read-only. */
+nb_tensor *nbc_const(nb_graph *g, nb_dtype dt, double v);
 /* Validate a dtype/rank/shape triple, recording an error under @p op. */
 nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const char *op);
 /* Allocate out's data for its (already set) dtype and shape. */

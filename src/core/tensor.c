@@ -70,7 +70,7 @@ nb_status nbc_tensor_alloc_data(nb_graph *g, nb_tensor *t, const char *op)
 
 static void tensor_init(nb_tensor *t, nb_graph *g, nb_dtype dt, int rank, const int64_t *shape)
 {
-    memset(t, 0, sizeof *t);
+    memset(t, 0, NBC_TENSOR_BYTES(rank));
     t->dtype = dt;
     t->rank = rank;
     t->graph = g;
@@ -87,6 +87,7 @@ nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
     nb_tensor *t = nbc_alloc(g, sizeof *t, op);
     if (!t)
         return NULL;
+    nbc_arena_shrink(&g->arena, t, sizeof *t, NBC_TENSOR_BYTES(rank));
     tensor_init(t, g, dt, rank, shape);
     if (nbc_tensor_alloc_data(g, t, op) != NB_OK)
         return NULL;
@@ -152,6 +153,41 @@ nb_tensor *nb_scalar(nb_graph *g, nb_dtype dt, double value)
     nb_tensor *t = nbc_tensor_new(g, dt, 0, NULL, "scalar");
     if (t)
         nbc_fill(t, value);
+    return t;
+}
+
+nb_tensor *nbc_const(nb_graph *g, nb_dtype dt, double v)
+{
+    if (!g)
+        return NULL;
+    union {
+        float f;
+        double d;
+        unsigned char b[8];
+    } val = {0};
+    size_t n;
+    if (dt == NB_F32) {
+        val.f = (float)v;
+        n = sizeof val.f;
+    } else {
+        val.d = v;
+        n = sizeof val.d;
+    }
+    uint64_t h = 0;
+    memcpy(&h, val.b, n);
+    h ^= h >> 29 ^ h >> 41 ^ (uint64_t)dt;
+    size_t slot = (size_t)(h % 8);
+    if (g->consts_epoch != g->arena.epoch) {
+        memset(g->consts, 0, sizeof g->consts);
+        g->consts_epoch = g->arena.epoch;
+    }
+    nb_tensor *t = g->consts[slot];
+    /* the value is compared as stored, so a changed constant is not reused */
+    if (t && t->dtype == dt && !(t->flags & NB_T_NEEDS_GRAD) && memcmp(t->data, val.b, n) == 0)
+        return t;
+    t = nb_scalar(g, dt, v);
+    if (t)
+        g->consts[slot] = t;
     return t;
 }
 

@@ -8,7 +8,7 @@
 
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v)
 {
-    return x ? nb_scalar(g, x->dtype, v) : NULL;
+    return x ? nbc_const(g, x->dtype, v) : NULL;
 }
 
 nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x)

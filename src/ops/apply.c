@@ -27,34 +27,42 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         }
     }
 
-    nb_tensor *out = nbc_alloc(g, sizeof *out + (size_t)n * sizeof(nb_tensor *), def->name);
+    /* inputs and attributes first, then the node, whose shape array is cut
+     * back to its rank once the shape rule has run */
+    nb_tensor **inputs = NULL;
+    if (n > 0) {
+        inputs = nbc_alloc(g, (size_t)n * sizeof *inputs, def->name);
+        if (!inputs)
+            return NULL;
+        memcpy(inputs, in, (size_t)n * sizeof *inputs);
+    }
+    nb_attrs *copy = (nb_attrs *)&nbo_no_attrs; /* never written: ops without attrs */
+    if (attrs) {
+        copy = nbc_alloc(g, sizeof *attrs, def->name);
+        if (!copy)
+            return NULL;
+        *copy = *attrs;
+        if (attrs->n_idx > 0) {
+            int64_t *idx = nbc_alloc(g, (size_t)attrs->n_idx * sizeof *idx, def->name);
+            if (!idx)
+                return NULL;
+            memcpy(idx, attrs->idx, (size_t)attrs->n_idx * sizeof *idx);
+            copy->idx = idx;
+        }
+    }
+    nb_tensor *out = nbc_alloc(g, sizeof *out, def->name);
     if (!out)
         return NULL;
     memset(out, 0, sizeof *out);
     out->graph = g;
     out->op = def;
     out->n_inputs = n;
-    out->inputs = (nb_tensor **)(out + 1);
-    for (int i = 0; i < n; i++)
-        out->inputs[i] = in[i];
-    if (attrs) {
-        out->attrs = nbc_alloc(g, sizeof *attrs, def->name);
-        if (!out->attrs)
-            return NULL;
-        *out->attrs = *attrs;
-        if (attrs->n_idx > 0) {
-            int64_t *idx = nbc_alloc(g, (size_t)attrs->n_idx * sizeof *idx, def->name);
-            if (!idx)
-                return NULL;
-            memcpy(idx, attrs->idx, (size_t)attrs->n_idx * sizeof *idx);
-            out->attrs->idx = idx;
-        }
-    } else {
-        out->attrs = (nb_attrs *)&nbo_no_attrs; /* never written: ops without attrs */
-    }
+    out->inputs = inputs;
+    out->attrs = copy;
 
     if (def->shape(g, out) != NB_OK)
         return NULL;
+    nbc_arena_shrink(&g->arena, out, sizeof *out, NBC_TENSOR_BYTES(out->rank));
     if (nbc_tensor_alloc_data(g, out, def->name) != NB_OK)
         return NULL;
     if (def->forward(g, out) != NB_OK)

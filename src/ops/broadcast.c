@@ -19,7 +19,7 @@ nb_status nbk_broadcast_shape(nb_graph *g, const char *op, nb_tensor *const *in,
         same = nbc_same_shape(in[k], in[0]);
     if (same) {
         *rank = in[0]->rank;
-        memcpy(shape, in[0]->shape, sizeof in[0]->shape);
+        memcpy(shape, in[0]->shape, (size_t)in[0]->rank * sizeof *shape);
         return NB_OK;
     }
     int r = 0;
@@ -125,7 +125,7 @@ nb_tensor *nbk_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *x)
 
 nb_tensor *nbk_const(nb_graph *g, const nb_tensor *like, double v)
 {
-    return nb_scalar(g, like->dtype, v);
+    return nbc_const(g, like->dtype, v);
 }
 
 void nbk_run_rows(nb_graph *g, nb_tensor *out, int n_in, nbk_rows_fn fn)

@@ -14,7 +14,7 @@ nb_status nbo_unary_shape(nb_graph *g, nb_tensor *out)
     const nb_tensor *x = out->inputs[0];
     out->dtype = x->dtype;
     out->rank = x->rank;
-    memcpy(out->shape, x->shape, sizeof out->shape);
+    memcpy(out->shape, x->shape, (size_t)x->rank * sizeof *x->shape);
     return NB_OK;
 }
 
@@ -493,14 +493,14 @@ nb_tensor *nb_scale(nb_graph *g, nb_tensor *x, double s)
 {
     if (!x)
         return NULL;
-    return nb_mul(g, x, nb_scalar(g, x->dtype, s));
+    return nb_mul(g, x, nbc_const(g, x->dtype, s));
 }
 
 nb_tensor *nb_add_scalar(nb_graph *g, nb_tensor *x, double s)
 {
     if (!x)
         return NULL;
-    return nb_add(g, x, nb_scalar(g, x->dtype, s));
+    return nb_add(g, x, nbc_const(g, x->dtype, s));
 }
 
 nb_tensor *nb_square(nb_graph *g, nb_tensor *x)

@@ -14,7 +14,7 @@ nb_status nbo_cast_shape(nb_graph *g, nb_tensor *out)
     }
     out->dtype = (nb_dtype)dt;
     out->rank = x->rank;
-    memcpy(out->shape, x->shape, sizeof out->shape);
+    memcpy(out->shape, x->shape, (size_t)x->rank * sizeof *x->shape);
     return NB_OK;
 }
 

@@ -43,7 +43,7 @@ static nb_status like_but_axis(nb_graph *g, nb_tensor *out, const nb_tensor *x, 
 {
     out->dtype = x->dtype;
     out->rank = x->rank;
-    memcpy(out->shape, x->shape, sizeof out->shape);
+    memcpy(out->shape, x->shape, (size_t)x->rank * sizeof *x->shape);
     out->shape[axis] = n;
     return nbc_check_desc(g, out->dtype, out->rank, out->shape, out->op->name);
 }
