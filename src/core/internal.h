@@ -34,6 +34,7 @@ typedef nb_op_def nbo_def;
 enum {
     NB_T_NEEDS_GRAD = 1u << 0, /* gradients flow to or through this tensor */
     NB_T_PARAM = 1u << 1,      /* owned by a model, not a graph */
+    NB_T_ZERO = 1u << 8,       /* a zero tangent made by forward mode (never a user's) */
 };
 
 struct nb_tensor {

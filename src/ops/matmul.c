@@ -514,5 +514,11 @@ nb_tensor *nbo_matmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 nb_tensor *nbo_matmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
     bool ta = TRANS_A(out), tb = TRANS_B(out);
+    /* a term whose tangent forward mode knows to be zero is left out */
+    bool za = !t[0] || (t[0]->flags & NB_T_ZERO), zb = !t[1] || (t[1]->flags & NB_T_ZERO);
+    if (zb)
+        return za ? NULL : nb_matmul(g, t[0], B(out), ta, tb);
+    if (za)
+        return nb_matmul(g, A(out), t[1], ta, tb);
     return nb_add(g, nb_matmul(g, t[0], B(out), ta, tb), nb_matmul(g, A(out), t[1], ta, tb));
 }
