@@ -483,6 +483,69 @@ static void test_cast_values(void **state)
     nb_graph_free(g);
 }
 
+/* --------------------------------------------- matrix-vector products */
+
+/* One product of a matrix and a vector (n = 1 or m = 1) against the naive
+ * loop, batch by batch. */
+static void check_matvec(nb_graph *g, nb_rng *rng, nb_dtype dt, flags f, int64_t batch_a,
+                         int64_t batch_b, int64_t m, int64_t k, int64_t n)
+{
+    tc_shape s[2];
+    operand_shapes(s, f, batch_a, batch_b, m, k, n);
+    nb_tensor *a = nb_rand_normal(g, rng, dt, s[0].rank, s[0].dims, 0, 1);
+    nb_tensor *b = nb_rand_normal(g, rng, dt, s[1].rank, s[1].dims, 0, 1);
+    nb_tensor *c = nb_matmul(g, a, b, f.ta, f.tb);
+    assert_non_null(c);
+    int64_t batch = batch_a ? batch_a : 1, sa = m * k, sb = batch_b ? k * n : 0;
+    double *ad = malloc((size_t)(batch * sa) * sizeof *ad);
+    double *bd = malloc((size_t)(batch_b ? batch * sb : k * n) * sizeof *bd);
+    double *want = malloc((size_t)(m * n) * sizeof *want);
+    assert_non_null(ad);
+    assert_non_null(bd);
+    assert_non_null(want);
+    for (int64_t i = 0; i < nb_tensor_size(a); i++)
+        ad[i] = nb_tensor_get(a, i);
+    for (int64_t i = 0; i < nb_tensor_size(b); i++)
+        bd[i] = nb_tensor_get(b, i);
+    double tol = dt == NB_F32 ? 1e-4 : 1e-12;
+    for (int64_t q = 0; q < batch; q++) {
+        naive(f.ta, f.tb, m, n, k, ad + q * sa, f.ta ? m : k, bd + q * sb, f.tb ? k : n, want, n);
+        for (int64_t i = 0; i < m * n; i++)
+            tc_near(nb_tensor_get(c, q * m * n + i), want[i], tol * sqrt((double)k));
+    }
+    free(ad);
+    free(bd);
+    free(want);
+}
+
+/* Matrix times vector and vector times matrix, in every transpose
+ * combination, both dtypes, with and without batches, small (the plain
+ * loop) and large (their own path when matmul goes through BLAS). */
+static void test_matvec(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    const nb_dtype dts[2] = {NB_F32, NB_F64};
+    for (int d = 0; d < 2; d++)
+        for (int c = 0; c < 4; c++) {
+            flags f = all_flags[c];
+            check_matvec(g, &rng, dts[d], f, 0, 0, 150, 60, 1); /* [m,k]·[k,1] */
+            check_matvec(g, &rng, dts[d], f, 0, 0, 1, 60, 150); /* [1,k]·[k,n] */
+            check_matvec(g, &rng, dts[d], f, 0, 0, 1, 5000, 1); /* a dot product */
+            check_matvec(g, &rng, dts[d], f, 0, 0, 7, 9, 1);    /* small products */
+            check_matvec(g, &rng, dts[d], f, 0, 0, 1, 9, 7);
+            check_matvec(g, &rng, dts[d], f, 2, 0, 7, 9, 1);
+            check_matvec(g, &rng, dts[d], f, 3, 3, 70, 40, 1); /* batched */
+            check_matvec(g, &rng, dts[d], f, 3, 3, 1, 40, 70); /* batched */
+            check_matvec(g, &rng, dts[d], f, 3, 0, 70, 40, 1); /* shared b */
+            check_matvec(g, &rng, dts[d], f, 3, 0, 1, 40, 70); /* shared b */
+            assert_int_equal(nb_graph_status(g), NB_OK);
+        }
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_grad_shared_b),
         cmocka_unit_test(test_cast_values),
         cmocka_unit_test(test_cast_grad),
+        cmocka_unit_test(test_matvec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

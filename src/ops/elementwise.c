@@ -301,6 +301,16 @@ DEFINE_BINARY_FWD(eq, NB_OP_EQ, x == y)
 #define A(out) ((out)->inputs[0])
 #define B(out) ((out)->inputs[1])
 
+/* A tangent that forward mode knows to be zero: its term can be left out
+ * (NULL = zero is also how rules report one). */
+#define ZERO_TAN(t) (!(t) || ((t)->flags & NB_T_ZERO))
+
+/* t (shaped like an input of out) broadcast to out's shape. */
+static nb_tensor *tan_to_out(nb_graph *g, nb_tensor *out, nb_tensor *t)
+{
+    return nbc_same_shape(t, out) ? t : nb_broadcast_to(g, t, out->rank, out->shape);
+}
+
 /* d(a+b): da = g, db = g */
 nb_tensor *nbo_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
@@ -308,7 +318,10 @@ nb_tensor *nbo_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_add_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    (void)out;
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : tan_to_out(g, out, t[0]);
+    if (ZERO_TAN(t[0]))
+        return tan_to_out(g, out, t[1]);
     return nb_add(g, t[0], t[1]);
 }
 
@@ -319,7 +332,10 @@ nb_tensor *nbo_sub_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_sub_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    (void)out;
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : tan_to_out(g, out, t[0]);
+    if (ZERO_TAN(t[0]))
+        return tan_to_out(g, out, nb_neg(g, t[1]));
     return nb_sub(g, t[0], t[1]);
 }
 
@@ -330,6 +346,10 @@ nb_tensor *nbo_mul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_mul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : nb_mul(g, t[0], B(out));
+    if (ZERO_TAN(t[0]))
+        return nb_mul(g, A(out), t[1]);
     return nb_add(g, nb_mul(g, t[0], B(out)), nb_mul(g, A(out), t[1]));
 }
 
@@ -343,6 +363,10 @@ nb_tensor *nbo_div_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 nb_tensor *nbo_div_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
     /* (ta - y·tb) / b */
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : nb_div(g, t[0], B(out));
+    if (ZERO_TAN(t[0]))
+        return nb_div(g, nb_neg(g, nb_mul(g, out, t[1])), B(out));
     return nb_div(g, nb_sub(g, t[0], nb_mul(g, out, t[1])), B(out));
 }
 
@@ -365,6 +389,10 @@ nb_tensor *nbo_pow_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_pow_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : nb_mul(g, t[0], pow_da(g, out));
+    if (ZERO_TAN(t[0]))
+        return nb_mul(g, t[1], pow_db(g, out));
     return nb_add(g, nb_mul(g, t[0], pow_da(g, out)), nb_mul(g, t[1], pow_db(g, out)));
 }
 
@@ -384,6 +412,10 @@ nb_tensor *nbo_maximum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_maximum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : nb_mul(g, t[0], extremum_share(g, out, 0, nb_gt));
+    if (ZERO_TAN(t[0]))
+        return nb_mul(g, t[1], extremum_share(g, out, 1, nb_gt));
     return nb_add(g, nb_mul(g, t[0], extremum_share(g, out, 0, nb_gt)),
                   nb_mul(g, t[1], extremum_share(g, out, 1, nb_gt)));
 }
@@ -395,6 +427,10 @@ nb_tensor *nbo_minimum_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
+    if (ZERO_TAN(t[1]))
+        return ZERO_TAN(t[0]) ? NULL : nb_mul(g, t[0], extremum_share(g, out, 0, nb_lt));
+    if (ZERO_TAN(t[0]))
+        return nb_mul(g, t[1], extremum_share(g, out, 1, nb_lt));
     return nb_add(g, nb_mul(g, t[0], extremum_share(g, out, 0, nb_lt)),
                   nb_mul(g, t[1], extremum_share(g, out, 1, nb_lt)));
 }
@@ -484,6 +520,8 @@ nb_tensor *nbo_where_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 }
 nb_tensor *nbo_where_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
+    if (ZERO_TAN(t[1]) && ZERO_TAN(t[2]))
+        return NULL;
     return nb_where(g, out->inputs[0], t[1], t[2]);
 }
 

@@ -321,12 +321,15 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
         int64_t ai = p->trans_a ? 1 : p->lda, al = p->trans_a ? p->lda : 1;                        \
         for (int64_t i = 0; i < p->m; i++) {                                                       \
             T *ci = c + i * p->ldc;                                                                \
-            if (p->trans_b) { /* rows of B are columns of op(B): dot products */                   \
+            if (p->trans_b || p->n == 1) {                                                         \
+                /* dot products with the columns of op(B) (rows of B, or the                       \
+                 * one column): the sum stays in a register */                                     \
+                int64_t bj_step = p->trans_b ? p->ldb : 1, bl = p->trans_b ? 1 : p->ldb;           \
                 for (int64_t j = 0; j < p->n; j++) {                                               \
-                    const T *bj = b + j * p->ldb;                                                  \
+                    const T *bj = b + j * bj_step;                                                 \
                     T sum = 0;                                                                     \
                     for (int64_t l = 0; l < p->k; l++)                                             \
-                        sum += a[i * ai + l * al] * bj[l];                                         \
+                        sum += a[i * ai + l * al] * bj[l * bl];                                    \
                     ci[j] = sum;                                                                   \
                 }                                                                                  \
             } else { /* row i of C = sum over l of a(i,l) * row l of B */                          \
@@ -360,6 +363,31 @@ static bool gemm_blas(const nbk_gemm *p)
         return false;
     enum CBLAS_TRANSPOSE ta = p->trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = p->trans_b ? CblasTrans : CblasNoTrans;
+    /* a matrix times a vector: gemv reads the matrix once, where gemm
+     * would first pack it */
+    if (p->n == 1) { /* C[m,1] = op(A)·b, b strided */
+        int ma = (int)(p->trans_a ? p->k : p->m), na = (int)(p->trans_a ? p->m : p->k);
+        int incb = p->trans_b ? 1 : (int)p->ldb;
+        if (p->dtype == NB_F32)
+            cblas_sgemv(CblasRowMajor, ta, ma, na, 1.0f, p->a, (int)p->lda, p->b, incb, 0.0f, p->c,
+                        (int)p->ldc);
+        else
+            cblas_dgemv(CblasRowMajor, ta, ma, na, 1.0, p->a, (int)p->lda, p->b, incb, 0.0, p->c,
+                        (int)p->ldc);
+        return true;
+    }
+    if (p->m == 1) { /* C[1,n]^T = op(B)^T·a^T, a strided */
+        enum CBLAS_TRANSPOSE tbt = p->trans_b ? CblasNoTrans : CblasTrans;
+        int mb = (int)(p->trans_b ? p->n : p->k), nb = (int)(p->trans_b ? p->k : p->n);
+        int inca = p->trans_a ? (int)p->lda : 1;
+        if (p->dtype == NB_F32)
+            cblas_sgemv(CblasRowMajor, tbt, mb, nb, 1.0f, p->b, (int)p->ldb, p->a, inca, 0.0f, p->c,
+                        1);
+        else
+            cblas_dgemv(CblasRowMajor, tbt, mb, nb, 1.0, p->b, (int)p->ldb, p->a, inca, 0.0, p->c,
+                        1);
+        return true;
+    }
     if (p->dtype == NB_F32)
         cblas_sgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, 1.0f, p->a, (int)p->lda,
                     p->b, (int)p->ldb, 0.0f, p->c, (int)p->ldc);
@@ -514,5 +542,11 @@ nb_tensor *nbo_matmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 nb_tensor *nbo_matmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
     bool ta = TRANS_A(out), tb = TRANS_B(out);
+    /* a term whose tangent forward mode knows to be zero is left out */
+    bool za = !t[0] || (t[0]->flags & NB_T_ZERO), zb = !t[1] || (t[1]->flags & NB_T_ZERO);
+    if (zb)
+        return za ? NULL : nb_matmul(g, t[0], B(out), ta, tb);
+    if (za)
+        return nb_matmul(g, A(out), t[1], ta, tb);
     return nb_add(g, nb_matmul(g, t[0], B(out), ta, tb), nb_matmul(g, A(out), t[1], ta, tb));
 }
