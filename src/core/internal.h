@@ -87,6 +87,8 @@ struct nb_tensor {
 
 /* Bytes of a graph tensor of the given rank. */
 #define NBC_TENSOR_BYTES(rank) (offsetof(nb_tensor, shape) + (size_t)(rank) * sizeof(int64_t))
+/* Element data up to this many bytes lives in the node's own block. */
+#define NBC_SMALL_DATA 48
 
 /* ----------------------------------------------------------------- arena */
 
@@ -193,6 +195,29 @@ nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
  * same dtype and value, so a loop of x*0.5 adds one constant, not one per
  * step. Callers must treat it as read-only. */
 nb_tensor *nbc_const(nb_graph *g, nb_dtype dt, double v);
+/* One arena block: a tensor of the given rank (uninitialised), then @p extra
+ * bytes from a 16-byte boundary (*tail). Under AddressSanitizer the tensor
+ * keeps its full size with the unused shape entries poisoned. */
+static inline nb_tensor *nbc_node_alloc(nb_graph *g, int rank, size_t extra, void **tail,
+                                        const char *op)
+{
+#ifdef NBC_ASAN
+    size_t nb = sizeof(nb_tensor);
+#else
+    size_t nb = (NBC_TENSOR_BYTES(rank) + 15) & ~(size_t)15;
+#endif
+    char *p = nbc_alloc(g, nb + extra, op);
+    if (!p)
+        return NULL;
+    NBC_POISON(p + NBC_TENSOR_BYTES(rank), nb - NBC_TENSOR_BYTES(rank));
+    *tail = p + nb;
+    return (nb_tensor *)p;
+}
+/* Bytes of one element. */
+static inline size_t nbc_dtype_size(nb_dtype dt)
+{
+    return dt == NB_F32 ? 4 : 8;
+}
 /* Validate a dtype/rank/shape triple, recording an error under @p op. */
 nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, const char *op);
 /* Allocate out's data for its (already set) dtype and shape. */

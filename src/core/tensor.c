@@ -84,14 +84,19 @@ nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
         return NULL;
     if (nbc_check_desc(g, dt, rank, shape, op) != NB_OK)
         return NULL;
-    nb_tensor *t = nbc_alloc(g, sizeof *t, op);
+    int64_t size = 1;
+    for (int i = 0; i < rank; i++)
+        size *= shape[i];
+    size_t bytes = (size_t)size * nbc_dtype_size(dt);
+    bool small = bytes > 0 && bytes <= NBC_SMALL_DATA; /* data in the node's block */
+    void *tail;
+    nb_tensor *t = nbc_node_alloc(g, rank, small ? (bytes + 15) & ~(size_t)15 : 0, &tail, op);
     if (!t)
         return NULL;
-    nbc_arena_shrink(&g->arena, t, sizeof *t, NBC_TENSOR_BYTES(rank));
     tensor_init(t, g, dt, rank, shape);
-    if (nbc_tensor_alloc_data(g, t, op) != NB_OK)
-        return NULL;
-    return t;
+    t->size = size;
+    t->data = small ? tail : nbc_alloc_data(g, bytes, op);
+    return t->data ? t : NULL;
 }
 
 void nbc_fill(nb_tensor *t, double v)

@@ -1,34 +1,58 @@
 /* The op engine: every primitive goes through nbo_apply, which records the
  * node, runs the shape rule and the kernel, and counts the evaluation. */
 
-#include "../core/internal.h"
+#include "table.h"
 
 const nb_attrs nbo_no_attrs;
 
-nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
-                     const nb_attrs *attrs)
+/* An elementwise op whose inputs share one dtype and shape (scalars,
+ * same-shape arithmetic: most ops) needs no shape rule: its node, inputs and
+ * (small) data are one arena block. NULL with an error recorded when out of
+ * memory. */
+static nb_tensor *record_same_shape(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n)
 {
-    if (!g)
+    const nb_tensor *x = in[0];
+    size_t in_bytes = ((size_t)n * sizeof(nb_tensor *) + 15) & ~(size_t)15;
+    size_t bytes = (size_t)x->size * nbc_dtype_size(x->dtype);
+    bool small = bytes > 0 && bytes <= NBC_SMALL_DATA;
+    void *tail;
+    nb_tensor *out = nbc_node_alloc(g, x->rank, in_bytes + (small ? (bytes + 15) & ~(size_t)15 : 0),
+                                    &tail, def->name);
+    if (!out)
         return NULL;
-    if (def->arity >= 0 ? n != def->arity : n < 1) {
-        if (def->arity >= 0)
-            nbc_error(g, NB_ERR_ARG, def->name, "takes %d inputs, got %d", def->arity, n);
-        else
-            nbc_error(g, NB_ERR_ARG, def->name, "takes at least 1 input, got %d", n);
-        return NULL;
-    }
+    memset(out, 0, NBC_TENSOR_BYTES(0));
+    out->dtype = x->dtype;
+    out->rank = x->rank;
+    for (int i = 0; i < x->rank; i++) /* a few entries: no call to memcpy */
+        out->shape[i] = x->shape[i];
+    out->size = x->size;
+    out->graph = g;
+    out->op = def;
+    out->n_inputs = n;
+    out->inputs = tail;
     for (int i = 0; i < n; i++)
-        if (!in[i])
-            return NULL; /* an earlier op failed: its error is already recorded */
-    for (int i = 0; i < n; i++) {
-        if (in[i]->graph && in[i]->graph != g) {
-            nbc_error(g, NB_ERR_GRAPH, def->name, "input %d belongs to another graph", i);
-            return NULL;
-        }
-    }
+        out->inputs[i] = in[i];
+    out->attrs = (nb_attrs *)&nbo_no_attrs;
+    out->data = small ? (char *)tail + in_bytes : nbc_alloc_data(g, bytes, def->name);
+    return out->data ? out : NULL;
+}
 
-    /* inputs and attributes first, then the node, whose shape array is cut
-     * back to its rank once the shape rule has run */
+static bool is_same_shape_elementwise(const nbo_def *def, nb_tensor *const *in, int n,
+                                      const nb_attrs *attrs)
+{
+    if (attrs || (def->shape != nbo_binary_shape && def->shape != nbo_unary_shape))
+        return false;
+    for (int i = 1; i < n; i++)
+        if (in[i]->dtype != in[0]->dtype || !nbc_same_shape(in[i], in[0]))
+            return false;
+    return true;
+}
+
+/* Any op: inputs and attributes first, then the node, whose shape array is
+ * cut back to its rank once the shape rule has run, then its data. */
+static nb_tensor *record_general(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
+                                 const nb_attrs *attrs)
+{
     nb_tensor **inputs = NULL;
     if (n > 0) {
         inputs = nbc_alloc(g, (size_t)n * sizeof *inputs, def->name);
@@ -65,6 +89,40 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
     nbc_arena_shrink(&g->arena, out, sizeof *out, NBC_TENSOR_BYTES(out->rank));
     if (nbc_tensor_alloc_data(g, out, def->name) != NB_OK)
         return NULL;
+    return out;
+}
+
+nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
+                     const nb_attrs *attrs)
+{
+    if (!g)
+        return NULL;
+    if (def->arity >= 0 ? n != def->arity : n < 1) {
+        if (def->arity >= 0)
+            nbc_error(g, NB_ERR_ARG, def->name, "takes %d inputs, got %d", def->arity, n);
+        else
+            nbc_error(g, NB_ERR_ARG, def->name, "takes at least 1 input, got %d", n);
+        return NULL;
+    }
+    unsigned flags = 0;
+    int foreign = -1;
+    for (int i = 0; i < n; i++) {
+        if (!in[i])
+            return NULL; /* an earlier op failed: its error is already recorded */
+        if (in[i]->graph && in[i]->graph != g && foreign < 0)
+            foreign = i;
+        flags |= in[i]->flags;
+    }
+    if (foreign >= 0) {
+        nbc_error(g, NB_ERR_GRAPH, def->name, "input %d belongs to another graph", foreign);
+        return NULL;
+    }
+
+    nb_tensor *out = is_same_shape_elementwise(def, in, n, attrs)
+                         ? record_same_shape(g, def, in, n)
+                         : record_general(g, def, in, n, attrs);
+    if (!out)
+        return NULL;
     if (def->forward(g, out) != NB_OK)
         return NULL;
     g->evals++;
@@ -83,9 +141,7 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         return out;
     }
     if (def->vjp)
-        for (int i = 0; i < n; i++)
-            if (in[i]->flags & NB_T_NEEDS_GRAD)
-                out->flags |= NB_T_NEEDS_GRAD;
+        out->flags |= flags & NB_T_NEEDS_GRAD;
     if (out->flags & NB_T_NEEDS_GRAD) { /* the reverse sweep walks this list */
         out->flags |= NB_T_LINKED;
         out->prev = g->arena.last_node;
