@@ -23,11 +23,6 @@ extern nb_tensor nba_scalar_adj;
  * sadj becomes one); NULL with an error recorded when that fails. */
 nb_tensor *nba_adj(nb_graph *g, nb_tensor *t);
 
-/* The gradient for each input of a node whose inputs and result have one
- * element each, as numbers (d[i], exact in the node's dtype), given gout,
- * the gradient of the result; false when the op has no such rule. */
-bool nba_scalar_vjp(const nb_tensor *node, double gout, double d[2]);
-
 /* Tensor of zeros shaped like t (in g). */
 nb_tensor *nba_zeros_like(nb_graph *g, const nb_tensor *t);
 

@@ -1,6 +1,7 @@
 /* The op engine: every primitive goes through nbo_apply, which records the
  * node, runs the shape rule and the kernel, and counts the evaluation. */
 
+#include "../autodiff/scalar.h"
 #include "table.h"
 
 const nb_attrs nbo_no_attrs;
@@ -118,9 +119,8 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         return NULL;
     }
 
-    nb_tensor *out = is_same_shape_elementwise(def, in, n, attrs)
-                         ? record_same_shape(g, def, in, n)
-                         : record_general(g, def, in, n, attrs);
+    bool same = is_same_shape_elementwise(def, in, n, attrs);
+    nb_tensor *out = same ? record_same_shape(g, def, in, n) : record_general(g, def, in, n, attrs);
     if (!out)
         return NULL;
     if (def->forward(g, out) != NB_OK)
@@ -144,6 +144,13 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         out->flags |= flags & NB_T_NEEDS_GRAD;
     if (out->flags & NB_T_NEEDS_GRAD) { /* the reverse sweep walks this list */
         out->flags |= NB_T_LINKED;
+        if (out->size == 1 && nba_has_scalar_rule(def)) {
+            bool one = true; /* same-shape inputs are like out already */
+            for (int i = 0; i < n && !same; i++)
+                one &= in[i]->size == 1 && in[i]->dtype == out->dtype;
+            if (one)
+                out->flags |= NB_T_SCALAR;
+        }
         out->prev = g->arena.last_node;
         g->arena.last_node = out;
     }
