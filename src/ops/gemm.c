@@ -87,8 +87,10 @@ typedef struct gemm_kernel {
 
 /* ---------------------------------------------------------------- packing */
 
-/* pack_a for element type T and MR rows */
-#define DEFINE_PACK_A(T, SUF, MR)                                                                  \
+/* pack_a for element type T and MR rows; TR(dst, ldd, src, lds, rows,
+ * cols) is a transpose that returns true, or NO_TRANSPOSE for plain loops */
+#define NO_TRANSPOSE(dst, ldd, src, lds, rows, cols) false
+#define DEFINE_PACK_A(T, SUF, MR, TR)                                                              \
     static void pack_a_##SUF(void *restrict dst_, const gemm_view *v, int64_t i0, int64_t rows,    \
                              int64_t p0, int64_t kc)                                               \
     {                                                                                              \
@@ -96,8 +98,9 @@ typedef struct gemm_kernel {
         const T *a = (const T *)v->a + i0 * v->rs_a + p0 * v->cs_a;                                \
         int64_t rs = v->rs_a, cs = v->cs_a;                                                        \
         if (rows == MR && cs == 1) { /* MR rows, each contiguous along k */                        \
-            for (int64_t q = 0; q < kc; q++, dst += MR)                                            \
-                GEMM_UNROLL                                                                        \
+            if (!TR(dst, MR, a, rs, MR, kc))                                                       \
+                for (int64_t q = 0; q < kc; q++, dst += MR)                                        \
+                    GEMM_UNROLL                                                                    \
             for (int ii = 0; ii < MR; ii++)                                                        \
                 dst[ii] = a[ii * rs + q];                                                          \
         } else if (rows == MR && rs == 1) { /* each column of MR contiguous */                     \
@@ -115,8 +118,8 @@ typedef struct gemm_kernel {
         }                                                                                          \
     }
 
-/* pack_b for element type T and NR columns */
-#define DEFINE_PACK_B(T, SUF, NR)                                                                  \
+/* pack_b for element type T and NR columns, TR as for pack_a */
+#define DEFINE_PACK_B(T, SUF, NR, TR)                                                              \
     static void pack_b_##SUF(void *restrict dst_, const gemm_view *v, int64_t j0, int64_t cols,    \
                              int64_t p0, int64_t kc)                                               \
     {                                                                                              \
@@ -129,8 +132,9 @@ typedef struct gemm_kernel {
             for (int jj = 0; jj < NR; jj++)                                                        \
                 dst[jj] = b[q * rs + jj];                                                          \
         } else if (cols == NR && rs == 1) { /* NR columns, each contiguous along k */              \
-            for (int64_t q = 0; q < kc; q++, dst += NR)                                            \
-                GEMM_UNROLL                                                                        \
+            if (!TR(dst, NR, b, cs, NR, kc))                                                       \
+                for (int64_t q = 0; q < kc; q++, dst += NR)                                        \
+                    GEMM_UNROLL                                                                    \
             for (int jj = 0; jj < NR; jj++)                                                        \
                 dst[jj] = b[jj * cs + q];                                                          \
         } else {                                                                                   \
@@ -143,18 +147,106 @@ typedef struct gemm_kernel {
         }                                                                                          \
     }
 
-DEFINE_PACK_A(float, f32_4, 4)
-DEFINE_PACK_B(float, f32_16, 16)
-DEFINE_PACK_A(double, f64_4, 4)
-DEFINE_PACK_B(double, f64_4, 4)
+DEFINE_PACK_A(float, f32_4, 4, NO_TRANSPOSE)
+DEFINE_PACK_B(float, f32_16, 16, NO_TRANSPOSE)
+DEFINE_PACK_A(double, f64_4, 4, NO_TRANSPOSE)
+DEFINE_PACK_B(double, f64_4, 4, NO_TRANSPOSE)
+
 #if GEMM_X86
-DEFINE_PACK_A(float, f32_6, 6)
-DEFINE_PACK_A(double, f64_6, 6)
-DEFINE_PACK_B(double, f64_8, 8)
-DEFINE_PACK_A(float, f32_12, 12)
-DEFINE_PACK_B(float, f32_32, 32)
-DEFINE_PACK_A(double, f64_12, 12)
-DEFINE_PACK_B(double, f64_16, 16)
+/*
+ * Transposes for packing on x86 (both families run AVX2): dst[c*ldd + r]
+ * = src[r*lds + c] for r < rows, c < cols, in 8 x 8 blocks of floats or
+ * 4 x 4 blocks of doubles held in registers (loads along rows, stores along
+ * columns), a 4-row block of floats, and scalar loops for what is left.
+ */
+GEMM_AVX2 static inline __attribute__((always_inline)) void transpose8_f32(__m256 r[8])
+{
+    __m256 t[8], s[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) { /* rows 4i..4i+3 of columns (c, c+4) */
+        s[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(s[c], s[c + 4], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(s[c], s[c + 4], 0x31);
+    }
+}
+
+GEMM_AVX2 static bool transpose_f32(float *restrict dst, int64_t ldd, const float *restrict src,
+                                    int64_t lds, int rows, int64_t cols)
+{
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) {
+        int r = 0;
+        for (; r + 8 <= rows; r += 8) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = _mm256_loadu_ps(src + (r + i) * lds + c);
+            transpose8_f32(v);
+            for (int i = 0; i < 8; i++)
+                _mm256_storeu_ps(dst + (c + i) * ldd + r, v[i]);
+        }
+        if (r + 4 <= rows) { /* rows 4..7 of the block are zero, not stored */
+            __m256 v[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = i < 4 ? _mm256_loadu_ps(src + (r + i) * lds + c) : _mm256_setzero_ps();
+            transpose8_f32(v);
+            for (int i = 0; i < 8; i++)
+                _mm_storeu_ps(dst + (c + i) * ldd + r, _mm256_castps256_ps128(v[i]));
+            r += 4;
+        }
+        for (; r < rows; r++)
+            for (int i = 0; i < 8; i++)
+                dst[(c + i) * ldd + r] = src[r * lds + c + i];
+    }
+    for (; c < cols; c++)
+        for (int r = 0; r < rows; r++)
+            dst[c * ldd + r] = src[r * lds + c];
+    return true;
+}
+
+GEMM_AVX2 static bool transpose_f64(double *restrict dst, int64_t ldd, const double *restrict src,
+                                    int64_t lds, int rows, int64_t cols)
+{
+    int64_t c = 0;
+    for (; c + 4 <= cols; c += 4) {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            __m256d v0 = _mm256_loadu_pd(src + r * lds + c);
+            __m256d v1 = _mm256_loadu_pd(src + (r + 1) * lds + c);
+            __m256d v2 = _mm256_loadu_pd(src + (r + 2) * lds + c);
+            __m256d v3 = _mm256_loadu_pd(src + (r + 3) * lds + c);
+            __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
+            __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
+            _mm256_storeu_pd(dst + c * ldd + r, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(dst + (c + 1) * ldd + r, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(dst + (c + 2) * ldd + r, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(dst + (c + 3) * ldd + r, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+        for (; r < rows; r++)
+            for (int i = 0; i < 4; i++)
+                dst[(c + i) * ldd + r] = src[r * lds + c + i];
+    }
+    for (; c < cols; c++)
+        for (int r = 0; r < rows; r++)
+            dst[c * ldd + r] = src[r * lds + c];
+    return true;
+}
+
+DEFINE_PACK_A(float, f32_6, 6, transpose_f32)
+DEFINE_PACK_B(float, f32_16x, 16, transpose_f32)
+DEFINE_PACK_A(double, f64_6, 6, transpose_f64)
+DEFINE_PACK_B(double, f64_8, 8, transpose_f64)
+DEFINE_PACK_A(float, f32_12, 12, transpose_f32)
+DEFINE_PACK_B(float, f32_32, 32, transpose_f32)
+DEFINE_PACK_A(double, f64_12, 12, transpose_f64)
+DEFINE_PACK_B(double, f64_16, 16, transpose_f64)
 #endif
 
 /* ------------------------------------------------------- portable kernel */
@@ -256,7 +348,7 @@ static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2] = {
     [NBK_GEMM_PORTABLE] = {{4, 16, micro_f32_c, pack_a_f32_4, pack_b_f32_16},
                            {4, 4, micro_f64_c, pack_a_f64_4, pack_b_f64_4}},
 #if GEMM_X86
-    [NBK_GEMM_AVX2] = {{6, 16, micro_f32_avx2, pack_a_f32_6, pack_b_f32_16},
+    [NBK_GEMM_AVX2] = {{6, 16, micro_f32_avx2, pack_a_f32_6, pack_b_f32_16x},
                        {6, 8, micro_f64_avx2, pack_a_f64_6, pack_b_f64_8}},
     [NBK_GEMM_AVX512] = {{12, 32, micro_f32_avx512, pack_a_f32_12, pack_b_f32_32},
                          {12, 16, micro_f64_avx512, pack_a_f64_12, pack_b_f64_16}},
