@@ -273,7 +273,7 @@ static void test_builtin_kernel(void **state)
 {
     (void)state;
     /* m x n x k: single element, odd sizes below one register tile and one
-     * block, sizes crossing the MC (192), KC (384) and NC (4096) blocks,
+     * block, sizes crossing the MC (192), KC (384) and NC (2048) blocks,
      * narrow products computed as C^T (128 x 10, 4100 x 2: C^T crosses NC) */
     static const int64_t sizes[][3] = {{1, 1, 1},      {7, 13, 5},   {67, 129, 33}, {3, 1, 17},
                                        {130, 19, 300}, {2, 4100, 3}, {261, 37, 9},  {13, 40, 800},

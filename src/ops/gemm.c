@@ -32,20 +32,10 @@ static int64_t round_up(int64_t x, int64_t m)
     return (x + m - 1) / m * m;
 }
 
-static int thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /*
  * Blocking after Goto and van de Geijn. For each KC-deep slice of k, a
- * KC x NC block of op(B) is packed into NR-column panels (shared by the
- * threads, it stays in L2/L3); each thread packs an MC x KC block of op(A)
- * into MR-row panels (its own L2) and the micro-kernel multiplies one
+ * KC x NC block of op(B) is packed into NR-column panels (L2/L3) and an
+ * MC x KC block of op(A) into MR-row panels (L2); the micro-kernel multiplies one
  * MR-row panel by one NR-column panel, the MR x NR sums held in registers,
  * streaming both panels from L1. Panels are zero-padded to whole MR/NR so
  * the micro-kernel always runs its full tile; a tile that sticks out of C,
@@ -54,11 +44,15 @@ static int thread_num(void)
  *
  * The problem is seen through strides (gemm_view), so C = op(A)·op(B) can
  * also be computed as C^T = op(B)^T·op(A)^T when that wastes less of the
- * tiles on padding (128 x 10 is 8 tiles of 16 x 16 but 2 of 6 x 128).
+ * tiles on padding (a C of 128 x 10 in 6 x 16 tiles covers 132 x 16
+ * cells, its transpose 12 x 128).
+ *
+ * Threads take runs of MC-row blocks of C; each packs its own copy of the
+ * op(B) block, which costs k*n copies per thread but no barriers.
  */
-#define GEMM_KC 384    /* most k per slice: a 6 x 384 and a 384 x 16 panel fit L1 */
+#define GEMM_KC 384    /* most k per slice (256 to 512 time alike on the B2 shapes) */
 #define GEMM_MC 192    /* most rows of op(A) per block: 192 x 384 floats, 288 KiB of L2 */
-#define GEMM_NC 4096   /* most columns of op(B) per block */
+#define GEMM_NC 2048   /* most columns of op(B) per block: 384 x 2048 floats, 3 MiB */
 #define GEMM_TILE 4096 /* bytes of the largest MR x NR tile */
 
 /* op(A)(i,q) = a[i*rs_a + q*cs_a], op(B)(q,j) = b[q*rs_b + j*cs_b],
@@ -373,8 +367,8 @@ typedef struct gemm_plan {
     const gemm_kernel *kern;
     gemm_view v;        /* the product as computed (maybe transposed) */
     int64_t mc, kc, nc; /* block sizes */
-    size_t a_bytes;     /* one thread's packed MC x KC block of op(A) */
-    size_t b_bytes;     /* the packed KC x NC block of op(B) */
+    size_t a_bytes;     /* a packed MC x KC block of op(A) */
+    size_t b_bytes;     /* a packed KC x NC block of op(B) */
 } gemm_plan;
 
 /* Cells of the tiles covering an m x n C */
@@ -456,30 +450,33 @@ static void tile_to_c(bool f64, const void *tile, int64_t ldt, void *c, int64_t 
         TILE_TO_C(float);
 }
 
-/* The whole product, as thread tid of the current team (or alone). The
- * worksharing loops end in barriers: B is packed before it is read and not
- * overwritten while read. */
-static void gemm_run(const gemm_plan *pl, bool f64, char *bpack, char *apack, int tid)
+/* Thread tid's share of the product, of a team of team threads: a run of
+ * blocks of rows of C, with its own packed blocks of op(A) and op(B) in
+ * the tid-th slot of work. The threads share nothing they write, so they
+ * never wait for each other: on a busy machine a thread that is not
+ * running holds up only the end of the product. */
+static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int team)
 {
     const gemm_view *v = &pl->v;
     const gemm_kernel *kr = pl->kern;
     int64_t mr_max = kr->mr, nr_max = kr->nr, es = f64 ? 8 : 4;
     _Alignas(64) char tile[GEMM_TILE];
     char *c = v->c;
-    apack += (size_t)tid * pl->a_bytes;
+    char *bpack = work + (size_t)tid * (pl->a_bytes + pl->b_bytes), *apack = bpack + pl->b_bytes;
     int64_t m_blocks = (v->m + pl->mc - 1) / pl->mc;
+    int64_t ib_first = m_blocks * tid / team, ib_end = m_blocks * (tid + 1) / team;
+    if (ib_first == ib_end)
+        return;
     for (int64_t jc = 0; jc < v->n; jc += pl->nc) {
         int64_t nc = min64(pl->nc, v->n - jc);
         int64_t n_panels = (nc + nr_max - 1) / nr_max;
         for (int64_t pc = 0; pc < v->k; pc += pl->kc) {
             int64_t kc = min64(pl->kc, v->k - pc);
             bool add = pc > 0;
-            NBK_PRAGMA(omp for schedule(static))
             for (int64_t jp = 0; jp < n_panels; jp++)
                 kr->pack_b(bpack + jp * kc * nr_max * es, v, jc + jp * nr_max,
                            min64(nr_max, nc - jp * nr_max), pc, kc);
-            NBK_PRAGMA(omp for schedule(static))
-            for (int64_t ib = 0; ib < m_blocks; ib++) {
+            for (int64_t ib = ib_first; ib < ib_end; ib++) {
                 int64_t i0 = ib * pl->mc, mc = min64(pl->mc, v->m - i0);
                 for (int64_t ir = 0; ir < mc; ir += mr_max)
                     kr->pack_a(apack + ir * kc * es, v, i0 + ir, min64(mr_max, mc - ir), pc, kc);
@@ -510,7 +507,7 @@ size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
     size_t most = 0;
     for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
         gemm_plan pl = gemm_plan_for(p, threads, (nbk_gemm_isa)isa);
-        size_t bytes = NB_ALIGN + pl.b_bytes + (size_t)threads * pl.a_bytes;
+        size_t bytes = NB_ALIGN + (size_t)threads * (pl.a_bytes + pl.b_bytes);
         most = bytes > most ? bytes : most;
     }
     return most;
@@ -533,13 +530,15 @@ void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_g
     bool f64 = p->dtype == NB_F64;
     gemm_plan pl = gemm_plan_for(p, threads, isa);
     uintptr_t at = ((uintptr_t)workspace + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
-    char *bpack = (char *)at, *apack = bpack + pl.b_bytes;
     if (threads == 1 || (pl.v.m + pl.mc - 1) / pl.mc == 1) {
-        gemm_run(&pl, f64, bpack, apack, 0);
+        gemm_run(&pl, f64, (char *)at, 0, 1);
         return;
     }
     NBK_PRAGMA(omp parallel num_threads(threads))
-    gemm_run(&pl, f64, bpack, apack, thread_num());
+    {
+        NBK_THREAD(tid, team);
+        gemm_run(&pl, f64, (char *)at, (int)tid, (int)team);
+    }
 }
 
 void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads)
