@@ -174,9 +174,40 @@ static void naive(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const doubl
         }
 }
 
+/* Compare one result of the built-in kernel (in c, dtype dt) with the
+ * naive one, and check that C's padding (the marker) is untouched. */
+static void compare_builtin(const char *isa, nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n,
+                            int64_t k, const void *c, int64_t ldc, const double *want)
+{
+    size_t es = nb_dtype_size(dt);
+    double tol = (dt == NB_F32 ? 1e-6 : 1e-14) * (double)(k + 1);
+    unsigned char marker[8];
+    memset(marker, 0x7f, sizeof marker);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            size_t e = (size_t)(i * ldc + j);
+            if (j >= n) {
+                if (memcmp((const char *)c + e * es, marker, es) != 0)
+                    fail_msg("gemm %s %s ta=%d tb=%d %lldx%lldx%lld: padding of C at (%lld,%lld) "
+                             "overwritten",
+                             isa, nb_dtype_name(dt), ta, tb, (long long)m, (long long)n,
+                             (long long)k, (long long)i, (long long)j);
+                continue;
+            }
+            double got = dt == NB_F32 ? ((const float *)c)[e] : ((const double *)c)[e];
+            if (!(fabs(got - want[e]) <= tol * fmax(1.0, fabs(want[e]))))
+                fail_msg("gemm %s %s ta=%d tb=%d %lldx%lldx%lld: C(%lld,%lld) = %.17g, naive %.17g",
+                         isa, nb_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k,
+                         (long long)i, (long long)j, got, want[e]);
+        }
+}
+
+static const char *const isa_names[NBK_GEMM_ISA_COUNT] = {"portable", "avx2", "avx512"};
+
 /* Run the built-in kernel for one case in dtype dt with row strides padded
- * by `pad`, on 1 and 3 threads, and compare with the naive loop; the two
- * thread counts must agree bit for bit. */
+ * by `pad`, with every micro-kernel family this CPU runs, on 1 and 3
+ * threads, and compare with the naive loop; the two thread counts must
+ * agree bit for bit. */
 static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                           int64_t pad, uint64_t seed)
 {
@@ -206,9 +237,6 @@ static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, i
         else
             ((double *)b_dt)[i] = b[i];
     }
-    /* C's padding must stay untouched: fill it with a marker */
-    memset(c1, 0x7f, nc * es);
-    memset(c3, 0x7f, nc * es);
     naive(ta, tb, m, n, k, a, lda, b, ldb, want, ldc);
 
     nbk_gemm p = {.dtype = dt,
@@ -221,38 +249,22 @@ static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, i
                   .lda = lda,
                   .b = b_dt,
                   .ldb = ldb,
-                  .c = c1,
                   .ldc = ldc};
     void *ws = malloc(nbk_gemm_workspace(&p, 3));
     assert_non_null(ws);
-    nbk_gemm_builtin(&p, ws, 1);
-    p.c = c3;
-    nbk_gemm_builtin(&p, ws, 3);
-
-    double tol = (dt == NB_F32 ? 1e-6 : 1e-14) * (double)(k + 1);
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < ldc; j++) {
-            size_t e = (size_t)(i * ldc + j);
-            if (j >= n) {
-                unsigned char marker[8];
-                memset(marker, 0x7f, sizeof marker);
-                if (memcmp((char *)c1 + e * es, marker, es) != 0)
-                    fail_msg("gemm %s ta=%d tb=%d %lldx%lldx%lld: padding of C at (%lld,%lld) "
-                             "overwritten",
-                             nb_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k,
-                             (long long)i, (long long)j);
-                continue;
-            }
-            double got = dt == NB_F32 ? ((float *)c1)[e] : ((double *)c1)[e];
-            if (!(fabs(got - want[e]) <= tol * fmax(1.0, fabs(want[e]))))
-                fail_msg("gemm %s ta=%d tb=%d %lldx%lldx%lld: C(%lld,%lld) = %.17g, naive %.17g",
-                         nb_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k,
-                         (long long)i, (long long)j, got, want[e]);
-            if (memcmp((char *)c1 + e * es, (char *)c3 + e * es, es) != 0)
-                fail_msg("gemm %s %lldx%lldx%lld: 1 and 3 threads differ at (%lld,%lld)",
-                         nb_dtype_name(dt), (long long)m, (long long)n, (long long)k, (long long)i,
-                         (long long)j);
-        }
+    for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
+        /* C's padding must stay untouched: fill it with a marker */
+        memset(c1, 0x7f, nc * es);
+        memset(c3, 0x7f, nc * es);
+        p.c = c1;
+        nbk_gemm_builtin_isa(&p, ws, 1, (nbk_gemm_isa)isa);
+        p.c = c3;
+        nbk_gemm_builtin_isa(&p, ws, 3, (nbk_gemm_isa)isa);
+        compare_builtin(isa_names[isa], dt, ta, tb, m, n, k, c1, ldc, want);
+        if (memcmp(c1, c3, nc * es) != 0)
+            fail_msg("gemm %s %s %lldx%lldx%lld: 1 and 3 threads differ", isa_names[isa],
+                     nb_dtype_name(dt), (long long)m, (long long)n, (long long)k);
+    }
     free(ws);
     free(a), free(b), free(want), free(a_dt), free(b_dt), free(c1), free(c3);
 }
@@ -261,15 +273,38 @@ static void test_builtin_kernel(void **state)
 {
     (void)state;
     /* m x n x k: single element, odd sizes below one register tile and one
-     * block, sizes crossing the MC (128), KC (256) and NC (4096) blocks */
+     * block, sizes crossing the MC (192), KC (384) and NC (2048) blocks,
+     * narrow products computed as C^T (128 x 10, 4100 x 2: C^T crosses NC) */
     static const int64_t sizes[][3] = {{1, 1, 1},      {7, 13, 5},   {67, 129, 33}, {3, 1, 17},
-                                       {130, 19, 300}, {2, 4100, 3}, {261, 37, 9}};
+                                       {130, 19, 300}, {2, 4100, 3}, {261, 37, 9},  {13, 40, 800},
+                                       {128, 10, 128}, {4100, 2, 3}, {200, 35, 390}};
     uint64_t seed = 1;
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int c = 0; c < 4; c++)
             for (int dt = NB_F32; dt <= NB_F64; dt++)
                 check_builtin((nb_dtype)dt, all_flags[c].ta, all_flags[c].tb, sizes[s][0],
                               sizes[s][1], sizes[s][2], s % 2 ? 3 : 0, seed++);
+}
+
+/* Random shapes with every size from 1 to 33 in each of m, n and k (edge
+ * tiles of every width in both orientations), random transposes, row
+ * strides and dtypes, every micro-kernel family. */
+static void test_builtin_random(void **state)
+{
+    (void)state;
+    nb_rng rng;
+    nb_rng_seed(&rng, 2024);
+    for (int64_t size = 1; size <= 33; size++)
+        for (int dim = 0; dim < 3; dim++) {
+            int64_t mnk[3];
+            for (int d = 0; d < 3; d++)
+                mnk[d] = d == dim ? size : 1 + (int64_t)(nb_rng_uniform(&rng) * 40);
+            int c = (int)(nb_rng_uniform(&rng) * 4) & 3;
+            nb_dtype dt = nb_rng_uniform(&rng) < 0.5 ? NB_F32 : NB_F64;
+            int64_t pad = (int64_t)(nb_rng_uniform(&rng) * 3);
+            check_builtin(dt, all_flags[c].ta, all_flags[c].tb, mnk[0], mnk[1], mnk[2], pad,
+                          (uint64_t)(100 + size * 3 + dim));
+        }
 }
 
 static void test_builtin_degenerate(void **state)
@@ -549,17 +584,12 @@ static void test_matvec(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values),
-        cmocka_unit_test(test_builtin_kernel),
-        cmocka_unit_test(test_builtin_degenerate),
-        cmocka_unit_test(test_op_threads),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_grad_2d),
-        cmocka_unit_test(test_grad_batched),
-        cmocka_unit_test(test_grad_chain),
-        cmocka_unit_test(test_grad_shared_b),
-        cmocka_unit_test(test_cast_values),
-        cmocka_unit_test(test_cast_grad),
+        cmocka_unit_test(test_values),         cmocka_unit_test(test_builtin_kernel),
+        cmocka_unit_test(test_builtin_random), cmocka_unit_test(test_builtin_degenerate),
+        cmocka_unit_test(test_op_threads),     cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_grad_2d),        cmocka_unit_test(test_grad_batched),
+        cmocka_unit_test(test_grad_chain),     cmocka_unit_test(test_grad_shared_b),
+        cmocka_unit_test(test_cast_values),    cmocka_unit_test(test_cast_grad),
         cmocka_unit_test(test_matvec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /* The matrix kernel behind nb_matmul: a cache-blocked, register-blocked
- * GEMM written once for both dtypes (src/ops/matmul.c). It is what matmul
- * runs when the build has no CBLAS, and is compiled (and unit-tested) in
- * every build. Not installed. */
+ * GEMM for both dtypes (src/ops/gemm.c), with SIMD micro-kernels picked by
+ * what the CPU supports. It is what matmul runs when the build has no
+ * CBLAS, and is compiled (and unit-tested) in every build. Not installed. */
 #ifndef NABLA_OPS_GEMM_H
 #define NABLA_OPS_GEMM_H
 
@@ -24,7 +24,19 @@ typedef struct nbk_gemm {
     int64_t ldc;
 } nbk_gemm;
 
-/* Bytes of scratch nbk_gemm_builtin needs for @p p on @p threads threads
+/* The micro-kernel families, slowest first: portable C (any CPU), AVX2
+ * with FMA and AVX-512F (x86-64 built with GCC or Clang). */
+typedef enum nbk_gemm_isa {
+    NBK_GEMM_PORTABLE = 0,
+    NBK_GEMM_AVX2 = 1,
+    NBK_GEMM_AVX512 = 2,
+    NBK_GEMM_ISA_COUNT
+} nbk_gemm_isa;
+
+/* The fastest family this CPU runs (and this build has). */
+nbk_gemm_isa nbk_gemm_best_isa(void);
+
+/* Bytes of scratch nbk_gemm_builtin (or _isa, any family) needs for @p p on @p threads threads
  * (any alignment is fine: the kernel aligns it itself). */
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
 
@@ -33,5 +45,10 @@ size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
  * nbk_gemm_workspace(p, threads) bytes. The result is bit-identical for
  * every thread count: each element is summed over k in the same order. */
 void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads);
+
+/* nbk_gemm_builtin with the micro-kernels of family @p isa, or of the best
+ * family when the CPU does not run @p isa. Results differ between families
+ * by rounding only (FMA or not, the order of the sums over k). */
+void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa);
 
 #endif
