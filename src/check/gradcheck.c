@@ -287,7 +287,8 @@ static bool replay_at(ck *c, int i, int64_t j, double *out)
     return true;
 }
 
-/* Replay at xv (every input moved), into out; false on a kernel failure. */
+/* Replay at xv (every input moved), into out; false on a kernel failure.
+ * For judging the replay: not counted as an evaluation. */
 static bool replay_all(ck *c, double *const *xv, double *out)
 {
     unsigned all = 0;
@@ -301,8 +302,6 @@ static bool replay_all(ck *c, double *const *xv, double *out)
     c->stale = 0;
     for (int64_t k = 0; k < c->m; k++)
         out[k] = nb_tensor_get(c->num.out, k);
-    c->evals++;
-    c->replays++;
     return true;
 }
 
@@ -485,23 +484,26 @@ static bool forward_replayed(ck *c, nb_tensor *y, const depmap *d, int i, double
     } else if (ok && depmap_make(g, yt, &T, 1, &td)) {
         ok = rplan_make(&td, yt, &tp);
         depmap_free(&td);
-        /* judge the replay against nb_jvp at a random tangent */
+        /* judge the replay against nb_jvp at a random tangent, and at the
+         * last element's one-hot (the sweep was recorded at the first's) */
         nb_rng rng;
         nb_rng_seed(&rng, c->o.seed + 7919 * (uint64_t)(i + 1));
-        for (int64_t j = 0; j < nx; j++)
-            u[j] = in_dtype(c, nb_rng_uniform(&rng) - 0.5);
-        nb_tensor *U = nb_zeros(g, c->dt, c->rank[i], c->shape[i]), *res = NULL;
-        ok = ok && U;
-        if (ok) {
-            put_values(T, u, nx);
-            put_values(U, u, nx);
-            ok = rplan_run(g, &tp, 1) && nb_jvp(g, y, &x, &U, 1, &res) == NB_OK;
+        for (int probe = 0; ok && probe < (nx > 1 ? 2 : 1); probe++) {
+            for (int64_t j = 0; j < nx; j++)
+                u[j] = probe == 0 ? in_dtype(c, nb_rng_uniform(&rng) - 0.5) : (double)(j == nx - 1);
+            nb_tensor *U = nb_zeros(g, c->dt, c->rank[i], c->shape[i]), *res = NULL;
+            ok = U != NULL;
+            if (ok) {
+                put_values(T, u, nx);
+                put_values(U, u, nx);
+                ok = rplan_run(g, &tp, 1) && nb_jvp(g, y, &x, &U, 1, &res) == NB_OK;
+            }
+            for (int64_t k = 0; ok && k < c->m; k++) {
+                a[k] = nb_tensor_get(yt, k);
+                b[k] = nb_tensor_get(res, k);
+            }
+            ok = ok && same_values(a, b, c->m);
         }
-        for (int64_t k = 0; ok && k < c->m; k++) {
-            a[k] = nb_tensor_get(yt, k);
-            b[k] = nb_tensor_get(res, k);
-        }
-        ok = ok && same_values(a, b, c->m);
         /* the columns */
         if (ok)
             memset(nb_tensor_data(T), 0, (size_t)nx * nb_dtype_size(c->dt));
