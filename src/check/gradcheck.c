@@ -4,7 +4,9 @@
  * recorded, to get the analytic Jacobian by reverse mode (a VJP per output
  * element) and by forward mode (a JVP per input element), and twice per
  * input element with the element moved by ±h for central differences.
- * Fast mode replaces the Jacobians by the scalar vᵀJu. Around the core:
+ * Moved points and forward-mode columns are replayed from the recording
+ * where that reproduces f (see "replay" below). Fast mode replaces the
+ * Jacobians by the scalar vᵀJu. Around the core:
  * the f64 shadow, kink acceptance from one-sided differences, the step
  * sweep, and localisation of a failure to one recorded op. */
 
