@@ -429,24 +429,52 @@ static void put_values(nb_tensor *t, const double *v, int64_t n)
  * that do not depend on x are zeros, so their share is computed once).
  * The sweep follows nb_jvp's (only x has a tangent; ops without a tangent
  * rule, or whose inputs have none, have none). The replay is used only
- * when it gives nb_jvp's tangent exactly for a random T; false otherwise,
- * and on any error, so the caller runs nb_jvp per column, which reports it.
+ * when it gives nb_jvp's tangent exactly at a random T and at the last
+ * element's one-hot (the sweep is recorded at the first's); false
+ * otherwise, and on any error, so the caller runs nb_jvp per column, which
+ * reports it.
  */
 static bool forward_replayed(ck *c, nb_tensor *y, const depmap *d, int i, double *jf)
 {
     nb_graph *g = c->g;
     nb_tensor *x = c->leaves[i];
     unsigned bit = 1u << i;
-    int64_t nx = c->size[i];
+    int64_t nx = c->size[i], m = c->m;
     if (nx == 0)
         return true;
+    int n_probes = nx > 1 ? 2 : 1;
     nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+    nb_tensor **tan = calloc((size_t)d->n + 1, sizeof *tan);
+    double *u = malloc((size_t)(2 * nx + 3 * m + 1) * sizeof *u), *want = u + 2 * nx,
+           *got = want + 2 * m;
+    bool ok = tan && u;
+
+    /* nb_jvp at the probe tangents first: its nodes go before the sweep is
+     * recorded, which reuses their memory */
+    nb_rng rng;
+    nb_rng_seed(&rng, c->o.seed + 7919 * (uint64_t)(i + 1));
+    for (int pr = 0; ok && pr < n_probes; pr++) {
+        double *up = u + pr * nx;
+        for (int64_t j = 0; j < nx; j++)
+            up[j] = pr == 0 ? in_dtype(c, nb_rng_uniform(&rng) - 0.5) : (double)(j == nx - 1);
+        nb_tensor *U = nb_zeros(g, c->dt, c->rank[i], c->shape[i]), *res = NULL;
+        ok = U != NULL;
+        if (ok) {
+            put_values(U, up, nx);
+            ok = nb_jvp(g, y, &x, &U, 1, &res) == NB_OK;
+        }
+        for (int64_t k = 0; ok && k < m; k++)
+            want[pr * m + k] = nb_tensor_get(res, k);
+        nbc_arena_release(&g->arena, pos);
+    }
+
+    /* the sweep, recorded */
     bool was_recording = nb_graph_recording(g);
     nb_graph_set_recording(g, true);
-    nb_tensor **tan = calloc((size_t)d->n + 1, sizeof *tan);
-    double *u = malloc((size_t)(nx + 2 * c->m + 1) * sizeof *u), *a = u + nx, *b = a + c->m;
-    nb_tensor *T = nb_zeros(g, c->dt, c->rank[i], c->shape[i]);
-    bool ok = tan && u && T;
+    nb_tensor *T = ok ? nb_zeros(g, c->dt, c->rank[i], c->shape[i]) : NULL;
+    ok = ok && T;
+    if (ok)
+        nb_tensor_set(T, 0, 1.0);
     for (int64_t p = 0; ok && p < d->n; p++) {
         nb_tensor *node = d->order[p];
         if (node == x) {
@@ -475,56 +503,45 @@ static bool forward_replayed(ck *c, nb_tensor *y, const depmap *d, int i, double
             ok = false;
         tan[p] = t;
     }
+    nb_graph_set_recording(g, was_recording);
     int64_t at = ok ? depmap_find(d, y) : -1;
-    nb_tensor *yt = at >= 0 ? tan[at] : NULL;
-    depmap td;
+    nb_tensor *yt = at >= 0 ? tan[at] : NULL; /* NULL: zero, as nb_jvp */
     rplan tp = {0};
-    if (ok && !yt) { /* y does not depend on x: zero columns, as nb_jvp */
-        for (int64_t j = 0; j < nx; j++)
-            for (int64_t k = 0; k < c->m; k++)
-                jf[k * c->k + c->col0[i] + j] = 0;
-    } else if (ok && depmap_make(g, yt, &T, 1, &td)) {
-        ok = rplan_make(&td, yt, &tp);
+    if (ok && yt) {
+        depmap td;
+        ok = depmap_make(g, yt, &T, 1, &td);
+        ok = ok && rplan_make(&td, yt, &tp);
         depmap_free(&td);
-        /* judge the replay against nb_jvp at a random tangent, and at the
-         * last element's one-hot (the sweep was recorded at the first's) */
-        nb_rng rng;
-        nb_rng_seed(&rng, c->o.seed + 7919 * (uint64_t)(i + 1));
-        for (int probe = 0; ok && probe < (nx > 1 ? 2 : 1); probe++) {
-            for (int64_t j = 0; j < nx; j++)
-                u[j] = probe == 0 ? in_dtype(c, nb_rng_uniform(&rng) - 0.5) : (double)(j == nx - 1);
-            nb_tensor *U = nb_zeros(g, c->dt, c->rank[i], c->shape[i]), *res = NULL;
-            ok = U != NULL;
-            if (ok) {
-                put_values(T, u, nx);
-                put_values(U, u, nx);
-                ok = rplan_run(g, &tp, 1) && nb_jvp(g, y, &x, &U, 1, &res) == NB_OK;
-            }
-            for (int64_t k = 0; ok && k < c->m; k++) {
-                a[k] = nb_tensor_get(yt, k);
-                b[k] = nb_tensor_get(res, k);
-            }
-            ok = ok && same_values(a, b, c->m);
+    }
+
+    /* judged at the probes */
+    for (int pr = 0; ok && pr < n_probes; pr++) {
+        if (yt) {
+            put_values(T, u + pr * nx, nx);
+            ok = rplan_run(g, &tp, 1);
         }
-        /* the columns */
-        if (ok)
-            memset(nb_tensor_data(T), 0, (size_t)nx * nb_dtype_size(c->dt));
-        for (int64_t j = 0; ok && j < nx; j++) {
+        for (int64_t k = 0; ok && k < m; k++)
+            got[k] = yt ? nb_tensor_get(yt, k) : 0.0;
+        ok = ok && same_values(got, want + pr * m, m);
+    }
+
+    /* the columns */
+    if (ok && yt)
+        memset(nb_tensor_data(T), 0, (size_t)nx * nb_dtype_size(c->dt));
+    for (int64_t j = 0; ok && j < nx; j++) {
+        if (yt) {
             if (j > 0)
                 nb_tensor_set(T, j - 1, 0.0);
             nb_tensor_set(T, j, 1.0);
             ok = rplan_run(g, &tp, 1);
-            for (int64_t k = 0; ok && k < c->m; k++)
-                jf[k * c->k + c->col0[i] + j] = nb_tensor_get(yt, k);
         }
-    } else {
-        ok = false;
+        for (int64_t k = 0; ok && k < m; k++)
+            jf[k * c->k + c->col0[i] + j] = yt ? nb_tensor_get(yt, k) : 0.0;
     }
     rplan_free(&tp);
     free(tan);
     free(u);
     nb_graph_clear_error(g);
-    nb_graph_set_recording(g, was_recording);
     nbc_arena_release(&g->arena, pos);
     return ok;
 }
