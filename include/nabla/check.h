@@ -41,8 +41,10 @@ typedef struct nb_check_opts {
     uint64_t seed;   /**< for fast mode's u, v and nb_gradcheck_op's inputs */
     double lo, hi;   /**< nb_gradcheck_op's random inputs (default [-2, 2]) */
     bool replay;     /**< full mode: evaluate moved points by re-running the
-                          recorded ops that depend on the moved input, where
-                          that reproduces the function (default true) */
+                          recorded ops that depend on the moved input, and
+                          forward-mode columns by re-running one recorded
+                          tangent sweep, where that reproduces the function
+                          and nb_jvp bit for bit (default true) */
 } nb_check_opts;
 
 /** The defaults above. */
