@@ -6,7 +6,9 @@
  * settings). nabla's check compares both the reverse-mode and the
  * forward-mode Jacobian with the numerical one (torch.autograd.gradcheck:
  * reverse only). check_ms = the nb_gradcheck call; max_abs_err = its worst
- * entry. fast_check_ms: the same check in fast mode (v^T J u only). */
+ * entry; evals = points evaluated, replays = those of them evaluated by
+ * replaying the recorded graph (docs/gradcheck.md) instead of calling
+ * loss_fn. fast_check_ms: the same check in fast mode (v^T J u only). */
 
 #include "bench.h"
 
@@ -77,11 +79,13 @@ int main(void)
     double fast_ms = 1e3 * (bench_now() - t0);
     printf("{\"workload\": \"B6\", \"impl\": \"nabla\", \"threads\": 1, \"n_params\": %lld, "
            "\"check_ms\": %.3f, \"passed\": %s, \"max_abs_err\": %.3g, \"entries\": %lld, "
-           "\"evals\": %lld, \"reverse_ok\": %s, \"forward_ok\": %s, \"fast_check_ms\": %.3f, "
+           "\"evals\": %lld, \"replays\": %lld, \"reverse_ok\": %s, \"forward_ok\": %s, "
+           "\"fast_check_ms\": %.3f, "
            "\"fast_passed\": %s}\n",
            (long long)n_params, check_ms, r.pass ? "true" : "false", r.worst.abs_err,
-           (long long)r.n_entries, (long long)r.evals, r.reverse_ok ? "true" : "false",
-           r.forward_ok ? "true" : "false", fast_ms, st == NB_OK && rf.pass ? "true" : "false");
+           (long long)r.n_entries, (long long)r.evals, (long long)r.replays,
+           r.reverse_ok ? "true" : "false", r.forward_ok ? "true" : "false", fast_ms,
+           st == NB_OK && rf.pass ? "true" : "false");
     nb_layer_free(net);
     nb_model_free(m);
     return 0;

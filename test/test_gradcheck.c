@@ -9,13 +9,59 @@
 
 #include "tc.h"
 
-/* Run f both ways and require the same verdict; returns the full result. */
+/* Two entries are the same, values bit for bit. */
+static void assert_same_entry(const nb_check_entry *a, const nb_check_entry *b)
+{
+    assert_int_equal(a->input, b->input);
+    assert_string_equal(a->input_name, b->input_name);
+    assert_int_equal(a->in_index, b->in_index);
+    assert_int_equal(a->out_index, b->out_index);
+    const double va[] = {a->reverse, a->forward, a->numerical, a->left, a->right, a->abs_err};
+    const double vb[] = {b->reverse, b->forward, b->numerical, b->left, b->right, b->abs_err};
+    assert_memory_equal(va, vb, sizeof va);
+}
+
+/* Two results of one check differ at most in how the points were evaluated. */
+static void assert_same_result(const nb_check_result *a, const nb_check_result *b)
+{
+    assert_int_equal(a->status, b->status);
+    assert_string_equal(a->message, b->message);
+    assert_int_equal(a->pass, b->pass);
+    assert_int_equal(a->reverse_ok, b->reverse_ok);
+    assert_int_equal(a->forward_ok, b->forward_ok);
+    assert_int_equal(a->fast, b->fast);
+    assert_int_equal(a->full_detail, b->full_detail);
+    assert_int_equal(a->shadow, b->shadow);
+    assert_int_equal(a->shadow_failed, b->shadow_failed);
+    assert_int_equal(a->n_entries, b->n_entries);
+    assert_int_equal(a->n_kinks, b->n_kinks);
+    assert_same_entry(&a->worst, &b->worst);
+    if (a->n_kinks > 0)
+        assert_same_entry(&a->kink, &b->kink);
+    assert_int_equal(a->localised, b->localised);
+    assert_string_equal(a->culprit_op, b->culprit_op);
+    assert_string_equal(a->culprit_label, b->culprit_label);
+    assert_int_equal(a->culprit_node, b->culprit_node);
+    if (a->localised)
+        assert_same_entry(&a->culprit_entry, &b->culprit_entry);
+    assert_int_equal(a->n_sweep, b->n_sweep);
+    assert_memory_equal(a->sweep_err, b->sweep_err, sizeof a->sweep_err);
+}
+
+/* Run f both ways and require the same verdict; returns the full result.
+ * The full check gives the same result, bit for bit, when every point is
+ * a call of f (no replay). */
 static nb_check_result check_both(nb_check_fn f, void *ctx, nb_tensor *const *in, int n,
                                   nb_check_opts o, const char *what)
 {
-    nb_check_result full, fast;
+    nb_check_result full, fast, direct;
     o.fast = false;
+    o.replay = false;
+    assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, &direct), NB_OK);
+    assert_int_equal(direct.replays, 0);
+    o.replay = true;
     assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, &full), NB_OK);
+    assert_same_result(&full, &direct);
     o.fast = true;
     assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, &fast), NB_OK);
     if (full.pass != fast.pass) {
@@ -592,6 +638,152 @@ static void test_sweep_and_numerics(void **state)
     nb_graph_free(g);
 }
 
+/* ------------------------------------------------------------ replay */
+
+/* sum(x * c) where c is a copy of x's values made outside the graph: the
+ * recorded graph does not know c depends on x, so replaying it would see
+ * c as a constant; the derivative is 2x, the recorded rules give c = x */
+static nb_tensor *copy_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    nb_tensor *c =
+        nb_tensor_from(g, NB_F64, nb_tensor_rank(x[0]), nb_tensor_shape(x[0]), nb_tensor_f64(x[0]));
+    return nb_sum(g, nb_mul(g, x[0], c), NULL, 0, false);
+}
+
+/* branches in C on x[0]: sin below 0.5, cos from there on */
+static nb_tensor *branch_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    nb_tensor *y = nb_tensor_get(x[0], 0) < 0.5 ? nb_sin(g, x[0]) : nb_cos(g, x[0]);
+    return nb_sum(g, y, NULL, 0, false);
+}
+
+/* t_tscale: y = 2x; the tangent rule is right only when the tangent's
+ * first element is nonzero (it reads the tangent's values in C) */
+static nb_status tscale_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    nb_tensor *x = nb_op_input(out, 0);
+    for (int64_t k = 0; k < nb_tensor_size(out); k++)
+        nb_tensor_set(out, k, 2 * nb_tensor_get(x, k));
+    return NB_OK;
+}
+
+static nb_tensor *tscale_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
+{
+    (void)out, (void)i;
+    return nb_scale(g, grad, 2.0);
+}
+
+static nb_tensor *tscale_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    (void)out;
+    return nb_scale(g, t[0], nb_tensor_get(t[0], 0) != 0 ? 2.0 : 3.0);
+}
+
+static nb_tensor *tscale_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n;
+    return nb_apply(g, *(int *)ctx, x, 1, NULL);
+}
+
+/* Full mode with and without replay: the same result, bit for bit. */
+static nb_check_result check_replay(nb_check_fn f, void *ctx, nb_tensor *const *in, int n,
+                                    nb_check_result *direct)
+{
+    nb_check_opts o = nb_check_defaults();
+    nb_check_result r;
+    assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, &r), NB_OK);
+    o.replay = false;
+    assert_int_equal(nb_gradcheck(f, ctx, in, n, &o, direct), NB_OK);
+    if (r.pass != direct->pass) {
+        nb_check_print(&r, stderr);
+        nb_check_print(direct, stderr);
+    }
+    assert_same_result(&r, direct);
+    assert_int_equal(direct->replays, 0);
+    return r;
+}
+
+static void test_replay(void **state)
+{
+    (void)state;
+    /* every case of the built-in suite replays, to the same result */
+    int n;
+    const nb_check_case *cases = nb_check_builtin_cases(&n);
+    nb_check_opts o = nb_check_defaults();
+    for (int i = 0; i < n; i++) {
+        nb_check_result r, direct;
+        o.replay = true;
+        assert_int_equal(nb_check_run_case(&cases[i], &o, &r), NB_OK);
+        o.replay = false;
+        assert_int_equal(nb_check_run_case(&cases[i], &o, &direct), NB_OK);
+        assert_same_result(&r, &direct);
+        /* every moved point replayed; f itself is called twice more than
+         * without replay (at the two points that judge the recording) */
+        if (r.replays != direct.evals - 3)
+            fprintf(stderr, "case %s %s: %lld of %lld points replayed\n", cases[i].op,
+                    cases[i].what, (long long)r.replays, (long long)direct.evals - 3);
+        assert_int_equal(r.replays, direct.evals - 3);
+        assert_int_equal(r.evals, direct.evals + 2);
+    }
+
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 5);
+    int64_t s6[] = {6};
+    nb_tensor *x = nb_rand_uniform(g, &rng, NB_F64, 1, s6, 0.1, 1);
+
+    /* a value copied out of the graph and back in: no replay, and the
+     * check fails (the rules miss the copy's dependence on x) */
+    nb_check_result direct;
+    nb_check_result r = check_replay(copy_fn, NULL, &x, 1, &direct);
+    assert_false(r.pass);
+    assert_int_equal(r.replays, 0);
+    assert_true(fabs(r.worst.numerical - 2 * r.worst.reverse) < 1e-6);
+
+    /* branching in C: far from the switch the graph is the same at every
+     * point and replays; at the switch the calls of f disagree with the
+     * replay, so every point is a call */
+    r = check_replay(branch_fn, NULL, &x, 1, &direct);
+    assert_true(r.pass);
+    assert_true(r.replays > 0);
+    nb_tensor *at = nb_full(g, NB_F64, 1, s6, 0.5);
+    r = check_replay(branch_fn, NULL, &at, 1, &direct);
+    assert_int_equal(r.replays, 0);
+    /* x[0] moved down switches to sin: a jump, seen as a kink */
+    assert_int_equal(r.n_kinks, 1);
+    assert_int_equal(r.kink.in_index, 0);
+
+    /* a new dropout mask at every call (no opts.rng): the replay would
+     * keep the recorded one, so it is not used (the verdict is the luck of
+     * the draws, as without replay); with opts.rng it is */
+    dropout_ctx d = {&rng};
+    o = nb_check_defaults();
+    assert_int_equal(nb_gradcheck(dropout_fn, &d, &x, 1, &o, &r), NB_OK);
+    assert_int_equal(r.replays, 0);
+    o.rng = &rng;
+    assert_int_equal(nb_gradcheck(dropout_fn, &d, &x, 1, &o, &r), NB_OK);
+    assert_true(r.pass);
+    assert_int_equal(r.replays, 12);
+
+    /* a tangent rule that depends on the tangent's values in C: the
+     * recorded tangent sweep (at the first one-hot) does not reproduce
+     * nb_jvp at the last one-hot, so forward mode runs nb_jvp per column
+     * and fails where the rule is wrong */
+    int id;
+    nb_op_def def = {"t_tscale", 1, nb_op_like_input, tscale_fwd, tscale_vjp, tscale_jvp};
+    assert_int_equal(nb_op_register(&def, &id), NB_OK);
+    r = check_replay(tscale_fn, &id, &x, 1, &direct);
+    assert_false(r.pass);
+    assert_true(r.reverse_ok);
+    assert_false(r.forward_ok);
+    assert_true(r.replays > 0); /* the numerical side still replays */
+    assert_true(mentions(report(&r), "by replay"));
+    nb_graph_free(g);
+}
+
 /* --------------------------------------------------------- bad input */
 
 static nb_tensor *null_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
@@ -703,10 +895,15 @@ static void test_bad_input(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_builtin_cases),      cmocka_unit_test(test_kinks),
-        cmocka_unit_test(test_user_ops),           cmocka_unit_test(test_localisation),
-        cmocka_unit_test(test_f32_shadow),         cmocka_unit_test(test_stochastic),
-        cmocka_unit_test(test_sweep_and_numerics), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_builtin_cases),
+        cmocka_unit_test(test_kinks),
+        cmocka_unit_test(test_user_ops),
+        cmocka_unit_test(test_localisation),
+        cmocka_unit_test(test_f32_shadow),
+        cmocka_unit_test(test_stochastic),
+        cmocka_unit_test(test_sweep_and_numerics),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

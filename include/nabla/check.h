@@ -40,6 +40,11 @@ typedef struct nb_check_opts {
                           evaluation and left as it was found */
     uint64_t seed;   /**< for fast mode's u, v and nb_gradcheck_op's inputs */
     double lo, hi;   /**< nb_gradcheck_op's random inputs (default [-2, 2]) */
+    bool replay;     /**< full mode: evaluate moved points by re-running the
+                          recorded ops that depend on the moved input, and
+                          forward-mode columns by re-running one recorded
+                          tangent sweep, where that reproduces the function
+                          and nb_jvp bit for bit (default true) */
 } nb_check_opts;
 
 /** The defaults above. */
@@ -88,6 +93,8 @@ typedef struct nb_check_result {
     /* step sweep for the worst entry: error against the step size */
     int n_sweep;
     double sweep_h[NB_CHECK_SWEEP_MAX], sweep_err[NB_CHECK_SWEEP_MAX];
+    int64_t replays; /**< of evals, those done by replaying the recorded
+                          graph instead of calling the function */
 } nb_check_result;
 
 /**

@@ -34,9 +34,12 @@ void nb_check_print(const nb_check_result *r, FILE *f)
         fprintf(f, "  note: the function does not run in f64, so it was checked in f32\n");
     fprintf(f,
             "  reverse mode: %s   forward mode: %s   (atol %.3g, rtol %.3g, %lld entr%s, "
-            "%lld evaluations)\n",
+            "%lld evaluations",
             r->reverse_ok ? "ok" : "FAIL", r->forward_ok ? "ok" : "FAIL", r->atol, r->rtol,
             (long long)r->n_entries, r->n_entries == 1 ? "y" : "ies", (long long)r->evals);
+    if (r->replays > 0)
+        fprintf(f, ", %lld by replay", (long long)r->replays);
+    fprintf(f, ")\n");
     if (r->message[0])
         fprintf(f, "  %s\n", r->message);
     fprintf(f, "  worst entry: ");
