@@ -82,7 +82,7 @@ typedef struct nb_check_result {
     int64_t n_kinks;      /**< entries accepted as kinks */
     nb_check_entry worst; /**< the entry with the largest error/tolerance ratio */
     nb_check_entry kink;  /**< the first kink, when n_kinks > 0 */
-    int64_t evals;        /**< calls of the function */
+    int64_t evals;        /**< evaluations: calls of the function or replays (see replays) */
     /* localisation: the first recorded op whose own rule fails */
     bool localised;
     char culprit_op[NB_OP_NAME_MAX + 1];

@@ -80,6 +80,9 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
 /* --------------------------------------------------------------- forward */
 
 /* C = op(A)·op(B) by the definition, for products too small for blocking. */
+/* columns of C summed at once by the small-product loop */
+#define SMALL_ROW 32
+
 #define GEMM_SMALL(T)                                                                              \
     do {                                                                                           \
         const T *a = p->a, *b = p->b;                                                              \
@@ -99,14 +102,20 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
                         sum += a[i * ai + l * al] * bj[l * bl];                                    \
                     ci[j] = sum;                                                                   \
                 }                                                                                  \
-            } else { /* row i of C = sum over l of a(i,l) * row l of B */                          \
-                for (int64_t j = 0; j < p->n; j++)                                                 \
-                    ci[j] = 0;                                                                     \
-                for (int64_t l = 0; l < p->k; l++) {                                               \
-                    T ail = a[i * ai + l * al];                                                    \
-                    const T *bl = b + l * p->ldb;                                                  \
-                    for (int64_t j = 0; j < p->n; j++)                                             \
-                        ci[j] += ail * bl[j];                                                      \
+            } else { /* row i of C = sum over l of a(i,l) * row l of B, summed in a                \
+                      * local row (C may alias nothing, but the compiler cannot                    \
+                      * know: it would store and reload C at every l) */                           \
+                for (int64_t j0 = 0; j0 < p->n; j0 += SMALL_ROW) {                                 \
+                    int64_t nj = p->n - j0 < SMALL_ROW ? p->n - j0 : SMALL_ROW;                    \
+                    T acc[SMALL_ROW] = {0};                                                        \
+                    for (int64_t l = 0; l < p->k; l++) {                                           \
+                        T ail = a[i * ai + l * al];                                                \
+                        const T *bl = b + l * p->ldb + j0;                                         \
+                        for (int64_t j = 0; j < nj; j++)                                           \
+                            acc[j] += ail * bl[j];                                                 \
+                    }                                                                              \
+                    for (int64_t j = 0; j < nj; j++)                                               \
+                        ci[j0 + j] = acc[j];                                                       \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
