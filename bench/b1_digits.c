@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     double acc = bench_accuracy(net, test, g);
     printf("{\"workload\": \"B1\", \"impl\": \"nabla\", \"threads\": 1, \"epochs\": %d, "
            "\"train_s\": %.4f, \"test_acc\": %.4f, \"matmul\": \"%s\", \"peak_rss_mb\": %.1f}\n",
-           epochs, train_s, acc, BENCH_MATMUL, bench_peak_mb());
+           epochs, train_s, acc, nb_graph_matmul_name(g), bench_peak_mb());
 
     nb_graph_free(g);
     nb_loader_free(ld);

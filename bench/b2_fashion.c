@@ -96,7 +96,7 @@ static void train_and_report(const nb_dataset *train, const nb_dataset *test, in
            "\"epoch_s\": %.4f, \"epoch_s_all\": [%s], \"test_acc\": %.4f, \"matmul_gflop\": %.2f, "
            "\"gflops_epoch\": %.2f, \"matmul\": \"%s\", \"blas_core\": \"%s\", "
            "\"peak_rss_mb\": %.1f}\n",
-           threads, epochs, med, all, acc, flops / 1e9, flops / med / 1e9, BENCH_MATMUL,
+           threads, epochs, med, all, acc, flops / 1e9, flops / med / 1e9, nb_graph_matmul_name(r.g),
            bench_blas_core(), bench_peak_mb());
     fflush(stdout);
     run_free(&r);

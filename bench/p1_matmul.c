@@ -31,6 +31,9 @@ static void peak(int M, int K, int N, int threads)
     bench_check(g, g, "graph");
     nb_graph_set_recording(g, false);
     bench_set_threads(g, threads);
+    /* this program measures one kernel: CBLAS, or (p1_matmul_builtin) the
+     * built-in one, whatever NB_MATMUL_AUTO would pick */
+    nb_graph_set_matmul(g, strcmp(BENCH_MATMUL, "cblas") == 0 ? NB_MATMUL_CBLAS : NB_MATMUL_BUILTIN);
     double r[TRIALS], flop = 2.0 * M * N * K;
     for (int t = -1; t < TRIALS; t++) {
         long reps = 0;

@@ -581,9 +581,50 @@ static void test_matvec(void **state)
     nb_graph_free(g);
 }
 
+/* Every kernel choice computes the same products (to rounding), and the
+ * name says which kernel runs: CBLAS only when it was asked for (or, by
+ * default, when the CPU has no SIMD micro-kernel), built-in otherwise. */
+static void test_kernel_choice(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 5);
+    const nb_matmul_kernel kinds[3] = {NB_MATMUL_AUTO, NB_MATMUL_BUILTIN, NB_MATMUL_CBLAS};
+    const nb_dtype dts[2] = {NB_F32, NB_F64};
+    for (int k = 0; k < 3; k++) {
+        nb_graph_set_matmul(g, kinds[k]);
+        const char *name = nb_graph_matmul_name(g);
+        if (kinds[k] == NB_MATMUL_BUILTIN)
+            assert_true(strncmp(name, "builtin", 7) == 0);
+#ifdef NB_TEST_HAVE_CBLAS
+        if (kinds[k] == NB_MATMUL_CBLAS)
+            assert_string_equal(name, "cblas");
+#endif
+        for (int d = 0; d < 2; d++)
+            for (int c = 0; c < 4; c++) {
+                flags f = all_flags[c];
+                check_matvec(g, &rng, dts[d], f, 0, 0, 70, 90, 50);
+                check_matvec(g, &rng, dts[d], f, 2, 2, 33, 65, 17);
+                check_matvec(g, &rng, dts[d], f, 3, 0, 40, 30, 20);
+                check_matvec(g, &rng, dts[d], f, 0, 0, 150, 60, 1);
+                assert_int_equal(nb_graph_status(g), NB_OK);
+                nb_graph_reset(g);
+            }
+    }
+    nb_graph_set_matmul(g, (nb_matmul_kernel)42); /* unknown: the default */
+    nb_graph_set_matmul(NULL, NB_MATMUL_CBLAS);   /* no graph: nothing */
+    nb_graph *fresh = nb_graph_new();
+    assert_string_equal(nb_graph_matmul_name(g), nb_graph_matmul_name(fresh));
+    assert_string_equal(nb_graph_matmul_name(NULL), nb_graph_matmul_name(fresh));
+    nb_graph_free(fresh);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_choice),
         cmocka_unit_test(test_values),         cmocka_unit_test(test_builtin_kernel),
         cmocka_unit_test(test_builtin_random), cmocka_unit_test(test_builtin_degenerate),
         cmocka_unit_test(test_op_threads),     cmocka_unit_test(test_errors),

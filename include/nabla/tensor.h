@@ -72,6 +72,24 @@ NB_API void nb_graph_set_check_finite(nb_graph *g, bool on);
  *  change the last bits of a product; pin it for bit-identical runs. */
 NB_API void nb_graph_set_threads(nb_graph *g, int n);
 NB_API int nb_graph_threads(const nb_graph *g);
+
+/** Which code computes a graph's matrix products (nb_matmul and the
+ *  matmuls of derivative rules). */
+typedef enum nb_matmul_kernel {
+    /** The default: the built-in kernel when this CPU runs one of its SIMD
+     *  micro-kernels (AVX2 with FMA, or AVX-512; it then matches or beats
+     *  OpenBLAS), otherwise CBLAS when the library was built with it;
+     *  matrix-vector products go to CBLAS's gemv when the library has it. */
+    NB_MATMUL_AUTO = 0,
+    NB_MATMUL_BUILTIN = 1, /**< always the built-in kernel */
+    NB_MATMUL_CBLAS = 2,   /**< CBLAS when the library has it, else built-in */
+} nb_matmul_kernel;
+/** Choose the matmul kernel of @p g (unknown values mean NB_MATMUL_AUTO).
+ *  Kernels sum in different orders: results agree to rounding, not bits. */
+NB_API void nb_graph_set_matmul(nb_graph *g, nb_matmul_kernel k);
+/** What a large matrix product of @p g runs on: "cblas", "builtin-avx512",
+ *  "builtin-avx2" or "builtin" (the portable C kernel). */
+NB_API const char *nb_graph_matmul_name(const nb_graph *g);
 /** Number of primitive op evaluations done in this graph since creation or
  *  the last reset (forward, and derivative rules run by the sweeps).
  *  Read it before and after a sweep to see what the sweep cost. */

@@ -157,6 +157,7 @@ struct nb_graph {
     bool recording;
     bool check_finite;
     int threads;
+    nb_matmul_kernel matmul;
     uint64_t evals;
     uint64_t last_reverse; /* mark of the latest reverse sweep */
     /* constants made by ops (nbc_const), reused while the arena holds them */

@@ -129,6 +129,26 @@ static void gemm_small(const nbk_gemm *p)
         GEMM_SMALL(double);
 }
 
+static bool have_cblas(void)
+{
+#ifdef NB_HAVE_CBLAS
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* CBLAS for this product? (the caller falls back to the built-in kernel
+ * when CBLAS cannot take it) */
+static bool use_cblas(const nb_graph *g, const nbk_gemm *p)
+{
+    if (!have_cblas() || g->matmul == NB_MATMUL_BUILTIN)
+        return false;
+    if (g->matmul == NB_MATMUL_CBLAS)
+        return true;
+    return p->m == 1 || p->n == 1 || nbk_gemm_best_isa() == NBK_GEMM_PORTABLE;
+}
+
 /* One product through CBLAS; false when the build has none or the sizes
  * do not fit its int. */
 static bool gemm_blas(const nbk_gemm *p)
@@ -230,7 +250,7 @@ nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
         }
         return NB_OK;
     }
-    if (gemm_blas(&p)) {
+    if (use_cblas(g, &p) && gemm_blas(&p)) {
         for (int64_t i = 1; i < batch; i++) {
             p.a = (const char *)p.a + step_a;
             p.b = (const char *)p.b + step_b;
@@ -255,6 +275,21 @@ nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
     }
     nbc_arena_release(&g->arena, pos);
     return NB_OK;
+}
+
+void nb_graph_set_matmul(nb_graph *g, nb_matmul_kernel k)
+{
+    if (g)
+        g->matmul = k == NB_MATMUL_BUILTIN || k == NB_MATMUL_CBLAS ? k : NB_MATMUL_AUTO;
+}
+
+const char *nb_graph_matmul_name(const nb_graph *g)
+{
+    nb_matmul_kernel k = g ? g->matmul : NB_MATMUL_AUTO;
+    nbk_gemm_isa isa = nbk_gemm_best_isa();
+    if (have_cblas() && k != NB_MATMUL_BUILTIN && (k == NB_MATMUL_CBLAS || isa == NBK_GEMM_PORTABLE))
+        return "cblas";
+    return isa == NBK_GEMM_AVX512 ? "builtin-avx512" : isa == NBK_GEMM_AVX2 ? "builtin-avx2" : "builtin";
 }
 
 nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b)
