@@ -80,9 +80,6 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
 /* --------------------------------------------------------------- forward */
 
 /* C = op(A)·op(B) by the definition, for products too small for blocking. */
-/* columns of C summed at once by the small-product loop */
-#define SMALL_ROW 32
-
 #define GEMM_SMALL(T)                                                                              \
     do {                                                                                           \
         const T *a = p->a, *b = p->b;                                                              \
@@ -102,20 +99,16 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
                         sum += a[i * ai + l * al] * bj[l * bl];                                    \
                     ci[j] = sum;                                                                   \
                 }                                                                                  \
-            } else { /* row i of C = sum over l of a(i,l) * row l of B, summed in a                \
-                      * local row (C may alias nothing, but the compiler cannot                    \
-                      * know: it would store and reload C at every l) */                           \
-                for (int64_t j0 = 0; j0 < p->n; j0 += SMALL_ROW) {                                 \
-                    int64_t nj = p->n - j0 < SMALL_ROW ? p->n - j0 : SMALL_ROW;                    \
-                    T acc[SMALL_ROW] = {0};                                                        \
-                    for (int64_t l = 0; l < p->k; l++) {                                           \
-                        T ail = a[i * ai + l * al];                                                \
-                        const T *bl = b + l * p->ldb + j0;                                         \
-                        for (int64_t j = 0; j < nj; j++)                                           \
-                            acc[j] += ail * bl[j];                                                 \
-                    }                                                                              \
-                    for (int64_t j = 0; j < nj; j++)                                               \
-                        ci[j0 + j] = acc[j];                                                       \
+            } else { /* row i of C = sum over l of a(i,l) * row l of B; C aliases                  \
+                      * neither operand, so its row need not be reloaded */                        \
+                T *restrict cr = ci;                                                               \
+                for (int64_t j = 0; j < p->n; j++)                                                 \
+                    cr[j] = 0;                                                                     \
+                for (int64_t l = 0; l < p->k; l++) {                                               \
+                    T ail = a[i * ai + l * al];                                                    \
+                    const T *restrict bl = b + l * p->ldb;                                         \
+                    for (int64_t j = 0; j < p->n; j++)                                             \
+                        cr[j] += ail * bl[j];                                                      \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -287,9 +280,12 @@ const char *nb_graph_matmul_name(const nb_graph *g)
 {
     nb_matmul_kernel k = g ? g->matmul : NB_MATMUL_AUTO;
     nbk_gemm_isa isa = nbk_gemm_best_isa();
-    if (have_cblas() && k != NB_MATMUL_BUILTIN && (k == NB_MATMUL_CBLAS || isa == NBK_GEMM_PORTABLE))
+    if (have_cblas() && k != NB_MATMUL_BUILTIN &&
+        (k == NB_MATMUL_CBLAS || isa == NBK_GEMM_PORTABLE))
         return "cblas";
-    return isa == NBK_GEMM_AVX512 ? "builtin-avx512" : isa == NBK_GEMM_AVX2 ? "builtin-avx2" : "builtin";
+    return isa == NBK_GEMM_AVX512 ? "builtin-avx512"
+           : isa == NBK_GEMM_AVX2 ? "builtin-avx2"
+                                  : "builtin";
 }
 
 nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b)
