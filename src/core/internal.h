@@ -38,6 +38,16 @@
 #define NBC_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
+/* A loop function compiled for AVX-512 and AVX2 as well as the x86-64
+ * baseline, the version picked when the program starts. Every lane computes
+ * what the scalar code does (IEEE operations; ISO C mode leaves fused
+ * multiply-add contraction off), so results do not depend on the CPU. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NBC_WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NBC_WIDE_CLONES
+#endif
+
 /* Alignment of tensor data in the arena (cache line, enough for AVX-512). */
 #define NB_ALIGN 64
 
@@ -76,13 +86,13 @@ struct nb_tensor {
     nb_tensor **inputs;
     nb_attrs *attrs; /* never NULL: nbo_no_attrs when the op has none */
     /* per-sweep scratch, valid only inside one sweep */
-    uint64_t mark;      /* nbc_next_sweep() of the sort that last visited it */
-    nb_tensor *adj;     /* reverse: gradient flowing into this tensor, or
-                           nba_scalar_adj: the value is in sadj */
-    double sadj;        /* reverse: a one-element gradient held as a number */
-    uint64_t adj_sweep; /* the reverse sweep that last set adj */
-    nb_tensor *tan;     /* forward: tangent of this tensor */
-    nb_tensor *prev;    /* NB_T_LINKED: the node recorded before this one */
+    uint64_t mark;              /* nbc_next_sweep() of the sort that last visited it */
+    nb_tensor *adj;             /* reverse: gradient flowing into this tensor, or
+                                   nba_scalar_adj: the value is in sadj */
+    double sadj;                /* reverse: a one-element gradient held as a number */
+    uint64_t adj_sweep;         /* the reverse sweep that last set adj */
+    nb_tensor *tan;             /* forward: tangent of this tensor */
+    nb_tensor *prev;            /* NB_T_LINKED: the node recorded before this one */
     int64_t shape[NB_MAX_RANK]; /* last: only rank entries are allocated */
 };
 

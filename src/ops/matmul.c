@@ -114,7 +114,7 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
         }                                                                                          \
     } while (0)
 
-static void gemm_small(const nbk_gemm *p)
+NBC_WIDE_CLONES static void gemm_small(const nbk_gemm *p)
 {
     if (p->dtype == NB_F32)
         GEMM_SMALL(float);

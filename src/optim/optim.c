@@ -389,23 +389,13 @@ typedef struct coefs {
     double decay;     /* AdamW: 1 - lr*wd */
 } coefs;
 
-/* The update loops are compiled for AVX-512 and AVX2 too, picked when the
- * program starts: Adam's square roots and divisions are most of a step's
- * optimizer time, and wider vectors do more of them at once. Every lane
- * computes exactly what the scalar code does (IEEE operations, no fused
- * multiply-add: ISO C mode leaves contraction off), so results do not
- * depend on the CPU. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define NB_WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NB_WIDE_CLONES
-#endif
-
+/* Compiled for AVX-512 and AVX2 too (NBC_WIDE_CLONES): Adam's square roots
+ * and divisions are most of a step's optimizer time. */
 /* One kernel per dtype T: w the parameter, gr its gradient, s0/s1 its
  * state (NULL when the rule keeps none), n elements. */
 #define UPDATE_KERNEL(T, SFX, SQRT)                                                                \
-    NB_WIDE_CLONES static void update_##SFX(nb_optim_kind kind, const coefs *c, int64_t n, T *w, const T *gr,     \
-                             T *s0, T *s1)                                                         \
+    NBC_WIDE_CLONES static void update_##SFX(nb_optim_kind kind, const coefs *c, int64_t n, T *w,  \
+                                             const T *gr, T *s0, T *s1)                            \
     {                                                                                              \
         const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, clip = (T)c->clip;                    \
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
@@ -432,7 +422,7 @@ typedef struct coefs {
                 w[i] -= lr * (d + mu * s0[i]);                                                     \
             }                                                                                      \
             break;                                                                                 \
-        case NB_OPTIM_ADAM: /* two loops, not a test per element: both vectorise */          \
+        case NB_OPTIM_ADAM: /* two loops, not a test per element: both vectorise */                \
             for (int64_t i = 0; i < n; i++) {                                                      \
                 T d = clip * gr[i] + wd * w[i];                                                    \
                 s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
