@@ -207,11 +207,13 @@ nb_status nb_op_error(nb_graph *g, nb_status code, const char *op, const char *f
 {
     if (!g)
         return code;
-    char msg[NB_ERRMSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
-    va_end(ap);
+    char msg[NB_ERRMSG_MAX] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
     return nbc_error(g, code, op ? op : "op", "%s", msg);
 }
 
