@@ -80,6 +80,9 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
 /* --------------------------------------------------------------- forward */
 
 /* C = op(A)·op(B) by the definition, for products too small for blocking. */
+/* columns the small-product loop sums in registers at a time */
+#define SMALL_W 16
+
 #define GEMM_SMALL(T)                                                                              \
     do {                                                                                           \
         const T *a = p->a, *b = p->b;                                                              \
@@ -99,15 +102,28 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out)
                         sum += a[i * ai + l * al] * bj[l * bl];                                    \
                     ci[j] = sum;                                                                   \
                 }                                                                                  \
-            } else { /* row i of C = sum over l of a(i,l) * row l of B; C aliases                  \
-                      * neither operand, so its row need not be reloaded */                        \
+            } else { /* row i of C = sum over l of a(i,l) * row l of B: blocks of                  \
+                      * SMALL_W columns summed in registers (a fixed-size local                    \
+                      * row), the last few columns in C itself */                                  \
+                int64_t j0 = 0;                                                                    \
+                for (; j0 + SMALL_W <= p->n; j0 += SMALL_W) {                                      \
+                    T acc[SMALL_W] = {0};                                                          \
+                    for (int64_t l = 0; l < p->k; l++) {                                           \
+                        T ail = a[i * ai + l * al];                                                \
+                        const T *bl = b + l * p->ldb + j0;                                         \
+                        for (int j = 0; j < SMALL_W; j++)                                          \
+                            acc[j] += ail * bl[j];                                                 \
+                    }                                                                              \
+                    for (int j = 0; j < SMALL_W; j++)                                              \
+                        ci[j0 + j] = acc[j];                                                       \
+                }                                                                                  \
                 T *restrict cr = ci;                                                               \
-                for (int64_t j = 0; j < p->n; j++)                                                 \
+                for (int64_t j = j0; j < p->n; j++)                                                \
                     cr[j] = 0;                                                                     \
                 for (int64_t l = 0; l < p->k; l++) {                                               \
                     T ail = a[i * ai + l * al];                                                    \
                     const T *restrict bl = b + l * p->ldb;                                         \
-                    for (int64_t j = 0; j < p->n; j++)                                             \
+                    for (int64_t j = j0; j < p->n; j++)                                            \
                         cr[j] += ail * bl[j];                                                      \
                 }                                                                                  \
             }                                                                                      \
