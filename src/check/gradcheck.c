@@ -400,6 +400,20 @@ static void fill_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64_t
     e->out_index = k;
 }
 
+/* An entry with what both modes and the differences said about it. */
+static void judged_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64_t k, double rev,
+                         double fwd, double num, double left, double right, double abs_err)
+{
+    fill_entry(c, e, i, j, k);
+    e->reverse = rev;
+    e->forward = fwd;
+    e->numerical = num;
+    e->left = left;
+    e->right = right;
+    e->abs_err = abs_err;
+    e->rel_err = abs_err / fmax(fabs(num), DBL_MIN);
+}
+
 /* A derivative rule failed inside a sweep: remember the first message. */
 static void rule_failed(ck *c, nb_check_result *r, const char *mode)
 {
@@ -765,28 +779,15 @@ static nb_status full_check(ck *c, nb_check_result *r)
                 rev_fail |= qr > 1;
                 fwd_fail |= qf > 1;
                 if (kink[k]) {
-                    if (r->n_kinks++ == 0) {
-                        fill_entry(c, &r->kink, i, j, k);
-                        r->kink.reverse = jr[q];
-                        r->kink.forward = jf[q];
-                        r->kink.numerical = num[k];
-                        r->kink.left = left[k];
-                        r->kink.right = right[k];
-                        r->kink.abs_err = fmax(er, ef);
-                        r->kink.rel_err = r->kink.abs_err / fmax(fabs(num[k]), DBL_MIN);
-                    }
+                    if (r->n_kinks++ == 0)
+                        judged_entry(c, &r->kink, i, j, k, jr[q], jf[q], num[k], left[k], right[k],
+                                     fmax(er, ef));
                 }
                 double qq = fmax(qr, qf);
                 if (qq > worst) {
                     worst = qq;
-                    fill_entry(c, &r->worst, i, j, k);
-                    r->worst.reverse = jr[q];
-                    r->worst.forward = jf[q];
-                    r->worst.numerical = num[k];
-                    r->worst.left = left[k];
-                    r->worst.right = right[k];
-                    r->worst.abs_err = fmax(er, ef);
-                    r->worst.rel_err = r->worst.abs_err / fmax(fabs(num[k]), DBL_MIN);
+                    judged_entry(c, &r->worst, i, j, k, jr[q], jf[q], num[k], left[k], right[k],
+                                 fmax(er, ef));
                 }
             }
         }
