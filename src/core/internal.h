@@ -207,6 +207,11 @@ nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
  * same dtype and value, so a loop of x*0.5 adds one constant, not one per
  * step. Callers must treat it as read-only. */
 nb_tensor *nbc_const(nb_graph *g, nb_dtype dt, double v);
+/* n rounded up to a multiple of 16 (the arena's alignment of blocks). */
+static inline size_t nbc_round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
 /* One arena block: a tensor of the given rank (uninitialised), then @p extra
  * bytes from a 16-byte boundary (*tail). Under AddressSanitizer the tensor
  * keeps its full size with the unused shape entries poisoned. */
@@ -216,7 +221,7 @@ static inline nb_tensor *nbc_node_alloc(nb_graph *g, int rank, size_t extra, voi
 #ifdef NBC_ASAN
     size_t nb = sizeof(nb_tensor);
 #else
-    size_t nb = (NBC_TENSOR_BYTES(rank) + 15) & ~(size_t)15;
+    size_t nb = nbc_round16(NBC_TENSOR_BYTES(rank));
 #endif
     char *p = nbc_alloc(g, nb + extra, op);
     if (!p)

@@ -90,7 +90,7 @@ nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
     size_t bytes = (size_t)size * nbc_dtype_size(dt);
     bool small = bytes > 0 && bytes <= NBC_SMALL_DATA; /* data in the node's block */
     void *tail;
-    nb_tensor *t = nbc_node_alloc(g, rank, small ? (bytes + 15) & ~(size_t)15 : 0, &tail, op);
+    nb_tensor *t = nbc_node_alloc(g, rank, small ? nbc_round16(bytes) : 0, &tail, op);
     if (!t)
         return NULL;
     tensor_init(t, g, dt, rank, shape);

@@ -13,12 +13,12 @@ const nb_attrs nbo_no_attrs;
 static nb_tensor *record_same_shape(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n)
 {
     const nb_tensor *x = in[0];
-    size_t in_bytes = ((size_t)n * sizeof(nb_tensor *) + 15) & ~(size_t)15;
+    size_t in_bytes = nbc_round16((size_t)n * sizeof(nb_tensor *));
     size_t bytes = (size_t)x->size * nbc_dtype_size(x->dtype);
     bool small = bytes > 0 && bytes <= NBC_SMALL_DATA;
     void *tail;
-    nb_tensor *out = nbc_node_alloc(g, x->rank, in_bytes + (small ? (bytes + 15) & ~(size_t)15 : 0),
-                                    &tail, def->name);
+    nb_tensor *out =
+        nbc_node_alloc(g, x->rank, in_bytes + (small ? nbc_round16(bytes) : 0), &tail, def->name);
     if (!out)
         return NULL;
     memset(out, 0, NBC_TENSOR_BYTES(0));
