@@ -212,23 +212,28 @@ static inline size_t nbc_round16(size_t n)
 {
     return (n + 15) & ~(size_t)15;
 }
-/* One arena block: a tensor of the given rank (uninitialised), then @p extra
- * bytes from a 16-byte boundary (*tail). Under AddressSanitizer the tensor
- * keeps its full size with the unused shape entries poisoned. */
-static inline nb_tensor *nbc_node_alloc(nb_graph *g, int rank, size_t extra, void **tail,
-                                        const char *op)
+/* A tensor of the given rank (uninitialised) in one arena block with @p extra
+ * bytes after it from a 16-byte boundary (*tail) and, when they are at most
+ * NBC_SMALL_DATA, its @p data_bytes of elements (else those are a block of
+ * their own); *data points at the elements. NULL with an error recorded
+ * when out of memory. Under AddressSanitizer the tensor keeps its full size
+ * with the unused shape entries poisoned. */
+static inline nb_tensor *nbc_node_alloc(nb_graph *g, int rank, size_t extra, size_t data_bytes,
+                                        void **tail, void **data, const char *op)
 {
 #ifdef NBC_ASAN
     size_t nb = sizeof(nb_tensor);
 #else
     size_t nb = nbc_round16(NBC_TENSOR_BYTES(rank));
 #endif
-    char *p = nbc_alloc(g, nb + extra, op);
+    bool small = data_bytes > 0 && data_bytes <= NBC_SMALL_DATA;
+    char *p = nbc_alloc(g, nb + extra + (small ? nbc_round16(data_bytes) : 0), op);
     if (!p)
         return NULL;
     NBC_POISON(p + NBC_TENSOR_BYTES(rank), nb - NBC_TENSOR_BYTES(rank));
     *tail = p + nb;
-    return (nb_tensor *)p;
+    *data = small ? p + nb + extra : nbc_alloc_data(g, data_bytes, op);
+    return *data ? (nb_tensor *)p : NULL;
 }
 /* Bytes of one element. */
 static inline size_t nbc_dtype_size(nb_dtype dt)

@@ -87,16 +87,14 @@ nb_tensor *nbc_tensor_new(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
     int64_t size = 1;
     for (int i = 0; i < rank; i++)
         size *= shape[i];
-    size_t bytes = (size_t)size * nbc_dtype_size(dt);
-    bool small = bytes > 0 && bytes <= NBC_SMALL_DATA; /* data in the node's block */
-    void *tail;
-    nb_tensor *t = nbc_node_alloc(g, rank, small ? nbc_round16(bytes) : 0, &tail, op);
+    void *tail, *data;
+    nb_tensor *t = nbc_node_alloc(g, rank, 0, (size_t)size * nbc_dtype_size(dt), &tail, &data, op);
     if (!t)
         return NULL;
     tensor_init(t, g, dt, rank, shape);
     t->size = size;
-    t->data = small ? tail : nbc_alloc_data(g, bytes, op);
-    return t->data ? t : NULL;
+    t->data = data;
+    return t;
 }
 
 void nbc_fill(nb_tensor *t, double v)

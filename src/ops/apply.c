@@ -13,12 +13,10 @@ const nb_attrs nbo_no_attrs;
 static nb_tensor *record_same_shape(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n)
 {
     const nb_tensor *x = in[0];
-    size_t in_bytes = nbc_round16((size_t)n * sizeof(nb_tensor *));
-    size_t bytes = (size_t)x->size * nbc_dtype_size(x->dtype);
-    bool small = bytes > 0 && bytes <= NBC_SMALL_DATA;
-    void *tail;
+    void *tail, *data;
     nb_tensor *out =
-        nbc_node_alloc(g, x->rank, in_bytes + (small ? nbc_round16(bytes) : 0), &tail, def->name);
+        nbc_node_alloc(g, x->rank, nbc_round16((size_t)n * sizeof(nb_tensor *)),
+                       (size_t)x->size * nbc_dtype_size(x->dtype), &tail, &data, def->name);
     if (!out)
         return NULL;
     memset(out, 0, NBC_TENSOR_BYTES(0));
@@ -34,8 +32,8 @@ static nb_tensor *record_same_shape(nb_graph *g, const nbo_def *def, nb_tensor *
     for (int i = 0; i < n; i++)
         out->inputs[i] = in[i];
     out->attrs = (nb_attrs *)&nbo_no_attrs;
-    out->data = small ? (char *)tail + in_bytes : nbc_alloc_data(g, bytes, def->name);
-    return out->data ? out : NULL;
+    out->data = data;
+    return out;
 }
 
 static bool is_same_shape_elementwise(const nbo_def *def, nb_tensor *const *in, int n,
