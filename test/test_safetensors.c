@@ -677,6 +677,60 @@ static void test_bad_arguments_and_failed_saves(void **state)
     nb_model_free(m2);
 }
 
+/* A file of no tensors ("{}", as a model of none saves it) lists nothing,
+ * loads into a model of none, and is refused by a model that holds
+ * tensors, naming the first one the file lacks. */
+static void test_no_tensors(void **state)
+{
+    dir *d = *state;
+    nb_model *none = nb_model_new(), *m = make_model(3), *orig = make_model(3);
+    assert_int_equal(nb_model_save_safetensors(none, d->file, NULL, NULL), NB_OK);
+    size_t n;
+    unsigned char *b = slurp(d->file, &n);
+    assert_true(n >= 10 && n % 8 == 0);
+    assert_int_equal(le64(b), n - 8);
+    assert_memory_equal(b + 8, "{}", 2);
+    free(b);
+    write_file(d->file, "{}", 0, NULL, 0); /* unpadded, as another writer may */
+
+    for (int pass = 0; pass < 2; pass++) {
+        listing l = {0};
+        char meta[16] = "x";
+        nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
+        nb_ckpt_error err;
+        assert_int_equal(nb_safetensors_list(d->file, list_cb, &l, &o, &err), NB_OK);
+        assert_int_equal(l.n, 0);
+        assert_string_equal(meta, "");
+        assert_int_equal(nb_model_load_safetensors(none, d->file, NULL, &err), NB_OK);
+        assert_int_equal(err.status, NB_OK);
+
+        assert_int_equal(nb_model_load_safetensors(m, d->file, NULL, &err), NB_ERR_NOTFOUND);
+        assert_string_equal(err.name, nb_tensor_name(nb_model_next(m, NULL)));
+        assert_non_null(strstr(err.msg, "is not in the file"));
+        assert_true(same_models(m, orig));
+        write_file(d->file, "{ }", 24, NULL, 0); /* padded, with a space inside */
+    }
+
+    /* every allocation of the load may fail, and nothing leaks */
+    tc_counting probe = {0};
+    nb_ckpt_opts lo = {.alloc = tc_counting_alloc, .alloc_ud = &probe};
+    assert_int_equal(nb_model_load_safetensors(m, d->file, &lo, NULL), NB_ERR_NOTFOUND);
+    assert_int_equal(probe.live, 0);
+    for (long k = 1; k <= probe.calls; k++) {
+        tc_counting c = {.fail_at = k};
+        lo.alloc_ud = &c;
+        nb_ckpt_error err;
+        assert_int_equal(nb_model_load_safetensors(m, d->file, &lo, &err), NB_ERR_NOMEM);
+        assert_int_equal(c.live, 0);
+        c = (tc_counting){.fail_at = k};
+        assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, &lo, &err), NB_ERR_NOMEM);
+        assert_int_equal(c.live, 0);
+    }
+    nb_model_free(none);
+    nb_model_free(m);
+    nb_model_free(orig);
+}
+
 /* ------------------------------------------------------------ allocation */
 
 static void test_alloc_failure(void **state)
@@ -758,6 +812,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crafted_headers, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_bad_arguments_and_failed_saves, setup_dir,
                                         teardown_dir),
+        cmocka_unit_test_setup_teardown(test_no_tensors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
