@@ -1,0 +1,139 @@
+/* libFuzzer target for checkpoint files (src/io/ckpt.c): the input is the
+ * file. nb_ckpt_read_meta and nb_ckpt_list check it without a model; a
+ * model built from the listing must then load it, with the RNG state and
+ * with an optimizer of each kind where the file holds them, and the loaded
+ * optimizer takes a step. The file is also loaded into a fixed model (the
+ * one the seed corpus was saved from, fuzz/make_corpus.c), which a file of
+ * other names or shapes must leave unchanged. The input is read as it is
+ * and again with its size field and checksums made right. */
+
+#include "fuzz_common.h"
+
+static char meta[NB_META_MAX + 1];
+
+static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank,
+                            const int64_t *shape)
+{
+    return nb_model_add(ud, name, dt, rank, shape, NULL);
+}
+
+/* The model of the seed corpus: an MLP 3-4-2 (f32), fc1 and fc2. */
+static nb_model *fixed_model(void)
+{
+    static const int64_t w1[] = {3, 4}, b1[] = {4}, w2[] = {4, 2}, b2[] = {2};
+    nb_model *m = nb_model_new();
+    FZ_CHECK(m != NULL);
+    FZ_CHECK(nb_model_add(m, "fc1.weight", NB_F32, 2, w1, NULL) == NB_OK);
+    FZ_CHECK(nb_model_add(m, "fc1.bias", NB_F32, 1, b1, NULL) == NB_OK);
+    FZ_CHECK(nb_model_add(m, "fc2.weight", NB_F32, 2, w2, NULL) == NB_OK);
+    FZ_CHECK(nb_model_add(m, "fc2.bias", NB_F32, 1, b2, NULL) == NB_OK);
+    return m;
+}
+
+static void sum_model(const nb_model *m)
+{
+    volatile double sink = 0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            sink += nb_tensor_get(p, i);
+    (void)sink;
+}
+
+/* Load into a model that holds exactly the file's tensors. */
+static void load_listed(const char *path, nb_model *m, size_t size)
+{
+    nb_ckpt_error err;
+    nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_status st = nb_model_load(m, NULL, path, &o, &err);
+    fz_check_ckpt_error(st, &err, size);
+    FZ_CHECK(st == NB_OK); /* the listing checked the whole file */
+    sum_model(m);
+
+    nb_rng rng;
+    nb_rng_seed(&rng, 1);
+    o.rng = &rng;
+    st = nb_model_load(m, NULL, path, &o, &err);
+    fz_check_ckpt_error(st, &err, size);
+    FZ_CHECK(st == NB_OK || st == NB_ERR_NOTFOUND); /* no RNG state in the file */
+    if (st == NB_OK)
+        (void)nb_rng_normal(&rng);
+
+    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAMW; k++) {
+        nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)k);
+        nb_optim *opt = nb_optim_new(&oo);
+        FZ_CHECK(opt != NULL);
+        st = nb_model_load(m, opt, path, NULL, &err);
+        fz_check_ckpt_error(st, &err, size);
+        /* no optimizer state, or of another kind */
+        FZ_CHECK(st == NB_OK || st == NB_ERR_NOTFOUND || st == NB_ERR_ARG);
+        if (st == NB_OK) {
+            FZ_CHECK(nb_optim_steps(opt) >= 0);
+            nb_model_zero_grad(m);
+            (void)nb_optim_step(opt, m);
+            sum_model(m);
+        }
+        nb_optim_free(opt);
+    }
+}
+
+/* Every way of reading the file @p data[0..size). */
+static void read_all_ways(const uint8_t *data, size_t size)
+{
+    static nb_model *fixed;
+    if (!fixed)
+        fixed = fixed_model();
+    const char *path = fz_temp_file(data, size);
+
+    nb_ckpt_error err;
+    nb_status st_meta = nb_ckpt_read_meta(path, meta, sizeof meta, &err);
+    fz_check_ckpt_error(st_meta, &err, size);
+    if (st_meta == NB_OK) {
+        FZ_CHECK(memchr(meta, '\0', sizeof meta) != NULL);
+        FZ_CHECK(meta[0] == '\0' || nb_meta_check(meta, NULL, 0) == NB_OK);
+    }
+
+    nb_model *m = nb_model_new();
+    FZ_CHECK(m != NULL);
+    nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_status st = nb_ckpt_list(path, add_tensor, m, &o, &err);
+    fz_check_ckpt_error(st, &err, size);
+    FZ_CHECK((st == NB_OK) == (st_meta == NB_OK));
+    if (st == NB_OK)
+        load_listed(path, m, size);
+    nb_model_free(m);
+
+    st = nb_model_load(fixed, NULL, path, NULL, &err);
+    fz_check_ckpt_error(st, &err, size);
+    sum_model(fixed);
+}
+
+/* Layout of the header (docs/optim.md): magic, version, flags, payload
+ * size at 16, its CRC-32 at 24; the payload from 28, then its CRC-32. */
+#define HEADER 28
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    read_all_ways(data, size);
+    /* A mutated file almost always fails its checksums; the same bytes
+     * with the payload size and both CRCs made right reach the parser of
+     * the records and sections. */
+    if (size < HEADER + 4 || memcmp(data, "NABLACKP", 8) != 0)
+        return 0;
+    uint8_t *fixed = malloc(size);
+    FZ_CHECK(fixed != NULL);
+    memcpy(fixed, data, size);
+    size_t payload = size - HEADER - 4;
+    put_le(fixed + 16, payload, 8);
+    put_le(fixed + 24, crc32(0L, fixed, 24), 4);
+    put_le(fixed + HEADER + payload, crc32(0L, fixed + HEADER, (uInt)payload), 4);
+    if (memcmp(fixed, data, size) != 0)
+        read_all_ways(fixed, size);
+    free(fixed);
+    return 0;
+}

@@ -1,0 +1,158 @@
+/* Helpers shared by the libFuzzer targets (header only, so a target is one
+ * source file). A broken invariant is reported on stderr and aborts, which
+ * libFuzzer records as a crash with the input that caused it. */
+#ifndef NABLA_FUZZ_COMMON_H
+#define NABLA_FUZZ_COMMON_H
+
+#include "nabla.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FZ_CHECK(cond)                                                                          \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            fprintf(stderr, "%s:%d: fuzz invariant broken: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                            \
+        }                                                                                       \
+    } while (0)
+
+static char fz_path[4096];
+
+static inline void fz_remove_temp(void)
+{
+    if (fz_path[0])
+        unlink(fz_path);
+}
+
+/* The path of this process's temporary file (made once, in $TMPDIR or
+ * /tmp, removed at exit) after writing data[0..size) to it, for readers
+ * that take a path. */
+static inline const char *fz_temp_file(const uint8_t *data, size_t size)
+{
+    static int fd = -1;
+    if (fd < 0) {
+        const char *dir = getenv("TMPDIR");
+        snprintf(fz_path, sizeof fz_path, "%s/nabla-fuzz-XXXXXX", dir && *dir ? dir : "/tmp");
+        fd = mkstemp(fz_path);
+        if (fd < 0) {
+            perror(fz_path);
+            abort();
+        }
+        atexit(fz_remove_temp);
+    }
+    FZ_CHECK(ftruncate(fd, 0) == 0);
+    for (size_t done = 0; done < size;) {
+        ssize_t n = pwrite(fd, data + done, size - done, (off_t)done);
+        FZ_CHECK(n > 0);
+        done += (size_t)n;
+    }
+    return fz_path;
+}
+
+/* A failed checkpoint or safetensors read says why, with the same status,
+ * and points inside the file (or nowhere). */
+static inline void fz_check_ckpt_error(nb_status st, const nb_ckpt_error *err, size_t size)
+{
+    if (st == NB_OK) {
+        FZ_CHECK(err->status == NB_OK && err->msg[0] == '\0');
+        return;
+    }
+    FZ_CHECK(err->status == st);
+    FZ_CHECK(err->msg[0] != '\0');
+    FZ_CHECK(memchr(err->msg, '\0', sizeof err->msg) != NULL);
+    FZ_CHECK(memchr(err->name, '\0', sizeof err->name) != NULL);
+    FZ_CHECK(err->offset >= -1 && err->offset <= (int64_t)size);
+}
+
+/* A failed data-set load says why, with the same status; @p size bounds
+ * the offset when the input is not compressed (0: not checked). */
+static inline void fz_check_data_error(nb_status st, const nb_data_error *err, size_t size)
+{
+    if (st == NB_OK) {
+        FZ_CHECK(err->status == NB_OK && err->msg[0] == '\0');
+        return;
+    }
+    FZ_CHECK(err->status == st);
+    FZ_CHECK(err->msg[0] != '\0');
+    FZ_CHECK(memchr(err->msg, '\0', sizeof err->msg) != NULL);
+    FZ_CHECK(err->line >= 0 && err->column >= 0 && err->offset >= -1);
+    if (size > 0)
+        FZ_CHECK(err->offset <= (int64_t)size);
+}
+
+/* Read every value and label of a data set (so the sanitizers see any
+ * out-of-bounds or uninitialised storage) and check the labels' range. */
+static inline void fz_walk_dataset(const nb_dataset *ds)
+{
+    int64_t n = nb_dataset_count(ds), f = nb_dataset_features(ds), k = nb_dataset_classes(ds);
+    FZ_CHECK(n >= 0 && f >= 1 && k >= 1);
+    volatile double sink = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t label = nb_dataset_label(ds, i);
+        FZ_CHECK(label >= 0 && label < k);
+        for (int64_t j = 0; j < f; j++)
+            sink += nb_dataset_get(ds, i, j);
+    }
+    (void)sink;
+}
+
+/* Whether p[0..n) starts with the gzip magic (the readers then decompress). */
+static inline bool fz_is_gzip(const uint8_t *p, size_t n)
+{
+    return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
+}
+
+/* data[0..size) as a gzip stream in a new block (*out_len bytes; free it),
+ * or NULL when out of memory. Compressing inside the target lets the
+ * decompressing path see every input the plain path sees. */
+static inline unsigned char *fz_gzip(const uint8_t *data, size_t size, size_t *out_len)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    size_t cap = deflateBound(&zs, (uLong)size);
+    unsigned char *out = malloc(cap);
+    if (!out) {
+        deflateEnd(&zs);
+        return NULL;
+    }
+    zs.next_in = (Bytef *)(uintptr_t)data;
+    zs.avail_in = (uInt)size;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    int zr = deflate(&zs, Z_FINISH);
+    *out_len = cap - zs.avail_out;
+    deflateEnd(&zs);
+    FZ_CHECK(zr == Z_STREAM_END);
+    return out;
+}
+
+/* Whether the data sets hold the same samples (dtype, sizes, values by
+ * their bits, labels). */
+static inline bool fz_same_dataset(const nb_dataset *a, const nb_dataset *b)
+{
+    int64_t n = nb_dataset_count(a), f = nb_dataset_features(a);
+    if (n != nb_dataset_count(b) || f != nb_dataset_features(b) ||
+        nb_dataset_classes(a) != nb_dataset_classes(b) ||
+        nb_dataset_dtype(a) != nb_dataset_dtype(b))
+        return false;
+    size_t bytes = (size_t)(n * f) * nb_dtype_size(nb_dataset_dtype(a));
+    if (bytes && memcmp(nb_dataset_feature_data(a), nb_dataset_feature_data(b), bytes) != 0)
+        return false;
+    for (int64_t i = 0; i < n; i++)
+        if (nb_dataset_label(a, i) != nb_dataset_label(b, i))
+            return false;
+    return true;
+}
+
+#endif
