@@ -11,34 +11,6 @@
 
 static char meta[NB_META_MAX + 1];
 
-static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank,
-                            const int64_t *shape)
-{
-    return nb_model_add(ud, name, dt, rank, shape, NULL);
-}
-
-/* The model of the seed corpus: an MLP 3-4-2 (f32), fc1 and fc2. */
-static nb_model *fixed_model(void)
-{
-    static const int64_t w1[] = {3, 4}, b1[] = {4}, w2[] = {4, 2}, b2[] = {2};
-    nb_model *m = nb_model_new();
-    FZ_CHECK(m != NULL);
-    FZ_CHECK(nb_model_add(m, "fc1.weight", NB_F32, 2, w1, NULL) == NB_OK);
-    FZ_CHECK(nb_model_add(m, "fc1.bias", NB_F32, 1, b1, NULL) == NB_OK);
-    FZ_CHECK(nb_model_add(m, "fc2.weight", NB_F32, 2, w2, NULL) == NB_OK);
-    FZ_CHECK(nb_model_add(m, "fc2.bias", NB_F32, 1, b2, NULL) == NB_OK);
-    return m;
-}
-
-static void sum_model(const nb_model *m)
-{
-    volatile double sink = 0;
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
-        for (int64_t i = 0; i < nb_tensor_size(p); i++)
-            sink += nb_tensor_get(p, i);
-    (void)sink;
-}
-
 /* Load into a model that holds exactly the file's tensors. */
 static void load_listed(const char *path, nb_model *m, size_t size)
 {
@@ -47,7 +19,7 @@ static void load_listed(const char *path, nb_model *m, size_t size)
     nb_status st = nb_model_load(m, NULL, path, &o, &err);
     fz_check_ckpt_error(st, &err, size);
     FZ_CHECK(st == NB_OK); /* the listing checked the whole file */
-    sum_model(m);
+    fz_walk_model(m);
 
     nb_rng rng;
     nb_rng_seed(&rng, 1);
@@ -70,7 +42,7 @@ static void load_listed(const char *path, nb_model *m, size_t size)
             FZ_CHECK(nb_optim_steps(opt) >= 0);
             nb_model_zero_grad(m);
             (void)nb_optim_step(opt, m);
-            sum_model(m);
+            fz_walk_model(m);
         }
         nb_optim_free(opt);
     }
@@ -81,7 +53,7 @@ static void read_all_ways(const uint8_t *data, size_t size)
 {
     static nb_model *fixed;
     if (!fixed)
-        fixed = fixed_model();
+        fixed = fz_mlp_model(NB_F32);
     const char *path = fz_temp_file(data, size);
 
     nb_ckpt_error err;
@@ -95,7 +67,7 @@ static void read_all_ways(const uint8_t *data, size_t size)
     nb_model *m = nb_model_new();
     FZ_CHECK(m != NULL);
     nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
-    nb_status st = nb_ckpt_list(path, add_tensor, m, &o, &err);
+    nb_status st = nb_ckpt_list(path, fz_add_tensor, m, &o, &err);
     fz_check_ckpt_error(st, &err, size);
     FZ_CHECK((st == NB_OK) == (st_meta == NB_OK));
     if (st == NB_OK)
@@ -104,7 +76,7 @@ static void read_all_ways(const uint8_t *data, size_t size)
 
     st = nb_model_load(fixed, NULL, path, NULL, &err);
     fz_check_ckpt_error(st, &err, size);
-    sum_model(fixed);
+    fz_walk_model(fixed);
 }
 
 /* Layout of the header (docs/optim.md): magic, version, flags, payload

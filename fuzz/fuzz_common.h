@@ -57,17 +57,25 @@ static inline const char *fz_temp_file(const uint8_t *data, size_t size)
     return fz_path;
 }
 
+/* A failure's report: the status returned, a message, NUL-terminated. */
+static inline void fz_check_report(nb_status st, nb_status reported, const char *msg, size_t cap)
+{
+    if (st == NB_OK) {
+        FZ_CHECK(reported == NB_OK && msg[0] == '\0');
+        return;
+    }
+    FZ_CHECK(reported == st);
+    FZ_CHECK(msg[0] != '\0');
+    FZ_CHECK(memchr(msg, '\0', cap) != NULL);
+}
+
 /* A failed checkpoint or safetensors read says why, with the same status,
  * and points inside the file (or nowhere). */
 static inline void fz_check_ckpt_error(nb_status st, const nb_ckpt_error *err, size_t size)
 {
-    if (st == NB_OK) {
-        FZ_CHECK(err->status == NB_OK && err->msg[0] == '\0');
+    fz_check_report(st, err->status, err->msg, sizeof err->msg);
+    if (st == NB_OK)
         return;
-    }
-    FZ_CHECK(err->status == st);
-    FZ_CHECK(err->msg[0] != '\0');
-    FZ_CHECK(memchr(err->msg, '\0', sizeof err->msg) != NULL);
     FZ_CHECK(memchr(err->name, '\0', sizeof err->name) != NULL);
     FZ_CHECK(err->offset >= -1 && err->offset <= (int64_t)size);
 }
@@ -76,16 +84,43 @@ static inline void fz_check_ckpt_error(nb_status st, const nb_ckpt_error *err, s
  * the offset when the input is not compressed (0: not checked). */
 static inline void fz_check_data_error(nb_status st, const nb_data_error *err, size_t size)
 {
-    if (st == NB_OK) {
-        FZ_CHECK(err->status == NB_OK && err->msg[0] == '\0');
+    fz_check_report(st, err->status, err->msg, sizeof err->msg);
+    if (st == NB_OK)
         return;
-    }
-    FZ_CHECK(err->status == st);
-    FZ_CHECK(err->msg[0] != '\0');
-    FZ_CHECK(memchr(err->msg, '\0', sizeof err->msg) != NULL);
     FZ_CHECK(err->line >= 0 && err->column >= 0 && err->offset >= -1);
     if (size > 0)
         FZ_CHECK(err->offset <= (int64_t)size);
+}
+
+/* nb_tensor_info_fn adding each listed tensor to the model @p ud. */
+static inline nb_status fz_add_tensor(void *ud, const char *name, nb_dtype dt, int rank,
+                                      const int64_t *shape)
+{
+    return nb_model_add(ud, name, dt, rank, shape, NULL);
+}
+
+/* The model of the seed corpora (fuzz/make_corpus.c): an MLP 3-4-2 named
+ * as nb_mlp_new names it, fc1 in f32 and fc2 in @p fc2, values 0. */
+static inline nb_model *fz_mlp_model(nb_dtype fc2)
+{
+    static const int64_t w1[] = {3, 4}, b1[] = {4}, w2[] = {4, 2}, b2[] = {2};
+    nb_model *m = nb_model_new();
+    FZ_CHECK(m != NULL);
+    FZ_CHECK(nb_model_add(m, "fc1.weight", NB_F32, 2, w1, NULL) == NB_OK);
+    FZ_CHECK(nb_model_add(m, "fc1.bias", NB_F32, 1, b1, NULL) == NB_OK);
+    FZ_CHECK(nb_model_add(m, "fc2.weight", fc2, 2, w2, NULL) == NB_OK);
+    FZ_CHECK(nb_model_add(m, "fc2.bias", fc2, 1, b2, NULL) == NB_OK);
+    return m;
+}
+
+/* Read every value of a model (so the sanitizers see any bad storage). */
+static inline void fz_walk_model(const nb_model *m)
+{
+    volatile double sink = 0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            sink += nb_tensor_get(p, i);
+    (void)sink;
 }
 
 /* Read every value and label of a data set (so the sanitizers see any

@@ -8,39 +8,11 @@
 
 static char meta[NB_META_MAX + 1], meta2[NB_META_MAX + 1];
 
-static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank,
-                            const int64_t *shape)
-{
-    return nb_model_add(ud, name, dt, rank, shape, NULL);
-}
-
-/* The model of the seed corpus: fc1 of an MLP 3-4-2 in f32, fc2 in f64. */
-static nb_model *fixed_model(void)
-{
-    static const int64_t w1[] = {3, 4}, b1[] = {4}, w2[] = {4, 2}, b2[] = {2};
-    nb_model *m = nb_model_new();
-    FZ_CHECK(m != NULL);
-    FZ_CHECK(nb_model_add(m, "fc1.weight", NB_F32, 2, w1, NULL) == NB_OK);
-    FZ_CHECK(nb_model_add(m, "fc1.bias", NB_F32, 1, b1, NULL) == NB_OK);
-    FZ_CHECK(nb_model_add(m, "fc2.weight", NB_F64, 2, w2, NULL) == NB_OK);
-    FZ_CHECK(nb_model_add(m, "fc2.bias", NB_F64, 1, b2, NULL) == NB_OK);
-    return m;
-}
-
-static void sum_model(const nb_model *m)
-{
-    volatile double sink = 0;
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
-        for (int64_t i = 0; i < nb_tensor_size(p); i++)
-            sink += nb_tensor_get(p, i);
-    (void)sink;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static nb_model *fixed, *empty;
     if (!fixed) {
-        fixed = fixed_model();
+        fixed = fz_mlp_model(NB_F64);
         empty = nb_model_new();
         FZ_CHECK(empty != NULL);
     }
@@ -50,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nb_model *m = nb_model_new();
     FZ_CHECK(m != NULL);
     nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
-    nb_status st = nb_safetensors_list(path, add_tensor, m, &o, &err);
+    nb_status st = nb_safetensors_list(path, fz_add_tensor, m, &o, &err);
     fz_check_ckpt_error(st, &err, size);
     if (st == NB_OK) {
         FZ_CHECK(memchr(meta, '\0', sizeof meta) != NULL);
@@ -61,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_check_ckpt_error(st, &err, size);
         FZ_CHECK(st == NB_OK);
         FZ_CHECK(strcmp(meta, meta2) == 0);
-        sum_model(m);
+        fz_walk_model(m);
         /* and without asking for the metadata */
         st = nb_model_load_safetensors(m, path, NULL, &err);
         FZ_CHECK(st == NB_OK);
@@ -72,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 2; i++) {
         st = nb_model_load_safetensors(others[i], path, &o, &err);
         fz_check_ckpt_error(st, &err, size);
-        sum_model(others[i]);
+        fz_walk_model(others[i]);
     }
     return 0;
 }

@@ -5,13 +5,7 @@
  *     ./build/fuzz/fuzz_make_corpus fuzz/corpus
  * The models match the fixed models of fuzz_ckpt.c and fuzz_safetensors.c. */
 
-#include "nabla.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <zlib.h>
+#include "fuzz_common.h"
 
 static const char *root;
 
@@ -42,41 +36,12 @@ static void write_bytes(const char *target, const char *name, const void *p, siz
         fail(path, "cannot write");
 }
 
-/* p[0..n) gzip-compressed (level 9, no file name or time: reproducible). */
-static unsigned char *gzip(const void *p, size_t n, size_t *out_len)
-{
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        fail("gzip", "deflateInit2");
-    size_t cap = deflateBound(&zs, (uLong)n);
-    unsigned char *out = malloc(cap);
-    if (!out)
-        fail("gzip", "out of memory");
-    zs.next_in = (Bytef *)(uintptr_t)p;
-    zs.avail_in = (uInt)n;
-    zs.next_out = out;
-    zs.avail_out = (uInt)cap;
-    if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
-        fail("gzip", "deflate");
-    *out_len = cap - zs.avail_out;
-    deflateEnd(&zs);
-    return out;
-}
-
 /* ---------------------------------------------------------------- models */
 
-/* An MLP 3-4-2 named as nb_mlp_new names it, fc2 in @p dt2. */
+/* The targets' MLP (fz_mlp_model) with values and gradients. */
 static nb_model *mlp(nb_dtype dt2)
 {
-    static const int64_t w1[] = {3, 4}, b1[] = {4}, w2[] = {4, 2}, b2[] = {2};
-    nb_model *m = nb_model_new();
-    if (!m)
-        fail("model", "out of memory");
-    check(nb_model_add(m, "fc1.weight", NB_F32, 2, w1, NULL), "model");
-    check(nb_model_add(m, "fc1.bias", NB_F32, 1, b1, NULL), "model");
-    check(nb_model_add(m, "fc2.weight", dt2, 2, w2, NULL), "model");
-    check(nb_model_add(m, "fc2.bias", dt2, 1, b2, NULL), "model");
+    nb_model *m = fz_mlp_model(dt2);
     int64_t k = 0;
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
         for (int64_t i = 0; i < nb_tensor_size(p); i++, k++) {
@@ -251,7 +216,9 @@ static void idx_corpus(void)
         snprintf(name, sizeof name, "%s.idx", forms[f].name);
         idx_pair(name, img, img_len, lab, lab_len);
         size_t zi_len, zl_len;
-        unsigned char *zi = gzip(img, img_len, &zi_len), *zl = gzip(lab, lab_len, &zl_len);
+        unsigned char *zi = fz_gzip(img, img_len, &zi_len), *zl = fz_gzip(lab, lab_len, &zl_len);
+        if (!zi || !zl)
+            fail("gzip", "out of memory");
         snprintf(name, sizeof name, "%s_gz.idx", forms[f].name);
         idx_pair(name, zi, zi_len, zl, zl_len);
         snprintf(name, sizeof name, "%s_gz_images.idx", forms[f].name);
@@ -280,7 +247,9 @@ static void csv_corpus(void)
         write_bytes("csv", tables[i].name, t, strlen(t));
     }
     size_t n;
-    unsigned char *z = gzip(tables[0].text, strlen(tables[0].text), &n);
+    unsigned char *z = fz_gzip((const uint8_t *)tables[0].text, strlen(tables[0].text), &n);
+    if (!z)
+        fail("gzip", "out of memory");
     write_bytes("csv", "header.csv.gz", z, n);
     free(z);
 }
