@@ -4,8 +4,9 @@
  * with an optimizer of each kind where the file holds them, and the loaded
  * optimizer takes a step. The file is also loaded into a fixed model (the
  * one the seed corpus was saved from, fuzz/make_corpus.c), which a file of
- * other names or shapes must leave unchanged. The input is read as it is
- * and again with its size field and checksums made right. */
+ * other names or shapes must leave unchanged. An allocation failure at
+ * any point gives NB_ERR_NOMEM and leaks nothing. The input is read as it
+ * is and again with its size field and checksums made right. */
 
 #include "fuzz_common.h"
 
@@ -48,6 +49,13 @@ static void load_listed(const char *path, nb_model *m, size_t size)
     }
 }
 
+/* nb_model_load without an optimizer, as fz_format's load. */
+static nb_status load_model(nb_model *m, const char *path, const nb_ckpt_opts *o,
+                            nb_ckpt_error *err)
+{
+    return nb_model_load(m, NULL, path, o, err);
+}
+
 /* Every way of reading the file @p data[0..size). */
 static void read_all_ways(const uint8_t *data, size_t size)
 {
@@ -77,6 +85,9 @@ static void read_all_ways(const uint8_t *data, size_t size)
     st = nb_model_load(fixed, NULL, path, NULL, &err);
     fz_check_ckpt_error(st, &err, size);
     fz_walk_model(fixed);
+
+    fz_format f = {nb_ckpt_list, load_model, path, size, fixed};
+    fz_check_oom(fz_list_and_load, &f, data, size);
 }
 
 /* Layout of the header (docs/optim.md): magic, version, flags, payload

@@ -190,4 +190,86 @@ static inline bool fz_same_dataset(const nb_dataset *a, const nb_dataset *b)
     return true;
 }
 
+/* An allocation hook (nb_alloc_fn) that counts calls and live blocks and
+ * fails call number fail_at (0: none), for the readers' out-of-memory
+ * paths: a failure must give NB_ERR_NOMEM and leave nothing allocated. */
+typedef struct fz_alloc {
+    long calls, fail_at, live;
+    bool failed; /* the failing call was reached */
+} fz_alloc;
+
+static inline void *fz_alloc_fn(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    fz_alloc *a = ud;
+    (void)old_size;
+    if (new_size == 0) {
+        if (ptr)
+            a->live--;
+        free(ptr);
+        return NULL;
+    }
+    if (++a->calls == a->fail_at) {
+        a->failed = true;
+        return NULL;
+    }
+    void *p = realloc(ptr, new_size);
+    if (p && !ptr)
+        a->live++;
+    return p;
+}
+
+/* Which of @p calls allocations to fail for this input (1..calls; 0 when
+ * there are none): a hash of the input, so a run is reproducible. */
+static inline long fz_pick(const uint8_t *data, size_t size, long calls)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (size_t i = 0; i < size; i++)
+        h = (h ^ data[i]) * 1099511628211u;
+    return calls > 0 ? (long)(h % (uint64_t)calls) + 1 : 0;
+}
+
+/* A reader run with an allocation hook; it frees what it loaded. */
+typedef nb_status (*fz_reader)(void *ctx, fz_alloc *a);
+
+/* Run @p read once counting its allocations, then again failing one of
+ * them (fz_pick): NB_ERR_NOMEM when the failing call is reached, the same
+ * result as the first run otherwise, and nothing left allocated. */
+static inline void fz_check_oom(fz_reader read, void *ctx, const uint8_t *data, size_t size)
+{
+    fz_alloc count = {0};
+    nb_status st = read(ctx, &count);
+    FZ_CHECK(count.live == 0);
+    fz_alloc fail = {.fail_at = fz_pick(data, size, count.calls)};
+    nb_status st2 = read(ctx, &fail);
+    FZ_CHECK(fail.failed ? st2 == NB_ERR_NOMEM : st2 == st);
+    FZ_CHECK(fail.live == 0);
+}
+
+/* A model file format read through an allocation hook (fz_check_oom's
+ * reader is fz_list_and_load with a pointer to one of these). */
+typedef struct fz_format {
+    nb_status (*list)(const char *path, nb_tensor_info_fn fn, void *ud, const nb_ckpt_opts *o,
+                      nb_ckpt_error *err);
+    nb_status (*load)(nb_model *m, const char *path, const nb_ckpt_opts *o, nb_ckpt_error *err);
+    const char *path;
+    size_t size;     /* of the file */
+    nb_model *fixed; /* loaded into after a successful listing */
+} fz_format;
+
+static inline nb_status fz_list_and_load(void *ctx, fz_alloc *a)
+{
+    static char meta[NB_META_MAX + 1];
+    const fz_format *f = ctx;
+    nb_ckpt_error err;
+    nb_ckpt_opts o = {
+        .alloc = fz_alloc_fn, .alloc_ud = a, .meta_out = meta, .meta_cap = sizeof meta};
+    nb_status st = f->list(f->path, NULL, NULL, &o, &err);
+    fz_check_ckpt_error(st, &err, f->size);
+    if (st == NB_OK) {
+        st = f->load(f->fixed, f->path, &o, &err);
+        fz_check_ckpt_error(st, &err, f->size);
+    }
+    return st;
+}
+
 #endif

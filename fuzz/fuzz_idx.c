@@ -4,7 +4,8 @@
  * first), then the labels file (fuzz/make_corpus.c writes the seeds). The
  * pair is loaded with two sets of options; unless a file already is gzip,
  * the pair is also compressed here and loaded again, which must give the
- * same result (the same data set, or the same error at the same offset). */
+ * same result (the same data set, or the same error at the same offset).
+ * An allocation failure at any point gives NB_ERR_NOMEM and leaks nothing. */
 
 #include "fuzz_common.h"
 
@@ -19,6 +20,25 @@ static nb_status load(const uint8_t *img, size_t img_len, const uint8_t *lab, si
     FZ_CHECK((st == NB_OK) == (*ds != NULL));
     if (*ds)
         fz_walk_dataset(*ds);
+    return st;
+}
+
+typedef struct pair {
+    const uint8_t *img, *lab;
+    size_t img_len, lab_len;
+} pair;
+
+/* The pair loaded with default options through @p a, then freed. */
+static nb_status load_hooked(void *ctx, fz_alloc *a)
+{
+    const pair *p = ctx;
+    nb_data_opts o = {.alloc = fz_alloc_fn, .alloc_ud = a};
+    nb_dataset *ds = NULL;
+    nb_data_error err;
+    nb_status st = nb_dataset_load_idx_mem(p->img, p->img_len, p->lab, p->lab_len, &o, &ds, &err);
+    fz_check_data_error(st, &err, 0);
+    FZ_CHECK((st == NB_OK) == (ds != NULL));
+    nb_dataset_free(ds);
     return st;
 }
 
@@ -57,6 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(zi);
         free(zl);
     }
+    pair p = {img, lab, img_len, lab_len};
+    fz_check_oom(load_hooked, &p, data, size);
     nb_dataset_free(ds);
     nb_dataset_free(wide);
     nb_dataset_free(gz);

@@ -2,7 +2,8 @@
  * is the file. nb_safetensors_list checks it without a model; a model
  * built from the listing must then load it, with the same metadata. The
  * file is also loaded into a fixed model (the one the seed corpus was saved
- * from, fuzz/make_corpus.c) and into an empty one. */
+ * from, fuzz/make_corpus.c) and into an empty one. An allocation failure
+ * at any point gives NB_ERR_NOMEM and leaks nothing. */
 
 #include "fuzz_common.h"
 
@@ -46,5 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_check_ckpt_error(st, &err, size);
         fz_walk_model(others[i]);
     }
+    fz_format f = {nb_safetensors_list, nb_model_load_safetensors, path, size, fixed};
+    fz_check_oom(fz_list_and_load, &f, data, size);
     return 0;
 }
