@@ -32,15 +32,18 @@ static inline void fz_remove_temp(void)
         unlink(fz_path);
 }
 
-/* The path of this process's temporary file (made once, in $TMPDIR or
- * /tmp, removed at exit) after writing data[0..size) to it, for readers
- * that take a path. */
+/* The path of this process's temporary file (made once, removed at exit)
+ * after writing data[0..size) to it, for readers that take a path. It is
+ * in $TMPDIR, else in /dev/shm (memory: a disk's file system makes the
+ * rewriting of every input ten times slower), else in /tmp. */
 static inline const char *fz_temp_file(const uint8_t *data, size_t size)
 {
     static int fd = -1;
     if (fd < 0) {
         const char *dir = getenv("TMPDIR");
-        snprintf(fz_path, sizeof fz_path, "%s/nabla-fuzz-XXXXXX", dir && *dir ? dir : "/tmp");
+        if (!dir || !*dir)
+            dir = access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
+        snprintf(fz_path, sizeof fz_path, "%s/nabla-fuzz-XXXXXX", dir);
         fd = mkstemp(fz_path);
         if (fd < 0) {
             perror(fz_path);
