@@ -1,9 +1,10 @@
 /* libFuzzer target for CSV tables (src/io/csv.c, and src/io/gzip.c for
- * compressed ones): the input is the file, loaded with three sets of
- * options. Unless it already is gzip, it is also compressed here and
- * loaded again with the defaults, which must give the same result (the
- * same data set, or the same error at the same line, column and offset).
- * An allocation failure at any point gives NB_ERR_NOMEM and leaks nothing. */
+ * compressed ones): the input is the file, loaded with four sets of
+ * options (the last declares 2x2 images). Unless it already is gzip, it is
+ * also compressed here and loaded again with the defaults, which must give
+ * the same result (the same data set, or the same error at the same line,
+ * column and offset). An allocation failure at any point gives
+ * NB_ERR_NOMEM and leaks nothing. */
 
 #include "fuzz_common.h"
 
@@ -18,6 +19,7 @@ static const nb_csv_opts option_sets[] = {
      .header = NB_CSV_HEADER_NONE,
      .label_column = 1,
      .max_field = 16},
+    {.delimiter = '\t', .label_column = -2, .image_height = 2, .image_width = 2},
 };
 
 typedef struct input {
