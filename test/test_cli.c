@@ -201,6 +201,55 @@ static void test_diff(void **state)
     rmdir(dir);
 }
 
+/* nabla diff's verdict: its exit status and the line that explains it. */
+static void test_diff_verdicts(void **state)
+{
+    (void)state;
+    /* a jump: numerical 1/h against 0 */
+    run_result *r = run("diff 'sign(x)' --at x=0");
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->out, "df/dx: f jumps at x = 0"));
+    assert_non_null(strstr(r->out, "no derivative here"));
+    /* a kink where all four agree on the convention's value */
+    r = run("diff 'abs(x) + y' --at x=0,y=2 --json");
+    assert_int_equal(r->status, 3);
+    char line[1024];
+    line_of(r->out, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"verdict\": \"kink\""));
+    assert_true(json_num(line, "left") == -1 || fabs(json_num(line, "left") + 1) < 1e-9);
+    assert_true(fabs(json_num(line, "right") - 1) < 1e-9);
+    line_of(r->out, 1, line, sizeof line);
+    assert_non_null(strstr(line, "\"verdict\": \"agree\""));
+    assert_non_null(strstr(r->err, "kink at x = 0"));
+    /* central differences too coarse for the point: numerical is named */
+    r = run("diff 'sin(x)' --at x=1e6");
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "numerical disagrees"));
+    /* smooth: all agree, status 0 */
+    r = run("diff 'x^3*y' --at x=2,y=0.5");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "agree"));
+    /* variables f does not use: derivative exactly 0 */
+    r = run("diff 'x^2' --at x=1,y=2 --wrt x,y,z --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 3);
+    for (int k = 1; k < 3; k++) {
+        line_of(r->out, k, line, sizeof line);
+        assert_non_null(strstr(line, k == 1 ? "\"wrt\": \"y\"" : "\"wrt\": \"z\""));
+        assert_non_null(strstr(line, "\"verdict\": \"unused\""));
+        assert_true(json_num(line, "reverse") == 0 && json_num(line, "forward") == 0);
+        assert_true(json_num(line, "numerical") == 0 && json_num(line, "symbolic") == 0);
+    }
+    r = run("diff 'x^2' --at x=1,y=2");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "df/dy = 0: f does not use y"));
+    r = run("diff 'x' --at x=1,2y=3");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "'2y' is not a variable name"));
+    r = run("diff 'x' --at x=1 --wrt 'a-b'");
+    assert_int_equal(r->status, 2);
+}
+
 static void test_trace(void **state)
 {
     (void)state;
@@ -598,7 +647,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_trace),      cmocka_unit_test(test_plot),
         cmocka_unit_test(test_train_eval), cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_maxout_models), cmocka_unit_test(test_bad_model_metadata),
-        cmocka_unit_test(test_csv_standardisation),
+        cmocka_unit_test(test_csv_standardisation), cmocka_unit_test(test_diff_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
