@@ -201,6 +201,55 @@ static void test_diff(void **state)
     rmdir(dir);
 }
 
+/* nabla diff's verdict: its exit status and the line that explains it. */
+static void test_diff_verdicts(void **state)
+{
+    (void)state;
+    /* a jump: numerical 1/h against 0 */
+    run_result *r = run("diff 'sign(x)' --at x=0");
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->out, "df/dx: f jumps at x = 0"));
+    assert_non_null(strstr(r->out, "no derivative here"));
+    /* a kink where all four agree on the convention's value */
+    r = run("diff 'abs(x) + y' --at x=0,y=2 --json");
+    assert_int_equal(r->status, 3);
+    char line[1024];
+    line_of(r->out, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"verdict\": \"kink\""));
+    assert_true(json_num(line, "left") == -1 || fabs(json_num(line, "left") + 1) < 1e-9);
+    assert_true(fabs(json_num(line, "right") - 1) < 1e-9);
+    line_of(r->out, 1, line, sizeof line);
+    assert_non_null(strstr(line, "\"verdict\": \"agree\""));
+    assert_non_null(strstr(r->err, "kink at x = 0"));
+    /* central differences too coarse for the point: numerical is named */
+    r = run("diff 'sin(x)' --at x=1e6");
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "numerical disagrees"));
+    /* smooth: all agree, status 0 */
+    r = run("diff 'x^3*y' --at x=2,y=0.5");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "agree"));
+    /* variables f does not use: derivative exactly 0 */
+    r = run("diff 'x^2' --at x=1,y=2 --wrt x,y,z --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 3);
+    for (int k = 1; k < 3; k++) {
+        line_of(r->out, k, line, sizeof line);
+        assert_non_null(strstr(line, k == 1 ? "\"wrt\": \"y\"" : "\"wrt\": \"z\""));
+        assert_non_null(strstr(line, "\"verdict\": \"unused\""));
+        assert_true(json_num(line, "reverse") == 0 && json_num(line, "forward") == 0);
+        assert_true(json_num(line, "numerical") == 0 && json_num(line, "symbolic") == 0);
+    }
+    r = run("diff 'x^2' --at x=1,y=2");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "df/dy = 0: f does not use y"));
+    r = run("diff 'x' --at x=1,2y=3");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "'2y' is not a variable name"));
+    r = run("diff 'x' --at x=1 --wrt 'a-b'");
+    assert_int_equal(r->status, 2);
+}
+
 static void test_trace(void **state)
 {
     (void)state;
@@ -367,6 +416,195 @@ static void test_train_eval(void **state)
     rmdir(dir);
 }
 
+/* An MLP on digits-sized inputs saved with metadata @p meta (its own
+ * nb_mlp_meta text when NULL); maxout with @p pieces when > 0. */
+static void save_mlp(const char *path, int64_t pieces, const char *meta)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, 3);
+    nb_model *m = nb_model_new();
+    nb_layer *net = NULL;
+    int64_t sizes[3] = {64, 12, 10};
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.rng = &rng;
+    nb_act_opts ao = nb_act_defaults(pieces > 0 ? NB_ACT_MAXOUT : NB_ACT_RELU);
+    if (pieces > 0) {
+        o.act = NB_ACT_MAXOUT;
+        ao.pieces = pieces;
+        o.act_opts = &ao;
+    }
+    assert_int_equal(nb_mlp_new(m, NULL, sizes, 3, &o, &net), NB_OK);
+    char own[1024];
+    assert_int_equal(nb_mlp_meta(sizes, 3, &o, own, sizeof own), NB_OK);
+    nb_ckpt_opts co = {.meta = meta ? meta : own};
+    assert_int_equal(nb_model_save(m, NULL, path, &co, NULL), NB_OK);
+    nb_layer_free(net);
+    nb_model_free(m);
+}
+
+/* eval and export rebuild a model from its metadata alike, maxout pieces
+ * included; nabla train trains maxout networks. */
+static void test_maxout_models(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-maxout-XXXXXX", cmd[512], path[128], c_out[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.ckpt", dir);
+    snprintf(c_out, sizeof c_out, "%s/m.c", dir);
+
+    /* three pieces, as the metadata says (pieces=3): eval reads it */
+    save_mlp(path, 3, NULL);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", path);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("eval of a maxout model: %s", r->err);
+    assert_true(json_num(r->out, "samples") == 297);
+
+    /* nabla train --act maxout --pieces 3: eval and export read the result */
+    snprintf(cmd, sizeof cmd, "train --act maxout --pieces 3 --layers 16 --epochs 2 --json --save %s",
+             path);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("train --act maxout: %s", r->err);
+    char last[512], line[512];
+    line_of(r->out, 1, last, sizeof last);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", path);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+    assert_true(json_num(line, "test_acc") > 0.5);
+    snprintf(cmd, sizeof cmd, "export --load %s --c %s", path, c_out);
+    assert_int_equal(run(cmd)->status, 0);
+
+    /* --pieces belongs to maxout; the list of activations is the valid one */
+    r = run("train --act relu --pieces 3");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "--pieces applies to --act maxout only"));
+    r = run("train --act sine");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "maxout"));
+    assert_null(strstr(r->err, "its own layer"));
+    remove(path);
+    remove(c_out);
+    rmdir(dir);
+}
+
+/* Bad model metadata: one line naming what is wrong, status 2, never a
+ * crash or a huge allocation. */
+static void test_bad_model_metadata(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-meta-XXXXXX", cmd[512], path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.ckpt", dir);
+    static const char base[] = "arch=mlp\nsizes=64,12,10\nact=relu\nout_act=identity\n"
+                               "batchnorm=0\ndtype=f32";
+    const struct {
+        const char *meta, *says;
+    } cases[] = {
+        {"arch=cnn\nsizes=64,12,10\nact=relu", "arch=mlp"},
+        {"arch=mlp\nact=relu", "no sizes="},
+        {"arch=mlp\nsizes=64,12,10", "no hidden activation"},
+        {"arch=mlp\nsizes=64,,10\nact=relu", "sizes=64,,10"},
+        {"arch=mlp\nsizes=64,12,\nact=relu", "sizes=64,12,"},
+        {"arch=mlp\nsizes=64\nact=relu", "fewer than two"},
+        {"arch=mlp\nsizes=64,0,10\nact=relu", "sizes=64,0,10"},
+        {"arch=mlp\nsizes=64,99999999999999999999,10\nact=relu", "too large"},
+        {"arch=mlp\nsizes=64,100000,100000,10\nact=relu", "more than the"},
+        {"arch=mlp\nsizes=64,12,10\nact=sine", "act=sine is not an activation"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nout_act=prelu", "not an output activation"},
+        {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=0", "pieces=0"},
+        {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2.5", "pieces=2.5"},
+        {"arch=mlp\nsizes=64,12,10\nact=leaky-relu\nalpha=nan", "alpha=nan"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nbatchnorm=2", "batchnorm=2"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nbatchnorm=1\nbn_eps=-1", "bn_eps=-1"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ndtype=f16", "dtype=f16"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=minmax", "input_norm=minmax"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=standardize", "more than the"},
+        {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2", "more than the"},
+        {"arch=mlp\nsizes=64,10,12\nact=relu", "cannot load"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        save_mlp(path, 0, cases[i].meta);
+        snprintf(cmd, sizeof cmd, "eval --load %s", path);
+        run_result *r = run(cmd);
+        if (r->status != 2 || !strstr(r->err, cases[i].says) || count_lines(r->err) != 1)
+            fail_msg("metadata '%s': status %d, '%s' (want 2 and '%s')", cases[i].meta, r->status,
+                     r->err, cases[i].says);
+    }
+    save_mlp(path, 0, base); /* and the good one loads */
+    snprintf(cmd, sizeof cmd, "eval --load %s", path);
+    assert_int_equal(run(cmd)->status, 0);
+    remove(path);
+    rmdir(dir);
+}
+
+/* A CSV with large offsets and scales: three classes along a line. */
+static void write_csv(const char *path, int only_class, uint64_t seed)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    for (int i = 0; i < 300; i++) {
+        int k = i % 3;
+        double x[4];
+        for (int j = 0; j < 4; j++)
+            x[j] = 1e4 * (j + 1) + 1e3 * (j + 1) * (4.0 * k + 0.7 * nb_rng_normal(&rng));
+        if (only_class < 0 || k == only_class)
+            fprintf(f, "%.6f,%.6f,%.6f,%.6f,%d\n", x[0], x[1], x[2], x[3], k);
+    }
+    fclose(f);
+}
+
+/* A model trained on a CSV stores its standardisation and eval applies it
+ * to raw rows: the same accuracy as training reported, and rows of one
+ * class (whose own statistics differ) classified as well as the others. */
+static void test_csv_standardisation(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-csv-XXXXXX", cmd[768], csv[128], one[128], ckpt[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/train.csv", dir);
+    snprintf(one, sizeof one, "%s/class2.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+    write_csv(csv, -1, 11);
+    write_csv(one, 2, 12);
+    snprintf(cmd, sizeof cmd, "train --data %s --layers 8 --epochs 20 --json --save %s", csv, ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("train on a CSV: %s", r->err);
+    char last[512], line[512];
+    line_of(r->out, 19, last, sizeof last);
+    assert_true(json_num(last, "test_acc") > 0.9);
+
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s --json", ckpt, csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s --json", ckpt, one);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    if (!(json_num(line, "test_acc") > 0.9))
+        fail_msg("raw rows of one class: accuracy %g", json_num(line, "test_acc"));
+
+    /* the statistics must fit the data */
+    r = run("eval --load /dev/null --data digits");
+    assert_int_equal(r->status, 2);
+    snprintf(cmd, sizeof cmd, "eval --load %s --data digits", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "has 64 features; the model standardises 4"));
+    remove(csv);
+    remove(one);
+    remove(ckpt);
+    rmdir(dir);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -408,6 +646,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_demo),       cmocka_unit_test(test_diff),
         cmocka_unit_test(test_trace),      cmocka_unit_test(test_plot),
         cmocka_unit_test(test_train_eval), cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_maxout_models), cmocka_unit_test(test_bad_model_metadata),
+        cmocka_unit_test(test_csv_standardisation), cmocka_unit_test(test_diff_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -408,6 +408,101 @@ static void test_conversions(void **state)
     net_free(&n);
 }
 
+static nb_status list_name(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
+{
+    int *found = ud;
+    if (!strcmp(name, "input.mean") || !strcmp(name, "input.std"))
+        *found += dt == NB_F64 && rank == 1 && shape[0] == 4;
+    return NB_OK;
+}
+
+/* A model trained by nabla train on a CSV with large offsets and scales:
+ * the exported C takes raw rows (it applies the stored standardisation) and
+ * computes what the library computes on the rows standardised as training
+ * did; the safetensors file carries the statistics. */
+static void test_csv_standardisation(void **state)
+{
+    (void)state;
+    const char *csv = path_in("raw.csv"), *ckpt = path_in("raw.ckpt"), *src = path_in("raw.c"),
+               *st = path_in("raw.safetensors");
+    enum { N_IN = 4, N_OUT = 3 };
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    nb_rng r;
+    nb_rng_seed(&r, 21);
+    double raw[ROWS * N_IN];
+    for (int i = 0; i < 200; i++) {
+        int k = i % 3;
+        double x[N_IN];
+        for (int j = 0; j < N_IN; j++)
+            x[j] = 5e4 * (j + 1) + 2e3 * (j + 1) * (3.0 * k + nb_rng_normal(&r));
+        fprintf(f, "%.17g,%.17g,%.17g,%.17g,%d\n", x[0], x[1], x[2], x[3], k);
+        for (int j = 0; j < N_IN && i < ROWS; j++)
+            raw[i * N_IN + j] = (float)x[j];
+    }
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' train --data '%s' --layers 6 --epochs 3 --save '%s'", nabla,
+             csv, ckpt);
+    run_result *rr = tc_run(cmd);
+    if (rr->status != 0)
+        fail_msg("train: %s", rr->err);
+    char args[512];
+    snprintf(args, sizeof args, "--load '%s' --safetensors '%s'", ckpt, st);
+    assert_int_equal(export(args)->status, 0);
+    int found = 0;
+    char meta[1024];
+    nb_ckpt_opts lo = {.meta_out = meta, .meta_cap = sizeof meta};
+    assert_int_equal(nb_safetensors_list(st, list_name, &found, &lo, NULL), NB_OK);
+    assert_int_equal(found, 2);
+    assert_non_null(strstr(meta, "input_norm=standardize"));
+
+    /* the library on standardised rows */
+    config c = {.dtype = NB_F32,
+                .act = NB_ACT_RELU,
+                .out_act = NB_ACT_IDENTITY,
+                .n_sizes = 3,
+                .sizes = {N_IN, 6, N_OUT}};
+    net n = {0};
+    n.m = nb_model_new();
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.init = NB_INIT_ZEROS;
+    assert_int_equal(nb_mlp_new(n.m, NULL, c.sizes, 3, &o, &n.layer), NB_OK);
+    nb_tensor *mean, *sd;
+    int64_t n_in = N_IN;
+    assert_int_equal(nb_model_add(n.m, "input.mean", NB_F64, 1, &n_in, &mean), NB_OK);
+    assert_int_equal(nb_model_add(n.m, "input.std", NB_F64, 1, &n_in, &sd), NB_OK);
+    nb_ckpt_error err;
+    if (nb_model_load(n.m, NULL, ckpt, NULL, &err) != NB_OK)
+        fail_msg("%s", err.msg);
+    double x[ROWS * N_IN], want[ROWS * N_OUT], got[ROWS * N_OUT];
+    for (int i = 0; i < ROWS * N_IN; i++)
+        x[i] = (float)((raw[i] - nb_tensor_get(mean, i % N_IN)) / nb_tensor_get(sd, i % N_IN));
+    library_forward(&n, &c, x, want);
+    if (have_cc) {
+        snprintf(args, sizeof args, "--load '%s' --c '%s'", st, src);
+        assert_int_equal(export(args)->status, 0);
+        compiled_forward(src, &c, raw, got);
+        double e = worst_rel(got, want, ROWS * N_OUT);
+        if (!(e <= 1e-5))
+            fail_msg("exported C on raw rows differs from the library by %g", e);
+    }
+
+    /* statistics that cannot be applied are refused, and so are missing ones */
+    nb_tensor_set(sd, 1, 0);
+    nb_ckpt_opts co = {.meta = meta};
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, src);
+    refused(export(args), "input.std[1] = 0 is not a usable scale");
+    net_free(&n);
+    net_make(&n, &c, 4);
+    strcat(n.meta, "\ninput_norm=standardize");
+    co.meta = n.meta;
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    refused(export(args), "says input_norm=standardize but the file has no input.mean");
+    net_free(&n);
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -528,6 +623,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_f32_and_output_activations),
         cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_csv_standardisation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

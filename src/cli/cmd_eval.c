@@ -13,7 +13,9 @@ static const char *eval_usage =
     "(a checkpoint or .safetensors file; the architecture is read from its\n"
     "metadata) on the test part of SET\n"
     "(digits, fashion-mnist, a .csv or IDX path, as nabla train reads them;\n"
-    "default digits).\n";
+    "default digits). A model trained on a .csv file holds the mean and\n"
+    "standard deviation of its training features (input.mean, input.std):\n"
+    "the rows of SET are standardised with those, not with their own.\n";
 
 int cmd_eval(int argc, char **argv)
 {
@@ -33,10 +35,16 @@ int cmd_eval(int argc, char **argv)
     cli_data d;
     memset(&d, 0, sizeof d);
     rc = cli_model_open("eval", load, &cm);
-    if (rc == 0)
-        rc = cli_data_open("eval", data, false, NULL, &d);
-    if (rc == 0 && nb_dataset_features(d.test) != cm.sizes[0]) {
-        rc = cli_error("eval", "%s takes %lld features, %s has %lld", load, (long long)cm.sizes[0],
+    if (rc == 0) { /* the model's input standardisation replaces the data's own */
+        cli_norm norm = {NULL, NULL, cm.desc.sizes[0]};
+        if (cm.mean) {
+            norm.mean = nb_tensor_data(cm.mean);
+            norm.std = nb_tensor_data(cm.std);
+        }
+        rc = cli_data_open_norm("eval", data, false, NULL, cm.mean ? &norm : NULL, &d);
+    }
+    if (rc == 0 && nb_dataset_features(d.test) != cm.desc.sizes[0]) {
+        rc = cli_error("eval", "%s takes %lld features, %s has %lld", load, (long long)cm.desc.sizes[0],
                        data, (long long)nb_dataset_features(d.test));
     }
     if (rc == 0) {

@@ -20,10 +20,16 @@ static const char *train_usage =
     "\n"
     "  --data SET          digits (built in, default), fashion-mnist (Debian's\n"
     "                      dataset-fashion-mnist), or a path: a .csv file (label in\n"
-    "                      the last column) or an IDX images file (the labels file\n"
-    "                      is found by replacing 'images-idx3' with 'labels-idx1')\n"
+    "                      the last column; features standardised, the mean and\n"
+    "                      std saved with the model) or an IDX images file (the\n"
+    "                      labels file is found by replacing 'images-idx3' with\n"
+    "                      'labels-idx1')\n"
     "  --layers LIST       hidden layer sizes (default 128,64)\n"
-    "  --act NAME          hidden activation (default relu)\n"
+    "  --act NAME          hidden activation (default relu): identity, sigmoid,\n"
+    "                      tanh, hard-sigmoid, hard-tanh, relu, leaky-relu, prelu,\n"
+    "                      rrelu, elu, softplus, softsign, swish, swish-learned,\n"
+    "                      gelu, gelu-sigmoid, gelu-tanh, maxout, step\n"
+    "  --pieces K          pieces of each maxout unit (--act maxout; default 2)\n"
     "  --opt NAME          sgd, momentum, nesterov, adam, adamw (default sgd)\n"
     "  --lr X              learning rate (default 0.05 for sgd/momentum/nesterov,\n"
     "                      0.001 for adam/adamw)\n"
@@ -164,12 +170,13 @@ int cmd_train(int argc, char **argv)
     const char *data = "digits", *layers = "128,64", *act_name = "relu", *opt_name = "sgd",
                *sched_name = "constant", *save = NULL, *resume = NULL, *load = NULL, *plot = NULL;
     double lr = -1, dropout = 0, wd = 0, l2 = 0;
-    long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1;
+    long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1, pieces = 0;
     bool batchnorm = false, json = false, norms = false;
     const cli_opt opts[] = {
         {"--data", CLI_STR, &data, 0, 0},
         {"--layers", CLI_STR, &layers, 0, 0},
         {"--act", CLI_STR, &act_name, 0, 0},
+        {"--pieces", CLI_INT, &pieces, 2, 64},
         {"--opt", CLI_STR, &opt_name, 0, 0},
         {"--lr", CLI_REAL, &lr, 0, 100},
         {"--schedule", CLI_STR, &sched_name, 0, 0},
@@ -201,11 +208,14 @@ int cmd_train(int argc, char **argv)
         return cli_error("train", "--layers: expected up to 16 sizes like 128,64, not '%s'",
                          layers);
     nb_act act;
-    if (nb_act_from_name(act_name, &act) != NB_OK || act == NB_ACT_MAXOUT)
-        return cli_error("train",
-                         "--act: unknown activation '%s' (one of %s; maxout has its own "
-                         "layer)",
-                         act_name, nb_act_names());
+    if (nb_act_from_name(act_name, &act) != NB_OK)
+        return cli_error("train", "--act: unknown activation '%s' (one of %s)", act_name,
+                         nb_act_names());
+    if (pieces && act != NB_ACT_MAXOUT)
+        return cli_error("train", "--pieces applies to --act maxout only");
+    nb_act_opts ao = nb_act_defaults(act);
+    if (pieces)
+        ao.pieces = pieces;
     static const char *opt_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
     int kind = -1;
     for (int i = 0; i < 5; i++)
@@ -249,6 +259,7 @@ int cmd_train(int argc, char **argv)
     nb_mlp_opts mo = nb_mlp_defaults();
     mo.layer.rng = &rng;
     mo.act = act;
+    mo.act_opts = &ao;
     mo.batch_norm = batchnorm;
     mo.dropout = dropout;
     if (!m || nb_mlp_new(m, NULL, sizes, n_hidden + 2, &mo, &net) != NB_OK) {
@@ -256,6 +267,13 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     nb_mlp_meta(sizes, n_hidden + 2, &mo, meta, sizeof meta);
+    if (d.mean) { /* the standardisation of the inputs travels with the model */
+        if (cli_model_add_norm(m, sizes[0], d.mean, d.std) != NB_OK) {
+            cli_error("train", "out of memory");
+            goto done;
+        }
+        snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\ninput_norm=standardize");
+    }
     nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)kind);
     oo.lr = lr >= 0 ? lr : kind >= NB_OPTIM_ADAM ? 1e-3 : 0.05;
     oo.weight_decay = wd;
@@ -288,6 +306,8 @@ int cmd_train(int argc, char **argv)
             rc = 2;
             goto done;
         }
+        if (d.mean) /* this run's statistics, which its data was standardised with */
+            cli_model_add_norm(m, sizes[0], d.mean, d.std);
     }
     run = (train_run){.json = json,
                       .norms = norms,

@@ -1,5 +1,6 @@
 /* Data sets named on the command line. */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "data_sets.h"
@@ -47,7 +48,43 @@ static int load_error(const char *cmd, const char *what, nb_status st, const nb_
     return cli_error(cmd, "cannot load %s: %s", what, nb_status_str(st));
 }
 
+/* Standardise the training and test parts (copies) by @p norm, or by the
+ * statistics of @p train when norm is NULL; record them in d. */
+static int standardize(const char *cmd, const char *spec, cli_data *d, nb_dataset *train,
+                       const cli_norm *norm)
+{
+    int64_t F = nb_dataset_features(d->all);
+    if (norm && norm->n != F)
+        return cli_error(cmd, "--data %s has %lld features; the model standardises %lld", spec,
+                         (long long)F, (long long)norm->n);
+    d->mean = malloc(sizeof *d->mean * (size_t)(F > 0 ? F : 1));
+    d->std = malloc(sizeof *d->std * (size_t)(F > 0 ? F : 1));
+    if (!d->mean || !d->std)
+        return cli_error(cmd, "out of memory");
+    d->n_features = F;
+    if (norm) {
+        memcpy(d->mean, norm->mean, sizeof *d->mean * (size_t)F);
+        memcpy(d->std, norm->std, sizeof *d->std * (size_t)F);
+    } else {
+        nb_status st = nb_dataset_mean_std(train, d->mean, d->std);
+        if (st != NB_OK)
+            return load_error(cmd, spec, st, NULL);
+        for (int64_t j = 0; j < F; j++) /* the divisor used: constant features keep 1 */
+            d->std[j] = d->std[j] < 1e-12 ? 1.0 : d->std[j];
+    }
+    nb_status st = nb_dataset_standardize(train, d->mean, d->std);
+    if (st == NB_OK)
+        st = nb_dataset_standardize(d->test, d->mean, d->std);
+    return st == NB_OK ? 0 : load_error(cmd, spec, st, NULL);
+}
+
 int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d)
+{
+    return cli_data_open_norm(cmd, spec, want_val, rng, NULL, d);
+}
+
+int cli_data_open_norm(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
+                       const cli_norm *norm, cli_data *d)
 {
     (void)rng;
     memset(d, 0, sizeof *d);
@@ -103,17 +140,15 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
             return cli_error(cmd, "--data %s: %lld samples are too few to split", spec,
                              (long long)n);
         st = cut(d, d->all, n - n / 5, &train_part, &d->test);
-        if (st == NB_OK && !ends_with(spec, "ubyte") && !ends_with(spec, "ubyte.gz")) {
-            double mean[4096], std[4096]; /* standardise by the training part */
-            if (nb_dataset_features(d->all) <= 4096 &&
-                nb_dataset_mean_std(train_part, mean, std) == NB_OK) {
-                st = nb_dataset_standardize(train_part, mean, std);
-                if (st == NB_OK)
-                    st = nb_dataset_standardize(d->test, mean, std);
-            }
-        }
         if (st != NB_OK)
             return load_error(cmd, spec, st, NULL);
+    }
+    /* a CSV's features are standardised by its training part, and any data
+     * set's by the model's statistics when given */
+    if (norm || ends_with(spec, ".csv") || ends_with(spec, ".csv.gz")) {
+        int rc = standardize(cmd, spec, d, train_part, norm);
+        if (rc != 0)
+            return rc;
     }
     d->train = train_part;
     if (want_val) {
@@ -133,5 +168,7 @@ void cli_data_close(cli_data *d)
     for (int i = 0; i < 4; i++)
         nb_dataset_free(d->extra[i]);
     nb_dataset_free(d->all);
+    free(d->mean);
+    free(d->std);
     memset(d, 0, sizeof *d);
 }
