@@ -95,6 +95,18 @@ static void test_gradcheck(void **state)
     line_of(r->out, 0, line, sizeof line);
     assert_non_null(strstr(line, "\"pass\": true"));
     assert_true(json_num(line, "entries") == 12);
+    /* --verbose: the full report of every case, composites too */
+    r = run("gradcheck --op gelu --verbose");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "gelu "));
+    assert_non_null(strstr(r->out, "gradcheck PASSED (full mode)"));
+    assert_non_null(strstr(r->out, "worst entry: 'input 0'["));
+    r = run("gradcheck --op mse --verbose --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 1); /* stdout stays JSON */
+    assert_non_null(strstr(r->err, "gradcheck PASSED (full mode)"));
+    r = run("gradcheck --op gelu");
+    assert_null(strstr(r->out, "gradcheck PASSED"));
     r = run("gradcheck --fast");
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "composites"));

@@ -15,7 +15,8 @@ static const char *gradcheck_usage =
     "  --op NAME   only the cases of this op or composite (e.g. add, gelu, mse)\n"
     "  --fast      fast mode: compare v^T J u for random u, v\n"
     "  --seed S    seed of the random inputs (default 1)\n"
-    "  --verbose   print the full report of every case\n"
+    "  --verbose   print the full report of every case, composites included\n"
+    "              (to stderr with --json)\n"
     "  --json      one JSON object per case\n"
     "\n"
     "Exit status 1 when a case fails.\n";
@@ -51,7 +52,8 @@ static nb_tensor *composite_fn(nb_graph *g, nb_tensor *const *x, int n, void *ct
     }
 }
 
-static int run_composites(const char *only, const nb_check_opts *o, bool json, int *run)
+static int run_composites(const char *only, const nb_check_opts *o, bool json, bool verbose,
+                          int *run)
 {
     composite list[NB_ACT_COUNT + 8];
     int n = 0;
@@ -100,9 +102,9 @@ static int run_composites(const char *only, const nb_check_opts *o, bool json, i
                    st != NB_OK ? "ERROR"
                    : r.pass    ? "ok"
                                : "FAIL");
-            if (!ok)
-                nb_check_print(&r, stdout);
         }
+        if (verbose || (!ok && !json))
+            nb_check_print(&r, json ? stderr : stdout);
     }
     nb_graph_free(g);
     return failed;
@@ -173,7 +175,7 @@ int cmd_gradcheck(int argc, char **argv)
     if (!only || is_composite) {
         if (!json && !only)
             printf("\ncomposites (nn.h activations and losses)\n");
-        failed += run_composites(only && is_composite ? only : NULL, &o, json, &run);
+        failed += run_composites(only && is_composite ? only : NULL, &o, json, verbose, &run);
     }
     if (!json)
         printf("\n%d case%s, %d failed, %.0f ms (%s mode)\n", run, run == 1 ? "" : "s", failed,

@@ -260,6 +260,10 @@ const char *nbc_shp(const nb_tensor *t, char *buf, size_t n);
 void nbc_fill(nb_tensor *t, double v);
 /* True when every element is finite. */
 bool nbc_all_finite(const nb_tensor *t);
+/* Flat index of the first element that is NaN or Inf, or -1. */
+int64_t nbc_first_nonfinite(const nb_tensor *t);
+/* "NaN at [0,2]" / "Inf at [3]" / "-Inf at []" of t's element k into buf. */
+const char *nbc_nonfinite_at(const nb_tensor *t, int64_t k, char *buf, size_t n);
 
 /* The allocation hook of a model (and its user data in *ud), so code that
  * builds on a model allocates through the same hook. */
