@@ -71,7 +71,8 @@ int cmd_diff(int argc, char **argv)
             int i = cli_expr_var(&x, tok);
             if (i < 0) {
                 cli_expr_close(&x);
-                return cli_error("diff", "--wrt: '%s' is not a variable of the expression", tok);
+                return cli_error("diff", "--wrt: '%s' is not a variable of the expression",
+                                 CLI_Q(tok));
             }
             want[i] = true;
         }
@@ -166,7 +167,7 @@ int cmd_diff(int argc, char **argv)
     if (dot) {
         FILE *f = fopen(dot, "w");
         if (!f || nb_graph_dot(g, y, f) != NB_OK || fclose(f) != 0) {
-            cli_error("diff", "cannot write %s", dot);
+            cli_error("diff", "cannot write %s", CLI_Q(dot));
             rc = 2;
             goto done;
         }

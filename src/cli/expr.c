@@ -40,11 +40,12 @@ int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x
         if (!end)
             end = p + strlen(p);
         if (!eq || eq > end || eq == p)
-            return cli_error(cmd, "--at: expected name=value at '%.*s'", (int)(end - p), p);
+            return cli_error(cmd, "--at: expected name=value at '%s'",
+                             CLI_QN(p, (size_t)(end - p)));
         char name[64];
         size_t len = (size_t)(eq - p);
         if (len >= sizeof name)
-            return cli_error(cmd, "--at: name too long at '%.*s'", (int)(end - p), p);
+            return cli_error(cmd, "--at: name too long at '%s'", CLI_QN(p, (size_t)(end - p)));
         memcpy(name, p, len);
         name[len] = '\0';
         char num[64], *stop;
