@@ -3,12 +3,15 @@
  * path of the nabla binary is argv[1]. */
 
 #include <math.h>
+#include <pty.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tc.h"
+
+#include "../src/optim/optim_internal.h" /* white box: a checkpoint's step counts */
 
 static const char *nabla;
 
@@ -617,6 +620,341 @@ static void test_csv_standardisation(void **state)
     rmdir(dir);
 }
 
+/* ------------------------------------------------ resuming a training run */
+
+static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
+{
+    nb_tensor *t;
+    return nb_model_add(ud, name, dt, rank, shape, &t);
+}
+
+#define KEEP INT64_MIN
+
+/* Rewrite the checkpoint at @p path (nabla train, sgd) with other optimizer
+ * counts: the step count, the schedule position and every parameter's own
+ * step count (KEEP: unchanged), as a damaged or hand-made file may hold
+ * them. Returns the step count the file had. */
+static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, int64_t state_step)
+{
+    nb_model *m = nb_model_new();
+    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_SGD);
+    nb_optim *o = nb_optim_new(&oo);
+    assert_true(m && o);
+    nb_rng rng;
+    static char meta[NB_META_MAX + 1];
+    nb_ckpt_opts co = {.rng = &rng, .meta_out = meta, .meta_cap = sizeof meta};
+    nb_ckpt_error err;
+    assert_int_equal(nb_ckpt_list(path, add_tensor, m, NULL, &err), NB_OK);
+    assert_int_equal(nb_model_load(m, o, path, &co, &err), NB_OK);
+    int64_t had = o->step;
+    o->step = step != KEEP ? step : o->step;
+    o->sched_pos = pos != KEEP ? pos : o->sched_pos;
+    for (nbopt_state *st = o->states; st && state_step != KEEP; st = st->hh.next)
+        st->step = state_step;
+    nb_ckpt_opts so = {.rng = &rng, .meta = meta};
+    assert_int_equal(nb_model_save(m, o, path, &so, &err), NB_OK);
+    nb_optim_free(o);
+    nb_model_free(m);
+    return had;
+}
+
+/* The number of points of the first line of an SVG chart (-1: no file). */
+static int svg_points(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static char svg[1 << 16];
+    size_t n = fread(svg, 1, sizeof svg - 1, f);
+    svg[n] = '\0';
+    fclose(f);
+    const char *p = strstr(svg, "points=\"");
+    int commas = 0;
+    for (p = p ? p + 8 : "\""; *p != '"'; p++)
+        commas += *p == ',';
+    return commas;
+}
+
+/* --resume believes no step count that does not fit the run: each is
+ * refused with one line, nothing trained, nothing plotted. */
+static void test_train_resume_counts(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-resume-XXXXXX", cmd[512], ckpt[128], svg[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/r.ckpt", dir);
+    snprintf(svg, sizeof svg, "%s/r.svg", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 2 --layers 8 --json --save %s", ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    int64_t per = ckpt_set_counts(ckpt, KEEP, KEEP, KEEP) / 2; /* batches per epoch */
+    assert_true(per > 1);
+    snprintf(cmd, sizeof cmd, "train --epochs 3 --layers 8 --resume %s --plot %s", ckpt, svg);
+    const int64_t wrap = (int64_t)1 << 31, wrap2 = (int64_t)1 << 32;
+    struct {
+        int64_t step, pos;
+        const char *says;
+    } bad[] = {
+        {per * (wrap + 2), wrap + 2,
+         "already holds 2147483650 epochs (--epochs 3)"},                  /* int wraps */
+        {per * (wrap2 + 1), wrap2 + 1, "already holds 4294967297 epochs"}, /* wraps to 1 */
+        {per * (INT64_MAX / per), INT64_MAX / per, "already holds"},
+        {2 * per + 1, 2, "not a whole number of epochs"},
+        {2 * per, 5, "the schedule is at position 5"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        ckpt_set_counts(ckpt, bad[k].step, bad[k].pos, KEEP);
+        r = run(cmd);
+        if (r->status != 2 || !strstr(r->err, bad[k].says))
+            fail_msg("case %zu: status %d, stderr %s", k, r->status, r->err);
+        assert_int_equal(count_lines(r->err), 1);
+        assert_null(strstr(r->out, "epochs in"));
+        assert_int_equal(svg_points(svg), -1);
+    }
+    /* a parameter's own step count at its limit: an error, no overflow */
+    ckpt_set_counts(ckpt, 2 * per, 2, INT64_MAX);
+    r = run(cmd);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "step count of parameter 'fc1.weight' is at its limit"));
+    /* counts that fit: epochs 3 and 4, and a chart of those two */
+    ckpt_set_counts(ckpt, 2 * per, 2, 2 * per);
+    snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 8 --json --resume %s --plot %s", ckpt,
+             svg);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 2);
+    char line[512];
+    assert_true(json_num(line_of(r->out, 0, line, sizeof line), "epoch") == 3);
+    assert_true(json_num(line_of(r->out, 1, line, sizeof line), "epoch") == 4);
+    assert_int_equal(svg_points(svg), 2);
+    remove(svg);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* A resumed run that stops early names the kept epoch as counted from the
+ * start of the run: the last one marked as the best. */
+static void test_train_resume_early_stop(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-resume-XXXXXX", cmd[512], ckpt[128], line[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/e.ckpt", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 2 --layers 16 --early-stop 3 --save %s", ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 30 --layers 16 --early-stop 1 --resume %s", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    double best = NAN;
+    for (int k = 1; k < count_lines(r->out) - 1; k++)
+        if (strstr(line_of(r->out, k, line, sizeof line), "  *"))
+            best = number_after(line, "epoch ");
+    assert_true(best >= 3);
+    assert_true(number_after(r->out, "parameters of epoch ") == best);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------ data sets */
+
+/* Write a CSV of @p n rows: two features and the label, rows sorted by
+ * class (n / k rows of each of the k classes, the rest of the last one). */
+static void write_sorted_csv(const char *path, int n, int k)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) {
+        int c = i / (n / k) < k ? i / (n / k) : k - 1;
+        fprintf(f, "%.4f,%.4f,%d\n", c + 0.2 * sin(i), 2.0 * c - 0.2 * cos(i), c);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A CSV sorted by class is split at random (by --seed): the test part
+ * holds every class, the network learns them all, and eval with the same
+ * seed sees the same test part. Too small a split draws a warning. */
+static void test_train_csv_splits(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-split-XXXXXX", cmd[512], csv[128], ckpt[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/sorted.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/s.ckpt", dir);
+    write_sorted_csv(csv, 90, 3);
+    snprintf(cmd, sizeof cmd,
+             "train --data %s --epochs 15 --layers 8 --lr 0.2 --json --early-stop 15 --save %s",
+             csv, ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_null(strstr(r->err, "warning"));
+    char last[512];
+    line_of(r->out, count_lines(r->out) - 1, last, sizeof last);
+    assert_true(json_num(last, "test_acc") > 0.9);
+    assert_true(json_num(last, "val_acc") > 0.9);
+    snprintf(cmd, sizeof cmd, "eval --data %s --load %s --json", csv, ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    char line[512];
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "samples") == 18);
+    assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+
+    /* eval splits with the seed the model records (seed=), unless told */
+    snprintf(cmd, sizeof cmd, "train --data %s --epochs 3 --layers 8 --seed 7 --save %s", csv,
+             ckpt);
+    assert_int_equal(run(cmd)->status, 0);
+    double loss[3];
+    for (int k = 0; k < 3; k++) { /* no --seed, --seed 7, --seed 1 */
+        snprintf(cmd, sizeof cmd, "eval --data %s --load %s --json%s", csv, ckpt,
+                 k == 0 ? "" : k == 1 ? " --seed 7" : " --seed 1");
+        r = run(cmd);
+        assert_int_equal(r->status, 0);
+        loss[k] = json_num(line_of(r->out, 0, line, sizeof line), "test_loss");
+    }
+    assert_true(loss[0] == loss[1]);
+    assert_true(loss[0] != loss[2]);
+
+    /* five rows of two classes: the one test row holds one class */
+    write_sorted_csv(csv, 5, 2);
+    snprintf(cmd, sizeof cmd, "train --data %s --epochs 1 --layers 4", csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_non_null(strstr(r->err, "warning: the test part (1 samples) holds 1 of the 2 classes"));
+    remove(csv);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* Three rows are too few to split: an error, and (the ASan run checks)
+ * the loaded rows are freed. */
+static void test_train_too_few_rows(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-few-XXXXXX", cmd[512], csv[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/three.csv", dir);
+    write_sorted_csv(csv, 3, 2);
+    snprintf(cmd, sizeof cmd, "train --data %s --epochs 1", csv);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_int_equal(count_lines(r->err), 1); /* a leak report would add lines */
+    assert_non_null(strstr(r->err, "3 samples are too few to split"));
+    remove(csv);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------- --layers */
+
+static void test_train_layers(void **state)
+{
+    (void)state;
+    static char spaces[300 + 1], zeros[250 + 1];
+    memset(spaces, ' ', 300);
+    memset(zeros, '0', 250);
+    char cmd[1024], list[512];
+    struct {
+        const char *list, *says;
+    } bad[] = {
+        {"1,,2", "size 2 of '1,,2' is empty"},
+        {"8,", "size 2 of '8,' is empty"},
+        {",8", "size 1 of ',8' is empty"},
+        {"8, 4", "' 4' is not a size"},
+        {"8,+4", "'+4' is not a size"},
+        {"8,-4", "'-4' is not a size"},
+        {"8,4x", "'4x' is not a size"},
+        {"0", "'0' is not a size"},
+        {"100001", "'100001' is not a size"},
+        {"99999999999999999999999", "'99999999999999999999999' is not a size"},
+        {"1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "more than 16 sizes"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        snprintf(cmd, sizeof cmd, "train --epochs 1 --layers '%s'", bad[k].list);
+        run_result *r = run(cmd);
+        if (r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, bad[k].says))
+            fail_msg("--layers '%s': status %d, stderr %s", bad[k].list, r->status, r->err);
+    }
+    /* past 255 bytes: nothing is cut off */
+    snprintf(list, sizeof list, "16,%s1234", spaces);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers '%s'", list);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "is not a size"));
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8,%s4", zeros);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "training a 64-8-4-10 relu network"));
+}
+
+/* ------------------------------------------------------- the progress bar */
+
+/* What a terminal shows for @p text: its lines, after carriage returns,
+ * erase-to-end-of-line (ESC [ K) and other escape sequences (ignored). */
+static int screen_lines(const char *text, char lines[][512], int max)
+{
+    char cur[512];
+    size_t len = 0, at = 0;
+    int n = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '\r') {
+            at = 0;
+        } else if (*p == '\n') {
+            if (n < max) {
+                memcpy(lines[n], cur, len);
+                lines[n++][len] = '\0';
+            }
+            len = at = 0;
+        } else if (*p == '\033' && p[1] == '[') {
+            p += 2;
+            while (*p && (*p < '@' || *p > '~'))
+                p++;
+            if (*p == 'K')
+                len = at;
+            if (!*p)
+                break;
+        } else if (at < sizeof cur - 1) {
+            cur[at++] = *p;
+            len = at > len ? at : len;
+        }
+    }
+    return n;
+}
+
+/* On a terminal the bar is drawn and each epoch's line replaces it. */
+static void test_train_progress_bar(void **state)
+{
+    (void)state;
+    int fd;
+    pid_t pid = forkpty(&fd, NULL, NULL, NULL);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(nabla, "nabla", "train", "--epochs", "3", "--layers", "8", (char *)NULL);
+        _exit(127);
+    }
+    static char text[1 << 17];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof text - 1 && (k = read(fd, text + n, sizeof text - 1 - n)) > 0)
+        n += (size_t)k;
+    text[n] = '\0';
+    close(fd);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_non_null(strstr(text, "[###")); /* the bar was drawn */
+    static char lines[64][512];
+    int n_lines = screen_lines(text, lines, 64), summaries = 0;
+    for (int i = 0; i < n_lines; i++) {
+        if (!strstr(lines[i], "  train "))
+            continue;
+        summaries++;
+        if (strchr(lines[i], '#') || strncmp(lines[i], "  epoch ", 8) != 0)
+            fail_msg("a progress bar is left in the line '%s'", lines[i]);
+    }
+    assert_int_equal(summaries, 3);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -630,6 +968,8 @@ static void test_bad_arguments(void **state)
         "modes --m 1e99",      /* not a whole number */
         "gradcheck --op nope", /* unknown op */
         "modes extra",         /* stray argument */
+        "diff x --at x=1 --wrt x,,y", /* an empty name in a list */
+        "diff x --at x=1 --wrt x,",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         run_result *r = run(bad[i]);
@@ -644,6 +984,43 @@ static void test_bad_arguments(void **state)
     run_result *r = run("modes --help");
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "usage: nabla modes"));
+
+    /* an option given twice, whatever the command: refused by name */
+    const char *twice[][2] = {
+        {"train --seed 1 --seed 2", "--seed is given twice"},
+        {"demo --epochs 2 --epochs 2", "--epochs is given twice"},
+        {"eval --json --load x --json", "--json is given twice"},
+        {"diff x --at x=1 --at x=2", "--at is given twice"},
+    };
+    for (size_t i = 0; i < sizeof twice / sizeof *twice; i++) {
+        r = run(twice[i][0]);
+        if (r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, twice[i][1]))
+            fail_msg("'nabla %s': status %d, stderr %s", twice[i][0], r->status, r->err);
+    }
+
+    /* a long argument is quoted by its first 77 bytes and "..." */
+    static char big[300 + 1];
+    memset(big, 'q', 300);
+    const char *quoting[] = {"modes --n %s",
+                             "demo --%s",
+                             "modes %s",
+                             "train --opt %s",
+                             "train --schedule %s",
+                             "train --layers %s",
+                             "train --layers 8,%s",
+                             "gradcheck --op %s",
+                             "diff x --at %s",
+                             "diff x --at x=1 --wrt %s",
+                             "plot activations --out %s"};
+    char cmd[1024];
+    for (size_t i = 0; i < sizeof quoting / sizeof *quoting; i++) {
+        snprintf(cmd, sizeof cmd, quoting[i], big);
+        r = run(cmd);
+        size_t len = strlen(r->err);
+        if (r->status != 2 || count_lines(r->err) != 1 || len > 200 || !strstr(r->err, "qqq..."))
+            fail_msg("'nabla %.20s': status %d, %zu bytes of stderr %s", quoting[i], r->status, len,
+                     r->err);
+    }
 }
 
 int main(int argc, char **argv)
@@ -654,12 +1031,24 @@ int main(int argc, char **argv)
     }
     nabla = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_modes),      cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_demo),       cmocka_unit_test(test_diff),
-        cmocka_unit_test(test_trace),      cmocka_unit_test(test_plot),
-        cmocka_unit_test(test_train_eval), cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_maxout_models), cmocka_unit_test(test_bad_model_metadata),
-        cmocka_unit_test(test_csv_standardisation), cmocka_unit_test(test_diff_verdicts),
+        cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_demo),
+        cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_plot),
+        cmocka_unit_test(test_train_eval),
+        cmocka_unit_test(test_train_resume_counts),
+        cmocka_unit_test(test_train_resume_early_stop),
+        cmocka_unit_test(test_train_csv_splits),
+        cmocka_unit_test(test_train_too_few_rows),
+        cmocka_unit_test(test_train_layers),
+        cmocka_unit_test(test_train_progress_bar),
+        cmocka_unit_test(test_maxout_models),
+        cmocka_unit_test(test_bad_model_metadata),
+        cmocka_unit_test(test_csv_standardisation),
+        cmocka_unit_test(test_diff_verdicts),
+        cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,8 @@
 
 #include "tc.h"
 
+#include "../src/optim/optim_internal.h" /* white box: a schedule at its limit */
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1039,6 +1041,11 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_trainer_evaluate(t, NULL, NULL, NULL), NB_ERR_NULL);
     assert_string_equal(nb_trainer_errmsg(t), "evaluate: no data set");
     assert_int_equal(nb_trainer_set_epoch(t, -1), NB_ERR_ARG);
+    assert_int_equal(nb_trainer_set_epoch(t, 2), NB_ERR_ARG); /* past opts.epochs = 1 */
+    assert_string_equal(nb_trainer_errmsg(t),
+                        "set_epoch: epoch 2: it must lie in 0 .. 1 (opts.epochs)");
+    assert_int_equal(nb_trainer_set_epoch(t, 1), NB_OK); /* all done: fit has nothing to do */
+    assert_int_equal(nb_trainer_epoch(t), 1);
     nb_trainer_free(t);
     o.rng = &r.rng;
 
@@ -1125,6 +1132,18 @@ static void test_bad_input(void **state)
                         "\".nothing\"");
     nb_trainer_free(t);
     assert_int_equal(nb_optim_steps(r.opt), 0);
+
+    /* (trains one epoch) a per-epoch schedule that cannot advance (its position from a file at
+     * INT64_MAX) stops fit with the optimizer's reason */
+    assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &t), NB_OK);
+    r.opt->opts.schedule.per_epoch = true;
+    r.opt->sched_pos = INT64_MAX;
+    assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_ARG);
+    assert_string_equal(nb_trainer_errmsg(t),
+                        "epoch 1: next_epoch: the schedule position is at its limit");
+    r.opt->opts.schedule.per_epoch = false;
+    r.opt->sched_pos = 0;
+    nb_trainer_free(t);
 
     /* divergence: the step with a non-finite loss is not taken */
     nb_optim_opts big = nb_optim_defaults(NB_OPTIM_SGD);

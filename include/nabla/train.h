@@ -201,7 +201,8 @@ NB_API nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train);
 NB_API int nb_trainer_epoch(const nb_trainer *t);
 /** Set the count of completed epochs, e.g. to 2 after loading a checkpoint
  *  taken after epoch 2: fit then runs epochs 3 .. opts.epochs. Early
- *  stopping starts afresh. NB_ERR_NULL, NB_ERR_ARG (negative). */
+ *  stopping starts afresh. NB_ERR_NULL, NB_ERR_ARG (negative or more than
+ *  opts.epochs). */
 NB_API nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch);
 /** True when the last fit was stopped by early stopping. */
 NB_API bool nb_trainer_stopped_early(const nb_trainer *t);

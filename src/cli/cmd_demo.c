@@ -225,7 +225,7 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
                            {"test accuracy", epochs, curve, curve + 2 * epochs, true}};
         if (svg_chart_file(plot, "nabla demo: digits, 64-128-64-10 ReLU", "epoch",
                            "loss / accuracy", s, 2)) {
-            cli_error("demo", "cannot write %s: %s", plot, strerror(errno));
+            cli_error("demo", "cannot write %s: %s", CLI_Q(plot), strerror(errno));
             rc = 2;
         } else {
             printf("loss curve written to %s\n", plot);

@@ -186,18 +186,28 @@ int cmd_diff(int argc, char **argv)
         for (int i = 0; i < x.n; i++)
             want[i] = true;
     } else {
-        char buf[512];
-        snprintf(buf, sizeof buf, "%s", wrt);
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            int i = cli_expr_var(&x, tok);
-            if (i < 0) /* not used by f: its derivative is 0 */
+        char *list = strdup(wrt), *tok = list; /* any length, no element empty */
+        if (!list) {
+            cli_expr_close(&x);
+            return cli_error("diff", "out of memory");
+        }
+        for (char *next; tok; tok = next) {
+            next = strchr(tok, ',');
+            if (next)
+                *next++ = '\0';
+            int i = *tok ? cli_expr_var(&x, tok) : -1;
+            if (*tok && i < 0) /* not used by f: its derivative is 0 */
                 i = cli_expr_add_unused("diff", "--wrt", &x, tok);
+            else if (!*tok)
+                cli_error("diff", "--wrt: an empty name in '%s'", CLI_Q(wrt));
             if (i < 0) {
+                free(list);
                 cli_expr_close(&x);
                 return 2;
             }
             want[i] = true;
         }
+        free(list);
     }
 
     nb_graph *g = nb_graph_new();
@@ -318,7 +328,7 @@ int cmd_diff(int argc, char **argv)
     if (dot) {
         FILE *f = fopen(dot, "w");
         if (!f || nb_graph_dot(g, y, f) != NB_OK || fclose(f) != 0) {
-            cli_error("diff", "cannot write %s", dot);
+            cli_error("diff", "cannot write %s", CLI_Q(dot));
             rc = 2;
             goto done;
         }

@@ -166,9 +166,10 @@ static int make_plan(const loaded *L, const char *act_opt, plan *P)
     if (act_opt) {
         nb_act a2;
         if (nb_act_from_name(act_opt, &a2) != NB_OK)
-            rc = cli_error("export", "--act %s is not an activation (%s)", act_opt, nb_act_names());
+            rc = cli_error("export", "--act %s is not an activation (%s)", CLI_Q(act_opt),
+                           nb_act_names());
         else if (have_act && a2 != act)
-            rc = cli_error("export", "--act %s disagrees with the file's act=%s", act_opt,
+            rc = cli_error("export", "--act %s disagrees with the file's act=%s", CLI_Q(act_opt),
                            nb_act_name(act));
         act = a2;
         have_act = true;
@@ -447,7 +448,7 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
     if (!f) {
         int e = errno;
         free(tmp);
-        return cli_error("export", "cannot write %s: %s", out, strerror(e));
+        return cli_error("export", "cannot write %s: %s", CLI_Q(out), strerror(e));
     }
     emitter E = {f, P->dtype == NB_F32 ? "float" : "double", P->dtype == NB_F32};
     const char *T = E.T;
@@ -587,7 +588,7 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
     int e = nbio_tmp_commit(f, tmp, out, ferror(f) ? EIO : 0);
     free(tmp);
     if (e)
-        return cli_error("export", "writing %s failed: %s", out, strerror(e));
+        return cli_error("export", "writing %s failed: %s", CLI_Q(out), strerror(e));
     return 0;
 }
 

@@ -131,7 +131,7 @@ int cmd_gradcheck(int argc, char **argv)
                  strstr(",mse,bce,bce-logits,softmax-ce,softmax-ce-soft,l2-penalty,l1-penalty,",
                         wrapped) != NULL);
     if (only && nb_op_find(only) < 0 && !is_composite)
-        return cli_error("gradcheck", "unknown op '%s'", only);
+        return cli_error("gradcheck", "unknown op '%s'", CLI_Q(only));
 
     int n;
     const nb_check_case *cases = nb_check_builtin_cases(&n);

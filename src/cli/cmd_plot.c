@@ -62,7 +62,7 @@ int cmd_plot(int argc, char **argv)
         return cli_error("plot", "--out DIR is required");
     struct stat st;
     if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cli_error("plot", "--out %s is not a directory", out);
+        return cli_error("plot", "--out %s is not a directory", CLI_Q(out));
     if (!(from < to))
         return cli_error("plot", "--from must be below --to");
 
@@ -88,7 +88,7 @@ int cmd_plot(int argc, char **argv)
         snprintf(dname, sizeof dname, "d/dx %s", nb_act_name(act));
         svg_series s[2] = {{nb_act_name(act), POINTS, xs, f, false}, {dname, POINTS, xs, df, true}};
         if (svg_chart_file(path, title, "x", "", s, 2) != 0) {
-            cli_error("plot", "cannot write %s: %s", path, strerror(errno));
+            cli_error("plot", "cannot write %s: %s", CLI_Q(path), strerror(errno));
             nb_graph_free(g);
             return 2;
         }

@@ -272,7 +272,7 @@ int cmd_trace(int argc, char **argv)
     if (dot) {
         FILE *f = fopen(dot, "w");
         if (!f || nb_graph_dot(g, y, f) != NB_OK || fclose(f) != 0) {
-            cli_error("trace", "cannot write %s", dot);
+            cli_error("trace", "cannot write %s", CLI_Q(dot));
             rc = 2;
             goto done;
         }

@@ -27,9 +27,12 @@ typedef struct cli_norm {
  * (label in the last column, features standardised by the training part:
  * d->mean, d->std, constant features with std 1)
  * or an IDX images file with its labels file beside it; a path is split
- * 80/20 into train and test in file order. With @p want_val the last tenth
- * of the training part is held out for validation. Returns 0, or 2 after a
- * one-line error. Close with cli_data_close (also after an error). */
+ * 80/20 into train and test at random, drawn from @p rng (in file order
+ * when it is NULL). With @p want_val a tenth of the training part, drawn
+ * from @p rng, is held out for validation. A validation or test part that
+ * holds fewer classes than the data gives a warning on stderr. Returns 0,
+ * or 2 after a one-line error (then @p d holds nothing). Close with
+ * cli_data_close (also after an error). */
 int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d);
 /* The same, with the features of every part standardised by @p norm (a
  * model's stored statistics) instead of a CSV's own training part; @p norm

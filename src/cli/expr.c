@@ -23,7 +23,7 @@ int cli_expr_add_unused(const char *cmd, const char *what, cli_expr *x, const ch
         ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
              *p == '_';
     if (!ok || strlen(name) >= sizeof x->extra[0]) {
-        cli_error(cmd, "%s: '%.64s' is not a variable name", what, name);
+        cli_error(cmd, "%s: '%s' is not a variable name", what, CLI_Q(name));
         return -1;
     }
     if (x->n == CLI_MAX_VARS) {
@@ -68,11 +68,12 @@ int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unu
         if (!end)
             end = p + strlen(p);
         if (!eq || eq > end || eq == p)
-            return cli_error(cmd, "--at: expected name=value at '%.*s'", (int)(end - p), p);
+            return cli_error(cmd, "--at: expected name=value at '%s'",
+                             CLI_QN(p, (size_t)(end - p)));
         char name[64];
         size_t len = (size_t)(eq - p);
         if (len >= sizeof name)
-            return cli_error(cmd, "--at: name too long at '%.*s'", (int)(end - p), p);
+            return cli_error(cmd, "--at: name too long at '%s'", CLI_QN(p, (size_t)(end - p)));
         memcpy(name, p, len);
         name[len] = '\0';
         char num[64], *stop;
@@ -87,11 +88,11 @@ int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unu
             return cli_error(cmd, "--at: '%s' is not a finite number (for %s)", num, name);
         int i = cli_expr_var(x, name);
         if (i < 0 && !unused_ok)
-            return cli_error(cmd, "--at: '%s' is not a variable of the expression", name);
+            return cli_error(cmd, "--at: '%s' is not a variable of the expression", CLI_Q(name));
         if (i < 0 && (i = cli_expr_add_unused(cmd, "--at", x, name)) < 0)
             return 2;
         if (given[i])
-            return cli_error(cmd, "--at: '%s' is given twice", name);
+            return cli_error(cmd, "--at: '%s' is given twice", CLI_Q(name));
         given[i] = true;
         x->values[i] = v;
         p = *end ? end + 1 : end;

@@ -329,8 +329,9 @@ nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch)
 {
     if (!t)
         return NB_ERR_NULL;
-    if (epoch < 0)
-        return fail(t, NB_ERR_ARG, "set_epoch: epoch %d: it must be >= 0", epoch);
+    if (epoch < 0 || epoch > t->o.epochs)
+        return fail(t, NB_ERR_ARG, "set_epoch: epoch %d: it must lie in 0 .. %d (opts.epochs)",
+                    epoch, t->o.epochs);
     t->epoch = epoch;
     reset_early_stopping(t);
     return NB_OK;
@@ -750,8 +751,8 @@ nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
             st = eval_set(t, t->o.test, "test set", epoch, &r.test_acc, &r.test_loss);
         if (st != NB_OK)
             return st;
-        if (per_epoch_schedule)
-            nb_optim_next_epoch(t->opt);
+        if (per_epoch_schedule && (st = nb_optim_next_epoch(t->opt)) != NB_OK)
+            return fail(t, st, "epoch %d: %s", epoch, nb_optim_errmsg(t->opt));
         t->epoch = last = epoch;
         if ((st = early_stopping(t, &r)) != NB_OK)
             return st;
