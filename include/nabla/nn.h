@@ -42,8 +42,7 @@ extern "C" {
 
 /* ========================================================== activations */
 
-/** σ(x) = 1/(1+e^-x), computed as 0.5·tanh(0.5x) + 0.5 (no overflow). */
-NB_API nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x);
+/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h). */
 /** hard-logistic(x) = max(min(0.25x + 0.5, 1), 0); slope 0.25 inside (-2, 2). */
 NB_API nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x);
 /** hard-tanh(x) = max(min(x, 1), -1). */

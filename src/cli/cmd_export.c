@@ -434,13 +434,14 @@ static void emit_helpers(emitter *E, const plan *P)
     }
     const char *T = E->T;
     FILE *f = E->f;
-    /* as nabla computes them: sigma(x) = 0.5 tanh(0.5 x) + 0.5, softplus
-     * without overflow, the tanh form of GELU */
+    /* as nabla computes them: sigma(x) with e = e^-|x| as 1/(1+e) or e/(1+e)
+     * (accurate in both tails), softplus without overflow, the tanh form
+     * of GELU */
     if (sig)
         fprintf(f,
-                "static %s mlp_sigmoid(%s x)\n{\n    return (%s)tanh(x * (%s)0.5) * (%s)0.5 + "
-                "(%s)0.5;\n}\n\n",
-                T, T, T, T, T, T);
+                "static %s mlp_sigmoid(%s x)\n{\n    %s e = (%s)exp(-(%s)fabs(x));\n    "
+                "return (x >= 0 ? (%s)1 : e) / ((%s)1 + e);\n}\n\n",
+                T, T, T, T, T, T, T);
     if (clamp)
         fprintf(f,
                 "static %s mlp_clamp(%s x, %s lo, %s hi)\n{\n    x = x < hi ? x : hi;\n    "

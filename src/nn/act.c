@@ -23,12 +23,6 @@ static nb_tensor *leaky(nb_graph *g, nb_tensor *x, nb_tensor *slope)
     return nb_where(g, nb_gt(g, x, nbn_const(g, x, 0)), x, nb_mul(g, slope, x));
 }
 
-/* σ(x) = 0.5·tanh(0.5x) + 0.5 */
-nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x)
-{
-    return nb_add_scalar(g, nb_scale(g, nb_tanh(g, nb_scale(g, x, 0.5)), 0.5), 0.5);
-}
-
 nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x)
 {
     nb_tensor *lin = nb_add_scalar(g, nb_scale(g, x, 0.25), 0.5);
