@@ -103,7 +103,8 @@ static void net_free(net *n)
 
 enum { ROWS = 9 };
 
-/* Inputs: random, one row of zeros, one of large values. */
+/* Inputs: random, one row of zeros, one of large values, one with a NaN
+ * (which the exported code carries through as the library does). */
 static void inputs(double *x, int64_t n_in, uint64_t seed)
 {
     nb_rng r;
@@ -114,6 +115,7 @@ static void inputs(double *x, int64_t n_in, uint64_t seed)
         x[i] = 0;
         x[n_in + i] = (i % 2 ? -9 : 7.5);
     }
+    x[2 * n_in] = NAN;
 }
 
 /* The library's forward pass in evaluation mode, as doubles. */
