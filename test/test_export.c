@@ -103,7 +103,8 @@ static void net_free(net *n)
 
 enum { ROWS = 9 };
 
-/* Inputs: random, one row of zeros, one of large values. */
+/* Inputs: random, one row of zeros, one of large values, one with a NaN
+ * (which the exported code carries through as the library does). */
 static void inputs(double *x, int64_t n_in, uint64_t seed)
 {
     nb_rng r;
@@ -114,6 +115,7 @@ static void inputs(double *x, int64_t n_in, uint64_t seed)
         x[i] = 0;
         x[n_in + i] = (i % 2 ? -9 : 7.5);
     }
+    x[2 * n_in] = NAN;
 }
 
 /* The library's forward pass in evaluation mode, as doubles. */
@@ -201,14 +203,13 @@ static double worst_rel(const double *a, const double *b, int64_t n)
     return worst;
 }
 
-/* Export @p c's model to C, compile, run, compare with the library. */
-static double check_config(const config *c, uint64_t seed)
+/* Export @p n to C, compile and run it on x (ROWS rows) into got, and run
+ * the library's forward pass on x into want. */
+static void run_both(net *n, const config *c, const double *x, double *want, double *got)
 {
-    net n;
-    net_make(&n, c, seed);
     const char *ckpt = path_in("m.ckpt"), *src = path_in("mlp.c");
-    nb_ckpt_opts co = {.meta = n.meta};
-    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    nb_ckpt_opts co = {.meta = n->meta};
+    assert_int_equal(nb_model_save(n->m, NULL, ckpt, &co, NULL), NB_OK);
     unlink(src);
     char args[512];
     snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, src);
@@ -216,6 +217,15 @@ static double check_config(const config *c, uint64_t seed)
     if (r->status != 0)
         fail_msg("%s (%s): %s", nb_act_name(c->act), nb_dtype_name(c->dtype), r->err);
     assert_non_null(strstr(r->out, "wrote"));
+    library_forward(n, c, x, want);
+    compiled_forward(src, c, x, got);
+}
+
+/* Export @p c's model to C, compile, run, compare with the library. */
+static double check_config(const config *c, uint64_t seed)
+{
+    net n;
+    net_make(&n, c, seed);
     int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
     double *x = malloc(sizeof *x * ROWS * (size_t)n_in);
     double *want = malloc(sizeof *want * ROWS * (size_t)n_out);
@@ -224,8 +234,7 @@ static double check_config(const config *c, uint64_t seed)
     if (c->dtype == NB_F32)
         for (int64_t i = 0; i < ROWS * n_in; i++)
             x[i] = (float)x[i];
-    library_forward(&n, c, x, want);
-    compiled_forward(src, c, x, got);
+    run_both(&n, c, x, want, got);
     double e = worst_rel(got, want, ROWS * n_out);
     /* f64: rounding of a few sums in another order; f32 the same in float */
     double tol = c->dtype == NB_F64 ? 1e-13 : 1e-5;
@@ -265,6 +274,40 @@ static void test_every_activation_f64(void **state)
             c.custom_ao = true;
         }
         check_config(&c, 10 + (uint64_t)a);
+    }
+}
+
+/* The exported sigmoid keeps its relative accuracy in both tails, as the
+ * library's does: a 1-1 network y = σ(x) at x far below and above 0. */
+static void test_sigmoid_tails(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    for (int d = 0; d < 2; d++) {
+        config c = {.dtype = d ? NB_F64 : NB_F32,
+                    .act = NB_ACT_IDENTITY,
+                    .out_act = NB_ACT_SIGMOID,
+                    .n_sizes = 2,
+                    .sizes = {1, 1}};
+        net n;
+        net_make(&n, &c, 3);
+        for (nb_tensor *p = nb_model_next(n.m, NULL); p; p = nb_model_next(n.m, p))
+            nb_tensor_set(p, 0, strstr(nb_tensor_name(p), "weight") ? 1 : 0);
+        const double x[ROWS] = {-80, -40, -30, -20, -5, 0, 5, 20, d ? -700 : -87};
+        double want[ROWS], got[ROWS];
+        run_both(&n, &c, x, want, got);
+        for (int i = 0; i < ROWS; i++) {
+            double ref = 1 / (1 + exp(-x[i]));
+            if (c.dtype == NB_F32)
+                ref = (float)ref;
+            /* library and exported code both within a few ulps of σ */
+            double tol = (c.dtype == NB_F32 ? 0x1p-24 : 0x1p-53) * 4;
+            if (!(ref > 0 && fabs(want[i] - ref) <= tol * ref && fabs(got[i] - ref) <= tol * ref))
+                fail_msg("%s sigmoid(%g): library %a, exported %a, reference %a",
+                         nb_dtype_name(c.dtype), x[i], want[i], got[i], ref);
+        }
+        net_free(&n);
     }
 }
 
@@ -621,6 +664,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_activation_f64),
         cmocka_unit_test(test_f32_and_output_activations),
+        cmocka_unit_test(test_sigmoid_tails),
         cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_csv_standardisation),

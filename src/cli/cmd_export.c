@@ -368,7 +368,7 @@ static void emit_act_expr(emitter *E, nb_act act, const nb_act_opts *o, const ch
         fprintf(f, "mlp_clamp(v * (%s)0.25 + (%s)0.5, (%s)0, (%s)1)", T, T, T, T);
         break;
     case NB_ACT_HARD_TANH: fprintf(f, "mlp_clamp(v, (%s)-1, (%s)1)", T, T); break;
-    case NB_ACT_RELU: fprintf(f, "(v > 0 ? v : (%s)0)", T); break;
+    case NB_ACT_RELU: fprintf(f, "(v <= 0 ? (%s)0 : v)", T); break;
     case NB_ACT_LEAKY_RELU:
     case NB_ACT_RRELU:
         fprintf(f, "(v > 0 ? v : (%s)", T);
@@ -414,17 +414,18 @@ static void emit_helpers(emitter *E, const plan *P)
     }
     const char *T = E->T;
     FILE *f = E->f;
-    /* as nabla computes them: sigma(x) = 0.5 tanh(0.5 x) + 0.5, softplus
-     * without overflow, the tanh form of GELU */
+    /* as nabla computes them: sigma(x) with e = e^-|x| as 1/(1+e) or e/(1+e)
+     * (accurate in both tails), softplus without overflow, the tanh form
+     * of GELU */
     if (sig)
         fprintf(f,
-                "static %s mlp_sigmoid(%s x)\n{\n    return (%s)tanh(x * (%s)0.5) * (%s)0.5 + "
-                "(%s)0.5;\n}\n\n",
-                T, T, T, T, T, T);
+                "static %s mlp_sigmoid(%s x)\n{\n    %s e = (%s)exp(-(%s)fabs(x));\n    "
+                "return (x >= 0 ? (%s)1 : e) / ((%s)1 + e);\n}\n\n",
+                T, T, T, T, T, T, T);
     if (clamp)
         fprintf(f,
-                "static %s mlp_clamp(%s x, %s lo, %s hi)\n{\n    x = x < hi ? x : hi;\n    "
-                "return x > lo ? x : lo;\n}\n\n",
+                "static %s mlp_clamp(%s x, %s lo, %s hi)\n{\n    "
+                "return x >= hi ? hi : x <= lo ? lo : x;\n}\n\n",
                 T, T, T, T);
     if (softplus)
         fprintf(f,
@@ -549,14 +550,16 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
         if (l->b)
             fprintf(f, "        s = s + b%d[j];\n", i + 1);
         fprintf(f, "        %s[j] = s;\n    }\n", l->pieces > 1 ? z : dst);
-        if (l->pieces > 1) { /* maximum of each group of consecutive pieces, in place */
+        if (l->pieces > 1) { /* maximum of each group of consecutive pieces, in place; a
+                                NaN piece wins, as in the library */
             fprintf(f,
                     "    for (int j = 0; j < %lld; j++) {\n        %s m = %s[j * %lld];\n"
-                    "        for (int k = 1; k < %lld; k++)\n"
-                    "            m = %s[j * %lld + k] > m ? %s[j * %lld + k] : m;\n"
+                    "        for (int k = 1; k < %lld; k++) {\n"
+                    "            %s p = %s[j * %lld + k];\n"
+                    "            m = p > m || p != p ? p : m;\n        }\n"
                     "        %s[j] = m;\n    }\n",
-                    (long long)l->n_out, T, z, (long long)l->pieces, (long long)l->pieces, z,
-                    (long long)l->pieces, z, (long long)l->pieces, z);
+                    (long long)l->n_out, T, z, (long long)l->pieces, (long long)l->pieces, T, z,
+                    (long long)l->pieces, z);
             if (is_last) {
                 fprintf(f, "    for (int j = 0; j < %lld; j++)\n        logits[j] = %s[j];\n",
                         (long long)l->n_out, z);

@@ -41,8 +41,11 @@
 /* A loop function compiled for AVX-512 and AVX2 as well as the x86-64
  * baseline, the version picked when the program starts. Every lane computes
  * what the scalar code does (IEEE operations; ISO C mode leaves fused
- * multiply-add contraction off), so results do not depend on the CPU. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * multiply-add contraction off), so results do not depend on the CPU.
+ * Off under ThreadSanitizer (meson.build defines NB_NO_TARGET_CLONES): its
+ * instrumented ifunc resolvers would run before its runtime starts. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(NB_NO_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
 #define NBC_WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NBC_WIDE_CLONES

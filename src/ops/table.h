@@ -15,6 +15,7 @@ enum nbo_id {
     NB_OP_SIN,
     NB_OP_COS,
     NB_OP_TANH,
+    NB_OP_SIGMOID,
     NB_OP_ERF,
     NB_OP_SIGN,
     NB_OP_STEP,
@@ -99,6 +100,9 @@ nb_tensor *nbo_cos_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_tanh_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_tanh_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_tanh_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sigmoid_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sigmoid_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sigmoid_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_erf_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_erf_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_erf_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
