@@ -463,7 +463,7 @@ static void test_bad_input(void **state)
     refused(export(args), "disagrees");
     /* nowhere to write */
     snprintf(args, sizeof args, "--load '%s' --c '%s/no/such/dir/m.c'", ckpt, dir);
-    refused(export(args), "cannot write");
+    refused(export(args), "cannot create the temporary file");
 
     /* metadata saying batch norm without its tensors */
     nb_model *plain = nb_model_new();
