@@ -381,8 +381,8 @@ static nb_status parse_header(loader *L, size_t file_size)
     uint32_t stored = (uint32_t)nbio_le_get(h + 24, 4), computed = crc(h, 24);
     if (stored != computed)
         return ck_error(L->err, NB_ERR_PARSE, 24, NULL, 0,
-                        "load: header CRC-32 mismatch: stored 0x%08x, computed 0x%08x "
-                        "(bytes 0..23 are damaged)",
+                        "load: the header failed its CRC-32 check (stored 0x%08x, computed "
+                        "0x%08x): the file is damaged",
                         (unsigned)stored, (unsigned)computed);
     uint32_t version = (uint32_t)nbio_le_get(h + 8, 4);
     if (version != NB_CKPT_VERSION)
@@ -409,9 +409,10 @@ static nb_status parse_header(loader *L, size_t file_size)
     computed = crc(h + HEADER_SIZE, (size_t)payload);
     if (stored != computed)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)end, NULL, 0,
-                        "load: payload CRC-32 mismatch: stored 0x%08x at offset %zu, computed "
-                        "0x%08x (bytes %d..%zu are damaged)",
-                        (unsigned)stored, end, (unsigned)computed, HEADER_SIZE, end - 1);
+                        "load: the payload (every section after the header) failed its CRC-32 "
+                        "check (stored 0x%08x at offset %zu, computed 0x%08x): the file is "
+                        "damaged",
+                        (unsigned)stored, end, (unsigned)computed);
     L->r.pos = HEADER_SIZE;
     L->r.end = end;
     return NB_OK;
