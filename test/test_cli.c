@@ -6,6 +6,7 @@
 #include <pty.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1023,6 +1024,75 @@ static void test_bad_arguments(void **state)
     }
 }
 
+/* A command given a directory or a FIFO where it reads or writes a file
+ * says so at once (timeout: a command that waits on the FIFO fails the
+ * test), with exit status 2 (1 when found while training), and leaves
+ * them as they were. */
+static void refuses(const char *args, const char *what)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "timeout 20 '%s' %s", nabla, args);
+    run_result *r = tc_run(cmd);
+    if ((r->status != 1 && r->status != 2) || !strstr(r->err, what))
+        fail_msg("nabla %s: status %d, stderr '%s' (want 1 or 2 and '%s')", args, r->status, r->err,
+                 what);
+}
+
+static void test_special_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-special-XXXXXX", cmd[512], adir[128], fifo[128], fifo_csv[128],
+         null[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(adir, sizeof adir, "%s/adir.csv", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(fifo_csv, sizeof fifo_csv, "%s/fifo.csv", dir);
+    snprintf(null, sizeof null, "%s/null", dir);
+    assert_int_equal(mkdir(adir, 0755), 0);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    assert_int_equal(mkfifo(fifo_csv, 0644), 0);
+    assert_int_equal(symlink("/dev/null", null), 0);
+
+    const struct {
+        const char *args, *path, *what;
+    } cases[] = {
+        /* reading */
+        {"train --data ", adir, "adir.csv is a directory, not a regular file"},
+        {"train --data ", fifo_csv, "fifo.csv is a FIFO, not a regular file"},
+        {"train --epochs 1 --layers 8 --load ", fifo, "fifo is a FIFO, not a regular file"},
+        {"train --epochs 1 --layers 8 --resume ", fifo, "fifo is a FIFO, not a regular file"},
+        {"eval --load ", fifo, "fifo is a FIFO, not a regular file"},
+        {"eval --load ", adir, "adir.csv is a directory, not a regular file"},
+        {"export --c /dev/null --load ", fifo, "fifo is a FIFO, not a regular file"},
+        /* writing: a directory and a FIFO with no reader are refused */
+        {"train --epochs 1 --layers 8 --save ", adir, "adir.csv is a directory"},
+        {"train --epochs 1 --layers 8 --plot ", adir, "adir.csv is a directory"},
+        {"train --epochs 1 --layers 8 --save ", fifo, "fifo is a FIFO with no reader"},
+        {"trace 'x*y' --at x=1,y=2 --dot ", adir, "adir.csv is a directory"},
+        {"diff 'x*y' --at x=1,y=2 --wrt x --dot ", fifo, "fifo is a FIFO with no reader"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(cmd, sizeof cmd, "%s%s", cases[k].args, cases[k].path);
+        refuses(cmd, cases[k].what);
+    }
+    struct stat sb;
+    assert_int_equal(lstat(adir, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+
+    /* a link to /dev/null: written through, and still a link */
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s --plot %s", null, null);
+    assert_int_equal(run(cmd)->status, 0);
+    assert_int_equal(lstat(null, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(stat("/dev/null", &sb), 0);
+    assert_true(S_ISCHR(sb.st_mode));
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1049,6 +1119,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_csv_standardisation),
         cmocka_unit_test(test_diff_verdicts),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_special_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

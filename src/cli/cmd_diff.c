@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "expr.h"
+#include "svg.h"
 
 static const char *diff_usage =
     "usage: nabla diff EXPR --at x=1,y=2 [--wrt x,y] [--json] [--dot FILE]\n"
@@ -326,9 +327,9 @@ int cmd_diff(int argc, char **argv)
             if (rows[k].why[0] && strcmp(rows[k].verdict, "unused"))
                 fprintf(stderr, "nabla diff: %s\n", rows[k].why);
     if (dot) {
-        FILE *f = fopen(dot, "w");
-        if (!f || nb_graph_dot(g, y, f) != NB_OK || fclose(f) != 0) {
-            cli_error("diff", "cannot write %s", CLI_Q(dot));
+        char why[512];
+        if (svg_dot_file(dot, g, y, why, sizeof why) != 0) {
+            cli_error("diff", "%s", why);
             rc = 2;
             goto done;
         }

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../io/io_internal.h" /* the atomic file replacement */
+#include "../io/file.h" /* reading and atomically replacing files */
 #include "cli.h"
 #include "model_file.h"
 
@@ -47,9 +47,10 @@ static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank, c
 /* A checkpoint starts with "NABLACKP"; anything else is read as safetensors. */
 static int load_any(const char *path, loaded *L)
 {
-    FILE *f = fopen(path, "rb");
+    char why[512];
+    FILE *f = nbio_open_read(path, NULL, why, sizeof why);
     if (!f)
-        return cli_error("export", "cannot open %s: %s", path, strerror(errno));
+        return cli_error("export", "%s", why);
     char magic[8] = {0};
     size_t got = fread(magic, 1, sizeof magic, f);
     fclose(f);
@@ -442,15 +443,11 @@ static void emit_helpers(emitter *E, const plan *P)
 
 static int write_c(const plan *P, const loaded *L, const char *src, const char *out)
 {
-    char *tmp = malloc(strlen(out) + 8);
-    if (!tmp)
-        return cli_error("export", "out of memory");
-    FILE *f = nbio_tmp_open(out, tmp); /* written beside out, renamed when complete */
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        return cli_error("export", "cannot write %s: %s", CLI_Q(out), strerror(e));
-    }
+    nbio_out *o = NULL;
+    char why[512];
+    if (nbio_out_open(out, NULL, NULL, &o, why, sizeof why) != NB_OK)
+        return cli_error("export", "%s", why);
+    FILE *f = nbio_out_file(o); /* written beside out, renamed when complete */
     emitter E = {f, P->dtype == NB_F32 ? "float" : "double", P->dtype == NB_F32};
     const char *T = E.T;
     const layer_plan *first = &P->layers[0], *last = &P->layers[P->n_layers - 1];
@@ -588,10 +585,8 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
     }
     fputs("    return 0;\n}\n", f);
 
-    int e = nbio_tmp_commit(f, tmp, out, ferror(f) ? EIO : 0);
-    free(tmp);
-    if (e)
-        return cli_error("export", "writing %s failed: %s", CLI_Q(out), strerror(e));
+    if (nbio_out_commit(o, ferror(f) ? EIO : 0, why, sizeof why) != NB_OK)
+        return cli_error("export", "%s", why);
     return 0;
 }
 

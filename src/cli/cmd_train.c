@@ -1,7 +1,6 @@
 /* nabla train: an MLP on a data set from the command line, with the
  * training helper; progress bar, JSON lines, plots and checkpoints. */
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,8 +461,9 @@ int cmd_train(int argc, char **argv)
                            {"train accuracy", n, c, c + 2 * run.epochs, true},
                            {"validation accuracy", n, c, c + 3 * run.epochs, true},
                            {"test accuracy", n, c, c + 4 * run.epochs, true}};
-        if (svg_chart_file(plot, "nabla train", "epoch", "loss / accuracy", s, 4) != 0) {
-            cli_error("train", "cannot write %s: %s", CLI_Q(plot), strerror(errno));
+        if (svg_chart_file(plot, "nabla train", "epoch", "loss / accuracy", s, 4, why,
+                           sizeof why) != 0) {
+            cli_error("train", "%s", why);
             rc = 2;
             goto done;
         }

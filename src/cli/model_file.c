@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/file.h"
 #include "model_file.h"
 
 /* A sentence into why; returns -1. */
@@ -310,7 +311,7 @@ static nb_status count_bytes(void *ud, const char *name, nb_dtype dt, int rank,
 
 bool cli_is_safetensors(const char *path)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = nbio_open_read(path, NULL, NULL, 0); /* the loader says what is wrong */
     char magic[8] = {0};
     size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
     if (f)
