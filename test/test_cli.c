@@ -1075,6 +1075,16 @@ static void test_special_files(void **state)
         snprintf(cmd, sizeof cmd, "%s%s", cases[k].args, cases[k].path);
         refuses(cmd, cases[k].what);
     }
+    /* an output that cannot be written is refused before the run, not after */
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s/no/such/dir/m.ckpt", dir);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "--save: cannot create the temporary file"));
+    assert_null(strstr(r->out, "epoch"));
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --plot %s", adir);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_null(strstr(r->out, "epoch"));
     struct stat sb;
     assert_int_equal(lstat(adir, &sb), 0);
     assert_true(S_ISDIR(sb.st_mode));

@@ -212,6 +212,31 @@ static void test_save_refuses_directory_and_unread_fifo(void **state)
     nb_model_free(m);
 }
 
+/* nbio_out_check says whether a path could be written, and writes nothing:
+ * no file, no temporary, a FIFO not opened. */
+static void test_out_check(void **state)
+{
+    dir *d = *state;
+    char sub[128], fifo[128], path[160], why[512];
+    assert_int_equal(nbio_out_check(d->file, why, sizeof why), NB_OK);
+    struct stat sb;
+    assert_int_equal(lstat(d->file, &sb), -1); /* still nothing there */
+    assert_int_equal(count_named(d, "model.ckpt.nabla-tmp-", 27), 0);
+    assert_int_equal(mkdir(in(d, "adir", sub, sizeof sub), 0755), 0);
+    assert_int_equal(nbio_out_check(sub, why, sizeof why), NB_ERR_IO);
+    assert_non_null(strstr(why, "is a directory"));
+    snprintf(path, sizeof path, "%s/none/m.ckpt", d->path);
+    assert_int_equal(nbio_out_check(path, why, sizeof why), NB_ERR_IO);
+    assert_non_null(strstr(why, "cannot create the temporary file"));
+    assert_int_equal(nbio_out_check("", why, sizeof why), NB_ERR_IO);
+    assert_int_equal(mkfifo(in(d, "fifo", fifo, sizeof fifo), 0644), 0);
+    alarm(20);
+    assert_int_equal(nbio_out_check(fifo, why, sizeof why), NB_OK); /* checked when written */
+    assert_int_equal(nbio_out_check("/dev/null", why, sizeof why), NB_OK);
+    alarm(0);
+    assert_int_equal(type_of(fifo), S_IFIFO);
+}
+
 /* A character device is written in place (never replaced by a regular
  * file), and so is a FIFO that has a reader: the reader gets the bytes. */
 static void test_save_writes_devices_and_fifos_in_place(void **state)
@@ -568,6 +593,7 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_readers_refuse_special_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_helper_edges, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_out_check, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

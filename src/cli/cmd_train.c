@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../io/file.h" /* the output files, checked before the run */
 #include "cli.h"
 #include "data_sets.h"
 #include "model_file.h"
@@ -289,8 +290,13 @@ int cmd_train(int argc, char **argv)
                          CLI_Q(sched_name));
     if (resume && load)
         return cli_error("train", "--resume and --load exclude each other");
-    if (plot && access(".", F_OK) != 0)
-        return cli_error("train", "--plot: the current directory is not accessible");
+    /* the files written after the run: refused now, not after it */
+    const char *outputs[2][2] = {{"--save", save}, {"--plot", plot}};
+    for (int i = 0; i < 2; i++) {
+        char why[512];
+        if (outputs[i][1] && nbio_out_check(outputs[i][1], why, sizeof why) != NB_OK)
+            return cli_error("train", "%s: %s", outputs[i][0], why);
+    }
 
     cli_set_blas_threads((int)threads);
     cli_data d;

@@ -412,3 +412,18 @@ nb_status nbio_out_commit(nbio_out *o, int write_errno, char *why, size_t n)
     o->alloc(o->ud, o, sizeof *o, 0);
     return e ? NB_ERR_IO : NB_OK;
 }
+
+nb_status nbio_out_check(const char *path, char *why, size_t n)
+{
+    struct stat sb;
+    if (*path && stat(path, &sb) == 0 && (S_ISCHR(sb.st_mode) || S_ISFIFO(sb.st_mode)))
+        return NB_OK; /* opened only when written: a FIFO's reader may come later */
+    nbio_out *o = NULL;
+    nb_status st = nbio_out_open(path, NULL, NULL, &o, why, n);
+    if (st != NB_OK)
+        return st;
+    fclose(o->f); /* the temporary goes, the file is as it was */
+    unlink(o->tmp);
+    o->alloc(o->ud, o, sizeof *o, 0);
+    return NB_OK;
+}

@@ -70,4 +70,11 @@ FILE *nbio_out_file(const nbio_out *o);
  * Returns NB_OK or NB_ERR_IO. */
 nb_status nbio_out_commit(nbio_out *o, int write_errno, char *why, size_t n);
 
+/* Whether @p path could be written now, without writing it: what
+ * nbio_out_open refuses is refused with the same sentence, and a temporary
+ * is created beside a regular or new file and removed again. A character
+ * device or a FIFO is not opened (NB_OK). For a command that writes its
+ * file only after a long run. */
+nb_status nbio_out_check(const char *path, char *why, size_t n);
+
 #endif
