@@ -574,6 +574,48 @@ static void write_csv(const char *path, int only_class, uint64_t seed)
     fclose(f);
 }
 
+/* --load and --resume across data sets: a file without the input
+ * standardisation (trained on digits) continues on a CSV of as many
+ * features, and a model of standardised CSV features is not continued on
+ * data that is not. */
+static void test_load_across_data(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-across-XXXXXX", cmd[512], csv[128], dig[128], csv_ckpt[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/wide.csv", dir);
+    snprintf(dig, sizeof dig, "%s/dig.ckpt", dir);
+    snprintf(csv_ckpt, sizeof csv_ckpt, "%s/csv.ckpt", dir);
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 60; i++) {
+        for (int j = 0; j < 64; j++)
+            fprintf(f, "%d,", (i * 7 + j * 3) % 17 + 100 * (i % 2));
+        fprintf(f, "%d\n", i % 10);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s", dig);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --data %s --load %s --save %s", csv,
+             dig, csv_ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("a digits model continued on a CSV: %s", r->err);
+    /* the result holds the CSV's standardisation: eval and --load use it */
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s", csv_ckpt, csv);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --data %s --load %s", csv, csv_ckpt);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --load %s", csv_ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "was trained on standardised CSV features"));
+    remove(csv);
+    remove(dig);
+    remove(csv_ckpt);
+    rmdir(dir);
+}
+
 /* A model trained on a CSV stores its standardisation and eval applies it
  * to raw rows: the same accuracy as training reported, and rows of one
  * class (whose own statistics differ) classified as well as the others. */
@@ -1127,6 +1169,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_maxout_models),
         cmocka_unit_test(test_bad_model_metadata),
         cmocka_unit_test(test_csv_standardisation),
+        cmocka_unit_test(test_load_across_data),
         cmocka_unit_test(test_diff_verdicts),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_special_files),

@@ -329,13 +329,8 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     nb_mlp_meta(sizes, n_hidden + 2, &mo, meta, sizeof meta);
-    if (d.mean) { /* the standardisation of the inputs travels with the model */
-        if (cli_model_add_norm(m, sizes[0], d.mean, d.std) != NB_OK) {
-            cli_error("train", "out of memory");
-            goto done;
-        }
+    if (d.mean) /* the standardisation of the inputs travels with the model */
         snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\ninput_norm=standardize");
-    }
     /* the seed the data was split with: nabla eval splits the same way */
     snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\nseed=%ld", seed);
     nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)kind);
@@ -358,10 +353,29 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     const char *from = resume ? resume : load;
+    bool from_norm = false; /* the file holds a standardisation (its own run's) */
+    nb_ckpt_error err;
+    if (from && cli_file_has_norm(from, &from_norm, &err) != 0) {
+        cli_error("train", "cannot load %s: %s", CLI_Q(from), err.msg);
+        rc = 2;
+        goto done;
+    }
+    if (from_norm && !d.mean) {
+        cli_error("train",
+                  "%s was trained on standardised CSV features; --data %s is not a CSV file",
+                  CLI_Q(from), CLI_Q(data));
+        rc = 2;
+        goto done;
+    }
+    /* the file's statistics are loaded, then replaced by this run's (its
+     * data was standardised with them) */
+    if (from_norm && cli_model_add_norm(m, sizes[0], NULL, NULL) != NB_OK) {
+        cli_error("train", "out of memory");
+        goto done;
+    }
     if (from) {
         nb_ckpt_opts co = {0};
         co.rng = resume ? &rng : NULL;
-        nb_ckpt_error err;
         nb_status ls = resume || !cli_is_safetensors(from)
                            ? nb_model_load(m, resume ? opt : NULL, from, &co, &err)
                            : nb_model_load_safetensors(m, from, NULL, &err);
@@ -370,8 +384,10 @@ int cmd_train(int argc, char **argv)
             rc = 2;
             goto done;
         }
-        if (d.mean) /* this run's statistics, which its data was standardised with */
-            cli_model_add_norm(m, sizes[0], d.mean, d.std);
+    }
+    if (d.mean && cli_model_add_norm(m, sizes[0], d.mean, d.std) != NB_OK) {
+        cli_error("train", "out of memory");
+        goto done;
     }
     int64_t per_epoch = nb_loader_batches(loader);
     int base = 0;
@@ -454,7 +470,6 @@ int cmd_train(int argc, char **argv)
         printf("\n");
     }
     if (save && nb_trainer_stopped_early(t)) { /* the kept parameters, not the last epoch's */
-        nb_ckpt_error err;
         if (save_model(&run, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", CLI_Q(save), err.msg);
             goto done;

@@ -309,6 +309,24 @@ static nb_status count_bytes(void *ud, const char *name, nb_dtype dt, int rank,
     return NB_OK;
 }
 
+/* Notes a tensor named CLI_INPUT_MEAN. */
+static nb_status find_norm(void *ud, const char *name, nb_dtype dt, int rank,
+                           const int64_t *shape)
+{
+    (void)dt, (void)rank, (void)shape;
+    if (!strcmp(name, CLI_INPUT_MEAN))
+        *(bool *)ud = true;
+    return NB_OK;
+}
+
+int cli_file_has_norm(const char *path, bool *has, nb_ckpt_error *err)
+{
+    *has = false;
+    nb_status st = cli_is_safetensors(path) ? nb_safetensors_list(path, find_norm, has, NULL, err)
+                                            : nb_ckpt_list(path, find_norm, has, NULL, err);
+    return st == NB_OK ? 0 : -1;
+}
+
 bool cli_is_safetensors(const char *path)
 {
     FILE *f = nbio_open_read(path, NULL, NULL, 0); /* the loader says what is wrong */

@@ -81,6 +81,10 @@ nb_status cli_model_add_norm(nb_model *m, int64_t n_in, const double *mean, cons
 int cli_model_norm(const nb_model *m, const char *prefix, int64_t n_in, nb_tensor **mean,
                    nb_tensor **std, char *why, size_t why_len);
 
+/* Whether the checkpoint or safetensors file @p path holds the input
+ * normalisation tensors (*has). 0, or -1 when it cannot be read (err). */
+int cli_file_has_norm(const char *path, bool *has, nb_ckpt_error *err);
+
 /* True when @p path is not a nabla checkpoint (read as safetensors). */
 bool cli_is_safetensors(const char *path);
 /* Load the tensors of a checkpoint or safetensors file into @p m. */
