@@ -245,6 +245,17 @@ static void test_diff_verdicts(void **state)
     r = run("diff 'x^3*y' --at x=2,y=0.5");
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "agree"));
+    /* smooth beside a large constant: rounding in f is neither a kink nor a
+     * disagreement of the central differences; a real kink still is one */
+    const char *smooth[] = {"diff 'x + 100000' --at x=0.142", "diff 'x^2 + 1000000' --at x=0.3",
+                            "diff 'x*y + 100000' --at x=0.37,y=1.3"};
+    for (size_t k = 0; k < sizeof smooth / sizeof *smooth; k++) {
+        r = run(smooth[k]);
+        if (r->status != 0)
+            fail_msg("'nabla %s': status %d: %s", smooth[k], r->status, r->out);
+    }
+    r = run("diff 'abs(x) + 100000' --at x=0");
+    assert_int_equal(r->status, 3);
     /* variables f does not use: derivative exactly 0 */
     r = run("diff 'x^2' --at x=1,y=2 --wrt x,y,z --json");
     assert_int_equal(r->status, 0);

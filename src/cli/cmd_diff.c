@@ -58,13 +58,23 @@ static const char *const method_names[N_METHODS] = {"reverse", "forward", "numer
 #define DIFF_EXACT_TOL 1e-9 /* reverse, forward and symbolic among themselves */
 #define DIFF_NUM_TOL 1e-6   /* central differences against the others */
 
-/* a and b within tol relative to max(1, |a|, |b|); equal infinities and two
- * NaNs agree. */
-static bool close_to(double a, double b, double tol)
+/* a and b within tol relative to max(1, |a|, |b|), plus @p slack (the
+ * round-off a difference quotient can carry); equal infinities and two NaNs
+ * agree. */
+static bool close_to(double a, double b, double tol, double slack)
 {
     if (a == b || (isnan(a) && isnan(b)))
         return true;
-    return fabs(a - b) <= tol * fmax(1, fmax(fabs(a), fabs(b)));
+    return fabs(a - b) <= tol * fmax(1, fmax(fabs(a), fabs(b))) + slack;
+}
+
+/* What rounding can put into a value of f near @p a, @p b, @p c: a few
+ * units in the last place of the largest (as the gradient checker bounds
+ * it). A difference quotient over a step h carries up to 2u/h of it. */
+static double roundoff(double a, double b, double c)
+{
+    double big = fmax(fabs(a), fmax(fabs(b), fabs(c)));
+    return isfinite(big) ? 8 * DBL_EPSILON * big : 0;
 }
 
 /* f at the point with variable i moved by dx (NaN when it cannot be evaluated). */
@@ -90,30 +100,34 @@ static void judge(cli_expr *x, double value, diff_row *r)
         snprintf(r->why, sizeof r->why, "df/d%s = 0: f does not use %s", name, name);
         return;
     }
+    /* one-sided slopes at a sixteenth of the step of the central
+     * differences (hc) and at a sixteenth of that: a kink keeps their gap, a
+     * jump keeps f(x+h) - f(x-h), a smooth f shrinks both sixteenfold; each
+     * beyond what rounding in f can make of them */
+    double hc = cbrt(DBL_EPSILON) * fmax(1, fabs(x->values[r->var])), h = hc / 16, h2 = h / 16;
+    double fm = f_at(x, r->var, -h), fp = f_at(x, r->var, h);
+    double fm2 = f_at(x, r->var, -h2), fp2 = f_at(x, r->var, h2);
+    double u = roundoff(value, fm, fp);
+
     double v[N_METHODS] = {r->reverse, r->forward, r->numerical, r->symbolic};
     bool agree[N_METHODS][N_METHODS];
     bool all = true;
     for (int a = 0; a < N_METHODS; a++)
         for (int b = 0; b < N_METHODS; b++) {
-            agree[a][b] = close_to(v[a], v[b], a == NUM || b == NUM ? DIFF_NUM_TOL : DIFF_EXACT_TOL);
+            bool num = a == NUM || b == NUM;
+            agree[a][b] =
+                close_to(v[a], v[b], num ? DIFF_NUM_TOL : DIFF_EXACT_TOL, num ? 2 * u / hc : 0);
             all = all && agree[a][b];
         }
     r->verdict = "agree";
     bool exact_agree = agree[REV][FWD] && agree[REV][SYM] && agree[FWD][SYM];
-
-    /* one-sided slopes at a sixteenth of the step of the central
-     * differences and at a sixteenth of that: a kink keeps their gap, a jump
-     * keeps f(x+h) - f(x-h), a smooth f shrinks both sixteenfold */
-    double h = cbrt(DBL_EPSILON) * fmax(1, fabs(x->values[r->var])) / 16, h2 = h / 16;
-    double fm = f_at(x, r->var, -h), fp = f_at(x, r->var, h);
-    double fm2 = f_at(x, r->var, -h2), fp2 = f_at(x, r->var, h2);
     if (exact_agree && isfinite(value) && isfinite(fm) && isfinite(fp) && isfinite(fm2) &&
         isfinite(fp2)) {
         r->left = (value - fm) / h;
         r->right = (fp - value) / h;
         double gap = fabs(r->right - r->left), gap2 = fabs((fp2 - value) / h2 - (value - fm2) / h2);
         double jump = fabs(fp - fm), jump2 = fabs(fp2 - fm2);
-        if (jump > DIFF_NUM_TOL * fmax(1, fabs(value)) && jump2 > 0.5 * jump) {
+        if (jump > DIFF_NUM_TOL * fmax(1, fabs(value)) + 2 * u && jump2 > 0.5 * jump) {
             r->verdict = "jump";
             snprintf(r->why, sizeof r->why,
                      "df/d%s: f jumps at %s = %.17g (within %.2g: from %.17g to %.17g): no "
@@ -122,7 +136,8 @@ static void judge(cli_expr *x, double value, diff_row *r)
                      name, name, x->values[r->var], h2, fm2, fp2, r->reverse);
             return;
         }
-        if (gap > DIFF_NUM_TOL * fmax(1, fmax(fabs(r->left), fabs(r->right))) && gap2 > 0.5 * gap) {
+        if (gap > DIFF_NUM_TOL * fmax(1, fmax(fabs(r->left), fabs(r->right))) + 4 * u / h &&
+            gap2 > 0.5 * gap) {
             r->verdict = "kink";
             snprintf(r->why, sizeof r->why,
                      "df/d%s: kink at %s = %.17g (within %.2g): slope %.17g from the left, "
