@@ -4,10 +4,12 @@
  * never waited on). White box for the edges of src/io/file.c. */
 
 #define _XOPEN_SOURCE 700 /* mknod */
+#define _DEFAULT_SOURCE /* setgroups */
 
 #include "tc.h"
 
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -424,6 +426,81 @@ static void test_killed_save_temporaries_removed(void **state)
 
 /* ------------------------------------------------------------ reading */
 
+/* A save that is still writing its temporary keeps it, however old the
+ * temporary looks: a stale one is one that no save holds locked. */
+static void test_live_temporary_survives(void **state)
+{
+    dir *d = *state;
+    char why[512];
+    nbio_out *slow = NULL, *fast = NULL;
+    assert_int_equal(nbio_out_open(d->file, NULL, NULL, &slow, why, sizeof why), NB_OK);
+    fputs("slow", nbio_out_file(slow));
+    fflush(nbio_out_file(slow));
+    /* its temporary, made to look as old as a killed save's */
+    const char *tmp_prefix = "model.ckpt.nabla-tmp-";
+    size_t tmp_len = strlen(tmp_prefix) + 6;
+    assert_int_equal(count_named(d, tmp_prefix, tmp_len), 1);
+    DIR *dd = opendir(d->path);
+    struct dirent *e;
+    char p[400];
+    while ((e = readdir(dd)))
+        if (!strncmp(e->d_name, tmp_prefix, strlen(tmp_prefix)))
+            set_mtime(in(d, e->d_name, p, sizeof p), time(NULL) - 3600);
+    closedir(dd);
+    /* another save of the same file finishes first */
+    assert_int_equal(nbio_out_open(d->file, NULL, NULL, &fast, why, sizeof why), NB_OK);
+    fputs("fast", nbio_out_file(fast));
+    assert_int_equal(nbio_out_commit(fast, 0, why, sizeof why), NB_OK);
+    assert_int_equal(count_named(d, tmp_prefix, tmp_len), 1);
+    if (nbio_out_commit(slow, 0, why, sizeof why) != NB_OK)
+        fail_msg("the slow save lost its temporary: %s", why);
+    assert_int_equal(count_named(d, tmp_prefix, tmp_len), 0);
+    FILE *f = fopen(d->file, "r");
+    char text[8] = {0};
+    assert_non_null(f);
+    assert_non_null(fgets(text, sizeof text, f));
+    fclose(f);
+    assert_string_equal(text, "slow");
+}
+
+/* Saving over a file of another owner keeps its group when the saver is a
+ * member of it, though the owner cannot be kept (run as root: a child
+ * takes another user's identity). */
+static void test_save_keeps_group(void **state)
+{
+    dir *d = *state;
+    if (geteuid() != 0)
+        skip();
+    const uid_t owner = 4321, saver = 4322;
+    const gid_t group = 4323, own_group = 4324;
+    write_text(d->file, "old");
+    assert_int_equal(chown(d->file, owner, group), 0);
+    assert_int_equal(chmod(d->file, 0660), 0);
+    assert_int_equal(chmod(d->path, 0777), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        gid_t groups[1] = {group};
+        char why[512];
+        nbio_out *o = NULL;
+        if (setgroups(1, groups) != 0 || setgid(own_group) != 0 || setuid(saver) != 0)
+            _exit(3);
+        if (nbio_out_open(d->file, NULL, NULL, &o, why, sizeof why) != NB_OK)
+            _exit(4);
+        fputs("new", nbio_out_file(o));
+        _exit(nbio_out_commit(o, 0, why, sizeof why) == NB_OK ? 0 : 5);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    struct stat sb;
+    assert_int_equal(stat(d->file, &sb), 0);
+    assert_int_equal(sb.st_uid, saver); /* the owner could not be kept */
+    assert_int_equal(sb.st_gid, group); /* the group could */
+    assert_int_equal(sb.st_mode & 07777, 0660);
+}
+
 /* Every reader refuses a directory, a FIFO (with no writer: at once) and a
  * device, naming the path and what it is; a missing file gives errno's
  * text. */
@@ -594,6 +671,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readers_refuse_special_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_helper_edges, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_out_check, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_live_temporary_survives, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_save_keeps_group, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

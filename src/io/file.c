@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/file.h> /* flock: a temporary being written is locked */
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,6 +128,7 @@ struct nbio_out {
     void *ud;
     const char *path;      /* as the caller gave it */
     bool in_place;         /* a device or FIFO written directly */
+    int lock_fd;           /* holds the temporary's lock until the rename, or -1 */
     struct timespec began; /* the temporary's creation: older ones are stale */
     size_t dir_len;        /* target[0..dir_len) is its directory, '/' included */
     char target[PATH_MAX]; /* path with every symbolic link followed */
@@ -213,6 +215,13 @@ static int open_in_place(const char *path, const struct stat *sb, char *why, siz
             snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
+    struct stat now; /* the file stat'ed, not one put in its place since */
+    if (fstat(fd, &now) != 0 || now.st_dev != sb->st_dev || now.st_ino != sb->st_ino ||
+        (now.st_mode & S_IFMT) != (sb->st_mode & S_IFMT)) {
+        snprintf(why, n, "%s changed while it was being opened (nothing was written)", path);
+        close(fd);
+        return -1;
+    }
     int flags = fcntl(fd, F_GETFL);
     if (flags == -1 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
         snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
@@ -244,8 +253,13 @@ static int open_tmp(nbio_out *o, const struct stat *sb, char *why, size_t n)
                  strerror(errno));
         return -1;
     }
-    if (sb) { /* keep the file's owner (when allowed) and mode */
-        if (fchown(fd, sb->st_uid, sb->st_gid) != 0) {
+    /* locked while it is written and renamed: a stale temporary is one
+     * nobody holds (remove_stale); the lock lives on in lock_fd after the
+     * stream is closed */
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        o->lock_fd = dup(fd);
+    if (sb) { /* keep the file's owner and group (when allowed) and mode */
+        if (fchown(fd, sb->st_uid, sb->st_gid) != 0 && fchown(fd, (uid_t)-1, sb->st_gid) != 0) {
             /* not allowed: the new file is ours, with the old mode */
         }
         if (fchmod(fd, sb->st_mode & 07777) != 0) {
@@ -289,6 +303,7 @@ nb_status nbio_out_open(const char *path, nb_alloc_fn alloc, void *ud, nbio_out 
         return NB_ERR_NOMEM;
     }
     memset(o, 0, sizeof *o);
+    o->lock_fd = -1;
     o->alloc = alloc;
     o->ud = ud;
     o->path = path;
@@ -309,6 +324,8 @@ nb_status nbio_out_open(const char *path, nb_alloc_fn alloc, void *ud, nbio_out 
     if (!o->f) {
         if (fd >= 0 && !o->in_place)
             unlink(o->tmp);
+        if (o->lock_fd >= 0)
+            close(o->lock_fd);
         alloc(ud, o, sizeof *o, 0);
         return NB_ERR_IO;
     }
@@ -365,8 +382,9 @@ static bool not_after(struct timespec a, struct timespec b)
 }
 
 /* Remove what a killed save of the same target left: regular files named
- * as its temporaries, last modified no later than this save began (a save
- * still writing its own is left alone). Best effort. */
+ * as its temporaries that no save holds locked and that were last modified
+ * no later than this save began (a save still writing its own, or one that
+ * has just created it, is left alone). Best effort. */
 static void remove_stale(const nbio_out *o)
 {
     char dir[PATH_MAX];
@@ -377,11 +395,16 @@ static void remove_stale(const nbio_out *o)
     const char *base = o->target + o->dir_len;
     size_t base_len = strlen(base);
     for (struct dirent *e = readdir(d); e; e = readdir(d)) {
+        if (!is_tmp_of(e->d_name, base, base_len))
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         struct stat sb;
-        if (is_tmp_of(e->d_name, base, base_len) &&
-            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
-            not_after(sb.st_mtim, o->began))
+        if (fd < 0)
+            continue;
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && not_after(sb.st_mtim, o->began) &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0)
             (void)unlinkat(dirfd(d), e->d_name, 0);
+        close(fd);
     }
     closedir(d);
 }
@@ -409,6 +432,8 @@ nb_status nbio_out_commit(nbio_out *o, int write_errno, char *why, size_t n)
         sync_dir(o);
         remove_stale(o);
     }
+    if (o->lock_fd >= 0)
+        close(o->lock_fd);
     o->alloc(o->ud, o, sizeof *o, 0);
     return e ? NB_ERR_IO : NB_OK;
 }
@@ -424,6 +449,8 @@ nb_status nbio_out_check(const char *path, char *why, size_t n)
         return st;
     fclose(o->f); /* the temporary goes, the file is as it was */
     unlink(o->tmp);
+    if (o->lock_fd >= 0)
+        close(o->lock_fd);
     o->alloc(o->ud, o, sizeof *o, 0);
     return NB_OK;
 }

@@ -13,17 +13,29 @@
  *   directory, named "<name>.nabla-tmp-XXXXXX" (six letters or digits),
  *   which is flushed, fsynced, renamed over the file, and the directory
  *   fsynced. A failure at any point removes the temporary and leaves the
- *   file as it was. After a successful replacement, temporaries of the
- *   same file left by an earlier save that was killed (regular files named
- *   exactly so, last modified before this save began) are removed.
+ *   file as it was. The temporary is locked (flock) until it is renamed.
+ *   After a successful replacement, temporaries of the same file left by
+ *   an earlier save that was killed (regular files named exactly so, that
+ *   no save holds locked, last modified before this save began) are
+ *   removed.
+ * - replacing makes a new file: a name that was a hard link to another
+ *   no longer shares its contents, and a read-only (0444) file is replaced
+ *   as the directory allows. A name so long that the temporary's would
+ *   pass NAME_MAX (about 238 bytes here) cannot be saved to.
  * - a symbolic link is followed (to any depth, a dangling one included):
  *   the file it points to is replaced, in its own directory, and the link
  *   stays a link.
- * - an existing file keeps its permission bits (and, when the process may
- *   set them, its owner and group); a new file gets 0666 less the umask.
+ * - an existing file keeps its permission bits and, as far as the process
+ *   may set them, its owner and its group (a user who may not give the
+ *   file to its owner still keeps its group when a member of it); a new
+ *   file gets 0666 less the umask.
  * - a character device (/dev/null, a terminal) is written in place, as is a
  *   FIFO that has a reader; a FIFO with no reader is refused at once rather
- *   than waited on. Neither is replaced by a regular file.
+ *   than waited on; the file opened must be the one examined (a path
+ *   swapped for another file meanwhile is refused). Neither is replaced by
+ *   a regular file. A FIFO whose reader goes away while it is written
+ *   raises SIGPIPE, as any write to it does: the library changes no signal
+ *   handling.
  * - a directory, a block device or a socket is refused. */
 #ifndef NABLA_IO_FILE_H
 #define NABLA_IO_FILE_H
