@@ -551,6 +551,8 @@ static void test_bad_model_metadata(void **state)
         {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=standardize", "more than the"},
         {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2", "more than the"},
         {"arch=mlp\nsizes=64,10,12\nact=relu", "cannot load"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nseed=abc", "seed=abc is not a whole number"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nseed=-3", "seed=-3 is not a whole number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         save_mlp(path, 0, cases[i].meta);
@@ -1127,6 +1129,20 @@ static void test_special_files(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         snprintf(cmd, sizeof cmd, "%s%s", cases[k].args, cases[k].path);
         refuses(cmd, cases[k].what);
+    }
+    /* a long path is shown cut to its end, with the system's reason */
+    char longp[256];
+    memset(longp, 'x', 200);
+    longp[200] = '\0';
+    const char *long_cases[] = {"eval --load %s/%s", "train --data %s/%s.csv",
+                                "train --load %s/%s", "export --c /dev/null --load %s/%s"};
+    for (size_t k = 0; k < sizeof long_cases / sizeof *long_cases; k++) {
+        snprintf(cmd, sizeof cmd, long_cases[k], dir, longp);
+        run_result *lr = run(cmd);
+        if (lr->status != 2 || count_lines(lr->err) != 1 || strlen(lr->err) > 260 ||
+            !strstr(lr->err, "No such file or directory") || !strstr(lr->err, "...xxx"))
+            fail_msg("'%.30s': status %d, %zu bytes: %s", long_cases[k], lr->status,
+                     strlen(lr->err), lr->err);
     }
     /* an output that cannot be written is refused before the run, not after */
     snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s/no/such/dir/m.ckpt", dir);

@@ -1,5 +1,6 @@
 /* nabla eval: accuracy and loss of a saved model on a data set. */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,12 +44,21 @@ int cmd_eval(int argc, char **argv)
     memset(&d, 0, sizeof d);
     nb_rng rng; /* the split nabla train draws first from its seed */
     rc = cli_model_open("eval", load, &cm);
-    if (rc == 0) {
-        char text[32];
-        if (seed < 0) /* the seed nabla train split the data with */
-            seed = nb_meta_get(cm.meta, "seed", text, sizeof text) == NB_OK ? atol(text) : 1;
-        nb_rng_seed(&rng, (uint64_t)seed);
+    if (rc == 0 && seed < 0) { /* the seed nabla train split the data with */
+        char text[32], *end;
+        seed = 1;
+        if (nb_meta_get(cm.meta, "seed", text, sizeof text) == NB_OK) {
+            errno = 0;
+            seed = strtol(text, &end, 10);
+            if (end == text || *end || errno || seed < 0 || seed > 2147483647)
+                rc = cli_error("eval",
+                               "%s: the metadata's seed=%s is not a whole number from 0 to "
+                               "2147483647 (give --seed)",
+                               CLI_Q(load), CLI_Q(text));
+        }
     }
+    if (rc == 0)
+        nb_rng_seed(&rng, (uint64_t)seed);
     if (rc == 0) { /* the model's input standardisation replaces the data's own */
         cli_norm norm = {NULL, NULL, cm.desc.sizes[0]};
         if (cm.mean) {
@@ -58,8 +68,9 @@ int cmd_eval(int argc, char **argv)
         rc = cli_data_open_norm("eval", data, false, &rng, cm.mean ? &norm : NULL, &d);
     }
     if (rc == 0 && nb_dataset_features(d.test) != cm.desc.sizes[0]) {
-        rc = cli_error("eval", "%s takes %lld features, %s has %lld", CLI_Q(load), (long long)cm.desc.sizes[0],
-                       data, (long long)nb_dataset_features(d.test));
+        rc = cli_error("eval", "%s takes %lld features, %s has %lld", CLI_Q(load),
+                       (long long)cm.desc.sizes[0], CLI_Q(data),
+                       (long long)nb_dataset_features(d.test));
     }
     if (rc == 0) {
         nb_graph *g = nb_graph_new();

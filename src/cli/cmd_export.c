@@ -69,7 +69,7 @@ static int load_any(const char *path, loaded *L)
         st = L->safetensors ? nb_model_load_safetensors(L->m, path, NULL, &err)
                             : nb_model_load(L->m, NULL, path, NULL, &err);
     if (st != NB_OK)
-        return cli_error("export", "%s (%s file): %s", path,
+        return cli_error("export", "%s (%s file): %s", CLI_Q(path),
                          L->safetensors ? "safetensors" : "checkpoint", err.msg);
     return 0;
 }

@@ -355,15 +355,15 @@ int cli_model_open(const char *cmd, const char *path, cli_model *cm)
                        ? nb_safetensors_list(path, count_bytes, &bytes, &o, &err)
                        : nb_ckpt_list(path, count_bytes, &bytes, &o, &err);
     if (st != NB_OK)
-        return cli_error(cmd, "cannot read %s: %s", path, err.msg);
+        return cli_error(cmd, "cannot read %s: %s", CLI_Q(path), err.msg);
     char why[512];
     if (cli_model_from_meta(cm->meta, bytes, cm, why, sizeof why) != 0)
-        return cli_error(cmd, "%s: %s", path, why);
+        return cli_error(cmd, "%s: %s", CLI_Q(path), why);
     if (cli_model_load(cm->m, path, &err) != NB_OK)
-        return cli_error(cmd, "cannot load %s: %s", path, err.msg);
+        return cli_error(cmd, "cannot load %s: %s", CLI_Q(path), err.msg);
     if (cm->mean && cli_model_norm(cm->m, "", cm->desc.sizes[0], &cm->mean, &cm->std, why,
                                    sizeof why) != 0)
-        return cli_error(cmd, "%s: %s", path, why);
+        return cli_error(cmd, "%s: %s", CLI_Q(path), why);
     return 0;
 }
 

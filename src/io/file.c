@@ -25,6 +25,23 @@
 /* Symbolic links followed before giving up (as the kernel's ELOOP). */
 #define MAX_LINKS 40
 
+/* A path as sentences show it: whole up to SHOWN_MAX bytes, otherwise
+ * "..." and its last bytes (the file's name), cut at a character. */
+#define SHOWN_MAX 80
+#define SHOWN(p) shown((p), (char[SHOWN_MAX + 1]){0})
+static const char *shown(const char *path, char *buf)
+{
+    size_t len = strlen(path);
+    if (len <= SHOWN_MAX)
+        return path;
+    const char *tail = path + len - (SHOWN_MAX - 3);
+    while ((unsigned char)*tail >= 0x80 && (unsigned char)*tail < 0xC0)
+        tail++; /* not inside a UTF-8 character */
+    memcpy(buf, "...", 3);
+    memcpy(buf + 3, tail, strlen(tail) + 1);
+    return buf;
+}
+
 /* What a file that is not a regular one is, for "PATH is ...". */
 static const char *kind_of(mode_t m)
 {
@@ -48,17 +65,17 @@ FILE *nbio_open_read(const char *path, uint64_t *size, char *why, size_t n)
     /* O_NONBLOCK: opening a FIFO with no writer returns at once */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
+        snprintf(why, n, "cannot open %s: %s", SHOWN(path), strerror(errno));
         return NULL;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
+        snprintf(why, n, "cannot open %s: %s", SHOWN(path), strerror(errno));
         close(fd);
         return NULL;
     }
     if (!S_ISREG(sb.st_mode)) {
-        snprintf(why, n, "%s is %s, not a regular file", path, kind_of(sb.st_mode));
+        snprintf(why, n, "%s is %s, not a regular file", SHOWN(path), kind_of(sb.st_mode));
         close(fd);
         return NULL;
     }
@@ -67,7 +84,7 @@ FILE *nbio_open_read(const char *path, uint64_t *size, char *why, size_t n)
     if (flags != -1 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
         f = fdopen(fd, "rb");
     if (!f) {
-        snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
+        snprintf(why, n, "cannot open %s: %s", SHOWN(path), strerror(errno));
         close(fd);
         return NULL;
     }
@@ -91,13 +108,15 @@ nb_status nbio_read_all(const char *path, nb_alloc_fn alloc, void *ud, void **bu
         return NB_ERR_IO;
     if (size > (uint64_t)(SIZE_MAX / 2)) {
         fclose(f);
-        snprintf(why, n, "%s is too large to read (%llu bytes)", path, (unsigned long long)size);
+        snprintf(why, n, "%s is too large to read (%llu bytes)", SHOWN(path),
+                 (unsigned long long)size);
         return NB_ERR_NOMEM;
     }
     unsigned char *b = size > 0 ? alloc(ud, NULL, 0, (size_t)size) : NULL;
     if (size > 0 && !b) {
         fclose(f);
-        snprintf(why, n, "out of memory for the %llu bytes of %s", (unsigned long long)size, path);
+        snprintf(why, n, "out of memory for the %llu bytes of %s", (unsigned long long)size,
+                 SHOWN(path));
         return NB_ERR_NOMEM;
     }
     errno = 0;
@@ -110,9 +129,9 @@ nb_status nbio_read_all(const char *path, nb_alloc_fn alloc, void *ud, void **bu
         if (b)
             alloc(ud, b, (size_t)size, 0);
         if (failed)
-            snprintf(why, n, "reading %s failed: %s", path, strerror(e ? e : EIO));
+            snprintf(why, n, "reading %s failed: %s", SHOWN(path), strerror(e ? e : EIO));
         else
-            snprintf(why, n, "%s changed size while it was read", path);
+            snprintf(why, n, "%s changed size while it was read", SHOWN(path));
         return NB_ERR_IO;
     }
     *buf = b;
@@ -210,21 +229,21 @@ static int open_in_place(const char *path, const struct stat *sb, char *why, siz
     int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | (S_ISFIFO(sb->st_mode) ? O_NONBLOCK : 0));
     if (fd < 0) {
         if (errno == ENXIO && S_ISFIFO(sb->st_mode))
-            snprintf(why, n, "%s is a FIFO with no reader (nothing was written)", path);
+            snprintf(why, n, "%s is a FIFO with no reader (nothing was written)", SHOWN(path));
         else
-            snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
+            snprintf(why, n, "cannot open %s: %s", SHOWN(path), strerror(errno));
         return -1;
     }
     struct stat now; /* the file stat'ed, not one put in its place since */
     if (fstat(fd, &now) != 0 || now.st_dev != sb->st_dev || now.st_ino != sb->st_ino ||
         (now.st_mode & S_IFMT) != (sb->st_mode & S_IFMT)) {
-        snprintf(why, n, "%s changed while it was being opened (nothing was written)", path);
+        snprintf(why, n, "%s changed while it was being opened (nothing was written)", SHOWN(path));
         close(fd);
         return -1;
     }
     int flags = fcntl(fd, F_GETFL);
     if (flags == -1 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        snprintf(why, n, "cannot open %s: %s", path, strerror(errno));
+        snprintf(why, n, "cannot open %s: %s", SHOWN(path), strerror(errno));
         close(fd);
         return -1;
     }
@@ -242,15 +261,15 @@ static int open_tmp(nbio_out *o, const struct stat *sb, char *why, size_t n)
         (lstat(o->target, &tb) != 0 || tb.st_dev != sb->st_dev || tb.st_ino != sb->st_ino))
         e = ENOENT; /* a link whose text does not name its file (/proc's) */
     if (e) {
-        snprintf(why, n, "cannot follow %s to the file it names: %s", o->path, strerror(e));
+        snprintf(why, n, "cannot follow %s to the file it names: %s", SHOWN(o->path), strerror(e));
         return -1;
     }
     const char *slash = strrchr(o->target, '/');
     o->dir_len = slash ? (size_t)(slash - o->target) + 1 : 0;
     int fd = create_tmp(o);
     if (fd < 0) {
-        snprintf(why, n, "cannot create the temporary file %s: %s", o->tmp[0] ? o->tmp : o->target,
-                 strerror(errno));
+        snprintf(why, n, "cannot create the temporary file %s: %s",
+                 SHOWN(o->tmp[0] ? o->tmp : o->target), strerror(errno));
         return -1;
     }
     /* locked while it is written and renamed: a stale temporary is one
@@ -287,19 +306,19 @@ nb_status nbio_out_open(const char *path, nb_alloc_fn alloc, void *ud, nbio_out 
     struct stat sb;
     bool exists = stat(path, &sb) == 0;
     if (!exists && errno != ENOENT) {
-        snprintf(why, n, "cannot write %s: %s", path, strerror(errno));
+        snprintf(why, n, "cannot write %s: %s", SHOWN(path), strerror(errno));
         return NB_ERR_IO;
     }
     if (exists && (S_ISDIR(sb.st_mode) || S_ISBLK(sb.st_mode) || S_ISSOCK(sb.st_mode))) {
         snprintf(why, n,
                  "%s is %s, which nabla does not write (it writes regular files, character "
                  "devices such as /dev/null, and FIFOs with a reader)",
-                 path, kind_of(sb.st_mode));
+                 SHOWN(path), kind_of(sb.st_mode));
         return NB_ERR_IO;
     }
     nbio_out *o = alloc(ud, NULL, 0, sizeof *o);
     if (!o) {
-        snprintf(why, n, "out of memory to write %s", path);
+        snprintf(why, n, "out of memory to write %s", SHOWN(path));
         return NB_ERR_NOMEM;
     }
     memset(o, 0, sizeof *o);
@@ -317,7 +336,7 @@ nb_status nbio_out_open(const char *path, nb_alloc_fn alloc, void *ud, nbio_out 
     if (fd >= 0) {
         o->f = fdopen(fd, "wb");
         if (!o->f) {
-            snprintf(why, n, "cannot write %s: %s", path, strerror(errno));
+            snprintf(why, n, "cannot write %s: %s", SHOWN(path), strerror(errno));
             close(fd);
         }
     }
@@ -424,10 +443,11 @@ nb_status nbio_out_commit(nbio_out *o, int write_errno, char *why, size_t n)
         e = errno ? errno : EIO;
     if (o->in_place) {
         if (e)
-            snprintf(why, n, "writing %s failed: %s", o->path, strerror(e));
+            snprintf(why, n, "writing %s failed: %s", SHOWN(o->path), strerror(e));
     } else if (e) {
         unlink(o->tmp);
-        snprintf(why, n, "writing %s failed: %s; %s is unchanged", o->tmp, strerror(e), o->path);
+        snprintf(why, n, "writing %s failed: %s; %s is unchanged", SHOWN(o->tmp), strerror(e),
+                 SHOWN(o->path));
     } else {
         sync_dir(o);
         remove_stale(o);
