@@ -398,7 +398,7 @@ static void test_scalar_gradients_as_numbers(void **state)
 {
     (void)state;
     const unary_fn un[] = {nb_neg, nb_exp, nb_log, nb_log1p, nb_expm1, nb_sqrt,
-                           nb_abs, nb_sin, nb_cos, nb_tanh, nb_erf, nb_relu};
+                           nb_abs, nb_sin, nb_cos, nb_tanh, nb_erf, nb_relu, nb_sigmoid};
     const binary_fn bin[] = {nb_add, nb_sub, nb_mul, nb_div, nb_pow, nb_maximum};
     const nb_dtype dts[2] = {NB_F32, NB_F64};
     const double vals[3][2] = {{0.7, 1.3}, {1.9, -0.45}, {0.123456789, 3.3}};

@@ -57,19 +57,6 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
 
 /* ------------------------------------------------------------ unary ops */
 
-/* σ(x) = 1/(1+e^-x) = e^x/(1+e^x), with e = e^-|x| <= 1: 1/(1+e) for x >= 0
- * and e/(1+e) for x < 0. Nothing overflows, and for x < 0 no 1 - (something
- * near 1) cancels, so the result keeps its relative accuracy down to the
- * smallest normal number (σ(-700) in f64, σ(-87) in f32) and NaN stays NaN. */
-#define SIGMOID_FN(NAME, T)                                                                        \
-    static inline T NAME(T x)                                                                      \
-    {                                                                                              \
-        T e = exp(-fabs(x));                                                                       \
-        return (x >= 0 ? (T)1 : e) / ((T)1 + e);                                                   \
-    }
-SIGMOID_FN(sigmoid_f32, float)
-SIGMOID_FN(sigmoid_f64, double)
-#define SIGMOID(x) _Generic((x), float : sigmoid_f32, default : sigmoid_f64)(x)
 
 #define UNARY_BODY(T, EXPR)                                                                        \
     do {                                                                                           \
@@ -153,7 +140,7 @@ DEFINE_UNARY_FWD(abs, fabs(x))
 DEFINE_UNARY_FWD(sin, sin(x))
 DEFINE_UNARY_FWD(cos, cos(x))
 DEFINE_UNARY_FWD(tanh, tanh(x))
-DEFINE_UNARY_FWD(sigmoid, SIGMOID(x))
+DEFINE_UNARY_FWD(sigmoid, NBO_SIGMOID(x))
 DEFINE_UNARY_FWD(erf, erf(x))
 DEFINE_UNARY_FWD(sign, (x > 0) - (x < 0))
 DEFINE_UNARY_FWD(step, x > 0)
