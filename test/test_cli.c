@@ -98,6 +98,8 @@ static void test_gradcheck(void **state)
     assert_int_equal(count_lines(r->out), 1);
     line_of(r->out, 0, line, sizeof line);
     assert_non_null(strstr(line, "\"pass\": true"));
+    assert_non_null(strstr(line, "\"cause\": \"agree\""));
+    assert_true(json_num(line, "ms") >= 0);
     assert_true(json_num(line, "entries") == 12);
     /* --verbose: the full report of every case, composites too */
     r = run("gradcheck --op gelu --verbose");
