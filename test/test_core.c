@@ -346,6 +346,14 @@ static void test_nonfinite_backward(void **state)
     assert_int_equal(nb_backward_seed(g, twice, nb_ones(g, NB_F64, 1, (int64_t[]){2})),
                      NB_ERR_NONFINITE);
     assert_non_null(strstr(nb_graph_errmsg(g), "the gradients of input 'b' add up to Inf at [0]"));
+
+    /* forward mode alike: the op whose tangent rule made it */
+    nb_graph_reset(g);
+    v = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 0, 4});
+    w = nb_mul(g, nb_sqrt(g, v), nb_scalar(g, NB_F64, 3.0));
+    nb_tensor *u = nb_ones(g, NB_F64, 1, (int64_t[]){3}), *wt = NULL;
+    assert_int_equal(nb_jvp(g, w, &v, &u, 1, &wt), NB_ERR_NONFINITE);
+    assert_string_equal(nb_graph_errmsg(g), "sqrt: tangent rule gives Inf at [1]");
     nb_graph_free(g);
 }
 
