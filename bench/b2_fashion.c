@@ -5,6 +5,9 @@
  *   b2_fashion            one epoch at 1 thread and one at 2 threads, each
  *                         from the same initial model; test_acc after it
  *   b2_fashion --full     also 10 epochs at 1 thread, test_acc after them
+ *   b2_fashion --trainer  one epoch through nb_trainer with its per-step
+ *                         finite check on and off, alternately, 5 times
+ *                         each: the check's cost (median epoch_s ratio)
  *   b2_fashion --scaling [B]  batch 32..1024 (or only B) on the first
  *                         16384 training images: time per sample and
  *                         memory (one batch size per process gives a clean
@@ -143,6 +146,53 @@ static void scaling(const nb_dataset *train_all, int64_t only)
     nb_dataset_free(sub);
 }
 
+/* One epoch of the B2 workload through nb_trainer (no evaluation), its
+ * check of each step's loss and gradient norm on or off: the epoch's
+ * seconds. */
+static double trainer_epoch(const nb_dataset *train, bool check_finite)
+{
+    run r;
+    run_new(&r, train, 128, 1);
+    nb_train_opts to = nb_train_defaults();
+    to.epochs = 1;
+    to.rng = &r.shuffle_rng;
+    to.check_finite = check_finite;
+    nb_trainer *t = NULL;
+    if (nb_trainer_new(r.m, r.net, r.opt, &to, &t) != NB_OK)
+        bench_check(NULL, NULL, "trainer");
+    double t0 = bench_now();
+    if (nb_trainer_fit(t, r.ld) != NB_OK) {
+        fprintf(stderr, "b2_fashion: %s\n", nb_trainer_errmsg(t));
+        exit(1);
+    }
+    double s = bench_now() - t0;
+    nb_trainer_free(t);
+    run_free(&r);
+    return s;
+}
+
+/* The trainer's per-step finite check: epochs with it on and off,
+ * alternating so that drift in the machine's speed hits both alike. */
+static void trainer_check_cost(const nb_dataset *train)
+{
+    enum { RUNS = 5 };
+    double on[RUNS], off[RUNS];
+    for (int k = 0; k < RUNS; k++) {
+        if (k % 2) {
+            on[k] = trainer_epoch(train, true);
+            off[k] = trainer_epoch(train, false);
+        } else {
+            off[k] = trainer_epoch(train, false);
+            on[k] = trainer_epoch(train, true);
+        }
+    }
+    double m_on = bench_median(on, RUNS), m_off = bench_median(off, RUNS);
+    printf("{\"workload\": \"B2\", \"impl\": \"nabla\", \"mode\": \"trainer\", \"threads\": 1, "
+           "\"runs\": %d, \"epoch_s_check_on\": %.4f, \"epoch_s_check_off\": %.4f, "
+           "\"ratio\": %.4f}\n",
+           RUNS, m_on, m_off, m_on / m_off);
+}
+
 int main(int argc, char **argv)
 {
     nb_dataset *train = NULL, *test = NULL;
@@ -154,7 +204,9 @@ int main(int argc, char **argv)
     bench_data_check(nb_dataset_scale(train, 255.0), NULL, "scale");
     bench_data_check(nb_dataset_scale(test, 255.0), NULL, "scale");
 
-    if (bench_flag(argc, argv, "--scaling")) {
+    if (bench_flag(argc, argv, "--trainer")) {
+        trainer_check_cost(train);
+    } else if (bench_flag(argc, argv, "--scaling")) {
         scaling(train, argc > 2 ? atoll(argv[argc - 1]) : 0);
     } else {
         train_and_report(train, test, 1, 1);

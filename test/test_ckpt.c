@@ -330,6 +330,38 @@ static void test_every_byte_flip_detected(void **state)
     free(good);
 }
 
+/* A CRC cannot say where a file is damaged: the error names the section
+ * whose check failed (the header, or the payload with its trailer). */
+static void test_crc_failure_names_section(void **state)
+{
+    dir *d = *state;
+    size_t n;
+    unsigned char *good = small_file(d, &n);
+    const struct {
+        size_t at;
+        const char *section;
+    } cases[] = {
+        {12, "the header failed its CRC-32 check"},
+        {16, "the header failed its CRC-32 check"},
+        {24, "the header failed its CRC-32 check"},
+        {28, "the payload (every section after the header) failed its CRC-32 check"},
+        {n / 2, "the payload (every section after the header) failed its CRC-32 check"},
+        {n - 1, "the payload (every section after the header) failed its CRC-32 check"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        good[cases[k].at] ^= 0x01;
+        spit(d->file, good, n);
+        good[cases[k].at] ^= 0x01;
+        char meta[128];
+        nb_ckpt_error err;
+        assert_int_equal(nb_ckpt_read_meta(d->file, meta, sizeof meta, &err), NB_ERR_PARSE);
+        if (!strstr(err.msg, cases[k].section))
+            fail_msg("byte %zu: '%s' does not say '%s'", cases[k].at, err.msg, cases[k].section);
+        assert_null(strstr(err.msg, "bytes")); /* no byte range claimed to be damaged */
+    }
+    free(good);
+}
+
 static void test_every_truncation_detected(void **state)
 {
     dir *d = *state;
@@ -1071,6 +1103,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_crc_failure_names_section, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metadata, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_metadata, setup_dir, teardown_dir),
     };

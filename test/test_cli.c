@@ -3,12 +3,16 @@
  * path of the nabla binary is argv[1]. */
 
 #include <math.h>
+#include <pty.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tc.h"
+
+#include "../src/optim/optim_internal.h" /* white box: a checkpoint's step counts */
 
 static const char *nabla;
 
@@ -94,7 +98,21 @@ static void test_gradcheck(void **state)
     assert_int_equal(count_lines(r->out), 1);
     line_of(r->out, 0, line, sizeof line);
     assert_non_null(strstr(line, "\"pass\": true"));
+    assert_non_null(strstr(line, "\"cause\": \"agree\""));
+    assert_true(json_num(line, "ms") >= 0);
     assert_true(json_num(line, "entries") == 12);
+    /* --verbose: the full report of every case, composites too */
+    r = run("gradcheck --op gelu --verbose");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "gelu "));
+    assert_non_null(strstr(r->out, "gradcheck PASSED (full mode)"));
+    assert_non_null(strstr(r->out, "worst entry: 'input 0'["));
+    r = run("gradcheck --op mse --verbose --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 1); /* stdout stays JSON */
+    assert_non_null(strstr(r->err, "gradcheck PASSED (full mode)"));
+    r = run("gradcheck --op gelu");
+    assert_null(strstr(r->out, "gradcheck PASSED"));
     r = run("gradcheck --fast");
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "composites"));
@@ -199,6 +217,66 @@ static void test_diff(void **state)
     }
     remove(path);
     rmdir(dir);
+}
+
+/* nabla diff's verdict: its exit status and the line that explains it. */
+static void test_diff_verdicts(void **state)
+{
+    (void)state;
+    /* a jump: numerical 1/h against 0 */
+    run_result *r = run("diff 'sign(x)' --at x=0");
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->out, "df/dx: f jumps at x = 0"));
+    assert_non_null(strstr(r->out, "no derivative here"));
+    /* a kink where all four agree on the convention's value */
+    r = run("diff 'abs(x) + y' --at x=0,y=2 --json");
+    assert_int_equal(r->status, 3);
+    char line[1024];
+    line_of(r->out, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"verdict\": \"kink\""));
+    assert_true(json_num(line, "left") == -1 || fabs(json_num(line, "left") + 1) < 1e-9);
+    assert_true(fabs(json_num(line, "right") - 1) < 1e-9);
+    line_of(r->out, 1, line, sizeof line);
+    assert_non_null(strstr(line, "\"verdict\": \"agree\""));
+    assert_non_null(strstr(r->err, "kink at x = 0"));
+    /* central differences too coarse for the point: numerical is named */
+    r = run("diff 'sin(x)' --at x=1e6");
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "numerical disagrees"));
+    /* smooth: all agree, status 0 */
+    r = run("diff 'x^3*y' --at x=2,y=0.5");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "agree"));
+    /* smooth beside a large constant: rounding in f is neither a kink nor a
+     * disagreement of the central differences; a real kink still is one */
+    const char *smooth[] = {"diff 'x + 100000' --at x=0.142", "diff 'x^2 + 1000000' --at x=0.3",
+                            "diff 'x*y + 100000' --at x=0.37,y=1.3"};
+    for (size_t k = 0; k < sizeof smooth / sizeof *smooth; k++) {
+        r = run(smooth[k]);
+        if (r->status != 0)
+            fail_msg("'nabla %s': status %d: %s", smooth[k], r->status, r->out);
+    }
+    r = run("diff 'abs(x) + 100000' --at x=0");
+    assert_int_equal(r->status, 3);
+    /* variables f does not use: derivative exactly 0 */
+    r = run("diff 'x^2' --at x=1,y=2 --wrt x,y,z --json");
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 3);
+    for (int k = 1; k < 3; k++) {
+        line_of(r->out, k, line, sizeof line);
+        assert_non_null(strstr(line, k == 1 ? "\"wrt\": \"y\"" : "\"wrt\": \"z\""));
+        assert_non_null(strstr(line, "\"verdict\": \"unused\""));
+        assert_true(json_num(line, "reverse") == 0 && json_num(line, "forward") == 0);
+        assert_true(json_num(line, "numerical") == 0 && json_num(line, "symbolic") == 0);
+    }
+    r = run("diff 'x^2' --at x=1,y=2");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "df/dy = 0: f does not use y"));
+    r = run("diff 'x' --at x=1,2y=3");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "'2y' is not a variable name"));
+    r = run("diff 'x' --at x=1 --wrt 'a-b'");
+    assert_int_equal(r->status, 2);
 }
 
 static void test_trace(void **state)
@@ -367,6 +445,574 @@ static void test_train_eval(void **state)
     rmdir(dir);
 }
 
+/* An MLP on digits-sized inputs saved with metadata @p meta (its own
+ * nb_mlp_meta text when NULL); maxout with @p pieces when > 0. */
+static void save_mlp(const char *path, int64_t pieces, const char *meta)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, 3);
+    nb_model *m = nb_model_new();
+    nb_layer *net = NULL;
+    int64_t sizes[3] = {64, 12, 10};
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.rng = &rng;
+    nb_act_opts ao = nb_act_defaults(pieces > 0 ? NB_ACT_MAXOUT : NB_ACT_RELU);
+    if (pieces > 0) {
+        o.act = NB_ACT_MAXOUT;
+        ao.pieces = pieces;
+        o.act_opts = &ao;
+    }
+    assert_int_equal(nb_mlp_new(m, NULL, sizes, 3, &o, &net), NB_OK);
+    char own[1024];
+    assert_int_equal(nb_mlp_meta(sizes, 3, &o, own, sizeof own), NB_OK);
+    nb_ckpt_opts co = {.meta = meta ? meta : own};
+    assert_int_equal(nb_model_save(m, NULL, path, &co, NULL), NB_OK);
+    nb_layer_free(net);
+    nb_model_free(m);
+}
+
+/* eval and export rebuild a model from its metadata alike, maxout pieces
+ * included; nabla train trains maxout networks. */
+static void test_maxout_models(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-maxout-XXXXXX", cmd[512], path[128], c_out[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.ckpt", dir);
+    snprintf(c_out, sizeof c_out, "%s/m.c", dir);
+
+    /* three pieces, as the metadata says (pieces=3): eval reads it */
+    save_mlp(path, 3, NULL);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", path);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("eval of a maxout model: %s", r->err);
+    assert_true(json_num(r->out, "samples") == 297);
+
+    /* nabla train --act maxout --pieces 3: eval and export read the result */
+    snprintf(cmd, sizeof cmd, "train --act maxout --pieces 3 --layers 16 --epochs 2 --json --save %s",
+             path);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("train --act maxout: %s", r->err);
+    char last[512], line[512];
+    line_of(r->out, 1, last, sizeof last);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", path);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+    assert_true(json_num(line, "test_acc") > 0.5);
+    snprintf(cmd, sizeof cmd, "export --load %s --c %s", path, c_out);
+    assert_int_equal(run(cmd)->status, 0);
+
+    /* --pieces belongs to maxout; the list of activations is the valid one */
+    r = run("train --act relu --pieces 3");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "--pieces applies to --act maxout only"));
+    r = run("train --act sine");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "maxout"));
+    assert_null(strstr(r->err, "its own layer"));
+    remove(path);
+    remove(c_out);
+    rmdir(dir);
+}
+
+/* Bad model metadata: one line naming what is wrong, status 2, never a
+ * crash or a huge allocation. */
+static void test_bad_model_metadata(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-meta-XXXXXX", cmd[512], path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.ckpt", dir);
+    static const char base[] = "arch=mlp\nsizes=64,12,10\nact=relu\nout_act=identity\n"
+                               "batchnorm=0\ndtype=f32";
+    const struct {
+        const char *meta, *says;
+    } cases[] = {
+        {"arch=cnn\nsizes=64,12,10\nact=relu", "arch=mlp"},
+        {"arch=mlp\nact=relu", "no sizes="},
+        {"arch=mlp\nsizes=64,12,10", "no hidden activation"},
+        {"arch=mlp\nsizes=64,,10\nact=relu", "sizes=64,,10"},
+        {"arch=mlp\nsizes=64,12,\nact=relu", "sizes=64,12,"},
+        {"arch=mlp\nsizes=64\nact=relu", "fewer than two"},
+        {"arch=mlp\nsizes=64,0,10\nact=relu", "sizes=64,0,10"},
+        {"arch=mlp\nsizes=64,99999999999999999999,10\nact=relu", "too large"},
+        {"arch=mlp\nsizes=64,100000,100000,10\nact=relu", "more than the"},
+        {"arch=mlp\nsizes=64,12,10\nact=sine", "act=sine is not an activation"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nout_act=prelu", "not an output activation"},
+        {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=0", "pieces=0"},
+        {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2.5", "pieces=2.5"},
+        {"arch=mlp\nsizes=64,12,10\nact=leaky-relu\nalpha=nan", "alpha=nan"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nbatchnorm=2", "batchnorm=2"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nbatchnorm=1\nbn_eps=-1", "bn_eps=-1"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ndtype=f16", "dtype=f16"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=minmax", "input_norm=minmax"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=standardize", "more than the"},
+        {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2", "more than the"},
+        {"arch=mlp\nsizes=64,10,12\nact=relu", "cannot load"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nseed=abc", "seed=abc is not a whole number"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nseed=-3", "seed=-3 is not a whole number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        save_mlp(path, 0, cases[i].meta);
+        snprintf(cmd, sizeof cmd, "eval --load %s", path);
+        run_result *r = run(cmd);
+        if (r->status != 2 || !strstr(r->err, cases[i].says) || count_lines(r->err) != 1)
+            fail_msg("metadata '%s': status %d, '%s' (want 2 and '%s')", cases[i].meta, r->status,
+                     r->err, cases[i].says);
+    }
+    save_mlp(path, 0, base); /* and the good one loads */
+    snprintf(cmd, sizeof cmd, "eval --load %s", path);
+    assert_int_equal(run(cmd)->status, 0);
+    remove(path);
+    rmdir(dir);
+}
+
+/* A CSV with large offsets and scales: three classes along a line. */
+static void write_csv(const char *path, int only_class, uint64_t seed)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    for (int i = 0; i < 300; i++) {
+        int k = i % 3;
+        double x[4];
+        for (int j = 0; j < 4; j++)
+            x[j] = 1e4 * (j + 1) + 1e3 * (j + 1) * (4.0 * k + 0.7 * nb_rng_normal(&rng));
+        if (only_class < 0 || k == only_class)
+            fprintf(f, "%.6f,%.6f,%.6f,%.6f,%d\n", x[0], x[1], x[2], x[3], k);
+    }
+    fclose(f);
+}
+
+/* --load and --resume across data sets: a file without the input
+ * standardisation (trained on digits) continues on a CSV of as many
+ * features, and a model of standardised CSV features is not continued on
+ * data that is not. */
+static void test_load_across_data(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-across-XXXXXX", cmd[512], csv[128], dig[128], csv_ckpt[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/wide.csv", dir);
+    snprintf(dig, sizeof dig, "%s/dig.ckpt", dir);
+    snprintf(csv_ckpt, sizeof csv_ckpt, "%s/csv.ckpt", dir);
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 60; i++) {
+        for (int j = 0; j < 64; j++)
+            fprintf(f, "%d,", (i * 7 + j * 3) % 17 + 100 * (i % 2));
+        fprintf(f, "%d\n", i % 10);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s", dig);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --data %s --load %s --save %s", csv,
+             dig, csv_ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("a digits model continued on a CSV: %s", r->err);
+    /* the result holds the CSV's standardisation: eval and --load use it */
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s", csv_ckpt, csv);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --data %s --load %s", csv, csv_ckpt);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --load %s", csv_ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "was trained on standardised CSV features"));
+    remove(csv);
+    remove(dig);
+    remove(csv_ckpt);
+    rmdir(dir);
+}
+
+/* A model trained on a CSV stores its standardisation and eval applies it
+ * to raw rows: the same accuracy as training reported, and rows of one
+ * class (whose own statistics differ) classified as well as the others. */
+static void test_csv_standardisation(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-csv-XXXXXX", cmd[768], csv[128], one[128], ckpt[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/train.csv", dir);
+    snprintf(one, sizeof one, "%s/class2.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+    write_csv(csv, -1, 11);
+    write_csv(one, 2, 12);
+    snprintf(cmd, sizeof cmd, "train --data %s --layers 8 --epochs 20 --json --save %s", csv, ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("train on a CSV: %s", r->err);
+    char last[512], line[512];
+    line_of(r->out, 19, last, sizeof last);
+    assert_true(json_num(last, "test_acc") > 0.9);
+
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s --json", ckpt, csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s --json", ckpt, one);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    if (!(json_num(line, "test_acc") > 0.9))
+        fail_msg("raw rows of one class: accuracy %g", json_num(line, "test_acc"));
+
+    /* the statistics must fit the data */
+    r = run("eval --load /dev/null --data digits");
+    assert_int_equal(r->status, 2);
+    snprintf(cmd, sizeof cmd, "eval --load %s --data digits", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "has 64 features; the model standardises 4"));
+    remove(csv);
+    remove(one);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------ resuming a training run */
+
+static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
+{
+    nb_tensor *t;
+    return nb_model_add(ud, name, dt, rank, shape, &t);
+}
+
+#define KEEP INT64_MIN
+
+/* Rewrite the checkpoint at @p path (nabla train, sgd) with other optimizer
+ * counts: the step count, the schedule position and every parameter's own
+ * step count (KEEP: unchanged), as a damaged or hand-made file may hold
+ * them. Returns the step count the file had. */
+static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, int64_t state_step)
+{
+    nb_model *m = nb_model_new();
+    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_SGD);
+    nb_optim *o = nb_optim_new(&oo);
+    assert_true(m && o);
+    nb_rng rng;
+    static char meta[NB_META_MAX + 1];
+    nb_ckpt_opts co = {.rng = &rng, .meta_out = meta, .meta_cap = sizeof meta};
+    nb_ckpt_error err;
+    assert_int_equal(nb_ckpt_list(path, add_tensor, m, NULL, &err), NB_OK);
+    assert_int_equal(nb_model_load(m, o, path, &co, &err), NB_OK);
+    int64_t had = o->step;
+    o->step = step != KEEP ? step : o->step;
+    o->sched_pos = pos != KEEP ? pos : o->sched_pos;
+    for (nbopt_state *st = o->states; st && state_step != KEEP; st = st->hh.next)
+        st->step = state_step;
+    nb_ckpt_opts so = {.rng = &rng, .meta = meta};
+    assert_int_equal(nb_model_save(m, o, path, &so, &err), NB_OK);
+    nb_optim_free(o);
+    nb_model_free(m);
+    return had;
+}
+
+/* The number of points of the first line of an SVG chart (-1: no file). */
+static int svg_points(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static char svg[1 << 16];
+    size_t n = fread(svg, 1, sizeof svg - 1, f);
+    svg[n] = '\0';
+    fclose(f);
+    const char *p = strstr(svg, "points=\"");
+    int commas = 0;
+    for (p = p ? p + 8 : "\""; *p != '"'; p++)
+        commas += *p == ',';
+    return commas;
+}
+
+/* --resume believes no step count that does not fit the run: each is
+ * refused with one line, nothing trained, nothing plotted. */
+static void test_train_resume_counts(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-resume-XXXXXX", cmd[512], ckpt[128], svg[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/r.ckpt", dir);
+    snprintf(svg, sizeof svg, "%s/r.svg", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 2 --layers 8 --json --save %s", ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    int64_t per = ckpt_set_counts(ckpt, KEEP, KEEP, KEEP) / 2; /* batches per epoch */
+    assert_true(per > 1);
+    snprintf(cmd, sizeof cmd, "train --epochs 3 --layers 8 --resume %s --plot %s", ckpt, svg);
+    const int64_t wrap = (int64_t)1 << 31, wrap2 = (int64_t)1 << 32;
+    struct {
+        int64_t step, pos;
+        const char *says;
+    } bad[] = {
+        {per * (wrap + 2), wrap + 2,
+         "already holds 2147483650 epochs (--epochs 3)"},                  /* int wraps */
+        {per * (wrap2 + 1), wrap2 + 1, "already holds 4294967297 epochs"}, /* wraps to 1 */
+        {per * (INT64_MAX / per), INT64_MAX / per, "already holds"},
+        {2 * per + 1, 2, "not a whole number of epochs"},
+        {2 * per, 5, "the schedule is at position 5"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        ckpt_set_counts(ckpt, bad[k].step, bad[k].pos, KEEP);
+        r = run(cmd);
+        if (r->status != 2 || !strstr(r->err, bad[k].says))
+            fail_msg("case %zu: status %d, stderr %s", k, r->status, r->err);
+        assert_int_equal(count_lines(r->err), 1);
+        assert_null(strstr(r->out, "epochs in"));
+        assert_int_equal(svg_points(svg), -1);
+    }
+    /* a parameter's own step count at its limit: an error, no overflow */
+    ckpt_set_counts(ckpt, 2 * per, 2, INT64_MAX);
+    r = run(cmd);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "step count of parameter 'fc1.weight' is at its limit"));
+    /* counts that fit: epochs 3 and 4, and a chart of those two */
+    ckpt_set_counts(ckpt, 2 * per, 2, 2 * per);
+    snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 8 --json --resume %s --plot %s", ckpt,
+             svg);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 2);
+    char line[512];
+    assert_true(json_num(line_of(r->out, 0, line, sizeof line), "epoch") == 3);
+    assert_true(json_num(line_of(r->out, 1, line, sizeof line), "epoch") == 4);
+    assert_int_equal(svg_points(svg), 2);
+    remove(svg);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* A resumed run that stops early names the kept epoch as counted from the
+ * start of the run: the last one marked as the best. */
+static void test_train_resume_early_stop(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-resume-XXXXXX", cmd[512], ckpt[128], line[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/e.ckpt", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 2 --layers 16 --early-stop 3 --save %s", ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 30 --layers 16 --early-stop 1 --resume %s", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    double best = NAN;
+    for (int k = 1; k < count_lines(r->out) - 1; k++)
+        if (strstr(line_of(r->out, k, line, sizeof line), "  *"))
+            best = number_after(line, "epoch ");
+    assert_true(best >= 3);
+    assert_true(number_after(r->out, "parameters of epoch ") == best);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------ data sets */
+
+/* Write a CSV of @p n rows: two features and the label, rows sorted by
+ * class (n / k rows of each of the k classes, the rest of the last one). */
+static void write_sorted_csv(const char *path, int n, int k)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) {
+        int c = i / (n / k) < k ? i / (n / k) : k - 1;
+        fprintf(f, "%.4f,%.4f,%d\n", c + 0.2 * sin(i), 2.0 * c - 0.2 * cos(i), c);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A CSV sorted by class is split at random (by --seed): the test part
+ * holds every class, the network learns them all, and eval with the same
+ * seed sees the same test part. Too small a split draws a warning. */
+static void test_train_csv_splits(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-split-XXXXXX", cmd[512], csv[128], ckpt[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/sorted.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/s.ckpt", dir);
+    write_sorted_csv(csv, 90, 3);
+    snprintf(cmd, sizeof cmd,
+             "train --data %s --epochs 15 --layers 8 --lr 0.2 --json --early-stop 15 --save %s",
+             csv, ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_null(strstr(r->err, "warning"));
+    char last[512];
+    line_of(r->out, count_lines(r->out) - 1, last, sizeof last);
+    assert_true(json_num(last, "test_acc") > 0.9);
+    assert_true(json_num(last, "val_acc") > 0.9);
+    snprintf(cmd, sizeof cmd, "eval --data %s --load %s --json", csv, ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    char line[512];
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "samples") == 18);
+    assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+
+    /* eval splits with the seed the model records (seed=), unless told */
+    snprintf(cmd, sizeof cmd, "train --data %s --epochs 3 --layers 8 --seed 7 --save %s", csv,
+             ckpt);
+    assert_int_equal(run(cmd)->status, 0);
+    double loss[3];
+    for (int k = 0; k < 3; k++) { /* no --seed, --seed 7, --seed 1 */
+        snprintf(cmd, sizeof cmd, "eval --data %s --load %s --json%s", csv, ckpt,
+                 k == 0 ? "" : k == 1 ? " --seed 7" : " --seed 1");
+        r = run(cmd);
+        assert_int_equal(r->status, 0);
+        loss[k] = json_num(line_of(r->out, 0, line, sizeof line), "test_loss");
+    }
+    assert_true(loss[0] == loss[1]);
+    assert_true(loss[0] != loss[2]);
+
+    /* five rows of two classes: the one test row holds one class */
+    write_sorted_csv(csv, 5, 2);
+    snprintf(cmd, sizeof cmd, "train --data %s --epochs 1 --layers 4", csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->err), 1);
+    assert_non_null(strstr(r->err, "warning: the test part (1 samples) holds 1 of the 2 classes"));
+    remove(csv);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* Three rows are too few to split: an error, and (the ASan run checks)
+ * the loaded rows are freed. */
+static void test_train_too_few_rows(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-few-XXXXXX", cmd[512], csv[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/three.csv", dir);
+    write_sorted_csv(csv, 3, 2);
+    snprintf(cmd, sizeof cmd, "train --data %s --epochs 1", csv);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_int_equal(count_lines(r->err), 1); /* a leak report would add lines */
+    assert_non_null(strstr(r->err, "3 samples are too few to split"));
+    remove(csv);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------- --layers */
+
+static void test_train_layers(void **state)
+{
+    (void)state;
+    static char spaces[300 + 1], zeros[250 + 1];
+    memset(spaces, ' ', 300);
+    memset(zeros, '0', 250);
+    char cmd[1024], list[512];
+    struct {
+        const char *list, *says;
+    } bad[] = {
+        {"1,,2", "size 2 of '1,,2' is empty"},
+        {"8,", "size 2 of '8,' is empty"},
+        {",8", "size 1 of ',8' is empty"},
+        {"8, 4", "' 4' is not a size"},
+        {"8,+4", "'+4' is not a size"},
+        {"8,-4", "'-4' is not a size"},
+        {"8,4x", "'4x' is not a size"},
+        {"0", "'0' is not a size"},
+        {"100001", "'100001' is not a size"},
+        {"99999999999999999999999", "'99999999999999999999999' is not a size"},
+        {"1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "more than 16 sizes"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        snprintf(cmd, sizeof cmd, "train --epochs 1 --layers '%s'", bad[k].list);
+        run_result *r = run(cmd);
+        if (r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, bad[k].says))
+            fail_msg("--layers '%s': status %d, stderr %s", bad[k].list, r->status, r->err);
+    }
+    /* past 255 bytes: nothing is cut off */
+    snprintf(list, sizeof list, "16,%s1234", spaces);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers '%s'", list);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "is not a size"));
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8,%s4", zeros);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "training a 64-8-4-10 relu network"));
+}
+
+/* ------------------------------------------------------- the progress bar */
+
+/* What a terminal shows for @p text: its lines, after carriage returns,
+ * erase-to-end-of-line (ESC [ K) and other escape sequences (ignored). */
+static int screen_lines(const char *text, char lines[][512], int max)
+{
+    char cur[512];
+    size_t len = 0, at = 0;
+    int n = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '\r') {
+            at = 0;
+        } else if (*p == '\n') {
+            if (n < max) {
+                memcpy(lines[n], cur, len);
+                lines[n++][len] = '\0';
+            }
+            len = at = 0;
+        } else if (*p == '\033' && p[1] == '[') {
+            p += 2;
+            while (*p && (*p < '@' || *p > '~'))
+                p++;
+            if (*p == 'K')
+                len = at;
+            if (!*p)
+                break;
+        } else if (at < sizeof cur - 1) {
+            cur[at++] = *p;
+            len = at > len ? at : len;
+        }
+    }
+    return n;
+}
+
+/* On a terminal the bar is drawn and each epoch's line replaces it. */
+static void test_train_progress_bar(void **state)
+{
+    (void)state;
+    int fd;
+    pid_t pid = forkpty(&fd, NULL, NULL, NULL);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(nabla, "nabla", "train", "--epochs", "3", "--layers", "8", (char *)NULL);
+        _exit(127);
+    }
+    static char text[1 << 17];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof text - 1 && (k = read(fd, text + n, sizeof text - 1 - n)) > 0)
+        n += (size_t)k;
+    text[n] = '\0';
+    close(fd);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_non_null(strstr(text, "[###")); /* the bar was drawn */
+    static char lines[64][512];
+    int n_lines = screen_lines(text, lines, 64), summaries = 0;
+    for (int i = 0; i < n_lines; i++) {
+        if (!strstr(lines[i], "  train "))
+            continue;
+        summaries++;
+        if (strchr(lines[i], '#') || strncmp(lines[i], "  epoch ", 8) != 0)
+            fail_msg("a progress bar is left in the line '%s'", lines[i]);
+    }
+    assert_int_equal(summaries, 3);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -380,6 +1026,8 @@ static void test_bad_arguments(void **state)
         "modes --m 1e99",      /* not a whole number */
         "gradcheck --op nope", /* unknown op */
         "modes extra",         /* stray argument */
+        "diff x --at x=1 --wrt x,,y", /* an empty name in a list */
+        "diff x --at x=1 --wrt x,",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         run_result *r = run(bad[i]);
@@ -394,6 +1042,136 @@ static void test_bad_arguments(void **state)
     run_result *r = run("modes --help");
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "usage: nabla modes"));
+
+    /* an option given twice, whatever the command: refused by name */
+    const char *twice[][2] = {
+        {"train --seed 1 --seed 2", "--seed is given twice"},
+        {"demo --epochs 2 --epochs 2", "--epochs is given twice"},
+        {"eval --json --load x --json", "--json is given twice"},
+        {"diff x --at x=1 --at x=2", "--at is given twice"},
+    };
+    for (size_t i = 0; i < sizeof twice / sizeof *twice; i++) {
+        r = run(twice[i][0]);
+        if (r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, twice[i][1]))
+            fail_msg("'nabla %s': status %d, stderr %s", twice[i][0], r->status, r->err);
+    }
+
+    /* a long argument is quoted by its first 77 bytes and "..." */
+    static char big[300 + 1];
+    memset(big, 'q', 300);
+    const char *quoting[] = {"modes --n %s",
+                             "demo --%s",
+                             "modes %s",
+                             "train --opt %s",
+                             "train --schedule %s",
+                             "train --layers %s",
+                             "train --layers 8,%s",
+                             "gradcheck --op %s",
+                             "diff x --at %s",
+                             "diff x --at x=1 --wrt %s",
+                             "plot activations --out %s"};
+    char cmd[1024];
+    for (size_t i = 0; i < sizeof quoting / sizeof *quoting; i++) {
+        snprintf(cmd, sizeof cmd, quoting[i], big);
+        r = run(cmd);
+        size_t len = strlen(r->err);
+        if (r->status != 2 || count_lines(r->err) != 1 || len > 200 || !strstr(r->err, "qqq..."))
+            fail_msg("'nabla %.20s': status %d, %zu bytes of stderr %s", quoting[i], r->status, len,
+                     r->err);
+    }
+}
+
+/* A command given a directory or a FIFO where it reads or writes a file
+ * says so at once (timeout: a command that waits on the FIFO fails the
+ * test), with exit status 2 (1 when found while training), and leaves
+ * them as they were. */
+static void refuses(const char *args, const char *what)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "timeout 20 '%s' %s", nabla, args);
+    run_result *r = tc_run(cmd);
+    if ((r->status != 1 && r->status != 2) || !strstr(r->err, what))
+        fail_msg("nabla %s: status %d, stderr '%s' (want 1 or 2 and '%s')", args, r->status, r->err,
+                 what);
+}
+
+static void test_special_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-special-XXXXXX", cmd[512], adir[128], fifo[128], fifo_csv[128],
+         null[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(adir, sizeof adir, "%s/adir.csv", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(fifo_csv, sizeof fifo_csv, "%s/fifo.csv", dir);
+    snprintf(null, sizeof null, "%s/null", dir);
+    assert_int_equal(mkdir(adir, 0755), 0);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    assert_int_equal(mkfifo(fifo_csv, 0644), 0);
+    assert_int_equal(symlink("/dev/null", null), 0);
+
+    const struct {
+        const char *args, *path, *what;
+    } cases[] = {
+        /* reading */
+        {"train --data ", adir, "adir.csv is a directory, not a regular file"},
+        {"train --data ", fifo_csv, "fifo.csv is a FIFO, not a regular file"},
+        {"train --epochs 1 --layers 8 --load ", fifo, "fifo is a FIFO, not a regular file"},
+        {"train --epochs 1 --layers 8 --resume ", fifo, "fifo is a FIFO, not a regular file"},
+        {"eval --load ", fifo, "fifo is a FIFO, not a regular file"},
+        {"eval --load ", adir, "adir.csv is a directory, not a regular file"},
+        {"export --c /dev/null --load ", fifo, "fifo is a FIFO, not a regular file"},
+        /* writing: a directory and a FIFO with no reader are refused */
+        {"train --epochs 1 --layers 8 --save ", adir, "adir.csv is a directory"},
+        {"train --epochs 1 --layers 8 --plot ", adir, "adir.csv is a directory"},
+        {"train --epochs 1 --layers 8 --save ", fifo, "fifo is a FIFO with no reader"},
+        {"trace 'x*y' --at x=1,y=2 --dot ", adir, "adir.csv is a directory"},
+        {"diff 'x*y' --at x=1,y=2 --wrt x --dot ", fifo, "fifo is a FIFO with no reader"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(cmd, sizeof cmd, "%s%s", cases[k].args, cases[k].path);
+        refuses(cmd, cases[k].what);
+    }
+    /* a long path is shown cut to its end, with the system's reason */
+    char longp[256];
+    memset(longp, 'x', 200);
+    longp[200] = '\0';
+    const char *long_cases[] = {"eval --load %s/%s", "train --data %s/%s.csv",
+                                "train --load %s/%s", "export --c /dev/null --load %s/%s"};
+    for (size_t k = 0; k < sizeof long_cases / sizeof *long_cases; k++) {
+        snprintf(cmd, sizeof cmd, long_cases[k], dir, longp);
+        run_result *lr = run(cmd);
+        if (lr->status != 2 || count_lines(lr->err) != 1 || strlen(lr->err) > 260 ||
+            !strstr(lr->err, "No such file or directory") || !strstr(lr->err, "...xxx"))
+            fail_msg("'%.30s': status %d, %zu bytes: %s", long_cases[k], lr->status,
+                     strlen(lr->err), lr->err);
+    }
+    /* an output that cannot be written is refused before the run, not after */
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s/no/such/dir/m.ckpt", dir);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "--save: cannot create the temporary file"));
+    assert_null(strstr(r->out, "epoch"));
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --plot %s", adir);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_null(strstr(r->out, "epoch"));
+    struct stat sb;
+    assert_int_equal(lstat(adir, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+
+    /* a link to /dev/null: written through, and still a link */
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s --plot %s", null, null);
+    assert_int_equal(run(cmd)->status, 0);
+    assert_int_equal(lstat(null, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(stat("/dev/null", &sb), 0);
+    assert_true(S_ISCHR(sb.st_mode));
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 int main(int argc, char **argv)
@@ -404,10 +1182,26 @@ int main(int argc, char **argv)
     }
     nabla = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_modes),      cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_demo),       cmocka_unit_test(test_diff),
-        cmocka_unit_test(test_trace),      cmocka_unit_test(test_plot),
-        cmocka_unit_test(test_train_eval), cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_demo),
+        cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_plot),
+        cmocka_unit_test(test_train_eval),
+        cmocka_unit_test(test_train_resume_counts),
+        cmocka_unit_test(test_train_resume_early_stop),
+        cmocka_unit_test(test_train_csv_splits),
+        cmocka_unit_test(test_train_too_few_rows),
+        cmocka_unit_test(test_train_layers),
+        cmocka_unit_test(test_train_progress_bar),
+        cmocka_unit_test(test_maxout_models),
+        cmocka_unit_test(test_bad_model_metadata),
+        cmocka_unit_test(test_csv_standardisation),
+        cmocka_unit_test(test_load_across_data),
+        cmocka_unit_test(test_diff_verdicts),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_special_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -321,7 +321,39 @@ static void test_nonfinite_backward(void **state)
     nb_tensor *y = nb_sqrt(g, x); /* sqrt(0) = 0 is finite, its derivative is not */
     assert_non_null(y);
     assert_int_equal(nb_backward(g, y), NB_ERR_NONFINITE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "div"));
+    /* named after the op whose rule made it and the input, not an op of the rule */
+    assert_string_equal(nb_graph_errop(g), "sqrt");
+    assert_string_equal(nb_graph_errmsg(g), "sqrt: reverse rule for input 0 (a leaf) gives Inf at []");
+
+    /* a named input inside a larger function: sqrt's rule makes Inf at
+     * [1], which then meets the seed's 0 in mul's rule to give NaN; the
+     * first is reported */
+    nb_graph_reset(g);
+    nb_tensor *v = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 0, 4});
+    nb_tensor_requires_grad(nb_tensor_set_name(v, "x"), true);
+    nb_tensor *w = nb_mul(g, nb_sqrt(g, v), nb_scalar(g, NB_F64, 3.0));
+    nb_tensor *seed = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 1, 1});
+    assert_int_equal(nb_backward_seed(g, w, seed), NB_ERR_NONFINITE);
+    assert_string_equal(nb_graph_errmsg(g), "sqrt: reverse rule for input 'x' gives Inf at [1]");
+    assert_null(strstr(nb_graph_errmsg(g), "div"));
+
+    /* two finite gradients that add up to Inf: the sum is named */
+    nb_graph_reset(g);
+    nb_tensor *b = nb_full(g, NB_F64, 1, (int64_t[]){2}, 1e-300);
+    nb_tensor_requires_grad(nb_tensor_set_name(b, "b"), true);
+    nb_tensor *twice = nb_add(g, nb_scale(g, b, 1e308), nb_scale(g, b, 1e308));
+    assert_non_null(twice);
+    assert_int_equal(nb_backward_seed(g, twice, nb_ones(g, NB_F64, 1, (int64_t[]){2})),
+                     NB_ERR_NONFINITE);
+    assert_non_null(strstr(nb_graph_errmsg(g), "the gradients of input 'b' add up to Inf at [0]"));
+
+    /* forward mode alike: the op whose tangent rule made it */
+    nb_graph_reset(g);
+    v = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 0, 4});
+    w = nb_mul(g, nb_sqrt(g, v), nb_scalar(g, NB_F64, 3.0));
+    nb_tensor *u = nb_ones(g, NB_F64, 1, (int64_t[]){3}), *wt = NULL;
+    assert_int_equal(nb_jvp(g, w, &v, &u, 1, &wt), NB_ERR_NONFINITE);
+    assert_string_equal(nb_graph_errmsg(g), "sqrt: tangent rule gives Inf at [1]");
     nb_graph_free(g);
 }
 
@@ -374,7 +406,7 @@ static void test_scalar_gradients_as_numbers(void **state)
 {
     (void)state;
     const unary_fn un[] = {nb_neg, nb_exp, nb_log, nb_log1p, nb_expm1, nb_sqrt,
-                           nb_abs, nb_sin, nb_cos, nb_tanh, nb_erf, nb_relu};
+                           nb_abs, nb_sin, nb_cos, nb_tanh, nb_erf, nb_relu, nb_sigmoid};
     const binary_fn bin[] = {nb_add, nb_sub, nb_mul, nb_div, nb_pow, nb_maximum};
     const nb_dtype dts[2] = {NB_F32, NB_F64};
     const double vals[3][2] = {{0.7, 1.3}, {1.9, -0.45}, {0.123456789, 3.3}};

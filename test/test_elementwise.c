@@ -2,6 +2,7 @@
 
 #include "tc.h"
 
+#include <float.h>
 #include <math.h>
 
 typedef nb_tensor *(*unary_fn)(nb_graph *, nb_tensor *);
@@ -48,6 +49,7 @@ static void test_unary(void **state)
     check_unary("sin", nb_sin, -3, 3);
     check_unary("cos", nb_cos, -3, 3);
     check_unary("tanh", nb_tanh, -2, 2);
+    check_unary("sigmoid", nb_sigmoid, -4, 4);
     check_unary("erf", nb_erf, -2, 2);
 }
 
@@ -162,12 +164,64 @@ static void test_extremum_ties(void **state)
     nb_graph_free(g);
 }
 
+/* σ(x) and σ'(x) = σ(x)σ(-x) against long double, in both tails: within a
+ * few ulps (relative) wherever the true value is a normal number of the
+ * dtype, and within a few of the smallest subnormals below that. */
+static void check_sigmoid_tails(nb_dtype dt)
+{
+    static const double pts[] = {-745,  -700, -120, -100, -87, -80, -40, -30, -20, -5,
+                                 -1e-3, 0,    1e-3, 5,    17,  20,  30,  40,  80,  700};
+    enum { N = sizeof pts / sizeof *pts };
+    bool f32 = dt == NB_F32;
+    double ulp = f32 ? FLT_EPSILON / 2 : DBL_EPSILON / 2;
+    double tiny = f32 ? FLT_MIN : DBL_MIN, denorm = f32 ? 0x1p-149 : 0x1p-1074;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_zeros(g, dt, 1, (int64_t[]){N});
+    for (int i = 0; i < N; i++)
+        nb_tensor_set(x, i, pts[i]);
+    nb_tensor_requires_grad(x, true);
+    nb_tensor *y = nb_sigmoid(g, x);
+    assert_non_null(y);
+    assert_int_equal(nb_backward(g, nb_sum(g, y, NULL, 0, false)), NB_OK);
+    for (int i = 0; i < N; i++) {
+        long double xi = f32 ? (float)pts[i] : pts[i], e = expl(-fabsl(xi));
+        long double want[2] = {(xi >= 0 ? 1 : e) / (1 + e), e / ((1 + e) * (1 + e))};
+        double got[2] = {nb_tensor_get(y, i), nb_tensor_get(nb_tensor_grad(x), i)};
+        for (int k = 0; k < 2; k++) {
+            double ref = f32 ? (double)(float)want[k] : (double)want[k];
+            double err = fabs(got[k] - ref);
+            bool ok = ref >= tiny ? err <= 4 * ulp * ref : err <= 4 * denorm;
+            if (!ok)
+                fail_msg("%s sigmoid%s(%g) = %a, long double gives %a (%.3g ulps)",
+                         nb_dtype_name(dt), k ? "'" : "", pts[i], got[k], ref,
+                         ref > 0 ? err / (ulp * ref) : err / denorm);
+        }
+    }
+    nb_graph_free(g);
+}
+
+static void test_sigmoid_tails(void **state)
+{
+    (void)state;
+    check_sigmoid_tails(NB_F64);
+    check_sigmoid_tails(NB_F32);
+    /* the limits and NaN */
+    nb_graph *g = nb_graph_new();
+    nb_tensor *y = nb_sigmoid(
+        g, nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (double[]){-INFINITY, INFINITY, NAN}));
+    tc_near(nb_tensor_get(y, 0), 0, 0);
+    tc_near(nb_tensor_get(y, 1), 1, 0);
+    assert_true(isnan(nb_tensor_get(y, 2)));
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary),         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_where),         cmocka_unit_test(test_masks),
         cmocka_unit_test(test_extremum_ties), cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_sigmoid_tails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

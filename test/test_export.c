@@ -103,7 +103,8 @@ static void net_free(net *n)
 
 enum { ROWS = 9 };
 
-/* Inputs: random, one row of zeros, one of large values. */
+/* Inputs: random, one row of zeros, one of large values, one with a NaN
+ * (which the exported code carries through as the library does). */
 static void inputs(double *x, int64_t n_in, uint64_t seed)
 {
     nb_rng r;
@@ -114,6 +115,7 @@ static void inputs(double *x, int64_t n_in, uint64_t seed)
         x[i] = 0;
         x[n_in + i] = (i % 2 ? -9 : 7.5);
     }
+    x[2 * n_in] = NAN;
 }
 
 /* The library's forward pass in evaluation mode, as doubles. */
@@ -201,14 +203,13 @@ static double worst_rel(const double *a, const double *b, int64_t n)
     return worst;
 }
 
-/* Export @p c's model to C, compile, run, compare with the library. */
-static double check_config(const config *c, uint64_t seed)
+/* Export @p n to C, compile and run it on x (ROWS rows) into got, and run
+ * the library's forward pass on x into want. */
+static void run_both(net *n, const config *c, const double *x, double *want, double *got)
 {
-    net n;
-    net_make(&n, c, seed);
     const char *ckpt = path_in("m.ckpt"), *src = path_in("mlp.c");
-    nb_ckpt_opts co = {.meta = n.meta};
-    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    nb_ckpt_opts co = {.meta = n->meta};
+    assert_int_equal(nb_model_save(n->m, NULL, ckpt, &co, NULL), NB_OK);
     unlink(src);
     char args[512];
     snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, src);
@@ -216,6 +217,15 @@ static double check_config(const config *c, uint64_t seed)
     if (r->status != 0)
         fail_msg("%s (%s): %s", nb_act_name(c->act), nb_dtype_name(c->dtype), r->err);
     assert_non_null(strstr(r->out, "wrote"));
+    library_forward(n, c, x, want);
+    compiled_forward(src, c, x, got);
+}
+
+/* Export @p c's model to C, compile, run, compare with the library. */
+static double check_config(const config *c, uint64_t seed)
+{
+    net n;
+    net_make(&n, c, seed);
     int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
     double *x = malloc(sizeof *x * ROWS * (size_t)n_in);
     double *want = malloc(sizeof *want * ROWS * (size_t)n_out);
@@ -224,8 +234,7 @@ static double check_config(const config *c, uint64_t seed)
     if (c->dtype == NB_F32)
         for (int64_t i = 0; i < ROWS * n_in; i++)
             x[i] = (float)x[i];
-    library_forward(&n, c, x, want);
-    compiled_forward(src, c, x, got);
+    run_both(&n, c, x, want, got);
     double e = worst_rel(got, want, ROWS * n_out);
     /* f64: rounding of a few sums in another order; f32 the same in float */
     double tol = c->dtype == NB_F64 ? 1e-13 : 1e-5;
@@ -265,6 +274,40 @@ static void test_every_activation_f64(void **state)
             c.custom_ao = true;
         }
         check_config(&c, 10 + (uint64_t)a);
+    }
+}
+
+/* The exported sigmoid keeps its relative accuracy in both tails, as the
+ * library's does: a 1-1 network y = σ(x) at x far below and above 0. */
+static void test_sigmoid_tails(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    for (int d = 0; d < 2; d++) {
+        config c = {.dtype = d ? NB_F64 : NB_F32,
+                    .act = NB_ACT_IDENTITY,
+                    .out_act = NB_ACT_SIGMOID,
+                    .n_sizes = 2,
+                    .sizes = {1, 1}};
+        net n;
+        net_make(&n, &c, 3);
+        for (nb_tensor *p = nb_model_next(n.m, NULL); p; p = nb_model_next(n.m, p))
+            nb_tensor_set(p, 0, strstr(nb_tensor_name(p), "weight") ? 1 : 0);
+        const double x[ROWS] = {-80, -40, -30, -20, -5, 0, 5, 20, d ? -700 : -87};
+        double want[ROWS], got[ROWS];
+        run_both(&n, &c, x, want, got);
+        for (int i = 0; i < ROWS; i++) {
+            double ref = 1 / (1 + exp(-x[i]));
+            if (c.dtype == NB_F32)
+                ref = (float)ref;
+            /* library and exported code both within a few ulps of σ */
+            double tol = (c.dtype == NB_F32 ? 0x1p-24 : 0x1p-53) * 4;
+            if (!(ref > 0 && fabs(want[i] - ref) <= tol * ref && fabs(got[i] - ref) <= tol * ref))
+                fail_msg("%s sigmoid(%g): library %a, exported %a, reference %a",
+                         nb_dtype_name(c.dtype), x[i], want[i], got[i], ref);
+        }
+        net_free(&n);
     }
 }
 
@@ -408,6 +451,101 @@ static void test_conversions(void **state)
     net_free(&n);
 }
 
+static nb_status list_name(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
+{
+    int *found = ud;
+    if (!strcmp(name, "input.mean") || !strcmp(name, "input.std"))
+        *found += dt == NB_F64 && rank == 1 && shape[0] == 4;
+    return NB_OK;
+}
+
+/* A model trained by nabla train on a CSV with large offsets and scales:
+ * the exported C takes raw rows (it applies the stored standardisation) and
+ * computes what the library computes on the rows standardised as training
+ * did; the safetensors file carries the statistics. */
+static void test_csv_standardisation(void **state)
+{
+    (void)state;
+    const char *csv = path_in("raw.csv"), *ckpt = path_in("raw.ckpt"), *src = path_in("raw.c"),
+               *st = path_in("raw.safetensors");
+    enum { N_IN = 4, N_OUT = 3 };
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    nb_rng r;
+    nb_rng_seed(&r, 21);
+    double raw[ROWS * N_IN];
+    for (int i = 0; i < 200; i++) {
+        int k = i % 3;
+        double x[N_IN];
+        for (int j = 0; j < N_IN; j++)
+            x[j] = 5e4 * (j + 1) + 2e3 * (j + 1) * (3.0 * k + nb_rng_normal(&r));
+        fprintf(f, "%.17g,%.17g,%.17g,%.17g,%d\n", x[0], x[1], x[2], x[3], k);
+        for (int j = 0; j < N_IN && i < ROWS; j++)
+            raw[i * N_IN + j] = (float)x[j];
+    }
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' train --data '%s' --layers 6 --epochs 3 --save '%s'", nabla,
+             csv, ckpt);
+    run_result *rr = tc_run(cmd);
+    if (rr->status != 0)
+        fail_msg("train: %s", rr->err);
+    char args[512];
+    snprintf(args, sizeof args, "--load '%s' --safetensors '%s'", ckpt, st);
+    assert_int_equal(export(args)->status, 0);
+    int found = 0;
+    char meta[1024];
+    nb_ckpt_opts lo = {.meta_out = meta, .meta_cap = sizeof meta};
+    assert_int_equal(nb_safetensors_list(st, list_name, &found, &lo, NULL), NB_OK);
+    assert_int_equal(found, 2);
+    assert_non_null(strstr(meta, "input_norm=standardize"));
+
+    /* the library on standardised rows */
+    config c = {.dtype = NB_F32,
+                .act = NB_ACT_RELU,
+                .out_act = NB_ACT_IDENTITY,
+                .n_sizes = 3,
+                .sizes = {N_IN, 6, N_OUT}};
+    net n = {0};
+    n.m = nb_model_new();
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.init = NB_INIT_ZEROS;
+    assert_int_equal(nb_mlp_new(n.m, NULL, c.sizes, 3, &o, &n.layer), NB_OK);
+    nb_tensor *mean, *sd;
+    int64_t n_in = N_IN;
+    assert_int_equal(nb_model_add(n.m, "input.mean", NB_F64, 1, &n_in, &mean), NB_OK);
+    assert_int_equal(nb_model_add(n.m, "input.std", NB_F64, 1, &n_in, &sd), NB_OK);
+    nb_ckpt_error err;
+    if (nb_model_load(n.m, NULL, ckpt, NULL, &err) != NB_OK)
+        fail_msg("%s", err.msg);
+    double x[ROWS * N_IN], want[ROWS * N_OUT], got[ROWS * N_OUT];
+    for (int i = 0; i < ROWS * N_IN; i++)
+        x[i] = (float)((raw[i] - nb_tensor_get(mean, i % N_IN)) / nb_tensor_get(sd, i % N_IN));
+    library_forward(&n, &c, x, want);
+    if (have_cc) {
+        snprintf(args, sizeof args, "--load '%s' --c '%s'", st, src);
+        assert_int_equal(export(args)->status, 0);
+        compiled_forward(src, &c, raw, got);
+        double e = worst_rel(got, want, ROWS * N_OUT);
+        if (!(e <= 1e-5))
+            fail_msg("exported C on raw rows differs from the library by %g", e);
+    }
+
+    /* statistics that cannot be applied are refused, and so are missing ones */
+    nb_tensor_set(sd, 1, 0);
+    nb_ckpt_opts co = {.meta = meta};
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, src);
+    refused(export(args), "input.std[1] = 0 is not a usable scale");
+    net_free(&n);
+    net_make(&n, &c, 4);
+    strcat(n.meta, "\ninput_norm=standardize");
+    co.meta = n.meta;
+    assert_int_equal(nb_model_save(n.m, NULL, ckpt, &co, NULL), NB_OK);
+    refused(export(args), "says input_norm=standardize but the file has no input.mean");
+    net_free(&n);
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -441,7 +579,7 @@ static void test_bad_input(void **state)
     fputc(0x5a, f);
     fclose(f);
     snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, out);
-    refused(export(args), "CRC-32 mismatch");
+    refused(export(args), "failed its CRC-32 check");
     f = fopen(ckpt, "wb");
     fputs("hello, world: not a model", f);
     fclose(f);
@@ -463,7 +601,7 @@ static void test_bad_input(void **state)
     refused(export(args), "disagrees");
     /* nowhere to write */
     snprintf(args, sizeof args, "--load '%s' --c '%s/no/such/dir/m.c'", ckpt, dir);
-    refused(export(args), "cannot write");
+    refused(export(args), "cannot create the temporary file");
 
     /* metadata saying batch norm without its tensors */
     nb_model *plain = nb_model_new();
@@ -526,8 +664,10 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_activation_f64),
         cmocka_unit_test(test_f32_and_output_activations),
+        cmocka_unit_test(test_sigmoid_tails),
         cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_csv_standardisation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

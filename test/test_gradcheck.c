@@ -213,6 +213,26 @@ static void test_kinks(void **state)
     assert_int_equal(nb_gradcheck(relu_where_fn, NULL, &x, 1, &o, &strict), NB_OK);
     assert_false(strict.pass);
     assert_true(strict.worst.in_index == 1 || strict.worst.in_index == 3);
+    /* one cause, and the report does not call the kinks accepted */
+    assert_int_equal(strict.cause, NB_CHECK_KINK);
+    assert_false(strict.kinks_accepted);
+    assert_int_equal(strict.n_kinks, 2);
+    const char *text = report(&strict);
+    assert_true(mentions(text, "FAILED (full mode): kinks:"));
+    assert_true(mentions(text, "2 kinks found (one-sided differences disagree), not accepted: "
+                               "kink acceptance is off"));
+    assert_false(mentions(text, "accepted (one-sided"));
+    o.fast = true;
+    assert_int_equal(nb_gradcheck(relu_where_fn, NULL, &x, 1, &o, &strict), NB_OK);
+    assert_int_equal(strict.cause, NB_CHECK_KINK);
+    assert_false(mentions(report(&strict), "accepted (one-sided"));
+    /* accepted, they pass and say so */
+    o = nb_check_defaults();
+    assert_int_equal(nb_gradcheck(relu_where_fn, NULL, &x, 1, &o, &r), NB_OK);
+    assert_int_equal(r.cause, NB_CHECK_AGREE);
+    assert_true(r.kinks_accepted);
+    assert_true(mentions(report(&r), "PASSED (full mode)\n"));
+    assert_true(mentions(report(&r), "2 kinks accepted"));
     nb_graph_free(g);
 }
 
@@ -369,8 +389,10 @@ static void test_user_ops(void **state)
                 1e-6 * (1 + fabs(r.worst.numerical)));
     assert_true(r.localised);
     assert_string_equal(r.culprit_op, "t_bmul");
+    assert_int_equal(r.cause, NB_CHECK_MISMATCH);
     const char *text = report(&r);
     assert_true(mentions(text, "FAILED") && mentions(text, "t_bmul") && mentions(text, "'b'["));
+    assert_true(mentions(text, nb_check_cause_str(NB_CHECK_MISMATCH)));
 
     /* no reduction over the broadcast axis: the sweep rejects the shape,
      * and the report says which op and input */
@@ -380,6 +402,8 @@ static void test_user_ops(void **state)
     assert_false(r.reverse_ok);
     assert_true(r.forward_ok);
     assert_true(mentions(r.message, "t_bmul") && mentions(r.message, "[3,4]"));
+    assert_int_equal(r.cause, NB_CHECK_RULE_ERROR);
+    assert_true(mentions(report(&r), "FAILED (full mode): a derivative rule failed"));
     assert_true(r.localised);
     assert_string_equal(r.culprit_op, "t_bmul");
 
@@ -496,6 +520,20 @@ static nb_tensor *f32_only_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx
     return nb_mul(g, x[0], nb_scalar(g, NB_F32, 3.0));
 }
 
+static nb_tensor *sumsq_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    return nb_sum(g, nb_square(g, x[0]), NULL, 0, false);
+}
+
+/* x^3 + 0.1x with the 0.1x hidden from the derivative: the rules say 3x^2 */
+static nb_tensor *cube_off_fn(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    nb_tensor *cube = nb_mul(g, x[0], nb_square(g, x[0]));
+    return nb_add(g, cube, nb_stop_gradient(g, nb_scale(g, x[0], 0.1)));
+}
+
 static void test_f32_shadow(void **state)
 {
     (void)state;
@@ -522,7 +560,44 @@ static void test_f32_shadow(void **state)
     assert_true(mentions(report(&r), "shadow"));
     assert_true(r.worst.rel_err < 1e-8);
 
+    /* without the shadow, a smooth f32 function: the round-off of f32
+     * differences is no kink, and the verdict names it */
+    nb_tensor *v = nb_rand_uniform(g, &rng, NB_F32, 1, (int64_t[]){64}, -3, 3);
+    o = nb_check_defaults();
+    o.shadow = false;
+    assert_int_equal(nb_gradcheck(sumsq_fn, NULL, &v, 1, &o, &r), NB_OK);
+    assert_false(r.shadow);
+    assert_int_equal(r.n_kinks, 0);
+    assert_false(r.pass);
+    assert_int_equal(r.cause, NB_CHECK_ROUNDOFF);
+    assert_true(r.worst.abs_err > o.atol + o.rtol * fabs(r.worst.numerical));
+    assert_true(r.worst.abs_err < r.worst.roundoff);
+    const char *text = report(&r);
+    assert_true(mentions(text, "FAILED (full mode): round-off"));
+    assert_true(mentions(text, "round-off bound"));
+    assert_false(mentions(text, "kink"));
+    assert_false(mentions(text, "localis"));
+    /* fast mode's tolerance is summed over the entries: a pass here, or
+     * round-off, never a kink */
+    o.fast = true;
+    assert_int_equal(nb_gradcheck(sumsq_fn, NULL, &v, 1, &o, &r), NB_OK);
+    assert_true(r.pass || r.cause == NB_CHECK_ROUNDOFF);
+    assert_false(r.full_detail);
+    assert_false(mentions(report(&r), "kink"));
+    /* ... and the same tolerance-busting error from a wrong rule is a
+     * mismatch: x^3 with the derivative 3x^2 + 0.1 */
+    nb_tensor *w = nb_rand_uniform(g, &rng, NB_F32, 1, (int64_t[]){4}, 0.5, 1.5);
+    o.fast = false;
+    assert_int_equal(nb_gradcheck(cube_off_fn, NULL, &w, 1, &o, &r), NB_OK);
+    assert_int_equal(r.cause, NB_CHECK_MISMATCH);
+    /* real kinks are still kinks in f32 */
+    nb_tensor *z = nb_tensor_from(g, NB_F32, 1, (int64_t[]){3}, (const float[]){-1, 0, 1});
+    assert_int_equal(nb_gradcheck(relu_fn, NULL, &z, 1, &o, &r), NB_OK);
+    assert_true(r.pass);
+    assert_int_equal(r.n_kinks, 1);
+
     /* a function tied to f32 falls back to checking in f32, and says so */
+    o = nb_check_defaults();
     o.atol = 1e-3;
     o.rtol = 1e-2;
     r = check_both(f32_only_fn, NULL, &x, 1, o, "f32 only");
@@ -571,10 +646,24 @@ static void test_stochastic(void **state)
     assert_int_equal(rng.has_spare, before.has_spare);
     assert_true(rng.spare == before.spare);
 
-    /* without replay every evaluation draws a new mask: the check fails */
+    /* without replay every evaluation draws a new mask: the check fails,
+     * and says f is not deterministic rather than finding kinks */
     o.rng = NULL;
-    assert_int_equal(nb_gradcheck(dropout_fn, &d, &x, 1, &o, &r), NB_OK);
-    assert_false(r.pass);
+    for (int fast = 0; fast < 2; fast++) {
+        o.fast = fast;
+        assert_int_equal(nb_gradcheck(dropout_fn, &d, &x, 1, &o, &r), NB_OK);
+        assert_false(r.pass);
+        assert_int_equal(r.cause, NB_CHECK_NOT_DETERMINISTIC);
+        assert_int_equal(r.n_kinks, 0);
+        assert_false(r.localised);
+        const char *text = report(&r);
+        assert_true(mentions(text, "FAILED"));
+        assert_true(mentions(text, "not deterministic: f returns different values at the same "
+                                   "point"));
+        assert_true(mentions(text, "opts.rng"));
+        assert_false(mentions(text, "kink"));
+        assert_false(mentions(text, "worst entry"));
+    }
     nb_graph_free(g);
 }
 
@@ -825,6 +914,10 @@ static void test_bad_input(void **state)
     nb_check_result r;
     assert_int_equal(nb_gradcheck(NULL, NULL, &x, 1, NULL, &r), NB_ERR_NULL);
     assert_true(mentions(r.message, "NULL"));
+    /* every cause has its sentence; an unknown one is named so */
+    for (int c = NB_CHECK_AGREE; c <= NB_CHECK_RULE_ERROR; c++)
+        assert_false(mentions(nb_check_cause_str((nb_check_cause)c), "unknown"));
+    assert_string_equal(nb_check_cause_str((nb_check_cause)99), "unknown cause");
     assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 0, NULL, &r), NB_ERR_ARG);
     assert_true(mentions(r.message, "got 0"));
     assert_int_equal(nb_gradcheck(sin_fn, NULL, NULL, 1, NULL, &r), NB_ERR_NULL);

@@ -252,6 +252,90 @@ static void test_activation_derivatives(void **state)
     nb_graph_free(g);
 }
 
+static nb_tensor *f_abs(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    return nb_abs(g, in[0]);
+}
+/* maxout of the two pieces x and 2x − 0.5 (of a rank-0 x): they tie at 0.5,
+ * where the slopes are 1 and 2 */
+static nb_tensor *f_maxout_tie(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *x = nb_reshape(g, in[0], 1, (int64_t[]){1});
+    nb_tensor *pieces[2] = {x, nb_add_scalar(g, nb_scale(g, x, 2), -0.5)};
+    return nb_sum(g, nb_maxout(g, nb_concat(g, pieces, 2, 0), 2), NULL, 0, false);
+}
+/* BCE of probability x against target 1, summed: p is clamped to [eps, 1-eps] */
+static nb_tensor *f_bce_target1(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *one =
+        nb_full(g, nb_tensor_dtype(in[0]), nb_tensor_rank(in[0]), nb_tensor_shape(in[0]), 1);
+    return nb_bce_loss(g, in[0], one, NB_REDUCE_SUM);
+}
+
+/* The convention at kinks (docs/ops.md, "Kinks"): where an input crosses a
+ * threshold the derivative is the outer side's; ties between inputs split
+ * evenly. Value, reverse-mode and forward-mode derivative at each kink, in
+ * both dtypes, and NaN in gives NaN out. */
+static void test_kinks(void **state)
+{
+    (void)state;
+    const double eps32 = (float)1e-7, eps64 = 1e-12;
+    const struct {
+        const char *name;
+        tc_fn fn;
+        double x, value, slope;
+    } k[] = {
+        {"relu", f_relu, 0, 0, 0},
+        {"leaky-relu", f_leaky, 0, 0, 0.1},
+        {"elu", f_elu, 0, 0, 1.5},
+        {"hard-tanh", f_hard_tanh, 1, 1, 0},
+        {"hard-tanh", f_hard_tanh, -1, -1, 0},
+        {"hard-sigmoid", f_hard_sigmoid, 2, 1, 0},
+        {"hard-sigmoid", f_hard_sigmoid, -2, 0, 0},
+        {"abs", f_abs, 0, 0, 0},
+        {"softplus", f_softplus, 0, log(2.0), 0.5}, /* smooth: no kink */
+        {"maxout", f_maxout_tie, 0.5, 0.5, 1.5},    /* a tie: ½·1 + ½·2 */
+        {"bce clamp", f_bce_target1, -1, 0, 0},     /* -1: at p = eps, value −ln eps */
+    };
+    for (int d = 0; d < 2; d++) {
+        nb_dtype dt = d ? NB_F64 : NB_F32;
+        double tol = d ? 1e-15 : 1e-6, eps = d ? eps64 : eps32;
+        nb_graph *g = nb_graph_new();
+        for (size_t i = 0; i < COUNT(k); i++) {
+            bool bce = k[i].fn == f_bce_target1;
+            double x0 = bce ? eps : k[i].x, value = bce ? -log(eps) : k[i].value;
+            nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, dt, x0), true);
+            nb_tensor *y = k[i].fn(g, &x, NULL);
+            assert_non_null(y);
+            nb_tensor *dy = NULL;
+            nb_tensor *t = nb_scalar(g, dt, 1);
+            assert_int_equal(nb_jvp(g, y, &x, &t, 1, &dy), NB_OK);
+            assert_int_equal(nb_backward(g, y), NB_OK);
+            double got[3] = {nb_tensor_item(y), nb_tensor_item(nb_tensor_grad(x)),
+                             nb_tensor_item(dy)};
+            double want[3] = {value, k[i].slope, k[i].slope};
+            for (int j = 0; j < 3; j++)
+                if (!(fabs(got[j] - want[j]) <= tol * fmax(1, fabs(want[j]))))
+                    fail_msg("%s %s at %g: %s %.17g, want %.17g", nb_dtype_name(dt), k[i].name, x0,
+                             j == 0   ? "value"
+                             : j == 1 ? "reverse derivative"
+                                      : "forward derivative",
+                             got[j], want[j]);
+            /* NaN in, NaN out */
+            nb_tensor *nan = nb_scalar(g, dt, NAN);
+            nb_tensor *yn = k[i].fn(g, &nan, NULL);
+            assert_non_null(yn);
+            if (!isnan(nb_tensor_item(yn)))
+                fail_msg("%s %s(NaN) = %g", nb_dtype_name(dt), k[i].name, nb_tensor_item(yn));
+            nb_graph_reset(g);
+        }
+        nb_graph_free(g);
+    }
+}
+
 static nb_tensor *f_prelu(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     (void)ctx;
@@ -1327,6 +1411,7 @@ int main(void)
         cmocka_unit_test(test_activation_values),
         cmocka_unit_test(test_activation_grads),
         cmocka_unit_test(test_activation_derivatives),
+        cmocka_unit_test(test_kinks),
         cmocka_unit_test(test_param_activations),
         cmocka_unit_test(test_extreme_inputs),
         cmocka_unit_test(test_activation_names),

@@ -5,6 +5,8 @@
 
 #include "tc.h"
 
+#include "../src/optim/optim_internal.h" /* white box: counts at their limit */
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -693,6 +695,46 @@ static void fill_model(nb_model *m)
     }
 }
 
+/* Step counts and the schedule position near INT64_MAX (as a checkpoint
+ * may hold them): refused with NB_ERR_ARG before anything changes, never
+ * an overflow. */
+static void test_counts_at_limit(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    assert_non_null(m);
+    fill_model(m);
+    nb_optim *opt = make(NB_OPTIM_ADAM, 0.1);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    double before = nb_tensor_get(nb_model_get(m, "l1.w"), 0);
+
+    opt->step = INT64_MAX;
+    assert_int_equal(nb_optim_step(opt, m), NB_ERR_ARG);
+    assert_non_null(strstr(nb_optim_errmsg(opt), "at its limit"));
+    assert_true(nb_optim_steps(opt) == INT64_MAX);
+    opt->step = 1;
+
+    opt->states->step = INT64_MAX; /* one parameter's own count */
+    assert_int_equal(nb_optim_step(opt, m), NB_ERR_ARG);
+    assert_non_null(strstr(nb_optim_errmsg(opt), opt->states->key));
+    opt->states->step = 1;
+
+    opt->sched_pos = INT64_MAX; /* a per-step schedule advances it each step */
+    assert_int_equal(nb_optim_step(opt, m), NB_ERR_ARG);
+    assert_int_equal(nb_optim_next_epoch(opt), NB_ERR_ARG);
+    assert_non_null(strstr(nb_optim_errmsg(opt), "schedule position"));
+    assert_true(nb_optim_sched_pos(opt) == INT64_MAX);
+    assert_true(nb_tensor_get(nb_model_get(m, "l1.w"), 0) == before);
+
+    opt->sched_pos = INT64_MAX - 1;
+    assert_int_equal(nb_optim_next_epoch(opt), NB_OK);
+    opt->sched_pos = 1;
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    assert_true(nb_optim_steps(opt) == 2);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
 /* After the first step no step allocates; failing each allocation of the
  * first step in turn gives NB_ERR_NOMEM with every parameter unchanged,
  * and the next step then gives what an untroubled run gives. */
@@ -762,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_adamw_formula_on_loss),
         cmocka_unit_test(test_clip_grad_norm),
         cmocka_unit_test(test_optim_clips),
+        cmocka_unit_test(test_counts_at_limit),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_lazy_state),
         cmocka_unit_test(test_non_trainable),

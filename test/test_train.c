@@ -6,6 +6,8 @@
 
 #include "tc.h"
 
+#include "../src/optim/optim_internal.h" /* white box: a schedule at its limit */
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1039,6 +1041,11 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_trainer_evaluate(t, NULL, NULL, NULL), NB_ERR_NULL);
     assert_string_equal(nb_trainer_errmsg(t), "evaluate: no data set");
     assert_int_equal(nb_trainer_set_epoch(t, -1), NB_ERR_ARG);
+    assert_int_equal(nb_trainer_set_epoch(t, 2), NB_ERR_ARG); /* past opts.epochs = 1 */
+    assert_string_equal(nb_trainer_errmsg(t),
+                        "set_epoch: epoch 2: it must lie in 0 .. 1 (opts.epochs)");
+    assert_int_equal(nb_trainer_set_epoch(t, 1), NB_OK); /* all done: fit has nothing to do */
+    assert_int_equal(nb_trainer_epoch(t), 1);
     nb_trainer_free(t);
     o.rng = &r.rng;
 
@@ -1126,6 +1133,18 @@ static void test_bad_input(void **state)
     nb_trainer_free(t);
     assert_int_equal(nb_optim_steps(r.opt), 0);
 
+    /* (trains one epoch) a per-epoch schedule that cannot advance (its position from a file at
+     * INT64_MAX) stops fit with the optimizer's reason */
+    assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &t), NB_OK);
+    r.opt->opts.schedule.per_epoch = true;
+    r.opt->sched_pos = INT64_MAX;
+    assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_ARG);
+    assert_string_equal(nb_trainer_errmsg(t),
+                        "epoch 1: next_epoch: the schedule position is at its limit");
+    r.opt->opts.schedule.per_epoch = false;
+    r.opt->sched_pos = 0;
+    nb_trainer_free(t);
+
     /* divergence: the step with a non-finite loss is not taken */
     nb_optim_opts big = nb_optim_defaults(NB_OPTIM_SGD);
     big.lr = 1e30;
@@ -1145,6 +1164,108 @@ static void test_bad_input(void **state)
     rig_free(&r);
 }
 
+/* Softmax cross-entropy, plus from the third training step on a term
+ * whose value is 0 and whose gradient is not finite: sqrt at 0 of the
+ * output times 0. */
+typedef struct poison {
+    int calls;
+    nb_model *m;
+    void *before; /* the model's tensors after the last good step */
+    size_t bytes;
+} poison;
+
+static nb_tensor *poisoned_loss(void *ud, nb_graph *g, nb_tensor *out, const int64_t *labels,
+                                int64_t n)
+{
+    poison *p = ud;
+    nb_tensor *ce = nb_softmax_cross_entropy(g, out, labels, n, NB_REDUCE_MEAN);
+    if (!nb_graph_recording(g) || ++p->calls < 3)
+        return ce;
+    nb_tensor *h = nb_tensor_set_name(nb_scale(g, out, 0.0), "h");
+    return nb_add(g, ce, nb_sum(g, nb_sqrt(g, h), NULL, 0, false));
+}
+
+/* Copy every tensor of the model, in order, into p->before. */
+static void poison_snapshot(void *ud, int epoch, int64_t batch, int64_t n_batches, double loss)
+{
+    (void)epoch, (void)batch, (void)n_batches, (void)loss;
+    poison *p = ud;
+    char *at = p->before;
+    for (nb_tensor *t = nb_model_next(p->m, NULL); t; t = nb_model_next(p->m, t)) {
+        size_t n = (size_t)nb_tensor_size(t) * nb_dtype_size(nb_tensor_dtype(t));
+        assert_true(at + n <= (char *)p->before + p->bytes);
+        memcpy(at, nb_tensor_data(t), n);
+        at += n;
+    }
+}
+
+/* A step whose gradients are not finite stops the trainer with where they
+ * came from, before the optimizer writes NaN into the weights; with the
+ * check off the step is taken. */
+static void test_nonfinite_gradient(void **state)
+{
+    (void)state;
+    rig_opts ro = {.seed = 5,
+                   .sizes = (int64_t[]){64, 16, 10},
+                   .n_sizes = 3,
+                   .act = NB_ACT_RELU,
+                   .optim = nb_optim_defaults(NB_OPTIM_ADAM),
+                   .n_train = 200,
+                   .batch = 20};
+    for (int check = 1; check >= 0; check--) {
+        rig r;
+        rig_build(&r, &ro);
+        poison p = {.m = r.m};
+        for (nb_tensor *t = nb_model_next(r.m, NULL); t; t = nb_model_next(r.m, t))
+            p.bytes += (size_t)nb_tensor_size(t) * nb_dtype_size(nb_tensor_dtype(t));
+        p.before = malloc(p.bytes);
+        assert_non_null(p.before);
+        nb_train_opts o = nb_train_defaults();
+        assert_true(o.check_finite); /* on by default */
+        o.check_finite = check;
+        o.epochs = 1;
+        o.rng = &r.rng;
+        o.loss = poisoned_loss;
+        o.loss_ud = &p;
+        o.on_batch = poison_snapshot;
+        o.cb_ud = &p;
+        assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
+        nb_status st = nb_trainer_fit(r.t, r.ld);
+        bool any_nan = false;
+        for (nb_tensor *t = nb_model_next(r.m, NULL); t; t = nb_model_next(r.m, t))
+            for (int64_t k = 0; k < nb_tensor_size(t); k++)
+                any_nan |= isnan(nb_tensor_get(t, k));
+        if (check) {
+            assert_int_equal(st, NB_ERR_NONFINITE);
+            const char *msg = nb_trainer_errmsg(r.t);
+            assert_non_null(strstr(msg, "epoch 1, batch 3: the gradient of '"));
+            assert_non_null(strstr(msg, "' holds NaN at ["));
+            /* named by the rule that made it (Inf or -Inf: sqrt at +0 or -0) */
+            assert_non_null(strstr(msg, "(sqrt: reverse rule for input 'h' gives "));
+            assert_non_null(strstr(msg, "Inf at [0,0]); no step taken"));
+            assert_null(strstr(msg, "div"));
+            /* two steps taken, the weights bit for bit as after the second */
+            assert_int_equal(nb_optim_steps(r.opt), 2);
+            assert_false(any_nan);
+            char *at = p.before;
+            for (nb_tensor *t = nb_model_next(r.m, NULL); t; t = nb_model_next(r.m, t)) {
+                size_t n = (size_t)nb_tensor_size(t) * nb_dtype_size(nb_tensor_dtype(t));
+                assert_memory_equal(at, nb_tensor_data(t), n);
+                at += n;
+            }
+            /* the trainer's graph is left without check-finite mode or error */
+            assert_int_equal(nb_graph_status(nb_trainer_graph(r.t)), NB_OK);
+        } else {
+            /* no check: every step is taken and NaN reaches the weights */
+            assert_int_equal(st, NB_OK);
+            assert_int_equal(nb_optim_steps(r.opt), 10);
+            assert_true(any_nan);
+        }
+        free(p.before);
+        rig_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1161,6 +1282,7 @@ int main(void)
         cmocka_unit_test(test_no_alloc_after_first_epoch),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_nonfinite_gradient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

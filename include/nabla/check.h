@@ -59,7 +59,29 @@ typedef struct nb_check_entry {
     double reverse, forward, numerical;
     double left, right;      /**< one-sided differences */
     double abs_err, rel_err; /**< of the worse of reverse and forward */
+    double roundoff;         /**< bound on the round-off error of the numerical value,
+                                  from the machine epsilon of the evaluation dtype and
+                                  the magnitude of f near the point */
 } nb_check_entry;
+
+/** Why a check reached its verdict: exactly one cause per verdict. */
+typedef enum nb_check_cause {
+    NB_CHECK_AGREE = 0,    /**< passed: every entry within tolerance, or an accepted kink */
+    NB_CHECK_MISMATCH = 1, /**< an analytic derivative differs from the numerical one by
+                                more than the tolerance plus the differences' round-off */
+    NB_CHECK_KINK = 2,     /**< the only disagreements are at kinks, and kink acceptance
+                                (opts.kinks) is off */
+    NB_CHECK_ROUNDOFF = 3, /**< the only disagreements lie within the round-off of the
+                                finite differences (f32 without shadowing, typically): at
+                                this tolerance the derivatives cannot be judged */
+    NB_CHECK_NOT_DETERMINISTIC = 4, /**< f returns different values at the same point (random
+                                         draws outside opts.rng, say): nothing was judged */
+    NB_CHECK_RULE_ERROR = 5,        /**< a derivative rule recorded an error (see message) */
+} nb_check_cause;
+
+/** A sentence naming the cause, e.g. "not deterministic: f returns
+ *  different values at the same point". Static storage. */
+NB_API const char *nb_check_cause_str(nb_check_cause c);
 
 /** Sizes of the step sweep table. */
 #define NB_CHECK_SWEEP_MAX 16
@@ -70,7 +92,8 @@ typedef struct nb_check_result {
     char message[320]; /**< what went wrong when status != NB_OK, or a
                             derivative rule's error when a mode failed */
     bool pass;         /**< both modes agree with the numerical derivative */
-    bool reverse_ok, forward_ok;
+    nb_check_cause cause; /**< why: NB_CHECK_AGREE when pass, one failure cause otherwise */
+    bool reverse_ok, forward_ok; /**< false also when nothing could be judged */
     bool fast;            /**< the verdict is fast mode's */
     bool full_detail;     /**< fast mode failed or met a kink and ran a full
                                check for the details (and the kink verdict) */
@@ -79,7 +102,8 @@ typedef struct nb_check_result {
                                not run in f64; checked in f32 */
     double atol, rtol;    /**< tolerances used */
     int64_t n_entries;    /**< Jacobian entries compared (fast mode: 1) */
-    int64_t n_kinks;      /**< entries accepted as kinks */
+    int64_t n_kinks;      /**< entries found to be kinks (accepted only when kinks_accepted) */
+    bool kinks_accepted;  /**< kink acceptance was on (opts.kinks) */
     nb_check_entry worst; /**< the entry with the largest error/tolerance ratio */
     nb_check_entry kink;  /**< the first kink, when n_kinks > 0 */
     int64_t evals;        /**< evaluations: calls of the function or replays (see replays) */

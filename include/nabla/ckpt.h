@@ -15,9 +15,15 @@
  * meta, meta_out) says what model a file holds; files without it load as
  * before. nb_ckpt_list and nb_ckpt_read_meta check a file without a model.
  *
- * Saving writes a temporary file in the same directory, flushes and
- * fsyncs it and renames it over @p path, so a failure or crash part-way
- * leaves the previous file intact. Loading reads the whole file, checks
+ * Saving writes a temporary file ("path.nabla-tmp-XXXXXX") in the same
+ * directory, flushes and fsyncs it and renames it over @p path, so a
+ * failure or crash part-way leaves the previous file intact; the next
+ * successful save removes temporaries a killed one left. A symbolic link
+ * is followed and its target replaced; an existing file keeps its mode; a
+ * character device (/dev/null) or a FIFO being read is written in place;
+ * a directory, a block device, a socket or a FIFO with no reader is
+ * refused (docs/optim.md, "Files"). Loading refuses anything but a
+ * regular file, without blocking on a FIFO; it reads the whole file, checks
  * everything - header, sizes against the file size, CRCs, names (unique,
  * present in the model), dtypes, shapes against the model, the optimizer
  * kind - and only then changes the model, optimizer and RNG; a bad file
@@ -79,11 +85,13 @@ typedef struct nb_ckpt_opts {
 /**
  * Save every tensor of @p m, and the state of @p opt unless it is NULL
  * (step count, schedule position, per-parameter state), to @p path
- * atomically (temporary file, fflush, fsync, rename). Optimizer state kept
+ * atomically (temporary file, fflush, fsync, rename; see the top of this
+ * file for links, devices and FIFOs). Optimizer state kept
  * under a name the model does not hold (or for another shape) is not saved.
  * @p o and @p err may be NULL. Errors: NB_ERR_NULL, NB_ERR_ARG (a name
- * longer than 65535 bytes), NB_ERR_NOMEM, NB_ERR_IO (with errno's text).
- * On error the file at @p path is as it was.
+ * longer than 65535 bytes), NB_ERR_NOMEM, NB_ERR_IO (with errno's text;
+ * @p path is a directory, a block device, a socket or a FIFO with no
+ * reader). On error the file at @p path is as it was.
  */
 NB_API nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
                                const nb_ckpt_opts *o, nb_ckpt_error *err);

@@ -42,13 +42,17 @@ extern "C" {
 
 /* ========================================================== activations */
 
-/** σ(x) = 1/(1+e^-x), computed as 0.5·tanh(0.5x) + 0.5 (no overflow). */
-NB_API nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x);
-/** hard-logistic(x) = max(min(0.25x + 0.5, 1), 0); slope 0.25 inside (-2, 2). */
+/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h).
+ *
+ * At a kink (a threshold the input crosses) the derivative is the one of the
+ * outer side: relu'(0) = 0, leaky'(0) = γ, elu'(0) = α, hard-tanh'(±1) = 0,
+ * hard-sigmoid'(±2) = 0; a NaN input gives NaN. docs/ops.md lists them all. */
+/** hard-logistic(x) = max(min(0.25x + 0.5, 1), 0); slope 0.25 inside (-2, 2), 0 elsewhere
+ *  (the kinks ±2 included). */
 NB_API nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x);
-/** hard-tanh(x) = max(min(x, 1), -1). */
+/** hard-tanh(x) = max(min(x, 1), -1); slope 1 inside (-1, 1), 0 elsewhere (±1 included). */
 NB_API nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x);
-/** ReLU(x) = max(0, x); derivative 1(x > 0) (0 at the kink). */
+/** ReLU(x) = max(0, x); derivative 1(x > 0) (0 at the kink); ReLU(NaN) = NaN. */
 NB_API nb_tensor *nb_relu(nb_graph *g, nb_tensor *x);
 /** Leaky ReLU: x for x > 0, γx otherwise; derivative γ at the kink. */
 NB_API nb_tensor *nb_leaky_relu(nb_graph *g, nb_tensor *x, double gamma);

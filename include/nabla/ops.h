@@ -36,6 +36,9 @@ NB_API nb_tensor *nb_abs(nb_graph *g, nb_tensor *x);   /**< |x|;       dx = g*si
 NB_API nb_tensor *nb_sin(nb_graph *g, nb_tensor *x);   /**< sin x;     dx = g*cos x */
 NB_API nb_tensor *nb_cos(nb_graph *g, nb_tensor *x);   /**< cos x;     dx = -g*sin x */
 NB_API nb_tensor *nb_tanh(nb_graph *g, nb_tensor *x);  /**< tanh x;    dx = g*(1-y^2) */
+/** σ(x) = 1/(1+e^-x), computed as e/(1+e) for x < 0 and 1/(1+e) for x >= 0 with
+ *  e = e^-|x|: no overflow, full relative accuracy in both tails; dx = g*y*σ(-x). */
+NB_API nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x);
 NB_API nb_tensor *nb_erf(nb_graph *g, nb_tensor *x);   /**< erf x;     dx = g*2/sqrt(pi)*e^(-x^2) */
 NB_API nb_tensor *nb_sign(nb_graph *g, nb_tensor *x);  /**< -1, 0, 1;  no gradient (dx = 0) */
 NB_API nb_tensor *nb_step(nb_graph *g, nb_tensor *x);  /**< 1 if x>0 else 0; no gradient (dx = 0) */

@@ -119,7 +119,9 @@ NB_API void nb_optim_free(nb_optim *opt);
  * (creating state for a parameter met for the first time); NB_ERR_SHAPE
  * (the state kept under a name has another shape or dtype than the model's
  * parameter of that name); NB_ERR_NONFINITE (clipping is on and the
- * global gradient norm is NaN or infinite). nb_optim_errmsg() says more.
+ * global gradient norm is NaN or infinite); NB_ERR_ARG (a step count or
+ * the schedule position, e.g. loaded from a file, is INT64_MAX and cannot
+ * count one more). nb_optim_errmsg() says more.
  */
 NB_API nb_status nb_optim_step(nb_optim *opt, nb_model *m);
 
@@ -133,7 +135,8 @@ NB_API int64_t nb_optim_steps(const nb_optim *opt);
 /** Current schedule position (0 for NULL). */
 NB_API int64_t nb_optim_sched_pos(const nb_optim *opt);
 /** Advance the schedule position by one (for per-epoch schedules; with a
- *  per-step schedule it skips a position). NB_ERR_NULL for NULL. */
+ *  per-step schedule it skips a position). NB_ERR_NULL for NULL, NB_ERR_ARG
+ *  when the position is INT64_MAX. */
 NB_API nb_status nb_optim_next_epoch(nb_optim *opt);
 /** Learning rate the next step will use (NAN for NULL). */
 NB_API double nb_optim_lr(const nb_optim *opt);

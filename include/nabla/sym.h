@@ -195,7 +195,7 @@ NB_API nb_status nb_sym_eval(nb_sym *s, const nb_expr *e, int n, const char *con
  * Build @p e in the graph @p g from nabla primitives, with the variable
  * names[i] bound to the tensor values[i] (all of one dtype; any shapes that
  * broadcast; the expression is applied elementwise). tan = sin/cos,
- * sigmoid = 0.5*tanh(0.5x)+0.5, a^n with an integer constant |n| <= 1024 by repeated
+ * sigmoid is the primitive nb_sigmoid, a^n with an integer constant |n| <= 1024 by repeated
  * squaring (exact for a < 0, where nb_pow's derivative is not),
  * constants are scalars of the values' dtype (f64 when n is 0).
  * Each shared subexpression becomes one tensor. Errors (NULL): those of

@@ -61,9 +61,11 @@ NB_API void nb_graph_clear_error(nb_graph *g);
  *  flow. Off: ops compute values only and their results need no gradient. */
 NB_API void nb_graph_set_recording(nb_graph *g, bool on);
 NB_API bool nb_graph_recording(const nb_graph *g);
-/** Check-finite mode: the first op (forward or backward) whose result holds a
- *  NaN or Inf records NB_ERR_NONFINITE with its op name and tensor name, and
- *  returns NULL. Off by default. */
+/** Check-finite mode: the first op whose result holds a NaN or Inf records
+ *  NB_ERR_NONFINITE with its op name and tensor name, and returns NULL. In
+ *  the backward pass each op's derivative rule is checked as a whole: the
+ *  error names the op, the input and the element ("sqrt: reverse rule for
+ *  input 'x' gives Inf at [1]"). Off by default. */
 NB_API void nb_graph_set_check_finite(nb_graph *g, bool on);
 /** Threads used by large kernels of this graph (1 by default; values < 1
  *  mean 1). Results are identical for every thread count. Matmuls that go

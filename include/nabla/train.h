@@ -130,13 +130,17 @@ typedef struct nb_train_opts {
     nb_epoch_fn on_epoch;       /**< NULL: none */
     nb_batch_fn on_batch;       /**< NULL: none */
     void *cb_ud;                /**< passed to both callbacks */
+    bool check_finite; /**< stop at a step whose loss or any gradient is NaN or infinite,
+                            before the optimizer step, and name where the backward pass
+                            made it (true); false: no check, the step is taken */
     nb_alloc_fn alloc; /**< the trainer's allocations, its graph's included (NULL: malloc) */
     void *alloc_ud;
 } nb_train_opts;
 
 /** 10 epochs, 1 thread, eval batch 256, default loss, no penalty
  *  (suffix ".weight"), no early stopping (monitor validation accuracy,
- *  restore_best true), layer norms on, no callbacks, malloc. */
+ *  restore_best true), layer norms on, finite check on, no callbacks,
+ *  malloc. */
 NB_API nb_train_opts nb_train_defaults(void);
 
 /**
@@ -177,9 +181,17 @@ NB_API void nb_trainer_free(nb_trainer *t);
  * NB_ERR_SHAPE / NB_ERR_DTYPE (network and data do not fit, e.g.
  * "the network outputs 5 columns but the training set has 10 classes"),
  * NB_ERR_ARG (a dataset is empty; evaluation sets differ from the
- * training set in features), NB_ERR_NONFINITE (the loss became NaN or
- * infinite: the step is not taken), and any error of the graph or the
- * optimizer. After an error the parameters hold the last completed step.
+ * training set in features), NB_ERR_NONFINITE (with opts.check_finite:
+ * the loss or a gradient became NaN or infinite; the step is not taken,
+ * and the message names the parameter and element and, re-running the
+ * step's backward pass in check-finite mode, the op whose derivative rule
+ * produced it, e.g. "epoch 1, batch 3: the gradient of 'fc1.weight' holds
+ * NaN at [0,2] (sqrt: reverse rule for input 'h' gives Inf at [1]); no step
+ * taken"), and any error of the graph or the optimizer. After an error the
+ * parameters and the optimizer state hold the last completed step.
+ * The check costs one test per step: the global gradient norm is computed
+ * for the report anyway, and is finite exactly when every gradient is
+ * (gradients are scanned only when it is not).
  * Allocation: after the first epoch, training makes no allocation (the
  * graph's arena, the optimizer's state and the loader's buffers are reused).
  */
@@ -189,7 +201,8 @@ NB_API nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train);
 NB_API int nb_trainer_epoch(const nb_trainer *t);
 /** Set the count of completed epochs, e.g. to 2 after loading a checkpoint
  *  taken after epoch 2: fit then runs epochs 3 .. opts.epochs. Early
- *  stopping starts afresh. NB_ERR_NULL, NB_ERR_ARG (negative). */
+ *  stopping starts afresh. NB_ERR_NULL, NB_ERR_ARG (negative or more than
+ *  opts.epochs). */
 NB_API nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch);
 /** True when the last fit was stopped by early stopping. */
 NB_API bool nb_trainer_stopped_early(const nb_trainer *t);

@@ -125,7 +125,10 @@ static nb_status sweep(nb_graph *g, const fwd_plan *p, nb_tensor *const *xs,
         }
         if (st != NB_OK)
             break;
+        bool check = g->check_finite;
+        g->check_finite = false; /* the rule's result is checked, not its ops */
         nb_tensor *t = node->op->jvp(g, node, tans);
+        g->check_finite = check;
         if (!t) {
             st = g->status; /* NB_OK: a zero tangent */
             continue;
@@ -135,6 +138,12 @@ static nb_status sweep(nb_graph *g, const fwd_plan *p, nb_tensor *const *xs,
                            "tangent rule returned %s%s for a result of %s%s",
                            nb_dtype_name(t->dtype), nbc_shp(t, b0, sizeof b0),
                            nb_dtype_name(node->dtype), nbc_shp(node, b1, sizeof b1));
+            break;
+        }
+        int64_t bad = check ? nbc_first_nonfinite(t) : -1;
+        if (bad >= 0) {
+            st = nbc_error(g, NB_ERR_NONFINITE, node->op->name, "tangent rule gives %s",
+                           nbc_nonfinite_at(t, bad, b0, sizeof b0));
             break;
         }
         node->tan = t;

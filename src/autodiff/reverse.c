@@ -93,8 +93,34 @@ static nb_status give_number(sweep_state *s, nb_tensor *in, double v)
     return NB_OK;
 }
 
-/* in->adj += gi, a gradient tensor shaped like in */
-static nb_status give_tensor(sweep_state *s, nb_tensor *in, nb_tensor *gi)
+/* "'x'", or "0 (a mul result)" when input i of node has no name. */
+static const char *input_label(const nb_tensor *node, int i, char *buf, size_t n)
+{
+    const nb_tensor *in = node->inputs[i];
+    if (in->name && *in->name)
+        snprintf(buf, n, "'%s'", in->name);
+    else
+        snprintf(buf, n, "%d (%s)", i, in->op ? in->op->name : "a leaf");
+    return buf;
+}
+
+/* In check-finite mode, what a sweep computes is checked where it is made:
+ * a derivative rule's result (not each op inside the rule, which the user
+ * never wrote) and each sum of gradients. */
+static nb_status check_rule_result(nb_graph *g, const nb_tensor *node, int i, const nb_tensor *gi)
+{
+    int64_t k = nbc_first_nonfinite(gi);
+    if (k < 0)
+        return NB_OK;
+    char who[64], what[96];
+    return nbc_error(g, NB_ERR_NONFINITE, node->op->name, "reverse rule for input %s gives %s",
+                     input_label(node, i, who, sizeof who),
+                     nbc_nonfinite_at(gi, k, what, sizeof what));
+}
+
+/* in->adj += gi, a gradient tensor shaped like in (for input i of node) */
+static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_tensor *in,
+                             nb_tensor *gi)
 {
     if (in->adj_sweep != s->id) {
         in->adj = gi;
@@ -104,8 +130,22 @@ static nb_status give_tensor(sweep_state *s, nb_tensor *in, nb_tensor *gi)
         in->sadj = add_in(in->dtype, in->sadj, nb_tensor_get(gi, 0));
         return NB_OK;
     }
-    in->adj = nb_add(s->g, in->adj, gi);
-    return in->adj ? NB_OK : s->g->status;
+    nb_graph *g = s->g;
+    bool check = g->check_finite;
+    g->check_finite = false;
+    in->adj = nb_add(g, in->adj, gi);
+    g->check_finite = check;
+    if (!in->adj)
+        return g->status;
+    int64_t k = check ? nbc_first_nonfinite(in->adj) : -1;
+    if (k >= 0) {
+        char who[64], what[96];
+        return nbc_error(g, NB_ERR_NONFINITE, node->op->name,
+                         "the gradients of input %s add up to %s",
+                         input_label(node, i, who, sizeof who),
+                         nbc_nonfinite_at(in->adj, k, what, sizeof what));
+    }
+    return NB_OK;
 }
 
 /* Hand the gradient of node to its inputs. */
@@ -130,7 +170,10 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
         nb_tensor *in = node->inputs[i];
         if (!(in->flags & NB_T_NEEDS_GRAD))
             continue;
+        bool check = g->check_finite;
+        g->check_finite = false; /* the rule's result is checked, not its ops */
         nb_tensor *gi = node->op->vjp(g, node, i, adj);
+        g->check_finite = check;
         if (!gi) {
             if (g->status != NB_OK)
                 return g->status;
@@ -143,7 +186,9 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
                              nb_dtype_name(gi->dtype), nbc_shp(gi, b0, sizeof b0), i,
                              nb_dtype_name(in->dtype), nbc_shp(in, b1, sizeof b1));
         }
-        if (give_tensor(s, in, gi) != NB_OK)
+        if (check && check_rule_result(g, node, i, gi) != NB_OK)
+            return g->status;
+        if (give_tensor(s, node, i, in, gi) != NB_OK)
             return g->status;
     }
     return NB_OK;

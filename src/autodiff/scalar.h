@@ -15,10 +15,10 @@
 static inline bool nba_has_scalar_rule(const nbo_def *op)
 {
     static const bool has[NB_OP_COUNT] = {
-        [NB_OP_NEG] = true,   [NB_OP_EXP] = true,  [NB_OP_LOG] = true, [NB_OP_LOG1P] = true,
-        [NB_OP_EXPM1] = true, [NB_OP_SQRT] = true, [NB_OP_ABS] = true, [NB_OP_SIN] = true,
-        [NB_OP_COS] = true,   [NB_OP_TANH] = true, [NB_OP_ADD] = true, [NB_OP_SUB] = true,
-        [NB_OP_MUL] = true,   [NB_OP_DIV] = true,
+        [NB_OP_NEG] = true,   [NB_OP_EXP] = true,  [NB_OP_LOG] = true,     [NB_OP_LOG1P] = true,
+        [NB_OP_EXPM1] = true, [NB_OP_SQRT] = true, [NB_OP_ABS] = true,     [NB_OP_SIN] = true,
+        [NB_OP_COS] = true,   [NB_OP_TANH] = true, [NB_OP_SIGMOID] = true, [NB_OP_ADD] = true,
+        [NB_OP_SUB] = true,   [NB_OP_MUL] = true,  [NB_OP_DIV] = true,
     };
     return op >= nbo_table && op < nbo_table + NB_OP_COUNT && has[op - nbo_table];
 }
@@ -42,6 +42,7 @@ static inline bool nba_has_scalar_rule(const nbo_def *op)
         case NB_OP_SIN: /* v·cos x */ d[0] = g * (T)cos(a); break;                                 \
         case NB_OP_COS: /* -(v·sin x) */ d[0] = -(g * (T)sin(a)); break;                           \
         case NB_OP_TANH: /* v·(1 - y·y) */ d[0] = g * ((T)1 - y * y); break;                       \
+        case NB_OP_SIGMOID: /* v·(y·σ(-x)) */ d[0] = g * (y * NBO_SIGMOID(-a)); break;             \
         case NB_OP_ADD: /* g, g */                                                                 \
             d[0] = g;                                                                              \
             d[1] = g;                                                                              \

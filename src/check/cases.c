@@ -63,6 +63,11 @@ F(f_tanh)
     UNUSED;
     return nb_tanh(g, x[0]);
 }
+F(f_sigmoid)
+{
+    UNUSED;
+    return nb_sigmoid(g, x[0]);
+}
 F(f_erf)
 {
     UNUSED;
@@ -342,6 +347,7 @@ static const nb_check_case cases[] = {
     CASE("sin", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -3, 3, f_sin),
     CASE("cos", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -3, 3, f_cos),
     CASE("tanh", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_tanh),
+    CASE("sigmoid", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -4, 4, f_sigmoid),
     CASE("erf", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_erf),
     CASE("sign", "sign(x)*x [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sign),
     CASE("step", "step(x)*x [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_step),

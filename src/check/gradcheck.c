@@ -52,6 +52,10 @@ typedef struct ck {
     } num;          /* f's recorded ops that depend on its inputs */
     unsigned stale; /* inputs whose dependents hold values of a moved point */
     int64_t replays;
+    /* f gave two values at the same point: output nondet_k, a then b */
+    bool nondet;
+    int64_t nondet_k;
+    double nondet_a, nondet_b;
 } ck;
 
 nb_check_opts nb_check_defaults(void)
@@ -67,6 +71,23 @@ nb_check_opts nb_check_defaults(void)
         .hi = 2,
         .replay = true,
     };
+}
+
+const char *nb_check_cause_str(nb_check_cause c)
+{
+    switch (c) {
+    case NB_CHECK_AGREE: return "the derivatives agree with the numerical derivative";
+    case NB_CHECK_MISMATCH: return "a derivative disagrees with the numerical derivative";
+    case NB_CHECK_KINK:
+        return "kinks: the derivatives disagree only at kinks, and kink acceptance is off";
+    case NB_CHECK_ROUNDOFF:
+        return "round-off: the disagreements lie within the round-off of the finite "
+               "differences, so this tolerance cannot be judged";
+    case NB_CHECK_NOT_DETERMINISTIC:
+        return "not deterministic: f returns different values at the same point";
+    case NB_CHECK_RULE_ERROR: return "a derivative rule failed";
+    }
+    return "unknown cause";
 }
 
 static nb_status fail(nb_check_result *r, nb_status st, const char *fmt, const char *detail)
@@ -374,12 +395,35 @@ static nb_status diff_at(ck *c, int i, int64_t j, double h, const double *f0, do
     return NB_OK;
 }
 
-/* Numerical derivatives at (i, j): num (central or Richardson), left, right. */
+/* Evaluation errors of f, in machine epsilons of the evaluation dtype and
+ * relative to the largest nearby |f|: a few roundings per value. */
+#define ROUNDOFF_EPS 8
+
+/* Bound u[k] on the round-off error of f's values near the point, from f0
+ * and f at the moved points fp, fm. A one-sided difference with step s is
+ * then off by at most 2u/s, the gap between the two sides by 4u/s, and a
+ * central difference by u/s. */
+static void value_roundoff(const ck *c, const double *f0, const double *fp, const double *fm,
+                           double *u)
+{
+    double e = c->dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON;
+    for (int64_t k = 0; k < c->m; k++)
+        u[k] = ROUNDOFF_EPS * e * fmax(fabs(f0[k]), fmax(fabs(fp[k]), fabs(fm[k])));
+}
+
+/* Numerical derivatives at (i, j): num (central or Richardson), left,
+ * right, and u (may be NULL) the round-off bound of f's values there
+ * (value_roundoff); *h_out the step. */
 static nb_status numeric_col(ck *c, int i, int64_t j, const double *f0, double *num, double *left,
-                             double *right, double *s1, double *s2, double *s3, nb_check_result *r)
+                             double *right, double *s1, double *s2, double *s3, double *u,
+                             double *h_out, nb_check_result *r)
 {
     double h = step_for(c, c->x[i][j]);
+    if (h_out)
+        *h_out = h;
     nb_status st = diff_at(c, i, j, h, f0, num, left, right, s1, s2, r);
+    if (st == NB_OK && u)
+        value_roundoff(c, f0, s1, s2, u);
     if (st != NB_OK || !c->o.richardson)
         return st;
     /* D = (4 C(h) - C(2h)) / 3 cancels the h^2 term of the error */
@@ -402,7 +446,8 @@ static void fill_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64_t
 
 /* An entry with what both modes and the differences said about it. */
 static void judged_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64_t k, double rev,
-                         double fwd, double num, double left, double right, double abs_err)
+                         double fwd, double num, double left, double right, double abs_err,
+                         double roundoff)
 {
     fill_entry(c, e, i, j, k);
     e->reverse = rev;
@@ -412,6 +457,7 @@ static void judged_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64
     e->right = right;
     e->abs_err = abs_err;
     e->rel_err = abs_err / fmax(fabs(num), DBL_MIN);
+    e->roundoff = roundoff;
 }
 
 /* A derivative rule failed inside a sweep: remember the first message. */
@@ -634,47 +680,124 @@ static nb_status analytic(ck *c, nb_tensor *y, const depmap *d, double *jr, doub
     return NB_OK;
 }
 
-/* Compare one analytic value; returns the error/tolerance ratio, or -1 when
- * the entry is a kink (one-sided differences disagree and keep disagreeing
- * at a smaller step) and a lies between them. */
-static double judge(double a, double num, double left, double right, bool kink,
-                    const nb_check_opts *o, double *abs_err)
+/* What one comparison found, in rising order of precedence among
+ * failures: a verdict's cause is that of its worst class. */
+typedef enum entry_class {
+    ENTRY_OK,          /* within tolerance */
+    ENTRY_KINK,        /* a kink, accepted */
+    ENTRY_ROUNDOFF,    /* off by no more than the tolerance plus the round-off */
+    ENTRY_KINK_REFUSED, /* a kink, with acceptance off */
+    ENTRY_MISMATCH,    /* off by more */
+} entry_class;
+
+/* Compare one analytic value a with the numerical num (round-off bound
+ * roundoff); *ratio gets the error/tolerance ratio, or -1 for an accepted
+ * kink (one-sided differences disagree and keep disagreeing at a smaller
+ * step, and a lies between them). */
+static entry_class judge(double a, double num, double left, double right, bool kink,
+                         double roundoff, const nb_check_opts *o, double *abs_err, double *ratio)
 {
     double tol = o->atol + o->rtol * fabs(num);
     double err = fabs(a - num);
     *abs_err = isnan(err) ? INFINITY : err;
-    if (err <= tol)
-        return tol > 0 ? err / tol : 0;
-    if (kink && o->kinks && isfinite(a)) {
-        double lo = fmin(left, right), hi = fmax(left, right);
-        if (a >= lo - tol && a <= hi + tol)
-            return -1;
+    if (err <= tol) {
+        *ratio = tol > 0 ? err / tol : 0;
+        return ENTRY_OK;
     }
-    return tol > 0 ? *abs_err / tol : INFINITY;
+    *ratio = tol > 0 ? *abs_err / tol : INFINITY;
+    if (kink && isfinite(a) && a >= fmin(left, right) - tol && a <= fmax(left, right) + tol) {
+        if (!o->kinks)
+            return ENTRY_KINK_REFUSED;
+        *ratio = -1;
+        return ENTRY_KINK;
+    }
+    return err <= tol + roundoff ? ENTRY_ROUNDOFF : ENTRY_MISMATCH;
+}
+
+static nb_check_cause cause_of(entry_class worst)
+{
+    switch (worst) {
+    case ENTRY_OK:
+    case ENTRY_KINK: return NB_CHECK_AGREE;
+    case ENTRY_ROUNDOFF: return NB_CHECK_ROUNDOFF;
+    case ENTRY_KINK_REFUSED: return NB_CHECK_KINK;
+    case ENTRY_MISMATCH: break;
+    }
+    return NB_CHECK_MISMATCH;
 }
 
 /* Which entries of column (i, j) are kinks: left and right differ by more
  * than the tolerance, and still by more than half as much at h/16 (on a
- * smooth function the gap is h·f'' and shrinks with h). */
+ * smooth function the gap is h·f'' and shrinks with h); both beyond what
+ * round-off can make of the gap (4u/step, u the values' round-off bound
+ * at step h, and the same at h/16). In f32 the round-off of the gap at
+ * h/16 is 16 times that at h, and without this margin it alone passes
+ * for a kink. */
 static nb_status find_kinks(ck *c, int i, int64_t j, const double *f0, const double *num,
-                            const double *left, const double *right, bool *kink, double *s,
-                            nb_check_result *r)
+                            const double *left, const double *right, const double *u, double h,
+                            bool *kink, double *s, nb_check_result *r)
 {
     bool any = false;
     for (int64_t k = 0; k < c->m; k++) {
-        kink[k] = fabs(left[k] - right[k]) > c->o.atol + c->o.rtol * fabs(num[k]);
+        kink[k] = fabs(left[k] - right[k]) >
+                  c->o.atol + c->o.rtol * fabs(num[k]) + 4 * u[k] / h;
         any |= kink[k];
     }
     if (!any)
         return NB_OK;
     size_t m = (size_t)c->m;
-    double h = step_for(c, c->x[i][j]) / 16;
-    nb_status st = diff_at(c, i, j, h, f0, s, s + m, s + 2 * m, s + 3 * m, s + 4 * m, r);
+    double h16 = h / 16;
+    nb_status st = diff_at(c, i, j, h16, f0, s, s + m, s + 2 * m, s + 3 * m, s + 4 * m, r);
     if (st != NB_OK)
         return st;
+    double *u16 = s + 3 * m; /* over f(x + h/16), no longer needed */
+    value_roundoff(c, f0, s + 3 * m, s + 4 * m, u16);
     for (int64_t k = 0; k < c->m; k++)
-        kink[k] = kink[k] && fabs(s[m + k] - s[2 * m + k]) > 0.5 * fabs(left[k] - right[k]);
+        kink[k] = kink[k] && fabs(s[m + k] - s[2 * m + k]) >
+                                 0.5 * fabs(left[k] - right[k]) + 4 * u16[k] / h16;
     return NB_OK;
+}
+
+/* Output k of f was a at x and is b at x again: false, with the
+ * difference noted in c, when they differ. */
+static bool same_output(ck *c, int64_t k, double a, double b)
+{
+    if (same_values(&a, &b, 1))
+        return true;
+    c->nondet = true;
+    c->nondet_k = k;
+    c->nondet_a = a;
+    c->nondet_b = b;
+    return false;
+}
+
+/* f gave f0 at x, and now again (m values) there. */
+static bool same_again(ck *c, const double *f0, const double *again)
+{
+    for (int64_t k = 0; k < c->m; k++)
+        if (!same_output(c, k, f0[k], again[k]))
+            return false;
+    return true;
+}
+
+/* The verdict when f is not deterministic: nothing can be judged. */
+static void not_deterministic(const ck *c, nb_check_result *r)
+{
+    r->pass = r->reverse_ok = r->forward_ok = false;
+    r->cause = NB_CHECK_NOT_DETERMINISTIC;
+    snprintf(r->message, sizeof r->message,
+             "output[%lld] was %.17g, then %.17g at the same point; if f draws random numbers, "
+             "give their generator in opts.rng",
+             (long long)c->nondet_k, c->nondet_a, c->nondet_b);
+}
+
+/* One more call of f at x: when it does not give f0 again, the verdict is
+ * that f is not deterministic (a kink or a failure may be its doing). */
+static void recheck_determinism(ck *c, const double *f0, double *scratch, nb_check_result *r)
+{
+    nb_check_result ignored;
+    if (eval(c, c->x, scratch, &ignored) == NB_OK && !same_again(c, f0, scratch))
+        not_deterministic(c, r);
 }
 
 /* Record f at x and compute its Jacobians. With opts.replay, first call f
@@ -713,6 +836,12 @@ static nb_status record(ck *c, const double *f0, double *jr, double *jf, nb_chec
 
     nb_status st = NB_ERR_ARG;
     nb_tensor *y = build(c, c->x, true, r);
+    if (y) { /* f at x once more: the same values, or nothing can be judged */
+        for (int64_t k = 0; k < c->m && same_output(c, k, f0[k], nb_tensor_get(y, k)); k++)
+            ;
+        if (c->nondet)
+            y = NULL, st = NB_OK;
+    }
     depmap d = {0};
     bool have_d = y && c->o.replay && depmap_make(c->g, y, c->leaves, c->n, &d);
     if (y)
@@ -746,7 +875,7 @@ static nb_status full_check(ck *c, nb_check_result *r)
     }
     size_t mk = (size_t)(c->m * c->k), m = (size_t)c->m;
     double *jr = malloc((mk ? mk : 1) * sizeof *jr), *jf = malloc((mk ? mk : 1) * sizeof *jf);
-    double *f0 = malloc(m * 12 * sizeof *f0 + 1);
+    double *f0 = malloc(m * 13 * sizeof *f0 + 1);
     bool *kink = malloc(m + 1);
     nb_status st = NB_OK;
     if (!jr || !jf || !f0 || !kink) {
@@ -754,40 +883,52 @@ static nb_status full_check(ck *c, nb_check_result *r)
         goto out;
     }
     double *num = f0 + m, *left = f0 + 2 * m, *right = f0 + 3 * m, *s1 = f0 + 4 * m,
-           *s2 = f0 + 5 * m, *s3 = f0 + 6 * m, *s5 = f0 + 7 * m;
+           *s2 = f0 + 5 * m, *s3 = f0 + 6 * m, *s5 = f0 + 7 * m, *u = f0 + 12 * m;
+    r->kinks_accepted = c->o.kinks;
     if (eval(c, c->x, f0, r) != NB_OK || record(c, f0, jr, jf, r) != NB_OK) {
         st = r->status = NB_ERR_ARG;
         goto out;
     }
+    if (c->nondet) {
+        not_deterministic(c, r);
+        goto out;
+    }
     r->n_entries = (int64_t)mk;
-    double worst = -1;
+    double worst = -INFINITY;
+    entry_class worst_class = ENTRY_OK;
     bool rev_fail = false, fwd_fail = false;
     for (int i = 0; i < c->n; i++) {
         if (!(c->wrt >> i & 1))
             continue;
         for (int64_t j = 0; j < c->size[i]; j++) {
-            if (numeric_col(c, i, j, f0, num, left, right, s1, s2, s3, r) != NB_OK ||
-                find_kinks(c, i, j, f0, num, left, right, kink, s5, r) != NB_OK) {
+            double h;
+            if (numeric_col(c, i, j, f0, num, left, right, s1, s2, s3, u, &h, r) != NB_OK ||
+                find_kinks(c, i, j, f0, num, left, right, u, h, kink, s5, r) != NB_OK) {
                 st = r->status = NB_ERR_ARG;
                 goto out;
             }
             for (int64_t k = 0; k < c->m; k++) {
                 int64_t q = k * c->k + c->col0[i] + j;
-                double er, ef;
-                double qr = judge(jr[q], num[k], left[k], right[k], kink[k], &c->o, &er);
-                double qf = judge(jf[q], num[k], left[k], right[k], kink[k], &c->o, &ef);
-                rev_fail |= qr > 1;
-                fwd_fail |= qf > 1;
+                double roundoff = u[k] / h * (c->o.richardson ? 1.5 : 1.0);
+                double er, ef, qr, qf;
+                entry_class cr = judge(jr[q], num[k], left[k], right[k], kink[k], roundoff,
+                                       &c->o, &er, &qr);
+                entry_class cf = judge(jf[q], num[k], left[k], right[k], kink[k], roundoff,
+                                       &c->o, &ef, &qf);
+                rev_fail |= cr > ENTRY_KINK;
+                fwd_fail |= cf > ENTRY_KINK;
+                worst_class = cr > worst_class ? cr : worst_class;
+                worst_class = cf > worst_class ? cf : worst_class;
                 if (kink[k]) {
                     if (r->n_kinks++ == 0)
                         judged_entry(c, &r->kink, i, j, k, jr[q], jf[q], num[k], left[k], right[k],
-                                     fmax(er, ef));
+                                     fmax(er, ef), roundoff);
                 }
                 double qq = fmax(qr, qf);
                 if (qq > worst) {
                     worst = qq;
                     judged_entry(c, &r->worst, i, j, k, jr[q], jf[q], num[k], left[k], right[k],
-                                 fmax(er, ef));
+                                 fmax(er, ef), roundoff);
                 }
             }
         }
@@ -795,6 +936,9 @@ static nb_status full_check(ck *c, nb_check_result *r)
     r->reverse_ok = r->reverse_ok && !rev_fail;
     r->forward_ok = r->forward_ok && !fwd_fail;
     r->pass = r->reverse_ok && r->forward_ok;
+    r->cause = r->pass ? NB_CHECK_AGREE : r->message[0] ? NB_CHECK_RULE_ERROR : cause_of(worst_class);
+    if (!r->pass || r->n_kinks > 0)
+        recheck_determinism(c, f0, num, r);
 out:
     free(jr);
     free(jf);
@@ -844,6 +988,12 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
     nb_tensor *y = build(c, c->x, true, r);
     if (!y) {
         st = r->status = NB_ERR_ARG;
+        goto out;
+    }
+    for (int64_t k = 0; k < c->m && same_output(c, k, f0[k], nb_tensor_get(y, k)); k++)
+        ;
+    if (c->nondet) {
+        not_deterministic(c, r);
         goto out;
     }
     nb_graph *g = c->g;
@@ -903,7 +1053,8 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
         st = r->status = NB_ERR_ARG;
         goto out;
     }
-    double s_num = 0, s_left = 0, s_right = 0, scale = 0, unorm = 0, vnorm = 0;
+    double s_num = 0, s_left = 0, s_right = 0, scale = 0, unorm = 0, vnorm = 0, roundoff = 0;
+    value_roundoff(c, f0, fp, fm, yt); /* yt is no longer needed */
     for (int64_t k = 0; k < c->m; k++) {
         double d = (fp[k] - fm[k]) / (2 * h);
         s_num += v[k] * d;
@@ -911,6 +1062,7 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
         s_right += v[k] * (fp[k] - f0[k]) / h;
         scale += fabs(v[k] * d);
         vnorm += fabs(v[k]);
+        roundoff += fabs(v[k]) * yt[k] / h;
     }
     for (int i = 0; i < c->n; i++)
         for (int64_t j = 0; j < c->size[i]; j++)
@@ -919,14 +1071,17 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
     /* the per-entry tolerance summed over |v_k| |u_j| */
     o.atol = c->o.atol * vnorm * unorm;
     o.rtol = c->o.rtol * (scale > 0 && fabs(s_num) > 0 ? scale / fabs(s_num) : 1);
-    double er, ef;
-    double qr = r->reverse_ok ? judge(s_rev, s_num, s_left, s_right, false, &o, &er) : INFINITY;
-    double qf = r->forward_ok ? judge(s_fwd, s_num, s_left, s_right, false, &o, &ef) : INFINITY;
+    double er, ef, qr, qf;
+    entry_class cr = judge(s_rev, s_num, s_left, s_right, false, roundoff, &o, &er, &qr);
+    entry_class cf = judge(s_fwd, s_num, s_left, s_right, false, roundoff, &o, &ef, &qf);
     double tol = o.atol + o.rtol * fabs(s_num);
-    *kink_seen = fabs(s_left - s_right) > tol;
-    r->reverse_ok = r->reverse_ok && qr <= 1;
-    r->forward_ok = r->forward_ok && qf <= 1;
+    *kink_seen = fabs(s_left - s_right) > tol + 4 * roundoff;
+    r->reverse_ok = r->reverse_ok && cr == ENTRY_OK;
+    r->forward_ok = r->forward_ok && cf == ENTRY_OK;
     r->pass = r->reverse_ok && r->forward_ok;
+    r->cause = r->pass         ? NB_CHECK_AGREE
+               : r->message[0] ? NB_CHECK_RULE_ERROR
+                               : cause_of(cr > cf ? cr : cf);
     r->n_entries = 1;
     fill_entry(c, &r->worst, -1, -1, -1);
     r->worst.reverse = s_rev;
@@ -936,6 +1091,9 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
     r->worst.right = s_right;
     r->worst.abs_err = fmax(fabs(s_rev - s_num), fabs(s_fwd - s_num));
     r->worst.rel_err = r->worst.abs_err / fmax(fabs(s_num), DBL_MIN);
+    r->worst.roundoff = roundoff;
+    if (!r->pass || *kink_seen)
+        recheck_determinism(c, f0, fp, r);
 out:
     free(v);
     for (int i = 0; i < c->n; i++) {
@@ -1069,6 +1227,12 @@ static void localise(ck *c, nb_check_result *r)
     }
 }
 
+/* Causes that put the blame on derivative rules (so on some op). */
+static bool blames_rules(nb_check_cause cause)
+{
+    return cause == NB_CHECK_MISMATCH || cause == NB_CHECK_KINK || cause == NB_CHECK_RULE_ERROR;
+}
+
 /* The check proper on a set-up context. depth 1: a local re-check. */
 static nb_status run(ck *c, nb_check_result *r, int depth)
 {
@@ -1095,21 +1259,24 @@ static nb_status run(ck *c, nb_check_result *r, int depth)
         bool kink = false;
         st = fast_check(c, r, &kink);
         r->fast = true;
-        if (st == NB_OK && !r->pass && !big) {
+        if (st == NB_OK && !r->pass && !big && r->cause != NB_CHECK_NOT_DETERMINISTIC) {
             /* details of the failure, and the verdict where fast mode
-             * cannot judge: a kink along u */
+             * cannot judge: a kink along u, or f not deterministic */
             nb_check_result full = *r;
             full.message[0] = '\0';
             if (full_check(c, &full) == NB_OK) {
-                bool pass = kink ? full.pass : r->pass;
-                bool rok = kink ? full.reverse_ok : r->reverse_ok;
-                bool fok = kink ? full.forward_ok : r->forward_ok;
+                bool use_full = kink || full.cause == NB_CHECK_NOT_DETERMINISTIC;
+                bool pass = use_full ? full.pass : r->pass;
+                bool rok = use_full ? full.reverse_ok : r->reverse_ok;
+                bool fok = use_full ? full.forward_ok : r->forward_ok;
+                nb_check_cause cause = use_full ? full.cause : r->cause;
                 char msg[sizeof r->message];
                 memcpy(msg, r->message, sizeof msg);
                 *r = full;
-                if (msg[0])
+                if (msg[0] && cause != NB_CHECK_NOT_DETERMINISTIC)
                     memcpy(r->message, msg, sizeof msg);
                 r->pass = pass;
+                r->cause = cause;
                 r->reverse_ok = rok;
                 r->forward_ok = fok;
                 r->fast = true;
@@ -1121,9 +1288,11 @@ static nb_status run(ck *c, nb_check_result *r, int depth)
     }
     if (st != NB_OK)
         return st;
-    if (depth == 0 && !r->pass && c->o.localise)
+    /* a failure of the derivatives is localised; round-off and a function
+     * that is not deterministic are no op's fault */
+    if (depth == 0 && c->o.localise && blames_rules(r->cause))
         localise(c, r);
-    if (depth == 0 && c->o.sweep)
+    if (depth == 0 && c->o.sweep && r->cause != NB_CHECK_NOT_DETERMINISTIC)
         step_sweep(c, r);
     return NB_OK;
 }
@@ -1343,7 +1512,7 @@ nb_tensor *nb_numerical_jacobian(nb_graph *g, nb_check_fn f, void *ctx, nb_tenso
     }
     for (int64_t j = 0; jac && j < c.size[wrt]; j++) {
         if (numeric_col(&c, wrt, j, buf, buf + m, buf + 2 * m, buf + 3 * m, buf + 4 * m,
-                        buf + 5 * m, buf + 6 * m, &r) != NB_OK) {
+                        buf + 5 * m, buf + 6 * m, NULL, NULL, &r) != NB_OK) {
             nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.message);
             jac = NULL;
             break;

@@ -27,11 +27,19 @@ void nb_check_print(const nb_check_result *r, FILE *f)
         fprintf(f, "gradcheck ERROR (%s): %s\n", nb_status_str(r->status), r->message);
         return;
     }
-    fprintf(f, "gradcheck %s (%s mode%s%s)\n", r->pass ? "PASSED" : "FAILED",
-            r->fast ? "fast" : "full", r->full_detail ? ", details from a full check" : "",
+    fprintf(f, "gradcheck %s (%s mode%s%s)", r->pass ? "PASSED" : "FAILED", r->fast ? "fast" : "full",
+            r->full_detail ? ", details from a full check" : "",
             r->shadow ? ", f32 function evaluated in f64 (shadow)" : "");
+    if (!r->pass)
+        fprintf(f, ": %s", nb_check_cause_str(r->cause));
+    fprintf(f, "\n");
     if (r->shadow_failed)
         fprintf(f, "  note: the function does not run in f64, so it was checked in f32\n");
+    if (r->cause == NB_CHECK_NOT_DETERMINISTIC) {
+        /* nothing was judged: no entries to show */
+        fprintf(f, "  %s\n", r->message);
+        return;
+    }
     fprintf(f,
             "  reverse mode: %s   forward mode: %s   (atol %.3g, rtol %.3g, %lld entr%s, "
             "%lld evaluations",
@@ -44,11 +52,23 @@ void nb_check_print(const nb_check_result *r, FILE *f)
         fprintf(f, "  %s\n", r->message);
     fprintf(f, "  worst entry: ");
     print_entry(f, &r->worst);
-    if (r->n_kinks > 0) {
+    if (r->cause == NB_CHECK_ROUNDOFF)
         fprintf(f,
-                "  %lld kink%s accepted (one-sided differences disagree, the analytic value "
-                "lies between them)\n  first kink: ",
-                (long long)r->n_kinks, r->n_kinks == 1 ? "" : "s");
+                "  its error %.3g is within the tolerance plus the round-off bound %.3g of the "
+                "numerical value: check in f64 (opts.shadow for f32 functions) or raise atol\n",
+                r->worst.abs_err, r->worst.roundoff);
+    if (r->n_kinks > 0) {
+        if (r->kinks_accepted)
+            fprintf(f,
+                    "  %lld kink%s accepted (one-sided differences disagree, the analytic value "
+                    "lies between them)\n",
+                    (long long)r->n_kinks, r->n_kinks == 1 ? "" : "s");
+        else
+            fprintf(f,
+                    "  %lld kink%s found (one-sided differences disagree), not accepted: kink "
+                    "acceptance is off\n",
+                    (long long)r->n_kinks, r->n_kinks == 1 ? "" : "s");
+        fprintf(f, "  first kink: ");
         print_entry(f, &r->kink);
     }
     if (r->localised) {
@@ -58,7 +78,7 @@ void nb_check_print(const nb_check_result *r, FILE *f)
                 r->culprit_op, (long long)r->culprit_node, r->culprit_label[0] ? ", result '" : "",
                 r->culprit_label, r->culprit_label[0] ? "'" : "");
         print_entry(f, &r->culprit_entry);
-    } else if (!r->pass) {
+    } else if (!r->pass && r->cause != NB_CHECK_ROUNDOFF) {
         fprintf(f, "  localisation: every recorded op passes alone (or it was not run); the "
                    "composite disagrees as a whole\n");
     }

@@ -20,6 +20,25 @@ int cli_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+const char *cli_quote_n(const char *s, size_t n, char *buf)
+{
+    size_t cut = n;
+    if (n > CLI_QUOTE_MAX) {
+        cut = CLI_QUOTE_MAX - 3;
+        while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80) /* inside a UTF-8 sequence */
+            cut--;
+    }
+    memcpy(buf, s, cut);
+    memcpy(buf + cut, n > CLI_QUOTE_MAX ? "..." : "", n > CLI_QUOTE_MAX ? 4 : 1);
+    return buf;
+}
+
+const char *cli_quote(const char *s, char *buf)
+{
+    size_t n = strlen(s);
+    return n <= CLI_QUOTE_MAX ? s : cli_quote_n(s, n, buf);
+}
+
 static int parse_value(const char *cmd, const cli_opt *o, const char *s)
 {
     char *end;
@@ -32,14 +51,14 @@ static int parse_value(const char *cmd, const cli_opt *o, const char *s)
         long v = strtol(s, &end, 10);
         if (end == s || *end || errno || v < o->lo || v > o->hi)
             return cli_error(cmd, "%s needs a whole number from %.0f to %.0f, not '%s'", o->name,
-                             o->lo, o->hi, s);
+                             o->lo, o->hi, CLI_Q(s));
         *(long *)o->dst = v;
         return 0;
     }
     double v = strtod(s, &end);
     if (end == s || *end || errno || !isfinite(v) || v < o->lo || v > o->hi)
         return cli_error(cmd, "%s needs a number from %g to %g, not '%s'", o->name, o->lo, o->hi,
-                         s);
+                         CLI_Q(s));
     *(double *)o->dst = v;
     return 0;
 }
@@ -47,6 +66,9 @@ static int parse_value(const char *cmd, const cli_opt *o, const char *s)
 int cli_parse(const char *cmd, const char *usage, int argc, char **argv, int first,
               const cli_opt *opts, int n_opts, const char **pos, int max_pos, int *n_pos)
 {
+    bool seen[CLI_MAX_OPTS] = {false};
+    if (n_opts > CLI_MAX_OPTS)
+        return cli_error(cmd, "takes %d options, more than the parser's %d", n_opts, CLI_MAX_OPTS);
     int np = 0;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
@@ -60,7 +82,10 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, int fir
                 if (!strcmp(opts[k].name, a))
                     o = &opts[k];
             if (!o)
-                return cli_error(cmd, "unknown option '%s' (see nabla %s --help)", a, cmd);
+                return cli_error(cmd, "unknown option '%s' (see nabla %s --help)", CLI_Q(a), cmd);
+            if (seen[o - opts])
+                return cli_error(cmd, "%s is given twice (give each option once)", o->name);
+            seen[o - opts] = true;
             if (o->kind == CLI_FLAG) {
                 *(bool *)o->dst = true;
                 continue;
@@ -72,7 +97,7 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, int fir
             continue;
         }
         if (np >= max_pos)
-            return cli_error(cmd, "unexpected argument '%s' (see nabla %s --help)", a, cmd);
+            return cli_error(cmd, "unexpected argument '%s' (see nabla %s --help)", CLI_Q(a), cmd);
         pos[np++] = a;
     }
     if (n_pos)

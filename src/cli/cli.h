@@ -18,10 +18,14 @@ typedef struct cli_opt {
     double lo, hi; /* range of CLI_INT and CLI_REAL values */
 } cli_opt;
 
-/* Parse argv[first..argc) against opts. Positional arguments go to pos (at
- * most max_pos of them; *n_pos gets their number; pos may be NULL when none
- * are taken). Returns 0 to go on, 1 when --help was printed (exit 0), 2 on
- * an error already printed as one line on stderr (exit 2). */
+/* Most options a subcommand takes. */
+#define CLI_MAX_OPTS 64
+
+/* Parse argv[first..argc) against opts (at most CLI_MAX_OPTS). Positional
+ * arguments go to pos (at most max_pos of them; *n_pos gets their number;
+ * pos may be NULL when none are taken). An option given twice is an error.
+ * Returns 0 to go on, 1 when --help was printed (exit 0), 2 on an error
+ * already printed as one line on stderr (exit 2). */
 int cli_parse(const char *cmd, const char *usage, int argc, char **argv, int first,
               const cli_opt *opts, int n_opts, const char **pos, int max_pos, int *n_pos);
 
@@ -31,6 +35,20 @@ int cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* Error lines quote at most this many bytes of a user's argument. */
+#define CLI_QUOTE_MAX 80
+
+/* @p s itself when it has at most CLI_QUOTE_MAX bytes, otherwise its first
+ * bytes (not cutting a UTF-8 sequence) and "..." in buf, which holds
+ * CLI_QUOTE_MAX + 1 bytes. For quoting an argument in an error line;
+ * CLI_Q(s) brings its own buffer, valid until the end of the statement's
+ * enclosing block. */
+const char *cli_quote(const char *s, char *buf);
+#define CLI_Q(s) cli_quote((s), (char[CLI_QUOTE_MAX + 1]){0})
+/* The same for the @p n bytes at @p s (no NUL needed): always in buf. */
+const char *cli_quote_n(const char *s, size_t n, char *buf);
+#define CLI_QN(s, n) cli_quote_n((s), (n), (char[CLI_QUOTE_MAX + 1]){0})
 
 /* Threads of the BLAS library's matmuls (OpenBLAS; nothing otherwise). Its
  * default, every core, fights the command's own threads and makes results

@@ -1,7 +1,6 @@
 /* nabla demo: the worked examples of the course notes by both modes, then
  * a network trained on the built-in digits, checked and plotted. */
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,9 +222,10 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
     if (plot) {
         svg_series s[2] = {{"training loss", epochs, curve, curve + epochs, false},
                            {"test accuracy", epochs, curve, curve + 2 * epochs, true}};
+        char why[512];
         if (svg_chart_file(plot, "nabla demo: digits, 64-128-64-10 ReLU", "epoch",
-                           "loss / accuracy", s, 2)) {
-            cli_error("demo", "cannot write %s: %s", plot, strerror(errno));
+                           "loss / accuracy", s, 2, why, sizeof why)) {
+            cli_error("demo", "%s", why);
             rc = 2;
         } else {
             printf("loss curve written to %s\n", plot);

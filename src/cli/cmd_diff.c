@@ -1,11 +1,13 @@
 /* nabla diff: one formula differentiated four ways side by side — reverse
  * mode, forward mode, central differences and the symbolic derivative. */
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "expr.h"
+#include "svg.h"
 
 static const char *diff_usage =
     "usage: nabla diff EXPR --at x=1,y=2 [--wrt x,y] [--json] [--dot FILE]\n"
@@ -18,6 +20,17 @@ static const char *diff_usage =
     "  --wrt LIST   the variables to differentiate by (default: all)\n"
     "  --json       one JSON object per variable\n"
     "  --dot FILE   the recorded graph, with values and gradients, as Graphviz DOT\n"
+    "\n"
+    "A variable of --at or --wrt that EXPR does not use has derivative 0 (it\n"
+    "is reported as such).\n"
+    "\n"
+    "Exit status: 0 when the four agree for every variable (reverse, forward\n"
+    "and symbolic within 1e-9, central differences within 1e-6, relative to\n"
+    "max(1, |value|)); 1 when they do not, with a line naming the method that\n"
+    "disagrees; 3 when they agree but f has a kink (one-sided slopes differ)\n"
+    "or a jump at the point, so that it has no derivative there: a line says\n"
+    "so and the analytic columns show the ops' convention; 2 for bad\n"
+    "arguments.\n"
     "\n"
     "EXPR: numbers, variables, + - * / ^, sin cos tan exp ln log sqrt tanh\n"
     "sigmoid abs erf sign, pow(a,b) max(a,b) min(a,b).\n";
@@ -34,7 +47,131 @@ typedef struct diff_row {
     const char *text; /* the derivative, printed (owned here) */
     int64_t dag;
     double tree;
+    const char *verdict; /* agree, unused, disagree, kink, jump */
+    char why[320];       /* the line that explains a verdict other than agree */
+    double left, right;  /* one-sided slopes (NaN unless computed) */
 } diff_row;
+
+enum { REV, FWD, NUM, SYM, N_METHODS };
+static const char *const method_names[N_METHODS] = {"reverse", "forward", "numerical",
+                                                    "symbolic"};
+#define DIFF_EXACT_TOL 1e-9 /* reverse, forward and symbolic among themselves */
+#define DIFF_NUM_TOL 1e-6   /* central differences against the others */
+
+/* a and b within tol relative to max(1, |a|, |b|), plus @p slack (the
+ * round-off a difference quotient can carry); equal infinities and two NaNs
+ * agree. */
+static bool close_to(double a, double b, double tol, double slack)
+{
+    if (a == b || (isnan(a) && isnan(b)))
+        return true;
+    return fabs(a - b) <= tol * fmax(1, fmax(fabs(a), fabs(b))) + slack;
+}
+
+/* What rounding can put into a value of f near @p a, @p b, @p c: a few
+ * units in the last place of the largest (as the gradient checker bounds
+ * it). A difference quotient over a step h carries up to 2u/h of it. */
+static double roundoff(double a, double b, double c)
+{
+    double big = fmax(fabs(a), fmax(fabs(b), fabs(c)));
+    return isfinite(big) ? 8 * DBL_EPSILON * big : 0;
+}
+
+/* f at the point with variable i moved by dx (NaN when it cannot be evaluated). */
+static double f_at(cli_expr *x, int i, double dx)
+{
+    double v[CLI_MAX_VARS], out = NAN;
+    memcpy(v, x->values, sizeof v);
+    v[i] += dx;
+    if (nb_sym_eval(x->s, x->e, x->n, x->names, v, &out) != NB_OK)
+        return NAN;
+    return out;
+}
+
+/* The verdict of a row: is the point a kink or a jump of f in this
+ * variable (then there is no derivative to agree on), and otherwise do the
+ * four methods agree, and if not, which one disagrees. */
+static void judge(cli_expr *x, double value, diff_row *r)
+{
+    r->left = r->right = NAN;
+    const char *name = x->names[r->var];
+    if (r->var >= x->n_used) {
+        r->verdict = "unused";
+        snprintf(r->why, sizeof r->why, "df/d%s = 0: f does not use %s", name, name);
+        return;
+    }
+    /* one-sided slopes at a sixteenth of the step of the central
+     * differences (hc) and at a sixteenth of that: a kink keeps their gap, a
+     * jump keeps f(x+h) - f(x-h), a smooth f shrinks both sixteenfold; each
+     * beyond what rounding in f can make of them */
+    double hc = cbrt(DBL_EPSILON) * fmax(1, fabs(x->values[r->var])), h = hc / 16, h2 = h / 16;
+    double fm = f_at(x, r->var, -h), fp = f_at(x, r->var, h);
+    double fm2 = f_at(x, r->var, -h2), fp2 = f_at(x, r->var, h2);
+    double u = roundoff(value, fm, fp);
+
+    double v[N_METHODS] = {r->reverse, r->forward, r->numerical, r->symbolic};
+    bool agree[N_METHODS][N_METHODS];
+    bool all = true;
+    for (int a = 0; a < N_METHODS; a++)
+        for (int b = 0; b < N_METHODS; b++) {
+            bool num = a == NUM || b == NUM;
+            agree[a][b] =
+                close_to(v[a], v[b], num ? DIFF_NUM_TOL : DIFF_EXACT_TOL, num ? 2 * u / hc : 0);
+            all = all && agree[a][b];
+        }
+    r->verdict = "agree";
+    bool exact_agree = agree[REV][FWD] && agree[REV][SYM] && agree[FWD][SYM];
+    if (exact_agree && isfinite(value) && isfinite(fm) && isfinite(fp) && isfinite(fm2) &&
+        isfinite(fp2)) {
+        r->left = (value - fm) / h;
+        r->right = (fp - value) / h;
+        double gap = fabs(r->right - r->left), gap2 = fabs((fp2 - value) / h2 - (value - fm2) / h2);
+        double jump = fabs(fp - fm), jump2 = fabs(fp2 - fm2);
+        if (jump > DIFF_NUM_TOL * fmax(1, fabs(value)) + 2 * u && jump2 > 0.5 * jump) {
+            r->verdict = "jump";
+            snprintf(r->why, sizeof r->why,
+                     "df/d%s: f jumps at %s = %.17g (within %.2g: from %.17g to %.17g): no "
+                     "derivative here; reverse, forward and symbolic give %.17g by the ops' "
+                     "convention",
+                     name, name, x->values[r->var], h2, fm2, fp2, r->reverse);
+            return;
+        }
+        if (gap > DIFF_NUM_TOL * fmax(1, fmax(fabs(r->left), fabs(r->right))) + 4 * u / h &&
+            gap2 > 0.5 * gap) {
+            r->verdict = "kink";
+            snprintf(r->why, sizeof r->why,
+                     "df/d%s: kink at %s = %.17g (within %.2g): slope %.17g from the left, "
+                     "%.17g from the right; no derivative here; reverse, forward and symbolic "
+                     "give %.17g by the ops' convention",
+                     name, name, x->values[r->var], h2, r->left, r->right, r->reverse);
+            return;
+        }
+    }
+
+    if (all)
+        return;
+    /* the method the other three agree with each other against */
+    r->verdict = "disagree";
+    for (int m = 0; m < N_METHODS; m++) {
+        bool others = true;
+        for (int a = 0; a < N_METHODS; a++)
+            for (int b = 0; b < N_METHODS; b++)
+                others = others && (a == m || b == m || agree[a][b]);
+        if (others) {
+            int ref = m == REV ? FWD : REV;
+            snprintf(r->why, sizeof r->why,
+                     "df/d%s: %s gives %.17g, the other three %.17g: %s disagrees beyond %g "
+                     "(relative)",
+                     name, method_names[m], v[m], v[ref], method_names[m],
+                     m == NUM || ref == NUM ? DIFF_NUM_TOL : DIFF_EXACT_TOL);
+            return;
+        }
+    }
+    snprintf(r->why, sizeof r->why,
+             "df/d%s: the methods disagree: reverse %.17g, forward %.17g, numerical %.17g, "
+             "symbolic %.17g",
+             name, v[REV], v[FWD], v[NUM], v[SYM]);
+}
 
 int cmd_diff(int argc, char **argv)
 {
@@ -53,7 +190,7 @@ int cmd_diff(int argc, char **argv)
     if (n_pos != 1)
         return cli_error("diff", "give one expression (see nabla diff --help)");
     cli_expr x;
-    rc = cli_expr_open("diff", pos[0], at, &x);
+    rc = cli_expr_open_ex("diff", pos[0], at, true, &x);
     if (rc != 0) {
         cli_expr_close(&x);
         return rc;
@@ -65,16 +202,28 @@ int cmd_diff(int argc, char **argv)
         for (int i = 0; i < x.n; i++)
             want[i] = true;
     } else {
-        char buf[512];
-        snprintf(buf, sizeof buf, "%s", wrt);
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            int i = cli_expr_var(&x, tok);
+        char *list = strdup(wrt), *tok = list; /* any length, no element empty */
+        if (!list) {
+            cli_expr_close(&x);
+            return cli_error("diff", "out of memory");
+        }
+        for (char *next; tok; tok = next) {
+            next = strchr(tok, ',');
+            if (next)
+                *next++ = '\0';
+            int i = *tok ? cli_expr_var(&x, tok) : -1;
+            if (*tok && i < 0) /* not used by f: its derivative is 0 */
+                i = cli_expr_add_unused("diff", "--wrt", &x, tok);
+            else if (!*tok)
+                cli_error("diff", "--wrt: an empty name in '%s'", CLI_Q(wrt));
             if (i < 0) {
+                free(list);
                 cli_expr_close(&x);
-                return cli_error("diff", "--wrt: '%s' is not a variable of the expression", tok);
+                return 2;
             }
             want[i] = true;
         }
+        free(list);
     }
 
     nb_graph *g = nb_graph_new();
@@ -125,6 +274,7 @@ int cmd_diff(int argc, char **argv)
         r->tree = nb_sym_tree_size(d);
         const char *text = nb_sym_str(x.s, d);
         r->text = strdup(text ? text : "(too long to print)");
+        judge(&x, value, r);
     }
 
     if (json) {
@@ -138,15 +288,20 @@ int cmd_diff(int argc, char **argv)
             cli_json_num_field("numerical", r->numerical);
             cli_json_num_field("symbolic", r->symbolic);
             cli_json_str_field("derivative", r->text);
+            cli_json_str_field("verdict", r->verdict);
+            cli_json_num_field("left", r->left);
+            cli_json_num_field("right", r->right);
             printf(", \"tape_ops\": %llu, \"dag_nodes\": %lld, \"tree_nodes\": %.0f}\n",
                    (unsigned long long)tape, (long long)r->dag, r->tree);
         }
     } else {
         const char *ftext = nb_sym_str(x.s, x.e);
         printf("f = %s\nat ", ftext ? ftext : pos[0]);
+        int shown = 0;
         for (int i = 0; i < x.n; i++)
-            printf("%s%s = %.17g", i ? ", " : "", x.names[i], x.values[i]);
-        printf("%s\n\nvalue %.17g\n", x.n ? "" : "(no variables)", value);
+            if (x.given[i])
+                printf("%s%s = %.17g", shown++ ? ", " : "", x.names[i], x.values[i]);
+        printf("%s\n\nvalue %.17g\n", shown ? "" : "(no variables)", value);
         printf("recorded tape: %llu primitive ops; symbolic f: %lld distinct nodes (%.0f as a "
                "tree)\n\n",
                (unsigned long long)tape, (long long)nb_sym_dag_size(x.s, x.e),
@@ -161,17 +316,40 @@ int cmd_diff(int argc, char **argv)
             for (int k = 0; k < n_rows; k++)
                 printf("df/d%s = %s\n    (%lld distinct nodes, %.0f as a tree)\n",
                        x.names[rows[k].var], rows[k].text, (long long)rows[k].dag, rows[k].tree);
+            printf("\n");
+            bool quiet = true;
+            for (int k = 0; k < n_rows; k++)
+                if (rows[k].why[0]) {
+                    printf("%s\n", rows[k].why);
+                    quiet = quiet && !strcmp(rows[k].verdict, "unused");
+                }
+            if (quiet)
+                printf("all four agree (within %g, numerical within %g, relative)\n",
+                       DIFF_EXACT_TOL, DIFF_NUM_TOL);
         }
     }
+    /* disagreement first: it is 1 even where another variable has a kink */
+    int verdict = 0;
+    for (int k = 0; k < n_rows; k++) {
+        if (!strcmp(rows[k].verdict, "disagree"))
+            verdict = 1;
+        else if (verdict == 0 && (!strcmp(rows[k].verdict, "kink") ||
+                                  !strcmp(rows[k].verdict, "jump")))
+            verdict = 3;
+    }
+    if (json)
+        for (int k = 0; k < n_rows; k++)
+            if (rows[k].why[0] && strcmp(rows[k].verdict, "unused"))
+                fprintf(stderr, "nabla diff: %s\n", rows[k].why);
     if (dot) {
-        FILE *f = fopen(dot, "w");
-        if (!f || nb_graph_dot(g, y, f) != NB_OK || fclose(f) != 0) {
-            cli_error("diff", "cannot write %s", dot);
+        char why[512];
+        if (svg_dot_file(dot, g, y, why, sizeof why) != 0) {
+            cli_error("diff", "%s", why);
             rc = 2;
             goto done;
         }
     }
-    rc = 0;
+    rc = verdict;
 done:
     for (int k = 0; k < n_rows; k++)
         free((void *)rows[k].text);

@@ -1,5 +1,7 @@
 /* nabla eval: accuracy and loss of a saved model on a data set. */
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -7,24 +9,32 @@
 #include "model_file.h"
 
 static const char *eval_usage =
-    "usage: nabla eval --load FILE [--data SET] [--json]\n"
+    "usage: nabla eval --load FILE [--data SET] [--seed N] [--json]\n"
     "\n"
     "Accuracy and mean softmax cross-entropy of a model saved by nabla train\n"
     "(a checkpoint or .safetensors file; the architecture is read from its\n"
     "metadata) on the test part of SET\n"
     "(digits, fashion-mnist, a .csv or IDX path, as nabla train reads them;\n"
-    "default digits).\n";
+    "default digits). A model trained on a .csv file holds the mean and\n"
+    "standard deviation of its training features (input.mean, input.std):\n"
+    "the rows of SET are standardised with those, not with their own.\n"
+    "A .csv or IDX path is split at random as nabla train splits it, with the\n"
+    "seed the model was trained with (seed= in its metadata; --seed N to\n"
+    "choose another, 1 when the file records none).\n";
 
 int cmd_eval(int argc, char **argv)
 {
     const char *load = NULL, *data = "digits";
     bool json = false;
+    long seed = -1; /* the model's own */
     const cli_opt opts[] = {
         {"--load", CLI_STR, &load, 0, 0},
         {"--data", CLI_STR, &data, 0, 0},
+        {"--seed", CLI_INT, &seed, 0, 2147483647},
         {"--json", CLI_FLAG, &json, 0, 0},
     };
-    int rc = cli_parse("eval", eval_usage, argc, argv, 2, opts, 3, NULL, 0, NULL);
+    int rc = cli_parse("eval", eval_usage, argc, argv, 2, opts, (int)(sizeof opts / sizeof *opts),
+                       NULL, 0, NULL);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (!load)
@@ -32,12 +42,35 @@ int cmd_eval(int argc, char **argv)
     cli_model cm;
     cli_data d;
     memset(&d, 0, sizeof d);
+    nb_rng rng; /* the split nabla train draws first from its seed */
     rc = cli_model_open("eval", load, &cm);
+    if (rc == 0 && seed < 0) { /* the seed nabla train split the data with */
+        char text[32], *end;
+        seed = 1;
+        if (nb_meta_get(cm.meta, "seed", text, sizeof text) == NB_OK) {
+            errno = 0;
+            seed = strtol(text, &end, 10);
+            if (end == text || *end || errno || seed < 0 || seed > 2147483647)
+                rc = cli_error("eval",
+                               "%s: the metadata's seed=%s is not a whole number from 0 to "
+                               "2147483647 (give --seed)",
+                               CLI_Q(load), CLI_Q(text));
+        }
+    }
     if (rc == 0)
-        rc = cli_data_open("eval", data, false, NULL, &d);
-    if (rc == 0 && nb_dataset_features(d.test) != cm.sizes[0]) {
-        rc = cli_error("eval", "%s takes %lld features, %s has %lld", load, (long long)cm.sizes[0],
-                       data, (long long)nb_dataset_features(d.test));
+        nb_rng_seed(&rng, (uint64_t)seed);
+    if (rc == 0) { /* the model's input standardisation replaces the data's own */
+        cli_norm norm = {NULL, NULL, cm.desc.sizes[0]};
+        if (cm.mean) {
+            norm.mean = nb_tensor_data(cm.mean);
+            norm.std = nb_tensor_data(cm.std);
+        }
+        rc = cli_data_open_norm("eval", data, false, &rng, cm.mean ? &norm : NULL, &d);
+    }
+    if (rc == 0 && nb_dataset_features(d.test) != cm.desc.sizes[0]) {
+        rc = cli_error("eval", "%s takes %lld features, %s has %lld", CLI_Q(load),
+                       (long long)cm.desc.sizes[0], CLI_Q(data),
+                       (long long)nb_dataset_features(d.test));
     }
     if (rc == 0) {
         nb_graph *g = nb_graph_new();

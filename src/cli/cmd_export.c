@@ -8,8 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../io/io_internal.h" /* the atomic file replacement */
+#include "../io/file.h" /* reading and atomically replacing files */
 #include "cli.h"
+#include "model_file.h"
 
 static const char *export_usage =
     "usage: nabla export --load FILE [--c OUT.c] [--safetensors OUT.safetensors]\n"
@@ -46,9 +47,10 @@ static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank, c
 /* A checkpoint starts with "NABLACKP"; anything else is read as safetensors. */
 static int load_any(const char *path, loaded *L)
 {
-    FILE *f = fopen(path, "rb");
+    char why[512];
+    FILE *f = nbio_open_read(path, NULL, why, sizeof why);
     if (!f)
-        return cli_error("export", "cannot open %s: %s", path, strerror(errno));
+        return cli_error("export", "%s", why);
     char magic[8] = {0};
     size_t got = fread(magic, 1, sizeof magic, f);
     fclose(f);
@@ -67,7 +69,7 @@ static int load_any(const char *path, loaded *L)
         st = L->safetensors ? nb_model_load_safetensors(L->m, path, NULL, &err)
                             : nb_model_load(L->m, NULL, path, NULL, &err);
     if (st != NB_OK)
-        return cli_error("export", "%s (%s file): %s", path,
+        return cli_error("export", "%s (%s file): %s", CLI_Q(path),
                          L->safetensors ? "safetensors" : "checkpoint", err.msg);
     return 0;
 }
@@ -93,32 +95,12 @@ typedef struct plan {
     nb_act_opts ao;
     double bn_eps;
     int64_t max_width;
+    nb_tensor *in_mean, *in_std; /* input normalisation (f64 [n_in]) or NULL */
 } plan;
 
-/* meta value of key as a number; false when absent; error text when bad. */
-static int meta_num(const char *meta, const char *key, double *out, bool *have)
+/* t (may be NULL) as part of the plan. */
+static nb_tensor *mark_used(nb_model *m, bool *used, nb_tensor *t)
 {
-    char v[64];
-    *have = false;
-    nb_status st = nb_meta_get(meta, key, v, sizeof v);
-    if (st == NB_ERR_NOTFOUND)
-        return 0;
-    char *end;
-    errno = 0;
-    double d = st == NB_OK ? strtod(v, &end) : 0;
-    if (st != NB_OK || end == v || *end || errno || !isfinite(d))
-        return cli_error("export", "metadata %s=%s is not a number", key, st == NB_OK ? v : "...");
-    *out = d;
-    *have = true;
-    return 0;
-}
-
-static nb_tensor *take(nb_model *m, bool *used, const char *prefix, const char *base, int i,
-                       const char *suffix)
-{
-    char name[512];
-    snprintf(name, sizeof name, "%s%s%d.%s", prefix, base, i, suffix);
-    nb_tensor *t = nb_model_get(m, name);
     if (t) {
         int k = 0;
         for (nb_tensor *p = nb_model_next(m, NULL); p && p != t; p = nb_model_next(m, p))
@@ -126,6 +108,14 @@ static nb_tensor *take(nb_model *m, bool *used, const char *prefix, const char *
         used[k] = true;
     }
     return t;
+}
+
+static nb_tensor *take(nb_model *m, bool *used, const char *prefix, const char *base, int i,
+                       const char *suffix)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s%s%d.%s", prefix, base, i, suffix);
+    return mark_used(m, used, nb_model_get(m, name));
 }
 
 static bool is_vec(const nb_tensor *t, int64_t n, nb_dtype dt)
@@ -136,10 +126,12 @@ static bool is_vec(const nb_tensor *t, int64_t n, nb_dtype dt)
 static int make_plan(const loaded *L, const char *act_opt, plan *P)
 {
     nb_model *m = L->m;
-    const char *meta = L->meta;
-    char v[256];
-    if (nb_meta_get(meta, "arch", v, sizeof v) == NB_OK && strcmp(v, "mlp") != 0)
-        return cli_error("export", "the file holds arch=%s; only mlp can be exported", v);
+    cli_mlp_desc desc;
+    char why[512];
+    if (cli_mlp_desc_read(L->meta, &desc, why, sizeof why) != 0)
+        return cli_error("export", "%s", why);
+    if (desc.has_arch && !desc.is_mlp)
+        return cli_error("export", "the metadata's arch= is not mlp; only MLPs can be exported");
 
     /* the prefix: whatever comes before "fc1.weight" */
     const char *prefix_src = NULL;
@@ -170,54 +162,23 @@ static int make_plan(const loaded *L, const char *act_opt, plan *P)
     memset(P, 0, sizeof *P);
 
     /* the hidden activation and its options */
-    nb_act act = NB_ACT_IDENTITY, out_act = NB_ACT_IDENTITY;
-    bool have_act = nb_meta_get(meta, "act", v, sizeof v) == NB_OK;
-    if (have_act && nb_act_from_name(v, &act) != NB_OK)
-        rc = cli_error("export", "metadata act=%s is not an activation", v);
-    if (!rc && act_opt) {
+    nb_act act = desc.act, out_act = desc.out_act;
+    bool have_act = desc.has_act;
+    if (act_opt) {
         nb_act a2;
         if (nb_act_from_name(act_opt, &a2) != NB_OK)
-            rc = cli_error("export", "--act %s is not an activation (%s)", act_opt, nb_act_names());
+            rc = cli_error("export", "--act %s is not an activation (%s)", CLI_Q(act_opt),
+                           nb_act_names());
         else if (have_act && a2 != act)
-            rc = cli_error("export", "--act %s disagrees with the file's act=%s", act_opt,
+            rc = cli_error("export", "--act %s disagrees with the file's act=%s", CLI_Q(act_opt),
                            nb_act_name(act));
         act = a2;
         have_act = true;
     }
-    if (!rc && nb_meta_get(meta, "out_act", v, sizeof v) == NB_OK &&
-        (nb_act_from_name(v, &out_act) != NB_OK || nb_act_has_param(out_act) ||
-         out_act == NB_ACT_MAXOUT))
-        rc = cli_error("export", "metadata out_act=%s is not an output activation", v);
-    P->ao = nb_act_defaults(act);
-    double d;
-    bool have;
-    static const char *const keys[4] = {"alpha", "beta", "lower", "upper"};
-    double *dst[4] = {&P->ao.alpha, &P->ao.beta, &P->ao.lower, &P->ao.upper};
-    for (int k = 0; k < 4 && !rc; k++) {
-        rc = meta_num(meta, keys[k], &d, &have);
-        if (!rc && have)
-            *dst[k] = d;
-    }
-    P->bn_eps = 1e-5;
-    if (!rc)
-        rc = meta_num(meta, "bn_eps", &d, &have);
-    if (!rc && have) {
-        if (!(d > 0))
-            rc = cli_error("export", "metadata bn_eps=%g must be > 0", d);
-        P->bn_eps = d;
-    }
-    bool meta_pieces = false;
-    if (!rc)
-        rc = meta_num(meta, "pieces", &d, &meta_pieces);
-    if (!rc && meta_pieces && !(d >= 1 && d == floor(d)))
-        rc = cli_error("export", "metadata pieces=%g must be a whole number >= 1", d);
-    int64_t pieces = meta_pieces ? (int64_t)d : 0;
-    int bn_meta = -1;
-    if (!rc && nb_meta_get(meta, "batchnorm", v, sizeof v) == NB_OK) {
-        if (strcmp(v, "0") && strcmp(v, "1"))
-            rc = cli_error("export", "metadata batchnorm=%s is not 0 or 1", v);
-        bn_meta = v[0] == '1';
-    }
+    P->ao = cli_mlp_desc_act_opts(&desc, act);
+    P->bn_eps = desc.bn_eps;
+    int64_t pieces = desc.opts_given & 16u ? desc.given.pieces : 0;
+    int bn_meta = desc.batch_norm;
 
     /* the linear layers fc1, fc2, ... */
     nb_dtype dt = nb_tensor_dtype(nb_model_get(m, prefix_src));
@@ -312,13 +273,33 @@ static int make_plan(const loaded *L, const char *act_opt, plan *P)
         if (l->n_in > P->max_width)
             P->max_width = l->n_in;
     }
+    if (!rc && desc.n_sizes > 0) { /* the metadata describes these tensors */
+        bool same = desc.n_sizes == n + 1;
+        for (int i = 0; same && i < n; i++)
+            same = desc.sizes[i] == P->layers[i].n_in && desc.sizes[i + 1] == P->layers[i].n_out;
+        if (!same)
+            rc = cli_error("export", "the metadata's sizes= does not match the layers of %sfc<i>",
+                           prefix);
+    }
+    if (!rc && desc.has_dtype && desc.dtype != dt)
+        rc = cli_error("export", "the metadata says dtype=%s but %s is %s",
+                       nb_dtype_name(desc.dtype), prefix_src, nb_dtype_name(dt));
+    if (!rc && cli_model_norm(m, prefix, P->layers[0].n_in, &P->in_mean, &P->in_std, why,
+                              sizeof why) != 0)
+        rc = cli_error("export", "%s", why);
+    if (!rc && desc.input_norm && !P->in_mean)
+        rc = cli_error("export", "the metadata says input_norm=standardize but the file has no "
+                                 "%s%s and %s%s",
+                       prefix, CLI_INPUT_MEAN, prefix, CLI_INPUT_STD);
+    mark_used(m, used, P->in_mean);
+    mark_used(m, used, P->in_std);
     if (!rc) {
         int k = 0;
         for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p), k++)
             if (!used[k]) {
                 rc = cli_error("export",
                                "tensor '%s' is not part of an MLP that nabla export understands "
-                               "(fc<i>, bn<i>, act<i>)",
+                               "(fc<i>, bn<i>, act<i>, input.mean/std)",
                                nb_tensor_name(p));
                 break;
             }
@@ -388,7 +369,7 @@ static void emit_act_expr(emitter *E, nb_act act, const nb_act_opts *o, const ch
         fprintf(f, "mlp_clamp(v * (%s)0.25 + (%s)0.5, (%s)0, (%s)1)", T, T, T, T);
         break;
     case NB_ACT_HARD_TANH: fprintf(f, "mlp_clamp(v, (%s)-1, (%s)1)", T, T); break;
-    case NB_ACT_RELU: fprintf(f, "(v > 0 ? v : (%s)0)", T); break;
+    case NB_ACT_RELU: fprintf(f, "(v <= 0 ? (%s)0 : v)", T); break;
     case NB_ACT_LEAKY_RELU:
     case NB_ACT_RRELU:
         fprintf(f, "(v > 0 ? v : (%s)", T);
@@ -434,17 +415,18 @@ static void emit_helpers(emitter *E, const plan *P)
     }
     const char *T = E->T;
     FILE *f = E->f;
-    /* as nabla computes them: sigma(x) = 0.5 tanh(0.5 x) + 0.5, softplus
-     * without overflow, the tanh form of GELU */
+    /* as nabla computes them: sigma(x) with e = e^-|x| as 1/(1+e) or e/(1+e)
+     * (accurate in both tails), softplus without overflow, the tanh form
+     * of GELU */
     if (sig)
         fprintf(f,
-                "static %s mlp_sigmoid(%s x)\n{\n    return (%s)tanh(x * (%s)0.5) * (%s)0.5 + "
-                "(%s)0.5;\n}\n\n",
-                T, T, T, T, T, T);
+                "static %s mlp_sigmoid(%s x)\n{\n    %s e = (%s)exp(-(%s)fabs(x));\n    "
+                "return (x >= 0 ? (%s)1 : e) / ((%s)1 + e);\n}\n\n",
+                T, T, T, T, T, T, T);
     if (clamp)
         fprintf(f,
-                "static %s mlp_clamp(%s x, %s lo, %s hi)\n{\n    x = x < hi ? x : hi;\n    "
-                "return x > lo ? x : lo;\n}\n\n",
+                "static %s mlp_clamp(%s x, %s lo, %s hi)\n{\n    "
+                "return x >= hi ? hi : x <= lo ? lo : x;\n}\n\n",
                 T, T, T, T);
     if (softplus)
         fprintf(f,
@@ -461,15 +443,11 @@ static void emit_helpers(emitter *E, const plan *P)
 
 static int write_c(const plan *P, const loaded *L, const char *src, const char *out)
 {
-    char *tmp = malloc(strlen(out) + 8);
-    if (!tmp)
-        return cli_error("export", "out of memory");
-    FILE *f = nbio_tmp_open(out, tmp); /* written beside out, renamed when complete */
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        return cli_error("export", "cannot write %s: %s", out, strerror(e));
-    }
+    nbio_out *o = NULL;
+    char why[512];
+    if (nbio_out_open(out, NULL, NULL, &o, why, sizeof why) != NB_OK)
+        return cli_error("export", "%s", why);
+    FILE *f = nbio_out_file(o); /* written beside out, renamed when complete */
     emitter E = {f, P->dtype == NB_F32 ? "float" : "double", P->dtype == NB_F32};
     const char *T = E.T;
     const layer_plan *first = &P->layers[0], *last = &P->layers[P->n_layers - 1];
@@ -483,6 +461,10 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
             " *   %s x[NABLA_MLP_INPUTS], logits[NABLA_MLP_OUTPUTS];\n"
             " *   nabla_mlp_forward(x, logits);\n",
             T);
+    if (P->in_mean)
+        fputs(" *\n * x is a raw row: it is standardised, (x - in_mean) / in_std, with the\n"
+              " * statistics of the training data, as nabla train did.\n",
+              f);
     if (L->meta[0]) {
         fputs(" *\n * The model's metadata:\n", f);
         for (const char *p = L->meta; *p;) {
@@ -522,12 +504,25 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
             emit_array(&E, name, l->act_param);
         }
     }
+    if (P->in_mean) { /* kept in double: the normalisation nabla applied to the data */
+        emitter D = {f, "double", false};
+        emit_array(&D, "in_mean", P->in_mean);
+        emit_array(&D, "in_std", P->in_std);
+    }
     emit_helpers(&E, P);
 
     fprintf(f, "int nabla_mlp_forward(const %s *x, %s *logits)\n{\n", T, T);
     if (P->n_layers > 1 || last->pieces > 1)
         fprintf(f, "    %s h[2][%lld];\n", T, (long long)P->max_width);
     fprintf(f, "    const %s *in = x;\n", T);
+    if (P->in_mean) {
+        fprintf(f,
+                "    %s xs[%lld]; /* the raw inputs standardised as in training */\n"
+                "    for (int j = 0; j < %lld; j++)\n"
+                "        xs[j] = (%s)(((double)x[j] - in_mean[j]) / in_std[j]);\n"
+                "    in = xs;\n",
+                T, (long long)first->n_in, (long long)first->n_in, T);
+    }
     for (int i = 0; i < P->n_layers; i++) {
         const layer_plan *l = &P->layers[i];
         bool is_last = i == P->n_layers - 1;
@@ -552,14 +547,16 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
         if (l->b)
             fprintf(f, "        s = s + b%d[j];\n", i + 1);
         fprintf(f, "        %s[j] = s;\n    }\n", l->pieces > 1 ? z : dst);
-        if (l->pieces > 1) { /* maximum of each group of consecutive pieces, in place */
+        if (l->pieces > 1) { /* maximum of each group of consecutive pieces, in place; a
+                                NaN piece wins, as in the library */
             fprintf(f,
                     "    for (int j = 0; j < %lld; j++) {\n        %s m = %s[j * %lld];\n"
-                    "        for (int k = 1; k < %lld; k++)\n"
-                    "            m = %s[j * %lld + k] > m ? %s[j * %lld + k] : m;\n"
+                    "        for (int k = 1; k < %lld; k++) {\n"
+                    "            %s p = %s[j * %lld + k];\n"
+                    "            m = p > m || p != p ? p : m;\n        }\n"
                     "        %s[j] = m;\n    }\n",
-                    (long long)l->n_out, T, z, (long long)l->pieces, (long long)l->pieces, z,
-                    (long long)l->pieces, z, (long long)l->pieces, z);
+                    (long long)l->n_out, T, z, (long long)l->pieces, (long long)l->pieces, T, z,
+                    (long long)l->pieces, z);
             if (is_last) {
                 fprintf(f, "    for (int j = 0; j < %lld; j++)\n        logits[j] = %s[j];\n",
                         (long long)l->n_out, z);
@@ -588,10 +585,8 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
     }
     fputs("    return 0;\n}\n", f);
 
-    int e = nbio_tmp_commit(f, tmp, out, ferror(f) ? EIO : 0);
-    free(tmp);
-    if (e)
-        return cli_error("export", "writing %s failed: %s", out, strerror(e));
+    if (nbio_out_commit(o, ferror(f) ? EIO : 0, why, sizeof why) != NB_OK)
+        return cli_error("export", "%s", why);
     return 0;
 }
 

@@ -15,8 +15,10 @@ static const char *gradcheck_usage =
     "  --op NAME   only the cases of this op or composite (e.g. add, gelu, mse)\n"
     "  --fast      fast mode: compare v^T J u for random u, v\n"
     "  --seed S    seed of the random inputs (default 1)\n"
-    "  --verbose   print the full report of every case\n"
-    "  --json      one JSON object per case\n"
+    "  --verbose   print the full report of every case, composites included\n"
+    "              (to stderr with --json)\n"
+    "  --json      one JSON object per case (\"cause\": agree, mismatch, kink,\n"
+    "              roundoff, not-deterministic or rule-error)\n"
     "\n"
     "Exit status 1 when a case fails.\n";
 
@@ -51,7 +53,29 @@ static nb_tensor *composite_fn(nb_graph *g, nb_tensor *const *x, int n, void *ct
     }
 }
 
-static int run_composites(const char *only, const nb_check_opts *o, bool json, int *run)
+/* One case as a JSON object on stdout: the verdict and its cause. */
+static void json_line(const char *op, const char *what, bool ok, const nb_check_result *r,
+                      double ms)
+{
+    printf("{\"op\": ");
+    cli_json_str(stdout, op);
+    cli_json_str_field("case", what);
+    printf(", \"pass\": %s, \"reverse_ok\": %s, \"forward_ok\": %s, \"cause\": ",
+           ok ? "true" : "false", r->reverse_ok ? "true" : "false",
+           r->forward_ok ? "true" : "false");
+    static const char *const causes[] = {"agree", "mismatch", "kink", "roundoff",
+                                         "not-deterministic", "rule-error"};
+    cli_json_str(stdout, (unsigned)r->cause < sizeof causes / sizeof *causes ? causes[r->cause]
+                                                                             : "?");
+    printf(", \"entries\": %lld, \"kinks\": %lld, \"max_abs_err\": ", (long long)r->n_entries,
+           (long long)r->n_kinks);
+    cli_json_num(stdout, r->worst.abs_err);
+    cli_json_num_field("ms", ms);
+    printf("}\n");
+}
+
+static int run_composites(const char *only, const nb_check_opts *o, bool json, bool verbose,
+                          int *run)
 {
     composite list[NB_ACT_COUNT + 8];
     int n = 0;
@@ -81,18 +105,14 @@ static int run_composites(const char *only, const nb_check_opts *o, bool json, i
             in[1] = c->act >= 0 ? nb_rand_uniform(g, &rng, NB_F64, 1, s4, 0.1, 0.9)
                                 : nb_rand_uniform(g, &rng, NB_F64, 2, s34, c->lo, c->hi);
         nb_check_result r;
+        double c0 = cli_now();
         nb_status st = nb_gradcheck(composite_fn, (void *)c, in, c->n, o, &r);
+        double ms = 1e3 * (cli_now() - c0);
         bool ok = st == NB_OK && r.pass;
         (*run)++;
         failed += !ok;
         if (json) {
-            printf("{\"op\": ");
-            cli_json_str(stdout, c->name);
-            printf(", \"case\": \"composite\", \"pass\": %s, \"entries\": %lld, "
-                   "\"kinks\": %lld, \"max_abs_err\": ",
-                   ok ? "true" : "false", (long long)r.n_entries, (long long)r.n_kinks);
-            cli_json_num(stdout, r.worst.abs_err);
-            printf("}\n");
+            json_line(c->name, "composite", ok, &r, ms);
         } else {
             printf("%-14s %-30s %8lld %6lld %10.2e  %s\n", c->name,
                    c->n > 1 ? (c->act >= 0 ? "[3,4], param [4]" : "[3,4], [3,4]") : "[3,4]",
@@ -100,9 +120,9 @@ static int run_composites(const char *only, const nb_check_opts *o, bool json, i
                    st != NB_OK ? "ERROR"
                    : r.pass    ? "ok"
                                : "FAIL");
-            if (!ok)
-                nb_check_print(&r, stdout);
         }
+        if (verbose || (!ok && !json))
+            nb_check_print(&r, json ? stderr : stdout);
     }
     nb_graph_free(g);
     return failed;
@@ -129,7 +149,7 @@ int cmd_gradcheck(int argc, char **argv)
                  strstr(",mse,bce,bce-logits,softmax-ce,softmax-ce-soft,l2-penalty,l1-penalty,",
                         wrapped) != NULL);
     if (only && nb_op_find(only) < 0 && !is_composite)
-        return cli_error("gradcheck", "unknown op '%s'", only);
+        return cli_error("gradcheck", "unknown op '%s'", CLI_Q(only));
 
     int n;
     const nb_check_case *cases = nb_check_builtin_cases(&n);
@@ -153,16 +173,7 @@ int cmd_gradcheck(int argc, char **argv)
         failed += !ok;
         const char *verdict = st != NB_OK ? "ERROR" : r.pass ? "ok" : "FAIL";
         if (json) {
-            printf("{\"op\": ");
-            cli_json_str(stdout, cases[i].op);
-            cli_json_str_field("case", cases[i].what);
-            printf(", \"pass\": %s, \"reverse_ok\": %s, \"forward_ok\": %s, \"entries\": %lld, "
-                   "\"kinks\": %lld, \"max_abs_err\": ",
-                   ok ? "true" : "false", r.reverse_ok ? "true" : "false",
-                   r.forward_ok ? "true" : "false", (long long)r.n_entries, (long long)r.n_kinks);
-            cli_json_num(stdout, r.worst.abs_err);
-            cli_json_num_field("ms", ms);
-            printf("}\n");
+            json_line(cases[i].op, cases[i].what, ok, &r, ms);
         } else {
             printf("%-14s %-30s %8lld %6lld %10.2e  %s\n", cases[i].op, cases[i].what,
                    (long long)r.n_entries, (long long)r.n_kinks, r.worst.abs_err, verdict);
@@ -173,7 +184,7 @@ int cmd_gradcheck(int argc, char **argv)
     if (!only || is_composite) {
         if (!json && !only)
             printf("\ncomposites (nn.h activations and losses)\n");
-        failed += run_composites(only && is_composite ? only : NULL, &o, json, &run);
+        failed += run_composites(only && is_composite ? only : NULL, &o, json, verbose, &run);
     }
     if (!json)
         printf("\n%d case%s, %d failed, %.0f ms (%s mode)\n", run, run == 1 ? "" : "s", failed,

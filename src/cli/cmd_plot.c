@@ -1,7 +1,6 @@
 /* nabla plot activations: every activation and its derivative (by reverse
  * mode) as SVG charts, the course notes' figures. */
 
-#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -62,7 +61,7 @@ int cmd_plot(int argc, char **argv)
         return cli_error("plot", "--out DIR is required");
     struct stat st;
     if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cli_error("plot", "--out %s is not a directory", out);
+        return cli_error("plot", "--out %s is not a directory", CLI_Q(out));
     if (!(from < to))
         return cli_error("plot", "--from must be below --to");
 
@@ -87,8 +86,9 @@ int cmd_plot(int argc, char **argv)
         snprintf(title, sizeof title, "%s and its derivative", nb_act_name(act));
         snprintf(dname, sizeof dname, "d/dx %s", nb_act_name(act));
         svg_series s[2] = {{nb_act_name(act), POINTS, xs, f, false}, {dname, POINTS, xs, df, true}};
-        if (svg_chart_file(path, title, "x", "", s, 2) != 0) {
-            cli_error("plot", "cannot write %s: %s", path, strerror(errno));
+        char why[512];
+        if (svg_chart_file(path, title, "x", "", s, 2, why, sizeof why) != 0) {
+            cli_error("plot", "%s", why);
             nb_graph_free(g);
             return 2;
         }

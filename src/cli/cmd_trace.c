@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "expr.h"
+#include "svg.h"
 
 static const char *trace_usage =
     "usage: nabla trace EXPR --at x=1,w=0,b=0 [--json] [--dot FILE]\n"
@@ -270,9 +271,9 @@ int cmd_trace(int argc, char **argv)
     if (!json)
         printf("   (nb_backward agrees)\n");
     if (dot) {
-        FILE *f = fopen(dot, "w");
-        if (!f || nb_graph_dot(g, y, f) != NB_OK || fclose(f) != 0) {
-            cli_error("trace", "cannot write %s", dot);
+        char why[512];
+        if (svg_dot_file(dot, g, y, why, sizeof why) != 0) {
+            cli_error("trace", "%s", why);
             rc = 2;
             goto done;
         }

@@ -1,12 +1,12 @@
 /* nabla train: an MLP on a data set from the command line, with the
  * training helper; progress bar, JSON lines, plots and checkpoints. */
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../io/file.h" /* the output files, checked before the run */
 #include "cli.h"
 #include "data_sets.h"
 #include "model_file.h"
@@ -20,10 +20,21 @@ static const char *train_usage =
     "\n"
     "  --data SET          digits (built in, default), fashion-mnist (Debian's\n"
     "                      dataset-fashion-mnist), or a path: a .csv file (label in\n"
-    "                      the last column) or an IDX images file (the labels file\n"
-    "                      is found by replacing 'images-idx3' with 'labels-idx1')\n"
-    "  --layers LIST       hidden layer sizes (default 128,64)\n"
-    "  --act NAME          hidden activation (default relu)\n"
+    "                      the last column; features standardised, the mean and\n"
+    "                      std saved with the model) or an IDX images file (the\n"
+    "                      labels file is found by replacing 'images-idx3' with\n"
+    "                      'labels-idx1'); a path is shuffled with --seed and\n"
+    "                      split 80/20 into training and test rows (digits: its\n"
+    "                      first 1500 rows train, the last 297 test); a warning\n"
+    "                      says when the test or validation part lacks some of\n"
+    "                      the classes\n"
+    "  --layers LIST       hidden layer sizes, whole numbers 1..100000 separated by\n"
+    "                      commas, at most 16 (default 128,64)\n"
+    "  --act NAME          hidden activation (default relu): identity, sigmoid,\n"
+    "                      tanh, hard-sigmoid, hard-tanh, relu, leaky-relu, prelu,\n"
+    "                      rrelu, elu, softplus, softsign, swish, swish-learned,\n"
+    "                      gelu, gelu-sigmoid, gelu-tanh, maxout, step\n"
+    "  --pieces K          pieces of each maxout unit (--act maxout; default 2)\n"
     "  --opt NAME          sgd, momentum, nesterov, adam, adamw (default sgd)\n"
     "  --lr X              learning rate (default 0.05 for sgd/momentum/nesterov,\n"
     "                      0.001 for adam/adamw)\n"
@@ -35,13 +46,16 @@ static const char *train_usage =
     "  --weight-decay X    weight decay (decoupled for adamw)\n"
     "  --l2 X              L2 penalty 0.5*X*sum ||W||^2 over the weights\n"
     "  --early-stop N      stop after N epochs without a better validation\n"
-    "                      accuracy (a tenth of the training set is held out)\n"
+    "                      accuracy (a tenth of the training set, drawn with\n"
+    "                      --seed, is held out)\n"
     "                      and keep the best epoch's parameters\n"
-    "  --seed N            random seed (default 1)\n"
+    "  --seed N            random seed of the split, the initial weights and the\n"
+    "                      batches (default 1)\n"
     "  --threads N         threads (default 1; results depend on seed and threads)\n"
     "  --save FILE         checkpoint after every epoch (model, optimizer, RNG);\n"
     "                      FILE.safetensors: the weights and metadata only\n"
-    "  --resume FILE       continue a run saved with --save (same options)\n"
+    "  --resume FILE       continue a run saved with --save (same options; its\n"
+    "                      optimizer step count must be whole epochs below --epochs)\n"
     "  --load FILE         start from the parameters of a checkpoint or a\n"
     "                      .safetensors file\n"
     "  --plot FILE.svg     loss and accuracy curves\n"
@@ -56,8 +70,9 @@ typedef struct train_run {
     nb_optim *opt;
     nb_rng *rng;
     const char *meta;
-    int epochs;
+    int epochs;    /* epochs this run can train: the curve's capacity */
     int done;      /* epochs finished, counting a resumed run's earlier ones */
+    int n_curve;   /* epochs of this run in the curve */
     double *curve; /* epoch, loss, train_acc, val_acc, test_acc per epoch */
     int failed;
 } train_run;
@@ -75,23 +90,31 @@ static nb_status save_model(const train_run *r, nb_ckpt_error *err)
     return nb_model_save(r->m, r->opt, r->save, &co, err);
 }
 
+/* The progress bar of batch 1 .. n_batches, on a terminal only. */
 static void on_batch(void *ud, int epoch, int64_t batch, int64_t n_batches, double loss)
 {
     const train_run *r = ud;
-    if (!r->tty || r->json)
+    if (!r->tty || r->json || n_batches < 1)
         return;
-    int width = 30, done = (int)((batch + 1) * width / n_batches);
+    enum { WIDTH = 30 };
+    int done = batch < 0 ? 0 : batch >= n_batches ? WIDTH : (int)(batch * WIDTH / n_batches);
     fprintf(stderr, "\r  epoch %3d [%.*s%*s] loss %.4f", epoch, done,
-            "##############################", width - done, "", loss);
-    if (batch + 1 == n_batches)
-        fprintf(stderr, "\r%70s\r", "");
+            "##############################", WIDTH - done, "", loss);
+}
+
+/* Erase the progress bar's line before a summary or an error takes it. */
+static void clear_bar(const train_run *r)
+{
+    if (r->tty && !r->json)
+        fputs("\r\033[K", stderr);
 }
 
 static bool on_epoch(void *ud, const nb_epoch_report *e)
 {
     train_run *r = ud;
+    clear_bar(r);
     r->done = e->epoch; /* counts from the start of the run, resumed ones included */
-    int k = r->done - 1;
+    int k = r->n_curve;
     if (k < r->epochs) {
         double *c = r->curve;
         c[k] = r->done;
@@ -99,6 +122,7 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
         c[2 * r->epochs + k] = e->train_acc;
         c[3 * r->epochs + k] = e->val_acc;
         c[4 * r->epochs + k] = e->test_acc;
+        r->n_curve++;
     }
     if (r->json) {
         printf("{\"epoch\": %d, \"loss\": ", r->done);
@@ -136,7 +160,7 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     if (r->save) {
         nb_ckpt_error err;
         if (save_model(r, &err) != NB_OK) {
-            cli_error("train", "cannot save %s: %s", r->save, err.msg);
+            cli_error("train", "cannot save %s: %s", CLI_Q(r->save), err.msg);
             r->failed = 1;
             return false;
         }
@@ -144,19 +168,57 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     return true;
 }
 
+/* The epochs done by the run saved in @p path: its optimizer's step count
+ * over the batches of an epoch, a whole number below --epochs that the
+ * schedule's position (one per epoch) confirms. Returns 0, or 2 after an
+ * error. */
+static int resumed_epochs(const char *path, const nb_optim *opt, int64_t per_epoch, long epochs,
+                          int *base)
+{
+    int64_t steps = nb_optim_steps(opt), pos = nb_optim_sched_pos(opt);
+    if (steps < 0 || per_epoch < 1 || steps % per_epoch != 0)
+        return cli_error("train",
+                         "--resume %s: %lld optimizer steps are not a whole number of epochs of "
+                         "%lld batches (saved with other --data or --batch?)",
+                         CLI_Q(path), (long long)steps, (long long)per_epoch);
+    int64_t done = steps / per_epoch;
+    if (done >= epochs)
+        return cli_error("train", "--resume %s: the file already holds %lld epochs (--epochs %ld)",
+                         CLI_Q(path), (long long)done, epochs);
+    if (pos != done)
+        return cli_error("train",
+                         "--resume %s: %lld epochs of optimizer steps, but the schedule is at "
+                         "position %lld (one per epoch)",
+                         CLI_Q(path), (long long)done, (long long)pos);
+    *base = (int)done;
+    return 0;
+}
+
+/* The hidden sizes of --layers: whole numbers from 1 to 100000 separated
+ * by commas, at most cap of them, nothing else (no empty element, sign or
+ * space). Returns 0, or 2 after an error quoting the element at fault. */
 static int parse_sizes(const char *list, int64_t *sizes, int cap, int *n)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
     *n = 0;
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        char *end;
-        long v = strtol(tok, &end, 10);
-        if (end == tok || *end || v < 1 || v > 100000 || *n >= cap)
-            return -1;
+    for (const char *p = list;; p++) {
+        size_t len = strcspn(p, ","), i = 0;
+        int64_t v = 0;
+        for (; i < len && p[i] >= '0' && p[i] <= '9' && v <= 100000; i++)
+            v = 10 * v + (p[i] - '0');
+        if (len == 0)
+            return cli_error("train", "--layers: size %d of '%s' is empty (a list like 128,64)",
+                             *n + 1, CLI_Q(list));
+        if (i < len || v < 1 || v > 100000)
+            return cli_error("train",
+                             "--layers: '%s' is not a size (a whole number from 1 to 100000)",
+                             CLI_QN(p, len));
+        if (*n >= cap)
+            return cli_error("train", "--layers: more than %d sizes", cap);
         sizes[(*n)++] = v;
+        p += len;
+        if (!*p)
+            return 0;
     }
-    return *n > 0 ? 0 : -1;
 }
 
 int cmd_train(int argc, char **argv)
@@ -164,12 +226,13 @@ int cmd_train(int argc, char **argv)
     const char *data = "digits", *layers = "128,64", *act_name = "relu", *opt_name = "sgd",
                *sched_name = "constant", *save = NULL, *resume = NULL, *load = NULL, *plot = NULL;
     double lr = -1, dropout = 0, wd = 0, l2 = 0;
-    long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1;
+    long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1, pieces = 0;
     bool batchnorm = false, json = false, norms = false;
     const cli_opt opts[] = {
         {"--data", CLI_STR, &data, 0, 0},
         {"--layers", CLI_STR, &layers, 0, 0},
         {"--act", CLI_STR, &act_name, 0, 0},
+        {"--pieces", CLI_INT, &pieces, 2, 64},
         {"--opt", CLI_STR, &opt_name, 0, 0},
         {"--lr", CLI_REAL, &lr, 0, 100},
         {"--schedule", CLI_STR, &sched_name, 0, 0},
@@ -198,14 +261,16 @@ int cmd_train(int argc, char **argv)
     int64_t sizes[18];
     int n_hidden;
     if (parse_sizes(layers, sizes + 1, 16, &n_hidden) != 0)
-        return cli_error("train", "--layers: expected up to 16 sizes like 128,64, not '%s'",
-                         layers);
+        return 2;
     nb_act act;
-    if (nb_act_from_name(act_name, &act) != NB_OK || act == NB_ACT_MAXOUT)
-        return cli_error("train",
-                         "--act: unknown activation '%s' (one of %s; maxout has its own "
-                         "layer)",
-                         act_name, nb_act_names());
+    if (nb_act_from_name(act_name, &act) != NB_OK)
+        return cli_error("train", "--act: unknown activation '%s' (one of %s)", CLI_Q(act_name),
+                         nb_act_names());
+    if (pieces && act != NB_ACT_MAXOUT)
+        return cli_error("train", "--pieces applies to --act maxout only");
+    nb_act_opts ao = nb_act_defaults(act);
+    if (pieces)
+        ao.pieces = pieces;
     static const char *opt_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
     int kind = -1;
     for (int i = 0; i < 5; i++)
@@ -215,26 +280,33 @@ int cmd_train(int argc, char **argv)
         return cli_error("train",
                          "--opt: unknown optimizer '%s' (sgd, momentum, nesterov, adam, "
                          "adamw)",
-                         opt_name);
+                         CLI_Q(opt_name));
     nb_sched_kind sched = !strcmp(sched_name, "constant") ? NB_SCHED_CONSTANT
                           : !strcmp(sched_name, "step")   ? NB_SCHED_STEP
                           : !strcmp(sched_name, "cosine") ? NB_SCHED_COSINE
                                                           : (nb_sched_kind)-1;
     if ((int)sched < 0)
         return cli_error("train", "--schedule: unknown schedule '%s' (constant, step, cosine)",
-                         sched_name);
+                         CLI_Q(sched_name));
     if (resume && load)
         return cli_error("train", "--resume and --load exclude each other");
-    if (plot && access(".", F_OK) != 0)
-        return cli_error("train", "--plot: the current directory is not accessible");
+    /* the files written after the run: refused now, not after it */
+    const char *outputs[2][2] = {{"--save", save}, {"--plot", plot}};
+    for (int i = 0; i < 2; i++) {
+        char why[512];
+        if (outputs[i][1] && nbio_out_check(outputs[i][1], why, sizeof why) != NB_OK)
+            return cli_error("train", "%s: %s", outputs[i][0], why);
+    }
 
     cli_set_blas_threads((int)threads);
     cli_data d;
     nb_rng rng;
     nb_rng_seed(&rng, (uint64_t)seed);
     rc = cli_data_open("train", data, early > 0, &rng, &d);
-    if (rc != 0)
+    if (rc != 0) {
+        cli_data_close(&d);
         return rc;
+    }
 
     nb_model *m = nb_model_new();
     nb_layer *net = NULL;
@@ -249,6 +321,7 @@ int cmd_train(int argc, char **argv)
     nb_mlp_opts mo = nb_mlp_defaults();
     mo.layer.rng = &rng;
     mo.act = act;
+    mo.act_opts = &ao;
     mo.batch_norm = batchnorm;
     mo.dropout = dropout;
     if (!m || nb_mlp_new(m, NULL, sizes, n_hidden + 2, &mo, &net) != NB_OK) {
@@ -256,6 +329,10 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     nb_mlp_meta(sizes, n_hidden + 2, &mo, meta, sizeof meta);
+    if (d.mean) /* the standardisation of the inputs travels with the model */
+        snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\ninput_norm=standardize");
+    /* the seed the data was split with: nabla eval splits the same way */
+    snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\nseed=%ld", seed);
     nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)kind);
     oo.lr = lr >= 0 ? lr : kind >= NB_OPTIM_ADAM ? 1e-3 : 0.05;
     oo.weight_decay = wd;
@@ -276,18 +353,47 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     const char *from = resume ? resume : load;
+    bool from_norm = false; /* the file holds a standardisation (its own run's) */
+    nb_ckpt_error err;
+    if (from && cli_file_has_norm(from, &from_norm, &err) != 0) {
+        cli_error("train", "cannot load %s: %s", CLI_Q(from), err.msg);
+        rc = 2;
+        goto done;
+    }
+    if (from_norm && !d.mean) {
+        cli_error("train",
+                  "%s was trained on standardised CSV features; --data %s is not a CSV file",
+                  CLI_Q(from), CLI_Q(data));
+        rc = 2;
+        goto done;
+    }
+    /* the file's statistics are loaded, then replaced by this run's (its
+     * data was standardised with them) */
+    if (from_norm && cli_model_add_norm(m, sizes[0], NULL, NULL) != NB_OK) {
+        cli_error("train", "out of memory");
+        goto done;
+    }
     if (from) {
         nb_ckpt_opts co = {0};
         co.rng = resume ? &rng : NULL;
-        nb_ckpt_error err;
         nb_status ls = resume || !cli_is_safetensors(from)
                            ? nb_model_load(m, resume ? opt : NULL, from, &co, &err)
                            : nb_model_load_safetensors(m, from, NULL, &err);
         if (ls != NB_OK) {
-            cli_error("train", "cannot load %s: %s", from, err.msg);
+            cli_error("train", "cannot load %s: %s", CLI_Q(from), err.msg);
             rc = 2;
             goto done;
         }
+    }
+    if (d.mean && cli_model_add_norm(m, sizes[0], d.mean, d.std) != NB_OK) {
+        cli_error("train", "out of memory");
+        goto done;
+    }
+    int64_t per_epoch = nb_loader_batches(loader);
+    int base = 0;
+    if (resume && resumed_epochs(resume, opt, per_epoch, epochs, &base) != 0) {
+        rc = 2;
+        goto done;
     }
     run = (train_run){.json = json,
                       .norms = norms,
@@ -297,11 +403,9 @@ int cmd_train(int argc, char **argv)
                       .opt = opt,
                       .rng = &rng,
                       .meta = meta,
-                      .epochs = (int)epochs,
-                      .curve = calloc(5 * (size_t)epochs, sizeof(double))};
-    int64_t per_epoch = nb_loader_batches(loader);
-    int base = resume ? (int)(nb_optim_steps(opt) / (per_epoch > 0 ? per_epoch : 1)) : 0;
-    run.done = base;
+                      .epochs = (int)epochs - base,
+                      .done = base,
+                      .curve = calloc(5 * (size_t)(epochs - base), sizeof(double))};
     nb_train_opts to = nb_train_defaults();
     to.epochs = (int)epochs; /* the total: a resumed run trains the rest */
     to.rng = &rng;
@@ -317,11 +421,6 @@ int cmd_train(int argc, char **argv)
         cli_error("train", "out of memory");
         goto done;
     }
-    if (base >= to.epochs) {
-        cli_error("train", "%s already holds %d epochs (--epochs %ld)", resume, base, epochs);
-        rc = 2;
-        goto done;
-    }
     if (nb_train_opts_check(&to, why, sizeof why) != NB_OK) {
         cli_error("train", "%s", why);
         rc = 2;
@@ -331,7 +430,10 @@ int cmd_train(int argc, char **argv)
         cli_error("train", "cannot set up training (out of memory?)");
         goto done;
     }
-    nb_trainer_set_epoch(t, base);
+    if (nb_trainer_set_epoch(t, base) != NB_OK) {
+        cli_error("train", "%s", nb_trainer_errmsg(t));
+        goto done;
+    }
     char arch[256];
     int len = 0;
     for (int i = 0; i < n_hidden + 2; i++)
@@ -347,6 +449,7 @@ int cmd_train(int argc, char **argv)
                (long long)(d.test ? nb_dataset_count(d.test) : 0), opt_name, oo.lr, batch);
     double t0 = cli_now();
     nb_status st = nb_trainer_fit(t, loader);
+    clear_bar(&run);
     if (st != NB_OK && !run.failed) {
         cli_error("train", "%s", nb_trainer_errmsg(t));
         goto done;
@@ -354,33 +457,34 @@ int cmd_train(int argc, char **argv)
     if (run.failed)
         goto done;
     double acc = NAN, loss = NAN;
-    if (d.test)
-        nb_trainer_evaluate(t, d.test, &acc, &loss);
+    if (d.test && nb_trainer_evaluate(t, d.test, &acc, &loss) != NB_OK) {
+        cli_error("train", "test set: %s", nb_trainer_errmsg(t));
+        goto done;
+    }
     if (!json) {
         printf("%d epochs in %.1f s", run.done - base, cli_now() - t0);
         if (nb_trainer_stopped_early(t))
-            printf(" (stopped early; parameters of epoch %d kept)",
-                   nb_trainer_best_epoch(t) + base);
+            printf(" (stopped early; parameters of epoch %d kept)", nb_trainer_best_epoch(t));
         if (d.test)
             printf("; test accuracy %.2f%%, test loss %.4f", 100 * acc, loss);
         printf("\n");
     }
     if (save && nb_trainer_stopped_early(t)) { /* the kept parameters, not the last epoch's */
-        nb_ckpt_error err;
         if (save_model(&run, &err) != NB_OK) {
-            cli_error("train", "cannot save %s: %s", save, err.msg);
+            cli_error("train", "cannot save %s: %s", CLI_Q(save), err.msg);
             goto done;
         }
     }
     if (plot) {
-        int n = run.done - base; /* the epochs of this run */
-        double *c = run.curve + base;
+        int n = run.n_curve; /* the epochs of this run */
+        double *c = run.curve;
         svg_series s[4] = {{"training loss", n, c, c + run.epochs, false},
                            {"train accuracy", n, c, c + 2 * run.epochs, true},
                            {"validation accuracy", n, c, c + 3 * run.epochs, true},
                            {"test accuracy", n, c, c + 4 * run.epochs, true}};
-        if (svg_chart_file(plot, "nabla train", "epoch", "loss / accuracy", s, 4) != 0) {
-            cli_error("train", "cannot write %s: %s", plot, strerror(errno));
+        if (svg_chart_file(plot, "nabla train", "epoch", "loss / accuracy", s, 4, why,
+                           sizeof why) != 0) {
+            cli_error("train", "%s", why);
             rc = 2;
             goto done;
         }

@@ -1,5 +1,6 @@
 /* Data sets named on the command line. */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "data_sets.h"
@@ -21,15 +22,13 @@ static nb_dataset *keep(cli_data *d, nb_dataset *ds)
     return ds;
 }
 
-/* The first and the last part of ds: [0, n_first) and [n_first, count). */
-static nb_status cut(cli_data *d, nb_dataset *ds, int64_t n_first, nb_dataset **first,
+/* Two parts of ds: n_first samples and the rest, drawn at random from rng
+ * (in file order when rng is NULL). */
+static nb_status cut(cli_data *d, nb_dataset *ds, nb_rng *rng, int64_t n_first, nb_dataset **first,
                      nb_dataset **second)
 {
     nb_dataset *a = NULL, *b = NULL;
-    int64_t n = nb_dataset_count(ds);
-    nb_status st = nb_dataset_slice(ds, 0, n_first, &a);
-    if (st == NB_OK)
-        st = nb_dataset_slice(ds, n_first, n - n_first, &b);
+    nb_status st = nb_dataset_split(ds, rng, n_first, 0, &a, NULL, &b);
     if (st != NB_OK) {
         nb_dataset_free(a);
         nb_dataset_free(b);
@@ -44,12 +43,82 @@ static int load_error(const char *cmd, const char *what, nb_status st, const nb_
 {
     if (e && e->msg[0])
         return cli_error(cmd, "%s", e->msg);
-    return cli_error(cmd, "cannot load %s: %s", what, nb_status_str(st));
+    return cli_error(cmd, "cannot load %s: %s", CLI_Q(what), nb_status_str(st));
 }
 
-int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d)
+/* Standardise the training and test parts (copies) by @p norm, or by the
+ * statistics of @p train when norm is NULL; record them in d. */
+static int standardize(const char *cmd, const char *spec, cli_data *d, nb_dataset *train,
+                       const cli_norm *norm)
 {
-    (void)rng;
+    int64_t F = nb_dataset_features(d->all);
+    if (norm && norm->n != F)
+        return cli_error(cmd, "--data %s has %lld features; the model standardises %lld", CLI_Q(spec),
+                         (long long)F, (long long)norm->n);
+    d->mean = malloc(sizeof *d->mean * (size_t)(F > 0 ? F : 1));
+    d->std = malloc(sizeof *d->std * (size_t)(F > 0 ? F : 1));
+    if (!d->mean || !d->std)
+        return cli_error(cmd, "out of memory");
+    d->n_features = F;
+    if (norm) {
+        memcpy(d->mean, norm->mean, sizeof *d->mean * (size_t)F);
+        memcpy(d->std, norm->std, sizeof *d->std * (size_t)F);
+    } else {
+        nb_status st = nb_dataset_mean_std(train, d->mean, d->std);
+        if (st != NB_OK)
+            return load_error(cmd, spec, st, NULL);
+        for (int64_t j = 0; j < F; j++) /* the divisor used: constant features keep 1 */
+            d->std[j] = d->std[j] < 1e-12 ? 1.0 : d->std[j];
+    }
+    nb_status st = nb_dataset_standardize(train, d->mean, d->std);
+    if (st == NB_OK)
+        st = nb_dataset_standardize(d->test, d->mean, d->std);
+    return st == NB_OK ? 0 : load_error(cmd, spec, st, NULL);
+}
+
+/* The number of classes that the labels of ds take, using seen[0..k). */
+static int64_t classes_held(const nb_dataset *ds, bool *seen, int64_t k)
+{
+    int64_t held = 0;
+    memset(seen, 0, (size_t)k * sizeof *seen);
+    for (int64_t i = 0; i < nb_dataset_count(ds); i++) {
+        int64_t c = nb_dataset_label(ds, i);
+        if (c >= 0 && c < k && !seen[c]) {
+            seen[c] = true;
+            held++;
+        }
+    }
+    return held;
+}
+
+/* A warning on stderr for each of the validation and test parts that holds
+ * fewer classes than the data: its accuracy says little then. */
+static void warn_missing_classes(const char *cmd, const cli_data *d)
+{
+    int64_t k = nb_dataset_classes(d->all);
+    bool *seen = k > 0 ? calloc((size_t)k, sizeof *seen) : NULL;
+    if (!seen)
+        return; /* a warning only: skipped when there is no memory for it */
+    int64_t all = classes_held(d->all, seen, k);
+    const char *names[2] = {"validation", "test"};
+    const nb_dataset *parts[2] = {d->val, d->test};
+    for (int i = 0; i < 2; i++) {
+        if (!parts[i])
+            continue;
+        int64_t held = classes_held(parts[i], seen, k);
+        if (held < all)
+            fprintf(stderr,
+                    "nabla %s: warning: the %s part (%lld samples) holds %lld of the %lld "
+                    "classes of %s\n",
+                    cmd, names[i], (long long)nb_dataset_count(parts[i]), (long long)held,
+                    (long long)all, CLI_Q(d->name));
+    }
+    free(seen);
+}
+
+static int open_data(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
+                     const cli_norm *norm, cli_data *d)
+{
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", spec);
     nb_data_error err = {0};
@@ -60,7 +129,7 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
         if (st == NB_OK)
             st = nb_dataset_scale(d->all, 16.0);
         if (st == NB_OK)
-            st = cut(d, d->all, 1500, &train_part, &d->test);
+            st = cut(d, d->all, NULL, 1500, &train_part, &d->test);
         if (st != NB_OK)
             return load_error(cmd, "digits", st, NULL);
     } else if (!strcmp(spec, "fashion-mnist")) {
@@ -90,7 +159,7 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
                 return cli_error(cmd,
                                  "--data %s: not digits, fashion-mnist, a .csv file or an "
                                  "IDX images file (name containing 'images-idx3')",
-                                 spec);
+                                 CLI_Q(spec));
             memcpy(p, "labels-idx1", 11);
             st = nb_dataset_load_idx(spec, labels, NULL, &d->all, &err);
             if (st == NB_OK)
@@ -100,20 +169,18 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
             return load_error(cmd, spec, st, &err);
         int64_t n = nb_dataset_count(d->all);
         if (n < 5)
-            return cli_error(cmd, "--data %s: %lld samples are too few to split", spec,
+            return cli_error(cmd, "--data %s: %lld samples are too few to split", CLI_Q(spec),
                              (long long)n);
-        st = cut(d, d->all, n - n / 5, &train_part, &d->test);
-        if (st == NB_OK && !ends_with(spec, "ubyte") && !ends_with(spec, "ubyte.gz")) {
-            double mean[4096], std[4096]; /* standardise by the training part */
-            if (nb_dataset_features(d->all) <= 4096 &&
-                nb_dataset_mean_std(train_part, mean, std) == NB_OK) {
-                st = nb_dataset_standardize(train_part, mean, std);
-                if (st == NB_OK)
-                    st = nb_dataset_standardize(d->test, mean, std);
-            }
-        }
+        st = cut(d, d->all, rng, n - n / 5, &train_part, &d->test);
         if (st != NB_OK)
             return load_error(cmd, spec, st, NULL);
+    }
+    /* a CSV's features are standardised by its training part, and any data
+     * set's by the model's statistics when given */
+    if (norm || ends_with(spec, ".csv") || ends_with(spec, ".csv.gz")) {
+        int rc = standardize(cmd, spec, d, train_part, norm);
+        if (rc != 0)
+            return rc;
     }
     d->train = train_part;
     if (want_val) {
@@ -121,11 +188,27 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
         if (n < 10)
             return cli_error(cmd, "%lld training samples are too few to hold some out",
                              (long long)n);
-        st = cut(d, train_part, n - n / 10, &d->train, &d->val);
+        st = cut(d, train_part, rng, n - n / 10, &d->train, &d->val);
         if (st != NB_OK)
             return load_error(cmd, spec, st, NULL);
     }
     return 0;
+}
+
+int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d)
+{
+    return cli_data_open_norm(cmd, spec, want_val, rng, NULL, d);
+}
+
+int cli_data_open_norm(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
+                       const cli_norm *norm, cli_data *d)
+{
+    int rc = open_data(cmd, spec, want_val, rng, norm, d);
+    if (rc != 0)
+        cli_data_close(d);
+    else
+        warn_missing_classes(cmd, d);
+    return rc;
 }
 
 void cli_data_close(cli_data *d)
@@ -133,5 +216,7 @@ void cli_data_close(cli_data *d)
     for (int i = 0; i < 4; i++)
         nb_dataset_free(d->extra[i]);
     nb_dataset_free(d->all);
+    free(d->mean);
+    free(d->std);
     memset(d, 0, sizeof *d);
 }

@@ -11,16 +11,34 @@ typedef struct cli_data {
     nb_dataset *val;   /* NULL unless asked for */
     nb_dataset *test;  /* NULL when the source has none */
     nb_dataset *extra[4];
+    double *mean, *std; /* the standardisation applied to every part (owned),
+                         * NULL when none was */
+    int64_t n_features;
 } cli_data;
+
+/* Statistics to standardise features with: x_j <- (x_j - mean_j) / std_j. */
+typedef struct cli_norm {
+    const double *mean, *std;
+    int64_t n;
+} cli_norm;
 
 /* Open @p spec: "digits" (first 1500 rows train, last 297 test, pixels /16),
  * "fashion-mnist" (Debian's files, pixels /255), or a path: a .csv[.gz] file
- * (label in the last column, features standardised by the training part)
+ * (label in the last column, features standardised by the training part:
+ * d->mean, d->std, constant features with std 1)
  * or an IDX images file with its labels file beside it; a path is split
- * 80/20 into train and test in file order. With @p want_val the last tenth
- * of the training part is held out for validation. Returns 0, or 2 after a
- * one-line error. Close with cli_data_close (also after an error). */
+ * 80/20 into train and test at random, drawn from @p rng (in file order
+ * when it is NULL). With @p want_val a tenth of the training part, drawn
+ * from @p rng, is held out for validation. A validation or test part that
+ * holds fewer classes than the data gives a warning on stderr. Returns 0,
+ * or 2 after a one-line error (then @p d holds nothing). Close with
+ * cli_data_close (also after an error). */
 int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng, cli_data *d);
+/* The same, with the features of every part standardised by @p norm (a
+ * model's stored statistics) instead of a CSV's own training part; @p norm
+ * NULL: as cli_data_open. d->mean and d->std record what was applied. */
+int cli_data_open_norm(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
+                       const cli_norm *norm, cli_data *d);
 void cli_data_close(cli_data *d);
 
 #endif

@@ -15,7 +15,35 @@ int cli_expr_var(const cli_expr *x, const char *name)
     return -1;
 }
 
+int cli_expr_add_unused(const char *cmd, const char *what, cli_expr *x, const char *name)
+{
+    bool ok = (name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') ||
+              name[0] == '_';
+    for (const char *p = name; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+             *p == '_';
+    if (!ok || strlen(name) >= sizeof x->extra[0]) {
+        cli_error(cmd, "%s: '%s' is not a variable name", what, CLI_Q(name));
+        return -1;
+    }
+    if (x->n == CLI_MAX_VARS) {
+        cli_error(cmd, "%s: at most %d variables are supported", what, CLI_MAX_VARS);
+        return -1;
+    }
+    int i = x->n++;
+    memcpy(x->extra[i], name, strlen(name) + 1);
+    x->names[i] = x->extra[i];
+    x->values[i] = 0;
+    return i;
+}
+
 int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x)
+{
+    return cli_expr_open_ex(cmd, text, at, false, x);
+}
+
+int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unused_ok,
+                     cli_expr *x)
 {
     memset(x, 0, sizeof *x);
     x->s = nb_sym_new();
@@ -30,8 +58,8 @@ int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x
     if (n > CLI_MAX_VARS)
         return cli_error(cmd, "the expression has %d variables; at most %d are supported", n,
                          CLI_MAX_VARS);
-    x->n = n;
-    bool given[CLI_MAX_VARS] = {0};
+    x->n = x->n_used = n;
+    bool *given = x->given;
     /* "name=value" pairs separated by commas */
     const char *p = at ? at : "";
     while (*p) {
@@ -40,11 +68,12 @@ int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x
         if (!end)
             end = p + strlen(p);
         if (!eq || eq > end || eq == p)
-            return cli_error(cmd, "--at: expected name=value at '%.*s'", (int)(end - p), p);
+            return cli_error(cmd, "--at: expected name=value at '%s'",
+                             CLI_QN(p, (size_t)(end - p)));
         char name[64];
         size_t len = (size_t)(eq - p);
         if (len >= sizeof name)
-            return cli_error(cmd, "--at: name too long at '%.*s'", (int)(end - p), p);
+            return cli_error(cmd, "--at: name too long at '%s'", CLI_QN(p, (size_t)(end - p)));
         memcpy(name, p, len);
         name[len] = '\0';
         char num[64], *stop;
@@ -58,15 +87,17 @@ int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x
         if (stop == num || *stop || errno || !isfinite(v))
             return cli_error(cmd, "--at: '%s' is not a finite number (for %s)", num, name);
         int i = cli_expr_var(x, name);
-        if (i < 0)
-            return cli_error(cmd, "--at: '%s' is not a variable of the expression", name);
+        if (i < 0 && !unused_ok)
+            return cli_error(cmd, "--at: '%s' is not a variable of the expression", CLI_Q(name));
+        if (i < 0 && (i = cli_expr_add_unused(cmd, "--at", x, name)) < 0)
+            return 2;
         if (given[i])
-            return cli_error(cmd, "--at: '%s' is given twice", name);
+            return cli_error(cmd, "--at: '%s' is given twice", CLI_Q(name));
         given[i] = true;
         x->values[i] = v;
         p = *end ? end + 1 : end;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) /* the expression's variables */
         if (!given[i])
             return cli_error(cmd, "--at: no value for '%s' (give every variable, e.g. %s=1)",
                              x->names[i], x->names[i]);

@@ -13,12 +13,22 @@ typedef struct cli_expr {
     int n; /* variables, in name order */
     const char *names[CLI_MAX_VARS];
     double values[CLI_MAX_VARS];
+    int n_used;                    /* names[0..n_used) are the expression's */
+    bool given[CLI_MAX_VARS];      /* a value came from the point */
+    char extra[CLI_MAX_VARS][64];  /* names of the variables it does not use */
 } cli_expr;
 
 /* Parse @p text and the point @p at ("x=1,y=2", every variable once).
  * Returns 0, or 2 after printing a one-line error. Free with
  * cli_expr_close (also after an error). */
 int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x);
+/* The same; with @p unused_ok a name of the point that the expression does
+ * not use is added as a variable (after its own) instead of refused. */
+int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unused_ok,
+                     cli_expr *x);
+/* Add variable @p name, which the expression does not use, with value 0:
+ * its index, or -1 after a one-line error (not a name, too many). */
+int cli_expr_add_unused(const char *cmd, const char *what, cli_expr *x, const char *name);
 void cli_expr_close(cli_expr *x);
 
 /* Build the expression in g on f64 scalar leaves (named, needing gradients)

@@ -1,10 +1,13 @@
 /* Line charts as SVG: a frame, "nice" ticks on both axes, a light grid,
- * one polyline per series and a legend. Text is XML-escaped. */
+ * one polyline per series and a legend. Text is XML-escaped. And the
+ * writing of picture files (charts, DOT graphs). */
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
+#include "../io/file.h"
 #include "svg.h"
 
 enum { W = 640, H = 400, LEFT = 70, RIGHT = 150, TOP = 40, BOTTOM = 50 };
@@ -137,14 +140,36 @@ int svg_chart(FILE *f, const char *title, const char *xlabel, const char *ylabel
     return ferror(f) ? -1 : 0;
 }
 
-int svg_chart_file(const char *path, const char *title, const char *xlabel, const char *ylabel,
-                   const svg_series *s, int n_series)
+/* A picture file opened for writing, or NULL with a sentence in why. */
+static nbio_out *picture_open(const char *path, char *why, size_t n)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
+    nbio_out *o = NULL;
+    return nbio_out_open(path, NULL, NULL, &o, why, n) == NB_OK ? o : NULL;
+}
+
+/* Commit it when @p written, else remove what was written: 0, or -1 with a
+ * sentence in why. */
+static int picture_close(nbio_out *o, bool written, char *why, size_t n)
+{
+    return nbio_out_commit(o, written ? 0 : EIO, why, n) == NB_OK ? 0 : -1;
+}
+
+int svg_chart_file(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                   const svg_series *s, int n_series, char *why, size_t n)
+{
+    nbio_out *o = picture_open(path, why, n);
+    if (!o)
         return -1;
-    int rc = svg_chart(f, title, xlabel, ylabel, s, n_series);
-    if (fclose(f) != 0)
-        rc = -1;
-    return rc;
+    int rc = svg_chart(nbio_out_file(o), title, xlabel, ylabel, s, n_series);
+    return picture_close(o, rc == 0, why, n);
+}
+
+int svg_dot_file(const char *path, nb_graph *g, nb_tensor *y, char *why, size_t n)
+{
+    nbio_out *o = picture_open(path, why, n);
+    if (!o)
+        return -1;
+    FILE *f = nbio_out_file(o);
+    nb_status st = nb_graph_dot(g, y, f);
+    return picture_close(o, st == NB_OK && !ferror(f), why, n);
 }

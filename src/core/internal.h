@@ -41,8 +41,11 @@
 /* A loop function compiled for AVX-512 and AVX2 as well as the x86-64
  * baseline, the version picked when the program starts. Every lane computes
  * what the scalar code does (IEEE operations; ISO C mode leaves fused
- * multiply-add contraction off), so results do not depend on the CPU. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * multiply-add contraction off), so results do not depend on the CPU.
+ * Off under ThreadSanitizer (meson.build defines NB_NO_TARGET_CLONES): its
+ * instrumented ifunc resolvers would run before its runtime starts. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(NB_NO_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
 #define NBC_WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NBC_WIDE_CLONES
@@ -260,6 +263,10 @@ const char *nbc_shp(const nb_tensor *t, char *buf, size_t n);
 void nbc_fill(nb_tensor *t, double v);
 /* True when every element is finite. */
 bool nbc_all_finite(const nb_tensor *t);
+/* Flat index of the first element that is NaN or Inf, or -1. */
+int64_t nbc_first_nonfinite(const nb_tensor *t);
+/* "NaN at [0,2]" / "Inf at [3]" / "-Inf at []" of t's element k into buf. */
+const char *nbc_nonfinite_at(const nb_tensor *t, int64_t k, char *buf, size_t n);
 
 /* The allocation hook of a model (and its user data in *ud), so code that
  * builds on a model allocates through the same hook. */

@@ -127,6 +127,30 @@ bool nbc_all_finite(const nb_tensor *t)
     return true;
 }
 
+int64_t nbc_first_nonfinite(const nb_tensor *t)
+{
+    for (int64_t i = 0; i < t->size; i++)
+        if (!isfinite(nb_tensor_get(t, i)))
+            return i;
+    return -1;
+}
+
+const char *nbc_nonfinite_at(const nb_tensor *t, int64_t k, char *buf, size_t n)
+{
+    double v = nb_tensor_get(t, k);
+    int64_t idx[NB_MAX_RANK];
+    for (int d = t->rank - 1; d >= 0; d--) {
+        idx[d] = t->shape[d] > 0 ? k % t->shape[d] : 0;
+        k = t->shape[d] > 0 ? k / t->shape[d] : 0;
+    }
+    int w = snprintf(buf, n, "%s at [", isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf");
+    for (int d = 0; d < t->rank && w >= 0 && (size_t)w < n; d++)
+        w += snprintf(buf + w, n - (size_t)w, d ? ",%lld" : "%lld", (long long)idx[d]);
+    if (w >= 0 && (size_t)w < n)
+        snprintf(buf + w, n - (size_t)w, "]");
+    return buf;
+}
+
 nb_tensor *nb_full(nb_graph *g, nb_dtype dt, int rank, const int64_t *shape, double value)
 {
     nb_tensor *t = nbc_tensor_new(g, dt, rank, shape, "full");

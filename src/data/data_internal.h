@@ -62,7 +62,9 @@ void nbd_prefix(nb_data_error *err, const char *path);
 void nbd_ok(nb_data_error *err);
 
 /* Read the whole file at @p path through @p mem into *buf (*len bytes;
- * *buf NULL when the file is empty). NB_ERR_IO / NB_ERR_NOMEM into err. */
+ * *buf NULL when the file is empty), by nbio_read_all (src/io/file.h): a
+ * path that is not a regular file is refused. NB_ERR_IO / NB_ERR_NOMEM
+ * into err. */
 nb_status nbd_read_file(nbd_mem mem, const char *path, void **buf, size_t *len, nb_data_error *err);
 
 /* True when @p buf starts with the gzip magic 1f 8b. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../io/file.h"
 #include "data_internal.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -85,42 +86,9 @@ void nbd_ok(nb_data_error *err)
 
 nb_status nbd_read_file(nbd_mem mem, const char *path, void **buf, size_t *len, nb_data_error *err)
 {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return nbd_fail(err, NB_ERR_IO, 0, 0, -1, "%s: cannot open", path);
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return nbd_fail(err, NB_ERR_IO, 0, 0, -1, "%s: cannot determine its size", path);
-    }
-    if ((unsigned long)size > SIZE_MAX - 1) {
-        fclose(f);
-        return nbd_fail(err, NB_ERR_IO, 0, 0, -1, "%s: too large to read", path);
-    }
-    if (size == 0) {
-        fclose(f);
-        return NB_OK;
-    }
-    void *p = nbd_alloc(mem, (size_t)size);
-    if (!p) {
-        fclose(f);
-        return nbd_fail(err, NB_ERR_NOMEM, 0, 0, -1, "%s: out of memory reading %ld bytes", path,
-                        size);
-    }
-    size_t got = fread(p, 1, (size_t)size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != (size_t)size) {
-        nbd_free(mem, p, (size_t)size);
-        return nbd_fail(err, NB_ERR_IO, 0, 0, -1, "%s: read %zu of %ld bytes", path, got, size);
-    }
-    *buf = p;
-    *len = (size_t)size;
-    return NB_OK;
+    char why[256]; /* nb_data_error's msg */
+    nb_status st = nbio_read_all(path, mem.fn, mem.ud, buf, len, why, sizeof why);
+    return st == NB_OK ? NB_OK : nbd_fail(err, st, 0, 0, -1, "%s", why);
 }
 
 nb_status nbd_check_opts(const nb_data_opts *opts)

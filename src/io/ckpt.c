@@ -4,13 +4,11 @@
  * checks all of it and only then changes anything. */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
+#include "file.h"
 #include "io_internal.h"
 #include "nabla/ckpt.h"
 #include "../optim/optim_internal.h"
@@ -195,6 +193,22 @@ static void write_all(nbio_writer *w, const nb_model *m, const nb_optim *opt, co
     nbio_flush(w);
 }
 
+/* What nb_model_save writes, for nbio_save. */
+typedef struct save_job {
+    const nb_model *m;
+    const nb_optim *opt;
+    const nb_rng *rng;
+    const char *meta;
+    size_t meta_len;
+} save_job;
+
+static void fill(nbio_writer *w, const void *ud)
+{
+    const save_job *j = ud;
+    write_all(w, j->m, j->opt, j->rng, j->meta, j->meta_len,
+              payload_size(j->m, j->opt, j->rng, j->meta_len));
+}
+
 nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
                         const nb_ckpt_opts *o, nb_ckpt_error *err)
 {
@@ -206,9 +220,6 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     memset(&def, 0, sizeof def);
     if (!o)
         o = &def;
-    nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
-    void *aud = o->alloc ? o->alloc_ud : NULL;
-
     size_t meta_len = o->meta ? strnlen(o->meta, (size_t)NB_META_MAX + 1) : 0;
     if (meta_len > 0) {
         size_t at;
@@ -223,42 +234,10 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
                             "save: tensor name of %zu bytes is longer than %u", len, NAME_MAX_LEN);
     }
 
-    size_t path_len = strlen(path);
-    size_t tmp_size = path_len + 8;
-    char *tmp = alloc(aud, NULL, 0, tmp_size);
-    unsigned char *buf = alloc(aud, NULL, 0, NBIO_WRITE_BUF);
-    if (!tmp || !buf) {
-        if (tmp)
-            alloc(aud, tmp, tmp_size, 0);
-        if (buf)
-            alloc(aud, buf, NBIO_WRITE_BUF, 0);
-        return ck_error(err, NB_ERR_NOMEM, -1, NULL, 0, "save: out of memory");
-    }
-    nb_status st = NB_OK;
-    FILE *f = nbio_tmp_open(path, tmp);
-    if (!f) {
-        st = ck_error(err, NB_ERR_IO, -1, NULL, 0, "save: cannot create a temporary file %s: %s",
-                      tmp, strerror(errno));
-        goto out;
-    }
-    nbio_writer w;
-    memset(&w, 0, sizeof w);
-    w.f = f;
-    w.write = o->write ? o->write : nbio_default_write;
-    w.ud = o->write_ud;
-    w.buf = buf;
-    write_all(&w, m, opt, o->rng, o->meta, meta_len, payload_size(m, opt, o->rng, meta_len));
-    int e = nbio_tmp_commit(f, tmp, path, w.failed ? (w.err_no ? w.err_no : EIO) : 0);
-    if (e) {
-        st = ck_error(err, NB_ERR_IO, -1, NULL, 0, "save: writing %s failed: %s; %s is unchanged",
-                      tmp, strerror(e), path);
-        goto out;
-    }
-    nbio_sync_dir(path);
-out:
-    alloc(aud, tmp, tmp_size, 0);
-    alloc(aud, buf, NBIO_WRITE_BUF, 0);
-    return st;
+    save_job job = {m, opt, o->rng, o->meta, meta_len};
+    char why[512];
+    nb_status st = nbio_save(path, o, fill, &job, why, sizeof why);
+    return st == NB_OK ? NB_OK : ck_error(err, st, -1, NULL, 0, "save: %s", why);
 }
 
 /* ------------------------------------------------------------------- load */
@@ -402,8 +381,8 @@ static nb_status parse_header(loader *L, size_t file_size)
     uint32_t stored = (uint32_t)nbio_le_get(h + 24, 4), computed = crc(h, 24);
     if (stored != computed)
         return ck_error(L->err, NB_ERR_PARSE, 24, NULL, 0,
-                        "load: header CRC-32 mismatch: stored 0x%08x, computed 0x%08x "
-                        "(bytes 0..23 are damaged)",
+                        "load: the header failed its CRC-32 check (stored 0x%08x, computed "
+                        "0x%08x): the file is damaged",
                         (unsigned)stored, (unsigned)computed);
     uint32_t version = (uint32_t)nbio_le_get(h + 8, 4);
     if (version != NB_CKPT_VERSION)
@@ -430,9 +409,10 @@ static nb_status parse_header(loader *L, size_t file_size)
     computed = crc(h + HEADER_SIZE, (size_t)payload);
     if (stored != computed)
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)end, NULL, 0,
-                        "load: payload CRC-32 mismatch: stored 0x%08x at offset %zu, computed "
-                        "0x%08x (bytes %d..%zu are damaged)",
-                        (unsigned)stored, end, (unsigned)computed, HEADER_SIZE, end - 1);
+                        "load: the payload (every section after the header) failed its CRC-32 "
+                        "check (stored 0x%08x at offset %zu, computed 0x%08x): the file is "
+                        "damaged",
+                        (unsigned)stored, end, (unsigned)computed);
     L->r.pos = HEADER_SIZE;
     L->r.end = end;
     return NB_OK;
@@ -730,41 +710,6 @@ static void read_data(const unsigned char *p, nb_dtype dt, void *out, int64_t n)
     }
 }
 
-static nb_status read_file(loader *L, const char *path, unsigned char **buf, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ck_error(L->err, NB_ERR_IO, -1, NULL, 0, "load: cannot open %s: %s", path,
-                        strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return ck_error(L->err, NB_ERR_IO, -1, NULL, 0, "load: %s is not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)(SIZE_MAX / 2)) {
-        fclose(f);
-        return ck_error(L->err, NB_ERR_NOMEM, -1, NULL, 0, "load: %s is too large", path);
-    }
-    size_t n = (size_t)sb.st_size;
-    unsigned char *b = L->alloc(L->aud, NULL, 0, n ? n : 1);
-    if (!b) {
-        fclose(f);
-        return ck_error(L->err, NB_ERR_NOMEM, -1, NULL, 0, "load: out of memory for %zu bytes", n);
-    }
-    size_t got = fread(b, 1, n, f);
-    int extra = fgetc(f); /* the file grew since fstat: not a stable file */
-    bool bad = ferror(f) || got != n || extra != EOF;
-    fclose(f);
-    if (bad) {
-        L->alloc(L->aud, b, n ? n : 1, 0);
-        return ck_error(L->err, NB_ERR_IO, -1, NULL, 0,
-                        "load: reading %s failed or its size changed while reading", path);
-    }
-    *buf = b;
-    *size = n;
-    return NB_OK;
-}
-
 static nb_status load_checked(loader *L, const nb_ckpt_opts *o, size_t file_size)
 {
     nb_status st = parse_header(L, file_size);
@@ -879,16 +824,19 @@ static nb_status run_loader(nb_model *m, nb_optim *opt, const char *path, const 
     L->list_fn = fn;
     L->list_ud = ud;
 
-    unsigned char *buf = NULL;
+    void *buf = NULL;
     size_t size = 0;
-    nb_status st = read_file(L, path, &buf, &size);
-    if (st == NB_OK) {
+    char why[512];
+    nb_status st = nbio_read_all(path, alloc, aud, &buf, &size, why, sizeof why);
+    if (st != NB_OK) {
+        ck_error(err, st, -1, NULL, 0, "load: %s", why);
+    } else {
         L->r.buf = buf;
         L->r.end = size;
         st = load_checked(L, o, size);
     }
     if (buf)
-        alloc(aud, buf, size ? size : 1, 0);
+        alloc(aud, buf, size, 0);
     if (L->recs)
         alloc(aud, L->recs, L->recs_bytes, 0);
     if (L->by_param)

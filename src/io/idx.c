@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../data/data_internal.h"
 
@@ -248,11 +249,9 @@ static bool find_file(const char *dir, const char *name, char *path, size_t cap)
         int n = snprintf(path, cap, "%s/%s%s", dir, name, sfx[k]);
         if (n < 0 || (size_t)n >= cap)
             return false;
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            fclose(f);
+        struct stat sb; /* not opened here: reading it says what is wrong with it */
+        if (stat(path, &sb) == 0)
             return true;
-        }
     }
     return false;
 }

@@ -71,17 +71,14 @@ void nbio_flush(nbio_writer *w);
 /* Append n bytes, flushing whenever the buffer is full. */
 void nbio_bytes(nbio_writer *w, const void *data, size_t n);
 
-/* Atomic replacement of a file: nbio_tmp_open creates a new temporary file
- * beside @p path (mode 0644) and writes its name to tmp, which must hold
- * strlen(path) + 8 bytes; NULL with errno set on failure. nbio_tmp_commit
- * then flushes, fsyncs and closes f and renames tmp over path, or, when
- * @p write_errno is not 0 (the writing failed) or any of that fails,
- * closes f and removes tmp, leaving path as it was. Returns 0 or the errno
- * value of the failure (write_errno when given). */
-FILE *nbio_tmp_open(const char *path, char *tmp);
-int nbio_tmp_commit(FILE *f, const char *tmp, const char *path, int write_errno);
-
-/* Best effort: fsync the directory holding path, so a rename is durable. */
-void nbio_sync_dir(const char *path);
+/* Write a file of the formats: @p fill writes everything through the
+ * writer it is given (whose write function is o->write, fwrite when NULL),
+ * into a file opened by nbio_out_open (file.h) and committed when fill is
+ * done, with the writer's buffer from o->alloc. NB_OK, or NB_ERR_NOMEM /
+ * NB_ERR_IO with a sentence in why[0..n) ("out of memory", "writing T
+ * failed: reason; P is unchanged"); on error @p path is as it was. */
+nb_status nbio_save(const char *path, const nb_ckpt_opts *o,
+                    void (*fill)(nbio_writer *w, const void *ud), const void *ud, char *why,
+                    size_t n);
 
 #endif

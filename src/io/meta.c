@@ -1,14 +1,10 @@
 /* Metadata text ("key=value" lines) shared by checkpoints and safetensors
  * files: checking, looking a key up, describing an MLP; and UTF-8. */
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../core/internal.h"
 #include "io_internal.h"
@@ -203,61 +199,4 @@ nb_status nb_mlp_meta(const int64_t *sizes, int n_sizes, const nb_mlp_opts *o, c
     default: break;
     }
     return ok ? NB_OK : NB_ERR_ARG;
-}
-
-FILE *nbio_tmp_open(const char *path, char *tmp)
-{
-    size_t n = strlen(path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".XXXXXX", 8); /* mkstemp's template */
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return NULL;
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        errno = e;
-    }
-    return f;
-}
-
-int nbio_tmp_commit(FILE *f, const char *tmp, const char *path, int write_errno)
-{
-    int e = write_errno;
-    if (!e && fflush(f) != 0)
-        e = errno ? errno : EIO;
-    if (!e && fsync(fileno(f)) != 0)
-        e = errno ? errno : EIO;
-    if (fclose(f) != 0 && !e)
-        e = errno ? errno : EIO;
-    if (!e && rename(tmp, path) != 0)
-        e = errno ? errno : EIO;
-    if (e)
-        unlink(tmp);
-    return e;
-}
-
-void nbio_sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) {
-        strcpy(dir, ".");
-    } else if (slash == path) {
-        strcpy(dir, "/");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n >= sizeof dir)
-            return;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../core/internal.h"
+#include "file.h"
 #include "io_internal.h"
 #include "nabla/safetensors.h"
 
@@ -191,6 +192,18 @@ static void write_file(nbio_writer *w, const nb_model *m, const text *header)
     nbio_flush(w);
 }
 
+/* What nb_model_save_safetensors writes, for nbio_save. */
+typedef struct save_job {
+    const nb_model *m;
+    const text *header;
+} save_job;
+
+static void fill(nbio_writer *w, const void *ud)
+{
+    const save_job *j = ud;
+    write_file(w, j->m, j->header);
+}
+
 nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const nb_ckpt_opts *o,
                                     nb_ckpt_error *err)
 {
@@ -227,36 +240,11 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
 
     text header = {.alloc = alloc, .ud = aud};
     header_json(&header, m, o->meta, meta_len);
-    size_t path_len = strlen(path);
-    size_t tmp_size = path_len + 8;
-    char *tmp = header.failed ? NULL : alloc(aud, NULL, 0, tmp_size);
-    unsigned char *buf = tmp ? alloc(aud, NULL, 0, NBIO_WRITE_BUF) : NULL;
-    nb_status st = NB_OK;
-    if (!buf) {
-        st = st_error(err, NB_ERR_NOMEM, -1, NULL, "save: out of memory");
-        goto out;
-    }
-    FILE *f = nbio_tmp_open(path, tmp);
-    if (!f) {
-        st = st_error(err, NB_ERR_IO, -1, NULL, "save: cannot create a temporary file %s: %s", tmp,
-                      strerror(errno));
-        goto out;
-    }
-    nbio_writer w = {
-        .f = f, .write = o->write ? o->write : nbio_default_write, .ud = o->write_ud, .buf = buf};
-    write_file(&w, m, &header);
-    int e = nbio_tmp_commit(f, tmp, path, w.failed ? (w.err_no ? w.err_no : EIO) : 0);
-    if (e) {
-        st = st_error(err, NB_ERR_IO, -1, NULL, "save: writing %s failed: %s; %s is unchanged", tmp,
-                      strerror(e), path);
-        goto out;
-    }
-    nbio_sync_dir(path);
-out:
-    if (tmp)
-        alloc(aud, tmp, tmp_size, 0);
-    if (buf)
-        alloc(aud, buf, NBIO_WRITE_BUF, 0);
+    save_job job = {m, &header};
+    char why[512] = "out of memory";
+    nb_status st = header.failed ? NB_ERR_NOMEM : nbio_save(path, o, fill, &job, why, sizeof why);
+    if (st != NB_OK)
+        st_error(err, st, -1, NULL, "save: %s", why);
     if (header.p)
         alloc(aud, header.p, header.cap, 0);
     return st;
@@ -911,36 +899,12 @@ static nb_status match_model(loader *L, nb_model *m)
 
 static nb_status read_file(loader *L, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return st_error(L->err, NB_ERR_IO, -1, NULL, "load: cannot open %s: %s", path,
-                        strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return st_error(L->err, NB_ERR_IO, -1, NULL, "load: %s is not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)(SIZE_MAX / 2)) {
-        fclose(f);
-        return st_error(L->err, NB_ERR_NOMEM, -1, NULL, "load: %s is too large", path);
-    }
-    size_t n = (size_t)sb.st_size;
-    unsigned char *b = L->alloc(L->aud, NULL, 0, n ? n : 1);
-    if (!b) {
-        fclose(f);
-        return st_error(L->err, NB_ERR_NOMEM, -1, NULL, "load: out of memory for %zu bytes", n);
-    }
-    size_t got = fread(b, 1, n, f);
-    int extra = fgetc(f);
-    bool failed = ferror(f) || got != n || extra != EOF;
-    fclose(f);
-    if (failed) {
-        L->alloc(L->aud, b, n ? n : 1, 0);
-        return st_error(L->err, NB_ERR_IO, -1, NULL,
-                        "load: reading %s failed or its size changed while reading", path);
-    }
+    void *b = NULL;
+    char why[512];
+    nb_status st = nbio_read_all(path, L->alloc, L->aud, &b, &L->size, why, sizeof why);
+    if (st != NB_OK)
+        return st_error(L->err, st, -1, NULL, "load: %s", why);
     L->file = b;
-    L->size = n;
     return NB_OK;
 }
 
@@ -1068,7 +1032,7 @@ static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *
         }
     }
     if (L.file)
-        L.alloc(L.aud, L.file, L.size ? L.size : 1, 0);
+        L.alloc(L.aud, L.file, L.size, 0);
     if (L.strs)
         L.alloc(L.aud, L.strs, L.n + 1, 0);
     if (L.meta)

@@ -1,10 +1,11 @@
-/* Buffered writing with an optional running CRC-32, shared by the file
- * formats. */
+/* Buffered writing with an optional running CRC-32, and the writing of a
+ * whole file, shared by the file formats. */
 
 #include <errno.h>
 #include <string.h>
 #include <zlib.h>
 
+#include "file.h"
 #include "io_internal.h"
 
 size_t nbio_default_write(void *ud, FILE *f, const void *data, size_t n)
@@ -40,4 +41,28 @@ void nbio_bytes(nbio_writer *w, const void *data, size_t n)
         p += k;
         n -= k;
     }
+}
+
+nb_status nbio_save(const char *path, const nb_ckpt_opts *o,
+                    void (*fill)(nbio_writer *w, const void *ud), const void *ud, char *why,
+                    size_t n)
+{
+    nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
+    void *aud = o->alloc ? o->alloc_ud : NULL;
+    nbio_out *out = NULL;
+    nb_status st = nbio_out_open(path, alloc, aud, &out, why, n);
+    if (st != NB_OK)
+        return st;
+    nbio_writer w = {.f = nbio_out_file(out),
+                     .write = o->write ? o->write : nbio_default_write,
+                     .ud = o->write_ud,
+                     .buf = alloc(aud, NULL, 0, NBIO_WRITE_BUF)};
+    if (!w.buf) {
+        nbio_out_commit(out, ENOMEM, why, n); /* removes the temporary */
+        snprintf(why, n, "out of memory");
+        return NB_ERR_NOMEM;
+    }
+    fill(&w, ud);
+    alloc(aud, w.buf, NBIO_WRITE_BUF, 0);
+    return nbio_out_commit(out, w.failed ? w.err_no : 0, why, n);
 }

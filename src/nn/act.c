@@ -11,10 +11,19 @@ nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v)
     return x ? nbc_const(g, x->dtype, v) : NULL;
 }
 
+/* At a threshold the derivative is that of the outer side (the conditions
+ * of the inner formula are strict), and a NaN input gives NaN: see "Kinks"
+ * in docs/ops.md. */
 nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x)
 {
     nb_tensor *zero = nbn_const(g, x, 0);
-    return nb_where(g, nb_gt(g, x, zero), x, zero);
+    return nb_where(g, nb_le(g, x, zero), zero, x);
+}
+
+nb_tensor *nbn_clamp(nb_graph *g, nb_tensor *x, double lo, double hi)
+{
+    nb_tensor *lo_t = nbn_const(g, x, lo), *hi_t = nbn_const(g, x, hi);
+    return nb_where(g, nb_ge(g, x, hi_t), hi_t, nb_where(g, nb_le(g, x, lo_t), lo_t, x));
 }
 
 /* where(x > 0, x, slope·x) for a constant or tensor slope. */
@@ -23,21 +32,14 @@ static nb_tensor *leaky(nb_graph *g, nb_tensor *x, nb_tensor *slope)
     return nb_where(g, nb_gt(g, x, nbn_const(g, x, 0)), x, nb_mul(g, slope, x));
 }
 
-/* σ(x) = 0.5·tanh(0.5x) + 0.5 */
-nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x)
-{
-    return nb_add_scalar(g, nb_scale(g, nb_tanh(g, nb_scale(g, x, 0.5)), 0.5), 0.5);
-}
-
 nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x)
 {
-    nb_tensor *lin = nb_add_scalar(g, nb_scale(g, x, 0.25), 0.5);
-    return nb_maximum(g, nb_minimum(g, lin, nbn_const(g, x, 1)), nbn_const(g, x, 0));
+    return nbn_clamp(g, nb_add_scalar(g, nb_scale(g, x, 0.25), 0.5), 0, 1);
 }
 
 nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x)
 {
-    return nb_maximum(g, nb_minimum(g, x, nbn_const(g, x, 1)), nbn_const(g, x, -1));
+    return nbn_clamp(g, x, -1, 1);
 }
 
 nb_tensor *nb_relu(nb_graph *g, nb_tensor *x)

@@ -213,6 +213,7 @@ nb_train_opts nb_train_defaults(void)
         .monitor = NB_MONITOR_VAL_ACC,
         .restore_best = true,
         .layer_norms = true,
+        .check_finite = true,
     };
 }
 
@@ -328,8 +329,9 @@ nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch)
 {
     if (!t)
         return NB_ERR_NULL;
-    if (epoch < 0)
-        return fail(t, NB_ERR_ARG, "set_epoch: epoch %d: it must be >= 0", epoch);
+    if (epoch < 0 || epoch > t->o.epochs)
+        return fail(t, NB_ERR_ARG, "set_epoch: epoch %d: it must lie in 0 .. %d (opts.epochs)",
+                    epoch, t->o.epochs);
     t->epoch = epoch;
     reset_early_stopping(t);
     return NB_OK;
@@ -539,6 +541,41 @@ typedef struct epoch_acc {
     double loss_sum, penalty_sum, norm_sum, norm_max;
 } epoch_acc;
 
+/* The gradient norm of the step is not finite: when some gradient holds
+ * NaN or Inf (not merely squares too large to add up), say which parameter
+ * and element, and where the backward pass made it, by running it again on
+ * the recorded step in check-finite mode. NB_OK when every gradient is
+ * finite. */
+static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long long bi)
+{
+    nb_tensor *bad = NULL;
+    int64_t k = -1;
+    for (nb_tensor *p = nb_model_next(t->m, NULL); p && k < 0; p = nb_model_next(t->m, p))
+        if (nb_tensor_needs_grad(p) && nb_tensor_grad(p) &&
+            (k = nbc_first_nonfinite(nb_tensor_grad(p))) >= 0)
+            bad = p;
+    if (!bad)
+        return NB_OK;
+    char where[96];
+    nbc_nonfinite_at(nb_tensor_grad(bad), k, where, sizeof where);
+    nb_graph *g = t->g;
+    bool was_checking = g->check_finite;
+    nb_model_zero_grad(t->m);
+    nb_graph_set_check_finite(g, true);
+    nb_status st = nb_backward(g, total);
+    nb_graph_set_check_finite(g, was_checking);
+    nb_model_zero_grad(t->m);
+    const char *name = nb_tensor_name(bad);
+    if (st == NB_ERR_NONFINITE)
+        fail(t, NB_ERR_NONFINITE, "epoch %d, batch %lld: the gradient of '%s' holds %s (%s); "
+             "no step taken", epoch, bi, name ? name : "?", where, nb_graph_errmsg(g));
+    else
+        fail(t, NB_ERR_NONFINITE, "epoch %d, batch %lld: the gradient of '%s' holds %s; no step "
+             "taken", epoch, bi, name ? name : "?", where);
+    nb_graph_clear_error(g);
+    return NB_ERR_NONFINITE;
+}
+
 static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb_status *st)
 {
     nb_graph *g = t->g;
@@ -571,7 +608,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         return false;
     }
     double lv = nb_tensor_item(loss), tv = nb_tensor_item(total);
-    if (!isfinite(tv)) {
+    if (t->o.check_finite && !isfinite(tv)) {
         *st = fail(t, NB_ERR_NONFINITE,
                    "epoch %d, batch %lld: the loss is %g (diverged: try a smaller learning "
                    "rate); no step taken",
@@ -584,6 +621,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         return false;
     }
     double gn = nb_grad_norm(t->m);
+    if (t->o.check_finite && !isfinite(gn) && (*st = nonfinite_grad(t, total, epoch, bi)) != NB_OK)
+        return false;
     a->norm_sum += gn;
     if (gn > a->norm_max || a->batches == 0)
         a->norm_max = gn;
@@ -712,8 +751,8 @@ nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
             st = eval_set(t, t->o.test, "test set", epoch, &r.test_acc, &r.test_loss);
         if (st != NB_OK)
             return st;
-        if (per_epoch_schedule)
-            nb_optim_next_epoch(t->opt);
+        if (per_epoch_schedule && (st = nb_optim_next_epoch(t->opt)) != NB_OK)
+            return fail(t, st, "epoch %d: %s", epoch, nb_optim_errmsg(t->opt));
         t->epoch = last = epoch;
         if ((st = early_stopping(t, &r)) != NB_OK)
             return st;

@@ -57,6 +57,7 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
 
 /* ------------------------------------------------------------ unary ops */
 
+
 #define UNARY_BODY(T, EXPR)                                                                        \
     do {                                                                                           \
         T *o = out->data;                                                                          \
@@ -123,6 +124,7 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
 #define NB_OP_sin_ID NB_OP_SIN
 #define NB_OP_cos_ID NB_OP_COS
 #define NB_OP_tanh_ID NB_OP_TANH
+#define NB_OP_sigmoid_ID NB_OP_SIGMOID
 #define NB_OP_erf_ID NB_OP_ERF
 #define NB_OP_sign_ID NB_OP_SIGN
 #define NB_OP_step_ID NB_OP_STEP
@@ -138,6 +140,7 @@ DEFINE_UNARY_FWD(abs, fabs(x))
 DEFINE_UNARY_FWD(sin, sin(x))
 DEFINE_UNARY_FWD(cos, cos(x))
 DEFINE_UNARY_FWD(tanh, tanh(x))
+DEFINE_UNARY_FWD(sigmoid, NBO_SIGMOID(x))
 DEFINE_UNARY_FWD(erf, erf(x))
 DEFINE_UNARY_FWD(sign, (x > 0) - (x < 0))
 DEFINE_UNARY_FWD(step, x > 0)
@@ -194,6 +197,12 @@ static nb_tensor *tanh_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
 {
     return nb_mul(g, v, nb_sub(g, nbk_const(g, out, 1.0), nb_square(g, out)));
 }
+/* d σ(x) = v·σ(x)·σ(-x): σ(-x) rather than 1 - y, which would lose the
+ * derivative's relative accuracy for large x (it is e^-x there) */
+static nb_tensor *sigmoid_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_mul(g, v, nb_mul(g, out, nb_sigmoid(g, nb_neg(g, out->inputs[0]))));
+}
 /* d(erf x) = v·(2/√π)·e^(-x²) */
 static nb_tensor *erf_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
 {
@@ -212,6 +221,7 @@ DEFINE_UNARY_RULES(abs)
 DEFINE_UNARY_RULES(sin)
 DEFINE_UNARY_RULES(cos)
 DEFINE_UNARY_RULES(tanh)
+DEFINE_UNARY_RULES(sigmoid)
 DEFINE_UNARY_RULES(erf)
 
 /* ------------------------------------------------------------ binary ops */

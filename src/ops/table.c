@@ -16,6 +16,8 @@ const nbo_def nbo_table[] = {
     [NB_OP_SIN] = {"sin", 1, nbo_unary_shape, nbo_sin_fwd, nbo_sin_vjp, nbo_sin_jvp},
     [NB_OP_COS] = {"cos", 1, nbo_unary_shape, nbo_cos_fwd, nbo_cos_vjp, nbo_cos_jvp},
     [NB_OP_TANH] = {"tanh", 1, nbo_unary_shape, nbo_tanh_fwd, nbo_tanh_vjp, nbo_tanh_jvp},
+    [NB_OP_SIGMOID] = {"sigmoid", 1, nbo_unary_shape, nbo_sigmoid_fwd, nbo_sigmoid_vjp,
+                       nbo_sigmoid_jvp},
     [NB_OP_ERF] = {"erf", 1, nbo_unary_shape, nbo_erf_fwd, nbo_erf_vjp, nbo_erf_jvp},
     [NB_OP_SIGN] = {"sign", 1, nbo_unary_shape, nbo_sign_fwd, NULL, NULL},
     [NB_OP_STEP] = {"step", 1, nbo_unary_shape, nbo_step_fwd, NULL, NULL},

@@ -2,6 +2,8 @@
 #ifndef NABLA_OPS_TABLE_H
 #define NABLA_OPS_TABLE_H
 
+#include <math.h>
+
 #include "../core/internal.h"
 
 enum nbo_id {
@@ -15,6 +17,7 @@ enum nbo_id {
     NB_OP_SIN,
     NB_OP_COS,
     NB_OP_TANH,
+    NB_OP_SIGMOID,
     NB_OP_ERF,
     NB_OP_SIGN,
     NB_OP_STEP,
@@ -49,6 +52,21 @@ enum nbo_id {
     NB_OP_STOP_GRADIENT,
     NB_OP_COUNT
 };
+
+/* σ(x) = 1/(1+e^-x) = e^x/(1+e^x), with e = e^-|x| <= 1: 1/(1+e) for x >= 0
+ * and e/(1+e) for x < 0. Nothing overflows, and for x < 0 no 1 - (something
+ * near 1) cancels, so the result keeps its relative accuracy down to the
+ * smallest normal number (σ(-700) in f64, σ(-87) in f32) and NaN stays NaN.
+ * The sigmoid kernel, and the sweep's one-element rule (autodiff/scalar.h). */
+#define NBO_SIGMOID_FN(NAME, T)                                                                    \
+    static inline T NAME(T x)                                                                      \
+    {                                                                                              \
+        T e = (T)exp(-fabs((double)x));                                                            \
+        return (x >= 0 ? (T)1 : e) / ((T)1 + e);                                                   \
+    }
+NBO_SIGMOID_FN(nbo_sigmoid_f32, float)
+NBO_SIGMOID_FN(nbo_sigmoid_f64, double)
+#define NBO_SIGMOID(x) _Generic((x), float : nbo_sigmoid_f32, default : nbo_sigmoid_f64)(x)
 
 /* shape rules shared by families of ops */
 nb_status nbo_binary_shape(nb_graph *g, nb_tensor *out);
@@ -99,6 +117,9 @@ nb_tensor *nbo_cos_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_tanh_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_tanh_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_tanh_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_sigmoid_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_sigmoid_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_sigmoid_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_erf_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_erf_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_erf_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);

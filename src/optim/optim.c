@@ -299,6 +299,8 @@ nb_status nb_optim_next_epoch(nb_optim *o)
 {
     if (!o)
         return NB_ERR_NULL;
+    if (o->sched_pos == INT64_MAX)
+        return nbopt_error(o, NB_ERR_ARG, "next_epoch: the schedule position is at its limit");
     o->sched_pos++;
     return NB_OK;
 }
@@ -469,6 +471,9 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
     o->errmsg[0] = '\0';
     if (!m)
         return nbopt_error(o, NB_ERR_NULL, "optim_step: no model (NULL)");
+    if (o->step == INT64_MAX || (!o->opts.schedule.per_epoch && o->sched_pos == INT64_MAX))
+        return nbopt_error(o, NB_ERR_ARG,
+                           "optim_step: the step count or schedule position is at its limit");
 
     /* 1. every parameter's state exists and fits (allocates only for
      *    parameters met for the first time; nothing is updated yet) */
@@ -477,6 +482,10 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             continue;
         nbopt_state *s = find_state(o, p->name);
         if (s) {
+            if (s->step == INT64_MAX)
+                return nbopt_error(o, NB_ERR_ARG,
+                                   "optim_step: the step count of parameter '%s' is at its limit",
+                                   p->name);
             if (!state_fits(s, p)) {
                 char a[96], b[96];
                 return nbopt_error(o, NB_ERR_SHAPE,

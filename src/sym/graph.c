@@ -92,9 +92,7 @@ static nb_tensor *build(nb_sym *s, const nb_expr *e, const gctx *c)
         case NB_SYM_LN: r = nb_log(g, a); break;
         case NB_SYM_SQRT: r = nb_sqrt(g, a); break;
         case NB_SYM_TANH: r = nb_tanh(g, a); break;
-        case NB_SYM_SIGMOID: /* 0.5 tanh(0.5 x) + 0.5: no overflow for any x */
-            r = nb_add_scalar(g, nb_scale(g, nb_tanh(g, nb_scale(g, a, 0.5)), 0.5), 0.5);
-            break;
+        case NB_SYM_SIGMOID: r = nb_sigmoid(g, a); break;
         case NB_SYM_ABS: r = nb_abs(g, a); break;
         case NB_SYM_ERF: r = nb_erf(g, a); break;
         case NB_SYM_SIGN: r = nb_sign(g, a); break;

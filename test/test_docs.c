@@ -1,0 +1,258 @@
+/* The command output that docs/modes.md and docs/figures/ show is the
+ * output of the nabla built here, so the two cannot drift apart. argv[1] is
+ * the nabla binary, argv[2] the top of the source tree.
+ *
+ * - docs/modes.md: a code block whose first line is "$ nabla ARGS" holds
+ *   commands, each followed by lines of its output; a ```sh block holding
+ *   "nabla ARGS" is followed by plain ``` blocks of excerpts of its output.
+ *   Each shown line must be a line the command prints.
+ * - the .txt files of docs/figures/ written by docs/figures.sh with `"$nabla" modes` or
+ *   `"$nabla" trace` must equal what the command prints now.
+ * Times (the column under a header "ms") are masked on both sides. */
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tc.h"
+
+static const char *nabla, *top;
+static char tmp[] = "/tmp/nabla-test-docs-XXXXXX"; /* commands run and write here */
+
+/* The whole file @p rel (relative to the top of the tree), NUL-terminated,
+ * malloc'd. */
+static char *slurp(const char *rel)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", top, rel);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (len + 4096 + 1 > cap) {
+            cap = 2 * cap + 4096 + 1;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        n = fread(buf + len, 1, 4096, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Lines of @p text, with the last field of every row under a header line
+ * ending in " ms" replaced by " *" (until a blank line). Returns the count;
+ * lines point into a copy the caller frees with free(lines[0]). */
+static int split_masked(const char *text, char ***lines_out)
+{
+    char *copy = strdup(text);
+    assert_non_null(copy);
+    int cap = 16, n = 0;
+    char **lines = malloc((size_t)cap * sizeof *lines);
+    assert_non_null(lines);
+    bool timed = false;
+    for (char *p = copy; *p;) {
+        char *end = strchr(p, '\n');
+        if (end)
+            *end = '\0';
+        size_t len = strlen(p);
+        if (len == 0)
+            timed = false;
+        else if (len > 3 && strcmp(p + len - 3, " ms") == 0)
+            timed = true;
+        else if (timed) {
+            char *last = strrchr(p, ' '); /* the field and the spaces before it */
+            if (last && last[1]) {
+                while (last > p && last[-1] == ' ')
+                    last--;
+                strcpy(last, " *");
+            }
+        }
+        if (n == cap) {
+            cap *= 2;
+            lines = realloc(lines, (size_t)cap * sizeof *lines);
+            assert_non_null(lines);
+        }
+        lines[n++] = p;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    if (n == 0)
+        free(copy); /* nothing points into it */
+    *lines_out = lines;
+    return n;
+}
+
+static void free_lines(char **lines, int n)
+{
+    if (n > 0)
+        free(lines[0]);
+    free(lines);
+}
+
+/* stdout of "nabla ARGS" (exit status 0 required), malloc'd. */
+static char *nabla_out(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s", tmp, nabla, args);
+    tc_run_result *r = tc_run(cmd);
+    if (r->status != 0)
+        fail_msg("nabla %s: exit status %d: %s", args, r->status, r->err);
+    assert_true(strlen(r->out) < sizeof r->out - 1); /* not cut */
+    char *out = strdup(r->out);
+    assert_non_null(out);
+    return out;
+}
+
+/* Every line of @p shown (n lines) is a line of @p printed. */
+static void lines_printed(const char *doc, const char *args, char *const *shown, int n,
+                          const char *printed)
+{
+    char **got;
+    int n_got = split_masked(printed, &got);
+    for (int i = 0; i < n; i++) {
+        bool found = false;
+        for (int k = 0; k < n_got && !found; k++)
+            found = strcmp(shown[i], got[k]) == 0;
+        if (!found)
+            fail_msg("%s shows for `nabla %s` the line\n  \"%s\"\nwhich nabla does not print; it "
+                     "prints:\n%s",
+                     doc, args, shown[i], printed);
+    }
+    free_lines(got, n_got);
+}
+
+static void test_modes_md(void **state)
+{
+    (void)state;
+    char *md = slurp("docs/modes.md");
+    char **lines;
+    int n = split_masked(md, &lines);
+    char *excerpts_of = NULL, *excerpts_args = NULL; /* the last ```sh command */
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        if (strncmp(lines[i], "```", 3) != 0)
+            continue;
+        bool sh = strcmp(lines[i], "```sh") == 0;
+        int start = ++i;
+        while (i < n && strncmp(lines[i], "```", 3) != 0)
+            i++;
+        if (sh && i > start && strncmp(lines[start], "nabla ", 6) == 0) {
+            free(excerpts_of);
+            free(excerpts_args);
+            excerpts_args = strdup(lines[start] + 6);
+            excerpts_of = nabla_out(excerpts_args);
+        } else if (!sh && i > start && strncmp(lines[start], "$ nabla ", 8) == 0) {
+            /* commands, each followed by lines of its output */
+            for (int c = start; c < i;) {
+                const char *args = lines[c] + 8;
+                int first = ++c;
+                while (c < i && strncmp(lines[c], "$ nabla ", 8) != 0)
+                    c++;
+                char *out = nabla_out(args);
+                lines_printed("docs/modes.md", args, lines + first, c - first, out);
+                free(out);
+                checked += c - first;
+            }
+        } else if (!sh && excerpts_of) {
+            lines_printed("docs/modes.md", excerpts_args, lines + start, i - start, excerpts_of);
+            checked += i - start;
+        }
+    }
+    assert_true(checked > 20); /* the trace excerpts and both modes tables */
+    free(excerpts_of);
+    free(excerpts_args);
+    free_lines(lines, n);
+    free(md);
+}
+
+/* The text figures docs/figures.sh makes with `modes` and `trace`. */
+static void test_figures(void **state)
+{
+    (void)state;
+    char *sh = slurp("docs/figures.sh");
+    char **lines;
+    int n = split_masked(sh, &lines);
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        /* "$nabla" modes --n 1000 --m 1 > "$out/modes-1000x1.txt", possibly
+         * continued on the next line after a backslash */
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s", lines[i]);
+        while (cmd[0] && cmd[strlen(cmd) - 1] == '\\' && i + 1 < n) {
+            cmd[strlen(cmd) - 1] = '\0';
+            strncat(cmd, lines[++i], sizeof cmd - strlen(cmd) - 1);
+        }
+        const char *p = cmd + strspn(cmd, " ");
+        if (strncmp(p, "\"$nabla\" modes ", 15) != 0 && strncmp(p, "\"$nabla\" trace ", 15) != 0)
+            continue;
+        char *redirect = strstr(p, " > \"$out/");
+        assert_non_null(redirect);
+        char figure[256];
+        snprintf(figure, sizeof figure, "docs/figures/%.*s", (int)strcspn(redirect + 9, "\""),
+                 redirect + 9);
+        /* the arguments; files the command writes go to tmp */
+        char args[1024] = "";
+        for (const char *q = p + 9; q < redirect;) {
+            const char *o = strstr(q, "\"$out/");
+            if (!o || o >= redirect) {
+                strncat(args, q, (size_t)(redirect - q));
+                break;
+            }
+            strncat(args, q, (size_t)(o - q));
+            strncat(args, "\"", 2);
+            strncat(args, tmp, sizeof args - strlen(args) - 1);
+            strncat(args, "/", 2);
+            q = o + 6;
+        }
+        char *want = slurp(figure), *got = nabla_out(args);
+        char **w, **g;
+        int nw = split_masked(want, &w), ng = split_masked(got, &g);
+        for (int k = 0; k < nw || k < ng; k++)
+            if (k >= nw || k >= ng || strcmp(w[k], g[k]) != 0)
+                fail_msg("%s is not what `nabla %s` prints now (line %d):\n%s\nRun "
+                         "docs/figures.sh.",
+                         figure, args, k + 1, got);
+        free_lines(w, nw);
+        free_lines(g, ng);
+        free(want);
+        free(got);
+        checked++;
+    }
+    assert_true(checked >= 3); /* the trace and the two modes figures */
+    free_lines(lines, n);
+    free(sh);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_docs PATH-OF-NABLA TOP-OF-SOURCE-TREE\n");
+        return 2;
+    }
+    static char exe[4096]; /* absolute: the commands run in tmp */
+    char cwd[2048];
+    if (argv[1][0] == '/')
+        snprintf(exe, sizeof exe, "%s", argv[1]);
+    else if (getcwd(cwd, sizeof cwd))
+        snprintf(exe, sizeof exe, "%s/%s", cwd, argv[1]);
+    nabla = exe;
+    top = argv[2];
+    if (!mkdtemp(tmp)) {
+        perror(tmp);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_modes_md),
+        cmocka_unit_test(test_figures),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", tmp);
+    return system(rm) == 0 ? rc : 1;
+}
