@@ -549,7 +549,7 @@ static nb_status shape_field(loader *L, entry *e)
         st = number(L, &d, "shape", e->name);
         if (st != NB_OK)
             return st;
-        if (d > (uint64_t)INT64_MAX || nbc_mul_overflows(size, (int64_t)d, &size)) {
+        if (d > (uint64_t)INT64_MAX || !nbc_count_axis(&size, (int64_t)d)) {
             L->pos = at;
             ws(L);
             return bad(L, e->name, "tensor '%s': the shape's element count overflows", e->name);
