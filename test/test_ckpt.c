@@ -719,12 +719,6 @@ static void tensor_w(buf *p, double a, double b)
     memcpy(&u, &b, 8), put(p, u, 8);
 }
 
-static nb_status add_listed(void *ud, const char *name, nb_dtype dt, int rank,
-                            const int64_t *shape)
-{
-    return nb_model_add(ud, name, dt, rank, shape, NULL);
-}
-
 /* A shape of no elements whose leading sizes multiply past what a tensor
  * may hold ([1, 2^61, 0]) is refused like an overflow, as nb_model_add
  * refuses it: every file that lists can be loaded into a model built from
@@ -740,7 +734,7 @@ static void test_shape_bound_as_model(void **state)
     put(&p, 1, 8), put(&p, 1ull << 61, 8), put(&p, 0, 8);
     write_crafted(d->file, &p, 0);
     nb_model *m = nb_model_new();
-    assert_int_equal(nb_ckpt_list(d->file, add_listed, m, NULL, &err), NB_ERR_PARSE);
+    assert_int_equal(nb_ckpt_list(d->file, tc_add_listed, m, NULL, &err), NB_ERR_PARSE);
     assert_non_null(strstr(err.msg, "overflows"));
     assert_int_equal(err.offset, 28 + 4 + 3 + 4 + 8); /* the second size */
     assert_int_equal(nb_model_count(m), 0);
@@ -751,7 +745,7 @@ static void test_shape_bound_as_model(void **state)
     put(&p, NB_F32, 1), put(&p, 2, 1), put(&p, 0, 2);
     put(&p, 1ull << 59, 8), put(&p, 0, 8);
     write_crafted(d->file, &p, 0);
-    assert_int_equal(nb_ckpt_list(d->file, add_listed, m, NULL, &err), NB_OK);
+    assert_int_equal(nb_ckpt_list(d->file, tc_add_listed, m, NULL, &err), NB_OK);
     assert_int_equal(nb_model_count(m), 1);
     assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), NB_OK);
     nb_model_free(m);

@@ -731,12 +731,6 @@ static void test_no_tensors(void **state)
     nb_model_free(orig);
 }
 
-static nb_status add_listed(void *ud, const char *name, nb_dtype dt, int rank,
-                            const int64_t *shape)
-{
-    return nb_model_add(ud, name, dt, rank, shape, NULL);
-}
-
 /* A shape of no elements whose leading sizes multiply past what a tensor
  * may hold ([1, 2^61, 0]) is refused as nb_model_add refuses it, so every
  * file that lists can be loaded into a model built from the listing;
@@ -750,14 +744,14 @@ static void test_shape_bound_as_model(void **state)
                "{\"z\":{\"dtype\":\"F32\",\"shape\":[1,2305843009213693952,0],"
                "\"data_offsets\":[0,0]}}",
                0, NULL, 0);
-    assert_int_equal(nb_safetensors_list(d->file, add_listed, m, NULL, &err), NB_ERR_PARSE);
+    assert_int_equal(nb_safetensors_list(d->file, tc_add_listed, m, NULL, &err), NB_ERR_PARSE);
     assert_non_null(strstr(err.msg, "overflows"));
     assert_int_equal(nb_model_count(m), 0);
     write_file(d->file,
                "{\"z\":{\"dtype\":\"F32\",\"shape\":[576460752303423488,0],"
                "\"data_offsets\":[0,0]}}",
                0, NULL, 0);
-    assert_int_equal(nb_safetensors_list(d->file, add_listed, m, NULL, &err), NB_OK);
+    assert_int_equal(nb_safetensors_list(d->file, tc_add_listed, m, NULL, &err), NB_OK);
     assert_int_equal(nb_model_count(m), 1);
     assert_int_equal(nb_model_load_safetensors(m, d->file, NULL, &err), NB_OK);
     nb_model_free(m);
