@@ -71,4 +71,7 @@ typedef struct tc_counting {
 
 void *tc_counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size);
 
+/* nb_tensor_info_fn adding each listed tensor to the nb_model @p ud. */
+nb_status tc_add_listed(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape);
+
 #endif

@@ -719,6 +719,38 @@ static void tensor_w(buf *p, double a, double b)
     memcpy(&u, &b, 8), put(p, u, 8);
 }
 
+/* A shape of no elements whose leading sizes multiply past what a tensor
+ * may hold ([1, 2^61, 0]) is refused like an overflow, as nb_model_add
+ * refuses it: every file that lists can be loaded into a model built from
+ * the listing. [2^59, 0] is within bounds on both sides. */
+static void test_shape_bound_as_model(void **state)
+{
+    dir *d = *state;
+    nb_ckpt_error err;
+    buf p = {.n = 0};
+    put(&p, 1, 4);
+    put_name(&p, "z");
+    put(&p, NB_F32, 1), put(&p, 3, 1), put(&p, 0, 2);
+    put(&p, 1, 8), put(&p, 1ull << 61, 8), put(&p, 0, 8);
+    write_crafted(d->file, &p, 0);
+    nb_model *m = nb_model_new();
+    assert_int_equal(nb_ckpt_list(d->file, tc_add_listed, m, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "overflows"));
+    assert_int_equal(err.offset, 28 + 4 + 3 + 4 + 8); /* the second size */
+    assert_int_equal(nb_model_count(m), 0);
+
+    p.n = 0;
+    put(&p, 1, 4);
+    put_name(&p, "z");
+    put(&p, NB_F32, 1), put(&p, 2, 1), put(&p, 0, 2);
+    put(&p, 1ull << 59, 8), put(&p, 0, 8);
+    write_crafted(d->file, &p, 0);
+    assert_int_equal(nb_ckpt_list(d->file, tc_add_listed, m, NULL, &err), NB_OK);
+    assert_int_equal(nb_model_count(m), 1);
+    assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), NB_OK);
+    nb_model_free(m);
+}
+
 static void test_crafted_files(void **state)
 {
     dir *d = *state;
@@ -1102,6 +1134,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_bit_identical, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_shape_bound_as_model, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crc_failure_names_section, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metadata, setup_dir, teardown_dir),

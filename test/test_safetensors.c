@@ -677,6 +677,86 @@ static void test_bad_arguments_and_failed_saves(void **state)
     nb_model_free(m2);
 }
 
+/* A file of no tensors ("{}", as a model of none saves it) lists nothing,
+ * loads into a model of none, and is refused by a model that holds
+ * tensors, naming the first one the file lacks. */
+static void test_no_tensors(void **state)
+{
+    dir *d = *state;
+    nb_model *none = nb_model_new(), *m = make_model(3), *orig = make_model(3);
+    assert_int_equal(nb_model_save_safetensors(none, d->file, NULL, NULL), NB_OK);
+    size_t n;
+    unsigned char *b = slurp(d->file, &n);
+    assert_true(n >= 10 && n % 8 == 0);
+    assert_int_equal(le64(b), n - 8);
+    assert_memory_equal(b + 8, "{}", 2);
+    free(b);
+    write_file(d->file, "{}", 0, NULL, 0); /* unpadded, as another writer may */
+
+    for (int pass = 0; pass < 2; pass++) {
+        listing l = {0};
+        char meta[16] = "x";
+        nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
+        nb_ckpt_error err;
+        assert_int_equal(nb_safetensors_list(d->file, list_cb, &l, &o, &err), NB_OK);
+        assert_int_equal(l.n, 0);
+        assert_string_equal(meta, "");
+        assert_int_equal(nb_model_load_safetensors(none, d->file, NULL, &err), NB_OK);
+        assert_int_equal(err.status, NB_OK);
+
+        assert_int_equal(nb_model_load_safetensors(m, d->file, NULL, &err), NB_ERR_NOTFOUND);
+        assert_string_equal(err.name, nb_tensor_name(nb_model_next(m, NULL)));
+        assert_non_null(strstr(err.msg, "is not in the file"));
+        assert_true(same_models(m, orig));
+        write_file(d->file, "{ }", 24, NULL, 0); /* padded, with a space inside */
+    }
+
+    /* every allocation of the load may fail, and nothing leaks */
+    tc_counting probe = {0};
+    nb_ckpt_opts lo = {.alloc = tc_counting_alloc, .alloc_ud = &probe};
+    assert_int_equal(nb_model_load_safetensors(m, d->file, &lo, NULL), NB_ERR_NOTFOUND);
+    assert_int_equal(probe.live, 0);
+    for (long k = 1; k <= probe.calls; k++) {
+        tc_counting c = {.fail_at = k};
+        lo.alloc_ud = &c;
+        nb_ckpt_error err;
+        assert_int_equal(nb_model_load_safetensors(m, d->file, &lo, &err), NB_ERR_NOMEM);
+        assert_int_equal(c.live, 0);
+        c = (tc_counting){.fail_at = k};
+        assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, &lo, &err), NB_ERR_NOMEM);
+        assert_int_equal(c.live, 0);
+    }
+    nb_model_free(none);
+    nb_model_free(m);
+    nb_model_free(orig);
+}
+
+/* A shape of no elements whose leading sizes multiply past what a tensor
+ * may hold ([1, 2^61, 0]) is refused as nb_model_add refuses it, so every
+ * file that lists can be loaded into a model built from the listing;
+ * [2^59, 0] is within bounds on both sides. */
+static void test_shape_bound_as_model(void **state)
+{
+    dir *d = *state;
+    nb_ckpt_error err;
+    nb_model *m = nb_model_new();
+    write_file(d->file,
+               "{\"z\":{\"dtype\":\"F32\",\"shape\":[1,2305843009213693952,0],"
+               "\"data_offsets\":[0,0]}}",
+               0, NULL, 0);
+    assert_int_equal(nb_safetensors_list(d->file, tc_add_listed, m, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "overflows"));
+    assert_int_equal(nb_model_count(m), 0);
+    write_file(d->file,
+               "{\"z\":{\"dtype\":\"F32\",\"shape\":[576460752303423488,0],"
+               "\"data_offsets\":[0,0]}}",
+               0, NULL, 0);
+    assert_int_equal(nb_safetensors_list(d->file, tc_add_listed, m, NULL, &err), NB_OK);
+    assert_int_equal(nb_model_count(m), 1);
+    assert_int_equal(nb_model_load_safetensors(m, d->file, NULL, &err), NB_OK);
+    nb_model_free(m);
+}
+
 /* ------------------------------------------------------------ allocation */
 
 static void test_alloc_failure(void **state)
@@ -758,6 +838,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crafted_headers, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_bad_arguments_and_failed_saves, setup_dir,
                                         teardown_dir),
+        cmocka_unit_test_setup_teardown(test_no_tensors, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_shape_bound_as_model, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

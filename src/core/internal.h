@@ -201,6 +201,14 @@ static inline void *nbc_alloc_data(nb_graph *g, size_t n, const char *op)
 }
 /* Checked multiplication of element counts; false on overflow. */
 bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out);
+/* Largest element count of a tensor, and of every prefix of its shape: its
+ * bytes, gradient and scratch copies stay addressable. */
+#define NBC_MAX_ELEMS ((int64_t)(SIZE_MAX / 16))
+/* *count <- *count * dim for the next axis of a shape; false when dim is
+ * negative or the count passes NBC_MAX_ELEMS. The one rule for a shape:
+ * tensors of graphs and models and the file readers all apply it, so a
+ * file that reads can be loaded into a model. */
+bool nbc_count_axis(int64_t *count, int64_t dim);
 
 /* A fresh tensor of g with the given description and uninitialised data
  * (NULL and an error recorded on failure; @p op names the caller). */

@@ -88,8 +88,7 @@ nb_status nb_model_add(nb_model *m, const char *name, nb_dtype dt, int rank, con
         return NB_ERR_NULL;
     int64_t size = 1;
     for (int i = 0; i < rank; i++)
-        if (shape[i] < 0 || nbc_mul_overflows(size, shape[i], &size) ||
-            size > (int64_t)(SIZE_MAX / 16))
+        if (!nbc_count_axis(&size, shape[i]))
             return NB_ERR_ARG;
 
     nbm_entry *e = m->alloc(m->ud, NULL, 0, sizeof *e);

@@ -15,6 +15,11 @@ bool nbc_mul_overflows(int64_t a, int64_t b, int64_t *out)
     return false;
 }
 
+bool nbc_count_axis(int64_t *count, int64_t dim)
+{
+    return !nbc_mul_overflows(*count, dim, count) && *count <= NBC_MAX_ELEMS;
+}
+
 const char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n)
 {
     if (!buf || n == 0)
@@ -52,7 +57,7 @@ nb_status nbc_check_desc(nb_graph *g, nb_dtype dt, int rank, const int64_t *shap
         if (shape[i] < 0)
             return nbc_error(g, NB_ERR_ARG, op, "size %lld of axis %d is negative",
                              (long long)shape[i], i);
-        if (nbc_mul_overflows(size, shape[i], &size) || size > (int64_t)(SIZE_MAX / 16))
+        if (!nbc_count_axis(&size, shape[i]))
             return nbc_error(g, NB_ERR_ARG, op, "element count overflows");
     }
     return NB_OK;

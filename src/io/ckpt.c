@@ -470,7 +470,7 @@ static nb_status parse_tensors(loader *L)
             if (!s)
                 return TRUNCATED(L, "a tensor's shape");
             uint64_t dim = nbio_le_get(s, 8);
-            if (dim > (uint64_t)INT64_MAX || nbc_mul_overflows(t->size, (int64_t)dim, &t->size))
+            if (dim > (uint64_t)INT64_MAX || !nbc_count_axis(&t->size, (int64_t)dim))
                 return ck_error(L->err, NB_ERR_PARSE, (int64_t)at, t->name, t->name_len,
                                 "load: tensor '%s': size %llu of axis %d at offset %zu overflows",
                                 L->name, (unsigned long long)dim, k, at);

@@ -274,7 +274,8 @@ typedef struct loader {
     size_t strs_used;
     entry *ents;
     size_t n_ents, ents_cap;
-    entry **order; /* by name, then by data offset */
+    entry **order; /* by name, then by data offset (never NULL once the header is parsed) */
+    size_t order_bytes;
     char *meta;    /* metadata as key=value text */
     size_t meta_len, meta_cap;
     size_t meta_bad; /* offset of the first entry not representable as key=value text, or 0 */
@@ -548,7 +549,7 @@ static nb_status shape_field(loader *L, entry *e)
         st = number(L, &d, "shape", e->name);
         if (st != NB_OK)
             return st;
-        if (d > (uint64_t)INT64_MAX || nbc_mul_overflows(size, (int64_t)d, &size)) {
+        if (d > (uint64_t)INT64_MAX || !nbc_count_axis(&size, (int64_t)d)) {
             L->pos = at;
             ws(L);
             return bad(L, e->name, "tensor '%s': the shape's element count overflows", e->name);
@@ -825,8 +826,7 @@ static nb_status check_layout(loader *L)
                             a, b);
         }
     entry **sorted = L->order + L->n_ents; /* second half: by offset */
-    if (L->n_ents > 0)                     /* order is NULL for a file of no tensors */
-        memcpy(sorted, L->order, L->n_ents * sizeof *sorted);
+    memcpy(sorted, L->order, L->n_ents * sizeof *sorted);
     if (L->n_ents > 1)
         qsort(sorted, L->n_ents, sizeof *sorted, by_offset);
     uint64_t covered = 0;
@@ -939,11 +939,12 @@ static nb_status load_checked(loader *L, const char *path)
     st = parse_header(L);
     if (st != NB_OK)
         return st;
-    if (L->n_ents > 0) {
-        L->order = L->alloc(L->aud, NULL, 0, 2 * L->n_ents * sizeof *L->order);
-        if (!L->order)
-            return st_error(L->err, NB_ERR_NOMEM, -1, NULL, "load: out of memory");
-    }
+    /* room for two orders of the entries; a file of no tensors gets a
+     * block too, so the sorting and searching never see a NULL array */
+    L->order_bytes = (L->n_ents > 0 ? 2 * L->n_ents : 1) * sizeof *L->order;
+    L->order = L->alloc(L->aud, NULL, 0, L->order_bytes);
+    if (!L->order)
+        return st_error(L->err, NB_ERR_NOMEM, -1, NULL, "load: out of memory");
     return check_layout(L);
 }
 
@@ -1039,7 +1040,7 @@ static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *
     if (L.ents)
         L.alloc(L.aud, L.ents, L.ents_cap * sizeof *L.ents, 0);
     if (L.order)
-        L.alloc(L.aud, L.order, 2 * L.n_ents * sizeof *L.order, 0);
+        L.alloc(L.aud, L.order, L.order_bytes, 0);
     return st;
 }
 

@@ -1,0 +1,273 @@
+/* Writes the seed corpora of the file-format fuzz targets with the library
+ * itself: checkpoints and safetensors files saved by nb_model_save and
+ * nb_model_save_safetensors, IDX pairs and CSV tables in the forms the
+ * readers accept, each plain and gzip-compressed. Run from the source root:
+ *     ./build/fuzz/fuzz_make_corpus fuzz/corpus
+ * The models match the fixed models of fuzz_ckpt.c and fuzz_safetensors.c. */
+
+#include "fuzz_common.h"
+
+static const char *root;
+
+static void fail(const char *what, const char *msg)
+{
+    fprintf(stderr, "make_corpus: %s: %s\n", what, msg);
+    exit(1);
+}
+
+static void check(nb_status st, const char *what)
+{
+    if (st != NB_OK)
+        fail(what, nb_status_str(st));
+}
+
+static const char *path_of(const char *target, const char *name)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
+    return path;
+}
+
+static void write_bytes(const char *target, const char *name, const void *p, size_t n)
+{
+    const char *path = path_of(target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0)
+        fail(path, "cannot write");
+}
+
+/* ---------------------------------------------------------------- models */
+
+/* The targets' MLP (fz_mlp_model) with values and gradients. */
+static nb_model *mlp(nb_dtype dt2)
+{
+    nb_model *m = fz_mlp_model(dt2);
+    int64_t k = 0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+        for (int64_t i = 0; i < nb_tensor_size(p); i++, k++) {
+            check(nb_tensor_set(p, i, 0.25 * (double)(k % 7) - 0.5), "set");
+            check(nb_tensor_set(nb_tensor_grad(p), i, 0.125 * (double)(k % 5) - 0.25), "grad");
+        }
+    return m;
+}
+
+/* Tensors of unusual shapes: a scalar, an empty [0, 3], rank 4. */
+static nb_model *odd_model(void)
+{
+    static const int64_t z[] = {0, 3}, r4[] = {1, 2, 1, 2};
+    nb_model *m = nb_model_new();
+    if (!m)
+        fail("model", "out of memory");
+    check(nb_model_add(m, "scalar", NB_F64, 0, NULL, NULL), "model");
+    check(nb_model_add(m, "empty", NB_F32, 2, z, NULL), "model");
+    check(nb_model_add(m, "block.0/w", NB_F32, 4, r4, NULL), "model");
+    check(nb_tensor_set(nb_model_get(m, "scalar"), 0, 3.5), "set");
+    check(nb_tensor_set(nb_model_get(m, "block.0/w"), 3, -1.0), "set");
+    return m;
+}
+
+static char meta[1024];
+
+static void mlp_meta(void)
+{
+    static const int64_t sizes[] = {3, 4, 2};
+    nb_mlp_opts o = nb_mlp_defaults();
+    check(nb_mlp_meta(sizes, 3, &o, meta, sizeof meta), "nb_mlp_meta");
+}
+
+/* ----------------------------------------------------------- checkpoints */
+
+static void save_ckpt(const char *name, const nb_model *m, const nb_optim *opt, nb_rng *rng,
+                      const char *text)
+{
+    nb_ckpt_opts o = {.rng = rng, .meta = text};
+    nb_ckpt_error err;
+    if (nb_model_save(m, opt, path_of("ckpt", name), &o, &err) != NB_OK)
+        fail(name, err.msg);
+}
+
+static void ckpt_corpus(void)
+{
+    nb_model *m = mlp(NB_F32);
+    nb_rng rng;
+    nb_rng_seed(&rng, 7);
+    (void)nb_rng_normal(&rng); /* a spare normal deviate in the state */
+    save_ckpt("plain.ckpt", m, NULL, NULL, NULL);
+    save_ckpt("meta.ckpt", m, NULL, NULL, meta);
+    save_ckpt("rng.ckpt", m, NULL, &rng, NULL);
+    static const char *const kinds[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAMW; k++) {
+        nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)k);
+        if (k == NB_OPTIM_ADAM) { /* a schedule with a position */
+            oo.schedule.kind = NB_SCHED_COSINE;
+            oo.schedule.period = 10;
+            oo.schedule.per_epoch = true;
+        }
+        nb_optim *opt = nb_optim_new(&oo);
+        if (!opt)
+            fail("optim", "out of memory");
+        for (int s = 0; s < 2; s++)
+            check(nb_optim_step(opt, m), "step");
+        check(nb_optim_next_epoch(opt), "next_epoch");
+        char name[64];
+        snprintf(name, sizeof name, "%s.ckpt", kinds[k]);
+        save_ckpt(name, m, opt, NULL, NULL);
+        if (k == NB_OPTIM_ADAM)
+            save_ckpt("adam_rng_meta.ckpt", m, opt, &rng, meta);
+        nb_optim_free(opt);
+    }
+    nb_model_free(m);
+
+    m = mlp(NB_F64);
+    save_ckpt("f64.ckpt", m, NULL, NULL, NULL);
+    nb_model_free(m);
+    m = odd_model();
+    save_ckpt("odd.ckpt", m, NULL, NULL, "note=shapes\nempty=");
+    nb_model_free(m);
+    m = nb_model_new();
+    save_ckpt("empty.ckpt", m, NULL, NULL, NULL);
+    nb_model_free(m);
+}
+
+/* ----------------------------------------------------------- safetensors */
+
+static void save_st(const char *name, const nb_model *m, const char *text)
+{
+    nb_ckpt_opts o = {.meta = text};
+    nb_ckpt_error err;
+    if (nb_model_save_safetensors(m, path_of("safetensors", name), &o, &err) != NB_OK)
+        fail(name, err.msg);
+}
+
+static void safetensors_corpus(void)
+{
+    nb_model *m = mlp(NB_F64);
+    save_st("plain.safetensors", m, NULL);
+    save_st("meta.safetensors", m, meta);
+    nb_model_free(m);
+    m = mlp(NB_F32);
+    save_st("f32.safetensors", m, NULL);
+    nb_model_free(m);
+    m = odd_model();
+    save_st("odd.safetensors", m, "note=a \"quoted\" value\\with a backslash");
+    nb_model_free(m);
+    m = nb_model_new();
+    save_st("empty.safetensors", m, NULL);
+    nb_model_free(m);
+}
+
+/* ------------------------------------------------------------------- IDX */
+
+static size_t put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+    return 4;
+}
+
+/* An IDX file of n samples: images n x h x w (w == 0: n x h features) or
+ * labels (h == 0). */
+static size_t idx_file(unsigned char *p, uint32_t n, uint32_t h, uint32_t w)
+{
+    int ndim = h == 0 ? 1 : w == 0 ? 2 : 3;
+    size_t k = 0;
+    p[k++] = 0;
+    p[k++] = 0;
+    p[k++] = 0x08;
+    p[k++] = (unsigned char)ndim;
+    k += put_be32(p + k, n);
+    if (ndim >= 2)
+        k += put_be32(p + k, h);
+    if (ndim == 3)
+        k += put_be32(p + k, w);
+    size_t count = (size_t)n * (h ? h : 1) * (w ? w : 1);
+    for (size_t i = 0; i < count; i++)
+        p[k++] = (unsigned char)(h == 0 ? i % 10 : (i * 37) % 256);
+    return k;
+}
+
+/* The target's input: length of the images file (LE), images, labels. */
+static void idx_pair(const char *name, const unsigned char *img, size_t img_len,
+                     const unsigned char *lab, size_t lab_len)
+{
+    unsigned char buf[4096];
+    if (4 + img_len + lab_len > sizeof buf)
+        fail(name, "too large");
+    for (int i = 0; i < 4; i++)
+        buf[i] = (unsigned char)(img_len >> (8 * i));
+    memcpy(buf + 4, img, img_len);
+    memcpy(buf + 4 + img_len, lab, lab_len);
+    write_bytes("idx", name, buf, 4 + img_len + lab_len);
+}
+
+static void idx_corpus(void)
+{
+    unsigned char img[1024], lab[64];
+    struct {
+        const char *name;
+        uint32_t n, h, w;
+    } forms[] = {{"images3", 4, 3, 3}, {"images2", 5, 6, 0}, {"single", 1, 1, 1}};
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+        size_t img_len = idx_file(img, forms[f].n, forms[f].h, forms[f].w);
+        size_t lab_len = idx_file(lab, forms[f].n, 0, 0);
+        char name[64];
+        snprintf(name, sizeof name, "%s.idx", forms[f].name);
+        idx_pair(name, img, img_len, lab, lab_len);
+        size_t zi_len, zl_len;
+        unsigned char *zi = fz_gzip(img, img_len, &zi_len), *zl = fz_gzip(lab, lab_len, &zl_len);
+        if (!zi || !zl)
+            fail("gzip", "out of memory");
+        snprintf(name, sizeof name, "%s_gz.idx", forms[f].name);
+        idx_pair(name, zi, zi_len, zl, zl_len);
+        snprintf(name, sizeof name, "%s_gz_images.idx", forms[f].name);
+        idx_pair(name, zi, zi_len, lab, lab_len);
+        free(zi);
+        free(zl);
+    }
+}
+
+/* ------------------------------------------------------------------- CSV */
+
+static void csv_corpus(void)
+{
+    static const struct {
+        const char *name, *text;
+    } tables[] = {
+        {"header.csv", "label,x1,x2,x3\n0,1.5,-2,3e-2\n1,0,0.25,4\n2,7,8,9\n"},
+        {"no_header.csv", "1,0.5,0.25\n0,1,2\n1,-1,-2\n"},
+        {"quoted_crlf.csv", "\"label\",\"a\",\"b\"\r\n\"3\",\" 1.0 \",\"2\"\r\n\r\n0,4,5\r\n"},
+        {"label_last.csv", "a,b,label\n1e3,-0.5,1\nnan,inf,0\n2,3,1\n"},
+        {"semicolon.csv", "0.5;3;1.25\n1;9;-2\n"},
+        {"tabs_images.tsv", "1\t0.5\t0\t2\t3\n0\t4\t1\t5\t6\n"},
+        {"wide.csv", "9,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n"},
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        const char *t = tables[i].text;
+        write_bytes("csv", tables[i].name, t, strlen(t));
+    }
+    size_t n;
+    unsigned char *z = fz_gzip((const uint8_t *)tables[0].text, strlen(tables[0].text), &n);
+    if (!z)
+        fail("gzip", "out of memory");
+    write_bytes("csv", "header.csv.gz", z, n);
+    free(z);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CORPUS_DIR (fuzz/corpus: its ckpt, safetensors, idx and csv "
+                        "directories must exist)\n",
+                argv[0]);
+        return 2;
+    }
+    root = argv[1];
+    mlp_meta();
+    ckpt_corpus();
+    safetensors_corpus();
+    idx_corpus();
+    csv_corpus();
+    return 0;
+}
