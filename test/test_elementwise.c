@@ -4,6 +4,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 typedef nb_tensor *(*unary_fn)(nb_graph *, nb_tensor *);
 typedef nb_tensor *(*binary_fn)(nb_graph *, nb_tensor *, nb_tensor *);
@@ -92,6 +93,59 @@ static void test_where(void **state)
     tc_shape s[3] = {{2, {3, 4}}, {1, {4}}, {2, {3, 1}}};
     tc_opts o = {.no_grad_mask = 1};
     tc_check("where", where_fn, NULL, 3, s, &o);
+}
+
+/* where picks the very bits of its branches (NaN payloads, -0) for every
+ * mask value (-0 and +0 false; NaN, subnormals, negatives true), whichever
+ * side is a broadcast scalar, in every dtype pairing of data and mask. */
+static void test_where_bits(void **state)
+{
+    (void)state;
+    const double mask_v[8] = {0.0, -0.0, 1.0, -2.5, NAN, 5e-324, 1e-45, INFINITY};
+    const double data_v[8] = {-0.0, NAN, -NAN, 1.5, -INFINITY, 3.0, 0.0, -7.25};
+    const double other_v[8] = {2.0, -0.0, 0.0, NAN, 4.0, -1.0, INFINITY, 8.5};
+    for (int dt = 0; dt < 2; dt++)
+        for (int mt = 0; mt < 2; mt++)
+            for (int layout = 0; layout < 3; layout++) { /* both [8]; a scalar; b scalar */
+                nb_dtype d = dt ? NB_F64 : NB_F32, md = mt ? NB_F64 : NB_F32;
+                nb_graph *g = nb_graph_new();
+                int64_t n8[1] = {8};
+                /* each array in its dtype (f32 copies hold the same values) */
+                float mask_f[8], data_f[8], other_f[8];
+                for (int i = 0; i < 8; i++) {
+                    mask_f[i] = (float)mask_v[i];
+                    data_f[i] = (float)data_v[i];
+                    other_f[i] = (float)other_v[i];
+                }
+                const void *mv = mt ? (const void *)mask_v : mask_f;
+                const double *dv = data_v, *ov = other_v;
+                const float *df = data_f, *of = other_f;
+                nb_tensor *m = nb_tensor_from(g, md, 1, n8, mv);
+                nb_tensor *a = layout == 1 ? nb_tensor_from(g, d, 0, NULL, dt ? (const void *)(dv + 1)
+                                                                               : (const void *)(df + 1))
+                                           : nb_tensor_from(g, d, 1, n8, dt ? (const void *)dv
+                                                                             : (const void *)df);
+                nb_tensor *b = layout == 2 ? nb_tensor_from(g, d, 0, NULL, dt ? (const void *)(ov + 3)
+                                                                               : (const void *)(of + 3))
+                                           : nb_tensor_from(g, d, 1, n8, dt ? (const void *)ov
+                                                                             : (const void *)of);
+                nb_tensor *w = nb_where(g, m, a, b);
+                assert_non_null(w);
+                size_t es = d == NB_F32 ? 4 : 8;
+                const unsigned char *pa = nb_tensor_data(a), *pb = nb_tensor_data(b),
+                                    *pw = nb_tensor_data(w);
+                const unsigned char *pm = nb_tensor_data(m);
+                for (int i = 0; i < 8; i++) {
+                    bool on = md == NB_F32 ? ((const float *)(const void *)pm)[i] != 0
+                                           : ((const double *)(const void *)pm)[i] != 0;
+                    const unsigned char *want = on ? pa + (layout == 1 ? 0 : i * es)
+                                                   : pb + (layout == 2 ? 0 : i * es);
+                    if (memcmp(pw + i * es, want, es) != 0)
+                        fail_msg("where %s mask %s layout %d: element %d differs", nb_dtype_name(d),
+                                 nb_dtype_name(md), layout, i);
+                }
+                nb_graph_free(g);
+            }
 }
 
 /* Empty tensors: broadcasting over a zero-length axis that is not the last
@@ -221,7 +275,7 @@ int main(void)
         cmocka_unit_test(test_unary),         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_where),         cmocka_unit_test(test_masks),
         cmocka_unit_test(test_extremum_ties), cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_sigmoid_tails),
+        cmocka_unit_test(test_sigmoid_tails), cmocka_unit_test(test_where_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

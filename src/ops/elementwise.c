@@ -449,9 +449,25 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 
 /* The mask is read as M (float or double) and selects a or b; the common
  * layouts (contiguous, or one side a broadcast scalar) get loops of their
- * own so that they vectorise. */
-#define WHERE_BODY(T, M)                                                                           \
+ * own. Those work on bits: the mask's (as UM, the unsigned integer of M's
+ * size: anything but +0 and -0 is true, NaN included, as M != 0 says) and
+ * the values' (as U, T's size), so that no branch depends on the mask,
+ * whose signs are random in a ReLU's, and the result holds exactly the bits
+ * ?: would pick. */
+#define WHERE_LOOP(U, UM, A, B)                                                                    \
+    for (int64_t j = j0; j < j1; j++) {                                                            \
+        UM mb;                                                                                     \
+        U x, y, z;                                                                                 \
+        memcpy(&mb, pm + j, sizeof mb);                                                            \
+        memcpy(&x, A, sizeof x);                                                                   \
+        memcpy(&y, B, sizeof y);                                                                   \
+        U pick = (U)0 - (U)((UM)(mb << 1) != 0); /* all ones where the mask is true */            \
+        z = (x & pick) | (y & ~pick);                                                              \
+        memcpy(po + j, &z, sizeof z);                                                              \
+    }
+#define WHERE_BODY(T, U, M, UM)                                                                        \
     do {                                                                                           \
+        _Static_assert(sizeof(T) == sizeof(U) && sizeof(M) == sizeof(UM), "U, UM hold the bits");  \
         T *o = out->data;                                                                          \
         const M *mask = out->inputs[0]->data;                                                      \
         const T *a = out->inputs[1]->data, *b = out->inputs[2]->data;                              \
@@ -465,22 +481,11 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
             const M *restrict pm = mask + off[0];                                                  \
             const T *restrict pa = a + off[1], *restrict pb = b + off[2];                          \
             if (sm == 1 && sa == 1 && sb == 1) {                                                   \
-                for (int64_t j = j0; j < j1; j++) { /* loads first: a select, no branch */         \
-                    T x = pa[j], y = pb[j];                                                        \
-                    po[j] = pm[j] != 0 ? x : y;                                                    \
-                }                                                                                  \
+                WHERE_LOOP(U, UM, pa + j, pb + j);                                                     \
             } else if (sm == 1 && sa == 1 && sb == 0) {                                            \
-                T bv = pb[0];                                                                      \
-                for (int64_t j = j0; j < j1; j++) {                                                \
-                    T x = pa[j];                                                                   \
-                    po[j] = pm[j] != 0 ? x : bv;                                                   \
-                }                                                                                  \
+                WHERE_LOOP(U, UM, pa + j, pb);                                                         \
             } else if (sm == 1 && sa == 0 && sb == 1) {                                            \
-                T av = pa[0];                                                                      \
-                for (int64_t j = j0; j < j1; j++) {                                                \
-                    T y = pb[j];                                                                   \
-                    po[j] = pm[j] != 0 ? av : y;                                                   \
-                }                                                                                  \
+                WHERE_LOOP(U, UM, pa, pb + j);                                                         \
             } else {                                                                               \
                 for (int64_t j = j0; j < j1; j++)                                                  \
                     po[j] = pm[j * sm] != 0 ? pa[j * sa] : pb[j * sb];                             \
@@ -495,14 +500,14 @@ static void where_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1
     bool m32 = out->inputs[0]->dtype == NB_F32;
     if (out->dtype == NB_F32) {
         if (m32)
-            WHERE_BODY(float, float);
+            WHERE_BODY(float, uint32_t, float, uint32_t);
         else
-            WHERE_BODY(float, double);
+            WHERE_BODY(float, uint32_t, double, uint64_t);
     } else {
         if (m32)
-            WHERE_BODY(double, float);
+            WHERE_BODY(double, uint64_t, float, uint32_t);
         else
-            WHERE_BODY(double, double);
+            WHERE_BODY(double, uint64_t, double, uint64_t);
     }
 }
 
