@@ -121,14 +121,16 @@ static void test_where_bits(void **state)
                 const double *dv = data_v, *ov = other_v;
                 const float *df = data_f, *of = other_f;
                 nb_tensor *m = nb_tensor_from(g, md, 1, n8, mv);
-                nb_tensor *a = layout == 1 ? nb_tensor_from(g, d, 0, NULL, dt ? (const void *)(dv + 1)
-                                                                               : (const void *)(df + 1))
-                                           : nb_tensor_from(g, d, 1, n8, dt ? (const void *)dv
-                                                                             : (const void *)df);
-                nb_tensor *b = layout == 2 ? nb_tensor_from(g, d, 0, NULL, dt ? (const void *)(ov + 3)
-                                                                               : (const void *)(of + 3))
-                                           : nb_tensor_from(g, d, 1, n8, dt ? (const void *)ov
-                                                                             : (const void *)of);
+                nb_tensor *a =
+                    layout == 1
+                        ? nb_tensor_from(g, d, 0, NULL,
+                                         dt ? (const void *)(dv + 1) : (const void *)(df + 1))
+                        : nb_tensor_from(g, d, 1, n8, dt ? (const void *)dv : (const void *)df);
+                nb_tensor *b =
+                    layout == 2
+                        ? nb_tensor_from(g, d, 0, NULL,
+                                         dt ? (const void *)(ov + 3) : (const void *)(of + 3))
+                        : nb_tensor_from(g, d, 1, n8, dt ? (const void *)ov : (const void *)of);
                 nb_tensor *w = nb_where(g, m, a, b);
                 assert_non_null(w);
                 size_t es = d == NB_F32 ? 4 : 8;
@@ -138,8 +140,8 @@ static void test_where_bits(void **state)
                 for (int i = 0; i < 8; i++) {
                     bool on = md == NB_F32 ? ((const float *)(const void *)pm)[i] != 0
                                            : ((const double *)(const void *)pm)[i] != 0;
-                    const unsigned char *want = on ? pa + (layout == 1 ? 0 : i * es)
-                                                   : pb + (layout == 2 ? 0 : i * es);
+                    const unsigned char *want =
+                        on ? pa + (layout == 1 ? 0 : i * es) : pb + (layout == 2 ? 0 : i * es);
                     if (memcmp(pw + i * es, want, es) != 0)
                         fail_msg("where %s mask %s layout %d: element %d differs", nb_dtype_name(d),
                                  nb_dtype_name(md), layout, i);

@@ -461,11 +461,11 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
         memcpy(&mb, pm + j, sizeof mb);                                                            \
         memcpy(&x, A, sizeof x);                                                                   \
         memcpy(&y, B, sizeof y);                                                                   \
-        U pick = (U)0 - (U)((UM)(mb << 1) != 0); /* all ones where the mask is true */            \
+        U pick = (U)0 - (U)((UM)(mb << 1) != 0); /* all ones where the mask is true */             \
         z = (x & pick) | (y & ~pick);                                                              \
         memcpy(po + j, &z, sizeof z);                                                              \
     }
-#define WHERE_BODY(T, U, M, UM)                                                                        \
+#define WHERE_BODY(T, U, M, UM)                                                                    \
     do {                                                                                           \
         _Static_assert(sizeof(T) == sizeof(U) && sizeof(M) == sizeof(UM), "U, UM hold the bits");  \
         T *o = out->data;                                                                          \
@@ -481,11 +481,11 @@ nb_tensor *nbo_minimum_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
             const M *restrict pm = mask + off[0];                                                  \
             const T *restrict pa = a + off[1], *restrict pb = b + off[2];                          \
             if (sm == 1 && sa == 1 && sb == 1) {                                                   \
-                WHERE_LOOP(U, UM, pa + j, pb + j);                                                     \
+                WHERE_LOOP(U, UM, pa + j, pb + j);                                                 \
             } else if (sm == 1 && sa == 1 && sb == 0) {                                            \
-                WHERE_LOOP(U, UM, pa + j, pb);                                                         \
+                WHERE_LOOP(U, UM, pa + j, pb);                                                     \
             } else if (sm == 1 && sa == 0 && sb == 1) {                                            \
-                WHERE_LOOP(U, UM, pa, pb + j);                                                         \
+                WHERE_LOOP(U, UM, pa, pb + j);                                                     \
             } else {                                                                               \
                 for (int64_t j = j0; j < j1; j++)                                                  \
                     po[j] = pm[j * sm] != 0 ? pa[j * sa] : pb[j * sb];                             \
