@@ -46,8 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 4)
         return 0;
-    size_t n = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 |
-               (size_t)data[3] << 24;
+    size_t n =
+        (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 | (size_t)data[3] << 24;
     const uint8_t *img = data + 4, *lab;
     size_t rest = size - 4;
     size_t img_len = n < rest ? n : rest, lab_len = rest - img_len;

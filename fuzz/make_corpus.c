@@ -241,7 +241,8 @@ static void csv_corpus(void)
         {"label_last.csv", "a,b,label\n1e3,-0.5,1\nnan,inf,0\n2,3,1\n"},
         {"semicolon.csv", "0.5;3;1.25\n1;9;-2\n"},
         {"tabs_images.tsv", "1\t0.5\t0\t2\t3\n0\t4\t1\t5\t6\n"},
-        {"wide.csv", "9,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n"},
+        {"wide.csv",
+         "9,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n"},
     };
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
         const char *t = tables[i].text;
@@ -258,8 +259,9 @@ static void csv_corpus(void)
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s CORPUS_DIR (fuzz/corpus: its ckpt, safetensors, idx and csv "
-                        "directories must exist)\n",
+        fprintf(stderr,
+                "usage: %s CORPUS_DIR (fuzz/corpus: its ckpt, safetensors, idx and csv "
+                "directories must exist)\n",
                 argv[0]);
         return 2;
     }

@@ -490,8 +490,8 @@ static void test_maxout_models(void **state)
     assert_true(json_num(r->out, "samples") == 297);
 
     /* nabla train --act maxout --pieces 3: eval and export read the result */
-    snprintf(cmd, sizeof cmd, "train --act maxout --pieces 3 --layers 16 --epochs 2 --json --save %s",
-             path);
+    snprintf(cmd, sizeof cmd,
+             "train --act maxout --pieces 3 --layers 16 --epochs 2 --json --save %s", path);
     r = run(cmd);
     if (r->status != 0)
         fail_msg("train --act maxout: %s", r->err);
@@ -611,8 +611,8 @@ static void test_load_across_data(void **state)
     fclose(f);
     snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s", dig);
     assert_int_equal(run(cmd)->status, 0);
-    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --data %s --load %s --save %s", csv,
-             dig, csv_ckpt);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --data %s --load %s --save %s", csv, dig,
+             csv_ckpt);
     run_result *r = run(cmd);
     if (r->status != 0)
         fail_msg("a digits model continued on a CSV: %s", r->err);
@@ -865,7 +865,9 @@ static void test_train_csv_splits(void **state)
     double loss[3];
     for (int k = 0; k < 3; k++) { /* no --seed, --seed 7, --seed 1 */
         snprintf(cmd, sizeof cmd, "eval --data %s --load %s --json%s", csv, ckpt,
-                 k == 0 ? "" : k == 1 ? " --seed 7" : " --seed 1");
+                 k == 0   ? ""
+                 : k == 1 ? " --seed 7"
+                          : " --seed 1");
         r = run(cmd);
         assert_int_equal(r->status, 0);
         loss[k] = json_num(line_of(r->out, 0, line, sizeof line), "test_loss");
@@ -1017,15 +1019,15 @@ static void test_bad_arguments(void **state)
 {
     (void)state;
     const char *bad[] = {
-        "",                    /* no command */
-        "frobnicate",          /* unknown command */
-        "demo --bogus",        /* unknown option */
-        "demo --seed",         /* missing value */
-        "demo --epochs 0",     /* out of range */
-        "modes --n abc",       /* not a number */
-        "modes --m 1e99",      /* not a whole number */
-        "gradcheck --op nope", /* unknown op */
-        "modes extra",         /* stray argument */
+        "",                           /* no command */
+        "frobnicate",                 /* unknown command */
+        "demo --bogus",               /* unknown option */
+        "demo --seed",                /* missing value */
+        "demo --epochs 0",            /* out of range */
+        "modes --n abc",              /* not a number */
+        "modes --m 1e99",             /* not a whole number */
+        "gradcheck --op nope",        /* unknown op */
+        "modes extra",                /* stray argument */
         "diff x --at x=1 --wrt x,,y", /* an empty name in a list */
         "diff x --at x=1 --wrt x,",
     };
@@ -1136,8 +1138,8 @@ static void test_special_files(void **state)
     char longp[256];
     memset(longp, 'x', 200);
     longp[200] = '\0';
-    const char *long_cases[] = {"eval --load %s/%s", "train --data %s/%s.csv",
-                                "train --load %s/%s", "export --c /dev/null --load %s/%s"};
+    const char *long_cases[] = {"eval --load %s/%s", "train --data %s/%s.csv", "train --load %s/%s",
+                                "export --c /dev/null --load %s/%s"};
     for (size_t k = 0; k < sizeof long_cases / sizeof *long_cases; k++) {
         snprintf(cmd, sizeof cmd, long_cases[k], dir, longp);
         run_result *lr = run(cmd);

@@ -323,7 +323,8 @@ static void test_nonfinite_backward(void **state)
     assert_int_equal(nb_backward(g, y), NB_ERR_NONFINITE);
     /* named after the op whose rule made it and the input, not an op of the rule */
     assert_string_equal(nb_graph_errop(g), "sqrt");
-    assert_string_equal(nb_graph_errmsg(g), "sqrt: reverse rule for input 0 (a leaf) gives Inf at []");
+    assert_string_equal(nb_graph_errmsg(g),
+                        "sqrt: reverse rule for input 0 (a leaf) gives Inf at []");
 
     /* a named input inside a larger function: sqrt's rule makes Inf at
      * [1], which then meets the seed's 0 in mul's rule to give NaN; the
@@ -405,8 +406,8 @@ static void compare_paths(nb_dtype dt, int rank_a, int rank_b, unary_fn u, binar
 static void test_scalar_gradients_as_numbers(void **state)
 {
     (void)state;
-    const unary_fn un[] = {nb_neg, nb_exp, nb_log, nb_log1p, nb_expm1, nb_sqrt,
-                           nb_abs, nb_sin, nb_cos, nb_tanh, nb_erf, nb_relu, nb_sigmoid};
+    const unary_fn un[] = {nb_neg, nb_exp, nb_log,  nb_log1p, nb_expm1, nb_sqrt,   nb_abs,
+                           nb_sin, nb_cos, nb_tanh, nb_erf,   nb_relu,  nb_sigmoid};
     const binary_fn bin[] = {nb_add, nb_sub, nb_mul, nb_div, nb_pow, nb_maximum};
     const nb_dtype dts[2] = {NB_F32, NB_F64};
     const double vals[3][2] = {{0.7, 1.3}, {1.9, -0.45}, {0.123456789, 3.3}};

@@ -4,7 +4,7 @@
  * never waited on). White box for the edges of src/io/file.c. */
 
 #define _XOPEN_SOURCE 700 /* mknod */
-#define _DEFAULT_SOURCE /* setgroups */
+#define _DEFAULT_SOURCE   /* setgroups */
 
 #include "tc.h"
 

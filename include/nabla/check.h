@@ -92,7 +92,7 @@ typedef struct nb_check_result {
     char message[320]; /**< what went wrong when status != NB_OK, or a
                             derivative rule's error when a mode failed */
     bool pass;         /**< both modes agree with the numerical derivative */
-    nb_check_cause cause; /**< why: NB_CHECK_AGREE when pass, one failure cause otherwise */
+    nb_check_cause cause;        /**< why: NB_CHECK_AGREE when pass, one failure cause otherwise */
     bool reverse_ok, forward_ok; /**< false also when nothing could be judged */
     bool fast;            /**< the verdict is fast mode's */
     bool full_detail;     /**< fast mode failed or met a kink and ran a full

@@ -130,9 +130,9 @@ typedef struct nb_train_opts {
     nb_epoch_fn on_epoch;       /**< NULL: none */
     nb_batch_fn on_batch;       /**< NULL: none */
     void *cb_ud;                /**< passed to both callbacks */
-    bool check_finite; /**< stop at a step whose loss or any gradient is NaN or infinite,
-                            before the optimizer step, and name where the backward pass
-                            made it (true); false: no check, the step is taken */
+    bool check_finite;          /**< stop at a step whose loss or any gradient is NaN or infinite,
+                                     before the optimizer step, and name where the backward pass
+                                     made it (true); false: no check, the step is taken */
     nb_alloc_fn alloc; /**< the trainer's allocations, its graph's included (NULL: malloc) */
     void *alloc_ud;
 } nb_train_opts;

@@ -140,10 +140,9 @@ static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_te
     int64_t k = check ? nbc_first_nonfinite(in->adj) : -1;
     if (k >= 0) {
         char who[64], what[96];
-        return nbc_error(g, NB_ERR_NONFINITE, node->op->name,
-                         "the gradients of input %s add up to %s",
-                         input_label(node, i, who, sizeof who),
-                         nbc_nonfinite_at(in->adj, k, what, sizeof what));
+        return nbc_error(
+            g, NB_ERR_NONFINITE, node->op->name, "the gradients of input %s add up to %s",
+            input_label(node, i, who, sizeof who), nbc_nonfinite_at(in->adj, k, what, sizeof what));
     }
     return NB_OK;
 }

@@ -683,11 +683,11 @@ static nb_status analytic(ck *c, nb_tensor *y, const depmap *d, double *jr, doub
 /* What one comparison found, in rising order of precedence among
  * failures: a verdict's cause is that of its worst class. */
 typedef enum entry_class {
-    ENTRY_OK,          /* within tolerance */
-    ENTRY_KINK,        /* a kink, accepted */
-    ENTRY_ROUNDOFF,    /* off by no more than the tolerance plus the round-off */
+    ENTRY_OK,           /* within tolerance */
+    ENTRY_KINK,         /* a kink, accepted */
+    ENTRY_ROUNDOFF,     /* off by no more than the tolerance plus the round-off */
     ENTRY_KINK_REFUSED, /* a kink, with acceptance off */
-    ENTRY_MISMATCH,    /* off by more */
+    ENTRY_MISMATCH,     /* off by more */
 } entry_class;
 
 /* Compare one analytic value a with the numerical num (round-off bound
@@ -739,8 +739,7 @@ static nb_status find_kinks(ck *c, int i, int64_t j, const double *f0, const dou
 {
     bool any = false;
     for (int64_t k = 0; k < c->m; k++) {
-        kink[k] = fabs(left[k] - right[k]) >
-                  c->o.atol + c->o.rtol * fabs(num[k]) + 4 * u[k] / h;
+        kink[k] = fabs(left[k] - right[k]) > c->o.atol + c->o.rtol * fabs(num[k]) + 4 * u[k] / h;
         any |= kink[k];
     }
     if (!any)
@@ -753,8 +752,8 @@ static nb_status find_kinks(ck *c, int i, int64_t j, const double *f0, const dou
     double *u16 = s + 3 * m; /* over f(x + h/16), no longer needed */
     value_roundoff(c, f0, s + 3 * m, s + 4 * m, u16);
     for (int64_t k = 0; k < c->m; k++)
-        kink[k] = kink[k] && fabs(s[m + k] - s[2 * m + k]) >
-                                 0.5 * fabs(left[k] - right[k]) + 4 * u16[k] / h16;
+        kink[k] = kink[k] &&
+                  fabs(s[m + k] - s[2 * m + k]) > 0.5 * fabs(left[k] - right[k]) + 4 * u16[k] / h16;
     return NB_OK;
 }
 
@@ -911,10 +910,10 @@ static nb_status full_check(ck *c, nb_check_result *r)
                 int64_t q = k * c->k + c->col0[i] + j;
                 double roundoff = u[k] / h * (c->o.richardson ? 1.5 : 1.0);
                 double er, ef, qr, qf;
-                entry_class cr = judge(jr[q], num[k], left[k], right[k], kink[k], roundoff,
-                                       &c->o, &er, &qr);
-                entry_class cf = judge(jf[q], num[k], left[k], right[k], kink[k], roundoff,
-                                       &c->o, &ef, &qf);
+                entry_class cr =
+                    judge(jr[q], num[k], left[k], right[k], kink[k], roundoff, &c->o, &er, &qr);
+                entry_class cf =
+                    judge(jf[q], num[k], left[k], right[k], kink[k], roundoff, &c->o, &ef, &qf);
                 rev_fail |= cr > ENTRY_KINK;
                 fwd_fail |= cf > ENTRY_KINK;
                 worst_class = cr > worst_class ? cr : worst_class;
@@ -936,7 +935,9 @@ static nb_status full_check(ck *c, nb_check_result *r)
     r->reverse_ok = r->reverse_ok && !rev_fail;
     r->forward_ok = r->forward_ok && !fwd_fail;
     r->pass = r->reverse_ok && r->forward_ok;
-    r->cause = r->pass ? NB_CHECK_AGREE : r->message[0] ? NB_CHECK_RULE_ERROR : cause_of(worst_class);
+    r->cause = r->pass         ? NB_CHECK_AGREE
+               : r->message[0] ? NB_CHECK_RULE_ERROR
+                               : cause_of(worst_class);
     if (!r->pass || r->n_kinks > 0)
         recheck_determinism(c, f0, num, r);
 out:

@@ -27,8 +27,8 @@ void nb_check_print(const nb_check_result *r, FILE *f)
         fprintf(f, "gradcheck ERROR (%s): %s\n", nb_status_str(r->status), r->message);
         return;
     }
-    fprintf(f, "gradcheck %s (%s mode%s%s)", r->pass ? "PASSED" : "FAILED", r->fast ? "fast" : "full",
-            r->full_detail ? ", details from a full check" : "",
+    fprintf(f, "gradcheck %s (%s mode%s%s)", r->pass ? "PASSED" : "FAILED",
+            r->fast ? "fast" : "full", r->full_detail ? ", details from a full check" : "",
             r->shadow ? ", f32 function evaluated in f64 (shadow)" : "");
     if (!r->pass)
         fprintf(f, ": %s", nb_check_cause_str(r->cause));

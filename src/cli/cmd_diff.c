@@ -53,8 +53,7 @@ typedef struct diff_row {
 } diff_row;
 
 enum { REV, FWD, NUM, SYM, N_METHODS };
-static const char *const method_names[N_METHODS] = {"reverse", "forward", "numerical",
-                                                    "symbolic"};
+static const char *const method_names[N_METHODS] = {"reverse", "forward", "numerical", "symbolic"};
 #define DIFF_EXACT_TOL 1e-9 /* reverse, forward and symbolic among themselves */
 #define DIFF_NUM_TOL 1e-6   /* central differences against the others */
 
@@ -333,8 +332,8 @@ int cmd_diff(int argc, char **argv)
     for (int k = 0; k < n_rows; k++) {
         if (!strcmp(rows[k].verdict, "disagree"))
             verdict = 1;
-        else if (verdict == 0 && (!strcmp(rows[k].verdict, "kink") ||
-                                  !strcmp(rows[k].verdict, "jump")))
+        else if (verdict == 0 &&
+                 (!strcmp(rows[k].verdict, "kink") || !strcmp(rows[k].verdict, "jump")))
             verdict = 3;
     }
     if (json)

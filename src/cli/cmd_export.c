@@ -284,12 +284,13 @@ static int make_plan(const loaded *L, const char *act_opt, plan *P)
     if (!rc && desc.has_dtype && desc.dtype != dt)
         rc = cli_error("export", "the metadata says dtype=%s but %s is %s",
                        nb_dtype_name(desc.dtype), prefix_src, nb_dtype_name(dt));
-    if (!rc && cli_model_norm(m, prefix, P->layers[0].n_in, &P->in_mean, &P->in_std, why,
-                              sizeof why) != 0)
+    if (!rc &&
+        cli_model_norm(m, prefix, P->layers[0].n_in, &P->in_mean, &P->in_std, why, sizeof why) != 0)
         rc = cli_error("export", "%s", why);
     if (!rc && desc.input_norm && !P->in_mean)
-        rc = cli_error("export", "the metadata says input_norm=standardize but the file has no "
-                                 "%s%s and %s%s",
+        rc = cli_error("export",
+                       "the metadata says input_norm=standardize but the file has no "
+                       "%s%s and %s%s",
                        prefix, CLI_INPUT_MEAN, prefix, CLI_INPUT_STD);
     mark_used(m, used, P->in_mean);
     mark_used(m, used, P->in_std);

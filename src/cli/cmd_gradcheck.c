@@ -63,10 +63,10 @@ static void json_line(const char *op, const char *what, bool ok, const nb_check_
     printf(", \"pass\": %s, \"reverse_ok\": %s, \"forward_ok\": %s, \"cause\": ",
            ok ? "true" : "false", r->reverse_ok ? "true" : "false",
            r->forward_ok ? "true" : "false");
-    static const char *const causes[] = {"agree", "mismatch", "kink", "roundoff",
-                                         "not-deterministic", "rule-error"};
-    cli_json_str(stdout, (unsigned)r->cause < sizeof causes / sizeof *causes ? causes[r->cause]
-                                                                             : "?");
+    static const char *const causes[] = {"agree",    "mismatch",          "kink",
+                                         "roundoff", "not-deterministic", "rule-error"};
+    cli_json_str(stdout,
+                 (unsigned)r->cause < sizeof causes / sizeof *causes ? causes[r->cause] : "?");
     printf(", \"entries\": %lld, \"kinks\": %lld, \"max_abs_err\": ", (long long)r->n_entries,
            (long long)r->n_kinks);
     cli_json_num(stdout, r->worst.abs_err);

@@ -53,8 +53,8 @@ static int standardize(const char *cmd, const char *spec, cli_data *d, nb_datase
 {
     int64_t F = nb_dataset_features(d->all);
     if (norm && norm->n != F)
-        return cli_error(cmd, "--data %s has %lld features; the model standardises %lld", CLI_Q(spec),
-                         (long long)F, (long long)norm->n);
+        return cli_error(cmd, "--data %s has %lld features; the model standardises %lld",
+                         CLI_Q(spec), (long long)F, (long long)norm->n);
     d->mean = malloc(sizeof *d->mean * (size_t)(F > 0 ? F : 1));
     d->std = malloc(sizeof *d->std * (size_t)(F > 0 ? F : 1));
     if (!d->mean || !d->std)

@@ -17,8 +17,8 @@ int cli_expr_var(const cli_expr *x, const char *name)
 
 int cli_expr_add_unused(const char *cmd, const char *what, cli_expr *x, const char *name)
 {
-    bool ok = (name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') ||
-              name[0] == '_';
+    bool ok =
+        (name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') || name[0] == '_';
     for (const char *p = name; ok && *p; p++)
         ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
              *p == '_';
@@ -42,8 +42,7 @@ int cli_expr_open(const char *cmd, const char *text, const char *at, cli_expr *x
     return cli_expr_open_ex(cmd, text, at, false, x);
 }
 
-int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unused_ok,
-                     cli_expr *x)
+int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unused_ok, cli_expr *x)
 {
     memset(x, 0, sizeof *x);
     x->s = nb_sym_new();

@@ -13,9 +13,9 @@ typedef struct cli_expr {
     int n; /* variables, in name order */
     const char *names[CLI_MAX_VARS];
     double values[CLI_MAX_VARS];
-    int n_used;                    /* names[0..n_used) are the expression's */
-    bool given[CLI_MAX_VARS];      /* a value came from the point */
-    char extra[CLI_MAX_VARS][64];  /* names of the variables it does not use */
+    int n_used;                   /* names[0..n_used) are the expression's */
+    bool given[CLI_MAX_VARS];     /* a value came from the point */
+    char extra[CLI_MAX_VARS][64]; /* names of the variables it does not use */
 } cli_expr;
 
 /* Parse @p text and the point @p at ("x=1,y=2", every variable once).

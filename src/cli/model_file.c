@@ -310,8 +310,7 @@ static nb_status count_bytes(void *ud, const char *name, nb_dtype dt, int rank,
 }
 
 /* Notes a tensor named CLI_INPUT_MEAN. */
-static nb_status find_norm(void *ud, const char *name, nb_dtype dt, int rank,
-                           const int64_t *shape)
+static nb_status find_norm(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
 {
     (void)dt, (void)rank, (void)shape;
     if (!strcmp(name, CLI_INPUT_MEAN))
@@ -361,8 +360,8 @@ int cli_model_open(const char *cmd, const char *path, cli_model *cm)
         return cli_error(cmd, "%s: %s", CLI_Q(path), why);
     if (cli_model_load(cm->m, path, &err) != NB_OK)
         return cli_error(cmd, "cannot load %s: %s", CLI_Q(path), err.msg);
-    if (cm->mean && cli_model_norm(cm->m, "", cm->desc.sizes[0], &cm->mean, &cm->std, why,
-                                   sizeof why) != 0)
+    if (cm->mean &&
+        cli_model_norm(cm->m, "", cm->desc.sizes[0], &cm->mean, &cm->std, why, sizeof why) != 0)
         return cli_error(cmd, "%s: %s", CLI_Q(path), why);
     return 0;
 }

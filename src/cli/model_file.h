@@ -18,21 +18,21 @@
 /* What a file's metadata (nb_mlp_meta's keys) says about its model. Keys
  * that are absent keep the defaults noted here. */
 typedef struct cli_mlp_desc {
-    bool has_arch, is_mlp;            /* arch=, and whether it is "mlp" */
-    int n_sizes;                      /* sizes= (0: absent) */
+    bool has_arch, is_mlp; /* arch=, and whether it is "mlp" */
+    int n_sizes;           /* sizes= (0: absent) */
     int64_t sizes[CLI_MAX_SIZES];
-    bool has_act;                     /* act= */
-    nb_act act, out_act;              /* out_act default identity */
-    nb_act_opts act_opts;             /* cli_mlp_desc_act_opts(d, act) */
-    unsigned opts_given;              /* bit i: alpha, beta, lower, upper,
-                                       * pieces (i = 0..4) was in the metadata */
-    nb_act_opts given;                /* those values */
-    int batch_norm;                   /* batchnorm=: -1 absent, 0, 1 */
-    double bn_eps;                    /* bn_eps= (1e-5) */
-    bool has_dtype;                   /* dtype= */
-    nb_dtype dtype;                   /* f32 when absent */
-    bool input_norm;                  /* input_norm=standardize: the file holds
-                                       * CLI_INPUT_MEAN and CLI_INPUT_STD */
+    bool has_act;         /* act= */
+    nb_act act, out_act;  /* out_act default identity */
+    nb_act_opts act_opts; /* cli_mlp_desc_act_opts(d, act) */
+    unsigned opts_given;  /* bit i: alpha, beta, lower, upper,
+                           * pieces (i = 0..4) was in the metadata */
+    nb_act_opts given;    /* those values */
+    int batch_norm;       /* batchnorm=: -1 absent, 0, 1 */
+    double bn_eps;        /* bn_eps= (1e-5) */
+    bool has_dtype;       /* dtype= */
+    nb_dtype dtype;       /* f32 when absent */
+    bool input_norm;      /* input_norm=standardize: the file holds
+                           * CLI_INPUT_MEAN and CLI_INPUT_STD */
 } cli_mlp_desc;
 
 /* Read the model keys of metadata text @p meta into @p d, checking each

@@ -567,11 +567,15 @@ static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long
     nb_model_zero_grad(t->m);
     const char *name = nb_tensor_name(bad);
     if (st == NB_ERR_NONFINITE)
-        fail(t, NB_ERR_NONFINITE, "epoch %d, batch %lld: the gradient of '%s' holds %s (%s); "
-             "no step taken", epoch, bi, name ? name : "?", where, nb_graph_errmsg(g));
+        fail(t, NB_ERR_NONFINITE,
+             "epoch %d, batch %lld: the gradient of '%s' holds %s (%s); "
+             "no step taken",
+             epoch, bi, name ? name : "?", where, nb_graph_errmsg(g));
     else
-        fail(t, NB_ERR_NONFINITE, "epoch %d, batch %lld: the gradient of '%s' holds %s; no step "
-             "taken", epoch, bi, name ? name : "?", where);
+        fail(t, NB_ERR_NONFINITE,
+             "epoch %d, batch %lld: the gradient of '%s' holds %s; no step "
+             "taken",
+             epoch, bi, name ? name : "?", where);
     nb_graph_clear_error(g);
     return NB_ERR_NONFINITE;
 }

@@ -57,7 +57,6 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
 
 /* ------------------------------------------------------------ unary ops */
 
-
 #define UNARY_BODY(T, EXPR)                                                                        \
     do {                                                                                           \
         T *o = out->data;                                                                          \
