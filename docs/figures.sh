@@ -14,6 +14,7 @@ rm -rf /tmp/nabla-acts.$$
     > "$out/logistic-trace.txt"
 if command -v dot >/dev/null 2>&1; then
     dot -Tsvg -o "$out/logistic.svg" "$out/logistic.dot"
+    dot -Tsvg -o "$out/layers.svg" "$out/layers.dot"
 fi
 "$nabla" modes --n 1000 --m 1 > "$out/modes-1000x1.txt"
 "$nabla" modes --n 1 --m 1000 > "$out/modes-1x1000.txt"
