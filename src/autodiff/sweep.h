@@ -3,6 +3,8 @@
 #define NABLA_AUTODIFF_SWEEP_H
 
 #include "../core/internal.h"
+#include "nabla/autodiff.h"
+#include "nabla/ops.h"
 
 /* Nodes that y depends on (with only_needs_grad: only those gradients flow
  * through), y included, in a topological order (inputs before users), by an

@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nabla.h"
+#include "nabla/check.h"
+#include "nabla/ops.h"
 
 #define F(name) static nb_tensor *name(nb_graph *g, nb_tensor *const *x, int n, void *ctx)
 #define UNUSED (void)n, (void)ctx

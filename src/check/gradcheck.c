@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "../autodiff/sweep.h"
+#include "nabla/check.h"
 
 /* Inputs the checker takes at most (one bit each in wrt). */
 #define MAX_INPUTS 32

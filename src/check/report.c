@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "nabla.h"
+#include "nabla/check.h"
 
 /* "'x'[3] -> output[1]" and the figures, indented under it. */
 static void print_entry(FILE *f, const nb_check_entry *e)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "nabla.h"
+#include "nabla/op.h" /* the op definitions nodes point to and their attributes */
 
 #if defined(__GNUC__)
 #define NB_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -5,7 +5,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
-#include "nabla.h"
+#include "nabla/data.h"
 #include "nabla/data.h"
 
 #if defined(__GNUC__)

@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "../core/internal.h"
+#include "nabla/ops.h"
 
 enum nbo_id {
     NB_OP_NEG,
