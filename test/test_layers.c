@@ -117,7 +117,6 @@ static const struct {
     const char *file, *includes;
 } KNOWN[] = {
     {"src/core/internal.h", "nabla/op.h"}, /* nodes point to op definitions */
-    {"src/ops/apply.c", "../autodiff/scalar.h"},
     {"src/io/ckpt.c", "../optim/optim_internal.h"},
     {"src/io/csv.c", "../data/data_internal.h"},
     {"src/io/gzip.c", "../data/data_internal.h"},

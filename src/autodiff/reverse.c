@@ -2,7 +2,7 @@
  * order, each op's VJP rule turning the gradient of its result into
  * gradients of its inputs, accumulated with +=. */
 
-#include "scalar.h"
+#include "../ops/scalar.h"
 #include "sweep.h"
 
 /* Add src into the buffer of dst elementwise (same shape and dtype). */
@@ -155,7 +155,7 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
     /* numbers for one-element nodes, unless the gradient is to be a graph or
      * every result checked (the rule's ops then report where a NaN arose) */
     if (!create_graph && !g->check_finite && (node->flags & NB_T_SCALAR)) {
-        nba_scalar_vjp(node, adj_value(node), d);
+        nbo_scalar_vjp(node, adj_value(node), d);
         for (int i = 0; i < node->n_inputs; i++)
             if ((node->inputs[i]->flags & NB_T_NEEDS_GRAD) &&
                 give_number(s, node->inputs[i], d[i]) != NB_OK)

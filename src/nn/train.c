@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nabla/autodiff.h"
 #include "nabla/train.h"
 
 struct nb_trainer {

@@ -1,7 +1,7 @@
 /* The op engine: every primitive goes through nbo_apply, which records the
  * node, runs the shape rule and the kernel, and counts the evaluation. */
 
-#include "../autodiff/scalar.h"
+#include "scalar.h"
 #include "table.h"
 
 const nb_attrs nbo_no_attrs;
@@ -142,7 +142,7 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         out->flags |= flags & NB_T_NEEDS_GRAD;
     if (out->flags & NB_T_NEEDS_GRAD) { /* the reverse sweep walks this list */
         out->flags |= NB_T_LINKED;
-        if (out->size == 1 && nba_has_scalar_rule(def)) {
+        if (out->size == 1 && nbo_has_scalar_rule(def)) {
             bool one = true; /* same-shape inputs are like out already */
             for (int i = 0; i < n && !same; i++)
                 one &= in[i]->size == 1 && in[i]->dtype == out->dtype;

@@ -58,7 +58,7 @@ enum nbo_id {
  * and e/(1+e) for x < 0. Nothing overflows, and for x < 0 no 1 - (something
  * near 1) cancels, so the result keeps its relative accuracy down to the
  * smallest normal number (σ(-700) in f64, σ(-87) in f32) and NaN stays NaN.
- * The sigmoid kernel, and the sweep's one-element rule (autodiff/scalar.h). */
+ * The sigmoid kernel, and the sweep's one-element rule (ops/scalar.h). */
 #define NBO_SIGMOID_FN(NAME, T)                                                                    \
     static inline T NAME(T x)                                                                      \
     {                                                                                              \

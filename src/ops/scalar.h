@@ -2,17 +2,18 @@
  * ops whose inputs and result all have one element, used when no graph of
  * the gradient is wanted. Each rule is the op's VJP rule (src/ops) evaluated
  * in the op's dtype one operation at a time, in the same order, so the
- * numbers are bit for bit the ones the rule's graph would hold. nbo_apply
- * marks the nodes that qualify (NB_T_SCALAR); the sweep applies the rule. */
-#ifndef NABLA_AUTODIFF_SCALAR_H
-#define NABLA_AUTODIFF_SCALAR_H
+ * numbers are bit for bit the ones the rule's graph would hold. The ops own
+ * them, beside their VJP rules: nbo_apply marks the nodes that qualify
+ * (NB_T_SCALAR), and the reverse sweep (src/autodiff) calls nbo_scalar_vjp. */
+#ifndef NABLA_OPS_SCALAR_H
+#define NABLA_OPS_SCALAR_H
 
 #include <math.h>
 
-#include "../ops/table.h"
+#include "table.h"
 
 /* True when op is a built-in op with a rule below. */
-static inline bool nba_has_scalar_rule(const nbo_def *op)
+static inline bool nbo_has_scalar_rule(const nbo_def *op)
 {
     static const bool has[NB_OP_COUNT] = {
         [NB_OP_NEG] = true,   [NB_OP_EXP] = true,  [NB_OP_LOG] = true,     [NB_OP_LOG1P] = true,
@@ -66,7 +67,7 @@ static inline bool nba_has_scalar_rule(const nbo_def *op)
 /* d[i] = the gradient for input i of node (NB_T_SCALAR: its op has a rule,
  * it and its inputs have one element of one dtype) given gout, the gradient
  * of its result; a float result stored in d is exact. */
-static inline void nba_scalar_vjp(const nb_tensor *node, double gout, double d[2])
+static inline void nbo_scalar_vjp(const nb_tensor *node, double gout, double d[2])
 {
     int id = (int)(node->op - nbo_table);
     if (node->dtype == NB_F32)
