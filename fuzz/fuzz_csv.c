@@ -1,4 +1,4 @@
-/* libFuzzer target for CSV tables (src/io/csv.c, and src/io/gzip.c for
+/* libFuzzer target for CSV tables (src/data/csv.c, and src/data/gzip.c for
  * compressed ones): the input is the file, loaded with four sets of
  * options (the last declares 2x2 images). Unless it already is gzip, it is
  * also compressed here and loaded again with the defaults, which must give

@@ -1,5 +1,5 @@
-/* libFuzzer target for IDX files, plain and gzip (src/io/idx.c,
- * src/io/gzip.c). An input is a pair of files: a 4-byte little-endian
+/* libFuzzer target for IDX files, plain and gzip (src/data/idx.c,
+ * src/data/gzip.c). An input is a pair of files: a 4-byte little-endian
  * length n, then n bytes of the images file (fewer when the input ends
  * first), then the labels file (fuzz/make_corpus.c writes the seeds). The
  * pair is loaded with two sets of options; unless a file already is gzip,

@@ -118,9 +118,6 @@ static const struct {
 } KNOWN[] = {
     {"src/core/internal.h", "nabla/op.h"}, /* nodes point to op definitions */
     {"src/io/ckpt.c", "../optim/optim_internal.h"},
-    {"src/io/csv.c", "../data/data_internal.h"},
-    {"src/io/gzip.c", "../data/data_internal.h"},
-    {"src/io/idx.c", "../data/data_internal.h"},
     {"include/nabla/ckpt.h", "nn.h"},
     {"include/nabla/ckpt.h", "optim.h"},
 };

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../data/data_internal.h"
+#include "data_internal.h"
 
 /* Largest element count accepted for one file (2^34 bytes = 16 GiB). */
 #define IDX_MAX_ELEMS ((uint64_t)1 << 34)

@@ -5,7 +5,7 @@
 
 #include <zlib.h>
 
-#include "../data/data_internal.h"
+#include "data_internal.h"
 
 bool nbd_is_gzip(const void *buf, size_t len)
 {

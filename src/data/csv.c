@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/data_internal.h"
+#include "data_internal.h"
 
 #define DEFAULT_MAX_FIELD 256
 #define LIMIT_MAX_FIELD (1u << 20)
