@@ -291,6 +291,14 @@ static int open_tmp(nbio_out *o, const struct stat *sb, char *why, size_t n)
     return fd;
 }
 
+/* Release o's lock (its temporary is renamed or removed by now) and o. */
+static void out_free(nbio_out *o)
+{
+    if (o->lock_fd >= 0)
+        close(o->lock_fd);
+    o->alloc(o->ud, o, sizeof *o, 0);
+}
+
 nb_status nbio_out_open(const char *path, nb_alloc_fn alloc, void *ud, nbio_out **out, char *why,
                         size_t n)
 {
@@ -343,9 +351,7 @@ nb_status nbio_out_open(const char *path, nb_alloc_fn alloc, void *ud, nbio_out 
     if (!o->f) {
         if (fd >= 0 && !o->in_place)
             unlink(o->tmp);
-        if (o->lock_fd >= 0)
-            close(o->lock_fd);
-        alloc(ud, o, sizeof *o, 0);
+        out_free(o);
         return NB_ERR_IO;
     }
     *out = o;
@@ -452,9 +458,7 @@ nb_status nbio_out_commit(nbio_out *o, int write_errno, char *why, size_t n)
         sync_dir(o);
         remove_stale(o);
     }
-    if (o->lock_fd >= 0)
-        close(o->lock_fd);
-    o->alloc(o->ud, o, sizeof *o, 0);
+    out_free(o);
     return e ? NB_ERR_IO : NB_OK;
 }
 
@@ -467,10 +471,6 @@ nb_status nbio_out_check(const char *path, char *why, size_t n)
     nb_status st = nbio_out_open(path, NULL, NULL, &o, why, n);
     if (st != NB_OK)
         return st;
-    fclose(o->f); /* the temporary goes, the file is as it was */
-    unlink(o->tmp);
-    if (o->lock_fd >= 0)
-        close(o->lock_fd);
-    o->alloc(o->ud, o, sizeof *o, 0);
+    nbio_out_commit(o, ECANCELED, NULL, 0); /* the temporary goes, the file is as it was */
     return NB_OK;
 }
