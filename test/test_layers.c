@@ -116,7 +116,6 @@ static int layer_of(const char *path)
 static const struct {
     const char *file, *includes;
 } KNOWN[] = {
-    {"src/core/internal.h", "nabla/op.h"}, /* nodes point to op definitions */
     {"src/io/ckpt.c", "../optim/optim_internal.h"},
     {"include/nabla/ckpt.h", "nn.h"},
     {"include/nabla/ckpt.h", "optim.h"},

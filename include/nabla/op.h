@@ -81,6 +81,8 @@ NB_API int nb_op_count(void);
 NB_API const char *nb_op_name(int id);
 /** The definition of op @p id (library-owned, do not free), or NULL. */
 NB_API const nb_op_def *nb_op_get(int id);
+/** Name of the op that produced @p t ("leaf" for inputs and parameters). */
+NB_API const char *nb_tensor_op_name(const nb_tensor *t);
 /** True when op @p id has derivative rules. */
 NB_API bool nb_op_differentiable(int id);
 

@@ -156,8 +156,6 @@ NB_API bool nb_tensor_needs_grad(const nb_tensor *t);
 NB_API nb_tensor *nb_tensor_set_name(nb_tensor *t, const char *name);
 /** Label, or "" when none. */
 NB_API const char *nb_tensor_name(const nb_tensor *t);
-/** Name of the op that produced @p t ("leaf" for inputs and parameters). */
-NB_API const char *nb_tensor_op_name(const nb_tensor *t);
 /** Write "name f64[2,3] = [[...],[...]]" to @p f (at most @p max_elems
  *  elements, then "..."; 0 means all). */
 NB_API void nb_tensor_print(const nb_tensor *t, FILE *f, int64_t max_elems);

@@ -4,6 +4,7 @@
 
 #include "../core/internal.h"
 #include "nabla/autodiff.h"
+#include "nabla/op.h"
 #include "nabla/ops.h"
 
 /* Nodes that y depends on (with only_needs_grad: only those gradients flow

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "../autodiff/sweep.h"
+#include "../ops/table.h"
 #include "nabla/check.h"
 
 /* Inputs the checker takes at most (one bit each in wrt). */

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "nabla/op.h" /* the op definitions nodes point to and their attributes */
+#include "nabla/tensor.h"
 
 #if defined(__GNUC__)
 #define NB_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -56,10 +56,11 @@
 
 /* ------------------------------------------------------------ op records */
 
-/* Ops are rows of the public nb_op_def (include/nabla/op.h); nb_attrs holds
- * what a constructor stores besides the inputs (index lists are copied into
- * the graph's arena). Rules that return NULL with no error recorded mean a
- * zero derivative; vjp or jvp NULL: the result carries no gradient. */
+/* A node points to its op's definition (nb_op_def) and holds its attributes
+ * (nb_attrs); both are declared with the ops (include/nabla/op.h), and the
+ * core only stores the pointers. */
+typedef struct nb_op_def nb_op_def;
+typedef struct nb_attrs nb_attrs;
 typedef nb_op_def nbo_def;
 
 /* --------------------------------------------------------------- tensors */
@@ -279,20 +280,6 @@ const char *nbc_nonfinite_at(const nb_tensor *t, int64_t k, char *buf, size_t n)
 /* The allocation hook of a model (and its user data in *ud), so code that
  * builds on a model allocates through the same hook. */
 nb_alloc_fn nbc_model_allocator(const nb_model *m, void **ud);
-
-/* ------------------------------------------------------------- op engine */
-
-/* Record and run one op: check inputs (NULL -> quiet NULL), set the node,
- * run the shape rule, allocate, run the kernel, count it, check finiteness.
- * @p attrs may be NULL. */
-nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
-                     const nb_attrs *attrs);
-
-/* The attributes of ops recorded without any (all zero, read-only). */
-extern const nb_attrs nbo_no_attrs;
-
-/* The built-in op table, indexed by enum nbo_id (src/ops/table.h). */
-extern const nbo_def nbo_table[];
 
 /* Threads for a loop over n elements: 1 below the parallel threshold. */
 int nbc_threads_for(const nb_graph *g, int64_t n);

@@ -388,11 +388,6 @@ const char *nb_tensor_name(const nb_tensor *t)
     return t && t->name ? t->name : "";
 }
 
-const char *nb_tensor_op_name(const nb_tensor *t)
-{
-    return t && t->op ? t->op->name : "leaf";
-}
-
 static void print_rec(const nb_tensor *t, FILE *f, int axis, int64_t *offset, int64_t *left)
 {
     if (axis == t->rank) {

@@ -223,3 +223,8 @@ nb_tensor *nb_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *like)
         return NULL;
     return nbk_unbroadcast(g, grad, like);
 }
+
+const char *nb_tensor_op_name(const nb_tensor *t)
+{
+    return t && t->op ? t->op->name : "leaf";
+}

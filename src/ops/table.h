@@ -5,7 +5,22 @@
 #include <math.h>
 
 #include "../core/internal.h"
+#include "nabla/op.h"
 #include "nabla/ops.h"
+
+/* ------------------------------------------------------------- op engine */
+
+/* Record and run one op: check inputs (NULL -> quiet NULL), set the node,
+ * run the shape rule, allocate, run the kernel, count it, check finiteness.
+ * @p attrs may be NULL. */
+nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int n,
+                     const nb_attrs *attrs);
+
+/* The attributes of ops recorded without any (all zero, read-only). */
+extern const nb_attrs nbo_no_attrs;
+
+/* The built-in op table, indexed by enum nbo_id (src/ops/table.h). */
+extern const nbo_def nbo_table[];
 
 enum nbo_id {
     NB_OP_NEG,
