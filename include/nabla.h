@@ -30,6 +30,7 @@
 
 #include "nabla/base.h"
 #include "nabla/tensor.h"
+#include "nabla/meta.h"
 #include "nabla/ops.h"
 #include "nabla/autodiff.h"
 #include "nabla/op.h"

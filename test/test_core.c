@@ -792,6 +792,80 @@ static void test_dot(void **state)
     nb_graph_free(g);
 }
 
+/* nb_error: set fills every field, clear resets them; NULL is accepted. */
+static void test_error_type(void **state)
+{
+    (void)state;
+    nb_error e;
+    memset(&e, 'x', sizeof e);
+    assert_int_equal(nb_error_set(&e, NB_ERR_SHAPE, "nb_matmul", "shapes %s and %s", "[2,3]", "[4]"),
+                     NB_ERR_SHAPE);
+    assert_int_equal(e.status, NB_ERR_SHAPE);
+    assert_string_equal(e.where, "nb_matmul");
+    assert_string_equal(e.msg, "shapes [2,3] and [4]");
+    assert_int_equal(e.offset, -1);
+    assert_int_equal(e.line, 0);
+    assert_string_equal(e.name, "");
+    assert_int_equal(nb_error_set(NULL, NB_ERR_IO, "x", "y"), NB_ERR_IO);
+    assert_int_equal(nb_error_set(&e, NB_ERR_ARG, NULL, "%s", ""), NB_ERR_ARG);
+    assert_string_equal(e.where, "");
+    nb_error_clear(&e);
+    assert_int_equal(e.status, NB_OK);
+    assert_string_equal(e.msg, "");
+    nb_error_clear(NULL);
+}
+
+/* Metadata text is built with nb_meta_put and read back by the typed getters. */
+static void test_meta_put_get(void **state)
+{
+    (void)state;
+    char buf[64] = "";
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "a", "%d", 1), NB_OK);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "b.c", "%.17g", 0.1), NB_OK);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "n", "%lld", -9223372036854775807LL - 1), NB_OK);
+    assert_string_equal(buf, "a=1\nb.c=0.10000000000000001\nn=-9223372036854775808");
+    assert_int_equal(nb_meta_check(buf, NULL, 0), NB_OK);
+    int64_t i;
+    double d;
+    assert_int_equal(nb_meta_get_i64(buf, "a", &i), NB_OK);
+    assert_int_equal(i, 1);
+    assert_int_equal(nb_meta_get_i64(buf, "n", &i), NB_OK);
+    assert_true(i == INT64_MIN);
+    assert_int_equal(nb_meta_get_f64(buf, "b.c", &d), NB_OK);
+    assert_true(d == 0.1);
+    assert_int_equal(nb_meta_get_i64(buf, "b.c", &i), NB_ERR_PARSE);
+    assert_int_equal(nb_meta_get_i64(buf, "zz", &i), NB_ERR_NOTFOUND);
+    assert_int_equal(nb_meta_get_f64(buf, "zz", &d), NB_ERR_NOTFOUND);
+    assert_int_equal(nb_meta_get_i64(buf, "a", NULL), NB_ERR_NULL);
+    assert_int_equal(nb_meta_get_f64(buf, "a", NULL), NB_ERR_NULL);
+    /* refused: key twice, bad keys, a newline in the value, too long */
+    char before[64];
+    memcpy(before, buf, sizeof buf);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "a", "2"), NB_ERR_EXISTS);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "", "2"), NB_ERR_ARG);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "k=v", "2"), NB_ERR_ARG);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "k\n", "2"), NB_ERR_ARG);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "k", "x\ny"), NB_ERR_ARG);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "long", "%s", "0123456789012345678901234567"), NB_ERR_ARG);
+    assert_int_equal(nb_meta_put(buf, sizeof buf, "longer-key-than-fits-here-at-all", "1"), NB_ERR_ARG);
+    assert_string_equal(buf, before);
+    assert_int_equal(nb_meta_put(NULL, 8, "a", "1"), NB_ERR_NULL);
+    char full[4] = "a=1";
+    assert_int_equal(nb_meta_put(full, 3, "b", "1"), NB_ERR_ARG);
+    /* numbers that do not parse or overflow */
+    assert_int_equal(nb_meta_get_i64("x=99999999999999999999", "x", &i), NB_ERR_PARSE);
+    assert_int_equal(nb_meta_get_i64("x= 1", "x", &i), NB_ERR_PARSE);
+    assert_int_equal(nb_meta_get_i64("x=", "x", &i), NB_ERR_PARSE);
+    assert_int_equal(nb_meta_get_f64("x=1e999", "x", &d), NB_ERR_PARSE);
+    assert_int_equal(nb_meta_get_f64("x=1.5z", "x", &d), NB_ERR_PARSE);
+    assert_int_equal(nb_meta_get_f64("x=1e-310", "x", &d), NB_OK);
+    char longv[80];
+    memset(longv, '1', sizeof longv);
+    memcpy(longv, "x=", 2);
+    longv[sizeof longv - 1] = '\0';
+    assert_int_equal(nb_meta_get_f64(longv, "x", &d), NB_ERR_PARSE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +890,8 @@ int main(void)
         cmocka_unit_test(test_not_recording),
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_dot),
+        cmocka_unit_test(test_error_type),
+        cmocka_unit_test(test_meta_put_get),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,6 +92,7 @@ static int layer_of(const char *path)
         {"src/cli/", CLI},
         {"include/nabla/base.h", CORE},
         {"include/nabla/tensor.h", CORE},
+        {"include/nabla/meta.h", CORE},
         {"include/nabla/ops.h", OPS},
         {"include/nabla/op.h", OPS},
         {"include/nabla/autodiff.h", AUTODIFF},

@@ -49,6 +49,39 @@ typedef enum nb_status {
 /** A short English sentence for a status code ("out of memory" ...). Never NULL. */
 NB_API const char *nb_status_str(nb_status s);
 
+/**
+ * What went wrong, in one shape for every part of nabla. Objects that keep
+ * their first error (a graph, an optimizer, a trainer, a symbolic pool)
+ * give it with nb_graph_error(g), nb_optim_error(o), ...; functions without
+ * such an object fill an nb_error the caller passes (it may be NULL).
+ * After success status is NB_OK, msg "" and offset -1.
+ */
+typedef struct nb_error {
+    nb_status status; /**< NB_OK, or the error */
+    char where[64];   /**< the op or function that failed ("" if none) */
+    int64_t offset;   /**< byte offset in the input (file, text) of the problem; -1 if none */
+    int64_t line;     /**< 1-based line in text input (CSV, expressions); 0 if none */
+    int64_t column;   /**< 1-based column in that line; 0 if none */
+    char name[128];   /**< the tensor, parameter or key concerned ("" if none; cut if longer) */
+    char msg[512];    /**< a sentence: what, where, expected and found */
+} nb_error;
+
+/** Reset @p e to "no error" (NULL is accepted). */
+NB_API void nb_error_clear(nb_error *e);
+
+/**
+ * Record an error in @p e (NULL is accepted; then only @p code is
+ * returned): status @p code, where @p where (may be NULL), the sentence
+ * given as printf format; offset -1, line and column 0 and name "" (set
+ * them afterwards when they apply). Returns @p code.
+ */
+NB_API nb_status nb_error_set(nb_error *e, nb_status code, const char *where, const char *fmt,
+                              ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
 /** Name of a dtype: "f32" or "f64" ("?" for an unknown value). */
 NB_API const char *nb_dtype_name(nb_dtype dt);
 

@@ -34,6 +34,7 @@
 
 #include <stdio.h>
 
+#include "meta.h"
 #include "nn.h"
 #include "optim.h"
 
@@ -43,11 +44,6 @@ extern "C" {
 
 /** Current format version written by nb_model_save. */
 #define NB_CKPT_VERSION 1
-
-/** Most bytes of metadata text a checkpoint or safetensors file may hold. */
-#define NB_META_MAX 65536
-/** Most key=value entries in metadata text. */
-#define NB_META_MAX_ENTRIES 1024
 
 /** What went wrong in a save or load. */
 typedef struct nb_ckpt_error {
@@ -138,23 +134,6 @@ NB_API nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud,
 NB_API nb_status nb_ckpt_read_meta(const char *path, char *buf, size_t cap, nb_ckpt_error *err);
 
 /* ============================================================ metadata */
-
-/**
- * Check metadata text: at most NB_META_MAX bytes of UTF-8 without control
- * characters except the '\n' that ends each line (the last line's is
- * optional); every line "key=value" with a non-empty key (the first '='
- * splits; the value may be empty and may hold '='); no key twice; at most
- * NB_META_MAX_ENTRIES lines. NB_OK, NB_ERR_NULL, or NB_ERR_PARSE with a
- * sentence naming the offset in why[0..n) (why may be NULL).
- */
-NB_API nb_status nb_meta_check(const char *meta, char *why, size_t n);
-
-/**
- * The value of @p key in metadata text @p meta, copied NUL-terminated into
- * out[0..cap). NB_OK, NB_ERR_NOTFOUND (no such key), NB_ERR_ARG (it does
- * not fit), NB_ERR_NULL.
- */
-NB_API nb_status nb_meta_get(const char *meta, const char *key, char *out, size_t cap);
 
 /**
  * Describe an MLP built by nb_mlp_new(m, NULL, sizes, n_sizes, o, ...) as

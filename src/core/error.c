@@ -42,6 +42,35 @@ size_t nb_dtype_size(nb_dtype dt)
     return 0;
 }
 
+void nb_error_clear(nb_error *e)
+{
+    if (!e)
+        return;
+    e->status = NB_OK;
+    e->where[0] = '\0';
+    e->offset = -1;
+    e->line = 0;
+    e->column = 0;
+    e->name[0] = '\0';
+    e->msg[0] = '\0';
+}
+
+nb_status nb_error_set(nb_error *e, nb_status code, const char *where, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    nb_error_clear(e);
+    e->status = code;
+    snprintf(e->where, sizeof e->where, "%s", where ? where : "");
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
 nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
 {
     if (!g || g->status != NB_OK)

@@ -281,6 +281,15 @@ const char *nbc_nonfinite_at(const nb_tensor *t, int64_t k, char *buf, size_t n)
  * builds on a model allocates through the same hook. */
 nb_alloc_fn nbc_model_allocator(const nb_model *m, void **ud);
 
+/* Length of the well-formed UTF-8 sequence at s (of n bytes): 1..4, or 0
+ * when it is malformed (overlong, a surrogate, above U+10FFFF, cut short). */
+size_t nbc_utf8_seq(const unsigned char *s, size_t n);
+
+/* Check metadata text of len bytes against the rules of nb_meta_check. On
+ * failure returns false, sets *at to the byte offset of the problem and
+ * writes a sentence to why[0..n). */
+bool nbc_meta_check(const char *text, size_t len, size_t *at, char *why, size_t n);
+
 /* Threads for a loop over n elements: 1 below the parallel threshold. */
 int nbc_threads_for(const nb_graph *g, int64_t n);
 

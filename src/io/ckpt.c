@@ -224,7 +224,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     if (meta_len > 0) {
         size_t at;
         char why[200];
-        if (!nbio_meta_check(o->meta, meta_len, &at, why, sizeof why))
+        if (!nbc_meta_check(o->meta, meta_len, &at, why, sizeof why))
             return ck_error(err, NB_ERR_ARG, -1, NULL, 0, "save: %s", why);
     }
     for (nb_tensor *t = nb_model_next(m, NULL); t; t = nb_model_next(m, t)) {
@@ -669,7 +669,7 @@ static nb_status parse_meta(loader *L)
     L->r.pos += (size_t)n;
     size_t bad;
     char why[200];
-    if (!nbio_meta_check((const char *)L->r.buf + L->meta_at, L->meta_len, &bad, why, sizeof why))
+    if (!nbc_meta_check((const char *)L->r.buf + L->meta_at, L->meta_len, &bad, why, sizeof why))
         return ck_error(L->err, NB_ERR_PARSE, (int64_t)(L->meta_at + bad), NULL, 0,
                         "load: %s (metadata starts at offset %zu)", why, L->meta_at);
     return NB_OK;

@@ -8,16 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../core/internal.h"
 #include "nabla/ckpt.h"
-
-/* Length of the well-formed UTF-8 sequence at s (of n bytes): 1..4, or 0
- * when it is malformed (overlong, a surrogate, above U+10FFFF, cut short). */
-size_t nbio_utf8_seq(const unsigned char *s, size_t n);
-
-/* Check metadata text of len bytes against the rules of nb_meta_check. On
- * failure returns false, sets *at to the byte offset of the problem and
- * writes a sentence to why[0..n). */
-bool nbio_meta_check(const char *text, size_t len, size_t *at, char *why, size_t n);
 
 /* Little-endian integers of n bytes (the file formats are little-endian
  * whatever the machine). */

@@ -107,7 +107,7 @@ static bool utf8_ok(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t k = nbio_utf8_seq(u + i, n - i);
+        size_t k = nbc_utf8_seq(u + i, n - i);
         if (k == 0)
             return false;
         i += k;
@@ -225,7 +225,7 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
     if (meta_len > 0) {
         size_t at;
         char why[200];
-        if (!nbio_meta_check(o->meta, meta_len, &at, why, sizeof why))
+        if (!nbc_meta_check(o->meta, meta_len, &at, why, sizeof why))
             return st_error(err, NB_ERR_ARG, -1, NULL, "save: %s", why);
     }
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
@@ -379,7 +379,7 @@ static nb_status string(loader *L, const char **out, size_t *len, const char *wh
         if (c < 0x20)
             return bad(L, name, "%s: control byte 0x%02x inside a string (escape it)", what, c);
         if (c != '\\') {
-            size_t q = nbio_utf8_seq(L->s + L->pos, L->n - L->pos);
+            size_t q = nbc_utf8_seq(L->s + L->pos, L->n - L->pos);
             if (q == 0)
                 return bad(L, name, "%s: the string is not valid UTF-8", what);
             memcpy(d + k, L->s + L->pos, q);
@@ -966,7 +966,7 @@ static nb_status meta_room(loader *L, const nb_ckpt_opts *o)
                         NB_META_MAX);
     size_t at;
     char why[200];
-    if (!nbio_meta_check(L->meta, L->meta_len, &at, why, sizeof why))
+    if (!nbc_meta_check(L->meta, L->meta_len, &at, why, sizeof why))
         return st_error(L->err, NB_ERR_ARG, -1, NULL, "load: " META_KEY ": %s", why);
     if (o->meta_cap < L->meta_len + 1)
         return st_error(L->err, NB_ERR_ARG, -1, NULL,
