@@ -23,7 +23,7 @@ static inline int64_t bench_train_epoch(nb_layer *net, nb_model *m, nb_optim *op
         if (nb_backward(g, loss) != NB_OK)
             bench_check(g, NULL, "backward");
         if (nb_optim_step(opt, m) != NB_OK) {
-            fprintf(stderr, "bench: optimizer step failed: %s\n", nb_optim_errmsg(opt));
+            fprintf(stderr, "bench: optimizer step failed: %s\n", nb_optim_error(opt)->msg);
             exit(1);
         }
         nb_graph_reset(g);

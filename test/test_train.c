@@ -471,17 +471,17 @@ static void test_evaluate(void **state)
     /* bad input */
     assert_int_equal(nb_evaluate(net, NULL, all, 10, NULL, NULL), NB_ERR_NULL);
     assert_int_equal(nb_evaluate(NULL, g, all, 10, NULL, NULL), NB_ERR_NULL);
-    assert_string_equal(nb_graph_errmsg(g), "evaluate: no network");
+    assert_string_equal(nb_graph_error(g)->msg, "evaluate: no network");
     nb_graph_reset(g);
     assert_int_equal(nb_evaluate(net, g, NULL, 10, NULL, NULL), NB_ERR_NULL);
     nb_graph_reset(g);
     assert_int_equal(nb_evaluate(net, g, all, 0, NULL, NULL), NB_ERR_ARG);
-    assert_string_equal(nb_graph_errmsg(g), "evaluate: batch size 0: it must be >= 1");
+    assert_string_equal(nb_graph_error(g)->msg, "evaluate: batch size 0: it must be >= 1");
     nb_graph_reset(g);
     nb_dataset *empty = NULL;
     assert_int_equal(nb_dataset_from(NULL, 0, 64, NULL, NULL, &empty), NB_OK);
     assert_int_equal(nb_evaluate(net, g, empty, 10, NULL, NULL), NB_ERR_ARG);
-    assert_string_equal(nb_graph_errmsg(g), "evaluate: the data set is empty");
+    assert_string_equal(nb_graph_error(g)->msg, "evaluate: the data set is empty");
     nb_graph_reset(g);
     /* more classes than outputs */
     nb_dataset *twelve = NULL;
@@ -489,13 +489,13 @@ static void test_evaluate(void **state)
     assert_int_equal(nb_dataset_from(&(nb_data_opts){.n_classes = 12}, 2, 64, NULL, lab12, &twelve),
                      NB_OK);
     assert_int_equal(nb_evaluate(net, g, twelve, 10, NULL, NULL), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "[2,10] for 2 samples"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[2,10] for 2 samples"));
     nb_graph_reset(g);
     /* wrong width */
     nb_dataset *narrow = NULL;
     assert_int_equal(nb_dataset_from(NULL, 3, 5, NULL, (int64_t[]){0, 1, 2}, &narrow), NB_OK);
     assert_int_equal(nb_evaluate(net, g, narrow, 10, NULL, NULL), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "fc1"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "fc1"));
 
     nb_dataset_free(narrow);
     nb_dataset_free(twelve);

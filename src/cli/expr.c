@@ -118,7 +118,7 @@ nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor *
     nb_tensor *y = nb_sym_to_graph(x->s, x->e, g, x->n, x->names, leaves);
     if (!y) {
         if (nb_graph_status(g) != NB_OK)
-            cli_error(cmd, "%s: %s", nb_graph_errop(g), nb_graph_errmsg(g));
+            cli_error(cmd, "%s: %s", nb_graph_error(g)->where, nb_graph_error(g)->msg);
         else
             cli_error(cmd, "%s", nb_sym_errmsg(x->s));
     }

@@ -369,7 +369,7 @@ nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, 
         return fail(t, NB_ERR_ARG, "evaluate: the data set is empty");
     nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
     if (st != NB_OK)
-        fail(t, st, "%s", nb_graph_errmsg(t->g));
+        fail(t, st, "%s", nb_graph_error(t->g)->msg);
     return st;
 }
 
@@ -484,7 +484,7 @@ static nb_status probe(nb_trainer *t, const nb_dataset *ds, const char *what, bo
     nb_tensor *out = nb_layer_forward(t->net, g, x, false);
     nb_graph_set_recording(g, recording);
     if (!out)
-        return fail(t, graph_status(g), "%s: %s", what, nb_graph_errmsg(g));
+        return fail(t, graph_status(g), "%s: %s", what, nb_graph_error(g)->msg);
     if (t->o.loss)
         return NB_OK;
     int64_t classes = nb_dataset_classes(ds);
@@ -571,7 +571,7 @@ static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long
         fail(t, NB_ERR_NONFINITE,
              "epoch %d, batch %lld: the gradient of '%s' holds %s (%s); "
              "no step taken",
-             epoch, bi, name ? name : "?", where, nb_graph_errmsg(g));
+             epoch, bi, name ? name : "?", where, nb_graph_error(g)->msg);
     else
         fail(t, NB_ERR_NONFINITE,
              "epoch %d, batch %lld: the gradient of '%s' holds %s; no step "
@@ -591,7 +591,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         return false;
     long long bi = (long long)a->batches + 1;
     if (!b.x) {
-        *st = fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_errmsg(g));
+        *st =
+            fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
     }
     nb_model_zero_grad(t->m);
@@ -599,7 +600,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     nb_tensor *loss =
         out ? batch_loss(g, t->o.loss, t->o.loss_ud, out, b.labels, b.size, NB_REDUCE_MEAN) : NULL;
     if (!scalar_loss(g, loss, "train")) {
-        *st = fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_errmsg(g));
+        *st =
+            fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
     }
     nb_tensor *total = loss, *l2 = NULL, *l1 = NULL;
@@ -609,7 +611,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         total = nb_add(g, total, l1 = nb_l1_penalty(g, t->pen, t->n_pen, t->o.l1));
     if (!total) {
         *st = fail(t, graph_status(g), "epoch %d, batch %lld: penalty: %s", epoch, bi,
-                   nb_graph_errmsg(g));
+                   nb_graph_error(g)->msg);
         return false;
     }
     double lv = nb_tensor_item(loss), tv = nb_tensor_item(total);
@@ -622,7 +624,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     }
     nb_status s = nb_backward(g, total);
     if (s != NB_OK) {
-        *st = fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_errmsg(g));
+        *st = fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
     }
     double gn = nb_grad_norm(t->m);
@@ -638,7 +640,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     }
     s = nb_optim_step(t->opt, t->m);
     if (s != NB_OK) {
-        *st = fail(t, s, "epoch %d, batch %lld: optimizer: %s", epoch, bi, nb_optim_errmsg(t->opt));
+        *st = fail(t, s, "epoch %d, batch %lld: optimizer: %s", epoch, bi,
+                   nb_optim_error(t->opt)->msg);
         return false;
     }
     a->batches++;
@@ -664,7 +667,7 @@ static nb_status eval_set(nb_trainer *t, const nb_dataset *ds, const char *what,
         return NB_OK;
     nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
     if (st != NB_OK)
-        return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_errmsg(t->g));
+        return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_error(t->g)->msg);
     return NB_OK;
 }
 
@@ -757,7 +760,7 @@ nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
         if (st != NB_OK)
             return st;
         if (per_epoch_schedule && (st = nb_optim_next_epoch(t->opt)) != NB_OK)
-            return fail(t, st, "epoch %d: %s", epoch, nb_optim_errmsg(t->opt));
+            return fail(t, st, "epoch %d: %s", epoch, nb_optim_error(t->opt)->msg);
         t->epoch = last = epoch;
         if ((st = early_stopping(t, &r)) != NB_OK)
             return st;

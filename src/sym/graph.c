@@ -105,7 +105,7 @@ static nb_tensor *build(nb_sym *s, const nb_expr *e, const gctx *c)
         if (s->status != NB_OK) /* an operand already said why */
             return NULL;
         nbs_error(s, NB_ERR_GRAPH, -1, "building %s in the graph failed: %s",
-                  nbs_kind_name(e->kind), nb_graph_errmsg(g));
+                  nbs_kind_name(e->kind), nb_graph_error(g)->msg);
         return NULL;
     }
     m->mark = c->epoch;
