@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int rc = 0;
     if (st != NB_OK) {
-        fprintf(stderr, "train_fashion: %s\n", nb_trainer_errmsg(t));
+        fprintf(stderr, "train_fashion: %s\n", nb_trainer_error(t)->msg);
         rc = 1;
     } else {
         double acc = 0, loss = 0;
