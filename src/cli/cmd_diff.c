@@ -265,7 +265,7 @@ int cmd_diff(int argc, char **argv)
         nb_graph_clear_error(g);
         const nb_expr *d = nb_sym_diff(x.s, x.e, x.names[i]);
         if (!d) {
-            cli_error("diff", "symbolic: %s", nb_sym_errmsg(x.s));
+            cli_error("diff", "symbolic: %s", nb_sym_error(x.s)->msg);
             goto done;
         }
         nb_sym_eval(x.s, d, x.n, x.names, x.values, &r->symbolic);
