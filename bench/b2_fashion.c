@@ -196,7 +196,7 @@ static void trainer_check_cost(const nb_dataset *train)
 int main(int argc, char **argv)
 {
     nb_dataset *train = NULL, *test = NULL;
-    nb_data_error err;
+    nb_error err;
     bench_data_check(nb_dataset_fashion_mnist(NULL, true, NULL, &train, &err), &err,
                      "fashion-mnist train");
     bench_data_check(nb_dataset_fashion_mnist(NULL, false, NULL, &test, &err), &err,

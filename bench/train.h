@@ -62,7 +62,7 @@ static inline double bench_accuracy(nb_layer *net, const nb_dataset *ds, nb_grap
 }
 
 /* A data set, or exit with the loader's message. */
-static inline void bench_data_check(nb_status st, const nb_data_error *err, const char *what)
+static inline void bench_data_check(nb_status st, const nb_error *err, const char *what)
 {
     if (st != NB_OK) {
         fprintf(stderr, "bench: loading %s failed: %s\n", what, err ? err->msg : nb_status_str(st));

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     if (epochs < 0)
         epochs = b2 ? 10 : 30;
 
-    nb_data_error derr;
+    nb_error derr;
     nb_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
     if (nb_dataset_fashion_mnist(dir, true, NULL, &all, &derr) != NB_OK ||
         nb_dataset_fashion_mnist(dir, false, NULL, &test, &derr) != NB_OK) {
