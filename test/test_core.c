@@ -869,7 +869,22 @@ static void test_meta_put_get(void **state)
     assert_int_equal(nb_meta_put(buf, sizeof buf, "b.c", "%.17g", 0.1), NB_OK);
     assert_int_equal(nb_meta_put(buf, sizeof buf, "n", "%lld", -9223372036854775807LL - 1), NB_OK);
     assert_string_equal(buf, "a=1\nb.c=0.10000000000000001\nn=-9223372036854775808");
-    assert_int_equal(nb_meta_check(buf, NULL, 0), NB_OK);
+    nb_error err;
+    memset(&err, 'x', sizeof err);
+    assert_int_equal(nb_meta_check(buf, &err), NB_OK);
+    assert_int_equal(err.status, NB_OK);
+    assert_true(err.offset == -1);
+    assert_string_equal(err.where, "");
+    /* a refused text: where, the byte offset of the problem, a sentence */
+    assert_int_equal(nb_meta_check("a=1\nb=2\na=3", &err), NB_ERR_PARSE);
+    assert_string_equal(err.where, "nb_meta_check");
+    assert_true(err.offset == 8);
+    assert_non_null(strstr(err.msg, "'a' appears twice"));
+    assert_int_equal(nb_meta_check("a=1\nb\x01", &err), NB_ERR_PARSE);
+    assert_true(err.offset == 5);
+    assert_int_equal(nb_meta_check(NULL, &err), NB_ERR_NULL);
+    assert_string_equal(err.where, "nb_meta_check");
+    assert_true(err.offset == -1);
     int64_t i;
     double d;
     assert_int_equal(nb_meta_get_i64(buf, "a", &i), NB_OK);
