@@ -90,17 +90,6 @@ nb_status nbc_verror(nb_graph *g, nb_status code, const char *op, const char *na
     return code;
 }
 
-nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
-{
-    if (!g || g->err.status != NB_OK)
-        return code;
-    va_list ap;
-    va_start(ap, fmt);
-    nbc_verror(g, code, op, NULL, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 nb_status nbc_error_named(nb_graph *g, nb_status code, const char *op, const char *name,
                           const char *fmt, ...)
 {

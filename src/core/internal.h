@@ -181,13 +181,12 @@ struct nb_graph {
  * graphs never collide, so a parameter's stale mark cannot match). */
 uint64_t nbc_next_sweep(void);
 
-/* Record the graph's first error (later ones are ignored): where = op, msg =
- * "op: " and the sentence; returns code. */
-nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
-    NB_PRINTF(4, 5);
-/* The same with the tensor or parameter concerned in the error's name. */
+/* Record the graph's first error (later ones are ignored): where = op, name
+ * = the tensor concerned (may be NULL), msg = "op: " and the sentence;
+ * returns code. nbc_error(g, code, op, fmt, ...) leaves name empty. */
 nb_status nbc_error_named(nb_graph *g, nb_status code, const char *op, const char *name,
                           const char *fmt, ...) NB_PRINTF(5, 6);
+#define nbc_error(g, code, op, ...) nbc_error_named((g), (code), (op), NULL, __VA_ARGS__)
 nb_status nbc_verror(nb_graph *g, nb_status code, const char *op, const char *name, const char *fmt,
                      va_list ap) NB_PRINTF(5, 0);
 /* Arena allocation recording NB_ERR_NOMEM (with op as the op name) on failure. */
