@@ -68,15 +68,12 @@ static nb_status fail(nb_trainer *t, nb_status st, const char *fmt, ...)
     return st;
 }
 
-/* The result @p st of the public function @p where: its error, when there
- * is one, is placed there. */
+/* The result @p st of the public function @p where: its error (every
+ * failure goes through fail), when there is one, is placed there. */
 static nb_status placed(nb_trainer *t, nb_status st, const char *where)
 {
-    if (st == NB_OK || !t)
-        return st;
-    if (t->err.status != st)
-        fail(t, st, "%s", nb_status_str(st));
-    snprintf(t->err.where, sizeof t->err.where, "%s", where);
+    if (st != NB_OK)
+        snprintf(t->err.where, sizeof t->err.where, "%s", where);
     return st;
 }
 
