@@ -701,7 +701,7 @@ static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, int6
     nb_rng rng;
     static char meta[NB_META_MAX + 1];
     nb_ckpt_opts co = {.rng = &rng, .meta_out = meta, .meta_cap = sizeof meta};
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(nb_ckpt_list(path, add_tensor, m, NULL, &err), NB_OK);
     assert_int_equal(nb_model_load(m, o, path, &co, &err), NB_OK);
     int64_t had = o->step;

@@ -79,13 +79,13 @@ typedef struct train_run {
 
 /* A checkpoint (model, optimizer, RNG), or weights and metadata only for a
  * .safetensors path. */
-static nb_status save_model(const train_run *r, nb_ckpt_error *err)
+static nb_status save_model(const train_run *r, nb_error *err)
 {
     nb_ckpt_opts co = {0};
     co.meta = r->meta;
     size_t n = strlen(r->save);
     if (n > 12 && !strcmp(r->save + n - 12, ".safetensors"))
-        return nb_model_save_safetensors(r->m, r->save, &co, err);
+        return nb_model_save_safetensors(r->m, r->save, &(nb_file_opts){.meta = r->meta}, err);
     co.rng = r->rng;
     return nb_model_save(r->m, r->opt, r->save, &co, err);
 }
@@ -158,7 +158,7 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     }
     fflush(stdout);
     if (r->save) {
-        nb_ckpt_error err;
+        nb_error err;
         if (save_model(r, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", CLI_Q(r->save), err.msg);
             r->failed = 1;
@@ -354,7 +354,7 @@ int cmd_train(int argc, char **argv)
     }
     const char *from = resume ? resume : load;
     bool from_norm = false; /* the file holds a standardisation (its own run's) */
-    nb_ckpt_error err;
+    nb_error err;
     if (from && cli_file_has_norm(from, &from_norm, &err) != 0) {
         cli_error("train", "cannot load %s: %s", CLI_Q(from), err.msg);
         rc = 2;
