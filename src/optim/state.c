@@ -76,12 +76,14 @@ static nb_status put(nb_error *err, char *meta, size_t cap, const char *key, con
     nb_status st = nb_meta_put(meta, cap, key, "%s", value);
     if (st == NB_OK)
         return NB_OK;
-    nb_error_set(err, st == NB_ERR_EXISTS ? NB_ERR_EXISTS : NB_ERR_ARG, "nb_optim_state_save",
-                 st == NB_ERR_EXISTS ? "the metadata already has the key '%.200s'"
-                                     : "the metadata line '%.200s' does not fit in %zu bytes",
+    nb_status code = st == NB_ERR_EXISTS ? NB_ERR_EXISTS : NB_ERR_ARG;
+    nb_error_set(err, code, "nb_optim_state_save",
+                 code == NB_ERR_EXISTS ? "the metadata already has the key '%.200s'"
+                                       : "the metadata line '%.200s' does not fit in %zu bytes",
                  key, cap);
-    snprintf(err ? err->name : value, err ? sizeof err->name : sizeof value, "%s", key);
-    return err ? err->status : (st == NB_ERR_EXISTS ? NB_ERR_EXISTS : NB_ERR_ARG);
+    if (err)
+        snprintf(err->name, sizeof err->name, "%s", key);
+    return code;
 }
 
 static nb_status put_options(nb_error *err, char *meta, size_t cap, const nb_optim *o)
@@ -136,7 +138,8 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
                          "the parameter name '%.200s' cannot be a metadata key (it holds '=' or "
                          "a line break)",
                          s->key);
-            snprintf(err ? err->name : key, err ? sizeof err->name : sizeof key, "%s", s->key);
+            if (err)
+                snprintf(err->name, sizeof err->name, "%s", s->key);
             return NB_ERR_ARG;
         }
         for (int k = 0; k < s->n_slots; k++) {
@@ -175,7 +178,9 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
                              name, nb_status_str(st));
                 break;
             }
-            memcpy(nb_tensor_data(t), nbopt_slot(s, k), (size_t)s->size * nb_dtype_size(s->dtype));
+            if (s->size > 0) /* a slot of no elements has no block */
+                memcpy(nb_tensor_data(t), nbopt_slot(s, k),
+                       (size_t)s->size * nb_dtype_size(s->dtype));
         }
     }
     if (st != NB_OK)
@@ -395,7 +400,7 @@ nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *st
                 break;
             }
             list[k]->step = t;
-            for (int i = 0; i < n_slots; i++)
+            for (int i = 0; i < n_slots && list[k]->size > 0; i++)
                 memcpy(nbopt_slot(list[k], i), nb_tensor_data((nb_tensor *)slot[i]),
                        (size_t)list[k]->size * nb_dtype_size(dt));
             k++;
