@@ -182,14 +182,22 @@ nb_status nb_meta_put(char *buf, size_t cap, const char *key, const char *fmt, .
     return NB_OK;
 }
 
-nb_status nb_meta_get_i64(const char *meta, const char *key, int64_t *out)
+/* The value of key into v[0..n) for a number: one too long to be a
+ * number does not parse. */
+static nb_status number_text(const char *meta, const char *key, void *out, char *v, size_t n)
 {
     if (!out)
         return NB_ERR_NULL;
+    nb_status s = nb_meta_get(meta, key, v, n);
+    return s == NB_ERR_ARG ? NB_ERR_PARSE : s;
+}
+
+nb_status nb_meta_get_i64(const char *meta, const char *key, int64_t *out)
+{
     char v[32];
-    nb_status s = nb_meta_get(meta, key, v, sizeof v);
+    nb_status s = number_text(meta, key, out, v, sizeof v);
     if (s != NB_OK)
-        return s == NB_ERR_ARG ? NB_ERR_PARSE : s;
+        return s;
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
@@ -201,12 +209,10 @@ nb_status nb_meta_get_i64(const char *meta, const char *key, int64_t *out)
 
 nb_status nb_meta_get_f64(const char *meta, const char *key, double *out)
 {
-    if (!out)
-        return NB_ERR_NULL;
     char v[64];
-    nb_status s = nb_meta_get(meta, key, v, sizeof v);
+    nb_status s = number_text(meta, key, out, v, sizeof v);
     if (s != NB_OK)
-        return s == NB_ERR_ARG ? NB_ERR_PARSE : s;
+        return s;
     char *end;
     errno = 0;
     double x = strtod(v, &end);

@@ -31,23 +31,9 @@
 
 /* ----------------------------------------------------------------- errors */
 
-static nb_status st_error(nb_error *err, nb_status code, int64_t offset, const char *name,
-                          const char *fmt, ...) NB_PRINTF(5, 6);
-static nb_status st_error(nb_error *err, nb_status code, int64_t offset, const char *name,
-                          const char *fmt, ...)
-{
-    if (!err)
-        return code;
-    nb_error_set(err, code, "safetensors", NULL);
-    err->offset = offset;
-    if (name)
-        snprintf(err->name, sizeof err->name, "%s", name);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-    return code;
-}
+/* Errors of this file name the format as where they happened. */
+#define st_error(err, code, offset, name, ...)                                                      \
+    nbc_error_at((err), (code), "safetensors", (offset), (name), __VA_ARGS__)
 
 /* zlib's crc32 over any number of bytes. */
 static unsigned long crc_bytes(unsigned long crc, const unsigned char *p, size_t n)

@@ -190,21 +190,8 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
 
 /* ------------------------------------------------------------------ load */
 
-static nb_status bad_key(nb_error *err, nb_status code, const char *key, const char *fmt, ...)
-    NB_PRINTF(4, 5);
-static nb_status bad_key(nb_error *err, nb_status code, const char *key, const char *fmt, ...)
-{
-    if (!err)
-        return code;
-    char msg[sizeof err->msg];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    nb_error_set(err, code, "nb_optim_state_load", "%s", msg);
-    snprintf(err->name, sizeof err->name, "%s", key);
-    return code;
-}
+#define bad_key(err, code, key, ...)                                                               \
+    nbc_error_at((err), (code), "nb_optim_state_load", -1, (key), __VA_ARGS__)
 
 /* An integer metadata value in [0, INT64_MAX]. */
 static nb_status get_count(const char *meta, const char *key, int64_t *out, nb_error *err)

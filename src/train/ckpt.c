@@ -24,22 +24,7 @@ static bool is_reserved(const char *line)
     return false;
 }
 
-static nb_status ck_error(nb_error *err, nb_status code, const char *where, const char *name,
-                          const char *fmt, ...) NB_PRINTF(5, 6);
-static nb_status ck_error(nb_error *err, nb_status code, const char *where, const char *name,
-                          const char *fmt, ...)
-{
-    if (!err)
-        return code;
-    nb_error_set(err, code, where, NULL);
-    if (name)
-        snprintf(err->name, sizeof err->name, "%s", name);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-    return code;
-}
+#define ck_error(err, code, where, name, ...) nbc_error_at((err), (code), (where), -1, (name), __VA_ARGS__)
 
 /* A buffer of metadata text through the allocation hook. */
 typedef struct text {
