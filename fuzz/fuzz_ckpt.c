@@ -15,7 +15,7 @@ static char meta[NB_META_MAX + 1];
 /* Load into a model that holds exactly the file's tensors. */
 static void load_listed(const char *path, nb_model *m, size_t size)
 {
-    nb_ckpt_error err;
+    nb_error err;
     nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
     nb_status st = nb_model_load(m, NULL, path, &o, &err);
     fz_check_ckpt_error(st, &err, size);
@@ -51,7 +51,7 @@ static void load_listed(const char *path, nb_model *m, size_t size)
 
 /* nb_model_load without an optimizer, as fz_format's load. */
 static nb_status load_model(nb_model *m, const char *path, const nb_ckpt_opts *o,
-                            nb_ckpt_error *err)
+                            nb_error *err)
 {
     return nb_model_load(m, NULL, path, o, err);
 }
@@ -64,7 +64,7 @@ static void read_all_ways(const uint8_t *data, size_t size)
         fixed = fz_mlp_model(NB_F32);
     const char *path = fz_temp_file(data, size);
 
-    nb_ckpt_error err;
+    nb_error err;
     nb_status st_meta = nb_ckpt_read_meta(path, meta, sizeof meta, &err);
     fz_check_ckpt_error(st_meta, &err, size);
     if (st_meta == NB_OK) {

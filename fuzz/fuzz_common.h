@@ -74,7 +74,7 @@ static inline void fz_check_report(nb_status st, nb_status reported, const char 
 
 /* A failed checkpoint or safetensors read says why, with the same status,
  * and points inside the file (or nowhere). */
-static inline void fz_check_ckpt_error(nb_status st, const nb_ckpt_error *err, size_t size)
+static inline void fz_check_ckpt_error(nb_status st, const nb_error *err, size_t size)
 {
     fz_check_report(st, err->status, err->msg, sizeof err->msg);
     if (st == NB_OK)
@@ -252,8 +252,8 @@ static inline void fz_check_oom(fz_reader read, void *ctx, const uint8_t *data, 
  * reader is fz_list_and_load with a pointer to one of these). */
 typedef struct fz_format {
     nb_status (*list)(const char *path, nb_tensor_info_fn fn, void *ud, const nb_ckpt_opts *o,
-                      nb_ckpt_error *err);
-    nb_status (*load)(nb_model *m, const char *path, const nb_ckpt_opts *o, nb_ckpt_error *err);
+                      nb_error *err);
+    nb_status (*load)(nb_model *m, const char *path, const nb_ckpt_opts *o, nb_error *err);
     const char *path;
     size_t size;     /* of the file */
     nb_model *fixed; /* loaded into after a successful listing */
@@ -263,7 +263,7 @@ static inline nb_status fz_list_and_load(void *ctx, fz_alloc *a)
 {
     static char meta[NB_META_MAX + 1];
     const fz_format *f = ctx;
-    nb_ckpt_error err;
+    nb_error err;
     nb_ckpt_opts o = {
         .alloc = fz_alloc_fn, .alloc_ud = a, .meta_out = meta, .meta_cap = sizeof meta};
     nb_status st = f->list(f->path, NULL, NULL, &o, &err);

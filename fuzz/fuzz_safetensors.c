@@ -19,17 +19,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *path = fz_temp_file(data, size);
 
-    nb_ckpt_error err;
+    nb_error err;
     nb_model *m = nb_model_new();
     FZ_CHECK(m != NULL);
-    nb_ckpt_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_file_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
     nb_status st = nb_safetensors_list(path, fz_add_tensor, m, &o, &err);
     fz_check_ckpt_error(st, &err, size);
     if (st == NB_OK) {
         FZ_CHECK(memchr(meta, '\0', sizeof meta) != NULL);
         FZ_CHECK(meta[0] == '\0' || nb_meta_check(meta, NULL) == NB_OK);
         /* a model built from the listing loads the file, metadata alike */
-        nb_ckpt_opts o2 = {.meta_out = meta2, .meta_cap = sizeof meta2};
+        nb_file_opts o2 = {.meta_out = meta2, .meta_cap = sizeof meta2};
         st = nb_model_load_safetensors(m, path, &o2, &err);
         fz_check_ckpt_error(st, &err, size);
         FZ_CHECK(st == NB_OK);

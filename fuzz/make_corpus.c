@@ -81,7 +81,7 @@ static void save_ckpt(const char *name, const nb_model *m, const nb_optim *opt, 
                       const char *text)
 {
     nb_ckpt_opts o = {.rng = rng, .meta = text};
-    nb_ckpt_error err;
+    nb_error err;
     if (nb_model_save(m, opt, path_of("ckpt", name), &o, &err) != NB_OK)
         fail(name, err.msg);
 }
@@ -133,8 +133,8 @@ static void ckpt_corpus(void)
 
 static void save_st(const char *name, const nb_model *m, const char *text)
 {
-    nb_ckpt_opts o = {.meta = text};
-    nb_ckpt_error err;
+    nb_file_opts o = {.meta = text};
+    nb_error err;
     if (nb_model_save_safetensors(m, path_of("safetensors", name), &o, &err) != NB_OK)
         fail(name, err.msg);
 }

@@ -182,7 +182,7 @@ static void test_round_trip_exact(void **state)
     nb_rng_seed(&rng, 77);
     (void)nb_rng_normal(&rng); /* leaves a spare normal deviate */
     nb_ckpt_opts co = {.rng = &rng};
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(nb_model_save(m, opt, d->file, &co, &err), NB_OK);
     assert_int_equal(err.status, NB_OK);
     assert_int_equal(count_files(d->path), 1); /* no temporary left */
@@ -251,6 +251,16 @@ static unsigned char *small_file(const dir *d, size_t *n)
     return slurp(d->file, n);
 }
 
+/* The first place of the text s in b[0..n), or NULL. */
+static const unsigned char *find(const unsigned char *b, size_t n, const char *s)
+{
+    size_t k = strlen(s);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(b + i, s, k))
+            return b + i;
+    return NULL;
+}
+
 typedef struct target {
     nb_model *m, *orig;
     nb_optim *opt;
@@ -295,12 +305,12 @@ static void test_every_byte_flip_detected(void **state)
     dir *d = *state;
     size_t n;
     unsigned char *good = small_file(d, &n);
-    assert_true(n > 60 && n < 300);
+    assert_true(n > 300 && n < 4096);
     target t;
     target_init(&t);
     char meta[128];
     nb_ckpt_opts co = {.rng = &t.rng, .meta_out = meta, .meta_cap = sizeof meta};
-    nb_ckpt_error err;
+    nb_error err;
     /* the intact file loads, metadata and all */
     assert_int_equal(nb_model_load(t.m, t.opt, d->file, &co, &err), NB_OK);
     assert_string_equal(meta, SMALL_META);
@@ -330,34 +340,36 @@ static void test_every_byte_flip_detected(void **state)
     free(good);
 }
 
-/* A CRC cannot say where a file is damaged: the error names the section
- * whose check failed (the header, or the payload with its trailer). */
-static void test_crc_failure_names_section(void **state)
+/* A CRC cannot say where a file is damaged: the error names the part
+ * whose check failed (the header, with the length before it, or the data). */
+static void test_crc_failure_names_part(void **state)
 {
     dir *d = *state;
     size_t n;
     unsigned char *good = small_file(d, &n);
+    size_t data_at = 8 + (size_t)(good[0] | good[1] << 8 | good[2] << 16);
+    const unsigned char *lr = find(good, n, "\"optim.lr\":\"0.0");
+    const unsigned char *act = find(good, n, "\"act\":\"relu");
+    assert_non_null(lr);
+    assert_non_null(act);
     const struct {
         size_t at;
-        const char *section;
+        const char *part;
     } cases[] = {
-        {12, "the header failed its CRC-32 check"},
-        {16, "the header failed its CRC-32 check"},
-        {24, "the header failed its CRC-32 check"},
-        {28, "the payload (every section after the header) failed its CRC-32 check"},
-        {n / 2, "the payload (every section after the header) failed its CRC-32 check"},
-        {n - 1, "the payload (every section after the header) failed its CRC-32 check"},
+        {(size_t)(lr - good) + 15, "nabla.crc32.header"}, /* a digit of the learning rate */
+        {(size_t)(act - good) + 7, "nabla.crc32.header"}, /* "relu" becomes "selu" */
+        {data_at, "nabla.crc32.data"},
+        {n - 1, "nabla.crc32.data"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         good[cases[k].at] ^= 0x01;
         spit(d->file, good, n);
         good[cases[k].at] ^= 0x01;
         char meta[128];
-        nb_ckpt_error err;
+        nb_error err;
         assert_int_equal(nb_ckpt_read_meta(d->file, meta, sizeof meta, &err), NB_ERR_PARSE);
-        if (!strstr(err.msg, cases[k].section))
-            fail_msg("byte %zu: '%s' does not say '%s'", cases[k].at, err.msg, cases[k].section);
-        assert_null(strstr(err.msg, "bytes")); /* no byte range claimed to be damaged */
+        if (!strstr(err.msg, cases[k].part) || !strstr(err.msg, "damaged"))
+            fail_msg("byte %zu: '%s' does not say '%s'", cases[k].at, err.msg, cases[k].part);
     }
     free(good);
 }
@@ -372,12 +384,10 @@ static void test_every_truncation_detected(void **state)
         target t;
         target_init(&t);
         nb_ckpt_opts co = {.rng = &t.rng};
-        nb_ckpt_error err;
+        nb_error err;
         nb_status st = nb_model_load(t.m, t.opt, d->file, &co, &err);
         if (st != NB_ERR_PARSE)
             fail_msg("truncated to %zu of %zu bytes: status %d (%s)", len, n, st, err.msg);
-        if (len >= 28)
-            assert_non_null(strstr(err.msg, "truncated"));
         target_unchanged(&t);
         target_free(&t);
     }
@@ -387,9 +397,9 @@ static void test_every_truncation_detected(void **state)
     longer[n] = 0;
     spit(d->file, longer, n + 1);
     nb_model *m = nb_model_new();
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "unexpected bytes"));
+    assert_non_null(strstr(err.msg, "belong to no tensor"));
     assert_int_equal(err.offset, (int64_t)n);
     nb_model_free(m);
     free(longer);
@@ -426,7 +436,7 @@ static void test_failed_save_keeps_old_file(void **state)
     for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
         budget b = {cuts[k]};
         nb_ckpt_opts co = {.write = failing_write, .write_ud = &b};
-        nb_ckpt_error err;
+        nb_error err;
         assert_int_equal(nb_model_save(m2, opt, d->file, &co, &err), NB_ERR_IO);
         assert_non_null(strstr(err.msg, "unchanged"));
         size_t n_now;
@@ -441,7 +451,7 @@ static void test_failed_save_keeps_old_file(void **state)
     assert_int_equal(nb_model_load(m3, NULL, d->file, NULL, NULL), NB_OK);
     assert_true(same_models(m3, m));
     /* a save into a directory that does not exist fails cleanly */
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(nb_model_save(m, NULL, "/nonexistent-dir/x.ckpt", NULL, &err), NB_ERR_IO);
     assert_non_null(strstr(err.msg, "temporary"));
     free(old);
@@ -545,7 +555,7 @@ static void test_resume_bit_identical(void **state)
         run_init(&first, 42);
         run_steps(&first, 0, k);
         nb_ckpt_opts co = {.rng = &first.rng};
-        nb_ckpt_error err;
+        nb_error err;
         assert_int_equal(nb_model_save(first.m, first.opt, d->file, &co, &err), NB_OK);
         run_free(&first);
 
@@ -574,7 +584,7 @@ static void test_mismatch_named(void **state)
     grads_from(m, 1);
     nb_optim_step(opt, m);
     assert_int_equal(nb_model_save(m, opt, d->file, NULL, NULL), NB_OK);
-    nb_ckpt_error err;
+    nb_error err;
 
     /* a model with one tensor fewer: the file's extra tensor is named */
     nb_model *fewer = nb_model_new();
@@ -582,7 +592,6 @@ static void test_mismatch_named(void **state)
     assert_int_equal(nb_model_load(fewer, NULL, d->file, NULL, &err), NB_ERR_NOTFOUND);
     assert_string_equal(err.name, "fc1.bias");
     assert_non_null(strstr(err.msg, "not in the model"));
-    assert_true(err.offset > 28);
     nb_model_free(fewer);
 
     /* a model with one tensor more */
@@ -646,216 +655,6 @@ static void test_mismatch_named(void **state)
     nb_optim_free(opt);
 }
 
-/* ----------------------------------------------------- crafted files */
-
-typedef struct buf {
-    unsigned char b[4096];
-    size_t n;
-} buf;
-
-static void put(buf *b, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        b->b[b->n++] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_name(buf *b, const char *s)
-{
-    put(b, strlen(s), 2);
-    memcpy(b->b + b->n, s, strlen(s));
-    b->n += strlen(s);
-}
-
-/* Wrap a payload in a header and trailer with correct CRCs, so only the
- * structural checks can refuse it. */
-static void write_crafted(const char *path, const buf *payload, uint32_t flags)
-{
-    buf f = {.n = 0};
-    memcpy(f.b, "NABLACKP", 8);
-    f.n = 8;
-    put(&f, 1, 4);
-    put(&f, flags, 4);
-    put(&f, payload->n, 8);
-    put(&f, crc32(0, f.b, 24), 4);
-    memcpy(f.b + f.n, payload->b, payload->n);
-    f.n += payload->n;
-    put(&f, crc32(0, payload->b, (uInt)payload->n), 4);
-    spit(path, f.b, f.n);
-}
-
-/* Load into a model holding "w" (f64 [2]), and "v" (f64 []) when
- * @p with_v; check that a refused file changed nothing. */
-static nb_status load_crafted_v(const dir *d, const buf *p, uint32_t flags, bool with_v,
-                                nb_ckpt_error *err)
-{
-    write_crafted(d->file, p, flags);
-    nb_model *m = nb_model_new(), *orig = nb_model_new();
-    nb_model_add(m, "w", NB_F64, 1, (int64_t[]){2}, NULL);
-    nb_model_add(orig, "w", NB_F64, 1, (int64_t[]){2}, NULL);
-    if (with_v) {
-        nb_model_add(m, "v", NB_F64, 0, NULL, NULL);
-        nb_model_add(orig, "v", NB_F64, 0, NULL, NULL);
-    }
-    nb_status st = nb_model_load(m, NULL, d->file, NULL, err);
-    if (st != NB_OK)
-        assert_true(same_models(m, orig));
-    nb_model_free(m);
-    nb_model_free(orig);
-    return st;
-}
-
-static nb_status load_crafted(const dir *d, const buf *p, uint32_t flags, nb_ckpt_error *err)
-{
-    return load_crafted_v(d, p, flags, false, err);
-}
-
-static void tensor_w(buf *p, double a, double b)
-{
-    put_name(p, "w");
-    put(p, NB_F64, 1), put(p, 1, 1), put(p, 0, 2);
-    put(p, 2, 8);
-    uint64_t u;
-    memcpy(&u, &a, 8), put(p, u, 8);
-    memcpy(&u, &b, 8), put(p, u, 8);
-}
-
-/* A shape of no elements whose leading sizes multiply past what a tensor
- * may hold ([1, 2^61, 0]) is refused like an overflow, as nb_model_add
- * refuses it: every file that lists can be loaded into a model built from
- * the listing. [2^59, 0] is within bounds on both sides. */
-static void test_shape_bound_as_model(void **state)
-{
-    dir *d = *state;
-    nb_ckpt_error err;
-    buf p = {.n = 0};
-    put(&p, 1, 4);
-    put_name(&p, "z");
-    put(&p, NB_F32, 1), put(&p, 3, 1), put(&p, 0, 2);
-    put(&p, 1, 8), put(&p, 1ull << 61, 8), put(&p, 0, 8);
-    write_crafted(d->file, &p, 0);
-    nb_model *m = nb_model_new();
-    assert_int_equal(nb_ckpt_list(d->file, tc_add_listed, m, NULL, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "overflows"));
-    assert_int_equal(err.offset, 28 + 4 + 3 + 4 + 8); /* the second size */
-    assert_int_equal(nb_model_count(m), 0);
-
-    p.n = 0;
-    put(&p, 1, 4);
-    put_name(&p, "z");
-    put(&p, NB_F32, 1), put(&p, 2, 1), put(&p, 0, 2);
-    put(&p, 1ull << 59, 8), put(&p, 0, 8);
-    write_crafted(d->file, &p, 0);
-    assert_int_equal(nb_ckpt_list(d->file, tc_add_listed, m, NULL, &err), NB_OK);
-    assert_int_equal(nb_model_count(m), 1);
-    assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), NB_OK);
-    nb_model_free(m);
-}
-
-static void test_crafted_files(void **state)
-{
-    dir *d = *state;
-    nb_ckpt_error err;
-    buf p = {.n = 0};
-    put(&p, 1, 4);
-    tensor_w(&p, 1, 2);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_OK); /* the crafting is right */
-
-    p.n = 0; /* the same name twice */
-    put(&p, 2, 4);
-    tensor_w(&p, 1, 2);
-    size_t second = p.n + 28;
-    tensor_w(&p, 3, 4);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_EXISTS);
-    assert_string_equal(err.name, "w");
-    assert_int_equal(err.offset, (int64_t)second);
-
-    p.n = 0; /* a huge tensor count */
-    put(&p, 0xffffffffu, 4);
-    tensor_w(&p, 1, 2);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "count"));
-
-    p.n = 0; /* sizes whose product overflows */
-    put(&p, 1, 4);
-    put_name(&p, "w");
-    put(&p, NB_F64, 1), put(&p, 3, 1), put(&p, 0, 2);
-    put(&p, 1ull << 40, 8), put(&p, 1ull << 40, 8), put(&p, 1ull << 40, 8);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "overflows"));
-
-    p.n = 0; /* a size larger than the file */
-    put(&p, 1, 4);
-    put_name(&p, "w");
-    put(&p, NB_F64, 1), put(&p, 1, 1), put(&p, 0, 2);
-    put(&p, 1000000, 8);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "do not fit"));
-
-    p.n = 0; /* bad dtype, bad rank, empty name, NUL in a name */
-    put(&p, 1, 4);
-    put_name(&p, "w");
-    put(&p, 2, 1), put(&p, 1, 1), put(&p, 0, 2);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "dtype"));
-    p.b[4 + 2 + 1] = NB_F64;
-    p.b[4 + 2 + 1 + 1] = 9;
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "rank"));
-    p.n = 0;
-    put(&p, 1, 4);
-    put(&p, 0, 2), put(&p, 0, 8); /* (padding so the count fits) */
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "empty name"));
-    p.n = 0;
-    put(&p, 1, 4);
-    put(&p, 2, 2), put(&p, 'w', 1), put(&p, 0, 1), put(&p, 0, 8);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "NUL"));
-
-    p.n = 0; /* bytes left over inside the payload */
-    put(&p, 1, 4);
-    tensor_w(&p, 1, 2);
-    put(&p, 0, 3);
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "unexpected bytes"));
-
-    p.n = 0; /* an optimizer state for a tensor the file does not hold */
-    put(&p, 1, 4);
-    tensor_w(&p, 1, 2);
-    put(&p, NB_OPTIM_SGD, 4), put(&p, 0, 4), put(&p, 1, 8), put(&p, 1, 8), put(&p, 1, 4);
-    put_name(&p, "v");
-    put(&p, 1, 8);
-    assert_int_equal(load_crafted(d, &p, 1, &err), NB_ERR_NOTFOUND);
-    assert_string_equal(err.name, "v");
-    p.n = 0; /* more states than tensors */
-    put(&p, 1, 4);
-    tensor_w(&p, 1, 2);
-    put(&p, NB_OPTIM_SGD, 4), put(&p, 0, 4), put(&p, 1, 8), put(&p, 1, 8), put(&p, 2, 4);
-    put_name(&p, "w"), put(&p, 1, 8);
-    put_name(&p, "w"), put(&p, 1, 8);
-    assert_int_equal(load_crafted(d, &p, 1, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "optimizer states"));
-    p.n = 0; /* the same state twice */
-    put(&p, 2, 4);
-    tensor_w(&p, 1, 2);
-    put_name(&p, "v"), put(&p, NB_F64, 1), put(&p, 0, 3), put(&p, 0, 8);
-    assert_int_equal(load_crafted_v(d, &p, 0, true, &err), NB_OK);
-    put(&p, NB_OPTIM_SGD, 4), put(&p, 0, 4), put(&p, 1, 8), put(&p, 1, 8), put(&p, 2, 4);
-    size_t again = p.n + 28 + 11;
-    put_name(&p, "w"), put(&p, 1, 8);
-    put_name(&p, "w"), put(&p, 1, 8);
-    assert_int_equal(load_crafted_v(d, &p, 1, true, &err), NB_ERR_EXISTS);
-    assert_non_null(strstr(err.msg, "twice"));
-    assert_int_equal(err.offset, (int64_t)again);
-    /* unknown flags (bit 2 is the metadata section) */
-    p.n = 0;
-    put(&p, 1, 4);
-    tensor_w(&p, 1, 2);
-    assert_int_equal(load_crafted(d, &p, 8, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "flags"));
-    assert_int_equal(err.offset, 12);
-}
-
 /* ------------------------------------------------------------- metadata */
 
 typedef struct listing {
@@ -880,6 +679,185 @@ static nb_status list_cb(void *ud, const char *name, nb_dtype dt, int rank, cons
     return NB_OK;
 }
 
+/* ----------------------------------------------------- crafted files */
+
+/* Save the stores with this metadata as a safetensors file (correct
+ * CRC-32s), then load it as a checkpoint into a fresh momentum target; on
+ * failure nothing may have changed. */
+static nb_status load_crafted(const dir *d, const char *meta, nb_model *const *stores, int n,
+                              nb_error *err)
+{
+    nb_file_opts fo = {.meta = meta};
+    assert_int_equal(nb_safetensors_save(d->file, (const nb_model *const *)stores, n, &fo, err),
+                     NB_OK);
+    target t;
+    target_init(&t);
+    nb_ckpt_opts co = {.rng = &t.rng};
+    nb_status st = nb_model_load(t.m, t.opt, d->file, &co, err);
+    if (st != NB_OK)
+        target_unchanged(&t);
+    target_free(&t);
+    return st;
+}
+
+#define GOOD_OPTIM                                                                                 \
+    "optim.kind=momentum\noptim.lr=0.01\noptim.momentum=0.9\noptim.beta1=0.9\n"                    \
+    "optim.beta2=0.999\noptim.eps=1e-08\noptim.weight_decay=0\noptim.clip_norm=0\n"                \
+    "optim.schedule=constant\noptim.step_size=1\noptim.gamma=1\noptim.period=1\noptim.min_lr=0\n"  \
+    "optim.per_epoch=0\n"
+#define GOOD_RNG                                                                                   \
+    "rng.state=0000000000000001,0000000000000002,0000000000000003,0000000000000004\nrng.spare=\n"
+#define HEAD "nabla.format=checkpoint\nnabla.version=2\n"
+
+/* Checkpoints crafted with correct CRC-32s: every flaw of the format, the
+ * optimizer's state or the generator's is named, and nothing changes. */
+static void test_crafted_files(void **state)
+{
+    dir *d = *state;
+    nb_error err;
+    /* the model of target_init, and momentum state for both tensors */
+    nb_model *model = nb_model_new(), *st = nb_model_new();
+    nb_model_add(model, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model_add(model, "b", NB_F64, 0, NULL, NULL);
+    nb_model_add(st, "w/velocity", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model_add(st, "b/velocity", NB_F64, 0, NULL, NULL);
+    nb_model *both[2] = {model, st};
+    const char *good = HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\n"
+                                       "optim.t/b=2\n" GOOD_RNG;
+    assert_int_equal(load_crafted(d, good, both, 2, &err), NB_OK);
+
+    struct {
+        const char *meta;
+        int n_stores;
+        nb_status status;
+        const char *msg;
+    } cases[] = {
+        {"a=1", 2, NB_ERR_PARSE, "not a nabla checkpoint"},
+        {"nabla.format=weights\n" GOOD_RNG, 2, NB_ERR_PARSE, "not a nabla checkpoint"},
+        {"nabla.format=checkpoint\nnabla.version=1", 2, NB_ERR_PARSE, "version 1 is not"},
+        {"nabla.format=checkpoint\nnabla.version=x", 2, NB_ERR_PARSE, "version"},
+        {HEAD GOOD_RNG, 2, NB_ERR_NOTFOUND, "not in the model"},   /* state, no optimizer */
+        {HEAD GOOD_RNG, 1, NB_ERR_NOTFOUND, "no optimizer state"}, /* asked for, absent */
+        {HEAD "optim.kind=sgd\noptim.t/w=1\n" GOOD_RNG, 1, NB_ERR_ARG, "sgd"}, /* another kind */
+        {HEAD "optim.kind=rmsprop\n" GOOD_RNG, 2, NB_ERR_PARSE, "optim.kind"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2", 2,
+         NB_ERR_NOTFOUND, "RNG"},
+        {HEAD GOOD_OPTIM "optim.sched_pos=3\noptim.t/w=3\noptim.t/b=2\n" GOOD_RNG, 2,
+         NB_ERR_NOTFOUND, "optim.step"},
+        {HEAD GOOD_OPTIM "optim.step=-1\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2\n" GOOD_RNG, 2,
+         NB_ERR_PARSE, "optim.step"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3x\noptim.t/b=2\n" GOOD_RNG, 2,
+         NB_ERR_PARSE, "optim.t/w"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\n" GOOD_RNG, 2,
+         NB_ERR_NOTFOUND, "b/velocity"}, /* a state tensor no line claims */
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2\n"
+                         "optim.t/c=1\n" GOOD_RNG,
+         2, NB_ERR_NOTFOUND, "'c'"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2\n"
+                         "rng.state=0,0,0,0\nrng.spare=",
+         2, NB_ERR_PARSE, "rng.state"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2\n"
+                         "rng.state=0000000000000000,0000000000000000,0000000000000000,"
+                         "0000000000000000\nrng.spare=",
+         2, NB_ERR_PARSE, "all zero"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2\n"
+                         "rng.state=0000000000000001,0000000000000002,0000000000000003,"
+                         "0000000000000004\nrng.spare=12",
+         2, NB_ERR_PARSE, "rng.spare"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_status got = load_crafted(d, cases[i].meta, both, cases[i].n_stores, &err);
+        if (got != cases[i].status || !strstr(err.msg, cases[i].msg))
+            fail_msg("case %zu: status %d (%s), wanted %d and '%s'", i, got, err.msg,
+                     cases[i].status, cases[i].msg);
+    }
+
+    /* state tensors of the wrong shape, or missing */
+    nb_model *bad = nb_model_new();
+    nb_model_add(bad, "w/velocity", NB_F32, 1, (int64_t[]){3}, NULL);
+    nb_model_add(bad, "b/velocity", NB_F64, 0, NULL, NULL);
+    nb_model *with_bad[2] = {model, bad};
+    assert_int_equal(load_crafted(d, good, with_bad, 2, &err), NB_ERR_SHAPE);
+    assert_string_equal(err.name, "w/velocity");
+    nb_model *half = nb_model_new();
+    nb_model_add(half, "w/velocity", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model *with_half[2] = {model, half};
+    assert_int_equal(load_crafted(d, good, with_half, 2, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "b/velocity");
+    assert_non_null(strstr(err.msg, "missing"));
+
+    /* a checkpoint without its CRC-32s (another writer's safetensors file) */
+    FILE *f = fopen(d->file, "wb");
+    const char *hdr =
+        "{\"__metadata__\":{\"nabla.format\":\"checkpoint\",\"nabla.version\":\"2\"}}";
+    unsigned char len[8] = {(unsigned char)strlen(hdr)};
+    fwrite(len, 1, 8, f);
+    fwrite(hdr, 1, strlen(hdr), f);
+    fclose(f);
+    nb_model *none = nb_model_new();
+    assert_int_equal(nb_model_load(none, NULL, d->file, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "no nabla.crc32.header"));
+    assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, NULL, &err), NB_OK);
+
+    /* a file of the first format: refused, naming it */
+    f = fopen(d->file, "wb");
+    fwrite("NABLACKP\1\0\0\0\0\0\0\0\0\0\0\0", 1, 16, f);
+    fclose(f);
+    assert_int_equal(nb_model_load(none, NULL, d->file, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "first format"));
+    assert_non_null(strstr(err.msg, "NABLACKP"));
+    assert_int_equal(nb_ckpt_list(d->file, NULL, NULL, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "first format"));
+
+    nb_model_free(none);
+    nb_model_free(half);
+    nb_model_free(bad);
+    nb_model_free(model);
+    nb_model_free(st);
+}
+
+/* A checkpoint is a safetensors file: any reader lists it, optimizer state
+ * included, and its model tensors load into a model that holds just them
+ * once the state is set aside (nb_ckpt_list lists the model's only). */
+static void test_readable_as_safetensors(void **state)
+{
+    dir *d = *state;
+    nb_model *m = make_model(1, false);
+    nb_optim *opt = adam();
+    grads_from(m, 1);
+    nb_optim_step(opt, m);
+    assert_int_equal(nb_model_save(m, opt, d->file, NULL, NULL), NB_OK);
+    nb_error err;
+    nb_model *all = NULL;
+    char meta[NB_META_MAX + 1];
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    assert_int_equal(nb_safetensors_read(d->file, &all, &fo, &err), NB_OK);
+    assert_int_equal(nb_model_count(all), 3 * nb_model_count(m)); /* each with m and v */
+    char v[32];
+    assert_int_equal(nb_meta_get(meta, "optim.kind", v, sizeof v), NB_OK);
+    assert_string_equal(v, "adam");
+    assert_int_equal(nb_meta_get(meta, "nabla.crc32.data", v, sizeof v), NB_ERR_NOTFOUND);
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
+        nb_tensor *q = nb_model_get(all, nb_tensor_name(p));
+        assert_non_null(q);
+        assert_memory_equal(nb_tensor_data(q), nb_tensor_data(p),
+                            (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+        char name[256];
+        snprintf(name, sizeof name, "%s/m", nb_tensor_name(p));
+        assert_non_null(nb_model_get(all, name));
+    }
+    /* the options come back from the metadata */
+    nb_optim_opts back;
+    assert_int_equal(nb_optim_opts_from_meta(meta, &back, &err), NB_OK);
+    assert_true(memcmp(&back, nb_optim_options(opt), sizeof back) == 0);
+    listing l = {0};
+    assert_int_equal(nb_ckpt_list(d->file, list_cb, &l, NULL, &err), NB_OK);
+    assert_int_equal(l.n, nb_model_count(m));
+    nb_model_free(all);
+    nb_model_free(m);
+    nb_optim_free(opt);
+}
+
 /* Metadata saved and read back (by load, by nb_ckpt_read_meta, by
  * nb_ckpt_list with the tensors' descriptions); files without it read as
  * ""; a buffer too small or bad text refused with nothing changed. */
@@ -887,9 +865,11 @@ static void test_metadata(void **state)
 {
     dir *d = *state;
     nb_model *m = make_model(1, false);
-    const char *meta = "arch=mlp\nsizes=3,4\nact=relu\nexpr=a=b+c\nempty=\nname=\xe2\x88\x87\n";
-    nb_ckpt_opts co = {.meta = meta};
-    nb_ckpt_error err;
+    /* a final line break ends the last line; a load gives the lines back without it */
+    const char *meta = "arch=mlp\nsizes=3,4\nact=relu\nexpr=a=b+c\nempty=\nname=\xe2\x88\x87";
+    nb_ckpt_opts co = {
+        .meta = "arch=mlp\nsizes=3,4\nact=relu\nexpr=a=b+c\nempty=\nname=\xe2\x88\x87\n"};
+    nb_error err;
     assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_OK);
 
     nb_model *m2 = make_model(2, false);
@@ -950,7 +930,6 @@ static void test_metadata(void **state)
     assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_OK);
     size_t n_plain;
     unsigned char *plain = slurp(d->file, &n_plain);
-    assert_int_equal(plain[12] & 4, 0); /* no metadata flag, no section */
 
     /* bad text is refused on save and the old file stays */
     const char *bad[] = {
@@ -964,6 +943,14 @@ static void test_metadata(void **state)
         nb_error why;
         assert_int_equal(nb_meta_check(bad[i], &why), NB_ERR_PARSE);
         assert_true(strlen(why.msg) > 10);
+    }
+    /* the checkpoint's own keys are not the caller's */
+    const char *reserved[] = {"nabla.format=x", "a=1\noptim.lr=1", "rng.state=1",
+                              "nabla.crc32.data=0"};
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
+        co.meta = reserved[i];
+        assert_int_equal(nb_model_save(m, NULL, d->file, &co, &err), NB_ERR_ARG);
+        assert_non_null(strstr(err.msg, "keeps for its own lines"));
     }
     char *huge = malloc(NB_META_MAX + 8);
     memset(huge, 'a', NB_META_MAX + 7);
@@ -1009,56 +996,6 @@ static void test_metadata(void **state)
     nb_model_free(m3_orig);
 }
 
-/* Metadata sections crafted with correct CRCs: every flaw is named. */
-static void test_crafted_metadata(void **state)
-{
-    dir *d = *state;
-    nb_ckpt_error err;
-    buf p = {.n = 0};
-    put(&p, 1, 4);
-    tensor_w(&p, 1, 2);
-    size_t at = p.n + 28;
-    put(&p, 7, 4);
-    memcpy(p.b + p.n, "act=elu", 7), p.n += 7;
-    assert_int_equal(load_crafted(d, &p, 4, &err), NB_OK);
-    char meta[64];
-    assert_int_equal(nb_ckpt_read_meta(d->file, meta, sizeof meta, &err), NB_OK);
-    assert_string_equal(meta, "act=elu");
-
-    struct {
-        uint32_t len;
-        const char *text;
-        const char *msg;
-        size_t where; /* offset of the problem from the section's start */
-    } cases[] = {
-        {0, "act=elu", "metadata length", 0},
-        {9, "act=elu", "metadata length", 0},        /* runs past the payload */
-        {70000, "act=elu", "metadata length", 0},    /* above NB_META_MAX */
-        {7, "act\0elu", "control character", 4 + 3}, /* a NUL byte */
-        {7, "actxelu", "key=value", 4},
-        {7, "a=1\na=2", "twice", 4 + 4},
-        {7, "a=\xff\x31\x32\x33\x34", "UTF-8", 4 + 2},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        p.n = at - 28;
-        put(&p, cases[i].len, 4);
-        memcpy(p.b + p.n, cases[i].text, 7), p.n += 7;
-        assert_int_equal(load_crafted(d, &p, 4, &err), NB_ERR_PARSE);
-        if (!strstr(err.msg, cases[i].msg))
-            fail_msg("case %zu: '%s' does not mention '%s'", i, err.msg, cases[i].msg);
-        assert_int_equal(err.offset, (int64_t)(at + cases[i].where));
-    }
-    /* the flag without the section */
-    p.n = at - 28;
-    assert_int_equal(load_crafted(d, &p, 4, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "metadata section"));
-    /* a section without the flag: bytes left over */
-    put(&p, 7, 4);
-    memcpy(p.b + p.n, "act=elu", 7), p.n += 7;
-    assert_int_equal(load_crafted(d, &p, 0, &err), NB_ERR_PARSE);
-    assert_non_null(strstr(err.msg, "unexpected bytes"));
-}
-
 /* ------------------------------------------------------------ allocation */
 
 /* Failing each allocation of a load in turn (the loader's buffers through
@@ -1093,7 +1030,7 @@ static void test_alloc_failure(void **state)
         nb_optim *o2 = nb_optim_new_alloc(&o, tc_counting_alloc, &c);
         nb_ckpt_opts co = {.alloc = tc_counting_alloc, .alloc_ud = &c};
         c.fail_at = c.calls + k;
-        nb_ckpt_error err;
+        nb_error err;
         assert_int_equal(nb_model_load(m2, o2, d->file, &co, &err), NB_ERR_NOMEM);
         assert_non_null(strstr(err.msg, "out of memory"));
         assert_true(same_models(m2, orig));
@@ -1134,11 +1071,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_bit_identical, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_shape_bound_as_model, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_readable_as_safetensors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_crc_failure_names_section, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_crc_failure_names_part, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metadata, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_crafted_metadata, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,6 @@
 
 #include "tc.h"
 
-#include "../src/optim/optim_internal.h" /* white box: a checkpoint's step counts */
 
 static const char *nabla;
 
@@ -680,39 +679,39 @@ static void test_csv_standardisation(void **state)
 
 /* ------------------------------------------------ resuming a training run */
 
-static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
-{
-    nb_tensor *t;
-    return nb_model_add(ud, name, dt, rank, shape, &t);
-}
-
 #define KEEP INT64_MIN
 
-/* Rewrite the checkpoint at @p path (nabla train, sgd) with other optimizer
+/* Rewrite the checkpoint at @p path (nabla train) with other optimizer
  * counts: the step count, the schedule position and every parameter's own
  * step count (KEEP: unchanged), as a damaged or hand-made file may hold
- * them. Returns the step count the file had. */
+ * them. The checkpoint is a safetensors file with these counts in its
+ * metadata: it is read as one, its lines rewritten, and saved again (with
+ * new CRC-32s). Returns the step count the file had. */
 static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, int64_t state_step)
 {
-    nb_model *m = nb_model_new();
-    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_SGD);
-    nb_optim *o = nb_optim_new(&oo);
-    assert_true(m && o);
-    nb_rng rng;
-    static char meta[NB_META_MAX + 1];
-    nb_ckpt_opts co = {.rng = &rng, .meta_out = meta, .meta_cap = sizeof meta};
-    nb_ckpt_error err;
-    assert_int_equal(nb_ckpt_list(path, add_tensor, m, NULL, &err), NB_OK);
-    assert_int_equal(nb_model_load(m, o, path, &co, &err), NB_OK);
-    int64_t had = o->step;
-    o->step = step != KEEP ? step : o->step;
-    o->sched_pos = pos != KEEP ? pos : o->sched_pos;
-    for (nbopt_state *st = o->states; st && state_step != KEEP; st = st->hh.next)
-        st->step = state_step;
-    nb_ckpt_opts so = {.rng = &rng, .meta = meta};
-    assert_int_equal(nb_model_save(m, o, path, &so, &err), NB_OK);
-    nb_optim_free(o);
-    nb_model_free(m);
+    static char meta[NB_META_MAX + 1], out[NB_META_MAX + 1];
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_model *all = NULL;
+    nb_error err;
+    assert_int_equal(nb_safetensors_read(path, &all, &fo, &err), NB_OK);
+    int64_t had;
+    assert_int_equal(nb_meta_get_i64(meta, "optim.step", &had), NB_OK);
+    out[0] = '\0';
+    for (char *line = strtok(meta, "\n"); line; line = strtok(NULL, "\n")) {
+        char *eq = strchr(line, '=');
+        *eq = '\0';
+        int64_t v = !strcmp(line, "optim.step")             ? step
+                    : !strcmp(line, "optim.sched_pos")      ? pos
+                    : !strncmp(line, "optim.t/", 8)         ? state_step
+                                                            : KEEP;
+        nb_status st = v == KEEP ? nb_meta_put(out, sizeof out, line, "%s", eq + 1)
+                                 : nb_meta_put(out, sizeof out, line, "%lld", (long long)v);
+        assert_int_equal(st, NB_OK);
+    }
+    nb_file_opts so = {.meta = out};
+    const nb_model *stores[1] = {all};
+    assert_int_equal(nb_safetensors_save(path, stores, 1, &so, &err), NB_OK);
+    nb_model_free(all);
     return had;
 }
 
@@ -769,6 +768,33 @@ static void test_train_resume_counts(void **state)
         assert_null(strstr(r->out, "epochs in"));
         assert_int_equal(svg_points(svg), -1);
     }
+    /* options other than the saved run's: named, nothing trained */
+    ckpt_set_counts(ckpt, 2 * per, 2, KEEP);
+    const char *other[][2] = {
+        {"--lr 0.1", "saved with --lr 0.050000000000000003, this one has 0.10000000000000001"},
+        {"--opt adam", "saved with --opt sgd --schedule constant, this one has --opt adam"},
+        {"--schedule cosine", "--schedule constant, this one has --opt sgd --schedule cosine"},
+        {"--weight-decay 0.5", "--weight-decay 0, this one has 0.5"},
+    };
+    for (size_t k = 0; k < sizeof other / sizeof *other; k++) {
+        snprintf(cmd, sizeof cmd, "train --epochs 3 --layers 8 %s --resume %s --plot %s",
+                 other[k][0], ckpt, svg);
+        r = run(cmd);
+        if (r->status != 2 || !strstr(r->err, other[k][1]))
+            fail_msg("%s: status %d, stderr %s", other[k][0], r->status, r->err);
+        assert_int_equal(svg_points(svg), -1);
+    }
+    /* a step schedule is made for the run's --epochs: another count is another schedule */
+    char ck2[160];
+    snprintf(ck2, sizeof ck2, "%s/s.ckpt", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 3 --layers 8 --schedule step --save %s", ck2);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 6 --layers 8 --schedule step --resume %s", ck2);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "--epochs (the step schedule's step size) 1, this one has 2"));
+    remove(ck2);
+    snprintf(cmd, sizeof cmd, "train --epochs 3 --layers 8 --resume %s --plot %s", ckpt, svg);
     /* a parameter's own step count at its limit: an error, no overflow */
     ckpt_set_counts(ckpt, 2 * per, 2, INT64_MAX);
     r = run(cmd);

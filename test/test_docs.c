@@ -229,6 +229,74 @@ static void test_figures(void **state)
     free(sh);
 }
 
+/* The checkpoint header docs/optim.md shows ("Format, version 2") is the
+ * one nb_model_save writes for the model it describes: a 2x2 weight and a
+ * bias, one momentum step with gradients of ones, the RNG seeded with 1,
+ * the caller's metadata arch=mlp. The block's line breaks and the spaces
+ * that start its lines are not in the file. */
+static void test_checkpoint_header(void **state)
+{
+    (void)state;
+    char *doc = slurp("docs/optim.md");
+    const char *sec = strstr(doc, "### Format, version 2");
+    assert_non_null(sec);
+    const char *open = strstr(sec, "```\n{");
+    assert_non_null(open);
+    open += 4;
+    const char *close = strstr(open, "\n```");
+    assert_non_null(close);
+    char *want = malloc((size_t)(close - open) + 1);
+    size_t n = 0;
+    for (const char *p = open; p < close; p++) {
+        if (*p == '\n') {
+            while (p[1] == ' ')
+                p++;
+            continue;
+        }
+        want[n++] = *p;
+    }
+    want[n] = '\0';
+
+    nb_model *m = nb_model_new();
+    nb_tensor *w, *b;
+    assert_int_equal(nb_model_add(m, "fc.weight", NB_F32, 2, (int64_t[]){2, 2}, &w), NB_OK);
+    assert_int_equal(nb_model_add(m, "fc.bias", NB_F32, 1, (int64_t[]){2}, &b), NB_OK);
+    for (int i = 0; i < 4; i++) {
+        nb_tensor_set(w, i, 0.5 * i);
+        nb_tensor_set(nb_tensor_grad(w), i, 1);
+    }
+    for (int i = 0; i < 2; i++)
+        nb_tensor_set(nb_tensor_grad(b), i, 1);
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_MOMENTUM);
+    nb_optim *opt = nb_optim_new(&o);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    nb_rng r;
+    nb_rng_seed(&r, 1);
+    char path[128];
+    snprintf(path, sizeof path, "%s/header.ckpt", tmp);
+    nb_ckpt_opts co = {.rng = &r, .meta = "arch=mlp"};
+    nb_error err;
+    assert_int_equal(nb_model_save(m, opt, path, &co, &err), NB_OK);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char len[8];
+    assert_int_equal(fread(len, 1, 8, f), 8);
+    size_t hn = 0;
+    for (int i = 7; i >= 0; i--)
+        hn = hn << 8 | len[i];
+    char *got = calloc(1, hn + 1);
+    assert_int_equal(fread(got, 1, hn, f), hn);
+    fclose(f);
+    while (hn > 0 && got[hn - 1] == ' ')
+        got[--hn] = '\0'; /* the padding */
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    free(doc);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -250,6 +318,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_modes_md),
         cmocka_unit_test(test_figures),
+        cmocka_unit_test(test_checkpoint_header),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];

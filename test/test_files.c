@@ -100,7 +100,7 @@ static nb_model *small_model(double seed)
 static double first_value(const char *path)
 {
     nb_model *m = small_model(0);
-    nb_ckpt_error err;
+    nb_error err;
     if (nb_model_load(m, NULL, path, NULL, &err) != NB_OK)
         fail_msg("%s", err.msg);
     double v = nb_tensor_get(nb_model_get(m, "w"), 0);
@@ -149,7 +149,7 @@ static void test_save_follows_symlinks(void **state)
     /* link2 -> link1 -> real.ckpt, both relative */
     assert_int_equal(symlink("real.ckpt", in(d, "link1", link1, sizeof link1)), 0);
     assert_int_equal(symlink("link1", in(d, "link2", link2, sizeof link2)), 0);
-    nb_ckpt_error err;
+    nb_error err;
     if (nb_model_save(m2, NULL, link2, NULL, &err) != NB_OK)
         fail_msg("%s", err.msg);
     assert_int_equal(type_of(link2), S_IFLNK);
@@ -193,7 +193,7 @@ static void test_save_refuses_directory_and_unread_fifo(void **state)
     dir *d = *state;
     char sub[128], fifo[128];
     nb_model *m = small_model(1);
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(mkdir(in(d, "adir.ckpt", sub, sizeof sub), 0755), 0);
     assert_int_equal(nb_model_save(m, NULL, sub, NULL, &err), NB_ERR_IO);
     assert_non_null(strstr(err.msg, "is a directory"));
@@ -246,7 +246,7 @@ static void test_save_writes_devices_and_fifos_in_place(void **state)
     dir *d = *state;
     char null_link[128], dev[128], fifo[128];
     nb_model *m = small_model(3);
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(symlink("/dev/null", in(d, "null", null_link, sizeof null_link)), 0);
     if (nb_model_save(m, NULL, null_link, NULL, &err) != NB_OK)
         fail_msg("%s", err.msg);
@@ -300,7 +300,7 @@ static void test_save_keeps_mode_and_honours_umask(void **state)
 {
     dir *d = *state;
     nb_model *m = small_model(1);
-    nb_ckpt_error err;
+    nb_error err;
     assert_int_equal(nb_model_save(m, NULL, d->file, NULL, NULL), NB_OK);
     const mode_t modes[] = {0600, 0640, 0444, 0755};
     for (int k = 0; k < 4; k++) {
@@ -407,7 +407,7 @@ static void test_killed_save_temporaries_removed(void **state)
     write_text(in(d, "model.ckpt.nabla-tmp-Live99", p, sizeof p), "live");
     set_mtime(p, now + 3600);
 
-    nb_ckpt_error err;
+    nb_error err;
     if (nb_model_save(m2, NULL, d->file, NULL, &err) != NB_OK)
         fail_msg("%s", err.msg);
     assert_true(first_value(d->file) == 2);
@@ -523,7 +523,7 @@ static void test_readers_refuse_special_files(void **state)
     alarm(30); /* a reader that waits on the FIFO fails the test instead of hanging */
     for (int k = 0; k < 4; k++) {
         const char *path = cases[k].path, *what = cases[k].what;
-        nb_ckpt_error err;
+        nb_error err;
         assert_int_equal(nb_model_load(m, NULL, path, NULL, &err), NB_ERR_IO);
         assert_non_null(strstr(err.msg, what));
         assert_non_null(strstr(err.msg, path));

@@ -796,6 +796,325 @@ static void test_alloc_failure_every_allocation(void **state)
     nb_model_free(ref_m);
 }
 
+/* ------------------------------------------------ state as named tensors */
+
+/* A model of two parameters (f32 [2,3], f64 [3]) with gradients from seed. */
+static nb_model *state_model(uint64_t seed)
+{
+    nb_model *m = nb_model_new();
+    nb_tensor *w = NULL, *b = NULL;
+    assert_int_equal(nb_model_add(m, "layer.w", NB_F32, 2, (int64_t[]){2, 3}, &w), NB_OK);
+    assert_int_equal(nb_model_add(m, "layer.b", NB_F64, 1, (int64_t[]){3}, &b), NB_OK);
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    for (int64_t i = 0; i < 6; i++) {
+        nb_tensor_set(w, i, nb_rng_normal(&r));
+        nb_tensor_set(nb_tensor_grad(w), i, nb_rng_normal(&r));
+    }
+    for (int64_t i = 0; i < 3; i++) {
+        nb_tensor_set(b, i, nb_rng_normal(&r));
+        nb_tensor_set(nb_tensor_grad(b), i, nb_rng_normal(&r));
+    }
+    return m;
+}
+
+static bool same_params(nb_model *a, nb_model *b)
+{
+    for (nb_tensor *p = nb_model_next(a, NULL); p; p = nb_model_next(a, p)) {
+        nb_tensor *q = nb_model_get(b, nb_tensor_name(p));
+        if (!q || memcmp(nb_tensor_data(p), nb_tensor_data(q),
+                         (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p))))
+            return false;
+    }
+    return true;
+}
+
+/* Every kind: state saved after some steps and loaded into a fresh
+ * optimizer continues bit-identically; the options come back from the
+ * metadata. */
+static void test_state_round_trip(void **state)
+{
+    (void)state;
+    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAMW; k++) {
+        nb_optim_opts o = nb_optim_defaults((nb_optim_kind)k);
+        o.schedule.kind = NB_SCHED_STEP;
+        o.schedule.step_size = 2;
+        o.schedule.gamma = 0.5;
+        nb_model *m = state_model(1), *m2 = state_model(1);
+        nb_optim *a = nb_optim_new(&o);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(nb_optim_step(a, m), NB_OK);
+        nb_model *store = nb_model_new();
+        char meta[4096] = "";
+        nb_error err;
+        assert_int_equal(nb_optim_state_save(a, m, store, meta, sizeof meta, &err), NB_OK);
+        assert_int_equal(nb_model_count(store), 2 * (k >= NB_OPTIM_ADAM ? 2 : k > 0 ? 1 : 0));
+        assert_int_equal(nb_meta_check(meta, NULL), NB_OK);
+        int64_t t;
+        assert_int_equal(nb_meta_get_i64(meta, "optim.t/layer.w", &t), NB_OK);
+        assert_int_equal(t, 3);
+        nb_optim_opts back;
+        assert_int_equal(nb_optim_opts_from_meta(meta, &back, &err), NB_OK);
+        assert_true(memcmp(&back, &o, sizeof o) == 0);
+
+        nb_optim *b = nb_optim_new(&back);
+        for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+            memcpy(nb_tensor_data(nb_model_get(m2, nb_tensor_name(p))), nb_tensor_data(p),
+                   (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+        assert_int_equal(nb_optim_state_load(b, m2, store, meta, &err), NB_OK);
+        assert_int_equal(nb_optim_steps(b), 3);
+        assert_int_equal(nb_optim_sched_pos(b), 3);
+        assert_true(nb_optim_lr(a) == nb_optim_lr(b));
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(nb_optim_step(a, m), NB_OK);
+            assert_int_equal(nb_optim_step(b, m2), NB_OK);
+        }
+        assert_true(same_params(m, m2));
+        nb_optim_free(a);
+        nb_optim_free(b);
+        nb_model_free(store);
+        nb_model_free(m);
+        nb_model_free(m2);
+    }
+    assert_string_equal(nb_optim_kind_name(NB_OPTIM_NESTEROV), "nesterov");
+    assert_null(nb_optim_kind_name((nb_optim_kind)9));
+    nb_optim_kind kind;
+    assert_int_equal(nb_optim_kind_from_name("adamw", &kind), NB_OK);
+    assert_int_equal(kind, NB_OPTIM_ADAMW);
+    assert_int_equal(nb_optim_kind_from_name("rmsprop", &kind), NB_ERR_NOTFOUND);
+    assert_int_equal(nb_optim_kind_from_name(NULL, &kind), NB_ERR_NULL);
+    assert_string_equal(nb_optim_slot_name(NB_OPTIM_MOMENTUM, 0), "velocity");
+    assert_string_equal(nb_optim_slot_name(NB_OPTIM_ADAM, 1), "v");
+    assert_null(nb_optim_slot_name(NB_OPTIM_SGD, 0));
+    assert_null(nb_optim_slot_name(NB_OPTIM_ADAM, 2));
+    assert_null(nb_optim_slot_name((nb_optim_kind)9, 0));
+}
+
+/* Saving: state the model does not hold is left out; names that cannot
+ * be keys, a name already in the store, a text that does not fit are
+ * refused with the metadata as it was. */
+static void test_state_save_refusals(void **state)
+{
+    (void)state;
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    nb_optim *a = nb_optim_new(&o);
+    nb_model *m = state_model(2);
+    assert_int_equal(nb_optim_step(a, m), NB_OK);
+    nb_error err;
+    char meta[4096] = "x=1";
+    nb_model *store = nb_model_new();
+
+    /* a model holding only one of the two, the other in another shape */
+    nb_model *one = nb_model_new();
+    nb_model_add(one, "layer.w", NB_F32, 2, (int64_t[]){2, 3}, NULL);
+    nb_model_add(one, "layer.b", NB_F64, 1, (int64_t[]){4}, NULL);
+    assert_int_equal(nb_optim_state_save(a, one, store, meta, sizeof meta, &err), NB_OK);
+    assert_int_equal(nb_model_count(store), 2);
+    assert_non_null(nb_model_get(store, "layer.w/m"));
+    assert_null(nb_model_get(store, "layer.b/m"));
+    assert_true(strncmp(meta, "x=1\noptim.kind=adam\n", 20) == 0);
+    char v[8];
+    assert_int_equal(nb_meta_get(meta, "optim.t/layer.b", v, sizeof v), NB_ERR_NOTFOUND);
+
+    /* the store already holds the names */
+    strcpy(meta, "x=1");
+    assert_int_equal(nb_optim_state_save(a, m, store, meta, sizeof meta, &err), NB_ERR_EXISTS);
+    assert_string_equal(err.name, "layer.w");
+    assert_string_equal(meta, "x=1");
+    nb_model_free(store);
+    store = nb_model_new();
+    /* too little room */
+    assert_int_equal(nb_optim_state_save(a, m, store, meta, 64, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "does not fit"));
+    assert_string_equal(meta, "x=1");
+    assert_int_equal(nb_optim_state_save(a, m, store, meta, 3, &err), NB_ERR_ARG);
+    assert_int_equal(nb_optim_state_save(NULL, m, store, meta, sizeof meta, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_state_save(a, NULL, store, meta, sizeof meta, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_state_save(a, m, NULL, meta, sizeof meta, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_state_save(a, m, store, NULL, 0, NULL), NB_ERR_NULL);
+
+    /* a parameter name that cannot be a key */
+    nb_model *odd = nb_model_new();
+    nb_tensor *p = NULL;
+    nb_model_add(odd, "a=b", NB_F32, 0, NULL, &p);
+    nb_tensor_set(nb_tensor_grad(p), 0, 1);
+    nb_optim *c = nb_optim_new(&o);
+    assert_int_equal(nb_optim_step(c, odd), NB_OK);
+    assert_int_equal(nb_optim_state_save(c, odd, store, meta, sizeof meta, &err), NB_ERR_ARG);
+    assert_string_equal(err.name, "a=b");
+    assert_string_equal(meta, "x=1");
+    assert_int_equal(nb_model_count(store), 0);
+
+    nb_optim_free(c);
+    nb_model_free(odd);
+    nb_model_free(one);
+    nb_model_free(store);
+    nb_model_free(m);
+    nb_optim_free(a);
+}
+
+/* Loading: every flaw named, the optimizer unchanged. */
+static void test_state_load_refusals(void **state)
+{
+    (void)state;
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_MOMENTUM);
+    nb_optim *a = nb_optim_new(&o);
+    nb_model *m = state_model(3);
+    assert_int_equal(nb_optim_step(a, m), NB_OK);
+    nb_model *store = nb_model_new();
+    char good[4096] = "";
+    nb_error err;
+    assert_int_equal(nb_optim_state_save(a, m, store, good, sizeof good, &err), NB_OK);
+
+    nb_optim *b = nb_optim_new(&o);
+    char meta[4096];
+    struct {
+        const char *from, *to; /* replace the first `from` in good by `to` */
+        nb_status status;
+        const char *name;
+    } cases[] = {
+        {"optim.kind=momentum", "optim.kind=adam", NB_ERR_ARG, "optim.kind"},
+        {"optim.kind=momentum", "optim.kinds=momentum", NB_ERR_NOTFOUND, "optim.kind"},
+        {"optim.step=1", "optim.step=-1", NB_ERR_PARSE, "optim.step"},
+        {"optim.step=1", "optim.steps=1", NB_ERR_NOTFOUND, "optim.step"},
+        {"optim.sched_pos=1", "optim.sched_pos=1.5", NB_ERR_PARSE, "optim.sched_pos"},
+        {"optim.t/layer.w=1", "optim.t/layer.w=x", NB_ERR_PARSE, "optim.t/layer.w"},
+        {"optim.t/layer.w=1", "optim.t/layer.x=1", NB_ERR_NOTFOUND, "layer.x"},
+        {"optim.t/layer.w=1", "optim.t/=1", NB_ERR_PARSE, "optim.t/"},
+        {"optim.kind=momentum", "optim.kind=momentum\nbad line", NB_ERR_PARSE, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *at = strstr(good, cases[i].from);
+        assert_non_null(at);
+        snprintf(meta, sizeof meta, "%.*s%s%s", (int)(at - good), good, cases[i].to,
+                 at + strlen(cases[i].from));
+        nb_status st = nb_optim_state_load(b, m, store, meta, &err);
+        if (st != cases[i].status || strcmp(err.name, cases[i].name))
+            fail_msg("case %zu: status %d name '%s' (%s)", i, st, err.name, err.msg);
+        assert_int_equal(nb_optim_steps(b), 0);
+        assert_int_equal(nb_optim_state_count(b), 0);
+    }
+    /* a state tensor missing, of another dtype, of another shape */
+    nb_model *s2 = nb_model_new();
+    nb_model_add(s2, "layer.w/velocity", NB_F32, 2, (int64_t[]){2, 3}, NULL);
+    assert_int_equal(nb_optim_state_load(b, m, s2, good, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "layer.b/velocity");
+    nb_model_add(s2, "layer.b/velocity", NB_F32, 1, (int64_t[]){3}, NULL);
+    assert_int_equal(nb_optim_state_load(b, m, s2, good, &err), NB_ERR_DTYPE);
+    nb_model *s3 = nb_model_new();
+    nb_model_add(s3, "layer.w/velocity", NB_F32, 2, (int64_t[]){3, 2}, NULL);
+    nb_model_add(s3, "layer.b/velocity", NB_F64, 1, (int64_t[]){3}, NULL);
+    assert_int_equal(nb_optim_state_load(b, m, s3, good, &err), NB_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "[3,2]"));
+    assert_int_equal(nb_optim_state_count(b), 0);
+    assert_int_equal(nb_optim_state_load(NULL, m, store, good, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_state_load(b, NULL, store, good, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_state_load(b, m, NULL, good, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_state_load(b, m, store, NULL, NULL), NB_ERR_NULL);
+
+    /* every allocation of a load failing in turn leaves the optimizer as it was */
+    for (long k = 1;; k++) {
+        tc_counting c = {0};
+        nb_optim *d = nb_optim_new_alloc(&o, tc_counting_alloc, &c);
+        c.fail_at = c.calls + k;
+        nb_status st = nb_optim_state_load(d, m, store, good, &err);
+        if (st == NB_OK) {
+            assert_int_equal(nb_optim_steps(d), 1);
+            nb_optim_free(d);
+            assert_int_equal(c.live, 0);
+            break;
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+        assert_int_equal(nb_optim_state_count(d), 0);
+        nb_optim_free(d);
+        assert_int_equal(c.live, 0);
+    }
+
+    /* options that do not read back */
+    nb_optim_opts back;
+    const char *bad_opts[][2] = {
+        {"optim.kind=momentum", "optim.kind=x"},
+        {"optim.kind=momentum", "optim.kin=momentum"},
+        {"optim.schedule=constant", "optim.schedule=linear"},
+        {"optim.lr=0.01", "optim.lr=fast"},
+        {"optim.lr=0.01", "optim.lr=-1"},
+        {"optim.per_epoch=0", "optim.per_epoch=2"},
+        {"optim.period=1", "optim.period=x"},
+        {"optim.momentum=0.9", "optim.momentu=0.9"},
+    };
+    for (size_t i = 0; i < sizeof bad_opts / sizeof *bad_opts; i++) {
+        const char *at = strstr(good, bad_opts[i][0]);
+        assert_non_null(at);
+        snprintf(meta, sizeof meta, "%.*s%s%s", (int)(at - good), good, bad_opts[i][1],
+                 at + strlen(bad_opts[i][0]));
+        memset(&back, 0x5a, sizeof back);
+        nb_optim_opts before = back;
+        nb_status st = nb_optim_opts_from_meta(meta, &back, &err);
+        if (st == NB_OK)
+            fail_msg("options case %zu read back", i);
+        assert_true(memcmp(&back, &before, sizeof back) == 0);
+        assert_true(strlen(err.msg) > 10);
+    }
+    assert_int_equal(nb_optim_opts_from_meta(NULL, &back, &err), NB_ERR_NULL);
+    assert_int_equal(nb_optim_opts_from_meta(good, NULL, NULL), NB_ERR_NULL);
+
+    nb_model_free(s2);
+    nb_model_free(s3);
+    nb_optim_free(b);
+    nb_model_free(store);
+    nb_model_free(m);
+    nb_optim_free(a);
+}
+
+/* The generator's state through metadata, with and without a kept normal
+ * deviate, continues the same stream; malformed text is refused. */
+static void test_rng_state_text(void **state)
+{
+    (void)state;
+    for (int spare = 0; spare < 2; spare++) {
+        nb_rng r, q;
+        nb_rng_seed(&r, 42);
+        if (spare)
+            (void)nb_rng_normal(&r);
+        char buf[256] = "";
+        assert_int_equal(nb_rng_save(&r, buf, sizeof buf), NB_OK);
+        nb_rng_seed(&q, 1);
+        assert_int_equal(nb_rng_load(&q, buf, NULL), NB_OK);
+        assert_int_equal(q.has_spare, spare);
+        for (int i = 0; i < 5; i++) {
+            double x = nb_rng_normal(&r), y = nb_rng_normal(&q);
+            assert_memory_equal(&x, &y, sizeof x);
+        }
+    }
+    nb_rng r, before;
+    nb_rng_seed(&r, 5);
+    before = r;
+    nb_error err;
+    const char *bad[] = {
+        "rng.spare=",
+        "rng.state=0000000000000001,0000000000000002,0000000000000003,0000000000000004",
+        "rng.state=1,2,3,4\nrng.spare=",
+        "rng.state=000000000000000G,0000000000000002,0000000000000003,0000000000000004\nrng.spare=",
+        "rng.state=0000000000000001;0000000000000002,0000000000000003,0000000000000004\nrng.spare=",
+        "rng.state=0000000000000001,0000000000000002,0000000000000003,0000000000000004\nrng.spare=1",
+        "rng.state=0000000000000001,0000000000000002,0000000000000003,0000000000000004\n"
+        "rng.spare=3ff000000000000X",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_not_equal(nb_rng_load(&r, bad[i], &err), NB_OK);
+        assert_true(memcmp(r.s, before.s, sizeof r.s) == 0);
+        assert_non_null(strstr(err.msg, "rng"));
+    }
+    assert_int_equal(nb_rng_load(NULL, "", &err), NB_ERR_NULL);
+    assert_int_equal(nb_rng_save(NULL, NULL, 0), NB_ERR_NULL);
+    char small[40] = "a=1";
+    assert_int_equal(nb_rng_save(&r, small, sizeof small), NB_ERR_ARG);
+    assert_string_equal(small, "a=1");
+    char twice[512] = "";
+    assert_int_equal(nb_rng_save(&r, twice, sizeof twice), NB_OK);
+    assert_int_equal(nb_rng_save(&r, twice, sizeof twice), NB_ERR_EXISTS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +1135,10 @@ int main(void)
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_null_handles),
         cmocka_unit_test(test_alloc_failure_every_allocation),
+        cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_state_save_refusals),
+        cmocka_unit_test(test_state_load_refusals),
+        cmocka_unit_test(test_rng_state_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

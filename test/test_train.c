@@ -777,7 +777,7 @@ static bool save_and_stop(void *ud, const nb_epoch_report *rep)
     on_epoch(&s->l, rep);
     if (rep->epoch != s->save_at)
         return true;
-    nb_ckpt_error err;
+    nb_error err;
     s->saved = nb_model_save(s->r->m, s->r->opt, s->path, &(nb_ckpt_opts){.rng = &s->r->rng}, &err);
     return false; /* interrupted */
 }
@@ -829,7 +829,7 @@ static void test_resume(void **state)
     rig second;
     resume_rig(&second, 99);
     assert_false(same_tensors(second.m, full.m));
-    nb_ckpt_error err;
+    nb_error err;
     if (nb_model_load(second.m, second.opt, path, &(nb_ckpt_opts){.rng = &second.rng}, &err) !=
         NB_OK)
         fail_msg("%s", err.msg);

@@ -60,6 +60,22 @@ NB_API nb_status nb_meta_put(char *buf, size_t cap, const char *key, const char 
 #endif
     ;
 
+/**
+ * Append the state of @p r to metadata text: "rng.state=" its four 64-bit
+ * words as 16 lowercase hex digits each, separated by ',', and
+ * "rng.spare=" the bits of the kept normal deviate as 16 hex digits, or ""
+ * when it keeps none. Errors as nb_meta_put, and NB_ERR_NULL.
+ */
+NB_API nb_status nb_rng_save(const nb_rng *r, char *buf, size_t cap);
+
+/**
+ * Set @p r to the state nb_rng_save wrote into @p meta. Everything is
+ * checked first; on error @p r is unchanged. Errors: NB_ERR_NULL,
+ * NB_ERR_NOTFOUND (no rng.state or rng.spare line), NB_ERR_PARSE (not the
+ * form above, or the all-zero state, which xoshiro256** cannot leave).
+ */
+NB_API nb_status nb_rng_load(nb_rng *r, const char *meta, nb_error *err);
+
 #ifdef __cplusplus
 }
 #endif

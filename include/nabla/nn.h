@@ -379,6 +379,17 @@ NB_API int nb_params_matching(const nb_model *m, const char *suffix, nb_tensor *
 NB_API nb_status nb_accuracy(const nb_tensor *logits, const int64_t *labels, int64_t n,
                              double *out);
 
+/**
+ * Describe an MLP built by nb_mlp_new(m, NULL, sizes, n_sizes, o, ...) as
+ * metadata text in out[0..cap): "arch=mlp", "sizes=64,128,10",
+ * "act=relu", "out_act=identity", "batchnorm=0|1", "dtype=f32|f64", and
+ * when they apply "bn_eps", "alpha", "beta", "lower", "upper", "pieces"
+ * (doubles printed with 17 digits). `nabla export` reads these keys.
+ * NB_ERR_NULL, NB_ERR_ARG (bad sizes or activation, or it does not fit).
+ */
+NB_API nb_status nb_mlp_meta(const int64_t *sizes, int n_sizes, const nb_mlp_opts *o, char *out,
+                             size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -148,6 +148,64 @@ NB_API double nb_optim_last_grad_norm(const nb_optim *opt);
 /** Number of parameters that have state (0 for NULL). */
 NB_API int nb_optim_state_count(const nb_optim *opt);
 
+/* ------------------------------------------------ state as named tensors */
+
+/** Name of an optimizer kind: "sgd", "momentum", "nesterov", "adam",
+ *  "adamw" (NULL for an unknown value). */
+NB_API const char *nb_optim_kind_name(nb_optim_kind kind);
+/** The kind called @p name. NB_OK, NB_ERR_NOTFOUND, NB_ERR_NULL. */
+NB_API nb_status nb_optim_kind_from_name(const char *name, nb_optim_kind *out);
+/** Name of state tensor @p i of a parameter under @p kind: "velocity" for
+ *  MOMENTUM and NESTEROV, "m" and "v" (first and second moments) for ADAM
+ *  and ADAMW; NULL beyond (SGD keeps none). */
+NB_API const char *nb_optim_slot_name(nb_optim_kind kind, int i);
+
+/**
+ * The optimizer's state as named tensors and metadata text, for the
+ * parameters of @p m it holds state for (state kept under a name @p m does
+ * not hold, or for another dtype or shape, is left out). For each such
+ * parameter P, the tensors "P/<slot>" (nb_optim_slot_name) are added to
+ * @p store as copies, and the line "optim.t/P=<P's update count>" is
+ * appended to the metadata text in meta[0..cap) (NUL-terminated; it may
+ * hold lines already). The optimizer's own lines: optim.kind, its options
+ * (optim.lr, optim.momentum, optim.beta1, optim.beta2, optim.eps,
+ * optim.weight_decay, optim.clip_norm, optim.schedule, optim.step_size,
+ * optim.gamma, optim.period, optim.min_lr, optim.per_epoch; doubles with
+ * 17 digits), optim.step and optim.sched_pos. Errors (the optimizer is
+ * never changed; on error meta is as it was, and @p store may hold some of
+ * the tensors): NB_ERR_NULL; NB_ERR_ARG (a parameter name holding '=' or a
+ * line break, or more text than @p cap holds); NB_ERR_EXISTS (@p store or
+ * the text already holds a name); NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_optim_state_save(const nb_optim *opt, const nb_model *m, nb_model *store,
+                                     char *meta, size_t cap, nb_error *err);
+
+/**
+ * Replace @p opt's state, step count and schedule position by those that
+ * nb_optim_state_save wrote: the tensors of @p store (others it holds are
+ * ignored) and the metadata text @p meta. Its options stay (see
+ * nb_optim_opts_from_meta for those). Every state must be for a parameter
+ * of @p m, with that parameter's dtype and shape. Everything is checked
+ * before anything changes; on error @p opt is as it was. Errors:
+ * NB_ERR_NULL; NB_ERR_PARSE (metadata that is not key=value text, or a
+ * count that is not an integer from 0 to INT64_MAX); NB_ERR_NOTFOUND (a
+ * line or a tensor missing, a parameter not in @p m); NB_ERR_ARG (the state
+ * is of another kind of optimizer); NB_ERR_DTYPE / NB_ERR_SHAPE (a state
+ * tensor does not fit its parameter); NB_ERR_NOMEM. err->name names the
+ * key or tensor concerned.
+ */
+NB_API nb_status nb_optim_state_load(nb_optim *opt, const nb_model *m, const nb_model *store,
+                                     const char *meta, nb_error *err);
+
+/**
+ * The options nb_optim_state_save wrote into metadata text, to make an
+ * optimizer like the one that was saved. Errors: NB_ERR_NULL,
+ * NB_ERR_NOTFOUND (no optimizer in @p meta, or a line missing),
+ * NB_ERR_PARSE (a value that does not parse), NB_ERR_ARG (values that
+ * nb_optim_opts_check refuses); *out is unchanged on error.
+ */
+NB_API nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *err);
+
 /**
  * Learning rate of schedule @p s with base rate @p lr at position @p t
  * (t < 0 is taken as 0). NAN when @p s is NULL or invalid.

@@ -44,17 +44,15 @@ static nb_status add_tensor(void *ud, const char *name, nb_dtype dt, int rank, c
     return nb_model_add(ud, name, dt, rank, shape, NULL);
 }
 
-/* A checkpoint starts with "NABLACKP"; anything else is read as safetensors. */
+/* A checkpoint, or any other safetensors file. */
 static int load_any(const char *path, loaded *L)
 {
     char why[512];
     FILE *f = nbio_open_read(path, NULL, why, sizeof why);
     if (!f)
         return cli_error("export", "%s", why);
-    char magic[8] = {0};
-    size_t got = fread(magic, 1, sizeof magic, f);
     fclose(f);
-    L->safetensors = !(got == 8 && memcmp(magic, "NABLACKP", 8) == 0);
+    L->safetensors = cli_is_safetensors(path);
     L->m = nb_model_new();
     if (!L->m)
         return cli_error("export", "out of memory");
@@ -62,8 +60,9 @@ static int load_any(const char *path, loaded *L)
     memset(&o, 0, sizeof o);
     o.meta_out = L->meta;
     o.meta_cap = sizeof L->meta;
-    nb_ckpt_error err;
-    nb_status st = L->safetensors ? nb_safetensors_list(path, add_tensor, L->m, &o, &err)
+    nb_file_opts fo = {.meta_out = L->meta, .meta_cap = sizeof L->meta};
+    nb_error err;
+    nb_status st = L->safetensors ? nb_safetensors_list(path, add_tensor, L->m, &fo, &err)
                                   : nb_ckpt_list(path, add_tensor, L->m, &o, &err);
     if (st == NB_OK)
         st = L->safetensors ? nb_model_load_safetensors(L->m, path, NULL, &err)
@@ -616,7 +615,7 @@ int cmd_export(int argc, char **argv)
     nb_ckpt_opts o;
     memset(&o, 0, sizeof o);
     o.meta = L->meta;
-    nb_ckpt_error err;
+    nb_error err;
     if (!rc && c_out) {
         plan *P = malloc(sizeof *P);
         rc = P ? make_plan(L, act, P) : cli_error("export", "out of memory");
@@ -624,7 +623,8 @@ int cmd_export(int argc, char **argv)
             rc = write_c(P, L, load, c_out);
         free(P);
     }
-    if (!rc && st_out && nb_model_save_safetensors(L->m, st_out, &o, &err) != NB_OK)
+    if (!rc && st_out &&
+        nb_model_save_safetensors(L->m, st_out, &(nb_file_opts){.meta = L->meta}, &err) != NB_OK)
         rc = cli_error("export", "%s", err.msg);
     if (!rc && ck_out && nb_model_save(L->m, NULL, ck_out, &o, &err) != NB_OK)
         rc = cli_error("export", "%s", err.msg);

@@ -54,8 +54,9 @@ static const char *train_usage =
     "  --threads N         threads (default 1; results depend on seed and threads)\n"
     "  --save FILE         checkpoint after every epoch (model, optimizer, RNG);\n"
     "                      FILE.safetensors: the weights and metadata only\n"
-    "  --resume FILE       continue a run saved with --save (same options; its\n"
-    "                      optimizer step count must be whole epochs below --epochs)\n"
+    "  --resume FILE       continue a run saved with --save (same options: the\n"
+    "                      optimizer's saved ones are checked; its step count must\n"
+    "                      be whole epochs below --epochs)\n"
     "  --load FILE         start from the parameters of a checkpoint or a\n"
     "                      .safetensors file\n"
     "  --plot FILE.svg     loss and accuracy curves\n"
@@ -79,13 +80,13 @@ typedef struct train_run {
 
 /* A checkpoint (model, optimizer, RNG), or weights and metadata only for a
  * .safetensors path. */
-static nb_status save_model(const train_run *r, nb_ckpt_error *err)
+static nb_status save_model(const train_run *r, nb_error *err)
 {
     nb_ckpt_opts co = {0};
     co.meta = r->meta;
     size_t n = strlen(r->save);
     if (n > 12 && !strcmp(r->save + n - 12, ".safetensors"))
-        return nb_model_save_safetensors(r->m, r->save, &co, err);
+        return nb_model_save_safetensors(r->m, r->save, &(nb_file_opts){.meta = r->meta}, err);
     co.rng = r->rng;
     return nb_model_save(r->m, r->opt, r->save, &co, err);
 }
@@ -158,7 +159,7 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     }
     fflush(stdout);
     if (r->save) {
-        nb_ckpt_error err;
+        nb_error err;
         if (save_model(r, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", CLI_Q(r->save), err.msg);
             r->failed = 1;
@@ -172,6 +173,57 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
  * over the batches of an epoch, a whole number below --epochs that the
  * schedule's position (one per epoch) confirms. Returns 0, or 2 after an
  * error. */
+/* --resume continues a run with the optimizer options it was saved with
+ * (a checkpoint keeps them): one that differs is named with its flag. */
+static int same_options(const char *path, const nb_optim_opts *now)
+{
+    static char meta[NB_META_MAX + 1];
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_error err;
+    nb_optim_opts was;
+    if (nb_safetensors_list(path, NULL, NULL, &fo, &err) != NB_OK ||
+        nb_optim_opts_from_meta(meta, &was, &err) != NB_OK)
+        return cli_error("train", "--resume %s: %s", CLI_Q(path), err.msg);
+    static const char *const scheds[] = {"constant", "step", "cosine"};
+    if (was.kind != now->kind || was.schedule.kind != now->schedule.kind)
+        return cli_error("train",
+                         "--resume %s: the run was saved with --opt %s --schedule %s, this one "
+                         "has --opt %s --schedule %s (resume with the options of the saved run)",
+                         CLI_Q(path), nb_optim_kind_name(was.kind), scheds[was.schedule.kind],
+                         nb_optim_kind_name(now->kind), scheds[now->schedule.kind]);
+    bool mom = now->kind == NB_OPTIM_MOMENTUM || now->kind == NB_OPTIM_NESTEROV;
+    bool adam = now->kind == NB_OPTIM_ADAM || now->kind == NB_OPTIM_ADAMW;
+    bool step = now->schedule.kind == NB_SCHED_STEP, cosine = now->schedule.kind == NB_SCHED_COSINE;
+    const struct {
+        bool applies;
+        const char *what;
+        double saved, given;
+    } f[] = {
+        {true, "--lr", was.lr, now->lr},
+        {true, "--weight-decay", was.weight_decay, now->weight_decay},
+        {step, "--epochs (the step schedule's step size)", (double)was.schedule.step_size,
+         (double)now->schedule.step_size},
+        {step, "the step schedule's gamma", was.schedule.gamma, now->schedule.gamma},
+        {cosine, "--epochs (the cosine schedule's period)", (double)was.schedule.period,
+         (double)now->schedule.period},
+        {cosine, "the cosine schedule's floor", was.schedule.min_lr, now->schedule.min_lr},
+        {!!now->schedule.kind, "the schedule's unit (epochs)", was.schedule.per_epoch,
+         now->schedule.per_epoch},
+        {mom, "the momentum", was.momentum, now->momentum},
+        {adam, "beta1", was.beta1, now->beta1},
+        {adam, "beta2", was.beta2, now->beta2},
+        {adam, "eps", was.eps, now->eps},
+        {true, "the clipping norm", was.clip_norm, now->clip_norm},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (f[i].applies && f[i].saved != f[i].given)
+            return cli_error("train",
+                             "--resume %s: the run was saved with %s %.17g, this one has %.17g "
+                             "(resume with the options of the saved run)",
+                             CLI_Q(path), f[i].what, f[i].saved, f[i].given);
+    return 0;
+}
+
 static int resumed_epochs(const char *path, const nb_optim *opt, int64_t per_epoch, long epochs,
                           int *base)
 {
@@ -271,12 +323,8 @@ int cmd_train(int argc, char **argv)
     nb_act_opts ao = nb_act_defaults(act);
     if (pieces)
         ao.pieces = pieces;
-    static const char *opt_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
-    int kind = -1;
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(opt_name, opt_names[i]))
-            kind = i;
-    if (kind < 0)
+    nb_optim_kind kind;
+    if (nb_optim_kind_from_name(opt_name, &kind) != NB_OK)
         return cli_error("train",
                          "--opt: unknown optimizer '%s' (sgd, momentum, nesterov, adam, "
                          "adamw)",
@@ -354,7 +402,7 @@ int cmd_train(int argc, char **argv)
     }
     const char *from = resume ? resume : load;
     bool from_norm = false; /* the file holds a standardisation (its own run's) */
-    nb_ckpt_error err;
+    nb_error err;
     if (from && cli_file_has_norm(from, &from_norm, &err) != 0) {
         cli_error("train", "cannot load %s: %s", CLI_Q(from), err.msg);
         rc = 2;
@@ -371,6 +419,10 @@ int cmd_train(int argc, char **argv)
      * data was standardised with them) */
     if (from_norm && cli_model_add_norm(m, sizes[0], NULL, NULL) != NB_OK) {
         cli_error("train", "out of memory");
+        goto done;
+    }
+    if (resume && same_options(resume, &oo) != 0) {
+        rc = 2;
         goto done;
     }
     if (from) {

@@ -318,7 +318,7 @@ static nb_status find_norm(void *ud, const char *name, nb_dtype dt, int rank, co
     return NB_OK;
 }
 
-int cli_file_has_norm(const char *path, bool *has, nb_ckpt_error *err)
+int cli_file_has_norm(const char *path, bool *has, nb_error *err)
 {
     *has = false;
     nb_status st = cli_is_safetensors(path) ? nb_safetensors_list(path, find_norm, has, NULL, err)
@@ -328,15 +328,17 @@ int cli_file_has_norm(const char *path, bool *has, nb_ckpt_error *err)
 
 bool cli_is_safetensors(const char *path)
 {
-    FILE *f = nbio_open_read(path, NULL, NULL, 0); /* the loader says what is wrong */
-    char magic[8] = {0};
-    size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
-    if (f)
-        fclose(f);
-    return f && !(got == 8 && memcmp(magic, "NABLACKP", 8) == 0);
+    /* a checkpoint is a safetensors file that says so in its metadata; a
+     * file that does not read is left to the loader to explain */
+    static char meta[NB_META_MAX + 1];
+    nb_file_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
+    if (nb_safetensors_list(path, NULL, NULL, &o, NULL) != NB_OK)
+        return true;
+    char v[16];
+    return !(nb_meta_get(meta, "nabla.format", v, sizeof v) == NB_OK && !strcmp(v, "checkpoint"));
 }
 
-nb_status cli_model_load(nb_model *m, const char *path, nb_ckpt_error *err)
+nb_status cli_model_load(nb_model *m, const char *path, nb_error *err)
 {
     return cli_is_safetensors(path) ? nb_model_load_safetensors(m, path, NULL, err)
                                     : nb_model_load(m, NULL, path, NULL, err);
@@ -345,13 +347,14 @@ nb_status cli_model_load(nb_model *m, const char *path, nb_ckpt_error *err)
 int cli_model_open(const char *cmd, const char *path, cli_model *cm)
 {
     memset(cm, 0, sizeof *cm);
-    nb_ckpt_error err = {0};
+    nb_error err = {0};
     nb_ckpt_opts o = {0};
     o.meta_out = cm->meta;
     o.meta_cap = sizeof cm->meta;
+    nb_file_opts fo = {.meta_out = cm->meta, .meta_cap = sizeof cm->meta};
     double bytes = 0;
     nb_status st = cli_is_safetensors(path)
-                       ? nb_safetensors_list(path, count_bytes, &bytes, &o, &err)
+                       ? nb_safetensors_list(path, count_bytes, &bytes, &fo, &err)
                        : nb_ckpt_list(path, count_bytes, &bytes, &o, &err);
     if (st != NB_OK)
         return cli_error(cmd, "cannot read %s: %s", CLI_Q(path), err.msg);

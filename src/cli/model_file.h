@@ -83,11 +83,11 @@ int cli_model_norm(const nb_model *m, const char *prefix, int64_t n_in, nb_tenso
 
 /* Whether the checkpoint or safetensors file @p path holds the input
  * normalisation tensors (*has). 0, or -1 when it cannot be read (err). */
-int cli_file_has_norm(const char *path, bool *has, nb_ckpt_error *err);
+int cli_file_has_norm(const char *path, bool *has, nb_error *err);
 
 /* True when @p path is not a nabla checkpoint (read as safetensors). */
 bool cli_is_safetensors(const char *path);
 /* Load the tensors of a checkpoint or safetensors file into @p m. */
-nb_status cli_model_load(nb_model *m, const char *path, nb_ckpt_error *err);
+nb_status cli_model_load(nb_model *m, const char *path, nb_error *err);
 
 #endif

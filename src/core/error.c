@@ -72,6 +72,22 @@ nb_status nb_error_set(nb_error *e, nb_status code, const char *where, const cha
     return code;
 }
 
+nb_status nbc_error_at(nb_error *e, nb_status code, const char *where, int64_t offset,
+                       const char *name, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    nb_error_set(e, code, where, NULL);
+    e->offset = offset;
+    if (name)
+        snprintf(e->name, sizeof e->name, "%s", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 nb_status nbc_verror(nb_graph *g, nb_status code, const char *op, const char *name, const char *fmt,
                      va_list ap)
 {

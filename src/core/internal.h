@@ -284,6 +284,11 @@ const char *nbc_nonfinite_at(const nb_tensor *t, int64_t k, char *buf, size_t n)
  * builds on a model allocates through the same hook. */
 nb_alloc_fn nbc_model_allocator(const nb_model *m, void **ud);
 
+/* nb_error_set with the byte offset (-1: none) and the name (NULL: none)
+ * of the problem as well. */
+nb_status nbc_error_at(nb_error *e, nb_status code, const char *where, int64_t offset,
+                       const char *name, const char *fmt, ...) NB_PRINTF(6, 7);
+
 /* Length of the well-formed UTF-8 sequence at s (of n bytes): 1..4, or 0
  * when it is malformed (overlong, a surrogate, above U+10FFFF, cut short). */
 size_t nbc_utf8_seq(const unsigned char *s, size_t n);

@@ -181,14 +181,22 @@ nb_status nb_meta_put(char *buf, size_t cap, const char *key, const char *fmt, .
     return NB_OK;
 }
 
-nb_status nb_meta_get_i64(const char *meta, const char *key, int64_t *out)
+/* The value of key into v[0..n) for a number: one too long to be a
+ * number does not parse. */
+static nb_status number_text(const char *meta, const char *key, void *out, char *v, size_t n)
 {
     if (!out)
         return NB_ERR_NULL;
+    nb_status s = nb_meta_get(meta, key, v, n);
+    return s == NB_ERR_ARG ? NB_ERR_PARSE : s;
+}
+
+nb_status nb_meta_get_i64(const char *meta, const char *key, int64_t *out)
+{
     char v[32];
-    nb_status s = nb_meta_get(meta, key, v, sizeof v);
+    nb_status s = number_text(meta, key, out, v, sizeof v);
     if (s != NB_OK)
-        return s == NB_ERR_ARG ? NB_ERR_PARSE : s;
+        return s;
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
@@ -200,17 +208,80 @@ nb_status nb_meta_get_i64(const char *meta, const char *key, int64_t *out)
 
 nb_status nb_meta_get_f64(const char *meta, const char *key, double *out)
 {
-    if (!out)
-        return NB_ERR_NULL;
     char v[64];
-    nb_status s = nb_meta_get(meta, key, v, sizeof v);
+    nb_status s = number_text(meta, key, out, v, sizeof v);
     if (s != NB_OK)
-        return s == NB_ERR_ARG ? NB_ERR_PARSE : s;
+        return s;
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (end == v || *end || (errno == ERANGE && isinf(x)) || v[0] == ' ')
         return NB_ERR_PARSE;
     *out = x;
+    return NB_OK;
+}
+
+/* 16 lowercase hex digits at s into *out. */
+static bool hex64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return true;
+}
+
+nb_status nb_rng_save(const nb_rng *r, char *buf, size_t cap)
+{
+    if (!r || !buf)
+        return NB_ERR_NULL;
+    size_t len0 = strnlen(buf, cap);
+    nb_status st = nb_meta_put(buf, cap, "rng.state", "%016llx,%016llx,%016llx,%016llx",
+                               (unsigned long long)r->s[0], (unsigned long long)r->s[1],
+                               (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
+    uint64_t bits;
+    memcpy(&bits, &r->spare, sizeof bits);
+    if (st == NB_OK && r->has_spare)
+        st = nb_meta_put(buf, cap, "rng.spare", "%016llx", (unsigned long long)bits);
+    else if (st == NB_OK)
+        st = nb_meta_put(buf, cap, "rng.spare", "%s", "");
+    if (st != NB_OK && len0 < cap)
+        buf[len0] = '\0';
+    return st;
+}
+
+nb_status nb_rng_load(nb_rng *r, const char *meta, nb_error *err)
+{
+    nb_error_clear(err);
+    if (!r || !meta)
+        return nb_error_set(err, NB_ERR_NULL, "nb_rng_load", "%s is NULL",
+                            !r ? "the generator" : "the metadata");
+    char v[80], sp[24];
+    nb_status st = nb_meta_get(meta, "rng.state", v, sizeof v);
+    nb_status st2 = nb_meta_get(meta, "rng.spare", sp, sizeof sp);
+    if (st == NB_ERR_NOTFOUND || st2 == NB_ERR_NOTFOUND)
+        return nb_error_set(err, NB_ERR_NOTFOUND, "nb_rng_load",
+                            "the metadata holds no random generator (RNG) state (%s missing)",
+                            st == NB_ERR_NOTFOUND ? "rng.state" : "rng.spare");
+    nb_rng x = {{0}, 0.0, false};
+    bool ok = st == NB_OK && strlen(v) == 4 * 16 + 3;
+    for (int i = 0; ok && i < 4; i++)
+        ok = hex64(v + 17 * i, &x.s[i]) && (i == 3 || v[17 * i + 16] == ',');
+    if (!ok || (x.s[0] | x.s[1] | x.s[2] | x.s[3]) == 0)
+        return nb_error_set(err, NB_ERR_PARSE, "nb_rng_load",
+                            "rng.state is not four 16-digit lowercase hex words separated by ',' "
+                            "(and not all zero)");
+    uint64_t bits = 0;
+    if (st2 != NB_OK || (sp[0] && (strlen(sp) != 16 || !hex64(sp, &bits))))
+        return nb_error_set(err, NB_ERR_PARSE, "nb_rng_load",
+                            "rng.spare is not empty or 16 lowercase hex digits");
+    x.has_spare = sp[0] != '\0';
+    memcpy(&x.spare, &bits, sizeof bits);
+    *r = x;
     return NB_OK;
 }

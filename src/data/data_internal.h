@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #include "nabla/data.h"
-#include "nabla/data.h"
 
 #if defined(__GNUC__)
 #define NBD_PRINTF(a, b) __attribute__((format(printf, a, b)))

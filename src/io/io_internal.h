@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "../core/internal.h"
-#include "nabla/ckpt.h"
+#include "nabla/safetensors.h"
 
 /* Little-endian integers of n bytes (the file formats are little-endian
  * whatever the machine). */
@@ -25,17 +25,6 @@ static inline uint64_t nbio_le_get(const unsigned char *p, int n)
     for (int i = 0; i < n; i++)
         v |= (uint64_t)p[i] << (8 * i);
     return v;
-}
-
-/* Reset an error report to "no error" (err may be NULL). */
-static inline void nbio_err_clear(nb_ckpt_error *err)
-{
-    if (err) {
-        err->status = NB_OK;
-        err->offset = -1;
-        err->name[0] = '\0';
-        err->msg[0] = '\0';
-    }
 }
 
 /* Buffered writing through a caller's write function (tests make it fail
@@ -69,7 +58,7 @@ void nbio_bytes(nbio_writer *w, const void *data, size_t n);
  * done, with the writer's buffer from o->alloc. NB_OK, or NB_ERR_NOMEM /
  * NB_ERR_IO with a sentence in why[0..n) ("out of memory", "writing T
  * failed: reason; P is unchanged"); on error @p path is as it was. */
-nb_status nbio_save(const char *path, const nb_ckpt_opts *o,
+nb_status nbio_save(const char *path, const nb_file_opts *o,
                     void (*fill)(nbio_writer *w, const void *ud), const void *ud, char *why,
                     size_t n);
 

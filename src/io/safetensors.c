@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "../core/internal.h"
 #include "file.h"
 #include "io_internal.h"
@@ -19,26 +21,30 @@
 
 #define NAME_MAX_LEN 65535u
 #define META_KEY "__metadata__"
+/* The CRC-32s every file nabla writes carries in its metadata: of the data,
+ * and of the 8-byte length and the header with this value read as
+ * "00000000". They are the files' own; a caller's metadata may not use the
+ * prefix, and a load does not return them. */
+#define CRC_PREFIX "nabla.crc32."
+#define CRC_HEADER_KEY CRC_PREFIX "header"
+#define CRC_DATA_KEY CRC_PREFIX "data"
 
 /* ----------------------------------------------------------------- errors */
 
-static nb_status st_error(nb_ckpt_error *err, nb_status code, int64_t offset, const char *name,
-                          const char *fmt, ...) NB_PRINTF(5, 6);
-static nb_status st_error(nb_ckpt_error *err, nb_status code, int64_t offset, const char *name,
-                          const char *fmt, ...)
+/* Errors of this file name the format as where they happened. */
+#define st_error(err, code, offset, name, ...)                                                      \
+    nbc_error_at((err), (code), "safetensors", (offset), (name), __VA_ARGS__)
+
+/* zlib's crc32 over any number of bytes. */
+static unsigned long crc_bytes(unsigned long crc, const unsigned char *p, size_t n)
 {
-    if (!err)
-        return code;
-    err->status = code;
-    err->offset = offset;
-    err->name[0] = '\0';
-    if (name)
-        snprintf(err->name, sizeof err->name, "%s", name);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-    return code;
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? 1u << 30 : (uInt)n;
+        crc = crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return crc;
 }
 
 /* ================================================================ writing */
@@ -115,109 +121,143 @@ static bool utf8_ok(const char *s, size_t n)
     return true;
 }
 
-/* The header JSON of m with its metadata, padded with spaces so that the
- * data starts at a multiple of 8. */
-static void header_json(text *t, const nb_model *m, const char *meta, size_t meta_len)
+/* The header JSON of the stores' tensors with the metadata and the CRC-32
+ * entries (the header's as "00000000", at *crc_at in t), padded with spaces
+ * so that the data starts at a multiple of 8. */
+static void header_json(text *t, const nb_model *const *stores, int n_stores, const char *meta,
+                        size_t meta_len, unsigned long data_crc, size_t *crc_at)
 {
-    t_str(t, "{");
-    bool first = true;
-    if (meta_len > 0) {
-        t_str(t, "\"" META_KEY "\":{");
-        for (size_t pos = 0; pos < meta_len;) {
-            const char *line = meta + pos;
-            const char *nl = memchr(line, '\n', meta_len - pos);
-            size_t len = nl ? (size_t)(nl - line) : meta_len - pos;
-            const char *eq = memchr(line, '=', len);
-            if (pos > 0)
-                t_str(t, ",");
-            t_json(t, line, (size_t)(eq - line));
-            t_str(t, ":");
-            t_json(t, eq + 1, len - (size_t)(eq - line) - 1);
-            pos += len + 1;
-        }
-        t_str(t, "}");
-        first = false;
+    t_str(t, "{\"" META_KEY "\":{");
+    for (size_t pos = 0; pos < meta_len;) {
+        const char *line = meta + pos;
+        const char *nl = memchr(line, '\n', meta_len - pos);
+        size_t len = nl ? (size_t)(nl - line) : meta_len - pos;
+        const char *eq = memchr(line, '=', len);
+        t_json(t, line, (size_t)(eq - line));
+        t_str(t, ":");
+        t_json(t, eq + 1, len - (size_t)(eq - line) - 1);
+        t_str(t, ",");
+        pos += len + 1;
     }
-    uint64_t offset = 0;
     char num[96];
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        const char *name = nb_tensor_name(p);
-        if (!first)
+    snprintf(num, sizeof num, "\"" CRC_DATA_KEY "\":\"%08lx\",\"" CRC_HEADER_KEY "\":\"", data_crc);
+    t_str(t, num);
+    *crc_at = t->len;
+    t_str(t, "00000000\"}");
+    uint64_t offset = 0;
+    for (int s = 0; s < n_stores; s++)
+        for (nb_tensor *p = nb_model_next(stores[s], NULL); p; p = nb_model_next(stores[s], p)) {
+            const char *name = nb_tensor_name(p);
             t_str(t, ",");
-        first = false;
-        t_json(t, name, strlen(name));
-        t_str(t, nb_tensor_dtype(p) == NB_F32 ? ":{\"dtype\":\"F32\",\"shape\":["
-                                              : ":{\"dtype\":\"F64\",\"shape\":[");
-        for (int k = 0; k < nb_tensor_rank(p); k++) {
-            snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)nb_tensor_shape(p)[k]);
+            t_json(t, name, strlen(name));
+            t_str(t, nb_tensor_dtype(p) == NB_F32 ? ":{\"dtype\":\"F32\",\"shape\":["
+                                                  : ":{\"dtype\":\"F64\",\"shape\":[");
+            for (int k = 0; k < nb_tensor_rank(p); k++) {
+                snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)nb_tensor_shape(p)[k]);
+                t_str(t, num);
+            }
+            uint64_t bytes = (uint64_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
+            snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                     (unsigned long long)(offset + bytes));
             t_str(t, num);
+            offset += bytes;
         }
-        uint64_t bytes = (uint64_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p));
-        snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
-                 (unsigned long long)(offset + bytes));
-        t_str(t, num);
-        offset += bytes;
-    }
     t_str(t, "}");
     while (!t->failed && (8 + t->len) % 8 != 0)
         t_str(t, " ");
 }
 
-static void write_file(nbio_writer *w, const nb_model *m, const text *header)
+/* The tensors' data, little-endian, in the stores' order. */
+static void write_data(nbio_writer *w, const nb_model *const *stores, int n_stores)
+{
+    unsigned char b[8];
+    for (int s = 0; s < n_stores; s++)
+        for (nb_tensor *p = nb_model_next(stores[s], NULL); p; p = nb_model_next(stores[s], p)) {
+            int64_t n = nb_tensor_size(p);
+            if (nb_tensor_dtype(p) == NB_F32) {
+                const float *x = nb_tensor_f32(p);
+                for (int64_t i = 0; i < n; i++) {
+                    uint32_t u;
+                    memcpy(&u, &x[i], 4);
+                    nbio_le_put(b, u, 4);
+                    nbio_bytes(w, b, 4);
+                }
+            } else {
+                const double *x = nb_tensor_f64(p);
+                for (int64_t i = 0; i < n; i++) {
+                    uint64_t u;
+                    memcpy(&u, &x[i], 8);
+                    nbio_le_put(b, u, 8);
+                    nbio_bytes(w, b, 8);
+                }
+            }
+        }
+    nbio_flush(w);
+}
+
+static size_t discard(void *ud, FILE *f, const void *data, size_t n)
+{
+    (void)ud, (void)f, (void)data;
+    return n;
+}
+
+/* The CRC-32 of the data the stores will write (a pass through a writer
+ * that keeps nothing); false when out of memory. */
+static bool data_crc(const nb_model *const *stores, int n_stores, nb_alloc_fn alloc, void *aud,
+                     unsigned long *crc)
+{
+    nbio_writer w = {.write = discard,
+                     .buf = alloc(aud, NULL, 0, NBIO_WRITE_BUF),
+                     .crc_on = true,
+                     .crc = crc32(0, NULL, 0)};
+    if (!w.buf)
+        return false;
+    write_data(&w, stores, n_stores);
+    alloc(aud, w.buf, NBIO_WRITE_BUF, 0);
+    *crc = w.crc;
+    return true;
+}
+
+static void write_file(nbio_writer *w, const nb_model *const *stores, int n_stores,
+                       const text *header)
 {
     unsigned char b[8];
     nbio_le_put(b, header->len, 8);
     nbio_bytes(w, b, 8);
     nbio_bytes(w, header->p, header->len);
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        int64_t n = nb_tensor_size(p);
-        if (nb_tensor_dtype(p) == NB_F32) {
-            const float *x = nb_tensor_f32(p);
-            for (int64_t i = 0; i < n; i++) {
-                uint32_t u;
-                memcpy(&u, &x[i], 4);
-                nbio_le_put(b, u, 4);
-                nbio_bytes(w, b, 4);
-            }
-        } else {
-            const double *x = nb_tensor_f64(p);
-            for (int64_t i = 0; i < n; i++) {
-                uint64_t u;
-                memcpy(&u, &x[i], 8);
-                nbio_le_put(b, u, 8);
-                nbio_bytes(w, b, 8);
-            }
-        }
-    }
-    nbio_flush(w);
+    write_data(w, stores, n_stores);
 }
 
-/* What nb_model_save_safetensors writes, for nbio_save. */
+/* What nb_safetensors_save writes, for nbio_save. */
 typedef struct save_job {
-    const nb_model *m;
+    const nb_model *const *stores;
+    int n_stores;
     const text *header;
 } save_job;
 
 static void fill(nbio_writer *w, const void *ud)
 {
     const save_job *j = ud;
-    write_file(w, j->m, j->header);
+    write_file(w, j->stores, j->n_stores, j->header);
 }
 
-nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const nb_ckpt_opts *o,
-                                    nb_ckpt_error *err)
+nb_status nb_safetensors_save(const char *path, const nb_model *const *stores, int n_stores,
+                              const nb_file_opts *o, nb_error *err)
 {
-    nbio_err_clear(err);
-    if (!m || !path)
+    nb_error_clear(err);
+    if (!path || (!stores && n_stores > 0))
         return st_error(err, NB_ERR_NULL, -1, NULL, "save: %s is NULL",
-                        !m ? "the model" : "the path");
-    nb_ckpt_opts def;
+                        !path ? "the path" : "the list of stores");
+    if (n_stores < 0)
+        return st_error(err, NB_ERR_ARG, -1, NULL, "save: %d stores", n_stores);
+    for (int i = 0; i < n_stores; i++)
+        if (!stores[i])
+            return st_error(err, NB_ERR_NULL, -1, NULL, "save: store %d of %d is NULL", i,
+                            n_stores);
+    nb_file_opts def;
     memset(&def, 0, sizeof def);
     if (!o)
         o = &def;
-    if (o->rng)
-        return st_error(err, NB_ERR_ARG, -1, NULL,
-                        "save: a safetensors file holds no RNG state (use nb_model_save)");
     nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
     void *aud = o->alloc ? o->alloc_ud : NULL;
 
@@ -227,20 +267,49 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
         char why[200];
         if (!nbc_meta_check(o->meta, meta_len, &at, why, sizeof why))
             return st_error(err, NB_ERR_ARG, -1, NULL, "save: %s", why);
+        if (meta_len > 0 && o->meta[meta_len - 1] == '\n')
+            meta_len--; /* a final line break ends the last line */
+        for (const char *p = o->meta; p < o->meta + meta_len;) {
+            if (!strncmp(p, CRC_PREFIX, strlen(CRC_PREFIX)))
+                return st_error(err, NB_ERR_ARG, (int64_t)(p - o->meta), NULL,
+                                "save: the metadata key '%.60s' begins with \"" CRC_PREFIX
+                                "\", which the file format keeps for its CRC-32s",
+                                p);
+            const char *nl = memchr(p, '\n', (size_t)(o->meta + meta_len - p));
+            p = nl ? nl + 1 : o->meta + meta_len;
+        }
     }
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        const char *name = nb_tensor_name(p);
-        size_t len = strlen(name);
-        if (len == 0 || len > NAME_MAX_LEN || !utf8_ok(name, len) || !strcmp(name, META_KEY))
-            return st_error(err, NB_ERR_ARG, -1, name,
-                            "save: tensor name '%s' cannot be stored (it must be 1 to %u bytes "
-                            "of UTF-8 and not \"" META_KEY "\")",
-                            name, NAME_MAX_LEN);
-    }
+    for (int i = 0; i < n_stores; i++)
+        for (nb_tensor *p = nb_model_next(stores[i], NULL); p; p = nb_model_next(stores[i], p)) {
+            const char *name = nb_tensor_name(p);
+            size_t len = strlen(name);
+            if (len == 0 || len > NAME_MAX_LEN || !utf8_ok(name, len) || !strcmp(name, META_KEY))
+                return st_error(err, NB_ERR_ARG, -1, name,
+                                "save: tensor name '%s' cannot be stored (it must be 1 to %u "
+                                "bytes of UTF-8 and not \"" META_KEY "\")",
+                                name, NAME_MAX_LEN);
+            for (int j = 0; j < i; j++)
+                if (nb_model_get(stores[j], name))
+                    return st_error(err, NB_ERR_EXISTS, -1, name,
+                                    "save: tensor name '%s' is in store %d and in store %d", name,
+                                    j, i);
+        }
 
+    unsigned long dcrc = 0;
+    if (!data_crc(stores, n_stores, alloc, aud, &dcrc))
+        return st_error(err, NB_ERR_NOMEM, -1, NULL, "save: out of memory");
     text header = {.alloc = alloc, .ud = aud};
-    header_json(&header, m, o->meta, meta_len);
-    save_job job = {m, &header};
+    size_t crc_at = 0;
+    header_json(&header, stores, n_stores, o->meta ? o->meta : "", meta_len, dcrc, &crc_at);
+    if (!header.failed) {
+        unsigned char b[8];
+        nbio_le_put(b, header.len, 8);
+        unsigned long hcrc = crc_bytes(crc32(0, b, 8), (const unsigned char *)header.p, header.len);
+        char hex[9];
+        snprintf(hex, sizeof hex, "%08lx", hcrc);
+        memcpy(header.p + crc_at, hex, 8);
+    }
+    save_job job = {stores, n_stores, &header};
     char why[512] = "out of memory";
     nb_status st = header.failed ? NB_ERR_NOMEM : nbio_save(path, o, fill, &job, why, sizeof why);
     if (st != NB_OK)
@@ -248,6 +317,16 @@ nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const n
     if (header.p)
         alloc(aud, header.p, header.cap, 0);
     return st;
+}
+
+nb_status nb_model_save_safetensors(const nb_model *m, const char *path, const nb_file_opts *o,
+                                    nb_error *err)
+{
+    if (!m) {
+        nb_error_clear(err);
+        return st_error(err, NB_ERR_NULL, -1, NULL, "save: the model is NULL");
+    }
+    return nb_safetensors_save(path, &m, 1, o, err);
 }
 
 /* ================================================================ reading */
@@ -263,7 +342,7 @@ typedef struct entry {
 } entry;
 
 typedef struct loader {
-    nb_ckpt_error *err;
+    nb_error *err;
     nb_alloc_fn alloc;
     void *aud;
     unsigned char *file;
@@ -276,10 +355,14 @@ typedef struct loader {
     size_t n_ents, ents_cap;
     entry **order; /* by name, then by data offset (never NULL once the header is parsed) */
     size_t order_bytes;
-    char *meta;    /* metadata as key=value text */
+    char *meta; /* metadata as key=value text */
     size_t meta_len, meta_cap;
     size_t meta_bad; /* offset of the first entry not representable as key=value text, or 0 */
     char meta_why[120];
+    /* the CRC-32 entries: value, and for the header's where its 8 digits are */
+    bool has_hcrc, has_dcrc;
+    unsigned long hcrc, dcrc;
+    size_t hcrc_at; /* in the header s[] */
 } loader;
 
 #define AT(L) ((int64_t)(8 + (L)->pos))
@@ -643,7 +726,7 @@ static nb_status metadata_object(loader *L)
     size_t first = L->meta_len;
     for (bool more = true; more;) {
         const char *key, *val;
-        size_t klen, vlen, at = L->pos;
+        size_t klen, vlen, at = L->pos, vat = 0;
         st = string(L, &key, &klen, META_KEY " key", NULL);
         if (st == NB_OK)
             st = expect(L, ':', "':'", NULL);
@@ -651,10 +734,36 @@ static nb_status metadata_object(loader *L)
             ws(L);
             if (L->pos < L->n && L->s[L->pos] != '"')
                 return bad(L, NULL, META_KEY " value of \"%.40s\" is not a string", key);
+            vat = L->pos + 1;
             st = string(L, &val, &vlen, META_KEY " value", NULL);
         }
         if (st != NB_OK)
             return st;
+        bool is_h = !strcmp(key, CRC_HEADER_KEY), is_d = !strcmp(key, CRC_DATA_KEY);
+        if (is_h || is_d) {
+            unsigned long v = 0;
+            bool ok = vlen == 8 && L->pos - vat == 9; /* 8 digits, no escapes */
+            for (size_t i = 0; ok && i < 8; i++) {
+                int h = hexval((unsigned char)val[i]);
+                ok = h >= 0 && !(val[i] >= 'A' && val[i] <= 'F');
+                v = v << 4 | (unsigned long)(h & 15);
+            }
+            if (!ok || (is_h ? L->has_hcrc : L->has_dcrc)) {
+                L->pos = at;
+                ws(L);
+                return bad(L, NULL, "%s must appear once, as 8 lowercase hex digits", key);
+            }
+            if (is_h) {
+                L->has_hcrc = true, L->hcrc = v, L->hcrc_at = vat;
+            } else {
+                L->has_dcrc = true, L->dcrc = v;
+            }
+            L->strs_used -= klen + vlen + 2;
+            st = next_or_close(L, '}', &more, META_KEY, NULL);
+            if (st != NB_OK)
+                return st;
+            continue;
+        }
         /* a key twice: look through the text made so far */
         for (size_t p = first; p < L->meta_len;) {
             const char *line = L->meta + p;
@@ -908,8 +1017,40 @@ static nb_status read_file(loader *L, const char *path)
     return NB_OK;
 }
 
+/* The CRC-32s, when the file has them (required: it must). */
+static nb_status check_crcs(loader *L, bool required)
+{
+    /* one without the other is a damaged name of the other */
+    if ((required || L->has_hcrc || L->has_dcrc) && !(L->has_hcrc && L->has_dcrc))
+        return st_error(L->err, NB_ERR_PARSE, 8, NULL,
+                        "load: the header has %s " CRC_HEADER_KEY " and %s " CRC_DATA_KEY
+                        " in " META_KEY " (a file nabla writes has both): %s",
+                        L->has_hcrc ? "a" : "no", L->has_dcrc ? "a" : "no",
+                        L->has_hcrc || L->has_dcrc ? "the file is damaged"
+                                                   : "not a file nabla wrote, or a damaged one");
+    if (L->has_hcrc) {
+        unsigned long c = crc_bytes(crc32(0, L->file, 8), L->s, L->hcrc_at);
+        c = crc32(c, (const unsigned char *)"00000000", 8);
+        c = crc_bytes(c, L->s + L->hcrc_at + 8, L->n - L->hcrc_at - 8);
+        if (c != L->hcrc)
+            return st_error(L->err, NB_ERR_PARSE, 0, NULL,
+                            "load: the header (bytes 0..%zu) has CRC-32 %08lx, but " CRC_HEADER_KEY
+                            " (byte %zu) says %08lx: the file is damaged",
+                            L->n + 7, c, 8 + L->hcrc_at, L->hcrc);
+    }
+    if (L->has_dcrc) {
+        unsigned long c = crc_bytes(crc32(0, NULL, 0), L->file + 8 + L->n, L->size - 8 - L->n);
+        if (c != L->dcrc)
+            return st_error(L->err, NB_ERR_PARSE, (int64_t)(8 + L->n), NULL,
+                            "load: the data (bytes %zu..%zu) has CRC-32 %08lx, but " CRC_DATA_KEY
+                            " says %08lx: the file is damaged",
+                            8 + L->n, L->size - 1, c, L->dcrc);
+    }
+    return NB_OK;
+}
+
 /* Read and check the whole file (everything but the model). */
-static nb_status load_checked(loader *L, const char *path)
+static nb_status load_checked(loader *L, const char *path, bool require_crc)
 {
     nb_status st = read_file(L, path);
     if (st != NB_OK)
@@ -919,6 +1060,11 @@ static nb_status load_checked(loader *L, const char *path)
                         "load: the file is %zu bytes, shorter than the 8-byte header length",
                         L->size);
     uint64_t n = nbio_le_get(L->file, 8);
+    if (!memcmp(L->file, "NABLACKP", 8))
+        return st_error(L->err, NB_ERR_PARSE, 0, NULL,
+                        "load: the file is a checkpoint of nabla's first format (magic NABLACKP), "
+                        "which this version no longer reads: load it with the version that wrote "
+                        "it and save it again, or train again");
     if (n > NB_SAFETENSORS_HEADER_MAX)
         return st_error(L->err, NB_ERR_PARSE, 0, NULL,
                         "load: header length %llu (bytes 0..7) is above the limit of %u bytes: "
@@ -945,11 +1091,12 @@ static nb_status load_checked(loader *L, const char *path)
     L->order = L->alloc(L->aud, NULL, 0, L->order_bytes);
     if (!L->order)
         return st_error(L->err, NB_ERR_NOMEM, -1, NULL, "load: out of memory");
-    return check_layout(L);
+    st = check_layout(L);
+    return st == NB_OK ? check_crcs(L, require_crc) : st;
 }
 
 /* The metadata into o->meta_out (checked before anything changes). */
-static nb_status meta_room(loader *L, const nb_ckpt_opts *o)
+static nb_status meta_room(loader *L, const nb_file_opts *o)
 {
     if (!o->meta_out)
         return NB_OK;
@@ -998,10 +1145,27 @@ static void commit(loader *L)
     }
 }
 
-static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *ud,
-                     const nb_ckpt_opts *o, nb_ckpt_error *err)
+/* A new store holding a tensor for every entry (the entries' params). */
+static nb_status make_store(loader *L, nb_model **out)
 {
-    nb_ckpt_opts def;
+    nb_model *m = nb_model_new_alloc(L->alloc, L->aud);
+    nb_status st = m ? NB_OK : NB_ERR_NOMEM;
+    for (size_t i = 0; st == NB_OK && i < L->n_ents; i++) {
+        entry *e = &L->ents[i];
+        st = nb_model_add(m, e->name, e->dtype, e->rank, e->shape, &e->param);
+    }
+    if (st != NB_OK) {
+        nb_model_free(m);
+        return st_error(L->err, st, -1, NULL, "load: making the store: %s", nb_status_str(st));
+    }
+    *out = m;
+    return NB_OK;
+}
+
+static nb_status run(nb_model *m, nb_model **fresh, const char *path, nb_tensor_info_fn fn,
+                     void *ud, const nb_file_opts *o, nb_error *err)
+{
+    nb_file_opts def;
     memset(&def, 0, sizeof def);
     if (!o)
         o = &def;
@@ -1010,7 +1174,7 @@ static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *
     L.err = err;
     L.alloc = o->alloc ? o->alloc : nb_default_alloc;
     L.aud = o->alloc ? o->alloc_ud : NULL;
-    nb_status st = load_checked(&L, path);
+    nb_status st = load_checked(&L, path, o->require_crc);
     if (st == NB_OK && m)
         st = match_model(&L, m);
     if (st == NB_OK)
@@ -1023,8 +1187,10 @@ static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *
                      "list: stopped at tensor '%s' (header byte %zu): %s", e->name, e->at,
                      nb_status_str(st));
     }
+    if (st == NB_OK && fresh)
+        st = make_store(&L, fresh);
     if (st == NB_OK) {
-        if (m)
+        if (m || fresh)
             commit(&L);
         if (o->meta_out) {
             memcpy(o->meta_out, L.meta, L.meta_len);
@@ -1044,21 +1210,33 @@ static nb_status run(nb_model *m, const char *path, nb_tensor_info_fn fn, void *
     return st;
 }
 
-nb_status nb_model_load_safetensors(nb_model *m, const char *path, const nb_ckpt_opts *o,
-                                    nb_ckpt_error *err)
+nb_status nb_model_load_safetensors(nb_model *m, const char *path, const nb_file_opts *o,
+                                    nb_error *err)
 {
-    nbio_err_clear(err);
+    nb_error_clear(err);
     if (!m || !path)
         return st_error(err, NB_ERR_NULL, -1, NULL, "load: %s is NULL",
                         !m ? "the model" : "the path");
-    return run(m, path, NULL, NULL, o, err);
+    return run(m, NULL, path, NULL, NULL, o, err);
+}
+
+nb_status nb_safetensors_read(const char *path, nb_model **out, const nb_file_opts *o,
+                              nb_error *err)
+{
+    nb_error_clear(err);
+    if (out)
+        *out = NULL;
+    if (!out || !path)
+        return st_error(err, NB_ERR_NULL, -1, NULL, "read: %s is NULL",
+                        !out ? "the output pointer" : "the path");
+    return run(NULL, out, path, NULL, NULL, o, err);
 }
 
 nb_status nb_safetensors_list(const char *path, nb_tensor_info_fn fn, void *ud,
-                              const nb_ckpt_opts *o, nb_ckpt_error *err)
+                              const nb_file_opts *o, nb_error *err)
 {
-    nbio_err_clear(err);
+    nb_error_clear(err);
     if (!path)
         return st_error(err, NB_ERR_NULL, -1, NULL, "list: the path is NULL");
-    return run(NULL, path, fn, ud, o, err);
+    return run(NULL, NULL, path, fn, ud, o, err);
 }

@@ -43,7 +43,7 @@ void nbio_bytes(nbio_writer *w, const void *data, size_t n)
     }
 }
 
-nb_status nbio_save(const char *path, const nb_ckpt_opts *o,
+nb_status nbio_save(const char *path, const nb_file_opts *o,
                     void (*fill)(nbio_writer *w, const void *ud), const void *ud, char *why,
                     size_t n)
 {

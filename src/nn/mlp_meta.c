@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/internal.h"
-#include "io_internal.h"
+#include "nn_internal.h"
 
 /* Append to buf; false once it no longer fits. */
 static bool put(char *buf, size_t cap, size_t *used, const char *fmt, ...) NB_PRINTF(4, 5);

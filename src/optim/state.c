@@ -1,0 +1,412 @@
+/* The optimizer's state as named tensors and metadata text: what a
+ * checkpoint stores and what a resumed run loads back. For each parameter
+ * with state, the tensors "<param>/<slot>" (slot names by kind) and the
+ * metadata line "optim.t/<param>=<its update count>"; for the optimizer, its
+ * kind, options, step count and schedule position as "optim.*" lines.
+ * Loading checks everything before it replaces anything. */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nabla/meta.h"
+#include "optim_internal.h"
+
+#define T_PREFIX "optim.t/"
+/* Longest "optim.t/<name>" key, with its NUL. */
+#define T_KEY_MAX 320
+
+static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+static const char *const sched_names[] = {"constant", "step", "cosine"};
+
+const char *nb_optim_kind_name(nb_optim_kind kind)
+{
+    return (unsigned)kind < sizeof kind_names / sizeof *kind_names ? kind_names[kind] : NULL;
+}
+
+nb_status nb_optim_kind_from_name(const char *name, nb_optim_kind *out)
+{
+    if (!name || !out)
+        return NB_ERR_NULL;
+    for (size_t i = 0; i < sizeof kind_names / sizeof *kind_names; i++)
+        if (!strcmp(name, kind_names[i])) {
+            *out = (nb_optim_kind)i;
+            return NB_OK;
+        }
+    return NB_ERR_NOTFOUND;
+}
+
+const char *nb_optim_slot_name(nb_optim_kind kind, int i)
+{
+    if (i < 0 || i >= nbopt_slots(kind) || !nb_optim_kind_name(kind))
+        return NULL;
+    if (kind == NB_OPTIM_MOMENTUM || kind == NB_OPTIM_NESTEROV)
+        return "velocity";
+    return i == 0 ? "m" : "v";
+}
+
+/* "<param>/<slot>" into buf; false when it does not fit. */
+static bool slot_key(char *buf, size_t n, const char *param, const char *slot)
+{
+    int k = snprintf(buf, n, "%s/%s", param, slot);
+    return k >= 0 && (size_t)k < n;
+}
+
+/* ------------------------------------------------------------------ save */
+
+static bool fits(const nbopt_state *s, const nb_tensor *p)
+{
+    if (!p || nb_tensor_dtype(p) != s->dtype || nb_tensor_rank(p) != s->rank)
+        return false;
+    for (int i = 0; i < s->rank; i++)
+        if (nb_tensor_shape(p)[i] != s->shape[i])
+            return false;
+    return true;
+}
+
+/* Append a line to meta, turning a failure into an error naming the key. */
+static nb_status put(nb_error *err, char *meta, size_t cap, const char *key, const char *fmt, ...)
+    NB_PRINTF(5, 6);
+static nb_status put(nb_error *err, char *meta, size_t cap, const char *key, const char *fmt, ...)
+{
+    char value[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof value, fmt, ap);
+    va_end(ap);
+    nb_status st = nb_meta_put(meta, cap, key, "%s", value);
+    if (st == NB_OK)
+        return NB_OK;
+    nb_status code = st == NB_ERR_EXISTS ? NB_ERR_EXISTS : NB_ERR_ARG;
+    nb_error_set(err, code, "nb_optim_state_save",
+                 code == NB_ERR_EXISTS ? "the metadata already has the key '%.200s'"
+                                       : "the metadata line '%.200s' does not fit in %zu bytes",
+                 key, cap);
+    if (err)
+        snprintf(err->name, sizeof err->name, "%s", key);
+    return code;
+}
+
+static nb_status put_options(nb_error *err, char *meta, size_t cap, const nb_optim *o)
+{
+    const nb_optim_opts *p = &o->opts;
+    const nb_schedule *s = &p->schedule;
+    nb_status st = put(err, meta, cap, "optim.kind", "%s", nb_optim_kind_name(p->kind));
+#define PUT(key, ...)                                                                              \
+    if (st == NB_OK)                                                                               \
+    st = put(err, meta, cap, key, __VA_ARGS__)
+    PUT("optim.lr", "%.17g", p->lr);
+    PUT("optim.momentum", "%.17g", p->momentum);
+    PUT("optim.beta1", "%.17g", p->beta1);
+    PUT("optim.beta2", "%.17g", p->beta2);
+    PUT("optim.eps", "%.17g", p->eps);
+    PUT("optim.weight_decay", "%.17g", p->weight_decay);
+    PUT("optim.clip_norm", "%.17g", p->clip_norm);
+    PUT("optim.schedule", "%s",
+        (unsigned)s->kind < sizeof sched_names / sizeof *sched_names ? sched_names[s->kind] : "?");
+    PUT("optim.step_size", "%lld", (long long)s->step_size);
+    PUT("optim.gamma", "%.17g", s->gamma);
+    PUT("optim.period", "%lld", (long long)s->period);
+    PUT("optim.min_lr", "%.17g", s->min_lr);
+    PUT("optim.per_epoch", "%d", s->per_epoch ? 1 : 0);
+    PUT("optim.step", "%lld", (long long)o->step);
+    PUT("optim.sched_pos", "%lld", (long long)o->sched_pos);
+#undef PUT
+    return st;
+}
+
+nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *store, char *meta,
+                              size_t cap, nb_error *err)
+{
+    nb_error_clear(err);
+    if (!o || !m || !store || !meta)
+        return nb_error_set(err, NB_ERR_NULL, "nb_optim_state_save", "%s is NULL",
+                            !o       ? "the optimizer"
+                            : !m     ? "the model"
+                            : !store ? "the store"
+                                     : "the metadata buffer");
+    size_t len0 = strnlen(meta, cap);
+    if (len0 == cap)
+        return nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
+                            "the metadata buffer of %zu bytes holds no terminating NUL", cap);
+    /* check every name first, so a refusal adds nothing */
+    char key[T_KEY_MAX];
+    for (const nbopt_state *s = o->states; s; s = s->hh.next) {
+        if (!fits(s, nb_model_get(m, s->key)))
+            continue;
+        if (strchr(s->key, '=') || strchr(s->key, '\n') || !s->key[0]) {
+            nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
+                         "the parameter name '%.200s' cannot be a metadata key (it holds '=' or "
+                         "a line break)",
+                         s->key);
+            if (err)
+                snprintf(err->name, sizeof err->name, "%s", s->key);
+            return NB_ERR_ARG;
+        }
+        for (int k = 0; k < s->n_slots; k++) {
+            char name[1024];
+            if (!slot_key(name, sizeof name, s->key, nb_optim_slot_name(o->opts.kind, k)) ||
+                nb_model_get(store, name)) {
+                nb_error_set(err, nb_model_get(store, name) ? NB_ERR_EXISTS : NB_ERR_ARG,
+                             "nb_optim_state_save", "the state tensor '%.200s/%s' %s", s->key,
+                             nb_optim_slot_name(o->opts.kind, k),
+                             nb_model_get(store, name) ? "is already in the store"
+                                                       : "has a name longer than 1023 bytes");
+                if (err)
+                    snprintf(err->name, sizeof err->name, "%s", s->key);
+                return err ? err->status : NB_ERR_ARG;
+            }
+        }
+    }
+    nb_status st = put_options(err, meta, cap, o);
+    for (const nbopt_state *s = o->states; st == NB_OK && s; s = s->hh.next) {
+        if (!fits(s, nb_model_get(m, s->key)))
+            continue;
+        int len = snprintf(key, sizeof key, T_PREFIX "%s", s->key);
+        if (len < 0 || (size_t)len >= sizeof key) {
+            st = nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
+                              "the parameter name '%.200s' is too long for a metadata key", s->key);
+            break;
+        }
+        st = put(err, meta, cap, key, "%lld", (long long)s->step);
+        for (int k = 0; st == NB_OK && k < s->n_slots; k++) {
+            char name[1024];
+            slot_key(name, sizeof name, s->key, nb_optim_slot_name(o->opts.kind, k));
+            nb_tensor *t = NULL;
+            st = nb_model_add(store, name, s->dtype, s->rank, s->shape, &t);
+            if (st != NB_OK) {
+                nb_error_set(err, st, "nb_optim_state_save", "adding '%.200s' to the store: %s",
+                             name, nb_status_str(st));
+                break;
+            }
+            if (s->size > 0) /* a slot of no elements has no block */
+                memcpy(nb_tensor_data(t), nbopt_slot(s, k),
+                       (size_t)s->size * nb_dtype_size(s->dtype));
+        }
+    }
+    if (st != NB_OK)
+        meta[len0] = '\0'; /* the lines written so far go; tensors added stay (see the header) */
+    return st;
+}
+
+/* ------------------------------------------------------------------ load */
+
+#define bad_key(err, code, key, ...)                                                               \
+    nbc_error_at((err), (code), "nb_optim_state_load", -1, (key), __VA_ARGS__)
+
+/* An integer metadata value in [0, INT64_MAX]. */
+static nb_status get_count(const char *meta, const char *key, int64_t *out, nb_error *err)
+{
+    nb_status st = nb_meta_get_i64(meta, key, out);
+    if (st == NB_ERR_NOTFOUND)
+        return bad_key(err, NB_ERR_NOTFOUND, key, "the metadata has no '%.200s'", key);
+    if (st != NB_OK || *out < 0)
+        return bad_key(err, NB_ERR_PARSE, key,
+                       "the metadata's '%.200s' is not a count (an integer from 0 to %lld)", key,
+                       (long long)INT64_MAX);
+    return NB_OK;
+}
+
+static nb_status get_real(const char *meta, const char *key, double *out, nb_error *err)
+{
+    nb_status st = nb_meta_get_f64(meta, key, out);
+    if (st == NB_ERR_NOTFOUND)
+        return bad_key(err, NB_ERR_NOTFOUND, key, "the metadata has no '%.200s'", key);
+    if (st != NB_OK)
+        return bad_key(err, NB_ERR_PARSE, key, "the metadata's '%.200s' is not a number", key);
+    return NB_OK;
+}
+
+nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *err)
+{
+    nb_error_clear(err);
+    if (!meta || !out)
+        return nb_error_set(err, NB_ERR_NULL, "nb_optim_opts_from_meta", "%s is NULL",
+                            !meta ? "the metadata" : "the options");
+    char name[32];
+    nb_status st = nb_meta_get(meta, "optim.kind", name, sizeof name);
+    nb_optim_kind kind = NB_OPTIM_SGD;
+    if (st == NB_ERR_NOTFOUND)
+        return bad_key(err, NB_ERR_NOTFOUND, "optim.kind", "the metadata holds no optimizer");
+    if (st != NB_OK || nb_optim_kind_from_name(name, &kind) != NB_OK)
+        return bad_key(err, NB_ERR_PARSE, "optim.kind",
+                       "the metadata's optim.kind is not sgd, momentum, nesterov, adam or adamw");
+    nb_optim_opts o = nb_optim_defaults(kind);
+    st = nb_meta_get(meta, "optim.schedule", name, sizeof name);
+    int sched = -1;
+    for (size_t i = 0; st == NB_OK && i < sizeof sched_names / sizeof *sched_names; i++)
+        if (!strcmp(name, sched_names[i]))
+            sched = (int)i;
+    if (sched < 0)
+        return bad_key(err, st == NB_ERR_NOTFOUND ? NB_ERR_NOTFOUND : NB_ERR_PARSE,
+                       "optim.schedule",
+                       "the metadata's optim.schedule is missing or not constant, step or cosine");
+    o.schedule.kind = (nb_sched_kind)sched;
+    int64_t per_epoch = 0;
+    st = get_real(meta, "optim.lr", &o.lr, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.momentum", &o.momentum, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.beta1", &o.beta1, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.beta2", &o.beta2, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.eps", &o.eps, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.weight_decay", &o.weight_decay, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.clip_norm", &o.clip_norm, err);
+    if (st == NB_OK)
+        st = get_count(meta, "optim.step_size", &o.schedule.step_size, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.gamma", &o.schedule.gamma, err);
+    if (st == NB_OK)
+        st = get_count(meta, "optim.period", &o.schedule.period, err);
+    if (st == NB_OK)
+        st = get_real(meta, "optim.min_lr", &o.schedule.min_lr, err);
+    if (st == NB_OK)
+        st = get_count(meta, "optim.per_epoch", &per_epoch, err);
+    if (st != NB_OK)
+        return st;
+    if (per_epoch > 1)
+        return bad_key(err, NB_ERR_PARSE, "optim.per_epoch",
+                       "the metadata's optim.per_epoch is "
+                       "not 0 or 1");
+    o.schedule.per_epoch = per_epoch == 1;
+    char why[sizeof err->msg];
+    if (nb_optim_opts_check(&o, why, sizeof why) != NB_OK)
+        return nb_error_set(err, NB_ERR_ARG, "nb_optim_opts_from_meta",
+                            "the optimizer options in the metadata are not valid: %s", why);
+    *out = o;
+    return NB_OK;
+}
+
+/* Free the first k states of a list of n and the list. */
+static void free_list(nb_optim *o, nbopt_state **list, int k, int n)
+{
+    for (int i = 0; i < k; i++)
+        nbopt_state_free(o, list[i]);
+    if (list)
+        o->alloc(o->ud, list, (size_t)n * sizeof *list, 0);
+}
+
+nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *store,
+                              const char *meta, nb_error *err)
+{
+    nb_error_clear(err);
+    if (!o || !m || !store || !meta)
+        return nb_error_set(err, NB_ERR_NULL, "nb_optim_state_load", "%s is NULL",
+                            !o       ? "the optimizer"
+                            : !m     ? "the model"
+                            : !store ? "the store"
+                                     : "the metadata");
+    nb_error bad;
+    if (nb_meta_check(meta, &bad) != NB_OK)
+        return nbc_error_at(err, NB_ERR_PARSE, "nb_optim_state_load", bad.offset, NULL, "%s",
+                            bad.msg);
+    char kind[32];
+    nb_status st = nb_meta_get(meta, "optim.kind", kind, sizeof kind);
+    if (st == NB_ERR_NOTFOUND)
+        return bad_key(err, NB_ERR_NOTFOUND, "optim.kind", "the metadata holds no optimizer state");
+    if (st != NB_OK || strcmp(kind, nb_optim_kind_name(o->opts.kind)))
+        return bad_key(err, NB_ERR_ARG, "optim.kind",
+                       "the state is of a %.20s optimizer; this one is %s",
+                       st == NB_OK ? kind : "(unreadable)", nb_optim_kind_name(o->opts.kind));
+    int64_t step, pos;
+    st = get_count(meta, "optim.step", &step, err);
+    if (st == NB_OK)
+        st = get_count(meta, "optim.sched_pos", &pos, err);
+    if (st != NB_OK)
+        return st;
+
+    /* the parameters with state: one optim.t/<name> line each */
+    int n = 0;
+    for (const char *p = meta; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        if (!strncmp(p, T_PREFIX, strlen(T_PREFIX)))
+            n++;
+    nbopt_state **list = NULL;
+    if (n > 0) {
+        list = o->alloc(o->ud, NULL, 0, (size_t)n * sizeof *list);
+        if (!list)
+            return nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
+        memset(list, 0, (size_t)n * sizeof *list);
+    }
+    int k = 0;
+    int n_slots = nbopt_slots(o->opts.kind);
+    char param[1024], key[1100];
+    for (const char *p = meta; st == NB_OK && *p;) {
+        const char *end = strchr(p, '\n');
+        if (!end)
+            end = p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (!strncmp(p, T_PREFIX, strlen(T_PREFIX))) {
+            size_t len = (size_t)(eq - p) - strlen(T_PREFIX);
+            if (len == 0 || len >= sizeof param) {
+                st = bad_key(err, NB_ERR_PARSE, T_PREFIX,
+                             "an optim.t/ line names no parameter, or one longer than %zu bytes",
+                             sizeof param - 1);
+                break;
+            }
+            memcpy(param, p + strlen(T_PREFIX), len);
+            param[len] = '\0';
+            snprintf(key, sizeof key, T_PREFIX "%s", param);
+            int64_t t;
+            st = get_count(meta, key, &t, err);
+            /* the state is for the parameter of that name; every slot has its shape */
+            const nb_tensor *w = nb_model_get(m, param);
+            if (st == NB_OK && !w)
+                st = bad_key(err, NB_ERR_NOTFOUND, param,
+                             "the optimizer state is for '%.300s', which is not in the model",
+                             param);
+            const nb_tensor *slot[NBOPT_MAX_SLOTS] = {0};
+            for (int i = 0; st == NB_OK && i < n_slots; i++) {
+                snprintf(key, sizeof key, "%s/%s", param, nb_optim_slot_name(o->opts.kind, i));
+                slot[i] = nb_model_get(store, key);
+                char a[96], b[96];
+                if (!slot[i])
+                    st = bad_key(err, NB_ERR_NOTFOUND, key, "the state tensor '%.300s' is missing",
+                                 key);
+                else if (nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ||
+                         nb_tensor_rank(slot[i]) != nb_tensor_rank(w) ||
+                         memcmp(nb_tensor_shape(slot[i]), nb_tensor_shape(w),
+                                (size_t)nb_tensor_rank(w) * sizeof(int64_t)))
+                    st = bad_key(err,
+                                 nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ? NB_ERR_DTYPE
+                                                                                : NB_ERR_SHAPE,
+                                 key, "the state tensor '%.300s' is %s%s; the parameter is %s%s",
+                                 key, nb_dtype_name(nb_tensor_dtype(slot[i])),
+                                 nb_shape_str(nb_tensor_rank(slot[i]), nb_tensor_shape(slot[i]), a,
+                                              sizeof a),
+                                 nb_dtype_name(nb_tensor_dtype(w)),
+                                 nb_shape_str(nb_tensor_rank(w), nb_tensor_shape(w), b, sizeof b));
+            }
+            if (st != NB_OK)
+                break;
+            nb_dtype dt = nb_tensor_dtype(w);
+            list[k] = nbopt_state_new(o, param, dt, nb_tensor_rank(w), nb_tensor_shape(w));
+            if (!list[k]) {
+                st = nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
+                break;
+            }
+            list[k]->step = t;
+            for (int i = 0; i < n_slots && list[k]->size > 0; i++)
+                memcpy(nbopt_slot(list[k], i), nb_tensor_data((nb_tensor *)slot[i]),
+                       (size_t)list[k]->size * nb_dtype_size(dt));
+            k++;
+        }
+        p = *end ? end + 1 : end;
+    }
+    if (st == NB_OK) {
+        st = nbopt_install(o, list, n, step, pos);
+        if (st != NB_OK)
+            nb_error_set(err, st, "nb_optim_state_load", "out of memory");
+    }
+    if (st == NB_OK) {
+        if (list)
+            o->alloc(o->ud, list, (size_t)n * sizeof *list, 0);
+        return NB_OK;
+    }
+    free_list(o, list, k, n);
+    return st;
+}

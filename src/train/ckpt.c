@@ -1,0 +1,390 @@
+/* Checkpoints: a model's tensors, an optimizer's state and a generator's
+ * state in one safetensors file. The file format is io's; the optimizer
+ * and the generator give and take their state as named tensors and
+ * metadata text; this file puts them together and checks that everything
+ * fits before anything changes. */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "nabla/ckpt.h"
+
+#define FORMAT "checkpoint"
+
+/* Metadata keys the checkpoint's parts own; a caller's may not begin so. */
+static const char *const reserved[] = {"nabla.", "optim.", "rng."};
+
+static bool is_reserved(const char *line)
+{
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (!strncmp(line, reserved[i], strlen(reserved[i])))
+            return true;
+    return false;
+}
+
+#define ck_error(err, code, where, name, ...) nbc_error_at((err), (code), (where), -1, (name), __VA_ARGS__)
+
+/* A buffer of metadata text through the allocation hook. */
+typedef struct text {
+    char *p;
+    size_t cap;
+    nb_alloc_fn alloc;
+    void *ud;
+} text;
+
+static bool text_new(text *t, nb_alloc_fn alloc, void *ud)
+{
+    t->alloc = alloc;
+    t->ud = ud;
+    t->cap = (size_t)NB_META_MAX + 1;
+    t->p = alloc(ud, NULL, 0, t->cap);
+    if (t->p)
+        t->p[0] = '\0';
+    return t->p != NULL;
+}
+
+static void text_free(text *t)
+{
+    if (t->p)
+        t->alloc(t->ud, t->p, t->cap, 0);
+}
+
+/* =================================================================== save */
+
+nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
+                        const nb_ckpt_opts *o, nb_error *err)
+{
+    static const char *const where = "nb_model_save";
+    nb_error_clear(err);
+    if (!m || !path)
+        return ck_error(err, NB_ERR_NULL, where, NULL, "save: %s is NULL",
+                        !m ? "the model" : "the path");
+    nb_ckpt_opts def;
+    memset(&def, 0, sizeof def);
+    if (!o)
+        o = &def;
+    nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
+    void *aud = o->alloc ? o->alloc_ud : NULL;
+
+    const char *user = o->meta ? o->meta : "";
+    nb_error bad;
+    if (nb_meta_check(user, &bad) != NB_OK)
+        return ck_error(err, NB_ERR_ARG, where, NULL, "save: %s", bad.msg);
+    for (const char *p = user; *p;) {
+        if (is_reserved(p)) {
+            const char *eq = strchr(p, '=');
+            return ck_error(err, NB_ERR_ARG, where, NULL,
+                            "save: the metadata key '%.*s' begins with \"nabla.\", \"optim.\" or "
+                            "\"rng.\", which a checkpoint keeps for its own lines",
+                            (int)(eq - p < 60 ? eq - p : 60), p);
+        }
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+
+    text meta;
+    if (!text_new(&meta, alloc, aud))
+        return ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
+    nb_model *state = NULL;
+    nb_status st = NB_OK;
+    size_t ulen = strlen(user);
+    memcpy(meta.p, user, ulen + 1);
+    if (nb_meta_put(meta.p, meta.cap, "nabla.format", FORMAT) != NB_OK ||
+        nb_meta_put(meta.p, meta.cap, "nabla.version", "%d", NB_CKPT_VERSION) != NB_OK)
+        st = ck_error(err, NB_ERR_ARG, where, NULL, "save: the metadata does not fit in %d bytes",
+                      NB_META_MAX);
+    if (st == NB_OK && opt) {
+        state = nb_model_new_alloc(alloc, aud);
+        st = state ? nb_optim_state_save(opt, m, state, meta.p, meta.cap, err)
+                   : ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
+    }
+    if (st == NB_OK && o->rng && nb_rng_save(o->rng, meta.p, meta.cap) != NB_OK)
+        st = ck_error(err, NB_ERR_ARG, where, NULL, "save: the metadata does not fit in %d bytes",
+                      NB_META_MAX);
+    if (st == NB_OK) {
+        nb_file_opts fo = {.write = o->write,
+                           .write_ud = o->write_ud,
+                           .alloc = o->alloc,
+                           .alloc_ud = o->alloc_ud,
+                           .meta = meta.p};
+        const nb_model *stores[2] = {m, state};
+        st = nb_safetensors_save(path, stores, state ? 2 : 1, &fo, err);
+        if (st == NB_ERR_EXISTS && err)
+            snprintf(err->msg, sizeof err->msg,
+                     "save: the model's tensor '%.200s' has the name of optimizer state "
+                     "(\"<param>/<slot>\"); rename it or save without the optimizer",
+                     err->name);
+    }
+    nb_model_free(state);
+    text_free(&meta);
+    return st;
+}
+
+/* =================================================================== load */
+
+/* A checkpoint read and checked, not yet applied. */
+typedef struct ckpt {
+    nb_model *file; /* every tensor of the file */
+    text meta;      /* all of its metadata */
+    nb_optim_kind kind;
+    bool has_optim;
+} ckpt;
+
+/* The optimizer slot that @p name is the state of ("<param>/<slot>" with an
+ * "optim.t/<param>" line), or NULL. @p param receives <param>. */
+static const char *state_slot(const ckpt *c, const char *name, char *param, size_t n)
+{
+    if (!c->has_optim)
+        return NULL;
+    for (const char *slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
+        size_t len = (size_t)(slash - name);
+        if (len + 1 > n)
+            return NULL;
+        for (int i = 0; nb_optim_slot_name(c->kind, i); i++) {
+            if (strcmp(slash + 1, nb_optim_slot_name(c->kind, i)))
+                continue;
+            char key[1100];
+            int k = snprintf(key, sizeof key, "optim.t/%.*s", (int)len, name);
+            char v[2];
+            if (k > 0 && (size_t)k < sizeof key &&
+                nb_meta_get(c->meta.p, key, v, 0) != NB_ERR_NOTFOUND) {
+                memcpy(param, name, len);
+                param[len] = '\0';
+                return nb_optim_slot_name(c->kind, i);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void ckpt_free(ckpt *c)
+{
+    nb_model_free(c->file);
+    text_free(&c->meta);
+}
+
+/* Read, check the file and the format, and that every optim.t/<param> line
+ * names a tensor of the file whose slots are there with its dtype and shape. */
+static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, const char *where,
+                           nb_error *err)
+{
+    memset(c, 0, sizeof *c);
+    nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
+    void *aud = o->alloc ? o->alloc_ud : NULL;
+    if (!text_new(&c->meta, alloc, aud))
+        return ck_error(err, NB_ERR_NOMEM, where, NULL, "load: out of memory");
+    nb_file_opts fo = {.alloc = o->alloc,
+                       .alloc_ud = o->alloc_ud,
+                       .meta_out = c->meta.p,
+                       .meta_cap = c->meta.cap,
+                       .require_crc = true};
+    nb_status st = nb_safetensors_read(path, &c->file, &fo, err);
+    if (st != NB_OK)
+        return st;
+    char v[32];
+    if (nb_meta_get(c->meta.p, "nabla.format", v, sizeof v) != NB_OK || strcmp(v, FORMAT))
+        return ck_error(err, NB_ERR_PARSE, where, NULL,
+                        "load: the file is a safetensors file but not a nabla checkpoint (its "
+                        "metadata has no nabla.format=" FORMAT ")");
+    int64_t version = 0;
+    if (nb_meta_get_i64(c->meta.p, "nabla.version", &version) != NB_OK ||
+        version != NB_CKPT_VERSION)
+        return ck_error(err, NB_ERR_PARSE, where, "nabla.version",
+                        "load: checkpoint version %lld is not supported (this version reads %d)",
+                        (long long)version, NB_CKPT_VERSION);
+    st = nb_meta_get(c->meta.p, "optim.kind", v, sizeof v);
+    c->has_optim = st == NB_OK;
+    if (st != NB_ERR_NOTFOUND && (st != NB_OK || nb_optim_kind_from_name(v, &c->kind) != NB_OK))
+        return ck_error(err, NB_ERR_PARSE, where, "optim.kind",
+                        "load: optim.kind is not sgd, momentum, nesterov, adam or adamw");
+    /* the state names tensors of the file, slot by slot */
+    for (const char *p = c->meta.p; c->has_optim && *p;) {
+        const char *end = strchr(p, '\n');
+        if (!end)
+            end = p + strlen(p);
+        if (!strncmp(p, "optim.t/", 8)) {
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            char param[1024];
+            size_t len = (size_t)(eq - p) - 8;
+            if (len == 0 || len >= sizeof param)
+                return ck_error(err, NB_ERR_PARSE, where, NULL,
+                                "load: an optim.t/ line names no tensor, or one too long");
+            memcpy(param, p + 8, len);
+            param[len] = '\0';
+            nb_tensor *w = nb_model_get(c->file, param);
+            if (!w)
+                return ck_error(err, NB_ERR_NOTFOUND, where, param,
+                                "load: optimizer state is kept for '%.200s', which is not a "
+                                "tensor of the file",
+                                param);
+            for (int i = 0; nb_optim_slot_name(c->kind, i); i++) {
+                char name[1100];
+                snprintf(name, sizeof name, "%s/%s", param, nb_optim_slot_name(c->kind, i));
+                nb_tensor *s = nb_model_get(c->file, name);
+                if (!s)
+                    return ck_error(err, NB_ERR_NOTFOUND, where, name,
+                                    "load: the optimizer state tensor '%.200s' is missing", name);
+                if (nb_tensor_dtype(s) != nb_tensor_dtype(w) ||
+                    nb_tensor_rank(s) != nb_tensor_rank(w) ||
+                    memcmp(nb_tensor_shape(s), nb_tensor_shape(w),
+                           (size_t)nb_tensor_rank(w) * sizeof(int64_t)))
+                    return ck_error(err, NB_ERR_SHAPE, where, name,
+                                    "load: the optimizer state tensor '%.200s' differs in dtype or "
+                                    "shape from '%.200s'",
+                                    name, param);
+            }
+        }
+        p = *end ? end + 1 : end;
+    }
+    return NB_OK;
+}
+
+/* The caller's lines of the metadata into o->meta_out; false when they do
+ * not fit (checked before anything changes, written after). */
+static size_t user_meta(const ckpt *c, char *out, size_t cap)
+{
+    size_t used = 0;
+    for (const char *p = c->meta.p; *p;) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (!is_reserved(p)) {
+            size_t sep = used > 0;
+            if (out && used + sep + len < cap) {
+                if (sep)
+                    out[used] = '\n';
+                memcpy(out + used + sep, p, len);
+                out[used + sep + len] = '\0';
+            }
+            used += sep + len;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    if (out && used == 0 && cap > 0)
+        out[0] = '\0';
+    return used;
+}
+
+static nb_status meta_fits(const ckpt *c, const nb_ckpt_opts *o, const char *where, nb_error *err)
+{
+    if (!o->meta_out)
+        return NB_OK;
+    size_t need = user_meta(c, NULL, 0) + 1;
+    if (o->meta_cap < need)
+        return ck_error(err, NB_ERR_ARG, where, NULL,
+                        "load: the metadata is %zu bytes; meta_out holds %zu (needs %zu)", need - 1,
+                        o->meta_cap, need);
+    return NB_OK;
+}
+
+nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_ckpt_opts *o,
+                        nb_error *err)
+{
+    static const char *const where = "nb_model_load";
+    nb_error_clear(err);
+    if (!m || !path)
+        return ck_error(err, NB_ERR_NULL, where, NULL, "load: %s is NULL",
+                        !m ? "the model" : "the path");
+    nb_ckpt_opts def;
+    memset(&def, 0, sizeof def);
+    if (!o)
+        o = &def;
+    ckpt c;
+    nb_status st = ckpt_read(&c, path, o, where, err);
+    /* every tensor of the file is the model's or optimizer state ... */
+    char param[1024], a[96], b[96];
+    for (nb_tensor *t = st == NB_OK ? nb_model_next(c.file, NULL) : NULL; t && st == NB_OK;
+         t = nb_model_next(c.file, t)) {
+        const char *name = nb_tensor_name(t);
+        nb_tensor *p = nb_model_get(m, name);
+        if (!p) {
+            if (!state_slot(&c, name, param, sizeof param))
+                st = ck_error(err, NB_ERR_NOTFOUND, where, name,
+                              "load: tensor '%.200s' of the file is not in the model", name);
+        } else if (nb_tensor_dtype(p) != nb_tensor_dtype(t)) {
+            st = ck_error(err, NB_ERR_DTYPE, where, name,
+                          "load: tensor '%.200s' is %s in the file, %s in the model", name,
+                          nb_dtype_name(nb_tensor_dtype(t)), nb_dtype_name(nb_tensor_dtype(p)));
+        } else if (nb_tensor_rank(p) != nb_tensor_rank(t) ||
+                   memcmp(nb_tensor_shape(p), nb_tensor_shape(t),
+                          (size_t)nb_tensor_rank(t) * sizeof(int64_t))) {
+            st = ck_error(err, NB_ERR_SHAPE, where, name,
+                          "load: tensor '%.200s' has shape %s in the file, %s in the model", name,
+                          nb_shape_str(nb_tensor_rank(t), nb_tensor_shape(t), a, sizeof a),
+                          nb_shape_str(nb_tensor_rank(p), nb_tensor_shape(p), b, sizeof b));
+        }
+    }
+    /* ... and every tensor of the model is in the file */
+    for (nb_tensor *p = st == NB_OK ? nb_model_next(m, NULL) : NULL; p && st == NB_OK;
+         p = nb_model_next(m, p))
+        if (!nb_model_get(c.file, nb_tensor_name(p)))
+            st =
+                ck_error(err, NB_ERR_NOTFOUND, where, nb_tensor_name(p),
+                         "load: the model's tensor '%.200s' is not in the file", nb_tensor_name(p));
+    nb_rng rng = {{0}, 0.0, false};
+    if (st == NB_OK && o->rng)
+        st = nb_rng_load(&rng, c.meta.p, err);
+    if (st == NB_OK)
+        st = meta_fits(&c, o, where, err);
+    if (st == NB_OK && opt && !c.has_optim)
+        st = ck_error(err, NB_ERR_NOTFOUND, where, NULL,
+                      "load: the checkpoint holds no optimizer state (it was saved without one)");
+    /* the last step that can fail; it changes the optimizer only on success */
+    if (st == NB_OK && opt)
+        st = nb_optim_state_load(opt, m, c.file, c.meta.p, err);
+    if (st == NB_OK) {
+        for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+            memcpy(nb_tensor_data(p), nb_tensor_data(nb_model_get(c.file, nb_tensor_name(p))),
+                   (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+        if (o->rng)
+            *o->rng = rng;
+        if (o->meta_out)
+            user_meta(&c, o->meta_out, o->meta_cap);
+    }
+    ckpt_free(&c);
+    return st;
+}
+
+nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud, const nb_ckpt_opts *o,
+                       nb_error *err)
+{
+    static const char *const where = "nb_ckpt_list";
+    nb_error_clear(err);
+    if (!path)
+        return ck_error(err, NB_ERR_NULL, where, NULL, "list: the path is NULL");
+    nb_ckpt_opts def;
+    memset(&def, 0, sizeof def);
+    if (!o)
+        o = &def;
+    ckpt c;
+    nb_status st = ckpt_read(&c, path, o, where, err);
+    if (st == NB_OK)
+        st = meta_fits(&c, o, where, err);
+    char param[1024];
+    for (nb_tensor *t = st == NB_OK && fn ? nb_model_next(c.file, NULL) : NULL; t;
+         t = nb_model_next(c.file, t)) {
+        const char *name = nb_tensor_name(t);
+        if (state_slot(&c, name, param, sizeof param))
+            continue;
+        st = fn(ud, name, nb_tensor_dtype(t), nb_tensor_rank(t), nb_tensor_shape(t));
+        if (st != NB_OK) {
+            ck_error(err, st, where, name, "list: stopped at tensor '%.200s': %s", name,
+                     nb_status_str(st));
+            break;
+        }
+    }
+    if (st == NB_OK && o->meta_out)
+        user_meta(&c, o->meta_out, o->meta_cap);
+    ckpt_free(&c);
+    return st;
+}
+
+nb_status nb_ckpt_read_meta(const char *path, char *buf, size_t cap, nb_error *err)
+{
+    nb_error_clear(err);
+    if (!buf)
+        return ck_error(err, NB_ERR_NULL, "nb_ckpt_read_meta", NULL, "the buffer is NULL");
+    nb_ckpt_opts o = {.meta_out = buf, .meta_cap = cap};
+    return nb_ckpt_list(path, NULL, NULL, &o, err);
+}
