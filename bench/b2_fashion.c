@@ -162,7 +162,7 @@ static double trainer_epoch(const nb_dataset *train, bool check_finite)
         bench_check(NULL, NULL, "trainer");
     double t0 = bench_now();
     if (nb_trainer_fit(t, r.ld) != NB_OK) {
-        fprintf(stderr, "b2_fashion: %s\n", nb_trainer_errmsg(t));
+        fprintf(stderr, "b2_fashion: %s\n", nb_trainer_error(t)->msg);
         exit(1);
     }
     double s = bench_now() - t0;
@@ -196,7 +196,7 @@ static void trainer_check_cost(const nb_dataset *train)
 int main(int argc, char **argv)
 {
     nb_dataset *train = NULL, *test = NULL;
-    nb_data_error err;
+    nb_error err;
     bench_data_check(nb_dataset_fashion_mnist(NULL, true, NULL, &train, &err), &err,
                      "fashion-mnist train");
     bench_data_check(nb_dataset_fashion_mnist(NULL, false, NULL, &test, &err), &err,

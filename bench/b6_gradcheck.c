@@ -69,7 +69,7 @@ int main(void)
     nb_status st = nb_gradcheck(loss_fn, &c, params, 6, &co, &r);
     double check_ms = 1e3 * (bench_now() - t0);
     if (st != NB_OK) {
-        fprintf(stderr, "bench: gradcheck failed to run: %s\n", r.message);
+        fprintf(stderr, "bench: gradcheck failed to run: %s\n", r.error.msg);
         return 1;
     }
     nb_check_result rf;

@@ -45,14 +45,14 @@ int main(int argc, char **argv)
                 bench_check(NULL, NULL, "pool");
             const nb_expr *f = build(s, d);
             if (!f) {
-                fprintf(stderr, "bench: building f_%d failed: %s\n", d, nb_sym_errmsg(s));
+                fprintf(stderr, "bench: building f_%d failed: %s\n", d, nb_sym_error(s)->msg);
                 return 1;
             }
             double t0 = bench_now();
             const nb_expr *df = nb_sym_diff(s, f, "x");
             ts[k] = bench_now() - t0;
             if (!df) {
-                fprintf(stderr, "bench: d f_%d/dx failed: %s\n", d, nb_sym_errmsg(s));
+                fprintf(stderr, "bench: d f_%d/dx failed: %s\n", d, nb_sym_error(s)->msg);
                 return 1;
             }
             total += ts[k++];

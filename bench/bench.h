@@ -132,7 +132,7 @@ static inline double bench_median(double *v, int n)
 static inline void bench_check(nb_graph *g, const void *p, const char *what)
 {
     if (!p || (g && nb_graph_status(g) != NB_OK)) {
-        fprintf(stderr, "bench: %s failed: %s\n", what, g ? nb_graph_errmsg(g) : "");
+        fprintf(stderr, "bench: %s failed: %s\n", what, g ? nb_graph_error(g)->msg : "");
         exit(1);
     }
 }

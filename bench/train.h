@@ -23,7 +23,7 @@ static inline int64_t bench_train_epoch(nb_layer *net, nb_model *m, nb_optim *op
         if (nb_backward(g, loss) != NB_OK)
             bench_check(g, NULL, "backward");
         if (nb_optim_step(opt, m) != NB_OK) {
-            fprintf(stderr, "bench: optimizer step failed: %s\n", nb_optim_errmsg(opt));
+            fprintf(stderr, "bench: optimizer step failed: %s\n", nb_optim_error(opt)->msg);
             exit(1);
         }
         nb_graph_reset(g);
@@ -62,7 +62,7 @@ static inline double bench_accuracy(nb_layer *net, const nb_dataset *ds, nb_grap
 }
 
 /* A data set, or exit with the loader's message. */
-static inline void bench_data_check(nb_status st, const nb_data_error *err, const char *what)
+static inline void bench_data_check(nb_status st, const nb_error *err, const char *what)
 {
     if (st != NB_OK) {
         fprintf(stderr, "bench: loading %s failed: %s\n", what, err ? err->msg : nb_status_str(st));

@@ -69,7 +69,7 @@ static void read_all_ways(const uint8_t *data, size_t size)
     fz_check_ckpt_error(st_meta, &err, size);
     if (st_meta == NB_OK) {
         FZ_CHECK(memchr(meta, '\0', sizeof meta) != NULL);
-        FZ_CHECK(meta[0] == '\0' || nb_meta_check(meta, NULL, 0) == NB_OK);
+        FZ_CHECK(meta[0] == '\0' || nb_meta_check(meta, NULL) == NB_OK);
     }
 
     nb_model *m = nb_model_new();

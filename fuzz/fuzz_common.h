@@ -85,7 +85,7 @@ static inline void fz_check_ckpt_error(nb_status st, const nb_error *err, size_t
 
 /* A failed data-set load says why, with the same status; @p size bounds
  * the offset when the input is not compressed (0: not checked). */
-static inline void fz_check_data_error(nb_status st, const nb_data_error *err, size_t size)
+static inline void fz_check_data_error(nb_status st, const nb_error *err, size_t size)
 {
     fz_check_report(st, err->status, err->msg, sizeof err->msg);
     if (st == NB_OK)

@@ -33,7 +33,7 @@ static nb_status load_hooked(void *ctx, fz_alloc *a)
     const input *in = ctx;
     nb_csv_opts o = {.data = {.alloc = fz_alloc_fn, .alloc_ud = a}};
     nb_dataset *ds = NULL;
-    nb_data_error err;
+    nb_error err;
     nb_status st = nb_dataset_load_csv_mem(in->data, in->size, &o, &ds, &err);
     fz_check_data_error(st, &err, 0);
     FZ_CHECK((st == NB_OK) == (ds != NULL));
@@ -45,10 +45,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     bool plain = !fz_is_gzip(data, size);
     nb_dataset *first = NULL;
-    nb_data_error first_err;
+    nb_error first_err;
     for (size_t i = 0; i < sizeof option_sets / sizeof *option_sets; i++) {
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_status st = nb_dataset_load_csv_mem(data, size, &option_sets[i], &ds, &err);
         fz_check_data_error(st, &err, plain ? size : 0);
         FZ_CHECK((st == NB_OK) == (ds != NULL));
@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned char *gz = fz_gzip(data, size, &gz_len);
         if (gz) {
             nb_dataset *ds = NULL;
-            nb_data_error err;
+            nb_error err;
             nb_status st = nb_dataset_load_csv_mem(gz, gz_len, NULL, &ds, &err);
             fz_check_data_error(st, &err, 0);
             FZ_CHECK(st == first_err.status);

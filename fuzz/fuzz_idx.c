@@ -10,7 +10,7 @@
 #include "fuzz_common.h"
 
 static nb_status load(const uint8_t *img, size_t img_len, const uint8_t *lab, size_t lab_len,
-                      const nb_data_opts *o, bool plain, nb_dataset **ds, nb_data_error *err)
+                      const nb_data_opts *o, bool plain, nb_dataset **ds, nb_error *err)
 {
     nb_status st = nb_dataset_load_idx_mem(img, img_len, lab, lab_len, o, ds, err);
     fz_check_data_error(st, err, 0);
@@ -34,7 +34,7 @@ static nb_status load_hooked(void *ctx, fz_alloc *a)
     const pair *p = ctx;
     nb_data_opts o = {.alloc = fz_alloc_fn, .alloc_ud = a};
     nb_dataset *ds = NULL;
-    nb_data_error err;
+    nb_error err;
     nb_status st = nb_dataset_load_idx_mem(p->img, p->img_len, p->lab, p->lab_len, &o, &ds, &err);
     fz_check_data_error(st, &err, 0);
     FZ_CHECK((st == NB_OK) == (ds != NULL));
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lab = img + img_len;
     bool plain = !fz_is_gzip(img, img_len) && !fz_is_gzip(lab, lab_len);
 
-    nb_data_error err, err_wide, err_gz;
+    nb_error err, err_wide, err_gz;
     nb_dataset *ds = NULL, *wide = NULL, *gz = NULL;
     nb_status st = load(img, img_len, lab, lab_len, NULL, plain, &ds, &err);
 

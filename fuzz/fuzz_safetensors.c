@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_check_ckpt_error(st, &err, size);
     if (st == NB_OK) {
         FZ_CHECK(memchr(meta, '\0', sizeof meta) != NULL);
-        FZ_CHECK(meta[0] == '\0' || nb_meta_check(meta, NULL, 0) == NB_OK);
+        FZ_CHECK(meta[0] == '\0' || nb_meta_check(meta, NULL) == NB_OK);
         /* a model built from the listing loads the file, metadata alike */
         nb_file_opts o2 = {.meta_out = meta2, .meta_cap = sizeof meta2};
         st = nb_model_load_safetensors(m, path, &o2, &err);

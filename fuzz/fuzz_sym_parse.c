@@ -29,10 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const nb_expr *e = nb_sym_parse(s, (const char *)data, size);
     if (!e) {
         /* a failure always says why, and a parse error says where */
-        if (nb_sym_status(s) == NB_OK || nb_sym_errmsg(s)[0] == '\0')
+        if (nb_sym_status(s) == NB_OK || nb_sym_error(s)->msg[0] == '\0')
             __builtin_trap();
         if (nb_sym_status(s) == NB_ERR_PARSE &&
-            (nb_sym_erroffset(s) < 0 || (uint64_t)nb_sym_erroffset(s) > size))
+            (nb_sym_error(s)->offset < 0 || (uint64_t)nb_sym_error(s)->offset > size ||
+             nb_sym_error(s)->line < 1 || nb_sym_error(s)->column < 1 ||
+             nb_sym_error(s)->column > nb_sym_error(s)->offset + 1))
             __builtin_trap();
         nb_sym_free(s);
         return 0;

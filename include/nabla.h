@@ -11,7 +11,7 @@
  * nb_tensor *z = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -4), true);
  * nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);      // records two ops
  * if (!f || nb_backward(g, f) != NB_OK)              // one reverse sweep
- *     fprintf(stderr, "%s\n", nb_graph_errmsg(g));
+ *     fprintf(stderr, "%s\n", nb_graph_error(g)->msg);
  * printf("df/dx=%g df/dy=%g df/dz=%g\n",             // -4 -4 3
  *        nb_tensor_item(nb_tensor_grad(x)), nb_tensor_item(nb_tensor_grad(y)),
  *        nb_tensor_item(nb_tensor_grad(z)));

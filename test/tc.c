@@ -49,7 +49,7 @@ static double eval_dot(tc_fn f, void *ctx, int n, const tc_shape *shapes, nb_ten
     make_inputs(g, NB_F64, n, shapes, vals, in, ~0u);
     nb_tensor *y = f(g, in, ctx);
     if (!y)
-        fail_msg("evaluation failed: %s", nb_graph_errmsg(g));
+        fail_msg("evaluation failed: %s", nb_graph_error(g)->msg);
     double s = dot(y, v);
     nb_graph_free(g);
     return s;
@@ -95,7 +95,7 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
     make_inputs(g, NB_F64, n_in, shapes, vals, in, o.no_grad_mask);
     nb_tensor *y = f(g, in, ctx);
     if (!y)
-        fail_msg("%s: building failed: %s", label, nb_graph_errmsg(g));
+        fail_msg("%s: building failed: %s", label, nb_graph_error(g)->msg);
     nb_tensor *v =
         nb_rand_uniform(keep, &rng, NB_F64, nb_tensor_rank(y), nb_tensor_shape(y), -1, 1);
     nb_tensor *v_in_g =
@@ -110,7 +110,7 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
             xs[n_x++] = in[i];
         }
     if (n_x > 0 && nb_grad(g, y, v_in_g, xs, n_x, grads, false) != NB_OK)
-        fail_msg("%s: reverse sweep failed: %s", label, nb_graph_errmsg(g));
+        fail_msg("%s: reverse sweep failed: %s", label, nb_graph_error(g)->msg);
 
     /* 1. against central differences */
     for (int k = 0; k < n_x; k++) {
@@ -143,7 +143,7 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
         }
         nb_tensor *ju = NULL;
         if (nb_jvp(g, y, xs, us, n_x, &ju) != NB_OK)
-            fail_msg("%s: forward sweep failed: %s", label, nb_graph_errmsg(g));
+            fail_msg("%s: forward sweep failed: %s", label, nb_graph_error(g)->msg);
         double lhs = dot(ju, v);
         if (!close_rel(lhs, rhs, o.dot_tol))
             fail_msg("%s: <J u, v> = %.17g but <u, J^T v> = %.17g", label, lhs, rhs);
@@ -155,7 +155,7 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
     make_inputs(g32, NB_F32, n_in, shapes, vals, in32, o.no_grad_mask);
     nb_tensor *y32 = f(g32, in32, ctx);
     if (!y32)
-        fail_msg("%s: f32 building failed: %s", label, nb_graph_errmsg(g32));
+        fail_msg("%s: f32 building failed: %s", label, nb_graph_error(g32)->msg);
     assert_int_equal(nb_tensor_dtype(y32), NB_F32);
     assert_int_equal(nb_tensor_size(y32), nb_tensor_size(y));
     for (int64_t e = 0; e < nb_tensor_size(y); e++)
@@ -170,7 +170,7 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
         for (int k = 0; k < n_x; k++)
             xs32[k] = in32[which[k]];
         if (nb_grad(g32, y32, v32, xs32, n_x, grads32, false) != NB_OK)
-            fail_msg("%s: f32 reverse sweep failed: %s", label, nb_graph_errmsg(g32));
+            fail_msg("%s: f32 reverse sweep failed: %s", label, nb_graph_error(g32)->msg);
         for (int k = 0; k < n_x; k++)
             for (int64_t e = 0; e < nb_tensor_size(grads[k]); e++)
                 if (!close_rel(nb_tensor_get(grads32[k], e), nb_tensor_get(grads[k], e), o.f32_tol))

@@ -222,8 +222,8 @@ static void test_errors(void **state)
     /* shape mismatch */
     assert_null(nb_add(g, a, b));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "add: [3,4] and [5,2] do not broadcast"));
-    assert_string_equal(nb_graph_errop(g), "add");
+    assert_non_null(strstr(nb_graph_error(g)->msg, "add: [3,4] and [5,2] do not broadcast"));
+    assert_string_equal(nb_graph_error(g)->where, "add");
     /* the first error sticks */
     assert_null(nb_mul(g, a, c32));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
@@ -232,22 +232,22 @@ static void test_errors(void **state)
     /* dtype mismatch */
     assert_null(nb_mul(g, a, c32));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "mul: f64[3,4] and f32[3,4]: dtypes differ"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "mul: f64[3,4] and f32[3,4]: dtypes differ"));
     nb_graph_clear_error(g);
 
     /* matmul inner sizes */
     assert_null(nb_matmul(g, a, b, false, false));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "matmul"));
-    assert_non_null(strstr(nb_graph_errmsg(g), "[3,4]"));
-    assert_non_null(strstr(nb_graph_errmsg(g), "[5,2]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "matmul"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[3,4]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[5,2]"));
     nb_graph_clear_error(g);
 
     /* rank over 8 */
     int64_t big[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     assert_null(nb_zeros(g, NB_F64, 9, big));
     assert_int_equal(nb_graph_status(g), NB_ERR_RANK);
-    assert_non_null(strstr(nb_graph_errmsg(g), "rank 9 is outside 0..8"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "rank 9 is outside 0..8"));
     nb_graph_clear_error(g);
 
     /* negative size, unknown dtype */
@@ -262,7 +262,7 @@ static void test_errors(void **state)
     nb_tensor *x = nb_tensor_requires_grad(nb_ones(g, NB_F64, 1, (int64_t[]){3}), true);
     nb_tensor *y = nb_exp(g, x);
     assert_int_equal(nb_backward(g, y), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "backward: output has shape [3]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "backward: output has shape [3]"));
     nb_graph_clear_error(g);
     /* ... which works with a seed (vector-Jacobian product) */
     nb_tensor *seed = nb_full(g, NB_F64, 1, (int64_t[]){3}, 2.0);
@@ -300,15 +300,53 @@ static void test_errors(void **state)
     nb_tensor *neg = nb_tensor_set_name(nb_full(g, NB_F64, 1, (int64_t[]){2}, -1.0), "neg_input");
     assert_null(nb_log(g, neg));
     assert_int_equal(nb_graph_status(g), NB_ERR_NONFINITE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "log: result [2] holds NaN or Inf"));
-    assert_non_null(strstr(nb_graph_errmsg(g), "neg_input"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "log: result [2] holds NaN or Inf"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "neg_input"));
     nb_graph_free(g);
 
     /* every status has a sentence */
     for (int s = 0; s <= NB_ERR_NOTFOUND; s++)
         assert_true(strlen(nb_status_str((nb_status)s)) > 1);
     assert_string_equal(nb_status_str((nb_status)999), "unknown status");
-    assert_string_equal(nb_graph_errmsg(NULL), "no graph");
+    assert_string_equal(nb_graph_error(NULL)->msg, "no graph");
+    assert_int_equal(nb_graph_error(NULL)->status, NB_ERR_NULL);
+}
+
+/* The graph's error is one nb_error: where is the op, the sentence starts
+ * with it, line and column stay 0 and offset -1; a reset clears it. */
+static void test_graph_error_fields(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    const nb_error *e = nb_graph_error(g);
+    assert_int_equal(e->status, NB_OK);
+    assert_true(e->offset == -1);
+    assert_string_equal(e->msg, "");
+    nb_tensor *a = nb_zeros(g, NB_F64, 2, (int64_t[]){2, 3});
+    nb_tensor *b = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 2});
+    assert_null(nb_matmul(g, a, b, false, false));
+    assert_ptr_equal(nb_graph_error(g), e);
+    assert_int_equal(e->status, NB_ERR_SHAPE);
+    assert_string_equal(e->where, "matmul");
+    assert_true(strncmp(e->msg, "matmul: ", 8) == 0);
+    assert_string_equal(e->name, "");
+    assert_true(e->offset == -1 && e->line == 0 && e->column == 0);
+    /* the first error stays */
+    assert_null(nb_sum(g, a, (const int[]){7}, 1, false));
+    assert_string_equal(e->where, "matmul");
+    nb_graph_reset(g);
+    assert_int_equal(e->status, NB_OK);
+    assert_string_equal(e->where, "");
+    assert_string_equal(e->msg, "");
+    /* an error recorded by a custom op's rule: nb_op_error */
+    assert_int_equal(nb_op_error(g, NB_ERR_ARG, "my_op", "bad %s", "thing"), NB_ERR_ARG);
+    assert_string_equal(e->where, "my_op");
+    assert_string_equal(e->msg, "my_op: bad thing");
+    nb_graph_clear_error(g);
+    assert_int_equal(nb_op_error(g, NB_ERR_ARG, NULL, NULL), NB_ERR_ARG);
+    assert_string_equal(e->where, "op");
+    assert_string_equal(e->msg, "op: ");
+    nb_graph_free(g);
 }
 
 /* check-finite also catches a non-finite value produced by the backward pass */
@@ -322,8 +360,9 @@ static void test_nonfinite_backward(void **state)
     assert_non_null(y);
     assert_int_equal(nb_backward(g, y), NB_ERR_NONFINITE);
     /* named after the op whose rule made it and the input, not an op of the rule */
-    assert_string_equal(nb_graph_errop(g), "sqrt");
-    assert_string_equal(nb_graph_errmsg(g),
+    assert_string_equal(nb_graph_error(g)->where, "sqrt");
+    assert_string_equal(nb_graph_error(g)->name, "");
+    assert_string_equal(nb_graph_error(g)->msg,
                         "sqrt: reverse rule for input 0 (a leaf) gives Inf at []");
 
     /* a named input inside a larger function: sqrt's rule makes Inf at
@@ -335,8 +374,11 @@ static void test_nonfinite_backward(void **state)
     nb_tensor *w = nb_mul(g, nb_sqrt(g, v), nb_scalar(g, NB_F64, 3.0));
     nb_tensor *seed = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 1, 1});
     assert_int_equal(nb_backward_seed(g, w, seed), NB_ERR_NONFINITE);
-    assert_string_equal(nb_graph_errmsg(g), "sqrt: reverse rule for input 'x' gives Inf at [1]");
-    assert_null(strstr(nb_graph_errmsg(g), "div"));
+    assert_string_equal(nb_graph_error(g)->msg,
+                        "sqrt: reverse rule for input 'x' gives Inf at [1]");
+    assert_string_equal(nb_graph_error(g)->where, "sqrt");
+    assert_string_equal(nb_graph_error(g)->name, "x");
+    assert_null(strstr(nb_graph_error(g)->msg, "div"));
 
     /* two finite gradients that add up to Inf: the sum is named */
     nb_graph_reset(g);
@@ -346,7 +388,10 @@ static void test_nonfinite_backward(void **state)
     assert_non_null(twice);
     assert_int_equal(nb_backward_seed(g, twice, nb_ones(g, NB_F64, 1, (int64_t[]){2})),
                      NB_ERR_NONFINITE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "the gradients of input 'b' add up to Inf at [0]"));
+    assert_non_null(
+        strstr(nb_graph_error(g)->msg, "the gradients of input 'b' add up to Inf at [0]"));
+    assert_string_equal(nb_graph_error(g)->where, "mul");
+    assert_string_equal(nb_graph_error(g)->name, "b");
 
     /* forward mode alike: the op whose tangent rule made it */
     nb_graph_reset(g);
@@ -354,7 +399,7 @@ static void test_nonfinite_backward(void **state)
     w = nb_mul(g, nb_sqrt(g, v), nb_scalar(g, NB_F64, 3.0));
     nb_tensor *u = nb_ones(g, NB_F64, 1, (int64_t[]){3}), *wt = NULL;
     assert_int_equal(nb_jvp(g, w, &v, &u, 1, &wt), NB_ERR_NONFINITE);
-    assert_string_equal(nb_graph_errmsg(g), "sqrt: tangent rule gives Inf at [1]");
+    assert_string_equal(nb_graph_error(g)->msg, "sqrt: tangent rule gives Inf at [1]");
     nb_graph_free(g);
 }
 
@@ -595,7 +640,7 @@ static void test_alloc_failure_everywhere(void **state)
             if (st == NB_OK) {
                 st = train_step(g, W, b, XD, TD);
                 if (st != NB_OK) {
-                    assert_non_null(strstr(nb_graph_errmsg(g), "out of memory"));
+                    assert_non_null(strstr(nb_graph_error(g)->msg, "out of memory"));
                     /* nothing was updated: parameters are still zero */
                     for (int i = 0; i < 6; i++)
                         tc_near(nb_tensor_get(W, i), 0, 0);
@@ -824,7 +869,22 @@ static void test_meta_put_get(void **state)
     assert_int_equal(nb_meta_put(buf, sizeof buf, "b.c", "%.17g", 0.1), NB_OK);
     assert_int_equal(nb_meta_put(buf, sizeof buf, "n", "%lld", -9223372036854775807LL - 1), NB_OK);
     assert_string_equal(buf, "a=1\nb.c=0.10000000000000001\nn=-9223372036854775808");
-    assert_int_equal(nb_meta_check(buf, NULL, 0), NB_OK);
+    nb_error err;
+    memset(&err, 'x', sizeof err);
+    assert_int_equal(nb_meta_check(buf, &err), NB_OK);
+    assert_int_equal(err.status, NB_OK);
+    assert_true(err.offset == -1);
+    assert_string_equal(err.where, "");
+    /* a refused text: where, the byte offset of the problem, a sentence */
+    assert_int_equal(nb_meta_check("a=1\nb=2\na=3", &err), NB_ERR_PARSE);
+    assert_string_equal(err.where, "nb_meta_check");
+    assert_true(err.offset == 8);
+    assert_non_null(strstr(err.msg, "'a' appears twice"));
+    assert_int_equal(nb_meta_check("a=1\nb\x01", &err), NB_ERR_PARSE);
+    assert_true(err.offset == 5);
+    assert_int_equal(nb_meta_check(NULL, &err), NB_ERR_NULL);
+    assert_string_equal(err.where, "nb_meta_check");
+    assert_true(err.offset == -1);
     int64_t i;
     double d;
     assert_int_equal(nb_meta_get_i64(buf, "a", &i), NB_OK);
@@ -891,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_dot),
         cmocka_unit_test(test_error_type),
+        cmocka_unit_test(test_graph_error_fields),
         cmocka_unit_test(test_meta_put_get),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

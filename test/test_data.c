@@ -49,8 +49,7 @@ static void write_temp(char *dir, char *path, size_t cap, const char *name, cons
     fclose(f);
 }
 
-static nb_status load_csv(const char *text, const nb_csv_opts *o, nb_dataset **ds,
-                          nb_data_error *err)
+static nb_status load_csv(const char *text, const nb_csv_opts *o, nb_dataset **ds, nb_error *err)
 {
     return nb_dataset_load_csv_mem(text, strlen(text), o, ds, err);
 }
@@ -74,10 +73,14 @@ static void test_csv_round_trip(void **state)
         o.data.dtype = v ? NB_F64 : NB_F32;
         o.data.label_type = v ? NB_LABEL_I64 : NB_LABEL_I32;
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
+        memset(&err, 'x', sizeof err); /* success clears every field */
         assert_int_equal(load_csv(text, &o, &ds, &err), NB_OK);
         assert_int_equal(err.status, NB_OK);
         assert_string_equal(err.msg, "");
+        assert_string_equal(err.where, "");
+        assert_string_equal(err.name, "");
+        assert_true(err.offset == -1 && err.line == 0 && err.column == 0);
         assert_int_equal(nb_dataset_count(ds), 3);
         assert_int_equal(nb_dataset_features(ds), 2);
         assert_int_equal(nb_dataset_classes(ds), 3);
@@ -104,7 +107,7 @@ static void test_csv_options(void **state)
 {
     (void)state;
     nb_dataset *ds = NULL;
-    nb_data_error err;
+    nb_error err;
     /* all numbers: auto says no header */
     assert_int_equal(
         load_csv("1;2;3\n4;5;0\n", &(nb_csv_opts){.delimiter = ';', .label_column = -1}, &ds, &err),
@@ -199,7 +202,7 @@ static void test_csv_malformed(void **state)
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         nb_dataset *ds = (nb_dataset *)&cases[k]; /* must be set to NULL */
-        nb_data_error err;
+        nb_error err;
         nb_status st = load_csv(cases[k].text, &cases[k].opts, &ds, &err);
         if (st != cases[k].status || err.line != cases[k].line || err.column != cases[k].column ||
             !strstr(err.msg, cases[k].says))
@@ -207,6 +210,8 @@ static void test_csv_malformed(void **state)
                      (long long)err.line, (long long)err.column, err.msg);
         assert_null(ds);
         assert_int_equal(err.status, st);
+        assert_string_equal(err.where, "nb_dataset_load_csv_mem");
+        assert_true(err.offset == -1); /* CSV errors are placed by line and column */
         /* the message starts with where it is */
         if (cases[k].column > 0) {
             char where[64];
@@ -219,7 +224,7 @@ static void test_csv_malformed(void **state)
     /* a NUL byte inside a field */
     const char nul[] = "0,1\n1,2\0\n";
     nb_dataset *ds;
-    nb_data_error err;
+    nb_error err;
     assert_int_equal(nb_dataset_load_csv_mem(nul, sizeof nul - 1, NULL, &ds, &err), NB_ERR_PARSE);
     assert_int_equal(err.line, 2);
     assert_non_null(strstr(err.msg, "\\x00"));
@@ -239,7 +244,7 @@ static void test_csv_no_crash(void **state)
     char buf[64];
     for (size_t len = 0; len <= n; len++) {
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_status st = nb_dataset_load_csv_mem(text, len, NULL, &ds, &err);
         if (st == NB_OK)
             assert_int_equal(nb_dataset_features(ds), 2);
@@ -260,7 +265,7 @@ static void test_csv_no_crash(void **state)
                                   : alphabet[nb_rng_below(&rng, sizeof alphabet - 1)];
         }
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_status st = nb_dataset_load_csv_mem(buf, n, NULL, &ds, &err);
         if (st == NB_OK) {
             ok++;
@@ -291,7 +296,7 @@ static void test_csv_files(void **state)
     const char *paths[2] = {plain_path, gz_path};
     for (int k = 0; k < 2; k++) {
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         assert_int_equal(nb_dataset_load_csv(paths[k], NULL, &ds, &err), NB_OK);
         assert_int_equal(nb_dataset_count(ds), 2);
         assert_int_equal(nb_dataset_label(ds, 0), 3);
@@ -303,10 +308,22 @@ static void test_csv_files(void **state)
     fwrite(gz, 1, gz_len - 5, f);
     fclose(f);
     nb_dataset *ds = NULL;
-    nb_data_error err;
+    nb_error err;
     assert_int_equal(nb_dataset_load_csv(gz_path, NULL, &ds, &err), NB_ERR_PARSE);
     assert_non_null(strstr(err.msg, gz_path));
     assert_non_null(strstr(err.msg, "truncated gzip"));
+    assert_string_equal(err.where, "nb_dataset_load_csv");
+    /* a bad value in a file: the loader, its line and column, the path first */
+    const char *bad = "label,p\n3,0.5\n1,abc\n";
+    write_temp(dir, plain_path, sizeof plain_path, "t.csv", bad, strlen(bad));
+    assert_int_equal(nb_dataset_load_csv(plain_path, NULL, &ds, &err), NB_ERR_PARSE);
+    assert_int_equal(err.status, NB_ERR_PARSE);
+    assert_string_equal(err.where, "nb_dataset_load_csv");
+    assert_int_equal(err.line, 3);
+    assert_int_equal(err.column, 2);
+    assert_true(err.offset == -1);
+    assert_true(strncmp(err.msg, plain_path, strlen(plain_path)) == 0);
+    assert_non_null(strstr(err.msg, ": line 3, column 2: \"abc\" is not a number"));
     remove(plain_path);
     remove(gz_path);
     rmdir(dir);
@@ -394,7 +411,7 @@ static void test_idx_round_trip(void **state)
     unsigned char *gl = gzip_buf(p.lab, p.lab_len, &gl_len);
     for (int v = 0; v < 4; v++) {
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_data_opts o = {.dtype = (v & 1) ? NB_F64 : NB_F32};
         assert_int_equal(nb_dataset_load_idx_mem((v & 1) ? gi : p.img, (v & 1) ? gi_len : p.img_len,
                                                  (v & 2) ? gl : p.lab, (v & 2) ? gl_len : p.lab_len,
@@ -432,7 +449,7 @@ static void test_idx_round_trip(void **state)
     f = fopen(lab_path, "wb");
     fwrite(p.lab, 1, p.lab_len, f);
     fclose(f);
-    nb_data_error err;
+    nb_error err;
     assert_int_equal(nb_dataset_load_idx(img_path, lab_path, NULL, &ds, &err), NB_OK);
     check_pair(ds);
     nb_dataset_free(ds);
@@ -443,12 +460,15 @@ static void test_idx_round_trip(void **state)
     nb_dataset_free(ds);
     assert_int_equal(nb_dataset_fashion_mnist(dir, true, NULL, &ds, &err), NB_ERR_IO);
     assert_non_null(strstr(err.msg, "train-images-idx3-ubyte"));
+    assert_string_equal(err.where, "nb_dataset_fashion_mnist");
     /* a bad labels file is named by its path */
     f = fopen(lab_path, "wb");
     fwrite(p.img, 1, p.img_len, f);
     fclose(f);
     assert_int_equal(nb_dataset_load_idx(img_path, lab_path, NULL, &ds, &err), NB_ERR_PARSE);
     assert_non_null(strstr(err.msg, lab_path));
+    assert_string_equal(err.where, "nb_dataset_load_idx");
+    assert_int_equal(err.offset, 3); /* the images file's 3 dimensions where labels have 1 */
     remove(img_path);
     remove(lab_path);
     rmdir(dir);
@@ -509,19 +529,22 @@ static void test_idx_malformed(void **state)
         }
         nb_data_opts o = {.n_classes = cases[k].n_classes};
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_status st = nb_dataset_load_idx_mem(img, il, lab, ll, &o, &ds, &err);
         if (st != NB_ERR_PARSE || err.offset != cases[k].offset || !strstr(err.msg, cases[k].says))
             fail_msg("%s: status %d offset %lld: \"%s\"", cases[k].what, (int)st,
                      (long long)err.offset, err.msg);
         assert_null(ds);
+        assert_int_equal(err.status, NB_ERR_PARSE);
+        assert_string_equal(err.where, "nb_dataset_load_idx_mem");
+        assert_true(err.line == 0 && err.column == 0); /* IDX errors are placed by offset */
     }
     /* a truncated gzip stream at every length, and a corrupted byte */
     size_t gz_len;
     unsigned char *gz = gzip_buf(p.img, p.img_len, &gz_len);
     for (size_t len = 0; len < gz_len; len++) {
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_status st = nb_dataset_load_idx_mem(gz, len, p.lab, p.lab_len, NULL, &ds, &err);
         assert_int_equal(st, NB_ERR_PARSE);
         assert_null(ds);
@@ -534,7 +557,7 @@ static void test_idx_malformed(void **state)
         memcpy(copy, gz, gz_len);
         copy[at] ^= 0x55;
         nb_dataset *ds = NULL;
-        nb_data_error err;
+        nb_error err;
         nb_status st = nb_dataset_load_idx_mem(copy, gz_len, p.lab, p.lab_len, NULL, &ds, &err);
         detected += st == NB_ERR_PARSE;
         assert_true(st == NB_ERR_PARSE); /* CRC-32 and ISIZE catch what inflate does not */
@@ -552,7 +575,7 @@ static void test_fashion_mnist_if_installed(void **state)
 {
     (void)state;
     nb_dataset *ds = NULL;
-    nb_data_error err;
+    nb_error err;
     nb_status st = nb_dataset_fashion_mnist(NULL, false, NULL, &ds, &err);
     if (st == NB_ERR_IO) {
         assert_non_null(strstr(err.msg, "dataset-fashion-mnist"));
@@ -1142,7 +1165,7 @@ static nb_status csv_load_free(nb_data_opts *o, void *ctx)
     size_t len = (size_t)(uintptr_t)buf[1];
     nb_csv_opts co = {.data = *o, .label_column = -1};
     nb_dataset *ds = NULL;
-    nb_data_error err;
+    nb_error err;
     nb_status st = nb_dataset_load_csv_mem(buf[0], len, &co, &ds, &err);
     if (st == NB_ERR_NOMEM)
         assert_non_null(strstr(err.msg, "out of memory"));

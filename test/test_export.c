@@ -128,7 +128,7 @@ static void library_forward(net *n, const config *c, const double *x, double *y)
         nb_tensor_set(X, i, x[i]);
     nb_tensor *Y = nb_layer_forward(n->layer, g, X, false);
     if (!Y)
-        fail_msg("%s", nb_graph_errmsg(g));
+        fail_msg("%s", nb_graph_error(g)->msg);
     assert_int_equal(nb_tensor_size(Y), ROWS * n_out);
     for (int64_t i = 0; i < ROWS * n_out; i++)
         y[i] = nb_tensor_get(Y, i);

@@ -535,7 +535,7 @@ static void test_readers_refuse_special_files(void **state)
         assert_int_equal(nb_safetensors_list(path, NULL, NULL, NULL, &err), NB_ERR_IO);
         assert_non_null(strstr(err.msg, what));
         nb_dataset *ds = NULL;
-        nb_data_error de;
+        nb_error de;
         assert_int_equal(nb_dataset_load_csv(path, NULL, &ds, &de), NB_ERR_IO);
         assert_null(ds);
         assert_non_null(strstr(de.msg, what));
@@ -549,7 +549,7 @@ static void test_readers_refuse_special_files(void **state)
     in(d, "train-images-idx3-ubyte", images, sizeof images);
     assert_int_equal(mkdir(images, 0755), 0);
     nb_dataset *ds = NULL;
-    nb_data_error de;
+    nb_error de;
     assert_int_equal(nb_dataset_fashion_mnist(d->path, true, NULL, &ds, &de), NB_ERR_IO);
     assert_non_null(strstr(de.msg, "train-labels-idx1-ubyte is a FIFO"));
     alarm(0);

@@ -24,8 +24,9 @@ static void assert_same_entry(const nb_check_entry *a, const nb_check_entry *b)
 /* Two results of one check differ at most in how the points were evaluated. */
 static void assert_same_result(const nb_check_result *a, const nb_check_result *b)
 {
-    assert_int_equal(a->status, b->status);
-    assert_string_equal(a->message, b->message);
+    assert_int_equal(a->error.status, b->error.status);
+    assert_string_equal(a->error.msg, b->error.msg);
+    assert_string_equal(a->detail, b->detail);
     assert_int_equal(a->pass, b->pass);
     assert_int_equal(a->reverse_ok, b->reverse_ok);
     assert_int_equal(a->forward_ok, b->forward_ok);
@@ -401,7 +402,10 @@ static void test_user_ops(void **state)
     assert_false(r.pass);
     assert_false(r.reverse_ok);
     assert_true(r.forward_ok);
-    assert_true(mentions(r.message, "t_bmul") && mentions(r.message, "[3,4]"));
+    assert_true(mentions(r.detail, "t_bmul") && mentions(r.detail, "[3,4]"));
+    assert_true(strncmp(r.detail, "reverse mode failed: t_bmul: derivative rule", 44) == 0);
+    assert_int_equal(r.error.status, NB_OK);
+    assert_string_equal(r.error.msg, "");
     assert_int_equal(r.cause, NB_CHECK_RULE_ERROR);
     assert_true(mentions(report(&r), "FAILED (full mode): a derivative rule failed"));
     assert_true(r.localised);
@@ -913,21 +917,26 @@ static void test_bad_input(void **state)
     nb_tensor *x = nb_ones(g, NB_F64, 1, s4), *x32 = nb_ones(g, NB_F32, 1, s4);
     nb_check_result r;
     assert_int_equal(nb_gradcheck(NULL, NULL, &x, 1, NULL, &r), NB_ERR_NULL);
-    assert_true(mentions(r.message, "NULL"));
+    assert_true(mentions(r.error.msg, "NULL"));
+    assert_string_equal(r.error.where, "nb_gradcheck");
     /* every cause has its sentence; an unknown one is named so */
     for (int c = NB_CHECK_AGREE; c <= NB_CHECK_RULE_ERROR; c++)
         assert_false(mentions(nb_check_cause_str((nb_check_cause)c), "unknown"));
     assert_string_equal(nb_check_cause_str((nb_check_cause)99), "unknown cause");
     assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 0, NULL, &r), NB_ERR_ARG);
-    assert_true(mentions(r.message, "got 0"));
+    assert_true(mentions(r.error.msg, "got 0"));
     assert_int_equal(nb_gradcheck(sin_fn, NULL, NULL, 1, NULL, &r), NB_ERR_NULL);
     nb_tensor *mixed[2] = {x, x32};
     assert_int_equal(nb_gradcheck(relu_fn, NULL, mixed, 2, NULL, &r), NB_ERR_DTYPE);
-    assert_true(mentions(r.message, "f32") && mentions(r.message, "f64"));
+    assert_true(mentions(r.error.msg, "f32") && mentions(r.error.msg, "f64"));
     assert_int_equal(nb_gradcheck(null_fn, NULL, &x, 1, NULL, &r), NB_ERR_ARG);
-    assert_true(mentions(r.message, "returned NULL"));
+    assert_true(mentions(r.error.msg, "returned NULL"));
     assert_int_equal(nb_gradcheck(failing_fn, NULL, &x, 1, NULL, &r), NB_ERR_ARG);
-    assert_true(mentions(r.message, "add") && mentions(r.message, "[7]"));
+    assert_true(mentions(r.error.msg, "add") && mentions(r.error.msg, "[7]"));
+    /* the op that failed inside the function, and its sentence once */
+    assert_string_equal(r.error.where, "add");
+    assert_true(strncmp(r.error.msg, "the function failed: add: ", 26) == 0);
+    assert_null(strstr(r.error.msg, "add: add:"));
     assert_true(mentions(report(&r), "ERROR"));
     nb_check_opts o = nb_check_defaults();
     o.atol = -1;
@@ -938,6 +947,11 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_gradcheck(sin_fn, NULL, &x, 1, NULL, NULL), NB_ERR_NULL);
     assert_int_equal(nb_gradcheck_op(-5, NULL, 1, (int[]){1}, (const int64_t *[]){s4}, NULL, &r),
                      NB_ERR_ARG);
+    assert_string_equal(r.error.where, "nb_gradcheck_op");
+    assert_true(r.error.offset == -1);
+    assert_int_equal(nb_check_run_case(NULL, NULL, &r), NB_ERR_NULL);
+    assert_string_equal(r.error.where, "nb_check_run_case");
+    assert_string_equal(r.error.msg, "no case given");
     assert_null(nb_numerical_jacobian(g, NULL, NULL, &x, 1, 0, NULL));
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
     nb_graph_clear_error(g);
@@ -968,7 +982,7 @@ static void test_bad_input(void **state)
     /* applying */
     assert_null(nb_apply(g, 100000, &x, 1, NULL));
     assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
-    assert_true(mentions(nb_graph_errmsg(g), "unknown op id"));
+    assert_true(mentions(nb_graph_error(g)->msg, "unknown op id"));
     nb_graph_clear_error(g);
     assert_null(nb_apply(g, id, NULL, 1, NULL));
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
@@ -981,7 +995,7 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_op_register(&rank9, &id), NB_OK);
     assert_null(nb_apply(g, id, &x, 1, NULL));
     assert_int_equal(nb_graph_status(g), NB_ERR_RANK);
-    assert_true(mentions(nb_graph_errop(g), "t_rank9"));
+    assert_true(mentions(nb_graph_error(g)->where, "t_rank9"));
     nb_graph_free(g);
 }
 

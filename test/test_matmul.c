@@ -378,12 +378,12 @@ static void expect_error(nb_graph *g, nb_tensor *y, nb_status code, const char *
 {
     assert_null(y);
     assert_int_equal(nb_graph_status(g), code);
-    const char *msg = nb_graph_errmsg(g);
+    const char *msg = nb_graph_error(g)->msg;
     if (!strstr(msg, "matmul") || !strstr(msg, sa) || !strstr(msg, sb))
         fail_msg("message \"%s\" should name matmul, %s and %s", msg, sa, sb);
     if (exact)
         assert_string_equal(msg, exact);
-    assert_string_equal(nb_graph_errop(g), "matmul");
+    assert_string_equal(nb_graph_error(g)->where, "matmul");
     nb_graph_clear_error(g);
 }
 
@@ -510,8 +510,8 @@ static void test_cast_values(void **state)
     /* an unknown dtype is an error, NULL input a quiet NULL */
     assert_null(nb_cast(g, x, (nb_dtype)7));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "cast"));
-    assert_non_null(strstr(nb_graph_errmsg(g), "7"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "cast"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "7"));
     nb_graph_clear_error(g);
     assert_null(nb_cast(g, NULL, NB_F32));
     assert_int_equal(nb_graph_status(g), NB_OK);

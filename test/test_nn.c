@@ -532,7 +532,7 @@ static void test_activate_by_kind(void **state)
         nb_tensor *param = nb_act_has_param(act) ? alpha : NULL;
         nb_tensor *y = nb_activate(g, act, x, NULL, param, NULL, false);
         if (!y)
-            fail_msg("%s: %s", nb_act_name(act), nb_graph_errmsg(g));
+            fail_msg("%s: %s", nb_act_name(act), nb_graph_error(g)->msg);
         nb_act_opts d = nb_act_defaults(act);
         nb_tensor *want = NULL;
         switch (act) {
@@ -554,13 +554,13 @@ static void test_activate_by_kind(void **state)
     }
     assert_null(nb_activate(g, NB_ACT_PRELU, x, NULL, NULL, NULL, false));
     assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
-    assert_non_null(strstr(nb_graph_errmsg(g), "prelu needs its parameter"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "prelu needs its parameter"));
     nb_graph_clear_error(g);
     assert_null(nb_activate(g, NB_ACT_RELU, x, NULL, alpha, NULL, false));
     assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
     nb_graph_clear_error(g);
     assert_null(nb_activate(g, (nb_act)77, x, NULL, NULL, NULL, false));
-    assert_non_null(strstr(nb_graph_errmsg(g), "unknown activation 77"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "unknown activation 77"));
     nb_graph_clear_error(g);
     assert_null(nb_rrelu(g, x, 0.1, 0.3, NULL, true)); /* training needs an rng */
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
@@ -570,10 +570,10 @@ static void test_activate_by_kind(void **state)
     nb_graph_clear_error(g);
     assert_null(nb_maxout(g, x, 3)); /* 4 does not split into 3s */
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "maxout: input [3,4]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "maxout: input [3,4]"));
     nb_graph_clear_error(g);
     assert_null(nb_softmax(g, x, 2));
-    assert_non_null(strstr(nb_graph_errmsg(g), "softmax: axis 2 out of range for [3,4]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "softmax: axis 2 out of range for [3,4]"));
     nb_graph_clear_error(g);
     assert_null(nb_sigmoid(g, NULL)); /* NULL input: quiet */
     assert_null(nb_softmax(g, NULL, 0));
@@ -793,28 +793,28 @@ static void test_loss_errors(void **state)
     nb_tensor *logits = nb_zeros(g, NB_F64, 2, (int64_t[]){2, 3});
     assert_null(nb_softmax_cross_entropy(g, logits, (int64_t[]){0, 3}, 2, NB_REDUCE_MEAN));
     assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
-    assert_non_null(strstr(nb_graph_errmsg(g), "label 3 of sample 1 is outside [0, 3)"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "label 3 of sample 1 is outside [0, 3)"));
     nb_graph_clear_error(g);
     assert_null(nb_softmax_cross_entropy(g, logits, (int64_t[]){0, 1, 2}, 3, NB_REDUCE_MEAN));
-    assert_non_null(strstr(nb_graph_errmsg(g), "logits [2,3] but 3 labels"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "logits [2,3] but 3 labels"));
     nb_graph_clear_error(g);
     assert_null(nb_softmax_cross_entropy(g, logits, NULL, 2, NB_REDUCE_MEAN));
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
     nb_graph_clear_error(g);
     nb_tensor *v = nb_zeros(g, NB_F64, 1, (int64_t[]){3});
     assert_null(nb_softmax_cross_entropy(g, v, (int64_t[]){0, 1, 2}, 3, NB_REDUCE_MEAN));
-    assert_non_null(strstr(nb_graph_errmsg(g), "logits [3] must be [N, C]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "logits [3] must be [N, C]"));
     nb_graph_clear_error(g);
     assert_null(nb_mse_loss(g, logits, v, NB_REDUCE_MEAN));
     assert_non_null(
-        strstr(nb_graph_errmsg(g), "mse_loss: prediction f64 [2,3] and target f64 [3]"));
+        strstr(nb_graph_error(g)->msg, "mse_loss: prediction f64 [2,3] and target f64 [3]"));
     nb_graph_clear_error(g);
     nb_tensor *f = nb_zeros(g, NB_F32, 2, (int64_t[]){2, 3});
     assert_null(nb_bce_with_logits(g, logits, f, NB_REDUCE_MEAN));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
     nb_graph_clear_error(g);
     assert_null(nb_mse_loss(g, logits, logits, (nb_reduction)5));
-    assert_non_null(strstr(nb_graph_errmsg(g), "unknown reduction 5"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "unknown reduction 5"));
     nb_graph_clear_error(g);
     assert_null(nb_l2_penalty(g, NULL, 1, 0.1));
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
@@ -840,7 +840,7 @@ static double layer_objective(nb_layer *l, nb_graph *g, nb_tensor *x, nb_tensor 
     v = nb_tensor_from(g, NB_F64, nb_tensor_rank(v), nb_tensor_shape(v), nb_tensor_data(v));
     nb_tensor *y = nb_layer_forward(l, g, x, training);
     if (!y)
-        fail_msg("%s: %s", nb_layer_name(l), nb_graph_errmsg(g));
+        fail_msg("%s: %s", nb_layer_name(l), nb_graph_error(g)->msg);
     nb_tensor *obj = nb_sum(g, nb_mul(g, y, v), NULL, 0, false);
     if (out)
         *out = obj;
@@ -1076,12 +1076,13 @@ static void test_batch_norm(void **state)
     nb_graph_reset(g);
     nb_tensor *one_row = nb_zeros(g, NB_F64, 2, (int64_t[]){1, 2});
     assert_null(nb_layer_forward(bn, g, one_row, true));
-    assert_non_null(strstr(nb_graph_errmsg(g), "bn1: training mode needs a batch of at least 2"));
+    assert_non_null(
+        strstr(nb_graph_error(g)->msg, "bn1: training mode needs a batch of at least 2"));
     assert_non_null(nb_layer_forward(bn, g, one_row, false)); /* fine in evaluation */
     nb_graph_clear_error(g);
     nb_tensor *wide = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 3});
     assert_null(nb_layer_forward(bn, g, wide, true));
-    assert_non_null(strstr(nb_graph_errmsg(g), "bn1: input [4,3] must be [N, 2]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "bn1: input [4,3] must be [N, 2]"));
     nb_graph_free(g);
     nb_layer *bad = NULL;
     assert_int_equal(nb_batch_norm_new(m, "bn2", 2, 0, 0.1, NULL, &bad), NB_ERR_ARG);
@@ -1325,12 +1326,12 @@ static void test_layer_errors(void **state)
     nb_tensor *bad = nb_zeros(g, NB_F32, 2, (int64_t[]){4, 5});
     assert_null(nb_layer_forward(l, g, bad, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
-    assert_string_equal(nb_graph_errmsg(g), "fc: input [4,5] does not fit weight [2,3]");
+    assert_string_equal(nb_graph_error(g)->msg, "fc: input [4,5] does not fit weight [2,3]");
     nb_graph_clear_error(g);
     nb_tensor *wrong_dtype = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 2});
     assert_null(nb_layer_forward(l, g, wrong_dtype, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
-    assert_string_equal(nb_graph_errmsg(g), "fc: input is f64 but the parameters are f32");
+    assert_string_equal(nb_graph_error(g)->msg, "fc: input is f64 but the parameters are f32");
     nb_graph_clear_error(g);
     nb_tensor *vec = nb_zeros(g, NB_F32, 1, (int64_t[]){2});
     assert_null(nb_layer_forward(l, g, vec, true));

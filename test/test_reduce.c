@@ -297,7 +297,7 @@ static void test_empty(void **state)
     assert_int_equal(nb_graph_status(g), NB_OK);
     assert_null(nb_max(g, e, (int[]){0}, 1, false));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
-    assert_string_equal(nb_graph_errop(g), "max");
+    assert_string_equal(nb_graph_error(g)->where, "max");
     nb_graph_free(g);
 }
 
@@ -404,9 +404,9 @@ static void expect_error(nb_graph *g, nb_tensor *r, nb_status code, const char *
 {
     assert_null(r);
     assert_int_equal(nb_graph_status(g), code);
-    assert_string_equal(nb_graph_errop(g), op);
-    if (!strstr(nb_graph_errmsg(g), op))
-        fail_msg("message '%s' does not name %s", nb_graph_errmsg(g), op);
+    assert_string_equal(nb_graph_error(g)->where, op);
+    if (!strstr(nb_graph_error(g)->msg, op))
+        fail_msg("message '%s' does not name %s", nb_graph_error(g)->msg, op);
     nb_graph_clear_error(g);
 }
 
@@ -461,12 +461,12 @@ static void test_errors(void **state)
 
     /* the message names the shapes and the bad value */
     assert_null(nb_sum(g, x, (int[]){5}, 1, false));
-    assert_non_null(strstr(nb_graph_errmsg(g), "[2,3]"));
-    assert_non_null(strstr(nb_graph_errmsg(g), "5"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[2,3]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "5"));
     nb_graph_clear_error(g);
     assert_null(nb_sum_to(g, x, 1, (int64_t[]){4}));
-    assert_non_null(strstr(nb_graph_errmsg(g), "[2,3]"));
-    assert_non_null(strstr(nb_graph_errmsg(g), "[4]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[2,3]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[4]"));
     nb_graph_free(g);
 }
 

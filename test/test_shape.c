@@ -277,7 +277,7 @@ static void check_permute(nb_graph *g, nb_dtype dt, int rank, const int64_t *sha
     nb_tensor *x = iota(g, dt, rank, shape);
     nb_tensor *y = nb_permute(g, x, perm);
     if (!y)
-        fail_msg("permute failed: %s", nb_graph_errmsg(g));
+        fail_msg("permute failed: %s", nb_graph_error(g)->msg);
     int64_t xs[NB_MAX_RANK], ys[NB_MAX_RANK];
     for (int64_t s = 1, d = rank - 1; d >= 0; d--) {
         xs[d] = s;
@@ -443,10 +443,10 @@ static void test_one_hot_values(void **state)
 #define EXPECT_ERR(g, expr, code, op)                                                              \
     do {                                                                                           \
         nb_tensor *r_ = (expr);                                                                    \
-        if (r_ || nb_graph_status(g) != (code) || !strstr(nb_graph_errmsg(g), (op)))               \
+        if (r_ || nb_graph_status(g) != (code) || !strstr(nb_graph_error(g)->msg, (op)))           \
             fail_msg("%s: got %s, status %d (want %d), message '%s'", #expr,                       \
                      r_ ? "a tensor" : "NULL", (int)nb_graph_status(g), (int)(code),               \
-                     nb_graph_errmsg(g));                                                          \
+                     nb_graph_error(g)->msg);                                                      \
         nb_graph_clear_error(g);                                                                   \
     } while (0)
 
@@ -456,7 +456,7 @@ static void test_one_hot_values(void **state)
         nb_tensor *r_ = (expr);                                                                    \
         if (r_ || nb_graph_status(g) != NB_OK)                                                     \
             fail_msg("%s: expected a quiet NULL, got %s and '%s'", #expr,                          \
-                     r_ ? "a tensor" : "NULL", nb_graph_errmsg(g));                                \
+                     r_ ? "a tensor" : "NULL", nb_graph_error(g)->msg);                            \
     } while (0)
 
 static void test_errors(void **state)

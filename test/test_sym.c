@@ -13,7 +13,7 @@ static const nb_expr *parse(nb_sym *s, const char *text)
 {
     const nb_expr *e = nb_sym_parse(s, text, strlen(text));
     if (!e)
-        fail_msg("parse '%s': %s", text, nb_sym_errmsg(s));
+        fail_msg("parse '%s': %s", text, nb_sym_error(s)->msg);
     return e;
 }
 
@@ -23,7 +23,7 @@ static double eval3(nb_sym *s, const nb_expr *e, double x, double y, double z)
     double v[3] = {x, y, z}, out;
     nb_status st = nb_sym_eval(s, e, 3, names, v, &out);
     if (st != NB_OK)
-        fail_msg("eval: %s", nb_sym_errmsg(s));
+        fail_msg("eval: %s", nb_sym_error(s)->msg);
     return out;
 }
 
@@ -219,7 +219,7 @@ static void test_corpus_four_ways(void **state)
                 xs[k] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, p[k]), true);
             nb_tensor *y = nb_sym_to_graph(s, f, g, 3, var_names, xs);
             if (!y)
-                fail_msg("%s: to_graph: %s", corpus[c].text, nb_sym_errmsg(s));
+                fail_msg("%s: to_graph: %s", corpus[c].text, nb_sym_error(s)->msg);
             assert_true(close_rel(nb_tensor_item(y), fv, 1e-12));
             assert_int_equal(nb_backward(g, y), NB_OK);
             for (int k = 0; k < 3; k++) {
@@ -364,7 +364,7 @@ static void test_swell_contained(void **state)
     /* writing it out would exceed the print limit: a clear error */
     assert_null(nb_sym_str(s, nb_sym_diff(s, u, "x")));
     assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
-    assert_non_null(strstr(nb_sym_errmsg(s), "longer than"));
+    assert_non_null(strstr(nb_sym_error(s)->msg, "longer than"));
     nb_sym_free(s);
 }
 
@@ -451,7 +451,7 @@ static void expect_round_trip(nb_sym *s, const char *in, const char *want)
 {
     const nb_expr *e = nb_sym_parse(s, in, strlen(in));
     if (!e)
-        fail_msg("parse '%s': %s", in, nb_sym_errmsg(s));
+        fail_msg("parse '%s': %s", in, nb_sym_error(s)->msg);
     const char *text = nb_sym_str(s, e);
     assert_non_null(text);
     char *copy = strdup(text);
@@ -461,7 +461,7 @@ static void expect_round_trip(nb_sym *s, const char *in, const char *want)
     const nb_expr *back = nb_sym_parse(s, copy, strlen(copy));
     if (back != e)
         fail_msg("'%s' prints as '%s', which reads back as '%s'", in, copy,
-                 back ? nb_sym_str(s, back) : nb_sym_errmsg(s));
+                 back ? nb_sym_str(s, back) : nb_sym_error(s)->msg);
     const char *again = nb_sym_str(s, back);
     if (!again || strcmp(again, copy) != 0)
         fail_msg("'%s' prints as '%s', then as '%s'", in, copy, again ? again : "(null)");
@@ -668,13 +668,40 @@ static void expect_parse_error(const char *text, size_t len, int64_t offset, con
     if (e)
         fail_msg("'%.*s' parsed", (int)(len < 40 ? len : 40), text);
     assert_int_equal(nb_sym_status(s), NB_ERR_PARSE);
-    if (nb_sym_erroffset(s) != offset || !strstr(nb_sym_errmsg(s), words))
+    if (nb_sym_error(s)->offset != offset || !strstr(nb_sym_error(s)->msg, words))
         fail_msg("'%.*s': got '%s' (offset %lld), want offset %lld and '%s'",
-                 (int)(len < 40 ? len : 40), text, nb_sym_errmsg(s), (long long)nb_sym_erroffset(s),
-                 (long long)offset, words);
+                 (int)(len < 40 ? len : 40), text, nb_sym_error(s)->msg,
+                 (long long)nb_sym_error(s)->offset, (long long)offset, words);
     char at[32];
     snprintf(at, sizeof at, " at %lld", (long long)offset);
-    assert_non_null(strstr(nb_sym_errmsg(s), at));
+    assert_non_null(strstr(nb_sym_error(s)->msg, at));
+    nb_sym_free(s);
+}
+
+/* A parse error's offset, line and column in multi-line text. */
+static void test_parse_error_position(void **state)
+{
+    (void)state;
+    nb_sym *s = nb_sym_new();
+    const char *text = "x + 1\n  * (y -\n   )";
+    assert_null(nb_sym_parse(s, text, strlen(text)));
+    const nb_error *e = nb_sym_error(s);
+    assert_int_equal(e->status, NB_ERR_PARSE);
+    assert_string_equal(e->where, "nb_sym_parse");
+    assert_int_equal(e->offset, 18); /* the ')' */
+    assert_int_equal(e->line, 3);
+    assert_int_equal(e->column, 4);
+    assert_non_null(strstr(e->msg, "at 18 near ')'"));
+    /* on the first line, at its first byte */
+    assert_null(nb_sym_parse(s, ")", 1));
+    assert_int_equal(e->offset, 0);
+    assert_int_equal(e->line, 1);
+    assert_int_equal(e->column, 1);
+    /* at the end of the text, just after a newline */
+    assert_null(nb_sym_parse(s, "x+\n", 3));
+    assert_int_equal(e->offset, 3);
+    assert_int_equal(e->line, 2);
+    assert_int_equal(e->column, 1);
     nb_sym_free(s);
 }
 
@@ -748,11 +775,15 @@ static void test_bad_input(void **state)
     double v[1] = {1}, out = 0;
     assert_int_equal(nb_sym_eval(s, e, 1, names, v, &out), NB_ERR_NOTFOUND);
     assert_true(isnan(out));
-    assert_string_equal(nb_sym_errmsg(s), "unknown variable 'z'");
+    assert_string_equal(nb_sym_error(s)->msg, "unknown variable 'z'");
+    assert_string_equal(nb_sym_error(s)->name, "z");
+    assert_string_equal(nb_sym_error(s)->where, "nb_sym_eval");
     nb_graph *g = nb_graph_new();
     nb_tensor *xt = nb_scalar(g, NB_F64, 1);
     assert_null(nb_sym_to_graph(s, e, g, 1, names, &xt));
     assert_int_equal(nb_sym_status(s), NB_ERR_NOTFOUND);
+    assert_string_equal(nb_sym_error(s)->name, "z");
+    assert_string_equal(nb_sym_error(s)->where, "nb_sym_to_graph");
     nb_graph_free(g);
 
     /* NULLs and bad arguments */
@@ -761,6 +792,9 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
     assert_null(nb_sym_diff(s, e, "2x"));
     assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
+    assert_string_equal(nb_sym_error(s)->where, "nb_sym_diff");
+    assert_int_equal(nb_sym_error(s)->offset, -1);
+    assert_int_equal(nb_sym_error(s)->line, 0);
     assert_null(nb_sym_diff(s, NULL, "x"));
     assert_null(nb_sym_num(s, INFINITY));
     assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
@@ -773,11 +807,14 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_sym_dag_size(s, NULL), -1);
     assert_true(nb_sym_tree_size(NULL) == 0);
     assert_int_equal(nb_expr_kind(NULL), NB_SYM_KIND_COUNT);
-    assert_string_equal(nb_sym_errmsg(NULL), "no pool");
+    assert_string_equal(nb_sym_error(NULL)->msg, "no pool");
+    assert_int_equal(nb_sym_error(NULL)->status, NB_ERR_NULL);
     /* a success clears the error */
     assert_non_null(parse(s, "x"));
     assert_int_equal(nb_sym_status(s), NB_OK);
-    assert_int_equal(nb_sym_erroffset(s), -1);
+    assert_int_equal(nb_sym_error(s)->offset, -1);
+    assert_string_equal(nb_sym_error(s)->msg, "");
+    assert_string_equal(nb_sym_error(s)->where, "");
     nb_sym_free(s);
     nb_sym_free(NULL);
 }
@@ -805,7 +842,7 @@ static void test_depth_limit(void **state)
     assert_non_null(e);
     assert_null(nb_sym_apply(s, NB_SYM_SIN, &e, 1));
     assert_int_equal(nb_sym_status(s), NB_ERR_ARG);
-    assert_non_null(strstr(nb_sym_errmsg(s), "deeper than"));
+    assert_non_null(strstr(nb_sym_error(s)->msg, "deeper than"));
     nb_sym_free(s);
 }
 
@@ -926,7 +963,7 @@ static void test_allocation_failure(void **state)
         int nv = str ? nb_sym_vars(s, d, names, 8) : -1;
         if (nv < 0) {
             assert_int_equal(nb_sym_status(s), NB_ERR_NOMEM);
-            assert_non_null(strstr(nb_sym_errmsg(s), "out of memory"));
+            assert_non_null(strstr(nb_sym_error(s)->msg, "out of memory"));
         } else {
             succeeded = true;
             assert_string_equal(str, nb_sym_str(s, d));
@@ -940,12 +977,19 @@ static void test_allocation_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seed_example),       cmocka_unit_test(test_corpus_four_ways),
-        cmocka_unit_test(test_print_reads_back),   cmocka_unit_test(test_hash_consing),
-        cmocka_unit_test(test_swell_contained),    cmocka_unit_test(test_simplifier),
-        cmocka_unit_test(test_printing),           cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_depth_limit),        cmocka_unit_test(test_vars_eval_graph),
-        cmocka_unit_test(test_allocation_failure), cmocka_unit_test(test_fuzz_sign_of_products),
+        cmocka_unit_test(test_seed_example),
+        cmocka_unit_test(test_corpus_four_ways),
+        cmocka_unit_test(test_print_reads_back),
+        cmocka_unit_test(test_hash_consing),
+        cmocka_unit_test(test_swell_contained),
+        cmocka_unit_test(test_simplifier),
+        cmocka_unit_test(test_printing),
+        cmocka_unit_test(test_parse_error_position),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_vars_eval_graph),
+        cmocka_unit_test(test_allocation_failure),
+        cmocka_unit_test(test_fuzz_sign_of_products),
         cmocka_unit_test(test_round_trip_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

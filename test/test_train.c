@@ -222,7 +222,7 @@ static void test_digits_b1(void **state)
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
     double t0 = wall();
     if (nb_trainer_fit(r.t, r.ld) != NB_OK)
-        fail_msg("%s", nb_trainer_errmsg(r.t));
+        fail_msg("%s", nb_trainer_error(r.t)->msg);
     double secs = wall() - t0;
     double acc = NAN, loss = NAN;
     assert_int_equal(nb_trainer_evaluate(r.t, r.test, &acc, &loss), NB_OK);
@@ -302,7 +302,7 @@ static void run_early_stopping(nb_monitor monitor, int patience, double min_delt
     o.cb_ud = &l;
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
     if (nb_trainer_fit(r.t, r.ld) != NB_OK)
-        fail_msg("%s", nb_trainer_errmsg(r.t));
+        fail_msg("%s", nb_trainer_error(r.t)->msg);
 
     /* it stopped: patience epochs after the best one */
     assert_true(nb_trainer_stopped_early(r.t));
@@ -471,17 +471,17 @@ static void test_evaluate(void **state)
     /* bad input */
     assert_int_equal(nb_evaluate(net, NULL, all, 10, NULL, NULL), NB_ERR_NULL);
     assert_int_equal(nb_evaluate(NULL, g, all, 10, NULL, NULL), NB_ERR_NULL);
-    assert_string_equal(nb_graph_errmsg(g), "evaluate: no network");
+    assert_string_equal(nb_graph_error(g)->msg, "evaluate: no network");
     nb_graph_reset(g);
     assert_int_equal(nb_evaluate(net, g, NULL, 10, NULL, NULL), NB_ERR_NULL);
     nb_graph_reset(g);
     assert_int_equal(nb_evaluate(net, g, all, 0, NULL, NULL), NB_ERR_ARG);
-    assert_string_equal(nb_graph_errmsg(g), "evaluate: batch size 0: it must be >= 1");
+    assert_string_equal(nb_graph_error(g)->msg, "evaluate: batch size 0: it must be >= 1");
     nb_graph_reset(g);
     nb_dataset *empty = NULL;
     assert_int_equal(nb_dataset_from(NULL, 0, 64, NULL, NULL, &empty), NB_OK);
     assert_int_equal(nb_evaluate(net, g, empty, 10, NULL, NULL), NB_ERR_ARG);
-    assert_string_equal(nb_graph_errmsg(g), "evaluate: the data set is empty");
+    assert_string_equal(nb_graph_error(g)->msg, "evaluate: the data set is empty");
     nb_graph_reset(g);
     /* more classes than outputs */
     nb_dataset *twelve = NULL;
@@ -489,13 +489,13 @@ static void test_evaluate(void **state)
     assert_int_equal(nb_dataset_from(&(nb_data_opts){.n_classes = 12}, 2, 64, NULL, lab12, &twelve),
                      NB_OK);
     assert_int_equal(nb_evaluate(net, g, twelve, 10, NULL, NULL), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "[2,10] for 2 samples"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[2,10] for 2 samples"));
     nb_graph_reset(g);
     /* wrong width */
     nb_dataset *narrow = NULL;
     assert_int_equal(nb_dataset_from(NULL, 3, 5, NULL, (int64_t[]){0, 1, 2}, &narrow), NB_OK);
     assert_int_equal(nb_evaluate(net, g, narrow, 10, NULL, NULL), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_graph_errmsg(g), "fc1"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "fc1"));
 
     nb_dataset_free(narrow);
     nb_dataset_free(twelve);
@@ -551,7 +551,7 @@ static void test_custom_loss(void **state)
     o.cb_ud = &l;
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
     if (nb_trainer_fit(r.t, r.ld) != NB_OK)
-        fail_msg("%s", nb_trainer_errmsg(r.t));
+        fail_msg("%s", nb_trainer_error(r.t)->msg);
     /* 50 training batches and 2 validation batches per epoch */
     assert_int_equal(calls, 8 * (50 + 2));
     assert_true(l.r[7].loss < 0.5 * l.r[0].loss);
@@ -598,7 +598,7 @@ static void run_penalty(double l2, double wd, const char *suffix, nb_model **out
     nb_trainer *t = NULL;
     assert_int_equal(nb_trainer_new(m, net, opt, &o, &t), NB_OK);
     if (nb_trainer_fit(t, ld) != NB_OK)
-        fail_msg("%s", nb_trainer_errmsg(t));
+        fail_msg("%s", nb_trainer_error(t)->msg);
     *penalty = l.r[2].penalty;
     nb_trainer_free(t);
     nb_loader_free(ld);
@@ -809,7 +809,7 @@ static void test_resume(void **state)
     o.cb_ud = &lf;
     assert_int_equal(nb_trainer_new(full.m, full.net, full.opt, &o, &full.t), NB_OK);
     if (nb_trainer_fit(full.t, full.ld) != NB_OK)
-        fail_msg("%s", nb_trainer_errmsg(full.t));
+        fail_msg("%s", nb_trainer_error(full.t)->msg);
     assert_int_equal(lf.n, 4);
 
     /* two epochs, a checkpoint from the epoch callback, interrupted */
@@ -840,7 +840,7 @@ static void test_resume(void **state)
     assert_int_equal(nb_trainer_new(second.m, second.net, second.opt, &o, &second.t), NB_OK);
     assert_int_equal(nb_trainer_set_epoch(second.t, 2), NB_OK);
     if (nb_trainer_fit(second.t, second.ld) != NB_OK)
-        fail_msg("%s", nb_trainer_errmsg(second.t));
+        fail_msg("%s", nb_trainer_error(second.t)->msg);
 
     assert_int_equal(ls.n, 2);
     assert_true(same_tensors(second.m, full.m));
@@ -947,7 +947,7 @@ static void test_alloc_failures(void **state)
         if (hit) {
             assert_int_equal(st, NB_ERR_NOMEM);
             if (r.t)
-                assert_true(strlen(nb_trainer_errmsg(r.t)) > 0);
+                assert_true(strlen(nb_trainer_error(r.t)->msg) > 0);
             failures++;
         } else {
             assert_int_equal(st, NB_OK);
@@ -987,7 +987,7 @@ static void test_bad_input(void **state)
     o.rng = &r.rng;
     o.epochs = 1;
     nb_trainer *t = (nb_trainer *)&r; /* must be overwritten with NULL */
-    char msg[200];
+    nb_error err;
 
     /* NULLs */
     assert_int_equal(nb_trainer_new(NULL, r.net, r.opt, &o, &t), NB_ERR_NULL);
@@ -999,7 +999,8 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_trainer_fit(NULL, r.ld), NB_ERR_NULL);
     assert_int_equal(nb_trainer_evaluate(NULL, r.val, NULL, NULL), NB_ERR_NULL);
     assert_int_equal(nb_trainer_set_epoch(NULL, 1), NB_ERR_NULL);
-    assert_string_equal(nb_trainer_errmsg(NULL), "no trainer");
+    assert_string_equal(nb_trainer_error(NULL)->msg, "no trainer");
+    assert_int_equal(nb_trainer_error(NULL)->status, NB_ERR_NULL);
     assert_int_equal(nb_trainer_epoch(NULL), 0);
     assert_null(nb_trainer_graph(NULL));
     nb_trainer_free(NULL);
@@ -1007,43 +1008,62 @@ static void test_bad_input(void **state)
     /* options */
     struct {
         nb_train_opts o;
-        const char *msg;
+        const char *field, *msg;
     } bad[] = {
-        {.o = {.epochs = -1, .eval_batch = 1}, "epochs = -1: it must be >= 0"},
-        {.o = {.threads = -2, .eval_batch = 1}, "threads = -2: it must be >= 0"},
-        {.o = {.eval_batch = 0}, "eval_batch = 0: it must be >= 1"},
-        {.o = {.eval_batch = 1, .l2 = -1}, "l2 = -1: it must be finite and >= 0"},
-        {.o = {.eval_batch = 1, .l1 = NAN}, "l1 = nan: it must be finite and >= 0"},
-        {.o = {.eval_batch = 1, .patience = -1}, "patience = -1: it must be >= 0"},
+        {.o = {.epochs = -1, .eval_batch = 1}, "epochs", "epochs = -1: it must be >= 0"},
+        {.o = {.threads = -2, .eval_batch = 1}, "threads", "threads = -2: it must be >= 0"},
+        {.o = {.eval_batch = 0}, "eval_batch", "eval_batch = 0: it must be >= 1"},
+        {.o = {.eval_batch = 1, .l2 = -1}, "l2", "l2 = -1: it must be finite and >= 0"},
+        {.o = {.eval_batch = 1, .l1 = NAN}, "l1", "l1 = nan: it must be finite and >= 0"},
+        {.o = {.eval_batch = 1, .patience = -1}, "patience", "patience = -1: it must be >= 0"},
         {.o = {.eval_batch = 1, .patience = 3},
+         "patience",
          "patience = 3: early stopping needs a validation set (val)"},
-        {.o = {.eval_batch = 1, .val = r.val, .monitor = (nb_monitor)7}, "monitor = 7: unknown"},
-        {.o = {.eval_batch = 1, .min_delta = -0.5}, "min_delta = -0.5: it must be finite and >= 0"},
+        {.o = {.eval_batch = 1, .val = r.val, .monitor = (nb_monitor)7},
+         "monitor",
+         "monitor = 7: unknown"},
+        {.o = {.eval_batch = 1, .min_delta = -0.5},
+         "min_delta",
+         "min_delta = -0.5: it must be finite and >= 0"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
-        assert_int_equal(nb_train_opts_check(&bad[k].o, msg, sizeof msg), NB_ERR_ARG);
-        assert_string_equal(msg, bad[k].msg);
+        assert_int_equal(nb_train_opts_check(&bad[k].o, &err), NB_ERR_ARG);
+        assert_int_equal(err.status, NB_ERR_ARG);
+        assert_string_equal(err.msg, bad[k].msg);
+        assert_string_equal(err.name, bad[k].field);
+        assert_string_equal(err.where, "nb_train_opts_check");
+        assert_true(err.offset == -1);
+        assert_int_equal(nb_train_opts_check(&bad[k].o, NULL), NB_ERR_ARG);
         t = (nb_trainer *)&r;
         assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &bad[k].o, &t), NB_ERR_ARG);
         assert_null(t);
     }
-    assert_int_equal(nb_train_opts_check(NULL, msg, sizeof msg), NB_ERR_NULL);
-    assert_int_equal(nb_train_opts_check(&o, NULL, 0), NB_OK);
+    assert_int_equal(nb_train_opts_check(NULL, &err), NB_ERR_NULL);
+    assert_int_equal(nb_train_opts_check(&o, &err), NB_OK);
+    assert_int_equal(err.status, NB_OK);
+    assert_string_equal(err.msg, "");
+    assert_int_equal(nb_train_opts_check(&o, NULL), NB_OK);
 
     /* a loader that shuffles needs the rng */
     o.rng = NULL;
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &t), NB_OK);
+    assert_int_equal(nb_trainer_error(t)->status, NB_OK);
+    assert_true(nb_trainer_error(t)->offset == -1);
     assert_int_equal(nb_trainer_fit(t, NULL), NB_ERR_NULL);
-    assert_string_equal(nb_trainer_errmsg(t), "fit: no training loader");
+    assert_string_equal(nb_trainer_error(t)->msg, "fit: no training loader");
+    assert_int_equal(nb_trainer_error(t)->status, NB_ERR_NULL);
+    assert_string_equal(nb_trainer_error(t)->where, "nb_trainer_fit");
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_NULL);
-    assert_string_equal(nb_trainer_errmsg(t),
+    assert_string_equal(nb_trainer_error(t)->msg,
                         "epoch 1: the loader shuffles: nb_train_opts.rng is required");
     assert_int_equal(nb_trainer_evaluate(t, NULL, NULL, NULL), NB_ERR_NULL);
-    assert_string_equal(nb_trainer_errmsg(t), "evaluate: no data set");
+    assert_string_equal(nb_trainer_error(t)->msg, "evaluate: no data set");
+    assert_string_equal(nb_trainer_error(t)->where, "nb_trainer_evaluate");
     assert_int_equal(nb_trainer_set_epoch(t, -1), NB_ERR_ARG);
     assert_int_equal(nb_trainer_set_epoch(t, 2), NB_ERR_ARG); /* past opts.epochs = 1 */
-    assert_string_equal(nb_trainer_errmsg(t),
+    assert_string_equal(nb_trainer_error(t)->msg,
                         "set_epoch: epoch 2: it must lie in 0 .. 1 (opts.epochs)");
+    assert_string_equal(nb_trainer_error(t)->where, "nb_trainer_set_epoch");
     assert_int_equal(nb_trainer_set_epoch(t, 1), NB_OK); /* all done: fit has nothing to do */
     assert_int_equal(nb_trainer_epoch(t), 1);
     nb_trainer_free(t);
@@ -1056,7 +1076,7 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_mlp_new(r.m, "five", (int64_t[]){64, 5}, 2, &mo, &net5), NB_OK);
     assert_int_equal(nb_trainer_new(r.m, net5, r.opt, &o, &t), NB_OK);
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_SHAPE);
-    assert_string_equal(nb_trainer_errmsg(t),
+    assert_string_equal(nb_trainer_error(t)->msg,
                         "training set: the network outputs 5 columns but the training set has "
                         "10 classes");
     assert_int_equal(nb_trainer_epoch(t), 0);
@@ -1068,7 +1088,7 @@ static void test_bad_input(void **state)
     assert_int_equal(nb_mlp_new(r.m, "ten", (int64_t[]){10, 10}, 2, &mo, &net10), NB_OK);
     assert_int_equal(nb_trainer_new(r.m, net10, r.opt, &o, &t), NB_OK);
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_SHAPE);
-    assert_non_null(strstr(nb_trainer_errmsg(t), "training set: ten.fc1: input [1,64]"));
+    assert_non_null(strstr(nb_trainer_error(t)->msg, "training set: ten.fc1: input [1,64]"));
     nb_trainer_free(t);
     nb_layer_free(net10);
 
@@ -1095,20 +1115,20 @@ static void test_bad_input(void **state)
         oo.test = sets[k].test;
         assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &oo, &t), NB_OK);
         assert_int_equal(nb_trainer_fit(t, r.ld), sets[k].st);
-        assert_string_equal(nb_trainer_errmsg(t), sets[k].msg);
+        assert_string_equal(nb_trainer_error(t)->msg, sets[k].msg);
         assert_int_equal(nb_optim_steps(r.opt), 0); /* nothing trained */
         nb_trainer_free(t);
     }
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &t), NB_OK);
     assert_int_equal(nb_trainer_evaluate(t, empty, NULL, NULL), NB_ERR_ARG);
-    assert_string_equal(nb_trainer_errmsg(t), "evaluate: the data set is empty");
+    assert_string_equal(nb_trainer_error(t)->msg, "evaluate: the data set is empty");
     nb_trainer_free(t);
     /* an empty training set */
     nb_loader *eld = NULL;
     assert_int_equal(nb_loader_new(empty, 10, false, false, &eld), NB_OK);
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &t), NB_OK);
     assert_int_equal(nb_trainer_fit(t, eld), NB_ERR_ARG);
-    assert_string_equal(nb_trainer_errmsg(t), "training set: it is empty");
+    assert_string_equal(nb_trainer_error(t)->msg, "training set: it is empty");
     nb_trainer_free(t);
     nb_loader_free(eld);
 
@@ -1117,7 +1137,7 @@ static void test_bad_input(void **state)
     oo.loss = vector_loss;
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &oo, &t), NB_OK);
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_SHAPE);
-    assert_string_equal(nb_trainer_errmsg(t),
+    assert_string_equal(nb_trainer_error(t)->msg,
                         "epoch 1, batch 1: train: the loss is f32 [50]; a single value is needed");
     nb_trainer_free(t);
 
@@ -1127,7 +1147,7 @@ static void test_bad_input(void **state)
     oo.penalty_suffix = ".nothing";
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &oo, &t), NB_OK);
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_ARG);
-    assert_string_equal(nb_trainer_errmsg(t),
+    assert_string_equal(nb_trainer_error(t)->msg,
                         "penalty (l2 = 0, l1 = 0.1): no trainable parameter name ends in "
                         "\".nothing\"");
     nb_trainer_free(t);
@@ -1139,7 +1159,7 @@ static void test_bad_input(void **state)
     r.opt->opts.schedule.per_epoch = true;
     r.opt->sched_pos = INT64_MAX;
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_ARG);
-    assert_string_equal(nb_trainer_errmsg(t),
+    assert_string_equal(nb_trainer_error(t)->msg,
                         "epoch 1: next_epoch: the schedule position is at its limit");
     r.opt->opts.schedule.per_epoch = false;
     r.opt->sched_pos = 0;
@@ -1153,7 +1173,7 @@ static void test_bad_input(void **state)
     oo.epochs = 5;
     assert_int_equal(nb_trainer_new(r.m, r.net, opt, &oo, &t), NB_OK);
     assert_int_equal(nb_trainer_fit(t, r.ld), NB_ERR_NONFINITE);
-    assert_non_null(strstr(nb_trainer_errmsg(t), "diverged"));
+    assert_non_null(strstr(nb_trainer_error(t)->msg, "diverged"));
     assert_true(nb_optim_steps(opt) >= 1);
     nb_trainer_free(t);
     nb_optim_free(opt);
@@ -1237,12 +1257,19 @@ static void test_nonfinite_gradient(void **state)
                 any_nan |= isnan(nb_tensor_get(t, k));
         if (check) {
             assert_int_equal(st, NB_ERR_NONFINITE);
-            const char *msg = nb_trainer_errmsg(r.t);
+            const char *msg = nb_trainer_error(r.t)->msg;
             assert_non_null(strstr(msg, "epoch 1, batch 3: the gradient of '"));
             assert_non_null(strstr(msg, "' holds NaN at ["));
             /* named by the rule that made it (Inf or -Inf: sqrt at +0 or -0) */
             assert_non_null(strstr(msg, "(sqrt: reverse rule for input 'h' gives "));
             assert_non_null(strstr(msg, "Inf at [0,0]); no step taken"));
+            /* the parameter whose gradient is not finite is the error's name */
+            const nb_error *e = nb_trainer_error(r.t);
+            assert_int_equal(e->status, NB_ERR_NONFINITE);
+            assert_string_equal(e->where, "nb_trainer_fit");
+            assert_true(strlen(e->name) > 0);
+            assert_non_null(strstr(msg, e->name));
+            assert_non_null(nb_model_get(r.m, e->name));
             assert_null(strstr(msg, "div"));
             /* two steps taken, the weights bit for bit as after the second */
             assert_int_equal(nb_optim_steps(r.opt), 2);

@@ -56,7 +56,7 @@ int main(void)
             nb_tensor *loss =
                 nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
             if (!loss || nb_backward(g, loss) != NB_OK) {
-                fprintf(stderr, "step failed: %s\n", nb_graph_errmsg(g));
+                fprintf(stderr, "step failed: %s\n", nb_graph_error(g)->msg);
                 return 1;
             }
             total += nb_tensor_item(loss);

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     if (epochs < 0)
         epochs = b2 ? 10 : 30;
 
-    nb_data_error derr;
+    nb_error derr;
     nb_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
     if (nb_dataset_fashion_mnist(dir, true, NULL, &all, &derr) != NB_OK ||
         nb_dataset_fashion_mnist(dir, false, NULL, &test, &derr) != NB_OK) {
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int rc = 0;
     if (st != NB_OK) {
-        fprintf(stderr, "train_fashion: %s\n", nb_trainer_errmsg(t));
+        fprintf(stderr, "train_fashion: %s\n", nb_trainer_error(t)->msg);
         rc = 1;
     } else {
         double acc = 0, loss = 0;

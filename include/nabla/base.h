@@ -51,10 +51,15 @@ NB_API const char *nb_status_str(nb_status s);
 
 /**
  * What went wrong, in one shape for every part of nabla. Objects that keep
- * their first error (a graph, an optimizer, a trainer, a symbolic pool)
- * give it with nb_graph_error(g), nb_optim_error(o), ...; functions without
- * such an object fill an nb_error the caller passes (it may be NULL).
- * After success status is NB_OK, msg "" and offset -1.
+ * an error (a graph, an optimizer, a trainer, a symbolic pool) give it with
+ * nb_graph_error(g), nb_optim_error(o), nb_trainer_error(t),
+ * nb_sym_error(s) (a static NB_ERR_NULL error for a NULL object);
+ * functions without such an object (data set loaders, option and metadata
+ * checks) fill an nb_error the caller passes (it may be NULL). msg reads
+ * on its own: it repeats the op, file or line where the part that failed
+ * names them, so printing msg is enough. A cleared error (no error, as
+ * those functions leave it after success) has status NB_OK, where, name and
+ * msg "", offset -1, line and column 0.
  */
 typedef struct nb_error {
     nb_status status; /**< NB_OK, or the error */
@@ -62,7 +67,8 @@ typedef struct nb_error {
     int64_t offset;   /**< byte offset in the input (file, text) of the problem; -1 if none */
     int64_t line;     /**< 1-based line in text input (CSV, expressions); 0 if none */
     int64_t column;   /**< 1-based column in that line; 0 if none */
-    char name[128];   /**< the tensor, parameter or key concerned ("" if none; cut if longer) */
+    char name[128];   /**< the tensor, parameter, variable or key concerned ("" if none; cut
+                           if longer) */
     char msg[512];    /**< a sentence: what, where, expected and found */
 } nb_error;
 

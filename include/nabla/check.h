@@ -76,7 +76,7 @@ typedef enum nb_check_cause {
                                 this tolerance the derivatives cannot be judged */
     NB_CHECK_NOT_DETERMINISTIC = 4, /**< f returns different values at the same point (random
                                          draws outside opts.rng, say): nothing was judged */
-    NB_CHECK_RULE_ERROR = 5,        /**< a derivative rule recorded an error (see message) */
+    NB_CHECK_RULE_ERROR = 5,        /**< a derivative rule recorded an error (see detail) */
 } nb_check_cause;
 
 /** A sentence naming the cause, e.g. "not deterministic: f returns
@@ -88,9 +88,15 @@ NB_API const char *nb_check_cause_str(nb_check_cause c);
 
 /** What a check found. */
 typedef struct nb_check_result {
-    nb_status status;  /**< NB_OK when the check ran to a verdict */
-    char message[320]; /**< what went wrong when status != NB_OK, or a
-                            derivative rule's error when a mode failed */
+    nb_error error;    /**< status NB_OK when the check ran to a verdict;
+                            otherwise what stopped it: where = the op that
+                            failed when the function could not be evaluated
+                            (as its graph recorded it), else the checker's
+                            function ("nb_gradcheck"), and a sentence */
+    char detail[512];  /**< with a verdict: a derivative rule's error when a
+                            mode failed ("reverse mode failed: sqrt: ..."), or
+                            the values that show f is not deterministic; ""
+                            otherwise */
     bool pass;         /**< both modes agree with the numerical derivative */
     nb_check_cause cause;        /**< why: NB_CHECK_AGREE when pass, one failure cause otherwise */
     bool reverse_ok, forward_ok; /**< false also when nothing could be judged */
@@ -127,9 +133,10 @@ typedef struct nb_check_result {
  * output element) and the forward-mode Jacobian (one JVP per input element)
  * against central differences; or, in fast mode, vᵀJu three ways at the cost
  * of one VJP, one JVP and two evaluations. @p o may be NULL (defaults).
- * Returns r->status: NB_OK when a verdict was reached (r->pass says which);
- * NB_ERR_NULL / NB_ERR_ARG / NB_ERR_DTYPE for bad arguments, or the error of
- * the function itself (with r->message) when it cannot be evaluated.
+ * Returns r->error.status: NB_OK when a verdict was reached (r->pass says
+ * which); NB_ERR_NULL / NB_ERR_ARG / NB_ERR_DTYPE for bad arguments, and
+ * NB_ERR_ARG when the function cannot be evaluated (r->error names the op
+ * and holds the graph's sentence).
  */
 NB_API nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n,
                               const nb_check_opts *o, nb_check_result *r);

@@ -11,11 +11,15 @@
  * NULL); datasets made from a dataset (slices, splits) and loaders use the
  * hook of the dataset they come from.
  *
- * Errors: loaders return an nb_status and, when given an nb_data_error,
- * fill it with the 1-based line and column (CSV) or byte offset (IDX) of
- * the first problem and a sentence naming it, e.g.
- * "line 3, column 2: \"abc\" is not a number". A failed call leaves *out
- * NULL and allocates nothing that outlives it. Nothing is printed.
+ * Errors: loaders return an nb_status and, when given an nb_error, fill it:
+ * where = the loader ("nb_dataset_load_csv"), the 1-based line and column
+ * (CSV) or the byte offset (IDX) of the first problem, and a sentence
+ * naming it, e.g. "line 3, column 2: \"abc\" is not a number". Line and
+ * column are 0 and offset -1 when they do not apply; offsets count in the
+ * decompressed stream for gzip input, except for errors of the gzip stream
+ * itself, where they are in the compressed input. After success the
+ * nb_error is cleared. A failed call leaves *out NULL and allocates nothing
+ * that outlives it. Nothing is printed.
  * Random numbers come only from the nb_rng passed in.
  */
 #ifndef NABLA_DATA_H
@@ -49,18 +53,6 @@ typedef struct nb_data_opts {
     nb_alloc_fn alloc;        /**< allocation hook; NULL: nb_default_alloc */
     void *alloc_ud;           /**< passed to @p alloc */
 } nb_data_opts;
-
-/** Where and why loading failed. line/column are 1-based (0 when they do
- *  not apply); offset is a byte offset (-1 when it does not apply) into the
- *  data, counted in the decompressed stream for gzip input, except for
- *  errors of the gzip stream itself, where it is in the compressed input. */
-typedef struct nb_data_error {
-    nb_status status; /**< NB_OK after success */
-    int64_t line;
-    int64_t column;
-    int64_t offset;
-    char msg[256]; /**< "" after success */
-} nb_data_error;
 
 /* ---------------------------------------------------------------- dataset */
 
@@ -172,11 +164,11 @@ typedef struct nb_csv_opts {
  * NB_ERR_ARG for bad options; NB_ERR_NOMEM.
  */
 NB_API nb_status nb_dataset_load_csv_mem(const void *buf, size_t len, const nb_csv_opts *opts,
-                                         nb_dataset **out, nb_data_error *err);
+                                         nb_dataset **out, nb_error *err);
 /** As nb_dataset_load_csv_mem, from the file at @p path (plain or .gz).
  *  NB_ERR_IO when it cannot be read; the message names the path. */
 NB_API nb_status nb_dataset_load_csv(const char *path, const nb_csv_opts *opts, nb_dataset **out,
-                                     nb_data_error *err);
+                                     nb_error *err);
 
 /* -------------------------------------------------------------------- IDX */
 
@@ -194,12 +186,11 @@ NB_API nb_status nb_dataset_load_csv(const char *path, const nb_csv_opts *opts, 
  */
 NB_API nb_status nb_dataset_load_idx_mem(const void *images, size_t images_len, const void *labels,
                                          size_t labels_len, const nb_data_opts *opts,
-                                         nb_dataset **out, nb_data_error *err);
+                                         nb_dataset **out, nb_error *err);
 /** As nb_dataset_load_idx_mem, from two files (plain or .gz). NB_ERR_IO when
  *  a file cannot be read; the message names the path. */
 NB_API nb_status nb_dataset_load_idx(const char *images_path, const char *labels_path,
-                                     const nb_data_opts *opts, nb_dataset **out,
-                                     nb_data_error *err);
+                                     const nb_data_opts *opts, nb_dataset **out, nb_error *err);
 
 /** Where Debian's dataset-fashion-mnist package installs its IDX files. */
 #define NB_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -209,7 +200,7 @@ NB_API nb_status nb_dataset_load_idx(const char *images_path, const char *labels
  *  set (t10k-*, 10000 images); 28x28 pixels 0..255, 10 classes (n_classes
  *  0 in @p opts means 10). NB_ERR_IO when the files are not there. */
 NB_API nb_status nb_dataset_fashion_mnist(const char *dir, bool train, const nb_data_opts *opts,
-                                          nb_dataset **out, nb_data_error *err);
+                                          nb_dataset **out, nb_error *err);
 
 /* ----------------------------------------------------------------- digits */
 

@@ -27,10 +27,11 @@ extern "C" {
 
 /**
  * Check metadata text against the rules above. NB_OK, NB_ERR_NULL, or
- * NB_ERR_PARSE with a sentence naming the offset in why[0..n) (why may be
- * NULL).
+ * NB_ERR_PARSE; on failure @p err (may be NULL) gets where "nb_meta_check",
+ * the byte offset of the problem and a sentence naming it; on success it
+ * is cleared.
  */
-NB_API nb_status nb_meta_check(const char *meta, char *why, size_t n);
+NB_API nb_status nb_meta_check(const char *meta, nb_error *err);
 
 /**
  * The value of @p key in metadata text @p meta, copied NUL-terminated into

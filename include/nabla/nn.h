@@ -10,7 +10,7 @@
  *
  * Errors follow the ops' convention: a NULL tensor input makes a function
  * return NULL quietly; any other failure records the graph's first error
- * (nb_graph_errmsg: the function's name and a sentence) and returns NULL.
+ * (nb_graph_error: the function's name and a sentence) and returns NULL.
  * Functions that do not return a tensor return nb_status.
  *
  * Shapes: a batch is [N, F] (rows are samples). A linear layer's weight is

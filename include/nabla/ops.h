@@ -7,7 +7,7 @@
  * quietly, so a whole expression can be built and checked once at the end.
  * Any other failure - shapes or dtypes that do not fit, bad arguments, out
  * of memory, a NaN/Inf in check-finite mode - records the graph's first
- * error (nb_graph_status / nb_graph_errmsg: op name, shapes and a sentence)
+ * error (nb_graph_status / nb_graph_error: op name, shapes and a sentence)
  * and returns NULL. Binary elementwise ops broadcast as NumPy does; their
  * inputs must have the same dtype (use nb_cast). Inputs may be tensors of
  * @p g or parameters of a model, never tensors of another graph.

@@ -121,13 +121,15 @@ NB_API void nb_optim_free(nb_optim *opt);
  * parameter of that name); NB_ERR_NONFINITE (clipping is on and the
  * global gradient norm is NaN or infinite); NB_ERR_ARG (a step count or
  * the schedule position, e.g. loaded from a file, is INT64_MAX and cannot
- * count one more). nb_optim_errmsg() says more.
+ * count one more). nb_optim_error() says more.
  */
 NB_API nb_status nb_optim_step(nb_optim *opt, nb_model *m);
 
-/** Sentence describing the last failed call on @p opt ("" if none, "no
- *  optimizer" for NULL). Owned by the optimizer. */
-NB_API const char *nb_optim_errmsg(const nb_optim *opt);
+/** The error of the last failed call on @p opt (status NB_OK and msg "" if
+ *  none): where = the call ("optim_step", "next_epoch"), msg = that name and
+ *  a sentence. For NULL a static error with status NB_ERR_NULL and msg "no
+ *  optimizer". Owned by the optimizer. */
+NB_API const nb_error *nb_optim_error(const nb_optim *opt);
 /** The options in use (owned by the optimizer; NULL for NULL). */
 NB_API const nb_optim_opts *nb_optim_options(const nb_optim *opt);
 /** Successful steps so far (0 for NULL). */

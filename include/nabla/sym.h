@@ -11,7 +11,7 @@
  * const nb_expr *f = nb_sym_parse(s, text, strlen(text));
  * const nb_expr *df = nb_sym_diff(s, f, "x");
  * if (!df)
- *     fprintf(stderr, "%s\n", nb_sym_errmsg(s));
+ *     fprintf(stderr, "%s\n", nb_sym_error(s)->msg);
  * else
  *     printf("%s\n", nb_sym_str(s, df));   // 1/x + 2*x*y - y*cos(x*y)
  * nb_sym_free(s);
@@ -22,10 +22,12 @@
  * one node, so pointer equality is structural equality. Never free an
  * expression; never mix expressions of two pools.
  *
- * Errors: functions that fail return NULL (or a status) and leave a code,
- * a sentence and, for parse errors, the byte offset in the pool
- * (nb_sym_status, nb_sym_errmsg, nb_sym_erroffset). Each fallible call
- * clears the previous error when it starts. The library never prints.
+ * Errors: functions that fail return NULL (or a status) and leave an
+ * nb_error in the pool (nb_sym_error; nb_sym_status gives its code): where
+ * is the function ("nb_sym_parse"), msg a sentence, and for parse errors
+ * offset, line and column say where in the text; name is the variable of
+ * an "unknown variable" error. Each fallible call clears the previous
+ * error when it starts. The library never prints.
  */
 #ifndef NABLA_SYM_H
 #define NABLA_SYM_H
@@ -89,12 +91,12 @@ NB_API void nb_sym_free(nb_sym *s);
 
 /** Code of the last error (NB_OK when the last fallible call succeeded). */
 NB_API nb_status nb_sym_status(const nb_sym *s);
-/** Sentence describing the last error, e.g. "expected ')' at 7 near '+'";
- *  "" when none, "no pool" for NULL. Owned by the pool. */
-NB_API const char *nb_sym_errmsg(const nb_sym *s);
-/** Byte offset in the parsed text of the last parse error; -1 when the last
- *  error has no offset or there is none. */
-NB_API int64_t nb_sym_erroffset(const nb_sym *s);
+/** The last error: status, where = the function that failed, msg = a
+ *  sentence, e.g. "expected ')' at 7 near '+'" ("" when none); for parse
+ *  errors the byte offset in the text and its 1-based line and column (in
+ *  bytes), otherwise offset -1 and line and column 0. For NULL a static
+ *  error with status NB_ERR_NULL and msg "no pool". Owned by the pool. */
+NB_API const nb_error *nb_sym_error(const nb_sym *s);
 /** Number of distinct nodes the pool holds. */
 NB_API int64_t nb_sym_node_count(const nb_sym *s);
 

@@ -48,12 +48,13 @@ NB_API void nb_graph_free(nb_graph *g);
 
 /** First error recorded since creation or the last reset/clear (NB_OK if none). */
 NB_API nb_status nb_graph_status(const nb_graph *g);
-/** Sentence describing the first error, e.g.
- *  "matmul: [3,4] x [5,2]: inner sizes 4 and 5 differ"; "" when none,
- *  "no graph" for NULL. Owned by the graph; valid until the next reset. */
-NB_API const char *nb_graph_errmsg(const nb_graph *g);
-/** Name of the op that recorded the first error ("" if none). */
-NB_API const char *nb_graph_errop(const nb_graph *g);
+/** The first error: status, where = the op that recorded it ("matmul"),
+ *  name = the tensor concerned when one is known (check-finite mode), and
+ *  msg = the op and a sentence, e.g. "matmul: [3,4] x [5,2]: inner sizes 4
+ *  and 5 differ" ("" when none). For NULL a static error with status
+ *  NB_ERR_NULL and msg "no graph". Owned by the graph; valid until the next
+ *  reset or clear. */
+NB_API const nb_error *nb_graph_error(const nb_graph *g);
 /** Forget the recorded error. */
 NB_API void nb_graph_clear_error(nb_graph *g);
 

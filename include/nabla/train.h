@@ -33,7 +33,7 @@
  * o.on_epoch = print_epoch;                 // bool print_epoch(void *, const nb_epoch_report *)
  * nb_trainer *t = NULL;
  * if (nb_trainer_new(model, net, opt, &o, &t) != NB_OK) ...
- * if (nb_trainer_fit(t, loader) != NB_OK) puts(nb_trainer_errmsg(t));
+ * if (nb_trainer_fit(t, loader) != NB_OK) puts(nb_trainer_error(t)->msg);
  * double acc, loss;
  * nb_trainer_evaluate(t, test, &acc, &loss);
  * nb_trainer_free(t);
@@ -154,9 +154,11 @@ NB_API nb_train_opts nb_train_defaults(void);
  */
 NB_API nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_train_opts *o,
                                 nb_trainer **out);
-/** Check options as nb_trainer_new does; the reason goes to @p msg
- *  (NUL-terminated when msg_size > 0; msg may be NULL). */
-NB_API nb_status nb_train_opts_check(const nb_train_opts *o, char *msg, size_t msg_size);
+/** Check options as nb_trainer_new does. On failure @p err (may be NULL)
+ *  gets where "nb_train_opts_check", name = the field ("patience") and a
+ *  sentence naming its value ("patience = -1: it must be >= 0"); on
+ *  success it is cleared. */
+NB_API nb_status nb_train_opts_check(const nb_train_opts *o, nb_error *err);
 /** Free the trainer (not the model, network, optimizer or datasets).
  *  NULL is accepted. */
 NB_API void nb_trainer_free(nb_trainer *t);
@@ -176,7 +178,8 @@ NB_API void nb_trainer_free(nb_trainer *t);
  * returns NB_OK, however it ended (patience, last epoch, callback).
  * Optimizer state is not restored.
  *
- * Errors (nb_trainer_errmsg says what, with epoch and batch):
+ * Errors (nb_trainer_error says what, with epoch and batch in the
+ * sentence, the parameter in name for a non-finite gradient):
  * NB_ERR_NULL (t or train, or no rng for a shuffling loader),
  * NB_ERR_SHAPE / NB_ERR_DTYPE (network and data do not fit, e.g.
  * "the network outputs 5 columns but the training set has 10 classes"),
@@ -208,9 +211,12 @@ NB_API nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch);
 NB_API bool nb_trainer_stopped_early(const nb_trainer *t);
 /** Best epoch of early stopping (0 when none). */
 NB_API int nb_trainer_best_epoch(const nb_trainer *t);
-/** Sentence describing the last error ("" if none; "no trainer" for NULL).
- *  Owned by the trainer. */
-NB_API const char *nb_trainer_errmsg(const nb_trainer *t);
+/** The error of the last failed call (nb_trainer_fit, nb_trainer_evaluate,
+ *  nb_trainer_set_epoch): where = that function, name = the parameter when
+ *  a gradient was not finite, msg = the sentence (status NB_OK and msg ""
+ *  when the last fit or evaluation succeeded). For NULL a static error with
+ *  status NB_ERR_NULL and msg "no trainer". Owned by the trainer. */
+NB_API const nb_error *nb_trainer_error(const nb_trainer *t);
 /** The trainer's graph (owned by the trainer), e.g. to read its size. */
 NB_API nb_graph *nb_trainer_graph(const nb_trainer *t);
 

@@ -68,11 +68,11 @@ nb_status nb_graph_dot(nb_graph *g, nb_tensor *y, FILE *f)
     if (!f)
         return nbc_error(g, NB_ERR_NULL, "graph_dot", "no FILE to write to");
     if (nba_check_mine(g, y, "graph_dot", "y") != NB_OK)
-        return g->status;
+        return g->err.status;
     int64_t n_order;
     nb_tensor **order = nba_topo(g, y, false, &n_order, "graph_dot");
     if (!order)
-        return g->status;
+        return g->err.status;
     fputs("digraph nabla {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\", "
           "fontsize=10];\n",
           f);

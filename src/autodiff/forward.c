@@ -43,10 +43,10 @@ static nb_status plan_make(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, int 
 {
     p->order = nba_topo(g, y, false, &p->n, "jvp");
     if (!p->order)
-        return g->status;
+        return g->err.status;
     p->start = nbc_alloc(g, (size_t)p->n * sizeof *p->start, "jvp");
     if (!p->start)
-        return g->status;
+        return g->err.status;
     nb_tensor given = {0}, live = {0}; /* sentinels, only their addresses are used */
     for (int64_t k = 0; k < p->n; k++)
         p->order[k]->tan = NULL;
@@ -70,7 +70,7 @@ static nb_status plan_make(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, int 
         for (int i = 0; i < node->n_inputs; i++) {
             nb_tensor *in = node->inputs[i];
             if (!in->tan && !(in->tan = zero_tangent(g, in))) {
-                st = g->status;
+                st = g->err.status;
                 break;
             }
         }
@@ -111,14 +111,14 @@ static nb_status sweep(nb_graph *g, const fwd_plan *p, nb_tensor *const *xs,
             continue;
         nb_tensor **tans = nbc_alloc(g, (size_t)node->n_inputs * sizeof *tans, "jvp");
         if (!tans) {
-            st = g->status;
+            st = g->err.status;
             break;
         }
         for (int i = 0; i < node->n_inputs; i++) {
             nb_tensor *in = node->inputs[i];
             /* a rule returned zero for in: its users get a zero after all */
             if (!in->tan && !(in->tan = zero_tangent(g, in))) {
-                st = g->status;
+                st = g->err.status;
                 break;
             }
             tans[i] = in->tan;
@@ -130,7 +130,7 @@ static nb_status sweep(nb_graph *g, const fwd_plan *p, nb_tensor *const *xs,
         nb_tensor *t = node->op->jvp(g, node, tans);
         g->check_finite = check;
         if (!t) {
-            st = g->status; /* NB_OK: a zero tangent */
+            st = g->err.status; /* NB_OK: a zero tangent */
             continue;
         }
         if (t->dtype != node->dtype || !nbc_same_shape(t, node)) {
@@ -161,15 +161,15 @@ nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *con
         return nbc_error(g, NB_ERR_NULL, "jvp", "need y_tangent, and xs and tangents for n > 0");
     *y_tangent = NULL;
     if (nba_check_mine(g, y, "jvp", "y") != NB_OK)
-        return g->status;
+        return g->err.status;
     char b0[160], b1[160], what[32];
     for (int i = 0; i < n; i++) {
         snprintf(what, sizeof what, "xs[%d]", i);
         if (nba_check_mine(g, xs[i], "jvp", what) != NB_OK)
-            return g->status;
+            return g->err.status;
         snprintf(what, sizeof what, "tangents[%d]", i);
         if (nba_check_mine(g, tangents[i], "jvp", what) != NB_OK)
-            return g->status;
+            return g->err.status;
         if (tangents[i]->dtype != xs[i]->dtype || !nbc_same_shape(tangents[i], xs[i]))
             return nbc_error(g, NB_ERR_SHAPE, "jvp", "tangents[%d] %s%s does not match xs[%d] %s%s",
                              i, nb_dtype_name(tangents[i]->dtype),
@@ -179,7 +179,7 @@ nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *con
 
     fwd_plan plan;
     if (plan_make(g, y, xs, n, &plan) != NB_OK || sweep(g, &plan, xs, tangents, n) != NB_OK)
-        return g->status;
+        return g->err.status;
     nb_tensor *t = y->tan;
     if (is_zero(t)) {
         t = nba_zeros_like(g, y);
@@ -192,7 +192,7 @@ nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *con
             }
     }
     *y_tangent = t;
-    return t ? NB_OK : g->status;
+    return t ? NB_OK : g->err.status;
 }
 
 /* Copy the elements of src into J at J[base + i*step] over src's flat

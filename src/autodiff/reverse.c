@@ -74,7 +74,7 @@ static nb_status first_touch(sweep_state *s, nb_tensor *t)
     }
     nb_tensor **r = nba_grow(s->g, s->reached, &s->cap_reached, s->n_reached + 1, sizeof *r, s->op);
     if (!r)
-        return s->g->status;
+        return s->g->err.status;
     s->reached = r;
     r[s->n_reached++] = t;
     return NB_OK;
@@ -113,9 +113,10 @@ static nb_status check_rule_result(nb_graph *g, const nb_tensor *node, int i, co
     if (k < 0)
         return NB_OK;
     char who[64], what[96];
-    return nbc_error(g, NB_ERR_NONFINITE, node->op->name, "reverse rule for input %s gives %s",
-                     input_label(node, i, who, sizeof who),
-                     nbc_nonfinite_at(gi, k, what, sizeof what));
+    return nbc_error_named(g, NB_ERR_NONFINITE, node->op->name, node->inputs[i]->name,
+                           "reverse rule for input %s gives %s",
+                           input_label(node, i, who, sizeof who),
+                           nbc_nonfinite_at(gi, k, what, sizeof what));
 }
 
 /* in->adj += gi, a gradient tensor shaped like in (for input i of node) */
@@ -136,12 +137,12 @@ static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_te
     in->adj = nb_add(g, in->adj, gi);
     g->check_finite = check;
     if (!in->adj)
-        return g->status;
+        return g->err.status;
     int64_t k = check ? nbc_first_nonfinite(in->adj) : -1;
     if (k >= 0) {
         char who[64], what[96];
-        return nbc_error(
-            g, NB_ERR_NONFINITE, node->op->name, "the gradients of input %s add up to %s",
+        return nbc_error_named(
+            g, NB_ERR_NONFINITE, node->op->name, in->name, "the gradients of input %s add up to %s",
             input_label(node, i, who, sizeof who), nbc_nonfinite_at(in->adj, k, what, sizeof what));
     }
     return NB_OK;
@@ -159,12 +160,12 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
         for (int i = 0; i < node->n_inputs; i++)
             if ((node->inputs[i]->flags & NB_T_NEEDS_GRAD) &&
                 give_number(s, node->inputs[i], d[i]) != NB_OK)
-                return g->status;
+                return g->err.status;
         return NB_OK;
     }
     nb_tensor *adj = nba_adj(g, node);
     if (!adj)
-        return g->status;
+        return g->err.status;
     for (int i = 0; i < node->n_inputs; i++) {
         nb_tensor *in = node->inputs[i];
         if (!(in->flags & NB_T_NEEDS_GRAD))
@@ -174,8 +175,8 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
         nb_tensor *gi = node->op->vjp(g, node, i, adj);
         g->check_finite = check;
         if (!gi) {
-            if (g->status != NB_OK)
-                return g->status;
+            if (g->err.status != NB_OK)
+                return g->err.status;
             continue; /* a zero gradient */
         }
         if (!same_desc(gi, in)) {
@@ -186,9 +187,9 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
                              nb_dtype_name(in->dtype), nbc_shp(in, b1, sizeof b1));
         }
         if (check && check_rule_result(g, node, i, gi) != NB_OK)
-            return g->status;
+            return g->err.status;
         if (give_tensor(s, node, i, in, gi) != NB_OK)
-            return g->status;
+            return g->err.status;
     }
     return NB_OK;
 }
@@ -202,7 +203,7 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
     if (!g)
         return NB_ERR_NULL;
     if (nba_check_mine(g, y, op, "y") != NB_OK)
-        return g->status;
+        return g->err.status;
     char b0[160], b1[160];
     if (!seed) {
         if (y->size != 1)
@@ -212,7 +213,7 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
                              nbc_shp(y, b0, sizeof b0));
     } else {
         if (nba_check_mine(g, seed, op, "seed") != NB_OK)
-            return g->status;
+            return g->err.status;
         if (!same_desc(seed, y))
             return nbc_error(g, seed->dtype != y->dtype ? NB_ERR_DTYPE : NB_ERR_SHAPE, op,
                              "seed %s%s does not match output %s%s", nb_dtype_name(seed->dtype),
@@ -232,13 +233,13 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
     } else if (create_graph) {
         y->adj = nb_ones(g, y->dtype, y->rank, y->shape);
         if (!y->adj)
-            return g->status;
+            return g->err.status;
     } else {
         y->adj = &nba_scalar_adj;
         y->sadj = 1.0;
     }
     if (first_touch(s, y) != NB_OK)
-        return g->status;
+        return g->err.status;
 
     bool was_recording = g->recording;
     g->recording = create_graph;
@@ -264,7 +265,7 @@ static nb_status accumulate(nb_graph *g, const sweep_state *s)
         if (!t->grad) {
             t->grad = nba_zeros_like(g, t);
             if (!t->grad)
-                return g->status;
+                return g->err.status;
         }
         if (t->adj == &nba_scalar_adj) {
             nb_tensor_set(t->grad, 0, add_in(t->dtype, nb_tensor_get(t->grad, 0), t->sadj));
@@ -301,7 +302,7 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
         char what[32];
         snprintf(what, sizeof what, "xs[%d]", i);
         if (nba_check_mine(g, xs[i], "grad", what) != NB_OK)
-            return g->status;
+            return g->err.status;
         if (!(xs[i]->flags & NB_T_NEEDS_GRAD))
             return nbc_error(g, NB_ERR_GRAPH, "grad",
                              "xs[%d] does not need a gradient (mark it with "
@@ -316,7 +317,7 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
         bool reached = xs[i]->adj_sweep == s.id && xs[i]->adj;
         out[i] = reached ? nba_adj(g, xs[i]) : nba_zeros_like(g, xs[i]);
         if (!out[i])
-            return g->status;
+            return g->err.status;
     }
     return NB_OK;
 }

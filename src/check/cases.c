@@ -444,9 +444,7 @@ nb_status nb_check_run_case(const nb_check_case *c, const nb_check_opts *o, nb_c
     nb_check_opts opts = o ? *o : nb_check_defaults();
     if (!c) {
         memset(r, 0, sizeof *r);
-        r->status = NB_ERR_NULL;
-        snprintf(r->message, sizeof r->message, "no case given");
-        return r->status;
+        return nb_error_set(&r->error, NB_ERR_NULL, "nb_check_run_case", "no case given");
     }
     if (c->wrt)
         opts.wrt = c->wrt;

@@ -94,9 +94,16 @@ const char *nb_check_cause_str(nb_check_cause c)
 
 static nb_status fail(nb_check_result *r, nb_status st, const char *fmt, const char *detail)
 {
-    r->status = st;
-    snprintf(r->message, sizeof r->message, fmt, detail ? detail : "");
+    nb_error_set(&r->error, st, NULL, "%s", "");
+    snprintf(r->error.msg, sizeof r->error.msg, fmt, detail ? detail : "");
     return st;
+}
+
+/* A result with nothing in it yet. */
+static void result_clear(nb_check_result *r)
+{
+    memset(r, 0, sizeof *r);
+    nb_error_clear(&r->error);
 }
 
 static void ck_free(ck *c)
@@ -108,7 +115,7 @@ static void ck_free(ck *c)
     nb_graph_free(c->g);
 }
 
-/* Build the function on fresh leaves holding xv; NULL with r->message set. */
+/* Build the function on fresh leaves holding xv; NULL with r->error set. */
 static nb_tensor *build(ck *c, double *const *xv, bool grad, nb_check_result *r)
 {
     c->replay = false; /* the recorded graph goes */
@@ -132,18 +139,21 @@ static nb_tensor *build(ck *c, double *const *xv, bool grad, nb_check_result *r)
         c->ops = nb_graph_evals(c->g);
     }
     if (!y) {
-        if (nb_graph_status(c->g) != NB_OK)
-            snprintf(r->message, sizeof r->message, "the function failed: %s: %s",
-                     nb_graph_errop(c->g), nb_graph_errmsg(c->g));
-        else
-            snprintf(r->message, sizeof r->message,
-                     "the function returned NULL without recording an error");
+        const nb_error *e = nb_graph_error(c->g);
+        if (e->status != NB_OK) {
+            nb_error_set(&r->error, NB_ERR_ARG, e->where, "the function failed: %.*s",
+                         (int)sizeof e->msg - 32, e->msg);
+            memcpy(r->error.name, e->name, sizeof e->name);
+        } else {
+            nb_error_set(&r->error, NB_ERR_ARG, NULL,
+                         "the function returned NULL without recording an error");
+        }
         return NULL;
     }
     if (nb_tensor_size(y) != c->m && c->m >= 0) {
-        snprintf(r->message, sizeof r->message,
-                 "the function's output changed size between evaluations (%lld, then %lld)",
-                 (long long)c->m, (long long)nb_tensor_size(y));
+        nb_error_set(&r->error, NB_ERR_ARG, NULL,
+                     "the function's output changed size between evaluations (%lld, then %lld)",
+                     (long long)c->m, (long long)nb_tensor_size(y));
         return NULL;
     }
     return y;
@@ -372,8 +382,8 @@ static nb_status diff_at(ck *c, int i, int64_t j, double h, const double *f0, do
     double xp = in_dtype(c, x0 + h), xm = in_dtype(c, x0 - h);
     double hp = xp - x0, hm = x0 - xm;
     if (hp <= 0 || hm <= 0) {
-        snprintf(r->message, sizeof r->message, "step %g vanishes next to %s[%lld] = %g in %s", h,
-                 c->name[i], (long long)j, x0, nb_dtype_name(c->dt));
+        nb_error_set(&r->error, NB_ERR_ARG, NULL, "step %g vanishes next to %s[%lld] = %g in %s", h,
+                     c->name[i], (long long)j, x0, nb_dtype_name(c->dt));
         return NB_ERR_ARG;
     }
     nb_status st;
@@ -462,13 +472,14 @@ static void judged_entry(const ck *c, nb_check_entry *e, int i, int64_t j, int64
     e->roundoff = roundoff;
 }
 
-/* A derivative rule failed inside a sweep: remember the first message. */
+/* A derivative rule failed inside a sweep: remember the first message
+ * (the graph's sentence starts with the op). */
 static void rule_failed(ck *c, nb_check_result *r, const char *mode)
 {
-    if (r->message[0])
+    if (r->detail[0])
         return;
-    snprintf(r->message, sizeof r->message, "%s mode failed: %s: %s", mode, nb_graph_errop(c->g),
-             nb_graph_errmsg(c->g));
+    snprintf(r->detail, sizeof r->detail, "%s mode failed: %.*s", mode, (int)sizeof r->detail - 32,
+             nb_graph_error(c->g)->msg);
 }
 
 /* ------------------------------------------------------------ full mode */
@@ -786,7 +797,7 @@ static void not_deterministic(const ck *c, nb_check_result *r)
 {
     r->pass = r->reverse_ok = r->forward_ok = false;
     r->cause = NB_CHECK_NOT_DETERMINISTIC;
-    snprintf(r->message, sizeof r->message,
+    snprintf(r->detail, sizeof r->detail,
              "output[%lld] was %.17g, then %.17g at the same point; if f draws random numbers, "
              "give their generator in opts.rng",
              (long long)c->nondet_k, c->nondet_a, c->nondet_b);
@@ -887,7 +898,7 @@ static nb_status full_check(ck *c, nb_check_result *r)
            *s2 = f0 + 5 * m, *s3 = f0 + 6 * m, *s5 = f0 + 7 * m, *u = f0 + 12 * m;
     r->kinks_accepted = c->o.kinks;
     if (eval(c, c->x, f0, r) != NB_OK || record(c, f0, jr, jf, r) != NB_OK) {
-        st = r->status = NB_ERR_ARG;
+        st = r->error.status = NB_ERR_ARG;
         goto out;
     }
     if (c->nondet) {
@@ -905,7 +916,7 @@ static nb_status full_check(ck *c, nb_check_result *r)
             double h;
             if (numeric_col(c, i, j, f0, num, left, right, s1, s2, s3, u, &h, r) != NB_OK ||
                 find_kinks(c, i, j, f0, num, left, right, u, h, kink, s5, r) != NB_OK) {
-                st = r->status = NB_ERR_ARG;
+                st = r->error.status = NB_ERR_ARG;
                 goto out;
             }
             for (int64_t k = 0; k < c->m; k++) {
@@ -937,9 +948,9 @@ static nb_status full_check(ck *c, nb_check_result *r)
     r->reverse_ok = r->reverse_ok && !rev_fail;
     r->forward_ok = r->forward_ok && !fwd_fail;
     r->pass = r->reverse_ok && r->forward_ok;
-    r->cause = r->pass         ? NB_CHECK_AGREE
-               : r->message[0] ? NB_CHECK_RULE_ERROR
-                               : cause_of(worst_class);
+    r->cause = r->pass        ? NB_CHECK_AGREE
+               : r->detail[0] ? NB_CHECK_RULE_ERROR
+                              : cause_of(worst_class);
     if (!r->pass || r->n_kinks > 0)
         recheck_determinism(c, f0, num, r);
 out:
@@ -985,12 +996,12 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
 
     /* analytic: one VJP with seed v, one JVP with tangents u */
     if (eval(c, c->x, f0, r) != NB_OK) {
-        st = r->status = NB_ERR_ARG;
+        st = r->error.status = NB_ERR_ARG;
         goto out;
     }
     nb_tensor *y = build(c, c->x, true, r);
     if (!y) {
-        st = r->status = NB_ERR_ARG;
+        st = r->error.status = NB_ERR_ARG;
         goto out;
     }
     for (int64_t k = 0; k < c->m && same_output(c, k, f0[k], nb_tensor_get(y, k)); k++)
@@ -1053,7 +1064,7 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
             xm[i][j] = in_dtype(c, c->x[i][j] - h * u[i][j]);
         }
     if (eval(c, xp, fp, r) != NB_OK || eval(c, xm, fm, r) != NB_OK) {
-        st = r->status = NB_ERR_ARG;
+        st = r->error.status = NB_ERR_ARG;
         goto out;
     }
     double s_num = 0, s_left = 0, s_right = 0, scale = 0, unorm = 0, vnorm = 0, roundoff = 0;
@@ -1082,9 +1093,9 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
     r->reverse_ok = r->reverse_ok && cr == ENTRY_OK;
     r->forward_ok = r->forward_ok && cf == ENTRY_OK;
     r->pass = r->reverse_ok && r->forward_ok;
-    r->cause = r->pass         ? NB_CHECK_AGREE
-               : r->message[0] ? NB_CHECK_RULE_ERROR
-                               : cause_of(cr > cf ? cr : cf);
+    r->cause = r->pass        ? NB_CHECK_AGREE
+               : r->detail[0] ? NB_CHECK_RULE_ERROR
+                              : cause_of(cr > cf ? cr : cf);
     r->n_entries = 1;
     fill_entry(c, &r->worst, -1, -1, -1);
     r->worst.reverse = s_rev;
@@ -1239,7 +1250,7 @@ static bool blames_rules(nb_check_cause cause)
 /* The check proper on a set-up context. depth 1: a local re-check. */
 static nb_status run(ck *c, nb_check_result *r, int depth)
 {
-    r->status = NB_OK;
+    nb_error_clear(&r->error);
     r->atol = c->o.atol;
     r->rtol = c->o.rtol;
     if (c->wrt == 0)
@@ -1253,7 +1264,7 @@ static nb_status run(ck *c, nb_check_result *r, int depth)
     /* one evaluation fixes the output size */
     nb_tensor *y = build(c, c->x, false, r);
     if (!y)
-        return r->status = NB_ERR_ARG;
+        return r->error.status = NB_ERR_ARG;
     c->m = nb_tensor_size(y);
 
     nb_status st;
@@ -1266,18 +1277,18 @@ static nb_status run(ck *c, nb_check_result *r, int depth)
             /* details of the failure, and the verdict where fast mode
              * cannot judge: a kink along u, or f not deterministic */
             nb_check_result full = *r;
-            full.message[0] = '\0';
+            full.detail[0] = '\0';
             if (full_check(c, &full) == NB_OK) {
                 bool use_full = kink || full.cause == NB_CHECK_NOT_DETERMINISTIC;
                 bool pass = use_full ? full.pass : r->pass;
                 bool rok = use_full ? full.reverse_ok : r->reverse_ok;
                 bool fok = use_full ? full.forward_ok : r->forward_ok;
                 nb_check_cause cause = use_full ? full.cause : r->cause;
-                char msg[sizeof r->message];
-                memcpy(msg, r->message, sizeof msg);
+                char detail[sizeof r->detail];
+                memcpy(detail, r->detail, sizeof detail);
                 *r = full;
-                if (msg[0] && cause != NB_CHECK_NOT_DETERMINISTIC)
-                    memcpy(r->message, msg, sizeof msg);
+                if (detail[0] && cause != NB_CHECK_NOT_DETERMINISTIC)
+                    memcpy(r->detail, detail, sizeof detail);
                 r->pass = pass;
                 r->cause = cause;
                 r->reverse_ok = rok;
@@ -1300,12 +1311,20 @@ static nb_status run(ck *c, nb_check_result *r, int depth)
     return NB_OK;
 }
 
-nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n,
-                       const nb_check_opts *o, nb_check_result *r)
+/* A failure of the checker itself (not of an op) is placed at @p where. */
+static nb_status placed(nb_check_result *r, nb_status st, const char *where)
+{
+    if (r && st != NB_OK && !r->error.where[0])
+        snprintf(r->error.where, sizeof r->error.where, "%s", where);
+    return st;
+}
+
+static nb_status gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n,
+                           const nb_check_opts *o, nb_check_result *r)
 {
     if (!r)
         return NB_ERR_NULL;
-    memset(r, 0, sizeof *r);
+    result_clear(r);
     nb_check_opts defaults = nb_check_defaults();
     if (!o)
         o = &defaults;
@@ -1342,7 +1361,7 @@ nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n
     for (int attempt = 0; attempt < 2; attempt++) {
         ck c;
         if (setup(&c, f, ctx, n, o, r) != NB_OK)
-            return r->status;
+            return r->error.status;
         c.wrt = wrt;
         c.dt = try_shadow ? NB_F64 : dt;
         bool ok = true;
@@ -1368,7 +1387,7 @@ nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n
         if (try_shadow && st != NB_OK && st != NB_ERR_NOMEM) {
             /* the function does not run in f64: check it as it is */
             try_shadow = false;
-            memset(r, 0, sizeof *r);
+            result_clear(r);
             r->shadow_failed = true;
             continue;
         }
@@ -1377,7 +1396,13 @@ nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n
         r->replays = c.replays;
         return st;
     }
-    return r->status;
+    return r->error.status;
+}
+
+nb_status nb_gradcheck(nb_check_fn f, void *ctx, nb_tensor *const *inputs, int n,
+                       const nb_check_opts *o, nb_check_result *r)
+{
+    return placed(r, gradcheck(f, ctx, inputs, n, o, r), "nb_gradcheck");
 }
 
 /* ------------------------------------------------- single ops, numerics */
@@ -1410,12 +1435,13 @@ static bool random_inputs(nb_graph *g, int n, const int *ranks, const int64_t *c
     return true;
 }
 
-nb_status nb_gradcheck_op(int id, const nb_attrs *attrs, int n, const int *ranks,
-                          const int64_t *const *shapes, const nb_check_opts *o, nb_check_result *r)
+static nb_status gradcheck_op(int id, const nb_attrs *attrs, int n, const int *ranks,
+                              const int64_t *const *shapes, const nb_check_opts *o,
+                              nb_check_result *r)
 {
     if (!r)
         return NB_ERR_NULL;
-    memset(r, 0, sizeof *r);
+    result_clear(r);
     nb_check_opts defaults = nb_check_defaults();
     if (!o)
         o = &defaults;
@@ -1437,13 +1463,20 @@ nb_status nb_gradcheck_op(int id, const nb_attrs *attrs, int n, const int *ranks
     nb_tensor *in[MAX_INPUTS];
     nb_status st;
     if (!random_inputs(g, n, ranks, shapes, o->lo, o->hi, o->seed, in)) {
-        st = fail(r, nb_graph_status(g), "cannot make the inputs: %s", nb_graph_errmsg(g));
+        st = nb_error_set(&r->error, nb_graph_status(g), NULL, "cannot make the inputs: %.*s",
+                          (int)sizeof r->error.msg - 32, nb_graph_error(g)->msg);
     } else {
         op_ctx oc = {id, attrs};
         st = nb_gradcheck(apply_op, &oc, in, n, o, r);
     }
     nb_graph_free(g);
     return st;
+}
+
+nb_status nb_gradcheck_op(int id, const nb_attrs *attrs, int n, const int *ranks,
+                          const int64_t *const *shapes, const nb_check_opts *o, nb_check_result *r)
+{
+    return placed(r, gradcheck_op(id, attrs, n, ranks, shapes, o, r), "nb_gradcheck_op");
 }
 
 nb_tensor *nb_numerical_jacobian(nb_graph *g, nb_check_fn f, void *ctx, nb_tensor *const *inputs,
@@ -1465,7 +1498,7 @@ nb_tensor *nb_numerical_jacobian(nb_graph *g, nb_check_fn f, void *ctx, nb_tenso
             return NULL;
         }
     nb_check_result r;
-    memset(&r, 0, sizeof r);
+    result_clear(&r);
     ck c;
     if (setup(&c, f, ctx, n, o, &r) != NB_OK) {
         nbc_error(g, NB_ERR_NOMEM, "numerical_jacobian", "out of memory");
@@ -1502,7 +1535,7 @@ nb_tensor *nb_numerical_jacobian(nb_graph *g, nb_check_fn f, void *ctx, nb_tenso
         }
     } else {
         nbc_error(g, ok ? NB_ERR_ARG : NB_ERR_NOMEM, "numerical_jacobian", "%s",
-                  ok ? r.message : "out of memory");
+                  ok ? r.error.msg : "out of memory");
     }
     if (jac && !buf) {
         nbc_error(g, NB_ERR_NOMEM, "numerical_jacobian", "out of memory");
@@ -1510,13 +1543,13 @@ nb_tensor *nb_numerical_jacobian(nb_graph *g, nb_check_fn f, void *ctx, nb_tenso
     }
     size_t m = (size_t)c.m;
     if (jac && eval(&c, c.x, buf, &r) != NB_OK) {
-        nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.message);
+        nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.error.msg);
         jac = NULL;
     }
     for (int64_t j = 0; jac && j < c.size[wrt]; j++) {
         if (numeric_col(&c, wrt, j, buf, buf + m, buf + 2 * m, buf + 3 * m, buf + 4 * m,
                         buf + 5 * m, buf + 6 * m, NULL, NULL, &r) != NB_OK) {
-            nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.message);
+            nbc_error(g, NB_ERR_ARG, "numerical_jacobian", "%s", r.error.msg);
             jac = NULL;
             break;
         }

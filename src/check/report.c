@@ -23,8 +23,8 @@ void nb_check_print(const nb_check_result *r, FILE *f)
 {
     if (!r || !f)
         return;
-    if (r->status != NB_OK) {
-        fprintf(f, "gradcheck ERROR (%s): %s\n", nb_status_str(r->status), r->message);
+    if (r->error.status != NB_OK) {
+        fprintf(f, "gradcheck ERROR (%s): %s\n", nb_status_str(r->error.status), r->error.msg);
         return;
     }
     fprintf(f, "gradcheck %s (%s mode%s%s)", r->pass ? "PASSED" : "FAILED",
@@ -37,7 +37,7 @@ void nb_check_print(const nb_check_result *r, FILE *f)
         fprintf(f, "  note: the function does not run in f64, so it was checked in f32\n");
     if (r->cause == NB_CHECK_NOT_DETERMINISTIC) {
         /* nothing was judged: no entries to show */
-        fprintf(f, "  %s\n", r->message);
+        fprintf(f, "  %s\n", r->detail);
         return;
     }
     fprintf(f,
@@ -48,8 +48,8 @@ void nb_check_print(const nb_check_result *r, FILE *f)
     if (r->replays > 0)
         fprintf(f, ", %lld by replay", (long long)r->replays);
     fprintf(f, ")\n");
-    if (r->message[0])
-        fprintf(f, "  %s\n", r->message);
+    if (r->detail[0])
+        fprintf(f, "  %s\n", r->detail);
     fprintf(f, "  worst entry: ");
     print_entry(f, &r->worst);
     if (r->cause == NB_CHECK_ROUNDOFF)

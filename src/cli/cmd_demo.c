@@ -33,7 +33,7 @@ static int worked_examples(void)
     nb_tensor *z = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, -4), true), "z");
     nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);
     if (!f || nb_backward(g, f) != NB_OK) {
-        fprintf(stderr, "nabla: %s\n", nb_graph_errmsg(g));
+        fprintf(stderr, "nabla: %s\n", nb_graph_error(g)->msg);
         nb_graph_free(g);
         return 1;
     }
@@ -65,7 +65,7 @@ static int worked_examples(void)
     nb_tensor *tw[2] = {one, zero}, *tb[2] = {zero, one}, *dw = NULL, *db = NULL;
     if (!s || nb_backward(g, s) != NB_OK || nb_jvp(g, s, ws, tw, 2, &dw) != NB_OK ||
         nb_jvp(g, s, ws, tb, 2, &db) != NB_OK) {
-        fprintf(stderr, "nabla: %s\n", nb_graph_errmsg(g));
+        fprintf(stderr, "nabla: %s\n", nb_graph_error(g)->msg);
         nb_graph_free(g);
         return 1;
     }
@@ -145,7 +145,7 @@ static int check_model(nb_model *m, const nb_batch *b)
     nb_check_result r;
     nb_status st = nb_gradcheck(model_loss, &c, params, n, &o, &r);
     if (st != NB_OK) {
-        cli_error("demo", "gradcheck: %s", r.message);
+        cli_error("demo", "gradcheck: %s", r.error.msg);
         nb_graph_free(g);
         return 1;
     }
@@ -199,7 +199,7 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
             nb_tensor *logits = nb_layer_forward(net, g, b.x, true);
             nb_tensor *loss = nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
             if (!loss || nb_backward(g, loss) != NB_OK || nb_optim_step(opt, m) != NB_OK) {
-                cli_error("demo", "training step failed: %s", nb_graph_errmsg(g));
+                cli_error("demo", "training step failed: %s", nb_graph_error(g)->msg);
                 goto done;
             }
             total += nb_tensor_item(loss);

@@ -241,7 +241,7 @@ int cmd_diff(int argc, char **argv)
     double value = nb_tensor_item(y);
     bool has_grad = nb_tensor_needs_grad(y);
     if (has_grad && nb_backward(g, y) != NB_OK) {
-        cli_error("diff", "reverse mode: %s", nb_graph_errmsg(g));
+        cli_error("diff", "reverse mode: %s", nb_graph_error(g)->msg);
         goto done;
     }
     for (int i = 0; i < x.n; i++) {
@@ -256,7 +256,7 @@ int cmd_diff(int argc, char **argv)
         for (int k = 0; k < x.n; k++)
             t[k] = nb_scalar(g, NB_F64, k == i);
         if (nb_jvp(g, y, leaves, t, x.n, &yt) != NB_OK) {
-            cli_error("diff", "forward mode: %s", nb_graph_errmsg(g));
+            cli_error("diff", "forward mode: %s", nb_graph_error(g)->msg);
             goto done;
         }
         r->forward = nb_tensor_item(yt);
@@ -265,7 +265,7 @@ int cmd_diff(int argc, char **argv)
         nb_graph_clear_error(g);
         const nb_expr *d = nb_sym_diff(x.s, x.e, x.names[i]);
         if (!d) {
-            cli_error("diff", "symbolic: %s", nb_sym_errmsg(x.s));
+            cli_error("diff", "symbolic: %s", nb_sym_error(x.s)->msg);
             goto done;
         }
         nb_sym_eval(x.s, d, x.n, x.names, x.values, &r->symbolic);

@@ -79,7 +79,8 @@ int cmd_eval(int argc, char **argv)
         nb_status st = g ? nb_evaluate(cm.net, g, d.test, 256, &acc, &loss) : NB_ERR_NOMEM;
         if (st != NB_OK) {
             rc = cli_error("eval", "evaluation failed: %s",
-                           g && nb_graph_errmsg(g)[0] ? nb_graph_errmsg(g) : nb_status_str(st));
+                           g && nb_graph_error(g)->msg[0] ? nb_graph_error(g)->msg
+                                                          : nb_status_str(st));
         } else if (json) {
             printf("{\"data\": ");
             cli_json_str(stdout, data);

@@ -68,7 +68,7 @@ int cmd_modes(int argc, char **argv)
         runs[k].evals = nb_graph_evals(g) - e0;
     }
     if (!y || !runs[0].jac || !runs[1].jac) {
-        cli_error("modes", "%s", nb_graph_errmsg(g));
+        cli_error("modes", "%s", nb_graph_error(g)->msg);
         nb_graph_free(g);
         return 1;
     }

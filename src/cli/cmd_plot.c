@@ -77,7 +77,7 @@ int cmd_plot(int argc, char **argv)
         if (act == NB_ACT_MAXOUT)
             continue; /* a max over k inputs: no single-input curve */
         if (curve(g, act, xs, f, df) != 0) {
-            cli_error("plot", "%s: %s", nb_act_name(act), nb_graph_errmsg(g));
+            cli_error("plot", "%s: %s", nb_act_name(act), nb_graph_error(g)->msg);
             nb_graph_free(g);
             return 1;
         }

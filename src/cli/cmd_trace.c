@@ -99,7 +99,7 @@ int cmd_trace(int argc, char **argv)
     int64_t n = nb_graph_nodes(g, y, nodes, NODES_MAX);
     if (n < 0 || n > NODES_MAX) {
         cli_error("trace", n < 0 ? "%s" : "the formula records more than 4096 tensors%s",
-                  n < 0 ? nb_graph_errmsg(g) : "");
+                  n < 0 ? nb_graph_error(g)->msg : "");
         goto done;
     }
 
@@ -132,7 +132,7 @@ int cmd_trace(int argc, char **argv)
                     ni->in[i] = (int)j;
         }
         if (local_derivatives(scratch, t, ni->local) != 0) {
-            cli_error("trace", "local derivative of %s: %s", op, nb_graph_errmsg(scratch));
+            cli_error("trace", "local derivative of %s: %s", op, nb_graph_error(scratch)->msg);
             goto done;
         }
     }
@@ -248,7 +248,7 @@ int cmd_trace(int argc, char **argv)
 
     /* the library's own sweeps must agree with the table */
     if (nb_backward(g, y) != NB_OK && nb_tensor_needs_grad(y)) {
-        cli_error("trace", "reverse mode: %s", nb_graph_errmsg(g));
+        cli_error("trace", "reverse mode: %s", nb_graph_error(g)->msg);
         goto done;
     }
     if (!json)

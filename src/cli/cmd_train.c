@@ -473,8 +473,9 @@ int cmd_train(int argc, char **argv)
         cli_error("train", "out of memory");
         goto done;
     }
-    if (nb_train_opts_check(&to, why, sizeof why) != NB_OK) {
-        cli_error("train", "%s", why);
+    nb_error opts_err;
+    if (nb_train_opts_check(&to, &opts_err) != NB_OK) {
+        cli_error("train", "%s", opts_err.msg);
         rc = 2;
         goto done;
     }
@@ -483,7 +484,7 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     if (nb_trainer_set_epoch(t, base) != NB_OK) {
-        cli_error("train", "%s", nb_trainer_errmsg(t));
+        cli_error("train", "%s", nb_trainer_error(t)->msg);
         goto done;
     }
     char arch[256];
@@ -503,14 +504,14 @@ int cmd_train(int argc, char **argv)
     nb_status st = nb_trainer_fit(t, loader);
     clear_bar(&run);
     if (st != NB_OK && !run.failed) {
-        cli_error("train", "%s", nb_trainer_errmsg(t));
+        cli_error("train", "%s", nb_trainer_error(t)->msg);
         goto done;
     }
     if (run.failed)
         goto done;
     double acc = NAN, loss = NAN;
     if (d.test && nb_trainer_evaluate(t, d.test, &acc, &loss) != NB_OK) {
-        cli_error("train", "test set: %s", nb_trainer_errmsg(t));
+        cli_error("train", "test set: %s", nb_trainer_error(t)->msg);
         goto done;
     }
     if (!json) {

@@ -39,7 +39,7 @@ static nb_status cut(cli_data *d, nb_dataset *ds, nb_rng *rng, int64_t n_first, 
     return NB_OK;
 }
 
-static int load_error(const char *cmd, const char *what, nb_status st, const nb_data_error *e)
+static int load_error(const char *cmd, const char *what, nb_status st, const nb_error *e)
 {
     if (e && e->msg[0])
         return cli_error(cmd, "%s", e->msg);
@@ -121,7 +121,7 @@ static int open_data(const char *cmd, const char *spec, bool want_val, nb_rng *r
 {
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", spec);
-    nb_data_error err = {0};
+    nb_error err = {0};
     nb_status st;
     nb_dataset *train_part = NULL;
     if (!strcmp(spec, "digits")) {

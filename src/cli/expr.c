@@ -50,10 +50,10 @@ int cli_expr_open_ex(const char *cmd, const char *text, const char *at, bool unu
         return cli_error(cmd, "out of memory");
     x->e = nb_sym_parse(x->s, text, strlen(text));
     if (!x->e)
-        return cli_error(cmd, "%s", nb_sym_errmsg(x->s));
+        return cli_error(cmd, "%s", nb_sym_error(x->s)->msg);
     int n = nb_sym_vars(x->s, x->e, x->names, CLI_MAX_VARS);
     if (n < 0)
-        return cli_error(cmd, "%s", nb_sym_errmsg(x->s));
+        return cli_error(cmd, "%s", nb_sym_error(x->s)->msg);
     if (n > CLI_MAX_VARS)
         return cli_error(cmd, "the expression has %d variables; at most %d are supported", n,
                          CLI_MAX_VARS);
@@ -118,9 +118,9 @@ nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor *
     nb_tensor *y = nb_sym_to_graph(x->s, x->e, g, x->n, x->names, leaves);
     if (!y) {
         if (nb_graph_status(g) != NB_OK)
-            cli_error(cmd, "%s: %s", nb_graph_errop(g), nb_graph_errmsg(g));
+            cli_error(cmd, "%s: %s", nb_graph_error(g)->where, nb_graph_error(g)->msg);
         else
-            cli_error(cmd, "%s", nb_sym_errmsg(x->s));
+            cli_error(cmd, "%s", nb_sym_error(x->s)->msg);
     }
     return y;
 }

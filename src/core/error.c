@@ -1,4 +1,5 @@
-/* Status codes, dtype names and the graph's sticky first error. */
+/* Status codes, dtype names, the one error shape and the graph's sticky
+ * first error. */
 
 #include <stdio.h>
 
@@ -87,44 +88,49 @@ nb_status nbc_error_at(nb_error *e, nb_status code, const char *where, int64_t o
     return code;
 }
 
-nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
+nb_status nbc_verror(nb_graph *g, nb_status code, const char *op, const char *name, const char *fmt,
+                     va_list ap)
 {
-    if (!g || g->status != NB_OK)
+    if (!g || g->err.status != NB_OK)
         return code;
-    g->status = code;
-    snprintf(g->errop, sizeof g->errop, "%s", op ? op : "");
+    nb_error *e = &g->err;
+    e->status = code;
+    snprintf(e->where, sizeof e->where, "%s", op ? op : "");
+    snprintf(e->name, sizeof e->name, "%s", name ? name : "");
     int n = 0;
     if (op && *op)
-        n = snprintf(g->errmsg, sizeof g->errmsg, "%s: ", op);
-    if (n < 0)
+        n = snprintf(e->msg, sizeof e->msg, "%s: ", op);
+    if (n < 0 || (size_t)n >= sizeof e->msg)
         n = 0;
+    vsnprintf(e->msg + n, sizeof e->msg - (size_t)n, fmt, ap);
+    return code;
+}
+
+nb_status nbc_error_named(nb_graph *g, nb_status code, const char *op, const char *name,
+                          const char *fmt, ...)
+{
+    if (!g || g->err.status != NB_OK)
+        return code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->errmsg + n, sizeof g->errmsg - (size_t)n, fmt, ap);
+    nbc_verror(g, code, op, name, fmt, ap);
     va_end(ap);
     return code;
 }
 
 nb_status nb_graph_status(const nb_graph *g)
 {
-    return g ? g->status : NB_ERR_NULL;
+    return g ? g->err.status : NB_ERR_NULL;
 }
 
-const char *nb_graph_errmsg(const nb_graph *g)
+const nb_error *nb_graph_error(const nb_graph *g)
 {
-    return g ? g->errmsg : "no graph";
-}
-
-const char *nb_graph_errop(const nb_graph *g)
-{
-    return g ? g->errop : "";
+    static const nb_error no_graph = {.status = NB_ERR_NULL, .offset = -1, .msg = "no graph"};
+    return g ? &g->err : &no_graph;
 }
 
 void nb_graph_clear_error(nb_graph *g)
 {
-    if (!g)
-        return;
-    g->status = NB_OK;
-    g->errop[0] = '\0';
-    g->errmsg[0] = '\0';
+    if (g)
+        nb_error_clear(&g->err);
 }

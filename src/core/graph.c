@@ -30,6 +30,7 @@ nb_graph *nb_graph_new_alloc(nb_alloc_fn alloc, void *ud)
     nbc_arena_init(&g->arena, alloc, ud, NB_CHUNK_SIZE);
     g->recording = true;
     g->threads = 1;
+    nb_error_clear(&g->err);
     return g;
 }
 

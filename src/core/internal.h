@@ -161,13 +161,8 @@ void nbc_arena_free(nbc_arena *a);
 
 /* ----------------------------------------------------------------- graph */
 
-#define NB_ERRMSG_MAX 320
-
 struct nb_graph {
     nbc_arena arena;
-    nb_status status;
-    char errop[32];
-    char errmsg[NB_ERRMSG_MAX];
     bool recording;
     bool check_finite;
     int threads;
@@ -177,15 +172,23 @@ struct nb_graph {
     /* constants made by ops (nbc_const), reused while the arena holds them */
     nb_tensor *consts[8];
     uint64_t consts_epoch;
+    /* the first error: written only when one is recorded, its status read
+     * by every sweep (first, next to the fields above) */
+    nb_error err;
 };
 
 /* A sweep mark never handed out before in this process (marks of different
  * graphs never collide, so a parameter's stale mark cannot match). */
 uint64_t nbc_next_sweep(void);
 
-/* Record the graph's first error (later ones are ignored); returns code. */
-nb_status nbc_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
-    NB_PRINTF(4, 5);
+/* Record the graph's first error (later ones are ignored): where = op, name
+ * = the tensor concerned (may be NULL), msg = "op: " and the sentence;
+ * returns code. nbc_error(g, code, op, fmt, ...) leaves name empty. */
+nb_status nbc_error_named(nb_graph *g, nb_status code, const char *op, const char *name,
+                          const char *fmt, ...) NB_PRINTF(5, 6);
+#define nbc_error(g, code, op, ...) nbc_error_named((g), (code), (op), NULL, __VA_ARGS__)
+nb_status nbc_verror(nb_graph *g, nb_status code, const char *op, const char *name, const char *fmt,
+                     va_list ap) NB_PRINTF(5, 0);
 /* Arena allocation recording NB_ERR_NOMEM (with op as the op name) on failure. */
 void *nbc_alloc_failed(nb_graph *g, size_t n, const char *op);
 static inline void *nbc_alloc(nb_graph *g, size_t n, const char *op)

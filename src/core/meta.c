@@ -110,21 +110,20 @@ bool nbc_meta_check(const char *text, size_t len, size_t *at, char *why, size_t 
     return true;
 }
 
-nb_status nb_meta_check(const char *meta, char *why, size_t n)
+nb_status nb_meta_check(const char *meta, nb_error *err)
 {
-    char scratch[1];
-    if (!why || n == 0) {
-        why = scratch;
-        n = sizeof scratch;
-    }
-    why[0] = '\0';
-    if (!meta) {
-        snprintf(why, n, "the metadata is NULL");
-        return NB_ERR_NULL;
-    }
+    nb_error_clear(err);
+    if (!meta)
+        return nb_error_set(err, NB_ERR_NULL, "nb_meta_check", "the metadata is NULL");
     size_t at;
+    char why[sizeof err->msg];
     size_t len = strnlen(meta, (size_t)NB_META_MAX + 1);
-    return nbc_meta_check(meta, len, &at, why, n) ? NB_OK : NB_ERR_PARSE;
+    if (nbc_meta_check(meta, len, &at, why, sizeof why))
+        return NB_OK;
+    nb_error_set(err, NB_ERR_PARSE, "nb_meta_check", "%s", why);
+    if (err)
+        err->offset = (int64_t)at;
+    return NB_ERR_PARSE;
 }
 
 nb_status nb_meta_get(const char *meta, const char *key, char *out, size_t cap)

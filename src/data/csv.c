@@ -53,7 +53,7 @@ static const char *quote(const char *s, size_t n, char *out, size_t cap)
 /* Read the field at s->p into s->fb (blanks around an unquoted field
  * dropped, quotes of a quoted field removed, "" inside it read as ").
  * @p col is the field's 1-based column for messages. */
-static nb_status read_field(scan *s, int64_t col, int *term, nb_data_error *err)
+static nb_status read_field(scan *s, int64_t col, int *term, nb_error *err)
 {
     int64_t line = s->line;
     s->flen = 0;
@@ -160,7 +160,7 @@ typedef struct csv_ctx {
 
 /* Look at the first non-blank line: number of fields and whether it is a
  * header. */
-static nb_status first_line(csv_ctx *c, nb_data_error *err)
+static nb_status first_line(csv_ctx *c, nb_error *err)
 {
     scan s = {c->buf, c->buf + c->len, 1, c->o.delimiter, c->o.max_field, c->fb, 0};
     while (s.p < s.end && skip_blank_line(&s))
@@ -202,7 +202,7 @@ static nb_status first_line(csv_ctx *c, nb_data_error *err)
 /* One pass over the data rows. With @p ds NULL: check every field, count
  * the rows into *rows and find the largest label. With @p ds: store them. */
 static nb_status pass(const csv_ctx *c, nb_dataset *ds, int64_t *rows, int64_t *max_label,
-                      nb_data_error *err)
+                      nb_error *err)
 {
     scan s = {c->buf, c->buf + c->len, 1, c->o.delimiter, c->o.max_field, c->fb, 0};
     bool skip_header = c->header;
@@ -293,7 +293,7 @@ static nb_status pass(const csv_ctx *c, nb_dataset *ds, int64_t *rows, int64_t *
 }
 
 static nb_status load_plain(const void *buf, size_t len, const nb_csv_opts *o, nb_dataset **out,
-                            nb_data_error *err)
+                            nb_error *err)
 {
     nbd_mem mem = nbd_mem_of(&o->data);
     csv_ctx c = {buf, len, *o, NULL, 0, 0, false};
@@ -333,10 +333,10 @@ static nb_status load_plain(const void *buf, size_t len, const nb_csv_opts *o, n
     return NB_OK;
 }
 
-nb_status nb_dataset_load_csv_mem(const void *buf, size_t len, const nb_csv_opts *opts,
-                                  nb_dataset **out, nb_data_error *err)
+static nb_status load_csv_mem(const void *buf, size_t len, const nb_csv_opts *opts,
+                              nb_dataset **out, nb_error *err)
 {
-    nbd_ok(err);
+    nb_error_clear(err);
     if (!out)
         return nbd_fail(err, NB_ERR_NULL, 0, 0, -1, "no place for the result (out is NULL)");
     *out = NULL;
@@ -371,10 +371,16 @@ nb_status nb_dataset_load_csv_mem(const void *buf, size_t len, const nb_csv_opts
     return st;
 }
 
-nb_status nb_dataset_load_csv(const char *path, const nb_csv_opts *opts, nb_dataset **out,
-                              nb_data_error *err)
+nb_status nb_dataset_load_csv_mem(const void *buf, size_t len, const nb_csv_opts *opts,
+                                  nb_dataset **out, nb_error *err)
 {
-    nbd_ok(err);
+    return nbd_placed(err, load_csv_mem(buf, len, opts, out, err), "nb_dataset_load_csv_mem");
+}
+
+static nb_status load_csv(const char *path, const nb_csv_opts *opts, nb_dataset **out,
+                          nb_error *err)
+{
+    nb_error_clear(err);
     if (!out)
         return nbd_fail(err, NB_ERR_NULL, 0, 0, -1, "no place for the result (out is NULL)");
     *out = NULL;
@@ -391,4 +397,10 @@ nb_status nb_dataset_load_csv(const char *path, const nb_csv_opts *opts, nb_data
     if (st != NB_OK)
         nbd_prefix(err, path); /* name the file in front of the message */
     return st;
+}
+
+nb_status nb_dataset_load_csv(const char *path, const nb_csv_opts *opts, nb_dataset **out,
+                              nb_error *err)
+{
+    return nbd_placed(err, load_csv(path, opts, out, err), "nb_dataset_load_csv");
 }

@@ -52,19 +52,20 @@ void nbd_set_label(nb_dataset *ds, int64_t i, int64_t v);
 size_t nbd_row_bytes(const nb_dataset *ds);
 size_t nbd_label_bytes(nb_label_type lt);
 
-/* Fill @p err (may be NULL) and return @p st. */
-nb_status nbd_fail(nb_data_error *err, nb_status st, int64_t line, int64_t column, int64_t offset,
+/* Fill @p err (may be NULL; where is left to nbd_placed) and return @p st. */
+nb_status nbd_fail(nb_error *err, nb_status st, int64_t line, int64_t column, int64_t offset,
                    const char *fmt, ...) NBD_PRINTF(6, 7);
 /* Put "path: " in front of err->msg (cut to fit). */
-void nbd_prefix(nb_data_error *err, const char *path);
-/* Mark @p err (may be NULL) as success. */
-void nbd_ok(nb_data_error *err);
+void nbd_prefix(nb_error *err, const char *path);
+/* The result @p st of the public function @p where: a failure is placed
+ * there (err->where). Returns st. */
+nb_status nbd_placed(nb_error *err, nb_status st, const char *where);
 
 /* Read the whole file at @p path through @p mem into *buf (*len bytes;
  * *buf NULL when the file is empty), by nbio_read_all (src/io/file.h): a
  * path that is not a regular file is refused. NB_ERR_IO / NB_ERR_NOMEM
  * into err. */
-nb_status nbd_read_file(nbd_mem mem, const char *path, void **buf, size_t *len, nb_data_error *err);
+nb_status nbd_read_file(nbd_mem mem, const char *path, void **buf, size_t *len, nb_error *err);
 
 /* True when @p buf starts with the gzip magic 1f 8b. */
 bool nbd_is_gzip(const void *buf, size_t len);
@@ -73,7 +74,7 @@ bool nbd_is_gzip(const void *buf, size_t len);
  * larger than @p max_out. @p what names the input in messages.
  * NB_ERR_PARSE (corrupt, truncated, too large) / NB_ERR_NOMEM into err. */
 nb_status nbd_gunzip(nbd_mem mem, const void *buf, size_t len, size_t max_out, const char *what,
-                     void **out, size_t *out_len, size_t *out_cap, nb_data_error *err);
+                     void **out, size_t *out_len, size_t *out_cap, nb_error *err);
 
 /* Rows of the built-in digits data set (src/data/digits_data.c): 64 pixel
  * characters '0'..'9','A'..'G' (values 0..16) and the label '0'..'9'. */

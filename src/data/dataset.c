@@ -41,12 +41,12 @@ bool nbd_mul(size_t a, size_t b, size_t *out)
     return true;
 }
 
-nb_status nbd_fail(nb_data_error *err, nb_status st, int64_t line, int64_t column, int64_t offset,
+nb_status nbd_fail(nb_error *err, nb_status st, int64_t line, int64_t column, int64_t offset,
                    const char *fmt, ...)
 {
     if (!err)
         return st;
-    err->status = st;
+    nb_error_set(err, st, NULL, "%s", "");
     err->line = line;
     err->column = column;
     err->offset = offset;
@@ -57,7 +57,7 @@ nb_status nbd_fail(nb_data_error *err, nb_status st, int64_t line, int64_t colum
     return st;
 }
 
-void nbd_prefix(nb_data_error *err, const char *path)
+void nbd_prefix(nb_error *err, const char *path)
 {
     if (!err || !path)
         return;
@@ -73,20 +73,16 @@ void nbd_prefix(nb_data_error *err, const char *path)
     memcpy(err->msg, m, k + 1);
 }
 
-void nbd_ok(nb_data_error *err)
+nb_status nbd_placed(nb_error *err, nb_status st, const char *where)
 {
-    if (!err)
-        return;
-    err->status = NB_OK;
-    err->line = 0;
-    err->column = 0;
-    err->offset = -1;
-    err->msg[0] = '\0';
+    if (err && st != NB_OK)
+        snprintf(err->where, sizeof err->where, "%s", where);
+    return st;
 }
 
-nb_status nbd_read_file(nbd_mem mem, const char *path, void **buf, size_t *len, nb_data_error *err)
+nb_status nbd_read_file(nbd_mem mem, const char *path, void **buf, size_t *len, nb_error *err)
 {
-    char why[256]; /* nb_data_error's msg */
+    char why[sizeof err->msg];
     nb_status st = nbio_read_all(path, mem.fn, mem.ud, buf, len, why, sizeof why);
     return st == NB_OK ? NB_OK : nbd_fail(err, st, 0, 0, -1, "%s", why);
 }

@@ -42,7 +42,7 @@ static void z_free(voidpf opaque, voidpf addr)
 }
 
 nb_status nbd_gunzip(nbd_mem mem, const void *buf, size_t len, size_t max_out, const char *what,
-                     void **out, size_t *out_len, size_t *out_cap, nb_data_error *err)
+                     void **out, size_t *out_len, size_t *out_cap, nb_error *err)
 {
     *out = NULL;
     *out_len = 0;

@@ -41,7 +41,7 @@ static const char *type_name(unsigned t)
  * a number of dimensions in [min_dim, max_dim], sizes >= 1, and exactly
  * the announced number of element bytes after the header. */
 static nb_status parse_idx(const unsigned char *p, size_t len, const char *what, int min_dim,
-                           int max_dim, idx_file *f, nb_data_error *err)
+                           int max_dim, idx_file *f, nb_error *err)
 {
     if (len < 4)
         return nbd_fail(err, NB_ERR_PARSE, 0, 0, (int64_t)len,
@@ -106,7 +106,7 @@ static nb_status parse_idx(const unsigned char *p, size_t len, const char *what,
  * to parse (the input itself or a new block of *cap bytes to free). */
 static nb_status maybe_gunzip(nbd_mem mem, const void *buf, size_t len, const char *what,
                               const void **plain, size_t *plain_len, void **block, size_t *cap,
-                              nb_data_error *err)
+                              nb_error *err)
 {
     *block = NULL;
     *cap = 0;
@@ -125,11 +125,11 @@ static nb_status maybe_gunzip(nbd_mem mem, const void *buf, size_t len, const ch
     return st;
 }
 
-nb_status nb_dataset_load_idx_mem(const void *images, size_t images_len, const void *labels,
-                                  size_t labels_len, const nb_data_opts *opts, nb_dataset **out,
-                                  nb_data_error *err)
+static nb_status load_idx_mem(const void *images, size_t images_len, const void *labels,
+                              size_t labels_len, const nb_data_opts *opts, nb_dataset **out,
+                              nb_error *err)
 {
-    nbd_ok(err);
+    nb_error_clear(err);
     if (!out)
         return nbd_fail(err, NB_ERR_NULL, 0, 0, -1, "no place for the result (out is NULL)");
     *out = NULL;
@@ -208,10 +208,18 @@ nb_status nb_dataset_load_idx_mem(const void *images, size_t images_len, const v
     return NB_OK;
 }
 
-nb_status nb_dataset_load_idx(const char *images_path, const char *labels_path,
-                              const nb_data_opts *opts, nb_dataset **out, nb_data_error *err)
+nb_status nb_dataset_load_idx_mem(const void *images, size_t images_len, const void *labels,
+                                  size_t labels_len, const nb_data_opts *opts, nb_dataset **out,
+                                  nb_error *err)
 {
-    nbd_ok(err);
+    return nbd_placed(err, load_idx_mem(images, images_len, labels, labels_len, opts, out, err),
+                      "nb_dataset_load_idx_mem");
+}
+
+static nb_status load_idx(const char *images_path, const char *labels_path,
+                          const nb_data_opts *opts, nb_dataset **out, nb_error *err)
+{
+    nb_error_clear(err);
     if (!out)
         return nbd_fail(err, NB_ERR_NULL, 0, 0, -1, "no place for the result (out is NULL)");
     *out = NULL;
@@ -241,6 +249,13 @@ nb_status nb_dataset_load_idx(const char *images_path, const char *labels_path,
     return st;
 }
 
+nb_status nb_dataset_load_idx(const char *images_path, const char *labels_path,
+                              const nb_data_opts *opts, nb_dataset **out, nb_error *err)
+{
+    return nbd_placed(err, load_idx(images_path, labels_path, opts, out, err),
+                      "nb_dataset_load_idx");
+}
+
 /* Path of @p name in @p dir with or without ".gz": the first that exists. */
 static bool find_file(const char *dir, const char *name, char *path, size_t cap)
 {
@@ -256,10 +271,10 @@ static bool find_file(const char *dir, const char *name, char *path, size_t cap)
     return false;
 }
 
-nb_status nb_dataset_fashion_mnist(const char *dir, bool train, const nb_data_opts *opts,
-                                   nb_dataset **out, nb_data_error *err)
+static nb_status fashion_mnist(const char *dir, bool train, const nb_data_opts *opts,
+                               nb_dataset **out, nb_error *err)
 {
-    nbd_ok(err);
+    nb_error_clear(err);
     if (!out)
         return nbd_fail(err, NB_ERR_NULL, 0, 0, -1, "no place for the result (out is NULL)");
     *out = NULL;
@@ -279,4 +294,10 @@ nb_status nb_dataset_fashion_mnist(const char *dir, bool train, const nb_data_op
     if (o.n_classes == 0)
         o.n_classes = 10; /* the ten clothing classes, whatever the file holds */
     return nb_dataset_load_idx(img, lab, &o, out, err);
+}
+
+nb_status nb_dataset_fashion_mnist(const char *dir, bool train, const nb_data_opts *opts,
+                                   nb_dataset **out, nb_error *err)
+{
+    return nbd_placed(err, fashion_mnist(dir, train, opts, out, err), "nb_dataset_fashion_mnist");
 }

@@ -41,7 +41,7 @@ struct nb_trainer {
     nb_tensor **pen;
     int n_pen, pen_cap;
 
-    char errmsg[512];
+    nb_error err; /* the last failed call's error */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -60,10 +60,20 @@ static void tr_free(nb_trainer *t, void *p, size_t n)
 NB_PRINTF(3, 4)
 static nb_status fail(nb_trainer *t, nb_status st, const char *fmt, ...)
 {
+    nb_error_set(&t->err, st, NULL, "%s", "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->errmsg, sizeof t->errmsg, fmt, ap);
+    vsnprintf(t->err.msg, sizeof t->err.msg, fmt, ap);
     va_end(ap);
+    return st;
+}
+
+/* The result @p st of the public function @p where: its error (every
+ * failure goes through fail), when there is one, is placed there. */
+static nb_status placed(nb_trainer *t, nb_status st, const char *where)
+{
+    if (st != NB_OK)
+        snprintf(t->err.where, sizeof t->err.where, "%s", where);
     return st;
 }
 
@@ -218,44 +228,47 @@ nb_train_opts nb_train_defaults(void)
     };
 }
 
+/* An option out of range: the error names the field. */
 NB_PRINTF(4, 5)
-static nb_status opts_fail(char *msg, size_t msg_size, nb_status st, const char *fmt, ...)
+static nb_status opts_fail(nb_error *err, nb_status st, const char *field, const char *fmt, ...)
 {
-    if (msg && msg_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msg_size, fmt, ap);
-        va_end(ap);
-    }
+    if (!err)
+        return st;
+    nb_error_set(err, st, "nb_train_opts_check", "%s", "");
+    snprintf(err->name, sizeof err->name, "%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
     return st;
 }
 
-nb_status nb_train_opts_check(const nb_train_opts *o, char *msg, size_t msg_size)
+nb_status nb_train_opts_check(const nb_train_opts *o, nb_error *err)
 {
-    if (msg && msg_size > 0)
-        msg[0] = '\0';
+    nb_error_clear(err);
     if (!o)
-        return opts_fail(msg, msg_size, NB_ERR_NULL, "no options");
+        return opts_fail(err, NB_ERR_NULL, "", "no options");
     if (o->epochs < 0)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "epochs = %d: it must be >= 0", o->epochs);
+        return opts_fail(err, NB_ERR_ARG, "epochs", "epochs = %d: it must be >= 0", o->epochs);
     if (o->threads < 0)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "threads = %d: it must be >= 0", o->threads);
+        return opts_fail(err, NB_ERR_ARG, "threads", "threads = %d: it must be >= 0", o->threads);
     if (o->eval_batch < 1)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "eval_batch = %lld: it must be >= 1",
+        return opts_fail(err, NB_ERR_ARG, "eval_batch", "eval_batch = %lld: it must be >= 1",
                          (long long)o->eval_batch);
     if (!isfinite(o->l2) || o->l2 < 0)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "l2 = %g: it must be finite and >= 0", o->l2);
+        return opts_fail(err, NB_ERR_ARG, "l2", "l2 = %g: it must be finite and >= 0", o->l2);
     if (!isfinite(o->l1) || o->l1 < 0)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "l1 = %g: it must be finite and >= 0", o->l1);
+        return opts_fail(err, NB_ERR_ARG, "l1", "l1 = %g: it must be finite and >= 0", o->l1);
     if (o->patience < 0)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "patience = %d: it must be >= 0", o->patience);
+        return opts_fail(err, NB_ERR_ARG, "patience", "patience = %d: it must be >= 0",
+                         o->patience);
     if (o->patience > 0 && !o->val)
-        return opts_fail(msg, msg_size, NB_ERR_ARG,
+        return opts_fail(err, NB_ERR_ARG, "patience",
                          "patience = %d: early stopping needs a validation set (val)", o->patience);
     if (o->monitor != NB_MONITOR_VAL_ACC && o->monitor != NB_MONITOR_VAL_LOSS)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "monitor = %d: unknown", (int)o->monitor);
+        return opts_fail(err, NB_ERR_ARG, "monitor", "monitor = %d: unknown", (int)o->monitor);
     if (!isfinite(o->min_delta) || o->min_delta < 0)
-        return opts_fail(msg, msg_size, NB_ERR_ARG, "min_delta = %g: it must be finite and >= 0",
+        return opts_fail(err, NB_ERR_ARG, "min_delta", "min_delta = %g: it must be finite and >= 0",
                          o->min_delta);
     return NB_OK;
 }
@@ -270,7 +283,7 @@ nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_tra
     *out = NULL;
     if (!m || !net || !opt || !o)
         return NB_ERR_NULL;
-    nb_status st = nb_train_opts_check(o, NULL, 0);
+    nb_status st = nb_train_opts_check(o, NULL);
     if (st != NB_OK)
         return st;
     nb_alloc_fn alloc = o->alloc ? o->alloc : nb_default_alloc;
@@ -278,6 +291,7 @@ nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_tra
     if (!t)
         return NB_ERR_NOMEM;
     *t = (nb_trainer){.m = m, .net = net, .opt = opt, .o = *o, .alloc = alloc, .ud = o->alloc_ud};
+    nb_error_clear(&t->err);
     if (!t->o.penalty_suffix)
         t->o.penalty_suffix = ".weight";
     t->g = nb_graph_new_alloc(alloc, o->alloc_ud);
@@ -331,8 +345,11 @@ nb_status nb_trainer_set_epoch(nb_trainer *t, int epoch)
     if (!t)
         return NB_ERR_NULL;
     if (epoch < 0 || epoch > t->o.epochs)
-        return fail(t, NB_ERR_ARG, "set_epoch: epoch %d: it must lie in 0 .. %d (opts.epochs)",
-                    epoch, t->o.epochs);
+        return placed(t,
+                      fail(t, NB_ERR_ARG,
+                           "set_epoch: epoch %d: it must lie in 0 .. %d (opts.epochs)", epoch,
+                           t->o.epochs),
+                      "nb_trainer_set_epoch");
     t->epoch = epoch;
     reset_early_stopping(t);
     return NB_OK;
@@ -348,9 +365,10 @@ int nb_trainer_best_epoch(const nb_trainer *t)
     return t ? t->best_epoch : 0;
 }
 
-const char *nb_trainer_errmsg(const nb_trainer *t)
+const nb_error *nb_trainer_error(const nb_trainer *t)
 {
-    return t ? t->errmsg : "no trainer";
+    static const nb_error no_trainer = {.status = NB_ERR_NULL, .offset = -1, .msg = "no trainer"};
+    return t ? &t->err : &no_trainer;
 }
 
 nb_graph *nb_trainer_graph(const nb_trainer *t)
@@ -358,19 +376,24 @@ nb_graph *nb_trainer_graph(const nb_trainer *t)
     return t ? t->g : NULL;
 }
 
-nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, double *loss)
+static nb_status trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, double *loss)
 {
-    if (!t)
-        return NB_ERR_NULL;
-    t->errmsg[0] = '\0';
+    nb_error_clear(&t->err);
     if (!ds)
         return fail(t, NB_ERR_NULL, "evaluate: no data set");
     if (nb_dataset_count(ds) < 1)
         return fail(t, NB_ERR_ARG, "evaluate: the data set is empty");
     nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
     if (st != NB_OK)
-        fail(t, st, "%s", nb_graph_errmsg(t->g));
+        fail(t, st, "%s", nb_graph_error(t->g)->msg);
     return st;
+}
+
+nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, double *loss)
+{
+    if (!t)
+        return NB_ERR_NULL;
+    return placed(t, trainer_evaluate(t, ds, acc, loss), "nb_trainer_evaluate");
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -484,7 +507,7 @@ static nb_status probe(nb_trainer *t, const nb_dataset *ds, const char *what, bo
     nb_tensor *out = nb_layer_forward(t->net, g, x, false);
     nb_graph_set_recording(g, recording);
     if (!out)
-        return fail(t, graph_status(g), "%s: %s", what, nb_graph_errmsg(g));
+        return fail(t, graph_status(g), "%s: %s", what, nb_graph_error(g)->msg);
     if (t->o.loss)
         return NB_OK;
     int64_t classes = nb_dataset_classes(ds);
@@ -571,12 +594,13 @@ static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long
         fail(t, NB_ERR_NONFINITE,
              "epoch %d, batch %lld: the gradient of '%s' holds %s (%s); "
              "no step taken",
-             epoch, bi, name ? name : "?", where, nb_graph_errmsg(g));
+             epoch, bi, name ? name : "?", where, nb_graph_error(g)->msg);
     else
         fail(t, NB_ERR_NONFINITE,
              "epoch %d, batch %lld: the gradient of '%s' holds %s; no step "
              "taken",
              epoch, bi, name ? name : "?", where);
+    snprintf(t->err.name, sizeof t->err.name, "%s", name ? name : "");
     nb_graph_clear_error(g);
     return NB_ERR_NONFINITE;
 }
@@ -591,7 +615,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         return false;
     long long bi = (long long)a->batches + 1;
     if (!b.x) {
-        *st = fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_errmsg(g));
+        *st =
+            fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
     }
     nb_model_zero_grad(t->m);
@@ -599,7 +624,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     nb_tensor *loss =
         out ? batch_loss(g, t->o.loss, t->o.loss_ud, out, b.labels, b.size, NB_REDUCE_MEAN) : NULL;
     if (!scalar_loss(g, loss, "train")) {
-        *st = fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_errmsg(g));
+        *st =
+            fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
     }
     nb_tensor *total = loss, *l2 = NULL, *l1 = NULL;
@@ -609,7 +635,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         total = nb_add(g, total, l1 = nb_l1_penalty(g, t->pen, t->n_pen, t->o.l1));
     if (!total) {
         *st = fail(t, graph_status(g), "epoch %d, batch %lld: penalty: %s", epoch, bi,
-                   nb_graph_errmsg(g));
+                   nb_graph_error(g)->msg);
         return false;
     }
     double lv = nb_tensor_item(loss), tv = nb_tensor_item(total);
@@ -622,7 +648,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     }
     nb_status s = nb_backward(g, total);
     if (s != NB_OK) {
-        *st = fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_errmsg(g));
+        *st = fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
     }
     double gn = nb_grad_norm(t->m);
@@ -638,7 +664,8 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     }
     s = nb_optim_step(t->opt, t->m);
     if (s != NB_OK) {
-        *st = fail(t, s, "epoch %d, batch %lld: optimizer: %s", epoch, bi, nb_optim_errmsg(t->opt));
+        *st = fail(t, s, "epoch %d, batch %lld: optimizer: %s", epoch, bi,
+                   nb_optim_error(t->opt)->msg);
         return false;
     }
     a->batches++;
@@ -664,7 +691,7 @@ static nb_status eval_set(nb_trainer *t, const nb_dataset *ds, const char *what,
         return NB_OK;
     nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
     if (st != NB_OK)
-        return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_errmsg(t->g));
+        return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_error(t->g)->msg);
     return NB_OK;
 }
 
@@ -699,11 +726,9 @@ static nb_status early_stopping(nb_trainer *t, nb_epoch_report *r)
     return NB_OK;
 }
 
-nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
+static nb_status fit(nb_trainer *t, nb_loader *train)
 {
-    if (!t)
-        return NB_ERR_NULL;
-    t->errmsg[0] = '\0';
+    nb_error_clear(&t->err);
     t->stopped_early = false;
     if (!train)
         return fail(t, NB_ERR_NULL, "fit: no training loader");
@@ -757,7 +782,7 @@ nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
         if (st != NB_OK)
             return st;
         if (per_epoch_schedule && (st = nb_optim_next_epoch(t->opt)) != NB_OK)
-            return fail(t, st, "epoch %d: %s", epoch, nb_optim_errmsg(t->opt));
+            return fail(t, st, "epoch %d: %s", epoch, nb_optim_error(t->opt)->msg);
         t->epoch = last = epoch;
         if ((st = early_stopping(t, &r)) != NB_OK)
             return st;
@@ -774,4 +799,11 @@ nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
     if (early && t->o.restore_best && t->best_epoch > 0 && t->best_epoch != last)
         return snapshot_restore(t);
     return NB_OK;
+}
+
+nb_status nb_trainer_fit(nb_trainer *t, nb_loader *train)
+{
+    if (!t)
+        return NB_ERR_NULL;
+    return placed(t, fit(t, train), "nb_trainer_fit");
 }

@@ -26,7 +26,8 @@ static nb_status shape_checked(nb_graph *g, nb_tensor *out)
     const user_op *u = (const user_op *)out->op; /* def is the first member */
     nb_status st = u->user_shape(g, out);
     if (st != NB_OK)
-        return g->status != NB_OK ? g->status : nbc_error(g, st, u->name, "shape rule failed");
+        return g->err.status != NB_OK ? g->err.status
+                                      : nbc_error(g, st, u->name, "shape rule failed");
     if (out->dtype != NB_F32 && out->dtype != NB_F64)
         return nbc_error(g, NB_ERR_DTYPE, u->name,
                          "shape rule left no valid dtype (call nb_op_set_result)");
@@ -148,7 +149,7 @@ nb_status nb_op_set_result(nb_graph *g, nb_tensor *out, nb_dtype dt, int rank, c
     if (!g || !out || (rank > 0 && !shape))
         return g ? nbc_error(g, NB_ERR_NULL, name, "set_result needs out and shape") : NB_ERR_NULL;
     if (nbc_check_desc(g, dt, rank, shape, name) != NB_OK)
-        return g->status;
+        return g->err.status;
     out->dtype = dt;
     out->rank = rank;
     memset(out->shape, 0, sizeof out->shape);
@@ -205,16 +206,13 @@ int64_t nb_op_bcast_index(const nb_tensor *out, int i, int64_t k)
 
 nb_status nb_op_error(nb_graph *g, nb_status code, const char *op, const char *fmt, ...)
 {
-    if (!g)
-        return code;
-    char msg[NB_ERRMSG_MAX] = "";
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-    }
-    return nbc_error(g, code, op ? op : "op", "%s", msg);
+    if (!fmt)
+        return nbc_error(g, code, op ? op : "op", "%s", "");
+    va_list ap;
+    va_start(ap, fmt);
+    nbc_verror(g, code, op ? op : "op", NULL, fmt, ap);
+    va_end(ap);
+    return code;
 }
 
 nb_tensor *nb_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *like)

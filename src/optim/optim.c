@@ -152,10 +152,18 @@ void *nbopt_slot(const nbopt_state *s, int i)
 
 nb_status nbopt_error(nb_optim *o, nb_status code, const char *fmt, ...)
 {
+    nb_error *e = &o->err;
+    nb_error_clear(e);
+    e->status = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(o->errmsg, sizeof o->errmsg, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    size_t n = strspn(e->msg, "abcdefghijklmnopqrstuvwxyz_");
+    if (n > 0 && n < sizeof e->where && e->msg[n] == ':') {
+        memcpy(e->where, e->msg, n);
+        e->where[n] = '\0';
+    }
     return code;
 }
 
@@ -254,6 +262,7 @@ nb_optim *nb_optim_new_alloc(const nb_optim_opts *opts, nb_alloc_fn alloc, void 
     if (!o)
         return NULL;
     memset(o, 0, sizeof *o);
+    nb_error_clear(&o->err);
     o->alloc = alloc;
     o->ud = ud;
     o->opts = *opts;
@@ -275,9 +284,10 @@ void nb_optim_free(nb_optim *o)
 
 /* ------------------------------------------------------------- accessors */
 
-const char *nb_optim_errmsg(const nb_optim *o)
+const nb_error *nb_optim_error(const nb_optim *o)
 {
-    return o ? o->errmsg : "no optimizer";
+    static const nb_error no_optim = {.status = NB_ERR_NULL, .offset = -1, .msg = "no optimizer"};
+    return o ? &o->err : &no_optim;
 }
 
 const nb_optim_opts *nb_optim_options(const nb_optim *o)
@@ -468,7 +478,7 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
 {
     if (!o)
         return NB_ERR_NULL;
-    o->errmsg[0] = '\0';
+    nb_error_clear(&o->err);
     if (!m)
         return nbopt_error(o, NB_ERR_NULL, "optim_step: no model (NULL)");
     if (o->step == INT64_MAX || (!o->opts.schedule.per_epoch && o->sched_pos == INT64_MAX))

@@ -36,7 +36,7 @@ struct nb_optim {
     int64_t sched_pos; /* schedule position */
     double last_norm;
     nbopt_state *states; /* uthash by name, in order of creation */
-    char errmsg[NB_ERRMSG_MAX];
+    nb_error err;        /* the last failed call's error */
 };
 
 /* Number of state arrays kept per parameter by @p kind (0, 1 or 2). */
@@ -53,7 +53,9 @@ void nbopt_state_free(nb_optim *o, nbopt_state *s);
  * and the old states are freed; on NB_ERR_NOMEM nothing has changed and
  * the caller still owns the list. */
 nb_status nbopt_install(nb_optim *o, nbopt_state **list, int n, int64_t step, int64_t sched_pos);
-/* Record a sentence as o's error message and return @p code. */
+/* Record o's error and return @p code. The sentence starts with the
+ * function's name and ": " ("optim_step: no model (NULL)"); that name
+ * becomes the error's where. */
 nb_status nbopt_error(nb_optim *o, nb_status code, const char *fmt, ...) NB_PRINTF(3, 4);
 
 #endif

@@ -14,6 +14,8 @@
 #include "optim_internal.h"
 
 #define T_PREFIX "optim.t/"
+/* Longest "optim.t/<name>" key, with its NUL. */
+#define T_KEY_MAX 320
 
 static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 static const char *const sched_names[] = {"constant", "step", "cosine"};
@@ -129,7 +131,7 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
         return nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
                             "the metadata buffer of %zu bytes holds no terminating NUL", cap);
     /* check every name first, so a refusal adds nothing */
-    char key[NB_ERRMSG_MAX];
+    char key[T_KEY_MAX];
     for (const nbopt_state *s = o->states; s; s = s->hh.next) {
         if (!fits(s, nb_model_get(m, s->key)))
             continue;
@@ -272,7 +274,7 @@ nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, nb_error
                        "the metadata's optim.per_epoch is "
                        "not 0 or 1");
     o.schedule.per_epoch = per_epoch == 1;
-    char why[NB_ERRMSG_MAX];
+    char why[sizeof err->msg];
     if (nb_optim_opts_check(&o, why, sizeof why) != NB_OK)
         return nb_error_set(err, NB_ERR_ARG, "nb_optim_opts_from_meta",
                             "the optimizer options in the metadata are not valid: %s", why);
@@ -299,9 +301,10 @@ nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *st
                             : !m     ? "the model"
                             : !store ? "the store"
                                      : "the metadata");
-    char why[NB_ERRMSG_MAX];
-    if (nb_meta_check(meta, why, sizeof why) != NB_OK)
-        return nb_error_set(err, NB_ERR_PARSE, "nb_optim_state_load", "%s", why);
+    nb_error bad;
+    if (nb_meta_check(meta, &bad) != NB_OK)
+        return nbc_error_at(err, NB_ERR_PARSE, "nb_optim_state_load", bad.offset, NULL, "%s",
+                            bad.msg);
     char kind[32];
     nb_status st = nb_meta_get(meta, "optim.kind", kind, sizeof kind);
     if (st == NB_ERR_NOTFOUND)

@@ -185,7 +185,7 @@ const nb_expr *nb_sym_diff(nb_sym *s, const nb_expr *e, const char *var)
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_diff");
     if (!e || !var) {
         nbs_error(s, NB_ERR_NULL, -1, "diff: %s is NULL", e ? "variable" : "expression");
         return NULL;
@@ -194,7 +194,7 @@ const nb_expr *nb_sym_diff(nb_sym *s, const nb_expr *e, const char *var)
         nbs_error(s, NB_ERR_ARG, -1, "diff: '%.40s' is not a variable name", var);
         return NULL;
     }
-    const nb_expr *simple = nb_sym_simplify(s, e);
+    const nb_expr *simple = nbs_simplify(s, e);
     if (!simple)
         return NULL;
     dctx c = {var, nbs_new_epoch(s), nbs_num(s, 0), nbs_num(s, 1), nbs_num(s, -1)};

@@ -66,7 +66,7 @@ static nb_status eval(nb_sym *s, const nb_expr *e, const env *en, double *out)
         while (i < en->n && !(en->names[i] && strcmp(en->names[i], e->name) == 0))
             i++;
         if (i == en->n)
-            return nbs_error(s, NB_ERR_NOTFOUND, -1, "unknown variable '%s'", e->name);
+            return nbs_unknown_var(s, e->name);
         r = en->values[i];
     } else if (e->kind == NB_SYM_ADD || e->kind == NB_SYM_MUL) {
         r = e->kind == NB_SYM_ADD ? 0 : 1;
@@ -99,7 +99,7 @@ nb_status nb_sym_eval(nb_sym *s, const nb_expr *e, int n, const char *const *nam
         *out = NAN;
     if (!s)
         return NB_ERR_NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_eval");
     if (!e || !out || n < 0 || (n > 0 && (!names || !values)))
         return nbs_error(s, NB_ERR_NULL, -1,
                          "eval: need an expression, out, and names and values for n > 0");

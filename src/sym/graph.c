@@ -63,7 +63,7 @@ static nb_tensor *build(nb_sym *s, const nb_expr *e, const gctx *c)
         while (i < c->n && !(c->names[i] && strcmp(c->names[i], e->name) == 0))
             i++;
         if (i == c->n) {
-            nbs_error(s, NB_ERR_NOTFOUND, -1, "unknown variable '%s'", e->name);
+            nbs_unknown_var(s, e->name);
             return NULL;
         }
         r = c->values[i];
@@ -102,10 +102,10 @@ static nb_tensor *build(nb_sym *s, const nb_expr *e, const gctx *c)
         }
     }
     if (!r) {
-        if (s->status != NB_OK) /* an operand already said why */
+        if (s->err.status != NB_OK) /* an operand already said why */
             return NULL;
         nbs_error(s, NB_ERR_GRAPH, -1, "building %s in the graph failed: %s",
-                  nbs_kind_name(e->kind), nb_graph_errmsg(g));
+                  nbs_kind_name(e->kind), nb_graph_error(g)->msg);
         return NULL;
     }
     m->mark = c->epoch;
@@ -118,7 +118,7 @@ nb_tensor *nb_sym_to_graph(nb_sym *s, const nb_expr *e, nb_graph *g, int n,
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_to_graph");
     if (!e || !g || n < 0 || (n > 0 && (!names || !values))) {
         nbs_error(s, NB_ERR_NULL, -1,
                   "to_graph: need an expression, a graph, and names and values for n > 0");

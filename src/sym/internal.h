@@ -50,22 +50,25 @@ struct nb_sym {
     uint64_t next_id;
     uint64_t epoch; /* stamp of the current walk */
     int64_t n_nodes;
-    nb_status status;
-    int64_t offset;
-    char msg[256];
+    nb_error err;     /* the last fallible call's error */
+    const char *call; /* that call's name, the error's where */
     char *text; /* nb_sym_str's buffer */
     size_t text_cap;
     unsigned char *keybuf; /* scratch for building keys */
     size_t keybuf_cap;
 };
 
-/* Record an error (code, offset or -1, printf message); returns code. */
+/* Record an error (code, offset or -1, printf message) of the current call;
+ * returns code. */
 nb_status nbs_error(nb_sym *s, nb_status code, int64_t offset, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-void nbs_clear(nb_sym *s);
+/* NB_ERR_NOTFOUND for a variable without a value; the error's name is it. */
+nb_status nbs_unknown_var(nb_sym *s, const char *name);
+/* Start the public call @p call (its name): no error. */
+void nbs_clear(nb_sym *s, const char *call);
 /* Bump allocation that lives until the pool is freed (NULL + error on failure). */
 void *nbs_alloc(nb_sym *s, size_t n);
 /* A fresh walk stamp. */
@@ -97,6 +100,8 @@ const nb_expr *nbs_fn(nb_sym *s, nb_sym_kind kind, const nb_expr *a);
 const nb_expr *nbs_fn2(nb_sym *s, nb_sym_kind kind, const nb_expr *a, const nb_expr *b);
 /* Any node rebuilt with the simplifying constructors from new operands. */
 const nb_expr *nbs_rebuild(nb_sym *s, const nb_expr *e, const nb_expr *const *args);
+/* The simplified form of @p e (not NULL) within the current call. */
+const nb_expr *nbs_simplify(nb_sym *s, const nb_expr *e);
 
 /* Scalar semantics shared by folding and evaluation (eval.c). */
 double nbs_apply_num(nb_sym_kind kind, const double *x, int n);

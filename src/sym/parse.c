@@ -489,21 +489,28 @@ static const nb_expr *expr(parser *p)
     return finish(p, &l, NB_SYM_ADD, ok);
 }
 
-const nb_expr *nb_sym_parse(nb_sym *s, const char *text, size_t len)
+/* Line and column (1-based, in bytes) of the error's offset in the text. */
+static void locate(nb_error *e, const char *text, size_t len)
 {
-    if (!s)
-        return NULL;
-    nbs_clear(s);
-    if (!text && len > 0) {
-        nbs_error(s, NB_ERR_NULL, -1, "parse: text is NULL");
-        return NULL;
+    if (e->offset < 0 || (size_t)e->offset > len)
+        return;
+    size_t at = (size_t)e->offset, line_start = 0;
+    e->line = 1;
+    for (const char *nl = text; (nl = memchr(nl, '\n', at - (size_t)(nl - text))) != NULL; nl++) {
+        e->line++;
+        line_start = (size_t)(nl - text) + 1;
     }
+    e->column = (int64_t)(at - line_start) + 1;
+}
+
+static const nb_expr *parse(nb_sym *s, const char *text, size_t len)
+{
     if (len > NB_SYM_MAX_INPUT) {
         nbs_error(s, NB_ERR_PARSE, NB_SYM_MAX_INPUT, "input of %zu bytes is longer than %d at %d",
                   len, NB_SYM_MAX_INPUT, NB_SYM_MAX_INPUT);
         return NULL;
     }
-    parser p = {.s = s, .text = text ? text : "", .len = len};
+    parser p = {.s = s, .text = text, .len = len};
     if (!next(&p))
         return NULL;
     if (p.kind == T_END) {
@@ -515,5 +522,20 @@ const nb_expr *nb_sym_parse(nb_sym *s, const char *text, size_t len)
         return NULL;
     if (p.kind != T_END)
         return fail(&p, is_punct(&p, ')') ? "unmatched ')'" : "expected an operator");
+    return e;
+}
+
+const nb_expr *nb_sym_parse(nb_sym *s, const char *text, size_t len)
+{
+    if (!s)
+        return NULL;
+    nbs_clear(s, "nb_sym_parse");
+    if (!text && len > 0) {
+        nbs_error(s, NB_ERR_NULL, -1, "parse: text is NULL");
+        return NULL;
+    }
+    const nb_expr *e = parse(s, text ? text : "", len);
+    if (!e)
+        locate(&s->err, text ? text : "", len);
     return e;
 }

@@ -20,7 +20,7 @@ nb_sym *nb_sym_new_alloc(nb_alloc_fn alloc, void *ud)
     memset(s, 0, sizeof *s);
     s->alloc = alloc;
     s->ud = ud;
-    s->offset = -1;
+    nb_error_clear(&s->err);
     return s;
 }
 
@@ -49,35 +49,37 @@ void nb_sym_free(nb_sym *s)
 
 nb_status nbs_error(nb_sym *s, nb_status code, int64_t offset, const char *fmt, ...)
 {
-    s->status = code;
-    s->offset = offset;
+    nb_error_set(&s->err, code, s->call, "%s", "");
+    s->err.offset = offset;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->msg, sizeof s->msg, fmt, ap);
+    vsnprintf(s->err.msg, sizeof s->err.msg, fmt, ap);
     va_end(ap);
     return code;
 }
 
-void nbs_clear(nb_sym *s)
+nb_status nbs_unknown_var(nb_sym *s, const char *name)
 {
-    s->status = NB_OK;
-    s->offset = -1;
-    s->msg[0] = '\0';
+    nbs_error(s, NB_ERR_NOTFOUND, -1, "unknown variable '%s'", name);
+    snprintf(s->err.name, sizeof s->err.name, "%s", name);
+    return NB_ERR_NOTFOUND;
+}
+
+void nbs_clear(nb_sym *s, const char *call)
+{
+    nb_error_clear(&s->err);
+    s->call = call;
 }
 
 nb_status nb_sym_status(const nb_sym *s)
 {
-    return s ? s->status : NB_ERR_NULL;
+    return s ? s->err.status : NB_ERR_NULL;
 }
 
-const char *nb_sym_errmsg(const nb_sym *s)
+const nb_error *nb_sym_error(const nb_sym *s)
 {
-    return s ? s->msg : "no pool";
-}
-
-int64_t nb_sym_erroffset(const nb_sym *s)
-{
-    return s && s->status != NB_OK ? s->offset : -1;
+    static const nb_error no_pool = {.status = NB_ERR_NULL, .offset = -1, .msg = "no pool"};
+    return s ? &s->err : &no_pool;
 }
 
 int64_t nb_sym_node_count(const nb_sym *s)
@@ -343,7 +345,7 @@ const nb_expr *nb_sym_num(nb_sym *s, double v)
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_num");
     return nbs_num(s, v);
 }
 
@@ -364,7 +366,7 @@ const nb_expr *nb_sym_var(nb_sym *s, const char *name)
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_var");
     size_t len;
     if (!name) {
         nbs_error(s, NB_ERR_NULL, -1, "variable name is NULL");
@@ -381,7 +383,7 @@ const nb_expr *nb_sym_apply(nb_sym *s, nb_sym_kind kind, const nb_expr *const *a
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_apply");
     if ((int)kind <= NB_SYM_VAR || kind >= NB_SYM_KIND_COUNT) {
         nbs_error(s, NB_ERR_ARG, -1, "apply: kind %d is not an operation", (int)kind);
         return NULL;
@@ -469,7 +471,7 @@ int nb_sym_vars(nb_sym *s, const nb_expr *e, const char **names, int cap)
 {
     if (!s)
         return -1;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_vars");
     if (!e || (cap > 0 && !names)) {
         nbs_error(s, NB_ERR_NULL, -1, "vars: %s is NULL", e ? "names" : "expression");
         return -1;

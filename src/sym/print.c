@@ -230,7 +230,7 @@ const char *nb_sym_str(nb_sym *s, const nb_expr *e)
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_str");
     if (!e) {
         nbs_error(s, NB_ERR_NULL, -1, "str: expression is NULL");
         return NULL;

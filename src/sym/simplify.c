@@ -423,10 +423,15 @@ const nb_expr *nb_sym_simplify(nb_sym *s, const nb_expr *e)
 {
     if (!s)
         return NULL;
-    nbs_clear(s);
+    nbs_clear(s, "nb_sym_simplify");
     if (!e) {
         nbs_error(s, NB_ERR_NULL, -1, "simplify: expression is NULL");
         return NULL;
     }
+    return nbs_simplify(s, e);
+}
+
+const nb_expr *nbs_simplify(nb_sym *s, const nb_expr *e)
+{
     return simplify(s, e, nbs_new_epoch(s));
 }

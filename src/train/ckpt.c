@@ -69,9 +69,9 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
     void *aud = o->alloc ? o->alloc_ud : NULL;
 
     const char *user = o->meta ? o->meta : "";
-    char why[256];
-    if (nb_meta_check(user, why, sizeof why) != NB_OK)
-        return ck_error(err, NB_ERR_ARG, where, NULL, "save: %s", why);
+    nb_error bad;
+    if (nb_meta_check(user, &bad) != NB_OK)
+        return ck_error(err, NB_ERR_ARG, where, NULL, "save: %s", bad.msg);
     for (const char *p = user; *p;) {
         if (is_reserved(p)) {
             const char *eq = strchr(p, '=');
