@@ -24,7 +24,7 @@ static nb_tensor *jacobian(nb_graph *g, const problem *p, int mode)
     nb_graph_reset(g);
     nb_tensor *W = nb_tensor_from(g, NB_F64, 2, (int64_t[]){p->m, p->n}, p->W);
     nb_tensor *x = nb_tensor_from(g, NB_F64, 2, (int64_t[]){p->n, 1}, p->x);
-    nb_tensor_requires_grad(x, true);
+    nb_tensor_set_requires_grad(x, true);
     nb_tensor *y = nb_tanh(g, nb_matmul(g, W, x, false, false));
     nb_tensor *J = nb_jacobian(g, y, x, mode);
     bench_check(g, J, "jacobian");

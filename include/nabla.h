@@ -6,9 +6,9 @@
  *
  * @code
  * nb_graph *g = nb_graph_new();
- * nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -2), true);
- * nb_tensor *y = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 5), true);
- * nb_tensor *z = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -4), true);
+ * nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -2), true);
+ * nb_tensor *y = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 5), true);
+ * nb_tensor *z = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -4), true);
  * nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);      // records two ops
  * if (!f || nb_backward(g, f) != NB_OK)              // one reverse sweep
  *     fprintf(stderr, "%s\n", nb_graph_error(g)->msg);

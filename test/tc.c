@@ -35,7 +35,7 @@ static void make_inputs(nb_graph *g, nb_dtype dt, int n, const tc_shape *shapes,
         for (int64_t k = 0; k < nb_tensor_size(in[i]); k++)
             nb_tensor_set(in[i], k, nb_tensor_get(vals[i], k));
         if (!(no_grad & (1u << i)))
-            nb_tensor_requires_grad(in[i], true);
+            nb_tensor_set_requires_grad(in[i], true);
     }
 }
 

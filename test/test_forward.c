@@ -75,7 +75,7 @@ typedef struct problem {
 static problem make(nb_graph *g, nb_rng *rng, nb_dtype dt, graph_fn f)
 {
     problem p;
-    p.x = nb_tensor_requires_grad(nb_rand_normal(g, rng, dt, 2, (int64_t[]){3, 4}, 0, 1), true);
+    p.x = nb_tensor_set_requires_grad(nb_rand_normal(g, rng, dt, 2, (int64_t[]){3, 4}, 0, 1), true);
     p.c1 = nb_rand_normal(g, rng, dt, 2, (int64_t[]){1, 4}, 0, 1);
     p.c2 = nb_rand_normal(g, rng, dt, 2, (int64_t[]){3, 1}, 0, 1);
     p.y = f(g, p.x, p.c1, p.c2);
@@ -158,7 +158,7 @@ static void test_pow_negative_base(void **state)
 {
     (void)state;
     nb_graph *g = nb_graph_new();
-    nb_tensor *x = nb_tensor_requires_grad(
+    nb_tensor *x = nb_tensor_set_requires_grad(
         nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (double[]){-2, -0.5, 1.5}), true);
     nb_tensor *y = nb_pow(g, x, nb_scalar(g, NB_F64, 3.0));
     nb_tensor *t = nb_ones(g, NB_F64, 1, (int64_t[]){3}), *ty = NULL;
@@ -212,7 +212,7 @@ static void test_jacobian_corners(void **state)
     nb_rng rng;
     nb_rng_seed(&rng, 13);
     nb_tensor *x0 =
-        nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 1, (int64_t[]){4}, 0, 1), true);
+        nb_tensor_set_requires_grad(nb_rand_normal(g, &rng, NB_F64, 1, (int64_t[]){4}, 0, 1), true);
     nb_tensor *c = nb_rand_normal(g, &rng, NB_F64, 1, (int64_t[]){4}, 0, 1);
     nb_tensor *h = nb_sin(g, x0);
     nb_tensor *ys[4] = {

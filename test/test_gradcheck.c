@@ -436,7 +436,7 @@ static void test_user_ops(void **state)
     assert_string_equal(r.culprit_op, "t_matvec");
 
     /* a registered op is recorded like a built-in: second derivatives too */
-    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
     nb_tensor *two[2] = {x, x};
     nb_attrs good = {.ints = {GOOD}};
     nb_tensor *y = nb_apply(g, bmul_id(), two, 2, &good); /* x^2 */

@@ -238,7 +238,7 @@ static void test_activation_derivatives(void **state)
             {f_x_plus_step, 1},
         };
         for (size_t k = 0; k < COUNT(d); k++) {
-            nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, x0), true);
+            nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, x0), true);
             nb_tensor *y = d[k].fn(g, &x, NULL);
             assert_int_equal(nb_backward(g, y), NB_OK);
             tc_near(nb_tensor_item(nb_tensor_grad(x)), d[k].want, 1e-12);
@@ -246,8 +246,8 @@ static void test_activation_derivatives(void **state)
         nb_graph_reset(g);
     }
     /* the binary step passes no gradient: its result needs none */
-    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0.5), true);
-    assert_false(nb_tensor_needs_grad(nb_binary_step(g, x)));
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0.5), true);
+    assert_false(nb_tensor_requires_grad(nb_binary_step(g, x)));
     tc_check("x + step(x)", f_x_plus_step, NULL, 1, &(tc_shape){1, {5}}, &(tc_opts){.seed = 9});
     nb_graph_free(g);
 }
@@ -307,7 +307,7 @@ static void test_kinks(void **state)
         for (size_t i = 0; i < COUNT(k); i++) {
             bool bce = k[i].fn == f_bce_target1;
             double x0 = bce ? eps : k[i].x, value = bce ? -log(eps) : k[i].value;
-            nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, dt, x0), true);
+            nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, dt, x0), true);
             nb_tensor *y = k[i].fn(g, &x, NULL);
             assert_non_null(y);
             nb_tensor *dy = NULL;
@@ -447,7 +447,7 @@ static void test_extreme_inputs(void **state)
         nb_tensor *outs[5];
         nb_tensor *xs[5];
         for (int k = 0; k < 5; k++) {
-            xs[k] = nb_tensor_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){4}), true);
+            xs[k] = nb_tensor_set_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){4}), true);
             for (int i = 0; i < 4; i++)
                 nb_tensor_set(xs[k], i, pts[i]);
         }
@@ -759,7 +759,7 @@ static void test_loss_values(void **state)
     /* probabilities 0 and 1 are clamped: finite loss, finite gradient */
     for (int d = 0; d < 2; d++) {
         nb_dtype dt = d ? NB_F64 : NB_F32;
-        nb_tensor *pe = nb_tensor_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){2}), true);
+        nb_tensor *pe = nb_tensor_set_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){2}), true);
         nb_tensor_set(pe, 1, 1);
         nb_tensor *te = nb_zeros(g, dt, 1, (int64_t[]){2});
         nb_tensor_set(te, 0, 1); /* both maximally wrong */
@@ -867,7 +867,7 @@ static void check_layer(const char *label, nb_layer *l, nb_model *m, int64_t n, 
     nb_graph_reset(g);
 
     nb_model_zero_grad(m);
-    nb_tensor *x = nb_tensor_requires_grad(
+    nb_tensor *x = nb_tensor_set_requires_grad(
         nb_tensor_from(g, NB_F64, 2, (int64_t[]){n, f_in}, nb_tensor_data(xv)), true);
     nb_tensor *obj = NULL;
     layer_objective(l, g, x, v, training, rng, 77, &obj);
@@ -896,7 +896,7 @@ static void check_layer(const char *label, nb_layer *l, nb_model *m, int64_t n, 
     /* every trainable parameter */
     int n_params = 0;
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        if (!nb_tensor_needs_grad(p))
+        if (!nb_tensor_requires_grad(p))
             continue;
         n_params++;
         for (int64_t e = 0; e < nb_tensor_size(p); e++) {
@@ -1028,9 +1028,9 @@ static void test_batch_norm(void **state)
     nb_tensor *rv = nb_model_get(m, "bn1.running_var");
     assert_non_null(rm);
     assert_non_null(rv);
-    assert_false(nb_tensor_needs_grad(rm));
-    assert_false(nb_tensor_needs_grad(rv));
-    assert_true(nb_tensor_needs_grad(nb_model_get(m, "bn1.weight")));
+    assert_false(nb_tensor_requires_grad(rm));
+    assert_false(nb_tensor_requires_grad(rv));
+    assert_true(nb_tensor_requires_grad(nb_model_get(m, "bn1.weight")));
     assert_int_equal(nb_model_count(m), 4);
 
     nb_graph *g = nb_graph_new();

@@ -216,7 +216,7 @@ static void test_corpus_four_ways(void **state)
             nb_graph *g = nb_graph_new();
             nb_tensor *xs[3];
             for (int k = 0; k < 3; k++)
-                xs[k] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, p[k]), true);
+                xs[k] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, p[k]), true);
             nb_tensor *y = nb_sym_to_graph(s, f, g, 3, var_names, xs);
             if (!y)
                 fail_msg("%s: to_graph: %s", corpus[c].text, nb_sym_error(s)->msg);
@@ -864,7 +864,7 @@ static void test_vars_eval_graph(void **state)
     /* integer powers of a negative base: both modes finite and right */
     const nb_expr *p = parse(s, "x^3 + x^-2");
     nb_graph *g = nb_graph_new();
-    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -1.5), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -1.5), true);
     const char *xn[1] = {"x"};
     nb_tensor *y = nb_sym_to_graph(s, p, g, 1, xn, &x);
     assert_non_null(y);

@@ -223,7 +223,7 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
     if (!(y->flags & NB_T_NEEDS_GRAD))
         return nbc_error(g, NB_ERR_GRAPH, op,
                          "output %s does not depend on any tensor that needs a gradient "
-                         "(mark inputs with nb_tensor_requires_grad, or record the graph)",
+                         "(mark inputs with nb_tensor_set_requires_grad, or record the graph)",
                          nbc_shp(y, b0, sizeof b0));
 
     *s = (sweep_state){.g = g, .id = nbc_next_sweep(), .op = op};
@@ -306,7 +306,7 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
         if (!(xs[i]->flags & NB_T_NEEDS_GRAD))
             return nbc_error(g, NB_ERR_GRAPH, "grad",
                              "xs[%d] does not need a gradient (mark it with "
-                             "nb_tensor_requires_grad before using it)",
+                             "nb_tensor_set_requires_grad before using it)",
                              i);
     }
     sweep_state s;

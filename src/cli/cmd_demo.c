@@ -28,9 +28,12 @@ static int worked_examples(void)
     nb_graph *g = nb_graph_new();
     if (!g)
         return 1;
-    nb_tensor *x = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, -2), true), "x");
-    nb_tensor *y = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, 5), true), "y");
-    nb_tensor *z = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, -4), true), "z");
+    nb_tensor *x =
+        nb_tensor_set_name(nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -2), true), "x");
+    nb_tensor *y =
+        nb_tensor_set_name(nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 5), true), "y");
+    nb_tensor *z =
+        nb_tensor_set_name(nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -4), true), "z");
     nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);
     if (!f || nb_backward(g, f) != NB_OK) {
         fprintf(stderr, "nabla: %s\n", nb_graph_error(g)->msg);
@@ -55,8 +58,8 @@ static int worked_examples(void)
     nb_graph_reset(g);
 
     nb_tensor *in = nb_scalar(g, NB_F64, 1);
-    nb_tensor *w = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0), true);
-    nb_tensor *b = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0), true);
+    nb_tensor *w = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0), true);
+    nb_tensor *b = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0), true);
     nb_tensor *s =
         nb_div(g, nb_scalar(g, NB_F64, 1),
                nb_add_scalar(g, nb_exp(g, nb_neg(g, nb_add(g, nb_mul(g, w, in), b))), 1));

@@ -239,7 +239,7 @@ int cmd_diff(int argc, char **argv)
         goto done;
     uint64_t tape = nb_graph_evals(g);
     double value = nb_tensor_item(y);
-    bool has_grad = nb_tensor_needs_grad(y);
+    bool has_grad = nb_tensor_requires_grad(y);
     if (has_grad && nb_backward(g, y) != NB_OK) {
         cli_error("diff", "reverse mode: %s", nb_graph_error(g)->msg);
         goto done;

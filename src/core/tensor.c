@@ -354,7 +354,7 @@ nb_tensor *nb_tensor_grad(const nb_tensor *t)
     return t ? t->grad : NULL;
 }
 
-nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on)
+nb_tensor *nb_tensor_set_requires_grad(nb_tensor *t, bool on)
 {
     if (!t)
         return NULL;
@@ -365,7 +365,7 @@ nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on)
     return t;
 }
 
-bool nb_tensor_needs_grad(const nb_tensor *t)
+bool nb_tensor_requires_grad(const nb_tensor *t)
 {
     return t && (t->flags & NB_T_NEEDS_GRAD);
 }

@@ -271,8 +271,8 @@ nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, d
     }
     nbc_fill(ps[0], 1);
     nbc_fill(ps[3], 1);
-    nb_tensor_requires_grad(ps[2], false); /* buffers: saved, not trained */
-    nb_tensor_requires_grad(ps[3], false);
+    nb_tensor_set_requires_grad(ps[2], false); /* buffers: saved, not trained */
+    nb_tensor_set_requires_grad(ps[3], false);
     l->weight = ps[0];
     l->bias = ps[1];
     l->running_mean = ps[2];
@@ -589,7 +589,7 @@ int nb_grad_norms(const nb_model *m, nb_param_norm *out, int cap)
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         const char *name = nb_tensor_name(p);
         size_t len = strlen(name);
-        if (!nb_tensor_needs_grad(p) || p->rank < 2 || len < 7 ||
+        if (!nb_tensor_requires_grad(p) || p->rank < 2 || len < 7 ||
             strcmp(name + len - 7, ".weight") != 0)
             continue;
         if (count < cap) {

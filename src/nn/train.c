@@ -575,7 +575,7 @@ static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long
     nb_tensor *bad = NULL;
     int64_t k = -1;
     for (nb_tensor *p = nb_model_next(t->m, NULL); p && k < 0; p = nb_model_next(t->m, p))
-        if (nb_tensor_needs_grad(p) && nb_tensor_grad(p) &&
+        if (nb_tensor_requires_grad(p) && nb_tensor_grad(p) &&
             (k = nbc_first_nonfinite(nb_tensor_grad(p))) >= 0)
             bad = p;
     if (!bad)
