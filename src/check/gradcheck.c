@@ -1224,7 +1224,7 @@ static void localise(ck *c, nb_check_result *r)
             else
                 snprintf(lc.name[i], sizeof lc.name[i], "input %d (%s)", i,
                          in->op ? in->op->name : "leaf");
-            if (in->flags & NB_T_NEEDS_GRAD)
+            if (in->flags & NB_T_REQUIRES_GRAD)
                 lc.wrt |= 1u << i;
         }
         lc.dt = NB_F64;
