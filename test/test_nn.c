@@ -139,13 +139,13 @@ static nb_tensor *f_gelu_tanh(nb_graph *g, nb_tensor *const *in, void *ctx)
 static nb_tensor *f_step(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     (void)ctx;
-    return nb_binary_step(g, in[0]);
+    return nb_step(g, in[0]);
 }
 /* x + step(x): the step adds nothing to the derivative */
 static nb_tensor *f_x_plus_step(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     (void)ctx;
-    return nb_add(g, in[0], nb_binary_step(g, in[0]));
+    return nb_add(g, in[0], nb_step(g, in[0]));
 }
 
 typedef struct unary_case {
@@ -247,7 +247,7 @@ static void test_activation_derivatives(void **state)
     }
     /* the binary step passes no gradient: its result needs none */
     nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0.5), true);
-    assert_false(nb_tensor_requires_grad(nb_binary_step(g, x)));
+    assert_false(nb_tensor_requires_grad(nb_step(g, x)));
     tc_check("x + step(x)", f_x_plus_step, NULL, 1, &(tc_shape){1, {5}}, &(tc_opts){.seed = 9});
     nb_graph_free(g);
 }

@@ -42,7 +42,11 @@ extern "C" {
 
 /* ========================================================== activations */
 
-/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h).
+/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h), and the binary step
+ * (NB_ACT_STEP: 1 if x > 0 else 0) the primitive nb_step (ops.h): its
+ * derivative is zero wherever it exists, so no gradient flows through it
+ * (it cannot be trained by back-propagation; it is here for the perceptron
+ * and for plots).
  *
  * At a kink (a threshold the input crosses) the derivative is the one of the
  * outer side: relu'(0) = 0, leaky'(0) = γ, elu'(0) = α, hard-tanh'(±1) = 0,
@@ -87,10 +91,6 @@ NB_API nb_tensor *nb_gelu_tanh(nb_graph *g, nb_tensor *x);
  *  consecutive pieces and each group's maximum is kept: result [..., F].
  *  The gradient goes to the arg-max of each group (split at ties). */
 NB_API nb_tensor *nb_maxout(nb_graph *g, nb_tensor *x, int64_t k);
-/** Binary step: 1 if x > 0 else 0. Its derivative is zero everywhere it
- *  exists, so no gradient flows through it (it cannot be trained by
- *  back-propagation; it is here for the perceptron and for plots). */
-NB_API nb_tensor *nb_binary_step(nb_graph *g, nb_tensor *x);
 /** softmax along @p axis (negative counts from the end):
  *  e^(x − max) / Σ e^(x − max); the max is a constant (softmax is shift
  *  invariant, so the gradient is exact). */
@@ -119,7 +119,7 @@ typedef enum nb_act {
     NB_ACT_GELU_SIGMOID = 15,  /**< "gelu-sigmoid" */
     NB_ACT_GELU_TANH = 16,     /**< "gelu-tanh" */
     NB_ACT_MAXOUT = 17,        /**< "maxout" (pieces) */
-    NB_ACT_STEP = 18,          /**< "step" / "binary-step" (no gradient) */
+    NB_ACT_STEP = 18,          /**< "step" / "binary-step" (nb_step; no gradient) */
     NB_ACT_COUNT
 } nb_act;
 
