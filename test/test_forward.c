@@ -293,7 +293,8 @@ static nb_status axpy_fwd(nb_graph *g, nb_tensor *out)
 static nb_tensor *axpy_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
 {
     nb_tensor *d = i == 0 ? grad : nb_scale(g, grad, 2.0);
-    return nb_unbroadcast(g, d, nb_op_input(out, i));
+    nb_tensor *in = nb_op_input(out, i);
+    return nb_sum_to(g, d, nb_tensor_rank(in), nb_tensor_shape(in));
 }
 
 static nb_tensor *axpy_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)

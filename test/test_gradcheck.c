@@ -263,7 +263,7 @@ static nb_tensor *bmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
         d = nb_scale(g, d, 2.0);
     if (flavour == VJP_NO_REDUCE)
         return d; /* forgets to sum broadcast axes back */
-    return nb_unbroadcast(g, d, self);
+    return nb_sum_to(g, d, nb_tensor_rank(self), nb_tensor_shape(self));
 }
 
 static nb_tensor *bmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
