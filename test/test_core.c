@@ -188,9 +188,9 @@ static void test_jacobian_modes(void **state)
     nb_tensor *y = nb_tanh(g, nb_matmul(g, W, x, false, false)); /* R^5 -> R^2 */
     assert_non_null(y);
     uint64_t e0 = nb_graph_evals(g);
-    nb_tensor *Jf = nb_jacobian(g, y, x, NB_FORWARD);
+    nb_tensor *Jf = nb_jacobian(g, y, x, NB_JACOBIAN_FORWARD);
     uint64_t e1 = nb_graph_evals(g);
-    nb_tensor *Jr = nb_jacobian(g, y, x, NB_REVERSE);
+    nb_tensor *Jr = nb_jacobian(g, y, x, NB_JACOBIAN_REVERSE);
     uint64_t e2 = nb_graph_evals(g);
     assert_non_null(Jf);
     assert_non_null(Jr);
@@ -206,6 +206,67 @@ static void test_jacobian_modes(void **state)
         }
     /* 5 forward sweeps vs 2 reverse sweeps: forward mode does more work here */
     assert_true(e1 - e0 > e2 - e1);
+    nb_graph_free(g);
+}
+
+/* nb_jacobian's mode is one of nb_jacobian_mode: NB_JACOBIAN_AUTO runs the
+ * cheaper sweep (the same numbers and evaluation count as that mode asked
+ * for by name, fewer than the other mode), and any other value is refused
+ * with NB_ERR_ARG naming it, before any work. */
+static void test_jacobian_mode_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    nb_tensor *W = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 5}, 0, 1);
+    nb_tensor *xw = nb_tensor_set_requires_grad(
+        nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
+    nb_tensor *xt = nb_tensor_set_requires_grad(
+        nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 1}, 0, 1), true);
+    struct {
+        nb_tensor *y, *x;
+        nb_jacobian_mode cheaper, dearer;
+    } cases[] = {
+        /* R^5 -> R^2: two reverse sweeps beat five forward ones */
+        {nb_tanh(g, nb_matmul(g, W, xw, false, false)), xw, NB_JACOBIAN_REVERSE,
+         NB_JACOBIAN_FORWARD},
+        /* R^2 -> R^5: two forward sweeps beat five reverse ones */
+        {nb_tanh(g, nb_matmul(g, W, xt, true, false)), xt, NB_JACOBIAN_FORWARD,
+         NB_JACOBIAN_REVERSE},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        assert_non_null(cases[k].y);
+        uint64_t e0 = nb_graph_evals(g);
+        nb_tensor *Jc = nb_jacobian(g, cases[k].y, cases[k].x, cases[k].cheaper);
+        uint64_t e1 = nb_graph_evals(g);
+        nb_tensor *Ja = nb_jacobian(g, cases[k].y, cases[k].x, NB_JACOBIAN_AUTO);
+        uint64_t e2 = nb_graph_evals(g);
+        nb_tensor *Jd = nb_jacobian(g, cases[k].y, cases[k].x, cases[k].dearer);
+        uint64_t e3 = nb_graph_evals(g);
+        assert_non_null(Jc);
+        assert_non_null(Ja);
+        assert_non_null(Jd);
+        assert_int_equal(e2 - e1, e1 - e0);
+        assert_true(e3 - e2 > e2 - e1);
+        assert_int_equal(nb_tensor_size(Ja), 10);
+        for (int64_t i = 0; i < nb_tensor_size(Ja); i++) {
+            assert_true(nb_tensor_get(Ja, i) == nb_tensor_get(Jc, i));
+            tc_near(nb_tensor_get(Ja, i), nb_tensor_get(Jd, i), 1e-14);
+        }
+    }
+    int bad[] = {-1, 3, 4, 5, 7, 100};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        nb_graph_clear_error(g);
+        uint64_t e0 = nb_graph_evals(g);
+        assert_null(nb_jacobian(g, cases[0].y, xw, (nb_jacobian_mode)bad[k]));
+        assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+        assert_string_equal(nb_graph_error(g)->where, "jacobian");
+        char want[32];
+        snprintf(want, sizeof want, "mode %d is not", bad[k]);
+        assert_non_null(strstr(nb_graph_error(g)->msg, want));
+        assert_int_equal(nb_graph_evals(g), e0);
+    }
     nb_graph_free(g);
 }
 
@@ -937,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_hessian_vector_product),
         cmocka_unit_test(test_deep_chain),
         cmocka_unit_test(test_jacobian_modes),
+        cmocka_unit_test(test_jacobian_mode_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_nonfinite_backward),
         cmocka_unit_test(test_scalar_gradients_as_numbers),

@@ -163,7 +163,7 @@ static void test_pow_negative_base(void **state)
     nb_tensor *y = nb_pow(g, x, nb_scalar(g, NB_F64, 3.0));
     nb_tensor *t = nb_ones(g, NB_F64, 1, (int64_t[]){3}), *ty = NULL;
     assert_int_equal(nb_jvp(g, y, &x, &t, 1, &ty), NB_OK);
-    nb_tensor *J = nb_jacobian(g, nb_sum(g, y, NULL, 0, false), x, NB_FORWARD);
+    nb_tensor *J = nb_jacobian(g, nb_sum(g, y, NULL, 0, false), x, NB_JACOBIAN_FORWARD);
     assert_non_null(J);
     for (int i = 0; i < 3; i++) {
         double xi = nb_tensor_get(x, i);
@@ -185,8 +185,8 @@ static void test_jacobian_forward_reverse(void **state)
         for (int k = 0; k < N_GRAPHS; k++) {
             nb_graph *g = nb_graph_new();
             problem p = make(g, &rng, dts[d], graphs[k]);
-            nb_tensor *Jf = nb_jacobian(g, p.y, p.x, NB_FORWARD);
-            nb_tensor *Jr = nb_jacobian(g, p.y, p.x, NB_REVERSE);
+            nb_tensor *Jf = nb_jacobian(g, p.y, p.x, NB_JACOBIAN_FORWARD);
+            nb_tensor *Jr = nb_jacobian(g, p.y, p.x, NB_JACOBIAN_REVERSE);
             assert_non_null(Jf);
             assert_non_null(Jr);
             assert_int_equal(nb_tensor_dtype(Jf), dts[d]);
@@ -223,10 +223,10 @@ static void test_jacobian_corners(void **state)
     };
     nb_tensor *xs[4] = {x0, h, x0, x0};
     for (int k = 0; k < 4; k++) {
-        nb_tensor *Jf = nb_jacobian(g, ys[k], xs[k], NB_FORWARD);
+        nb_tensor *Jf = nb_jacobian(g, ys[k], xs[k], NB_JACOBIAN_FORWARD);
         assert_non_null(Jf);
         /* reverse mode refuses a y that depends on nothing needing a gradient */
-        nb_tensor *Jr = k < 3 ? nb_jacobian(g, ys[k], xs[k], NB_REVERSE) : Jf;
+        nb_tensor *Jr = k < 3 ? nb_jacobian(g, ys[k], xs[k], NB_JACOBIAN_REVERSE) : Jf;
         assert_non_null(Jr);
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) {
@@ -332,7 +332,7 @@ static void test_registered_op_gets_zeros(void **state)
         tc_near(nb_tensor_get(ty, k), cos(v), 1e-12);
     }
     /* and the same through nb_jacobian, column by column */
-    nb_tensor *J = nb_jacobian(g, y, b, NB_FORWARD);
+    nb_tensor *J = nb_jacobian(g, y, b, NB_JACOBIAN_FORWARD);
     assert_non_null(J);
     assert_int_equal(seen_size[0], 6);
     tc_near(seen_abs[0], 0, 0);

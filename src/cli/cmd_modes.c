@@ -21,7 +21,7 @@ static const char *modes_usage =
 
 typedef struct mode_run {
     const char *name;
-    int mode;
+    nb_jacobian_mode mode;
     int64_t sweeps;
     uint64_t evals;
     double ms;
@@ -58,8 +58,8 @@ int cmd_modes(int argc, char **argv)
     nb_tensor_set_requires_grad(x, true);
     nb_tensor *y =
         nb_reshape(g, nb_tanh(g, nb_matmul(g, W, nb_reshape(g, x, 2, xs), false, false)), 1, ys);
-    mode_run runs[2] = {{"forward", NB_FORWARD, n, 0, 0, NULL},
-                        {"reverse", NB_REVERSE, m, 0, 0, NULL}};
+    mode_run runs[2] = {{"forward", NB_JACOBIAN_FORWARD, n, 0, 0, NULL},
+                        {"reverse", NB_JACOBIAN_REVERSE, m, 0, 0, NULL}};
     for (int k = 0; k < 2 && y; k++) {
         uint64_t e0 = nb_graph_evals(g);
         double t0 = cli_now();
