@@ -24,6 +24,9 @@
  * gradient checking), sym.h (symbolic differentiation), nn.h (activations,
  * initialisation, layers, losses: compositions of ops), optim.h
  * (optimizers), ckpt.h (checkpoints), data.h (data sets and batches).
+ *
+ * A function (or callback) that takes a graph takes it first, as the ops
+ * do: nb_layer_forward(g, net, x, training), nb_loader_next(g, loader, &b).
  */
 #ifndef NABLA_H
 #define NABLA_H

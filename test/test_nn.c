@@ -838,7 +838,7 @@ static double layer_objective(nb_layer *l, nb_graph *g, nb_tensor *x, nb_tensor 
     if (!out) /* evaluation: a fresh copy of the values in g */
         x = nb_tensor_from(g, NB_F64, nb_tensor_rank(x), nb_tensor_shape(x), nb_tensor_data(x));
     v = nb_tensor_from(g, NB_F64, nb_tensor_rank(v), nb_tensor_shape(v), nb_tensor_data(v));
-    nb_tensor *y = nb_layer_forward(l, g, x, training);
+    nb_tensor *y = nb_layer_forward(g, l, x, training);
     if (!y)
         fail_msg("%s: %s", nb_layer_name(l), nb_graph_error(g)->msg);
     nb_tensor *obj = nb_sum(g, nb_mul(g, y, v), NULL, 0, false);
@@ -860,7 +860,7 @@ static void check_layer(const char *label, nb_layer *l, nb_model *m, int64_t n, 
     nb_tensor *xv = nb_rand_uniform(keep, &data, NB_F64, 2, (int64_t[]){n, f_in}, -2, 2);
     nb_graph *g = nb_graph_new();
     nb_tensor *y0 = nb_layer_forward(
-        l, g, nb_tensor_from(g, NB_F64, 2, (int64_t[]){n, f_in}, nb_tensor_data(xv)), training);
+        g, l, nb_tensor_from(g, NB_F64, 2, (int64_t[]){n, f_in}, nb_tensor_data(xv)), training);
     assert_non_null(y0);
     nb_tensor *v =
         nb_rand_uniform(keep, &data, NB_F64, nb_tensor_rank(y0), nb_tensor_shape(y0), -1, 1);
@@ -992,7 +992,7 @@ static void test_dropout(void **state)
     assert_int_equal(nb_layer_get_kind(d), NB_LAYER_DROPOUT);
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_rand_uniform(g, &rng, NB_F32, 2, (int64_t[]){400, 250}, 0.5, 1.5);
-    nb_tensor *y = nb_layer_forward(d, g, x, true);
+    nb_tensor *y = nb_layer_forward(g, d, x, true);
     assert_non_null(y);
     double sx = 0, sy = 0;
     int64_t zeros = 0, n = nb_tensor_size(x);
@@ -1007,7 +1007,7 @@ static void test_dropout(void **state)
     tc_near((double)zeros / (double)n, 0.3, 0.01);
     tc_near(sy / sx, 1, 0.01); /* the mean is preserved */
     /* evaluation is the identity */
-    nb_tensor *e = nb_layer_forward(d, g, x, false);
+    nb_tensor *e = nb_layer_forward(g, d, x, false);
     assert_ptr_equal(e, x);
     nb_graph_free(g);
     nb_layer_free(d);
@@ -1037,7 +1037,7 @@ static void test_batch_norm(void **state)
     /* feature 0: 1,2,3,6 (mean 3, biased var 3.5); feature 1: 10 each */
     const double xd[] = {1, 10, 2, 10, 3, 10, 6, 10};
     nb_tensor *x = nb_tensor_from(g, NB_F64, 2, (int64_t[]){4, 2}, xd);
-    nb_tensor *y = nb_layer_forward(bn, g, x, true);
+    nb_tensor *y = nb_layer_forward(g, bn, x, true);
     assert_non_null(y);
     for (int i = 0; i < 4; i++) {
         tc_near(nb_tensor_get(y, 2 * i), (xd[2 * i] - 3) / sqrt(3.5 + 1e-5), 1e-12);
@@ -1051,7 +1051,7 @@ static void test_batch_norm(void **state)
     /* evaluation uses them (and learned γ, β) */
     nb_tensor_set(nb_model_get(m, "bn1.weight"), 0, 2);
     nb_tensor_set(nb_model_get(m, "bn1.bias"), 1, -1);
-    nb_tensor *ye = nb_layer_forward(bn, g, x, false);
+    nb_tensor *ye = nb_layer_forward(g, bn, x, false);
     for (int i = 0; i < 4; i++) {
         tc_near(nb_tensor_get(ye, 2 * i), 2 * (xd[2 * i] - 0.3) / sqrt(0.9 + 1.4 / 3 + 1e-5),
                 1e-12);
@@ -1068,20 +1068,20 @@ static void test_batch_norm(void **state)
     for (int step = 0; step < 200; step++) {
         nb_graph_reset(g);
         nb_tensor *xb = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){64, 2}, 5, 2);
-        assert_non_null(nb_layer_forward(bn, g, xb, true));
+        assert_non_null(nb_layer_forward(g, bn, xb, true));
     }
     tc_near(nb_tensor_get(rm, 0), 5, 0.3);
     tc_near(nb_tensor_get(rv, 1), 4, 0.6);
     /* errors */
     nb_graph_reset(g);
     nb_tensor *one_row = nb_zeros(g, NB_F64, 2, (int64_t[]){1, 2});
-    assert_null(nb_layer_forward(bn, g, one_row, true));
+    assert_null(nb_layer_forward(g, bn, one_row, true));
     assert_non_null(
         strstr(nb_graph_error(g)->msg, "bn1: training mode needs a batch of at least 2"));
-    assert_non_null(nb_layer_forward(bn, g, one_row, false)); /* fine in evaluation */
+    assert_non_null(nb_layer_forward(g, bn, one_row, false)); /* fine in evaluation */
     nb_graph_clear_error(g);
     nb_tensor *wide = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 3});
-    assert_null(nb_layer_forward(bn, g, wide, true));
+    assert_null(nb_layer_forward(g, bn, wide, true));
     assert_non_null(strstr(nb_graph_error(g)->msg, "bn1: input [4,3] must be [N, 2]"));
     nb_graph_free(g);
     nb_layer *bad = NULL;
@@ -1130,7 +1130,7 @@ static void test_mlp_structure(void **state)
 
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_rand_uniform(g, &rng, NB_F32, 2, (int64_t[]){7, 64}, 0, 1);
-    nb_tensor *y = nb_layer_forward(net, g, x, true);
+    nb_tensor *y = nb_layer_forward(g, net, x, true);
     assert_non_null(y);
     assert_int_equal(nb_tensor_dim(y, 0), 7);
     assert_int_equal(nb_tensor_dim(y, 1), 10);
@@ -1194,7 +1194,7 @@ static void deep_grad_norms(nb_act act, double *norms, int *n_out)
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){BATCH, WIDTH}, 0, 1);
     nb_tensor *t = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){BATCH, WIDTH}, 0, 1);
-    nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(net, g, x, true), t, NB_REDUCE_MEAN);
+    nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(g, net, x, true), t, NB_REDUCE_MEAN);
     assert_int_equal(nb_backward(g, loss), NB_OK);
     nb_param_norm report[DEPTH];
     int n = nb_grad_norms(m, report, DEPTH);
@@ -1324,27 +1324,27 @@ static void test_layer_errors(void **state)
     /* forward with bad input */
     nb_graph *g = nb_graph_new();
     nb_tensor *bad = nb_zeros(g, NB_F32, 2, (int64_t[]){4, 5});
-    assert_null(nb_layer_forward(l, g, bad, true));
+    assert_null(nb_layer_forward(g, l, bad, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
     assert_string_equal(nb_graph_error(g)->msg, "fc: input [4,5] does not fit weight [2,3]");
     nb_graph_clear_error(g);
     nb_tensor *wrong_dtype = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 2});
-    assert_null(nb_layer_forward(l, g, wrong_dtype, true));
+    assert_null(nb_layer_forward(g, l, wrong_dtype, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
     assert_string_equal(nb_graph_error(g)->msg, "fc: input is f64 but the parameters are f32");
     nb_graph_clear_error(g);
     nb_tensor *vec = nb_zeros(g, NB_F32, 1, (int64_t[]){2});
-    assert_null(nb_layer_forward(l, g, vec, true));
+    assert_null(nb_layer_forward(g, l, vec, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
     nb_graph_clear_error(g);
-    assert_null(nb_layer_forward(NULL, g, vec, true));
+    assert_null(nb_layer_forward(g, NULL, vec, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
     nb_graph_clear_error(g);
-    assert_null(nb_layer_forward(l, g, NULL, true)); /* quiet */
+    assert_null(nb_layer_forward(g, l, NULL, true)); /* quiet */
     assert_int_equal(nb_graph_status(g), NB_OK);
     /* a good input gives x·W + b with the constant init */
     nb_tensor *good = nb_ones(g, NB_F32, 2, (int64_t[]){4, 2});
-    nb_tensor *y = nb_layer_forward(l, g, good, false);
+    nb_tensor *y = nb_layer_forward(g, l, good, false);
     tc_near(nb_tensor_get(y, 0), 1.0, 0);
     nb_graph_free(g);
 
@@ -1381,7 +1381,7 @@ static nb_status build_and_step(tc_counting *c)
     }
     if (st == NB_OK) {
         nb_tensor *x = nb_rand_normal(g, &rng, NB_F32, 2, (int64_t[]){5, 3}, 0, 1);
-        nb_tensor *loss = nb_softmax_cross_entropy(g, nb_layer_forward(net, g, x, true),
+        nb_tensor *loss = nb_softmax_cross_entropy(g, nb_layer_forward(g, net, x, true),
                                                    (int64_t[]){0, 1, 1, 0, 1}, 5, NB_REDUCE_MEAN);
         st = loss ? nb_backward(g, loss) : nb_graph_status(g);
     }

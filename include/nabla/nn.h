@@ -24,7 +24,7 @@
  * nb_layer *net = NULL;
  * nb_mlp_new(m, NULL, (int64_t[]){64, 128, 10}, 3, &o, &net); // fc1, fc2
  * for (...) {                                 // one training step
- *     nb_tensor *logits = nb_layer_forward(net, g, x, true);
+ *     nb_tensor *logits = nb_layer_forward(g, net, x, true);
  *     nb_tensor *loss = nb_softmax_cross_entropy(g, logits, labels, n, NB_REDUCE_MEAN);
  *     nb_backward(g, loss); ... update ...; nb_graph_reset(g);
  * }
@@ -304,7 +304,7 @@ NB_API nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *size
  * Errors are recorded in @p g: wrong input width or dtype, for instance
  * "fc1: input [4,3] does not fit weight [5,2]". @p l NULL: NB_ERR_NULL.
  */
-NB_API nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training);
+NB_API nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training);
 /** Free a layer (and the layers of a sequence). Parameters stay in their
  *  model. NULL is accepted. */
 NB_API void nb_layer_free(nb_layer *l);

@@ -102,8 +102,8 @@ static double accuracy_on(nb_graph *g, nb_layer *net, nb_loader *all)
     nb_batch b;
     double acc = NAN;
     nb_graph_set_recording(g, false);
-    if (nb_loader_start(all, NULL) == NB_OK && nb_loader_next(all, g, &b)) {
-        nb_tensor *logits = nb_layer_forward(net, g, b.x, false);
+    if (nb_loader_start(all, NULL) == NB_OK && nb_loader_next(g, all, &b)) {
+        nb_tensor *logits = nb_layer_forward(g, net, b.x, false);
         if (!logits || nb_accuracy(logits, b.labels, b.size, &acc) != NB_OK)
             acc = NAN;
     }
@@ -197,9 +197,9 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
         double total = 0;
         int steps = 0;
         nb_loader_start(loader, &rng);
-        while (nb_loader_next(loader, g, &b)) {
+        while (nb_loader_next(g, loader, &b)) {
             nb_model_zero_grad(m);
-            nb_tensor *logits = nb_layer_forward(net, g, b.x, true);
+            nb_tensor *logits = nb_layer_forward(g, net, b.x, true);
             nb_tensor *loss = nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
             if (!loss || nb_backward(g, loss) != NB_OK || nb_optim_step(opt, m) != NB_OK) {
                 cli_error("demo", "training step failed: %s", nb_graph_error(g)->msg);
@@ -219,7 +219,7 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
 
     nb_batch b;
     nb_loader_start(all, NULL);
-    if (!nb_loader_next(all, NULL, &b) || check_model(m, &b) != 0)
+    if (!nb_loader_next(NULL, all, &b) || check_model(m, &b) != 0)
         goto done;
     rc = 0;
     if (plot) {

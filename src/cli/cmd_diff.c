@@ -38,7 +38,7 @@ static const char *diff_usage =
 static nb_tensor *rebuild(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
 {
     cli_expr *x = ctx;
-    return nb_sym_to_graph(x->s, x->e, g, n, x->names, in);
+    return nb_sym_to_graph(g, x->s, x->e, n, x->names, in);
 }
 
 typedef struct diff_row {

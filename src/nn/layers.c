@@ -406,7 +406,7 @@ static nb_tensor *batch_norm_forward(nb_layer *l, nb_graph *g, nb_tensor *x, boo
     return nb_add(g, nb_mul(g, xhat, l->weight), l->bias);
 }
 
-nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training)
+nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
     if (!l) {
         nbc_error(g, NB_ERR_NULL, "layer_forward", "layer is NULL");
@@ -425,7 +425,7 @@ nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool trainin
     case NB_LAYER_BATCH_NORM: return batch_norm_forward(l, g, x, training);
     case NB_LAYER_SEQUENTIAL:
         for (int i = 0; i < l->n_items && x; i++)
-            x = nb_layer_forward(l->items[i], g, x, training);
+            x = nb_layer_forward(g, l->items[i], x, training);
         return x;
     }
     return NULL;
