@@ -233,3 +233,26 @@ tc_run_result *tc_run(const char *cmd)
     remove(errpath);
     return &r;
 }
+
+char *tc_slurp(const char *top, const char *rel)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", top, rel);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (len + 4096 + 1 > cap) {
+            cap = 2 * cap + 4096 + 1;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        n = fread(buf + len, 1, 4096, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}

@@ -173,32 +173,9 @@ static void check_text(verdict *v, const char *file, char *text)
     }
 }
 
-static char *slurp(const char *rel)
-{
-    char path[2048];
-    snprintf(path, sizeof path, "%s/%s", top, rel);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    do {
-        if (len + 4096 + 1 > cap) {
-            cap = 2 * cap + 4096 + 1;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        n = fread(buf + len, 1, 4096, f);
-        len += n;
-    } while (n > 0);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 static void check_file(verdict *v, const char *rel)
 {
-    char *text = slurp(rel);
+    char *text = tc_slurp(top, rel);
     check_text(v, rel, text);
     free(text);
 }
