@@ -126,8 +126,8 @@ static void scaling(const nb_dataset *train_all, int64_t only)
         /* one more step, kept in the graph, to see the arena a step needs */
         nb_batch b;
         nb_loader_start(r.ld, &r.shuffle_rng);
-        nb_loader_next(r.ld, r.g, &b);
-        nb_tensor *loss = nb_softmax_cross_entropy(r.g, nb_layer_forward(r.net, r.g, b.x, true),
+        nb_loader_next(r.g, r.ld, &b);
+        nb_tensor *loss = nb_softmax_cross_entropy(r.g, nb_layer_forward(r.g, r.net, b.x, true),
                                                    b.labels, b.size, NB_REDUCE_MEAN);
         bench_check(r.g, loss, "forward");
         nb_backward(r.g, loss);

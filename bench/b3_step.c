@@ -45,7 +45,7 @@ int main(int argc, char **argv)
         int k = i % 256;
         nb_tensor *x = nb_tensor_from(g, NB_F32, 2, xs, X[k]);
         nb_tensor *y = nb_tensor_from(g, NB_F32, 2, ys, &Y[k]);
-        nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(net, g, x, true), y, NB_REDUCE_MEAN);
+        nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(g, net, x, true), y, NB_REDUCE_MEAN);
         bench_check(g, loss, "forward");
         nb_model_zero_grad(m);
         if (nb_backward(g, loss) != NB_OK)

@@ -27,7 +27,7 @@ static uint64_t evaluate(nb_graph *g, problem *p)
     int n = p->n;
     nb_graph_reset(g);
     for (int i = 0; i < n; i++)
-        p->x[i] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, p->xv[i]), true);
+        p->x[i] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, p->xv[i]), true);
     nb_tensor *f = nb_scalar(g, NB_F64, 0.0);
     nb_tensor *hundred = nb_scalar(g, NB_F64, 100.0), *one = nb_scalar(g, NB_F64, 1.0);
     uint64_t e0 = nb_graph_evals(g);

@@ -19,12 +19,12 @@ typedef struct problem {
 } problem;
 
 /* Record f and its Jacobian by @p mode; returns the [m,1,n,1] Jacobian. */
-static nb_tensor *jacobian(nb_graph *g, const problem *p, int mode)
+static nb_tensor *jacobian(nb_graph *g, const problem *p, nb_jacobian_mode mode)
 {
     nb_graph_reset(g);
     nb_tensor *W = nb_tensor_from(g, NB_F64, 2, (int64_t[]){p->m, p->n}, p->W);
     nb_tensor *x = nb_tensor_from(g, NB_F64, 2, (int64_t[]){p->n, 1}, p->x);
-    nb_tensor_requires_grad(x, true);
+    nb_tensor_set_requires_grad(x, true);
     nb_tensor *y = nb_tanh(g, nb_matmul(g, W, x, false, false));
     nb_tensor *J = nb_jacobian(g, y, x, mode);
     bench_check(g, J, "jacobian");
@@ -41,7 +41,8 @@ static double max_err(nb_tensor *J, const problem *p)
 }
 
 /* Median ms of >= 3 calls and >= 0.3 s; *evals gets one call's evaluations. */
-static double time_ms(nb_graph *g, const problem *p, int mode, uint64_t *evals, double *err)
+static double time_ms(nb_graph *g, const problem *p, nb_jacobian_mode mode, uint64_t *evals,
+                      double *err)
 {
     double ts[4096], total = 0;
     int k = 0;
@@ -83,11 +84,11 @@ int main(void)
             for (int64_t j = 0; j < p.n; j++)
                 p.J[i * p.n + j] = d * p.W[i * p.n + j];
         }
-        jacobian(g, &p, NB_REVERSE); /* warm-up */
+        jacobian(g, &p, NB_JACOBIAN_REVERSE); /* warm-up */
         uint64_t fe = 0, re = 0;
         double ferr = 0, rerr = 0;
-        double rev = time_ms(g, &p, NB_REVERSE, &re, &rerr);
-        double fwd = time_ms(g, &p, NB_FORWARD, &fe, &ferr);
+        double rev = time_ms(g, &p, NB_JACOBIAN_REVERSE, &re, &rerr);
+        double fwd = time_ms(g, &p, NB_JACOBIAN_FORWARD, &fe, &ferr);
         printf(
             "{\"workload\": \"B5\", \"impl\": \"nabla\", \"threads\": 1, \"n\": %lld, \"m\": %lld, "
             "\"fwd_ms\": %.4f, \"rev_ms\": %.4f, \"fwd_evals\": %llu, \"rev_evals\": %llu, "

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     bench_set_threads(g, 1);
     bench_reset_peak();
     double rss_before = bench_rss_mb();
-    nb_tensor *y0 = nb_tensor_requires_grad(nb_full(g, NB_F32, 1, (int64_t[]){1}, 0.5), true);
+    nb_tensor *y0 = nb_tensor_set_requires_grad(nb_full(g, NB_F32, 1, (int64_t[]){1}, 0.5), true);
     nb_tensor *y = y0;
     uint64_t e0 = nb_graph_evals(g);
     double t0 = bench_now();

@@ -15,9 +15,9 @@ static inline int64_t bench_train_epoch(nb_layer *net, nb_model *m, nb_optim *op
     int64_t steps = 0;
     if (nb_loader_start(ld, rng) != NB_OK)
         bench_check(NULL, NULL, "loader start");
-    while (nb_loader_next(ld, g, &b)) {
+    while (nb_loader_next(g, ld, &b)) {
         nb_model_zero_grad(m);
-        nb_tensor *logits = nb_layer_forward(net, g, b.x, true);
+        nb_tensor *logits = nb_layer_forward(g, net, b.x, true);
         nb_tensor *loss = nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
         bench_check(g, loss, "forward");
         if (nb_backward(g, loss) != NB_OK)
@@ -48,7 +48,7 @@ static inline double bench_accuracy(nb_layer *net, const nb_dataset *ds, nb_grap
     for (int64_t s = 0; s < n; s += 2000) {
         int64_t k = n - s < 2000 ? n - s : 2000;
         nb_tensor *xt = nb_tensor_from(g, NB_F32, 2, (int64_t[]){k, f}, x + s * f);
-        nb_tensor *logits = nb_layer_forward(net, g, xt, false);
+        nb_tensor *logits = nb_layer_forward(g, net, xt, false);
         double acc = 0;
         bench_check(g, logits, "accuracy forward");
         if (nb_accuracy(logits, labels + s, k, &acc) != NB_OK)

@@ -6,9 +6,9 @@
  *
  * @code
  * nb_graph *g = nb_graph_new();
- * nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -2), true);
- * nb_tensor *y = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 5), true);
- * nb_tensor *z = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -4), true);
+ * nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -2), true);
+ * nb_tensor *y = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 5), true);
+ * nb_tensor *z = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -4), true);
  * nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);      // records two ops
  * if (!f || nb_backward(g, f) != NB_OK)              // one reverse sweep
  *     fprintf(stderr, "%s\n", nb_graph_error(g)->msg);
@@ -24,6 +24,9 @@
  * gradient checking), sym.h (symbolic differentiation), nn.h (activations,
  * initialisation, layers, losses: compositions of ops), optim.h
  * (optimizers), ckpt.h (checkpoints), data.h (data sets and batches).
+ *
+ * A function (or callback) that takes a graph takes it first, as the ops
+ * do: nb_layer_forward(g, net, x, training), nb_loader_next(g, loader, &b).
  */
 #ifndef NABLA_H
 #define NABLA_H

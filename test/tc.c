@@ -35,7 +35,7 @@ static void make_inputs(nb_graph *g, nb_dtype dt, int n, const tc_shape *shapes,
         for (int64_t k = 0; k < nb_tensor_size(in[i]); k++)
             nb_tensor_set(in[i], k, nb_tensor_get(vals[i], k));
         if (!(no_grad & (1u << i)))
-            nb_tensor_requires_grad(in[i], true);
+            nb_tensor_set_requires_grad(in[i], true);
     }
 }
 
@@ -232,4 +232,27 @@ tc_run_result *tc_run(const char *cmd)
     fclose(e);
     remove(errpath);
     return &r;
+}
+
+char *tc_slurp(const char *top, const char *rel)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", top, rel);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (len + 4096 + 1 > cap) {
+            cap = 2 * cap + 4096 + 1;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        n = fread(buf + len, 1, 4096, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
 }

@@ -61,6 +61,11 @@ typedef struct tc_run_result {
  * temporary file). The result is static: valid until the next call. */
 tc_run_result *tc_run(const char *cmd);
 
+/* The whole file @p rel (a path relative to @p top, the top of the source
+ * tree), NUL-terminated, malloc'd; fails the running test when it cannot be
+ * opened. */
+char *tc_slurp(const char *top, const char *rel);
+
 /* An allocation hook (nb_alloc_fn) that counts, and can fail the Nth call:
  * pass a tc_counting as its user data. */
 typedef struct tc_counting {

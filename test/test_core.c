@@ -12,7 +12,7 @@
 
 static nb_tensor *leaf(nb_graph *g, double v)
 {
-    return nb_tensor_requires_grad(nb_scalar(g, NB_F64, v), true);
+    return nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, v), true);
 }
 
 static double grad_of(const nb_tensor *t)
@@ -121,7 +121,7 @@ static void test_second_derivative_sin(void **state)
         nb_tensor *dy = NULL, *d2y = NULL;
         assert_int_equal(nb_grad(g, y, NULL, &x, 1, &dy, true), NB_OK);
         tc_near(nb_tensor_item(dy), cos(v), 1e-15);
-        assert_true(nb_tensor_needs_grad(dy));
+        assert_true(nb_tensor_requires_grad(dy));
         assert_int_equal(nb_grad(g, dy, NULL, &x, 1, &d2y, true), NB_OK);
         tc_near(nb_tensor_item(d2y), -sin(v), 1e-15);
         nb_tensor *d3y = NULL;
@@ -140,7 +140,7 @@ static void test_hessian_vector_product(void **state)
     double A[9] = {4, 1, -2, 1, 3, 0.5, -2, 0.5, 5}, X[3] = {0.3, -1.2, 2}, V[3] = {1, -2, 0.5};
     nb_tensor *a = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 3}, A);
     nb_tensor *x =
-        nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, X), true);
+        nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, X), true);
     nb_tensor *v = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 1}, V);
     nb_tensor *ax = nb_matmul(g, a, x, false, false);
     nb_tensor *f = nb_scale(g, nb_sum(g, nb_mul(g, x, ax), NULL, 0, false), 0.5);
@@ -183,14 +183,14 @@ static void test_jacobian_modes(void **state)
     nb_rng rng;
     nb_rng_seed(&rng, 7);
     nb_tensor *W = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 5}, 0, 1);
-    nb_tensor *x =
-        nb_tensor_requires_grad(nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(
+        nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
     nb_tensor *y = nb_tanh(g, nb_matmul(g, W, x, false, false)); /* R^5 -> R^2 */
     assert_non_null(y);
     uint64_t e0 = nb_graph_evals(g);
-    nb_tensor *Jf = nb_jacobian(g, y, x, NB_FORWARD);
+    nb_tensor *Jf = nb_jacobian(g, y, x, NB_JACOBIAN_FORWARD);
     uint64_t e1 = nb_graph_evals(g);
-    nb_tensor *Jr = nb_jacobian(g, y, x, NB_REVERSE);
+    nb_tensor *Jr = nb_jacobian(g, y, x, NB_JACOBIAN_REVERSE);
     uint64_t e2 = nb_graph_evals(g);
     assert_non_null(Jf);
     assert_non_null(Jr);
@@ -206,6 +206,67 @@ static void test_jacobian_modes(void **state)
         }
     /* 5 forward sweeps vs 2 reverse sweeps: forward mode does more work here */
     assert_true(e1 - e0 > e2 - e1);
+    nb_graph_free(g);
+}
+
+/* nb_jacobian's mode is one of nb_jacobian_mode: NB_JACOBIAN_AUTO runs the
+ * cheaper sweep (the same numbers and evaluation count as that mode asked
+ * for by name, fewer than the other mode), and any other value is refused
+ * with NB_ERR_ARG naming it, before any work. */
+static void test_jacobian_mode_values(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    nb_tensor *W = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 5}, 0, 1);
+    nb_tensor *xw = nb_tensor_set_requires_grad(
+        nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){5, 1}, 0, 1), true);
+    nb_tensor *xt = nb_tensor_set_requires_grad(
+        nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){2, 1}, 0, 1), true);
+    struct {
+        nb_tensor *y, *x;
+        nb_jacobian_mode cheaper, dearer;
+    } cases[] = {
+        /* R^5 -> R^2: two reverse sweeps beat five forward ones */
+        {nb_tanh(g, nb_matmul(g, W, xw, false, false)), xw, NB_JACOBIAN_REVERSE,
+         NB_JACOBIAN_FORWARD},
+        /* R^2 -> R^5: two forward sweeps beat five reverse ones */
+        {nb_tanh(g, nb_matmul(g, W, xt, true, false)), xt, NB_JACOBIAN_FORWARD,
+         NB_JACOBIAN_REVERSE},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        assert_non_null(cases[k].y);
+        uint64_t e0 = nb_graph_evals(g);
+        nb_tensor *Jc = nb_jacobian(g, cases[k].y, cases[k].x, cases[k].cheaper);
+        uint64_t e1 = nb_graph_evals(g);
+        nb_tensor *Ja = nb_jacobian(g, cases[k].y, cases[k].x, NB_JACOBIAN_AUTO);
+        uint64_t e2 = nb_graph_evals(g);
+        nb_tensor *Jd = nb_jacobian(g, cases[k].y, cases[k].x, cases[k].dearer);
+        uint64_t e3 = nb_graph_evals(g);
+        assert_non_null(Jc);
+        assert_non_null(Ja);
+        assert_non_null(Jd);
+        assert_int_equal(e2 - e1, e1 - e0);
+        assert_true(e3 - e2 > e2 - e1);
+        assert_int_equal(nb_tensor_size(Ja), 10);
+        for (int64_t i = 0; i < nb_tensor_size(Ja); i++) {
+            assert_true(nb_tensor_get(Ja, i) == nb_tensor_get(Jc, i));
+            tc_near(nb_tensor_get(Ja, i), nb_tensor_get(Jd, i), 1e-14);
+        }
+    }
+    int bad[] = {-1, 3, 4, 5, 7, 100};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        nb_graph_clear_error(g);
+        uint64_t e0 = nb_graph_evals(g);
+        assert_null(nb_jacobian(g, cases[0].y, xw, (nb_jacobian_mode)bad[k]));
+        assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+        assert_string_equal(nb_graph_error(g)->where, "jacobian");
+        char want[32];
+        snprintf(want, sizeof want, "mode %d is not", bad[k]);
+        assert_non_null(strstr(nb_graph_error(g)->msg, want));
+        assert_int_equal(nb_graph_evals(g), e0);
+    }
     nb_graph_free(g);
 }
 
@@ -259,7 +320,7 @@ static void test_errors(void **state)
     nb_graph_clear_error(g);
 
     /* backward of a non-scalar without a seed */
-    nb_tensor *x = nb_tensor_requires_grad(nb_ones(g, NB_F64, 1, (int64_t[]){3}), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_ones(g, NB_F64, 1, (int64_t[]){3}), true);
     nb_tensor *y = nb_exp(g, x);
     assert_int_equal(nb_backward(g, y), NB_ERR_SHAPE);
     assert_non_null(strstr(nb_graph_error(g)->msg, "backward: output has shape [3]"));
@@ -370,7 +431,7 @@ static void test_nonfinite_backward(void **state)
      * first is reported */
     nb_graph_reset(g);
     nb_tensor *v = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 0, 4});
-    nb_tensor_requires_grad(nb_tensor_set_name(v, "x"), true);
+    nb_tensor_set_requires_grad(nb_tensor_set_name(v, "x"), true);
     nb_tensor *w = nb_mul(g, nb_sqrt(g, v), nb_scalar(g, NB_F64, 3.0));
     nb_tensor *seed = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (const double[]){1, 1, 1});
     assert_int_equal(nb_backward_seed(g, w, seed), NB_ERR_NONFINITE);
@@ -383,7 +444,7 @@ static void test_nonfinite_backward(void **state)
     /* two finite gradients that add up to Inf: the sum is named */
     nb_graph_reset(g);
     nb_tensor *b = nb_full(g, NB_F64, 1, (int64_t[]){2}, 1e-300);
-    nb_tensor_requires_grad(nb_tensor_set_name(b, "b"), true);
+    nb_tensor_set_requires_grad(nb_tensor_set_name(b, "b"), true);
     nb_tensor *twice = nb_add(g, nb_scale(g, b, 1e308), nb_scale(g, b, 1e308));
     assert_non_null(twice);
     assert_int_equal(nb_backward_seed(g, twice, nb_ones(g, NB_F64, 1, (int64_t[]){2})),
@@ -415,7 +476,7 @@ static nb_tensor *one_elem(nb_graph *g, nb_dtype dt, int rank, double v)
 {
     int64_t shape[2] = {1, 1};
     nb_tensor *t = nb_full(g, dt, rank, shape, v);
-    return nb_tensor_requires_grad(t, true);
+    return nb_tensor_set_requires_grad(t, true);
 }
 
 /* f(a, b) built with op; gradients of both by the number path and the
@@ -431,7 +492,7 @@ static void compare_paths(nb_dtype dt, int rank_a, int rank_b, unary_fn u, binar
         nb_tensor *z = nb_add(g, nb_mul(g, y, nb_tanh(g, y)), nb_sub(g, y, b)); /* fan-out */
         nb_tensor *v = NULL;
         if (mixed) { /* b also scales a vector: a tensor gradient reaches b */
-            v = nb_tensor_requires_grad(nb_full(g, dt, 1, (int64_t[]){3}, 0.5), true);
+            v = nb_tensor_set_requires_grad(nb_full(g, dt, 1, (int64_t[]){3}, 0.5), true);
             nb_tensor_set(v, 1, 1.5);
             nb_tensor_set(v, 2, 2.5);
             z = nb_add(g, nb_sum(g, nb_mul(g, b, nb_sin(g, v)), NULL, 0, false), z);
@@ -530,7 +591,7 @@ static void test_model(void **state)
     assert_ptr_equal(nb_model_next(m, w), b);
     assert_null(nb_model_next(m, b));
     assert_string_equal(nb_tensor_name(w), "fc1.weight");
-    assert_true(nb_tensor_needs_grad(w));
+    assert_true(nb_tensor_requires_grad(w));
 
     for (int i = 0; i < 6; i++)
         nb_tensor_set(w, i, i + 1);
@@ -670,7 +731,7 @@ static void *run_job(void *arg)
     nb_rng rng;
     nb_rng_seed(&rng, j->seed);
     for (int rep = 0; rep < 50; rep++) {
-        nb_tensor *x = nb_tensor_requires_grad(
+        nb_tensor *x = nb_tensor_set_requires_grad(
             nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){4, 4}, 0, 1), true);
         nb_tensor *y = nb_sum(g, nb_tanh(g, nb_matmul(g, x, x, false, true)), NULL, 0, false);
         if (nb_backward(g, y) != NB_OK)
@@ -770,7 +831,7 @@ static void test_not_recording(void **state)
     nb_tensor *x = leaf(g, 2);
     nb_tensor *y = nb_mul(g, x, x);
     tc_near(nb_tensor_item(y), 4, 0);
-    assert_false(nb_tensor_needs_grad(y));
+    assert_false(nb_tensor_requires_grad(y));
     assert_int_equal(nb_backward(g, y), NB_ERR_GRAPH);
     nb_graph_free(g);
 }
@@ -800,9 +861,9 @@ static void test_dot(void **state)
     nb_tensor *x = nb_tensor_set_name(nb_scalar(g, NB_F64, -2), "x");
     nb_tensor *y = nb_tensor_set_name(nb_scalar(g, NB_F64, 5), "y");
     nb_tensor *z = nb_tensor_set_name(nb_scalar(g, NB_F64, -4), "z \"q\"");
-    nb_tensor_requires_grad(x, true);
-    nb_tensor_requires_grad(y, true);
-    nb_tensor_requires_grad(z, true);
+    nb_tensor_set_requires_grad(x, true);
+    nb_tensor_set_requires_grad(y, true);
+    nb_tensor_set_requires_grad(z, true);
     nb_tensor *q = nb_tensor_set_name(nb_add(g, x, y), "q");
     nb_tensor *f = nb_tensor_set_name(nb_mul(g, q, z), "f");
     assert_int_equal(nb_backward(g, f), NB_OK);
@@ -937,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_hessian_vector_product),
         cmocka_unit_test(test_deep_chain),
         cmocka_unit_test(test_jacobian_modes),
+        cmocka_unit_test(test_jacobian_mode_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_nonfinite_backward),
         cmocka_unit_test(test_scalar_gradients_as_numbers),

@@ -781,7 +781,7 @@ static void test_loader_epochs(void **state)
             assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
             int64_t seen[103] = {0}, k = 0, batches = 0;
             nb_batch b;
-            while (nb_loader_next(ld, g, &b)) {
+            while (nb_loader_next(g, ld, &b)) {
                 batches++;
                 assert_int_equal(b.size, (batches == 11) ? 3 : 10);
                 assert_non_null(b.x);
@@ -803,7 +803,7 @@ static void test_loader_epochs(void **state)
             assert_int_equal(batches, nb_loader_batches(ld));
             for (int i = 0; i < 103; i++)
                 assert_int_equal(seen[i], drop_last ? (i < 100) : 1);
-            assert_false(nb_loader_next(ld, g, &b)); /* stays at the end */
+            assert_false(nb_loader_next(g, ld, &b)); /* stays at the end */
         }
         nb_loader_free(ld);
     }
@@ -838,7 +838,7 @@ static void test_loader_shuffle_seeds(void **state)
         assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
         nb_batch b;
         int k = 0;
-        while (nb_loader_next(ld, NULL, &b)) {
+        while (nb_loader_next(NULL, ld, &b)) {
             assert_null(b.x);
             for (int64_t i = 0; i < b.size; i++)
                 order[s][k++] = b.indices[i];
@@ -876,12 +876,12 @@ static void test_loader_no_malloc_per_batch(void **state)
         NB_OK);
     nb_batch b;
     assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
-    assert_true(nb_loader_next(ld, g, &b));
+    assert_true(nb_loader_next(g, ld, &b));
     nb_graph_reset(g);
     long after_first = c.calls;
     for (int epoch = 0; epoch < 2; epoch++) {
         assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
-        while (nb_loader_next(ld, g, &b)) {
+        while (nb_loader_next(g, ld, &b)) {
             assert_non_null(b.x);
             nb_graph_reset(g);
         }
@@ -1103,7 +1103,7 @@ static void test_augment_noise_and_loader(void **state)
     nb_augment aug = {.flip_prob = 1, .noise_std = 0.25};
     assert_int_equal(nb_loader_set_augment(ld, &aug, &rng), NB_OK);
     nb_batch bb;
-    assert_true(nb_loader_next(ld, NULL, &bb));
+    assert_true(nb_loader_next(NULL, ld, &bb));
     /* the first image, flipped, plus noise */
     double d2 = 0;
     const float *xf = bb.features;
@@ -1118,7 +1118,7 @@ static void test_augment_noise_and_loader(void **state)
                         1797 * 64 * sizeof(float));
     /* augmentation off: batches are the samples again */
     assert_int_equal(nb_loader_set_augment(ld, NULL, NULL), NB_OK);
-    assert_true(nb_loader_next(ld, NULL, &bb));
+    assert_true(nb_loader_next(NULL, ld, &bb));
     for (int j = 0; j < 64; j++)
         tc_near(((const float *)bb.features)[j], nb_dataset_get(ds, 100, j), 0);
     assert_int_equal(nb_loader_set_augment(ld, &aug, NULL), NB_ERR_NULL);

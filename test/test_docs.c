@@ -19,31 +19,6 @@
 static const char *nabla, *top;
 static char tmp[] = "/tmp/nabla-test-docs-XXXXXX"; /* commands run and write here */
 
-/* The whole file @p rel (relative to the top of the tree), NUL-terminated,
- * malloc'd. */
-static char *slurp(const char *rel)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", top, rel);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    do {
-        if (len + 4096 + 1 > cap) {
-            cap = 2 * cap + 4096 + 1;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        n = fread(buf + len, 1, 4096, f);
-        len += n;
-    } while (n > 0);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* Lines of @p text, with the last field of every row under a header line
  * ending in " ms" replaced by " *" (until a blank line). Returns the count;
  * lines point into a copy the caller frees with free(lines[0]). */
@@ -130,7 +105,7 @@ static void lines_printed(const char *doc, const char *args, char *const *shown,
 static void test_modes_md(void **state)
 {
     (void)state;
-    char *md = slurp("docs/modes.md");
+    char *md = tc_slurp(top, "docs/modes.md");
     char **lines;
     int n = split_masked(md, &lines);
     char *excerpts_of = NULL, *excerpts_args = NULL; /* the last ```sh command */
@@ -175,7 +150,7 @@ static void test_modes_md(void **state)
 static void test_figures(void **state)
 {
     (void)state;
-    char *sh = slurp("docs/figures.sh");
+    char *sh = tc_slurp(top, "docs/figures.sh");
     char **lines;
     int n = split_masked(sh, &lines);
     int checked = 0;
@@ -210,7 +185,7 @@ static void test_figures(void **state)
             strncat(args, "/", 2);
             q = o + 6;
         }
-        char *want = slurp(figure), *got = nabla_out(args);
+        char *want = tc_slurp(top, figure), *got = nabla_out(args);
         char **w, **g;
         int nw = split_masked(want, &w), ng = split_masked(got, &g);
         for (int k = 0; k < nw || k < ng; k++)
@@ -237,7 +212,7 @@ static void test_figures(void **state)
 static void test_checkpoint_header(void **state)
 {
     (void)state;
-    char *doc = slurp("docs/optim.md");
+    char *doc = tc_slurp(top, "docs/optim.md");
     const char *sec = strstr(doc, "### Format, version 2");
     assert_non_null(sec);
     const char *open = strstr(sec, "```\n{");

@@ -159,8 +159,8 @@ static void test_empty(void **state)
     assert_non_null(g);
     int64_t s03[2] = {0, 3}, s3[1] = {3};
     nb_tensor *a = nb_zeros(g, NB_F64, 2, s03), *b = nb_ones(g, NB_F64, 1, s3);
-    nb_tensor_requires_grad(a, true);
-    nb_tensor_requires_grad(b, true);
+    nb_tensor_set_requires_grad(a, true);
+    nb_tensor_set_requires_grad(b, true);
     nb_tensor *y = nb_sum(g, nb_mul(g, nb_add(g, a, b), b), NULL, 0, false);
     assert_non_null(y);
     assert_int_equal(nb_backward(g, y), NB_OK);
@@ -178,7 +178,8 @@ static void test_masks(void **state)
     (void)state;
     nb_graph *g = nb_graph_new();
     double a[] = {-1, 0, 2}, b[] = {0, 0, 1};
-    nb_tensor *ta = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, a), true);
+    nb_tensor *ta =
+        nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, a), true);
     nb_tensor *tb = nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, b);
     struct {
         binary_fn fn;
@@ -191,7 +192,7 @@ static void test_masks(void **state)
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         nb_tensor *m = cases[c].fn(g, ta, tb);
         assert_non_null(m);
-        assert_false(nb_tensor_needs_grad(m));
+        assert_false(nb_tensor_requires_grad(m));
         for (int i = 0; i < 3; i++)
             tc_near(nb_tensor_get(m, i), cases[c].want[i], 0);
     }
@@ -201,8 +202,8 @@ static void test_masks(void **state)
         tc_near(nb_tensor_get(s, i), ws[i], 0);
         tc_near(nb_tensor_get(st, i), wst[i], 0);
     }
-    assert_false(nb_tensor_needs_grad(s));
-    assert_false(nb_tensor_needs_grad(st));
+    assert_false(nb_tensor_requires_grad(s));
+    assert_false(nb_tensor_requires_grad(st));
     nb_graph_free(g);
 }
 
@@ -211,8 +212,8 @@ static void test_extremum_ties(void **state)
 {
     (void)state;
     nb_graph *g = nb_graph_new();
-    nb_tensor *a = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
-    nb_tensor *b = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *a = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *b = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
     nb_tensor *y = nb_add(g, nb_maximum(g, a, b), nb_minimum(g, a, b));
     assert_int_equal(nb_backward(g, y), NB_OK);
     tc_near(nb_tensor_item(nb_tensor_grad(a)), 1.0, 0);
@@ -235,7 +236,7 @@ static void check_sigmoid_tails(nb_dtype dt)
     nb_tensor *x = nb_zeros(g, dt, 1, (int64_t[]){N});
     for (int i = 0; i < N; i++)
         nb_tensor_set(x, i, pts[i]);
-    nb_tensor_requires_grad(x, true);
+    nb_tensor_set_requires_grad(x, true);
     nb_tensor *y = nb_sigmoid(g, x);
     assert_non_null(y);
     assert_int_equal(nb_backward(g, nb_sum(g, y, NULL, 0, false)), NB_OK);

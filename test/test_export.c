@@ -126,7 +126,7 @@ static void library_forward(net *n, const config *c, const double *x, double *y)
     nb_tensor *X = nb_zeros(g, c->dtype, 2, (int64_t[]){ROWS, n_in});
     for (int64_t i = 0; i < ROWS * n_in; i++)
         nb_tensor_set(X, i, x[i]);
-    nb_tensor *Y = nb_layer_forward(n->layer, g, X, false);
+    nb_tensor *Y = nb_layer_forward(g, n->layer, X, false);
     if (!Y)
         fail_msg("%s", nb_graph_error(g)->msg);
     assert_int_equal(nb_tensor_size(Y), ROWS * n_out);

@@ -263,7 +263,7 @@ static nb_tensor *bmul_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
         d = nb_scale(g, d, 2.0);
     if (flavour == VJP_NO_REDUCE)
         return d; /* forgets to sum broadcast axes back */
-    return nb_unbroadcast(g, d, self);
+    return nb_sum_to(g, d, nb_tensor_rank(self), nb_tensor_shape(self));
 }
 
 static nb_tensor *bmul_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
@@ -436,7 +436,7 @@ static void test_user_ops(void **state)
     assert_string_equal(r.culprit_op, "t_matvec");
 
     /* a registered op is recorded like a built-in: second derivatives too */
-    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 1.5), true);
     nb_tensor *two[2] = {x, x};
     nb_attrs good = {.ints = {GOOD}};
     nb_tensor *y = nb_apply(g, bmul_id(), two, 2, &good); /* x^2 */

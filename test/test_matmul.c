@@ -101,9 +101,9 @@ static void test_values(void **state)
     double at[] = {1, 4, 2, 5, 3, 6}, bt[] = {7, 9, 11, 8, 10, 12}; /* the transposes */
     double want[] = {58, 64, 139, 154};
     nb_tensor *ta =
-        nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 3}, a), true);
+        nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 3}, a), true);
     nb_tensor *tb =
-        nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 2}, b), true);
+        nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 2}, b), true);
     nb_tensor *tat = nb_tensor_from(g, NB_F64, 2, (int64_t[]){3, 2}, at);
     nb_tensor *tbt = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 3}, bt);
     nb_tensor *ys[4] = {nb_matmul(g, ta, tb, false, false), nb_matmul(g, tat, tb, true, false),
@@ -475,7 +475,8 @@ static void test_cast_values(void **state)
     (void)state;
     nb_graph *g = nb_graph_new();
     double xs[] = {0.1, -2.5, 1e-3, 3.0};
-    nb_tensor *x = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, xs), true);
+    nb_tensor *x =
+        nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, xs), true);
     nb_tensor *x32 = nb_cast(g, x, NB_F32);
     nb_tensor *back = nb_cast(g, x32, NB_F64);
     assert_non_null(back);

@@ -139,13 +139,13 @@ static nb_tensor *f_gelu_tanh(nb_graph *g, nb_tensor *const *in, void *ctx)
 static nb_tensor *f_step(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     (void)ctx;
-    return nb_binary_step(g, in[0]);
+    return nb_step(g, in[0]);
 }
 /* x + step(x): the step adds nothing to the derivative */
 static nb_tensor *f_x_plus_step(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     (void)ctx;
-    return nb_add(g, in[0], nb_binary_step(g, in[0]));
+    return nb_add(g, in[0], nb_step(g, in[0]));
 }
 
 typedef struct unary_case {
@@ -238,7 +238,7 @@ static void test_activation_derivatives(void **state)
             {f_x_plus_step, 1},
         };
         for (size_t k = 0; k < COUNT(d); k++) {
-            nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, x0), true);
+            nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, x0), true);
             nb_tensor *y = d[k].fn(g, &x, NULL);
             assert_int_equal(nb_backward(g, y), NB_OK);
             tc_near(nb_tensor_item(nb_tensor_grad(x)), d[k].want, 1e-12);
@@ -246,8 +246,8 @@ static void test_activation_derivatives(void **state)
         nb_graph_reset(g);
     }
     /* the binary step passes no gradient: its result needs none */
-    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0.5), true);
-    assert_false(nb_tensor_needs_grad(nb_binary_step(g, x)));
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0.5), true);
+    assert_false(nb_tensor_requires_grad(nb_step(g, x)));
     tc_check("x + step(x)", f_x_plus_step, NULL, 1, &(tc_shape){1, {5}}, &(tc_opts){.seed = 9});
     nb_graph_free(g);
 }
@@ -307,7 +307,7 @@ static void test_kinks(void **state)
         for (size_t i = 0; i < COUNT(k); i++) {
             bool bce = k[i].fn == f_bce_target1;
             double x0 = bce ? eps : k[i].x, value = bce ? -log(eps) : k[i].value;
-            nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, dt, x0), true);
+            nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, dt, x0), true);
             nb_tensor *y = k[i].fn(g, &x, NULL);
             assert_non_null(y);
             nb_tensor *dy = NULL;
@@ -447,7 +447,7 @@ static void test_extreme_inputs(void **state)
         nb_tensor *outs[5];
         nb_tensor *xs[5];
         for (int k = 0; k < 5; k++) {
-            xs[k] = nb_tensor_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){4}), true);
+            xs[k] = nb_tensor_set_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){4}), true);
             for (int i = 0; i < 4; i++)
                 nb_tensor_set(xs[k], i, pts[i]);
         }
@@ -759,7 +759,7 @@ static void test_loss_values(void **state)
     /* probabilities 0 and 1 are clamped: finite loss, finite gradient */
     for (int d = 0; d < 2; d++) {
         nb_dtype dt = d ? NB_F64 : NB_F32;
-        nb_tensor *pe = nb_tensor_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){2}), true);
+        nb_tensor *pe = nb_tensor_set_requires_grad(nb_zeros(g, dt, 1, (int64_t[]){2}), true);
         nb_tensor_set(pe, 1, 1);
         nb_tensor *te = nb_zeros(g, dt, 1, (int64_t[]){2});
         nb_tensor_set(te, 0, 1); /* both maximally wrong */
@@ -838,7 +838,7 @@ static double layer_objective(nb_layer *l, nb_graph *g, nb_tensor *x, nb_tensor 
     if (!out) /* evaluation: a fresh copy of the values in g */
         x = nb_tensor_from(g, NB_F64, nb_tensor_rank(x), nb_tensor_shape(x), nb_tensor_data(x));
     v = nb_tensor_from(g, NB_F64, nb_tensor_rank(v), nb_tensor_shape(v), nb_tensor_data(v));
-    nb_tensor *y = nb_layer_forward(l, g, x, training);
+    nb_tensor *y = nb_layer_forward(g, l, x, training);
     if (!y)
         fail_msg("%s: %s", nb_layer_name(l), nb_graph_error(g)->msg);
     nb_tensor *obj = nb_sum(g, nb_mul(g, y, v), NULL, 0, false);
@@ -860,14 +860,14 @@ static void check_layer(const char *label, nb_layer *l, nb_model *m, int64_t n, 
     nb_tensor *xv = nb_rand_uniform(keep, &data, NB_F64, 2, (int64_t[]){n, f_in}, -2, 2);
     nb_graph *g = nb_graph_new();
     nb_tensor *y0 = nb_layer_forward(
-        l, g, nb_tensor_from(g, NB_F64, 2, (int64_t[]){n, f_in}, nb_tensor_data(xv)), training);
+        g, l, nb_tensor_from(g, NB_F64, 2, (int64_t[]){n, f_in}, nb_tensor_data(xv)), training);
     assert_non_null(y0);
     nb_tensor *v =
         nb_rand_uniform(keep, &data, NB_F64, nb_tensor_rank(y0), nb_tensor_shape(y0), -1, 1);
     nb_graph_reset(g);
 
     nb_model_zero_grad(m);
-    nb_tensor *x = nb_tensor_requires_grad(
+    nb_tensor *x = nb_tensor_set_requires_grad(
         nb_tensor_from(g, NB_F64, 2, (int64_t[]){n, f_in}, nb_tensor_data(xv)), true);
     nb_tensor *obj = NULL;
     layer_objective(l, g, x, v, training, rng, 77, &obj);
@@ -896,7 +896,7 @@ static void check_layer(const char *label, nb_layer *l, nb_model *m, int64_t n, 
     /* every trainable parameter */
     int n_params = 0;
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        if (!nb_tensor_needs_grad(p))
+        if (!nb_tensor_requires_grad(p))
             continue;
         n_params++;
         for (int64_t e = 0; e < nb_tensor_size(p); e++) {
@@ -992,7 +992,7 @@ static void test_dropout(void **state)
     assert_int_equal(nb_layer_get_kind(d), NB_LAYER_DROPOUT);
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_rand_uniform(g, &rng, NB_F32, 2, (int64_t[]){400, 250}, 0.5, 1.5);
-    nb_tensor *y = nb_layer_forward(d, g, x, true);
+    nb_tensor *y = nb_layer_forward(g, d, x, true);
     assert_non_null(y);
     double sx = 0, sy = 0;
     int64_t zeros = 0, n = nb_tensor_size(x);
@@ -1007,7 +1007,7 @@ static void test_dropout(void **state)
     tc_near((double)zeros / (double)n, 0.3, 0.01);
     tc_near(sy / sx, 1, 0.01); /* the mean is preserved */
     /* evaluation is the identity */
-    nb_tensor *e = nb_layer_forward(d, g, x, false);
+    nb_tensor *e = nb_layer_forward(g, d, x, false);
     assert_ptr_equal(e, x);
     nb_graph_free(g);
     nb_layer_free(d);
@@ -1028,16 +1028,16 @@ static void test_batch_norm(void **state)
     nb_tensor *rv = nb_model_get(m, "bn1.running_var");
     assert_non_null(rm);
     assert_non_null(rv);
-    assert_false(nb_tensor_needs_grad(rm));
-    assert_false(nb_tensor_needs_grad(rv));
-    assert_true(nb_tensor_needs_grad(nb_model_get(m, "bn1.weight")));
+    assert_false(nb_tensor_requires_grad(rm));
+    assert_false(nb_tensor_requires_grad(rv));
+    assert_true(nb_tensor_requires_grad(nb_model_get(m, "bn1.weight")));
     assert_int_equal(nb_model_count(m), 4);
 
     nb_graph *g = nb_graph_new();
     /* feature 0: 1,2,3,6 (mean 3, biased var 3.5); feature 1: 10 each */
     const double xd[] = {1, 10, 2, 10, 3, 10, 6, 10};
     nb_tensor *x = nb_tensor_from(g, NB_F64, 2, (int64_t[]){4, 2}, xd);
-    nb_tensor *y = nb_layer_forward(bn, g, x, true);
+    nb_tensor *y = nb_layer_forward(g, bn, x, true);
     assert_non_null(y);
     for (int i = 0; i < 4; i++) {
         tc_near(nb_tensor_get(y, 2 * i), (xd[2 * i] - 3) / sqrt(3.5 + 1e-5), 1e-12);
@@ -1051,7 +1051,7 @@ static void test_batch_norm(void **state)
     /* evaluation uses them (and learned γ, β) */
     nb_tensor_set(nb_model_get(m, "bn1.weight"), 0, 2);
     nb_tensor_set(nb_model_get(m, "bn1.bias"), 1, -1);
-    nb_tensor *ye = nb_layer_forward(bn, g, x, false);
+    nb_tensor *ye = nb_layer_forward(g, bn, x, false);
     for (int i = 0; i < 4; i++) {
         tc_near(nb_tensor_get(ye, 2 * i), 2 * (xd[2 * i] - 0.3) / sqrt(0.9 + 1.4 / 3 + 1e-5),
                 1e-12);
@@ -1068,20 +1068,20 @@ static void test_batch_norm(void **state)
     for (int step = 0; step < 200; step++) {
         nb_graph_reset(g);
         nb_tensor *xb = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){64, 2}, 5, 2);
-        assert_non_null(nb_layer_forward(bn, g, xb, true));
+        assert_non_null(nb_layer_forward(g, bn, xb, true));
     }
     tc_near(nb_tensor_get(rm, 0), 5, 0.3);
     tc_near(nb_tensor_get(rv, 1), 4, 0.6);
     /* errors */
     nb_graph_reset(g);
     nb_tensor *one_row = nb_zeros(g, NB_F64, 2, (int64_t[]){1, 2});
-    assert_null(nb_layer_forward(bn, g, one_row, true));
+    assert_null(nb_layer_forward(g, bn, one_row, true));
     assert_non_null(
         strstr(nb_graph_error(g)->msg, "bn1: training mode needs a batch of at least 2"));
-    assert_non_null(nb_layer_forward(bn, g, one_row, false)); /* fine in evaluation */
+    assert_non_null(nb_layer_forward(g, bn, one_row, false)); /* fine in evaluation */
     nb_graph_clear_error(g);
     nb_tensor *wide = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 3});
-    assert_null(nb_layer_forward(bn, g, wide, true));
+    assert_null(nb_layer_forward(g, bn, wide, true));
     assert_non_null(strstr(nb_graph_error(g)->msg, "bn1: input [4,3] must be [N, 2]"));
     nb_graph_free(g);
     nb_layer *bad = NULL;
@@ -1130,7 +1130,7 @@ static void test_mlp_structure(void **state)
 
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_rand_uniform(g, &rng, NB_F32, 2, (int64_t[]){7, 64}, 0, 1);
-    nb_tensor *y = nb_layer_forward(net, g, x, true);
+    nb_tensor *y = nb_layer_forward(g, net, x, true);
     assert_non_null(y);
     assert_int_equal(nb_tensor_dim(y, 0), 7);
     assert_int_equal(nb_tensor_dim(y, 1), 10);
@@ -1194,7 +1194,7 @@ static void deep_grad_norms(nb_act act, double *norms, int *n_out)
     nb_graph *g = nb_graph_new();
     nb_tensor *x = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){BATCH, WIDTH}, 0, 1);
     nb_tensor *t = nb_rand_normal(g, &rng, NB_F64, 2, (int64_t[]){BATCH, WIDTH}, 0, 1);
-    nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(net, g, x, true), t, NB_REDUCE_MEAN);
+    nb_tensor *loss = nb_mse_loss(g, nb_layer_forward(g, net, x, true), t, NB_REDUCE_MEAN);
     assert_int_equal(nb_backward(g, loss), NB_OK);
     nb_param_norm report[DEPTH];
     int n = nb_grad_norms(m, report, DEPTH);
@@ -1324,27 +1324,27 @@ static void test_layer_errors(void **state)
     /* forward with bad input */
     nb_graph *g = nb_graph_new();
     nb_tensor *bad = nb_zeros(g, NB_F32, 2, (int64_t[]){4, 5});
-    assert_null(nb_layer_forward(l, g, bad, true));
+    assert_null(nb_layer_forward(g, l, bad, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
     assert_string_equal(nb_graph_error(g)->msg, "fc: input [4,5] does not fit weight [2,3]");
     nb_graph_clear_error(g);
     nb_tensor *wrong_dtype = nb_zeros(g, NB_F64, 2, (int64_t[]){4, 2});
-    assert_null(nb_layer_forward(l, g, wrong_dtype, true));
+    assert_null(nb_layer_forward(g, l, wrong_dtype, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
     assert_string_equal(nb_graph_error(g)->msg, "fc: input is f64 but the parameters are f32");
     nb_graph_clear_error(g);
     nb_tensor *vec = nb_zeros(g, NB_F32, 1, (int64_t[]){2});
-    assert_null(nb_layer_forward(l, g, vec, true));
+    assert_null(nb_layer_forward(g, l, vec, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
     nb_graph_clear_error(g);
-    assert_null(nb_layer_forward(NULL, g, vec, true));
+    assert_null(nb_layer_forward(g, NULL, vec, true));
     assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
     nb_graph_clear_error(g);
-    assert_null(nb_layer_forward(l, g, NULL, true)); /* quiet */
+    assert_null(nb_layer_forward(g, l, NULL, true)); /* quiet */
     assert_int_equal(nb_graph_status(g), NB_OK);
     /* a good input gives x·W + b with the constant init */
     nb_tensor *good = nb_ones(g, NB_F32, 2, (int64_t[]){4, 2});
-    nb_tensor *y = nb_layer_forward(l, g, good, false);
+    nb_tensor *y = nb_layer_forward(g, l, good, false);
     tc_near(nb_tensor_get(y, 0), 1.0, 0);
     nb_graph_free(g);
 
@@ -1381,7 +1381,7 @@ static nb_status build_and_step(tc_counting *c)
     }
     if (st == NB_OK) {
         nb_tensor *x = nb_rand_normal(g, &rng, NB_F32, 2, (int64_t[]){5, 3}, 0, 1);
-        nb_tensor *loss = nb_softmax_cross_entropy(g, nb_layer_forward(net, g, x, true),
+        nb_tensor *loss = nb_softmax_cross_entropy(g, nb_layer_forward(g, net, x, true),
                                                    (int64_t[]){0, 1, 1, 0, 1}, 5, NB_REDUCE_MEAN);
         st = loss ? nb_backward(g, loss) : nb_graph_status(g);
     }

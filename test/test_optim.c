@@ -589,8 +589,8 @@ static void test_non_trainable(void **state)
         nb_tensor_set(w, i, 1.0 + i);
         nb_tensor_set(stat, i, 5.0);
     }
-    nb_tensor_requires_grad(stat, false);
-    assert_false(nb_tensor_needs_grad(stat));
+    nb_tensor_set_requires_grad(stat, false);
+    assert_false(nb_tensor_requires_grad(stat));
     nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAMW);
     o.weight_decay = 0.1;
     nb_optim *opt = nb_optim_new(&o);

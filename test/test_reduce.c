@@ -213,7 +213,7 @@ static void test_grad_values(void **state)
 {
     (void)state;
     nb_graph *g = nb_graph_new();
-    nb_tensor *x = nb_tensor_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
     nb_tensor *y = nb_add(g, nb_sum(g, x, NULL, 0, false),
                           nb_sum(g, nb_mean(g, x, (int[]){1}, 1, false), NULL, 0, false));
     assert_int_equal(nb_backward(g, y), NB_OK);
@@ -221,7 +221,7 @@ static void test_grad_values(void **state)
     expect_values(nb_tensor_grad(x), (double[]){w, w, w, w, w, w}, 6, 1e-15);
 
     /* broadcast_to's gradient is sum_to: [3] -> [4,3] gives 4 each */
-    nb_tensor *v = nb_tensor_requires_grad(from(g, NB_F64, 1, (int64_t[]){3}, m23), true);
+    nb_tensor *v = nb_tensor_set_requires_grad(from(g, NB_F64, 1, (int64_t[]){3}, m23), true);
     nb_tensor *bv = nb_broadcast_to(g, v, 2, (int64_t[]){4, 3});
     assert_int_equal(nb_backward(g, nb_sum(g, bv, NULL, 0, false)), NB_OK);
     expect_values(nb_tensor_grad(v), (double[]){4, 4, 4}, 3, 0);
@@ -234,7 +234,7 @@ static void test_max_ties(void **state)
     (void)state;
     nb_graph *g = nb_graph_new();
     nb_tensor *x =
-        nb_tensor_requires_grad(from(g, NB_F64, 1, (int64_t[]){3}, (double[]){1, 3, 3}), true);
+        nb_tensor_set_requires_grad(from(g, NB_F64, 1, (int64_t[]){3}, (double[]){1, 3, 3}), true);
     nb_tensor *y = nb_max(g, x, NULL, 0, false);
     tc_near(nb_tensor_item(y), 3, 0);
     assert_int_equal(nb_backward(g, y), NB_OK);
@@ -246,7 +246,7 @@ static void test_max_ties(void **state)
     tc_near(nb_tensor_item(ty), 30, 0);
 
     /* per row, with a three-way tie and a middle-axis reduction */
-    nb_tensor *x2 = nb_tensor_requires_grad(
+    nb_tensor *x2 = nb_tensor_set_requires_grad(
         from(g, NB_F32, 3, (int64_t[]){2, 3, 2}, (double[]){5, 0, 5, 1, 5, 2, 1, 7, 2, 7, 0, 7}),
         true);
     nb_tensor *y2 = nb_max(g, x2, (int[]){1}, 1, false);
@@ -264,7 +264,7 @@ static void test_second_order(void **state)
 {
     (void)state;
     nb_graph *g = nb_graph_new();
-    nb_tensor *x = nb_tensor_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
     nb_tensor *y = nb_sum(g, nb_sum(g, nb_square(g, x), (int[]){1}, 1, false), NULL, 0, false);
     nb_tensor *dx = NULL;
     assert_int_equal(nb_grad(g, y, NULL, &x, 1, &dx, true), NB_OK);

@@ -415,7 +415,7 @@ static void test_gather_scatter_values(void **state)
     assert_int_equal(nb_graph_status(g), NB_OK);
 
     /* repeated indices: the gradient counts how often each entry was picked */
-    nb_tensor *p = nb_tensor_requires_grad(iota(g, NB_F64, 1, SHAPE(3)), true);
+    nb_tensor *p = nb_tensor_set_requires_grad(iota(g, NB_F64, 1, SHAPE(3)), true);
     nb_tensor *y = nb_gather(g, p, 0, SHAPE(0, 0, 2, -3), 4);
     assert_int_equal(nb_backward_seed(g, y, nb_ones(g, NB_F64, 1, SHAPE(4))), NB_OK);
     expect_values(nb_tensor_grad(p), 1, SHAPE(3), VALS(3, 0, 1));
@@ -429,7 +429,7 @@ static void test_one_hot_values(void **state)
     nb_tensor *h = nb_one_hot(g, NB_F32, SHAPE(2, 0, 1, 2), 4, 3);
     expect_values(h, 2, SHAPE(4, 3), VALS(0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1));
     assert_int_equal(nb_tensor_dtype(h), NB_F32);
-    assert_false(nb_tensor_needs_grad(h));
+    assert_false(nb_tensor_requires_grad(h));
     nb_tensor *h64 = nb_one_hot(g, NB_F64, SHAPE(1), 1, 2);
     expect_values(h64, 2, SHAPE(1, 2), VALS(0, 1));
     expect_values(nb_one_hot(g, NB_F64, NULL, 0, 5), 2, SHAPE(0, 5), NULL);

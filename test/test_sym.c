@@ -216,8 +216,8 @@ static void test_corpus_four_ways(void **state)
             nb_graph *g = nb_graph_new();
             nb_tensor *xs[3];
             for (int k = 0; k < 3; k++)
-                xs[k] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, p[k]), true);
-            nb_tensor *y = nb_sym_to_graph(s, f, g, 3, var_names, xs);
+                xs[k] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, p[k]), true);
+            nb_tensor *y = nb_sym_to_graph(g, s, f, 3, var_names, xs);
             if (!y)
                 fail_msg("%s: to_graph: %s", corpus[c].text, nb_sym_error(s)->msg);
             assert_true(close_rel(nb_tensor_item(y), fv, 1e-12));
@@ -780,7 +780,7 @@ static void test_bad_input(void **state)
     assert_string_equal(nb_sym_error(s)->where, "nb_sym_eval");
     nb_graph *g = nb_graph_new();
     nb_tensor *xt = nb_scalar(g, NB_F64, 1);
-    assert_null(nb_sym_to_graph(s, e, g, 1, names, &xt));
+    assert_null(nb_sym_to_graph(g, s, e, 1, names, &xt));
     assert_int_equal(nb_sym_status(s), NB_ERR_NOTFOUND);
     assert_string_equal(nb_sym_error(s)->name, "z");
     assert_string_equal(nb_sym_error(s)->where, "nb_sym_to_graph");
@@ -864,9 +864,9 @@ static void test_vars_eval_graph(void **state)
     /* integer powers of a negative base: both modes finite and right */
     const nb_expr *p = parse(s, "x^3 + x^-2");
     nb_graph *g = nb_graph_new();
-    nb_tensor *x = nb_tensor_requires_grad(nb_scalar(g, NB_F64, -1.5), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -1.5), true);
     const char *xn[1] = {"x"};
-    nb_tensor *y = nb_sym_to_graph(s, p, g, 1, xn, &x);
+    nb_tensor *y = nb_sym_to_graph(g, s, p, 1, xn, &x);
     assert_non_null(y);
     tc_near(nb_tensor_item(y), -3.375 + 1 / 2.25, 1e-14);
     assert_int_equal(nb_backward(g, y), NB_OK);
@@ -883,14 +883,14 @@ static void test_vars_eval_graph(void **state)
     nb_tensor *ys = nb_scalar(g, NB_F32, 2.0);
     nb_tensor *vals[2] = {xs, ys};
     const char *two[2] = {"x", "y"};
-    nb_tensor *r = nb_sym_to_graph(s, parse(s, "y*ln(x) + sigmoid(x)"), g, 2, two, vals);
+    nb_tensor *r = nb_sym_to_graph(g, s, parse(s, "y*ln(x) + sigmoid(x)"), 2, two, vals);
     assert_non_null(r);
     assert_int_equal(nb_tensor_dtype(r), NB_F32);
     for (int i = 0; i < 3; i++)
         tc_near(nb_tensor_get(r, i), 2 * log(xv[i]) + 1 / (1 + exp(-xv[i])), 1e-6);
     /* mixed dtypes are refused */
     nb_tensor *mixed[2] = {xs, nb_scalar(g, NB_F64, 1)};
-    assert_null(nb_sym_to_graph(s, parse(s, "x + y"), g, 2, two, mixed));
+    assert_null(nb_sym_to_graph(g, s, parse(s, "x + y"), 2, two, mixed));
     assert_int_equal(nb_sym_status(s), NB_ERR_DTYPE);
     nb_graph_free(g);
 

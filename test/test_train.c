@@ -448,7 +448,7 @@ static void test_evaluate(void **state)
     for (int64_t i = 0; i < n; i++)
         labels[i] = nb_dataset_label(all, i);
     nb_tensor *x = nb_tensor_from(g, NB_F32, 2, (int64_t[]){n, 64}, nb_dataset_feature_data(all));
-    nb_tensor *out = nb_layer_forward(net, g, x, false);
+    nb_tensor *out = nb_layer_forward(g, net, x, false);
     nb_tensor *ce = nb_softmax_cross_entropy(g, out, labels, n, NB_REDUCE_MEAN);
     double ref_acc, ref_loss = nb_tensor_item(ce);
     assert_int_equal(nb_accuracy(out, labels, n, &ref_acc), NB_OK);
@@ -459,28 +459,28 @@ static void test_evaluate(void **state)
     for (int k = 0; k < 3; k++) {
         double acc = -1, loss = -1;
         assert_true(nb_graph_recording(g));
-        assert_int_equal(nb_evaluate(net, g, all, sizes[k], &acc, &loss), NB_OK);
+        assert_int_equal(nb_evaluate(g, net, all, sizes[k], &acc, &loss), NB_OK);
         assert_true(nb_graph_recording(g));
         tc_near(acc, ref_acc, 0);
         tc_near(loss, ref_loss, 1e-5 * fabs(ref_loss));
     }
     assert_true(ref_acc < 0.5); /* untrained: the check is not trivial */
     /* NULL outputs are allowed */
-    assert_int_equal(nb_evaluate(net, g, all, 100, NULL, NULL), NB_OK);
+    assert_int_equal(nb_evaluate(g, net, all, 100, NULL, NULL), NB_OK);
 
     /* bad input */
-    assert_int_equal(nb_evaluate(net, NULL, all, 10, NULL, NULL), NB_ERR_NULL);
-    assert_int_equal(nb_evaluate(NULL, g, all, 10, NULL, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_evaluate(NULL, net, all, 10, NULL, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_evaluate(g, NULL, all, 10, NULL, NULL), NB_ERR_NULL);
     assert_string_equal(nb_graph_error(g)->msg, "evaluate: no network");
     nb_graph_reset(g);
-    assert_int_equal(nb_evaluate(net, g, NULL, 10, NULL, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_evaluate(g, net, NULL, 10, NULL, NULL), NB_ERR_NULL);
     nb_graph_reset(g);
-    assert_int_equal(nb_evaluate(net, g, all, 0, NULL, NULL), NB_ERR_ARG);
+    assert_int_equal(nb_evaluate(g, net, all, 0, NULL, NULL), NB_ERR_ARG);
     assert_string_equal(nb_graph_error(g)->msg, "evaluate: batch size 0: it must be >= 1");
     nb_graph_reset(g);
     nb_dataset *empty = NULL;
     assert_int_equal(nb_dataset_from(NULL, 0, 64, NULL, NULL, &empty), NB_OK);
-    assert_int_equal(nb_evaluate(net, g, empty, 10, NULL, NULL), NB_ERR_ARG);
+    assert_int_equal(nb_evaluate(g, net, empty, 10, NULL, NULL), NB_ERR_ARG);
     assert_string_equal(nb_graph_error(g)->msg, "evaluate: the data set is empty");
     nb_graph_reset(g);
     /* more classes than outputs */
@@ -488,13 +488,13 @@ static void test_evaluate(void **state)
     int64_t lab12[2] = {11, 0};
     assert_int_equal(nb_dataset_from(&(nb_data_opts){.n_classes = 12}, 2, 64, NULL, lab12, &twelve),
                      NB_OK);
-    assert_int_equal(nb_evaluate(net, g, twelve, 10, NULL, NULL), NB_ERR_SHAPE);
+    assert_int_equal(nb_evaluate(g, net, twelve, 10, NULL, NULL), NB_ERR_SHAPE);
     assert_non_null(strstr(nb_graph_error(g)->msg, "[2,10] for 2 samples"));
     nb_graph_reset(g);
     /* wrong width */
     nb_dataset *narrow = NULL;
     assert_int_equal(nb_dataset_from(NULL, 3, 5, NULL, (int64_t[]){0, 1, 2}, &narrow), NB_OK);
-    assert_int_equal(nb_evaluate(net, g, narrow, 10, NULL, NULL), NB_ERR_SHAPE);
+    assert_int_equal(nb_evaluate(g, net, narrow, 10, NULL, NULL), NB_ERR_SHAPE);
     assert_non_null(strstr(nb_graph_error(g)->msg, "fc1"));
 
     nb_dataset_free(narrow);
@@ -510,8 +510,8 @@ static void test_evaluate(void **state)
 /* ------------------------------------------- custom loss and penalties */
 
 /* Mean squared error against one-hot targets made from the labels. */
-static nb_tensor *onehot_mse(void *ud, nb_graph *g, nb_tensor *out, const int64_t *labels,
-                             int64_t n)
+static nb_tensor *onehot_mse(nb_graph *g, nb_tensor *out, const int64_t *labels, int64_t n,
+                             void *ud)
 {
     int *calls = ud;
     (*calls)++;
@@ -962,8 +962,8 @@ static void test_alloc_failures(void **state)
 
 /* --------------------------------------------------------- bad input */
 
-static nb_tensor *vector_loss(void *ud, nb_graph *g, nb_tensor *out, const int64_t *labels,
-                              int64_t n)
+static nb_tensor *vector_loss(nb_graph *g, nb_tensor *out, const int64_t *labels, int64_t n,
+                              void *ud)
 {
     (void)ud, (void)labels, (void)n;
     return nb_sum(g, out, (int[]){1}, 1, false); /* [N], not a scalar */
@@ -1194,8 +1194,8 @@ typedef struct poison {
     size_t bytes;
 } poison;
 
-static nb_tensor *poisoned_loss(void *ud, nb_graph *g, nb_tensor *out, const int64_t *labels,
-                                int64_t n)
+static nb_tensor *poisoned_loss(nb_graph *g, nb_tensor *out, const int64_t *labels, int64_t n,
+                                void *ud)
 {
     poison *p = ud;
     nb_tensor *ce = nb_softmax_cross_entropy(g, out, labels, n, NB_REDUCE_MEAN);

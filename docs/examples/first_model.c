@@ -50,9 +50,9 @@ int main(void)
         double total = 0;
         int steps = 0;
         nb_batch b;
-        while (nb_loader_next(loader, g, &b)) {
+        while (nb_loader_next(g, loader, &b)) {
             nb_model_zero_grad(model);
-            nb_tensor *logits = nb_layer_forward(net, g, b.x, true);
+            nb_tensor *logits = nb_layer_forward(g, net, b.x, true);
             nb_tensor *loss =
                 nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
             if (!loss || nb_backward(g, loss) != NB_OK) {
@@ -75,9 +75,9 @@ int main(void)
     CHECK(nb_loader_start(all, NULL));
     nb_batch b;
     double accuracy = 0;
-    if (!nb_loader_next(all, g, &b))
+    if (!nb_loader_next(g, all, &b))
         return 1;
-    nb_tensor *logits = nb_layer_forward(net, g, b.x, false);
+    nb_tensor *logits = nb_layer_forward(g, net, b.x, false);
     CHECK(nb_accuracy(logits, b.labels, b.size, &accuracy));
     printf("test accuracy %.3f\n", accuracy);
 

@@ -49,20 +49,24 @@ NB_API nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *
 NB_API nb_status nb_jvp(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, nb_tensor *const *tangents,
                         int n, nb_tensor **y_tangent);
 
-/** How to build a Jacobian. */
-typedef enum nb_mode {
-    NB_FORWARD = 1, /**< one forward sweep per input element */
-    NB_REVERSE = 2, /**< one reverse sweep per output element */
-} nb_mode;
+/** How nb_jacobian builds a Jacobian. */
+typedef enum nb_jacobian_mode {
+    /** The cheaper of the two: forward when x has fewer elements than y,
+     *  reverse otherwise. */
+    NB_JACOBIAN_AUTO = 0,
+    NB_JACOBIAN_FORWARD = 1, /**< column by column: one forward sweep per element of x */
+    NB_JACOBIAN_REVERSE = 2, /**< row by row: one reverse sweep per element of y */
+} nb_jacobian_mode;
 
 /**
  * Full Jacobian dy/dx as a tensor of shape shape(y) ++ shape(x) in y's dtype,
- * built with @p mode (NB_FORWARD or NB_REVERSE; if both bits are given the
- * cheaper way is used: forward when x has fewer elements than y).
- * Read nb_graph_evals before and after to see the cost of each mode.
- * Records an error and returns NULL on failure.
+ * built in @p mode. Read nb_graph_evals before and after to see the cost of
+ * each mode. Records an error and returns NULL on failure: NB_ERR_ARG (a
+ * @p mode that is not one of nb_jacobian_mode's values), NB_ERR_NULL,
+ * NB_ERR_GRAPH (y or x not of g), NB_ERR_RANK (the Jacobian's rank would
+ * exceed NB_MAX_RANK), and any error of the sweeps.
  */
-NB_API nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, int mode);
+NB_API nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, nb_jacobian_mode mode);
 
 /**
  * The recorded graph of @p y in evaluation order (every tensor before the

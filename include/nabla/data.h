@@ -257,7 +257,7 @@ NB_API const nb_dataset *nb_loader_dataset(const nb_loader *ld);
  * into a new [B, F] tensor of @p g (nb_tensor_from) at b->x; if that fails
  * b->x is NULL and the graph holds the error.
  */
-NB_API bool nb_loader_next(nb_loader *ld, nb_graph *g, nb_batch *b);
+NB_API bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b);
 
 /** Image augmentation of a batch; zero fields do nothing. Applied in this
  *  order: crop, shift, flip, noise. */

@@ -24,7 +24,7 @@
  * nb_layer *net = NULL;
  * nb_mlp_new(m, NULL, (int64_t[]){64, 128, 10}, 3, &o, &net); // fc1, fc2
  * for (...) {                                 // one training step
- *     nb_tensor *logits = nb_layer_forward(net, g, x, true);
+ *     nb_tensor *logits = nb_layer_forward(g, net, x, true);
  *     nb_tensor *loss = nb_softmax_cross_entropy(g, logits, labels, n, NB_REDUCE_MEAN);
  *     nb_backward(g, loss); ... update ...; nb_graph_reset(g);
  * }
@@ -42,7 +42,11 @@ extern "C" {
 
 /* ========================================================== activations */
 
-/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h).
+/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h), and the binary step
+ * (NB_ACT_STEP: 1 if x > 0 else 0) the primitive nb_step (ops.h): its
+ * derivative is zero wherever it exists, so no gradient flows through it
+ * (it cannot be trained by back-propagation; it is here for the perceptron
+ * and for plots).
  *
  * At a kink (a threshold the input crosses) the derivative is the one of the
  * outer side: relu'(0) = 0, leaky'(0) = γ, elu'(0) = α, hard-tanh'(±1) = 0,
@@ -87,10 +91,6 @@ NB_API nb_tensor *nb_gelu_tanh(nb_graph *g, nb_tensor *x);
  *  consecutive pieces and each group's maximum is kept: result [..., F].
  *  The gradient goes to the arg-max of each group (split at ties). */
 NB_API nb_tensor *nb_maxout(nb_graph *g, nb_tensor *x, int64_t k);
-/** Binary step: 1 if x > 0 else 0. Its derivative is zero everywhere it
- *  exists, so no gradient flows through it (it cannot be trained by
- *  back-propagation; it is here for the perceptron and for plots). */
-NB_API nb_tensor *nb_binary_step(nb_graph *g, nb_tensor *x);
 /** softmax along @p axis (negative counts from the end):
  *  e^(x − max) / Σ e^(x − max); the max is a constant (softmax is shift
  *  invariant, so the gradient is exact). */
@@ -119,7 +119,7 @@ typedef enum nb_act {
     NB_ACT_GELU_SIGMOID = 15,  /**< "gelu-sigmoid" */
     NB_ACT_GELU_TANH = 16,     /**< "gelu-tanh" */
     NB_ACT_MAXOUT = 17,        /**< "maxout" (pieces) */
-    NB_ACT_STEP = 18,          /**< "step" / "binary-step" (no gradient) */
+    NB_ACT_STEP = 18,          /**< "step" / "binary-step" (nb_step; no gradient) */
     NB_ACT_COUNT
 } nb_act;
 
@@ -304,7 +304,7 @@ NB_API nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *size
  * Errors are recorded in @p g: wrong input width or dtype, for instance
  * "fc1: input [4,3] does not fit weight [5,2]". @p l NULL: NB_ERR_NULL.
  */
-NB_API nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training);
+NB_API nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training);
 /** Free a layer (and the layers of a sequence). Parameters stay in their
  *  model. NULL is accepted. */
 NB_API void nb_layer_free(nb_layer *l);

@@ -42,8 +42,9 @@ typedef struct nb_attrs {
  *             inputs; it must handle both dtypes (nb_tensor_dtype(out));
  *  - vjp:     the gradient for input @p i given @p grad_out, the gradient
  *             arriving at out, built from primitives; it must have input i's
- *             shape (sum broadcast axes back with nb_unbroadcast). NULL with
- *             no error recorded means zero;
+ *             shape (a broadcasting op sums its axes back with nb_sum_to(g,
+ *             d, nb_tensor_rank(in), nb_tensor_shape(in))). NULL with no
+ *             error recorded means zero;
  *  - jvp:     the tangent of out given one tangent per input (zeros for
  *             inputs that have none), built from primitives; NULL with no
  *             error recorded means zero.
@@ -122,9 +123,6 @@ NB_API nb_status nb_op_error(nb_graph *g, nb_status code, const char *op, const 
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-/** VJP helper: @p grad summed back to the shape of @p like (identity when
- *  the shapes agree); the reduction a broadcasting op's VJP needs. */
-NB_API nb_tensor *nb_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *like);
 
 #ifdef __cplusplus
 }

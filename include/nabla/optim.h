@@ -9,8 +9,8 @@
  * parameters added to the model later get fresh state. After the first
  * step on a model, steps make no allocation.
  *
- * A parameter takes part in a step when it needs a gradient
- * (nb_tensor_needs_grad) and has a gradient buffer. Updates are done in the
+ * A parameter takes part in a step when it requires a gradient
+ * (nb_tensor_requires_grad) and has a gradient buffer. Updates are done in the
  * parameter's dtype: f32 parameters keep f32 state and f32 arithmetic,
  * f64 parameters f64; scalar hyperparameters are rounded to that dtype.
  *

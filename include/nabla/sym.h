@@ -204,7 +204,7 @@ NB_API nb_status nb_sym_eval(nb_sym *s, const nb_expr *e, int n, const char *con
  * nb_sym_eval (in the pool), NB_ERR_DTYPE for mixed dtypes, and an op's
  * failure (NB_ERR_GRAPH in the pool; the graph holds the op's error).
  */
-NB_API nb_tensor *nb_sym_to_graph(nb_sym *s, const nb_expr *e, nb_graph *g, int n,
+NB_API nb_tensor *nb_sym_to_graph(nb_graph *g, nb_sym *s, const nb_expr *e, int n,
                                   const char *const *names, nb_tensor *const *values);
 
 /**

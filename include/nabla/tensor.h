@@ -146,12 +146,16 @@ NB_API nb_status nb_tensor_set(nb_tensor *t, int64_t i, double v);
 NB_API double nb_tensor_item(const nb_tensor *t);
 /** Accumulated gradient (same shape and dtype), or NULL if none yet. */
 NB_API nb_tensor *nb_tensor_grad(const nb_tensor *t);
-/** Mark a leaf as needing a gradient (leaves made by nb_zeros etc. do not
- *  by default; parameters do). Turning it off for a model parameter makes
- *  it non-trainable: no gradient reaches it and optimizers skip it (batch
- *  statistics, frozen layers); checkpoints still save it. Returns @p t. */
-NB_API nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on);
-NB_API bool nb_tensor_needs_grad(const nb_tensor *t);
+/** Mark a leaf as requiring a gradient (leaves made by nb_zeros etc. do
+ *  not by default; parameters do). Turning it off for a model parameter
+ *  makes it non-trainable: no gradient reaches it and optimizers skip it
+ *  (batch statistics, frozen layers); checkpoints still save it. Returns
+ *  @p t (NULL for NULL), so it chains around a constructor. */
+NB_API nb_tensor *nb_tensor_set_requires_grad(nb_tensor *t, bool on);
+/** True when gradients flow to or through @p t: a leaf marked with
+ *  nb_tensor_set_requires_grad, a trainable parameter, or the result of a
+ *  differentiable op recorded from such a tensor. False for NULL. */
+NB_API bool nb_tensor_requires_grad(const nb_tensor *t);
 /** Attach a label shown by printing, graph drawings and error messages.
  *  The text is copied (tensors of a graph: into its arena). */
 NB_API nb_tensor *nb_tensor_set_name(nb_tensor *t, const char *name);

@@ -59,10 +59,11 @@ typedef struct nb_trainer nb_trainer;
  * the @p n labels of the batch (int64, valid during the call). It should
  * be a mean over the batch: evaluation weights it by the batch size. It is
  * called with recording on in training and off in evaluation; return NULL
- * (with the error recorded in @p g) on failure.
+ * (with the error recorded in @p g) on failure. @p ud is the options'
+ * loss_ud.
  */
-typedef nb_tensor *(*nb_loss_fn)(void *ud, nb_graph *g, nb_tensor *output, const int64_t *labels,
-                                 int64_t n);
+typedef nb_tensor *(*nb_loss_fn)(nb_graph *g, nb_tensor *output, const int64_t *labels, int64_t n,
+                                 void *ud);
 
 /** What early stopping watches. */
 typedef enum nb_monitor {
@@ -235,11 +236,11 @@ NB_API nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double
  * each batch and its recording setting is restored at the end; the output
  * of the last batch stays in it. @p acc and @p loss may be NULL.
  * Errors, recorded in @p g as "evaluate: ..." when g is given: NB_ERR_NULL
- * (net, g or ds), NB_ERR_ARG (empty data set, batch_size < 1),
+ * (g, net or ds), NB_ERR_ARG (empty data set, batch_size < 1),
  * NB_ERR_SHAPE (the output is not [N, C], or the data set's classes do
  * not fit C), and any error of the network's forward pass.
  */
-NB_API nb_status nb_evaluate(nb_layer *net, nb_graph *g, const nb_dataset *ds, int64_t batch_size,
+NB_API nb_status nb_evaluate(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
                              double *acc, double *loss);
 
 #ifdef __cplusplus

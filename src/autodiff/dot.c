@@ -95,7 +95,7 @@ nb_status nb_graph_dot(nb_graph *g, nb_tensor *y, FILE *f)
             put_values(f, "grad", t->adj);
         fprintf(f, "\"%s];\n",
                 !t->op ? ", style=filled, fillcolor=\"#e8f0ff\""
-                       : (t->flags & NB_T_NEEDS_GRAD ? "" : ", color=gray"));
+                       : (t->flags & NB_T_REQUIRES_GRAD ? "" : ", color=gray"));
         t->mark = (uint64_t)k; /* its box number, for the edges below */
     }
     for (int64_t k = 0; k < n_order; k++)

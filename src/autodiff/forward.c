@@ -220,15 +220,22 @@ static void scatter_line(nb_tensor *J, int64_t base, int64_t step, const nb_tens
     }
 }
 
-nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, int mode)
+nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, nb_jacobian_mode mode)
 {
     if (!g)
         return NULL;
     if (nba_check_mine(g, y, "jacobian", "y") != NB_OK ||
         nba_check_mine(g, x, "jacobian", "x") != NB_OK)
         return NULL;
-    if (!(mode & (NB_FORWARD | NB_REVERSE))) {
-        nbc_error(g, NB_ERR_ARG, "jacobian", "mode must be NB_FORWARD or NB_REVERSE");
+    bool forward;
+    switch (mode) {
+    case NB_JACOBIAN_AUTO: forward = x->size < y->size; break;
+    case NB_JACOBIAN_FORWARD: forward = true; break;
+    case NB_JACOBIAN_REVERSE: forward = false; break;
+    default:
+        nbc_error(g, NB_ERR_ARG, "jacobian",
+                  "mode %d is not NB_JACOBIAN_AUTO, NB_JACOBIAN_FORWARD or NB_JACOBIAN_REVERSE",
+                  (int)mode);
         return NULL;
     }
     if (y->rank + x->rank > NB_MAX_RANK) {
@@ -236,7 +243,6 @@ nb_tensor *nb_jacobian(nb_graph *g, nb_tensor *y, nb_tensor *x, int mode)
                   x->rank, NB_MAX_RANK);
         return NULL;
     }
-    bool forward = (mode & NB_FORWARD) && (!(mode & NB_REVERSE) || x->size < y->size);
     int64_t shape[NB_MAX_RANK];
     memcpy(shape, y->shape, (size_t)y->rank * sizeof *shape);
     memcpy(shape + y->rank, x->shape, (size_t)x->rank * sizeof *shape);

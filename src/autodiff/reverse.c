@@ -158,7 +158,7 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
     if (!create_graph && !g->check_finite && (node->flags & NB_T_SCALAR)) {
         nbo_scalar_vjp(node, adj_value(node), d);
         for (int i = 0; i < node->n_inputs; i++)
-            if ((node->inputs[i]->flags & NB_T_NEEDS_GRAD) &&
+            if ((node->inputs[i]->flags & NB_T_REQUIRES_GRAD) &&
                 give_number(s, node->inputs[i], d[i]) != NB_OK)
                 return g->err.status;
         return NB_OK;
@@ -168,7 +168,7 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
         return g->err.status;
     for (int i = 0; i < node->n_inputs; i++) {
         nb_tensor *in = node->inputs[i];
-        if (!(in->flags & NB_T_NEEDS_GRAD))
+        if (!(in->flags & NB_T_REQUIRES_GRAD))
             continue;
         bool check = g->check_finite;
         g->check_finite = false; /* the rule's result is checked, not its ops */
@@ -220,10 +220,10 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
                              nbc_shp(seed, b0, sizeof b0), nb_dtype_name(y->dtype),
                              nbc_shp(y, b1, sizeof b1));
     }
-    if (!(y->flags & NB_T_NEEDS_GRAD))
+    if (!(y->flags & NB_T_REQUIRES_GRAD))
         return nbc_error(g, NB_ERR_GRAPH, op,
                          "output %s does not depend on any tensor that needs a gradient "
-                         "(mark inputs with nb_tensor_requires_grad, or record the graph)",
+                         "(mark inputs with nb_tensor_set_requires_grad, or record the graph)",
                          nbc_shp(y, b0, sizeof b0));
 
     *s = (sweep_state){.g = g, .id = nbc_next_sweep(), .op = op};
@@ -303,10 +303,10 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
         snprintf(what, sizeof what, "xs[%d]", i);
         if (nba_check_mine(g, xs[i], "grad", what) != NB_OK)
             return g->err.status;
-        if (!(xs[i]->flags & NB_T_NEEDS_GRAD))
+        if (!(xs[i]->flags & NB_T_REQUIRES_GRAD))
             return nbc_error(g, NB_ERR_GRAPH, "grad",
                              "xs[%d] does not need a gradient (mark it with "
-                             "nb_tensor_requires_grad before using it)",
+                             "nb_tensor_set_requires_grad before using it)",
                              i);
     }
     sweep_state s;

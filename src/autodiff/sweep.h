@@ -7,11 +7,11 @@
 #include "nabla/op.h"
 #include "nabla/ops.h"
 
-/* Nodes that y depends on (with only_needs_grad: only those gradients flow
+/* Nodes that y depends on (with only_requires_grad: only those gradients flow
  * through), y included, in a topological order (inputs before users), by an
  * iterative depth-first search: no recursion, so chains of any length work.
  * The array lives in g's arena. NULL with an error recorded on failure. */
-nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
+nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_requires_grad, int64_t *n_out,
                      const char *op);
 
 /* Grow an arena array to hold at least need entries of elem bytes (old

@@ -22,7 +22,7 @@ void *nba_grow(nb_graph *g, void *old, int64_t *cap, int64_t need, size_t elem, 
     return p;
 }
 
-nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n_out,
+nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_requires_grad, int64_t *n_out,
                      const char *op)
 {
     uint64_t mark = nbc_next_sweep();
@@ -37,7 +37,7 @@ nb_tensor **nba_topo(nb_graph *g, nb_tensor *y, bool only_needs_grad, int64_t *n
         frame *top = &stack[sp - 1];
         if (top->next_input < top->node->n_inputs) {
             nb_tensor *c = top->node->inputs[top->next_input++];
-            if (c->mark == mark || (only_needs_grad && !(c->flags & NB_T_NEEDS_GRAD)))
+            if (c->mark == mark || (only_requires_grad && !(c->flags & NB_T_REQUIRES_GRAD)))
                 continue;
             c->mark = mark;
             frame *grown = nba_grow(g, stack, &stack_cap, sp + 1, sizeof *stack, op);

@@ -127,7 +127,7 @@ static nb_tensor *build(ck *c, double *const *xv, bool grad, nb_check_result *r)
         for (int64_t j = 0; j < c->size[i]; j++)
             nb_tensor_set(t, j, xv[i][j]);
         nb_tensor_set_name(t, c->name[i]);
-        nb_tensor_requires_grad(t, grad && (c->wrt >> i & 1));
+        nb_tensor_set_requires_grad(t, grad && (c->wrt >> i & 1));
         c->leaves[i] = t;
     }
     if (c->o.rng)
@@ -636,7 +636,7 @@ static nb_status analytic(ck *c, nb_tensor *y, const depmap *d, double *jr, doub
 
     /* reverse: one VJP per output element */
     r->reverse_ok = true;
-    if (!nb_tensor_needs_grad(y)) {
+    if (!nb_tensor_requires_grad(y)) {
         memset(jr, 0, (size_t)(c->m * c->k) * sizeof *jr);
     } else {
         for (int64_t k = 0; k < c->m; k++) {
@@ -1020,7 +1020,7 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
         }
     double s_rev = 0, s_fwd = 0;
     r->reverse_ok = r->forward_ok = true;
-    if (nb_tensor_needs_grad(y)) {
+    if (nb_tensor_requires_grad(y)) {
         nb_tensor *seed = nb_zeros(g, nb_tensor_dtype(y), nb_tensor_rank(y), nb_tensor_shape(y));
         if (seed)
             for (int64_t k = 0; k < c->m; k++)
@@ -1186,7 +1186,7 @@ static void localise(ck *c, nb_check_result *r)
 {
     nb_check_result scratch;
     nb_tensor *y = build(c, c->x, true, &scratch);
-    if (!y || !nb_tensor_needs_grad(y))
+    if (!y || !nb_tensor_requires_grad(y))
         return;
     int64_t n_order;
     nb_tensor **order = nba_topo(c->g, y, true, &n_order, "gradcheck");
@@ -1224,7 +1224,7 @@ static void localise(ck *c, nb_check_result *r)
             else
                 snprintf(lc.name[i], sizeof lc.name[i], "input %d (%s)", i,
                          in->op ? in->op->name : "leaf");
-            if (in->flags & NB_T_NEEDS_GRAD)
+            if (in->flags & NB_T_REQUIRES_GRAD)
                 lc.wrt |= 1u << i;
         }
         lc.dt = NB_F64;

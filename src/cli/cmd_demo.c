@@ -28,9 +28,12 @@ static int worked_examples(void)
     nb_graph *g = nb_graph_new();
     if (!g)
         return 1;
-    nb_tensor *x = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, -2), true), "x");
-    nb_tensor *y = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, 5), true), "y");
-    nb_tensor *z = nb_tensor_set_name(nb_tensor_requires_grad(nb_scalar(g, NB_F64, -4), true), "z");
+    nb_tensor *x =
+        nb_tensor_set_name(nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -2), true), "x");
+    nb_tensor *y =
+        nb_tensor_set_name(nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 5), true), "y");
+    nb_tensor *z =
+        nb_tensor_set_name(nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -4), true), "z");
     nb_tensor *f = nb_mul(g, nb_add(g, x, y), z);
     if (!f || nb_backward(g, f) != NB_OK) {
         fprintf(stderr, "nabla: %s\n", nb_graph_error(g)->msg);
@@ -55,8 +58,8 @@ static int worked_examples(void)
     nb_graph_reset(g);
 
     nb_tensor *in = nb_scalar(g, NB_F64, 1);
-    nb_tensor *w = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0), true);
-    nb_tensor *b = nb_tensor_requires_grad(nb_scalar(g, NB_F64, 0), true);
+    nb_tensor *w = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0), true);
+    nb_tensor *b = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0), true);
     nb_tensor *s =
         nb_div(g, nb_scalar(g, NB_F64, 1),
                nb_add_scalar(g, nb_exp(g, nb_neg(g, nb_add(g, nb_mul(g, w, in), b))), 1));
@@ -99,8 +102,8 @@ static double accuracy_on(nb_graph *g, nb_layer *net, nb_loader *all)
     nb_batch b;
     double acc = NAN;
     nb_graph_set_recording(g, false);
-    if (nb_loader_start(all, NULL) == NB_OK && nb_loader_next(all, g, &b)) {
-        nb_tensor *logits = nb_layer_forward(net, g, b.x, false);
+    if (nb_loader_start(all, NULL) == NB_OK && nb_loader_next(g, all, &b)) {
+        nb_tensor *logits = nb_layer_forward(g, net, b.x, false);
         if (!logits || nb_accuracy(logits, b.labels, b.size, &acc) != NB_OK)
             acc = NAN;
     }
@@ -194,9 +197,9 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
         double total = 0;
         int steps = 0;
         nb_loader_start(loader, &rng);
-        while (nb_loader_next(loader, g, &b)) {
+        while (nb_loader_next(g, loader, &b)) {
             nb_model_zero_grad(m);
-            nb_tensor *logits = nb_layer_forward(net, g, b.x, true);
+            nb_tensor *logits = nb_layer_forward(g, net, b.x, true);
             nb_tensor *loss = nb_softmax_cross_entropy(g, logits, b.labels, b.size, NB_REDUCE_MEAN);
             if (!loss || nb_backward(g, loss) != NB_OK || nb_optim_step(opt, m) != NB_OK) {
                 cli_error("demo", "training step failed: %s", nb_graph_error(g)->msg);
@@ -216,7 +219,7 @@ static int train_digits(uint64_t seed, int epochs, const char *plot)
 
     nb_batch b;
     nb_loader_start(all, NULL);
-    if (!nb_loader_next(all, NULL, &b) || check_model(m, &b) != 0)
+    if (!nb_loader_next(NULL, all, &b) || check_model(m, &b) != 0)
         goto done;
     rc = 0;
     if (plot) {

@@ -38,7 +38,7 @@ static const char *diff_usage =
 static nb_tensor *rebuild(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
 {
     cli_expr *x = ctx;
-    return nb_sym_to_graph(x->s, x->e, g, n, x->names, in);
+    return nb_sym_to_graph(g, x->s, x->e, n, x->names, in);
 }
 
 typedef struct diff_row {
@@ -239,7 +239,7 @@ int cmd_diff(int argc, char **argv)
         goto done;
     uint64_t tape = nb_graph_evals(g);
     double value = nb_tensor_item(y);
-    bool has_grad = nb_tensor_needs_grad(y);
+    bool has_grad = nb_tensor_requires_grad(y);
     if (has_grad && nb_backward(g, y) != NB_OK) {
         cli_error("diff", "reverse mode: %s", nb_graph_error(g)->msg);
         goto done;

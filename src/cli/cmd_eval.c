@@ -76,7 +76,7 @@ int cmd_eval(int argc, char **argv)
         nb_graph *g = nb_graph_new();
         double acc = 0, loss = 0;
         double t0 = cli_now();
-        nb_status st = g ? nb_evaluate(cm.net, g, d.test, 256, &acc, &loss) : NB_ERR_NOMEM;
+        nb_status st = g ? nb_evaluate(g, cm.net, d.test, 256, &acc, &loss) : NB_ERR_NOMEM;
         if (st != NB_OK) {
             rc = cli_error("eval", "evaluation failed: %s",
                            g && nb_graph_error(g)->msg[0] ? nb_graph_error(g)->msg

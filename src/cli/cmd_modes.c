@@ -21,7 +21,7 @@ static const char *modes_usage =
 
 typedef struct mode_run {
     const char *name;
-    int mode;
+    nb_jacobian_mode mode;
     int64_t sweeps;
     uint64_t evals;
     double ms;
@@ -55,11 +55,11 @@ int cmd_modes(int argc, char **argv)
     int64_t ws[2] = {m, n}, xs[2] = {n, 1}, ys[1] = {m};
     nb_tensor *W = nb_rand_normal(g, &rng, NB_F64, 2, ws, 0, 1 / sqrt((double)n));
     nb_tensor *x = nb_rand_uniform(g, &rng, NB_F64, 1, xs, -1, 1);
-    nb_tensor_requires_grad(x, true);
+    nb_tensor_set_requires_grad(x, true);
     nb_tensor *y =
         nb_reshape(g, nb_tanh(g, nb_matmul(g, W, nb_reshape(g, x, 2, xs), false, false)), 1, ys);
-    mode_run runs[2] = {{"forward", NB_FORWARD, n, 0, 0, NULL},
-                        {"reverse", NB_REVERSE, m, 0, 0, NULL}};
+    mode_run runs[2] = {{"forward", NB_JACOBIAN_FORWARD, n, 0, 0, NULL},
+                        {"reverse", NB_JACOBIAN_REVERSE, m, 0, 0, NULL}};
     for (int k = 0; k < 2 && y; k++) {
         uint64_t e0 = nb_graph_evals(g);
         double t0 = cli_now();

@@ -20,18 +20,18 @@ static int curve(nb_graph *g, nb_act act, const double *xs, double *f, double *d
 {
     nb_graph_reset(g);
     int64_t shape[1] = {POINTS};
-    nb_tensor *x = nb_tensor_requires_grad(nb_tensor_from(g, NB_F64, 1, shape, xs), true);
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 1, shape, xs), true);
     nb_act_opts o = nb_act_defaults(act);
     nb_tensor *param = NULL;
     if (nb_act_has_param(act)) /* PReLU's α, learned swish's β at their initial values */
-        param = nb_tensor_requires_grad(
+        param = nb_tensor_set_requires_grad(
             nb_scalar(g, NB_F64, act == NB_ACT_PRELU ? o.alpha : o.beta), true);
     nb_tensor *y = nb_activate(g, act, x, &o, param, NULL, false);
     if (!y)
         return -1;
     for (int i = 0; i < POINTS; i++)
         f[i] = nb_tensor_get(y, i);
-    if (!nb_tensor_needs_grad(y)) { /* binary step: no gradient by definition */
+    if (!nb_tensor_requires_grad(y)) { /* binary step: no gradient by definition */
         memset(df, 0, POINTS * sizeof *df);
         return 0;
     }

@@ -41,14 +41,14 @@ static int local_derivatives(nb_graph *scratch, nb_tensor *node, double *local)
     nb_tensor *in[3];
     nb_graph_reset(scratch);
     for (int i = 0; i < n; i++) {
-        in[i] = nb_tensor_requires_grad(
+        in[i] = nb_tensor_set_requires_grad(
             nb_scalar(scratch, NB_F64, nb_tensor_item(nb_op_input(node, i))), true);
         local[i] = 0;
     }
     nb_tensor *y = nb_apply(scratch, nb_op_find(nb_tensor_op_name(node)), in, n, nb_op_attrs(node));
     if (!y)
         return -1;
-    if (!nb_tensor_needs_grad(y))
+    if (!nb_tensor_requires_grad(y))
         return 0; /* comparisons, sign: zero derivatives */
     nb_tensor *d[3];
     if (nb_grad(scratch, y, NULL, in, n, d, false) != NB_OK)
@@ -224,7 +224,7 @@ int cmd_trace(int argc, char **argv)
         node_info *ni = &info[k];
         for (int i = 0; i < ni->n_in; i++) {
             int j = ni->in[i];
-            if (!nb_tensor_needs_grad(info[j].t))
+            if (!nb_tensor_requires_grad(info[j].t))
                 continue; /* constants receive nothing */
             double add = ni->local[i] * adj[k];
             adj[j] += add;
@@ -247,7 +247,7 @@ int cmd_trace(int argc, char **argv)
     }
 
     /* the library's own sweeps must agree with the table */
-    if (nb_backward(g, y) != NB_OK && nb_tensor_needs_grad(y)) {
+    if (nb_backward(g, y) != NB_OK && nb_tensor_requires_grad(y)) {
         cli_error("trace", "reverse mode: %s", nb_graph_error(g)->msg);
         goto done;
     }

@@ -112,10 +112,10 @@ void cli_expr_close(cli_expr *x)
 nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor **leaves)
 {
     for (int i = 0; i < x->n; i++) {
-        leaves[i] = nb_tensor_requires_grad(nb_scalar(g, NB_F64, x->values[i]), true);
+        leaves[i] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, x->values[i]), true);
         nb_tensor_set_name(leaves[i], x->names[i]);
     }
-    nb_tensor *y = nb_sym_to_graph(x->s, x->e, g, x->n, x->names, leaves);
+    nb_tensor *y = nb_sym_to_graph(g, x->s, x->e, x->n, x->names, leaves);
     if (!y) {
         if (nb_graph_status(g) != NB_OK)
             cli_error(cmd, "%s: %s", nb_graph_error(g)->where, nb_graph_error(g)->msg);

@@ -260,7 +260,7 @@ nb_status cli_model_add_norm(nb_model *m, int64_t n_in, const double *mean, cons
             nb_status st = nb_model_add(m, names[k], NB_F64, 1, &n_in, &t);
             if (st != NB_OK)
                 return st;
-            nb_tensor_requires_grad(t, false); /* saved, not trained */
+            nb_tensor_set_requires_grad(t, false); /* saved, not trained */
         }
         for (int64_t j = 0; values[k] && j < n_in; j++)
             nb_tensor_set(t, j, values[k][j]);

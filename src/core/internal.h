@@ -66,11 +66,11 @@ typedef nb_op_def nbo_def;
 /* --------------------------------------------------------------- tensors */
 
 enum {
-    NB_T_NEEDS_GRAD = 1u << 0, /* gradients flow to or through this tensor */
-    NB_T_PARAM = 1u << 1,      /* owned by a model, not a graph */
-    NB_T_LINKED = 1u << 2,     /* on its graph's list of recorded nodes (prev) */
-    NB_T_SCALAR = 1u << 3,     /* one-element op with a numeric VJP (ops/scalar.h) */
-    NB_T_ZERO = 1u << 8,       /* a zero tangent made by forward mode (never a user's) */
+    NB_T_REQUIRES_GRAD = 1u << 0, /* gradients flow to or through this tensor */
+    NB_T_PARAM = 1u << 1,         /* owned by a model, not a graph */
+    NB_T_LINKED = 1u << 2,        /* on its graph's list of recorded nodes (prev) */
+    NB_T_SCALAR = 1u << 3,        /* one-element op with a numeric VJP (ops/scalar.h) */
+    NB_T_ZERO = 1u << 8,          /* a zero tangent made by forward mode (never a user's) */
 };
 
 /* A tensor of a graph is allocated only up to shape[rank - 1]

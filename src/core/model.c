@@ -119,7 +119,7 @@ nb_status nb_model_add(nb_model *m, const char *name, nb_dtype dt, int rank, con
         t->name = e->key;
         t->flags = NB_T_PARAM;
     }
-    e->value.flags |= NB_T_NEEDS_GRAD;
+    e->value.flags |= NB_T_REQUIRES_GRAD;
     e->value.grad = &e->grad;
 
     int oom = 0;

@@ -215,7 +215,7 @@ nb_tensor *nbc_const(nb_graph *g, nb_dtype dt, double v)
     }
     nb_tensor *t = g->consts[slot];
     /* the value is compared as stored, so a changed constant is not reused */
-    if (t && t->dtype == dt && !(t->flags & NB_T_NEEDS_GRAD) && memcmp(t->data, val.b, n) == 0)
+    if (t && t->dtype == dt && !(t->flags & NB_T_REQUIRES_GRAD) && memcmp(t->data, val.b, n) == 0)
         return t;
     t = nb_scalar(g, dt, v);
     if (t)
@@ -354,20 +354,20 @@ nb_tensor *nb_tensor_grad(const nb_tensor *t)
     return t ? t->grad : NULL;
 }
 
-nb_tensor *nb_tensor_requires_grad(nb_tensor *t, bool on)
+nb_tensor *nb_tensor_set_requires_grad(nb_tensor *t, bool on)
 {
     if (!t)
         return NULL;
     if (on)
-        t->flags |= NB_T_NEEDS_GRAD;
+        t->flags |= NB_T_REQUIRES_GRAD;
     else
-        t->flags &= ~(unsigned)NB_T_NEEDS_GRAD;
+        t->flags &= ~(unsigned)NB_T_REQUIRES_GRAD;
     return t;
 }
 
-bool nb_tensor_needs_grad(const nb_tensor *t)
+bool nb_tensor_requires_grad(const nb_tensor *t)
 {
-    return t && (t->flags & NB_T_NEEDS_GRAD);
+    return t && (t->flags & NB_T_REQUIRES_GRAD);
 }
 
 nb_tensor *nb_tensor_set_name(nb_tensor *t, const char *name)

@@ -141,7 +141,7 @@ nb_status nb_loader_set_augment(nb_loader *ld, const nb_augment *aug, nb_rng *rn
     return NB_OK;
 }
 
-bool nb_loader_next(nb_loader *ld, nb_graph *g, nb_batch *b)
+bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
 {
     if (!ld || !b)
         return false;

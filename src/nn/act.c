@@ -151,11 +151,6 @@ nb_tensor *nb_maxout(nb_graph *g, nb_tensor *x, int64_t k)
     return nb_max(g, nb_reshape(g, x, x->rank + 1, shape), &axis, 1, false);
 }
 
-nb_tensor *nb_binary_step(nb_graph *g, nb_tensor *x)
-{
-    return nb_step(g, x);
-}
-
 static bool check_axis(nb_graph *g, const nb_tensor *x, int axis, const char *op)
 {
     char buf[96];
@@ -313,7 +308,7 @@ nb_tensor *nb_activate(nb_graph *g, nb_act act, nb_tensor *x, const nb_act_opts 
     case NB_ACT_GELU_SIGMOID: return nb_gelu_sigmoid(g, x);
     case NB_ACT_GELU_TANH: return nb_gelu_tanh(g, x);
     case NB_ACT_MAXOUT: return nb_maxout(g, x, d.pieces);
-    case NB_ACT_STEP: return nb_binary_step(g, x);
+    case NB_ACT_STEP: return nb_step(g, x);
     case NB_ACT_COUNT: break;
     }
     return NULL;

@@ -271,8 +271,8 @@ nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, d
     }
     nbc_fill(ps[0], 1);
     nbc_fill(ps[3], 1);
-    nb_tensor_requires_grad(ps[2], false); /* buffers: saved, not trained */
-    nb_tensor_requires_grad(ps[3], false);
+    nb_tensor_set_requires_grad(ps[2], false); /* buffers: saved, not trained */
+    nb_tensor_set_requires_grad(ps[3], false);
     l->weight = ps[0];
     l->bias = ps[1];
     l->running_mean = ps[2];
@@ -406,7 +406,7 @@ static nb_tensor *batch_norm_forward(nb_layer *l, nb_graph *g, nb_tensor *x, boo
     return nb_add(g, nb_mul(g, xhat, l->weight), l->bias);
 }
 
-nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training)
+nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
     if (!l) {
         nbc_error(g, NB_ERR_NULL, "layer_forward", "layer is NULL");
@@ -425,7 +425,7 @@ nb_tensor *nb_layer_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool trainin
     case NB_LAYER_BATCH_NORM: return batch_norm_forward(l, g, x, training);
     case NB_LAYER_SEQUENTIAL:
         for (int i = 0; i < l->n_items && x; i++)
-            x = nb_layer_forward(l->items[i], g, x, training);
+            x = nb_layer_forward(g, l->items[i], x, training);
         return x;
     }
     return NULL;
@@ -589,7 +589,7 @@ int nb_grad_norms(const nb_model *m, nb_param_norm *out, int cap)
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         const char *name = nb_tensor_name(p);
         size_t len = strlen(name);
-        if (!nb_tensor_needs_grad(p) || p->rank < 2 || len < 7 ||
+        if (!nb_tensor_requires_grad(p) || p->rank < 2 || len < 7 ||
             strcmp(name + len - 7, ".weight") != 0)
             continue;
         if (count < cap) {

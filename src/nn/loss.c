@@ -163,7 +163,7 @@ int nb_params_matching(const nb_model *m, const char *suffix, nb_tensor **out, i
         return -1;
     int count = 0;
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        if (!nb_tensor_needs_grad(p) || (suffix && !ends_with(nb_tensor_name(p), suffix)))
+        if (!nb_tensor_requires_grad(p) || (suffix && !ends_with(nb_tensor_name(p), suffix)))
             continue;
         if (count < cap)
             out[count] = p;

@@ -110,7 +110,7 @@ static nb_tensor *batch_loss(nb_graph *g, nb_loss_fn fn, void *ud, nb_tensor *ou
                              const int64_t *labels, int64_t n, nb_reduction r)
 {
     if (fn)
-        return fn(ud, g, out, labels, n);
+        return fn(g, out, labels, n, ud);
     return nb_softmax_cross_entropy(g, out, labels, n, r);
 }
 
@@ -132,7 +132,7 @@ static bool scalar_loss(nb_graph *g, const nb_tensor *loss, const char *op)
 }
 
 /* Evaluation of net on ds in batches; errors recorded in g (op "evaluate"). */
-static nb_status eval_impl(nb_layer *net, nb_graph *g, const nb_dataset *ds, int64_t batch_size,
+static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
                            nb_loss_fn fn, void *ud, double *acc_out, double *loss_out)
 {
     const char *op = "evaluate";
@@ -160,7 +160,7 @@ static nb_status eval_impl(nb_layer *net, nb_graph *g, const nb_dataset *ds, int
         }
         for (int64_t k = 0; k < b; k++)
             labels[k] = nb_dataset_label(ds, i + k);
-        nb_tensor *out = nb_layer_forward(net, g, x, false);
+        nb_tensor *out = nb_layer_forward(g, net, x, false);
         if (!out) {
             st = graph_status(g);
             break;
@@ -197,7 +197,7 @@ static nb_status eval_impl(nb_layer *net, nb_graph *g, const nb_dataset *ds, int
     return NB_OK;
 }
 
-nb_status nb_evaluate(nb_layer *net, nb_graph *g, const nb_dataset *ds, int64_t batch_size,
+nb_status nb_evaluate(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
                       double *acc, double *loss)
 {
     if (!g)
@@ -209,7 +209,7 @@ nb_status nb_evaluate(nb_layer *net, nb_graph *g, const nb_dataset *ds, int64_t 
                          (long long)batch_size);
     if (nb_dataset_count(ds) < 1)
         return nbc_error(g, NB_ERR_ARG, "evaluate", "the data set is empty");
-    return eval_impl(net, g, ds, batch_size, NULL, NULL, acc, loss);
+    return eval_impl(g, net, ds, batch_size, NULL, NULL, acc, loss);
 }
 
 /* -------------------------------------------------------------- options */
@@ -383,7 +383,7 @@ static nb_status trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *a
         return fail(t, NB_ERR_NULL, "evaluate: no data set");
     if (nb_dataset_count(ds) < 1)
         return fail(t, NB_ERR_ARG, "evaluate: the data set is empty");
-    nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
+    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
     if (st != NB_OK)
         fail(t, st, "%s", nb_graph_error(t->g)->msg);
     return st;
@@ -504,7 +504,7 @@ static nb_status probe(nb_trainer *t, const nb_dataset *ds, const char *what, bo
     nb_tensor *x =
         nb_tensor_from(g, nb_dataset_dtype(ds), 2, (int64_t[]){1, nb_dataset_features(ds)},
                        nb_dataset_feature_data(ds));
-    nb_tensor *out = nb_layer_forward(t->net, g, x, false);
+    nb_tensor *out = nb_layer_forward(g, t->net, x, false);
     nb_graph_set_recording(g, recording);
     if (!out)
         return fail(t, graph_status(g), "%s: %s", what, nb_graph_error(g)->msg);
@@ -575,7 +575,7 @@ static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long
     nb_tensor *bad = NULL;
     int64_t k = -1;
     for (nb_tensor *p = nb_model_next(t->m, NULL); p && k < 0; p = nb_model_next(t->m, p))
-        if (nb_tensor_needs_grad(p) && nb_tensor_grad(p) &&
+        if (nb_tensor_requires_grad(p) && nb_tensor_grad(p) &&
             (k = nbc_first_nonfinite(nb_tensor_grad(p))) >= 0)
             bad = p;
     if (!bad)
@@ -611,7 +611,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     nb_batch b;
     *st = NB_OK;
     nb_graph_reset(g);
-    if (!nb_loader_next(ld, g, &b))
+    if (!nb_loader_next(g, ld, &b))
         return false;
     long long bi = (long long)a->batches + 1;
     if (!b.x) {
@@ -620,7 +620,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         return false;
     }
     nb_model_zero_grad(t->m);
-    nb_tensor *out = nb_layer_forward(t->net, g, b.x, true);
+    nb_tensor *out = nb_layer_forward(g, t->net, b.x, true);
     nb_tensor *loss =
         out ? batch_loss(g, t->o.loss, t->o.loss_ud, out, b.labels, b.size, NB_REDUCE_MEAN) : NULL;
     if (!scalar_loss(g, loss, "train")) {
@@ -689,7 +689,7 @@ static nb_status eval_set(nb_trainer *t, const nb_dataset *ds, const char *what,
     *acc = *loss = NAN;
     if (!ds)
         return NB_OK;
-    nb_status st = eval_impl(t->net, t->g, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
+    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
     if (st != NB_OK)
         return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_error(t->g)->msg);
     return NB_OK;

@@ -139,8 +139,8 @@ nb_tensor *nbo_apply(nb_graph *g, const nbo_def *def, nb_tensor *const *in, int 
         return out;
     }
     if (def->vjp)
-        out->flags |= flags & NB_T_NEEDS_GRAD;
-    if (out->flags & NB_T_NEEDS_GRAD) { /* the reverse sweep walks this list */
+        out->flags |= flags & NB_T_REQUIRES_GRAD;
+    if (out->flags & NB_T_REQUIRES_GRAD) { /* the reverse sweep walks this list */
         out->flags |= NB_T_LINKED;
         if (out->size == 1 && nbo_has_scalar_rule(def)) {
             bool one = true; /* same-shape inputs are like out already */

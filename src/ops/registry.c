@@ -215,13 +215,6 @@ nb_status nb_op_error(nb_graph *g, nb_status code, const char *op, const char *f
     return code;
 }
 
-nb_tensor *nb_unbroadcast(nb_graph *g, nb_tensor *grad, const nb_tensor *like)
-{
-    if (!g || !grad || !like)
-        return NULL;
-    return nbk_unbroadcast(g, grad, like);
-}
-
 const char *nb_tensor_op_name(const nb_tensor *t)
 {
     return t && t->op ? t->op->name : "leaf";

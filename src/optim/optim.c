@@ -334,7 +334,7 @@ int nb_optim_state_count(const nb_optim *o)
 
 static bool trainable(const nb_tensor *p)
 {
-    return nb_tensor_needs_grad(p) && nb_tensor_grad(p) != NULL;
+    return nb_tensor_requires_grad(p) && nb_tensor_grad(p) != NULL;
 }
 
 double nb_grad_norm(const nb_model *m)

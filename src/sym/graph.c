@@ -113,7 +113,7 @@ static nb_tensor *build(nb_sym *s, const nb_expr *e, const gctx *c)
     return r;
 }
 
-nb_tensor *nb_sym_to_graph(nb_sym *s, const nb_expr *e, nb_graph *g, int n,
+nb_tensor *nb_sym_to_graph(nb_graph *g, nb_sym *s, const nb_expr *e, int n,
                            const char *const *names, nb_tensor *const *values)
 {
     if (!s)
