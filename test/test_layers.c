@@ -74,8 +74,6 @@ static int layer_of(const char *path)
         const char *prefix;
         int layer;
     } rooms[] = {
-        /* the trainer lives beside the layers it sits above */
-        {"src/nn/train.c", TRAINER},
         {"src/train/", TRAINER},
         {"include/nabla/train.h", TRAINER},
         {"include/nabla/ckpt.h", TRAINER},
@@ -257,7 +255,7 @@ static void test_judge(void **state)
     assert_null(judge("src/ops/matmul.c", "../core/internal.h", why, sizeof why));
     assert_null(judge("src/autodiff/reverse.c", "../ops/table.h", why, sizeof why));
     assert_null(judge("src/data/dataset.c", "../io/file.h", why, sizeof why));
-    assert_null(judge("src/nn/train.c", "nabla/data.h", why, sizeof why));
+    assert_null(judge("src/train/train.c", "nabla/data.h", why, sizeof why));
     assert_null(judge("src/cli/cmd_train.c", "nabla.h", why, sizeof why));
     assert_null(judge("src/core/tensor.c", "internal.h", why, sizeof why));
     assert_non_null(judge("src/core/tensor.c", "../ops/table.h", why, sizeof why));

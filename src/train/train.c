@@ -1,7 +1,7 @@
 /* The training helper: epochs over a loader, evaluation, early stopping
  * with restoration of the best tensors, callbacks, gradient norms. */
 
-#include "nn_internal.h"
+#include "../nn/nn_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
