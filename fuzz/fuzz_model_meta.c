@@ -1,15 +1,27 @@
-/* libFuzzer target for the command line's model-metadata reader: arbitrary
- * bytes as metadata text (NUL-terminated), the network they describe built
- * and freed. A failure must say why; any crash, leak, sanitizer report or
- * allocation beyond the byte bound is a finding. */
+/* libFuzzer target for model descriptions: arbitrary bytes as metadata text
+ * (NUL-terminated). nb_layer_description_check accepts it or says why; a
+ * description of at most 16 MiB of tensors is built by
+ * nb_layer_from_description, whose tensors must take the bytes the check
+ * gave, and described again: the description of the network built from
+ * that description is the same text (the round trip). Any crash, leak,
+ * sanitizer report or broken invariant is a finding. */
 
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz_common.h"
 
-#include "../src/cli/model_file.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* The network of @p desc (valid) in a fresh model, and its description into out. */
+static nb_model *build(const char *desc, nb_layer **net, char *out, size_t cap, int64_t *bytes)
+{
+    static nb_rng rng; /* dropout layers need one; nothing is drawn */
+    nb_layer_opts lo = {.init = NB_INIT_ZEROS, .rng = &rng};
+    nb_model *m = nb_model_new();
+    nb_error e;
+    FZ_CHECK(m && nb_layer_from_description(m, "p", desc, &lo, net, &e) == NB_OK);
+    *bytes = 0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+        *bytes += nb_tensor_size(p) * (int64_t)nb_dtype_size(nb_tensor_dtype(p));
+    FZ_CHECK(nb_layer_describe(*net, out, cap, &e) == NB_OK);
+    return m;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -18,15 +30,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(meta, data, size);
     meta[size] = '\0';
-    static cli_model cm; /* large: not on the stack */
-    char why[512] = "";
-    /* at most 16 MiB of tensors, as if the file held that much */
-    int rc = cli_model_from_meta(meta, 16.0 * 1024 * 1024, &cm, why, sizeof why);
-    if (rc != 0 && why[0] == '\0')
-        __builtin_trap();
-    if (rc == 0 && (!cm.m || !cm.net || cm.desc.n_sizes < 2))
-        __builtin_trap();
-    cli_model_close(&cm);
+    nb_error e;
+    int64_t bytes = -1;
+    nb_status st = nb_layer_description_check(meta, &bytes, &e);
+    FZ_CHECK(st == NB_OK ? bytes >= 0 : e.status == st && e.msg[0] != '\0');
+    if (st == NB_OK && bytes <= 16 * 1024 * 1024) {
+        static char once[NB_META_MAX + 1], twice[NB_META_MAX + 1];
+        nb_layer *net = NULL, *net2 = NULL;
+        int64_t built = 0, built2 = 0;
+        nb_model *m = build(meta, &net, once, sizeof once, &built);
+        FZ_CHECK(built == bytes);
+        nb_model *m2 = build(once, &net2, twice, sizeof twice, &built2);
+        FZ_CHECK(built2 == bytes && strcmp(once, twice) == 0);
+        nb_layer_free(net);
+        nb_layer_free(net2);
+        nb_model_free(m);
+        nb_model_free(m2);
+    }
     free(meta);
     return 0;
 }

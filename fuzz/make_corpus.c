@@ -68,11 +68,20 @@ static nb_model *odd_model(void)
 
 static char meta[1024];
 
+/* The description of the targets' MLP (3-4-2, ReLU). */
 static void mlp_meta(void)
 {
     static const int64_t sizes[] = {3, 4, 2};
     nb_mlp_opts o = nb_mlp_defaults();
-    check(nb_mlp_meta(sizes, 3, &o, meta, sizeof meta), "nb_mlp_meta");
+    o.layer.init = NB_INIT_ZEROS;
+    nb_model *m = nb_model_new();
+    nb_layer *net = NULL;
+    if (!m)
+        fail("model", "out of memory");
+    check(nb_mlp_new(m, NULL, sizes, 3, &o, &net), "nb_mlp_new");
+    check(nb_layer_describe(net, meta, sizeof meta, NULL), "nb_layer_describe");
+    nb_layer_free(net);
+    nb_model_free(m);
 }
 
 /* ----------------------------------------------------------- checkpoints */

@@ -969,27 +969,6 @@ static void test_metadata(void **state)
     free(now);
     free(plain);
 
-    /* the description of an MLP */
-    nb_mlp_opts mo = nb_mlp_defaults();
-    mo.act = NB_ACT_LEAKY_RELU;
-    mo.batch_norm = true;
-    mo.layer.dtype = NB_F64;
-    char desc[512];
-    assert_int_equal(nb_mlp_meta((int64_t[]){64, 32, 10}, 3, &mo, desc, sizeof desc), NB_OK);
-    assert_int_equal(nb_meta_check(desc, NULL), NB_OK);
-    assert_int_equal(nb_meta_get(desc, "sizes", val, sizeof val), NB_OK);
-    assert_string_equal(val, "64,32,10");
-    assert_int_equal(nb_meta_get(desc, "act", val, sizeof val), NB_OK);
-    assert_string_equal(val, "leaky-relu");
-    assert_int_equal(nb_meta_get(desc, "alpha", val, sizeof val), NB_OK);
-    assert_true(strtod(val, NULL) == 0.01);
-    assert_int_equal(nb_meta_get(desc, "batchnorm", val, sizeof val), NB_OK);
-    assert_string_equal(val, "1");
-    assert_int_equal(nb_meta_get(desc, "dtype", val, sizeof val), NB_OK);
-    assert_string_equal(val, "f64");
-    assert_int_equal(nb_mlp_meta((int64_t[]){64, 32, 10}, 3, &mo, desc, 20), NB_ERR_ARG);
-    assert_int_equal(nb_mlp_meta((int64_t[]){64}, 1, &mo, desc, sizeof desc), NB_ERR_ARG);
-
     nb_model_free(m);
     nb_model_free(m2);
     nb_model_free(m3);

@@ -445,7 +445,7 @@ static void test_train_eval(void **state)
 }
 
 /* An MLP on digits-sized inputs saved with metadata @p meta (its own
- * nb_mlp_meta text when NULL); maxout with @p pieces when > 0. */
+ * description when NULL); maxout with @p pieces when > 0. */
 static void save_mlp(const char *path, int64_t pieces, const char *meta)
 {
     nb_rng rng;
@@ -463,7 +463,7 @@ static void save_mlp(const char *path, int64_t pieces, const char *meta)
     }
     assert_int_equal(nb_mlp_new(m, NULL, sizes, 3, &o, &net), NB_OK);
     char own[1024];
-    assert_int_equal(nb_mlp_meta(sizes, 3, &o, own, sizeof own), NB_OK);
+    assert_int_equal(nb_layer_describe(net, own, sizeof own, NULL), NB_OK);
     nb_ckpt_opts co = {.meta = meta ? meta : own};
     assert_int_equal(nb_model_save(m, NULL, path, &co, NULL), NB_OK);
     nb_layer_free(net);
@@ -518,6 +518,167 @@ static void test_maxout_models(void **state)
     rmdir(dir);
 }
 
+/* nabla train --batchnorm --dropout: the description it writes (batch
+ * norm's eps and momentum, dropout, the activation's settings) rebuilds the
+ * network in eval and export alike, from the checkpoint and from a
+ * safetensors copy. */
+static void test_batch_norm_models(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-bn-XXXXXX", cmd[768], path[128], st[128], c_out[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.ckpt", dir);
+    snprintf(st, sizeof st, "%s/m.safetensors", dir);
+    snprintf(c_out, sizeof c_out, "%s/m.c", dir);
+    snprintf(cmd, sizeof cmd,
+             "train --batchnorm --dropout 0.2 --act leaky-relu --layers 16,12 --epochs 2 --json "
+             "--save %s",
+             path);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("train --batchnorm: %s", r->err);
+    char last[512], line[512];
+    line_of(r->out, 1, last, sizeof last);
+    char meta[NB_META_MAX + 1], v[64];
+    assert_int_equal(nb_ckpt_read_meta(path, meta, sizeof meta, NULL), NB_OK);
+    const char *want[][2] = {{"batchnorm", "1"},
+                             {"dropout", "0.20000000000000001"},
+                             {"bn_momentum", "0.10000000000000001"},
+                             {"alpha", "0.01"},
+                             {"sizes", "64,16,12,10"},
+                             {"seed", "1"}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        assert_int_equal(nb_meta_get(meta, want[i][0], v, sizeof v), NB_OK);
+        assert_string_equal(v, want[i][1]);
+    }
+    snprintf(cmd, sizeof cmd, "export --load %s --safetensors %s --c %s", path, st, c_out);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("export: %s", r->err);
+    const char *files[2] = {path, st};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "eval --load %s --json", files[k]);
+        r = run(cmd);
+        if (r->status != 0)
+            fail_msg("eval of %s: %s", files[k], r->err);
+        line_of(r->out, 0, line, sizeof line);
+        assert_true(json_num(line, "test_acc") == json_num(last, "test_acc"));
+        assert_true(json_num(line, "test_acc") > 0.5);
+    }
+    remove(path);
+    remove(st);
+    remove(c_out);
+    rmdir(dir);
+}
+
+/* Saves the MLP @p o builds twice: with its description in ours, and under
+ * the prefix "net" with the metadata @p meta (as another program would) in
+ * theirs. eval gives the same test loss on both, and export writes C from
+ * theirs. */
+static void foreign_pair(const char *dir, const nb_mlp_opts *o, const char *meta)
+{
+    char cmd[768], ours[128], theirs[128], c_out[128];
+    snprintf(ours, sizeof ours, "%s/ours.safetensors", dir);
+    snprintf(theirs, sizeof theirs, "%s/theirs.safetensors", dir);
+    snprintf(c_out, sizeof c_out, "%s/m.c", dir);
+    const int64_t sizes[3] = {64, 12, 10};
+    nb_model *a = nb_model_new(), *b = nb_model_new();
+    nb_layer *na = NULL, *nb = NULL;
+    assert_int_equal(nb_mlp_new(a, NULL, sizes, 3, o, &na), NB_OK);
+    assert_int_equal(nb_mlp_new(b, "net", sizes, 3, o, &nb), NB_OK);
+    for (nb_tensor *p = nb_model_next(a, NULL), *q = nb_model_next(b, NULL); p;
+         p = nb_model_next(a, p), q = nb_model_next(b, q))
+        memcpy(nb_tensor_data(q), nb_tensor_data(p),
+               (size_t)nb_tensor_size(p) * nb_dtype_size(nb_tensor_dtype(p)));
+    char desc[1024];
+    assert_int_equal(nb_layer_describe(na, desc, sizeof desc, NULL), NB_OK);
+    nb_file_opts co = {.meta = desc};
+    assert_int_equal(nb_model_save_safetensors(a, ours, &co, NULL), NB_OK);
+    co.meta = meta;
+    assert_int_equal(nb_model_save_safetensors(b, theirs, &co, NULL), NB_OK);
+    double loss[2];
+    const char *files[2] = {ours, theirs};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "eval --load %s --json", files[k]);
+        run_result *r = run(cmd);
+        if (r->status != 0)
+            fail_msg("eval of %s: %s", files[k], r->err);
+        char line[512];
+        line_of(r->out, 0, line, sizeof line);
+        loss[k] = json_num(line, "test_loss");
+    }
+    assert_true(loss[0] == loss[1] && loss[0] > 0);
+    snprintf(cmd, sizeof cmd, "export --load %s --c %s", theirs, c_out);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("export of %s: %s", theirs, r->err);
+    nb_layer_free(na);
+    nb_layer_free(nb);
+    nb_model_free(a);
+    nb_model_free(b);
+    remove(ours);
+    remove(c_out);
+}
+
+/* A file another program wrote: names under a prefix, and metadata that
+ * names only the activation (as docs/interop.md shows for PyTorch). eval
+ * and export both read its MLP from the tensors (sizes, batch norm, biases,
+ * maxout pieces), and eval computes what it computes for the same model
+ * saved by nabla with its description. */
+static void test_foreign_models(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-foreign-XXXXXX", cmd[768], theirs[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(theirs, sizeof theirs, "%s/theirs.safetensors", dir);
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.rng = &rng;
+    o.act = NB_ACT_TANH;
+    o.batch_norm = true;
+    foreign_pair(dir, &o, "act=tanh\nformat=pt");
+    nb_act_opts k3 = nb_act_defaults(NB_ACT_MAXOUT);
+    k3.pieces = 3;
+    o = nb_mlp_defaults();
+    o.layer.rng = &rng;
+    o.layer.no_bias = true;
+    o.act = NB_ACT_MAXOUT;
+    o.act_opts = &k3;
+    foreign_pair(dir, &o, "act=maxout");
+
+    /* without act= the hidden activation is unknown; a weight must be a
+     * matrix; a prefix must be one nb_mlp_new takes */
+    char p90[91], p200[201];
+    memset(p90, 'p', 89), p90[89] = '.', p90[90] = '\0';
+    memset(p200, 'q', 199), p200[199] = '.', p200[200] = '\0';
+    const struct {
+        const char *meta, *says, *prefix;
+        int64_t rank;
+    } bad[] = {{NULL, "names no hidden activation (act=;", "net.", 2},
+               {"act=relu", "net.fc1.weight is not a matrix", "net.", 1},
+               {"act=relu", "the prefix is longer than 80 bytes", p90, 2},
+               {"act=relu", "the names' prefix is longer than 127 bytes", p200, 2}};
+    for (int k = 0; k < 4; k++) {
+        nb_model *m = nb_model_new();
+        char name[300];
+        snprintf(name, sizeof name, "%sfc1.weight", bad[k].prefix);
+        assert_int_equal(nb_model_add(m, name, NB_F32, (int)bad[k].rank, (int64_t[]){64, 12}, NULL),
+                         NB_OK);
+        snprintf(name, sizeof name, "%sfc2.weight", bad[k].prefix);
+        assert_int_equal(nb_model_add(m, name, NB_F32, 2, (int64_t[]){12, 10}, NULL), NB_OK);
+        nb_file_opts co = {.meta = bad[k].meta};
+        assert_int_equal(nb_model_save_safetensors(m, theirs, &co, NULL), NB_OK);
+        snprintf(cmd, sizeof cmd, "eval --load %s", theirs);
+        run_result *r = run(cmd);
+        if (r->status != 2 || !strstr(r->err, bad[k].says))
+            fail_msg("status %d, '%s' (want 2, '%s')", r->status, r->err, bad[k].says);
+        nb_model_free(m);
+    }
+    remove(theirs);
+    rmdir(dir);
+}
+
 /* Bad model metadata: one line naming what is wrong, status 2, never a
  * crash or a huge allocation. */
 static void test_bad_model_metadata(void **state)
@@ -531,9 +692,9 @@ static void test_bad_model_metadata(void **state)
     const struct {
         const char *meta, *says;
     } cases[] = {
-        {"arch=cnn\nsizes=64,12,10\nact=relu", "arch=mlp"},
+        {"arch=cnn\nsizes=64,12,10\nact=relu", "arch=cnn is not an architecture"},
         {"arch=mlp\nact=relu", "no sizes="},
-        {"arch=mlp\nsizes=64,12,10", "no hidden activation"},
+        {"arch=mlp\nsizes=64,12,10", "no act="},
         {"arch=mlp\nsizes=64,,10\nact=relu", "sizes=64,,10"},
         {"arch=mlp\nsizes=64,12,\nact=relu", "sizes=64,12,"},
         {"arch=mlp\nsizes=64\nact=relu", "fewer than two"},
@@ -541,7 +702,8 @@ static void test_bad_model_metadata(void **state)
         {"arch=mlp\nsizes=64,99999999999999999999,10\nact=relu", "too large"},
         {"arch=mlp\nsizes=64,100000,100000,10\nact=relu", "more than the"},
         {"arch=mlp\nsizes=64,12,10\nact=sine", "act=sine is not an activation"},
-        {"arch=mlp\nsizes=64,12,10\nact=relu\nout_act=prelu", "not an output activation"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\nout_act=prelu",
+         "out_act=prelu cannot follow the last layer"},
         {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=0", "pieces=0"},
         {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2.5", "pieces=2.5"},
         {"arch=mlp\nsizes=64,12,10\nact=leaky-relu\nalpha=nan", "alpha=nan"},
@@ -549,7 +711,7 @@ static void test_bad_model_metadata(void **state)
         {"arch=mlp\nsizes=64,12,10\nact=relu\nbatchnorm=1\nbn_eps=-1", "bn_eps=-1"},
         {"arch=mlp\nsizes=64,12,10\nact=relu\ndtype=f16", "dtype=f16"},
         {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=minmax", "input_norm=minmax"},
-        {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=standardize", "more than the"},
+        {"arch=mlp\nsizes=64,12,10\nact=relu\ninput_norm=standardize", "'input.mean'"},
         {"arch=mlp\nsizes=64,12,10\nact=maxout\npieces=2", "more than the"},
         {"arch=mlp\nsizes=64,10,12\nact=relu", "cannot load"},
         {"arch=mlp\nsizes=64,12,10\nact=relu\nseed=abc", "seed=abc is not a whole number"},
@@ -1224,6 +1386,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_train_layers),
         cmocka_unit_test(test_train_progress_bar),
         cmocka_unit_test(test_maxout_models),
+        cmocka_unit_test(test_batch_norm_models),
+        cmocka_unit_test(test_foreign_models),
         cmocka_unit_test(test_bad_model_metadata),
         cmocka_unit_test(test_csv_standardisation),
         cmocka_unit_test(test_load_across_data),

@@ -319,6 +319,88 @@ NB_API nb_layer *nb_layer_at(const nb_layer *l, int i);
 /** Find a layer by name in @p l and its sequences (depth first); NULL if none. */
 NB_API nb_layer *nb_layer_find(const nb_layer *l, const char *name);
 
+/** What a layer is (nb_layer_get_info). Tensors belong to the model (do
+ *  not free); NULL when the layer has none. */
+typedef struct nb_layer_info {
+    nb_layer_kind kind;
+    const char *name;     /**< owned by the layer */
+    int64_t n_in, n_out;  /**< widths: linear and maxout in and out (out after the maxout);
+                               batch norm and PReLU / learned swish: the features; a
+                               sequence: what goes in and comes out; 0 when unknown */
+    int64_t pieces;       /**< maxout: pieces per unit; linear: 1; else 0 */
+    nb_act act;           /**< activation layers: the kind */
+    nb_act_opts act_opts; /**< activation layers: its settings */
+    double p;             /**< dropout: the drop probability */
+    double eps, momentum; /**< batch norm */
+    int n_items;          /**< sequence: its number of layers */
+    nb_tensor *weight;    /**< linear and maxout: W; batch norm: γ */
+    nb_tensor *bias;      /**< linear and maxout: b (NULL without one); batch norm: β */
+    nb_tensor *running_mean, *running_var; /**< batch norm */
+    nb_tensor *param;                      /**< PReLU α or learned swish β */
+} nb_layer_info;
+
+/** Fill @p out with what @p l is. NB_ERR_NULL when either is NULL. */
+NB_API nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out);
+
+/* ========================================================= descriptions */
+
+/*
+ * A description is metadata text (nabla/meta.h) that says what network a
+ * file's tensors belong to, so the network can be built again before they
+ * are loaded: "arch=mlp", "sizes=64,128,10", "act=relu", ... docs/nn.md
+ * ("Descriptions") lists every key with its rules. It names no tensor:
+ * nb_layer_from_description gives the layers the names nb_mlp_new gives.
+ * Only networks nb_mlp_new builds can be described; any other network is
+ * refused with NB_ERR_ARG and a sentence naming the layer at fault.
+ */
+
+/**
+ * The description of @p net, read from the network itself (its layers,
+ * sizes, activations and their settings, batch-norm eps and momentum,
+ * dropout, biases, dtype), into out[0..cap) as NUL-terminated metadata
+ * text; nb_layer_from_description builds the same network from it.
+ * @p net must be a sequence as nb_mlp_new builds it, under any prefix (the
+ * sequence's name). Errors (also in @p err, which may be NULL; err->name
+ * is the layer concerned): NB_ERR_NULL, NB_ERR_ARG (a network nb_mlp_new
+ * does not build; the text does not fit in @p cap bytes). On error @p out
+ * holds "" (when cap > 0).
+ */
+NB_API nb_status nb_layer_describe(const nb_layer *net, char *out, size_t cap, nb_error *err);
+
+/**
+ * Check description @p desc as nb_layer_from_description does, without
+ * building anything, and give in *bytes (may be NULL) the bytes of the
+ * tensors its network would add to a model: a caller can refuse a
+ * description of more tensors than a file holds before anything is
+ * allocated. Keys that are not the description's are ignored. Errors, in
+ * @p err (may be NULL) with the key in err->name and a sentence:
+ * NB_ERR_NULL; NB_ERR_PARSE (text that is not metadata (nb_meta_check), a
+ * required key missing, a number or list that does not parse);
+ * NB_ERR_ARG (an unknown architecture, activation or dtype, a value out of
+ * range, a key that does not apply, as pieces= without act=maxout, or a
+ * network of 2^63 bytes or more).
+ */
+NB_API nb_status nb_layer_description_check(const char *desc, int64_t *bytes, nb_error *err);
+
+/**
+ * Build the network description @p desc gives (from nb_layer_describe or a
+ * file's metadata), adding its parameters to @p m with the names nb_mlp_new
+ * gives them under @p prefix (NULL or "": none). @p o supplies what a
+ * description does not say: the initialisation (init, init_scale) and the
+ * generator (rng, which dropout and a random init need); its dtype and
+ * no_bias are ignored (the description says them). @p o NULL: parameters
+ * start at zero (as when a file's tensors are loaded next) and there is no
+ * generator. The description is checked first (nb_layer_description_check)
+ * and a bad one adds nothing. Errors, in @p err (may be NULL) with the key
+ * or parameter in err->name: those of nb_layer_description_check,
+ * NB_ERR_NULL (m, desc, out; no generator for dropout= or a random init),
+ * NB_ERR_ARG (a prefix longer than 80 bytes), NB_ERR_EXISTS (a parameter
+ * name is taken), NB_ERR_NOMEM (then, as for nb_mlp_new, parameters added
+ * stay in @p m: discard it).
+ */
+NB_API nb_status nb_layer_from_description(nb_model *m, const char *prefix, const char *desc,
+                                           const nb_layer_opts *o, nb_layer **out, nb_error *err);
+
 /** One entry of a gradient-norm report. */
 typedef struct nb_param_norm {
     const char *name; /**< parameter name, e.g. "fc1.weight" (owned by the model) */
@@ -378,17 +460,6 @@ NB_API int nb_params_matching(const nb_model *m, const char *suffix, nb_tensor *
  *  NB_ERR_SHAPE (not rank 2 or n differs), NB_ERR_ARG (N == 0). */
 NB_API nb_status nb_accuracy(const nb_tensor *logits, const int64_t *labels, int64_t n,
                              double *out);
-
-/**
- * Describe an MLP built by nb_mlp_new(m, NULL, sizes, n_sizes, o, ...) as
- * metadata text in out[0..cap): "arch=mlp", "sizes=64,128,10",
- * "act=relu", "out_act=identity", "batchnorm=0|1", "dtype=f32|f64", and
- * when they apply "bn_eps", "alpha", "beta", "lower", "upper", "pieces"
- * (doubles printed with 17 digits). `nabla export` reads these keys.
- * NB_ERR_NULL, NB_ERR_ARG (bad sizes or activation, or it does not fit).
- */
-NB_API nb_status nb_mlp_meta(const int64_t *sizes, int n_sizes, const nb_mlp_opts *o, char *out,
-                             size_t cap);
 
 #ifdef __cplusplus
 }

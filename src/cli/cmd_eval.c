@@ -43,7 +43,7 @@ int cmd_eval(int argc, char **argv)
     cli_data d;
     memset(&d, 0, sizeof d);
     nb_rng rng; /* the split nabla train draws first from its seed */
-    rc = cli_model_open("eval", load, &cm);
+    rc = cli_model_open("eval", load, NULL, &cm);
     if (rc == 0 && seed < 0) { /* the seed nabla train split the data with */
         char text[32], *end;
         seed = 1;
@@ -60,17 +60,16 @@ int cmd_eval(int argc, char **argv)
     if (rc == 0)
         nb_rng_seed(&rng, (uint64_t)seed);
     if (rc == 0) { /* the model's input standardisation replaces the data's own */
-        cli_norm norm = {NULL, NULL, cm.desc.sizes[0]};
+        cli_norm norm = {NULL, NULL, cm.n_in};
         if (cm.mean) {
             norm.mean = nb_tensor_data(cm.mean);
             norm.std = nb_tensor_data(cm.std);
         }
         rc = cli_data_open_norm("eval", data, false, &rng, cm.mean ? &norm : NULL, &d);
     }
-    if (rc == 0 && nb_dataset_features(d.test) != cm.desc.sizes[0]) {
+    if (rc == 0 && nb_dataset_features(d.test) != cm.n_in) {
         rc = cli_error("eval", "%s takes %lld features, %s has %lld", CLI_Q(load),
-                       (long long)cm.desc.sizes[0], CLI_Q(data),
-                       (long long)nb_dataset_features(d.test));
+                       (long long)cm.n_in, CLI_Q(data), (long long)nb_dataset_features(d.test));
     }
     if (rc == 0) {
         nb_graph *g = nb_graph_new();

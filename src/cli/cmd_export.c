@@ -18,7 +18,9 @@ static const char *export_usage =
     "\n"
     "Reads a nabla checkpoint or a safetensors file (told apart by their first\n"
     "bytes) holding an MLP as nb_mlp_new builds it (fc1.weight [n_in, n_out],\n"
-    "fc1.bias, bn1.*, act1.*, ..., fc<L>.*) and writes:\n"
+    "fc1.bias, bn1.*, act1.*, ..., fc<L>.*; the network is built from the\n"
+    "description in its metadata, or read from those names when it has none)\n"
+    "and writes:\n"
     "  --c OUT.c                  a C11 file that needs only <math.h>, with the\n"
     "                             weights as static arrays and\n"
     "                             int nabla_mlp_forward(const T *x, T *logits)\n"
@@ -27,9 +29,10 @@ static const char *export_usage =
     "  --ckpt OUT                 the tensors and metadata as a nabla checkpoint\n"
     "  --act NAME                 hidden activation when the file's metadata has no\n"
     "                             act= entry (one of: identity, sigmoid, tanh, relu, ...)\n"
-    "The activation options (alpha, beta, lower, upper, pieces), the output\n"
-    "activation (out_act) and bn_eps come from the metadata (nb_mlp_meta), else\n"
-    "the defaults. At least one output is required.\n";
+    "The activation's settings (alpha, beta, lower, upper, pieces), the output\n"
+    "activation (out_act) and batch norm's bn_eps come from the description\n"
+    "(docs/nn.md lists its keys), else the defaults. The conversions copy the\n"
+    "tensors and metadata as they are. At least one output is required.\n";
 
 /* ----------------------------------------------------------- loading */
 
@@ -75,237 +78,69 @@ static int load_any(const char *path, loaded *L)
 
 /* ------------------------------------------------------ the MLP's plan */
 
-enum { MAX_LAYERS = 256 };
-
 typedef struct layer_plan {
     int64_t n_in, n_out;                       /* n_out after maxout */
     int64_t cols;                              /* the weight's columns (n_out·pieces for maxout) */
+    int64_t pieces;                            /* maxout, else 1 */
     nb_tensor *w, *b;                          /* b may be NULL (no bias) */
-    nb_tensor *bn_w, *bn_b, *bn_mean, *bn_var; /* all or none */
-    nb_act act;                                /* after this layer (and its batch norm) */
-    nb_tensor *act_param;                      /* PReLU α or learned swish β, [n_out] */
-    int64_t pieces;                            /* maxout (hidden layers only), else 1 */
+    nb_tensor *bn_w, *bn_b, *bn_mean, *bn_var; /* batch norm, or all NULL */
+    double bn_eps;
+    nb_act act;           /* after this layer (and its batch norm) */
+    nb_act_opts ao;       /* its settings */
+    nb_tensor *act_param; /* PReLU α or learned swish β, [n_out] */
 } layer_plan;
 
 typedef struct plan {
     nb_dtype dtype;
     int n_layers;
-    layer_plan layers[MAX_LAYERS];
-    nb_act_opts ao;
-    double bn_eps;
+    layer_plan *layers;
     int64_t max_width;
     nb_tensor *in_mean, *in_std; /* input normalisation (f64 [n_in]) or NULL */
 } plan;
 
-/* t (may be NULL) as part of the plan. */
-static nb_tensor *mark_used(nb_model *m, bool *used, nb_tensor *t)
+/* The plan of the network @p cm holds, as nb_layer_from_description built
+ * it: one entry per linear or maxout layer, with the batch norm and the
+ * activation that follow it (dropout is the identity in evaluation mode). */
+static int make_plan(const cli_model *cm, plan *P)
 {
-    if (t) {
-        int k = 0;
-        for (nb_tensor *p = nb_model_next(m, NULL); p && p != t; p = nb_model_next(m, p))
-            k++;
-        used[k] = true;
-    }
-    return t;
-}
-
-static nb_tensor *take(nb_model *m, bool *used, const char *prefix, const char *base, int i,
-                       const char *suffix)
-{
-    char name[512];
-    snprintf(name, sizeof name, "%s%s%d.%s", prefix, base, i, suffix);
-    return mark_used(m, used, nb_model_get(m, name));
-}
-
-static bool is_vec(const nb_tensor *t, int64_t n, nb_dtype dt)
-{
-    return t && nb_tensor_rank(t) == 1 && nb_tensor_shape(t)[0] == n && nb_tensor_dtype(t) == dt;
-}
-
-static int make_plan(const loaded *L, const char *act_opt, plan *P)
-{
-    nb_model *m = L->m;
-    cli_mlp_desc desc;
-    char why[512];
-    if (cli_mlp_desc_read(L->meta, &desc, why, sizeof why) != 0)
-        return cli_error("export", "%s", why);
-    if (desc.has_arch && !desc.is_mlp)
-        return cli_error("export", "the metadata's arch= is not mlp; only MLPs can be exported");
-
-    /* the prefix: whatever comes before "fc1.weight" */
-    const char *prefix_src = NULL;
-    size_t prefix_len = 0;
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
-        const char *name = nb_tensor_name(p);
-        size_t len = strlen(name);
-        if (len >= 10 && !strcmp(name + len - 10, "fc1.weight") &&
-            (len == 10 || name[len - 11] == '.')) {
-            prefix_src = name;
-            prefix_len = len - 10;
-            break;
-        }
-    }
-    if (!prefix_src)
-        return cli_error("export", "no tensor named fc1.weight: not an MLP made by nb_mlp_new");
-    char prefix[256];
-    if (prefix_len >= sizeof prefix)
-        return cli_error("export", "the name prefix is too long");
-    memcpy(prefix, prefix_src, prefix_len);
-    prefix[prefix_len] = '\0';
-
-    int n_tensors = nb_model_count(m);
-    bool *used = calloc((size_t)n_tensors + 1, sizeof *used);
-    if (!used)
-        return cli_error("export", "out of memory");
-    int rc = 0;
+    nb_layer_info seq;
+    nb_layer_get_info(cm->net, &seq);
     memset(P, 0, sizeof *P);
-
-    /* the hidden activation and its options */
-    nb_act act = desc.act, out_act = desc.out_act;
-    bool have_act = desc.has_act;
-    if (act_opt) {
-        nb_act a2;
-        if (nb_act_from_name(act_opt, &a2) != NB_OK)
-            rc = cli_error("export", "--act %s is not an activation (%s)", CLI_Q(act_opt),
-                           nb_act_names());
-        else if (have_act && a2 != act)
-            rc = cli_error("export", "--act %s disagrees with the file's act=%s", CLI_Q(act_opt),
-                           nb_act_name(act));
-        act = a2;
-        have_act = true;
+    P->layers = calloc((size_t)seq.n_items, sizeof *P->layers);
+    if (!P->layers)
+        return cli_error("export", "out of memory");
+    P->in_mean = cm->mean;
+    P->in_std = cm->std;
+    for (int k = 0; k < seq.n_items; k++) {
+        nb_layer_info l;
+        nb_layer_get_info(nb_layer_at(cm->net, k), &l);
+        if (l.kind == NB_LAYER_LINEAR || l.kind == NB_LAYER_MAXOUT) {
+            P->layers[P->n_layers++] = (layer_plan){.n_in = l.n_in,
+                                                    .n_out = l.n_out,
+                                                    .cols = l.n_out * l.pieces,
+                                                    .pieces = l.pieces,
+                                                    .w = l.weight,
+                                                    .b = l.bias,
+                                                    .act = NB_ACT_IDENTITY};
+            P->dtype = nb_tensor_dtype(l.weight);
+            int64_t wide = l.n_out * l.pieces > l.n_in ? l.n_out * l.pieces : l.n_in;
+            P->max_width = wide > P->max_width ? wide : P->max_width;
+            continue;
+        }
+        layer_plan *p = &P->layers[P->n_layers > 0 ? P->n_layers - 1 : 0]; /* fc1 comes first */
+        if (l.kind == NB_LAYER_BATCH_NORM) {
+            p->bn_w = l.weight;
+            p->bn_b = l.bias;
+            p->bn_mean = l.running_mean;
+            p->bn_var = l.running_var;
+            p->bn_eps = l.eps;
+        } else if (l.kind == NB_LAYER_ACTIVATION) {
+            p->act = l.act;
+            p->ao = l.act_opts;
+            p->act_param = l.param;
+        }
     }
-    P->ao = cli_mlp_desc_act_opts(&desc, act);
-    P->bn_eps = desc.bn_eps;
-    int64_t pieces = desc.opts_given & 16u ? desc.given.pieces : 0;
-    int bn_meta = desc.batch_norm;
-
-    /* the linear layers fc1, fc2, ... */
-    nb_dtype dt = nb_tensor_dtype(nb_model_get(m, prefix_src));
-    P->dtype = dt;
-    int n = 0;
-    while (!rc) {
-        nb_tensor *w = take(m, used, prefix, "fc", n + 1, "weight");
-        if (!w)
-            break;
-        if (n == MAX_LAYERS) {
-            rc = cli_error("export", "more than %d layers", MAX_LAYERS);
-            break;
-        }
-        layer_plan *l = &P->layers[n++];
-        if (nb_tensor_rank(w) != 2 || nb_tensor_dtype(w) != dt) {
-            rc = cli_error("export", "%s must be a matrix of %s", nb_tensor_name(w),
-                           nb_dtype_name(dt));
-            break;
-        }
-        l->n_in = nb_tensor_shape(w)[0];
-        l->cols = nb_tensor_shape(w)[1];
-        l->w = w;
-        l->b = take(m, used, prefix, "fc", n, "bias");
-        if (l->b && !is_vec(l->b, l->cols, dt))
-            rc = cli_error("export", "%s does not fit %s", nb_tensor_name(l->b), nb_tensor_name(w));
-    }
-    P->n_layers = n;
-    if (!rc && (!have_act && n > 1))
-        rc = cli_error("export",
-                       "the file's metadata names no hidden activation (act=): give --act NAME");
-
-    for (int i = 0; i < n && !rc; i++) {
-        layer_plan *l = &P->layers[i];
-        bool last = i == n - 1;
-        l->pieces = 1;
-        l->act = last ? out_act : act;
-        if (!last && act == NB_ACT_MAXOUT) {
-            int64_t next_in = P->layers[i + 1].n_in;
-            if (next_in < 1 || l->cols % next_in != 0 || (pieces && l->cols != next_in * pieces)) {
-                rc = cli_error("export",
-                               "%s: %lld columns do not make maxout groups for %lld "
-                               "inputs of the next layer",
-                               nb_tensor_name(l->w), (long long)l->cols, (long long)next_in);
-                break;
-            }
-            l->pieces = l->cols / next_in;
-            l->act = NB_ACT_IDENTITY; /* the maxout is the activation */
-        }
-        l->n_out = l->cols / l->pieces;
-        if (!last && P->layers[i + 1].n_in != l->n_out) {
-            rc = cli_error("export", "%s gives %lld values, %s takes %lld", nb_tensor_name(l->w),
-                           (long long)l->n_out, nb_tensor_name(P->layers[i + 1].w),
-                           (long long)P->layers[i + 1].n_in);
-            break;
-        }
-        if (!last) {
-            l->bn_w = take(m, used, prefix, "bn", i + 1, "weight");
-            l->bn_b = take(m, used, prefix, "bn", i + 1, "bias");
-            l->bn_mean = take(m, used, prefix, "bn", i + 1, "running_mean");
-            l->bn_var = take(m, used, prefix, "bn", i + 1, "running_var");
-            bool any = l->bn_w || l->bn_b || l->bn_mean || l->bn_var;
-            bool all = is_vec(l->bn_w, l->n_out, dt) && is_vec(l->bn_b, l->n_out, dt) &&
-                       is_vec(l->bn_mean, l->n_out, dt) && is_vec(l->bn_var, l->n_out, dt);
-            if (bn_meta == 1 && !any)
-                rc = cli_error("export",
-                               "the metadata says batchnorm=1 but the file has no %sbn%d.* "
-                               "tensors: refusing to export without them",
-                               prefix, i + 1);
-            else if (bn_meta == 0 && any)
-                rc = cli_error("export",
-                               "the metadata says batchnorm=0 but the file has %sbn%d.* tensors",
-                               prefix, i + 1);
-            else if (any && !all)
-                rc = cli_error("export",
-                               "batch norm %sbn%d needs weight, bias, running_mean and "
-                               "running_var of [%lld] %s",
-                               prefix, i + 1, (long long)l->n_out, nb_dtype_name(dt));
-            if (!any)
-                l->bn_w = l->bn_b = l->bn_mean = l->bn_var = NULL;
-        }
-        if (!rc && nb_act_has_param(l->act)) {
-            l->act_param =
-                take(m, used, prefix, "act", i + 1, l->act == NB_ACT_PRELU ? "alpha" : "beta");
-            if (!is_vec(l->act_param, l->n_out, dt))
-                rc = cli_error("export", "%s needs its parameter %sact%d.%s of [%lld] %s",
-                               nb_act_name(l->act), prefix, i + 1,
-                               l->act == NB_ACT_PRELU ? "alpha" : "beta", (long long)l->n_out,
-                               nb_dtype_name(dt));
-        }
-        if (l->cols > P->max_width)
-            P->max_width = l->cols;
-        if (l->n_in > P->max_width)
-            P->max_width = l->n_in;
-    }
-    if (!rc && desc.n_sizes > 0) { /* the metadata describes these tensors */
-        bool same = desc.n_sizes == n + 1;
-        for (int i = 0; same && i < n; i++)
-            same = desc.sizes[i] == P->layers[i].n_in && desc.sizes[i + 1] == P->layers[i].n_out;
-        if (!same)
-            rc = cli_error("export", "the metadata's sizes= does not match the layers of %sfc<i>",
-                           prefix);
-    }
-    if (!rc && desc.has_dtype && desc.dtype != dt)
-        rc = cli_error("export", "the metadata says dtype=%s but %s is %s",
-                       nb_dtype_name(desc.dtype), prefix_src, nb_dtype_name(dt));
-    if (!rc &&
-        cli_model_norm(m, prefix, P->layers[0].n_in, &P->in_mean, &P->in_std, why, sizeof why) != 0)
-        rc = cli_error("export", "%s", why);
-    if (!rc && desc.input_norm && !P->in_mean)
-        rc = cli_error("export",
-                       "the metadata says input_norm=standardize but the file has no "
-                       "%s%s and %s%s",
-                       prefix, CLI_INPUT_MEAN, prefix, CLI_INPUT_STD);
-    mark_used(m, used, P->in_mean);
-    mark_used(m, used, P->in_std);
-    if (!rc) {
-        int k = 0;
-        for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p), k++)
-            if (!used[k]) {
-                rc = cli_error("export",
-                               "tensor '%s' is not part of an MLP that nabla export understands "
-                               "(fc<i>, bn<i>, act<i>, input.mean/std)",
-                               nb_tensor_name(p));
-                break;
-            }
-    }
-    free(used);
-    return rc;
+    return 0;
 }
 
 /* ---------------------------------------------------------- writing C */
@@ -441,7 +276,7 @@ static void emit_helpers(emitter *E, const plan *P)
                 T, T, T, T, T, T, T, T, T);
 }
 
-static int write_c(const plan *P, const loaded *L, const char *src, const char *out)
+static int write_c(const plan *P, const char *meta, const char *src, const char *out)
 {
     nbio_out *o = NULL;
     char why[512];
@@ -465,9 +300,9 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
         fputs(" *\n * x is a raw row: it is standardised, (x - in_mean) / in_std, with the\n"
               " * statistics of the training data, as nabla train did.\n",
               f);
-    if (L->meta[0]) {
+    if (meta[0]) {
         fputs(" *\n * The model's metadata:\n", f);
-        for (const char *p = L->meta; *p;) {
+        for (const char *p = meta; *p;) {
             size_t n = strcspn(p, "\n");
             fputs(" *   ", f);
             for (size_t i = 0; i < n; i++) /* keep the comment closed */
@@ -571,13 +406,12 @@ static int write_c(const plan *P, const loaded *L, const char *src, const char *
             if (l->bn_w) {
                 fprintf(f, "        v = (v - bn%d_mean[j]) / (%s)sqrt(bn%d_var[j] + (%s)", i + 1, T,
                         i + 1, T);
-                emit_const(&E, P->bn_eps);
+                emit_const(&E, l->bn_eps);
                 fprintf(f, ");\n        v = v * bn%d_weight[j] + bn%d_bias[j];\n", i + 1, i + 1);
             }
             fputs("        v = ", f);
             snprintf(name, sizeof name, "act%d_param", i + 1);
-            nb_act_opts out_o = nb_act_defaults(l->act);
-            emit_act_expr(&E, l->act, is_last ? &out_o : &P->ao, name);
+            emit_act_expr(&E, l->act, &l->ao, name);
             fprintf(f, ";\n        %s[j] = v;\n    }\n", dst);
         }
         if (!is_last)
@@ -608,21 +442,28 @@ int cmd_export(int argc, char **argv)
     if (!c_out && !st_out && !ck_out)
         return cli_error("export", "nothing to write: give --c, --safetensors or --ckpt");
 
-    loaded *L = calloc(1, sizeof *L);
-    if (!L)
-        return cli_error("export", "out of memory");
-    rc = load_any(load, L);
+    if (c_out) { /* the network its description gives, with the file's tensors */
+        cli_model *cm = malloc(sizeof *cm);
+        plan P = {0};
+        rc = cm ? cli_model_open("export", load, act, cm) : cli_error("export", "out of memory");
+        if (!rc)
+            rc = make_plan(cm, &P);
+        if (!rc)
+            rc = write_c(&P, cm->meta, load, c_out);
+        free(P.layers);
+        if (cm)
+            cli_model_close(cm);
+        free(cm);
+    }
+    loaded *L = NULL; /* conversions: the file's tensors and metadata as they are */
+    if (!rc && (st_out || ck_out)) {
+        L = calloc(1, sizeof *L);
+        rc = L ? load_any(load, L) : cli_error("export", "out of memory");
+    }
     nb_ckpt_opts o;
     memset(&o, 0, sizeof o);
-    o.meta = L->meta;
+    o.meta = L ? L->meta : NULL;
     nb_error err;
-    if (!rc && c_out) {
-        plan *P = malloc(sizeof *P);
-        rc = P ? make_plan(L, act, P) : cli_error("export", "out of memory");
-        if (!rc)
-            rc = write_c(P, L, load, c_out);
-        free(P);
-    }
     if (!rc && st_out &&
         nb_model_save_safetensors(L->m, st_out, &(nb_file_opts){.meta = L->meta}, &err) != NB_OK)
         rc = cli_error("export", "%s", err.msg);
@@ -636,7 +477,8 @@ int cmd_export(int argc, char **argv)
         if (ck_out)
             printf("wrote %s\n", ck_out);
     }
-    nb_model_free(L->m);
+    if (L)
+        nb_model_free(L->m);
     free(L);
     return rc;
 }

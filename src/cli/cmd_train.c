@@ -362,7 +362,7 @@ int cmd_train(int argc, char **argv)
     nb_loader *loader = NULL;
     nb_trainer *t = NULL;
     train_run run = {0};
-    char meta[1024] = "";
+    char meta[4096] = "";
     rc = 1;
     sizes[0] = nb_dataset_features(d.train);
     sizes[n_hidden + 1] = nb_dataset_classes(d.train);
@@ -376,11 +376,20 @@ int cmd_train(int argc, char **argv)
         cli_error("train", "cannot build the network");
         goto done;
     }
-    nb_mlp_meta(sizes, n_hidden + 2, &mo, meta, sizeof meta);
-    if (d.mean) /* the standardisation of the inputs travels with the model */
-        snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\ninput_norm=standardize");
-    /* the seed the data was split with: nabla eval splits the same way */
-    snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "\nseed=%ld", seed);
+    /* the network's description, the standardisation of the inputs (which
+     * travels with the model) and the seed the data was split with (nabla
+     * eval splits the same way) */
+    nb_error derr;
+    nb_status ds = nb_layer_describe(net, meta, sizeof meta, &derr);
+    if (ds == NB_OK && d.mean)
+        ds = nb_meta_put(meta, sizeof meta, "input_norm", "standardize");
+    if (ds == NB_OK)
+        ds = nb_meta_put(meta, sizeof meta, "seed", "%ld", seed);
+    if (ds != NB_OK) {
+        cli_error("train", "cannot describe the network: %s",
+                  derr.status ? derr.msg : nb_status_str(ds));
+        goto done;
+    }
     nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)kind);
     oo.lr = lr >= 0 ? lr : kind >= NB_OPTIM_ADAM ? 1e-3 : 0.05;
     oo.weight_decay = wd;
@@ -417,7 +426,7 @@ int cmd_train(int argc, char **argv)
     }
     /* the file's statistics are loaded, then replaced by this run's (its
      * data was standardised with them) */
-    if (from_norm && cli_model_add_norm(m, sizes[0], NULL, NULL) != NB_OK) {
+    if (from_norm && cli_model_add_norm(m, "", sizes[0], NULL, NULL) != NB_OK) {
         cli_error("train", "out of memory");
         goto done;
     }
@@ -437,7 +446,7 @@ int cmd_train(int argc, char **argv)
             goto done;
         }
     }
-    if (d.mean && cli_model_add_norm(m, sizes[0], d.mean, d.std) != NB_OK) {
+    if (d.mean && cli_model_add_norm(m, "", sizes[0], d.mean, d.std) != NB_OK) {
         cli_error("train", "out of memory");
         goto done;
     }

@@ -1,6 +1,5 @@
-/* A trained MLP read back from a file's metadata and tensors. */
+/* A trained network read back from a file's metadata and tensors. */
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -9,255 +8,194 @@
 #include "../io/file.h"
 #include "model_file.h"
 
-/* A sentence into why; returns -1. */
-static int why_set(char *why, size_t why_len, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static int why_set(char *why, size_t why_len, const char *fmt, ...)
+/* ------------------------------------------------ what the file holds */
+
+/* One tensor of a file, as listed. */
+typedef struct listed {
+    char *name;
+    nb_dtype dtype;
+    int rank;
+    int64_t rows, cols; /* a matrix's shape */
+} listed;
+
+/* The tensors of a file and their bytes. */
+typedef struct listing {
+    listed *t;
+    size_t n, cap;
+    double bytes; /* in double: no overflow */
+} listing;
+
+static nb_status list_tensor(void *ud, const char *name, nb_dtype dt, int rank,
+                             const int64_t *shape)
 {
-    if (why && why_len > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
+    listing *L = ud;
+    double bytes = (double)nb_dtype_size(dt);
+    for (int i = 0; i < rank; i++)
+        bytes *= (double)shape[i];
+    L->bytes += bytes;
+    if (L->n == L->cap) {
+        size_t cap = L->cap ? 2 * L->cap : 16;
+        listed *t = realloc(L->t, cap * sizeof *t);
+        if (!t)
+            return NB_ERR_NOMEM;
+        L->t = t;
+        L->cap = cap;
     }
-    return -1;
+    listed *e = &L->t[L->n];
+    e->name = strdup(name);
+    if (!e->name)
+        return NB_ERR_NOMEM;
+    e->dtype = dt;
+    e->rank = rank;
+    e->rows = rank == 2 ? shape[0] : 0;
+    e->cols = rank == 2 ? shape[1] : 0;
+    L->n++;
+    return NB_OK;
 }
 
-/* The value of @p key into buf: 1 found, 0 absent, -1 (with why) too long. */
-static int meta_text(const char *meta, const char *key, char *buf, size_t cap, char *why,
-                     size_t why_len)
+static void listing_free(listing *L)
 {
-    nb_status st = nb_meta_get(meta, key, buf, cap);
-    if (st == NB_ERR_NOTFOUND)
-        return 0;
-    if (st != NB_OK)
-        return why_set(why, why_len, "metadata %s= is longer than %zu bytes", key, cap - 1);
-    return 1;
+    for (size_t i = 0; i < L->n; i++)
+        free(L->t[i].name);
+    free(L->t);
 }
 
-/* A finite number under @p key: 1 found, 0 absent, -1 (with why) bad. */
-static int meta_number(const char *meta, const char *key, double *out, char *why, size_t why_len)
+/* The tensor "<prefix><base><i>.<suffix>" (i < 0: "<prefix><base>"), or NULL. */
+static const listed *find(const listing *L, const char *prefix, const char *base, int i,
+                          const char *suffix)
 {
-    char buf[64], *end;
-    int k = meta_text(meta, key, buf, sizeof buf, why, why_len);
-    if (k <= 0)
-        return k;
-    errno = 0;
-    double v = strtod(buf, &end);
-    if (end == buf || *end || errno || !isfinite(v))
-        return why_set(why, why_len, "metadata %s=%s is not a finite number", key, buf);
-    *out = v;
-    return 1;
+    char name[512];
+    if (i < 0)
+        snprintf(name, sizeof name, "%s%s", prefix, base);
+    else
+        snprintf(name, sizeof name, "%s%s%d.%s", prefix, base, i, suffix);
+    for (size_t k = 0; k < L->n; k++)
+        if (!strcmp(L->t[k].name, name))
+            return &L->t[k];
+    return NULL;
 }
 
-/* An activation under @p key: 1 found, 0 absent, -1 (with why) unknown. */
-static int meta_act(const char *meta, const char *key, nb_act *out, char *why, size_t why_len)
+/* The prefix of the names: whatever comes before the first "fc1.weight"
+ * that starts a name or follows a '.'; "" when there is none. */
+static int find_prefix(const listing *L, char *prefix, size_t cap)
 {
-    char buf[64];
-    int k = meta_text(meta, key, buf, sizeof buf, why, why_len);
-    if (k <= 0)
-        return k;
-    if (nb_act_from_name(buf, out) != NB_OK)
-        return why_set(why, why_len, "metadata %s=%s is not an activation (%s)", key, buf,
-                       nb_act_names());
-    return 1;
-}
-
-/* "64,128,10": whole numbers >= 1, no empty entries, at most CLI_MAX_SIZES. */
-static int meta_sizes(const char *meta, cli_mlp_desc *d, char *why, size_t why_len)
-{
-    char buf[1024];
-    int k = meta_text(meta, "sizes", buf, sizeof buf, why, why_len);
-    if (k <= 0)
-        return k;
-    const char *p = buf;
-    for (;;) {
-        int64_t v = 0;
-        const char *start = p;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            if (v > (INT64_MAX - 9) / 10)
-                return why_set(why, why_len, "metadata sizes=%s: a size is too large", buf);
-            v = 10 * v + (*p - '0');
+    prefix[0] = '\0';
+    for (size_t k = 0; k < L->n; k++) {
+        const char *name = L->t[k].name;
+        size_t len = strlen(name);
+        if (len >= 10 && !strcmp(name + len - 10, "fc1.weight") &&
+            (len == 10 || name[len - 11] == '.')) {
+            if (len - 10 >= cap)
+                return -1;
+            memcpy(prefix, name, len - 10);
+            prefix[len - 10] = '\0';
+            return 0;
         }
-        if (p == start || v < 1 || (*p && *p != ','))
-            return why_set(why, why_len,
-                           "metadata sizes=%s is not a list of whole numbers >= 1 like 64,128,10",
-                           buf);
-        if (d->n_sizes == CLI_MAX_SIZES)
-            return why_set(why, why_len, "metadata sizes=%s names more than %d sizes", buf,
-                           CLI_MAX_SIZES);
-        d->sizes[d->n_sizes++] = v;
-        if (!*p++)
-            break;
     }
-    if (d->n_sizes < 2)
-        return why_set(why, why_len, "metadata sizes=%s names fewer than two layer sizes", buf);
-    return 1;
-}
-
-int cli_mlp_desc_read(const char *meta, cli_mlp_desc *d, char *why, size_t why_len)
-{
-    memset(d, 0, sizeof *d);
-    d->batch_norm = -1;
-    d->bn_eps = 1e-5;
-    d->out_act = NB_ACT_IDENTITY;
-    d->dtype = NB_F32;
-    char buf[64];
-    int k = meta_text(meta, "arch", buf, sizeof buf, why, why_len);
-    if (k < 0)
-        return -1;
-    d->has_arch = k == 1;
-    d->is_mlp = k == 1 && !strcmp(buf, "mlp");
-    if (meta_sizes(meta, d, why, why_len) < 0)
-        return -1;
-    k = meta_act(meta, "act", &d->act, why, why_len);
-    if (k < 0)
-        return -1;
-    d->has_act = k == 1;
-    if (meta_act(meta, "out_act", &d->out_act, why, why_len) < 0)
-        return -1;
-    if (nb_act_has_param(d->out_act) || d->out_act == NB_ACT_MAXOUT)
-        return why_set(why, why_len, "metadata out_act=%s is not an output activation",
-                       nb_act_name(d->out_act));
-    static const char *const keys[4] = {"alpha", "beta", "lower", "upper"};
-    double *dst[4] = {&d->given.alpha, &d->given.beta, &d->given.lower, &d->given.upper};
-    double v;
-    for (int i = 0; i < 4; i++) {
-        k = meta_number(meta, keys[i], dst[i], why, why_len);
-        if (k < 0)
-            return -1;
-        d->opts_given |= (unsigned)k << i;
-    }
-    k = meta_number(meta, "pieces", &v, why, why_len);
-    if (k < 0)
-        return -1;
-    if (k == 1 && !(v >= 1 && v <= 1e9 && v == floor(v)))
-        return why_set(why, why_len, "metadata pieces=%g must be a whole number >= 1", v);
-    if (k == 1) {
-        d->given.pieces = (int64_t)v;
-        d->opts_given |= 1u << 4;
-    }
-    d->act_opts = cli_mlp_desc_act_opts(d, d->has_act ? d->act : NB_ACT_IDENTITY);
-    k = meta_text(meta, "batchnorm", buf, sizeof buf, why, why_len);
-    if (k < 0)
-        return -1;
-    if (k == 1 && strcmp(buf, "0") && strcmp(buf, "1"))
-        return why_set(why, why_len, "metadata batchnorm=%s is not 0 or 1", buf);
-    if (k == 1)
-        d->batch_norm = buf[0] == '1';
-    k = meta_number(meta, "bn_eps", &d->bn_eps, why, why_len);
-    if (k < 0)
-        return -1;
-    if (!(d->bn_eps > 0))
-        return why_set(why, why_len, "metadata bn_eps=%g must be > 0", d->bn_eps);
-    k = meta_text(meta, "dtype", buf, sizeof buf, why, why_len);
-    if (k < 0)
-        return -1;
-    if (k == 1 && strcmp(buf, "f32") && strcmp(buf, "f64"))
-        return why_set(why, why_len, "metadata dtype=%s is not f32 or f64", buf);
-    d->has_dtype = k == 1;
-    d->dtype = k == 1 && buf[1] == '6' ? NB_F64 : NB_F32;
-    k = meta_text(meta, "input_norm", buf, sizeof buf, why, why_len);
-    if (k < 0)
-        return -1;
-    if (k == 1 && strcmp(buf, "standardize"))
-        return why_set(why, why_len, "metadata input_norm=%s is not 'standardize'", buf);
-    d->input_norm = k == 1;
     return 0;
 }
 
-nb_act_opts cli_mlp_desc_act_opts(const cli_mlp_desc *d, nb_act act)
+/* ------------------------------------------------- the description */
+
+/* Append ",<v>" (or "<v>" first) to the list in buf[0..cap); false when
+ * it does not fit. */
+static bool append_size(char *buf, size_t cap, int64_t v)
 {
-    nb_act_opts o = nb_act_defaults(act);
-    if (d->opts_given & 1u)
-        o.alpha = d->given.alpha;
-    if (d->opts_given & 2u)
-        o.beta = d->given.beta;
-    if (d->opts_given & 4u)
-        o.lower = d->given.lower;
-    if (d->opts_given & 8u)
-        o.upper = d->given.upper;
-    if (d->opts_given & 16u)
-        o.pieces = d->given.pieces;
-    return o;
+    size_t len = strlen(buf);
+    int k = snprintf(buf + len, cap - len, "%s%lld", len ? "," : "", (long long)v);
+    return k >= 0 && (size_t)k < cap - len;
 }
 
-/* Bytes of the largest tensors the description needs (weights, biases,
- * batch norm, input normalisation): a lower bound of what a file holding
- * the model must hold. In double: no overflow. */
-static double desc_bytes(const cli_mlp_desc *d)
+/* The description of a file whose metadata has none (no arch=): its MLP
+ * read from the tensors <prefix>fc1.weight, fc2.weight, ... (sizes, the
+ * dtype of fc1.weight, batch norm when bn1.weight is there, biases when
+ * fc1.bias is, maxout pieces from the widths) and added to the metadata in
+ * @p desc, whose own keys (act=, alpha=, ...) stay. Returns 0, or 2 after
+ * an error. */
+static int guess_description(const char *cmd, const listing *L, const char *prefix, char *desc,
+                             size_t cap)
 {
-    double size = (double)nb_dtype_size(d->dtype), total = 0;
-    for (int i = 1; i < d->n_sizes; i++) {
-        bool hidden = i < d->n_sizes - 1;
-        double cols = (double)d->sizes[i];
-        if (hidden && d->act == NB_ACT_MAXOUT)
-            cols *= (double)d->act_opts.pieces;
-        total += ((double)d->sizes[i - 1] + 1) * cols * size;
-        if (hidden && d->batch_norm == 1)
-            total += 4 * (double)d->sizes[i] * size;
+    const listed *fc1 = find(L, prefix, "fc", 1, "weight");
+    if (!fc1)
+        return cli_error(cmd, "the file has no model description (arch=) and no tensor named "
+                              "fc1.weight: not an MLP that nb_mlp_new builds");
+    int n = 0;
+    char sizes[2048] = "";
+    const listed *w = fc1, *last = fc1;
+    for (; w; w = find(L, prefix, "fc", ++n + 1, "weight")) {
+        if (w->rank != 2)
+            return cli_error(cmd, "%s is not a matrix", w->name);
+        if (!append_size(sizes, sizeof sizes, w->rows))
+            return cli_error(cmd, "the layers fc1, fc2, ... are too many to describe");
+        last = w;
     }
-    if (d->input_norm)
-        total += 2 * (double)d->sizes[0] * (double)sizeof(double);
-    return total;
-}
-
-int cli_model_from_meta(const char *meta, double max_bytes, cli_model *cm, char *why,
-                        size_t why_len)
-{
-    cm->m = NULL;
-    cm->net = NULL;
-    cm->mean = cm->std = NULL;
-    cli_mlp_desc *d = &cm->desc;
-    if (cli_mlp_desc_read(meta, d, why, why_len) != 0)
-        return -1;
-    if (!d->is_mlp)
-        return why_set(why, why_len,
-                       "the metadata does not say arch=mlp (was the file written by nabla train?)");
-    if (d->n_sizes == 0)
-        return why_set(why, why_len, "the metadata has no sizes=");
-    if (!d->has_act)
-        return why_set(why, why_len, "the metadata has no hidden activation (act=)");
-    double need = desc_bytes(d);
-    if (need > max_bytes)
-        return why_set(why, why_len,
-                       "the metadata describes a network of at least %.0f bytes of tensors, "
-                       "more than the %.0f bytes there are",
-                       need, max_bytes);
-    cm->opts = nb_mlp_defaults();
-    cm->opts.act = d->act;
-    cm->opts.out_act = d->out_act;
-    cm->opts.act_opts = &d->act_opts;
-    cm->opts.batch_norm = d->batch_norm == 1;
-    cm->opts.bn_eps = d->bn_eps;
-    cm->opts.layer.dtype = d->dtype;
-    cm->opts.layer.init = NB_INIT_ZEROS; /* overwritten by a load */
-    cm->m = nb_model_new();
-    if (!cm->m)
-        return why_set(why, why_len, "out of memory");
-    nb_status st = nb_mlp_new(cm->m, NULL, d->sizes, d->n_sizes, &cm->opts, &cm->net);
-    if (st == NB_OK && d->input_norm) {
-        st = cli_model_add_norm(cm->m, d->sizes[0], NULL, NULL);
-        cm->mean = nb_model_get(cm->m, CLI_INPUT_MEAN);
-        cm->std = nb_model_get(cm->m, CLI_INPUT_STD);
-    }
-    if (st != NB_OK)
-        return why_set(why, why_len, "cannot build the network the metadata describes: %s",
-                       nb_status_str(st));
+    if (!append_size(sizes, sizeof sizes, last->cols))
+        return cli_error(cmd, "the layers fc1, fc2, ... are too many to describe");
+    char act[64] = "identity";
+    nb_act kind = NB_ACT_IDENTITY;
+    if (nb_meta_get(desc, "act", act, sizeof act) == NB_ERR_NOTFOUND && n > 1)
+        return cli_error(cmd, "the file's metadata names no hidden activation (act=; nabla export "
+                              "takes --act NAME)");
+    nb_act_from_name(act, &kind); /* an unknown one is refused with the description */
+    const listed *fc2 = find(L, prefix, "fc", 2, "weight");
+    /* one key after another (the file's own keys stay: NB_ERR_EXISTS) */
+    nb_status st = nb_meta_put(desc, cap, "arch", "mlp");
+    if (st == NB_OK || st == NB_ERR_EXISTS)
+        st = nb_meta_put(desc, cap, "sizes", "%s", sizes);
+    if (st == NB_OK || st == NB_ERR_EXISTS)
+        st = nb_meta_put(desc, cap, "act", "%s", act);
+    if (st == NB_OK || st == NB_ERR_EXISTS)
+        st = nb_meta_put(desc, cap, "batchnorm", "%d", find(L, prefix, "bn", 1, "weight") != NULL);
+    if (st == NB_OK || st == NB_ERR_EXISTS)
+        st = nb_meta_put(desc, cap, "dtype", "%s", nb_dtype_name(fc1->dtype));
+    if ((st == NB_OK || st == NB_ERR_EXISTS) && !find(L, prefix, "fc", 1, "bias"))
+        st = nb_meta_put(desc, cap, "bias", "0");
+    if ((st == NB_OK || st == NB_ERR_EXISTS) && kind == NB_ACT_MAXOUT && fc2 && fc2->rows > 0)
+        st = nb_meta_put(desc, cap, "pieces", "%lld", (long long)(fc1->cols / fc2->rows));
+    if (st != NB_OK && st != NB_ERR_EXISTS)
+        return cli_error(cmd, "the file's metadata leaves no room for a description");
     return 0;
 }
 
-nb_status cli_model_add_norm(nb_model *m, int64_t n_in, const double *mean, const double *std)
+/* The description the network is built from into desc[0..cap): the file's
+ * metadata, with act= from @p act when it names none (it must agree when
+ * it does), completed from the tensors when it has no arch=. Returns 0, or
+ * 2 after an error. */
+static int description(const char *cmd, const cli_model *cm, const listing *L, const char *act,
+                       char *desc, size_t cap)
+{
+    snprintf(desc, cap, "%s", cm->meta);
+    if (act) {
+        nb_act want, have;
+        char text[64];
+        if (nb_act_from_name(act, &want) != NB_OK)
+            return cli_error(cmd, "--act %s is not an activation (%s)", CLI_Q(act), nb_act_names());
+        if (nb_meta_get(desc, "act", text, sizeof text) == NB_OK &&
+            (nb_act_from_name(text, &have) != NB_OK || have != want))
+            return cli_error(cmd, "--act %s disagrees with the file's act=%s", CLI_Q(act),
+                             CLI_Q(text));
+        if (nb_meta_put(desc, cap, "act", "%s", nb_act_name(want)) == NB_ERR_ARG)
+            return cli_error(cmd, "the file's metadata leaves no room for act=");
+    }
+    char arch[8];
+    if (nb_meta_get(desc, "arch", arch, sizeof arch) == NB_ERR_NOTFOUND)
+        return guess_description(cmd, L, cm->prefix, desc, cap);
+    return 0;
+}
+
+/* -------------------------------------------- input normalisation */
+
+nb_status cli_model_add_norm(nb_model *m, const char *prefix, int64_t n_in, const double *mean,
+                             const double *std)
 {
     const char *names[2] = {CLI_INPUT_MEAN, CLI_INPUT_STD};
     const double *values[2] = {mean, std};
     for (int k = 0; k < 2; k++) {
-        nb_tensor *t = nb_model_get(m, names[k]);
+        char name[320];
+        snprintf(name, sizeof name, "%s%s", prefix, names[k]);
+        nb_tensor *t = nb_model_get(m, name);
         if (!t) {
-            nb_status st = nb_model_add(m, names[k], NB_F64, 1, &n_in, &t);
+            nb_status st = nb_model_add(m, name, NB_F64, 1, &n_in, &t);
             if (st != NB_OK)
                 return st;
             nb_tensor_set_requires_grad(t, false); /* saved, not trained */
@@ -268,45 +206,27 @@ nb_status cli_model_add_norm(nb_model *m, int64_t n_in, const double *mean, cons
     return NB_OK;
 }
 
-int cli_model_norm(const nb_model *m, const char *prefix, int64_t n_in, nb_tensor **mean,
-                   nb_tensor **std, char *why, size_t why_len)
+/* The loaded input normalisation of @p cm: finite means, scales >= 1e-12.
+ * Returns 0, or 2 after an error. */
+static int check_norm(const char *cmd, const char *path, cli_model *cm)
 {
-    char names[2][320];
-    snprintf(names[0], sizeof names[0], "%s%s", prefix, CLI_INPUT_MEAN);
-    snprintf(names[1], sizeof names[1], "%s%s", prefix, CLI_INPUT_STD);
-    nb_tensor *t[2] = {nb_model_get(m, names[0]), nb_model_get(m, names[1])};
-    *mean = *std = NULL;
-    if (!t[0] && !t[1])
-        return 0;
+    nb_tensor *t[2];
+    const char *names[2] = {CLI_INPUT_MEAN, CLI_INPUT_STD};
     for (int k = 0; k < 2; k++) {
-        if (!t[k])
-            return why_set(why, why_len, "%s without %s", names[1 - k], names[k]);
-        if (nb_tensor_dtype(t[k]) != NB_F64 || nb_tensor_rank(t[k]) != 1 ||
-            nb_tensor_shape(t[k])[0] != n_in)
-            return why_set(why, why_len, "%s must be f64 [%lld], one value per input", names[k],
-                           (long long)n_in);
-        for (int64_t j = 0; j < n_in; j++) {
+        char name[320];
+        snprintf(name, sizeof name, "%s%s", cm->prefix, names[k]);
+        t[k] = nb_model_get(cm->m, name);
+        for (int64_t j = 0; j < cm->n_in; j++) {
             double v = nb_tensor_get(t[k], j);
             if (!isfinite(v) || (k == 1 && v < 1e-12))
-                return why_set(why, why_len, "%s[%lld] = %g is not %s", names[k], (long long)j, v,
-                               k ? "a usable scale (finite, >= 1e-12)" : "finite");
+                return cli_error(cmd, "%s: %s[%lld] = %g is not %s", CLI_Q(path), name,
+                                 (long long)j, v,
+                                 k ? "a usable scale (finite, >= 1e-12)" : "finite");
         }
     }
-    *mean = t[0];
-    *std = t[1];
+    cm->mean = t[0];
+    cm->std = t[1];
     return 0;
-}
-
-/* Adds up the bytes of a file's tensors. */
-static nb_status count_bytes(void *ud, const char *name, nb_dtype dt, int rank,
-                             const int64_t *shape)
-{
-    (void)name;
-    double n = (double)nb_dtype_size(dt);
-    for (int i = 0; i < rank; i++)
-        n *= (double)shape[i];
-    *(double *)ud += n;
-    return NB_OK;
 }
 
 /* Notes a tensor named CLI_INPUT_MEAN. */
@@ -326,6 +246,8 @@ int cli_file_has_norm(const char *path, bool *has, nb_error *err)
     return st == NB_OK ? 0 : -1;
 }
 
+/* ------------------------------------------------------------- files */
+
 bool cli_is_safetensors(const char *path)
 {
     /* a checkpoint is a safetensors file that says so in its metadata; a
@@ -344,7 +266,51 @@ nb_status cli_model_load(nb_model *m, const char *path, nb_error *err)
                                     : nb_model_load(m, NULL, path, NULL, err);
 }
 
-int cli_model_open(const char *cmd, const char *path, cli_model *cm)
+/* Build the network of description @p desc and load @p path into it, with
+ * the input normalisation when the file has it. Returns 0, or 2 after an
+ * error. */
+static int build_and_load(const char *cmd, const char *path, const listing *L, const char *desc,
+                          cli_model *cm)
+{
+    nb_error e;
+    int64_t need;
+    if (nb_layer_description_check(desc, &need, &e) != NB_OK)
+        return cli_error(cmd, "%s: %s", CLI_Q(path), e.msg);
+    if ((double)need > L->bytes)
+        return cli_error(cmd,
+                         "%s: the metadata describes a network of %lld bytes of tensors, more "
+                         "than the %.0f bytes the file holds",
+                         CLI_Q(path), (long long)need, L->bytes);
+    char norm[64] = "";
+    nb_status ns = nb_meta_get(cm->meta, "input_norm", norm, sizeof norm);
+    if (ns != NB_ERR_NOTFOUND && (ns != NB_OK || strcmp(norm, "standardize")))
+        return cli_error(cmd, "%s: the metadata's input_norm=%s is not 'standardize'", CLI_Q(path),
+                         CLI_Q(norm));
+    bool has_norm = ns == NB_OK || find(L, cm->prefix, CLI_INPUT_MEAN, -1, NULL) ||
+                    find(L, cm->prefix, CLI_INPUT_STD, -1, NULL);
+    cm->m = nb_model_new();
+    if (!cm->m)
+        return cli_error(cmd, "out of memory");
+    nb_rng_seed(&cm->rng, 1);
+    nb_layer_opts lo = {.init = NB_INIT_ZEROS, .rng = &cm->rng}; /* overwritten by the load */
+    char prefix[sizeof cm->prefix];
+    snprintf(prefix, sizeof prefix, "%.*s", (int)strlen(cm->prefix) - (cm->prefix[0] != '\0'),
+             cm->prefix); /* without its '.' */
+    if (nb_layer_from_description(cm->m, prefix, desc, &lo, &cm->net, &e) != NB_OK)
+        return cli_error(cmd, "%s: %s", CLI_Q(path), e.msg);
+    nb_layer_info info;
+    nb_layer_get_info(cm->net, &info);
+    cm->n_in = info.n_in;
+    if (has_norm && cli_model_add_norm(cm->m, cm->prefix, cm->n_in, NULL, NULL) != NB_OK)
+        return cli_error(cmd, "out of memory");
+    nb_error err;
+    if (cli_model_load(cm->m, path, &err) != NB_OK)
+        return cli_error(cmd, "cannot load %s into the network its metadata describes: %s",
+                         CLI_Q(path), err.msg);
+    return has_norm ? check_norm(cmd, path, cm) : 0;
+}
+
+int cli_model_open(const char *cmd, const char *path, const char *act, cli_model *cm)
 {
     memset(cm, 0, sizeof *cm);
     nb_error err = {0};
@@ -352,21 +318,28 @@ int cli_model_open(const char *cmd, const char *path, cli_model *cm)
     o.meta_out = cm->meta;
     o.meta_cap = sizeof cm->meta;
     nb_file_opts fo = {.meta_out = cm->meta, .meta_cap = sizeof cm->meta};
-    double bytes = 0;
-    nb_status st = cli_is_safetensors(path)
-                       ? nb_safetensors_list(path, count_bytes, &bytes, &fo, &err)
-                       : nb_ckpt_list(path, count_bytes, &bytes, &o, &err);
+    listing L = {0};
+    bool st_file = cli_is_safetensors(path);
+    nb_status st = st_file ? nb_safetensors_list(path, list_tensor, &L, &fo, &err)
+                           : nb_ckpt_list(path, list_tensor, &L, &o, &err);
+    char *desc = malloc(NB_META_MAX + 1);
+    int rc = 0;
     if (st != NB_OK)
-        return cli_error(cmd, "cannot read %s: %s", CLI_Q(path), err.msg);
-    char why[512];
-    if (cli_model_from_meta(cm->meta, bytes, cm, why, sizeof why) != 0)
-        return cli_error(cmd, "%s: %s", CLI_Q(path), why);
-    if (cli_model_load(cm->m, path, &err) != NB_OK)
-        return cli_error(cmd, "cannot load %s: %s", CLI_Q(path), err.msg);
-    if (cm->mean &&
-        cli_model_norm(cm->m, "", cm->desc.sizes[0], &cm->mean, &cm->std, why, sizeof why) != 0)
-        return cli_error(cmd, "%s: %s", CLI_Q(path), why);
-    return 0;
+        rc = cli_error(cmd, "cannot read %s (%s file): %s", CLI_Q(path),
+                       st_file ? "safetensors" : "checkpoint",
+                       st == NB_ERR_NOMEM ? "out of memory" : err.msg);
+    else if (!desc)
+        rc = cli_error(cmd, "out of memory");
+    else if (find_prefix(&L, cm->prefix, sizeof cm->prefix) != 0)
+        rc = cli_error(cmd, "%s: the names' prefix is longer than %zu bytes", CLI_Q(path),
+                       sizeof cm->prefix - 1);
+    if (rc == 0)
+        rc = description(cmd, cm, &L, act, desc, NB_META_MAX + 1);
+    if (rc == 0)
+        rc = build_and_load(cmd, path, &L, desc, cm);
+    free(desc);
+    listing_free(&L);
+    return rc;
 }
 
 void cli_model_close(cli_model *cm)

@@ -465,6 +465,56 @@ nb_layer *nb_layer_find(const nb_layer *l, const char *name)
     return NULL;
 }
 
+/* The width of what @p l gives for an input of width @p w (0: unknown). */
+static int64_t out_width(const nb_layer *l, int64_t w)
+{
+    switch (l->kind) {
+    case NB_LAYER_LINEAR:
+    case NB_LAYER_MAXOUT:
+    case NB_LAYER_BATCH_NORM: return l->n_out;
+    case NB_LAYER_ACTIVATION: return l->act == NB_ACT_MAXOUT ? w / l->act_opts.pieces : w;
+    case NB_LAYER_SEQUENTIAL:
+        for (int i = 0; i < l->n_items; i++)
+            w = out_width(l->items[i], w);
+        return w;
+    case NB_LAYER_DROPOUT: break;
+    }
+    return w;
+}
+
+nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out)
+{
+    if (!l || !out)
+        return NB_ERR_NULL;
+    *out = (nb_layer_info){
+        .kind = l->kind,
+        .name = l->name,
+        .n_in = l->n_in,
+        .n_out = l->n_out,
+        .pieces = l->pieces,
+        .act = l->act,
+        .act_opts = l->act_opts,
+        .p = l->p,
+        .eps = l->eps,
+        .momentum = l->momentum,
+        .n_items = l->n_items,
+        .weight = l->weight,
+        .bias = l->bias,
+        .running_mean = l->running_mean,
+        .running_var = l->running_var,
+        .param = l->param,
+    };
+    if (l->param)
+        out->n_in = out->n_out = l->param->size;
+    if (l->kind == NB_LAYER_SEQUENTIAL && l->n_items > 0) {
+        nb_layer_info first;
+        nb_layer_get_info(l->items[0], &first);
+        out->n_in = first.n_in;
+        out->n_out = out_width(l, first.n_in);
+    }
+    return NB_OK;
+}
+
 /* ---------------------------------------------------------------- MLP */
 
 nb_mlp_opts nb_mlp_defaults(void)
