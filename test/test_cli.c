@@ -937,6 +937,9 @@ static void test_train_resume_counts(void **state)
         {"--opt adam", "saved with --opt sgd --schedule constant, this one has --opt adam"},
         {"--schedule cosine", "--schedule constant, this one has --opt sgd --schedule cosine"},
         {"--weight-decay 0.5", "--weight-decay 0, this one has 0.5"},
+        {"--act tanh", "saved with act=relu, this one has act=tanh"},
+        {"--seed 2", "saved with seed=1, this one has seed=2"},
+        {"--dropout 0.5", "saved with dropout=(none), this one has dropout=0.5"},
     };
     for (size_t k = 0; k < sizeof other / sizeof *other; k++) {
         snprintf(cmd, sizeof cmd, "train --epochs 3 --layers 8 %s --resume %s --plot %s",

@@ -34,7 +34,6 @@
 #ifndef NABLA_CKPT_H
 #define NABLA_CKPT_H
 
-#include "nn.h"
 #include "optim.h"
 #include "safetensors.h"
 

@@ -55,8 +55,8 @@ static const char *train_usage =
     "  --save FILE         checkpoint after every epoch (model, optimizer, RNG);\n"
     "                      FILE.safetensors: the weights and metadata only\n"
     "  --resume FILE       continue a run saved with --save (same options: the\n"
-    "                      optimizer's saved ones are checked; its step count must\n"
-    "                      be whole epochs below --epochs)\n"
+    "                      saved network, seed and optimizer are checked; its step\n"
+    "                      count must be whole epochs below --epochs)\n"
     "  --load FILE         start from the parameters of a checkpoint or a\n"
     "                      .safetensors file\n"
     "  --plot FILE.svg     loss and accuracy curves\n"
@@ -169,13 +169,33 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
     return true;
 }
 
-/* The epochs done by the run saved in @p path: its optimizer's step count
- * over the batches of an epoch, a whole number below --epochs that the
- * schedule's position (one per epoch) confirms. Returns 0, or 2 after an
- * error. */
-/* --resume continues a run with the optimizer options it was saved with
- * (a checkpoint keeps them): one that differs is named with its flag. */
-static int same_options(const char *path, const nb_optim_opts *now)
+/* The first line of @p a whose key @p b lacks or holds another value
+ * (skipping the checkpoint's own nabla., optim. and rng. lines): its key
+ * into key[0..n), the values into va and vb ("" when absent). */
+static bool first_difference(const char *a, const char *b, char *key, size_t n, char *va,
+                             char *vb, size_t vn)
+{
+    for (const char *p = a; *p;) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq && strncmp(p, "nabla.", 6) && strncmp(p, "optim.", 6) && strncmp(p, "rng.", 4)) {
+            snprintf(key, n, "%.*s", (int)(eq - p), p);
+            snprintf(va, vn, "%.*s", (int)(len - (size_t)(eq - p) - 1), eq + 1);
+            if (nb_meta_get(b, key, vb, vn) != NB_OK)
+                vb[0] = '\0';
+            if (strcmp(va, vb))
+                return true;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return false;
+}
+
+/* --resume continues a run with the network, data split and optimizer
+ * options it was saved with (a checkpoint keeps them all): @p desc is the
+ * description this run would save. One that differs is named. */
+static int same_options(const char *path, const char *desc, const nb_optim_opts *now)
 {
     static char meta[NB_META_MAX + 1];
     nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
@@ -184,6 +204,14 @@ static int same_options(const char *path, const nb_optim_opts *now)
     if (nb_safetensors_list(path, NULL, NULL, &fo, &err) != NB_OK ||
         nb_optim_opts_from_meta(meta, &was, &err) != NB_OK)
         return cli_error("train", "--resume %s: %s", CLI_Q(path), err.msg);
+    char key[128], saved[256], given[256];
+    if (first_difference(meta, desc, key, sizeof key, saved, given, sizeof saved) ||
+        first_difference(desc, meta, key, sizeof key, given, saved, sizeof saved))
+        return cli_error("train",
+                         "--resume %s: the run was saved with %s=%s, this one has %s=%s (resume "
+                         "with the options of the saved run)",
+                         CLI_Q(path), key, saved[0] ? saved : "(none)", key,
+                         given[0] ? given : "(none)");
     static const char *const scheds[] = {"constant", "step", "cosine"};
     if (was.kind != now->kind || was.schedule.kind != now->schedule.kind)
         return cli_error("train",
@@ -224,6 +252,10 @@ static int same_options(const char *path, const nb_optim_opts *now)
     return 0;
 }
 
+/* The epochs done by the run saved in @p path: its optimizer's step count
+ * over the batches of an epoch, a whole number below --epochs that the
+ * schedule's position (one per epoch) confirms. Returns 0, or 2 after an
+ * error. */
 static int resumed_epochs(const char *path, const nb_optim *opt, int64_t per_epoch, long epochs,
                           int *base)
 {
@@ -430,7 +462,7 @@ int cmd_train(int argc, char **argv)
         cli_error("train", "out of memory");
         goto done;
     }
-    if (resume && same_options(resume, &oo) != 0) {
+    if (resume && same_options(resume, meta, &oo) != 0) {
         rc = 2;
         goto done;
     }
