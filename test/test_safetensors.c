@@ -802,6 +802,32 @@ static void test_alloc_failure(void **state)
     nb_model_free(orig);
 }
 
+/* A header of many metadata keys is read in n log n: 300000 distinct keys
+ * load at once, and a key repeated at the very end is found and placed (a
+ * scan of the earlier keys for each key took minutes here). */
+static void test_many_metadata_keys(void **state)
+{
+    dir *d = *state;
+    const int n = 300000;
+    size_t cap = 32 + (size_t)n * 16;
+    char *h = malloc(cap);
+    assert_non_null(h);
+    size_t len = (size_t)sprintf(h, "{\"__metadata__\":{");
+    for (int i = 0; i < n; i++)
+        len += (size_t)sprintf(h + len, "%s\"k%d\":\"\"", i ? "," : "", i);
+    strcpy(h + len, "}}");
+    write_file(d->file, h, 0, NULL, 0);
+    nb_error err;
+    assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, NULL, &err), NB_OK);
+    size_t dup_at = len + 1;
+    sprintf(h + len, ",\"k%d\":\"x\"}}", n / 2);
+    write_file(d->file, h, 0, NULL, 0);
+    assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "appears twice"));
+    assert_int_equal(err.offset, (int64_t)(8 + dup_at));
+    free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +835,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_file_loads, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_every_flip_and_truncation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_headers, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_many_metadata_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_bad_arguments_and_failed_saves, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_no_tensors, setup_dir, teardown_dir),

@@ -359,6 +359,13 @@ typedef struct loader {
     size_t meta_len, meta_cap;
     size_t meta_bad; /* offset of the first entry not representable as key=value text, or 0 */
     char meta_why[120];
+    /* the metadata's keys (decoded, kept in strs) and where each starts, to
+     * find one twice by sorting */
+    struct mkey {
+        const char *key;
+        size_t at;
+    } *mkeys;
+    size_t n_mkeys, mkeys_cap;
     /* the CRC-32 entries: value, and for the header's where its 8 digits are */
     bool has_hcrc, has_dcrc;
     unsigned long hcrc, dcrc;
@@ -713,6 +720,13 @@ static void meta_append(loader *L, const char *s, size_t n)
     L->meta_len += n;
 }
 
+static int by_key(const void *a, const void *b)
+{
+    const struct mkey *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->at > y->at) - (x->at < y->at);
+}
+
 static nb_status metadata_object(loader *L)
 {
     nb_status st = expect(L, '{', "'{' opening " META_KEY, NULL);
@@ -723,7 +737,6 @@ static nb_status metadata_object(loader *L)
         L->pos++;
         return NB_OK;
     }
-    size_t first = L->meta_len;
     for (bool more = true; more;) {
         const char *key, *val;
         size_t klen, vlen, at = L->pos, vat = 0;
@@ -739,6 +752,16 @@ static nb_status metadata_object(loader *L)
         }
         if (st != NB_OK)
             return st;
+        if (L->n_mkeys == L->mkeys_cap) {
+            size_t cap = L->mkeys_cap ? 2 * L->mkeys_cap : 16;
+            struct mkey *q = L->alloc(L->aud, L->mkeys, L->mkeys_cap * sizeof *q, cap * sizeof *q);
+            if (!q)
+                return st_error(L->err, NB_ERR_NOMEM, -1, NULL, "load: out of memory");
+            L->mkeys = q;
+            L->mkeys_cap = cap;
+        }
+        L->mkeys[L->n_mkeys++] = (struct mkey){key, at};
+        L->strs_used -= vlen + 1; /* the value's decoded copy need not be kept; the key's is */
         bool is_h = !strcmp(key, CRC_HEADER_KEY), is_d = !strcmp(key, CRC_DATA_KEY);
         if (is_h || is_d) {
             unsigned long v = 0;
@@ -758,23 +781,10 @@ static nb_status metadata_object(loader *L)
             } else {
                 L->has_dcrc = true, L->dcrc = v;
             }
-            L->strs_used -= klen + vlen + 2;
             st = next_or_close(L, '}', &more, META_KEY, NULL);
             if (st != NB_OK)
                 return st;
             continue;
-        }
-        /* a key twice: look through the text made so far */
-        for (size_t p = first; p < L->meta_len;) {
-            const char *line = L->meta + p;
-            const char *nl = memchr(line, '\n', L->meta_len - p);
-            const char *eq = memchr(line, '=', (size_t)(nl - line));
-            if ((size_t)(eq - line) == klen && !memcmp(line, key, klen)) {
-                L->pos = at;
-                ws(L);
-                return bad(L, NULL, META_KEY " key \"%.40s\" appears twice", key);
-            }
-            p = (size_t)(nl - L->meta) + 1;
         }
         if (!L->meta_bad) {
             const char *why = NULL;
@@ -799,11 +809,21 @@ static nb_status metadata_object(loader *L)
             meta_append(L, val, vlen);
             meta_append(L, "\n", 1);
         }
-        L->strs_used -= klen + vlen + 2; /* decoded copies need not be kept */
         st = next_or_close(L, '}', &more, META_KEY, NULL);
         if (st != NB_OK)
             return st;
     }
+    /* a key twice, found by sorting (a scan of the keys before each one
+     * would take quadratic time on a header of many keys) */
+    if (L->n_mkeys > 1)
+        qsort(L->mkeys, L->n_mkeys, sizeof *L->mkeys, by_key);
+    for (size_t i = 1; i < L->n_mkeys; i++)
+        if (!strcmp(L->mkeys[i].key, L->mkeys[i - 1].key)) {
+            size_t a = L->mkeys[i - 1].at, b = L->mkeys[i].at;
+            L->pos = a > b ? a : b;
+            ws(L);
+            return bad(L, NULL, META_KEY " key \"%.40s\" appears twice", L->mkeys[i].key);
+        }
     return NB_OK;
 }
 
@@ -1207,6 +1227,8 @@ static nb_status run(nb_model *m, nb_model **fresh, const char *path, nb_tensor_
         L.alloc(L.aud, L.ents, L.ents_cap * sizeof *L.ents, 0);
     if (L.order)
         L.alloc(L.aud, L.order, L.order_bytes, 0);
+    if (L.mkeys)
+        L.alloc(L.aud, L.mkeys, L.mkeys_cap * sizeof *L.mkeys, 0);
     return st;
 }
 
