@@ -49,7 +49,7 @@ static void check_file(const uint8_t *data, size_t size)
     nb_file_opts o = {.meta_out = meta, .meta_cap = sizeof meta};
     nb_status st = nb_safetensors_list(path, fz_add_tensor, m, &o, &err);
     fz_check_ckpt_error(st, &err, size);
-    nb_file_opts req = {.require_crc = true};
+    nb_file_opts req = {.meta_out = meta2, .meta_cap = sizeof meta2, .require_crc = true};
     nb_status st_req = nb_safetensors_list(path, NULL, NULL, &req, &err);
     fz_check_ckpt_error(st_req, &err, size);
     FZ_CHECK(st_req == NB_OK ? st == NB_OK : st != NB_OK || st_req == NB_ERR_PARSE);

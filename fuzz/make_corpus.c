@@ -306,6 +306,12 @@ static void safetensors_corpus(void)
           "{\"__metadata__\":{\"k\\u00e9y\":\"v\\ud83d\\ude00 \\\"q\\\"\",\"s\":\"a\\/b\"," CRCS
           "},\"a\\/b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
           data, 4);
+    /* metadata key=value text cannot hold (a DEL character): it lists only
+     * when the metadata is not asked for */
+    craft("safetensors", "meta_control_char.safetensors",
+          "{\"__metadata__\":{\"k\":\"\x7f\"," CRCS "},"
+          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+          data, 4);
     /* a dtype nabla does not read */
     craft("safetensors", "f16.safetensors",
           "{\"__metadata__\":{" CRCS "},"
