@@ -277,12 +277,6 @@ static void read_all_ways(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    read_all_ways(data, size);
-    uint8_t *fixed = malloc(size ? size : 1);
-    FZ_CHECK(fixed != NULL);
-    memcpy(fixed, data, size);
-    if (fz_fix_crcs(fixed, size) && memcmp(fixed, data, size) != 0)
-        read_all_ways(fixed, size);
-    free(fixed);
+    fz_as_is_and_fixed(read_all_ways, data, size);
     return 0;
 }

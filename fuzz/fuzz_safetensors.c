@@ -105,12 +105,6 @@ static void check_file(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    check_file(data, size);
-    uint8_t *fixed = malloc(size ? size : 1);
-    FZ_CHECK(fixed != NULL);
-    memcpy(fixed, data, size);
-    if (fz_fix_crcs(fixed, size) && memcmp(fixed, data, size) != 0)
-        check_file(fixed, size);
-    free(fixed);
+    fz_as_is_and_fixed(check_file, data, size);
     return 0;
 }
