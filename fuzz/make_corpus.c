@@ -1,7 +1,9 @@
 /* Writes the seed corpora of the file-format fuzz targets with the library
  * itself: checkpoints and safetensors files saved by nb_model_save and
- * nb_model_save_safetensors, IDX pairs and CSV tables in the forms the
- * readers accept, each plain and gzip-compressed. Run from the source root:
+ * nb_model_save_safetensors, and a few crafted ones (with their CRC-32s
+ * made right) that no writer of the library makes; IDX pairs and CSV
+ * tables in the forms the readers accept, each plain and gzip-compressed.
+ * Run from the source root:
  *     ./build/fuzz/fuzz_make_corpus fuzz/corpus
  * The models match the fixed models of fuzz_ckpt.c and fuzz_safetensors.c. */
 
@@ -84,6 +86,71 @@ static void mlp_meta(void)
     nb_model_free(m);
 }
 
+/* ------------------------------------------------------- crafted files */
+
+/* A file of the given header (JSON text) and data, the header padded with
+ * spaces to a multiple of 8 bytes as nabla's writer pads it, and with its
+ * CRC-32s made right when it has the entries (fz_fix_crcs): for what no
+ * writer of the library makes. */
+static void craft(const char *target, const char *name, const char *header, const void *data,
+                  size_t data_len)
+{
+    size_t n = strlen(header), padded = n + (8 - (8 + n) % 8) % 8;
+    uint8_t *buf = malloc(8 + padded + data_len);
+    if (!buf)
+        fail(name, "out of memory");
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    memcpy(buf + 8, header, n);
+    memset(buf + 8 + n, ' ', padded - n);
+    if (data_len)
+        memcpy(buf + 8 + padded, data, data_len);
+    if (strstr(header, "\"nabla.crc32.data\":\"") && !fz_fix_crcs(buf, 8 + padded + data_len))
+        fail(name, "the CRC-32 entries were not found");
+    write_bytes(target, name, buf, 8 + padded + data_len);
+    free(buf);
+}
+
+#define CRCS "\"nabla.crc32.data\":\"00000000\",\"nabla.crc32.header\":\"00000000\""
+
+/* The checkpoint @p from of the corpus with every metadata line whose key
+ * begins with one of @p keys given @p value (NULL: without those lines),
+ * saved as @p name (a file nb_model_save would not write). */
+static void edited_ckpt(const char *from, const char *name, const char *const *keys, int n_keys,
+                        const char *value)
+{
+    static char text[NB_META_MAX + 1], out[NB_META_MAX + 1];
+    nb_file_opts ro = {.meta_out = text, .meta_cap = sizeof text};
+    nb_model *all = NULL;
+    nb_error err;
+    char from_path[4096];
+    snprintf(from_path, sizeof from_path, "%s", path_of("ckpt", from));
+    if (nb_safetensors_read(from_path, &all, &ro, &err) != NB_OK)
+        fail(from, err.msg);
+    size_t used = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n'), *eq = strchr(p, '=');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        bool hit = false;
+        for (int k = 0; k < n_keys; k++)
+            hit |= !strncmp(p, keys[k], strlen(keys[k]));
+        int w = hit && !value ? 0
+                : hit ? snprintf(out + used, sizeof out - used, "%s%.*s=%s", used ? "\n" : "",
+                                 (int)(eq - p), p, value)
+                      : snprintf(out + used, sizeof out - used, "%s%.*s", used ? "\n" : "",
+                                 (int)len, p);
+        if (w < 0 || (size_t)w >= sizeof out - used)
+            fail(name, "metadata too long");
+        used += (size_t)w;
+        p += len + (nl != NULL);
+    }
+    nb_file_opts so = {.meta = out};
+    const nb_model *stores[] = {all};
+    if (nb_safetensors_save(path_of("ckpt", name), stores, 1, &so, &err) != NB_OK)
+        fail(name, err.msg);
+    nb_model_free(all);
+}
+
 /* ----------------------------------------------------------- checkpoints */
 
 static void save_ckpt(const char *name, const nb_model *m, const nb_optim *opt, nb_rng *rng,
@@ -95,11 +162,51 @@ static void save_ckpt(const char *name, const nb_model *m, const nb_optim *opt, 
         fail(name, err.msg);
 }
 
+/* Files no writer of the library makes: counts at their largest,
+ * optimizer lines without their kind, a shape the readers must refuse,
+ * optimizer state kept for another parameter's state, and a checkpoint of
+ * nabla's first format (refused by name). */
+static void crafted_ckpts(void)
+{
+    static const char *const counts[] = {"optim.step=", "optim.sched_pos=", "optim.t/"};
+    edited_ckpt("adam.ckpt", "optim_step_int64_max.ckpt", counts, 3, "9223372036854775807");
+    /* optimizer lines and state tensors, but no optim.kind (found by fuzz_ckpt) */
+    static const char *const kind[] = {"optim.kind="};
+    edited_ckpt("nesterov.ckpt", "optim_lines_without_kind.ckpt", kind, 1, NULL);
+    /* [1, 2^61, 0]: no elements, but its leading sizes pass the element bound */
+    craft("ckpt", "shape_no_elements_past_bound.ckpt",
+          "{\"__metadata__\":{\"nabla.format\":\"checkpoint\",\"nabla.version\":\"2\"," CRCS "},"
+          "\"w\":{\"dtype\":\"F32\",\"shape\":[1,2305843009213693952,0],"
+          "\"data_offsets\":[0,0]}}",
+          NULL, 0);
+    /* "w/m" is both adam state of "w" and a parameter with state of its own */
+    static const unsigned char zeros[20] = {0};
+    craft("ckpt", "state_of_state.ckpt",
+          "{\"__metadata__\":{\"nabla.format\":\"checkpoint\",\"nabla.version\":\"2\","
+          "\"optim.kind\":\"adam\",\"optim.lr\":\"0.001\",\"optim.momentum\":\"0\","
+          "\"optim.beta1\":\"0.9\",\"optim.beta2\":\"0.999\",\"optim.eps\":\"1e-08\","
+          "\"optim.weight_decay\":\"0\",\"optim.clip_norm\":\"0\",\"optim.schedule\":\"constant\","
+          "\"optim.step_size\":\"1\",\"optim.gamma\":\"1\",\"optim.period\":\"1\","
+          "\"optim.min_lr\":\"0\",\"optim.per_epoch\":\"0\",\"optim.step\":\"1\","
+          "\"optim.sched_pos\":\"1\",\"optim.t/w\":\"1\",\"optim.t/w/m\":\"1\"," CRCS "},"
+          "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+          "\"w/m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+          "\"w/v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+          "\"w/m/m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]},"
+          "\"w/m/v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]}}",
+          zeros, sizeof zeros);
+    /* the first format's magic, version 1, no flags, a payload size */
+    static const unsigned char first[] = {'N', 'A', 'B', 'L', 'A', 'C', 'K', 'P', 1, 0, 0, 0,
+                                          0,   0,   0,   0,   4,   0,   0,   0,   0, 0, 0, 0};
+    write_bytes("ckpt", "first_format.ckpt", first, sizeof first);
+}
+
 static void ckpt_corpus(void)
 {
     nb_model *m = mlp(NB_F32);
     nb_rng rng;
     nb_rng_seed(&rng, 7);
+    save_ckpt("rng_no_spare.ckpt", m, NULL, &rng, NULL);
     (void)nb_rng_normal(&rng); /* a spare normal deviate in the state */
     save_ckpt("plain.ckpt", m, NULL, NULL, NULL);
     save_ckpt("meta.ckpt", m, NULL, NULL, meta);
@@ -125,6 +232,28 @@ static void ckpt_corpus(void)
             save_ckpt("adam_rng_meta.ckpt", m, opt, &rng, meta);
         nb_optim_free(opt);
     }
+    /* adamw state for the first layer only: the second was added after a step */
+    nb_model *first = nb_model_new(), *whole = mlp(NB_F32);
+    if (!first)
+        fail("model", "out of memory");
+    for (nb_tensor *p = nb_model_next(whole, NULL); p; p = nb_model_next(whole, p))
+        if (!strncmp(nb_tensor_name(p), "fc1.", 4)) {
+            nb_tensor *q;
+            check(nb_model_add(first, nb_tensor_name(p), NB_F32, nb_tensor_rank(p),
+                               nb_tensor_shape(p), &q),
+                  "model");
+            for (int64_t i = 0; i < nb_tensor_size(p); i++)
+                check(nb_tensor_set(nb_tensor_grad(q), i, 0.5), "grad");
+        }
+    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_ADAMW);
+    nb_optim *opt = nb_optim_new(&oo);
+    if (!opt)
+        fail("optim", "out of memory");
+    check(nb_optim_step(opt, first), "step");
+    save_ckpt("adamw_partial.ckpt", whole, opt, &rng, NULL);
+    nb_optim_free(opt);
+    nb_model_free(first);
+    nb_model_free(whole);
     nb_model_free(m);
 
     m = mlp(NB_F64);
@@ -136,6 +265,7 @@ static void ckpt_corpus(void)
     m = nb_model_new();
     save_ckpt("empty.ckpt", m, NULL, NULL, NULL);
     nb_model_free(m);
+    crafted_ckpts();
 }
 
 /* ----------------------------------------------------------- safetensors */
@@ -163,6 +293,40 @@ static void safetensors_corpus(void)
     m = nb_model_new();
     save_st("empty.safetensors", m, NULL);
     nb_model_free(m);
+
+    /* another writer's file: no CRC-32s, other spacing, tensors out of order */
+    static const unsigned char data[12] = {0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40};
+    craft("safetensors", "no_crc.safetensors",
+          "{\n  \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]},\n"
+          "  \"a\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [0, 4]},\n"
+          "  \"__metadata__\": {\"format\": \"pt\"}\n}",
+          data, sizeof data);
+    /* escapes in names and metadata: \/, \", \u00e9, a surrogate pair */
+    craft("safetensors", "escapes.safetensors",
+          "{\"__metadata__\":{\"k\\u00e9y\":\"v\\ud83d\\ude00 \\\"q\\\"\",\"s\":\"a\\/b\"," CRCS
+          "},\"a\\/b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+          data, 4);
+    /* metadata key=value text cannot hold (a DEL character): it lists only
+     * when the metadata is not asked for */
+    craft("safetensors", "meta_control_char.safetensors",
+          "{\"__metadata__\":{\"k\":\"\x7f\"," CRCS "},"
+          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+          data, 4);
+    /* a dtype nabla does not read */
+    craft("safetensors", "f16.safetensors",
+          "{\"__metadata__\":{" CRCS "},"
+          "\"h\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
+          data, 4);
+    /* keys with the CRC-32s' prefix that are neither (found by fuzz_safetensors) */
+    craft("safetensors", "crc_prefix_damaged_key.safetensors",
+          "{\"__metadata__\":{\"nabla.crc32.head\":\"00000000\","
+          "\"nabla.crc16.header\":\"071d608d\"}}",
+          NULL, 0);
+    craft("safetensors", "shape_no_elements_past_bound.safetensors",
+          "{\"__metadata__\":{" CRCS "},"
+          "\"w\":{\"dtype\":\"F64\",\"shape\":[1,2305843009213693952,0],"
+          "\"data_offsets\":[0,0]}}",
+          NULL, 0);
 }
 
 /* ------------------------------------------------------------------- IDX */

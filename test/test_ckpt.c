@@ -700,11 +700,12 @@ static nb_status load_crafted(const dir *d, const char *meta, nb_model *const *s
     return st;
 }
 
-#define GOOD_OPTIM                                                                                 \
-    "optim.kind=momentum\noptim.lr=0.01\noptim.momentum=0.9\noptim.beta1=0.9\n"                    \
+#define GOOD_OPTS                                                                                  \
+    "optim.lr=0.01\noptim.momentum=0.9\noptim.beta1=0.9\n"                                         \
     "optim.beta2=0.999\noptim.eps=1e-08\noptim.weight_decay=0\noptim.clip_norm=0\n"                \
     "optim.schedule=constant\noptim.step_size=1\noptim.gamma=1\noptim.period=1\noptim.min_lr=0\n"  \
     "optim.per_epoch=0\n"
+#define GOOD_OPTIM "optim.kind=momentum\n" GOOD_OPTS
 #define GOOD_RNG                                                                                   \
     "rng.state=0000000000000001,0000000000000002,0000000000000003,0000000000000004\nrng.spare=\n"
 #define HEAD "nabla.format=checkpoint\nnabla.version=2\n"
@@ -738,7 +739,9 @@ static void test_crafted_files(void **state)
         {"nabla.format=checkpoint\nnabla.version=x", 2, NB_ERR_PARSE, "version"},
         {HEAD GOOD_RNG, 2, NB_ERR_NOTFOUND, "not in the model"},   /* state, no optimizer */
         {HEAD GOOD_RNG, 1, NB_ERR_NOTFOUND, "no optimizer state"}, /* asked for, absent */
-        {HEAD "optim.kind=sgd\noptim.t/w=1\n" GOOD_RNG, 1, NB_ERR_ARG, "sgd"}, /* another kind */
+        {HEAD "optim.kind=sgd\n" GOOD_OPTS
+              "optim.step=1\noptim.sched_pos=1\noptim.t/w=1\n" GOOD_RNG,
+         1, NB_ERR_ARG, "sgd"}, /* another kind */
         {HEAD "optim.kind=rmsprop\n" GOOD_RNG, 2, NB_ERR_PARSE, "optim.kind"},
         {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3\noptim.t/w=3\noptim.t/b=2", 2,
          NB_ERR_NOTFOUND, "RNG"},
@@ -812,6 +815,125 @@ static void test_crafted_files(void **state)
     nb_model_free(none);
     nb_model_free(half);
     nb_model_free(bad);
+    nb_model_free(model);
+    nb_model_free(st);
+}
+
+/* Optimizer state kept for a tensor that is itself state ("w/m", adam's m
+ * of "w", with an optim.t/w/m line): nb_ckpt_list would set "w/m" aside as
+ * state, and a model built from the listing could not take the file with
+ * an adam optimizer. The listing and the load refuse it, naming it. */
+static void test_state_kept_for_state(void **state)
+{
+    dir *d = *state;
+    nb_model *w = nb_model_new(), *st = nb_model_new();
+    nb_model_add(w, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+    static const char *const names[] = {"w/m", "w/v", "w/m/m", "w/m/v"};
+    for (int i = 0; i < 4; i++)
+        nb_model_add(st, names[i], NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_ADAM);
+    nb_optim *opt = nb_optim_new(&oo);
+    char meta[NB_META_MAX + 1] = HEAD;
+    nb_model *scratch = nb_model_new();
+    assert_int_equal(nb_optim_state_save(opt, w, scratch, meta, sizeof meta, NULL), NB_OK);
+    assert_int_equal(nb_meta_put(meta, sizeof meta, "optim.t/w", "1"), NB_OK);
+    assert_int_equal(nb_meta_put(meta, sizeof meta, "optim.t/w/m", "1"), NB_OK);
+    nb_model *stores[2] = {w, st};
+    nb_file_opts fo = {.meta = meta};
+    assert_int_equal(nb_safetensors_save(d->file, (const nb_model *const *)stores, 2, &fo, NULL),
+                     NB_OK);
+    nb_error err;
+    assert_int_equal(nb_ckpt_list(d->file, NULL, NULL, NULL, &err), NB_ERR_PARSE);
+    assert_string_equal(err.name, "w/m");
+    assert_non_null(strstr(err.msg, "'w/m'"));
+    assert_non_null(strstr(err.msg, "state of 'w'"));
+    nb_tensor_set(nb_model_get(w, "w"), 0, 5.0);
+    assert_int_equal(nb_model_load(w, opt, d->file, NULL, &err), NB_ERR_PARSE);
+    assert_true(nb_tensor_get(nb_model_get(w, "w"), 0) == 5.0);
+    assert_int_equal(nb_optim_state_count(opt), 0);
+    /* without the line for "w/m", "w/m" is adam's m of "w" and the file loads */
+    char *line = strstr(meta, "\noptim.t/w/m=1");
+    *line = '\0';
+    nb_model_free(st);
+    st = nb_model_new();
+    nb_model_add(st, "w/m", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model_add(st, "w/v", NB_F32, 1, (int64_t[]){2}, NULL);
+    stores[1] = st;
+    assert_int_equal(nb_safetensors_save(d->file, (const nb_model *const *)stores, 2, &fo, NULL),
+                     NB_OK);
+    assert_int_equal(nb_model_load(w, opt, d->file, NULL, &err), NB_OK);
+    assert_int_equal(nb_optim_state_count(opt), 1);
+    nb_model_free(scratch);
+    nb_model_free(st);
+    nb_model_free(w);
+    nb_optim_free(opt);
+}
+
+/* The checkpoint's own lines are checked by every listing and load, with
+ * or without an optimizer or a generator to load them into: optimizer lines
+ * without optim.kind, counts that are not counts, options an optimizer
+ * cannot take, a generator's state that does not parse. Before, a listing
+ * passed such a file and only a load into an optimizer or a generator
+ * refused it (or, for the options, none did). */
+static void test_own_lines_checked_by_list(void **state)
+{
+    dir *d = *state;
+    nb_model *model = nb_model_new(), *st = nb_model_new();
+    nb_model_add(model, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model_add(model, "b", NB_F64, 0, NULL, NULL);
+    nb_model_add(st, "w/velocity", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model *both[2] = {model, st};
+#define COUNTS "optim.step=3\noptim.sched_pos=3\n"
+    struct {
+        const char *meta;
+        int n_stores;
+        nb_status status;
+        const char *name, *msg;
+    } cases[] = {
+        {HEAD "optim.t/w=1", 1, NB_ERR_PARSE, "optim.t/w", "no optim.kind"},
+        {HEAD GOOD_OPTS COUNTS, 1, NB_ERR_PARSE, "optim.lr", "no optim.kind"},
+        {HEAD GOOD_OPTIM "optim.step=x\noptim.sched_pos=3\noptim.t/w=3", 2, NB_ERR_PARSE,
+         "optim.step", "not a count"},
+        {HEAD GOOD_OPTIM "optim.step=3\noptim.t/w=3", 2, NB_ERR_NOTFOUND, "optim.sched_pos",
+         "optim.sched_pos"},
+        {HEAD GOOD_OPTIM COUNTS "optim.t/w=-3", 2, NB_ERR_PARSE, "optim.t/w", "not a count"},
+        {HEAD "optim.kind=momentum\noptim.lr=-1\noptim.momentum=0.9\noptim.beta1=0.9\n"
+              "optim.beta2=0.999\noptim.eps=1e-08\noptim.weight_decay=0\noptim.clip_norm=0\n"
+              "optim.schedule=constant\noptim.step_size=1\noptim.gamma=1\noptim.period=1\n"
+              "optim.min_lr=0\noptim.per_epoch=0\n" COUNTS "optim.t/w=3",
+         2, NB_ERR_PARSE, "", "not valid"},
+        {HEAD "optim.kind=momentum\n" COUNTS "optim.t/w=3", 2, NB_ERR_NOTFOUND, "optim.schedule",
+         "optim.schedule"},
+        {HEAD "rng.state=zz\nrng.spare=", 1, NB_ERR_PARSE, "", "rng.state"},
+        {HEAD "rng.spare=", 1, NB_ERR_NOTFOUND, "", "rng.state missing"},
+    };
+#undef COUNTS
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_file_opts fo = {.meta = cases[i].meta};
+        assert_int_equal(nb_safetensors_save(d->file, (const nb_model *const *)both,
+                                             cases[i].n_stores, &fo, NULL),
+                         NB_OK);
+        nb_error err;
+        nb_status got = nb_ckpt_list(d->file, NULL, NULL, NULL, &err);
+        if (got != cases[i].status || strcmp(err.name, cases[i].name) ||
+            !strstr(err.msg, cases[i].msg))
+            fail_msg("case %zu: list: status %d, name '%s' (%s); wanted %d, '%s' and '%s'", i, got,
+                     err.name, err.msg, cases[i].status, cases[i].name, cases[i].msg);
+        /* a load without optimizer or generator refuses it too, changing nothing */
+        target t;
+        target_init(&t);
+        nb_model *plain = nb_model_new();
+        nb_model_add(plain, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+        nb_model_add(plain, "b", NB_F64, 0, NULL, NULL);
+        nb_tensor_set(nb_model_get(plain, "w"), 0, 9);
+        nb_tensor_set(nb_model_get(plain, "w"), 1, 8);
+        nb_tensor_set(nb_model_get(plain, "b"), 0, 7);
+        nb_model *m = cases[i].n_stores == 1 ? plain : t.m;
+        assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), cases[i].status);
+        assert_true(same_models(m, t.orig));
+        nb_model_free(plain);
+        target_free(&t);
+    }
     nb_model_free(model);
     nb_model_free(st);
 }
@@ -1050,6 +1172,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_bit_identical, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_state_kept_for_state, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_own_lines_checked_by_list, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_readable_as_safetensors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crc_failure_names_part, setup_dir, teardown_dir),

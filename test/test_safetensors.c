@@ -579,6 +579,41 @@ static void test_crafted_headers(void **state)
     nb_model_free(m);
 }
 
+/* A metadata key with the CRC-32s' prefix that is neither of them (a
+ * damaged name of one, as a flipped byte makes): refused on read, naming
+ * it, as a save refuses it. Before, the load returned it as metadata that
+ * no save would take back. */
+static void test_crc_prefix_reserved_on_read(void **state)
+{
+    dir *d = *state;
+    nb_error err;
+    static const char head[] = "{\"__metadata__\":{\"a\":\"1\",";
+    const char *keys[] = {"nabla.crc32.head", "nabla.crc32.", "nabla.crc32.data2"};
+    for (int k = 0; k < 3; k++) {
+        char header[256];
+        snprintf(header, sizeof header, "%s\"%s\":\"00000000\"}," W_GOOD "," B_GOOD "}", head,
+                 keys[k]);
+        assert_int_equal(load_header(d, header, 16, &err), NB_ERR_PARSE);
+        assert_non_null(strstr(err.msg, keys[k]));
+        assert_non_null(strstr(err.msg, "nabla.crc32.header"));
+        assert_int_equal(err.offset, 8 + (int64_t)strlen(head));
+        /* the save refuses the key too */
+        nb_model *m = nb_model_new();
+        char meta[64];
+        snprintf(meta, sizeof meta, "%s=00000000", keys[k]);
+        nb_file_opts so = {.meta = meta};
+        assert_int_equal(nb_model_save_safetensors(m, d->file, &so, &err), NB_ERR_ARG);
+        nb_model_free(m);
+    }
+    /* a key that only shares a shorter prefix is the caller's */
+    char meta[64];
+    nb_file_opts lo = {.meta_out = meta, .meta_cap = sizeof meta};
+    write_file(d->file, "{\"__metadata__\":{\"nabla.crc32\":\"x\",\"nabla.crc\":\"y\"}}", 0, NULL,
+               0);
+    assert_int_equal(nb_safetensors_list(d->file, NULL, NULL, &lo, &err), NB_OK);
+    assert_string_equal(meta, "nabla.crc32=x\nnabla.crc=y");
+}
+
 /* ------------------------------------------------ arguments and saving */
 
 typedef struct budget {
@@ -836,6 +871,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_flip_and_truncation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_headers, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_many_metadata_keys, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_crc_prefix_reserved_on_read, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_bad_arguments_and_failed_saves, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_no_tensors, setup_dir, teardown_dir),

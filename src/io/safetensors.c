@@ -763,6 +763,16 @@ static nb_status metadata_object(loader *L)
         L->mkeys[L->n_mkeys++] = (struct mkey){key, at};
         L->strs_used -= vlen + 1; /* the value's decoded copy need not be kept; the key's is */
         bool is_h = !strcmp(key, CRC_HEADER_KEY), is_d = !strcmp(key, CRC_DATA_KEY);
+        if (!is_h && !is_d && !strncmp(key, CRC_PREFIX, strlen(CRC_PREFIX))) {
+            /* the prefix is the CRC-32s' (a save refuses it): a damaged name */
+            L->pos = at;
+            ws(L);
+            return bad(L, NULL,
+                       "the key \"%.40s\" begins with \"" CRC_PREFIX
+                       "\", which only " CRC_HEADER_KEY " and " CRC_DATA_KEY
+                       " may: the file is damaged",
+                       key);
+        }
         if (is_h || is_d) {
             unsigned long v = 0;
             bool ok = vlen == 8 && L->pos - vat == 9; /* 8 digits, no escapes */

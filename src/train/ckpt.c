@@ -165,6 +165,64 @@ static void ckpt_free(ckpt *c)
     text_free(&c->meta);
 }
 
+/* The metadata's @p key is a count (an integer from 0 to INT64_MAX), as
+ * loading the optimizer's state requires. */
+static nb_status count_line(const char *meta, const char *key, const char *where, nb_error *err)
+{
+    int64_t v;
+    nb_status st = nb_meta_get_i64(meta, key, &v);
+    if (st == NB_ERR_NOTFOUND)
+        return ck_error(err, NB_ERR_NOTFOUND, where, key, "load: the metadata has no '%.200s'",
+                        key);
+    if (st != NB_OK || v < 0)
+        return ck_error(err, NB_ERR_PARSE, where, key,
+                        "load: the metadata's '%.200s' is not a count (an integer from 0 to %lld)",
+                        key, (long long)INT64_MAX);
+    return NB_OK;
+}
+
+/* The lines of the checkpoint's own parts, checked whether or not the load
+ * takes them, so that a file that lists loads into any optimizer of its kind
+ * and any generator: optimizer lines only with optim.kind, its options as
+ * nb_optim_opts_from_meta reads them and its counts; the generator's state
+ * as nb_rng_load reads it. */
+static nb_status own_lines(const ckpt *c, const char *where, nb_error *err)
+{
+    bool rng = false;
+    for (const char *p = c->meta.p; *p;) {
+        const char *end = strchr(p, '\n');
+        if (!end)
+            end = p + strlen(p);
+        if (!c->has_optim && !strncmp(p, "optim.", 6)) {
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - p), p);
+            return ck_error(err, NB_ERR_PARSE, where, key,
+                            "load: the metadata has the optimizer line '%.200s' but no optim.kind",
+                            key);
+        }
+        rng |= !strncmp(p, "rng.", 4);
+        p = *end ? end + 1 : end;
+    }
+    if (c->has_optim) {
+        nb_optim_opts opts;
+        nb_status st = nb_optim_opts_from_meta(c->meta.p, &opts, err);
+        if (st == NB_ERR_ARG) { /* options no optimizer takes: the file is wrong */
+            st = NB_ERR_PARSE;
+            if (err)
+                err->status = st;
+        }
+        if (st == NB_OK)
+            st = count_line(c->meta.p, "optim.step", where, err);
+        if (st == NB_OK)
+            st = count_line(c->meta.p, "optim.sched_pos", where, err);
+        if (st != NB_OK)
+            return st;
+    }
+    nb_rng r;
+    return rng ? nb_rng_load(&r, c->meta.p, err) : NB_OK;
+}
+
 /* Read, check the file and the format, and that every optim.t/<param> line
  * names a tensor of the file whose slots are there with its dtype and shape. */
 static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, const char *where,
@@ -199,6 +257,9 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
     if (st != NB_ERR_NOTFOUND && (st != NB_OK || nb_optim_kind_from_name(v, &c->kind) != NB_OK))
         return ck_error(err, NB_ERR_PARSE, where, "optim.kind",
                         "load: optim.kind is not sgd, momentum, nesterov, adam or adamw");
+    st = own_lines(c, where, err);
+    if (st != NB_OK)
+        return st;
     /* the state names tensors of the file, slot by slot */
     for (const char *p = c->meta.p; c->has_optim && *p;) {
         const char *end = strchr(p, '\n');
@@ -213,6 +274,20 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
                                 "load: an optim.t/ line names no tensor, or one too long");
             memcpy(param, p + 8, len);
             param[len] = '\0';
+            char key[1100];
+            snprintf(key, sizeof key, "optim.t/%s", param);
+            st = count_line(c->meta.p, key, where, err);
+            if (st != NB_OK)
+                return st;
+            /* the state of a tensor that is state itself: a listing sets
+             * it aside, so no model built from one could take its state */
+            char owner[1024];
+            const char *slot = state_slot(c, param, owner, sizeof owner);
+            if (slot)
+                return ck_error(err, NB_ERR_PARSE, where, param,
+                                "load: optimizer state is kept for '%.200s', which is itself the "
+                                "%s state of '%.200s'",
+                                param, slot, owner);
             nb_tensor *w = nb_model_get(c->file, param);
             if (!w)
                 return ck_error(err, NB_ERR_NOTFOUND, where, param,
