@@ -75,7 +75,8 @@ def main():
         blanked = raw[:at] + b"00000000" + raw[at + 8 : 8 + n]
         assert "%08x" % zlib.crc32(blanked) == digits
 
-        # the model's tensors with Adam's two moments each, all finite
+        # the model's tensors with Adam's two moments and update count each,
+        # all finite
         params = [k for k in tensors if "/" not in k]
         assert params, tensors.keys()
         for p in params:
@@ -84,8 +85,10 @@ def main():
             assert all(math.isfinite(v) for v in values), p
             for slot in ("m", "v"):
                 assert tensors[p + "/" + slot][1] == shape, (p, slot)
-            assert int(meta["optim.t/" + p]) == int(meta["optim.step"])
-        assert len(tensors) == 3 * len(params)
+            dtype, shape, count = tensors[p + "/t"]
+            assert dtype == "F64" and shape == [], (p, dtype, shape)
+            assert count[0] == int(meta["optim.step"]), (p, count)
+        assert len(tensors) == 4 * len(params)
         print("read %d tensors (%d parameters) and %d metadata entries"
               % (len(tensors), len(params), len(meta)))
 

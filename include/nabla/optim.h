@@ -164,17 +164,18 @@ NB_API const char *nb_optim_slot_name(nb_optim_kind kind, int i);
  * The optimizer's state as named tensors and metadata text, for the
  * parameters of @p m it holds state for (state kept under a name @p m does
  * not hold, or for another dtype or shape, is left out). For each such
- * parameter P, the tensors "P/<slot>" (nb_optim_slot_name) are added to
- * @p store as copies, and the line "optim.t/P=<P's update count>" is
- * appended to the metadata text in meta[0..cap) (NUL-terminated; it may
- * hold lines already). The optimizer's own lines: optim.kind, its options
+ * parameter P, the tensors "P/<slot>" (nb_optim_slot_name) and "P/t" (an
+ * F64 scalar: the updates P has had) are added to @p store as copies. The
+ * optimizer's own lines are appended to the metadata text in meta[0..cap)
+ * (NUL-terminated; it may hold lines already): optim.kind, its options
  * (optim.lr, optim.momentum, optim.beta1, optim.beta2, optim.eps,
  * optim.weight_decay, optim.clip_norm, optim.schedule, optim.step_size,
  * optim.gamma, optim.period, optim.min_lr, optim.per_epoch; doubles with
- * 17 digits), optim.step and optim.sched_pos. Errors (the optimizer is
- * never changed; on error meta is as it was, and @p store may hold some of
- * the tensors): NB_ERR_NULL; NB_ERR_ARG (a parameter name holding '=' or a
- * line break, or more text than @p cap holds); NB_ERR_EXISTS (@p store or
+ * 17 digits), optim.step and optim.sched_pos; their length does not depend
+ * on the model. Errors (the optimizer is never changed; on error meta is
+ * as it was, and @p store may hold some of the tensors): NB_ERR_NULL;
+ * NB_ERR_ARG (a count past 2^53, which "P/t" cannot hold exactly, or
+ * more text than @p cap holds); NB_ERR_EXISTS (@p store or
  * the text already holds a name); NB_ERR_NOMEM.
  */
 NB_API nb_status nb_optim_state_save(const nb_optim *opt, const nb_model *m, nb_model *store,
@@ -184,14 +185,16 @@ NB_API nb_status nb_optim_state_save(const nb_optim *opt, const nb_model *m, nb_
  * Replace @p opt's state, step count and schedule position by those that
  * nb_optim_state_save wrote: the tensors of @p store (others it holds are
  * ignored) and the metadata text @p meta. Its options stay (see
- * nb_optim_opts_from_meta for those). Every state must be for a parameter
- * of @p m, with that parameter's dtype and shape. Everything is checked
- * before anything changes; on error @p opt is as it was. Errors:
- * NB_ERR_NULL; NB_ERR_PARSE (metadata that is not key=value text, or a
- * count that is not an integer from 0 to INT64_MAX); NB_ERR_NOTFOUND (a
- * line or a tensor missing, a parameter not in @p m); NB_ERR_ARG (the state
- * is of another kind of optimizer); NB_ERR_DTYPE / NB_ERR_SHAPE (a state
- * tensor does not fit its parameter); NB_ERR_NOMEM. err->name names the
+ * nb_optim_opts_from_meta for those). The new state is for the parameters
+ * P of @p m that have a count "P/t" in @p store (a tensor of @p m named so
+ * is a parameter, not a count), with "P/<slot>" of P's dtype and shape.
+ * Everything is checked before anything changes; on error @p opt is as it
+ * was. Errors: NB_ERR_NULL; NB_ERR_PARSE (metadata that is not key=value
+ * text, optim.step or optim.sched_pos not an integer from 0 to INT64_MAX,
+ * or a count "P/t" not a whole number from 0 to 2^53); NB_ERR_NOTFOUND (a
+ * line or a slot tensor missing); NB_ERR_ARG (the state is of another kind
+ * of optimizer); NB_ERR_DTYPE / NB_ERR_SHAPE (a slot does not fit its
+ * parameter, a count not an F64 scalar); NB_ERR_NOMEM. err->name names the
  * key or tensor concerned.
  */
 NB_API nb_status nb_optim_state_load(nb_optim *opt, const nb_model *m, const nb_model *store,

@@ -1,9 +1,10 @@
 /* The optimizer's state as named tensors and metadata text: what a
  * checkpoint stores and what a resumed run loads back. For each parameter
- * with state, the tensors "<param>/<slot>" (slot names by kind) and the
- * metadata line "optim.t/<param>=<its update count>"; for the optimizer, its
- * kind, options, step count and schedule position as "optim.*" lines.
- * Loading checks everything before it replaces anything. */
+ * P with state, the tensors "P/t" (its update count, an f64 scalar) and
+ * "P/<slot>" (slot names by kind); for the optimizer, its kind, options,
+ * step count and schedule position as "optim.*" lines, so the text does
+ * not grow with the model. Loading checks everything before it replaces
+ * anything. */
 
 #include <math.h>
 #include <stdio.h>
@@ -13,9 +14,10 @@
 #include "nabla/meta.h"
 #include "optim_internal.h"
 
-#define T_PREFIX "optim.t/"
-/* Longest "optim.t/<name>" key, with its NUL. */
-#define T_KEY_MAX 320
+/* The update count's tensor: "P/" T_NAME. Counts are stored exactly up to
+ * 2^53, the integers an f64 holds. */
+#define T_NAME "t"
+#define T_MAX 9007199254740992.0
 
 static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 static const char *const sched_names[] = {"constant", "step", "cosine"};
@@ -46,11 +48,21 @@ const char *nb_optim_slot_name(nb_optim_kind kind, int i)
     return i == 0 ? "m" : "v";
 }
 
-/* "<param>/<slot>" into buf; false when it does not fit. */
-static bool slot_key(char *buf, size_t n, const char *param, const char *slot)
+/* "<param>/<suffix>" in a block through the optimizer's hook (NULL when
+ * out of memory); free with name_free. */
+static char *name_new(const nb_optim *o, const char *param, const char *suffix, size_t *size)
 {
-    int k = snprintf(buf, n, "%s/%s", param, slot);
-    return k >= 0 && (size_t)k < n;
+    *size = strlen(param) + 1 + strlen(suffix) + 1;
+    char *p = o->alloc(o->ud, NULL, 0, *size);
+    if (p)
+        snprintf(p, *size, "%s/%s", param, suffix);
+    return p;
+}
+
+static void name_free(const nb_optim *o, char *p, size_t size)
+{
+    if (p)
+        o->alloc(o->ud, p, size, 0);
 }
 
 /* ------------------------------------------------------------------ save */
@@ -130,59 +142,53 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
     if (len0 == cap)
         return nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
                             "the metadata buffer of %zu bytes holds no terminating NUL", cap);
-    /* check every name first, so a refusal adds nothing */
-    char key[T_KEY_MAX];
+    /* check every name and count first, so a refusal adds nothing */
+    int n_slots = nbopt_slots(o->opts.kind);
     for (const nbopt_state *s = o->states; s; s = s->hh.next) {
         if (!fits(s, nb_model_get(m, s->key)))
             continue;
-        if (strchr(s->key, '=') || strchr(s->key, '\n') || !s->key[0]) {
-            nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
-                         "the parameter name '%.200s' cannot be a metadata key (it holds '=' or "
-                         "a line break)",
-                         s->key);
-            if (err)
-                snprintf(err->name, sizeof err->name, "%s", s->key);
-            return NB_ERR_ARG;
-        }
-        for (int k = 0; k < s->n_slots; k++) {
-            char name[1024];
-            if (!slot_key(name, sizeof name, s->key, nb_optim_slot_name(o->opts.kind, k)) ||
-                nb_model_get(store, name)) {
-                nb_error_set(err, nb_model_get(store, name) ? NB_ERR_EXISTS : NB_ERR_ARG,
-                             "nb_optim_state_save", "the state tensor '%.200s/%s' %s", s->key,
-                             nb_optim_slot_name(o->opts.kind, k),
-                             nb_model_get(store, name) ? "is already in the store"
-                                                       : "has a name longer than 1023 bytes");
-                if (err)
-                    snprintf(err->name, sizeof err->name, "%s", s->key);
-                return err ? err->status : NB_ERR_ARG;
-            }
+        if (s->step > ((int64_t)1 << 53))
+            return nbc_error_at(err, NB_ERR_ARG, "nb_optim_state_save", -1, s->key,
+                                "the update count %lld of '%.200s' is above 2^53 and cannot be "
+                                "stored exactly",
+                                (long long)s->step, s->key);
+        for (int k = -1; k < n_slots; k++) {
+            size_t size;
+            char *name = name_new(o, s->key, k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k),
+                                  &size);
+            bool taken = name && nb_model_get(store, name);
+            name_free(o, name, size);
+            if (!name)
+                return nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_save", "out of memory");
+            if (taken)
+                return nbc_error_at(err, NB_ERR_EXISTS, "nb_optim_state_save", -1, s->key,
+                                    "the state tensor '%.200s/%s' is already in the store",
+                                    s->key,
+                                    k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k));
         }
     }
     nb_status st = put_options(err, meta, cap, o);
     for (const nbopt_state *s = o->states; st == NB_OK && s; s = s->hh.next) {
         if (!fits(s, nb_model_get(m, s->key)))
             continue;
-        int len = snprintf(key, sizeof key, T_PREFIX "%s", s->key);
-        if (len < 0 || (size_t)len >= sizeof key) {
-            st = nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
-                              "the parameter name '%.200s' is too long for a metadata key", s->key);
-            break;
-        }
-        st = put(err, meta, cap, key, "%lld", (long long)s->step);
-        for (int k = 0; st == NB_OK && k < s->n_slots; k++) {
-            char name[1024];
-            slot_key(name, sizeof name, s->key, nb_optim_slot_name(o->opts.kind, k));
+        for (int k = -1; st == NB_OK && k < n_slots; k++) {
+            size_t size;
+            char *name = name_new(o, s->key, k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k),
+                                  &size);
             nb_tensor *t = NULL;
-            st = nb_model_add(store, name, s->dtype, s->rank, s->shape, &t);
-            if (st != NB_OK) {
-                nb_error_set(err, st, "nb_optim_state_save", "adding '%.200s' to the store: %s",
-                             name, nb_status_str(st));
-                break;
-            }
-            if (s->size > 0) /* a slot of no elements has no block */
+            st = !name    ? NB_ERR_NOMEM
+                 : k < 0 ? nb_model_add(store, name, NB_F64, 0, NULL, &t)
+                          : nb_model_add(store, name, s->dtype, s->rank, s->shape, &t);
+            if (st != NB_OK)
+                nb_error_set(err, st, "nb_optim_state_save", "adding '%.200s/%s' to the store: %s",
+                             s->key, k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k),
+                             nb_status_str(st));
+            else if (k < 0)
+                *nb_tensor_f64(t) = (double)s->step;
+            else if (s->size > 0) /* a slot of no elements has no block */
                 memcpy(nb_tensor_data(t), nbopt_slot(s, k),
                        (size_t)s->size * nb_dtype_size(s->dtype));
+            name_free(o, name, size);
         }
     }
     if (st != NB_OK)
@@ -320,11 +326,17 @@ nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *st
     if (st != NB_OK)
         return st;
 
-    /* the parameters with state: one optim.t/<name> line each */
-    int n = 0;
-    for (const char *p = meta; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
-        if (!strncmp(p, T_PREFIX, strlen(T_PREFIX)))
-            n++;
+    /* the parameters with state: those of m with a tensor P/t in the store
+     * (one that is itself a tensor of m is m's own, not state) */
+    int n = 0, n_slots = nbopt_slots(o->opts.kind);
+    for (nb_tensor *w = nb_model_next(m, NULL); st == NB_OK && w; w = nb_model_next(m, w)) {
+        size_t size;
+        char *name = name_new(o, nb_tensor_name(w), T_NAME, &size);
+        if (!name)
+            return nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
+        n += nb_model_get(store, name) && !nb_model_get(m, name);
+        name_free(o, name, size);
+    }
     nbopt_state **list = NULL;
     if (n > 0) {
         list = o->alloc(o->ud, NULL, 0, (size_t)n * sizeof *list);
@@ -333,69 +345,68 @@ nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *st
         memset(list, 0, (size_t)n * sizeof *list);
     }
     int k = 0;
-    int n_slots = nbopt_slots(o->opts.kind);
-    char param[1024], key[1100];
-    for (const char *p = meta; st == NB_OK && *p;) {
-        const char *end = strchr(p, '\n');
-        if (!end)
-            end = p + strlen(p);
-        const char *eq = memchr(p, '=', (size_t)(end - p));
-        if (!strncmp(p, T_PREFIX, strlen(T_PREFIX))) {
-            size_t len = (size_t)(eq - p) - strlen(T_PREFIX);
-            if (len == 0 || len >= sizeof param) {
-                st = bad_key(err, NB_ERR_PARSE, T_PREFIX,
-                             "an optim.t/ line names no parameter, or one longer than %zu bytes",
-                             sizeof param - 1);
-                break;
-            }
-            memcpy(param, p + strlen(T_PREFIX), len);
-            param[len] = '\0';
-            snprintf(key, sizeof key, T_PREFIX "%s", param);
-            int64_t t;
-            st = get_count(meta, key, &t, err);
-            /* the state is for the parameter of that name; every slot has its shape */
-            const nb_tensor *w = nb_model_get(m, param);
-            if (st == NB_OK && !w)
-                st = bad_key(err, NB_ERR_NOTFOUND, param,
-                             "the optimizer state is for '%.300s', which is not in the model",
-                             param);
-            const nb_tensor *slot[NBOPT_MAX_SLOTS] = {0};
-            for (int i = 0; st == NB_OK && i < n_slots; i++) {
-                snprintf(key, sizeof key, "%s/%s", param, nb_optim_slot_name(o->opts.kind, i));
-                slot[i] = nb_model_get(store, key);
-                char a[96], b[96];
-                if (!slot[i])
-                    st = bad_key(err, NB_ERR_NOTFOUND, key, "the state tensor '%.300s' is missing",
-                                 key);
-                else if (nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ||
-                         nb_tensor_rank(slot[i]) != nb_tensor_rank(w) ||
-                         memcmp(nb_tensor_shape(slot[i]), nb_tensor_shape(w),
-                                (size_t)nb_tensor_rank(w) * sizeof(int64_t)))
-                    st = bad_key(err,
-                                 nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ? NB_ERR_DTYPE
-                                                                                : NB_ERR_SHAPE,
-                                 key, "the state tensor '%.300s' is %s%s; the parameter is %s%s",
-                                 key, nb_dtype_name(nb_tensor_dtype(slot[i])),
-                                 nb_shape_str(nb_tensor_rank(slot[i]), nb_tensor_shape(slot[i]), a,
-                                              sizeof a),
-                                 nb_dtype_name(nb_tensor_dtype(w)),
-                                 nb_shape_str(nb_tensor_rank(w), nb_tensor_shape(w), b, sizeof b));
-            }
-            if (st != NB_OK)
-                break;
-            nb_dtype dt = nb_tensor_dtype(w);
-            list[k] = nbopt_state_new(o, param, dt, nb_tensor_rank(w), nb_tensor_shape(w));
-            if (!list[k]) {
+    for (nb_tensor *w = nb_model_next(m, NULL); st == NB_OK && w; w = nb_model_next(m, w)) {
+        const char *param = nb_tensor_name(w);
+        size_t size;
+        char *name = name_new(o, param, T_NAME, &size);
+        if (!name) {
+            st = nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
+            break;
+        }
+        const nb_tensor *tt = nb_model_get(m, name) ? NULL : nb_model_get(store, name);
+        double t = 0;
+        if (tt && (nb_tensor_dtype(tt) != NB_F64 || nb_tensor_rank(tt) != 0))
+            st = bad_key(err, NB_ERR_SHAPE, name,
+                         "the update count '%.300s' must be an f64 scalar, not %s of rank %d",
+                         name, nb_dtype_name(nb_tensor_dtype(tt)), nb_tensor_rank(tt));
+        else if (tt && !((t = nb_tensor_item(tt)) >= 0 && t <= T_MAX && t == floor(t)))
+            st = bad_key(err, NB_ERR_PARSE, name,
+                         "the update count '%.300s' is %.17g, not a whole number from 0 to 2^53",
+                         name, t);
+        name_free(o, name, size);
+        if (!tt || st != NB_OK)
+            continue;
+        /* every slot has the parameter's dtype and shape */
+        const nb_tensor *slot[NBOPT_MAX_SLOTS] = {0};
+        for (int i = 0; st == NB_OK && i < n_slots; i++) {
+            name = name_new(o, param, nb_optim_slot_name(o->opts.kind, i), &size);
+            if (!name) {
                 st = nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
                 break;
             }
-            list[k]->step = t;
-            for (int i = 0; i < n_slots && list[k]->size > 0; i++)
-                memcpy(nbopt_slot(list[k], i), nb_tensor_data((nb_tensor *)slot[i]),
-                       (size_t)list[k]->size * nb_dtype_size(dt));
-            k++;
+            slot[i] = nb_model_get(store, name);
+            char a[96], b[96];
+            if (!slot[i])
+                st = bad_key(err, NB_ERR_NOTFOUND, name, "the state tensor '%.300s' is missing",
+                             name);
+            else if (nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ||
+                     nb_tensor_rank(slot[i]) != nb_tensor_rank(w) ||
+                     memcmp(nb_tensor_shape(slot[i]), nb_tensor_shape(w),
+                            (size_t)nb_tensor_rank(w) * sizeof(int64_t)))
+                st = bad_key(err,
+                             nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ? NB_ERR_DTYPE
+                                                                            : NB_ERR_SHAPE,
+                             name, "the state tensor '%.300s' is %s%s; the parameter is %s%s",
+                             name, nb_dtype_name(nb_tensor_dtype(slot[i])),
+                             nb_shape_str(nb_tensor_rank(slot[i]), nb_tensor_shape(slot[i]), a,
+                                          sizeof a),
+                             nb_dtype_name(nb_tensor_dtype(w)),
+                             nb_shape_str(nb_tensor_rank(w), nb_tensor_shape(w), b, sizeof b));
+            name_free(o, name, size);
         }
-        p = *end ? end + 1 : end;
+        if (st != NB_OK)
+            break;
+        nb_dtype dt = nb_tensor_dtype(w);
+        list[k] = nbopt_state_new(o, param, dt, nb_tensor_rank(w), nb_tensor_shape(w));
+        if (!list[k]) {
+            st = nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
+            break;
+        }
+        list[k]->step = (int64_t)t;
+        for (int i = 0; i < n_slots && list[k]->size > 0; i++)
+            memcpy(nbopt_slot(list[k], i), nb_tensor_data((nb_tensor *)slot[i]),
+                   (size_t)list[k]->size * nb_dtype_size(dt));
+        k++;
     }
     if (st == NB_OK) {
         st = nbopt_install(o, list, n, step, pos);

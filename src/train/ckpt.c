@@ -51,6 +51,42 @@ static void text_free(text *t)
         t->alloc(t->ud, t->p, t->cap, 0);
 }
 
+/* The suffix ("t" or a slot name of @p kind) that makes @p name the
+ * optimizer state "P/<suffix>" of a tensor P of @p store, or NULL. With
+ * @p counted, a slot is state only when P/t is in @p store too. @p buf has
+ * room for the name and 3 bytes more. */
+static const char *state_suffix(const nb_model *store, nb_optim_kind kind, const char *name,
+                                bool counted, char *buf)
+{
+    const char *slash = strrchr(name, '/');
+    if (!slash || slash == name)
+        return NULL;
+    const char *suffix = NULL;
+    if (!strcmp(slash + 1, "t"))
+        suffix = "t";
+    for (int i = 0; !suffix && nb_optim_slot_name(kind, i); i++)
+        if (!strcmp(slash + 1, nb_optim_slot_name(kind, i)))
+            suffix = nb_optim_slot_name(kind, i);
+    size_t len = (size_t)(slash - name);
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (!suffix || !nb_model_get(store, buf))
+        return NULL;
+    memcpy(buf + len, "/t", 3);
+    return !counted || nb_model_get(store, buf) ? suffix : NULL;
+}
+
+/* Room for the longest name of @p m and 3 bytes more, through the hook. */
+static char *name_buffer(const nb_model *m, nb_alloc_fn alloc, void *ud, size_t *size)
+{
+    size_t longest = 0;
+    for (nb_tensor *t = nb_model_next(m, NULL); t; t = nb_model_next(m, t))
+        if (strlen(nb_tensor_name(t)) > longest)
+            longest = strlen(nb_tensor_name(t));
+    *size = longest + 4;
+    return alloc(ud, NULL, 0, *size);
+}
+
 /* =================================================================== save */
 
 nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path,
@@ -96,6 +132,24 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
         st = ck_error(err, NB_ERR_ARG, where, NULL, "save: the metadata does not fit in %d bytes",
                       NB_META_MAX);
     if (st == NB_OK && opt) {
+        /* a model tensor named like state ("P/t", "P/<slot>" of a tensor P)
+         * would be read back as state */
+        size_t size;
+        char *buf = name_buffer(m, alloc, aud, &size);
+        if (!buf)
+            st = ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
+        for (nb_tensor *t = buf ? nb_model_next(m, NULL) : NULL; t && st == NB_OK;
+             t = nb_model_next(m, t))
+            if (state_suffix(m, nb_optim_options(opt)->kind, nb_tensor_name(t), false, buf))
+                st = ck_error(err, NB_ERR_ARG, where, nb_tensor_name(t),
+                              "save: the model's tensor '%.200s' is named like the optimizer's "
+                              "state of '%.200s' (\"<param>/t\" or \"<param>/<slot>\"); rename "
+                              "it or save without the optimizer",
+                              nb_tensor_name(t), buf);
+        if (buf)
+            alloc(aud, buf, size, 0);
+    }
+    if (st == NB_OK && opt) {
         state = nb_model_new_alloc(alloc, aud);
         st = state ? nb_optim_state_save(opt, m, state, meta.p, meta.cap, err)
                    : ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
@@ -130,37 +184,20 @@ typedef struct ckpt {
     text meta;      /* all of its metadata */
     nb_optim_kind kind;
     bool has_optim;
+    char *buf; /* room for any name of the file and 3 bytes more */
+    size_t buf_size;
 } ckpt;
 
-/* The optimizer slot that @p name is the state of ("<param>/<slot>" with an
- * "optim.t/<param>" line), or NULL. @p param receives <param>. */
-static const char *state_slot(const ckpt *c, const char *name, char *param, size_t n)
+/* Whether tensor @p name of the file is optimizer state. */
+static bool is_state(const ckpt *c, const char *name)
 {
-    if (!c->has_optim)
-        return NULL;
-    for (const char *slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
-        size_t len = (size_t)(slash - name);
-        if (len + 1 > n)
-            return NULL;
-        for (int i = 0; nb_optim_slot_name(c->kind, i); i++) {
-            if (strcmp(slash + 1, nb_optim_slot_name(c->kind, i)))
-                continue;
-            char key[1100];
-            int k = snprintf(key, sizeof key, "optim.t/%.*s", (int)len, name);
-            char v[2];
-            if (k > 0 && (size_t)k < sizeof key &&
-                nb_meta_get(c->meta.p, key, v, 0) != NB_ERR_NOTFOUND) {
-                memcpy(param, name, len);
-                param[len] = '\0';
-                return nb_optim_slot_name(c->kind, i);
-            }
-        }
-    }
-    return NULL;
+    return c->has_optim && state_suffix(c->file, c->kind, name, true, c->buf);
 }
 
 static void ckpt_free(ckpt *c)
 {
+    if (c->buf)
+        c->meta.alloc(c->meta.ud, c->buf, c->buf_size, 0);
     nb_model_free(c->file);
     text_free(&c->meta);
 }
@@ -223,8 +260,8 @@ static nb_status own_lines(const ckpt *c, const char *where, nb_error *err)
     return rng ? nb_rng_load(&r, c->meta.p, err) : NB_OK;
 }
 
-/* Read, check the file and the format, and that every optim.t/<param> line
- * names a tensor of the file whose slots are there with its dtype and shape. */
+/* Read, check the file and the format, and the optimizer state: every
+ * count P/t of a tensor P of the file with P's slots beside it. */
 static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, const char *where,
                            nb_error *err)
 {
@@ -260,58 +297,61 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
     st = own_lines(c, where, err);
     if (st != NB_OK)
         return st;
-    /* the state names tensors of the file, slot by slot */
-    for (const char *p = c->meta.p; c->has_optim && *p;) {
-        const char *end = strchr(p, '\n');
-        if (!end)
-            end = p + strlen(p);
-        if (!strncmp(p, "optim.t/", 8)) {
-            const char *eq = memchr(p, '=', (size_t)(end - p));
-            char param[1024];
-            size_t len = (size_t)(eq - p) - 8;
-            if (len == 0 || len >= sizeof param)
-                return ck_error(err, NB_ERR_PARSE, where, NULL,
-                                "load: an optim.t/ line names no tensor, or one too long");
-            memcpy(param, p + 8, len);
-            param[len] = '\0';
-            char key[1100];
-            snprintf(key, sizeof key, "optim.t/%s", param);
-            st = count_line(c->meta.p, key, where, err);
+    c->buf = name_buffer(c->file, alloc, aud, &c->buf_size);
+    if (!c->buf)
+        return ck_error(err, NB_ERR_NOMEM, where, NULL, "load: out of memory");
+    /* each count P/t is an f64 scalar, and P's slots are there with P's
+     * dtype and shape */
+    for (nb_tensor *t = c->has_optim ? nb_model_next(c->file, NULL) : NULL; t;
+         t = nb_model_next(c->file, t)) {
+        const char *name = nb_tensor_name(t);
+        if (!is_state(c, name) || strcmp(strrchr(name, '/') + 1, "t"))
+            continue;
+        if (nb_tensor_dtype(t) != NB_F64 || nb_tensor_rank(t) != 0)
+            return ck_error(err, NB_ERR_SHAPE, where, name,
+                            "load: the update count '%.200s' must be an f64 scalar", name);
+        double n = *(const double *)nb_tensor_data(t);
+        if (!(n >= 0 && n <= 0x1p53 && n == (double)(int64_t)n))
+            return ck_error(err, NB_ERR_PARSE, where, name,
+                            "load: the update count '%.200s' is not a whole number from 0 to 2^53",
+                            name);
+        size_t len = strlen(name) - 2;
+        memcpy(c->buf, name, len);
+        c->buf[len] = '\0';
+        nb_tensor *w = nb_model_get(c->file, c->buf);
+        /* the state of a tensor that is state itself: a listing sets it
+         * aside, so no model built from one could take its state */
+        const char *of = nb_tensor_name(w);
+        const char *kept = state_suffix(c->file, c->kind, of, true, c->buf);
+        if (kept) {
+            c->buf[strlen(c->buf) - 2] = '\0'; /* "P/t" to "P" */
+            return ck_error(err, NB_ERR_PARSE, where, of,
+                            "load: optimizer state is kept for '%.200s', which is itself the "
+                            "%s state of '%.200s'",
+                            of, kept, c->buf);
+        }
+        for (int i = 0; nb_optim_slot_name(c->kind, i); i++) {
+            size_t size = len + 2 + strlen(nb_optim_slot_name(c->kind, i));
+            char *slot = alloc(aud, NULL, 0, size);
+            if (!slot)
+                return ck_error(err, NB_ERR_NOMEM, where, NULL, "load: out of memory");
+            snprintf(slot, size, "%.*s/%s", (int)len, name, nb_optim_slot_name(c->kind, i));
+            nb_tensor *s = nb_model_get(c->file, slot);
+            st = !s ? ck_error(err, NB_ERR_NOTFOUND, where, slot,
+                               "load: the optimizer state tensor '%.200s' is missing", slot)
+                 : nb_tensor_dtype(s) != nb_tensor_dtype(w) ||
+                         nb_tensor_rank(s) != nb_tensor_rank(w) ||
+                         memcmp(nb_tensor_shape(s), nb_tensor_shape(w),
+                                (size_t)nb_tensor_rank(w) * sizeof(int64_t))
+                     ? ck_error(err, NB_ERR_SHAPE, where, slot,
+                                "load: the optimizer state tensor '%.200s' differs in dtype or "
+                                "shape from '%.200s'",
+                                slot, nb_tensor_name(w))
+                     : NB_OK;
+            alloc(aud, slot, size, 0);
             if (st != NB_OK)
                 return st;
-            /* the state of a tensor that is state itself: a listing sets
-             * it aside, so no model built from one could take its state */
-            char owner[1024];
-            const char *slot = state_slot(c, param, owner, sizeof owner);
-            if (slot)
-                return ck_error(err, NB_ERR_PARSE, where, param,
-                                "load: optimizer state is kept for '%.200s', which is itself the "
-                                "%s state of '%.200s'",
-                                param, slot, owner);
-            nb_tensor *w = nb_model_get(c->file, param);
-            if (!w)
-                return ck_error(err, NB_ERR_NOTFOUND, where, param,
-                                "load: optimizer state is kept for '%.200s', which is not a "
-                                "tensor of the file",
-                                param);
-            for (int i = 0; nb_optim_slot_name(c->kind, i); i++) {
-                char name[1100];
-                snprintf(name, sizeof name, "%s/%s", param, nb_optim_slot_name(c->kind, i));
-                nb_tensor *s = nb_model_get(c->file, name);
-                if (!s)
-                    return ck_error(err, NB_ERR_NOTFOUND, where, name,
-                                    "load: the optimizer state tensor '%.200s' is missing", name);
-                if (nb_tensor_dtype(s) != nb_tensor_dtype(w) ||
-                    nb_tensor_rank(s) != nb_tensor_rank(w) ||
-                    memcmp(nb_tensor_shape(s), nb_tensor_shape(w),
-                           (size_t)nb_tensor_rank(w) * sizeof(int64_t)))
-                    return ck_error(err, NB_ERR_SHAPE, where, name,
-                                    "load: the optimizer state tensor '%.200s' differs in dtype or "
-                                    "shape from '%.200s'",
-                                    name, param);
-            }
         }
-        p = *end ? end + 1 : end;
     }
     return NB_OK;
 }
@@ -368,13 +408,13 @@ nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_c
     ckpt c;
     nb_status st = ckpt_read(&c, path, o, where, err);
     /* every tensor of the file is the model's or optimizer state ... */
-    char param[1024], a[96], b[96];
+    char a[96], b[96];
     for (nb_tensor *t = st == NB_OK ? nb_model_next(c.file, NULL) : NULL; t && st == NB_OK;
          t = nb_model_next(c.file, t)) {
         const char *name = nb_tensor_name(t);
         nb_tensor *p = nb_model_get(m, name);
         if (!p) {
-            if (!state_slot(&c, name, param, sizeof param))
+            if (!is_state(&c, name))
                 st = ck_error(err, NB_ERR_NOTFOUND, where, name,
                               "load: tensor '%.200s' of the file is not in the model", name);
         } else if (nb_tensor_dtype(p) != nb_tensor_dtype(t)) {
@@ -436,11 +476,10 @@ nb_status nb_ckpt_list(const char *path, nb_tensor_info_fn fn, void *ud, const n
     nb_status st = ckpt_read(&c, path, o, where, err);
     if (st == NB_OK)
         st = meta_fits(&c, o, where, err);
-    char param[1024];
     for (nb_tensor *t = st == NB_OK && fn ? nb_model_next(c.file, NULL) : NULL; t;
          t = nb_model_next(c.file, t)) {
         const char *name = nb_tensor_name(t);
-        if (state_slot(&c, name, param, sizeof param))
+        if (is_state(&c, name))
             continue;
         st = fn(ud, name, nb_tensor_dtype(t), nb_tensor_rank(t), nb_tensor_shape(t));
         if (st != NB_OK) {
