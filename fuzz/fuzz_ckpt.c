@@ -5,11 +5,12 @@
  *    CRC-32s required; its metadata holds nabla.format=checkpoint and
  *    nabla.version=2, the caller's lines nb_ckpt_list returns and the
  *    checkpoint's own; its tensors are those nb_ckpt_list gives and the
- *    optimizer's "<param>/<slot>" for each optim.t/<param> line.
+ *    optimizer's "<param>/t" and "<param>/<slot>" for each parameter with
+ *    a count.
  *  - A model built from the listing loads it; with a generator, which the
  *    load sets when the file holds one (else NB_ERR_NOTFOUND); with an
  *    optimizer of each kind: the file's kind loads (its step count, a state
- *    per optim.t/ line, options nb_optim_opts_from_meta reads) and takes a
+ *    per count, options nb_optim_opts_from_meta reads) and takes a
  *    step, another kind is refused with NB_ERR_ARG, and a file without
  *    optimizer state with NB_ERR_NOTFOUND.
  *  - What was loaded, saved with nb_model_save and loaded again is the
@@ -30,12 +31,12 @@ static char meta[NB_META_MAX + 1], meta2[NB_META_MAX + 1], all[NB_META_MAX + 1];
 typedef struct held {
     int kind;     /* the nb_optim_kind of its optimizer state, or -1 */
     int64_t step; /* optim.step */
-    int params;   /* optim.t/<param> lines */
+    int params;   /* tensors "P/t" of a tensor P of the file */
     int slots;    /* state tensors per parameter */
     bool rng;     /* rng.state */
 } held;
 
-static held what_is_held(const char *text)
+static held what_is_held(const char *text, const nb_model *file)
 {
     held h = {.kind = -1};
     char v[32];
@@ -47,13 +48,17 @@ static held what_is_held(const char *text)
         while (nb_optim_slot_name(k, h.slots))
             h.slots++;
     }
-    for (const char *p = text; *p;) {
-        h.params += !strncmp(p, "optim.t/", 8);
-        const char *nl = strchr(p, '\n');
-        p = nl ? nl + 1 : p + strlen(p);
+    for (nb_tensor *t = h.kind >= 0 ? nb_model_next(file, NULL) : NULL; t;
+         t = nb_model_next(file, t)) {
+        static char owner[1 << 16];
+        const char *name = nb_tensor_name(t);
+        size_t len = strlen(name);
+        if (len > 2 && len < sizeof owner && !strcmp(name + len - 2, "/t")) {
+            memcpy(owner, name, len - 2);
+            owner[len - 2] = '\0';
+            h.params += nb_model_get(file, owner) != NULL;
+        }
     }
-    if (h.kind < 0)
-        FZ_CHECK(h.params == 0);
     h.rng = nb_meta_get(text, "rng.state", NULL, 0) != NB_ERR_NOTFOUND;
     return h;
 }
@@ -239,6 +244,13 @@ static void read_all_ways(const uint8_t *data, size_t size)
     nb_file_opts fo = {.meta_out = all, .meta_cap = sizeof all, .require_crc = true};
     nb_status st_file = nb_safetensors_list(path, count_tensor, &n_file, &fo, &err);
     fz_check_ckpt_error(st_file, &err, size);
+    nb_model *file = NULL;
+    if (st_file == NB_OK) {
+        nb_file_opts ro = {.require_crc = true};
+        nb_status st_read = nb_safetensors_read(path, &file, &ro, &err);
+        fz_check_ckpt_error(st_read, &err, size);
+        FZ_CHECK(st_read == NB_OK && nb_model_count(file) == n_file);
+    }
     held h = {.kind = -1};
     if (st == NB_OK) {
         FZ_CHECK(strcmp(meta, meta2) == 0);
@@ -248,8 +260,8 @@ static void read_all_ways(const uint8_t *data, size_t size)
                  !strcmp(v, "checkpoint"));
         FZ_CHECK(nb_meta_get(all, "nabla.version", v, sizeof v) == NB_OK && !strcmp(v, "2"));
         FZ_CHECK(caller_lines_are(all, meta));
-        h = what_is_held(all);
-        FZ_CHECK(n_file == nb_model_count(m) + h.params * h.slots);
+        h = what_is_held(all, file);
+        FZ_CHECK(n_file == nb_model_count(m) + h.params * (h.slots + 1));
 
         nb_status st2 = nb_model_load(m, NULL, path, &o, &err);
         fz_check_ckpt_error(st2, &err, size);
@@ -262,6 +274,7 @@ static void read_all_ways(const uint8_t *data, size_t size)
         round_trip(path, &h);
     }
     nb_model_free(m);
+    nb_model_free(file);
 
     size_t k;
     unsigned char *before = fz_model_bytes(fixed, &k);

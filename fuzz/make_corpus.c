@@ -7,6 +7,8 @@
  *     ./build/fuzz/fuzz_make_corpus fuzz/corpus
  * The models match the fixed models of fuzz_ckpt.c and fuzz_safetensors.c. */
 
+#include <math.h>
+
 #include "fuzz_common.h"
 
 static const char *root;
@@ -115,9 +117,10 @@ static void craft(const char *target, const char *name, const char *header, cons
 
 /* The checkpoint @p from of the corpus with every metadata line whose key
  * begins with one of @p keys given @p value (NULL: without those lines),
- * saved as @p name (a file nb_model_save would not write). */
+ * and every update count "P/t" set to @p count (NAN: as it is), saved as
+ * @p name (a file nb_model_save would not write). */
 static void edited_ckpt(const char *from, const char *name, const char *const *keys, int n_keys,
-                        const char *value)
+                        const char *value, double count)
 {
     static char text[NB_META_MAX + 1], out[NB_META_MAX + 1];
     nb_file_opts ro = {.meta_out = text, .meta_cap = sizeof text};
@@ -144,6 +147,12 @@ static void edited_ckpt(const char *from, const char *name, const char *const *k
         used += (size_t)w;
         p += len + (nl != NULL);
     }
+    for (nb_tensor *t = isnan(count) ? NULL : nb_model_next(all, NULL); t;
+         t = nb_model_next(all, t)) {
+        const char *tn = nb_tensor_name(t);
+        if (strlen(tn) > 2 && !strcmp(tn + strlen(tn) - 2, "/t"))
+            nb_tensor_set(t, 0, count);
+    }
     nb_file_opts so = {.meta = out};
     const nb_model *stores[] = {all};
     if (nb_safetensors_save(path_of("ckpt", name), stores, 1, &so, &err) != NB_OK)
@@ -168,11 +177,14 @@ static void save_ckpt(const char *name, const nb_model *m, const nb_optim *opt, 
  * nabla's first format (refused by name). */
 static void crafted_ckpts(void)
 {
-    static const char *const counts[] = {"optim.step=", "optim.sched_pos=", "optim.t/"};
-    edited_ckpt("adam.ckpt", "optim_step_int64_max.ckpt", counts, 3, "9223372036854775807");
+    /* the step count and schedule position at 2^63 - 1, each parameter's
+     * update count at 2^53 (the largest a file may hold) */
+    static const char *const counts[] = {"optim.step=", "optim.sched_pos="};
+    edited_ckpt("adam.ckpt", "optim_step_int64_max.ckpt", counts, 2, "9223372036854775807",
+                0x1p53);
     /* optimizer lines and state tensors, but no optim.kind (found by fuzz_ckpt) */
     static const char *const kind[] = {"optim.kind="};
-    edited_ckpt("nesterov.ckpt", "optim_lines_without_kind.ckpt", kind, 1, NULL);
+    edited_ckpt("nesterov.ckpt", "optim_lines_without_kind.ckpt", kind, 1, NULL, NAN);
     /* [1, 2^61, 0]: no elements, but its leading sizes pass the element bound */
     craft("ckpt", "shape_no_elements_past_bound.ckpt",
           "{\"__metadata__\":{\"nabla.format\":\"checkpoint\",\"nabla.version\":\"2\"," CRCS "},"
@@ -180,7 +192,10 @@ static void crafted_ckpts(void)
           "\"data_offsets\":[0,0]}}",
           NULL, 0);
     /* "w/m" is both adam state of "w" and a parameter with state of its own */
-    static const unsigned char zeros[20] = {0};
+    unsigned char data[36] = {0};
+    const double one = 1.0; /* the counts w/t and w/m/t */
+    memcpy(data, &one, 8);
+    memcpy(data + 8, &one, 8);
     craft("ckpt", "state_of_state.ckpt",
           "{\"__metadata__\":{\"nabla.format\":\"checkpoint\",\"nabla.version\":\"2\","
           "\"optim.kind\":\"adam\",\"optim.lr\":\"0.001\",\"optim.momentum\":\"0\","
@@ -188,13 +203,15 @@ static void crafted_ckpts(void)
           "\"optim.weight_decay\":\"0\",\"optim.clip_norm\":\"0\",\"optim.schedule\":\"constant\","
           "\"optim.step_size\":\"1\",\"optim.gamma\":\"1\",\"optim.period\":\"1\","
           "\"optim.min_lr\":\"0\",\"optim.per_epoch\":\"0\",\"optim.step\":\"1\","
-          "\"optim.sched_pos\":\"1\",\"optim.t/w\":\"1\",\"optim.t/w/m\":\"1\"," CRCS "},"
-          "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-          "\"w/m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
-          "\"w/v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
-          "\"w/m/m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]},"
-          "\"w/m/v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]}}",
-          zeros, sizeof zeros);
+          "\"optim.sched_pos\":\"1\"," CRCS "},"
+          "\"w/t\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]},"
+          "\"w/m/t\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[8,16]},"
+          "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]},"
+          "\"w/m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[20,24]},"
+          "\"w/v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[24,28]},"
+          "\"w/m/m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[28,32]},"
+          "\"w/m/v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[32,36]}}",
+          data, sizeof data);
     /* the first format's magic, version 1, no flags, a payload size */
     static const unsigned char first[] = {'N', 'A', 'B', 'L', 'A', 'C', 'K', 'P', 1, 0, 0, 0,
                                           0,   0,   0,   0,   4,   0,   0,   0,   0, 0, 0, 0};

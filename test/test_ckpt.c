@@ -1023,6 +1023,82 @@ static void test_readable_as_safetensors(void **state)
     nb_optim_free(opt);
 }
 
+/* With an optimizer, a model tensor named like the state it saves ("P/t"
+ * or "P/<slot>" of a parameter P it keeps state for) would be read back as
+ * state: the save is refused, naming it, and the file stays as it was.
+ * Without an optimizer, without state for P, or when no tensor P is in the
+ * model, such names are plain names. */
+static void test_names_like_state(void **state)
+{
+    dir *d = *state;
+    nb_model *keep = make_model(1, false);
+    assert_int_equal(nb_model_save(keep, NULL, d->file, NULL, NULL), NB_OK);
+    size_t n0;
+    unsigned char *before = slurp(d->file, &n0);
+    static const char *const like[] = {"w/t", "w/m", "w/v"};
+    nb_error err;
+    for (int i = 0; i < 3; i++) {
+        nb_model *m = nb_model_new();
+        nb_model_add(m, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+        nb_model_add(m, like[i], NB_F32, 1, (int64_t[]){2}, NULL);
+        nb_optim *opt = adam();
+        grads_from(m, 1);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        assert_int_equal(nb_model_save(m, opt, d->file, NULL, &err), NB_ERR_ARG);
+        assert_string_equal(err.name, like[i]);
+        assert_non_null(strstr(err.msg, "named like the optimizer's state of 'w'"));
+        size_t n1;
+        unsigned char *after = slurp(d->file, &n1);
+        assert_true(n1 == n0 && memcmp(before, after, n0) == 0);
+        free(after);
+        /* without the optimizer it is a name like any other */
+        assert_int_equal(nb_model_save(m, NULL, d->file, NULL, &err), NB_OK);
+        nb_model *back = nb_model_new();
+        nb_model_add(back, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+        nb_model_add(back, like[i], NB_F32, 1, (int64_t[]){2}, NULL);
+        assert_int_equal(nb_model_load(back, NULL, d->file, NULL, &err), NB_OK);
+        assert_true(same_models(m, back));
+        nb_model_free(back);
+        assert_int_equal(nb_model_save(keep, NULL, d->file, NULL, NULL), NB_OK);
+        nb_optim_free(opt);
+        nb_model_free(m);
+    }
+    /* an optimizer with no state for "w" (no step yet) saves none: no clash */
+    {
+        nb_model *m = nb_model_new(), *back = nb_model_new();
+        for (int i = 0; i < 2; i++) {
+            nb_model_add(i ? back : m, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+            nb_model_add(i ? back : m, "w/m", NB_F32, 1, (int64_t[]){2}, NULL);
+        }
+        nb_optim *opt = adam(), *opt2 = adam();
+        assert_int_equal(nb_model_save(m, opt, d->file, NULL, &err), NB_OK);
+        assert_int_equal(nb_model_load(back, opt2, d->file, NULL, &err), NB_OK);
+        assert_int_equal(nb_optim_state_count(opt2), 0);
+        nb_optim_free(opt);
+        nb_optim_free(opt2);
+        nb_model_free(m);
+        nb_model_free(back);
+    }
+    assert_int_equal(nb_model_save(keep, NULL, d->file, NULL, NULL), NB_OK);
+    /* "x/t" with no tensor "x": a parameter with state of its own */
+    nb_model *m = nb_model_new(), *back = nb_model_new();
+    nb_model_add(m, "x/t", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_model_add(back, "x/t", NB_F32, 1, (int64_t[]){2}, NULL);
+    nb_optim *opt = adam(), *opt2 = adam();
+    grads_from(m, 1);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    assert_int_equal(nb_model_save(m, opt, d->file, NULL, &err), NB_OK);
+    assert_int_equal(nb_model_load(back, opt2, d->file, NULL, &err), NB_OK);
+    assert_int_equal(nb_optim_state_count(opt2), 1);
+    assert_true(same_models(m, back));
+    nb_optim_free(opt);
+    nb_optim_free(opt2);
+    nb_model_free(m);
+    nb_model_free(back);
+    free(before);
+    nb_model_free(keep);
+}
+
 /* The metadata does not grow with the model: a model of 5000 parameters
  * (each with its own update count) saves and loads with its Adam state.
  * With a line per parameter, saves failed past about 1000 parameters
@@ -1254,6 +1330,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_own_lines_checked_by_list, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_readable_as_safetensors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_many_parameters, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_names_like_state, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crc_failure_names_part, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metadata, setup_dir, teardown_dir),

@@ -7,14 +7,16 @@
  * A checkpoint is a safetensors file (safetensors.h) that any safetensors
  * reader opens. It holds the model's tensors by name (the trainable
  * parameters and the others, running statistics for instance), the
- * optimizer's state tensors "<param>/<slot>" (nb_optim_state_save), and
- * in "__metadata__":
+ * optimizer's state tensors (nb_optim_state_save): for each parameter P
+ * it keeps state for, its update count "P/t" (an F64 scalar) and its slots
+ * "P/<slot>", and in "__metadata__":
  *  - "nabla.format=checkpoint" and "nabla.version=2";
  *  - the caller's metadata (nb_ckpt_opts' meta; a model's description,
  *    for instance), whose keys may not begin with "nabla.", "optim." or
  *    "rng.";
- *  - with an optimizer: its kind, options, step count, schedule position
- *    and each parameter's update count ("optim.*", nb_optim_state_save);
+ *  - with an optimizer: its kind, options, step count and schedule
+ *    position ("optim.*", nb_optim_state_save), as many lines for a model
+ *    of any size;
  *  - with a generator: its state ("rng.state", "rng.spare", nb_rng_save);
  *  - the CRC-32s of the header and of the data ("nabla.crc32.*"), which
  *    a load requires, so that every single-byte change and every truncation
@@ -74,8 +76,9 @@ typedef struct nb_ckpt_opts {
  * or for another shape, is not saved), to @p path atomically. @p o and
  * @p err may be NULL. Errors: NB_ERR_NULL; NB_ERR_ARG (a name that cannot
  * be stored, a reserved metadata key, more metadata than NB_META_MAX
- * bytes); NB_ERR_EXISTS (a model tensor named like a state tensor,
- * "<param>/<slot>"); NB_ERR_NOMEM; NB_ERR_IO (with errno's text; @p path
+ * bytes, or, with @p opt, a model tensor named like the optimizer state
+ * saved: "P/t" or "P/<slot>" of a parameter P it keeps state for);
+ * NB_ERR_NOMEM; NB_ERR_IO (with errno's text; @p path
  * is a directory, a block device, a socket or a FIFO with no reader). On
  * error the file at @p path is as it was.
  */
@@ -102,8 +105,9 @@ NB_API nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, con
 
 /**
  * Check the checkpoint at @p path as nb_model_load does, without a model
- * (the file, the format, the optimizer state naming tensors of the file
- * with their shapes), then call @p fn (may be NULL) for each of the
+ * (the file, the format, its own metadata lines, the optimizer state:
+ * counts "P/t" of tensors P of the file, with P's slots beside them in P's
+ * dtype and shape), then call @p fn (may be NULL) for each of the
  * model's tensors in it (not the optimizer state) and write its caller's
  * metadata to o->meta_out when given. Used to build a model that fits a
  * file. @p o may be NULL (o->rng is ignored). Errors as nb_model_load, or

@@ -52,11 +52,11 @@ static void text_free(text *t)
 }
 
 /* The suffix ("t" or a slot name of @p kind) that makes @p name the
- * optimizer state "P/<suffix>" of a tensor P of @p store, or NULL. With
- * @p counted, a slot is state only when P/t is in @p store too. @p buf has
- * room for the name and 3 bytes more. */
-static const char *state_suffix(const nb_model *store, nb_optim_kind kind, const char *name,
-                                bool counted, char *buf)
+ * optimizer state "P/<suffix>" of a tensor P of @p owners whose count P/t
+ * is in @p counts, or NULL; in @p buf, "P/t". @p buf has room for the name
+ * and 3 bytes more. */
+static const char *state_suffix(const nb_model *owners, const nb_model *counts, nb_optim_kind kind,
+                                const char *name, char *buf)
 {
     const char *slash = strrchr(name, '/');
     if (!slash || slash == name)
@@ -70,10 +70,10 @@ static const char *state_suffix(const nb_model *store, nb_optim_kind kind, const
     size_t len = (size_t)(slash - name);
     memcpy(buf, name, len);
     buf[len] = '\0';
-    if (!suffix || !nb_model_get(store, buf))
+    if (!suffix || !nb_model_get(owners, buf))
         return NULL;
     memcpy(buf + len, "/t", 3);
-    return !counted || nb_model_get(store, buf) ? suffix : NULL;
+    return nb_model_get(counts, buf) ? suffix : NULL;
 }
 
 /* Room for the longest name of @p m and 3 bytes more, through the hook. */
@@ -132,27 +132,29 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
         st = ck_error(err, NB_ERR_ARG, where, NULL, "save: the metadata does not fit in %d bytes",
                       NB_META_MAX);
     if (st == NB_OK && opt) {
-        /* a model tensor named like state ("P/t", "P/<slot>" of a tensor P)
-         * would be read back as state */
+        state = nb_model_new_alloc(alloc, aud);
+        st = state ? nb_optim_state_save(opt, m, state, meta.p, meta.cap, err)
+                   : ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
+    }
+    if (st == NB_OK && opt) {
+        /* a model tensor named like the state saved ("P/t", "P/<slot>" of
+         * a tensor P with a count) would be read back as state */
         size_t size;
         char *buf = name_buffer(m, alloc, aud, &size);
         if (!buf)
             st = ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
         for (nb_tensor *t = buf ? nb_model_next(m, NULL) : NULL; t && st == NB_OK;
              t = nb_model_next(m, t))
-            if (state_suffix(m, nb_optim_options(opt)->kind, nb_tensor_name(t), false, buf))
+            if (state_suffix(m, state, nb_optim_options(opt)->kind, nb_tensor_name(t), buf)) {
+                buf[strlen(buf) - 2] = '\0'; /* "P/t" to "P" */
                 st = ck_error(err, NB_ERR_ARG, where, nb_tensor_name(t),
                               "save: the model's tensor '%.200s' is named like the optimizer's "
                               "state of '%.200s' (\"<param>/t\" or \"<param>/<slot>\"); rename "
                               "it or save without the optimizer",
                               nb_tensor_name(t), buf);
+            }
         if (buf)
             alloc(aud, buf, size, 0);
-    }
-    if (st == NB_OK && opt) {
-        state = nb_model_new_alloc(alloc, aud);
-        st = state ? nb_optim_state_save(opt, m, state, meta.p, meta.cap, err)
-                   : ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
     }
     if (st == NB_OK && o->rng && nb_rng_save(o->rng, meta.p, meta.cap) != NB_OK)
         st = ck_error(err, NB_ERR_ARG, where, NULL, "save: the metadata does not fit in %d bytes",
@@ -164,12 +166,9 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
                            .alloc_ud = o->alloc_ud,
                            .meta = meta.p};
         const nb_model *stores[2] = {m, state};
+        /* no name twice: state is "P/..." of a tensor P of m, and no
+         * tensor of m is named so (checked above) */
         st = nb_safetensors_save(path, stores, state ? 2 : 1, &fo, err);
-        if (st == NB_ERR_EXISTS && err)
-            snprintf(err->msg, sizeof err->msg,
-                     "save: the model's tensor '%.200s' has the name of optimizer state "
-                     "(\"<param>/<slot>\"); rename it or save without the optimizer",
-                     err->name);
     }
     nb_model_free(state);
     text_free(&meta);
@@ -191,7 +190,7 @@ typedef struct ckpt {
 /* Whether tensor @p name of the file is optimizer state. */
 static bool is_state(const ckpt *c, const char *name)
 {
-    return c->has_optim && state_suffix(c->file, c->kind, name, true, c->buf);
+    return c->has_optim && state_suffix(c->file, c->file, c->kind, name, c->buf);
 }
 
 static void ckpt_free(ckpt *c)
@@ -322,7 +321,7 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
         /* the state of a tensor that is state itself: a listing sets it
          * aside, so no model built from one could take its state */
         const char *of = nb_tensor_name(w);
-        const char *kept = state_suffix(c->file, c->kind, of, true, c->buf);
+        const char *kept = state_suffix(c->file, c->file, c->kind, of, c->buf);
         if (kept) {
             c->buf[strlen(c->buf) - 2] = '\0'; /* "P/t" to "P" */
             return ck_error(err, NB_ERR_PARSE, where, of,
