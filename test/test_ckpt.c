@@ -959,6 +959,7 @@ static void test_own_lines_checked_by_list(void **state)
             !strstr(err.msg, cases[i].msg))
             fail_msg("case %zu: list: status %d, name '%s' (%s); wanted %d, '%s' and '%s'", i, got,
                      err.name, err.msg, cases[i].status, cases[i].name, cases[i].msg);
+        assert_string_equal(err.where, "nb_ckpt_list"); /* the function called, not a part's */
         /* a load without optimizer or generator refuses it too, changing nothing */
         target t;
         target_init(&t);
@@ -970,6 +971,7 @@ static void test_own_lines_checked_by_list(void **state)
         nb_tensor_set(nb_model_get(plain, "b"), 0, 7);
         nb_model *m = cases[i].n_stores == 1 ? plain : t.m;
         assert_int_equal(nb_model_load(m, NULL, d->file, NULL, &err), cases[i].status);
+        assert_string_equal(err.where, "nb_model_load");
         assert_true(same_models(m, t.orig));
         nb_model_free(plain);
         target_free(&t);

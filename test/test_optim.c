@@ -1100,6 +1100,7 @@ static void test_state_load_refusals(void **state)
             fail_msg("options case %zu read back", i);
         assert_true(memcmp(&back, &before, sizeof back) == 0);
         assert_true(strlen(err.msg) > 10);
+        assert_string_equal(err.where, "nb_optim_opts_from_meta");
     }
     assert_int_equal(nb_optim_opts_from_meta(NULL, &back, &err), NB_ERR_NULL);
     assert_int_equal(nb_optim_opts_from_meta(good, NULL, NULL), NB_ERR_NULL);

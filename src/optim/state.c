@@ -224,9 +224,8 @@ static nb_status get_real(const char *meta, const char *key, double *out, nb_err
     return NB_OK;
 }
 
-nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *err)
+static nb_status opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *err)
 {
-    nb_error_clear(err);
     if (!meta || !out)
         return nb_error_set(err, NB_ERR_NULL, "nb_optim_opts_from_meta", "%s is NULL",
                             !meta ? "the metadata" : "the options");
@@ -286,6 +285,15 @@ nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, nb_error
                             "the optimizer options in the metadata are not valid: %s", why);
     *out = o;
     return NB_OK;
+}
+
+nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *err)
+{
+    nb_error_clear(err);
+    nb_status st = opts_from_meta(meta, out, err);
+    if (st != NB_OK && err) /* the key readers say nb_optim_state_load */
+        snprintf(err->where, sizeof err->where, "nb_optim_opts_from_meta");
+    return st;
 }
 
 /* Free the first k states of a list of n and the list. */

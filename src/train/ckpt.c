@@ -26,6 +26,15 @@ static bool is_reserved(const char *line)
 
 #define ck_error(err, code, where, name, ...) nbc_error_at((err), (code), (where), -1, (name), __VA_ARGS__)
 
+/* @p st of a part's function called by @p where, its error told as
+ * @p where's (the caller's function is the one the user called). */
+static nb_status within(nb_status st, const char *where, nb_error *err)
+{
+    if (st != NB_OK && err)
+        snprintf(err->where, sizeof err->where, "%s", where);
+    return st;
+}
+
 /* A buffer of metadata text through the allocation hook. */
 typedef struct text {
     char *p;
@@ -133,7 +142,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
                       NB_META_MAX);
     if (st == NB_OK && opt) {
         state = nb_model_new_alloc(alloc, aud);
-        st = state ? nb_optim_state_save(opt, m, state, meta.p, meta.cap, err)
+        st = state ? within(nb_optim_state_save(opt, m, state, meta.p, meta.cap, err), where, err)
                    : ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
     }
     if (st == NB_OK && opt) {
@@ -242,7 +251,7 @@ static nb_status own_lines(const ckpt *c, const char *where, nb_error *err)
     }
     if (c->has_optim) {
         nb_optim_opts opts;
-        nb_status st = nb_optim_opts_from_meta(c->meta.p, &opts, err);
+        nb_status st = within(nb_optim_opts_from_meta(c->meta.p, &opts, err), where, err);
         if (st == NB_ERR_ARG) { /* options no optimizer takes: the file is wrong */
             st = NB_ERR_PARSE;
             if (err)
@@ -256,7 +265,7 @@ static nb_status own_lines(const ckpt *c, const char *where, nb_error *err)
             return st;
     }
     nb_rng r;
-    return rng ? nb_rng_load(&r, c->meta.p, err) : NB_OK;
+    return rng ? within(nb_rng_load(&r, c->meta.p, err), where, err) : NB_OK;
 }
 
 /* Read, check the file and the format, and the optimizer state: every
@@ -438,7 +447,7 @@ nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_c
                          "load: the model's tensor '%.200s' is not in the file", nb_tensor_name(p));
     nb_rng rng = {{0}, 0.0, false};
     if (st == NB_OK && o->rng)
-        st = nb_rng_load(&rng, c.meta.p, err);
+        st = within(nb_rng_load(&rng, c.meta.p, err), where, err);
     if (st == NB_OK)
         st = meta_fits(&c, o, where, err);
     if (st == NB_OK && opt && !c.has_optim)
@@ -446,7 +455,7 @@ nb_status nb_model_load(nb_model *m, nb_optim *opt, const char *path, const nb_c
                       "load: the checkpoint holds no optimizer state (it was saved without one)");
     /* the last step that can fail; it changes the optimizer only on success */
     if (st == NB_OK && opt)
-        st = nb_optim_state_load(opt, m, c.file, c.meta.p, err);
+        st = within(nb_optim_state_load(opt, m, c.file, c.meta.p, err), where, err);
     if (st == NB_OK) {
         for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
             memcpy(nb_tensor_data(p), nb_tensor_data(nb_model_get(c.file, nb_tensor_name(p))),
