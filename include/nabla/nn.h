@@ -194,10 +194,13 @@ NB_API nb_status nb_init_tensor_fans(nb_tensor *t, nb_init kind, double scale, i
 /* =============================================================== layers */
 
 /** A layer: built once against an nb_model (which owns its parameters),
- *  then run on a fresh graph every step. Opaque; free with nb_layer_free. */
+ *  then run on a fresh graph every step. Opaque; free with nb_layer_free.
+ *  What a layer does is its definition's (nb_layer_def, below): the
+ *  library's layers are definitions like any a program writes. */
 typedef struct nb_layer nb_layer;
 
-/** Kinds of layers. */
+/** The library's first kinds of layers (nb_layer_get_kind); a layer of
+ *  any other definition is NB_LAYER_OTHER (nb_layer_get_def says which). */
 typedef enum nb_layer_kind {
     NB_LAYER_LINEAR = 1,
     NB_LAYER_ACTIVATION = 2,
@@ -205,7 +208,10 @@ typedef enum nb_layer_kind {
     NB_LAYER_BATCH_NORM = 4,
     NB_LAYER_MAXOUT = 5,
     NB_LAYER_SEQUENTIAL = 6,
+    NB_LAYER_OTHER = 7,
 } nb_layer_kind;
+
+typedef struct nb_layer_def nb_layer_def;
 
 /** Settings shared by the layer constructors; a zeroed struct is valid. */
 typedef struct nb_layer_opts {
@@ -216,7 +222,116 @@ typedef struct nb_layer_opts {
     bool no_bias;      /**< linear and maxout layers without a bias */
     nb_rng *rng;       /**< draws initial weights, dropout masks and RReLU slopes;
                             kept by the layer (not owned): it must outlive it */
+    /** nb_layer_from_description: the program's own kinds of layers a
+     *  description may name, besides the library's (NULL when none) */
+    const nb_layer_def *const *defs;
+    int n_defs;
+    /** nb_layer_from_description: refuse (NB_ERR_ARG) a description whose
+     *  parameters would take more than this many bytes, before allocating
+     *  them (0: no bound) */
+    int64_t max_bytes;
 } nb_layer_opts;
+
+/* ======================================================= layer protocol */
+
+/**
+ * A kind of layer. The library's layers (linear, maxout, activation,
+ * dropout, batch norm, sequence) are definitions of this shape, and a
+ * program's own layer is one too: it then works in sequences, the trainer,
+ * evaluation, checkpoints, descriptions and model-level checks like the
+ * library's. docs/nn.md ("Your own layers") has a worked example.
+ */
+struct nb_layer_def {
+    /** The kind's name: letters, digits, '_' and '-', unique among the kinds
+     *  a program uses ("linear", "my_block"); descriptions name it. */
+    const char *kind;
+    /** Bytes of settings each layer of the kind keeps (nb_layer_state):
+     *  allocated and zeroed with the layer, freed with it. */
+    size_t state_size;
+    /** Run the layer (required): record ops in @p g on input @p x and
+     *  return the output, or record an error in @p g (nb_graph_fail) and
+     *  return NULL. The graph comes first, as in every op. */
+    nb_tensor *(*forward)(nb_graph *g, nb_layer *l, nb_tensor *x, bool training);
+    /** Width of the output's last axis for an input whose last axis is
+     *  @p w (NULL: the same width). nb_layer_forward checks every output
+     *  against it. */
+    int64_t (*out_width)(const nb_layer *l, int64_t w);
+    /** The layer's settings as text for descriptions (NULL: layers of the
+     *  kind cannot be described, and neither can a network holding one):
+     *  append them with nb_layer_setting_put to out[0..cap), which holds
+     *  "" on entry. Return NB_OK or an error of nb_layer_setting_put. */
+    nb_status (*describe)(const nb_layer *l, char *out, size_t cap);
+    /** Build a layer of the kind again from those settings (NULL: it cannot
+     *  be built from a description): @p l is new (its name, generator and
+     *  zeroed state set); read @p settings with nb_layer_setting_get_*,
+     *  add the parameters with nb_layer_add_param to @p m and fill the
+     *  state. @p o gives the description's dtype and the caller's init,
+     *  generator and bound. Report a bad setting in @p err (may be NULL;
+     *  nb_error_set) and return its status; @p l is then freed. */
+    nb_status (*build)(nb_layer *l, nb_model *m, const char *settings, const nb_layer_opts *o,
+                       nb_error *err);
+    /** Release what the state holds besides itself (NULL: nothing). */
+    void (*release)(nb_layer *l);
+};
+
+/**
+ * A new layer of kind @p def named @p name (under 96 bytes, no space,
+ * '=' or line break, so descriptions can hold it), with zeroed state of
+ * def->state_size bytes and the generator o->rng (@p o may be NULL).
+ * Errors: NB_ERR_NULL (def, def->forward, def->kind, name, out), NB_ERR_ARG
+ * (a kind or name that breaks those rules), NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_layer_new(const nb_layer_def *def, const char *name, const nb_layer_opts *o,
+                              nb_layer **out);
+/** The layer's settings (def->state_size bytes; NULL when none, or for a
+ *  NULL layer). */
+NB_API void *nb_layer_state(const nb_layer *l);
+/** The layer's definition (NULL for NULL). */
+NB_API const nb_layer_def *nb_layer_get_def(const nb_layer *l);
+/** The generator the layer was made with (NULL when none). */
+NB_API nb_rng *nb_layer_rng(const nb_layer *l);
+/**
+ * Add the parameter "<layer name>.<suffix>" to @p m and to the layer's
+ * list (nb_layer_param), zero-filled. The layer keeps pointers to it; the
+ * model owns it. Errors: NB_ERR_NULL, NB_ERR_DTYPE (not f32 or f64),
+ * NB_ERR_ARG (a bad suffix or shape, a name too long, past the bound of
+ * nb_layer_from_description), NB_ERR_EXISTS (the name is taken), NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_layer_add_param(nb_layer *l, nb_model *m, const char *suffix, nb_dtype dt,
+                                    int rank, const int64_t *shape, nb_tensor **out);
+/** Number of parameters the layer added (its sublayers' not counted). */
+NB_API int nb_layer_param_count(const nb_layer *l);
+/** The @p i-th parameter the layer added (NULL when out of range). */
+NB_API nb_tensor *nb_layer_param(const nb_layer *l, int i);
+/** Make @p child a sublayer of @p parent, which then owns it (also on
+ *  error: @p child is freed). Sequences run their sublayers in order; a
+ *  program's layer runs them itself (nb_layer_at). NB_ERR_NULL,
+ *  NB_ERR_ARG (the same layer), NB_ERR_NOMEM. */
+NB_API nb_status nb_layer_add_child(nb_layer *parent, nb_layer *child);
+/** The library's definition of kind @p kind ("linear", "maxout",
+ *  "activation", "dropout", "batch_norm", "sequential", ...), or NULL. */
+NB_API const nb_layer_def *nb_layer_builtin(const char *kind);
+
+/**
+ * Settings text: "key=value" pairs separated by single spaces (the form
+ * descriptions hold). Keys are letters, digits, '_', '-' and '.'; values
+ * hold no space, '=' or line break. nb_layer_setting_put appends
+ * " key=value" (no space first when @p out is "") with printf's @p fmt;
+ * NB_ERR_ARG when a key or value breaks the rules or it does not fit in
+ * @p cap bytes (then @p out is as it was).
+ */
+NB_API nb_status nb_layer_setting_put(char *out, size_t cap, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+/** The value of @p key in @p settings into buf[0..cap). NB_ERR_NOTFOUND,
+ *  NB_ERR_ARG (it does not fit), NB_ERR_NULL. */
+NB_API nb_status nb_layer_setting_get(const char *settings, const char *key, char *buf, size_t cap);
+/** The value of @p key as an integer. NB_ERR_NOTFOUND, NB_ERR_PARSE. */
+NB_API nb_status nb_layer_setting_get_i64(const char *settings, const char *key, int64_t *out);
+/** The value of @p key as a finite double. NB_ERR_NOTFOUND, NB_ERR_PARSE. */
+NB_API nb_status nb_layer_setting_get_f64(const char *settings, const char *key, double *out);
 
 /**
  * Linear layer y = x·W + b: adds "<name>.weight" [n_in, n_out] (initialised
@@ -263,8 +378,8 @@ NB_API nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_feat
 /** An empty sequence of layers, run in order. */
 NB_API nb_status nb_sequential_new(const char *name, nb_layer **out);
 /** Append @p layer to @p seq, which takes ownership (also on error: then
- *  @p layer is freed). NB_ERR_NULL, NB_ERR_ARG (seq not a sequence),
- *  NB_ERR_NOMEM. */
+ *  @p layer is freed). NB_ERR_NULL, NB_ERR_ARG (seq not a sequence, or
+ *  the same layer), NB_ERR_NOMEM. */
 NB_API nb_status nb_sequential_add(nb_layer *seq, nb_layer *layer);
 
 /** Settings of nb_mlp_new. Start from nb_mlp_defaults(). */
@@ -298,23 +413,26 @@ NB_API nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *size
                             const nb_mlp_opts *o, nb_layer **out);
 
 /**
- * Run @p l on @p x in @p g. @p training selects dropout masks, RReLU
- * slopes and batch statistics (training) or their evaluation forms. Batch
- * norm in training mode also updates its running buffers (once per call).
- * Errors are recorded in @p g: wrong input width or dtype, for instance
- * "fc1: input [4,3] does not fit weight [5,2]". @p l NULL: NB_ERR_NULL.
+ * Run @p l on @p x in @p g (its definition's forward). @p training selects
+ * dropout masks, RReLU slopes and batch statistics (training) or their
+ * evaluation forms. Batch norm in training mode also updates its running
+ * buffers (once per call). Errors are recorded in @p g: wrong input width
+ * or dtype, for instance "fc1: input [4,3] does not fit weight [5,2]"; a
+ * layer that returns NULL without recording an error, or an output whose
+ * last axis is not the width its out_width says, is an error naming the
+ * layer, its kind and the shapes. @p l NULL: NB_ERR_NULL.
  */
 NB_API nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training);
-/** Free a layer (and the layers of a sequence). Parameters stay in their
- *  model. NULL is accepted. */
+/** Free a layer (and its sublayers). Parameters stay in their model.
+ *  NULL is accepted. */
 NB_API void nb_layer_free(nb_layer *l);
 /** Kind of a layer (0 for NULL). */
 NB_API nb_layer_kind nb_layer_get_kind(const nb_layer *l);
 /** Name of a layer ("" for NULL). Owned by the layer. */
 NB_API const char *nb_layer_name(const nb_layer *l);
-/** Number of layers in a sequence (0 otherwise). */
+/** Number of sublayers (a sequence's layers; 0 for most layers). */
 NB_API int nb_layer_count(const nb_layer *l);
-/** The @p i-th layer of a sequence (NULL when out of range). */
+/** The @p i-th sublayer (NULL when out of range). */
 NB_API nb_layer *nb_layer_at(const nb_layer *l, int i);
 /** Find a layer by name in @p l and its sequences (depth first); NULL if none. */
 NB_API nb_layer *nb_layer_find(const nb_layer *l, const char *name);
@@ -323,6 +441,7 @@ NB_API nb_layer *nb_layer_find(const nb_layer *l, const char *name);
  *  not free); NULL when the layer has none. */
 typedef struct nb_layer_info {
     nb_layer_kind kind;
+    const char *kind_name; /**< its definition's kind ("linear", "my_block") */
     const char *name;     /**< owned by the layer */
     int64_t n_in, n_out;  /**< widths: linear and maxout in and out (out after the maxout);
                                batch norm and PReLU / learned swish: the features; a

@@ -57,6 +57,15 @@ NB_API nb_status nb_graph_status(const nb_graph *g);
 NB_API const nb_error *nb_graph_error(const nb_graph *g);
 /** Forget the recorded error. */
 NB_API void nb_graph_clear_error(nb_graph *g);
+/** Record an error in @p g as the library's ops do, for code outside the
+ *  library (a layer's forward, say): the first error recorded stays;
+ *  where = @p where (NULL: ""), msg = "<where>: " and the sentence made
+ *  with printf's @p fmt. Returns @p code. */
+NB_API nb_status nb_graph_fail(nb_graph *g, nb_status code, const char *where, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 /** Recording on (the default): ops remember their inputs so gradients can
  *  flow. Off: ops compute values only and their results need no gradient. */

@@ -118,6 +118,17 @@ nb_status nbc_error_named(nb_graph *g, nb_status code, const char *op, const cha
     return code;
 }
 
+nb_status nb_graph_fail(nb_graph *g, nb_status code, const char *where, const char *fmt, ...)
+{
+    if (!g || g->err.status != NB_OK)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    nbc_verror(g, code, where, NULL, fmt ? fmt : "", ap);
+    va_end(ap);
+    return code;
+}
+
 nb_status nb_graph_status(const nb_graph *g)
 {
     return g ? g->err.status : NB_ERR_NULL;

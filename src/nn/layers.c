@@ -1,63 +1,18 @@
-/* Layers: linear, maxout, activation, dropout, batch norm, sequences and
- * the MLP builder. A layer keeps pointers to its parameters (owned by the
- * model) and records primitive ops when run. */
+/* The library's layers: linear, maxout, activation, dropout, batch norm
+ * and sequences, each an nb_layer_def (layer.c runs them as it runs a
+ * program's), and the MLP builder. A layer keeps pointers to its
+ * parameters (owned by the model) and records primitive ops when run. */
 
 #include "nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 
-#define NAME_MAX_LEN 96
-
-struct nb_layer {
-    nb_layer_kind kind;
-    char name[NAME_MAX_LEN];
-    nb_alloc_fn alloc;
-    void *ud;
-    nb_rng *rng;
-    /* linear, maxout */
-    nb_tensor *weight, *bias;
-    int64_t n_in, n_out, pieces;
-    /* activation */
-    nb_act act;
-    nb_act_opts act_opts;
-    nb_tensor *param;
-    /* dropout */
-    double p;
-    /* batch norm (weight = γ, bias = β) */
-    nb_tensor *running_mean, *running_var;
-    double eps, momentum;
-    /* sequence */
-    nb_layer **items;
-    int n_items, cap_items;
-};
-
 static const nb_layer_opts default_opts = {0};
 
-static nb_status layer_alloc(nb_alloc_fn alloc, void *ud, nb_layer_kind kind, const char *name,
-                             nb_layer **out)
-{
-    if (!out)
-        return NB_ERR_NULL;
-    *out = NULL;
-    if (!name)
-        return NB_ERR_NULL;
-    if (strlen(name) >= NAME_MAX_LEN)
-        return NB_ERR_ARG;
-    nb_layer *l = alloc(ud, NULL, 0, sizeof *l);
-    if (!l)
-        return NB_ERR_NOMEM;
-    memset(l, 0, sizeof *l);
-    l->kind = kind;
-    l->alloc = alloc;
-    l->ud = ud;
-    memcpy(l->name, name, strlen(name) + 1);
-    *out = l;
-    return NB_OK;
-}
-
-static nb_status model_layer_alloc(nb_model *m, nb_layer_kind kind, const char *name,
-                                   nb_layer **out)
+/* A new layer of @p def named @p name through @p m's allocation hook. */
+static nb_status model_layer_alloc(nb_model *m, const nb_layer_def *def, const char *name,
+                                   nb_rng *rng, nb_layer **out)
 {
     if (out)
         *out = NULL;
@@ -65,43 +20,25 @@ static nb_status model_layer_alloc(nb_model *m, nb_layer_kind kind, const char *
         return NB_ERR_NULL;
     void *ud;
     nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
-    return layer_alloc(alloc, ud, kind, name, out);
-}
-
-void nb_layer_free(nb_layer *l)
-{
-    if (!l)
-        return;
-    for (int i = 0; i < l->n_items; i++)
-        nb_layer_free(l->items[i]);
-    if (l->items)
-        l->alloc(l->ud, l->items, (size_t)l->cap_items * sizeof *l->items, 0);
-    l->alloc(l->ud, l, sizeof *l, 0);
-}
-
-/* "<layer>.<suffix>" into buf; NB_ERR_ARG when it does not fit. */
-static nb_status param_name(char *buf, size_t n, const char *layer, const char *suffix)
-{
-    int k = snprintf(buf, n, "%s.%s", layer, suffix);
-    return k < 0 || (size_t)k >= n ? NB_ERR_ARG : NB_OK;
+    return nbn_layer_make(alloc, ud, def, name, rng, out);
 }
 
 /* Add the parameters "<layer>.<suffix_i>" with the given shapes; all names
  * are checked first so a taken name adds nothing. */
-static nb_status add_params(nb_model *m, const char *layer, nb_dtype dt, int n,
+static nb_status add_params(nb_layer *l, nb_model *m, nb_dtype dt, int n,
                             const char *const *suffix, const int *rank, const int64_t (*shape)[2],
                             nb_tensor **out)
 {
-    char buf[NAME_MAX_LEN + 32];
+    char buf[NBN_NAME_MAX + 32];
     for (int i = 0; i < n; i++) {
-        if (param_name(buf, sizeof buf, layer, suffix[i]) != NB_OK)
+        int k = snprintf(buf, sizeof buf, "%s.%s", l->name, suffix[i]);
+        if (k < 0 || (size_t)k >= sizeof buf)
             return NB_ERR_ARG;
         if (nb_model_get(m, buf))
             return NB_ERR_EXISTS;
     }
     for (int i = 0; i < n; i++) {
-        param_name(buf, sizeof buf, layer, suffix[i]);
-        nb_status st = nb_model_add(m, buf, dt, rank[i], shape[i], &out[i]);
+        nb_status st = nb_layer_add_param(l, m, suffix[i], dt, rank[i], shape[i], &out[i]);
         if (st != NB_OK)
             return st;
     }
@@ -113,7 +50,54 @@ static nb_status check_dtype(nb_dtype dt)
     return dt == NB_F32 || dt == NB_F64 ? NB_OK : NB_ERR_DTYPE;
 }
 
-/* Linear map to n_out·pieces values (pieces = 1: a linear layer). */
+/* x's dtype matches the layer's parameters; records an error otherwise. */
+static bool fits_dtype(nb_graph *g, const nb_layer *l, const nb_tensor *x, const nb_tensor *p)
+{
+    if (p && x->dtype != p->dtype) {
+        nbc_error(g, NB_ERR_DTYPE, l->name, "input is %s but the parameters are %s",
+                  nb_dtype_name(x->dtype), nb_dtype_name(p->dtype));
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------ linear, maxout */
+
+typedef struct affine {
+    int64_t n_in, n_out, pieces;
+    nb_tensor *weight, *bias;
+} affine;
+
+/* The parameters of a linear map to n_out·pieces values into layer @p l. */
+static nb_status affine_init(nb_layer *l, nb_model *m, int64_t n_in, int64_t n_out,
+                             int64_t pieces, nb_init fallback, const nb_layer_opts *o)
+{
+    if (check_dtype(o->dtype) != NB_OK)
+        return NB_ERR_DTYPE;
+    int64_t width;
+    if (n_in < 1 || n_out < 1 || pieces < 1 || nbc_mul_overflows(n_out, pieces, &width) ||
+        nbc_mul_overflows(n_in, width, &(int64_t){0}))
+        return NB_ERR_ARG;
+    nb_init init = o->init == NB_INIT_AUTO ? fallback : o->init;
+    if ((int)init <= NB_INIT_AUTO || init >= NB_INIT_COUNT)
+        return NB_ERR_ARG;
+    if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
+        return NB_ERR_NULL;
+    affine *a = l->state;
+    const char *suffix[2] = {"weight", "bias"};
+    int rank[2] = {2, 1};
+    int64_t shape[2][2] = {{n_in, width}, {width, 0}};
+    nb_tensor *ps[2] = {NULL, NULL};
+    nb_status st = add_params(l, m, o->dtype, o->no_bias ? 1 : 2, suffix, rank,
+                              (const int64_t(*)[2])shape, ps);
+    if (st == NB_OK)
+        st = nb_init_tensor_fans(ps[0], init, o->init_scale, n_in, width, o->rng);
+    if (st != NB_OK)
+        return st;
+    *a = (affine){n_in, n_out, pieces, ps[0], ps[1]};
+    return NB_OK;
+}
+
 static nb_status affine_new(nb_model *m, const char *name, int64_t n_in, int64_t n_out,
                             int64_t pieces, nb_init fallback, const nb_layer_opts *o,
                             nb_layer **out)
@@ -135,29 +119,15 @@ static nb_status affine_new(nb_model *m, const char *name, int64_t n_in, int64_t
         return NB_ERR_ARG;
     if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
         return NB_ERR_NULL;
-
     nb_layer *l = NULL;
-    nb_status st = model_layer_alloc(m, pieces > 1 ? NB_LAYER_MAXOUT : NB_LAYER_LINEAR, name, &l);
-    if (st != NB_OK)
-        return st;
-    const char *suffix[2] = {"weight", "bias"};
-    int rank[2] = {2, 1};
-    int64_t shape[2][2] = {{n_in, width}, {width, 0}};
-    nb_tensor *ps[2] = {NULL, NULL};
-    st = add_params(m, name, o->dtype, o->no_bias ? 1 : 2, suffix, rank, (const int64_t(*)[2])shape,
-                    ps);
+    nb_status st = model_layer_alloc(m, pieces > 1 ? &nbn_maxout_def : &nbn_linear_def, name,
+                                     o->rng, &l);
     if (st == NB_OK)
-        st = nb_init_tensor_fans(ps[0], init, o->init_scale, n_in, width, o->rng);
+        st = affine_init(l, m, n_in, n_out, pieces, fallback, o);
     if (st != NB_OK) {
         nb_layer_free(l);
         return st;
     }
-    l->weight = ps[0];
-    l->bias = ps[1];
-    l->n_in = n_in;
-    l->n_out = n_out;
-    l->pieces = pieces;
-    l->rng = o->rng;
     *out = l;
     return NB_OK;
 }
@@ -179,6 +149,158 @@ nb_status nb_maxout_new(nb_model *m, const char *name, int64_t n_in, int64_t n_o
     return affine_new(m, name, n_in, n_out, k, NB_INIT_HE_UNIFORM, o, out);
 }
 
+static nb_tensor *affine_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    (void)training;
+    const affine *a = l->state;
+    char sx[96], sw[96];
+    if (x->rank < 2 || x->rank > 3 || x->shape[x->rank - 1] != a->n_in) {
+        nbc_error(g, NB_ERR_SHAPE, l->name, "input %s does not fit weight %s",
+                  nbc_shp(x, sx, sizeof sx), nbc_shp(a->weight, sw, sizeof sw));
+        return NULL;
+    }
+    if (!fits_dtype(g, l, x, a->weight))
+        return NULL;
+    nb_tensor *y = nb_matmul(g, x, a->weight, false, false);
+    if (a->bias)
+        y = nb_add(g, y, a->bias);
+    return a->pieces > 1 ? nb_maxout(g, y, a->pieces) : y;
+}
+
+static int64_t affine_width(const nb_layer *l, int64_t w)
+{
+    (void)w;
+    return ((const affine *)l->state)->n_out;
+}
+
+static nb_status affine_describe(const nb_layer *l, char *out, size_t cap)
+{
+    const affine *a = l->state;
+    nb_status st = nb_layer_setting_put(out, cap, "in", "%lld", (long long)a->n_in);
+    if (st == NB_OK)
+        st = nb_layer_setting_put(out, cap, "out", "%lld", (long long)a->n_out);
+    if (st == NB_OK && a->pieces > 1)
+        st = nb_layer_setting_put(out, cap, "pieces", "%lld", (long long)a->pieces);
+    if (st == NB_OK)
+        st = nb_layer_setting_put(out, cap, "bias", "%d", a->bias ? 1 : 0);
+    return st;
+}
+
+/* A setting that must be there and an integer from @p lo to @p hi. */
+static nb_status need_i64(const nb_layer *l, const char *settings, const char *key, int64_t lo,
+                          int64_t hi, int64_t *out, nb_error *err)
+{
+    nb_status st = nb_layer_setting_get_i64(settings, key, out);
+    if (st == NB_OK && *out >= lo && *out <= hi)
+        return NB_OK;
+    return nbc_error_at(err, st == NB_OK ? NB_ERR_ARG : st, "nb_layer_from_description", -1,
+                        l->name, "layer '%s' (%s): %s= is %s (an integer from %lld to %lld)",
+                        l->name, l->def->kind, key, st == NB_ERR_NOTFOUND ? "missing" : "not valid",
+                        (long long)lo, (long long)hi);
+}
+
+/* A setting that must be there and a number from @p lo to @p hi. */
+static nb_status need_f64(const nb_layer *l, const char *settings, const char *key, double lo,
+                          double hi, double *out, nb_error *err)
+{
+    nb_status st = nb_layer_setting_get_f64(settings, key, out);
+    if (st == NB_OK && *out >= lo && *out <= hi)
+        return NB_OK;
+    return nbc_error_at(err, st == NB_OK ? NB_ERR_ARG : st, "nb_layer_from_description", -1,
+                        l->name, "layer '%s' (%s): %s= is %s (a number from %g to %g)", l->name,
+                        l->def->kind, key, st == NB_ERR_NOTFOUND ? "missing" : "not valid", lo,
+                        hi);
+}
+
+/* Why a layer's parameters could not be added, as a sentence in @p err. */
+static nb_status param_error(const nb_layer *l, nb_status st, nb_error *err)
+{
+    return nbc_error_at(err, st, "nb_layer_from_description", -1, l->name,
+                        "layer '%s' (%s): its parameters could not be added: %s", l->name,
+                        l->def->kind,
+                        st == NB_ERR_EXISTS ? "a name is taken"
+                        : st == NB_ERR_ARG  ? "sizes too large, or past the bound on bytes"
+                                            : nb_status_str(st));
+}
+
+static nb_status affine_build(nb_layer *l, nb_model *m, const char *settings,
+                              const nb_layer_opts *o, nb_error *err)
+{
+    bool maxout = l->def == &nbn_maxout_def;
+    int64_t n_in, n_out, pieces = 1, bias;
+    nb_status st = need_i64(l, settings, "in", 1, INT32_MAX, &n_in, err);
+    if (st == NB_OK)
+        st = need_i64(l, settings, "out", 1, INT32_MAX, &n_out, err);
+    if (st == NB_OK && maxout)
+        st = need_i64(l, settings, "pieces", 2, 1 << 16, &pieces, err);
+    if (st == NB_OK)
+        st = need_i64(l, settings, "bias", 0, 1, &bias, err);
+    if (st != NB_OK)
+        return st;
+    nb_layer_opts lo = *o;
+    lo.no_bias = !bias;
+    st = affine_init(l, m, n_in, n_out, pieces,
+                     maxout ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM, &lo);
+    return st == NB_OK ? NB_OK : param_error(l, st, err);
+}
+
+const nb_layer_def nbn_linear_def = {
+    .kind = "linear",
+    .state_size = sizeof(affine),
+    .forward = affine_forward,
+    .out_width = affine_width,
+    .describe = affine_describe,
+    .build = affine_build,
+};
+
+const nb_layer_def nbn_maxout_def = {
+    .kind = "maxout",
+    .state_size = sizeof(affine),
+    .forward = affine_forward,
+    .out_width = affine_width,
+    .describe = affine_describe,
+    .build = affine_build,
+};
+
+/* ---------------------------------------------------------- activation */
+
+typedef struct activation {
+    nb_act act;
+    nb_act_opts opts;
+    nb_tensor *param; /* PReLU α or learned swish β */
+} activation;
+
+/* Whether @p ao is valid for @p act (NB_OK or NB_ERR_ARG). */
+static nb_status act_opts_check(nb_act act, const nb_act_opts *ao)
+{
+    if ((int)act < 0 || act >= NB_ACT_COUNT)
+        return NB_ERR_ARG;
+    if (act == NB_ACT_MAXOUT && ao->pieces < 1)
+        return NB_ERR_ARG;
+    if (act == NB_ACT_RRELU && !(ao->lower >= 0 && ao->lower <= ao->upper && isfinite(ao->upper)))
+        return NB_ERR_ARG;
+    return NB_OK;
+}
+
+/* The activation's state and its parameter (when it has one) in @p l. */
+static nb_status activation_init(nb_layer *l, nb_model *m, nb_act act, const nb_act_opts *ao,
+                                 int64_t n_features, nb_dtype dt)
+{
+    activation *a = l->state;
+    if (nb_act_has_param(act)) {
+        const char *suffix[1] = {act == NB_ACT_PRELU ? "alpha" : "beta"};
+        int rank[1] = {1};
+        int64_t shape[1][2] = {{n_features, 0}};
+        nb_status st = add_params(l, m, dt, 1, suffix, rank, (const int64_t(*)[2])shape, &a->param);
+        if (st != NB_OK)
+            return st;
+        nbc_fill(a->param, act == NB_ACT_PRELU ? ao->alpha : ao->beta);
+    }
+    a->act = act;
+    a->opts = *ao;
+    return NB_OK;
+}
+
 nb_status nb_act_layer_new(nb_model *m, const char *name, nb_act act, const nb_act_opts *act_o,
                            int64_t n_features, const nb_layer_opts *o, nb_layer **out)
 {
@@ -191,33 +313,122 @@ nb_status nb_act_layer_new(nb_model *m, const char *name, nb_act act, const nb_a
     if ((int)act < 0 || act >= NB_ACT_COUNT)
         return NB_ERR_ARG;
     nb_act_opts ao = act_o ? *act_o : nb_act_defaults(act);
-    if (act == NB_ACT_MAXOUT && ao.pieces < 1)
-        return NB_ERR_ARG;
-    if (act == NB_ACT_RRELU && !(ao.lower >= 0 && ao.lower <= ao.upper && isfinite(ao.upper)))
+    if (act_opts_check(act, &ao) != NB_OK)
         return NB_ERR_ARG;
     if (nb_act_has_param(act) && (n_features < 1 || check_dtype(o->dtype) != NB_OK))
         return n_features < 1 ? NB_ERR_ARG : NB_ERR_DTYPE;
     nb_layer *l = NULL;
-    nb_status st = model_layer_alloc(m, NB_LAYER_ACTIVATION, name, &l);
-    if (st != NB_OK)
+    nb_status st = model_layer_alloc(m, &nbn_activation_def, name, o->rng, &l);
+    if (st == NB_OK)
+        st = activation_init(l, m, act, &ao, n_features, o->dtype);
+    if (st != NB_OK) {
+        nb_layer_free(l);
         return st;
-    if (nb_act_has_param(act)) {
-        const char *suffix[1] = {act == NB_ACT_PRELU ? "alpha" : "beta"};
-        int rank[1] = {1};
-        int64_t shape[1][2] = {{n_features, 0}};
-        st = add_params(m, name, o->dtype, 1, suffix, rank, (const int64_t(*)[2])shape, &l->param);
-        if (st != NB_OK) {
-            nb_layer_free(l);
-            return st;
-        }
-        nbc_fill(l->param, act == NB_ACT_PRELU ? ao.alpha : ao.beta);
     }
-    l->act = act;
-    l->act_opts = ao;
-    l->rng = o->rng;
     *out = l;
     return NB_OK;
 }
+
+static nb_tensor *activation_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    activation *a = l->state;
+    if (!fits_dtype(g, l, x, a->param))
+        return NULL;
+    return nb_activate(g, a->act, x, &a->opts, a->param, l->rng, training);
+}
+
+static int64_t activation_width(const nb_layer *l, int64_t w)
+{
+    const activation *a = l->state;
+    return a->act == NB_ACT_MAXOUT ? w / a->opts.pieces : w;
+}
+
+/* The settings of the activations, as keys, and which activations have each. */
+static const struct {
+    const char *key;
+    nb_act acts[3];
+} ACT_SETTINGS[] = {
+    {"alpha", {NB_ACT_LEAKY_RELU, NB_ACT_ELU, NB_ACT_PRELU}},
+    {"beta", {NB_ACT_SWISH, NB_ACT_SWISH_LEARNED, NB_ACT_SWISH}},
+    {"lower", {NB_ACT_RRELU, NB_ACT_RRELU, NB_ACT_RRELU}},
+    {"upper", {NB_ACT_RRELU, NB_ACT_RRELU, NB_ACT_RRELU}},
+};
+
+static double *act_setting(nb_act_opts *o, int i)
+{
+    double *v[] = {&o->alpha, &o->beta, &o->lower, &o->upper};
+    return v[i];
+}
+
+static bool has_setting(nb_act act, int i)
+{
+    for (int k = 0; k < 3; k++)
+        if (ACT_SETTINGS[i].acts[k] == act)
+            return true;
+    return false;
+}
+
+static nb_status activation_describe(const nb_layer *l, char *out, size_t cap)
+{
+    const activation *a = l->state;
+    nb_act_opts o = a->opts;
+    nb_status st = nb_layer_setting_put(out, cap, "act", "%s", nb_act_name(a->act));
+    for (int i = 0; i < 4 && st == NB_OK; i++)
+        if (has_setting(a->act, i))
+            st = nb_layer_setting_put(out, cap, ACT_SETTINGS[i].key, "%.17g", *act_setting(&o, i));
+    if (st == NB_OK && a->act == NB_ACT_MAXOUT)
+        st = nb_layer_setting_put(out, cap, "pieces", "%lld", (long long)a->opts.pieces);
+    if (st == NB_OK && a->param)
+        st = nb_layer_setting_put(out, cap, "features", "%lld", (long long)a->param->size);
+    return st;
+}
+
+static nb_status activation_build(nb_layer *l, nb_model *m, const char *settings,
+                                  const nb_layer_opts *o, nb_error *err)
+{
+    static const char *const where = "nb_layer_from_description";
+    char name[32];
+    nb_act act;
+    if (nb_layer_setting_get(settings, "act", name, sizeof name) != NB_OK ||
+        nb_act_from_name(name, &act) != NB_OK)
+        return nbc_error_at(err, NB_ERR_ARG, where, -1, l->name,
+                            "layer '%s' (activation): act= is missing or not one of %s", l->name,
+                            nb_act_names());
+    nb_act_opts ao = nb_act_defaults(act);
+    nb_status st = NB_OK;
+    for (int i = 0; i < 4 && st == NB_OK; i++)
+        if (has_setting(act, i))
+            st = need_f64(l, settings, ACT_SETTINGS[i].key, -1e300, 1e300, act_setting(&ao, i),
+                          err);
+    if (st == NB_OK && act == NB_ACT_MAXOUT)
+        st = need_i64(l, settings, "pieces", 1, 1 << 16, &ao.pieces, err);
+    int64_t features = 0;
+    if (st == NB_OK && nb_act_has_param(act))
+        st = need_i64(l, settings, "features", 1, INT32_MAX, &features, err);
+    if (st != NB_OK)
+        return st;
+    if (act_opts_check(act, &ao) != NB_OK)
+        return nbc_error_at(err, NB_ERR_ARG, where, -1, l->name,
+                            "layer '%s' (activation): the settings of %s are not valid", l->name,
+                            nb_act_name(act));
+    st = activation_init(l, m, act, &ao, features, o->dtype);
+    return st == NB_OK ? NB_OK : param_error(l, st, err);
+}
+
+const nb_layer_def nbn_activation_def = {
+    .kind = "activation",
+    .state_size = sizeof(activation),
+    .forward = activation_forward,
+    .out_width = activation_width,
+    .describe = activation_describe,
+    .build = activation_build,
+};
+
+/* ------------------------------------------------------------- dropout */
+
+typedef struct dropout {
+    double p;
+} dropout;
 
 static nb_status dropout_make(nb_alloc_fn alloc, void *ud, const char *name, double p,
                               const nb_layer_opts *o, nb_layer **out)
@@ -230,17 +441,89 @@ static nb_status dropout_make(nb_alloc_fn alloc, void *ud, const char *name, dou
         return NB_ERR_ARG;
     if (!o || !o->rng)
         return NB_ERR_NULL;
-    nb_status st = layer_alloc(alloc, ud, NB_LAYER_DROPOUT, name, out);
-    if (st == NB_OK) {
-        (*out)->p = p;
-        (*out)->rng = o->rng;
-    }
+    nb_status st = nbn_layer_make(alloc, ud, &nbn_dropout_def, name, o->rng, out);
+    if (st == NB_OK)
+        ((dropout *)(*out)->state)->p = p;
     return st;
 }
 
 nb_status nb_dropout_new(const char *name, double p, const nb_layer_opts *o, nb_layer **out)
 {
     return dropout_make(nb_default_alloc, NULL, name, p, o, out);
+}
+
+/* Inverted dropout: x·m/(1−p), m ~ Bernoulli(1−p) per element. */
+static nb_tensor *dropout_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    double p = ((const dropout *)l->state)->p;
+    if (!training || p == 0)
+        return x;
+    nb_tensor *mask = nbc_tensor_new(g, x->dtype, x->rank, x->shape, l->name);
+    if (!mask)
+        return NULL;
+    double keep = 1 - p, scale = 1 / keep;
+    for (int64_t i = 0; i < mask->size; i++)
+        nb_tensor_set(mask, i, nb_rng_uniform(l->rng) < keep ? scale : 0);
+    return nb_mul(g, x, mask);
+}
+
+static nb_status dropout_describe(const nb_layer *l, char *out, size_t cap)
+{
+    return nb_layer_setting_put(out, cap, "p", "%.17g", ((const dropout *)l->state)->p);
+}
+
+static nb_status dropout_build(nb_layer *l, nb_model *m, const char *settings,
+                               const nb_layer_opts *o, nb_error *err)
+{
+    (void)m;
+    double p;
+    nb_status st = need_f64(l, settings, "p", 0, 0.999999999, &p, err);
+    if (st != NB_OK)
+        return st;
+    if (!o->rng)
+        return nbc_error_at(err, NB_ERR_NULL, "nb_layer_from_description", -1, l->name,
+                            "layer '%s' (dropout) needs a generator (nb_layer_opts.rng)", l->name);
+    ((dropout *)l->state)->p = p;
+    return NB_OK;
+}
+
+const nb_layer_def nbn_dropout_def = {
+    .kind = "dropout",
+    .state_size = sizeof(dropout),
+    .forward = dropout_forward,
+    .describe = dropout_describe,
+    .build = dropout_build,
+};
+
+/* ---------------------------------------------------------- batch norm */
+
+typedef struct batch_norm {
+    int64_t n;
+    double eps, momentum;
+    nb_tensor *weight, *bias, *running_mean, *running_var;
+} batch_norm;
+
+static nb_status batch_norm_init(nb_layer *l, nb_model *m, int64_t n_features, double eps,
+                                 double momentum, nb_dtype dt)
+{
+    const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
+    int rank[4] = {1, 1, 1, 1};
+    int64_t shape[4][2] = {{n_features, 0}, {n_features, 0}, {n_features, 0}, {n_features, 0}};
+    nb_tensor *ps[4] = {NULL, NULL, NULL, NULL};
+    nb_status st = add_params(l, m, dt, 4, suffix, rank, (const int64_t(*)[2])shape, ps);
+    if (st != NB_OK)
+        return st;
+    nbc_fill(ps[0], 1);
+    nbc_fill(ps[3], 1);
+    nb_tensor_set_requires_grad(ps[2], false); /* buffers: saved, not trained */
+    nb_tensor_set_requires_grad(ps[3], false);
+    *(batch_norm *)l->state = (batch_norm){n_features, eps, momentum, ps[0], ps[1], ps[2], ps[3]};
+    return NB_OK;
+}
+
+static bool batch_norm_settings_ok(int64_t n_features, double eps, double momentum)
+{
+    return n_features >= 1 && eps > 0 && isfinite(eps) && momentum >= 0 && momentum <= 1;
 }
 
 nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, double eps,
@@ -254,112 +537,18 @@ nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, d
         o = &default_opts;
     if (check_dtype(o->dtype) != NB_OK)
         return NB_ERR_DTYPE;
-    if (n_features < 1 || !(eps > 0) || !isfinite(eps) || !(momentum >= 0 && momentum <= 1))
+    if (!batch_norm_settings_ok(n_features, eps, momentum))
         return NB_ERR_ARG;
     nb_layer *l = NULL;
-    nb_status st = model_layer_alloc(m, NB_LAYER_BATCH_NORM, name, &l);
-    if (st != NB_OK)
-        return st;
-    const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
-    int rank[4] = {1, 1, 1, 1};
-    int64_t shape[4][2] = {{n_features, 0}, {n_features, 0}, {n_features, 0}, {n_features, 0}};
-    nb_tensor *ps[4] = {NULL, NULL, NULL, NULL};
-    st = add_params(m, name, o->dtype, 4, suffix, rank, (const int64_t(*)[2])shape, ps);
+    nb_status st = model_layer_alloc(m, &nbn_batch_norm_def, name, o->rng, &l);
+    if (st == NB_OK)
+        st = batch_norm_init(l, m, n_features, eps, momentum, o->dtype);
     if (st != NB_OK) {
         nb_layer_free(l);
         return st;
     }
-    nbc_fill(ps[0], 1);
-    nbc_fill(ps[3], 1);
-    nb_tensor_set_requires_grad(ps[2], false); /* buffers: saved, not trained */
-    nb_tensor_set_requires_grad(ps[3], false);
-    l->weight = ps[0];
-    l->bias = ps[1];
-    l->running_mean = ps[2];
-    l->running_var = ps[3];
-    l->n_in = l->n_out = n_features;
-    l->eps = eps;
-    l->momentum = momentum;
     *out = l;
     return NB_OK;
-}
-
-nb_status nb_sequential_new(const char *name, nb_layer **out)
-{
-    return layer_alloc(nb_default_alloc, NULL, NB_LAYER_SEQUENTIAL, name, out);
-}
-
-nb_status nb_sequential_add(nb_layer *seq, nb_layer *layer)
-{
-    if (!seq || !layer) {
-        nb_layer_free(layer);
-        return NB_ERR_NULL;
-    }
-    if (seq->kind != NB_LAYER_SEQUENTIAL || seq == layer) {
-        if (seq != layer)
-            nb_layer_free(layer);
-        return NB_ERR_ARG;
-    }
-    if (seq->n_items == seq->cap_items) {
-        int cap = seq->cap_items ? 2 * seq->cap_items : 4;
-        if (cap > 1 << 20) {
-            nb_layer_free(layer);
-            return NB_ERR_ARG;
-        }
-        nb_layer **items = seq->alloc(seq->ud, seq->items, (size_t)seq->cap_items * sizeof *items,
-                                      (size_t)cap * sizeof *items);
-        if (!items) {
-            nb_layer_free(layer);
-            return NB_ERR_NOMEM;
-        }
-        seq->items = items;
-        seq->cap_items = cap;
-    }
-    seq->items[seq->n_items++] = layer;
-    return NB_OK;
-}
-
-/* ------------------------------------------------------------- forward */
-
-/* x's dtype matches the layer's parameters; records an error otherwise. */
-static bool fits_dtype(nb_graph *g, const nb_layer *l, const nb_tensor *x, const nb_tensor *p)
-{
-    if (p && x->dtype != p->dtype) {
-        nbc_error(g, NB_ERR_DTYPE, l->name, "input is %s but the parameters are %s",
-                  nb_dtype_name(x->dtype), nb_dtype_name(p->dtype));
-        return false;
-    }
-    return true;
-}
-
-static nb_tensor *affine_forward(nb_layer *l, nb_graph *g, nb_tensor *x)
-{
-    char sx[96], sw[96];
-    if (x->rank < 2 || x->rank > 3 || x->shape[x->rank - 1] != l->n_in) {
-        nbc_error(g, NB_ERR_SHAPE, l->name, "input %s does not fit weight %s",
-                  nbc_shp(x, sx, sizeof sx), nbc_shp(l->weight, sw, sizeof sw));
-        return NULL;
-    }
-    if (!fits_dtype(g, l, x, l->weight))
-        return NULL;
-    nb_tensor *y = nb_matmul(g, x, l->weight, false, false);
-    if (l->bias)
-        y = nb_add(g, y, l->bias);
-    return l->pieces > 1 ? nb_maxout(g, y, l->pieces) : y;
-}
-
-/* Inverted dropout: x·m/(1−p), m ~ Bernoulli(1−p) per element. */
-static nb_tensor *dropout_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training)
-{
-    if (!training || l->p == 0)
-        return x;
-    nb_tensor *mask = nbc_tensor_new(g, x->dtype, x->rank, x->shape, l->name);
-    if (!mask)
-        return NULL;
-    double keep = 1 - l->p, scale = 1 / keep;
-    for (int64_t i = 0; i < mask->size; i++)
-        nb_tensor_set(mask, i, nb_rng_uniform(l->rng) < keep ? scale : 0);
-    return nb_mul(g, x, mask);
 }
 
 /* Move a running buffer towards a batch statistic (in the buffer's dtype). */
@@ -372,15 +561,16 @@ static void running_update(nb_tensor *r, const nb_tensor *stat, double momentum,
     }
 }
 
-static nb_tensor *batch_norm_forward(nb_layer *l, nb_graph *g, nb_tensor *x, bool training)
+static nb_tensor *batch_norm_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
+    const batch_norm *b = l->state;
     char sx[96];
-    if (x->rank != 2 || x->shape[1] != l->n_in) {
+    if (x->rank != 2 || x->shape[1] != b->n) {
         nbc_error(g, NB_ERR_SHAPE, l->name, "input %s must be [N, %lld]", nbc_shp(x, sx, sizeof sx),
-                  (long long)l->n_in);
+                  (long long)b->n);
         return NULL;
     }
-    if (!fits_dtype(g, l, x, l->weight))
+    if (!fits_dtype(g, l, x, b->weight))
         return NULL;
     nb_tensor *mean, *var;
     if (training) {
@@ -396,121 +586,145 @@ static nb_tensor *batch_norm_forward(nb_layer *l, nb_graph *g, nb_tensor *x, boo
         var = nb_mean(g, nb_square(g, nb_sub(g, x, mean)), &axis, 1, true);
         if (!var)
             return NULL;
-        running_update(l->running_mean, mean, l->momentum, 1);
-        running_update(l->running_var, var, l->momentum, (double)n / (double)(n - 1));
+        running_update(b->running_mean, mean, b->momentum, 1);
+        running_update(b->running_var, var, b->momentum, (double)n / (double)(n - 1));
     } else {
-        mean = l->running_mean;
-        var = l->running_var;
+        mean = b->running_mean;
+        var = b->running_var;
     }
-    nb_tensor *xhat = nb_div(g, nb_sub(g, x, mean), nb_sqrt(g, nb_add_scalar(g, var, l->eps)));
-    return nb_add(g, nb_mul(g, xhat, l->weight), l->bias);
+    nb_tensor *xhat = nb_div(g, nb_sub(g, x, mean), nb_sqrt(g, nb_add_scalar(g, var, b->eps)));
+    return nb_add(g, nb_mul(g, xhat, b->weight), b->bias);
 }
 
-nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+static int64_t batch_norm_width(const nb_layer *l, int64_t w)
 {
-    if (!l) {
-        nbc_error(g, NB_ERR_NULL, "layer_forward", "layer is NULL");
-        return NULL;
-    }
-    if (!x || !g)
-        return NULL;
-    switch (l->kind) {
-    case NB_LAYER_LINEAR:
-    case NB_LAYER_MAXOUT: return affine_forward(l, g, x);
-    case NB_LAYER_ACTIVATION:
-        if (!fits_dtype(g, l, x, l->param))
-            return NULL;
-        return nb_activate(g, l->act, x, &l->act_opts, l->param, l->rng, training);
-    case NB_LAYER_DROPOUT: return dropout_forward(l, g, x, training);
-    case NB_LAYER_BATCH_NORM: return batch_norm_forward(l, g, x, training);
-    case NB_LAYER_SEQUENTIAL:
-        for (int i = 0; i < l->n_items && x; i++)
-            x = nb_layer_forward(g, l->items[i], x, training);
-        return x;
-    }
-    return NULL;
+    (void)w;
+    return ((const batch_norm *)l->state)->n;
 }
 
-nb_layer_kind nb_layer_get_kind(const nb_layer *l)
+static nb_status batch_norm_describe(const nb_layer *l, char *out, size_t cap)
 {
-    return l ? l->kind : (nb_layer_kind)0;
+    const batch_norm *b = l->state;
+    nb_status st = nb_layer_setting_put(out, cap, "features", "%lld", (long long)b->n);
+    if (st == NB_OK)
+        st = nb_layer_setting_put(out, cap, "eps", "%.17g", b->eps);
+    if (st == NB_OK)
+        st = nb_layer_setting_put(out, cap, "momentum", "%.17g", b->momentum);
+    return st;
 }
 
-const char *nb_layer_name(const nb_layer *l)
+static nb_status batch_norm_build(nb_layer *l, nb_model *m, const char *settings,
+                                  const nb_layer_opts *o, nb_error *err)
 {
-    return l ? l->name : "";
+    int64_t n;
+    double eps, momentum;
+    nb_status st = need_i64(l, settings, "features", 1, INT32_MAX, &n, err);
+    if (st == NB_OK)
+        st = need_f64(l, settings, "eps", 1e-300, 1e300, &eps, err);
+    if (st == NB_OK)
+        st = need_f64(l, settings, "momentum", 0, 1, &momentum, err);
+    if (st != NB_OK)
+        return st;
+    st = batch_norm_init(l, m, n, eps, momentum, o->dtype);
+    return st == NB_OK ? NB_OK : param_error(l, st, err);
 }
 
-int nb_layer_count(const nb_layer *l)
+const nb_layer_def nbn_batch_norm_def = {
+    .kind = "batch_norm",
+    .state_size = sizeof(batch_norm),
+    .forward = batch_norm_forward,
+    .out_width = batch_norm_width,
+    .describe = batch_norm_describe,
+    .build = batch_norm_build,
+};
+
+/* ------------------------------------------------------------ sequence */
+
+nb_status nb_sequential_new(const char *name, nb_layer **out)
 {
-    return l && l->kind == NB_LAYER_SEQUENTIAL ? l->n_items : 0;
+    return nbn_layer_make(nb_default_alloc, NULL, &nbn_sequential_def, name, NULL, out);
 }
 
-nb_layer *nb_layer_at(const nb_layer *l, int i)
+static nb_tensor *sequential_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
-    return i >= 0 && i < nb_layer_count(l) ? l->items[i] : NULL;
+    for (int i = 0; i < l->n_items && x; i++)
+        x = nb_layer_forward(g, l->items[i], x, training);
+    return x;
 }
 
-nb_layer *nb_layer_find(const nb_layer *l, const char *name)
+/* The width of what @p l gives for an input of width @p w. */
+static int64_t sequential_width(const nb_layer *l, int64_t w)
 {
-    if (!l || !name)
-        return NULL;
-    if (strcmp(l->name, name) == 0)
-        return (nb_layer *)l;
-    for (int i = 0; i < nb_layer_count(l); i++) {
-        nb_layer *found = nb_layer_find(l->items[i], name);
-        if (found)
-            return found;
-    }
-    return NULL;
-}
-
-/* The width of what @p l gives for an input of width @p w (0: unknown). */
-static int64_t out_width(const nb_layer *l, int64_t w)
-{
-    switch (l->kind) {
-    case NB_LAYER_LINEAR:
-    case NB_LAYER_MAXOUT:
-    case NB_LAYER_BATCH_NORM: return l->n_out;
-    case NB_LAYER_ACTIVATION: return l->act == NB_ACT_MAXOUT ? w / l->act_opts.pieces : w;
-    case NB_LAYER_SEQUENTIAL:
-        for (int i = 0; i < l->n_items; i++)
-            w = out_width(l->items[i], w);
-        return w;
-    case NB_LAYER_DROPOUT: break;
-    }
+    for (int i = 0; i < l->n_items; i++)
+        if (l->items[i]->def->out_width)
+            w = l->items[i]->def->out_width(l->items[i], w);
     return w;
 }
+
+static nb_status sequential_describe(const nb_layer *l, char *out, size_t cap)
+{
+    (void)l, (void)out, (void)cap;
+    return NB_OK; /* its layers are described one by one */
+}
+
+static nb_status sequential_build(nb_layer *l, nb_model *m, const char *settings,
+                                  const nb_layer_opts *o, nb_error *err)
+{
+    (void)l, (void)m, (void)settings, (void)o, (void)err;
+    return NB_OK; /* its layers are built one by one */
+}
+
+const nb_layer_def nbn_sequential_def = {
+    .kind = "sequential",
+    .forward = sequential_forward,
+    .out_width = sequential_width,
+    .describe = sequential_describe,
+    .build = sequential_build,
+};
+
+/* ---------------------------------------------------------------- info */
 
 nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out)
 {
     if (!l || !out)
         return NB_ERR_NULL;
     *out = (nb_layer_info){
-        .kind = l->kind,
+        .kind = nb_layer_get_kind(l),
+        .kind_name = l->def->kind,
         .name = l->name,
-        .n_in = l->n_in,
-        .n_out = l->n_out,
-        .pieces = l->pieces,
-        .act = l->act,
-        .act_opts = l->act_opts,
-        .p = l->p,
-        .eps = l->eps,
-        .momentum = l->momentum,
         .n_items = l->n_items,
-        .weight = l->weight,
-        .bias = l->bias,
-        .running_mean = l->running_mean,
-        .running_var = l->running_var,
-        .param = l->param,
     };
-    if (l->param)
-        out->n_in = out->n_out = l->param->size;
-    if (l->kind == NB_LAYER_SEQUENTIAL && l->n_items > 0) {
+    const nb_layer_def *d = l->def;
+    if (d == &nbn_linear_def || d == &nbn_maxout_def) {
+        const affine *a = l->state;
+        out->n_in = a->n_in;
+        out->n_out = a->n_out;
+        out->pieces = a->pieces;
+        out->weight = a->weight;
+        out->bias = a->bias;
+    } else if (d == &nbn_activation_def) {
+        const activation *a = l->state;
+        out->act = a->act;
+        out->act_opts = a->opts;
+        out->param = a->param;
+        if (a->param)
+            out->n_in = out->n_out = a->param->size;
+    } else if (d == &nbn_dropout_def) {
+        out->p = ((const dropout *)l->state)->p;
+    } else if (d == &nbn_batch_norm_def) {
+        const batch_norm *b = l->state;
+        out->n_in = out->n_out = b->n;
+        out->eps = b->eps;
+        out->momentum = b->momentum;
+        out->weight = b->weight;
+        out->bias = b->bias;
+        out->running_mean = b->running_mean;
+        out->running_var = b->running_var;
+    } else if (d == &nbn_sequential_def && l->n_items > 0) {
         nb_layer_info first;
         nb_layer_get_info(l->items[0], &first);
         out->n_in = first.n_in;
-        out->n_out = out_width(l, first.n_in);
+        out->n_out = sequential_width(l, first.n_in);
     }
     return NB_OK;
 }
@@ -572,7 +786,7 @@ nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int 
         o->out_act >= NB_ACT_COUNT || nb_act_has_param(o->out_act) || o->out_act == NB_ACT_MAXOUT ||
         !(o->dropout >= 0 && o->dropout < 1))
         return NB_ERR_ARG;
-    if (prefix && strlen(prefix) > NAME_MAX_LEN - 16)
+    if (prefix && strlen(prefix) > NBN_NAME_MAX - 16)
         return NB_ERR_ARG;
     nb_act_opts ao = o->act_opts ? *o->act_opts : nb_act_defaults(o->act);
     nb_layer_opts lo = o->layer;
@@ -581,10 +795,10 @@ nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int 
         hidden_init = relu_family(o->act) ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM;
 
     nb_layer *seq = NULL;
-    nb_status st = model_layer_alloc(m, NB_LAYER_SEQUENTIAL, prefix ? prefix : "", &seq);
+    nb_status st = model_layer_alloc(m, &nbn_sequential_def, prefix ? prefix : "", NULL, &seq);
     if (st != NB_OK)
         return st;
-    char name[NAME_MAX_LEN];
+    char name[NBN_NAME_MAX];
     for (int i = 1; i < n_sizes && st == NB_OK; i++) {
         bool last = i == n_sizes - 1;
         nb_layer *l = NULL;

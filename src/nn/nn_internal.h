@@ -5,6 +5,40 @@
 #include "../core/internal.h"
 #include "nabla/nn.h"
 
+/* Longest layer name, its NUL included. */
+#define NBN_NAME_MAX 96
+
+/* A layer: its definition, name, generator, the parameters it added, its
+ * sublayers and its state (def->state_size bytes). */
+struct nb_layer {
+    const nb_layer_def *def;
+    char name[NBN_NAME_MAX];
+    nb_alloc_fn alloc;
+    void *ud;
+    nb_rng *rng;
+    nb_tensor **params;
+    int n_params, cap_params;
+    nb_layer **items;
+    int n_items, cap_items;
+    void *state;
+    /* nb_layer_from_description's bound on parameter bytes (0: none), and
+     * what the layer and those built before it have added */
+    int64_t max_bytes, *bytes;
+};
+
+/* A new layer of @p def through the allocation hook (nb_layer_new's
+ * checks). */
+nb_status nbn_layer_make(nb_alloc_fn alloc, void *ud, const nb_layer_def *def, const char *name,
+                         nb_rng *rng, nb_layer **out);
+/* Whether @p name can name a layer (length, no space, '=' or line break). */
+bool nbn_name_ok(const char *name);
+/* Whether @p kind can name a kind (letters, digits, '_', '-'). */
+bool nbn_kind_ok(const char *kind);
+
+/* The library's definitions. */
+extern const nb_layer_def nbn_linear_def, nbn_maxout_def, nbn_activation_def, nbn_dropout_def,
+    nbn_batch_norm_def, nbn_sequential_def;
+
 /* A rank-0 constant of x's dtype (NULL when x is NULL). */
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v);
 /* The positive part where(x <= 0, 0, x): derivative 1(x > 0), NaN kept. */
