@@ -272,6 +272,29 @@ static void test_checkpoint_header(void **state)
     nb_model_free(m);
 }
 
+/* The layer docs/nn.md shows ("Your own layers") is the one
+ * docs/examples/custom_layer.c defines, which the suite builds and runs
+ * (test 'custom-layer'): the code block is that file's text between its
+ * markers, to the byte. */
+static void test_custom_layer_block(void **state)
+{
+    (void)state;
+    char *doc = tc_slurp(top, "docs/nn.md");
+    char *ex = tc_slurp(top, "docs/examples/custom_layer.c");
+    const char *begin = "/* --- the layer: ", *end = "/* --- end of the layer --- */";
+    const char *a = strstr(ex, begin), *b = strstr(ex, end);
+    assert_non_null(a);
+    assert_non_null(b);
+    const char *sec = strstr(doc, "### Your own layers");
+    assert_non_null(sec);
+    const char *c = strstr(sec, begin), *d = c ? strstr(c, end) : NULL;
+    assert_non_null(d);
+    assert_int_equal(d - c, b - a);
+    assert_memory_equal(c, a, (size_t)(b - a));
+    free(doc);
+    free(ex);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -294,6 +317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_modes_md),
         cmocka_unit_test(test_figures),
         cmocka_unit_test(test_checkpoint_header),
+        cmocka_unit_test(test_custom_layer_block),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];

@@ -637,6 +637,84 @@ static void test_bad_input(void **state)
     net_free(&n);
 }
 
+/* A network described layer by layer ("arch=layers") exports when its
+ * layers come as the C export emits them, and is refused otherwise,
+ * naming the first layer it cannot emit and why. */
+static void test_layers_it_cannot_emit(void **state)
+{
+    (void)state;
+    const char *ckpt = path_in("layers.ckpt"), *out = path_in("layers.c");
+    char args[512];
+    nb_rng rng;
+    nb_rng_seed(&rng, 3);
+    nb_layer_opts o = {.rng = &rng, .dtype = NB_F64};
+    nb_act_opts two = nb_act_defaults(NB_ACT_MAXOUT);
+    two.pieces = 2;
+    const char *says[] = {
+        NULL, /* emitted: linear, dropout, activation, linear under other names */
+        "cannot emit layer 'act0' (activation): before the first linear layer",
+        "cannot emit layer 'bn1' (batch_norm): out of order",
+        "cannot emit layer 'inner' (sequential)",
+        "cannot emit layer 'act1' (activation): a maxout activation",
+        "cannot emit layer 'dense' (linear): a lone layer, not a sequence",
+    };
+    for (int k = 0; k < 6; k++) {
+        nb_model *m = nb_model_new();
+        nb_layer *nw = NULL, *l = NULL;
+        assert_int_equal(nb_sequential_new("", &nw), NB_OK);
+        switch (k) {
+        case 0:
+            nb_linear_new(m, "dense", 4, 5, &o, &l), nb_sequential_add(nw, l);
+            nb_dropout_new("drop", 0.5, &o, &l), nb_sequential_add(nw, l);
+            nb_act_layer_new(m, "relu", NB_ACT_RELU, NULL, 5, &o, &l), nb_sequential_add(nw, l);
+            nb_linear_new(m, "out", 5, 2, &o, &l), nb_sequential_add(nw, l);
+            break;
+        case 1:
+            nb_act_layer_new(m, "act0", NB_ACT_TANH, NULL, 4, &o, &l), nb_sequential_add(nw, l);
+            nb_linear_new(m, "fc1", 4, 2, &o, &l), nb_sequential_add(nw, l);
+            break;
+        case 2:
+            nb_linear_new(m, "fc1", 4, 5, &o, &l), nb_sequential_add(nw, l);
+            nb_act_layer_new(m, "act1", NB_ACT_RELU, NULL, 5, &o, &l), nb_sequential_add(nw, l);
+            nb_batch_norm_new(m, "bn1", 5, 1e-5, 0.1, &o, &l), nb_sequential_add(nw, l);
+            break;
+        case 3:
+            nb_linear_new(m, "fc1", 4, 5, &o, &l), nb_sequential_add(nw, l);
+            nb_sequential_new("inner", &l), nb_sequential_add(nw, l);
+            break;
+        case 4:
+            nb_linear_new(m, "fc1", 4, 6, &o, &l), nb_sequential_add(nw, l);
+            nb_act_layer_new(m, "act1", NB_ACT_MAXOUT, &two, 6, &o, &l), nb_sequential_add(nw, l);
+            nb_linear_new(m, "fc2", 3, 2, &o, &l), nb_sequential_add(nw, l);
+            break;
+        case 5:
+            nb_layer_free(nw);
+            nb_linear_new(m, "dense", 4, 2, &o, &nw);
+            break;
+        }
+        static char desc[NB_META_MAX + 1];
+        nb_error e;
+        assert_int_equal(nb_layer_describe(nw, desc, sizeof desc, &e), NB_OK);
+        assert_true(!strncmp(desc, "arch=layers\n", 12));
+        nb_ckpt_opts co = {.meta = desc};
+        assert_int_equal(nb_model_save(m, NULL, ckpt, &co, &e), NB_OK);
+        snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, out);
+        run_result *r = export(args);
+        if (says[k]) {
+            refused(r, says[k]);
+            assert_false(exists(out));
+        } else {
+            if (r->status != 0)
+                fail_msg("status %d: %s", r->status, r->err);
+            assert_true(exists(out));
+            unlink(out);
+        }
+        nb_layer_free(nw);
+        nb_model_free(m);
+    }
+    unlink(ckpt);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -668,6 +746,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sigmoid_tails),
         cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_layers_it_cannot_emit),
         cmocka_unit_test(test_csv_standardisation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

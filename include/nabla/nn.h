@@ -466,23 +466,29 @@ NB_API nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out);
 /*
  * A description is metadata text (nabla/meta.h) that says what network a
  * file's tensors belong to, so the network can be built again before they
- * are loaded: "arch=mlp", "sizes=64,128,10", "act=relu", ... docs/nn.md
- * ("Descriptions") lists every key with its rules. It names no tensor:
- * nb_layer_from_description gives the layers the names nb_mlp_new gives.
- * Only networks nb_mlp_new builds can be described; any other network is
- * refused with NB_ERR_ARG and a sentence naming the layer at fault.
+ * are loaded. A network nb_mlp_new builds is written compactly:
+ * "arch=mlp", "sizes=64,128,10", "act=relu", ... (it names no tensor:
+ * nb_layer_from_description gives the layers the names nb_mlp_new gives).
+ * Any other is written layer by layer: "arch=layers", "layers=<n>",
+ * "dtype=", and a line "layer.<i>=<kind> name=<name> <settings>" per layer
+ * (a sequence's layers numbered below it, "layer.3.1"), each kind writing
+ * and reading its own settings (nb_layer_def's describe and build).
+ * docs/nn.md ("Descriptions") lists every key with its rules.
  */
 
 /**
  * The description of @p net, read from the network itself (its layers,
  * sizes, activations and their settings, batch-norm eps and momentum,
  * dropout, biases, dtype), into out[0..cap) as NUL-terminated metadata
- * text; nb_layer_from_description builds the same network from it.
- * @p net must be a sequence as nb_mlp_new builds it, under any prefix (the
- * sequence's name). Errors (also in @p err, which may be NULL; err->name
- * is the layer concerned): NB_ERR_NULL, NB_ERR_ARG (a network nb_mlp_new
- * does not build; the text does not fit in @p cap bytes). On error @p out
- * holds "" (when cap > 0).
+ * text; nb_layer_from_description builds the same network from it: the
+ * "arch=mlp" form for a sequence as nb_mlp_new builds it (under any
+ * prefix, the sequence's name), the "arch=layers" form for any other.
+ * Errors (also in @p err, which may be NULL; err->name is the layer
+ * concerned): NB_ERR_NULL, NB_ERR_ARG (a layer whose definition has no
+ * describe or build, or whose name holds a space; parameters of two
+ * dtypes; more than 1000 layers or 16 levels of sequences; the text does
+ * not fit in @p cap bytes), NB_ERR_NOMEM. On error @p out holds "" (when
+ * cap > 0).
  */
 NB_API nb_status nb_layer_describe(const nb_layer *net, char *out, size_t cap, nb_error *err);
 
@@ -491,7 +497,10 @@ NB_API nb_status nb_layer_describe(const nb_layer *net, char *out, size_t cap, n
  * building anything, and give in *bytes (may be NULL) the bytes of the
  * tensors its network would add to a model: a caller can refuse a
  * description of more tensors than a file holds before anything is
- * allocated. Keys that are not the description's are ignored. Errors, in
+ * allocated. For "arch=layers" text its form is checked (every layer line
+ * there, kinds spelled, nesting) and *bytes is -1: each kind reads its
+ * settings when built, so bound the build with nb_layer_opts.max_bytes.
+ * Keys that are not the description's are ignored. Errors, in
  * @p err (may be NULL) with the key in err->name and a sentence:
  * NB_ERR_NULL; NB_ERR_PARSE (text that is not metadata (nb_meta_check), a
  * required key missing, a number or list that does not parse);
@@ -504,11 +513,13 @@ NB_API nb_status nb_layer_description_check(const char *desc, int64_t *bytes, nb
 /**
  * Build the network description @p desc gives (from nb_layer_describe or a
  * file's metadata), adding its parameters to @p m with the names nb_mlp_new
- * gives them under @p prefix (NULL or "": none). @p o supplies what a
- * description does not say: the initialisation (init, init_scale) and the
- * generator (rng, which dropout and a random init need); its dtype and
- * no_bias are ignored (the description says them). @p o NULL: parameters
- * start at zero (as when a file's tensors are loaded next) and there is no
+ * gives them (arch=mlp) or the names the description holds (arch=layers),
+ * under @p prefix (NULL or "": none). @p o supplies what a description does
+ * not say: the initialisation (init, init_scale), the generator (rng,
+ * which dropout and a random init need), the program's own kinds (defs)
+ * and a bound on the parameters' bytes (max_bytes); its dtype and no_bias
+ * are ignored (the description says them). @p o NULL: parameters start at
+ * zero (as when a file's tensors are loaded next) and there is no
  * generator. The description is checked first (nb_layer_description_check)
  * and a bad one adds nothing. Errors, in @p err (may be NULL) with the key
  * or parameter in err->name: those of nb_layer_description_check,

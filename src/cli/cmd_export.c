@@ -17,10 +17,10 @@ static const char *export_usage =
     "                    [--ckpt OUT.ckpt] [--act NAME]\n"
     "\n"
     "Reads a nabla checkpoint or a safetensors file (told apart by their first\n"
-    "bytes) holding an MLP as nb_mlp_new builds it (fc1.weight [n_in, n_out],\n"
-    "fc1.bias, bn1.*, act1.*, ..., fc<L>.*; the network is built from the\n"
-    "description in its metadata, or read from those names when it has none)\n"
-    "and writes:\n"
+    "bytes) holding a network: built from the description in its metadata\n"
+    "(arch=mlp or arch=layers with the library's kinds of layers), or, when\n"
+    "it has none, read as an MLP from the names nb_mlp_new gives (fc1.weight\n"
+    "[n_in, n_out], fc1.bias, bn1.*, act1.*, ..., fc<L>.*), and writes:\n"
     "  --c OUT.c                  a C11 file that needs only <math.h>, with the\n"
     "                             weights as static arrays and\n"
     "                             int nabla_mlp_forward(const T *x, T *logits)\n"
@@ -32,7 +32,10 @@ static const char *export_usage =
     "The activation's settings (alpha, beta, lower, upper, pieces), the output\n"
     "activation (out_act) and batch norm's bn_eps come from the description\n"
     "(docs/nn.md lists its keys), else the defaults. The conversions copy the\n"
-    "tensors and metadata as they are. At least one output is required.\n";
+    "tensors and metadata as they are. At least one output is required. --c\n"
+    "emits linear and maxout layers, each followed by at most a batch norm and\n"
+    "then an activation (dropout anywhere), and names the first layer of any\n"
+    "other network it cannot emit.\n";
 
 /* ----------------------------------------------------------- loading */
 
@@ -98,19 +101,33 @@ typedef struct plan {
     nb_tensor *in_mean, *in_std; /* input normalisation (f64 [n_in]) or NULL */
 } plan;
 
+/* The C export cannot emit layer @p l (@p why: "" or the reason): an error. */
+static int cannot_emit(const nb_layer_info *l, const char *why)
+{
+    return cli_error("export",
+                     "--c: cannot emit layer '%s' (%s)%s%s; the C export emits linear and maxout "
+                     "layers, each followed by at most a batch norm and then an activation "
+                     "(dropout anywhere)",
+                     l->name, l->kind_name, *why ? ": " : "", why);
+}
+
 /* The plan of the network @p cm holds, as nb_layer_from_description built
  * it: one entry per linear or maxout layer, with the batch norm and the
- * activation that follow it (dropout is the identity in evaluation mode). */
+ * activation that follow it (dropout is the identity in evaluation mode).
+ * Any other network is refused, naming the first layer it cannot emit. */
 static int make_plan(const cli_model *cm, plan *P)
 {
     nb_layer_info seq;
     nb_layer_get_info(cm->net, &seq);
     memset(P, 0, sizeof *P);
+    if (seq.kind != NB_LAYER_SEQUENTIAL)
+        return cannot_emit(&seq, "a lone layer, not a sequence");
     P->layers = calloc((size_t)seq.n_items, sizeof *P->layers);
     if (!P->layers)
         return cli_error("export", "out of memory");
     P->in_mean = cm->mean;
     P->in_std = cm->std;
+    int stage = 0; /* after a linear layer: 1 batch norm, 2 activation seen */
     for (int k = 0; k < seq.n_items; k++) {
         nb_layer_info l;
         nb_layer_get_info(nb_layer_at(cm->net, k), &l);
@@ -125,21 +142,36 @@ static int make_plan(const cli_model *cm, plan *P)
             P->dtype = nb_tensor_dtype(l.weight);
             int64_t wide = l.n_out * l.pieces > l.n_in ? l.n_out * l.pieces : l.n_in;
             P->max_width = wide > P->max_width ? wide : P->max_width;
+            stage = 0;
             continue;
         }
-        layer_plan *p = &P->layers[P->n_layers > 0 ? P->n_layers - 1 : 0]; /* fc1 comes first */
+        if (l.kind == NB_LAYER_DROPOUT) /* the identity in evaluation mode */
+            continue;
+        if (l.kind != NB_LAYER_BATCH_NORM && l.kind != NB_LAYER_ACTIVATION)
+            return cannot_emit(&l, "");
+        if (P->n_layers == 0)
+            return cannot_emit(&l, "before the first linear layer");
+        int want = l.kind == NB_LAYER_BATCH_NORM ? 1 : 2;
+        if (stage >= want)
+            return cannot_emit(&l, "out of order");
+        if (l.kind == NB_LAYER_ACTIVATION && l.act == NB_ACT_MAXOUT)
+            return cannot_emit(&l, "a maxout activation (write a maxout layer instead)");
+        stage = want;
+        layer_plan *p = &P->layers[P->n_layers - 1];
         if (l.kind == NB_LAYER_BATCH_NORM) {
             p->bn_w = l.weight;
             p->bn_b = l.bias;
             p->bn_mean = l.running_mean;
             p->bn_var = l.running_var;
             p->bn_eps = l.eps;
-        } else if (l.kind == NB_LAYER_ACTIVATION) {
+        } else {
             p->act = l.act;
             p->ao = l.act_opts;
             p->act_param = l.param;
         }
     }
+    if (P->n_layers == 0)
+        return cannot_emit(&seq, "a network without a linear layer");
     return 0;
 }
 

@@ -292,7 +292,13 @@ static int build_and_load(const char *cmd, const char *path, const listing *L, c
     if (!cm->m)
         return cli_error(cmd, "out of memory");
     nb_rng_seed(&cm->rng, 1);
-    nb_layer_opts lo = {.init = NB_INIT_ZEROS, .rng = &cm->rng}; /* overwritten by the load */
+    /* overwritten by the load; a description of more bytes than the file
+     * holds is refused before they are allocated */
+    nb_layer_opts lo = {.init = NB_INIT_ZEROS,
+                        .rng = &cm->rng,
+                        .max_bytes = L->bytes >= 0x1p62 ? INT64_MAX
+                                     : L->bytes >= 1    ? (int64_t)L->bytes
+                                                        : 1};
     char prefix[sizeof cm->prefix];
     snprintf(prefix, sizeof prefix, "%.*s", (int)strlen(cm->prefix) - (cm->prefix[0] != '\0'),
              cm->prefix); /* without its '.' */

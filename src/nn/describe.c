@@ -11,6 +11,8 @@
 
 #include "nabla/meta.h"
 
+#include "layers_text.h"
+
 /* Longest sizes= value, in bytes (its NUL excluded). */
 #define SIZES_MAX_LEN 4095
 /* Longest prefix nb_mlp_new takes, in bytes. */
@@ -365,11 +367,14 @@ nb_status nb_layer_describe(const nb_layer *net, char *out, size_t cap, nb_error
     if (!net || !out)
         return nbc_error_at(err, NB_ERR_NULL, DESCRIBE, -1, "", "%s is NULL",
                             net ? "out" : "the network");
+    if (cap == 0)
+        return nbc_error_at(err, NB_ERR_ARG, DESCRIBE, -1, nb_layer_name(net),
+                            "the description of '%s' does not fit in 0 bytes", nb_layer_name(net));
     mlp_desc d;
     char sizes[SIZES_MAX_LEN + 1];
-    nb_status st = read_mlp(net, &d, sizes, sizeof sizes, err);
-    if (st != NB_OK)
-        return st;
+    nb_status st = read_mlp(net, &d, sizes, sizeof sizes, NULL);
+    if (st != NB_OK) /* not a network as nb_mlp_new builds: layer by layer */
+        return nbn_describe_layers(net, out, cap, err);
     st = nb_meta_put(out, cap, "arch", "mlp");
     if (st == NB_OK)
         st = nb_meta_put(out, cap, "sizes", "%s", sizes);
@@ -612,7 +617,7 @@ static nb_status read_desc(const char *desc, mlp_desc *d, int *n, int64_t *bytes
     st = get_text(desc, "arch", arch, sizeof arch, true, &found, err);
     if (st == NB_OK && strcmp(arch, "mlp"))
         st = nbc_error_at(err, NB_ERR_ARG, CHECK, -1, "arch",
-                          "arch=%s is not an architecture nabla builds (mlp)", arch);
+                          "arch=%s is not an architecture nabla builds (mlp, layers)", arch);
     if (st == NB_OK)
         st = get_act(desc, "act", true, &d->act, err);
     if (st == NB_OK)
@@ -652,9 +657,23 @@ static nb_status read_desc(const char *desc, mlp_desc *d, int *n, int64_t *bytes
     return st;
 }
 
+/* Whether @p desc is metadata text whose arch= is "layers". */
+static bool layers_arch(const char *desc)
+{
+    char arch[16];
+    return desc && nb_meta_check(desc, NULL) == NB_OK &&
+           nb_meta_get(desc, "arch", arch, sizeof arch) == NB_OK && !strcmp(arch, "layers");
+}
+
 nb_status nb_layer_description_check(const char *desc, int64_t *bytes, nb_error *err)
 {
     nb_error_clear(err);
+    if (layers_arch(desc)) {
+        nb_status st = nbn_check_layers(desc, err);
+        if (st == NB_OK && bytes)
+            *bytes = -1; /* known once each kind has read its settings */
+        return st;
+    }
     mlp_desc d;
     int n;
     int64_t b;
@@ -677,6 +696,17 @@ nb_status nb_layer_from_description(nb_model *m, const char *prefix, const char 
                             !m      ? "the model"
                             : !desc ? "the description"
                                     : "out");
+    if (prefix && strlen(prefix) > PREFIX_MAX_LEN)
+        return nbc_error_at(err, NB_ERR_ARG, BUILD, -1, "", "the prefix is longer than %d bytes",
+                            PREFIX_MAX_LEN);
+    if (layers_arch(desc)) {
+        nb_status st = nbn_check_layers(desc, err);
+        if (st == NB_OK)
+            st = nbn_build_layers(m, prefix, desc, o, out, err);
+        if (st != NB_OK && err)
+            snprintf(err->where, sizeof err->where, "%s", BUILD);
+        return st;
+    }
     mlp_desc d;
     int n;
     int64_t bytes;
@@ -686,9 +716,6 @@ nb_status nb_layer_from_description(nb_model *m, const char *prefix, const char 
             snprintf(err->where, sizeof err->where, "%s", BUILD);
         return st;
     }
-    if (prefix && strlen(prefix) > PREFIX_MAX_LEN)
-        return nbc_error_at(err, NB_ERR_ARG, BUILD, -1, "", "the prefix is longer than %d bytes",
-                            PREFIX_MAX_LEN);
     nb_mlp_opts mo = nb_mlp_defaults();
     mo.layer = o ? *o : (nb_layer_opts){.init = NB_INIT_ZEROS};
     mo.layer.dtype = d.dtype;

@@ -354,32 +354,32 @@ nb_status nb_layer_setting_get(const char *settings, const char *key, char *buf,
     return NB_OK;
 }
 
-nb_status nb_layer_setting_get_i64(const char *settings, const char *key, int64_t *out)
+/* The value of @p key as an integer (@p i) or a finite double (@p f). */
+static nb_status setting_number(const char *settings, const char *key, int64_t *i, double *f)
 {
-    char buf[32];
+    char buf[64];
     nb_status st = nb_layer_setting_get(settings, key, buf, sizeof buf);
-    if (st != NB_OK || !out)
-        return st == NB_ERR_ARG ? NB_ERR_PARSE : !out ? NB_ERR_NULL : st;
+    if (st != NB_OK || (!i && !f))
+        return st == NB_ERR_ARG ? NB_ERR_PARSE : st != NB_OK ? st : NB_ERR_NULL;
     char *end;
     errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (!*buf || *end || errno || isspace((unsigned char)*buf))
+    long long n = i ? strtoll(buf, &end, 10) : 0;
+    double v = f ? strtod(buf, &end) : 0;
+    if (!*buf || *end || errno || isspace((unsigned char)*buf) || !isfinite(v))
         return NB_ERR_PARSE;
-    *out = v;
+    if (i)
+        *i = n;
+    else
+        *f = v;
     return NB_OK;
+}
+
+nb_status nb_layer_setting_get_i64(const char *settings, const char *key, int64_t *out)
+{
+    return setting_number(settings, key, out, NULL);
 }
 
 nb_status nb_layer_setting_get_f64(const char *settings, const char *key, double *out)
 {
-    char buf[64];
-    nb_status st = nb_layer_setting_get(settings, key, buf, sizeof buf);
-    if (st != NB_OK || !out)
-        return st == NB_ERR_ARG ? NB_ERR_PARSE : !out ? NB_ERR_NULL : st;
-    char *end;
-    errno = 0;
-    double v = strtod(buf, &end);
-    if (!*buf || *end || !isfinite(v) || isspace((unsigned char)*buf))
-        return NB_ERR_PARSE;
-    *out = v;
-    return NB_OK;
+    return setting_number(settings, key, NULL, out);
 }
