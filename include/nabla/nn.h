@@ -461,6 +461,80 @@ typedef struct nb_layer_info {
 /** Fill @p out with what @p l is. NB_ERR_NULL when either is NULL. */
 NB_API nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out);
 
+/* ============================================================ recurrent */
+
+/** Recurrent cells. Gate layout and parameter names are PyTorch's, so
+ *  weights convert through safetensors as they are. */
+typedef enum nb_rnn_kind {
+    NB_RNN_ELMAN = 0, /**< h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh), act tanh or relu */
+    NB_RNN_GRU = 1,   /**< gates r, z, n stacked in that order (3H rows) */
+    NB_RNN_LSTM = 2,  /**< gates i, f, g, o stacked in that order (4H rows) */
+} nb_rnn_kind;
+
+/** Settings of recurrent layers; start from nb_rnn_defaults(). */
+typedef struct nb_rnn_opts {
+    nb_layer_opts layer; /**< dtype; init (NB_INIT_AUTO: PyTorch's U(±1/√hidden) for every
+                              weight and bias; another kind fills the weights, biases 0);
+                              rng (for a random init); no_bias */
+    bool all_steps;      /**< output every step's hidden state [N, T, H] (false: the last,
+                              [N, H]) */
+    int64_t truncate;    /**< truncated back-propagation through time: the state is cut
+                              from the graph (nb_stop_gradient) before every step t > 0 with
+                              t % truncate == 0, so gradients reach back at most that many
+                              steps (0: through all) */
+    nb_act act;          /**< the Elman cell's nonlinearity: NB_ACT_TANH or NB_ACT_RELU */
+} nb_rnn_opts;
+
+/** f32, NB_INIT_AUTO, no rng, biases, the last step only, no truncation, tanh. */
+NB_API nb_rnn_opts nb_rnn_defaults(void);
+/** "rnn", "gru" or "lstm"; "?" for anything else. */
+NB_API const char *nb_rnn_kind_name(nb_rnn_kind kind);
+
+/**
+ * A recurrent layer of @p kind (descriptions' kinds "rnn", "gru",
+ * "lstm") unrolled over an input [N, T, n_in]: the input's projection for
+ * all steps in one matrix product, then one cell step per time from a zero
+ * state; back-propagation through time is the graph's (truncated as
+ * o->truncate says). Output [N, hidden] (the last step) or [N, T, hidden]
+ * (o->all_steps). Parameters, as PyTorch's nn.RNN / nn.GRU / nn.LSTM name
+ * and shape them: "<name>.weight_ih_l0" [G·hidden, n_in],
+ * "<name>.weight_hh_l0" [G·hidden, hidden], "<name>.bias_ih_l0" and
+ * "<name>.bias_hh_l0" [G·hidden] (G = 1, 3, 4). Errors: NB_ERR_NULL (m,
+ * name, out; no rng for a random init), NB_ERR_DTYPE, NB_ERR_ARG (sizes
+ * < 1, truncate < 0, an Elman act other than tanh or relu, a bad name or
+ * init), NB_ERR_EXISTS (a name taken: nothing added), NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_rnn_new(nb_model *m, const char *name, nb_rnn_kind kind, int64_t n_in,
+                            int64_t hidden, const nb_rnn_opts *o, nb_layer **out);
+/** A recurrent cell (kinds "rnn_cell", "gru_cell", "lstm_cell"), named as
+ *  PyTorch's nn.RNNCell / nn.GRUCell / nn.LSTMCell: "<name>.weight_ih",
+ *  "<name>.weight_hh", "<name>.bias_ih", "<name>.bias_hh". As a layer it
+ *  takes [N, n_in] and gives one step from a zero state; nb_rnn_cell_step
+ *  takes the state. all_steps and truncate are ignored. Errors as
+ *  nb_rnn_new. */
+NB_API nb_status nb_rnn_cell_new(nb_model *m, const char *name, nb_rnn_kind kind, int64_t n_in,
+                                 int64_t hidden, const nb_rnn_opts *o, nb_layer **out);
+/**
+ * One step of @p cell on x [N, n_in] from state @p h [N, hidden] (NULL:
+ * zeros) and, for an LSTM, cell state @p c (NULL: zeros): returns the new
+ * h, and the new c in *c_out (LSTM; required then, NULL for the others
+ * gives NULL). Errors recorded in @p g naming the cell and the shapes.
+ */
+NB_API nb_tensor *nb_rnn_cell_step(nb_graph *g, nb_layer *cell, nb_tensor *x, nb_tensor *h,
+                                   nb_tensor *c, nb_tensor **c_out);
+
+/** What a recurrent layer or cell is (nb_rnn_get_info). */
+typedef struct nb_rnn_info {
+    nb_rnn_kind kind;
+    bool cell, bias, all_steps;
+    int64_t n_in, hidden, truncate;
+    nb_act act;
+    nb_tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh; /**< the model's; biases NULL without */
+} nb_rnn_info;
+
+/** Fill @p out. NB_ERR_NULL, NB_ERR_ARG (not a recurrent layer or cell). */
+NB_API nb_status nb_rnn_get_info(const nb_layer *l, nb_rnn_info *out);
+
 /* ========================================================= descriptions */
 
 /*

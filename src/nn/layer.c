@@ -194,8 +194,9 @@ nb_status nb_sequential_add(nb_layer *seq, nb_layer *layer)
 }
 
 static const nb_layer_def *const BUILTIN[] = {
-    &nbn_linear_def,     &nbn_maxout_def,     &nbn_activation_def,
-    &nbn_dropout_def,    &nbn_batch_norm_def, &nbn_sequential_def,
+    &nbn_linear_def,    &nbn_maxout_def,     &nbn_activation_def, &nbn_dropout_def,
+    &nbn_batch_norm_def, &nbn_sequential_def, &nbn_rnn_defs[0],    &nbn_rnn_defs[1],
+    &nbn_rnn_defs[2],   &nbn_rnn_defs[3],    &nbn_rnn_defs[4],    &nbn_rnn_defs[5],
 };
 
 const nb_layer_def *nb_layer_builtin(const char *kind)
