@@ -6,7 +6,7 @@
  *    nabla.version=2, the caller's lines nb_ckpt_list returns and the
  *    checkpoint's own; its tensors are those nb_ckpt_list gives and the
  *    optimizer's "<param>/t" and "<param>/<slot>" for each parameter with
- *    a count.
+ *    a count (the slots the file's options keep).
  *  - A model built from the listing loads it; with a generator, which the
  *    load sets when the file holds one (else NB_ERR_NOTFOUND); with an
  *    optimizer of each kind: the file's kind loads (its step count, a state
@@ -45,7 +45,9 @@ static held what_is_held(const char *text, const nb_model *file)
         FZ_CHECK(nb_optim_kind_from_name(v, &k) == NB_OK);
         h.kind = (int)k;
         FZ_CHECK(nb_meta_get_i64(text, "optim.step", &h.step) == NB_OK && h.step >= 0);
-        while (nb_optim_slot_name(k, h.slots))
+        nb_optim_opts o; /* the slots the file's options keep */
+        FZ_CHECK(nb_optim_opts_from_meta(text, &o, NULL) == NB_OK && o.kind == k);
+        while (nb_optim_opts_slot_name(&o, h.slots))
             h.slots++;
     }
     for (nb_tensor *t = h.kind >= 0 ? nb_model_next(file, NULL) : NULL; t;
@@ -122,7 +124,7 @@ static void load_listed(const char *path, nb_model *m, size_t size, const held *
     }
     free(before);
 
-    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAMW; kind++) {
+    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAGRAD; kind++) {
         nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)kind);
         nb_optim *opt = nb_optim_new(&oo);
         FZ_CHECK(opt != NULL);

@@ -228,13 +228,22 @@ static void ckpt_corpus(void)
     save_ckpt("plain.ckpt", m, NULL, NULL, NULL);
     save_ckpt("meta.ckpt", m, NULL, NULL, meta);
     save_ckpt("rng.ckpt", m, NULL, &rng, NULL);
-    static const char *const kinds[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
-    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAMW; k++) {
-        nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)k);
+    /* each kind with its defaults, then an RMSprop with momentum and
+     * centered (three slots) and an Adagrad with its options set */
+    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAGRAD + 2; k++) {
+        nb_optim_opts oo = nb_optim_defaults(k <= NB_OPTIM_ADAGRAD      ? (nb_optim_kind)k
+                                             : k == NB_OPTIM_ADAGRAD + 1 ? NB_OPTIM_RMSPROP
+                                                                         : NB_OPTIM_ADAGRAD);
         if (k == NB_OPTIM_ADAM) { /* a schedule with a position */
             oo.schedule.kind = NB_SCHED_COSINE;
             oo.schedule.period = 10;
             oo.schedule.per_epoch = true;
+        }
+        if (k > NB_OPTIM_ADAGRAD) {
+            oo.momentum = 0.9;
+            oo.centered = true;
+            oo.lr_decay = 0.01;
+            oo.initial_accumulator_value = 0.1;
         }
         nb_optim *opt = nb_optim_new(&oo);
         if (!opt)
@@ -243,7 +252,8 @@ static void ckpt_corpus(void)
             check(nb_optim_step(opt, m), "step");
         check(nb_optim_next_epoch(opt), "next_epoch");
         char name[64];
-        snprintf(name, sizeof name, "%s.ckpt", kinds[k]);
+        snprintf(name, sizeof name, "%s%s.ckpt", nb_optim_kind_name(oo.kind),
+                 k <= NB_OPTIM_ADAGRAD ? "" : "_options");
         save_ckpt(name, m, opt, NULL, NULL);
         if (k == NB_OPTIM_ADAM)
             save_ckpt("adam_rng_meta.ckpt", m, opt, &rng, meta);

@@ -464,8 +464,9 @@ static void test_failed_save_keeps_old_file(void **state)
 /* ----------------------------------------------------------------- resume */
 
 /* A small regression network trained on mini-batches drawn with rng:
- * y = tanh(x W1 + b1) W2, Adam with clipping and a per-epoch step
- * schedule, and a running mean of the inputs kept in the model. */
+ * y = tanh(x W1 + b1) W2, an optimizer of the given kind with clipping and
+ * a per-epoch step schedule, and a running mean of the inputs kept in the
+ * model. */
 typedef struct run {
     nb_model *m;
     nb_optim *opt;
@@ -473,7 +474,26 @@ typedef struct run {
     nb_rng rng;
 } run;
 
-static void run_init(run *r, uint64_t seed)
+/* The optimizers a run is resumed with: every kind (Adam with the
+ * defaults), and RMSprop and Adagrad with each of their options. */
+static nb_optim_opts run_optim(int k)
+{
+    nb_optim_opts o = nb_optim_defaults(k <= NB_OPTIM_ADAGRAD       ? (nb_optim_kind)k
+                                        : k == NB_OPTIM_ADAGRAD + 1 ? NB_OPTIM_RMSPROP
+                                                                    : NB_OPTIM_ADAGRAD);
+    if (k > NB_OPTIM_ADAGRAD) {
+        o.momentum = 0.5;
+        o.alpha = 0.9;
+        o.centered = true;
+        o.lr_decay = 0.01;
+        o.initial_accumulator_value = 0.1;
+        o.weight_decay = 0.01;
+    }
+    return o;
+}
+enum { RUN_OPTIMS = NB_OPTIM_ADAGRAD + 3 };
+
+static void run_init(run *r, uint64_t seed, int optim)
 {
     r->m = nb_model_new();
     r->g = nb_graph_new();
@@ -487,7 +507,7 @@ static void run_init(run *r, uint64_t seed)
         for (int64_t i = 0; i < nb_tensor_size(p); i++)
             nb_tensor_set(p, i, k == 3 ? 0.0 : 0.5 * nb_rng_normal(&init));
     }
-    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    nb_optim_opts o = run_optim(optim);
     o.lr = 0.01;
     o.clip_norm = 1.0;
     o.schedule.kind = NB_SCHED_STEP;
@@ -546,32 +566,35 @@ static void test_resume_bit_identical(void **state)
 {
     dir *d = *state;
     enum { TOTAL = 40 };
-    run full;
-    run_init(&full, 42);
-    run_steps(&full, 0, TOTAL);
+    for (int optim = 0; optim < RUN_OPTIMS; optim++) {
+        run full;
+        run_init(&full, 42, optim);
+        run_steps(&full, 0, TOTAL);
 
-    for (int k = 1; k < TOTAL; k += 6) {
-        run first;
-        run_init(&first, 42);
-        run_steps(&first, 0, k);
-        nb_ckpt_opts co = {.rng = &first.rng};
-        nb_error err;
-        assert_int_equal(nb_model_save(first.m, first.opt, d->file, &co, &err), NB_OK);
-        run_free(&first);
+        for (int k = 1; k < TOTAL; k += 6) {
+            run first;
+            run_init(&first, 42, optim);
+            run_steps(&first, 0, k);
+            nb_ckpt_opts co = {.rng = &first.rng};
+            nb_error err;
+            assert_int_equal(nb_model_save(first.m, first.opt, d->file, &co, &err), NB_OK);
+            run_free(&first);
 
-        run second;
-        run_init(&second, 7); /* another seed: the checkpoint must restore it */
-        co.rng = &second.rng;
-        if (nb_model_load(second.m, second.opt, d->file, &co, &err) != NB_OK)
-            fail_msg("%s", err.msg);
-        run_steps(&second, k, TOTAL);
-        if (!same_models(second.m, full.m))
-            fail_msg("resumed after %d of %d steps: parameters differ", k, TOTAL);
-        assert_int_equal(nb_optim_steps(second.opt), TOTAL);
-        assert_int_equal(nb_optim_sched_pos(second.opt), nb_optim_sched_pos(full.opt));
-        run_free(&second);
+            run second;
+            run_init(&second, 7, optim); /* another seed: the checkpoint must restore it */
+            co.rng = &second.rng;
+            if (nb_model_load(second.m, second.opt, d->file, &co, &err) != NB_OK)
+                fail_msg("%s", err.msg);
+            run_steps(&second, k, TOTAL);
+            if (!same_models(second.m, full.m))
+                fail_msg("%s (case %d) resumed after %d of %d steps: parameters differ",
+                         nb_optim_kind_name(run_optim(optim).kind), optim, k, TOTAL);
+            assert_int_equal(nb_optim_steps(second.opt), TOTAL);
+            assert_int_equal(nb_optim_sched_pos(second.opt), nb_optim_sched_pos(full.opt));
+            run_free(&second);
+        }
+        run_free(&full);
     }
-    run_free(&full);
 }
 
 /* --------------------------------------------------------- mismatches */
@@ -747,10 +770,9 @@ static void test_crafted_files(void **state)
         {"nabla.format=checkpoint\nnabla.version=x", 2, NB_ERR_PARSE, "version"},
         {HEAD GOOD_RNG, 2, NB_ERR_NOTFOUND, "not in the model"},   /* state, no optimizer */
         {HEAD GOOD_RNG, 1, NB_ERR_NOTFOUND, "no optimizer state"}, /* asked for, absent */
-        {HEAD "optim.kind=sgd\n" GOOD_OPTS
-              "optim.step=1\noptim.sched_pos=1\n" GOOD_RNG,
-         1, NB_ERR_ARG, "sgd"}, /* another kind */
-        {HEAD "optim.kind=rmsprop\n" GOOD_RNG, 2, NB_ERR_PARSE, "optim.kind"},
+        {HEAD "optim.kind=sgd\n" GOOD_OPTS "optim.step=1\noptim.sched_pos=1\n" GOOD_RNG, 1,
+         NB_ERR_ARG, "sgd"}, /* another kind */
+        {HEAD "optim.kind=lion\n" GOOD_RNG, 2, NB_ERR_PARSE, "optim.kind"},
         {HEAD GOOD_OPTIM "optim.step=3\noptim.sched_pos=3", 2, NB_ERR_NOTFOUND, "RNG"},
         {HEAD GOOD_OPTIM "optim.sched_pos=3\n" GOOD_RNG, 2, NB_ERR_NOTFOUND, "optim.step"},
         {HEAD GOOD_OPTIM "optim.step=-1\noptim.sched_pos=3\n" GOOD_RNG, 2, NB_ERR_PARSE,
@@ -1101,6 +1123,149 @@ static void test_names_like_state(void **state)
     nb_model_free(keep);
 }
 
+/* An optimizer of @p kind with RMSprop's momentum and centered as given,
+ * after one step on @p m. */
+static nb_optim *stepped(nb_model *m, nb_optim_kind kind, double momentum, bool centered)
+{
+    nb_optim_opts o = nb_optim_defaults(kind);
+    o.momentum = momentum;
+    o.centered = centered;
+    nb_optim *opt = nb_optim_new(&o);
+    assert_non_null(opt);
+    grads_from(m, 3);
+    assert_int_equal(nb_optim_step(opt, m), NB_OK);
+    return opt;
+}
+
+/* Replace the first @p from of the checkpoint's metadata by @p to, keeping
+ * its tensors, with its CRC-32s made right. */
+static void edit_meta(const char *path, const char *from, const char *to)
+{
+    static char meta[NB_META_MAX + 1], out[NB_META_MAX + 1];
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_model *all = NULL;
+    assert_int_equal(nb_safetensors_read(path, &all, &fo, NULL), NB_OK);
+    const char *at = strstr(meta, from);
+    assert_non_null(at);
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - meta), meta, to, at + strlen(from));
+    nb_file_opts so = {.meta = out};
+    const nb_model *stores[1] = {all};
+    assert_int_equal(nb_safetensors_save(path, stores, 1, &so, NULL), NB_OK);
+    nb_model_free(all);
+}
+
+/* RMSprop's and Adagrad's state in files: PyTorch's names, the slots the
+ * options keep (momentum_buffer with momentum, grad_avg when centered), an
+ * RMSprop that needs a slot the file lacks refused and unchanged, the
+ * file's own options deciding which tensors are state, the new option
+ * lines required. */
+static void test_rmsprop_adagrad_files(void **state)
+{
+    dir *d = *state;
+    nb_error err;
+    target t;
+    target_init(&t); /* "w" f32 [2] and "b" f64 [] */
+    nb_optim *full = stepped(t.m, NB_OPTIM_RMSPROP, 0.9, true);
+    assert_int_equal(nb_model_save(t.m, full, d->file, NULL, &err), NB_OK);
+    nb_model *all = NULL;
+    assert_int_equal(nb_safetensors_read(d->file, &all, NULL, NULL), NB_OK);
+    static const char *const names[] = {
+        "w",          "b",   "w/t",          "w/square_avg",      "w/momentum_buffer",
+        "w/grad_avg", "b/t", "b/square_avg", "b/momentum_buffer", "b/grad_avg"};
+    assert_int_equal(nb_model_count(all), 10);
+    for (int i = 0; i < 10; i++)
+        assert_non_null(nb_model_get(all, names[i]));
+    nb_model_free(all);
+    listing l = {0};
+    assert_int_equal(nb_ckpt_list(d->file, list_cb, &l, NULL, &err), NB_OK);
+    assert_int_equal(l.n, 2);
+    /* a plain RMSprop takes it (square_avg only) */
+    nb_optim_opts plain = nb_optim_defaults(NB_OPTIM_RMSPROP);
+    nb_optim *p = nb_optim_new(&plain);
+    assert_int_equal(nb_model_load(t.m, p, d->file, NULL, &err), NB_OK);
+    assert_int_equal(nb_optim_state_count(p), 2);
+    nb_optim_free(p);
+
+    /* state of a plain RMSprop: one with momentum refuses it, naming the
+     * tensor, and nothing changes */
+    nb_optim *q = stepped(t.m, NB_OPTIM_RMSPROP, 0, false);
+    assert_int_equal(nb_model_save(t.m, q, d->file, NULL, &err), NB_OK);
+    target u;
+    target_init(&u);
+    nb_optim_free(u.opt);
+    nb_optim_opts mom = nb_optim_defaults(NB_OPTIM_RMSPROP);
+    mom.momentum = 0.9;
+    u.opt = nb_optim_new(&mom);
+    assert_int_equal(nb_model_load(u.m, u.opt, d->file, NULL, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "w/momentum_buffer");
+    assert_string_equal(err.where, "nb_model_load");
+    assert_non_null(strstr(err.msg, "momentum > 0"));
+    target_unchanged(&u);
+    /* the same file saying it was saved with momentum lacks that slot */
+    edit_meta(d->file, "optim.momentum=0\n", "optim.momentum=0.5\n");
+    assert_int_equal(nb_ckpt_list(d->file, NULL, NULL, NULL, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "w/momentum_buffer");
+    assert_non_null(strstr(err.msg, "missing"));
+    /* RMSprop's lines are required and checked */
+    assert_int_equal(nb_model_save(t.m, q, d->file, NULL, &err), NB_OK);
+    edit_meta(d->file, "optim.centered=0\n", "");
+    assert_int_equal(nb_ckpt_list(d->file, NULL, NULL, NULL, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "optim.centered");
+    assert_int_equal(nb_model_save(t.m, q, d->file, NULL, &err), NB_OK);
+    edit_meta(d->file, "optim.alpha=0.98999999999999999\n", "optim.alpha=1\n");
+    assert_int_equal(nb_model_load(u.m, NULL, d->file, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "alpha = 1"));
+    target_unchanged(&u);
+
+    /* "w/grad_avg" is a model tensor's name for an RMSprop that is not
+     * centered, and refused as one for a centered RMSprop */
+    nb_model *m = nb_model_new(), *back = nb_model_new();
+    for (int i = 0; i < 2; i++) {
+        nb_model_add(i ? back : m, "w", NB_F32, 1, (int64_t[]){2}, NULL);
+        nb_model_add(i ? back : m, "w/grad_avg", NB_F32, 1, (int64_t[]){2}, NULL);
+    }
+    nb_optim *r = stepped(m, NB_OPTIM_RMSPROP, 0, false), *r2 = nb_optim_new(&plain);
+    assert_int_equal(nb_model_save(m, r, d->file, NULL, &err), NB_OK);
+    assert_int_equal(nb_model_load(back, r2, d->file, NULL, &err), NB_OK);
+    assert_true(same_models(m, back));
+    assert_int_equal(nb_optim_state_count(r2), 2);
+    nb_optim *rc = stepped(m, NB_OPTIM_RMSPROP, 0, true);
+    assert_int_equal(nb_model_save(m, rc, d->file, NULL, &err), NB_ERR_ARG);
+    assert_string_equal(err.name, "w/grad_avg");
+
+    /* Adagrad: its sum, its two lines */
+    nb_optim *a = stepped(t.m, NB_OPTIM_ADAGRAD, 0, false);
+    assert_int_equal(nb_model_save(t.m, a, d->file, NULL, &err), NB_OK);
+    nb_optim_opts ao = nb_optim_defaults(NB_OPTIM_ADAGRAD);
+    nb_optim *a2 = nb_optim_new(&ao);
+    assert_int_equal(nb_model_load(u.m, a2, d->file, NULL, &err), NB_OK);
+    assert_int_equal(nb_optim_state_count(a2), 2);
+    all = NULL;
+    assert_int_equal(nb_safetensors_read(d->file, &all, NULL, NULL), NB_OK);
+    assert_non_null(nb_model_get(all, "w/sum"));
+    assert_int_equal(nb_model_count(all), 6);
+    nb_model_free(all);
+    edit_meta(d->file, "optim.initial_accumulator_value=0\n", "");
+    assert_int_equal(nb_ckpt_list(d->file, NULL, NULL, NULL, &err), NB_ERR_NOTFOUND);
+    assert_string_equal(err.name, "optim.initial_accumulator_value");
+    assert_int_equal(nb_model_save(t.m, a, d->file, NULL, &err), NB_OK);
+    edit_meta(d->file, "optim.lr_decay=0\n", "optim.lr_decay=-1\n");
+    assert_int_equal(nb_ckpt_list(d->file, NULL, NULL, NULL, &err), NB_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "lr_decay = -1"));
+
+    nb_optim_free(a);
+    nb_optim_free(a2);
+    nb_optim_free(r);
+    nb_optim_free(r2);
+    nb_optim_free(rc);
+    nb_model_free(m);
+    nb_model_free(back);
+    nb_optim_free(q);
+    nb_optim_free(full);
+    target_free(&u);
+    target_free(&t);
+}
+
 /* The metadata does not grow with the model: a model of 5000 parameters
  * (each with its own update count) saves and loads with its Adam state.
  * With a line per parameter, saves failed past about 1000 parameters
@@ -1326,6 +1491,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_truncation_detected, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_resume_bit_identical, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_rmsprop_adagrad_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_mismatch_named, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_crafted_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_state_kept_for_state, setup_dir, teardown_dir),

@@ -846,10 +846,13 @@ static void test_csv_standardisation(void **state)
 /* Rewrite the checkpoint at @p path (nabla train) with other optimizer
  * counts: the step count, the schedule position and every parameter's own
  * step count (KEEP: unchanged), as a damaged or hand-made file may hold
- * them. The checkpoint is a safetensors file with these counts in its
+ * them, and the metadata line @p key with @p value (when @p key is not
+ * NULL), adding a zero state tensor "P/<slot>" for each count "P/t" (when
+ * @p slot is not NULL). The checkpoint is a safetensors file with these counts in its
  * metadata: it is read as one, its lines rewritten, and saved again (with
  * new CRC-32s). Returns the step count the file had. */
-static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, double state_step)
+static int64_t ckpt_edit(const char *path, int64_t step, int64_t pos, double state_step,
+                         const char *key, const char *value, const char *slot)
 {
     static char meta[NB_META_MAX + 1], out[NB_META_MAX + 1];
     nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
@@ -865,12 +868,14 @@ static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, doub
         int64_t v = !strcmp(line, "optim.step")        ? step
                     : !strcmp(line, "optim.sched_pos") ? pos
                                                        : KEEP;
-        nb_status st = v == KEEP ? nb_meta_put(out, sizeof out, line, "%s", eq + 1)
+        const char *text = key && !strcmp(line, key) ? value : eq + 1;
+        nb_status st = v == KEEP ? nb_meta_put(out, sizeof out, line, "%s", text)
                                  : nb_meta_put(out, sizeof out, line, "%lld", (long long)v);
         assert_int_equal(st, NB_OK);
     }
     /* each parameter's update count, the tensor "P/t" */
     int counts = 0;
+    nb_model *extra = nb_model_new();
     for (nb_tensor *t = nb_model_next(all, NULL); t; t = nb_model_next(all, t)) {
         const char *name = nb_tensor_name(t);
         size_t len = strlen(name);
@@ -878,14 +883,28 @@ static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, doub
             counts++;
             if (state_step != KEEP)
                 nb_tensor_set(t, 0, state_step);
+            char p[256];
+            snprintf(p, sizeof p, "%.*s", (int)(len - 2), name);
+            nb_tensor *w = nb_model_get(all, p);
+            snprintf(p + len - 2, sizeof p - (len - 2), "/%s", slot ? slot : "");
+            if (slot)
+                assert_int_equal(nb_model_add(extra, p, nb_tensor_dtype(w), nb_tensor_rank(w),
+                                              nb_tensor_shape(w), NULL),
+                                 NB_OK);
         }
     }
     assert_true(counts > 0);
     nb_file_opts so = {.meta = out};
-    const nb_model *stores[1] = {all};
-    assert_int_equal(nb_safetensors_save(path, stores, 1, &so, &err), NB_OK);
+    const nb_model *stores[2] = {all, extra};
+    assert_int_equal(nb_safetensors_save(path, stores, 2, &so, &err), NB_OK);
+    nb_model_free(extra);
     nb_model_free(all);
     return had;
+}
+
+static int64_t ckpt_set_counts(const char *path, int64_t step, int64_t pos, double state_step)
+{
+    return ckpt_edit(path, step, pos, state_step, NULL, NULL, NULL);
 }
 
 /* The number of points of the first line of an SVG chart (-1: no file). */
@@ -991,6 +1010,86 @@ static void test_train_resume_counts(void **state)
     assert_true(json_num(line_of(r->out, 1, line, sizeof line), "epoch") == 4);
     assert_int_equal(svg_points(svg), 2);
     remove(svg);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* --opt rmsprop and adagrad train with their default rates; a run saved
+ * and resumed gives the epochs an uninterrupted run gives, bit for bit;
+ * --resume names each of their options that differs from the saved run's
+ * (options a program may have saved with), and an unknown --opt lists
+ * the optimizers. */
+static void test_train_rmsprop_adagrad(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-optim-XXXXXX", cmd[512], ckpt[128], line[512], straight[4][512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/o.ckpt", dir);
+    const char *opts[2] = {"rmsprop", "adagrad"}, *lr[2] = {"lr 0.001", "lr 0.01"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 16 --opt %s", opts[k]);
+        run_result *r = run(cmd);
+        assert_int_equal(r->status, 0);
+        char head[64];
+        snprintf(head, sizeof head, "%s, %s,", opts[k], lr[k]);
+        assert_non_null(strstr(r->out, head));
+        snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 16 --opt %s --json", opts[k]);
+        r = run(cmd);
+        assert_int_equal(r->status, 0);
+        for (int e = 0; e < 4; e++)
+            line_of(r->out, e, straight[e], sizeof straight[e]);
+        assert_true(json_num(straight[3], "test_acc") > 0.6); /* chance: 0.1 */
+        snprintf(cmd, sizeof cmd, "train --epochs 2 --layers 16 --opt %s --json --save %s", opts[k],
+                 ckpt);
+        assert_int_equal(run(cmd)->status, 0);
+        snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 16 --opt %s --json --resume %s",
+                 opts[k], ckpt);
+        r = run(cmd);
+        assert_int_equal(r->status, 0);
+        assert_int_equal(count_lines(r->out), 2);
+        for (int e = 0; e < 2; e++) {
+            line_of(r->out, e, line, sizeof line);
+            assert_true(json_num(line, "loss") == json_num(straight[2 + e], "loss"));
+            assert_true(json_num(line, "test_acc") == json_num(straight[2 + e], "test_acc"));
+        }
+        /* the file saved after epoch 2 again, one option changed at a time */
+        snprintf(cmd, sizeof cmd, "train --epochs 2 --layers 16 --opt %s --save %s", opts[k], ckpt);
+        assert_int_equal(run(cmd)->status, 0);
+        const char *other[][4] = {
+            /* key, value, the slot it keeps, the error */
+            {"optim.alpha", "0.5", NULL, "saved with alpha 0.5, this one has 0.98999999999999999"},
+            {"optim.centered", "1", "grad_avg", "saved with centered 1, this one has 0"},
+            {"optim.momentum", "0.25", "momentum_buffer",
+             "saved with the momentum 0.25, this one has 0"},
+            {"optim.eps", "1e-06", NULL, "saved with eps 9.9999999999999995e-07"},
+            {"optim.lr_decay", "0.5", NULL, "saved with lr_decay 0.5, this one has 0"},
+            {"optim.initial_accumulator_value", "0.5", NULL,
+             "saved with initial_accumulator_value 0.5, this one has 0"},
+        };
+        for (size_t i = k ? 3 : 0; i < (k ? 6u : 4u); i++) {
+            char again[160];
+            snprintf(again, sizeof again, "%s/again.ckpt", dir);
+            snprintf(cmd, sizeof cmd, "cp %s %s", ckpt, again);
+            assert_int_equal(system(cmd), 0);
+            ckpt_edit(again, KEEP, KEEP, KEEP, other[i][0], other[i][1], other[i][2]);
+            snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 16 --opt %s --resume %s", opts[k],
+                     again);
+            r = run(cmd);
+            if (r->status != 2 || !strstr(r->err, other[i][3]))
+                fail_msg("%s %s=%s: status %d, stderr %s", opts[k], other[i][0], other[i][1],
+                         r->status, r->err);
+            assert_int_equal(count_lines(r->err), 1);
+            remove(again);
+        }
+    }
+    snprintf(cmd, sizeof cmd, "train --epochs 4 --layers 16 --opt rmsprop --resume %s", ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "saved with --opt adagrad --schedule constant"));
+    r = run("train --opt lion");
+    assert_int_equal(r->status, 2);
+    assert_non_null(
+        strstr(r->err, "'lion' (sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad)"));
     remove(ckpt);
     rmdir(dir);
 }
@@ -1398,6 +1497,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_train_eval),
         cmocka_unit_test(test_train_resume_counts),
         cmocka_unit_test(test_train_resume_early_stop),
+        cmocka_unit_test(test_train_rmsprop_adagrad),
         cmocka_unit_test(test_train_csv_splits),
         cmocka_unit_test(test_train_too_few_rows),
         cmocka_unit_test(test_train_layers),

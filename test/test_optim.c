@@ -122,16 +122,19 @@ static void test_adam_adamw_by_hand(void **state)
 /* ------------------------------------ several steps against a reference */
 
 typedef struct ref {
-    double w[3], v[3], s[3];
+    double w[3], v[3], s[3], a[3];
     int t;
 } ref;
 
-/* The update rules as docs/optim.md writes them, coded independently. */
+/* The update rules as docs/optim.md writes them (RMSprop and Adagrad as
+ * PyTorch's documentation does), coded independently. */
 static void ref_step(ref *r, const nb_optim_opts *o, const double *g, double lr)
 {
     r->t++;
     for (int i = 0; i < 3; i++) {
         double d = g[i];
+        if (r->t == 1 && o->kind == NB_OPTIM_ADAGRAD)
+            r->s[i] = o->initial_accumulator_value;
         switch (o->kind) {
         case NB_OPTIM_SGD: r->w[i] -= lr * (d + o->weight_decay * r->w[i]); break;
         case NB_OPTIM_MOMENTUM:
@@ -157,6 +160,29 @@ static void ref_step(ref *r, const nb_optim_opts *o, const double *g, double lr)
             r->w[i] -= lr * mhat / (sqrt(shat) + o->eps);
             break;
         }
+        case NB_OPTIM_RMSPROP: { /* s square_avg, v momentum_buffer, a grad_avg */
+            d += o->weight_decay * r->w[i];
+            r->s[i] = o->alpha * r->s[i] + (1 - o->alpha) * d * d;
+            double var = r->s[i];
+            if (o->centered) {
+                r->a[i] = o->alpha * r->a[i] + (1 - o->alpha) * d;
+                var -= r->a[i] * r->a[i];
+            }
+            double step = d / (sqrt(var) + o->eps);
+            if (o->momentum > 0) {
+                r->v[i] = o->momentum * r->v[i] + step;
+                step = r->v[i];
+            }
+            r->w[i] -= lr * step;
+            break;
+        }
+        case NB_OPTIM_ADAGRAD: { /* s sum */
+            double clr = lr / (1 + (r->t - 1) * o->lr_decay);
+            d += o->weight_decay * r->w[i];
+            r->s[i] += d * d;
+            r->w[i] -= clr * d / (sqrt(r->s[i]) + o->eps);
+            break;
+        }
         }
     }
 }
@@ -172,7 +198,7 @@ static void quad_grad(const double *w, double *g)
 static void test_rules_match_reference(void **state)
 {
     (void)state;
-    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAMW; kind++) {
+    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAGRAD; kind++) {
         for (int wd = 0; wd < 2; wd++) {
             nb_optim_opts o = nb_optim_defaults((nb_optim_kind)kind);
             o.lr = 0.05;
@@ -205,6 +231,155 @@ static void test_rules_match_reference(void **state)
     }
 }
 
+/* RMSprop and Adagrad with every option they take, against the reference
+ * in f64 over ten steps of a changing gradient, with a step schedule and
+ * clipping: each weight within 1e-15 of the reference, relatively. */
+static void test_rmsprop_adagrad_reference(void **state)
+{
+    (void)state;
+    const struct {
+        nb_optim_kind kind;
+        double momentum, alpha, lr_decay, init, wd, clip;
+        bool centered;
+    } cases[] = {
+        {NB_OPTIM_RMSPROP, 0, 0.99, 0, 0, 0, 0, false},
+        {NB_OPTIM_RMSPROP, 0.9, 0.9, 0, 0, 0.1, 0, false},
+        {NB_OPTIM_RMSPROP, 0, 0.95, 0, 0, 0, 1.5, true},
+        {NB_OPTIM_RMSPROP, 0.5, 0.8, 0, 0, 0.2, 0.5, true},
+        {NB_OPTIM_ADAGRAD, 0, 0.99, 0, 0, 0, 0, false},
+        {NB_OPTIM_ADAGRAD, 0, 0.99, 0.3, 0.1, 0.2, 0, false},
+        {NB_OPTIM_ADAGRAD, 0, 0.99, 0.05, 2, 0, 0.5, false},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        nb_optim_opts o = nb_optim_defaults(cases[k].kind);
+        o.lr = 0.05;
+        o.momentum = cases[k].momentum;
+        o.alpha = cases[k].alpha;
+        o.centered = cases[k].centered;
+        o.lr_decay = cases[k].lr_decay;
+        o.initial_accumulator_value = cases[k].init;
+        o.weight_decay = cases[k].wd;
+        o.clip_norm = cases[k].clip;
+        o.schedule.kind = NB_SCHED_STEP;
+        o.schedule.step_size = 3;
+        o.schedule.gamma = 0.5;
+        nb_model *m = nb_model_new();
+        ref r = {.w = {2, 0.25, -1}};
+        nb_tensor *w = add_param(m, "w", NB_F64, 3, r.w);
+        nb_optim *opt = nb_optim_new(&o);
+        assert_non_null(opt);
+        for (int t = 0; t < 10; t++) {
+            double g[3], lr = nb_optim_lr(opt);
+            quad_grad(r.w, g);
+            set_grad(w, g);
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+            double norm = sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2]);
+            double c = o.clip_norm > 0 && norm > o.clip_norm ? o.clip_norm / norm : 1;
+            for (int i = 0; i < 3; i++)
+                g[i] *= c;
+            ref_step(&r, &o, g, lr);
+            for (int i = 0; i < 3; i++) {
+                double got = nb_tensor_get(w, i), rel = fabs(got - r.w[i]) / fabs(r.w[i]);
+                if (!(rel <= 1e-15))
+                    fail_msg("case %zu step %d w[%d]: %.17g, reference %.17g", k, t, i, got,
+                             r.w[i]);
+            }
+        }
+        nb_optim_free(opt);
+        nb_model_free(m);
+    }
+}
+
+/* By hand, with a constant gradient g = 2 from w = 1 (lr 0.01, eps 1e-8):
+ * RMSprop's s after t steps is 4·(1 - α^t), so the first step is
+ * lr·2/(2·sqrt(1 - α) + eps) = 0.1 (α = 0.99); centered, the variance is
+ * 4·(1 - α^t)·α^t. Adagrad's sum after t steps is s0 + 4t, each step
+ * lr/(1 + (t-1)·lr_decay) · 2/(sqrt(s0 + 4t) + eps). */
+static void test_rmsprop_adagrad_by_hand(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = add_param(m, "w", NB_F64, 1, (double[]){1});
+    set_grad(w, (double[]){2});
+    for (int variant = 0; variant < 3; variant++) { /* plain, momentum 0.9, centered */
+        nb_optim_opts o = nb_optim_defaults(NB_OPTIM_RMSPROP);
+        assert_true(o.lr == 0.01 && o.alpha == 0.99 && o.eps == 1e-8 && o.momentum == 0 &&
+                    !o.centered && o.weight_decay == 0);
+        o.momentum = variant == 1 ? 0.9 : 0;
+        o.centered = variant == 2;
+        nb_optim *opt = nb_optim_new(&o);
+        nb_tensor_set(w, 0, 1);
+        double want = 1, buf = 0;
+        for (int t = 1; t <= 4; t++) {
+            double at = pow(0.99, t);
+            double var = variant == 2 ? 4 * (1 - at) * at : 4 * (1 - at);
+            double step = 2 / (sqrt(var) + 1e-8);
+            buf = 0.9 * buf + step;
+            want -= 0.01 * (variant == 1 ? buf : step);
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+            tc_near(nb_tensor_get(w, 0), want, 1e-15);
+            if (t == 1)
+                tc_near(nb_tensor_get(w, 0), variant == 2 ? 1 - 0.02 / sqrt(0.0396) : 0.9, 1e-8);
+        }
+        nb_optim_free(opt);
+    }
+    for (int variant = 0; variant < 3; variant++) { /* plain, lr_decay 0.5, sum from 1 */
+        nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAGRAD);
+        assert_true(o.lr == 0.01 && o.eps == 1e-10 && o.lr_decay == 0 &&
+                    o.initial_accumulator_value == 0);
+        o.lr = 0.1;
+        o.lr_decay = variant == 1 ? 0.5 : 0;
+        o.initial_accumulator_value = variant == 2 ? 1 : 0;
+        nb_optim *opt = nb_optim_new(&o);
+        nb_tensor_set(w, 0, 1);
+        double want = 1;
+        for (int t = 1; t <= 4; t++) {
+            double s0 = o.initial_accumulator_value;
+            want -= 0.1 / (1 + (t - 1) * o.lr_decay) * 2 / (sqrt(s0 + 4 * t) + 1e-10);
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+            tc_near(nb_tensor_get(w, 0), want, 1e-15);
+        }
+        if (variant == 0) /* lr·Σ 1/sqrt(t) */
+            tc_near(nb_tensor_get(w, 0), 1 - 0.1 * (1 + 1 / sqrt(2) + 1 / sqrt(3) + 0.5), 1e-10);
+        nb_optim_free(opt);
+    }
+    nb_model_free(m);
+}
+
+/* Centered RMSprop divides by sqrt(s - ḡ²), which is positive in exact
+ * arithmetic but, with a constant gradient, rounds below zero once α^t is
+ * below the rounding error (α 0.5, g 0.7: from step 54 on). It is taken as
+ * 0 there (the step is lr·g/eps), where the square root would make the
+ * weight NaN. */
+static void test_rmsprop_centered_rounding(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_tensor *w = add_param(m, "w", NB_F64, 1, (double[]){1});
+    set_grad(w, (double[]){0.7});
+    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_RMSPROP);
+    o.alpha = 0.5;
+    o.centered = true;
+    o.lr = 1e-9;
+    nb_optim *opt = nb_optim_new(&o);
+    double s = 0, a = 0;
+    int below = 0;
+    for (int t = 1; t <= 60; t++) {
+        s = 0.5 * s + 0.5 * 0.7 * 0.7; /* as the step computes them */
+        a = 0.5 * a + 0.5 * 0.7;
+        double before = nb_tensor_get(w, 0);
+        assert_int_equal(nb_optim_step(opt, m), NB_OK);
+        assert_true(isfinite(nb_tensor_get(w, 0)));
+        if (s - a * a < 0) {
+            below++;
+            tc_near(before - nb_tensor_get(w, 0), 1e-9 * (0.7 / 1e-8), 1e-15);
+        }
+    }
+    assert_true(below > 0);
+    nb_optim_free(opt);
+    nb_model_free(m);
+}
+
 /* f32 parameters are updated in f32: SGD matches float arithmetic bit for
  * bit, Adam stays within f32 rounding of the f64 formula. */
 static void test_f32_updates(void **state)
@@ -227,22 +402,29 @@ static void test_f32_updates(void **state)
     }
     nb_optim_free(opt);
 
-    nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
-    o.lr = 0.05;
-    opt = nb_optim_new(&o);
-    ref r = {.w = {2, 0, -1}};
-    for (int i = 0; i < 3; i++)
-        nb_tensor_set(w, i, r.w[i]);
-    for (int t = 0; t < 10; t++) {
-        double g[3];
-        quad_grad(r.w, g);
-        set_grad(w, g);
-        assert_int_equal(nb_optim_step(opt, m), NB_OK);
-        ref_step(&r, &o, g, 0.05);
+    /* Adam, RMSprop (centered, with momentum) and Adagrad (from a sum of 0.1) */
+    for (int k = 0; k < 3; k++) {
+        nb_optim_kind kinds[3] = {NB_OPTIM_ADAM, NB_OPTIM_RMSPROP, NB_OPTIM_ADAGRAD};
+        nb_optim_opts o = nb_optim_defaults(kinds[k]);
+        o.lr = 0.05;
+        o.momentum = kinds[k] == NB_OPTIM_RMSPROP ? 0.5 : 0;
+        o.centered = true;
+        o.initial_accumulator_value = 0.1;
+        opt = nb_optim_new(&o);
+        ref r = {.w = {2, 0, -1}};
         for (int i = 0; i < 3; i++)
-            tc_near(nb_tensor_get(w, i), r.w[i], 1e-5);
+            nb_tensor_set(w, i, r.w[i]);
+        for (int t = 0; t < 10; t++) {
+            double g[3];
+            quad_grad(r.w, g);
+            set_grad(w, g);
+            assert_int_equal(nb_optim_step(opt, m), NB_OK);
+            ref_step(&r, &o, g, 0.05);
+            for (int i = 0; i < 3; i++)
+                tc_near(nb_tensor_get(w, i), r.w[i], 1e-5);
+        }
+        nb_optim_free(opt);
     }
-    nb_optim_free(opt);
     nb_model_free(m);
 }
 
@@ -253,9 +435,12 @@ static void test_minimise_quadratic(void **state)
 {
     (void)state;
     const double a[4] = {1, 4, 0.25, 2}, c[4] = {1, -2, 3, 0.5};
-    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAMW; kind++) {
+    for (int kind = NB_OPTIM_SGD; kind <= NB_OPTIM_ADAGRAD; kind++) {
         nb_optim_opts o = nb_optim_defaults((nb_optim_kind)kind);
-        o.lr = kind >= NB_OPTIM_ADAM ? 0.05 : 0.1;
+        o.lr = kind == NB_OPTIM_ADAGRAD   ? 1
+               : kind == NB_OPTIM_RMSPROP ? 0.01
+               : kind >= NB_OPTIM_ADAM    ? 0.05
+                                          : 0.1;
         o.weight_decay = 0;
         nb_optim *opt = nb_optim_new(&o);
         nb_model *m = nb_model_new();
@@ -362,6 +547,19 @@ static void test_weight_decay_vs_l2(void **state)
     for (int i = 0; i < 6 * STEPS; i++)
         adamw_gap = fmax(adamw_gap, fabs(a[i] - b[i]));
     assert_true(adamw_gap > 1e-3);
+
+    /* RMSprop's and Adagrad's weight_decay are coupled too, as PyTorch's */
+    for (int k = NB_OPTIM_RMSPROP; k <= NB_OPTIM_ADAGRAD; k++) {
+        trajectory((nb_optim_kind)k, lam, 0, STEPS, a);
+        trajectory((nb_optim_kind)k, 0, lam, STEPS, b);
+        double gap = 0, moved = 0;
+        for (int i = 0; i < 6 * STEPS; i++) {
+            gap = fmax(gap, fabs(a[i] - b[i]));
+            moved = fmax(moved, fabs(a[i] - (0.3 * (i % 6) - 0.8)));
+        }
+        assert_true(gap <= 1e-13);
+        assert_true(moved > 0.1);
+    }
 }
 
 /* AdamW on a real loss, step by step against its update formula, with the
@@ -619,8 +817,8 @@ static void test_bad_options(void **state)
     (void)state;
     char msg[200];
     /* each field spoiled in turn names itself in the message */
-    for (int k = 0; k < 14; k++) {
-        nb_optim_opts o = nb_optim_defaults(NB_OPTIM_ADAM);
+    for (int k = 0; k < 21; k++) {
+        nb_optim_opts o = nb_optim_defaults(k < 14 ? NB_OPTIM_ADAM : NB_OPTIM_RMSPROP);
         const char *field = NULL;
         switch (k) {
         case 0: o.lr = -0.1, field = "lr"; break;
@@ -639,6 +837,13 @@ static void test_bad_options(void **state)
         case 11: o.schedule.kind = NB_SCHED_STEP, o.schedule.gamma = 0, field = "gamma"; break;
         case 12: o.schedule.kind = NB_SCHED_COSINE, o.schedule.period = 0, field = "period"; break;
         case 13: o.schedule.kind = NB_SCHED_COSINE, o.schedule.min_lr = 1, field = "min_lr"; break;
+        case 14: o.alpha = 1, field = "alpha = 1"; break;
+        case 15: o.alpha = -0.5, field = "alpha = -0.5"; break;
+        case 16: o.alpha = NAN, field = "alpha"; break;
+        case 17: o.lr_decay = -1, field = "lr_decay = -1"; break;
+        case 18: o.lr_decay = INFINITY, field = "lr_decay"; break;
+        case 19: o.initial_accumulator_value = -0.1, field = "initial_accumulator_value"; break;
+        case 20: o.kind = (nb_optim_kind)7, field = "6 adagrad"; break;
         }
         assert_int_equal(nb_optim_opts_check(&o, msg, sizeof msg), NB_ERR_ARG);
         if (!strstr(msg, field))
@@ -829,14 +1034,46 @@ static bool same_params(nb_model *a, nb_model *b)
     return true;
 }
 
-/* Every kind: state saved after some steps and loaded into a fresh
- * optimizer continues bit-identically; the options come back from the
- * metadata. */
+/* The options of round-trip case @p k: each kind's defaults, then RMSprop
+ * with momentum, centered, and both, and Adagrad with its options set. The
+ * slots they keep into @p slots, NULL-terminated. */
+static nb_optim_opts variant(int k, const char **slots)
+{
+    static const char *const names[][4] = {
+        {NULL},
+        {"velocity", NULL},
+        {"velocity", NULL},
+        {"m", "v", NULL},
+        {"m", "v", NULL},
+        {"square_avg", NULL},
+        {"sum", NULL},
+        {"square_avg", "momentum_buffer", NULL},
+        {"square_avg", "grad_avg", NULL},
+        {"square_avg", "momentum_buffer", "grad_avg", NULL},
+        {"sum", NULL},
+    };
+    nb_optim_opts o = nb_optim_defaults(k <= NB_OPTIM_ADAGRAD ? (nb_optim_kind)k
+                                        : k < 10              ? NB_OPTIM_RMSPROP
+                                                              : NB_OPTIM_ADAGRAD);
+    if (k == 7 || k == 9)
+        o.momentum = k == 7 ? 0.9 : 0.3, o.alpha = 0.9;
+    o.centered = k == 8 || k == 9;
+    if (k == 10)
+        o.lr_decay = 0.25, o.initial_accumulator_value = 0.5, o.eps = 1e-3;
+    memcpy(slots, names[k], sizeof names[k]);
+    return o;
+}
+
+/* Every kind, and RMSprop's and Adagrad's options: state saved after some
+ * steps and loaded into a fresh optimizer continues bit-identically; the
+ * options come back from the metadata, which has the new kinds' lines
+ * only for them. */
 static void test_state_round_trip(void **state)
 {
     (void)state;
-    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAMW; k++) {
-        nb_optim_opts o = nb_optim_defaults((nb_optim_kind)k);
+    for (int k = 0; k <= 10; k++) {
+        const char *slots[4];
+        nb_optim_opts o = variant(k, slots);
         o.schedule.kind = NB_SCHED_STEP;
         o.schedule.step_size = 2;
         o.schedule.gamma = 0.5;
@@ -848,8 +1085,21 @@ static void test_state_round_trip(void **state)
         char meta[4096] = "";
         nb_error err;
         assert_int_equal(nb_optim_state_save(a, m, store, meta, sizeof meta, &err), NB_OK);
-        assert_int_equal(nb_model_count(store), 2 * (1 + (k >= NB_OPTIM_ADAM ? 2 : k > 0 ? 1 : 0)));
+        int n_slots = 0;
+        for (; slots[n_slots]; n_slots++) {
+            char name[64];
+            snprintf(name, sizeof name, "layer.w/%s", slots[n_slots]);
+            assert_non_null(nb_model_get(store, name));
+            assert_string_equal(nb_optim_opts_slot_name(&o, n_slots), slots[n_slots]);
+        }
+        assert_null(nb_optim_opts_slot_name(&o, n_slots));
+        assert_int_equal(nb_model_count(store), 2 * (1 + n_slots));
         assert_int_equal(nb_meta_check(meta, NULL), NB_OK);
+        assert_true(!strstr(meta, "optim.alpha=") == (o.kind != NB_OPTIM_RMSPROP));
+        assert_true(!strstr(meta, "optim.centered=") == (o.kind != NB_OPTIM_RMSPROP));
+        assert_true(!strstr(meta, "optim.lr_decay=") == (o.kind != NB_OPTIM_ADAGRAD));
+        assert_true(!strstr(meta, "optim.initial_accumulator_value=") ==
+                    (o.kind != NB_OPTIM_ADAGRAD));
         nb_tensor *t = nb_model_get(store, "layer.w/t");
         assert_non_null(t);
         assert_int_equal(nb_tensor_dtype(t), NB_F64);
@@ -884,13 +1134,36 @@ static void test_state_round_trip(void **state)
     nb_optim_kind kind;
     assert_int_equal(nb_optim_kind_from_name("adamw", &kind), NB_OK);
     assert_int_equal(kind, NB_OPTIM_ADAMW);
-    assert_int_equal(nb_optim_kind_from_name("rmsprop", &kind), NB_ERR_NOTFOUND);
+    assert_int_equal(nb_optim_kind_from_name("lion", &kind), NB_ERR_NOTFOUND);
     assert_int_equal(nb_optim_kind_from_name(NULL, &kind), NB_ERR_NULL);
+    assert_int_equal(nb_optim_kind_from_name("rmsprop", &kind), NB_OK);
+    assert_int_equal(kind, NB_OPTIM_RMSPROP);
+    assert_int_equal(nb_optim_kind_from_name("adagrad", &kind), NB_OK);
+    assert_int_equal(kind, NB_OPTIM_ADAGRAD);
+    for (int k = NB_OPTIM_SGD; k <= NB_OPTIM_ADAGRAD; k++)
+        assert_non_null(strstr(nb_optim_kind_names(), nb_optim_kind_name((nb_optim_kind)k)));
+    assert_null(nb_optim_kind_name((nb_optim_kind)7));
     assert_string_equal(nb_optim_slot_name(NB_OPTIM_MOMENTUM, 0), "velocity");
     assert_string_equal(nb_optim_slot_name(NB_OPTIM_ADAM, 1), "v");
     assert_null(nb_optim_slot_name(NB_OPTIM_SGD, 0));
     assert_null(nb_optim_slot_name(NB_OPTIM_ADAM, 2));
     assert_null(nb_optim_slot_name((nb_optim_kind)9, 0));
+    /* RMSprop may keep three, whatever its options; Adagrad one */
+    assert_string_equal(nb_optim_slot_name(NB_OPTIM_RMSPROP, 0), "square_avg");
+    assert_string_equal(nb_optim_slot_name(NB_OPTIM_RMSPROP, 1), "momentum_buffer");
+    assert_string_equal(nb_optim_slot_name(NB_OPTIM_RMSPROP, 2), "grad_avg");
+    assert_null(nb_optim_slot_name(NB_OPTIM_RMSPROP, 3));
+    assert_null(nb_optim_slot_name(NB_OPTIM_RMSPROP, -1));
+    assert_string_equal(nb_optim_slot_name(NB_OPTIM_ADAGRAD, 0), "sum");
+    assert_null(nb_optim_slot_name(NB_OPTIM_ADAGRAD, 1));
+    nb_optim_opts bad_kind = nb_optim_defaults(NB_OPTIM_SGD);
+    bad_kind.kind = (nb_optim_kind)9;
+    assert_null(nb_optim_opts_slot_name(&bad_kind, 0));
+    assert_null(nb_optim_opts_slot_name(NULL, 0));
+    nb_optim_opts rms = nb_optim_defaults(NB_OPTIM_RMSPROP);
+    assert_string_equal(nb_optim_opts_slot_name(&rms, 0), "square_avg");
+    assert_null(nb_optim_opts_slot_name(&rms, 1));
+    assert_null(nb_optim_opts_slot_name(&rms, -1));
 }
 
 /* Saving: state the model does not hold is left out; names that cannot
@@ -1113,6 +1386,110 @@ static void test_state_load_refusals(void **state)
     nb_optim_free(a);
 }
 
+/* RMSprop's and Adagrad's state: their option lines are required and
+ * checked; an RMSprop with momentum (or centered) refuses state saved
+ * without, naming the tensor it lacks, while one without takes state saved
+ * with (leaving the slot it does not keep); Adagrad's sum of a new
+ * parameter starts at initial_accumulator_value. */
+static void test_state_new_kinds(void **state)
+{
+    (void)state;
+    nb_error err;
+    char meta[4096], good[2][4096];
+    nb_model *m = state_model(4);
+    nb_model *store[2];
+    for (int k = 0; k < 2; k++) {
+        const char *slots[4];
+        nb_optim_opts o = variant(k ? 10 : 5, slots); /* plain RMSprop; Adagrad with options */
+        nb_optim *a = nb_optim_new(&o);
+        assert_int_equal(nb_optim_step(a, m), NB_OK);
+        store[k] = nb_model_new();
+        good[k][0] = '\0';
+        assert_int_equal(nb_optim_state_save(a, m, store[k], good[k], sizeof good[k], &err), NB_OK);
+        nb_optim_free(a);
+    }
+    /* options that do not read back */
+    const struct {
+        int which;
+        const char *from, *to, *name;
+        nb_status status;
+    } bad[] = {
+        {0, "optim.alpha=0.98999999999999999", "optim.alpha=x", "optim.alpha", NB_ERR_PARSE},
+        {0, "optim.alpha=0.98999999999999999", "optim.alphas=0.99", "optim.alpha", NB_ERR_NOTFOUND},
+        {0, "optim.alpha=0.98999999999999999", "optim.alpha=1", "", NB_ERR_ARG},
+        {0, "optim.centered=0", "optim.centered=2", "optim.centered", NB_ERR_PARSE},
+        {0, "optim.centered=0", "optim.centred=0", "optim.centered", NB_ERR_NOTFOUND},
+        {1, "optim.lr_decay=0.25", "optim.lr_decay=-1", "", NB_ERR_ARG},
+        {1, "optim.lr_decay=0.25", "optim.lr_decay=", "optim.lr_decay", NB_ERR_PARSE},
+        {1, "optim.initial_accumulator_value=0.5", "optim.initial_accumulator_value=-0.5", "",
+         NB_ERR_ARG},
+        {1, "optim.initial_accumulator_value=0.5", "", "optim.initial_accumulator_value",
+         NB_ERR_NOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *g = good[bad[i].which], *at = strstr(g, bad[i].from);
+        assert_non_null(at);
+        snprintf(meta, sizeof meta, "%.*s%s%s", (int)(at - g), g, bad[i].to,
+                 at + strlen(bad[i].from));
+        nb_optim_opts back = nb_optim_defaults(NB_OPTIM_SGD), before = back;
+        nb_status st = nb_optim_opts_from_meta(meta, &back, &err);
+        if (st != bad[i].status || strcmp(err.name, bad[i].name))
+            fail_msg("case %zu: status %d name '%s' (%s)", i, st, err.name, err.msg);
+        assert_true(memcmp(&back, &before, sizeof back) == 0);
+        assert_string_equal(err.where, "nb_optim_opts_from_meta");
+    }
+    nb_optim_opts back;
+    assert_int_equal(nb_optim_opts_from_meta(good[1], &back, &err), NB_OK);
+    assert_true(back.lr_decay == 0.25 && back.initial_accumulator_value == 0.5 && back.eps == 1e-3);
+
+    /* an RMSprop with momentum, or centered, needs the slot it keeps */
+    for (int k = 7; k <= 9; k++) {
+        const char *slots[4];
+        nb_optim_opts o = variant(k, slots);
+        nb_optim *b = nb_optim_new(&o);
+        assert_int_equal(nb_optim_state_load(b, m, store[0], good[0], &err), NB_ERR_NOTFOUND);
+        assert_string_equal(err.name, k == 8 ? "layer.w/grad_avg" : "layer.w/momentum_buffer");
+        assert_non_null(strstr(err.msg, k == 8 ? "when centered" : "when momentum > 0"));
+        assert_int_equal(nb_optim_state_count(b), 0);
+        assert_int_equal(nb_optim_steps(b), 0);
+        /* and its own state loads into a plain RMSprop, which keeps square_avg */
+        assert_int_equal(nb_optim_step(b, m), NB_OK);
+        nb_model *s2 = nb_model_new(), *s3 = nb_model_new();
+        char m2[4096] = "", m3[4096] = "";
+        assert_int_equal(nb_optim_state_save(b, m, s2, m2, sizeof m2, &err), NB_OK);
+        nb_optim_opts plain = nb_optim_defaults(NB_OPTIM_RMSPROP);
+        nb_optim *c = nb_optim_new(&plain);
+        assert_int_equal(nb_optim_state_load(c, m, s2, m2, &err), NB_OK);
+        assert_int_equal(nb_optim_state_save(c, m, s3, m3, sizeof m3, &err), NB_OK);
+        assert_int_equal(nb_model_count(s3), 4);
+        nb_tensor *x = nb_model_get(s2, "layer.b/square_avg"),
+                  *y = nb_model_get(s3, "layer.b/square_avg");
+        assert_memory_equal(nb_tensor_data(x), nb_tensor_data(y), 3 * sizeof(double));
+        nb_optim_free(c);
+        nb_model_free(s2);
+        nb_model_free(s3);
+        nb_optim_free(b);
+    }
+
+    /* Adagrad's sum after one step: initial_accumulator_value + d², in the
+     * parameter's dtype */
+    nb_tensor *gb = nb_tensor_grad(nb_model_get(m, "layer.b"));
+    nb_tensor *gw = nb_tensor_grad(nb_model_get(m, "layer.w"));
+    nb_tensor *sb = nb_model_get(store[1], "layer.b/sum"),
+              *sw = nb_model_get(store[1], "layer.w/sum");
+    for (int i = 0; i < 3; i++) {
+        double g = nb_tensor_f64(gb)[i];
+        assert_true(nb_tensor_f64(sb)[i] == 0.5 + g * g);
+    }
+    for (int i = 0; i < 6; i++) {
+        float g = nb_tensor_f32(gw)[i];
+        assert_true(nb_tensor_f32(sw)[i] == 0.5f + g * g);
+    }
+    for (int k = 0; k < 2; k++)
+        nb_model_free(store[k]);
+    nb_model_free(m);
+}
+
 /* The generator's state through metadata, with and without a kept normal
  * deviate, continues the same stream; malformed text is refused. */
 static void test_rng_state_text(void **state)
@@ -1169,6 +1546,9 @@ int main(void)
         cmocka_unit_test(test_momentum_nesterov_by_hand),
         cmocka_unit_test(test_adam_adamw_by_hand),
         cmocka_unit_test(test_rules_match_reference),
+        cmocka_unit_test(test_rmsprop_adagrad_reference),
+        cmocka_unit_test(test_rmsprop_adagrad_by_hand),
+        cmocka_unit_test(test_rmsprop_centered_rounding),
         cmocka_unit_test(test_f32_updates),
         cmocka_unit_test(test_minimise_quadratic),
         cmocka_unit_test(test_weight_decay_vs_l2),
@@ -1185,6 +1565,7 @@ int main(void)
         cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_state_save_refusals),
         cmocka_unit_test(test_state_load_refusals),
+        cmocka_unit_test(test_state_new_kinds),
         cmocka_unit_test(test_rng_state_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

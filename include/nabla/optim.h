@@ -1,7 +1,8 @@
 /**
  * @file optim.h
- * @brief Optimizers (SGD, momentum, Nesterov, Adam, AdamW), gradient
- *        clipping by global norm and learning-rate schedules.
+ * @brief Optimizers (SGD, momentum, Nesterov, Adam, AdamW, RMSprop,
+ *        Adagrad), gradient clipping by global norm and learning-rate
+ *        schedules.
  *
  * An optimizer updates the parameters of an nb_model from their gradients.
  * It keeps its state (velocities, moment estimates, a step count) per
@@ -50,6 +51,10 @@ typedef enum nb_optim_kind {
     NB_OPTIM_NESTEROV = 2, /**< d = g + wd·w;  v = μ·v + d;  w -= lr·(d + μ·v) */
     NB_OPTIM_ADAM = 3,     /**< d = g + wd·w (L2, coupled); Adam on d */
     NB_OPTIM_ADAMW = 4,    /**< w -= lr·wd·w (decoupled); Adam on g */
+    NB_OPTIM_RMSPROP = 5,  /**< d = g + wd·w;  s = α·s + (1-α)·d²;  w -= lr·d/(sqrt(s) + eps)
+                                (with momentum and centered as PyTorch's RMSprop) */
+    NB_OPTIM_ADAGRAD = 6,  /**< d = g + wd·w;  s += d²;
+                                w -= lr/(1 + (t-1)·lr_decay) · d/(sqrt(s) + eps) */
 } nb_optim_kind;
 
 /** Learning-rate schedules. Values are stable. */
@@ -77,20 +82,26 @@ typedef struct nb_schedule {
 typedef struct nb_optim_opts {
     nb_optim_kind kind;
     double lr;           /**< base learning rate, finite and >= 0 */
-    double momentum;     /**< μ of MOMENTUM and NESTEROV, in [0, 1) */
+    double momentum;     /**< μ of MOMENTUM, NESTEROV and RMSPROP (0: none), in [0, 1) */
     double beta1;        /**< Adam(W) first-moment decay, in [0, 1) */
     double beta2;        /**< Adam(W) second-moment decay, in [0, 1) */
-    double eps;          /**< Adam(W) denominator term, finite and > 0 */
+    double eps;          /**< Adam(W), RMSprop, Adagrad denominator term, finite and > 0 */
     double weight_decay; /**< wd, finite and >= 0 (coupled except for AdamW) */
     double clip_norm;    /**< > 0: scale gradients so their global norm is at most this; 0: off */
+    double alpha;        /**< RMSprop smoothing constant α of the squared gradients, in [0, 1) */
+    bool centered;       /**< RMSprop: divide by sqrt(s - ḡ²), ḡ the gradients' running mean */
+    double lr_decay;     /**< Adagrad: rate lr/(1 + (t-1)·lr_decay), finite and >= 0 */
+    double initial_accumulator_value; /**< Adagrad: s of a new parameter, finite and >= 0 */
     nb_schedule schedule;
 } nb_optim_opts;
 
 /**
- * Defaults for @p kind (as PyTorch's): lr 0.01 for the SGD family and 1e-3
- * for Adam and AdamW; momentum 0.9 for MOMENTUM and NESTEROV (0 otherwise);
- * beta1 0.9, beta2 0.999, eps 1e-8; weight_decay 0, except 0.01 for AdamW;
- * no clipping; constant schedule (step_size 1, gamma 1, period 1, min_lr 0).
+ * Defaults for @p kind (as PyTorch's): lr 0.01, except 1e-3 for Adam and
+ * AdamW; momentum 0.9 for MOMENTUM and NESTEROV (0 otherwise); beta1 0.9,
+ * beta2 0.999; eps 1e-8, except 1e-10 for Adagrad; weight_decay 0, except
+ * 0.01 for AdamW; alpha 0.99, not centered; lr_decay 0,
+ * initial_accumulator_value 0; no clipping; constant schedule (step_size
+ * 1, gamma 1, period 1, min_lr 0).
  */
 NB_API nb_optim_opts nb_optim_defaults(nb_optim_kind kind);
 
@@ -151,29 +162,40 @@ NB_API int nb_optim_state_count(const nb_optim *opt);
 /* ------------------------------------------------ state as named tensors */
 
 /** Name of an optimizer kind: "sgd", "momentum", "nesterov", "adam",
- *  "adamw" (NULL for an unknown value). */
+ *  "adamw", "rmsprop", "adagrad" (NULL for an unknown value). */
 NB_API const char *nb_optim_kind_name(nb_optim_kind kind);
 /** The kind called @p name. NB_OK, NB_ERR_NOTFOUND, NB_ERR_NULL. */
 NB_API nb_status nb_optim_kind_from_name(const char *name, nb_optim_kind *out);
-/** Name of state tensor @p i of a parameter under @p kind: "velocity" for
- *  MOMENTUM and NESTEROV, "m" and "v" (first and second moments) for ADAM
- *  and ADAMW; NULL beyond (SGD keeps none). */
+/** Every kind's name, in order, separated by ", " (for messages). */
+NB_API const char *nb_optim_kind_names(void);
+/** Name of the @p i-th state tensor that an optimizer of @p kind may keep
+ *  per parameter: "velocity" for MOMENTUM and NESTEROV; "m" and "v" (first
+ *  and second moments) for ADAM and ADAMW; "square_avg", "momentum_buffer"
+ *  and "grad_avg" for RMSPROP; "sum" for ADAGRAD; NULL beyond (SGD keeps
+ *  none). The names are PyTorch's where PyTorch has the state. */
 NB_API const char *nb_optim_slot_name(nb_optim_kind kind, int i);
+/** Name of the @p i-th state tensor a parameter has under options @p o:
+ *  the names of nb_optim_slot_name for o->kind, except that RMSprop keeps
+ *  "momentum_buffer" only when o->momentum > 0 and "grad_avg" only when
+ *  o->centered; NULL beyond, and for NULL or an unknown kind. */
+NB_API const char *nb_optim_opts_slot_name(const nb_optim_opts *o, int i);
 
 /**
  * The optimizer's state as named tensors and metadata text, for the
  * parameters of @p m it holds state for (state kept under a name @p m does
  * not hold, or for another dtype or shape, is left out). For each such
- * parameter P, the tensors "P/<slot>" (nb_optim_slot_name) and "P/t" (an
- * F64 scalar: the updates P has had) are added to @p store as copies. The
+ * parameter P, the tensors "P/<slot>" (nb_optim_opts_slot_name) and "P/t"
+ * (an F64 scalar: the updates P has had) are added to @p store as copies. The
  * optimizer's own lines are appended to the metadata text in meta[0..cap)
  * (NUL-terminated; it may hold lines already): optim.kind, its options
  * (optim.lr, optim.momentum, optim.beta1, optim.beta2, optim.eps,
- * optim.weight_decay, optim.clip_norm, optim.schedule, optim.step_size,
- * optim.gamma, optim.period, optim.min_lr, optim.per_epoch; doubles with
- * 17 digits), optim.step and optim.sched_pos; their length does not depend
- * on the model. Errors (the optimizer is never changed; on error meta is
- * as it was, and @p store may hold some of the tensors): NB_ERR_NULL;
+ * optim.weight_decay, optim.clip_norm; optim.alpha and optim.centered for
+ * RMSprop; optim.lr_decay and optim.initial_accumulator_value for
+ * Adagrad; optim.schedule, optim.step_size, optim.gamma, optim.period,
+ * optim.min_lr, optim.per_epoch; doubles with 17 digits), optim.step and
+ * optim.sched_pos; their length does not depend on the model. Errors (the
+ * optimizer is never changed; on error meta is as it was, and @p store may
+ * hold some of the tensors): NB_ERR_NULL;
  * NB_ERR_ARG (a count past 2^53, which "P/t" cannot hold exactly, or
  * more text than @p cap holds); NB_ERR_EXISTS (@p store or
  * the text already holds a name); NB_ERR_NOMEM.
@@ -187,7 +209,10 @@ NB_API nb_status nb_optim_state_save(const nb_optim *opt, const nb_model *m, nb_
  * ignored) and the metadata text @p meta. Its options stay (see
  * nb_optim_opts_from_meta for those). The new state is for the parameters
  * P of @p m that have a count "P/t" in @p store (a tensor of @p m named so
- * is a parameter, not a count), with "P/<slot>" of P's dtype and shape.
+ * is a parameter, not a count), with "P/<slot>" of P's dtype and shape for
+ * each slot @p opt keeps under its options (nb_optim_opts_slot_name: an
+ * RMSprop with momentum needs "P/momentum_buffer", which one saved without
+ * momentum does not write).
  * Everything is checked before anything changes; on error @p opt is as it
  * was. Errors: NB_ERR_NULL; NB_ERR_PARSE (metadata that is not key=value
  * text, optim.step or optim.sched_pos not an integer from 0 to INT64_MAX,

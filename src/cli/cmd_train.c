@@ -35,9 +35,10 @@ static const char *train_usage =
     "                      rrelu, elu, softplus, softsign, swish, swish-learned,\n"
     "                      gelu, gelu-sigmoid, gelu-tanh, maxout, step\n"
     "  --pieces K          pieces of each maxout unit (--act maxout; default 2)\n"
-    "  --opt NAME          sgd, momentum, nesterov, adam, adamw (default sgd)\n"
+    "  --opt NAME          sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad\n"
+    "                      (default sgd; the others' options are PyTorch's defaults)\n"
     "  --lr X              learning rate (default 0.05 for sgd/momentum/nesterov,\n"
-    "                      0.001 for adam/adamw)\n"
+    "                      0.001 for adam/adamw/rmsprop, 0.01 for adagrad)\n"
     "  --schedule NAME     constant, step (x0.1 every third of the epochs) or cosine\n"
     "  --epochs N          epochs (default 30)\n"
     "  --batch N           mini-batch size (default 32)\n"
@@ -219,8 +220,10 @@ static int same_options(const char *path, const char *desc, const nb_optim_opts 
                          "has --opt %s --schedule %s (resume with the options of the saved run)",
                          CLI_Q(path), nb_optim_kind_name(was.kind), scheds[was.schedule.kind],
                          nb_optim_kind_name(now->kind), scheds[now->schedule.kind]);
-    bool mom = now->kind == NB_OPTIM_MOMENTUM || now->kind == NB_OPTIM_NESTEROV;
+    bool mom = now->kind == NB_OPTIM_MOMENTUM || now->kind == NB_OPTIM_NESTEROV ||
+               now->kind == NB_OPTIM_RMSPROP;
     bool adam = now->kind == NB_OPTIM_ADAM || now->kind == NB_OPTIM_ADAMW;
+    bool rms = now->kind == NB_OPTIM_RMSPROP, ada = now->kind == NB_OPTIM_ADAGRAD;
     bool step = now->schedule.kind == NB_SCHED_STEP, cosine = now->schedule.kind == NB_SCHED_COSINE;
     const struct {
         bool applies;
@@ -240,7 +243,12 @@ static int same_options(const char *path, const char *desc, const nb_optim_opts 
         {mom, "the momentum", was.momentum, now->momentum},
         {adam, "beta1", was.beta1, now->beta1},
         {adam, "beta2", was.beta2, now->beta2},
-        {adam, "eps", was.eps, now->eps},
+        {adam || rms || ada, "eps", was.eps, now->eps},
+        {rms, "alpha", was.alpha, now->alpha},
+        {rms, "centered", was.centered, now->centered},
+        {ada, "lr_decay", was.lr_decay, now->lr_decay},
+        {ada, "initial_accumulator_value", was.initial_accumulator_value,
+         now->initial_accumulator_value},
         {true, "the clipping norm", was.clip_norm, now->clip_norm},
     };
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
@@ -357,10 +365,8 @@ int cmd_train(int argc, char **argv)
         ao.pieces = pieces;
     nb_optim_kind kind;
     if (nb_optim_kind_from_name(opt_name, &kind) != NB_OK)
-        return cli_error("train",
-                         "--opt: unknown optimizer '%s' (sgd, momentum, nesterov, adam, "
-                         "adamw)",
-                         CLI_Q(opt_name));
+        return cli_error("train", "--opt: unknown optimizer '%s' (%s)", CLI_Q(opt_name),
+                         nb_optim_kind_names());
     nb_sched_kind sched = !strcmp(sched_name, "constant") ? NB_SCHED_CONSTANT
                           : !strcmp(sched_name, "step")   ? NB_SCHED_STEP
                           : !strcmp(sched_name, "cosine") ? NB_SCHED_COSINE
@@ -423,7 +429,7 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     nb_optim_opts oo = nb_optim_defaults((nb_optim_kind)kind);
-    oo.lr = lr >= 0 ? lr : kind >= NB_OPTIM_ADAM ? 1e-3 : 0.05;
+    oo.lr = lr >= 0 ? lr : kind == NB_OPTIM_ADAGRAD ? 0.01 : kind >= NB_OPTIM_ADAM ? 1e-3 : 0.05;
     oo.weight_decay = wd;
     oo.schedule.kind = sched;
     oo.schedule.per_epoch = true;

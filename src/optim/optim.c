@@ -1,5 +1,5 @@
-/* Optimizers: SGD, momentum, Nesterov, Adam, AdamW; clipping by global
- * norm; learning-rate schedules. State lives per parameter name in a
+/* Optimizers: SGD, momentum, Nesterov, Adam, AdamW, RMSprop, Adagrad;
+ * clipping by global norm; learning-rate schedules. State lives per parameter name in a
  * uthash table whose every allocation goes through the optimizer's hook.
  * The update kernels are written once for both dtypes (UPDATE_KERNEL). */
 
@@ -28,9 +28,13 @@ nb_optim_opts nb_optim_defaults(nb_optim_kind kind)
     o.momentum = (kind == NB_OPTIM_MOMENTUM || kind == NB_OPTIM_NESTEROV) ? 0.9 : 0.0;
     o.beta1 = 0.9;
     o.beta2 = 0.999;
-    o.eps = 1e-8;
+    o.eps = kind == NB_OPTIM_ADAGRAD ? 1e-10 : 1e-8;
     o.weight_decay = kind == NB_OPTIM_ADAMW ? 0.01 : 0.0;
     o.clip_norm = 0.0;
+    o.alpha = 0.99;
+    o.centered = false;
+    o.lr_decay = 0.0;
+    o.initial_accumulator_value = 0.0;
     o.schedule.kind = NB_SCHED_CONSTANT;
     o.schedule.step_size = 1;
     o.schedule.gamma = 1.0;
@@ -88,9 +92,10 @@ nb_status nb_optim_opts_check(const nb_optim_opts *o, char *msg, size_t n)
             snprintf(msg, n, "no options (NULL)");
         return NB_ERR_NULL;
     }
-    if ((unsigned)o->kind > (unsigned)NB_OPTIM_ADAMW)
+    if ((unsigned)o->kind > (unsigned)NB_OPTIM_ADAGRAD)
         return bad(msg, n,
-                   "kind = %d: not an optimizer (0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw)",
+                   "kind = %d: not an optimizer (0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw, "
+                   "5 rmsprop, 6 adagrad)",
                    (int)o->kind);
     if (!(isfinite(o->lr) && o->lr >= 0.0))
         return bad(msg, n, "lr = %g: the learning rate must be finite and >= 0", o->lr);
@@ -107,6 +112,13 @@ nb_status nb_optim_opts_check(const nb_optim_opts *o, char *msg, size_t n)
     if (!(isfinite(o->clip_norm) && o->clip_norm >= 0.0))
         return bad(msg, n, "clip_norm = %g: must be finite and >= 0 (0 turns clipping off)",
                    o->clip_norm);
+    if (!in_unit(o->alpha))
+        return bad(msg, n, "alpha = %g: RMSprop's smoothing constant must lie in [0, 1)", o->alpha);
+    if (!(isfinite(o->lr_decay) && o->lr_decay >= 0.0))
+        return bad(msg, n, "lr_decay = %g: must be finite and >= 0", o->lr_decay);
+    if (!(isfinite(o->initial_accumulator_value) && o->initial_accumulator_value >= 0.0))
+        return bad(msg, n, "initial_accumulator_value = %g: must be finite and >= 0",
+                   o->initial_accumulator_value);
     return schedule_check(&o->schedule, o->lr, msg, n);
 }
 
@@ -131,16 +143,28 @@ double nb_schedule_lr(const nb_schedule *s, double lr, int64_t t)
 
 /* ------------------------------------------------------------------ state */
 
-int nbopt_slots(nb_optim_kind kind)
+int nbopt_slots(const nb_optim_opts *o, int ids[NBOPT_MAX_SLOTS])
 {
-    switch (kind) {
-    case NB_OPTIM_SGD: return 0;
+    int n = 0;
+    switch (o->kind) {
+    case NB_OPTIM_SGD: break;
     case NB_OPTIM_MOMENTUM:
-    case NB_OPTIM_NESTEROV: return 1;
+    case NB_OPTIM_NESTEROV:
+    case NB_OPTIM_ADAGRAD: ids[n++] = 0; break;
     case NB_OPTIM_ADAM:
-    case NB_OPTIM_ADAMW: return 2;
+    case NB_OPTIM_ADAMW:
+        ids[n++] = 0;
+        ids[n++] = 1;
+        break;
+    case NB_OPTIM_RMSPROP: /* square_avg; momentum_buffer, grad_avg when used */
+        ids[n++] = 0;
+        if (o->momentum > 0.0)
+            ids[n++] = 1;
+        if (o->centered)
+            ids[n++] = 2;
+        break;
     }
-    return 0;
+    return n;
 }
 
 void *nbopt_slot(const nbopt_state *s, int i)
@@ -181,7 +205,8 @@ void nbopt_state_free(nb_optim *o, nbopt_state *s)
 nbopt_state *nbopt_state_new(nb_optim *o, const char *name, nb_dtype dt, int rank,
                              const int64_t *shape)
 {
-    int n_slots = nbopt_slots(o->opts.kind);
+    int ids[NBOPT_MAX_SLOTS];
+    int n_slots = nbopt_slots(&o->opts, ids);
     int64_t size = 1;
     for (int i = 0; i < rank; i++)
         if (nbc_mul_overflows(size, shape[i], &size))
@@ -215,6 +240,15 @@ nbopt_state *nbopt_state_new(nb_optim *o, const char *name, nb_dtype dt, int ran
         }
         s->block_bytes = bytes;
         memset(s->block, 0, bytes);
+    }
+    double init = o->opts.initial_accumulator_value;
+    if (o->opts.kind == NB_OPTIM_ADAGRAD && init != 0.0) { /* the sum starts there */
+        if (dt == NB_F32)
+            for (int64_t i = 0; i < size; i++)
+                ((float *)s->block)[i] = (float)init;
+        else
+            for (int64_t i = 0; i < size; i++)
+                ((double *)s->block)[i] = init;
     }
     return s;
 }
@@ -395,23 +429,26 @@ nb_status nb_clip_grad_norm(nb_model *m, double max_norm, double *norm_out)
 /* Coefficients of one parameter's update, computed in double and rounded
  * to the parameter's dtype by the kernel. */
 typedef struct coefs {
-    double lr, wd, mu, clip, beta1, beta2, eps;
-    double step_size; /* Adam: lr / (1 - beta1^t) */
+    double lr, wd, mu, clip, beta1, beta2, eps, alpha;
+    double step_size; /* Adam: lr / (1 - beta1^t); Adagrad: lr / (1 + (t-1)*lr_decay) */
     double bc2_sqrt;  /* Adam: sqrt(1 - beta2^t) */
     double decay;     /* AdamW: 1 - lr*wd */
 } coefs;
 
 /* Compiled for AVX-512 and AVX2 too (NBC_WIDE_CLONES): Adam's square roots
  * and divisions are most of a step's optimizer time. */
-/* One kernel per dtype T: w the parameter, gr its gradient, s0/s1 its
- * state (NULL when the rule keeps none), n elements. */
+/* One kernel per dtype T: w the parameter, gr its gradient, s0/s1/s2 its
+ * state by slot name (nb_optim_slot_name(kind, i); NULL when not kept), n
+ * elements. RMSprop's variants (momentum, centered) are loops of their own,
+ * so that none tests per element. */
 #define UPDATE_KERNEL(T, SFX, SQRT)                                                                \
     NBC_WIDE_CLONES static void update_##SFX(nb_optim_kind kind, const coefs *c, int64_t n, T *w,  \
-                                             const T *gr, T *s0, T *s1)                            \
+                                             const T *gr, T *s0, T *s1, T *s2)                     \
     {                                                                                              \
         const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, clip = (T)c->clip;                    \
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
         const T one_b1 = (T)(1.0 - c->beta1), one_b2 = (T)(1.0 - c->beta2);                        \
+        const T alpha = (T)c->alpha, one_alpha = (T)(1.0 - c->alpha);                              \
         const T step_size = (T)c->step_size, bc2_sqrt = (T)c->bc2_sqrt, decay = (T)c->decay;       \
         switch (kind) {                                                                            \
         case NB_OPTIM_SGD:                                                                         \
@@ -449,6 +486,41 @@ typedef struct coefs {
                 s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
                 s1[i] = b2 * s1[i] + one_b2 * d * d;                                               \
                 w[i] -= step_size * s0[i] / (SQRT(s1[i]) / bc2_sqrt + eps);                        \
+            }                                                                                      \
+            break;                                                                                 \
+        case NB_OPTIM_RMSPROP: /* s0 square_avg, s1 momentum_buffer, s2 grad_avg */                \
+            if (!s2 && !s1)                                                                        \
+                for (int64_t i = 0; i < n; i++) {                                                  \
+                    T d = clip * gr[i] + wd * w[i];                                                \
+                    s0[i] = alpha * s0[i] + one_alpha * d * d;                                     \
+                    w[i] -= lr * (d / (SQRT(s0[i]) + eps));                                        \
+                }                                                                                  \
+            else if (!s2)                                                                          \
+                for (int64_t i = 0; i < n; i++) {                                                  \
+                    T d = clip * gr[i] + wd * w[i];                                                \
+                    s0[i] = alpha * s0[i] + one_alpha * d * d;                                     \
+                    s1[i] = mu * s1[i] + d / (SQRT(s0[i]) + eps);                                  \
+                    w[i] -= lr * s1[i];                                                            \
+                }                                                                                  \
+            else /* centered: s - avg^2 >= 0 but for rounding, which gives 0 */                    \
+                for (int64_t i = 0; i < n; i++) {                                                  \
+                    T d = clip * gr[i] + wd * w[i];                                                \
+                    s0[i] = alpha * s0[i] + one_alpha * d * d;                                     \
+                    s2[i] = alpha * s2[i] + one_alpha * d;                                         \
+                    T var = s0[i] - s2[i] * s2[i];                                                 \
+                    T q = d / (SQRT(var < 0 ? (T)0 : var) + eps);                                  \
+                    if (s1) {                                                                      \
+                        s1[i] = mu * s1[i] + q;                                                    \
+                        q = s1[i];                                                                 \
+                    }                                                                              \
+                    w[i] -= lr * q;                                                                \
+                }                                                                                  \
+            break;                                                                                 \
+        case NB_OPTIM_ADAGRAD: /* s0 sum */                                                        \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T d = clip * gr[i] + wd * w[i];                                                    \
+                s0[i] += d * d;                                                                    \
+                w[i] -= step_size * (d / (SQRT(s0[i]) + eps));                                     \
             }                                                                                      \
             break;                                                                                 \
         }                                                                                          \
@@ -542,7 +614,10 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
     c.beta1 = o->opts.beta1;
     c.beta2 = o->opts.beta2;
     c.eps = o->opts.eps;
+    c.alpha = o->opts.alpha;
     c.decay = 1.0 - c.lr * c.wd;
+    int ids[NBOPT_MAX_SLOTS];
+    int n_slots = nbopt_slots(&o->opts, ids);
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         if (!trainable(p))
             continue;
@@ -552,13 +627,18 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             double t = (double)s->step; /* bias corrections of the moments */
             c.step_size = c.lr / (1.0 - pow(c.beta1, t));
             c.bc2_sqrt = sqrt(1.0 - pow(c.beta2, t));
+        } else if (o->opts.kind == NB_OPTIM_ADAGRAD) {
+            c.step_size = c.lr / (1.0 + (double)(s->step - 1) * o->opts.lr_decay);
         }
+        void *slot[NBOPT_MAX_SLOTS] = {NULL}; /* by slot name */
+        for (int i = 0; i < n_slots; i++)
+            slot[ids[i]] = nbopt_slot(s, i);
         if (p->dtype == NB_F32)
-            update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, nbopt_slot(s, 0),
-                       nbopt_slot(s, 1));
+            update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
+                       slot[2]);
         else
-            update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, nbopt_slot(s, 0),
-                       nbopt_slot(s, 1));
+            update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
+                       slot[2]);
     }
     o->step++;
     if (!o->opts.schedule.per_epoch)

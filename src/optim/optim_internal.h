@@ -8,8 +8,9 @@
 
 #include <uthash.h>
 
-/* Most state tensors a parameter has (Adam: first and second moments). */
-#define NBOPT_MAX_SLOTS 2
+/* Most state tensors a parameter has (a centered RMSprop with momentum:
+ * square_avg, momentum_buffer, grad_avg). */
+#define NBOPT_MAX_SLOTS 3
 
 /* The state of one parameter: its name, the shape it was made for, how
  * many updates it has had, and NBOPT_MAX_SLOTS or fewer arrays of the
@@ -39,11 +40,14 @@ struct nb_optim {
     nb_error err;        /* the last failed call's error */
 };
 
-/* Number of state arrays kept per parameter by @p kind (0, 1 or 2). */
-int nbopt_slots(nb_optim_kind kind);
+/* Number of state arrays a parameter has under options @p o (0 to
+ * NBOPT_MAX_SLOTS), in the order they are kept, and in ids[] the index of
+ * each among its kind's names (nb_optim_slot_name(o->kind, ids[i])). */
+int nbopt_slots(const nb_optim_opts *o, int ids[NBOPT_MAX_SLOTS]);
 /* Slot @p i of state @p s (NULL when it has none). */
 void *nbopt_slot(const nbopt_state *s, int i);
-/* A fresh state (zero slots, step 0) for a parameter named @p name with
+/* A fresh state (step 0; slots zero, Adagrad's sum its
+ * initial_accumulator_value) for a parameter named @p name with
  * the given dtype and shape, not yet in any table; NULL when out of memory. */
 nbopt_state *nbopt_state_new(nb_optim *o, const char *name, nb_dtype dt, int rank,
                              const int64_t *shape);

@@ -19,8 +19,21 @@
 #define T_NAME "t"
 #define T_MAX 9007199254740992.0
 
-static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+static const char *const kind_names[] = {"sgd",   "momentum", "nesterov", "adam",
+                                         "adamw", "rmsprop",  "adagrad"};
 static const char *const sched_names[] = {"constant", "step", "cosine"};
+
+/* The state tensors each kind may keep, by index (nbopt_slots says which
+ * a parameter has under given options). */
+static const char *const slot_names[][NBOPT_MAX_SLOTS] = {
+    [NB_OPTIM_SGD] = {NULL},
+    [NB_OPTIM_MOMENTUM] = {"velocity"},
+    [NB_OPTIM_NESTEROV] = {"velocity"},
+    [NB_OPTIM_ADAM] = {"m", "v"},
+    [NB_OPTIM_ADAMW] = {"m", "v"},
+    [NB_OPTIM_RMSPROP] = {"square_avg", "momentum_buffer", "grad_avg"},
+    [NB_OPTIM_ADAGRAD] = {"sum"},
+};
 
 const char *nb_optim_kind_name(nb_optim_kind kind)
 {
@@ -39,13 +52,36 @@ nb_status nb_optim_kind_from_name(const char *name, nb_optim_kind *out)
     return NB_ERR_NOTFOUND;
 }
 
+const char *nb_optim_kind_names(void)
+{
+    return "sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad";
+}
+
 const char *nb_optim_slot_name(nb_optim_kind kind, int i)
 {
-    if (i < 0 || i >= nbopt_slots(kind) || !nb_optim_kind_name(kind))
+    if (i < 0 || i >= NBOPT_MAX_SLOTS || !nb_optim_kind_name(kind))
         return NULL;
-    if (kind == NB_OPTIM_MOMENTUM || kind == NB_OPTIM_NESTEROV)
-        return "velocity";
-    return i == 0 ? "m" : "v";
+    return slot_names[kind][i];
+}
+
+const char *nb_optim_opts_slot_name(const nb_optim_opts *o, int i)
+{
+    if (!o || !nb_optim_kind_name(o->kind))
+        return NULL;
+    int ids[NBOPT_MAX_SLOTS];
+    int n = nbopt_slots(o, ids);
+    return i >= 0 && i < n ? slot_names[o->kind][ids[i]] : NULL;
+}
+
+/* When a parameter of @p kind keeps slot @p name only under some options:
+ * which (for messages); NULL otherwise. */
+static const char *slot_condition(nb_optim_kind kind, const char *name)
+{
+    if (kind != NB_OPTIM_RMSPROP)
+        return NULL;
+    return !strcmp(name, "momentum_buffer") ? "momentum > 0"
+           : !strcmp(name, "grad_avg")      ? "centered"
+                                            : NULL;
 }
 
 /* "<param>/<suffix>" in a block through the optimizer's hook (NULL when
@@ -63,6 +99,13 @@ static void name_free(const nb_optim *o, char *p, size_t size)
 {
     if (p)
         o->alloc(o->ud, p, size, 0);
+}
+
+/* The suffix of state tensor k of a parameter: its count's for k < 0,
+ * else the k-th slot's. */
+static const char *suffix(const nb_optim *o, int k)
+{
+    return k < 0 ? T_NAME : nb_optim_opts_slot_name(&o->opts, k);
 }
 
 /* ------------------------------------------------------------------ save */
@@ -115,6 +158,14 @@ static nb_status put_options(nb_error *err, char *meta, size_t cap, const nb_opt
     PUT("optim.eps", "%.17g", p->eps);
     PUT("optim.weight_decay", "%.17g", p->weight_decay);
     PUT("optim.clip_norm", "%.17g", p->clip_norm);
+    if (p->kind == NB_OPTIM_RMSPROP) { /* the other kinds' lines are as they were */
+        PUT("optim.alpha", "%.17g", p->alpha);
+        PUT("optim.centered", "%d", p->centered ? 1 : 0);
+    }
+    if (p->kind == NB_OPTIM_ADAGRAD) {
+        PUT("optim.lr_decay", "%.17g", p->lr_decay);
+        PUT("optim.initial_accumulator_value", "%.17g", p->initial_accumulator_value);
+    }
     PUT("optim.schedule", "%s",
         (unsigned)s->kind < sizeof sched_names / sizeof *sched_names ? sched_names[s->kind] : "?");
     PUT("optim.step_size", "%lld", (long long)s->step_size);
@@ -143,7 +194,8 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
         return nb_error_set(err, NB_ERR_ARG, "nb_optim_state_save",
                             "the metadata buffer of %zu bytes holds no terminating NUL", cap);
     /* check every name and count first, so a refusal adds nothing */
-    int n_slots = nbopt_slots(o->opts.kind);
+    int ids[NBOPT_MAX_SLOTS];
+    int n_slots = nbopt_slots(&o->opts, ids);
     for (const nbopt_state *s = o->states; s; s = s->hh.next) {
         if (!fits(s, nb_model_get(m, s->key)))
             continue;
@@ -154,17 +206,15 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
                                 (long long)s->step, s->key);
         for (int k = -1; k < n_slots; k++) {
             size_t size;
-            char *name = name_new(o, s->key, k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k),
-                                  &size);
+            char *name = name_new(o, s->key, suffix(o, k), &size);
             bool taken = name && nb_model_get(store, name);
             name_free(o, name, size);
             if (!name)
                 return nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_save", "out of memory");
             if (taken)
                 return nbc_error_at(err, NB_ERR_EXISTS, "nb_optim_state_save", -1, s->key,
-                                    "the state tensor '%.200s/%s' is already in the store",
-                                    s->key,
-                                    k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k));
+                                    "the state tensor '%.200s/%s' is already in the store", s->key,
+                                    suffix(o, k));
         }
     }
     nb_status st = put_options(err, meta, cap, o);
@@ -173,16 +223,14 @@ nb_status nb_optim_state_save(const nb_optim *o, const nb_model *m, nb_model *st
             continue;
         for (int k = -1; st == NB_OK && k < n_slots; k++) {
             size_t size;
-            char *name = name_new(o, s->key, k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k),
-                                  &size);
+            char *name = name_new(o, s->key, suffix(o, k), &size);
             nb_tensor *t = NULL;
             st = !name    ? NB_ERR_NOMEM
                  : k < 0 ? nb_model_add(store, name, NB_F64, 0, NULL, &t)
                           : nb_model_add(store, name, s->dtype, s->rank, s->shape, &t);
             if (st != NB_OK)
                 nb_error_set(err, st, "nb_optim_state_save", "adding '%.200s/%s' to the store: %s",
-                             s->key, k < 0 ? T_NAME : nb_optim_slot_name(o->opts.kind, k),
-                             nb_status_str(st));
+                             s->key, suffix(o, k), nb_status_str(st));
             else if (k < 0)
                 *nb_tensor_f64(t) = (double)s->step;
             else if (s->size > 0) /* a slot of no elements has no block */
@@ -224,6 +272,18 @@ static nb_status get_real(const char *meta, const char *key, double *out, nb_err
     return NB_OK;
 }
 
+/* A metadata value 0 or 1. */
+static nb_status get_flag(const char *meta, const char *key, bool *out, nb_error *err)
+{
+    int64_t v = 0;
+    nb_status st = get_count(meta, key, &v, err);
+    if (st == NB_OK && v > 1)
+        st = bad_key(err, NB_ERR_PARSE, key, "the metadata's '%.200s' is not 0 or 1", key);
+    if (st == NB_OK)
+        *out = v == 1;
+    return st;
+}
+
 static nb_status opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *err)
 {
     if (!meta || !out)
@@ -236,7 +296,7 @@ static nb_status opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *
         return bad_key(err, NB_ERR_NOTFOUND, "optim.kind", "the metadata holds no optimizer");
     if (st != NB_OK || nb_optim_kind_from_name(name, &kind) != NB_OK)
         return bad_key(err, NB_ERR_PARSE, "optim.kind",
-                       "the metadata's optim.kind is not sgd, momentum, nesterov, adam or adamw");
+                       "the metadata's optim.kind is not an optimizer (%s)", nb_optim_kind_names());
     nb_optim_opts o = nb_optim_defaults(kind);
     st = nb_meta_get(meta, "optim.schedule", name, sizeof name);
     int sched = -1;
@@ -248,7 +308,6 @@ static nb_status opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *
                        "optim.schedule",
                        "the metadata's optim.schedule is missing or not constant, step or cosine");
     o.schedule.kind = (nb_sched_kind)sched;
-    int64_t per_epoch = 0;
     st = get_real(meta, "optim.lr", &o.lr, err);
     if (st == NB_OK)
         st = get_real(meta, "optim.momentum", &o.momentum, err);
@@ -271,14 +330,20 @@ static nb_status opts_from_meta(const char *meta, nb_optim_opts *out, nb_error *
     if (st == NB_OK)
         st = get_real(meta, "optim.min_lr", &o.schedule.min_lr, err);
     if (st == NB_OK)
-        st = get_count(meta, "optim.per_epoch", &per_epoch, err);
+        st = get_flag(meta, "optim.per_epoch", &o.schedule.per_epoch, err);
+    if (st == NB_OK && kind == NB_OPTIM_RMSPROP) {
+        st = get_real(meta, "optim.alpha", &o.alpha, err);
+        if (st == NB_OK)
+            st = get_flag(meta, "optim.centered", &o.centered, err);
+    }
+    if (st == NB_OK && kind == NB_OPTIM_ADAGRAD) {
+        st = get_real(meta, "optim.lr_decay", &o.lr_decay, err);
+        if (st == NB_OK)
+            st = get_real(meta, "optim.initial_accumulator_value", &o.initial_accumulator_value,
+                          err);
+    }
     if (st != NB_OK)
         return st;
-    if (per_epoch > 1)
-        return bad_key(err, NB_ERR_PARSE, "optim.per_epoch",
-                       "the metadata's optim.per_epoch is "
-                       "not 0 or 1");
-    o.schedule.per_epoch = per_epoch == 1;
     char why[sizeof err->msg];
     if (nb_optim_opts_check(&o, why, sizeof why) != NB_OK)
         return nb_error_set(err, NB_ERR_ARG, "nb_optim_opts_from_meta",
@@ -336,7 +401,8 @@ nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *st
 
     /* the parameters with state: those of m with a tensor P/t in the store
      * (one that is itself a tensor of m is m's own, not state) */
-    int n = 0, n_slots = nbopt_slots(o->opts.kind);
+    int ids[NBOPT_MAX_SLOTS];
+    int n = 0, n_slots = nbopt_slots(&o->opts, ids);
     for (nb_tensor *w = nb_model_next(m, NULL); st == NB_OK && w; w = nb_model_next(m, w)) {
         size_t size;
         char *name = name_new(o, nb_tensor_name(w), T_NAME, &size);
@@ -377,16 +443,19 @@ nb_status nb_optim_state_load(nb_optim *o, const nb_model *m, const nb_model *st
         /* every slot has the parameter's dtype and shape */
         const nb_tensor *slot[NBOPT_MAX_SLOTS] = {0};
         for (int i = 0; st == NB_OK && i < n_slots; i++) {
-            name = name_new(o, param, nb_optim_slot_name(o->opts.kind, i), &size);
+            name = name_new(o, param, suffix(o, i), &size);
             if (!name) {
                 st = nb_error_set(err, NB_ERR_NOMEM, "nb_optim_state_load", "out of memory");
                 break;
             }
             slot[i] = nb_model_get(store, name);
             char a[96], b[96];
+            const char *cond = slot_condition(o->opts.kind, suffix(o, i));
             if (!slot[i])
-                st = bad_key(err, NB_ERR_NOTFOUND, name, "the state tensor '%.300s' is missing",
-                             name);
+                st = bad_key(err, NB_ERR_NOTFOUND, name,
+                             "the state tensor '%.300s' is missing%s%s%s", name,
+                             cond ? " (kept only when " : "", cond ? cond : "",
+                             cond ? ": was the state saved with other options?)" : "");
             else if (nb_tensor_dtype(slot[i]) != nb_tensor_dtype(w) ||
                      nb_tensor_rank(slot[i]) != nb_tensor_rank(w) ||
                      memcmp(nb_tensor_shape(slot[i]), nb_tensor_shape(w),

@@ -60,12 +60,12 @@ static void text_free(text *t)
         t->alloc(t->ud, t->p, t->cap, 0);
 }
 
-/* The suffix ("t" or a slot name of @p kind) that makes @p name the
- * optimizer state "P/<suffix>" of a tensor P of @p owners whose count P/t
- * is in @p counts, or NULL; in @p buf, "P/t". @p buf has room for the name
- * and 3 bytes more. */
-static const char *state_suffix(const nb_model *owners, const nb_model *counts, nb_optim_kind kind,
-                                const char *name, char *buf)
+/* The suffix ("t" or the name of a slot kept under options @p opts) that
+ * makes @p name the optimizer state "P/<suffix>" of a tensor P of
+ * @p owners whose count P/t is in @p counts, or NULL; in @p buf, "P/t".
+ * @p buf has room for the name and 3 bytes more. */
+static const char *state_suffix(const nb_model *owners, const nb_model *counts,
+                                const nb_optim_opts *opts, const char *name, char *buf)
 {
     const char *slash = strrchr(name, '/');
     if (!slash || slash == name)
@@ -73,9 +73,9 @@ static const char *state_suffix(const nb_model *owners, const nb_model *counts, 
     const char *suffix = NULL;
     if (!strcmp(slash + 1, "t"))
         suffix = "t";
-    for (int i = 0; !suffix && nb_optim_slot_name(kind, i); i++)
-        if (!strcmp(slash + 1, nb_optim_slot_name(kind, i)))
-            suffix = nb_optim_slot_name(kind, i);
+    for (int i = 0; !suffix && nb_optim_opts_slot_name(opts, i); i++)
+        if (!strcmp(slash + 1, nb_optim_opts_slot_name(opts, i)))
+            suffix = nb_optim_opts_slot_name(opts, i);
     size_t len = (size_t)(slash - name);
     memcpy(buf, name, len);
     buf[len] = '\0';
@@ -154,7 +154,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
             st = ck_error(err, NB_ERR_NOMEM, where, NULL, "save: out of memory");
         for (nb_tensor *t = buf ? nb_model_next(m, NULL) : NULL; t && st == NB_OK;
              t = nb_model_next(m, t))
-            if (state_suffix(m, state, nb_optim_options(opt)->kind, nb_tensor_name(t), buf)) {
+            if (state_suffix(m, state, nb_optim_options(opt), nb_tensor_name(t), buf)) {
                 buf[strlen(buf) - 2] = '\0'; /* "P/t" to "P" */
                 st = ck_error(err, NB_ERR_ARG, where, nb_tensor_name(t),
                               "save: the model's tensor '%.200s' is named like the optimizer's "
@@ -190,7 +190,7 @@ nb_status nb_model_save(const nb_model *m, const nb_optim *opt, const char *path
 typedef struct ckpt {
     nb_model *file; /* every tensor of the file */
     text meta;      /* all of its metadata */
-    nb_optim_kind kind;
+    nb_optim_opts opts; /* the options of its optimizer state (when has_optim) */
     bool has_optim;
     char *buf; /* room for any name of the file and 3 bytes more */
     size_t buf_size;
@@ -199,7 +199,7 @@ typedef struct ckpt {
 /* Whether tensor @p name of the file is optimizer state. */
 static bool is_state(const ckpt *c, const char *name)
 {
-    return c->has_optim && state_suffix(c->file, c->file, c->kind, name, c->buf);
+    return c->has_optim && state_suffix(c->file, c->file, &c->opts, name, c->buf);
 }
 
 static void ckpt_free(ckpt *c)
@@ -228,10 +228,11 @@ static nb_status count_line(const char *meta, const char *key, const char *where
 
 /* The lines of the checkpoint's own parts, checked whether or not the load
  * takes them, so that a file that lists loads into any optimizer of its kind
- * and any generator: optimizer lines only with optim.kind, its options as
- * nb_optim_opts_from_meta reads them and its counts; the generator's state
- * as nb_rng_load reads it. */
-static nb_status own_lines(const ckpt *c, const char *where, nb_error *err)
+ * (that keeps no slot the file's options do not: an RMSprop with momentum
+ * or centered needs state saved so) and any generator: optimizer lines only
+ * with optim.kind, its options as nb_optim_opts_from_meta reads them (into
+ * c->opts) and its counts; the generator's state as nb_rng_load reads it. */
+static nb_status own_lines(ckpt *c, const char *where, nb_error *err)
 {
     bool rng = false;
     for (const char *p = c->meta.p; *p;) {
@@ -250,8 +251,7 @@ static nb_status own_lines(const ckpt *c, const char *where, nb_error *err)
         p = *end ? end + 1 : end;
     }
     if (c->has_optim) {
-        nb_optim_opts opts;
-        nb_status st = within(nb_optim_opts_from_meta(c->meta.p, &opts, err), where, err);
+        nb_status st = within(nb_optim_opts_from_meta(c->meta.p, &c->opts, err), where, err);
         if (st == NB_ERR_ARG) { /* options no optimizer takes: the file is wrong */
             st = NB_ERR_PARSE;
             if (err)
@@ -299,9 +299,10 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
                         (long long)version, NB_CKPT_VERSION);
     st = nb_meta_get(c->meta.p, "optim.kind", v, sizeof v);
     c->has_optim = st == NB_OK;
-    if (st != NB_ERR_NOTFOUND && (st != NB_OK || nb_optim_kind_from_name(v, &c->kind) != NB_OK))
+    nb_optim_kind kind;
+    if (st != NB_ERR_NOTFOUND && (st != NB_OK || nb_optim_kind_from_name(v, &kind) != NB_OK))
         return ck_error(err, NB_ERR_PARSE, where, "optim.kind",
-                        "load: optim.kind is not sgd, momentum, nesterov, adam or adamw");
+                        "load: optim.kind is not an optimizer (%s)", nb_optim_kind_names());
     st = own_lines(c, where, err);
     if (st != NB_OK)
         return st;
@@ -330,7 +331,7 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
         /* the state of a tensor that is state itself: a listing sets it
          * aside, so no model built from one could take its state */
         const char *of = nb_tensor_name(w);
-        const char *kept = state_suffix(c->file, c->file, c->kind, of, c->buf);
+        const char *kept = state_suffix(c->file, c->file, &c->opts, of, c->buf);
         if (kept) {
             c->buf[strlen(c->buf) - 2] = '\0'; /* "P/t" to "P" */
             return ck_error(err, NB_ERR_PARSE, where, of,
@@ -338,12 +339,12 @@ static nb_status ckpt_read(ckpt *c, const char *path, const nb_ckpt_opts *o, con
                             "%s state of '%.200s'",
                             of, kept, c->buf);
         }
-        for (int i = 0; nb_optim_slot_name(c->kind, i); i++) {
-            size_t size = len + 2 + strlen(nb_optim_slot_name(c->kind, i));
+        for (int i = 0; nb_optim_opts_slot_name(&c->opts, i); i++) {
+            size_t size = len + 2 + strlen(nb_optim_opts_slot_name(&c->opts, i));
             char *slot = alloc(aud, NULL, 0, size);
             if (!slot)
                 return ck_error(err, NB_ERR_NOMEM, where, NULL, "load: out of memory");
-            snprintf(slot, size, "%.*s/%s", (int)len, name, nb_optim_slot_name(c->kind, i));
+            snprintf(slot, size, "%.*s/%s", (int)len, name, nb_optim_opts_slot_name(&c->opts, i));
             nb_tensor *s = nb_model_get(c->file, slot);
             st = !s ? ck_error(err, NB_ERR_NOTFOUND, where, slot,
                                "load: the optimizer state tensor '%.200s' is missing", slot)
