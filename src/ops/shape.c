@@ -648,21 +648,28 @@ nb_tensor *nbo_concat_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
     return nb_concat(g, t, out->n_inputs, (int)out->attrs->ints[A_AXIS]);
 }
 
-nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis)
+/* Record concat or stack (op) of the n tensors xs along axis. */
+static nb_tensor *join(nb_graph *g, int op, nb_tensor *const *xs, int n, int axis)
 {
     if (!g)
         return NULL;
+    const char *name = nbo_table[op].name;
     if (n < 1) {
-        nbc_error(g, NB_ERR_ARG, "concat", "needs at least one input, got n = %d", n);
+        nbc_error(g, NB_ERR_ARG, name, "needs at least one input, got n = %d", n);
         return NULL;
     }
     if (!xs) {
-        nbc_error(g, NB_ERR_NULL, "concat", "xs is NULL for n = %d inputs", n);
+        nbc_error(g, NB_ERR_NULL, name, "xs is NULL for n = %d inputs", n);
         return NULL;
     }
     nb_attrs a = {0};
     a.ints[A_AXIS] = axis;
-    return nbo_apply(g, &nbo_table[NB_OP_CONCAT], xs, n, &a);
+    return nbo_apply(g, &nbo_table[op], xs, n, &a);
+}
+
+nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis)
+{
+    return join(g, NB_OP_CONCAT, xs, n, axis);
 }
 
 /* ------------------------------------------------------------------ stack */
@@ -717,19 +724,7 @@ nb_tensor *nbo_stack_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 
 nb_tensor *nb_stack(nb_graph *g, nb_tensor *const *xs, int n, int axis)
 {
-    if (!g)
-        return NULL;
-    if (n < 1) {
-        nbc_error(g, NB_ERR_ARG, "stack", "needs at least one input, got n = %d", n);
-        return NULL;
-    }
-    if (!xs) {
-        nbc_error(g, NB_ERR_NULL, "stack", "xs is NULL for n = %d inputs", n);
-        return NULL;
-    }
-    nb_attrs a = {0};
-    a.ints[A_AXIS] = axis;
-    return nbo_apply(g, &nbo_table[NB_OP_STACK], xs, n, &a);
+    return join(g, NB_OP_STACK, xs, n, axis);
 }
 
 /* ------------------------------------------------------ gather, scatter_add */
