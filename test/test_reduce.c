@@ -259,6 +259,22 @@ static void test_min_argmax_values(void **state)
         expect_shape(mn1, 2, (int64_t[]){2, 1});
         expect_values(mn1, (double[]){1, 4}, 2, 0);
         tc_near(nb_tensor_item(nb_min(g, x, NULL, 0, false)), 1, 0);
+        /* a NaN makes its slice's minimum NaN, in a row (8 lanes and the
+         * tail) and down a column */
+        double nv[2 * 11];
+        for (int i = 0; i < 22; i++)
+            nv[i] = i % 5 - 2.0;
+        nv[3] = NAN;  /* row 0, a lane */
+        nv[21] = NAN; /* row 1, the tail */
+        nb_tensor *xn = from(g, (nb_dtype)dt, 2, (int64_t[]){2, 11}, nv);
+        nb_tensor *rows = nb_min(g, xn, (int[]){1}, 1, false);
+        assert_true(isnan(nb_tensor_get(rows, 0)) && isnan(nb_tensor_get(rows, 1)));
+        nb_tensor *cols = nb_min(g, xn, (int[]){0}, 1, false);
+        for (int j = 0; j < 11; j++)
+            if (j == 3 || j == 10)
+                assert_true(isnan(nb_tensor_get(cols, j)));
+            else
+                tc_near(nb_tensor_get(cols, j), fmin(nv[j], nv[11 + j]), 0);
 
         /* ties go to the first index; NaN counts as the maximum */
         nb_tensor *t =

@@ -809,6 +809,8 @@ static void test_errors(void **state)
     EXPECT_ERR(g, nb_squeeze(g, x, 1), NB_ERR_SHAPE, "squeeze");
     EXPECT_ERR(g, nb_squeeze(g, x, 2), NB_ERR_ARG, "squeeze");
     EXPECT_ERR(g, nb_squeeze(g, x, -3), NB_ERR_ARG, "squeeze");
+    EXPECT_ERR(g, nb_squeeze(g, x, 100), NB_ERR_ARG, "squeeze");
+    EXPECT_ERR(g, nb_unsqueeze(g, x, -100), NB_ERR_ARG, "unsqueeze");
     EXPECT_ERR(g, nb_squeeze(g, s, 0), NB_ERR_ARG, "squeeze");
     EXPECT_QUIET(g, nb_squeeze(g, NULL, 0));
     EXPECT_ERR(g, nb_unsqueeze(g, x, 3), NB_ERR_ARG, "unsqueeze");
