@@ -1,4 +1,6 @@
-/* Gradient checks of the elementwise ops, with broadcasting. */
+/* Gradient checks of the elementwise ops, with broadcasting; the
+ * elementwise compositions (comparisons with a scalar, clamp, log_sigmoid):
+ * values, kinks and tails. */
 
 #include "tc.h"
 
@@ -221,40 +223,56 @@ static void test_extremum_ties(void **state)
     nb_graph_free(g);
 }
 
-/* σ(x) and σ'(x) = σ(x)σ(-x) against long double, in both tails: within a
- * few ulps (relative) wherever the true value is a normal number of the
- * dtype, and within a few of the smallest subnormals below that. */
-static void check_sigmoid_tails(nb_dtype dt)
+/* f(x) and f'(x) at the n points pts against ref, which gives both in long
+ * double: within a few ulps (relative) wherever the true value is a normal
+ * number of the dtype, and within a few of the smallest subnormals below
+ * that; never Inf or NaN. */
+typedef void (*tails_ref)(long double x, long double want[2]);
+
+static void check_tails(const char *name, unary_fn f, tails_ref ref_fn, const double *pts, int n,
+                        nb_dtype dt)
 {
-    static const double pts[] = {-745,  -700, -120, -100, -87, -80, -40, -30, -20, -5,
-                                 -1e-3, 0,    1e-3, 5,    17,  20,  30,  40,  80,  700};
-    enum { N = sizeof pts / sizeof *pts };
     bool f32 = dt == NB_F32;
     double ulp = f32 ? FLT_EPSILON / 2 : DBL_EPSILON / 2;
     double tiny = f32 ? FLT_MIN : DBL_MIN, denorm = f32 ? 0x1p-149 : 0x1p-1074;
     nb_graph *g = nb_graph_new();
-    nb_tensor *x = nb_zeros(g, dt, 1, (int64_t[]){N});
-    for (int i = 0; i < N; i++)
+    nb_tensor *x = nb_zeros(g, dt, 1, (int64_t[]){n});
+    for (int i = 0; i < n; i++)
         nb_tensor_set(x, i, pts[i]);
     nb_tensor_set_requires_grad(x, true);
-    nb_tensor *y = nb_sigmoid(g, x);
+    nb_tensor *y = f(g, x);
     assert_non_null(y);
     assert_int_equal(nb_backward(g, nb_sum(g, y, NULL, 0, false)), NB_OK);
-    for (int i = 0; i < N; i++) {
-        long double xi = f32 ? (float)pts[i] : pts[i], e = expl(-fabsl(xi));
-        long double want[2] = {(xi >= 0 ? 1 : e) / (1 + e), e / ((1 + e) * (1 + e))};
+    for (int i = 0; i < n; i++) {
+        long double want[2];
+        ref_fn(f32 ? (float)pts[i] : pts[i], want);
         double got[2] = {nb_tensor_get(y, i), nb_tensor_get(nb_tensor_grad(x), i)};
         for (int k = 0; k < 2; k++) {
-            double ref = f32 ? (double)(float)want[k] : (double)want[k];
+            double ref = f32 ? (double)(float)want[k] : (double)want[k], mag = fabs(ref);
             double err = fabs(got[k] - ref);
-            bool ok = ref >= tiny ? err <= 4 * ulp * ref : err <= 4 * denorm;
-            if (!ok)
-                fail_msg("%s sigmoid%s(%g) = %a, long double gives %a (%.3g ulps)",
-                         nb_dtype_name(dt), k ? "'" : "", pts[i], got[k], ref,
-                         ref > 0 ? err / (ulp * ref) : err / denorm);
+            bool ok = mag >= tiny ? err <= 4 * ulp * mag : err <= 4 * denorm;
+            if (!isfinite(got[k]) || !ok)
+                fail_msg("%s %s%s(%g) = %a, long double gives %a (%.3g ulps)", nb_dtype_name(dt),
+                         name, k ? "'" : "", pts[i], got[k], ref,
+                         mag > 0 ? err / (ulp * mag) : err / denorm);
         }
     }
     nb_graph_free(g);
+}
+
+/* σ(x) and σ'(x) = σ(x)σ(-x) */
+static void sigmoid_ref(long double x, long double want[2])
+{
+    long double e = expl(-fabsl(x));
+    want[0] = (x >= 0 ? 1 : e) / (1 + e);
+    want[1] = e / ((1 + e) * (1 + e));
+}
+
+static void check_sigmoid_tails(nb_dtype dt)
+{
+    static const double pts[] = {-745,  -700, -120, -100, -87, -80, -40, -30, -20, -5,
+                                 -1e-3, 0,    1e-3, 5,    17,  20,  30,  40,  80,  700};
+    check_tails("sigmoid", nb_sigmoid, sigmoid_ref, pts, sizeof pts / sizeof *pts, dt);
 }
 
 static void test_sigmoid_tails(void **state)
@@ -272,13 +290,197 @@ static void test_sigmoid_tails(void **state)
     nb_graph_free(g);
 }
 
+/* ------------------------------------------------------ compositions */
+
+typedef struct clamp_case {
+    double lo, hi;
+} clamp_case;
+
+static nb_tensor *clamp_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const clamp_case *c = ctx;
+    return nb_clamp(g, in[0], c->lo, c->hi);
+}
+
+/* A comparison with a scalar used as a mask: its own Jacobian is zero, the
+ * product's is the mask. */
+static nb_tensor *masked_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    nb_tensor *m = nb_add(g, nb_gt_scalar(g, in[0], 0.5), nb_le_scalar(g, in[0], -0.5));
+    return nb_mul(g, m, nb_square(g, in[0]));
+}
+
+static void test_compositions_grad(void **state)
+{
+    (void)state;
+    check_unary("log_sigmoid", nb_log_sigmoid, -4, 4);
+    check_unary("log_sigmoid", nb_log_sigmoid, -40, 40);
+    clamp_case cases[] = {{-1, 1}, {-INFINITY, 0.5}, {-0.25, INFINITY}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (size_t k = 0; k < sizeof unary_shapes / sizeof *unary_shapes; k++) {
+            tc_opts o = {.seed = 40 + 3 * c + k};
+            tc_check("clamp", clamp_fn, &cases[c], 1, &unary_shapes[k], &o);
+        }
+    tc_opts o = {.seed = 50};
+    tc_check("gt_scalar, le_scalar", masked_fn, NULL, 1, &unary_shapes[2], &o);
+}
+
+/* clamp: the bounds belong to the outer side (value the bound, derivative 0),
+ * in reverse and forward mode; NaN passes; one bound may be infinite. */
+static void test_clamp_values(void **state)
+{
+    (void)state;
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        nb_graph *g = nb_graph_new();
+        double xv[] = {-3, -1, -0.5, 0, 0.75, 1, 2, NAN};
+        nb_tensor *x =
+            nb_tensor_set_requires_grad(nb_zeros(g, (nb_dtype)dt, 1, (int64_t[]){8}), true);
+        for (int i = 0; i < 8; i++)
+            nb_tensor_set(x, i, xv[i]);
+        nb_tensor *y = nb_clamp(g, x, -1, 1);
+        double want[] = {-1, -1, -0.5, 0, 0.75, 1, 1};
+        for (int i = 0; i < 7; i++)
+            tc_near(nb_tensor_get(y, i), want[i], 0);
+        assert_true(isnan(nb_tensor_get(y, 7)));
+        nb_tensor *seed = nb_ones(g, (nb_dtype)dt, 1, (int64_t[]){8});
+        assert_int_equal(nb_backward_seed(g, y, seed), NB_OK);
+        double dwant[] = {0, 0, 1, 1, 1, 0, 0};
+        for (int i = 0; i < 7; i++)
+            tc_near(nb_tensor_get(nb_tensor_grad(x), i), dwant[i], 0);
+        nb_tensor *ty = NULL;
+        assert_int_equal(nb_jvp(g, y, &x, &seed, 1, &ty), NB_OK);
+        for (int i = 0; i < 7; i++)
+            tc_near(nb_tensor_get(ty, i), dwant[i], 0);
+
+        nb_tensor *lo_only = nb_clamp(g, x, 0, INFINITY);
+        double lw[] = {0, 0, 0, 0, 0.75, 1, 2};
+        for (int i = 0; i < 7; i++)
+            tc_near(nb_tensor_get(lo_only, i), lw[i], 0);
+        nb_tensor *point = nb_clamp(g, x, 0.5, 0.5);
+        for (int i = 0; i < 7; i++)
+            tc_near(nb_tensor_get(point, i), 0.5, 0);
+        assert_int_equal(nb_graph_status(g), NB_OK);
+        nb_graph_free(g);
+    }
+}
+
+/* x compared with a scalar: masks in x's dtype, the scalar rounded to that
+ * dtype, NaN false, no gradient. */
+static void test_compare_scalar(void **state)
+{
+    (void)state;
+    typedef nb_tensor *(*cmp_fn)(nb_graph *, nb_tensor *, double);
+    struct {
+        cmp_fn fn;
+        double want[4];
+    } cases[] = {{nb_gt_scalar, {0, 0, 1, 0}},
+                 {nb_ge_scalar, {0, 1, 1, 0}},
+                 {nb_lt_scalar, {1, 0, 0, 0}},
+                 {nb_le_scalar, {1, 1, 0, 0}},
+                 {nb_eq_scalar, {0, 1, 0, 0}}};
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        nb_graph *g = nb_graph_new();
+        nb_tensor *x =
+            nb_tensor_set_requires_grad(nb_zeros(g, (nb_dtype)dt, 1, (int64_t[]){4}), true);
+        double xv[] = {-1, 0.1, 2, NAN};
+        for (int i = 0; i < 4; i++)
+            nb_tensor_set(x, i, xv[i]);
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            nb_tensor *m = cases[c].fn(g, x, 0.1); /* 0.1 as f32 equals x[1] as f32 */
+            assert_non_null(m);
+            assert_int_equal(nb_tensor_dtype(m), (nb_dtype)dt);
+            assert_false(nb_tensor_requires_grad(m));
+            for (int i = 0; i < 4; i++)
+                tc_near(nb_tensor_get(m, i), cases[c].want[i], 0);
+            assert_null(cases[c].fn(g, NULL, 0));
+        }
+        assert_int_equal(nb_graph_status(g), NB_OK);
+        nb_graph_free(g);
+    }
+}
+
+/* log σ(x) = min(x,0) - log(1 + e^-|x|) and its derivative σ(-x) */
+static void log_sigmoid_ref(long double x, long double want[2])
+{
+    long double e = expl(-fabsl(x));
+    want[0] = (x < 0 ? x : 0) - log1pl(e);
+    want[1] = (x < 0 ? 1 : e) / (1 + e);
+}
+
+/* Both tails, ±100 and ±1000 among the points. */
+static void check_log_sigmoid_tails(nb_dtype dt)
+{
+    static const double pts[] = {-1000, -745, -100, -40, -20, -5, -1,  -1e-3, 0,
+                                 1e-3,  1,    5,    20,  40,  87, 100, 745,   1000};
+    check_tails("log_sigmoid", nb_log_sigmoid, log_sigmoid_ref, pts, sizeof pts / sizeof *pts, dt);
+}
+
+static void test_log_sigmoid(void **state)
+{
+    (void)state;
+    check_log_sigmoid_tails(NB_F64);
+    check_log_sigmoid_tails(NB_F32);
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_set_requires_grad(
+        nb_tensor_from(g, NB_F64, 1, (int64_t[]){5}, (double[]){-3, -0.5, 0, 0.5, 3}), true);
+    nb_tensor *y = nb_log_sigmoid(g, x);
+    tc_near(nb_tensor_get(y, 2), -log(2), 1e-16);
+    nb_tensor *dx = NULL, *d2 = NULL;
+    assert_int_equal(nb_grad(g, nb_sum(g, y, NULL, 0, false), NULL, &x, 1, &dx, true), NB_OK);
+    tc_near(nb_tensor_get(dx, 2), 0.5, 0);
+    assert_int_equal(nb_grad(g, nb_sum(g, dx, NULL, 0, false), NULL, &x, 1, &d2, false), NB_OK);
+    for (int i = 0; i < 5; i++) {
+        double v = nb_tensor_get(x, i);
+        if (v != 0) /* -σ(x)σ(-x) away from the point where |x| has a kink */
+            tc_near(nb_tensor_get(d2, i), -1 / ((1 + exp(v)) * (1 + exp(-v))), 1e-15);
+    }
+    /* the limits and NaN */
+    nb_tensor *lim = nb_log_sigmoid(
+        g, nb_tensor_from(g, NB_F64, 1, (int64_t[]){3}, (double[]){-INFINITY, INFINITY, NAN}));
+    assert_true(isinf(nb_tensor_get(lim, 0)) && nb_tensor_get(lim, 0) < 0);
+    tc_near(nb_tensor_get(lim, 1), 0, 0);
+    assert_true(isnan(nb_tensor_get(lim, 2)));
+    assert_null(nb_log_sigmoid(g, NULL));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+static void test_composition_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_zeros(g, NB_F64, 2, (int64_t[]){2, 3});
+    double bad[][2] = {{1, -1}, {NAN, 1}, {0, NAN}};
+    for (size_t k = 0; k < 3; k++) {
+        assert_null(nb_clamp(g, x, bad[k][0], bad[k][1]));
+        assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+        assert_string_equal(nb_graph_error(g)->where, "clamp");
+        assert_non_null(strstr(nb_graph_error(g)->msg, "[2,3]"));
+        nb_graph_clear_error(g);
+    }
+    assert_null(nb_clamp(g, NULL, 0, 1));
+    assert_null(nb_clamp(NULL, x, 0, 1));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary),         cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_where),         cmocka_unit_test(test_masks),
-        cmocka_unit_test(test_extremum_ties), cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_sigmoid_tails), cmocka_unit_test(test_where_bits),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_where),
+        cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_extremum_ties),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_sigmoid_tails),
+        cmocka_unit_test(test_where_bits),
+        cmocka_unit_test(test_compositions_grad),
+        cmocka_unit_test(test_clamp_values),
+        cmocka_unit_test(test_compare_scalar),
+        cmocka_unit_test(test_log_sigmoid),
+        cmocka_unit_test(test_composition_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

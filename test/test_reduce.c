@@ -1,6 +1,7 @@
-/* Reductions: sum, mean, max, sum_to, broadcast_to. Gradient checks over
- * several shapes, exact values on small examples, ties of max, thread-count
- * determinism, and every bad-input error. */
+/* Reductions: sum, mean, max, min, argmax, sum_to, broadcast_to, and the
+ * compositions logsumexp, var and the single-axis helpers. Gradient checks
+ * over several shapes, exact values on small examples, ties of max and min,
+ * thread-count determinism, and every bad-input error. */
 
 #include "tc.h"
 
@@ -83,6 +84,45 @@ static void test_reduce_grad(void **state)
     check_reduce("sum", nb_sum);
     check_reduce("mean", nb_mean);
     check_reduce("max", nb_max);
+    check_reduce("min", nb_min);
+}
+
+/* logsumexp and var over one axis, with and without keepdims */
+typedef struct axis_case {
+    tc_shape shape;
+    int axis;
+    bool keepdims;
+    double correction; /* var */
+} axis_case;
+
+static const axis_case axis_cases[] = {
+    {{1, {5}}, 0, false, 1},       {{2, {3, 4}}, -1, false, 0},     {{2, {3, 4}}, 0, true, 1},
+    {{3, {2, 3, 4}}, 1, false, 2}, {{3, {2, 3, 4}}, -3, true, 0.5}, {{3, {2, 1, 4}}, 2, true, 1},
+};
+
+static nb_tensor *logsumexp_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const axis_case *c = ctx;
+    return nb_logsumexp(g, in[0], c->axis, c->keepdims);
+}
+
+static nb_tensor *var_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const axis_case *c = ctx;
+    return nb_var(g, in[0], c->axis, c->keepdims, c->correction);
+}
+
+static void test_logsumexp_var_grad(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < sizeof axis_cases / sizeof *axis_cases; s++) {
+        tc_opts o = {.seed = 90 + s};
+        tc_check("logsumexp", logsumexp_fn, (void *)&axis_cases[s], 1, &axis_cases[s].shape, &o);
+        /* far from 0: the shift by the maximum at work */
+        tc_opts far = {.seed = 95 + s, .lo = 300, .hi = 304};
+        tc_check("logsumexp", logsumexp_fn, (void *)&axis_cases[s], 1, &axis_cases[s].shape, &far);
+        tc_check("var", var_fn, (void *)&axis_cases[s], 1, &axis_cases[s].shape, &o);
+    }
 }
 
 typedef nb_tensor *(*to_fn)(nb_graph *, nb_tensor *, int, const int64_t *);
@@ -207,6 +247,196 @@ static void test_values(void **state)
     }
 }
 
+/* min mirrors max; argmax gives the first index of the maximum. */
+static void test_min_argmax_values(void **state)
+{
+    (void)state;
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        nb_graph *g = nb_graph_new();
+        nb_tensor *x = from(g, (nb_dtype)dt, 2, (int64_t[]){2, 3}, m23);
+        expect_values(nb_min(g, x, (int[]){0}, 1, false), (double[]){1, 2, 3}, 3, 0);
+        nb_tensor *mn1 = nb_min(g, x, (int[]){-1}, 1, true);
+        expect_shape(mn1, 2, (int64_t[]){2, 1});
+        expect_values(mn1, (double[]){1, 4}, 2, 0);
+        tc_near(nb_tensor_item(nb_min(g, x, NULL, 0, false)), 1, 0);
+        /* a NaN makes its slice's minimum NaN, in a row (8 lanes and the
+         * tail) and down a column */
+        double nv[2 * 11];
+        for (int i = 0; i < 22; i++)
+            nv[i] = i % 5 - 2.0;
+        nv[3] = NAN;  /* row 0, a lane */
+        nv[21] = NAN; /* row 1, the tail */
+        nb_tensor *xn = from(g, (nb_dtype)dt, 2, (int64_t[]){2, 11}, nv);
+        nb_tensor *rows = nb_min(g, xn, (int[]){1}, 1, false);
+        assert_true(isnan(nb_tensor_get(rows, 0)) && isnan(nb_tensor_get(rows, 1)));
+        nb_tensor *cols = nb_min(g, xn, (int[]){0}, 1, false);
+        for (int j = 0; j < 11; j++)
+            if (j == 3 || j == 10)
+                assert_true(isnan(nb_tensor_get(cols, j)));
+            else
+                tc_near(nb_tensor_get(cols, j), fmin(nv[j], nv[11 + j]), 0);
+
+        /* ties go to the first index; NaN counts as the maximum */
+        nb_tensor *t =
+            from(g, (nb_dtype)dt, 2, (int64_t[]){3, 3}, (double[]){1, 3, 3, 5, -1, 5, 2, NAN, NAN});
+        nb_tensor *a1 = nb_argmax(g, t, 1);
+        expect_shape(a1, 1, (int64_t[]){3});
+        assert_int_equal(nb_tensor_dtype(a1), (nb_dtype)dt);
+        expect_values(a1, (double[]){1, 0, 1}, 3, 0);
+        expect_values(nb_argmax(g, t, -2), (double[]){1, 2, 2}, 3, 0);
+        nb_tensor *t3 = from(g, (nb_dtype)dt, 3, (int64_t[]){2, 3, 2},
+                             (double[]){5, 0, 5, 1, 5, 2, 1, 7, 2, 7, 0, 9});
+        nb_tensor *a3 = nb_argmax(g, t3, 1);
+        expect_shape(a3, 2, (int64_t[]){2, 2});
+        expect_values(a3, (double[]){0, 2, 1, 2}, 4, 0);
+        expect_values(nb_argmax(g, t3, 2), (double[]){0, 0, 0, 1, 1, 1}, 6, 0);
+        expect_values(nb_argmax(g, t3, 0), (double[]){0, 1, 0, 1, 0, 1}, 6, 0);
+        nb_tensor *v = from(g, (nb_dtype)dt, 1, (int64_t[]){4}, (double[]){-3, -1, -2, -1});
+        nb_tensor *a0 = nb_argmax(g, v, 0);
+        expect_shape(a0, 0, NULL);
+        tc_near(nb_tensor_item(a0), 1, 0);
+        expect_shape(nb_argmax(g, nb_zeros(g, (nb_dtype)dt, 2, (int64_t[]){0, 3}), 1), 1,
+                     (int64_t[]){0});
+        assert_int_equal(nb_graph_status(g), NB_OK);
+        nb_graph_free(g);
+    }
+
+    /* argmax carries no gradient; its indices feed gather */
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_set_requires_grad(from(g, NB_F64, 2, (int64_t[]){2, 3}, m23), true);
+    nb_tensor *idx = nb_argmax(g, nb_transpose(g, x), 1);
+    assert_false(nb_tensor_requires_grad(idx));
+    expect_values(idx, (double[]){1, 1, 1}, 3, 0);
+    int64_t flat[3]; /* of x[idx[j], j] in x's 6 entries */
+    for (int j = 0; j < 3; j++)
+        flat[j] = (int64_t)nb_tensor_get(idx, j) * 3 + j;
+    nb_tensor *picked = nb_gather(g, nb_reshape(g, x, 1, (int64_t[]){6}), 0, flat, 3);
+    expect_values(picked, (double[]){4, 5, 6}, 3, 0);
+    assert_int_equal(nb_backward_seed(g, picked, nb_ones(g, NB_F64, 1, (int64_t[]){3})), NB_OK);
+    expect_values(nb_tensor_grad(x), (double[]){0, 0, 0, 1, 1, 1}, 6, 0);
+    nb_graph_free(g);
+}
+
+/* Ties split the gradient of min equally, in reverse and forward mode, as
+ * for max. */
+static void test_min_ties(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_set_requires_grad(
+        from(g, NB_F64, 2, (int64_t[]){2, 3}, (double[]){1, -2, -2, 4, 0, 5}), true);
+    nb_tensor *y = nb_min(g, x, (int[]){1}, 1, false);
+    expect_values(y, (double[]){-2, 0}, 2, 0);
+    nb_tensor *seed = from(g, NB_F64, 1, (int64_t[]){2}, (double[]){4, 3});
+    assert_int_equal(nb_backward_seed(g, y, seed), NB_OK);
+    expect_values(nb_tensor_grad(x), (double[]){0, 2, 2, 0, 3, 0}, 6, 0);
+    nb_tensor *t = from(g, NB_F64, 2, (int64_t[]){2, 3}, (double[]){10, 20, 40, 1, 2, 3});
+    nb_tensor *ty = NULL;
+    assert_int_equal(nb_jvp(g, y, &x, &t, 1, &ty), NB_OK);
+    expect_values(ty, (double[]){30, 2}, 2, 0);
+    nb_graph_free(g);
+}
+
+/* logsumexp: values against the definition, no overflow far from 0, infinite
+ * slices; var: PyTorch's values for each correction, and two passes keep a
+ * large offset from cancelling. */
+static void test_logsumexp_var_values(void **state)
+{
+    (void)state;
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        double tol = dt == NB_F32 ? 1e-5 : 1e-13;
+        nb_graph *g = nb_graph_new();
+        nb_tensor *x = from(g, (nb_dtype)dt, 2, (int64_t[]){2, 3}, m23);
+        nb_tensor *l1 = nb_logsumexp(g, x, 1, false);
+        expect_shape(l1, 1, (int64_t[]){2});
+        expect_values(l1, (double[]){log(exp(1) + exp(2) + exp(3)), log(exp(4) + exp(5) + exp(6))},
+                      2, tol);
+        nb_tensor *l0 = nb_logsumexp(g, x, -2, true);
+        expect_shape(l0, 2, (int64_t[]){1, 3});
+        expect_values(l0, (double[]){4 + log1p(exp(-3)), 5 + log1p(exp(-3)), 6 + log1p(exp(-3))}, 3,
+                      tol * 10);
+
+        double big[] = {1000, 1000, -1000, -1000, -INFINITY, -INFINITY, INFINITY, 1, NAN, 1};
+        nb_tensor *b = from(g, (nb_dtype)dt, 2, (int64_t[]){5, 2}, big);
+        nb_tensor *lb = nb_logsumexp(g, b, 1, false);
+        tc_near(nb_tensor_get(lb, 0), 1000 + log(2), 1000 * tol);
+        tc_near(nb_tensor_get(lb, 1), -1000 + log(2), 1000 * tol);
+        assert_true(isinf(nb_tensor_get(lb, 2)) && nb_tensor_get(lb, 2) < 0);
+        assert_true(isinf(nb_tensor_get(lb, 3)) && nb_tensor_get(lb, 3) > 0);
+        assert_true(isnan(nb_tensor_get(lb, 4)));
+        nb_tensor *le = nb_logsumexp(g, nb_zeros(g, (nb_dtype)dt, 2, (int64_t[]){2, 0}), 1, true);
+        expect_shape(le, 2, (int64_t[]){2, 1});
+        assert_true(isinf(nb_tensor_get(le, 0)) && nb_tensor_get(le, 0) < 0);
+
+        /* torch.var([[1,2,3],[4,5,6]], dim) */
+        expect_values(nb_var(g, x, 1, false, 1), (double[]){1, 1}, 2, tol);
+        expect_values(nb_var(g, x, 1, false, 0), (double[]){2. / 3, 2. / 3}, 2, tol);
+        nb_tensor *v0 = nb_var(g, x, 0, true, 1);
+        expect_shape(v0, 2, (int64_t[]){1, 3});
+        expect_values(v0, (double[]){4.5, 4.5, 4.5}, 3, tol);
+        expect_values(nb_var(g, x, -1, false, 2), (double[]){2, 2}, 2, tol);
+        expect_values(nb_var(g, x, -1, false, 0.5), (double[]){0.8, 0.8}, 2, tol);
+        /* n - correction <= 0 divides by zero: 0/0 for one element */
+        nb_tensor *one = nb_var(g, nb_scalar(g, (nb_dtype)dt, 7), 0, false, 1);
+        assert_null(one); /* a scalar has no axis */
+        nb_graph_clear_error(g);
+        nb_tensor *v1 = from(g, (nb_dtype)dt, 1, (int64_t[]){1}, (double[]){7});
+        assert_true(isnan(nb_tensor_item(nb_var(g, v1, 0, false, 1))));
+        tc_near(nb_tensor_item(nb_var(g, v1, 0, false, 0)), 0, 0);
+        double ramp[] = {1, 2, 3, 4};
+        nb_tensor *r = from(g, (nb_dtype)dt, 1, (int64_t[]){4}, ramp);
+        assert_true(isinf(nb_tensor_item(nb_var(g, r, 0, false, 5))));
+        assert_true(isnan(
+            nb_tensor_item(nb_var(g, nb_zeros(g, (nb_dtype)dt, 1, (int64_t[]){0}), 0, false, 0))));
+        assert_int_equal(nb_graph_status(g), NB_OK);
+        nb_graph_free(g);
+    }
+    /* 1e8 + [1,2,3,4]: E[x²] - E[x]² would lose every digit in f64 */
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x =
+        from(g, NB_F64, 1, (int64_t[]){4}, (double[]){1e8 + 1, 1e8 + 2, 1e8 + 3, 1e8 + 4});
+    tc_near(nb_tensor_item(nb_var(g, x, 0, false, 1)), 5.0 / 3, 1e-15);
+    nb_graph_free(g);
+}
+
+/* The single-axis helpers are the array forms with one axis, bit for bit. */
+static void test_axis_helpers(void **state)
+{
+    (void)state;
+    typedef nb_tensor *(*axis_fn)(nb_graph *, nb_tensor *, int, bool);
+    static const struct {
+        axis_fn one;
+        reduce_fn many;
+        const char *name;
+    } pairs[] = {{nb_sum_axis, nb_sum, "sum"},
+                 {nb_mean_axis, nb_mean, "mean"},
+                 {nb_max_axis, nb_max, "max"},
+                 {nb_min_axis, nb_min, "min"}};
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 3);
+    nb_tensor *x = nb_rand_uniform(g, &rng, NB_F32, 3, (int64_t[]){3, 4, 5}, -1, 1);
+    for (size_t k = 0; k < sizeof pairs / sizeof *pairs; k++) {
+        for (int axis = -3; axis < 3; axis++) {
+            for (int keep = 0; keep < 2; keep++) {
+                nb_tensor *a = pairs[k].one(g, x, axis, keep);
+                nb_tensor *b = pairs[k].many(g, x, &axis, 1, keep);
+                assert_non_null(a);
+                assert_int_equal(nb_tensor_rank(a), nb_tensor_rank(b));
+                assert_memory_equal(nb_tensor_data(a), nb_tensor_data(b),
+                                    (size_t)nb_tensor_size(a) * sizeof(float));
+            }
+        }
+        assert_null(pairs[k].one(g, x, 3, false));
+        assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+        assert_string_equal(nb_graph_error(g)->where, pairs[k].name);
+        nb_graph_clear_error(g);
+        assert_null(pairs[k].one(g, NULL, 0, false));
+        assert_int_equal(nb_graph_status(g), NB_OK);
+    }
+    nb_graph_free(g);
+}
+
 /* Gradients on the small example: sum -> ones, mean -> 1/count,
  * sum_to and broadcast_to adjoint to each other. */
 static void test_grad_values(void **state)
@@ -276,6 +506,46 @@ static void test_second_order(void **state)
     nb_graph_free(g);
 }
 
+/* Second order through the compositions: the Hessian of logsumexp is
+ * diag(p) - p pᵀ (p = softmax), so the gradient of <softmax(x), w> is
+ * p·w - p·(p·w); that of var with correction c over n entries is
+ * 2/(n - c)·(I - 1/n), so the gradient of <dvar/dx, w> is
+ * 2/(n - c)·(w - mean w). */
+static void test_compositions_second_order(void **state)
+{
+    (void)state;
+    double xv[] = {0.5, -1, 2, 0.25}, wv[] = {1, -2, 0.5, 3};
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_tensor_set_requires_grad(from(g, NB_F64, 1, (int64_t[]){4}, xv), true);
+    nb_tensor *w = from(g, NB_F64, 1, (int64_t[]){4}, wv);
+    double p[4], z = 0, pw = 0, wmean = 0;
+    for (int i = 0; i < 4; i++)
+        z += exp(xv[i]);
+    for (int i = 0; i < 4; i++) {
+        p[i] = exp(xv[i]) / z;
+        pw += p[i] * wv[i];
+        wmean += wv[i] / 4;
+    }
+
+    nb_tensor *dx = NULL, *d2 = NULL;
+    assert_int_equal(nb_grad(g, nb_logsumexp(g, x, 0, false), NULL, &x, 1, &dx, true), NB_OK);
+    expect_values(dx, p, 4, 1e-15);
+    nb_tensor *dot = nb_sum(g, nb_mul(g, dx, w), NULL, 0, false);
+    assert_int_equal(nb_grad(g, dot, NULL, &x, 1, &d2, false), NB_OK);
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(d2, i), p[i] * wv[i] - p[i] * pw, 1e-15);
+
+    assert_int_equal(nb_grad(g, nb_var(g, x, 0, false, 1), NULL, &x, 1, &dx, true), NB_OK);
+    double xmean = (xv[0] + xv[1] + xv[2] + xv[3]) / 4;
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(dx, i), 2.0 / 3 * (xv[i] - xmean), 1e-15);
+    dot = nb_sum(g, nb_mul(g, dx, w), NULL, 0, false);
+    assert_int_equal(nb_grad(g, dot, NULL, &x, 1, &d2, false), NB_OK);
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(d2, i), 2.0 / 3 * (wv[i] - wmean), 1e-15);
+    nb_graph_free(g);
+}
+
 /* Empty tensors: sums of nothing are 0, means NaN, max of nothing an error
  * (but a max whose result is empty is fine). */
 static void test_empty(void **state)
@@ -332,7 +602,8 @@ static nb_tensor *big_reduce(nb_graph *g, nb_tensor *x, int which)
     switch (which / 7) {
     case 0: return nb_sum(g, x, sets[s].axes, sets[s].n, false);
     case 1: return nb_mean(g, x, sets[s].axes, sets[s].n, true);
-    default: return nb_max(g, x, sets[s].axes, sets[s].n, false);
+    case 2: return nb_max(g, x, sets[s].axes, sets[s].n, false);
+    default: return nb_min(g, x, sets[s].axes, sets[s].n, true);
     }
 }
 
@@ -353,7 +624,7 @@ static void test_threads_identical(void **state)
             fill_random(x1, 7 + s);
             nb_tensor *x4 = nb_tensor_from(g4, (nb_dtype)dt, shapes[s].rank, shapes[s].dims,
                                            nb_tensor_data(x1));
-            for (int w = 0; w < 21; w++) {
+            for (int w = 0; w < 28; w++) {
                 nb_tensor *r1 = big_reduce(g1, x1, w), *r4 = big_reduce(g4, x4, w);
                 assert_non_null(r1);
                 assert_non_null(r4);
@@ -418,8 +689,8 @@ static void test_errors(void **state)
     static const struct {
         reduce_fn fn;
         const char *name;
-    } ops[] = {{nb_sum, "sum"}, {nb_mean, "mean"}, {nb_max, "max"}};
-    for (size_t k = 0; k < 3; k++) {
+    } ops[] = {{nb_sum, "sum"}, {nb_mean, "mean"}, {nb_max, "max"}, {nb_min, "min"}};
+    for (size_t k = 0; k < 4; k++) {
         reduce_fn fn = ops[k].fn;
         const char *name = ops[k].name;
         expect_error(g, fn(g, x, (int[]){2}, 1, false), NB_ERR_ARG, name);
@@ -436,6 +707,38 @@ static void test_errors(void **state)
     nb_tensor *e = nb_zeros(g, NB_F64, 2, (int64_t[]){3, 0});
     expect_error(g, nb_max(g, e, (int[]){-1}, 1, false), NB_ERR_SHAPE, "max");
     expect_error(g, nb_max(g, e, NULL, 0, true), NB_ERR_SHAPE, "max");
+    expect_error(g, nb_min(g, e, (int[]){1}, 1, false), NB_ERR_SHAPE, "min");
+    assert_null(nb_min(g, e, NULL, 0, false));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "minimum of no elements"));
+    nb_graph_clear_error(g);
+
+    /* argmax */
+    expect_error(g, nb_argmax(g, x, 2), NB_ERR_ARG, "argmax");
+    expect_error(g, nb_argmax(g, x, -3), NB_ERR_ARG, "argmax");
+    expect_error(g, nb_argmax(g, nb_scalar(g, NB_F64, 1), 0), NB_ERR_ARG, "argmax");
+    expect_error(g, nb_argmax(g, e, 1), NB_ERR_SHAPE, "argmax");
+    /* f32 holds indices exactly only up to 2^24 (an empty tensor suffices) */
+    nb_tensor *long32 = nb_zeros(g, NB_F32, 2, (int64_t[]){0, (1 << 24) + 1});
+    expect_error(g, nb_argmax(g, long32, 1), NB_ERR_ARG, "argmax");
+    assert_non_null(nb_argmax(g, nb_zeros(g, NB_F32, 2, (int64_t[]){0, 1 << 24}), 1));
+    assert_non_null(nb_argmax(g, nb_zeros(g, NB_F64, 2, (int64_t[]){0, (1 << 24) + 1}), 1));
+    assert_null(nb_argmax(g, NULL, 0));
+    assert_null(nb_argmax(NULL, x, 0));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+
+    /* logsumexp, var */
+    expect_error(g, nb_logsumexp(g, x, 2, false), NB_ERR_ARG, "logsumexp");
+    expect_error(g, nb_logsumexp(g, x, -3, true), NB_ERR_ARG, "logsumexp");
+    expect_error(g, nb_logsumexp(g, nb_scalar(g, NB_F64, 1), 0, false), NB_ERR_ARG, "logsumexp");
+    expect_error(g, nb_var(g, x, 2, false, 1), NB_ERR_ARG, "var");
+    expect_error(g, nb_var(g, x, 0, false, -1), NB_ERR_ARG, "var");
+    expect_error(g, nb_var(g, x, 0, false, NAN), NB_ERR_ARG, "var");
+    expect_error(g, nb_var(g, x, 0, false, INFINITY), NB_ERR_ARG, "var");
+    assert_null(nb_logsumexp(g, NULL, 0, false));
+    assert_null(nb_var(g, NULL, 0, false, 1));
+    assert_null(nb_logsumexp(NULL, x, 0, false));
+    assert_null(nb_var(NULL, x, 0, false, 1));
+    assert_int_equal(nb_graph_status(g), NB_OK);
 
     int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 2, 3};
     static const struct {
@@ -479,6 +782,12 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_grad_values),
         cmocka_unit_test(test_max_ties),
+        cmocka_unit_test(test_logsumexp_var_grad),
+        cmocka_unit_test(test_min_argmax_values),
+        cmocka_unit_test(test_min_ties),
+        cmocka_unit_test(test_logsumexp_var_values),
+        cmocka_unit_test(test_axis_helpers),
+        cmocka_unit_test(test_compositions_second_order),
         cmocka_unit_test(test_second_order),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_threads_identical),

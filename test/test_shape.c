@@ -199,6 +199,113 @@ static void test_scatter_add_grad(void **state)
     }
 }
 
+typedef struct stack_case {
+    int n, axis;
+    tc_shape in;
+} stack_case;
+
+static nb_tensor *stack_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const stack_case *c = ctx;
+    return nb_stack(g, in, c->n, c->axis);
+}
+
+static void test_stack_grad(void **state)
+{
+    (void)state;
+    stack_case cases[] = {
+        {3, 0, {2, {2, 3}}},    {2, 1, {2, {2, 3}}}, {3, -1, {2, {2, 3}}},
+        {2, 2, {2, {3, 1}}},    {4, 0, {0, {0}}},    {1, -2, {1, {5}}},
+        {2, 1, {3, {2, 3, 2}}}, {2, 0, {2, {0, 2}}}, /* empty pieces */
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_shape shapes[4];
+        for (int i = 0; i < cases[k].n; i++)
+            shapes[i] = cases[k].in;
+        tc_opts o = {.seed = 800 + k};
+        tc_check("stack", stack_fn, &cases[k], cases[k].n, shapes, &o);
+    }
+}
+
+typedef struct split_case {
+    tc_shape in;
+    int axis, n;
+    const int64_t *sizes;
+} split_case;
+
+/* The pieces of x joined again in reverse order, each scaled by its number
+ * plus one, so that every piece's gradient is told apart. */
+static nb_tensor *split_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const split_case *c = ctx;
+    nb_tensor *pieces[4], *rev[4];
+    if (nb_split(g, in[0], c->axis, c->sizes, c->n, pieces) != NB_OK)
+        return NULL;
+    for (int i = 0; i < c->n; i++)
+        rev[c->n - 1 - i] = nb_scale(g, pieces[i], i + 1.0);
+    return nb_concat(g, rev, c->n, c->axis);
+}
+
+static void test_split_grad(void **state)
+{
+    (void)state;
+    split_case cases[] = {
+        {{2, {2, 6}}, 1, 3, NULL},
+        {{2, {5, 2}}, 0, 3, (int64_t[]){2, 0, 3}},
+        {{3, {2, 4, 3}}, -2, 2, (int64_t[]){1, 3}},
+        {{1, {4}}, 0, 1, NULL},
+        {{2, {4, 3}}, -1, 3, NULL},
+    };
+    for (size_t k = 0; k < COUNT(cases); k++) {
+        tc_opts o = {.seed = 850 + k};
+        tc_check("split", split_fn, &cases[k], 1, &cases[k].in, &o);
+    }
+}
+
+typedef struct axis_case {
+    tc_shape in;
+    int axis;
+    int64_t index; /* select */
+} axis_case;
+
+static nb_tensor *squeeze_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    return nb_squeeze(g, in[0], ((const axis_case *)ctx)->axis);
+}
+
+static nb_tensor *unsqueeze_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    return nb_unsqueeze(g, in[0], ((const axis_case *)ctx)->axis);
+}
+
+static nb_tensor *select_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const axis_case *c = ctx;
+    return nb_select(g, in[0], c->axis, c->index);
+}
+
+static void test_squeeze_select_grad(void **state)
+{
+    (void)state;
+    axis_case sq[] = {{{3, {2, 1, 3}}, 1, 0}, {{2, {3, 1}}, -1, 0}, {{1, {1}}, 0, 0}};
+    for (size_t k = 0; k < COUNT(sq); k++) {
+        tc_opts o = {.seed = 900 + k};
+        tc_check("squeeze", squeeze_fn, &sq[k], 1, &sq[k].in, &o);
+    }
+    axis_case usq[] = {
+        {{2, {2, 3}}, 0, 0}, {{2, {2, 3}}, 2, 0}, {{2, {2, 3}}, -2, 0}, {{0, {0}}, 0, 0}};
+    for (size_t k = 0; k < COUNT(usq); k++) {
+        tc_opts o = {.seed = 910 + k};
+        tc_check("unsqueeze", unsqueeze_fn, &usq[k], 1, &usq[k].in, &o);
+    }
+    axis_case sel[] = {
+        {{2, {3, 4}}, 0, 1}, {{2, {3, 4}}, -1, -1}, {{3, {2, 3, 2}}, 1, 2}, {{1, {5}}, 0, -5}};
+    for (size_t k = 0; k < COUNT(sel); k++) {
+        tc_opts o = {.seed = 920 + k};
+        tc_check("select", select_fn, &sel[k], 1, &sel[k].in, &o);
+    }
+}
+
 /* Several shape ops in one function; x is used twice, so its gradient is
  * accumulated from two paths. */
 static nb_tensor *composite_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
@@ -437,6 +544,98 @@ static void test_one_hot_values(void **state)
     nb_graph_free(g);
 }
 
+static void test_stack_split_values(void **state)
+{
+    (void)state;
+    for (int dt = NB_F32; dt <= NB_F64; dt++) {
+        nb_graph *g = nb_graph_new();
+        nb_tensor *a = iota(g, (nb_dtype)dt, 2, SHAPE(2, 3));
+        nb_tensor *b = nb_add_scalar(g, a, 10);
+        nb_tensor *ab[] = {a, b};
+        expect_values(nb_stack(g, ab, 2, 0), 3, SHAPE(2, 2, 3),
+                      VALS(0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15));
+        expect_values(nb_stack(g, ab, 2, 1), 3, SHAPE(2, 2, 3),
+                      VALS(0, 1, 2, 10, 11, 12, 3, 4, 5, 13, 14, 15));
+        expect_values(nb_stack(g, ab, 2, -1), 3, SHAPE(2, 3, 2),
+                      VALS(0, 10, 1, 11, 2, 12, 3, 13, 4, 14, 5, 15));
+        nb_tensor *s[] = {nb_scalar(g, (nb_dtype)dt, 1), nb_scalar(g, (nb_dtype)dt, 2),
+                          nb_scalar(g, (nb_dtype)dt, 3)};
+        expect_values(nb_stack(g, s, 3, 0), 1, SHAPE(3), VALS(1, 2, 3));
+        nb_tensor *e = nb_zeros(g, (nb_dtype)dt, 2, SHAPE(2, 0));
+        expect_values(nb_stack(g, (nb_tensor *[]){e, e, e}, 3, 1), 3, SHAPE(2, 3, 0), NULL);
+
+        /* split undoes concat; sizes NULL gives equal pieces */
+        nb_tensor *x = iota(g, (nb_dtype)dt, 2, SHAPE(2, 5));
+        nb_tensor *p[3];
+        assert_int_equal(nb_split(g, x, 1, SHAPE(2, 0, 3), 3, p), NB_OK);
+        expect_values(p[0], 2, SHAPE(2, 2), VALS(0, 1, 5, 6));
+        expect_values(p[1], 2, SHAPE(2, 0), NULL);
+        expect_values(p[2], 2, SHAPE(2, 3), VALS(2, 3, 4, 7, 8, 9));
+        expect_values(nb_concat(g, p, 3, 1), 2, SHAPE(2, 5), VALS(0, 1, 2, 3, 4, 5, 6, 7, 8, 9));
+        assert_int_equal(nb_split(g, x, -2, NULL, 2, p), NB_OK);
+        expect_values(p[0], 2, SHAPE(1, 5), VALS(0, 1, 2, 3, 4));
+        expect_values(p[1], 2, SHAPE(1, 5), VALS(5, 6, 7, 8, 9));
+
+        /* squeeze, unsqueeze, select */
+        nb_tensor *c = iota(g, (nb_dtype)dt, 3, SHAPE(2, 1, 3));
+        expect_values(nb_squeeze(g, c, 1), 2, SHAPE(2, 3), VALS(0, 1, 2, 3, 4, 5));
+        expect_values(nb_squeeze(g, c, -2), 2, SHAPE(2, 3), VALS(0, 1, 2, 3, 4, 5));
+        expect_values(nb_unsqueeze(g, c, 0), 4, SHAPE(1, 2, 1, 3), VALS(0, 1, 2, 3, 4, 5));
+        expect_values(nb_unsqueeze(g, c, -1), 4, SHAPE(2, 1, 3, 1), VALS(0, 1, 2, 3, 4, 5));
+        expect_values(nb_unsqueeze(g, c, 3), 4, SHAPE(2, 1, 3, 1), VALS(0, 1, 2, 3, 4, 5));
+        expect_values(nb_unsqueeze(g, c, -4), 4, SHAPE(1, 2, 1, 3), VALS(0, 1, 2, 3, 4, 5));
+        expect_values(nb_unsqueeze(g, nb_scalar(g, (nb_dtype)dt, 4), -1), 1, SHAPE(1), VALS(4));
+        expect_values(nb_squeeze(g, nb_zeros(g, (nb_dtype)dt, 1, SHAPE(1)), 0), 0, NULL, VALS(0));
+        nb_tensor *m = iota(g, (nb_dtype)dt, 3, SHAPE(2, 3, 2));
+        expect_values(nb_select(g, m, 1, 2), 2, SHAPE(2, 2), VALS(4, 5, 10, 11));
+        expect_values(nb_select(g, m, 0, -1), 2, SHAPE(3, 2), VALS(6, 7, 8, 9, 10, 11));
+        expect_values(nb_select(g, m, -1, 0), 2, SHAPE(2, 3), VALS(0, 2, 4, 6, 8, 10));
+        expect_values(nb_select(g, iota(g, (nb_dtype)dt, 1, SHAPE(4)), 0, 3), 0, NULL, VALS(3));
+        /* select undoes stack */
+        nb_tensor *st = nb_stack(g, ab, 2, 1);
+        expect_values(nb_select(g, st, 1, 1), 2, SHAPE(2, 3), VALS(10, 11, 12, 13, 14, 15));
+        assert_int_equal(nb_graph_status(g), NB_OK);
+        nb_graph_free(g);
+    }
+}
+
+/* The rules of stack (select) and split (slices) are recorded with
+ * create_graph: y = Σ w0·x² + w1·x³ through a stack and a split has
+ * dy/dx = 2w0·x + 3w1·x², and the gradient of Σ dy/dx is 2w0 + 6w1·x. */
+static void test_stack_second_order(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x =
+        nb_tensor_set_requires_grad(nb_tensor_from(g, NB_F64, 1, SHAPE(3), VALS(1, -2, 0.5)), true);
+    nb_tensor *w = nb_tensor_from(g, NB_F64, 2, SHAPE(2, 1), VALS(3, -1));
+    nb_tensor *sq = nb_square(g, x), *cube = nb_mul(g, sq, x);
+    nb_tensor *z = nb_mul(g, nb_stack(g, (nb_tensor *[]){sq, cube}, 2, 0), w); /* [2,3] */
+    nb_tensor *halves[2];
+    assert_int_equal(nb_split(g, z, 0, NULL, 2, halves), NB_OK);
+    nb_tensor *y = nb_sum(g, nb_add(g, halves[0], halves[1]), NULL, 0, false);
+    nb_tensor *dx = NULL;
+    assert_int_equal(nb_grad(g, y, NULL, &x, 1, &dx, true), NB_OK);
+    double want1[3], want2[3];
+    for (int i = 0; i < 3; i++) {
+        double v = nb_tensor_get(x, i);
+        want1[i] = 2 * 3 * v + 3 * -1 * v * v;
+        want2[i] = 2 * 3 + 6 * -1 * v;
+    }
+    for (int i = 0; i < 3; i++)
+        tc_near(nb_tensor_get(dx, i), want1[i], 1e-12);
+    nb_tensor *d2 = NULL;
+    assert_int_equal(nb_grad(g, nb_sum(g, dx, NULL, 0, false), NULL, &x, 1, &d2, false), NB_OK);
+    for (int i = 0; i < 3; i++)
+        tc_near(nb_tensor_get(d2, i), want2[i], 1e-12);
+    /* forward mode through the same graph: J u = dy/dx · u */
+    nb_tensor *u = nb_tensor_from(g, NB_F64, 1, SHAPE(3), VALS(1, 2, -1));
+    nb_tensor *ju = NULL;
+    assert_int_equal(nb_jvp(g, y, &x, &u, 1, &ju), NB_OK);
+    tc_near(nb_tensor_item(ju), want1[0] + 2 * want1[1] - want1[2], 1e-12);
+    nb_graph_free(g);
+}
+
 /* ------------------------------------------------------------ bad input */
 
 /* The op returns NULL and records `code` with a message naming `op`. */
@@ -552,6 +751,91 @@ static void test_errors(void **state)
     EXPECT_ERR(g, nb_one_hot(g, NB_F64, SHAPE(0), -1, 3), NB_ERR_ARG, "one_hot");
     EXPECT_ERR(g, nb_one_hot(g, (nb_dtype)7, SHAPE(0), 1, 3), NB_ERR_DTYPE, "one_hot");
 
+    /* stack */
+    nb_tensor *x32 = iota(g, NB_F32, 2, SHAPE(2, 3));
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){x, y}, 2, 0), NB_ERR_SHAPE, "stack");
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){x, v}, 2, 0), NB_ERR_SHAPE, "stack");
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){x, x32}, 2, 0), NB_ERR_DTYPE, "stack");
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){x, x}, 2, 3), NB_ERR_ARG, "stack");
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){x, x}, 2, -4), NB_ERR_ARG, "stack");
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){s, s}, 2, 1), NB_ERR_ARG, "stack");
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){x}, 0, 0), NB_ERR_ARG, "stack");
+    EXPECT_ERR(g, nb_stack(g, NULL, 2, 0), NB_ERR_NULL, "stack");
+    nb_tensor *r8 = nb_zeros(g, NB_F64, 8, SHAPE(1, 1, 1, 1, 1, 1, 1, 2));
+    EXPECT_ERR(g, nb_stack(g, (nb_tensor *[]){r8, r8}, 2, 0), NB_ERR_RANK, "stack");
+    EXPECT_QUIET(g, nb_stack(g, (nb_tensor *[]){x, NULL}, 2, 0));
+    assert_non_null(nb_stack(g, (nb_tensor *[]){x, x}, 2, 2));
+    assert_non_null(nb_stack(g, (nb_tensor *[]){x, x}, 2, -3));
+    assert_non_null(nb_stack(g, (nb_tensor *[]){s, s}, 2, -1));
+
+    /* split: every piece NULL after an error */
+    nb_tensor *parts[3] = {x, x, x};
+#define EXPECT_SPLIT_ERR(call, n, code)                                                            \
+    do {                                                                                           \
+        parts[0] = parts[1] = parts[2] = x;                                                        \
+        nb_status st_ = (call);                                                                    \
+        bool cleared_ = true;                                                                      \
+        for (int k_ = 0; k_ < (n); k_++)                                                           \
+            cleared_ &= parts[k_] == NULL;                                                         \
+        if (st_ != (code) || nb_graph_status(g) != (code) ||                                       \
+            !strstr(nb_graph_error(g)->msg, "split") || !cleared_)                                 \
+            fail_msg("%s: status %d (want %d), message '%s'", #call, (int)st_, (int)(code),        \
+                     nb_graph_error(g)->msg);                                                      \
+        nb_graph_clear_error(g);                                                                   \
+    } while (0)
+    EXPECT_SPLIT_ERR(nb_split(g, x, 1, NULL, 2, parts), 2, NB_ERR_SHAPE);
+    EXPECT_SPLIT_ERR(nb_split(g, x, 1, SHAPE(1, 1, 2), 3, parts), 3, NB_ERR_SHAPE);
+    EXPECT_SPLIT_ERR(nb_split(g, x, 1, SHAPE(1, 1, 0), 3, parts), 3, NB_ERR_SHAPE);
+    EXPECT_SPLIT_ERR(nb_split(g, x, 1, SHAPE(4, -1, 0), 3, parts), 3, NB_ERR_SHAPE);
+    EXPECT_SPLIT_ERR(nb_split(g, x, 1, SHAPE(2, -1, 2), 3, parts), 3, NB_ERR_ARG);
+    EXPECT_SPLIT_ERR(nb_split(g, x, 2, NULL, 1, parts), 1, NB_ERR_ARG);
+    EXPECT_SPLIT_ERR(nb_split(g, x, -3, NULL, 1, parts), 1, NB_ERR_ARG);
+    EXPECT_SPLIT_ERR(nb_split(g, s, 0, NULL, 1, parts), 1, NB_ERR_ARG);
+#undef EXPECT_SPLIT_ERR
+    assert_int_equal(nb_split(g, x, 0, NULL, 0, parts), NB_ERR_ARG);
+    assert_non_null(strstr(nb_graph_error(g)->msg, "split"));
+    nb_graph_clear_error(g);
+    assert_int_equal(nb_split(g, x, 0, NULL, 2, NULL), NB_ERR_NULL);
+    assert_non_null(strstr(nb_graph_error(g)->msg, "split"));
+    nb_graph_clear_error(g);
+    parts[0] = parts[1] = x;
+    assert_int_equal(nb_split(g, NULL, 0, NULL, 2, parts), NB_ERR_NULL); /* quiet */
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    assert_null(parts[0]);
+    assert_null(parts[1]);
+    assert_int_equal(nb_split(NULL, x, 0, NULL, 2, parts), NB_ERR_NULL);
+
+    /* squeeze, unsqueeze, select */
+    EXPECT_ERR(g, nb_squeeze(g, x, 1), NB_ERR_SHAPE, "squeeze");
+    EXPECT_ERR(g, nb_squeeze(g, x, 2), NB_ERR_ARG, "squeeze");
+    EXPECT_ERR(g, nb_squeeze(g, x, -3), NB_ERR_ARG, "squeeze");
+    EXPECT_ERR(g, nb_squeeze(g, x, 100), NB_ERR_ARG, "squeeze");
+    EXPECT_ERR(g, nb_unsqueeze(g, x, -100), NB_ERR_ARG, "unsqueeze");
+    EXPECT_ERR(g, nb_squeeze(g, s, 0), NB_ERR_ARG, "squeeze");
+    EXPECT_QUIET(g, nb_squeeze(g, NULL, 0));
+    EXPECT_ERR(g, nb_unsqueeze(g, x, 3), NB_ERR_ARG, "unsqueeze");
+    EXPECT_ERR(g, nb_unsqueeze(g, x, -4), NB_ERR_ARG, "unsqueeze");
+    EXPECT_ERR(g, nb_unsqueeze(g, r8, 0), NB_ERR_RANK, "unsqueeze");
+    EXPECT_QUIET(g, nb_unsqueeze(g, NULL, 0));
+    EXPECT_ERR(g, nb_select(g, x, 1, 3), NB_ERR_ARG, "select");
+    EXPECT_ERR(g, nb_select(g, x, 1, -4), NB_ERR_ARG, "select");
+    EXPECT_ERR(g, nb_select(g, x, 2, 0), NB_ERR_ARG, "select");
+    EXPECT_ERR(g, nb_select(g, s, 0, 0), NB_ERR_ARG, "select");
+    EXPECT_ERR(g, nb_select(g, nb_zeros(g, NB_F64, 1, SHAPE(0)), 0, 0), NB_ERR_ARG, "select");
+    EXPECT_QUIET(g, nb_select(g, NULL, 0, 0));
+
+    /* the messages name the shapes and the bad value */
+    assert_null(nb_select(g, x, 1, 7));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[2,3]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "7"));
+    nb_graph_clear_error(g);
+    assert_null(nb_squeeze(g, x, 0));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "size 2"));
+    nb_graph_clear_error(g);
+    assert_null(nb_stack(g, (nb_tensor *[]){x, x}, 2, 5));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "new axis"));
+    nb_graph_clear_error(g);
+
     /* a NULL graph is a quiet NULL everywhere */
     assert_null(nb_reshape(NULL, x, 1, SHAPE(6)));
     assert_null(nb_permute(NULL, x, (int[]){1, 0}));
@@ -562,6 +846,10 @@ static void test_errors(void **state)
     assert_null(nb_gather(NULL, x, 0, SHAPE(0), 1));
     assert_null(nb_scatter_add(NULL, x, 0, SHAPE(0, 1), 2, 2));
     assert_null(nb_one_hot(NULL, NB_F64, SHAPE(0), 1, 2));
+    assert_null(nb_stack(NULL, (nb_tensor *[]){x}, 1, 0));
+    assert_null(nb_squeeze(NULL, x, 0));
+    assert_null(nb_unsqueeze(NULL, x, 0));
+    assert_null(nb_select(NULL, x, 0, 0));
 
     /* an error is recorded once and later ones do not overwrite it */
     EXPECT_ERR(g, nb_slice(g, nb_gather(g, x, 0, SHAPE(9), 1), 0, 0, 1, 1), NB_ERR_ARG, "gather");
@@ -569,17 +857,56 @@ static void test_errors(void **state)
     nb_graph_free(g);
 }
 
+/* Out of memory in the middle of a split: no piece is handed back, not even
+ * those made before the failure. x (400 kB) and a filler leave about 250 kB
+ * of the graph's first arena chunk (1 MiB), room for the first piece
+ * (200 kB) but not the second, which needs a new chunk: that allocation
+ * fails. */
+static void test_split_out_of_memory(void **state)
+{
+    (void)state;
+    int failures = 0;
+    for (long k = 1; k <= 10; k++) {
+        tc_counting c = {0};
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+        assert_non_null(g);
+        nb_tensor *x = nb_zeros(g, NB_F64, 2, SHAPE(2, 25000));
+        assert_non_null(nb_zeros(g, NB_F64, 1, SHAPE(49000)));
+        assert_non_null(x);
+        c.fail_at = c.calls + k;
+        nb_tensor *parts[2] = {x, x};
+        nb_status st = nb_split(g, x, 1, NULL, 2, parts);
+        if (st == NB_OK) {
+            assert_non_null(parts[0]);
+            assert_non_null(parts[1]);
+            nb_graph_free(g);
+            break;
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+        assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
+        assert_null(parts[0]);
+        assert_null(parts[1]);
+        failures++;
+        nb_graph_free(g);
+        assert_int_equal(c.live, 0);
+    }
+    assert_true(failures >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reshape_grad),     cmocka_unit_test(test_permute_grad),
-        cmocka_unit_test(test_slice_grad),       cmocka_unit_test(test_unslice_grad),
-        cmocka_unit_test(test_concat_grad),      cmocka_unit_test(test_gather_grad),
-        cmocka_unit_test(test_scatter_add_grad), cmocka_unit_test(test_composite_grad),
-        cmocka_unit_test(test_reshape_values),   cmocka_unit_test(test_permute_values),
-        cmocka_unit_test(test_slice_values),     cmocka_unit_test(test_unslice_values),
-        cmocka_unit_test(test_concat_values),    cmocka_unit_test(test_gather_scatter_values),
-        cmocka_unit_test(test_one_hot_values),   cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_reshape_grad),        cmocka_unit_test(test_permute_grad),
+        cmocka_unit_test(test_slice_grad),          cmocka_unit_test(test_unslice_grad),
+        cmocka_unit_test(test_concat_grad),         cmocka_unit_test(test_gather_grad),
+        cmocka_unit_test(test_scatter_add_grad),    cmocka_unit_test(test_composite_grad),
+        cmocka_unit_test(test_reshape_values),      cmocka_unit_test(test_permute_values),
+        cmocka_unit_test(test_slice_values),        cmocka_unit_test(test_unslice_values),
+        cmocka_unit_test(test_concat_values),       cmocka_unit_test(test_gather_scatter_values),
+        cmocka_unit_test(test_one_hot_values),      cmocka_unit_test(test_stack_grad),
+        cmocka_unit_test(test_split_grad),          cmocka_unit_test(test_squeeze_select_grad),
+        cmocka_unit_test(test_stack_split_values),  cmocka_unit_test(test_stack_second_order),
+        cmocka_unit_test(test_split_out_of_memory), cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,6 +77,36 @@ NB_API nb_tensor *nb_mean(nb_graph *g, nb_tensor *x, const int *axes, int n_axes
  *  several elements tie for the maximum it is split equally among them.
  *  Reducing an axis of size 0 is an error (NB_ERR_SHAPE). */
 NB_API nb_tensor *nb_max(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims);
+/** Minimum over axes (as nb_sum), the mirror of nb_max: the gradient goes to
+ *  the arg-min, split equally among ties; a NaN in a slice makes its minimum
+ *  NaN. Reducing an axis of size 0 is an error (NB_ERR_SHAPE). */
+NB_API nb_tensor *nb_min(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims);
+/** Index of the maximum along @p axis (dropped from the result), as a
+ *  number of x's dtype: 0, 1, 2, ... exactly (read one with nb_tensor_get
+ *  and cast it to int64_t for nb_gather or nb_one_hot). The first index wins
+ *  a tie, and a NaN counts as the maximum (the first NaN wins), as in
+ *  nb_max. No gradient (like the comparisons). Errors: axis out of range or
+ *  a rank-0 x (NB_ERR_ARG), an axis of size 0 (NB_ERR_SHAPE), an f32 axis
+ *  longer than 2^24, whose indices f32 cannot hold exactly (NB_ERR_ARG). */
+NB_API nb_tensor *nb_argmax(nb_graph *g, nb_tensor *x, int axis);
+/** log Σ e^x over @p axis, computed as m + log Σ e^(x-m) with m the slice's
+ *  maximum (held constant: the value does not depend on it), so that large
+ *  x do not overflow. A slice of -inf gives -inf, an empty axis -inf.
+ *  dx = g·softmax(x) along the axis. Errors: axis out of range (NB_ERR_ARG). */
+NB_API nb_tensor *nb_logsumexp(nb_graph *g, nb_tensor *x, int axis, bool keepdims);
+/** Variance over @p axis as PyTorch's torch.var(x, axis, correction=c):
+ *  Σ (x - mean)² / max(0, n - c) with n the axis length; c = 1 is the
+ *  unbiased (sample) variance, c = 0 the population variance. n - c <= 0
+ *  divides by 0 (NaN for one element with c = 1, as in PyTorch).
+ *  dx = g·2(x - mean)/(n - c). Errors: axis out of range, or @p correction
+ *  negative or not finite (NB_ERR_ARG). */
+NB_API nb_tensor *nb_var(nb_graph *g, nb_tensor *x, int axis, bool keepdims, double correction);
+/** Single-axis forms of nb_sum, nb_mean, nb_max and nb_min: the same op
+ *  over the one axis @p axis (negative counts from the end). */
+NB_API nb_tensor *nb_sum_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims);
+NB_API nb_tensor *nb_mean_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims);
+NB_API nb_tensor *nb_max_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims);
+NB_API nb_tensor *nb_min_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims);
 /** Sum @p x down to @p shape (the inverse of broadcasting: leading axes are
  *  summed away, axes of size 1 in @p shape are summed with keepdims).
  *  dx = broadcast_to(g, shape(x)). */
@@ -109,6 +139,32 @@ NB_API nb_tensor *nb_unslice(nb_graph *g, nb_tensor *x, int axis, int64_t size, 
 /** Join @p n tensors along @p axis (other sizes and dtypes equal).
  *  dx_i = slice of g. */
 NB_API nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis);
+/** Join @p n tensors of one shape and dtype along a new axis @p axis of the
+ *  result (0..rank, negative counts from the end of the result: -1 appends
+ *  it). dx_i = select(g, axis, i). */
+NB_API nb_tensor *nb_stack(nb_graph *g, nb_tensor *const *xs, int n, int axis);
+/**
+ * Cut @p x along @p axis into @p n consecutive pieces, the inverse of
+ * nb_concat: piece i has sizes[i] entries on the axis (the sizes must add up
+ * to its length), or with @p sizes NULL length/n each (the length must
+ * divide by n). The pieces are slices, written to outs[0..n).
+ * @returns NB_OK with every piece made; otherwise the recorded error with
+ * every outs[i] NULL (NB_ERR_NULL and nothing recorded for a NULL x, as for
+ * every op). Errors: n < 1, axis out of range or a negative size
+ * (NB_ERR_ARG), outs NULL (NB_ERR_NULL), sizes that do not add up to the
+ * length or a length that does not divide (NB_ERR_SHAPE).
+ */
+NB_API nb_status nb_split(nb_graph *g, nb_tensor *x, int axis, const int64_t *sizes, int n,
+                          nb_tensor **outs);
+/** Drop @p axis, which must have size 1 (NB_ERR_SHAPE otherwise); a reshape. */
+NB_API nb_tensor *nb_squeeze(nb_graph *g, nb_tensor *x, int axis);
+/** Insert an axis of size 1 at @p axis of the result (0..rank, negative
+ *  counts from the end of the result: -1 appends it); a reshape. */
+NB_API nb_tensor *nb_unsqueeze(nb_graph *g, nb_tensor *x, int axis);
+/** Entry @p index of @p axis, that axis dropped (PyTorch's select; x[..., i,
+ *  ...]). A negative index counts from the end; out of range is NB_ERR_ARG.
+ *  dx = g at that entry, zeros elsewhere (a slice and a reshape). */
+NB_API nb_tensor *nb_select(nb_graph *g, nb_tensor *x, int axis, int64_t index);
 /** Pick entries idx[0..n_idx) along @p axis (NumPy take / index_select): the
  *  result has n_idx entries on that axis. Indices may repeat and may be
  *  negative (from the end); out of range is NB_ERR_ARG. The indices are
@@ -147,6 +203,22 @@ NB_API nb_tensor *nb_scale(nb_graph *g, nb_tensor *x, double s);
 NB_API nb_tensor *nb_add_scalar(nb_graph *g, nb_tensor *x, double s);
 /** x * x. */
 NB_API nb_tensor *nb_square(nb_graph *g, nb_tensor *x);
+/** Comparisons of x with s, a scalar rounded to x's dtype: 1 where true, 0
+ *  where false, in x's dtype. No gradient (as nb_gt and the others). */
+NB_API nb_tensor *nb_gt_scalar(nb_graph *g, nb_tensor *x, double s);
+NB_API nb_tensor *nb_ge_scalar(nb_graph *g, nb_tensor *x, double s);
+NB_API nb_tensor *nb_lt_scalar(nb_graph *g, nb_tensor *x, double s);
+NB_API nb_tensor *nb_le_scalar(nb_graph *g, nb_tensor *x, double s);
+NB_API nb_tensor *nb_eq_scalar(nb_graph *g, nb_tensor *x, double s);
+/** x limited to [lo, hi] (±INFINITY for a one-sided bound); NaN stays NaN.
+ *  dx = g where lo < x < hi, 0 elsewhere: at x = lo or x = hi exactly the
+ *  gradient is 0 (a bound reached is saturated, as hard-tanh; PyTorch gives
+ *  1 there). lo > hi or a NaN bound is NB_ERR_ARG. */
+NB_API nb_tensor *nb_clamp(nb_graph *g, nb_tensor *x, double lo, double hi);
+/** log σ(x) = -softplus(-x) = min(x,0) - ln(1 + e^-|x|): no overflow, full
+ *  accuracy in both tails (x for x -> -inf, -e^-x for x -> +inf).
+ *  dx = g·σ(-x). */
+NB_API nb_tensor *nb_log_sigmoid(nb_graph *g, nb_tensor *x);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 /* The built-in gradcheck suite: every primitive of the op table on random
  * f64 inputs, several shape combinations each, broadcasting included.
  * Ops whose result carries no gradient by design are checked inside a
- * function where they act as constants (one_hot, stop_gradient), or as
+ * function where they act as constants (one_hot, stop_gradient, argmax), or as
  * masks (comparisons feed where; sign and step must have a zero Jacobian
  * away from 0, which central differences confirm). */
 
@@ -191,6 +191,26 @@ F(f_max_ax0)
     int ax[] = {0};
     return nb_max(g, x[0], ax, 1, true);
 }
+F(f_min_all)
+{
+    UNUSED;
+    return nb_min(g, x[0], NULL, 0, false);
+}
+F(f_min_ax1)
+{
+    UNUSED;
+    int ax[] = {-1};
+    return nb_min(g, x[0], ax, 1, true);
+}
+/* argmax as a constant factor: the Jacobian is that of max, times the index
+ * of the maximum plus one (no kinks away from ties) */
+F(f_argmax)
+{
+    UNUSED;
+    int axis = 1;
+    return nb_mul(g, nb_add_scalar(g, nb_argmax(g, x[0], axis), 1.0),
+                  nb_max(g, x[0], &axis, 1, false));
+}
 F(f_sum_to_row)
 {
     UNUSED;
@@ -262,6 +282,16 @@ F(f_concat3)
 {
     UNUSED;
     return nb_concat(g, x, 3, 0);
+}
+F(f_stack)
+{
+    UNUSED;
+    return nb_stack(g, x, 2, 1);
+}
+F(f_stack3)
+{
+    UNUSED;
+    return nb_stack(g, x, 3, -1);
 }
 F(f_gather)
 {
@@ -389,6 +419,10 @@ static const nb_check_case cases[] = {
     CASE("mean", "axis -1", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_mean_ax1),
     CASE("max", "all of [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_max_all),
     CASE("max", "axis 0 keepdims", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_max_ax0),
+    CASE("min", "all of [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_min_all),
+    CASE("min", "axis -1 keepdims", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_min_ax1),
+    CASE("argmax", "(argmax(x,1)+1)*max(x,1) [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2,
+         f_argmax),
     CASE("sum_to", "[3,4]->[4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_row),
     CASE("sum_to", "[3,4]->[3,1]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_col),
     CASE("broadcast_to", "[4]->[3,4]", 1, 1, 0, 0, SH(4), SH(0), SH(0), -2, 2, f_bcast_row),
@@ -404,6 +438,8 @@ static const nb_check_case cases[] = {
     CASE("concat", "[2,3]|[2,2] axis 1", 2, 2, 2, 0, SH(2, 3), SH(2, 2), SH(0), -2, 2, f_concat),
     CASE("concat", "[1,3]|[2,3]|[1,3] axis 0", 3, 2, 2, 2, SH(1, 3), SH(2, 3), SH(1, 3), -2, 2,
          f_concat3),
+    CASE("stack", "[2,3],[2,3] axis 1", 2, 2, 2, 0, SH(2, 3), SH(2, 3), SH(0), -2, 2, f_stack),
+    CASE("stack", "[3],[3],[3] axis -1", 3, 1, 1, 1, SH(3), SH(3), SH(3), -2, 2, f_stack3),
     CASE("gather", "[3,2] rows 2,0,2,1", 1, 2, 0, 0, SH(3, 2), SH(0), SH(0), -2, 2, f_gather),
     CASE("gather", "[2,4] columns 3,3,0", 1, 2, 0, 0, SH(2, 4), SH(0), SH(0), -2, 2, f_gather_ax1),
     CASE("scatter_add", "[3,2] to 5 rows", 1, 2, 0, 0, SH(3, 2), SH(0), SH(0), -2, 2,

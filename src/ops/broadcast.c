@@ -10,6 +10,21 @@ int nbk_axis(int axis, int rank)
     return axis >= 0 && axis < rank ? axis : -1;
 }
 
+int nbk_check_axis(nb_graph *g, const char *op, const nb_tensor *x, int64_t axis, int rank)
+{
+    int a = axis < -NB_MAX_RANK - 1 || axis > NB_MAX_RANK ? -1 : nbk_axis((int)axis, rank);
+    if (a < 0) {
+        char b[160];
+        if (rank == x->rank)
+            nbc_error(g, NB_ERR_ARG, op, "axis %lld is out of range for %s (rank %d)",
+                      (long long)axis, nbc_shp(x, b, sizeof b), x->rank);
+        else
+            nbc_error(g, NB_ERR_ARG, op, "axis %lld is out of range for a new axis of %s (%d..%d)",
+                      (long long)axis, nbc_shp(x, b, sizeof b), -rank, rank - 1);
+    }
+    return a;
+}
+
 nb_status nbk_broadcast_shape(nb_graph *g, const char *op, nb_tensor *const *in, int n, int *rank,
                               int64_t *shape)
 {

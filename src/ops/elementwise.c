@@ -1,6 +1,8 @@
 /* Elementwise ops: unary maths, broadcasting binary arithmetic, comparisons
  * and where. Each kernel is written once for both dtypes (<tgmath.h> picks
- * the float or double function from the element type). */
+ * the float or double function from the element type). At the end, the
+ * elementwise compositions: scale, add_scalar, square, comparisons with a
+ * scalar, clamp and log_sigmoid. */
 
 #include <tgmath.h>
 
@@ -558,4 +560,47 @@ nb_tensor *nb_add_scalar(nb_graph *g, nb_tensor *x, double s)
 nb_tensor *nb_square(nb_graph *g, nb_tensor *x)
 {
     return nb_mul(g, x, x);
+}
+
+/* x compared with s, a scalar of x's dtype: 0/1 in x's dtype, no gradient */
+#define DEFINE_COMPARE_SCALAR(NAME)                                                                \
+    nb_tensor *nb_##NAME##_scalar(nb_graph *g, nb_tensor *x, double s)                             \
+    {                                                                                              \
+        if (!x)                                                                                    \
+            return NULL;                                                                           \
+        return nb_##NAME(g, x, nbc_const(g, x->dtype, s));                                         \
+    }
+DEFINE_COMPARE_SCALAR(gt)
+DEFINE_COMPARE_SCALAR(ge)
+DEFINE_COMPARE_SCALAR(lt)
+DEFINE_COMPARE_SCALAR(le)
+DEFINE_COMPARE_SCALAR(eq)
+
+/* where(x >= hi, hi, where(x <= lo, lo, x)): a bound reached is the outer
+ * side of the kink (value the bound, derivative 0), and NaN stays NaN */
+nb_tensor *nb_clamp(nb_graph *g, nb_tensor *x, double lo, double hi)
+{
+    if (!g || !x)
+        return NULL;
+    if (!(lo <= hi)) {
+        char b[160];
+        nbc_error(g, NB_ERR_ARG, "clamp", "bounds [%g, %g] for %s need lo <= hi (and no NaN)", lo,
+                  hi, nbc_shp(x, b, sizeof b));
+        return NULL;
+    }
+    nb_tensor *lo_t = nbk_const(g, x, lo), *hi_t = nbk_const(g, x, hi);
+    return nb_where(g, nb_ge(g, x, hi_t), hi_t, nb_where(g, nb_le(g, x, lo_t), lo_t, x));
+}
+
+/* log σ(x) = -softplus(-x) = min(x, 0) - ln(1 + e^-|x|): e^-|x| <= 1, so
+ * nothing overflows, and neither tail cancels (x -> -inf gives x, x -> +inf
+ * gives -e^-x). The derivative is the sum of two terms that never cancel:
+ * 1(x < 0) + σ(-|x|)·sign(x), which is σ(-x) on both sides and ½ at 0 (the
+ * tie of minimum there gives ½, sign(0) = 0). */
+nb_tensor *nb_log_sigmoid(nb_graph *g, nb_tensor *x)
+{
+    if (!x)
+        return NULL;
+    nb_tensor *neg_abs = nb_neg(g, nb_abs(g, x));
+    return nb_sub(g, nb_minimum(g, x, nbk_const(g, x, 0.0)), nb_log1p(g, nb_exp(g, neg_abs)));
 }

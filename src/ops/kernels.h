@@ -93,5 +93,8 @@ nb_tensor *nbk_const(nb_graph *g, const nb_tensor *like, double v);
 
 /* Normalise an axis (negative counts from the end) against rank; -1 if out of range. */
 int nbk_axis(int axis, int rank);
+/* The same for an axis of x, recording NB_ERR_ARG under op when it is out of
+ * range. rank is rank(x), or rank(x) + 1 for an axis to insert. */
+int nbk_check_axis(nb_graph *g, const char *op, const nb_tensor *x, int64_t axis, int rank);
 
 #endif

@@ -1,9 +1,12 @@
-/* Reductions: sum, mean and max over a set of axes, and the broadcasting
- * pair sum_to / broadcast_to (each the adjoint of the other).
+/* Reductions: sum, mean, max and min over a set of axes, argmax over one
+ * axis, the broadcasting pair sum_to / broadcast_to (each the adjoint of the
+ * other), and the reductions composed of these (logsumexp, var, the
+ * single-axis helpers).
  *
  * Attributes:
- *   sum, mean, max:          ints[0] = bitmask of reduced axes of the input,
+ *   sum, mean, max, min:     ints[0] = bitmask of reduced axes of the input,
  *                            ints[1] = keepdims (0 or 1).
+ *   argmax:                  ints[0] = the axis (normalised by the shape rule).
  *   sum_to, broadcast_to:    ints[0..rank) = target shape,
  *                            ints[NB_MAX_RANK] = target rank.
  *
@@ -21,7 +24,7 @@
 
 /* ------------------------------------------------------------ the plan */
 
-typedef enum red_kind { RED_SUM, RED_MAX } red_kind;
+typedef enum red_kind { RED_SUM, RED_MAX, RED_MIN } red_kind;
 
 /* How to walk a reduction of x after coalescing its axes. */
 typedef struct red_plan {
@@ -112,9 +115,10 @@ static void odo_next(const red_plan *p, red_odo *o)
 #define COMBINE_SUM(a, v) ((a) + (v))
 /* NaN wins: once the accumulator is NaN it stays NaN */
 #define COMBINE_MAX(a, v) (((v) > (a) || (v) != (v)) ? (v) : (a))
+#define COMBINE_MIN(a, v) (((v) < (a) || (v) != (v)) ? (v) : (a))
 
-/* Leaves of the pairwise tree hold at most this many elements. Max is
- * exact, so its leaves are long: the tree only fixes the order (which of
+/* Leaves of the pairwise tree hold at most this many elements. Max (and
+ * min) is exact, so its leaves are long: the tree only fixes the order (which of
  * -0/+0 or of two NaNs wins), and merging leaves costs unpredictable
  * branches. */
 #define RED_BLOCK 128
@@ -264,6 +268,8 @@ DEFINE_REDUCE(sum_f32, float, COMBINE_SUM, RED_BLOCK)
 DEFINE_REDUCE(sum_f64, double, COMBINE_SUM, RED_BLOCK)
 DEFINE_REDUCE(max_f32, float, COMBINE_MAX, RED_MAX_BLOCK)
 DEFINE_REDUCE(max_f64, double, COMBINE_MAX, RED_MAX_BLOCK)
+DEFINE_REDUCE(min_f32, float, COMBINE_MIN, RED_MAX_BLOCK)
+DEFINE_REDUCE(min_f64, double, COMBINE_MIN, RED_MAX_BLOCK)
 
 typedef struct red_kernels {
     void (*inner)(const red_plan *p, const void *x, void *out, int64_t o0, int64_t o1, int row_nt);
@@ -271,11 +277,13 @@ typedef struct red_kernels {
                   int64_t j1);
 } red_kernels;
 
-static const red_kernels red_table[2][2] = {
+static const red_kernels red_table[3][2] = {
     [RED_SUM] =
         {[NB_F32] = {sum_f32_inner, sum_f32_outer}, [NB_F64] = {sum_f64_inner, sum_f64_outer}},
     [RED_MAX] =
         {[NB_F32] = {max_f32_inner, max_f32_outer}, [NB_F64] = {max_f64_inner, max_f64_outer}},
+    [RED_MIN] =
+        {[NB_F32] = {min_f32_inner, min_f32_outer}, [NB_F64] = {min_f64_inner, min_f64_outer}},
 };
 
 /* Element-type helpers: fill, divide in place, and broadcast rows. */
@@ -324,7 +332,7 @@ DEFINE_TYPED(f64, double)
 static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind)
 {
     const nb_tensor *x = out->inputs[0];
-    if (x->size == 0) { /* sum of nothing; max never gets here with work to do */
+    if (x->size == 0) { /* sum of nothing; max and min never get here with work to do */
         nbc_fill(out, 0.0);
         return;
     }
@@ -401,13 +409,14 @@ nb_status nbo_reduce_shape(nb_graph *g, nb_tensor *out)
         return nbc_error(g, NB_ERR_ARG, out->op->name,
                          "axis mask 0x%llx names axes beyond the rank of %s",
                          (unsigned long long)mask, nbc_shp(x, b, sizeof b));
-    if (out->op == &nbo_table[NB_OP_MAX])
+    bool is_max = out->op == &nbo_table[NB_OP_MAX];
+    if (is_max || out->op == &nbo_table[NB_OP_MIN])
         for (int d = 0; d < x->rank; d++)
             if (((mask >> d) & 1u) && x->shape[d] == 0)
                 return nbc_error(g, NB_ERR_SHAPE, out->op->name,
                                  "cannot reduce axis %d of %s: it has size 0 and the "
-                                 "maximum of no elements is undefined",
-                                 d, nbc_shp(x, b, sizeof b));
+                                 "%s of no elements is undefined",
+                                 d, nbc_shp(x, b, sizeof b), is_max ? "maximum" : "minimum");
     out->dtype = x->dtype;
     out->rank = 0;
     for (int d = 0; d < x->rank; d++) {
@@ -506,6 +515,12 @@ nb_status nbo_max_fwd(nb_graph *g, nb_tensor *out)
     return NB_OK;
 }
 
+nb_status nbo_min_fwd(nb_graph *g, nb_tensor *out)
+{
+    reduce_run(g, out, axes_mask(out), RED_MIN);
+    return NB_OK;
+}
+
 nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out)
 {
     /* reduce the leading axes and those the target holds as 1 */
@@ -576,8 +591,9 @@ nb_tensor *nbo_mean_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 }
 
 /* Share of the result that each input element receives: 1/k where it is
- * one of the k elements equal to the maximum of its slice, 0 elsewhere. */
-static nb_tensor *max_share(nb_graph *g, nb_tensor *out)
+ * one of the k elements equal to the maximum (minimum) of its slice, 0
+ * elsewhere. */
+static nb_tensor *extremum_share(nb_graph *g, nb_tensor *out)
 {
     nb_tensor *x = out->inputs[0];
     nb_tensor *is_max = nb_eq(g, x, as_keepdims(g, out, out));
@@ -591,12 +607,22 @@ static nb_tensor *max_share(nb_graph *g, nb_tensor *out)
 nb_tensor *nbo_max_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
     (void)i;
-    return nb_mul(g, max_share(g, out), as_keepdims(g, out, gr));
+    return nb_mul(g, extremum_share(g, out), as_keepdims(g, out, gr));
 }
 /* t_y = sum(t·share) over the reduced axes */
 nb_tensor *nbo_max_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    return reduce_like(g, out, NB_OP_SUM, nb_mul(g, t[0], max_share(g, out)));
+    return reduce_like(g, out, NB_OP_SUM, nb_mul(g, t[0], extremum_share(g, out)));
+}
+
+/* d min, t_y: as max, with the share of the arg-min */
+nb_tensor *nbo_min_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbo_max_vjp(g, out, i, gr);
+}
+nb_tensor *nbo_min_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nbo_max_jvp(g, out, t);
 }
 
 /* d sum_to = broadcast_to(g, shape(x)) */
@@ -621,6 +647,84 @@ nb_tensor *nbo_broadcast_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *g
 nb_tensor *nbo_broadcast_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
     return nb_broadcast_to(g, t[0], out->rank, out->shape);
+}
+
+/* ----------------------------------------------------------------- argmax */
+
+/* Indices in f32 are exact up to 2^24. */
+#define ARGMAX_F32_MAX_LEN ((int64_t)1 << 24)
+
+nb_status nbo_argmax_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[0];
+    char b[160];
+    int axis = nbk_check_axis(g, out->op->name, x, out->attrs->ints[0], x->rank);
+    if (axis < 0)
+        return NB_ERR_ARG;
+    if (x->shape[axis] == 0)
+        return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                         "cannot reduce axis %d of %s: it has size 0 and the arg-max of no "
+                         "elements is undefined",
+                         axis, nbc_shp(x, b, sizeof b));
+    if (x->dtype == NB_F32 && x->shape[axis] > ARGMAX_F32_MAX_LEN)
+        return nbc_error(g, NB_ERR_ARG, out->op->name,
+                         "axis %d of f32%s has %lld entries, but f32 holds indices exactly only "
+                         "up to %lld (cast x to f64)",
+                         axis, nbc_shp(x, b, sizeof b), (long long)x->shape[axis],
+                         (long long)ARGMAX_F32_MAX_LEN);
+    out->attrs->ints[0] = axis;
+    out->dtype = x->dtype;
+    out->rank = 0;
+    for (int d = 0; d < x->rank; d++)
+        if (d != axis)
+            out->shape[out->rank++] = x->shape[d];
+    return NB_OK;
+}
+
+/* out[k, j] = the first i with x[k, i, j] the maximum of x[k, :, j]; a NaN
+ * counts as the maximum (the first NaN wins), as in max. */
+#define ARGMAX_BODY(T)                                                                             \
+    do {                                                                                           \
+        T *o = out->data;                                                                          \
+        const T *px = x->data;                                                                     \
+        for (int64_t k = 0; k < outer; k++)                                                        \
+            for (int64_t j = 0; j < inner; j++) {                                                  \
+                const T *p = px + k * len * inner + j;                                             \
+                int64_t best = 0;                                                                  \
+                T v_best = p[0];                                                                   \
+                for (int64_t i = 1; i < len && v_best == v_best; i++) {                            \
+                    T v = p[i * inner];                                                            \
+                    if (v > v_best || v != v) {                                                    \
+                        best = i;                                                                  \
+                        v_best = v;                                                                \
+                    }                                                                              \
+                }                                                                                  \
+                o[k * inner + j] = (T)best;                                                        \
+            }                                                                                      \
+    } while (0)
+
+nb_status nbo_argmax_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    const nb_tensor *x = out->inputs[0];
+    int axis = (int)out->attrs->ints[0];
+    int64_t outer = 1, inner = 1, len = x->shape[axis];
+    for (int d = 0; d < axis; d++)
+        outer *= x->shape[d];
+    for (int d = axis + 1; d < x->rank; d++)
+        inner *= x->shape[d];
+    if (out->dtype == NB_F32)
+        ARGMAX_BODY(float);
+    else
+        ARGMAX_BODY(double);
+    return NB_OK;
+}
+
+nb_tensor *nb_argmax(nb_graph *g, nb_tensor *x, int axis)
+{
+    nb_attrs a = {0};
+    a.ints[0] = axis;
+    return nbo_apply(g, &nbo_table[NB_OP_ARGMAX], &x, 1, &a);
 }
 
 /* ----------------------------------------------------------- constructors */
@@ -677,6 +781,11 @@ nb_tensor *nb_max(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool k
     return reduce(g, NB_OP_MAX, x, axes, n_axes, keepdims);
 }
 
+nb_tensor *nb_min(nb_graph *g, nb_tensor *x, const int *axes, int n_axes, bool keepdims)
+{
+    return reduce(g, NB_OP_MIN, x, axes, n_axes, keepdims);
+}
+
 /* Check a target shape and apply op to x with it. */
 static nb_tensor *to_shape(nb_graph *g, int op, nb_tensor *x, int rank, const int64_t *shape)
 {
@@ -711,4 +820,67 @@ nb_tensor *nb_sum_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape)
 nb_tensor *nb_broadcast_to(nb_graph *g, nb_tensor *x, int rank, const int64_t *shape)
 {
     return to_shape(g, NB_OP_BROADCAST_TO, x, rank, shape);
+}
+
+/* ------------------------------------------------ compositions over one axis */
+
+nb_tensor *nb_sum_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims)
+{
+    return nb_sum(g, x, &axis, 1, keepdims);
+}
+
+nb_tensor *nb_mean_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims)
+{
+    return nb_mean(g, x, &axis, 1, keepdims);
+}
+
+nb_tensor *nb_max_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims)
+{
+    return nb_max(g, x, &axis, 1, keepdims);
+}
+
+nb_tensor *nb_min_axis(nb_graph *g, nb_tensor *x, int axis, bool keepdims)
+{
+    return nb_min(g, x, &axis, 1, keepdims);
+}
+
+/* log Σ e^x = m + log Σ e^(x-m), m the slice's maximum held as a constant:
+ * the value is the same for any m, so the derivatives with m fixed are the
+ * true ones (the first is softmax(x)), at every order. A slice whose
+ * maximum is ±inf or NaN is shifted by 0 instead, so that an all -inf
+ * slice gives -inf and not NaN. An empty axis gives log 0 = -inf. */
+nb_tensor *nb_logsumexp(nb_graph *g, nb_tensor *x, int axis, bool keepdims)
+{
+    if (!g || !x)
+        return NULL;
+    int a = nbk_check_axis(g, "logsumexp", x, axis, x->rank);
+    if (a < 0)
+        return NULL;
+    if (x->shape[a] == 0)
+        return nb_log(g, nb_sum(g, x, &a, 1, keepdims));
+    nb_tensor *m = nb_stop_gradient(g, nb_max(g, x, &a, 1, true));
+    nb_tensor *finite = nb_lt(g, nb_abs(g, m), nbk_const(g, x, INFINITY));
+    m = nb_where(g, finite, m, nbk_const(g, x, 0.0));
+    nb_tensor *y = nb_add(g, nb_log(g, nb_sum(g, nb_exp(g, nb_sub(g, x, m)), &a, 1, true)), m);
+    return keepdims ? y : nb_squeeze(g, y, a);
+}
+
+/* Σ (x - mean x)² / max(0, n - correction), two passes: the deviations are
+ * taken before they are squared, so no large squares cancel. */
+nb_tensor *nb_var(nb_graph *g, nb_tensor *x, int axis, bool keepdims, double correction)
+{
+    if (!g || !x)
+        return NULL;
+    int a = nbk_check_axis(g, "var", x, axis, x->rank);
+    if (a < 0)
+        return NULL;
+    if (!(correction >= 0 && correction <= (double)INT64_MAX)) {
+        char b[160];
+        nbc_error(g, NB_ERR_ARG, "var", "correction %g for %s must be a finite number >= 0",
+                  correction, nbc_shp(x, b, sizeof b));
+        return NULL;
+    }
+    nb_tensor *dev = nb_sub(g, x, nb_mean(g, x, &a, 1, true));
+    nb_tensor *ss = nb_sum(g, nb_square(g, dev), &a, 1, keepdims);
+    return nb_div(g, ss, nbk_const(g, x, fmax(0.0, (double)x->shape[a] - correction)));
 }

@@ -1,5 +1,6 @@
 /* Shape ops: reshape, permute (and transpose), slice and its adjoint
- * unslice, concat, gather and its adjoint scatter_add, one_hot.
+ * unslice, concat and stack, gather and its adjoint scatter_add, one_hot;
+ * and the compositions split, squeeze, unsqueeze and select.
  *
  * Most of these only move elements, so their kernels work on bytes with
  * the element size as a parameter (one kernel for both dtypes); the two
@@ -7,14 +8,18 @@
  * macro body instantiated for float and double. Every derivative rule is
  * the op's adjoint, written with the public ops:
  *   reshape <-> reshape back, permute <-> inverse permute,
- *   slice <-> unslice, gather <-> scatter_add, concat -> slices.
+ *   slice <-> unslice, gather <-> scatter_add, concat -> slices,
+ *   stack -> selects.
  *
  * Attributes (nb_attrs) per op, as the shape rules leave them:
  *   reshape      ints[0..rank) requested sizes (-1 allowed), ints[NB_MAX_RANK] rank
  *   permute      ints[0..rank) perm, normalised to 0..rank-1
- *   slice        ints[0] axis, [1] start, [2] stop, [3] step (normalised, 0 <= start <= stop <=
- * len) unslice      ints[0] axis, [1] size, [2] start, [3] step (normalised) concat       ints[0]
- * axis (normalised) gather       ints[0] axis (normalised); idx/n_idx as given (may be negative)
+ *   slice        ints[0] axis, [1] start, [2] stop, [3] step
+ *                (normalised, 0 <= start <= stop <= len)
+ *   unslice      ints[0] axis, [1] size, [2] start, [3] step (normalised)
+ *   concat       ints[0] axis (normalised)
+ *   stack        ints[0] axis of the result (normalised)
+ *   gather       ints[0] axis (normalised); idx/n_idx as given (may be negative)
  *   scatter_add  ints[0] axis (normalised), [1] size; idx/n_idx as given
  *   one_hot      ints[0] depth, [1] dtype; idx/n_idx the labels
  */
@@ -52,13 +57,7 @@ static nb_status like_but_axis(nb_graph *g, nb_tensor *out, const nb_tensor *x, 
  * out of range. */
 static int check_axis(nb_graph *g, const nb_tensor *out, const nb_tensor *x, int64_t axis)
 {
-    int a = axis < -NB_MAX_RANK || axis > NB_MAX_RANK ? -1 : nbk_axis((int)axis, x->rank);
-    if (a < 0) {
-        char b[160];
-        nbc_error(g, NB_ERR_ARG, out->op->name, "axis %lld is out of range for %s (rank %d)",
-                  (long long)axis, nbc_shp(x, b, sizeof b), x->rank);
-    }
-    return a;
+    return nbk_check_axis(g, out->op->name, x, axis, x->rank);
 }
 
 /* An index into an axis of length len, negative counting from the end;
@@ -604,25 +603,34 @@ nb_status nbo_concat_shape(nb_graph *g, nb_tensor *out)
     return like_but_axis(g, out, x0, axis, total);
 }
 
-nb_status nbo_concat_fwd(nb_graph *g, nb_tensor *out)
+/* The inputs laid side by side along the result's axis: viewing the result
+ * as [outer, total, inner], input i fills len_i entries of the middle axis
+ * (its own length on the axis for concat, 1 for stack) for every outer
+ * index. */
+static void join_fwd(nb_tensor *out, bool stacked)
 {
-    (void)g;
     int axis = (int)out->attrs->ints[A_AXIS];
     int64_t outer, inner, total = out->shape[axis];
     split_at(out, axis, &outer, &inner);
     size_t row = (size_t)inner * nb_dtype_size(out->dtype);
     char *o = out->data;
-    for (int64_t k = 0; k < outer; k++) {
+    for (int64_t k = 0; k < outer && row > 0; k++) {
         int64_t at = 0;
         for (int i = 0; i < out->n_inputs; i++) {
             const nb_tensor *x = out->inputs[i];
-            int64_t len = x->shape[axis];
+            int64_t len = stacked ? 1 : x->shape[axis];
             if (len > 0)
                 memcpy(o + (size_t)(k * total + at) * row,
                        (const char *)x->data + (size_t)(k * len) * row, (size_t)len * row);
             at += len;
         }
     }
+}
+
+nb_status nbo_concat_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    join_fwd(out, false);
     return NB_OK;
 }
 
@@ -640,21 +648,83 @@ nb_tensor *nbo_concat_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
     return nb_concat(g, t, out->n_inputs, (int)out->attrs->ints[A_AXIS]);
 }
 
-nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis)
+/* Record concat or stack (op) of the n tensors xs along axis. */
+static nb_tensor *join(nb_graph *g, int op, nb_tensor *const *xs, int n, int axis)
 {
     if (!g)
         return NULL;
+    const char *name = nbo_table[op].name;
     if (n < 1) {
-        nbc_error(g, NB_ERR_ARG, "concat", "needs at least one input, got n = %d", n);
+        nbc_error(g, NB_ERR_ARG, name, "needs at least one input, got n = %d", n);
         return NULL;
     }
     if (!xs) {
-        nbc_error(g, NB_ERR_NULL, "concat", "xs is NULL for n = %d inputs", n);
+        nbc_error(g, NB_ERR_NULL, name, "xs is NULL for n = %d inputs", n);
         return NULL;
     }
     nb_attrs a = {0};
     a.ints[A_AXIS] = axis;
-    return nbo_apply(g, &nbo_table[NB_OP_CONCAT], xs, n, &a);
+    return nbo_apply(g, &nbo_table[op], xs, n, &a);
+}
+
+nb_tensor *nb_concat(nb_graph *g, nb_tensor *const *xs, int n, int axis)
+{
+    return join(g, NB_OP_CONCAT, xs, n, axis);
+}
+
+/* ------------------------------------------------------------------ stack */
+
+nb_status nbo_stack_shape(nb_graph *g, nb_tensor *out)
+{
+    const nb_tensor *x0 = out->inputs[0];
+    char b0[160], b1[160];
+    if (x0->rank >= NB_MAX_RANK)
+        return nbc_error(g, NB_ERR_RANK, out->op->name,
+                         "inputs %s have rank %d: the result would exceed rank %d",
+                         nbc_shp(x0, b0, sizeof b0), x0->rank, NB_MAX_RANK);
+    int axis = nbk_check_axis(g, out->op->name, x0, out->attrs->ints[A_AXIS], x0->rank + 1);
+    if (axis < 0)
+        return NB_ERR_ARG;
+    for (int i = 1; i < out->n_inputs; i++) {
+        const nb_tensor *x = out->inputs[i];
+        if (x->dtype != x0->dtype)
+            return nbc_error(g, NB_ERR_DTYPE, out->op->name,
+                             "input 0 is %s%s but input %d is %s%s: dtypes differ",
+                             nb_dtype_name(x0->dtype), nbc_shp(x0, b0, sizeof b0), i,
+                             nb_dtype_name(x->dtype), nbc_shp(x, b1, sizeof b1));
+        if (!nbc_same_shape(x, x0))
+            return nbc_error(g, NB_ERR_SHAPE, out->op->name,
+                             "input 0 %s and input %d %s differ: stacked tensors have one shape",
+                             nbc_shp(x0, b0, sizeof b0), i, nbc_shp(x, b1, sizeof b1));
+    }
+    out->attrs->ints[A_AXIS] = axis;
+    out->dtype = x0->dtype;
+    out->rank = x0->rank + 1;
+    for (int d = 0, k = 0; d < out->rank; d++)
+        out->shape[d] = d == axis ? out->n_inputs : x0->shape[k++];
+    return nbc_check_desc(g, out->dtype, out->rank, out->shape, out->op->name);
+}
+
+nb_status nbo_stack_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    join_fwd(out, true);
+    return NB_OK;
+}
+
+/* d stack(x_0, ..., x_n-1) / dx_i = select(g, axis, i) */
+nb_tensor *nbo_stack_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nb_select(g, gr, (int)out->attrs->ints[A_AXIS], i);
+}
+nb_tensor *nbo_stack_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return nb_stack(g, t, out->n_inputs, (int)out->attrs->ints[A_AXIS]);
+}
+
+nb_tensor *nb_stack(nb_graph *g, nb_tensor *const *xs, int n, int axis)
+{
+    return join(g, NB_OP_STACK, xs, n, axis);
 }
 
 /* ------------------------------------------------------ gather, scatter_add */
@@ -877,4 +947,129 @@ nb_tensor *nb_one_hot(nb_graph *g, nb_dtype dt, const int64_t *labels, int64_t n
     a.idx = n > 0 ? labels : NULL;
     a.n_idx = n;
     return nbo_apply(g, &nbo_table[NB_OP_ONE_HOT], NULL, 0, &a);
+}
+
+/* ------------------------------------------------------------ compositions */
+
+/* x's shape with the axis at `at` removed (drop) or a size-1 axis inserted
+ * there, as a reshape. */
+static nb_tensor *reshape_axis(nb_graph *g, nb_tensor *x, int at, bool drop)
+{
+    int64_t shape[NB_MAX_RANK];
+    int rank = 0;
+    for (int d = 0; d <= x->rank; d++) {
+        if (d == at && !drop)
+            shape[rank++] = 1;
+        if (d < x->rank && !(d == at && drop))
+            shape[rank++] = x->shape[d];
+    }
+    return nb_reshape(g, x, rank, shape);
+}
+
+nb_tensor *nb_squeeze(nb_graph *g, nb_tensor *x, int axis)
+{
+    if (!g || !x)
+        return NULL;
+    int a = nbk_check_axis(g, "squeeze", x, axis, x->rank);
+    if (a < 0)
+        return NULL;
+    if (x->shape[a] != 1) {
+        char b[160];
+        nbc_error(g, NB_ERR_SHAPE, "squeeze", "axis %d of %s has size %lld, not 1", axis,
+                  nbc_shp(x, b, sizeof b), (long long)x->shape[a]);
+        return NULL;
+    }
+    return reshape_axis(g, x, a, true);
+}
+
+nb_tensor *nb_unsqueeze(nb_graph *g, nb_tensor *x, int axis)
+{
+    if (!g || !x)
+        return NULL;
+    if (x->rank >= NB_MAX_RANK) {
+        char b[160];
+        nbc_error(g, NB_ERR_RANK, "unsqueeze", "%s has rank %d: the result would exceed rank %d",
+                  nbc_shp(x, b, sizeof b), x->rank, NB_MAX_RANK);
+        return NULL;
+    }
+    int a = nbk_check_axis(g, "unsqueeze", x, axis, x->rank + 1);
+    return a < 0 ? NULL : reshape_axis(g, x, a, false);
+}
+
+nb_tensor *nb_select(nb_graph *g, nb_tensor *x, int axis, int64_t index)
+{
+    if (!g || !x)
+        return NULL;
+    int a = nbk_check_axis(g, "select", x, axis, x->rank);
+    if (a < 0)
+        return NULL;
+    int64_t len = x->shape[a];
+    if (index < -len || index >= len) {
+        char b[160];
+        nbc_error(g, NB_ERR_ARG, "select",
+                  "index %lld is out of range for axis %d of length %lld (input %s)",
+                  (long long)index, a, (long long)len, nbc_shp(x, b, sizeof b));
+        return NULL;
+    }
+    int64_t i = wrap(index, len);
+    return reshape_axis(g, nb_slice(g, x, a, i, i + 1, 1), a, true);
+}
+
+/* Clear outs and say why: the graph's error, or NB_ERR_NULL for a quiet
+ * NULL input. */
+static nb_status split_failed(const nb_graph *g, nb_tensor **outs, int n)
+{
+    for (int i = 0; i < n; i++)
+        outs[i] = NULL;
+    nb_status st = nb_graph_status(g);
+    return st != NB_OK ? st : NB_ERR_NULL;
+}
+
+nb_status nb_split(nb_graph *g, nb_tensor *x, int axis, const int64_t *sizes, int n,
+                   nb_tensor **outs)
+{
+    if (!g)
+        return NB_ERR_NULL;
+    char b[160];
+    if (n < 1)
+        return nbc_error(g, NB_ERR_ARG, "split", "needs at least one piece, got n = %d", n);
+    if (!outs)
+        return nbc_error(g, NB_ERR_NULL, "split", "outs is NULL for n = %d pieces", n);
+    if (!x)
+        return split_failed(g, outs, n);
+    int a = nbk_check_axis(g, "split", x, axis, x->rank);
+    if (a < 0)
+        return split_failed(g, outs, n);
+    int64_t len = x->shape[a], total = 0;
+    if (!sizes && len % n != 0) {
+        nbc_error(g, NB_ERR_SHAPE, "split",
+                  "axis %d of %s has length %lld, which does not split into %d equal pieces", a,
+                  nbc_shp(x, b, sizeof b), (long long)len, n);
+        return split_failed(g, outs, n);
+    }
+    for (int i = 0; sizes && i < n; i++) {
+        if (sizes[i] < 0 || sizes[i] > len - total) {
+            nbc_error(g, sizes[i] < 0 ? NB_ERR_ARG : NB_ERR_SHAPE, "split",
+                      "sizes[%d] = %lld %s (axis %d of %s has length %lld)", i, (long long)sizes[i],
+                      sizes[i] < 0 ? "is negative" : "goes past the end of the axis", a,
+                      nbc_shp(x, b, sizeof b), (long long)len);
+            return split_failed(g, outs, n);
+        }
+        total += sizes[i];
+    }
+    if (sizes && total != len) {
+        nbc_error(g, NB_ERR_SHAPE, "split",
+                  "sizes add up to %lld, but axis %d of %s has length %lld", (long long)total, a,
+                  nbc_shp(x, b, sizeof b), (long long)len);
+        return split_failed(g, outs, n);
+    }
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t size = sizes ? sizes[i] : len / n;
+        outs[i] = nb_slice(g, x, a, at, at + size, 1);
+        if (!outs[i])
+            return split_failed(g, outs, n);
+        at += size;
+    }
+    return NB_OK;
 }

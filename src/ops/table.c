@@ -1,7 +1,7 @@
 /* The primitive table: one row per op, indexed by enum nbo_id. Adding an op
  * is one row here, its kernels and rules, and its gradcheck test. Ops
- * whose result carries no gradient (comparisons, sign, step, one_hot,
- * stop_gradient) have no vjp/jvp. */
+ * whose result carries no gradient (comparisons, sign, step, argmax,
+ * one_hot, stop_gradient) have no vjp/jvp. */
 
 #include "table.h"
 
@@ -39,6 +39,8 @@ const nbo_def nbo_table[] = {
     [NB_OP_SUM] = {"sum", 1, nbo_reduce_shape, nbo_sum_fwd, nbo_sum_vjp, nbo_sum_jvp},
     [NB_OP_MEAN] = {"mean", 1, nbo_reduce_shape, nbo_mean_fwd, nbo_mean_vjp, nbo_mean_jvp},
     [NB_OP_MAX] = {"max", 1, nbo_reduce_shape, nbo_max_fwd, nbo_max_vjp, nbo_max_jvp},
+    [NB_OP_MIN] = {"min", 1, nbo_reduce_shape, nbo_min_fwd, nbo_min_vjp, nbo_min_jvp},
+    [NB_OP_ARGMAX] = {"argmax", 1, nbo_argmax_shape, nbo_argmax_fwd, NULL, NULL},
     [NB_OP_SUM_TO] = {"sum_to", 1, nbo_sum_to_shape, nbo_sum_to_fwd, nbo_sum_to_vjp,
                       nbo_sum_to_jvp},
     [NB_OP_BROADCAST_TO] = {"broadcast_to", 1, nbo_broadcast_to_shape, nbo_broadcast_to_fwd,
@@ -52,6 +54,7 @@ const nbo_def nbo_table[] = {
                        nbo_unslice_jvp},
     [NB_OP_CONCAT] = {"concat", -1, nbo_concat_shape, nbo_concat_fwd, nbo_concat_vjp,
                       nbo_concat_jvp},
+    [NB_OP_STACK] = {"stack", -1, nbo_stack_shape, nbo_stack_fwd, nbo_stack_vjp, nbo_stack_jvp},
     [NB_OP_GATHER] = {"gather", 1, nbo_gather_shape, nbo_gather_fwd, nbo_gather_vjp,
                       nbo_gather_jvp},
     [NB_OP_SCATTER_ADD] = {"scatter_add", 1, nbo_scatter_add_shape, nbo_scatter_add_fwd,

@@ -53,6 +53,8 @@ enum nbo_id {
     NB_OP_SUM,
     NB_OP_MEAN,
     NB_OP_MAX,
+    NB_OP_MIN,
+    NB_OP_ARGMAX,
     NB_OP_SUM_TO,
     NB_OP_BROADCAST_TO,
     NB_OP_RESHAPE,
@@ -60,6 +62,7 @@ enum nbo_id {
     NB_OP_SLICE,
     NB_OP_UNSLICE,
     NB_OP_CONCAT,
+    NB_OP_STACK,
     NB_OP_GATHER,
     NB_OP_SCATTER_ADD,
     NB_OP_ONE_HOT,
@@ -94,9 +97,11 @@ nb_status nbo_matmul_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_one_hot_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_permute_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_reduce_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_argmax_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_reshape_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_scatter_add_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_slice_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_stack_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_unary_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_unslice_shape(nb_graph *g, nb_tensor *out);
@@ -179,6 +184,10 @@ nb_tensor *nbo_mean_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents)
 nb_status nbo_max_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_max_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_max_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_min_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_min_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_min_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_argmax_fwd(nb_graph *g, nb_tensor *out);
 nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_sum_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_sum_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
@@ -200,6 +209,9 @@ nb_tensor *nbo_unslice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangen
 nb_status nbo_concat_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_concat_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_concat_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_stack_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_stack_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_stack_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_gather_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_gather_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_gather_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
