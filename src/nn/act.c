@@ -20,12 +20,6 @@ nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x)
     return nb_where(g, nb_le(g, x, zero), zero, x);
 }
 
-nb_tensor *nbn_clamp(nb_graph *g, nb_tensor *x, double lo, double hi)
-{
-    nb_tensor *lo_t = nbn_const(g, x, lo), *hi_t = nbn_const(g, x, hi);
-    return nb_where(g, nb_ge(g, x, hi_t), hi_t, nb_where(g, nb_le(g, x, lo_t), lo_t, x));
-}
-
 /* where(x > 0, x, slope·x) for a constant or tensor slope. */
 static nb_tensor *leaky(nb_graph *g, nb_tensor *x, nb_tensor *slope)
 {
@@ -34,12 +28,12 @@ static nb_tensor *leaky(nb_graph *g, nb_tensor *x, nb_tensor *slope)
 
 nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x)
 {
-    return nbn_clamp(g, nb_add_scalar(g, nb_scale(g, x, 0.25), 0.5), 0, 1);
+    return nb_clamp(g, nb_add_scalar(g, nb_scale(g, x, 0.25), 0.5), 0, 1);
 }
 
 nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x)
 {
-    return nbn_clamp(g, x, -1, 1);
+    return nb_clamp(g, x, -1, 1);
 }
 
 nb_tensor *nb_relu(nb_graph *g, nb_tensor *x)

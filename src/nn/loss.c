@@ -46,7 +46,7 @@ nb_tensor *nb_bce_loss(nb_graph *g, nb_tensor *prob, nb_tensor *target, nb_reduc
     if (!same_shape(g, prob, target, "bce_loss", "probabilities", "target"))
         return NULL;
     double eps = prob->dtype == NB_F32 ? 1e-7 : 1e-12;
-    nb_tensor *p = nbn_clamp(g, prob, eps, 1 - eps);
+    nb_tensor *p = nb_clamp(g, prob, eps, 1 - eps);
     nb_tensor *one = nbn_const(g, prob, 1);
     nb_tensor *ll = nb_add(g, nb_mul(g, target, nb_log(g, p)),
                            nb_mul(g, nb_sub(g, one, target), nb_log(g, nb_sub(g, one, p))));

@@ -45,9 +45,6 @@ extern const nb_layer_def nbn_rnn_defs[6];
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v);
 /* The positive part where(x <= 0, 0, x): derivative 1(x > 0), NaN kept. */
 nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x);
-/* x clamped to [lo, hi] as where(x >= hi, hi, where(x <= lo, lo, x)):
- * derivative 1(lo < x < hi), 0 at the bounds, NaN kept. */
-nb_tensor *nbn_clamp(nb_graph *g, nb_tensor *x, double lo, double hi);
 /* Sum or mean of every element of x as a rank-0 tensor. */
 nb_tensor *nbn_reduce_all(nb_graph *g, nb_tensor *x, nb_reduction r, const char *op);
 
