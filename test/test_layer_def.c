@@ -429,9 +429,11 @@ static void test_settings_text(void **state)
 static void test_builtin_defs(void **state)
 {
     (void)state;
-    static const char *const kinds[] = {"linear",  "maxout",     "activation",
-                                        "dropout", "batch_norm", "sequential"};
-    for (int i = 0; i < 6; i++) {
+    static const char *const kinds[] = {"linear",  "maxout",   "activation", "dropout",
+                                        "batch_norm", "sequential", "reshape", "rnn",
+                                        "gru",     "lstm",     "rnn_cell",   "gru_cell",
+                                        "lstm_cell"};
+    for (int i = 0; i < 13; i++) {
         const nb_layer_def *d = nb_layer_builtin(kinds[i]);
         assert_non_null(d);
         assert_string_equal(d->kind, kinds[i]);
@@ -647,13 +649,64 @@ static void test_undescribable(void **state)
     nb_layer_free(seq);
 }
 
+/* A reshape layer: each sample's elements in the new shape, described as
+ * "shape=AxB"; a sample of another size is named. */
+static void test_reshape_layer(void **state)
+{
+    (void)state;
+    nb_layer *l = NULL;
+    assert_int_equal(nb_reshape_layer_new("rows", 2, (const int64_t[]){2, 3}, &l), NB_OK);
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_ones(g, NB_F32, 2, (int64_t[]){4, 6});
+    nb_tensor *y = nb_layer_forward(g, l, x, false);
+    assert_non_null(y);
+    assert_int_equal(nb_tensor_rank(y), 3);
+    assert_memory_equal(nb_tensor_shape(y), ((int64_t[]){4, 2, 3}), 3 * sizeof(int64_t));
+    assert_null(nb_layer_forward(g, l, nb_ones(g, NB_F32, 2, (int64_t[]){4, 5}), false));
+    assert_string_equal(nb_graph_error(g)->msg,
+                        "rows: input [4,5] does not hold 6 elements per sample");
+    nb_layer *seq = NULL;
+    assert_int_equal(nb_sequential_new("", &seq), NB_OK);
+    assert_int_equal(nb_sequential_add(seq, l), NB_OK);
+    char desc[256];
+    nb_error e;
+    assert_int_equal(nb_layer_describe(seq, desc, sizeof desc, &e), NB_OK);
+    assert_non_null(strstr(desc, "layer.1=reshape name=rows shape=2x3"));
+    nb_model *m = nb_model_new();
+    nb_layer *back = NULL;
+    assert_int_equal(nb_layer_from_description(m, NULL, desc, NULL, &back, &e), NB_OK);
+    char again[256];
+    assert_int_equal(nb_layer_describe(back, again, sizeof again, &e), NB_OK);
+    assert_string_equal(desc, again);
+    nb_layer_free(back);
+    const char *bad[] = {"shape=", "shape=2x", "shape=0x3", "shape=2y3", "shape=x3",
+                         "shape=1x1x1x1x1x1x1x1x1", "size=2x3"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char d[256];
+        snprintf(d, sizeof d, "arch=layers\nlayers=1\ndtype=f32\nlayer.1=reshape name=r %s",
+                 bad[k]);
+        if (nb_layer_from_description(m, NULL, d, NULL, &back, &e) != NB_ERR_ARG)
+            fail_msg("'%s' built", bad[k]);
+        assert_non_null(strstr(e.msg, "shape= is missing or not sizes like 28x28"));
+    }
+    assert_int_equal(nb_reshape_layer_new("r", 0, (const int64_t[]){2}, &l), NB_ERR_ARG);
+    assert_int_equal(nb_reshape_layer_new("r", 1, (const int64_t[]){0}, &l), NB_ERR_ARG);
+    assert_int_equal(nb_reshape_layer_new("r", 1, NULL, &l), NB_ERR_NULL);
+    assert_int_equal(nb_reshape_layer_new(NULL, 1, (const int64_t[]){2}, &l), NB_ERR_NULL);
+    assert_int_equal(nb_reshape_layer_new("r", NB_MAX_RANK, (const int64_t[]){1, 1, 1, 1, 1, 1, 1, 1}, &l),
+                     NB_ERR_ARG);
+    nb_model_free(m);
+    nb_layer_free(seq);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_layer_everywhere), cmocka_unit_test(test_misbehaving_layers),
         cmocka_unit_test(test_protocol_errors),       cmocka_unit_test(test_settings_text),
         cmocka_unit_test(test_builtin_defs),          cmocka_unit_test(test_layer_descriptions),
-        cmocka_unit_test(test_undescribable),
+        cmocka_unit_test(test_undescribable),         cmocka_unit_test(test_reshape_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

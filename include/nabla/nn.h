@@ -375,6 +375,13 @@ NB_API nb_status nb_dropout_new(const char *name, double p, const nb_layer_opts 
  */
 NB_API nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, double eps,
                                    double momentum, const nb_layer_opts *o, nb_layer **out);
+/** Reshape each sample: [N, ...] to [N, shape[0], ..., shape[rank-1]]
+ *  (kind "reshape"; e.g. an image's 784 pixels as 28 rows of 28 for a
+ *  recurrent layer). The sample's element count must be the shape's.
+ *  NB_ERR_NULL, NB_ERR_ARG (rank outside 1..NB_MAX_RANK-1, a size < 1),
+ *  NB_ERR_NOMEM. */
+NB_API nb_status nb_reshape_layer_new(const char *name, int rank, const int64_t *shape,
+                                      nb_layer **out);
 /** An empty sequence of layers, run in order. */
 NB_API nb_status nb_sequential_new(const char *name, nb_layer **out);
 /** Append @p layer to @p seq, which takes ownership (also on error: then

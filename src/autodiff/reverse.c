@@ -68,6 +68,7 @@ typedef struct sweep_state {
 static nb_status first_touch(sweep_state *s, nb_tensor *t)
 {
     t->adj_sweep = s->id;
+    t->flags &= ~NB_T_ADJ_OWNED; /* whatever adj is, it is not (yet) t's alone */
     if (t->flags & NB_T_LINKED) {
         s->pending++;
         return NB_OK;
@@ -119,7 +120,10 @@ static nb_status check_rule_result(nb_graph *g, const nb_tensor *node, int i, co
                            nbc_nonfinite_at(gi, k, what, sizeof what));
 }
 
-/* in->adj += gi, a gradient tensor shaped like in (for input i of node) */
+/* in->adj += gi, a gradient tensor shaped like in (for input i of node).
+ * When no graph of the gradient is recorded, the sum of a second gradient
+ * is a buffer made for in alone (NB_T_ADJ_OWNED), and later ones are added
+ * into it in place: the same numbers without a new tensor each time. */
 static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_tensor *in,
                              nb_tensor *gi)
 {
@@ -133,11 +137,17 @@ static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_te
     }
     nb_graph *g = s->g;
     bool check = g->check_finite;
+    if ((in->flags & NB_T_ADJ_OWNED) && !g->recording && !check) {
+        add_into(in->adj, gi);
+        return NB_OK;
+    }
     g->check_finite = false;
     in->adj = nb_add(g, in->adj, gi);
     g->check_finite = check;
     if (!in->adj)
         return g->err.status;
+    if (!g->recording)
+        in->flags |= NB_T_ADJ_OWNED;
     int64_t k = check ? nbc_first_nonfinite(in->adj) : -1;
     if (k >= 0) {
         char who[64], what[96];
@@ -146,6 +156,32 @@ static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_te
             input_label(node, i, who, sizeof who), nbc_nonfinite_at(in->adj, k, what, sizeof what));
     }
     return NB_OK;
+}
+
+/* in's gradient so far as a buffer of its own that gradients can be added
+ * into (NB_T_ADJ_OWNED): zeros when in has none yet, a copy of what it has
+ * when that buffer is not its alone. NULL with g's error on failure. */
+static nb_tensor *owned_adj(sweep_state *s, nb_tensor *in)
+{
+    nb_graph *g = s->g;
+    bool touched = in->adj_sweep == s->id;
+    if (touched && (in->flags & NB_T_ADJ_OWNED))
+        return in->adj;
+    nb_tensor *acc = nbc_tensor_new(g, in->dtype, in->rank, in->shape, "backward");
+    if (!acc)
+        return NULL;
+    size_t bytes = (size_t)in->size * nb_dtype_size(in->dtype);
+    if (!touched)
+        memset(acc->data, 0, bytes);
+    else if (in->adj == &nba_scalar_adj)
+        nb_tensor_set(acc, 0, in->sadj);
+    else
+        memcpy(acc->data, in->adj->data, bytes);
+    in->adj = acc;
+    if (!touched && first_touch(s, in) != NB_OK)
+        return NULL;
+    in->flags |= NB_T_ADJ_OWNED;
+    return acc;
 }
 
 /* Hand the gradient of node to its inputs. */
@@ -166,10 +202,18 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
     nb_tensor *adj = nba_adj(g, node);
     if (!adj)
         return g->err.status;
+    bool into = !create_graph && !g->check_finite && nbo_has_vjp_into(node->op);
     for (int i = 0; i < node->n_inputs; i++) {
         nb_tensor *in = node->inputs[i];
         if (!(in->flags & NB_T_REQUIRES_GRAD))
             continue;
+        if (into) { /* the rule adds into in's own buffer */
+            nb_tensor *acc = owned_adj(s, in);
+            if (!acc)
+                return g->err.status;
+            nbo_vjp_into(node, i, adj, acc);
+            continue;
+        }
         bool check = g->check_finite;
         g->check_finite = false; /* the rule's result is checked, not its ops */
         nb_tensor *gi = node->op->vjp(g, node, i, adj);

@@ -71,6 +71,8 @@ enum {
     NB_T_LINKED = 1u << 2,        /* on its graph's list of recorded nodes (prev) */
     NB_T_SCALAR = 1u << 3,        /* one-element op with a numeric VJP (ops/scalar.h) */
     NB_T_ZERO = 1u << 8,          /* a zero tangent made by forward mode (never a user's) */
+    NB_T_ADJ_OWNED = 1u << 9,     /* reverse sweep: adj is a buffer made for this tensor
+                                     alone, which later gradients may be added into */
 };
 
 /* A tensor of a graph is allocated only up to shape[rank - 1]

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static const nb_layer_opts default_opts = {0};
 
@@ -680,6 +681,110 @@ const nb_layer_def nbn_sequential_def = {
     .out_width = sequential_width,
     .describe = sequential_describe,
     .build = sequential_build,
+};
+
+/* ------------------------------------------------------------- reshape */
+
+typedef struct reshape {
+    int rank; /* of a sample */
+    int64_t shape[NB_MAX_RANK - 1];
+} reshape;
+
+static int64_t shape_count(const reshape *r)
+{
+    int64_t n = 1;
+    for (int i = 0; i < r->rank; i++)
+        n *= r->shape[i];
+    return n;
+}
+
+nb_status nb_reshape_layer_new(const char *name, int rank, const int64_t *shape, nb_layer **out)
+{
+    if (out)
+        *out = NULL;
+    if (!name || !out || (rank > 0 && !shape))
+        return NB_ERR_NULL;
+    if (rank < 1 || rank > NB_MAX_RANK - 1)
+        return NB_ERR_ARG;
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        if (shape[i] < 1 || nbc_mul_overflows(n, shape[i], &n))
+            return NB_ERR_ARG;
+    nb_status st = nbn_layer_make(nb_default_alloc, NULL, &nbn_reshape_def, name, NULL, out);
+    if (st == NB_OK) {
+        reshape *r = (*out)->state;
+        r->rank = rank;
+        memcpy(r->shape, shape, (size_t)rank * sizeof *shape);
+    }
+    return st;
+}
+
+/* [N, ...] to [N, shape...]: each sample's elements in the new shape. */
+static nb_tensor *reshape_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    (void)training;
+    const reshape *r = l->state;
+    char sx[96];
+    int64_t per = x->rank >= 1 && x->shape[0] > 0 ? x->size / x->shape[0] : -1;
+    if (x->rank < 1 || per != shape_count(r)) {
+        nbc_error(g, NB_ERR_SHAPE, l->name, "input %s does not hold %lld elements per sample",
+                  nbc_shp(x, sx, sizeof sx), (long long)shape_count(r));
+        return NULL;
+    }
+    int64_t shape[NB_MAX_RANK] = {x->shape[0]};
+    memcpy(shape + 1, r->shape, (size_t)r->rank * sizeof *shape);
+    return nb_reshape(g, x, r->rank + 1, shape);
+}
+
+static int64_t reshape_width(const nb_layer *l, int64_t w)
+{
+    (void)w;
+    const reshape *r = l->state;
+    return r->shape[r->rank - 1];
+}
+
+static nb_status reshape_describe(const nb_layer *l, char *out, size_t cap)
+{
+    const reshape *r = l->state;
+    char v[NB_MAX_RANK * 21] = "";
+    size_t n = 0;
+    for (int i = 0; i < r->rank; i++)
+        n += (size_t)snprintf(v + n, sizeof v - n, "%s%lld", i ? "x" : "", (long long)r->shape[i]);
+    return nb_layer_setting_put(out, cap, "shape", "%s", v);
+}
+
+static nb_status reshape_build(nb_layer *l, nb_model *m, const char *settings,
+                               const nb_layer_opts *o, nb_error *err)
+{
+    (void)m, (void)o;
+    reshape *r = l->state;
+    char v[256];
+    bool ok = nb_layer_setting_get(settings, "shape", v, sizeof v) == NB_OK;
+    r->rank = 0;
+    int64_t n = 1;
+    for (const char *p = v; ok && *p;) {
+        char *end;
+        long long d = strtoll(p, &end, 10);
+        ok = end != p && d >= 1 && d <= INT32_MAX && r->rank < NB_MAX_RANK - 1 &&
+             (*end == 'x' || !*end) && !nbc_mul_overflows(n, d, &n) && !(*end == 'x' && !end[1]);
+        if (ok)
+            r->shape[r->rank++] = d;
+        p = *end ? end + 1 : end;
+    }
+    if (!ok || r->rank == 0)
+        return nbc_error_at(err, NB_ERR_ARG, "nb_layer_from_description", -1, l->name,
+                            "layer '%s' (reshape): shape= is missing or not sizes like 28x28",
+                            l->name);
+    return NB_OK;
+}
+
+const nb_layer_def nbn_reshape_def = {
+    .kind = "reshape",
+    .state_size = sizeof(reshape),
+    .forward = reshape_forward,
+    .out_width = reshape_width,
+    .describe = reshape_describe,
+    .build = reshape_build,
 };
 
 /* ---------------------------------------------------------------- info */

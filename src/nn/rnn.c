@@ -273,7 +273,7 @@ static nb_tensor *seq_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool train
     const rnn *r = l->state;
     if (!fits(g, l, r, x, 3))
         return NULL;
-    int64_t N = x->shape[0], T = x->shape[1];
+    int64_t T = x->shape[1];
     nb_tensor *b = input_bias(g, r);
     nb_tensor *h = NULL, *c = NULL;
     nb_tensor **hs = NULL;
@@ -287,8 +287,7 @@ static nb_tensor *seq_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool train
             h = nb_stop_gradient(g, h);
             c = c ? nb_stop_gradient(g, c) : NULL;
         }
-        nb_tensor *x_t = nb_reshape(g, nb_slice(g, x, 1, t, t + 1, 1), 2,
-                                    (const int64_t[]){N, r->n_in});
+        nb_tensor *x_t = nb_select(g, x, 1, t);
         nb_tensor *xp = nb_matmul(g, x_t, r->w_ih, false, true);
         if (b)
             xp = nb_add(g, xp, b);
@@ -296,11 +295,11 @@ static nb_tensor *seq_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool train
         h = step(g, r, xp, h, c, &c2);
         c = c2;
         if (hs)
-            hs[t] = nb_reshape(g, h, 3, (const int64_t[]){N, 1, r->hidden});
+            hs[t] = h;
     }
     if (nb_graph_status(g) != NB_OK)
         return NULL;
-    return hs ? (T > 1 ? nb_concat(g, hs, (int)T, 1) : hs[0]) : h;
+    return hs ? nb_stack(g, hs, (int)T, 1) : h;
 }
 
 static int64_t rnn_width(const nb_layer *l, int64_t w)

@@ -468,6 +468,42 @@ nb_tensor *nbo_slice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
     const nb_tensor *x = out->inputs[0];
     return nb_unslice(g, gr, (int)a[A_AXIS], x->shape[a[A_AXIS]], a[S_START], a[S_STEP]);
 }
+/* acc[at the positions out took from x] += gr, elementwise in the dtype */
+#define ADD_REGION(T)                                                                              \
+    do {                                                                                           \
+        T *d = acc->data;                                                                          \
+        const T *s = gr->data;                                                                     \
+        for (int64_t k = 0; k < outer; k++)                                                        \
+            for (int64_t j = 0; j < m; j++) {                                                      \
+                T *dst = d + (k * len + a[S_START] + j * a[S_STEP]) * inner;                       \
+                const T *src = s + (k * m + j) * inner;                                            \
+                for (int64_t e = 0; e < inner; e++)                                                \
+                    dst[e] += src[e];                                                              \
+            }                                                                                      \
+    } while (0)
+
+bool nbo_has_vjp_into(const nbo_def *op)
+{
+    return op == &nbo_table[NB_OP_SLICE];
+}
+
+bool nbo_vjp_into(const nb_tensor *out, int i, const nb_tensor *gr, nb_tensor *acc)
+{
+    (void)i;
+    if (!nbo_has_vjp_into(out->op))
+        return false;
+    const nb_tensor *x = out->inputs[0];
+    const int64_t *a = out->attrs->ints;
+    int axis = (int)a[A_AXIS];
+    int64_t outer, inner, len = x->shape[axis], m = out->shape[axis];
+    split_at(x, axis, &outer, &inner);
+    if (acc->dtype == NB_F32)
+        ADD_REGION(float);
+    else
+        ADD_REGION(double);
+    return true;
+}
+
 nb_tensor *nbo_slice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
     const int64_t *a = out->attrs->ints;

@@ -227,4 +227,15 @@ nb_tensor *nbo_cast_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out)
 nb_tensor *nbo_cast_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_stop_gradient_fwd(nb_graph *g, nb_tensor *out);
 
+/* Reverse sweeps that record no graph: add the gradient of input @p i of
+ * @p node, given @p grad (the gradient of its result), into @p acc (shaped
+ * as that input, its gradient so far) in place, at the cost of the part
+ * that is not zero. True when @p node's op has such a rule (a slice adds
+ * @p grad at the positions it took, instead of a full-size unslice and a
+ * full-size sum); false leaves @p acc alone. The numbers are those of the
+ * op's VJP rule and a sum. */
+bool nbo_vjp_into(const nb_tensor *node, int i, const nb_tensor *grad, nb_tensor *acc);
+/* Whether @p op has such a rule. */
+bool nbo_has_vjp_into(const nbo_def *op);
+
 #endif
