@@ -8,6 +8,9 @@
  *   Each shown line must be a line the command prints.
  * - the .txt files of docs/figures/ written by docs/figures.sh with `"$nabla" modes` or
  *   `"$nabla" trace` must equal what the command prints now.
+ * - docs/training.md, "Regression": its indented ```c blocks are excerpts
+ *   of docs/examples/regression.c (which the suite builds and runs), word
+ *   for word.
  * Times (the column under a header "ms") are masked on both sides. */
 
 #include <stdlib.h>
@@ -295,6 +298,37 @@ static void test_custom_layer_block(void **state)
     free(ex);
 }
 
+/* The program excerpts of the regression section are in its program. */
+static void test_regression_excerpts(void **state)
+{
+    (void)state;
+    char *md = tc_slurp(top, "docs/training.md"),
+         *prog = tc_slurp(top, "docs/examples/regression.c");
+    char *sec = strstr(md, "\n## 11. Regression\n");
+    assert_non_null(sec);
+    char *end = strstr(sec + 1, "\n## ");
+    if (end)
+        *end = '\0';
+    int checked = 0;
+    for (char *p = strstr(sec, "```c\n"); p; p = strstr(p, "```c\n")) {
+        p += 5;
+        char *close = strstr(p, "```");
+        assert_non_null(close);
+        *close = '\0';
+        if (strncmp(p, "    ", 4) == 0) { /* indented: a piece of main() */
+            if (!strstr(prog, p))
+                fail_msg("docs/training.md shows\n%swhich docs/examples/regression.c does not "
+                         "hold",
+                         p);
+            checked++;
+        }
+        p = close + 1;
+    }
+    assert_true(checked >= 3);
+    free(md);
+    free(prog);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -318,6 +352,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_figures),
         cmocka_unit_test(test_checkpoint_header),
         cmocka_unit_test(test_custom_layer_block),
+        cmocka_unit_test(test_regression_excerpts),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];
