@@ -1413,6 +1413,15 @@ static void test_csv_targets(void **state)
     tc_near(nb_dataset_target(ds, 2, 1), 30, 0);
     tc_near(nb_dataset_get(ds, 2, 1), 6, 0);
     nb_dataset_free(ds);
+    /* names and numbers mixed: a name wins over its number */
+    o = (nb_csv_opts){.n_targets = 2,
+                      .target_names = (const char *const[]){NULL, "x1"},
+                      .target_columns = (const int[]){1, 99}};
+    assert_int_equal(load_csv(text, &o, &ds, &err), NB_OK);
+    tc_near(nb_dataset_target(ds, 0, 0), 10.5, 0);
+    tc_near(nb_dataset_target(ds, 0, 1), 1, 0);
+    tc_near(nb_dataset_get(ds, 0, 0), 2, 0);
+    nb_dataset_free(ds);
     /* no header: numbers only */
     o = (nb_csv_opts){.n_targets = 1, .target_columns = (const int[]){0}};
     assert_int_equal(load_csv("1.5,2\n2.5,3\n", &o, &ds, &err), NB_OK);
@@ -1468,7 +1477,7 @@ static void test_csv_targets(void **state)
         {"a,y\n1,2\n",
          {.n_targets = 1, .target_names = (const char *const[]){NULL}},
          NB_ERR_NULL,
-         "target name 0 is NULL"},
+         "target 0 has no name (target_names) and no column number (target_columns)"},
         {"a,y\n1,2\n", {.n_targets = -1}, NB_ERR_ARG, "n_targets = -1"},
         {"a,y\n1,2\n",
          {.n_targets = 1, .target_columns = (const int[]){1}, .data.n_classes = 3},

@@ -184,10 +184,11 @@ typedef struct nb_csv_opts {
      *  be 0); every other column is a feature, in file order [0: labels] */
     int n_targets;
     /** the target columns' 0-based numbers, negative from the end, in the
-     *  order of the targets; NULL: named by target_names */
+     *  order of the targets (n_targets of them), or NULL */
     const int *target_columns;
     /** the target columns' names in the header row (exact, case-sensitive),
-     *  used when target_columns is NULL */
+     *  or NULL; target k is the column named target_names[k] when that is
+     *  not NULL, else column target_columns[k] */
     const char *const *target_names;
 } nb_csv_opts;
 
@@ -209,7 +210,8 @@ typedef struct nb_csv_opts {
  * options, a target column out of range or given twice, a target name that
  * no header column has (the message lists the header's columns), a name
  * when the table has no header row, targets that leave no feature;
- * NB_ERR_NULL for n_targets > 0 without columns or names; NB_ERR_NOMEM.
+ * NB_ERR_NULL for a target with neither a name nor a column number;
+ * NB_ERR_NOMEM.
  */
 NB_API nb_status nb_dataset_load_csv_mem(const void *buf, size_t len, const nb_csv_opts *opts,
                                          nb_dataset **out, nb_error *err);

@@ -271,7 +271,12 @@ static nb_status place_targets(csv_ctx *c, nbd_mem mem, nb_error *err)
     char q[200];
     for (int64_t k = 0; k < K; k++) {
         int64_t col = 0;
-        if (c->o.target_columns) {
+        const char *name = c->o.target_names ? c->o.target_names[k] : NULL;
+        if (name) {
+            nb_status st = column_named(c, name, &col, err);
+            if (st != NB_OK)
+                return st;
+        } else if (c->o.target_columns) {
             int64_t given = c->o.target_columns[k];
             col = given < 0 ? n + given : given;
             if (col < 0 || col >= n)
@@ -280,12 +285,11 @@ static nb_status place_targets(csv_ctx *c, nbd_mem mem, nb_error *err)
                                 "columns (0 .. %lld, or negative from the end)",
                                 (long long)c->first, (long long)given, (long long)n,
                                 (long long)n - 1);
-        } else if (!c->o.target_names[k]) {
-            return nbd_fail(err, NB_ERR_NULL, 0, 0, -1, "target name %lld is NULL", (long long)k);
         } else {
-            nb_status st = column_named(c, c->o.target_names[k], &col, err);
-            if (st != NB_OK)
-                return st;
+            return nbd_fail(err, NB_ERR_NULL, 0, 0, -1,
+                            "target %lld has no name (target_names) and no column number "
+                            "(target_columns)",
+                            (long long)k);
         }
         if (c->role[col] >= 0)
             return nbd_fail(err, NB_ERR_ARG, c->first, col + 1, -1,
