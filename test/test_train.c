@@ -964,18 +964,8 @@ static void test_alloc_failures(void **state)
 
 /* A regression rig: 400 samples of 3 features uniform in [-1, 1] and two
  * targets y0 = x0 − 2·x1 + 0.5 and y1 = sin(2·x2) + x0·x1 (plus noise of
- * sd 0.01), split 300 / 50 / 50; a 3-32-2 tanh MLP; Adam. */
-typedef struct reg_rig {
-    nb_rng rng;
-    nb_dataset *all, *train, *val, *test;
-    nb_model *m;
-    nb_layer *net;
-    nb_optim *opt;
-    nb_loader *ld;
-    nb_trainer *t;
-} reg_rig;
-
-static void reg_build(reg_rig *r, uint64_t seed, tc_counting *count)
+ * sd 0.01), split 300 / 50 / 50; a 3-32-2 tanh MLP; Adam; batches of 20. */
+static void reg_build(rig *r, uint64_t seed, tc_counting *count)
 {
     memset(r, 0, sizeof *r);
     nb_rng_seed(&r->rng, seed);
@@ -1007,21 +997,7 @@ static void reg_build(reg_rig *r, uint64_t seed, tc_counting *count)
     assert_int_equal(nb_loader_new(r->train, 20, true, false, &r->ld), NB_OK);
 }
 
-static void reg_free(reg_rig *r)
-{
-    nb_trainer_free(r->t);
-    nb_loader_free(r->ld);
-    nb_layer_free(r->net);
-    nb_optim_free(r->opt);
-    nb_model_free(r->m);
-    nb_dataset_free(r->train);
-    nb_dataset_free(r->val);
-    nb_dataset_free(r->test);
-    nb_dataset_free(r->all);
-    memset(r, 0, sizeof *r);
-}
-
-static nb_train_opts reg_opts(reg_rig *r, trlog *l)
+static nb_train_opts reg_opts(rig *r, trlog *l)
 {
     nb_train_opts o = nb_train_defaults();
     o.epochs = 40;
@@ -1064,7 +1040,7 @@ static void reg_errors_by_hand(nb_layer *net, const nb_dataset *ds, double *rmse
 static void test_regression_fit(void **state)
 {
     (void)state;
-    reg_rig r;
+    rig r;
     reg_build(&r, 11, NULL);
     trlog l = {0};
     nb_train_opts o = reg_opts(&r, &l);
@@ -1140,7 +1116,7 @@ static void test_regression_fit(void **state)
     nb_dataset_free(three);
     nb_dataset_free(digits);
     nb_graph_free(g);
-    reg_free(&r);
+    rig_free(&r);
 }
 
 /* L1 and Huber by kind, and Huber as a loss of the target tensor: the
@@ -1158,7 +1134,7 @@ static void test_regression_losses(void **state)
     size_t len[3];
     int calls = 0;
     for (int k = 0; k < 3; k++) {
-        reg_rig r;
+        rig r;
         reg_build(&r, 12, NULL);
         trlog l = {0};
         nb_train_opts o = reg_opts(&r, &l);
@@ -1180,7 +1156,7 @@ static void test_regression_losses(void **state)
         if (k == 0) /* the L1 loss is the MAE */
             tc_near(l.r[9].test_loss, l.r[9].test_mae, 1e-6);
         bytes[k] = model_bytes(r.m, &len[k]);
-        reg_free(&r);
+        rig_free(&r);
     }
     /* 15 training batches, 1 validation and 1 test batch per epoch */
     assert_int_equal(calls, 10 * (15 + 2));
@@ -1250,7 +1226,7 @@ static void test_regression_deterministic(void **state)
     unsigned char *bytes[2];
     size_t len[2];
     for (int k = 0; k < 2; k++) {
-        reg_rig r;
+        rig r;
         reg_build(&r, 13, NULL);
         trlog l = {.m = NULL};
         nb_train_opts o = reg_opts(&r, &l);
@@ -1262,7 +1238,7 @@ static void test_regression_deterministic(void **state)
             fail_msg("%s", nb_trainer_error(r.t)->msg);
         assert_true(nb_trainer_best_epoch(r.t) >= 1);
         bytes[k] = model_bytes(r.m, &len[k]);
-        reg_free(&r);
+        rig_free(&r);
     }
     assert_int_equal(len[0], len[1]);
     assert_memory_equal(bytes[0], bytes[1], len[0]);
@@ -1289,7 +1265,7 @@ static nb_tensor *bad_target_loss(nb_graph *g, nb_tensor *out, nb_tensor *target
 static void test_regression_bad_input(void **state)
 {
     (void)state;
-    reg_rig r;
+    rig r;
     reg_build(&r, 14, NULL);
     size_t n0;
     unsigned char *before = model_bytes(r.m, &n0);
@@ -1405,7 +1381,7 @@ static void test_regression_bad_input(void **state)
     nb_dataset_free(digits);
     nb_dataset_free(labelled);
     nb_dataset_free(wide);
-    reg_free(&r);
+    rig_free(&r);
 }
 
 /* A loss of the target tensor on labels: one-hot rows of the output's
@@ -1447,7 +1423,7 @@ static void test_regression_no_alloc_after_first_epoch(void **state)
 {
     (void)state;
     tc_counting c = {0};
-    reg_rig r;
+    rig r;
     reg_build(&r, 15, &c);
     trlog l = {.count = &c};
     nb_train_opts o = reg_opts(&r, &l);
@@ -1463,7 +1439,7 @@ static void test_regression_no_alloc_after_first_epoch(void **state)
     assert_true(l.calls_at[0] > 0);
     for (int e = 1; e < 4; e++)
         assert_int_equal(l.calls_at[e], l.calls_at[0]);
-    reg_free(&r);
+    rig_free(&r);
     assert_int_equal(c.live, 0);
 }
 
