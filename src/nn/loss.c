@@ -64,7 +64,7 @@ nb_tensor *nb_huber_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, double
     nb_tensor *a = nb_abs(g, d);
     nb_tensor *inside = nb_scale(g, nb_square(g, d), 0.5);
     nb_tensor *outside = nb_scale(g, nb_add_scalar(g, a, -0.5 * delta), delta);
-    nb_tensor *l = nb_where(g, nb_lt(g, a, nbn_const(g, a, delta)), inside, outside);
+    nb_tensor *l = nb_where(g, nb_lt_scalar(g, a, delta), inside, outside);
     return nbn_reduce_all(g, l, r, op);
 }
 
