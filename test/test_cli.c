@@ -1323,6 +1323,28 @@ static void test_train_regression(void **state)
     rmdir(dir);
 }
 
+/* Write the safetensors file @p path again with its metadata changed:
+ * the line of @p key dropped, or its value replaced by @p value. */
+static void rewrite_meta(const char *path, const char *key, const char *value)
+{
+    static char meta[NB_META_MAX + 1], out[NB_META_MAX + 1];
+    nb_model *m = NULL;
+    nb_error err;
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    assert_int_equal(nb_safetensors_read(path, &m, &fo, &err), NB_OK);
+    size_t klen = strlen(key), n = 0;
+    for (const char *p = meta; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (strncmp(p, key, klen) || p[klen] != '=')
+            n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\n", (int)len, p);
+        else if (value)
+            n += (size_t)snprintf(out + n, sizeof out - n, "%s=%s\n", key, value);
+        p += len + (p[len] == '\n');
+    }
+    assert_int_equal(nb_model_save_safetensors(m, path, &(nb_file_opts){.meta = out}, &err), NB_OK);
+    nb_model_free(m);
+}
+
 /* Bad regression requests: one line on stderr naming what is wrong, exit
  * status 2, no file written. */
 static void test_train_regression_errors(void **state)
@@ -1402,6 +1424,43 @@ static void test_train_regression_errors(void **state)
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, "is a classifier (its metadata has no task=regression): "
                                    "--target does not apply"));
+    /* metadata that does not describe a regression model as nabla train
+     * writes it */
+    char st_path[160];
+    snprintf(st_path, sizeof st_path, "%s/reg.safetensors", dir);
+    struct {
+        const char *key, *value, *extra, *msg;
+    } metas[] = {
+        {"task", "classify", "", "the metadata's task=classify is not 'regression'"},
+        {"targets", NULL, "", "a regression model without a number of targets (targets=)"},
+        {"targets", "0", "", "a regression model without a number of targets (targets=)"},
+        {"target", NULL, "",
+         "a regression model without its target columns (target=): give "
+         "--target COLS"},
+        {"target", NULL, " --target 2", NULL}, /* then --target says it */
+    };
+    for (size_t i = 0; i < sizeof metas / sizeof *metas; i++) {
+        snprintf(cmd, sizeof cmd, "train --data %s --target y --epochs 1 --layers 4 --save %s", csv,
+                 st_path);
+        assert_int_equal(run(cmd)->status, 0);
+        rewrite_meta(st_path, metas[i].key, metas[i].value);
+        snprintf(cmd, sizeof cmd, "eval --load %s --data %s%s", st_path, csv, metas[i].extra);
+        r = run(cmd);
+        if (metas[i].msg
+                ? r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, metas[i].msg)
+                : r->status != 0 || !strstr(r->out, "target 2 (10 test samples)"))
+            fail_msg("nabla %s after %s=%s: status %d, stderr \"%s\"", cmd, metas[i].key,
+                     metas[i].value ? metas[i].value : "(none)", r->status, r->err);
+    }
+    remove(st_path);
+    /* too many target columns */
+    char many[512] = "";
+    for (int k = 0; k <= 64; k++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s%d", k ? "," : "", k);
+    snprintf(cmd, sizeof cmd, "train --data %s --target %s --epochs 1", csv, many);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, ": more than 64 columns"));
     /* resuming a regression run with another target is refused */
     snprintf(cmd, sizeof cmd, "train --data %s --target c --epochs 2 --layers 4 --resume %s", csv,
              ckpt);

@@ -117,8 +117,9 @@ int cmd_eval(int argc, char **argv)
             norm.mean = nb_tensor_data(cm.mean);
             norm.std = nb_tensor_data(cm.std);
         }
-        rc = cli_data_open_target("eval", data, regression ? target : NULL, false, &rng,
-                                  cm.mean ? &norm : NULL, &d);
+        const cli_norm *by = cm.mean ? &norm : NULL;
+        rc = regression ? cli_data_open_target("eval", data, target, false, &rng, by, &d)
+                        : cli_data_open_norm("eval", data, false, &rng, by, &d);
     }
     if (rc == 0 && nb_dataset_features(d.test) != cm.n_in) {
         rc = cli_error("eval", "%s takes %lld features, %s has %lld", CLI_Q(load),

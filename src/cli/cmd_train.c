@@ -438,7 +438,8 @@ int cmd_train(int argc, char **argv)
     cli_data d;
     nb_rng rng;
     nb_rng_seed(&rng, (uint64_t)seed);
-    rc = cli_data_open_target("train", data, target, early > 0, &rng, NULL, &d);
+    rc = target ? cli_data_open_target("train", data, target, early > 0, &rng, NULL, &d)
+                : cli_data_open("train", data, early > 0, &rng, &d);
     if (rc != 0) {
         cli_data_close(&d);
         return rc;
