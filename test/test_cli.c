@@ -1191,6 +1191,289 @@ static void test_train_csv_splits(void **state)
     rmdir(dir);
 }
 
+/* ---------------------------------------------------------- --target */
+
+/* A regression table: a header a,b,y,c and y = 2a − b + 0.5c + 0.3 sin(3a)
+ * (a, b, c spread over [−1, 1] by sines); with @p bad_row >= 0 that row's
+ * y is the text "x". */
+static void write_regression_csv(const char *path, int n, int bad_row)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,y,c\n");
+    for (int i = 0; i < n; i++) {
+        double a = sin(1.3 * i), b = cos(0.7 * i + 1), c = sin(0.37 * i + 2);
+        if (i == bad_row)
+            fprintf(f, "%.5f,%.5f,x,%.5f\n", a, b, c);
+        else
+            fprintf(f, "%.5f,%.5f,%.5f,%.5f\n", a, b, 2 * a - b + 0.5 * c + 0.3 * sin(3 * a), c);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Whether the file at @p path holds the bytes of @p needle. */
+static bool file_holds(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f), k = strlen(needle);
+    fclose(f);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(buf + i, needle, k))
+            return true;
+    return false;
+}
+
+/* nabla train --target: a regression reporting RMSE and MAE (JSON keys
+ * test_rmse, test_mae, no accuracy), the target named or numbered, the
+ * checkpoint saying it is a regression model, and nabla eval reproducing
+ * its figures from the file alone. */
+static void test_train_regression(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-reg-XXXXXX", cmd[1024], csv[128], ckpt[128], line[1024], last[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/reg.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/reg.ckpt", dir);
+    write_regression_csv(csv, 300, -1);
+    const char *common = "--loss huber --huber-delta 0.5 --opt adam --lr 0.01 --epochs 25 "
+                         "--layers 16 --act tanh --json";
+    snprintf(cmd, sizeof cmd, "train --data %s --target y %s --save %s", csv, common, ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    assert_int_equal(count_lines(r->out), 25);
+    line_of(r->out, 0, line, sizeof line);
+    line_of(r->out, 24, last, sizeof last);
+    assert_null(strstr(last, "_acc"));
+    double rmse = json_num(last, "test_rmse"), mae = json_num(last, "test_mae");
+    assert_true(rmse < 0.5 * json_num(line, "test_rmse")); /* it learned */
+    assert_true(rmse < 0.15);                              /* y has a spread of about 1.5 */
+    assert_true(mae > 0 && mae <= rmse);
+    assert_true(isfinite(json_num(last, "train_rmse")));
+    assert_non_null(strstr(last, "\"val_rmse\": null")); /* no validation part */
+    /* the file says what the model is, for nabla eval */
+    const char *keys[] = {"\"task\":\"regression\"", "\"target\":\"y\"",
+                          "\"targets\":\"1\"",       "\"loss\":\"huber\"",
+                          "\"huber_delta\":\"0.5\"", "\"input_norm\":\"standardize\"",
+                          "\"sizes\":\"3,16,1\""};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!file_holds(ckpt, keys[i]))
+            fail_msg("the checkpoint's metadata lacks %s", keys[i]);
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s --json", ckpt, csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 0, line, sizeof line);
+    assert_true(json_num(line, "test_rmse") == rmse);
+    assert_true(json_num(line, "test_mae") == mae);
+    assert_true(json_num(line, "samples") == 60);
+    assert_null(strstr(line, "test_acc"));
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s", ckpt, csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "target y (60 test samples): RMSE "));
+
+    /* the target by its 0-based index, or counted from the end: the same run */
+    const char *same[] = {"2", "-2"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "train --data %s --target %s %s", csv, same[k], common);
+        r = run(cmd);
+        assert_int_equal(r->status, 0);
+        line_of(r->out, 24, line, sizeof line);
+        assert_true(json_num(line, "test_rmse") == rmse);
+        assert_true(json_num(line, "loss") == json_num(last, "loss"));
+    }
+    /* the table: a header line, then one per epoch with RMSE and MAE; the
+     * summary; early stopping on the validation loss */
+    snprintf(cmd, sizeof cmd,
+             "train --data %s --target y --loss l1 --epochs 4 --layers 8 --early-stop 4", csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "train RMSE "));
+    assert_non_null(strstr(r->out, "  val RMSE "));
+    assert_non_null(strstr(r->out, "  test RMSE "));
+    assert_non_null(strstr(r->out, " MAE "));
+    assert_non_null(strstr(r->out, "4 epochs in "));
+    assert_non_null(strstr(r->out, "; test RMSE "));
+    assert_null(strstr(r->out, "accuracy"));
+    /* two targets: two outputs, RMSE and MAE over both; eval takes the list */
+    snprintf(cmd, sizeof cmd, "train --data %s --target y,c --epochs 3 --layers 8 --json --save %s",
+             csv, ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    line_of(r->out, 2, last, sizeof last);
+    assert_true(file_holds(ckpt, "\"target\":\"y,c\"") && file_holds(ckpt, "\"targets\":\"2\"") &&
+                file_holds(ckpt, "\"sizes\":\"2,8,2\""));
+    snprintf(cmd, sizeof cmd, "eval --load %s --data %s --json", ckpt, csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_true(json_num(line_of(r->out, 0, line, sizeof line), "test_rmse") ==
+                json_num(last, "test_rmse"));
+    /* a plot of RMSE curves */
+    char svg[160];
+    snprintf(svg, sizeof svg, "%s/reg.svg", dir);
+    snprintf(cmd, sizeof cmd, "train --data %s --target y --epochs 2 --layers 4 --plot %s", csv,
+             svg);
+    assert_int_equal(run(cmd)->status, 0);
+    assert_true(file_holds(svg, "test RMSE") && file_holds(svg, "loss / RMSE"));
+    remove(svg);
+    remove(ckpt);
+    remove(csv);
+    rmdir(dir);
+}
+
+/* Write the safetensors file @p path again with its metadata changed:
+ * the line of @p key dropped, or its value replaced by @p value. */
+static void rewrite_meta(const char *path, const char *key, const char *value)
+{
+    static char meta[NB_META_MAX + 1], out[NB_META_MAX + 1];
+    nb_model *m = NULL;
+    nb_error err;
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    assert_int_equal(nb_safetensors_read(path, &m, &fo, &err), NB_OK);
+    size_t klen = strlen(key), n = 0;
+    for (const char *p = meta; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (strncmp(p, key, klen) || p[klen] != '=')
+            n += (size_t)snprintf(out + n, sizeof out - n, "%.*s\n", (int)len, p);
+        else if (value)
+            n += (size_t)snprintf(out + n, sizeof out - n, "%s=%s\n", key, value);
+        p += len + (p[len] == '\n');
+    }
+    assert_int_equal(nb_model_save_safetensors(m, path, &(nb_file_opts){.meta = out}, &err), NB_OK);
+    nb_model_free(m);
+}
+
+/* Bad regression requests: one line on stderr naming what is wrong, exit
+ * status 2, no file written. */
+static void test_train_regression_errors(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-regerr-XXXXXX", cmd[1024], csv[128], bad[128], ckpt[128], cls[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/reg.csv", dir);
+    snprintf(bad, sizeof bad, "%s/bad.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/reg.ckpt", dir);
+    snprintf(cls, sizeof cls, "%s/cls.ckpt", dir);
+    write_regression_csv(csv, 50, -1);
+    write_regression_csv(bad, 50, 6); /* line 8 of the file */
+    struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"--data %s --target yy", "line 1: no column named \"yy\" in the header (its columns: "
+                                  "\"a\", \"b\", \"y\", \"c\")"},
+        {"--data %s --target 4",
+         "target column index 4 is outside the 4 columns (0 .. 3, or negative from the end)"},
+        {"--data %s --target y,2", "column index 2 (\"y\") is given as a target twice"},
+        {"--data %s --target y,", "--target y,: column 2 of the list is empty"},
+        {"--data %s --target a,b,y,c", "4 target columns leave no feature among the 4 columns"},
+        {"--data %s --target y --loss cross-entropy",
+         "--loss cross-entropy needs class labels; --target y makes a regression"},
+        {"--data %s --target y --loss hubber", "--loss: unknown loss 'hubber'"},
+        {"--data %s --target y --huber-delta 2", "--huber-delta applies to --loss huber only"},
+        {"--data %s --target y --loss huber --huber-delta 0", "--huber-delta needs a number"},
+        {"--data %s --loss mse", "--loss mse is a regression loss: it needs float targets"},
+        {"--data digits --target y%.0s",
+         "--target y needs a .csv file; --data digits holds images with class labels"},
+        {"--loss l1%.0s", "--loss l1 is a regression loss: it needs float targets, --target COL "
+                          "of a .csv file (--data digits has class labels)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char args[512];
+        snprintf(args, sizeof args, cases[i].args, csv);
+        snprintf(cmd, sizeof cmd, "train %s --epochs 1 --save %s", args, ckpt);
+        run_result *r = run(cmd);
+        if (r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, cases[i].msg))
+            fail_msg("nabla %s: status %d, stderr \"%s\"; expected \"%s\"", cmd, r->status, r->err,
+                     cases[i].msg);
+        assert_int_equal(access(ckpt, F_OK), -1);
+    }
+    /* a target that is not a number names its line and column */
+    snprintf(cmd, sizeof cmd, "train --data %s --target y --epochs 1", bad);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "bad.csv: line 8, column 3: target \"x\" is not a number"));
+    assert_int_equal(count_lines(r->err), 1);
+
+    /* eval: the model's targets, and what does not fit them */
+    snprintf(cmd, sizeof cmd, "train --data %s --target y --epochs 1 --layers 4 --save %s", csv,
+             ckpt);
+    assert_int_equal(run(cmd)->status, 0);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 4 --save %s", cls);
+    assert_int_equal(run(cmd)->status, 0);
+    struct {
+        const char *fmt, *msg;
+    } evals[] = {
+        {"eval --load %s --data %s --target y,c", "predicts 1 target; --target y,c names 2"},
+        {"eval --load %s --data %s --target zz", "no column named \"zz\""},
+        {"eval --load %s%.0s", "is a regression model of the target y of a CSV file: --data "
+                               "digits is not a .csv file"},
+        {"eval --load %s --data %s --target 1", NULL}, /* another column: allowed */
+    };
+    for (size_t i = 0; i < sizeof evals / sizeof *evals; i++) {
+        snprintf(cmd, sizeof cmd, evals[i].fmt, ckpt, csv);
+        r = run(cmd);
+        if (evals[i].msg
+                ? r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, evals[i].msg)
+                : r->status != 0)
+            fail_msg("nabla %s: status %d, stderr \"%s\"", cmd, r->status, r->err);
+    }
+    snprintf(cmd, sizeof cmd, "eval --load %s --target y", cls);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "is a classifier (its metadata has no task=regression): "
+                                   "--target does not apply"));
+    /* metadata that does not describe a regression model as nabla train
+     * writes it */
+    char st_path[160];
+    snprintf(st_path, sizeof st_path, "%s/reg.safetensors", dir);
+    struct {
+        const char *key, *value, *extra, *msg;
+    } metas[] = {
+        {"task", "classify", "", "the metadata's task=classify is not 'regression'"},
+        {"targets", NULL, "", "a regression model without a number of targets (targets=)"},
+        {"targets", "0", "", "a regression model without a number of targets (targets=)"},
+        {"target", NULL, "",
+         "a regression model without its target columns (target=): give "
+         "--target COLS"},
+        {"target", NULL, " --target 2", NULL}, /* then --target says it */
+    };
+    for (size_t i = 0; i < sizeof metas / sizeof *metas; i++) {
+        snprintf(cmd, sizeof cmd, "train --data %s --target y --epochs 1 --layers 4 --save %s", csv,
+                 st_path);
+        assert_int_equal(run(cmd)->status, 0);
+        rewrite_meta(st_path, metas[i].key, metas[i].value);
+        snprintf(cmd, sizeof cmd, "eval --load %s --data %s%s", st_path, csv, metas[i].extra);
+        r = run(cmd);
+        if (metas[i].msg
+                ? r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, metas[i].msg)
+                : r->status != 0 || !strstr(r->out, "target 2 (10 test samples)"))
+            fail_msg("nabla %s after %s=%s: status %d, stderr \"%s\"", cmd, metas[i].key,
+                     metas[i].value ? metas[i].value : "(none)", r->status, r->err);
+    }
+    remove(st_path);
+    /* too many target columns */
+    char many[512] = "";
+    for (int k = 0; k <= 64; k++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s%d", k ? "," : "", k);
+    snprintf(cmd, sizeof cmd, "train --data %s --target %s --epochs 1", csv, many);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, ": more than 64 columns"));
+    /* resuming a regression run with another target is refused */
+    snprintf(cmd, sizeof cmd, "train --data %s --target c --epochs 2 --layers 4 --resume %s", csv,
+             ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "the run was saved with target=y, this one has target=c"));
+    remove(ckpt);
+    remove(cls);
+    remove(csv);
+    remove(bad);
+    rmdir(dir);
+}
+
 /* Three rows are too few to split: an error, and (the ASan run checks)
  * the loaded rows are freed. */
 static void test_train_too_few_rows(void **state)
@@ -1499,6 +1782,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_train_resume_early_stop),
         cmocka_unit_test(test_train_rmsprop_adagrad),
         cmocka_unit_test(test_train_csv_splits),
+        cmocka_unit_test(test_train_regression),
+        cmocka_unit_test(test_train_regression_errors),
         cmocka_unit_test(test_train_too_few_rows),
         cmocka_unit_test(test_train_layers),
         cmocka_unit_test(test_train_progress_bar),

@@ -1212,6 +1212,330 @@ static nb_status digits_split_loader(nb_data_opts *o, void *ctx)
     return st;
 }
 
+/* ------------------------------------------------------------ targets */
+
+/* A regression data set: sample i has features (i, -i) and targets
+ * (10i, 10i + 1), so any row shows whether its targets came with it. */
+static nb_dataset *aligned_targets(nb_dtype dt, int64_t n)
+{
+    double *x = malloc((size_t)n * 2 * sizeof *x), *y = malloc((size_t)n * 2 * sizeof *y);
+    float *xf = malloc((size_t)n * 2 * sizeof *xf), *yf = malloc((size_t)n * 2 * sizeof *yf);
+    assert_true(x && y && xf && yf);
+    for (int64_t i = 0; i < n; i++) {
+        x[2 * i] = (double)i, x[2 * i + 1] = -(double)i;
+        y[2 * i] = 10.0 * (double)i, y[2 * i + 1] = 10.0 * (double)i + 1;
+        for (int k = 0; k < 2; k++)
+            xf[2 * i + k] = (float)x[2 * i + k], yf[2 * i + k] = (float)y[2 * i + k];
+    }
+    nb_dataset *ds = NULL;
+    nb_data_opts o = {.dtype = dt};
+    bool f32 = dt == NB_F32;
+    assert_int_equal(
+        nb_dataset_from_targets(&o, n, 2, f32 ? (void *)xf : x, 2, f32 ? (void *)yf : y, &ds),
+        NB_OK);
+    free(x), free(y), free(xf), free(yf);
+    return ds;
+}
+
+/* Row @p i of the features (its first value) and targets of @p ds belong
+ * together. */
+static void assert_row_aligned(double x0, double y0, double y1)
+{
+    tc_near(y0, 10 * x0, 0);
+    tc_near(y1, 10 * x0 + 1, 0);
+}
+
+static void test_dataset_targets(void **state)
+{
+    (void)state;
+    for (int d = 0; d < 2; d++) {
+        nb_dtype dt = d ? NB_F64 : NB_F32;
+        nb_dataset *ds = aligned_targets(dt, 50);
+        assert_int_equal(nb_dataset_targets(ds), 2);
+        assert_int_equal(nb_dataset_classes(ds), 0);
+        assert_null(nb_dataset_label_data(ds));
+        assert_non_null(nb_dataset_target_data(ds));
+        assert_int_equal(nb_dataset_label(ds, 3), -1);
+        tc_near(nb_dataset_target(ds, 3, 1), 31, 0);
+        assert_true(isnan(nb_dataset_target(ds, 3, 2)));
+        assert_true(isnan(nb_dataset_target(ds, 50, 0)));
+        assert_true(isnan(nb_dataset_target(NULL, 0, 0)));
+
+        /* a random split, a subset and a slice keep each row's targets */
+        nb_rng rng;
+        nb_rng_seed(&rng, 4);
+        nb_dataset *tr = NULL, *va = NULL, *te = NULL, *sub = NULL, *sl = NULL;
+        assert_int_equal(nb_dataset_split(ds, &rng, 30, 10, &tr, &va, &te), NB_OK);
+        assert_int_equal(nb_dataset_subset(ds, (int64_t[]){7, 7, 2}, 3, &sub), NB_OK);
+        assert_int_equal(nb_dataset_slice(ds, 40, 10, &sl), NB_OK);
+        nb_dataset *parts[5] = {tr, va, te, sub, sl};
+        bool moved = false;
+        for (int p = 0; p < 5; p++) {
+            assert_int_equal(nb_dataset_targets(parts[p]), 2);
+            for (int64_t i = 0; i < nb_dataset_count(parts[p]); i++) {
+                double x0 = nb_dataset_get(parts[p], i, 0);
+                moved = moved || (p == 0 && x0 != (double)i);
+                assert_row_aligned(x0, nb_dataset_target(parts[p], i, 0),
+                                   nb_dataset_target(parts[p], i, 1));
+            }
+        }
+        assert_true(moved); /* the split did shuffle */
+        tc_near(nb_dataset_get(sub, 1, 0), 7, 0);
+        tc_near(nb_dataset_target(sl, 0, 0), 400, 0);
+
+        /* standardisation and scaling change the features only */
+        double mean[2], std[2];
+        assert_int_equal(nb_dataset_mean_std(tr, mean, std), NB_OK);
+        assert_int_equal(nb_dataset_standardize(tr, mean, std), NB_OK);
+        assert_int_equal(nb_dataset_scale(tr, 4), NB_OK);
+        for (int64_t i = 0; i < nb_dataset_count(tr); i++) {
+            double x0 = (nb_dataset_get(tr, i, 0) * 4) * std[0] + mean[0];
+            assert_row_aligned(round(x0), nb_dataset_target(tr, i, 0), nb_dataset_target(tr, i, 1));
+        }
+
+        /* a shuffled loader with noise: the batch's targets, copied and as
+         * the tensor y, follow their rows */
+        nb_loader *ld = NULL;
+        assert_int_equal(nb_loader_new(ds, 8, true, false, &ld), NB_OK);
+        assert_int_equal(nb_loader_set_augment(ld, &(nb_augment){.noise_std = 0.01}, &rng), NB_OK);
+        assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
+        nb_graph *g = nb_graph_new();
+        nb_batch b;
+        int64_t seen = 0;
+        while (nb_graph_reset(g), nb_loader_next(g, ld, &b)) {
+            assert_null(b.labels);
+            assert_int_equal(b.n_targets, 2);
+            assert_non_null(b.y);
+            assert_int_equal(nb_tensor_dtype(b.y), dt);
+            assert_int_equal(nb_tensor_dim(b.y, 0), b.size);
+            assert_int_equal(nb_tensor_dim(b.y, 1), 2);
+            for (int64_t k = 0; k < b.size; k++) {
+                double x0 = round(nb_tensor_get(b.x, 2 * k)); /* noise below 0.5 */
+                tc_near(x0, (double)b.indices[k], 0);
+                assert_row_aligned(x0, nb_tensor_get(b.y, 2 * k), nb_tensor_get(b.y, 2 * k + 1));
+            }
+            seen += b.size;
+        }
+        assert_int_equal(seen, 50);
+        /* without a graph: the targets are there, no tensor */
+        assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
+        assert_true(nb_loader_next(NULL, ld, &b));
+        assert_null(b.y);
+        assert_non_null(b.targets);
+        nb_tensor *y = nb_batch_target_tensor(g, &b);
+        assert_non_null(y);
+        assert_ptr_equal(y, b.y);
+        assert_row_aligned((double)b.indices[0], nb_tensor_get(y, 0), nb_tensor_get(y, 1));
+        nb_loader_free(ld);
+        for (int p = 0; p < 5; p++)
+            nb_dataset_free(parts[p]);
+        nb_dataset_free(ds);
+        nb_graph_free(g);
+    }
+    /* a labelled batch has no target tensor */
+    nb_dataset *lab = NULL;
+    assert_int_equal(nb_dataset_from(NULL, 4, 2, NULL, (int64_t[]){0, 1, 0, 1}, &lab), NB_OK);
+    assert_int_equal(nb_dataset_targets(lab), 0);
+    assert_true(isnan(nb_dataset_target(lab, 0, 0)));
+    assert_null(nb_dataset_target_data(lab));
+    nb_loader *ld = NULL;
+    assert_int_equal(nb_loader_new(lab, 2, false, false, &ld), NB_OK);
+    nb_graph *g = nb_graph_new();
+    nb_batch b;
+    assert_true(nb_loader_next(g, ld, &b));
+    assert_non_null(b.labels);
+    assert_null(b.y);
+    assert_null(b.targets);
+    assert_null(nb_batch_target_tensor(g, &b));
+    assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+    assert_non_null(strstr(nb_graph_error(g)->msg, "class labels, not float targets"));
+    nb_graph_clear_error(g);
+    assert_null(nb_batch_target_tensor(g, NULL));
+    assert_int_equal(nb_graph_status(g), NB_ERR_NULL);
+    assert_null(nb_batch_target_tensor(NULL, &b));
+    nb_graph_free(g);
+    nb_loader_free(ld);
+    nb_dataset_free(lab);
+    /* bad arguments */
+    nb_dataset *ds = NULL;
+    assert_int_equal(nb_dataset_from_targets(NULL, 2, 1, NULL, 1, NULL, NULL), NB_ERR_NULL);
+    assert_int_equal(nb_dataset_from_targets(NULL, 2, 1, NULL, 0, NULL, &ds), NB_ERR_ARG);
+    assert_int_equal(
+        nb_dataset_from_targets(&(nb_data_opts){.n_classes = 3}, 2, 1, NULL, 1, NULL, &ds),
+        NB_ERR_ARG);
+    assert_int_equal(
+        nb_dataset_from_targets(&(nb_data_opts){.dtype = (nb_dtype)7}, 2, 1, NULL, 1, NULL, &ds),
+        NB_ERR_DTYPE);
+    assert_int_equal(nb_dataset_from_targets(NULL, INT64_MAX / 2, 1, NULL, 8, NULL, &ds),
+                     NB_ERR_ARG);
+    const double bad[2] = {1, NAN};
+    assert_int_equal(
+        nb_dataset_from_targets(&(nb_data_opts){.dtype = NB_F64}, 2, 1, NULL, 1, bad, &ds),
+        NB_ERR_ARG);
+    assert_null(ds);
+    /* zeros when the arrays are NULL; an empty one is allowed */
+    assert_int_equal(nb_dataset_from_targets(NULL, 2, 3, NULL, 2, NULL, &ds), NB_OK);
+    tc_near(nb_dataset_target(ds, 1, 1), 0, 0);
+    nb_dataset_free(ds);
+    assert_int_equal(nb_dataset_from_targets(NULL, 0, 3, NULL, 2, NULL, &ds), NB_OK);
+    assert_int_equal(nb_dataset_count(ds), 0);
+    nb_dataset_free(ds);
+}
+
+/* CSV regression tables: targets by header name, by number (negative from
+ * the end), several of them; the other columns are the features in file
+ * order. */
+static void test_csv_targets(void **state)
+{
+    (void)state;
+    const char *text = "x1,price,x2,y2\n1,10.5,2,-1\n3,20.25,4,-2\n5,30,6,-3\n";
+    nb_dataset *ds = NULL;
+    nb_error err;
+    nb_csv_opts o = {
+        .data.dtype = NB_F64, .n_targets = 1, .target_names = (const char *const[]){"price"}};
+    assert_int_equal(load_csv(text, &o, &ds, &err), NB_OK);
+    assert_int_equal(nb_dataset_count(ds), 3);
+    assert_int_equal(nb_dataset_features(ds), 3);
+    assert_int_equal(nb_dataset_targets(ds), 1);
+    assert_int_equal(nb_dataset_classes(ds), 0);
+    tc_near(nb_dataset_target(ds, 1, 0), 20.25, 0);
+    tc_near(nb_dataset_get(ds, 1, 0), 3, 0);
+    tc_near(nb_dataset_get(ds, 1, 1), 4, 0);
+    tc_near(nb_dataset_get(ds, 1, 2), -2, 0);
+    nb_dataset_free(ds);
+    /* two targets by number, in the order given: y2 (-1) then price (1) */
+    o = (nb_csv_opts){.n_targets = 2, .target_columns = (const int[]){-1, 1}};
+    assert_int_equal(load_csv(text, &o, &ds, &err), NB_OK);
+    assert_int_equal(nb_dataset_dtype(ds), NB_F32);
+    assert_int_equal(nb_dataset_features(ds), 2);
+    assert_int_equal(nb_dataset_targets(ds), 2);
+    tc_near(nb_dataset_target(ds, 2, 0), -3, 0);
+    tc_near(nb_dataset_target(ds, 2, 1), 30, 0);
+    tc_near(nb_dataset_get(ds, 2, 1), 6, 0);
+    nb_dataset_free(ds);
+    /* names and numbers mixed: a name wins over its number */
+    o = (nb_csv_opts){.n_targets = 2,
+                      .target_names = (const char *const[]){NULL, "x1"},
+                      .target_columns = (const int[]){1, 99}};
+    assert_int_equal(load_csv(text, &o, &ds, &err), NB_OK);
+    tc_near(nb_dataset_target(ds, 0, 0), 10.5, 0);
+    tc_near(nb_dataset_target(ds, 0, 1), 1, 0);
+    tc_near(nb_dataset_get(ds, 0, 0), 2, 0);
+    nb_dataset_free(ds);
+    /* no header: numbers only */
+    o = (nb_csv_opts){.n_targets = 1, .target_columns = (const int[]){0}};
+    assert_int_equal(load_csv("1.5,2\n2.5,3\n", &o, &ds, &err), NB_OK);
+    tc_near(nb_dataset_target(ds, 1, 0), 2.5, 0);
+    tc_near(nb_dataset_get(ds, 1, 0), 3, 0);
+    nb_dataset_free(ds);
+
+    /* errors: each names what is wrong, and nothing is made */
+    struct {
+        const char *text;
+        nb_csv_opts o;
+        nb_status st;
+        const char *msg;
+    } bad[] = {
+        {text,
+         {.n_targets = 1, .target_names = (const char *const[]){"prise"}},
+         NB_ERR_ARG,
+         "line 1: no column named \"prise\" in the header (its columns: \"x1\", \"price\", "
+         "\"x2\", \"y2\")"},
+        {text,
+         {.n_targets = 1, .target_columns = (const int[]){4}},
+         NB_ERR_ARG,
+         "target column index 4 is outside the 4 columns (0 .. 3, or negative from the end)"},
+        {text,
+         {.n_targets = 1, .target_columns = (const int[]){-5}},
+         NB_ERR_ARG,
+         "target column index -5 is outside"},
+        {text,
+         {.n_targets = 2, .target_columns = (const int[]){1, -3}},
+         NB_ERR_ARG,
+         "column index 1 (\"price\") is given as a target twice"},
+        {"1,2\n3,4\n",
+         {.n_targets = 1, .target_names = (const char *const[]){"y"}},
+         NB_ERR_ARG,
+         "line 1: target column \"y\" is named, but the table has no header row"},
+        {"a,y\n1,2\n3,x\n",
+         {.n_targets = 1, .target_names = (const char *const[]){"y"}},
+         NB_ERR_PARSE,
+         "line 3, column 2: target \"x\" is not a number"},
+        {"a,y\n1,2\n3,nan\n",
+         {.n_targets = 1, .target_names = (const char *const[]){"y"}, .allow_nonfinite = true},
+         NB_ERR_PARSE,
+         "line 3, column 2: target \"nan\" is not a finite number"},
+        {"a,y\n1,2\n3,1e39\n",
+         {.n_targets = 1, .target_columns = (const int[]){1}},
+         NB_ERR_PARSE,
+         "line 3, column 2: target \"1e39\" is not a finite number in the f32 range"},
+        {"a,y\n1,2\n",
+         {.n_targets = 2, .target_columns = (const int[]){0, 1}},
+         NB_ERR_ARG,
+         "2 target columns leave no feature among the 2 columns"},
+        {"a,y\n1,2\n", {.n_targets = 1}, NB_ERR_NULL, "neither target_columns nor target_names"},
+        {"a,y\n1,2\n",
+         {.n_targets = 1, .target_names = (const char *const[]){NULL}},
+         NB_ERR_NULL,
+         "target 0 has no name (target_names) and no column number (target_columns)"},
+        {"a,y\n1,2\n", {.n_targets = -1}, NB_ERR_ARG, "n_targets = -1"},
+        {"a,y\n1,2\n",
+         {.n_targets = 1, .target_columns = (const int[]){1}, .data.n_classes = 3},
+         NB_ERR_ARG,
+         "n_classes = 3 applies to labels"},
+        {"y\n1\n",
+         {.n_targets = 1, .target_columns = (const int[]){0}},
+         NB_ERR_PARSE,
+         "only one column: a target and at least one feature"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ds = (nb_dataset *)&err; /* overwritten with NULL */
+        nb_status st = load_csv(bad[i].text, &bad[i].o, &ds, &err);
+        if (st != bad[i].st || !strstr(err.msg, bad[i].msg))
+            fail_msg("case %zu: status %d, message \"%s\"; expected %d, \"%s\"", i, (int)st,
+                     err.msg, (int)bad[i].st, bad[i].msg);
+        assert_null(ds);
+        assert_string_equal(err.where, "nb_dataset_load_csv_mem");
+    }
+    /* a long header is listed in part */
+    char wide[2048] = "";
+    for (int k = 0; k < 60; k++)
+        snprintf(wide + strlen(wide), sizeof wide - strlen(wide), "%scolumn_%d", k ? "," : "", k);
+    strcat(wide, "\n");
+    for (int k = 0; k < 60; k++)
+        strcat(wide, k ? ",1" : "1");
+    strcat(wide, "\n");
+    o = (nb_csv_opts){.n_targets = 1, .target_names = (const char *const[]){"nope"}};
+    assert_int_equal(load_csv(wide, &o, &ds, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "\"column_0\", \"column_1\""));
+    assert_non_null(strstr(err.msg, ", ..."));
+    assert_null(strstr(err.msg, "column_59"));
+}
+
+static nb_status csv_targets_load_free(nb_data_opts *o, void *ctx)
+{
+    (void)ctx;
+    nb_csv_opts co = {.data = *o, .n_targets = 2, .target_names = (const char *const[]){"y", "z"}};
+    nb_dataset *ds = NULL, *tr = NULL, *te = NULL;
+    nb_loader *ld = NULL;
+    nb_error err;
+    nb_rng rng;
+    nb_rng_seed(&rng, 2);
+    const char *text = "a,y,b,z\n1,2,3,4\n5,6,7,8\n9,10,11,12\n";
+    nb_status st = nb_dataset_load_csv_mem(text, strlen(text), &co, &ds, &err);
+    if (st == NB_ERR_NOMEM)
+        assert_true(strlen(err.msg) > 0);
+    if (st == NB_OK)
+        st = nb_dataset_split(ds, &rng, 2, 0, &tr, NULL, &te);
+    if (st == NB_OK)
+        st = nb_loader_new(tr, 2, true, false, &ld);
+    nb_loader_free(ld);
+    nb_dataset_free(tr);
+    nb_dataset_free(te);
+    nb_dataset_free(ds);
+    return st;
+}
+
 static void test_alloc_failure(void **state)
 {
     (void)state;
@@ -1238,6 +1562,7 @@ static void test_alloc_failure(void **state)
     free_pair(&z);
     free_pair(&p);
     fail_every_allocation("digits, split, loader", digits_split_loader, NULL);
+    fail_every_allocation("csv targets, split, loader", csv_targets_load_free, NULL);
 }
 
 /* NULL handles and arguments are errors, never crashes. */
@@ -1298,6 +1623,8 @@ int main(void)
         cmocka_unit_test(test_augment_flip),
         cmocka_unit_test(test_augment_shift_crop),
         cmocka_unit_test(test_augment_noise_and_loader),
+        cmocka_unit_test(test_dataset_targets),
+        cmocka_unit_test(test_csv_targets),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_null_and_accessors),
     };

@@ -8,8 +8,14 @@
  *   Each shown line must be a line the command prints.
  * - the .txt files of docs/figures/ written by docs/figures.sh with `"$nabla" modes` or
  *   `"$nabla" trace` must equal what the command prints now.
+ * - docs/training.md, "Regression": its indented ```c blocks are excerpts
+ *   of docs/examples/regression.c (which the suite builds and runs), word
+ *   for word; the commands of "Regression from the command line" run on
+ *   docs/examples/curve.csv print the lines shown, numbers within 3 %
+ *   (other builds round f32 sums differently) and times not compared.
  * Times (the column under a header "ms") are masked on both sides. */
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -295,6 +301,152 @@ static void test_custom_layer_block(void **state)
     free(ex);
 }
 
+/* The program excerpts of the regression section are in its program. */
+static void test_regression_excerpts(void **state)
+{
+    (void)state;
+    char *md = tc_slurp(top, "docs/training.md"),
+         *prog = tc_slurp(top, "docs/examples/regression.c");
+    char *sec = strstr(md, "\n## 11. Regression\n");
+    assert_non_null(sec);
+    char *end = strstr(sec + 1, "\n## ");
+    if (end)
+        *end = '\0';
+    int checked = 0;
+    for (char *p = strstr(sec, "```c\n"); p; p = strstr(p, "```c\n")) {
+        p += 5;
+        char *close = strstr(p, "```");
+        assert_non_null(close);
+        *close = '\0';
+        if (strncmp(p, "    ", 4) == 0) { /* indented: a piece of main() */
+            if (!strstr(prog, p))
+                fail_msg("docs/training.md shows\n%swhich docs/examples/regression.c does not "
+                         "hold",
+                         p);
+            checked++;
+        }
+        p = close + 1;
+    }
+    assert_true(checked >= 3);
+    free(md);
+    free(prog);
+}
+
+/* Whether the @p n bytes at @p a and at @p b are the same number within
+ * 3 % or 0.002 (false when either is not a number). */
+static bool same_number(const char *a, size_t na, const char *b, size_t nb)
+{
+    char x[64], y[64];
+    if (na == 0 || nb == 0 || na >= sizeof x || nb >= sizeof y)
+        return false;
+    memcpy(x, a, na), x[na] = '\0';
+    memcpy(y, b, nb), y[nb] = '\0';
+    char *ex, *ey;
+    double u = strtod(x, &ex), v = strtod(y, &ey);
+    return *ex == '\0' && *ey == '\0' && fabs(u - v) <= fmax(0.002, 0.03 * fabs(v));
+}
+
+/* Whether @p shown is @p printed, word by word (split at spaces; the
+ * punctuation ,;%) after a word kept apart): numbers may differ a little,
+ * a number followed by the word "s" (seconds) at will. */
+static bool same_line(const char *shown, const char *printed)
+{
+    const char *p = shown, *q = printed;
+    for (;;) {
+        size_t sp = strspn(p, " "), sq = strspn(q, " ");
+        if (sp != sq)
+            return false;
+        p += sp, q += sq;
+        if (!*p || !*q)
+            return !*p && !*q;
+        size_t np = strcspn(p, " "), nq = strcspn(q, " ");
+        size_t cp = np, cq = nq; /* without trailing punctuation */
+        while (cp > 0 && strchr(",;%)", p[cp - 1]))
+            cp--;
+        while (cq > 0 && strchr(",;%)", q[cq - 1]))
+            cq--;
+        bool seconds = !strncmp(p + np, " s", 2) &&
+                       (p[np + 2] == '\0' || p[np + 2] == ' ' || p[np + 2] == ';');
+        bool word_equal = np == nq && !memcmp(p, q, np);
+        if (!word_equal && !(np - cp == nq - cq && !memcmp(p + cp, q + cq, np - cp) &&
+                             (seconds || same_number(p, cp, q, cq))))
+            return false;
+        p += np, q += nq;
+    }
+}
+
+/* docs/training.md, "Regression from the command line": each ```sh
+ * command (nabla train, nabla eval on docs/examples/curve.csv, run in the
+ * temporary directory) prints the lines of the ``` block after it. */
+static void test_regression_commands(void **state)
+{
+    (void)state;
+    char *md = tc_slurp(top, "docs/training.md");
+    char *sec = strstr(md, "\n### Regression from the command line\n");
+    assert_non_null(sec);
+    char *end = strstr(sec + 1, "\n## ");
+    if (end)
+        *end = '\0';
+    char abs_dir[2048], *out = NULL;
+    assert_true(top[0] == '/'); /* meson passes the source root absolute */
+    snprintf(abs_dir, sizeof abs_dir, "%s/docs/examples/", top);
+    int commands = 0, checked = 0;
+    for (char *p = strstr(sec, "\n```"); p; p = strstr(p, "\n```")) {
+        p += 4;
+        bool sh = !strncmp(p, "sh\n", 3);
+        char *body = strchr(p, '\n') + 1, *close = strstr(body, "\n```");
+        assert_non_null(close);
+        *close = '\0';
+        if (sh && !strncmp(body, "nabla ", 6)) {
+            /* docs/examples/... read from the source tree */
+            char args[8192];
+            size_t len = 0;
+            for (const char *q = body + 6; *q;) {
+                const char *hit = strstr(q, "docs/examples/");
+                size_t n = hit ? (size_t)(hit - q) : strlen(q);
+                assert_true(len + n + strlen(abs_dir) < sizeof args);
+                memcpy(args + len, q, n);
+                len += n;
+                if (!hit)
+                    break;
+                memcpy(args + len, abs_dir, strlen(abs_dir));
+                len += strlen(abs_dir);
+                q = hit + strlen("docs/examples/");
+            }
+            args[len] = '\0';
+            free(out);
+            out = nabla_out(args);
+            /* and named as the docs name them */
+            for (char *hit; (hit = strstr(out, abs_dir));) {
+                size_t k = strlen(abs_dir), m = strlen("docs/examples/");
+                memmove(hit + m, hit + k, strlen(hit + k) + 1);
+                memcpy(hit, "docs/examples/", m);
+            }
+            commands++;
+        } else if (!sh && out) {
+            char **shown, **got;
+            int n = split_masked(body, &shown), n_got = split_masked(out, &got);
+            for (int i = 0; i < n; i++) {
+                bool found = false;
+                for (int k = 0; k < n_got && !found; k++)
+                    found = same_line(shown[i], got[k]);
+                if (!found)
+                    fail_msg("docs/training.md shows the line\n  \"%s\"\nwhich nabla does not "
+                             "print; it prints:\n%s",
+                             shown[i], out);
+                checked++;
+            }
+            free_lines(shown, n);
+            free_lines(got, n_got);
+        }
+        p = close + 1;
+    }
+    assert_int_equal(commands, 2);
+    assert_true(checked >= 5);
+    free(out);
+    free(md);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -318,6 +470,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_figures),
         cmocka_unit_test(test_checkpoint_header),
         cmocka_unit_test(test_custom_layer_block),
+        cmocka_unit_test(test_regression_excerpts),
+        cmocka_unit_test(test_regression_commands),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];

@@ -675,12 +675,48 @@ static void test_init(void **state)
 typedef struct loss_ctx {
     nb_reduction r;
     const int64_t *labels;
+    double delta; /* huber */
 } loss_ctx;
 
 static nb_tensor *f_mse(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     return nb_mse_loss(g, in[0], in[1], ((loss_ctx *)ctx)->r);
 }
+static nb_tensor *f_l1(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    return nb_l1_loss(g, in[0], in[1], ((loss_ctx *)ctx)->r);
+}
+static nb_tensor *f_huber(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    loss_ctx *c = ctx;
+    return nb_huber_loss(g, in[0], in[1], c->delta, c->r);
+}
+
+/* The gradient of a loss with respect to its prediction, recorded
+ * (create_graph), as a function of prediction and target: checking it
+ * checks the loss's second derivatives. The checker also calls it with
+ * recording off and on inputs without gradients: both are turned on here
+ * for the inner gradient. */
+typedef struct grad_ctx {
+    tc_fn loss;
+    loss_ctx c;
+} grad_ctx;
+
+static nb_tensor *f_loss_grad(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    grad_ctx *gc = ctx;
+    bool recording = nb_graph_recording(g);
+    nb_graph_set_recording(g, true);
+    nb_tensor *p = in[0];
+    if (!nb_tensor_requires_grad(p))
+        nb_tensor_set_requires_grad(p, true);
+    nb_tensor *loss = gc->loss(g, in, &gc->c), *dp = NULL;
+    if (loss && nb_grad(g, loss, NULL, &p, 1, &dp, true) != NB_OK)
+        dp = NULL;
+    nb_graph_set_recording(g, recording);
+    return dp;
+}
+
 static nb_tensor *f_bce(nb_graph *g, nb_tensor *const *in, void *ctx)
 {
     return nb_bce_loss(g, in[0], in[1], ((loss_ctx *)ctx)->r);
@@ -709,9 +745,14 @@ static void test_loss_grads(void **state)
     (void)state;
     const int64_t labels[] = {2, 0, 3, 3, 1};
     for (int r = 0; r < 2; r++) {
-        loss_ctx c = {(nb_reduction)r, labels};
+        loss_ctx c = {(nb_reduction)r, labels, 0};
         tc_shape two[] = {{2, {5, 4}}, {2, {5, 4}}};
         tc_check("mse", f_mse, &c, 2, two, &(tc_opts){.seed = 50 + r});
+        tc_check("l1", f_l1, &c, 2, two, &(tc_opts){.seed = 62 + r});
+        for (int d = 0; d < 3; d++) { /* δ below, among and above the differences */
+            loss_ctx hc = {(nb_reduction)r, NULL, (double[]){0.3, 1, 10}[d]};
+            tc_check("huber", f_huber, &hc, 2, two, &(tc_opts){.seed = 64 + 2 * d + r});
+        }
         tc_check("bce", f_bce, &c, 2, two, &(tc_opts){.lo = 0.05, .hi = 0.95, .seed = 52 + r});
         tc_check("bce logits", f_bce_logits, &c, 2, two,
                  &(tc_opts){.lo = -4, .hi = 4, .seed = 54 + r});
@@ -720,6 +761,43 @@ static void test_loss_grads(void **state)
     }
     tc_shape ps[] = {{2, {3, 4}}, {1, {5}}, {2, {2, 2}}};
     tc_check("l2 + l1 penalties", f_penalties, NULL, 3, ps, &(tc_opts){.seed = 60});
+}
+
+/* Second derivatives of the regression losses, through the recorded
+ * gradient: reverse and forward mode of d(loss)/d(pred) against central
+ * differences (MSE: 2/n·I, Huber: 1/n inside δ, 0 outside); L1's gradient
+ * sign(d)/n is a constant of the graph (its second derivative is 0). */
+static void test_loss_second_order(void **state)
+{
+    (void)state;
+    tc_shape two[] = {{2, {4, 3}}, {2, {4, 3}}};
+    for (int r = 0; r < 2; r++) {
+        grad_ctx mse = {f_mse, {(nb_reduction)r, NULL, 0}};
+        grad_ctx huber = {f_huber, {(nb_reduction)r, NULL, 0.8}};
+        tc_check("d mse / d pred", f_loss_grad, &mse, 2, two, &(tc_opts){.seed = 70 + r});
+        tc_check("d huber / d pred", f_loss_grad, &huber, 2, two, &(tc_opts){.seed = 74 + r});
+    }
+    /* the Huber Hessian is diagonal: 1/n where |d| < δ, 0 elsewhere */
+    nb_graph *g = nb_graph_new();
+    nb_tensor *p = nb_tensor_set_requires_grad(
+        nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, (double[]){0.1, -0.5, 2, -3}), true);
+    nb_tensor *t = nb_zeros(g, NB_F64, 1, (int64_t[]){4});
+    nb_tensor *dp = NULL, *h = NULL;
+    assert_int_equal(nb_grad(g, nb_huber_loss(g, p, t, 1, NB_REDUCE_MEAN), NULL, &p, 1, &dp, true),
+                     NB_OK);
+    const double want_dp[4] = {0.1 / 4, -0.5 / 4, 1.0 / 4, -1.0 / 4};
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(dp, i), want_dp[i], 1e-15);
+    assert_int_equal(nb_grad(g, nb_sum(g, dp, NULL, 0, false), NULL, &p, 1, &h, false), NB_OK);
+    const double want_h[4] = {0.25, 0.25, 0, 0};
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(h, i), want_h[i], 1e-15);
+    assert_int_equal(nb_grad(g, nb_l1_loss(g, p, t, NB_REDUCE_SUM), NULL, &p, 1, &dp, true), NB_OK);
+    assert_false(nb_tensor_requires_grad(dp)); /* nothing to differentiate again */
+    const double want_l1[4] = {1, -1, 1, -1};
+    for (int i = 0; i < 4; i++)
+        tc_near(nb_tensor_get(dp, i), want_l1[i], 0);
+    nb_graph_free(g);
 }
 
 static void test_loss_values(void **state)
@@ -744,6 +822,17 @@ static void test_loss_values(void **state)
     nb_tensor *t = nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, (double[]){0, 2, 5, 4});
     tc_near(nb_tensor_item(nb_mse_loss(g, p, t, NB_REDUCE_MEAN)), 5.0 / 4, 1e-15);
     tc_near(nb_tensor_item(nb_mse_loss(g, p, t, NB_REDUCE_SUM)), 5.0, 1e-15);
+    /* l1: mean absolute error */
+    tc_near(nb_tensor_item(nb_l1_loss(g, p, t, NB_REDUCE_MEAN)), 3.0 / 4, 1e-15);
+    tc_near(nb_tensor_item(nb_l1_loss(g, p, t, NB_REDUCE_SUM)), 3.0, 1e-15);
+    /* huber (PyTorch's HuberLoss): 0.5·d² for |d| < δ, δ(|d| − δ/2) beyond;
+     * d = (1, 0, -2, 0), and at |d| = δ both branches give δ²/2 */
+    tc_near(nb_tensor_item(nb_huber_loss(g, p, t, 1, NB_REDUCE_SUM)), 0.5 + 0 + 1.5 + 0, 1e-15);
+    tc_near(nb_tensor_item(nb_huber_loss(g, p, t, 1.5, NB_REDUCE_MEAN)),
+            (0.5 + 1.5 * (2 - 0.75)) / 4, 1e-15);
+    tc_near(nb_tensor_item(nb_huber_loss(g, p, t, 2, NB_REDUCE_SUM)), 0.5 + 2, 1e-15);
+    tc_near(nb_tensor_item(nb_huber_loss(g, p, t, 100, NB_REDUCE_MEAN)),
+            nb_tensor_item(nb_mse_loss(g, p, t, NB_REDUCE_MEAN)) / 2, 1e-15);
     /* bce on probabilities equals bce on logits through the sigmoid */
     nb_tensor *zz = nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, (double[]){-3, -0.2, 0.7, 5});
     nb_tensor *tt = nb_tensor_from(g, NB_F64, 1, (int64_t[]){4}, (double[]){0, 1, 1, 0.3});
@@ -813,6 +902,34 @@ static void test_loss_errors(void **state)
     assert_null(nb_bce_with_logits(g, logits, f, NB_REDUCE_MEAN));
     assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
     nb_graph_clear_error(g);
+    /* the regression losses: shapes named, δ checked */
+    nb_tensor *w1 = nb_zeros(g, NB_F64, 2, (int64_t[]){2, 1});
+    assert_null(nb_l1_loss(g, logits, w1, NB_REDUCE_MEAN));
+    assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_graph_error(g)->msg,
+                           "l1_loss: prediction f64 [2,3] and target f64 [2,1] differ"));
+    nb_graph_clear_error(g);
+    assert_null(nb_huber_loss(g, logits, w1, 1, NB_REDUCE_MEAN));
+    assert_non_null(strstr(nb_graph_error(g)->msg,
+                           "huber_loss: prediction f64 [2,3] and target f64 [2,1] differ"));
+    nb_graph_clear_error(g);
+    assert_null(nb_huber_loss(g, logits, f, 1, NB_REDUCE_MEAN));
+    assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
+    nb_graph_clear_error(g);
+    const double deltas[] = {0, -1, NAN, INFINITY};
+    for (int i = 0; i < 4; i++) {
+        assert_null(nb_huber_loss(g, logits, logits, deltas[i], NB_REDUCE_MEAN));
+        assert_int_equal(nb_graph_status(g), NB_ERR_ARG);
+        assert_non_null(strstr(nb_graph_error(g)->msg, "huber_loss: delta = "));
+        assert_non_null(strstr(nb_graph_error(g)->msg, "it must be finite and > 0"));
+        nb_graph_clear_error(g);
+    }
+    assert_null(nb_l1_loss(g, logits, logits, (nb_reduction)5));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "l1_loss: unknown reduction 5"));
+    nb_graph_clear_error(g);
+    assert_null(nb_l1_loss(g, NULL, logits, NB_REDUCE_MEAN)); /* quiet */
+    assert_null(nb_huber_loss(g, logits, NULL, 1, NB_REDUCE_MEAN));
+    assert_int_equal(nb_graph_status(g), NB_OK);
     assert_null(nb_mse_loss(g, logits, logits, (nb_reduction)5));
     assert_non_null(strstr(nb_graph_error(g)->msg, "unknown reduction 5"));
     nb_graph_clear_error(g);
@@ -1419,6 +1536,7 @@ int main(void)
         cmocka_unit_test(test_activate_by_kind),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_loss_grads),
+        cmocka_unit_test(test_loss_second_order),
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_loss_errors),
         cmocka_unit_test(test_layer_grads),

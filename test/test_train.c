@@ -960,6 +960,489 @@ static void test_alloc_failures(void **state)
     assert_true(failures >= 4);
 }
 
+/* ------------------------------------------------------------ regression */
+
+/* A regression rig: 400 samples of 3 features uniform in [-1, 1] and two
+ * targets y0 = x0 − 2·x1 + 0.5 and y1 = sin(2·x2) + x0·x1 (plus noise of
+ * sd 0.01), split 300 / 50 / 50; a 3-32-2 tanh MLP; Adam; batches of 20. */
+static void reg_build(rig *r, uint64_t seed, tc_counting *count)
+{
+    memset(r, 0, sizeof *r);
+    nb_rng_seed(&r->rng, seed);
+    enum { N = 400 };
+    static float x[N * 3], y[N * 2];
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 3; j++)
+            x[3 * i + j] = (float)(2 * nb_rng_uniform(&r->rng) - 1);
+        y[2 * i] = x[3 * i] - 2 * x[3 * i + 1] + 0.5f + 0.01f * (float)nb_rng_normal(&r->rng);
+        y[2 * i + 1] = (float)sin(2 * x[3 * i + 2]) + x[3 * i] * x[3 * i + 1] +
+                       0.01f * (float)nb_rng_normal(&r->rng);
+    }
+    nb_data_opts d = {0};
+    if (count)
+        d.alloc = tc_counting_alloc, d.alloc_ud = count;
+    assert_int_equal(nb_dataset_from_targets(&d, N, 3, x, 2, y, &r->all), NB_OK);
+    assert_int_equal(nb_dataset_split(r->all, &r->rng, 300, 50, &r->train, &r->val, &r->test),
+                     NB_OK);
+    r->m = count ? nb_model_new_alloc(tc_counting_alloc, count) : nb_model_new();
+    nb_mlp_opts mo = nb_mlp_defaults();
+    mo.layer.rng = &r->rng;
+    mo.layer.init = NB_INIT_AUTO;
+    mo.act = NB_ACT_TANH;
+    assert_int_equal(nb_mlp_new(r->m, NULL, (int64_t[]){3, 32, 2}, 3, &mo, &r->net), NB_OK);
+    nb_optim_opts so = nb_optim_defaults(NB_OPTIM_ADAM);
+    so.lr = 0.01;
+    r->opt = count ? nb_optim_new_alloc(&so, tc_counting_alloc, count) : nb_optim_new(&so);
+    assert_non_null(r->opt);
+    assert_int_equal(nb_loader_new(r->train, 20, true, false, &r->ld), NB_OK);
+}
+
+static nb_train_opts reg_opts(rig *r, trlog *l)
+{
+    nb_train_opts o = nb_train_defaults();
+    o.epochs = 40;
+    o.rng = &r->rng;
+    o.val = r->val;
+    o.test = r->test;
+    o.on_epoch = on_epoch;
+    o.cb_ud = l;
+    return o;
+}
+
+/* RMSE and MAE of the network on @p ds, computed here row by row. */
+static void reg_errors_by_hand(nb_layer *net, const nb_dataset *ds, double *rmse, double *mae)
+{
+    nb_graph *g = nb_graph_new();
+    nb_graph_set_recording(g, false);
+    int64_t n = nb_dataset_count(ds), K = nb_dataset_targets(ds), F = nb_dataset_features(ds);
+    double sq = 0, ab = 0;
+    for (int64_t i = 0; i < n; i++) {
+        nb_graph_reset(g);
+        nb_tensor *x = nb_zeros(g, NB_F32, 2, (int64_t[]){1, F});
+        for (int64_t j = 0; j < F; j++)
+            nb_tensor_set(x, j, nb_dataset_get(ds, i, j));
+        nb_tensor *out = nb_layer_forward(g, net, x, false);
+        assert_non_null(out);
+        for (int64_t k = 0; k < K; k++) {
+            double d = nb_tensor_get(out, k) - nb_dataset_target(ds, i, k);
+            sq += d * d;
+            ab += fabs(d);
+        }
+    }
+    *rmse = sqrt(sq / (double)(n * K));
+    *mae = ab / (double)(n * K);
+    nb_graph_free(g);
+}
+
+/* Two outputs learned from float targets with the default loss (MSE):
+ * RMSE and MAE each epoch, accuracy not measured; the trainer's figures
+ * are those of nb_evaluate_regression and of a computation by hand. */
+static void test_regression_fit(void **state)
+{
+    (void)state;
+    rig r;
+    reg_build(&r, 11, NULL);
+    trlog l = {0};
+    nb_train_opts o = reg_opts(&r, &l);
+    assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
+    if (nb_trainer_fit(r.t, r.ld) != NB_OK)
+        fail_msg("%s", nb_trainer_error(r.t)->msg);
+    assert_int_equal(l.n, 40);
+    const nb_epoch_report *first = &l.r[0], *last = &l.r[39];
+    assert_true(isnan(last->train_acc) && isnan(last->val_acc) && isnan(last->test_acc));
+    assert_true(last->test_rmse < 0.3 * first->test_rmse);
+    assert_true(last->test_rmse < 0.15);
+    assert_true(last->val_mae <= last->val_rmse && last->val_mae > 0);
+    assert_true(isfinite(last->train_rmse));
+    /* the loss is the MSE: the square of the RMSE */
+    tc_near(last->test_loss, last->test_rmse * last->test_rmse, 1e-6);
+    double rmse, mae, loss, hr, hm;
+    assert_int_equal(nb_trainer_evaluate_regression(r.t, r.test, &rmse, &mae, &loss), NB_OK);
+    tc_near(rmse, last->test_rmse, 0);
+    tc_near(mae, last->test_mae, 0);
+    tc_near(loss, last->test_loss, 0);
+    reg_errors_by_hand(r.net, r.test, &hr, &hm);
+    tc_near(rmse, hr, 1e-6); /* f32 outputs: batch sizes round differently */
+    tc_near(mae, hm, 1e-6);
+    nb_graph *g = nb_graph_new();
+    double er, em;
+    assert_int_equal(nb_evaluate_regression(g, r.net, r.test, 7, &er, &em), NB_OK);
+    tc_near(er, hr, 1e-6);
+    tc_near(em, hm, 1e-6);
+    assert_int_equal(nb_evaluate_regression(g, r.net, r.test, 7, NULL, NULL), NB_OK);
+    /* accuracy is not defined for targets */
+    double acc;
+    assert_int_equal(nb_trainer_evaluate(r.t, r.test, &acc, &loss), NB_OK);
+    assert_true(isnan(acc));
+    tc_near(loss, last->test_loss, 0);
+    /* the wrong evaluation for the data set says which one fits */
+    assert_int_equal(nb_evaluate(g, r.net, r.test, 8, &acc, &loss), NB_ERR_ARG);
+    assert_non_null(strstr(nb_graph_error(g)->msg,
+                           "evaluate: the data set has 2 float targets per sample: "
+                           "nb_evaluate_regression reports RMSE and MAE"));
+    nb_graph_clear_error(g);
+    nb_dataset *digits = NULL;
+    assert_int_equal(nb_dataset_digits(NULL, &digits), NB_OK);
+    assert_int_equal(nb_evaluate_regression(g, r.net, digits, 8, &er, &em), NB_ERR_ARG);
+    assert_non_null(strstr(nb_graph_error(g)->msg, "evaluate_regression: the data set has class "
+                                                   "labels (10 classes): nb_evaluate"));
+    nb_graph_clear_error(g);
+    assert_int_equal(nb_evaluate_regression(g, NULL, r.test, 8, &er, &em), NB_ERR_NULL);
+    assert_int_equal(nb_evaluate_regression(NULL, r.net, r.test, 8, &er, &em), NB_ERR_NULL);
+    nb_graph_clear_error(g);
+    assert_int_equal(nb_evaluate_regression(g, r.net, r.test, 0, &er, &em), NB_ERR_ARG);
+    nb_graph_clear_error(g);
+    assert_int_equal(nb_trainer_evaluate_regression(r.t, digits, &er, &em, NULL), NB_ERR_ARG);
+    assert_non_null(strstr(nb_trainer_error(r.t)->msg, "class labels (10 classes), no targets"));
+    assert_string_equal(nb_trainer_error(r.t)->where, "nb_trainer_evaluate_regression");
+    assert_int_equal(nb_trainer_evaluate_regression(NULL, r.test, &er, &em, NULL), NB_ERR_NULL);
+    /* the default loss is cross-entropy on labels: the 2 outputs do not
+     * cover the 10 classes */
+    nb_dataset *labelled = NULL;
+    assert_int_equal(nb_dataset_from(NULL, 5, 3, NULL, (int64_t[]){0, 9, 1, 2, 3}, &labelled),
+                     NB_OK);
+    assert_int_equal(nb_trainer_evaluate(r.t, labelled, &acc, &loss), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_trainer_error(r.t)->msg,
+                           "evaluate: the network outputs [5,2] for 5 samples; [5, C] with C >= "
+                           "10 classes is needed"));
+    nb_dataset_free(labelled);
+    /* a network whose output is not [N, K] */
+    nb_dataset *three = NULL;
+    assert_int_equal(nb_dataset_from_targets(NULL, 5, 3, NULL, 3, NULL, &three), NB_OK);
+    assert_int_equal(nb_evaluate_regression(g, r.net, three, 2, &er, &em), NB_ERR_SHAPE);
+    assert_non_null(strstr(nb_graph_error(g)->msg,
+                           "evaluate_regression: the network outputs [2,2] for 2 samples of 3 "
+                           "targets each; [2, 3] is needed"));
+    nb_dataset_free(three);
+    nb_dataset_free(digits);
+    nb_graph_free(g);
+    rig_free(&r);
+}
+
+/* L1 and Huber by kind, and Huber as a loss of the target tensor: the
+ * same run bit for bit; each trains. */
+static nb_tensor *huber_half(nb_graph *g, nb_tensor *out, nb_tensor *target, void *ud)
+{
+    (*(int *)ud)++;
+    return nb_huber_loss(g, out, target, 0.5, NB_REDUCE_MEAN);
+}
+
+static void test_regression_losses(void **state)
+{
+    (void)state;
+    unsigned char *bytes[3];
+    size_t len[3];
+    int calls = 0;
+    for (int k = 0; k < 3; k++) {
+        rig r;
+        reg_build(&r, 12, NULL);
+        trlog l = {0};
+        nb_train_opts o = reg_opts(&r, &l);
+        o.epochs = 10;
+        if (k == 0) {
+            o.loss_kind = NB_LOSS_L1;
+        } else if (k == 1) {
+            o.loss_kind = NB_LOSS_HUBER;
+            o.huber_delta = 0.5;
+        } else {
+            o.target_loss = huber_half;
+            o.loss_ud = &calls;
+        }
+        assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
+        if (nb_trainer_fit(r.t, r.ld) != NB_OK)
+            fail_msg("%s", nb_trainer_error(r.t)->msg);
+        assert_true(l.r[9].loss < 0.5 * l.r[0].loss);
+        assert_true(l.r[9].test_rmse < l.r[0].test_rmse);
+        if (k == 0) /* the L1 loss is the MAE */
+            tc_near(l.r[9].test_loss, l.r[9].test_mae, 1e-6);
+        bytes[k] = model_bytes(r.m, &len[k]);
+        rig_free(&r);
+    }
+    /* 15 training batches, 1 validation and 1 test batch per epoch */
+    assert_int_equal(calls, 10 * (15 + 2));
+    assert_int_equal(len[1], len[2]);
+    assert_memory_equal(bytes[1], bytes[2], len[1]);
+    assert_true(memcmp(bytes[0], bytes[1], len[0]) != 0);
+    for (int k = 0; k < 3; k++)
+        free(bytes[k]);
+}
+
+/* Labels given to a loss of the target tensor arrive as one-hot rows:
+ * soft cross-entropy on them trains exactly as the built-in cross-entropy. */
+static nb_tensor *soft_ce(nb_graph *g, nb_tensor *out, nb_tensor *target, void *ud)
+{
+    (void)ud;
+    return nb_softmax_cross_entropy_soft(g, out, target, NB_REDUCE_MEAN);
+}
+
+static void test_target_loss_on_labels(void **state)
+{
+    (void)state;
+    nb_optim_opts so = nb_optim_defaults(NB_OPTIM_SGD);
+    rig_opts ro = {.seed = 8,
+                   .sizes = (int64_t[]){64, 16, 10},
+                   .n_sizes = 3,
+                   .act = NB_ACT_RELU,
+                   .optim = so,
+                   .n_train = 300,
+                   .n_val = 100,
+                   .batch = 25};
+    unsigned char *bytes[2];
+    size_t len[2];
+    double val_loss[2], val_acc[2];
+    for (int k = 0; k < 2; k++) {
+        rig r;
+        rig_build(&r, &ro);
+        trlog l = {0};
+        nb_train_opts o = nb_train_defaults();
+        o.epochs = 3;
+        o.rng = &r.rng;
+        o.val = r.val;
+        o.on_epoch = on_epoch;
+        o.cb_ud = &l;
+        o.target_loss = k ? soft_ce : NULL;
+        assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
+        if (nb_trainer_fit(r.t, r.ld) != NB_OK)
+            fail_msg("%s", nb_trainer_error(r.t)->msg);
+        bytes[k] = model_bytes(r.m, &len[k]);
+        val_loss[k] = l.r[2].val_loss;
+        val_acc[k] = l.r[2].val_acc;
+        assert_true(isnan(l.r[2].val_rmse) && isnan(l.r[2].test_mae));
+        rig_free(&r);
+    }
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(bytes[0], bytes[1], len[0]);
+    tc_near(val_acc[1], val_acc[0], 0);
+    tc_near(val_loss[1], val_loss[0], 1e-6);
+    free(bytes[0]);
+    free(bytes[1]);
+}
+
+/* Same seed, same parameters; early stopping on the validation loss
+ * restores the best epoch. */
+static void test_regression_deterministic(void **state)
+{
+    (void)state;
+    unsigned char *bytes[2];
+    size_t len[2];
+    for (int k = 0; k < 2; k++) {
+        rig r;
+        reg_build(&r, 13, NULL);
+        trlog l = {.m = NULL};
+        nb_train_opts o = reg_opts(&r, &l);
+        o.epochs = 6;
+        o.patience = 2;
+        o.monitor = NB_MONITOR_VAL_LOSS;
+        assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
+        if (nb_trainer_fit(r.t, r.ld) != NB_OK)
+            fail_msg("%s", nb_trainer_error(r.t)->msg);
+        assert_true(nb_trainer_best_epoch(r.t) >= 1);
+        bytes[k] = model_bytes(r.m, &len[k]);
+        rig_free(&r);
+    }
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(bytes[0], bytes[1], len[0]);
+    free(bytes[0]);
+    free(bytes[1]);
+}
+
+/* Losses and data that do not fit each other, and networks whose output
+ * width is not the number of targets: an error at the start of fit naming
+ * them, nothing trained. */
+static nb_tensor *label_loss(nb_graph *g, nb_tensor *out, const int64_t *labels, int64_t n,
+                             void *ud)
+{
+    (void)ud;
+    return nb_softmax_cross_entropy(g, out, labels, n, NB_REDUCE_MEAN);
+}
+
+static nb_tensor *bad_target_loss(nb_graph *g, nb_tensor *out, nb_tensor *target, void *ud)
+{
+    (void)ud, (void)target;
+    return nb_sum(g, out, (int[]){1}, 1, false); /* [N], not a scalar */
+}
+
+static void test_regression_bad_input(void **state)
+{
+    (void)state;
+    rig r;
+    reg_build(&r, 14, NULL);
+    size_t n0;
+    unsigned char *before = model_bytes(r.m, &n0);
+    nb_dataset *digits = NULL, *labelled = NULL, *wide = NULL;
+    assert_int_equal(nb_dataset_digits(NULL, &digits), NB_OK);
+    assert_int_equal(nb_dataset_from(NULL, 20, 3, NULL, NULL, &labelled), NB_OK);
+    assert_int_equal(nb_dataset_from_targets(NULL, 20, 3, NULL, 1, NULL, &wide), NB_OK);
+    nb_loader *digits_ld = NULL, *wide_ld = NULL;
+    assert_int_equal(nb_loader_new(digits, 32, false, false, &digits_ld), NB_OK);
+    assert_int_equal(nb_loader_new(wide, 4, false, false, &wide_ld), NB_OK);
+    struct {
+        nb_loss_kind kind;
+        nb_loss_fn fn;
+        nb_target_loss_fn tfn;
+        const nb_dataset *val;
+        nb_loader *ld;
+        nb_monitor monitor;
+        nb_status st;
+        const char *msg;
+    } cases[] = {
+        {NB_LOSS_CROSS_ENTROPY, NULL, NULL, NULL, r.ld, NB_MONITOR_VAL_ACC, NB_ERR_ARG,
+         "training set: softmax cross-entropy needs class labels, and the data set has 2 float "
+         "targets per sample (choose a regression loss: mse, l1 or huber)"},
+        {NB_LOSS_DEFAULT, label_loss, NULL, NULL, r.ld, NB_MONITOR_VAL_ACC, NB_ERR_ARG,
+         "training set: the loss function (loss) takes class labels, and the data set has 2 "
+         "float targets per sample"},
+        {NB_LOSS_MSE, NULL, NULL, NULL, digits_ld, NB_MONITOR_VAL_ACC, NB_ERR_ARG,
+         "training set: the mse loss needs float targets, and the data set has class labels "
+         "(10 classes)"},
+        {NB_LOSS_HUBER, NULL, NULL, NULL, digits_ld, NB_MONITOR_VAL_ACC, NB_ERR_ARG,
+         "the huber loss needs float targets"},
+        {NB_LOSS_DEFAULT, NULL, NULL, labelled, r.ld, NB_MONITOR_VAL_LOSS, NB_ERR_ARG,
+         "validation set: 0 float targets per sample, the training set has 2 (0: class labels)"},
+        {NB_LOSS_DEFAULT, NULL, NULL, wide, r.ld, NB_MONITOR_VAL_LOSS, NB_ERR_ARG,
+         "validation set: 1 float targets per sample, the training set has 2"},
+        {NB_LOSS_L1, NULL, NULL, NULL, wide_ld, NB_MONITOR_VAL_ACC, NB_ERR_SHAPE,
+         "training set: the network turns 1 sample into [1,2], and the l1 loss needs [1, 1] for "
+         "the 1 targets per sample"},
+        {NB_LOSS_DEFAULT, NULL, NULL, r.val, r.ld, NB_MONITOR_VAL_ACC, NB_ERR_ARG,
+         "early stopping watches the validation accuracy (monitor), and the data has float "
+         "targets: watch the loss (NB_MONITOR_VAL_LOSS)"},
+        {NB_LOSS_DEFAULT, NULL, bad_target_loss, NULL, r.ld, NB_MONITOR_VAL_ACC, NB_ERR_SHAPE,
+         "epoch 1, batch 1: train: the loss is f32 [20]; a single value is needed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_train_opts o = nb_train_defaults();
+        o.rng = &r.rng;
+        o.loss_kind = cases[i].kind;
+        o.loss = cases[i].fn;
+        o.target_loss = cases[i].tfn;
+        o.val = cases[i].val;
+        o.monitor = cases[i].monitor;
+        o.patience = cases[i].val ? 1 : 0;
+        nb_trainer *t = NULL;
+        assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &t), NB_OK);
+        nb_status st = nb_trainer_fit(t, cases[i].ld);
+        if (st != cases[i].st || !strstr(nb_trainer_error(t)->msg, cases[i].msg))
+            fail_msg("case %zu: status %d, \"%s\"; expected %d, \"%s\"", i, (int)st,
+                     nb_trainer_error(t)->msg, (int)cases[i].st, cases[i].msg);
+        assert_string_equal(nb_trainer_error(t)->where, "nb_trainer_fit");
+        nb_trainer_free(t);
+        size_t n1;
+        unsigned char *after = model_bytes(r.m, &n1);
+        assert_memory_equal(before, after, n0); /* nothing trained */
+        free(after);
+    }
+    /* options that cannot go together */
+    struct {
+        nb_train_opts o;
+        const char *field, *msg;
+    } opts[] = {
+        {{.eval_batch = 1, .loss_kind = NB_LOSS_HUBER},
+         "huber_delta",
+         "huber_delta = 0: it must be finite and > 0"},
+        {{.eval_batch = 1, .loss_kind = NB_LOSS_HUBER, .huber_delta = -1},
+         "huber_delta",
+         "huber_delta = -1"},
+        {{.eval_batch = 1, .loss_kind = NB_LOSS_HUBER, .huber_delta = INFINITY},
+         "huber_delta",
+         "huber_delta = inf"},
+        {{.eval_batch = 1, .loss_kind = (nb_loss_kind)9}, "loss_kind", "loss_kind = 9: unknown"},
+        {{.eval_batch = 1, .loss = label_loss, .target_loss = soft_ce},
+         "target_loss",
+         "both loss and target_loss are set"},
+        {{.eval_batch = 1, .loss_kind = NB_LOSS_MSE, .target_loss = soft_ce},
+         "loss_kind",
+         "loss_kind = mse and a loss function of your own (target_loss): choose one"},
+    };
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        nb_error err;
+        nb_trainer *t = (nb_trainer *)&err;
+        assert_int_equal(nb_train_opts_check(&opts[i].o, &err), NB_ERR_ARG);
+        assert_string_equal(err.name, opts[i].field);
+        if (!strstr(err.msg, opts[i].msg))
+            fail_msg("options %zu: \"%s\", expected \"%s\"", i, err.msg, opts[i].msg);
+        assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &opts[i].o, &t), NB_ERR_ARG);
+        assert_null(t);
+    }
+    /* names of the kinds */
+    nb_loss_kind k;
+    for (int i = 0; i <= NB_LOSS_HUBER; i++) {
+        assert_int_equal(nb_loss_kind_from_name(nb_loss_kind_name((nb_loss_kind)i), &k), NB_OK);
+        assert_int_equal(k, i);
+    }
+    assert_string_equal(nb_loss_kind_name(NB_LOSS_L1), "l1");
+    assert_string_equal(nb_loss_kind_name((nb_loss_kind)-1), "?");
+    assert_int_equal(nb_loss_kind_from_name("MSE", &k), NB_ERR_NOTFOUND);
+    assert_int_equal(nb_loss_kind_from_name(NULL, &k), NB_ERR_NULL);
+    assert_int_equal(nb_loss_kind_from_name("mse", NULL), NB_ERR_NULL);
+    free(before);
+    nb_loader_free(digits_ld);
+    nb_loader_free(wide_ld);
+    nb_dataset_free(digits);
+    nb_dataset_free(labelled);
+    nb_dataset_free(wide);
+    rig_free(&r);
+}
+
+/* A loss of the target tensor on labels: one-hot rows of the output's
+ * width; an output that is not [N, C] or a label beyond C is an error. */
+static void test_target_loss_label_errors(void **state)
+{
+    (void)state;
+    nb_dataset *ds = NULL;
+    assert_int_equal(nb_dataset_from(NULL, 6, 3, NULL, (int64_t[]){0, 1, 2, 3, 0, 1}, &ds), NB_OK);
+    nb_rng rng;
+    nb_rng_seed(&rng, 1);
+    nb_model *m = nb_model_new();
+    nb_mlp_opts mo = nb_mlp_defaults();
+    mo.layer.rng = &rng;
+    nb_layer *net = NULL;
+    assert_int_equal(nb_mlp_new(m, NULL, (int64_t[]){3, 3}, 2, &mo, &net), NB_OK); /* 3 < 4 */
+    nb_optim_opts so = nb_optim_defaults(NB_OPTIM_SGD);
+    nb_optim *opt = nb_optim_new(&so);
+    nb_loader *ld = NULL;
+    assert_int_equal(nb_loader_new(ds, 6, false, false, &ld), NB_OK);
+    nb_train_opts o = nb_train_defaults();
+    o.target_loss = soft_ce;
+    nb_trainer *t = NULL;
+    assert_int_equal(nb_trainer_new(m, net, opt, &o, &t), NB_OK);
+    assert_int_equal(nb_trainer_fit(t, ld), NB_ERR_ARG);
+    assert_non_null(strstr(nb_trainer_error(t)->msg,
+                           "target_loss: label 3 of sample 3 is outside the 3 columns of the "
+                           "output [6,3]"));
+    nb_trainer_free(t);
+    nb_loader_free(ld);
+    nb_optim_free(opt);
+    nb_layer_free(net);
+    nb_model_free(m);
+    nb_dataset_free(ds);
+}
+
+/* Regression training allocates nothing after its first epoch either. */
+static void test_regression_no_alloc_after_first_epoch(void **state)
+{
+    (void)state;
+    tc_counting c = {0};
+    rig r;
+    reg_build(&r, 15, &c);
+    trlog l = {.count = &c};
+    nb_train_opts o = reg_opts(&r, &l);
+    o.epochs = 4;
+    o.loss_kind = NB_LOSS_HUBER;
+    o.patience = 4;
+    o.monitor = NB_MONITOR_VAL_LOSS;
+    o.alloc = tc_counting_alloc;
+    o.alloc_ud = &c;
+    assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
+    assert_int_equal(nb_trainer_fit(r.t, r.ld), NB_OK);
+    assert_int_equal(l.n, 4);
+    assert_true(l.calls_at[0] > 0);
+    for (int e = 1; e < 4; e++)
+        assert_int_equal(l.calls_at[e], l.calls_at[0]);
+    rig_free(&r);
+    assert_int_equal(c.live, 0);
+}
+
 /* --------------------------------------------------------- bad input */
 
 static nb_tensor *vector_loss(nb_graph *g, nb_tensor *out, const int64_t *labels, int64_t n,
@@ -1310,6 +1793,13 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_nonfinite_gradient),
+        cmocka_unit_test(test_regression_fit),
+        cmocka_unit_test(test_regression_losses),
+        cmocka_unit_test(test_target_loss_on_labels),
+        cmocka_unit_test(test_regression_deterministic),
+        cmocka_unit_test(test_regression_bad_input),
+        cmocka_unit_test(test_target_loss_label_errors),
+        cmocka_unit_test(test_regression_no_alloc_after_first_epoch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

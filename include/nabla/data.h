@@ -1,7 +1,8 @@
 /**
  * @file data.h
  * @brief Data sets for training: a dataset type (features and integer
- *        labels), CSV and IDX (MNIST format, plain or gzip) loaders, the
+ *        labels, or features and float targets for regression), CSV and
+ *        IDX (MNIST format, plain or gzip) loaders, the
  *        built-in digits data set, splits, shuffled mini-batches,
  *        normalisation and image augmentation.
  *
@@ -32,9 +33,15 @@ extern "C" {
 #endif
 
 /** A data set: n samples of n_features values (f32 or f64, row-major
- *  [n, n_features]), one integer label in [0, n_classes) per sample, and
+ *  [n, n_features]) and, per sample, either one integer label in
+ *  [0, n_classes) (classification) or n_targets float values of the same
+ *  dtype (regression, multi-output: row-major [n, n_targets]); and
  *  optionally an image shape (channels x height x width = n_features,
- *  channel-major). Opaque. */
+ *  channel-major). Which one it holds is fixed when it is made:
+ *  nb_dataset_targets() is 0 for a labelled data set. Slices, subsets,
+ *  splits, loaders (shuffled or not) and augmentation move a sample's
+ *  label or targets with its features; scaling and standardisation change
+ *  the features only. Opaque. */
 typedef struct nb_dataset nb_dataset;
 
 /** Storage type of labels. */
@@ -66,6 +73,19 @@ typedef struct nb_data_opts {
  */
 NB_API nb_status nb_dataset_from(const nb_data_opts *opts, int64_t n, int64_t n_features,
                                  const void *features, const int64_t *labels, nb_dataset **out);
+/**
+ * A regression data set of @p n samples: features copied from @p features
+ * (n*n_features values) and @p n_targets float targets per sample copied
+ * from @p targets (n*n_targets values), both float* for NB_F32 and double*
+ * for NB_F64 (opts->dtype). Either array may be NULL for zeros. It has no
+ * labels (nb_dataset_classes 0, nb_dataset_label -1).
+ * Errors: NB_ERR_NULL (out), NB_ERR_ARG (n_targets < 1, negative sizes,
+ * n_features < 1, a target that is NaN or infinite, opts->n_classes not 0,
+ * sizes whose product overflows), NB_ERR_DTYPE, NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_dataset_from_targets(const nb_data_opts *opts, int64_t n, int64_t n_features,
+                                         const void *features, int64_t n_targets,
+                                         const void *targets, nb_dataset **out);
 /** Free the data set. NULL is accepted. */
 NB_API void nb_dataset_free(nb_dataset *ds);
 
@@ -73,8 +93,11 @@ NB_API void nb_dataset_free(nb_dataset *ds);
 NB_API int64_t nb_dataset_count(const nb_dataset *ds);
 /** Values per sample (0 for NULL). */
 NB_API int64_t nb_dataset_features(const nb_dataset *ds);
-/** Number of classes: labels are in [0, n_classes) (0 for NULL). */
+/** Number of classes: labels are in [0, n_classes) (0 for NULL and for a
+ *  data set with targets). */
 NB_API int64_t nb_dataset_classes(const nb_dataset *ds);
+/** Float targets per sample, K (0 for NULL and for a labelled data set). */
+NB_API int64_t nb_dataset_targets(const nb_dataset *ds);
 NB_API nb_dtype nb_dataset_dtype(const nb_dataset *ds);
 NB_API nb_label_type nb_dataset_label_type(const nb_dataset *ds);
 /** Image shape: height and width (0 and 0 when the samples are not images),
@@ -88,17 +111,24 @@ NB_API nb_status nb_dataset_set_image_shape(nb_dataset *ds, int64_t height, int6
 /** All features, row-major [n, n_features] (float or double by dtype).
  *  Owned by the data set; do not free. NULL when n == 0. */
 NB_API const void *nb_dataset_feature_data(const nb_dataset *ds);
-/** All labels (int32_t or int64_t by label type). Owned; do not free. */
+/** All labels (int32_t or int64_t by label type). Owned; do not free.
+ *  NULL for a data set with targets. */
 NB_API const void *nb_dataset_label_data(const nb_dataset *ds);
+/** All targets, row-major [n, n_targets] (float or double by dtype).
+ *  Owned; do not free. NULL for a labelled data set or when n == 0. */
+NB_API const void *nb_dataset_target_data(const nb_dataset *ds);
 /** Feature @p j of sample @p i as a double; NAN when out of range. */
 NB_API double nb_dataset_get(const nb_dataset *ds, int64_t i, int64_t j);
-/** Label of sample @p i; -1 when out of range. */
+/** Label of sample @p i; -1 when out of range or the data set has targets. */
 NB_API int64_t nb_dataset_label(const nb_dataset *ds, int64_t i);
+/** Target @p k of sample @p i as a double; NAN when out of range (and for
+ *  a labelled data set). */
+NB_API double nb_dataset_target(const nb_dataset *ds, int64_t i, int64_t k);
 
 /* ----------------------------------------------------------------- splits */
 
 /** New data set holding samples [start, start+count) of @p ds (same dtype,
- *  label type, classes, image shape, allocation hook). NB_ERR_ARG when the
+ *  label type, classes or targets, image shape, allocation hook). NB_ERR_ARG when the
  *  range is not inside the data set. */
 NB_API nb_status nb_dataset_slice(const nb_dataset *ds, int64_t start, int64_t count,
                                   nb_dataset **out);
@@ -149,19 +179,39 @@ typedef struct nb_csv_opts {
     size_t max_field;     /**< longest field in bytes [256] */
     int64_t image_height; /**< declare images of this shape [0: none] */
     int64_t image_width;
+    /** > 0: a regression table with this many float target columns and no
+     *  label column (label_column and n_classes are not used; n_classes must
+     *  be 0); every other column is a feature, in file order [0: labels] */
+    int n_targets;
+    /** the target columns' 0-based numbers, negative from the end, in the
+     *  order of the targets (n_targets of them), or NULL */
+    const int *target_columns;
+    /** the target columns' names in the header row (exact, case-sensitive),
+     *  or NULL; target k is the column named target_names[k] when that is
+     *  not NULL, else column target_columns[k] */
+    const char *const *target_names;
 } nb_csv_opts;
 
 /**
  * Load a CSV table from memory: one sample per line, every line with the
  * same number of fields, one of them (label_column) a non-negative integer
  * label, the others numbers (strtod syntax, surrounding spaces ignored,
- * fields may be double-quoted). Lines may end in LF or CRLF; blank lines are
- * skipped. Gzip-compressed input (magic 1f 8b) is decompressed first.
- * Errors (with line and column): NB_ERR_PARSE for an empty table, a ragged
- * row, a field that is not a number, a label that is not an integer in
- * range, NaN/Inf when not allowed, a value outside the f32 range for f32, a
- * field longer than max_field, an unterminated quote, corrupt gzip;
- * NB_ERR_ARG for bad options; NB_ERR_NOMEM.
+ * fields may be double-quoted). With n_targets > 0 the table holds float
+ * targets instead: those columns (by number or header name) are the
+ * targets, finite numbers, and the others the features. Lines may end in LF
+ * or CRLF; blank lines are skipped. Gzip-compressed input (magic 1f 8b) is
+ * decompressed first.
+ * Errors (with line and column; columns in messages count from 1): NB_ERR_PARSE
+ * for an empty table, a ragged row, a field that is not a number (for a
+ * target: "line 7, column 3: target \"abc\" is not a number"), a label that
+ * is not an integer in range, NaN/Inf when not allowed (never allowed in a
+ * target), a value outside the f32 range for f32, a field longer than
+ * max_field, an unterminated quote, corrupt gzip; NB_ERR_ARG for bad
+ * options, a target column out of range or given twice, a target name that
+ * no header column has (the message lists the header's columns), a name
+ * when the table has no header row, targets that leave no feature;
+ * NB_ERR_NULL for a target with neither a name nor a column number;
+ * NB_ERR_NOMEM.
  */
 NB_API nb_status nb_dataset_load_csv_mem(const void *buf, size_t len, const nb_csv_opts *opts,
                                          nb_dataset **out, nb_error *err);
@@ -215,16 +265,22 @@ NB_API nb_status nb_dataset_digits(const nb_data_opts *opts, nb_dataset **out);
 
 /** One mini-batch, owned by its loader and valid until the loader's next
  *  call. @p features is the loader's own copy of the samples, so changing
- *  it (augmentation) never touches the data set. */
+ *  it (augmentation) never touches the data set. A batch of a labelled data
+ *  set has @p labels (and n_targets 0, targets and y NULL); one of a data
+ *  set with targets has @p targets and @p y (and labels NULL). */
 typedef struct nb_batch {
     int64_t size;                    /**< B, samples in this batch */
     int64_t n_features;              /**< F */
     int64_t channels, height, width; /**< image shape (height = width = 0: not images) */
     nb_dtype dtype;                  /**< of features */
     void *features;                  /**< B*F values, row-major (float* or double*) */
-    const int64_t *labels;           /**< B labels */
+    const int64_t *labels;           /**< B labels (NULL for a data set with targets) */
     const int64_t *indices;          /**< B row numbers in the data set */
     nb_tensor *x; /**< [B, F] tensor in the graph given to nb_loader_next, or NULL */
+    int64_t n_targets;   /**< K, targets per sample (0: labels) */
+    const void *targets; /**< B*K target values, row-major, of dtype (NULL: labels) */
+    nb_tensor *y;        /**< [B, K] tensor of the targets in the graph given to nb_loader_next,
+                              or NULL (labels, or no graph) */
 } nb_batch;
 
 /** Iterates over a data set in mini-batches. Opaque. */
@@ -254,8 +310,9 @@ NB_API const nb_dataset *nb_loader_dataset(const nb_loader *ld);
  * Fill @p b with the next batch of the epoch and return true; false at the
  * end of the epoch. Augmentation set with nb_loader_set_augment is applied
  * to the batch copy. When @p g is not NULL the features are then copied
- * into a new [B, F] tensor of @p g (nb_tensor_from) at b->x; if that fails
- * b->x is NULL and the graph holds the error.
+ * into a new [B, F] tensor of @p g (nb_tensor_from) at b->x, and for a data
+ * set with targets the targets into a new [B, K] tensor at b->y; if that
+ * fails b->x (or b->y) is NULL and the graph holds the error.
  */
 NB_API bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b);
 
@@ -293,6 +350,10 @@ NB_API nb_status nb_batch_noise(nb_batch *b, nb_rng *rng, double std);
 /** Copy the batch features into a new [B, F] tensor of @p g, stored at b->x
  *  and returned (NULL with the error recorded in @p g on failure). */
 NB_API nb_tensor *nb_batch_tensor(nb_graph *g, nb_batch *b);
+/** Copy the batch targets into a new [B, K] tensor of @p g (the features'
+ *  dtype), stored at b->y and returned; NULL with the error recorded in
+ *  @p g on failure, or when the batch has labels (NB_ERR_ARG). */
+NB_API nb_tensor *nb_batch_target_tensor(nb_graph *g, nb_batch *b);
 
 #ifdef __cplusplus
 }

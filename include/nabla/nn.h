@@ -637,8 +637,20 @@ typedef enum nb_reduction {
 } nb_reduction;
 
 /** Mean squared error: reduce((pred − target)²) over all elements; shapes
- *  must be equal. */
+ *  must be equal (NB_ERR_SHAPE / NB_ERR_DTYPE naming both otherwise, e.g.
+ *  "mse_loss: prediction f32 [32,1] and target f32 [32,2] differ"). */
 NB_API nb_tensor *nb_mse_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, nb_reduction r);
+/** Mean absolute error (L1 loss): reduce(|pred − target|) over all
+ *  elements; derivative sign(pred − target), 0 where they are equal.
+ *  Shapes must be equal, as for nb_mse_loss. */
+NB_API nb_tensor *nb_l1_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, nb_reduction r);
+/** Huber loss with threshold @p delta (PyTorch's HuberLoss): with
+ *  d = pred − target, ½d² where |d| < δ and δ(|d| − ½δ) elsewhere,
+ *  reduced over all elements; derivative d inside, δ·sign(d) outside
+ *  (continuous at |d| = δ). Shapes must be equal, as for nb_mse_loss;
+ *  NB_ERR_ARG unless delta is finite and > 0. */
+NB_API nb_tensor *nb_huber_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, double delta,
+                                nb_reduction r);
 /** Binary cross-entropy on probabilities: −[t·ln p + (1−t)·ln(1−p)] with p
  *  clamped to [eps, 1−eps] (eps 1e-7 in f32, 1e-12 in f64), so it is finite
  *  for p = 0 or 1; no gradient flows where p is clamped. Shapes equal. */

@@ -11,9 +11,17 @@
  *
  *     reset the graph; x = the batch; zero the gradients;
  *     out  = forward(net, x, training = true)
- *     L    = loss(out, labels)           softmax cross-entropy (mean) by default
+ *     L    = loss(out, target)           the batch's labels or float targets:
+ *                                        softmax cross-entropy (mean) for
+ *                                        labels, MSE for targets by default
  *          + ½λ₂ Σ‖W‖²_F + λ₁ Σ|W|       when asked, over the chosen parameters
  *     backward(L); optimizer step
+ *
+ * Data sets hold class labels or float targets [N, K] (data.h). For
+ * labels the evaluation reports accuracy; for targets (regression) it
+ * reports RMSE and MAE instead: RMSE = sqrt(Σ (out − y)² / (N·K)) and
+ * MAE = Σ |out − y| / (N·K), over every target value of the N samples,
+ * in the targets' own units.
  *
  * After each epoch the validation and test sets are evaluated in
  * evaluation mode (dropout off, batch-norm running statistics) with
@@ -55,15 +63,47 @@ extern "C" {
 typedef struct nb_trainer nb_trainer;
 
 /**
- * A loss: a scalar tensor of @p g computed from the network's output and
- * the @p n labels of the batch (int64, valid during the call). It should
- * be a mean over the batch: evaluation weights it by the batch size. It is
- * called with recording on in training and off in evaluation; return NULL
- * (with the error recorded in @p g) on failure. @p ud is the options'
- * loss_ud.
+ * A loss of class labels: a scalar tensor of @p g computed from the
+ * network's output and the @p n labels of the batch (int64, valid during
+ * the call). It should be a mean over the batch: evaluation weights it by
+ * the batch size. It is called with recording on in training and off in
+ * evaluation; return NULL (with the error recorded in @p g) on failure.
+ * @p ud is the options' loss_ud. Data sets with float targets need an
+ * nb_target_loss_fn instead.
  */
 typedef nb_tensor *(*nb_loss_fn)(nb_graph *g, nb_tensor *output, const int64_t *labels, int64_t n,
                                  void *ud);
+
+/**
+ * A loss of the batch's target tensor: a scalar tensor of @p g computed
+ * from the network's output [B, ...] and @p target, a tensor of @p g in the
+ * output's dtype: the batch's float targets [B, K] for a data set with
+ * targets, or for a labelled data set its labels as one-hot rows [B, C]
+ * with C the output's width (what nb_softmax_cross_entropy_soft and
+ * nb_bce_with_logits take). A mean over the batch, as nb_loss_fn; @p ud is
+ * the options' loss_ud. E.g. nb_huber_loss(g, output, target, 0.5,
+ * NB_REDUCE_MEAN).
+ */
+typedef nb_tensor *(*nb_target_loss_fn)(nb_graph *g, nb_tensor *output, nb_tensor *target,
+                                        void *ud);
+
+/** The built-in losses of the trainer (nb_train_opts.loss_kind), each a
+ *  mean over the batch. */
+typedef enum nb_loss_kind {
+    NB_LOSS_DEFAULT = 0,       /**< "default": cross-entropy for labels, MSE for targets */
+    NB_LOSS_CROSS_ENTROPY = 1, /**< "cross-entropy": nb_softmax_cross_entropy of logits
+                                    [B, C] against the labels (classification) */
+    NB_LOSS_MSE = 2,           /**< "mse": nb_mse_loss of the output [B, K] against the
+                                    targets [B, K] (regression) */
+    NB_LOSS_L1 = 3,            /**< "l1": nb_l1_loss, mean absolute error (regression) */
+    NB_LOSS_HUBER = 4,         /**< "huber": nb_huber_loss with huber_delta (regression) */
+} nb_loss_kind;
+
+/** The name of a loss kind ("mse"), or "?" when unknown. Static. */
+NB_API const char *nb_loss_kind_name(nb_loss_kind k);
+/** The loss kind named @p name ("default", "cross-entropy", "mse", "l1",
+ *  "huber"). NB_ERR_NULL, NB_ERR_NOTFOUND. */
+NB_API nb_status nb_loss_kind_from_name(const char *name, nb_loss_kind *out);
 
 /** What early stopping watches. */
 typedef enum nb_monitor {
@@ -72,7 +112,8 @@ typedef enum nb_monitor {
 } nb_monitor;
 
 /** Everything known about an epoch when it ends. Values that were not
- *  measured are NAN. Pointers are valid during the callback only. */
+ *  measured are NAN: the accuracies for a data set with targets, RMSE and
+ *  MAE for labels. Pointers are valid during the callback only. */
 typedef struct nb_epoch_report {
     int epoch;            /**< 1, 2, ... (counts epochs since nb_trainer_set_epoch's base) */
     int epochs;           /**< total asked for (nb_train_opts.epochs) */
@@ -84,6 +125,11 @@ typedef struct nb_epoch_report {
     double val_acc;       /**< validation accuracy */
     double test_loss;     /**< mean loss over the test samples */
     double test_acc;      /**< test accuracy */
+    double train_rmse;    /**< targets: RMSE on the training batches as they were seen */
+    double val_rmse;      /**< targets: validation RMSE */
+    double val_mae;       /**< targets: validation MAE */
+    double test_rmse;     /**< targets: test RMSE */
+    double test_mae;      /**< targets: test MAE */
     double seconds;       /**< wall time of the epoch, evaluation included */
     double train_seconds; /**< wall time of the training steps alone */
     double lr;            /**< learning rate of the epoch's first step */
@@ -115,15 +161,22 @@ typedef struct nb_train_opts {
     const nb_dataset *val; /**< validation set evaluated after each epoch (NULL: none); not owned */
     const nb_dataset *test; /**< test set evaluated after each epoch (NULL: none); not owned */
     int64_t eval_batch;     /**< batch size of evaluation (256) */
-    nb_loss_fn loss;        /**< NULL: softmax cross-entropy on integer labels, mean */
-    void *loss_ud;
+    nb_loss_fn loss;        /**< a loss of labels of your own (NULL: none) */
+    void *loss_ud;          /**< passed to loss or target_loss */
+    nb_target_loss_fn target_loss; /**< a loss of the target tensor of your own (NULL: none);
+                                        excludes @p loss */
+    nb_loss_kind loss_kind;        /**< the built-in loss when neither loss nor target_loss is set
+                                        (NB_LOSS_DEFAULT): a classification loss needs a labelled
+                                        data set, a regression loss one with targets */
+    double huber_delta;            /**< δ of NB_LOSS_HUBER (1) */
     double l2;                  /**< λ₂ of the penalty ½λ₂ Σ‖W‖²_F (0: none) */
     double l1;                  /**< λ₁ of the penalty λ₁ Σ|W| (0: none) */
     const char *penalty_suffix; /**< penalised parameters: trainable ones whose names end
                                      in this (".weight"; "" for all) */
     int patience;               /**< early stopping: stop after this many epochs without
                                      improvement (0: off); needs @p val */
-    nb_monitor monitor;         /**< early stopping: what is watched (validation accuracy) */
+    nb_monitor monitor;         /**< early stopping: what is watched (validation accuracy;
+                                     a data set with targets has none: watch the loss) */
     double min_delta;           /**< early stopping: an improvement must exceed this (0) */
     bool restore_best;          /**< early stopping: put the best epoch's tensors back when fit
                                      ends (true) */
@@ -138,7 +191,7 @@ typedef struct nb_train_opts {
     void *alloc_ud;
 } nb_train_opts;
 
-/** 10 epochs, 1 thread, eval batch 256, default loss, no penalty
+/** 10 epochs, 1 thread, eval batch 256, default loss (huber_delta 1), no penalty
  *  (suffix ".weight"), no early stopping (monitor validation accuracy,
  *  restore_best true), layer norms on, finite check on, no callbacks,
  *  malloc. */
@@ -151,7 +204,9 @@ NB_API nb_train_opts nb_train_defaults(void);
  * Errors (written to *out = NULL): NB_ERR_NULL (m, net, opt, o or out),
  * NB_ERR_ARG (epochs < 0, threads < 0, eval_batch < 1, negative or
  * non-finite l1, l2 or min_delta, patience < 0 or > 0 without a validation
- * set, unknown monitor), NB_ERR_NOMEM. nb_train_opts_check says why.
+ * set, unknown monitor or loss kind, huber_delta not finite and > 0 with
+ * NB_LOSS_HUBER, both loss and target_loss, either with a loss_kind),
+ * NB_ERR_NOMEM. nb_train_opts_check says why.
  */
 NB_API nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_train_opts *o,
                                 nb_trainer **out);
@@ -169,9 +224,14 @@ NB_API void nb_trainer_free(nb_trainer *t);
  * of the training set, which must outlive the call). Before the first
  * step, one row of the training set (and of each evaluation set) is run
  * through the network in evaluation mode without recording, so a network
- * that does not fit the data fails at once: input width, and with the
- * default loss an output that is not [N, C] with C the training set's
- * number of classes (evaluation sets: at most C). Each epoch then trains,
+ * that does not fit the data fails at once: input width, and with a
+ * built-in loss an output that is not [N, C] with C the training set's
+ * number of classes (evaluation sets: at most C), or for targets not
+ * [N, K] with K the targets per sample (every set the same K); a loss that
+ * does not fit the data (a regression loss on labels, cross-entropy or a
+ * loss of labels on targets, training and evaluation sets of different
+ * kinds, early stopping on accuracy for targets) fails the same way.
+ * Each epoch then trains,
  * evaluates, advances a per-epoch schedule, reports, and applies early
  * stopping. When early stopping is on and restore_best is set, the
  * tensors of the best epoch (every tensor of the model, non-trainable ones
@@ -184,6 +244,8 @@ NB_API void nb_trainer_free(nb_trainer *t);
  * NB_ERR_NULL (t or train, or no rng for a shuffling loader),
  * NB_ERR_SHAPE / NB_ERR_DTYPE (network and data do not fit, e.g.
  * "the network outputs 5 columns but the training set has 10 classes"),
+ * NB_ERR_ARG (the loss does not fit the data, e.g. "training set: the mse
+ * loss needs float targets, and the data set has class labels"),
  * NB_ERR_ARG (a dataset is empty; evaluation sets differ from the
  * training set in features), NB_ERR_NONFINITE (with opts.check_finite:
  * the loss or a gradient became NaN or infinite; the step is not taken,
@@ -224,10 +286,18 @@ NB_API nb_graph *nb_trainer_graph(const nb_trainer *t);
 /**
  * Accuracy and mean loss of the trainer's network on @p ds with the
  * trainer's loss, in evaluation mode, batched (opts.eval_batch), without
- * recording. @p acc and @p loss may be NULL. Errors as nb_evaluate.
+ * recording. @p acc and @p loss may be NULL; the accuracy is NAN for a
+ * data set with targets. Errors as nb_evaluate.
  */
 NB_API nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc,
                                      double *loss);
+/**
+ * RMSE, MAE and mean loss (the trainer's) of the trainer's network on
+ * @p ds, a data set with targets, as nb_trainer_evaluate. Any pointer may
+ * be NULL. NB_ERR_ARG for a labelled data set; errors as nb_evaluate.
+ */
+NB_API nb_status nb_trainer_evaluate_regression(nb_trainer *t, const nb_dataset *ds, double *rmse,
+                                                double *mae, double *loss);
 
 /**
  * Accuracy (fraction of samples whose output's arg-max is the label) and
@@ -236,12 +306,26 @@ NB_API nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double
  * each batch and its recording setting is restored at the end; the output
  * of the last batch stays in it. @p acc and @p loss may be NULL.
  * Errors, recorded in @p g as "evaluate: ..." when g is given: NB_ERR_NULL
- * (g, net or ds), NB_ERR_ARG (empty data set, batch_size < 1),
- * NB_ERR_SHAPE (the output is not [N, C], or the data set's classes do
- * not fit C), and any error of the network's forward pass.
+ * (g, net or ds), NB_ERR_ARG (empty data set, batch_size < 1, a data set
+ * with targets: see nb_evaluate_regression), NB_ERR_SHAPE (the output is
+ * not [N, C], or the data set's classes do not fit C), and any error of
+ * the network's forward pass.
  */
 NB_API nb_status nb_evaluate(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
                              double *acc, double *loss);
+
+/**
+ * The regression sibling of nb_evaluate: RMSE = sqrt(Σ (out − y)² / (N·K))
+ * and MAE = Σ |out − y| / (N·K) of @p net on @p ds, a data set with K
+ * targets per sample, over all N·K target values, in evaluation mode, in
+ * batches of @p batch_size rows, with recording off (@p g as nb_evaluate).
+ * @p rmse and @p mae may be NULL. Errors, recorded in @p g as
+ * "evaluate_regression: ...": NB_ERR_NULL, NB_ERR_ARG (empty data set,
+ * batch_size < 1, a labelled data set), NB_ERR_SHAPE (the output is not
+ * [N, K]), and any error of the network's forward pass.
+ */
+NB_API nb_status nb_evaluate_regression(nb_graph *g, nb_layer *net, const nb_dataset *ds,
+                                        int64_t batch_size, double *rmse, double *mae);
 
 #ifdef __cplusplus
 }

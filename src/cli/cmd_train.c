@@ -1,5 +1,6 @@
 /* nabla train: an MLP on a data set from the command line, with the
- * training helper; progress bar, JSON lines, plots and checkpoints. */
+ * training helper: classification of labels, or regression of a CSV's
+ * target columns; progress bar, JSON lines, plots and checkpoints. */
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,8 +16,9 @@
 static const char *train_usage =
     "usage: nabla train [options]\n"
     "\n"
-    "Trains a multilayer perceptron (softmax cross-entropy) and reports loss and\n"
-    "accuracy every epoch.\n"
+    "Trains a multilayer perceptron and reports loss and accuracy every epoch:\n"
+    "softmax cross-entropy on class labels, or with --target a regression on the\n"
+    "float target columns of a CSV file, reporting RMSE and MAE instead of accuracy.\n"
     "\n"
     "  --data SET          digits (built in, default), fashion-mnist (Debian's\n"
     "                      dataset-fashion-mnist), or a path: a .csv file (label in\n"
@@ -28,6 +30,13 @@ static const char *train_usage =
     "                      first 1500 rows train, the last 297 test); a warning\n"
     "                      says when the test or validation part lacks some of\n"
     "                      the classes\n"
+    "  --target COLS       regression on a .csv: the target column, a header name\n"
+    "                      or a 0-based index (a whole number; negative from the\n"
+    "                      end), or several separated by commas; the others are\n"
+    "                      the features. Targets are used as they are\n"
+    "  --loss NAME         cross-entropy (labels; the default), or with --target\n"
+    "                      mse (the default), l1 or huber\n"
+    "  --huber-delta X     delta of --loss huber (default 1)\n"
     "  --layers LIST       hidden layer sizes, whole numbers 1..100000 separated by\n"
     "                      commas, at most 16 (default 128,64)\n"
     "  --act NAME          hidden activation (default relu): identity, sigmoid,\n"
@@ -47,8 +56,8 @@ static const char *train_usage =
     "  --weight-decay X    weight decay (decoupled for adamw)\n"
     "  --l2 X              L2 penalty 0.5*X*sum ||W||^2 over the weights\n"
     "  --early-stop N      stop after N epochs without a better validation\n"
-    "                      accuracy (a tenth of the training set, drawn with\n"
-    "                      --seed, is held out)\n"
+    "                      accuracy (validation loss with --target; a tenth of\n"
+    "                      the training set, drawn with --seed, is held out)\n"
     "                      and keep the best epoch's parameters\n"
     "  --seed N            random seed of the split, the initial weights and the\n"
     "                      batches (default 1)\n"
@@ -60,13 +69,15 @@ static const char *train_usage =
     "                      count must be whole epochs below --epochs)\n"
     "  --load FILE         start from the parameters of a checkpoint or a\n"
     "                      .safetensors file\n"
-    "  --plot FILE.svg     loss and accuracy curves\n"
-    "  --json              one JSON object per epoch instead of the table\n"
+    "  --plot FILE.svg     loss and accuracy curves (RMSE with --target)\n"
+    "  --json              one JSON object per epoch instead of the table (with\n"
+    "                      --target test_rmse, test_mae, ... for test_acc, ...)\n"
     "  --grad-norms        per-layer gradient norms each epoch, input layer first\n"
     "                      (shows vanishing gradients in deep sigmoid networks)\n";
 
 typedef struct train_run {
     bool json, tty, norms;
+    bool regression; /* float targets: RMSE and MAE instead of accuracy */
     const char *save;
     nb_model *m;
     nb_optim *opt;
@@ -121,17 +132,25 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
         double *c = r->curve;
         c[k] = r->done;
         c[r->epochs + k] = e->loss;
-        c[2 * r->epochs + k] = e->train_acc;
-        c[3 * r->epochs + k] = e->val_acc;
-        c[4 * r->epochs + k] = e->test_acc;
+        c[2 * r->epochs + k] = r->regression ? e->train_rmse : e->train_acc;
+        c[3 * r->epochs + k] = r->regression ? e->val_rmse : e->val_acc;
+        c[4 * r->epochs + k] = r->regression ? e->test_rmse : e->test_acc;
         r->n_curve++;
     }
     if (r->json) {
         printf("{\"epoch\": %d, \"loss\": ", r->done);
         cli_json_num(stdout, e->loss);
-        cli_json_num_field("train_acc", e->train_acc);
-        cli_json_num_field("val_acc", e->val_acc);
-        cli_json_num_field("test_acc", e->test_acc);
+        if (r->regression) {
+            cli_json_num_field("train_rmse", e->train_rmse);
+            cli_json_num_field("val_rmse", e->val_rmse);
+            cli_json_num_field("val_mae", e->val_mae);
+            cli_json_num_field("test_rmse", e->test_rmse);
+            cli_json_num_field("test_mae", e->test_mae);
+        } else {
+            cli_json_num_field("train_acc", e->train_acc);
+            cli_json_num_field("val_acc", e->val_acc);
+            cli_json_num_field("test_acc", e->test_acc);
+        }
         cli_json_num_field("seconds", e->seconds);
         cli_json_num_field("lr", e->lr);
         if (r->norms) {
@@ -143,12 +162,20 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
             printf("]");
         }
         printf("}\n");
+    } else if (r->regression) {
+        printf("  epoch %3d  loss %.4f  train RMSE %.4f", r->done, e->loss, e->train_rmse);
+        if (!isnan(e->val_rmse))
+            printf("  val RMSE %.4f", e->val_rmse);
+        if (!isnan(e->test_rmse))
+            printf("  test RMSE %.4f MAE %.4f", e->test_rmse, e->test_mae);
     } else {
         printf("  epoch %3d  loss %.4f  train %5.1f%%", r->done, e->loss, 100 * e->train_acc);
         if (!isnan(e->val_acc))
             printf("  val %5.1f%%", 100 * e->val_acc);
         if (!isnan(e->test_acc))
             printf("  test %5.1f%%", 100 * e->test_acc);
+    }
+    if (!r->json) {
         printf("  %.2f s%s\n", e->seconds, e->improved ? "  *" : "");
         if (r->norms && e->n_layer_norms > 0) {
             printf("      |dL/dW| input to output:");
@@ -316,12 +343,16 @@ static int parse_sizes(const char *list, int64_t *sizes, int cap, int *n)
 int cmd_train(int argc, char **argv)
 {
     const char *data = "digits", *layers = "128,64", *act_name = "relu", *opt_name = "sgd",
-               *sched_name = "constant", *save = NULL, *resume = NULL, *load = NULL, *plot = NULL;
-    double lr = -1, dropout = 0, wd = 0, l2 = 0;
+               *sched_name = "constant", *save = NULL, *resume = NULL, *load = NULL, *plot = NULL,
+               *target = NULL, *loss_name = NULL;
+    double lr = -1, dropout = 0, wd = 0, l2 = 0, huber_delta = 0;
     long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1, pieces = 0;
     bool batchnorm = false, json = false, norms = false;
     const cli_opt opts[] = {
         {"--data", CLI_STR, &data, 0, 0},
+        {"--target", CLI_STR, &target, 0, 0},
+        {"--loss", CLI_STR, &loss_name, 0, 0},
+        {"--huber-delta", CLI_REAL, &huber_delta, 1e-12, 1e12},
         {"--layers", CLI_STR, &layers, 0, 0},
         {"--act", CLI_STR, &act_name, 0, 0},
         {"--pieces", CLI_INT, &pieces, 2, 64},
@@ -376,6 +407,25 @@ int cmd_train(int argc, char **argv)
                          CLI_Q(sched_name));
     if (resume && load)
         return cli_error("train", "--resume and --load exclude each other");
+    nb_loss_kind loss_kind = target ? NB_LOSS_MSE : NB_LOSS_CROSS_ENTROPY;
+    if (loss_name &&
+        (nb_loss_kind_from_name(loss_name, &loss_kind) != NB_OK || loss_kind == NB_LOSS_DEFAULT))
+        return cli_error("train", "--loss: unknown loss '%s' (cross-entropy, mse, l1, huber)",
+                         CLI_Q(loss_name));
+    if (!target && loss_kind != NB_LOSS_CROSS_ENTROPY)
+        return cli_error("train",
+                         "--loss %s is a regression loss: it needs float targets, --target COL "
+                         "of a .csv file (--data %s has class labels)",
+                         loss_name, CLI_Q(data));
+    if (target && loss_kind == NB_LOSS_CROSS_ENTROPY)
+        return cli_error("train",
+                         "--loss cross-entropy needs class labels; --target %s makes a "
+                         "regression (--loss mse, l1 or huber)",
+                         CLI_Q(target));
+    if (huber_delta > 0 && loss_kind != NB_LOSS_HUBER)
+        return cli_error("train", "--huber-delta applies to --loss huber only");
+    if (huber_delta == 0)
+        huber_delta = 1;
     /* the files written after the run: refused now, not after it */
     const char *outputs[2][2] = {{"--save", save}, {"--plot", plot}};
     for (int i = 0; i < 2; i++) {
@@ -388,7 +438,8 @@ int cmd_train(int argc, char **argv)
     cli_data d;
     nb_rng rng;
     nb_rng_seed(&rng, (uint64_t)seed);
-    rc = cli_data_open("train", data, early > 0, &rng, &d);
+    rc = target ? cli_data_open_target("train", data, target, early > 0, &rng, NULL, &d)
+                : cli_data_open("train", data, early > 0, &rng, &d);
     if (rc != 0) {
         cli_data_close(&d);
         return rc;
@@ -403,7 +454,7 @@ int cmd_train(int argc, char **argv)
     char meta[4096] = "";
     rc = 1;
     sizes[0] = nb_dataset_features(d.train);
-    sizes[n_hidden + 1] = nb_dataset_classes(d.train);
+    sizes[n_hidden + 1] = target ? d.n_targets : nb_dataset_classes(d.train);
     nb_mlp_opts mo = nb_mlp_defaults();
     mo.layer.rng = &rng;
     mo.act = act;
@@ -423,6 +474,18 @@ int cmd_train(int argc, char **argv)
         ds = nb_meta_put(meta, sizeof meta, "input_norm", "standardize");
     if (ds == NB_OK)
         ds = nb_meta_put(meta, sizeof meta, "seed", "%ld", seed);
+    /* a regression model says so, with its targets and loss (nabla eval
+     * loads the same columns) */
+    if (ds == NB_OK && target)
+        ds = nb_meta_put(meta, sizeof meta, "task", "regression");
+    if (ds == NB_OK && target)
+        ds = nb_meta_put(meta, sizeof meta, "target", "%s", target);
+    if (ds == NB_OK && target)
+        ds = nb_meta_put(meta, sizeof meta, "targets", "%lld", (long long)d.n_targets);
+    if (ds == NB_OK && target)
+        ds = nb_meta_put(meta, sizeof meta, "loss", "%s", nb_loss_kind_name(loss_kind));
+    if (ds == NB_OK && loss_kind == NB_LOSS_HUBER)
+        ds = nb_meta_put(meta, sizeof meta, "huber_delta", "%.17g", huber_delta);
     if (ds != NB_OK) {
         cli_error("train", "cannot describe the network: %s",
                   derr.status ? derr.msg : nb_status_str(ds));
@@ -496,6 +559,7 @@ int cmd_train(int argc, char **argv)
     }
     run = (train_run){.json = json,
                       .norms = norms,
+                      .regression = target != NULL,
                       .tty = isatty(fileno(stderr)) && !json,
                       .save = save,
                       .m = m,
@@ -512,7 +576,11 @@ int cmd_train(int argc, char **argv)
     to.val = d.val;
     to.test = d.test;
     to.l2 = l2;
+    to.loss_kind = loss_kind;
+    to.huber_delta = huber_delta;
     to.patience = (int)early;
+    if (target)
+        to.monitor = NB_MONITOR_VAL_LOSS; /* targets have no accuracy */
     to.on_epoch = on_epoch;
     to.on_batch = on_batch;
     to.cb_ud = &run;
@@ -556,8 +624,12 @@ int cmd_train(int argc, char **argv)
     }
     if (run.failed)
         goto done;
-    double acc = NAN, loss = NAN;
-    if (d.test && nb_trainer_evaluate(t, d.test, &acc, &loss) != NB_OK) {
+    double acc = NAN, loss = NAN, rmse = NAN, mae = NAN;
+    nb_status es = NB_OK;
+    if (d.test)
+        es = target ? nb_trainer_evaluate_regression(t, d.test, &rmse, &mae, &loss)
+                    : nb_trainer_evaluate(t, d.test, &acc, &loss);
+    if (es != NB_OK) {
         cli_error("train", "test set: %s", nb_trainer_error(t)->msg);
         goto done;
     }
@@ -565,7 +637,9 @@ int cmd_train(int argc, char **argv)
         printf("%d epochs in %.1f s", run.done - base, cli_now() - t0);
         if (nb_trainer_stopped_early(t))
             printf(" (stopped early; parameters of epoch %d kept)", nb_trainer_best_epoch(t));
-        if (d.test)
+        if (d.test && target)
+            printf("; test RMSE %.4f, MAE %.4f, test loss %.4f", rmse, mae, loss);
+        else if (d.test)
             printf("; test accuracy %.2f%%, test loss %.4f", 100 * acc, loss);
         printf("\n");
     }
@@ -578,12 +652,17 @@ int cmd_train(int argc, char **argv)
     if (plot) {
         int n = run.n_curve; /* the epochs of this run */
         double *c = run.curve;
+        const char *what = target ? "RMSE" : "accuracy";
+        char names[3][32];
+        for (int i = 0; i < 3; i++)
+            snprintf(names[i], sizeof names[i], "%s %s",
+                     (const char *[]){"train", "validation", "test"}[i], what);
         svg_series s[4] = {{"training loss", n, c, c + run.epochs, false},
-                           {"train accuracy", n, c, c + 2 * run.epochs, true},
-                           {"validation accuracy", n, c, c + 3 * run.epochs, true},
-                           {"test accuracy", n, c, c + 4 * run.epochs, true}};
-        if (svg_chart_file(plot, "nabla train", "epoch", "loss / accuracy", s, 4, why,
-                           sizeof why) != 0) {
+                           {names[0], n, c, c + 2 * run.epochs, true},
+                           {names[1], n, c, c + 3 * run.epochs, true},
+                           {names[2], n, c, c + 4 * run.epochs, true}};
+        if (svg_chart_file(plot, "nabla train", "epoch", target ? "loss / RMSE" : "loss / accuracy",
+                           s, 4, why, sizeof why) != 0) {
             cli_error("train", "%s", why);
             rc = 2;
             goto done;

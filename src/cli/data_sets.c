@@ -1,5 +1,7 @@
 /* Data sets named on the command line. */
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,14 +118,91 @@ static void warn_missing_classes(const char *cmd, const cli_data *d)
     free(seen);
 }
 
-static int open_data(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
-                     const cli_norm *norm, cli_data *d)
+/* Most target columns a --target list may name. */
+enum { MAX_TARGETS = 64 };
+
+int cli_target_count(const char *target)
+{
+    if (!target)
+        return 0;
+    int n = 1;
+    for (const char *p = target; *p; p++)
+        n += *p == ',';
+    return n;
+}
+
+/* True when s[0..len) is a whole number, optionally negative, that fits
+ * an int: *v gets it. */
+static bool column_number(const char *s, size_t len, int *v)
+{
+    char buf[16];
+    size_t digits = len - (len > 0 && s[0] == '-');
+    if (digits == 0 || len >= sizeof buf || strspn(s + (len - digits), "0123456789") != digits)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    errno = 0;
+    long x = strtol(buf, NULL, 10);
+    if (errno || x < INT_MIN || x > INT_MAX)
+        return false;
+    *v = (int)x;
+    return true;
+}
+
+/* Load the CSV file @p spec with the targets of the list @p target (see
+ * cli_data_open_target) into d->all. */
+static int load_targets(const char *cmd, const char *spec, const char *target, cli_data *d)
+{
+    int n = cli_target_count(target);
+    if (n > MAX_TARGETS)
+        return cli_error(cmd, "--target %s: more than %d columns", CLI_Q(target), MAX_TARGETS);
+    char *copy = strdup(target);
+    const char *names[MAX_TARGETS];
+    int columns[MAX_TARGETS] = {0};
+    if (!copy)
+        return cli_error(cmd, "out of memory");
+    char *p = copy;
+    for (int k = 0; k < n; k++) {
+        size_t len = strcspn(p, ",");
+        if (len == 0) {
+            free(copy);
+            return cli_error(cmd,
+                             "--target %s: column %d of the list is empty (a list like y or "
+                             "y1,y2 or 3)",
+                             CLI_Q(target), k + 1);
+        }
+        bool number = column_number(p, len, &columns[k]);
+        names[k] = number ? NULL : p;
+        p[len] = '\0';
+        p += len + 1;
+    }
+    nb_csv_opts co = {0};
+    co.n_targets = n;
+    co.target_names = names;
+    co.target_columns = columns;
+    nb_error err = {0};
+    nb_status st = nb_dataset_load_csv(spec, &co, &d->all, &err);
+    free(copy);
+    if (st != NB_OK)
+        return load_error(cmd, spec, st, &err);
+    d->n_targets = n;
+    return 0;
+}
+
+static int open_data(const char *cmd, const char *spec, const char *target, bool want_val,
+                     nb_rng *rng, const cli_norm *norm, cli_data *d)
 {
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", spec);
     nb_error err = {0};
     nb_status st;
     nb_dataset *train_part = NULL;
+    bool csv = ends_with(spec, ".csv") || ends_with(spec, ".csv.gz");
+    if (target && !csv)
+        return cli_error(cmd,
+                         "--target %s needs a .csv file; --data %s holds images with class "
+                         "labels",
+                         CLI_Q(target), CLI_Q(spec));
     if (!strcmp(spec, "digits")) {
         st = nb_dataset_digits(NULL, &d->all);
         if (st == NB_OK)
@@ -146,7 +225,12 @@ static int open_data(const char *cmd, const char *spec, bool want_val, nb_rng *r
             return load_error(cmd, "fashion-mnist (install dataset-fashion-mnist)", st, &err);
         train_part = d->all;
     } else {
-        if (ends_with(spec, ".csv") || ends_with(spec, ".csv.gz")) {
+        if (target) {
+            int rc = load_targets(cmd, spec, target, d);
+            if (rc != 0)
+                return rc;
+            st = NB_OK;
+        } else if (csv) {
             nb_csv_opts co = {0};
             co.label_column = -1;
             st = nb_dataset_load_csv(spec, &co, &d->all, &err);
@@ -177,7 +261,7 @@ static int open_data(const char *cmd, const char *spec, bool want_val, nb_rng *r
     }
     /* a CSV's features are standardised by its training part, and any data
      * set's by the model's statistics when given */
-    if (norm || ends_with(spec, ".csv") || ends_with(spec, ".csv.gz")) {
+    if (norm || csv) {
         int rc = standardize(cmd, spec, d, train_part, norm);
         if (rc != 0)
             return rc;
@@ -203,7 +287,13 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
 int cli_data_open_norm(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
                        const cli_norm *norm, cli_data *d)
 {
-    int rc = open_data(cmd, spec, want_val, rng, norm, d);
+    return cli_data_open_target(cmd, spec, NULL, want_val, rng, norm, d);
+}
+
+int cli_data_open_target(const char *cmd, const char *spec, const char *target, bool want_val,
+                         nb_rng *rng, const cli_norm *norm, cli_data *d)
+{
+    int rc = open_data(cmd, spec, target, want_val, rng, norm, d);
     if (rc != 0)
         cli_data_close(d);
     else

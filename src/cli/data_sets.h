@@ -14,6 +14,7 @@ typedef struct cli_data {
     double *mean, *std; /* the standardisation applied to every part (owned),
                          * NULL when none was */
     int64_t n_features;
+    int64_t n_targets; /* float targets per sample (--target), 0: labels */
 } cli_data;
 
 /* Statistics to standardise features with: x_j <- (x_j - mean_j) / std_j. */
@@ -39,6 +40,16 @@ int cli_data_open(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
  * NULL: as cli_data_open. d->mean and d->std record what was applied. */
 int cli_data_open_norm(const char *cmd, const char *spec, bool want_val, nb_rng *rng,
                        const cli_norm *norm, cli_data *d);
+/* The same with float targets instead of labels: @p target (NULL: labels)
+ * lists the target columns of a .csv file, separated by commas, each a
+ * header name or, when it is a whole number (optionally negative), a 0-based
+ * column index (negative from the end); the other columns are the features.
+ * Any other data set, and a list that is not of this form, is an error. */
+int cli_data_open_target(const char *cmd, const char *spec, const char *target, bool want_val,
+                         nb_rng *rng, const cli_norm *norm, cli_data *d);
 void cli_data_close(cli_data *d);
+
+/* The number of columns listed in a --target list (0 for NULL). */
+int cli_target_count(const char *target);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <math.h>
 
+#include "../core/internal.h" /* nbc_error */
 #include "data_internal.h"
 
 static double load(const void *x, nb_dtype dt, int64_t k)
@@ -164,4 +165,23 @@ nb_tensor *nb_batch_tensor(nb_graph *g, nb_batch *b)
     int64_t shape[2] = {b->size, b->n_features};
     b->x = nb_tensor_from(g, b->dtype, 2, shape, b->features);
     return b->x;
+}
+
+nb_tensor *nb_batch_target_tensor(nb_graph *g, nb_batch *b)
+{
+    if (!g)
+        return NULL;
+    if (!b) {
+        nbc_error(g, NB_ERR_NULL, "batch_target_tensor", "no batch");
+        return NULL;
+    }
+    if (!b->targets || b->n_targets < 1) {
+        nbc_error(g, NB_ERR_ARG, "batch_target_tensor",
+                  "the batch of %lld samples has class labels, not float targets",
+                  (long long)b->size);
+        return NULL;
+    }
+    int64_t shape[2] = {b->size, b->n_targets};
+    b->y = nb_tensor_from(g, b->dtype, 2, shape, b->targets);
+    return b->y;
 }

@@ -156,6 +156,8 @@ typedef struct csv_ctx {
     int64_t ncols;     /* fields per line */
     int64_t label_col; /* 0-based */
     bool header;
+    int64_t *role; /* with targets, per column: target k >= 0, or feature j as -1 - j */
+    int64_t first; /* line of the first row (the header when there is one) */
 } csv_ctx;
 
 /* Look at the first non-blank line: number of fields and whether it is a
@@ -168,7 +170,7 @@ static nb_status first_line(csv_ctx *c, nb_error *err)
     if (s.p >= s.end)
         return nbd_fail(err, NB_ERR_PARSE, s.line, 0, -1, "line %lld: empty input: no rows",
                         (long long)s.line);
-    int64_t line = s.line;
+    int64_t line = c->first = s.line;
     int64_t n = 0;
     bool all_numbers = true;
     int term = END_DELIM;
@@ -187,15 +189,119 @@ static nb_status first_line(csv_ctx *c, nb_error *err)
         c->o.header == NB_CSV_HEADER_PRESENT || (c->o.header == NB_CSV_HEADER_AUTO && !all_numbers);
     if (n < 2)
         return nbd_fail(err, NB_ERR_PARSE, line, 1, -1,
-                        "line %lld, column 1: only one column: a label and at least one feature "
+                        "line %lld, column 1: only one column: a %s and at least one feature "
                         "are needed",
-                        (long long)line);
+                        (long long)line, c->o.n_targets > 0 ? "target" : "label");
+    if (c->o.n_targets > 0)
+        return NB_OK; /* no label column: the targets are placed by place_targets */
     int64_t lc = c->o.label_column < 0 ? n + c->o.label_column : c->o.label_column;
     if (lc < 0 || lc >= n)
         return nbd_fail(err, NB_ERR_ARG, line, 0, -1,
                         "line %lld: label column %d is outside the %lld columns", (long long)line,
                         c->o.label_column, (long long)n);
     c->label_col = lc;
+    return NB_OK;
+}
+
+/* Column @p k (0-based) of the header line, quoted into q[0..cap). */
+static const char *header_name(const csv_ctx *c, int64_t k, char *q, size_t cap)
+{
+    scan s = {c->buf, c->buf + c->len, 1, c->o.delimiter, c->o.max_field, c->fb, 0};
+    while (s.p < s.end && skip_blank_line(&s))
+        ;
+    int term = END_DELIM;
+    for (int64_t col = 0; col <= k && term == END_DELIM; col++)
+        if (read_field(&s, col + 1, &term, NULL) != NB_OK)
+            break;
+    return quote(s.fb, s.flen, q, cap);
+}
+
+/* The 0-based number of the header column named @p name into *col; an
+ * error naming the header's columns when there is none. */
+static nb_status column_named(const csv_ctx *c, const char *name, int64_t *col, nb_error *err)
+{
+    char q[200];
+    if (!c->header)
+        return nbd_fail(err, NB_ERR_ARG, c->first, 0, -1,
+                        "line %lld: target column \"%s\" is named, but the table has no header "
+                        "row (give its 0-based number)",
+                        (long long)c->first, quote(name, strlen(name), q, sizeof q));
+    scan s = {c->buf, c->buf + c->len, 1, c->o.delimiter, c->o.max_field, c->fb, 0};
+    while (s.p < s.end && skip_blank_line(&s))
+        ;
+    int term = END_DELIM;
+    char names[300] = "";
+    size_t used = 0;
+    for (int64_t k = 0; term == END_DELIM; k++) {
+        nb_status st = read_field(&s, k + 1, &term, err);
+        if (st != NB_OK)
+            return st;
+        if (s.flen == strlen(name) && !memcmp(s.fb, name, s.flen)) {
+            *col = k;
+            return NB_OK;
+        }
+        /* the header's columns for the message, "..." when they do not fit */
+        quote(s.fb, s.flen, q, sizeof q);
+        if (used + strlen(q) + 7 < sizeof names)
+            used +=
+                (size_t)snprintf(names + used, sizeof names - used, "%s\"%s\"", k ? ", " : "", q);
+        else if (used + 5 < sizeof names && !strstr(names, "..."))
+            used += (size_t)snprintf(names + used, sizeof names - used, ", ...");
+    }
+    return nbd_fail(err, NB_ERR_ARG, c->first, 0, -1,
+                    "line %lld: no column named \"%s\" in the header (its columns: %s)",
+                    (long long)c->first, quote(name, strlen(name), q, sizeof q), names);
+}
+
+/* With targets: the role of every column (c->role, allocated from @p mem):
+ * the target columns, by number or by header name, each once, and the
+ * features in order. */
+static nb_status place_targets(csv_ctx *c, nbd_mem mem, nb_error *err)
+{
+    int64_t n = c->ncols, K = c->o.n_targets;
+    c->role = nbd_alloc(mem, (size_t)n * sizeof *c->role);
+    if (!c->role)
+        return nbd_fail(err, NB_ERR_NOMEM, 0, 0, -1, "out of memory");
+    for (int64_t j = 0; j < n; j++)
+        c->role[j] = -1;
+    if (K >= n)
+        return nbd_fail(err, NB_ERR_ARG, c->first, 0, -1,
+                        "line %lld: %lld target columns leave no feature among the %lld columns",
+                        (long long)c->first, (long long)K, (long long)n);
+    char q[200];
+    for (int64_t k = 0; k < K; k++) {
+        int64_t col = 0;
+        const char *name = c->o.target_names ? c->o.target_names[k] : NULL;
+        if (name) {
+            nb_status st = column_named(c, name, &col, err);
+            if (st != NB_OK)
+                return st;
+        } else if (c->o.target_columns) {
+            int64_t given = c->o.target_columns[k];
+            col = given < 0 ? n + given : given;
+            if (col < 0 || col >= n)
+                return nbd_fail(err, NB_ERR_ARG, c->first, 0, -1,
+                                "line %lld: target column index %lld is outside the %lld "
+                                "columns (0 .. %lld, or negative from the end)",
+                                (long long)c->first, (long long)given, (long long)n,
+                                (long long)n - 1);
+        } else {
+            return nbd_fail(err, NB_ERR_NULL, 0, 0, -1,
+                            "target %lld has no name (target_names) and no column number "
+                            "(target_columns)",
+                            (long long)k);
+        }
+        if (c->role[col] >= 0)
+            return nbd_fail(err, NB_ERR_ARG, c->first, col + 1, -1,
+                            "line %lld: column index %lld%s%s%s is given as a target twice",
+                            (long long)c->first, (long long)col, c->header ? " (\"" : "",
+                            c->header ? header_name(c, col, q, sizeof q) : "",
+                            c->header ? "\")" : "");
+        c->role[col] = k;
+    }
+    for (int64_t j = 0, f = 0; j < n; j++)
+        if (c->role[j] < 0)
+            c->role[j] = -1 - f++;
     return NB_OK;
 }
 
@@ -206,7 +312,7 @@ static nb_status pass(const csv_ctx *c, nb_dataset *ds, int64_t *rows, int64_t *
 {
     scan s = {c->buf, c->buf + c->len, 1, c->o.delimiter, c->o.max_field, c->fb, 0};
     bool skip_header = c->header;
-    int64_t r = 0, F = c->ncols - 1;
+    int64_t r = 0, F = c->ncols - (c->role ? c->o.n_targets : 1);
     *max_label = -1;
     char q[200];
     while (s.p < s.end) {
@@ -237,9 +343,24 @@ static nb_status pass(const csv_ctx *c, nb_dataset *ds, int64_t *rows, int64_t *
                                 (long long)col);
             if (!num)
                 return nbd_fail(err, NB_ERR_PARSE, line, col, -1,
-                                "line %lld, column %lld: \"%s\" is not a number", (long long)line,
-                                (long long)col, what);
-            if (col - 1 == c->label_col) {
+                                "line %lld, column %lld: %s\"%s\" is not a number", (long long)line,
+                                (long long)col, c->role && c->role[col - 1] >= 0 ? "target " : "",
+                                what);
+            int64_t role = c->role ? c->role[col - 1] : -1;
+            if (role >= 0) { /* a target value */
+                if (range || !isfinite(v) || (c->o.data.dtype == NB_F32 && fabs(v) > FLT_MAX))
+                    return nbd_fail(err, NB_ERR_PARSE, line, col, -1,
+                                    "line %lld, column %lld: target \"%s\" is not a finite "
+                                    "number%s",
+                                    (long long)line, (long long)col, what,
+                                    c->o.data.dtype == NB_F32 ? " in the f32 range" : "");
+                if (ds && ds->dtype == NB_F32)
+                    ((float *)ds->targets)[r * c->o.n_targets + role] = (float)v;
+                else if (ds)
+                    ((double *)ds->targets)[r * c->o.n_targets + role] = v;
+                continue;
+            }
+            if (!c->role && col - 1 == c->label_col) {
                 int64_t cap = c->o.data.n_classes > 0 ? c->o.data.n_classes : INT32_MAX;
                 if (!(v >= 0) || v != floor(v) || v >= (double)cap)
                     return nbd_fail(err, NB_ERR_PARSE, line, col, -1,
@@ -267,7 +388,7 @@ static nb_status pass(const csv_ctx *c, nb_dataset *ds, int64_t *rows, int64_t *
                                 "line %lld, column %lld: \"%s\" is out of the f32 range",
                                 (long long)line, (long long)col, what);
             if (ds) {
-                int64_t j = col - 1 < c->label_col ? col - 1 : col - 2;
+                int64_t j = c->role ? -1 - role : col - 1 < c->label_col ? col - 1 : col - 2;
                 if (ds->dtype == NB_F32)
                     ((float *)ds->features)[r * F + j] = (float)v;
                 else
@@ -296,28 +417,31 @@ static nb_status load_plain(const void *buf, size_t len, const nb_csv_opts *o, n
                             nb_error *err)
 {
     nbd_mem mem = nbd_mem_of(&o->data);
-    csv_ctx c = {buf, len, *o, NULL, 0, 0, false};
+    csv_ctx c = {buf, len, *o, NULL, 0, 0, false, NULL, 0};
     c.fb = nbd_alloc(mem, o->max_field + 1);
     if (!c.fb)
         return nbd_fail(err, NB_ERR_NOMEM, 0, 0, -1, "out of memory");
     nb_dataset *ds = NULL;
     int64_t rows = 0, max_label = -1;
     nb_status st = first_line(&c, err);
+    if (st == NB_OK && o->n_targets > 0)
+        st = place_targets(&c, mem, err);
     if (st == NB_OK)
         st = pass(&c, NULL, &rows, &max_label, err);
+    int64_t K = o->n_targets, F = c.ncols - (K > 0 ? K : 1);
     if (st == NB_OK) {
-        st = nbd_dataset_alloc(mem, o->data.dtype, o->data.label_type, rows, c.ncols - 1, &ds);
+        st = nbd_dataset_alloc(mem, o->data.dtype, o->data.label_type, rows, F, K, &ds);
         if (st == NB_ERR_NOMEM)
             nbd_fail(err, st, 0, 0, -1, "out of memory for %lld rows of %lld features",
-                     (long long)rows, (long long)c.ncols - 1);
+                     (long long)rows, (long long)F);
         else if (st != NB_OK)
             nbd_fail(err, st, 0, 0, -1, "%lld rows of %lld features is too large", (long long)rows,
-                     (long long)c.ncols - 1);
+                     (long long)F);
     }
     if (st == NB_OK)
         st = pass(&c, ds, &rows, &max_label, err);
     if (st == NB_OK) {
-        ds->n_classes = o->data.n_classes > 0 ? o->data.n_classes : max_label + 1;
+        ds->n_classes = K > 0 ? 0 : o->data.n_classes > 0 ? o->data.n_classes : max_label + 1;
         if ((o->image_height || o->image_width) &&
             nb_dataset_set_image_shape(ds, o->image_height, o->image_width) != NB_OK)
             st = nbd_fail(
@@ -325,6 +449,7 @@ static nb_status load_plain(const void *buf, size_t len, const nb_csv_opts *o, n
                 (long long)o->image_height, (long long)o->image_width, (long long)ds->n_features);
     }
     nbd_free(mem, c.fb, o->max_field + 1);
+    nbd_free(mem, c.role, (size_t)c.ncols * sizeof *c.role);
     if (st != NB_OK) {
         nb_dataset_free(ds);
         return st;
@@ -357,6 +482,17 @@ static nb_status load_csv_mem(const void *buf, size_t len, const nb_csv_opts *op
         o.max_field = DEFAULT_MAX_FIELD;
     if (o.max_field > LIMIT_MAX_FIELD)
         return nbd_fail(err, NB_ERR_ARG, 0, 0, -1, "max_field above %u bytes", LIMIT_MAX_FIELD);
+    if (o.n_targets < 0)
+        return nbd_fail(err, NB_ERR_ARG, 0, 0, -1, "n_targets = %lld: it must be >= 0",
+                        (long long)o.n_targets);
+    if (o.n_targets > 0 && !o.target_columns && !o.target_names)
+        return nbd_fail(err, NB_ERR_NULL, 0, 0, -1,
+                        "n_targets = %lld but neither target_columns nor target_names is given",
+                        (long long)o.n_targets);
+    if (o.n_targets > 0 && o.data.n_classes > 0)
+        return nbd_fail(err, NB_ERR_ARG, 0, 0, -1,
+                        "n_classes = %lld applies to labels, and the table has targets",
+                        (long long)o.data.n_classes);
     if (!nbd_is_gzip(buf, len))
         return load_plain(buf, len, &o, out, err);
     nbd_mem mem = nbd_mem_of(&o.data);

@@ -27,8 +27,10 @@ struct nb_dataset {
     int64_t height, width; /* 0, 0: not images */
     nb_dtype dtype;
     nb_label_type label_type;
-    void *features; /* n * n_features elements; NULL when n == 0 */
-    void *labels;   /* n elements; NULL when n == 0 */
+    int64_t n_targets; /* K float targets per sample; 0: labels */
+    void *features;    /* n * n_features elements; NULL when n == 0 */
+    void *labels;      /* n elements; NULL when n == 0 or n_targets > 0 */
+    void *targets;     /* n * n_targets elements (of dtype); NULL when n == 0 or n_targets == 0 */
 };
 
 /* The hook of @p opts (malloc when NULL or unset). */
@@ -41,15 +43,17 @@ bool nbd_mul(size_t a, size_t b, size_t *out);
 
 /* Check dtype and label type of @p opts (NULL: defaults). */
 nb_status nbd_check_opts(const nb_data_opts *opts);
-/* A data set with @p n samples of @p n_features values, data uninitialised,
+/* A data set with @p n samples of @p n_features values and either a label
+ * (@p n_targets 0) or @p n_targets float targets each, data uninitialised,
  * n_classes and image shape 0. NB_ERR_ARG on bad sizes or size overflow,
  * NB_ERR_NOMEM. */
 nb_status nbd_dataset_alloc(nbd_mem mem, nb_dtype dt, nb_label_type lt, int64_t n,
-                            int64_t n_features, nb_dataset **out);
+                            int64_t n_features, int64_t n_targets, nb_dataset **out);
 /* Store label @p v of sample @p i / feature value. */
 void nbd_set_label(nb_dataset *ds, int64_t i, int64_t v);
-/* Bytes of one sample's features, of one label. */
+/* Bytes of one sample's features, of its targets, of one label. */
 size_t nbd_row_bytes(const nb_dataset *ds);
+size_t nbd_target_row_bytes(const nb_dataset *ds);
 size_t nbd_label_bytes(nb_label_type lt);
 
 /* Fill @p err (may be NULL; where is left to nbd_placed) and return @p st. */

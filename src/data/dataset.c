@@ -110,7 +110,12 @@ size_t nbd_row_bytes(const nb_dataset *ds)
     return (size_t)ds->n_features * nb_dtype_size(ds->dtype);
 }
 
-/* Bytes of the feature and label blocks of @p ds. */
+size_t nbd_target_row_bytes(const nb_dataset *ds)
+{
+    return (size_t)ds->n_targets * nb_dtype_size(ds->dtype);
+}
+
+/* Bytes of the feature, label and target blocks of @p ds. */
 static size_t feature_bytes(const nb_dataset *ds)
 {
     return (size_t)ds->n * nbd_row_bytes(ds);
@@ -118,17 +123,25 @@ static size_t feature_bytes(const nb_dataset *ds)
 
 static size_t label_block_bytes(const nb_dataset *ds)
 {
-    return (size_t)ds->n * nbd_label_bytes(ds->label_type);
+    return ds->n_targets > 0 ? 0 : (size_t)ds->n * nbd_label_bytes(ds->label_type);
+}
+
+static size_t target_block_bytes(const nb_dataset *ds)
+{
+    return (size_t)ds->n * nbd_target_row_bytes(ds);
 }
 
 nb_status nbd_dataset_alloc(nbd_mem mem, nb_dtype dt, nb_label_type lt, int64_t n,
-                            int64_t n_features, nb_dataset **out)
+                            int64_t n_features, int64_t n_targets, nb_dataset **out)
 {
     *out = NULL;
-    size_t fb, rowb;
-    if (n < 0 || n_features < 1 || (uint64_t)n > SIZE_MAX || (uint64_t)n_features > SIZE_MAX ||
+    size_t fb, rowb, tb = 0, trowb;
+    if (n < 0 || n_features < 1 || n_targets < 0 || (uint64_t)n > SIZE_MAX ||
+        (uint64_t)n_features > SIZE_MAX || (uint64_t)n_targets > SIZE_MAX ||
         !nbd_mul((size_t)n_features, nb_dtype_size(dt), &rowb) || !nbd_mul((size_t)n, rowb, &fb) ||
-        (uint64_t)n > SIZE_MAX / sizeof(int64_t) || fb > (size_t)PTRDIFF_MAX)
+        !nbd_mul((size_t)n_targets, nb_dtype_size(dt), &trowb) || !nbd_mul((size_t)n, trowb, &tb) ||
+        (uint64_t)n > SIZE_MAX / sizeof(int64_t) || fb > (size_t)PTRDIFF_MAX ||
+        tb > (size_t)PTRDIFF_MAX)
         return NB_ERR_ARG;
     nb_dataset *ds = nbd_alloc(mem, sizeof *ds);
     if (!ds)
@@ -139,10 +152,14 @@ nb_status nbd_dataset_alloc(nbd_mem mem, nb_dtype dt, nb_label_type lt, int64_t 
     ds->n_features = n_features;
     ds->dtype = dt;
     ds->label_type = lt;
+    ds->n_targets = n_targets;
     if (n > 0) {
         ds->features = nbd_alloc(mem, fb);
-        ds->labels = ds->features ? nbd_alloc(mem, label_block_bytes(ds)) : NULL;
-        if (!ds->labels) {
+        if (ds->features && n_targets > 0)
+            ds->targets = nbd_alloc(mem, tb);
+        else if (ds->features)
+            ds->labels = nbd_alloc(mem, label_block_bytes(ds));
+        if (!ds->labels && !ds->targets) {
             nb_dataset_free(ds);
             return NB_ERR_NOMEM;
         }
@@ -158,6 +175,7 @@ void nb_dataset_free(nb_dataset *ds)
     nbd_mem mem = ds->mem;
     nbd_free(mem, ds->features, feature_bytes(ds));
     nbd_free(mem, ds->labels, label_block_bytes(ds));
+    nbd_free(mem, ds->targets, target_block_bytes(ds));
     nbd_free(mem, ds, sizeof *ds);
 }
 
@@ -188,7 +206,7 @@ nb_status nb_dataset_from(const nb_data_opts *opts, int64_t n, int64_t n_feature
             max_label = labels[i];
     }
     nb_dataset *ds;
-    st = nbd_dataset_alloc(nbd_mem_of(opts), o.dtype, o.label_type, n, n_features, &ds);
+    st = nbd_dataset_alloc(nbd_mem_of(opts), o.dtype, o.label_type, n, n_features, 0, &ds);
     if (st != NB_OK)
         return st;
     ds->n_classes = o.n_classes > 0 ? o.n_classes : (max_label >= 0 ? max_label + 1 : 1);
@@ -199,6 +217,50 @@ nb_status nb_dataset_from(const nb_data_opts *opts, int64_t n, int64_t n_feature
             memset(ds->features, 0, feature_bytes(ds));
         for (int64_t i = 0; i < n; i++)
             nbd_set_label(ds, i, labels ? labels[i] : 0);
+    }
+    *out = ds;
+    return NB_OK;
+}
+
+/* True when @p v (n values of dtype @p dt) are all finite. */
+static bool all_finite(nb_dtype dt, const void *v, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        if (!isfinite(dt == NB_F32 ? (double)((const float *)v)[k] : ((const double *)v)[k]))
+            return false;
+    return true;
+}
+
+nb_status nb_dataset_from_targets(const nb_data_opts *opts, int64_t n, int64_t n_features,
+                                  const void *features, int64_t n_targets, const void *targets,
+                                  nb_dataset **out)
+{
+    if (!out)
+        return NB_ERR_NULL;
+    *out = NULL;
+    nb_status st = nbd_check_opts(opts);
+    if (st != NB_OK)
+        return st;
+    if (n_targets < 1 || (opts && opts->n_classes != 0))
+        return NB_ERR_ARG;
+    nb_data_opts o = opts ? *opts : (nb_data_opts){0};
+    nb_dataset *ds;
+    st = nbd_dataset_alloc(nbd_mem_of(opts), o.dtype, o.label_type, n, n_features, n_targets, &ds);
+    if (st != NB_OK)
+        return st;
+    if (targets && !all_finite(ds->dtype, targets, n * n_targets)) {
+        nb_dataset_free(ds);
+        return NB_ERR_ARG;
+    }
+    if (n > 0) {
+        if (features)
+            memcpy(ds->features, features, feature_bytes(ds));
+        else
+            memset(ds->features, 0, feature_bytes(ds));
+        if (targets)
+            memcpy(ds->targets, targets, target_block_bytes(ds));
+        else
+            memset(ds->targets, 0, target_block_bytes(ds));
     }
     *out = ds;
     return NB_OK;
@@ -219,6 +281,11 @@ int64_t nb_dataset_features(const nb_dataset *ds)
 int64_t nb_dataset_classes(const nb_dataset *ds)
 {
     return ds ? ds->n_classes : 0;
+}
+
+int64_t nb_dataset_targets(const nb_dataset *ds)
+{
+    return ds ? ds->n_targets : 0;
 }
 
 nb_dtype nb_dataset_dtype(const nb_dataset *ds)
@@ -269,6 +336,11 @@ const void *nb_dataset_label_data(const nb_dataset *ds)
     return ds ? ds->labels : NULL;
 }
 
+const void *nb_dataset_target_data(const nb_dataset *ds)
+{
+    return ds ? ds->targets : NULL;
+}
+
 double nb_dataset_get(const nb_dataset *ds, int64_t i, int64_t j)
 {
     if (!ds || i < 0 || i >= ds->n || j < 0 || j >= ds->n_features)
@@ -278,9 +350,18 @@ double nb_dataset_get(const nb_dataset *ds, int64_t i, int64_t j)
                                : ((const double *)ds->features)[k];
 }
 
+double nb_dataset_target(const nb_dataset *ds, int64_t i, int64_t k)
+{
+    if (!ds || i < 0 || i >= ds->n || k < 0 || k >= ds->n_targets)
+        return NAN;
+    int64_t e = i * ds->n_targets + k;
+    return ds->dtype == NB_F32 ? (double)((const float *)ds->targets)[e]
+                               : ((const double *)ds->targets)[e];
+}
+
 int64_t nb_dataset_label(const nb_dataset *ds, int64_t i)
 {
-    if (!ds || i < 0 || i >= ds->n)
+    if (!ds || i < 0 || i >= ds->n || !ds->labels)
         return -1;
     return ds->label_type == NB_LABEL_I64 ? ((const int64_t *)ds->labels)[i]
                                           : ((const int32_t *)ds->labels)[i];
@@ -294,18 +375,25 @@ static nb_status gather(const nb_dataset *ds, const int64_t *idx, int64_t start,
                         nb_dataset **out)
 {
     nb_dataset *r;
-    nb_status st = nbd_dataset_alloc(ds->mem, ds->dtype, ds->label_type, n, ds->n_features, &r);
+    nb_status st =
+        nbd_dataset_alloc(ds->mem, ds->dtype, ds->label_type, n, ds->n_features, ds->n_targets, &r);
     if (st != NB_OK)
         return st;
     r->n_classes = ds->n_classes;
     r->height = ds->height;
     r->width = ds->width;
     size_t rb = nbd_row_bytes(ds), lb = nbd_label_bytes(ds->label_type);
+    size_t tb = nbd_target_row_bytes(ds);
     for (int64_t k = 0; k < n; k++) {
         int64_t i = idx ? idx[k] : start + k;
         memcpy((char *)r->features + (size_t)k * rb, (const char *)ds->features + (size_t)i * rb,
                rb);
-        memcpy((char *)r->labels + (size_t)k * lb, (const char *)ds->labels + (size_t)i * lb, lb);
+        if (ds->n_targets > 0) /* the targets travel with their row */
+            memcpy((char *)r->targets + (size_t)k * tb, (const char *)ds->targets + (size_t)i * tb,
+                   tb);
+        else
+            memcpy((char *)r->labels + (size_t)k * lb, (const char *)ds->labels + (size_t)i * lb,
+                   lb);
     }
     *out = r;
     return NB_OK;

@@ -20,7 +20,7 @@ nb_status nb_dataset_digits(const nb_data_opts *opts, nb_dataset **out)
     if (o.n_classes != 0 && o.n_classes != 10)
         return NB_ERR_ARG;
     nb_dataset *ds;
-    st = nbd_dataset_alloc(nbd_mem_of(opts), o.dtype, o.label_type, NBD_DIGITS_ROWS, 64, &ds);
+    st = nbd_dataset_alloc(nbd_mem_of(opts), o.dtype, o.label_type, NBD_DIGITS_ROWS, 64, 0, &ds);
     if (st != NB_OK)
         return st;
     ds->n_classes = 10;

@@ -177,7 +177,7 @@ static nb_status load_idx_mem(const void *images, size_t images_len, const void 
     if (st == NB_OK) {
         int64_t n = fi.dims[0];
         int64_t F = (int64_t)(fi.count / fi.dims[0]);
-        st = nbd_dataset_alloc(mem, o.dtype, o.label_type, n, F, &ds);
+        st = nbd_dataset_alloc(mem, o.dtype, o.label_type, n, F, 0, &ds);
         if (st != NB_OK)
             nbd_fail(err, st, 0, 0, -1, "out of memory for %lld images of %lld pixels",
                      (long long)n, (long long)F);

@@ -1,6 +1,7 @@
 /* Mini-batches over a data set: an order per epoch (shuffled from an
- * explicit rng or not), a batch copy allocated once, optional
- * augmentation, and the [B, F] tensor made in the caller's graph. */
+ * explicit rng or not), a batch copy (features with labels or targets)
+ * allocated once, optional augmentation, and the [B, F] (and [B, K])
+ * tensors made in the caller's graph. */
 
 #include <math.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct nb_loader {
     int64_t pos;    /* next position in order */
     void *features; /* batch_size * n_features */
     int64_t *labels;
+    void *targets; /* cap * n_targets, of a data set with targets */
     bool augment_on;
     nb_augment aug;
     nb_rng *aug_rng;
@@ -38,6 +40,11 @@ static size_t label_bytes(const nb_loader *ld)
     return (size_t)ld->cap * sizeof(int64_t);
 }
 
+static size_t target_bytes(const nb_loader *ld)
+{
+    return (size_t)ld->cap * nbd_target_row_bytes(ld->ds);
+}
+
 void nb_loader_free(nb_loader *ld)
 {
     if (!ld)
@@ -45,6 +52,7 @@ void nb_loader_free(nb_loader *ld)
     nbd_free(ld->mem, ld->order, order_bytes(ld));
     nbd_free(ld->mem, ld->features, batch_bytes(ld));
     nbd_free(ld->mem, ld->labels, label_bytes(ld));
+    nbd_free(ld->mem, ld->targets, target_bytes(ld));
     nbd_free(ld->mem, ld, sizeof *ld);
 }
 
@@ -60,8 +68,9 @@ nb_status nb_loader_new(const nb_dataset *ds, int64_t batch_size, bool shuffle, 
         return NB_ERR_ARG;
     /* a batch is never larger than the data set */
     int64_t bs = batch_size < ds->n ? batch_size : (ds->n > 0 ? ds->n : 1);
-    size_t bb;
-    if (!nbd_mul((size_t)bs, nbd_row_bytes(ds), &bb))
+    size_t bb, tb;
+    if (!nbd_mul((size_t)bs, nbd_row_bytes(ds), &bb) ||
+        !nbd_mul((size_t)bs, nbd_target_row_bytes(ds), &tb))
         return NB_ERR_ARG;
     nb_loader *ld = nbd_alloc(ds->mem, sizeof *ld);
     if (!ld)
@@ -75,6 +84,7 @@ nb_status nb_loader_new(const nb_dataset *ds, int64_t batch_size, bool shuffle, 
     ld->drop_last = drop_last;
     bool ok = (ld->features = nbd_alloc(ld->mem, batch_bytes(ld))) != NULL &&
               (ld->labels = nbd_alloc(ld->mem, label_bytes(ld))) != NULL &&
+              (ds->n_targets == 0 || (ld->targets = nbd_alloc(ld->mem, tb)) != NULL) &&
               (ds->n == 0 || (ld->order = nbd_alloc(ld->mem, order_bytes(ld))) != NULL);
     if (!ok) {
         nb_loader_free(ld);
@@ -151,12 +161,16 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
     memset(b, 0, sizeof *b);
     if (B <= 0 || (ld->drop_last && B < ld->batch_size))
         return false;
-    size_t rb = nbd_row_bytes(ds);
+    size_t rb = nbd_row_bytes(ds), tb = nbd_target_row_bytes(ds);
     const int64_t *idx = ld->order + ld->pos;
     for (int64_t k = 0; k < B; k++) {
         memcpy((char *)ld->features + (size_t)k * rb,
                (const char *)ds->features + (size_t)idx[k] * rb, rb);
-        ld->labels[k] = nb_dataset_label(ds, idx[k]);
+        if (ds->n_targets > 0)
+            memcpy((char *)ld->targets + (size_t)k * tb,
+                   (const char *)ds->targets + (size_t)idx[k] * tb, tb);
+        else
+            ld->labels[k] = nb_dataset_label(ds, idx[k]);
     }
     ld->pos += B;
     b->size = B;
@@ -164,8 +178,10 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
     nb_dataset_image_shape(ds, &b->channels, &b->height, &b->width);
     b->dtype = ds->dtype;
     b->features = ld->features;
-    b->labels = ld->labels;
+    b->labels = ds->n_targets > 0 ? NULL : ld->labels;
     b->indices = idx;
+    b->n_targets = ds->n_targets;
+    b->targets = ds->n_targets > 0 ? ld->targets : NULL;
     if (ld->augment_on) {
         const nb_augment *a = &ld->aug;
         if (a->crop_pad > 0)
@@ -177,7 +193,7 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
         if (a->noise_std > 0)
             nb_batch_noise(b, ld->aug_rng, a->noise_std);
     }
-    if (g)
-        nb_batch_tensor(g, b);
+    if (g && nb_batch_tensor(g, b) && b->targets)
+        nb_batch_target_tensor(g, b);
     return true;
 }

@@ -40,6 +40,34 @@ nb_tensor *nb_mse_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, nb_reduc
     return nbn_reduce_all(g, nb_square(g, nb_sub(g, pred, target)), r, "mse_loss");
 }
 
+/* reduce(|pred − target|) */
+nb_tensor *nb_l1_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, nb_reduction r)
+{
+    if (!same_shape(g, pred, target, "l1_loss", "prediction", "target"))
+        return NULL;
+    return nbn_reduce_all(g, nb_abs(g, nb_sub(g, pred, target)), r, "l1_loss");
+}
+
+/* d = pred − target: ½d² where |d| < δ, δ(|d| − ½δ) elsewhere (PyTorch's
+ * HuberLoss); the mask is a constant, so d/dd = d inside, δ·sign(d) outside */
+nb_tensor *nb_huber_loss(nb_graph *g, nb_tensor *pred, nb_tensor *target, double delta,
+                         nb_reduction r)
+{
+    static const char op[] = "huber_loss";
+    if (!same_shape(g, pred, target, op, "prediction", "target"))
+        return NULL;
+    if (!(delta > 0) || !isfinite(delta)) {
+        nbc_error(g, NB_ERR_ARG, op, "delta = %g: it must be finite and > 0", delta);
+        return NULL;
+    }
+    nb_tensor *d = nb_sub(g, pred, target);
+    nb_tensor *a = nb_abs(g, d);
+    nb_tensor *inside = nb_scale(g, nb_square(g, d), 0.5);
+    nb_tensor *outside = nb_scale(g, nb_add_scalar(g, a, -0.5 * delta), delta);
+    nb_tensor *l = nb_where(g, nb_lt_scalar(g, a, delta), inside, outside);
+    return nbn_reduce_all(g, l, r, op);
+}
+
 /* −[t·ln p + (1−t)·ln(1−p)], p clamped to [eps, 1−eps] */
 nb_tensor *nb_bce_loss(nb_graph *g, nb_tensor *prob, nb_tensor *target, nb_reduction r)
 {

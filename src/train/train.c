@@ -12,11 +12,22 @@
 #include "nabla/autodiff.h"
 #include "nabla/train.h"
 
+/* The loss a trainer or an evaluation uses: a function of labels, one of
+ * the target tensor, or a built-in kind. */
+typedef struct loss_spec {
+    nb_loss_fn fn;
+    nb_target_loss_fn target_fn;
+    void *ud;
+    nb_loss_kind kind;
+    double delta;
+} loss_spec;
+
 struct nb_trainer {
     nb_model *m;
     nb_layer *net;
     nb_optim *opt;
     nb_train_opts o;
+    loss_spec ls;
     nb_alloc_fn alloc;
     void *ud;
     nb_graph *g;
@@ -102,16 +113,124 @@ static int64_t count_correct(const nb_tensor *out, const int64_t *labels, int64_
     return llround(acc * (double)n);
 }
 
-/* ----------------------------------------------------------- evaluation */
+/* ---------------------------------------------------------------- losses */
 
-/* Loss of one batch: the user's (a mean, so weighted by n) or the default
- * summed cross-entropy. Value to *sum. */
-static nb_tensor *batch_loss(nb_graph *g, nb_loss_fn fn, void *ud, nb_tensor *out,
-                             const int64_t *labels, int64_t n, nb_reduction r)
+static const char *const LOSS_NAMES[] = {
+    [NB_LOSS_DEFAULT] = "default", [NB_LOSS_CROSS_ENTROPY] = "cross-entropy",
+    [NB_LOSS_MSE] = "mse",         [NB_LOSS_L1] = "l1",
+    [NB_LOSS_HUBER] = "huber",
+};
+_Static_assert(sizeof LOSS_NAMES / sizeof *LOSS_NAMES == NB_LOSS_HUBER + 1, "a name per loss");
+
+const char *nb_loss_kind_name(nb_loss_kind k)
 {
-    if (fn)
-        return fn(g, out, labels, n, ud);
-    return nb_softmax_cross_entropy(g, out, labels, n, r);
+    return (unsigned)k <= NB_LOSS_HUBER ? LOSS_NAMES[k] : "?";
+}
+
+nb_status nb_loss_kind_from_name(const char *name, nb_loss_kind *out)
+{
+    if (!name || !out)
+        return NB_ERR_NULL;
+    for (int k = 0; k <= NB_LOSS_HUBER; k++)
+        if (!strcmp(name, LOSS_NAMES[k])) {
+            *out = (nb_loss_kind)k;
+            return NB_OK;
+        }
+    return NB_ERR_NOTFOUND;
+}
+
+static loss_spec spec_of(const nb_train_opts *o)
+{
+    return (loss_spec){o->loss, o->target_loss, o->loss_ud, o->loss_kind, o->huber_delta};
+}
+
+/* The built-in kind used on a data set with (or without) targets. */
+static nb_loss_kind kind_for(const loss_spec *ls, bool targets)
+{
+    if (ls->kind != NB_LOSS_DEFAULT)
+        return ls->kind;
+    return targets ? NB_LOSS_MSE : NB_LOSS_CROSS_ENTROPY;
+}
+
+/* The built-in cross-entropy is used (no loss function of the user's). */
+static bool default_ce(const loss_spec *ls, bool targets)
+{
+    return !ls->fn && !ls->target_fn && kind_for(ls, targets) == NB_LOSS_CROSS_ENTROPY;
+}
+
+/* Whether the loss can be computed on @p ds: a loss of labels or
+ * cross-entropy needs labels, a regression loss targets. The reason into
+ * why[0..n) when not. */
+static bool loss_fits(const loss_spec *ls, const nb_dataset *ds, char *why, size_t n)
+{
+    int64_t k = nb_dataset_targets(ds);
+    if (ls->target_fn)
+        return true;
+    if (ls->fn && k > 0)
+        snprintf(why, n,
+                 "the loss function (loss) takes class labels, and the data set has %lld float "
+                 "targets per sample (use target_loss or a regression loss_kind)",
+                 (long long)k);
+    else if (ls->fn)
+        return true;
+    else if (kind_for(ls, k > 0) == NB_LOSS_CROSS_ENTROPY && k > 0)
+        snprintf(why, n,
+                 "softmax cross-entropy needs class labels, and the data set has %lld float "
+                 "targets per sample (choose a regression loss: mse, l1 or huber)",
+                 (long long)k);
+    else if (kind_for(ls, k > 0) != NB_LOSS_CROSS_ENTROPY && k == 0)
+        snprintf(why, n,
+                 "the %s loss needs float targets, and the data set has class labels (%lld "
+                 "classes)",
+                 nb_loss_kind_name(ls->kind), (long long)nb_dataset_classes(ds));
+    else
+        return true;
+    return false;
+}
+
+/* Labels as the one-hot rows [n, C] a loss of the target tensor gets, C
+ * the width of @p out [n, C]. */
+static nb_tensor *label_targets(nb_graph *g, const nb_tensor *out, const int64_t *labels, int64_t n,
+                                const char *op)
+{
+    char s[96];
+    if (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != n) {
+        nbc_error(g, NB_ERR_SHAPE, op,
+                  "target_loss: the labels of %lld samples are given as one-hot rows [%lld, C] "
+                  "of the output's width C, but the network outputs %s",
+                  (long long)n, (long long)n, nbc_shp(out, s, sizeof s));
+        return NULL;
+    }
+    int64_t c = nb_tensor_dim(out, 1);
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= c) {
+            nbc_error(g, NB_ERR_ARG, op,
+                      "target_loss: label %lld of sample %lld is outside the %lld columns of "
+                      "the output %s",
+                      (long long)labels[i], (long long)i, (long long)c, nbc_shp(out, s, sizeof s));
+            return NULL;
+        }
+    return nb_one_hot(g, nb_tensor_dtype(out), labels, n, c);
+}
+
+/* Loss of one batch of @p n samples with @p labels or targets @p y: a
+ * function of the user's, or a built-in kind reduced by @p r. */
+static nb_tensor *batch_loss(nb_graph *g, const loss_spec *ls, nb_tensor *out,
+                             const int64_t *labels, nb_tensor *y, int64_t n, nb_reduction r,
+                             const char *op)
+{
+    if (ls->fn)
+        return ls->fn(g, out, labels, n, ls->ud);
+    if (ls->target_fn) {
+        nb_tensor *target = y ? y : label_targets(g, out, labels, n, op);
+        return target ? ls->target_fn(g, out, target, ls->ud) : NULL;
+    }
+    switch (kind_for(ls, y != NULL)) {
+    case NB_LOSS_MSE: return nb_mse_loss(g, out, y, r);
+    case NB_LOSS_L1: return nb_l1_loss(g, out, y, r);
+    case NB_LOSS_HUBER: return nb_huber_loss(g, out, y, ls->delta, r);
+    default: return nb_softmax_cross_entropy(g, out, labels, n, r);
+    }
 }
 
 /* Check that @p loss is a scalar; records an error in g otherwise. */
@@ -131,21 +250,45 @@ static bool scalar_loss(nb_graph *g, const nb_tensor *loss, const char *op)
     return true;
 }
 
-/* Evaluation of net on ds in batches; errors recorded in g (op "evaluate"). */
-static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
-                           nb_loss_fn fn, void *ud, double *acc_out, double *loss_out)
+/* Squared and absolute errors of @p out against the targets @p y, added to
+ * sq and ab; false (nothing added) when out is not y's shape. */
+static bool add_errors(const nb_tensor *out, const nb_tensor *y, double *sq, double *ab)
 {
-    const char *op = "evaluate";
+    if (!out || !y || nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != nb_tensor_dim(y, 0) ||
+        nb_tensor_dim(out, 1) != nb_tensor_dim(y, 1))
+        return false;
+    for (int64_t e = 0; e < nb_tensor_size(y); e++) {
+        double d = nb_tensor_get(out, e) - nb_tensor_get(y, e);
+        *sq += d * d;
+        *ab += fabs(d);
+    }
+    return true;
+}
+
+/* ----------------------------------------------------------- evaluation */
+
+/* What an evaluation measured (NAN: not measured). */
+typedef struct eval_result {
+    double acc, loss, rmse, mae;
+} eval_result;
+
+/* Evaluation of net on ds in batches with loss @p ls; errors recorded in g
+ * (op @p op). The loss must fit the data set (loss_fits). */
+static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
+                           const loss_spec *ls, const char *op, eval_result *res)
+{
     int64_t n = nb_dataset_count(ds), nf = nb_dataset_features(ds);
-    int64_t classes = nb_dataset_classes(ds);
+    int64_t classes = nb_dataset_classes(ds), K = nb_dataset_targets(ds);
     nb_dtype dt = nb_dataset_dtype(ds);
-    const char *features = nb_dataset_feature_data(ds);
-    size_t row_bytes = (size_t)nf * nb_dtype_size(dt);
+    const char *features = nb_dataset_feature_data(ds), *targets = nb_dataset_target_data(ds);
+    size_t row_bytes = (size_t)nf * nb_dtype_size(dt), target_bytes = (size_t)K * nb_dtype_size(dt);
     bool recording = nb_graph_recording(g);
+    bool summed = default_ce(ls, K > 0); /* the built-in cross-entropy: a sum per batch */
+    bool builtin = !ls->fn && !ls->target_fn;
     nb_status st = NB_OK;
-    double loss_sum = 0;
+    double loss_sum = 0, sq = 0, ab = 0;
     int64_t correct = 0;
-    bool acc_known = true;
+    bool acc_known = K == 0, err_known = K > 0;
 
     nb_graph_set_recording(g, false);
     for (int64_t i = 0; i < n; i += batch_size) {
@@ -153,21 +296,26 @@ static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int
         nb_graph_reset(g);
         nb_tensor *x =
             nb_tensor_from(g, dt, 2, (int64_t[]){b, nf}, features + (size_t)i * row_bytes);
-        int64_t *labels = nbc_alloc(g, (size_t)b * sizeof *labels, op);
-        if (!x || !labels) {
+        nb_tensor *y = NULL;
+        int64_t *labels = NULL;
+        if (K > 0)
+            y = nb_tensor_from(g, dt, 2, (int64_t[]){b, K}, targets + (size_t)i * target_bytes);
+        else
+            labels = nbc_alloc(g, (size_t)b * sizeof *labels, op);
+        if (!x || (!y && !labels)) {
             st = graph_status(g);
             break;
         }
-        for (int64_t k = 0; k < b; k++)
+        for (int64_t k = 0; labels && k < b; k++)
             labels[k] = nb_dataset_label(ds, i + k);
         nb_tensor *out = nb_layer_forward(g, net, x, false);
         if (!out) {
             st = graph_status(g);
             break;
         }
-        if (!fn && (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != b ||
-                    nb_tensor_dim(out, 1) < classes)) {
-            char s[96];
+        char s[96];
+        if (summed && (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != b ||
+                       nb_tensor_dim(out, 1) < classes)) {
             st = nbc_error(g, NB_ERR_SHAPE, op,
                            "the network outputs %s for %lld samples; [%lld, C] with C >= %lld "
                            "classes is needed",
@@ -175,12 +323,27 @@ static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int
                            (long long)classes);
             break;
         }
-        nb_tensor *loss = batch_loss(g, fn, ud, out, labels, b, NB_REDUCE_SUM);
+        if (builtin && K > 0 &&
+            (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != b ||
+             nb_tensor_dim(out, 1) != K)) {
+            st = nbc_error(g, NB_ERR_SHAPE, op,
+                           "the network outputs %s for %lld samples of %lld targets each; "
+                           "[%lld, %lld] is needed",
+                           nbc_shp(out, s, sizeof s), (long long)b, (long long)K, (long long)b,
+                           (long long)K);
+            break;
+        }
+        nb_tensor *loss =
+            batch_loss(g, ls, out, labels, y, b, summed ? NB_REDUCE_SUM : NB_REDUCE_MEAN, op);
         if (!scalar_loss(g, loss, op)) {
             st = graph_status(g);
             break;
         }
-        loss_sum += fn ? nb_tensor_item(loss) * (double)b : nb_tensor_item(loss);
+        loss_sum += summed ? nb_tensor_item(loss) : nb_tensor_item(loss) * (double)b;
+        if (K > 0) {
+            err_known = err_known && add_errors(out, y, &sq, &ab);
+            continue;
+        }
         int64_t c = count_correct(out, labels, b);
         if (c < 0)
             acc_known = false;
@@ -190,10 +353,37 @@ static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int
     nb_graph_set_recording(g, recording);
     if (st != NB_OK)
         return st;
-    if (acc_out)
-        *acc_out = acc_known ? (double)correct / (double)n : NAN;
-    if (loss_out)
-        *loss_out = loss_sum / (double)n;
+    double values = (double)n * (double)(K > 0 ? K : 1);
+    res->acc = acc_known ? (double)correct / (double)n : NAN;
+    res->loss = loss_sum / (double)n;
+    res->rmse = err_known ? sqrt(sq / values) : NAN;
+    res->mae = err_known ? ab / values : NAN;
+    return NB_OK;
+}
+
+/* The checks nb_evaluate and nb_evaluate_regression share; @p targets:
+ * the data set must have targets (else labels). */
+static nb_status eval_args(nb_graph *g, const nb_layer *net, const nb_dataset *ds,
+                           int64_t batch_size, bool targets, const char *op)
+{
+    if (!net || !ds)
+        return nbc_error(g, NB_ERR_NULL, op, "no %s", !net ? "network" : "data set");
+    if (batch_size < 1)
+        return nbc_error(g, NB_ERR_ARG, op, "batch size %lld: it must be >= 1",
+                         (long long)batch_size);
+    if (nb_dataset_count(ds) < 1)
+        return nbc_error(g, NB_ERR_ARG, op, "the data set is empty");
+    int64_t k = nb_dataset_targets(ds);
+    if (targets && k == 0)
+        return nbc_error(g, NB_ERR_ARG, op,
+                         "the data set has class labels (%lld classes): nb_evaluate reports "
+                         "their accuracy",
+                         (long long)nb_dataset_classes(ds));
+    if (!targets && k > 0)
+        return nbc_error(g, NB_ERR_ARG, op,
+                         "the data set has %lld float targets per sample: "
+                         "nb_evaluate_regression reports RMSE and MAE",
+                         (long long)k);
     return NB_OK;
 }
 
@@ -202,14 +392,36 @@ nb_status nb_evaluate(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t 
 {
     if (!g)
         return NB_ERR_NULL;
-    if (!net || !ds)
-        return nbc_error(g, NB_ERR_NULL, "evaluate", "no %s", !net ? "network" : "data set");
-    if (batch_size < 1)
-        return nbc_error(g, NB_ERR_ARG, "evaluate", "batch size %lld: it must be >= 1",
-                         (long long)batch_size);
-    if (nb_dataset_count(ds) < 1)
-        return nbc_error(g, NB_ERR_ARG, "evaluate", "the data set is empty");
-    return eval_impl(g, net, ds, batch_size, NULL, NULL, acc, loss);
+    nb_status st = eval_args(g, net, ds, batch_size, false, "evaluate");
+    if (st != NB_OK)
+        return st;
+    const loss_spec ce = {.kind = NB_LOSS_CROSS_ENTROPY};
+    eval_result r;
+    st = eval_impl(g, net, ds, batch_size, &ce, "evaluate", &r);
+    if (st == NB_OK && acc)
+        *acc = r.acc;
+    if (st == NB_OK && loss)
+        *loss = r.loss;
+    return st;
+}
+
+nb_status nb_evaluate_regression(nb_graph *g, nb_layer *net, const nb_dataset *ds,
+                                 int64_t batch_size, double *rmse, double *mae)
+{
+    static const char op[] = "evaluate_regression";
+    if (!g)
+        return NB_ERR_NULL;
+    nb_status st = eval_args(g, net, ds, batch_size, true, op);
+    if (st != NB_OK)
+        return st;
+    const loss_spec mse = {.kind = NB_LOSS_MSE};
+    eval_result r;
+    st = eval_impl(g, net, ds, batch_size, &mse, op, &r);
+    if (st == NB_OK && rmse)
+        *rmse = r.rmse;
+    if (st == NB_OK && mae)
+        *mae = r.mae;
+    return st;
 }
 
 /* -------------------------------------------------------------- options */
@@ -225,6 +437,7 @@ nb_train_opts nb_train_defaults(void)
         .restore_best = true,
         .layer_norms = true,
         .check_finite = true,
+        .huber_delta = 1.0,
     };
 }
 
@@ -270,6 +483,19 @@ nb_status nb_train_opts_check(const nb_train_opts *o, nb_error *err)
     if (!isfinite(o->min_delta) || o->min_delta < 0)
         return opts_fail(err, NB_ERR_ARG, "min_delta", "min_delta = %g: it must be finite and >= 0",
                          o->min_delta);
+    if ((unsigned)o->loss_kind > NB_LOSS_HUBER)
+        return opts_fail(err, NB_ERR_ARG, "loss_kind", "loss_kind = %d: unknown",
+                         (int)o->loss_kind);
+    if (o->loss && o->target_loss)
+        return opts_fail(err, NB_ERR_ARG, "target_loss",
+                         "both loss and target_loss are set: choose one");
+    if ((o->loss || o->target_loss) && o->loss_kind != NB_LOSS_DEFAULT)
+        return opts_fail(err, NB_ERR_ARG, "loss_kind",
+                         "loss_kind = %s and a loss function of your own (%s): choose one",
+                         nb_loss_kind_name(o->loss_kind), o->loss ? "loss" : "target_loss");
+    if (o->loss_kind == NB_LOSS_HUBER && (!(o->huber_delta > 0) || !isfinite(o->huber_delta)))
+        return opts_fail(err, NB_ERR_ARG, "huber_delta",
+                         "huber_delta = %g: it must be finite and > 0", o->huber_delta);
     return NB_OK;
 }
 
@@ -290,7 +516,13 @@ nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_tra
     nb_trainer *t = alloc(o->alloc_ud, NULL, 0, sizeof *t);
     if (!t)
         return NB_ERR_NOMEM;
-    *t = (nb_trainer){.m = m, .net = net, .opt = opt, .o = *o, .alloc = alloc, .ud = o->alloc_ud};
+    *t = (nb_trainer){.m = m,
+                      .net = net,
+                      .opt = opt,
+                      .o = *o,
+                      .ls = spec_of(o),
+                      .alloc = alloc,
+                      .ud = o->alloc_ud};
     nb_error_clear(&t->err);
     if (!t->o.penalty_suffix)
         t->o.penalty_suffix = ".weight";
@@ -376,14 +608,23 @@ nb_graph *nb_trainer_graph(const nb_trainer *t)
     return t ? t->g : NULL;
 }
 
-static nb_status trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, double *loss)
+/* Evaluate @p ds with the trainer's loss; @p targets: it must have them. */
+static nb_status trainer_evaluate(nb_trainer *t, const nb_dataset *ds, bool targets, eval_result *r)
 {
     nb_error_clear(&t->err);
     if (!ds)
         return fail(t, NB_ERR_NULL, "evaluate: no data set");
     if (nb_dataset_count(ds) < 1)
         return fail(t, NB_ERR_ARG, "evaluate: the data set is empty");
-    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
+    if (targets && nb_dataset_targets(ds) == 0)
+        return fail(t, NB_ERR_ARG,
+                    "evaluate: the data set has class labels (%lld classes), no targets to "
+                    "measure RMSE and MAE on",
+                    (long long)nb_dataset_classes(ds));
+    char why[256];
+    if (!loss_fits(&t->ls, ds, why, sizeof why))
+        return fail(t, NB_ERR_ARG, "evaluate: %s", why);
+    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, &t->ls, "evaluate", r);
     if (st != NB_OK)
         fail(t, st, "%s", nb_graph_error(t->g)->msg);
     return st;
@@ -393,7 +634,29 @@ nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, 
 {
     if (!t)
         return NB_ERR_NULL;
-    return placed(t, trainer_evaluate(t, ds, acc, loss), "nb_trainer_evaluate");
+    eval_result r;
+    nb_status st = placed(t, trainer_evaluate(t, ds, false, &r), "nb_trainer_evaluate");
+    if (st == NB_OK && acc)
+        *acc = r.acc;
+    if (st == NB_OK && loss)
+        *loss = r.loss;
+    return st;
+}
+
+nb_status nb_trainer_evaluate_regression(nb_trainer *t, const nb_dataset *ds, double *rmse,
+                                         double *mae, double *loss)
+{
+    if (!t)
+        return NB_ERR_NULL;
+    eval_result r;
+    nb_status st = placed(t, trainer_evaluate(t, ds, true, &r), "nb_trainer_evaluate_regression");
+    if (st == NB_OK && rmse)
+        *rmse = r.rmse;
+    if (st == NB_OK && mae)
+        *mae = r.mae;
+    if (st == NB_OK && loss)
+        *loss = r.loss;
+    return st;
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -508,10 +771,19 @@ static nb_status probe(nb_trainer *t, const nb_dataset *ds, const char *what, bo
     nb_graph_set_recording(g, recording);
     if (!out)
         return fail(t, graph_status(g), "%s: %s", what, nb_graph_error(g)->msg);
-    if (t->o.loss)
+    if (t->ls.fn || t->ls.target_fn)
         return NB_OK;
-    int64_t classes = nb_dataset_classes(ds);
+    int64_t classes = nb_dataset_classes(ds), k = nb_dataset_targets(ds);
     char s[96];
+    if (k > 0) { /* a regression loss: one output column per target */
+        if (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != 1 || nb_tensor_dim(out, 1) != k)
+            return fail(t, NB_ERR_SHAPE,
+                        "%s: the network turns 1 sample into %s, and the %s loss needs [1, %lld] "
+                        "for the %lld targets per sample",
+                        what, nbc_shp(out, s, sizeof s), nb_loss_kind_name(kind_for(&t->ls, true)),
+                        (long long)k, (long long)k);
+        return NB_OK;
+    }
     if (nb_tensor_rank(out) != 2 || nb_tensor_dim(out, 0) != 1)
         return fail(t, NB_ERR_SHAPE,
                     "%s: the network turns 1 sample into %s; the default loss needs [1, C]", what,
@@ -533,6 +805,13 @@ static nb_status check_data(nb_trainer *t, const nb_dataset *train)
     const char *names[2] = {"validation set", "test set"};
     if (nb_dataset_count(train) < 1)
         return fail(t, NB_ERR_ARG, "training set: it is empty");
+    char why[256];
+    if (!loss_fits(&t->ls, train, why, sizeof why))
+        return fail(t, NB_ERR_ARG, "training set: %s", why);
+    if (nb_dataset_targets(train) > 0 && t->o.patience > 0 && t->o.monitor == NB_MONITOR_VAL_ACC)
+        return fail(t, NB_ERR_ARG,
+                    "early stopping watches the validation accuracy (monitor), and the data has "
+                    "float targets: watch the loss (NB_MONITOR_VAL_LOSS)");
     nb_status st = probe(t, train, "training set", true, NULL);
     if (st != NB_OK)
         return st;
@@ -546,6 +825,12 @@ static nb_status check_data(nb_trainer *t, const nb_dataset *train)
             return fail(t, NB_ERR_ARG, "%s: %lld features per sample, the training set has %lld",
                         names[k], (long long)nb_dataset_features(ds),
                         (long long)nb_dataset_features(train));
+        if (nb_dataset_targets(ds) != nb_dataset_targets(train))
+            return fail(
+                t, NB_ERR_ARG, "%s: %lld float targets per sample, the training set has %lld%s",
+                names[k], (long long)nb_dataset_targets(ds), (long long)nb_dataset_targets(train),
+                nb_dataset_targets(ds) == 0 || nb_dataset_targets(train) == 0 ? " (0: class labels)"
+                                                                              : "");
         if (!t->o.loss && nb_dataset_classes(ds) > nb_dataset_classes(train))
             return fail(t, NB_ERR_SHAPE, "%s: %lld classes, more than the %lld of the training set",
                         names[k], (long long)nb_dataset_classes(ds),
@@ -563,6 +848,9 @@ typedef struct epoch_acc {
     int64_t batches, samples, correct;
     bool acc_known;
     double loss_sum, penalty_sum, norm_sum, norm_max;
+    bool err_known; /* targets: the squared errors of every batch were added */
+    double sq, ab;  /* targets: sums of squared and absolute errors */
+    int64_t values; /* targets: values they are over */
 } epoch_acc;
 
 /* The gradient norm of the step is not finite: when some gradient holds
@@ -614,7 +902,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     if (!nb_loader_next(g, ld, &b))
         return false;
     long long bi = (long long)a->batches + 1;
-    if (!b.x) {
+    if (!b.x || (b.targets && !b.y)) {
         *st =
             fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
         return false;
@@ -622,7 +910,7 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     nb_model_zero_grad(t->m);
     nb_tensor *out = nb_layer_forward(g, t->net, b.x, true);
     nb_tensor *loss =
-        out ? batch_loss(g, t->o.loss, t->o.loss_ud, out, b.labels, b.size, NB_REDUCE_MEAN) : NULL;
+        out ? batch_loss(g, &t->ls, out, b.labels, b.y, b.size, NB_REDUCE_MEAN, "train") : NULL;
     if (!scalar_loss(g, loss, "train")) {
         *st =
             fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
@@ -672,24 +960,29 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     a->samples += b.size;
     a->loss_sum += lv;
     a->penalty_sum += (l2 ? nb_tensor_item(l2) : 0) + (l1 ? nb_tensor_item(l1) : 0);
-    int64_t c = count_correct(out, b.labels, b.size);
-    if (c < 0)
-        a->acc_known = false;
-    else
-        a->correct += c;
+    if (b.y) {
+        a->err_known = a->err_known && add_errors(out, b.y, &a->sq, &a->ab);
+        a->values += b.size * b.n_targets;
+    } else {
+        int64_t c = count_correct(out, b.labels, b.size);
+        if (c < 0)
+            a->acc_known = false;
+        else
+            a->correct += c;
+    }
     if (t->o.on_batch)
         t->o.on_batch(t->o.cb_ud, epoch, a->batches, nb_loader_batches(ld), lv);
     return true;
 }
 
-/* Evaluate @p ds into acc and loss (NAN when ds is NULL). */
+/* Evaluate @p ds into @p r (all NAN when ds is NULL). */
 static nb_status eval_set(nb_trainer *t, const nb_dataset *ds, const char *what, int epoch,
-                          double *acc, double *loss)
+                          eval_result *r)
 {
-    *acc = *loss = NAN;
+    *r = (eval_result){NAN, NAN, NAN, NAN};
     if (!ds)
         return NB_OK;
-    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, t->o.loss, t->o.loss_ud, acc, loss);
+    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, &t->ls, "evaluate", r);
     if (st != NB_OK)
         return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_error(t->g)->msg);
     return NB_OK;
@@ -753,7 +1046,8 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
                                           : nb_status_str(st));
         nb_epoch_report r = {
             .epoch = epoch, .epochs = t->o.epochs, .lr = nb_optim_lr(t->opt), .best = NAN};
-        epoch_acc a = {.acc_known = true};
+        bool targets = nb_dataset_targets(nb_loader_dataset(train)) > 0;
+        epoch_acc a = {.acc_known = !targets, .err_known = targets};
         for (int i = 0; i < t->n_norms; i++)
             t->norm_sum[i] = 0;
         while (train_step(t, train, epoch, &a, &st))
@@ -768,6 +1062,7 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
         r.loss = a.loss_sum / nb;
         r.penalty = a.penalty_sum / nb;
         r.train_acc = a.acc_known ? (double)a.correct / (double)a.samples : NAN;
+        r.train_rmse = a.err_known ? sqrt(a.sq / (double)a.values) : NAN;
         r.grad_norm_mean = a.norm_sum / nb;
         r.grad_norm_max = a.norm_max;
         if (t->o.layer_norms && t->n_norms > 0) {
@@ -776,11 +1071,14 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
             r.layer_norms = t->report;
             r.n_layer_norms = t->n_norms;
         }
-        st = eval_set(t, t->o.val, "validation set", epoch, &r.val_acc, &r.val_loss);
+        eval_result ev, et;
+        st = eval_set(t, t->o.val, "validation set", epoch, &ev);
         if (st == NB_OK)
-            st = eval_set(t, t->o.test, "test set", epoch, &r.test_acc, &r.test_loss);
+            st = eval_set(t, t->o.test, "test set", epoch, &et);
         if (st != NB_OK)
             return st;
+        r.val_acc = ev.acc, r.val_loss = ev.loss, r.val_rmse = ev.rmse, r.val_mae = ev.mae;
+        r.test_acc = et.acc, r.test_loss = et.loss, r.test_rmse = et.rmse, r.test_mae = et.mae;
         if (per_epoch_schedule && (st = nb_optim_next_epoch(t->opt)) != NB_OK)
             return fail(t, st, "epoch %d: %s", epoch, nb_optim_error(t->opt)->msg);
         t->epoch = last = epoch;
