@@ -1763,6 +1763,84 @@ static void test_special_files(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Recurrent models: nabla train --model lstm|gru|rnn reads each digits
+ * image row by row; the saved model evaluates to the same accuracy, its
+ * run resumes, and a CSV row is read as --steps steps; options of the
+ * other kind of model are refused, each in one line. */
+static void test_train_recurrent(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-rnn-XXXXXX", cmd[512], ckpt[128], csv[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/r.ckpt", dir);
+    snprintf(cmd, sizeof cmd,
+             "train --model lstm --hidden 16 --epochs 2 --opt adam --lr 0.01 --json --save %s",
+             ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    char line[512];
+    double acc = json_num(line_of(r->out, 1, line, sizeof line), "test_acc");
+    assert_true(acc > 0.5);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_true(fabs(json_num(r->out, "test_acc") - acc) < 1e-12);
+    snprintf(cmd, sizeof cmd,
+             "train --model lstm --hidden 16 --epochs 3 --opt adam --lr 0.01 --json --resume %s",
+             ckpt);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    assert_int_equal(count_lines(r->out), 1);
+    /* another model or width than the saved one */
+    snprintf(cmd, sizeof cmd,
+             "train --model gru --hidden 16 --epochs 3 --opt adam --lr 0.01 --resume %s", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "lstm"));
+    snprintf(cmd, sizeof cmd, "export --load %s --c %s/x.c", ckpt, dir);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "cannot emit layer 'rows' (reshape)"));
+
+    /* a CSV row of 4 values as 2 steps of 2 */
+    snprintf(csv, sizeof csv, "%s/seq.csv", dir);
+    FILE *f = fopen(csv, "w");
+    fputs("a,b,c,d,y\n", f);
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "%d,%d,%d,%d,%d\n", i % 3, i % 5, i % 7, i % 2, i % 2);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "train --data %s --model rnn --hidden 4 --steps 2 --epochs 1", csv);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    assert_non_null(strstr(r->out, "training an rnn (2 steps of 2, 4 units) -> 2 network"));
+
+    const char *bad[][2] = {
+        {"train --model lstm --layers 8", "--layers applies to --model mlp"},
+        {"train --model gru --act tanh", "--act applies to --model mlp"},
+        {"train --model rnn --batchnorm", "--batchnorm applies to --model mlp"},
+        {"train --hidden 8", "--hidden applies to --model rnn, gru or lstm"},
+        {"train --steps 4", "--steps applies to --model rnn, gru or lstm"},
+        {"train --model cnn", "--model: unknown model 'cnn' (mlp, rnn, gru, lstm)"},
+        {"train --model lstm --steps 4", "the images of digits are read row by row (8 steps)"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        r = run(bad[k][0]);
+        if (r->status != 2 || !strstr(r->err, bad[k][1]))
+            fail_msg("%s: status %d, %s", bad[k][0], r->status, r->err);
+        assert_int_equal(count_lines(r->err), 1);
+    }
+    snprintf(cmd, sizeof cmd, "train --data %s --model lstm --steps 3 --epochs 1", csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "--steps 3 does not divide the 4 values of a sample"));
+    remove(csv);
+    remove(ckpt);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1796,6 +1874,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_diff_verdicts),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_special_files),
+        cmocka_unit_test(test_train_recurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

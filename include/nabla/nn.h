@@ -452,6 +452,8 @@ typedef struct nb_layer_info {
     const char *name;     /**< owned by the layer */
     int64_t n_in, n_out;  /**< widths: linear and maxout in and out (out after the maxout);
                                batch norm and PReLU / learned swish: the features; a
+                               reshape: a sample's elements and the last axis; a recurrent
+                               layer: a step's features and the hidden units; a
                                sequence: what goes in and comes out; 0 when unknown */
     int64_t pieces;       /**< maxout: pieces per unit; linear: 1; else 0 */
     nb_act act;           /**< activation layers: the kind */
@@ -459,8 +461,9 @@ typedef struct nb_layer_info {
     double p;             /**< dropout: the drop probability */
     double eps, momentum; /**< batch norm */
     int n_items;          /**< sequence: its number of layers */
-    nb_tensor *weight;    /**< linear and maxout: W; batch norm: γ */
-    nb_tensor *bias;      /**< linear and maxout: b (NULL without one); batch norm: β */
+    nb_tensor *weight;    /**< linear and maxout: W; batch norm: γ; recurrent: W_ih */
+    nb_tensor *bias;      /**< linear and maxout: b (NULL without one); batch norm: β;
+                               recurrent: b_ih */
     nb_tensor *running_mean, *running_var; /**< batch norm */
     nb_tensor *param;                      /**< PReLU α or learned swish β */
 } nb_layer_info;

@@ -13,7 +13,7 @@
 #include "model_file.h"
 #include "svg.h"
 
-static const char *train_usage =
+static const char *train_usage_start =
     "usage: nabla train [options]\n"
     "\n"
     "Trains a multilayer perceptron and reports loss and accuracy every epoch:\n"
@@ -37,13 +37,23 @@ static const char *train_usage =
     "  --loss NAME         cross-entropy (labels; the default), or with --target\n"
     "                      mse (the default), l1 or huber\n"
     "  --huber-delta X     delta of --loss huber (default 1)\n"
+    "  --model NAME        mlp (the default), or a recurrent network over each\n"
+    "                      sample's rows: rnn, gru or lstm (one layer, its last\n"
+    "                      hidden state into a linear output layer)\n"
+    "  --hidden N          units of the recurrent layer (default 128)\n"
+    "  --steps T           steps of a sample for a recurrent model: images are\n"
+    "                      read row by row (digits 8 steps of 8, Fashion-MNIST\n"
+    "                      28 of 28); a .csv row of F values is T steps of F/T\n"
+    "                      (default: F steps of 1)\n"
     "  --layers LIST       hidden layer sizes, whole numbers 1..100000 separated by\n"
-    "                      commas, at most 16 (default 128,64)\n"
+    "                      commas, at most 16 (default 128,64; --model mlp)\n"
     "  --act NAME          hidden activation (default relu): identity, sigmoid,\n"
     "                      tanh, hard-sigmoid, hard-tanh, relu, leaky-relu, prelu,\n"
     "                      rrelu, elu, softplus, softsign, swish, swish-learned,\n"
     "                      gelu, gelu-sigmoid, gelu-tanh, maxout, step\n"
-    "  --pieces K          pieces of each maxout unit (--act maxout; default 2)\n"
+    "  --pieces K          pieces of each maxout unit (--act maxout; default 2)\n";
+/* (two literals: each under the 4095 bytes C requires compilers to take) */
+static const char *train_usage_more =
     "  --opt NAME          sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad\n"
     "                      (default sgd; the others' options are PyTorch's defaults)\n"
     "  --lr X              learning rate (default 0.05 for sgd/momentum/nesterov,\n"
@@ -340,19 +350,55 @@ static int parse_sizes(const char *list, int64_t *sizes, int cap, int *n)
     }
 }
 
+/* A recurrent network over each sample of @p d read as steps: reshape
+ * [N, F] to [N, T, F/T] (images: their rows; otherwise @p steps, default
+ * F steps of 1), a recurrent layer of @p hidden units, its last state
+ * into a linear layer of @p n_out. Returns 0, or 2 after an error. */
+static int recurrent_net(nb_model *m, const cli_data *d, nb_rnn_kind kind, long steps,
+                         long hidden, int64_t n_out, nb_rng *rng, nb_layer **out)
+{
+    int64_t f = nb_dataset_features(d->train), ch = 0, h = 0, w = 0;
+    nb_dataset_image_shape(d->train, &ch, &h, &w);
+    int64_t t = steps ? steps : h > 0 ? h : f;
+    if (h > 0 && steps && steps != h)
+        return cli_error("train", "--steps %ld: the images of %s are read row by row (%lld steps)",
+                         steps, CLI_Q(d->name), (long long)h);
+    if (f % t != 0)
+        return cli_error("train", "--steps %lld does not divide the %lld values of a sample",
+                         (long long)t, (long long)f);
+    nb_rnn_opts ro = nb_rnn_defaults();
+    ro.layer.rng = rng;
+    nb_layer_opts lo = {.rng = rng};
+    nb_layer *l = NULL;
+    if (!m || nb_sequential_new("", out) != NB_OK ||
+        nb_reshape_layer_new("rows", 2, (const int64_t[]){t, f / t}, &l) != NB_OK ||
+        nb_sequential_add(*out, l) != NB_OK ||
+        nb_rnn_new(m, nb_rnn_kind_name(kind), kind, f / t, hidden, &ro, &l) != NB_OK ||
+        nb_sequential_add(*out, l) != NB_OK ||
+        nb_linear_new(m, "out", hidden, n_out, &lo, &l) != NB_OK ||
+        nb_sequential_add(*out, l) != NB_OK)
+        return cli_error("train", "cannot build the network");
+    return 0;
+}
+
 int cmd_train(int argc, char **argv)
 {
-    const char *data = "digits", *layers = "128,64", *act_name = "relu", *opt_name = "sgd",
-               *sched_name = "constant", *save = NULL, *resume = NULL, *load = NULL, *plot = NULL,
-               *target = NULL, *loss_name = NULL;
+    static const char default_layers[] = "128,64", default_act[] = "relu";
+    const char *data = "digits", *layers = default_layers, *act_name = default_act,
+               *opt_name = "sgd", *sched_name = "constant", *save = NULL, *resume = NULL,
+               *load = NULL, *plot = NULL, *target = NULL, *loss_name = NULL, *model = "mlp";
     double lr = -1, dropout = 0, wd = 0, l2 = 0, huber_delta = 0;
-    long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1, pieces = 0;
+    long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1, pieces = 0, hidden = 0,
+         steps = 0;
     bool batchnorm = false, json = false, norms = false;
     const cli_opt opts[] = {
         {"--data", CLI_STR, &data, 0, 0},
         {"--target", CLI_STR, &target, 0, 0},
         {"--loss", CLI_STR, &loss_name, 0, 0},
         {"--huber-delta", CLI_REAL, &huber_delta, 1e-12, 1e12},
+        {"--model", CLI_STR, &model, 0, 0},
+        {"--hidden", CLI_INT, &hidden, 1, 100000},
+        {"--steps", CLI_INT, &steps, 1, 1000000},
         {"--layers", CLI_STR, &layers, 0, 0},
         {"--act", CLI_STR, &act_name, 0, 0},
         {"--pieces", CLI_INT, &pieces, 2, 64},
@@ -375,12 +421,36 @@ int cmd_train(int argc, char **argv)
         {"--json", CLI_FLAG, &json, 0, 0},
         {"--grad-norms", CLI_FLAG, &norms, 0, 0},
     };
+    char train_usage[8192];
+    snprintf(train_usage, sizeof train_usage, "%s%s", train_usage_start, train_usage_more);
     int rc = cli_parse("train", train_usage, argc, argv, 2, opts, (int)(sizeof opts / sizeof *opts),
                        NULL, 0, NULL);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
 
     /* options that need no data to be checked */
+    static const char *const models[] = {"mlp", "rnn", "gru", "lstm"};
+    int model_k = -1;
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(model, models[k]))
+            model_k = k;
+    if (model_k < 0)
+        return cli_error("train", "--model: unknown model '%s' (mlp, rnn, gru, lstm)",
+                         CLI_Q(model));
+    bool recurrent = model_k > 0;
+    if (!recurrent && (hidden || steps))
+        return cli_error("train", "--%s applies to --model rnn, gru or lstm",
+                         hidden ? "hidden" : "steps");
+    if (recurrent && (layers != default_layers || act_name != default_act || pieces ||
+                      batchnorm || dropout > 0))
+        return cli_error("train", "--%s applies to --model mlp",
+                         layers != default_layers ? "layers"
+                         : act_name != default_act ? "act"
+                         : pieces                  ? "pieces"
+                         : batchnorm               ? "batchnorm"
+                                                   : "dropout");
+    if (!hidden)
+        hidden = 128;
     int64_t sizes[18];
     int n_hidden;
     if (parse_sizes(layers, sizes + 1, 16, &n_hidden) != 0)
@@ -461,7 +531,13 @@ int cmd_train(int argc, char **argv)
     mo.act_opts = &ao;
     mo.batch_norm = batchnorm;
     mo.dropout = dropout;
-    if (!m || nb_mlp_new(m, NULL, sizes, n_hidden + 2, &mo, &net) != NB_OK) {
+    if (recurrent) {
+        rc = recurrent_net(m, &d, (nb_rnn_kind)(model_k - 1), steps, hidden,
+                           sizes[n_hidden + 1], &rng, &net);
+        if (rc != 0)
+            goto done;
+        rc = 1;
+    } else if (!m || nb_mlp_new(m, NULL, sizes, n_hidden + 2, &mo, &net) != NB_OK) {
         cli_error("train", "cannot build the network");
         goto done;
     }
@@ -604,13 +680,23 @@ int cmd_train(int argc, char **argv)
     }
     char arch[256];
     int len = 0;
-    for (int i = 0; i < n_hidden + 2; i++)
-        len += snprintf(arch + len, sizeof arch - (size_t)len, "%s%lld", i ? "-" : "",
-                        (long long)sizes[i]);
-    snprintf(arch + len, sizeof arch - (size_t)len, " %s%s", nb_act_name(act),
-             batchnorm ? " batchnorm" : "");
+    if (recurrent) { /* "lstm (28 steps of 28, 128 units) -> 10" */
+        nb_layer_info rows;
+        nb_layer_get_info(nb_layer_at(net, 0), &rows);
+        snprintf(arch, sizeof arch, "%s %s (%lld steps of %lld, %ld units) -> %lld",
+                 model_k == 2 ? "a" : "an", model,
+                 (long long)(rows.n_in / rows.n_out), (long long)rows.n_out, hidden,
+                 (long long)sizes[n_hidden + 1]);
+    } else {
+        len = snprintf(arch, sizeof arch, "a ");
+        for (int i = 0; i < n_hidden + 2; i++)
+            len += snprintf(arch + len, sizeof arch - (size_t)len, "%s%lld", i ? "-" : "",
+                            (long long)sizes[i]);
+        snprintf(arch + len, sizeof arch - (size_t)len, " %s%s", nb_act_name(act),
+                 batchnorm ? " batchnorm" : "");
+    }
     if (!json)
-        printf("training a %s network on %s: %lld train, %lld validation, %lld test samples; "
+        printf("training %s network on %s: %lld train, %lld validation, %lld test samples; "
                "%s, lr %g, batch %ld\n",
                arch, d.name, (long long)nb_dataset_count(d.train),
                (long long)(d.val ? nb_dataset_count(d.val) : 0),

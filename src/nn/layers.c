@@ -825,6 +825,17 @@ nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out)
         out->bias = b->bias;
         out->running_mean = b->running_mean;
         out->running_var = b->running_var;
+    } else if (d == &nbn_reshape_def) {
+        const reshape *r = l->state;
+        out->n_in = shape_count(r);
+        out->n_out = r->shape[r->rank - 1];
+    } else if (d >= nbn_rnn_defs && d < nbn_rnn_defs + 6) {
+        nb_rnn_info ri;
+        nb_rnn_get_info(l, &ri);
+        out->n_in = ri.n_in;
+        out->n_out = ri.hidden;
+        out->weight = ri.weight_ih;
+        out->bias = ri.bias_ih;
     } else if (d == &nbn_sequential_def && l->n_items > 0) {
         nb_layer_info first;
         nb_layer_get_info(l->items[0], &first);
