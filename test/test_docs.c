@@ -278,20 +278,20 @@ static void test_checkpoint_header(void **state)
     nb_model_free(m);
 }
 
-/* The layer docs/nn.md shows ("Your own layers") is the one
- * docs/examples/custom_layer.c defines, which the suite builds and runs
- * (test 'custom-layer'): the code block is that file's text between its
- * markers, to the byte. */
-static void test_custom_layer_block(void **state)
+/* The code of section @p section of docs/models.md between the markers
+ * @p begin and @p end is the text of docs/examples/@p example between the
+ * same markers, to the byte (the suite builds and runs the example). */
+static void same_as_example(const char *section, const char *example, const char *begin,
+                            const char *end)
 {
-    (void)state;
-    char *doc = tc_slurp(top, "docs/nn.md");
-    char *ex = tc_slurp(top, "docs/examples/custom_layer.c");
-    const char *begin = "/* --- the layer: ", *end = "/* --- end of the layer --- */";
+    char *doc = tc_slurp(top, "docs/models.md");
+    char path[128];
+    snprintf(path, sizeof path, "docs/examples/%s", example);
+    char *ex = tc_slurp(top, path);
     const char *a = strstr(ex, begin), *b = strstr(ex, end);
     assert_non_null(a);
     assert_non_null(b);
-    const char *sec = strstr(doc, "### Your own layers");
+    const char *sec = strstr(doc, section);
     assert_non_null(sec);
     const char *c = strstr(sec, begin), *d = c ? strstr(c, end) : NULL;
     assert_non_null(d);
@@ -299,6 +299,17 @@ static void test_custom_layer_block(void **state)
     assert_memory_equal(c, a, (size_t)(b - a));
     free(doc);
     free(ex);
+}
+
+/* docs/models.md's layer of its own and recurrent network are the
+ * examples' (tests 'custom-layer' and 'rnn-rows'). */
+static void test_custom_layer_block(void **state)
+{
+    (void)state;
+    same_as_example("## Your own layers", "custom_layer.c", "/* --- the layer: ",
+                    "/* --- end of the layer --- */");
+    same_as_example("## A recurrent network", "rnn_rows.c", "    /* --- the network --- */",
+                    "    /* --- end of the network --- */");
 }
 
 /* The program excerpts of the regression section are in its program. */

@@ -280,6 +280,35 @@ static void test_truncation(void **state)
     nb_model_free(m);
 }
 
+/* The ops an LSTM step records (docs/models.md counts them): the 17 its
+ * equations name — x·W_ihᵀ and its bias (2), h·W_hhᵀ and the sum (2), the
+ * four gates cut out (4) and their σ, σ, tanh, σ (4), c' = f⊙c + i⊙g (3),
+ * h' = o⊙tanh(c') (2) — and the step's input taken from [N, T, F]
+ * (nb_select: a slice and a reshape): 19, for every step after the first. */
+static void test_ops_per_step(void **state)
+{
+    (void)state;
+    nb_rng rng;
+    nb_rng_seed(&rng, 2);
+    nb_model *m = nb_model_new();
+    nb_rnn_opts o = nb_rnn_defaults();
+    o.layer.rng = &rng;
+    nb_layer *l = NULL;
+    assert_int_equal(nb_rnn_new(m, "lstm", NB_RNN_LSTM, 3, 4, &o, &l), NB_OK);
+    int64_t nodes[3];
+    for (int k = 0; k < 3; k++) {
+        nb_graph *g = nb_graph_new();
+        nb_tensor *x = nb_zeros(g, NB_F32, 3, (int64_t[]){2, 3 + k, 3});
+        nb_tensor *y = nb_layer_forward(g, l, x, true);
+        nodes[k] = nb_graph_nodes(g, y, NULL, 0);
+        nb_graph_free(g);
+    }
+    assert_int_equal(nodes[1] - nodes[0], 19);
+    assert_int_equal(nodes[2] - nodes[1], 19);
+    nb_layer_free(l);
+    nb_model_free(m);
+}
+
 /* ---------------------------------------------------------- networks */
 
 /* An LSTM over rows and a linear head, described and built again: the
@@ -468,7 +497,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_pytorch), cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_truncation),      cmocka_unit_test(test_description),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_input),       cmocka_unit_test(test_ops_per_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

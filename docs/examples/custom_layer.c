@@ -1,4 +1,4 @@
-/* A layer of your own (docs/nn.md, "Your own layers"): a per-feature scale
+/* A layer of your own (docs/models.md, "Your own layers"): a per-feature scale
  * and shift, y = x·γ + β, written against the layer protocol and then used
  * as the library's layers are: in a sequence, trained by nb_trainer,
  * evaluated, described, and built again from its description. */

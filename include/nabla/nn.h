@@ -545,6 +545,27 @@ typedef struct nb_rnn_info {
 /** Fill @p out. NB_ERR_NULL, NB_ERR_ARG (not a recurrent layer or cell). */
 NB_API nb_status nb_rnn_get_info(const nb_layer *l, nb_rnn_info *out);
 
+/* ================================================================ graphs */
+
+/**
+ * Graph convolution (Kipf & Welling): y = Â·x·W + b over the @p n_nodes
+ * nodes of a fixed undirected graph, Â = D^-1/2 (A + I) D^-1/2 its
+ * adjacency with self-loops, normalised by the degrees (loops counted).
+ * @p edges holds @p n_edges pairs (a, b) of nodes 0..n_nodes-1, each edge
+ * once, no loops (the layer adds one per node). Built from gather and
+ * scatter_add: Â is never formed, memory and time follow the edges.
+ * Input [n_nodes, n_in] (a row of features per node), output
+ * [n_nodes, n_out]. Parameters "<name>.weight" [n_in, n_out] (o->init;
+ * NB_INIT_AUTO: Xavier-uniform) and "<name>.bias" [n_out] (zeros; not with
+ * o->no_bias). Kind "gcn"; its description holds the edges. Errors, also
+ * in @p err (may be NULL) with a sentence: NB_ERR_NULL, NB_ERR_DTYPE,
+ * NB_ERR_ARG (sizes < 1; a node out of range, a loop or an edge given
+ * twice, named), NB_ERR_EXISTS, NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_gcn_new(nb_model *m, const char *name, int64_t n_in, int64_t n_out,
+                            int64_t n_nodes, const int64_t *edges, int64_t n_edges,
+                            const nb_layer_opts *o, nb_layer **out, nb_error *err);
+
 /* ========================================================= descriptions */
 
 /*
