@@ -1,6 +1,7 @@
 /* Graph convolution: the layer's output is D^-1/2 (A + I) D^-1/2 X W + b
  * formed densely; reverse and forward mode against finite differences;
- * descriptions with the graph; bad graphs and inputs named. */
+ * descriptions with the graph; bad graphs and inputs named. Layer norm
+ * and embeddings, the other layers the model road adds, likewise. */
 
 #include "tc.h"
 
@@ -220,6 +221,127 @@ static void test_bad_input(void **state)
     nb_model_free(m);
 }
 
+/* Layer norm: each row's mean 0 and variance 1 before γ, β, the formula
+ * to 1e-14, the gradient against finite differences; an embedding gives
+ * its rows, adds gradients into the rows used (twice for an index given
+ * twice), and names an index that is not one. */
+static void test_layer_norm_and_embedding(void **state)
+{
+    (void)state;
+    nb_rng rng;
+    nb_rng_seed(&rng, 8);
+    nb_model *m = nb_model_new();
+    nb_layer_opts o = {.dtype = NB_F64, .rng = &rng};
+    nb_layer *ln = NULL, *emb = NULL;
+    assert_int_equal(nb_layer_norm_new(m, "ln", 4, 1e-5, &o, &ln), NB_OK);
+    nb_tensor_set(nb_model_get(m, "ln.weight"), 1, 2.0);
+    nb_tensor_set(nb_model_get(m, "ln.bias"), 2, -1.0);
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_rand_normal(g, &rng, NB_F64, 3, (int64_t[]){2, 3, 4}, 1, 3);
+    nb_tensor *y = nb_layer_forward(g, ln, x, true);
+    assert_non_null(y);
+    double worst = 0;
+    for (int r = 0; r < 6; r++) {
+        double mu = 0, var = 0;
+        for (int j = 0; j < 4; j++)
+            mu += nb_tensor_get(x, r * 4 + j) / 4;
+        for (int j = 0; j < 4; j++)
+            var += pow(nb_tensor_get(x, r * 4 + j) - mu, 2) / 4;
+        for (int j = 0; j < 4; j++) {
+            double want = (nb_tensor_get(x, r * 4 + j) - mu) / sqrt(var + 1e-5) *
+                              (j == 1 ? 2.0 : 1.0) +
+                          (j == 2 ? -1.0 : 0.0);
+            worst = fmax(worst, fabs(want - nb_tensor_get(y, r * 4 + j)));
+        }
+    }
+    assert_true(worst < 1e-14);
+    ctx c = {ln};
+    nb_check_result r;
+    assert_int_equal(nb_gradcheck(run, &c, &x, 1, NULL, &r), NB_OK);
+    assert_true(r.pass);
+    assert_null(nb_layer_forward(g, ln, nb_zeros(g, NB_F64, 2, (int64_t[]){2, 5}), true));
+    assert_string_equal(nb_graph_error(g)->msg, "ln: input [2,5] must end in 4 features");
+    nb_graph_clear_error(g);
+
+    assert_int_equal(nb_embedding_new(m, "emb", 5, 3, &o, &emb), NB_OK);
+    nb_tensor *w = nb_model_get(m, "emb.weight");
+    double s = 0;
+    for (int i = 0; i < 15; i++)
+        s += nb_tensor_get(w, i) * nb_tensor_get(w, i);
+    assert_true(s > 1 && s < 60); /* drawn from N(0, 1), not zeros */
+    nb_tensor *ids = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 2}, (double[]){4, 0, 4, 2});
+    nb_tensor *e = nb_layer_forward(g, emb, ids, true);
+    assert_non_null(e);
+    assert_memory_equal(nb_tensor_shape(e), ((int64_t[]){2, 2, 3}), 3 * sizeof(int64_t));
+    for (int k = 0; k < 3; k++) {
+        assert_true(nb_tensor_get(e, k) == nb_tensor_get(w, 12 + k));
+        assert_true(nb_tensor_get(e, 9 + k) == nb_tensor_get(w, 6 + k));
+    }
+    nb_model_zero_grad(m);
+    assert_int_equal(nb_backward(g, nb_sum(g, e, NULL, 0, false)), NB_OK);
+    nb_tensor *gw = nb_tensor_grad(w);
+    double want_rows[5] = {1, 0, 1, 0, 2};
+    for (int i = 0; i < 5; i++)
+        for (int k = 0; k < 3; k++)
+            assert_true(nb_tensor_get(gw, i * 3 + k) == want_rows[i]);
+    const double bad_ids[] = {5, -1, 1.5, NAN};
+    for (int k = 0; k < 4; k++) {
+        nb_graph_clear_error(g);
+        nb_tensor *b = nb_tensor_from(g, NB_F64, 1, (int64_t[]){2}, (double[]){0, bad_ids[k]});
+        assert_null(nb_layer_forward(g, emb, b, true));
+        assert_non_null(strstr(nb_graph_error(g)->msg, "input entry 1 is"));
+        assert_non_null(strstr(nb_graph_error(g)->msg, "not an index from 0 to 4"));
+    }
+
+    /* described and built again */
+    nb_layer *seq = NULL;
+    assert_int_equal(nb_sequential_new("", &seq), NB_OK);
+    assert_int_equal(nb_sequential_add(seq, emb), NB_OK);
+    assert_int_equal(nb_sequential_add(seq, ln), NB_OK);
+    char desc[512], again[512];
+    nb_error err;
+    assert_int_equal(nb_layer_describe(seq, desc, sizeof desc, &err), NB_OK);
+    assert_non_null(strstr(desc, "layer.1=embedding name=emb num=5 dim=3\n"));
+    assert_non_null(strstr(desc, "layer.2=layer_norm name=ln features=4 eps=1.0000000000000001e-05"));
+    nb_model *m2 = nb_model_new();
+    nb_layer *back = NULL;
+    assert_int_equal(nb_layer_from_description(m2, NULL, desc, NULL, &back, &err), NB_OK);
+    assert_int_equal(nb_layer_describe(back, again, sizeof again, &err), NB_OK);
+    assert_string_equal(desc, again);
+    const char *bad[] = {"layer.1=embedding name=e num=0 dim=3", "layer.1=embedding name=e dim=3",
+                         "layer.1=layer_norm name=l features=4 eps=0",
+                         "layer.1=layer_norm name=l eps=1e-5"};
+    for (int k = 0; k < 4; k++) {
+        char d[256];
+        snprintf(d, sizeof d, "arch=layers\nlayers=1\ndtype=f64\n%s", bad[k]);
+        nb_model *mk = nb_model_new();
+        nb_layer *bl = NULL;
+        assert_int_equal(nb_layer_from_description(mk, NULL, d, NULL, &bl, &err), NB_ERR_ARG);
+        assert_non_null(strstr(err.msg, "are required"));
+        nb_model_free(mk);
+    }
+    /* constructors refuse what they cannot build, adding nothing */
+    nb_layer *x_l = NULL;
+    int before = nb_model_count(m);
+    assert_int_equal(nb_layer_norm_new(m, "ln", 4, 1e-5, &o, &x_l), NB_ERR_EXISTS);
+    assert_int_equal(nb_layer_norm_new(m, "l2", 0, 1e-5, &o, &x_l), NB_ERR_ARG);
+    assert_int_equal(nb_layer_norm_new(m, "l2", 4, 0, &o, &x_l), NB_ERR_ARG);
+    assert_int_equal(nb_layer_norm_new(NULL, "l2", 4, 1e-5, &o, &x_l), NB_ERR_NULL);
+    assert_int_equal(nb_embedding_new(m, "emb", 5, 3, &o, &x_l), NB_ERR_EXISTS);
+    assert_int_equal(nb_embedding_new(m, "e2", 0, 3, &o, &x_l), NB_ERR_ARG);
+    nb_layer_opts no_rng = {.dtype = NB_F64};
+    assert_int_equal(nb_embedding_new(m, "e2", 5, 3, &no_rng, &x_l), NB_ERR_NULL);
+    nb_layer_opts f16 = {.dtype = (nb_dtype)9};
+    assert_int_equal(nb_embedding_new(m, "e2", 5, 3, &f16, &x_l), NB_ERR_DTYPE);
+    assert_int_equal(nb_layer_norm_new(m, "l2", 4, 1e-5, &f16, &x_l), NB_ERR_DTYPE);
+    assert_int_equal(nb_model_count(m), before);
+    nb_layer_free(back);
+    nb_model_free(m2);
+    nb_layer_free(seq);
+    nb_graph_free(g);
+    nb_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_description),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_layer_norm_and_embedding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

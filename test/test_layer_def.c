@@ -432,8 +432,8 @@ static void test_builtin_defs(void **state)
     static const char *const kinds[] = {"linear",  "maxout",   "activation", "dropout",
                                         "batch_norm", "sequential", "reshape", "rnn",
                                         "gru",     "lstm",     "rnn_cell",   "gru_cell",
-                                        "lstm_cell"};
-    for (int i = 0; i < 13; i++) {
+                                        "lstm_cell", "gcn",    "layer_norm", "embedding"};
+    for (int i = 0; i < 16; i++) {
         const nb_layer_def *d = nb_layer_builtin(kinds[i]);
         assert_non_null(d);
         assert_string_equal(d->kind, kinds[i]);

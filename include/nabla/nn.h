@@ -382,6 +382,23 @@ NB_API nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_feat
  *  NB_ERR_NOMEM. */
 NB_API nb_status nb_reshape_layer_new(const char *name, int rank, const int64_t *shape,
                                       nb_layer **out);
+/** Layer normalisation over the last axis, as PyTorch's nn.LayerNorm(F):
+ *  y = γ ⊙ (x − μ)/√(σ² + eps) + β with μ, σ² (biased) of each sample's
+ *  last axis, in training and evaluation alike. "<name>.weight" (γ, ones)
+ *  and "<name>.bias" (β, zeros) [F]. Kind "layer_norm". NB_ERR_NULL,
+ *  NB_ERR_DTYPE, NB_ERR_ARG (F < 1, eps not > 0), NB_ERR_EXISTS,
+ *  NB_ERR_NOMEM. */
+NB_API nb_status nb_layer_norm_new(nb_model *m, const char *name, int64_t n_features, double eps,
+                                   const nb_layer_opts *o, nb_layer **out);
+/** A table of @p num vectors of @p dim, as PyTorch's nn.Embedding: the
+ *  input holds indices (whole numbers 0..num-1 in a tensor of any rank up
+ *  to NB_MAX_RANK-1), the output their rows, [..., dim] (nb_gather, so the
+ *  gradient adds into the rows used). "<name>.weight" [num, dim], drawn
+ *  from N(0, 1) (NB_INIT_AUTO; o->rng needed) or as o->init says. Kind
+ *  "embedding". An entry that is not such an index is an error naming it.
+ *  NB_ERR_NULL, NB_ERR_DTYPE, NB_ERR_ARG, NB_ERR_EXISTS, NB_ERR_NOMEM. */
+NB_API nb_status nb_embedding_new(nb_model *m, const char *name, int64_t num, int64_t dim,
+                                  const nb_layer_opts *o, nb_layer **out);
 /** An empty sequence of layers, run in order. */
 NB_API nb_status nb_sequential_new(const char *name, nb_layer **out);
 /** Append @p layer to @p seq, which takes ownership (also on error: then

@@ -197,7 +197,7 @@ static const nb_layer_def *const BUILTIN[] = {
     &nbn_linear_def,    &nbn_maxout_def,     &nbn_activation_def, &nbn_dropout_def,
     &nbn_batch_norm_def, &nbn_sequential_def, &nbn_rnn_defs[0],    &nbn_rnn_defs[1],
     &nbn_rnn_defs[2],   &nbn_rnn_defs[3],    &nbn_rnn_defs[4],    &nbn_rnn_defs[5],
-    &nbn_reshape_def,   &nbn_gcn_def,
+    &nbn_reshape_def,   &nbn_gcn_def,        &nbn_layer_norm_def, &nbn_embedding_def,
 };
 
 const nb_layer_def *nb_layer_builtin(const char *kind)

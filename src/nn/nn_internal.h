@@ -37,7 +37,8 @@ bool nbn_kind_ok(const char *kind);
 
 /* The library's definitions. */
 extern const nb_layer_def nbn_linear_def, nbn_maxout_def, nbn_activation_def, nbn_dropout_def,
-    nbn_batch_norm_def, nbn_sequential_def, nbn_reshape_def, nbn_gcn_def;
+    nbn_batch_norm_def, nbn_sequential_def, nbn_reshape_def, nbn_gcn_def, nbn_layer_norm_def,
+    nbn_embedding_def;
 /* rnn, gru, lstm, rnn_cell, gru_cell, lstm_cell (rnn.c) */
 extern const nb_layer_def nbn_rnn_defs[6];
 
