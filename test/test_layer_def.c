@@ -700,6 +700,83 @@ static void test_reshape_layer(void **state)
     nb_graph_free(g);
 }
 
+/* Every new kind of layer in one network trained by nb_trainer, all
+ * allocations through one counting hook: after the first epoch (the
+ * graph's arena grown, the optimizer's state made) none more. The digits'
+ * pixels (whole numbers 0..16) are indices into an embedding, each image
+ * 64 steps of 4 values through layer norm, an LSTM, the user's layer and
+ * a linear output. */
+typedef struct counts {
+    tc_counting *c;
+    long at[8];
+    int n;
+} counts;
+
+static bool count_epoch(void *ud, const nb_epoch_report *r)
+{
+    (void)r;
+    counts *k = ud;
+    k->at[k->n++] = k->c->calls;
+    return true;
+}
+
+static void test_no_alloc_after_first_epoch(void **state)
+{
+    (void)state;
+    tc_counting c = {0};
+    nb_rng rng;
+    nb_rng_seed(&rng, 12);
+    nb_data_opts d = {.alloc = tc_counting_alloc, .alloc_ud = &c};
+    nb_dataset *all, *train, *test;
+    assert_int_equal(nb_dataset_digits(&d, &all), NB_OK);
+    assert_int_equal(nb_dataset_split(all, NULL, 256, 0, &train, NULL, &test), NB_OK);
+    nb_model *m = nb_model_new_alloc(tc_counting_alloc, &c);
+    nb_layer_opts o = {.rng = &rng};
+    nb_rnn_opts ro = nb_rnn_defaults();
+    ro.layer.rng = &rng;
+    nb_layer *net = NULL, *l = NULL;
+    assert_int_equal(nb_sequential_new("", &net), NB_OK);
+    assert_int_equal(nb_embedding_new(m, "emb", 17, 4, &o, &l), NB_OK);
+    assert_int_equal(nb_sequential_add(net, l), NB_OK);
+    assert_int_equal(nb_layer_norm_new(m, "ln", 4, 1e-5, &o, &l), NB_OK);
+    assert_int_equal(nb_sequential_add(net, l), NB_OK);
+    assert_int_equal(nb_rnn_new(m, "lstm", NB_RNN_LSTM, 4, 8, &ro, &l), NB_OK);
+    assert_int_equal(nb_sequential_add(net, l), NB_OK);
+    assert_int_equal(nb_sequential_add(net, ss_new(m, "ss", 8, NB_F32)), NB_OK);
+    assert_int_equal(nb_linear_new(m, "out", 8, 10, &o, &l), NB_OK);
+    assert_int_equal(nb_sequential_add(net, l), NB_OK);
+    nb_optim_opts oo = nb_optim_defaults(NB_OPTIM_ADAM);
+    nb_optim *opt = nb_optim_new_alloc(&oo, tc_counting_alloc, &c);
+    nb_loader *ld = NULL;
+    assert_int_equal(nb_loader_new(train, 32, true, false, &ld), NB_OK);
+    counts k = {.c = &c};
+    nb_train_opts to = nb_train_defaults();
+    to.epochs = 3;
+    to.rng = &rng;
+    to.test = test;
+    to.on_epoch = count_epoch;
+    to.cb_ud = &k;
+    to.alloc = tc_counting_alloc;
+    to.alloc_ud = &c;
+    nb_trainer *t = NULL;
+    assert_int_equal(nb_trainer_new(m, net, opt, &to, &t), NB_OK);
+    if (nb_trainer_fit(t, ld) != NB_OK)
+        fail_msg("%s", nb_trainer_error(t)->msg);
+    assert_int_equal(k.n, 3);
+    assert_true(k.at[0] > 0);
+    assert_int_equal(k.at[1], k.at[0]);
+    assert_int_equal(k.at[2], k.at[0]);
+    nb_trainer_free(t);
+    nb_loader_free(ld);
+    nb_optim_free(opt);
+    nb_layer_free(net);
+    nb_model_free(m);
+    nb_dataset_free(all);
+    nb_dataset_free(train);
+    nb_dataset_free(test);
+    assert_int_equal(c.live, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_protocol_errors),       cmocka_unit_test(test_settings_text),
         cmocka_unit_test(test_builtin_defs),          cmocka_unit_test(test_layer_descriptions),
         cmocka_unit_test(test_undescribable),         cmocka_unit_test(test_reshape_layer),
+        cmocka_unit_test(test_no_alloc_after_first_epoch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
