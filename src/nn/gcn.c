@@ -100,7 +100,7 @@ static nb_status gcn_graph(nb_layer *l, gcn *c, int64_t n, const int64_t *edges,
         snprintf(why, cap, "out of memory");
     } else if (*edges_problem(n, edges, n_edges, why, cap, deg)) {
         st = NB_ERR_ARG;
-    } else {
+    } else if (n_edges > 0) {
         memcpy(sorted, edges, (size_t)(2 * n_edges) * sizeof *sorted);
         qsort(sorted, (size_t)n_edges, 2 * sizeof *sorted, cmp_pair);
         for (int64_t e = 1; e < n_edges && st == NB_OK; e++)
@@ -111,7 +111,8 @@ static nb_status gcn_graph(nb_layer *l, gcn *c, int64_t n, const int64_t *edges,
             }
     }
     if (st == NB_OK) {
-        memcpy(c->pairs, edges, (size_t)(2 * n_edges) * sizeof *c->pairs);
+        if (n_edges > 0)
+            memcpy(c->pairs, edges, (size_t)(2 * n_edges) * sizeof *c->pairs);
         int64_t k = 0;
         for (int64_t i = 0; i < n; i++, k++) {
             c->src[k] = c->dst[k] = i;
