@@ -178,10 +178,8 @@ nb_status nb_gcn_new(nb_model *m, const char *name, int64_t n_in, int64_t n_out,
         o = &def;
     if (o->dtype != NB_F32 && o->dtype != NB_F64)
         return nbc_error_at(err, NB_ERR_DTYPE, where, -1, name, "the dtype is not f32 or f64");
-    void *ud;
-    nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
     nb_layer *l = NULL;
-    nb_status st = nbn_layer_make(alloc, ud, &nbn_gcn_def, name, o->rng, &l);
+    nb_status st = nbn_model_layer(m, &nbn_gcn_def, name, o->rng, &l);
     if (st != NB_OK)
         return nbc_error_at(err, st, where, -1, name, "layer '%s': %s", name, nb_status_str(st));
     char why[200] = "";

@@ -61,6 +61,18 @@ nb_status nbn_layer_make(nb_alloc_fn alloc, void *ud, const nb_layer_def *def, c
     return NB_OK;
 }
 
+nb_status nbn_model_layer(nb_model *m, const nb_layer_def *def, const char *name, nb_rng *rng,
+                          nb_layer **out)
+{
+    if (out)
+        *out = NULL;
+    if (!m)
+        return NB_ERR_NULL;
+    void *ud;
+    nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
+    return nbn_layer_make(alloc, ud, def, name, rng, out);
+}
+
 nb_status nb_layer_new(const nb_layer_def *def, const char *name, const nb_layer_opts *o,
                        nb_layer **out)
 {

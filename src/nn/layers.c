@@ -11,19 +11,6 @@
 
 static const nb_layer_opts default_opts = {0};
 
-/* A new layer of @p def named @p name through @p m's allocation hook. */
-static nb_status model_layer_alloc(nb_model *m, const nb_layer_def *def, const char *name,
-                                   nb_rng *rng, nb_layer **out)
-{
-    if (out)
-        *out = NULL;
-    if (!m)
-        return NB_ERR_NULL;
-    void *ud;
-    nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
-    return nbn_layer_make(alloc, ud, def, name, rng, out);
-}
-
 /* Add the parameters "<layer>.<suffix_i>" with the given shapes; all names
  * are checked first so a taken name adds nothing. */
 static nb_status add_params(nb_layer *l, nb_model *m, nb_dtype dt, int n,
@@ -121,7 +108,7 @@ static nb_status affine_new(nb_model *m, const char *name, int64_t n_in, int64_t
     if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
         return NB_ERR_NULL;
     nb_layer *l = NULL;
-    nb_status st = model_layer_alloc(m, pieces > 1 ? &nbn_maxout_def : &nbn_linear_def, name,
+    nb_status st = nbn_model_layer(m, pieces > 1 ? &nbn_maxout_def : &nbn_linear_def, name,
                                      o->rng, &l);
     if (st == NB_OK)
         st = affine_init(l, m, n_in, n_out, pieces, fallback, o);
@@ -319,7 +306,7 @@ nb_status nb_act_layer_new(nb_model *m, const char *name, nb_act act, const nb_a
     if (nb_act_has_param(act) && (n_features < 1 || check_dtype(o->dtype) != NB_OK))
         return n_features < 1 ? NB_ERR_ARG : NB_ERR_DTYPE;
     nb_layer *l = NULL;
-    nb_status st = model_layer_alloc(m, &nbn_activation_def, name, o->rng, &l);
+    nb_status st = nbn_model_layer(m, &nbn_activation_def, name, o->rng, &l);
     if (st == NB_OK)
         st = activation_init(l, m, act, &ao, n_features, o->dtype);
     if (st != NB_OK) {
@@ -541,7 +528,7 @@ nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, d
     if (!batch_norm_settings_ok(n_features, eps, momentum))
         return NB_ERR_ARG;
     nb_layer *l = NULL;
-    nb_status st = model_layer_alloc(m, &nbn_batch_norm_def, name, o->rng, &l);
+    nb_status st = nbn_model_layer(m, &nbn_batch_norm_def, name, o->rng, &l);
     if (st == NB_OK)
         st = batch_norm_init(l, m, n_features, eps, momentum, o->dtype);
     if (st != NB_OK) {
@@ -911,7 +898,7 @@ nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int 
         hidden_init = relu_family(o->act) ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM;
 
     nb_layer *seq = NULL;
-    nb_status st = model_layer_alloc(m, &nbn_sequential_def, prefix ? prefix : "", NULL, &seq);
+    nb_status st = nbn_model_layer(m, &nbn_sequential_def, prefix ? prefix : "", NULL, &seq);
     if (st != NB_OK)
         return st;
     char name[NBN_NAME_MAX];

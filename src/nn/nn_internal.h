@@ -30,6 +30,10 @@ struct nb_layer {
  * checks). */
 nb_status nbn_layer_make(nb_alloc_fn alloc, void *ud, const nb_layer_def *def, const char *name,
                          nb_rng *rng, nb_layer **out);
+/* The same through @p m's allocation hook (a layer whose parameters live
+ * in @p m). */
+nb_status nbn_model_layer(nb_model *m, const nb_layer_def *def, const char *name, nb_rng *rng,
+                          nb_layer **out);
 /* Whether @p name can name a layer (length, no space, '=' or line break). */
 bool nbn_name_ok(const char *name);
 /* Whether @p kind can name a kind (letters, digits, '_', '-'). */

@@ -51,10 +51,8 @@ nb_status nb_layer_norm_new(nb_model *m, const char *name, int64_t n_features, d
         return NB_ERR_DTYPE;
     if (n_features < 1 || !(eps > 0) || !isfinite(eps))
         return NB_ERR_ARG;
-    void *ud;
-    nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
     nb_layer *l = NULL;
-    nb_status st = nbn_layer_make(alloc, ud, &nbn_layer_norm_def, name, o->rng, &l);
+    nb_status st = nbn_model_layer(m, &nbn_layer_norm_def, name, o->rng, &l);
     if (st == NB_OK)
         st = layer_norm_init(l, m, n_features, eps, o->dtype);
     if (st != NB_OK) {
@@ -176,10 +174,8 @@ nb_status nb_embedding_new(nb_model *m, const char *name, int64_t num, int64_t d
     snprintf(full, sizeof full, "%s.weight", name);
     if (nb_model_get(m, full))
         return NB_ERR_EXISTS;
-    void *ud;
-    nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
     nb_layer *l = NULL;
-    nb_status st = nbn_layer_make(alloc, ud, &nbn_embedding_def, name, o->rng, &l);
+    nb_status st = nbn_model_layer(m, &nbn_embedding_def, name, o->rng, &l);
     if (st == NB_OK)
         st = embedding_init(l, m, num, dim, o);
     if (st != NB_OK) {

@@ -99,10 +99,8 @@ static nb_status rnn_make(nb_model *m, const char *name, nb_rnn_kind kind, bool 
         return NB_ERR_ARG;
     if ((init == NB_INIT_AUTO || init >= NB_INIT_SMALL_NORMAL) && !o->layer.rng)
         return NB_ERR_NULL;
-    void *ud;
-    nb_alloc_fn alloc = nbc_model_allocator(m, &ud);
     nb_layer *l = NULL;
-    nb_status st = nbn_layer_make(alloc, ud, def_of(kind, cell), name, o->layer.rng, &l);
+    nb_status st = nbn_model_layer(m, def_of(kind, cell), name, o->layer.rng, &l);
     if (st != NB_OK)
         return st;
     rnn *r = l->state;
