@@ -102,64 +102,64 @@ static nb_model_check_result check(nb_layer *net, nb_model *m, nb_tensor *x,
 
 /* ---------------------------------------------------- a user's layers */
 
-/* y = x * scale + shift over the last axis (docs/nn.md's kind of layer),
- * describable when made with scale_shift_def; kind "opaque_scale" is the
- * same layer without describe or build. */
-typedef struct scale_shift {
-    int64_t features;
-    nb_tensor *scale, *shift;
-} scale_shift;
+/* A gate y = x ⊙ tanh(gain) + bias over the last axis, describable
+ * when made with gate_def; kind "opaque_gate" is the same layer without
+ * describe or build. */
+typedef struct gate {
+    int64_t width;
+    nb_tensor *gain, *bias;
+} gate;
 
-static nb_tensor *ss_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+static nb_tensor *gate_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
     (void)training;
-    scale_shift *s = nb_layer_state(l);
-    return nb_add(g, nb_mul(g, x, s->scale), s->shift);
+    gate *s = nb_layer_state(l);
+    return nb_add(g, nb_mul(g, x, nb_tanh(g, s->gain)), s->bias);
 }
 
-static nb_status ss_describe(const nb_layer *l, char *out, size_t cap)
+static nb_status gate_describe(const nb_layer *l, char *out, size_t cap)
 {
-    const scale_shift *s = nb_layer_state(l);
-    return nb_layer_setting_put(out, cap, "features", "%lld", (long long)s->features);
+    return nb_layer_setting_put(out, cap, "width", "%lld",
+                                (long long)((const gate *)nb_layer_state(l))->width);
 }
 
-static nb_status ss_init(nb_layer *l, nb_model *m, int64_t n, nb_dtype dt)
+static nb_status gate_init(nb_layer *l, nb_model *m, int64_t n, nb_dtype dt)
 {
-    scale_shift *s = nb_layer_state(l);
-    s->features = n;
-    nb_status st = nb_layer_add_param(l, m, "scale", dt, 1, &n, &s->scale);
-    return st == NB_OK ? nb_layer_add_param(l, m, "shift", dt, 1, &n, &s->shift) : st;
+    gate *s = nb_layer_state(l);
+    s->width = n;
+    nb_status st = nb_layer_add_param(l, m, "gain", dt, 1, &n, &s->gain);
+    return st == NB_OK ? nb_layer_add_param(l, m, "bias", dt, 1, &n, &s->bias) : st;
 }
 
-static nb_status ss_build(nb_layer *l, nb_model *m, const char *settings, const nb_layer_opts *o,
-                          nb_error *err)
+static nb_status gate_build(nb_layer *l, nb_model *m, const char *settings, const nb_layer_opts *o,
+                            nb_error *err)
 {
     int64_t n;
-    if (nb_layer_setting_get_i64(settings, "features", &n) != NB_OK || n < 1)
-        return nb_error_set(err, NB_ERR_PARSE, "scale_shift", "features= is not a count");
-    return ss_init(l, m, n, o->dtype);
+    return nb_layer_setting_get_i64(settings, "width", &n) != NB_OK || n < 1
+               ? nb_error_set(err, NB_ERR_PARSE, nb_layer_name(l), "width= is not a width")
+               : gate_init(l, m, n, o->dtype);
 }
 
-static const nb_layer_def scale_shift_def = {
-    .kind = "scale_shift",
-    .state_size = sizeof(scale_shift),
-    .forward = ss_forward,
-    .describe = ss_describe,
-    .build = ss_build,
+static const nb_layer_def gate_def = {
+    .kind = "gate",
+    .state_size = sizeof(gate),
+    .forward = gate_forward,
+    .describe = gate_describe,
+    .build = gate_build,
 };
 
 static const nb_layer_def opaque_def = {
-    .kind = "opaque_scale",
-    .state_size = sizeof(scale_shift),
-    .forward = ss_forward,
+    .kind = "opaque_gate",
+    .state_size = sizeof(gate),
+    .forward = gate_forward,
 };
 
-static nb_layer *ss_new(const nb_layer_def *def, nb_model *m, const char *name, int64_t n,
-                        nb_dtype dt)
+static nb_layer *gate_new(const nb_layer_def *def, nb_model *m, const char *name, int64_t n,
+                          nb_dtype dt)
 {
     nb_layer *l = NULL;
     assert_int_equal(nb_layer_new(def, name, NULL, &l), NB_OK);
-    assert_int_equal(ss_init(l, m, n, dt), NB_OK);
+    assert_int_equal(gate_init(l, m, n, dt), NB_OK);
     return l;
 }
 
@@ -213,26 +213,41 @@ static nb_tensor *ignore_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool tr
 
 static const nb_layer_def ignore_def = {
     .kind = "ignore",
-    .state_size = sizeof(scale_shift),
+    .state_size = sizeof(gate),
     .forward = ignore_forward,
 };
 
-/* A layer that fails when its first scale is not what it was: fine at the
+/* A layer that fails when its first gain is not what it was: fine at the
  * point, failing at every moved point of that entry. */
 static nb_tensor *fragile_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
-    scale_shift *s = nb_layer_state(l);
-    if (nb_tensor_get(s->scale, 0) != 0.5) {
-        nb_graph_fail(g, NB_ERR_ARG, nb_layer_name(l), "scale[0] must stay 0.5");
+    gate *s = nb_layer_state(l);
+    if (nb_tensor_get(s->gain, 0) != 0.5) {
+        nb_graph_fail(g, NB_ERR_ARG, nb_layer_name(l), "gain[0] must stay 0.5");
         return NULL;
     }
-    return ss_forward(g, l, x, training);
+    return gate_forward(g, l, x, training);
 }
 
 static const nb_layer_def fragile_def = {
     .kind = "fragile",
-    .state_size = sizeof(scale_shift),
+    .state_size = sizeof(gate),
     .forward = fragile_forward,
+};
+
+/* A gate that keeps the first gain[0] rows of its output (rounded, at
+ * least none): its output's size follows a parameter's value. */
+static nb_tensor *rows_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    gate *s = nb_layer_state(l);
+    int64_t keep = (int64_t)floor(nb_tensor_get(s->gain, 0) + 0.5);
+    return nb_slice(g, gate_forward(g, l, x, training), 0, 0, keep > 0 ? keep : 0, 1);
+}
+
+static const nb_layer_def rows_def = {
+    .kind = "rows",
+    .state_size = sizeof(gate),
+    .forward = rows_forward,
 };
 
 /* A layer that keeps state in evaluation mode, in the model: each run
@@ -256,14 +271,96 @@ static const nb_layer_def counter_def = {
     .forward = counter_forward,
 };
 
-/* scale_shift with something its description leaves out, a variant in
- * its state (HIDDEN_STOP: scale has no gradient; HIDDEN_FACTOR: y is
- * doubled); and scale_shift that makes an f32 constant, so it fails on
- * f64 inputs. */
-enum { HIDDEN_STOP = 1, HIDDEN_FACTOR };
+/* ------------------------------------------------------- a user's ops */
+
+/* y = 2x with a right VJP and a tangent rule that is wrong (3t), or one
+ * whose VJP or JVP records an error. */
+enum { WRONG_TANGENT, FAILING_VJP, FAILING_JVP, N_USER_OPS };
+
+static nb_status twice_fwd(nb_graph *g, nb_tensor *out)
+{
+    (void)g;
+    nb_tensor *x = nb_op_input(out, 0);
+    for (int64_t k = 0; k < nb_tensor_size(out); k++)
+        nb_tensor_set(out, k, 2 * nb_tensor_get(x, k));
+    return NB_OK;
+}
+
+static nb_tensor *twice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
+{
+    (void)out, (void)i;
+    return nb_scale(g, grad, 2);
+}
+
+static nb_tensor *twice_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    (void)out;
+    return nb_scale(g, t[0], 2);
+}
+
+static nb_tensor *twice_jvp_wrong(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    (void)out;
+    return nb_scale(g, t[0], 3);
+}
+
+static nb_tensor *vjp_fails(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
+{
+    (void)out, (void)i, (void)grad;
+    nb_op_error(g, NB_ERR_ARG, "twice_bad_vjp", "this rule always fails");
+    return NULL;
+}
+
+static nb_tensor *jvp_fails(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    (void)out, (void)t;
+    nb_op_error(g, NB_ERR_ARG, "twice_bad_jvp", "this rule always fails");
+    return NULL;
+}
+
+/* The id of user op @p which, registered on first use. */
+static int user_op(int which)
+{
+    static int ids[N_USER_OPS] = {-1, -1, -1};
+    static const nb_op_def defs[N_USER_OPS] = {
+        {"twice_wrong_jvp", 1, nb_op_like_input, twice_fwd, twice_vjp, twice_jvp_wrong},
+        {"twice_bad_vjp", 1, nb_op_like_input, twice_fwd, vjp_fails, twice_jvp},
+        {"twice_bad_jvp", 1, nb_op_like_input, twice_fwd, twice_vjp, jvp_fails},
+    };
+    if (ids[which] < 0)
+        assert_int_equal(nb_op_register(&defs[which], &ids[which]), NB_OK);
+    return ids[which];
+}
+
+/* A gate whose gain goes through user op @p op, halved: y = x ⊙ tanh(gain)
+ * + bias in value, with that op's rules in the derivatives. */
+typedef struct ruled {
+    gate s; /* first: gate_init and gate_describe read it */
+    int op;
+} ruled;
+
+static nb_tensor *ruled_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    (void)training;
+    ruled *h = nb_layer_state(l);
+    nb_tensor *gain = nb_scale(g, nb_apply(g, h->op, &h->s.gain, 1, NULL), 0.5);
+    return nb_add(g, nb_mul(g, x, nb_tanh(g, gain)), h->s.bias);
+}
+
+static const nb_layer_def ruled_def = {
+    .kind = "ruled",
+    .state_size = sizeof(ruled),
+    .forward = ruled_forward,
+};
+
+/* A gate with something its description leaves out, a variant in its
+ * state (HIDDEN_STOP: gain has no gradient; HIDDEN_FACTOR: y is doubled;
+ * HIDDEN_TANGENT: gain goes through the op with a wrong tangent rule);
+ * and a gate that makes an f32 constant, so it fails on f64 inputs. */
+enum { HIDDEN_STOP = 1, HIDDEN_FACTOR, HIDDEN_TANGENT };
 
 typedef struct hidden {
-    scale_shift s; /* first: ss_init and ss_describe read it */
+    gate s; /* first: gate_init and gate_describe read it */
     int variant;
 } hidden;
 
@@ -271,8 +368,12 @@ static nb_tensor *hidden_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool tr
 {
     (void)training;
     hidden *h = nb_layer_state(l);
-    nb_tensor *scale = h->variant == HIDDEN_STOP ? nb_stop_gradient(g, h->s.scale) : h->s.scale;
-    nb_tensor *y = nb_add(g, nb_mul(g, x, scale), h->s.shift);
+    nb_tensor *gain =
+        h->variant == HIDDEN_STOP ? nb_stop_gradient(g, h->s.gain)
+        : h->variant == HIDDEN_TANGENT
+            ? nb_scale(g, nb_apply(g, user_op(WRONG_TANGENT), &h->s.gain, 1, NULL), 0.5)
+            : h->s.gain;
+    nb_tensor *y = nb_add(g, nb_mul(g, x, nb_tanh(g, gain)), h->s.bias);
     return h->variant == HIDDEN_FACTOR ? nb_scale(g, y, 2) : y;
 }
 
@@ -280,28 +381,28 @@ static nb_status hidden_build(nb_layer *l, nb_model *m, const char *settings,
                               const nb_layer_opts *o, nb_error *err)
 {
     ((hidden *)nb_layer_state(l))->variant = 0; /* what the description cannot say */
-    return ss_build(l, m, settings, o, err);
+    return gate_build(l, m, settings, o, err);
 }
 
 static const nb_layer_def hidden_def = {
     .kind = "hidden",
     .state_size = sizeof(hidden),
     .forward = hidden_forward,
-    .describe = ss_describe,
+    .describe = gate_describe,
     .build = hidden_build,
 };
 
 static nb_tensor *f32_only_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
-    return nb_mul(g, ss_forward(g, l, x, training), nb_scalar(g, NB_F32, 1));
+    return nb_mul(g, gate_forward(g, l, x, training), nb_scalar(g, NB_F32, 1));
 }
 
 static const nb_layer_def f32_only_def = {
     .kind = "f32_only",
-    .state_size = sizeof(scale_shift),
+    .state_size = sizeof(gate),
     .forward = f32_only_forward,
-    .describe = ss_describe,
-    .build = ss_build,
+    .describe = gate_describe,
+    .build = gate_build,
 };
 
 /* ------------------------------------------------------- the networks */
@@ -334,7 +435,7 @@ static nb_layer *with_user_layer(nb_model *m, const nb_layer_def *def, nb_dtype 
     assert_int_equal(nb_sequential_new("", &net), NB_OK);
     assert_int_equal(nb_linear_new(m, "fc1", 5, 4, &o, &l), NB_OK);
     assert_int_equal(nb_sequential_add(net, l), NB_OK);
-    assert_int_equal(nb_sequential_add(net, ss_new(def, m, "user", 4, dt)), NB_OK);
+    assert_int_equal(nb_sequential_add(net, gate_new(def, m, "user", 4, dt)), NB_OK);
     assert_int_equal(nb_act_layer_new(m, "act", NB_ACT_TANH, NULL, 4, &o, &l), NB_OK);
     assert_int_equal(nb_sequential_add(net, l), NB_OK);
     assert_int_equal(nb_linear_new(m, "fc2", 4, 3, &o, &l), NB_OK);
@@ -399,10 +500,10 @@ static void test_user_layer(void **state)
     nb_graph *g = nb_graph_new();
     nb_rng rng;
     nb_rng_seed(&rng, 8);
-    const nb_layer_def *defs[] = {&scale_shift_def};
+    const nb_layer_def *defs[] = {&gate_def};
 
     nb_model *m = nb_model_new();
-    nb_layer *net = with_user_layer(m, &scale_shift_def, NB_F32, &rng);
+    nb_layer *net = with_user_layer(m, &gate_def, NB_F32, &rng);
     nb_tensor *x = batch(g, NB_F32, 4, 5, 1);
     nb_model_check_opts o = nb_model_check_defaults();
     o.defs = defs;
@@ -420,7 +521,7 @@ static void test_user_layer(void **state)
     same_model(m, before, "after a check without the twin");
     assert_true(!r.twin && r.twin_failed);
     assert_int_equal(r.dtype, NB_F32);
-    assert_true(mentions(r.note, "scale_shift") && mentions(r.note, "nb_model_check_opts.defs"));
+    assert_true(mentions(r.note, "'gate'") && mentions(r.note, "nb_model_check_opts.defs"));
     assert_true(mentions(report(&r), "note: checked in the network's own dtype"));
     assert_true(mentions(report(&r), "evaluated in f32"));
     /* in f32, at f32's tolerances */
@@ -485,9 +586,11 @@ static void test_twin_fallbacks(void **state)
     } cases[] = {
         {&hidden_def, 0, "", true},
         {&hidden_def, HIDDEN_STOP,
-         "has other derivatives than the network (reverse mode at 'user.scale'[", false},
+         "has other derivatives than the network (reverse mode at 'user.gain'[", false},
         {&hidden_def, HIDDEN_FACTOR, "does not compute what the network computes (output[0] is",
          true},
+        {&hidden_def, HIDDEN_TANGENT,
+         "has other derivatives than the network (forward mode along 'user.gain': ", false},
         {&f32_only_def, 0,
          "its f64 twin, built from the network's description, failed on x: ", true},
     };
@@ -507,7 +610,7 @@ static void test_twin_fallbacks(void **state)
         assert_int_equal(r.twin_failed, k != 0);
         assert_int_equal(r.dtype, k == 0 ? NB_F64 : NB_F32);
         if (!r.pass) /* the bug the twin did not have, found in f32 */
-            assert_string_equal(r.worst.param, "user.scale");
+            assert_string_equal(r.reverse_ok ? r.worst_forward.param : r.worst.param, "user.gain");
         nb_layer_free(net);
         nb_model_free(m);
     }
@@ -591,63 +694,25 @@ static void test_wrong_layer(void **state)
 
 /* A derivative rule for a tangent that is wrong (the VJP is right): only
  * forward mode fails, and its worst direction names the parameter. */
-static nb_status twice_fwd(nb_graph *g, nb_tensor *out)
-{
-    (void)g;
-    nb_tensor *x = nb_op_input(out, 0);
-    for (int64_t k = 0; k < nb_tensor_size(out); k++)
-        nb_tensor_set(out, k, 2 * nb_tensor_get(x, k));
-    return NB_OK;
-}
-
-static nb_tensor *twice_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad)
-{
-    (void)out, (void)i;
-    return nb_scale(g, grad, 2);
-}
-
-static nb_tensor *twice_jvp_wrong(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
-{
-    (void)out;
-    return nb_scale(g, t[0], 3);
-}
-
-static int twice_id = -1;
-
-static nb_tensor *twice_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
-{
-    (void)training;
-    scale_shift *s = nb_layer_state(l);
-    nb_tensor *scale = nb_apply(g, twice_id, &s->scale, 1, NULL);
-    return nb_add(g, nb_mul(g, x, scale), s->shift);
-}
-
-static const nb_layer_def twice_def = {
-    .kind = "twice",
-    .state_size = sizeof(scale_shift),
-    .forward = twice_forward,
-};
-
 static void test_wrong_tangent(void **state)
 {
     (void)state;
-    nb_op_def def = {"twice_wrong_jvp", 1, nb_op_like_input, twice_fwd, twice_vjp, twice_jvp_wrong};
-    assert_int_equal(nb_op_register(&def, &twice_id), NB_OK);
     nb_graph *g = nb_graph_new();
     nb_rng rng;
     nb_rng_seed(&rng, 6);
     nb_model *m = nb_model_new();
-    nb_layer *net = with_user_layer(m, &twice_def, NB_F64, &rng);
+    nb_layer *net = with_user_layer(m, &ruled_def, NB_F64, &rng);
+    ((ruled *)nb_layer_state(nb_layer_find(net, "user")))->op = user_op(WRONG_TANGENT);
     nb_tensor *x = batch(g, NB_F64, 4, 5, 7);
     nb_model_check_result r = check(net, m, x, NULL);
     assert_false(r.pass);
     assert_true(r.reverse_ok);
     assert_false(r.forward_ok);
     assert_int_equal(r.cause, NB_CHECK_MISMATCH);
-    assert_string_equal(r.worst_forward.param, "user.scale");
+    assert_string_equal(r.worst_forward.param, "user.gain");
     assert_int_equal(r.worst_forward.index, -1);
     tc_near(r.worst_forward.analytic, 1.5 * r.worst_forward.numerical, 1e-6);
-    assert_true(mentions(report(&r), "worst direction: 'user.scale' along a random tangent"));
+    assert_true(mentions(report(&r), "worst direction: 'user.gain' along a random tangent"));
     nb_layer_free(net);
     nb_model_free(m);
     nb_graph_free(g);
@@ -697,7 +762,7 @@ static void test_zero_jacobian(void **state)
     /* a layer that ignores its parameter */
     m = nb_model_new();
     assert_int_equal(nb_sequential_new("", &net), NB_OK);
-    assert_int_equal(nb_sequential_add(net, ss_new(&ignore_def, m, "ignored", 5, NB_F64)), NB_OK);
+    assert_int_equal(nb_sequential_add(net, gate_new(&ignore_def, m, "ignored", 5, NB_F64)), NB_OK);
     fill_model(m, 1);
     r = check(net, m, x, NULL);
     assert_true(r.warning && !r.pass);
@@ -880,20 +945,83 @@ static void test_errors(void **state)
     m = nb_model_new();
     net = NULL;
     assert_int_equal(nb_sequential_new("", &net), NB_OK);
-    assert_int_equal(nb_sequential_add(net, ss_new(&fragile_def, m, "frail", 5, NB_F64)), NB_OK);
+    assert_int_equal(nb_sequential_add(net, gate_new(&fragile_def, m, "frail", 5, NB_F64)), NB_OK);
     fill_model(m, 4);
     before = keep(m);
     assert_int_equal(nb_check_model(net, m, x, NULL, &r), NB_ERR_ARG);
     assert_string_equal(r.error.where, "frail");
-    assert_true(mentions(r.error.msg, "the network failed on x: frail: scale[0] must stay 0.5"));
+    assert_true(mentions(r.error.msg, "the network failed on x: frail: gain[0] must stay 0.5"));
     same_model(m, before, "after a forward that failed");
-    nb_tensor_set(nb_model_get(m, "frail.scale"), 0, 0.5);
+    nb_tensor_set(nb_model_get(m, "frail.gain"), 0, 0.5);
     before = keep(m);
     assert_int_equal(nb_check_model(net, m, x, NULL, &r), NB_ERR_ARG);
-    assert_true(mentions(r.error.msg, "the network failed with frail.scale[0] moved"));
+    assert_true(mentions(r.error.msg, "the network failed with frail.gain[0] moved"));
     same_model(m, before, "after a failure at a moved point");
+    /* a step that vanishes next to the value it moves */
+    o = nb_model_check_defaults();
+    o.check.eps = 1e-30;
+    before = keep(m);
+    assert_int_equal(nb_check_model(net, m, x, &o, &r), NB_ERR_ARG);
+    assert_true(mentions(r.error.msg, "step 1e-30 vanishes next to frail.gain[0] = 0.5 in f64"));
+    same_model(m, before, "after a step that vanished");
     nb_layer_free(net);
     nb_model_free(m);
+
+    /* an output of no element, and one whose size moves with a parameter */
+    m = nb_model_new();
+    assert_int_equal(nb_sequential_new("", &net), NB_OK);
+    assert_int_equal(nb_sequential_add(net, gate_new(&rows_def, m, "rows", 5, NB_F64)), NB_OK);
+    before = keep(m);
+    assert_int_equal(nb_check_model(net, m, x, NULL, &r), NB_ERR_ARG);
+    assert_true(mentions(r.error.msg, "the network's output at x is empty"));
+    same_model(m, before, "after an empty output");
+    nb_tensor_set(nb_model_get(m, "rows.gain"), 0, 2.5 - 1e-9); /* a step up keeps 3 rows */
+    before = keep(m);
+    assert_int_equal(nb_check_model(net, m, x, NULL, &r), NB_ERR_ARG);
+    assert_true(mentions(r.error.msg, "the network's output changed size with rows.gain[0] moved "
+                                      "(10 elements, then 15)"));
+    same_model(m, before, "after an output that changed size");
+    nb_layer_free(net);
+    nb_model_free(m);
+    nb_graph_free(g);
+}
+
+/* A derivative rule that records an error fails its mode, and the verdict
+ * says which rule (on the twin of an f32 network too, where the network
+ * fails alike). */
+static void test_rule_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    static const struct {
+        int op;
+        nb_dtype dt;
+        bool reverse_ok;
+        const char *detail;
+    } cases[] = {
+        {FAILING_VJP, NB_F64, false, "reverse mode failed: twice_bad_vjp: this rule always fails"},
+        {FAILING_JVP, NB_F64, true, "forward mode failed: twice_bad_jvp: this rule always fails"},
+        {FAILING_VJP, NB_F32, false, "reverse mode failed: twice_bad_vjp: this rule always fails"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        nb_rng rng;
+        nb_rng_seed(&rng, 6);
+        nb_model *m = nb_model_new();
+        nb_layer *net = with_user_layer(m, &ruled_def, cases[k].dt, &rng);
+        ((ruled *)nb_layer_state(nb_layer_find(net, "user")))->op = user_op(cases[k].op);
+        nb_tensor *x = batch(g, cases[k].dt, 4, 5, 7);
+        kept before = keep(m);
+        nb_model_check_result r = check(net, m, x, NULL);
+        same_model(m, before, "after a rule failed");
+        assert_false(r.pass);
+        assert_int_equal(r.cause, NB_CHECK_RULE_ERROR);
+        assert_int_equal(r.reverse_ok, cases[k].reverse_ok);
+        assert_int_equal(r.forward_ok, !cases[k].reverse_ok);
+        assert_string_equal(r.detail, cases[k].detail);
+        assert_true(mentions(report(&r), cases[k].detail));
+        nb_layer_free(net);
+        nb_model_free(m);
+    }
     nb_graph_free(g);
 }
 
@@ -944,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_twin_fallbacks),
         cmocka_unit_test(test_wrong_layer),
         cmocka_unit_test(test_wrong_tangent),
+        cmocka_unit_test(test_rule_errors),
         cmocka_unit_test(test_zero_jacobian),
         cmocka_unit_test(test_kinks),
         cmocka_unit_test(test_max_entries),

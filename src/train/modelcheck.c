@@ -817,10 +817,11 @@ static nb_status check_model(nb_layer *net, nb_model *m, const nb_tensor *x,
     if (st != NB_OK)
         return st;
     c->p = mc_alloc(c, (size_t)c->np * sizeof *c->p);
+    if (c->p)
+        memset(c->p, 0, (size_t)c->np * sizeof *c->p);
     c->g = nb_graph_new_alloc(c->alloc, c->ud);
     if (!c->p || !c->g)
         return out_of_memory(c);
-    memset(c->p, 0, (size_t)c->np * sizeof *c->p);
     int i = 0;
     bool any_f32 = false;
     for (nb_tensor *t = nb_model_next(m, NULL); t; t = nb_model_next(m, t)) {
