@@ -1417,6 +1417,11 @@ static void test_train_regression(void **state)
              svg);
     assert_int_equal(run(cmd)->status, 0);
     assert_true(file_holds(svg, "test RMSE") && file_holds(svg, "loss / RMSE"));
+    /* the model checked against its weights on rows of its CSV, targets left out */
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s --data %s --batch 5 --json", ckpt, csv);
+    r = run(cmd);
+    if (r->status != 0 || !strstr(r->out, "\"pass\": true") || json_num(r->out, "rows") != 5)
+        fail_msg("%s%s", r->out, r->err);
     remove(svg);
     remove(ckpt);
     remove(csv);

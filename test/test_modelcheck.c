@@ -490,6 +490,52 @@ static void test_mlp(void **state)
     nb_graph_free(g);
 }
 
+/* The library's other kinds pass too: a recurrent network (LSTM, then
+ * layer norm and a linear layer) in f32 on its twin, a GRU over all steps
+ * in f64, an embedding table. */
+static void test_library_layers(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    for (int k = 0; k < 3; k++) {
+        nb_rng rng;
+        nb_rng_seed(&rng, 5);
+        nb_model *m = nb_model_new();
+        nb_layer *net = NULL, *l = NULL;
+        assert_int_equal(nb_sequential_new("seq", &net), NB_OK);
+        nb_rnn_opts ro = nb_rnn_defaults();
+        ro.layer.rng = &rng;
+        ro.layer.dtype = k == 0 ? NB_F32 : NB_F64;
+        nb_layer_opts lo = ro.layer;
+        nb_tensor *x = NULL;
+        if (k < 2) { /* [N, T, F] = [3, 4, 2] */
+            ro.all_steps = k == 1;
+            assert_int_equal(nb_rnn_new(m, "rnn", k ? NB_RNN_GRU : NB_RNN_LSTM, 2, 4, &ro, &l),
+                             NB_OK);
+            assert_int_equal(nb_sequential_add(net, l), NB_OK);
+            assert_int_equal(nb_layer_norm_new(m, "norm", 4, 1e-5, &lo, &l), NB_OK);
+            assert_int_equal(nb_sequential_add(net, l), NB_OK);
+            nb_rng_seed(&rng, 6);
+            x = nb_rand_normal(g, &rng, lo.dtype, 3, (int64_t[]){3, 4, 2}, 0, 1);
+        } else { /* indices [N, 3] into a table of 6 vectors of 4 */
+            assert_int_equal(nb_embedding_new(m, "embed", 6, 4, &lo, &l), NB_OK);
+            assert_int_equal(nb_sequential_add(net, l), NB_OK);
+            x = nb_tensor_from(g, NB_F64, 2, (int64_t[]){2, 3}, (double[]){0, 5, 2, 2, 1, 3});
+        }
+        assert_int_equal(nb_linear_new(m, "out", 4, 3, &lo, &l), NB_OK);
+        assert_int_equal(nb_sequential_add(net, l), NB_OK);
+        fill_model(m, 21);
+        kept before = keep(m);
+        nb_model_check_result r = check(net, m, x, NULL);
+        same_model(m, before, "after a library network's check");
+        if (!r.pass || r.dtype != NB_F64 || r.twin != (k == 0))
+            fail_msg("network %d: %s", k, report(&r));
+        nb_layer_free(net);
+        nb_model_free(m);
+    }
+    nb_graph_free(g);
+}
+
 /* A network holding a program's own layer passes, on the twin when the
  * check is given the layer's definition; without it, or for a layer that
  * cannot describe itself, the f32 network is checked in f32 and the
@@ -1068,6 +1114,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_library_layers),
         cmocka_unit_test(test_user_layer),
         cmocka_unit_test(test_twin_fallbacks),
         cmocka_unit_test(test_wrong_layer),

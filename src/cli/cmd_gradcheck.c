@@ -36,8 +36,9 @@ static const char *gradcheck_usage =
     "  --batch N        rows of x (default 8)\n"
     "  --data SET       x: the first N rows of the test part of SET (digits,\n"
     "                   fashion-mnist, a .csv or IDX path, split and standardised\n"
-    "                   as nabla eval does); without it, N rows drawn from\n"
-    "                   N(0, 1), the scale of standardised features\n"
+    "                   as nabla eval does, a regression model's target columns\n"
+    "                   left out); without it, N rows drawn from N(0, 1), the\n"
+    "                   scale of standardised features\n"
     "  --seed S         seed of those rows and of the weights w (default 1)\n"
     "  --max-entries K  check at most K entries of each parameter, drawn at\n"
     "                   random (default 0: all)\n"
@@ -167,9 +168,9 @@ typedef struct model_args {
 } model_args;
 
 /* x: the first rows of the test part of a->data, split with the seed the
- * model was trained with and standardised with its statistics (as nabla
- * eval does), or rows drawn from N(0, 1). @p what says which. Returns 0,
- * or 2 after an error. */
+ * model was trained with and standardised with its statistics, without the
+ * target columns of a regression model (as nabla eval does), or rows drawn
+ * from N(0, 1). @p what says which. Returns 0, or 2 after an error. */
 static int model_batch(const model_args *a, const cli_model *cm, nb_graph *g, nb_dtype dt,
                        nb_tensor **x, char *what, size_t cap)
 {
@@ -191,8 +192,16 @@ static int model_batch(const model_args *a, const cli_model *cm, nb_graph *g, nb
     nb_rng_seed(&rng, (uint64_t)split);
     cli_norm norm = {cm->mean ? nb_tensor_data(cm->mean) : NULL,
                      cm->std ? nb_tensor_data(cm->std) : NULL, cm->n_in};
+    char task[32] = "", target[1024] = "";
+    bool regression =
+        nb_meta_get(cm->meta, "task", task, sizeof task) == NB_OK && !strcmp(task, "regression");
+    if (regression && nb_meta_get(cm->meta, "target", target, sizeof target) != NB_OK)
+        return cli_error("gradcheck", "%s: a regression model without its target columns (target=)",
+                         CLI_Q(a->path));
     cli_data d;
-    int rc = cli_data_open_norm("gradcheck", a->data, false, &rng, cm->mean ? &norm : NULL, &d);
+    const cli_norm *by = cm->mean ? &norm : NULL;
+    int rc = regression ? cli_data_open_target("gradcheck", a->data, target, false, &rng, by, &d)
+                        : cli_data_open_norm("gradcheck", a->data, false, &rng, by, &d);
     if (rc != 0)
         return rc;
     const nb_dataset *part = d.test ? d.test : d.train;
