@@ -47,9 +47,12 @@ typedef struct nb_model_check_opts {
     /** Check a network of f32 parameters on an f64 twin (default true):
      *  the network is described (nb_layer_describe), built again in f64
      *  (nb_layer_from_description with @p defs) in a model of the check's
-     *  own, and given the parameters' values by name. When it cannot be
-     *  (a layer that cannot describe itself, a kind not in @p defs), the
-     *  network is checked in its own dtype and the result says why. */
+     *  own, and given the parameters' values by name; it stands in for
+     *  the network only when it gives the network's outputs and
+     *  derivatives at x up to f32 rounding. When it cannot be made (a
+     *  layer that cannot describe itself, a kind not in @p defs) or does
+     *  not agree (a description that leaves out part of a forward pass),
+     *  the network is checked in its own dtype and result.note says why. */
     bool twin;
     /** The program's own kinds of layers, for the twin (NULL when none). */
     const nb_layer_def *const *defs;
