@@ -44,6 +44,7 @@
 #include "nabla/sym.h"
 #include "nabla/nn.h"
 #include "nabla/train.h"
+#include "nabla/modelcheck.h"
 #include "nabla/safetensors.h"
 
 #endif

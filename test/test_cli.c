@@ -120,6 +120,106 @@ static void test_gradcheck(void **state)
     assert_null(strstr(r->out, "FAIL"));
 }
 
+/* nabla gradcheck --model: a model saved by nabla train passes, in f64 on
+ * its twin, on random rows or a data set's; all-zero weights behind ReLU
+ * give the warning and exit status 1; misuse is refused with one line. */
+static void test_gradcheck_model(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-mcheck-XXXXXX", cmd[512], ckpt[128], zero[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+    snprintf(zero, sizeof zero, "%s/zero.ckpt", dir);
+    snprintf(cmd, sizeof cmd, "train --epochs 1 --layers 8 --save %s", ckpt);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s", ckpt);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s%s", r->out, r->err);
+    assert_non_null(strstr(r->out, "on 8 rows drawn from N(0, 1) (seed 1)"));
+    assert_non_null(strstr(r->out, "model check PASSED"));
+    assert_non_null(strstr(r->out, "evaluated in f64 (an f64 twin of the f32 network)"));
+    /* fc1 64x8 + 8, fc2 8x10 + 10 */
+    assert_non_null(strstr(r->out, "4 parameters, 610 of 610 entries"));
+    assert_non_null(strstr(r->out, "worst entry: 'fc"));
+
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s --data digits --batch 4 --seed 3 --json", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(count_lines(r->out), 1);
+    char line[2048];
+    line_of(r->out, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"pass\": true"));
+    assert_non_null(strstr(line, "\"warning\": false"));
+    assert_non_null(strstr(line, "\"cause\": \"agree\""));
+    assert_non_null(strstr(line, "\"dtype\": \"f64\", \"twin\": true"));
+    assert_non_null(strstr(line, "\"worst_param\": \"fc"));
+    assert_true(json_num(line, "rows") == 4 && json_num(line, "entries") == 610);
+    assert_true(json_num(line, "max_abs_err") < 1e-6 && json_num(line, "worst_index") >= 0);
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s --max-entries 5 --json", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_true(json_num(r->out, "entries") == 20 && json_num(r->out, "total") == 610);
+
+    /* all-zero weights behind ReLU, no biases: nothing moves f */
+    nb_model *m = nb_model_new();
+    nb_layer *net = NULL;
+    nb_mlp_opts o = nb_mlp_defaults();
+    o.layer.init = NB_INIT_ZEROS;
+    o.layer.no_bias = true;
+    assert_int_equal(nb_mlp_new(m, NULL, (int64_t[]){64, 8, 10}, 3, &o, &net), NB_OK);
+    char desc[1024];
+    assert_int_equal(nb_layer_describe(net, desc, sizeof desc, NULL), NB_OK);
+    nb_ckpt_opts co = {.meta = desc};
+    assert_int_equal(nb_model_save(m, NULL, zero, &co, NULL), NB_OK);
+    nb_layer_free(net);
+    nb_model_free(m);
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s", zero);
+    r = run(cmd);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "model check WARNING: nothing you checked depends on the "
+                                   "inputs you gave"));
+    assert_null(strstr(r->out, "PASSED"));
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s --json", zero);
+    r = run(cmd);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "\"pass\": false, \"warning\": true"));
+    assert_non_null(strstr(r->out, "\"cause\": \"zero\""));
+
+    /* misuse: one line, exit status 2 */
+    const char *bad[][2] = {
+        {"gradcheck --batch 4", "--batch goes with --model FILE"},
+        {"gradcheck --data digits", "--data goes with --model FILE"},
+        {"gradcheck --max-entries 3", "--max-entries goes with --model FILE"},
+        {"gradcheck --model x.ckpt --op add", "--op checks the built-in ops, not a model"},
+        {"gradcheck --model x.ckpt --fast", "--fast checks the built-in ops"},
+        {"gradcheck --model x.ckpt --batch 0", "--batch needs a whole number from 1"},
+        {"gradcheck --model /nonexistent/none.ckpt", "cannot read"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = run(bad[i][0]);
+        if (r->status != 2 || count_lines(r->err) != 1 || !strstr(r->err, bad[i][1]))
+            fail_msg("'nabla %s': status %d, stderr %s", bad[i][0], r->status, r->err);
+    }
+    /* rows of another width than the model takes */
+    char csv[128];
+    snprintf(csv, sizeof csv, "%s/wide.csv", dir);
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,label\n");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%d,%d,%d\n", i, i * i % 7, i % 2);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s --data %s", ckpt, csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "takes 64 features"));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_demo(void **state)
 {
     (void)state;
@@ -1317,6 +1417,11 @@ static void test_train_regression(void **state)
              svg);
     assert_int_equal(run(cmd)->status, 0);
     assert_true(file_holds(svg, "test RMSE") && file_holds(svg, "loss / RMSE"));
+    /* the model checked against its weights on rows of its CSV, targets left out */
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s --data %s --batch 5 --json", ckpt, csv);
+    r = run(cmd);
+    if (r->status != 0 || !strstr(r->out, "\"pass\": true") || json_num(r->out, "rows") != 5)
+        fail_msg("%s%s", r->out, r->err);
     remove(svg);
     remove(ckpt);
     remove(csv);
@@ -1851,6 +1956,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_modes),
         cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_gradcheck_model),
         cmocka_unit_test(test_demo),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_trace),

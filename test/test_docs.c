@@ -13,8 +13,13 @@
  *   for word; the commands of "Regression from the command line" run on
  *   docs/examples/curve.csv print the lines shown, numbers within 3 %
  *   (other builds round f32 sums differently) and times not compared.
+ * - docs/gradcheck.md ("Checking a whole model") shows the code of
+ *   docs/examples/model_check.c between its markers, to the byte, and lines
+ *   of its output: argv[3], when given, is that program, and then only its
+ *   output is checked (docs/examples/meson.build runs it so).
  * Times (the column under a header "ms") are masked on both sides. */
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +27,7 @@
 
 #include "tc.h"
 
-static const char *nabla, *top;
+static const char *nabla, *top, *model_check;      /* argv[3] or NULL */
 static char tmp[] = "/tmp/nabla-test-docs-XXXXXX"; /* commands run and write here */
 
 /* Lines of @p text, with the last field of every row under a header line
@@ -278,13 +283,13 @@ static void test_checkpoint_header(void **state)
     nb_model_free(m);
 }
 
-/* The code of section @p section of docs/models.md between the markers
+/* The code of section @p section of the page @p page between the markers
  * @p begin and @p end is the text of docs/examples/@p example between the
  * same markers, to the byte (the suite builds and runs the example). */
-static void same_as_example(const char *section, const char *example, const char *begin,
-                            const char *end)
+static void same_as_example(const char *page, const char *section, const char *example,
+                            const char *begin, const char *end)
 {
-    char *doc = tc_slurp(top, "docs/models.md");
+    char *doc = tc_slurp(top, page);
     char path[128];
     snprintf(path, sizeof path, "docs/examples/%s", example);
     char *ex = tc_slurp(top, path);
@@ -306,10 +311,10 @@ static void same_as_example(const char *section, const char *example, const char
 static void test_custom_layer_block(void **state)
 {
     (void)state;
-    same_as_example("## Your own layers", "custom_layer.c", "/* --- the layer: ",
-                    "/* --- end of the layer --- */");
-    same_as_example("## A recurrent network", "rnn_rows.c", "    /* --- the network --- */",
-                    "    /* --- end of the network --- */");
+    same_as_example("docs/models.md", "## Your own layers", "custom_layer.c",
+                    "/* --- the layer: ", "/* --- end of the layer --- */");
+    same_as_example("docs/models.md", "## A recurrent network", "rnn_rows.c",
+                    "    /* --- the network --- */", "    /* --- end of the network --- */");
 }
 
 /* The program excerpts of the regression section are in its program. */
@@ -458,6 +463,91 @@ static void test_regression_commands(void **state)
     free(md);
 }
 
+/* The code docs/gradcheck.md shows is docs/examples/model_check.c's. */
+static void test_model_check_code(void **state)
+{
+    (void)state;
+    same_as_example("docs/gradcheck.md", "## Checking a whole model", "model_check.c",
+                    "/* --- the check --- */", "/* --- end of the check --- */");
+    same_as_example("docs/gradcheck.md", "## Checking a whole model", "model_check.c",
+                    "/* --- the bug --- */", "/* --- end of the bug --- */");
+}
+
+/* @p line with every number that has a decimal point or an exponent made
+ * "#": their last digits depend on the order a machine sums in. */
+static void mask_reals(char *line)
+{
+    char out[2048];
+    size_t n = 0;
+    for (const char *p = line; *p && n + 2 < sizeof out;) {
+        bool in_word = p > line && (isalnum((unsigned char)p[-1]) || strchr("_.", p[-1]));
+        const char *q = p + (*p == '-');
+        if (in_word || !isdigit((unsigned char)*q)) {
+            out[n++] = *p++;
+            continue;
+        }
+        bool real = false;
+        while (isdigit((unsigned char)*q))
+            q++;
+        if (*q == '.' && isdigit((unsigned char)q[1]))
+            for (real = true, q++; isdigit((unsigned char)*q);)
+                q++;
+        if (*q == 'e' && (isdigit((unsigned char)q[1]) ||
+                          (strchr("+-", q[1]) && q[1] && isdigit((unsigned char)q[2]))))
+            for (real = true, q += 2; isdigit((unsigned char)*q);)
+                q++;
+        if (real) {
+            out[n++] = '#';
+        } else {
+            for (; p < q && n + 2 < sizeof out; p++)
+                out[n++] = *p;
+        }
+        p = q;
+    }
+    out[n] = '\0';
+    strcpy(line, out);
+}
+
+/* Every line of the output docs/gradcheck.md shows (but "...") is a line
+ * model_check prints. */
+static void test_model_check_output(void **state)
+{
+    (void)state;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "'%s'", model_check);
+    tc_run_result *r = tc_run(cmd);
+    if (r->status != 0)
+        fail_msg("%s: exit status %d: %s", model_check, r->status, r->err);
+    char **got;
+    int n_got = split_masked(r->out, &got);
+    for (int k = 0; k < n_got; k++)
+        mask_reals(got[k]);
+    char *doc = tc_slurp(top, "docs/gradcheck.md");
+    const char *sec = strstr(doc, "## Checking a whole model");
+    assert_non_null(sec);
+    const char *open = strstr(sec, "```\n== ");
+    assert_non_null(open);
+    char **shown;
+    int n = split_masked(open + 4, &shown), checked = 0;
+    for (int i = 0; i < n && strcmp(shown[i], "```") != 0; i++) {
+        if (!strcmp(shown[i], "..."))
+            continue;
+        mask_reals(shown[i]);
+        bool found = false;
+        for (int k = 0; k < n_got && !found; k++)
+            found = strcmp(shown[i], got[k]) == 0;
+        if (!found)
+            fail_msg("docs/gradcheck.md shows the line\n  \"%s\"\nwhich %s does not print; it "
+                     "prints:\n%s",
+                     shown[i], model_check, r->out);
+        checked++;
+    }
+    assert_true(checked > 15); /* the three verdicts and the failure's details */
+    free_lines(shown, n);
+    free_lines(got, n_got);
+    free(doc);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -472,6 +562,7 @@ int main(int argc, char **argv)
         snprintf(exe, sizeof exe, "%s/%s", cwd, argv[1]);
     nabla = exe;
     top = argv[2];
+    model_check = argc > 3 ? argv[3] : NULL;
     if (!mkdtemp(tmp)) {
         perror(tmp);
         return 1;
@@ -483,8 +574,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_custom_layer_block),
         cmocka_unit_test(test_regression_excerpts),
         cmocka_unit_test(test_regression_commands),
+        cmocka_unit_test(test_model_check_code),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest output_tests[] = {
+        cmocka_unit_test(test_model_check_output),
+    };
+    int rc = model_check ? cmocka_run_group_tests(output_tests, NULL, NULL)
+                         : cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];
     snprintf(rm, sizeof rm, "rm -rf '%s'", tmp);
     return system(rm) == 0 ? rc : 1;

@@ -1,7 +1,7 @@
 /* The layers of the source tree point one way (docs/architecture.md):
  *
  *   core <- ops <- autodiff <- nn, optim, check, sym
- *   core <- io <- data;  nn, optim, data <- the trainer;  everything <- cli
+ *   core <- io <- data;  nn, optim, check, data <- the trainer;  everything <- cli
  *
  * Every #include "..." line of src/ and include/ is read and the file it
  * names placed in a layer; an include that points against the order fails
@@ -60,9 +60,10 @@ static const unsigned may[N_LAYERS] = {
     [SYM] = L(CORE) | L(OPS) | L(AUTODIFF) | L(SYM),
     [IO] = L(CORE) | L(IO),
     [DATA] = L(CORE) | L(IO) | L(DATA),
-    [TRAINER] = L(CORE) | L(OPS) | L(AUTODIFF) | L(NN) | L(OPTIM) | L(IO) | L(DATA) | L(TRAINER),
-    [DIST] =
-        L(CORE) | L(OPS) | L(AUTODIFF) | L(NN) | L(OPTIM) | L(IO) | L(DATA) | L(TRAINER) | L(DIST),
+    [TRAINER] =
+        L(CORE) | L(OPS) | L(AUTODIFF) | L(NN) | L(OPTIM) | L(CHECK) | L(IO) | L(DATA) | L(TRAINER),
+    [DIST] = L(CORE) | L(OPS) | L(AUTODIFF) | L(NN) | L(OPTIM) | L(CHECK) | L(IO) | L(DATA) |
+             L(TRAINER) | L(DIST),
     [CLI] = (1u << N_LAYERS) - 1,
     [UMBRELLA] = (1u << N_LAYERS) - 1,
 };
@@ -77,6 +78,7 @@ static int layer_of(const char *path)
         {"src/train/", TRAINER},
         {"include/nabla/train.h", TRAINER},
         {"include/nabla/ckpt.h", TRAINER},
+        {"include/nabla/modelcheck.h", TRAINER},
         {"src/core/", CORE},
         {"src/ops/", OPS},
         {"src/autodiff/", AUTODIFF},
@@ -257,6 +259,12 @@ static void test_judge(void **state)
     assert_null(judge("src/data/dataset.c", "../io/file.h", why, sizeof why));
     assert_null(judge("src/train/train.c", "nabla/data.h", why, sizeof why));
     assert_null(judge("src/cli/cmd_train.c", "nabla.h", why, sizeof why));
+    assert_null(judge("src/train/modelcheck.c", "../check/check_internal.h", why, sizeof why));
+    assert_null(judge("include/nabla/modelcheck.h", "check.h", why, sizeof why));
+    assert_non_null(judge("src/check/gradcheck.c", "nabla/modelcheck.h", why, sizeof why));
+    assert_non_null(strstr(why, "check may not include trainer"));
+    assert_non_null(judge("src/check/gradcheck.c", "nabla/nn.h", why, sizeof why));
+    assert_non_null(judge("src/nn/layer.c", "../check/check_internal.h", why, sizeof why));
     assert_null(judge("src/core/tensor.c", "internal.h", why, sizeof why));
     assert_non_null(judge("src/core/tensor.c", "../ops/table.h", why, sizeof why));
     assert_non_null(strstr(why, "core may not include ops"));

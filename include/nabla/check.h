@@ -77,6 +77,9 @@ typedef enum nb_check_cause {
     NB_CHECK_NOT_DETERMINISTIC = 4, /**< f returns different values at the same point (random
                                          draws outside opts.rng, say): nothing was judged */
     NB_CHECK_RULE_ERROR = 5,        /**< a derivative rule recorded an error (see detail) */
+    NB_CHECK_ZERO = 6, /**< a warning, never a pass: every entry of the Jacobian is exactly
+                            zero, so nothing checked depends on the inputs given
+                            (nb_check_model's; nb_gradcheck does not give it) */
 } nb_check_cause;
 
 /** A sentence naming the cause, e.g. "not deterministic: f returns

@@ -17,7 +17,7 @@
 
 #include "../autodiff/sweep.h"
 #include "../ops/table.h"
-#include "nabla/check.h"
+#include "check_internal.h"
 
 /* Inputs the checker takes at most (one bit each in wrt). */
 #define MAX_INPUTS 32
@@ -88,6 +88,9 @@ const char *nb_check_cause_str(nb_check_cause c)
     case NB_CHECK_NOT_DETERMINISTIC:
         return "not deterministic: f returns different values at the same point";
     case NB_CHECK_RULE_ERROR: return "a derivative rule failed";
+    case NB_CHECK_ZERO:
+        return "nothing you checked depends on the inputs you gave: every entry of the Jacobian "
+               "is exactly zero";
     }
     return "unknown cause";
 }
@@ -357,19 +360,33 @@ static nb_status eval_moved(ck *c, int i, int64_t j, double *out, nb_check_resul
     return eval(c, c->x, out, r);
 }
 
+double nbg_eps(nb_dtype dt)
+{
+    return dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON;
+}
+
+double nbg_step(nb_dtype dt, double eps, double v)
+{
+    if (eps > 0)
+        return eps;
+    return cbrt(nbg_eps(dt)) * fmax(1.0, fabs(v));
+}
+
+double nbg_in_dtype(nb_dtype dt, double v)
+{
+    return dt == NB_F32 ? (double)(float)v : v;
+}
+
 /* The default step for value v in the evaluation dtype. */
 static double step_for(const ck *c, double v)
 {
-    if (c->o.eps > 0)
-        return c->o.eps;
-    double e = c->dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON;
-    return cbrt(e) * fmax(1.0, fabs(v));
+    return nbg_step(c->dt, c->o.eps, v);
 }
 
 /* v rounded to the evaluation dtype. */
 static double in_dtype(const ck *c, double v)
 {
-    return c->dt == NB_F32 ? (double)(float)v : v;
+    return nbg_in_dtype(c->dt, v);
 }
 
 /* Central (and one-sided) differences of every output for input i element
@@ -407,10 +424,6 @@ static nb_status diff_at(ck *c, int i, int64_t j, double h, const double *f0, do
     return NB_OK;
 }
 
-/* Evaluation errors of f, in machine epsilons of the evaluation dtype and
- * relative to the largest nearby |f|: a few roundings per value. */
-#define ROUNDOFF_EPS 8
-
 /* Bound u[k] on the round-off error of f's values near the point, from f0
  * and f at the moved points fp, fm. A one-sided difference with step s is
  * then off by at most 2u/s, the gap between the two sides by 4u/s, and a
@@ -418,9 +431,9 @@ static nb_status diff_at(ck *c, int i, int64_t j, double h, const double *f0, do
 static void value_roundoff(const ck *c, const double *f0, const double *fp, const double *fm,
                            double *u)
 {
-    double e = c->dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON;
+    double e = nbg_eps(c->dt);
     for (int64_t k = 0; k < c->m; k++)
-        u[k] = ROUNDOFF_EPS * e * fmax(fabs(f0[k]), fmax(fabs(fp[k]), fabs(fm[k])));
+        u[k] = NBG_ROUNDOFF_EPS * e * fmax(fabs(f0[k]), fmax(fabs(fp[k]), fabs(fm[k])));
 }
 
 /* Numerical derivatives at (i, j): num (central or Richardson), left,
@@ -693,50 +706,47 @@ static nb_status analytic(ck *c, nb_tensor *y, const depmap *d, double *jr, doub
     return NB_OK;
 }
 
-/* What one comparison found, in rising order of precedence among
- * failures: a verdict's cause is that of its worst class. */
-typedef enum entry_class {
-    ENTRY_OK,           /* within tolerance */
-    ENTRY_KINK,         /* a kink, accepted */
-    ENTRY_ROUNDOFF,     /* off by no more than the tolerance plus the round-off */
-    ENTRY_KINK_REFUSED, /* a kink, with acceptance off */
-    ENTRY_MISMATCH,     /* off by more */
-} entry_class;
-
-/* Compare one analytic value a with the numerical num (round-off bound
- * roundoff); *ratio gets the error/tolerance ratio, or -1 for an accepted
- * kink (one-sided differences disagree and keep disagreeing at a smaller
- * step, and a lies between them). */
-static entry_class judge(double a, double num, double left, double right, bool kink,
-                         double roundoff, const nb_check_opts *o, double *abs_err, double *ratio)
+nbg_class nbg_judge(double a, double num, double left, double right, bool kink, double roundoff,
+                    const nb_check_opts *o, double *abs_err, double *ratio)
 {
     double tol = o->atol + o->rtol * fabs(num);
     double err = fabs(a - num);
     *abs_err = isnan(err) ? INFINITY : err;
     if (err <= tol) {
         *ratio = tol > 0 ? err / tol : 0;
-        return ENTRY_OK;
+        return NBG_OK;
     }
     *ratio = tol > 0 ? *abs_err / tol : INFINITY;
     if (kink && isfinite(a) && a >= fmin(left, right) - tol && a <= fmax(left, right) + tol) {
         if (!o->kinks)
-            return ENTRY_KINK_REFUSED;
+            return NBG_KINK_REFUSED;
         *ratio = -1;
-        return ENTRY_KINK;
+        return NBG_KINK;
     }
-    return err <= tol + roundoff ? ENTRY_ROUNDOFF : ENTRY_MISMATCH;
+    return err <= tol + roundoff ? NBG_ROUNDOFF : NBG_MISMATCH;
 }
 
-static nb_check_cause cause_of(entry_class worst)
+nb_check_cause nbg_cause(nbg_class worst)
 {
     switch (worst) {
-    case ENTRY_OK:
-    case ENTRY_KINK: return NB_CHECK_AGREE;
-    case ENTRY_ROUNDOFF: return NB_CHECK_ROUNDOFF;
-    case ENTRY_KINK_REFUSED: return NB_CHECK_KINK;
-    case ENTRY_MISMATCH: break;
+    case NBG_OK:
+    case NBG_KINK: return NB_CHECK_AGREE;
+    case NBG_ROUNDOFF: return NB_CHECK_ROUNDOFF;
+    case NBG_KINK_REFUSED: return NB_CHECK_KINK;
+    case NBG_MISMATCH: break;
     }
     return NB_CHECK_MISMATCH;
+}
+
+bool nbg_kink_gap(double left, double right, double num, double u, double h, const nb_check_opts *o)
+{
+    return fabs(left - right) > o->atol + o->rtol * fabs(num) + 4 * u / h;
+}
+
+bool nbg_kink_stays(double left, double right, double left16, double right16, double u16,
+                    double h16)
+{
+    return fabs(left16 - right16) > 0.5 * fabs(left - right) + 4 * u16 / h16;
 }
 
 /* Which entries of column (i, j) are kinks: left and right differ by more
@@ -752,7 +762,7 @@ static nb_status find_kinks(ck *c, int i, int64_t j, const double *f0, const dou
 {
     bool any = false;
     for (int64_t k = 0; k < c->m; k++) {
-        kink[k] = fabs(left[k] - right[k]) > c->o.atol + c->o.rtol * fabs(num[k]) + 4 * u[k] / h;
+        kink[k] = nbg_kink_gap(left[k], right[k], num[k], u[k], h, &c->o);
         any |= kink[k];
     }
     if (!any)
@@ -765,8 +775,7 @@ static nb_status find_kinks(ck *c, int i, int64_t j, const double *f0, const dou
     double *u16 = s + 3 * m; /* over f(x + h/16), no longer needed */
     value_roundoff(c, f0, s + 3 * m, s + 4 * m, u16);
     for (int64_t k = 0; k < c->m; k++)
-        kink[k] = kink[k] &&
-                  fabs(s[m + k] - s[2 * m + k]) > 0.5 * fabs(left[k] - right[k]) + 4 * u16[k] / h16;
+        kink[k] = kink[k] && nbg_kink_stays(left[k], right[k], s[m + k], s[2 * m + k], u16[k], h16);
     return NB_OK;
 }
 
@@ -907,7 +916,7 @@ static nb_status full_check(ck *c, nb_check_result *r)
     }
     r->n_entries = (int64_t)mk;
     double worst = -INFINITY;
-    entry_class worst_class = ENTRY_OK;
+    nbg_class worst_class = NBG_OK;
     bool rev_fail = false, fwd_fail = false;
     for (int i = 0; i < c->n; i++) {
         if (!(c->wrt >> i & 1))
@@ -923,12 +932,12 @@ static nb_status full_check(ck *c, nb_check_result *r)
                 int64_t q = k * c->k + c->col0[i] + j;
                 double roundoff = u[k] / h * (c->o.richardson ? 1.5 : 1.0);
                 double er, ef, qr, qf;
-                entry_class cr =
-                    judge(jr[q], num[k], left[k], right[k], kink[k], roundoff, &c->o, &er, &qr);
-                entry_class cf =
-                    judge(jf[q], num[k], left[k], right[k], kink[k], roundoff, &c->o, &ef, &qf);
-                rev_fail |= cr > ENTRY_KINK;
-                fwd_fail |= cf > ENTRY_KINK;
+                nbg_class cr =
+                    nbg_judge(jr[q], num[k], left[k], right[k], kink[k], roundoff, &c->o, &er, &qr);
+                nbg_class cf =
+                    nbg_judge(jf[q], num[k], left[k], right[k], kink[k], roundoff, &c->o, &ef, &qf);
+                rev_fail |= cr > NBG_KINK;
+                fwd_fail |= cf > NBG_KINK;
                 worst_class = cr > worst_class ? cr : worst_class;
                 worst_class = cf > worst_class ? cf : worst_class;
                 if (kink[k]) {
@@ -950,7 +959,7 @@ static nb_status full_check(ck *c, nb_check_result *r)
     r->pass = r->reverse_ok && r->forward_ok;
     r->cause = r->pass        ? NB_CHECK_AGREE
                : r->detail[0] ? NB_CHECK_RULE_ERROR
-                              : cause_of(worst_class);
+                              : nbg_cause(worst_class);
     if (!r->pass || r->n_kinks > 0)
         recheck_determinism(c, f0, num, r);
 out:
@@ -1056,8 +1065,7 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
     }
 
     /* numerical: directional differences along u */
-    double h = c->o.eps > 0 ? c->o.eps
-                            : cbrt(c->dt == NB_F32 ? FLT_EPSILON : DBL_EPSILON) * fmax(1.0, xmax);
+    double h = c->o.eps > 0 ? c->o.eps : cbrt(nbg_eps(c->dt)) * fmax(1.0, xmax);
     for (int i = 0; i < c->n; i++)
         for (int64_t j = 0; j < c->size[i]; j++) {
             xp[i][j] = in_dtype(c, c->x[i][j] + h * u[i][j]);
@@ -1086,16 +1094,16 @@ static nb_status fast_check(ck *c, nb_check_result *r, bool *kink_seen)
     o.atol = c->o.atol * vnorm * unorm;
     o.rtol = c->o.rtol * (scale > 0 && fabs(s_num) > 0 ? scale / fabs(s_num) : 1);
     double er, ef, qr, qf;
-    entry_class cr = judge(s_rev, s_num, s_left, s_right, false, roundoff, &o, &er, &qr);
-    entry_class cf = judge(s_fwd, s_num, s_left, s_right, false, roundoff, &o, &ef, &qf);
+    nbg_class cr = nbg_judge(s_rev, s_num, s_left, s_right, false, roundoff, &o, &er, &qr);
+    nbg_class cf = nbg_judge(s_fwd, s_num, s_left, s_right, false, roundoff, &o, &ef, &qf);
     double tol = o.atol + o.rtol * fabs(s_num);
     *kink_seen = fabs(s_left - s_right) > tol + 4 * roundoff;
-    r->reverse_ok = r->reverse_ok && cr == ENTRY_OK;
-    r->forward_ok = r->forward_ok && cf == ENTRY_OK;
+    r->reverse_ok = r->reverse_ok && cr == NBG_OK;
+    r->forward_ok = r->forward_ok && cf == NBG_OK;
     r->pass = r->reverse_ok && r->forward_ok;
     r->cause = r->pass        ? NB_CHECK_AGREE
                : r->detail[0] ? NB_CHECK_RULE_ERROR
-                              : cause_of(cr > cf ? cr : cf);
+                              : nbg_cause(cr > cf ? cr : cf);
     r->n_entries = 1;
     fill_entry(c, &r->worst, -1, -1, -1);
     r->worst.reverse = s_rev;
