@@ -397,3 +397,15 @@ nb_status nb_layer_setting_get_f64(const char *settings, const char *key, double
 {
     return setting_number(settings, key, NULL, out);
 }
+
+nb_status nbn_need_i64(const nb_layer *l, const char *settings, const char *key, int64_t lo,
+                       int64_t hi, int64_t *out, nb_error *err)
+{
+    nb_status st = nb_layer_setting_get_i64(settings, key, out);
+    if (st == NB_OK && *out >= lo && *out <= hi)
+        return NB_OK;
+    return nbc_error_at(err, st == NB_OK ? NB_ERR_ARG : st, "nb_layer_from_description", -1,
+                        l->name, "layer '%s' (%s): %s= is %s (an integer from %lld to %lld)",
+                        l->name, l->def->kind, key, st == NB_ERR_NOTFOUND ? "missing" : "not valid",
+                        (long long)lo, (long long)hi);
+}

@@ -96,18 +96,7 @@ static nb_status affine_new(nb_model *m, const char *name, int64_t n_in, int64_t
         return NB_ERR_NULL;
     if (!o)
         o = &default_opts;
-    if (check_dtype(o->dtype) != NB_OK)
-        return NB_ERR_DTYPE;
-    int64_t width;
-    if (n_in < 1 || n_out < 1 || pieces < 1 || nbc_mul_overflows(n_out, pieces, &width) ||
-        nbc_mul_overflows(n_in, width, &(int64_t){0}))
-        return NB_ERR_ARG;
-    nb_init init = o->init == NB_INIT_AUTO ? fallback : o->init;
-    if ((int)init <= NB_INIT_AUTO || init >= NB_INIT_COUNT)
-        return NB_ERR_ARG;
-    if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
-        return NB_ERR_NULL;
-    nb_layer *l = NULL;
+    nb_layer *l = NULL; /* affine_init checks the sizes, dtype and init */
     nb_status st = nbn_model_layer(m, pieces > 1 ? &nbn_maxout_def : &nbn_linear_def, name,
                                      o->rng, &l);
     if (st == NB_OK)
@@ -174,19 +163,6 @@ static nb_status affine_describe(const nb_layer *l, char *out, size_t cap)
     return st;
 }
 
-/* A setting that must be there and an integer from @p lo to @p hi. */
-static nb_status need_i64(const nb_layer *l, const char *settings, const char *key, int64_t lo,
-                          int64_t hi, int64_t *out, nb_error *err)
-{
-    nb_status st = nb_layer_setting_get_i64(settings, key, out);
-    if (st == NB_OK && *out >= lo && *out <= hi)
-        return NB_OK;
-    return nbc_error_at(err, st == NB_OK ? NB_ERR_ARG : st, "nb_layer_from_description", -1,
-                        l->name, "layer '%s' (%s): %s= is %s (an integer from %lld to %lld)",
-                        l->name, l->def->kind, key, st == NB_ERR_NOTFOUND ? "missing" : "not valid",
-                        (long long)lo, (long long)hi);
-}
-
 /* A setting that must be there and a number from @p lo to @p hi. */
 static nb_status need_f64(const nb_layer *l, const char *settings, const char *key, double lo,
                           double hi, double *out, nb_error *err)
@@ -216,13 +192,13 @@ static nb_status affine_build(nb_layer *l, nb_model *m, const char *settings,
 {
     bool maxout = l->def == &nbn_maxout_def;
     int64_t n_in, n_out, pieces = 1, bias;
-    nb_status st = need_i64(l, settings, "in", 1, INT32_MAX, &n_in, err);
+    nb_status st = nbn_need_i64(l, settings, "in", 1, INT32_MAX, &n_in, err);
     if (st == NB_OK)
-        st = need_i64(l, settings, "out", 1, INT32_MAX, &n_out, err);
+        st = nbn_need_i64(l, settings, "out", 1, INT32_MAX, &n_out, err);
     if (st == NB_OK && maxout)
-        st = need_i64(l, settings, "pieces", 2, 1 << 16, &pieces, err);
+        st = nbn_need_i64(l, settings, "pieces", 2, 1 << 16, &pieces, err);
     if (st == NB_OK)
-        st = need_i64(l, settings, "bias", 0, 1, &bias, err);
+        st = nbn_need_i64(l, settings, "bias", 0, 1, &bias, err);
     if (st != NB_OK)
         return st;
     nb_layer_opts lo = *o;
@@ -389,10 +365,10 @@ static nb_status activation_build(nb_layer *l, nb_model *m, const char *settings
             st = need_f64(l, settings, ACT_SETTINGS[i].key, -1e300, 1e300, act_setting(&ao, i),
                           err);
     if (st == NB_OK && act == NB_ACT_MAXOUT)
-        st = need_i64(l, settings, "pieces", 1, 1 << 16, &ao.pieces, err);
+        st = nbn_need_i64(l, settings, "pieces", 1, 1 << 16, &ao.pieces, err);
     int64_t features = 0;
     if (st == NB_OK && nb_act_has_param(act))
-        st = need_i64(l, settings, "features", 1, INT32_MAX, &features, err);
+        st = nbn_need_i64(l, settings, "features", 1, INT32_MAX, &features, err);
     if (st != NB_OK)
         return st;
     if (act_opts_check(act, &ao) != NB_OK)
@@ -606,7 +582,7 @@ static nb_status batch_norm_build(nb_layer *l, nb_model *m, const char *settings
 {
     int64_t n;
     double eps, momentum;
-    nb_status st = need_i64(l, settings, "features", 1, INT32_MAX, &n, err);
+    nb_status st = nbn_need_i64(l, settings, "features", 1, INT32_MAX, &n, err);
     if (st == NB_OK)
         st = need_f64(l, settings, "eps", 1e-300, 1e300, &eps, err);
     if (st == NB_OK)

@@ -34,6 +34,11 @@ nb_status nbn_layer_make(nb_alloc_fn alloc, void *ud, const nb_layer_def *def, c
  * in @p m). */
 nb_status nbn_model_layer(nb_model *m, const nb_layer_def *def, const char *name, nb_rng *rng,
                           nb_layer **out);
+/* The setting @p key of @p settings, an integer from @p lo to @p hi, into
+ * *out; otherwise an error in @p err naming the layer, its kind and the
+ * key (for a kind's build). */
+nb_status nbn_need_i64(const nb_layer *l, const char *settings, const char *key, int64_t lo,
+                       int64_t hi, int64_t *out, nb_error *err);
 /* Whether @p name can name a layer (length, no space, '=' or line break). */
 bool nbn_name_ok(const char *name);
 /* Whether @p kind can name a kind (letters, digits, '_', '-'). */

@@ -323,19 +323,6 @@ static nb_status rnn_describe(const nb_layer *l, char *out, size_t cap)
     return st;
 }
 
-/* A whole-number setting from @p lo to @p hi, or an error naming it. */
-static nb_status setting(const nb_layer *l, const char *settings, const char *key, int64_t lo,
-                         int64_t hi, int64_t *out, nb_error *err)
-{
-    nb_status st = nb_layer_setting_get_i64(settings, key, out);
-    if (st == NB_OK && *out >= lo && *out <= hi)
-        return NB_OK;
-    return nbc_error_at(err, st == NB_OK ? NB_ERR_ARG : st, "nb_layer_from_description", -1,
-                        l->name, "layer '%s' (%s): %s= is %s (an integer from %lld to %lld)",
-                        l->name, l->def->kind, key, st == NB_ERR_NOTFOUND ? "missing" : "not valid",
-                        (long long)lo, (long long)hi);
-}
-
 static nb_status rnn_build(nb_layer *l, nb_model *m, const char *settings, const nb_layer_opts *o,
                            nb_error *err)
 {
@@ -346,15 +333,15 @@ static nb_status rnn_build(nb_layer *l, nb_model *m, const char *settings, const
             if (def_of((nb_rnn_kind)k, c) == d)
                 r->kind = (nb_rnn_kind)k, r->cell = c;
     int64_t bias, all = 0;
-    nb_status st = setting(l, settings, "in", 1, INT32_MAX, &r->n_in, err);
+    nb_status st = nbn_need_i64(l, settings, "in", 1, INT32_MAX, &r->n_in, err);
     if (st == NB_OK)
-        st = setting(l, settings, "hidden", 1, INT32_MAX / 4, &r->hidden, err);
+        st = nbn_need_i64(l, settings, "hidden", 1, INT32_MAX / 4, &r->hidden, err);
     if (st == NB_OK)
-        st = setting(l, settings, "bias", 0, 1, &bias, err);
+        st = nbn_need_i64(l, settings, "bias", 0, 1, &bias, err);
     if (st == NB_OK && !r->cell)
-        st = setting(l, settings, "all_steps", 0, 1, &all, err);
+        st = nbn_need_i64(l, settings, "all_steps", 0, 1, &all, err);
     if (st == NB_OK && !r->cell)
-        st = setting(l, settings, "truncate", 0, INT32_MAX, &r->truncate, err);
+        st = nbn_need_i64(l, settings, "truncate", 0, INT32_MAX, &r->truncate, err);
     r->act = NB_ACT_TANH;
     if (st == NB_OK && r->kind == NB_RNN_ELMAN) {
         char a[16];
