@@ -409,3 +409,13 @@ nb_status nbn_need_i64(const nb_layer *l, const char *settings, const char *key,
                         l->name, l->def->kind, key, st == NB_ERR_NOTFOUND ? "missing" : "not valid",
                         (long long)lo, (long long)hi);
 }
+
+nb_status nbn_finish(nb_layer *l, nb_status st, nb_layer **out)
+{
+    if (st != NB_OK) {
+        nb_layer_free(l);
+        return st;
+    }
+    *out = l;
+    return NB_OK;
+}

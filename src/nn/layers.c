@@ -101,12 +101,7 @@ static nb_status affine_new(nb_model *m, const char *name, int64_t n_in, int64_t
                                      o->rng, &l);
     if (st == NB_OK)
         st = affine_init(l, m, n_in, n_out, pieces, fallback, o);
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 nb_status nb_linear_new(nb_model *m, const char *name, int64_t n_in, int64_t n_out,
@@ -285,12 +280,7 @@ nb_status nb_act_layer_new(nb_model *m, const char *name, nb_act act, const nb_a
     nb_status st = nbn_model_layer(m, &nbn_activation_def, name, o->rng, &l);
     if (st == NB_OK)
         st = activation_init(l, m, act, &ao, n_features, o->dtype);
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 static nb_tensor *activation_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
@@ -507,12 +497,7 @@ nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_features, d
     nb_status st = nbn_model_layer(m, &nbn_batch_norm_def, name, o->rng, &l);
     if (st == NB_OK)
         st = batch_norm_init(l, m, n_features, eps, momentum, o->dtype);
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 /* Move a running buffer towards a batch statistic (in the buffer's dtype). */

@@ -336,12 +336,7 @@ static nb_status build_entry(builder *b, const char *key, nb_layer **out)
         nbc_error_at(b->err, st, BUILD, -1, e.name, "layer '%s' (%s) could not be built: %s",
                      e.name, e.kind, nb_status_str(st));
     l->bytes = NULL;
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 static nb_status build_items(builder *b, nb_layer *seq, const char *path, int n)

@@ -34,6 +34,9 @@ nb_status nbn_layer_make(nb_alloc_fn alloc, void *ud, const nb_layer_def *def, c
  * in @p m). */
 nb_status nbn_model_layer(nb_model *m, const nb_layer_def *def, const char *name, nb_rng *rng,
                           nb_layer **out);
+/* A constructor's end: @p l into *out when @p st is NB_OK, else @p l freed
+ * (NULL accepted). Returns @p st. */
+nb_status nbn_finish(nb_layer *l, nb_status st, nb_layer **out);
 /* The setting @p key of @p settings, an integer from @p lo to @p hi, into
  * *out; otherwise an error in @p err naming the layer, its kind and the
  * key (for a kind's build). */

@@ -55,12 +55,7 @@ nb_status nb_layer_norm_new(nb_model *m, const char *name, int64_t n_features, d
     nb_status st = nbn_model_layer(m, &nbn_layer_norm_def, name, o->rng, &l);
     if (st == NB_OK)
         st = layer_norm_init(l, m, n_features, eps, o->dtype);
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 /* y = γ ⊙ (x − μ) / √(σ² + eps) + β, μ and σ² (biased) over the last axis */
@@ -178,12 +173,7 @@ nb_status nb_embedding_new(nb_model *m, const char *name, int64_t num, int64_t d
     nb_status st = nbn_model_layer(m, &nbn_embedding_def, name, o->rng, &l);
     if (st == NB_OK)
         st = embedding_init(l, m, num, dim, o);
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 /* Rows of the table for the indices x holds (whole numbers 0..num-1):

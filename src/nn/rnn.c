@@ -113,12 +113,7 @@ static nb_status rnn_make(nb_model *m, const char *name, nb_rnn_kind kind, bool 
                .truncate = cell ? 0 : o->truncate,
                .act = kind == NB_RNN_ELMAN ? o->act : NB_ACT_TANH};
     st = rnn_params(l, m, r, &o->layer);
-    if (st != NB_OK) {
-        nb_layer_free(l);
-        return st;
-    }
-    *out = l;
-    return NB_OK;
+    return nbn_finish(l, st, out);
 }
 
 nb_status nb_rnn_new(nb_model *m, const char *name, nb_rnn_kind kind, int64_t n_in, int64_t hidden,
