@@ -190,6 +190,82 @@ NB_API nb_tensor *nb_one_hot(nb_graph *g, nb_dtype dt, const int64_t *labels, in
  */
 NB_API nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b);
 
+/* --------------------------------------------------------------- pooling */
+/**
+ * The window of a 2-D pooling, per spatial axis ([0] = H, [1] = W):
+ * @p kernel >= 1, @p stride >= 1 (PyTorch's default is stride = kernel),
+ * 0 <= @p padding <= kernel/2 (PyTorch's rule: every window keeps an
+ * element of the input). Output sizes: OH = (H + 2·padding[0] - kernel[0])
+ * / stride[0] + 1 (rounded down), OW likewise. E.g. 2x2 windows, stride 2:
+ * (nb_pool2d_opts){{2, 2}, {2, 2}, {0, 0}}.
+ */
+typedef struct nb_pool2d_opts {
+    int64_t kernel[2];
+    int64_t stride[2];
+    int64_t padding[2];
+} nb_pool2d_opts;
+
+/**
+ * Max pooling of x [N,C,H,W] (NCHW) to [N,C,OH,OW]: each output is the
+ * maximum of its window; padding never wins (it counts as -inf). Ties: the
+ * first maximum in scan order (window rows top to bottom, each left to
+ * right) is the argmax, as in PyTorch; a NaN in the window makes the output
+ * NaN and the first NaN is the argmax. The argmax is kept in the node:
+ * nb_op_attrs(y)->idx holds, for each of the n_idx = size(y) outputs, the
+ * flat index h·W + w of its maximum within its own [H,W] plane.
+ * dx = max_unpool2d(g, y) (the whole gradient goes to the argmax, not split
+ * among ties); t_y = max_gather2d(t, y).
+ * Errors: @p o NULL (NB_ERR_NULL); rank other than 4 (NB_ERR_RANK); kernel
+ * or stride < 1, padding < 0 or > kernel/2 (NB_ERR_ARG); H or W of 0, or a
+ * kernel larger than the padded input (NB_ERR_SHAPE). Nothing is recorded.
+ */
+NB_API nb_tensor *nb_max_pool2d(nb_graph *g, nb_tensor *x, const nb_pool2d_opts *o);
+/**
+ * Average pooling of x [N,C,H,W] to [N,C,OH,OW]: the sum of each window
+ * divided by kernel[0]·kernel[1], padding counting as zeros (PyTorch's
+ * count_include_pad=True, its default). dx = avg_unpool2d(g, o, H, W);
+ * t_y = avg_pool2d(t). Errors as nb_max_pool2d.
+ */
+NB_API nb_tensor *nb_avg_pool2d(nb_graph *g, nb_tensor *x, const nb_pool2d_opts *o);
+/**
+ * The adjoint of nb_avg_pool2d with window @p o from an [h,w] input: u
+ * [N,C,OH,OW] -> [N,C,h,w], where each input element is the sum of the u
+ * of the windows that hold it, divided by kernel[0]·kernel[1] (avg_pool2d's
+ * gradient). dx = avg_pool2d(g, o); t_y = avg_unpool2d(t). Errors as
+ * nb_avg_pool2d for the window and [N,C,h,w], and NB_ERR_SHAPE when [OH,OW]
+ * is not what pooling [h,w] gives.
+ */
+NB_API nb_tensor *nb_avg_unpool2d(nb_graph *g, nb_tensor *u, const nb_pool2d_opts *o, int64_t h,
+                                  int64_t w);
+/**
+ * Max unpooling at the argmax of @p y = nb_max_pool2d(x): u, shaped as y,
+ * is added at the position of each window's maximum in a zero tensor of
+ * x's shape (max_pool2d's gradient; overlapping windows that pick the same
+ * element add up). dx_u = max_gather2d(g, y); y gets no gradient (the
+ * argmax is piecewise constant); t_out = max_unpool2d(t_u, y).
+ * Errors: y not made by nb_max_pool2d (NB_ERR_ARG); u of another shape
+ * (NB_ERR_SHAPE) or dtype (NB_ERR_DTYPE).
+ */
+NB_API nb_tensor *nb_max_unpool2d(nb_graph *g, nb_tensor *u, nb_tensor *y);
+/**
+ * The entries of v, shaped as the x of @p y = nb_max_pool2d(x), at y's
+ * argmax: a tensor shaped as y (max pooling's tangent, and the adjoint of
+ * nb_max_unpool2d). dx_v = max_unpool2d(g, y); y gets no gradient;
+ * t_out = max_gather2d(t_v, y). Errors as nb_max_unpool2d.
+ */
+NB_API nb_tensor *nb_max_gather2d(nb_graph *g, nb_tensor *v, nb_tensor *y);
+/** 1-D max pooling of x [N,C,L] to [N,C,OL], OL = (L + 2·padding - kernel)
+ *  / stride + 1: nb_max_pool2d on [N,C,1,L] with a 1 x kernel window,
+ *  between two reshapes (their rules and the 2-D op's make its
+ *  derivatives). Ties, NaN and errors as nb_max_pool2d, with rank 3 and the
+ *  op name max_pool1d. */
+NB_API nb_tensor *nb_max_pool1d(nb_graph *g, nb_tensor *x, int64_t kernel, int64_t stride,
+                                int64_t padding);
+/** 1-D average pooling of x [N,C,L], as nb_max_pool1d over nb_avg_pool2d
+ *  (padding counts as zeros; op name avg_pool1d). */
+NB_API nb_tensor *nb_avg_pool1d(nb_graph *g, nb_tensor *x, int64_t kernel, int64_t stride,
+                                int64_t padding);
+
 /* ------------------------------------------------------------------ misc */
 /** Convert to @p dt (a copy even when equal). dx = cast(g, dtype(x)). */
 NB_API nb_tensor *nb_cast(nb_graph *g, nb_tensor *x, nb_dtype dt);

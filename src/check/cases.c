@@ -350,6 +350,40 @@ F(f_stop_gradient)
     UNUSED;
     return nb_mul(g, x[0], nb_stop_gradient(g, x[1]));
 }
+/* pooling: 3x3 windows, stride 2, padding 1 on [1,2,5,6] give [1,2,3,3] */
+static const nb_pool2d_opts pool_3s2p1 = {{3, 3}, {2, 2}, {1, 1}};
+F(f_max_pool2d)
+{
+    UNUSED;
+    return nb_max_pool2d(g, x[0], &pool_3s2p1);
+}
+F(f_max_pool2d_2x2)
+{
+    UNUSED;
+    return nb_max_pool2d(g, x[0], &(nb_pool2d_opts){{2, 2}, {2, 2}, {0, 0}});
+}
+F(f_avg_pool2d)
+{
+    UNUSED;
+    return nb_avg_pool2d(g, x[0], &(nb_pool2d_opts){{3, 2}, {1, 2}, {1, 0}});
+}
+/* max_unpool2d(u, max_pool2d(c)) and max_gather2d(v, max_pool2d(c)),
+ * checked with respect to u and v: the argmax of c is a constant */
+F(f_max_unpool2d)
+{
+    UNUSED;
+    return nb_max_unpool2d(g, x[0], nb_max_pool2d(g, x[1], &pool_3s2p1));
+}
+F(f_max_gather2d)
+{
+    UNUSED;
+    return nb_max_gather2d(g, x[0], nb_max_pool2d(g, x[1], &pool_3s2p1));
+}
+F(f_avg_unpool2d)
+{
+    UNUSED;
+    return nb_avg_unpool2d(g, x[0], &pool_3s2p1, 5, 6);
+}
 #undef F
 #undef UNUSED
 
@@ -452,6 +486,35 @@ static const nb_check_case cases[] = {
     CASE("matmul", "[2,3]@[5,3]^T", 2, 2, 2, 0, SH(2, 3), SH(5, 3), SH(0), -2, 2, f_matmul_tb),
     CASE("matmul", "batched [2,4,3]^T@[2,5,4]^T", 2, 3, 3, 0, SH(2, 4, 3), SH(2, 5, 4), SH(0), -2,
          2, f_matmul_batch),
+    /* pooling */
+    CASE("max_pool2d", "[1,2,5,6] 3x3 stride 2 padding 1", 1, 4, 0, 0, SH(1, 2, 5, 6), SH(0), SH(0),
+         -2, 2, f_max_pool2d),
+    CASE("max_pool2d", "[2,1,4,5] 2x2 stride 2", 1, 4, 0, 0, SH(2, 1, 4, 5), SH(0), SH(0), -2, 2,
+         f_max_pool2d_2x2),
+    CASE("avg_pool2d", "[1,2,5,4] 3x2 stride 1x2 padding 1x0", 1, 4, 0, 0, SH(1, 2, 5, 4), SH(0),
+         SH(0), -2, 2, f_avg_pool2d),
+    CASE("avg_unpool2d", "[1,2,3,3] to [1,2,5,6]", 1, 4, 0, 0, SH(1, 2, 3, 3), SH(0), SH(0), -2, 2,
+         f_avg_unpool2d),
+    {"max_unpool2d",
+     "u [1,2,3,3] to the argmax of c [1,2,5,6], wrt u",
+     2,
+     {4, 4},
+     {{1, 2, 3, 3}, {1, 2, 5, 6}},
+     -2,
+     2,
+     1,
+     0,
+     f_max_unpool2d},
+    {"max_gather2d",
+     "v [1,2,5,6] at the argmax of c [1,2,5,6], wrt v",
+     2,
+     {4, 4},
+     {{1, 2, 5, 6}, {1, 2, 5, 6}},
+     -2,
+     2,
+     1,
+     0,
+     f_max_gather2d},
     /* misc */
     {"cast", "f64->f32->f64 [3,4]", 1, {2}, {{3, 4}}, -2, 2, 0, 1e-2, f_cast},
     {"stop_gradient",

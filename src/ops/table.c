@@ -65,6 +65,16 @@ const nbo_def nbo_table[] = {
     [NB_OP_CAST] = {"cast", 1, nbo_cast_shape, nbo_cast_fwd, nbo_cast_vjp, nbo_cast_jvp},
     [NB_OP_STOP_GRADIENT] = {"stop_gradient", 1, nbo_unary_shape, nbo_stop_gradient_fwd, NULL,
                              NULL},
+    [NB_OP_MAX_POOL2D] = {"max_pool2d", 1, nbo_pool_shape, nbo_max_pool2d_fwd, nbo_max_pool2d_vjp,
+                          nbo_max_pool2d_jvp},
+    [NB_OP_AVG_POOL2D] = {"avg_pool2d", 1, nbo_pool_shape, nbo_avg_pool2d_fwd, nbo_avg_pool2d_vjp,
+                          nbo_avg_pool2d_jvp},
+    [NB_OP_MAX_UNPOOL2D] = {"max_unpool2d", 2, nbo_max_unpool2d_shape, nbo_max_unpool2d_fwd,
+                            nbo_max_unpool2d_vjp, nbo_max_unpool2d_jvp},
+    [NB_OP_MAX_GATHER2D] = {"max_gather2d", 2, nbo_max_gather2d_shape, nbo_max_gather2d_fwd,
+                            nbo_max_gather2d_vjp, nbo_max_gather2d_jvp},
+    [NB_OP_AVG_UNPOOL2D] = {"avg_unpool2d", 1, nbo_avg_unpool2d_shape, nbo_avg_unpool2d_fwd,
+                            nbo_avg_unpool2d_vjp, nbo_avg_unpool2d_jvp},
 };
 
 _Static_assert(sizeof nbo_table / sizeof nbo_table[0] == NB_OP_COUNT,

@@ -69,6 +69,11 @@ enum nbo_id {
     NB_OP_MATMUL,
     NB_OP_CAST,
     NB_OP_STOP_GRADIENT,
+    NB_OP_MAX_POOL2D,
+    NB_OP_AVG_POOL2D,
+    NB_OP_MAX_UNPOOL2D,
+    NB_OP_MAX_GATHER2D,
+    NB_OP_AVG_UNPOOL2D,
     NB_OP_COUNT
 };
 
@@ -226,6 +231,26 @@ nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_cast_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_cast_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_stop_gradient_fwd(nb_graph *g, nb_tensor *out);
+/* pooling (pool.c) */
+nb_status nbo_pool_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_max_unpool2d_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_max_gather2d_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_avg_unpool2d_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_max_pool2d_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_max_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_max_pool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_avg_pool2d_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_avg_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_avg_pool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_max_unpool2d_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_max_unpool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_max_unpool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_max_gather2d_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_max_gather2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_max_gather2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_avg_unpool2d_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_avg_unpool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_avg_unpool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 
 /* Reverse sweeps that record no graph: add the gradient of input @p i of
  * @p node, given @p grad (the gradient of its result), into @p acc (shaped
