@@ -542,6 +542,34 @@ static void test_threads_identical(void **state)
         }
 }
 
+/* ---------------------------------------------------------- out of memory */
+
+/* Every allocation failing in turn while a max pooling is built: x (720 KB)
+ * and the result (180 KB) fit in the graph's first 1 MB block, the argmax
+ * (360 KB) needs a block of its own; when that fails the op gives
+ * NB_ERR_NOMEM under its name, and nothing leaks. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    int pool_failures = 0;
+    for (long fail = 1; fail < 20; fail++) {
+        tc_counting c = {.fail_at = fail};
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+        if (!g)
+            continue;
+        nb_tensor *x = nb_zeros(g, NB_F32, 4, (int64_t[]){1, 1, 360, 500});
+        nb_tensor *y = x ? nb_max_pool2d(g, x, &(nb_pool2d_opts){{2, 2}, {2, 2}, {0, 0}}) : NULL;
+        if (x && !y) {
+            assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
+            assert_string_equal(nb_graph_error(g)->where, "max_pool2d");
+            pool_failures++;
+        }
+        nb_graph_free(g);
+        assert_int_equal(c.live, 0);
+    }
+    assert_int_equal(pool_failures, 1);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 /* op failed with code under its name, the message naming the op and
@@ -688,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_hessian_vector),
         cmocka_unit_test(test_dot_products),
         cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,7 +43,7 @@ typedef struct pool_geom {
 } pool_geom;
 
 /* One op's work: src planes in, dst planes out (either may be the large
- * one), and the argmax planes of a max pooling (NULL when none). */
+ * one), and the argmax planes of a max pooling (of the ops that use one). */
 typedef struct pool_job {
     pool_geom geo;
     const void *src;
@@ -277,7 +277,7 @@ static inline void row_range(const pool_geom *p, int64_t oh, int64_t *top, int64
  *  max_SFX:        y = the maximum of each window, scanned row by row, left
  *                  to right: a later element replaces the maximum only when
  *                  larger, or when it is the window's first NaN; the
- *                  position of the winner goes to the argmax when kept;
+ *                  position of the winner goes to the argmax;
  *  avg_SFX:        y = the sum of each window's elements inside the input,
  *                  in the same order, divided by the window's size;
  *  avg_unpool_SFX: the adjoint: every u added to each element of its window,
@@ -292,18 +292,17 @@ static inline void row_range(const pool_geom *p, int64_t oh, int64_t *top, int64
         const pool_geom *p = &j->geo;                                                              \
         const T *x = (const T *)j->src + plane * p->h * p->w;                                      \
         T *y = (T *)j->dst + plane * p->oh * p->ow;                                                \
-        int64_t *arg = j->arg ? j->arg + plane * p->oh * p->ow : NULL;                             \
+        int64_t *arg = j->arg + plane * p->oh * p->ow;                                             \
         for (int64_t oh = 0; oh < p->oh; oh++) {                                                   \
             T *restrict yr = y + oh * p->ow;                                                       \
-            int64_t *restrict ar = arg ? arg + oh * p->ow : NULL;                                  \
+            int64_t *restrict ar = arg + oh * p->ow;                                               \
             int64_t top, k0, k1;                                                                   \
             row_range(p, oh, &top, &k0, &k1);                                                      \
             /* start from each window's first element inside the input */                          \
             for (int64_t ow = 0; ow < p->ow; ow++) {                                               \
                 int64_t left = ow * p->sw - p->pw, at = (top + k0) * p->w + (left > 0 ? left : 0); \
                 yr[ow] = x[at];                                                                    \
-                if (ar)                                                                            \
-                    ar[ow] = at;                                                                   \
+                ar[ow] = at;                                                                       \
             }                                                                                      \
             for (int64_t kh = k0; kh < k1; kh++) {                                                 \
                 int64_t row = (top + kh) * p->w;                                                   \
@@ -311,10 +310,7 @@ static inline void row_range(const pool_geom *p, int64_t oh, int64_t *top, int64
                 for (int64_t kw = p->kw0; kw < p->kw1; kw++) {                                     \
                     int64_t lo, hi, off = kw - p->pw;                                              \
                     col_range(p, kw, &lo, &hi);                                                    \
-                    if (ar)                                                                        \
-                        WITH_STRIDE(p->sw, MAX_ARG_LOOP);                                          \
-                    else                                                                           \
-                        WITH_STRIDE(p->sw, MAX_LOOP);                                              \
+                    WITH_STRIDE(p->sw, MAX_LOOP);                                                  \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -400,12 +396,6 @@ static inline void row_range(const pool_geom *p, int64_t oh, int64_t *top, int64
     NBK_PRAGMA(omp simd)                                                                           \
     for (int64_t ow = lo; ow < hi; ow++) {                                                         \
         elem v = xr[ow * (S) + off], m = yr[ow];                                                   \
-        yr[ow] = POOL_TAKES(v, m) ? v : m;                                                         \
-    }
-#define MAX_ARG_LOOP(S)                                                                            \
-    NBK_PRAGMA(omp simd)                                                                           \
-    for (int64_t ow = lo; ow < hi; ow++) {                                                         \
-        elem v = xr[ow * (S) + off], m = yr[ow];                                                   \
         bool take = POOL_TAKES(v, m);                                                              \
         yr[ow] = take ? v : m;                                                                     \
         ar[ow] = take ? row + ow * (S) + off : ar[ow];                                             \
@@ -459,6 +449,9 @@ nb_status nbo_max_pool2d_fwd(nb_graph *g, nb_tensor *out)
             a->n_idx = out->size;
         }
         j.arg = (int64_t *)a->idx; /* the node's own copy (nbo_apply made it) */
+    } else {
+        a->idx = NULL;
+        a->n_idx = 0;
     }
     run_planes(g, &j, out->dtype == NB_F32 ? max_f32 : max_f64, x->size + out->size);
     return NB_OK;
