@@ -216,8 +216,10 @@ typedef struct nb_pool2d_opts {
  * dx = max_unpool2d(g, y) (the whole gradient goes to the argmax, not split
  * among ties); t_y = max_gather2d(t, y).
  * Errors: @p o NULL (NB_ERR_NULL); rank other than 4 (NB_ERR_RANK); kernel
- * or stride < 1, padding < 0 or > kernel/2 (NB_ERR_ARG); H or W of 0, or a
- * kernel larger than the padded input (NB_ERR_SHAPE). Nothing is recorded.
+ * or stride < 1, padding < 0 or > kernel/2 (NB_ERR_ARG); H or W of 0, a
+ * kernel larger than the padded input, or a padded plane (H + 2·padding[0])
+ * x (W + 2·padding[1]) of 2^31 elements or more (NB_ERR_SHAPE). Nothing is
+ * recorded.
  */
 NB_API nb_tensor *nb_max_pool2d(nb_graph *g, nb_tensor *x, const nb_pool2d_opts *o);
 /**

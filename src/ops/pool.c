@@ -22,36 +22,26 @@
  *   plane (kept whether or not the graph records, so that max_unpool2d can
  *   be used in inference too).
  *
- * Every kernel works plane by plane (one (n, c) pair), planes in parallel
- * over the graph's threads; inside a plane each output row is built by
- * loops over the kernel's rows and columns whose innermost loop runs along
- * contiguous output columns (vectorised; strides 1 and 2 have loops of
- * their own). Each element is computed in one fixed order whatever the
- * thread count. */
+ * Every kernel works plane by plane (one (n, c) pair), ranges of planes in
+ * parallel over the graph's threads; inside a plane one vectorised loop per
+ * window element runs over all outputs (see "kernels" below). Each element
+ * is computed in one fixed order whatever the thread count. */
 
 #include "kernels.h"
 
 enum { A_KH, A_KW, A_SH, A_SW, A_PH, A_PW, A_H, A_W };
 
 /* The geometry of one pooling: the large plane h x w, the small plane
- * oh x ow, window, stride and padding; planes = N·C. Window columns
- * [kw0, kw1) are the ones some window has inside the input. */
+ * oh x ow, window, stride and padding; planes = N·C. */
 typedef struct pool_geom {
     int64_t planes, h, w, oh, ow;
     int64_t kh, kw, sh, sw, ph, pw;
-    int64_t kw0, kw1;
 } pool_geom;
 
-/* One op's work: src planes in, dst planes out (either may be the large
- * one), and the argmax planes of a max pooling (of the ops that use one). */
-typedef struct pool_job {
-    pool_geom geo;
-    const void *src;
-    void *dst;
-    int64_t *arg;
-} pool_job;
-
 /* ------------------------------------------------------------ checks */
+
+/* Most elements of a padded plane: the kernels' offsets are 32-bit. */
+#define NBO_POOL_MAX_PLANE ((int64_t)INT32_MAX)
 
 /* "3x2" (or "3" for one axis) of n sizes into buf. */
 static const char *dims_str(const int64_t *v, int n, char *buf, size_t size)
@@ -67,7 +57,8 @@ static const char *dims_str(const int64_t *v, int n, char *buf, size_t size)
  * `shape` in messages) with window k, stride s and padding p per axis:
  * sizes at least 1, padding at most half the window (PyTorch's rule, which
  * keeps a real element in every window), the window no larger than the
- * padded input. Records the error under op. */
+ * padded input, the padded plane no larger than NBO_POOL_MAX_PLANE.
+ * Records the error under op. */
 static nb_status pool_check(nb_graph *g, const char *op, const char *shape, const int64_t *sp,
                             int n, const int64_t *k, const int64_t *s, const int64_t *p)
 {
@@ -96,17 +87,20 @@ static nb_status pool_check(nb_graph *g, const char *op, const char *shape, cons
             return nbc_error(g, NB_ERR_SHAPE, op, "input %s has no elements on axis %s to pool",
                              shape, ax);
     }
-    for (int d = 0; d < n; d++) {
-        if (k[d] - 2 * p[d] > sp[d]) { /* k <= sp + 2p, without overflow */
-            int64_t padded[2];         /* sp + 2p, at most INT64_MAX */
-            for (int e = 0; e < n; e++)
-                padded[e] = sp[e] > INT64_MAX - 2 * p[e] ? INT64_MAX : sp[e] + 2 * p[e];
+    int64_t padded[2]; /* sp + 2p, at most INT64_MAX */
+    for (int d = 0; d < n; d++)
+        padded[d] = sp[d] > INT64_MAX - 2 * p[d] ? INT64_MAX : sp[d] + 2 * p[d];
+    for (int d = 0; d < n; d++)
+        if (k[d] - 2 * p[d] > sp[d]) /* k <= sp + 2p, without overflow */
             return nbc_error(g, NB_ERR_SHAPE, op,
                              "kernel %s is larger than the padded input %s (input %s, padding %s)",
                              dims_str(k, n, a, sizeof a), dims_str(padded, n, b, sizeof b), shape,
                              dims_str(p, n, c, sizeof c));
-        }
-    }
+    if (padded[0] > NBO_POOL_MAX_PLANE / (n == 2 ? padded[1] : 1))
+        return nbc_error(g, NB_ERR_SHAPE, op,
+                         "the padded plane %s of input %s has more than %lld elements, the most "
+                         "pooling takes",
+                         dims_str(padded, n, a, sizeof a), shape, (long long)NBO_POOL_MAX_PLANE);
     return NB_OK;
 }
 
@@ -133,11 +127,6 @@ static pool_geom geom_of(const nb_attrs *a, int64_t planes, int64_t h, int64_t w
     p.ph = a->ints[A_PH], p.pw = a->ints[A_PW];
     p.oh = pooled_len(h, p.kh, p.sh, p.ph);
     p.ow = pooled_len(w, p.kw, p.sw, p.pw);
-    /* input column ow·sw - pw + kw, at least kw - pw and at most
-     * (ow-1)·sw - pw + kw: bounds that keep a huge padded window cheap */
-    int64_t first = p.pw - (p.ow - 1) * p.sw;
-    p.kw0 = first > 0 ? first : 0;
-    p.kw1 = p.kw < w + p.pw ? p.kw : w + p.pw;
     return p;
 }
 
@@ -237,35 +226,83 @@ nb_status nbo_max_gather2d_shape(nb_graph *g, nb_tensor *out)
 
 /* ----------------------------------------------------------- kernels */
 
-/* Output columns [*lo, *hi) whose window column kw lies inside the input:
- * 0 <= ow·sw - pw + kw < w. */
-static inline void col_range(const pool_geom *p, int64_t kw, int64_t *lo, int64_t *hi)
+/* Pooling kernels read and write planes through tables shared by all of
+ * them: for output k (row-major over OH x OW), off[k] is where its window
+ * starts in the plane the kernel reads, and real[k] the flat index h·W + w
+ * of that start in x's own plane (negative where the window starts in the
+ * padding). Window element (kh, kw) of output k is then off[k] + kh·RW + kw
+ * and real[k] + kh·W + kw, RW being the row length of the plane read. So
+ * every loop runs over all outputs of a plane at once, with gathered loads,
+ * however small the plane: the short rows of a CNN's feature maps do not
+ * cut the vectors short. With padding, each plane is first copied into the
+ * middle of a padded plane (RW = W + 2·PW) whose border holds -inf (max),
+ * or zeros (the averages); max pooling also needs first[k], the index in
+ * x's plane of the first element of window k inside the input, which is
+ * real[k] where there is no padding. Offsets are int32: the padded plane
+ * has fewer than 2^31 elements (checked by the shape rules). */
+typedef struct pool_plan {
+    pool_geom geo;
+    int64_t n;         /* outputs per plane, OH·OW */
+    bool padded;       /* through a padded copy of each plane */
+    int64_t rw, rsize; /* row length and size of the plane read */
+    int32_t *off, *real, *first;
+    char *bufs; /* per thread: a padded plane, then n elements (share) */
+    size_t buf_bytes, share_bytes;
+} pool_plan;
+
+/* One op's work: src planes in, dst planes out (either may be the large
+ * one), and the argmax of a max pooling (for the ops that use one). */
+typedef struct pool_job {
+    const pool_plan *plan;
+    const void *src;
+    void *dst;
+    int64_t *arg;
+} pool_job;
+
+/* Make the plan of pooling [planes, h, w] with the window of attributes a
+ * for nt threads, its tables and buffers in g's arena (the caller releases
+ * them); NB_ERR_NOMEM recorded under op on failure. */
+static nb_status plan_make(nb_graph *g, const char *op, pool_plan *pl, const nb_attrs *a,
+                           int64_t planes, int64_t h, int64_t w, size_t elem, int nt)
 {
-    int64_t first = p->pw - kw, last = p->w - 1 + p->pw - kw; /* bounds of ow·sw */
-    *lo = first > 0 ? (first + p->sw - 1) / p->sw : 0;
-    int64_t end = last < 0 ? 0 : last / p->sw + 1;
-    *hi = end < p->ow ? end : p->ow;
+    pool_geom p = geom_of(a, planes, h, w);
+    pl->geo = p;
+    pl->n = p.oh * p.ow;
+    pl->padded = p.ph > 0 || p.pw > 0;
+    pl->rw = w + 2 * p.pw;
+    pl->rsize = (h + 2 * p.ph) * pl->rw;
+    size_t table = nbc_round16((size_t)pl->n * sizeof(int32_t));
+    pl->share_bytes = nbc_round16((size_t)pl->n * elem);
+    pl->buf_bytes = (pl->padded ? nbc_round16((size_t)pl->rsize * elem) : 0) + pl->share_bytes;
+    char *mem = nbc_alloc(g, 3 * table + (size_t)nt * pl->buf_bytes, op);
+    if (!mem)
+        return NB_ERR_NOMEM;
+    pl->off = (int32_t *)mem;
+    pl->real = (int32_t *)(mem + table);
+    pl->first = pl->padded ? (int32_t *)(mem + 2 * table) : pl->real;
+    pl->bufs = mem + 3 * table;
+    for (int64_t i = 0, k = 0; i < p.oh; i++) {
+        int64_t top = i * p.sh - p.ph, first_row = top > 0 ? top : 0;
+        for (int64_t j = 0; j < p.ow; j++, k++) {
+            int64_t left = j * p.sw - p.pw, first_col = left > 0 ? left : 0;
+            pl->off[k] = (int32_t)(i * p.sh * pl->rw + j * p.sw);
+            pl->real[k] = (int32_t)(top * w + left);
+            pl->first[k] = (int32_t)(first_row * w + first_col);
+        }
+    }
+    return NB_OK;
 }
 
-/* Window rows [*k0, *k1) of output row oh that lie inside the input; *top
- * is the input row of window row 0 (negative in the padding). */
-static inline void row_range(const pool_geom *p, int64_t oh, int64_t *top, int64_t *k0, int64_t *k1)
-{
-    *top = oh * p->sh - p->ph;
-    *k0 = *top < 0 ? -*top : 0;
-    *k1 = p->h - *top < p->kh ? p->h - *top : p->kh;
-}
-
-/* Run LOOP(S) with S the column stride, a constant for strides 1 and 2 so
- * that those loops read contiguous (or pairwise) columns. */
-#define WITH_STRIDE(sw, LOOP)                                                                      \
+/* The plane read for plane `plane` of x: x's own, or its copy in the middle
+ * of this thread's padded plane (whose border the caller filled). */
+#define PLANE_READ(T, pl, x, buf)                                                                  \
     do {                                                                                           \
-        if ((sw) == 1) {                                                                           \
-            LOOP(1)                                                                                \
-        } else if ((sw) == 2) {                                                                    \
-            LOOP(2)                                                                                \
-        } else {                                                                                   \
-            LOOP(sw)                                                                               \
+        if ((pl)->padded) {                                                                        \
+            const pool_geom *q_ = &(pl)->geo;                                                      \
+            for (int64_t r_ = 0; r_ < q_->h; r_++)                                                 \
+                memcpy((buf) + (r_ + q_->ph) * (pl)->rw + q_->pw, (x) + r_ * q_->w,                \
+                       (size_t)q_->w * sizeof(T));                                                 \
+            (x) = (buf);                                                                           \
         }                                                                                          \
     } while (0)
 
@@ -273,222 +310,220 @@ static inline void row_range(const pool_geom *p, int64_t oh, int64_t *top, int64
 #define POOL_TAKES(v, m) ((v) > (m) || ((v) != (v) && (m) == (m)))
 
 /*
- * The plane kernels of one element type T (job j, plane `plane`):
- *  max_SFX:        y = the maximum of each window, scanned row by row, left
- *                  to right: a later element replaces the maximum only when
- *                  larger, or when it is the window's first NaN; the
- *                  position of the winner goes to the argmax;
- *  avg_SFX:        y = the sum of each window's elements inside the input,
- *                  in the same order, divided by the window's size;
- *  avg_unpool_SFX: the adjoint: every u added to each element of its window,
- *                  outputs in order, then the plane divided by the size;
+ * The plane kernels of one element type T, for planes [p0, p1) of job j on
+ * one thread:
+ *  max_SFX:        y = the maximum of each window and its argmax: windows
+ *                  are scanned row by row, left to right, a later element
+ *                  replacing the maximum only when larger, or when it is the
+ *                  window's first NaN; starting from -inf at the window's
+ *                  first element inside the input, which the padding (-inf)
+ *                  never replaces;
+ *  avg_SFX:        y = the sum of each window, in the same order (padding
+ *                  adds zeros), divided by the window's size;
+ *  avg_unpool_SFX: the adjoint: every u, divided by the window's size, added
+ *                  to each element of its window, window element by window
+ *                  element (for one of them, the outputs touch distinct
+ *                  elements);
  *  max_unpool_SFX: u added at its argmax, in output order;
  *  max_gather_SFX: v read at the argmax.
+ * The first three are compiled for AVX2 as well as the baseline: their
+ * gathers run faster on 256-bit vectors than on AVX-512's.
  */
 #define DEFINE_POOL_KERNELS(T, SFX)                                                                \
-    NBC_WIDE_CLONES static void max_##SFX(const pool_job *j, int64_t plane)                        \
+    NBC_AVX2_CLONES static void max_##SFX(const pool_job *j, int64_t p0, int64_t p1, char *bufv)   \
     {                                                                                              \
-        typedef T elem; /* for the loops below */                                                  \
-        const pool_geom *p = &j->geo;                                                              \
-        const T *x = (const T *)j->src + plane * p->h * p->w;                                      \
-        T *y = (T *)j->dst + plane * p->oh * p->ow;                                                \
-        int64_t *arg = j->arg + plane * p->oh * p->ow;                                             \
-        for (int64_t oh = 0; oh < p->oh; oh++) {                                                   \
-            T *restrict yr = y + oh * p->ow;                                                       \
-            int64_t *restrict ar = arg + oh * p->ow;                                               \
-            int64_t top, k0, k1;                                                                   \
-            row_range(p, oh, &top, &k0, &k1);                                                      \
-            /* start from each window's first element inside the input */                          \
-            for (int64_t ow = 0; ow < p->ow; ow++) {                                               \
-                int64_t left = ow * p->sw - p->pw, at = (top + k0) * p->w + (left > 0 ? left : 0); \
-                yr[ow] = x[at];                                                                    \
-                ar[ow] = at;                                                                       \
+        const pool_plan *pl = j->plan;                                                             \
+        const pool_geom *p = &pl->geo;                                                             \
+        const int32_t *restrict off = pl->off, *restrict real = pl->real;                          \
+        T *buf = (T *)bufv;                                                                        \
+        for (int64_t e = 0; pl->padded && e < pl->rsize; e++)                                      \
+            buf[e] = (T)-INFINITY;                                                                 \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *x = (const T *)j->src + plane * p->h * p->w;                                  \
+            T *restrict y = (T *)j->dst + plane * pl->n;                                           \
+            int64_t *restrict arg = j->arg + plane * pl->n;                                        \
+            PLANE_READ(T, pl, x, buf);                                                             \
+            NBK_PRAGMA(omp simd)                                                                   \
+            for (int64_t k = 0; k < pl->n; k++) {                                                  \
+                y[k] = (T)-INFINITY;                                                               \
+                arg[k] = pl->first[k];                                                             \
             }                                                                                      \
-            for (int64_t kh = k0; kh < k1; kh++) {                                                 \
-                int64_t row = (top + kh) * p->w;                                                   \
-                const T *restrict xr = x + row;                                                    \
-                for (int64_t kw = p->kw0; kw < p->kw1; kw++) {                                     \
-                    int64_t lo, hi, off = kw - p->pw;                                              \
-                    col_range(p, kw, &lo, &hi);                                                    \
-                    WITH_STRIDE(p->sw, MAX_LOOP);                                                  \
+            for (int64_t kh = 0; kh < p->kh; kh++)                                                 \
+                for (int64_t kw = 0; kw < p->kw; kw++) {                                           \
+                    int64_t d = kh * pl->rw + kw, dr = kh * p->w + kw;                             \
+                    NBK_PRAGMA(omp simd)                                                           \
+                    for (int64_t k = 0; k < pl->n; k++) {                                          \
+                        T v = x[off[k] + d], m = y[k];                                             \
+                        bool take = POOL_TAKES(v, m);                                              \
+                        y[k] = take ? v : m;                                                       \
+                        arg[k] = take ? real[k] + dr : arg[k];                                     \
+                    }                                                                              \
                 }                                                                                  \
-            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    NBC_WIDE_CLONES static void avg_##SFX(const pool_job *j, int64_t plane)                        \
+    NBC_AVX2_CLONES static void avg_##SFX(const pool_job *j, int64_t p0, int64_t p1, char *bufv)   \
     {                                                                                              \
-        const pool_geom *p = &j->geo;                                                              \
-        const T *x = (const T *)j->src + plane * p->h * p->w;                                      \
-        T *y = (T *)j->dst + plane * p->oh * p->ow;                                                \
+        const pool_plan *pl = j->plan;                                                             \
+        const pool_geom *p = &pl->geo;                                                             \
+        const int32_t *restrict off = pl->off;                                                     \
+        T *buf = (T *)bufv, size = (T)p->kh * (T)p->kw;                                            \
+        for (int64_t e = 0; pl->padded && e < pl->rsize; e++)                                      \
+            buf[e] = 0;                                                                            \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *x = (const T *)j->src + plane * p->h * p->w;                                  \
+            T *restrict y = (T *)j->dst + plane * pl->n;                                           \
+            PLANE_READ(T, pl, x, buf);                                                             \
+            for (int64_t k = 0; k < pl->n; k++)                                                    \
+                y[k] = 0;                                                                          \
+            for (int64_t kh = 0; kh < p->kh; kh++)                                                 \
+                for (int64_t kw = 0; kw < p->kw; kw++) {                                           \
+                    int64_t d = kh * pl->rw + kw;                                                  \
+                    NBK_PRAGMA(omp simd)                                                           \
+                    for (int64_t k = 0; k < pl->n; k++)                                            \
+                        y[k] += x[off[k] + d];                                                     \
+                }                                                                                  \
+            NBK_PRAGMA(omp simd)                                                                   \
+            for (int64_t k = 0; k < pl->n; k++)                                                    \
+                y[k] /= size;                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    NBC_AVX2_CLONES static void avg_unpool_##SFX(const pool_job *j, int64_t p0, int64_t p1,        \
+                                                 char *bufv)                                       \
+    {                                                                                              \
+        const pool_plan *pl = j->plan;                                                             \
+        const pool_geom *p = &pl->geo;                                                             \
+        const int32_t *restrict off = pl->off;                                                     \
         T size = (T)p->kh * (T)p->kw;                                                              \
-        for (int64_t oh = 0; oh < p->oh; oh++) {                                                   \
-            T *restrict yr = y + oh * p->ow;                                                       \
-            int64_t top, k0, k1;                                                                   \
-            row_range(p, oh, &top, &k0, &k1);                                                      \
-            for (int64_t ow = 0; ow < p->ow; ow++)                                                 \
-                yr[ow] = 0;                                                                        \
-            for (int64_t kh = k0; kh < k1; kh++) {                                                 \
-                const T *restrict xr = x + (top + kh) * p->w;                                      \
-                for (int64_t kw = p->kw0; kw < p->kw1; kw++) {                                     \
-                    int64_t lo, hi, off = kw - p->pw;                                              \
-                    col_range(p, kw, &lo, &hi);                                                    \
-                    WITH_STRIDE(p->sw, SUM_LOOP);                                                  \
+        T *restrict share = (T *)(bufv + pl->buf_bytes - pl->share_bytes);                         \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *restrict u = (const T *)j->src + plane * pl->n;                               \
+            T *dx = (T *)j->dst + plane * p->h * p->w;                                             \
+            T *acc = pl->padded ? (T *)bufv : dx; /* the plane written, padded or not */           \
+            NBK_PRAGMA(omp simd)                                                                   \
+            for (int64_t k = 0; k < pl->n; k++)                                                    \
+                share[k] = u[k] / size;                                                            \
+            for (int64_t e = 0; e < pl->rsize; e++)                                                \
+                acc[e] = 0;                                                                        \
+            for (int64_t kh = 0; kh < p->kh; kh++)                                                 \
+                for (int64_t kw = 0; kw < p->kw; kw++) {                                           \
+                    int64_t d = kh * pl->rw + kw;                                                  \
+                    NBK_PRAGMA(omp simd)                                                           \
+                    for (int64_t k = 0; k < pl->n; k++)                                            \
+                        acc[off[k] + d] += share[k];                                               \
                 }                                                                                  \
-            }                                                                                      \
-            for (int64_t ow = 0; ow < p->ow; ow++)                                                 \
-                yr[ow] /= size;                                                                    \
+            for (int64_t r = 0; pl->padded && r < p->h; r++)                                       \
+                memcpy(dx + r * p->w, acc + (r + p->ph) * pl->rw + p->pw,                          \
+                       (size_t)p->w * sizeof(T));                                                  \
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    NBC_WIDE_CLONES static void avg_unpool_##SFX(const pool_job *j, int64_t plane)                 \
+    static void max_unpool_##SFX(const pool_job *j, int64_t p0, int64_t p1, char *bufv)            \
     {                                                                                              \
-        const pool_geom *p = &j->geo;                                                              \
-        const T *u = (const T *)j->src + plane * p->oh * p->ow;                                    \
-        T *dx = (T *)j->dst + plane * p->h * p->w;                                                 \
-        T size = (T)p->kh * (T)p->kw;                                                              \
-        for (int64_t e = 0; e < p->h * p->w; e++)                                                  \
-            dx[e] = 0;                                                                             \
-        for (int64_t oh = 0; oh < p->oh; oh++) {                                                   \
-            const T *restrict ur = u + oh * p->ow;                                                 \
-            int64_t top, k0, k1;                                                                   \
-            row_range(p, oh, &top, &k0, &k1);                                                      \
-            for (int64_t kh = k0; kh < k1; kh++) {                                                 \
-                T *restrict xr = dx + (top + kh) * p->w;                                           \
-                for (int64_t kw = p->kw0; kw < p->kw1; kw++) {                                     \
-                    int64_t lo, hi, off = kw - p->pw;                                              \
-                    col_range(p, kw, &lo, &hi);                                                    \
-                    WITH_STRIDE(p->sw, SPREAD_LOOP);                                               \
-                }                                                                                  \
-            }                                                                                      \
+        (void)bufv;                                                                                \
+        const pool_geom *p = &j->plan->geo;                                                        \
+        int64_t n = j->plan->n;                                                                    \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *u = (const T *)j->src + plane * n;                                            \
+            const int64_t *arg = j->arg + plane * n;                                               \
+            T *dx = (T *)j->dst + plane * p->h * p->w;                                             \
+            for (int64_t e = 0; e < p->h * p->w; e++)                                              \
+                dx[e] = 0;                                                                         \
+            for (int64_t k = 0; k < n; k++)                                                        \
+                dx[arg[k]] += u[k];                                                                \
         }                                                                                          \
-        for (int64_t e = 0; e < p->h * p->w; e++)                                                  \
-            dx[e] /= size;                                                                         \
     }                                                                                              \
                                                                                                    \
-    static void max_unpool_##SFX(const pool_job *j, int64_t plane)                                 \
+    static void max_gather_##SFX(const pool_job *j, int64_t p0, int64_t p1, char *bufv)            \
     {                                                                                              \
-        const pool_geom *p = &j->geo;                                                              \
-        int64_t n = p->oh * p->ow;                                                                 \
-        const T *u = (const T *)j->src + plane * n;                                                \
-        const int64_t *arg = j->arg + plane * n;                                                   \
-        T *dx = (T *)j->dst + plane * p->h * p->w;                                                 \
-        for (int64_t e = 0; e < p->h * p->w; e++)                                                  \
-            dx[e] = 0;                                                                             \
-        for (int64_t k = 0; k < n; k++)                                                            \
-            dx[arg[k]] += u[k];                                                                    \
-    }                                                                                              \
-                                                                                                   \
-    static void max_gather_##SFX(const pool_job *j, int64_t plane)                                 \
-    {                                                                                              \
-        const pool_geom *p = &j->geo;                                                              \
-        int64_t n = p->oh * p->ow;                                                                 \
-        const T *v = (const T *)j->src + plane * p->h * p->w;                                      \
-        const int64_t *arg = j->arg + plane * n;                                                   \
-        T *y = (T *)j->dst + plane * n;                                                            \
-        for (int64_t k = 0; k < n; k++)                                                            \
-            y[k] = v[arg[k]];                                                                      \
+        (void)bufv;                                                                                \
+        const pool_geom *p = &j->plan->geo;                                                        \
+        int64_t n = j->plan->n;                                                                    \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *v = (const T *)j->src + plane * p->h * p->w;                                  \
+            const int64_t *arg = j->arg + plane * n;                                               \
+            T *y = (T *)j->dst + plane * n;                                                        \
+            for (int64_t k = 0; k < n; k++)                                                        \
+                y[k] = v[arg[k]];                                                                  \
+        }                                                                                          \
     }
-
-/* The innermost loops, over output columns [lo, hi) for window column kw
- * (input column ow·S + off) of one window row. */
-#define MAX_LOOP(S)                                                                                \
-    NBK_PRAGMA(omp simd)                                                                           \
-    for (int64_t ow = lo; ow < hi; ow++) {                                                         \
-        elem v = xr[ow * (S) + off], m = yr[ow];                                                   \
-        bool take = POOL_TAKES(v, m);                                                              \
-        yr[ow] = take ? v : m;                                                                     \
-        ar[ow] = take ? row + ow * (S) + off : ar[ow];                                             \
-    }
-#define SUM_LOOP(S)                                                                                \
-    NBK_PRAGMA(omp simd)                                                                           \
-    for (int64_t ow = lo; ow < hi; ow++)                                                           \
-        yr[ow] += xr[ow * (S) + off];
-#define SPREAD_LOOP(S)                                                                             \
-    NBK_PRAGMA(omp simd)                                                                           \
-    for (int64_t ow = lo; ow < hi; ow++)                                                           \
-        xr[ow * (S) + off] += ur[ow];
 
 DEFINE_POOL_KERNELS(float, f32)
 DEFINE_POOL_KERNELS(double, f64)
 
-typedef void (*pool_plane_fn)(const pool_job *j, int64_t plane);
+typedef void (*pool_planes_fn)(const pool_job *j, int64_t p0, int64_t p1, char *buf);
 
-/* Run fn over every plane, on the graph's threads when the op moves at
- * least `work` elements worth it. */
-static void run_planes(nb_graph *g, const pool_job *j, pool_plane_fn fn, int64_t work)
+/* Run an op's kernel (f32 or f64, by out's dtype) from its input 0 into
+ * out, over the N·C planes of `large` (x's shape) with the window of
+ * attributes a and the argmax arg (NULL for the ops without one): each
+ * thread takes a contiguous range of planes and a padded plane of its own.
+ * NB_ERR_NOMEM when the tables do not fit. */
+static nb_status run_planes(nb_graph *g, nb_tensor *out, const nb_attrs *a, const nb_tensor *large,
+                            const int64_t *arg, pool_planes_fn f32, pool_planes_fn f64)
 {
-    int nt = nbc_threads_for(g, work);
-    (void)nt;
+    const nb_tensor *in = out->inputs[0];
+    int64_t planes = large->shape[0] * large->shape[1];
+    if (planes == 0)
+        return NB_OK;
+    int nt = nbc_threads_for(g, in->size + out->size);
+    if (nt > planes)
+        nt = (int)planes;
+    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+    pool_plan pl;
+    if (plan_make(g, out->op->name, &pl, a, planes, large->shape[2], large->shape[3],
+                  nbc_dtype_size(out->dtype), nt) != NB_OK)
+        return NB_ERR_NOMEM;
+    pool_job j = {&pl, in->data, out->data, (int64_t *)arg};
+    pool_planes_fn fn = out->dtype == NB_F32 ? f32 : f64;
     NBK_PRAGMA(omp parallel for num_threads(nt) if (nt > 1) schedule(static))
-    for (int64_t k = 0; k < j->geo.planes; k++)
-        fn(j, k);
-}
-
-/* The job of node out (input 0 to out) whose large plane is `large`'s,
- * with the window of attributes a. */
-static pool_job job_of(const nb_tensor *out, const nb_attrs *a, const nb_tensor *large)
-{
-    pool_job j = {.src = out->inputs[0]->data, .dst = out->data};
-    j.geo = geom_of(a, large->shape[0] * large->shape[1], large->shape[2], large->shape[3]);
-    return j;
+    for (int t = 0; t < nt; t++)
+        fn(&j, planes * t / nt, planes * (t + 1) / nt, pl.bufs + (size_t)t * pl.buf_bytes);
+    nbc_arena_release(&g->arena, pos);
+    return NB_OK;
 }
 
 nb_status nbo_max_pool2d_fwd(nb_graph *g, nb_tensor *out)
 {
-    const nb_tensor *x = out->inputs[0];
     nb_attrs *a = out->attrs;
-    pool_job j = job_of(out, a, x);
     if (out->size > 0) {
         /* kept in the node; a replay of the op writes the same array again */
         if (!a->idx || a->n_idx != out->size) {
             int64_t *arg = nbc_alloc(g, (size_t)out->size * sizeof *arg, out->op->name);
             if (!arg)
                 return NB_ERR_NOMEM;
-            a->idx = arg;
+            a->idx = arg; /* written below: the node's own array */
             a->n_idx = out->size;
         }
-        j.arg = (int64_t *)a->idx; /* the node's own copy (nbo_apply made it) */
     } else {
         a->idx = NULL;
         a->n_idx = 0;
     }
-    run_planes(g, &j, out->dtype == NB_F32 ? max_f32 : max_f64, x->size + out->size);
-    return NB_OK;
+    return run_planes(g, out, a, out->inputs[0], a->idx, max_f32, max_f64);
 }
 
 nb_status nbo_avg_pool2d_fwd(nb_graph *g, nb_tensor *out)
 {
-    const nb_tensor *x = out->inputs[0];
-    pool_job j = job_of(out, out->attrs, x);
-    run_planes(g, &j, out->dtype == NB_F32 ? avg_f32 : avg_f64, x->size + out->size);
-    return NB_OK;
+    return run_planes(g, out, out->attrs, out->inputs[0], NULL, avg_f32, avg_f64);
 }
 
 nb_status nbo_avg_unpool2d_fwd(nb_graph *g, nb_tensor *out)
 {
-    const nb_tensor *u = out->inputs[0];
-    pool_job j = job_of(out, out->attrs, out);
-    run_planes(g, &j, out->dtype == NB_F32 ? avg_unpool_f32 : avg_unpool_f64, u->size + out->size);
-    return NB_OK;
+    return run_planes(g, out, out->attrs, out, NULL, avg_unpool_f32, avg_unpool_f64);
 }
 
+/* max_unpool2d and max_gather2d: the window and argmax of input 1 */
 nb_status nbo_max_unpool2d_fwd(nb_graph *g, nb_tensor *out)
 {
-    const nb_tensor *u = out->inputs[0], *y = out->inputs[1];
-    pool_job j = job_of(out, y->attrs, out);
-    j.arg = (int64_t *)y->attrs->idx;
-    run_planes(g, &j, out->dtype == NB_F32 ? max_unpool_f32 : max_unpool_f64, u->size + out->size);
-    return NB_OK;
+    const nb_tensor *y = out->inputs[1];
+    return run_planes(g, out, y->attrs, out, y->attrs->idx, max_unpool_f32, max_unpool_f64);
 }
 
 nb_status nbo_max_gather2d_fwd(nb_graph *g, nb_tensor *out)
 {
-    const nb_tensor *v = out->inputs[0], *y = out->inputs[1];
-    pool_job j = job_of(out, y->attrs, v);
-    j.arg = (int64_t *)y->attrs->idx;
-    run_planes(g, &j, out->dtype == NB_F32 ? max_gather_f32 : max_gather_f64, v->size + out->size);
-    return NB_OK;
+    const nb_tensor *y = out->inputs[1];
+    return run_planes(g, out, y->attrs, out->inputs[0], y->attrs->idx, max_gather_f32,
+                      max_gather_f64);
 }
 
 /* ------------------------------------------------------ derivative rules */
