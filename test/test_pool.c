@@ -306,6 +306,28 @@ static void test_grad_values(void **state)
     double want_z[] = {1, 3, 2, 1, 3, 2};
     for (int k = 0; k < 6; k++)
         tc_near(nb_tensor_get(nb_tensor_grad(z), k), want_z[k], 0);
+
+    /* x gathered at its own argmax is max pooling again: both inputs of
+     * max_gather2d and max_unpool2d need a gradient here, and the argmax
+     * input gets none */
+    nb_tensor *w = nb_tensor_set_requires_grad(
+        from(g, NB_F64, 4, (int64_t[]){1, 1, 1, 5}, (double[]){0, 9, 1, 2, 8}), true);
+    nb_tensor *yw = nb_max_pool2d(g, w, &o);
+    nb_tensor *again = nb_max_gather2d(g, w, yw);
+    nb_tensor *back = nb_max_unpool2d(g, yw, yw);
+    nb_tensor *dw = NULL, *dw2 = NULL;
+    assert_int_equal(nb_grad(g, again, seed, &w, 1, &dw, false), NB_OK);
+    for (int k = 0; k < 5; k++) {
+        tc_near(nb_tensor_get(again, k), nb_tensor_get(y, k), 0);
+        tc_near(nb_tensor_get(dw, k), want[k], 0);
+    }
+    /* back = u scattered to the argmax, u = yw itself: its gradient is
+     * max_unpool2d(gather(seed)) through yw */
+    nb_tensor *ones = nb_ones(g, NB_F64, 4, (int64_t[]){1, 1, 1, 5});
+    assert_int_equal(nb_grad(g, back, ones, &w, 1, &dw2, false), NB_OK);
+    double want_back[] = {0, 3, 0, 0, 2};
+    for (int k = 0; k < 5; k++)
+        tc_near(nb_tensor_get(dw2, k), want_back[k], 0);
     nb_graph_free(g);
 }
 
@@ -598,6 +620,24 @@ static void test_out_of_memory(void **state)
         assert_int_equal(c.live, 0);
     }
     assert_int_equal(pool_failures, 2);
+
+    /* the 1-D form fails under the op that ran out of memory */
+    int failures_1d = 0;
+    for (long fail = 1; fail < 20; fail++) {
+        tc_counting c = {.fail_at = fail};
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+        if (!g)
+            continue;
+        nb_tensor *x = nb_zeros(g, NB_F32, 3, (int64_t[]){1, 1, 180000});
+        nb_tensor *y = x ? nb_max_pool1d(g, x, 2, 2, 0) : NULL;
+        if (x && !y) {
+            assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
+            failures_1d++;
+        }
+        nb_graph_free(g);
+        assert_int_equal(c.live, 0);
+    }
+    assert_true(failures_1d >= 2);
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -698,7 +738,16 @@ static void test_errors(void **state)
     ev = nb_graph_evals(g);
     expect_error(g, nb_avg_unpool2d(g, u, &o, 4, 6), NB_ERR_SHAPE, "avg_unpool2d",
                  "[2,3,2,2] is not what pooling [2,3,4,6] gives ([2,3,2,3])", ev);
+    expect_error(g, nb_avg_unpool2d(g, u, &o, 6, 4), NB_ERR_SHAPE, "avg_unpool2d",
+                 "gives ([2,3,3,2])", ev);
     expect_error(g, nb_avg_unpool2d(g, u, &o, 1, 4), NB_ERR_SHAPE, "avg_unpool2d", "[2,3,1,4]", ev);
+    /* a window so large that H + 2·padding passes INT64_MAX */
+    expect_error(
+        g,
+        nb_avg_unpool2d(g, u, &(nb_pool2d_opts){{INT64_MAX, 1}, {1, 1}, {INT64_MAX / 2, 0}}, 2, 2),
+        NB_ERR_SHAPE, "avg_unpool2d", "padded plane 9223372036854775807x2", ev);
+    assert_null(nb_avg_unpool2d(NULL, u, &o, 4, 4));
+    assert_null(nb_avg_unpool2d(g, NULL, &o, 4, 4));
     expect_error(g, nb_avg_unpool2d(g, u, &(nb_pool2d_opts){{2, 2}, {0, 2}, {0, 0}}, 4, 4),
                  NB_ERR_ARG, "avg_unpool2d", "stride 0x2", ev);
     expect_error(g, nb_avg_unpool2d(g, x3, &o, 4, 4), NB_ERR_RANK, "avg_unpool2d", "[2,3,5]", ev);
@@ -734,6 +783,21 @@ static void test_errors(void **state)
         assert_null(fn(g, right, NULL));
         assert_int_equal(nb_graph_status(g), NB_OK);
     }
+
+    /* an index list given with the attributes is the caller's: the argmax
+     * goes to the node's own array */
+    nb_attrs given = {0};
+    int64_t mine[3] = {7, 7, 7};
+    given.ints[0] = given.ints[1] = given.ints[2] = given.ints[3] = 2;
+    given.idx = mine;
+    given.n_idx = 3;
+    nb_tensor *ya2 = nb_apply(g, nb_op_find("max_pool2d"), &x, 1, &given);
+    assert_non_null(ya2);
+    assert_int_equal(nb_op_attrs(ya2)->n_idx, nb_tensor_size(ya2));
+    assert_true(nb_op_attrs(ya2)->idx != mine && mine[0] == 7 && mine[2] == 7);
+    assert_memory_equal(nb_op_attrs(ya2)->idx, nb_op_attrs(y)->idx,
+                        (size_t)nb_tensor_size(y) * sizeof(int64_t));
+    ev = nb_graph_evals(g);
 
     /* attributes given directly through nb_apply are checked the same way */
     nb_attrs bad = {0};
