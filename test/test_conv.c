@@ -216,6 +216,9 @@ static void test_values(void **state)
     /* one sample and one group: the products run with threads inside */
     k = make_case(1, 3, 8, 8, 5, 3, 3, nb_conv_defaults());
     check_values(&k, 8);
+    /* a batch of 11: the weight gradient sums runs of 1 and 2 samples */
+    k = make_case(11, 2, 4, 5, 4, 2, 2, axes(1, 1, 1, 2, 0, 1, 2));
+    check_values(&k, 9);
 }
 
 /* ------------------------------------------------------- gradient checks */
@@ -473,13 +476,13 @@ static void test_gradcheck_second_order(void **state)
 /* ------------------------------------------------------------- threads */
 
 /* Each op on 1 and on 2 threads gives the same bits, f32 and f64, with
- * the products in parallel (a batch of 4) and with threads inside one
- * product (a batch of 1). */
+ * the products in parallel (a batch of 10, whose weight gradient sums
+ * runs of samples) and with threads inside one product (a batch of 1). */
 static void test_threads(void **state)
 {
     (void)state;
     conv_case cases[2] = {
-        make_case(4, 8, 30, 31, 16, 3, 3, axes(1, 1, 1, 1, 1, 1, 1)),
+        make_case(10, 8, 20, 21, 16, 3, 3, axes(1, 1, 1, 1, 1, 1, 1)),
         make_case(1, 32, 33, 32, 32, 3, 3, axes(1, 1, 2, 2, 0, 1, 1)),
     };
     for (int c = 0; c < 2; c++)
