@@ -275,74 +275,84 @@ static void col_range(int64_t ow, int64_t s, int64_t off, int64_t w, int64_t *lo
  * and its patch matrix col (K x P): im2col writes col[(c,a,b)][(i,j)] =
  * xg[c][i·sh − ph + a·dh][j·sw − pw + b·dw], 0 where that lies in the
  * padding; col2im is its adjoint, xg = 0 then xg[...] += col[...] over the
- * same pairs, in the same order every time.
+ * same pairs, in the same order every time. Output rows [ilo, ihi) and
+ * columns [lo, hi) of a tap are those inside the input.
  */
-#define PATCHES(T, TO_COL)                                                                         \
-    do {                                                                                           \
-        int64_t cg = q->c / q->groups, P = q->oh * q->ow;                                          \
-        if (!(TO_COL))                                                                             \
-            memset(xg, 0, (size_t)(cg * q->h * q->w) * sizeof(T));                                 \
+#define DEFINE_PATCHES(T, SUF)                                                                     \
+    static void im2col_##SUF(const conv_geom *q, const T *restrict xg, T *restrict col)            \
+    {                                                                                              \
+        int64_t cg = q->c / q->groups, P = q->oh * q->ow, ow = q->ow;                              \
         for (int64_t c = 0; c < cg; c++)                                                           \
             for (int64_t a = 0; a < q->kh; a++)                                                    \
                 for (int64_t b = 0; b < q->kw; b++, col += P) {                                    \
-                    T *plane = xg + c * q->h * q->w;                                               \
-                    int64_t off = b * q->dw - q->pw, lo, hi;                                       \
-                    col_range(q->ow, q->sw, off, q->w, &lo, &hi);                                  \
-                    for (int64_t i = 0; i < q->oh; i++) {                                          \
-                        T *cr = col + i * q->ow;                                                   \
-                        int64_t ih = i * q->sh - q->ph + a * q->dh;                                \
-                        bool inside = ih >= 0 && ih < q->h;                                        \
-                        T *row = plane + (inside ? ih * q->w : 0);                                 \
-                        if (!(TO_COL)) {                                                           \
-                            for (int64_t j = inside ? lo : hi; j < hi; j++)                        \
-                                row[j * q->sw + off] += cr[j];                                     \
-                            continue;                                                              \
-                        }                                                                          \
-                        if (!inside) {                                                             \
-                            memset(cr, 0, (size_t)q->ow * sizeof(T));                              \
-                            continue;                                                              \
-                        }                                                                          \
-                        memset(cr, 0, (size_t)lo * sizeof(T));                                     \
-                        if (q->sw == 1 && hi > lo)                                                 \
-                            memcpy(cr + lo, row + lo + off, (size_t)(hi - lo) * sizeof(T));        \
+                    int64_t top = a * q->dh - q->ph, off = b * q->dw - q->pw, ilo, ihi, lo, hi;    \
+                    col_range(q->oh, q->sh, top, q->h, &ilo, &ihi);                                \
+                    col_range(ow, q->sw, off, q->w, &lo, &hi);                                     \
+                    const T *plane = xg + c * q->h * q->w;                                         \
+                    memset(col, 0, (size_t)(ilo * ow) * sizeof(T));                                \
+                    memset(col + ihi * ow, 0, (size_t)((q->oh - ihi) * ow) * sizeof(T));           \
+                    if (q->sh == 1 && q->sw == 1 && ow == q->w && off == 0) {                      \
+                        /* the rows are one run of x */                                            \
+                        memcpy(col + ilo * ow, plane + (ilo + top) * q->w,                         \
+                               (size_t)((ihi - ilo) * ow) * sizeof(T));                            \
+                        continue;                                                                  \
+                    }                                                                              \
+                    for (int64_t i = ilo; i < ihi; i++) {                                          \
+                        T *restrict cr = col + i * ow;                                             \
+                        const T *restrict row = plane + (i * q->sh + top) * q->w;                  \
+                        for (int64_t j = 0; j < lo; j++)                                           \
+                            cr[j] = 0;                                                             \
+                        if (q->sw == 1)                                                            \
+                            for (int64_t j = lo; j < hi; j++)                                      \
+                                cr[j] = row[j + off];                                              \
                         else                                                                       \
                             for (int64_t j = lo; j < hi; j++)                                      \
                                 cr[j] = row[j * q->sw + off];                                      \
-                        memset(cr + hi, 0, (size_t)(q->ow - hi) * sizeof(T));                      \
+                        for (int64_t j = hi; j < ow; j++)                                          \
+                            cr[j] = 0;                                                             \
                     }                                                                              \
                 }                                                                                  \
-    } while (0)
+    }                                                                                              \
+    static void col2im_##SUF(const conv_geom *q, const T *restrict col, T *restrict xg)            \
+    {                                                                                              \
+        int64_t cg = q->c / q->groups, P = q->oh * q->ow, ow = q->ow;                              \
+        memset(xg, 0, (size_t)(cg * q->h * q->w) * sizeof(T));                                     \
+        for (int64_t c = 0; c < cg; c++)                                                           \
+            for (int64_t a = 0; a < q->kh; a++)                                                    \
+                for (int64_t b = 0; b < q->kw; b++, col += P) {                                    \
+                    int64_t top = a * q->dh - q->ph, off = b * q->dw - q->pw, ilo, ihi, lo, hi;    \
+                    col_range(q->oh, q->sh, top, q->h, &ilo, &ihi);                                \
+                    col_range(ow, q->sw, off, q->w, &lo, &hi);                                     \
+                    T *plane = xg + c * q->h * q->w;                                               \
+                    for (int64_t i = ilo; i < ihi; i++) {                                          \
+                        const T *restrict cr = col + i * ow;                                       \
+                        T *restrict row = plane + (i * q->sh + top) * q->w;                        \
+                        if (q->sw == 1)                                                            \
+                            for (int64_t j = lo; j < hi; j++)                                      \
+                                row[j + off] += cr[j];                                             \
+                        else                                                                       \
+                            for (int64_t j = lo; j < hi; j++)                                      \
+                                row[j * q->sw + off] += cr[j];                                     \
+                    }                                                                              \
+                }                                                                                  \
+    }
 
-static void im2col_f32(const conv_geom *q, float *xg, float *col)
-{
-    PATCHES(float, true);
-}
-static void im2col_f64(const conv_geom *q, double *xg, double *col)
-{
-    PATCHES(double, true);
-}
-static void col2im_f32(const conv_geom *q, float *xg, float *col)
-{
-    PATCHES(float, false);
-}
-static void col2im_f64(const conv_geom *q, double *xg, double *col)
-{
-    PATCHES(double, false);
-}
+DEFINE_PATCHES(float, f32)
+DEFINE_PATCHES(double, f64)
 
 static void im2col(const conv_geom *q, nb_dtype dt, const void *xg, void *col)
 {
     if (dt == NB_F32)
-        im2col_f32(q, (float *)xg, col); /* xg is only read */
+        im2col_f32(q, xg, col);
     else
-        im2col_f64(q, (double *)xg, col);
+        im2col_f64(q, xg, col);
 }
 static void col2im(const conv_geom *q, nb_dtype dt, const void *col, void *xg)
 {
     if (dt == NB_F32)
-        col2im_f32(q, xg, (float *)col); /* col is only read */
+        col2im_f32(q, col, xg);
     else
-        col2im_f64(q, xg, (double *)col);
+        col2im_f64(q, col, xg);
 }
 
 /* One lowered op: its geometry, its operands' data, and its products. */
