@@ -556,6 +556,67 @@ static void test_conv1d(void **state)
     nb_graph_free(g);
 }
 
+/* ------------------------------------------------------------- memory */
+
+/* One step: a conv net forward and the gradients of its three inputs, in
+ * g. Its first layer's patch matrices (144 x 2048 floats) are larger than
+ * an arena chunk (1 MiB), so each is a block of its own. */
+static nb_status conv_step(nb_graph *g)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, 41);
+    int64_t sx[4] = {1, 16, 64, 64}, s1[4] = {4, 16, 3, 3}, s2[4] = {2, 2, 2, 2};
+    nb_tensor *p[3] = {nb_rand_uniform(g, &rng, NB_F32, 4, sx, -1, 1),
+                       nb_rand_uniform(g, &rng, NB_F32, 4, s1, -1, 1),
+                       nb_rand_uniform(g, &rng, NB_F32, 4, s2, -1, 1)};
+    for (int i = 0; i < 3; i++)
+        nb_tensor_set_requires_grad(p[i], true);
+    nb_tensor *gr[3];
+    nb_tensor *loss = p[0] && p[1] && p[2] ? net(g, p[0], p[1], p[2]) : NULL;
+    return loss ? nb_grad(g, loss, NULL, p, 3, gr, false) : nb_graph_status(g);
+}
+
+/* After the first step a repeated step allocates nothing (scratch comes
+ * from the arena and goes back to it), and a failing allocation anywhere in
+ * a step is a recorded NB_ERR_NOMEM, never a crash. */
+static void test_memory(void **state)
+{
+    (void)state;
+    tc_counting c = {0};
+    nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+    assert_non_null(g);
+    assert_int_equal(conv_step(g), NB_OK);
+    long after_first = c.calls;
+    for (int step = 0; step < 3; step++) {
+        nb_graph_reset(g);
+        assert_int_equal(conv_step(g), NB_OK);
+    }
+    assert_int_equal(c.calls, after_first);
+    nb_graph_free(g);
+    assert_int_equal(c.live, 0);
+
+    /* every allocation of a step fails in turn; one of them is a patch
+     * matrix of conv2d's */
+    bool conv_failed = false;
+    for (long k = 1;; k++) {
+        tc_counting f = {.fail_at = k};
+        g = nb_graph_new_alloc(tc_counting_alloc, &f);
+        if (!g)
+            continue;
+        nb_status st = conv_step(g);
+        bool failed = f.calls >= k;
+        conv_failed |= failed && strcmp(nb_graph_error(g)->where, "conv2d") == 0;
+        nb_graph_free(g);
+        assert_int_equal(f.live, 0);
+        if (!failed) {
+            assert_int_equal(st, NB_OK);
+            break;
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+    }
+    assert_true(conv_failed);
+}
+
 /* ---------------------------------------------------- the GEMM's sums */
 
 /* accumulate adds the product to C; without it C is overwritten */
@@ -775,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_second_order),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_memory),
         cmocka_unit_test(test_gemm_accumulate),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_empty),
