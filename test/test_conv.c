@@ -216,6 +216,9 @@ static void test_values(void **state)
     /* one sample and one group: the products run with threads inside */
     k = make_case(1, 3, 8, 8, 5, 3, 3, nb_conv_defaults());
     check_values(&k, 8);
+    /* taps that lie wholly in the padding (rows and columns) */
+    k = make_case(2, 2, 2, 2, 2, 3, 3, axes(1, 2, 2, 2, 2, 2, 1));
+    check_values(&k, 10);
     /* a batch of 11: the weight gradient sums runs of 1 and 2 samples */
     k = make_case(11, 2, 4, 5, 4, 2, 2, axes(1, 1, 1, 2, 0, 1, 2));
     check_values(&k, 9);
@@ -735,8 +738,14 @@ static void test_errors(void **state)
     bad = axes(1, 0, 3, 1, 0, 3, 2);
     expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_SHAPE, "conv2d", X, W,
                  "kernel 3x3 (dilation 3x3) is larger than the padded input 5x5 (padding 0x0)", ev);
-    bad = axes(1, 0, INT64_MAX / 2, 1, 0, INT64_MAX / 2, 2);
+    bad = axes(1, 0, INT64_MAX / 2, 1, 0, INT64_MAX, 2); /* d·(K−1) near 2^63, and past it */
     expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_SHAPE, "conv2d", X, W, "is larger", ev);
+    bad = axes(1, 0, 1, 1, 0, INT64_MAX, 2);
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_SHAPE, "conv2d", X, W, "is larger", ev);
+    nb_tensor *w0 = zeros4(g, NB_F64, 6, 2, 3, 0);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d(g, x, w0, &ok), NB_ERR_SHAPE, "conv2d", X, "[6,2,3,0]",
+                 "kernel size 3x0 must be at least 1", ev);
 
     /* conv_transpose2d: channels, the result's size */
     expect_error(g, nb_conv_transpose2d(g, x, w, 5, 5, &ok), NB_ERR_SHAPE, "conv_transpose2d", X, W,
@@ -747,6 +756,8 @@ static void test_errors(void **state)
                  ev);
     expect_error(g, nb_conv_transpose2d(g, y, w, -1, 5, &ok), NB_ERR_ARG, "conv_transpose2d", Y, W,
                  "result size -1x5", ev);
+    expect_error(g, nb_conv_transpose2d(g, y, w, 5, INT64_MAX, &ok), NB_ERR_ARG, "conv_transpose2d",
+                 Y, W, "is out of range", ev);
     bad = ok, bad.groups = INT64_MAX / 2 + 1; /* 2 channels per group: 2^63 channels */
     expect_error(g, nb_conv_transpose2d(g, y, w, 5, 5, &bad), NB_ERR_ARG, "conv_transpose2d", Y, W,
                  "out of range", ev);
@@ -791,6 +802,8 @@ static void test_errors(void **state)
     assert_null(nb_conv1d(g, x1, NULL, 1, 0, 1, 1));
     assert_null(nb_conv_transpose2d(g, y, NULL, 5, 5, NULL));
     assert_null(nb_conv2d_weight_grad(g, NULL, y, 3, 3, NULL));
+    assert_null(nb_conv1d(NULL, x1, w1, 1, 0, 1, 1));
+    assert_null(nb_conv2d(NULL, x, w, NULL));
     assert_int_equal(nb_graph_status(g), NB_OK);
     nb_graph_free(g);
 }
@@ -807,6 +820,11 @@ static void test_empty(void **state)
     assert_int_equal(nb_tensor_size(y), 2 * 3 * 3 * 3);
     for (int64_t e = 0; e < nb_tensor_size(y); e++)
         assert_true(nb_tensor_get(y, e) == 0);
+    /* an empty batch: an empty result */
+    y = nb_conv2d(g, zeros4(g, NB_F32, 0, 2, 4, 4), zeros4(g, NB_F32, 3, 2, 2, 2), &o);
+    assert_non_null(y);
+    assert_int_equal(nb_tensor_size(y), 0);
+    assert_int_equal(nb_tensor_dim(y, 1), 3);
     /* an empty batch: the weight gradient is a sum of nothing */
     nb_tensor *full = nb_full(g, NB_F64, 4, (int64_t[]){0, 2, 3, 3}, 1);
     nb_tensor *dw = nb_conv2d_weight_grad(g, full, zeros4(g, NB_F64, 0, 3, 2, 2), 2, 2, &o);

@@ -136,12 +136,12 @@ static const char *pair_str(char *buf, size_t n, int spatial, int64_t h, int64_t
 
 /* Output length along one axis of input length `in` (padding p each side)
  * for a kernel of k taps spaced d apart, at stride s; -1 when the kernel
- * does not fit in the padded input. Arguments are checked: in, k >= 0,
- * 0 <= p <= NBC_MAX_ELEMS, s, d >= 1. */
+ * does not fit in the padded input. Arguments are checked: in >= 0, k, s,
+ * d >= 1, 0 <= p <= NBC_MAX_ELEMS. */
 static int64_t out_len(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
 {
     int64_t span;
-    if (k < 1 || nbc_mul_overflows(d, k - 1, &span))
+    if (nbc_mul_overflows(d, k - 1, &span))
         return -1;
     int64_t padded = in + 2 * p;
     if (span >= padded)
@@ -186,8 +186,9 @@ static nb_status conv_check(nb_graph *g, const char *op, conv_kind kind, const n
         return conv_error(g, NB_ERR_ARG, op, kind, a, b,
                           "result size %s with %lld groups is out of range",
                           pair_str(s1, sizeof s1, spatial, q->h, q->w), (long long)q->groups);
-    if (kind == CONV_WEIGHT_GRAD && (q->kh < 1 || q->kw < 1))
-        return conv_error(g, NB_ERR_ARG, op, kind, a, b, "kernel size %s must be at least 1",
+    if (q->kh < 1 || q->kw < 1) /* an argument of weight_grad, w's shape otherwise */
+        return conv_error(g, kind == CONV_WEIGHT_GRAD ? NB_ERR_ARG : NB_ERR_SHAPE, op, kind, a, b,
+                          "kernel size %s must be at least 1",
                           pair_str(s1, sizeof s1, spatial, q->kh, q->kw));
 
     /* channels and batch */
@@ -507,11 +508,23 @@ nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out)
         shape = (nbk_gemm){.dtype = r.dt, .trans_a = true, .m = r.K, .n = r.P, .k = r.og};
     else if (kind == CONV_WEIGHT_GRAD)
         shape = (nbk_gemm){.dtype = r.dt, .trans_b = true, .m = r.og, .n = r.K, .k = r.P};
-    size_t col_bytes = r.direct ? 0 : nbc_round16((size_t)(r.K * r.P) * r.es);
+    /* elements of a patch matrix, of the partial sums, and of all scratch
+     * (per thread: a patch matrix and the GEMM's packing buffers) */
+    int64_t col_elems = 0, partial_elems = 0, total;
     size_t ws_bytes = nbc_round16(nbk_gemm_workspace(&shape, r.gemm_threads));
-    size_t per_thread = col_bytes + ws_bytes;
-    size_t partial_bytes =
-        kind == CONV_WEIGHT_GRAD ? (size_t)((r.chunks - 1) * q->o * r.K) * r.es : 0;
+    int64_t ws_elems = (int64_t)((ws_bytes + NB_ALIGN) / r.es) + 1; /* with col's rounding */
+    if ((!r.direct && (nbc_mul_overflows(r.K, r.P, &col_elems) || col_elems > NBC_MAX_ELEMS)) ||
+        (kind == CONV_WEIGHT_GRAD && (nbc_mul_overflows(r.chunks - 1, out->size, &partial_elems) ||
+                                      partial_elems > NBC_MAX_ELEMS)) ||
+        nbc_mul_overflows(team, col_elems + ws_elems, &total) ||
+        total > NBC_MAX_ELEMS - partial_elems)
+        return nbc_error(g, NB_ERR_NOMEM, out->op->name,
+                         "scratch of %lld x %lld elements is too large", (long long)r.K,
+                         (long long)r.P);
+    size_t col_bytes = (size_t)col_elems * r.es, per_thread;
+    col_bytes = (col_bytes + NB_ALIGN - 1) / NB_ALIGN * NB_ALIGN; /* each thread's on a line */
+    per_thread = col_bytes + ws_bytes;
+    size_t partial_bytes = (size_t)partial_elems * r.es;
 
     nbc_arena_pos pos = nbc_arena_tell(&g->arena);
     char *scratch =
