@@ -271,71 +271,79 @@ static void col_range(int64_t ow, int64_t s, int64_t off, int64_t w, int64_t *lo
     *hi = h < *lo ? *lo : h < ow ? h : ow;
 }
 
+/* Tap t = (a, b) of the kernel: output (i, j) reads input row i·sh + top and
+ * column j·sw + off, inside the input for rows [ilo, ihi) and columns
+ * [lo, hi). */
+typedef struct conv_tap {
+    int64_t top, off, ilo, ihi, lo, hi;
+} conv_tap;
+
+static conv_tap tap_of(const conv_geom *q, int64_t t)
+{
+    conv_tap k = {.top = t / q->kw * q->dh - q->ph, .off = t % q->kw * q->dw - q->pw};
+    col_range(q->oh, q->sh, k.top, q->h, &k.ilo, &k.ihi);
+    col_range(q->ow, q->sw, k.off, q->w, &k.lo, &k.hi);
+    return k;
+}
+
 /*
  * Between one sample's group of input planes xg (C/groups planes of h x w)
  * and its patch matrix col (K x P): im2col writes col[(c,a,b)][(i,j)] =
  * xg[c][i·sh − ph + a·dh][j·sw − pw + b·dw], 0 where that lies in the
  * padding; col2im is its adjoint, xg = 0 then xg[...] += col[...] over the
- * same pairs, in the same order every time. Output rows [ilo, ihi) and
- * columns [lo, hi) of a tap are those inside the input.
+ * same pairs, in the same order every time.
  */
 #define DEFINE_PATCHES(T, SUF)                                                                     \
     static void im2col_##SUF(const conv_geom *q, const T *restrict xg, T *restrict col)            \
     {                                                                                              \
-        int64_t cg = q->c / q->groups, P = q->oh * q->ow, ow = q->ow;                              \
-        for (int64_t c = 0; c < cg; c++)                                                           \
-            for (int64_t a = 0; a < q->kh; a++)                                                    \
-                for (int64_t b = 0; b < q->kw; b++, col += P) {                                    \
-                    int64_t top = a * q->dh - q->ph, off = b * q->dw - q->pw, ilo, ihi, lo, hi;    \
-                    col_range(q->oh, q->sh, top, q->h, &ilo, &ihi);                                \
-                    col_range(ow, q->sw, off, q->w, &lo, &hi);                                     \
-                    const T *plane = xg + c * q->h * q->w;                                         \
-                    memset(col, 0, (size_t)(ilo * ow) * sizeof(T));                                \
-                    memset(col + ihi * ow, 0, (size_t)((q->oh - ihi) * ow) * sizeof(T));           \
-                    if (q->sh == 1 && q->sw == 1 && ow == q->w && off == 0) {                      \
-                        /* the rows are one run of x */                                            \
-                        memcpy(col + ilo * ow, plane + (ilo + top) * q->w,                         \
-                               (size_t)((ihi - ilo) * ow) * sizeof(T));                            \
-                        continue;                                                                  \
-                    }                                                                              \
-                    for (int64_t i = ilo; i < ihi; i++) {                                          \
-                        T *restrict cr = col + i * ow;                                             \
-                        const T *restrict row = plane + (i * q->sh + top) * q->w;                  \
-                        for (int64_t j = 0; j < lo; j++)                                           \
-                            cr[j] = 0;                                                             \
-                        if (q->sw == 1)                                                            \
-                            for (int64_t j = lo; j < hi; j++)                                      \
-                                cr[j] = row[j + off];                                              \
-                        else                                                                       \
-                            for (int64_t j = lo; j < hi; j++)                                      \
-                                cr[j] = row[j * q->sw + off];                                      \
-                        for (int64_t j = hi; j < ow; j++)                                          \
-                            cr[j] = 0;                                                             \
-                    }                                                                              \
+        int64_t P = q->oh * q->ow, ow = q->ow, taps = q->kh * q->kw;                               \
+        for (int64_t c = 0; c < q->c / q->groups; c++)                                             \
+            for (int64_t t = 0; t < taps; t++, col += P) {                                         \
+                conv_tap k = tap_of(q, t);                                                         \
+                const T *plane = xg + c * q->h * q->w;                                             \
+                memset(col, 0, (size_t)(k.ilo * ow) * sizeof(T));                                  \
+                memset(col + k.ihi * ow, 0, (size_t)((q->oh - k.ihi) * ow) * sizeof(T));           \
+                if (q->sh == 1 && q->sw == 1 && ow == q->w && k.off == 0) {                        \
+                    /* the rows are one run of x */                                                \
+                    memcpy(col + k.ilo * ow, plane + (k.ilo + k.top) * q->w,                       \
+                           (size_t)((k.ihi - k.ilo) * ow) * sizeof(T));                            \
+                    continue;                                                                      \
                 }                                                                                  \
+                for (int64_t i = k.ilo; i < k.ihi; i++) {                                          \
+                    T *restrict cr = col + i * ow;                                                 \
+                    const T *restrict row = plane + (i * q->sh + k.top) * q->w;                    \
+                    for (int64_t j = 0; j < k.lo; j++)                                             \
+                        cr[j] = 0;                                                                 \
+                    if (q->sw == 1)                                                                \
+                        for (int64_t j = k.lo; j < k.hi; j++)                                      \
+                            cr[j] = row[j + k.off];                                                \
+                    else                                                                           \
+                        for (int64_t j = k.lo; j < k.hi; j++)                                      \
+                            cr[j] = row[j * q->sw + k.off];                                        \
+                    for (int64_t j = k.hi; j < ow; j++)                                            \
+                        cr[j] = 0;                                                                 \
+                }                                                                                  \
+            }                                                                                      \
     }                                                                                              \
     static void col2im_##SUF(const conv_geom *q, const T *restrict col, T *restrict xg)            \
     {                                                                                              \
-        int64_t cg = q->c / q->groups, P = q->oh * q->ow, ow = q->ow;                              \
-        memset(xg, 0, (size_t)(cg * q->h * q->w) * sizeof(T));                                     \
-        for (int64_t c = 0; c < cg; c++)                                                           \
-            for (int64_t a = 0; a < q->kh; a++)                                                    \
-                for (int64_t b = 0; b < q->kw; b++, col += P) {                                    \
-                    int64_t top = a * q->dh - q->ph, off = b * q->dw - q->pw, ilo, ihi, lo, hi;    \
-                    col_range(q->oh, q->sh, top, q->h, &ilo, &ihi);                                \
-                    col_range(ow, q->sw, off, q->w, &lo, &hi);                                     \
-                    T *plane = xg + c * q->h * q->w;                                               \
-                    for (int64_t i = ilo; i < ihi; i++) {                                          \
-                        const T *restrict cr = col + i * ow;                                       \
-                        T *restrict row = plane + (i * q->sh + top) * q->w;                        \
-                        if (q->sw == 1)                                                            \
-                            for (int64_t j = lo; j < hi; j++)                                      \
-                                row[j + off] += cr[j];                                             \
-                        else                                                                       \
-                            for (int64_t j = lo; j < hi; j++)                                      \
-                                row[j * q->sw + off] += cr[j];                                     \
-                    }                                                                              \
+        int64_t P = q->oh * q->ow, ow = q->ow, taps = q->kh * q->kw;                               \
+        memset(xg, 0, (size_t)(q->c / q->groups * q->h * q->w) * sizeof(T));                       \
+        for (int64_t c = 0; c < q->c / q->groups; c++)                                             \
+            for (int64_t t = 0; t < taps; t++, col += P) {                                         \
+                conv_tap k = tap_of(q, t);                                                         \
+                T *plane = xg + c * q->h * q->w;                                                   \
+                for (int64_t i = k.ilo; i < k.ihi; i++) {                                          \
+                    const T *restrict cr = col + i * ow;                                           \
+                    T *restrict row = plane + (i * q->sh + k.top) * q->w;                          \
+                    if (q->sw == 1)                                                                \
+                        for (int64_t j = k.lo; j < k.hi; j++)                                      \
+                            row[j + k.off] += cr[j];                                               \
+                    else                                                                           \
+                        for (int64_t j = k.lo; j < k.hi; j++)                                      \
+                            row[j * q->sw + k.off] += cr[j];                                       \
                 }                                                                                  \
+            }                                                                                      \
     }
 
 DEFINE_PATCHES(float, f32)
