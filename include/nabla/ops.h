@@ -220,8 +220,8 @@ NB_API nb_conv_opts nb_conv_defaults(void);
  * Errors (the message names the op and both shapes): a rank other than 4
  * (NB_ERR_SHAPE); dtypes that differ (NB_ERR_DTYPE); stride or dilation < 1,
  * negative padding or groups < 1 (NB_ERR_ARG); C or O not divisible by
- * groups, w's channels not C/groups, or a kernel larger than the padded
- * input (NB_ERR_SHAPE).
+ * groups, w's channels not C/groups, a kernel side of 0, or a kernel larger
+ * than the padded input (NB_ERR_SHAPE). Nothing is recorded then.
  */
 NB_API nb_tensor *nb_conv2d(nb_graph *g, nb_tensor *x, nb_tensor *w, const nb_conv_opts *o);
 /**
