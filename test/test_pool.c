@@ -694,8 +694,8 @@ static void test_errors(void **state)
             expect_error(g, pools[p](g, x, &bad_windows[k].o), bad_windows[k].code, op,
                          bad_windows[k].said, ev);
         /* rank other than 4 */
-        expect_error(g, pools[p](g, x3, &(nb_pool2d_opts){{2, 2}, {2, 2}, {0, 0}}), NB_ERR_RANK, op,
-                     "[2,3,5] has rank 3, not 4", ev);
+        expect_error(g, pools[p](g, x3, &(nb_pool2d_opts){{2, 2}, {2, 2}, {0, 0}}), NB_ERR_SHAPE,
+                     op, "[2,3,5] has rank 3, not 4", ev);
         /* an empty plane */
         nb_tensor *e = nb_zeros(g, NB_F64, 4, (int64_t[]){1, 1, 0, 3});
         ev = nb_graph_evals(g);
@@ -725,7 +725,7 @@ static void test_errors(void **state)
         expect_error(g, pools1[p](g, x3, 2, 0, 0), NB_ERR_ARG, op, "stride 0", ev);
         expect_error(g, pools1[p](g, x3, 2, 1, -1), NB_ERR_ARG, op, "padding -1", ev);
         expect_error(g, pools1[p](g, x3, 3, 1, 2), NB_ERR_ARG, op, "on axis L", ev);
-        expect_error(g, pools1[p](g, x, 2, 1, 0), NB_ERR_RANK, op, "[2,3,4,5] has rank 4, not 3",
+        expect_error(g, pools1[p](g, x, 2, 1, 0), NB_ERR_SHAPE, op, "[2,3,4,5] has rank 4, not 3",
                      ev);
         assert_null(pools1[p](g, NULL, 2, 1, 0));
         assert_int_equal(nb_graph_status(g), NB_OK);
@@ -750,7 +750,7 @@ static void test_errors(void **state)
     assert_null(nb_avg_unpool2d(g, NULL, &o, 4, 4));
     expect_error(g, nb_avg_unpool2d(g, u, &(nb_pool2d_opts){{2, 2}, {0, 2}, {0, 0}}, 4, 4),
                  NB_ERR_ARG, "avg_unpool2d", "stride 0x2", ev);
-    expect_error(g, nb_avg_unpool2d(g, x3, &o, 4, 4), NB_ERR_RANK, "avg_unpool2d", "[2,3,5]", ev);
+    expect_error(g, nb_avg_unpool2d(g, x3, &o, 4, 4), NB_ERR_SHAPE, "avg_unpool2d", "[2,3,5]", ev);
     expect_error(g, nb_avg_unpool2d(g, u, NULL, 4, 4), NB_ERR_NULL, "avg_unpool2d", "[2,3,2,2]",
                  ev);
     assert_non_null(nb_avg_unpool2d(g, u, &o, 5, 5)); /* floor: 5 pools to 2 */

@@ -190,6 +190,74 @@ NB_API nb_tensor *nb_one_hot(nb_graph *g, nb_dtype dt, const int64_t *labels, in
  */
 NB_API nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b);
 
+/* ------------------------------------------------------------ convolution */
+/**
+ * Settings of a 2-D convolution, per spatial axis (index 0: height, 1:
+ * width): stride >= 1; padding >= 0 (zeros on both sides); dilation >= 1
+ * (the spacing of the kernel's taps); groups >= 1 (the channels of x and of
+ * the result split into that many groups, each convolved with its own).
+ * Start from nb_conv_defaults(): a zeroed struct has stride 0, an error.
+ */
+typedef struct nb_conv_opts {
+    int64_t stride[2];
+    int64_t padding[2];
+    int64_t dilation[2];
+    int64_t groups;
+} nb_conv_opts;
+
+/** Stride 1, padding 0, dilation 1, one group. */
+NB_API nb_conv_opts nb_conv_defaults(void);
+
+/**
+ * 2-D convolution (a cross-correlation, as PyTorch's conv2d), NCHW: x
+ * [N,C,H,W] and w [O,C/groups,KH,KW] give y [N,O,OH,OW] with
+ *   y[n,o,i,j] = Σ_{c,a,b} x[n, G·C/groups + c, i·sh − ph + a·dh, j·sw − pw + b·dw]·w[o,c,a,b],
+ * G = o / (O/groups) the group of o and x zero in the padding;
+ * OH = ⌊(H + 2ph − dh(KH−1) − 1)/sh⌋ + 1, OW alike. @p o NULL: the defaults.
+ * A bias is an ordinary broadcast add of a [O,1,1] tensor.
+ * dx = conv_transpose2d(g, w, H, W), dw = conv2d_weight_grad(x, g, KH, KW);
+ * t_y = conv2d(t_x, w) + conv2d(x, t_w).
+ * Errors (the message names the op and both shapes): a rank other than 4
+ * (NB_ERR_SHAPE); dtypes that differ (NB_ERR_DTYPE); stride or dilation < 1,
+ * negative padding or groups < 1 (NB_ERR_ARG); C or O not divisible by
+ * groups, w's channels not C/groups, a kernel side of 0, or a kernel larger
+ * than the padded input (NB_ERR_SHAPE). Nothing is recorded then.
+ */
+NB_API nb_tensor *nb_conv2d(nb_graph *g, nb_tensor *x, nb_tensor *w, const nb_conv_opts *o);
+/**
+ * Transposed convolution, the adjoint of nb_conv2d in x (and the input
+ * gradient of a convolution): y [N,O,OH,OW] and w [O,C/groups,KH,KW] give x
+ * [N,C,H,W] (C = groups·w's dim 1) with <conv2d(x', w), y> = <x', x> for
+ * every x'. H and W are given because with a stride several input sizes
+ * have the same output size: conv2d of an H x W input must give OH x OW.
+ * The same settings as the nb_conv2d it transposes. dy = conv2d(g, w),
+ * dw = conv2d_weight_grad(g, y, KH, KW); t_x = conv_transpose2d(t_y, w) +
+ * conv_transpose2d(y, t_w). Errors as nb_conv2d, and y's channels not w's
+ * O, or H x W not giving OH x OW (NB_ERR_SHAPE), H or W negative
+ * (NB_ERR_ARG).
+ */
+NB_API nb_tensor *nb_conv_transpose2d(nb_graph *g, nb_tensor *y, nb_tensor *w, int64_t h,
+                                      int64_t w_out, const nb_conv_opts *o);
+/**
+ * Weight gradient of a convolution, the adjoint of nb_conv2d in w: x
+ * [N,C,H,W] and gy [N,O,OH,OW] give dw [O,C/groups,KH,KW] with
+ *   dw[o,c,a,b] = Σ_{n,i,j} gy[n,o,i,j]·x[n, G·C/groups + c, i·sh − ph + a·dh, j·sw − pw + b·dw].
+ * dx = conv_transpose2d(gy, g, H, W), dgy = conv2d(x, g); t = the op of
+ * (t_x, gy) plus the op of (x, t_gy). Errors as nb_conv2d, and batch sizes
+ * that differ or H x W not giving OH x OW for this kernel (NB_ERR_SHAPE),
+ * KH or KW < 1 (NB_ERR_ARG).
+ */
+NB_API nb_tensor *nb_conv2d_weight_grad(nb_graph *g, nb_tensor *x, nb_tensor *gy, int64_t kh,
+                                        int64_t kw, const nb_conv_opts *o);
+/**
+ * 1-D convolution: x [N,C,L] and w [O,C/groups,K] give y [N,O,OL],
+ * OL = ⌊(L + 2·padding − dilation(K−1) − 1)/stride⌋ + 1. It is nb_conv2d
+ * of x as [N,C,1,L] and w as [O,C/groups,1,K] (recorded as reshape,
+ * conv2d, reshape), so its derivatives are conv2d's. Errors as nb_conv2d,
+ * named conv1d, with rank 3 instead of 4; nothing is recorded then.
+ */
+NB_API nb_tensor *nb_conv1d(nb_graph *g, nb_tensor *x, nb_tensor *w, int64_t stride,
+                            int64_t padding, int64_t dilation, int64_t groups);
 /* --------------------------------------------------------------- pooling */
 /**
  * The window of a 2-D pooling, per spatial axis ([0] = H, [1] = W):
@@ -215,10 +283,10 @@ typedef struct nb_pool2d_opts {
  * flat index h·W + w of its maximum within its own [H,W] plane.
  * dx = max_unpool2d(g, y) (the whole gradient goes to the argmax, not split
  * among ties); t_y = max_gather2d(t, y).
- * Errors: @p o NULL (NB_ERR_NULL); rank other than 4 (NB_ERR_RANK); kernel
- * or stride < 1, padding < 0 or > kernel/2 (NB_ERR_ARG); H or W of 0, a
- * kernel larger than the padded input, or a padded plane (H + 2·padding[0])
- * x (W + 2·padding[1]) of 2^31 elements or more (NB_ERR_SHAPE). Nothing is
+ * Errors: @p o NULL (NB_ERR_NULL); kernel or stride < 1, padding < 0 or >
+ * kernel/2 (NB_ERR_ARG); a rank other than 4, H or W of 0, a kernel larger
+ * than the padded input, or a padded plane (H + 2·padding[0]) x (W +
+ * 2·padding[1]) of 2^31 elements or more (NB_ERR_SHAPE). Nothing is
  * recorded.
  */
 NB_API nb_tensor *nb_max_pool2d(nb_graph *g, nb_tensor *x, const nb_pool2d_opts *o);

@@ -337,6 +337,24 @@ F(f_matmul_batch)
     UNUSED;
     return nb_matmul(g, x[0], x[1], true, true);
 }
+/* stride 2x1, padding 1x0, dilation 1x2, two groups: x [2,4,5,6], w [4,2,3,2],
+ * y [2,4,3,4] */
+static const nb_conv_opts conv_case_opts = {{2, 1}, {1, 0}, {1, 2}, 2};
+F(f_conv2d)
+{
+    UNUSED;
+    return nb_conv2d(g, x[0], x[1], &conv_case_opts);
+}
+F(f_conv_transpose2d)
+{
+    UNUSED;
+    return nb_conv_transpose2d(g, x[0], x[1], 5, 6, &conv_case_opts);
+}
+F(f_conv2d_weight_grad)
+{
+    UNUSED;
+    return nb_conv2d_weight_grad(g, x[0], x[1], 3, 2, &conv_case_opts);
+}
 F(f_cast)
 {
     UNUSED;
@@ -486,6 +504,13 @@ static const nb_check_case cases[] = {
     CASE("matmul", "[2,3]@[5,3]^T", 2, 2, 2, 0, SH(2, 3), SH(5, 3), SH(0), -2, 2, f_matmul_tb),
     CASE("matmul", "batched [2,4,3]^T@[2,5,4]^T", 2, 3, 3, 0, SH(2, 4, 3), SH(2, 5, 4), SH(0), -2,
          2, f_matmul_batch),
+    /* convolution */
+    CASE("conv2d", "[2,4,5,6]*[4,2,3,2] s2x1 p1x0 d1x2 g2", 2, 4, 4, 0, SH(2, 4, 5, 6),
+         SH(4, 2, 3, 2), SH(0), -2, 2, f_conv2d),
+    CASE("conv_transpose2d", "[2,4,3,4],[4,2,3,2] -> 5x6, s2x1 p1x0 d1x2 g2", 2, 4, 4, 0,
+         SH(2, 4, 3, 4), SH(4, 2, 3, 2), SH(0), -2, 2, f_conv_transpose2d),
+    CASE("conv2d_weight_grad", "[2,4,5,6],[2,4,3,4] -> 3x2, s2x1 p1x0 d1x2 g2", 2, 4, 4, 0,
+         SH(2, 4, 5, 6), SH(2, 4, 3, 4), SH(0), -2, 2, f_conv2d_weight_grad),
     /* pooling */
     CASE("max_pool2d", "[1,2,5,6] 3x3 stride 2 padding 1", 1, 4, 0, 0, SH(1, 2, 5, 6), SH(0), SH(0),
          -2, 2, f_max_pool2d),

@@ -366,6 +366,7 @@ nbk_gemm_isa nbk_gemm_best_isa(void)
 typedef struct gemm_plan {
     const gemm_kernel *kern;
     gemm_view v;        /* the product as computed (maybe transposed) */
+    bool accumulate;    /* C += the product */
     int64_t mc, kc, nc; /* block sizes */
     size_t a_bytes;     /* a packed MC x KC block of op(A) */
     size_t b_bytes;     /* a packed KC x NC block of op(B) */
@@ -384,6 +385,7 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
     size_t elem = nb_dtype_size(p->dtype);
     int64_t m = p->m > 0 ? p->m : 1, n = p->n > 0 ? p->n : 1, k = p->k > 0 ? p->k : 1;
     pl.kern = kr;
+    pl.accumulate = p->accumulate;
     pl.v = (gemm_view){.m = p->m,
                        .n = p->n,
                        .k = p->k,
@@ -472,7 +474,7 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
         int64_t n_panels = (nc + nr_max - 1) / nr_max;
         for (int64_t pc = 0; pc < v->k; pc += pl->kc) {
             int64_t kc = min64(pl->kc, v->k - pc);
-            bool add = pc > 0;
+            bool add = pc > 0 || pl->accumulate;
             for (int64_t jp = 0; jp < n_panels; jp++)
                 kr->pack_b(bpack + jp * kc * nr_max * es, v, jc + jp * nr_max,
                            min64(nr_max, nc - jp * nr_max), pc, kc);
@@ -519,6 +521,8 @@ void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_g
         return;
     size_t elem = nb_dtype_size(p->dtype);
     if (p->k <= 0) { /* an empty sum */
+        if (p->accumulate)
+            return;
         for (int64_t i = 0; i < p->m; i++)
             memset((char *)p->c + (size_t)(i * p->ldc) * elem, 0, (size_t)p->n * elem);
         return;

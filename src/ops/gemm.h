@@ -7,7 +7,8 @@
 
 #include "../core/internal.h"
 
-/* One row-major product C = op(A)·op(B), C overwritten. op(A) is [m,k] and
+/* One row-major product C = op(A)·op(B), C overwritten (or, with
+ * accumulate, C += op(A)·op(B)). op(A) is [m,k] and
  * op(B) is [k,n]; op(X) is X, or X transposed when its flag is set, as
  * BLAS does: A is stored [m,k] (or [k,m] with trans_a) with row stride lda,
  * B is stored [k,n] (or [n,k] with trans_b) with row stride ldb, C is
@@ -15,6 +16,7 @@
 typedef struct nbk_gemm {
     nb_dtype dtype;
     bool trans_a, trans_b;
+    bool accumulate; /* add the product to C instead of overwriting it */
     int64_t m, n, k;
     const void *a;
     int64_t lda;

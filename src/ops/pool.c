@@ -114,7 +114,7 @@ static int64_t pooled_len(int64_t len, int64_t k, int64_t s, int64_t p)
 static nb_status rank_error(nb_graph *g, const char *op, const nb_tensor *x, int want)
 {
     char b[160];
-    return nbc_error(g, NB_ERR_RANK, op, "input %s has rank %d, not %d (%s)",
+    return nbc_error(g, NB_ERR_SHAPE, op, "input %s has rank %d, not %d (%s)",
                      nbc_shp(x, b, sizeof b), x->rank, want, want == 4 ? "[N,C,H,W]" : "[N,C,L]");
 }
 

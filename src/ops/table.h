@@ -69,6 +69,9 @@ enum nbo_id {
     NB_OP_MATMUL,
     NB_OP_CAST,
     NB_OP_STOP_GRADIENT,
+    NB_OP_CONV2D,
+    NB_OP_CONV_TRANSPOSE2D,
+    NB_OP_CONV2D_WEIGHT_GRAD,
     NB_OP_MAX_POOL2D,
     NB_OP_AVG_POOL2D,
     NB_OP_MAX_UNPOOL2D,
@@ -231,6 +234,14 @@ nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_cast_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_cast_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_stop_gradient_fwd(nb_graph *g, nb_tensor *out);
+/* convolution (conv.c): three bilinear ops sharing a shape rule, a kernel
+ * and a JVP rule */
+nb_status nbo_conv_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_conv2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_conv_transpose2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_conv2d_weight_grad_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_conv_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 /* pooling (pool.c) */
 nb_status nbo_pool_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_max_unpool2d_shape(nb_graph *g, nb_tensor *out);

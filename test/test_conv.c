@@ -1,0 +1,863 @@
+/* Convolution: conv2d, conv_transpose2d and conv2d_weight_grad against a
+ * direct convolution written from the formula, gradient checks of all
+ * three in both modes over every combination of stride, padding,
+ * dilation, groups and odd/even sizes, the adjoint (dot-product) identities,
+ * a Hessian-vector product through a small convolutional network against
+ * differences of its gradient, thread-count independence, conv1d, and the
+ * errors the shape rules record. */
+
+#include "tc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/ops/gemm.h"
+
+/* One convolution's sizes and settings. */
+typedef struct conv_case {
+    int64_t n, c, h, w, o, kh, kw;
+    nb_conv_opts opts;
+} conv_case;
+
+/* x [n,c,h,w], w [o, c/groups, kh, kw] */
+static conv_case make_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh,
+                           int64_t kw, nb_conv_opts opts)
+{
+    return (conv_case){.n = n, .c = c, .h = h, .w = w, .o = o, .kh = kh, .kw = kw, .opts = opts};
+}
+
+/* stride, padding and dilation of the height, then of the width, and groups */
+static nb_conv_opts axes(int64_t sh, int64_t ph, int64_t dh, int64_t sw, int64_t pw, int64_t dw,
+                         int64_t groups)
+{
+    return (nb_conv_opts){{sh, sw}, {ph, pw}, {dh, dw}, groups};
+}
+
+static int64_t out_len(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+static int64_t case_oh(const conv_case *k)
+{
+    return out_len(k->h, k->kh, k->opts.stride[0], k->opts.padding[0], k->opts.dilation[0]);
+}
+static int64_t case_ow(const conv_case *k)
+{
+    return out_len(k->w, k->kw, k->opts.stride[1], k->opts.padding[1], k->opts.dilation[1]);
+}
+
+static void shape_x(const conv_case *k, int64_t *s)
+{
+    s[0] = k->n, s[1] = k->c, s[2] = k->h, s[3] = k->w;
+}
+static void shape_w(const conv_case *k, int64_t *s)
+{
+    s[0] = k->o, s[1] = k->c / k->opts.groups, s[2] = k->kh, s[3] = k->kw;
+}
+static void shape_y(const conv_case *k, int64_t *s)
+{
+    s[0] = k->n, s[1] = k->o, s[2] = case_oh(k), s[3] = case_ow(k);
+}
+
+/*
+ * The direct convolution, from the formula, in double: calls visit(x index,
+ * w index, y index) for every product x·w that adds into y. The three ops
+ * are the three ways of summing these products.
+ */
+typedef struct triple {
+    int64_t x, w, y;
+} triple;
+
+static int64_t triples(const conv_case *k, triple *out)
+{
+    int64_t G = k->opts.groups, cg = k->c / G, og = k->o / G, oh = case_oh(k), ow = case_ow(k);
+    int64_t count = 0;
+    for (int64_t n = 0; n < k->n; n++)
+        for (int64_t o = 0; o < k->o; o++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++)
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t a = 0; a < k->kh; a++)
+                            for (int64_t b = 0; b < k->kw; b++) {
+                                int64_t ih = i * k->opts.stride[0] - k->opts.padding[0] +
+                                             a * k->opts.dilation[0];
+                                int64_t iw = j * k->opts.stride[1] - k->opts.padding[1] +
+                                             b * k->opts.dilation[1];
+                                if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w)
+                                    continue;
+                                int64_t ci = (o / og) * cg + c;
+                                if (out)
+                                    out[count] = (triple){((n * k->c + ci) * k->h + ih) * k->w + iw,
+                                                          ((o * cg + c) * k->kh + a) * k->kw + b,
+                                                          ((n * k->o + o) * oh + i) * ow + j};
+                                count++;
+                            }
+    return count;
+}
+
+static triple *naive_products(const conv_case *k, int64_t *count)
+{
+    *count = triples(k, NULL);
+    triple *t = malloc((size_t)(*count + 1) * sizeof *t);
+    assert_non_null(t);
+    triples(k, t);
+    return t;
+}
+
+static nb_tensor *random_tensor(nb_graph *g, nb_rng *rng, nb_dtype dt, const int64_t *shape)
+{
+    nb_tensor *t = nb_rand_uniform(g, rng, dt, 4, shape, -1, 1);
+    assert_non_null(t);
+    return t;
+}
+
+/* The same values in another dtype. */
+static nb_tensor *as_dtype(nb_graph *g, nb_tensor *t, nb_dtype dt)
+{
+    nb_tensor *c = nb_zeros(g, dt, nb_tensor_rank(t), nb_tensor_shape(t));
+    for (int64_t e = 0; e < nb_tensor_size(t); e++)
+        nb_tensor_set(c, e, nb_tensor_get(t, e));
+    return c;
+}
+
+static void expect_values(const char *what, const conv_case *k, const nb_tensor *got,
+                          const double *want, int64_t size, double tol)
+{
+    assert_non_null(got);
+    assert_int_equal(nb_tensor_size(got), size);
+    for (int64_t e = 0; e < size; e++)
+        if (!(fabs(nb_tensor_get(got, e) - want[e]) <= tol * fmax(1.0, fabs(want[e]))))
+            fail_msg("%s %s n%lld c%lld %lldx%lld o%lld k%lldx%lld s%lld,%lld p%lld,%lld "
+                     "d%lld,%lld g%lld: element %lld is %.17g, direct %.17g",
+                     what, nb_dtype_name(nb_tensor_dtype(got)), (long long)k->n, (long long)k->c,
+                     (long long)k->h, (long long)k->w, (long long)k->o, (long long)k->kh,
+                     (long long)k->kw, (long long)k->opts.stride[0], (long long)k->opts.stride[1],
+                     (long long)k->opts.padding[0], (long long)k->opts.padding[1],
+                     (long long)k->opts.dilation[0], (long long)k->opts.dilation[1],
+                     (long long)k->opts.groups, (long long)e, nb_tensor_get(got, e), want[e]);
+}
+
+/* All three ops on random operands, both dtypes, against the direct sums. */
+static void check_values(const conv_case *k, uint64_t seed)
+{
+    int64_t sx[4], sw[4], sy[4];
+    shape_x(k, sx), shape_w(k, sw), shape_y(k, sy);
+    int64_t nx = sx[0] * sx[1] * sx[2] * sx[3], nw = sw[0] * sw[1] * sw[2] * sw[3],
+            ny = sy[0] * sy[1] * sy[2] * sy[3];
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    nb_tensor *x = random_tensor(g, &rng, NB_F64, sx), *w = random_tensor(g, &rng, NB_F64, sw),
+              *gy = random_tensor(g, &rng, NB_F64, sy);
+    int64_t count;
+    triple *t = naive_products(k, &count);
+    double *y = calloc((size_t)ny, sizeof *y), *dx = calloc((size_t)nx, sizeof *dx),
+           *dw = calloc((size_t)nw, sizeof *dw);
+    const double *px = nb_tensor_f64(x), *pw = nb_tensor_f64(w), *pg = nb_tensor_f64(gy);
+    for (int64_t e = 0; e < count; e++) {
+        y[t[e].y] += px[t[e].x] * pw[t[e].w];
+        dx[t[e].x] += pg[t[e].y] * pw[t[e].w];
+        dw[t[e].w] += pg[t[e].y] * px[t[e].x];
+    }
+    for (int d = 0; d < 2; d++) {
+        nb_dtype dt = d ? NB_F32 : NB_F64;
+        double tol = d ? 1e-5 : 1e-12;
+        nb_tensor *xd = as_dtype(g, x, dt), *wd = as_dtype(g, w, dt), *gd = as_dtype(g, gy, dt);
+        expect_values("conv2d", k, nb_conv2d(g, xd, wd, &k->opts), y, ny, tol);
+        expect_values("conv_transpose2d", k, nb_conv_transpose2d(g, gd, wd, k->h, k->w, &k->opts),
+                      dx, nx, tol);
+        expect_values("conv2d_weight_grad", k,
+                      nb_conv2d_weight_grad(g, xd, gd, k->kh, k->kw, &k->opts), dw, nw, tol);
+    }
+    free(t), free(y), free(dx), free(dw);
+    nb_graph_free(g);
+}
+
+/* Every combination the gradient checks run: stride 1-2, padding 0-2,
+ * dilation 1-2, groups 1, 2 and C (= 4), odd and even sizes (5x5 input with
+ * a 2x3 kernel, 6x4 with 3x2; a 1x1 kernel with stride 1 and no padding is
+ * added as the case that needs no patch matrix). */
+#define N_COMBOS (2 * 3 * 2 * 3 * 2 + 2)
+
+static conv_case combo(int i)
+{
+    static const int64_t groups[3] = {1, 2, 4};
+    conv_case k = {.n = 2, .c = 4, .o = 4, .opts = nb_conv_defaults()};
+    if (i >= N_COMBOS - 2) { /* pointwise, one group and two */
+        k.h = 3, k.w = 4, k.kh = k.kw = 1;
+        k.opts.groups = i == N_COMBOS - 1 ? 2 : 1;
+        return k;
+    }
+    bool odd = i % 2;
+    i /= 2;
+    k.opts.groups = groups[i % 3];
+    i /= 3;
+    k.opts.dilation[0] = k.opts.dilation[1] = 1 + i % 2;
+    i /= 2;
+    k.opts.padding[0] = k.opts.padding[1] = i % 3;
+    i /= 3;
+    k.opts.stride[0] = k.opts.stride[1] = 1 + i % 2;
+    k.h = odd ? 5 : 6, k.w = odd ? 5 : 4, k.kh = odd ? 2 : 3, k.kw = odd ? 3 : 2;
+    return k;
+}
+
+static void test_values(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_COMBOS; i++) {
+        conv_case k = combo(i);
+        check_values(&k, 100 + (uint64_t)i);
+    }
+    /* unequal settings per axis, more channels per group, a batch of 3 */
+    conv_case k = make_case(3, 6, 9, 7, 9, 3, 4, axes(2, 1, 1, 1, 2, 2, 3));
+    check_values(&k, 7);
+    /* one sample and one group: the products run with threads inside */
+    k = make_case(1, 3, 8, 8, 5, 3, 3, nb_conv_defaults());
+    check_values(&k, 8);
+    /* taps that lie wholly in the padding (rows and columns) */
+    k = make_case(2, 2, 2, 2, 2, 3, 3, axes(1, 2, 2, 2, 2, 2, 1));
+    check_values(&k, 10);
+    /* a batch of 11: the weight gradient sums runs of 1 and 2 samples */
+    k = make_case(11, 2, 4, 5, 4, 2, 2, axes(1, 1, 1, 2, 0, 1, 2));
+    check_values(&k, 9);
+}
+
+/* ------------------------------------------------------- gradient checks */
+
+typedef struct check_ctx {
+    conv_case k;
+    int op; /* 0 conv2d, 1 conv_transpose2d, 2 conv2d_weight_grad */
+} check_ctx;
+
+static nb_tensor *conv_fn(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    (void)n;
+    const check_ctx *c = ctx;
+    if (c->op == 0)
+        return nb_conv2d(g, in[0], in[1], &c->k.opts);
+    if (c->op == 1)
+        return nb_conv_transpose2d(g, in[0], in[1], c->k.h, c->k.w, &c->k.opts);
+    return nb_conv2d_weight_grad(g, in[0], in[1], c->k.kh, c->k.kw, &c->k.opts);
+}
+
+static const char *const op_names[3] = {"conv2d", "conv_transpose2d", "conv2d_weight_grad"};
+
+/* nb_gradcheck of f at in, in full mode and in fast mode: both pass */
+static void check_both_modes(const char *label, nb_check_fn f, void *ctx, nb_tensor *const *in,
+                             int n, uint64_t seed)
+{
+    for (int fast = 0; fast < 2; fast++) {
+        nb_check_opts o = nb_check_defaults();
+        o.fast = fast;
+        o.seed = seed;
+        nb_check_result r;
+        if (nb_gradcheck(f, ctx, in, n, &o, &r) != NB_OK)
+            fail_msg("%s: %s", label, r.error.msg);
+        if (!r.pass) {
+            fprintf(stderr, "%s (%s mode):\n", label, fast ? "fast" : "full");
+            nb_check_print(&r, stderr);
+        }
+        assert_true(r.pass);
+        assert_true(r.reverse_ok && r.forward_ok);
+        assert_true(r.n_entries > 0);
+    }
+}
+
+static void gradcheck_case(const conv_case *k, int op, uint64_t seed)
+{
+    int64_t s[3][4];
+    shape_x(k, s[0]), shape_w(k, s[1]), shape_y(k, s[2]);
+    /* the operands: (x, w), (y, w), (x, y) */
+    const int64_t *shapes[2] = {s[op == 1 ? 2 : 0], s[op == 2 ? 2 : 1]};
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    nb_tensor *in[2] = {random_tensor(g, &rng, NB_F64, shapes[0]),
+                        random_tensor(g, &rng, NB_F64, shapes[1])};
+    check_ctx c = {*k, op};
+    char label[160];
+    snprintf(label, sizeof label, "%s s%lld p%lld d%lld g%lld %lldx%lld k%lldx%lld", op_names[op],
+             (long long)k->opts.stride[0], (long long)k->opts.padding[0],
+             (long long)k->opts.dilation[0], (long long)k->opts.groups, (long long)k->h,
+             (long long)k->w, (long long)k->kh, (long long)k->kw);
+    check_both_modes(label, conv_fn, &c, in, 2, seed);
+    nb_graph_free(g);
+}
+
+static void gradcheck_all(int op)
+{
+    for (int i = 0; i < N_COMBOS; i++) {
+        conv_case k = combo(i);
+        gradcheck_case(&k, op, 200 + (uint64_t)i);
+    }
+}
+
+static void test_gradcheck_conv2d(void **state)
+{
+    (void)state;
+    gradcheck_all(0);
+}
+
+static void test_gradcheck_transpose(void **state)
+{
+    (void)state;
+    gradcheck_all(1);
+}
+
+static void test_gradcheck_weight_grad(void **state)
+{
+    (void)state;
+    gradcheck_all(2);
+}
+
+/* ------------------------------------------- forward against reverse */
+
+static double dot(const nb_tensor *a, const nb_tensor *b)
+{
+    assert_int_equal(nb_tensor_size(a), nb_tensor_size(b));
+    double s = 0;
+    for (int64_t i = 0; i < nb_tensor_size(a); i++)
+        s += nb_tensor_get(a, i) * nb_tensor_get(b, i);
+    return s;
+}
+
+/* <conv2d(x, w), gy> = <x, conv_transpose2d(gy, w)> = <w, weight_grad(x, gy)>,
+ * and forward mode's tangent of conv2d against reverse mode's gradients */
+static void test_dot_products(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_COMBOS; i++) {
+        conv_case k = combo(i);
+        k.n = 3, k.h += 4, k.w += 5; /* larger than the gradient checks' */
+        int64_t sx[4], sw[4], sy[4];
+        shape_x(&k, sx), shape_w(&k, sw), shape_y(&k, sy);
+        nb_graph *g = nb_graph_new();
+        nb_rng rng;
+        nb_rng_seed(&rng, 300 + (uint64_t)i);
+        nb_tensor *x = random_tensor(g, &rng, NB_F64, sx), *w = random_tensor(g, &rng, NB_F64, sw),
+                  *gy = random_tensor(g, &rng, NB_F64, sy);
+        nb_tensor_set_requires_grad(x, true);
+        nb_tensor_set_requires_grad(w, true);
+        nb_tensor *y = nb_conv2d(g, x, w, &k.opts);
+        double lhs = dot(y, gy);
+        double via_x = dot(x, nb_conv_transpose2d(g, gy, w, k.h, k.w, &k.opts));
+        double via_w = dot(w, nb_conv2d_weight_grad(g, x, gy, k.kh, k.kw, &k.opts));
+        double tol = 1e-12 * fmax(1.0, fabs(lhs));
+        tc_near(via_x, lhs, tol);
+        tc_near(via_w, lhs, tol);
+
+        /* <J (u, v), gy> = <u, dx> + <v, dw> */
+        nb_tensor *u = random_tensor(g, &rng, NB_F64, sx), *v = random_tensor(g, &rng, NB_F64, sw);
+        nb_tensor *xs[2] = {x, w}, *ts[2] = {u, v}, *grads[2], *ty;
+        assert_int_equal(nb_jvp(g, y, xs, ts, 2, &ty), NB_OK);
+        assert_int_equal(nb_grad(g, y, gy, xs, 2, grads, false), NB_OK);
+        double fwd = dot(ty, gy), rev = dot(u, grads[0]) + dot(v, grads[1]);
+        tc_near(fwd, rev, 1e-12 * fmax(1.0, fabs(rev)));
+        nb_graph_free(g);
+    }
+}
+
+/* ------------------------------------------------------ second order */
+
+/* loss = sum(conv(tanh(conv(x, w1)), w2)) */
+static nb_tensor *net(nb_graph *g, nb_tensor *x, nb_tensor *w1, nb_tensor *w2)
+{
+    nb_conv_opts o1 = nb_conv_defaults(), o2 = nb_conv_defaults();
+    o1.padding[0] = o1.padding[1] = 1;
+    o1.stride[1] = 2;
+    o2.dilation[0] = 2;
+    o2.groups = 2;
+    nb_tensor *h = nb_tanh(g, nb_conv2d(g, x, w1, &o1));
+    return nb_sum(g, nb_conv2d(g, h, w2, &o2), NULL, 0, false);
+}
+
+/* The gradient of the net at x + e·u, w1 + e·v1, w2 + e·v2, into grads (f64 arrays). */
+static void net_grad(nb_tensor *const *p, nb_tensor *const *dir, double e, double **grads)
+{
+    nb_graph *g = nb_graph_new();
+    nb_tensor *q[3];
+    for (int i = 0; i < 3; i++) {
+        q[i] = nb_zeros(g, NB_F64, 4, nb_tensor_shape(p[i]));
+        for (int64_t k = 0; k < nb_tensor_size(p[i]); k++)
+            nb_tensor_set(q[i], k, nb_tensor_get(p[i], k) + e * nb_tensor_get(dir[i], k));
+        nb_tensor_set_requires_grad(q[i], true);
+    }
+    nb_tensor *gr[3];
+    assert_int_equal(nb_grad(g, net(g, q[0], q[1], q[2]), NULL, q, 3, gr, false), NB_OK);
+    for (int i = 0; i < 3; i++)
+        memcpy(grads[i], nb_tensor_f64(gr[i]), (size_t)nb_tensor_size(gr[i]) * sizeof(double));
+    nb_graph_free(g);
+}
+
+/* H·v by reverse over reverse (nb_grad with create_graph, the backward
+ * pass made of conv_transpose2d and conv2d_weight_grad, differentiated
+ * again) against central differences of the gradient along v. */
+static void test_hessian_vector(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    int64_t shapes[3][4] = {{2, 3, 6, 7}, {4, 3, 3, 3}, {2, 2, 2, 2}};
+    nb_tensor *p[3], *v[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = nb_tensor_set_requires_grad(random_tensor(g, &rng, NB_F64, shapes[i]), true);
+        v[i] = random_tensor(g, &rng, NB_F64, shapes[i]);
+    }
+    nb_tensor *gr[3], *hv[3];
+    assert_int_equal(nb_grad(g, net(g, p[0], p[1], p[2]), NULL, p, 3, gr, true), NB_OK);
+    nb_tensor *gv = NULL;
+    for (int i = 0; i < 3; i++) {
+        nb_tensor *t = nb_sum(g, nb_mul(g, gr[i], v[i]), NULL, 0, false);
+        gv = gv ? nb_add(g, gv, t) : t;
+    }
+    assert_int_equal(nb_grad(g, gv, NULL, p, 3, hv, false), NB_OK);
+
+    double *plus[3], *minus[3];
+    for (int i = 0; i < 3; i++) {
+        plus[i] = malloc((size_t)nb_tensor_size(p[i]) * sizeof(double));
+        minus[i] = malloc((size_t)nb_tensor_size(p[i]) * sizeof(double));
+    }
+    double e = 1e-5;
+    net_grad(p, v, e, plus);
+    net_grad(p, v, -e, minus);
+    double worst = 0, norm = 0;
+    for (int i = 0; i < 3; i++)
+        for (int64_t k = 0; k < nb_tensor_size(p[i]); k++) {
+            double num = (plus[i][k] - minus[i][k]) / (2 * e);
+            worst = fmax(worst, fabs(num - nb_tensor_get(hv[i], k)));
+            norm = fmax(norm, fabs(num));
+        }
+    if (!(worst <= 1e-6 * fmax(1.0, norm)))
+        fail_msg("H·v differs from differences of the gradient by %g (largest entry %g)", worst,
+                 norm);
+    assert_true(norm > 1e-3); /* the check means something */
+    for (int i = 0; i < 3; i++)
+        free(plus[i]), free(minus[i]);
+    nb_graph_free(g);
+}
+
+/* The gradient's own gradient check: the backward pass of conv2d,
+ * differentiated in both modes (second derivatives of a conv net). The
+ * checker also calls it with recording off and on inputs without
+ * gradients: both are turned on here for the inner gradient. */
+static nb_tensor *grad_fn(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    bool recording = nb_graph_recording(g);
+    nb_graph_set_recording(g, true);
+    nb_tensor *gr[2] = {NULL, NULL};
+    nb_tensor *xs[2] = {in[0], in[1]};
+    for (int i = 0; i < 2; i++)
+        if (!nb_tensor_requires_grad(xs[i]))
+            nb_tensor_set_requires_grad(xs[i], true);
+    nb_tensor *loss = nb_sum(g, nb_tanh(g, net(g, in[0], in[1], in[2])), NULL, 0, false);
+    if (loss && nb_grad(g, loss, NULL, xs, 2, gr, true) != NB_OK)
+        gr[0] = gr[1] = NULL;
+    nb_tensor *y = nb_add(g, nb_sum(g, nb_square(g, gr[0]), NULL, 0, false),
+                          nb_sum(g, nb_square(g, gr[1]), NULL, 0, false));
+    nb_graph_set_recording(g, recording);
+    return y;
+}
+
+static void test_gradcheck_second_order(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 12);
+    int64_t shapes[3][4] = {{1, 3, 4, 5}, {4, 3, 3, 3}, {2, 2, 2, 2}};
+    nb_tensor *in[3];
+    for (int i = 0; i < 3; i++)
+        in[i] = random_tensor(g, &rng, NB_F64, shapes[i]);
+    check_both_modes("second order", grad_fn, NULL, in, 3, 12);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------------------- threads */
+
+/* Each op on 1 and on 2 threads gives the same bits, f32 and f64, with
+ * the products in parallel (a batch of 10, whose weight gradient sums
+ * runs of samples) and with threads inside one product (a batch of 1). */
+static void test_threads(void **state)
+{
+    (void)state;
+    conv_case cases[2] = {
+        make_case(10, 8, 20, 21, 16, 3, 3, axes(1, 1, 1, 1, 1, 1, 1)),
+        make_case(1, 32, 33, 32, 32, 3, 3, axes(1, 1, 2, 2, 0, 1, 1)),
+    };
+    for (int c = 0; c < 2; c++)
+        for (int d = 0; d < 2; d++) {
+            nb_dtype dt = d ? NB_F32 : NB_F64;
+            const conv_case *k = &cases[c];
+            int64_t sx[4], sw[4], sy[4];
+            shape_x(k, sx), shape_w(k, sw), shape_y(k, sy);
+            nb_tensor *res[2][3];
+            nb_graph *gs[2];
+            for (int t = 0; t < 2; t++) {
+                nb_graph *g = gs[t] = nb_graph_new();
+                nb_graph_set_threads(g, t + 1);
+                nb_rng rng;
+                nb_rng_seed(&rng, 21);
+                nb_tensor *x = random_tensor(g, &rng, dt, sx), *w = random_tensor(g, &rng, dt, sw),
+                          *gy = random_tensor(g, &rng, dt, sy);
+                res[t][0] = nb_conv2d(g, x, w, &k->opts);
+                res[t][1] = nb_conv_transpose2d(g, gy, w, k->h, k->w, &k->opts);
+                res[t][2] = nb_conv2d_weight_grad(g, x, gy, k->kh, k->kw, &k->opts);
+            }
+            for (int op = 0; op < 3; op++) {
+                assert_non_null(res[0][op]);
+                assert_non_null(res[1][op]);
+                size_t bytes = (size_t)nb_tensor_size(res[0][op]) * nb_dtype_size(dt);
+                if (memcmp(nb_tensor_data(res[0][op]), nb_tensor_data(res[1][op]), bytes) != 0)
+                    fail_msg("%s %s case %d: 1 and 2 threads differ", op_names[op],
+                             nb_dtype_name(dt), c);
+            }
+            nb_graph_free(gs[0]);
+            nb_graph_free(gs[1]);
+        }
+}
+
+/* ------------------------------------------------------------------ 1-D */
+
+static nb_tensor *conv1d_fn(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    (void)n;
+    const int64_t *s = ctx; /* stride, padding, dilation, groups */
+    return nb_conv1d(g, in[0], in[1], s[0], s[1], s[2], s[3]);
+}
+
+/* conv1d equals conv2d of the same numbers with H = 1, and checks in both modes */
+static void test_conv1d(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 31);
+    int64_t settings[4] = {2, 1, 2, 2};
+    int64_t sx[3] = {2, 4, 11}, sw[3] = {6, 2, 3};
+    nb_tensor *x = nb_rand_uniform(g, &rng, NB_F64, 3, sx, -1, 1);
+    nb_tensor *w = nb_rand_uniform(g, &rng, NB_F64, 3, sw, -1, 1);
+    nb_tensor *y = conv1d_fn(g, (nb_tensor *[]){x, w}, 2, settings);
+    assert_non_null(y);
+    /* OL = (11 + 2 - 2*2 - 1)/2 + 1 = 5 */
+    assert_int_equal(nb_tensor_rank(y), 3);
+    assert_int_equal(nb_tensor_dim(y, 0), 2);
+    assert_int_equal(nb_tensor_dim(y, 1), 6);
+    assert_int_equal(nb_tensor_dim(y, 2), 5);
+    conv_case k = make_case(2, 4, 1, 11, 6, 1, 3, axes(1, 0, 1, 2, 1, 2, 2));
+    int64_t count;
+    triple *t = naive_products(&k, &count);
+    double want[60] = {0};
+    for (int64_t e = 0; e < count; e++)
+        want[t[e].y] += nb_tensor_get(x, t[e].x) * nb_tensor_get(w, t[e].w);
+    free(t);
+    expect_values("conv1d", &k, y, want, 60, 1e-12);
+    check_both_modes("conv1d", conv1d_fn, settings, (nb_tensor *[]){x, w}, 2, 31);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------------------- memory */
+
+/* One step: a conv net forward and the gradients of its three inputs, in
+ * g. Its first layer's patch matrices (144 x 2048 floats) are larger than
+ * an arena chunk (1 MiB), so each is a block of its own. */
+static nb_status conv_step(nb_graph *g)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, 41);
+    int64_t sx[4] = {1, 16, 64, 64}, s1[4] = {4, 16, 3, 3}, s2[4] = {2, 2, 2, 2};
+    nb_tensor *p[3] = {nb_rand_uniform(g, &rng, NB_F32, 4, sx, -1, 1),
+                       nb_rand_uniform(g, &rng, NB_F32, 4, s1, -1, 1),
+                       nb_rand_uniform(g, &rng, NB_F32, 4, s2, -1, 1)};
+    for (int i = 0; i < 3; i++)
+        nb_tensor_set_requires_grad(p[i], true);
+    nb_tensor *gr[3];
+    nb_tensor *loss = p[0] && p[1] && p[2] ? net(g, p[0], p[1], p[2]) : NULL;
+    return loss ? nb_grad(g, loss, NULL, p, 3, gr, false) : nb_graph_status(g);
+}
+
+/* After the first step a repeated step allocates nothing (scratch comes
+ * from the arena and goes back to it), and a failing allocation anywhere in
+ * a step is a recorded NB_ERR_NOMEM, never a crash. */
+static void test_memory(void **state)
+{
+    (void)state;
+    tc_counting c = {0};
+    nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+    assert_non_null(g);
+    assert_int_equal(conv_step(g), NB_OK);
+    long after_first = c.calls;
+    for (int step = 0; step < 3; step++) {
+        nb_graph_reset(g);
+        assert_int_equal(conv_step(g), NB_OK);
+    }
+    assert_int_equal(c.calls, after_first);
+    nb_graph_free(g);
+    assert_int_equal(c.live, 0);
+
+    /* every allocation of a step fails in turn; one of them is a patch
+     * matrix of conv2d's */
+    bool conv_failed = false;
+    for (long k = 1;; k++) {
+        tc_counting f = {.fail_at = k};
+        g = nb_graph_new_alloc(tc_counting_alloc, &f);
+        if (!g)
+            continue;
+        nb_status st = conv_step(g);
+        bool failed = f.calls >= k;
+        conv_failed |= failed && strcmp(nb_graph_error(g)->where, "conv2d") == 0;
+        nb_graph_free(g);
+        assert_int_equal(f.live, 0);
+        if (!failed) {
+            assert_int_equal(st, NB_OK);
+            break;
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+    }
+    assert_true(conv_failed);
+}
+
+/* ---------------------------------------------------- the GEMM's sums */
+
+/* accumulate adds the product to C; without it C is overwritten */
+static void test_gemm_accumulate(void **state)
+{
+    (void)state;
+    double a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {7, 8, 9, 10, 11, 12}; /* [2,3] x [3,2] */
+    double c[4] = {100, 200, 300, 400}, want[4] = {58, 64, 139, 154};
+    nbk_gemm p = {.dtype = NB_F64,
+                  .m = 2,
+                  .n = 2,
+                  .k = 3,
+                  .a = a,
+                  .lda = 3,
+                  .b = b,
+                  .ldb = 2,
+                  .c = c,
+                  .ldc = 2};
+    void *ws = malloc(nbk_gemm_workspace(&p, 1));
+    assert_non_null(ws);
+    nbk_gemm_builtin(&p, ws, 1);
+    for (int i = 0; i < 4; i++)
+        tc_near(c[i], want[i], 0);
+    p.accumulate = true;
+    nbk_gemm_builtin(&p, ws, 1);
+    for (int i = 0; i < 4; i++)
+        tc_near(c[i], 2 * want[i], 0);
+    /* an empty sum adds nothing */
+    p.k = 0;
+    nbk_gemm_builtin(&p, ws, 1);
+    for (int i = 0; i < 4; i++)
+        tc_near(c[i], 2 * want[i], 0);
+    free(ws);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+/* The op returns NULL, records `code` under `op` with a message naming
+ * both shapes (and `detail`), and runs nothing. */
+#define expect_error(...) expect_error_(__LINE__, __VA_ARGS__)
+static void expect_error_(int line, nb_graph *g, nb_tensor *r, nb_status code, const char *op,
+                          const char *sa, const char *sb, const char *detail, uint64_t evals)
+{
+    const char *msg = nb_graph_error(g)->msg;
+    if (r || nb_graph_status(g) != code)
+        fail_msg("line %d: %s: got %s, status %d (want %d), message '%s'", line, op,
+                 r ? "a tensor" : "NULL", (int)nb_graph_status(g), (int)code, msg);
+    assert_string_equal(nb_graph_error(g)->where, op);
+    if (strncmp(msg, op, strlen(op)) != 0 || !strstr(msg, sa) || !strstr(msg, sb) ||
+        !strstr(msg, detail))
+        fail_msg("message '%s' should name %s, %s, %s and say '%s'", msg, op, sa, sb, detail);
+    assert_int_equal(nb_graph_evals(g), evals); /* nothing recorded or run */
+    nb_graph_clear_error(g);
+}
+
+static nb_tensor *zeros4(nb_graph *g, nb_dtype dt, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    return nb_zeros(g, dt, 4, (int64_t[]){a, b, c, d});
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = zeros4(g, NB_F64, 2, 4, 5, 5), *w = zeros4(g, NB_F64, 6, 2, 3, 3);
+    nb_tensor *y = zeros4(g, NB_F64, 2, 6, 5, 5);
+    nb_conv_opts ok = axes(1, 1, 1, 1, 1, 1, 2);
+    uint64_t ev = nb_graph_evals(g);
+    const char *X = "[2,4,5,5]", *W = "[6,2,3,3]", *Y = "[2,6,5,5]";
+
+    /* rank */
+    nb_tensor *x3 = nb_zeros(g, NB_F64, 3, (int64_t[]){2, 4, 5});
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d(g, x3, w, &ok), NB_ERR_SHAPE, "conv2d", "[2,4,5]", W, "rank 4", ev);
+    expect_error(g, nb_conv_transpose2d(g, y, x3, 5, 5, &ok), NB_ERR_SHAPE, "conv_transpose2d", Y,
+                 "[2,4,5]", "rank 4", ev);
+    expect_error(g, nb_conv2d_weight_grad(g, x, x3, 3, 3, &ok), NB_ERR_SHAPE, "conv2d_weight_grad",
+                 X, "[2,4,5]", "rank 4", ev);
+    /* dtypes */
+    nb_tensor *w32 = zeros4(g, NB_F32, 6, 2, 3, 3);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d(g, x, w32, &ok), NB_ERR_DTYPE, "conv2d", "f64[2,4,5,5]",
+                 "f32[6,2,3,3]", "dtypes differ", ev);
+    /* settings */
+    nb_conv_opts bad = ok;
+    bad.stride[1] = 0;
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_ARG, "conv2d", X, W,
+                 "stride 1x0 must be at least 1", ev);
+    bad = ok, bad.dilation[0] = -1;
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_ARG, "conv2d", X, W,
+                 "dilation -1x1 must be at least 1", ev);
+    bad = ok, bad.padding[0] = -2;
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_ARG, "conv2d", X, W,
+                 "padding -2x1 must be 0 or more", ev);
+    bad = ok, bad.padding[1] = INT64_MAX;
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_ARG, "conv2d", X, W, "not that large", ev);
+    bad = ok, bad.groups = 0;
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_ARG, "conv2d", X, W,
+                 "groups 0 must be at least 1", ev);
+    nb_conv_opts zeroed = {{0, 0}, {0, 0}, {0, 0}, 0}; /* not the defaults */
+    expect_error(g, nb_conv2d(g, x, w, &zeroed), NB_ERR_ARG, "conv2d", X, W, "stride 0x0", ev);
+    /* channels */
+    expect_error(g, nb_conv2d(g, x, w, &(nb_conv_opts){{1, 1}, {1, 1}, {1, 1}, 3}), NB_ERR_SHAPE,
+                 "conv2d", X, W, "4 input channels do not divide into 3 groups", ev);
+    nb_tensor *w5 = zeros4(g, NB_F64, 5, 2, 3, 3);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d(g, x, w5, &ok), NB_ERR_SHAPE, "conv2d", X, "[5,2,3,3]",
+                 "5 output channels do not divide into 2 groups", ev);
+    expect_error(g, nb_conv2d(g, x, w, NULL), NB_ERR_SHAPE, "conv2d", X, W,
+                 "w has 2 input channels per group but x has 4 channels in 1 groups", ev);
+    /* the kernel larger than the padded input */
+    nb_tensor *big = zeros4(g, NB_F64, 6, 2, 8, 3);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d(g, x, big, &ok), NB_ERR_SHAPE, "conv2d", X, "[6,2,8,3]",
+                 "kernel 8x3 (dilation 1x1) is larger than the padded input 5x5 (padding 1x1)", ev);
+    bad = axes(1, 0, 3, 1, 0, 3, 2);
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_SHAPE, "conv2d", X, W,
+                 "kernel 3x3 (dilation 3x3) is larger than the padded input 5x5 (padding 0x0)", ev);
+    bad = axes(1, 0, INT64_MAX / 2, 1, 0, INT64_MAX, 2); /* d·(K−1) near 2^63, and past it */
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_SHAPE, "conv2d", X, W, "is larger", ev);
+    bad = axes(1, 0, 1, 1, 0, INT64_MAX, 2);
+    expect_error(g, nb_conv2d(g, x, w, &bad), NB_ERR_SHAPE, "conv2d", X, W, "is larger", ev);
+    nb_tensor *w0 = zeros4(g, NB_F64, 6, 2, 3, 0);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d(g, x, w0, &ok), NB_ERR_SHAPE, "conv2d", X, "[6,2,3,0]",
+                 "kernel size 3x0 must be at least 1", ev);
+
+    /* conv_transpose2d: channels, the result's size */
+    expect_error(g, nb_conv_transpose2d(g, x, w, 5, 5, &ok), NB_ERR_SHAPE, "conv_transpose2d", X, W,
+                 "y has 4 channels but w has 6 output channels", ev);
+    expect_error(g, nb_conv_transpose2d(g, y, w, 6, 5, &ok), NB_ERR_SHAPE, "conv_transpose2d", Y, W,
+                 "an input of 6x5 convolved with a kernel of 3x3 gives an output of 6x5, not "
+                 "5x5",
+                 ev);
+    expect_error(g, nb_conv_transpose2d(g, y, w, -1, 5, &ok), NB_ERR_ARG, "conv_transpose2d", Y, W,
+                 "result size -1x5", ev);
+    expect_error(g, nb_conv_transpose2d(g, y, w, 5, INT64_MAX, &ok), NB_ERR_ARG, "conv_transpose2d",
+                 Y, W, "is out of range", ev);
+    bad = ok, bad.groups = INT64_MAX / 2 + 1; /* 2 channels per group: 2^63 channels */
+    expect_error(g, nb_conv_transpose2d(g, y, w, 5, 5, &bad), NB_ERR_ARG, "conv_transpose2d", Y, W,
+                 "out of range", ev);
+    expect_error(g, nb_conv_transpose2d(g, y, w, 0, 5, &ok), NB_ERR_SHAPE, "conv_transpose2d", Y, W,
+                 "larger than the padded input 0x5", ev);
+    /* conv2d_weight_grad: batch, kernel size, output size */
+    nb_tensor *y1 = zeros4(g, NB_F64, 1, 6, 5, 5);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv2d_weight_grad(g, x, y1, 3, 3, &ok), NB_ERR_SHAPE, "conv2d_weight_grad",
+                 X, "[1,6,5,5]", "batch sizes 2 and 1 differ", ev);
+    expect_error(g, nb_conv2d_weight_grad(g, x, y, 0, 3, &ok), NB_ERR_ARG, "conv2d_weight_grad", X,
+                 Y, "kernel size 0x3 must be at least 1", ev);
+    expect_error(g, nb_conv2d_weight_grad(g, x, y, 2, 3, &ok), NB_ERR_SHAPE, "conv2d_weight_grad",
+                 X, Y, "gives an output of 6x5, not 5x5", ev);
+    expect_error(g,
+                 nb_conv2d_weight_grad(g, x, y, 3, 3, &(nb_conv_opts){{1, 1}, {1, 1}, {1, 1}, 4}),
+                 NB_ERR_SHAPE, "conv2d_weight_grad", X, Y,
+                 "6 output channels do not divide into 4 groups", ev);
+
+    /* conv1d: its own name, 3-D shapes, 1-D settings; nothing recorded */
+    nb_tensor *x1 = nb_zeros(g, NB_F64, 3, (int64_t[]){2, 4, 5});
+    nb_tensor *w1 = nb_zeros(g, NB_F64, 3, (int64_t[]){6, 2, 3});
+    nb_tensor_set_requires_grad(x1, true);
+    ev = nb_graph_evals(g);
+    expect_error(g, nb_conv1d(g, x1, w, 1, 0, 1, 2), NB_ERR_SHAPE, "conv1d", "[2,4,5]", W,
+                 "x and w must have rank 3 ([N,C,L] and [O,C/groups,K])", ev);
+    expect_error(g, nb_conv1d(g, x1, w1, 0, 0, 1, 2), NB_ERR_ARG, "conv1d", "[2,4,5]", "[6,2,3]",
+                 "stride 0 must be at least 1", ev);
+    expect_error(g, nb_conv1d(g, x1, w1, 1, -1, 1, 2), NB_ERR_ARG, "conv1d", "[2,4,5]", "[6,2,3]",
+                 "padding -1 must be 0 or more", ev);
+    expect_error(g, nb_conv1d(g, x1, w1, 1, 0, 3, 2), NB_ERR_SHAPE, "conv1d", "[2,4,5]", "[6,2,3]",
+                 "kernel 3 (dilation 3) is larger than the padded input 5 (padding 0)", ev);
+    expect_error(g, nb_conv1d(g, x1, w1, 1, 0, 1, 3), NB_ERR_SHAPE, "conv1d", "[2,4,5]", "[6,2,3]",
+                 "4 input channels do not divide into 3 groups", ev);
+    /* nothing was linked for a gradient: x1 has none to get */
+    nb_tensor *ok1 = nb_conv1d(g, x1, w1, 1, 0, 1, 2);
+    assert_non_null(ok1);
+    assert_int_equal(nb_tensor_dim(ok1, 2), 3);
+
+    /* a NULL input: NULL quietly */
+    assert_null(nb_conv2d(g, NULL, w, NULL));
+    assert_null(nb_conv1d(g, x1, NULL, 1, 0, 1, 1));
+    assert_null(nb_conv_transpose2d(g, y, NULL, 5, 5, NULL));
+    assert_null(nb_conv2d_weight_grad(g, NULL, y, 3, 3, NULL));
+    assert_null(nb_conv1d(NULL, x1, w1, 1, 0, 1, 1));
+    assert_null(nb_conv2d(NULL, x, w, NULL));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
+/* Sizes of zero: empty results, and empty sums that are zero */
+static void test_empty(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_conv_opts o = nb_conv_defaults();
+    /* no channels: y is all zeros */
+    nb_tensor *y = nb_conv2d(g, zeros4(g, NB_F32, 2, 0, 4, 4), zeros4(g, NB_F32, 3, 0, 2, 2), &o);
+    assert_non_null(y);
+    assert_int_equal(nb_tensor_size(y), 2 * 3 * 3 * 3);
+    for (int64_t e = 0; e < nb_tensor_size(y); e++)
+        assert_true(nb_tensor_get(y, e) == 0);
+    /* an empty batch: an empty result */
+    y = nb_conv2d(g, zeros4(g, NB_F32, 0, 2, 4, 4), zeros4(g, NB_F32, 3, 2, 2, 2), &o);
+    assert_non_null(y);
+    assert_int_equal(nb_tensor_size(y), 0);
+    assert_int_equal(nb_tensor_dim(y, 1), 3);
+    /* an empty batch: the weight gradient is a sum of nothing */
+    nb_tensor *full = nb_full(g, NB_F64, 4, (int64_t[]){0, 2, 3, 3}, 1);
+    nb_tensor *dw = nb_conv2d_weight_grad(g, full, zeros4(g, NB_F64, 0, 3, 2, 2), 2, 2, &o);
+    assert_non_null(dw);
+    assert_int_equal(nb_tensor_size(dw), 3 * 2 * 2 * 2);
+    for (int64_t e = 0; e < nb_tensor_size(dw); e++)
+        assert_true(nb_tensor_get(dw, e) == 0);
+    /* no output channels: the input gradient is a sum of nothing */
+    nb_tensor *dx = nb_conv_transpose2d(g, zeros4(g, NB_F64, 1, 0, 3, 3),
+                                        zeros4(g, NB_F64, 0, 2, 2, 2), 4, 4, &o);
+    assert_non_null(dx);
+    assert_int_equal(nb_tensor_size(dx), 1 * 2 * 4 * 4);
+    for (int64_t e = 0; e < nb_tensor_size(dx); e++)
+        assert_true(nb_tensor_get(dx, e) == 0);
+    nb_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_gradcheck_conv2d),
+        cmocka_unit_test(test_gradcheck_transpose),
+        cmocka_unit_test(test_gradcheck_weight_grad),
+        cmocka_unit_test(test_dot_products),
+        cmocka_unit_test(test_hessian_vector),
+        cmocka_unit_test(test_gradcheck_second_order),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_gemm_accumulate),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_empty),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
