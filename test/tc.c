@@ -17,8 +17,9 @@ void tc_near_(double a, double b, double tol, const char *what, const char *file
     }
 }
 
-static double dot(const nb_tensor *a, const nb_tensor *b)
+double tc_dot(const nb_tensor *a, const nb_tensor *b)
 {
+    assert_int_equal(nb_tensor_size(a), nb_tensor_size(b));
     double s = 0;
     for (int64_t i = 0; i < nb_tensor_size(a); i++)
         s += nb_tensor_get(a, i) * nb_tensor_get(b, i);
@@ -50,7 +51,7 @@ static double eval_dot(tc_fn f, void *ctx, int n, const tc_shape *shapes, nb_ten
     nb_tensor *y = f(g, in, ctx);
     if (!y)
         fail_msg("evaluation failed: %s", nb_graph_error(g)->msg);
-    double s = dot(y, v);
+    double s = tc_dot(y, v);
     nb_graph_free(g);
     return s;
 }
@@ -139,12 +140,12 @@ void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *s
         for (int k = 0; k < n_x; k++) {
             us[k] = nb_rand_uniform(g, &rng, NB_F64, nb_tensor_rank(xs[k]), nb_tensor_shape(xs[k]),
                                     -1, 1);
-            rhs += dot(us[k], grads[k]);
+            rhs += tc_dot(us[k], grads[k]);
         }
         nb_tensor *ju = NULL;
         if (nb_jvp(g, y, xs, us, n_x, &ju) != NB_OK)
             fail_msg("%s: forward sweep failed: %s", label, nb_graph_error(g)->msg);
-        double lhs = dot(ju, v);
+        double lhs = tc_dot(ju, v);
         if (!close_rel(lhs, rhs, o.dot_tol))
             fail_msg("%s: <J u, v> = %.17g but <u, J^T v> = %.17g", label, lhs, rhs);
     }

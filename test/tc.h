@@ -46,6 +46,10 @@ typedef struct tc_opts {
 void tc_check(const char *label, tc_fn f, void *ctx, int n_in, const tc_shape *shapes,
               const tc_opts *opts);
 
+/* <a, b>, the sum of the products of their elements in f64 (the sizes must
+ * be equal). */
+double tc_dot(const nb_tensor *a, const nb_tensor *b);
+
 /* Assert |a - b| <= tol (absolute), with a message. */
 #define tc_near(a, b, tol) tc_near_((a), (b), (tol), #a, __FILE__, __LINE__)
 void tc_near_(double a, double b, double tol, const char *what, const char *file, int line);

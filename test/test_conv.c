@@ -314,15 +314,6 @@ static void test_gradcheck_weight_grad(void **state)
 
 /* ------------------------------------------- forward against reverse */
 
-static double dot(const nb_tensor *a, const nb_tensor *b)
-{
-    assert_int_equal(nb_tensor_size(a), nb_tensor_size(b));
-    double s = 0;
-    for (int64_t i = 0; i < nb_tensor_size(a); i++)
-        s += nb_tensor_get(a, i) * nb_tensor_get(b, i);
-    return s;
-}
-
 /* <conv2d(x, w), gy> = <x, conv_transpose2d(gy, w)> = <w, weight_grad(x, gy)>,
  * and forward mode's tangent of conv2d against reverse mode's gradients */
 static void test_dot_products(void **state)
@@ -341,9 +332,9 @@ static void test_dot_products(void **state)
         nb_tensor_set_requires_grad(x, true);
         nb_tensor_set_requires_grad(w, true);
         nb_tensor *y = nb_conv2d(g, x, w, &k.opts);
-        double lhs = dot(y, gy);
-        double via_x = dot(x, nb_conv_transpose2d(g, gy, w, k.h, k.w, &k.opts));
-        double via_w = dot(w, nb_conv2d_weight_grad(g, x, gy, k.kh, k.kw, &k.opts));
+        double lhs = tc_dot(y, gy);
+        double via_x = tc_dot(x, nb_conv_transpose2d(g, gy, w, k.h, k.w, &k.opts));
+        double via_w = tc_dot(w, nb_conv2d_weight_grad(g, x, gy, k.kh, k.kw, &k.opts));
         double tol = 1e-12 * fmax(1.0, fabs(lhs));
         tc_near(via_x, lhs, tol);
         tc_near(via_w, lhs, tol);
@@ -353,7 +344,7 @@ static void test_dot_products(void **state)
         nb_tensor *xs[2] = {x, w}, *ts[2] = {u, v}, *grads[2], *ty;
         assert_int_equal(nb_jvp(g, y, xs, ts, 2, &ty), NB_OK);
         assert_int_equal(nb_grad(g, y, gy, xs, 2, grads, false), NB_OK);
-        double fwd = dot(ty, gy), rev = dot(u, grads[0]) + dot(v, grads[1]);
+        double fwd = tc_dot(ty, gy), rev = tc_dot(u, grads[0]) + tc_dot(v, grads[1]);
         tc_near(fwd, rev, 1e-12 * fmax(1.0, fabs(rev)));
         nb_graph_free(g);
     }

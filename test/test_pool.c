@@ -33,15 +33,6 @@ static nb_tensor *random_tensor(nb_graph *g, nb_dtype dt, int rank, const int64_
     return t;
 }
 
-static double dot(const nb_tensor *a, const nb_tensor *b)
-{
-    assert_int_equal(nb_tensor_size(a), nb_tensor_size(b));
-    double s = 0;
-    for (int64_t i = 0; i < nb_tensor_size(a); i++)
-        s += nb_tensor_get(a, i) * nb_tensor_get(b, i);
-    return s;
-}
-
 static bool same_bits(nb_tensor *a, nb_tensor *b)
 {
     if (nb_tensor_size(a) != nb_tensor_size(b) || nb_tensor_dtype(a) != nb_tensor_dtype(b))
@@ -500,7 +491,7 @@ static void test_hessian_vector(void **state)
                 fail_msg("%s opts %zu: H·v differs from finite differences by %g",
                          p ? "avg" : "max", k, worst);
             /* and it is not zero: the test would catch a missing rule */
-            assert_true(dot(hv, hv) > 1e-3);
+            assert_true(tc_dot(hv, hv) > 1e-3);
             nb_graph_free(g);
         }
 }
@@ -528,9 +519,9 @@ static void test_dot_products(void **state)
         nb_tensor *ju = NULL, *jtv = NULL;
         assert_int_equal(nb_jvp(g, y, &x, &u, 1, &ju), NB_OK);
         assert_int_equal(nb_grad(g, y, v, &x, 1, &jtv, false), NB_OK);
-        double lhs = dot(ju, v), rhs = dot(u, jtv);
-        double adj = dot(u, nb_avg_unpool2d(g, v, o, cases[c].h, cases[c].w));
-        double direct = dot(nb_avg_pool2d(g, u, o), v);
+        double lhs = tc_dot(ju, v), rhs = tc_dot(u, jtv);
+        double adj = tc_dot(u, nb_avg_unpool2d(g, v, o, cases[c].h, cases[c].w));
+        double direct = tc_dot(nb_avg_pool2d(g, u, o), v);
         double scale = fmax(1, fabs(lhs));
         if (!(fabs(lhs - rhs) <= 1e-12 * scale && fabs(adj - rhs) <= 1e-12 * scale &&
               fabs(direct - lhs) <= 1e-12 * scale))
@@ -538,8 +529,8 @@ static void test_dot_products(void **state)
                      rhs, adj, direct);
 
         nb_tensor *m = nb_max_pool2d(g, x, o);
-        double gather = dot(nb_max_gather2d(g, u, m), v);
-        double unpool = dot(u, nb_max_unpool2d(g, v, m));
+        double gather = tc_dot(nb_max_gather2d(g, u, m), v);
+        double unpool = tc_dot(u, nb_max_unpool2d(g, v, m));
         tc_near(gather, unpool, 1e-12 * fmax(1, fabs(gather)));
         nb_graph_free(g);
     }
