@@ -294,7 +294,7 @@ static nb_tensor *activation_forward(nb_graph *g, nb_layer *l, nb_tensor *x, boo
 static int64_t activation_width(const nb_layer *l, int64_t w)
 {
     const activation *a = l->state;
-    return a->act == NB_ACT_MAXOUT ? w / a->opts.pieces : w;
+    return a->act == NB_ACT_MAXOUT && w >= 0 ? w / a->opts.pieces : w;
 }
 
 /* The settings of the activations, as keys, and which activations have each. */
@@ -784,6 +784,8 @@ nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out)
         out->n_out = ri.hidden;
         out->weight = ri.weight_ih;
         out->bias = ri.bias_ih;
+    } else if (d == &nbn_conv2d_def || d == &nbn_max_pool2d_def || d == &nbn_avg_pool2d_def) {
+        nbn_conv_info(l, out);
     } else if (d == &nbn_sequential_def && l->n_items > 0) {
         nb_layer_info first;
         nb_layer_get_info(l->items[0], &first);

@@ -50,9 +50,12 @@ bool nbn_kind_ok(const char *kind);
 /* The library's definitions. */
 extern const nb_layer_def nbn_linear_def, nbn_maxout_def, nbn_activation_def, nbn_dropout_def,
     nbn_batch_norm_def, nbn_sequential_def, nbn_reshape_def, nbn_gcn_def, nbn_layer_norm_def,
-    nbn_embedding_def;
+    nbn_embedding_def, nbn_conv2d_def, nbn_max_pool2d_def, nbn_avg_pool2d_def, nbn_flatten_def;
 /* rnn, gru, lstm, rnn_cell, gru_cell, lstm_cell (rnn.c) */
 extern const nb_layer_def nbn_rnn_defs[6];
+
+/* conv2d and pooling layers' fields of nb_layer_info (conv_layers.c). */
+void nbn_conv_info(const nb_layer *l, nb_layer_info *out);
 
 /* A rank-0 constant of x's dtype (NULL when x is NULL). */
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v);
