@@ -1760,6 +1760,7 @@ static void test_bad_arguments(void **state)
                              "train --schedule %s",
                              "train --layers %s",
                              "train --layers 8,%s",
+                             "train --layers conv8k3,%s",
                              "gradcheck --op %s",
                              "diff x --at %s",
                              "diff x --at x=1 --wrt %s",
@@ -1946,6 +1947,91 @@ static void test_train_recurrent(void **state)
     rmdir(dir);
 }
 
+/* Convolutional networks from --layers: trained, evaluated to the same
+ * accuracy, resumed bit for bit, checked by gradcheck --model; lists that
+ * do not make a network are named. */
+static void test_train_cnn(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-cnn-XXXXXX", cmd[512], ckpt[128], csv[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/c.ckpt", dir);
+    const char *net = "--layers conv8k3p1,pool2,conv8k3s1p1,avgpool2,fc16 --opt adam --lr 0.01";
+    snprintf(cmd, sizeof cmd, "train %s --epochs 4 --json --save %s", net, ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    char line[512], last[512];
+    double acc = json_num(line_of(r->out, 3, last, sizeof last), "test_acc");
+    assert_true(acc > 0.6);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_true(fabs(json_num(r->out, "test_acc") - acc) < 1e-12);
+    /* 2 epochs, then resumed to 4: the 4th epoch's line as the straight run's */
+    snprintf(cmd, sizeof cmd, "train %s --epochs 2 --json --save %s", net, ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(cmd, sizeof cmd, "train %s --epochs 4 --json --resume %s", net, ckpt);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    assert_true(json_num(line_of(r->out, 1, line, sizeof line), "test_acc") == acc);
+    assert_true(json_num(line, "loss") == json_num(last, "loss"));
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s", ckpt);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s%s", r->out, r->err);
+    assert_non_null(strstr(r->out, "PASSED"));
+    r = run("train --layers conv4k3,pool2,fc8 --epochs 1 --dropout 0.1 --act tanh");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "training a 1x8x8 conv4k3,pool2,fc8 -> 10 tanh convolutional "
+                                   "network on digits"));
+
+    snprintf(csv, sizeof csv, "%s/rows.csv", dir);
+    FILE *f = fopen(csv, "w");
+    fputs("a,b,c,y\n", f);
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%d,%d,%d,%d\n", i % 3, i % 5, i % 7, i % 2);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "train --data %s --layers conv2k1,fc3 --epochs 1", csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "a convolutional network needs images"));
+    const char *bad[][2] = {
+        {"train --layers conv8k3p1,pool2,conv8k5",
+         "'conv8k5' does not fit the maps of 8x4x4 that reach it: conv2d: x [1,8,4,4], w "
+         "[8,8,5,5]: kernel 5x5"},
+        {"train --layers pool9", "'pool9' does not fit the maps of 1x8x8"},
+        {"train --layers avgpool2,avgpool2,avgpool2,avgpool2", "'avgpool2' does not fit"},
+        {"train --layers conv8k3,fc10,pool2", "'pool2' follows a fully connected layer"},
+        {"train --layers conv0k3", "'conv0k3' is not a layer (conv<O>k<K>[s<S>][p<P>], pool<K>"},
+        {"train --layers conv8", "'conv8' is not a layer"},
+        {"train --layers conv8k3s0", "'conv8k3s0' is not a layer"},
+        {"train --layers conv8k3p65", "'conv8k3p65' is not a layer"},
+        {"train --layers conv8k3p1x", "'conv8k3p1x' is not a layer"},
+        {"train --layers fc", "'fc' is not a layer"},
+        {"train --layers conv8k3p1,,fc1", "element 2 of 'conv8k3p1,,fc1' is empty"},
+        {"train --layers conv8k3,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,"
+         "pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,"
+         "pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1",
+         "more than 32 layers"},
+        {"train --layers conv8k3 --act prelu", "--act prelu works on the last axis"},
+        {"train --layers conv8k3 --act maxout", "--act maxout works on the last axis"},
+        {"train --layers conv8k3 --batchnorm", "no batch normalisation of its maps"},
+        {"train --layers conv8k3 --model gru", "--layers applies to --model mlp"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        r = run(bad[k][0]);
+        if (r->status != 2 || !strstr(r->err, bad[k][1]))
+            fail_msg("%s: status %d, %s", bad[k][0], r->status, r->err);
+        assert_int_equal(count_lines(r->err), 1);
+    }
+    remove(csv);
+    remove(ckpt);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1981,6 +2067,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_special_files),
         cmocka_unit_test(test_train_recurrent),
+        cmocka_unit_test(test_train_cnn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -163,6 +163,9 @@ static void test_description(void **state)
     assert_non_null(strstr(desc, "=max_pool2d name=pool1 kernel=2x2 stride=2x2 padding=0x0\n"));
     assert_non_null(strstr(desc, "=avg_pool2d name=pool2 kernel=2x2 stride=1x1 padding=1x1\n"));
     assert_non_null(strstr(desc, "=flatten name=flatten\n"));
+    /* every shorter buffer is refused, whichever setting it ends in */
+    for (size_t cap = 1; cap <= strlen(desc); cap++)
+        assert_int_equal(nb_layer_describe(net, again, cap, &e), NB_ERR_ARG);
     nb_model *m2 = nb_model_new();
     nb_layer_opts zeros = {.init = NB_INIT_ZEROS};
     assert_int_equal(nb_layer_from_description(m2, NULL, desc, &zeros, &back, &e), NB_OK);

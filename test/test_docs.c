@@ -306,14 +306,16 @@ static void same_as_example(const char *page, const char *section, const char *e
     free(ex);
 }
 
-/* docs/models.md's layer of its own and recurrent network are the
- * examples' (tests 'custom-layer' and 'rnn-rows'). */
+/* docs/models.md's layer of its own, recurrent and convolutional networks
+ * are the examples' (tests 'custom-layer', 'rnn-rows', 'cnn-digits'). */
 static void test_custom_layer_block(void **state)
 {
     (void)state;
     same_as_example("docs/models.md", "## Your own layers", "custom_layer.c",
                     "/* --- the layer: ", "/* --- end of the layer --- */");
     same_as_example("docs/models.md", "## A recurrent network", "rnn_rows.c",
+                    "    /* --- the network --- */", "    /* --- end of the network --- */");
+    same_as_example("docs/models.md", "## A convolutional network", "cnn_digits.c",
                     "    /* --- the network --- */", "    /* --- end of the network --- */");
 }
 

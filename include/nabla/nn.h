@@ -172,6 +172,10 @@ typedef enum nb_init {
     NB_INIT_COUNT
 } nb_init;
 
+/** The initialisation NB_INIT_AUTO picks for layers followed by @p act:
+ *  He-uniform for the ReLU family (ReLU, leaky, PReLU, RReLU, ELU, maxout,
+ *  swish, GELU, softplus), Xavier-uniform otherwise. */
+NB_API nb_init nb_act_default_init(nb_act act);
 /** Canonical name ("xavier-uniform", ...); "?" if unknown. */
 NB_API const char *nb_init_name(nb_init kind);
 /** Look up by name as nb_act_from_name does. */

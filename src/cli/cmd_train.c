@@ -10,6 +10,7 @@
 #include "../io/file.h" /* the output files, checked before the run */
 #include "cli.h"
 #include "data_sets.h"
+#include "cnn_spec.h"
 #include "model_file.h"
 #include "svg.h"
 
@@ -46,7 +47,14 @@ static const char *train_usage_start =
     "                      28 of 28); a .csv row of F values is T steps of F/T\n"
     "                      (default: F steps of 1)\n"
     "  --layers LIST       hidden layer sizes, whole numbers 1..100000 separated by\n"
-    "                      commas, at most 16 (default 128,64; --model mlp)\n"
+    "                      commas, at most 16 (default 128,64; --model mlp); or a\n"
+    "                      convolutional network over the images (digits 1x8x8,\n"
+    "                      Fashion-MNIST 1x28x28): conv<O>k<K>[s<S>][p<P>] (O\n"
+    "                      channels up to 100000, KxK kernel, stride S, padding\n"
+    "                      P; K, S 1..64, P 0..64), pool<K> (max, KxK, stride K;\n"
+    "                      K 1..64), avgpool<K>, then fc<N> (N up to 100000), e.g.\n"
+    "                      conv32k3p1,pool2,conv64k3p1,pool2,fc128; --act after\n"
+    "                      each conv and fc, a linear output layer last\n"
     "  --act NAME          hidden activation (default relu): identity, sigmoid,\n"
     "                      tanh, hard-sigmoid, hard-tanh, relu, leaky-relu, prelu,\n"
     "                      rrelu, elu, softplus, softsign, swish, swish-learned,\n"
@@ -452,8 +460,9 @@ int cmd_train(int argc, char **argv)
     if (!hidden)
         hidden = 128;
     int64_t sizes[18];
-    int n_hidden;
-    if (parse_sizes(layers, sizes + 1, 16, &n_hidden) != 0)
+    int n_hidden = 0;
+    bool cnn = cli_cnn_listed(layers); /* elements checked when the images are known */
+    if (!cnn && parse_sizes(layers, sizes + 1, 16, &n_hidden) != 0)
         return 2;
     nb_act act;
     if (nb_act_from_name(act_name, &act) != NB_OK)
@@ -461,6 +470,14 @@ int cmd_train(int argc, char **argv)
                          nb_act_names());
     if (pieces && act != NB_ACT_MAXOUT)
         return cli_error("train", "--pieces applies to --act maxout only");
+    if (cnn && (nb_act_has_param(act) || act == NB_ACT_MAXOUT))
+        return cli_error("train",
+                         "--act %s works on the last axis of its input; the feature maps of a "
+                         "convolutional network take an activation of each value alone",
+                         nb_act_name(act));
+    if (cnn && batchnorm)
+        return cli_error("train", "--batchnorm normalises features of rows; a convolutional "
+                                  "--layers list has no batch normalisation of its maps");
     nb_act_opts ao = nb_act_defaults(act);
     if (pieces)
         ao.pieces = pieces;
@@ -534,6 +551,15 @@ int cmd_train(int argc, char **argv)
     if (recurrent) {
         rc = recurrent_net(m, &d, (nb_rnn_kind)(model_k - 1), steps, hidden,
                            sizes[n_hidden + 1], &rng, &net);
+        if (rc != 0)
+            goto done;
+        rc = 1;
+    } else if (cnn) {
+        int64_t ch = 0, h = 0, w = 0;
+        nb_dataset_image_shape(d.train, &ch, &h, &w);
+        rc = !m ? cli_error("train", "out of memory")
+                : cli_cnn_build(layers, ch, h, w, act, &ao, dropout, sizes[n_hidden + 1], m, &rng,
+                                &net);
         if (rc != 0)
             goto done;
         rc = 1;
@@ -687,6 +713,12 @@ int cmd_train(int argc, char **argv)
                  model_k == 2 ? "a" : "an", model,
                  (long long)(rows.n_in / rows.n_out), (long long)rows.n_out, hidden,
                  (long long)sizes[n_hidden + 1]);
+    } else if (cnn) { /* "a 1x8x8 conv8k3p1,pool2,fc16 -> 10 relu convolutional" */
+        int64_t ch = 0, h = 0, w = 0;
+        nb_dataset_image_shape(d.train, &ch, &h, &w);
+        snprintf(arch, sizeof arch, "a %lldx%lldx%lld %.120s -> %lld %s convolutional",
+                 (long long)ch, (long long)h, (long long)w, layers,
+                 (long long)sizes[n_hidden + 1], nb_act_name(act));
     } else {
         len = snprintf(arch, sizeof arch, "a ");
         for (int i = 0; i < n_hidden + 2; i++)

@@ -125,27 +125,26 @@ static int64_t conv_width(const nb_layer *l, int64_t w)
                       c->o.stride[1]);
 }
 
+/* " key=<a>x<b>" appended, unless @p st already failed. */
+static nb_status put_pair(nb_status st, char *out, size_t cap, const char *key, const int64_t v[2])
+{
+    return st != NB_OK ? st
+                       : nb_layer_setting_put(out, cap, key, "%lldx%lld", (long long)v[0],
+                                              (long long)v[1]);
+}
+
 static nb_status conv_describe(const nb_layer *l, char *out, size_t cap)
 {
     const conv_layer *c = l->state;
-    const nb_conv_opts *o = &c->o;
     nb_status st = nb_layer_setting_put(out, cap, "in", "%lld", (long long)c->c_in);
     if (st == NB_OK)
         st = nb_layer_setting_put(out, cap, "out", "%lld", (long long)c->c_out);
+    st = put_pair(st, out, cap, "kernel", c->kernel);
+    st = put_pair(st, out, cap, "stride", c->o.stride);
+    st = put_pair(st, out, cap, "padding", c->o.padding);
+    st = put_pair(st, out, cap, "dilation", c->o.dilation);
     if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "kernel", "%lldx%lld", (long long)c->kernel[0],
-                                  (long long)c->kernel[1]);
-    if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "stride", "%lldx%lld", (long long)o->stride[0],
-                                  (long long)o->stride[1]);
-    if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "padding", "%lldx%lld", (long long)o->padding[0],
-                                  (long long)o->padding[1]);
-    if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "dilation", "%lldx%lld", (long long)o->dilation[0],
-                                  (long long)o->dilation[1]);
-    if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "groups", "%lld", (long long)o->groups);
+        st = nb_layer_setting_put(out, cap, "groups", "%lld", (long long)c->o.groups);
     if (st == NB_OK)
         st = nb_layer_setting_put(out, cap, "bias", "%d", c->bias ? 1 : 0);
     return st;
@@ -276,15 +275,9 @@ static int64_t pool_width(const nb_layer *l, int64_t w)
 static nb_status pool_describe(const nb_layer *l, char *out, size_t cap)
 {
     const nb_pool2d_opts *o = &((const pool_layer *)l->state)->o;
-    nb_status st = nb_layer_setting_put(out, cap, "kernel", "%lldx%lld", (long long)o->kernel[0],
-                                        (long long)o->kernel[1]);
-    if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "stride", "%lldx%lld", (long long)o->stride[0],
-                                  (long long)o->stride[1]);
-    if (st == NB_OK)
-        st = nb_layer_setting_put(out, cap, "padding", "%lldx%lld", (long long)o->padding[0],
-                                  (long long)o->padding[1]);
-    return st;
+    nb_status st = put_pair(NB_OK, out, cap, "kernel", o->kernel);
+    st = put_pair(st, out, cap, "stride", o->stride);
+    return put_pair(st, out, cap, "padding", o->padding);
 }
 
 static nb_status pool_build(nb_layer *l, nb_model *m, const char *settings,

@@ -828,6 +828,11 @@ static bool relu_family(nb_act act)
     }
 }
 
+nb_init nb_act_default_init(nb_act act)
+{
+    return relu_family(act) ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM;
+}
+
 /* "<prefix>.<base><i>" or "<base><i>" */
 static nb_status layer_name(char *buf, size_t n, const char *prefix, const char *base, int i)
 {
@@ -858,7 +863,7 @@ nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int 
     nb_layer_opts lo = o->layer;
     nb_init hidden_init = lo.init;
     if (hidden_init == NB_INIT_AUTO)
-        hidden_init = relu_family(o->act) ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM;
+        hidden_init = nb_act_default_init(o->act);
 
     nb_layer *seq = NULL;
     nb_status st = nbn_model_layer(m, &nbn_sequential_def, prefix ? prefix : "", NULL, &seq);
