@@ -764,8 +764,9 @@ static void test_cnn_settings(void **state)
         /* [6, 2, 4] */
         cnn_pool(&c, true, "pool4", 3, 2, ONE, ONE);
         cnn_flatten(&c);
-        cnn_linear(&c, "fc5", 48, 5);
         nb_layer *l = NULL;
+        cnn_add(&c, nb_batch_norm_new(c.m, "bn4", 48, 1e-5, 0.1, &c.o, &l), &l);
+        cnn_linear(&c, "fc5", 48, 5);
         cnn_add(&c, nb_batch_norm_new(c.m, "bn5", 5, 1e-5, 0.1, &c.o, &l), &l);
         cnn_act(&c, "act5", NB_ACT_PRELU, 5);
         cnn_linear(&c, "fc6", 5, 3);
@@ -775,6 +776,8 @@ static void test_cnn_settings(void **state)
                                      "1x0, dilation 2x1, 2 groups, tanh"));
         assert_non_null(strstr(text, "avg_pool2d 6x4x6 -> 6x2x3, kernel 3x3, stride 2x2, "
                                      "padding 1x1"));
+        assert_non_null(strstr(text, "max_pool2d 6x2x3 -> 6x2x4, kernel 3x2, stride 1x1, "
+                                     "padding 1x1, batch norm */"));
         cnn_free(&c);
     }
 }
@@ -807,7 +810,7 @@ static void test_cnn_fully_convolutional(void **state)
     cnn_begin(&c, NB_F64, 12);
     cnn_flatten(&c);
     cnn_reshape(&c, 3, 4, 5);
-    cnn_pool(&c, true, "pool1", 2, 2, TWO, NONE); /* [3, 2, 2] */
+    cnn_pool(&c, false, "pool1", 2, 2, TWO, NONE); /* [3, 2, 2] */
     cnn_flatten(&c);
     nb_layer *l = NULL;
     cnn_add(&c, nb_reshape_layer_new("row", 1, (int64_t[]){12}, &l), &l);
@@ -883,6 +886,7 @@ static void test_cnn_it_cannot_emit(void **state)
         "pooling layer",
         "cannot emit layer 'pool1' (avg_pool2d): on rows of 16, not a CxHxW image",
         "cannot emit layer 'conv1' (conv2d): its 1x3 window does not fit a 1x4x2 image",
+        "cannot emit layer 'bn2' (batch_norm): normalises rows of 5 features but gets rows of 8",
     };
     for (int k = 0; k < (int)(sizeof says / sizeof *says); k++) {
         cnn c;
@@ -947,6 +951,12 @@ static void test_cnn_it_cannot_emit(void **state)
         case 14: /* dilation 2 makes the width's 3 taps span 5 columns */
             cnn_reshape(&c, 1, 4, 2);
             cnn_conv(&c, "conv1", 1, 2, 1, 3, ONE, NONE, (int64_t[]){1, 2}, 1);
+            break;
+        case 15:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_conv(&c, "conv1", 1, 2, 3, 3, ONE, NONE, ONE, 1);
+            cnn_flatten(&c);
+            cnn_add(&c, nb_batch_norm_new(c.m, "bn2", 5, 1e-5, 0.1, &c.o, &l), &l);
             break;
         }
         cnn_save(&c, ckpt);
