@@ -54,8 +54,6 @@
 #define B9_SANITIZED 1
 #endif
 
-static atomic_long b9_mallocs;
-
 #if defined(__GLIBC__) && !defined(B9_SANITIZED)
 /* glibc lets a program replace malloc and its relatives (the library's
  * calls come here too); these count and hand over to glibc's own. */
@@ -66,6 +64,8 @@ extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t n);
 extern void *__libc_memalign(size_t align, size_t n);
 extern void __libc_free(void *p);
+
+static atomic_long b9_mallocs;
 
 static void b9_count(void)
 {
@@ -307,7 +307,7 @@ static void conv_rates(int threads)
      * graph between repetitions keeps them */
     for (int k = 0; k < 2; k++) {
         const int64_t *s = conv_shape[k];
-        char nx[8], nw[8], ng[8];
+        char nx[16], nw[16], ng[16];
         snprintf(nx, sizeof nx, "x%d", k);
         snprintf(nw, sizeof nw, "w%d", k);
         snprintf(ng, sizeof ng, "gy%d", k);
