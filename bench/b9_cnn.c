@@ -15,8 +15,9 @@
  * Memory: "step_peak_mb" is the growth of the process's resident set over
  * the timed batches (peak RSS during them minus RSS before the first one,
  * with the model, optimizer and data already in memory): what training
- * steps need on top of the data. "peak_rss_mb" is the whole process's peak
- * (the data sets are 210 MB of it). "graph_mb" is the graph's arena.
+ * steps need on top of the data. "peak_rss_mb" is the process's peak RSS
+ * during them (all of it: the data sets are 220 MB). "graph_mb" is the
+ * graph's arena.
  *
  * Allocations after the first step: "graph_allocs_after_first" counts the
  * graph's allocations (through its nb_alloc_fn) in batches 2..65, and
