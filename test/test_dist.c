@@ -161,6 +161,8 @@ static void test_basics(void **state)
         assert_int_equal(env_rank, RANK);
     }
     assert_int_equal(nb_dist_error(D)->status, NB_OK);
+    assert_true(nb_dist_ok(D));
+    assert_false(nb_dist_ok(NULL));
     /* sums: 1 + 2 + ... + P, and a second value */
     double v[2] = {RANK + 1, 0.5};
     assert_int_equal(nb_dist_sum(D, v, 2), NB_OK);
@@ -370,6 +372,7 @@ static void test_mismatch(void **state)
     m = nb_model_new();
     assert_int_equal(nb_model_add(m, "w", NB_F64, 1, (int64_t[]){2}, &t), NB_OK);
     assert_int_equal(nb_dist_check(D, m, "same=yes"), NB_OK);
+    assert_true(nb_dist_ok(D)); /* a difference leaves the run usable */
     nb_model_free(m);
 }
 
@@ -657,6 +660,7 @@ static void test_timeout_names_rank(void **state)
                                        "died or hangs)"));
         assert_string_equal(e->name, "rank 1");
         /* broken: later calls fail at once */
+        assert_false(nb_dist_ok(d));
         assert_int_equal(nb_dist_sum(d, &v, 1), NB_ERR_COMM);
         assert_non_null(strstr(nb_dist_error(d)->msg, "an earlier collective failed"));
     }
@@ -679,7 +683,7 @@ int main(int argc, char **argv)
         if (nb_dist_init(NULL, &d, &err) != NB_ERR_UNSUPPORTED || d ||
             !strstr(err.msg, "built without MPI") || !strstr(err.msg, "-Dmpi=enabled") ||
             nb_dist_sum(NULL, NULL, 0) != NB_ERR_NULL || nb_dist_size(NULL) != 1 ||
-            nb_dist_train_comm(NULL, NULL) != NB_ERR_NULL) {
+            nb_dist_ok(NULL) || nb_dist_train_comm(NULL, NULL) != NB_ERR_NULL) {
             fprintf(stderr, "the build without MPI does not refuse as documented: %s\n", err.msg);
             rc = 1;
         }

@@ -307,7 +307,8 @@ static void same_as_example(const char *page, const char *section, const char *e
 }
 
 /* docs/models.md's layer of its own, recurrent and convolutional networks
- * are the examples' (tests 'custom-layer', 'rnn-rows', 'cnn-digits'). */
+ * are the examples' (tests 'custom-layer', 'rnn-rows', 'cnn-digits'), and
+ * docs/distributed.md's loop (test 'dist-loop'). */
 static void test_custom_layer_block(void **state)
 {
     (void)state;
@@ -317,6 +318,9 @@ static void test_custom_layer_block(void **state)
                     "    /* --- the network --- */", "    /* --- end of the network --- */");
     same_as_example("docs/models.md", "## A convolutional network", "cnn_digits.c",
                     "    /* --- the network --- */", "    /* --- end of the network --- */");
+    /* docs/distributed.md's training loop is the example's (test 'dist-loop') */
+    same_as_example("docs/distributed.md", "## Your own training loop", "dist_loop.c",
+                    "    /* --- the loop --- */", "    /* --- end of the loop --- */");
 }
 
 /* The program excerpts of the regression section are in its program. */

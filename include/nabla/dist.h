@@ -120,6 +120,11 @@ NB_API void nb_dist_free(nb_dist *d);
  *  return when MPI is running; returns at once for NULL or without MPI. */
 NB_API void nb_dist_abort(nb_dist *d, int code);
 
+/** False once a collective has failed (a rank died or hangs, MPI failed):
+ *  the run cannot go on, and nb_dist_free will not finalise MPI; end the
+ *  run with nb_dist_abort. True otherwise, a difference found by
+ *  nb_dist_check included (false for NULL). */
+NB_API bool nb_dist_ok(const nb_dist *d);
 /** This process's rank, 0 .. size - 1 (0 for NULL). */
 NB_API int nb_dist_rank(const nb_dist *d);
 /** The number of ranks (1 for NULL). */

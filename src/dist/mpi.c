@@ -341,6 +341,11 @@ void nb_dist_abort(nb_dist *d, int code)
         MPI_Abort(d->comm != MPI_COMM_NULL ? d->comm : MPI_COMM_WORLD, code);
 }
 
+bool nb_dist_ok(const nb_dist *d)
+{
+    return d && !d->broken;
+}
+
 int nb_dist_rank(const nb_dist *d)
 {
     return d ? d->rank : 0;

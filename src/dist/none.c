@@ -30,6 +30,12 @@ void nb_dist_abort(nb_dist *d, int code)
     (void)d, (void)code;
 }
 
+bool nb_dist_ok(const nb_dist *d)
+{
+    (void)d;
+    return false;
+}
+
 int nb_dist_rank(const nb_dist *d)
 {
     (void)d;
