@@ -19,6 +19,10 @@
 
 #include "tc.h"
 
+#ifdef NB_TEST_HAVE_MPI
+#include <mpi.h>
+#endif
+
 static nb_dist *D;  /* the run, shared by the tests */
 static int RANK, P; /* this rank and the ranks */
 
@@ -668,6 +672,45 @@ static void test_timeout_names_rank(void **state)
     assert_int_equal(nb_dist_vote(D, true, NULL), NB_OK);
 }
 
+#ifdef NB_TEST_HAVE_MPI
+/* A program's own MPI: nb_dist_init attaches to a communicator it gives
+ * (here the even and the odd ranks apart), and MPI's errors come back as
+ * NB_ERR_COMM with MPI's error string. */
+static void test_attach_comm(void **state)
+{
+    (void)state;
+    MPI_Comm half;
+    assert_int_equal(MPI_Comm_split(MPI_COMM_WORLD, RANK % 2, RANK, &half), MPI_SUCCESS);
+    nb_dist_opts o = nb_dist_defaults();
+    o.comm = &half;
+    nb_dist *d = NULL;
+    nb_error err;
+    assert_int_equal(nb_dist_init(&o, &d, &err), NB_OK);
+    assert_int_equal(nb_dist_size(d), (P + 1 - RANK % 2) / 2);
+    assert_int_equal(nb_dist_rank(d), RANK / 2);
+    double v = RANK;
+    assert_int_equal(nb_dist_sum(d, &v, 1), NB_OK);
+    double want = 0;
+    for (int r = RANK % 2; r < P; r += 2)
+        want += r;
+    assert_true(v == want);
+    nb_dist_free(d); /* MPI stays up: the program started it */
+    MPI_Comm_free(&half);
+    /* a communicator MPI refuses: an error, not an abort */
+    MPI_Errhandler was;
+    MPI_Comm_get_errhandler(MPI_COMM_WORLD, &was);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm none = MPI_COMM_NULL;
+    o.comm = &none;
+    assert_int_equal(nb_dist_init(&o, &d, &err), NB_ERR_COMM);
+    assert_null(d);
+    assert_non_null(strstr(err.msg, "cannot set up the communicator: "));
+    assert_non_null(strstr(err.msg, "MPI_ERR_COMM"));
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, was);
+    MPI_Errhandler_free(&was);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     bool need_mpi = argc > 1 && !strcmp(argv[1], "--mpi");
@@ -721,8 +764,19 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_trainer_mismatch),
         cmocka_unit_test(test_trainer_failure_agreed),
         cmocka_unit_test(test_timeout_names_rank),
+#ifdef NB_TEST_HAVE_MPI
+        cmocka_unit_test(test_attach_comm),
+#endif
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    nb_dist_free(D);
+    nb_dist_free(D); /* MPI_Finalize: nb_dist_init started MPI */
+    /* MPI cannot start twice in a process */
+    nb_dist *again = NULL;
+    if (nb_dist_init(NULL, &again, &err) != NB_ERR_UNSUPPORTED || again ||
+        !strstr(err.msg, "already finalised")) {
+        fprintf(stderr, "nb_dist_init after MPI_Finalize: %s\n", err.msg);
+        rc = 1;
+    }
+    nb_dist_abort(again, 1); /* returns: nothing to end */
     return rc;
 }

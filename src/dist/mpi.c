@@ -183,6 +183,16 @@ static nb_status usable(nb_dist *d, const char *where)
     return NB_OK;
 }
 
+/* The start of a public collective on the model @p m: the error cleared,
+ * the model there, the run still usable. */
+static nb_status begin(nb_dist *d, const nb_model *m, const char *where)
+{
+    nb_error_clear(&d->err);
+    if (!m)
+        return fail(d, NB_ERR_NULL, where, "no model");
+    return usable(d, where);
+}
+
 /* Sum @p count values of @p type (of @p elem bytes) over the ranks, in
  * place, in pieces of at most INT_MAX values. */
 static nb_status allreduce(nb_dist *d, void *buf, size_t count, MPI_Datatype type, size_t elem,
@@ -367,10 +377,7 @@ nb_status nb_dist_check(nb_dist *d, const nb_model *m, const char *settings)
     static const char where[] = "nb_dist_check";
     if (!d)
         return NB_ERR_NULL;
-    nb_error_clear(&d->err);
-    if (!m)
-        return fail(d, NB_ERR_NULL, where, "no model");
-    nb_status st = usable(d, where);
+    nb_status st = begin(d, m, where);
     if (st != NB_OK)
         return st;
     size_t len = 0;
@@ -522,10 +529,7 @@ nb_status nb_dist_broadcast(nb_dist *d, nb_model *m)
     static const char where[] = "nb_dist_broadcast";
     if (!d)
         return NB_ERR_NULL;
-    nb_error_clear(&d->err);
-    if (!m)
-        return fail(d, NB_ERR_NULL, where, "no model");
-    nb_status st = usable(d, where);
+    nb_status st = begin(d, m, where);
     return st != NB_OK ? st : flat_op(d, m, false, 1, where);
 }
 
@@ -534,12 +538,11 @@ nb_status nb_dist_average_grads(nb_dist *d, nb_model *m, double weight)
     static const char where[] = "nb_dist_average_grads";
     if (!d)
         return NB_ERR_NULL;
-    nb_error_clear(&d->err);
-    if (!m)
-        return fail(d, NB_ERR_NULL, where, "no model");
-    if (!(weight > -1e300 && weight < 1e300))
+    if (!(weight > -1e300 && weight < 1e300)) {
+        nb_error_clear(&d->err);
         return fail(d, NB_ERR_ARG, where, "weight = %g: it must be finite", weight);
-    nb_status st = usable(d, where);
+    }
+    nb_status st = begin(d, m, where);
     return st != NB_OK ? st : flat_op(d, m, true, weight, where);
 }
 
@@ -548,10 +551,7 @@ nb_status nb_dist_average_buffers(nb_dist *d, nb_model *m)
     static const char where[] = "nb_dist_average_buffers";
     if (!d)
         return NB_ERR_NULL;
-    nb_error_clear(&d->err);
-    if (!m)
-        return fail(d, NB_ERR_NULL, where, "no model");
-    nb_status st = usable(d, where);
+    nb_status st = begin(d, m, where);
     if (st != NB_OK)
         return st;
     size_t n = 0;
