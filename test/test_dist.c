@@ -282,6 +282,15 @@ static void test_average_buffers(void **state)
     nb_model_free(m);
 }
 
+/* An allocation hook that counts. */
+static int64_t allocations;
+static void *counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+    if (new_size > 0)
+        allocations++;
+    return nb_default_alloc(ud, ptr, old_size, new_size);
+}
+
 /* Gradients become Σ_r w_r g_r, in both dtypes, in place. */
 static void test_average_grads(void **state)
 {
@@ -304,10 +313,24 @@ static void test_average_grads(void **state)
     for (int i = 0; i < 4; i++)
         tc_near(nb_tensor_get(nb_tensor_grad(b), i), 1.0 / P, 1e-15);
     assert_true(nb_tensor_get(buf, 0) == 5);
-    /* the buffers are kept: a second average allocates nothing new and
-     * weight 1 sums */
+    /* weight 1 sums */
     assert_int_equal(nb_dist_average_grads(D, m, 1), NB_OK);
     tc_near(nb_tensor_get(nb_tensor_grad(b), 0), 1.0, 1e-15);
+    /* the flat buffers are allocated by the first call only: steps
+     * allocate nothing */
+    nb_dist_opts o = nb_dist_defaults();
+    o.alloc = counting_alloc;
+    nb_dist *d = NULL;
+    nb_error err;
+    assert_int_equal(nb_dist_init(&o, &d, &err), NB_OK);
+    int64_t at_start = allocations;
+    assert_int_equal(nb_dist_average_grads(d, m, 1), NB_OK);
+    int64_t after_first = allocations;
+    assert_true(after_first == at_start + 2); /* one buffer per dtype */
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(nb_dist_average_grads(d, m, 0.5), NB_OK);
+    assert_true(allocations == after_first);
+    nb_dist_free(d);
     nb_model_free(m);
 }
 

@@ -100,6 +100,12 @@ def equivalence(mpirun, tmp):
         print("P=%d vs P=1 after 3 epochs of digits: largest relative parameter difference %.3g"
               % (p, d))
         check(d <= 1e-4, "P=%d: parameters as one process's (%.3g)" % (p, d))
+    # dropout draws from each rank's own generator, not the shuffling one
+    # (which the trainer compares every epoch: a shared one would drift)
+    r = run(mpirun + ["-np", "2", NABLA, "train", "--layers", "32", "--dropout", "0.3",
+                      "--epochs", "3", "--json"])
+    check(r.returncode == 0 and len(json_lines(r.stdout)) == 3,
+          "P=2 with dropout trains 3 epochs: " + r.stderr)
     # the human-readable run says how it is shared
     r = run(mpirun + ["-np", "2", NABLA, "train", "--layers", "16", "--epochs", "1"])
     check(r.returncode == 0 and r.stdout.count("training a 64-16-10") == 1
