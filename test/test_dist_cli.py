@@ -12,7 +12,8 @@ With MPI:
 - a run resumes with another number of ranks, P -> 1 and 1 -> P, and ends
   where an uninterrupted run of one process ends (to rounding);
 - ranks started with different settings (MPMD: --seed 1 and --seed 2) stop
-  before training with one error naming the difference;
+  before training with one error naming the difference, and a rank whose
+  setup fails alone stops them all, saying why;
 - a rank killed (SIGKILL) mid-run stops the others within seconds, by
   mpirun's own watch and, with mpirun --enable-recovery (the processes left
   running), by the timeout of nabla's collectives, naming rank 1; the last
@@ -144,6 +145,16 @@ def mismatch(mpirun):
     check("the ranks differ before training: rank 1 differs from rank 0: rank 0 has shuffling "
           "rng=" in err, "different seeds: the difference named: " + err)
     check("epoch" not in r.stdout, "different seeds: no epoch trained")
+    # a rank whose setup fails alone (a file only it is asked to read): the
+    # ranks stop together, and that rank says why
+    t0 = time.time()
+    r = run(mpirun + ["-np", "1"] + base + [":", "-np", "1"] + base +
+            ["--resume", "/nonexistent/run.ckpt"])
+    check(r.returncode != 0 and time.time() - t0 < 30, "a rank's own failure: refused at once")
+    check(r.stderr.count("nabla train:") == 1 and
+          "nabla train: rank 1: cannot load /nonexistent/run.ckpt" in r.stderr,
+          "a rank's own failure: one error, from rank 1: " + r.stderr)
+    check("epoch" not in r.stdout, "a rank's own failure: no epoch trained")
 
 
 def ranks_of(mpirun_pid):
