@@ -193,36 +193,19 @@ static nb_status begin(nb_dist *d, const nb_model *m, const char *where)
     return usable(d, where);
 }
 
-/* Sum @p count values of @p type (of @p elem bytes) over the ranks, in
- * place, in pieces of at most INT_MAX values. */
-static nb_status allreduce(nb_dist *d, void *buf, size_t count, MPI_Datatype type, size_t elem,
-                           MPI_Op op, const char *where, const char *what)
-{
-    char *p = buf;
-    do {
-        int n = count > INT_MAX ? INT_MAX : (int)count;
-        MPI_Request rq;
-        int e = MPI_Iallreduce(MPI_IN_PLACE, p, n, type, op, d->comm, &rq);
-        if (e != MPI_SUCCESS)
-            return mpi_fail(d, e, where, what);
-        nb_status st = wait_for(d, &rq, where, what);
-        if (st != NB_OK)
-            return st;
-        p += (size_t)n * elem;
-        count -= (size_t)n;
-    } while (count > 0);
-    return NB_OK;
-}
-
-/* Rank 0's @p count values of @p type to every rank, in pieces. */
-static nb_status broadcast(nb_dist *d, void *buf, size_t count, MPI_Datatype type, size_t elem,
-                           const char *where, const char *what)
+/* One collective over @p count values of @p type (@p elem bytes each), in
+ * pieces of at most INT_MAX values: with @p root < 0 their reduction by
+ * @p op over the ranks, in place; otherwise rank root's values to every
+ * rank. */
+static nb_status collective(nb_dist *d, void *buf, size_t count, MPI_Datatype type, size_t elem,
+                            MPI_Op op, int root, const char *where, const char *what)
 {
     char *p = buf;
     while (count > 0) {
         int n = count > INT_MAX ? INT_MAX : (int)count;
         MPI_Request rq;
-        int e = MPI_Ibcast(p, n, type, 0, d->comm, &rq);
+        int e = root < 0 ? MPI_Iallreduce(MPI_IN_PLACE, p, n, type, op, d->comm, &rq)
+                         : MPI_Ibcast(p, n, type, root, d->comm, &rq);
         if (e != MPI_SUCCESS)
             return mpi_fail(d, e, where, what);
         nb_status st = wait_for(d, &rq, where, what);
@@ -388,8 +371,8 @@ nb_status nb_dist_check(nb_dist *d, const nb_model *m, const char *settings)
     size_t all_bytes = (size_t)d->size * sizeof mine;
     uint64_t *all = d->alloc(d->ud, NULL, 0, all_bytes);
     uint64_t failed = (text && all) ? 0 : 1;
-    st = allreduce(d, &failed, 1, MPI_UINT64_T, sizeof failed, MPI_SUM, where,
-                   "comparing the ranks' models");
+    st = collective(d, &failed, 1, MPI_UINT64_T, sizeof failed, MPI_SUM, -1, where,
+                    "comparing the ranks' models");
     if (st == NB_OK && failed)
         st = fail(d, NB_ERR_NOMEM, where,
                   "out of memory for the models' descriptions on %llu rank%s",
@@ -409,8 +392,8 @@ nb_status nb_dist_check(nb_dist *d, const nb_model *m, const char *settings)
         size_t a_len = (size_t)all[1], b_len = (size_t)all[3 * differs + 1];
         char *a = d->alloc(d->ud, NULL, 0, a_len + 1), *b = d->alloc(d->ud, NULL, 0, b_len + 1);
         uint64_t short_of = a && b ? 0 : 1;
-        st = allreduce(d, &short_of, 1, MPI_UINT64_T, sizeof short_of, MPI_SUM, where,
-                       "comparing the ranks' models");
+        st = collective(d, &short_of, 1, MPI_UINT64_T, sizeof short_of, MPI_SUM, -1, where,
+                        "comparing the ranks' models");
         if (st == NB_OK && short_of)
             st = fail(d, NB_ERR_NOMEM, where, "out of memory comparing the models");
         if (st == NB_OK && d->rank == 0)
@@ -418,12 +401,11 @@ nb_status nb_dist_check(nb_dist *d, const nb_model *m, const char *settings)
         if (st == NB_OK && d->rank == differs)
             memcpy(b, text, b_len);
         if (st == NB_OK)
-            st = broadcast(d, a, a_len, MPI_CHAR, 1, where, "comparing the ranks' models");
-        if (st == NB_OK) {
-            int e = MPI_Ibcast(b, (int)b_len, MPI_CHAR, differs, d->comm, &rq);
-            st = e != MPI_SUCCESS ? mpi_fail(d, e, where, "comparing the ranks' models")
-                                  : wait_for(d, &rq, where, "comparing the ranks' models");
-        }
+            st = collective(d, a, a_len, MPI_CHAR, 1, MPI_OP_NULL, 0, where,
+                            "comparing the ranks' models");
+        if (st == NB_OK)
+            st = collective(d, b, b_len, MPI_CHAR, 1, MPI_OP_NULL, differs, where,
+                            "comparing the ranks' models");
         if (st == NB_OK) {
             char name[128];
             nbx_difference(a, a_len, b, b_len, differs, d->err.msg, sizeof d->err.msg, name,
@@ -508,13 +490,13 @@ static nb_status flat_op(nb_dist *d, nb_model *m, bool grads, double weight, con
         nb_status st;
         if (grads) {
             pack(d, m, dt, true, false, weight);
-            st = allreduce(d, d->buf[k], n, type_of(dt), elem, MPI_SUM, where,
-                           "averaging the gradients");
+            st = collective(d, d->buf[k], n, type_of(dt), elem, MPI_SUM, -1, where,
+                            "averaging the gradients");
         } else {
             if (d->rank == 0)
                 pack(d, m, dt, false, false, 1);
-            st = broadcast(d, d->buf[k], n, type_of(dt), elem, where,
-                           "broadcasting the model from rank 0");
+            st = collective(d, d->buf[k], n, type_of(dt), elem, MPI_OP_NULL, 0, where,
+                            "broadcasting the model from rank 0");
         }
         if (st != NB_OK)
             return st;
@@ -576,8 +558,8 @@ nb_status nb_dist_average_buffers(nb_dist *d, nb_model *m)
         if (!nb_tensor_requires_grad(p))
             for (int64_t i = 0; i < nb_tensor_size(p); i++)
                 d->ext[at++] = nb_tensor_get(p, i);
-    st = allreduce(d, d->ext, n, MPI_LONG_DOUBLE, sizeof *d->ext, MPI_SUM, where,
-                   "averaging the buffers");
+    st = collective(d, d->ext, n, MPI_LONG_DOUBLE, sizeof *d->ext, MPI_SUM, -1, where,
+                    "averaging the buffers");
     if (st != NB_OK)
         return st;
     at = 0;
@@ -601,8 +583,8 @@ nb_status nb_dist_sum(nb_dist *d, double *values, int n)
     nb_status st = usable(d, where);
     if (st != NB_OK || n == 0)
         return st;
-    return allreduce(d, values, (size_t)n, MPI_DOUBLE, sizeof *values, MPI_SUM, where,
-                     "summing over the ranks");
+    return collective(d, values, (size_t)n, MPI_DOUBLE, sizeof *values, MPI_SUM, -1, where,
+                      "summing over the ranks");
 }
 
 nb_status nb_dist_vote(nb_dist *d, bool ok, int *first_failed)
@@ -615,7 +597,7 @@ nb_status nb_dist_vote(nb_dist *d, bool ok, int *first_failed)
     if (st != NB_OK)
         return st;
     int lowest = ok ? d->size : d->rank;
-    st = allreduce(d, &lowest, 1, MPI_INT, sizeof lowest, MPI_MIN, where, "the ranks' vote");
+    st = collective(d, &lowest, 1, MPI_INT, sizeof lowest, MPI_MIN, -1, where, "the ranks' vote");
     if (st == NB_OK && first_failed)
         *first_failed = lowest < d->size ? lowest : -1;
     return st;
