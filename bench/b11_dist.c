@@ -173,9 +173,10 @@ static double max_rel_diff(const nb_model *a, const nb_model *b)
     return worst;
 }
 
-/* The same initial weights on every rank, checked. */
-static void start(b11_run *r, nb_dist *d)
+/* run_new, with the same initial weights on every rank, checked. */
+static void start(b11_run *r, nb_dist *d, nb_dtype dt, int kind)
 {
+    run_new(r, dt, kind);
     if (nb_dist_check(d, r->m, "workload=B11\nbatch=256\nseed=0\n") != NB_OK ||
         nb_dist_broadcast(d, r->m) != NB_OK)
         die_dist(d, "start");
@@ -188,11 +189,10 @@ static double equivalence(const nb_dataset *ds, const int64_t *idx, nb_dist *d, 
 {
     int rank = nb_dist_rank(d), size = nb_dist_size(d);
     b11_run many, one;
-    run_new(&many, dt, kind);
-    start(&many, d);
+    start(&many, d, dt, kind);
     for (int s = 0; s < SNAP; s++)
-        step(&many, ds, idx + (int64_t)s * GLOBAL, GLOBAL * rank / size,
-             GLOBAL * (rank + 1) / size, d);
+        step(&many, ds, idx + (int64_t)s * GLOBAL, GLOBAL * rank / size, GLOBAL * (rank + 1) / size,
+             d);
     double diff = 0;
     if (rank == 0) {
         run_new(&one, dt, kind);
@@ -205,22 +205,41 @@ static double equivalence(const nb_dataset *ds, const int64_t *idx, nb_dist *d, 
     return diff;
 }
 
+/* A barrier: a sum of one double over the ranks. */
+static void barrier(nb_dist *d)
+{
+    double one = 1;
+    if (nb_dist_sum(d, &one, 1) != NB_OK)
+        die_dist(d, "barrier");
+}
+
+/* WARMUP + TIMED steps of this rank's shares, the gradients averaged over
+ * @p d's ranks when @p average, each step after a barrier when @p sync:
+ * the median ms of the last TIMED. */
+static double median_step_ms(b11_run *r, const nb_dataset *ds, const int64_t *idx, nb_dist *d,
+                             bool average, bool sync)
+{
+    int rank = nb_dist_rank(d), size = nb_dist_size(d);
+    int64_t lo = GLOBAL * rank / size, hi = GLOBAL * (rank + 1) / size;
+    double t[TIMED];
+    for (int s = 0; s < WARMUP + TIMED; s++) {
+        if (sync)
+            barrier(d);
+        double t0 = bench_now();
+        step(r, ds, idx + (int64_t)s * GLOBAL, lo, hi, average ? d : NULL);
+        if (s >= WARMUP)
+            t[s - WARMUP] = bench_now() - t0;
+    }
+    return 1e3 * bench_median(t, TIMED);
+}
+
 /* Default mode: the timed steps, then the equivalence figures. */
 static void timed(const nb_dataset *ds, const int64_t *idx, nb_dist *d)
 {
     int rank = nb_dist_rank(d), size = nb_dist_size(d);
-    int64_t lo = GLOBAL * rank / size, hi = GLOBAL * (rank + 1) / size;
     b11_run r;
-    run_new(&r, NB_F32, NB_OPTIM_ADAM);
-    start(&r, d);
-    double t[TIMED];
-    for (int s = 0; s < WARMUP + TIMED; s++) {
-        double t0 = bench_now();
-        step(&r, ds, idx + (int64_t)s * GLOBAL, lo, hi, size > 1 ? d : NULL);
-        if (s >= WARMUP)
-            t[s - WARMUP] = bench_now() - t0;
-    }
-    double ms = 1e3 * bench_median(t, TIMED);
+    start(&r, d, NB_F32, NB_OPTIM_ADAM);
+    double ms = median_step_ms(&r, ds, idx, d, size > 1, false);
     if (rank == 0) {
         printf("{\"workload\": \"B11\", \"impl\": \"nabla\", \"procs\": %d, \"global_batch\": %d, "
                "\"ms_per_step\": %.4f, \"images_per_s\": %.1f, \"matmul\": \"%s\", "
@@ -236,18 +255,11 @@ static void timed(const nb_dataset *ds, const int64_t *idx, nb_dist *d)
     double sgd64 = equivalence(ds, idx, d, NB_F64, NB_OPTIM_SGD);
     double adam64 = equivalence(ds, idx, d, NB_F64, NB_OPTIM_ADAM);
     if (rank == 0)
-        printf("{\"workload\": \"B11\", \"impl\": \"nabla\", \"procs\": %d, "
-               "\"max_rel_param_diff_20\": %.3g, \"max_rel_param_diff_20_sgd_f32\": %.3g, "
-               "\"max_rel_param_diff_20_sgd_f64\": %.3g, \"max_rel_param_diff_20_adam_f64\": %.3g}\n",
-               size, adam, sgd32, sgd64, adam64);
-}
-
-/* A barrier: a sum of one double over the ranks. */
-static void barrier(nb_dist *d)
-{
-    double one = 1;
-    if (nb_dist_sum(d, &one, 1) != NB_OK)
-        die_dist(d, "barrier");
+        printf(
+            "{\"workload\": \"B11\", \"impl\": \"nabla\", \"procs\": %d, "
+            "\"max_rel_param_diff_20\": %.3g, \"max_rel_param_diff_20_sgd_f32\": %.3g, "
+            "\"max_rel_param_diff_20_sgd_f64\": %.3g, \"max_rel_param_diff_20_adam_f64\": %.3g}\n",
+            size, adam, sgd32, sgd64, adam64);
 }
 
 /* --allreduce: the all-reduce of the gradients and the rest of a step,
@@ -257,16 +269,8 @@ static void parts(const nb_dataset *ds, const int64_t *idx, nb_dist *d)
     int rank = nb_dist_rank(d), size = nb_dist_size(d);
     int64_t lo = GLOBAL * rank / size, hi = GLOBAL * (rank + 1) / size;
     b11_run r;
-    run_new(&r, NB_F32, NB_OPTIM_ADAM);
-    start(&r, d);
-    double comp[TIMED], red[TIMED];
-    for (int s = 0; s < WARMUP + TIMED; s++) {
-        barrier(d);
-        double t0 = bench_now();
-        step(&r, ds, idx + (int64_t)s * GLOBAL, lo, hi, NULL);
-        if (s >= WARMUP)
-            comp[s - WARMUP] = bench_now() - t0;
-    }
+    start(&r, d, NB_F32, NB_OPTIM_ADAM);
+    double c = median_step_ms(&r, ds, idx, d, false, true), red[TIMED];
     /* gradients of one more share, averaged over and over (their values
      * stay finite: each call averages equal-weighted copies) */
     step(&r, ds, idx, lo, hi, NULL); /* leaves the gradients allocated */
@@ -280,12 +284,13 @@ static void parts(const nb_dataset *ds, const int64_t *idx, nb_dist *d)
     }
     double params = (double)nb_model_numel(r.m);
     run_free(&r);
-    double c = 1e3 * bench_median(comp, TIMED), a = 1e3 * bench_median(red, TIMED);
+    double a = 1e3 * bench_median(red, TIMED);
     if (rank == 0)
-        printf("{\"workload\": \"B11\", \"impl\": \"nabla\", \"mode\": \"allreduce\", \"procs\": %d, "
-               "\"params\": %.0f, \"param_bytes\": %.0f, \"bytes_per_rank_ring\": %.0f, "
-               "\"allreduce_ms\": %.4f, \"compute_ms\": %.4f}\n",
-               size, params, 4 * params, 2.0 * (size - 1) / size * 4 * params, a, c);
+        printf(
+            "{\"workload\": \"B11\", \"impl\": \"nabla\", \"mode\": \"allreduce\", \"procs\": %d, "
+            "\"params\": %.0f, \"param_bytes\": %.0f, \"bytes_per_rank_ring\": %.0f, "
+            "\"allreduce_ms\": %.4f, \"compute_ms\": %.4f}\n",
+            size, params, 4 * params, 2.0 * (size - 1) / size * 4 * params, a, c);
 }
 
 int main(int argc, char **argv)
