@@ -476,9 +476,13 @@ static nb_status run_planes(nb_graph *g, nb_tensor *out, const nb_attrs *a, cons
         return NB_ERR_NOMEM;
     pool_job j = {&pl, in->data, out->data, (int64_t *)arg};
     pool_planes_fn fn = out->dtype == NB_F32 ? f32 : f64;
-    NBK_PRAGMA(omp parallel for num_threads(nt) if (nt > 1) schedule(static))
-    for (int t = 0; t < nt; t++)
-        fn(&j, planes * t / nt, planes * (t + 1) / nt, pl.bufs + (size_t)t * pl.buf_bytes);
+    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
+        fn(&j, 0, planes, pl.bufs);
+    } else {
+        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static))
+        for (int t = 0; t < nt; t++)
+            fn(&j, planes * t / nt, planes * (t + 1) / nt, pl.bufs + (size_t)t * pl.buf_bytes);
+    }
     nbc_arena_release(&g->arena, pos);
     return NB_OK;
 }
