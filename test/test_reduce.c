@@ -687,6 +687,22 @@ REF_REDUCE(ref_sum_f64, double, REF_SUM, 128)
 REF_REDUCE(ref_max_f32, float, REF_MAX, 8192)
 REF_REDUCE(ref_max_f64, double, REF_MAX, 8192)
 
+/* Channel c of s (sums of x) and m (maxima of y) against the reference order,
+ * bit for bit, in element type T. */
+#define CHANNEL_EXPECT(T, SUF)                                                                     \
+    do {                                                                                           \
+        const T *px = nb_tensor_##SUF(x), *py = nb_tensor_##SUF(y);                                \
+        T want_s = 0, want_m = 0;                                                                  \
+        for (int64_t k = 0; k < N; k++) {                                                          \
+            T vs = ref_sum_##SUF(px + (k * C + c) * HW, HW);                                       \
+            T vm = ref_max_##SUF(py + (k * C + c) * HW, HW);                                       \
+            want_s = k == 0 ? vs : REF_SUM(want_s, vs);                                            \
+            want_m = k == 0 ? vm : REF_MAX(want_m, vm);                                            \
+        }                                                                                          \
+        assert_memory_equal(nb_tensor_##SUF(s) + c, &want_s, sizeof want_s);                       \
+        assert_memory_equal(nb_tensor_##SUF(m) + c, &want_m, sizeof want_m);                       \
+    } while (0)
+
 /* The channel sums of x [N,C,H,W] (a convolution's bias gradient, sum_to
  * [C,1,1]) and their maxima over (0,2,3), bit for bit those of the order
  * above: each (n, c) row of H·W reduced pairwise, the N rows of a channel
@@ -726,29 +742,10 @@ static void test_channel_order(void **state)
                 assert_non_null(s);
                 assert_non_null(m);
                 for (int64_t c = 0; c < C; c++) {
-                    if (dt == NB_F32) {
-                        const float *px = nb_tensor_f32(x), *py = nb_tensor_f32(y);
-                        float want_s = 0, want_m = 0;
-                        for (int64_t k = 0; k < N; k++) {
-                            float vs = ref_sum_f32(px + (k * C + c) * HW, HW);
-                            float vm = ref_max_f32(py + (k * C + c) * HW, HW);
-                            want_s = k == 0 ? vs : REF_SUM(want_s, vs);
-                            want_m = k == 0 ? vm : REF_MAX(want_m, vm);
-                        }
-                        assert_memory_equal(nb_tensor_f32(s) + c, &want_s, sizeof want_s);
-                        assert_memory_equal(nb_tensor_f32(m) + c, &want_m, sizeof want_m);
-                    } else {
-                        const double *px = nb_tensor_f64(x), *py = nb_tensor_f64(y);
-                        double want_s = 0, want_m = 0;
-                        for (int64_t k = 0; k < N; k++) {
-                            double vs = ref_sum_f64(px + (k * C + c) * HW, HW);
-                            double vm = ref_max_f64(py + (k * C + c) * HW, HW);
-                            want_s = k == 0 ? vs : REF_SUM(want_s, vs);
-                            want_m = k == 0 ? vm : REF_MAX(want_m, vm);
-                        }
-                        assert_memory_equal(nb_tensor_f64(s) + c, &want_s, sizeof want_s);
-                        assert_memory_equal(nb_tensor_f64(m) + c, &want_m, sizeof want_m);
-                    }
+                    if (dt == NB_F32)
+                        CHANNEL_EXPECT(float, f32);
+                    else
+                        CHANNEL_EXPECT(double, f64);
                 }
                 nb_graph_free(g);
             }
