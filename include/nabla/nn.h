@@ -42,8 +42,10 @@ extern "C" {
 
 /* ========================================================== activations */
 
-/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h), and the binary step
- * (NB_ACT_STEP: 1 if x > 0 else 0) the primitive nb_step (ops.h): its
+/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h), ReLU the primitive
+ * nb_relu (ops.h: max(0, x), derivative 1(x > 0), 0 at the kink, ReLU(NaN) =
+ * NaN), and the binary step (NB_ACT_STEP: 1 if x > 0 else 0) the primitive
+ * nb_step (ops.h): its
  * derivative is zero wherever it exists, so no gradient flows through it
  * (it cannot be trained by back-propagation; it is here for the perceptron
  * and for plots).
@@ -56,8 +58,6 @@ extern "C" {
 NB_API nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x);
 /** hard-tanh(x) = max(min(x, 1), -1); slope 1 inside (-1, 1), 0 elsewhere (±1 included). */
 NB_API nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x);
-/** ReLU(x) = max(0, x); derivative 1(x > 0) (0 at the kink); ReLU(NaN) = NaN. */
-NB_API nb_tensor *nb_relu(nb_graph *g, nb_tensor *x);
 /** Leaky ReLU: x for x > 0, γx otherwise; derivative γ at the kink. */
 NB_API nb_tensor *nb_leaky_relu(nb_graph *g, nb_tensor *x, double gamma);
 /** PReLU: x for x > 0, α·x otherwise, α a tensor (a learned parameter)

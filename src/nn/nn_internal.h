@@ -59,8 +59,6 @@ void nbn_conv_info(const nb_layer *l, nb_layer_info *out);
 
 /* A rank-0 constant of x's dtype (NULL when x is NULL). */
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v);
-/* The positive part where(x <= 0, 0, x): derivative 1(x > 0), NaN kept. */
-nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x);
 /* Sum or mean of every element of x as a rank-0 tensor. */
 nb_tensor *nbn_reduce_all(nb_graph *g, nb_tensor *x, nb_reduction r, const char *op);
 
