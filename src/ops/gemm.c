@@ -42,21 +42,33 @@ static int64_t round_up(int64_t x, int64_t m)
  * streaming both panels from L1. Panels are zero-padded to whole MR/NR so
  * the micro-kernel always runs its full tile; a tile that sticks out of C,
  * or a C written transposed, goes through a small buffer. The first k-slice
- * stores into C, later ones add.
+ * stores into C, later ones add. When the rows of op(A) are contiguous
+ * along k and C is not wide, whole MR-row panels are read in place
+ * (micro_rows) instead of packed: each would be used by few NR-column panels.
  *
  * The problem is seen through strides (gemm_view), so C = op(A)·op(B) can
- * also be computed as C^T = op(B)^T·op(A)^T when that wastes less of the
- * tiles on padding (a C of 128 x 10 in 6 x 16 tiles covers 132 x 16
- * cells, its transpose 12 x 128).
+ * also be computed as C^T = op(B)^T·op(A)^T, and each SIMD family has a
+ * one-vector tile besides its two-vector one, for a narrow C. gemm_plan_for
+ * picks the orientation and tile with a cost model (part_cost): the tiles'
+ * cells, padding included, plus the packing and the writing of C^T tiles
+ * (a C of 128 x 10 costs 132 x 32 cells in 12 x 32 tiles, 132 x 16 in
+ * 12 x 16 ones, 12 x 128 as C^T, which packs all of op(A) through
+ * transposes).
  *
- * Threads take runs of MC-row blocks of C; each packs its own copy of the
- * op(B) block, which costs k*n copies per thread but no barriers.
+ * Every choice here is of who computes which element of C and through which
+ * tile: each element is still the sum over k of the same products in the
+ * same order (the slices of k fixed by k alone), so the result is the same
+ * bit for bit whatever the plan and the thread count.
+ *
+ * Threads share out C by runs of row panels or of column panels, whichever
+ * packs less twice (see gemm_run).
  */
 #define GEMM_KC 384    /* most k per slice (256 to 512 time alike on the B2 shapes) */
 #define GEMM_MC 192    /* most rows of op(A) per block: 192 x 384 floats, 288 KiB of L2 */
 #define GEMM_NC 2048   /* most columns of op(B) per block: 384 x 2048 floats, 3 MiB */
 #define GEMM_TILE 4096 /* bytes of the largest MR x NR tile */
-#define GEMM_AROWS_N 512 /* most columns of C for reading op(A) in place */
+#define GEMM_AROWS_N 512 /* most columns of C for which op(A) is read in place */
+#define GEMM_UNITS 4   /* runs per thread when threads take runs one after another */
 
 /* op(A)(i,q) = a[i*rs_a + q*cs_a], op(B)(q,j) = b[q*rs_b + j*cs_b],
  * C(i,j) = c[i*rs_c + j*cs_c]; strides in elements. */
@@ -474,12 +486,13 @@ nbk_gemm_isa nbk_gemm_best_isa(void)
 typedef struct gemm_plan {
     const gemm_kernel *kern;
     gemm_view v;        /* the product as computed (maybe transposed) */
+    bool transposed;    /* v is C^T = op(B)^T·op(A)^T */
     bool accumulate;    /* C += the product */
     bool a_rows;        /* whole MR-row panels of op(A) read in place (micro_rows) */
-    int threads;        /* threads worth waking for the product */
+    int threads;        /* threads the product is worth */
     bool split_n;       /* threads take runs of NR-column panels of C, else of MR-row panels */
     bool dynamic;       /* runs of `unit` panels taken one after another, else one run each */
-    bool cache;         /* each thread packs the whole op(A) (split_n) or op(B) once */
+    bool cache;         /* each thread packs all of op(A) (split_n) or op(B) once */
     int64_t unit;       /* panels per run when dynamic */
     int64_t mc, kc, nc; /* block sizes */
     size_t a_bytes;     /* a packed MC x KC block of op(A), or all of it */
@@ -503,70 +516,49 @@ static void part(int64_t len, int64_t unit, int tid, int team, int64_t *lo, int6
     *hi = min64(len, panels * (tid + 1) / team * unit);
 }
 
-#ifndef GEMM_CACHE_BYTES
-#define GEMM_CACHE_BYTES (2 << 20)
-#endif
-#ifndef GEMM_UNITS
-#define GEMM_UNITS 4
-#endif
-#ifndef GEMM_THREAD_WORK
-#define GEMM_THREAD_WORK 4e6
-#endif
-#ifdef GEMM_EXPERIMENT
-int gemm_force_split = -1, gemm_units = GEMM_UNITS, gemm_force_arows = -1, gemm_force_trans = -1,
-    gemm_force_narrow = -1, gemm_force_dynamic = -1;
-double gemm_cache_bytes = GEMM_CACHE_BYTES, gemm_thread_work = GEMM_THREAD_WORK;
-#include <time.h>
-double gemm_t_call, gemm_t_start[4], gemm_t_end[4], gemm_t_pack[4];
-static double gemm_now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+1e-9*t.tv_nsec;}
-#undef GEMM_CACHE_BYTES
-#define GEMM_CACHE_BYTES gemm_cache_bytes
-#undef GEMM_UNITS
-#define GEMM_UNITS gemm_units
-#undef GEMM_THREAD_WORK
-#define GEMM_THREAD_WORK gemm_thread_work
-#endif
-
 /*
- * The plan's cost model, in multiply-adds of the micro-kernel (tiles
- * count whole, padding included). Moving an element costs about this many
- * multiply-adds per SIMD lane (measured on AVX2 and AVX-512): packing by
- * copying contiguous runs, packing through a transpose in registers (or
- * writing a tile into a C^T), and element by element.
+ * The cost model, in multiply-adds of the micro-kernel (tiles count whole,
+ * padding included). Moving an element costs about this many multiply-adds
+ * per SIMD lane (timed with AVX2 and AVX-512 kernels): packing by copying
+ * contiguous runs, packing through transposes in registers (or writing a
+ * tile into a C^T), and element by element.
  */
 #define COST_COPY 0.6
 #define COST_TRANSPOSE 1.0
 #define COST_SCALAR 2.0
-#define COST_NARROW 1.1 /* a one-vector tile runs at about 1/1.1 of the wide one */
+#define COST_NARROW 1.1 /* a one-vector tile runs at about 1/1.1 of the two-vector one */
 
-/* Cost of packing `len` rows of op(A) (or columns of op(B): a) with strides
- * (along the rows, along k) rs, cs */
+/* Cost of packing `len` rows of op(A) (or columns of op(B)) with strides
+ * rs (between them) and cs (along k) */
 static double pack_cost(const gemm_kernel *kr, int64_t rs, int64_t cs, double len, double k)
 {
     double per = cs == 1 ? COST_TRANSPOSE : rs == 1 ? COST_COPY : COST_SCALAR;
-    if (!kr->tile_to_ct) /* the portable packs copy element by element */
+    if (!kr->tile_to_ct) /* the portable family copies element by element */
         per = COST_SCALAR;
     return per * kr->lanes * len * k;
 }
 
-/* Cost of rows x cols of C (of an m x n view v) through kernel kr: the
- * tiles, the packing of op(A) (its last panel only when a_rows) and op(B),
- * and the writing of C^T */
+/* Cost of `rows` x `cols` of the C of view v with kernel kr: the tiles, the
+ * packing of op(A) (of a last, partial panel only with a_rows) and op(B),
+ * and the writing of C^T tiles */
 static double part_cost(const gemm_view *v, const gemm_kernel *kr, bool a_rows, double rows,
                         double cols, int64_t slices)
 {
-    double k = (double)v->k;
-    double cost = (double)round_up((int64_t)rows, kr->mr) * (double)round_up((int64_t)cols, kr->nr) *
-                  k * (kr->lanes == kr->nr ? COST_NARROW : 1.0);
-    cost += pack_cost(kr, v->rs_a, v->cs_a, a_rows ? (double)(v->m % kr->mr) : rows, k);
+    double k = (double)v->k, mr = kr->mr, nr = kr->nr;
+    /* in floating point: divisions of int64_t take longer than the rest */
+    double tiles_m = (double)(int64_t)((rows + mr - 1) / mr),
+           tiles_n = (double)(int64_t)((cols + nr - 1) / nr);
+    double cost = tiles_m * mr * tiles_n * nr * k * (kr->lanes == kr->nr ? COST_NARROW : 1.0);
+    double last = rows - (double)(int64_t)(rows / mr) * mr;
+    cost += pack_cost(kr, v->rs_a, v->cs_a, a_rows ? last : rows, k);
     cost += pack_cost(kr, v->cs_b, v->rs_b, cols, k);
-    if (v->rs_c == 1) /* C^T: every tile through a transpose */
+    if (v->rs_c == 1)
         cost += (kr->tile_to_ct ? COST_TRANSPOSE : COST_SCALAR) * kr->lanes * rows * cols *
                 (double)slices;
     return cost;
 }
 
-/* A view of C^T = op(B)^T·op(A)^T */
+/* The view of C^T = op(B)^T·op(A)^T */
 static gemm_view transposed(const gemm_view *t)
 {
     return (gemm_view){.m = t->n,
@@ -584,23 +576,29 @@ static gemm_view transposed(const gemm_view *t)
 }
 
 /* Read whole panels of op(A) in place? When its rows are contiguous along k
- * and each panel is used by few panels of op(B) (packing pays off when it
- * is reused often). */
+ * and C is not wide: a packed panel pays off when many panels of op(B) use
+ * it (for 1024 columns, in place and packed time alike). */
 static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
 {
-#ifdef GEMM_EXPERIMENT
-    if (gemm_force_arows >= 0)
-        return kr->micro_rows && v->cs_a == 1 && gemm_force_arows;
-#endif
     return kr->micro_rows && v->cs_a == 1 && v->n <= GEMM_AROWS_N;
 }
 
-static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
+const nbk_gemm_limits nbk_gemm_default_limits = {
+    /* A team costs about 60 microseconds to start and join on a 2-core VM
+     * where OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE): two
+     * threads beat one from about 12e6 multiply-adds (128x256x128 is faster
+     * on one thread, 256x256x256 on two). */
+    .thread_work = 6e6,
+    /* all of a 128 x 4096 op(A) of floats */
+    .cache_bytes = 2 << 20,
+};
+
+static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                               const nbk_gemm_limits *lim)
 {
     gemm_plan pl;
     size_t elem = nb_dtype_size(p->dtype);
     int64_t k = p->k > 0 ? p->k : 1;
-    pl.accumulate = p->accumulate;
     gemm_view v = {.m = p->m > 0 ? p->m : 1,
                    .n = p->n > 0 ? p->n : 1,
                    .k = k,
@@ -613,78 +611,57 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
                    .cs_b = p->trans_b ? p->ldb : 1,
                    .rs_c = p->ldc,
                    .cs_c = 1};
+    pl.accumulate = p->accumulate;
     /* k in equal slices of at most KC (784 = 2 x 392, not 384 + 384 + 16);
-     * the slices fix the order of each sum, so they do not depend on the
-     * thread count (nor on anything else chosen here) */
+     * the slices fix the order of each sum, so they depend on nothing else */
     int64_t slices = (k + GEMM_KC - 1) / GEMM_KC;
     pl.kc = (k + slices - 1) / slices;
 
-    /* C or C^T (whose tiles may waste less), by the wide or the narrow
-     * tile: the cheapest by the cost model */
+    /* C or C^T, with the two-vector or the one-vector tile: the cheapest */
     double best = 0;
-    bool transpose = false;
     for (int t = 0; t < 2; t++)
         for (int w = 0; w < 2; w++) {
             const gemm_kernel *kr = &gemm_kernels[isa][p->dtype == NB_F64][w];
             gemm_view vt = t ? transposed(&v) : v;
-#ifdef GEMM_EXPERIMENT
-            if ((gemm_force_trans >= 0 && t != gemm_force_trans) ||
-                (gemm_force_narrow >= 0 && w != gemm_force_narrow))
-                continue;
-#endif
             bool a_rows = use_a_rows(&vt, kr);
             double cost = part_cost(&vt, kr, a_rows, (double)vt.m, (double)vt.n, slices);
-            if ((t == 0 && w == 0) || cost < best
-#ifdef GEMM_EXPERIMENT
-                || (gemm_force_trans >= 0 && gemm_force_narrow >= 0)
-#endif
-            ) {
+            if ((t == 0 && w == 0) || cost < best) {
                 best = cost;
                 pl.kern = kr;
                 pl.v = vt;
                 pl.a_rows = a_rows;
-                transpose = t;
+                pl.transposed = t;
             }
         }
     const gemm_kernel *kr = pl.kern;
     int64_t m = pl.v.m, n = pl.v.n;
-    pl.v.m = transpose ? p->n : p->m, pl.v.n = transpose ? p->m : p->n, pl.v.k = p->k;
+    pl.v.m = pl.transposed ? p->n : p->m, pl.v.n = pl.transposed ? p->m : p->n, pl.v.k = p->k;
 
-    /* threads: as many as the product keeps busy for the time waking one
-     * takes (about 30 microseconds on a 2-core VM, with OpenMP threads that
-     * sleep when idle: OMP_WAIT_POLICY=PASSIVE) */
-    double work = (double)m * (double)n * (double)k / GEMM_THREAD_WORK;
-    pl.threads = work < threads ? (work < 1 ? 1 : (int)work) : threads;
+    /* one thread per thread_work multiply-adds, at most `threads` */
+    double work = (double)m * (double)n * (double)k;
+    pl.threads = threads;
+    if (work < lim->thread_work * threads)
+        pl.threads = work < lim->thread_work * 2 ? 1 : (int)(work / lim->thread_work);
     int64_t rows = round_up(m, kr->mr), cols = round_up(n, kr->nr);
     pl.split_n = pl.dynamic = pl.cache = false;
     pl.unit = 1;
     if (pl.threads > 1) {
         /* runs of row panels or of column panels of C, whichever costs the
-         * busiest thread least (each thread packs all of op(A) when they
-         * split n, all of op(B) when they split m) */
+         * busiest thread least: each thread packs all of op(A) (but what it
+         * reads in place) when they split n, all of op(B) when they split m */
         double along_n = part_cost(&pl.v, kr, pl.a_rows, (double)m,
                                    (double)part_size(n, kr->nr, pl.threads), slices);
         double along_m = part_cost(&pl.v, kr, false, (double)part_size(m, kr->mr, pl.threads),
                                    (double)n, slices);
         pl.split_n = along_n < along_m;
-#ifdef GEMM_EXPERIMENT
-        if (gemm_force_split >= 0)
-            pl.split_n = gemm_force_split;
-#endif
-        /* Each thread needs all of op(A) (split along n; unless it reads
-         * op(A) in place) or of op(B). When it can pack that once, whole,
-         * the threads take short runs of panels one after another until
-         * none is left: a thread that starts late (waking one takes tens of
-         * microseconds) or is not running takes fewer. Otherwise each
-         * thread takes one run of panels and packs blocks. */
+        /* Short runs taken one after another when a thread needs no whole
+         * operand (split along n, op(A) read in place) or can pack it once
+         * into its scratch: the thread that starts first (waking another
+         * takes tens of microseconds) or that is not held up by the
+         * machine's other work takes more. Otherwise one run per thread. */
         int64_t whole = (pl.split_n ? rows : cols) * pl.kc * slices;
-        pl.cache = !(pl.split_n && pl.a_rows) && (double)whole * (double)elem <= GEMM_CACHE_BYTES;
+        pl.cache = !(pl.split_n && pl.a_rows) && (double)whole * (double)elem <= lim->cache_bytes;
         pl.dynamic = pl.cache || (pl.split_n && pl.a_rows);
-#ifdef GEMM_EXPERIMENT
-        if (gemm_force_dynamic >= 0)
-            pl.dynamic = pl.dynamic && gemm_force_dynamic;
-        pl.cache = pl.cache && pl.dynamic;
-#endif
         int64_t panels = pl.split_n ? cols / kr->nr : rows / kr->mr;
         if (pl.dynamic)
             pl.unit = (panels + GEMM_UNITS * pl.threads - 1) / (GEMM_UNITS * pl.threads);
@@ -695,11 +672,13 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
     }
     pl.mc = min64(GEMM_MC / kr->mr * kr->mr, rows);
     pl.nc = min64(GEMM_NC, cols);
-    int64_t whole_a = round_up(m, kr->mr) * pl.kc * slices, whole_b = round_up(n, kr->nr) * pl.kc * slices;
-    pl.a_bytes = (size_t)round_up((pl.cache && pl.split_n ? whole_a : pl.mc * pl.kc) * (int64_t)elem,
-                                  NB_ALIGN);
-    pl.b_bytes = (size_t)round_up(
-        (pl.cache && !pl.split_n ? whole_b : pl.kc * pl.nc) * (int64_t)elem, NB_ALIGN);
+    int64_t a_elems = pl.mc * pl.kc, b_elems = pl.kc * pl.nc;
+    if (pl.cache && pl.split_n)
+        a_elems = round_up(m, kr->mr) * pl.kc * slices;
+    else if (pl.cache)
+        b_elems = round_up(n, kr->nr) * pl.kc * slices;
+    pl.a_bytes = (size_t)round_up(a_elems * (int64_t)elem, NB_ALIGN);
+    pl.b_bytes = (size_t)round_up(b_elems * (int64_t)elem, NB_ALIGN);
     return pl;
 }
 
@@ -834,14 +813,7 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
                 return;
         }
         if (first && pl->cache) {
-#ifdef GEMM_EXPERIMENT
-            double tp = gemm_now();
-#endif
             pack_whole(pl, pl->split_n, pl->split_n ? apack : bpack, es);
-#ifdef GEMM_EXPERIMENT
-            if (tid < 4)
-                gemm_t_pack[tid] = gemm_now() - tp;
-#endif
             *(pl->split_n ? &acache : &bcache) = pl->split_n ? apack : bpack;
         }
         if (pl->split_n)
@@ -851,21 +823,48 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
     }
 }
 
-size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
+size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                                 const nbk_gemm_limits *lim)
 {
     if (threads < 1)
         threads = 1;
-    size_t most = 0;
-    for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++)
-        for (int t = 1; t <= threads; t++) {
-            gemm_plan pl = gemm_plan_for(p, t, (nbk_gemm_isa)isa);
-            size_t bytes = NB_ALIGN + (size_t)pl.threads * (pl.a_bytes + pl.b_bytes);
-            most = bytes > most ? bytes : most;
-        }
-    return most;
+    if ((int)isa < 0 || isa > nbk_gemm_best_isa())
+        isa = nbk_gemm_best_isa();
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : &nbk_gemm_default_limits);
+    return NB_ALIGN + (size_t)pl.threads * (pl.a_bytes + pl.b_bytes);
 }
 
-void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa)
+size_t nbk_gemm_workspace_isa(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
+{
+    return nbk_gemm_workspace_limits(p, threads, isa, NULL);
+}
+
+size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
+{
+    return nbk_gemm_workspace_limits(p, threads, nbk_gemm_best_isa(), NULL);
+}
+
+nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                                 const nbk_gemm_limits *lim)
+{
+    if (threads < 1)
+        threads = 1;
+    if ((int)isa < 0 || isa > nbk_gemm_best_isa())
+        isa = nbk_gemm_best_isa();
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : &nbk_gemm_default_limits);
+    int64_t w = pl.split_n ? pl.kern->nr : pl.kern->mr, len = pl.split_n ? pl.v.n : pl.v.m;
+    return (nbk_gemm_info){.threads = pl.threads,
+                           .transposed = pl.transposed,
+                           .narrow = pl.kern->lanes == pl.kern->nr,
+                           .a_in_place = pl.a_rows,
+                           .split_n = pl.split_n,
+                           .dynamic = pl.dynamic,
+                           .run = pl.dynamic ? min64(len, pl.unit * w)
+                                             : min64(len, part_size(len, w, pl.threads))};
+}
+
+void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa,
+                             const nbk_gemm_limits *lim)
 {
     if (p->m <= 0 || p->n <= 0)
         return;
@@ -882,44 +881,28 @@ void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_g
     if ((int)isa < 0 || isa > nbk_gemm_best_isa())
         isa = nbk_gemm_best_isa();
     bool f64 = p->dtype == NB_F64;
-    gemm_plan pl = gemm_plan_for(p, threads, isa);
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : &nbk_gemm_default_limits);
     uintptr_t at = ((uintptr_t)workspace + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
     int64_t panels = pl.split_n ? (pl.v.n + pl.kern->nr - 1) / pl.kern->nr
                                 : (pl.v.m + pl.kern->mr - 1) / pl.kern->mr;
     _Atomic int64_t next = 0;
-    threads = pl.threads;
-    if (threads == 1 || panels == 1) {
+    if (pl.threads == 1 || panels == 1) {
         gemm_run(&pl, f64, (char *)at, 0, 1, &next);
         return;
     }
-#ifdef GEMM_EXPERIMENT
-    gemm_t_call = gemm_now();
-#endif
-    NBK_PRAGMA(omp parallel num_threads(threads))
+    NBK_PRAGMA(omp parallel num_threads(pl.threads))
     {
         NBK_THREAD(tid, team);
-#ifdef GEMM_EXPERIMENT
-        if (tid < 4) gemm_t_start[tid] = gemm_now();
-#endif
         gemm_run(&pl, f64, (char *)at, (int)tid, (int)team, &next);
-#ifdef GEMM_EXPERIMENT
-        if (tid < 4) gemm_t_end[tid] = gemm_now();
-#endif
     }
+}
+
+void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa)
+{
+    nbk_gemm_builtin_limits(p, workspace, threads, isa, NULL);
 }
 
 void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads)
 {
-    nbk_gemm_builtin_isa(p, workspace, threads, nbk_gemm_best_isa());
+    nbk_gemm_builtin_limits(p, workspace, threads, nbk_gemm_best_isa(), NULL);
 }
-#ifdef GEMM_EXPERIMENT
-double gemm_exp_pack(const nbk_gemm *p, void *ws, nbk_gemm_isa isa, bool a, int reps)
-{
-    gemm_plan pl = gemm_plan_for(p, 1, isa);
-    uintptr_t at = ((uintptr_t)ws + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
-    double t0 = gemm_now();
-    for (int r = 0; r < reps; r++)
-        pack_whole(&pl, a, (char *)at, 4);
-    return (gemm_now() - t0) / reps;
-}
-#endif
