@@ -358,19 +358,23 @@ static void test_builtin_plan(void **state)
     float x[1];
     for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
         nbk_gemm p = {.dtype = NB_F32, .a = x, .b = x, .c = x};
+        const nbk_gemm_limits *passive = &nbk_gemm_limits_passive;
         /* 1024^3 on 2 threads: half the rows each, give or take a panel
          * (runs of whole 192-row blocks gave one thread 576) */
         p.m = p.n = p.k = p.lda = p.ldb = p.ldc = 1024;
-        nbk_gemm_info in = nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, NULL);
+        nbk_gemm_info in = nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive);
         assert_int_equal(in.threads, 2);
         assert_true(in.dynamic || in.run <= 512 + 12);
-        /* too small to pay for waking a thread (~60 us): 128x256x128 */
+        /* too small to pay for waking a sleeping thread: 128x256x128; not
+         * so with threads that spin */
         p.m = 128, p.k = 256, p.n = 128, p.lda = 256, p.ldb = p.ldc = 128;
-        assert_int_equal(nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, NULL).threads, 1);
+        assert_int_equal(nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive).threads, 1);
+        assert_int_equal(
+            nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, &nbk_gemm_limits_spinning).threads, 2);
         /* ... but 128x784x256 is: threads take columns, op(A) not packed
          * by each of them, and runs one after another */
         p.k = 784, p.n = 256, p.lda = 784, p.ldb = p.ldc = 256;
-        in = nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, NULL);
+        in = nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive);
         assert_int_equal(in.threads, 2);
         if (isa != NBK_GEMM_PORTABLE)
             assert_true(in.a_in_place && in.split_n && in.dynamic);
@@ -419,6 +423,12 @@ static void test_builtin_degenerate(void **state)
     nbk_gemm_builtin(&p, ws, 1);
     tc_near(c[0], 9, 0);
     free(ws);
+    /* a family out of range is the best one; fewer than 1 thread is 1 */
+    p.n = 3;
+    assert_int_equal(nbk_gemm_workspace_limits(&p, 0, NBK_GEMM_ISA_COUNT, NULL),
+                     nbk_gemm_workspace(&p, 1));
+    nbk_gemm_info in = nbk_gemm_plan_info(&p, 0, NBK_GEMM_ISA_COUNT, NULL);
+    assert_int_equal(in.threads, 1);
 }
 
 /* nb_matmul itself (BLAS or built-in) on a graph with several threads,

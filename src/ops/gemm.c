@@ -5,7 +5,9 @@
 #include "gemm.h"
 #include "kernels.h"
 
+#include <ctype.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define GEMM_X86 1
@@ -583,15 +585,32 @@ static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
     return kr->micro_rows && v->cs_a == 1 && v->n <= GEMM_AROWS_N;
 }
 
-const nbk_gemm_limits nbk_gemm_default_limits = {
-    /* A team costs about 60 microseconds to start and join on a 2-core VM
-     * where OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE): two
-     * threads beat one from about 12e6 multiply-adds (128x256x128 is faster
-     * on one thread, 256x256x256 on two). */
-    .thread_work = 6e6,
-    /* all of a 128 x 4096 op(A) of floats */
-    .cache_bytes = 2 << 20,
-};
+/* Waking a thread of an OpenMP team that sleeps when idle
+ * (OMP_WAIT_POLICY=PASSIVE) and joining it took about 60 microseconds on a
+ * 2-core VM: two threads beat one from about 12e6 multiply-adds there
+ * (128x256x128 is faster on one thread, 256x256x256 on two). Threads that
+ * spin a while before they sleep (the default) answer within a
+ * microsecond, and two beat one from 64x64x64. A thread packs an operand
+ * whole up to all of a 128 x 4096 op(A) of floats. */
+const nbk_gemm_limits nbk_gemm_limits_passive = {.thread_work = 6e6, .cache_bytes = 2 << 20};
+const nbk_gemm_limits nbk_gemm_limits_spinning = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
+
+/* The limits for the OpenMP runtime's wait policy, read once from
+ * OMP_WAIT_POLICY as the runtime reads it */
+static const nbk_gemm_limits *default_limits(void)
+{
+    static _Atomic int policy; /* 0 not read yet, 1 passive, 2 other */
+    int s = atomic_load_explicit(&policy, memory_order_relaxed);
+    if (!s) {
+        const char *e = getenv("OMP_WAIT_POLICY"), *passive = "passive";
+        bool same = e != NULL;
+        for (int i = 0; same && (e[i] || passive[i]); i++)
+            same = tolower((unsigned char)e[i]) == passive[i];
+        s = same ? 1 : 2;
+        atomic_store_explicit(&policy, s, memory_order_relaxed);
+    }
+    return s == 1 ? &nbk_gemm_limits_passive : &nbk_gemm_limits_spinning;
+}
 
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                                const nbk_gemm_limits *lim)
@@ -830,13 +849,8 @@ size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa is
         threads = 1;
     if ((int)isa < 0 || isa > nbk_gemm_best_isa())
         isa = nbk_gemm_best_isa();
-    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : &nbk_gemm_default_limits);
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
     return NB_ALIGN + (size_t)pl.threads * (pl.a_bytes + pl.b_bytes);
-}
-
-size_t nbk_gemm_workspace_isa(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
-{
-    return nbk_gemm_workspace_limits(p, threads, isa, NULL);
 }
 
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
@@ -851,7 +865,7 @@ nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa is
         threads = 1;
     if ((int)isa < 0 || isa > nbk_gemm_best_isa())
         isa = nbk_gemm_best_isa();
-    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : &nbk_gemm_default_limits);
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
     int64_t w = pl.split_n ? pl.kern->nr : pl.kern->mr, len = pl.split_n ? pl.v.n : pl.v.m;
     return (nbk_gemm_info){.threads = pl.threads,
                            .transposed = pl.transposed,
@@ -881,7 +895,7 @@ void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nb
     if ((int)isa < 0 || isa > nbk_gemm_best_isa())
         isa = nbk_gemm_best_isa();
     bool f64 = p->dtype == NB_F64;
-    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : &nbk_gemm_default_limits);
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
     uintptr_t at = ((uintptr_t)workspace + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
     int64_t panels = pl.split_n ? (pl.v.n + pl.kern->nr - 1) / pl.kern->nr
                                 : (pl.v.m + pl.kern->mr - 1) / pl.kern->mr;

@@ -52,10 +52,10 @@ void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads);
 
 /* nbk_gemm_builtin with the micro-kernels of family @p isa, or of the best
  * family when the CPU does not run @p isa; @p workspace holds at least
- * nbk_gemm_workspace_isa(p, threads, isa) bytes. Results differ between
- * families by rounding only (FMA or not, the order of the sums over k). */
+ * nbk_gemm_workspace_limits(p, threads, isa, NULL) bytes. Results differ
+ * between families by rounding only (FMA or not, the order of the sums over
+ * k). */
 void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa);
-size_t nbk_gemm_workspace_isa(const nbk_gemm *p, int threads, nbk_gemm_isa isa);
 
 /* The sizes at which the kernel changes how it works (measured; tests lower
  * them to reach every way with small products). */
@@ -64,7 +64,11 @@ typedef struct nbk_gemm_limits {
     double cache_bytes;  /* most bytes of op(A) or op(B) a thread packs whole */
 } nbk_gemm_limits;
 
-extern const nbk_gemm_limits nbk_gemm_default_limits;
+/* The defaults for OpenMP threads that sleep when idle
+ * (OMP_WAIT_POLICY=PASSIVE: waking one takes tens of microseconds) and for
+ * threads that spin a while first (any other policy); the kernel picks one
+ * by OMP_WAIT_POLICY. */
+extern const nbk_gemm_limits nbk_gemm_limits_passive, nbk_gemm_limits_spinning;
 
 /* nbk_gemm_builtin_isa and its scratch with limits @p lim (NULL: the
  * defaults); the result is the same bit for bit whatever the limits. */
