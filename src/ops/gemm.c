@@ -375,7 +375,7 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
  * MR x NV fused multiply-adds update the sums, which stay in registers
  * (MR*NV of the 16 ymm or 32 zmm registers).
  */
-#define MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, A_IQ, A_STEP)          \
+#define MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, A_IQ, A_NEXT)          \
     const T *restrict bp = bp_;                                                                    \
     T *restrict c = c_;                                                                            \
     V acc[MR][NV];                                                                                 \
@@ -384,7 +384,7 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
         GEMM_UNROLL                                                                                \
     for (int h = 0; h < NV; h++)                                                                   \
         acc[i][h] = ZERO();                                                                        \
-    for (int64_t q = 0; q < kc; q++, ap += A_STEP, bp += NV * W) {                                 \
+    for (int64_t q = 0; q < kc; q++, A_NEXT, bp += NV * W) {                                       \
         V bv[NV];                                                                                  \
         GEMM_UNROLL                                                                                \
         for (int h = 0; h < NV; h++)                                                               \
@@ -412,14 +412,19 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
                                    void *restrict c_, int64_t ldc, bool add)                       \
     {                                                                                              \
         const T *restrict ap = ap_;                                                                \
-        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, ap[i], MR)             \
+        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, ap[i], ap += MR)       \
     }                                                                                              \
     TARGET static void micro_##SUF##_rows(int64_t kc, const void *restrict ap_, int64_t lda,       \
                                           const void *restrict bp_, void *restrict c_,             \
                                           int64_t ldc, bool add)                                   \
     {                                                                                              \
-        const T *restrict ap = ap_;                                                                \
-        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, ap[i * lda], 1)        \
+        /* rows 0..5 from ap, 6..11 from ap6 (the panel has them all): two                         \
+         * bases and five offsets stay in registers, one offset per row                            \
+         * does not */                                                                             \
+        _Static_assert(MR <= 12, "rows 0..11 only");                                               \
+        const T *restrict ap = ap_, *restrict ap6 = MR > 6 ? ap + 6 * lda : ap;                    \
+        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO,                        \
+                        (i < 6 ? ap : ap6)[(i % 6) * lda], (ap++, ap6++))                          \
     }
 
 DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, float, __m256, 8, 6, 2, _mm256_loadu_ps, _mm256_set1_ps,
@@ -707,11 +712,20 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
     do {                                                                                           \
         const T *t = tile;                                                                         \
         T *cc = c;                                                                                 \
-        for (int64_t i = 0; i < mr; i++)                                                           \
-            for (int64_t j = 0; j < nr; j++) {                                                     \
-                T *e = cc + i * rs + j * cs;                                                       \
-                *e = add ? *e + t[i * ldt + j] : t[i * ldt + j];                                   \
-            }                                                                                      \
+        if (cs == 1 && add) /* rows of C contiguous: loops the compiler vectorizes */              \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++)                                                   \
+                    cc[i * rs + j] += t[i * ldt + j];                                              \
+        else if (cs == 1)                                                                          \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++)                                                   \
+                    cc[i * rs + j] = t[i * ldt + j];                                               \
+        else                                                                                       \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++) {                                                 \
+                    T *e = cc + i * rs + j * cs;                                                   \
+                    *e = add ? *e + t[i * ldt + j] : t[i * ldt + j];                               \
+                }                                                                                  \
     } while (0)
 
 static void tile_to_c(bool f64, const void *tile, int64_t ldt, void *c, int64_t rs, int64_t cs,
