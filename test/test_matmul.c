@@ -204,11 +204,33 @@ static void compare_builtin(const char *isa, nb_dtype dt, bool ta, bool tb, int6
 
 static const char *const isa_names[NBK_GEMM_ISA_COUNT] = {"portable", "avx2", "avx512"};
 
+/* Limits that make the kernel use every thread on any product and share
+ * out C in its every way: runs taken one after another (with a whole operand
+ * packed per thread when needed) or one run per thread. */
+static const nbk_gemm_limits all_threads[2] = {{.thread_work = 0, .cache_bytes = 1e12},
+                                               {.thread_work = 0, .cache_bytes = 0}};
+
+/* C (m x n, row stride ldc, dtype dt) filled with the marker, and with a
+ * copy of c0 (m x ldc values) where it is a product's output when acc */
+static void fill_c(void *c, const double *c0, nb_dtype dt, int64_t m, int64_t n, int64_t ldc,
+                   bool acc)
+{
+    size_t es = nb_dtype_size(dt);
+    memset(c, 0x7f, (size_t)(m * ldc) * es);
+    for (int64_t e = 0; acc && e < m * ldc; e++)
+        if (e % ldc < n) {
+            if (dt == NB_F32)
+                ((float *)c)[e] = (float)c0[e];
+            else
+                ((double *)c)[e] = c0[e];
+        }
+}
+
 /* Run the built-in kernel for one case in dtype dt with row strides padded
- * by `pad`, with every micro-kernel family this CPU runs, on 1 and 3
- * threads, and compare with the naive loop; the two thread counts must
- * agree bit for bit. */
-static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+ * by `pad`, C overwritten or (acc) added to, with every micro-kernel family
+ * this CPU runs, on 1 and 3 threads (and on 3 with all_threads), and
+ * compare with the naive loop; all runs must agree bit for bit. */
+static void check_builtin(nb_dtype dt, bool ta, bool tb, bool acc, int64_t m, int64_t n, int64_t k,
                           int64_t pad, uint64_t seed)
 {
     int64_t rows_a = ta ? k : m, cols_a = ta ? m : k;
@@ -217,10 +239,10 @@ static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, i
     size_t na = (size_t)(rows_a * lda), nbe = (size_t)(rows_b * ldb), nc = (size_t)(m * ldc);
     size_t es = nb_dtype_size(dt);
     double *a = malloc(na * sizeof *a), *b = malloc(nbe * sizeof *b),
-           *want = malloc(nc * sizeof *want);
+           *want = malloc(nc * sizeof *want), *c0 = malloc(nc * sizeof *c0);
     void *a_dt = malloc(na * es), *b_dt = malloc(nbe * es), *c1 = malloc(nc * es),
          *c3 = malloc(nc * es);
-    assert_true(a && b && want && a_dt && b_dt && c1 && c3);
+    assert_true(a && b && want && c0 && a_dt && b_dt && c1 && c3);
     nb_rng rng;
     nb_rng_seed(&rng, seed);
     for (size_t i = 0; i < na; i++) {
@@ -238,10 +260,18 @@ static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, i
             ((double *)b_dt)[i] = b[i];
     }
     naive(ta, tb, m, n, k, a, lda, b, ldb, want, ldc);
+    for (size_t e = 0; e < nc; e++) {
+        c0[e] = nb_rng_uniform(&rng) * 2 - 1;
+        if (dt == NB_F32)
+            c0[e] = (float)c0[e];
+        if (acc)
+            want[e] += c0[e];
+    }
 
     nbk_gemm p = {.dtype = dt,
                   .trans_a = ta,
                   .trans_b = tb,
+                  .accumulate = acc,
                   .m = m,
                   .n = n,
                   .k = k,
@@ -250,23 +280,34 @@ static void check_builtin(nb_dtype dt, bool ta, bool tb, int64_t m, int64_t n, i
                   .b = b_dt,
                   .ldb = ldb,
                   .ldc = ldc};
-    void *ws = malloc(nbk_gemm_workspace(&p, 3));
+    size_t ws_bytes = 0;
+    for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++)
+        for (int t = 1; t <= 3; t += 2)
+            for (int l = -1; l < 2; l++) {
+                size_t bytes =
+                    nbk_gemm_workspace_limits(&p, t, (nbk_gemm_isa)isa, l < 0 ? NULL : &all_threads[l]);
+                ws_bytes = bytes > ws_bytes ? bytes : ws_bytes;
+            }
+    void *ws = malloc(ws_bytes);
     assert_non_null(ws);
     for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
         /* C's padding must stay untouched: fill it with a marker */
-        memset(c1, 0x7f, nc * es);
-        memset(c3, 0x7f, nc * es);
+        fill_c(c1, c0, dt, m, n, ldc, acc);
         p.c = c1;
         nbk_gemm_builtin_isa(&p, ws, 1, (nbk_gemm_isa)isa);
-        p.c = c3;
-        nbk_gemm_builtin_isa(&p, ws, 3, (nbk_gemm_isa)isa);
         compare_builtin(isa_names[isa], dt, ta, tb, m, n, k, c1, ldc, want);
-        if (memcmp(c1, c3, nc * es) != 0)
-            fail_msg("gemm %s %s %lldx%lldx%lld: 1 and 3 threads differ", isa_names[isa],
-                     nb_dtype_name(dt), (long long)m, (long long)n, (long long)k);
+        for (int l = -1; l < 2; l++) {
+            fill_c(c3, c0, dt, m, n, ldc, acc);
+            p.c = c3;
+            nbk_gemm_builtin_limits(&p, ws, 3, (nbk_gemm_isa)isa, l < 0 ? NULL : &all_threads[l]);
+            if (memcmp(c1, c3, nc * es) != 0)
+                fail_msg("gemm %s %s %lldx%lldx%lld: 1 and 3 threads differ (limits %d)",
+                         isa_names[isa], nb_dtype_name(dt), (long long)m, (long long)n,
+                         (long long)k, l);
+        }
     }
     free(ws);
-    free(a), free(b), free(want), free(a_dt), free(b_dt), free(c1), free(c3);
+    free(a), free(b), free(want), free(c0), free(a_dt), free(b_dt), free(c1), free(c3);
 }
 
 static void test_builtin_kernel(void **state)
@@ -274,21 +315,22 @@ static void test_builtin_kernel(void **state)
     (void)state;
     /* m x n x k: single element, odd sizes below one register tile and one
      * block, sizes crossing the MC (192), KC (384) and NC (2048) blocks,
-     * narrow products computed as C^T (128 x 10, 4100 x 2: C^T crosses NC) */
+     * narrow products (128 x 10, 4100 x 2: C^T crosses NC), an op(A) read
+     * in place next to C wider than that takes (600 columns) */
     static const int64_t sizes[][3] = {{1, 1, 1},      {7, 13, 5},   {67, 129, 33}, {3, 1, 17},
                                        {130, 19, 300}, {2, 4100, 3}, {261, 37, 9},  {13, 40, 800},
-                                       {128, 10, 128}, {4100, 2, 3}, {200, 35, 390}};
+                                       {128, 10, 128}, {4100, 2, 3}, {200, 35, 390}, {40, 600, 70}};
     uint64_t seed = 1;
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int c = 0; c < 4; c++)
             for (int dt = NB_F32; dt <= NB_F64; dt++)
-                check_builtin((nb_dtype)dt, all_flags[c].ta, all_flags[c].tb, sizes[s][0],
-                              sizes[s][1], sizes[s][2], s % 2 ? 3 : 0, seed++);
+                check_builtin((nb_dtype)dt, all_flags[c].ta, all_flags[c].tb, (s + c) % 3 == 1,
+                              sizes[s][0], sizes[s][1], sizes[s][2], s % 2 ? 3 : 0, seed++);
 }
 
 /* Random shapes with every size from 1 to 33 in each of m, n and k (edge
  * tiles of every width in both orientations), random transposes, row
- * strides and dtypes, every micro-kernel family. */
+ * strides, dtypes and accumulation, every micro-kernel family. */
 static void test_builtin_random(void **state)
 {
     (void)state;
@@ -302,9 +344,56 @@ static void test_builtin_random(void **state)
             int c = (int)(nb_rng_uniform(&rng) * 4) & 3;
             nb_dtype dt = nb_rng_uniform(&rng) < 0.5 ? NB_F32 : NB_F64;
             int64_t pad = (int64_t)(nb_rng_uniform(&rng) * 3);
-            check_builtin(dt, all_flags[c].ta, all_flags[c].tb, mnk[0], mnk[1], mnk[2], pad,
+            bool acc = nb_rng_uniform(&rng) < 0.3;
+            check_builtin(dt, all_flags[c].ta, all_flags[c].tb, acc, mnk[0], mnk[1], mnk[2], pad,
                           (uint64_t)(100 + size * 3 + dim));
         }
+}
+
+/* How the kernel computes products it was timed on (a change of these is a
+ * change of speed, never of results). */
+static void test_builtin_plan(void **state)
+{
+    (void)state;
+    float x[1];
+    for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
+        nbk_gemm p = {.dtype = NB_F32, .a = x, .b = x, .c = x};
+        const nbk_gemm_limits *passive = &nbk_gemm_limits_passive;
+        /* 1024^3 on 2 threads: half the rows each, give or take a panel
+         * (runs of whole 192-row blocks gave one thread 576) */
+        p.m = p.n = p.k = p.lda = p.ldb = p.ldc = 1024;
+        nbk_gemm_info in = nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive);
+        assert_int_equal(in.threads, 2);
+        assert_true(in.dynamic || in.run <= 512 + 12);
+        /* too small to pay for waking a sleeping thread: 128x256x128; not
+         * so with threads that spin */
+        p.m = 128, p.k = 256, p.n = 128, p.lda = 256, p.ldb = p.ldc = 128;
+        assert_int_equal(nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive).threads, 1);
+        assert_int_equal(
+            nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, &nbk_gemm_limits_spinning).threads, 2);
+        /* ... but 128x784x256 is: threads take columns, op(A) not packed
+         * by each of them, and runs one after another */
+        p.k = 784, p.n = 256, p.lda = 784, p.ldb = p.ldc = 256;
+        in = nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive);
+        assert_int_equal(in.threads, 2);
+        if (isa != NBK_GEMM_PORTABLE)
+            assert_true(in.a_in_place && in.split_n && in.dynamic);
+        if (isa == NBK_GEMM_PORTABLE)
+            continue;
+        /* 128x128x10: C not transposed (as C^T, all of op(A) is packed
+         * through transposes), with AVX-512 in 12 x 16 tiles (12 x 32 ones
+         * would be two thirds padding) */
+        p.k = 128, p.n = 10, p.lda = 128, p.ldb = p.ldc = 10;
+        in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
+        assert_true(!in.transposed && in.a_in_place);
+        assert_true(in.narrow == (isa == NBK_GEMM_AVX512));
+        /* a convolution's weight gradient, 64 x 196 times (288 x 196)^T:
+         * C^T, whose op(A) is read in place */
+        p = (nbk_gemm){.dtype = NB_F32, .trans_b = true, .m = 64, .n = 288, .k = 196,
+                       .a = x, .lda = 196, .b = x, .ldb = 196, .c = x, .ldc = 288};
+        in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
+        assert_true(in.transposed && in.a_in_place);
+    }
 }
 
 static void test_builtin_degenerate(void **state)
@@ -334,6 +423,12 @@ static void test_builtin_degenerate(void **state)
     nbk_gemm_builtin(&p, ws, 1);
     tc_near(c[0], 9, 0);
     free(ws);
+    /* a family out of range is the best one; fewer than 1 thread is 1 */
+    p.n = 3;
+    assert_int_equal(nbk_gemm_workspace_limits(&p, 0, NBK_GEMM_ISA_COUNT, NULL),
+                     nbk_gemm_workspace(&p, 1));
+    nbk_gemm_info in = nbk_gemm_plan_info(&p, 0, NBK_GEMM_ISA_COUNT, NULL);
+    assert_int_equal(in.threads, 1);
 }
 
 /* nb_matmul itself (BLAS or built-in) on a graph with several threads,
@@ -627,7 +722,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_choice),
         cmocka_unit_test(test_values),         cmocka_unit_test(test_builtin_kernel),
-        cmocka_unit_test(test_builtin_random), cmocka_unit_test(test_builtin_degenerate),
+        cmocka_unit_test(test_builtin_random), cmocka_unit_test(test_builtin_plan),
+        cmocka_unit_test(test_builtin_degenerate),
         cmocka_unit_test(test_op_threads),     cmocka_unit_test(test_errors),
         cmocka_unit_test(test_grad_2d),        cmocka_unit_test(test_grad_batched),
         cmocka_unit_test(test_grad_chain),     cmocka_unit_test(test_grad_shared_b),

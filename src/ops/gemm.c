@@ -5,6 +5,10 @@
 #include "gemm.h"
 #include "kernels.h"
 
+#include <ctype.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define GEMM_X86 1
 #include <immintrin.h>
@@ -40,20 +44,33 @@ static int64_t round_up(int64_t x, int64_t m)
  * streaming both panels from L1. Panels are zero-padded to whole MR/NR so
  * the micro-kernel always runs its full tile; a tile that sticks out of C,
  * or a C written transposed, goes through a small buffer. The first k-slice
- * stores into C, later ones add.
+ * stores into C, later ones add. When the rows of op(A) are contiguous
+ * along k and C is not wide, whole MR-row panels are read in place
+ * (micro_rows) instead of packed: each would be used by few NR-column panels.
  *
  * The problem is seen through strides (gemm_view), so C = op(A)·op(B) can
- * also be computed as C^T = op(B)^T·op(A)^T when that wastes less of the
- * tiles on padding (a C of 128 x 10 in 6 x 16 tiles covers 132 x 16
- * cells, its transpose 12 x 128).
+ * also be computed as C^T = op(B)^T·op(A)^T, and each SIMD family has a
+ * one-vector tile besides its two-vector one, for a narrow C. gemm_plan_for
+ * picks the orientation and tile with a cost model (part_cost): the tiles'
+ * cells, padding included, plus the packing and the writing of C^T tiles
+ * (a C of 128 x 10 costs 132 x 32 cells in 12 x 32 tiles, 132 x 16 in
+ * 12 x 16 ones, 12 x 128 as C^T, which packs all of op(A) through
+ * transposes).
  *
- * Threads take runs of MC-row blocks of C; each packs its own copy of the
- * op(B) block, which costs k*n copies per thread but no barriers.
+ * Every choice here is of who computes which element of C and through which
+ * tile: each element is still the sum over k of the same products in the
+ * same order (the slices of k fixed by k alone), so the result is the same
+ * bit for bit whatever the plan and the thread count.
+ *
+ * Threads share out C by runs of row panels or of column panels, whichever
+ * packs less twice (see gemm_run).
  */
 #define GEMM_KC 384    /* most k per slice (256 to 512 time alike on the B2 shapes) */
 #define GEMM_MC 192    /* most rows of op(A) per block: 192 x 384 floats, 288 KiB of L2 */
 #define GEMM_NC 2048   /* most columns of op(B) per block: 384 x 2048 floats, 3 MiB */
 #define GEMM_TILE 4096 /* bytes of the largest MR x NR tile */
+#define GEMM_AROWS_N 512 /* most columns of C for which op(A) is read in place */
+#define GEMM_UNITS 4   /* runs per thread when threads take runs one after another */
 
 /* op(A)(i,q) = a[i*rs_a + q*cs_a], op(B)(q,j) = b[q*rs_b + j*cs_b],
  * C(i,j) = c[i*rs_c + j*cs_c]; strides in elements. */
@@ -73,17 +90,30 @@ typedef void gemm_micro_fn(int64_t kc, const void *restrict ap, const void *rest
 typedef void gemm_pack_fn(void *restrict dst, const gemm_view *v, int64_t i0, int64_t rows,
                           int64_t p0, int64_t kc);
 
+/* gemm_micro_fn with A read in place: MR rows at ap + i*lda, each
+ * contiguous along k */
+typedef void gemm_micro_rows_fn(int64_t kc, const void *restrict ap, int64_t lda,
+                                const void *restrict bp, void *restrict c, int64_t ldc, bool add);
+
+/* C(i,j) = (or +=) tile[i*ldt + j], i < mr, j < nr, for a C stored by
+ * columns: C(i,j) at c[i + j*ldc] */
+typedef void gemm_tile_fn(const void *tile, int64_t ldt, void *c, int64_t ldc, int64_t mr,
+                          int64_t nr, bool add);
+
 typedef struct gemm_kernel {
     int mr, nr;
+    int lanes; /* elements of a SIMD vector (nr is 1 or 2 vectors) */
     gemm_micro_fn *micro;
     gemm_pack_fn *pack_a, *pack_b;
+    gemm_micro_rows_fn *micro_rows; /* or NULL */
+    gemm_tile_fn *tile_to_ct;       /* a tile into C^T, or NULL */
 } gemm_kernel;
 
 /* ---------------------------------------------------------------- packing */
 
-/* pack_a for element type T and MR rows; TR(dst, ldd, src, lds, rows,
+/* pack_a for element type T and MR rows; TR(dst, ldd, src, lds, rows, pad,
  * cols) is a transpose that returns true, or NO_TRANSPOSE for plain loops */
-#define NO_TRANSPOSE(dst, ldd, src, lds, rows, cols) false
+#define NO_TRANSPOSE(dst, ldd, src, lds, rows, pad, cols) false
 #define DEFINE_PACK_A(T, SUF, MR, TR)                                                              \
     static void pack_a_##SUF(void *restrict dst_, const gemm_view *v, int64_t i0, int64_t rows,    \
                              int64_t p0, int64_t kc)                                               \
@@ -92,23 +122,22 @@ typedef struct gemm_kernel {
         const T *a = (const T *)v->a + i0 * v->rs_a + p0 * v->cs_a;                                \
         int64_t rs = v->rs_a, cs = v->cs_a;                                                        \
         if (rows == MR && cs == 1) { /* MR rows, each contiguous along k */                        \
-            if (!TR(dst, MR, a, rs, MR, kc))                                                       \
+            if (!TR(dst, MR, a, rs, MR, MR, kc))                                                       \
                 for (int64_t q = 0; q < kc; q++, dst += MR)                                        \
                     GEMM_UNROLL                                                                    \
             for (int ii = 0; ii < MR; ii++)                                                        \
                 dst[ii] = a[ii * rs + q];                                                          \
+        } else if (cs == 1 && TR(dst, MR, a, rs, (int)rows, MR, kc)) { /* fewer rows */            \
         } else if (rows == MR && rs == 1) { /* each column of MR contiguous */                     \
             for (int64_t q = 0; q < kc; q++, dst += MR)                                            \
                 GEMM_UNROLL                                                                        \
             for (int ii = 0; ii < MR; ii++)                                                        \
                 dst[ii] = a[q * cs + ii];                                                          \
         } else {                                                                                   \
-            for (int64_t q = 0; q < kc; q++, dst += MR) {                                          \
-                for (int64_t ii = 0; ii < rows; ii++)                                              \
-                    dst[ii] = a[ii * rs + q * cs];                                                 \
-                for (int64_t ii = rows; ii < MR; ii++)                                             \
-                    dst[ii] = 0;                                                                   \
-            }                                                                                      \
+            for (int64_t q = 0; q < kc; q++, dst += MR)                                            \
+                GEMM_UNROLL                                                                        \
+            for (int ii = 0; ii < MR; ii++)                                                        \
+                dst[ii] = ii < rows ? a[ii * rs + q * cs] : 0;                                     \
         }                                                                                          \
     }
 
@@ -126,18 +155,17 @@ typedef struct gemm_kernel {
             for (int jj = 0; jj < NR; jj++)                                                        \
                 dst[jj] = b[q * rs + jj];                                                          \
         } else if (cols == NR && rs == 1) { /* NR columns, each contiguous along k */              \
-            if (!TR(dst, NR, b, cs, NR, kc))                                                       \
+            if (!TR(dst, NR, b, cs, NR, NR, kc))                                                       \
                 for (int64_t q = 0; q < kc; q++, dst += NR)                                        \
                     GEMM_UNROLL                                                                    \
             for (int jj = 0; jj < NR; jj++)                                                        \
                 dst[jj] = b[jj * cs + q];                                                          \
+        } else if (rs == 1 && TR(dst, NR, b, cs, (int)cols, NR, kc)) { /* fewer columns */         \
         } else {                                                                                   \
-            for (int64_t q = 0; q < kc; q++, dst += NR) {                                          \
-                for (int64_t jj = 0; jj < cols; jj++)                                              \
-                    dst[jj] = b[q * rs + jj * cs];                                                 \
-                for (int64_t jj = cols; jj < NR; jj++)                                             \
-                    dst[jj] = 0;                                                                   \
-            }                                                                                      \
+            for (int64_t q = 0; q < kc; q++, dst += NR)                                            \
+                GEMM_UNROLL                                                                        \
+            for (int jj = 0; jj < NR; jj++)                                                        \
+                dst[jj] = jj < cols ? b[q * rs + jj * cs] : 0;                                     \
         }                                                                                          \
     }
 
@@ -172,65 +200,119 @@ GEMM_AVX2 static inline __attribute__((always_inline)) void transpose8_f32(__m25
     }
 }
 
-GEMM_AVX2 static bool transpose_f32(float *restrict dst, int64_t ldd, const float *restrict src,
-                                    int64_t lds, int rows, int64_t cols)
+/* dst[c*ldd + r] = (or, with add, +=) src[r*lds + c] for r < rows, and 0
+ * for rows <= r < pad (no add then); add is a constant where this is
+ * inlined */
+GEMM_AVX2 static inline __attribute__((always_inline)) void
+transpose_f32_to(float *restrict dst, int64_t ldd, const float *restrict src, int64_t lds, int rows,
+                 int pad, int64_t cols, bool add)
 {
     int64_t c = 0;
     for (; c + 8 <= cols; c += 8) {
         int r = 0;
-        for (; r + 8 <= rows; r += 8) {
+        for (; r + 8 <= pad; r += 8) {
             __m256 v[8];
             for (int i = 0; i < 8; i++)
-                v[i] = _mm256_loadu_ps(src + (r + i) * lds + c);
+                v[i] = r + i < rows ? _mm256_loadu_ps(src + (r + i) * lds + c) : _mm256_setzero_ps();
             transpose8_f32(v);
-            for (int i = 0; i < 8; i++)
-                _mm256_storeu_ps(dst + (c + i) * ldd + r, v[i]);
+            for (int i = 0; i < 8; i++) {
+                float *d = dst + (c + i) * ldd + r;
+                _mm256_storeu_ps(d, add ? _mm256_add_ps(_mm256_loadu_ps(d), v[i]) : v[i]);
+            }
         }
-        if (r + 4 <= rows) { /* rows 4..7 of the block are zero, not stored */
+        if (r + 4 <= pad) { /* rows 4..7 of the block are zero, not stored */
             __m256 v[8];
             for (int i = 0; i < 8; i++)
-                v[i] = i < 4 ? _mm256_loadu_ps(src + (r + i) * lds + c) : _mm256_setzero_ps();
+                v[i] = i < 4 && r + i < rows ? _mm256_loadu_ps(src + (r + i) * lds + c)
+                                             : _mm256_setzero_ps();
             transpose8_f32(v);
-            for (int i = 0; i < 8; i++)
-                _mm_storeu_ps(dst + (c + i) * ldd + r, _mm256_castps256_ps128(v[i]));
+            for (int i = 0; i < 8; i++) {
+                float *d = dst + (c + i) * ldd + r;
+                __m128 h = _mm256_castps256_ps128(v[i]);
+                _mm_storeu_ps(d, add ? _mm_add_ps(_mm_loadu_ps(d), h) : h);
+            }
             r += 4;
         }
-        for (; r < rows; r++)
-            for (int i = 0; i < 8; i++)
-                dst[(c + i) * ldd + r] = src[r * lds + c + i];
+        for (; r < pad; r++)
+            for (int i = 0; i < 8; i++) {
+                float *d = dst + (c + i) * ldd + r, x = r < rows ? src[r * lds + c + i] : 0;
+                *d = add ? *d + x : x;
+            }
     }
     for (; c < cols; c++)
-        for (int r = 0; r < rows; r++)
-            dst[c * ldd + r] = src[r * lds + c];
-    return true;
+        for (int r = 0; r < pad; r++) {
+            float *d = dst + c * ldd + r, x = r < rows ? src[r * lds + c] : 0;
+            *d = add ? *d + x : x;
+        }
 }
 
-GEMM_AVX2 static bool transpose_f64(double *restrict dst, int64_t ldd, const double *restrict src,
-                                    int64_t lds, int rows, int64_t cols)
+GEMM_AVX2 static inline __attribute__((always_inline)) void
+transpose_f64_to(double *restrict dst, int64_t ldd, const double *restrict src, int64_t lds,
+                 int rows, int pad, int64_t cols, bool add)
 {
     int64_t c = 0;
     for (; c + 4 <= cols; c += 4) {
         int r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            __m256d v0 = _mm256_loadu_pd(src + r * lds + c);
-            __m256d v1 = _mm256_loadu_pd(src + (r + 1) * lds + c);
-            __m256d v2 = _mm256_loadu_pd(src + (r + 2) * lds + c);
-            __m256d v3 = _mm256_loadu_pd(src + (r + 3) * lds + c);
-            __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
-            __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
-            _mm256_storeu_pd(dst + c * ldd + r, _mm256_permute2f128_pd(t0, t2, 0x20));
-            _mm256_storeu_pd(dst + (c + 1) * ldd + r, _mm256_permute2f128_pd(t1, t3, 0x20));
-            _mm256_storeu_pd(dst + (c + 2) * ldd + r, _mm256_permute2f128_pd(t0, t2, 0x31));
-            _mm256_storeu_pd(dst + (c + 3) * ldd + r, _mm256_permute2f128_pd(t1, t3, 0x31));
-        }
-        for (; r < rows; r++)
+        for (; r + 4 <= pad; r += 4) {
+            __m256d v[4];
             for (int i = 0; i < 4; i++)
-                dst[(c + i) * ldd + r] = src[r * lds + c + i];
+                v[i] = r + i < rows ? _mm256_loadu_pd(src + (r + i) * lds + c) : _mm256_setzero_pd();
+            __m256d t0 = _mm256_unpacklo_pd(v[0], v[1]), t1 = _mm256_unpackhi_pd(v[0], v[1]);
+            __m256d t2 = _mm256_unpacklo_pd(v[2], v[3]), t3 = _mm256_unpackhi_pd(v[2], v[3]);
+            v[0] = _mm256_permute2f128_pd(t0, t2, 0x20), v[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+            v[2] = _mm256_permute2f128_pd(t0, t2, 0x31), v[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+            for (int i = 0; i < 4; i++) {
+                double *d = dst + (c + i) * ldd + r;
+                _mm256_storeu_pd(d, add ? _mm256_add_pd(_mm256_loadu_pd(d), v[i]) : v[i]);
+            }
+        }
+        for (; r < pad; r++)
+            for (int i = 0; i < 4; i++) {
+                double *d = dst + (c + i) * ldd + r, x = r < rows ? src[r * lds + c + i] : 0;
+                *d = add ? *d + x : x;
+            }
     }
     for (; c < cols; c++)
-        for (int r = 0; r < rows; r++)
-            dst[c * ldd + r] = src[r * lds + c];
+        for (int r = 0; r < pad; r++) {
+            double *d = dst + c * ldd + r, x = r < rows ? src[r * lds + c] : 0;
+            *d = add ? *d + x : x;
+        }
+}
+
+/* The transposes of packing (TR of DEFINE_PACK_A/B): rows of the source
+ * into a panel of pad columns, zero-padded */
+GEMM_AVX2 static bool transpose_f32(float *restrict dst, int64_t ldd, const float *restrict src,
+                                    int64_t lds, int rows, int pad, int64_t cols)
+{
+    transpose_f32_to(dst, ldd, src, lds, rows, pad, cols, false);
     return true;
+}
+
+GEMM_AVX2 static bool transpose_f64(double *restrict dst, int64_t ldd, const double *restrict src,
+                                    int64_t lds, int rows, int pad, int64_t cols)
+{
+    transpose_f64_to(dst, ldd, src, lds, rows, pad, cols, false);
+    return true;
+}
+
+/* A tile (mr x nr, row stride ldt) into a C stored by columns (C(i,j) at
+ * c[i + j*ldc]), = or += */
+GEMM_AVX2 static void tile_to_ct_f32(const void *tile, int64_t ldt, void *c, int64_t ldc,
+                                     int64_t mr, int64_t nr, bool add)
+{
+    if (add)
+        transpose_f32_to(c, ldc, tile, ldt, (int)mr, (int)mr, nr, true);
+    else
+        transpose_f32_to(c, ldc, tile, ldt, (int)mr, (int)mr, nr, false);
+}
+
+GEMM_AVX2 static void tile_to_ct_f64(const void *tile, int64_t ldt, void *c, int64_t ldc,
+                                     int64_t mr, int64_t nr, bool add)
+{
+    if (add)
+        transpose_f64_to(c, ldc, tile, ldt, (int)mr, (int)mr, nr, true);
+    else
+        transpose_f64_to(c, ldc, tile, ldt, (int)mr, (int)mr, nr, false);
 }
 
 DEFINE_PACK_A(float, f32_6, 6, transpose_f32)
@@ -241,6 +323,8 @@ DEFINE_PACK_A(float, f32_12, 12, transpose_f32)
 DEFINE_PACK_B(float, f32_32, 32, transpose_f32)
 DEFINE_PACK_A(double, f64_12, 12, transpose_f64)
 DEFINE_PACK_B(double, f64_16, 16, transpose_f64)
+DEFINE_PACK_B(float, f32_8, 8, transpose_f32)
+DEFINE_PACK_B(double, f64_4x, 4, transpose_f64)
 #endif
 
 /* ------------------------------------------------------- portable kernel */
@@ -291,38 +375,56 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
  * MR x NV fused multiply-adds update the sums, which stay in registers
  * (MR*NV of the 16 ymm or 32 zmm registers).
  */
+#define MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, A_IQ, A_NEXT)          \
+    const T *restrict bp = bp_;                                                                    \
+    T *restrict c = c_;                                                                            \
+    V acc[MR][NV];                                                                                 \
+    GEMM_UNROLL                                                                                    \
+    for (int i = 0; i < MR; i++)                                                                   \
+        GEMM_UNROLL                                                                                \
+    for (int h = 0; h < NV; h++)                                                                   \
+        acc[i][h] = ZERO();                                                                        \
+    for (int64_t q = 0; q < kc; q++, A_NEXT, bp += NV * W) {                                       \
+        V bv[NV];                                                                                  \
+        GEMM_UNROLL                                                                                \
+        for (int h = 0; h < NV; h++)                                                               \
+            bv[h] = LOAD(bp + h * W);                                                              \
+        GEMM_UNROLL                                                                                \
+        for (int i = 0; i < MR; i++) {                                                             \
+            V a_iq = SET1(A_IQ);                                                                   \
+            GEMM_UNROLL                                                                            \
+            for (int h = 0; h < NV; h++)                                                           \
+                acc[i][h] = FMA(a_iq, bv[h], acc[i][h]);                                           \
+        }                                                                                          \
+    }                                                                                              \
+    GEMM_UNROLL                                                                                    \
+    for (int i = 0; i < MR; i++)                                                                   \
+        GEMM_UNROLL                                                                                \
+    for (int h = 0; h < NV; h++) {                                                                 \
+        T *ci = c + i * ldc + h * W;                                                               \
+        STORE(ci, add ? ADD(LOAD(ci), acc[i][h]) : acc[i][h]);                                     \
+    }
+
+/* micro_SUF reads a packed A panel; micro_SUF_rows reads MR rows of A in
+ * place, row i at ap + i*lda, contiguous along k */
 #define DEFINE_MICRO_SIMD(SUF, TARGET, T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO)         \
     TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_, \
                                    void *restrict c_, int64_t ldc, bool add)                       \
     {                                                                                              \
-        const T *restrict ap = ap_, *restrict bp = bp_;                                            \
-        T *restrict c = c_;                                                                        \
-        V acc[MR][NV];                                                                             \
-        GEMM_UNROLL                                                                                \
-        for (int i = 0; i < MR; i++)                                                               \
-            GEMM_UNROLL                                                                            \
-        for (int h = 0; h < NV; h++)                                                               \
-            acc[i][h] = ZERO();                                                                    \
-        for (int64_t q = 0; q < kc; q++, ap += MR, bp += NV * W) {                                 \
-            V bv[NV];                                                                              \
-            GEMM_UNROLL                                                                            \
-            for (int h = 0; h < NV; h++)                                                           \
-                bv[h] = LOAD(bp + h * W);                                                          \
-            GEMM_UNROLL                                                                            \
-            for (int i = 0; i < MR; i++) {                                                         \
-                V a_iq = SET1(ap[i]);                                                              \
-                GEMM_UNROLL                                                                        \
-                for (int h = 0; h < NV; h++)                                                       \
-                    acc[i][h] = FMA(a_iq, bv[h], acc[i][h]);                                       \
-            }                                                                                      \
-        }                                                                                          \
-        GEMM_UNROLL                                                                                \
-        for (int i = 0; i < MR; i++)                                                               \
-            GEMM_UNROLL                                                                            \
-        for (int h = 0; h < NV; h++) {                                                             \
-            T *ci = c + i * ldc + h * W;                                                           \
-            STORE(ci, add ? ADD(LOAD(ci), acc[i][h]) : acc[i][h]);                                 \
-        }                                                                                          \
+        const T *restrict ap = ap_;                                                                \
+        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, ap[i], ap += MR)       \
+    }                                                                                              \
+    TARGET static void micro_##SUF##_rows(int64_t kc, const void *restrict ap_, int64_t lda,       \
+                                          const void *restrict bp_, void *restrict c_,             \
+                                          int64_t ldc, bool add)                                   \
+    {                                                                                              \
+        /* rows 0..5 from ap, 6..11 from ap6 (the panel has them all): two                         \
+         * bases and five offsets stay in registers, one offset per row                            \
+         * does not */                                                                             \
+        _Static_assert(MR <= 12, "rows 0..11 only");                                               \
+        const T *restrict ap = ap_, *restrict ap6 = MR > 6 ? ap + 6 * lda : ap;                    \
+        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO,                        \
+                        (i < 6 ? ap : ap6)[(i % 6) * lda], (ap++, ap6++))                          \
     }
 
 DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, float, __m256, 8, 6, 2, _mm256_loadu_ps, _mm256_set1_ps,
@@ -335,17 +437,42 @@ DEFINE_MICRO_SIMD(f32_avx512, GEMM_AVX512, float, __m512, 16, 12, 2, _mm512_load
 DEFINE_MICRO_SIMD(f64_avx512, GEMM_AVX512, double, __m512d, 8, 12, 2, _mm512_loadu_pd,
                   _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd,
                   _mm512_setzero_pd)
+/* one vector wide, for a narrow C (n at most a vector) */
+DEFINE_MICRO_SIMD(f32_avx2_1, GEMM_AVX2, float, __m256, 8, 12, 1, _mm256_loadu_ps, _mm256_set1_ps,
+                  _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, _mm256_setzero_ps)
+DEFINE_MICRO_SIMD(f64_avx2_1, GEMM_AVX2, double, __m256d, 4, 12, 1, _mm256_loadu_pd,
+                  _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd,
+                  _mm256_setzero_pd)
+DEFINE_MICRO_SIMD(f32_avx512_1, GEMM_AVX512, float, __m512, 16, 12, 1, _mm512_loadu_ps,
+                  _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
+                  _mm512_setzero_ps)
+DEFINE_MICRO_SIMD(f64_avx512_1, GEMM_AVX512, double, __m512d, 8, 12, 1, _mm512_loadu_pd,
+                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd,
+                  _mm512_setzero_pd)
 #endif
 
-/* The kernels by [isa][dtype == NB_F64]. */
-static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2] = {
-    [NBK_GEMM_PORTABLE] = {{4, 16, micro_f32_c, pack_a_f32_4, pack_b_f32_16},
-                           {4, 4, micro_f64_c, pack_a_f64_4, pack_b_f64_4}},
+/* The kernels by [isa][dtype == NB_F64][narrow]: the widest tile, and one
+ * of a single vector for a narrow C. */
+static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2][2] = {
+    [NBK_GEMM_PORTABLE] = {{{4, 16, 4, micro_f32_c, pack_a_f32_4, pack_b_f32_16, NULL, NULL},
+                            {4, 16, 4, micro_f32_c, pack_a_f32_4, pack_b_f32_16, NULL, NULL}},
+                           {{4, 4, 2, micro_f64_c, pack_a_f64_4, pack_b_f64_4, NULL, NULL},
+                            {4, 4, 2, micro_f64_c, pack_a_f64_4, pack_b_f64_4, NULL, NULL}}},
 #if GEMM_X86
-    [NBK_GEMM_AVX2] = {{6, 16, micro_f32_avx2, pack_a_f32_6, pack_b_f32_16x},
-                       {6, 8, micro_f64_avx2, pack_a_f64_6, pack_b_f64_8}},
-    [NBK_GEMM_AVX512] = {{12, 32, micro_f32_avx512, pack_a_f32_12, pack_b_f32_32},
-                         {12, 16, micro_f64_avx512, pack_a_f64_12, pack_b_f64_16}},
+    [NBK_GEMM_AVX2] = {{{6, 16, 8, micro_f32_avx2, pack_a_f32_6, pack_b_f32_16x, micro_f32_avx2_rows, tile_to_ct_f32},
+                        {12, 8, 8, micro_f32_avx2_1, pack_a_f32_12, pack_b_f32_8,
+                         micro_f32_avx2_1_rows, tile_to_ct_f32}},
+                       {{6, 8, 4, micro_f64_avx2, pack_a_f64_6, pack_b_f64_8, micro_f64_avx2_rows, tile_to_ct_f64},
+                        {12, 4, 4, micro_f64_avx2_1, pack_a_f64_12, pack_b_f64_4x,
+                         micro_f64_avx2_1_rows, tile_to_ct_f64}}},
+    [NBK_GEMM_AVX512] = {{{12, 32, 16, micro_f32_avx512, pack_a_f32_12, pack_b_f32_32,
+                           micro_f32_avx512_rows, tile_to_ct_f32},
+                          {12, 16, 16, micro_f32_avx512_1, pack_a_f32_12, pack_b_f32_16x,
+                           micro_f32_avx512_1_rows, tile_to_ct_f32}},
+                         {{12, 16, 8, micro_f64_avx512, pack_a_f64_12, pack_b_f64_16,
+                           micro_f64_avx512_rows, tile_to_ct_f64},
+                          {12, 8, 8, micro_f64_avx512_1, pack_a_f64_12, pack_b_f64_8,
+                           micro_f64_avx512_1_rows, tile_to_ct_f64}}},
 #endif
 };
 
@@ -366,67 +493,216 @@ nbk_gemm_isa nbk_gemm_best_isa(void)
 typedef struct gemm_plan {
     const gemm_kernel *kern;
     gemm_view v;        /* the product as computed (maybe transposed) */
+    bool transposed;    /* v is C^T = op(B)^T·op(A)^T */
     bool accumulate;    /* C += the product */
+    bool a_rows;        /* whole MR-row panels of op(A) read in place (micro_rows) */
+    int threads;        /* threads the product is worth */
+    bool split_n;       /* threads take runs of NR-column panels of C, else of MR-row panels */
+    bool dynamic;       /* runs of `unit` panels taken one after another, else one run each */
+    bool cache;         /* each thread packs all of op(A) (split_n) or op(B) once */
+    int64_t unit;       /* panels per run when dynamic */
     int64_t mc, kc, nc; /* block sizes */
-    size_t a_bytes;     /* a packed MC x KC block of op(A) */
-    size_t b_bytes;     /* a packed KC x NC block of op(B) */
+    size_t a_bytes;     /* a packed MC x KC block of op(A), or all of it */
+    size_t b_bytes;     /* a packed KC x NC block of op(B), or all of it */
 } gemm_plan;
 
-/* Cells of the tiles covering an m x n C */
-static double tiled_area(int64_t m, int64_t n, const gemm_kernel *kr)
+/* The most elements of a side of `len` in whole panels of `unit` that one of
+ * `threads` threads gets (panels shared out as part() does) */
+static int64_t part_size(int64_t len, int64_t unit, int threads)
 {
-    return (double)round_up(m, kr->mr) * (double)round_up(n, kr->nr);
+    int64_t panels = (len + unit - 1) / unit;
+    return (panels + threads - 1) / threads * unit;
 }
 
-static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
+/* Thread tid's run [*lo, *hi) of a side of `len` in whole panels of `unit`,
+ * of `team` threads (empty when there are fewer panels than threads) */
+static void part(int64_t len, int64_t unit, int tid, int team, int64_t *lo, int64_t *hi)
+{
+    int64_t panels = (len + unit - 1) / unit;
+    *lo = panels * tid / team * unit;
+    *hi = min64(len, panels * (tid + 1) / team * unit);
+}
+
+/*
+ * The cost model, in multiply-adds of the micro-kernel (tiles count whole,
+ * padding included). Moving an element costs about this many multiply-adds
+ * per SIMD lane (timed with AVX2 and AVX-512 kernels): packing by copying
+ * contiguous runs, packing through transposes in registers (or writing a
+ * tile into a C^T), and element by element.
+ */
+#define COST_COPY 0.6
+#define COST_TRANSPOSE 1.0
+#define COST_SCALAR 2.0
+#define COST_NARROW 1.1 /* a one-vector tile runs at about 1/1.1 of the two-vector one */
+
+/* Cost of packing `len` rows of op(A) (or columns of op(B)) with strides
+ * rs (between them) and cs (along k) */
+static double pack_cost(const gemm_kernel *kr, int64_t rs, int64_t cs, double len, double k)
+{
+    double per = cs == 1 ? COST_TRANSPOSE : rs == 1 ? COST_COPY : COST_SCALAR;
+    if (!kr->tile_to_ct) /* the portable family copies element by element */
+        per = COST_SCALAR;
+    return per * kr->lanes * len * k;
+}
+
+/* Cost of `rows` x `cols` of the C of view v with kernel kr: the tiles, the
+ * packing of op(A) (of a last, partial panel only with a_rows) and op(B),
+ * and the writing of C^T tiles */
+static double part_cost(const gemm_view *v, const gemm_kernel *kr, bool a_rows, double rows,
+                        double cols, int64_t slices)
+{
+    double k = (double)v->k, mr = kr->mr, nr = kr->nr;
+    /* in floating point: divisions of int64_t take longer than the rest */
+    double tiles_m = (double)(int64_t)((rows + mr - 1) / mr),
+           tiles_n = (double)(int64_t)((cols + nr - 1) / nr);
+    double cost = tiles_m * mr * tiles_n * nr * k * (kr->lanes == kr->nr ? COST_NARROW : 1.0);
+    double last = rows - (double)(int64_t)(rows / mr) * mr;
+    cost += pack_cost(kr, v->rs_a, v->cs_a, a_rows ? last : rows, k);
+    cost += pack_cost(kr, v->cs_b, v->rs_b, cols, k);
+    if (v->rs_c == 1)
+        cost += (kr->tile_to_ct ? COST_TRANSPOSE : COST_SCALAR) * kr->lanes * rows * cols *
+                (double)slices;
+    return cost;
+}
+
+/* The view of C^T = op(B)^T·op(A)^T */
+static gemm_view transposed(const gemm_view *t)
+{
+    return (gemm_view){.m = t->n,
+                       .n = t->m,
+                       .k = t->k,
+                       .a = t->b,
+                       .b = t->a,
+                       .c = t->c,
+                       .rs_a = t->cs_b,
+                       .cs_a = t->rs_b,
+                       .rs_b = t->cs_a,
+                       .cs_b = t->rs_a,
+                       .rs_c = t->cs_c,
+                       .cs_c = t->rs_c};
+}
+
+/* Read whole panels of op(A) in place? When its rows are contiguous along k
+ * and C is not wide: a packed panel pays off when many panels of op(B) use
+ * it (for 1024 columns, in place and packed time alike). */
+static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
+{
+    return kr->micro_rows && v->cs_a == 1 && v->n <= GEMM_AROWS_N;
+}
+
+/* Waking a thread of an OpenMP team that sleeps when idle
+ * (OMP_WAIT_POLICY=PASSIVE) and joining it took about 60 microseconds on a
+ * 2-core VM: two threads beat one from about 12e6 multiply-adds there
+ * (128x256x128 is faster on one thread, 256x256x256 on two). Threads that
+ * spin a while before they sleep (the default) answer within a
+ * microsecond, and two beat one from 64x64x64. A thread packs an operand
+ * whole up to all of a 128 x 4096 op(A) of floats. */
+const nbk_gemm_limits nbk_gemm_limits_passive = {.thread_work = 6e6, .cache_bytes = 2 << 20};
+const nbk_gemm_limits nbk_gemm_limits_spinning = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
+
+/* The limits for the OpenMP runtime's wait policy, read once from
+ * OMP_WAIT_POLICY as the runtime reads it */
+static const nbk_gemm_limits *default_limits(void)
+{
+    static _Atomic int policy; /* 0 not read yet, 1 passive, 2 other */
+    int s = atomic_load_explicit(&policy, memory_order_relaxed);
+    if (!s) {
+        const char *e = getenv("OMP_WAIT_POLICY"), *passive = "passive";
+        bool same = e != NULL;
+        for (int i = 0; same && (e[i] || passive[i]); i++)
+            same = tolower((unsigned char)e[i]) == passive[i];
+        s = same ? 1 : 2;
+        atomic_store_explicit(&policy, s, memory_order_relaxed);
+    }
+    return s == 1 ? &nbk_gemm_limits_passive : &nbk_gemm_limits_spinning;
+}
+
+static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                               const nbk_gemm_limits *lim)
 {
     gemm_plan pl;
-    const gemm_kernel *kr = &gemm_kernels[isa][p->dtype == NB_F64];
     size_t elem = nb_dtype_size(p->dtype);
-    int64_t m = p->m > 0 ? p->m : 1, n = p->n > 0 ? p->n : 1, k = p->k > 0 ? p->k : 1;
-    pl.kern = kr;
+    int64_t k = p->k > 0 ? p->k : 1;
+    gemm_view v = {.m = p->m > 0 ? p->m : 1,
+                   .n = p->n > 0 ? p->n : 1,
+                   .k = k,
+                   .a = p->a,
+                   .b = p->b,
+                   .c = p->c,
+                   .rs_a = p->trans_a ? 1 : p->lda,
+                   .cs_a = p->trans_a ? p->lda : 1,
+                   .rs_b = p->trans_b ? 1 : p->ldb,
+                   .cs_b = p->trans_b ? p->ldb : 1,
+                   .rs_c = p->ldc,
+                   .cs_c = 1};
     pl.accumulate = p->accumulate;
-    pl.v = (gemm_view){.m = p->m,
-                       .n = p->n,
-                       .k = p->k,
-                       .a = p->a,
-                       .b = p->b,
-                       .c = p->c,
-                       .rs_a = p->trans_a ? 1 : p->lda,
-                       .cs_a = p->trans_a ? p->lda : 1,
-                       .rs_b = p->trans_b ? 1 : p->ldb,
-                       .cs_b = p->trans_b ? p->ldb : 1,
-                       .rs_c = p->ldc,
-                       .cs_c = 1};
-    /* C^T = op(B)^T·op(A)^T when its tiles waste clearly less */
-    if (tiled_area(n, m, kr) * 8 < tiled_area(m, n, kr) * 7) {
-        gemm_view t = pl.v;
-        pl.v = (gemm_view){.m = t.n,
-                           .n = t.m,
-                           .k = t.k,
-                           .a = t.b,
-                           .b = t.a,
-                           .c = t.c,
-                           .rs_a = t.cs_b,
-                           .cs_a = t.rs_b,
-                           .rs_b = t.cs_a,
-                           .cs_b = t.rs_a,
-                           .rs_c = t.cs_c,
-                           .cs_c = t.rs_c};
-        int64_t swap = m;
-        m = n, n = swap;
-    }
     /* k in equal slices of at most KC (784 = 2 x 392, not 384 + 384 + 16);
-     * the slices fix the order of each sum, so they do not depend on the
-     * thread count */
+     * the slices fix the order of each sum, so they depend on nothing else */
     int64_t slices = (k + GEMM_KC - 1) / GEMM_KC;
     pl.kc = (k + slices - 1) / slices;
-    /* rows per block: MC, or fewer so that every thread gets a block */
-    int64_t rows = (m + threads - 1) / threads;
-    pl.mc = min64(GEMM_MC / kr->mr * kr->mr, round_up(rows, kr->mr));
-    pl.nc = min64(GEMM_NC, round_up(n, kr->nr));
-    pl.a_bytes = (size_t)round_up(pl.mc * pl.kc * (int64_t)elem, NB_ALIGN);
-    pl.b_bytes = (size_t)round_up(pl.kc * pl.nc * (int64_t)elem, NB_ALIGN);
+
+    /* C or C^T, with the two-vector or the one-vector tile: the cheapest */
+    double best = 0;
+    for (int t = 0; t < 2; t++)
+        for (int w = 0; w < 2; w++) {
+            const gemm_kernel *kr = &gemm_kernels[isa][p->dtype == NB_F64][w];
+            gemm_view vt = t ? transposed(&v) : v;
+            bool a_rows = use_a_rows(&vt, kr);
+            double cost = part_cost(&vt, kr, a_rows, (double)vt.m, (double)vt.n, slices);
+            if ((t == 0 && w == 0) || cost < best) {
+                best = cost;
+                pl.kern = kr;
+                pl.v = vt;
+                pl.a_rows = a_rows;
+                pl.transposed = t;
+            }
+        }
+    const gemm_kernel *kr = pl.kern;
+    int64_t m = pl.v.m, n = pl.v.n;
+    pl.v.m = pl.transposed ? p->n : p->m, pl.v.n = pl.transposed ? p->m : p->n, pl.v.k = p->k;
+
+    /* one thread per thread_work multiply-adds, at most `threads` */
+    double work = (double)m * (double)n * (double)k;
+    pl.threads = threads;
+    if (work < lim->thread_work * threads)
+        pl.threads = work < lim->thread_work * 2 ? 1 : (int)(work / lim->thread_work);
+    int64_t rows = round_up(m, kr->mr), cols = round_up(n, kr->nr);
+    pl.split_n = pl.dynamic = pl.cache = false;
+    pl.unit = 1;
+    if (pl.threads > 1) {
+        /* runs of row panels or of column panels of C, whichever costs the
+         * busiest thread least: each thread packs all of op(A) (but what it
+         * reads in place) when they split n, all of op(B) when they split m */
+        double along_n = part_cost(&pl.v, kr, pl.a_rows, (double)m,
+                                   (double)part_size(n, kr->nr, pl.threads), slices);
+        double along_m = part_cost(&pl.v, kr, false, (double)part_size(m, kr->mr, pl.threads),
+                                   (double)n, slices);
+        pl.split_n = along_n < along_m;
+        /* Short runs taken one after another when a thread needs no whole
+         * operand (split along n, op(A) read in place) or can pack it once
+         * into its scratch: the thread that starts first (waking another
+         * takes tens of microseconds) or that is not held up by the
+         * machine's other work takes more. Otherwise one run per thread. */
+        int64_t whole = (pl.split_n ? rows : cols) * pl.kc * slices;
+        pl.cache = !(pl.split_n && pl.a_rows) && (double)whole * (double)elem <= lim->cache_bytes;
+        pl.dynamic = pl.cache || (pl.split_n && pl.a_rows);
+        int64_t panels = pl.split_n ? cols / kr->nr : rows / kr->mr;
+        if (pl.dynamic)
+            pl.unit = (panels + GEMM_UNITS * pl.threads - 1) / (GEMM_UNITS * pl.threads);
+        if (pl.split_n)
+            cols = pl.dynamic ? pl.unit * kr->nr : part_size(n, kr->nr, pl.threads);
+        else
+            rows = pl.dynamic ? pl.unit * kr->mr : part_size(m, kr->mr, pl.threads);
+    }
+    pl.mc = min64(GEMM_MC / kr->mr * kr->mr, rows);
+    pl.nc = min64(GEMM_NC, cols);
+    int64_t a_elems = pl.mc * pl.kc, b_elems = pl.kc * pl.nc;
+    if (pl.cache && pl.split_n)
+        a_elems = round_up(m, kr->mr) * pl.kc * slices;
+    else if (pl.cache)
+        b_elems = round_up(n, kr->nr) * pl.kc * slices;
+    pl.a_bytes = (size_t)round_up(a_elems * (int64_t)elem, NB_ALIGN);
+    pl.b_bytes = (size_t)round_up(b_elems * (int64_t)elem, NB_ALIGN);
     return pl;
 }
 
@@ -436,11 +712,20 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa)
     do {                                                                                           \
         const T *t = tile;                                                                         \
         T *cc = c;                                                                                 \
-        for (int64_t i = 0; i < mr; i++)                                                           \
-            for (int64_t j = 0; j < nr; j++) {                                                     \
-                T *e = cc + i * rs + j * cs;                                                       \
-                *e = add ? *e + t[i * ldt + j] : t[i * ldt + j];                                   \
-            }                                                                                      \
+        if (cs == 1 && add) /* rows of C contiguous: loops the compiler vectorizes */              \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++)                                                   \
+                    cc[i * rs + j] += t[i * ldt + j];                                              \
+        else if (cs == 1)                                                                          \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++)                                                   \
+                    cc[i * rs + j] = t[i * ldt + j];                                               \
+        else                                                                                       \
+            for (int64_t i = 0; i < mr; i++)                                                       \
+                for (int64_t j = 0; j < nr; j++) {                                                 \
+                    T *e = cc + i * rs + j * cs;                                                   \
+                    *e = add ? *e + t[i * ldt + j] : t[i * ldt + j];                               \
+                }                                                                                  \
     } while (0)
 
 static void tile_to_c(bool f64, const void *tile, int64_t ldt, void *c, int64_t rs, int64_t cs,
@@ -452,49 +737,78 @@ static void tile_to_c(bool f64, const void *tile, int64_t ldt, void *c, int64_t 
         TILE_TO_C(float);
 }
 
-/* Thread tid's share of the product, of a team of team threads: a run of
- * blocks of rows of C, with its own packed blocks of op(A) and op(B) in
- * the tid-th slot of work. The threads share nothing they write, so they
- * never wait for each other: on a busy machine a thread that is not
- * running holds up only the end of the product. */
-static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int team)
+/* Pack all of op(A) (a) or op(B) into dst, slice after slice of k, each
+ * slice in the panels the blocks of gemm_block read */
+static void pack_whole(const gemm_plan *pl, bool a, char *dst, int64_t es)
+{
+    const gemm_view *v = &pl->v;
+    const gemm_kernel *kr = pl->kern;
+    int64_t len = a ? v->m : v->n, w = a ? kr->mr : kr->nr;
+    for (int64_t pc = 0; pc < v->k; pc += pl->kc) {
+        int64_t kc = min64(pl->kc, v->k - pc);
+        for (int64_t i = 0; i < len; i += w, dst += w * kc * es)
+            (a ? kr->pack_a : kr->pack_b)(dst, v, i, min64(w, len - i), pc, kc);
+    }
+}
+
+/* Rows [i_lo,i_hi) x columns [j_lo,j_hi) of C, blocked. Blocks of op(A)
+ * and op(B) are packed into apack and bpack, or read from acache or bcache
+ * where the whole matrix is packed (pack_whole). */
+static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi, int64_t j_lo,
+                       int64_t j_hi, char *apack, const char *acache, char *bpack,
+                       const char *bcache)
 {
     const gemm_view *v = &pl->v;
     const gemm_kernel *kr = pl->kern;
     int64_t mr_max = kr->mr, nr_max = kr->nr, es = f64 ? 8 : 4;
+    int64_t rows = round_up(v->m, mr_max), cols = round_up(v->n, nr_max);
     _Alignas(64) char tile[GEMM_TILE];
     char *c = v->c;
-    char *bpack = work + (size_t)tid * (pl->a_bytes + pl->b_bytes), *apack = bpack + pl->b_bytes;
-    int64_t m_blocks = (v->m + pl->mc - 1) / pl->mc;
-    int64_t ib_first = m_blocks * tid / team, ib_end = m_blocks * (tid + 1) / team;
-    if (ib_first == ib_end)
-        return;
-    for (int64_t jc = 0; jc < v->n; jc += pl->nc) {
-        int64_t nc = min64(pl->nc, v->n - jc);
-        int64_t n_panels = (nc + nr_max - 1) / nr_max;
+    for (int64_t jc = j_lo; jc < j_hi; jc += pl->nc) {
+        int64_t nc = min64(pl->nc, j_hi - jc);
         for (int64_t pc = 0; pc < v->k; pc += pl->kc) {
             int64_t kc = min64(pl->kc, v->k - pc);
             bool add = pc > 0 || pl->accumulate;
-            for (int64_t jp = 0; jp < n_panels; jp++)
-                kr->pack_b(bpack + jp * kc * nr_max * es, v, jc + jp * nr_max,
-                           min64(nr_max, nc - jp * nr_max), pc, kc);
-            for (int64_t ib = ib_first; ib < ib_end; ib++) {
-                int64_t i0 = ib * pl->mc, mc = min64(pl->mc, v->m - i0);
-                for (int64_t ir = 0; ir < mc; ir += mr_max)
-                    kr->pack_a(apack + ir * kc * es, v, i0 + ir, min64(mr_max, mc - ir), pc, kc);
+            const char *bblock = bpack;
+            if (bcache) {
+                bblock = bcache + (pc * cols + jc * kc) * es;
+            } else {
+                for (int64_t jr = 0; jr < nc; jr += nr_max)
+                    kr->pack_b(bpack + jr * kc * es, v, jc + jr, min64(nr_max, nc - jr), pc, kc);
+            }
+            for (int64_t i0 = i_lo; i0 < i_hi; i0 += pl->mc) {
+                int64_t mc = min64(pl->mc, i_hi - i0);
+                const char *ablock = apack;
+                if (acache) {
+                    ablock = acache + (pc * rows + i0 * kc) * es;
+                } else {
+                    /* all panels, or (a_rows) only a last one of fewer rows */
+                    for (int64_t ir = pl->a_rows ? mc / mr_max * mr_max : 0; ir < mc; ir += mr_max)
+                        kr->pack_a(apack + ir * kc * es, v, i0 + ir, min64(mr_max, mc - ir), pc,
+                                   kc);
+                }
                 for (int64_t jr = 0; jr < nc; jr += nr_max) {
-                    const char *bp = bpack + jr * kc * es;
+                    const char *bp = bblock + jr * kc * es;
                     int64_t nr = min64(nr_max, nc - jr);
                     for (int64_t ir = 0; ir < mc; ir += mr_max) {
-                        const char *ap = apack + ir * kc * es;
+                        const char *ap = ablock + ir * kc * es;
                         int64_t mr = min64(mr_max, mc - ir);
+                        bool direct = mr == mr_max && nr == nr_max && v->cs_c == 1;
                         char *cij = c + ((i0 + ir) * v->rs_c + (jc + jr) * v->cs_c) * es;
-                        if (mr == mr_max && nr == nr_max && v->cs_c == 1) {
-                            kr->micro(kc, ap, bp, cij, v->rs_c, add);
-                        } else {
-                            kr->micro(kc, ap, bp, tile, nr_max, false);
+                        char *dst = direct ? cij : tile;
+                        int64_t ldd = direct ? v->rs_c : nr_max;
+                        bool dst_add = direct && add;
+                        if (pl->a_rows && !acache && mr == mr_max)
+                            kr->micro_rows(kc, (const char *)v->a + ((i0 + ir) * v->rs_a + pc) * es,
+                                           v->rs_a, bp, dst, ldd, dst_add);
+                        else
+                            kr->micro(kc, ap, bp, dst, ldd, dst_add);
+                        if (direct)
+                            continue;
+                        if (v->rs_c == 1 && kr->tile_to_ct)
+                            kr->tile_to_ct(tile, nr_max, cij, v->cs_c, mr, nr, add);
+                        else
                             tile_to_c(f64, tile, nr_max, cij, v->rs_c, v->cs_c, mr, nr, add);
-                        }
                     }
                 }
             }
@@ -502,20 +816,83 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
     }
 }
 
-size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
+/* Thread tid's share of the product, of a team of team threads, with its
+ * own packing buffers in the tid-th slot of work: one run of row or column
+ * panels of C, or (dynamic) runs of pl->unit panels, the next one not yet
+ * taken (*next counts them) until none is left. With cache, the thread
+ * first packs all of op(A) or op(B), which every run needs. The threads
+ * share nothing they write and never wait for each other: on a busy
+ * machine a thread that is not running holds up at most the run it has. */
+static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int team,
+                     _Atomic int64_t *next)
+{
+    const gemm_view *v = &pl->v;
+    int64_t es = f64 ? 8 : 4;
+    int64_t w = pl->split_n ? pl->kern->nr : pl->kern->mr, len = pl->split_n ? v->n : v->m;
+    char *apack = work + (size_t)tid * (pl->a_bytes + pl->b_bytes), *bpack = apack + pl->a_bytes;
+    const char *acache = NULL, *bcache = NULL;
+    for (bool first = true;; first = false) {
+        int64_t lo, hi;
+        if (pl->dynamic) {
+            lo = atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * pl->unit * w;
+            if (lo >= len)
+                return;
+            hi = min64(len, lo + pl->unit * w);
+        } else {
+            if (!first)
+                return;
+            part(len, w, tid, team, &lo, &hi);
+            if (lo >= hi)
+                return;
+        }
+        if (first && pl->cache) {
+            pack_whole(pl, pl->split_n, pl->split_n ? apack : bpack, es);
+            *(pl->split_n ? &acache : &bcache) = pl->split_n ? apack : bpack;
+        }
+        if (pl->split_n)
+            gemm_block(pl, f64, 0, v->m, lo, hi, apack, acache, bpack, bcache);
+        else
+            gemm_block(pl, f64, lo, hi, 0, v->n, apack, acache, bpack, bcache);
+    }
+}
+
+size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                                 const nbk_gemm_limits *lim)
 {
     if (threads < 1)
         threads = 1;
-    size_t most = 0;
-    for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
-        gemm_plan pl = gemm_plan_for(p, threads, (nbk_gemm_isa)isa);
-        size_t bytes = NB_ALIGN + (size_t)threads * (pl.a_bytes + pl.b_bytes);
-        most = bytes > most ? bytes : most;
-    }
-    return most;
+    if ((int)isa < 0 || isa > nbk_gemm_best_isa())
+        isa = nbk_gemm_best_isa();
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
+    return NB_ALIGN + (size_t)pl.threads * (pl.a_bytes + pl.b_bytes);
 }
 
-void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa)
+size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
+{
+    return nbk_gemm_workspace_limits(p, threads, nbk_gemm_best_isa(), NULL);
+}
+
+nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                                 const nbk_gemm_limits *lim)
+{
+    if (threads < 1)
+        threads = 1;
+    if ((int)isa < 0 || isa > nbk_gemm_best_isa())
+        isa = nbk_gemm_best_isa();
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
+    int64_t w = pl.split_n ? pl.kern->nr : pl.kern->mr, len = pl.split_n ? pl.v.n : pl.v.m;
+    return (nbk_gemm_info){.threads = pl.threads,
+                           .transposed = pl.transposed,
+                           .narrow = pl.kern->lanes == pl.kern->nr,
+                           .a_in_place = pl.a_rows,
+                           .split_n = pl.split_n,
+                           .dynamic = pl.dynamic,
+                           .run = pl.dynamic ? min64(len, pl.unit * w)
+                                             : min64(len, part_size(len, w, pl.threads))};
+}
+
+void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa,
+                             const nbk_gemm_limits *lim)
 {
     if (p->m <= 0 || p->n <= 0)
         return;
@@ -532,20 +909,28 @@ void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_g
     if ((int)isa < 0 || isa > nbk_gemm_best_isa())
         isa = nbk_gemm_best_isa();
     bool f64 = p->dtype == NB_F64;
-    gemm_plan pl = gemm_plan_for(p, threads, isa);
+    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
     uintptr_t at = ((uintptr_t)workspace + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
-    if (threads == 1 || (pl.v.m + pl.mc - 1) / pl.mc == 1) {
-        gemm_run(&pl, f64, (char *)at, 0, 1);
+    int64_t panels = pl.split_n ? (pl.v.n + pl.kern->nr - 1) / pl.kern->nr
+                                : (pl.v.m + pl.kern->mr - 1) / pl.kern->mr;
+    _Atomic int64_t next = 0;
+    if (pl.threads == 1 || panels == 1) {
+        gemm_run(&pl, f64, (char *)at, 0, 1, &next);
         return;
     }
-    NBK_PRAGMA(omp parallel num_threads(threads))
+    NBK_PRAGMA(omp parallel num_threads(pl.threads))
     {
         NBK_THREAD(tid, team);
-        gemm_run(&pl, f64, (char *)at, (int)tid, (int)team);
+        gemm_run(&pl, f64, (char *)at, (int)tid, (int)team, &next);
     }
+}
+
+void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa)
+{
+    nbk_gemm_builtin_limits(p, workspace, threads, isa, NULL);
 }
 
 void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads)
 {
-    nbk_gemm_builtin_isa(p, workspace, threads, nbk_gemm_best_isa());
+    nbk_gemm_builtin_limits(p, workspace, threads, nbk_gemm_best_isa(), NULL);
 }

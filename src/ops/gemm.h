@@ -38,19 +38,57 @@ typedef enum nbk_gemm_isa {
 /* The fastest family this CPU runs (and this build has). */
 nbk_gemm_isa nbk_gemm_best_isa(void);
 
-/* Bytes of scratch nbk_gemm_builtin (or _isa, any family) needs for @p p on @p threads threads
+/* Bytes of scratch nbk_gemm_builtin needs for @p p on @p threads threads
  * (any alignment is fine: the kernel aligns it itself). */
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
 
 /* C = op(A)·op(B) with the built-in kernel, on up to @p threads OpenMP
- * threads (split over blocks of rows of C). @p workspace holds at least
- * nbk_gemm_workspace(p, threads) bytes. The result is bit-identical for
- * every thread count: each element is summed over k in the same order. */
+ * threads: fewer for a product too small to keep them busy for the time
+ * waking one takes; they share out runs of rows or of columns of C. @p
+ * workspace holds at least nbk_gemm_workspace(p, threads) bytes. The result
+ * is bit-identical for every thread count: each element is summed over k
+ * in the same order. */
 void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads);
 
 /* nbk_gemm_builtin with the micro-kernels of family @p isa, or of the best
- * family when the CPU does not run @p isa. Results differ between families
- * by rounding only (FMA or not, the order of the sums over k). */
+ * family when the CPU does not run @p isa; @p workspace holds at least
+ * nbk_gemm_workspace_limits(p, threads, isa, NULL) bytes. Results differ
+ * between families by rounding only (FMA or not, the order of the sums over
+ * k). */
 void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa);
+
+/* The sizes at which the kernel changes how it works (measured; tests lower
+ * them to reach every way with small products). */
+typedef struct nbk_gemm_limits {
+    double thread_work;  /* multiply-adds worth one more thread */
+    double cache_bytes;  /* most bytes of op(A) or op(B) a thread packs whole */
+} nbk_gemm_limits;
+
+/* The defaults for OpenMP threads that sleep when idle
+ * (OMP_WAIT_POLICY=PASSIVE: waking one takes tens of microseconds) and for
+ * threads that spin a while first (any other policy); the kernel picks one
+ * by OMP_WAIT_POLICY. */
+extern const nbk_gemm_limits nbk_gemm_limits_passive, nbk_gemm_limits_spinning;
+
+/* nbk_gemm_builtin_isa and its scratch with limits @p lim (NULL: the
+ * defaults); the result is the same bit for bit whatever the limits. */
+void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa,
+                             const nbk_gemm_limits *lim);
+size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                                 const nbk_gemm_limits *lim);
+
+/* How nbk_gemm_builtin_limits would compute @p p (for tests). */
+typedef struct nbk_gemm_info {
+    int threads;      /* threads it runs on */
+    bool transposed;  /* computes C^T = op(B)^T·op(A)^T */
+    bool narrow;      /* with the one-vector tile */
+    bool a_in_place;  /* reads whole panels of op(A) without packing them */
+    bool split_n;     /* threads take columns of C (of C^T when transposed), else rows */
+    bool dynamic;     /* threads take runs one after another, else one run each */
+    int64_t run;      /* the most rows or columns in a run */
+} nbk_gemm_info;
+
+nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                                 const nbk_gemm_limits *lim);
 
 #endif
