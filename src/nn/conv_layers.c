@@ -52,16 +52,13 @@ static nb_status conv_init(nb_layer *l, nb_model *m, int64_t c_in, int64_t c_out
         return NB_ERR_ARG;
     if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
         return NB_ERR_NULL;
-    char full[NBN_NAME_MAX + 16];
     static const char *const sfx[2] = {"weight", "bias"};
-    for (int i = 0; i < (o->no_bias ? 1 : 2); i++) {
-        snprintf(full, sizeof full, "%s.%s", l->name, sfx[i]);
-        if (nb_model_get(m, full))
-            return NB_ERR_EXISTS;
-    }
+    nb_status st = nbn_names_free(l, m, sfx, o->no_bias ? 1 : 2);
+    if (st != NB_OK)
+        return st;
     conv_layer *c = l->state;
     int64_t cg = c_in / co->groups, shape[4] = {c_out, cg, k[0], k[1]};
-    nb_status st = nb_layer_add_param(l, m, "weight", o->dtype, 4, shape, &c->weight);
+    st = nb_layer_add_param(l, m, "weight", o->dtype, 4, shape, &c->weight);
     if (st == NB_OK && !o->no_bias)
         st = nb_layer_add_param(l, m, "bias", o->dtype, 1, &c_out, &c->bias);
     /* fans as PyTorch counts them for a convolution: the taps one output

@@ -17,20 +17,12 @@ static nb_status add_params(nb_layer *l, nb_model *m, nb_dtype dt, int n,
                             const char *const *suffix, const int *rank, const int64_t (*shape)[2],
                             nb_tensor **out)
 {
-    char buf[NBN_NAME_MAX + 32];
-    for (int i = 0; i < n; i++) {
-        int k = snprintf(buf, sizeof buf, "%s.%s", l->name, suffix[i]);
-        if (k < 0 || (size_t)k >= sizeof buf)
-            return NB_ERR_ARG;
-        if (nb_model_get(m, buf))
-            return NB_ERR_EXISTS;
-    }
-    for (int i = 0; i < n; i++) {
-        nb_status st = nb_layer_add_param(l, m, suffix[i], dt, rank[i], shape[i], &out[i]);
-        if (st != NB_OK)
-            return st;
-    }
-    return NB_OK;
+    nb_status st = nbn_names_free(l, m, suffix, n);
+    if (st != NB_OK)
+        return st;
+    for (int i = 0; i < n && st == NB_OK; i++)
+        st = nb_layer_add_param(l, m, suffix[i], dt, rank[i], shape[i], &out[i]);
+    return st;
 }
 
 static nb_status check_dtype(nb_dtype dt)

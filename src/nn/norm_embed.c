@@ -18,15 +18,12 @@ static nb_status layer_norm_init(nb_layer *l, nb_model *m, int64_t n, double eps
 {
     if (n < 1 || n > INT32_MAX || !(eps > 0) || !isfinite(eps))
         return NB_ERR_ARG;
-    char full[NBN_NAME_MAX + 16];
     static const char *const sfx[2] = {"weight", "bias"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(full, sizeof full, "%s.%s", l->name, sfx[i]);
-        if (nb_model_get(m, full))
-            return NB_ERR_EXISTS;
-    }
+    nb_status st = nbn_names_free(l, m, sfx, 2);
+    if (st != NB_OK)
+        return st;
     layer_norm *ln = l->state;
-    nb_status st = nb_layer_add_param(l, m, "weight", dt, 1, &n, &ln->weight);
+    st = nb_layer_add_param(l, m, "weight", dt, 1, &n, &ln->weight);
     if (st == NB_OK)
         st = nb_layer_add_param(l, m, "bias", dt, 1, &n, &ln->bias);
     if (st != NB_OK)
