@@ -592,11 +592,12 @@ static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
 
 /* Waking a thread of an OpenMP team that sleeps when idle
  * (OMP_WAIT_POLICY=PASSIVE) and joining it took about 60 microseconds on a
- * 2-core VM: two threads beat one from about 12e6 multiply-adds there
- * (128x256x128 is faster on one thread, 256x256x256 on two). Threads that
- * spin a while before they sleep (the default) answer within a
- * microsecond, and two beat one from 64x64x64. A thread packs an operand
- * whole up to all of a 128 x 4096 op(A) of floats. */
+ * 2-core VM: two threads beat one from about 12e6 multiply-adds there with
+ * AVX-512 floats (128x256x128 is faster on one thread, 256x256x256 on two),
+ * from about 6e6 with AVX2. Threads that spin a while before they sleep
+ * (the default) answer within a microsecond, and two beat one from
+ * 64x64x64. A thread packs an operand whole up to all of a 128 x 4096
+ * op(A) of floats. */
 const nbk_gemm_limits nbk_gemm_limits_passive = {.thread_work = 6e6, .cache_bytes = 2 << 20};
 const nbk_gemm_limits nbk_gemm_limits_spinning = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
 
@@ -661,11 +662,12 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
     int64_t m = pl.v.m, n = pl.v.n;
     pl.v.m = pl.transposed ? p->n : p->m, pl.v.n = pl.transposed ? p->m : p->n, pl.v.k = p->k;
 
-    /* one thread per thread_work multiply-adds, at most `threads` */
-    double work = (double)m * (double)n * (double)k;
+    /* one thread per thread_work multiply-adds (of 16-lane vectors; as many
+     * take half as long with 8 lanes), at most `threads` */
+    double work = (double)m * (double)n * (double)k, per = lim->thread_work * kr->lanes / 16;
     pl.threads = threads;
-    if (work < lim->thread_work * threads)
-        pl.threads = work < lim->thread_work * 2 ? 1 : (int)(work / lim->thread_work);
+    if (work < per * threads)
+        pl.threads = work < per * 2 ? 1 : (int)(work / per);
     int64_t rows = round_up(m, kr->mr), cols = round_up(n, kr->nr);
     pl.split_n = pl.dynamic = pl.cache = false;
     pl.unit = 1;

@@ -60,7 +60,8 @@ void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_g
 /* The sizes at which the kernel changes how it works (measured; tests lower
  * them to reach every way with small products). */
 typedef struct nbk_gemm_limits {
-    double thread_work;  /* multiply-adds worth one more thread */
+    double thread_work;  /* multiply-adds worth one more thread (with 16-lane SIMD; half as
+                            many with 8 lanes) */
     double cache_bytes;  /* most bytes of op(A) or op(B) a thread packs whole */
 } nbk_gemm_limits;
 
