@@ -858,20 +858,30 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
     }
 }
 
-size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
-                                 const nbk_gemm_limits *lim)
+/* Scratch for any plan of p's sizes on up to `threads` threads, with any
+ * family and whatever the strides (callers size it from the sizes alone):
+ * per thread, a block of op(A) and one of op(B) in the widest tiles (12 x
+ * 32), and what a thread may pack whole. */
+size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, const nbk_gemm_limits *lim)
 {
     if (threads < 1)
         threads = 1;
-    if ((int)isa < 0 || isa > nbk_gemm_best_isa())
-        isa = nbk_gemm_best_isa();
-    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
-    return NB_ALIGN + (size_t)pl.threads * (pl.a_bytes + pl.b_bytes);
+    lim = lim ? lim : default_limits();
+    int64_t es = (int64_t)nb_dtype_size(p->dtype), k = p->k > 0 ? p->k : 1;
+    int64_t side = p->m > p->n ? p->m : p->n;
+    side = side > 0 ? side : 1;
+    int64_t slices = (k + GEMM_KC - 1) / GEMM_KC, kc = (k + slices - 1) / slices;
+    int64_t a = min64(GEMM_MC, round_up(side, 12)) * kc * es;
+    int64_t b = kc * min64(GEMM_NC, round_up(side, 32)) * es;
+    double whole = (double)round_up(side, 32) * (double)(kc * slices * es);
+    int64_t cache = threads == 1 ? 0 : (int64_t)(whole < lim->cache_bytes ? whole : lim->cache_bytes);
+    size_t per = (size_t)(round_up(a, NB_ALIGN) + round_up(b, NB_ALIGN) + round_up(cache, NB_ALIGN));
+    return NB_ALIGN + (size_t)threads * per;
 }
 
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
 {
-    return nbk_gemm_workspace_limits(p, threads, nbk_gemm_best_isa(), NULL);
+    return nbk_gemm_workspace_limits(p, threads, NULL);
 }
 
 nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
