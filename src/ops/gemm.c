@@ -621,7 +621,7 @@ static const nbk_gemm_limits *default_limits(void)
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                                const nbk_gemm_limits *lim)
 {
-    gemm_plan pl;
+    gemm_plan pl = {.accumulate = p->accumulate};
     size_t elem = nb_dtype_size(p->dtype);
     int64_t k = p->k > 0 ? p->k : 1;
     gemm_view v = {.m = p->m > 0 ? p->m : 1,
@@ -636,7 +636,6 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                    .cs_b = p->trans_b ? p->ldb : 1,
                    .rs_c = p->ldc,
                    .cs_c = 1};
-    pl.accumulate = p->accumulate;
     /* k in equal slices of at most KC (784 = 2 x 392, not 384 + 384 + 16);
      * the slices fix the order of each sum, so they depend on nothing else */
     int64_t slices = (k + GEMM_KC - 1) / GEMM_KC;
