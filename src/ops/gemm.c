@@ -407,7 +407,8 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
 
 /* micro_SUF reads a packed A panel; micro_SUF_rows reads MR rows of A in
  * place, row i at ap + i*lda, contiguous along k */
-#define DEFINE_MICRO_SIMD(SUF, TARGET, T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO)         \
+#define DEFINE_MICRO_SIMD(SUF, TARGET, MR, NV, ...) DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, __VA_ARGS__)
+#define DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, T, V, W, LOAD, SET1, FMA, ADD, STORE, ZERO)        \
     TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_, \
                                    void *restrict c_, int64_t ldc, bool add)                       \
     {                                                                                              \
@@ -427,28 +428,29 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
                         (i < 6 ? ap : ap6)[(i % 6) * lda], (ap++, ap6++))                          \
     }
 
-DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, float, __m256, 8, 6, 2, _mm256_loadu_ps, _mm256_set1_ps,
-                  _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, _mm256_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx2, GEMM_AVX2, double, __m256d, 4, 6, 2, _mm256_loadu_pd, _mm256_set1_pd,
-                  _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd, _mm256_setzero_pd)
-DEFINE_MICRO_SIMD(f32_avx512, GEMM_AVX512, float, __m512, 16, 12, 2, _mm512_loadu_ps,
-                  _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
-                  _mm512_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx512, GEMM_AVX512, double, __m512d, 8, 12, 2, _mm512_loadu_pd,
-                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd,
-                  _mm512_setzero_pd)
-/* one vector wide, for a narrow C (n at most a vector) */
-DEFINE_MICRO_SIMD(f32_avx2_1, GEMM_AVX2, float, __m256, 8, 12, 1, _mm256_loadu_ps, _mm256_set1_ps,
-                  _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, _mm256_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx2_1, GEMM_AVX2, double, __m256d, 4, 12, 1, _mm256_loadu_pd,
-                  _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd,
-                  _mm256_setzero_pd)
-DEFINE_MICRO_SIMD(f32_avx512_1, GEMM_AVX512, float, __m512, 16, 12, 1, _mm512_loadu_ps,
-                  _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
-                  _mm512_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx512_1, GEMM_AVX512, double, __m512d, 8, 12, 1, _mm512_loadu_pd,
-                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd,
-                  _mm512_setzero_pd)
+/* element type, vector type and width, and intrinsics of each family */
+#define SIMD_AVX2_F32                                                                              \
+    float, __m256, 8, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,             \
+        _mm256_storeu_ps, _mm256_setzero_ps
+#define SIMD_AVX2_F64                                                                              \
+    double, __m256d, 4, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,          \
+        _mm256_storeu_pd, _mm256_setzero_pd
+#define SIMD_AVX512_F32                                                                            \
+    float, __m512, 16, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,            \
+        _mm512_storeu_ps, _mm512_setzero_ps
+#define SIMD_AVX512_F64                                                                            \
+    double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,          \
+        _mm512_storeu_pd, _mm512_setzero_pd
+
+/* MR x two vectors, and MR x one vector for a narrow C */
+DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, 6, 2, SIMD_AVX2_F32)
+DEFINE_MICRO_SIMD(f64_avx2, GEMM_AVX2, 6, 2, SIMD_AVX2_F64)
+DEFINE_MICRO_SIMD(f32_avx512, GEMM_AVX512, 12, 2, SIMD_AVX512_F32)
+DEFINE_MICRO_SIMD(f64_avx512, GEMM_AVX512, 12, 2, SIMD_AVX512_F64)
+DEFINE_MICRO_SIMD(f32_avx2_1, GEMM_AVX2, 12, 1, SIMD_AVX2_F32)
+DEFINE_MICRO_SIMD(f64_avx2_1, GEMM_AVX2, 12, 1, SIMD_AVX2_F64)
+DEFINE_MICRO_SIMD(f32_avx512_1, GEMM_AVX512, 12, 1, SIMD_AVX512_F32)
+DEFINE_MICRO_SIMD(f64_avx512_1, GEMM_AVX512, 12, 1, SIMD_AVX512_F64)
 #endif
 
 /* The kernels by [isa][dtype == NB_F64][narrow]: the widest tile, and one
