@@ -32,16 +32,7 @@ static double step_flops(int64_t b)
     return 3.0 * fwd - first; /* forward + dW + dX (no dX for the input) */
 }
 
-typedef struct run {
-    nb_model *m;
-    nb_layer *net;
-    nb_optim *opt;
-    nb_graph *g;
-    nb_loader *ld;
-    nb_rng init_rng, shuffle_rng;
-} run;
-
-static void run_new(run *r, const nb_dataset *train, int64_t batch, int threads)
+static void run_new(bench_run *r, const nb_dataset *train, int64_t batch, int threads)
 {
     nb_rng_seed(&r->init_rng, 0);
     nb_rng_seed(&r->shuffle_rng, 0);
@@ -65,19 +56,10 @@ static void run_new(run *r, const nb_dataset *train, int64_t batch, int threads)
     bench_set_threads(r->g, threads);
 }
 
-static void run_free(run *r)
-{
-    nb_graph_free(r->g);
-    nb_loader_free(r->ld);
-    nb_optim_free(r->opt);
-    nb_layer_free(r->net);
-    nb_model_free(r->m);
-}
-
 static void train_and_report(const nb_dataset *train, const nb_dataset *test, int threads,
                              int epochs)
 {
-    run r;
+    bench_run r;
     run_new(&r, train, 128, threads);
     double times[16], flops = 0;
     int64_t n = nb_dataset_count(train);
@@ -102,7 +84,7 @@ static void train_and_report(const nb_dataset *train, const nb_dataset *test, in
            threads, epochs, med, all, acc, flops / 1e9, flops / med / 1e9, nb_graph_matmul_name(r.g),
            bench_blas_core(), bench_peak_mb());
     fflush(stdout);
-    run_free(&r);
+    bench_run_free(&r);
 }
 
 /* Cost as the batch grows: train on the same 16384 images with each batch
@@ -115,7 +97,7 @@ static void scaling(const nb_dataset *train_all, int64_t only)
     for (int64_t batch = 32; batch <= 1024; batch *= 2) {
         if (only > 0 && batch != only)
             continue;
-        run r;
+        bench_run r;
         run_new(&r, sub, batch, 1);
         double rss0 = bench_rss_mb();
         bench_reset_peak();
@@ -141,7 +123,7 @@ static void scaling(const nb_dataset *train_all, int64_t only)
                1e6 * t / (double)steps, t / (double)samples * 60000.0,
                step_flops(batch) * (double)steps / t / 1e9, peak, peak - rss0, graph_mb);
         fflush(stdout);
-        run_free(&r);
+        bench_run_free(&r);
     }
     nb_dataset_free(sub);
 }
@@ -151,7 +133,7 @@ static void scaling(const nb_dataset *train_all, int64_t only)
  * seconds. */
 static double trainer_epoch(const nb_dataset *train, bool check_finite)
 {
-    run r;
+    bench_run r;
     run_new(&r, train, 128, 1);
     nb_train_opts to = nb_train_defaults();
     to.epochs = 1;
@@ -167,7 +149,7 @@ static double trainer_epoch(const nb_dataset *train, bool check_finite)
     }
     double s = bench_now() - t0;
     nb_trainer_free(t);
-    run_free(&r);
+    bench_run_free(&r);
     return s;
 }
 
@@ -196,13 +178,7 @@ static void trainer_check_cost(const nb_dataset *train)
 int main(int argc, char **argv)
 {
     nb_dataset *train = NULL, *test = NULL;
-    nb_error err;
-    bench_data_check(nb_dataset_fashion_mnist(NULL, true, NULL, &train, &err), &err,
-                     "fashion-mnist train");
-    bench_data_check(nb_dataset_fashion_mnist(NULL, false, NULL, &test, &err), &err,
-                     "fashion-mnist test");
-    bench_data_check(nb_dataset_scale(train, 255.0), NULL, "scale");
-    bench_data_check(nb_dataset_scale(test, 255.0), NULL, "scale");
+    bench_fashion(&train, &test);
 
     if (bench_flag(argc, argv, "--trainer")) {
         trainer_check_cost(train);

@@ -23,7 +23,8 @@
  * op.h (writing and registering new ops), check.h (numerical derivatives and
  * gradient checking), sym.h (symbolic differentiation), nn.h (activations,
  * initialisation, layers, losses: compositions of ops), optim.h
- * (optimizers), ckpt.h (checkpoints), data.h (data sets and batches).
+ * (optimizers), ckpt.h (checkpoints), data.h (data sets and batches),
+ * train.h (the training loop), dist.h (data-parallel training over MPI).
  *
  * A function (or callback) that takes a graph takes it first, as the ops
  * do: nb_layer_forward(g, net, x, training), nb_loader_next(g, loader, &b).
@@ -46,5 +47,6 @@
 #include "nabla/train.h"
 #include "nabla/modelcheck.h"
 #include "nabla/safetensors.h"
+#include "nabla/dist.h"
 
 #endif

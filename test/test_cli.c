@@ -1760,6 +1760,7 @@ static void test_bad_arguments(void **state)
                              "train --schedule %s",
                              "train --layers %s",
                              "train --layers 8,%s",
+                             "train --layers conv8k3,%s",
                              "gradcheck --op %s",
                              "diff x --at %s",
                              "diff x --at x=1 --wrt %s",
@@ -1946,6 +1947,228 @@ static void test_train_recurrent(void **state)
     rmdir(dir);
 }
 
+/* Convolutional networks from --layers: trained, evaluated to the same
+ * accuracy, resumed bit for bit, checked by gradcheck --model; lists that
+ * do not make a network are named. */
+static void test_train_cnn(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-cnn-XXXXXX", cmd[512], ckpt[128], csv[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/c.ckpt", dir);
+    const char *net = "--layers conv8k3p1,pool2,conv8k3s1p1,avgpool2,fc16 --opt adam --lr 0.01";
+    snprintf(cmd, sizeof cmd, "train %s --epochs 4 --json --save %s", net, ckpt);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    char line[512], last[512];
+    double acc = json_num(line_of(r->out, 3, last, sizeof last), "test_acc");
+    assert_true(acc > 0.6);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_true(fabs(json_num(r->out, "test_acc") - acc) < 1e-12);
+    /* 2 epochs, then resumed to 4: the 4th epoch's line as the straight run's */
+    snprintf(cmd, sizeof cmd, "train %s --epochs 2 --json --save %s", net, ckpt);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(cmd, sizeof cmd, "train %s --epochs 4 --json --resume %s", net, ckpt);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s", r->err);
+    assert_true(json_num(line_of(r->out, 1, line, sizeof line), "test_acc") == acc);
+    assert_true(json_num(line, "loss") == json_num(last, "loss"));
+    snprintf(cmd, sizeof cmd, "gradcheck --model %s", ckpt);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("%s%s", r->out, r->err);
+    assert_non_null(strstr(r->out, "PASSED"));
+    r = run("train --layers conv4k3,pool2,fc8 --epochs 1 --dropout 0.1 --act tanh");
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "training a 1x8x8 conv4k3,pool2,fc8 -> 10 tanh convolutional "
+                                   "network on digits"));
+
+    snprintf(csv, sizeof csv, "%s/rows.csv", dir);
+    FILE *f = fopen(csv, "w");
+    fputs("a,b,c,y\n", f);
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%d,%d,%d,%d\n", i % 3, i % 5, i % 7, i % 2);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "train --data %s --layers conv2k1,fc3 --epochs 1", csv);
+    r = run(cmd);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "a convolutional network needs images"));
+    const char *bad[][2] = {
+        {"train --layers conv8k3p1,pool2,conv8k5",
+         "'conv8k5' does not fit the maps of 8x4x4 that reach it: conv2d: x [1,8,4,4], w "
+         "[8,8,5,5]: kernel 5x5"},
+        {"train --layers pool9", "'pool9' does not fit the maps of 1x8x8"},
+        {"train --layers avgpool2,avgpool2,avgpool2,avgpool2", "'avgpool2' does not fit"},
+        {"train --layers conv8k3,fc10,pool2", "'pool2' follows a fully connected layer"},
+        {"train --layers conv0k3", "'conv0k3' is not a layer (conv<O>k<K>[s<S>][p<P>], pool<K>"},
+        {"train --layers conv8", "'conv8' is not a layer"},
+        {"train --layers conv8k3s0", "'conv8k3s0' is not a layer"},
+        {"train --layers conv8k3p65", "'conv8k3p65' is not a layer"},
+        {"train --layers conv8k3p1x", "'conv8k3p1x' is not a layer"},
+        {"train --layers fc", "'fc' is not a layer"},
+        {"train --layers conv8k3p1,,fc1", "element 2 of 'conv8k3p1,,fc1' is empty"},
+        {"train --layers conv8k3,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,"
+         "pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1,"
+         "pool1,pool1,pool1,pool1,pool1,pool1,pool1,pool1",
+         "more than 32 layers"},
+        {"train --layers conv8k3 --act prelu", "--act prelu works on the last axis"},
+        {"train --layers conv8k3 --act maxout", "--act maxout works on the last axis"},
+        {"train --layers conv8k3 --batchnorm", "no batch normalisation of its maps"},
+        {"train --layers conv8k3 --model gru", "--layers applies to --model mlp"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        r = run(bad[k][0]);
+        if (r->status != 2 || !strstr(r->err, bad[k][1]))
+            fail_msg("%s: status %d, %s", bad[k][0], r->status, r->err);
+        assert_int_equal(count_lines(r->err), 1);
+    }
+    remove(csv);
+    remove(ckpt);
+    rmdir(dir);
+}
+
+/* Reads the metadata of a safetensors file. */
+static nb_status list_nothing(void *ud, const char *name, nb_dtype dt, int rank,
+                              const int64_t *shape)
+{
+    (void)ud, (void)name, (void)dt, (void)rank, (void)shape;
+    return NB_OK;
+}
+
+/* The index of the largest of y[0..n) (the first of equals). */
+static int argmax_of(const double *y, int n)
+{
+    int best = 0;
+    for (int j = 1; j < n; j++)
+        best = y[j] > y[best] ? j : best;
+    return best;
+}
+
+/* A CNN trained by nabla train --layers, exported to C: compiled and run on
+ * the digits test set, it predicts what the library predicts for every
+ * image, and its accuracy is nabla eval's. */
+static void test_export_cnn_predictions(void **state)
+{
+    (void)state;
+    if (system("command -v cc >/dev/null 2>&1") != 0)
+        skip();
+    char dir[] = "/tmp/nabla-cnnc-XXXXXX", cmd[1024], model[128], src[128], drv[128], exe[128],
+         rows[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(model, sizeof model, "%s/m.safetensors", dir);
+    snprintf(src, sizeof src, "%s/m.c", dir);
+    snprintf(drv, sizeof drv, "%s/main.c", dir);
+    snprintf(exe, sizeof exe, "%s/m", dir);
+    snprintf(rows, sizeof rows, "%s/rows.txt", dir);
+    snprintf(cmd, sizeof cmd,
+             "train --data digits --layers conv8k3p1,pool2,fc16 --epochs 2 --save %s", model);
+    run_result *r = run(cmd);
+    if (r->status != 0)
+        fail_msg("train: %s", r->err);
+    snprintf(cmd, sizeof cmd, "eval --load %s --json", model);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    double eval_acc = json_num(r->out, "test_acc");
+    assert_true(eval_acc > 0.3);
+    snprintf(cmd, sizeof cmd, "export --load %s --c %s", model, src);
+    r = run(cmd);
+    if (r->status != 0)
+        fail_msg("export: %s", r->err);
+
+    /* the test part of digits as nabla eval reads it: the last 297 images,
+       scaled to [0, 1] */
+    nb_dataset *all = NULL, *test = NULL;
+    assert_int_equal(nb_dataset_digits(NULL, &all), NB_OK);
+    assert_int_equal(nb_dataset_scale(all, 16.0), NB_OK);
+    assert_int_equal(nb_dataset_slice(all, 1500, 297, &test), NB_OK);
+    enum { N = 297, F = 64, K = 10 };
+    FILE *f = fopen(rows, "w");
+    assert_non_null(f);
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = nb_zeros(g, NB_F32, 2, (int64_t[]){N, F});
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < F; j++) {
+            double v = nb_dataset_get(test, i, j);
+            nb_tensor_set(x, i * F + j, v);
+            fprintf(f, "%a\n", v);
+        }
+    fclose(f);
+
+    /* the compiled program: one prediction per image */
+    f = fopen(drv, "w");
+    assert_non_null(f);
+    fputs("#include <stdio.h>\n"
+          "int nabla_cnn_forward(const float *x, float *logits);\n"
+          "int main(void)\n{\n"
+          "    float x[64], y[10];\n"
+          "    for (;;) {\n"
+          "        for (int i = 0; i < 64; i++) {\n"
+          "            double v;\n"
+          "            if (scanf(\"%la\", &v) != 1)\n"
+          "                return 0;\n"
+          "            x[i] = (float)v;\n"
+          "        }\n"
+          "        nabla_cnn_forward(x, y);\n"
+          "        int best = 0;\n"
+          "        for (int j = 1; j < 10; j++)\n"
+          "            best = y[j] > y[best] ? j : best;\n"
+          "        printf(\"%d\\n\", best);\n"
+          "    }\n}\n",
+          f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "cc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -o '%s' '%s' '%s' -lm && '%s' < '%s'",
+             exe, src, drv, exe, rows);
+    r = tc_run(cmd);
+    if (r->status != 0)
+        fail_msg("compiling or running %s: %s", src, r->err);
+    assert_int_equal(count_lines(r->out), N);
+
+    /* the library's predictions from the same file */
+    static char meta[NB_META_MAX + 1];
+    nb_file_opts fo = {.meta_out = meta, .meta_cap = sizeof meta};
+    nb_error err;
+    assert_int_equal(nb_safetensors_list(model, list_nothing, NULL, &fo, &err), NB_OK);
+    nb_model *m = nb_model_new();
+    nb_layer *net = NULL;
+    nb_rng rng;
+    nb_rng_seed(&rng, 1);
+    nb_layer_opts lo = {.rng = &rng};
+    if (nb_layer_from_description(m, "", meta, &lo, &net, &err) != NB_OK ||
+        nb_model_load_safetensors(m, model, NULL, &err) != NB_OK)
+        fail_msg("%s", err.msg);
+    nb_tensor *y = nb_layer_forward(g, net, x, false);
+    assert_non_null(y);
+    const char *p = r->out;
+    int right = 0;
+    for (int i = 0; i < N; i++) {
+        double logits[K];
+        for (int j = 0; j < K; j++)
+            logits[j] = nb_tensor_get(y, i * K + j);
+        int want = argmax_of(logits, K), got = atoi(p);
+        if (got != want)
+            fail_msg("image %d: the compiled C predicts %d, the library %d", i, got, want);
+        right += got == nb_dataset_label(test, i);
+        p = strchr(p, '\n') + 1;
+    }
+    assert_true((double)right / N == eval_acc);
+
+    nb_graph_free(g);
+    nb_layer_free(net);
+    nb_model_free(m);
+    nb_dataset_free(test);
+    nb_dataset_free(all);
+    const char *files[] = {model, src, drv, exe, rows};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        remove(files[i]);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1981,6 +2204,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_special_files),
         cmocka_unit_test(test_train_recurrent),
+        cmocka_unit_test(test_train_cnn),
+        cmocka_unit_test(test_export_cnn_predictions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -366,8 +366,10 @@ static void test_errors(void **state)
     nb_graph_free(g);
 
     /* every status has a sentence */
-    for (int s = 0; s <= NB_ERR_NOTFOUND; s++)
+    for (int s = 0; s <= NB_ERR_COMM; s++) {
         assert_true(strlen(nb_status_str((nb_status)s)) > 1);
+        assert_string_not_equal(nb_status_str((nb_status)s), "unknown status");
+    }
     assert_string_equal(nb_status_str((nb_status)999), "unknown status");
     assert_string_equal(nb_graph_error(NULL)->msg, "no graph");
     assert_int_equal(nb_graph_error(NULL)->status, NB_ERR_NULL);

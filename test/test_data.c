@@ -857,6 +857,109 @@ static void test_loader_shuffle_seeds(void **state)
 
 /* After the loader is made, epochs of batches allocate nothing outside the
  * graph, and the graph nothing after the first batch. */
+/* Shards of every global batch: for P = 1, 2, 3, 4 ranks with the same
+ * seed, the ranks' shares of each batch are disjoint, in order, and
+ * together the batch one loader takes (uneven when P does not divide it;
+ * empty when the last short batch has fewer rows than ranks). */
+static void test_loader_shard(void **state)
+{
+    (void)state;
+    nb_dataset *ds = numbered(102, 2, NB_F32); /* batches of 20: 5 of 20 and one of 2 */
+    nb_graph *g = nb_graph_new();
+    int64_t whole[102];
+    for (int size = 1; size <= 4; size++) {
+        int64_t got[102], at[6] = {0};
+        int64_t n_got = 0;
+        for (int rank = 0; rank < size; rank++) {
+            nb_loader *ld = NULL;
+            assert_int_equal(nb_loader_new(ds, 20, true, false, &ld), NB_OK);
+            assert_int_equal(nb_loader_set_shard(ld, rank, size), NB_OK);
+            int r = -1, p = -1;
+            nb_loader_shard(ld, &r, &p);
+            assert_int_equal(r, rank);
+            assert_int_equal(p, size);
+            assert_int_equal(nb_loader_batches(ld), 6); /* global batches */
+            assert_int_equal(nb_loader_batch_size(ld), 20);
+            nb_rng rng;
+            nb_rng_seed(&rng, 5);
+            assert_int_equal(nb_loader_start(ld, &rng), NB_OK);
+            nb_batch b;
+            int batch = 0;
+            while (nb_loader_next(g, ld, &b)) {
+                int64_t global = batch < 5 ? 20 : 2;
+                assert_int_equal(b.global_size, global);
+                int64_t lo = global * rank / size, hi = global * (rank + 1) / size;
+                assert_int_equal(b.size, hi - lo);
+                if (b.size == 0) {
+                    assert_null(b.x); /* an empty share: no tensor */
+                } else {
+                    assert_non_null(b.x);
+                    assert_int_equal(nb_tensor_dim(b.x, 0), b.size);
+                }
+                /* the rank's rows sit at [lo, hi) of the global batch */
+                for (int64_t i = 0; i < b.size; i++) {
+                    int64_t row = (int64_t)nb_tensor_get(b.x, i * 2);
+                    assert_int_equal(row, b.indices[i]);
+                    assert_int_equal(b.labels[i], row % 3);
+                    if (size == 1)
+                        whole[batch * 20 + i] = row;
+                    else
+                        assert_int_equal(row, whole[batch * 20 + lo + i]);
+                    got[n_got++] = row;
+                }
+                at[batch] += b.size;
+                batch++;
+                nb_graph_reset(g);
+            }
+            assert_int_equal(batch, 6);
+            nb_loader_free(ld);
+        }
+        /* the shares add up to every batch, every row once */
+        for (int k = 0; k < 6; k++)
+            assert_int_equal(at[k], k < 5 ? 20 : 2);
+        assert_int_equal(n_got, 102);
+        int seen[102] = {0};
+        for (int64_t i = 0; i < n_got; i++)
+            seen[got[i]]++;
+        for (int i = 0; i < 102; i++)
+            assert_int_equal(seen[i], 1);
+    }
+    /* bad shards are refused and leave the loader as it was */
+    nb_loader *ld = NULL;
+    assert_int_equal(nb_loader_new(ds, 20, false, false, &ld), NB_OK);
+    assert_int_equal(nb_loader_set_shard(ld, 1, 2), NB_OK);
+    assert_int_equal(nb_loader_set_shard(ld, 2, 2), NB_ERR_ARG);
+    assert_int_equal(nb_loader_set_shard(ld, -1, 2), NB_ERR_ARG);
+    assert_int_equal(nb_loader_set_shard(ld, 0, 0), NB_ERR_ARG);
+    assert_int_equal(nb_loader_set_shard(NULL, 0, 1), NB_ERR_NULL);
+    int r = -1, p = -1;
+    nb_loader_shard(ld, &r, &p);
+    assert_int_equal(r, 1);
+    assert_int_equal(p, 2);
+    nb_loader_shard(NULL, &r, &p);
+    assert_int_equal(r, 0);
+    assert_int_equal(p, 1);
+    nb_loader_shard(ld, NULL, NULL);
+    assert_int_equal(nb_loader_batch_size(NULL), 0);
+    /* drop_last drops the short global batch on every rank alike */
+    nb_loader *dl = NULL;
+    assert_int_equal(nb_loader_new(ds, 20, false, true, &dl), NB_OK);
+    assert_int_equal(nb_loader_set_shard(dl, 2, 3), NB_OK);
+    assert_int_equal(nb_loader_start(dl, NULL), NB_OK);
+    nb_batch b;
+    int batches = 0;
+    while (nb_loader_next(NULL, dl, &b)) {
+        assert_int_equal(b.size, 7); /* rows [13, 20) of 20 */
+        assert_int_equal(b.indices[0], batches * 20 + 13);
+        batches++;
+    }
+    assert_int_equal(batches, 5);
+    nb_loader_free(dl);
+    nb_loader_free(ld);
+    nb_graph_free(g);
+    nb_dataset_free(ds);
+}
+
 static void test_loader_no_malloc_per_batch(void **state)
 {
     (void)state;
@@ -1618,6 +1721,7 @@ int main(void)
         cmocka_unit_test(test_splits),
         cmocka_unit_test(test_loader_epochs),
         cmocka_unit_test(test_loader_shuffle_seeds),
+        cmocka_unit_test(test_loader_shard),
         cmocka_unit_test(test_loader_no_malloc_per_batch),
         cmocka_unit_test(test_normalisation),
         cmocka_unit_test(test_augment_flip),

@@ -306,8 +306,9 @@ static void same_as_example(const char *page, const char *section, const char *e
     free(ex);
 }
 
-/* docs/models.md's layer of its own and recurrent network are the
- * examples' (tests 'custom-layer' and 'rnn-rows'). */
+/* docs/models.md's layer of its own, recurrent and convolutional networks
+ * are the examples' (tests 'custom-layer', 'rnn-rows', 'cnn-digits'), and
+ * docs/distributed.md's loop (test 'dist-loop'). */
 static void test_custom_layer_block(void **state)
 {
     (void)state;
@@ -315,6 +316,11 @@ static void test_custom_layer_block(void **state)
                     "/* --- the layer: ", "/* --- end of the layer --- */");
     same_as_example("docs/models.md", "## A recurrent network", "rnn_rows.c",
                     "    /* --- the network --- */", "    /* --- end of the network --- */");
+    same_as_example("docs/models.md", "## A convolutional network", "cnn_digits.c",
+                    "    /* --- the network --- */", "    /* --- end of the network --- */");
+    /* docs/distributed.md's training loop is the example's (test 'dist-loop') */
+    same_as_example("docs/distributed.md", "## Your own training loop", "dist_loop.c",
+                    "    /* --- the loop --- */", "    /* --- end of the loop --- */");
 }
 
 /* The program excerpts of the regression section are in its program. */

@@ -152,6 +152,132 @@ static void test_where_bits(void **state)
             }
 }
 
+/* ReLU and its gradient: gradient checks on several shapes (relu_mask
+ * against both inputs: linear in g, zero in x away from 0). */
+static nb_tensor *relu_mask_fn(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    return nb_relu_mask(g, in[0], in[1]);
+}
+
+static void test_relu(void **state)
+{
+    (void)state;
+    check_unary("relu", nb_relu, -2, 2);
+    const tc_shape same[][2] = {
+        {{0, {0}}, {0, {0}}}, {{1, {5}}, {1, {5}}}, {{3, {2, 3, 4}}, {3, {2, 3, 4}}}};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        tc_opts o = {.seed = 30 + k};
+        tc_check("relu_mask", relu_mask_fn, NULL, 2, same[k], &o);
+    }
+}
+
+/* where(x <= 0, 0, v): ReLU (v = x) and its gradient (v = g) as compositions. */
+static nb_tensor *relu_composed(nb_graph *g, nb_tensor *x, nb_tensor *v)
+{
+    nb_tensor *zero = nb_scalar(g, nb_tensor_dtype(x), 0.0);
+    return nb_where(g, nb_le(g, x, zero), zero, v);
+}
+
+/* Whether a and b hold the same bits. */
+static bool same_bits(nb_tensor *a, nb_tensor *b)
+{
+    return a && b && nb_tensor_size(a) == nb_tensor_size(b) &&
+           memcmp(nb_tensor_data(a), nb_tensor_data(b),
+                  (size_t)nb_tensor_size(a) * (nb_tensor_dtype(a) == NB_F32 ? 4 : 8)) == 0;
+}
+
+/* relu and relu_mask give the very bits of where(x <= 0, 0, x) and of its
+ * gradient where(x <= 0, 0, g): +0 for -0 and for every x <= 0, NaN kept
+ * with its payload and sign, g passed where x is NaN (NaN, -0 and infinite
+ * g included); so do the reverse sweep, forward mode and the second
+ * derivative, in both dtypes, on a vector (vector loops and their tail) and
+ * on a scalar. */
+static void test_relu_bits(void **state)
+{
+    (void)state;
+    enum { N = 16, LEN = 3 * N + 1 };
+    const double xv[N] = {0.0,   -0.0,   NAN, -NAN, INFINITY, -INFINITY, 5e-324, -5e-324,
+                          1e-45, -1e-45, 1.5, -2.5, DBL_MAX,  -DBL_MIN,  3.0,    -0.25};
+    const double gv[N] = {NAN,       1.0, -2.0, -0.0, 0.0, INFINITY, -3.5, NAN,
+                          -INFINITY, 7.0, -0.0, 2.0,  NAN, 1.0,      -1.0, 4.0};
+    for (int dt = 0; dt < 2; dt++)
+        for (int scalar = 0; scalar < 2; scalar++) {
+            nb_dtype d = dt ? NB_F64 : NB_F32;
+            double xd[LEN], gd[LEN], wd[LEN];
+            float xf[LEN], gf[LEN], wf[LEN];
+            for (int i = 0; i < LEN; i++) {
+                xd[i] = xv[(i + scalar) % N];
+                gd[i] = gv[(i * 5) % N];
+                wd[i] = 0.5 * (double)(i % 7) - 1.25;
+                xf[i] = (float)xd[i];
+                gf[i] = (float)gd[i];
+                wf[i] = (float)wd[i];
+            }
+            int rank = scalar ? 0 : 1;
+            int64_t len[1] = {LEN};
+            nb_graph *g = nb_graph_new();
+            nb_tensor *x = nb_tensor_set_requires_grad(
+                nb_tensor_from(g, d, rank, len, dt ? (const void *)xd : xf), true);
+            nb_tensor *gr = nb_tensor_set_requires_grad(
+                nb_tensor_from(g, d, rank, len, dt ? (const void *)gd : gf), true);
+            nb_tensor *w = nb_tensor_from(g, d, rank, len, dt ? (const void *)wd : wf);
+            nb_tensor *y = nb_relu(g, x), *yc = relu_composed(g, x, x);
+            assert_true(same_bits(y, yc));
+            assert_true(same_bits(nb_relu_mask(g, gr, x), relu_composed(g, x, gr)));
+            /* reverse: d<g, y>/dx, recorded for the second derivative */
+            nb_tensor *dx, *dxc;
+            assert_int_equal(nb_grad(g, y, gr, &x, 1, &dx, true), NB_OK);
+            assert_int_equal(nb_grad(g, yc, gr, &x, 1, &dxc, true), NB_OK);
+            assert_true(same_bits(dx, dxc));
+            /* second order: d<w, dx>/dg = relu_mask(w, x); d<w, dx>/dx = 0 */
+            nb_tensor *both[2] = {gr, x}, *d2[2], *d2c[2];
+            assert_int_equal(nb_grad(g, dx, w, both, 2, d2, false), NB_OK);
+            assert_int_equal(nb_grad(g, dxc, w, both, 2, d2c, false), NB_OK);
+            assert_true(same_bits(d2[0], d2c[0]));
+            assert_true(same_bits(d2[1], d2c[1]));
+            /* forward: the tangent g at x */
+            nb_tensor *ty, *tyc;
+            assert_int_equal(nb_jvp(g, y, &x, &gr, 1, &ty), NB_OK);
+            assert_int_equal(nb_jvp(g, yc, &x, &gr, 1, &tyc), NB_OK);
+            assert_true(same_bits(ty, tyc));
+            /* the expected values, spelled out for a few elements */
+            const unsigned char *py = nb_tensor_data(y);
+            size_t es = dt ? 8 : 4;
+            if (!scalar) {
+                double zero = 0.0;
+                float zero_f = 0.0f;
+                assert_memory_equal(py + es, dt ? (const void *)&zero : &zero_f, es); /* -0 */
+                assert_memory_equal(py + 3 * es, dt ? (const void *)(xd + 3) : xf + 3, es);
+            }
+            assert_int_equal(nb_graph_status(g), NB_OK);
+            nb_graph_free(g);
+        }
+}
+
+/* relu_mask needs g and x of one shape and dtype. */
+static void test_relu_mask_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *a = nb_zeros(g, NB_F32, 2, (int64_t[]){3, 4});
+    nb_tensor *b = nb_zeros(g, NB_F32, 1, (int64_t[]){4});
+    nb_tensor *c = nb_zeros(g, NB_F64, 2, (int64_t[]){3, 4});
+    assert_null(nb_relu_mask(g, a, b));
+    assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+    assert_string_equal(nb_graph_error(g)->where, "relu_mask");
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[3,4]"));
+    assert_non_null(strstr(nb_graph_error(g)->msg, "[4]"));
+    nb_graph_clear_error(g);
+    assert_null(nb_relu_mask(g, a, c));
+    assert_int_equal(nb_graph_status(g), NB_ERR_DTYPE);
+    nb_graph_clear_error(g);
+    assert_null(nb_relu_mask(g, NULL, a));
+    assert_null(nb_relu(g, NULL));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    nb_graph_free(g);
+}
+
 /* Empty tensors: broadcasting over a zero-length axis that is not the last
  * gives an empty result, and the backward sweep gives empty gradients. */
 static void test_empty(void **state)
@@ -476,6 +602,9 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_sigmoid_tails),
         cmocka_unit_test(test_where_bits),
+        cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_relu_bits),
+        cmocka_unit_test(test_relu_mask_errors),
         cmocka_unit_test(test_compositions_grad),
         cmocka_unit_test(test_clamp_values),
         cmocka_unit_test(test_compare_scalar),

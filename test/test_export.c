@@ -118,15 +118,16 @@ static void inputs(double *x, int64_t n_in, uint64_t seed)
     x[2 * n_in] = NAN;
 }
 
-/* The library's forward pass in evaluation mode, as doubles. */
-static void library_forward(net *n, const config *c, const double *x, double *y)
+/* The library's forward pass of @p layer in evaluation mode on ROWS rows
+ * of @p n_in values, as doubles. */
+static void layer_forward(nb_layer *layer, nb_dtype dt, int64_t n_in, int64_t n_out,
+                          const double *x, double *y)
 {
     nb_graph *g = nb_graph_new();
-    int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
-    nb_tensor *X = nb_zeros(g, c->dtype, 2, (int64_t[]){ROWS, n_in});
+    nb_tensor *X = nb_zeros(g, dt, 2, (int64_t[]){ROWS, n_in});
     for (int64_t i = 0; i < ROWS * n_in; i++)
         nb_tensor_set(X, i, x[i]);
-    nb_tensor *Y = nb_layer_forward(g, n->layer, X, false);
+    nb_tensor *Y = nb_layer_forward(g, layer, X, false);
     if (!Y)
         fail_msg("%s", nb_graph_error(g)->msg);
     assert_int_equal(nb_tensor_size(Y), ROWS * n_out);
@@ -135,17 +136,23 @@ static void library_forward(net *n, const config *c, const double *x, double *y)
     nb_graph_free(g);
 }
 
-/* Compile @p c_file with the driver and run it on x; outputs into y. */
-static void compiled_forward(const char *c_file, const config *c, const double *x, double *y)
+static void library_forward(net *n, const config *c, const double *x, double *y)
 {
-    const char *T = c->dtype == NB_F32 ? "float" : "double";
-    int64_t n_in = c->sizes[0], n_out = c->sizes[c->n_sizes - 1];
+    layer_forward(n->layer, c->dtype, c->sizes[0], c->sizes[c->n_sizes - 1], x, y);
+}
+
+/* Compile @p c_file with a driver and run its nabla_<pfx>_forward on ROWS
+ * rows of x; outputs into y. */
+static void run_compiled(const char *c_file, const char *pfx, nb_dtype dt, int64_t n_in,
+                         int64_t n_out, const double *x, double *y)
+{
+    const char *T = dt == NB_F32 ? "float" : "double";
     const char *drv = path_in("driver.c"), *in = path_in("in.txt"), *exe = path_in("mlp");
     FILE *f = fopen(drv, "w");
     assert_non_null(f);
     fprintf(f,
             "#include <stdio.h>\n"
-            "int nabla_mlp_forward(const %s *x, %s *logits);\n"
+            "int nabla_%s_forward(const %s *x, %s *logits);\n"
             "int main(void)\n{\n"
             "    %s x[%lld], y[%lld];\n"
             "    for (;;) {\n"
@@ -155,17 +162,18 @@ static void compiled_forward(const char *c_file, const config *c, const double *
             "                return 0;\n"
             "            x[i] = (%s)v;\n"
             "        }\n"
-            "        if (nabla_mlp_forward(x, y) != 0)\n"
+            "        if (nabla_%s_forward(x, y) != 0)\n"
             "            return 1;\n"
             "        for (int j = 0; j < %lld; j++)\n"
             "            printf(\"%%a\\n\", (double)y[j]);\n"
             "    }\n}\n",
-            T, T, T, (long long)n_in, (long long)n_out, (long long)n_in, T, (long long)n_out);
+            pfx, T, T, T, (long long)n_in, (long long)n_out, (long long)n_in, T, pfx,
+            (long long)n_out);
     fclose(f);
     f = fopen(in, "w");
     assert_non_null(f);
     for (int64_t i = 0; i < ROWS * n_in; i++)
-        fprintf(f, "%a\n", c->dtype == NB_F32 ? (double)(float)x[i] : x[i]);
+        fprintf(f, "%a\n", dt == NB_F32 ? (double)(float)x[i] : x[i]);
     fclose(f);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
@@ -185,6 +193,12 @@ static void compiled_forward(const char *c_file, const config *c, const double *
         assert_true(end != p);
         p = end;
     }
+}
+
+/* The MLP of @p c compiled from @p c_file, run on x. */
+static void compiled_forward(const char *c_file, const config *c, const double *x, double *y)
+{
+    run_compiled(c_file, "mlp", c->dtype, c->sizes[0], c->sizes[c->n_sizes - 1], x, y);
 }
 
 /* Largest |a - b| / max(1, |b|) (NaN where only one is NaN: infinite). */
@@ -547,6 +561,414 @@ static void test_csv_standardisation(void **state)
     net_free(&n);
 }
 
+/* ---------------------------------------------------------------- CNNs */
+
+/* A network built layer by layer in a sequence named "" (as nabla train
+ * names its networks), then its tensors set at random. */
+typedef struct cnn {
+    nb_model *m;
+    nb_layer *seq;
+    nb_rng rng;
+    nb_layer_opts o;
+    char meta[4096];
+} cnn;
+
+static void cnn_begin(cnn *c, nb_dtype dt, uint64_t seed)
+{
+    c->m = nb_model_new();
+    nb_rng_seed(&c->rng, seed);
+    c->o = (nb_layer_opts){.rng = &c->rng, .dtype = dt};
+    assert_int_equal(nb_sequential_new("", &c->seq), NB_OK);
+}
+
+/* The layer a constructor made into *l (status @p st), appended. */
+static void cnn_add(cnn *c, nb_status st, nb_layer **l)
+{
+    assert_int_equal(st, NB_OK);
+    assert_int_equal(nb_sequential_add(c->seq, *l), NB_OK);
+}
+
+static void cnn_reshape(cnn *c, int64_t ch, int64_t h, int64_t w)
+{
+    nb_layer *l = NULL;
+    cnn_add(c, nb_reshape_layer_new("image", 3, (int64_t[]){ch, h, w}, &l), &l);
+}
+
+/* conv2d @p name, c_in -> c_out, kernel kh x kw; stride, padding and
+ * dilation as {height, width}. */
+static void cnn_conv(cnn *c, const char *name, int64_t c_in, int64_t c_out, int64_t kh, int64_t kw,
+                     const int64_t s[2], const int64_t p[2], const int64_t d[2], int64_t groups)
+{
+    nb_conv_opts co = {{s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, groups};
+    nb_layer *l = NULL;
+    cnn_add(c, nb_conv2d_new(c->m, name, c_in, c_out, kh, kw, &co, &c->o, &l), &l);
+}
+
+static void cnn_pool(cnn *c, bool max, const char *name, int64_t kh, int64_t kw, const int64_t s[2],
+                     const int64_t p[2])
+{
+    nb_pool2d_opts po = {{kh, kw}, {s[0], s[1]}, {p[0], p[1]}};
+    nb_layer *l = NULL;
+    cnn_add(c, max ? nb_max_pool2d_new(name, &po, &l) : nb_avg_pool2d_new(name, &po, &l), &l);
+}
+
+static void cnn_act(cnn *c, const char *name, nb_act act, int64_t n_features)
+{
+    nb_layer *l = NULL;
+    nb_act_opts ao = nb_act_defaults(act);
+    ao.pieces = 2;
+    cnn_add(c, nb_act_layer_new(c->m, name, act, &ao, n_features, &c->o, &l), &l);
+}
+
+static void cnn_flatten(cnn *c)
+{
+    nb_layer *l = NULL;
+    cnn_add(c, nb_flatten_new("flatten", &l), &l);
+}
+
+static void cnn_linear(cnn *c, const char *name, int64_t n_in, int64_t n_out)
+{
+    nb_layer *l = NULL;
+    cnn_add(c, nb_linear_new(c->m, name, n_in, n_out, &c->o, &l), &l);
+}
+
+/* Every tensor random (running variances positive), the description in
+ * c->meta, and the model saved to @p path with it. */
+static void cnn_save(cnn *c, const char *path)
+{
+    for (nb_tensor *p = nb_model_next(c->m, NULL); p; p = nb_model_next(c->m, p)) {
+        bool var = strstr(nb_tensor_name(p), "running_var") != NULL;
+        for (int64_t i = 0; i < nb_tensor_size(p); i++)
+            nb_tensor_set(p, i,
+                          var ? 0.5 + 1.5 * nb_rng_uniform(&c->rng) : 0.6 * nb_rng_normal(&c->rng));
+    }
+    nb_error e;
+    if (nb_layer_describe(c->seq, c->meta, sizeof c->meta, &e) != NB_OK)
+        fail_msg("%s", e.msg);
+    nb_ckpt_opts co = {.meta = c->meta};
+    assert_int_equal(nb_model_save(c->m, NULL, path, &co, &e), NB_OK);
+}
+
+static void cnn_free(cnn *c)
+{
+    nb_layer_free(c->seq);
+    nb_model_free(c->m);
+}
+
+/* Export @p c to C, compile and run it (nabla_cnn_forward, or
+ * nabla_mlp_forward for a network without convolution or pooling) on ROWS
+ * rows of @p n_in inputs, and compare its @p n_out outputs with the
+ * library's forward pass; returns the C file's text (static storage, until
+ * the next call). */
+static const char *check_cnn(cnn *c, nb_dtype dt, int64_t n_in, int64_t n_out, uint64_t seed)
+{
+    const char *ckpt = path_in("cnn.ckpt"), *src = path_in("cnn.c");
+    cnn_save(c, ckpt);
+    unlink(src);
+    char args[512];
+    snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, src);
+    run_result *r = export(args);
+    if (r->status != 0)
+        fail_msg("export: %s", r->err);
+    double *x = malloc(sizeof *x * ROWS * (size_t)n_in);
+    double *want = malloc(sizeof *want * ROWS * (size_t)n_out);
+    double *got = malloc(sizeof *got * ROWS * (size_t)n_out);
+    assert_true(x && want && got);
+    inputs(x, n_in, seed);
+    for (int64_t i = 0; dt == NB_F32 && i < ROWS * n_in; i++)
+        x[i] = (float)x[i];
+    static char text[1 << 22];
+    FILE *f = fopen(src, "r");
+    assert_non_null(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    layer_forward(c->seq, dt, n_in, n_out, x, want);
+    run_compiled(src, strstr(text, "nabla_cnn_forward") ? "cnn" : "mlp", dt, n_in, n_out, x, got);
+    /* sums of products in another order (the library's GEMM blocks them):
+       errors of the size of the terms' rounding, so measured against the
+       largest output */
+    double scale = 1;
+    for (int64_t i = 0; i < ROWS * n_out; i++)
+        scale = isfinite(want[i]) ? fmax(scale, fabs(want[i])) : scale;
+    for (int64_t i = 0; i < ROWS * n_out; i++) {
+        got[i] /= scale;
+        want[i] /= scale;
+    }
+    double e = worst_rel(got, want, ROWS * n_out);
+    if (!(e <= (dt == NB_F64 ? 1e-13 : 1e-5)))
+        fail_msg("exported C differs from the library by %g (relative to the largest output)", e);
+    free(x);
+    free(want);
+    free(got);
+    return text;
+}
+
+static const int64_t ONE[2] = {1, 1}, TWO[2] = {2, 2}, NONE[2] = {0, 0};
+
+/* The network nabla train builds for --layers conv8k3p1,pool2,fc16 on
+ * digits (with dropout), in f32 and f64. */
+static void test_cnn_digits(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    for (int d = 0; d < 2; d++) {
+        nb_dtype dt = d ? NB_F64 : NB_F32;
+        cnn c;
+        cnn_begin(&c, dt, 1 + (uint64_t)d);
+        cnn_reshape(&c, 1, 8, 8);
+        cnn_conv(&c, "conv1", 1, 8, 3, 3, ONE, ONE, ONE, 1);
+        cnn_act(&c, "act1", NB_ACT_RELU, 0);
+        cnn_pool(&c, true, "pool2", 2, 2, TWO, NONE);
+        cnn_flatten(&c);
+        cnn_linear(&c, "fc3", 128, 16);
+        cnn_act(&c, "act2", NB_ACT_RELU, 0);
+        nb_layer *l = NULL;
+        cnn_add(&c, nb_dropout_new("drop2", 0.5, &c.o, &l), &l);
+        cnn_linear(&c, "fc4", 16, 10);
+        const char *text = check_cnn(&c, dt, 64, 10, 20);
+        /* its own names; the image's shape said; buffers on the stack */
+        assert_non_null(strstr(text, "#define NABLA_CNN_INPUTS 64\n"));
+        assert_non_null(strstr(text, "#define NABLA_CNN_OUTPUTS 10\n"));
+        assert_non_null(strstr(text, "x is one 1x8x8 image"));
+        assert_non_null(strstr(text, "/* layer 1: conv2d 1x8x8 -> 8x8x8, kernel 3x3, stride 1x1, "
+                                     "padding 1x1, relu */"));
+        assert_null(strstr(text, "static float h") ? "static" : strstr(text, "static double h"));
+        cnn_free(&c);
+    }
+}
+
+/* Strides, padding, dilation and groups that differ per axis; depthwise
+ * convolution without bias; average pooling with padding; batch norm and
+ * activations with parameters after flatten, in both dtypes. */
+static void test_cnn_settings(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    for (int d = 0; d < 2; d++) {
+        nb_dtype dt = d ? NB_F64 : NB_F32;
+        cnn c;
+        cnn_begin(&c, dt, 5 + (uint64_t)d);
+        cnn_reshape(&c, 4, 9, 7);
+        /* [6, 4, 6] */
+        cnn_conv(&c, "conv1", 4, 6, 3, 2, (int64_t[]){2, 1}, (int64_t[]){1, 0}, (int64_t[]){2, 1},
+                 2);
+        cnn_act(&c, "act1", NB_ACT_TANH, 0);
+        /* [6, 2, 3] */
+        cnn_pool(&c, false, "pool2", 3, 3, TWO, ONE);
+        c.o.no_bias = true; /* depthwise, [6, 2, 3] */
+        cnn_conv(&c, "conv3", 6, 6, 1, 1, ONE, NONE, ONE, 6);
+        c.o.no_bias = false;
+        cnn_act(&c, "act3", NB_ACT_ELU, 0);
+        /* [6, 2, 4] */
+        cnn_pool(&c, true, "pool4", 3, 2, ONE, ONE);
+        cnn_flatten(&c);
+        nb_layer *l = NULL;
+        cnn_add(&c, nb_batch_norm_new(c.m, "bn4", 48, 1e-5, 0.1, &c.o, &l), &l);
+        cnn_linear(&c, "fc5", 48, 5);
+        cnn_add(&c, nb_batch_norm_new(c.m, "bn5", 5, 1e-5, 0.1, &c.o, &l), &l);
+        cnn_act(&c, "act5", NB_ACT_PRELU, 5);
+        cnn_linear(&c, "fc6", 5, 3);
+        cnn_act(&c, "act6", NB_ACT_SIGMOID, 0);
+        const char *text = check_cnn(&c, dt, 4 * 9 * 7, 3, 30);
+        assert_non_null(strstr(text, "conv2d 4x9x7 -> 6x4x6, kernel 3x2, stride 2x1, padding "
+                                     "1x0, dilation 2x1, 2 groups, tanh"));
+        assert_non_null(strstr(text, "avg_pool2d 6x4x6 -> 6x2x3, kernel 3x3, stride 2x2, "
+                                     "padding 1x1"));
+        assert_non_null(strstr(text, "max_pool2d 6x2x3 -> 6x2x4, kernel 3x2, stride 1x1, "
+                                     "padding 1x1, batch norm */"));
+        cnn_free(&c);
+    }
+}
+
+/* A network without a linear layer, ending in a pooling; activations
+ * with one parameter per column of an image (PReLU) and one for all
+ * (learned swish). */
+static void test_cnn_fully_convolutional(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    cnn c;
+    cnn_begin(&c, NB_F64, 9);
+    cnn_reshape(&c, 2, 6, 5);
+    cnn_conv(&c, "conv1", 2, 3, 2, 2, ONE, ONE, TWO, 1); /* [3, 6, 5] */
+    cnn_act(&c, "act1", NB_ACT_PRELU, 5);
+    cnn_pool(&c, false, "pool2", 2, 2, ONE, ONE); /* [3, 7, 6] */
+    cnn_act(&c, "act2", NB_ACT_SWISH_LEARNED, 1);
+    cnn_conv(&c, "conv3", 3, 2, 3, 3, TWO, NONE, ONE, 1); /* [2, 3, 2] */
+    cnn_pool(&c, true, "pool4", 3, 3, ONE, ONE);          /* [2, 3, 2] */
+    cnn_flatten(&c);
+    const char *text = check_cnn(&c, NB_F64, 60, 12, 40);
+    assert_non_null(strstr(text, "act1_param[j % 5]"));
+    assert_non_null(strstr(text, "act2_param[0]"));
+    cnn_free(&c);
+
+    /* flatten and reshapes only say how the values are read: a flatten
+       first, a reshape to a row, an image again after a linear layer */
+    cnn_begin(&c, NB_F64, 12);
+    cnn_flatten(&c);
+    cnn_reshape(&c, 3, 4, 5);
+    cnn_pool(&c, false, "pool1", 2, 2, TWO, NONE); /* [3, 2, 2] */
+    cnn_flatten(&c);
+    nb_layer *l = NULL;
+    cnn_add(&c, nb_reshape_layer_new("row", 1, (int64_t[]){12}, &l), &l);
+    cnn_linear(&c, "fc2", 12, 4);
+    cnn_add(&c, nb_reshape_layer_new("square", 3, (int64_t[]){1, 2, 2}, &l), &l);
+    cnn_pool(&c, false, "pool3", 2, 2, ONE, ONE); /* [1, 3, 3] */
+    check_cnn(&c, NB_F64, 60, 9, 42);
+    cnn_free(&c);
+
+    /* without a convolution or pooling, an MLP as before */
+    cnn_begin(&c, NB_F32, 13);
+    cnn_reshape(&c, 1, 3, 3);
+    cnn_flatten(&c);
+    cnn_linear(&c, "fc1", 9, 2);
+    text = check_cnn(&c, NB_F32, 9, 2, 43);
+    assert_non_null(strstr(text, "a multi-layer perceptron's forward"));
+    cnn_free(&c);
+
+    /* pooling only: no weights, in f32 as the data sets are */
+    cnn_begin(&c, NB_F32, 10);
+    cnn_reshape(&c, 2, 5, 5);
+    cnn_pool(&c, false, "pool1", 2, 2, ONE, ONE); /* [2, 6, 6] */
+    cnn_pool(&c, true, "pool2", 3, 3, TWO, ONE);  /* [2, 3, 3] */
+    text = check_cnn(&c, NB_F32, 50, 18, 41);
+    assert_non_null(strstr(text, "int nabla_cnn_forward(const float *x, float *logits)"));
+    cnn_free(&c);
+}
+
+/* Intermediate results of more than 1 MiB are static, not on the stack,
+ * and the file says the function is not reentrant. */
+static void test_cnn_large_buffers(void **state)
+{
+    (void)state;
+    if (!have_cc)
+        skip();
+    cnn c;
+    cnn_begin(&c, NB_F64, 11);
+    cnn_reshape(&c, 1, 128, 128);
+    cnn_conv(&c, "conv1", 1, 8, 3, 3, ONE, ONE, ONE, 1); /* [8, 128, 128]: 1 MiB of doubles */
+    cnn_act(&c, "act1", NB_ACT_RELU, 0);
+    cnn_pool(&c, true, "pool2", 4, 4, (int64_t[]){4, 4}, NONE);
+    cnn_flatten(&c);
+    cnn_linear(&c, "fc3", 8 * 32 * 32, 2);
+    const char *text = check_cnn(&c, NB_F64, 128 * 128, 2, 50);
+    assert_non_null(strstr(text, "    static double h[2][131072];\n"));
+    assert_non_null(strstr(text, "take 2097152 bytes of static storage"));
+    cnn_free(&c);
+}
+
+/* Convolutional networks the C export cannot emit, each refused naming
+ * the layer and why, with nothing written. */
+static void test_cnn_it_cannot_emit(void **state)
+{
+    (void)state;
+    const char *ckpt = path_in("bad_cnn.ckpt"), *out = path_in("bad_cnn.c");
+    const char *says[] = {
+        "cannot emit layer 'conv1' (conv2d): on the flat input rows, not a CxHxW image",
+        "cannot emit layer 'fc2' (linear): on a 2x2x2 image (a flatten before it)",
+        "cannot emit layer 'bn2' (batch_norm): normalises rows of 2 features but gets a 2x2x2 "
+        "image",
+        "cannot emit layer 'conv1' (conv2d): takes 2 channels but gets a 3x4x4 image",
+        "cannot emit layer 'conv1' (conv2d): its 3x3 window does not fit a 1x2x2 image",
+        "cannot emit layer 'act1' (activation): a maxout activation",
+        "cannot emit layer 'act1' (activation): its 3 parameters are neither one nor one per "
+        "element of the last axis of a 2x4x4 image",
+        "cannot emit layer 'rows' (reshape): a reshape to 8x8, of rank 2",
+        "cannot emit layer 'again' (reshape): 18 values per sample, but gets rows of 16",
+        "cannot emit layer 'fc1' (linear): takes 10 inputs but gets rows of 16",
+        "cannot emit layer 'pool1' (max_pool2d): 2500000000 elements in and 625000000 out, "
+        "more than the C code's int indices reach",
+        "cannot emit layer '' (sequential): no linear, maxout, conv2d or pooling layer",
+        "cannot emit layer 'act0' (activation): before the first linear, maxout, conv2d or "
+        "pooling layer",
+        "cannot emit layer 'pool1' (avg_pool2d): on rows of 16, not a CxHxW image",
+        "cannot emit layer 'conv1' (conv2d): its 1x3 window does not fit a 1x4x2 image",
+        "cannot emit layer 'bn2' (batch_norm): normalises rows of 5 features but gets rows of 8",
+    };
+    for (int k = 0; k < (int)(sizeof says / sizeof *says); k++) {
+        cnn c;
+        nb_layer *l = NULL;
+        cnn_begin(&c, NB_F32, 1);
+        switch (k) {
+        case 0: cnn_conv(&c, "conv1", 1, 2, 3, 3, ONE, ONE, ONE, 1); break;
+        case 1:
+        case 2:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_conv(&c, "conv1", 1, 2, 3, 3, ONE, NONE, ONE, 1);
+            if (k == 1)
+                cnn_linear(&c, "fc2", 8, 3);
+            else
+                cnn_add(&c, nb_batch_norm_new(c.m, "bn2", 2, 1e-5, 0.1, &c.o, &l), &l);
+            break;
+        case 3:
+            cnn_reshape(&c, 3, 4, 4);
+            cnn_conv(&c, "conv1", 2, 2, 3, 3, ONE, NONE, ONE, 1);
+            break;
+        case 4:
+            cnn_reshape(&c, 1, 2, 2);
+            cnn_conv(&c, "conv1", 1, 2, 3, 3, ONE, NONE, ONE, 1);
+            break;
+        case 5:
+        case 6:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_conv(&c, "conv1", 1, 2, 1, 1, ONE, NONE, ONE, 1);
+            cnn_act(&c, "act1", k == 5 ? NB_ACT_MAXOUT : NB_ACT_PRELU, 3);
+            break;
+        case 7:
+            cnn_add(&c, nb_reshape_layer_new("rows", 2, (int64_t[]){8, 8}, &l), &l);
+            cnn_linear(&c, "fc1", 8, 2);
+            break;
+        case 8:
+        case 9:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_flatten(&c);
+            if (k == 8)
+                cnn_add(&c, nb_reshape_layer_new("again", 3, (int64_t[]){2, 3, 3}, &l), &l);
+            else
+                cnn_linear(&c, "fc1", 10, 2);
+            break;
+        case 10:
+            cnn_reshape(&c, 1, 50000, 50000);
+            cnn_pool(&c, true, "pool1", 2, 2, TWO, NONE);
+            break;
+        case 11:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_flatten(&c);
+            break;
+        case 12:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_act(&c, "act0", NB_ACT_RELU, 0);
+            cnn_conv(&c, "conv1", 1, 2, 3, 3, ONE, ONE, ONE, 1);
+            break;
+        case 13:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_flatten(&c);
+            cnn_pool(&c, false, "pool1", 2, 2, TWO, NONE);
+            break;
+        case 14: /* dilation 2 makes the width's 3 taps span 5 columns */
+            cnn_reshape(&c, 1, 4, 2);
+            cnn_conv(&c, "conv1", 1, 2, 1, 3, ONE, NONE, (int64_t[]){1, 2}, 1);
+            break;
+        case 15:
+            cnn_reshape(&c, 1, 4, 4);
+            cnn_conv(&c, "conv1", 1, 2, 3, 3, ONE, NONE, ONE, 1);
+            cnn_flatten(&c);
+            cnn_add(&c, nb_batch_norm_new(c.m, "bn2", 5, 1e-5, 0.1, &c.o, &l), &l);
+            break;
+        }
+        cnn_save(&c, ckpt);
+        char args[512];
+        snprintf(args, sizeof args, "--load '%s' --c '%s'", ckpt, out);
+        refused(export(args), says[k]);
+        assert_false(exists(out));
+        cnn_free(&c);
+    }
+    unlink(ckpt);
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -569,6 +991,8 @@ static void test_bad_input(void **state)
     run_result *r = export("--help");
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "nabla_mlp_forward"));
+    assert_non_null(strstr(r->out, "nabla_cnn_forward"));
+    assert_non_null(strstr(r->out, "avg_pool2d"));
     snprintf(args, sizeof args, "--load '%s/none.ckpt' --c '%s'", dir, out);
     refused(export(args), "cannot open");
 
@@ -652,7 +1076,8 @@ static void test_layers_it_cannot_emit(void **state)
     two.pieces = 2;
     const char *says[] = {
         NULL, /* emitted: linear, dropout, activation, linear under other names */
-        "cannot emit layer 'act0' (activation): before the first linear layer",
+        "cannot emit layer 'act0' (activation): before the first linear, maxout, conv2d or "
+        "pooling layer",
         "cannot emit layer 'bn1' (batch_norm): out of order",
         "cannot emit layer 'inner' (sequential)",
         "cannot emit layer 'act1' (activation): a maxout activation",
@@ -748,6 +1173,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_layers_it_cannot_emit),
         cmocka_unit_test(test_csv_standardisation),
+        cmocka_unit_test(test_cnn_digits),
+        cmocka_unit_test(test_cnn_settings),
+        cmocka_unit_test(test_cnn_fully_convolutional),
+        cmocka_unit_test(test_cnn_large_buffers),
+        cmocka_unit_test(test_cnn_it_cannot_emit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

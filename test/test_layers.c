@@ -1,7 +1,7 @@
 /* The layers of the source tree point one way (docs/architecture.md):
  *
  *   core <- ops <- autodiff <- nn, optim, check, sym
- *   core <- io <- data;  nn, optim, check, data <- the trainer;  everything <- cli
+ *   core <- io <- data;  nn, optim, check, data <- the trainer <- dist;  everything <- cli
  *
  * Every #include "..." line of src/ and include/ is read and the file it
  * names placed in a layer; an include that points against the order fails
@@ -271,6 +271,12 @@ static void test_judge(void **state)
     assert_non_null(judge("src/io/writer.c", "nabla/nn.h", why, sizeof why));
     assert_non_null(strstr(why, "io may not include nn"));
     assert_non_null(judge("src/nn/layers.c", "nabla/train.h", why, sizeof why));
+    /* dist sits above the trainer: it fills the trainer's collectives */
+    assert_null(judge("src/dist/dist_internal.h", "nabla/dist.h", why, sizeof why));
+    assert_null(judge("include/nabla/dist.h", "train.h", why, sizeof why));
+    assert_non_null(judge("src/train/train.c", "nabla/dist.h", why, sizeof why));
+    assert_non_null(strstr(why, "trainer may not include dist"));
+    assert_non_null(judge("src/data/loader.c", "../dist/dist_internal.h", why, sizeof why));
     assert_non_null(judge("src/optim/optim.c", "../nn/nn_internal.h", why, sizeof why));
     assert_non_null(judge("src/data/loader.c", "nabla.h", why, sizeof why));
     assert_non_null(strstr(why, "the umbrella nabla.h"));

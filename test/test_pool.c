@@ -8,6 +8,7 @@
 #include "tc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
@@ -268,6 +269,105 @@ static void test_ties_nan(void **state)
         assert_int_equal(nb_graph_status(g), NB_OK);
         nb_graph_free(g);
     }
+}
+
+/* Element i of x (f32 or f64) as its bits, widened. */
+static uint64_t bits_at(nb_tensor *x, int64_t i)
+{
+    if (nb_tensor_dtype(x) == NB_F32) {
+        uint32_t b;
+        memcpy(&b, nb_tensor_f32(x) + i, sizeof b);
+        return b;
+    }
+    uint64_t b;
+    memcpy(&b, nb_tensor_f64(x) + i, sizeof b);
+    return b;
+}
+
+/* 2x2 windows of column stride 2 without padding, in rows of at least 4
+ * outputs (read where they lie, a row's outputs in blocks whose last one is
+ * moved back to the row's end), and max_unpool2d over them when they do not
+ * overlap, in rows of at least 8 outputs (the plane written in one sweep),
+ * and over the shorter rows (zeros and sums): the naive rule's maxima and
+ * argmax for values full of ties, -0 and +0, infinities and NaN; the
+ * maximum the very bits of x at the argmax; the unpooled plane 0 + u at each
+ * argmax (-0 becomes +0, NaN stays) and +0 everywhere else, rows and columns
+ * outside every window included; in both dtypes, row strides 1 (windows
+ * overlapping by rows), 2 and 3 (rows between windows). */
+static void test_direct_windows(void **state)
+{
+    (void)state;
+    static const int64_t planes[][2] = {{4, 8},  {5, 9},  {7, 15}, {6, 16},
+                                        {9, 17}, {3, 34}, {5, 17}, {8, 19}};
+    static const double pick[] = {-2, -1, -0.0, 0, 1, 2, -INFINITY, INFINITY, NAN};
+    for (int dt = NB_F32; dt <= NB_F64; dt++)
+        for (size_t pl = 0; pl < COUNT(planes); pl++)
+            for (int64_t sh = 1; sh <= 3; sh++) {
+                int64_t h = planes[pl][0], w = planes[pl][1];
+                if (h < 2)
+                    continue;
+                nb_pool2d_opts o = {{2, 2}, {sh, 2}, {0, 0}};
+                nb_graph *g = nb_graph_new();
+                /* the arena full of NaN first: nothing below is zero by chance */
+                assert_non_null(nb_full(g, NB_F64, 1, (int64_t[]){1 << 16}, NAN));
+                nb_graph_reset(g);
+                int64_t shape[4] = {2, 3, h, w}, n = 6 * h * w;
+                double *xv = malloc((size_t)n * sizeof *xv);
+                assert_non_null(xv);
+                uint64_t r = 12345 + (uint64_t)(pl * 7 + (size_t)sh);
+                for (int64_t i = 0; i < n; i++) {
+                    r = r * 6364136223846793005u + 1442695040888963407u;
+                    xv[i] = pick[(r >> 33) % COUNT(pick)];
+                }
+                nb_tensor *x = from(g, (nb_dtype)dt, 4, shape, xv);
+                nb_tensor *y = nb_max_pool2d(g, x, &o);
+                assert_non_null(y);
+                int64_t m = nb_tensor_size(y), OH, OW;
+                assert_true(nb_tensor_shape(y)[3] >= 4);
+                double *want = malloc((size_t)m * sizeof *want), *avg = malloc((size_t)m * 8);
+                int64_t *want_arg = malloc((size_t)m * sizeof *want_arg);
+                assert_true(want && avg && want_arg);
+                naive_pool(x, &o, want, want_arg, avg, &OH, &OW);
+                const nb_attrs *a = nb_op_attrs(y);
+                for (int64_t k = 0; k < m; k++) {
+                    if (a->idx[k] != want_arg[k])
+                        fail_msg("dtype %d plane %lldx%lld stride %lld: output %lld argmax %lld, "
+                                 "not %lld",
+                                 dt, (long long)h, (long long)w, (long long)sh, (long long)k,
+                                 (long long)a->idx[k], (long long)want_arg[k]);
+                    int64_t plane = k / (OH * OW);
+                    assert_true(bits_at(y, k) == bits_at(x, plane * h * w + a->idx[k]));
+                }
+                /* unpool u, u holding -0 and NaN too */
+                double *uv = malloc((size_t)m * sizeof *uv);
+                assert_non_null(uv);
+                for (int64_t k = 0; k < m; k++)
+                    uv[k] = k % 5 == 0 ? -0.0 : k % 7 == 0 ? NAN : 0.25 * (double)(k % 9) - 1;
+                nb_tensor *u = from(g, (nb_dtype)dt, 4, nb_tensor_shape(y), uv);
+                nb_tensor *d = nb_max_unpool2d(g, u, y);
+                nb_tensor *ref = nb_zeros(g, (nb_dtype)dt, 4, shape);
+                assert_non_null(d);
+                assert_non_null(ref);
+                for (int64_t k = 0; k < m; k++) { /* the scatter: zeros, then each u added */
+                    int64_t e = k / (OH * OW) * h * w + a->idx[k];
+                    if (dt == NB_F32)
+                        nb_tensor_f32(ref)[e] += nb_tensor_f32(u)[k];
+                    else
+                        nb_tensor_f64(ref)[e] += nb_tensor_f64(u)[k];
+                }
+                for (int64_t e = 0; e < n; e++)
+                    if (bits_at(d, e) != bits_at(ref, e))
+                        fail_msg("dtype %d plane %lldx%lld stride %lld: unpooled element %lld "
+                                 "differs",
+                                 dt, (long long)h, (long long)w, (long long)sh, (long long)e);
+                assert_int_equal(nb_graph_status(g), NB_OK);
+                free(xv);
+                free(uv);
+                free(want);
+                free(avg);
+                free(want_arg);
+                nb_graph_free(g);
+            }
 }
 
 /* Overlapping windows that pick the same element add their gradients; the
@@ -803,12 +903,19 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values),        cmocka_unit_test(test_1d_values),
-        cmocka_unit_test(test_empty_batch),   cmocka_unit_test(test_ties_nan),
-        cmocka_unit_test(test_grad_values),   cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_1d_grad),       cmocka_unit_test(test_hessian_vector),
-        cmocka_unit_test(test_dot_products),  cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_out_of_memory), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_1d_values),
+        cmocka_unit_test(test_empty_batch),
+        cmocka_unit_test(test_ties_nan),
+        cmocka_unit_test(test_direct_windows),
+        cmocka_unit_test(test_grad_values),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_1d_grad),
+        cmocka_unit_test(test_hessian_vector),
+        cmocka_unit_test(test_dot_products),
+        cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -648,6 +648,109 @@ static void test_threads_identical(void **state)
     }
 }
 
+/* ---------------------------------------- the order of a reduction's sums */
+
+/* The order every reduction keeps (reduce.c), written out: a contiguous row
+ * is reduced pairwise, split at half its length rounded down to a multiple
+ * of 8 while longer than BLOCK; a leaf combines 8 lanes over its elements
+ * as ((0,1),(2,3)),((4,5),(6,7)) and then the rest one by one (a leaf of
+ * fewer than 8 elements: one by one). Rows of one output are then combined
+ * in order. */
+#define REF_REDUCE(NAME, T, COMBINE, BLOCK)                                                        \
+    static T NAME(const T *x, int64_t n)                                                           \
+    {                                                                                              \
+        if (n > (BLOCK)) {                                                                         \
+            int64_t n2 = n / 2 - (n / 2) % 8;                                                      \
+            T a = NAME(x, n2), b = NAME(x + n2, n - n2);                                           \
+            return COMBINE(a, b);                                                                  \
+        }                                                                                          \
+        T acc = x[0];                                                                              \
+        int64_t i = 1;                                                                             \
+        if (n >= 8) {                                                                              \
+            T l[8];                                                                                \
+            for (int k = 0; k < 8; k++)                                                            \
+                l[k] = x[k];                                                                       \
+            for (i = 8; i + 8 <= n; i += 8)                                                        \
+                for (int k = 0; k < 8; k++)                                                        \
+                    l[k] = COMBINE(l[k], x[i + k]);                                                \
+            acc = COMBINE(COMBINE(COMBINE(l[0], l[1]), COMBINE(l[2], l[3])),                       \
+                          COMBINE(COMBINE(l[4], l[5]), COMBINE(l[6], l[7])));                      \
+        }                                                                                          \
+        for (; i < n; i++)                                                                         \
+            acc = COMBINE(acc, x[i]);                                                              \
+        return acc;                                                                                \
+    }
+#define REF_SUM(a, v) ((a) + (v))
+#define REF_MAX(a, v) (((v) > (a) || (v) != (v)) ? (v) : (a))
+REF_REDUCE(ref_sum_f32, float, REF_SUM, 128)
+REF_REDUCE(ref_sum_f64, double, REF_SUM, 128)
+REF_REDUCE(ref_max_f32, float, REF_MAX, 8192)
+REF_REDUCE(ref_max_f64, double, REF_MAX, 8192)
+
+/* Channel c of s (sums of x) and m (maxima of y) against the reference order,
+ * bit for bit, in element type T. */
+#define CHANNEL_EXPECT(T, SUF)                                                                     \
+    do {                                                                                           \
+        const T *px = nb_tensor_##SUF(x), *py = nb_tensor_##SUF(y);                                \
+        T want_s = 0, want_m = 0;                                                                  \
+        for (int64_t k = 0; k < N; k++) {                                                          \
+            T vs = ref_sum_##SUF(px + (k * C + c) * HW, HW);                                       \
+            T vm = ref_max_##SUF(py + (k * C + c) * HW, HW);                                       \
+            want_s = k == 0 ? vs : REF_SUM(want_s, vs);                                            \
+            want_m = k == 0 ? vm : REF_MAX(want_m, vm);                                            \
+        }                                                                                          \
+        assert_memory_equal(nb_tensor_##SUF(s) + c, &want_s, sizeof want_s);                       \
+        assert_memory_equal(nb_tensor_##SUF(m) + c, &want_m, sizeof want_m);                       \
+    } while (0)
+
+/* The channel sums of x [N,C,H,W] (a convolution's bias gradient, sum_to
+ * [C,1,1]) and their maxima over (0,2,3), bit for bit those of the order
+ * above: each (n, c) row of H·W reduced pairwise, the N rows of a channel
+ * combined in order; for batches that are and are not multiples of 4 and
+ * rows shorter than a lane block, with tails, longer than a leaf. Values
+ * spread over many magnitudes (so that any other order rounds differently),
+ * and for the maxima ties of -0 and +0, and NaN. */
+static void test_channel_order(void **state)
+{
+    (void)state;
+    static const int64_t batches[] = {1, 3, 4, 7, 9};
+    static const int64_t planes[][2] = {{1, 1},  {1, 5},  {2, 4},   {3, 5},
+                                        {8, 16}, {3, 43}, {28, 28}, {17, 19}};
+    for (int dt = NB_F32; dt <= NB_F64; dt++)
+        for (size_t b = 0; b < sizeof batches / sizeof *batches; b++)
+            for (size_t pl = 0; pl < sizeof planes / sizeof *planes; pl++) {
+                int64_t N = batches[b], C = 3, H = planes[pl][0], W = planes[pl][1], HW = H * W;
+                int64_t shape[4] = {N, C, H, W}, n = N * C * HW;
+                nb_graph *g = nb_graph_new();
+                nb_tensor *x = nb_zeros(g, (nb_dtype)dt, 4, shape);
+                nb_tensor *y = nb_zeros(g, (nb_dtype)dt, 4, shape);
+                assert_non_null(x);
+                assert_non_null(y);
+                nb_rng r;
+                nb_rng_seed(&r, 40 + b * 10 + pl);
+                for (int64_t i = 0; i < n; i++) {
+                    double u = nb_rng_uniform(&r);
+                    nb_tensor_set(x, i, (u - 0.5) * pow(10.0, (double)(i % 13) - 6));
+                    nb_tensor_set(y, i,
+                                  i % 17 == 3  ? NAN
+                                  : i % 5 == 1 ? -0.0
+                                  : i % 5 == 2 ? 0.0
+                                               : u);
+                }
+                nb_tensor *s = nb_sum_to(g, x, 3, (int64_t[]){C, 1, 1});
+                nb_tensor *m = nb_max(g, y, (const int[]){0, 2, 3}, 3, false);
+                assert_non_null(s);
+                assert_non_null(m);
+                for (int64_t c = 0; c < C; c++) {
+                    if (dt == NB_F32)
+                        CHANNEL_EXPECT(float, f32);
+                    else
+                        CHANNEL_EXPECT(double, f64);
+                }
+                nb_graph_free(g);
+            }
+}
+
 /* A long f32 sum is accurate (pairwise), and matches a double reference. */
 static void test_accuracy(void **state)
 {
@@ -776,23 +879,15 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reduce_grad),
-        cmocka_unit_test(test_sum_to_grad),
-        cmocka_unit_test(test_broadcast_to_grad),
-        cmocka_unit_test(test_values),
-        cmocka_unit_test(test_grad_values),
-        cmocka_unit_test(test_max_ties),
-        cmocka_unit_test(test_logsumexp_var_grad),
-        cmocka_unit_test(test_min_argmax_values),
-        cmocka_unit_test(test_min_ties),
-        cmocka_unit_test(test_logsumexp_var_values),
-        cmocka_unit_test(test_axis_helpers),
-        cmocka_unit_test(test_compositions_second_order),
-        cmocka_unit_test(test_second_order),
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_accuracy),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_reduce_grad),        cmocka_unit_test(test_sum_to_grad),
+        cmocka_unit_test(test_broadcast_to_grad),  cmocka_unit_test(test_values),
+        cmocka_unit_test(test_grad_values),        cmocka_unit_test(test_max_ties),
+        cmocka_unit_test(test_logsumexp_var_grad), cmocka_unit_test(test_min_argmax_values),
+        cmocka_unit_test(test_min_ties),           cmocka_unit_test(test_logsumexp_var_values),
+        cmocka_unit_test(test_axis_helpers),       cmocka_unit_test(test_compositions_second_order),
+        cmocka_unit_test(test_second_order),       cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_threads_identical),  cmocka_unit_test(test_channel_order),
+        cmocka_unit_test(test_accuracy),           cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

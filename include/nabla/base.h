@@ -44,6 +44,9 @@ typedef enum nb_status {
     NB_ERR_PARSE = 10,    /**< malformed text or file contents */
     NB_ERR_EXISTS = 11,   /**< a name is already taken */
     NB_ERR_NOTFOUND = 12, /**< a name is not known */
+    NB_ERR_UNSUPPORTED = 13, /**< this build lacks the feature (e.g. MPI: nabla/dist.h) */
+    NB_ERR_COMM = 14,        /**< processes of a distributed run disagree, fail or stop
+                                  answering */
 } nb_status;
 
 /** A short English sentence for a status code ("out of memory" ...). Never NULL. */

@@ -281,6 +281,8 @@ typedef struct nb_batch {
     const void *targets; /**< B*K target values, row-major, of dtype (NULL: labels) */
     nb_tensor *y;        /**< [B, K] tensor of the targets in the graph given to nb_loader_next,
                               or NULL (labels, or no graph) */
+    int64_t global_size; /**< samples of the global batch this one is a share of: B, or with
+                              nb_loader_set_shard the whole batch the ranks share */
 } nb_batch;
 
 /** Iterates over a data set in mini-batches. Opaque. */
@@ -306,6 +308,28 @@ NB_API nb_status nb_loader_start(nb_loader *ld, nb_rng *rng);
 NB_API int64_t nb_loader_batches(const nb_loader *ld);
 /** The data set the loader reads (NULL for NULL). */
 NB_API const nb_dataset *nb_loader_dataset(const nb_loader *ld);
+/** The batch size the loader was made with (0 for NULL). */
+NB_API int64_t nb_loader_batch_size(const nb_loader *ld);
+/**
+ * Data parallelism: the loader of rank @p rank of @p size processes gives
+ * that rank's share of every global batch: of a batch of G samples (the
+ * batch size, or the epoch's last short batch), the samples
+ * [⌊G·rank/size⌋, ⌊G·(rank+1)/size⌋) of the epoch's order. With the same
+ * data, batch size and shuffling rng state on every rank the shares are
+ * disjoint and together exactly the batch one process would take; sizes
+ * differ by at most 1 when size does not divide G, and a share is empty
+ * (nb_batch.size 0, x and y NULL, nb_loader_next still true) when G <
+ * size. nb_batch.global_size is G, so b.size / b.global_size weighs this
+ * rank's mean-loss gradient (nb_dist_average_grads). Batches per epoch
+ * (nb_loader_batches) count global batches, the same on every rank.
+ * Augmentation applies to this rank's share only, drawing from its rng.
+ * rank 0 of 1 (the default) is the whole batch.
+ * Errors: NB_ERR_NULL, NB_ERR_ARG (size < 1, rank outside 0 .. size-1).
+ */
+NB_API nb_status nb_loader_set_shard(nb_loader *ld, int rank, int size);
+/** The shard set with nb_loader_set_shard (0 of 1 for none or NULL); either
+ *  pointer may be NULL. */
+NB_API void nb_loader_shard(const nb_loader *ld, int *rank, int *size);
 /**
  * Fill @p b with the next batch of the epoch and return true; false at the
  * end of the epoch. Augmentation set with nb_loader_set_augment is applied

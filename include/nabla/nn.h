@@ -42,8 +42,10 @@ extern "C" {
 
 /* ========================================================== activations */
 
-/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h), and the binary step
- * (NB_ACT_STEP: 1 if x > 0 else 0) the primitive nb_step (ops.h): its
+/* σ(x) = 1/(1+e^-x) is the primitive nb_sigmoid (ops.h), ReLU the primitive
+ * nb_relu (ops.h: max(0, x), derivative 1(x > 0), 0 at the kink, ReLU(NaN) =
+ * NaN), and the binary step (NB_ACT_STEP: 1 if x > 0 else 0) the primitive
+ * nb_step (ops.h): its
  * derivative is zero wherever it exists, so no gradient flows through it
  * (it cannot be trained by back-propagation; it is here for the perceptron
  * and for plots).
@@ -56,8 +58,6 @@ extern "C" {
 NB_API nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x);
 /** hard-tanh(x) = max(min(x, 1), -1); slope 1 inside (-1, 1), 0 elsewhere (±1 included). */
 NB_API nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x);
-/** ReLU(x) = max(0, x); derivative 1(x > 0) (0 at the kink); ReLU(NaN) = NaN. */
-NB_API nb_tensor *nb_relu(nb_graph *g, nb_tensor *x);
 /** Leaky ReLU: x for x > 0, γx otherwise; derivative γ at the kink. */
 NB_API nb_tensor *nb_leaky_relu(nb_graph *g, nb_tensor *x, double gamma);
 /** PReLU: x for x > 0, α·x otherwise, α a tensor (a learned parameter)
@@ -172,6 +172,10 @@ typedef enum nb_init {
     NB_INIT_COUNT
 } nb_init;
 
+/** The initialisation NB_INIT_AUTO picks for layers followed by @p act:
+ *  He-uniform for the ReLU family (ReLU, leaky, PReLU, RReLU, ELU, maxout,
+ *  swish, GELU, softplus), Xavier-uniform otherwise. */
+NB_API nb_init nb_act_default_init(nb_act act);
 /** Canonical name ("xavier-uniform", ...); "?" if unknown. */
 NB_API const char *nb_init_name(nb_init kind);
 /** Look up by name as nb_act_from_name does. */
@@ -253,8 +257,9 @@ struct nb_layer_def {
      *  return NULL. The graph comes first, as in every op. */
     nb_tensor *(*forward)(nb_graph *g, nb_layer *l, nb_tensor *x, bool training);
     /** Width of the output's last axis for an input whose last axis is
-     *  @p w (NULL: the same width). nb_layer_forward checks every output
-     *  against it. */
+     *  @p w (NULL: the same width), or -1 when it is not known from @p w
+     *  alone (a flatten). nb_layer_forward checks every output against a
+     *  width >= 0. */
     int64_t (*out_width)(const nb_layer *l, int64_t w);
     /** The layer's settings as text for descriptions (NULL: layers of the
      *  kind cannot be described, and neither can a network holding one):
@@ -382,6 +387,32 @@ NB_API nb_status nb_batch_norm_new(nb_model *m, const char *name, int64_t n_feat
  *  NB_ERR_NOMEM. */
 NB_API nb_status nb_reshape_layer_new(const char *name, int rank, const int64_t *shape,
                                       nb_layer **out);
+/**
+ * 2-D convolution layer over [N, C, H, W] inputs (kind "conv2d"): y =
+ * nb_conv2d(x, W, @p co) + b, "<name>.weight" [c_out, c_in/groups, kh, kw]
+ * and "<name>.bias" [c_out] (zeros; none with o->no_bias), the parameter
+ * names and shapes of PyTorch's nn.Conv2d. NB_INIT_AUTO is He-uniform with
+ * fan_in = c_in/groups·kh·kw (o->rng needed). @p co NULL: stride 1, no
+ * padding, dilation 1, one group. Its width (the output's last axis) is
+ * OW = ⌊(W + 2·padding − dilation·(kw − 1) − 1)/stride⌋ + 1. NB_ERR_NULL,
+ * NB_ERR_DTYPE, NB_ERR_ARG (a size or setting nb_conv2d refuses, channels
+ * not divisible by groups), NB_ERR_EXISTS, NB_ERR_NOMEM.
+ */
+NB_API nb_status nb_conv2d_new(nb_model *m, const char *name, int64_t c_in, int64_t c_out,
+                               int64_t kh, int64_t kw, const nb_conv_opts *co,
+                               const nb_layer_opts *o, nb_layer **out);
+/** Max pooling layer (kind "max_pool2d"): nb_max_pool2d with window @p po
+ *  on [N, C, H, W] inputs. No parameters. NB_ERR_NULL, NB_ERR_ARG (a
+ *  window nb_max_pool2d refuses), NB_ERR_NOMEM. */
+NB_API nb_status nb_max_pool2d_new(const char *name, const nb_pool2d_opts *po, nb_layer **out);
+/** Average pooling layer (kind "avg_pool2d"): nb_avg_pool2d, as
+ *  nb_max_pool2d_new. */
+NB_API nb_status nb_avg_pool2d_new(const char *name, const nb_pool2d_opts *po, nb_layer **out);
+/** Flatten layer (kind "flatten"): [N, ...] to [N, the product of the
+ *  other axes], e.g. a convolution's [N, 64, 7, 7] maps to [N, 3136] for a
+ *  linear layer. Its width depends on every axis, so its out_width is -1
+ *  (not checked). NB_ERR_NULL, NB_ERR_NOMEM. */
+NB_API nb_status nb_flatten_new(const char *name, nb_layer **out);
 /** Layer normalisation over the last axis, as PyTorch's nn.LayerNorm(F):
  *  y = γ ⊙ (x − μ)/√(σ² + eps) + β with μ, σ² (biased) of each sample's
  *  last axis, in training and evaluation alike. "<name>.weight" (γ, ones)
@@ -468,6 +499,7 @@ typedef struct nb_layer_info {
     const char *kind_name; /**< its definition's kind ("linear", "my_block") */
     const char *name;     /**< owned by the layer */
     int64_t n_in, n_out;  /**< widths: linear and maxout in and out (out after the maxout);
+                               conv2d: the channels in and out;
                                batch norm and PReLU / learned swish: the features; a
                                reshape: a sample's elements and the last axis; a recurrent
                                layer: a step's features and the hidden units; a
@@ -483,6 +515,9 @@ typedef struct nb_layer_info {
                                recurrent: b_ih */
     nb_tensor *running_mean, *running_var; /**< batch norm */
     nb_tensor *param;                      /**< PReLU α or learned swish β */
+    int64_t kernel[2];    /**< conv2d and pooling: the window's height and width */
+    nb_conv_opts conv;    /**< conv2d: its settings (n_in, n_out: the channels) */
+    nb_pool2d_opts pool;  /**< max_pool2d, avg_pool2d: the window */
 } nb_layer_info;
 
 /** Fill @p out with what @p l is. NB_ERR_NULL when either is NULL. */

@@ -42,6 +42,13 @@ NB_API nb_tensor *nb_sigmoid(nb_graph *g, nb_tensor *x);
 NB_API nb_tensor *nb_erf(nb_graph *g, nb_tensor *x);   /**< erf x;     dx = g*2/sqrt(pi)*e^(-x^2) */
 NB_API nb_tensor *nb_sign(nb_graph *g, nb_tensor *x);  /**< -1, 0, 1;  no gradient (dx = 0) */
 NB_API nb_tensor *nb_step(nb_graph *g, nb_tensor *x);  /**< 1 if x>0 else 0; no gradient (dx = 0) */
+/** ReLU(x) = max(0, x): x where x > 0, +0 where x <= 0 (-0 included), NaN
+ *  stays NaN; dx = relu_mask(g, x) = g·1(x > 0) (0 at the kink). */
+NB_API nb_tensor *nb_relu(nb_graph *g, nb_tensor *x);
+/** ReLU's gradient in one pass: @p grad where @p x > 0 (and where x is NaN),
+ *  +0 where x <= 0; @p grad and @p x of one shape and dtype (NB_ERR_SHAPE,
+ *  NB_ERR_DTYPE). Linear in grad: d grad = relu_mask(g, x); x gets none. */
+NB_API nb_tensor *nb_relu_mask(nb_graph *g, nb_tensor *grad, nb_tensor *x);
 
 /* --------------------------------------- elementwise binary, broadcasting */
 NB_API nb_tensor *nb_add(nb_graph *g, nb_tensor *a, nb_tensor *b); /**< a+b; da = g, db = g */

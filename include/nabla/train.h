@@ -35,6 +35,27 @@
  * between epochs continues bit-identically, and two runs with the same
  * seed and thread count give the same parameters.
  *
+ * Data parallelism: with nb_train_opts.comm (nb_dist_train_comm of
+ * nabla/dist.h, under `mpirun -np P`) every rank runs the same trainer on
+ * its share of each global batch (its loader sharded with
+ * nb_loader_set_shard). Before the first step the ranks compare their
+ * models and settings (data sets by size and CRC-32, batch, shuffling rng
+ * state, optimizer, loss, completed epochs) and fail together, naming the
+ * first difference; then they take rank 0's tensors. Each step, a rank's
+ * mean-loss gradient is weighted by its share b_r/B of the global batch
+ * and the gradients are summed over the ranks, so each rank takes the step
+ * one process would take on the whole batch (in exact arithmetic; batch
+ * norm normalises each share by its own statistics). The loss, accuracy
+ * and errors of the report are the global batch's. Before each epoch's
+ * evaluation the ranks' non-trainable tensors (batch-norm running
+ * statistics) are averaged; each rank evaluates a share of the samples and
+ * the sums are added. The shuffling rng must stay the same on every rank:
+ * give the layers (dropout) an rng of their own, seeded per rank; it is
+ * compared at the start of each epoch. A failure on one rank (an error of
+ * its own, a loss that is not finite) stops every rank at the same step,
+ * without the step. fit, nb_trainer_evaluate and the callbacks' return
+ * values are collective: every rank calls them alike.
+ *
  * @code
  * nb_train_opts o = nb_train_defaults();
  * o.epochs = 30; o.rng = &rng; o.val = val; o.patience = 5;
@@ -153,6 +174,37 @@ typedef bool (*nb_epoch_fn)(void *ud, const nb_epoch_report *r);
  *  epoch @p epoch, with the batch's loss (without penalty). */
 typedef void (*nb_batch_fn)(void *ud, int epoch, int64_t batch, int64_t n_batches, double loss);
 
+/**
+ * The collective operations a data-parallel trainer needs, over the
+ * processes ("ranks") of one run: nabla/dist.h fills one over MPI
+ * (nb_dist_train_comm), and a program may fill one over another transport.
+ * Every rank runs the same trainer on its share of each global batch (its
+ * loader sharded with nb_loader_set_shard(ld, rank, size)). Each function
+ * is collective: every rank calls it, in the same order, with the same
+ * model layout; on failure it returns a status and fills @p err (which is
+ * never NULL), and the run cannot continue. @p ud is the struct's ud.
+ */
+typedef struct nb_train_comm {
+    int rank; /**< this process, 0 .. size - 1 */
+    int size; /**< processes of the run, >= 1 */
+    void *ud; /**< passed to every function */
+    /** Fail on every rank when the ranks differ in the model's tensors
+     *  (names, dtypes, shapes, order) or in @p settings (text, one
+     *  key=value per line); the error names the first rank that differs
+     *  from rank 0 and what differs. */
+    nb_status (*check)(void *ud, const nb_model *m, const char *settings, nb_error *err);
+    /** Copy every tensor of @p m (parameters and buffers) from rank 0. */
+    nb_status (*broadcast)(void *ud, nb_model *m, nb_error *err);
+    /** Replace each trainable parameter's gradient by Σ_r weight_r · grad_r
+     *  over the ranks (@p weight: this rank's share of the global batch). */
+    nb_status (*grads)(void *ud, nb_model *m, double weight, nb_error *err);
+    /** Replace each non-trainable tensor (batch-norm running statistics) by
+     *  its mean over the ranks. */
+    nb_status (*buffers)(void *ud, nb_model *m, nb_error *err);
+    /** Sum @p n doubles over the ranks, in place. */
+    nb_status (*sum)(void *ud, double *values, int n, nb_error *err);
+} nb_train_comm;
+
 /** Options of a trainer. Start from nb_train_defaults() and change fields. */
 typedef struct nb_train_opts {
     int epochs;  /**< epochs to train (10); nb_trainer_fit stops there */
@@ -189,6 +241,10 @@ typedef struct nb_train_opts {
                                      made it (true); false: no check, the step is taken */
     nb_alloc_fn alloc; /**< the trainer's allocations, its graph's included (NULL: malloc) */
     void *alloc_ud;
+    /** Data-parallel training (NULL: this process alone). The struct is
+     *  copied; what it points to must outlive the trainer. With it, fit
+     *  and the evaluations are collective (see "Data parallelism"). */
+    const nb_train_comm *comm;
 } nb_train_opts;
 
 /** 10 epochs, 1 thread, eval batch 256, default loss (huber_delta 1), no penalty

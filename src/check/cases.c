@@ -74,6 +74,17 @@ F(f_erf)
     UNUSED;
     return nb_erf(g, x[0]);
 }
+F(f_relu)
+{
+    UNUSED;
+    return nb_relu(g, x[0]);
+}
+/* relu_mask(g, x) with respect to both: linear in g, zero in x away from 0 */
+F(f_relu_mask)
+{
+    UNUSED;
+    return nb_relu_mask(g, x[0], x[1]);
+}
 F(f_sign)
 {
     UNUSED;
@@ -434,6 +445,13 @@ static const nb_check_case cases[] = {
     CASE("erf", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_erf),
     CASE("sign", "sign(x)*x [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sign),
     CASE("step", "step(x)*x [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_step),
+    CASE("relu", "[3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_relu),
+    CASE("relu", "[2,3,4]", 1, 3, 0, 0, SH(2, 3, 4), SH(0), SH(0), -2, 2, f_relu),
+    CASE("relu", "[]", 1, 0, 0, 0, SH(0), SH(0), SH(0), -2, 2, f_relu),
+    CASE("relu_mask", "[3,4],[3,4]", 2, 2, 2, 0, SH(3, 4), SH(3, 4), SH(0), -2, 2, f_relu_mask),
+    CASE("relu_mask", "[2,3,4],[2,3,4]", 2, 3, 3, 0, SH(2, 3, 4), SH(2, 3, 4), SH(0), -2, 2,
+         f_relu_mask),
+    CASE("relu_mask", "[],[]", 2, 0, 0, 0, SH(0), SH(0), SH(0), -2, 2, f_relu_mask),
     /* binary: NumPy broadcasting in three ways each */
     CASE("add", "[3,4]+[4]", 2, 2, 1, 0, SH(3, 4), SH(4), SH(0), -2, 2, f_add),
     CASE("add", "[3,1]+[1,4]", 2, 2, 2, 0, SH(3, 1), SH(1, 4), SH(0), -2, 2, f_add),

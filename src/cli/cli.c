@@ -9,15 +9,44 @@
 
 #include "cli.h"
 
+/* Errors held instead of printed (cli_hold_errors): the first one. */
+static bool holding;
+static char held_cmd[32], held_msg[1024];
+
 int cli_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "nabla %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (holding) {
+        if (!held_msg[0]) {
+            snprintf(held_cmd, sizeof held_cmd, "%s", cmd);
+            vsnprintf(held_msg, sizeof held_msg, fmt, ap);
+        }
+    } else {
+        fprintf(stderr, "nabla %s: ", cmd);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
     return 2;
+}
+
+void cli_hold_errors(bool on)
+{
+    holding = on;
+    held_msg[0] = '\0';
+}
+
+bool cli_holding_errors(void)
+{
+    return holding;
+}
+
+void cli_release_error(const char *prefix)
+{
+    if (held_msg[0])
+        fprintf(stderr, "nabla %s: %s%s\n", held_cmd, prefix, held_msg);
+    held_msg[0] = '\0';
 }
 
 const char *cli_quote_n(const char *s, size_t n, char *buf)

@@ -36,6 +36,15 @@ int cli_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* Hold error lines instead of printing them (on), e.g. on the ranks of a
+ * data-parallel run other than rank 0, whose errors are mostly rank 0's
+ * too; the first held line is printed by cli_release_error, after
+ * @p prefix ("rank 1: "), and forgotten. Warnings are not printed while
+ * errors are held. */
+void cli_hold_errors(bool on);
+bool cli_holding_errors(void);
+void cli_release_error(const char *prefix);
+
 /* Error lines quote at most this many bytes of a user's argument. */
 #define CLI_QUOTE_MAX 80
 

@@ -10,6 +10,7 @@
 #include "../io/file.h" /* the output files, checked before the run */
 #include "cli.h"
 #include "data_sets.h"
+#include "cnn_spec.h"
 #include "model_file.h"
 #include "svg.h"
 
@@ -46,7 +47,14 @@ static const char *train_usage_start =
     "                      28 of 28); a .csv row of F values is T steps of F/T\n"
     "                      (default: F steps of 1)\n"
     "  --layers LIST       hidden layer sizes, whole numbers 1..100000 separated by\n"
-    "                      commas, at most 16 (default 128,64; --model mlp)\n"
+    "                      commas, at most 16 (default 128,64; --model mlp); or a\n"
+    "                      convolutional network over the images (digits 1x8x8,\n"
+    "                      Fashion-MNIST 1x28x28): conv<O>k<K>[s<S>][p<P>] (O\n"
+    "                      channels up to 100000, KxK kernel, stride S, padding\n"
+    "                      P; K, S 1..64, P 0..64), pool<K> (max, KxK, stride K;\n"
+    "                      K 1..64), avgpool<K>, then fc<N> (N up to 100000), e.g.\n"
+    "                      conv32k3p1,pool2,conv64k3p1,pool2,fc128; --act after\n"
+    "                      each conv and fc, a linear output layer last\n"
     "  --act NAME          hidden activation (default relu): identity, sigmoid,\n"
     "                      tanh, hard-sigmoid, hard-tanh, relu, leaky-relu, prelu,\n"
     "                      rrelu, elu, softplus, softsign, swish, swish-learned,\n"
@@ -83,7 +91,14 @@ static const char *train_usage_more =
     "  --json              one JSON object per epoch instead of the table (with\n"
     "                      --target test_rmse, test_mae, ... for test_acc, ...)\n"
     "  --grad-norms        per-layer gradient norms each epoch, input layer first\n"
-    "                      (shows vanishing gradients in deep sigmoid networks)\n";
+    "                      (shows vanishing gradients in deep sigmoid networks)\n"
+    "  --dist-timeout S    under mpirun: seconds to wait for the slowest rank before\n"
+    "                      stopping with an error naming it (default 60; 0: forever)\n"
+    "\n"
+    "Under mpirun (mpirun -np P nabla train ...) the P processes train one model\n"
+    "data-parallel: each takes its share of every batch of --batch samples, their\n"
+    "gradients are averaged after each step, and only rank 0 prints and writes\n"
+    "--save and --plot (docs/distributed.md).\n";
 
 typedef struct train_run {
     bool json, tty, norms;
@@ -98,6 +113,7 @@ typedef struct train_run {
     int n_curve;   /* epochs of this run in the curve */
     double *curve; /* epoch, loss, train_acc, val_acc, test_acc per epoch */
     int failed;
+    bool quiet; /* a rank of a data-parallel run other than 0: prints and writes nothing */
 } train_run;
 
 /* A checkpoint (model, optimizer, RNG), or weights and metadata only for a
@@ -196,7 +212,7 @@ static bool on_epoch(void *ud, const nb_epoch_report *e)
         }
     }
     fflush(stdout);
-    if (r->save) {
+    if (r->save && !r->quiet) {
         nb_error err;
         if (save_model(r, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", CLI_Q(r->save), err.msg);
@@ -381,13 +397,70 @@ static int recurrent_net(nb_model *m, const cli_data *d, nb_rnn_kind kind, long 
     return 0;
 }
 
+/* Data parallelism: every rank says whether its setup went well (@p ok).
+ * True when all did; otherwise false, and the lowest rank that failed has
+ * said why (rank 0 prints its errors at once, the others hold theirs). */
+static bool dist_ready(nb_dist *d, bool ok)
+{
+    int first = -1;
+    if (nb_dist_vote(d, ok, &first) != NB_OK) {
+        cli_error("train", "%s", nb_dist_error(d)->msg);
+        first = nb_dist_rank(d);
+    }
+    if (first < 0)
+        return true;
+    if (first > 0 && first == nb_dist_rank(d)) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "rank %d: ", first);
+        cli_release_error(prefix);
+    }
+    return false;
+}
+
+/* The end of a rank's part in a data-parallel run with exit code @p rc: a
+ * rank other than 0 says what rank 0 cannot (a collective failed because
+ * a rank died or hangs; its own memory ran out: @p own); after a failed
+ * collective the whole run is ended at once (MPI_Abort: finalising would
+ * wait for the lost rank). */
+static int dist_end(nb_dist *d, int rc, nb_status own)
+{
+    bool broken = !nb_dist_ok(d);
+    int rank = nb_dist_rank(d);
+    if (rank > 0 && (broken || own == NB_ERR_NOMEM)) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "rank %d: ", rank);
+        cli_release_error(prefix);
+    }
+    fflush(stdout);
+    fflush(stderr);
+    if (broken)
+        nb_dist_abort(d, rc ? rc : 1);
+    nb_dist_free(d);
+    return rc;
+}
+
+/* The seed of a rank's own rng (dropout masks, RReLU slopes) in a
+ * data-parallel run from --seed, the rank and the epochs already done. */
+static uint64_t rank_seed(long seed, int rank, int base)
+{
+    return (uint64_t)seed * 0x9E3779B97F4A7C15ull + ((uint64_t)(rank + 1) << 20) + (uint64_t)base;
+}
+
 int cmd_train(int argc, char **argv)
 {
     static const char default_layers[] = "128,64", default_act[] = "relu";
+    /* under mpirun: rank 0 speaks for the run, the others print nothing
+     * (their errors are held: most are rank 0's too) */
+    int rank = 0, ranks = nb_dist_env(&rank);
+    if (ranks > 1 && rank > 0) {
+        if (!freopen("/dev/null", "w", stdout))
+            fclose(stdout);
+        cli_hold_errors(true);
+    }
     const char *data = "digits", *layers = default_layers, *act_name = default_act,
                *opt_name = "sgd", *sched_name = "constant", *save = NULL, *resume = NULL,
                *load = NULL, *plot = NULL, *target = NULL, *loss_name = NULL, *model = "mlp";
-    double lr = -1, dropout = 0, wd = 0, l2 = 0, huber_delta = 0;
+    double lr = -1, dropout = 0, wd = 0, l2 = 0, huber_delta = 0, dist_timeout = 60;
     long epochs = 30, batch = 32, early = 0, seed = 1, threads = 1, pieces = 0, hidden = 0,
          steps = 0;
     bool batchnorm = false, json = false, norms = false;
@@ -420,6 +493,7 @@ int cmd_train(int argc, char **argv)
         {"--plot", CLI_STR, &plot, 0, 0},
         {"--json", CLI_FLAG, &json, 0, 0},
         {"--grad-norms", CLI_FLAG, &norms, 0, 0},
+        {"--dist-timeout", CLI_REAL, &dist_timeout, 0, 1e6},
     };
     char train_usage[8192];
     snprintf(train_usage, sizeof train_usage, "%s%s", train_usage_start, train_usage_more);
@@ -452,8 +526,9 @@ int cmd_train(int argc, char **argv)
     if (!hidden)
         hidden = 128;
     int64_t sizes[18];
-    int n_hidden;
-    if (parse_sizes(layers, sizes + 1, 16, &n_hidden) != 0)
+    int n_hidden = 0;
+    bool cnn = cli_cnn_listed(layers); /* elements checked when the images are known */
+    if (!cnn && parse_sizes(layers, sizes + 1, 16, &n_hidden) != 0)
         return 2;
     nb_act act;
     if (nb_act_from_name(act_name, &act) != NB_OK)
@@ -461,6 +536,14 @@ int cmd_train(int argc, char **argv)
                          nb_act_names());
     if (pieces && act != NB_ACT_MAXOUT)
         return cli_error("train", "--pieces applies to --act maxout only");
+    if (cnn && (nb_act_has_param(act) || act == NB_ACT_MAXOUT))
+        return cli_error("train",
+                         "--act %s works on the last axis of its input; the feature maps of a "
+                         "convolutional network take an activation of each value alone",
+                         nb_act_name(act));
+    if (cnn && batchnorm)
+        return cli_error("train", "--batchnorm normalises features of rows; a convolutional "
+                                  "--layers list has no batch normalisation of its maps");
     nb_act_opts ao = nb_act_defaults(act);
     if (pieces)
         ao.pieces = pieces;
@@ -496,12 +579,40 @@ int cmd_train(int argc, char **argv)
         return cli_error("train", "--huber-delta applies to --loss huber only");
     if (huber_delta == 0)
         huber_delta = 1;
-    /* the files written after the run: refused now, not after it */
+    /* data parallelism: the processes mpirun started join one run */
+    nb_dist *dist = NULL;
+    if (ranks > 1 && !nb_dist_available())
+        return cli_error("train",
+                         "started by mpirun as %d processes, but this nabla was built without MPI: "
+                         "each would train alone and write the same files (build with meson "
+                         "setup -Dmpi=enabled)",
+                         ranks);
+    if (ranks > 1) {
+        nb_dist_opts dopt = nb_dist_defaults();
+        dopt.timeout = dist_timeout;
+        nb_error derr;
+        if (nb_dist_init(&dopt, &dist, &derr) != NB_OK) {
+            cli_error("train", "cannot join the run of %d processes: %s", ranks, derr.msg);
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "rank %d: ", rank);
+            cli_release_error(prefix);
+            return 1;
+        }
+        rank = nb_dist_rank(dist);
+        ranks = nb_dist_size(dist);
+    }
+    /* the files written after the run (by rank 0): refused now, not after it */
     const char *outputs[2][2] = {{"--save", save}, {"--plot", plot}};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && rank == 0 && rc == 0; i++) {
         char why[512];
         if (outputs[i][1] && nbio_out_check(outputs[i][1], why, sizeof why) != NB_OK)
-            return cli_error("train", "%s: %s", outputs[i][0], why);
+            rc = cli_error("train", "%s: %s", outputs[i][0], why);
+    }
+    if (dist && !dist_ready(dist, rc == 0))
+        rc = rc ? rc : 1;
+    if (rc != 0) {
+        nb_dist_free(dist);
+        return rc;
     }
 
     cli_set_blas_threads((int)threads);
@@ -512,6 +623,9 @@ int cmd_train(int argc, char **argv)
                 : cli_data_open("train", data, early > 0, &rng, &d);
     if (rc != 0) {
         cli_data_close(&d);
+        if (dist)
+            dist_ready(dist, false);
+        nb_dist_free(dist);
         return rc;
     }
 
@@ -521,6 +635,12 @@ int cmd_train(int argc, char **argv)
     nb_loader *loader = NULL;
     nb_trainer *t = NULL;
     train_run run = {0};
+    bool voted = false;       /* data parallelism: the ranks agreed the setup went well */
+    nb_status fit_st = NB_OK; /* how training (and the last evaluation) ended */
+    /* the order of the batches: the rng of the split and the initial
+     * weights, the same on every rank; under mpirun a copy of it, and each
+     * rank's layers (dropout) draw from their own */
+    nb_rng shuffle, *order = &rng;
     char meta[4096] = "";
     rc = 1;
     sizes[0] = nb_dataset_features(d.train);
@@ -537,9 +657,22 @@ int cmd_train(int argc, char **argv)
         if (rc != 0)
             goto done;
         rc = 1;
+    } else if (cnn) {
+        int64_t ch = 0, h = 0, w = 0;
+        nb_dataset_image_shape(d.train, &ch, &h, &w);
+        rc = !m ? cli_error("train", "out of memory")
+                : cli_cnn_build(layers, ch, h, w, act, &ao, dropout, sizes[n_hidden + 1], m, &rng,
+                                &net);
+        if (rc != 0)
+            goto done;
+        rc = 1;
     } else if (!m || nb_mlp_new(m, NULL, sizes, n_hidden + 2, &mo, &net) != NB_OK) {
         cli_error("train", "cannot build the network");
         goto done;
+    }
+    if (dist) { /* the initial weights are drawn: the batches' order from here on */
+        shuffle = rng;
+        order = &shuffle;
     }
     /* the network's description, the standardisation of the inputs (which
      * travels with the model) and the seed the data was split with (nabla
@@ -582,7 +715,8 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     opt = nb_optim_new(&oo);
-    if (!opt || nb_loader_new(d.train, batch, true, false, &loader) != NB_OK) {
+    if (!opt || nb_loader_new(d.train, batch, true, false, &loader) != NB_OK ||
+        (dist && nb_loader_set_shard(loader, rank, ranks) != NB_OK)) {
         cli_error("train", "out of memory");
         goto done;
     }
@@ -613,7 +747,7 @@ int cmd_train(int argc, char **argv)
     }
     if (from) {
         nb_ckpt_opts co = {0};
-        co.rng = resume ? &rng : NULL;
+        co.rng = resume ? order : NULL;
         nb_status ls = resume || !cli_is_safetensors(from)
                            ? nb_model_load(m, resume ? opt : NULL, from, &co, &err)
                            : nb_model_load_safetensors(m, from, NULL, &err);
@@ -633,22 +767,28 @@ int cmd_train(int argc, char **argv)
         rc = 2;
         goto done;
     }
+    if (dist) /* masks of its own, new ones after a resumption */
+        nb_rng_seed(&rng, rank_seed(seed, rank, base));
     run = (train_run){.json = json,
                       .norms = norms,
                       .regression = target != NULL,
-                      .tty = isatty(fileno(stderr)) && !json,
+                      .tty = isatty(fileno(stderr)) && !json && rank == 0,
+                      .quiet = rank > 0,
                       .save = save,
                       .m = m,
                       .opt = opt,
-                      .rng = &rng,
+                      .rng = order,
                       .meta = meta,
                       .epochs = (int)epochs - base,
                       .done = base,
                       .curve = calloc(5 * (size_t)(epochs - base), sizeof(double))};
     nb_train_opts to = nb_train_defaults();
     to.epochs = (int)epochs; /* the total: a resumed run trains the rest */
-    to.rng = &rng;
+    to.rng = order;
     to.threads = (int)threads;
+    nb_train_comm comm;
+    if (dist && nb_dist_train_comm(dist, &comm) == NB_OK)
+        to.comm = &comm;
     to.val = d.val;
     to.test = d.test;
     to.l2 = l2;
@@ -678,6 +818,9 @@ int cmd_train(int argc, char **argv)
         cli_error("train", "%s", nb_trainer_error(t)->msg);
         goto done;
     }
+    voted = true;
+    if (dist && !dist_ready(dist, true))
+        goto done;
     char arch[256];
     int len = 0;
     if (recurrent) { /* "lstm (28 steps of 28, 128 units) -> 10" */
@@ -687,6 +830,12 @@ int cmd_train(int argc, char **argv)
                  model_k == 2 ? "a" : "an", model,
                  (long long)(rows.n_in / rows.n_out), (long long)rows.n_out, hidden,
                  (long long)sizes[n_hidden + 1]);
+    } else if (cnn) { /* "a 1x8x8 conv8k3p1,pool2,fc16 -> 10 relu convolutional" */
+        int64_t ch = 0, h = 0, w = 0;
+        nb_dataset_image_shape(d.train, &ch, &h, &w);
+        snprintf(arch, sizeof arch, "a %lldx%lldx%lld %.120s -> %lld %s convolutional",
+                 (long long)ch, (long long)h, (long long)w, layers,
+                 (long long)sizes[n_hidden + 1], nb_act_name(act));
     } else {
         len = snprintf(arch, sizeof arch, "a ");
         for (int i = 0; i < n_hidden + 2; i++)
@@ -697,12 +846,15 @@ int cmd_train(int argc, char **argv)
     }
     if (!json)
         printf("training %s network on %s: %lld train, %lld validation, %lld test samples; "
-               "%s, lr %g, batch %ld\n",
+               "%s, lr %g, batch %ld%s\n",
                arch, d.name, (long long)nb_dataset_count(d.train),
                (long long)(d.val ? nb_dataset_count(d.val) : 0),
-               (long long)(d.test ? nb_dataset_count(d.test) : 0), opt_name, oo.lr, batch);
+               (long long)(d.test ? nb_dataset_count(d.test) : 0), opt_name, oo.lr, batch,
+               dist ? " shared by the ranks" : "");
+    if (!json && dist)
+        printf("data-parallel over %d ranks (MPI): each takes its share of every batch\n", ranks);
     double t0 = cli_now();
-    nb_status st = nb_trainer_fit(t, loader);
+    nb_status st = fit_st = nb_trainer_fit(t, loader);
     clear_bar(&run);
     if (st != NB_OK && !run.failed) {
         cli_error("train", "%s", nb_trainer_error(t)->msg);
@@ -717,6 +869,7 @@ int cmd_train(int argc, char **argv)
                     : nb_trainer_evaluate(t, d.test, &acc, &loss);
     if (es != NB_OK) {
         cli_error("train", "test set: %s", nb_trainer_error(t)->msg);
+        fit_st = es;
         goto done;
     }
     if (!json) {
@@ -729,13 +882,13 @@ int cmd_train(int argc, char **argv)
             printf("; test accuracy %.2f%%, test loss %.4f", 100 * acc, loss);
         printf("\n");
     }
-    if (save && nb_trainer_stopped_early(t)) { /* the kept parameters, not the last epoch's */
+    if (save && !run.quiet && nb_trainer_stopped_early(t)) { /* the kept parameters */
         if (save_model(&run, &err) != NB_OK) {
             cli_error("train", "cannot save %s: %s", CLI_Q(save), err.msg);
             goto done;
         }
     }
-    if (plot) {
+    if (plot && !run.quiet) {
         int n = run.n_curve; /* the epochs of this run */
         double *c = run.curve;
         const char *what = target ? "RMSE" : "accuracy";
@@ -756,6 +909,8 @@ int cmd_train(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (dist && !voted && !dist_ready(dist, false))
+        rc = rc ? rc : 1;
     free(run.curve);
     nb_trainer_free(t);
     nb_loader_free(loader);
@@ -763,5 +918,5 @@ done:
     nb_layer_free(net);
     nb_model_free(m);
     cli_data_close(&d);
-    return rc;
+    return dist ? dist_end(dist, rc, fit_st) : rc;
 }

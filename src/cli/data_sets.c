@@ -98,6 +98,8 @@ static int64_t classes_held(const nb_dataset *ds, bool *seen, int64_t k)
 static void warn_missing_classes(const char *cmd, const cli_data *d)
 {
     int64_t k = nb_dataset_classes(d->all);
+    if (cli_holding_errors())
+        return; /* another rank of the run says it */
     bool *seen = k > 0 ? calloc((size_t)k, sizeof *seen) : NULL;
     if (!seen)
         return; /* a warning only: skipped when there is no memory for it */

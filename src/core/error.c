@@ -21,6 +21,8 @@ const char *nb_status_str(nb_status s)
     case NB_ERR_PARSE: return "malformed input";
     case NB_ERR_EXISTS: return "name already exists";
     case NB_ERR_NOTFOUND: return "name not found";
+    case NB_ERR_UNSUPPORTED: return "not supported by this build";
+    case NB_ERR_COMM: return "communication between processes failed";
     }
     return "unknown status";
 }

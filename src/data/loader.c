@@ -22,6 +22,7 @@ struct nb_loader {
     bool augment_on;
     nb_augment aug;
     nb_rng *aug_rng;
+    int shard_rank, shard_size; /* this rank's share of each global batch (0 of 1: all) */
 };
 
 /* Byte sizes of the loader's blocks. */
@@ -82,6 +83,7 @@ nb_status nb_loader_new(const nb_dataset *ds, int64_t batch_size, bool shuffle, 
     ld->cap = bs;
     ld->shuffle = shuffle;
     ld->drop_last = drop_last;
+    ld->shard_size = 1;
     bool ok = (ld->features = nbd_alloc(ld->mem, batch_bytes(ld))) != NULL &&
               (ld->labels = nbd_alloc(ld->mem, label_bytes(ld))) != NULL &&
               (ds->n_targets == 0 || (ld->targets = nbd_alloc(ld->mem, tb)) != NULL) &&
@@ -129,6 +131,30 @@ const nb_dataset *nb_loader_dataset(const nb_loader *ld)
     return ld ? ld->ds : NULL;
 }
 
+int64_t nb_loader_batch_size(const nb_loader *ld)
+{
+    return ld ? ld->batch_size : 0;
+}
+
+nb_status nb_loader_set_shard(nb_loader *ld, int rank, int size)
+{
+    if (!ld)
+        return NB_ERR_NULL;
+    if (size < 1 || rank < 0 || rank >= size)
+        return NB_ERR_ARG;
+    ld->shard_rank = rank;
+    ld->shard_size = size;
+    return NB_OK;
+}
+
+void nb_loader_shard(const nb_loader *ld, int *rank, int *size)
+{
+    if (rank)
+        *rank = ld ? ld->shard_rank : 0;
+    if (size)
+        *size = ld ? ld->shard_size : 1;
+}
+
 nb_status nb_loader_set_augment(nb_loader *ld, const nb_augment *aug, nb_rng *rng)
 {
     if (!ld)
@@ -157,12 +183,15 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
         return false;
     const nb_dataset *ds = ld->ds;
     int64_t left = ds->n - ld->pos;
-    int64_t B = left < ld->cap ? left : ld->cap;
+    int64_t global = left < ld->cap ? left : ld->cap;
     memset(b, 0, sizeof *b);
-    if (B <= 0 || (ld->drop_last && B < ld->batch_size))
+    if (global <= 0 || (ld->drop_last && global < ld->batch_size))
         return false;
+    /* this rank's rows of the global batch: [G·r/P, G·(r+1)/P) */
+    int64_t lo = global * ld->shard_rank / ld->shard_size;
+    int64_t B = global * (ld->shard_rank + 1) / ld->shard_size - lo;
     size_t rb = nbd_row_bytes(ds), tb = nbd_target_row_bytes(ds);
-    const int64_t *idx = ld->order + ld->pos;
+    const int64_t *idx = ld->order + ld->pos + lo;
     for (int64_t k = 0; k < B; k++) {
         memcpy((char *)ld->features + (size_t)k * rb,
                (const char *)ds->features + (size_t)idx[k] * rb, rb);
@@ -172,8 +201,9 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
         else
             ld->labels[k] = nb_dataset_label(ds, idx[k]);
     }
-    ld->pos += B;
+    ld->pos += global;
     b->size = B;
+    b->global_size = global;
     b->n_features = ds->n_features;
     nb_dataset_image_shape(ds, &b->channels, &b->height, &b->width);
     b->dtype = ds->dtype;
@@ -182,7 +212,7 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
     b->indices = idx;
     b->n_targets = ds->n_targets;
     b->targets = ds->n_targets > 0 ? ld->targets : NULL;
-    if (ld->augment_on) {
+    if (ld->augment_on && B > 0) {
         const nb_augment *a = &ld->aug;
         if (a->crop_pad > 0)
             nb_batch_random_crop(b, ld->aug_rng, a->crop_pad, a->fill);
@@ -193,7 +223,7 @@ bool nb_loader_next(nb_graph *g, nb_loader *ld, nb_batch *b)
         if (a->noise_std > 0)
             nb_batch_noise(b, ld->aug_rng, a->noise_std);
     }
-    if (g && nb_batch_tensor(g, b) && b->targets)
+    if (g && B > 0 && nb_batch_tensor(g, b) && b->targets)
         nb_batch_target_tensor(g, b);
     return true;
 }

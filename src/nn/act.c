@@ -11,15 +11,6 @@ nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v)
     return x ? nbc_const(g, x->dtype, v) : NULL;
 }
 
-/* At a threshold the derivative is that of the outer side (the conditions
- * of the inner formula are strict), and a NaN input gives NaN: see "Kinks"
- * in docs/ops.md. */
-nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x)
-{
-    nb_tensor *zero = nbn_const(g, x, 0);
-    return nb_where(g, nb_le(g, x, zero), zero, x);
-}
-
 /* where(x > 0, x, slope·x) for a constant or tensor slope. */
 static nb_tensor *leaky(nb_graph *g, nb_tensor *x, nb_tensor *slope)
 {
@@ -34,11 +25,6 @@ nb_tensor *nb_hard_sigmoid(nb_graph *g, nb_tensor *x)
 nb_tensor *nb_hard_tanh(nb_graph *g, nb_tensor *x)
 {
     return nb_clamp(g, x, -1, 1);
-}
-
-nb_tensor *nb_relu(nb_graph *g, nb_tensor *x)
-{
-    return nbn_pos(g, x);
 }
 
 nb_tensor *nb_leaky_relu(nb_graph *g, nb_tensor *x, double gamma)
@@ -84,7 +70,7 @@ nb_tensor *nb_elu(nb_graph *g, nb_tensor *x, double alpha)
  * 1(x>0) + (1(x<=0) − 1(x>0))·σ(−|x|) = σ(x), also 1/2 at 0. */
 nb_tensor *nb_softplus(nb_graph *g, nb_tensor *x)
 {
-    nb_tensor *p = nbn_pos(g, x);
+    nb_tensor *p = nb_relu(g, x);
     nb_tensor *n = nb_sub(g, x, p);
     return nb_add(g, p, nb_log1p(g, nb_exp(g, nb_sub(g, n, p))));
 }

@@ -210,6 +210,7 @@ static const nb_layer_def *const BUILTIN[] = {
     &nbn_batch_norm_def, &nbn_sequential_def, &nbn_rnn_defs[0],    &nbn_rnn_defs[1],
     &nbn_rnn_defs[2],   &nbn_rnn_defs[3],    &nbn_rnn_defs[4],    &nbn_rnn_defs[5],
     &nbn_reshape_def,   &nbn_gcn_def,        &nbn_layer_norm_def, &nbn_embedding_def,
+    &nbn_conv2d_def,    &nbn_max_pool2d_def, &nbn_avg_pool2d_def, &nbn_flatten_def,
 };
 
 const nb_layer_def *nb_layer_builtin(const char *kind)
@@ -242,7 +243,7 @@ nb_tensor *nb_layer_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool trainin
     }
     if (l->def->out_width) {
         int64_t want = l->def->out_width(l, x->rank > 0 ? x->shape[x->rank - 1] : 1);
-        if (y->rank == 0 || y->shape[y->rank - 1] != want) {
+        if (want >= 0 && (y->rank == 0 || y->shape[y->rank - 1] != want)) {
             nbc_error_named(g, NB_ERR_SHAPE, l->name, l->name,
                             "the %s layer returned %s for input %s; its width is %lld",
                             l->def->kind, nbc_shp(y, sy, sizeof sy), nbc_shp(x, sx, sizeof sx),

@@ -294,7 +294,7 @@ static nb_tensor *activation_forward(nb_graph *g, nb_layer *l, nb_tensor *x, boo
 static int64_t activation_width(const nb_layer *l, int64_t w)
 {
     const activation *a = l->state;
-    return a->act == NB_ACT_MAXOUT ? w / a->opts.pieces : w;
+    return a->act == NB_ACT_MAXOUT && w >= 0 ? w / a->opts.pieces : w;
 }
 
 /* The settings of the activations, as keys, and which activations have each. */
@@ -784,6 +784,8 @@ nb_status nb_layer_get_info(const nb_layer *l, nb_layer_info *out)
         out->n_out = ri.hidden;
         out->weight = ri.weight_ih;
         out->bias = ri.bias_ih;
+    } else if (d == &nbn_conv2d_def || d == &nbn_max_pool2d_def || d == &nbn_avg_pool2d_def) {
+        nbn_conv_info(l, out);
     } else if (d == &nbn_sequential_def && l->n_items > 0) {
         nb_layer_info first;
         nb_layer_get_info(l->items[0], &first);
@@ -826,6 +828,11 @@ static bool relu_family(nb_act act)
     }
 }
 
+nb_init nb_act_default_init(nb_act act)
+{
+    return relu_family(act) ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM;
+}
+
 /* "<prefix>.<base><i>" or "<base><i>" */
 static nb_status layer_name(char *buf, size_t n, const char *prefix, const char *base, int i)
 {
@@ -856,7 +863,7 @@ nb_status nb_mlp_new(nb_model *m, const char *prefix, const int64_t *sizes, int 
     nb_layer_opts lo = o->layer;
     nb_init hidden_init = lo.init;
     if (hidden_init == NB_INIT_AUTO)
-        hidden_init = relu_family(o->act) ? NB_INIT_HE_UNIFORM : NB_INIT_XAVIER_UNIFORM;
+        hidden_init = nb_act_default_init(o->act);
 
     nb_layer *seq = NULL;
     nb_status st = nbn_model_layer(m, &nbn_sequential_def, prefix ? prefix : "", NULL, &seq);

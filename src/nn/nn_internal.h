@@ -50,14 +50,15 @@ bool nbn_kind_ok(const char *kind);
 /* The library's definitions. */
 extern const nb_layer_def nbn_linear_def, nbn_maxout_def, nbn_activation_def, nbn_dropout_def,
     nbn_batch_norm_def, nbn_sequential_def, nbn_reshape_def, nbn_gcn_def, nbn_layer_norm_def,
-    nbn_embedding_def;
+    nbn_embedding_def, nbn_conv2d_def, nbn_max_pool2d_def, nbn_avg_pool2d_def, nbn_flatten_def;
 /* rnn, gru, lstm, rnn_cell, gru_cell, lstm_cell (rnn.c) */
 extern const nb_layer_def nbn_rnn_defs[6];
 
+/* conv2d and pooling layers' fields of nb_layer_info (conv_layers.c). */
+void nbn_conv_info(const nb_layer *l, nb_layer_info *out);
+
 /* A rank-0 constant of x's dtype (NULL when x is NULL). */
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v);
-/* The positive part where(x <= 0, 0, x): derivative 1(x > 0), NaN kept. */
-nb_tensor *nbn_pos(nb_graph *g, nb_tensor *x);
 /* Sum or mean of every element of x as a rank-0 tensor. */
 nb_tensor *nbn_reduce_all(nb_graph *g, nb_tensor *x, nb_reduction r, const char *op);
 

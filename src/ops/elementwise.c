@@ -1,5 +1,5 @@
-/* Elementwise ops: unary maths, broadcasting binary arithmetic, comparisons
- * and where. Each kernel is written once for both dtypes (<tgmath.h> picks
+/* Elementwise ops: unary maths, ReLU and its gradient, broadcasting binary
+ * arithmetic, comparisons and where. Each kernel is written once for both dtypes (<tgmath.h> picks
  * the float or double function from the element type). At the end, the
  * elementwise compositions: scale, add_scalar, square, comparisons with a
  * scalar, clamp and log_sigmoid. */
@@ -129,6 +129,7 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
 #define NB_OP_erf_ID NB_OP_ERF
 #define NB_OP_sign_ID NB_OP_SIGN
 #define NB_OP_step_ID NB_OP_STEP
+#define NB_OP_relu_ID NB_OP_RELU
 #define NB_OP_stop_gradient_ID NB_OP_STOP_GRADIENT
 
 DEFINE_UNARY_FWD(neg, -x)
@@ -145,6 +146,8 @@ DEFINE_UNARY_FWD(sigmoid, NBO_SIGMOID(x))
 DEFINE_UNARY_FWD(erf, erf(x))
 DEFINE_UNARY_FWD(sign, (x > 0) - (x < 0))
 DEFINE_UNARY_FWD(step, x > 0)
+/* +0 where x <= 0 (-0 included), x elsewhere: a NaN passes unchanged */
+DEFINE_UNARY_FWD(relu, x <= 0 ? 0 : x)
 DEFINE_UNARY_FWD(stop_gradient, x)
 
 /* d(-x) = -v */
@@ -212,6 +215,12 @@ static nb_tensor *erf_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
     return nb_mul(g, v, nb_scale(g, e, 1.12837916709551257390)); /* 2/sqrt(pi) */
 }
 
+/* d relu(x) = relu_mask(v, x) = v·1(x > 0) */
+static nb_tensor *relu_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    return nb_relu_mask(g, v, out->inputs[0]);
+}
+
 DEFINE_UNARY_RULES(neg)
 DEFINE_UNARY_RULES(exp)
 DEFINE_UNARY_RULES(log)
@@ -224,6 +233,7 @@ DEFINE_UNARY_RULES(cos)
 DEFINE_UNARY_RULES(tanh)
 DEFINE_UNARY_RULES(sigmoid)
 DEFINE_UNARY_RULES(erf)
+DEFINE_UNARY_RULES(relu)
 
 /* ------------------------------------------------------------ binary ops */
 
@@ -539,6 +549,74 @@ nb_tensor *nbo_where_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
     if (ZERO_TAN(t[1]) && ZERO_TAN(t[2]))
         return NULL;
     return nb_where(g, out->inputs[0], t[1], t[2]);
+}
+
+/* -------------------------------------------------------------- relu_mask */
+
+/* relu_mask(g, x) = x <= 0 ? +0 : g: ReLU's gradient in one pass, the
+ * numbers of where(x <= 0, 0, g) (g passes where x is NaN). g and x have
+ * one shape and dtype. */
+static NB_NOINLINE nb_status relu_mask_shape_error(nb_graph *g, const nb_tensor *out)
+{
+    char b0[160], b1[160];
+    return nbc_error(g, NB_ERR_SHAPE, out->op->name, "gradient %s and input %s differ in shape",
+                     nbc_shp(out->inputs[0], b0, sizeof b0),
+                     nbc_shp(out->inputs[1], b1, sizeof b1));
+}
+
+nb_status nbo_relu_mask_shape(nb_graph *g, nb_tensor *out)
+{
+    if (same_dtype(g, out, 0, 2) != NB_OK)
+        return NB_ERR_DTYPE;
+    if (!nbc_same_shape(out->inputs[0], out->inputs[1]))
+        return relu_mask_shape_error(g, out);
+    return nbo_unary_shape(g, out);
+}
+
+#define RELU_MASK_BODY(T)                                                                          \
+    do {                                                                                           \
+        T *o = out->data;                                                                          \
+        const T *gv = out->inputs[0]->data, *xv = out->inputs[1]->data;                            \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            T *restrict po = o + r * p->inner; /* a fresh result: no aliasing */                   \
+            const T *restrict pg = gv + r * p->inner, *restrict px = xv + r * p->inner;            \
+            for (int64_t j = j0; j < j1; j++) {                                                    \
+                T gj = pg[j]; /* read whatever x is: the loop selects, without branches */         \
+                po[j] = px[j] <= 0 ? 0 : gj;                                                       \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void relu_mask_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
+                           int64_t j1)
+{
+    if (out->dtype == NB_F32)
+        RELU_MASK_BODY(float);
+    else
+        RELU_MASK_BODY(double);
+}
+
+nb_status nbo_relu_mask_fwd(nb_graph *g, nb_tensor *out)
+{
+    nbk_run_rows(g, out, 2, relu_mask_rows);
+    return NB_OK;
+}
+
+nb_tensor *nb_relu_mask(nb_graph *g, nb_tensor *grad, nb_tensor *x)
+{
+    nb_tensor *in[2] = {grad, x};
+    return nbo_apply(g, &nbo_table[NB_OP_RELU_MASK], in, 2, NULL);
+}
+
+/* relu_mask is linear in g and piecewise constant in x: dg = relu_mask(g', x),
+ * none for x; t_y = relu_mask(t_g, x) */
+nb_tensor *nbo_relu_mask_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return i == 0 ? nb_relu_mask(g, gr, out->inputs[1]) : NULL;
+}
+nb_tensor *nbo_relu_mask_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return ZERO_TAN(t[0]) ? NULL : nb_relu_mask(g, t[0], out->inputs[1]);
 }
 
 /* ------------------------------------------ conveniences over primitives */

@@ -18,26 +18,39 @@ nb_status nbo_cast_shape(nb_graph *g, nb_tensor *out)
     return NB_OK;
 }
 
-#define CAST_LOOP(TO, FROM, nt)                                                                    \
-    do {                                                                                           \
-        TO *o = out->data;                                                                         \
-        const FROM *in = x->data;                                                                  \
-        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static) if (nt > 1))                  \
-        for (int64_t i = 0; i < out->size; i++)                                                    \
-            o[i] = (TO)in[i];                                                                      \
-    } while (0)
+/* Elements [i0, i1) of out = cast(x), either way between the dtypes. */
+static void cast_range(nb_tensor *out, const nb_tensor *x, int64_t i0, int64_t i1)
+{
+    if (out->dtype == NB_F32) {
+        float *o = out->data;
+        const double *in = x->data;
+        for (int64_t i = i0; i < i1; i++)
+            o[i] = (float)in[i];
+    } else {
+        double *o = out->data;
+        const float *in = x->data;
+        for (int64_t i = i0; i < i1; i++)
+            o[i] = (double)in[i];
+    }
+}
 
 nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
-    int nt = nbc_threads_for(g, out->size);
-    (void)nt; /* unused when built without OpenMP */
-    if (out->dtype == x->dtype)
+    if (out->dtype == x->dtype) {
         memcpy(out->data, x->data, (size_t)out->size * nb_dtype_size(out->dtype));
-    else if (out->dtype == NB_F32)
-        CAST_LOOP(float, double, nt);
-    else
-        CAST_LOOP(double, float, nt);
+        return NB_OK;
+    }
+    int nt = nbc_threads_for(g, out->size);
+    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
+        cast_range(out, x, 0, out->size);
+        return NB_OK;
+    }
+    NBK_PRAGMA(omp parallel num_threads(nt))
+    {
+        NBK_THREAD(t, T);
+        cast_range(out, x, out->size * t / T, out->size * (t + 1) / T);
+    }
     return NB_OK;
 }
 

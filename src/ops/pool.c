@@ -24,7 +24,8 @@
  *
  * Every kernel works plane by plane (one (n, c) pair), ranges of planes in
  * parallel over the graph's threads; inside a plane one vectorised loop per
- * window element runs over all outputs (see "kernels" below). Each element
+ * window element runs over all outputs (see "kernels" below), except for
+ * 2x2 windows of stride 2, read where they lie (direct_max). Each element
  * is computed in one fixed order whatever the thread count. */
 
 #include "kernels.h"
@@ -325,7 +326,9 @@ static nb_status plan_make(nb_graph *g, const char *op, pool_plan *pl, const nb_
  *                  element (for one of them, the outputs touch distinct
  *                  elements);
  *  max_unpool_SFX: u added at its argmax, in output order;
- *  max_gather_SFX: v read at the argmax.
+ *  max_gather_SFX: v read at the argmax;
+ *  max_direct_SFX, max_unpool_direct_SFX: max_SFX and max_unpool_SFX for
+ *                  the windows of direct_max (below), with the same numbers.
  * The first three are compiled for AVX2 as well as the baseline: their
  * gathers run faster on 256-bit vectors than on AVX-512's.
  */
@@ -452,6 +455,140 @@ static nb_status plan_make(nb_graph *g, const char *op, pool_plan *pl, const nb_
 DEFINE_POOL_KERNELS(float, f32)
 DEFINE_POOL_KERNELS(double, f64)
 
+/* Max pooling reads the plane where it lies, without tables, for 2x2
+ * windows of column stride 2 without padding (every window starts inside
+ * the plane; any row stride) in rows of at least 4 outputs (fewer would
+ * leave the vectors short): the most common pooling of CNNs. */
+static bool direct_max(const pool_geom *p)
+{
+    return p->kh == 2 && p->kw == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 && p->ow >= 4;
+}
+
+/* ... and max_unpool too when the windows do not overlap either, so that
+ * every element of the plane lies in at most one window (the one of its
+ * row / SH and column / SW), in rows of at least 8 outputs (on shorter ones
+ * zeroing the plane and adding u at the argmax was faster). */
+static bool direct_unpool(const pool_geom *p)
+{
+    return direct_max(p) && p->kh <= p->sh && p->ow >= 8;
+}
+
+/* Window element (R, C) of output q of a row, in max_SFX's scan: it
+ * replaces the maximum m only when larger, or when it is the first NaN; a
+ * is the argmax (32-bit: a plane has fewer than 2^31 elements). */
+#define MAX_DIRECT_STEP(T, R, C)                                                                   \
+    do {                                                                                           \
+        T v_ = r##R[2 * q + (C)];                                                                  \
+        bool take_ = POOL_TAKES(v_, m);                                                            \
+        m = take_ ? v_ : m;                                                                        \
+        a = take_ ? start + (int32_t)((R)*w + (C)) : a;                                            \
+    } while (0)
+
+/* One plane of max pooling for direct_max windows, output row by output
+ * row, in blocks of BLK outputs (a constant: whole vectors), the last block
+ * of a row moved back to end at the row's end (its first outputs are
+ * computed twice, to the same numbers; rows have at least BLK outputs):
+ * one loop over a block scans each 2x2 window row by row, left to right,
+ * as max_SFX does, so each output gets the same numbers. */
+#define MAX_DIRECT_PLANE(T, BLK)                                                                   \
+    do {                                                                                           \
+        const int64_t w = p->w, ow = p->ow, step = p->sh * p->w;                                   \
+        for (int64_t i = 0; i < p->oh; i++) {                                                      \
+            for (int64_t j0 = 0; j0 < ow; j0 += (BLK)) {                                           \
+                int64_t jb = j0 + (BLK) <= ow ? j0 : ow - (BLK);                                   \
+                const T *restrict r0 = x + i * step + 2 * jb, *restrict r1 = r0 + w;               \
+                T *restrict yr = y + i * ow + jb;                                                  \
+                int64_t *restrict ar = arg + i * ow + jb;                                          \
+                int32_t top = (int32_t)(i * step + 2 * jb);                                        \
+                NBK_PRAGMA(omp simd)                                                               \
+                for (int q = 0; q < (BLK); q++) {                                                  \
+                    int32_t start = top + 2 * q, a = start;                                        \
+                    T m = (T)-INFINITY;                                                            \
+                    MAX_DIRECT_STEP(T, 0, 0);                                                      \
+                    MAX_DIRECT_STEP(T, 0, 1);                                                      \
+                    MAX_DIRECT_STEP(T, 1, 0);                                                      \
+                    MAX_DIRECT_STEP(T, 1, 1);                                                      \
+                    yr[q] = m;                                                                     \
+                    ar[q] = a;                                                                     \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* Element (R, C) of the window of output q of a row for max_unpool: 0 + u
+ * (what adding u to a zero gives, -0 included) where it is the argmax, +0
+ * elsewhere. */
+#define UNPOOL_DIRECT_STEP(R, C) d##R[2 * q + (C)] = at == (R)*w + (C) ? v : 0
+
+/* One plane of max_unpool for direct_unpool windows, in one sweep: the two
+ * rows of the windows of each output row written in blocks of BLK outputs
+ * as MAX_DIRECT_PLANE reads them, every other element of the plane +0: the
+ * numbers of max_unpool_SFX's zeros and sums. */
+#define MAX_UNPOOL_DIRECT_PLANE(T, BLK)                                                            \
+    do {                                                                                           \
+        const int64_t w = p->w, ow = p->ow, step = p->sh * p->w;                                   \
+        for (int64_t i = 0; i < p->oh; i++) {                                                      \
+            T *row = dx + i * step;                                                                \
+            for (int64_t j0 = 0; j0 < ow; j0 += (BLK)) {                                           \
+                int64_t jb = j0 + (BLK) <= ow ? j0 : ow - (BLK);                                   \
+                T *restrict d0 = row + 2 * jb, *restrict d1 = d0 + w;                              \
+                const T *restrict ur = u + i * ow + jb;                                            \
+                const int64_t *restrict ar = arg + i * ow + jb;                                    \
+                int64_t top = i * step + 2 * jb;                                                   \
+                NBK_PRAGMA(omp simd)                                                               \
+                for (int q = 0; q < (BLK); q++) {                                                  \
+                    int64_t at = ar[q] - top - 2 * q; /* where in its window */                    \
+                    T v = (T)0 + ur[q];                                                            \
+                    UNPOOL_DIRECT_STEP(0, 0);                                                      \
+                    UNPOOL_DIRECT_STEP(0, 1);                                                      \
+                    UNPOOL_DIRECT_STEP(1, 0);                                                      \
+                    UNPOOL_DIRECT_STEP(1, 1);                                                      \
+                }                                                                                  \
+            }                                                                                      \
+            for (int64_t r = 0; r < 2; r++) /* the columns right of the windows */                 \
+                for (int64_t c = 2 * ow; c < w; c++)                                               \
+                    row[r * w + c] = 0;                                                            \
+            int64_t next = (i + 1) * step < p->h * w ? step : p->h * w - i * step;                 \
+            for (int64_t e = 2 * w; e < next; e++) /* rows between windows, inside the plane */    \
+                row[e] = 0;                                                                        \
+        }                                                                                          \
+        for (int64_t e = p->oh * step; e < p->h * w; e++) /* rows below the last */                \
+            dx[e] = 0;                                                                             \
+    } while (0)
+
+#define DEFINE_DIRECT_KERNELS(T, SFX)                                                              \
+    NBC_AVX2_CLONES static void max_direct_##SFX(const pool_job *j, int64_t p0, int64_t p1,        \
+                                                 char *bufv)                                       \
+    {                                                                                              \
+        (void)bufv;                                                                                \
+        const pool_geom *p = &j->plan->geo;                                                        \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *x = (const T *)j->src + plane * p->h * p->w;                                  \
+            T *y = (T *)j->dst + plane * j->plan->n;                                               \
+            int64_t *arg = j->arg + plane * j->plan->n;                                            \
+            if (p->ow >= 8)                                                                        \
+                MAX_DIRECT_PLANE(T, 8);                                                            \
+            else                                                                                   \
+                MAX_DIRECT_PLANE(T, 4);                                                            \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    NBC_AVX2_CLONES static void max_unpool_direct_##SFX(const pool_job *j, int64_t p0, int64_t p1, \
+                                                        char *bufv)                                \
+    {                                                                                              \
+        (void)bufv;                                                                                \
+        const pool_geom *p = &j->plan->geo;                                                        \
+        for (int64_t plane = p0; plane < p1; plane++) {                                            \
+            const T *u = (const T *)j->src + plane * j->plan->n;                                   \
+            const int64_t *arg = j->arg + plane * j->plan->n;                                      \
+            T *dx = (T *)j->dst + plane * p->h * p->w;                                             \
+            MAX_UNPOOL_DIRECT_PLANE(T, 8);                                                         \
+        }                                                                                          \
+    }
+
+DEFINE_DIRECT_KERNELS(float, f32)
+DEFINE_DIRECT_KERNELS(double, f64)
+
 typedef void (*pool_planes_fn)(const pool_job *j, int64_t p0, int64_t p1, char *buf);
 
 /* Run an op's kernel (f32 or f64, by out's dtype) from its input 0 into
@@ -476,9 +613,13 @@ static nb_status run_planes(nb_graph *g, nb_tensor *out, const nb_attrs *a, cons
         return NB_ERR_NOMEM;
     pool_job j = {&pl, in->data, out->data, (int64_t *)arg};
     pool_planes_fn fn = out->dtype == NB_F32 ? f32 : f64;
-    NBK_PRAGMA(omp parallel for num_threads(nt) if (nt > 1) schedule(static))
-    for (int t = 0; t < nt; t++)
-        fn(&j, planes * t / nt, planes * (t + 1) / nt, pl.bufs + (size_t)t * pl.buf_bytes);
+    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
+        fn(&j, 0, planes, pl.bufs);
+    } else {
+        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static))
+        for (int t = 0; t < nt; t++)
+            fn(&j, planes * t / nt, planes * (t + 1) / nt, pl.bufs + (size_t)t * pl.buf_bytes);
+    }
     nbc_arena_release(&g->arena, pos);
     return NB_OK;
 }
@@ -499,6 +640,9 @@ nb_status nbo_max_pool2d_fwd(nb_graph *g, nb_tensor *out)
         a->idx = NULL;
         a->n_idx = 0;
     }
+    pool_geom p = geom_of(a, 0, a->ints[A_H], a->ints[A_W]);
+    if (direct_max(&p))
+        return run_planes(g, out, a, out->inputs[0], a->idx, max_direct_f32, max_direct_f64);
     return run_planes(g, out, a, out->inputs[0], a->idx, max_f32, max_f64);
 }
 
@@ -516,6 +660,10 @@ nb_status nbo_avg_unpool2d_fwd(nb_graph *g, nb_tensor *out)
 nb_status nbo_max_unpool2d_fwd(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *y = out->inputs[1];
+    pool_geom p = geom_of(y->attrs, 0, y->attrs->ints[A_H], y->attrs->ints[A_W]);
+    if (direct_unpool(&p))
+        return run_planes(g, out, y->attrs, out, y->attrs->idx, max_unpool_direct_f32,
+                          max_unpool_direct_f64);
     return run_planes(g, out, y->attrs, out, y->attrs->idx, max_unpool_f32, max_unpool_f64);
 }
 

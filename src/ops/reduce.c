@@ -140,6 +140,10 @@ static int64_t red_split(int64_t n)
  *  NAME_row:      pairwise reduction of a contiguous row (8 lanes in a leaf,
  *                 halves above BLOCK), the fixed order every path uses;
  *  NAME_row_par:  the same tree with its top levels' leaves on nt threads;
+ *  NAME_rows4:    NAME_row of 4 rows of one length at once, each with the
+ *                 very operations of NAME_row, interleaved: a leaf's 8 lanes
+ *                 are one chain of dependent adds, four rows' are four
+ *                 independent ones, which keep the adder busy;
  *  NAME_inner:    outputs [o0,o1) when the innermost axis is reduced;
  *  NAME_outer:    output rows [r0,r1), columns [j0,j1) when it is kept:
  *                 input rows are combined in chunks of RED_BLOCK (a two-level
@@ -173,6 +177,47 @@ static int64_t red_split(int64_t n)
         for (; i < n; i++)                                                                         \
             acc = COMBINE(acc, x[i]);                                                              \
         return acc;                                                                                \
+    }                                                                                              \
+                                                                                                   \
+    static void NAME##_rows4(const T *const *x, int64_t n, T *out)                                 \
+    {                                                                                              \
+        if (n > (BLOCK)) {                                                                         \
+            int64_t n2 = red_split(n);                                                             \
+            const T *right[4] = {x[0] + n2, x[1] + n2, x[2] + n2, x[3] + n2};                      \
+            T a[4], b[4];                                                                          \
+            NAME##_rows4(x, n2, a);                                                                \
+            NAME##_rows4(right, n - n2, b);                                                        \
+            for (int k = 0; k < 4; k++)                                                            \
+                out[k] = COMBINE(a[k], b[k]);                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        T acc[4];                                                                                  \
+        int64_t i = 1;                                                                             \
+        for (int k = 0; k < 4; k++)                                                                \
+            acc[k] = x[k][0];                                                                      \
+        if (n >= 8) {                                                                              \
+            T l[4][8];                                                                             \
+            for (int k = 0; k < 4; k++)                                                            \
+                for (int q = 0; q < 8; q++)                                                        \
+                    l[k][q] = x[k][q];                                                             \
+            for (i = 8; i + 8 <= n; i += 8)                                                        \
+                for (int k = 0; k < 4; k++) {                                                      \
+                    NBK_PRAGMA(omp simd)                                                           \
+                    for (int q = 0; q < 8; q++)                                                    \
+                        l[k][q] = COMBINE(l[k][q], x[k][i + q]);                                   \
+                }                                                                                  \
+            for (int k = 0; k < 4; k++) {                                                          \
+                T a01 = COMBINE(l[k][0], l[k][1]), a23 = COMBINE(l[k][2], l[k][3]);                \
+                T a45 = COMBINE(l[k][4], l[k][5]), a67 = COMBINE(l[k][6], l[k][7]);                \
+                T a03 = COMBINE(a01, a23), a47 = COMBINE(a45, a67);                                \
+                acc[k] = COMBINE(a03, a47);                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i < n; i++)                                                                         \
+            for (int k = 0; k < 4; k++)                                                            \
+                acc[k] = COMBINE(acc[k], x[k][i]);                                                 \
+        for (int k = 0; k < 4; k++)                                                                \
+            out[k] = acc[k];                                                                       \
     }                                                                                              \
                                                                                                    \
     static T NAME##_row_par(const T *x, int64_t n, int nt)                                         \
@@ -216,7 +261,19 @@ static int64_t red_split(int64_t n)
             const T *base = x + kept_offset(p, p->n_kept, o);                                      \
             red_odo it = {{0}, 0};                                                                 \
             T acc = 0;                                                                             \
-            for (int64_t r = 0; r < p->n_red_iter; r++) {                                          \
+            int64_t r = 0;                                                                         \
+            for (; row_nt <= 1 && r + 4 <= p->n_red_iter; r += 4) {                                \
+                const T *rows[4];                                                                  \
+                T v[4];                                                                            \
+                for (int k = 0; k < 4; k++) {                                                      \
+                    rows[k] = base + it.off;                                                       \
+                    odo_next(p, &it);                                                              \
+                }                                                                                  \
+                NAME##_rows4(rows, m, v);                                                          \
+                for (int k = 0; k < 4; k++)                                                        \
+                    acc = r + k == 0 ? v[k] : COMBINE(acc, v[k]);                                  \
+            }                                                                                      \
+            for (; r < p->n_red_iter; r++) {                                                       \
                 T v = row_nt > 1 ? NAME##_row_par(base + it.off, m, row_nt)                        \
                                  : NAME##_row(base + it.off, m);                                   \
                 acc = r == 0 ? v : COMBINE(acc, v);                                                \

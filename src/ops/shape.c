@@ -261,6 +261,39 @@ static void transpose_band(char *dst, int64_t dst_a, const char *src, int64_t sr
     });
 }
 
+/* A permutation done as blocked 2-D transposes: the merged axes (sizes n,
+ * strides is in x and os in out, r of them), q the one contiguous in x; a
+ * job is one band of TILE rows of one plane. */
+typedef struct transpose_plan {
+    int r, q;
+    const int64_t *n, *is, *os;
+    int64_t bands; /* per plane */
+    char *o;
+    const char *px;
+    size_t es;
+} transpose_plan;
+
+/* Jobs [j0, j1) of plan p. */
+static void transpose_jobs(const transpose_plan *p, int64_t j0, int64_t j1)
+{
+    int64_t A = p->n[p->q], B = p->n[p->r - 1];
+    for (int64_t job = j0; job < j1; job++) {
+        int64_t plane = job / p->bands, band = job % p->bands;
+        int64_t off_x = 0, off_o = 0, rem = plane;
+        for (int d = p->r - 2; d >= 0; d--) {
+            if (d == p->q)
+                continue;
+            int64_t k = rem % p->n[d];
+            rem /= p->n[d];
+            off_x += k * p->is[d];
+            off_o += k * p->os[d];
+        }
+        int64_t a0 = band * TILE, a1 = a0 + TILE < A ? a0 + TILE : A;
+        transpose_band(p->o + (size_t)off_o * p->es, p->os[p->q], p->px + (size_t)off_x * p->es,
+                       p->is[p->r - 1], a0, a1, B, p->es);
+    }
+}
+
 nb_status nbo_permute_fwd(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
@@ -326,27 +359,18 @@ nb_status nbo_permute_fwd(nb_graph *g, nb_tensor *out)
         q++;
     if (q >= r - 1)
         return nbc_error(g, NB_ERR_ARG, out->op->name, "internal: no contiguous axis");
-    int64_t A = n[q], B = n[r - 1];
-    int64_t planes = out->size / (A * B);
-    int64_t bands = (A + TILE - 1) / TILE;
-    int64_t jobs = planes * bands;
+    transpose_plan tp = {.r = r, .q = q, .n = n, .is = is, .os = os, .o = o, .px = px, .es = es};
+    tp.bands = (n[q] + TILE - 1) / TILE;
+    int64_t jobs = out->size / (n[q] * n[r - 1]) * tp.bands;
     int nt = nbc_threads_for(g, out->size);
-    (void)nt;
-    NBK_PRAGMA(omp parallel for num_threads(nt) if (nt > 1) schedule(static))
-    for (int64_t job = 0; job < jobs; job++) {
-        int64_t plane = job / bands, band = job % bands;
-        int64_t off_x = 0, off_o = 0, rem = plane;
-        for (int d = r - 2; d >= 0; d--) {
-            if (d == q)
-                continue;
-            int64_t k = rem % n[d];
-            rem /= n[d];
-            off_x += k * is[d];
-            off_o += k * os[d];
-        }
-        int64_t a0 = band * TILE, a1 = a0 + TILE < A ? a0 + TILE : A;
-        transpose_band(o + (size_t)off_o * es, os[q], px + (size_t)off_x * es, is[r - 1], a0, a1, B,
-                       es);
+    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
+        transpose_jobs(&tp, 0, jobs);
+        return NB_OK;
+    }
+    NBK_PRAGMA(omp parallel num_threads(nt))
+    {
+        NBK_THREAD(t, T);
+        transpose_jobs(&tp, jobs * t / T, jobs * (t + 1) / T);
     }
     return NB_OK;
 }

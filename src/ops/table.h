@@ -37,6 +37,8 @@ enum nbo_id {
     NB_OP_ERF,
     NB_OP_SIGN,
     NB_OP_STEP,
+    NB_OP_RELU,
+    NB_OP_RELU_MASK,
     NB_OP_ADD,
     NB_OP_SUB,
     NB_OP_MUL,
@@ -114,6 +116,7 @@ nb_status nbo_sum_to_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_unary_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_unslice_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_where_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_relu_mask_shape(nb_graph *g, nb_tensor *out);
 
 /* kernels and derivative rules */
 nb_status nbo_neg_fwd(nb_graph *g, nb_tensor *out);
@@ -154,6 +157,12 @@ nb_tensor *nbo_erf_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_erf_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_sign_fwd(nb_graph *g, nb_tensor *out);
 nb_status nbo_step_fwd(nb_graph *g, nb_tensor *out);
+nb_status nbo_relu_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_relu_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_relu_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_relu_mask_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_relu_mask_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_relu_mask_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_add_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_add_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_add_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <zlib.h>
 
 #include "nabla/autodiff.h"
 #include "nabla/train.h"
@@ -51,6 +52,10 @@ struct nb_trainer {
     /* penalised parameters */
     nb_tensor **pen;
     int n_pen, pen_cap;
+
+    /* data parallelism (o.comm): the collectives, copied */
+    nb_train_comm comm;
+    bool dist;
 
     nb_error err; /* the last failed call's error */
 };
@@ -272,12 +277,22 @@ typedef struct eval_result {
     double acc, loss, rmse, mae;
 } eval_result;
 
-/* Evaluation of net on ds in batches with loss @p ls; errors recorded in g
- * (op @p op). The loss must fit the data set (loss_fits). */
-static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
-                           const loss_spec *ls, const char *op, eval_result *res)
+/* What an evaluation adds up over samples: the measures of eval_result
+ * before they are divided by the samples. */
+typedef struct eval_sums {
+    double loss, sq, ab;
+    int64_t correct;
+    bool acc_known, err_known;
+} eval_sums;
+
+/* Evaluation of net on the samples [first, end) of ds in batches with loss
+ * @p ls, into sums; errors recorded in g (op @p op). The loss must fit the
+ * data set (loss_fits). */
+static nb_status eval_rows(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t first,
+                           int64_t end, int64_t batch_size, const loss_spec *ls, const char *op,
+                           eval_sums *sums)
 {
-    int64_t n = nb_dataset_count(ds), nf = nb_dataset_features(ds);
+    int64_t nf = nb_dataset_features(ds);
     int64_t classes = nb_dataset_classes(ds), K = nb_dataset_targets(ds);
     nb_dtype dt = nb_dataset_dtype(ds);
     const char *features = nb_dataset_feature_data(ds), *targets = nb_dataset_target_data(ds);
@@ -291,8 +306,8 @@ static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int
     bool acc_known = K == 0, err_known = K > 0;
 
     nb_graph_set_recording(g, false);
-    for (int64_t i = 0; i < n; i += batch_size) {
-        int64_t b = n - i < batch_size ? n - i : batch_size;
+    for (int64_t i = first; i < end; i += batch_size) {
+        int64_t b = end - i < batch_size ? end - i : batch_size;
         nb_graph_reset(g);
         nb_tensor *x =
             nb_tensor_from(g, dt, 2, (int64_t[]){b, nf}, features + (size_t)i * row_bytes);
@@ -351,14 +366,30 @@ static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int
             correct += c;
     }
     nb_graph_set_recording(g, recording);
-    if (st != NB_OK)
-        return st;
+    *sums = (eval_sums){loss_sum, sq, ab, correct, acc_known, err_known};
+    return st;
+}
+
+/* The measures of an evaluation of all the samples of @p ds from its sums. */
+static void eval_finish(const nb_dataset *ds, const eval_sums *s, eval_result *res)
+{
+    int64_t n = nb_dataset_count(ds), K = nb_dataset_targets(ds);
     double values = (double)n * (double)(K > 0 ? K : 1);
-    res->acc = acc_known ? (double)correct / (double)n : NAN;
-    res->loss = loss_sum / (double)n;
-    res->rmse = err_known ? sqrt(sq / values) : NAN;
-    res->mae = err_known ? ab / values : NAN;
-    return NB_OK;
+    res->acc = s->acc_known ? (double)s->correct / (double)n : NAN;
+    res->loss = s->loss / (double)n;
+    res->rmse = s->err_known ? sqrt(s->sq / values) : NAN;
+    res->mae = s->err_known ? s->ab / values : NAN;
+}
+
+/* Evaluation of net on all of ds (eval_rows, then eval_finish). */
+static nb_status eval_impl(nb_graph *g, nb_layer *net, const nb_dataset *ds, int64_t batch_size,
+                           const loss_spec *ls, const char *op, eval_result *res)
+{
+    eval_sums sums;
+    nb_status st = eval_rows(g, net, ds, 0, nb_dataset_count(ds), batch_size, ls, op, &sums);
+    if (st == NB_OK)
+        eval_finish(ds, &sums, res);
+    return st;
 }
 
 /* The checks nb_evaluate and nb_evaluate_regression share; @p targets:
@@ -496,6 +527,14 @@ nb_status nb_train_opts_check(const nb_train_opts *o, nb_error *err)
     if (o->loss_kind == NB_LOSS_HUBER && (!(o->huber_delta > 0) || !isfinite(o->huber_delta)))
         return opts_fail(err, NB_ERR_ARG, "huber_delta",
                          "huber_delta = %g: it must be finite and > 0", o->huber_delta);
+    const nb_train_comm *c = o->comm;
+    if (c && (c->size < 1 || c->rank < 0 || c->rank >= c->size))
+        return opts_fail(err, NB_ERR_ARG, "comm", "comm: rank %d of %d: it must lie in 0 .. size-1",
+                         c->rank, c->size);
+    if (c && (!c->check || !c->broadcast || !c->grads || !c->buffers || !c->sum))
+        return opts_fail(err, NB_ERR_ARG, "comm",
+                         "comm: a collective is missing (check, broadcast, grads, buffers and sum "
+                         "are all needed)");
     return NB_OK;
 }
 
@@ -526,6 +565,11 @@ nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_tra
     nb_error_clear(&t->err);
     if (!t->o.penalty_suffix)
         t->o.penalty_suffix = ".weight";
+    if (o->comm) {
+        t->comm = *o->comm;
+        t->dist = true;
+        t->o.comm = &t->comm;
+    }
     t->g = nb_graph_new_alloc(alloc, o->alloc_ud);
     if (!t->g) {
         alloc(o->alloc_ud, t, sizeof *t, 0);
@@ -608,6 +652,90 @@ nb_graph *nb_trainer_graph(const nb_trainer *t)
     return t ? t->g : NULL;
 }
 
+/* The sums the ranks of a data-parallel run add up after each step and
+ * each evaluation: this rank's part of each. */
+enum {
+    S_LOSS,        /* a step: Σ_r (b_r / B) · loss_r, the global batch's mean loss; an
+                      evaluation: the loss summed over the samples */
+    S_CORRECT,     /* correct predictions */
+    S_SAMPLES,     /* samples */
+    S_SQ,          /* targets: squared errors */
+    S_AB,          /* targets: absolute errors */
+    S_VALUES,      /* targets: the values they are over */
+    S_ACC_UNKNOWN, /* ranks that could not count correct predictions */
+    S_ERR_UNKNOWN, /* ranks that could not measure the errors */
+    S_FAILED,      /* ranks that failed */
+    S_FAILED_RANK, /* Σ (rank + 1) over them */
+    S_N
+};
+
+/* Add this rank's sums @p v, and whether it failed (@p local, its error
+ * then in t->err), to the other ranks'. When one rank failed every rank
+ * returns an error: its own, or one naming the rank that failed. @p what
+ * begins the sentence ("epoch 2, batch 5"). */
+static nb_status dist_sum(nb_trainer *t, double *v, nb_status local, const char *what)
+{
+    v[S_FAILED] = local != NB_OK;
+    v[S_FAILED_RANK] = local != NB_OK ? t->comm.rank + 1 : 0;
+    nb_error e;
+    nb_error_clear(&e);
+    nb_status st = t->comm.sum(t->comm.ud, v, S_N, &e);
+    if (st != NB_OK)
+        return fail(t, st, "%s: %s", what, e.msg);
+    if (local != NB_OK)
+        return local;
+    int failed = (int)v[S_FAILED];
+    if (failed == 1)
+        return fail(t, NB_ERR_COMM, "%s: rank %d failed (it reports why)", what,
+                    (int)v[S_FAILED_RANK] - 1);
+    if (failed > 1)
+        return fail(t, NB_ERR_COMM, "%s: %d ranks failed (each reports why)", what, failed);
+    return NB_OK;
+}
+
+/* Data parallelism: the ranks' non-trainable tensors (batch-norm running
+ * statistics) become their mean, before each evaluation. */
+static nb_status dist_buffers(nb_trainer *t, const char *what)
+{
+    nb_error e;
+    nb_error_clear(&e);
+    nb_status st = t->dist ? t->comm.buffers(t->comm.ud, t->m, &e) : NB_OK;
+    return st == NB_OK ? st : fail(t, st, "%s: %s", what, e.msg);
+}
+
+/* The trainer's evaluation of @p ds; an error's sentence begins with
+ * @p what ("epoch 2, test set: "). With data parallelism each rank
+ * evaluates its share of the samples and the sums are added up. */
+static nb_status tr_eval(nb_trainer *t, const nb_dataset *ds, const char *what, eval_result *r)
+{
+    if (!t->dist) {
+        nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, &t->ls, "evaluate", r);
+        return st == NB_OK ? st : fail(t, st, "%s%s", what, nb_graph_error(t->g)->msg);
+    }
+    nb_status st;
+    int64_t n = nb_dataset_count(ds), rank = t->comm.rank, size = t->comm.size;
+    eval_sums es;
+    nb_status local = eval_rows(t->g, t->net, ds, n * rank / size, n * (rank + 1) / size,
+                                t->o.eval_batch, &t->ls, "evaluate", &es);
+    if (local != NB_OK)
+        fail(t, local, "%s%s", what, nb_graph_error(t->g)->msg);
+    double v[S_N] = {
+        [S_LOSS] = es.loss, [S_CORRECT] = (double)es.correct, [S_SQ] = es.sq,
+        [S_AB] = es.ab,     [S_ACC_UNKNOWN] = !es.acc_known,  [S_ERR_UNKNOWN] = !es.err_known};
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%.*s", (int)strcspn(what, ":"), *what ? what : "evaluate");
+    if ((st = dist_sum(t, v, local, prefix)) != NB_OK)
+        return st;
+    es = (eval_sums){v[S_LOSS],
+                     v[S_SQ],
+                     v[S_AB],
+                     (int64_t)v[S_CORRECT],
+                     v[S_ACC_UNKNOWN] == 0,
+                     v[S_ERR_UNKNOWN] == 0};
+    eval_finish(ds, &es, r);
+    return NB_OK;
+}
+
 /* Evaluate @p ds with the trainer's loss; @p targets: it must have them. */
 static nb_status trainer_evaluate(nb_trainer *t, const nb_dataset *ds, bool targets, eval_result *r)
 {
@@ -624,10 +752,8 @@ static nb_status trainer_evaluate(nb_trainer *t, const nb_dataset *ds, bool targ
     char why[256];
     if (!loss_fits(&t->ls, ds, why, sizeof why))
         return fail(t, NB_ERR_ARG, "evaluate: %s", why);
-    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, &t->ls, "evaluate", r);
-    if (st != NB_OK)
-        fail(t, st, "%s", nb_graph_error(t->g)->msg);
-    return st;
+    nb_status st = dist_buffers(t, "evaluate");
+    return st == NB_OK ? tr_eval(t, ds, "", r) : st;
 }
 
 nb_status nb_trainer_evaluate(nb_trainer *t, const nb_dataset *ds, double *acc, double *loss)
@@ -893,6 +1019,97 @@ static nb_status nonfinite_grad(nb_trainer *t, nb_tensor *total, int epoch, long
     return NB_ERR_NONFINITE;
 }
 
+/* What the recorded part of a step made. */
+typedef struct step_vals {
+    nb_tensor *out, *loss, *total, *l2, *l1;
+} step_vals;
+
+/* Forward pass and loss of batch @p b, and the total with the penalty,
+ * recorded in the trainer's graph. An empty share of a global batch (data
+ * parallelism) has no loss: its total is the penalty alone (or NULL). */
+static nb_status step_loss(nb_trainer *t, const nb_batch *b, int epoch, long long bi, step_vals *v)
+{
+    nb_graph *g = t->g;
+    *v = (step_vals){0};
+    if (b->size > 0) {
+        if (!b->x || (b->targets && !b->y))
+            return fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi,
+                        nb_graph_error(g)->msg);
+        v->out = nb_layer_forward(g, t->net, b->x, true);
+        v->loss = v->out ? batch_loss(g, &t->ls, v->out, b->labels, b->y, b->size, NB_REDUCE_MEAN,
+                                      "train")
+                         : NULL;
+        if (!scalar_loss(g, v->loss, "train"))
+            return fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi,
+                        nb_graph_error(g)->msg);
+    }
+    nb_tensor *total = v->loss;
+    if (t->o.l2 > 0) {
+        v->l2 = nb_l2_penalty(g, t->pen, t->n_pen, t->o.l2);
+        total = total ? nb_add(g, total, v->l2) : v->l2;
+    }
+    if (t->o.l1 > 0) {
+        v->l1 = nb_l1_penalty(g, t->pen, t->n_pen, t->o.l1);
+        total = total ? nb_add(g, total, v->l1) : v->l1;
+    }
+    if ((t->o.l2 > 0 || t->o.l1 > 0) && !total)
+        return fail(t, graph_status(g), "epoch %d, batch %lld: penalty: %s", epoch, bi,
+                    nb_graph_error(g)->msg);
+    v->total = total;
+    return NB_OK;
+}
+
+/* The loss @p tv of a step is not finite: no step. */
+static nb_status diverged(nb_trainer *t, int epoch, long long bi, double tv)
+{
+    return fail(t, NB_ERR_NONFINITE,
+                "epoch %d, batch %lld: the loss is %g (diverged: try a smaller learning "
+                "rate); no step taken",
+                epoch, bi, tv);
+}
+
+/* Backward pass of a data-parallel step, then the ranks' sums and the
+ * average of their gradients, each rank's weighted by its share of the
+ * global batch. The global batch's loss into *lv. */
+static nb_status dist_backward(nb_trainer *t, const nb_batch *b, const step_vals *v,
+                               nb_status local, int epoch, long long bi, double *sums)
+{
+    char what[64];
+    snprintf(what, sizeof what, "epoch %d, batch %lld", epoch, bi);
+    double w = b->global_size > 0 ? (double)b->size / (double)b->global_size : 0;
+    for (int k = 0; k < S_N; k++)
+        sums[k] = 0;
+    if (local == NB_OK && v->loss) {
+        nb_status s = nb_backward(t->g, v->total);
+        if (s != NB_OK)
+            local = fail(t, s, "%s: backward: %s", what, nb_graph_error(t->g)->msg);
+    }
+    if (local == NB_OK && v->loss) {
+        sums[S_LOSS] = w * nb_tensor_item(v->loss);
+        sums[S_SAMPLES] = (double)b->size;
+        if (b->y) {
+            sums[S_ERR_UNKNOWN] = !add_errors(v->out, b->y, &sums[S_SQ], &sums[S_AB]);
+            sums[S_VALUES] = (double)(b->size * b->n_targets);
+        } else {
+            int64_t c = count_correct(v->out, b->labels, b->size);
+            sums[S_ACC_UNKNOWN] = c < 0;
+            sums[S_CORRECT] = c < 0 ? 0 : (double)c;
+        }
+    }
+    nb_status st = dist_sum(t, sums, local, what);
+    if (st != NB_OK)
+        return st;
+    double pen = (v->l2 ? nb_tensor_item(v->l2) : 0) + (v->l1 ? nb_tensor_item(v->l1) : 0);
+    if (t->o.check_finite && !isfinite(sums[S_LOSS] + pen))
+        return diverged(t, epoch, bi, sums[S_LOSS] + pen);
+    nb_error e;
+    nb_error_clear(&e);
+    st = t->comm.grads(t->comm.ud, t->m, w, &e);
+    if (st != NB_OK)
+        return fail(t, st, "%s: %s", what, e.msg);
+    return NB_OK;
+}
+
 static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb_status *st)
 {
     nb_graph *g = t->g;
@@ -902,45 +1119,33 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
     if (!nb_loader_next(g, ld, &b))
         return false;
     long long bi = (long long)a->batches + 1;
-    if (!b.x || (b.targets && !b.y)) {
-        *st =
-            fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
-        return false;
-    }
     nb_model_zero_grad(t->m);
-    nb_tensor *out = nb_layer_forward(g, t->net, b.x, true);
-    nb_tensor *loss =
-        out ? batch_loss(g, &t->ls, out, b.labels, b.y, b.size, NB_REDUCE_MEAN, "train") : NULL;
-    if (!scalar_loss(g, loss, "train")) {
-        *st =
-            fail(t, graph_status(g), "epoch %d, batch %lld: %s", epoch, bi, nb_graph_error(g)->msg);
-        return false;
-    }
-    nb_tensor *total = loss, *l2 = NULL, *l1 = NULL;
-    if (t->o.l2 > 0)
-        total = nb_add(g, total, l2 = nb_l2_penalty(g, t->pen, t->n_pen, t->o.l2));
-    if (t->o.l1 > 0)
-        total = nb_add(g, total, l1 = nb_l1_penalty(g, t->pen, t->n_pen, t->o.l1));
-    if (!total) {
-        *st = fail(t, graph_status(g), "epoch %d, batch %lld: penalty: %s", epoch, bi,
-                   nb_graph_error(g)->msg);
-        return false;
-    }
-    double lv = nb_tensor_item(loss), tv = nb_tensor_item(total);
-    if (t->o.check_finite && !isfinite(tv)) {
-        *st = fail(t, NB_ERR_NONFINITE,
-                   "epoch %d, batch %lld: the loss is %g (diverged: try a smaller learning "
-                   "rate); no step taken",
-                   epoch, bi, tv);
-        return false;
-    }
-    nb_status s = nb_backward(g, total);
-    if (s != NB_OK) {
-        *st = fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_error(g)->msg);
-        return false;
+    step_vals v;
+    nb_status s = step_loss(t, &b, epoch, bi, &v);
+    double sums[S_N];
+    double lv = v.loss ? nb_tensor_item(v.loss) : 0;
+    if (t->dist) {
+        if ((*st = dist_backward(t, &b, &v, s, epoch, bi, sums)) != NB_OK)
+            return false;
+        lv = sums[S_LOSS];
+    } else {
+        if ((*st = s) != NB_OK)
+            return false;
+        double tv = nb_tensor_item(v.total);
+        if (t->o.check_finite && !isfinite(tv)) {
+            *st = diverged(t, epoch, bi, tv);
+            return false;
+        }
+        s = nb_backward(g, v.total);
+        if (s != NB_OK) {
+            *st =
+                fail(t, s, "epoch %d, batch %lld: backward: %s", epoch, bi, nb_graph_error(g)->msg);
+            return false;
+        }
     }
     double gn = nb_grad_norm(t->m);
-    if (t->o.check_finite && !isfinite(gn) && (*st = nonfinite_grad(t, total, epoch, bi)) != NB_OK)
+    if (t->o.check_finite && !isfinite(gn) &&
+        (*st = nonfinite_grad(t, v.total, epoch, bi)) != NB_OK)
         return false;
     a->norm_sum += gn;
     if (gn > a->norm_max || a->batches == 0)
@@ -957,14 +1162,23 @@ static bool train_step(nb_trainer *t, nb_loader *ld, int epoch, epoch_acc *a, nb
         return false;
     }
     a->batches++;
-    a->samples += b.size;
     a->loss_sum += lv;
-    a->penalty_sum += (l2 ? nb_tensor_item(l2) : 0) + (l1 ? nb_tensor_item(l1) : 0);
-    if (b.y) {
-        a->err_known = a->err_known && add_errors(out, b.y, &a->sq, &a->ab);
+    a->penalty_sum += (v.l2 ? nb_tensor_item(v.l2) : 0) + (v.l1 ? nb_tensor_item(v.l1) : 0);
+    if (t->dist) {
+        a->samples += (int64_t)sums[S_SAMPLES];
+        a->correct += (int64_t)sums[S_CORRECT];
+        a->acc_known = a->acc_known && sums[S_ACC_UNKNOWN] == 0;
+        a->err_known = a->err_known && sums[S_ERR_UNKNOWN] == 0;
+        a->sq += sums[S_SQ];
+        a->ab += sums[S_AB];
+        a->values += (int64_t)sums[S_VALUES];
+    } else if (b.y) {
+        a->samples += b.size;
+        a->err_known = a->err_known && add_errors(v.out, b.y, &a->sq, &a->ab);
         a->values += b.size * b.n_targets;
     } else {
-        int64_t c = count_correct(out, b.labels, b.size);
+        a->samples += b.size;
+        int64_t c = count_correct(v.out, b.labels, b.size);
         if (c < 0)
             a->acc_known = false;
         else
@@ -982,10 +1196,9 @@ static nb_status eval_set(nb_trainer *t, const nb_dataset *ds, const char *what,
     *r = (eval_result){NAN, NAN, NAN, NAN};
     if (!ds)
         return NB_OK;
-    nb_status st = eval_impl(t->g, t->net, ds, t->o.eval_batch, &t->ls, "evaluate", r);
-    if (st != NB_OK)
-        return fail(t, st, "epoch %d, %s: %s", epoch, what, nb_graph_error(t->g)->msg);
-    return NB_OK;
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "epoch %d, %s: ", epoch, what);
+    return tr_eval(t, ds, prefix, r);
 }
 
 /* Early stopping bookkeeping after an epoch; fills the report's fields. */
@@ -1019,6 +1232,136 @@ static nb_status early_stopping(nb_trainer *t, nb_epoch_report *r)
     return NB_OK;
 }
 
+/* ------------------------------------------------- data parallelism */
+
+/* zlib's CRC-32 of n bytes, in pieces its length type takes. */
+static uint32_t crc_of(uint32_t crc, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? 1u << 30 : (uInt)n;
+        crc = (uint32_t)crc32(crc, s, k);
+        s += k;
+        n -= k;
+    }
+    return crc;
+}
+
+/* A line describing the data set @p ds (its sizes and a CRC-32 of its
+ * contents) into buf[*len..cap). */
+static void describe_set(char *buf, size_t *len, size_t cap, const char *key, const nb_dataset *ds)
+{
+    size_t k = 0;
+    if (!ds) {
+        k = (size_t)snprintf(buf + *len, cap - *len, "%s=none\n", key);
+    } else {
+        int64_t n = nb_dataset_count(ds), f = nb_dataset_features(ds), tg = nb_dataset_targets(ds);
+        size_t es = nb_dtype_size(nb_dataset_dtype(ds));
+        uint32_t crc = crc_of(0, nb_dataset_feature_data(ds), (size_t)(n * f) * es);
+        if (tg > 0)
+            crc = crc_of(crc, nb_dataset_target_data(ds), (size_t)(n * tg) * es);
+        else
+            crc = crc_of(crc, nb_dataset_label_data(ds),
+                         (size_t)n * (nb_dataset_label_type(ds) == NB_LABEL_I64 ? 8 : 4));
+        k = (size_t)snprintf(buf + *len, cap - *len,
+                             "%s=%lld samples of %lld %s features, %lld %s, CRC-32 %08lx\n", key,
+                             (long long)n, (long long)f, nb_dtype_name(nb_dataset_dtype(ds)),
+                             (long long)(tg > 0 ? tg : nb_dataset_classes(ds)),
+                             tg > 0 ? "targets" : "classes", (unsigned long)crc);
+    }
+    *len = *len + k < cap ? *len + k : cap - 1;
+}
+
+/* The state of the shuffling rng as text. */
+static void rng_text(const nb_rng *rng, char *buf, size_t n)
+{
+    if (!rng)
+        snprintf(buf, n, "none");
+    else
+        snprintf(buf, n, "%016llx%016llx%016llx%016llx", (unsigned long long)rng->s[0],
+                 (unsigned long long)rng->s[1], (unsigned long long)rng->s[2],
+                 (unsigned long long)rng->s[3]);
+}
+
+/* Before the first step of a data-parallel fit: the ranks compare their
+ * models and settings (data, batches, shuffling rng, optimizer, loss, how
+ * far training is, whether this rank's setup @p local succeeded), and take
+ * rank 0's tensors. */
+static nb_status dist_start(nb_trainer *t, nb_loader *train, nb_status local)
+{
+    char set[4096], rng[80];
+    size_t len = 0, cap = sizeof set;
+    int sr = 0, sp = 1;
+    nb_loader_shard(train, &sr, &sp);
+    bool shard_ok = sr == t->comm.rank && sp == t->comm.size;
+    const nb_optim_opts *oo = nb_optim_options(t->opt);
+    rng_text(t->o.rng, rng, sizeof rng);
+    len += (size_t)snprintf(set, cap, "setup=%s\n", local == NB_OK ? "ok" : t->err.msg);
+    describe_set(set, &len, cap, "training set", nb_loader_dataset(train));
+    describe_set(set, &len, cap, "validation set", t->o.val);
+    describe_set(set, &len, cap, "test set", t->o.test);
+    len += (size_t)snprintf(
+        set + len, cap - len,
+        "global batch=%lld samples, %lld per epoch\nloader shard=%s\nshuffling rng=%s\n"
+        "epochs=%d of %d done\noptimizer=%s, lr %.17g, %lld steps done\nloss=%s%s\n"
+        "penalty=l2 %.17g, l1 %.17g\n",
+        (long long)nb_loader_batch_size(train), (long long)nb_loader_batches(train),
+        shard_ok ? "this rank's" : "not this rank's (nb_loader_set_shard(loader, rank, size))", rng,
+        t->epoch, t->o.epochs, oo ? nb_optim_kind_name(oo->kind) : "?", oo ? oo->lr : 0,
+        (long long)nb_optim_steps(t->opt), nb_loss_kind_name(t->ls.kind),
+        t->ls.fn || t->ls.target_fn ? " (a function of the program's)" : "", t->o.l2, t->o.l1);
+    nb_error e;
+    nb_error_clear(&e);
+    nb_status st = t->comm.check(t->comm.ud, t->m, set, &e);
+    if (st != NB_OK) {
+        fail(t, st, "the ranks differ before training: %s", e.msg);
+        snprintf(t->err.name, sizeof t->err.name, "%s", e.name);
+        return st;
+    }
+    if (local != NB_OK)
+        return local;
+    if (!shard_ok)
+        return fail(t, NB_ERR_ARG,
+                    "the training loader takes share %d of %d, and this process is rank %d of %d: "
+                    "nb_loader_set_shard(loader, rank, size) is needed",
+                    sr, sp, t->comm.rank, t->comm.size);
+    st = t->comm.broadcast(t->comm.ud, t->m, &e);
+    return st == NB_OK ? st : fail(t, st, "taking rank 0's tensors: %s", e.msg);
+}
+
+/* At the start of each epoch of a data-parallel fit: the ranks' shuffling
+ * rngs must still agree, or their shares would overlap (a layer that drew
+ * from the same rng, e.g. dropout, makes them drift). */
+static nb_status dist_epoch(nb_trainer *t, int epoch)
+{
+    char set[128], rng[80];
+    rng_text(t->o.rng, rng, sizeof rng);
+    snprintf(set, sizeof set, "epoch=%d\nshuffling rng=%s\n", epoch, rng);
+    nb_error e;
+    nb_error_clear(&e);
+    nb_status st = t->comm.check(t->comm.ud, t->m, set, &e);
+    if (st == NB_OK)
+        return st;
+    fail(t, st,
+         "epoch %d: %s (the ranks' shuffling rngs must stay equal: give dropout and other "
+         "layers an rng of their own, seeded per rank)",
+         epoch, e.msg);
+    snprintf(t->err.name, sizeof t->err.name, "%s", e.name);
+    return st;
+}
+
+/* Whether every rank goes on after an epoch (each one's callback said so). */
+static nb_status dist_go_on(nb_trainer *t, int epoch, bool *go_on)
+{
+    double v[S_N] = {[S_CORRECT] = *go_on ? 0 : 1};
+    char what[32];
+    snprintf(what, sizeof what, "epoch %d", epoch);
+    nb_status st = dist_sum(t, v, NB_OK, what);
+    if (st == NB_OK)
+        *go_on = v[S_CORRECT] == 0;
+    return st;
+}
+
 static nb_status fit(nb_trainer *t, nb_loader *train)
 {
     nb_error_clear(&t->err);
@@ -1030,6 +1373,8 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
     nb_status st = check_data(t, nb_loader_dataset(train));
     if (st == NB_OK)
         st = prepare_buffers(t);
+    if (t->dist)
+        st = dist_start(t, train, st);
     if (st != NB_OK)
         return st;
     const nb_optim_opts *oo = nb_optim_options(t->opt);
@@ -1040,6 +1385,8 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
     while (t->epoch < t->o.epochs) {
         int epoch = t->epoch + 1;
         double t0 = now_seconds();
+        if (t->dist && (st = dist_epoch(t, epoch)) != NB_OK)
+            return st;
         if ((st = nb_loader_start(train, t->o.rng)) != NB_OK)
             return fail(t, st, "epoch %d: %s", epoch,
                         st == NB_ERR_NULL ? "the loader shuffles: nb_train_opts.rng is required"
@@ -1072,7 +1419,11 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
             r.n_layer_norms = t->n_norms;
         }
         eval_result ev, et;
-        st = eval_set(t, t->o.val, "validation set", epoch, &ev);
+        char what[32];
+        snprintf(what, sizeof what, "epoch %d", epoch);
+        st = dist_buffers(t, what);
+        if (st == NB_OK)
+            st = eval_set(t, t->o.val, "validation set", epoch, &ev);
         if (st == NB_OK)
             st = eval_set(t, t->o.test, "test set", epoch, &et);
         if (st != NB_OK)
@@ -1087,6 +1438,8 @@ static nb_status fit(nb_trainer *t, nb_loader *train)
         r.train_seconds = t1 - t0;
         r.seconds = now_seconds() - t0;
         bool go_on = t->o.on_epoch ? t->o.on_epoch(t->o.cb_ud, &r) : true;
+        if (t->dist && (st = dist_go_on(t, epoch, &go_on)) != NB_OK)
+            return st;
         if (early && t->bad_epochs >= t->o.patience) {
             t->stopped_early = true;
             break;
