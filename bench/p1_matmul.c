@@ -7,7 +7,12 @@
  * trial, "gflops_median" the median. "matmul" names the kernel the library
  * was built with ("cblas": OpenBLAS, whose kernel set is "blas_core";
  * "builtin": the library's own blocked kernel). check_rel_err spot-checks
- * 64 entries against a double-precision dot product. */
+ * 64 entries against a double-precision dot product.
+ *
+ * --conv: the products of B9's layers instead (per sample, the GEMMs the
+ * convolutions run on their patch matrices; the linear layers' on the
+ * batch), each with its transposes, in lines with "mode": "conv" and the
+ * product's name (bench/run's table leaves them out). */
 
 #include <math.h>
 
@@ -15,12 +20,15 @@
 
 #define TRIALS 7
 
-static void peak(int M, int K, int N, int threads)
+/* C [M,N] = op(A) op(B), op(A) [M,K] and op(B) [K,N]; name: a --conv product */
+static void peak(int M, int K, int N, bool ta, bool tb, int threads, const char *name)
 {
     nb_model *mod = nb_model_new();
     nb_tensor *A = NULL, *B = NULL;
-    if (!mod || nb_model_add(mod, "A", NB_F32, 2, (int64_t[]){M, K}, &A) != NB_OK ||
-        nb_model_add(mod, "B", NB_F32, 2, (int64_t[]){K, N}, &B) != NB_OK)
+    if (!mod ||
+        nb_model_add(mod, "A", NB_F32, 2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K}, &A) !=
+            NB_OK ||
+        nb_model_add(mod, "B", NB_F32, 2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, &B) != NB_OK)
         bench_check(NULL, NULL, "parameters");
     float *a = nb_tensor_f32(A), *b = nb_tensor_f32(B);
     for (long i = 0; i < (long)M * K; i++)
@@ -40,14 +48,14 @@ static void peak(int M, int K, int N, int threads)
         double t0 = bench_now(), el;
         do {
             nb_graph_reset(g);
-            bench_check(g, nb_matmul(g, A, B, false, false), "matmul");
+            bench_check(g, nb_matmul(g, A, B, ta, tb), "matmul");
             reps++;
         } while ((el = bench_now() - t0) < 0.1);
         if (t >= 0)
             r[t] = flop * (double)reps / el / 1e9;
     }
     nb_graph_reset(g);
-    nb_tensor *C = nb_matmul(g, A, B, false, false);
+    nb_tensor *C = nb_matmul(g, A, B, ta, tb);
     bench_check(g, C, "matmul");
     const float *c = nb_tensor_f32(C);
     double err = 0;
@@ -55,28 +63,60 @@ static void peak(int M, int K, int N, int threads)
         int i = (s * 37) % M, j = (s * 53) % N;
         double ref = 0;
         for (int k = 0; k < K; k++)
-            ref += (double)a[(long)i * K + k] * b[(long)k * N + j];
+            ref += (double)a[ta ? (long)k * M + i : (long)i * K + k] *
+                   b[tb ? (long)j * K + k : (long)k * N + j];
         err = fmax(err, fabs((c[(long)i * N + j] - ref) / (ref != 0 ? ref : 1)));
     }
     double best = 0, sorted[TRIALS];
     for (int t = 0; t < TRIALS; t++)
         best = fmax(best, r[t]);
     memcpy(sorted, r, sizeof sorted);
-    printf("{\"workload\": \"P1\", \"impl\": \"nabla\", \"matmul\": \"%s\", \"blas_core\": \"%s\", "
+    char conv[96] = "";
+    if (name)
+        snprintf(conv, sizeof conv, "\"mode\": \"conv\", \"product\": \"%s\", \"ta\": %d, \"tb\": %d, ",
+                 name, ta, tb);
+    printf("{\"workload\": \"P1\", %s\"impl\": \"nabla\", \"matmul\": \"%s\", \"blas_core\": \"%s\", "
            "\"threads\": %d, \"m\": %d, \"k\": %d, \"n\": %d, \"gflops\": %.1f, "
            "\"gflops_median\": %.1f, \"check_rel_err\": %.1e}\n",
-           BENCH_MATMUL, strcmp(BENCH_MATMUL, "cblas") == 0 ? bench_blas_core() : "none", threads,
-           M, K, N, best, bench_median(sorted, TRIALS), err);
+           conv, BENCH_MATMUL, strcmp(BENCH_MATMUL, "cblas") == 0 ? bench_blas_core() : "none",
+           threads, M, K, N, best, bench_median(sorted, TRIALS), err);
     fflush(stdout);
     nb_graph_free(g);
     nb_model_free(mod);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--conv") == 0) {
+        /* B9 at batch 128: conv 3x3 1->32 pad 1 on 28x28 (K = 9, P = 784),
+         * conv 3x3 32->64 pad 1 on 14x14 (K = 288, P = 196), linear
+         * 3136->128 and 128->10; forward, input and weight gradients */
+        static const struct {
+            const char *name;
+            int m, k, n;
+            bool ta, tb;
+        } conv[] = {
+            {"conv1 forward", 32, 9, 784, false, false},
+            {"conv1 weight grad", 32, 784, 9, false, true},
+            {"conv2 forward", 64, 288, 196, false, false},
+            {"conv2 input grad", 288, 64, 196, true, false},
+            {"conv2 weight grad", 64, 196, 288, false, true},
+            {"fc1 forward", 128, 3136, 128, false, false},
+            {"fc1 input grad", 128, 128, 3136, false, true},
+            {"fc1 weight grad", 3136, 128, 128, true, false},
+            {"fc2 forward", 128, 128, 10, false, false},
+            {"fc2 input grad", 128, 10, 128, false, true},
+            {"fc2 weight grad", 128, 128, 10, true, false},
+        };
+        for (int threads = 1; threads <= 2; threads++)
+            for (size_t s = 0; s < sizeof conv / sizeof *conv; s++)
+                peak(conv[s].m, conv[s].k, conv[s].n, conv[s].ta, conv[s].tb, threads,
+                     conv[s].name);
+        return 0;
+    }
     const int shapes[4][3] = {{128, 784, 256}, {128, 256, 128}, {128, 128, 10}, {1024, 1024, 1024}};
     for (int threads = 1; threads <= 2; threads++)
         for (int s = 0; s < 4; s++)
-            peak(shapes[s][0], shapes[s][1], shapes[s][2], threads);
+            peak(shapes[s][0], shapes[s][1], shapes[s][2], false, false, threads, NULL);
     return 0;
 }

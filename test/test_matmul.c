@@ -280,14 +280,14 @@ static void check_builtin(nb_dtype dt, bool ta, bool tb, bool acc, int64_t m, in
                   .b = b_dt,
                   .ldb = ldb,
                   .ldc = ldc};
+    /* scratch sized from the sizes alone, as the convolutions do, exactly
+     * (the sanitizers catch a byte too few) */
+    nbk_gemm sizes = {.dtype = dt, .trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k};
     size_t ws_bytes = 0;
-    for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++)
-        for (int t = 1; t <= 3; t += 2)
-            for (int l = -1; l < 2; l++) {
-                size_t bytes =
-                    nbk_gemm_workspace_limits(&p, t, (nbk_gemm_isa)isa, l < 0 ? NULL : &all_threads[l]);
-                ws_bytes = bytes > ws_bytes ? bytes : ws_bytes;
-            }
+    for (int l = -1; l < 2; l++) {
+        size_t bytes = nbk_gemm_workspace_limits(&sizes, 3, l < 0 ? NULL : &all_threads[l]);
+        ws_bytes = bytes > ws_bytes ? bytes : ws_bytes;
+    }
     void *ws = malloc(ws_bytes);
     assert_non_null(ws);
     for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++) {
@@ -368,7 +368,8 @@ static void test_builtin_plan(void **state)
         /* too small to pay for waking a sleeping thread: 128x256x128; not
          * so with threads that spin */
         p.m = 128, p.k = 256, p.n = 128, p.lda = 256, p.ldb = p.ldc = 128;
-        assert_int_equal(nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive).threads, 1);
+        if (isa != NBK_GEMM_PORTABLE) /* which takes 4 times as long */
+            assert_int_equal(nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, passive).threads, 1);
         assert_int_equal(
             nbk_gemm_plan_info(&p, 2, (nbk_gemm_isa)isa, &nbk_gemm_limits_spinning).threads, 2);
         /* ... but 128x784x256 is: threads take columns, op(A) not packed
@@ -425,8 +426,7 @@ static void test_builtin_degenerate(void **state)
     free(ws);
     /* a family out of range is the best one; fewer than 1 thread is 1 */
     p.n = 3;
-    assert_int_equal(nbk_gemm_workspace_limits(&p, 0, NBK_GEMM_ISA_COUNT, NULL),
-                     nbk_gemm_workspace(&p, 1));
+    assert_int_equal(nbk_gemm_workspace_limits(&p, 0, NULL), nbk_gemm_workspace(&p, 1));
     nbk_gemm_info in = nbk_gemm_plan_info(&p, 0, NBK_GEMM_ISA_COUNT, NULL);
     assert_int_equal(in.threads, 1);
 }

@@ -407,7 +407,8 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
 
 /* micro_SUF reads a packed A panel; micro_SUF_rows reads MR rows of A in
  * place, row i at ap + i*lda, contiguous along k */
-#define DEFINE_MICRO_SIMD(SUF, TARGET, T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO)         \
+#define DEFINE_MICRO_SIMD(SUF, TARGET, MR, NV, ...) DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, __VA_ARGS__)
+#define DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, T, V, W, LOAD, SET1, FMA, ADD, STORE, ZERO)        \
     TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_, \
                                    void *restrict c_, int64_t ldc, bool add)                       \
     {                                                                                              \
@@ -427,28 +428,29 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
                         (i < 6 ? ap : ap6)[(i % 6) * lda], (ap++, ap6++))                          \
     }
 
-DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, float, __m256, 8, 6, 2, _mm256_loadu_ps, _mm256_set1_ps,
-                  _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, _mm256_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx2, GEMM_AVX2, double, __m256d, 4, 6, 2, _mm256_loadu_pd, _mm256_set1_pd,
-                  _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd, _mm256_setzero_pd)
-DEFINE_MICRO_SIMD(f32_avx512, GEMM_AVX512, float, __m512, 16, 12, 2, _mm512_loadu_ps,
-                  _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
-                  _mm512_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx512, GEMM_AVX512, double, __m512d, 8, 12, 2, _mm512_loadu_pd,
-                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd,
-                  _mm512_setzero_pd)
-/* one vector wide, for a narrow C (n at most a vector) */
-DEFINE_MICRO_SIMD(f32_avx2_1, GEMM_AVX2, float, __m256, 8, 12, 1, _mm256_loadu_ps, _mm256_set1_ps,
-                  _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, _mm256_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx2_1, GEMM_AVX2, double, __m256d, 4, 12, 1, _mm256_loadu_pd,
-                  _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd,
-                  _mm256_setzero_pd)
-DEFINE_MICRO_SIMD(f32_avx512_1, GEMM_AVX512, float, __m512, 16, 12, 1, _mm512_loadu_ps,
-                  _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
-                  _mm512_setzero_ps)
-DEFINE_MICRO_SIMD(f64_avx512_1, GEMM_AVX512, double, __m512d, 8, 12, 1, _mm512_loadu_pd,
-                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd,
-                  _mm512_setzero_pd)
+/* element type, vector type and width, and intrinsics of each family */
+#define SIMD_AVX2_F32                                                                              \
+    float, __m256, 8, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,             \
+        _mm256_storeu_ps, _mm256_setzero_ps
+#define SIMD_AVX2_F64                                                                              \
+    double, __m256d, 4, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,          \
+        _mm256_storeu_pd, _mm256_setzero_pd
+#define SIMD_AVX512_F32                                                                            \
+    float, __m512, 16, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,            \
+        _mm512_storeu_ps, _mm512_setzero_ps
+#define SIMD_AVX512_F64                                                                            \
+    double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,          \
+        _mm512_storeu_pd, _mm512_setzero_pd
+
+/* MR x two vectors, and MR x one vector for a narrow C */
+DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, 6, 2, SIMD_AVX2_F32)
+DEFINE_MICRO_SIMD(f64_avx2, GEMM_AVX2, 6, 2, SIMD_AVX2_F64)
+DEFINE_MICRO_SIMD(f32_avx512, GEMM_AVX512, 12, 2, SIMD_AVX512_F32)
+DEFINE_MICRO_SIMD(f64_avx512, GEMM_AVX512, 12, 2, SIMD_AVX512_F64)
+DEFINE_MICRO_SIMD(f32_avx2_1, GEMM_AVX2, 12, 1, SIMD_AVX2_F32)
+DEFINE_MICRO_SIMD(f64_avx2_1, GEMM_AVX2, 12, 1, SIMD_AVX2_F64)
+DEFINE_MICRO_SIMD(f32_avx512_1, GEMM_AVX512, 12, 1, SIMD_AVX512_F32)
+DEFINE_MICRO_SIMD(f64_avx512_1, GEMM_AVX512, 12, 1, SIMD_AVX512_F64)
 #endif
 
 /* The kernels by [isa][dtype == NB_F64][narrow]: the widest tile, and one
@@ -592,11 +594,12 @@ static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
 
 /* Waking a thread of an OpenMP team that sleeps when idle
  * (OMP_WAIT_POLICY=PASSIVE) and joining it took about 60 microseconds on a
- * 2-core VM: two threads beat one from about 12e6 multiply-adds there
- * (128x256x128 is faster on one thread, 256x256x256 on two). Threads that
- * spin a while before they sleep (the default) answer within a
- * microsecond, and two beat one from 64x64x64. A thread packs an operand
- * whole up to all of a 128 x 4096 op(A) of floats. */
+ * 2-core VM: two threads beat one from about 12e6 multiply-adds there with
+ * AVX-512 floats (128x256x128 is faster on one thread, 256x256x256 on two),
+ * from about 6e6 with AVX2. Threads that spin a while before they sleep
+ * (the default) answer within a microsecond, and two beat one from
+ * 64x64x64. A thread packs an operand whole up to all of a 128 x 4096
+ * op(A) of floats. */
 const nbk_gemm_limits nbk_gemm_limits_passive = {.thread_work = 6e6, .cache_bytes = 2 << 20};
 const nbk_gemm_limits nbk_gemm_limits_spinning = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
 
@@ -620,7 +623,7 @@ static const nbk_gemm_limits *default_limits(void)
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                                const nbk_gemm_limits *lim)
 {
-    gemm_plan pl;
+    gemm_plan pl = {.accumulate = p->accumulate};
     size_t elem = nb_dtype_size(p->dtype);
     int64_t k = p->k > 0 ? p->k : 1;
     gemm_view v = {.m = p->m > 0 ? p->m : 1,
@@ -635,7 +638,6 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                    .cs_b = p->trans_b ? p->ldb : 1,
                    .rs_c = p->ldc,
                    .cs_c = 1};
-    pl.accumulate = p->accumulate;
     /* k in equal slices of at most KC (784 = 2 x 392, not 384 + 384 + 16);
      * the slices fix the order of each sum, so they depend on nothing else */
     int64_t slices = (k + GEMM_KC - 1) / GEMM_KC;
@@ -661,11 +663,12 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
     int64_t m = pl.v.m, n = pl.v.n;
     pl.v.m = pl.transposed ? p->n : p->m, pl.v.n = pl.transposed ? p->m : p->n, pl.v.k = p->k;
 
-    /* one thread per thread_work multiply-adds, at most `threads` */
-    double work = (double)m * (double)n * (double)k;
+    /* one thread per thread_work multiply-adds (of 16-lane vectors; as many
+     * take half as long with 8 lanes), at most `threads` */
+    double work = (double)m * (double)n * (double)k, per = lim->thread_work * kr->lanes / 16;
     pl.threads = threads;
-    if (work < lim->thread_work * threads)
-        pl.threads = work < lim->thread_work * 2 ? 1 : (int)(work / lim->thread_work);
+    if (work < per * threads)
+        pl.threads = work < per * 2 ? 1 : (int)(work / per);
     int64_t rows = round_up(m, kr->mr), cols = round_up(n, kr->nr);
     pl.split_n = pl.dynamic = pl.cache = false;
     pl.unit = 1;
@@ -856,20 +859,30 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
     }
 }
 
-size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
-                                 const nbk_gemm_limits *lim)
+/* Scratch for any plan of p's sizes on up to `threads` threads, with any
+ * family and whatever the strides (callers size it from the sizes alone):
+ * per thread, a block of op(A) and one of op(B) in the widest tiles (12 x
+ * 32), and what a thread may pack whole. */
+size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, const nbk_gemm_limits *lim)
 {
     if (threads < 1)
         threads = 1;
-    if ((int)isa < 0 || isa > nbk_gemm_best_isa())
-        isa = nbk_gemm_best_isa();
-    gemm_plan pl = gemm_plan_for(p, threads, isa, lim ? lim : default_limits());
-    return NB_ALIGN + (size_t)pl.threads * (pl.a_bytes + pl.b_bytes);
+    lim = lim ? lim : default_limits();
+    int64_t es = (int64_t)nb_dtype_size(p->dtype), k = p->k > 0 ? p->k : 1;
+    int64_t side = p->m > p->n ? p->m : p->n;
+    side = side > 0 ? side : 1;
+    int64_t slices = (k + GEMM_KC - 1) / GEMM_KC, kc = (k + slices - 1) / slices;
+    int64_t a = min64(GEMM_MC, round_up(side, 12)) * kc * es;
+    int64_t b = kc * min64(GEMM_NC, round_up(side, 32)) * es;
+    double whole = (double)round_up(side, 32) * (double)(kc * slices * es);
+    int64_t cache = threads == 1 ? 0 : (int64_t)(whole < lim->cache_bytes ? whole : lim->cache_bytes);
+    size_t per = (size_t)(round_up(a, NB_ALIGN) + round_up(b, NB_ALIGN) + round_up(cache, NB_ALIGN));
+    return NB_ALIGN + (size_t)threads * per;
 }
 
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads)
 {
-    return nbk_gemm_workspace_limits(p, threads, nbk_gemm_best_isa(), NULL);
+    return nbk_gemm_workspace_limits(p, threads, NULL);
 }
 
 nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa isa,

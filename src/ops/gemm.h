@@ -38,8 +38,10 @@ typedef enum nbk_gemm_isa {
 /* The fastest family this CPU runs (and this build has). */
 nbk_gemm_isa nbk_gemm_best_isa(void);
 
-/* Bytes of scratch nbk_gemm_builtin needs for @p p on @p threads threads
- * (any alignment is fine: the kernel aligns it itself). */
+/* Bytes of scratch nbk_gemm_builtin needs for @p p on up to @p threads
+ * threads, with any micro-kernel family: it depends on p's dtype and sizes
+ * only, not on its pointers and strides (any alignment is fine: the kernel
+ * aligns it itself). */
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
 
 /* C = op(A)·op(B) with the built-in kernel, on up to @p threads OpenMP
@@ -51,16 +53,15 @@ size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
 void nbk_gemm_builtin(const nbk_gemm *p, void *workspace, int threads);
 
 /* nbk_gemm_builtin with the micro-kernels of family @p isa, or of the best
- * family when the CPU does not run @p isa; @p workspace holds at least
- * nbk_gemm_workspace_limits(p, threads, isa, NULL) bytes. Results differ
- * between families by rounding only (FMA or not, the order of the sums over
- * k). */
+ * family when the CPU does not run @p isa. Results differ between families
+ * by rounding only (FMA or not, the order of the sums over k). */
 void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa);
 
 /* The sizes at which the kernel changes how it works (measured; tests lower
  * them to reach every way with small products). */
 typedef struct nbk_gemm_limits {
-    double thread_work;  /* multiply-adds worth one more thread */
+    double thread_work;  /* multiply-adds worth one more thread (with 16-lane SIMD; half as
+                            many with 8 lanes) */
     double cache_bytes;  /* most bytes of op(A) or op(B) a thread packs whole */
 } nbk_gemm_limits;
 
@@ -70,12 +71,11 @@ typedef struct nbk_gemm_limits {
  * by OMP_WAIT_POLICY. */
 extern const nbk_gemm_limits nbk_gemm_limits_passive, nbk_gemm_limits_spinning;
 
-/* nbk_gemm_builtin_isa and its scratch with limits @p lim (NULL: the
- * defaults); the result is the same bit for bit whatever the limits. */
+/* nbk_gemm_builtin_isa and nbk_gemm_workspace with limits @p lim (NULL:
+ * the defaults); the result is the same bit for bit whatever the limits. */
 void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa,
                              const nbk_gemm_limits *lim);
-size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
-                                 const nbk_gemm_limits *lim);
+size_t nbk_gemm_workspace_limits(const nbk_gemm *p, int threads, const nbk_gemm_limits *lim);
 
 /* How nbk_gemm_builtin_limits would compute @p p (for tests). */
 typedef struct nbk_gemm_info {
