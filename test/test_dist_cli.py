@@ -206,7 +206,16 @@ def killed_rank(mpirun, tmp, recovery):
     if recovery:  # nabla's own timeout found it: every survivor names it
         check("no answer from rank 1 (it has died or hangs)" in err,
               "killed rank (recovery): rank 1 named: " + err)
-        check("nabla train: rank 2: " in err, "killed rank (recovery): rank 2 says so too: " + err)
+        # Open MPI 4.1's mpirun itself sometimes dies in its PMIx server while
+        # the survivors report (a segfault in pmix_server_log_fn, about one
+        # run in eight under load); rank 2 is then torn down before it can
+        # speak. Rank 0's message above is still required.
+        if "pmix_server_log_fn" in err or "PMIX ERROR" in err:
+            print("note: mpirun crashed inside Open MPI's PMIx during the recovery run; "
+                  "rank 2's own message not checked this time")
+        else:
+            check("nabla train: rank 2: " in err,
+                  "killed rank (recovery): rank 2 says so too: " + err)
     else:  # mpirun's watch
         check(proc.returncode != 0, "killed rank: a failed run")
         check("rank 1" in err, "killed rank: rank 1 named: " + err)
