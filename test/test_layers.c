@@ -1,6 +1,6 @@
 /* The layers of the source tree point one way (docs/architecture.md):
  *
- *   core <- ops <- autodiff <- nn, optim, check, sym
+ *   core <- ops <- autodiff <- nn, optim, check, sym, teach
  *   core <- io <- data;  nn, optim, check, data <- the trainer <- dist;  everything <- cli
  *
  * Every #include "..." line of src/ and include/ is read and the file it
@@ -25,6 +25,7 @@ enum layer {
     OPTIM,
     CHECK,
     SYM,
+    TEACH,
     IO,
     DATA,
     TRAINER,
@@ -41,6 +42,7 @@ static const char *const layer_names[N_LAYERS] = {"core",
                                                   "optim",
                                                   "check",
                                                   "sym",
+                                                  "teach",
                                                   "io",
                                                   "data",
                                                   "trainer",
@@ -58,6 +60,7 @@ static const unsigned may[N_LAYERS] = {
     [OPTIM] = L(CORE) | L(OPS) | L(AUTODIFF) | L(OPTIM),
     [CHECK] = L(CORE) | L(OPS) | L(AUTODIFF) | L(CHECK),
     [SYM] = L(CORE) | L(OPS) | L(AUTODIFF) | L(SYM),
+    [TEACH] = L(CORE) | L(OPS) | L(AUTODIFF) | L(TEACH),
     [IO] = L(CORE) | L(IO),
     [DATA] = L(CORE) | L(IO) | L(DATA),
     [TRAINER] =
@@ -86,6 +89,7 @@ static int layer_of(const char *path)
         {"src/optim/", OPTIM},
         {"src/check/", CHECK},
         {"src/sym/", SYM},
+        {"src/teach/", TEACH},
         {"src/io/", IO},
         {"src/data/", DATA},
         {"src/dist/", DIST},
@@ -100,6 +104,7 @@ static int layer_of(const char *path)
         {"include/nabla/optim.h", OPTIM},
         {"include/nabla/check.h", CHECK},
         {"include/nabla/sym.h", SYM},
+        {"include/nabla/teach.h", TEACH},
         {"include/nabla/safetensors.h", IO},
         {"include/nabla/data.h", DATA},
         {"include/nabla/dist.h", DIST},
