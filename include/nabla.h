@@ -21,7 +21,8 @@
  * Headers: base.h (dtypes, status, allocation hook, RNG), tensor.h (graph,
  * tensor, model), ops.h (primitives), autodiff.h (reverse and forward mode),
  * op.h (writing and registering new ops), check.h (numerical derivatives and
- * gradient checking), sym.h (symbolic differentiation), nn.h (activations,
+ * gradient checking), sym.h (symbolic differentiation), teach.h (the trace
+ * of a small graph for teaching: tables and pictures), nn.h (activations,
  * initialisation, layers, losses: compositions of ops), optim.h
  * (optimizers), ckpt.h (checkpoints), data.h (data sets and batches),
  * train.h (the training loop), dist.h (data-parallel training over MPI).
@@ -43,6 +44,7 @@
 #include "nabla/optim.h"
 #include "nabla/ckpt.h"
 #include "nabla/sym.h"
+#include "nabla/teach.h"
 #include "nabla/nn.h"
 #include "nabla/train.h"
 #include "nabla/modelcheck.h"

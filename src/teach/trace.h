@@ -1,0 +1,59 @@
+/* The trace's insides, shared by its writers (table, JSON, SVG, HTML). */
+#ifndef NABLA_TEACH_TRACE_H
+#define NABLA_TEACH_TRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nabla/teach.h"
+
+#define NBT_MAX_IN 8
+
+enum nbt_kind { NBT_INPUT, NBT_CONST, NBT_OP };
+
+typedef struct nbt_node {
+    nb_tensor *t;
+    enum nbt_kind kind;
+    char label[48];
+    char text[128];   /* the op as in a formula: "w*x", "-h2", "exp(h3)" */
+    const char *op;   /* op nodes: the op's name */
+    int input;        /* inputs: the index in xs */
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    int m;            /* elements */
+    int n_in;
+    int *in;          /* the inputs' node indices */
+    double **jac;     /* per input slot: m x m_in, row-major (active op nodes) */
+    bool active;      /* depends on an input: has tangents and adjoints */
+} nbt_node;
+
+/* one edge's share of the reverse sweep: adjoint[to] += J^T adjoint[from] */
+typedef struct nbt_step {
+    int from, to, slot;
+    double *contrib; /* m_to numbers */
+    double *after;   /* adjoint[to] after the step */
+} nbt_step;
+
+struct nb_trace {
+    int n;
+    nbt_node *nodes;
+    int64_t *off; /* where node k's numbers start in value, tangent rows, adjoint */
+    int64_t total;
+    double *value;
+    double *jac_block;
+    int n_inputs, sweeps;
+    int *sweep_input, *sweep_elem; /* the input element each forward sweep seeds */
+    double *tangent;               /* sweeps x total */
+    double *adjoint;               /* total: the final adjoints */
+    int n_steps;
+    nbt_step *steps; /* in the reverse sweep's order */
+    double *step_nums;
+};
+
+/* v with up to @p digits significant digits, never "-0". */
+const char *nbt_num(char *buf, size_t n, double v, int digits);
+
+/* the input element sweep s seeds: "w", or "W[3]" for a larger input */
+const char *nbt_sweep_name(const nb_trace *tr, int s, char *buf, size_t n);
+
+#endif
