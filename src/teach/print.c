@@ -89,7 +89,7 @@ static void print_eval(const nb_trace *tr, FILE *f)
 {
     fprintf(f, "evaluation trace\n");
     for (int k = 0; k < tr->n; k++) {
-        const nbt_node *nd = &tr->nodes[k];
+        const nbt_tnode *nd = &tr->nodes[k];
         if (nd->kind != NBT_OP)
             continue;
         fprintf(f, "  %-4s = %-16s = ", nd->label, nd->text);
@@ -107,13 +107,13 @@ static void print_forward(const nb_trace *tr, FILE *f, int s)
                "0)\n",
             s + 1, tr->sweeps, wrt, wrt, wrt);
     for (int k = 0; k < tr->n; k++) {
-        const nbt_node *nd = &tr->nodes[k];
+        const nbt_tnode *nd = &tr->nodes[k];
         if (nd->kind != NBT_OP || !nd->active)
             continue;
         fprintf(f, "  d%s/d%s = ", nd->label, wrt);
         bool first = true;
         for (int i = 0; i < nd->n_in; i++) { /* the symbols */
-            const nbt_node *in = &tr->nodes[nd->in[i]];
+            const nbt_tnode *in = &tr->nodes[nd->in[i]];
             if (!in->active)
                 continue;
             if (nd->m == 1 && in->m == 1)
@@ -128,7 +128,7 @@ static void print_forward(const nb_trace *tr, FILE *f, int s)
             fprintf(f, " = ");
             first = true;
             for (int i = 0; i < nd->n_in; i++) {
-                const nbt_node *in = &tr->nodes[nd->in[i]];
+                const nbt_tnode *in = &tr->nodes[nd->in[i]];
                 if (!in->active || in->m != 1)
                     continue;
                 fprintf(f, "%s%s\u00b7", first ? "" : " + ", factor(b, sizeof b, nd->jac[i][0]));
@@ -145,12 +145,12 @@ static void print_forward(const nb_trace *tr, FILE *f, int s)
 
 static void print_reverse(const nb_trace *tr, FILE *f)
 {
-    const nbt_node *out = &tr->nodes[tr->n - 1];
+    const nbt_tnode *out = &tr->nodes[tr->n - 1];
     fprintf(f, "\nreverse mode, one sweep from the output back (g_v = df/dv)\n  g_%s = 1\n",
             out->label);
     for (int s = 0; s < tr->n_steps; s++) {
         const nbt_step *st = &tr->steps[s];
-        const nbt_node *from = &tr->nodes[st->from], *to = &tr->nodes[st->to];
+        const nbt_tnode *from = &tr->nodes[st->from], *to = &tr->nodes[st->to];
         char lhs[256], b[40], c[40];
         if (from->m == 1 && to->m == 1) {
             snprintf(lhs, sizeof lhs, "g_%s += \u2202%s/\u2202%s\u00b7g_%s", to->label,
@@ -200,7 +200,7 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
         return nb_error_set(err, NB_ERR_NULL, "nb_trace_json", "nb_trace_json: %s is NULL",
                             !tr ? "the trace" : "the file");
     for (int k = 0; k < tr->n; k++) {
-        const nbt_node *nd = &tr->nodes[k];
+        const nbt_tnode *nd = &tr->nodes[k];
         if (nd->kind != NBT_OP)
             continue;
         fprintf(f, "{\"sweep\": \"eval\", \"node\": ");
@@ -223,7 +223,7 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
         const double *t = tr->tangent + (size_t)s * (size_t)tr->total;
         nbt_sweep_name(tr, s, wrt, sizeof wrt);
         for (int k = 0; k < tr->n; k++) {
-            const nbt_node *nd = &tr->nodes[k];
+            const nbt_tnode *nd = &tr->nodes[k];
             if (nd->kind != NBT_OP || !nd->active)
                 continue;
             fprintf(f, "{\"sweep\": \"forward\", \"wrt\": ");
@@ -232,7 +232,7 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
             put_json_str(f, nd->label);
             fprintf(f, ", \"locals\": [");
             for (int i = 0; i < nd->n_in; i++) {
-                const nbt_node *in = &tr->nodes[nd->in[i]];
+                const nbt_tnode *in = &tr->nodes[nd->in[i]];
                 fprintf(f, i ? ", " : "");
                 if (!in->active) /* no edge derivative is needed: it carries 0 */
                     fprintf(f, "null");
@@ -246,7 +246,7 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
     }
     for (int s = 0; s < tr->n_steps; s++) {
         const nbt_step *st = &tr->steps[s];
-        const nbt_node *from = &tr->nodes[st->from], *to = &tr->nodes[st->to];
+        const nbt_tnode *from = &tr->nodes[st->from], *to = &tr->nodes[st->to];
         bool scalar = from->m == 1 && to->m == 1;
         fprintf(f, "{\"sweep\": \"reverse\", \"to\": ");
         put_json_str(f, to->label);

@@ -70,7 +70,7 @@ static const char *infix_of(const char *op)
  * "exp(h3)", "matmul(W, x)". */
 static void write_text(nb_trace *tr, int k)
 {
-    nbt_node *nd = &tr->nodes[k];
+    nbt_tnode *nd = &tr->nodes[k];
     const char *sym = nd->n_in == 2 ? infix_of(nd->op) : NULL;
     if (sym) {
         snprintf(nd->text, sizeof nd->text, "%s%s%s", tr->nodes[nd->in[0]].label, sym,
@@ -127,11 +127,11 @@ static int prune(nb_tensor **all, int n_all, nb_tensor *const *xs, int n)
  * element (seeded one-hot). */
 static nb_status local_jacobians(nb_trace *tr, nb_graph *scratch, int k, nb_error *err)
 {
-    nbt_node *nd = &tr->nodes[k];
+    nbt_tnode *nd = &tr->nodes[k];
     nb_tensor *in[NBT_MAX_IN], *d[NBT_MAX_IN];
     nb_graph_reset(scratch);
     for (int i = 0; i < nd->n_in; i++) {
-        const nbt_node *src = &tr->nodes[nd->in[i]];
+        const nbt_tnode *src = &tr->nodes[nd->in[i]];
         in[i] = nb_tensor_set_requires_grad(
             nb_tensor_from(scratch, NB_F64, src->rank, src->shape, tr->value + tr->off[nd->in[i]]),
             true);
@@ -173,7 +173,7 @@ static nb_status read_nodes(nb_trace *tr, nb_tensor **all, nb_tensor *const *xs,
     int h = 0, c = 0;
     int64_t total = 0;
     for (int k = 0; k < tr->n; k++) {
-        nbt_node *nd = &tr->nodes[k];
+        nbt_tnode *nd = &tr->nodes[k];
         nb_tensor *t = all[k];
         nd->t = t;
         nd->rank = nb_tensor_rank(t);
@@ -228,7 +228,7 @@ static nb_status read_nodes(nb_trace *tr, nb_tensor **all, nb_tensor *const *xs,
     if (!tr->value)
         return nb_error_set(err, NB_ERR_NOMEM, "nb_trace_new", "out of memory");
     for (int k = 0; k < tr->n; k++) {
-        nbt_node *nd = &tr->nodes[k];
+        nbt_tnode *nd = &tr->nodes[k];
         for (int j = 0; j < nd->m; j++)
             tr->value[tr->off[k] + j] = nb_tensor_get(nd->t, j);
         nd->active = nd->kind == NBT_INPUT;
@@ -254,7 +254,7 @@ static nb_status all_jacobians(nb_trace *tr, nb_error *err)
         rc = nb_error_set(err, NB_ERR_NOMEM, "nb_trace_new", "out of memory");
     double *p = tr->jac_block;
     for (int k = 0; k < tr->n && rc == NB_OK; k++) {
-        nbt_node *nd = &tr->nodes[k];
+        nbt_tnode *nd = &tr->nodes[k];
         if (!nd->active || nd->kind != NBT_OP)
             continue;
         for (int i = 0; i < nd->n_in; i++) {
@@ -273,7 +273,7 @@ static void forward_sweep(nb_trace *tr, int s)
     double *t = tr->tangent + (size_t)s * (size_t)tr->total;
     memset(t, 0, (size_t)tr->total * sizeof *t);
     for (int k = 0; k < tr->n; k++) {
-        const nbt_node *nd = &tr->nodes[k];
+        const nbt_tnode *nd = &tr->nodes[k];
         double *tk = t + tr->off[k];
         if (nd->kind == NBT_INPUT && nd->input == tr->sweep_input[s])
             tk[tr->sweep_elem[s]] = 1;
@@ -307,7 +307,7 @@ static nb_status reverse_sweep(nb_trace *tr, nb_error *err)
     tr->adjoint[tr->off[tr->n - 1]] = 1;
     double *p = tr->step_nums;
     for (int k = tr->n - 1; k >= 0; k--) {
-        const nbt_node *nd = &tr->nodes[k];
+        const nbt_tnode *nd = &tr->nodes[k];
         if (nd->kind != NBT_OP)
             continue;
         const double *ak = tr->adjoint + tr->off[k];
@@ -364,7 +364,7 @@ static nb_status check_library(nb_trace *tr, nb_graph *g, nb_tensor *y, nb_tenso
         goto done;
     }
     for (int k = 0; k < tr->n && rc == NB_OK; k++) {
-        const nbt_node *nd = &tr->nodes[k];
+        const nbt_tnode *nd = &tr->nodes[k];
         if (nd->kind != NBT_INPUT)
             continue;
         for (int l = 0; l < nd->m && rc == NB_OK; l++) {

@@ -11,7 +11,7 @@
 
 enum nbt_kind { NBT_INPUT, NBT_CONST, NBT_OP };
 
-typedef struct nbt_node {
+typedef struct nbt_tnode {
     nb_tensor *t;
     enum nbt_kind kind;
     char label[48];
@@ -25,7 +25,7 @@ typedef struct nbt_node {
     int *in;          /* the inputs' node indices */
     double **jac;     /* per input slot: m x m_in, row-major (active op nodes) */
     bool active;      /* depends on an input: has tangents and adjoints */
-} nbt_node;
+} nbt_tnode;
 
 /* one edge's share of the reverse sweep: adjoint[to] += J^T adjoint[from] */
 typedef struct nbt_step {
@@ -36,7 +36,7 @@ typedef struct nbt_step {
 
 struct nb_trace {
     int n;
-    nbt_node *nodes;
+    nbt_tnode *nodes;
     int64_t *off; /* where node k's numbers start in value, tangent rows, adjoint */
     int64_t total;
     double *value;
