@@ -190,6 +190,10 @@ nb_status nb_trace_print(const nb_trace *tr, FILE *f, nb_error *err)
         put_nums(f, tr->adjoint + tr->off[k], tr->nodes[k].m, 10);
     }
     fprintf(f, "   (nb_grad and nb_jvp agree)\n");
+    fprintf(f, "cost: the evaluation %lld primitives; forward mode %d sweep%s, %lld tangent rules; "
+               "reverse mode 1 sweep, %lld adjoint rules\n",
+            (long long)tr->n_ops, tr->sweeps, tr->sweeps == 1 ? "" : "s",
+            (long long)tr->rules_forward, (long long)tr->rules_reverse);
     return finish(f, err, "nb_trace_print");
 }
 

@@ -492,6 +492,11 @@ nb_trace *nb_trace_new(nb_graph *g, nb_tensor *y, nb_tensor *const *xs, int n, n
         }
     for (int s = 0; s < tr->sweeps; s++)
         forward_sweep(tr, s);
+    for (int k = 0; k < tr->n; k++) {
+        tr->n_ops += tr->nodes[k].kind == NBT_OP;
+        tr->rules_reverse += tr->nodes[k].kind == NBT_OP && tr->nodes[k].active;
+    }
+    tr->rules_forward = tr->rules_reverse * tr->sweeps;
     rc = reverse_sweep(tr, err);
     if (rc == NB_OK)
         rc = check_library(tr, g, y, xs, n, err);

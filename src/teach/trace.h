@@ -48,6 +48,9 @@ struct nb_trace {
     int n_steps;
     nbt_step *steps; /* in the reverse sweep's order */
     double *step_nums;
+    /* the cost: op nodes evaluated, tangent rules applied over all forward
+     * sweeps, adjoint (VJP) rules applied by the reverse sweep */
+    int64_t n_ops, rules_forward, rules_reverse;
 };
 
 /* v with up to @p digits significant digits, never "-0". */
