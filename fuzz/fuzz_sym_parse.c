@@ -36,8 +36,7 @@ static void record(const uint8_t *data, size_t size, const nb_error *parsed, int
     for (int i = 0; ok && i < n && i < 8; i++)
         ok = (values[i] = nb_scalar(g, NB_F64, 0.75 + 0.125 * i)) != NULL;
     if (ok) {
-        nb_tensor *y =
-            nb_sym_record(g, s, (const char *)data, size, n < 8 ? n : 8, names, values);
+        nb_tensor *y = nb_sym_record(g, s, (const char *)data, size, n < 8 ? n : 8, names, values);
         const nb_error *err = nb_sym_error(s);
         if (parsed && parsed->status == NB_ERR_PARSE &&
             (y || err->status != NB_ERR_PARSE || strcmp(err->msg, parsed->msg) != 0 ||

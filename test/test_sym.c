@@ -1279,15 +1279,41 @@ static void test_record_errors(void **state)
         const char *text;
         size_t len;
     } bad[] = {
-        {"", 0},          {"   ", 3},          {"2+", 2},          {"sin(", 4},
-        {")(", 2},        {"x**y", 4},         {"foo(x)", 6},      {"1e999", 5},
-        {"2*1e", 4},      {"(x + 1", 6},       {"(x + 1 y", 8},    {"x + y)", 6},
-        {"3 x", 3},       {"sin + 1", 7},      {"max(x)", 6},      {"ln(x, y)", 8},
-        {"x # y", 5},     {"x + \xce\xbb", 6}, {"x+\0y", 4},       {"x+\x80", 3},
-        {"x*\xe2\x82", 4}, {"\xc0\xaf", 2},     {"x + 1\n  * (y -\n   )", 19},
-        {"x*y + (x", 8},  {"z + (x", 6},       {"max(x, y, z)", 12}, {"x^", 2},
-        {"-", 1},         {"x - -", 5},        {"x, y", 4},        {".", 1},
-        {"2x", 2},        {"exp", 3},          {"sin(x", 5},       {"((x)", 4},
+        {"", 0},
+        {"   ", 3},
+        {"2+", 2},
+        {"sin(", 4},
+        {")(", 2},
+        {"x**y", 4},
+        {"foo(x)", 6},
+        {"1e999", 5},
+        {"2*1e", 4},
+        {"(x + 1", 6},
+        {"(x + 1 y", 8},
+        {"x + y)", 6},
+        {"3 x", 3},
+        {"sin + 1", 7},
+        {"max(x)", 6},
+        {"ln(x, y)", 8},
+        {"x # y", 5},
+        {"x + \xce\xbb", 6},
+        {"x+\0y", 4},
+        {"x+\x80", 3},
+        {"x*\xe2\x82", 4},
+        {"\xc0\xaf", 2},
+        {"x + 1\n  * (y -\n   )", 19},
+        {"x*y + (x", 8},
+        {"z + (x", 6},
+        {"max(x, y, z)", 12},
+        {"x^", 2},
+        {"-", 1},
+        {"x - -", 5},
+        {"x, y", 4},
+        {".", 1},
+        {"2x", 2},
+        {"exp", 3},
+        {"sin(x", 5},
+        {"((x)", 4},
     };
     nb_sym *s = nb_sym_new();
     nb_graph *g = nb_graph_new();
@@ -1322,8 +1348,8 @@ static void test_record_errors(void **state)
             fail_msg("'%.*s': record gives '%s' at %lld (%lld:%lld), parse '%s' at %lld "
                      "(%lld:%lld)",
                      (int)(len < 40 ? len : 40), text, got->msg, (long long)got->offset,
-                     (long long)got->line, (long long)got->column, want.msg,
-                     (long long)want.offset, (long long)want.line, (long long)want.column);
+                     (long long)got->line, (long long)got->column, want.msg, (long long)want.offset,
+                     (long long)want.line, (long long)want.column);
         assert_string_equal(got->where, "nb_sym_record");
         assert_true(nb_graph_evals(g) == evals); /* nothing recorded */
         assert_int_equal(nb_graph_status(g), NB_OK);

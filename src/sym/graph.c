@@ -13,8 +13,8 @@ typedef struct gctx {
     uint64_t epoch;
 } gctx;
 
-bool nbs_bind(nb_sym *s, nbs_binding *b, const char *what, const char *need, bool have,
-              nb_graph *g, int n, const char *const *names, nb_tensor *const *values)
+bool nbs_bind(nb_sym *s, nbs_binding *b, const char *what, const char *need, bool have, nb_graph *g,
+              int n, const char *const *names, nb_tensor *const *values)
 {
     if (!have || !g || n < 0 || (n > 0 && (!names || !values))) {
         nbs_error(s, NB_ERR_NULL, -1, "%s: need %s, a graph, and names and values for n > 0", what,

@@ -117,8 +117,8 @@ typedef struct nbs_binding {
 } nbs_binding;
 /* Check the arguments of the call @p what ("to_graph") and bind them;
  * @p have says whether its @p need ("an expression") was given. */
-bool nbs_bind(nb_sym *s, nbs_binding *b, const char *what, const char *need, bool have,
-              nb_graph *g, int n, const char *const *names, nb_tensor *const *values);
+bool nbs_bind(nb_sym *s, nbs_binding *b, const char *what, const char *need, bool have, nb_graph *g,
+              int n, const char *const *names, nb_tensor *const *values);
 /* The tensor bound to the @p len bytes of @p name; NULL when unbound. */
 nb_tensor *nbs_graph_var(const nbs_binding *b, const char *name, size_t len);
 /* Operators that are written but are not kinds: a - b, a / b, -a. */

@@ -40,8 +40,8 @@ static const char checked;
 typedef struct parser {
     nb_sym *s;
     build_mode mode;
-    const nbs_binding *bind;  /* BUILD_GRAPH: the graph and the variables */
-    nb_tensor *literal; /* BUILD_GRAPH: the tensor of the last number read */
+    const nbs_binding *bind; /* BUILD_GRAPH: the graph and the variables */
+    nb_tensor *literal;      /* BUILD_GRAPH: the tensor of the last number read */
     const char *text;
     size_t len;
     size_t pos; /* next byte to scan */
@@ -412,8 +412,8 @@ static built record(parser *p, int op, built a, built b)
 {
     nb_tensor *r = nbs_graph_apply(p->bind->g, op, (nb_tensor *)a, (nb_tensor *)b);
     static const char *const written[] = {"-", "/", "unary -"};
-    const char *what = op >= NB_SYM_KIND_COUNT ? written[op - NB_SYM_KIND_COUNT]
-                                               : nbs_kind_name((nb_sym_kind)op);
+    const char *what =
+        op >= NB_SYM_KIND_COUNT ? written[op - NB_SYM_KIND_COUNT] : nbs_kind_name((nb_sym_kind)op);
     return nbs_graph_built(p->s, p->bind, r, what);
 }
 
