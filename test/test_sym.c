@@ -1170,6 +1170,14 @@ static void test_record_as_written(void **state)
         assert_true(nb_tensor_item(dy) == want_d[i]);
     }
 
+    /* the documented difference: x^0 at 0 is nb_pow's 0*0^(-1), NaN */
+    nb_tensor *x0 = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0), true);
+    nb_tensor *p0 = nb_sym_record(g, s, "x^0", 3, 1, xn, &x0);
+    assert_non_null(p0);
+    assert_true(nb_tensor_item(p0) == 1);
+    assert_int_equal(nb_backward(g, p0), NB_OK);
+    assert_true(isnan(nb_tensor_item(nb_tensor_grad(x0))));
+
     /* f32 values: the constants are f32, elementwise over a vector */
     int64_t shape[1] = {3};
     float xv[3] = {0.5f, 1.0f, 2.0f};
