@@ -1,6 +1,8 @@
 /* libFuzzer target for the symbolic module: parse arbitrary bytes (with
  * their explicit length); on success differentiate, simplify, print, read
  * the text back and evaluate; on failure check the error is well formed.
+ * The bytes are also recorded as written (nb_sym_record), which must fail
+ * with the same parse error or succeed when they parse.
  * Any crash, leak, sanitizer report or broken invariant is a finding. */
 
 #include "nabla.h"
@@ -21,6 +23,34 @@ static double eval_all(nb_sym *s, const nb_expr *e, int n, const char *const *na
     return out;
 }
 
+/* Record the bytes with the variables names[0..n) bound to scalars: a
+ * parse error must be @p parsed's (NULL when the text parsed), and text
+ * that parsed is recorded when every variable has a value. */
+static void record(const uint8_t *data, size_t size, const nb_error *parsed, int n,
+                   const char *const *names)
+{
+    nb_sym *s = nb_sym_new();
+    nb_graph *g = nb_graph_new();
+    nb_tensor *values[8];
+    bool ok = s && g;
+    for (int i = 0; ok && i < n && i < 8; i++)
+        ok = (values[i] = nb_scalar(g, NB_F64, 0.75 + 0.125 * i)) != NULL;
+    if (ok) {
+        nb_tensor *y = nb_sym_record(g, s, (const char *)data, size, n < 8 ? n : 8, names, values);
+        const nb_error *err = nb_sym_error(s);
+        if (parsed && parsed->status == NB_ERR_PARSE &&
+            (y || err->status != NB_ERR_PARSE || strcmp(err->msg, parsed->msg) != 0 ||
+             err->offset != parsed->offset || err->line != parsed->line ||
+             err->column != parsed->column))
+            __builtin_trap();
+        if (!parsed && n <= 8 && !y && err->status != NB_ERR_NOMEM &&
+            nb_graph_status(g) != NB_ERR_NOMEM)
+            __builtin_trap();
+    }
+    nb_graph_free(g);
+    nb_sym_free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     nb_sym *s = nb_sym_new();
@@ -28,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const nb_expr *e = nb_sym_parse(s, (const char *)data, size);
     if (!e) {
+        record(data, size, nb_sym_error(s), 0, NULL);
         /* a failure always says why, and a parse error says where */
         if (nb_sym_status(s) == NB_OK || nb_sym_error(s)->msg[0] == '\0')
             __builtin_trap();
@@ -44,6 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n < 0)
         __builtin_trap();
     double value = eval_all(s, e, n, names);
+    record(data, size, NULL, n, names);
 
     /* the printed text reads back to the same node (unless it nests too
      * deeply to parse), so to the same value */

@@ -974,6 +974,505 @@ static void test_allocation_failure(void **state)
     assert_true(succeeded);
 }
 
+/* ------------------------------------------------- recording as written */
+
+/* The recorded graph of @p t as text: a bound variable by its name, a
+ * constant by its value (%g), an op as name(operands). */
+static void graph_text(nb_tensor *t, int n, const char *const *names, nb_tensor *const *values,
+                       char *buf, size_t cap)
+{
+    size_t len = strlen(buf);
+    for (int i = 0; i < n; i++)
+        if (values[i] == t) {
+            snprintf(buf + len, cap - len, "%s", names[i]);
+            return;
+        }
+    if (nb_op_n_inputs(t) == 0) {
+        snprintf(buf + len, cap - len, "%g", nb_tensor_item(t));
+        return;
+    }
+    snprintf(buf + len, cap - len, "%s(", nb_tensor_op_name(t));
+    for (int i = 0; i < nb_op_n_inputs(t); i++) {
+        if (i)
+            append(buf, cap, ",");
+        graph_text(nb_op_input(t, i), n, names, values, buf, cap);
+    }
+    append(buf, cap, ")");
+}
+
+/* @p text recorded with x, y, z bound to 0.5, -1.5, 2 is @p want. */
+static void expect_recorded(const char *text, const char *want)
+{
+    nb_sym *s = nb_sym_new();
+    nb_graph *g = nb_graph_new();
+    nb_tensor *xs[3];
+    double v[3] = {0.5, -1.5, 2};
+    for (int k = 0; k < 3; k++)
+        xs[k] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, v[k]), true);
+    nb_tensor *y = nb_sym_record(g, s, text, strlen(text), 3, var_names, xs);
+    if (!y)
+        fail_msg("record '%s': %s", text, nb_sym_error(s)->msg);
+    char got[512] = "";
+    graph_text(y, 3, var_names, xs, got, sizeof got);
+    if (strcmp(got, want) != 0)
+        fail_msg("'%s' recorded as %s, want %s", text, got, want);
+    /* the value is the canonical expression's */
+    double want_value = eval3(s, parse(s, text), v[0], v[1], v[2]);
+    if (!close_rel(nb_tensor_item(y), want_value, 1e-14))
+        fail_msg("'%s': recorded %.17g, evaluated %.17g", text, nb_tensor_item(y), want_value);
+    nb_graph_free(g);
+    nb_sym_free(s);
+}
+
+/* The course notes' f(x; w, b) = 1/(exp(-(wx + b)) + 1) records the notes'
+ * h1 = w*x, h2 = h1 + b, h3 = -h2, h4 = exp(h3), h5 = h4 + 1, h6 = 1/h5,
+ * with the operands in the written order, and its values and gradients
+ * (reverse and forward) are those of the canonical graph. */
+static void test_record_notes(void **state)
+{
+    (void)state;
+    const char *text = "1/(exp(-(w*x+b))+1)";
+    const char *names[3] = {"x", "w", "b"};
+    nb_rng rng;
+    nb_rng_seed(&rng, 16);
+    for (int point = 0; point < 10; point++) {
+        double v[3] = {1, 0, 0};
+        if (point > 0)
+            for (int k = 0; k < 3; k++)
+                v[k] = -2 + 4 * nb_rng_uniform(&rng);
+        nb_sym *s = nb_sym_new();
+        nb_graph *g = nb_graph_new();
+        nb_tensor *xs[3];
+        for (int k = 0; k < 3; k++)
+            xs[k] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, v[k]), true);
+        nb_tensor *y = nb_sym_record(g, s, text, strlen(text), 3, names, xs);
+        assert_non_null(y);
+        assert_int_equal(nb_sym_status(s), NB_OK);
+
+        nb_tensor *nodes[32], *h[7] = {NULL};
+        int64_t n = nb_graph_nodes(g, y, nodes, 32);
+        assert_true(n > 0 && n <= 32);
+        const char *ops[6] = {"mul", "add", "neg", "exp", "add", "div"};
+        int k = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (nb_op_n_inputs(nodes[i]) == 0)
+                continue;
+            assert_true(k < 6);
+            assert_string_equal(nb_tensor_op_name(nodes[i]), ops[k]);
+            h[++k] = nodes[i];
+        }
+        assert_int_equal(k, 6);
+        assert_ptr_equal(h[6], y);
+        /* h1 = w*x, h2 = h1 + b, h3 = -h2, h4 = exp(h3), h5 = h4 + 1, h6 = 1/h5 */
+        assert_int_equal(nb_op_n_inputs(h[1]), 2);
+        assert_ptr_equal(nb_op_input(h[1], 0), xs[1]);
+        assert_ptr_equal(nb_op_input(h[1], 1), xs[0]);
+        assert_ptr_equal(nb_op_input(h[2], 0), h[1]);
+        assert_ptr_equal(nb_op_input(h[2], 1), xs[2]);
+        assert_int_equal(nb_op_n_inputs(h[3]), 1);
+        assert_ptr_equal(nb_op_input(h[3], 0), h[2]);
+        assert_ptr_equal(nb_op_input(h[4], 0), h[3]);
+        assert_ptr_equal(nb_op_input(h[5], 0), h[4]);
+        nb_tensor *one = nb_op_input(h[5], 1), *num = nb_op_input(h[6], 0);
+        assert_ptr_equal(nb_op_input(h[6], 1), h[5]);
+        /* each literal 1 is a constant of its own, without gradient */
+        assert_true(one != num);
+        assert_int_equal(nb_op_n_inputs(one), 0);
+        assert_false(nb_tensor_requires_grad(one));
+        assert_true(nb_tensor_item(one) == 1 && nb_tensor_item(num) == 1);
+        if (point == 0)
+            assert_true(nb_tensor_item(y) == 0.5);
+
+        /* the same values and derivatives as the canonical graph */
+        nb_graph *gc = nb_graph_new();
+        nb_tensor *cs[3];
+        for (int j = 0; j < 3; j++)
+            cs[j] = nb_tensor_set_requires_grad(nb_scalar(gc, NB_F64, v[j]), true);
+        nb_tensor *yc = nb_sym_to_graph(gc, s, parse(s, text), 3, names, cs);
+        assert_non_null(yc);
+        assert_true(close_rel(nb_tensor_item(y), nb_tensor_item(yc), 1e-12));
+        assert_int_equal(nb_backward(g, y), NB_OK);
+        assert_int_equal(nb_backward(gc, yc), NB_OK);
+        for (int j = 0; j < 3; j++) {
+            double got = nb_tensor_item(nb_tensor_grad(xs[j]));
+            double want = nb_tensor_item(nb_tensor_grad(cs[j]));
+            if (!close_rel(got, want, 1e-12))
+                fail_msg("d/d%s at (%g, %g, %g): recorded %.17g, canonical %.17g", names[j], v[0],
+                         v[1], v[2], got, want);
+        }
+        if (point == 0) { /* sigma' = 1/4 at 0, times x = 1 for w and 1 for b */
+            assert_true(nb_tensor_item(nb_tensor_grad(xs[1])) == 0.25);
+            assert_true(nb_tensor_item(nb_tensor_grad(xs[2])) == 0.25);
+        }
+        nb_graph_free(gc);
+        nb_graph_free(g);
+        nb_sym_free(s);
+    }
+}
+
+/* Operators as written: order, minus signs, literals, functions. */
+static void test_record_as_written(void **state)
+{
+    (void)state;
+    expect_recorded("x*y + z", "add(mul(x,y),z)");
+    expect_recorded("z + x*y", "add(z,mul(x,y))");
+    expect_recorded("x - y - z", "sub(sub(x,y),z)");
+    expect_recorded("x - (y - z)", "sub(x,sub(y,z))");
+    expect_recorded("x/y/z", "div(div(x,y),z)");
+    expect_recorded("x*y/z*x", "mul(div(mul(x,y),z),x)");
+    expect_recorded("x + x", "add(x,x)");
+    expect_recorded("-x", "neg(x)");
+    expect_recorded("--x", "neg(neg(x))");
+    expect_recorded("-(x + y)", "neg(add(x,y))");
+    expect_recorded("-x^2", "neg(pow(x,2))");
+    expect_recorded("x^y^z", "pow(x,pow(y,z))");
+    expect_recorded("(x^y)^z", "pow(pow(x,y),z)");
+    expect_recorded("x^-2", "pow(x,-2)");
+    expect_recorded("x^(-2)", "pow(x,-2)");
+    expect_recorded("x^-(2)", "pow(x,neg(2))");
+    expect_recorded("-2*x", "mul(-2,x)");
+    expect_recorded("2*-3*x", "mul(mul(2,-3),x)");
+    expect_recorded("-(2)*x", "mul(neg(2),x)");
+    expect_recorded("-2^2 + x", "add(neg(pow(2,2)),x)");
+    expect_recorded("--2 + x", "add(neg(-2),x)");
+    expect_recorded("x - -0.5", "sub(x,-0.5)");
+    expect_recorded("1*x + 0", "add(mul(1,x),0)");
+    expect_recorded("pow(x, 3) + max(x, y) - min(y, z)",
+                    "sub(add(pow(x,3),maximum(x,y)),minimum(y,z))");
+    expect_recorded("tan(x)", "div(sin(x),cos(x))");
+    expect_recorded("sin(x)*cos(y) + exp(z) - ln(z) - log(z)",
+                    "sub(sub(add(mul(sin(x),cos(y)),exp(z)),log(z)),log(z))");
+    expect_recorded("sqrt(z) + tanh(x) + sigmoid(y) + abs(y) + erf(x) + sign(y)",
+                    "add(add(add(add(add(sqrt(z),tanh(x)),sigmoid(y)),abs(y)),erf(x)),sign(y))");
+
+    /* -0 is the constant 0, not -0 */
+    nb_sym *s = nb_sym_new();
+    nb_graph *g = nb_graph_new();
+    nb_tensor *y = nb_sym_record(g, s, "-0", 2, 0, NULL, NULL);
+    assert_non_null(y);
+    assert_int_equal(nb_tensor_dtype(y), NB_F64);
+    assert_true(nb_tensor_item(y) == 0 && !signbit(nb_tensor_item(y)));
+
+    /* a negative base with an integer exponent: exact value and derivative
+     * in both modes (nb_pow's derivative in the exponent is not taken) */
+    const char *xn[1] = {"x"};
+    const char *powers[3] = {"x^3", "x^-2", "pow(x, 3)"};
+    double want_v[3] = {-8, 0.25, -8}, want_d[3] = {12, 0.25, 12};
+    for (int i = 0; i < 3; i++) {
+        nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, -2), true);
+        nb_tensor *p = nb_sym_record(g, s, powers[i], strlen(powers[i]), 1, xn, &x);
+        assert_non_null(p);
+        assert_true(nb_tensor_item(p) == want_v[i]);
+        assert_int_equal(nb_backward(g, p), NB_OK);
+        assert_true(nb_tensor_item(nb_tensor_grad(x)) == want_d[i]);
+        nb_tensor *one = nb_scalar(g, NB_F64, 1), *dy = NULL;
+        assert_int_equal(nb_jvp(g, p, &x, &one, 1, &dy), NB_OK);
+        assert_true(nb_tensor_item(dy) == want_d[i]);
+    }
+
+    /* the documented difference: x^0 at 0 is nb_pow's 0*0^(-1), NaN */
+    nb_tensor *x0 = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0), true);
+    nb_tensor *p0 = nb_sym_record(g, s, "x^0", 3, 1, xn, &x0);
+    assert_non_null(p0);
+    assert_true(nb_tensor_item(p0) == 1);
+    assert_int_equal(nb_backward(g, p0), NB_OK);
+    assert_true(isnan(nb_tensor_item(nb_tensor_grad(x0))));
+
+    /* f32 values: the constants are f32, elementwise over a vector */
+    int64_t shape[1] = {3};
+    float xv[3] = {0.5f, 1.0f, 2.0f};
+    nb_tensor *vals[2] = {nb_tensor_from(g, NB_F32, 1, shape, xv), nb_scalar(g, NB_F32, 2.0)};
+    const char *two[2] = {"x", "y"};
+    nb_tensor *r = nb_sym_record(g, s, "y*x - 0.5", 9, 2, two, vals);
+    assert_non_null(r);
+    assert_int_equal(nb_tensor_dtype(r), NB_F32);
+    assert_int_equal(nb_tensor_dtype(nb_op_input(r, 1)), NB_F32);
+    for (int i = 0; i < 3; i++)
+        tc_near(nb_tensor_get(r, i), 2 * xv[i] - 0.5, 0);
+    nb_graph_free(g);
+    nb_sym_free(s);
+}
+
+/* Recorded value and gradients (reverse, and forward in each variable) of
+ * @p text at @p p against nb_sym_to_graph's, to 1e-12 relative; false
+ * (not compared) where the canonical graph's are not all finite. */
+static bool record_matches_canonical(const char *text, const double *p)
+{
+    nb_sym *s = nb_sym_new();
+    nb_graph *g[2] = {nb_graph_new(), nb_graph_new()};
+    nb_tensor *xs[2][3], *y[2];
+    double value[2], rev[2][3], fwd[2][3];
+    for (int m = 0; m < 2; m++) {
+        for (int k = 0; k < 3; k++)
+            xs[m][k] = nb_tensor_set_requires_grad(nb_scalar(g[m], NB_F64, p[k]), true);
+        y[m] = m == 0 ? nb_sym_to_graph(g[0], s, parse(s, text), 3, var_names, xs[0])
+                      : nb_sym_record(g[1], s, text, strlen(text), 3, var_names, xs[1]);
+        if (!y[m])
+            fail_msg("'%s' (%s): %s", text, m ? "record" : "to_graph", nb_sym_error(s)->msg);
+        value[m] = nb_tensor_item(y[m]);
+        if (nb_tensor_requires_grad(y[m]))
+            assert_int_equal(nb_backward(g[m], y[m]), NB_OK);
+        for (int k = 0; k < 3; k++) {
+            nb_tensor *gr = nb_tensor_grad(xs[m][k]), *tan[3], *dy = NULL;
+            rev[m][k] = gr ? nb_tensor_item(gr) : 0;
+            for (int j = 0; j < 3; j++)
+                tan[j] = nb_scalar(g[m], NB_F64, j == k);
+            assert_int_equal(nb_jvp(g[m], y[m], xs[m], tan, 3, &dy), NB_OK);
+            fwd[m][k] = dy ? nb_tensor_item(dy) : 0;
+        }
+    }
+    bool finite = isfinite(value[0]);
+    for (int k = 0; k < 3; k++)
+        finite = finite && isfinite(rev[0][k]) && isfinite(fwd[0][k]);
+    if (finite) {
+        if (!close_rel(value[1], value[0], 1e-12))
+            fail_msg("'%s' at (%g, %g, %g): recorded %.17g, canonical %.17g", text, p[0], p[1],
+                     p[2], value[1], value[0]);
+        for (int k = 0; k < 3; k++)
+            if (!close_rel(rev[1][k], rev[0][k], 1e-12) || !close_rel(fwd[1][k], fwd[0][k], 1e-12))
+                fail_msg("'%s' d/d%s at (%g, %g, %g): recorded reverse %.17g forward %.17g, "
+                         "canonical %.17g %.17g",
+                         text, var_names[k], p[0], p[1], p[2], rev[1][k], fwd[1][k], rev[0][k],
+                         fwd[0][k]);
+    }
+    nb_graph_free(g[0]);
+    nb_graph_free(g[1]);
+    nb_sym_free(s);
+    return finite;
+}
+
+/* The corpus at random points of its ranges, and random formulas of the
+ * grammar with moderate constants: recorded as written, the same values
+ * and derivatives as the canonical graph. */
+static void test_record_matches_canonical(void **state)
+{
+    (void)state;
+    nb_rng rng;
+    nb_rng_seed(&rng, 11);
+    for (int c = 0; c < N_CORPUS; c++) {
+        int compared = 0;
+        for (int attempt = 0; attempt < 10; attempt++) {
+            double p[3];
+            for (int k = 0; k < 3; k++)
+                p[k] = corpus[c].lo + (corpus[c].hi - corpus[c].lo) * nb_rng_uniform(&rng);
+            compared += record_matches_canonical(corpus[c].text, p);
+        }
+        if (compared < 5)
+            fail_msg("%s: only %d points compared", corpus[c].text, compared);
+    }
+    const double p[3] = {0.75, -0.875, 1.25};
+    int compared = 0, tried = 0;
+    for (int i = 0; i < 1000; i++) {
+        char in[4096] = "";
+        gen_expr(&rng, in, sizeof in, 1 + (int)nb_rng_below(&rng, 2));
+        /* no huge or tiny constants, whose sums cancel differently in
+         * another order */
+        bool extreme = strstr(in, "123456") != NULL;
+        for (const char *e = strchr(in, 'e'); e && !extreme; e = strchr(e + 1, 'e'))
+            extreme = e > in && e[-1] >= '0' && e[-1] <= '9';
+        if (strlen(in) >= sizeof in - 1 || extreme)
+            continue;
+        tried++;
+        compared += record_matches_canonical(in, p);
+    }
+    assert_true(tried > 200 && compared > tried / 2);
+}
+
+/* Bad text gives nb_sym_parse's error, byte for byte, at the same offset,
+ * line and column, and records nothing; then the errors of recording. */
+static void test_record_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t len;
+    } bad[] = {
+        {"", 0},
+        {"   ", 3},
+        {"2+", 2},
+        {"sin(", 4},
+        {")(", 2},
+        {"x**y", 4},
+        {"foo(x)", 6},
+        {"1e999", 5},
+        {"2*1e", 4},
+        {"(x + 1", 6},
+        {"(x + 1 y", 8},
+        {"x + y)", 6},
+        {"3 x", 3},
+        {"sin + 1", 7},
+        {"max(x)", 6},
+        {"ln(x, y)", 8},
+        {"x # y", 5},
+        {"x + \xce\xbb", 6},
+        {"x+\0y", 4},
+        {"x+\x80", 3},
+        {"x*\xe2\x82", 4},
+        {"\xc0\xaf", 2},
+        {"x + 1\n  * (y -\n   )", 19},
+        {"x*y + (x", 8},
+        {"z + (x", 6},
+        {"max(x, y, z)", 12},
+        {"x^", 2},
+        {"-", 1},
+        {"x - -", 5},
+        {"x, y", 4},
+        {".", 1},
+        {"2x", 2},
+        {"exp", 3},
+        {"sin(x", 5},
+        {"((x)", 4},
+    };
+    nb_sym *s = nb_sym_new();
+    nb_graph *g = nb_graph_new();
+    nb_tensor *xs[3];
+    for (int k = 0; k < 3; k++)
+        xs[k] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 1 + k), true);
+    size_t n = 200000;
+    char *deep = malloc(n > NB_SYM_MAX_INPUT ? n : (size_t)NB_SYM_MAX_INPUT + 1);
+    assert_non_null(deep);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0] + 5; i++) {
+        const char *text;
+        size_t len;
+        if (i < sizeof bad / sizeof bad[0]) {
+            text = bad[i].text;
+            len = bad[i].len;
+        } else { /* deep nesting of each kind, a long name, too long an input */
+            size_t kind = i - sizeof bad / sizeof bad[0];
+            const char *unit = kind == 0 ? "(" : kind == 1 ? "-" : kind == 2 ? "x^" : "x";
+            len = kind == 4 ? (size_t)NB_SYM_MAX_INPUT + 1 : kind == 3 ? 300 : n;
+            for (size_t j = 0; j < len; j++)
+                deep[j] = unit[j % strlen(unit)];
+            text = deep;
+        }
+        assert_null(nb_sym_parse(s, text, len));
+        nb_error want = *nb_sym_error(s);
+        assert_int_equal(want.status, NB_ERR_PARSE);
+        uint64_t evals = nb_graph_evals(g);
+        assert_null(nb_sym_record(g, s, text, len, 3, var_names, xs));
+        const nb_error *got = nb_sym_error(s);
+        if (got->status != want.status || strcmp(got->msg, want.msg) != 0 ||
+            got->offset != want.offset || got->line != want.line || got->column != want.column)
+            fail_msg("'%.*s': record gives '%s' at %lld (%lld:%lld), parse '%s' at %lld "
+                     "(%lld:%lld)",
+                     (int)(len < 40 ? len : 40), text, got->msg, (long long)got->offset,
+                     (long long)got->line, (long long)got->column, want.msg, (long long)want.offset,
+                     (long long)want.line, (long long)want.column);
+        assert_string_equal(got->where, "nb_sym_record");
+        assert_true(nb_graph_evals(g) == evals); /* nothing recorded */
+        assert_int_equal(nb_graph_status(g), NB_OK);
+    }
+    free(deep);
+
+    /* a variable without a value: the first one in the text */
+    assert_null(nb_sym_record(g, s, "x + q*r", 7, 3, var_names, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NOTFOUND);
+    assert_string_equal(nb_sym_error(s)->msg, "unknown variable 'q'");
+    assert_string_equal(nb_sym_error(s)->name, "q");
+    assert_string_equal(nb_sym_error(s)->where, "nb_sym_record");
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    /* names may be NULL (never matched), as in nb_sym_to_graph */
+    const char *holes[3] = {"x", NULL, "z"};
+    assert_null(nb_sym_record(g, s, "y", 1, 3, holes, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NOTFOUND);
+    assert_non_null(nb_sym_record(g, s, "z", 1, 3, holes, xs));
+
+    /* NULLs and bad arguments */
+    assert_null(nb_sym_record(g, NULL, "x", 1, 3, var_names, xs));
+    assert_null(nb_sym_record(NULL, s, "x", 1, 3, var_names, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    assert_string_equal(nb_sym_error(s)->msg,
+                        "record: need a text, a graph, and names and values for n > 0");
+    assert_null(nb_sym_record(g, s, NULL, 1, 3, var_names, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    assert_null(nb_sym_record(g, s, "x", 1, 3, NULL, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    assert_null(nb_sym_record(g, s, "x", 1, 3, var_names, NULL));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    assert_null(nb_sym_record(g, s, "x", 1, -1, var_names, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    nb_tensor *with_null[3] = {xs[0], NULL, xs[2]};
+    assert_null(nb_sym_record(g, s, "x", 1, 3, var_names, with_null));
+    assert_int_equal(nb_sym_status(s), NB_ERR_NULL);
+    assert_string_equal(nb_sym_error(s)->msg, "record: values[1] is NULL");
+    /* NULL text of length 0 is the empty text */
+    assert_null(nb_sym_record(g, s, NULL, 0, 3, var_names, xs));
+    assert_int_equal(nb_sym_status(s), NB_ERR_PARSE);
+    assert_string_equal(nb_sym_error(s)->msg, "empty expression at 0");
+    /* mixed dtypes */
+    nb_tensor *mixed[2] = {xs[0], nb_scalar(g, NB_F32, 1)};
+    assert_null(nb_sym_record(g, s, "x", 1, 2, var_names, mixed));
+    assert_int_equal(nb_sym_status(s), NB_ERR_DTYPE);
+    assert_string_equal(nb_sym_error(s)->msg, "record: values[1] is f32, values[0] is f64");
+
+    /* an op that fails: shapes that do not broadcast */
+    int64_t three[1] = {3}, two[1] = {2};
+    nb_tensor *vec[3] = {nb_zeros(g, NB_F64, 1, three), nb_zeros(g, NB_F64, 1, two), xs[2]};
+    const char *texts[4] = {"z*x - y", "x + y", "x/y", "max(x, y)"};
+    const char *ops[4] = {"-", "+", "/", "max"};
+    for (int i = 0; i < 4; i++) {
+        assert_null(nb_sym_record(g, s, texts[i], strlen(texts[i]), 3, var_names, vec));
+        assert_int_equal(nb_sym_status(s), NB_ERR_GRAPH);
+        char want[64];
+        snprintf(want, sizeof want, "building %s in the graph failed: ", ops[i]);
+        if (strncmp(nb_sym_error(s)->msg, want, strlen(want)) != 0)
+            fail_msg("'%s': '%s', want '%s...'", texts[i], nb_sym_error(s)->msg, want);
+        assert_int_equal(nb_graph_status(g), NB_ERR_SHAPE);
+        nb_graph_clear_error(g);
+    }
+    /* success clears the error */
+    assert_non_null(nb_sym_record(g, s, "x", 1, 3, var_names, xs));
+    assert_int_equal(nb_sym_status(s), NB_OK);
+    assert_string_equal(nb_sym_error(s)->msg, "");
+    nb_graph_free(g);
+    nb_sym_free(s);
+}
+
+/* Failing the n-th allocation of the graph while recording, for every n,
+ * gives an error (NB_ERR_GRAPH in the pool, NB_ERR_NOMEM in the graph) and
+ * never a crash or a leak. The formula is long enough to need several
+ * chunks of the graph's arena. */
+static void test_record_allocation_failure(void **state)
+{
+    (void)state;
+    const char *unit = "1/(exp(-(w*x+b))+1) + max(x, w)*sigmoid(x/b) - tan(w)^2 + ";
+    size_t reps = 2000, ulen = strlen(unit);
+    char *text = malloc(reps * ulen + 2);
+    assert_non_null(text);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(text + i * ulen, unit, ulen);
+    memcpy(text + reps * ulen, "x", 2);
+    const char *names[3] = {"x", "w", "b"};
+    int failures = 0;
+    bool succeeded = false;
+    for (long n = 0; n < 1000 && !succeeded; n++) {
+        failing f = {-1, 0};
+        nb_graph *g = nb_graph_new_alloc(failing_alloc, &f);
+        nb_sym *s = nb_sym_new();
+        assert_non_null(g);
+        assert_non_null(s);
+        nb_tensor *xs[3];
+        for (int k = 0; k < 3; k++)
+            assert_non_null(xs[k] = nb_scalar(g, NB_F64, 0.5 + k));
+        f.budget = n;
+        nb_tensor *y = nb_sym_record(g, s, text, strlen(text), 3, names, xs);
+        if (y) {
+            succeeded = true;
+        } else {
+            failures++;
+            assert_int_equal(nb_sym_status(s), NB_ERR_GRAPH);
+            assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
+            assert_non_null(strstr(nb_sym_error(s)->msg, "in the graph failed"));
+        }
+        nb_sym_free(s);
+        nb_graph_free(g);
+        assert_int_equal(f.live, 0);
+    }
+    free(text);
+    assert_true(succeeded);
+    assert_true(failures >= 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -991,6 +1490,11 @@ int main(void)
         cmocka_unit_test(test_allocation_failure),
         cmocka_unit_test(test_fuzz_sign_of_products),
         cmocka_unit_test(test_round_trip_random),
+        cmocka_unit_test(test_record_notes),
+        cmocka_unit_test(test_record_as_written),
+        cmocka_unit_test(test_record_matches_canonical),
+        cmocka_unit_test(test_record_errors),
+        cmocka_unit_test(test_record_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,6 +208,36 @@ NB_API nb_tensor *nb_sym_to_graph(nb_graph *g, nb_sym *s, const nb_expr *e, int 
                                   const char *const *names, nb_tensor *const *values);
 
 /**
+ * Parse @p len bytes of @p text as nb_sym_parse does (the same grammar,
+ * limits and parse errors, with the same messages and offsets) and record
+ * the formula in @p g as written: each operator, left to right, is one
+ * primitive with its operands in the written order. a + b is nb_add(a, b),
+ * a - b nb_sub, a * b nb_mul, a / b nb_div, -a nb_neg, a ^ b and pow(a, b)
+ * nb_pow; functions are their primitives as in nb_sym_to_graph (tan is
+ * sin/cos). So w*x + b is add(mul(w, x), b) and -(w*x + b) is
+ * neg(add(mul(w, x), b)). Nothing is reordered, flattened, folded or
+ * shared: a name used twice is the same tensor, x + x is add(x, x), and
+ * each number literal is its own scalar constant (of the values' dtype,
+ * f64 when n is 0; no gradient), a minus sign written right before a
+ * number being part of it: -2 is the constant -2 (-0 is 0), while -(2) is
+ * neg(2) and -2^2 is neg(pow(2, 2)). A power records nb_pow even for a
+ * constant exponent: its derivative in the base, b*a^(b-1), is finite and
+ * exact for a negative base with an integer exponent ((-2)^3 has
+ * derivative 12); nb_pow's derivative of 0^0 is NaN where
+ * nb_sym_to_graph's is 0.
+ * The variable names[i] is bound to values[i] (all of one dtype, shapes
+ * that broadcast), as in nb_sym_to_graph. Returns the output tensor.
+ * Errors (NULL, in the pool; where = "nb_sym_record"): the parse errors of
+ * nb_sym_parse (checked before anything is recorded), NB_ERR_NOTFOUND
+ * ("unknown variable 'z'") for a name without a value (the first in the
+ * text), NB_ERR_DTYPE for mixed dtypes, an op's failure (NB_ERR_GRAPH in
+ * the pool; the graph holds the op's error), NB_ERR_NULL for a NULL
+ * graph, text (with len > 0), names or values (n > 0).
+ */
+NB_API nb_tensor *nb_sym_record(nb_graph *g, nb_sym *s, const char *text, size_t len, int n,
+                                const char *const *names, nb_tensor *const *values);
+
+/**
  * Variables of @p e in byte order of their names: up to @p cap names
  * (owned by the pool) go to @p names. Returns how many there are (may
  * exceed @p cap), or -1 on error (NB_ERR_NULL, NB_ERR_NOMEM).

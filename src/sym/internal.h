@@ -8,6 +8,9 @@
 #include <stdarg.h>
 #include <string.h>
 
+/* Longest variable or function name the parser accepts, in bytes. */
+#define NBS_MAX_NAME 256
+
 /* uthash allocates through the pool in scope (every caller names it `s`)
  * and reports a failed allocation instead of exiting. */
 #define HASH_NONFATAL_OOM 1
@@ -102,6 +105,31 @@ const nb_expr *nbs_fn2(nb_sym *s, nb_sym_kind kind, const nb_expr *a, const nb_e
 const nb_expr *nbs_rebuild(nb_sym *s, const nb_expr *e, const nb_expr *const *args);
 /* The simplified form of @p e (not NULL) within the current call. */
 const nb_expr *nbs_simplify(nb_sym *s, const nb_expr *e);
+
+/* Graphs of nabla primitives (graph.c). The variables of a graph-building
+ * call, bound to tensors of one dtype. */
+typedef struct nbs_binding {
+    nb_graph *g;
+    nb_dtype dt; /* the values' dtype, f64 when there are none */
+    int n;
+    const char *const *names;
+    nb_tensor *const *values;
+} nbs_binding;
+/* Check the arguments of the call @p what ("to_graph") and bind them;
+ * @p have says whether its @p need ("an expression") was given. */
+bool nbs_bind(nb_sym *s, nbs_binding *b, const char *what, const char *need, bool have, nb_graph *g,
+              int n, const char *const *names, nb_tensor *const *values);
+/* The tensor bound to the @p len bytes of @p name; NULL when unbound. */
+nb_tensor *nbs_graph_var(const nbs_binding *b, const char *name, size_t len);
+/* Operators that are written but are not kinds: a - b, a / b, -a. */
+enum { NBS_SUB = NB_SYM_KIND_COUNT, NBS_DIV, NBS_NEG };
+/* The primitive of a kind (a function, NB_SYM_ADD, NB_SYM_MUL, NB_SYM_POW as
+ * nb_pow; tan is sin/cos) or of NBS_SUB, NBS_DIV, NBS_NEG, applied to @p a
+ * (and @p b for two operands). NULL with the graph's error on failure. */
+nb_tensor *nbs_graph_apply(nb_graph *g, int op, nb_tensor *a, nb_tensor *b);
+/* @p r, or NULL with NB_ERR_GRAPH ("building @p what in the graph failed:
+ * <the graph's error>") unless the pool holds an error already. */
+nb_tensor *nbs_graph_built(nb_sym *s, const nbs_binding *b, nb_tensor *r, const char *what);
 
 /* Scalar semantics shared by folding and evaluation (eval.c). */
 double nbs_apply_num(nb_sym_kind kind, const double *x, int n);

@@ -6,11 +6,14 @@
  *   primary := number | name | name '(' expr (',' expr)* ')' | '(' expr ')'
  * Recursion is bounded by NB_SYM_MAX_NESTING; every error names the byte
  * offset and the token there.
- * Products are built canonically, so that each has one spelling the printer
- * can write: -a is (-1)*a, a / b is a*b^(-1) (a*b^(-c) for b^c with a
- * constant c), and the constant factors of a product are multiplied into
- * one coefficient as nb_sym_eval would multiply them (-(-t) is t, -(2*x)
- * and -2*x are (-2)*x, 1*x is x). */
+ * One grammar walk, three builders (the build_* functions below): it
+ * builds the pool's canonical expression (nb_sym_parse), records each
+ * operator as written in a graph (nb_sym_record), or only checks.
+ * Canonical products have one spelling the printer can write: -a is
+ * (-1)*a, a / b is a*b^(-1) (a*b^(-c) for b^c with a constant c), and the
+ * constant factors of a product are multiplied into one coefficient as
+ * nb_sym_eval would multiply them (-(-t) is t, -(2*x) and -2*x are
+ * (-2)*x, 1*x is x). */
 
 #include "internal.h"
 
@@ -18,13 +21,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define MAX_NAME 256
 #define MAX_NUMBER 400
 
 typedef enum tok_kind { T_END, T_NUM, T_NAME, T_PUNCT } tok_kind;
 
+/* What the grammar walk builds. */
+typedef enum build_mode {
+    BUILD_CHECK, /* nothing: the text is only checked */
+    BUILD_EXPR,  /* the canonical expression in the pool */
+    BUILD_GRAPH, /* a graph, one primitive per operator as written */
+} build_mode;
+
+/* A built value: a const nb_expr * (BUILD_EXPR), an nb_tensor *
+ * (BUILD_GRAPH) or &checked (BUILD_CHECK); NULL after an error. */
+typedef const void *built;
+static const char checked;
+
 typedef struct parser {
     nb_sym *s;
+    build_mode mode;
+    const nbs_binding *bind; /* BUILD_GRAPH: the graph and the variables */
+    nb_tensor *literal;      /* BUILD_GRAPH: the tensor of the last number read */
     const char *text;
     size_t len;
     size_t pos; /* next byte to scan */
@@ -114,7 +131,7 @@ static const char *describe(const parser *p, char *buf, size_t n)
 }
 
 /* "<what> at <offset> near <token>" at the current token. */
-static const nb_expr *fail(parser *p, const char *what)
+static built fail(parser *p, const char *what)
 {
     char tok[64];
     if (!p->failed)
@@ -213,7 +230,7 @@ static bool next(parser *p)
         size_t i = p->pos;
         while (i < p->len && (is_alpha(t[i]) || is_digit(t[i])))
             i++;
-        if (i - p->pos > MAX_NAME)
+        if (i - p->pos > NBS_MAX_NAME)
             return fail_at(p, p->pos, "name longer than %s bytes", "256");
         p->kind = T_NAME;
         p->end = i;
@@ -247,8 +264,8 @@ static bool is_punct(const parser *p, char c)
     return p->kind == T_PUNCT && p->text[p->start] == c;
 }
 
-static const nb_expr *expr(parser *p);
-static const nb_expr *unary(parser *p);
+static built expr(parser *p);
+static built unary(parser *p);
 
 /* Operands gathered for one flat sum or product. */
 typedef struct operands {
@@ -349,10 +366,129 @@ static const nb_expr *negate(parser *p, const nb_expr *e)
     return product(p, &l, ok);
 }
 
-static const nb_expr *call(parser *p, size_t name_start, size_t name_end)
+/* a / b is a * b^(-1), and a / b^c with a constant c is a * b^(-c). */
+static const nb_expr *reciprocal(parser *p, const nb_expr *f)
+{
+    if (!f)
+        return NULL;
+    if (f->kind == NB_SYM_POW && f->args[1]->kind == NB_SYM_NUM)
+        return nbs_make2(p->s, NB_SYM_POW, f->args[0], nbs_num(p->s, -f->args[1]->value));
+    return nbs_make2(p->s, NB_SYM_POW, f, nbs_num(p->s, -1));
+}
+
+/* ------------------------------------------------------- build points */
+
+/* The number @p v: a node, or a scalar constant of the values' dtype. */
+static built build_num(parser *p, double v)
+{
+    if (p->mode == BUILD_EXPR)
+        return nbs_num(p->s, v);
+    if (p->mode == BUILD_CHECK)
+        return &checked;
+    nb_tensor *t = nb_scalar(p->bind->g, p->bind->dt, v);
+    p->literal = t;
+    return nbs_graph_built(p->s, p->bind, t, nbs_kind_name(NB_SYM_NUM));
+}
+
+/* The variable named by the current token: a node, or its bound tensor. */
+static built build_var(parser *p, size_t start, size_t end)
+{
+    if (p->mode == BUILD_EXPR)
+        return nbs_var(p->s, p->text + start, end - start);
+    if (p->mode == BUILD_CHECK)
+        return &checked;
+    nb_tensor *t = nbs_graph_var(p->bind, p->text + start, end - start);
+    if (!t) {
+        char name[NBS_MAX_NAME + 1];
+        memcpy(name, p->text + start, end - start);
+        name[end - start] = '\0';
+        nbs_unknown_var(p->s, name);
+    }
+    return t;
+}
+
+/* @p op (a kind, NBS_SUB, NBS_DIV, NBS_NEG) of @p a (and @p b) in the graph. */
+static built record(parser *p, int op, built a, built b)
+{
+    nb_tensor *r = nbs_graph_apply(p->bind->g, op, (nb_tensor *)a, (nb_tensor *)b);
+    static const char *const written[] = {"-", "/", "unary -"};
+    const char *what =
+        op >= NB_SYM_KIND_COUNT ? written[op - NB_SYM_KIND_COUNT] : nbs_kind_name((nb_sym_kind)op);
+    return nbs_graph_built(p->s, p->bind, r, what);
+}
+
+/* A function @p kind of one or two operands. */
+static built build_call(parser *p, nb_sym_kind kind, built a, built b)
+{
+    if (p->mode == BUILD_EXPR)
+        return nbs_arity(kind) == 1 ? nbs_make1(p->s, kind, a) : nbs_make2(p->s, kind, a, b);
+    return p->mode == BUILD_CHECK ? &checked : record(p, (int)kind, a, b);
+}
+
+/* a ^ b. */
+static built build_power(parser *p, built a, built b)
+{
+    if (p->mode == BUILD_EXPR)
+        return nbs_make2(p->s, NB_SYM_POW, a, b);
+    return p->mode == BUILD_CHECK ? &checked : record(p, NB_SYM_POW, a, b);
+}
+
+/* -a. A number written right after the minus (-2, not -(2) or -2^2) is
+ * recorded as the constant -2 (0 for -0), as the canonical form has it. */
+static built build_negation(parser *p, built a, bool number_follows)
+{
+    if (p->mode == BUILD_EXPR)
+        return negate(p, a);
+    if (p->mode == BUILD_CHECK || !a)
+        return a;
+    if (number_follows && a == p->literal) {
+        double v = -nb_tensor_item(p->literal);
+        nb_tensor_set(p->literal, 0, v == 0 ? 0 : v);
+        return a;
+    }
+    return record(p, NBS_NEG, a, NULL);
+}
+
+/* One operand @p x of a sum (@p op '+' or '-') or a product ('*' or '/'),
+ * @p first or joined to those before: gathered for the canonical flat node,
+ * or recorded left to right into *acc. False after an error. */
+static bool fold(parser *p, operands *l, built *acc, char op, built x, bool first)
+{
+    if (!x)
+        return false;
+    bool sum = op == '+' || op == '-';
+    if (p->mode == BUILD_EXPR) {
+        if (op == '-')
+            x = negate(p, x);
+        else if (op == '/')
+            x = reciprocal(p, x);
+        return sum ? push(p, l, x) : push_factor(p, l, x);
+    }
+    if (first || p->mode == BUILD_CHECK) {
+        *acc = x;
+    } else {
+        int kind = op == '+' ? NB_SYM_ADD : op == '-' ? NBS_SUB : op == '*' ? NB_SYM_MUL : NBS_DIV;
+        *acc = record(p, kind, *acc, x);
+    }
+    return *acc != NULL;
+}
+
+/* The sum or product (@p kind) that fold gathered. */
+static built fold_end(parser *p, operands *l, built acc, nb_sym_kind kind, bool ok)
+{
+    if (p->mode == BUILD_EXPR)
+        return kind == NB_SYM_MUL ? product(p, l, ok) : finish(p, l, kind, ok);
+    if (!ok)
+        p->failed = true;
+    return ok ? acc : NULL;
+}
+
+/* ---------------------------------------------------------- the grammar */
+
+static built call(parser *p, size_t name_start, size_t name_end)
 {
     int f = find_function(p->text + name_start, name_end - name_start);
-    char name[MAX_NAME + 1];
+    char name[NBS_MAX_NAME + 1];
     size_t n = name_end - name_start;
     memcpy(name, p->text + name_start, n);
     name[n] = '\0';
@@ -360,12 +496,12 @@ static const nb_expr *call(parser *p, size_t name_start, size_t name_end)
         fail_at(p, name_start, "unknown function '%.40s'", name);
         return NULL;
     }
-    const nb_expr *args[2] = {NULL, NULL};
+    built args[2] = {NULL, NULL};
     int n_args = 0;
     if (!next(p)) /* past '(' */
         return NULL;
     for (;;) {
-        const nb_expr *a = expr(p);
+        built a = expr(p);
         if (!a)
             return NULL;
         if (n_args < 2)
@@ -386,14 +522,13 @@ static const nb_expr *call(parser *p, size_t name_start, size_t name_end)
     }
     if (!next(p))
         return NULL;
-    return functions[f].arity == 1 ? nbs_make1(p->s, functions[f].kind, args[0])
-                                   : nbs_make2(p->s, functions[f].kind, args[0], args[1]);
+    return build_call(p, functions[f].kind, args[0], args[1]);
 }
 
-static const nb_expr *primary(parser *p)
+static built primary(parser *p)
 {
     if (p->kind == T_NUM) {
-        const nb_expr *e = nbs_num(p->s, p->value);
+        built e = build_num(p, p->value);
         return e && next(p) ? e : NULL;
     }
     if (p->kind == T_NAME) {
@@ -403,17 +538,17 @@ static const nb_expr *primary(parser *p)
         if (is_punct(p, '('))
             return call(p, start, end);
         if (find_function(p->text + start, end - start) >= 0) {
-            char what[MAX_NAME + 48];
+            char what[NBS_MAX_NAME + 48];
             snprintf(what, sizeof what, "expected '(' after function '%.*s'", (int)(end - start),
                      p->text + start);
             return fail(p, what);
         }
-        return nbs_var(p->s, p->text + start, end - start);
+        return build_var(p, start, end);
     }
     if (is_punct(p, '(')) {
         if (!next(p))
             return NULL;
-        const nb_expr *e = expr(p);
+        built e = expr(p);
         if (!e)
             return NULL;
         if (!is_punct(p, ')'))
@@ -425,7 +560,7 @@ static const nb_expr *primary(parser *p)
     return fail(p, "expected an operand");
 }
 
-static const nb_expr *unary(parser *p)
+static built unary(parser *p)
 {
     if (p->depth >= NB_SYM_MAX_NESTING) {
         char what[64];
@@ -433,14 +568,18 @@ static const nb_expr *unary(parser *p)
         return fail(p, what);
     }
     p->depth++;
-    const nb_expr *r;
+    built r;
     if (is_punct(p, '-')) {
-        r = next(p) ? negate(p, unary(p)) : NULL;
+        r = NULL;
+        if (next(p)) {
+            bool number_follows = p->kind == T_NUM;
+            r = build_negation(p, unary(p), number_follows);
+        }
     } else {
         r = primary(p);
         if (r && is_punct(p, '^')) {
-            const nb_expr *ex = next(p) ? unary(p) : NULL;
-            r = ex ? nbs_make2(p->s, NB_SYM_POW, r, ex) : NULL;
+            built ex = next(p) ? unary(p) : NULL;
+            r = ex ? build_power(p, r, ex) : NULL;
         }
     }
     p->depth--;
@@ -449,44 +588,28 @@ static const nb_expr *unary(parser *p)
     return r;
 }
 
-/* a / b is a * b^(-1), and a / b^c with a constant c is a * b^(-c). */
-static const nb_expr *reciprocal(parser *p, const nb_expr *f)
-{
-    if (!f)
-        return NULL;
-    if (f->kind == NB_SYM_POW && f->args[1]->kind == NB_SYM_NUM)
-        return nbs_make2(p->s, NB_SYM_POW, f->args[0], nbs_num(p->s, -f->args[1]->value));
-    return nbs_make2(p->s, NB_SYM_POW, f, nbs_num(p->s, -1));
-}
-
-static const nb_expr *term(parser *p)
+static built term(parser *p)
 {
     operands l = {0};
-    bool ok = push_factor(p, &l, unary(p));
+    built acc = NULL;
+    bool ok = fold(p, &l, &acc, '*', unary(p), true);
     while (ok && (is_punct(p, '*') || is_punct(p, '/'))) {
-        bool divide = is_punct(p, '/');
-        ok = next(p);
-        if (!ok)
-            break;
-        const nb_expr *f = unary(p);
-        ok = push_factor(p, &l, divide ? reciprocal(p, f) : f);
+        char op = p->text[p->start];
+        ok = next(p) && fold(p, &l, &acc, op, unary(p), false);
     }
-    return product(p, &l, ok);
+    return fold_end(p, &l, acc, NB_SYM_MUL, ok);
 }
 
-static const nb_expr *expr(parser *p)
+static built expr(parser *p)
 {
     operands l = {0};
-    bool ok = push(p, &l, term(p));
+    built acc = NULL;
+    bool ok = fold(p, &l, &acc, '+', term(p), true);
     while (ok && (is_punct(p, '+') || is_punct(p, '-'))) {
-        bool minus = is_punct(p, '-');
-        ok = next(p);
-        if (!ok)
-            break;
-        const nb_expr *t = term(p);
-        ok = push(p, &l, minus ? negate(p, t) : t);
+        char op = p->text[p->start];
+        ok = next(p) && fold(p, &l, &acc, op, term(p), false);
     }
-    return finish(p, &l, NB_SYM_ADD, ok);
+    return fold_end(p, &l, acc, NB_SYM_ADD, ok);
 }
 
 /* Line and column (1-based, in bytes) of the error's offset in the text. */
@@ -503,26 +626,36 @@ static void locate(nb_error *e, const char *text, size_t len)
     e->column = (int64_t)(at - line_start) + 1;
 }
 
-static const nb_expr *parse(nb_sym *s, const char *text, size_t len)
+static built parse(parser *p)
 {
-    if (len > NB_SYM_MAX_INPUT) {
-        nbs_error(s, NB_ERR_PARSE, NB_SYM_MAX_INPUT, "input of %zu bytes is longer than %d at %d",
-                  len, NB_SYM_MAX_INPUT, NB_SYM_MAX_INPUT);
+    if (p->len > NB_SYM_MAX_INPUT) {
+        nbs_error(p->s, NB_ERR_PARSE, NB_SYM_MAX_INPUT,
+                  "input of %zu bytes is longer than %d at %d", p->len, NB_SYM_MAX_INPUT,
+                  NB_SYM_MAX_INPUT);
         return NULL;
     }
-    parser p = {.s = s, .text = text, .len = len};
-    if (!next(&p))
+    if (!next(p))
         return NULL;
-    if (p.kind == T_END) {
-        nbs_error(s, NB_ERR_PARSE, (int64_t)p.start, "empty expression at %zu", p.start);
+    if (p->kind == T_END) {
+        nbs_error(p->s, NB_ERR_PARSE, (int64_t)p->start, "empty expression at %zu", p->start);
         return NULL;
     }
-    const nb_expr *e = expr(&p);
+    built e = expr(p);
     if (!e)
         return NULL;
-    if (p.kind != T_END)
-        return fail(&p, is_punct(&p, ')') ? "unmatched ')'" : "expected an operator");
+    if (p->kind != T_END)
+        return fail(p, is_punct(p, ')') ? "unmatched ')'" : "expected an operator");
     return e;
+}
+
+/* Walk @p text with the builder @p mode; a parse error is located. */
+static built walk(nb_sym *s, const char *text, size_t len, build_mode mode, const nbs_binding *b)
+{
+    parser p = {.s = s, .mode = mode, .bind = b, .text = text ? text : "", .len = len};
+    built r = parse(&p);
+    if (!r)
+        locate(&s->err, p.text, len);
+    return r;
 }
 
 const nb_expr *nb_sym_parse(nb_sym *s, const char *text, size_t len)
@@ -534,8 +667,20 @@ const nb_expr *nb_sym_parse(nb_sym *s, const char *text, size_t len)
         nbs_error(s, NB_ERR_NULL, -1, "parse: text is NULL");
         return NULL;
     }
-    const nb_expr *e = parse(s, text ? text : "", len);
-    if (!e)
-        locate(&s->err, text ? text : "", len);
-    return e;
+    return walk(s, text, len, BUILD_EXPR, NULL);
+}
+
+/* The text is checked first, so that it gives the parse error
+ * nb_sym_parse would give before anything is recorded. */
+nb_tensor *nb_sym_record(nb_graph *g, nb_sym *s, const char *text, size_t len, int n,
+                         const char *const *names, nb_tensor *const *values)
+{
+    if (!s)
+        return NULL;
+    nbs_clear(s, "nb_sym_record");
+    nbs_binding b;
+    if (!nbs_bind(s, &b, "record", "a text", text || len == 0, g, n, names, values) ||
+        !walk(s, text, len, BUILD_CHECK, NULL))
+        return NULL;
+    return (nb_tensor *)walk(s, text, len, BUILD_GRAPH, &b);
 }
