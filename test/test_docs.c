@@ -209,6 +209,23 @@ static void test_figures(void **state)
         free(want);
         free(got);
         checked++;
+        /* the pictures and pages trace writes (--svg, --html) are the
+         * committed ones, byte for byte */
+        for (const char *q = strstr(p, "\"$out/"); q && q < redirect; q = strstr(q + 1, "\"$out/")) {
+            char name[128], fig[256], made[512];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(q + 6, "\""), q + 6);
+            size_t len = strlen(name);
+            if (len < 5 || (strcmp(name + len - 4, ".svg") && strcmp(name + len - 5, ".html")))
+                continue;
+            snprintf(fig, sizeof fig, "docs/figures/%s", name);
+            snprintf(made, sizeof made, "%s/%s", tmp, name);
+            char *committed = tc_slurp(top, fig), *now = tc_slurp("", made);
+            if (strcmp(committed, now) != 0)
+                fail_msg("%s is not what `nabla %s` writes now. Run docs/figures.sh.", fig, args);
+            free(committed);
+            free(now);
+            checked++;
+        }
     }
     assert_true(checked >= 3); /* the trace and the two modes figures */
     free_lines(lines, n);

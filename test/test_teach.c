@@ -278,6 +278,82 @@ static void test_refusals(void **state)
     nb_graph_free(g);
 }
 
+static nb_status svg_reverse(const nb_trace *tr, FILE *f, nb_error *err)
+{
+    return nb_trace_svg(tr, f, NB_TRACE_REVERSE, 0, err);
+}
+
+static nb_status svg_forward_w(const nb_trace *tr, FILE *f, nb_error *err)
+{
+    return nb_trace_svg(tr, f, NB_TRACE_FORWARD, 1, err);
+}
+
+static nb_status html_page(const nb_trace *tr, FILE *f, nb_error *err)
+{
+    return nb_trace_html(tr, f, "f = <1/(exp(-(w*x+b))+1)> & more", err);
+}
+
+/* the pictures: what they hold, and every refusal */
+static void test_pictures(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *xs[3] = {input(g, "x", 1), input(g, "w", 0), input(g, "b", 0)};
+    nb_tensor *y = logistic(g, xs[0], xs[1], xs[2]);
+    nb_error err;
+    nb_trace *tr = nb_trace_new(g, y, xs, 3, &err);
+    assert_non_null(tr);
+    char *svg = written(svg_reverse, tr);
+    assert_non_null(strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_non_null(strstr(svg, ">h3 = -h2</text>"));
+    assert_non_null(strstr(svg, ">\u1e21 = 0.25</text>")); /* g_w */
+    assert_null(strstr(svg, "\u1e6b"));                   /* no tangents in reverse */
+    free(svg);
+    svg = written(svg_forward_w, tr);
+    assert_non_null(strstr(svg, ">\u1e6b = 1</text>")); /* the seed dw/dw */
+    assert_non_null(strstr(svg, ">-0.25</text>"));       /* the edge h5 -> h6 */
+    free(svg);
+    char *page = written(html_page, tr);
+    assert_non_null(strstr(page, "default-src 'none'"));
+    assert_non_null(strstr(page, "<title>f = &lt;1/(exp(-(w*x+b))+1)&gt; &amp; more</title>"));
+    assert_non_null(strstr(page, "\"title\":\"f = \\u003c1/(exp(-(w*x+b))+1)\\u003e \\u0026 more\""));
+    assert_non_null(strstr(page, "\"rows\":{\"eval\":[\"evaluation trace\",\"  h1   = w*x"));
+    assert_non_null(strstr(page, "\"cost\":{\"ops\":6,\"sweeps\":3,\"forward\":18,\"reverse\":6}"));
+    assert_null(strstr(page, "</script><")); /* the data closes its element once */
+    free(page);
+
+    assert_int_equal(nb_trace_svg(tr, stdout, (nb_trace_mode)7, 0, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "mode 7 is not one of nb_trace_mode's values"));
+    assert_int_equal(nb_trace_svg(tr, stdout, NB_TRACE_FORWARD, 3, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "forward sweep 3 is not in 0..2"));
+    assert_int_equal(nb_trace_svg(NULL, stdout, NB_TRACE_VALUES, 0, &err), NB_ERR_NULL);
+    assert_int_equal(nb_trace_svg(tr, NULL, NB_TRACE_VALUES, 0, &err), NB_ERR_NULL);
+    assert_int_equal(nb_trace_html(NULL, stdout, NULL, &err), NB_ERR_NULL);
+    assert_int_equal(nb_trace_html(tr, NULL, NULL, &err), NB_ERR_NULL);
+    FILE *full = fopen("/dev/full", "w");
+    if (full) {
+        assert_int_equal(nb_trace_svg(tr, full, NB_TRACE_VALUES, 0, &err), NB_ERR_IO);
+        clearerr(full);
+        assert_int_equal(nb_trace_html(tr, full, NULL, &err), NB_ERR_IO);
+        fclose(full);
+    }
+    nb_trace_free(tr);
+
+    /* too large to draw: 1 + 2 * 120 tensors */
+    nb_graph_reset(g);
+    nb_tensor *x = input(g, "x", 0.5), *acc = x;
+    for (int i = 0; i < 120; i++)
+        acc = nb_add(g, nb_sin(g, acc), x);
+    tr = nb_trace_new(g, acc, &x, 1, &err);
+    assert_non_null(tr);
+    assert_int_equal(nb_trace_html(tr, stdout, NULL, &err), NB_ERR_ARG);
+    assert_non_null(strstr(err.msg, "241 tensors, more than a picture can show readably (200); "
+                                    "draw it with nb_graph_dot (nabla trace --dot) instead"));
+    assert_int_equal(nb_trace_svg(tr, stdout, NB_TRACE_VALUES, 0, &err), NB_ERR_ARG);
+    nb_trace_free(tr);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_tensor_graph),
         cmocka_unit_test(test_disagreeing_rules),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_pictures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,6 +92,40 @@ NB_API nb_status nb_trace_print(const nb_trace *tr, FILE *f, nb_error *err);
  */
 NB_API nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err);
 
+/** What a picture shows beside the values. */
+typedef enum nb_trace_mode {
+    NB_TRACE_VALUES = 0,  /**< the evaluation: values only */
+    NB_TRACE_FORWARD = 1, /**< one forward sweep: tangents, local derivatives on the edges */
+    NB_TRACE_REVERSE = 2, /**< the reverse sweep: adjoints, local derivatives on the edges */
+} nb_trace_mode;
+
+/**
+ * Draw the graph as a standalone SVG picture (for slides): laid out left
+ * to right by nabla itself (no Graphviz), one box per tensor named as in the
+ * table, with its op as written and its value, and in @p mode
+ * NB_TRACE_FORWARD the tangents of forward sweep @p sweep (0-based, in
+ * input order) or in NB_TRACE_REVERSE the adjoints; the edges carry their
+ * local derivatives. Errors (in @p err, may be NULL): NB_ERR_NULL,
+ * NB_ERR_ARG (a mode or sweep out of range; a graph of more than
+ * NB_TRACE_MAX_DRAWN tensors, with a message that suggests nb_graph_dot),
+ * NB_ERR_NOMEM, NB_ERR_IO.
+ */
+NB_API nb_status nb_trace_svg(const nb_trace *tr, FILE *f, nb_trace_mode mode, int sweep,
+                              nb_error *err);
+
+/**
+ * Write one self-contained HTML page (inline SVG, style and script; a
+ * content security policy that lets it load nothing else) that steps
+ * through the evaluation node by node, a forward sweep for a chosen input
+ * (each node's tangent, each edge's local derivative) and the reverse sweep
+ * edge by edge (adjoint += local · upstream, fan-out sums shown), beside the
+ * table nb_trace_print prints with the current row marked, and the cost of
+ * each mode. The step is in the URL (`#mode=reverse&step=7`,
+ * `#mode=forward&wrt=w&step=3`); the arrow keys step. @p title may be NULL.
+ * Errors as nb_trace_svg.
+ */
+NB_API nb_status nb_trace_html(const nb_trace *tr, FILE *f, const char *title, nb_error *err);
+
 #ifdef __cplusplus
 }
 #endif

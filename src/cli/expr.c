@@ -109,13 +109,17 @@ void cli_expr_close(cli_expr *x)
     x->s = NULL;
 }
 
-nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor **leaves)
+/* the variables as named f64 scalar leaves that need gradients */
+static void make_leaves(cli_expr *x, nb_graph *g, nb_tensor **leaves)
 {
     for (int i = 0; i < x->n; i++) {
         leaves[i] = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, x->values[i]), true);
         nb_tensor_set_name(leaves[i], x->names[i]);
     }
-    nb_tensor *y = nb_sym_to_graph(g, x->s, x->e, x->n, x->names, leaves);
+}
+
+static nb_tensor *built(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor *y)
+{
     if (!y) {
         if (nb_graph_status(g) != NB_OK)
             cli_error(cmd, "%s: %s", nb_graph_error(g)->where, nb_graph_error(g)->msg);
@@ -123,4 +127,17 @@ nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor *
             cli_error(cmd, "%s", nb_sym_error(x->s)->msg);
     }
     return y;
+}
+
+nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor **leaves)
+{
+    make_leaves(x, g, leaves);
+    return built(cmd, x, g, nb_sym_to_graph(g, x->s, x->e, x->n, x->names, leaves));
+}
+
+nb_tensor *cli_expr_record(const char *cmd, cli_expr *x, const char *text, nb_graph *g,
+                           nb_tensor **leaves)
+{
+    make_leaves(x, g, leaves);
+    return built(cmd, x, g, nb_sym_record(g, x->s, text, strlen(text), x->n, x->names, leaves));
 }

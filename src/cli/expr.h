@@ -35,6 +35,11 @@ void cli_expr_close(cli_expr *x);
  * stored in leaves[0..n). NULL with g's or the pool's error printed. */
 nb_tensor *cli_expr_build(const char *cmd, cli_expr *x, nb_graph *g, nb_tensor **leaves);
 
+/* The same, but @p text (the expression's text) recorded as written
+ * (nb_sym_record): one primitive per operator, operands in order. */
+nb_tensor *cli_expr_record(const char *cmd, cli_expr *x, const char *text, nb_graph *g,
+                           nb_tensor **leaves);
+
 /* The index of variable @p name, or -1. */
 int cli_expr_var(const cli_expr *x, const char *name);
 

@@ -47,6 +47,17 @@ static void put_json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* @p s left-aligned in @p width characters (UTF-8 aware: ∂ and · are one) */
+static void put_padded(FILE *f, const char *s, int width)
+{
+    int n = 0;
+    for (const char *p = s; *p; p++)
+        n += ((unsigned char)*p & 0xC0) != 0x80;
+    fputs(s, f);
+    for (; n < width; n++)
+        fputc(' ', f);
+}
+
 /* v as a factor of a product: negative numbers in parentheses */
 static const char *factor(char *buf, size_t n, double v)
 {
@@ -85,8 +96,9 @@ static nb_status finish(FILE *f, nb_error *err, const char *where)
     return NB_OK;
 }
 
-static void print_eval(const nb_trace *tr, FILE *f)
+void nbt_print_eval(const nb_trace *tr, FILE *f, int unused)
 {
+    (void)unused;
     fprintf(f, "evaluation trace\n");
     for (int k = 0; k < tr->n; k++) {
         const nbt_tnode *nd = &tr->nodes[k];
@@ -98,7 +110,7 @@ static void print_eval(const nb_trace *tr, FILE *f)
     }
 }
 
-static void print_forward(const nb_trace *tr, FILE *f, int s)
+void nbt_print_forward(const nb_trace *tr, FILE *f, int s)
 {
     char wrt[64], b[40];
     nbt_sweep_name(tr, s, wrt, sizeof wrt);
@@ -124,12 +136,15 @@ static void print_forward(const nb_trace *tr, FILE *f, int s)
                         in->label, wrt);
             first = false;
         }
-        if (nd->m == 1) { /* the numbers */
+        bool scalars = nd->m == 1;
+        for (int i = 0; i < nd->n_in; i++)
+            scalars = scalars && (!tr->nodes[nd->in[i]].active || tr->nodes[nd->in[i]].m == 1);
+        if (scalars) { /* the numbers */
             fprintf(f, " = ");
             first = true;
             for (int i = 0; i < nd->n_in; i++) {
                 const nbt_tnode *in = &tr->nodes[nd->in[i]];
-                if (!in->active || in->m != 1)
+                if (!in->active)
                     continue;
                 fprintf(f, "%s%s\u00b7", first ? "" : " + ", factor(b, sizeof b, nd->jac[i][0]));
                 fputs(factor(b, sizeof b, t[tr->off[nd->in[i]]]), f);
@@ -143,8 +158,9 @@ static void print_forward(const nb_trace *tr, FILE *f, int s)
     fprintf(f, "  df/d%s = %s\n", wrt, nbt_num(b, sizeof b, t[tr->off[tr->n - 1]], 10));
 }
 
-static void print_reverse(const nb_trace *tr, FILE *f)
+void nbt_print_reverse(const nb_trace *tr, FILE *f, int unused)
 {
+    (void)unused;
     const nbt_tnode *out = &tr->nodes[tr->n - 1];
     fprintf(f, "\nreverse mode, one sweep from the output back (g_v = df/dv)\n  g_%s = 1\n",
             out->label);
@@ -158,11 +174,16 @@ static void print_reverse(const nb_trace *tr, FILE *f)
             char prod[96];
             snprintf(prod, sizeof prod, "%s\u00b7%s", factor(b, sizeof b, from->jac[st->slot][0]),
                      factor(c, sizeof c, tr->adjoint[tr->off[st->from]]));
-            fprintf(f, "  %-30s = %-14s", lhs, prod);
+            fputs("  ", f);
+            put_padded(f, lhs, 30);
+            fputs(" = ", f);
+            put_padded(f, prod, 14);
         } else {
             snprintf(lhs, sizeof lhs, "g_%s += J(%s, %s)^T\u00b7g_%s", to->label, from->label,
                      to->label, from->label);
-            fprintf(f, "  %-30s = ", lhs);
+            fputs("  ", f);
+            put_padded(f, lhs, 30);
+            fputs(" = ", f);
             put_nums(f, st->contrib, to->m, 6);
         }
         fprintf(f, "   -> g_%s = ", to->label);
@@ -177,10 +198,10 @@ nb_status nb_trace_print(const nb_trace *tr, FILE *f, nb_error *err)
     if (!tr || !f)
         return nb_error_set(err, NB_ERR_NULL, "nb_trace_print", "nb_trace_print: %s is NULL",
                             !tr ? "the trace" : "the file");
-    print_eval(tr, f);
+    nbt_print_eval(tr, f, 0);
     for (int s = 0; s < tr->sweeps; s++)
-        print_forward(tr, f, s);
-    print_reverse(tr, f);
+        nbt_print_forward(tr, f, s);
+    nbt_print_reverse(tr, f, 0);
     fprintf(f, "\ngradient:");
     for (int i = 0; i < tr->n_inputs; i++) {
         int k = input_node(tr, i);

@@ -59,4 +59,12 @@ const char *nbt_num(char *buf, size_t n, double v, int digits);
 /* the input element sweep s seeds: "w", or "W[3]" for a larger input */
 const char *nbt_sweep_name(const nb_trace *tr, int s, char *buf, size_t n);
 
+/* The table's sections, as nb_trace_print writes them (the page shows
+ * them line by line): the evaluation (a heading, one line per op), forward
+ * sweep @p s (a heading, one line per op that depends on an input, the
+ * derivative), the reverse sweep (a heading, the seed, one line per step). */
+void nbt_print_eval(const nb_trace *tr, FILE *f, int unused);
+void nbt_print_forward(const nb_trace *tr, FILE *f, int s);
+void nbt_print_reverse(const nb_trace *tr, FILE *f, int unused);
+
 #endif
