@@ -369,17 +369,20 @@ static void test_awkward_charts(void **state)
     double x[6] = {1, 2, 3, 4, 5, 6}, y[6] = {NAN, 2, INFINITY, -3, 4, 5};
     double one[1] = {7}, c[6] = {2, 2, 2, 2, 2, 2}, huge[6] = {-1e308, 1e308, 0, 1, 2, 1.7e308};
     double pos[6] = {0, 1e-3, 1e-2, 0, 1, 10};
+    double wide[6] = {5e-324, 1e-100, 1, 1e100, 1e300, DBL_MAX};
     const char *long_name = "a series name long enough to need a wide legend, ünïcödé";
     svg_series sets[][2] = {
         {{"undefined points", 6, x, y, false}, {long_name, 1, one, one, true}},
         {{"constant", 6, x, c, false}, {"one point", 1, one, one, true}},
         {{"huge", 6, x, huge, false}, {"x huge", 6, huge, x, true}},
         {{"log, zeros", 6, x, pos, false}, {"<&\"> escaped", 6, pos, x, true}},
+        {{"all decades", 6, wide, wide, false}, {"and some", 6, pos, wide, true}},
     };
     svg_mark m = {3, 1e-2, "a mark"};
     char why[512];
-    for (int k = 0; k < 4; k++) {
-        svg_opts o = {.log_y = k == 3, .marks = &m, .n_marks = 1, .note = "a note"};
+    for (int k = 0; k < 5; k++) {
+        svg_opts o = {.log_x = k == 4, .log_y = k >= 3, .marks = &m, .n_marks = 1,
+                      .note = "a note"};
         if (svg_plot_file(path, "a chart", "x", "y", sets[k], 2, &o, why, sizeof why) != 0)
             fail_msg("%s", why);
         check_xml(path);
@@ -470,6 +473,25 @@ static void test_diff_sweep(void **state)
     }
     assert_int_equal(*c, ']');
     assert_non_null(strstr(r->out, "\"step\": "));
+
+    /* steps scale with |x| as nabla's own does: the same V at x = 1000 */
+    snprintf(cmd, sizeof cmd, "diff 'sin(x/1000)' --at x=1000 --sweep %s", path);
+    r = run(cmd);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(sweep_rows(r->out, h, cen, fwd), n);
+    tc_near(h[0], 100, 1e-9);
+    best = 0;
+    for (int j = 0; j < n; j++)
+        best = cen[j] < cen[best] ? j : best;
+    assert_true(h[best] <= 1 && h[best] >= 1e-5);
+    assert_true(cen[0] > 1000 * cen[best] && cen[n - 1] > 1000 * cen[best]);
+    assert_non_null(strstr(r->out, "nabla's step h = 0.00606"));
+    /* where no error is a number (sqrt(x - h) at 0): none is least */
+    snprintf(cmd, sizeof cmd, "diff 'sqrt(x)' --at x=0 --sweep %s", path);
+    r = run(cmd);
+    assert_int_equal(r->status, 1); /* numerical is NaN, the others inf */
+    assert_non_null(strstr(r->out, "least error: central none, forward inf at h = 0.1"));
+    check_xml(path);
 
     /* errors of 0 (central differences of x^2 at 0) are drawn at a floor
      * the legend names */

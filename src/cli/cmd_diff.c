@@ -21,9 +21,9 @@ static const char *diff_usage =
     "  --wrt LIST   the variables to differentiate by (default: all)\n"
     "  --json       one JSON object per variable\n"
     "  --dot FILE   the recorded graph, with values and gradients, as Graphviz DOT\n"
-    "  --sweep FILE the error of central and forward differences against the\n"
-    "               step h = 1e-1 ... 1e-16 (4 per decade), measured against\n"
-    "               reverse mode: a table, and a log-log chart as SVG in FILE\n"
+    "  --sweep FILE the error of central and forward differences against\n"
+    "               reverse mode for steps h = (1e-1 ... 1e-16) * max(1, |x|),\n"
+    "               4 a decade: a table, and a log-log chart as SVG in FILE\n"
     "               with the step of the numerical column, cbrt(eps)*max(1, |x|),\n"
     "               marked; an error of exactly 0 is drawn at a floor the legend\n"
     "               names. One variable (--wrt NAME when f has several); with\n"
@@ -188,7 +188,8 @@ static void judge(cli_expr *x, double value, diff_row *r)
              name, v[REV], v[FWD], v[NUM], v[SYM]);
 }
 
-/* The step sweep: h = 1e-1 ... 1e-16, SWEEP_PER_DECADE steps a decade. */
+/* The step sweep: h = (1e-1 ... 1e-16) * max(1, |x|), SWEEP_PER_DECADE
+ * steps a decade (scaled as central_step is). */
 enum { SWEEP_PER_DECADE = 4, SWEEP_N = 15 * SWEEP_PER_DECADE + 1 };
 
 typedef struct diff_sweep {
@@ -203,10 +204,10 @@ typedef struct diff_sweep {
  * numerical column, central differences at central_step. */
 static void sweep_errors(cli_expr *x, int var, double exact, double numerical, diff_sweep *w)
 {
-    double f0 = f_at(x, var, 0), least = INFINITY;
+    double f0 = f_at(x, var, 0), least = INFINITY, scale = fmax(1, fabs(x->values[var]));
     w->zeros = false;
     for (int j = 0; j < SWEEP_N; j++) {
-        double h = pow(10, -1 - (double)j / SWEEP_PER_DECADE);
+        double h = pow(10, -1 - (double)j / SWEEP_PER_DECADE) * scale;
         double fp = f_at(x, var, h), fm = f_at(x, var, -h);
         w->h[j] = h;
         w->central[j] = fabs((fp - fm) / (2 * h) - exact);
@@ -254,21 +255,33 @@ static int sweep_chart(const char *path, const diff_sweep *w, const char *f, con
     return 0;
 }
 
+/* The least error of a sweep and its step, as "%.3g at h = %.3g" ("none"
+ * when no error is a number). */
+static void sweep_least(const diff_sweep *w, const double *err, char *buf, size_t n)
+{
+    int best = -1;
+    for (int j = 0; j < SWEEP_N; j++)
+        if (!isnan(err[j]) && (best < 0 || err[j] < err[best]))
+            best = j;
+    if (best < 0)
+        snprintf(buf, n, "none");
+    else
+        snprintf(buf, n, "%.3g at h = %.3g", err[best], w->h[best]);
+}
+
 /* The sweep as a table. */
 static void sweep_print(const diff_sweep *w, const char *var, double exact, const char *path)
 {
     printf("\nstep sweep of df/d%s against reverse mode (%.17g):\n%-10s %-10s %-10s\n", var,
            exact, "h", "central", "forward");
-    int bc = 0, bf = 0;
-    for (int j = 0; j < SWEEP_N; j++) {
+    for (int j = 0; j < SWEEP_N; j++)
         printf("%-10.2e %-10.3e %-10.3e\n", w->h[j], w->central[j], w->forward[j]);
-        bc = w->central[j] < w->central[bc] ? j : bc;
-        bf = w->forward[j] < w->forward[bf] ? j : bf;
-    }
+    char bc[64], bf[64];
+    sweep_least(w, w->central, bc, sizeof bc);
+    sweep_least(w, w->forward, bf, sizeof bf);
     printf("nabla's step h = %.3g (cbrt(eps)*max(1, |%s|)): central error %.3g\n"
-           "least error: central %.3g at h = %.3g, forward %.3g at h = %.3g\n"
-           "chart written to %s\n",
-           w->step, var, w->step_err, w->central[bc], w->h[bc], w->forward[bf], w->h[bf], path);
+           "least error: central %s, forward %s\nchart written to %s\n",
+           w->step, var, w->step_err, bc, bf, path);
 }
 
 int cmd_diff(int argc, char **argv)

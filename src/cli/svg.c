@@ -281,7 +281,8 @@ int svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
             TITLE_FONT);
     put_text(f, title);
     fputs("</text>\n", f);
-    /* grid and ticks; a log axis gets a grid line every decade */
+    /* grid and ticks; a log axis gets a grid line every decade (at its
+     * ticks when it spans more decades than SVG_MAX_TICKS) */
     char buf[64];
     for (int i = 0; i < ax.n_ticks; i++) {
         double px = left + axis_frac(&ax, axis_tick(&ax, i, buf, sizeof buf)) * PW;
@@ -296,10 +297,11 @@ int svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
     for (int axis = 0; axis < 2; axis++) {
         const svg_axis *a = axis ? &ay : &ax;
         double e0 = log10(a->lo), e1 = log10(a->hi);
-        int n = a->log ? (int)fmin(round(e1 - e0) + 1, SVG_MAX_TICKS) : a->n_ticks;
+        bool decades = a->log && e1 - e0 < SVG_MAX_TICKS;
+        int n = decades ? (int)round(e1 - e0) + 1 : a->n_ticks;
         for (int i = 0; i < n; i++) {
-            double t = a->log ? (round(e0) + i - e0) / (e1 - e0)
-                              : axis_frac(a, axis_tick(a, i, buf, sizeof buf));
+            double t = decades ? (round(e0) + i - e0) / (e1 - e0)
+                               : axis_frac(a, axis_tick(a, i, buf, sizeof buf));
             if (axis)
                 fprintf(f,
                         "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
