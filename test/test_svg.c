@@ -24,8 +24,7 @@ static const char *nabla;
 static bool nice(double s)
 {
     double m = s / pow(10, floor(log10(s)));
-    return fabs(m - 1) < 1e-9 || fabs(m - 2) < 1e-9 || fabs(m - 5) < 1e-9 ||
-           fabs(m - 10) < 1e-9;
+    return fabs(m - 1) < 1e-9 || fabs(m - 2) < 1e-9 || fabs(m - 5) < 1e-9 || fabs(m - 10) < 1e-9;
 }
 
 /* The properties every linear fit of [min, max] has: the data inside, the
@@ -381,8 +380,8 @@ static void test_awkward_charts(void **state)
     svg_mark m = {3, 1e-2, "a mark"};
     char why[512];
     for (int k = 0; k < 5; k++) {
-        svg_opts o = {.log_x = k == 4, .log_y = k >= 3, .marks = &m, .n_marks = 1,
-                      .note = "a note"};
+        svg_opts o = {
+            .log_x = k == 4, .log_y = k >= 3, .marks = &m, .n_marks = 1, .note = "a note"};
         if (svg_plot_file(path, "a chart", "x", "y", sets[k], 2, &o, why, sizeof why) != 0)
             fail_msg("%s", why);
         check_xml(path);

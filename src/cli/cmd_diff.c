@@ -240,17 +240,17 @@ static int sweep_chart(const char *path, const diff_sweep *w, const char *f, con
         fw[j] = w->forward[j] == 0 ? w->floor : w->forward[j];
     }
     char title[160], mark[96], note[64], why[512];
-    snprintf(title, sizeof title, "d/d%s of %s at %s = %g: error against the step", var,
-             CLI_Q(f), var, at);
+    snprintf(title, sizeof title, "d/d%s of %s at %s = %g: error against the step", var, CLI_Q(f),
+             var, at);
     snprintf(mark, sizeof mark, "nabla's step h = %.3g", w->step);
     snprintf(note, sizeof note, "an error of 0 is drawn at %g", w->floor);
     svg_series s[2] = {{"central differences", SWEEP_N, w->h, c, false},
                        {"forward differences", SWEEP_N, w->h, fw, true}};
     svg_mark m = {w->step, w->step_err == 0 ? w->floor : w->step_err, mark};
-    svg_opts o = {.log_x = true, .log_y = true, .marks = &m, .n_marks = 1,
-                  .note = w->zeros ? note : NULL};
-    if (svg_plot_file(path, title, "step h", "|difference quotient - reverse mode|", s, 2, &o,
-                      why, sizeof why) != 0)
+    svg_opts o = {
+        .log_x = true, .log_y = true, .marks = &m, .n_marks = 1, .note = w->zeros ? note : NULL};
+    if (svg_plot_file(path, title, "step h", "|difference quotient - reverse mode|", s, 2, &o, why,
+                      sizeof why) != 0)
         return cli_error("diff", "%s", why);
     return 0;
 }
@@ -272,8 +272,8 @@ static void sweep_least(const diff_sweep *w, const double *err, char *buf, size_
 /* The sweep as a table. */
 static void sweep_print(const diff_sweep *w, const char *var, double exact, const char *path)
 {
-    printf("\nstep sweep of df/d%s against reverse mode (%.17g):\n%-10s %-10s %-10s\n", var,
-           exact, "h", "central", "forward");
+    printf("\nstep sweep of df/d%s against reverse mode (%.17g):\n%-10s %-10s %-10s\n", var, exact,
+           "h", "central", "forward");
     for (int j = 0; j < SWEEP_N; j++)
         printf("%-10.2e %-10.3e %-10.3e\n", w->h[j], w->central[j], w->forward[j]);
     char bc[64], bf[64];

@@ -86,6 +86,13 @@ static void fit_log(svg_axis *a, double min, double max)
     a->n_ticks = (int)(k1 - k0 + 1);
 }
 
+/* Is the tick @p t enclosing the data's end @p d within 5 % of the data's
+ * span, 2 * @p half, of it? */
+static bool tick_close(double d, double t, double half)
+{
+    return isfinite(t) && fabs(t / 2 - d / 2) <= 0.05 * half;
+}
+
 void svg_axis_fit(svg_axis *a, double min, double max, bool log)
 {
     memset(a, 0, sizeof *a);
@@ -113,9 +120,8 @@ void svg_axis_fit(svg_axis *a, double min, double max, bool log)
     double s2 = s * (m > 4.5 ? 0.4 : 0.5), steps[2] = {s, s2};
     int best = 0, best_fits = -1;
     for (int k = 0; k < 2 && !constant; k++) {
-        double t0 = floor(min / steps[k]) * steps[k], t1 = ceil(max / steps[k]) * steps[k];
-        int fits = (isfinite(t0) && min / 2 - t0 / 2 <= 0.05 * half) +
-                   (isfinite(t1) && t1 / 2 - max / 2 <= 0.05 * half);
+        int fits = tick_close(min, floor(min / steps[k]) * steps[k], half) +
+                   tick_close(max, ceil(max / steps[k]) * steps[k], half);
         if (fits > best_fits && (k == 0 || half / steps[k] <= 5)) {
             best = k;
             best_fits = fits;
@@ -123,12 +129,9 @@ void svg_axis_fit(svg_axis *a, double min, double max, bool log)
     }
     s = steps[best];
     double t0 = floor(min / s) * s, t1 = ceil(max / s) * s;
-    a->lo = constant ? min
-            : isfinite(t0) && min / 2 - t0 / 2 <= 0.05 * half ? t0
-                                                               : clamp_finite(min - 0.04 * half);
-    a->hi = constant ? max
-            : isfinite(t1) && t1 / 2 - max / 2 <= 0.05 * half ? t1
-                                                               : clamp_finite(max + 0.04 * half);
+    double pad = constant ? 0 : 0.04 * half; /* a constant's ends are set above */
+    a->lo = !constant && tick_close(min, t0, half) ? t0 : clamp_finite(min - pad);
+    a->hi = !constant && tick_close(max, t1, half) ? t1 : clamp_finite(max + pad);
     double k0 = ceil(a->lo / s - 1e-9), k1 = floor(a->hi / s + 1e-9);
     a->first = k0 * s;
     a->step = s;
@@ -169,8 +172,8 @@ static double axis_tick(const svg_axis *a, int i, char *buf, size_t n)
 
 /* The data's extent on two axes: every drawable point of the series and
  * the marks. */
-static void data_range(const svg_series *s, int n_series, const svg_opts *o, double *x0,
-                       double *x1, double *y0, double *y1)
+static void data_range(const svg_series *s, int n_series, const svg_opts *o, double *x0, double *x1,
+                       double *y0, double *y1)
 {
     svg_axis lx = {.log = o->log_x}, ly = {.log = o->log_y}; /* to ask axis_has */
     *x0 = *y0 = INFINITY;
@@ -264,10 +267,10 @@ int svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
         text_w = fmax(text_w, text_width(o->marks[k].label, FONT));
     double bx = right + gap, bw = ceil(8 + 24 + 8 + text_w + 8), bh = ROW * rows + 8;
     double w = rows ? bx + bw + 10 : right + gap;
-    if (rows && o->note && *o->note)
+    if (o->note && *o->note) { /* a line of its own, from the box's left edge */
         w = fmax(w, bx + 8 + text_width(o->note, FONT) + 18);
-    if (rows && o->note && *o->note)
         bw = w - 10 - bx;
+    }
     w = ceil(fmax(w, text_width(title, TITLE_FONT) + 20));
     double h = fmax(TOP + PH + BOTTOM, TOP + bh + 10);
 
@@ -291,8 +294,8 @@ int svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
     }
     for (int i = 0; i < ay.n_ticks; i++) {
         double py = TOP + (1 - axis_frac(&ay, axis_tick(&ay, i, buf, sizeof buf))) * PH;
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", left - 6,
-                py + 4, buf);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", left - 6, py + 4,
+                buf);
     }
     for (int axis = 0; axis < 2; axis++) {
         const svg_axis *a = axis ? &ay : &ax;
@@ -318,8 +321,7 @@ int svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
             "<rect x=\"%.0f\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
             "stroke=\"black\"/>\n",
             left, TOP, PW, PH);
-    fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", left + PW / 2.0,
-            TOP + PH + 38);
+    fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", left + PW / 2.0, TOP + PH + 38);
     put_text(f, xlabel);
     fprintf(f,
             "</text>\n<text x=\"16\" y=\"%.0f\" text-anchor=\"middle\" "
@@ -330,8 +332,7 @@ int svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
 
     /* series, marks, legend */
     for (int k = 0; k < n_series; k++)
-        put_series(f, &s[k], colours[k % (int)(sizeof colours / sizeof *colours)], &ax, &ay,
-                   left);
+        put_series(f, &s[k], colours[k % (int)(sizeof colours / sizeof *colours)], &ax, &ay, left);
     for (int k = 0; k < o->n_marks; k++) {
         const svg_mark *m = &o->marks[k];
         if (!axis_has(&ax, m->x))
