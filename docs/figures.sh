@@ -32,6 +32,7 @@ if command -v dot >/dev/null 2>&1; then
     dot -Tsvg -o "$out/logistic.svg" "$out/logistic.dot"
     dot -Tsvg -o "$out/layers.svg" "$out/layers.dot"
 fi
+"$nabla" diff 'sin(x)' --at x=1 --sweep "$out/sweep-sin.svg" >/dev/null
 "$nabla" modes --n 1000 --m 1 > "$out/modes-1000x1.txt"
 "$nabla" modes --n 1 --m 1000 > "$out/modes-1x1000.txt"
 "$nabla" demo --plot "$out/demo-loss.svg" > "$out/demo.txt"

@@ -11,6 +11,7 @@
 
 static const char *diff_usage =
     "usage: nabla diff EXPR --at x=1,y=2 [--wrt x,y] [--json] [--dot FILE]\n"
+    "                       [--sweep FILE]\n"
     "\n"
     "Value and gradient of EXPR at the point, by reverse mode, forward mode,\n"
     "central differences and the symbolic derivative (printed), with the\n"
@@ -20,6 +21,14 @@ static const char *diff_usage =
     "  --wrt LIST   the variables to differentiate by (default: all)\n"
     "  --json       one JSON object per variable\n"
     "  --dot FILE   the recorded graph, with values and gradients, as Graphviz DOT\n"
+    "  --sweep FILE the error of central and forward differences against\n"
+    "               reverse mode for steps h = (1e-1 ... 1e-16) * max(1, |x|),\n"
+    "               4 a decade: a table, and a log-log chart as SVG in FILE\n"
+    "               with the step of the numerical column, cbrt(eps)*max(1, |x|),\n"
+    "               marked; an error of exactly 0 is drawn at a floor the legend\n"
+    "               names. One variable (--wrt NAME when f has several); with\n"
+    "               --json, its object gets \"step\", \"sweep_h\",\n"
+    "               \"sweep_central\" and \"sweep_forward\"\n"
     "\n"
     "A variable of --at or --wrt that EXPR does not use has derivative 0 (it\n"
     "is reported as such).\n"
@@ -76,6 +85,13 @@ static double roundoff(double a, double b, double c)
     return isfinite(big) ? 8 * DBL_EPSILON * big : 0;
 }
 
+/* The step of the central differences of the numerical column at value v
+ * (nb_numerical_jacobian's default, nabla/check.h). */
+static double central_step(double v)
+{
+    return cbrt(DBL_EPSILON) * fmax(1, fabs(v));
+}
+
 /* f at the point with variable i moved by dx (NaN when it cannot be evaluated). */
 static double f_at(cli_expr *x, int i, double dx)
 {
@@ -103,7 +119,7 @@ static void judge(cli_expr *x, double value, diff_row *r)
      * differences (hc) and at a sixteenth of that: a kink keeps their gap, a
      * jump keeps f(x+h) - f(x-h), a smooth f shrinks both sixteenfold; each
      * beyond what rounding in f can make of them */
-    double hc = cbrt(DBL_EPSILON) * fmax(1, fabs(x->values[r->var])), h = hc / 16, h2 = h / 16;
+    double hc = central_step(x->values[r->var]), h = hc / 16, h2 = h / 16;
     double fm = f_at(x, r->var, -h), fp = f_at(x, r->var, h);
     double fm2 = f_at(x, r->var, -h2), fp2 = f_at(x, r->var, h2);
     double u = roundoff(value, fm, fp);
@@ -172,9 +188,105 @@ static void judge(cli_expr *x, double value, diff_row *r)
              name, v[REV], v[FWD], v[NUM], v[SYM]);
 }
 
+/* The step sweep: h = (1e-1 ... 1e-16) * max(1, |x|), SWEEP_PER_DECADE
+ * steps a decade (scaled as central_step is). */
+enum { SWEEP_PER_DECADE = 4, SWEEP_N = 15 * SWEEP_PER_DECADE + 1 };
+
+typedef struct diff_sweep {
+    double h[SWEEP_N], central[SWEEP_N], forward[SWEEP_N]; /* |quotient - exact| */
+    double step, step_err; /* the numerical column's step and its error */
+    double floor;          /* where an error of 0 is drawn on the log axis */
+    bool zeros;            /* some error is exactly 0 */
+} diff_sweep;
+
+/* The errors of central and forward differences in variable @p var against
+ * @p exact (reverse mode) for every step of the sweep; @p numerical is the
+ * numerical column, central differences at central_step. */
+static void sweep_errors(cli_expr *x, int var, double exact, double numerical, diff_sweep *w)
+{
+    double f0 = f_at(x, var, 0), least = INFINITY, scale = fmax(1, fabs(x->values[var]));
+    w->zeros = false;
+    for (int j = 0; j < SWEEP_N; j++) {
+        double h = pow(10, -1 - (double)j / SWEEP_PER_DECADE) * scale;
+        double fp = f_at(x, var, h), fm = f_at(x, var, -h);
+        w->h[j] = h;
+        w->central[j] = fabs((fp - fm) / (2 * h) - exact);
+        w->forward[j] = fabs((fp - f0) / h - exact);
+        for (int k = 0; k < 2; k++) {
+            double e = k ? w->forward[j] : w->central[j];
+            w->zeros = w->zeros || e == 0;
+            if (e > 0)
+                least = fmin(least, e);
+        }
+    }
+    w->step = central_step(x->values[var]);
+    w->step_err = fabs(numerical - exact);
+    w->zeros = w->zeros || w->step_err == 0;
+    if (w->step_err > 0)
+        least = fmin(least, w->step_err);
+    /* a decade below the least error (or below eps when none is above 0) */
+    if (!isfinite(least))
+        least = DBL_EPSILON * fmax(1, fabs(exact));
+    w->floor = pow(10, floor(log10(least)) - 1);
+}
+
+/* The sweep as a log-log chart in @p path: 0, or 2 with the error printed. */
+static int sweep_chart(const char *path, const diff_sweep *w, const char *f, const char *var,
+                       double at)
+{
+    double c[SWEEP_N], fw[SWEEP_N]; /* errors of 0 at the floor */
+    for (int j = 0; j < SWEEP_N; j++) {
+        c[j] = w->central[j] == 0 ? w->floor : w->central[j];
+        fw[j] = w->forward[j] == 0 ? w->floor : w->forward[j];
+    }
+    char title[160], mark[96], note[64], why[512];
+    snprintf(title, sizeof title, "d/d%s of %s at %s = %g: error against the step", var, CLI_Q(f),
+             var, at);
+    snprintf(mark, sizeof mark, "nabla's step h = %.3g", w->step);
+    snprintf(note, sizeof note, "an error of 0 is drawn at %g", w->floor);
+    svg_series s[2] = {{"central differences", SWEEP_N, w->h, c, false},
+                       {"forward differences", SWEEP_N, w->h, fw, true}};
+    svg_mark m = {w->step, w->step_err == 0 ? w->floor : w->step_err, mark};
+    svg_opts o = {
+        .log_x = true, .log_y = true, .marks = &m, .n_marks = 1, .note = w->zeros ? note : NULL};
+    if (svg_plot_file(path, title, "step h", "|difference quotient - reverse mode|", s, 2, &o, why,
+                      sizeof why) != 0)
+        return cli_error("diff", "%s", why);
+    return 0;
+}
+
+/* The least error of a sweep and its step, as "%.3g at h = %.3g" ("none"
+ * when no error is a number). */
+static void sweep_least(const diff_sweep *w, const double *err, char *buf, size_t n)
+{
+    int best = -1;
+    for (int j = 0; j < SWEEP_N; j++)
+        if (!isnan(err[j]) && (best < 0 || err[j] < err[best]))
+            best = j;
+    if (best < 0)
+        snprintf(buf, n, "none");
+    else
+        snprintf(buf, n, "%.3g at h = %.3g", err[best], w->h[best]);
+}
+
+/* The sweep as a table. */
+static void sweep_print(const diff_sweep *w, const char *var, double exact, const char *path)
+{
+    printf("\nstep sweep of df/d%s against reverse mode (%.17g):\n%-10s %-10s %-10s\n", var, exact,
+           "h", "central", "forward");
+    for (int j = 0; j < SWEEP_N; j++)
+        printf("%-10.2e %-10.3e %-10.3e\n", w->h[j], w->central[j], w->forward[j]);
+    char bc[64], bf[64];
+    sweep_least(w, w->central, bc, sizeof bc);
+    sweep_least(w, w->forward, bf, sizeof bf);
+    printf("nabla's step h = %.3g (cbrt(eps)*max(1, |%s|)): central error %.3g\n"
+           "least error: central %s, forward %s\nchart written to %s\n",
+           w->step, var, w->step_err, bc, bf, path);
+}
+
 int cmd_diff(int argc, char **argv)
 {
-    const char *at = NULL, *wrt = NULL, *dot = NULL, *pos[1];
+    const char *at = NULL, *wrt = NULL, *dot = NULL, *sweep = NULL, *pos[1];
     bool json = false;
     int n_pos = 0;
     const cli_opt opts[] = {
@@ -182,8 +294,9 @@ int cmd_diff(int argc, char **argv)
         {"--wrt", CLI_STR, &wrt, 0, 0},
         {"--json", CLI_FLAG, &json, 0, 0},
         {"--dot", CLI_STR, &dot, 0, 0},
+        {"--sweep", CLI_STR, &sweep, 0, 0},
     };
-    int rc = cli_parse("diff", diff_usage, argc, argv, 2, opts, 4, pos, 1, &n_pos);
+    int rc = cli_parse("diff", diff_usage, argc, argv, 2, opts, 5, pos, 1, &n_pos);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (n_pos != 1)
@@ -225,8 +338,18 @@ int cmd_diff(int argc, char **argv)
         free(list);
     }
 
+    int n_want = 0;
+    for (int i = 0; i < x.n; i++)
+        n_want += want[i];
+    if (sweep && n_want != 1) {
+        cli_expr_close(&x);
+        return cli_error("diff", "--sweep: one variable at a time: give --wrt NAME (f has %d)",
+                         n_want);
+    }
+
     nb_graph *g = nb_graph_new();
     nb_tensor *leaves[CLI_MAX_VARS];
+    diff_sweep sw;
     diff_row rows[CLI_MAX_VARS];
     int n_rows = 0;
     rc = 1;
@@ -276,6 +399,15 @@ int cmd_diff(int argc, char **argv)
         judge(&x, value, r);
     }
 
+    if (sweep) {
+        sweep_errors(&x, rows[0].var, rows[0].reverse, rows[0].numerical, &sw);
+        const char *ftext = nb_sym_str(x.s, x.e);
+        if (sweep_chart(sweep, &sw, ftext ? ftext : pos[0], x.names[rows[0].var],
+                        x.values[rows[0].var]) != 0) {
+            rc = 2;
+            goto done;
+        }
+    }
     if (json) {
         for (int k = 0; k < n_rows; k++) {
             const diff_row *r = &rows[k];
@@ -290,8 +422,22 @@ int cmd_diff(int argc, char **argv)
             cli_json_str_field("verdict", r->verdict);
             cli_json_num_field("left", r->left);
             cli_json_num_field("right", r->right);
-            printf(", \"tape_ops\": %llu, \"dag_nodes\": %lld, \"tree_nodes\": %.0f}\n",
+            printf(", \"tape_ops\": %llu, \"dag_nodes\": %lld, \"tree_nodes\": %.0f",
                    (unsigned long long)tape, (long long)r->dag, r->tree);
+            if (sweep) {
+                cli_json_num_field("step", sw.step);
+                const char *keys[3] = {"sweep_h", "sweep_central", "sweep_forward"};
+                const double *vals[3] = {sw.h, sw.central, sw.forward};
+                for (int a = 0; a < 3; a++) {
+                    printf(", \"%s\": [", keys[a]);
+                    for (int j = 0; j < SWEEP_N; j++) {
+                        printf(j ? ", " : "");
+                        cli_json_num(stdout, vals[a][j]);
+                    }
+                    printf("]");
+                }
+            }
+            printf("}\n");
         }
     } else {
         const char *ftext = nb_sym_str(x.s, x.e);
@@ -326,6 +472,8 @@ int cmd_diff(int argc, char **argv)
                 printf("all four agree (within %g, numerical within %g, relative)\n",
                        DIFF_EXACT_TOL, DIFF_NUM_TOL);
         }
+        if (sweep)
+            sweep_print(&sw, x.names[rows[0].var], rows[0].reverse, sweep);
     }
     /* disagreement first: it is 1 even where another variable has a kink */
     int verdict = 0;
