@@ -113,10 +113,10 @@ static void lines_printed(const char *doc, const char *args, char *const *shown,
     free_lines(got, n_got);
 }
 
-static void test_modes_md(void **state)
+/* The command blocks of one page of docs/ (see the top of this file). */
+static int check_commands(const char *doc)
 {
-    (void)state;
-    char *md = tc_slurp(top, "docs/modes.md");
+    char *md = tc_slurp(top, doc);
     char **lines;
     int n = split_masked(md, &lines);
     char *excerpts_of = NULL, *excerpts_args = NULL; /* the last ```sh command */
@@ -141,20 +141,33 @@ static void test_modes_md(void **state)
                 while (c < i && strncmp(lines[c], "$ nabla ", 8) != 0)
                     c++;
                 char *out = nabla_out(args);
-                lines_printed("docs/modes.md", args, lines + first, c - first, out);
+                lines_printed(doc, args, lines + first, c - first, out);
                 free(out);
                 checked += c - first;
             }
         } else if (!sh && excerpts_of) {
-            lines_printed("docs/modes.md", excerpts_args, lines + start, i - start, excerpts_of);
+            lines_printed(doc, excerpts_args, lines + start, i - start, excerpts_of);
             checked += i - start;
         }
     }
-    assert_true(checked > 20); /* the trace excerpts and both modes tables */
     free(excerpts_of);
     free(excerpts_args);
     free_lines(lines, n);
     free(md);
+    return checked;
+}
+
+static void test_modes_md(void **state)
+{
+    (void)state;
+    assert_true(check_commands("docs/modes.md") > 20); /* the trace excerpts, both modes tables */
+}
+
+static void test_teaching_md(void **state)
+{
+    (void)state;
+    /* the evaluation, both sweeps, the fan-out rows and a modes table */
+    assert_true(check_commands("docs/teaching.md") > 30);
 }
 
 /* The text figures docs/figures.sh makes with `modes` and `trace`. */
@@ -592,6 +605,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_modes_md),
+        cmocka_unit_test(test_teaching_md),
         cmocka_unit_test(test_figures),
         cmocka_unit_test(test_checkpoint_header),
         cmocka_unit_test(test_custom_layer_block),

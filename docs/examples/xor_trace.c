@@ -48,6 +48,11 @@ int main(int argc, char **argv)
         if (rc)
             fprintf(stderr, "xor_trace: %s: %s\n", argv[1], f ? err.msg : "cannot open");
     }
+    /* the cost docs/teaching.md quotes: 9 forward sweeps, 1 reverse */
+    if (nb_trace_sweeps(tr) != 9) {
+        fprintf(stderr, "xor_trace: %d forward sweeps, not 9\n", nb_trace_sweeps(tr));
+        rc = 1;
+    }
     /* the notes' network answers 1 for [1, 0] */
     if (nb_tensor_item(y) != 1) {
         fprintf(stderr, "xor_trace: y = %g, not 1\n", nb_tensor_item(y));
