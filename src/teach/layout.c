@@ -16,11 +16,14 @@
 #define ORDER_PATIENCE 4     /* sweeps without a better order before stopping */
 #define TRANSPOSE_ROUNDS 6   /* most rounds of adjacent swaps after a sweep */
 #define SIFT_ROUNDS 8        /* most rounds of sifting every item */
-#define RANDOM_STARTS 8
+#define RANDOM_STARTS 8      /* most starts from shuffled orders, after two others */
+#define ORDER_BUDGET (1 << 18) /* starts stop before order_work x starts passes this */
+#define SIFT_BUDGET (1 << 22)  /* no sifting when order_work passes this */
 #define PLACE_PASSES 8       /* down-and-up passes that fit y to one side */
 #define PLACE_BOTH_PASSES 4  /* then passes that fit y to both sides */
 #define WEIGHT_REAL 1.0      /* pull of a box towards its neighbours */
-#define WEIGHT_VIRTUAL 4.0   /* of a virtual point: long edges run straight */
+#define WEIGHT_CHAIN 4.0     /* of an item with one edge each side (virtual points among
+                                them): chains and long edges run straight */
 #define WEIGHT_ALONE 0.25    /* of an item without neighbours on that side: stay */
 
 /* Scratch memory: blocks in a list, freed together. */
@@ -57,6 +60,7 @@ typedef struct work {
     int *stack, *cursor, *fill;    /* [n_items] x 2, [n_layers] for the depth-first order */
     unsigned char *seen;           /* [n_items] */
     int max_layer, max_gap, max_deg;
+    int64_t order_work;            /* segments + sum over columns of items x segment ends */
     int *cross_up, *cross_lo, *cross_work;
     int64_t *delta;                /* [max_layer] */
     struct sort_key *keys;         /* [max(max_layer, max_deg)] */
@@ -342,13 +346,19 @@ static nb_status build(work *w, nb_error *err)
     csr(nl, ns, seg_col, w->gap_start, w->gap_list);
     /* the first order: boxes by index, then virtual points by edge */
     w->max_layer = w->max_gap = w->max_deg = 0;
+    w->order_work = ns;
     for (int l = 0; l < nl; l++) {
         int size = w->lay_start[l + 1] - w->lay_start[l];
         int gap = w->gap_start[l + 1] - w->gap_start[l];
         w->max_layer = size > w->max_layer ? size : w->max_layer;
         w->max_gap = gap > w->max_gap ? gap : w->max_gap;
-        for (int k = 0; k < size; k++)
-            w->pos[w->lay_items[w->lay_start[l] + k]] = k;
+        int64_t ends = 0;
+        for (int k = 0; k < size; k++) {
+            int v = w->lay_items[w->lay_start[l] + k];
+            w->pos[v] = k;
+            ends += w->in_start[v + 1] - w->in_start[v] + w->out_start[v + 1] - w->out_start[v];
+        }
+        w->order_work += size * ends;
     }
     for (int v = 0; v < ni; v++) {
         int deg = w->in_start[v + 1] - w->in_start[v];
@@ -608,7 +618,7 @@ static int64_t improve(work *w)
         }
     }
     set_order(w, w->best_pos);
-    bool moved = best > 0;
+    bool moved = best > 0 && w->order_work <= SIFT_BUDGET;
     for (int round = 0; moved && round < SIFT_ROUNDS; round++) {
         moved = false;
         for (int v = 0; v < w->n_items; v++)
@@ -627,6 +637,8 @@ static int64_t order(work *w)
     nb_rng rng;
     nb_rng_seed(&rng, 1);
     for (int start = 0; start < 2 + RANDOM_STARTS && best > 0; start++) {
+        if ((start + 2) * w->order_work > ORDER_BUDGET)
+            break;
         if (start == 0)
             depth_first_order(w);
         else if (start == 1)
@@ -648,6 +660,14 @@ static int64_t order(work *w)
 static double item_h(const work *w, int v)
 {
     return v < w->n ? w->nodes[v].h : 0;
+}
+
+/* Least distance between the centres of items u (above) and v. */
+static double separation(const work *w, int u, int v)
+{
+    double gu = u < w->n ? w->node_gap : w->edge_gap;
+    double gv = v < w->n ? w->node_gap : w->edge_gap;
+    return (item_h(w, u) + item_h(w, v)) / 2 + (gu + gv) / 2;
 }
 
 /* Where the edges meet each box: spread over its side, in the order of
@@ -679,12 +699,8 @@ static void place_column(work *w, int l, int side)
     double cum = 0;
     for (int k = 0; k < size; k++) {
         int v = w->lay_items[start + k];
-        if (k > 0) {
-            int u = w->lay_items[start + k - 1];
-            double gu = u < w->n ? w->node_gap : w->edge_gap;
-            double gv = v < w->n ? w->node_gap : w->edge_gap;
-            cum += (item_h(w, u) + item_h(w, v)) / 2 + (gu + gv) / 2;
-        }
+        if (k > 0)
+            cum += separation(w, w->lay_items[start + k - 1], v);
         w->sep[k] = cum;
         double sum = 0;
         int cnt = 0;
@@ -699,7 +715,9 @@ static void place_column(work *w, int l, int side)
                 sum += w->y[w->seg_lo[s]] + w->off_lo[s] - w->off_up[s];
             }
         w->target[k] = (cnt ? sum / cnt : w->y[v]) - cum;
-        w->weight[k] = !cnt ? WEIGHT_ALONE : v < w->n ? WEIGHT_REAL : WEIGHT_VIRTUAL;
+        bool chain = w->in_start[v + 1] - w->in_start[v] <= 1 &&
+                     w->out_start[v + 1] - w->out_start[v] <= 1;
+        w->weight[k] = !cnt ? WEIGHT_ALONE : chain ? WEIGHT_CHAIN : WEIGHT_REAL;
     }
     int nb = 0;
     for (int k = 0; k < size; k++) {
@@ -716,6 +734,32 @@ static void place_column(work *w, int l, int side)
     for (int b = 0, k = 0; b < nb; b++)
         for (; k < w->blk_end[b]; k++)
             w->y[w->lay_items[start + k]] = w->blk_sum[b] / w->blk_w[b] + w->sep[k];
+}
+
+/* Items of column l with a single input move level with it, as far as
+ * their neighbours in the column leave room: chains and long edges run
+ * straight. */
+static void straighten(work *w, int l)
+{
+    int start = w->lay_start[l], end = w->lay_start[l + 1];
+    for (int k = start; k < end; k++) {
+        int v = w->lay_items[k];
+        if (w->in_start[v + 1] - w->in_start[v] != 1)
+            continue;
+        int s = w->in_list[w->in_start[v]];
+        double want = w->y[w->seg_up[s]] + w->off_up[s] - w->off_lo[s];
+        if (k > start) {
+            int u = w->lay_items[k - 1];
+            double low = w->y[u] + separation(w, u, v);
+            want = want < low ? low : want;
+        }
+        if (k + 1 < end) {
+            int u = w->lay_items[k + 1];
+            double high = w->y[u] - separation(w, v, u);
+            want = want > high ? high : want;
+        }
+        w->y[v] = want;
+    }
 }
 
 static nb_status coordinates(work *w, nb_error *err)
@@ -756,6 +800,8 @@ static nb_status coordinates(work *w, nb_error *err)
     for (int pass = 0; pass < PLACE_BOTH_PASSES; pass++)
         for (int l = 0; l < nl; l++)
             place_column(w, l, 3);
+    for (int l = 1; l < nl; l++)
+        straighten(w, l);
     /* columns: as wide as their widest box */
     for (int l = 0; l < nl; l++)
         w->colw[l] = 0;

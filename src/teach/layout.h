@@ -10,13 +10,17 @@
  *    beside its use, not in column 0).
  *  - An edge that spans several columns gets a virtual point in each
  *    column it passes, placed like a thin box, so it runs between boxes.
- *  - The order inside each column: barycenter sweeps down and up with
- *    adjacent swaps; the order with the fewest edge crossings met is kept
+ *  - The order inside each column: from the given order (boxes by index),
+ *    a depth-first and a breadth-first order and a few shuffled ones (a
+ *    fixed seed; fewer starts on larger graphs), barycenter sweeps down
+ *    and up with adjacent swaps, then sifting (each item moved to its best
+ *    place); the order with the fewest edge crossings met is kept
  *    (crossings counted exactly, nbt_crossings).
  *  - y: each column placed as close as its separations allow to the mean
  *    height of its neighbours (an exact weighted least-squares fit per
- *    column, alternating directions); x: columns of the widest box plus a
- *    gap. Edges leave and enter at points spread over the box's side, in
+ *    column, alternating directions; chains and long edges pull harder),
+ *    then a box with a single input moved level with it where its column
+ *    leaves room; x: columns as wide as their widest box, a gap apart. Edges leave and enter at points spread over the box's side, in
  *    the order of the boxes at the other end, so edges that meet at one
  *    box do not cross; two inputs from one node (x*x) are two polylines.
  *  - Every diagonal piece of an edge lies in the gap between two columns;
