@@ -96,7 +96,7 @@ static double box_width(const nb_trace *tr, int k)
         if (nd->m > 1)
             w = w > 24 ? w : 24;
         else
-            w = w > 16 ? w : 16;
+            w = w > 13 ? w : 13;
     }
     return w * CHAR_W + 2 * PAD;
 }
@@ -118,7 +118,7 @@ static nb_status lay_out(const nb_trace *tr, nbt_layout *l, nb_error *err, const
         nodes[k].h = box_lines(&tr->nodes[k]) * LINE_H + PAD;
         nodes[k].pin_left = tr->nodes[k].kind == NBT_INPUT;
     }
-    nbt_layout_opts o = {.layer_gap = 64, .node_gap = 22, .margin = 12};
+    nbt_layout_opts o = {.layer_gap = 44, .node_gap = 20, .margin = 12};
     nb_status rc = nbt_layout_run(nodes, tr->n, &o, l, err);
     free(nodes);
     return rc;
@@ -163,7 +163,7 @@ static void svg_picture(const nb_trace *tr, const nbt_layout *l, FILE *f, const 
             "viewBox=\"0 0 %.0f %.0f\" role=\"img\">\n",
             l->width, l->height, l->width, l->height);
     fprintf(f, "<defs><marker id=\"arrow\" viewBox=\"0 0 8 8\" refX=\"8\" refY=\"4\" "
-               "markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L8,4L0,8z\" "
+               "markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto\"><path d=\"M0,0L8,4L0,8z\" "
                "fill=\"#888\"/></marker></defs>\n");
     if (!v->page)
         fprintf(f, "<style>%s</style>\n", svg_style);

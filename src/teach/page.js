@@ -78,7 +78,7 @@
   function localText(n, i) {
     var j = n.jac[i];
     if (j === null) return "";
-    return j.length === 1 ? "\u2202 = " + num(j[0]) : "J";
+    return j.length === 1 ? num(j[0]) : "J";
   }
 
   function renderEval(status) {
@@ -99,7 +99,7 @@
     var s = state.sweep, wrt = D.sweeps[s];
     showValues(ops.length);
     N.forEach(function (n, k) {
-      if (!n.active) { cls("n" + k, "off", true); return; }
+      if (!n.active) { cls("n" + k, "off", n.kind !== "const"); return; }
       if (n.kind === "input") setText("d" + k, "\u1e6b = " + nums(n.tangent[s]), n.tangent[s]);
     });
     active.forEach(function (k, i) {
@@ -129,7 +129,7 @@
       parts[st.to].push(nums(st.contrib));
     }
     N.forEach(function (n, k) {
-      if (!n.active) { cls("n" + k, "off", true); return; }
+      if (!n.active) { cls("n" + k, "off", n.kind !== "const"); return; }
       if (adj[k] === null) { setText("d" + k, "\u1e21 = ?"); return; }
       var sum = parts[k].length > 1 ? " (" + parts[k].join(" + ") + ")" : "";
       setText("d" + k, "\u1e21 = " + nums(adj[k]) + sum, adj[k]);
