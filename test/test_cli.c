@@ -424,6 +424,59 @@ static void test_trace(void **state)
     assert_null(strstr(r->out, "-0 ")); /* no negative zero shown */
     assert_null(strstr(r->out, "h7"));
     assert_non_null(strstr(r->out, "nb_grad and nb_jvp agree"));
+    /* as written: operands in order, the minus a negation */
+    assert_non_null(strstr(r->out, "h2   = h1 + b"));
+    assert_non_null(strstr(r->out, "h3   = -h2"));
+    assert_non_null(strstr(r->out, "dh6/dw = \u2202h6/\u2202h5\u00b7dh5/dw = (-0.25)\u00b7(-1) = 0.25"));
+}
+
+/* --svg, --show, --wrt and --html: files written whole, every misuse refused
+ * before anything is written */
+static void test_trace_pictures(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nabla-trace-XXXXXX", cmd[512], path[600];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "trace 'x*y - x' --at x=2,y=3 --svg %s/f.svg --show forward --wrt y "
+                              "--html %s/f.html", dir, dir);
+    run_result *r = run(cmd);
+    assert_int_equal(r->status, 0);
+    snprintf(path, sizeof path, "%s/f.svg", dir);
+    char *svg = tc_slurp("", path);
+    assert_non_null(strstr(svg, ">h1 = x*y</text>"));
+    assert_non_null(strstr(svg, ">\u1e6b = 2</text>")); /* d(x*y)/dy = x */
+    free(svg);
+    snprintf(path, sizeof path, "%s/f.html", dir);
+    char *page = tc_slurp("", path);
+    assert_non_null(strstr(page, "<title>f = x*y - x   at x = 2, y = 3</title>"));
+    free(page);
+    /* a formula without ops draws one box */
+    snprintf(cmd, sizeof cmd, "trace x --at x=1 --html %s/x.html", dir);
+    assert_int_equal(run(cmd)->status, 0);
+    const struct {
+        const char *args, *msg;
+    } bad[] = {
+        {"--svg %s/b.svg --show sideways", "--show: 'sideways' is not values, forward or reverse"},
+        {"--svg %s/b.svg --show forward --wrt q", "--wrt: 'q' is not a variable of the expression"},
+        {"--svg %s/b.svg --wrt x", "--wrt needs --svg FILE --show forward"},
+        {"--show values --html %s/b.html", "--show needs --svg"},
+        {"--svg %s", "is a directory"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char args[256];
+        snprintf(args, sizeof args, bad[i].args, dir);
+        snprintf(cmd, sizeof cmd, "trace 'x*y' --at x=1,y=2 %s", args);
+        r = run(cmd);
+        assert_int_equal(r->status, 2);
+        assert_non_null(strstr(r->err, bad[i].msg));
+        assert_string_equal(r->out, "");
+    }
+    snprintf(path, sizeof path, "%s/b.svg", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof path, "%s/b.html", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_plot(void **state)
@@ -2184,6 +2237,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_demo),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_trace_pictures),
         cmocka_unit_test(test_plot),
         cmocka_unit_test(test_train_eval),
         cmocka_unit_test(test_train_resume_counts),

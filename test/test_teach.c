@@ -23,6 +23,19 @@ static nb_tensor *logistic(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b
     return nb_div(g, nb_scalar(g, NB_F64, 1), h5);
 }
 
+/* the notes' example traced on x = 1, w = 0, b = 0 in a new graph *g */
+static nb_trace *notes_trace(nb_graph **g)
+{
+    *g = nb_graph_new();
+    nb_tensor *xs[3] = {input(*g, "x", 1), input(*g, "w", 0), input(*g, "b", 0)};
+    nb_tensor *y = logistic(*g, xs[0], xs[1], xs[2]);
+    nb_error err;
+    nb_trace *tr = nb_trace_new(*g, y, xs, 3, &err);
+    assert_non_null(tr);
+    assert_int_equal(err.status, NB_OK);
+    return tr;
+}
+
 /* the whole text a writer puts in a file */
 static char *written(nb_status (*write)(const nb_trace *, FILE *, nb_error *), const nb_trace *tr)
 {
@@ -51,13 +64,8 @@ static int node_of(const nb_trace *tr, const char *label)
 static void test_notes_example(void **state)
 {
     (void)state;
-    nb_graph *g = nb_graph_new();
-    nb_tensor *xs[3] = {input(g, "x", 1), input(g, "w", 0), input(g, "b", 0)};
-    nb_tensor *y = logistic(g, xs[0], xs[1], xs[2]);
-    nb_error err;
-    nb_trace *tr = nb_trace_new(g, y, xs, 3, &err);
-    assert_non_null(tr);
-    assert_int_equal(err.status, NB_OK);
+    nb_graph *g;
+    nb_trace *tr = notes_trace(&g);
     assert_int_equal(nb_trace_sweeps(tr), 3);
     /* x, w, b, the constant 1 (once or twice), h1..h6 */
     const char *texts[] = {"w*x", "h1 + b", "-h2", "exp(h3)", "h4 + 1", "1/h5"};
@@ -297,12 +305,9 @@ static nb_status html_page(const nb_trace *tr, FILE *f, nb_error *err)
 static void test_pictures(void **state)
 {
     (void)state;
-    nb_graph *g = nb_graph_new();
-    nb_tensor *xs[3] = {input(g, "x", 1), input(g, "w", 0), input(g, "b", 0)};
-    nb_tensor *y = logistic(g, xs[0], xs[1], xs[2]);
+    nb_graph *g;
+    nb_trace *tr = notes_trace(&g);
     nb_error err;
-    nb_trace *tr = nb_trace_new(g, y, xs, 3, &err);
-    assert_non_null(tr);
     char *svg = written(svg_reverse, tr);
     assert_non_null(strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert_non_null(strstr(svg, ">h3 = -h2</text>"));

@@ -274,22 +274,6 @@ static void json_nums(FILE *f, const double *v, int m)
     fputc(']', f);
 }
 
-/* a JSON string safe inside <script>: "<" written as \u003c */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == '<' || c == '>' || c == '&')
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 #include "nabla_trace_page.h" /* nbt_page_style, nbt_page_script (embed.py) */
 
 static void put_lines(FILE *f, const char *const *lines)
@@ -339,7 +323,7 @@ static nb_status rows_json(FILE *f, void (*print)(const nb_trace *, FILE *, int)
             continue;
         fprintf(f, first ? "" : ",");
         first = false;
-        json_str(f, line);
+        nbt_json_str(f, line);
         if (!end)
             break;
     }
@@ -351,17 +335,17 @@ static nb_status rows_json(FILE *f, void (*print)(const nb_trace *, FILE *, int)
 static nb_status page_data(const nb_trace *tr, const nbt_layout *l, FILE *f, const char *title)
 {
     fprintf(f, "{\"title\":");
-    json_str(f, title ? title : "");
+    nbt_json_str(f, title ? title : "");
     fprintf(f, ",\"nodes\":[");
     char b[320];
     for (int k = 0; k < tr->n; k++) {
         const nbt_tnode *nd = &tr->nodes[k];
         fprintf(f, "%s\n{\"label\":", k ? "," : "");
-        json_str(f, nd->label);
+        nbt_json_str(f, nd->label);
         fprintf(f, ",\"kind\":\"%s\",\"text\":",
                 nd->kind == NBT_INPUT ? "input" : nd->kind == NBT_CONST ? "const" : "op");
         title_of(tr, k, b, sizeof b);
-        json_str(f, b);
+        nbt_json_str(f, b);
         fprintf(f, ",\"active\":%s,\"m\":%d,\"value\":", nd->active ? "true" : "false", nd->m);
         json_nums(f, tr->value + tr->off[k], nd->m);
         fprintf(f, ",\"in\":[");
@@ -390,7 +374,7 @@ static nb_status page_data(const nb_trace *tr, const nbt_layout *l, FILE *f, con
     fprintf(f, "],\n\"sweeps\":[");
     for (int s = 0; s < tr->sweeps; s++) {
         fprintf(f, s ? "," : "");
-        json_str(f, nbt_sweep_name(tr, s, b, sizeof b));
+        nbt_json_str(f, nbt_sweep_name(tr, s, b, sizeof b));
     }
     fprintf(f, "],\n\"steps\":[");
     for (int s = 0; s < tr->n_steps; s++) {

@@ -32,14 +32,15 @@ static void put_json_nums(FILE *f, const double *v, int m, bool scalar)
         fputc(']', f);
 }
 
-static void put_json_str(FILE *f, const char *s)
+/* a JSON string; < > & escaped too, so it may stand inside an HTML <script> */
+void nbt_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
             fprintf(f, "\\%c", c);
-        else if (c < 0x20)
+        else if (c < 0x20 || c == '<' || c == '>' || c == '&')
             fprintf(f, "\\u%04x", c);
         else
             fputc(c, f);
@@ -229,15 +230,15 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
         if (nd->kind != NBT_OP)
             continue;
         fprintf(f, "{\"sweep\": \"eval\", \"node\": ");
-        put_json_str(f, nd->label);
+        nbt_json_str(f, nd->label);
         fprintf(f, ", \"op\": ");
-        put_json_str(f, nd->op);
+        nbt_json_str(f, nd->op);
         fprintf(f, ", \"text\": ");
-        put_json_str(f, nd->text);
+        nbt_json_str(f, nd->text);
         fprintf(f, ", \"inputs\": [");
         for (int i = 0; i < nd->n_in; i++) {
             fprintf(f, i ? ", " : "");
-            put_json_str(f, tr->nodes[nd->in[i]].label);
+            nbt_json_str(f, tr->nodes[nd->in[i]].label);
         }
         fprintf(f, "], \"value\": ");
         put_json_nums(f, tr->value + tr->off[k], nd->m, nd->m == 1);
@@ -252,9 +253,9 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
             if (nd->kind != NBT_OP || !nd->active)
                 continue;
             fprintf(f, "{\"sweep\": \"forward\", \"wrt\": ");
-            put_json_str(f, wrt);
+            nbt_json_str(f, wrt);
             fprintf(f, ", \"node\": ");
-            put_json_str(f, nd->label);
+            nbt_json_str(f, nd->label);
             fprintf(f, ", \"locals\": [");
             for (int i = 0; i < nd->n_in; i++) {
                 const nbt_tnode *in = &tr->nodes[nd->in[i]];
@@ -274,9 +275,9 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
         const nbt_tnode *from = &tr->nodes[st->from], *to = &tr->nodes[st->to];
         bool scalar = from->m == 1 && to->m == 1;
         fprintf(f, "{\"sweep\": \"reverse\", \"to\": ");
-        put_json_str(f, to->label);
+        nbt_json_str(f, to->label);
         fprintf(f, ", \"from\": ");
-        put_json_str(f, from->label);
+        nbt_json_str(f, from->label);
         fprintf(f, ", \"local\": ");
         put_json_nums(f, from->jac[st->slot], from->m * to->m, scalar);
         fprintf(f, ", \"adjoint_from\": ");

@@ -59,6 +59,9 @@ const char *nbt_num(char *buf, size_t n, double v, int digits);
 /* the input element sweep s seeds: "w", or "W[3]" for a larger input */
 const char *nbt_sweep_name(const nb_trace *tr, int s, char *buf, size_t n);
 
+/* @p s as a JSON string (< > & escaped too: safe inside an HTML script) */
+void nbt_json_str(FILE *f, const char *s);
+
 /* The table's sections, as nb_trace_print writes them (the page shows
  * them line by line): the evaluation (a heading, one line per op), forward
  * sweep @p s (a heading, one line per op that depends on an input, the
