@@ -183,7 +183,10 @@
     else shown = renderReverse(status);
     renderTable();
     var st = el("status");
-    st.textContent = state.mode + ", step " + state.step + " of " + last() + ": " + status.join(" ");
+    var sweep = state.mode === "forward" ? " (sweep " + (state.sweep + 1) + " of " + D.sweeps.length +
+      ": the tangent of " + D.sweeps[state.sweep] + ")" : "";
+    st.textContent = state.mode + sweep + ", step " + state.step + " of " + last() + ": " +
+      status.join(" ");
     st.setAttribute("data-mode", state.mode);
     st.setAttribute("data-step", String(state.step));
     if (shown) {
