@@ -234,10 +234,9 @@ static void test_logistic(void **state)
     enum { X, W, B, H1, H2, ONE, H3, H4, H5, H6, N };
     static const int h1[] = {W, X}, h2[] = {H1, B}, h3[] = {H2}, h4[] = {H3}, h5[] = {H4, ONE},
                      h6[] = {ONE, H5};
-    nbt_node nd[N] = {[X] = input(), [W] = input(), [B] = input(),
-                      [H1] = box(2, h1), [H2] = box(2, h2), [ONE] = box(0, NULL),
-                      [H3] = box(1, h3), [H4] = box(1, h4), [H5] = box(2, h5),
-                      [H6] = box(2, h6)};
+    nbt_node nd[N] = {[X] = input(),     [W] = input(),        [B] = input(),     [H1] = box(2, h1),
+                      [H2] = box(2, h2), [ONE] = box(0, NULL), [H3] = box(1, h3), [H4] = box(1, h4),
+                      [H5] = box(2, h5), [H6] = box(2, h6)};
     nbt_layout l;
     assert_int_equal(lay_out(nd, N, &l), 0);
     assert_int_equal(l.layer[X], 0);
@@ -271,6 +270,25 @@ static int64_t given_order_crossings(const nbt_node *nd, int ns, int n)
     return crossings_of(m, up, lo, ns, n - ns);
 }
 
+/* The next permutation of p[0..n) in lexicographic order; false after
+ * the last. */
+static bool next_permutation(int *p, int n)
+{
+    int k = n - 2;
+    while (k >= 0 && p[k] >= p[k + 1])
+        k--;
+    if (k < 0)
+        return false;
+    int j = n - 1;
+    while (p[j] <= p[k])
+        j--;
+    int t = p[k];
+    p[k] = p[j], p[j] = t;
+    for (int a = k + 1, b = n - 1; a < b; a++, b--)
+        t = p[a], p[a] = p[b], p[b] = t;
+    return true;
+}
+
 /* The fewest crossings over every order of both columns (brute force). */
 static int64_t optimum_crossings(const nbt_node *nd, int ns, int n)
 {
@@ -288,32 +306,11 @@ static int64_t optimum_crossings(const nbt_node *nd, int ns, int n)
                     up[m] = pu[nd[v].in[i]], lo[m] = pl[v - ns];
             int64_t c = brute_crossings(m, up, lo);
             best = c < best ? c : best;
-            /* next permutation of pl */
-            int k = nt - 2;
-            while (k >= 0 && pl[k] >= pl[k + 1])
-                k--;
-            if (k < 0)
+            if (!next_permutation(pl, nt))
                 break;
-            int j = nt - 1;
-            while (pl[j] <= pl[k])
-                j--;
-            int t = pl[k];
-            pl[k] = pl[j], pl[j] = t;
-            for (int a = k + 1, b = nt - 1; a < b; a++, b--)
-                t = pl[a], pl[a] = pl[b], pl[b] = t;
         }
-        int k = ns - 2;
-        while (k >= 0 && pu[k] >= pu[k + 1])
-            k--;
-        if (k < 0)
+        if (!next_permutation(pu, ns))
             break;
-        int j = ns - 1;
-        while (pu[j] <= pu[k])
-            j--;
-        int t = pu[k];
-        pu[k] = pu[j], pu[j] = t;
-        for (int a = k + 1, b = ns - 1; a < b; a++, b--)
-            t = pu[a], pu[a] = pu[b], pu[b] = t;
     }
     return best;
 }
@@ -438,8 +435,8 @@ static void test_odd_shapes(void **state)
 
     /* all boxes of size 0: points; lone last node moves to the last column */
     static const int z1[] = {0}, z2[] = {1, 0};
-    nbt_node zero[] = {{0, NULL, 0, 0, true}, {1, z1, 0, 0, false}, {2, z2, 0, 0, false},
-                       {0, NULL, 0, 0, false}};
+    nbt_node zero[] = {
+        {0, NULL, 0, 0, true}, {1, z1, 0, 0, false}, {2, z2, 0, 0, false}, {0, NULL, 0, 0, false}};
     lay_out(zero, 4, &l);
     assert_int_equal(l.layer[3], l.n_layers - 1);
     nbt_layout_free(&l);
@@ -578,9 +575,10 @@ static void test_bad_input(void **state)
     bad[1] = box(1, neg);
     expect_error(bad, 2, NULL, NB_ERR_ARG, "input -1 (slot 0)");
     bad[0] = box(1, ok_in);
-    expect_error(bad, 2, NULL, NB_ERR_ARG, "node 0: input 0 (slot 0) is not an earlier node "
-                                           "(nodes come in topological order: node 0 has no "
-                                           "earlier node)");
+    expect_error(bad, 2, NULL, NB_ERR_ARG,
+                 "node 0: input 0 (slot 0) is not an earlier node "
+                 "(nodes come in topological order: node 0 has no "
+                 "earlier node)");
     const double sizes[][2] = {{-1, 10}, {10, -0.5}, {NAN, 10}, {10, INFINITY}, {2e6, 10}};
     for (size_t k = 0; k < COUNT(sizes); k++) {
         bad[0] = input();

@@ -11,20 +11,21 @@
 #include <string.h>
 
 #define WHERE "nbt_layout_run"
-#define MAX_SIZE 1e6         /* largest box size or option, px */
-#define ORDER_SWEEPS 24      /* most barycenter sweeps */
-#define ORDER_PATIENCE 4     /* sweeps without a better order before stopping */
-#define TRANSPOSE_ROUNDS 6   /* most rounds of adjacent swaps after a sweep */
-#define SIFT_ROUNDS 8        /* most rounds of sifting every item */
-#define RANDOM_STARTS 8      /* most starts from shuffled orders, after two others */
+#define MAX_SIZE 1e6           /* largest box size or option, px */
+#define ORDER_SWEEPS 24        /* most barycenter sweeps */
+#define ORDER_PATIENCE 4       /* sweeps without a better order before stopping */
+#define TRANSPOSE_ROUNDS 6     /* most rounds of adjacent swaps after a sweep */
+#define SIFT_ROUNDS 8          /* most rounds of sifting every item */
+#define RANDOM_STARTS 8        /* most starts from shuffled orders, after two others */
 #define ORDER_BUDGET (1 << 18) /* starts stop before order_work x starts passes this */
 #define SIFT_BUDGET (1 << 22)  /* no sifting when order_work passes this */
-#define PLACE_PASSES 8       /* down-and-up passes that fit y to one side */
-#define PLACE_BOTH_PASSES 4  /* then passes that fit y to both sides */
-#define WEIGHT_REAL 1.0      /* pull of a box towards its neighbours */
-#define WEIGHT_CHAIN 4.0     /* of an item with one edge each side (virtual points among
-                                them): chains and long edges run straight */
-#define WEIGHT_ALONE 0.25    /* of an item without neighbours on that side: stay */
+#define PLACE_PASSES 8         /* down-and-up passes that fit y to one side */
+#define PLACE_BOTH_PASSES 4    /* then passes that fit y to both sides */
+#define WEIGHT_REAL 1.0        /* pull of a box towards its neighbours */
+#define WEIGHT_CHAIN                                                                               \
+    4.0                   /* of an item with one edge each side (virtual points among              \
+                             them): chains and long edges run straight */
+#define WEIGHT_ALONE 0.25 /* of an item without neighbours on that side: stay */
 
 /* Scratch memory: blocks in a list, freed together. */
 typedef union scratch_head {
@@ -48,27 +49,27 @@ typedef struct work {
     const nbt_node *nodes;
     int n, n_edges, n_segs, n_items, n_layers;
     double layer_gap, node_gap, edge_gap, margin;
-    int *lay;                      /* [n_items] column */
-    int *e_from, *e_to, *e_slot;   /* [n_edges] */
-    int *e_seg;                    /* [n_edges + 1] */
-    int *seg_up, *seg_lo, *seg_e;  /* [n_segs] */
-    int *in_start, *in_list;       /* segments ending at each item (CSR) */
-    int *out_start, *out_list;     /* segments leaving each item (CSR) */
-    int *lay_start, *lay_items;    /* the items of each column, in order (CSR) */
-    int *gap_start, *gap_list;     /* segments by their left column (CSR) */
+    int *lay;                       /* [n_items] column */
+    int *e_from, *e_to, *e_slot;    /* [n_edges] */
+    int *e_seg;                     /* [n_edges + 1] */
+    int *seg_up, *seg_lo, *seg_e;   /* [n_segs] */
+    int *in_start, *in_list;        /* segments ending at each item (CSR) */
+    int *out_start, *out_list;      /* segments leaving each item (CSR) */
+    int *lay_start, *lay_items;     /* the items of each column, in order (CSR) */
+    int *gap_start, *gap_list;      /* segments by their left column (CSR) */
     int *pos, *best_pos, *keep_pos; /* [n_items] place in the column */
-    int *stack, *cursor, *fill;    /* [n_items] x 2, [n_layers] for the depth-first order */
-    unsigned char *seen;           /* [n_items] */
+    int *stack, *cursor, *fill;     /* [n_items] x 2, [n_layers] for the depth-first order */
+    unsigned char *seen;            /* [n_items] */
     int max_layer, max_gap, max_deg;
-    int64_t order_work;            /* segments + sum over columns of items x segment ends */
+    int64_t order_work; /* segments + sum over columns of items x segment ends */
     int *cross_up, *cross_lo, *cross_work;
-    int64_t *delta;                /* [max_layer] */
-    struct sort_key *keys;         /* [max(max_layer, max_deg)] */
-    double *off_up, *off_lo;       /* [n_segs] y of a segment's ends from its items' centres */
-    double *y;                     /* [n_items] */
+    int64_t *delta;          /* [max_layer] */
+    struct sort_key *keys;   /* [max(max_layer, max_deg)] */
+    double *off_up, *off_lo; /* [n_segs] y of a segment's ends from its items' centres */
+    double *y;               /* [n_items] */
     double *sep, *target, *weight, *blk_sum, *blk_w; /* [max_layer] */
-    int *blk_end;                  /* [max_layer] */
-    double *colx, *colw;           /* [n_layers] left side and width of each column */
+    int *blk_end;                                    /* [max_layer] */
+    double *colx, *colw; /* [n_layers] left side and width of each column */
 } work;
 
 typedef struct sort_key {
@@ -167,8 +168,8 @@ static nb_status check_size(double v, double lo, const char *what, nb_error *err
     if (isfinite(v) && (v == 0 || (v >= lo && v <= MAX_SIZE)))
         return NB_OK;
     return nb_error_set(err, NB_ERR_ARG, WHERE,
-                        "option %s is %g (expected 0 for the default, or %g to %g px)", what, v,
-                        lo, MAX_SIZE);
+                        "option %s is %g (expected 0 for the default, or %g to %g px)", what, v, lo,
+                        MAX_SIZE);
 }
 
 static nb_status read_opts(work *w, const nbt_layout_opts *o, nb_error *err)
@@ -369,8 +370,8 @@ static nb_status build(work *w, nb_error *err)
     int keys = w->max_layer > w->max_deg ? w->max_layer : w->max_deg;
     w->cross_up = scratch(w, (size_t)w->max_gap, sizeof(int));
     w->cross_lo = scratch(w, (size_t)w->max_gap, sizeof(int));
-    w->cross_work = scratch(w, nbt_crossings_work(w->max_gap, w->max_layer, w->max_layer),
-                            sizeof(int));
+    w->cross_work =
+        scratch(w, nbt_crossings_work(w->max_gap, w->max_layer, w->max_layer), sizeof(int));
     w->keys = scratch(w, (size_t)keys, sizeof(sort_key));
     w->delta = scratch(w, (size_t)w->max_layer, sizeof(int64_t));
     if (w->oom)
@@ -389,8 +390,7 @@ static int64_t count_crossings(work *w)
             w->cross_up[k] = w->pos[w->seg_up[w->gap_list[j]]];
             w->cross_lo[k] = w->pos[w->seg_lo[w->gap_list[j]]];
         }
-        total += nbt_crossings(k, w->cross_up, w->cross_lo,
-                               w->lay_start[l + 1] - w->lay_start[l],
+        total += nbt_crossings(k, w->cross_up, w->cross_lo, w->lay_start[l + 1] - w->lay_start[l],
                                w->lay_start[l + 2] - w->lay_start[l + 1], w->cross_work);
     }
     return total;
@@ -715,8 +715,8 @@ static void place_column(work *w, int l, int side)
                 sum += w->y[w->seg_lo[s]] + w->off_lo[s] - w->off_up[s];
             }
         w->target[k] = (cnt ? sum / cnt : w->y[v]) - cum;
-        bool chain = w->in_start[v + 1] - w->in_start[v] <= 1 &&
-                     w->out_start[v + 1] - w->out_start[v] <= 1;
+        bool chain =
+            w->in_start[v + 1] - w->in_start[v] <= 1 && w->out_start[v + 1] - w->out_start[v] <= 1;
         w->weight[k] = !cnt ? WEIGHT_ALONE : chain ? WEIGHT_CHAIN : WEIGHT_REAL;
     }
     int nb = 0;
@@ -724,7 +724,8 @@ static void place_column(work *w, int l, int side)
         w->blk_sum[nb] = w->weight[k] * w->target[k];
         w->blk_w[nb] = w->weight[k];
         w->blk_end[nb++] = k + 1;
-        while (nb > 1 && w->blk_sum[nb - 2] / w->blk_w[nb - 2] > w->blk_sum[nb - 1] / w->blk_w[nb - 1]) {
+        while (nb > 1 &&
+               w->blk_sum[nb - 2] / w->blk_w[nb - 2] > w->blk_sum[nb - 1] / w->blk_w[nb - 1]) {
             w->blk_sum[nb - 2] += w->blk_sum[nb - 1];
             w->blk_w[nb - 2] += w->blk_w[nb - 1];
             w->blk_end[nb - 2] = w->blk_end[nb - 1];
@@ -836,11 +837,11 @@ static int edge_points(const work *w, int e, nbt_point *pts)
     int lu = w->lay[u], lv = w->lay[v];
     double cu = w->colx[lu] + w->colw[lu] / 2, cv = w->colx[lv] + w->colw[lv] / 2;
     double yu = w->y[u] + w->off_up[first], yv = w->y[v] + w->off_lo[last];
-#define PUT(px, py)                                                                               \
-    do {                                                                                          \
-        if (pts)                                                                                  \
-            pts[k] = (nbt_point){(px), (py)};                                                     \
-        k++;                                                                                      \
+#define PUT(px, py)                                                                                \
+    do {                                                                                           \
+        if (pts)                                                                                   \
+            pts[k] = (nbt_point){(px), (py)};                                                      \
+        k++;                                                                                       \
     } while (0)
     PUT(cu + w->nodes[u].w / 2, yu);
     if (w->nodes[u].w < w->colw[lu])
@@ -913,8 +914,8 @@ static nb_status emit(work *w, int64_t crossings, nbt_layout *out, nb_error *err
 
 /* ------------------------------------------------------------ entry */
 
-nb_status nbt_layout_run(const nbt_node *nodes, int n, const nbt_layout_opts *opts,
-                         nbt_layout *out, nb_error *err)
+nb_status nbt_layout_run(const nbt_node *nodes, int n, const nbt_layout_opts *opts, nbt_layout *out,
+                         nb_error *err)
 {
     nb_error_clear(err);
     if (!out)

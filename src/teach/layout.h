@@ -20,9 +20,9 @@
  *    height of its neighbours (an exact weighted least-squares fit per
  *    column, alternating directions; chains and long edges pull harder),
  *    then a box with a single input moved level with it where its column
- *    leaves room; x: columns as wide as their widest box, a gap apart. Edges leave and enter at points spread over the box's side, in
- *    the order of the boxes at the other end, so edges that meet at one
- *    box do not cross; two inputs from one node (x*x) are two polylines.
+ *    leaves room; x: columns as wide as their widest box, a gap apart. Edges leave and enter at
+ * points spread over the box's side, in the order of the boxes at the other end, so edges that meet
+ * at one box do not cross; two inputs from one node (x*x) are two polylines.
  *  - Every diagonal piece of an edge lies in the gap between two columns;
  *    inside a column an edge runs level, beside the boxes. So no edge
  *    passes through a box and x grows strictly along every polyline.
@@ -43,11 +43,11 @@
 
 /** One node: its inputs (earlier nodes) and its box size in px. */
 typedef struct nbt_node {
-    int n_in;       /**< number of inputs (>= 0) */
-    const int *in;  /**< n_in indices of earlier nodes (in[i] < own index); may repeat */
-    double w, h;    /**< box width and height (finite, >= 0) */
-    bool pin_left;  /**< a source kept in column 0 (a graph input) instead of beside its
-                         first consumer; ignored for nodes with inputs */
+    int n_in;      /**< number of inputs (>= 0) */
+    const int *in; /**< n_in indices of earlier nodes (in[i] < own index); may repeat */
+    double w, h;   /**< box width and height (finite, >= 0) */
+    bool pin_left; /**< a source kept in column 0 (a graph input) instead of beside its
+                        first consumer; ignored for nodes with inputs */
 } nbt_node;
 
 typedef struct nbt_point {
@@ -75,17 +75,17 @@ typedef struct nbt_layout_opts {
 
 /** A finished layout. Coordinates in px, origin top left, y down. */
 typedef struct nbt_layout {
-    int n;              /**< nodes, as given */
-    int n_layers;       /**< columns */
-    nbt_point *centre;  /**< [n] box centres */
-    int *layer;         /**< [n] column, 0 leftmost; the last node is in the last column */
-    int *rank;          /**< [n] place among the nodes of its column, 0 at the top */
-    int *first_edge;    /**< [n] the edges of node v are edges[first_edge[v] + slot] */
-    int n_edges;        /**< sum of n_in */
-    nbt_edge *edges;    /**< [n_edges] node by node, slot by slot */
-    int n_pts;          /**< points of all polylines */
-    nbt_point *pts;     /**< [n_pts] */
-    int64_t n_crossings; /**< pairs of edges that cross (between columns) */
+    int n;                /**< nodes, as given */
+    int n_layers;         /**< columns */
+    nbt_point *centre;    /**< [n] box centres */
+    int *layer;           /**< [n] column, 0 leftmost; the last node is in the last column */
+    int *rank;            /**< [n] place among the nodes of its column, 0 at the top */
+    int *first_edge;      /**< [n] the edges of node v are edges[first_edge[v] + slot] */
+    int n_edges;          /**< sum of n_in */
+    nbt_edge *edges;      /**< [n_edges] node by node, slot by slot */
+    int n_pts;            /**< points of all polylines */
+    nbt_point *pts;       /**< [n_pts] */
+    int64_t n_crossings;  /**< pairs of edges that cross (between columns) */
     double width, height; /**< the picture: every box and point inside, margins included */
     /* private: the one block that holds the arrays */
     void *block_;
@@ -105,8 +105,8 @@ typedef struct nbt_layout {
  * an allocation fails; then @p err (may be NULL) says what and which node,
  * and *out is all zero (nbt_layout_free accepts it).
  */
-nb_status nbt_layout_run(const nbt_node *nodes, int n, const nbt_layout_opts *opts,
-                         nbt_layout *out, nb_error *err);
+nb_status nbt_layout_run(const nbt_node *nodes, int n, const nbt_layout_opts *opts, nbt_layout *out,
+                         nb_error *err);
 
 /** Free the arrays of @p l and zero it (NULL and a zeroed layout are accepted). */
 void nbt_layout_free(nbt_layout *l);
