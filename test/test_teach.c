@@ -170,6 +170,23 @@ static void test_tensor_graph(void **state)
     nb_graph_free(g);
 }
 
+/* a constant feeds an op whose local derivative in it is infinite (d 0^a /
+ * d 0): no tangent flows from a constant, so the forward sweeps stay finite,
+ * as nb_jvp's do */
+static void test_constant_with_infinite_local(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *xs[2] = {input(g, "x", 0.5), input(g, "a", 0.75)};
+    nb_tensor *y = nb_add(g, nb_mul(g, xs[0], nb_pow(g, nb_scalar(g, NB_F64, 0), xs[1])), xs[0]);
+    nb_error err;
+    nb_trace *tr = nb_trace_new(g, y, xs, 2, &err);
+    assert_non_null(tr);
+    assert_true(tr->tangent[tr->off[tr->n - 1]] == 1); /* dy/dx = 0^a + 1 = 1 */
+    nb_trace_free(tr);
+    nb_graph_free(g);
+}
+
 /* an op whose forward rule disagrees with its reverse rule is caught */
 static nb_status sq_fwd(nb_graph *g, nb_tensor *out)
 {
@@ -365,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_notes_example),
         cmocka_unit_test(test_tensor_graph),
         cmocka_unit_test(test_disagreeing_rules),
+        cmocka_unit_test(test_constant_with_infinite_local),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_pictures),
     };

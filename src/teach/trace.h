@@ -45,6 +45,8 @@ struct nb_trace {
     int *sweep_input, *sweep_elem; /* the input element each forward sweep seeds */
     double *tangent;               /* sweeps x total */
     double *adjoint;               /* total: the final adjoints */
+    double *adj_mag, *fwd_mag;     /* sums of |terms| of the adjoints (total) and of each
+                                      sweep's output tangent (sweeps): the rounding bound */
     int n_steps;
     nbt_step *steps; /* in the reverse sweep's order */
     double *step_nums;
