@@ -66,6 +66,7 @@ nb_status nbo_where_shape(nb_graph *g, nb_tensor *out)
         for (int64_t r = r0; r < r1; r++) {                                                        \
             T *po = o + r * p->inner;                                                              \
             const T *px = in + r * p->inner;                                                       \
+            NBK_SIMD                                                                               \
             for (int64_t j = j0; j < j1; j++) {                                                    \
                 T x = px[j];                                                                       \
                 po[j] = (EXPR);                                                                    \
@@ -249,18 +250,21 @@ DEFINE_UNARY_RULES(relu)
             T *po = o + r * p->inner;                                                              \
             const T *pa = a + off[0], *pb = b + off[1];                                            \
             if (sa && sb) {                                                                        \
+                NBK_SIMD                                                                           \
                 for (int64_t j = j0; j < j1; j++) {                                                \
                     T x = pa[j], y = pb[j];                                                        \
                     po[j] = (EXPR);                                                                \
                 }                                                                                  \
             } else if (sa) {                                                                       \
                 T y = pb[0];                                                                       \
+                NBK_SIMD                                                                           \
                 for (int64_t j = j0; j < j1; j++) {                                                \
                     T x = pa[j];                                                                   \
                     po[j] = (EXPR);                                                                \
                 }                                                                                  \
             } else if (sb) {                                                                       \
                 T x = pa[0];                                                                       \
+                NBK_SIMD                                                                           \
                 for (int64_t j = j0; j < j1; j++) {                                                \
                     T y = pb[j];                                                                   \
                     po[j] = (EXPR);                                                                \

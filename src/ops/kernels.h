@@ -5,6 +5,12 @@
 
 #include "table.h"
 
+/* A loop whose iterations are independent (elementwise work: each output
+ * element from the same index of the inputs), vectorised even where -O2's
+ * cost model would leave it scalar (meson passes -fopenmp-simd). Never on
+ * a reduction: marking one would let the compiler reorder its sum. */
+#define NBK_SIMD _Pragma("omp simd")
+
 #ifdef _OPENMP
 #include <omp.h>
 #define NBK_PRAGMA(x) _Pragma(#x)
