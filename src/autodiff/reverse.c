@@ -2,20 +2,24 @@
  * order, each op's VJP rule turning the gradient of its result into
  * gradients of its inputs, accumulated with +=. */
 
+#include "../ops/kernels.h"
 #include "../ops/scalar.h"
 #include "sweep.h"
 
-/* Add src into the buffer of dst elementwise (same shape and dtype). */
+/* Add src into the buffer of dst elementwise (same shape and dtype): each
+ * element on its own, so vectorised (NBK_SIMD) with the same sums. */
 static void add_into(nb_tensor *dst, const nb_tensor *src)
 {
     if (dst->dtype == NB_F32) {
         float *d = dst->data;
         const float *s = src->data;
+        NBK_SIMD
         for (int64_t i = 0; i < dst->size; i++)
             d[i] += s[i];
     } else {
         double *d = dst->data;
         const double *s = src->data;
+        NBK_SIMD
         for (int64_t i = 0; i < dst->size; i++)
             d[i] += s[i];
     }
