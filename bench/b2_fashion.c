@@ -206,8 +206,8 @@ enum {
     PH_COUNT
 };
 static const char *const phase_names[PH_COUNT] = {
-    "loader",        "zero_grad", "fwd_products", "fwd_elementwise", "fwd_graph", "loss",
-    "bwd_products",  "bwd_elementwise", "bwd_graph", "optimizer",    "reset",
+    "loader",       "zero_grad",       "fwd_products", "fwd_elementwise", "fwd_graph", "loss",
+    "bwd_products", "bwd_elementwise", "bwd_graph",    "optimizer",       "reset",
 };
 
 enum { MAX_PROF_OPS = 64 };

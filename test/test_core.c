@@ -989,7 +989,6 @@ static void test_meta_put_get(void **state)
     assert_int_equal(nb_meta_get_f64(longv, "x", &d), NB_ERR_PARSE);
 }
 
-
 /* The entry of op @p name in a profile of n entries (fails the test when
  * there is none). */
 static nb_op_profile profile_entry(const nb_op_profile *p, int n, const char *name)
