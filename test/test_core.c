@@ -989,6 +989,119 @@ static void test_meta_put_get(void **state)
     assert_int_equal(nb_meta_get_f64(longv, "x", &d), NB_ERR_PARSE);
 }
 
+/* The entry of op @p name in a profile of n entries (fails the test when
+ * there is none). */
+static nb_op_profile profile_entry(const nb_op_profile *p, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(p[i].op, name) == 0)
+            return p[i];
+    fail_msg("no profile entry for %s", name);
+    return (nb_op_profile){0};
+}
+
+/* Profiling: off by default, per-op counts of evaluations and of derivative
+ * rules (the ops a rule calls are the rule's time, not evaluations), kept
+ * by reset, emptied by clear, and its errors. */
+static void test_profile(void **state)
+{
+    (void)state;
+    nb_model *m = nb_model_new();
+    nb_graph *g = nb_graph_new();
+    nb_tensor *W, *b;
+    assert_int_equal(nb_model_add(m, "W", NB_F64, 2, (int64_t[]){2, 3}, &W), NB_OK);
+    assert_int_equal(nb_model_add(m, "b", NB_F64, 1, (int64_t[]){3}, &b), NB_OK);
+    nb_tensor_set(W, 0, 0.5);
+    /* off by default: nothing is kept */
+    assert_false(nb_graph_profiling(g));
+    assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    assert_int_equal(nb_graph_profile(g, NULL, 0), 0);
+    /* on: the six ops of the step, each evaluated once and its rule run once */
+    assert_int_equal(nb_graph_set_profile(g, true), NB_OK);
+    assert_true(nb_graph_profiling(g));
+    nb_model_zero_grad(m);
+    assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    nb_op_profile p[16];
+    const char *ops[] = {"matmul", "add", "tanh", "sub", "mul", "mean"}; /* square: mul */
+    assert_int_equal(nb_graph_profile(g, p, 16), 6);
+    double total = 0;
+    for (int i = 0; i < 6; i++) {
+        nb_op_profile e = profile_entry(p, 6, ops[i]);
+        assert_int_equal(e.fwd_count, 1);
+        assert_int_equal(e.bwd_count, 1);
+        assert_true(e.fwd_s >= 0 && e.bwd_s >= 0);
+        total += e.fwd_s + e.bwd_s;
+    }
+    assert_true(total > 0);
+    assert_string_equal(p[0].op, "matmul"); /* in order of first use */
+    /* kept by nb_graph_reset (train_step resets): a second step adds to it */
+    assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    assert_int_equal(nb_graph_profile(g, p, 16), 6);
+    assert_int_equal(profile_entry(p, 6, "matmul").fwd_count, 2);
+    assert_int_equal(profile_entry(p, 6, "matmul").bwd_count, 2);
+    /* fewer places than ops: only cap entries are written */
+    nb_op_profile two[3];
+    two[2].op = "untouched";
+    assert_int_equal(nb_graph_profile(g, two, 2), 6);
+    assert_string_equal(two[2].op, "untouched");
+    /* nb_grad is timed too, and its gradients are the same as without */
+    nb_tensor *x = nb_tensor_set_requires_grad(nb_scalar(g, NB_F64, 0.3), true);
+    nb_tensor *gx = NULL;
+    assert_int_equal(nb_grad(g, nb_sin(g, x), NULL, &x, 1, &gx, false), NB_OK);
+    tc_near(nb_tensor_item(gx), cos(0.3), 1e-15);
+    assert_int_equal(nb_graph_profile(g, p, 16), 7);
+    assert_int_equal(profile_entry(p, 7, "sin").fwd_count, 1);
+    assert_int_equal(profile_entry(p, 7, "sin").bwd_count, 1);
+    nb_graph_reset(g);
+    /* cleared: empty, still on */
+    nb_graph_profile_clear(g);
+    assert_int_equal(nb_graph_profile(g, p, 16), 0);
+    assert_true(nb_graph_profiling(g));
+    assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    assert_int_equal(nb_graph_profile(g, p, 16), 6);
+    /* off again: the profile is kept but no longer grows */
+    assert_int_equal(nb_graph_set_profile(g, false), NB_OK);
+    assert_false(nb_graph_profiling(g));
+    assert_int_equal(train_step(g, W, b, XD, TD), NB_OK);
+    assert_int_equal(nb_graph_profile(g, p, 16), 6);
+    assert_int_equal(profile_entry(p, 6, "matmul").fwd_count, 1);
+    /* NULL */
+    assert_int_equal(nb_graph_set_profile(NULL, true), NB_ERR_NULL);
+    assert_false(nb_graph_profiling(NULL));
+    assert_int_equal(nb_graph_profile(NULL, p, 16), 0);
+    nb_graph_profile_clear(NULL);
+    nb_graph_free(g);
+    nb_model_free(m);
+}
+
+/* Out of memory: turning profiling on fails cleanly and leaves it off; a
+ * table that cannot grow records NB_ERR_NOMEM in the graph; nothing leaks. */
+static void test_profile_out_of_memory(void **state)
+{
+    (void)state;
+    tc_counting c = {0};
+    nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+    assert_non_null(g);
+    c.fail_at = c.calls + 1;
+    assert_int_equal(nb_graph_set_profile(g, true), NB_ERR_NOMEM);
+    assert_false(nb_graph_profiling(g));
+    assert_int_equal(nb_graph_status(g), NB_OK);
+    c.fail_at = 0;
+    assert_int_equal(nb_graph_set_profile(g, true), NB_OK);
+    g->cap_prof = 1; /* white box: a table with room for one op */
+    nb_tensor *x = nb_scalar(g, NB_F64, 2.0);
+    assert_non_null(nb_exp(g, x));
+    c.fail_at = c.calls + 1;
+    assert_non_null(nb_log(g, x)); /* the op's value is still made */
+    assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
+    assert_string_equal(nb_graph_error(g)->where, "profile");
+    nb_op_profile p[4];
+    assert_int_equal(nb_graph_profile(g, p, 4), 1);
+    assert_string_equal(p[0].op, "exp");
+    nb_graph_free(g);
+    assert_int_equal(c.live, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1017,6 +1130,8 @@ int main(void)
         cmocka_unit_test(test_error_type),
         cmocka_unit_test(test_graph_error_fields),
         cmocka_unit_test(test_meta_put_get),
+        cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_profile_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

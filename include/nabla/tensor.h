@@ -109,6 +109,34 @@ NB_API uint64_t nb_graph_evals(const nb_graph *g);
 /** Bytes of arena memory held by the graph (in use or kept for reuse). */
 NB_API size_t nb_graph_bytes(const nb_graph *g);
 
+/** Time spent in one op of a profiled graph (nb_graph_set_profile). */
+typedef struct nb_op_profile {
+    const char *op;     /**< the op's name (owned by the library; do not free) */
+    uint64_t fwd_count; /**< evaluations outside reverse sweeps (forward mode's rules included) */
+    double fwd_s;       /**< their wall time in seconds, recording the node included */
+    uint64_t bwd_count; /**< nodes of this op whose derivative rule reverse sweeps ran */
+    double bwd_s;       /**< wall time of those rules in seconds: the ops they call and the
+                             summing of their results into the inputs' gradients */
+} nb_op_profile;
+/** Profiling on or off (off by default). While on, every op evaluation
+ *  (nb_graph_evals' ops, timed as a whole) and every node's derivative
+ *  rule in nb_backward / nb_grad is timed and counted under its op's name;
+ *  ops a rule calls count as the rule's time, not as evaluations. Costs
+ *  two clock reads per op while on, one test per op while off. Turning it
+ *  on the first time allocates the table through the graph's hook; it is
+ *  kept by nb_graph_reset and emptied by nb_graph_profile_clear. Errors:
+ *  NB_ERR_NULL, NB_ERR_NOMEM (profiling stays off). A later op that needs
+ *  more room in the table and cannot get it records NB_ERR_NOMEM in g. */
+NB_API nb_status nb_graph_set_profile(nb_graph *g, bool on);
+/** True while profiling is on (false for NULL). */
+NB_API bool nb_graph_profiling(const nb_graph *g);
+/** The profile so far: up to @p cap entries, one per op in order of first
+ *  use, go to @p out (may be NULL when @p cap is 0). Returns how many ops
+ *  there are (may exceed @p cap); 0 for NULL @p g or an empty profile. */
+NB_API int nb_graph_profile(const nb_graph *g, nb_op_profile *out, int cap);
+/** Empty the profile (profiling stays as it was). NULL is accepted. */
+NB_API void nb_graph_profile_clear(nb_graph *g);
+
 /* -------------------------------------------------------------- creating */
 
 /** Tensor of zeros in @p g. @p shape has @p rank entries (may be NULL for

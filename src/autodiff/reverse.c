@@ -67,6 +67,8 @@ typedef struct sweep_state {
     nb_tensor **reached; /* tensors off the list that received a gradient */
     int64_t n_reached, cap_reached;
     const char *op;
+    bool profile; /* time each node's rule (nb_graph_set_profile) */
+    uint64_t t0;  /* ... from this clock reading */
 } sweep_state;
 
 static nb_status first_touch(sweep_state *s, nb_tensor *t)
@@ -242,14 +244,20 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
     return NB_OK;
 }
 
+/* The time since s->t0 added to the profile under the node's op. */
+static NB_NOINLINE void profile_rule(sweep_state *s, const nb_tensor *node)
+{
+    nbc_prof_add(s->g, node->op, node->op->name, NBC_PROF_BWD, nbc_now_ns() - s->t0);
+}
+
 /* Run the sweep from y with the given seed (NULL: y has one element, seed 1).
  * On return every tensor the gradient reached has adj_sweep == s->id and its
- * gradient in adj (nba_adj); s->reached lists those off the node list. */
+ * gradient in adj (nba_adj); s->reached lists those off the node list.
+ * Profiling is off during the sweep (the ops of the rules count as the
+ * rules' time); with profile, each rule is timed. */
 static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_graph,
-                       const char *op, sweep_state *s)
+                       const char *op, bool profile, sweep_state *s)
 {
-    if (!g)
-        return NB_ERR_NULL;
     if (nba_check_mine(g, y, op, "y") != NB_OK)
         return g->err.status;
     char b0[160], b1[160];
@@ -274,7 +282,7 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
                          "(mark inputs with nb_tensor_set_requires_grad, or record the graph)",
                          nbc_shp(y, b0, sizeof b0));
 
-    *s = (sweep_state){.g = g, .id = nbc_next_sweep(), .op = op};
+    *s = (sweep_state){.g = g, .id = nbc_next_sweep(), .op = op, .profile = profile};
     g->last_reverse = s->id;
     if (seed) {
         y->adj = seed;
@@ -296,8 +304,13 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
         if (node->adj_sweep != s->id)
             continue;
         s->pending--;
-        if (node->op && node->op->vjp)
+        if (node->op && node->op->vjp) { /* visit has this one call: it stays inline */
+            if (NB_UNLIKELY(s->profile))
+                s->t0 = nbc_now_ns();
             st = visit(s, node, create_graph);
+            if (NB_UNLIKELY(s->profile))
+                profile_rule(s, node);
+        }
     }
     g->recording = was_recording;
     return st;
@@ -326,9 +339,16 @@ static nb_status accumulate(nb_graph *g, const sweep_state *s)
 
 nb_status nb_backward_seed(nb_graph *g, nb_tensor *y, nb_tensor *seed)
 {
+    if (!g)
+        return NB_ERR_NULL;
+    bool profile = g->profile;
+    g->profile = false;
     sweep_state s;
-    nb_status st = sweep(g, y, seed, false, "backward", &s);
-    return st != NB_OK ? st : accumulate(g, &s);
+    nb_status st = sweep(g, y, seed, false, "backward", profile, &s);
+    if (st == NB_OK)
+        st = accumulate(g, &s);
+    g->profile = profile;
+    return st;
 }
 
 nb_status nb_backward(nb_graph *g, nb_tensor *y)
@@ -357,15 +377,16 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
                              "nb_tensor_set_requires_grad before using it)",
                              i);
     }
+    bool profile = g->profile;
+    g->profile = false;
     sweep_state s;
-    nb_status st = sweep(g, y, seed, create_graph, "grad", &s);
-    if (st != NB_OK)
-        return st;
-    for (int i = 0; i < n; i++) {
+    nb_status st = sweep(g, y, seed, create_graph, "grad", profile, &s);
+    for (int i = 0; i < n && st == NB_OK; i++) {
         bool reached = xs[i]->adj_sweep == s.id && xs[i]->adj;
         out[i] = reached ? nba_adj(g, xs[i]) : nba_zeros_like(g, xs[i]);
         if (!out[i])
-            return g->err.status;
+            st = g->err.status;
     }
-    return NB_OK;
+    g->profile = profile;
+    return st;
 }

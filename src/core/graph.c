@@ -53,6 +53,7 @@ void nb_graph_free(nb_graph *g)
     if (!g)
         return;
     nbc_arena_free(&g->arena);
+    nbc_prof_free(g);
     g->arena.alloc(g->arena.ud, g, sizeof *g, 0);
 }
 

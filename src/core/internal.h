@@ -167,10 +167,13 @@ void nbc_arena_free(nbc_arena *a);
 
 /* ----------------------------------------------------------------- graph */
 
+typedef struct nbc_prof_entry nbc_prof_entry;
+
 struct nb_graph {
     nbc_arena arena;
     bool recording;
     bool check_finite;
+    bool profile; /* per-op timing on (nb_graph_set_profile) */
     int threads;
     nb_matmul_kernel matmul;
     uint64_t evals;
@@ -181,7 +184,21 @@ struct nb_graph {
     /* the first error: written only when one is recorded, its status read
      * by every sweep (first, next to the fields above) */
     nb_error err;
+    /* per-op timing (core/profile.c), in order of first use; kept by reset */
+    nbc_prof_entry *prof;
+    int n_prof, cap_prof;
 };
+
+/* Per-op timing: which list a time goes to. */
+enum { NBC_PROF_FWD = 0, NBC_PROF_BWD = 1 };
+/* Monotonic clock in nanoseconds. */
+uint64_t nbc_now_ns(void);
+/* Add one evaluation of @p ns nanoseconds to op's entry (keyed by its
+ * definition, shown as @p name, which must outlive the graph) in @p phase.
+ * Out of memory for a new entry records NB_ERR_NOMEM in g. */
+void nbc_prof_add(nb_graph *g, const nbo_def *op, const char *name, int phase, uint64_t ns);
+/* Free the table (nb_graph_free). */
+void nbc_prof_free(nb_graph *g);
 
 /* A sweep mark never handed out before in this process (marks of different
  * graphs never collide, so a parameter's stale mark cannot match). */
