@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #include "../core/internal.h"
 
@@ -605,7 +608,17 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             clip = o->opts.clip_norm / norm;
     }
 
-    /* 3. update */
+    /* 3. update, with subnormal numbers read and written as zero: a moment
+     * whose gradient stays 0 decays below the smallest normal float within
+     * some 700 Adam steps, and x86 takes 5-6 times as long for arithmetic on
+     * subnormals (B2's optimizer went from 0.2 to 1.3 ms a step past step
+     * 700). Their share of an update is below a normal parameter's last
+     * bit, so parameters of normal size come out the same. The thread's
+     * mode is restored before returning. */
+#if defined(__SSE2__)
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040); /* flush to zero (bit 15), denormals are zero (bit 6) */
+#endif
     coefs c = {0};
     c.lr = nb_optim_lr(o);
     c.wd = o->opts.weight_decay;
@@ -640,6 +653,9 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
                        slot[2]);
     }
+#if defined(__SSE2__)
+    _mm_setcsr(csr);
+#endif
     o->step++;
     if (!o->opts.schedule.per_epoch)
         o->sched_pos++;
