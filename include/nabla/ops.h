@@ -197,6 +197,24 @@ NB_API nb_tensor *nb_one_hot(nb_graph *g, nb_dtype dt, const int64_t *labels, in
  */
 NB_API nb_tensor *nb_matmul(nb_graph *g, nb_tensor *a, nb_tensor *b, bool trans_a, bool trans_b);
 
+/** The activation nb_linear applies to its product. */
+typedef enum nb_linear_act {
+    NB_LINEAR_IDENTITY = 0, /**< none: y = x·W + b */
+    NB_LINEAR_RELU = 1,     /**< y = relu(x·W + b) */
+} nb_linear_act;
+
+/**
+ * The linear map of a layer, y = act(x·W + b), as one op: the bias and the
+ * activation are applied as the product writes its result, with the numbers
+ * of nb_relu(nb_add(nb_matmul(x, W, 0, 0), b)) (or without the relu).
+ * Shapes: x [M,K] or [B,M,K], W [K,N], b [N] or NULL -> [M,N] or [B,M,N].
+ * With g_z = relu_mask(g, y) (ReLU) or g (identity): dx = g_z·Wᵀ,
+ * dW = xᵀ·g_z (x's rows stacked), db = g_z summed to [N].
+ * Errors: NB_ERR_SHAPE, NB_ERR_DTYPE, NB_ERR_ARG (an unknown act).
+ */
+NB_API nb_tensor *nb_linear(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b,
+                            nb_linear_act act);
+
 /* ------------------------------------------------------------ convolution */
 /**
  * Settings of a 2-D convolution, per spatial axis (index 0: height, 1:

@@ -209,6 +209,15 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
     if (!adj)
         return g->err.status;
     bool into = !create_graph && !g->check_finite && nbo_has_vjp_into(node->op);
+    nb_tensor *pre = NULL; /* what every input's rule starts from, made once */
+    if (nbo_has_vjp_pre(node->op)) {
+        bool check = g->check_finite;
+        g->check_finite = false;
+        pre = nbo_vjp_pre(g, node, adj);
+        g->check_finite = check;
+        if (!pre)
+            return g->err.status;
+    }
     for (int i = 0; i < node->n_inputs; i++) {
         nb_tensor *in = node->inputs[i];
         if (!(in->flags & NB_T_REQUIRES_GRAD))
@@ -222,7 +231,7 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
         }
         bool check = g->check_finite;
         g->check_finite = false; /* the rule's result is checked, not its ops */
-        nb_tensor *gi = node->op->vjp(g, node, i, adj);
+        nb_tensor *gi = pre ? nbo_vjp_post(g, node, i, pre) : node->op->vjp(g, node, i, adj);
         g->check_finite = check;
         if (!gi) {
             if (g->err.status != NB_OK)

@@ -343,6 +343,22 @@ F(f_matmul_tb)
     UNUSED;
     return nb_matmul(g, x[0], x[1], false, true);
 }
+/* the fused linear map, with and without its bias and its ReLU */
+F(f_linear_relu)
+{
+    UNUSED;
+    return nb_linear(g, x[0], x[1], x[2], NB_LINEAR_RELU);
+}
+F(f_linear)
+{
+    UNUSED;
+    return nb_linear(g, x[0], x[1], x[2], NB_LINEAR_IDENTITY);
+}
+F(f_linear_relu_nobias)
+{
+    UNUSED;
+    return nb_linear(g, x[0], x[1], NULL, NB_LINEAR_RELU);
+}
 F(f_matmul_batch)
 {
     UNUSED;
@@ -522,6 +538,11 @@ static const nb_check_case cases[] = {
     CASE("matmul", "[2,3]@[5,3]^T", 2, 2, 2, 0, SH(2, 3), SH(5, 3), SH(0), -2, 2, f_matmul_tb),
     CASE("matmul", "batched [2,4,3]^T@[2,5,4]^T", 2, 3, 3, 0, SH(2, 4, 3), SH(2, 5, 4), SH(0), -2,
          2, f_matmul_batch),
+    CASE("linear", "relu([3,4]@[4,5]+[5])", 3, 2, 2, 1, SH(3, 4), SH(4, 5), SH(5), -2, 2,
+         f_linear_relu),
+    CASE("linear", "[2,3,4]@[4,5]+[5]", 3, 3, 2, 1, SH(2, 3, 4), SH(4, 5), SH(5), -2, 2, f_linear),
+    CASE("linear", "relu([2,3,4]@[4,5]), no bias", 2, 3, 2, 0, SH(2, 3, 4), SH(4, 5), SH(0), -2, 2,
+         f_linear_relu_nobias),
     /* convolution */
     CASE("conv2d", "[2,4,5,6]*[4,2,3,2] s2x1 p1x0 d1x2 g2", 2, 4, 4, 0, SH(2, 4, 5, 6),
          SH(4, 2, 3, 2), SH(0), -2, 2, f_conv2d),

@@ -113,9 +113,10 @@ nb_status nb_maxout_new(nb_model *m, const char *name, int64_t n_in, int64_t n_o
     return affine_new(m, name, n_in, n_out, k, NB_INIT_HE_UNIFORM, o, out);
 }
 
-static nb_tensor *affine_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+/* x·W + b, then act (a linear layer's maps are one fused op; a maxout's
+ * pieces take their maximum) */
+static nb_tensor *affine_act(nb_graph *g, nb_layer *l, nb_tensor *x, nb_linear_act act)
 {
-    (void)training;
     const affine *a = l->state;
     char sx[96], sw[96];
     if (x->rank < 2 || x->rank > 3 || x->shape[x->rank - 1] != a->n_in) {
@@ -125,10 +126,18 @@ static nb_tensor *affine_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool tr
     }
     if (!fits_dtype(g, l, x, a->weight))
         return NULL;
+    if (a->pieces == 1)
+        return nb_linear(g, x, a->weight, a->bias, act);
     nb_tensor *y = nb_matmul(g, x, a->weight, false, false);
     if (a->bias)
         y = nb_add(g, y, a->bias);
-    return a->pieces > 1 ? nb_maxout(g, y, a->pieces) : y;
+    return nb_maxout(g, y, a->pieces);
+}
+
+static nb_tensor *affine_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    (void)training;
+    return affine_act(g, l, x, NB_LINEAR_IDENTITY);
 }
 
 static int64_t affine_width(const nb_layer *l, int64_t w)
@@ -586,10 +595,25 @@ nb_status nb_sequential_new(const char *name, nb_layer **out)
     return nbn_layer_make(nb_default_alloc, NULL, &nbn_sequential_def, name, NULL, out);
 }
 
+/* Whether @p l is a ReLU activation layer. */
+static bool is_relu_layer(const nb_layer *l)
+{
+    return l->def == &nbn_activation_def && ((const activation *)l->state)->act == NB_ACT_RELU;
+}
+
+/* A linear layer followed by a ReLU layer runs as one op (nb_linear with
+ * its activation): the same numbers, without the two intermediates. */
 static nb_tensor *sequential_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
-    for (int i = 0; i < l->n_items && x; i++)
-        x = nb_layer_forward(g, l->items[i], x, training);
+    for (int i = 0; i < l->n_items && x; i++) {
+        nb_layer *item = l->items[i];
+        if (item->def == &nbn_linear_def && i + 1 < l->n_items && is_relu_layer(l->items[i + 1])) {
+            x = affine_act(g, item, x, NB_LINEAR_RELU);
+            i++;
+            continue;
+        }
+        x = nb_layer_forward(g, item, x, training);
+    }
     return x;
 }
 

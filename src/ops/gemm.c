@@ -497,6 +497,8 @@ typedef struct gemm_plan {
     gemm_view v;        /* the product as computed (maybe transposed) */
     bool transposed;    /* v is C^T = op(B)^T·op(A)^T */
     bool accumulate;    /* C += the product */
+    const void *bias;   /* the epilogue (nbk_gemm): bias of C's columns, or NULL */
+    bool relu;          /* and relu */
     bool a_rows;        /* whole MR-row panels of op(A) read in place (micro_rows) */
     int threads;        /* threads the product is worth */
     bool split_n;       /* threads take runs of NR-column panels of C, else of MR-row panels */
@@ -623,7 +625,7 @@ static const nbk_gemm_limits *default_limits(void)
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                                const nbk_gemm_limits *lim)
 {
-    gemm_plan pl = {.accumulate = p->accumulate};
+    gemm_plan pl = {.accumulate = p->accumulate, .bias = p->bias, .relu = p->relu};
     size_t elem = nb_dtype_size(p->dtype);
     int64_t k = p->k > 0 ? p->k : 1;
     gemm_view v = {.m = p->m > 0 ? p->m : 1,
@@ -740,6 +742,59 @@ static void tile_to_c(bool f64, const void *tile, int64_t ldt, void *c, int64_t 
         TILE_TO_C(float);
 }
 
+/* The epilogue (nbk_gemm) on mr x nr elements of C (strides rs, cs), the
+ * bias of element (i,j) at bias[i*bs_i + j*bs_j]: the add, then the relu,
+ * each as its own op computes it */
+#define EPILOGUE(T)                                                                                \
+    do {                                                                                           \
+        T *cc = c;                                                                                 \
+        const T *b = bias;                                                                         \
+        for (int64_t i = 0; i < mr; i++) {                                                         \
+            T *restrict row = cc + i * rs;                                                         \
+            const T *bi = b ? b + i * bs_i : NULL;                                                 \
+            if (cs == 1 && bs_j == 1) { /* rows of C and the bias contiguous: vectorized */        \
+                for (int64_t j = 0; bi && j < nr; j++)                                             \
+                    row[j] += bi[j];                                                               \
+                for (int64_t j = 0; relu && j < nr; j++)                                           \
+                    row[j] = row[j] <= 0 ? 0 : row[j];                                             \
+            } else {                                                                               \
+                for (int64_t j = 0; j < nr; j++) {                                                 \
+                    T x = row[j * cs];                                                             \
+                    if (bi)                                                                        \
+                        x += bi[j * bs_j];                                                         \
+                    row[j * cs] = relu && x <= 0 ? 0 : x;                                          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void epilogue(bool f64, void *c, int64_t rs, int64_t cs, const void *bias, int64_t bs_i,
+                     int64_t bs_j, bool relu, int64_t mr, int64_t nr)
+{
+    if (f64)
+        EPILOGUE(double);
+    else
+        EPILOGUE(float);
+}
+
+void nbk_gemm_epilogue(const nbk_gemm *p)
+{
+    if (p->bias || p->relu)
+        epilogue(p->dtype == NB_F64, p->c, p->ldc, 1, p->bias, 0, 1, p->relu, p->m, p->n);
+}
+
+/* The epilogue of plan pl on the mr x nr elements of C at (i,j) of its
+ * view, at cij: the bias goes by C's columns, which are the view's rows
+ * when it is transposed */
+static void tile_epilogue(const gemm_plan *pl, bool f64, void *cij, int64_t i, int64_t j,
+                          int64_t mr, int64_t nr)
+{
+    const gemm_view *v = &pl->v;
+    int64_t es = f64 ? 8 : 4;
+    const char *bias = pl->bias ? (const char *)pl->bias + (pl->transposed ? i : j) * es : NULL;
+    epilogue(f64, cij, v->rs_c, v->cs_c, bias, pl->transposed, !pl->transposed, pl->relu, mr, nr);
+}
+
 /* Pack all of op(A) (a) or op(B) into dst, slice after slice of k, each
  * slice in the panels the blocks of gemm_block read */
 static void pack_whole(const gemm_plan *pl, bool a, char *dst, int64_t es)
@@ -772,6 +827,7 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
         for (int64_t pc = 0; pc < v->k; pc += pl->kc) {
             int64_t kc = min64(pl->kc, v->k - pc);
             bool add = pc > 0 || pl->accumulate;
+            bool last = pc + kc == v->k && (pl->bias || pl->relu); /* then the epilogue */
             const char *bblock = bpack;
             if (bcache) {
                 bblock = bcache + (pc * cols + jc * kc) * es;
@@ -806,12 +862,12 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
                                            v->rs_a, bp, dst, ldd, dst_add);
                         else
                             kr->micro(kc, ap, bp, dst, ldd, dst_add);
-                        if (direct)
-                            continue;
-                        if (v->rs_c == 1 && kr->tile_to_ct)
+                        if (!direct && v->rs_c == 1 && kr->tile_to_ct)
                             kr->tile_to_ct(tile, nr_max, cij, v->cs_c, mr, nr, add);
-                        else
+                        else if (!direct)
                             tile_to_c(f64, tile, nr_max, cij, v->rs_c, v->cs_c, mr, nr, add);
+                        if (last)
+                            tile_epilogue(pl, f64, cij, i0 + ir, jc + jr, mr, nr);
                     }
                 }
             }
@@ -911,10 +967,9 @@ void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nb
         return;
     size_t elem = nb_dtype_size(p->dtype);
     if (p->k <= 0) { /* an empty sum */
-        if (p->accumulate)
-            return;
-        for (int64_t i = 0; i < p->m; i++)
+        for (int64_t i = 0; i < p->m && !p->accumulate; i++)
             memset((char *)p->c + (size_t)(i * p->ldc) * elem, 0, (size_t)p->n * elem);
+        nbk_gemm_epilogue(p);
         return;
     }
     if (threads < 1)

@@ -8,7 +8,10 @@
 #include "../core/internal.h"
 
 /* One row-major product C = op(A)·op(B), C overwritten (or, with
- * accumulate, C += op(A)·op(B)). op(A) is [m,k] and
+ * accumulate, C += op(A)·op(B)), then its epilogue: each element of C
+ * gets bias[j] added (when bias is not NULL) and then, with relu, becomes
+ * relu's value (x <= 0 ? 0 : x), each in the dtype's arithmetic, as
+ * separate add and relu ops would do it. op(A) is [m,k] and
  * op(B) is [k,n]; op(X) is X, or X transposed when its flag is set, as
  * BLAS does: A is stored [m,k] (or [k,m] with trans_a) with row stride lda,
  * B is stored [k,n] (or [n,k] with trans_b) with row stride ldb, C is
@@ -24,7 +27,21 @@ typedef struct nbk_gemm {
     int64_t ldb;
     void *c;
     int64_t ldc;
+    const void *bias; /* [n] added to every row of C after the product, or NULL */
+    bool relu;        /* then C = relu(C) */
 } nbk_gemm;
+
+/* The epilogue of @p p (bias, relu) applied to all of C: for products a
+ * kernel other than nbk_gemm_builtin computed (which applies it to each
+ * tile as it finishes it). Does nothing when p has no epilogue. */
+void nbk_gemm_epilogue(const nbk_gemm *p);
+
+/* Run @p batch products p, p + step, ... (steps in bytes; 0 for an operand
+ * shared by the batch) on the kernel nb_matmul picks for @p g (CBLAS, the
+ * built-in kernel, or a plain loop for tiny products), each with p's
+ * epilogue. @p op names the op in an out-of-memory error. */
+nb_status nbo_gemm_run(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, size_t step_b,
+                       size_t step_c, const char *op);
 
 /* The micro-kernel families, slowest first: portable C (any CPU), AVX2
  * with FMA and AVX-512F (x86-64 built with GCC or Clang). */

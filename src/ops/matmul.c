@@ -248,39 +248,47 @@ nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
     size_t elem = nb_dtype_size(out->dtype);
     size_t step_a = (size_t)(m * k) * elem, step_b = shared_b ? 0 : (size_t)(k * n) * elem,
            step_c = (size_t)(m * n) * elem;
+    return nbo_gemm_run(g, &p, batch, step_a, step_b, step_c, out->op->name);
+}
 
+nb_status nbo_gemm_run(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, size_t step_b,
+                       size_t step_c, const char *op)
+{
     /* tiny products: a plain loop beats any library call's setup */
-    if ((double)p.m * (double)p.n * (double)p.k <= 4096) {
+    if ((double)p->m * (double)p->n * (double)p->k <= 4096) {
         for (int64_t i = 0; i < batch; i++) {
-            gemm_small(&p);
-            p.a = (const char *)p.a + step_a;
-            p.b = (const char *)p.b + step_b;
-            p.c = (char *)p.c + step_c;
+            gemm_small(p);
+            nbk_gemm_epilogue(p);
+            p->a = (const char *)p->a + step_a;
+            p->b = (const char *)p->b + step_b;
+            p->c = (char *)p->c + step_c;
         }
         return NB_OK;
     }
-    if (use_cblas(g, &p) && gemm_blas(&p)) {
+    if (use_cblas(g, p) && gemm_blas(p)) {
+        nbk_gemm_epilogue(p);
         for (int64_t i = 1; i < batch; i++) {
-            p.a = (const char *)p.a + step_a;
-            p.b = (const char *)p.b + step_b;
-            p.c = (char *)p.c + step_c;
-            gemm_blas(&p);
+            p->a = (const char *)p->a + step_a;
+            p->b = (const char *)p->b + step_b;
+            p->c = (char *)p->c + step_c;
+            gemm_blas(p);
+            nbk_gemm_epilogue(p);
         }
         return NB_OK;
     }
 
     /* many threads only for products worth waking a team for (~1 MFLOP) */
-    double work = (double)p.m * (double)p.n * (double)p.k / 32.0;
+    double work = (double)p->m * (double)p->n * (double)p->k / 32.0;
     int threads = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
     nbc_arena_pos pos = nbc_arena_tell(&g->arena);
-    void *ws = nbc_alloc(g, nbk_gemm_workspace(&p, threads), out->op->name);
+    void *ws = nbc_alloc(g, nbk_gemm_workspace(p, threads), op);
     if (!ws)
         return NB_ERR_NOMEM;
     for (int64_t i = 0; i < batch; i++) {
-        nbk_gemm_builtin(&p, ws, threads);
-        p.a = (const char *)p.a + step_a;
-        p.b = (const char *)p.b + step_b;
-        p.c = (char *)p.c + step_c;
+        nbk_gemm_builtin(p, ws, threads);
+        p->a = (const char *)p->a + step_a;
+        p->b = (const char *)p->b + step_b;
+        p->c = (char *)p->c + step_c;
     }
     nbc_arena_release(&g->arena, pos);
     return NB_OK;

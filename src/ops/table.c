@@ -83,6 +83,8 @@ const nbo_def nbo_table[] = {
                             nbo_max_gather2d_vjp, nbo_max_gather2d_jvp},
     [NB_OP_AVG_UNPOOL2D] = {"avg_unpool2d", 1, nbo_avg_unpool2d_shape, nbo_avg_unpool2d_fwd,
                             nbo_avg_unpool2d_vjp, nbo_avg_unpool2d_jvp},
+    [NB_OP_LINEAR] = {"linear", -1, nbo_linear_shape, nbo_linear_fwd, nbo_linear_vjp,
+                      nbo_linear_jvp},
 };
 
 _Static_assert(sizeof nbo_table / sizeof nbo_table[0] == NB_OP_COUNT,

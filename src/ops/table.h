@@ -79,6 +79,7 @@ enum nbo_id {
     NB_OP_MAX_UNPOOL2D,
     NB_OP_MAX_GATHER2D,
     NB_OP_AVG_UNPOOL2D,
+    NB_OP_LINEAR,
     NB_OP_COUNT
 };
 
@@ -271,6 +272,20 @@ nb_tensor *nbo_max_gather2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t
 nb_status nbo_avg_unpool2d_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_avg_unpool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_avg_unpool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+/* the fused linear map (linear.c) */
+nb_status nbo_linear_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_linear_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_linear_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_linear_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+
+/* Ops whose VJP rules all start from one tensor made from the gradient of
+ * the result (the fused linear map: that gradient through its activation).
+ * The reverse sweep makes it once per node, pre = nbo_vjp_pre(g, node,
+ * grad_out), and asks nbo_vjp_post(g, node, i, pre) for each input; the
+ * op's vjp is the two in a row. */
+bool nbo_has_vjp_pre(const nbo_def *op);
+nb_tensor *nbo_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *grad_out);
+nb_tensor *nbo_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre);
 
 /* Reverse sweeps that record no graph: add the gradient of input @p i of
  * @p node, given @p grad (the gradient of its result), into @p acc (shaped
