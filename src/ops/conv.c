@@ -482,7 +482,7 @@ typedef struct conv_team {
     const conv_run *r;
     conv_job_fn *job;
     int64_t jobs, groups;
-    char *work;               /* per task: a patch matrix, then the GEMM's scratch */
+    char *work; /* per task: a patch matrix, then the GEMM's scratch */
     size_t per_task, col_bytes;
 } conv_team;
 

@@ -602,7 +602,8 @@ static void planes_task(void *ctx, int t, int nt)
 {
     const planes_job *j = ctx;
     const pool_plan *pl = j->job->plan;
-    j->fn(j->job, j->planes * t / nt, j->planes * (t + 1) / nt, pl->bufs + (size_t)t * pl->buf_bytes);
+    j->fn(j->job, j->planes * t / nt, j->planes * (t + 1) / nt,
+          pl->bufs + (size_t)t * pl->buf_bytes);
 }
 
 /* Run an op's kernel (f32 or f64, by out's dtype) from its input 0 into
