@@ -6,28 +6,30 @@
  * the setting that keeps OpenMP's and OpenBLAS's threads from fighting over
  * two cores) took 25-60 microseconds to wake and join on a 2-core VM, longer
  * than a 128x256x128 product takes on two threads, and a training step runs
- * dozens of such loops one after another. These workers spin a while
- * (SPIN_NS) after each job before they sleep, so the loops of one step find
- * them awake, and they sleep between steps that are far apart.
+ * dozens of such loops one after another; and each thread of an OpenMP
+ * team has its fixed share of a loop, so on a busy machine the caller waits
+ * for a thread that is not running. Here:
  *
- * A job is n tasks t = 0..n-1, each run once: the calling thread runs
- * t = 0, w, 2w, ... and worker i runs t = i, i + w, ..., with w threads in
- * all (w = n unless fewer workers could be started). The task numbers, not
- * the threads, decide what each task does, so a job gives the same result
- * bit for bit on any number of threads, and on the caller alone: that is
- * what a call does when the team is busy with another thread's job (two
- * graphs in two threads, or a task that starts a job of its own), when
- * threads cannot be started, after fork in the child until it starts its
- * own team, and after exit has begun.
+ * - A job is n tasks t = 0..n-1. The caller and the workers claim the next
+ *   unclaimed task until none is left, so a worker that is late (asleep,
+ *   or not given a core) takes fewer or none, and the caller waits only for
+ *   tasks that have started. What a task computes depends on t and n, not
+ *   on the thread: the result is the same bit for bit on any number of
+ *   threads, and on the caller alone, which is what a call does when the
+ *   team is busy with another thread's job (two graphs in two threads, or
+ *   a task that starts a job of its own), when threads cannot be started,
+ *   after fork in the child until it starts its own team, and once exit
+ *   has begun.
+ * - Idle workers spin a while (SPIN_NS) before they sleep on a condition
+ *   variable, so the loops of one step find them awake.
  *
- * Handing a job over: the caller writes the job, then bumps each needed
- * worker's `go` counter (its own cache line); a worker spinning on it
- * starts within a microsecond, a sleeping one is woken through its
- * condition variable. The caller then runs its own tasks and waits for
- * `pending` to reach 0, spinning a while, then sleeping. Both sleeps use
- * the same order: the sleeper sets its flag, then reads the counter; the
- * waker changes the counter, then reads the flag (all sequentially
- * consistent), so one of the two always sees the other.
+ * The job's state is one 64-bit word: its number, n and the next task. A
+ * task is claimed by a compare-and-swap of that word, which also proves
+ * that the job's function and context read before it were the job's own
+ * (a job's fields are rewritten only after all its tasks are claimed).
+ * Sleeping and waking follow one order: the sleeper counts itself, then
+ * reads the word it waits on; the waker changes the word, then reads the
+ * count (all sequentially consistent), so one of them sees the other.
  */
 
 #include <pthread.h>
@@ -38,47 +40,43 @@
 
 #include "internal.h"
 
-/* Most workers; a job of more tasks runs them in turns. */
+/* Most workers, and most tasks a job runs on them (a larger job runs on
+ * its caller). */
 #define WORKERS_MAX 63
+#define TASKS_MAX 0xffff
 
 /* Nanoseconds an idle worker spins before it sleeps, and a caller before
- * it sleeps waiting for the workers. A B2 step (784-256-128-10, batch 128)
- * has gaps of a few to a few hundred microseconds between its parallel
- * loops (the optimizer, the loader and the graph's reset run on one
- * thread): 200 us keeps the team awake through a step on 2 cores and
- * costs a sleeping team one wake-up per step. */
+ * it sleeps waiting for the tasks that workers run. A B2 step
+ * (784-256-128-10, batch 128) has gaps of a few to a few hundred
+ * microseconds between its parallel loops: 200 us keeps the team awake
+ * through a step, and costs a sleeping team one wake-up per step. */
 #define SPIN_NS 200000
 #define WAIT_SPIN_NS 50000
 
-typedef struct worker {
-    _Alignas(64) _Atomic uint64_t go; /* jobs handed to this worker so far */
-    _Atomic int sleeping;             /* 1 while it waits on wake (or is about to) */
-    int index;                        /* its first task, 1..WORKERS_MAX */
-    pthread_t id;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-} worker;
+/* the state word: job number (32 bits), n (16), next task (16) */
+#define ST_JOB(s) ((s) >> 32)
+#define ST_N(s) ((int)(((s) >> 16) & 0xffff))
+#define ST_NEXT(s) ((int)((s)&0xffff))
 
 static struct {
-    pthread_mutex_t run; /* held by the thread whose job the team runs */
-    pthread_mutex_t done_lock;
-    pthread_cond_t done;
-    _Atomic int pending; /* workers not yet through the current job */
-    _Atomic int waiting; /* 1 while the caller sleeps on done */
-    _Atomic int stop;    /* workers return */
-    int count;           /* workers started (under run) */
-    int registered;      /* the fork and exit handlers: 1 in place, -1 failed */
-    bool closed;         /* exit has begun: no more workers */
-    /* the current job: written by its caller before any go is bumped, read
-     * by the workers until they decrement pending */
-    nbc_task_fn *fn;
-    void *ctx;
-    int n, width;
+    _Alignas(64) _Atomic uint64_t state;
+    _Atomic(nbc_task_fn *) fn;
+    _Atomic(void *) ctx;
+    _Alignas(64) _Atomic int finished; /* tasks of the current job done */
+    _Atomic int waiting;               /* 1 while the caller sleeps on done */
+    _Atomic int sleepers;              /* workers asleep on wake (or about to be) */
+    _Atomic int stop;                  /* workers return */
+    pthread_mutex_t run;               /* held by the thread whose job the team runs */
+    pthread_mutex_t lock;              /* for wake and done */
+    pthread_cond_t wake, done;
+    int count;      /* workers started (under run) */
+    int registered; /* the fork and exit handlers: 1 in place, -1 failed */
+    bool closed;    /* exit has begun: no more workers */
+    pthread_t ids[WORKERS_MAX];
 } team = {.run = PTHREAD_MUTEX_INITIALIZER,
-          .done_lock = PTHREAD_MUTEX_INITIALIZER,
+          .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
-
-static worker workers[WORKERS_MAX];
 
 static void cpu_relax(void)
 {
@@ -96,96 +94,94 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Spin until *v differs from old or `ns` nanoseconds pass (the clock read
- * every 64 turns); true when it differs. */
-static bool spin_until(_Atomic uint64_t *v, uint64_t old, int64_t ns)
+/* One spin turn of a wait that may last `ns`: false once it has (the
+ * clock read every 64 turns; *end 0 before the first) */
+static bool spin_on(unsigned i, int64_t *end, int64_t ns)
 {
-    int64_t end = 0;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) != old ||
-            atomic_load_explicit(&team.stop, memory_order_relaxed))
-            return true;
-        cpu_relax();
-        if (i % 64 == 0) {
-            int64_t t = now_ns();
-            if (!end)
-                end = t + ns;
-            else if (t >= end)
-                return false;
-        }
-    }
+    cpu_relax();
+    if (i % 64)
+        return true;
+    int64_t t = now_ns();
+    if (!*end)
+        *end = t + ns;
+    return t < *end;
 }
 
-/* The worker's next job count after `seen`, or `seen` when it is to stop */
-static uint64_t wait_go(worker *w, uint64_t seen)
+/* Claim and run tasks of the job in state s until none is left */
+static void run_tasks(uint64_t s)
 {
-    if (!spin_until(&w->go, seen, SPIN_NS)) {
-        atomic_store(&w->sleeping, 1);
-        pthread_mutex_lock(&w->lock);
-        while (atomic_load(&w->go) == seen && !atomic_load(&team.stop))
-            pthread_cond_wait(&w->wake, &w->lock);
-        pthread_mutex_unlock(&w->lock);
-        atomic_store(&w->sleeping, 0);
+    uint64_t job = ST_JOB(s);
+    while (ST_JOB(s) == job && ST_NEXT(s) < ST_N(s)) {
+        nbc_task_fn *fn = atomic_load_explicit(&team.fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&team.ctx, memory_order_relaxed);
+        if (!atomic_compare_exchange_weak_explicit(&team.state, &s, s + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* s reloaded */
+        int n = ST_N(s);
+        fn(ctx, ST_NEXT(s), n);
+        if (atomic_fetch_add(&team.finished, 1) + 1 == n && atomic_load(&team.waiting)) {
+            pthread_mutex_lock(&team.lock);
+            pthread_cond_broadcast(&team.done);
+            pthread_mutex_unlock(&team.lock);
+        }
+        s = atomic_load_explicit(&team.state, memory_order_acquire);
     }
-    return atomic_load(&team.stop) ? seen : atomic_load_explicit(&w->go, memory_order_acquire);
 }
 
 static void *worker_main(void *arg)
 {
-    worker *w = arg;
-    uint64_t seen = 0;
+    (void)arg;
+    uint64_t seen = ST_JOB(atomic_load_explicit(&team.state, memory_order_acquire));
     for (;;) {
-        uint64_t go = wait_go(w, seen);
-        if (go == seen)
-            return NULL;
-        seen = go;
-        for (int t = w->index; t < team.n; t += team.width)
-            team.fn(team.ctx, t, team.n);
-        if (atomic_fetch_sub(&team.pending, 1) == 1 && atomic_load(&team.waiting)) {
-            pthread_mutex_lock(&team.done_lock);
-            pthread_cond_signal(&team.done);
-            pthread_mutex_unlock(&team.done_lock);
+        /* wait for a job after `seen`: spin, then sleep */
+        int64_t end = 0;
+        uint64_t s;
+        for (unsigned i = 1;; i++) {
+            s = atomic_load_explicit(&team.state, memory_order_acquire);
+            if (ST_JOB(s) != seen || atomic_load_explicit(&team.stop, memory_order_relaxed))
+                break;
+            if (!spin_on(i, &end, SPIN_NS)) {
+                atomic_fetch_add(&team.sleepers, 1);
+                pthread_mutex_lock(&team.lock);
+                while (ST_JOB(s = atomic_load(&team.state)) == seen && !atomic_load(&team.stop))
+                    pthread_cond_wait(&team.wake, &team.lock);
+                pthread_mutex_unlock(&team.lock);
+                atomic_fetch_sub(&team.sleepers, 1);
+                break;
+            }
         }
+        if (atomic_load(&team.stop))
+            return NULL;
+        seen = ST_JOB(s);
+        run_tasks(s);
     }
 }
 
-/* Wait until every worker is through the current job */
-static void wait_done(void)
+/* Wait until the n tasks of the current job are done */
+static void wait_done(int n)
 {
     int64_t end = 0;
-    for (unsigned i = 1; atomic_load_explicit(&team.pending, memory_order_acquire); i++) {
-        cpu_relax();
-        if (i % 64 == 0) {
-            int64_t t = now_ns();
-            if (!end) {
-                end = t + WAIT_SPIN_NS;
-            } else if (t >= end) {
-                atomic_store(&team.waiting, 1);
-                pthread_mutex_lock(&team.done_lock);
-                while (atomic_load(&team.pending))
-                    pthread_cond_wait(&team.done, &team.done_lock);
-                pthread_mutex_unlock(&team.done_lock);
-                atomic_store(&team.waiting, 0);
-                return;
-            }
+    for (unsigned i = 1; atomic_load_explicit(&team.finished, memory_order_acquire) < n; i++)
+        if (!spin_on(i, &end, WAIT_SPIN_NS)) {
+            atomic_store(&team.waiting, 1);
+            pthread_mutex_lock(&team.lock);
+            while (atomic_load(&team.finished) < n)
+                pthread_cond_wait(&team.done, &team.lock);
+            pthread_mutex_unlock(&team.lock);
+            atomic_store(&team.waiting, 0);
+            return;
         }
-    }
 }
 
 /* Join every worker (under run) */
 static void stop_workers(void)
 {
     atomic_store(&team.stop, 1);
-    for (int i = 0; i < team.count; i++) {
-        pthread_mutex_lock(&workers[i].lock);
-        pthread_cond_signal(&workers[i].wake);
-        pthread_mutex_unlock(&workers[i].lock);
-    }
-    for (int i = 0; i < team.count; i++) {
-        pthread_join(workers[i].id, NULL);
-        pthread_cond_destroy(&workers[i].wake);
-        pthread_mutex_destroy(&workers[i].lock);
-    }
+    pthread_mutex_lock(&team.lock);
+    pthread_cond_broadcast(&team.wake);
+    pthread_mutex_unlock(&team.lock);
+    for (int i = 0; i < team.count; i++)
+        pthread_join(team.ids[i], NULL);
     team.count = 0;
     atomic_store(&team.stop, 0);
 }
@@ -215,9 +211,10 @@ static void at_fork_parent(void)
 static void at_fork_child(void)
 {
     team.count = 0;
-    atomic_store(&team.pending, 0);
+    atomic_store(&team.sleepers, 0);
     atomic_store(&team.waiting, 0);
-    pthread_mutex_init(&team.done_lock, NULL);
+    pthread_mutex_init(&team.lock, NULL);
+    pthread_cond_init(&team.wake, NULL);
     pthread_cond_init(&team.done, NULL);
     pthread_mutex_init(&team.run, NULL);
 }
@@ -237,25 +234,12 @@ static int start_workers(int want)
     sigset_t all, old;
     sigfillset(&all);
     while (team.count < want) {
-        worker *w = &workers[team.count];
-        w->index = team.count + 1;
-        atomic_store(&w->go, 0);
-        atomic_store(&w->sleeping, 0);
-        if (pthread_mutex_init(&w->lock, NULL) != 0)
-            break;
-        if (pthread_cond_init(&w->wake, NULL) != 0) {
-            pthread_mutex_destroy(&w->lock);
-            break;
-        }
         /* signals go to the program's own threads, never to a worker */
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        int rc = pthread_create(&w->id, NULL, worker_main, w);
+        int rc = pthread_create(&team.ids[team.count], NULL, worker_main, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc != 0) {
-            pthread_cond_destroy(&w->wake);
-            pthread_mutex_destroy(&w->lock);
+        if (rc != 0)
             break;
-        }
         team.count++;
     }
     return team.count;
@@ -269,35 +253,31 @@ static void run_alone(int n, nbc_task_fn *fn, void *ctx)
 
 void nbc_parallel(int n, nbc_task_fn *fn, void *ctx)
 {
-    if (n <= 1 || pthread_mutex_trylock(&team.run) != 0) {
+    if (n <= 1 || n > TASKS_MAX || pthread_mutex_trylock(&team.run) != 0) {
         run_alone(n, fn, ctx);
         return;
     }
-    int width = n <= WORKERS_MAX ? n : WORKERS_MAX + 1;
-    if (team.count < width - 1)
-        width = 1 + start_workers(width - 1);
-    if (width == 1) {
+    int want = n - 1 < WORKERS_MAX ? n - 1 : WORKERS_MAX;
+    if (team.count < want && start_workers(want) == 0) {
         pthread_mutex_unlock(&team.run);
         run_alone(n, fn, ctx);
         return;
     }
-    team.fn = fn;
-    team.ctx = ctx;
-    team.n = n;
-    team.width = width;
-    atomic_store(&team.pending, width - 1);
-    for (int i = 0; i < width - 1; i++) {
-        worker *w = &workers[i];
-        atomic_fetch_add(&w->go, 1);
-        if (atomic_load(&w->sleeping)) {
-            pthread_mutex_lock(&w->lock);
-            pthread_cond_signal(&w->wake);
-            pthread_mutex_unlock(&w->lock);
-        }
+    /* the previous job's tasks are all claimed and done: no thread reads
+     * these fields until the new state is published */
+    atomic_store_explicit(&team.fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&team.ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&team.finished, 0, memory_order_relaxed);
+    uint64_t job = ST_JOB(atomic_load_explicit(&team.state, memory_order_relaxed)) + 1;
+    uint64_t s = (job & 0xffffffffu) << 32 | (uint64_t)n << 16;
+    atomic_store(&team.state, s);
+    if (atomic_load(&team.sleepers)) {
+        pthread_mutex_lock(&team.lock);
+        pthread_cond_broadcast(&team.wake);
+        pthread_mutex_unlock(&team.lock);
     }
-    for (int t = 0; t < n; t += width)
-        fn(ctx, t, n);
-    wait_done();
+    run_tasks(s);
+    wait_done(n);
     pthread_mutex_unlock(&team.run);
 }
 
