@@ -33,6 +33,7 @@
  */
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -52,6 +53,7 @@
  * through a step, and costs a sleeping team one wake-up per step. */
 #define SPIN_NS 200000
 #define WAIT_SPIN_NS 50000
+#define YIELD_NS 20000
 
 /* the state word: job number (32 bits), n (16), next task (16) */
 #define ST_JOB(s) ((s) >> 32)
@@ -95,7 +97,9 @@ static int64_t now_ns(void)
 }
 
 /* One spin turn of a wait that may last `ns`: false once it has (the
- * clock read every 64 turns; *end 0 before the first) */
+ * clock read every 64 turns; *end 0 before the first). After YIELD_NS the
+ * thread yields its core at each reading: on an idle machine that returns
+ * at once, on a busy one the threads that have work run first. */
 static bool spin_on(unsigned i, int64_t *end, int64_t ns)
 {
     cpu_relax();
@@ -104,6 +108,8 @@ static bool spin_on(unsigned i, int64_t *end, int64_t ns)
     int64_t t = now_ns();
     if (!*end)
         *end = t + ns;
+    else if (t > *end - ns + YIELD_NS)
+        sched_yield();
     return t < *end;
 }
 
