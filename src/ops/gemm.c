@@ -595,8 +595,11 @@ static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
  * the products of a step find them awake: two threads beat one from about
  * 64x64x64 on a 2-core VM (OpenMP's sleeping team, OMP_WAIT_POLICY=PASSIVE,
  * took 25-60 us to wake: two threads paid only from about 12e6
- * multiply-adds with AVX-512 floats, 6e6 with AVX2). A thread packs an
- * operand whole up to all of a 128 x 4096 op(A) of floats. */
+ * multiply-adds with AVX-512 floats, 6e6 with AVX2). With these limits on
+ * the workers, P1 at 2 threads against OpenBLAS (SkylakeX kernels, same
+ * runs, load average 8-9 on the VM): 1.24 on 128x784x256, 1.41 on
+ * 128x256x128, 1.10 on 128x128x10, 1.03 on 1024^3 (bench/README.md). A
+ * thread packs an operand whole up to all of a 128 x 4096 op(A) of floats. */
 const nbk_gemm_limits nbk_gemm_limits_default = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
 
 static const nbk_gemm_limits *default_limits(void)

@@ -45,8 +45,9 @@ nbk_gemm_isa nbk_gemm_best_isa(void);
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
 
 /* C = op(A)·op(B) with the built-in kernel, on up to @p threads of the
- * library's workers (nbc_parallel): fewer for a product too small to keep them busy for the time
- * waking one takes; they share out runs of rows or of columns of C. @p
+ * library's workers (nbc_parallel): fewer for a product too small to keep
+ * them busy for the time handing work over takes; they share out runs of
+ * rows or of columns of C. @p
  * workspace holds at least nbk_gemm_workspace(p, threads) bytes. The result
  * is bit-identical for every thread count: each element is summed over k
  * in the same order. */
