@@ -324,4 +324,18 @@ bool nbc_meta_check(const char *text, size_t len, size_t *at, char *why, size_t 
 /* Threads for a loop over n elements: 1 below the parallel threshold. */
 int nbc_threads_for(const nb_graph *g, int64_t n);
 
+/* One task of a parallel job: task t of n. */
+typedef void nbc_task_fn(void *ctx, int t, int n);
+
+/* Run fn(ctx, t, n) once for each t in 0..n-1, on the process's worker
+ * threads and the calling one (src/core/workers.c), and return when all
+ * have run. Tasks may run on any thread, in any order, at the same time
+ * (all of them on the caller when the team is busy or cannot start), so
+ * what a task computes must depend on t and n only. Allocates only when it
+ * starts workers, on the first jobs that need them. */
+void nbc_parallel(int n, nbc_task_fn *fn, void *ctx);
+
+/* Workers started so far in this process (for tests). */
+int nbc_workers_started(void);
+
 #endif

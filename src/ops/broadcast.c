@@ -143,6 +143,26 @@ nb_tensor *nbk_const(nb_graph *g, const nb_tensor *like, double v)
     return nbc_const(g, like->dtype, v);
 }
 
+typedef struct rows_job {
+    const nbk_plan *p;
+    nb_tensor *out;
+    nbk_rows_fn fn;
+} rows_job;
+
+/* Task t of T: a share of the rows, or of every row's columns when there
+ * are fewer rows than tasks */
+static void rows_task(void *ctx, int t, int T)
+{
+    const rows_job *j = ctx;
+    const nbk_plan *p = j->p;
+    if (p->outer >= T) {
+        j->fn(p, j->out, p->outer * t / T, p->outer * (t + 1) / T, 0, p->inner);
+    } else {
+        for (int64_t r = 0; r < p->outer; r++)
+            j->fn(p, j->out, r, r + 1, p->inner * t / T, p->inner * (t + 1) / T);
+    }
+}
+
 void nbk_run_rows(nb_graph *g, nb_tensor *out, int n_in, nbk_rows_fn fn)
 {
     if (out->size == 0)
@@ -154,14 +174,6 @@ void nbk_run_rows(nb_graph *g, nb_tensor *out, int n_in, nbk_rows_fn fn)
         fn(&p, out, 0, p.outer, 0, p.inner);
         return;
     }
-    NBK_PRAGMA(omp parallel num_threads(nt))
-    {
-        NBK_THREAD(t, T);
-        if (p.outer >= T) {
-            fn(&p, out, p.outer * t / T, p.outer * (t + 1) / T, 0, p.inner);
-        } else {
-            for (int64_t r = 0; r < p.outer; r++)
-                fn(&p, out, r, r + 1, p.inner * t / T, p.inner * (t + 1) / T);
-        }
-    }
+    rows_job j = {&p, out, fn};
+    nbc_parallel(nt, rows_task, &j);
 }

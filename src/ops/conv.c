@@ -478,6 +478,23 @@ static void add_partials(const conv_run *r, int64_t size)
 
 typedef void conv_job_fn(const conv_run *r, int64_t s, int64_t G, char *col, void *ws);
 
+typedef struct conv_team {
+    const conv_run *r;
+    conv_job_fn *job;
+    int64_t jobs, groups;
+    char *work; /* per task: a patch matrix, then the GEMM's scratch */
+    size_t per_task, col_bytes;
+} conv_team;
+
+/* Task t of n: a contiguous range of the (sample or chunk, group) jobs */
+static void conv_task(void *ctx, int t, int n)
+{
+    const conv_team *c = ctx;
+    char *mine = c->work + (size_t)t * c->per_task;
+    for (int64_t k = c->jobs * t / n; k < c->jobs * (t + 1) / n; k++)
+        c->job(c->r, k / c->groups, k % c->groups, mine, mine + c->col_bytes);
+}
+
 /* The kernel of the three rows: the op's (s, G) products, s a sample or
  * (weight_grad) a run of samples, on the graph's threads when there are
  * enough of them, else one after the other with the threads inside each
@@ -546,18 +563,8 @@ nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out)
     conv_job_fn *job = kind == CONV_FWD          ? fwd_job
                        : kind == CONV_INPUT_GRAD ? input_grad_job
                                                  : weight_grad_job;
-    if (team == 1) {
-        for (int64_t k = 0; k < jobs; k++)
-            job(&r, k / q->groups, k % q->groups, work_area, work_area + col_bytes);
-    } else {
-        NBK_PRAGMA(omp parallel num_threads(team))
-        {
-            NBK_THREAD(t, T);
-            char *mine = work_area + (size_t)t * per_thread;
-            for (int64_t k = jobs * t / T; k < jobs * (t + 1) / T; k++)
-                job(&r, k / q->groups, k % q->groups, mine, mine + col_bytes);
-        }
-    }
+    conv_team ct = {&r, job, jobs, q->groups, work_area, per_thread, col_bytes};
+    nbc_parallel(team, conv_task, &ct);
     if (kind == CONV_WEIGHT_GRAD && r.chunks > 1)
         add_partials(&r, out->size);
     nbc_arena_release(&g->arena, pos);

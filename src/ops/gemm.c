@@ -5,7 +5,6 @@
 #include "gemm.h"
 #include "kernels.h"
 
-#include <ctype.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -594,32 +593,20 @@ static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
     return kr->micro_rows && v->cs_a == 1 && v->n <= GEMM_AROWS_N;
 }
 
-/* Waking a thread of an OpenMP team that sleeps when idle
- * (OMP_WAIT_POLICY=PASSIVE) and joining it took about 60 microseconds on a
- * 2-core VM: two threads beat one from about 12e6 multiply-adds there with
- * AVX-512 floats (128x256x128 is faster on one thread, 256x256x256 on two),
- * from about 6e6 with AVX2. Threads that spin a while before they sleep
- * (the default) answer within a microsecond, and two beat one from
- * 64x64x64. A thread packs an operand whole up to all of a 128 x 4096
- * op(A) of floats. */
-const nbk_gemm_limits nbk_gemm_limits_passive = {.thread_work = 6e6, .cache_bytes = 2 << 20};
-const nbk_gemm_limits nbk_gemm_limits_spinning = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
+/* The library's workers (nbc_parallel) spin a while after each job, so
+ * the products of a step find them awake: two threads beat one from about
+ * 64x64x64 on a 2-core VM (OpenMP's sleeping team, OMP_WAIT_POLICY=PASSIVE,
+ * took 25-60 us to wake: two threads paid only from about 12e6
+ * multiply-adds with AVX-512 floats, 6e6 with AVX2). With these limits on
+ * the workers, P1 at 2 threads against OpenBLAS (SkylakeX kernels, same
+ * runs, load average 8-9 on the VM): 1.24 on 128x784x256, 1.41 on
+ * 128x256x128, 1.10 on 128x128x10, 1.03 on 1024^3 (bench/README.md). A
+ * thread packs an operand whole up to all of a 128 x 4096 op(A) of floats. */
+const nbk_gemm_limits nbk_gemm_limits_default = {.thread_work = 2.5e5, .cache_bytes = 2 << 20};
 
-/* The limits for the OpenMP runtime's wait policy, read once from
- * OMP_WAIT_POLICY as the runtime reads it */
 static const nbk_gemm_limits *default_limits(void)
 {
-    static _Atomic int policy; /* 0 not read yet, 1 passive, 2 other */
-    int s = atomic_load_explicit(&policy, memory_order_relaxed);
-    if (!s) {
-        const char *e = getenv("OMP_WAIT_POLICY"), *passive = "passive";
-        bool same = e != NULL;
-        for (int i = 0; same && (e[i] || passive[i]); i++)
-            same = tolower((unsigned char)e[i]) == passive[i];
-        s = same ? 1 : 2;
-        atomic_store_explicit(&policy, s, memory_order_relaxed);
-    }
-    return s == 1 ? &nbk_gemm_limits_passive : &nbk_gemm_limits_spinning;
+    return &nbk_gemm_limits_default;
 }
 
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
@@ -915,6 +902,19 @@ static void gemm_run(const gemm_plan *pl, bool f64, char *work, int tid, int tea
     }
 }
 
+typedef struct gemm_job {
+    const gemm_plan *pl;
+    bool f64;
+    char *work;
+    _Atomic int64_t next;
+} gemm_job;
+
+static void gemm_task(void *ctx, int t, int n)
+{
+    gemm_job *j = ctx;
+    gemm_run(j->pl, j->f64, j->work, t, n, &j->next);
+}
+
 /* Scratch for any plan of p's sizes on up to `threads` threads, with any
  * family and whatever the strides (callers size it from the sizes alone):
  * per thread, a block of op(A) and one of op(B) in the widest tiles (12 x
@@ -981,16 +981,11 @@ void nbk_gemm_builtin_limits(const nbk_gemm *p, void *workspace, int threads, nb
     uintptr_t at = ((uintptr_t)workspace + NB_ALIGN - 1) & ~(uintptr_t)(NB_ALIGN - 1);
     int64_t panels = pl.split_n ? (pl.v.n + pl.kern->nr - 1) / pl.kern->nr
                                 : (pl.v.m + pl.kern->mr - 1) / pl.kern->mr;
-    _Atomic int64_t next = 0;
-    if (pl.threads == 1 || panels == 1) {
-        gemm_run(&pl, f64, (char *)at, 0, 1, &next);
-        return;
-    }
-    NBK_PRAGMA(omp parallel num_threads(pl.threads))
-    {
-        NBK_THREAD(tid, team);
-        gemm_run(&pl, f64, (char *)at, (int)tid, (int)team, &next);
-    }
+    gemm_job job = {.pl = &pl, .f64 = f64, .work = (char *)at, .next = 0};
+    if (pl.threads == 1 || panels == 1)
+        gemm_task(&job, 0, 1);
+    else
+        nbc_parallel(pl.threads, gemm_task, &job);
 }
 
 void nbk_gemm_builtin_isa(const nbk_gemm *p, void *workspace, int threads, nbk_gemm_isa isa)

@@ -61,9 +61,10 @@ nbk_gemm_isa nbk_gemm_best_isa(void);
  * aligns it itself). */
 size_t nbk_gemm_workspace(const nbk_gemm *p, int threads);
 
-/* C = op(A)·op(B) with the built-in kernel, on up to @p threads OpenMP
- * threads: fewer for a product too small to keep them busy for the time
- * waking one takes; they share out runs of rows or of columns of C. @p
+/* C = op(A)·op(B) with the built-in kernel, on up to @p threads of the
+ * library's workers (nbc_parallel): fewer for a product too small to keep
+ * them busy for the time handing work over takes; they share out runs of
+ * rows or of columns of C. @p
  * workspace holds at least nbk_gemm_workspace(p, threads) bytes. The result
  * is bit-identical for every thread count: each element is summed over k
  * in the same order. */
@@ -82,11 +83,9 @@ typedef struct nbk_gemm_limits {
     double cache_bytes;  /* most bytes of op(A) or op(B) a thread packs whole */
 } nbk_gemm_limits;
 
-/* The defaults for OpenMP threads that sleep when idle
- * (OMP_WAIT_POLICY=PASSIVE: waking one takes tens of microseconds) and for
- * threads that spin a while first (any other policy); the kernel picks one
- * by OMP_WAIT_POLICY. */
-extern const nbk_gemm_limits nbk_gemm_limits_passive, nbk_gemm_limits_spinning;
+/* The defaults, for the library's workers (nbc_parallel), which spin a
+ * while after each job before they sleep. */
+extern const nbk_gemm_limits nbk_gemm_limits_default;
 
 /* nbk_gemm_builtin_isa and nbk_gemm_workspace with limits @p lim (NULL:
  * the defaults); the result is the same bit for bit whatever the limits. */

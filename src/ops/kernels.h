@@ -1,5 +1,5 @@
 /* Helpers shared by the op files: broadcasting plans, dtype dispatch,
- * OpenMP loops, and small compositions used by derivative rules. */
+ * threaded loops, and small compositions used by derivative rules. */
 #ifndef NABLA_OPS_KERNELS_H
 #define NABLA_OPS_KERNELS_H
 
@@ -11,14 +11,12 @@
  * a reduction: marking one would let the compiler reorder its sum. */
 #define NBK_SIMD _Pragma("omp simd")
 
+/* OpenMP pragmas (omp simd) where the build has OpenMP; loops run on
+ * threads through nbc_parallel (src/core/workers.c). */
 #ifdef _OPENMP
-#include <omp.h>
 #define NBK_PRAGMA(x) _Pragma(#x)
-/* Inside a parallel region: this thread's index t and the team size T. */
-#define NBK_THREAD(t, T) int64_t t = omp_get_thread_num(), T = omp_get_num_threads()
 #else
 #define NBK_PRAGMA(x)
-#define NBK_THREAD(t, T) int64_t t = 0, T = 1
 #endif
 
 /* ------------------------------------------------------------ broadcasting */

@@ -34,6 +34,12 @@ static void cast_range(nb_tensor *out, const nb_tensor *x, int64_t i0, int64_t i
     }
 }
 
+static void cast_task(void *ctx, int t, int T)
+{
+    nb_tensor *out = ctx;
+    cast_range(out, out->inputs[0], out->size * t / T, out->size * (t + 1) / T);
+}
+
 nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out)
 {
     const nb_tensor *x = out->inputs[0];
@@ -41,16 +47,7 @@ nb_status nbo_cast_fwd(nb_graph *g, nb_tensor *out)
         memcpy(out->data, x->data, (size_t)out->size * nb_dtype_size(out->dtype));
         return NB_OK;
     }
-    int nt = nbc_threads_for(g, out->size);
-    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
-        cast_range(out, x, 0, out->size);
-        return NB_OK;
-    }
-    NBK_PRAGMA(omp parallel num_threads(nt))
-    {
-        NBK_THREAD(t, T);
-        cast_range(out, x, out->size * t / T, out->size * (t + 1) / T);
-    }
+    nbc_parallel(nbc_threads_for(g, out->size), cast_task, out);
     return NB_OK;
 }
 

@@ -591,6 +591,21 @@ DEFINE_DIRECT_KERNELS(double, f64)
 
 typedef void (*pool_planes_fn)(const pool_job *j, int64_t p0, int64_t p1, char *buf);
 
+typedef struct planes_job {
+    const pool_job *job;
+    pool_planes_fn fn;
+    int64_t planes;
+} planes_job;
+
+/* Task t of nt: a contiguous range of planes, with padded plane t */
+static void planes_task(void *ctx, int t, int nt)
+{
+    const planes_job *j = ctx;
+    const pool_plan *pl = j->job->plan;
+    j->fn(j->job, j->planes * t / nt, j->planes * (t + 1) / nt,
+          pl->bufs + (size_t)t * pl->buf_bytes);
+}
+
 /* Run an op's kernel (f32 or f64, by out's dtype) from its input 0 into
  * out, over the N·C planes of `large` (x's shape) with the window of
  * attributes a and the argmax arg (NULL for the ops without one): each
@@ -613,13 +628,8 @@ static nb_status run_planes(nb_graph *g, nb_tensor *out, const nb_attrs *a, cons
         return NB_ERR_NOMEM;
     pool_job j = {&pl, in->data, out->data, (int64_t *)arg};
     pool_planes_fn fn = out->dtype == NB_F32 ? f32 : f64;
-    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
-        fn(&j, 0, planes, pl.bufs);
-    } else {
-        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static))
-        for (int t = 0; t < nt; t++)
-            fn(&j, planes * t / nt, planes * (t + 1) / nt, pl.bufs + (size_t)t * pl.buf_bytes);
-    }
+    planes_job pj = {&j, fn, planes};
+    nbc_parallel(nt, planes_task, &pj);
     nbc_arena_release(&g->arena, pos);
     return NB_OK;
 }

@@ -220,6 +220,20 @@ static int64_t red_split(int64_t n)
             out[k] = acc[k];                                                                       \
     }                                                                                              \
                                                                                                    \
+    typedef struct NAME##_segs {                                                                   \
+        const T *x;                                                                                \
+        const int64_t *off, *len;                                                                  \
+        T *part;                                                                                   \
+        int n_seg;                                                                                 \
+    } NAME##_segs;                                                                                 \
+                                                                                                   \
+    static void NAME##_segs_task(void *ctx, int t, int nt)                                         \
+    {                                                                                              \
+        NAME##_segs *j = ctx;                                                                      \
+        for (int s = j->n_seg * t / nt; s < j->n_seg * (t + 1) / nt; s++)                          \
+            j->part[s] = NAME##_row(j->x + j->off[s], j->len[s]);                                  \
+    }                                                                                              \
+                                                                                                   \
     static T NAME##_row_par(const T *x, int64_t n, int nt)                                         \
     {                                                                                              \
         int64_t off[RED_MAX_SEGS], len[RED_MAX_SEGS];                                              \
@@ -242,9 +256,8 @@ static int64_t red_split(int64_t n)
             }                                                                                      \
             n_seg *= 2;                                                                            \
         }                                                                                          \
-        NBK_PRAGMA(omp parallel for num_threads(nt) schedule(static))                              \
-        for (int s = 0; s < n_seg; s++)                                                            \
-            part[s] = NAME##_row(x + off[s], len[s]);                                              \
+        NAME##_segs j = {x, off, len, part, n_seg};                                                \
+        nbc_parallel(n_seg < nt ? n_seg : nt, NAME##_segs_task, &j);                               \
         for (; n_seg > 1; n_seg /= 2)                                                              \
             for (int s = 0; s < n_seg / 2; s++)                                                    \
                 part[s] = COMBINE(part[2 * s], part[2 * s + 1]);                                   \
@@ -385,6 +398,34 @@ DEFINE_TYPED(f64, double)
 
 /* ------------------------------------------------------------- drivers */
 
+typedef struct red_job {
+    const red_plan *p;
+    const red_kernels *k;
+    const void *x;
+    void *out;
+} red_job;
+
+/* Task t of T when the innermost axis is reduced: a share of the outputs */
+static void red_inner_task(void *ctx, int t, int T)
+{
+    const red_job *j = ctx;
+    int64_t n = j->p->n_out;
+    j->k->inner(j->p, j->x, j->out, n * t / T, n * (t + 1) / T, 1);
+}
+
+/* Task t of T when it is kept: a share of the rows of outputs, or of every
+ * row's columns when there are fewer rows than tasks */
+static void red_outer_task(void *ctx, int t, int T)
+{
+    const red_job *j = ctx;
+    int64_t f = j->p->size[j->p->rank - 1], rows = j->p->n_out / f;
+    if (rows >= T)
+        j->k->outer(j->p, j->x, j->out, rows * t / T, rows * (t + 1) / T, 0, f);
+    else
+        for (int64_t r = 0; r < rows; r++)
+            j->k->outer(j->p, j->x, j->out, r, r + 1, f * t / T, f * (t + 1) / T);
+}
+
 /* out = reduction of out->inputs[0] over the axes in mask. */
 static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind)
 {
@@ -397,6 +438,7 @@ static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind
     red_plan_make(&p, x, mask);
     const red_kernels *k = &red_table[kind][x->dtype];
     int nt = nbc_threads_for(g, x->size);
+    red_job j = {&p, k, x->data, out->data};
 
     if (p.reduced[p.rank - 1]) {
         if (nt == 1 || p.n_out < nt) {
@@ -404,28 +446,10 @@ static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind
             k->inner(&p, x->data, out->data, 0, p.n_out, nbc_threads_for(g, p.size[p.rank - 1]));
             return;
         }
-        NBK_PRAGMA(omp parallel num_threads(nt))
-        {
-            NBK_THREAD(t, T);
-            k->inner(&p, x->data, out->data, p.n_out * t / T, p.n_out * (t + 1) / T, 1);
-        }
+        nbc_parallel(nt, red_inner_task, &j);
         return;
     }
-
-    int64_t f = p.size[p.rank - 1], rows = p.n_out / f;
-    if (nt == 1) {
-        k->outer(&p, x->data, out->data, 0, rows, 0, f);
-        return;
-    }
-    NBK_PRAGMA(omp parallel num_threads(nt))
-    {
-        NBK_THREAD(t, T);
-        if (rows >= T)
-            k->outer(&p, x->data, out->data, rows * t / T, rows * (t + 1) / T, 0, f);
-        else
-            for (int64_t r = 0; r < rows; r++)
-                k->outer(&p, x->data, out->data, r, r + 1, f * t / T, f * (t + 1) / T);
-    }
+    nbc_parallel(nt, red_outer_task, &j);
 }
 
 /* ---------------------------------------------------------- shape rules */

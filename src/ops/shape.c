@@ -271,6 +271,7 @@ typedef struct transpose_plan {
     char *o;
     const char *px;
     size_t es;
+    int64_t jobs; /* in all */
 } transpose_plan;
 
 /* Jobs [j0, j1) of plan p. */
@@ -292,6 +293,12 @@ static void transpose_jobs(const transpose_plan *p, int64_t j0, int64_t j1)
         transpose_band(p->o + (size_t)off_o * p->es, p->os[p->q], p->px + (size_t)off_x * p->es,
                        p->is[p->r - 1], a0, a1, B, p->es);
     }
+}
+
+static void transpose_task(void *ctx, int t, int T)
+{
+    const transpose_plan *p = ctx;
+    transpose_jobs(p, p->jobs * t / T, p->jobs * (t + 1) / T);
 }
 
 nb_status nbo_permute_fwd(nb_graph *g, nb_tensor *out)
@@ -361,17 +368,8 @@ nb_status nbo_permute_fwd(nb_graph *g, nb_tensor *out)
         return nbc_error(g, NB_ERR_ARG, out->op->name, "internal: no contiguous axis");
     transpose_plan tp = {.r = r, .q = q, .n = n, .is = is, .os = os, .o = o, .px = px, .es = es};
     tp.bands = (n[q] + TILE - 1) / TILE;
-    int64_t jobs = out->size / (n[q] * n[r - 1]) * tp.bands;
-    int nt = nbc_threads_for(g, out->size);
-    if (nt == 1) { /* no parallel region: even a team of one costs the runtime an allocation */
-        transpose_jobs(&tp, 0, jobs);
-        return NB_OK;
-    }
-    NBK_PRAGMA(omp parallel num_threads(nt))
-    {
-        NBK_THREAD(t, T);
-        transpose_jobs(&tp, jobs * t / T, jobs * (t + 1) / T);
-    }
+    tp.jobs = out->size / (n[q] * n[r - 1]) * tp.bands;
+    nbc_parallel(nbc_threads_for(g, out->size), transpose_task, &tp);
     return NB_OK;
 }
 
