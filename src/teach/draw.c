@@ -230,13 +230,6 @@ static void svg_picture(const nb_trace *tr, const nbt_layout *l, FILE *f, const 
     fprintf(f, "</svg>\n");
 }
 
-static nb_status finish(FILE *f, nb_error *err, const char *where)
-{
-    if (fflush(f) != 0 || ferror(f))
-        return nb_error_set(err, NB_ERR_IO, where, "%s: writing failed", where);
-    return NB_OK;
-}
-
 nb_status nb_trace_svg(const nb_trace *tr, FILE *f, nb_trace_mode mode, int sweep, nb_error *err)
 {
     nb_error_clear(err);
@@ -258,21 +251,10 @@ nb_status nb_trace_svg(const nb_trace *tr, FILE *f, nb_trace_mode mode, int swee
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     svg_picture(tr, &l, f, &v);
     nbt_layout_free(&l);
-    return finish(f, err, "nb_trace_svg");
+    return nbt_finish(f, err, "nb_trace_svg");
 }
 
 /* ------------------------------------------------------------ HTML */
-
-static void json_nums(FILE *f, const double *v, int m)
-{
-    char b[40];
-    fputc('[', f);
-    for (int i = 0; i < m; i++) {
-        const char *s = nbt_num(b, sizeof b, v[i], 17);
-        fprintf(f, "%s%s", i ? "," : "", isfinite(v[i]) ? s : "null");
-    }
-    fputc(']', f);
-}
 
 #include "nabla_trace_page.h" /* nbt_page_style, nbt_page_script (embed.py) */
 
@@ -347,7 +329,7 @@ static nb_status page_data(const nb_trace *tr, const nbt_layout *l, FILE *f, con
         title_of(tr, k, b, sizeof b);
         nbt_json_str(f, b);
         fprintf(f, ",\"active\":%s,\"m\":%d,\"value\":", nd->active ? "true" : "false", nd->m);
-        json_nums(f, tr->value + tr->off[k], nd->m);
+        nbt_json_nums(f, tr->value + tr->off[k], nd->m, false);
         fprintf(f, ",\"in\":[");
         for (int i = 0; i < nd->n_in; i++)
             fprintf(f, "%s%d", i ? "," : "", nd->in[i]);
@@ -358,16 +340,17 @@ static nb_status page_data(const nb_trace *tr, const nbt_layout *l, FILE *f, con
         for (int i = 0; i < nd->n_in; i++) {
             fprintf(f, i ? "," : "");
             if (nd->active && tr->nodes[nd->in[i]].active)
-                json_nums(f, nd->jac[i], nd->m * tr->nodes[nd->in[i]].m);
+                nbt_json_nums(f, nd->jac[i], nd->m * tr->nodes[nd->in[i]].m, false);
             else
                 fprintf(f, "null");
         }
         fprintf(f, "],\"adjoint\":");
-        json_nums(f, tr->adjoint + tr->off[k], nd->m);
+        nbt_json_nums(f, tr->adjoint + tr->off[k], nd->m, false);
         fprintf(f, ",\"tangent\":[");
         for (int s = 0; s < tr->sweeps; s++) {
             fprintf(f, s ? "," : "");
-            json_nums(f, tr->tangent + (size_t)s * (size_t)tr->total + tr->off[k], nd->m);
+            nbt_json_nums(f, tr->tangent + (size_t)s * (size_t)tr->total + tr->off[k], nd->m,
+                          false);
         }
         fprintf(f, "]}");
     }
@@ -381,9 +364,9 @@ static nb_status page_data(const nb_trace *tr, const nbt_layout *l, FILE *f, con
         const nbt_step *st = &tr->steps[s];
         fprintf(f, "%s\n{\"from\":%d,\"to\":%d,\"slot\":%d,\"edge\":%d,\"contrib\":", s ? "," : "",
                 st->from, st->to, st->slot, l->first_edge[st->from] + st->slot);
-        json_nums(f, st->contrib, tr->nodes[st->to].m);
+        nbt_json_nums(f, st->contrib, tr->nodes[st->to].m, false);
         fprintf(f, ",\"after\":");
-        json_nums(f, st->after, tr->nodes[st->to].m);
+        nbt_json_nums(f, st->after, tr->nodes[st->to].m, false);
         fprintf(f, "}");
     }
     fprintf(f, "],\n\"rows\":{\"eval\":");
@@ -432,5 +415,5 @@ nb_status nb_trace_html(const nb_trace *tr, FILE *f, const char *title, nb_error
     nbt_layout_free(&l);
     if (rc != NB_OK)
         return nb_error_set(err, rc, "nb_trace_html", "nb_trace_html: out of memory");
-    return finish(f, err, "nb_trace_html");
+    return nbt_finish(f, err, "nb_trace_html");
 }

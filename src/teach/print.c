@@ -19,7 +19,7 @@ static void put_nums(FILE *f, const double *v, int m, int digits)
     fputc(']', f);
 }
 
-static void put_json_nums(FILE *f, const double *v, int m, bool scalar)
+void nbt_json_nums(FILE *f, const double *v, int m, bool scalar)
 {
     char b[40];
     if (!scalar)
@@ -90,7 +90,7 @@ static int input_node(const nb_trace *tr, int i)
     return -1;
 }
 
-static nb_status finish(FILE *f, nb_error *err, const char *where)
+nb_status nbt_finish(FILE *f, nb_error *err, const char *where)
 {
     if (fflush(f) != 0 || ferror(f))
         return nb_error_set(err, NB_ERR_IO, where, "%s: writing the trace failed", where);
@@ -216,7 +216,7 @@ nb_status nb_trace_print(const nb_trace *tr, FILE *f, nb_error *err)
                "reverse mode 1 sweep, %lld adjoint rules\n",
             (long long)tr->n_ops, tr->sweeps, tr->sweeps == 1 ? "" : "s",
             (long long)tr->rules_forward, (long long)tr->rules_reverse);
-    return finish(f, err, "nb_trace_print");
+    return nbt_finish(f, err, "nb_trace_print");
 }
 
 nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
@@ -241,7 +241,7 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
             nbt_json_str(f, tr->nodes[nd->in[i]].label);
         }
         fprintf(f, "], \"value\": ");
-        put_json_nums(f, tr->value + tr->off[k], nd->m, nd->m == 1);
+        nbt_json_nums(f, tr->value + tr->off[k], nd->m, nd->m == 1);
         fprintf(f, "}\n");
     }
     char wrt[64];
@@ -263,10 +263,10 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
                 if (!in->active) /* no edge derivative is needed: it carries 0 */
                     fprintf(f, "null");
                 else
-                    put_json_nums(f, nd->jac[i], nd->m * in->m, nd->m * in->m == 1);
+                    nbt_json_nums(f, nd->jac[i], nd->m * in->m, nd->m * in->m == 1);
             }
             fprintf(f, "], \"tangent\": ");
-            put_json_nums(f, t + tr->off[k], nd->m, nd->m == 1);
+            nbt_json_nums(f, t + tr->off[k], nd->m, nd->m == 1);
             fprintf(f, "}\n");
         }
     }
@@ -279,14 +279,14 @@ nb_status nb_trace_json(const nb_trace *tr, FILE *f, nb_error *err)
         fprintf(f, ", \"from\": ");
         nbt_json_str(f, from->label);
         fprintf(f, ", \"local\": ");
-        put_json_nums(f, from->jac[st->slot], from->m * to->m, scalar);
+        nbt_json_nums(f, from->jac[st->slot], from->m * to->m, scalar);
         fprintf(f, ", \"adjoint_from\": ");
-        put_json_nums(f, tr->adjoint + tr->off[st->from], from->m, from->m == 1);
+        nbt_json_nums(f, tr->adjoint + tr->off[st->from], from->m, from->m == 1);
         fprintf(f, ", \"contribution\": ");
-        put_json_nums(f, st->contrib, to->m, to->m == 1);
+        nbt_json_nums(f, st->contrib, to->m, to->m == 1);
         fprintf(f, ", \"adjoint_to\": ");
-        put_json_nums(f, st->after, to->m, to->m == 1);
+        nbt_json_nums(f, st->after, to->m, to->m == 1);
         fprintf(f, "}\n");
     }
-    return finish(f, err, "nb_trace_json");
+    return nbt_finish(f, err, "nb_trace_json");
 }

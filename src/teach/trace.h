@@ -61,6 +61,12 @@ const char *nbt_num(char *buf, size_t n, double v, int digits);
 /* the input element sweep s seeds: "w", or "W[3]" for a larger input */
 const char *nbt_sweep_name(const nb_trace *tr, int s, char *buf, size_t n);
 
+/* numbers as JSON (17 digits, null where not finite): one number when
+ * @p scalar, else an array */
+void nbt_json_nums(FILE *f, const double *v, int m, bool scalar);
+/* NB_ERR_IO in @p err when writing @p f failed (after a flush), else NB_OK */
+nb_status nbt_finish(FILE *f, nb_error *err, const char *where);
+
 /* @p s as a JSON string (< > & escaped too: safe inside an HTML script) */
 void nbt_json_str(FILE *f, const char *s);
 
