@@ -62,6 +62,7 @@ static void run_new(bench_run *r, const nb_dataset *train, int64_t batch, int th
     r->g = nb_graph_new();
     bench_check(r->g, r->g, "graph");
     bench_set_threads(r->g, threads);
+    nb_optim_set_threads(r->opt, threads);
 }
 
 static void train_and_report(const nb_dataset *train, const nb_dataset *test, int threads,

@@ -78,6 +78,7 @@ static inline void bench_run_new(bench_run *r, const nb_dataset *train, int thre
     r->g = g ? g : nb_graph_new();
     bench_check(r->g, r->g, "graph");
     bench_set_threads(r->g, threads);
+    nb_optim_set_threads(r->opt, threads);
 }
 
 static inline void bench_run_free(bench_run *r)

@@ -1101,6 +1101,76 @@ static nb_optim_opts variant(int k, const char **slots)
     return o;
 }
 
+/* The update shared out over threads: every kind and variant, f32 and f64
+ * parameters whose sizes do not divide the threads' runs evenly, give the
+ * same bits on 1, 2 and 3 threads over steps with changing gradients;
+ * subnormal moments are flushed in every run (the moment below lies in
+ * the second thread's run). */
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    static const int64_t sizes[] = {40000, 17, 30001, 9000};
+    for (int k = 0; k <= 10; k++) {
+        const char *slots[4];
+        nb_optim_opts o = variant(k, slots);
+        nb_model *ms[3];
+        nb_optim *opts[3];
+        for (int r = 0; r < 3; r++) {
+            ms[r] = nb_model_new();
+            for (int i = 0; i < 4; i++) {
+                char name[16];
+                snprintf(name, sizeof name, "p%d", i);
+                nb_tensor *p = NULL;
+                assert_int_equal(nb_model_add(ms[r], name, i == 3 ? NB_F64 : NB_F32, 1,
+                                              (int64_t[]){sizes[i]}, &p),
+                                 NB_OK);
+                nb_rng g;
+                nb_rng_seed(&g, (uint64_t)i);
+                for (int64_t j = 0; j < sizes[i]; j++)
+                    nb_tensor_set(p, j, nb_rng_normal(&g));
+            }
+            opts[r] = nb_optim_new(&o);
+            assert_non_null(opts[r]);
+            nb_optim_set_threads(opts[r], r + 1);
+            assert_int_equal(nb_optim_threads(opts[r]), r + 1);
+        }
+        for (int t = 0; t < 3; t++) {
+            for (int r = 0; r < 3; r++) {
+                nb_rng g;
+                nb_rng_seed(&g, (uint64_t)(100 + t));
+                for (nb_tensor *p = nb_model_next(ms[r], NULL); p; p = nb_model_next(ms[r], p))
+                    for (int64_t j = 0; j < nb_tensor_size(p); j++)
+                        nb_tensor_set(nb_tensor_grad(p), j, nb_rng_normal(&g));
+                /* p2's element 100 (element 40117 of the step): its square is subnormal */
+                nb_tensor_set(nb_tensor_grad(nb_model_get(ms[r], "p2")), 100, 1e-20);
+                assert_int_equal(nb_optim_step(opts[r], ms[r]), NB_OK);
+            }
+            for (int r = 1; r < 3; r++)
+                assert_true(same_params(ms[0], ms[r]));
+        }
+        if (k == NB_OPTIM_ADAM) {
+            nb_model *store = nb_model_new();
+            char meta[4096];
+            assert_int_equal(nb_optim_state_save(opts[1], ms[1], store, meta, sizeof meta, NULL),
+                             NB_OK);
+            assert_true(nb_tensor_get(nb_model_get(store, "p2/v"), 100) == 0);
+            nb_model_free(store);
+        }
+        for (int r = 0; r < 3; r++) {
+            nb_optim_free(opts[r]);
+            nb_model_free(ms[r]);
+        }
+    }
+    assert_true(nbc_workers_started() >= 1);
+    nb_optim_set_threads(NULL, 4); /* ignored */
+    assert_int_equal(nb_optim_threads(NULL), 1);
+    nb_optim *o = make(NB_OPTIM_SGD, 0.1);
+    assert_int_equal(nb_optim_threads(o), 1);
+    nb_optim_set_threads(o, 0);
+    assert_int_equal(nb_optim_threads(o), 1);
+    nb_optim_free(o);
+}
+
 /* Every kind, and RMSprop's and Adagrad's options: state saved after some
  * steps and loaded into a fresh optimizer continues bit-identically; the
  * options come back from the metadata, which has the new kinds' lines
@@ -1600,6 +1670,7 @@ int main(void)
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_null_handles),
         cmocka_unit_test(test_alloc_failure_every_allocation),
+        cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_state_save_refusals),
         cmocka_unit_test(test_state_load_refusals),

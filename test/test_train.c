@@ -712,6 +712,7 @@ static unsigned char *train_threads(int threads, size_t *len)
     o.val = r.val;
     assert_int_equal(nb_trainer_new(r.m, r.net, r.opt, &o, &r.t), NB_OK);
     assert_int_equal(nb_graph_threads(nb_trainer_graph(r.t)), threads);
+    assert_int_equal(nb_optim_threads(r.opt), threads);
     assert_int_equal(nb_trainer_fit(r.t, r.ld), NB_OK);
     unsigned char *bytes = model_bytes(r.m, len);
     rig_free(&r);

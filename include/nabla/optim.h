@@ -136,6 +136,14 @@ NB_API void nb_optim_free(nb_optim *opt);
  */
 NB_API nb_status nb_optim_step(nb_optim *opt, nb_model *m);
 
+/** Threads of the update in nb_optim_step (1 by default; values < 1 mean
+ *  1). Every element's update depends on that element only, so results are
+ *  identical for every thread count. A step with fewer than 32768
+ *  parameter elements runs on the caller alone. NULL is ignored. */
+NB_API void nb_optim_set_threads(nb_optim *opt, int n);
+/** Threads set by nb_optim_set_threads (1 for NULL). */
+NB_API int nb_optim_threads(const nb_optim *opt);
+
 /** The error of the last failed call on @p opt (status NB_OK and msg "" if
  *  none): where = the call ("optim_step", "next_epoch"), msg = that name and
  *  a sentence. For NULL a static error with status NB_ERR_NULL and msg "no

@@ -209,7 +209,9 @@ typedef struct nb_train_comm {
 typedef struct nb_train_opts {
     int epochs;  /**< epochs to train (10); nb_trainer_fit stops there */
     nb_rng *rng; /**< shuffles the loader each epoch (required when it shuffles); not owned */
-    int threads; /**< threads of the trainer's graph (1); results depend only on seed and this */
+    int threads; /**< threads of the trainer's graph and of its optimizer's update (1; the
+                      trainer sets them with nb_optim_set_threads); results depend only on
+                      seed and this */
     const nb_dataset *val; /**< validation set evaluated after each epoch (NULL: none); not owned */
     const nb_dataset *test; /**< test set evaluated after each epoch (NULL: none); not owned */
     int64_t eval_batch;     /**< batch size of evaluation (256) */

@@ -20,6 +20,25 @@
 
 #include "optim_internal.h"
 
+/* Coefficients of one parameter's update, computed in double and rounded
+ * to the parameter's dtype by the kernel. */
+typedef struct coefs {
+    double lr, wd, mu, clip, beta1, beta2, eps, alpha;
+    double step_size; /* Adam: lr / (1 - beta1^t); Adagrad: lr / (1 + (t-1)*lr_decay) */
+    double bc2_sqrt;  /* Adam: sqrt(1 - beta2^t) */
+    double decay;     /* AdamW: 1 - lr*wd */
+} coefs;
+
+/* One parameter's update in a step: the parameter, its state arrays by
+ * slot name, its coefficients, and where its elements start in the step's
+ * run of all parameters' elements (which the threads share out). */
+typedef struct nbopt_job {
+    nb_tensor *p;
+    void *slot[NBOPT_MAX_SLOTS];
+    coefs c;
+    int64_t start;
+} nbopt_job;
+
 /* ---------------------------------------------------------------- options */
 
 nb_optim_opts nb_optim_defaults(nb_optim_kind kind)
@@ -303,6 +322,7 @@ nb_optim *nb_optim_new_alloc(const nb_optim_opts *opts, nb_alloc_fn alloc, void 
     o->alloc = alloc;
     o->ud = ud;
     o->opts = *opts;
+    o->threads = 1;
     return o;
 }
 
@@ -316,10 +336,22 @@ void nb_optim_free(nb_optim *o)
     if (!o)
         return;
     free_table(o, &o->states);
+    o->alloc(o->ud, o->jobs, (size_t)o->jobs_cap * sizeof *o->jobs, 0);
     o->alloc(o->ud, o, sizeof *o, 0);
 }
 
 /* ------------------------------------------------------------- accessors */
+
+void nb_optim_set_threads(nb_optim *o, int n)
+{
+    if (o)
+        o->threads = n < 1 ? 1 : n;
+}
+
+int nb_optim_threads(const nb_optim *o)
+{
+    return o ? o->threads : 1;
+}
 
 const nb_error *nb_optim_error(const nb_optim *o)
 {
@@ -429,14 +461,6 @@ nb_status nb_clip_grad_norm(nb_model *m, double max_norm, double *norm_out)
 
 /* ---------------------------------------------------------------- update */
 
-/* Coefficients of one parameter's update, computed in double and rounded
- * to the parameter's dtype by the kernel. */
-typedef struct coefs {
-    double lr, wd, mu, clip, beta1, beta2, eps, alpha;
-    double step_size; /* Adam: lr / (1 - beta1^t); Adagrad: lr / (1 + (t-1)*lr_decay) */
-    double bc2_sqrt;  /* Adam: sqrt(1 - beta2^t) */
-    double decay;     /* AdamW: 1 - lr*wd */
-} coefs;
 
 /* Compiled for AVX-512 and AVX2 too (NBC_WIDE_CLONES): Adam's square roots
  * and divisions are most of a step's optimizer time. */
@@ -452,7 +476,7 @@ typedef struct coefs {
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
         const T one_b1 = (T)(1.0 - c->beta1), one_b2 = (T)(1.0 - c->beta2);                        \
         const T alpha = (T)c->alpha, one_alpha = (T)(1.0 - c->alpha);                              \
-        const T step_size = (T)c->step_size, bc2_sqrt = (T)c->bc2_sqrt, decay = (T)c->decay;       \
+        const T step_size = (T)c->step_size, bc2_inv = (T)(1.0 / c->bc2_sqrt), decay = (T)c->decay; \
         switch (kind) {                                                                            \
         case NB_OPTIM_SGD:                                                                         \
             for (int64_t i = 0; i < n; i++) {                                                      \
@@ -479,7 +503,7 @@ typedef struct coefs {
                 T d = clip * gr[i] + wd * w[i];                                                    \
                 s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
                 s1[i] = b2 * s1[i] + one_b2 * d * d;                                               \
-                w[i] -= step_size * s0[i] / (SQRT(s1[i]) / bc2_sqrt + eps);                        \
+                w[i] -= step_size * s0[i] / (SQRT(s1[i]) * bc2_inv + eps);                         \
             }                                                                                      \
             break;                                                                                 \
         case NB_OPTIM_ADAMW:                                                                       \
@@ -488,7 +512,7 @@ typedef struct coefs {
                 w[i] *= decay;                                                                     \
                 s0[i] = b1 * s0[i] + one_b1 * d;                                                   \
                 s1[i] = b2 * s1[i] + one_b2 * d * d;                                               \
-                w[i] -= step_size * s0[i] / (SQRT(s1[i]) / bc2_sqrt + eps);                        \
+                w[i] -= step_size * s0[i] / (SQRT(s1[i]) * bc2_inv + eps);                         \
             }                                                                                      \
             break;                                                                                 \
         case NB_OPTIM_RMSPROP: /* s0 square_avg, s1 momentum_buffer, s2 grad_avg */                \
@@ -549,6 +573,89 @@ static bool state_fits(const nbopt_state *s, const nb_tensor *p)
     return true;
 }
 
+/* Elements of a step below which the update runs on the caller alone: a
+ * worker's start-up is a few microseconds, an Adam update of 32768 floats
+ * about 25 (B2, 235 146 parameters: 0.176 ms a step on one thread). */
+#define UPDATE_PARALLEL_MIN 32768
+
+typedef struct update_ctx {
+    nb_optim_kind kind;
+    const nbopt_job *jobs;
+    int n_jobs;
+    int64_t total;
+} update_ctx;
+
+/* Elements [lo, hi) of job @p j's parameter. */
+static void update_range(nb_optim_kind kind, const nbopt_job *j, int64_t lo, int64_t hi)
+{
+    const nb_tensor *p = j->p;
+    size_t at = (size_t)lo * nb_dtype_size(p->dtype);
+    char *w = (char *)p->data + at, *gr = (char *)p->grad->data + at, *s[NBOPT_MAX_SLOTS];
+    for (int i = 0; i < NBOPT_MAX_SLOTS; i++)
+        s[i] = j->slot[i] ? (char *)j->slot[i] + at : NULL;
+    if (p->dtype == NB_F32)
+        update_f32(kind, &j->c, hi - lo, (float *)w, (const float *)gr, (float *)s[0],
+                   (float *)s[1], (float *)s[2]);
+    else
+        update_f64(kind, &j->c, hi - lo, (double *)w, (const double *)gr, (double *)s[0],
+                   (double *)s[1], (double *)s[2]);
+}
+
+/* Task t of n: the t-th of n runs of the step's elements (boundaries on
+ * multiples of 64 elements, so no two threads write one cache line), with
+ * subnormal numbers read and written as zero: a moment whose gradient stays
+ * 0 decays below the smallest normal float within some 700 Adam steps,
+ * and x86 takes 5-6 times as long for arithmetic on subnormals (B2's
+ * optimizer went from 0.2 to 1.3 ms a step past step 700). Their share of
+ * an update is below a normal parameter's last bit, so parameters of
+ * normal size come out the same. The thread's mode is restored after. */
+static void update_task(void *ctx, int t, int n)
+{
+    const update_ctx *u = ctx;
+    int64_t lo = u->total / 64 * t / n * 64, hi = u->total / 64 * (t + 1) / n * 64;
+    if (t == n - 1)
+        hi = u->total;
+#if defined(__SSE2__)
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040); /* flush to zero (bit 15), denormals are zero (bit 6) */
+#endif
+    for (int k = 0; k < u->n_jobs && lo < hi; k++) {
+        const nbopt_job *j = &u->jobs[k];
+        int64_t end = j->start + j->p->size;
+        if (end <= lo)
+            continue;
+        int64_t b = hi < end ? hi : end;
+        update_range(u->kind, j, lo - j->start, b - j->start);
+        lo = b;
+    }
+#if defined(__SSE2__)
+    _mm_setcsr(csr);
+#endif
+}
+
+static void run_update(const nb_optim *o, int n_jobs, int64_t total)
+{
+    update_ctx u = {.kind = o->opts.kind, .jobs = o->jobs, .n_jobs = n_jobs, .total = total};
+    if (total >= UPDATE_PARALLEL_MIN && o->threads > 1)
+        nbc_parallel(o->threads, update_task, &u);
+    else
+        update_task(&u, 0, 1);
+}
+
+/* Room in o->jobs for @p n parameters (allocates only when the model has
+ * more trainable parameters than at any step before). */
+static bool reserve_jobs(nb_optim *o, int n)
+{
+    if (n <= o->jobs_cap)
+        return true;
+    nbopt_job *j = o->alloc(o->ud, o->jobs, (size_t)o->jobs_cap * sizeof *j, (size_t)n * sizeof *j);
+    if (!j)
+        return false;
+    o->jobs = j;
+    o->jobs_cap = n;
+    return true;
+}
+
 nb_status nb_optim_step(nb_optim *o, nb_model *m)
 {
     if (!o)
@@ -594,6 +701,13 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
         }
     }
 
+    int n_trainable = 0;
+    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
+        n_trainable += trainable(p);
+    if (!reserve_jobs(o, n_trainable))
+        return nbopt_error(o, NB_ERR_NOMEM, "optim_step: out of memory listing %d parameters",
+                           n_trainable);
+
     /* 2. clipping by global norm */
     double clip = 1.0;
     o->last_norm = 0.0;
@@ -608,17 +722,7 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             clip = o->opts.clip_norm / norm;
     }
 
-    /* 3. update, with subnormal numbers read and written as zero: a moment
-     * whose gradient stays 0 decays below the smallest normal float within
-     * some 700 Adam steps, and x86 takes 5-6 times as long for arithmetic on
-     * subnormals (B2's optimizer went from 0.2 to 1.3 ms a step past step
-     * 700). Their share of an update is below a normal parameter's last
-     * bit, so parameters of normal size come out the same. The thread's
-     * mode is restored before returning. */
-#if defined(__SSE2__)
-    unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040); /* flush to zero (bit 15), denormals are zero (bit 6) */
-#endif
+    /* 3. update (run_update) */
     coefs c = {0};
     c.lr = nb_optim_lr(o);
     c.wd = o->opts.weight_decay;
@@ -631,6 +735,8 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
     c.decay = 1.0 - c.lr * c.wd;
     int ids[NBOPT_MAX_SLOTS];
     int n_slots = nbopt_slots(&o->opts, ids);
+    int n_jobs = 0;
+    int64_t total = 0;
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         if (!trainable(p))
             continue;
@@ -643,19 +749,13 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
         } else if (o->opts.kind == NB_OPTIM_ADAGRAD) {
             c.step_size = c.lr / (1.0 + (double)(s->step - 1) * o->opts.lr_decay);
         }
-        void *slot[NBOPT_MAX_SLOTS] = {NULL}; /* by slot name */
+        nbopt_job *j = &o->jobs[n_jobs++];
+        *j = (nbopt_job){.p = p, .c = c, .start = total};
         for (int i = 0; i < n_slots; i++)
-            slot[ids[i]] = nbopt_slot(s, i);
-        if (p->dtype == NB_F32)
-            update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
-                       slot[2]);
-        else
-            update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
-                       slot[2]);
+            j->slot[ids[i]] = nbopt_slot(s, i);
+        total += p->size;
     }
-#if defined(__SSE2__)
-    _mm_setcsr(csr);
-#endif
+    run_update(o, n_jobs, total);
     o->step++;
     if (!o->opts.schedule.per_epoch)
         o->sched_pos++;

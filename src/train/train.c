@@ -576,6 +576,7 @@ nb_status nb_trainer_new(nb_model *m, nb_layer *net, nb_optim *opt, const nb_tra
         return NB_ERR_NOMEM;
     }
     nb_graph_set_threads(t->g, o->threads);
+    nb_optim_set_threads(opt, o->threads);
     t->best = NAN;
     *out = t;
     return NB_OK;
