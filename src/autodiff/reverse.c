@@ -6,23 +6,44 @@
 #include "../ops/scalar.h"
 #include "sweep.h"
 
-/* Add src into the buffer of dst elementwise (same shape and dtype): each
- * element on its own, so vectorised (NBK_SIMD) with the same sums. */
-static void add_into(nb_tensor *dst, const nb_tensor *src)
+typedef struct add_job {
+    nb_tensor *dst;
+    const nb_tensor *src;
+} add_job;
+
+/* Task t of n of dst += src: the t-th of n runs of elements, boundaries on
+ * multiples of 64 elements (no cache line written by two threads). */
+static void add_task(void *ctx, int t, int n)
 {
-    if (dst->dtype == NB_F32) {
-        float *d = dst->data;
-        const float *s = src->data;
+    const add_job *j = ctx;
+    int64_t size = j->dst->size;
+    int64_t lo = size / 64 * t / n * 64, hi = t == n - 1 ? size : size / 64 * (t + 1) / n * 64;
+    if (j->dst->dtype == NB_F32) {
+        float *d = j->dst->data;
+        const float *s = j->src->data;
         NBK_SIMD
-        for (int64_t i = 0; i < dst->size; i++)
+        for (int64_t i = lo; i < hi; i++)
             d[i] += s[i];
     } else {
-        double *d = dst->data;
-        const double *s = src->data;
+        double *d = j->dst->data;
+        const double *s = j->src->data;
         NBK_SIMD
-        for (int64_t i = 0; i < dst->size; i++)
+        for (int64_t i = lo; i < hi; i++)
             d[i] += s[i];
     }
+}
+
+/* Add src into the buffer of dst elementwise (same shape and dtype): each
+ * element on its own, so vectorised (NBK_SIMD) and on the graph's threads
+ * above the parallel threshold, with the same sums. */
+static void add_into(nb_graph *g, nb_tensor *dst, const nb_tensor *src)
+{
+    add_job j = {dst, src};
+    int n = nbc_threads_for(g, dst->size);
+    if (n > 1)
+        nbc_parallel(n, add_task, &j);
+    else
+        add_task(&j, 0, 1);
 }
 
 static bool same_desc(const nb_tensor *a, const nb_tensor *b)
@@ -144,7 +165,7 @@ static nb_status give_tensor(sweep_state *s, const nb_tensor *node, int i, nb_te
     nb_graph *g = s->g;
     bool check = g->check_finite;
     if ((in->flags & NB_T_ADJ_OWNED) && !g->recording && !check) {
-        add_into(in->adj, gi);
+        add_into(g, in->adj, gi);
         return NB_OK;
     }
     g->check_finite = false;
@@ -341,7 +362,7 @@ static nb_status accumulate(nb_graph *g, const sweep_state *s)
             nb_tensor_set(t->grad, 0, add_in(t->dtype, nb_tensor_get(t->grad, 0), t->sadj));
             continue;
         }
-        add_into(t->grad, t->adj);
+        add_into(g, t->grad, t->adj);
     }
     return NB_OK;
 }
