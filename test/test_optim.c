@@ -678,6 +678,35 @@ static void test_clip_grad_norm(void **state)
     nb_model_free(m);
 }
 
+/* The global norm against a plain running sum, for every length of the
+ * vector loop's tail (1..19 elements) and a long random vector, f32 and
+ * f64; the order of the partial sums is fixed, so repeated calls give the
+ * same bits. */
+static void test_grad_norm_sums(void **state)
+{
+    (void)state;
+    nb_rng r;
+    nb_rng_seed(&r, 4);
+    for (int dt = 0; dt < 2; dt++)
+        for (int n = 1; n <= 20; n++) {
+            int len = n == 20 ? 100003 : n;
+            nb_model *m = nb_model_new();
+            nb_tensor *p = NULL;
+            assert_int_equal(
+                nb_model_add(m, "p", dt ? NB_F64 : NB_F32, 1, (int64_t[]){len}, &p), NB_OK);
+            double plain = 0;
+            for (int64_t i = 0; i < len; i++) {
+                nb_tensor_set(nb_tensor_grad(p), i, nb_rng_normal(&r) * (double)(1 + i % 7));
+                double v = nb_tensor_get(nb_tensor_grad(p), i);
+                plain += v * v;
+            }
+            double norm = nb_grad_norm(m);
+            tc_near(norm, sqrt(plain), 1e-13 * sqrt(plain));
+            assert_true(nb_grad_norm(m) == norm);
+            nb_model_free(m);
+        }
+}
+
 /* With clip_norm set, the step moves by lr · g · (bound/‖g‖), leaves the
  * gradient buffers as they were, and refuses a non-finite norm. */
 static void test_optim_clips(void **state)
@@ -1662,6 +1691,7 @@ int main(void)
         cmocka_unit_test(test_weight_decay_vs_l2),
         cmocka_unit_test(test_adamw_formula_on_loss),
         cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_grad_norm_sums),
         cmocka_unit_test(test_optim_clips),
         cmocka_unit_test(test_counts_at_limit),
         cmocka_unit_test(test_schedules),

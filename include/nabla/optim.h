@@ -252,7 +252,9 @@ NB_API nb_status nb_optim_opts_from_meta(const char *meta, nb_optim_opts *out, n
 NB_API double nb_schedule_lr(const nb_schedule *s, double lr, int64_t t);
 
 /** Global gradient norm sqrt(Σ_p Σ_i g_pi²) over the parameters of @p m
- *  that need a gradient, accumulated in double (0 for NULL). */
+ *  that need a gradient, accumulated in double (0 for NULL): each
+ *  parameter's sum in eight partial sums (element i into sum i mod 8)
+ *  added in a fixed order, so the same gradients give the same bits. */
 NB_API double nb_grad_norm(const nb_model *m);
 
 /**

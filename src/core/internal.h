@@ -298,6 +298,11 @@ const char *nbc_shp(const nb_tensor *t, char *buf, size_t n);
 void nbc_fill(nb_tensor *t, double v);
 /* True when every element is finite. */
 bool nbc_all_finite(const nb_tensor *t);
+/* Σ x² over t's elements (NULL: 0), in double: eight partial sums, element
+ * i into sum i mod 8, added pairwise at the end (a fixed order, so the
+ * same bits every time; vectorised, where one running sum waits for each
+ * addition). */
+double nbc_sum_squares(const nb_tensor *t);
 /* Flat index of the first element that is NaN or Inf, or -1. */
 int64_t nbc_first_nonfinite(const nb_tensor *t);
 /* "NaN at [0,2]" / "Inf at [3]" / "-Inf at []" of t's element k into buf. */

@@ -132,6 +132,27 @@ bool nbc_all_finite(const nb_tensor *t)
     return true;
 }
 
+#define SUM_SQUARES(T)                                                                             \
+    do {                                                                                           \
+        const T *x = t->data;                                                                      \
+        int64_t n = t->size, i = 0;                                                                \
+        for (; i + 8 <= n; i += 8)                                                                 \
+            for (int l = 0; l < 8; l++)                                                            \
+                s[l] += (double)x[i + l] * (double)x[i + l];                                       \
+        for (int l = 0; i < n; i++, l++)                                                           \
+            s[l] += (double)x[i] * (double)x[i];                                                   \
+    } while (0)
+
+NBC_WIDE_CLONES double nbc_sum_squares(const nb_tensor *t)
+{
+    double s[8] = {0};
+    if (t && t->dtype == NB_F32)
+        SUM_SQUARES(float);
+    else if (t)
+        SUM_SQUARES(double);
+    return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+}
+
 int64_t nbc_first_nonfinite(const nb_tensor *t)
 {
     for (int64_t i = 0; i < t->size; i++)

@@ -944,13 +944,7 @@ int nb_grad_norms(const nb_model *m, nb_param_norm *out, int cap)
             strcmp(name + len - 7, ".weight") != 0)
             continue;
         if (count < cap) {
-            const nb_tensor *gr = nb_tensor_grad(p);
-            double s = 0;
-            for (int64_t i = 0; gr && i < gr->size; i++) {
-                double v = nb_tensor_get(gr, i);
-                s += v * v;
-            }
-            out[count] = (nb_param_norm){name, sqrt(s)};
+            out[count] = (nb_param_norm){name, sqrt(nbc_sum_squares(nb_tensor_grad(p)))};
         }
         count++;
     }

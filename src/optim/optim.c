@@ -412,16 +412,7 @@ double nb_grad_norm(const nb_model *m)
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         if (!trainable(p))
             continue;
-        const nb_tensor *gr = p->grad;
-        if (gr->dtype == NB_F32) {
-            const float *x = gr->data;
-            for (int64_t i = 0; i < gr->size; i++)
-                sum += (double)x[i] * (double)x[i];
-        } else {
-            const double *x = gr->data;
-            for (int64_t i = 0; i < gr->size; i++)
-                sum += x[i] * x[i];
-        }
+        sum += nbc_sum_squares(p->grad);
     }
     return sqrt(sum);
 }
