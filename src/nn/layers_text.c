@@ -251,9 +251,9 @@ static nb_status read_top(const char *desc, int *n, nb_dtype *dt, bool *lone, co
 
 nb_status nbn_check_layers(const char *desc, nb_error *err)
 {
-    int n, count = 0;
-    nb_dtype dt;
-    bool lone;
+    int n = 0, count = 0;
+    nb_dtype dt = NB_F32;
+    bool lone = false;
     nb_status st = read_top(desc, &n, &dt, &lone, CHECK, err);
     if (st != NB_OK)
         return st;
@@ -357,9 +357,9 @@ static nb_status build_items(builder *b, nb_layer *seq, const char *path, int n)
 nb_status nbn_build_layers(nb_model *m, const char *prefix, const char *desc,
                            const nb_layer_opts *o, nb_layer **out, nb_error *err)
 {
-    int n;
-    nb_dtype dt;
-    bool lone;
+    int n = 0;
+    nb_dtype dt = NB_F32;
+    bool lone = false;
     nb_status st = read_top(desc, &n, &dt, &lone, BUILD, err);
     if (st != NB_OK)
         return st;
