@@ -7,6 +7,8 @@
  *                   warm-up batches, at 1 thread and at 2; then the
  *                   convolutions' rate on the step's shapes ("mode": "conv")
  *   b9_cnn --full   also 3 epochs at 1 thread, test_acc after them
+ *   b9_cnn --phases [S]  where a step's time goes, at 1 and at 2 threads
+ *                   (bench/phases.h; 3 blocks of S steps, default 20)
  *
  * The network is nabla's layers: reshape [N, 784] -> [N, 1, 28, 28],
  * nb_conv2d_new (He-uniform, zero bias), ReLU, nb_max_pool2d_new, twice;
@@ -41,7 +43,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 
-#include "train.h"
+#include "phases.h"
 
 /* ------------------------------------------------ counting allocations */
 
@@ -367,6 +369,18 @@ int main(int argc, char **argv)
 {
     nb_dataset *train = NULL, *test = NULL;
     bench_fashion(&train, &test);
+    if (bench_flag(argc, argv, "--phases")) {
+        int steps = argc > 2 ? atoi(argv[argc - 1]) : 20;
+        for (int threads = 1; threads <= 2; threads++) {
+            bench_run r;
+            bench_run_new(&r, train, threads, NULL, build);
+            bench_phases(&r, "B9", steps > 0 ? steps : 20);
+            bench_run_free(&r);
+        }
+        nb_dataset_free(train);
+        nb_dataset_free(test);
+        return 0;
+    }
     time_batches(train, 1);
     time_batches(train, 2);
     conv_rates(1);
