@@ -799,6 +799,209 @@ static void test_errors(void **state)
     nb_graph_free(g);
 }
 
+/* ------------------------------------------------ conv2d with bias, ReLU */
+
+/* act(conv2d(x, w) + b) as the separate ops compute it */
+static nb_tensor *unfused(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b,
+                          const nb_conv_opts *o, nb_linear_act act)
+{
+    nb_tensor *y = nb_conv2d(g, x, w, o);
+    if (b)
+        y = nb_add(g, y, nb_reshape(g, b, 3, (int64_t[]){nb_tensor_shape(b)[0], 1, 1}));
+    return act == NB_LINEAR_RELU ? nb_relu(g, y) : y;
+}
+
+static bool same_bits(nb_tensor *a, nb_tensor *b)
+{
+    return a && b && nb_tensor_size(a) == nb_tensor_size(b) &&
+           memcmp(nb_tensor_data(a), nb_tensor_data(b),
+                  (size_t)nb_tensor_size(a) * nb_dtype_size(nb_tensor_dtype(a))) == 0;
+}
+
+/* The fused op against the separate ops, bit for bit: the result and the
+ * gradients of x, w and b (of Σ r·y, r random), with and without a bias,
+ * ReLU and identity, f32 and f64, on 1 and 2 threads, over every
+ * combination of the settings. */
+static void test_fused_same_bits(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_COMBOS; i++)
+        for (int v = 0; v < 8; v++) {
+            conv_case k = combo(i);
+            nb_dtype dt = v & 1 ? NB_F64 : NB_F32;
+            nb_linear_act act = v & 2 ? NB_LINEAR_RELU : NB_LINEAR_IDENTITY;
+            bool with_bias = !(v & 4);
+            int64_t sx[4], sw[4], sy[4];
+            shape_x(&k, sx), shape_w(&k, sw), shape_y(&k, sy);
+            nb_graph *g = nb_graph_new();
+            nb_graph_set_threads(g, 1 + i % 2);
+            nb_rng rng;
+            nb_rng_seed(&rng, 300 + (uint64_t)(i * 8 + v));
+            nb_tensor *x = as_dtype(g, random_tensor(g, &rng, NB_F64, sx), dt);
+            nb_tensor *w = as_dtype(g, random_tensor(g, &rng, NB_F64, sw), dt);
+            nb_tensor *r = as_dtype(g, random_tensor(g, &rng, NB_F64, sy), dt);
+            nb_tensor *b = nb_rand_uniform(g, &rng, dt, 1, (int64_t[]){k.o}, -1, 1);
+            nb_tensor *in[3] = {x, w, b};
+            for (int j = 0; j < 3; j++)
+                nb_tensor_set_requires_grad(in[j], true);
+            nb_tensor *yf = nb_conv2d_fused(g, x, w, with_bias ? b : NULL, &k.opts, act);
+            nb_tensor *yu = unfused(g, x, w, with_bias ? b : NULL, &k.opts, act);
+            assert_non_null(yf);
+            assert_true(same_bits(yf, yu));
+            int n = with_bias ? 3 : 2;
+            nb_tensor *gf[3], *gu[3];
+            assert_int_equal(nb_grad(g, nb_sum(g, nb_mul(g, yf, r), NULL, 0, false), NULL, in, n,
+                                     gf, false),
+                             NB_OK);
+            assert_int_equal(nb_grad(g, nb_sum(g, nb_mul(g, yu, r), NULL, 0, false), NULL, in, n,
+                                     gu, false),
+                             NB_OK);
+            for (int j = 0; j < n; j++)
+                if (!same_bits(gf[j], gu[j]))
+                    fail_msg("combo %d variant %d: the gradient of input %d differs", i, v, j);
+            nb_graph_free(g);
+        }
+}
+
+typedef struct fused_ctx {
+    conv_case k;
+    nb_linear_act act;
+} fused_ctx;
+
+static nb_tensor *fused_fn(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    const fused_ctx *c = ctx;
+    return nb_conv2d_fused(g, in[0], in[1], n > 2 ? in[2] : NULL, &c->k.opts, c->act);
+}
+
+/* Gradient checks of the fused op in both modes (its VJP and JVP in x, w
+ * and b) over every combination, with ReLU and a bias, and without
+ * either on a few. */
+static void test_gradcheck_fused(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_COMBOS; i++) {
+        conv_case k = combo(i);
+        int64_t sx[4], sw[4];
+        shape_x(&k, sx), shape_w(&k, sw);
+        nb_graph *g = nb_graph_new();
+        nb_rng rng;
+        nb_rng_seed(&rng, 400 + (uint64_t)i);
+        nb_tensor *in[3] = {random_tensor(g, &rng, NB_F64, sx), random_tensor(g, &rng, NB_F64, sw),
+                            nb_rand_uniform(g, &rng, NB_F64, 1, (int64_t[]){k.o}, -1, 1)};
+        fused_ctx c = {k, i % 7 == 3 ? NB_LINEAR_IDENTITY : NB_LINEAR_RELU};
+        char label[64];
+        snprintf(label, sizeof label, "conv2d_fused combo %d", i);
+        check_both_modes(label, fused_fn, &c, in, i % 5 == 4 ? 2 : 3, 400 + (uint64_t)i);
+        nb_graph_free(g);
+    }
+}
+
+/* The second derivatives through the fused op: the gradient of
+ * Σ tanh(fused(x, w, b))'s squared gradients, checked in both modes, and
+ * its Hessian-vector product equal to the separate ops' to rounding. */
+static nb_tensor *fused_grad_fn(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    (void)n;
+    const fused_ctx *c = ctx;
+    bool recording = nb_graph_recording(g);
+    nb_graph_set_recording(g, true);
+    nb_tensor *xs[3] = {in[0], in[1], in[2]}, *gr[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++)
+        if (!nb_tensor_requires_grad(xs[i]))
+            nb_tensor_set_requires_grad(xs[i], true);
+    nb_tensor *y = nb_conv2d_fused(g, in[0], in[1], in[2], &c->k.opts, c->act);
+    nb_tensor *loss = nb_sum(g, nb_tanh(g, y), NULL, 0, false);
+    if (loss && nb_grad(g, loss, NULL, xs, 3, gr, true) != NB_OK)
+        gr[0] = NULL;
+    nb_tensor *out = NULL;
+    for (int i = 0; i < 3 && gr[0]; i++) {
+        nb_tensor *t = nb_sum(g, nb_square(g, gr[i]), NULL, 0, false);
+        out = out ? nb_add(g, out, t) : t;
+    }
+    nb_graph_set_recording(g, recording);
+    return out;
+}
+
+static void test_fused_second_order(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_rng rng;
+    nb_rng_seed(&rng, 13);
+    conv_case k = make_case(2, 2, 5, 4, 3, 3, 2, axes(1, 1, 1, 2, 1, 1, 1));
+    int64_t sx[4], sw[4];
+    shape_x(&k, sx), shape_w(&k, sw);
+    nb_tensor *in[3] = {random_tensor(g, &rng, NB_F64, sx), random_tensor(g, &rng, NB_F64, sw),
+                        nb_rand_uniform(g, &rng, NB_F64, 1, (int64_t[]){3}, -1, 1)};
+    for (int a = 0; a < 2; a++) {
+        fused_ctx c = {k, a ? NB_LINEAR_RELU : NB_LINEAR_IDENTITY};
+        check_both_modes("conv2d_fused, second order", fused_grad_fn, &c, in, 3, 13);
+    }
+    /* H·v of Σ tanh(y): the fused op's against the separate ops' */
+    nb_tensor *p[3], *v[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = nb_tensor_set_requires_grad(in[i], true);
+        v[i] = nb_rand_uniform(g, &rng, NB_F64, nb_tensor_rank(in[i]), nb_tensor_shape(in[i]),
+                               -1, 1);
+    }
+    double *hvs[2][3];
+    for (int f = 0; f < 2; f++) {
+        nb_tensor *y = f ? nb_conv2d_fused(g, p[0], p[1], p[2], &k.opts, NB_LINEAR_RELU)
+                         : unfused(g, p[0], p[1], p[2], &k.opts, NB_LINEAR_RELU);
+        nb_tensor *gr[3], *hv[3], *gv = NULL;
+        assert_int_equal(
+            nb_grad(g, nb_sum(g, nb_tanh(g, y), NULL, 0, false), NULL, p, 3, gr, true), NB_OK);
+        for (int i = 0; i < 3; i++) {
+            nb_tensor *t = nb_sum(g, nb_mul(g, gr[i], v[i]), NULL, 0, false);
+            gv = gv ? nb_add(g, gv, t) : t;
+        }
+        assert_int_equal(nb_grad(g, gv, NULL, p, 3, hv, false), NB_OK);
+        for (int i = 0; i < 3; i++)
+            hvs[f][i] = nb_tensor_f64(hv[i]);
+    }
+    double norm = 0;
+    for (int i = 0; i < 3; i++)
+        for (int64_t e = 0; e < nb_tensor_size(p[i]); e++) {
+            tc_near(hvs[1][i][e], hvs[0][i][e], 1e-12 * (1 + fabs(hvs[0][i][e])));
+            norm = fmax(norm, fabs(hvs[0][i][e]));
+        }
+    assert_true(norm > 1e-3);
+    nb_graph_free(g);
+}
+
+/* A bias of the wrong shape or dtype and an unknown activation: errors
+ * naming conv2d and the operands; nothing recorded. An empty sum gets the
+ * bias and the ReLU. */
+static void test_fused_errors(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    nb_tensor *x = zeros4(g, NB_F64, 2, 4, 5, 5), *w = zeros4(g, NB_F64, 3, 4, 3, 3);
+    nb_tensor *b4 = nb_zeros(g, NB_F64, 1, (int64_t[]){4});
+    nb_tensor *b2d = nb_zeros(g, NB_F64, 2, (int64_t[]){3, 1});
+    nb_tensor *b32 = nb_zeros(g, NB_F32, 1, (int64_t[]){3});
+    nb_tensor *b = nb_zeros(g, NB_F64, 1, (int64_t[]){3});
+    uint64_t ev = nb_graph_evals(g);
+    const char *X = "[2,4,5,5]", *W = "[3,4,3,3]";
+    expect_error(g, nb_conv2d_fused(g, x, w, b4, NULL, NB_LINEAR_RELU), NB_ERR_SHAPE, "conv2d", X,
+                 W, "the bias [4] must be [3], one per output channel", ev);
+    expect_error(g, nb_conv2d_fused(g, x, w, b2d, NULL, NB_LINEAR_RELU), NB_ERR_SHAPE, "conv2d",
+                 X, W, "the bias [3,1] must be [3]", ev);
+    expect_error(g, nb_conv2d_fused(g, x, w, b32, NULL, NB_LINEAR_RELU), NB_ERR_DTYPE, "conv2d",
+                 "f64[2,4,5,5]", W, "the bias is f32", ev);
+    expect_error(g, nb_conv2d_fused(g, x, w, b, NULL, (nb_linear_act)7), NB_ERR_ARG, "conv2d", "",
+                 "", "unknown activation 7", ev);
+    assert_non_null(nb_conv2d_fused(g, x, w, b, NULL, NB_LINEAR_RELU));
+    nb_tensor_set(b, 1, -2), nb_tensor_set(b, 2, 5);
+    nb_tensor *e = nb_conv2d_fused(g, zeros4(g, NB_F64, 2, 0, 5, 5), zeros4(g, NB_F64, 3, 0, 3, 3),
+                                   b, NULL, NB_LINEAR_RELU);
+    assert_non_null(e); /* [2,3,3,3]: relu(0 + b[o]) */
+    for (int64_t k = 0; k < nb_tensor_size(e); k++)
+        assert_true(nb_tensor_get(e, k) == (k / 9 % 3 == 2 ? 5 : 0));
+    nb_graph_free(g);
+}
+
 /* Sizes of zero: empty results, and empty sums that are zero */
 static void test_empty(void **state)
 {
@@ -843,6 +1046,10 @@ int main(void)
         cmocka_unit_test(test_dot_products),
         cmocka_unit_test(test_hessian_vector),
         cmocka_unit_test(test_gradcheck_second_order),
+        cmocka_unit_test(test_fused_same_bits),
+        cmocka_unit_test(test_gradcheck_fused),
+        cmocka_unit_test(test_fused_second_order),
+        cmocka_unit_test(test_fused_errors),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_memory),

@@ -250,6 +250,19 @@ NB_API nb_conv_opts nb_conv_defaults(void);
  */
 NB_API nb_tensor *nb_conv2d(nb_graph *g, nb_tensor *x, nb_tensor *w, const nb_conv_opts *o);
 /**
+ * A convolution layer's map y = act(conv2d(x, w) + b) as one op (conv2d
+ * with a third input): the bias and the activation are applied as each
+ * product writes its result, with the numbers of
+ * nb_relu(nb_add(nb_conv2d(x, w, o), b reshaped to [O,1,1])) (or without
+ * the relu). b is [O] or NULL. With g_z = relu_mask(g, y) (ReLU) or g:
+ * dx = conv_transpose2d(g_z, w, H, W), dw = conv2d_weight_grad(x, g_z,
+ * KH, KW), db = g_z summed to [O]. Errors as nb_conv2d, and a bias that
+ * is not [O] (NB_ERR_SHAPE) or of another dtype (NB_ERR_DTYPE), an
+ * unknown act (NB_ERR_ARG).
+ */
+NB_API nb_tensor *nb_conv2d_fused(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b,
+                                  const nb_conv_opts *o, nb_linear_act act);
+/**
  * Transposed convolution, the adjoint of nb_conv2d in x (and the input
  * gradient of a convolution): y [N,O,OH,OW] and w [O,C/groups,KH,KW] give x
  * [N,C,H,W] (C = groups·w's dim 1) with <conv2d(x', w), y> = <x', x> for

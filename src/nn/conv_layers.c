@@ -93,9 +93,9 @@ nb_status nb_conv2d_new(nb_model *m, const char *name, int64_t c_in, int64_t c_o
     return nbn_finish(l, st, out);
 }
 
-static nb_tensor *conv_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+/* conv2d(x, W) + b, then act: one op (nb_conv2d_fused) */
+nb_tensor *nbn_conv_forward_act(nb_graph *g, nb_layer *l, nb_tensor *x, nb_linear_act act)
 {
-    (void)training;
     const conv_layer *c = l->state;
     char sx[96], sw[96];
     if (x->rank != 4 || x->shape[1] != c->c_in) {
@@ -109,10 +109,13 @@ static nb_tensor *conv_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool trai
                   nb_dtype_name(x->dtype), nb_dtype_name(c->weight->dtype));
         return NULL;
     }
-    nb_tensor *y = nb_conv2d(g, x, c->weight, &c->o);
-    if (c->bias)
-        y = nb_add(g, y, nb_reshape(g, c->bias, 3, (const int64_t[]){c->c_out, 1, 1}));
-    return y;
+    return nb_conv2d_fused(g, x, c->weight, c->bias, &c->o, act);
+}
+
+static nb_tensor *conv_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
+{
+    (void)training;
+    return nbn_conv_forward_act(g, l, x, NB_LINEAR_IDENTITY);
 }
 
 static int64_t conv_width(const nb_layer *l, int64_t w)

@@ -601,14 +601,17 @@ static bool is_relu_layer(const nb_layer *l)
     return l->def == &nbn_activation_def && ((const activation *)l->state)->act == NB_ACT_RELU;
 }
 
-/* A linear layer followed by a ReLU layer runs as one op (nb_linear with
- * its activation): the same numbers, without the two intermediates. */
+/* A linear or conv2d layer followed by a ReLU layer runs as one op
+ * (nb_linear, nb_conv2d_fused with their activation): the same numbers,
+ * without the intermediates. */
 static nb_tensor *sequential_forward(nb_graph *g, nb_layer *l, nb_tensor *x, bool training)
 {
     for (int i = 0; i < l->n_items && x; i++) {
         nb_layer *item = l->items[i];
-        if (item->def == &nbn_linear_def && i + 1 < l->n_items && is_relu_layer(l->items[i + 1])) {
-            x = affine_act(g, item, x, NB_LINEAR_RELU);
+        bool relu_next = i + 1 < l->n_items && is_relu_layer(l->items[i + 1]);
+        if (relu_next && (item->def == &nbn_linear_def || item->def == &nbn_conv2d_def)) {
+            x = item->def == &nbn_linear_def ? affine_act(g, item, x, NB_LINEAR_RELU)
+                                             : nbn_conv_forward_act(g, item, x, NB_LINEAR_RELU);
             i++;
             continue;
         }

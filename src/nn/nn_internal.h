@@ -60,6 +60,9 @@ extern const nb_layer_def nbn_rnn_defs[6];
 
 /* conv2d and pooling layers' fields of nb_layer_info (conv_layers.c). */
 void nbn_conv_info(const nb_layer *l, nb_layer_info *out);
+/* A conv2d layer's map with activation @p act (nb_conv2d_fused), after the
+ * checks of its forward; NULL with the error recorded in g. */
+nb_tensor *nbn_conv_forward_act(nb_graph *g, nb_layer *l, nb_tensor *x, nb_linear_act act);
 
 /* A rank-0 constant of x's dtype (NULL when x is NULL). */
 nb_tensor *nbn_const(nb_graph *g, const nb_tensor *x, double v);

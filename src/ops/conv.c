@@ -28,7 +28,15 @@
  *
  * attrs: ints[0..1] stride (height, width), [2..3] padding, [4..5]
  * dilation, [6] groups, [7..8] the result's spatial size: (H, W) for
- * conv_transpose2d, (KH, KW) for conv2d_weight_grad.
+ * conv_transpose2d, (KH, KW) for conv2d_weight_grad; [9] conv2d's
+ * activation (nb_linear_act).
+ *
+ * conv2d may also take a bias b [O] as a third input and apply a ReLU
+ * (nb_conv2d_fused): both are applied as each product writes its tile
+ * (the GEMM's epilogue, one bias per row of Y[n,G]), with the numbers of
+ * relu(conv2d(x, w) + b reshaped to [O,1,1]). Its rules start from
+ * g_z = relu_mask(g, y) (made once per node, nbo_vjp_pre), and
+ * db = g_z summed to [O,1,1], reshaped to [O], as the add's rule sums it.
  */
 
 #include <stdio.h>
@@ -36,7 +44,10 @@
 #include "gemm.h"
 #include "kernels.h"
 
-enum { A_STRIDE = 0, A_PAD = 2, A_DIL = 4, A_GROUPS = 6, A_SIZE = 7 };
+enum { A_STRIDE = 0, A_PAD = 2, A_DIL = 4, A_GROUPS = 6, A_SIZE = 7, A_ACT = 9 };
+
+#define CONV_BIAS(out) ((out)->n_inputs > 2 ? (out)->inputs[2] : NULL)
+#define CONV_ACT(out) ((nb_linear_act)(out)->attrs->ints[A_ACT])
 
 /* Runs of samples the weight gradient sums separately (then in order). */
 #define CONV_CHUNKS 8
@@ -250,11 +261,26 @@ static conv_kind kind_of(const nb_tensor *out)
 nb_status nbo_conv_shape(nb_graph *g, nb_tensor *out)
 {
     conv_kind kind = kind_of(out);
-    const nb_tensor *a = out->inputs[0], *b = out->inputs[1];
+    if (out->n_inputs < 2 || out->n_inputs > 3) /* conv2d's arity is open: (x, w) or (x, w, b) */
+        return nbc_error(g, NB_ERR_ARG, out->op->name, "takes 2 or 3 inputs (x, w, b), got %d",
+                         out->n_inputs);
+    const nb_tensor *a = out->inputs[0], *b = out->inputs[1], *bias = CONV_BIAS(out);
     conv_geom q;
     nb_status st = conv_check(g, out->op->name, kind, a, b, out->attrs->ints, 2, &q);
     if (st != NB_OK)
         return st;
+    nb_linear_act act = CONV_ACT(out);
+    if (act != NB_LINEAR_IDENTITY && act != NB_LINEAR_RELU)
+        return nbc_error(g, NB_ERR_ARG, out->op->name, "unknown activation %d", (int)act);
+    if (bias && bias->dtype != a->dtype)
+        return conv_error(g, NB_ERR_DTYPE, out->op->name, kind, a, b, "the bias is %s",
+                          nb_dtype_name(bias->dtype));
+    if (bias && (bias->rank != 1 || bias->shape[0] != q.o)) {
+        char sb[168];
+        return conv_error(g, NB_ERR_SHAPE, out->op->name, kind, a, b,
+                          "the bias %s must be [%lld], one per output channel",
+                          nbc_shp(bias, sb, sizeof sb), (long long)q.o);
+    }
     int64_t shape[3][4] = {
         {q.n, q.o, q.oh, q.ow}, {q.n, q.c, q.h, q.w}, {q.o, q.c / q.groups, q.kh, q.kw}};
     return nb_op_set_result(g, out, a->dtype, 4, shape[kind]);
@@ -371,6 +397,8 @@ typedef struct conv_run {
     nb_dtype dt;
     size_t es;
     const char *a, *b; /* the op's inputs' data */
+    const char *bias;  /* conv2d's bias [O], or NULL */
+    bool relu;         /* conv2d's ReLU */
     char *out;         /* its result's */
     char *partial;     /* weight_grad: the sums of runs 1.. of samples */
     bool direct;       /* no patch matrix: x[n,G] is its own */
@@ -403,7 +431,10 @@ static void fwd_job(const conv_run *r, int64_t n, int64_t G, char *col, void *ws
                   .b = xg,
                   .ldb = r->P,
                   .c = r->out + group_at(r, n, q->o, G, r->og, r->P),
-                  .ldc = r->P};
+                  .ldc = r->P,
+                  .bias = r->bias ? r->bias + (size_t)(G * r->og) * r->es : NULL,
+                  .bias_rows = true,
+                  .relu = r->relu};
     nbk_gemm_builtin(&p, ws, r->gemm_threads);
 }
 
@@ -511,6 +542,10 @@ nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out)
     if (out->size == 0)
         return NB_OK;
     r.a = a->data, r.b = b->data, r.out = out->data;
+    if (kind == CONV_FWD) {
+        r.bias = CONV_BIAS(out) ? CONV_BIAS(out)->data : NULL;
+        r.relu = CONV_ACT(out) == NB_LINEAR_RELU;
+    }
     r.cg = q->c / q->groups, r.og = q->o / q->groups;
     r.K = r.cg * q->kh * q->kw, r.P = q->oh * q->ow;
     r.direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && q->ph == 0 && q->pw == 0;
@@ -518,6 +553,18 @@ nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out)
     r.chunks = outer;
     if (outer == 0 || r.K == 0 || r.og == 0) { /* empty sums (a batch of 0, no channels) */
         nbc_fill(out, 0.0);
+        if (r.bias || r.relu) /* conv2d's epilogue on the zeros, a plane at a time */
+            for (int64_t n = 0; n < q->n; n++) {
+                nbk_gemm e = {.dtype = r.dt,
+                              .m = q->o,
+                              .n = r.P,
+                              .c = r.out + group_at(&r, n, q->o, 0, 0, r.P),
+                              .ldc = r.P,
+                              .bias = r.bias,
+                              .bias_rows = true,
+                              .relu = r.relu};
+                nbk_gemm_epilogue(&e);
+            }
         return NB_OK;
     }
     int64_t jobs = outer * q->groups;
@@ -597,6 +644,18 @@ nb_tensor *nb_conv2d(nb_graph *g, nb_tensor *x, nb_tensor *w, const nb_conv_opts
     return conv_apply(g, NB_OP_CONV2D, x, w, o, 0, 0);
 }
 
+nb_tensor *nb_conv2d_fused(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b,
+                           const nb_conv_opts *o, nb_linear_act act)
+{
+    nb_conv_opts d = nb_conv_defaults();
+    if (!o)
+        o = &d;
+    nb_attrs at = {.ints = {o->stride[0], o->stride[1], o->padding[0], o->padding[1],
+                            o->dilation[0], o->dilation[1], o->groups, 0, 0, act}};
+    nb_tensor *in[3] = {x, w, b};
+    return nbo_apply(g, &nbo_table[NB_OP_CONV2D], in, b ? 3 : 2, &at);
+}
+
 nb_tensor *nb_conv_transpose2d(nb_graph *g, nb_tensor *y, nb_tensor *w, int64_t h, int64_t w_out,
                                const nb_conv_opts *o)
 {
@@ -639,17 +698,34 @@ static nb_tensor *conv_like(nb_graph *g, int id, const nb_tensor *out, nb_tensor
     nb_attrs at = *out->attrs;
     at.ints[A_SIZE] = s0;
     at.ints[A_SIZE + 1] = s1;
+    at.ints[A_ACT] = NB_LINEAR_IDENTITY; /* a rule's products have no bias or activation */
     nb_tensor *in[2] = {a, b};
     return nbo_apply(g, &nbo_table[id], in, 2, &at);
 }
 
-/* y = conv2d(x, w): dx = conv_transpose2d(g, w, H, W), dw = weight_grad(x, g, KH, KW) */
-nb_tensor *nbo_conv2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+/* y = act(conv2d(x, w) + b): g_z = relu_mask(g, y) for ReLU, g itself
+ * otherwise; every input's rule starts from it (nbo_vjp_pre) */
+nb_tensor *nbo_conv2d_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *gr)
+{
+    return CONV_ACT(out) == NB_LINEAR_RELU ? nb_relu_mask(g, gr, out) : gr;
+}
+
+/* dx = conv_transpose2d(g_z, w, H, W), dw = weight_grad(x, g_z, KH, KW),
+ * db = g_z summed to [O,1,1] (as the add of a [O,1,1] bias sums it), as [O] */
+nb_tensor *nbo_conv2d_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *gz)
 {
     nb_tensor *x = out->inputs[0], *w = out->inputs[1];
     if (i == 0)
-        return conv_like(g, NB_OP_CONV_TRANSPOSE2D, out, gr, w, x->shape[2], x->shape[3]);
-    return conv_like(g, NB_OP_CONV2D_WEIGHT_GRAD, out, x, gr, w->shape[2], w->shape[3]);
+        return conv_like(g, NB_OP_CONV_TRANSPOSE2D, out, gz, w, x->shape[2], x->shape[3]);
+    if (i == 1)
+        return conv_like(g, NB_OP_CONV2D_WEIGHT_GRAD, out, x, gz, w->shape[2], w->shape[3]);
+    int64_t o = w->shape[0];
+    return nb_reshape(g, nb_sum_to(g, gz, 3, (const int64_t[]){o, 1, 1}), 1, &o);
+}
+
+nb_tensor *nbo_conv2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    return nbo_conv2d_vjp_post(g, out, i, nbo_conv2d_vjp_pre(g, out, gr));
 }
 
 /* x = conv_transpose2d(y, w): dy = conv2d(g, w), dw = weight_grad(g, y, KH, KW) */
@@ -670,15 +746,29 @@ nb_tensor *nbo_conv2d_weight_grad_vjp(nb_graph *g, nb_tensor *out, int i, nb_ten
     return conv_like(g, NB_OP_CONV2D, out, x, gr, 0, 0);
 }
 
+static bool no_tangent(const nb_tensor *t)
+{
+    return !t || (t->flags & NB_T_ZERO);
+}
+
 /* Each op is bilinear: d op(a, b) = op(t_a, b) + op(a, t_b), a term whose
- * tangent forward mode knows to be zero left out. */
+ * tangent forward mode knows to be zero left out. conv2d's bias adds t_b
+ * (as [O,1,1]) and its ReLU masks the sum: t_y = relu_mask(t_z, y). */
 nb_tensor *nbo_conv_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
 {
-    bool za = !t[0] || (t[0]->flags & NB_T_ZERO), zb = !t[1] || (t[1]->flags & NB_T_ZERO);
+    nb_attrs at = *out->attrs;
+    at.ints[A_ACT] = NB_LINEAR_IDENTITY;
+    bool za = no_tangent(t[0]), zb = no_tangent(t[1]);
     nb_tensor *ta[2] = {t[0], out->inputs[1]}, *tb[2] = {out->inputs[0], t[1]};
-    nb_tensor *da = za ? NULL : nbo_apply(g, out->op, ta, 2, out->attrs);
-    nb_tensor *db = zb ? NULL : nbo_apply(g, out->op, tb, 2, out->attrs);
-    if (za || zb)
-        return za ? db : da;
-    return nb_add(g, da, db);
+    nb_tensor *da = za ? NULL : nbo_apply(g, out->op, ta, 2, &at);
+    nb_tensor *db = zb ? NULL : nbo_apply(g, out->op, tb, 2, &at);
+    nb_tensor *tz = za || zb ? (za ? db : da) : nb_add(g, da, db);
+    nb_tensor *bias = CONV_BIAS(out);
+    if (bias && !no_tangent(t[2])) {
+        nb_tensor *tbias = nb_reshape(g, t[2], 3, (const int64_t[]){bias->shape[0], 1, 1});
+        tz = tz ? nb_add(g, tz, tbias) : nb_broadcast_to(g, tbias, out->rank, out->shape);
+    }
+    if (!tz || CONV_ACT(out) != NB_LINEAR_RELU)
+        return tz;
+    return nb_relu_mask(g, tz, out);
 }

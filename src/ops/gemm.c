@@ -497,6 +497,7 @@ typedef struct gemm_plan {
     bool transposed;    /* v is C^T = op(B)^T·op(A)^T */
     bool accumulate;    /* C += the product */
     const void *bias;   /* the epilogue (nbk_gemm): bias of C's columns, or NULL */
+    bool bias_rows;     /* bias of C's rows instead */
     bool relu;          /* and relu */
     bool a_rows;        /* whole MR-row panels of op(A) read in place (micro_rows) */
     int threads;        /* threads the product is worth */
@@ -612,7 +613,8 @@ static const nbk_gemm_limits *default_limits(void)
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                                const nbk_gemm_limits *lim)
 {
-    gemm_plan pl = {.accumulate = p->accumulate, .bias = p->bias, .relu = p->relu};
+    gemm_plan pl = {
+        .accumulate = p->accumulate, .bias = p->bias, .bias_rows = p->bias_rows, .relu = p->relu};
     size_t elem = nb_dtype_size(p->dtype);
     int64_t k = p->k > 0 ? p->k : 1;
     gemm_view v = {.m = p->m > 0 ? p->m : 1,
@@ -739,9 +741,12 @@ static void tile_to_c(bool f64, const void *tile, int64_t ldt, void *c, int64_t 
         for (int64_t i = 0; i < mr; i++) {                                                         \
             T *restrict row = cc + i * rs;                                                         \
             const T *bi = b ? b + i * bs_i : NULL;                                                 \
-            if (cs == 1 && bs_j == 1) { /* rows of C and the bias contiguous: vectorized */        \
-                for (int64_t j = 0; bi && j < nr; j++)                                             \
+            if (cs == 1 && bs_j <= 1) {                 /* a row of C contiguous: vectorized */    \
+                T bias_i = bi && bs_j == 0 ? bi[0] : 0; /* one bias for the row */                 \
+                for (int64_t j = 0; bi && bs_j == 1 && j < nr; j++)                                \
                     row[j] += bi[j];                                                               \
+                for (int64_t j = 0; bi && bs_j == 0 && j < nr; j++)                                \
+                    row[j] += bias_i;                                                              \
                 for (int64_t j = 0; relu && j < nr; j++)                                           \
                     row[j] = row[j] <= 0 ? 0 : row[j];                                             \
             } else {                                                                               \
@@ -769,19 +774,21 @@ NBC_WIDE_CLONES static void epilogue(bool f64, void *c, int64_t rs, int64_t cs, 
 void nbk_gemm_epilogue(const nbk_gemm *p)
 {
     if (p->bias || p->relu)
-        epilogue(p->dtype == NB_F64, p->c, p->ldc, 1, p->bias, 0, 1, p->relu, p->m, p->n);
+        epilogue(p->dtype == NB_F64, p->c, p->ldc, 1, p->bias, p->bias_rows, !p->bias_rows, p->relu,
+                 p->m, p->n);
 }
 
 /* The epilogue of plan pl on the mr x nr elements of C at (i,j) of its
- * view, at cij: the bias goes by C's columns, which are the view's rows
- * when it is transposed */
+ * view, at cij: the bias goes by C's columns (or rows, bias_rows), which
+ * are the view's rows (columns) when it is transposed */
 static void tile_epilogue(const gemm_plan *pl, bool f64, void *cij, int64_t i, int64_t j,
                           int64_t mr, int64_t nr)
 {
     const gemm_view *v = &pl->v;
     int64_t es = f64 ? 8 : 4;
-    const char *bias = pl->bias ? (const char *)pl->bias + (pl->transposed ? i : j) * es : NULL;
-    epilogue(f64, cij, v->rs_c, v->cs_c, bias, pl->transposed, !pl->transposed, pl->relu, mr, nr);
+    bool by_i = pl->transposed != pl->bias_rows; /* the bias goes along the view's rows */
+    const char *bias = pl->bias ? (const char *)pl->bias + (by_i ? i : j) * es : NULL;
+    epilogue(f64, cij, v->rs_c, v->cs_c, bias, by_i, !by_i, pl->relu, mr, nr);
 }
 
 /* Pack all of op(A) (a) or op(B) into dst, slice after slice of k, each

@@ -9,7 +9,8 @@
 
 /* One row-major product C = op(A)·op(B), C overwritten (or, with
  * accumulate, C += op(A)·op(B)), then its epilogue: each element of C
- * gets bias[j] added (when bias is not NULL) and then, with relu, becomes
+ * gets bias[j] (bias[i] with bias_rows) added (when bias is not NULL) and
+ * then, with relu, becomes
  * relu's value (x <= 0 ? 0 : x), each in the dtype's arithmetic, as
  * separate add and relu ops would do it. op(A) is [m,k] and
  * op(B) is [k,n]; op(X) is X, or X transposed when its flag is set, as
@@ -28,6 +29,7 @@ typedef struct nbk_gemm {
     void *c;
     int64_t ldc;
     const void *bias; /* [n] added to every row of C after the product, or NULL */
+    bool bias_rows;   /* bias is [m], one per row of C, added along the row */
     bool relu;        /* then C = relu(C) */
 } nbk_gemm;
 

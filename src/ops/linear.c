@@ -91,19 +91,14 @@ nb_tensor *nb_linear(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_l
  * ReLU (y > 0 exactly where z > 0), g itself for the identity. Every
  * input's rule starts from it, so the reverse sweep makes it once per node
  * (nbo_vjp_pre) and the rules take it from there (nbo_vjp_post). */
-nb_tensor *nbo_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *gr)
+static nb_tensor *linear_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *gr)
 {
     return ACT(out) == NB_LINEAR_RELU ? nb_relu_mask(g, gr, out) : gr;
 }
 
-bool nbo_has_vjp_pre(const nbo_def *op)
-{
-    return op == &nbo_table[NB_OP_LINEAR];
-}
-
 /* dx = g_z·Wᵀ, dW = xᵀ·g_z (x's rows stacked), db = g_z summed to [N]: the
  * rules of matmul and add */
-nb_tensor *nbo_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *gz)
+static nb_tensor *linear_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *gz)
 {
     nb_tensor *x = X(out), *w = W(out);
     if (i == 0)
@@ -120,7 +115,25 @@ nb_tensor *nbo_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *gz)
 
 nb_tensor *nbo_linear_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
-    return nbo_vjp_post(g, out, i, nbo_vjp_pre(g, out, gr));
+    return linear_vjp_post(g, out, i, linear_vjp_pre(g, out, gr));
+}
+
+/* The ops with a pre-rule: the fused linear map and conv2d (conv.c) */
+bool nbo_has_vjp_pre(const nbo_def *op)
+{
+    return op == &nbo_table[NB_OP_LINEAR] || op == &nbo_table[NB_OP_CONV2D];
+}
+
+nb_tensor *nbo_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *gr)
+{
+    return out->op == &nbo_table[NB_OP_CONV2D] ? nbo_conv2d_vjp_pre(g, out, gr)
+                                               : linear_vjp_pre(g, out, gr);
+}
+
+nb_tensor *nbo_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre)
+{
+    return out->op == &nbo_table[NB_OP_CONV2D] ? nbo_conv2d_vjp_post(g, out, i, pre)
+                                               : linear_vjp_post(g, out, i, pre);
 }
 
 /* t_z = t_x·W + x·t_W + t_b, t_y = relu_mask(t_z, y) for ReLU */

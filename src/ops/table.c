@@ -68,7 +68,7 @@ const nbo_def nbo_table[] = {
     [NB_OP_CAST] = {"cast", 1, nbo_cast_shape, nbo_cast_fwd, nbo_cast_vjp, nbo_cast_jvp},
     [NB_OP_STOP_GRADIENT] = {"stop_gradient", 1, nbo_unary_shape, nbo_stop_gradient_fwd, NULL,
                              NULL},
-    [NB_OP_CONV2D] = {"conv2d", 2, nbo_conv_shape, nbo_conv_fwd, nbo_conv2d_vjp, nbo_conv_jvp},
+    [NB_OP_CONV2D] = {"conv2d", -1, nbo_conv_shape, nbo_conv_fwd, nbo_conv2d_vjp, nbo_conv_jvp},
     [NB_OP_CONV_TRANSPOSE2D] = {"conv_transpose2d", 2, nbo_conv_shape, nbo_conv_fwd,
                                 nbo_conv_transpose2d_vjp, nbo_conv_jvp},
     [NB_OP_CONV2D_WEIGHT_GRAD] = {"conv2d_weight_grad", 2, nbo_conv_shape, nbo_conv_fwd,

@@ -249,6 +249,8 @@ nb_status nbo_stop_gradient_fwd(nb_graph *g, nb_tensor *out);
 nb_status nbo_conv_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_conv2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_conv2d_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *grad_out);
+nb_tensor *nbo_conv2d_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre);
 nb_tensor *nbo_conv_transpose2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_conv2d_weight_grad_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_conv_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
@@ -279,7 +281,8 @@ nb_tensor *nbo_linear_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_ou
 nb_tensor *nbo_linear_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 
 /* Ops whose VJP rules all start from one tensor made from the gradient of
- * the result (the fused linear map: that gradient through its activation).
+ * the result (the fused linear map and conv2d: that gradient through their
+ * activation).
  * The reverse sweep makes it once per node, pre = nbo_vjp_pre(g, node,
  * grad_out), and asks nbo_vjp_post(g, node, i, pre) for each input; the
  * op's vjp is the two in a row. */
