@@ -182,54 +182,51 @@ static lsm_job lsm_job_of(const nb_tensor *out)
     return j;
 }
 
-nb_status nbo_log_softmax_fwd(nb_graph *g, nb_tensor *out)
+/* Both ops' kernels: a last axis row by row; another axis in passes over
+ * whole tensors with per-slice buffers, the reductions walking it their
+ * own way. */
+static nb_status lsm_run(nb_graph *g, nb_tensor *out, bool backward)
 {
-    const nb_tensor *x = out->inputs[0];
     if (out->size == 0)
         return NB_OK;
     lsm_job j = lsm_job_of(out);
     if (j.inner == 1) {
-        lsm_pass(g, &j, LSM_ROWS, j.outer, out->size);
+        lsm_pass(g, &j, backward ? LSM_BACK_ROWS : LSM_ROWS, j.outer, out->size);
         return NB_OK;
     }
-    /* the composition's steps over whole tensors, its reductions' walk */
+    const nb_tensor *first = out->inputs[0]; /* x, or gy */
     uint64_t mask = (uint64_t)1 << lsm_axis(out);
-    size_t bytes = (size_t)(j.outer * j.inner) * nbc_dtype_size(out->dtype);
+    int64_t slices = j.outer * j.inner, lines = j.outer * j.len;
+    size_t bytes = (size_t)slices * nbc_dtype_size(out->dtype);
     nbc_arena_pos pos = nbc_arena_tell(&g->arena);
-    void *m = nbc_alloc(g, bytes, out->op->name),
-         *s = m ? nbc_alloc(g, bytes, out->op->name) : NULL;
-    if (!s)
+    void *s = nbc_alloc(g, bytes, out->op->name);
+    void *m = backward || !s ? NULL : nbc_alloc(g, bytes, out->op->name);
+    if (!s || (!backward && !m))
         return g->err.status;
     j.m = m;
     j.s = s;
-    nbk_reduce_into(g, x, x->data, mask, true, m);
-    lsm_pass(g, &j, LSM_EXP, j.outer * j.len, out->size);
-    nbk_reduce_into(g, x, out->data, mask, false, s);
-    lsm_pass(g, &j, LSM_LOG, j.outer * j.inner, j.outer * j.inner);
-    lsm_pass(g, &j, LSM_OUT, j.outer * j.len, out->size);
+    if (backward) {
+        nbk_reduce_into(g, first, first->data, mask, false, s); /* Σ gy */
+        lsm_pass(g, &j, LSM_BACK, lines, out->size);
+    } else { /* the composition's steps over whole tensors */
+        nbk_reduce_into(g, first, first->data, mask, true, m);
+        lsm_pass(g, &j, LSM_EXP, lines, out->size);
+        nbk_reduce_into(g, first, out->data, mask, false, s);
+        lsm_pass(g, &j, LSM_LOG, slices, slices);
+        lsm_pass(g, &j, LSM_OUT, lines, out->size);
+    }
     nbc_arena_release(&g->arena, pos);
     return NB_OK;
 }
 
+nb_status nbo_log_softmax_fwd(nb_graph *g, nb_tensor *out)
+{
+    return lsm_run(g, out, false);
+}
+
 nb_status nbo_log_softmax_backward_fwd(nb_graph *g, nb_tensor *out)
 {
-    const nb_tensor *gy = out->inputs[0];
-    if (out->size == 0)
-        return NB_OK;
-    lsm_job j = lsm_job_of(out);
-    if (j.inner == 1) {
-        lsm_pass(g, &j, LSM_BACK_ROWS, j.outer, out->size);
-        return NB_OK;
-    }
-    size_t bytes = (size_t)(j.outer * j.inner) * nbc_dtype_size(out->dtype);
-    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
-    j.s = nbc_alloc(g, bytes, out->op->name);
-    if (!j.s)
-        return g->err.status;
-    nbk_reduce_into(g, gy, gy->data, (uint64_t)1 << lsm_axis(out), false, j.s);
-    lsm_pass(g, &j, LSM_BACK, j.outer * j.len, out->size);
-    nbc_arena_release(&g->arena, pos);
-    return NB_OK;
+    return lsm_run(g, out, true);
 }
 
 /* ------------------------------------------------------ derivative rules */
