@@ -96,7 +96,10 @@ NB_API nb_tensor *nb_maxout(nb_graph *g, nb_tensor *x, int64_t k);
  *  invariant, so the gradient is exact). */
 NB_API nb_tensor *nb_softmax(nb_graph *g, nb_tensor *x, int axis);
 /** log-softmax along @p axis: (x − max) − ln Σ e^(x − max). Finite for any
- *  finite input. */
+ *  finite input. One primitive (log_softmax, docs/ops.md) whose values are
+ *  those of that composition bit for bit; its gradient is one more,
+ *  g − e^y·Σ g. Errors: axis out of range (NB_ERR_ARG), an axis of size 0
+ *  (NB_ERR_SHAPE). */
 NB_API nb_tensor *nb_log_softmax(nb_graph *g, nb_tensor *x, int axis);
 
 /** Activations by kind, for model builders and command lines. */

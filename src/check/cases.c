@@ -382,6 +382,40 @@ F(f_conv2d_weight_grad)
     UNUSED;
     return nb_conv2d_weight_grad(g, x[0], x[1], 3, 2, &conv_case_opts);
 }
+/* log_softmax and its VJP recorded through the registry, as a user would;
+ * log_softmax_backward(gy, y) is checked for any y, not only a result of
+ * log_softmax, in both inputs */
+static nb_tensor *along(nb_graph *g, const char *op, nb_tensor *const *in, int n, int axis)
+{
+    nb_attrs a = {0};
+    a.ints[0] = axis;
+    return nb_apply(g, nb_op_find(op), in, n, &a);
+}
+F(f_log_softmax_last)
+{
+    UNUSED;
+    return along(g, "log_softmax", x, 1, -1);
+}
+F(f_log_softmax_ax0)
+{
+    UNUSED;
+    return along(g, "log_softmax", x, 1, 0);
+}
+F(f_log_softmax_ax1)
+{
+    UNUSED;
+    return along(g, "log_softmax", x, 1, 1);
+}
+F(f_log_softmax_backward_last)
+{
+    UNUSED;
+    return along(g, "log_softmax_backward", x, 2, -1);
+}
+F(f_log_softmax_backward_ax1)
+{
+    UNUSED;
+    return along(g, "log_softmax_backward", x, 2, 1);
+}
 F(f_cast)
 {
     UNUSED;
@@ -509,6 +543,16 @@ static const nb_check_case cases[] = {
     CASE("min", "axis -1 keepdims", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_min_ax1),
     CASE("argmax", "(argmax(x,1)+1)*max(x,1) [3,4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2,
          f_argmax),
+    CASE("log_softmax", "[3,4] axis -1", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -3, 3,
+         f_log_softmax_last),
+    CASE("log_softmax", "[4,3] axis 0", 1, 2, 0, 0, SH(4, 3), SH(0), SH(0), -3, 3,
+         f_log_softmax_ax0),
+    CASE("log_softmax", "[2,3,4] axis 1", 1, 3, 0, 0, SH(2, 3, 4), SH(0), SH(0), -3, 3,
+         f_log_softmax_ax1),
+    CASE("log_softmax_backward", "g,y [3,4] axis -1", 2, 2, 2, 0, SH(3, 4), SH(3, 4), SH(0), -2, 2,
+         f_log_softmax_backward_last),
+    CASE("log_softmax_backward", "g,y [2,3,4] axis 1", 2, 3, 3, 0, SH(2, 3, 4), SH(2, 3, 4), SH(0),
+         -2, 2, f_log_softmax_backward_ax1),
     CASE("sum_to", "[3,4]->[4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_row),
     CASE("sum_to", "[3,4]->[3,1]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_col),
     CASE("broadcast_to", "[4]->[3,4]", 1, 1, 0, 0, SH(4), SH(0), SH(0), -2, 2, f_bcast_row),

@@ -1,7 +1,10 @@
 /* Activations, each a composition of primitive ops written so that no
- * intermediate overflows (see docs/nn.md for the formulas). */
+ * intermediate overflows (see docs/nn.md for the formulas), except
+ * log-softmax, which is a primitive of its own (ops/softmax.c). */
 
 #include "nn_internal.h"
+
+#include "../ops/table.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -156,12 +159,13 @@ nb_tensor *nb_softmax(nb_graph *g, nb_tensor *x, int axis)
     return nb_div(g, e, nb_sum(g, e, &axis, 1, true));
 }
 
+/* one primitive (ops/softmax.c): the numbers of (x − m) − log(sum(exp(x − m)))
+ * with m = stop_gradient(max(x)), bit for bit */
 nb_tensor *nb_log_softmax(nb_graph *g, nb_tensor *x, int axis)
 {
     if (!x || !check_axis(g, x, axis, "log_softmax"))
         return NULL;
-    nb_tensor *s = shift_by_max(g, x, axis);
-    return nb_sub(g, s, nb_log(g, nb_sum(g, nb_exp(g, s), &axis, 1, true)));
+    return nbo_log_softmax(g, x, axis);
 }
 
 /* ------------------------------------------------------------ by kind */

@@ -88,6 +88,21 @@ static inline void nbk_plan_offsets(const nbk_plan *p, int64_t row, int64_t *off
             off[k] += idx[d] * p->stride[k][d];
 }
 
+/* ------------------------------------------------- reductions, as numbers */
+
+/* dst = the sum (max false) or maximum (max true) of @p data, a non-empty
+ * array of x's dtype and shape, over the axes in @p mask: the numbers
+ * nb_sum and nb_max give for that shape, bit for bit, on any number of
+ * threads (reduce.c). dst holds one element per slice. */
+void nbk_reduce_into(nb_graph *g, const nb_tensor *x, const void *data, uint64_t mask, bool max,
+                     void *dst);
+/* The sum and maximum of one contiguous row of n >= 1 elements in the
+ * order nb_sum and nb_max keep for a reduced innermost axis (pairwise). */
+float nbk_sum_row_f32(const float *x, int64_t n);
+double nbk_sum_row_f64(const double *x, int64_t n);
+float nbk_max_row_f32(const float *x, int64_t n);
+double nbk_max_row_f64(const double *x, int64_t n);
+
 /* ----------------------------------------------------- rule compositions */
 
 /* Sum a gradient back to the shape of input x (identity when equal). */

@@ -426,6 +426,29 @@ static void red_outer_task(void *ctx, int t, int T)
             j->k->outer(j->p, j->x, j->out, r, r + 1, f * t / T, f * (t + 1) / T);
 }
 
+/* dst = reduction of data (non-empty, of x's dtype and shape) over the axes
+ * in mask. */
+static void reduce_data(nb_graph *g, const nb_tensor *x, const void *data, uint64_t mask,
+                        red_kind kind, void *dst)
+{
+    red_plan p;
+    red_plan_make(&p, x, mask);
+    const red_kernels *k = &red_table[kind][x->dtype];
+    int nt = nbc_threads_for(g, x->size);
+    red_job j = {&p, k, data, dst};
+
+    if (p.reduced[p.rank - 1]) {
+        if (nt == 1 || p.n_out < nt) {
+            /* few outputs: one at a time, long rows split over threads */
+            k->inner(&p, data, dst, 0, p.n_out, nbc_threads_for(g, p.size[p.rank - 1]));
+            return;
+        }
+        nbc_parallel(nt, red_inner_task, &j);
+        return;
+    }
+    nbc_parallel(nt, red_outer_task, &j);
+}
+
 /* out = reduction of out->inputs[0] over the axes in mask. */
 static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind)
 {
@@ -434,22 +457,35 @@ static void reduce_run(nb_graph *g, nb_tensor *out, uint64_t mask, red_kind kind
         nbc_fill(out, 0.0);
         return;
     }
-    red_plan p;
-    red_plan_make(&p, x, mask);
-    const red_kernels *k = &red_table[kind][x->dtype];
-    int nt = nbc_threads_for(g, x->size);
-    red_job j = {&p, k, x->data, out->data};
+    reduce_data(g, x, x->data, mask, kind, out->data);
+}
 
-    if (p.reduced[p.rank - 1]) {
-        if (nt == 1 || p.n_out < nt) {
-            /* few outputs: one at a time, long rows split over threads */
-            k->inner(&p, x->data, out->data, 0, p.n_out, nbc_threads_for(g, p.size[p.rank - 1]));
-            return;
-        }
-        nbc_parallel(nt, red_inner_task, &j);
-        return;
-    }
-    nbc_parallel(nt, red_outer_task, &j);
+/* ------------------------------------------------ for kernels of other ops */
+
+void nbk_reduce_into(nb_graph *g, const nb_tensor *x, const void *data, uint64_t mask, bool max,
+                     void *dst)
+{
+    reduce_data(g, x, data, mask, max ? RED_MAX : RED_SUM, dst);
+}
+
+float nbk_sum_row_f32(const float *x, int64_t n)
+{
+    return sum_f32_row(x, n);
+}
+
+double nbk_sum_row_f64(const double *x, int64_t n)
+{
+    return sum_f64_row(x, n);
+}
+
+float nbk_max_row_f32(const float *x, int64_t n)
+{
+    return max_f32_row(x, n);
+}
+
+double nbk_max_row_f64(const double *x, int64_t n)
+{
+    return max_f64_row(x, n);
 }
 
 /* ---------------------------------------------------------- shape rules */

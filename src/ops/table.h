@@ -57,6 +57,8 @@ enum nbo_id {
     NB_OP_MAX,
     NB_OP_MIN,
     NB_OP_ARGMAX,
+    NB_OP_LOG_SOFTMAX,
+    NB_OP_LOG_SOFTMAX_BACKWARD,
     NB_OP_SUM_TO,
     NB_OP_BROADCAST_TO,
     NB_OP_RESHAPE,
@@ -206,6 +208,18 @@ nb_status nbo_min_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_min_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_min_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_argmax_fwd(nb_graph *g, nb_tensor *out);
+/* log_softmax along one axis and its VJP as primitives (softmax.c); the
+ * constructors take an axis already checked against x (nn's
+ * nb_log_softmax checks it) and record NB_ERR_ARG for one out of range */
+nb_tensor *nbo_log_softmax(nb_graph *g, nb_tensor *x, int axis);
+nb_tensor *nbo_log_softmax_backward(nb_graph *g, nb_tensor *gy, nb_tensor *y, int axis);
+nb_status nbo_log_softmax_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_log_softmax_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_log_softmax_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_log_softmax_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_log_softmax_backward_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_log_softmax_backward_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_log_softmax_backward_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_sum_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_sum_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);

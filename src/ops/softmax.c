@@ -1,0 +1,304 @@
+/* log_softmax along one axis as one primitive, and its VJP as another: a
+ * softmax cross-entropy records one node for the normalisation and one for
+ * its gradient, where the composition recorded seven and a dozen.
+ *
+ * Attributes of both: ints[0] = the axis (normalised by the shape rule).
+ *
+ * log_softmax(x) = s − ln Σ e^s, s = x − max(x), along the axis. The kernel
+ * computes the very numbers of that composition of nb_max, nb_sub, nb_exp,
+ * nb_sum, nb_log and nb_sub, bit for bit: the maximum and the sum are
+ * nb_max's and nb_sum's own (reduce.c), in their order, and every other
+ * step is the same IEEE operation on the same operands. A last axis (the
+ * rows of [N, C] logits) is done a row at a time, each row read once while
+ * it is in cache; another axis goes through the reductions' own walk.
+ *
+ * log_softmax_backward(gy, y) = gy − e^y·Σ gy along the axis is the VJP of
+ * log_softmax with y its result; its sum is nb_sum's. Its own rules are
+ * written with primitives, so the backward pass can be differentiated
+ * again. */
+
+#include <tgmath.h>
+
+#include "kernels.h"
+
+static int lsm_axis(const nb_tensor *out)
+{
+    return (int)out->attrs->ints[0];
+}
+
+/* ------------------------------------------------------------ shape rule */
+
+/* log_softmax(x) and log_softmax_backward(gy, y): the result is shaped as
+ * the last input; gy must match y. */
+nb_status nbo_log_softmax_shape(nb_graph *g, nb_tensor *out)
+{
+    const char *name = out->op->name;
+    const nb_tensor *x = out->inputs[out->n_inputs - 1];
+    char b0[160], b1[160];
+    if (out->n_inputs == 2) {
+        const nb_tensor *gy = out->inputs[0];
+        if (gy->dtype != x->dtype)
+            return nbc_error(g, NB_ERR_DTYPE, name, "gradient %s%s and result %s%s: dtypes differ",
+                             nb_dtype_name(gy->dtype), nbc_shp(gy, b0, sizeof b0),
+                             nb_dtype_name(x->dtype), nbc_shp(x, b1, sizeof b1));
+        if (!nbc_same_shape(gy, x))
+            return nbc_error(g, NB_ERR_SHAPE, name, "gradient %s and result %s: shapes differ",
+                             nbc_shp(gy, b0, sizeof b0), nbc_shp(x, b1, sizeof b1));
+    }
+    int axis = nbk_check_axis(g, name, x, out->attrs->ints[0], x->rank);
+    if (axis < 0)
+        return NB_ERR_ARG;
+    if (x->shape[axis] == 0)
+        return nbc_error(g, NB_ERR_SHAPE, name,
+                         "cannot normalise axis %d of %s: it has size 0 and the maximum of no "
+                         "elements is undefined",
+                         axis, nbc_shp(x, b0, sizeof b0));
+    out->attrs->ints[0] = axis;
+    out->dtype = x->dtype;
+    out->rank = x->rank;
+    memcpy(out->shape, x->shape, (size_t)x->rank * sizeof *x->shape);
+    return NB_OK;
+}
+
+/* --------------------------------------------------------------- kernels */
+
+/* What a kernel pass runs over: rows along a last axis, or lines of the
+ * `inner` contiguous elements that follow one position of another axis. */
+enum lsm_phase {
+    LSM_ROWS,      /* log_softmax of whole rows (inner == 1) */
+    LSM_BACK_ROWS, /* its VJP, the same way */
+    LSM_EXP,       /* lines: y = e^(x − m) */
+    LSM_LOG,       /* slices: s = ln s */
+    LSM_OUT,       /* lines: y = (x − m) − s */
+    LSM_BACK,      /* lines: dx = gy − e^y·s */
+};
+
+typedef struct lsm_job {
+    nb_dtype dtype;
+    int phase;
+    int64_t n;                 /* rows, lines or slices of this pass */
+    int64_t outer, len, inner; /* x as [outer, len, inner], len along the axis */
+    const void *a, *b;         /* x; or gy and y */
+    void *dst;                 /* the result */
+    const void *m;             /* per slice: the maximum (forward, lines) */
+    void *s;                   /* per slice: the log-sum (forward) or Σ gy (backward) */
+} lsm_job;
+
+#define DEFINE_LSM(SUF, T)                                                                         \
+    static void lsm_##SUF(const lsm_job *j, int64_t r0, int64_t r1)                                \
+    {                                                                                              \
+        const T *a = j->a, *b = j->b, *m = j->m;                                                   \
+        T *o = j->dst, *s = j->s;                                                                  \
+        int64_t len = j->len, in = j->inner;                                                       \
+        switch (j->phase) {                                                                        \
+        case LSM_ROWS:                                                                             \
+            for (int64_t r = r0; r < r1; r++) {                                                    \
+                const T *x = a + r * len;                                                          \
+                T *y = o + r * len;                                                                \
+                T mx = nbk_max_row_##SUF(x, len);                                                  \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    y[i] = exp(x[i] - mx);                                                         \
+                T ls = log(nbk_sum_row_##SUF(y, len));                                             \
+                NBK_SIMD                                                                           \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    y[i] = (x[i] - mx) - ls;                                                       \
+            }                                                                                      \
+            break;                                                                                 \
+        case LSM_BACK_ROWS:                                                                        \
+            for (int64_t r = r0; r < r1; r++) {                                                    \
+                const T *gy = a + r * len, *y = b + r * len;                                       \
+                T *dx = o + r * len;                                                               \
+                T sg = nbk_sum_row_##SUF(gy, len);                                                 \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    dx[i] = gy[i] - exp(y[i]) * sg;                                                \
+            }                                                                                      \
+            break;                                                                                 \
+        case LSM_LOG:                                                                              \
+            for (int64_t r = r0; r < r1; r++)                                                      \
+                s[r] = log(s[r]);                                                                  \
+            break;                                                                                 \
+        default: /* lines of in elements; slice values start at (r / len)·in */                   \
+            for (int64_t r = r0; r < r1; r++) {                                                    \
+                const T *x = a + r * in, *y = b ? b + r * in : NULL;                               \
+                const T *ms = m ? m + r / len * in : NULL, *ss = s + r / len * in;                 \
+                T *po = o + r * in;                                                                \
+                if (j->phase == LSM_EXP) {                                                         \
+                    for (int64_t i = 0; i < in; i++)                                               \
+                        po[i] = exp(x[i] - ms[i]);                                                 \
+                } else if (j->phase == LSM_OUT) {                                                  \
+                    NBK_SIMD                                                                       \
+                    for (int64_t i = 0; i < in; i++)                                               \
+                        po[i] = (x[i] - ms[i]) - ss[i];                                            \
+                } else {                                                                           \
+                    for (int64_t i = 0; i < in; i++)                                               \
+                        po[i] = x[i] - exp(y[i]) * ss[i];                                          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_LSM(f32, float)
+DEFINE_LSM(f64, double)
+
+static void lsm_task(void *ctx, int t, int nt)
+{
+    const lsm_job *j = ctx;
+    int64_t r0 = j->n * t / nt, r1 = j->n * (t + 1) / nt;
+    if (j->dtype == NB_F32)
+        lsm_f32(j, r0, r1);
+    else
+        lsm_f64(j, r0, r1);
+}
+
+/* One pass of @p n rows, lines or slices, split over the graph's threads
+ * when the tensor is large enough: every element is computed the same way
+ * whatever the split. */
+static void lsm_pass(nb_graph *g, lsm_job *j, int phase, int64_t n, int64_t size)
+{
+    j->phase = phase;
+    j->n = n;
+    int nt = nbc_threads_for(g, size);
+    if (nt > n)
+        nt = (int)n;
+    if (nt <= 1)
+        lsm_task(j, 0, 1);
+    else
+        nbc_parallel(nt, lsm_task, j);
+}
+
+/* The job of node out, whose last input x is split around the axis. */
+static lsm_job lsm_job_of(const nb_tensor *out)
+{
+    const nb_tensor *x = out->inputs[out->n_inputs - 1];
+    int axis = lsm_axis(out);
+    lsm_job j = {.dtype = out->dtype, .outer = 1, .len = x->shape[axis], .inner = 1};
+    for (int d = 0; d < axis; d++)
+        j.outer *= x->shape[d];
+    for (int d = axis + 1; d < x->rank; d++)
+        j.inner *= x->shape[d];
+    j.a = out->inputs[0]->data;
+    j.b = out->n_inputs == 2 ? x->data : NULL;
+    j.dst = out->data;
+    return j;
+}
+
+/* Both ops' kernels: a last axis row by row; another axis in passes over
+ * whole tensors with per-slice buffers, the reductions walking it their
+ * own way. */
+static nb_status lsm_run(nb_graph *g, nb_tensor *out, bool backward)
+{
+    if (out->size == 0)
+        return NB_OK;
+    lsm_job j = lsm_job_of(out);
+    if (j.inner == 1) {
+        lsm_pass(g, &j, backward ? LSM_BACK_ROWS : LSM_ROWS, j.outer, out->size);
+        return NB_OK;
+    }
+    const nb_tensor *first = out->inputs[0]; /* x, or gy */
+    uint64_t mask = (uint64_t)1 << lsm_axis(out);
+    int64_t slices = j.outer * j.inner, lines = j.outer * j.len;
+    size_t bytes = (size_t)slices * nbc_dtype_size(out->dtype);
+    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+    void *s = nbc_alloc(g, bytes, out->op->name);
+    void *m = backward || !s ? NULL : nbc_alloc(g, bytes, out->op->name);
+    if (!s || (!backward && !m))
+        return g->err.status;
+    j.m = m;
+    j.s = s;
+    if (backward) {
+        nbk_reduce_into(g, first, first->data, mask, false, s); /* Σ gy */
+        lsm_pass(g, &j, LSM_BACK, lines, out->size);
+    } else { /* the composition's steps over whole tensors */
+        nbk_reduce_into(g, first, first->data, mask, true, m);
+        lsm_pass(g, &j, LSM_EXP, lines, out->size);
+        nbk_reduce_into(g, first, out->data, mask, false, s);
+        lsm_pass(g, &j, LSM_LOG, slices, slices);
+        lsm_pass(g, &j, LSM_OUT, lines, out->size);
+    }
+    nbc_arena_release(&g->arena, pos);
+    return NB_OK;
+}
+
+nb_status nbo_log_softmax_fwd(nb_graph *g, nb_tensor *out)
+{
+    return lsm_run(g, out, false);
+}
+
+nb_status nbo_log_softmax_backward_fwd(nb_graph *g, nb_tensor *out)
+{
+    return lsm_run(g, out, true);
+}
+
+/* ------------------------------------------------------ derivative rules */
+
+static bool zero_tangent(const nb_tensor *t)
+{
+    return !t || (t->flags & NB_T_ZERO);
+}
+
+/* t − Σ_axis(e^y·t): the JVP of log_softmax (y its result), and the VJP in
+ * gy of its backward, which is the transpose of gy ↦ gy − e^y·Σ gy. */
+static nb_tensor *centre(nb_graph *g, nb_tensor *y, nb_tensor *t, int axis)
+{
+    return nb_sub(g, t, nb_sum(g, nb_mul(g, nb_exp(g, y), t), &axis, 1, true));
+}
+
+/* v·e^y·Σ_axis gy: the backward's derivative in y (with a minus) applied
+ * to v. */
+static nb_tensor *scaled(nb_graph *g, nb_tensor *out, nb_tensor *v)
+{
+    int axis = lsm_axis(out);
+    nb_tensor *gy = out->inputs[0], *y = out->inputs[1];
+    return nb_mul(g, nb_mul(g, v, nb_exp(g, y)), nb_sum(g, gy, &axis, 1, true));
+}
+
+/* d log_softmax = log_softmax_backward(g, y) = g − e^y·Σ g */
+nb_tensor *nbo_log_softmax_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
+{
+    (void)i;
+    return nbo_log_softmax_backward(g, gr, out, lsm_axis(out));
+}
+/* t_y = t − Σ(e^y·t) */
+nb_tensor *nbo_log_softmax_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    return centre(g, out, t[0], lsm_axis(out));
+}
+
+/* d gy = u − Σ(u·e^y), d y = −u·e^y·Σ gy */
+nb_tensor *nbo_log_softmax_backward_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *u)
+{
+    if (i == 0)
+        return centre(g, out->inputs[1], u, lsm_axis(out));
+    return nb_neg(g, scaled(g, out, u));
+}
+/* t_dx = (t_gy − e^y·Σ t_gy) − t_y·e^y·Σ gy */
+nb_tensor *nbo_log_softmax_backward_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)
+{
+    nb_tensor *d_gy = zero_tangent(t[0])
+                          ? NULL
+                          : nbo_log_softmax_backward(g, t[0], out->inputs[1], lsm_axis(out));
+    if (zero_tangent(t[1]))
+        return d_gy;
+    nb_tensor *d_y = scaled(g, out, t[1]);
+    return d_gy ? nb_sub(g, d_gy, d_y) : nb_neg(g, d_y);
+}
+
+/* ----------------------------------------------------------- constructors */
+
+static nb_tensor *lsm_apply(nb_graph *g, int op, nb_tensor *const *in, int n, int axis)
+{
+    nb_attrs a = {0};
+    a.ints[0] = axis;
+    return nbo_apply(g, &nbo_table[op], in, n, &a);
+}
+
+nb_tensor *nbo_log_softmax(nb_graph *g, nb_tensor *x, int axis)
+{
+    return lsm_apply(g, NB_OP_LOG_SOFTMAX, &x, 1, axis);
+}
+
+nb_tensor *nbo_log_softmax_backward(nb_graph *g, nb_tensor *gy, nb_tensor *y, int axis)
+{
+    nb_tensor *in[2] = {gy, y};
+    return lsm_apply(g, NB_OP_LOG_SOFTMAX_BACKWARD, in, 2, axis);
+}
