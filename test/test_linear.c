@@ -8,6 +8,7 @@
 
 #include "tc.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -425,6 +426,83 @@ static void test_mlp_fused(void **state)
     nb_model_free(m);
 }
 
+/* nb_backward adds a linear layer's weight gradient straight into the
+ * parameter's ->grad (the product accumulating into it): the same bits as
+ * nb_grad's gradient added into a cleared buffer, for f32 and f64, x of
+ * rank 2 and 3, 1 and 2 threads, the weight used by two ops (each use's
+ * gradient added in the sweep's order, as into the sweep's own buffer); a
+ * second backward pass without clearing adds to it (to rounding: each use's
+ * gradient is added in turn, where the sum of the pass used to be); with
+ * more rows than one slice of the product's k (a batch of 1000) the sum
+ * agrees to rounding; nb_grad leaves ->grad alone, and the check-finite
+ * sweep takes the usual route to the same numbers. */
+static void test_backward_into_grad(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 8; v++) {
+        nb_dtype dt = v & 1 ? NB_F64 : NB_F32;
+        bool rank3 = v & 2, big = v & 4;
+        int64_t rows = big ? 1000 : 24, k = 40, n = 33;
+        nb_model *m = nb_model_new();
+        nb_tensor *w = NULL, *b = NULL;
+        assert_int_equal(nb_model_add(m, "w", dt, 2, (int64_t[]){k, n}, &w), NB_OK);
+        assert_int_equal(nb_model_add(m, "b", dt, 1, (int64_t[]){n}, &b), NB_OK);
+        nb_rng rng;
+        nb_rng_seed(&rng, 60 + (uint64_t)v);
+        for (int64_t e = 0; e < k * n; e++)
+            nb_tensor_set(w, e, nb_rng_uniform(&rng) - 0.5);
+        nb_graph *g = nb_graph_new();
+        nb_graph_set_threads(g, 1 + v % 2);
+        nb_tensor *x = rank3 ? nb_rand_uniform(g, &rng, dt, 3, (int64_t[]){2, rows / 2, k}, -1, 1)
+                             : nb_rand_uniform(g, &rng, dt, 2, (int64_t[]){rows, k}, -1, 1);
+        nb_tensor *r = nb_rand_uniform(g, &rng, dt, 2, (int64_t[]){rows, n}, -1, 1);
+        /* the loss: Σ r·relu(x·W + b) + Σ (x·W)² / 8 (W used twice) */
+        nb_tensor *x2 = nb_reshape(g, x, 2, (int64_t[]){rows, k});
+        nb_tensor *y = nb_linear(g, x2, w, b, NB_LINEAR_RELU);
+        nb_tensor *z = rank3 ? nb_reshape(g, nb_linear(g, x, w, NULL, NB_LINEAR_IDENTITY), 2,
+                                          (int64_t[]){rows, n})
+                             : nb_linear(g, x, w, NULL, NB_LINEAR_IDENTITY);
+        nb_tensor *loss = nb_add(g, nb_sum(g, nb_mul(g, r, y), NULL, 0, false),
+                                 nb_scale(g, nb_sum(g, nb_square(g, z), NULL, 0, false), 0.125));
+        assert_non_null(loss);
+        nb_tensor *gw = NULL;
+        assert_int_equal(nb_grad(g, loss, NULL, &w, 1, &gw, false), NB_OK);
+        nb_tensor *grad = nb_tensor_grad(w);
+        size_t bytes = (size_t)(k * n) * nb_dtype_size(dt);
+        char *zero = calloc(1, bytes);
+        assert_memory_equal(nb_tensor_data(grad), zero, bytes); /* nb_grad: ->grad untouched */
+        assert_int_equal(nb_backward(g, loss), NB_OK);
+        /* 0 + dW_relu + dW_square, as the sweep adds two gradients of a leaf */
+        nb_tensor *twice = nb_add(g, gw, gw);
+        if (!big)
+            assert_memory_equal(nb_tensor_data(grad), nb_tensor_data(gw), bytes);
+        for (int64_t e = 0; e < k * n; e++)
+            tc_near(nb_tensor_get(grad, e), nb_tensor_get(gw, e),
+                    (dt == NB_F32 ? 1e-5 : 1e-13) * (1 + fabs(nb_tensor_get(gw, e))));
+        assert_int_equal(nb_backward(g, loss), NB_OK); /* no clearing: twice the gradient */
+        for (int64_t e = 0; e < k * n; e++)
+            tc_near(nb_tensor_get(grad, e), nb_tensor_get(twice, e),
+                    (dt == NB_F32 ? 1e-5 : 1e-13) * (1 + fabs(nb_tensor_get(twice, e))));
+        if (!big) { /* exactly (gw + d_square) + d_relu: the later op's use is visited first */
+            nb_tensor *parts[2], *t1 = nb_sum(g, nb_mul(g, r, y), NULL, 0, false);
+            nb_tensor *t2 = nb_scale(g, nb_sum(g, nb_square(g, z), NULL, 0, false), 0.125);
+            assert_int_equal(nb_grad(g, t1, NULL, &w, 1, &parts[0], false), NB_OK);
+            assert_int_equal(nb_grad(g, t2, NULL, &w, 1, &parts[1], false), NB_OK);
+            nb_tensor *expect = nb_add(g, nb_add(g, gw, parts[1]), parts[0]);
+            assert_memory_equal(nb_tensor_data(grad), nb_tensor_data(expect), bytes);
+        }
+        /* the check-finite sweep (the usual route) gives the same numbers */
+        nb_model_zero_grad(m);
+        nb_graph_set_check_finite(g, true);
+        assert_int_equal(nb_backward(g, loss), NB_OK);
+        if (!big)
+            assert_memory_equal(nb_tensor_data(grad), nb_tensor_data(gw), bytes);
+        free(zero);
+        nb_graph_free(g);
+        nb_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck),       cmocka_unit_test(test_second_order),
         cmocka_unit_test(test_vjp_once),        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mlp_fused),
+        cmocka_unit_test(test_backward_into_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,8 @@ extern "C" {
  * and parameter that needs a gradient and that @p y depends on gets
  * dy/dleaf added to its gradient (nb_tensor_grad). Gradients of graph
  * leaves live until the graph is reset; those of parameters in the model.
+ * A linear op's weight gradient is accumulated straight into the
+ * parameter's gradient by the product (docs/autodiff.md).
  * Errors: NB_ERR_NULL, NB_ERR_SHAPE (y has more than one element: use
  * nb_backward_seed), NB_ERR_GRAPH (y is not of g), NB_ERR_NOMEM, and any
  * error a derivative rule records; also recorded in the graph.

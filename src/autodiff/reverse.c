@@ -88,6 +88,7 @@ typedef struct sweep_state {
     nb_tensor **reached; /* tensors off the list that received a gradient */
     int64_t n_reached, cap_reached;
     const char *op;
+    bool to_grad; /* nb_backward: parameters' gradients go into their ->grad */
     bool profile; /* time each node's rule (nb_graph_set_profile) */
     uint64_t t0;  /* ... from this clock reading */
 } sweep_state;
@@ -239,10 +240,20 @@ static nb_status visit(sweep_state *s, nb_tensor *node, bool create_graph)
         if (!pre)
             return g->err.status;
     }
+    /* a parameter's gradient added straight into its ->grad by the rule
+     * (nb_backward only, nothing recorded or checked) */
+    bool to_grad = s->to_grad && pre && !create_graph && !g->check_finite;
     for (int i = 0; i < node->n_inputs; i++) {
         nb_tensor *in = node->inputs[i];
         if (!(in->flags & NB_T_REQUIRES_GRAD))
             continue;
+        if (to_grad && (in->flags & NB_T_PARAM) && in->grad) {
+            bool done = false;
+            if (nbo_vjp_into_grad(g, node, i, pre, in->grad, &done) != NB_OK)
+                return g->err.status;
+            if (done)
+                continue;
+        }
         if (into) { /* the rule adds into in's own buffer */
             nb_tensor *acc = owned_adj(s, in);
             if (!acc)
@@ -286,7 +297,7 @@ static NB_NOINLINE void profile_rule(sweep_state *s, const nb_tensor *node)
  * Profiling is off during the sweep (the ops of the rules count as the
  * rules' time); with profile, each rule is timed. */
 static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_graph,
-                       const char *op, bool profile, sweep_state *s)
+                       const char *op, bool to_grad, bool profile, sweep_state *s)
 {
     if (nba_check_mine(g, y, op, "y") != NB_OK)
         return g->err.status;
@@ -312,7 +323,8 @@ static nb_status sweep(nb_graph *g, nb_tensor *y, nb_tensor *seed, bool create_g
                          "(mark inputs with nb_tensor_set_requires_grad, or record the graph)",
                          nbc_shp(y, b0, sizeof b0));
 
-    *s = (sweep_state){.g = g, .id = nbc_next_sweep(), .op = op, .profile = profile};
+    *s = (sweep_state){
+        .g = g, .id = nbc_next_sweep(), .op = op, .to_grad = to_grad, .profile = profile};
     g->last_reverse = s->id;
     if (seed) {
         y->adj = seed;
@@ -374,7 +386,7 @@ nb_status nb_backward_seed(nb_graph *g, nb_tensor *y, nb_tensor *seed)
     bool profile = g->profile;
     g->profile = false;
     sweep_state s;
-    nb_status st = sweep(g, y, seed, false, "backward", profile, &s);
+    nb_status st = sweep(g, y, seed, false, "backward", true, profile, &s);
     if (st == NB_OK)
         st = accumulate(g, &s);
     g->profile = profile;
@@ -410,7 +422,7 @@ nb_status nb_grad(nb_graph *g, nb_tensor *y, nb_tensor *seed, nb_tensor *const *
     bool profile = g->profile;
     g->profile = false;
     sweep_state s;
-    nb_status st = sweep(g, y, seed, create_graph, "grad", profile, &s);
+    nb_status st = sweep(g, y, seed, create_graph, "grad", false, profile, &s);
     for (int i = 0; i < n && st == NB_OK; i++) {
         bool reached = xs[i]->adj_sweep == s.id && xs[i]->adj;
         out[i] = reached ? nba_adj(g, xs[i]) : nba_zeros_like(g, xs[i]);

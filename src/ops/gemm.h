@@ -45,6 +45,14 @@ void nbk_gemm_epilogue(const nbk_gemm *p);
 nb_status nbo_gemm_run(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, size_t step_b,
                        size_t step_c, const char *op);
 
+/* C += op(A)·op(B) (one product, no epilogue) when nbo_gemm_run would run
+ * it on the built-in kernel: then *done is set. The sums are those of the
+ * product into a fresh C followed by an add into C whenever C starts at
+ * zero or k fits one slice of the kernel (each k-slice's sum is added to
+ * C in turn). Otherwise nothing is done (CBLAS or a tiny product; the
+ * caller takes its usual route). NB_ERR_NOMEM for the kernel's scratch. */
+nb_status nbo_gemm_add_into(nb_graph *g, nbk_gemm *p, const char *op, bool *done);
+
 /* The micro-kernel families, slowest first: portable C (any CPU), AVX2
  * with FMA and AVX-512F (x86-64 built with GCC or Clang). */
 typedef enum nbk_gemm_isa {

@@ -118,6 +118,28 @@ nb_tensor *nbo_linear_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
     return linear_vjp_post(g, out, i, linear_vjp_pre(g, out, gr));
 }
 
+nb_status nbo_vjp_into_grad(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre, nb_tensor *grad,
+                            bool *done)
+{
+    *done = false;
+    if (out->op != &nbo_table[NB_OP_LINEAR] || i != 1 || pre->dtype != grad->dtype)
+        return NB_OK;
+    const nb_tensor *x = X(out), *w = W(out);
+    int64_t k = w->shape[0], n = w->shape[1];
+    nbk_gemm p = {.dtype = grad->dtype,
+                  .trans_a = true, /* dW = xᵀ·g_z, x's rows stacked: nb_matmul(x, g_z, 1, 0) */
+                  .m = k,
+                  .n = n,
+                  .k = x->size / k,
+                  .a = x->data,
+                  .lda = k,
+                  .b = pre->data,
+                  .ldb = n,
+                  .c = grad->data,
+                  .ldc = n};
+    return nbo_gemm_add_into(g, &p, out->op->name, done);
+}
+
 /* The ops with a pre-rule: the fused linear map and conv2d (conv.c) */
 bool nbo_has_vjp_pre(const nbo_def *op)
 {

@@ -294,6 +294,24 @@ nb_status nbo_gemm_run(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, s
     return NB_OK;
 }
 
+nb_status nbo_gemm_add_into(nb_graph *g, nbk_gemm *p, const char *op, bool *done)
+{
+    *done = false;
+    if ((double)p->m * (double)p->n * (double)p->k <= 4096 || use_cblas(g, p))
+        return NB_OK; /* nbo_gemm_run would not run the built-in kernel */
+    double work = (double)p->m * (double)p->n * (double)p->k / 32.0;
+    int threads = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
+    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+    void *ws = nbc_alloc(g, nbk_gemm_workspace(p, threads), op);
+    if (!ws)
+        return NB_ERR_NOMEM;
+    p->accumulate = true;
+    nbk_gemm_builtin(p, ws, threads);
+    nbc_arena_release(&g->arena, pos);
+    *done = true;
+    return NB_OK;
+}
+
 void nb_graph_set_matmul(nb_graph *g, nb_matmul_kernel k)
 {
     if (g)

@@ -303,6 +303,12 @@ nb_tensor *nbo_linear_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangent
 bool nbo_has_vjp_pre(const nbo_def *op);
 nb_tensor *nbo_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *grad_out);
 nb_tensor *nbo_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre);
+/* A parameter's gradient straight into its ->grad: for input @p i of
+ * @p out, given @p pre (nbo_vjp_pre's), grad += the input's gradient, when
+ * the op can (the fused linear map's weight, on the built-in kernel; see
+ * nbo_gemm_add_into): then *done is set, and nothing is recorded. */
+nb_status nbo_vjp_into_grad(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre, nb_tensor *grad,
+                            bool *done);
 
 /* Reverse sweeps that record no graph: add the gradient of input @p i of
  * @p node, given @p grad (the gradient of its result), into @p acc (shaped
