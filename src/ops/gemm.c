@@ -771,11 +771,27 @@ NBC_WIDE_CLONES static void epilogue(bool f64, void *c, int64_t rs, int64_t cs, 
         EPILOGUE(float);
 }
 
+/* The same, compiled once: for a C so small that the call through the
+ * clones' dispatch costs more than wider vectors save */
+static void epilogue_small(bool f64, void *c, int64_t rs, int64_t cs, const void *bias,
+                           int64_t bs_i, int64_t bs_j, bool relu, int64_t mr, int64_t nr)
+{
+    if (f64)
+        EPILOGUE(double);
+    else
+        EPILOGUE(float);
+}
+
 void nbk_gemm_epilogue(const nbk_gemm *p)
 {
-    if (p->bias || p->relu)
-        epilogue(p->dtype == NB_F64, p->c, p->ldc, 1, p->bias, p->bias_rows, !p->bias_rows, p->relu,
-                 p->m, p->n);
+    if (!p->bias && !p->relu)
+        return;
+    bool f64 = p->dtype == NB_F64;
+    if (p->m * p->n <= 256)
+        epilogue_small(f64, p->c, p->ldc, 1, p->bias, p->bias_rows, !p->bias_rows, p->relu, p->m,
+                       p->n);
+    else
+        epilogue(f64, p->c, p->ldc, 1, p->bias, p->bias_rows, !p->bias_rows, p->relu, p->m, p->n);
 }
 
 /* The epilogue of plan pl on the mr x nr elements of C at (i,j) of its

@@ -118,13 +118,13 @@ nb_tensor *nbo_linear_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
     return linear_vjp_post(g, out, i, linear_vjp_pre(g, out, gr));
 }
 
-nb_status nbo_vjp_into_grad(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre, nb_tensor *grad,
-                            bool *done)
+nb_status nbo_linear_vjp_into_grad(nb_graph *g, nb_tensor *out, nb_tensor *pre, nb_tensor *grad,
+                                   bool *done)
 {
     *done = false;
-    if (out->op != &nbo_table[NB_OP_LINEAR] || i != 1 || pre->dtype != grad->dtype)
-        return NB_OK;
     const nb_tensor *x = X(out), *w = W(out);
+    if (pre->dtype != grad->dtype)
+        return NB_OK;
     int64_t k = w->shape[0], n = w->shape[1];
     nbk_gemm p = {.dtype = grad->dtype,
                   .trans_a = true, /* dW = xᵀ·g_z, x's rows stacked: nb_matmul(x, g_z, 1, 0) */

@@ -307,8 +307,19 @@ nb_tensor *nbo_vjp_post(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre);
  * @p out, given @p pre (nbo_vjp_pre's), grad += the input's gradient, when
  * the op can (the fused linear map's weight, on the built-in kernel; see
  * nbo_gemm_add_into): then *done is set, and nothing is recorded. */
-nb_status nbo_vjp_into_grad(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre, nb_tensor *grad,
-                            bool *done);
+nb_status nbo_linear_vjp_into_grad(nb_graph *g, nb_tensor *out, nb_tensor *pre, nb_tensor *grad,
+                                   bool *done);
+static inline nb_status nbo_vjp_into_grad(nb_graph *g, nb_tensor *out, int i, nb_tensor *pre,
+                                          nb_tensor *grad, bool *done)
+{
+    /* a tiny product (x·W of at most 4096 multiply-adds) takes the usual route */
+    if (out->op != &nbo_table[NB_OP_LINEAR] || i != 1 ||
+        (double)out->inputs[0]->size * (double)out->inputs[1]->shape[1] <= 4096) {
+        *done = false;
+        return NB_OK;
+    }
+    return nbo_linear_vjp_into_grad(g, out, pre, grad, done);
+}
 
 /* Reverse sweeps that record no graph: add the gradient of input @p i of
  * @p node, given @p grad (the gradient of its result), into @p acc (shaped

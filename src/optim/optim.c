@@ -592,24 +592,45 @@ static void update_range(nb_optim_kind kind, const nbopt_job *j, int64_t lo, int
                    (double *)s[1], (double *)s[2]);
 }
 
-/* Task t of n: the t-th of n runs of the step's elements (boundaries on
- * multiples of 64 elements, so no two threads write one cache line), with
- * subnormal numbers read and written as zero: a moment whose gradient stays
- * 0 decays below the smallest normal float within some 700 Adam steps,
- * and x86 takes 5-6 times as long for arithmetic on subnormals (B2's
- * optimizer went from 0.2 to 1.3 ms a step past step 700). Their share of
- * an update is below a normal parameter's last bit, so parameters of
- * normal size come out the same. The thread's mode is restored after. */
-static void update_task(void *ctx, int t, int n)
+/* Updates run with subnormal numbers read and written as zero: a moment
+ * whose gradient stays 0 decays below the smallest normal float within
+ * some 700 Adam steps, and x86 takes 5-6 times as long for arithmetic on
+ * subnormals (B2's optimizer went from 0.2 to 1.3 ms a step past step
+ * 700). Their share of an update is below a normal parameter's last bit,
+ * so parameters of normal size come out the same. flush_on sets the
+ * calling thread's mode and returns the old one for flush_off. */
+static unsigned flush_on(void)
 {
-    const update_ctx *u = ctx;
-    int64_t lo = u->total / 64 * t / n * 64, hi = u->total / 64 * (t + 1) / n * 64;
-    if (t == n - 1)
-        hi = u->total;
 #if defined(__SSE2__)
     unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040); /* flush to zero (bit 15), denormals are zero (bit 6) */
+    return csr;
+#else
+    return 0;
 #endif
+}
+
+static void flush_off(unsigned csr)
+{
+#if defined(__SSE2__)
+    _mm_setcsr(csr);
+#else
+    (void)csr;
+#endif
+}
+
+/* Task t of n: the t-th of n runs of the step's elements (boundaries on
+ * multiples of 64 elements, so no two threads write one cache line), with
+ * subnormals flushed on the thread that runs it. */
+static void update_task(void *ctx, int t, int n)
+{
+    const update_ctx *u = ctx;
+    int64_t lo = 0, hi = u->total;
+    if (n > 1) {
+        lo = u->total / 64 * t / n * 64;
+        hi = t == n - 1 ? u->total : u->total / 64 * (t + 1) / n * 64;
+    }
+    unsigned csr = flush_on();
     for (int k = 0; k < u->n_jobs && lo < hi; k++) {
         const nbopt_job *j = &u->jobs[k];
         int64_t end = j->start + j->p->size;
@@ -619,18 +640,7 @@ static void update_task(void *ctx, int t, int n)
         update_range(u->kind, j, lo - j->start, b - j->start);
         lo = b;
     }
-#if defined(__SSE2__)
-    _mm_setcsr(csr);
-#endif
-}
-
-static void run_update(const nb_optim *o, int n_jobs, int64_t total)
-{
-    update_ctx u = {.kind = o->opts.kind, .jobs = o->jobs, .n_jobs = n_jobs, .total = total};
-    if (total >= UPDATE_PARALLEL_MIN && o->threads > 1)
-        nbc_parallel(o->threads, update_task, &u);
-    else
-        update_task(&u, 0, 1);
+    flush_off(csr);
 }
 
 /* Room in o->jobs for @p n parameters (allocates only when the model has
@@ -660,9 +670,13 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
 
     /* 1. every parameter's state exists and fits (allocates only for
      *    parameters met for the first time; nothing is updated yet) */
+    int n_trainable = 0;
+    int64_t elems = 0;
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         if (!trainable(p))
             continue;
+        n_trainable++;
+        elems += p->size;
         nbopt_state *s = find_state(o, p->name);
         if (s) {
             if (s->step == INT64_MAX)
@@ -692,9 +706,6 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
         }
     }
 
-    int n_trainable = 0;
-    for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p))
-        n_trainable += trainable(p);
     if (!reserve_jobs(o, n_trainable))
         return nbopt_error(o, NB_ERR_NOMEM, "optim_step: out of memory listing %d parameters",
                            n_trainable);
@@ -713,7 +724,9 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
             clip = o->opts.clip_norm / norm;
     }
 
-    /* 3. update (run_update) */
+    /* 3. update: on the caller, parameter after parameter, or (threads, and
+     *    enough elements) shared out over the workers by update_task */
+    bool parallel = o->threads > 1 && elems >= UPDATE_PARALLEL_MIN;
     coefs c = {0};
     c.lr = nb_optim_lr(o);
     c.wd = o->opts.weight_decay;
@@ -728,6 +741,7 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
     int n_slots = nbopt_slots(&o->opts, ids);
     int n_jobs = 0;
     int64_t total = 0;
+    unsigned csr = parallel ? 0 : flush_on();
     for (nb_tensor *p = nb_model_next(m, NULL); p; p = nb_model_next(m, p)) {
         if (!trainable(p))
             continue;
@@ -740,13 +754,29 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
         } else if (o->opts.kind == NB_OPTIM_ADAGRAD) {
             c.step_size = c.lr / (1.0 + (double)(s->step - 1) * o->opts.lr_decay);
         }
+        void *slot[NBOPT_MAX_SLOTS] = {NULL}; /* by slot name */
+        for (int i = 0; i < n_slots; i++)
+            slot[ids[i]] = nbopt_slot(s, i);
+        if (!parallel) {
+            if (p->dtype == NB_F32)
+                update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
+                           slot[2]);
+            else
+                update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
+                           slot[2]);
+            continue;
+        }
         nbopt_job *j = &o->jobs[n_jobs++];
         *j = (nbopt_job){.p = p, .c = c, .start = total};
-        for (int i = 0; i < n_slots; i++)
-            j->slot[ids[i]] = nbopt_slot(s, i);
+        memcpy(j->slot, slot, sizeof slot);
         total += p->size;
     }
-    run_update(o, n_jobs, total);
+    if (parallel) {
+        update_ctx u = {.kind = o->opts.kind, .jobs = o->jobs, .n_jobs = n_jobs, .total = total};
+        nbc_parallel(o->threads, update_task, &u);
+    } else {
+        flush_off(csr);
+    }
     o->step++;
     if (!o->opts.schedule.per_epoch)
         o->sched_pos++;
