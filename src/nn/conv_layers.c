@@ -53,7 +53,7 @@ static nb_status conv_init(nb_layer *l, nb_model *m, int64_t c_in, int64_t c_out
     if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
         return NB_ERR_NULL;
     static const char *const sfx[2] = {"weight", "bias"};
-    nb_status st = nbn_names_free(l, m, sfx, o->no_bias ? 1 : 2);
+    nb_status st = nbn_names_free(l->name, m, sfx, o->no_bias ? 1 : 2);
     if (st != NB_OK)
         return st;
     conv_layer *c = l->state;

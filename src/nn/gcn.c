@@ -144,14 +144,11 @@ static nb_status gcn_params(nb_layer *l, gcn *c, nb_model *m, int64_t n_in, int6
         return NB_ERR_ARG;
     if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
         return NB_ERR_NULL;
-    char full[NBN_NAME_MAX + 16];
-    snprintf(full, sizeof full, "%s.weight", l->name);
-    if (nb_model_get(m, full))
-        return NB_ERR_EXISTS;
-    snprintf(full, sizeof full, "%s.bias", l->name);
-    if (!o->no_bias && nb_model_get(m, full))
-        return NB_ERR_EXISTS;
-    nb_status st = nb_layer_add_param(l, m, "weight", o->dtype, 2, (const int64_t[]){n_in, n_out},
+    static const char *const sfx[2] = {"weight", "bias"};
+    nb_status st = nbn_names_free(l->name, m, sfx, o->no_bias ? 1 : 2);
+    if (st != NB_OK)
+        return st;
+    st = nb_layer_add_param(l, m, "weight", o->dtype, 2, (const int64_t[]){n_in, n_out},
                                       &c->weight);
     if (st == NB_OK && !o->no_bias)
         st = nb_layer_add_param(l, m, "bias", o->dtype, 1, &n_out, &c->bias);

@@ -411,11 +411,11 @@ nb_status nbn_need_i64(const nb_layer *l, const char *settings, const char *key,
                         (long long)lo, (long long)hi);
 }
 
-nb_status nbn_names_free(const nb_layer *l, const nb_model *m, const char *const *suffix, int n)
+nb_status nbn_names_free(const char *prefix, const nb_model *m, const char *const *suffix, int n)
 {
     char full[NBN_NAME_MAX + 64];
     for (int i = 0; i < n; i++) {
-        int k = snprintf(full, sizeof full, "%s.%s", l->name, suffix[i]);
+        int k = snprintf(full, sizeof full, "%s.%s", prefix, suffix[i]);
         if (k < 0 || (size_t)k >= sizeof full)
             return NB_ERR_ARG;
         if (nb_model_get(m, full))

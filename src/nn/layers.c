@@ -17,7 +17,7 @@ static nb_status add_params(nb_layer *l, nb_model *m, nb_dtype dt, int n,
                             const char *const *suffix, const int *rank, const int64_t (*shape)[2],
                             nb_tensor **out)
 {
-    nb_status st = nbn_names_free(l, m, suffix, n);
+    nb_status st = nbn_names_free(l->name, m, suffix, n);
     if (st != NB_OK)
         return st;
     for (int i = 0; i < n && st == NB_OK; i++)

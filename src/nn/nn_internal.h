@@ -42,10 +42,10 @@ nb_status nbn_finish(nb_layer *l, nb_status st, nb_layer **out);
  * key (for a kind's build). */
 nb_status nbn_need_i64(const nb_layer *l, const char *settings, const char *key, int64_t lo,
                        int64_t hi, int64_t *out, nb_error *err);
-/* NB_OK when none of "<layer>.<suffix[i]>" (i < n) is a parameter of @p m
+/* NB_OK when none of "<prefix>.<suffix[i]>" (i < n) is a parameter of @p m
  * yet, NB_ERR_EXISTS otherwise, NB_ERR_ARG for a name too long: checked
  * before a layer adds any, so a taken name adds nothing. */
-nb_status nbn_names_free(const nb_layer *l, const nb_model *m, const char *const *suffix, int n);
+nb_status nbn_names_free(const char *prefix, const nb_model *m, const char *const *suffix, int n);
 /* Whether @p name can name a layer (length, no space, '=' or line break). */
 bool nbn_name_ok(const char *name);
 /* Whether @p kind can name a kind (letters, digits, '_', '-'). */

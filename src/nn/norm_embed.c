@@ -19,7 +19,7 @@ static nb_status layer_norm_init(nb_layer *l, nb_model *m, int64_t n, double eps
     if (n < 1 || n > INT32_MAX || !(eps > 0) || !isfinite(eps))
         return NB_ERR_ARG;
     static const char *const sfx[2] = {"weight", "bias"};
-    nb_status st = nbn_names_free(l, m, sfx, 2);
+    nb_status st = nbn_names_free(l->name, m, sfx, 2);
     if (st != NB_OK)
         return st;
     layer_norm *ln = l->state;
@@ -162,10 +162,10 @@ nb_status nb_embedding_new(nb_model *m, const char *name, int64_t num, int64_t d
         return NB_ERR_DTYPE;
     if (num < 1 || dim < 1)
         return NB_ERR_ARG;
-    char full[NBN_NAME_MAX + 16];
-    snprintf(full, sizeof full, "%s.weight", name);
-    if (nb_model_get(m, full))
-        return NB_ERR_EXISTS;
+    static const char *const sfx[1] = {"weight"};
+    nb_status free_st = nbn_names_free(name, m, sfx, 1);
+    if (free_st != NB_OK)
+        return free_st;
     nb_layer *l = NULL;
     nb_status st = nbn_model_layer(m, &nbn_embedding_def, name, o->rng, &l);
     if (st == NB_OK)

@@ -47,12 +47,10 @@ static nb_status rnn_params(nb_layer *l, nb_model *m, rnn *r, const nb_layer_opt
     int64_t shape[4][2] = {{gh, r->n_in}, {gh, r->hidden}, {gh, 0}, {gh, 0}};
     nb_tensor **p[4] = {&r->w_ih, &r->w_hh, &r->b_ih, &r->b_hh};
     /* every name free first, so a taken one adds nothing */
-    char full[NBN_NAME_MAX + 40];
-    for (int i = 0; i < (r->bias ? 4 : 2); i++) {
-        snprintf(full, sizeof full, "%s.%s", nb_layer_name(l), name[i]);
-        if (nb_model_get(m, full))
-            return NB_ERR_EXISTS;
-    }
+    const char *const taken[4] = {name[0], name[1], name[2], name[3]};
+    nb_status free_st = nbn_names_free(nb_layer_name(l), m, taken, r->bias ? 4 : 2);
+    if (free_st != NB_OK)
+        return free_st;
     for (int i = 0; i < (r->bias ? 4 : 2); i++) {
         nb_status st = nb_layer_add_param(l, m, name[i], o->dtype, i < 2 ? 2 : 1, shape[i], p[i]);
         if (st != NB_OK)
