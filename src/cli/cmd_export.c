@@ -192,6 +192,19 @@ static int64_t window_out(int64_t n, int64_t k, int64_t stride, int64_t pad, int
     return room < 0 ? 0 : room / stride + 1;
 }
 
+/* 0 when the emitted code's int indices reach every element of step @p p
+ * (inputs, outputs and weights), else an error naming layer @p l */
+static int int_sized(const nb_layer_info *l, const layer_plan *p)
+{
+    if (p->n_in > INT32_MAX || p->n_out > INT32_MAX || p->cols > INT32_MAX ||
+        (p->w && nb_tensor_size(p->w) > INT32_MAX))
+        return cannot_emit(l,
+                           "%lld elements in and %lld out, more than the C code's int indices "
+                           "reach",
+                           (long long)p->n_in, (long long)p->n_out);
+    return 0;
+}
+
 /* A convolution or pooling step on the image @p s, which becomes its
  * output; refused when the window does not fit or the sizes pass int. */
 static int image_step(const nb_layer_info *l, layer_plan *p, flow *s)
@@ -217,12 +230,7 @@ static int image_step(const nb_layer_info *l, layer_plan *p, flow *s)
     p->n_in = p->in[0] * p->in[1] * p->in[2];
     p->n_out = flow_size(s);
     p->cols = p->n_out;
-    if (p->n_in > INT32_MAX || p->n_out > INT32_MAX || (p->w && nb_tensor_size(p->w) > INT32_MAX))
-        return cannot_emit(l,
-                           "%lld elements in and %lld out, more than the C code's int indices "
-                           "reach",
-                           (long long)p->n_in, (long long)p->n_out);
-    return 0;
+    return int_sized(l, p);
 }
 
 /* The step layer @p item is (@p l its info), or -1 when it is none. */
@@ -256,6 +264,8 @@ static int add_step(plan *P, const nb_layer_info *l, step_kind kind, flow *s)
         p->w = l->weight;
         p->b = l->bias;
         *s = (flow){1, {l->n_out}};
+        if (int_sized(l, p))
+            return -1;
     } else {
         memcpy(p->kernel, l->kernel, sizeof p->kernel);
         if (p->kind == STEP_CONV) {
