@@ -47,11 +47,10 @@ static nb_status conv_init(nb_layer *l, nb_model *m, int64_t c_in, int64_t c_out
         return NB_ERR_DTYPE;
     if (conv_check(c_in, c_out, k, co) != NB_OK)
         return NB_ERR_ARG;
-    nb_init init = o->init == NB_INIT_AUTO ? NB_INIT_HE_UNIFORM : o->init;
-    if ((int)init <= NB_INIT_AUTO || init >= NB_INIT_COUNT)
-        return NB_ERR_ARG;
-    if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
-        return NB_ERR_NULL;
+    nb_init init;
+    nb_status init_st = nbn_pick_init(o, NB_INIT_HE_UNIFORM, &init);
+    if (init_st != NB_OK)
+        return init_st;
     static const char *const sfx[2] = {"weight", "bias"};
     nb_status st = nbn_names_free(l->name, m, sfx, o->no_bias ? 1 : 2);
     if (st != NB_OK)

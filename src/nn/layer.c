@@ -424,6 +424,16 @@ nb_status nbn_names_free(const char *prefix, const nb_model *m, const char *cons
     return NB_OK;
 }
 
+nb_status nbn_pick_init(const nb_layer_opts *o, nb_init fallback, nb_init *init)
+{
+    *init = o->init == NB_INIT_AUTO ? fallback : o->init;
+    if ((int)*init <= NB_INIT_AUTO || *init >= NB_INIT_COUNT)
+        return NB_ERR_ARG;
+    if (*init >= NB_INIT_SMALL_NORMAL && !o->rng)
+        return NB_ERR_NULL;
+    return NB_OK;
+}
+
 nb_status nbn_finish(nb_layer *l, nb_status st, nb_layer **out)
 {
     if (st != NB_OK) {

@@ -58,11 +58,10 @@ static nb_status affine_init(nb_layer *l, nb_model *m, int64_t n_in, int64_t n_o
     if (n_in < 1 || n_out < 1 || pieces < 1 || nbc_mul_overflows(n_out, pieces, &width) ||
         nbc_mul_overflows(n_in, width, &(int64_t){0}))
         return NB_ERR_ARG;
-    nb_init init = o->init == NB_INIT_AUTO ? fallback : o->init;
-    if ((int)init <= NB_INIT_AUTO || init >= NB_INIT_COUNT)
-        return NB_ERR_ARG;
-    if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
-        return NB_ERR_NULL;
+    nb_init init;
+    nb_status init_st = nbn_pick_init(o, fallback, &init);
+    if (init_st != NB_OK)
+        return init_st;
     affine *a = l->state;
     const char *suffix[2] = {"weight", "bias"};
     int rank[2] = {2, 1};

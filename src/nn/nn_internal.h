@@ -46,6 +46,10 @@ nb_status nbn_need_i64(const nb_layer *l, const char *settings, const char *key,
  * yet, NB_ERR_EXISTS otherwise, NB_ERR_ARG for a name too long: checked
  * before a layer adds any, so a taken name adds nothing. */
 nb_status nbn_names_free(const char *prefix, const nb_model *m, const char *const *suffix, int n);
+/* The initialisation o->init asks for (@p fallback for NB_INIT_AUTO) into
+ * *init: NB_ERR_ARG for an unknown one, NB_ERR_NULL for a random one
+ * without o->rng. */
+nb_status nbn_pick_init(const nb_layer_opts *o, nb_init fallback, nb_init *init);
 /* Whether @p name can name a layer (length, no space, '=' or line break). */
 bool nbn_name_ok(const char *name);
 /* Whether @p kind can name a kind (letters, digits, '_', '-'). */

@@ -130,11 +130,10 @@ static nb_status embedding_init(nb_layer *l, nb_model *m, int64_t num, int64_t d
 {
     if (num < 1 || dim < 1 || num > INT32_MAX || dim > INT32_MAX)
         return NB_ERR_ARG;
-    nb_init init = o->init == NB_INIT_AUTO ? NB_INIT_SMALL_NORMAL : o->init;
-    if ((int)init <= NB_INIT_AUTO || init >= NB_INIT_COUNT)
-        return NB_ERR_ARG;
-    if (init >= NB_INIT_SMALL_NORMAL && !o->rng)
-        return NB_ERR_NULL;
+    nb_init init;
+    nb_status init_st = nbn_pick_init(o, NB_INIT_SMALL_NORMAL, &init);
+    if (init_st != NB_OK)
+        return init_st;
     embedding *e = l->state;
     nb_status st = nb_layer_add_param(l, m, "weight", o->dtype, 2, (const int64_t[]){num, dim},
                                       &e->weight);
