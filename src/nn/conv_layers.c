@@ -48,11 +48,7 @@ static nb_status conv_init(nb_layer *l, nb_model *m, int64_t c_in, int64_t c_out
     if (conv_check(c_in, c_out, k, co) != NB_OK)
         return NB_ERR_ARG;
     nb_init init;
-    nb_status init_st = nbn_pick_init(o, NB_INIT_HE_UNIFORM, &init);
-    if (init_st != NB_OK)
-        return init_st;
-    static const char *const sfx[2] = {"weight", "bias"};
-    nb_status st = nbn_names_free(l->name, m, sfx, o->no_bias ? 1 : 2);
+    nb_status st = nbn_weight_bias_ready(l, m, o, NB_INIT_HE_UNIFORM, &init);
     if (st != NB_OK)
         return st;
     conv_layer *c = l->state;

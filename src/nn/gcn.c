@@ -140,11 +140,7 @@ static nb_status gcn_params(nb_layer *l, gcn *c, nb_model *m, int64_t n_in, int6
     if (n_in < 1 || n_out < 1 || n_in > INT32_MAX || n_out > INT32_MAX)
         return NB_ERR_ARG;
     nb_init init;
-    nb_status init_st = nbn_pick_init(o, NB_INIT_XAVIER_UNIFORM, &init);
-    if (init_st != NB_OK)
-        return init_st;
-    static const char *const sfx[2] = {"weight", "bias"};
-    nb_status st = nbn_names_free(l->name, m, sfx, o->no_bias ? 1 : 2);
+    nb_status st = nbn_weight_bias_ready(l, m, o, NB_INIT_XAVIER_UNIFORM, &init);
     if (st != NB_OK)
         return st;
     st = nb_layer_add_param(l, m, "weight", o->dtype, 2, (const int64_t[]){n_in, n_out},

@@ -434,6 +434,14 @@ nb_status nbn_pick_init(const nb_layer_opts *o, nb_init fallback, nb_init *init)
     return NB_OK;
 }
 
+nb_status nbn_weight_bias_ready(const nb_layer *l, const nb_model *m, const nb_layer_opts *o,
+                                nb_init fallback, nb_init *init)
+{
+    static const char *const sfx[2] = {"weight", "bias"};
+    nb_status st = nbn_pick_init(o, fallback, init);
+    return st != NB_OK ? st : nbn_names_free(l->name, m, sfx, o->no_bias ? 1 : 2);
+}
+
 nb_status nbn_finish(nb_layer *l, nb_status st, nb_layer **out)
 {
     if (st != NB_OK) {

@@ -50,6 +50,10 @@ nb_status nbn_names_free(const char *prefix, const nb_model *m, const char *cons
  * *init: NB_ERR_ARG for an unknown one, NB_ERR_NULL for a random one
  * without o->rng. */
 nb_status nbn_pick_init(const nb_layer_opts *o, nb_init fallback, nb_init *init);
+/* nbn_pick_init, then the names "<layer>.weight" and (unless o->no_bias)
+ * "<layer>.bias" free in @p m (nbn_names_free) */
+nb_status nbn_weight_bias_ready(const nb_layer *l, const nb_model *m, const nb_layer_opts *o,
+                                nb_init fallback, nb_init *init);
 /* Whether @p name can name a layer (length, no space, '=' or line break). */
 bool nbn_name_ok(const char *name);
 /* Whether @p kind can name a kind (letters, digits, '_', '-'). */

@@ -251,6 +251,27 @@ nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
     return nbo_gemm_run(g, &p, batch, step_a, step_b, step_c, out->op->name);
 }
 
+/* The batch on the built-in kernel, its scratch from the arena */
+static nb_status run_builtin(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a,
+                             size_t step_b, size_t step_c, const char *op)
+{
+    /* many threads only for products worth waking a team for (~1 MFLOP) */
+    double work = (double)p->m * (double)p->n * (double)p->k / 32.0;
+    int threads = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
+    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
+    void *ws = nbc_alloc(g, nbk_gemm_workspace(p, threads), op);
+    if (!ws)
+        return NB_ERR_NOMEM;
+    for (int64_t i = 0; i < batch; i++) {
+        nbk_gemm_builtin(p, ws, threads);
+        p->a = (const char *)p->a + step_a;
+        p->b = (const char *)p->b + step_b;
+        p->c = (char *)p->c + step_c;
+    }
+    nbc_arena_release(&g->arena, pos);
+    return NB_OK;
+}
+
 nb_status nbo_gemm_run(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, size_t step_b,
                        size_t step_c, const char *op)
 {
@@ -277,21 +298,7 @@ nb_status nbo_gemm_run(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, s
         return NB_OK;
     }
 
-    /* many threads only for products worth waking a team for (~1 MFLOP) */
-    double work = (double)p->m * (double)p->n * (double)p->k / 32.0;
-    int threads = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
-    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
-    void *ws = nbc_alloc(g, nbk_gemm_workspace(p, threads), op);
-    if (!ws)
-        return NB_ERR_NOMEM;
-    for (int64_t i = 0; i < batch; i++) {
-        nbk_gemm_builtin(p, ws, threads);
-        p->a = (const char *)p->a + step_a;
-        p->b = (const char *)p->b + step_b;
-        p->c = (char *)p->c + step_c;
-    }
-    nbc_arena_release(&g->arena, pos);
-    return NB_OK;
+    return run_builtin(g, p, batch, step_a, step_b, step_c, op);
 }
 
 nb_status nbo_gemm_add_into(nb_graph *g, nbk_gemm *p, const char *op, bool *done)
@@ -299,17 +306,10 @@ nb_status nbo_gemm_add_into(nb_graph *g, nbk_gemm *p, const char *op, bool *done
     *done = false;
     if ((double)p->m * (double)p->n * (double)p->k <= 4096 || use_cblas(g, p))
         return NB_OK; /* nbo_gemm_run would not run the built-in kernel */
-    double work = (double)p->m * (double)p->n * (double)p->k / 32.0;
-    int threads = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
-    nbc_arena_pos pos = nbc_arena_tell(&g->arena);
-    void *ws = nbc_alloc(g, nbk_gemm_workspace(p, threads), op);
-    if (!ws)
-        return NB_ERR_NOMEM;
     p->accumulate = true;
-    nbk_gemm_builtin(p, ws, threads);
-    nbc_arena_release(&g->arena, pos);
-    *done = true;
-    return NB_OK;
+    nb_status st = run_builtin(g, p, 1, 0, 0, 0, op);
+    *done = st == NB_OK;
+    return st;
 }
 
 void nb_graph_set_matmul(nb_graph *g, nb_matmul_kernel k)
