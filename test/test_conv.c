@@ -850,12 +850,12 @@ static void test_fused_same_bits(void **state)
             assert_true(same_bits(yf, yu));
             int n = with_bias ? 3 : 2;
             nb_tensor *gf[3], *gu[3];
-            assert_int_equal(nb_grad(g, nb_sum(g, nb_mul(g, yf, r), NULL, 0, false), NULL, in, n,
-                                     gf, false),
-                             NB_OK);
-            assert_int_equal(nb_grad(g, nb_sum(g, nb_mul(g, yu, r), NULL, 0, false), NULL, in, n,
-                                     gu, false),
-                             NB_OK);
+            assert_int_equal(
+                nb_grad(g, nb_sum(g, nb_mul(g, yf, r), NULL, 0, false), NULL, in, n, gf, false),
+                NB_OK);
+            assert_int_equal(
+                nb_grad(g, nb_sum(g, nb_mul(g, yu, r), NULL, 0, false), NULL, in, n, gu, false),
+                NB_OK);
             for (int j = 0; j < n; j++)
                 if (!same_bits(gf[j], gu[j]))
                     fail_msg("combo %d variant %d: the gradient of input %d differs", i, v, j);
@@ -942,16 +942,16 @@ static void test_fused_second_order(void **state)
     nb_tensor *p[3], *v[3];
     for (int i = 0; i < 3; i++) {
         p[i] = nb_tensor_set_requires_grad(in[i], true);
-        v[i] = nb_rand_uniform(g, &rng, NB_F64, nb_tensor_rank(in[i]), nb_tensor_shape(in[i]),
-                               -1, 1);
+        v[i] =
+            nb_rand_uniform(g, &rng, NB_F64, nb_tensor_rank(in[i]), nb_tensor_shape(in[i]), -1, 1);
     }
     double *hvs[2][3];
     for (int f = 0; f < 2; f++) {
         nb_tensor *y = f ? nb_conv2d_fused(g, p[0], p[1], p[2], &k.opts, NB_LINEAR_RELU)
                          : unfused(g, p[0], p[1], p[2], &k.opts, NB_LINEAR_RELU);
         nb_tensor *gr[3], *hv[3], *gv = NULL;
-        assert_int_equal(
-            nb_grad(g, nb_sum(g, nb_tanh(g, y), NULL, 0, false), NULL, p, 3, gr, true), NB_OK);
+        assert_int_equal(nb_grad(g, nb_sum(g, nb_tanh(g, y), NULL, 0, false), NULL, p, 3, gr, true),
+                         NB_OK);
         for (int i = 0; i < 3; i++) {
             nb_tensor *t = nb_sum(g, nb_mul(g, gr[i], v[i]), NULL, 0, false);
             gv = gv ? nb_add(g, gv, t) : t;
@@ -986,8 +986,8 @@ static void test_fused_errors(void **state)
     const char *X = "[2,4,5,5]", *W = "[3,4,3,3]";
     expect_error(g, nb_conv2d_fused(g, x, w, b4, NULL, NB_LINEAR_RELU), NB_ERR_SHAPE, "conv2d", X,
                  W, "the bias [4] must be [3], one per output channel", ev);
-    expect_error(g, nb_conv2d_fused(g, x, w, b2d, NULL, NB_LINEAR_RELU), NB_ERR_SHAPE, "conv2d",
-                 X, W, "the bias [3,1] must be [3]", ev);
+    expect_error(g, nb_conv2d_fused(g, x, w, b2d, NULL, NB_LINEAR_RELU), NB_ERR_SHAPE, "conv2d", X,
+                 W, "the bias [3,1] must be [3]", ev);
     expect_error(g, nb_conv2d_fused(g, x, w, b32, NULL, NB_LINEAR_RELU), NB_ERR_DTYPE, "conv2d",
                  "f64[2,4,5,5]", W, "the bias is f32", ev);
     expect_error(g, nb_conv2d_fused(g, x, w, b, NULL, (nb_linear_act)7), NB_ERR_ARG, "conv2d", "",

@@ -509,8 +509,7 @@ int main(void)
         cmocka_unit_test(test_epilogue_kernel), cmocka_unit_test(test_matches_composition),
         cmocka_unit_test(test_gradcheck),       cmocka_unit_test(test_second_order),
         cmocka_unit_test(test_vjp_once),        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_mlp_fused),
-        cmocka_unit_test(test_backward_into_grad),
+        cmocka_unit_test(test_mlp_fused),       cmocka_unit_test(test_backward_into_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

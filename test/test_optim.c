@@ -692,8 +692,8 @@ static void test_grad_norm_sums(void **state)
             int len = n == 20 ? 100003 : n;
             nb_model *m = nb_model_new();
             nb_tensor *p = NULL;
-            assert_int_equal(
-                nb_model_add(m, "p", dt ? NB_F64 : NB_F32, 1, (int64_t[]){len}, &p), NB_OK);
+            assert_int_equal(nb_model_add(m, "p", dt ? NB_F64 : NB_F32, 1, (int64_t[]){len}, &p),
+                             NB_OK);
             double plain = 0;
             for (int64_t i = 0; i < len; i++) {
                 nb_tensor_set(nb_tensor_grad(p), i, nb_rng_normal(&r) * (double)(1 + i % 7));

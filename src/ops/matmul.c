@@ -252,8 +252,8 @@ nb_status nbo_matmul_fwd(nb_graph *g, nb_tensor *out)
 }
 
 /* The batch on the built-in kernel, its scratch from the arena */
-static nb_status run_builtin(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a,
-                             size_t step_b, size_t step_c, const char *op)
+static nb_status run_builtin(nb_graph *g, nbk_gemm *p, int64_t batch, size_t step_a, size_t step_b,
+                             size_t step_c, const char *op)
 {
     /* many threads only for products worth waking a team for (~1 MFLOP) */
     double work = (double)p->m * (double)p->n * (double)p->k / 32.0;

@@ -452,7 +452,6 @@ nb_status nb_clip_grad_norm(nb_model *m, double max_norm, double *norm_out)
 
 /* ---------------------------------------------------------------- update */
 
-
 /* Compiled for AVX-512 and AVX2 too (NBC_WIDE_CLONES): Adam's square roots
  * and divisions are most of a step's optimizer time. */
 /* One kernel per dtype T: w the parameter, gr its gradient, s0/s1/s2 its
@@ -467,7 +466,8 @@ nb_status nb_clip_grad_norm(nb_model *m, double max_norm, double *norm_out)
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                               \
         const T one_b1 = (T)(1.0 - c->beta1), one_b2 = (T)(1.0 - c->beta2);                        \
         const T alpha = (T)c->alpha, one_alpha = (T)(1.0 - c->alpha);                              \
-        const T step_size = (T)c->step_size, bc2_inv = (T)(1.0 / c->bc2_sqrt), decay = (T)c->decay; \
+        const T step_size = (T)c->step_size, bc2_inv = (T)(1.0 / c->bc2_sqrt),                     \
+                decay = (T)c->decay;                                                               \
         switch (kind) {                                                                            \
         case NB_OPTIM_SGD:                                                                         \
             for (int64_t i = 0; i < n; i++) {                                                      \

@@ -36,9 +36,9 @@ struct nb_optim {
     int64_t step;      /* successful steps */
     int64_t sched_pos; /* schedule position */
     double last_norm;
-    nbopt_state *states; /* uthash by name, in order of creation */
-    nb_error err;        /* the last failed call's error */
-    int threads;         /* threads of the update (nb_optim_set_threads), >= 1 */
+    nbopt_state *states;    /* uthash by name, in order of creation */
+    nb_error err;           /* the last failed call's error */
+    int threads;            /* threads of the update (nb_optim_set_threads), >= 1 */
     struct nbopt_job *jobs; /* one step's parameters (optim.c), kept between steps */
     int jobs_cap;
 };
