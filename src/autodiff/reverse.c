@@ -11,6 +11,24 @@ typedef struct add_job {
     const nb_tensor *src;
 } add_job;
 
+/* dst[lo..hi) += src[lo..hi) */
+static inline void add_run(nb_tensor *dst, const nb_tensor *src, int64_t lo, int64_t hi)
+{
+    if (dst->dtype == NB_F32) {
+        float *d = dst->data;
+        const float *s = src->data;
+        NBK_SIMD
+        for (int64_t i = lo; i < hi; i++)
+            d[i] += s[i];
+    } else {
+        double *d = dst->data;
+        const double *s = src->data;
+        NBK_SIMD
+        for (int64_t i = lo; i < hi; i++)
+            d[i] += s[i];
+    }
+}
+
 /* Task t of n of dst += src: the t-th of n runs of elements, boundaries on
  * multiples of 64 elements (no cache line written by two threads). */
 static void add_task(void *ctx, int t, int n)
@@ -18,19 +36,7 @@ static void add_task(void *ctx, int t, int n)
     const add_job *j = ctx;
     int64_t size = j->dst->size;
     int64_t lo = size / 64 * t / n * 64, hi = t == n - 1 ? size : size / 64 * (t + 1) / n * 64;
-    if (j->dst->dtype == NB_F32) {
-        float *d = j->dst->data;
-        const float *s = j->src->data;
-        NBK_SIMD
-        for (int64_t i = lo; i < hi; i++)
-            d[i] += s[i];
-    } else {
-        double *d = j->dst->data;
-        const double *s = j->src->data;
-        NBK_SIMD
-        for (int64_t i = lo; i < hi; i++)
-            d[i] += s[i];
-    }
+    add_run(j->dst, j->src, lo, hi);
 }
 
 /* Add src into the buffer of dst elementwise (same shape and dtype): each
@@ -38,19 +44,11 @@ static void add_task(void *ctx, int t, int n)
  * above the parallel threshold, with the same sums. */
 static void add_into(nb_graph *g, nb_tensor *dst, const nb_tensor *src)
 {
-    add_job j = {dst, src};
     int n = nbc_threads_for(g, dst->size);
-    if (n > 1) {
-        nbc_parallel(n, add_task, &j);
-    } else if (dst->dtype == NB_F32) { /* add_task(&j, 0, 1), without its call */
-        float *d = dst->data;
-        const float *s = src->data;
-        NBK_SIMD
-        for (int64_t i = 0; i < dst->size; i++)
-            d[i] += s[i];
-    } else {
-        add_task(&j, 0, 1);
-    }
+    if (n > 1)
+        nbc_parallel(n, add_task, &(add_job){dst, src});
+    else
+        add_run(dst, src, 0, dst->size);
 }
 
 static bool same_desc(const nb_tensor *a, const nb_tensor *b)

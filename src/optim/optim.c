@@ -576,19 +576,20 @@ typedef struct update_ctx {
     int64_t total;
 } update_ctx;
 
-/* Elements [lo, hi) of job @p j's parameter. */
-static void update_range(nb_optim_kind kind, const nbopt_job *j, int64_t lo, int64_t hi)
+/* Elements [lo, hi) of parameter @p p, its state arrays by slot name in
+ * @p slot, with coefficients @p c. */
+static inline void update_range(nb_optim_kind kind, const coefs *c, const nb_tensor *p,
+                                void *const slot[NBOPT_MAX_SLOTS], int64_t lo, int64_t hi)
 {
-    const nb_tensor *p = j->p;
     size_t at = (size_t)lo * nb_dtype_size(p->dtype);
     char *w = (char *)p->data + at, *gr = (char *)p->grad->data + at, *s[NBOPT_MAX_SLOTS];
     for (int i = 0; i < NBOPT_MAX_SLOTS; i++)
-        s[i] = j->slot[i] ? (char *)j->slot[i] + at : NULL;
+        s[i] = slot[i] ? (char *)slot[i] + at : NULL;
     if (p->dtype == NB_F32)
-        update_f32(kind, &j->c, hi - lo, (float *)w, (const float *)gr, (float *)s[0],
-                   (float *)s[1], (float *)s[2]);
+        update_f32(kind, c, hi - lo, (float *)w, (const float *)gr, (float *)s[0], (float *)s[1],
+                   (float *)s[2]);
     else
-        update_f64(kind, &j->c, hi - lo, (double *)w, (const double *)gr, (double *)s[0],
+        update_f64(kind, c, hi - lo, (double *)w, (const double *)gr, (double *)s[0],
                    (double *)s[1], (double *)s[2]);
 }
 
@@ -637,7 +638,7 @@ static void update_task(void *ctx, int t, int n)
         if (end <= lo)
             continue;
         int64_t b = hi < end ? hi : end;
-        update_range(u->kind, j, lo - j->start, b - j->start);
+        update_range(u->kind, &j->c, j->p, j->slot, lo - j->start, b - j->start);
         lo = b;
     }
     flush_off(csr);
@@ -758,12 +759,7 @@ nb_status nb_optim_step(nb_optim *o, nb_model *m)
         for (int i = 0; i < n_slots; i++)
             slot[ids[i]] = nbopt_slot(s, i);
         if (!parallel) {
-            if (p->dtype == NB_F32)
-                update_f32(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
-                           slot[2]);
-            else
-                update_f64(o->opts.kind, &c, p->size, p->data, p->grad->data, slot[0], slot[1],
-                           slot[2]);
+            update_range(o->opts.kind, &c, p, slot, 0, p->size);
             continue;
         }
         nbopt_job *j = &o->jobs[n_jobs++];
