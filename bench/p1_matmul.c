@@ -12,7 +12,8 @@
  * --conv: the products of B9's layers instead (per sample, the GEMMs the
  * convolutions run on their patch matrices; the linear layers' on the
  * batch), each with its transposes, in lines with "mode": "conv" and the
- * product's name (bench/run's table leaves them out). */
+ * product's name (bench/run's table leaves them out). --mlp: the same for
+ * B1's products (batch 32, 1 thread), "mode": "mlp". */
 
 #include <math.h>
 
@@ -20,8 +21,10 @@
 
 #define TRIALS 7
 
-/* C [M,N] = op(A) op(B), op(A) [M,K] and op(B) [K,N]; name: a --conv product */
-static void peak(int M, int K, int N, bool ta, bool tb, int threads, const char *name)
+/* C [M,N] = op(A) op(B), op(A) [M,K] and op(B) [K,N]; name: a --conv or
+ * --mlp product, mode that flag's name */
+static void peak(int M, int K, int N, bool ta, bool tb, int threads, const char *mode,
+                 const char *name)
 {
     nb_model *mod = nb_model_new();
     nb_tensor *A = NULL, *B = NULL;
@@ -73,8 +76,9 @@ static void peak(int M, int K, int N, bool ta, bool tb, int threads, const char 
     memcpy(sorted, r, sizeof sorted);
     char conv[96] = "";
     if (name)
-        snprintf(conv, sizeof conv, "\"mode\": \"conv\", \"product\": \"%s\", \"ta\": %d, \"tb\": %d, ",
-                 name, ta, tb);
+        snprintf(conv, sizeof conv,
+                 "\"mode\": \"%s\", \"product\": \"%s\", \"ta\": %d, \"tb\": %d, ", mode, name,
+                 ta, tb);
     printf("{\"workload\": \"P1\", %s\"impl\": \"nabla\", \"matmul\": \"%s\", \"blas_core\": \"%s\", "
            "\"threads\": %d, \"m\": %d, \"k\": %d, \"n\": %d, \"gflops\": %.1f, "
            "\"gflops_median\": %.1f, \"check_rel_err\": %.1e}\n",
@@ -110,13 +114,34 @@ int main(int argc, char **argv)
         };
         for (int threads = 1; threads <= 2; threads++)
             for (size_t s = 0; s < sizeof conv / sizeof *conv; s++)
-                peak(conv[s].m, conv[s].k, conv[s].n, conv[s].ta, conv[s].tb, threads,
+                peak(conv[s].m, conv[s].k, conv[s].n, conv[s].ta, conv[s].tb, threads, "conv",
                      conv[s].name);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--mlp") == 0) {
+        /* B1 at batch 32: linear 64->128, 128->64, 64->10 (W [in,out]);
+         * forward, input and weight gradients, 1 thread as B1 runs */
+        static const struct {
+            const char *name;
+            int m, k, n;
+            bool ta, tb;
+        } mlp[] = {
+            {"fc1 forward", 32, 64, 128, false, false},
+            {"fc1 weight grad", 64, 32, 128, true, false},
+            {"fc2 forward", 32, 128, 64, false, false},
+            {"fc2 input grad", 32, 64, 128, false, true},
+            {"fc2 weight grad", 128, 32, 64, true, false},
+            {"fc3 forward", 32, 64, 10, false, false},
+            {"fc3 input grad", 32, 10, 64, false, true},
+            {"fc3 weight grad", 64, 32, 10, true, false},
+        };
+        for (size_t s = 0; s < sizeof mlp / sizeof *mlp; s++)
+            peak(mlp[s].m, mlp[s].k, mlp[s].n, mlp[s].ta, mlp[s].tb, 1, "mlp", mlp[s].name);
         return 0;
     }
     const int shapes[4][3] = {{128, 784, 256}, {128, 256, 128}, {128, 128, 10}, {1024, 1024, 1024}};
     for (int threads = 1; threads <= 2; threads++)
         for (int s = 0; s < 4; s++)
-            peak(shapes[s][0], shapes[s][1], shapes[s][2], false, false, threads, NULL);
+            peak(shapes[s][0], shapes[s][1], shapes[s][2], false, false, threads, NULL, NULL);
     return 0;
 }

@@ -396,6 +396,18 @@ static void test_builtin_plan(void **state)
                        .a = x, .lda = 196, .b = x, .ldb = 196, .c = x, .ldc = 288};
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(in.transposed && in.a_in_place);
+        /* a small network's layer at batch 32, 32x64x128: both operands
+         * read in place, nothing packed, with AVX-512 in 8-row tiles (32
+         * rows in whole tiles, not 36 of 12-row ones) */
+        p = (nbk_gemm){.dtype = NB_F32, .m = 32, .n = 128, .k = 64, .a = x, .lda = 64, .b = x,
+                       .ldb = 128, .c = x, .ldc = 128};
+        in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
+        assert_true(!in.transposed && in.a_in_place && in.b_in_place);
+        assert_int_equal(in.mr, isa == NBK_GEMM_AVX512 ? 8 : 6);
+        /* with 128 rows op(B)'s panels are packed: each serves 16 tiles */
+        p.m = 128;
+        in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
+        assert_true(!in.transposed && in.a_in_place && !in.b_in_place);
     }
 }
 

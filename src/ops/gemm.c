@@ -46,10 +46,14 @@ static int64_t round_up(int64_t x, int64_t m)
  * stores into C, later ones add. When the rows of op(A) are contiguous
  * along k and C is not wide, whole MR-row panels are read in place
  * (micro_rows) instead of packed: each would be used by few NR-column panels.
+ * Likewise whole NR-column panels of op(B) when its rows are contiguous and
+ * C is short (the micro-kernels take B's row stride): a small layer's
+ * product, 32x64x128, then packs nothing and went from 5.1 to 3.6 us.
  *
  * The problem is seen through strides (gemm_view), so C = op(A)·op(B) can
  * also be computed as C^T = op(B)^T·op(A)^T, and each SIMD family has a
- * one-vector tile besides its two-vector one, for a narrow C. gemm_plan_for
+ * one-vector tile besides its two-vector one, for a narrow C (and AVX-512
+ * an 8-row one, so that C of 32 or 128 rows is whole tiles). gemm_plan_for
  * picks the orientation and tile with a cost model (part_cost): the tiles'
  * cells, padding included, plus the packing and the writing of C^T tiles
  * (a C of 128 x 10 costs 132 x 32 cells in 12 x 32 tiles, 132 x 16 in
@@ -70,6 +74,12 @@ static int64_t round_up(int64_t x, int64_t m)
 #define GEMM_TILE 4096 /* bytes of the largest MR x NR tile */
 #define GEMM_AROWS_N 512 /* most columns of C for which op(A) is read in place */
 #define GEMM_UNITS 4   /* runs per thread when threads take runs one after another */
+#define GEMM_BROWS_M 64 /* most rows of C for which op(B) is read in place */
+
+/* The time of a cell of the narrow (one-vector) and short (8-row) tiles in
+ * cells of the widest (gemm_kernel.cell_cost) */
+#define COST_NARROW 1.1
+#define COST_SHORT 1.0
 
 /* op(A)(i,q) = a[i*rs_a + q*cs_a], op(B)(q,j) = b[q*rs_b + j*cs_b],
  * C(i,j) = c[i*rs_c + j*cs_c]; strides in elements. */
@@ -80,9 +90,10 @@ typedef struct gemm_view {
     int64_t rs_a, cs_a, rs_b, cs_b, rs_c, cs_c;
 } gemm_view;
 
-/* C[MR x NR] (row stride ldc) = or += panel ap (kc x MR) times bp (kc x NR) */
+/* C[MR x NR] (row stride ldc) = or += panel ap (kc x MR) times bp (kc x NR,
+ * row stride ldb: NR for a packed panel, op(B)'s own when read in place) */
 typedef void gemm_micro_fn(int64_t kc, const void *restrict ap, const void *restrict bp,
-                           void *restrict c, int64_t ldc, bool add);
+                           int64_t ldb, void *restrict c, int64_t ldc, bool add);
 /* Pack rows [i0,i0+rows) x k [p0,p0+kc) of op(A), rows <= MR, as one MR-row
  * panel; or k [p0,p0+kc) x columns [i0,i0+rows) of op(B), as one NR-column
  * panel. Zero-padded. */
@@ -92,7 +103,8 @@ typedef void gemm_pack_fn(void *restrict dst, const gemm_view *v, int64_t i0, in
 /* gemm_micro_fn with A read in place: MR rows at ap + i*lda, each
  * contiguous along k */
 typedef void gemm_micro_rows_fn(int64_t kc, const void *restrict ap, int64_t lda,
-                                const void *restrict bp, void *restrict c, int64_t ldc, bool add);
+                                const void *restrict bp, int64_t ldb, void *restrict c,
+                                int64_t ldc, bool add);
 
 /* C(i,j) = (or +=) tile[i*ldt + j], i < mr, j < nr, for a C stored by
  * columns: C(i,j) at c[i + j*ldc] */
@@ -106,6 +118,7 @@ typedef struct gemm_kernel {
     gemm_pack_fn *pack_a, *pack_b;
     gemm_micro_rows_fn *micro_rows; /* or NULL */
     gemm_tile_fn *tile_to_ct;       /* a tile into C^T, or NULL */
+    double cell_cost;               /* time of a cell of its tiles, in the widest tile's */
 } gemm_kernel;
 
 /* ---------------------------------------------------------------- packing */
@@ -324,6 +337,8 @@ DEFINE_PACK_A(double, f64_12, 12, transpose_f64)
 DEFINE_PACK_B(double, f64_16, 16, transpose_f64)
 DEFINE_PACK_B(float, f32_8, 8, transpose_f32)
 DEFINE_PACK_B(double, f64_4x, 4, transpose_f64)
+DEFINE_PACK_A(float, f32_8, 8, transpose_f32)
+DEFINE_PACK_A(double, f64_8, 8, transpose_f64)
 #endif
 
 /* ------------------------------------------------------- portable kernel */
@@ -336,7 +351,7 @@ DEFINE_PACK_B(double, f64_4x, 4, transpose_f64)
  */
 #define DEFINE_MICRO_C(T, SUF, MR, NR)                                                             \
     static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_,        \
-                            void *restrict c_, int64_t ldc, bool add)                              \
+                            int64_t ldb, void *restrict c_, int64_t ldc, bool add)                 \
     {                                                                                              \
         const T *restrict ap = ap_, *restrict bp = bp_;                                            \
         T *restrict c = c_;                                                                        \
@@ -346,7 +361,7 @@ DEFINE_PACK_B(double, f64_4x, 4, transpose_f64)
             GEMM_UNROLL                                                                            \
         for (int j = 0; j < NR; j++)                                                               \
             acc[i][j] = 0;                                                                         \
-        for (int64_t q = 0; q < kc; q++, ap += MR, bp += NR) {                                     \
+        for (int64_t q = 0; q < kc; q++, ap += MR, bp += ldb) {                                    \
             GEMM_UNROLL                                                                            \
             for (int i = 0; i < MR; i++) {                                                         \
                 T a_iq = ap[i];                                                                    \
@@ -383,7 +398,7 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
         GEMM_UNROLL                                                                                \
     for (int h = 0; h < NV; h++)                                                                   \
         acc[i][h] = ZERO();                                                                        \
-    for (int64_t q = 0; q < kc; q++, A_NEXT, bp += NV * W) {                                       \
+    for (int64_t q = 0; q < kc; q++, A_NEXT, bp += ldb) {                                          \
         V bv[NV];                                                                                  \
         GEMM_UNROLL                                                                                \
         for (int h = 0; h < NV; h++)                                                               \
@@ -409,13 +424,13 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
 #define DEFINE_MICRO_SIMD(SUF, TARGET, MR, NV, ...) DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, __VA_ARGS__)
 #define DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, T, V, W, LOAD, SET1, FMA, ADD, STORE, ZERO)        \
     TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_, \
-                                   void *restrict c_, int64_t ldc, bool add)                       \
+                                   int64_t ldb, void *restrict c_, int64_t ldc, bool add)          \
     {                                                                                              \
         const T *restrict ap = ap_;                                                                \
         MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, ap[i], ap += MR)       \
     }                                                                                              \
     TARGET static void micro_##SUF##_rows(int64_t kc, const void *restrict ap_, int64_t lda,       \
-                                          const void *restrict bp_, void *restrict c_,             \
+                                          const void *restrict bp_, int64_t ldb, void *restrict c_, \
                                           int64_t ldc, bool add)                                   \
     {                                                                                              \
         /* rows 0..5 from ap, 6..11 from ap6 (the panel has them all): two                         \
@@ -450,31 +465,51 @@ DEFINE_MICRO_SIMD(f32_avx2_1, GEMM_AVX2, 12, 1, SIMD_AVX2_F32)
 DEFINE_MICRO_SIMD(f64_avx2_1, GEMM_AVX2, 12, 1, SIMD_AVX2_F64)
 DEFINE_MICRO_SIMD(f32_avx512_1, GEMM_AVX512, 12, 1, SIMD_AVX512_F32)
 DEFINE_MICRO_SIMD(f64_avx512_1, GEMM_AVX512, 12, 1, SIMD_AVX512_F64)
+/* 8 x two vectors: a C of 8, 16, 32 or 64 rows in whole tiles */
+DEFINE_MICRO_SIMD(f32_avx512_8, GEMM_AVX512, 8, 2, SIMD_AVX512_F32)
+DEFINE_MICRO_SIMD(f64_avx512_8, GEMM_AVX512, 8, 2, SIMD_AVX512_F64)
 #endif
 
-/* The kernels by [isa][dtype == NB_F64][narrow]: the widest tile, and one
- * of a single vector for a narrow C. */
-static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2][2] = {
-    [NBK_GEMM_PORTABLE] = {{{4, 16, 4, micro_f32_c, pack_a_f32_4, pack_b_f32_16, NULL, NULL},
-                            {4, 16, 4, micro_f32_c, pack_a_f32_4, pack_b_f32_16, NULL, NULL}},
-                           {{4, 4, 2, micro_f64_c, pack_a_f64_4, pack_b_f64_4, NULL, NULL},
-                            {4, 4, 2, micro_f64_c, pack_a_f64_4, pack_b_f64_4, NULL, NULL}}},
+/* The tiles a plan chooses from (gemm_plan_for): the widest, one of a
+ * single vector for a narrow C, and one of fewer rows and two vectors for
+ * a short C (AVX-512 only: AVX2's 16 registers hold no more than 6 x two
+ * vectors of sums; the other families repeat their widest tile). */
+enum { TILE_WIDE, TILE_NARROW, TILE_SHORT, TILE_KINDS };
+
+/* The kernels by [isa][dtype == NB_F64][tile kind] */
+static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2][TILE_KINDS] = {
+#define PORTABLE_F32 {4, 16, 4, micro_f32_c, pack_a_f32_4, pack_b_f32_16, NULL, NULL, 1.0}
+#define PORTABLE_F64 {4, 4, 2, micro_f64_c, pack_a_f64_4, pack_b_f64_4, NULL, NULL, 1.0}
+    [NBK_GEMM_PORTABLE] = {{PORTABLE_F32, PORTABLE_F32, PORTABLE_F32},
+                           {PORTABLE_F64, PORTABLE_F64, PORTABLE_F64}},
 #if GEMM_X86
-    [NBK_GEMM_AVX2] = {{{6, 16, 8, micro_f32_avx2, pack_a_f32_6, pack_b_f32_16x, micro_f32_avx2_rows, tile_to_ct_f32},
+#define AVX2_F32 {6, 16, 8, micro_f32_avx2, pack_a_f32_6, pack_b_f32_16x, micro_f32_avx2_rows, tile_to_ct_f32, 1.0}
+#define AVX2_F64 {6, 8, 4, micro_f64_avx2, pack_a_f64_6, pack_b_f64_8, micro_f64_avx2_rows, tile_to_ct_f64, 1.0}
+    [NBK_GEMM_AVX2] = {{AVX2_F32,
                         {12, 8, 8, micro_f32_avx2_1, pack_a_f32_12, pack_b_f32_8,
-                         micro_f32_avx2_1_rows, tile_to_ct_f32}},
-                       {{6, 8, 4, micro_f64_avx2, pack_a_f64_6, pack_b_f64_8, micro_f64_avx2_rows, tile_to_ct_f64},
+                         micro_f32_avx2_1_rows, tile_to_ct_f32, COST_NARROW},
+                        AVX2_F32},
+                       {AVX2_F64,
                         {12, 4, 4, micro_f64_avx2_1, pack_a_f64_12, pack_b_f64_4x,
-                         micro_f64_avx2_1_rows, tile_to_ct_f64}}},
+                         micro_f64_avx2_1_rows, tile_to_ct_f64, COST_NARROW},
+                        AVX2_F64}},
     [NBK_GEMM_AVX512] = {{{12, 32, 16, micro_f32_avx512, pack_a_f32_12, pack_b_f32_32,
-                           micro_f32_avx512_rows, tile_to_ct_f32},
+                           micro_f32_avx512_rows, tile_to_ct_f32, 1.0},
                           {12, 16, 16, micro_f32_avx512_1, pack_a_f32_12, pack_b_f32_16x,
-                           micro_f32_avx512_1_rows, tile_to_ct_f32}},
+                           micro_f32_avx512_1_rows, tile_to_ct_f32, COST_NARROW},
+                          {8, 32, 16, micro_f32_avx512_8, pack_a_f32_8, pack_b_f32_32,
+                           micro_f32_avx512_8_rows, tile_to_ct_f32, COST_SHORT}},
                          {{12, 16, 8, micro_f64_avx512, pack_a_f64_12, pack_b_f64_16,
-                           micro_f64_avx512_rows, tile_to_ct_f64},
+                           micro_f64_avx512_rows, tile_to_ct_f64, 1.0},
                           {12, 8, 8, micro_f64_avx512_1, pack_a_f64_12, pack_b_f64_8,
-                           micro_f64_avx512_1_rows, tile_to_ct_f64}}},
+                           micro_f64_avx512_1_rows, tile_to_ct_f64, COST_NARROW},
+                          {8, 16, 8, micro_f64_avx512_8, pack_a_f64_8, pack_b_f64_16,
+                           micro_f64_avx512_8_rows, tile_to_ct_f64, COST_SHORT}}},
+#undef AVX2_F32
+#undef AVX2_F64
 #endif
+#undef PORTABLE_F32
+#undef PORTABLE_F64
 };
 
 nbk_gemm_isa nbk_gemm_best_isa(void)
@@ -500,6 +535,7 @@ typedef struct gemm_plan {
     bool bias_rows;     /* bias of C's rows instead */
     bool relu;          /* and relu */
     bool a_rows;        /* whole MR-row panels of op(A) read in place (micro_rows) */
+    bool b_rows;        /* whole NR-column panels of op(B) read in place */
     int threads;        /* threads the product is worth */
     bool split_n;       /* threads take runs of NR-column panels of C, else of MR-row panels */
     bool dynamic;       /* runs of `unit` panels taken one after another, else one run each */
@@ -537,7 +573,6 @@ static void part(int64_t len, int64_t unit, int tid, int team, int64_t *lo, int6
 #define COST_COPY 0.6
 #define COST_TRANSPOSE 1.0
 #define COST_SCALAR 2.0
-#define COST_NARROW 1.1 /* a one-vector tile runs at about 1/1.1 of the two-vector one */
 
 /* Cost of packing `len` rows of op(A) (or columns of op(B)) with strides
  * rs (between them) and cs (along k) */
@@ -550,19 +585,20 @@ static double pack_cost(const gemm_kernel *kr, int64_t rs, int64_t cs, double le
 }
 
 /* Cost of `rows` x `cols` of the C of view v with kernel kr: the tiles, the
- * packing of op(A) (of a last, partial panel only with a_rows) and op(B),
- * and the writing of C^T tiles */
-static double part_cost(const gemm_view *v, const gemm_kernel *kr, bool a_rows, double rows,
-                        double cols, int64_t slices)
+ * packing of op(A) (of a last, partial panel only with a_rows) and op(B)
+ * (likewise with b_rows), and the writing of C^T tiles */
+static double part_cost(const gemm_view *v, const gemm_kernel *kr, bool a_rows, bool b_rows,
+                        double rows, double cols, int64_t slices)
 {
     double k = (double)v->k, mr = kr->mr, nr = kr->nr;
     /* in floating point: divisions of int64_t take longer than the rest */
     double tiles_m = (double)(int64_t)((rows + mr - 1) / mr),
            tiles_n = (double)(int64_t)((cols + nr - 1) / nr);
-    double cost = tiles_m * mr * tiles_n * nr * k * (kr->lanes == kr->nr ? COST_NARROW : 1.0);
+    double cost = tiles_m * mr * tiles_n * nr * k * kr->cell_cost;
     double last = rows - (double)(int64_t)(rows / mr) * mr;
+    double last_b = cols - (double)(int64_t)(cols / nr) * nr;
     cost += pack_cost(kr, v->rs_a, v->cs_a, a_rows ? last : rows, k);
-    cost += pack_cost(kr, v->cs_b, v->rs_b, cols, k);
+    cost += pack_cost(kr, v->cs_b, v->rs_b, b_rows ? last_b : cols, k);
     if (v->rs_c == 1)
         cost += (kr->tile_to_ct ? COST_TRANSPOSE : COST_SCALAR) * kr->lanes * rows * cols *
                 (double)slices;
@@ -592,6 +628,13 @@ static gemm_view transposed(const gemm_view *t)
 static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
 {
     return kr->micro_rows && v->cs_a == 1 && v->n <= GEMM_AROWS_N;
+}
+
+/* Read whole panels of op(B) in place? When its rows are contiguous and C
+ * is short: a packed panel pays off when many panels of op(A) use it. */
+static bool use_b_rows(const gemm_view *v)
+{
+    return v->cs_b == 1 && v->m <= GEMM_BROWS_M;
 }
 
 /* The library's workers (nbc_parallel) spin a while after each job, so
@@ -637,16 +680,17 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
     /* C or C^T, with the two-vector or the one-vector tile: the cheapest */
     double best = 0;
     for (int t = 0; t < 2; t++)
-        for (int w = 0; w < 2; w++) {
+        for (int w = 0; w < TILE_KINDS; w++) {
             const gemm_kernel *kr = &gemm_kernels[isa][p->dtype == NB_F64][w];
             gemm_view vt = t ? transposed(&v) : v;
-            bool a_rows = use_a_rows(&vt, kr);
-            double cost = part_cost(&vt, kr, a_rows, (double)vt.m, (double)vt.n, slices);
+            bool a_rows = use_a_rows(&vt, kr), b_rows = use_b_rows(&vt);
+            double cost = part_cost(&vt, kr, a_rows, b_rows, (double)vt.m, (double)vt.n, slices);
             if ((t == 0 && w == 0) || cost < best) {
                 best = cost;
                 pl.kern = kr;
                 pl.v = vt;
                 pl.a_rows = a_rows;
+                pl.b_rows = b_rows;
                 pl.transposed = t;
             }
         }
@@ -667,10 +711,10 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
         /* runs of row panels or of column panels of C, whichever costs the
          * busiest thread least: each thread packs all of op(A) (but what it
          * reads in place) when they split n, all of op(B) when they split m */
-        double along_n = part_cost(&pl.v, kr, pl.a_rows, (double)m,
+        double along_n = part_cost(&pl.v, kr, pl.a_rows, pl.b_rows, (double)m,
                                    (double)part_size(n, kr->nr, pl.threads), slices);
-        double along_m = part_cost(&pl.v, kr, false, (double)part_size(m, kr->mr, pl.threads),
-                                   (double)n, slices);
+        double along_m = part_cost(&pl.v, kr, false, pl.b_rows,
+                                   (double)part_size(m, kr->mr, pl.threads), (double)n, slices);
         pl.split_n = along_n < along_m;
         /* Short runs taken one after another when a thread needs no whole
          * operand (split along n, op(A) read in place) or can pack it once
@@ -680,6 +724,8 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
         int64_t whole = (pl.split_n ? rows : cols) * pl.kc * slices;
         pl.cache = !(pl.split_n && pl.a_rows) && (double)whole * (double)elem <= lim->cache_bytes;
         pl.dynamic = pl.cache || (pl.split_n && pl.a_rows);
+        if (pl.cache && !pl.split_n) /* op(B) packed whole */
+            pl.b_rows = false;
         int64_t panels = pl.split_n ? cols / kr->nr : rows / kr->mr;
         if (pl.dynamic)
             pl.unit = (panels + GEMM_UNITS * pl.threads - 1) / (GEMM_UNITS * pl.threads);
@@ -841,10 +887,12 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
             bool add = pc > 0 || pl->accumulate;
             bool last = pc + kc == v->k && (pl->bias || pl->relu); /* then the epilogue */
             const char *bblock = bpack;
+            bool b_rows = pl->b_rows && !bcache;
             if (bcache) {
                 bblock = bcache + (pc * cols + jc * kc) * es;
             } else {
-                for (int64_t jr = 0; jr < nc; jr += nr_max)
+                /* all panels, or (b_rows) only a last one of fewer columns */
+                for (int64_t jr = b_rows ? nc / nr_max * nr_max : 0; jr < nc; jr += nr_max)
                     kr->pack_b(bpack + jr * kc * es, v, jc + jr, min64(nr_max, nc - jr), pc, kc);
             }
             for (int64_t i0 = i_lo; i0 < i_hi; i0 += pl->mc) {
@@ -859,8 +907,12 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
                                    kc);
                 }
                 for (int64_t jr = 0; jr < nc; jr += nr_max) {
-                    const char *bp = bblock + jr * kc * es;
                     int64_t nr = min64(nr_max, nc - jr);
+                    bool b_in_place = b_rows && nr == nr_max;
+                    const char *bp = b_in_place
+                                         ? (const char *)v->b + (pc * v->rs_b + jc + jr) * es
+                                         : bblock + jr * kc * es;
+                    int64_t ldb = b_in_place ? v->rs_b : nr_max;
                     for (int64_t ir = 0; ir < mc; ir += mr_max) {
                         const char *ap = ablock + ir * kc * es;
                         int64_t mr = min64(mr_max, mc - ir);
@@ -871,9 +923,9 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
                         bool dst_add = direct && add;
                         if (pl->a_rows && !acache && mr == mr_max)
                             kr->micro_rows(kc, (const char *)v->a + ((i0 + ir) * v->rs_a + pc) * es,
-                                           v->rs_a, bp, dst, ldd, dst_add);
+                                           v->rs_a, bp, ldb, dst, ldd, dst_add);
                         else
-                            kr->micro(kc, ap, bp, dst, ldd, dst_add);
+                            kr->micro(kc, ap, bp, ldb, dst, ldd, dst_add);
                         if (!direct && v->rs_c == 1 && kr->tile_to_ct)
                             kr->tile_to_ct(tile, nr_max, cij, v->cs_c, mr, nr, add);
                         else if (!direct)
@@ -979,6 +1031,8 @@ nbk_gemm_info nbk_gemm_plan_info(const nbk_gemm *p, int threads, nbk_gemm_isa is
                            .transposed = pl.transposed,
                            .narrow = pl.kern->lanes == pl.kern->nr,
                            .a_in_place = pl.a_rows,
+                           .b_in_place = pl.b_rows,
+                           .mr = pl.kern->mr,
                            .split_n = pl.split_n,
                            .dynamic = pl.dynamic,
                            .run = pl.dynamic ? min64(len, pl.unit * w)

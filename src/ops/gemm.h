@@ -109,6 +109,8 @@ typedef struct nbk_gemm_info {
     bool transposed;  /* computes C^T = op(B)^T·op(A)^T */
     bool narrow;      /* with the one-vector tile */
     bool a_in_place;  /* reads whole panels of op(A) without packing them */
+    bool b_in_place;  /* reads whole panels of op(B) without packing them */
+    int mr;           /* rows of its tile */
     bool split_n;     /* threads take columns of C (of C^T when transposed), else rows */
     bool dynamic;     /* threads take runs one after another, else one run each */
     int64_t run;      /* the most rows or columns in a run */
