@@ -17,21 +17,23 @@
 /* ------------------------------------------------------- the epilogue */
 
 /* c (m x n, row stride ldc) = relu(c + bias) in dtype dt, as the add and
- * relu kernels compute it (bias or relu may be absent) */
+ * relu kernels compute it (bias or relu may be absent); the bias is one
+ * per column, or with rows one per row */
 static void reference_epilogue(nb_dtype dt, void *c, int64_t m, int64_t n, int64_t ldc,
-                               const void *bias, bool relu)
+                               const void *bias, bool rows, bool relu)
 {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
+            int64_t at = rows ? i : j;
             if (dt == NB_F32) {
                 float *e = (float *)c + i * ldc + j, v = *e;
                 if (bias)
-                    v = v + ((const float *)bias)[j];
+                    v = v + ((const float *)bias)[at];
                 *e = relu && v <= 0 ? 0 : v;
             } else {
                 double *e = (double *)c + i * ldc + j, v = *e;
                 if (bias)
-                    v = v + ((const double *)bias)[j];
+                    v = v + ((const double *)bias)[at];
                 *e = relu && v <= 0 ? 0 : v;
             }
         }
@@ -52,9 +54,10 @@ static void fill_uniform(nb_rng *rng, nb_dtype dt, void *p, size_t n)
 static const nbk_gemm_limits all_threads[2] = {{.thread_work = 0, .cache_bytes = 1e12},
                                                {.thread_work = 0, .cache_bytes = 0}};
 
-/* One product with each epilogue (bias, relu, both), every family, on 1
- * and 3 threads: C must equal the product without the epilogue followed by
- * the reference, bit for bit, and C's row padding must stay untouched. */
+/* One product with each epilogue (bias of the columns or of the rows,
+ * relu, both), every family, on 1 and 3 threads: C must equal the product
+ * without the epilogue followed by the reference, bit for bit, and C's row
+ * padding must stay untouched. */
 static void check_epilogue(nb_dtype dt, bool ta, bool tb, bool acc, int64_t m, int64_t n, int64_t k,
                            int64_t pad, uint64_t seed)
 {
@@ -62,15 +65,22 @@ static void check_epilogue(nb_dtype dt, bool ta, bool tb, bool acc, int64_t m, i
     int64_t lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
     size_t na = (size_t)((ta ? k : m) * lda), nbe = (size_t)((tb ? n : k) * ldb),
            nc = (size_t)(m * ldc);
-    void *a = malloc(na * es), *b = malloc(nbe * es), *bias = malloc((size_t)n * es),
+    int64_t nbias = m > n ? m : n;
+    void *a = malloc(na * es), *b = malloc(nbe * es), *bias = malloc((size_t)nbias * es),
          *c0 = malloc(nc * es), *want = malloc(nc * es), *got = malloc(nc * es);
     assert_true(a && b && bias && c0 && want && got);
     nb_rng rng;
     nb_rng_seed(&rng, seed);
     fill_uniform(&rng, dt, a, na);
     fill_uniform(&rng, dt, b, nbe);
-    fill_uniform(&rng, dt, bias, (size_t)n);
+    fill_uniform(&rng, dt, bias, (size_t)nbias);
     fill_uniform(&rng, dt, c0, nc); /* what accumulate adds to; the padding too */
+    if (m > 1) { /* op(A)(0,0) NaN: C's first row is NaN, which relu keeps */
+        if (dt == NB_F32)
+            ((float *)a)[0] = NAN;
+        else
+            ((double *)a)[0] = NAN;
+    }
     nbk_gemm p = {.dtype = dt,
                   .trans_a = ta,
                   .trans_b = tb,
@@ -91,16 +101,17 @@ static void check_epilogue(nb_dtype dt, bool ta, bool tb, bool acc, int64_t m, i
     void *ws = malloc(ws_bytes);
     assert_non_null(ws);
     for (int isa = 0; isa <= (int)nbk_gemm_best_isa(); isa++)
-        for (int e = 1; e < 4; e++) {
-            const void *eb = e & 1 ? bias : NULL;
-            bool relu = e & 2;
+        for (int e = 1; e < 6; e++) { /* bias, relu, both; row bias, and with relu */
+            const void *eb = e & 1 || e > 3 ? bias : NULL;
+            bool relu = e & 2 || e == 5, rows = e > 3;
             nbk_gemm plain = p;
             memcpy(want, c0, nc * es);
             plain.c = want;
             nbk_gemm_builtin_isa(&plain, ws, 1, (nbk_gemm_isa)isa);
-            reference_epilogue(dt, want, m, n, ldc, eb, relu);
+            reference_epilogue(dt, want, m, n, ldc, eb, rows, relu);
             nbk_gemm q = p;
             q.bias = eb;
+            q.bias_rows = rows;
             q.relu = relu;
             q.c = got;
             for (int run = 0; run < 3; run++) {

@@ -591,8 +591,11 @@ nb_status nbo_relu_mask_shape(nb_graph *g, nb_tensor *out)
         }                                                                                          \
     } while (0)
 
-static void relu_mask_rows(const nbk_plan *p, nb_tensor *out, int64_t r0, int64_t r1, int64_t j0,
-                           int64_t j1)
+/* Compiled for AVX-512 and AVX2 too: a selection per element, as fast as
+ * the vectors are wide (the baseline's 4 floats took 1.5 us of a 64-128-64
+ * network's 39 us training step at batch 32) */
+NBC_WIDE_CLONES static void relu_mask_rows(const nbk_plan *p, nb_tensor *out, int64_t r0,
+                                           int64_t r1, int64_t j0, int64_t j1)
 {
     if (out->dtype == NB_F32)
         RELU_MASK_BODY(float);

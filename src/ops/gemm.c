@@ -90,10 +90,20 @@ typedef struct gemm_view {
     int64_t rs_a, cs_a, rs_b, cs_b, rs_c, cs_c;
 } gemm_view;
 
+/* The epilogue (nbk_gemm) of one whole tile, applied as the micro-kernel
+ * stores it: col the bias of the tile's NR columns, or row that of its MR
+ * rows, or neither; then relu */
+typedef struct gemm_epi {
+    const void *col, *row;
+    bool relu;
+} gemm_epi;
+
 /* C[MR x NR] (row stride ldc) = or += panel ap (kc x MR) times bp (kc x NR,
- * row stride ldb: NR for a packed panel, op(B)'s own when read in place) */
+ * row stride ldb: NR for a packed panel, op(B)'s own when read in place),
+ * then the epilogue epi unless it is NULL */
 typedef void gemm_micro_fn(int64_t kc, const void *restrict ap, const void *restrict bp,
-                           int64_t ldb, void *restrict c, int64_t ldc, bool add);
+                           int64_t ldb, void *restrict c, int64_t ldc, bool add,
+                           const gemm_epi *epi);
 /* Pack rows [i0,i0+rows) x k [p0,p0+kc) of op(A), rows <= MR, as one MR-row
  * panel; or k [p0,p0+kc) x columns [i0,i0+rows) of op(B), as one NR-column
  * panel. Zero-padded. */
@@ -104,7 +114,7 @@ typedef void gemm_pack_fn(void *restrict dst, const gemm_view *v, int64_t i0, in
  * contiguous along k */
 typedef void gemm_micro_rows_fn(int64_t kc, const void *restrict ap, int64_t lda,
                                 const void *restrict bp, int64_t ldb, void *restrict c,
-                                int64_t ldc, bool add);
+                                int64_t ldc, bool add, const gemm_epi *epi);
 
 /* C(i,j) = (or +=) tile[i*ldt + j], i < mr, j < nr, for a C stored by
  * columns: C(i,j) at c[i + j*ldc] */
@@ -351,7 +361,8 @@ DEFINE_PACK_A(double, f64_8, 8, transpose_f64)
  */
 #define DEFINE_MICRO_C(T, SUF, MR, NR)                                                             \
     static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_,        \
-                            int64_t ldb, void *restrict c_, int64_t ldc, bool add)                 \
+                            int64_t ldb, void *restrict c_, int64_t ldc, bool add,                 \
+                            const gemm_epi *epi)                                                   \
     {                                                                                              \
         const T *restrict ap = ap_, *restrict bp = bp_;                                            \
         T *restrict c = c_;                                                                        \
@@ -373,8 +384,14 @@ DEFINE_PACK_A(double, f64_8, 8, transpose_f64)
         GEMM_UNROLL                                                                                \
         for (int i = 0; i < MR; i++)                                                               \
             GEMM_UNROLL                                                                            \
-        for (int j = 0; j < NR; j++)                                                               \
-            c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];                         \
+        for (int j = 0; j < NR; j++) {                                                             \
+            T x = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];                                    \
+            if (epi && epi->col)                                                                   \
+                x += ((const T *)epi->col)[j];                                                     \
+            if (epi && epi->row)                                                                   \
+                x += ((const T *)epi->row)[i];                                                     \
+            c[i * ldc + j] = epi && epi->relu && x <= 0 ? 0 : x;                                   \
+        }                                                                                          \
     }
 
 DEFINE_MICRO_C(float, f32_c, 4, 16)
@@ -389,7 +406,7 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
  * MR x NV fused multiply-adds update the sums, which stay in registers
  * (MR*NV of the 16 ymm or 32 zmm registers).
  */
-#define MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, A_IQ, A_NEXT)          \
+#define MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU, A_IQ, A_NEXT)    \
     const T *restrict bp = bp_;                                                                    \
     T *restrict c = c_;                                                                            \
     V acc[MR][NV];                                                                                 \
@@ -411,50 +428,77 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
                 acc[i][h] = FMA(a_iq, bv[h], acc[i][h]);                                           \
         }                                                                                          \
     }                                                                                              \
+    if (!epi) {                                                                                    \
+        GEMM_UNROLL                                                                                \
+        for (int i = 0; i < MR; i++)                                                               \
+            GEMM_UNROLL                                                                            \
+        for (int h = 0; h < NV; h++) {                                                             \
+            T *ci = c + i * ldc + h * W;                                                           \
+            STORE(ci, add ? ADD(LOAD(ci), acc[i][h]) : acc[i][h]);                                 \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
+    /* the epilogue as separate add and relu ops compute it */                                     \
+    const T *col = epi->col, *row = epi->row;                                                      \
     GEMM_UNROLL                                                                                    \
     for (int i = 0; i < MR; i++)                                                                   \
         GEMM_UNROLL                                                                                \
     for (int h = 0; h < NV; h++) {                                                                 \
         T *ci = c + i * ldc + h * W;                                                               \
-        STORE(ci, add ? ADD(LOAD(ci), acc[i][h]) : acc[i][h]);                                     \
+        V x = add ? ADD(LOAD(ci), acc[i][h]) : acc[i][h];                                          \
+        if (col)                                                                                   \
+            x = ADD(x, LOAD(col + h * W));                                                         \
+        if (row)                                                                                   \
+            x = ADD(x, SET1(row[i]));                                                              \
+        STORE(ci, epi->relu ? RELU(x) : x);                                                        \
     }
 
 /* micro_SUF reads a packed A panel; micro_SUF_rows reads MR rows of A in
  * place, row i at ap + i*lda, contiguous along k */
 #define DEFINE_MICRO_SIMD(SUF, TARGET, MR, NV, ...) DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, __VA_ARGS__)
-#define DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, T, V, W, LOAD, SET1, FMA, ADD, STORE, ZERO)        \
+#define DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, T, V, W, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU)  \
     TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_, \
-                                   int64_t ldb, void *restrict c_, int64_t ldc, bool add)          \
+                                   int64_t ldb, void *restrict c_, int64_t ldc, bool add,          \
+                                   const gemm_epi *epi)                                            \
     {                                                                                              \
         const T *restrict ap = ap_;                                                                \
-        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, ap[i], ap += MR)       \
+        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU, ap[i],           \
+                        ap += MR)                                                                  \
     }                                                                                              \
     TARGET static void micro_##SUF##_rows(int64_t kc, const void *restrict ap_, int64_t lda,       \
                                           const void *restrict bp_, int64_t ldb, void *restrict c_, \
-                                          int64_t ldc, bool add)                                   \
+                                          int64_t ldc, bool add, const gemm_epi *epi)              \
     {                                                                                              \
         /* rows 0..5 from ap, 6..11 from ap6 (the panel has them all): two                         \
          * bases and five offsets stay in registers, one offset per row                            \
          * does not */                                                                             \
         _Static_assert(MR <= 12, "rows 0..11 only");                                               \
         const T *restrict ap = ap_, *restrict ap6 = MR > 6 ? ap + 6 * lda : ap;                    \
-        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO,                        \
+        MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU,                  \
                         (i < 6 ? ap : ap6)[(i % 6) * lda], (ap++, ap6++))                          \
     }
+
+/* relu's value x <= 0 ? +0 : x (NaN stays) in each family's vectors */
+#define RELU_AVX2_PS(x) _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LE_OQ), x)
+#define RELU_AVX2_PD(x) _mm256_andnot_pd(_mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_LE_OQ), x)
+#define RELU_AVX512_PS(x)                                                                          \
+    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ), x)
+#define RELU_AVX512_PD(x)                                                                          \
+    _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_NLE_UQ), x)
 
 /* element type, vector type and width, and intrinsics of each family */
 #define SIMD_AVX2_F32                                                                              \
     float, __m256, 8, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,             \
-        _mm256_storeu_ps, _mm256_setzero_ps
+        _mm256_storeu_ps, _mm256_setzero_ps, RELU_AVX2_PS
 #define SIMD_AVX2_F64                                                                              \
     double, __m256d, 4, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,          \
-        _mm256_storeu_pd, _mm256_setzero_pd
+        _mm256_storeu_pd, _mm256_setzero_pd, RELU_AVX2_PD
 #define SIMD_AVX512_F32                                                                            \
     float, __m512, 16, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,            \
-        _mm512_storeu_ps, _mm512_setzero_ps
+        _mm512_storeu_ps, _mm512_setzero_ps, RELU_AVX512_PS
 #define SIMD_AVX512_F64                                                                            \
     double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,          \
-        _mm512_storeu_pd, _mm512_setzero_pd
+        _mm512_storeu_pd, _mm512_setzero_pd, RELU_AVX512_PD
 
 /* MR x two vectors, and MR x one vector for a narrow C */
 DEFINE_MICRO_SIMD(f32_avx2, GEMM_AVX2, 6, 2, SIMD_AVX2_F32)
@@ -653,8 +697,8 @@ static const nbk_gemm_limits *default_limits(void)
     return &nbk_gemm_limits_default;
 }
 
-static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
-                               const nbk_gemm_limits *lim)
+static gemm_plan plan_compute(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                              const nbk_gemm_limits *lim)
 {
     gemm_plan pl = {
         .accumulate = p->accumulate, .bias = p->bias, .bias_rows = p->bias_rows, .relu = p->relu};
@@ -743,6 +787,60 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
         b_elems = round_up(n, kr->nr) * pl.kc * slices;
     pl.a_bytes = (size_t)round_up(a_elems * (int64_t)elem, NB_ALIGN);
     pl.b_bytes = (size_t)round_up(b_elems * (int64_t)elem, NB_ALIGN);
+    return pl;
+}
+
+/* What a plan depends on: everything of the product but where its operands
+ * are (all fields set, padding zeroed, so that keys compare with memcmp) */
+typedef struct plan_key {
+    int64_t m, n, k, lda, ldb, ldc;
+    double thread_work, cache_bytes;
+    int dtype, threads, isa;
+    unsigned char trans_a, trans_b, accumulate, bias, bias_rows, relu;
+} plan_key;
+
+/* The plans of each thread's recent products: a training step runs the
+ * same few shapes again and again, and planning one (six tilings costed)
+ * took 2.5 % of a small network's step. Direct-mapped by a hash of the key. */
+#define PLAN_CACHE 32
+static _Thread_local struct {
+    bool used;
+    plan_key key;
+    gemm_plan plan;
+} plan_cache[PLAN_CACHE];
+
+static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
+                               const nbk_gemm_limits *lim)
+{
+    plan_key key;
+    memset(&key, 0, sizeof key);
+    key.m = p->m, key.n = p->n, key.k = p->k, key.lda = p->lda, key.ldb = p->ldb, key.ldc = p->ldc;
+    key.thread_work = lim->thread_work, key.cache_bytes = lim->cache_bytes;
+    key.dtype = (int)p->dtype, key.threads = threads, key.isa = (int)isa;
+    key.trans_a = p->trans_a, key.trans_b = p->trans_b, key.accumulate = p->accumulate;
+    key.bias = p->bias != NULL, key.bias_rows = p->bias_rows, key.relu = p->relu;
+    /* a few multiplies mix the sizes (hashing every byte took longer than
+     * the plan); keys that differ in the rest only share a slot */
+    uint64_t h = (uint64_t)key.m;
+    h = h * 0x9E3779B97F4A7C15u + (uint64_t)key.n;
+    h = h * 0x9E3779B97F4A7C15u + (uint64_t)key.k;
+    h = h * 0x9E3779B97F4A7C15u + (uint64_t)(key.trans_a | key.trans_b << 1 | key.dtype << 2);
+    h *= 0x9E3779B97F4A7C15u;
+    unsigned slot = (unsigned)(h >> 59) % PLAN_CACHE;
+    gemm_plan pl;
+    if (plan_cache[slot].used && memcmp(&plan_cache[slot].key, &key, sizeof key) == 0) {
+        pl = plan_cache[slot].plan;
+    } else {
+        pl = plan_compute(p, threads, isa, lim);
+        plan_cache[slot].used = true;
+        plan_cache[slot].key = key;
+        plan_cache[slot].plan = pl;
+    }
+    /* this product's operands */
+    pl.v.a = pl.transposed ? p->b : p->a;
+    pl.v.b = pl.transposed ? p->a : p->b;
+    pl.v.c = p->c;
+    pl.bias = p->bias;
     return pl;
 }
 
@@ -840,9 +938,19 @@ void nbk_gemm_epilogue(const nbk_gemm *p)
         epilogue(f64, p->c, p->ldc, 1, p->bias, p->bias_rows, !p->bias_rows, p->relu, p->m, p->n);
 }
 
-/* The epilogue of plan pl on the mr x nr elements of C at (i,j) of its
- * view, at cij: the bias goes by C's columns (or rows, bias_rows), which
- * are the view's rows (columns) when it is transposed */
+/* The epilogue of plan pl for the micro-kernel on the whole tile at (i,j)
+ * of its view (elements of es bytes): the bias goes by C's columns (or
+ * rows, bias_rows), which are the view's rows (columns) when it is
+ * transposed */
+static gemm_epi tile_epi(const gemm_plan *pl, int64_t es, int64_t i, int64_t j)
+{
+    bool by_i = pl->transposed != pl->bias_rows; /* the bias goes along the view's rows */
+    const char *bias = pl->bias ? (const char *)pl->bias + (by_i ? i : j) * es : NULL;
+    return (gemm_epi){.col = by_i ? NULL : bias, .row = by_i ? bias : NULL, .relu = pl->relu};
+}
+
+/* The same on the mr x nr elements of C at (i,j) of its view, at cij, after
+ * the kernel stored them (a tile that went through a buffer) */
 static void tile_epilogue(const gemm_plan *pl, bool f64, void *cij, int64_t i, int64_t j,
                           int64_t mr, int64_t nr)
 {
@@ -921,16 +1029,23 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
                         char *dst = direct ? cij : tile;
                         int64_t ldd = direct ? v->rs_c : nr_max;
                         bool dst_add = direct && add;
+                        /* a whole tile's epilogue as the kernel stores it */
+                        gemm_epi epi_tile;
+                        const gemm_epi *epi = NULL;
+                        if (last && direct) {
+                            epi_tile = tile_epi(pl, es, i0 + ir, jc + jr);
+                            epi = &epi_tile;
+                        }
                         if (pl->a_rows && !acache && mr == mr_max)
                             kr->micro_rows(kc, (const char *)v->a + ((i0 + ir) * v->rs_a + pc) * es,
-                                           v->rs_a, bp, ldb, dst, ldd, dst_add);
+                                           v->rs_a, bp, ldb, dst, ldd, dst_add, epi);
                         else
-                            kr->micro(kc, ap, bp, ldb, dst, ldd, dst_add);
+                            kr->micro(kc, ap, bp, ldb, dst, ldd, dst_add, epi);
                         if (!direct && v->rs_c == 1 && kr->tile_to_ct)
                             kr->tile_to_ct(tile, nr_max, cij, v->cs_c, mr, nr, add);
                         else if (!direct)
                             tile_to_c(f64, tile, nr_max, cij, v->rs_c, v->cs_c, mr, nr, add);
-                        if (last)
+                        if (last && !direct)
                             tile_epilogue(pl, f64, cij, i0 + ir, jc + jr, mr, nr);
                     }
                 }
