@@ -408,6 +408,12 @@ static void test_builtin_plan(void **state)
         p.m = 128;
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(!in.transposed && in.a_in_place && !in.b_in_place);
+        /* that layer's weight gradient, x^T·g for x [32,64]: op(A)'s
+         * columns are x's rows, read in place too */
+        p = (nbk_gemm){.dtype = NB_F32, .trans_a = true, .m = 64, .n = 128, .k = 32, .a = x,
+                       .lda = 64, .b = x, .ldb = 128, .c = x, .ldc = 128};
+        in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
+        assert_true(!in.transposed && in.a_in_place && in.b_in_place);
     }
 }
 

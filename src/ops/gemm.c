@@ -44,8 +44,9 @@ static int64_t round_up(int64_t x, int64_t m)
  * the micro-kernel always runs its full tile; a tile that sticks out of C,
  * or a C written transposed, goes through a small buffer. The first k-slice
  * stores into C, later ones add. When the rows of op(A) are contiguous
- * along k and C is not wide, whole MR-row panels are read in place
- * (micro_rows) instead of packed: each would be used by few NR-column panels.
+ * along k (or its columns are) and C is not wide, whole MR-row panels are
+ * read in place (micro_rows, or micro with op(A)'s stride) instead of
+ * packed: each would be used by few NR-column panels.
  * Likewise whole NR-column panels of op(B) when its rows are contiguous and
  * C is short (the micro-kernels take B's row stride): a small layer's
  * product, 32x64x128, then packs nothing and went from 5.1 to 3.6 us.
@@ -98,12 +99,13 @@ typedef struct gemm_epi {
     bool relu;
 } gemm_epi;
 
-/* C[MR x NR] (row stride ldc) = or += panel ap (kc x MR) times bp (kc x NR,
- * row stride ldb: NR for a packed panel, op(B)'s own when read in place),
- * then the epilogue epi unless it is NULL */
-typedef void gemm_micro_fn(int64_t kc, const void *restrict ap, const void *restrict bp,
-                           int64_t ldb, void *restrict c, int64_t ldc, bool add,
-                           const gemm_epi *epi);
+/* C[MR x NR] (row stride ldc) = or += panel ap (kc x MR, row stride astep:
+ * MR for a packed panel, op(A)'s stride along k when its columns are read
+ * in place) times bp (kc x NR, row stride ldb: NR for a packed panel, op(B)'s
+ * own when read in place), then the epilogue epi unless it is NULL */
+typedef void gemm_micro_fn(int64_t kc, const void *restrict ap, int64_t astep,
+                           const void *restrict bp, int64_t ldb, void *restrict c, int64_t ldc,
+                           bool add, const gemm_epi *epi);
 /* Pack rows [i0,i0+rows) x k [p0,p0+kc) of op(A), rows <= MR, as one MR-row
  * panel; or k [p0,p0+kc) x columns [i0,i0+rows) of op(B), as one NR-column
  * panel. Zero-padded. */
@@ -360,9 +362,9 @@ DEFINE_PACK_A(double, f64_8, 8, transpose_f64)
  * itself, hence GEMM_UNROLL.
  */
 #define DEFINE_MICRO_C(T, SUF, MR, NR)                                                             \
-    static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_,        \
-                            int64_t ldb, void *restrict c_, int64_t ldc, bool add,                 \
-                            const gemm_epi *epi)                                                   \
+    static void micro_##SUF(int64_t kc, const void *restrict ap_, int64_t astep,                   \
+                            const void *restrict bp_, int64_t ldb, void *restrict c_, int64_t ldc, \
+                            bool add, const gemm_epi *epi)                                         \
     {                                                                                              \
         const T *restrict ap = ap_, *restrict bp = bp_;                                            \
         T *restrict c = c_;                                                                        \
@@ -372,7 +374,7 @@ DEFINE_PACK_A(double, f64_8, 8, transpose_f64)
             GEMM_UNROLL                                                                            \
         for (int j = 0; j < NR; j++)                                                               \
             acc[i][j] = 0;                                                                         \
-        for (int64_t q = 0; q < kc; q++, ap += MR, bp += ldb) {                                    \
+        for (int64_t q = 0; q < kc; q++, ap += astep, bp += ldb) {                                 \
             GEMM_UNROLL                                                                            \
             for (int i = 0; i < MR; i++) {                                                         \
                 T a_iq = ap[i];                                                                    \
@@ -453,17 +455,18 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
         STORE(ci, epi->relu ? RELU(x) : x);                                                        \
     }
 
-/* micro_SUF reads a packed A panel; micro_SUF_rows reads MR rows of A in
- * place, row i at ap + i*lda, contiguous along k */
+/* micro_SUF reads a packed A panel, or MR columns of A in place (each
+ * contiguous, astep apart); micro_SUF_rows reads MR rows of A in place, row
+ * i at ap + i*lda, contiguous along k */
 #define DEFINE_MICRO_SIMD(SUF, TARGET, MR, NV, ...) DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, __VA_ARGS__)
 #define DEFINE_MICRO_SIMD_(SUF, TARGET, MR, NV, T, V, W, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU)  \
-    TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, const void *restrict bp_, \
-                                   int64_t ldb, void *restrict c_, int64_t ldc, bool add,          \
-                                   const gemm_epi *epi)                                            \
+    TARGET static void micro_##SUF(int64_t kc, const void *restrict ap_, int64_t astep,            \
+                                   const void *restrict bp_, int64_t ldb, void *restrict c_,       \
+                                   int64_t ldc, bool add, const gemm_epi *epi)                     \
     {                                                                                              \
         const T *restrict ap = ap_;                                                                \
         MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU, ap[i],           \
-                        ap += MR)                                                                  \
+                        ap += astep)                                                               \
     }                                                                                              \
     TARGET static void micro_##SUF##_rows(int64_t kc, const void *restrict ap_, int64_t lda,       \
                                           const void *restrict bp_, int64_t ldb, void *restrict c_, \
@@ -578,7 +581,8 @@ typedef struct gemm_plan {
     const void *bias;   /* the epilogue (nbk_gemm): bias of C's columns, or NULL */
     bool bias_rows;     /* bias of C's rows instead */
     bool relu;          /* and relu */
-    bool a_rows;        /* whole MR-row panels of op(A) read in place (micro_rows) */
+    bool a_rows;        /* whole MR-row panels of op(A) read in place: */
+    bool a_cols;        /* by columns (micro), else by rows (micro_rows) */
     bool b_rows;        /* whole NR-column panels of op(B) read in place */
     int threads;        /* threads the product is worth */
     bool split_n;       /* threads take runs of NR-column panels of C, else of MR-row panels */
@@ -667,11 +671,17 @@ static gemm_view transposed(const gemm_view *t)
 }
 
 /* Read whole panels of op(A) in place? When its rows are contiguous along k
- * and C is not wide: a packed panel pays off when many panels of op(B) use
- * it (for 1024 columns, in place and packed time alike). */
+ * (micro_rows), or its columns are (micro, astep the stride along k), and
+ * C is not wide: a packed panel pays off when many panels of op(B) use it
+ * (for 1024 columns, in place and packed time alike). */
 static bool use_a_rows(const gemm_view *v, const gemm_kernel *kr)
 {
     return kr->micro_rows && v->cs_a == 1 && v->n <= GEMM_AROWS_N;
+}
+
+static bool use_a_cols(const gemm_view *v)
+{
+    return v->rs_a == 1 && v->cs_a != 1 && v->n <= GEMM_AROWS_N;
 }
 
 /* Read whole panels of op(B) in place? When its rows are contiguous and C
@@ -727,13 +737,15 @@ static gemm_plan plan_compute(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
         for (int w = 0; w < TILE_KINDS; w++) {
             const gemm_kernel *kr = &gemm_kernels[isa][p->dtype == NB_F64][w];
             gemm_view vt = t ? transposed(&v) : v;
-            bool a_rows = use_a_rows(&vt, kr), b_rows = use_b_rows(&vt);
+            bool a_cols = use_a_cols(&vt), a_rows = use_a_rows(&vt, kr) || a_cols;
+            bool b_rows = use_b_rows(&vt);
             double cost = part_cost(&vt, kr, a_rows, b_rows, (double)vt.m, (double)vt.n, slices);
             if ((t == 0 && w == 0) || cost < best) {
                 best = cost;
                 pl.kern = kr;
                 pl.v = vt;
                 pl.a_rows = a_rows;
+                pl.a_cols = a_cols;
                 pl.b_rows = b_rows;
                 pl.transposed = t;
             }
@@ -1036,11 +1048,14 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
                             epi_tile = tile_epi(pl, es, i0 + ir, jc + jr);
                             epi = &epi_tile;
                         }
-                        if (pl->a_rows && !acache && mr == mr_max)
-                            kr->micro_rows(kc, (const char *)v->a + ((i0 + ir) * v->rs_a + pc) * es,
-                                           v->rs_a, bp, ldb, dst, ldd, dst_add, epi);
+                        const char *a_at =
+                            (const char *)v->a + ((i0 + ir) * v->rs_a + pc * v->cs_a) * es;
+                        if (pl->a_rows && !acache && mr == mr_max && pl->a_cols)
+                            kr->micro(kc, a_at, v->cs_a, bp, ldb, dst, ldd, dst_add, epi);
+                        else if (pl->a_rows && !acache && mr == mr_max)
+                            kr->micro_rows(kc, a_at, v->rs_a, bp, ldb, dst, ldd, dst_add, epi);
                         else
-                            kr->micro(kc, ap, bp, ldb, dst, ldd, dst_add, epi);
+                            kr->micro(kc, ap, mr_max, bp, ldb, dst, ldd, dst_add, epi);
                         if (!direct && v->rs_c == 1 && kr->tile_to_ct)
                             kr->tile_to_ct(tile, nr_max, cij, v->cs_c, mr, nr, add);
                         else if (!direct)
