@@ -222,6 +222,9 @@ static void test_values(void **state)
     /* a batch of 11: the weight gradient sums runs of 1 and 2 samples */
     k = make_case(11, 2, 4, 5, 4, 2, 2, axes(1, 1, 1, 2, 0, 1, 2));
     check_values(&k, 9);
+    /* a 9 x 8 kernel: more taps than the patch loops keep worked out */
+    k = make_case(2, 2, 11, 10, 3, 9, 8, axes(1, 1, 1, 1, 1, 1, 1));
+    check_values(&k, 11);
 }
 
 /* ------------------------------------------------------- gradient checks */

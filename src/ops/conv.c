@@ -312,6 +312,17 @@ static conv_tap tap_of(const conv_geom *q, int64_t t)
     return k;
 }
 
+/* The taps of kernels up to 8 x 8 are worked out once per call of im2col or
+ * col2im, not once per channel: each takes six integer divisions, and
+ * B9's second convolution ran them 288 times a sample (3.5 % of its step) */
+#define CONV_TAPS_KEPT 64
+
+static void taps_of(const conv_geom *q, int64_t taps, conv_tap *kept)
+{
+    for (int64_t t = 0; t < taps && taps <= CONV_TAPS_KEPT; t++)
+        kept[t] = tap_of(q, t);
+}
+
 /*
  * Between one sample's group of input planes xg (C/groups planes of h x w)
  * and its patch matrix col (K x P): im2col writes col[(c,a,b)][(i,j)] =
@@ -323,9 +334,11 @@ static conv_tap tap_of(const conv_geom *q, int64_t t)
     static void im2col_##SUF(const conv_geom *q, const T *restrict xg, T *restrict col)            \
     {                                                                                              \
         int64_t P = q->oh * q->ow, ow = q->ow, taps = q->kh * q->kw;                               \
+        conv_tap kept[CONV_TAPS_KEPT];                                                             \
+        taps_of(q, taps, kept);                                                                    \
         for (int64_t c = 0; c < q->c / q->groups; c++)                                             \
             for (int64_t t = 0; t < taps; t++, col += P) {                                         \
-                conv_tap k = tap_of(q, t);                                                         \
+                conv_tap k = taps <= CONV_TAPS_KEPT ? kept[t] : tap_of(q, t);                      \
                 const T *plane = xg + c * q->h * q->w;                                             \
                 memset(col, 0, (size_t)(k.ilo * ow) * sizeof(T));                                  \
                 memset(col + k.ihi * ow, 0, (size_t)((q->oh - k.ihi) * ow) * sizeof(T));           \
@@ -355,9 +368,11 @@ static conv_tap tap_of(const conv_geom *q, int64_t t)
     {                                                                                              \
         int64_t P = q->oh * q->ow, ow = q->ow, taps = q->kh * q->kw;                               \
         memset(xg, 0, (size_t)(q->c / q->groups * q->h * q->w) * sizeof(T));                       \
+        conv_tap kept[CONV_TAPS_KEPT];                                                             \
+        taps_of(q, taps, kept);                                                                    \
         for (int64_t c = 0; c < q->c / q->groups; c++)                                             \
             for (int64_t t = 0; t < taps; t++, col += P) {                                         \
-                conv_tap k = tap_of(q, t);                                                         \
+                conv_tap k = taps <= CONV_TAPS_KEPT ? kept[t] : tap_of(q, t);                      \
                 T *plane = xg + c * q->h * q->w;                                                   \
                 for (int64_t i = k.ilo; i < k.ihi; i++) {                                          \
                     const T *restrict cr = col + i * ow;                                           \
