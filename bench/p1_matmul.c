@@ -89,17 +89,27 @@ static void peak(int M, int K, int N, bool ta, bool tb, int threads, const char 
     nb_model_free(mod);
 }
 
+/* A network's product, as --conv and --mlp list them */
+typedef struct product {
+    const char *name;
+    int m, k, n;
+    bool ta, tb;
+} product;
+
+static void run_products(const product *t, size_t n, int max_threads, const char *mode)
+{
+    for (int threads = 1; threads <= max_threads; threads++)
+        for (size_t s = 0; s < n; s++)
+            peak(t[s].m, t[s].k, t[s].n, t[s].ta, t[s].tb, threads, mode, t[s].name);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--conv") == 0) {
         /* B9 at batch 128: conv 3x3 1->32 pad 1 on 28x28 (K = 9, P = 784),
          * conv 3x3 32->64 pad 1 on 14x14 (K = 288, P = 196), linear
          * 3136->128 and 128->10; forward, input and weight gradients */
-        static const struct {
-            const char *name;
-            int m, k, n;
-            bool ta, tb;
-        } conv[] = {
+        static const product conv[] = {
             {"conv1 forward", 32, 9, 784, false, false},
             {"conv1 weight grad", 32, 784, 9, false, true},
             {"conv2 forward", 64, 288, 196, false, false},
@@ -112,20 +122,13 @@ int main(int argc, char **argv)
             {"fc2 input grad", 128, 10, 128, false, true},
             {"fc2 weight grad", 128, 128, 10, true, false},
         };
-        for (int threads = 1; threads <= 2; threads++)
-            for (size_t s = 0; s < sizeof conv / sizeof *conv; s++)
-                peak(conv[s].m, conv[s].k, conv[s].n, conv[s].ta, conv[s].tb, threads, "conv",
-                     conv[s].name);
+        run_products(conv, sizeof conv / sizeof *conv, 2, "conv");
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "--mlp") == 0) {
         /* B1 at batch 32: linear 64->128, 128->64, 64->10 (W [in,out]);
          * forward, input and weight gradients, 1 thread as B1 runs */
-        static const struct {
-            const char *name;
-            int m, k, n;
-            bool ta, tb;
-        } mlp[] = {
+        static const product mlp[] = {
             {"fc1 forward", 32, 64, 128, false, false},
             {"fc1 weight grad", 64, 32, 128, true, false},
             {"fc2 forward", 32, 128, 64, false, false},
@@ -135,8 +138,7 @@ int main(int argc, char **argv)
             {"fc3 input grad", 32, 10, 64, false, true},
             {"fc3 weight grad", 64, 32, 10, true, false},
         };
-        for (size_t s = 0; s < sizeof mlp / sizeof *mlp; s++)
-            peak(mlp[s].m, mlp[s].k, mlp[s].n, mlp[s].ta, mlp[s].tb, 1, "mlp", mlp[s].name);
+        run_products(mlp, sizeof mlp / sizeof *mlp, 1, "mlp");
         return 0;
     }
     const int shapes[4][3] = {{128, 784, 256}, {128, 256, 128}, {128, 128, 10}, {1024, 1024, 1024}};
