@@ -316,7 +316,9 @@ nb_tensor *nbo_log_softmax_backward(nb_graph *g, nb_tensor *gy, nb_tensor *y, in
  *
  * softmax_xent_backward(z, g) = (softmax(z) − one_hot(l))·g·w, w = 1/N or
  * 1, is its VJP (the same attributes); softmax(z) = e^log_softmax(z) from
- * the same row arithmetic. */
+ * the same row arithmetic, and g·w = g/N as nb_mean's VJP divides, so the
+ * gradient has the composition's bits too: e^y·s off the label, e^y·s − s
+ * on it, which is gy − e^y·Σ gy with gy = −s·one_hot. */
 
 enum { XENT_MEAN = 0, XENT_SUM = 1 }; /* ints[0]: nb_reduction's values */
 
