@@ -110,6 +110,16 @@ static nb_tensor *f_backward(nb_graph *g, nb_tensor *const *in, void *ctx)
     return apply_xent(g, "softmax_xent_backward", in, 2, c->labels, c->n, c->r);
 }
 
+/* The backward given the forward's node, whose saved row statistics it
+ * reads (a replay re-runs the forward first, which writes them again). */
+static nb_tensor *f_backward_saved(nb_graph *g, nb_tensor *const *in, void *ctx)
+{
+    const xent_ctx *c = ctx;
+    nb_tensor *y = apply_xent(g, "softmax_xent", in, 1, c->labels, c->n, c->r);
+    nb_tensor *three[3] = {in[0], in[1], y};
+    return apply_xent(g, "softmax_xent_backward", three, 3, c->labels, c->n, c->r);
+}
+
 /* f64 central differences, <J u, v> = <u, Jᵀ v> and the f32 kernels
  * (tc_check): the loss in z, its backward in z and in g, mean and sum, one
  * class and several. */
@@ -128,6 +138,9 @@ static void test_gradcheck(void **state)
             tc_shape two[2] = {shapes[k], {0, {0}}};
             snprintf(label, sizeof label, "softmax_xent_backward case %zu r %d", k, r);
             tc_check(label, f_backward, &c, 2, two, &(tc_opts){.lo = -3, .hi = 3, .seed = 9 + k});
+            snprintf(label, sizeof label, "softmax_xent_backward saved case %zu r %d", k, r);
+            tc_check(label, f_backward_saved, &c, 2, two,
+                     &(tc_opts){.lo = -3, .hi = 3, .seed = 21 + k});
         }
 }
 
@@ -229,6 +242,91 @@ static void test_one_node(void **state)
     nb_graph_free(g);
 }
 
+/* ------------------------------------------------------ saved statistics */
+
+/* The forward keeps each row's maximum and log-sum in its node; the VJP
+ * records the backward with that node as input 2, and its gradient has the
+ * bits of the backward that recomputes them (two inputs), f32 and f64,
+ * mean and sum, recording or not. */
+static void test_saved_stats(void **state)
+{
+    (void)state;
+    int64_t shape[] = {33, 10}, labels[33];
+    fill_labels(labels, 33, 10, 4);
+    for (int dt = NB_F32; dt <= NB_F64; dt++)
+        for (int r = NB_REDUCE_MEAN; r <= NB_REDUCE_SUM; r++) {
+            nb_graph *g = nb_graph_new();
+            nb_rng rng;
+            nb_rng_seed(&rng, 40 + (uint64_t)(dt * 2 + r));
+            nb_tensor *z = nb_tensor_set_requires_grad(
+                nb_rand_uniform(g, &rng, (nb_dtype)dt, 2, shape, -20, 20), true);
+            nb_tensor *loss = nb_softmax_cross_entropy(g, z, labels, 33, r);
+            const void *saved = nb_op_attrs(loss)->saved;
+            assert_non_null(saved);
+            for (int64_t i = 0; i < 33; i++) { /* m exactly, ls = ln Σ e^(z − m) */
+                double m = nb_tensor_get(z, i * 10), se = 0;
+                for (int64_t k = 1; k < 10; k++)
+                    m = fmax(m, nb_tensor_get(z, i * 10 + k));
+                for (int64_t k = 0; k < 10; k++)
+                    se += exp(nb_tensor_get(z, i * 10 + k) - m);
+                double sm = dt == NB_F32 ? ((const float *)saved)[2 * i]
+                                         : ((const double *)saved)[2 * i];
+                double sl = dt == NB_F32 ? ((const float *)saved)[2 * i + 1]
+                                         : ((const double *)saved)[2 * i + 1];
+                assert_true(sm == m);
+                tc_near(sl, log(se), 1e-5);
+            }
+            nb_tensor *dz = NULL, *dz_rec = NULL;
+            assert_int_equal(nb_grad(g, loss, NULL, &z, 1, &dz, false), NB_OK);
+            assert_int_equal(nb_grad(g, loss, NULL, &z, 1, &dz_rec, true), NB_OK);
+            assert_int_equal(nb_op_n_inputs(dz_rec), 3);
+            assert_ptr_equal(nb_op_input(dz_rec, 2), loss);
+            nb_tensor *two[2] = {z, nb_scalar(g, (nb_dtype)dt, 1)};
+            nb_tensor *re = apply_xent(g, "softmax_xent_backward", two, 2, labels, 33, r);
+            assert_non_null(re);
+            size_t bytes = (size_t)nb_tensor_size(dz) * nb_dtype_size((nb_dtype)dt);
+            assert_memory_equal(nb_tensor_data(dz), nb_tensor_data(re), bytes);
+            assert_memory_equal(nb_tensor_data(dz_rec), nb_tensor_data(re), bytes);
+            /* not recording: the forward saves them all the same; a backward
+             * given that node, which has no record of z, recomputes them */
+            nb_graph_set_recording(g, false);
+            nb_tensor *plain = nb_softmax_cross_entropy(g, z, labels, 33, r);
+            assert_non_null(nb_op_attrs(plain)->saved);
+            assert_memory_equal(nb_op_attrs(plain)->saved, saved,
+                                2 * 33 * nb_dtype_size((nb_dtype)dt));
+            nb_tensor *three[3] = {z, two[1], plain};
+            nb_tensor *re3 = apply_xent(g, "softmax_xent_backward", three, 3, labels, 33, r);
+            assert_non_null(re3);
+            assert_memory_equal(nb_tensor_data(re3), nb_tensor_data(re), bytes);
+            assert_int_equal(nb_graph_status(g), NB_OK);
+            nb_graph_free(g);
+        }
+}
+
+/* attrs.saved is the kernel's: a caller's pointer is neither copied nor
+ * written through. */
+static void test_saved_not_callers(void **state)
+{
+    (void)state;
+    double decoy[64];
+    for (int k = 0; k < 64; k++)
+        decoy[k] = 7;
+    nb_graph *g = nb_graph_new();
+    int64_t shape[] = {4, 3}, labels[] = {0, 2, 1, 1};
+    nb_tensor *z = nb_full(g, NB_F64, 2, shape, 0.5);
+    nb_attrs a = {0};
+    a.idx = labels;
+    a.n_idx = 4;
+    a.saved = decoy;
+    nb_tensor *loss = nb_apply(g, nb_op_find("softmax_xent"), &z, 1, &a);
+    assert_non_null(loss);
+    assert_true(nb_op_attrs(loss)->saved != (void *)decoy);
+    for (int k = 0; k < 64; k++)
+        assert_true(decoy[k] == 7);
+    tc_near(nb_tensor_get(loss, 0), log(3.0), 1e-15);
+    nb_graph_free(g);
+}
+
 /* ----------------------------------------------------------------- errors */
 
 static void expect_error(nb_graph *g, const nb_tensor *t, nb_status st, const char *where,
@@ -305,6 +403,36 @@ static void test_errors(void **state)
     in[0] = nb_zeros(g, NB_F64, 2, s34);
     in[1] = nb_scalar(g, NB_F64, 1);
     expect_error(g, apply_xent(g, bw, in, 2, bad, 3, 1), NB_ERR_ARG, bw, "label 4 of sample 1");
+    /* input 2 must be the recorded softmax_xent of input 0 */
+    FRESH();
+    nb_tensor *in3[4] = {nb_zeros(g, NB_F64, 2, s34), nb_scalar(g, NB_F64, 1), NULL, NULL};
+    in3[2] = nb_zeros(g, NB_F64, 0, NULL);
+    expect_error(g, apply_xent(g, bw, in3, 3, ok, 3, 0), NB_ERR_ARG, bw,
+                 "input 2 (made by leaf) must be the softmax_xent of input 0");
+    FRESH();
+    in3[0] = nb_zeros(g, NB_F64, 2, s34);
+    in3[1] = nb_scalar(g, NB_F64, 1);
+    in3[2] = apply_xent(g, fw, (nb_tensor *[]){nb_zeros(g, NB_F64, 2, s34)}, 1, ok, 3, 0);
+    assert_non_null(in3[2]);
+    expect_error(g, apply_xent(g, bw, in3, 3, ok, 3, 0), NB_ERR_ARG, bw,
+                 "input 2 (made by softmax_xent) must be the softmax_xent of input 0");
+    FRESH();
+    in3[0] = nb_zeros(g, NB_F64, 2, s34);
+    in3[1] = nb_scalar(g, NB_F64, 1);
+    in3[2] = nb_exp(g, in3[1]);
+    expect_error(g, apply_xent(g, bw, in3, 3, ok, 3, 0), NB_ERR_ARG, bw,
+                 "input 2 (made by exp) must be the softmax_xent of input 0");
+    FRESH();
+    in3[0] = nb_zeros(g, NB_F64, 2, s34);
+    in3[1] = nb_scalar(g, NB_F64, 1);
+    in3[2] = apply_xent(g, fw, in3, 1, ok, 3, 0);
+    in3[3] = in3[1];
+    expect_error(g, apply_xent(g, bw, in3, 4, ok, 3, 0), NB_ERR_ARG, bw,
+                 "takes 2 or 3 inputs (z, g[, y]), got 4");
+    FRESH();
+    in3[0] = nb_zeros(g, NB_F64, 2, s34);
+    expect_error(g, apply_xent(g, bw, in3, 1, ok, 3, 0), NB_ERR_ARG, bw,
+                 "takes 2 or 3 inputs (z, g[, y]), got 1");
     nb_graph_free(g);
 #undef FRESH
 }
@@ -352,11 +480,12 @@ static void test_overflow(void **state)
     nb_graph_free(g);
 }
 
-/* Out of memory for the forward kernel's buffer (N negated log-probabilities
- * and a scratch row): the allocation that needs a new arena chunk fails;
- * shifting what comes before moves that boundary over each of the op's
- * allocations in turn. Every failure is a clean NB_ERR_NOMEM under the op's
- * name; at least one falls on the buffer. */
+/* Out of memory for the forward kernel's row statistics (kept in the node)
+ * and its buffer (N negated log-probabilities and a scratch row): the
+ * allocation that needs a new arena chunk fails; shifting what comes before
+ * moves that boundary over each of the op's allocations in turn. Every
+ * failure is a clean NB_ERR_NOMEM under the op's name; at least one falls on
+ * the statistics and one on the buffer. */
 static void test_out_of_memory(void **state)
 {
     (void)state;
@@ -364,8 +493,9 @@ static void test_out_of_memory(void **state)
     int64_t shape[] = {4000, 3};
     fill_labels(labels, 4000, 3, 0);
     const char *buffer_msg = "out of memory allocating 32024 bytes"; /* (4000 + 3)·8 */
-    bool hit = false;
-    for (int shift = 0; shift < 400 && !hit; shift++) {
+    const char *stats_msg = "out of memory allocating 64000 bytes";  /* 2·4000·8 */
+    bool hit = false, hit_stats = false;
+    for (int shift = 0; shift < 400 && !(hit && hit_stats); shift++) {
         tc_counting c = {0};
         nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
         assert_non_null(g);
@@ -384,10 +514,12 @@ static void test_out_of_memory(void **state)
         assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
         assert_string_equal(nb_graph_error(g)->where, "softmax_xent");
         hit |= strstr(nb_graph_error(g)->msg, buffer_msg) != NULL;
+        hit_stats |= strstr(nb_graph_error(g)->msg, stats_msg) != NULL;
         nb_graph_free(g);
         assert_int_equal(c.live, 0);
     }
     assert_true(hit);
+    assert_true(hit_stats);
 }
 
 int main(void)
@@ -398,6 +530,8 @@ int main(void)
         cmocka_unit_test(test_backward_one_tangent),
         cmocka_unit_test(test_second_order),
         cmocka_unit_test(test_one_node),
+        cmocka_unit_test(test_saved_stats),
+        cmocka_unit_test(test_saved_not_callers),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_overflow),

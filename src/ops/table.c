@@ -51,7 +51,7 @@ const nbo_def nbo_table[] = {
                                     nbo_log_softmax_backward_jvp},
     [NB_OP_SOFTMAX_XENT] = {"softmax_xent", 1, nbo_softmax_xent_shape, nbo_softmax_xent_fwd,
                             nbo_softmax_xent_vjp, nbo_softmax_xent_jvp},
-    [NB_OP_SOFTMAX_XENT_BACKWARD] = {"softmax_xent_backward", 2, nbo_softmax_xent_shape,
+    [NB_OP_SOFTMAX_XENT_BACKWARD] = {"softmax_xent_backward", -1, nbo_softmax_xent_shape,
                                      nbo_softmax_xent_backward_fwd, nbo_softmax_xent_backward_vjp,
                                      nbo_softmax_xent_backward_jvp},
     [NB_OP_SUM_TO] = {"sum_to", 1, nbo_sum_to_shape, nbo_sum_to_fwd, nbo_sum_to_vjp,
