@@ -139,6 +139,61 @@ static void test_bit_identical(void **state)
         }
 }
 
+/* Element k of a row of n f32 or f64 values: two NaNs of different
+ * payloads at a and b, the rest drawn from {−0, +0, −1, −2}. */
+static void nan_row(void *row, nb_dtype dt, int64_t n, int64_t a, int64_t b, nb_rng *r)
+{
+    static const double pool[] = {-0.0, 0.0, -1.0, -2.0};
+    for (int64_t k = 0; k < n; k++) {
+        double v = pool[nb_rng_below(r, 4)];
+        if (dt == NB_F32) {
+            float f = (float)v;
+            uint32_t bits = k == a ? 0x7fc00001u : 0x7fc00002u;
+            if (k == a || k == b)
+                memcpy(&f, &bits, sizeof f);
+            ((float *)row)[k] = f;
+        } else {
+            uint64_t bits = k == a ? 0x7ff8000000000001u : 0x7ff8000000000002u;
+            if (k == a || k == b)
+                memcpy(&v, &bits, sizeof v);
+            ((double *)row)[k] = v;
+        }
+    }
+}
+
+/* A row's maximum, when it is a NaN (which of two payloads) or a zero (+0
+ * or −0), is the one nb_max's order gives: rows of 1 to 20 elements with
+ * two NaNs at every pair of places, or none (a < 0), the rest zeros of
+ * both signs and negatives, give log_softmax the composition's bits,
+ * NaN payloads included. */
+static void test_nan_and_zero_max(void **state)
+{
+    (void)state;
+    nb_rng r;
+    nb_rng_seed(&r, 71);
+    for (int dt = NB_F32; dt <= NB_F64; dt++)
+        for (int64_t n = 1; n <= 20; n++)
+            for (int64_t a = -1; a < n; a++)
+                for (int64_t b = a < 0 ? -1 : a + 1; b < n; b++) {
+                    double data[20];
+                    nan_row(data, (nb_dtype)dt, n, a, b < 0 ? a : b, &r);
+                    nb_graph *g = nb_graph_new();
+                    int64_t shape[] = {1, n};
+                    nb_tensor *x = nb_tensor_from(g, (nb_dtype)dt, 2, shape, data);
+                    nb_tensor *y = nb_log_softmax(g, x, 1), *want = old_log_softmax(g, x, 1);
+                    assert_non_null(y);
+                    assert_non_null(want);
+                    if (memcmp(nb_tensor_data(y), nb_tensor_data(want),
+                               (size_t)n * nb_dtype_size((nb_dtype)dt)) != 0)
+                        fail_msg("%s n=%lld NaNs at %lld, %lld: not the composition's bits",
+                                 dt == NB_F32 ? "f32" : "f64", (long long)n, (long long)a,
+                                 (long long)b);
+                    nb_graph_free(g);
+                    if (b < 0)
+                        break;
+                }
+}
+
 /* ------------------------------------------------------------ derivatives */
 
 typedef struct axis_ctx {
@@ -445,6 +500,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bit_identical),
+        cmocka_unit_test(test_nan_and_zero_max),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_backward_one_tangent),
         cmocka_unit_test(test_second_order),
