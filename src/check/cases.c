@@ -437,6 +437,13 @@ F(f_softmax_xent_backward)
     UNUSED;
     return xent(g, "softmax_xent_backward", x, 2, 1);
 }
+/* the backward given the forward's node, whose saved row statistics it reads */
+F(f_softmax_xent_backward_saved)
+{
+    UNUSED;
+    nb_tensor *in[3] = {x[0], x[1], xent(g, "softmax_xent", x, 1, 1)};
+    return xent(g, "softmax_xent_backward", in, 3, 1);
+}
 F(f_cast)
 {
     UNUSED;
@@ -578,6 +585,8 @@ static const nb_check_case cases[] = {
          f_softmax_xent),
     CASE("softmax_xent_backward", "z [3,4], g [] labels 2,0,3 sum", 2, 2, 0, 0, SH(3, 4), SH(0),
          SH(0), -2, 2, f_softmax_xent_backward),
+    CASE("softmax_xent_backward", "z [3,4], g [], its softmax_xent y, labels 2,0,3 sum", 2, 2, 0, 0,
+         SH(3, 4), SH(0), SH(0), -2, 2, f_softmax_xent_backward_saved),
     CASE("sum_to", "[3,4]->[4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_row),
     CASE("sum_to", "[3,4]->[3,1]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_col),
     CASE("broadcast_to", "[4]->[3,4]", 1, 1, 0, 0, SH(4), SH(0), SH(0), -2, 2, f_bcast_row),
