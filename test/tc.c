@@ -203,6 +203,47 @@ void *tc_counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
     return p;
 }
 
+void tc_adjoint(nb_graph *g, nb_tensor *y, nb_tensor *x, nb_tensor *u, nb_tensor *v)
+{
+    nb_tensor *ju = NULL, *jtv = NULL;
+    assert_int_equal(nb_jvp(g, y, &x, &u, 1, &ju), NB_OK);
+    assert_int_equal(nb_grad(g, y, v, &x, 1, &jtv, false), NB_OK);
+    double lhs = tc_dot(ju, v), rhs = tc_dot(u, jtv);
+    tc_near(lhs, rhs, 1e-12 * fmax(1, fabs(rhs)));
+    assert_true(fabs(rhs) > 1e-3); /* not a trivially zero product */
+}
+
+unsigned tc_oom_sweep(tc_oom_fn fn, void *ctx, int rank, const int64_t *shape, const char *where,
+                      const char *const *msgs, int n_msgs)
+{
+    unsigned hit = 0, all = (1u << n_msgs) - 1;
+    for (int shift = 0; shift < 400 && hit != all; shift++) {
+        tc_counting c = {0};
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &c);
+        assert_non_null(g);
+        nb_tensor *x = nb_zeros(g, NB_F64, rank, shape);
+        nb_tensor *filler = nb_zeros(g, NB_F64, 1, (int64_t[]){1 + shift * 97});
+        assert_non_null(x);
+        assert_non_null(filler);
+        c.fail_at = c.calls + 1; /* the next chunk the arena asks for */
+        nb_tensor *y = NULL;
+        for (int k = 0; k < 64; k++) {
+            y = fn(g, x, ctx);
+            if (!y)
+                break;
+        }
+        assert_null(y);
+        assert_int_equal(nb_graph_status(g), NB_ERR_NOMEM);
+        assert_string_equal(nb_graph_error(g)->where, where);
+        for (int k = 0; k < n_msgs; k++)
+            if (strstr(nb_graph_error(g)->msg, msgs[k]))
+                hit |= 1u << k;
+        nb_graph_free(g);
+        assert_int_equal(c.live, 0);
+    }
+    return hit;
+}
+
 nb_status tc_add_listed(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape)
 {
     return nb_model_add(ud, name, dt, rank, shape, NULL);

@@ -80,6 +80,24 @@ typedef struct tc_counting {
 
 void *tc_counting_alloc(void *ud, void *ptr, size_t old_size, size_t new_size);
 
+/* Forward mode against reverse mode for y(x): <J u, v> = <u, Jᵀ v> to
+ * 1e-12 (relative above 1), and the product is not trivially zero. */
+void tc_adjoint(nb_graph *g, nb_tensor *y, nb_tensor *x, nb_tensor *u, nb_tensor *v);
+
+/* The op under tc_oom_sweep: its result from x on g, NULL when it fails. */
+typedef nb_tensor *(*tc_oom_fn)(nb_graph *g, nb_tensor *x, void *ctx);
+
+/* Out of memory inside an op: on a graph whose allocator fails the next
+ * chunk the arena asks for, after x (f64, of the given shape) and a filler
+ * of 1 + 97·shift elements, fn runs until it fails (at most 64 times), for
+ * shift = 0, 1, … (at most 400): shifting what comes before moves the
+ * failing boundary over each of the op's allocations in turn. Every failure
+ * must be a clean NB_ERR_NOMEM under @p where with nothing leaked. Returns
+ * which of msgs[0..n_msgs) (bit k) some failure's message contained; it
+ * stops once all have. */
+unsigned tc_oom_sweep(tc_oom_fn fn, void *ctx, int rank, const int64_t *shape, const char *where,
+                      const char *const *msgs, int n_msgs);
+
 /* nb_tensor_info_fn adding each listed tensor to the nb_model @p ud. */
 nb_status tc_add_listed(void *ud, const char *name, nb_dtype dt, int rank, const int64_t *shape);
 

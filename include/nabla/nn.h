@@ -740,7 +740,10 @@ NB_API nb_tensor *nb_bce_with_logits(nb_graph *g, nb_tensor *logits, nb_tensor *
                                      nb_reduction r);
 /** Softmax cross-entropy of logits [N, C] against integer labels[0..n)
  *  (n == N, each in [0, C)): −Σ_i log_softmax(z_i)[labels[i]], reduced over
- *  the N samples. Labels are copied. */
+ *  the N samples. Labels are copied. One node (the primitive softmax_xent,
+ *  docs/ops.md), whose VJP is one node (softmax_xent_backward); its value
+ *  is that of the composition one_hot, log_softmax, mul, sum, neg,
+ *  mean/sum, bit for bit. */
 NB_API nb_tensor *nb_softmax_cross_entropy(nb_graph *g, nb_tensor *logits, const int64_t *labels,
                                            int64_t n, nb_reduction r);
 /** Softmax cross-entropy against target distributions [N, C] (rows summing

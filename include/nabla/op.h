@@ -24,13 +24,17 @@ extern "C" {
  * (axes, sizes, flags), one real number, and an index list. Which fields an
  * op uses is up to the op; unused ones are zero. The index list is copied
  * into the graph when the op is recorded, so the caller's array need not
- * outlive the call.
+ * outlive the call. @c saved is what a built-in kernel keeps in the node
+ * for the op's rules (in the graph's memory, e.g. softmax_xent's row
+ * statistics): recording always starts it at NULL, whatever the caller
+ * passed.
  */
 typedef struct nb_attrs {
     int64_t ints[2 * NB_MAX_RANK];
     double real;
     const int64_t *idx;
     int64_t n_idx;
+    void *saved;
 } nb_attrs;
 
 /**

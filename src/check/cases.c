@@ -416,6 +416,34 @@ F(f_log_softmax_backward_ax1)
     UNUSED;
     return along(g, "log_softmax_backward", x, 2, 1);
 }
+/* softmax cross-entropy with labels 2, 0, 3 (mean) and its VJP (sum), in
+ * z and in the upstream gradient g */
+static const int64_t xent_labels[3] = {2, 0, 3};
+static nb_tensor *xent(nb_graph *g, const char *op, nb_tensor *const *in, int n, int reduction)
+{
+    nb_attrs a = {0};
+    a.ints[0] = reduction;
+    a.idx = xent_labels;
+    a.n_idx = 3;
+    return nb_apply(g, nb_op_find(op), in, n, &a);
+}
+F(f_softmax_xent)
+{
+    UNUSED;
+    return xent(g, "softmax_xent", x, 1, 0);
+}
+F(f_softmax_xent_backward)
+{
+    UNUSED;
+    return xent(g, "softmax_xent_backward", x, 2, 1);
+}
+/* the backward given the forward's node, whose saved row statistics it reads */
+F(f_softmax_xent_backward_saved)
+{
+    UNUSED;
+    nb_tensor *in[3] = {x[0], x[1], xent(g, "softmax_xent", x, 1, 1)};
+    return xent(g, "softmax_xent_backward", in, 3, 1);
+}
 F(f_cast)
 {
     UNUSED;
@@ -553,6 +581,12 @@ static const nb_check_case cases[] = {
          f_log_softmax_backward_last),
     CASE("log_softmax_backward", "g,y [2,3,4] axis 1", 2, 3, 3, 0, SH(2, 3, 4), SH(2, 3, 4), SH(0),
          -2, 2, f_log_softmax_backward_ax1),
+    CASE("softmax_xent", "[3,4] labels 2,0,3 mean", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -3, 3,
+         f_softmax_xent),
+    CASE("softmax_xent_backward", "z [3,4], g [] labels 2,0,3 sum", 2, 2, 0, 0, SH(3, 4), SH(0),
+         SH(0), -2, 2, f_softmax_xent_backward),
+    CASE("softmax_xent_backward", "z [3,4], g [], its softmax_xent y, labels 2,0,3 sum", 2, 2, 0, 0,
+         SH(3, 4), SH(0), SH(0), -2, 2, f_softmax_xent_backward_saved),
     CASE("sum_to", "[3,4]->[4]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_row),
     CASE("sum_to", "[3,4]->[3,1]", 1, 2, 0, 0, SH(3, 4), SH(0), SH(0), -2, 2, f_sum_to_col),
     CASE("broadcast_to", "[4]->[3,4]", 1, 1, 0, 0, SH(4), SH(0), SH(0), -2, 2, f_bcast_row),

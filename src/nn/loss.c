@@ -2,6 +2,8 @@
 
 #include "nn_internal.h"
 
+#include "../ops/table.h"
+
 #include <math.h>
 
 nb_tensor *nbn_reduce_all(nb_graph *g, nb_tensor *x, nb_reduction r, const char *op)
@@ -135,6 +137,8 @@ nb_tensor *nb_softmax_cross_entropy(nb_graph *g, nb_tensor *logits, const int64_
                       (long long)labels[i], (long long)i, (long long)logits->shape[1]);
             return NULL;
         }
+    if (r == NB_REDUCE_MEAN || r == NB_REDUCE_SUM) /* one node, whose VJP is one node */
+        return nbo_softmax_xent(g, logits, labels, n, (int)r);
     nb_tensor *onehot = nb_one_hot(g, logits->dtype, labels, n, logits->shape[1]);
     return cross_entropy_rows(g, logits, onehot, r, op);
 }

@@ -65,6 +65,7 @@ static nb_tensor *record_general(nb_graph *g, const nbo_def *def, nb_tensor *con
         if (!copy)
             return NULL;
         *copy = *attrs;
+        copy->saved = NULL; /* the kernel's, never a caller's */
         if (attrs->n_idx > 0) {
             int64_t *idx = nbc_alloc(g, (size_t)attrs->n_idx * sizeof *idx, def->name);
             if (!idx)

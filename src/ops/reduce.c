@@ -480,15 +480,38 @@ double nbk_sum_row_f64(const double *x, int64_t n)
     return sum_f64_row(x, n);
 }
 
-float nbk_max_row_f32(const float *x, int64_t n)
-{
-    return max_f32_row(x, n);
-}
+/* Rows up to this long take the short path of nbk_max_row. */
+#define RED_SHORT_MAX 16
 
-double nbk_max_row_f64(const double *x, int64_t n)
-{
-    return max_f64_row(x, n);
-}
+/* The maximum of a row, the bits of max_row's. A short row is scanned in
+ * two plain chains of comparisons (no branch per element: the tree's
+ * combining steps are branches whose outcome depends on the data): with no
+ * NaN in the row and a maximum other than zero, every element equal to the
+ * maximum has its bits, so any order finds max_row's result. A NaN (which
+ * NaN wins) or a zero maximum (+0 or −0) is decided by the tree's order. */
+#define DEFINE_MAX_ROW(SUF, T)                                                                     \
+    T nbk_max_row_##SUF(const T *x, int64_t n)                                                     \
+    {                                                                                              \
+        if (n > RED_SHORT_MAX)                                                                     \
+            return max_##SUF##_row(x, n);                                                          \
+        T m0 = x[0], m1 = x[0];                                                                    \
+        bool nan = false;                                                                          \
+        int64_t i = 0;                                                                             \
+        for (; i + 2 <= n; i += 2) {                                                               \
+            m0 = x[i] > m0 ? x[i] : m0;                                                            \
+            m1 = x[i + 1] > m1 ? x[i + 1] : m1;                                                    \
+            nan |= (x[i] != x[i]) | (x[i + 1] != x[i + 1]);                                       \
+        }                                                                                          \
+        if (i < n) {                                                                               \
+            m0 = x[i] > m0 ? x[i] : m0;                                                            \
+            nan |= x[i] != x[i];                                                                   \
+        }                                                                                          \
+        T m = m1 > m0 ? m1 : m0;                                                                   \
+        return nan || m == 0 ? max_##SUF##_row(x, n) : m;                                          \
+    }
+
+DEFINE_MAX_ROW(f32, float)
+DEFINE_MAX_ROW(f64, double)
 
 /* ---------------------------------------------------------- shape rules */
 

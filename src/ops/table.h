@@ -59,6 +59,8 @@ enum nbo_id {
     NB_OP_ARGMAX,
     NB_OP_LOG_SOFTMAX,
     NB_OP_LOG_SOFTMAX_BACKWARD,
+    NB_OP_SOFTMAX_XENT,
+    NB_OP_SOFTMAX_XENT_BACKWARD,
     NB_OP_SUM_TO,
     NB_OP_BROADCAST_TO,
     NB_OP_RESHAPE,
@@ -220,6 +222,21 @@ nb_tensor *nbo_log_softmax_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *ta
 nb_status nbo_log_softmax_backward_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_log_softmax_backward_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_log_softmax_backward_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+/* softmax cross-entropy of [N, C] logits with N integer labels as one
+ * primitive and its VJP as another (softmax.c): reduction 0 = mean, 1 = sum
+ * (nb_reduction's values); the backward takes the forward's attributes and
+ * its node y (NULL: the backward recomputes the row statistics y saved) */
+nb_tensor *nbo_softmax_xent(nb_graph *g, nb_tensor *z, const int64_t *labels, int64_t n,
+                            int reduction);
+nb_tensor *nbo_softmax_xent_backward(nb_graph *g, nb_tensor *z, nb_tensor *gr, nb_tensor *y,
+                                     const nb_attrs *attrs);
+nb_status nbo_softmax_xent_shape(nb_graph *g, nb_tensor *out);
+nb_status nbo_softmax_xent_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_softmax_xent_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_softmax_xent_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
+nb_status nbo_softmax_xent_backward_fwd(nb_graph *g, nb_tensor *out);
+nb_tensor *nbo_softmax_xent_backward_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+nb_tensor *nbo_softmax_xent_backward_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_sum_to_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_sum_to_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 nb_tensor *nbo_sum_to_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
