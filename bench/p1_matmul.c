@@ -77,8 +77,8 @@ static void peak(int M, int K, int N, bool ta, bool tb, int threads, const char 
     char conv[96] = "";
     if (name)
         snprintf(conv, sizeof conv,
-                 "\"mode\": \"%s\", \"product\": \"%s\", \"ta\": %d, \"tb\": %d, ", mode, name,
-                 ta, tb);
+                 "\"mode\": \"%s\", \"product\": \"%s\", \"ta\": %d, \"tb\": %d, ", mode, name, ta,
+                 tb);
     printf("{\"workload\": \"P1\", %s\"impl\": \"nabla\", \"matmul\": \"%s\", \"blas_core\": \"%s\", "
            "\"threads\": %d, \"m\": %d, \"k\": %d, \"n\": %d, \"gflops\": %.1f, "
            "\"gflops_median\": %.1f, \"check_rel_err\": %.1e}\n",

@@ -75,7 +75,8 @@ static void check_epilogue(nb_dtype dt, bool ta, bool tb, bool acc, int64_t m, i
     fill_uniform(&rng, dt, b, nbe);
     fill_uniform(&rng, dt, bias, (size_t)nbias);
     fill_uniform(&rng, dt, c0, nc); /* what accumulate adds to; the padding too */
-    if (m > 1) { /* op(A)(0,0) NaN: C's first row is NaN, which relu keeps */
+    /* op(A)(0,0) NaN: C's first row is NaN, which relu keeps */
+    if (m > 1) {
         if (dt == NB_F32)
             ((float *)a)[0] = NAN;
         else

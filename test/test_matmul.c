@@ -399,8 +399,16 @@ static void test_builtin_plan(void **state)
         /* a small network's layer at batch 32, 32x64x128: both operands
          * read in place, nothing packed, with AVX-512 in 8-row tiles (32
          * rows in whole tiles, not 36 of 12-row ones) */
-        p = (nbk_gemm){.dtype = NB_F32, .m = 32, .n = 128, .k = 64, .a = x, .lda = 64, .b = x,
-                       .ldb = 128, .c = x, .ldc = 128};
+        p = (nbk_gemm){.dtype = NB_F32,
+                       .m = 32,
+                       .n = 128,
+                       .k = 64,
+                       .a = x,
+                       .lda = 64,
+                       .b = x,
+                       .ldb = 128,
+                       .c = x,
+                       .ldc = 128};
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(!in.transposed && in.a_in_place && in.b_in_place);
         assert_int_equal(in.mr, isa == NBK_GEMM_AVX512 ? 8 : 6);
@@ -410,8 +418,17 @@ static void test_builtin_plan(void **state)
         assert_true(!in.transposed && in.a_in_place && !in.b_in_place);
         /* that layer's weight gradient, x^T·g for x [32,64]: op(A)'s
          * columns are x's rows, read in place too */
-        p = (nbk_gemm){.dtype = NB_F32, .trans_a = true, .m = 64, .n = 128, .k = 32, .a = x,
-                       .lda = 64, .b = x, .ldb = 128, .c = x, .ldc = 128};
+        p = (nbk_gemm){.dtype = NB_F32,
+                       .trans_a = true,
+                       .m = 64,
+                       .n = 128,
+                       .k = 32,
+                       .a = x,
+                       .lda = 64,
+                       .b = x,
+                       .ldb = 128,
+                       .c = x,
+                       .ldc = 128};
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(!in.transposed && in.a_in_place && in.b_in_place);
     }

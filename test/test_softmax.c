@@ -482,14 +482,10 @@ static void test_out_of_memory(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bit_identical),
-        cmocka_unit_test(test_nan_and_zero_max),
-        cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_backward_one_tangent),
-        cmocka_unit_test(test_second_order),
-        cmocka_unit_test(test_one_node),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_nan_and_zero_max),
+        cmocka_unit_test(test_gradcheck),     cmocka_unit_test(test_backward_one_tangent),
+        cmocka_unit_test(test_second_order),  cmocka_unit_test(test_one_node),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,8 +264,8 @@ static void test_saved_stats(void **state)
                     m = fmax(m, nb_tensor_get(z, i * 10 + k));
                 for (int64_t k = 0; k < 10; k++)
                     se += exp(nb_tensor_get(z, i * 10 + k) - m);
-                double sm = dt == NB_F32 ? ((const float *)saved)[2 * i]
-                                         : ((const double *)saved)[2 * i];
+                double sm =
+                    dt == NB_F32 ? ((const float *)saved)[2 * i] : ((const double *)saved)[2 * i];
                 double sl = dt == NB_F32 ? ((const float *)saved)[2 * i + 1]
                                          : ((const double *)saved)[2 * i + 1];
                 assert_true(sm == m);

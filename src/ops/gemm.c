@@ -115,8 +115,8 @@ typedef void gemm_pack_fn(void *restrict dst, const gemm_view *v, int64_t i0, in
 /* gemm_micro_fn with A read in place: MR rows at ap + i*lda, each
  * contiguous along k */
 typedef void gemm_micro_rows_fn(int64_t kc, const void *restrict ap, int64_t lda,
-                                const void *restrict bp, int64_t ldb, void *restrict c,
-                                int64_t ldc, bool add, const gemm_epi *epi);
+                                const void *restrict bp, int64_t ldb, void *restrict c, int64_t ldc,
+                                bool add, const gemm_epi *epi);
 
 /* C(i,j) = (or +=) tile[i*ldt + j], i < mr, j < nr, for a C stored by
  * columns: C(i,j) at c[i + j*ldc] */
@@ -468,9 +468,9 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
         MICRO_SIMD_BODY(T, V, W, MR, NV, LOAD, SET1, FMA, ADD, STORE, ZERO, RELU, ap[i],           \
                         ap += astep)                                                               \
     }                                                                                              \
-    TARGET static void micro_##SUF##_rows(int64_t kc, const void *restrict ap_, int64_t lda,       \
-                                          const void *restrict bp_, int64_t ldb, void *restrict c_, \
-                                          int64_t ldc, bool add, const gemm_epi *epi)              \
+    TARGET static void micro_##SUF##_rows(                                                         \
+        int64_t kc, const void *restrict ap_, int64_t lda, const void *restrict bp_, int64_t ldb,  \
+        void *restrict c_, int64_t ldc, bool add, const gemm_epi *epi)                             \
     {                                                                                              \
         /* rows 0..5 from ap, 6..11 from ap6 (the panel has them all): two                         \
          * bases and five offsets stay in registers, one offset per row                            \
@@ -494,13 +494,13 @@ DEFINE_MICRO_C(double, f64_c, 4, 4)
     float, __m256, 8, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,             \
         _mm256_storeu_ps, _mm256_setzero_ps, RELU_AVX2_PS
 #define SIMD_AVX2_F64                                                                              \
-    double, __m256d, 4, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,          \
+    double, __m256d, 4, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,           \
         _mm256_storeu_pd, _mm256_setzero_pd, RELU_AVX2_PD
 #define SIMD_AVX512_F32                                                                            \
     float, __m512, 16, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,            \
         _mm512_storeu_ps, _mm512_setzero_ps, RELU_AVX512_PS
 #define SIMD_AVX512_F64                                                                            \
-    double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,          \
+    double, __m512d, 8, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,           \
         _mm512_storeu_pd, _mm512_setzero_pd, RELU_AVX512_PD
 
 /* MR x two vectors, and MR x one vector for a narrow C */
@@ -524,6 +524,7 @@ DEFINE_MICRO_SIMD(f64_avx512_8, GEMM_AVX512, 8, 2, SIMD_AVX512_F64)
 enum { TILE_WIDE, TILE_NARROW, TILE_SHORT, TILE_KINDS };
 
 /* The kernels by [isa][dtype == NB_F64][tile kind] */
+// clang-format off
 static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2][TILE_KINDS] = {
 #define PORTABLE_F32 {4, 16, 4, micro_f32_c, pack_a_f32_4, pack_b_f32_16, NULL, NULL, 1.0}
 #define PORTABLE_F64 {4, 4, 2, micro_f64_c, pack_a_f64_4, pack_b_f64_4, NULL, NULL, 1.0}
@@ -558,6 +559,7 @@ static const gemm_kernel gemm_kernels[NBK_GEMM_ISA_COUNT][2][TILE_KINDS] = {
 #undef PORTABLE_F32
 #undef PORTABLE_F64
 };
+// clang-format on
 
 nbk_gemm_isa nbk_gemm_best_isa(void)
 {
@@ -1029,9 +1031,8 @@ static void gemm_block(const gemm_plan *pl, bool f64, int64_t i_lo, int64_t i_hi
                 for (int64_t jr = 0; jr < nc; jr += nr_max) {
                     int64_t nr = min64(nr_max, nc - jr);
                     bool b_in_place = b_rows && nr == nr_max;
-                    const char *bp = b_in_place
-                                         ? (const char *)v->b + (pc * v->rs_b + jc + jr) * es
-                                         : bblock + jr * kc * es;
+                    const char *bp = b_in_place ? (const char *)v->b + (pc * v->rs_b + jc + jr) * es
+                                                : bblock + jr * kc * es;
                     int64_t ldb = b_in_place ? v->rs_b : nr_max;
                     for (int64_t ir = 0; ir < mc; ir += mr_max) {
                         const char *ap = ablock + ir * kc * es;

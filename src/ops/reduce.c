@@ -500,7 +500,7 @@ double nbk_sum_row_f64(const double *x, int64_t n)
         for (; i + 2 <= n; i += 2) {                                                               \
             m0 = x[i] > m0 ? x[i] : m0;                                                            \
             m1 = x[i + 1] > m1 ? x[i + 1] : m1;                                                    \
-            nan |= (x[i] != x[i]) | (x[i + 1] != x[i + 1]);                                       \
+            nan |= (x[i] != x[i]) | (x[i + 1] != x[i + 1]);                                        \
         }                                                                                          \
         if (i < n) {                                                                               \
             m0 = x[i] > m0 ? x[i] : m0;                                                            \

@@ -374,8 +374,8 @@ nb_status nbo_softmax_xent_shape(nb_graph *g, nb_tensor *out)
                              nb_dtype_name(gr->dtype), nbc_shp(gr, b1, sizeof b1),
                              nb_dtype_name(z->dtype));
         const nb_tensor *y = out->n_inputs == 3 ? out->inputs[2] : NULL;
-        if (y && (y->op != &nbo_table[NB_OP_SOFTMAX_XENT] ||
-                  (y->n_inputs == 1 && y->inputs[0] != z)))
+        if (y &&
+            (y->op != &nbo_table[NB_OP_SOFTMAX_XENT] || (y->n_inputs == 1 && y->inputs[0] != z)))
             return nbc_error(g, NB_ERR_ARG, name,
                              "input 2 (made by %s) must be the softmax_xent of input 0, whose row "
                              "statistics it saves",
