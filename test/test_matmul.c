@@ -350,6 +350,24 @@ static void test_builtin_random(void **state)
         }
 }
 
+/* A product of floats at x whose operands and result are stored row-major
+ * without padding (for plans only: x is never read) */
+static nbk_gemm packed_product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float *x)
+{
+    return (nbk_gemm){.dtype = NB_F32,
+                      .trans_a = ta,
+                      .trans_b = tb,
+                      .m = m,
+                      .n = n,
+                      .k = k,
+                      .a = x,
+                      .lda = ta ? m : k,
+                      .b = x,
+                      .ldb = tb ? k : n,
+                      .c = x,
+                      .ldc = n};
+}
+
 /* How the kernel computes products it was timed on (a change of these is a
  * change of speed, never of results). */
 static void test_builtin_plan(void **state)
@@ -392,23 +410,13 @@ static void test_builtin_plan(void **state)
         assert_true(in.narrow == (isa == NBK_GEMM_AVX512));
         /* a convolution's weight gradient, 64 x 196 times (288 x 196)^T:
          * C^T, whose op(A) is read in place */
-        p = (nbk_gemm){.dtype = NB_F32, .trans_b = true, .m = 64, .n = 288, .k = 196,
-                       .a = x, .lda = 196, .b = x, .ldb = 196, .c = x, .ldc = 288};
+        p = packed_product(false, true, 64, 288, 196, x);
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(in.transposed && in.a_in_place);
         /* a small network's layer at batch 32, 32x64x128: both operands
          * read in place, nothing packed, with AVX-512 in 8-row tiles (32
          * rows in whole tiles, not 36 of 12-row ones) */
-        p = (nbk_gemm){.dtype = NB_F32,
-                       .m = 32,
-                       .n = 128,
-                       .k = 64,
-                       .a = x,
-                       .lda = 64,
-                       .b = x,
-                       .ldb = 128,
-                       .c = x,
-                       .ldc = 128};
+        p = packed_product(false, false, 32, 128, 64, x);
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(!in.transposed && in.a_in_place && in.b_in_place);
         assert_int_equal(in.mr, isa == NBK_GEMM_AVX512 ? 8 : 6);
@@ -418,17 +426,7 @@ static void test_builtin_plan(void **state)
         assert_true(!in.transposed && in.a_in_place && !in.b_in_place);
         /* that layer's weight gradient, x^T·g for x [32,64]: op(A)'s
          * columns are x's rows, read in place too */
-        p = (nbk_gemm){.dtype = NB_F32,
-                       .trans_a = true,
-                       .m = 64,
-                       .n = 128,
-                       .k = 32,
-                       .a = x,
-                       .lda = 64,
-                       .b = x,
-                       .ldb = 128,
-                       .c = x,
-                       .ldc = 128};
+        p = packed_product(true, false, 64, 128, 32, x);
         in = nbk_gemm_plan_info(&p, 1, (nbk_gemm_isa)isa, NULL);
         assert_true(!in.transposed && in.a_in_place && in.b_in_place);
     }
