@@ -815,13 +815,18 @@ typedef struct plan_key {
 
 /* The plans of each thread's recent products: a training step runs the
  * same few shapes again and again, and planning one (six tilings costed)
- * took 2.5 % of a small network's step. Direct-mapped by a hash of the key. */
-#define PLAN_CACHE 32
+ * took 2.5 % of a small network's step. Sets of two chosen by a hash of the
+ * key, the one used less recently replaced (an epoch's last, shorter batch
+ * then does not push out a full batch's plan of the same set). */
+#define PLAN_SETS 32
 static _Thread_local struct {
-    bool used;
-    plan_key key;
-    gemm_plan plan;
-} plan_cache[PLAN_CACHE];
+    struct {
+        bool used;
+        plan_key key;
+        gemm_plan plan;
+    } way[2];
+    int last; /* the way used last */
+} plan_cache[PLAN_SETS];
 
 static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
                                const nbk_gemm_limits *lim)
@@ -833,23 +838,39 @@ static gemm_plan gemm_plan_for(const nbk_gemm *p, int threads, nbk_gemm_isa isa,
     key.dtype = (int)p->dtype, key.threads = threads, key.isa = (int)isa;
     key.trans_a = p->trans_a, key.trans_b = p->trans_b, key.accumulate = p->accumulate;
     key.bias = p->bias != NULL, key.bias_rows = p->bias_rows, key.relu = p->relu;
-    /* a few multiplies mix the sizes (hashing every byte took longer than
-     * the plan); keys that differ in the rest only share a slot */
-    uint64_t h = (uint64_t)key.m;
-    h = h * 0x9E3779B97F4A7C15u + (uint64_t)key.n;
-    h = h * 0x9E3779B97F4A7C15u + (uint64_t)key.k;
-    h = h * 0x9E3779B97F4A7C15u + (uint64_t)(key.trans_a | key.trans_b << 1 | key.dtype << 2);
-    h *= 0x9E3779B97F4A7C15u;
-    unsigned slot = (unsigned)(h >> 59) % PLAN_CACHE;
+    /* one multiply per field but the limits mixes them (hashing every byte
+     * took longer than the plan): a convolution's products differ in
+     * accumulate only, and must not share a set with a third shape */
+    uint64_t words[7] = {(uint64_t)key.m,
+                         (uint64_t)key.n,
+                         (uint64_t)key.k,
+                         (uint64_t)key.lda,
+                         (uint64_t)key.ldb,
+                         (uint64_t)key.ldc,
+                         (uint64_t)(key.trans_a | key.trans_b << 1 | key.accumulate << 2 |
+                                    key.bias << 3 | key.bias_rows << 4 | key.relu << 5 |
+                                    key.dtype << 6 | key.isa << 8 | (unsigned)key.threads << 10)};
+    uint64_t h = 0;
+    for (int i = 0; i < 7; i++)
+        h = (h + words[i]) * 0x9E3779B97F4A7C15u;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9u; /* splitmix64's finaliser */
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBu;
+    unsigned set = (unsigned)((h ^ (h >> 31)) % PLAN_SETS);
+    int w = 0;
+    while (w < 2 && !(plan_cache[set].way[w].used &&
+                      memcmp(&plan_cache[set].way[w].key, &key, sizeof key) == 0))
+        w++;
     gemm_plan pl;
-    if (plan_cache[slot].used && memcmp(&plan_cache[slot].key, &key, sizeof key) == 0) {
-        pl = plan_cache[slot].plan;
+    if (w < 2) {
+        pl = plan_cache[set].way[w].plan;
     } else {
         pl = plan_compute(p, threads, isa, lim);
-        plan_cache[slot].used = true;
-        plan_cache[slot].key = key;
-        plan_cache[slot].plan = pl;
+        w = 1 - plan_cache[set].last;
+        plan_cache[set].way[w].used = true;
+        plan_cache[set].way[w].key = key;
+        plan_cache[set].way[w].plan = pl;
     }
+    plan_cache[set].last = w;
     /* this product's operands */
     pl.v.a = pl.transposed ? p->b : p->a;
     pl.v.b = pl.transposed ? p->a : p->b;
