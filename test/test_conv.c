@@ -866,6 +866,75 @@ static void test_fused_same_bits(void **state)
         }
 }
 
+/* max_pool2d(relu(conv2d(x, w) + b)) with 3x3 windows of stride 2 (the
+ * ReLU fused, or a relu op when ctx is non-NULL) */
+static nb_tensor *relu_pool_fn(nb_graph *g, nb_tensor *const *in, int n, void *ctx)
+{
+    (void)n;
+    const nb_pool2d_opts po = {{3, 3}, {2, 2}, {1, 1}};
+    nb_conv_opts o = nb_conv_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    nb_tensor *y = ctx ? nb_relu(g, nb_conv2d_fused(g, in[0], in[1], in[2], &o, NB_LINEAR_IDENTITY))
+                       : nb_conv2d_fused(g, in[0], in[1], in[2], &o, NB_LINEAR_RELU);
+    return nb_max_pool2d(g, y, &po);
+}
+
+/* ReLU before max pooling (ops/table.h): the pooling's rule masks the small
+ * gradient and ReLU's rule then hands it on unmasked. The gradients of x, w
+ * and b must have the bits of the same graph with a reshape between the
+ * ReLU and the pooling (which hides the pattern): the fused conv2d's ReLU
+ * and a relu op, f32 and f64, windows that do not and that do overlap (3x3
+ * of stride 2 with padding: argmaxes shared by several windows), on 1 and 2
+ * threads. With the gradient recorded, the weight gradient's g_z is the
+ * unpooling itself, not a relu_mask of it. */
+static void test_relu_pool_rule(void **state)
+{
+    (void)state;
+    const nb_pool2d_opts pools[2] = {{{2, 2}, {2, 2}, {0, 0}}, {{3, 3}, {2, 2}, {1, 1}}};
+    conv_case k = make_case(2, 3, 8, 8, 4, 3, 3, axes(1, 1, 1, 1, 1, 1, 1));
+    int64_t sx[4], sw[4];
+    shape_x(&k, sx), shape_w(&k, sw);
+    for (int v = 0; v < 16; v++) {
+        nb_dtype dt = v & 1 ? NB_F64 : NB_F32;
+        bool relu_op = v & 2, record = v & 8;
+        const nb_pool2d_opts *po = &pools[(v >> 2) & 1];
+        nb_graph *g = nb_graph_new();
+        nb_graph_set_threads(g, 1 + v % 2);
+        nb_rng rng;
+        nb_rng_seed(&rng, 700 + (uint64_t)v);
+        nb_tensor *x = as_dtype(g, random_tensor(g, &rng, NB_F64, sx), dt);
+        nb_tensor *w = as_dtype(g, random_tensor(g, &rng, NB_F64, sw), dt);
+        nb_tensor *b = nb_rand_uniform(g, &rng, dt, 1, (int64_t[]){k.o}, -1, 1);
+        nb_tensor *in[3] = {x, w, b};
+        for (int j = 0; j < 3; j++)
+            nb_tensor_set_requires_grad(in[j], true);
+        nb_tensor *y = relu_op
+                           ? nb_relu(g, nb_conv2d_fused(g, x, w, b, &k.opts, NB_LINEAR_IDENTITY))
+                           : nb_conv2d_fused(g, x, w, b, &k.opts, NB_LINEAR_RELU);
+        assert_non_null(y);
+        nb_tensor *hidden = nb_reshape(g, y, 4, nb_tensor_shape(y));
+        nb_tensor *p = nb_max_pool2d(g, y, po), *ph = nb_max_pool2d(g, hidden, po);
+        nb_tensor *r = nb_rand_uniform(g, &rng, dt, 4, nb_tensor_shape(p), -1, 1);
+        nb_tensor *gp[3], *gh[3];
+        assert_int_equal(
+            nb_grad(g, nb_sum(g, nb_mul(g, p, r), NULL, 0, false), NULL, in, 3, gp, record), NB_OK);
+        assert_int_equal(
+            nb_grad(g, nb_sum(g, nb_mul(g, ph, r), NULL, 0, false), NULL, in, 3, gh, record),
+            NB_OK);
+        for (int j = 0; j < 3; j++)
+            if (!same_bits(gp[j], gh[j]))
+                fail_msg("variant %d: the gradient of input %d differs", v, j);
+        if (record) { /* dw = weight_grad(x, g_z) */
+            assert_string_equal(nb_tensor_op_name(nb_op_input(gp[1], 1)), "max_unpool2d");
+            assert_string_equal(nb_tensor_op_name(nb_op_input(gh[1], 1)), "relu_mask");
+        }
+        if (dt == NB_F64 && !record) /* and its gradients pass the checks */
+            check_both_modes("relu before max pooling", relu_pool_fn, relu_op ? &k : NULL, in, 3,
+                             800 + (uint64_t)v);
+        nb_graph_free(g);
+    }
+}
+
 typedef struct fused_ctx {
     conv_case k;
     nb_linear_act act;
@@ -1053,6 +1122,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_fused),
         cmocka_unit_test(test_fused_second_order),
         cmocka_unit_test(test_fused_errors),
+        cmocka_unit_test(test_relu_pool_rule),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_memory),

@@ -722,7 +722,14 @@ static nb_tensor *conv_like(nb_graph *g, int id, const nb_tensor *out, nb_tensor
  * otherwise; every input's rule starts from it (nbo_vjp_pre) */
 nb_tensor *nbo_conv2d_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *gr)
 {
-    return CONV_ACT(out) == NB_LINEAR_RELU ? nb_relu_mask(g, gr, out) : gr;
+    if (CONV_ACT(out) != NB_LINEAR_RELU || nbo_masked_unpool(gr, out))
+        return gr; /* the identity, or a mask that would change nothing */
+    return nb_relu_mask(g, gr, out);
+}
+
+bool nbo_conv2d_relu(const nb_tensor *out)
+{
+    return out->op == &nbo_table[NB_OP_CONV2D] && CONV_ACT(out) == NB_LINEAR_RELU;
 }
 
 /* dx = conv_transpose2d(g_z, w, H, W), dw = weight_grad(x, g_z, KH, KW),

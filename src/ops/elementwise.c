@@ -219,6 +219,8 @@ static nb_tensor *erf_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
 /* d relu(x) = relu_mask(v, x) = v·1(x > 0) */
 static nb_tensor *relu_d(nb_graph *g, nb_tensor *out, nb_tensor *v)
 {
+    if (nbo_masked_unpool(v, out)) /* already masked (table.h) */
+        return v;
     return nb_relu_mask(g, v, out->inputs[0]);
 }
 

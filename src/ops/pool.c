@@ -686,11 +686,22 @@ nb_status nbo_max_gather2d_fwd(nb_graph *g, nb_tensor *out)
 
 /* ------------------------------------------------------ derivative rules */
 
-/* d max_pool2d = max_unpool2d(g, y): g goes to each window's argmax */
+/* d max_pool2d = max_unpool2d(g, y): g goes to each window's argmax; masked
+ * by ReLU's rule first when x is a ReLU's result (table.h) */
 nb_tensor *nbo_max_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
 {
     (void)i;
+    if (nbo_relu_result(out->inputs[0]))
+        gr = nb_relu_mask(g, gr, out);
     return nb_max_unpool2d(g, gr, out);
+}
+
+bool nbo_masked_unpool(const nb_tensor *d, const nb_tensor *y)
+{
+    const nb_tensor *p = d->op == &nbo_table[NB_OP_MAX_UNPOOL2D] ? d->inputs[1] : NULL;
+    const nb_tensor *u = p ? d->inputs[0] : NULL;
+    return p && p->op == &nbo_table[NB_OP_MAX_POOL2D] && p->inputs[0] == y &&
+           u->op == &nbo_table[NB_OP_RELU_MASK] && u->inputs[1] == p;
 }
 /* t_y = t at the argmax */
 nb_tensor *nbo_max_pool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *t)

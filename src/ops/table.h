@@ -292,6 +292,17 @@ nb_status nbo_max_gather2d_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_avg_unpool2d_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_max_pool2d_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_max_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
+/* ReLU before max pooling. When y is a ReLU's result (nbo_relu_result: a
+ * relu op, or a linear map or conv2d with its ReLU) and p = max_pool2d(y),
+ * the pooling's rule masks the pooled gradient first: d = max_unpool2d(
+ * relu_mask(g, p), p), on the pooled size. ReLU's own rule, relu_mask(d, y),
+ * then changes nothing, bit for bit (d is +0 off the argmax and wherever
+ * p <= 0, and at the argmax y = p), so nbo_masked_unpool(d, y) tells it to
+ * hand d on as it is: one pass over the small tensor instead of one over
+ * the large one. */
+bool nbo_relu_result(const nb_tensor *y);
+bool nbo_masked_unpool(const nb_tensor *d, const nb_tensor *y);
+bool nbo_conv2d_relu(const nb_tensor *out);
 nb_tensor *nbo_max_pool2d_jvp(nb_graph *g, nb_tensor *out, nb_tensor *const *tangents);
 nb_status nbo_avg_pool2d_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_avg_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
