@@ -93,15 +93,7 @@ nb_tensor *nb_linear(nb_graph *g, nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_l
  * (nbo_vjp_pre) and the rules take it from there (nbo_vjp_post). */
 static nb_tensor *linear_vjp_pre(nb_graph *g, nb_tensor *out, nb_tensor *gr)
 {
-    if (ACT(out) != NB_LINEAR_RELU || nbo_masked_unpool(gr, out))
-        return gr; /* the identity, or a mask that would change nothing (table.h) */
-    return nb_relu_mask(g, gr, out);
-}
-
-bool nbo_relu_result(const nb_tensor *y)
-{
-    return y->op == &nbo_table[NB_OP_RELU] || nbo_conv2d_relu(y) ||
-           (y->op == &nbo_table[NB_OP_LINEAR] && ACT(y) == NB_LINEAR_RELU);
+    return ACT(out) == NB_LINEAR_RELU ? nb_relu_mask(g, gr, out) : gr;
 }
 
 /* dx = g_z·Wᵀ, dW = xᵀ·g_z (x's rows stacked), db = g_z summed to [N]: the

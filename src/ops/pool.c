@@ -696,6 +696,12 @@ nb_tensor *nbo_max_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *gr)
     return nb_max_unpool2d(g, gr, out);
 }
 
+/* A linear map's result (rank 2 or 3) is never max_pool2d's input */
+bool nbo_relu_result(const nb_tensor *y)
+{
+    return y->op == &nbo_table[NB_OP_RELU] || nbo_conv2d_relu(y);
+}
+
 bool nbo_masked_unpool(const nb_tensor *d, const nb_tensor *y)
 {
     const nb_tensor *p = d->op == &nbo_table[NB_OP_MAX_UNPOOL2D] ? d->inputs[1] : NULL;

@@ -293,7 +293,7 @@ nb_status nbo_avg_unpool2d_shape(nb_graph *g, nb_tensor *out);
 nb_status nbo_max_pool2d_fwd(nb_graph *g, nb_tensor *out);
 nb_tensor *nbo_max_pool2d_vjp(nb_graph *g, nb_tensor *out, int i, nb_tensor *grad_out);
 /* ReLU before max pooling. When y is a ReLU's result (nbo_relu_result: a
- * relu op, or a linear map or conv2d with its ReLU) and p = max_pool2d(y),
+ * relu op, or a conv2d with its ReLU) and p = max_pool2d(y),
  * the pooling's rule masks the pooled gradient first: d = max_unpool2d(
  * relu_mask(g, p), p), on the pooled size. ReLU's own rule, relu_mask(d, y),
  * then changes nothing, bit for bit (d is +0 off the argmax and wherever
