@@ -122,13 +122,16 @@ static nb_tensor *as_dtype(nb_graph *g, nb_tensor *t, nb_dtype dt)
     return c;
 }
 
+/* got within tol of the direct sums want, relative to the sums of the
+ * products' magnitudes (scale, at least 1): the bound of rounding in any
+ * order of summation, and in the Winograd transforms */
 static void expect_values(const char *what, const conv_case *k, const nb_tensor *got,
-                          const double *want, int64_t size, double tol)
+                          const double *want, const double *scale, int64_t size, double tol)
 {
     assert_non_null(got);
     assert_int_equal(nb_tensor_size(got), size);
     for (int64_t e = 0; e < size; e++)
-        if (!(fabs(nb_tensor_get(got, e) - want[e]) <= tol * fmax(1.0, fabs(want[e]))))
+        if (!(fabs(nb_tensor_get(got, e) - want[e]) <= tol * fmax(1.0, scale[e])))
             fail_msg("%s %s n%lld c%lld %lldx%lld o%lld k%lldx%lld s%lld,%lld p%lld,%lld "
                      "d%lld,%lld g%lld: element %lld is %.17g, direct %.17g",
                      what, nb_dtype_name(nb_tensor_dtype(got)), (long long)k->n, (long long)k->c,
@@ -153,23 +156,28 @@ static void check_values(const conv_case *k, uint64_t seed)
               *gy = random_tensor(g, &rng, NB_F64, sy);
     int64_t count;
     triple *t = naive_products(k, &count);
-    double *y = calloc((size_t)ny, sizeof *y), *dx = calloc((size_t)nx, sizeof *dx),
-           *dw = calloc((size_t)nw, sizeof *dw);
+    /* the sums, then (at + size) the sums of the products' magnitudes */
+    double *y = calloc((size_t)(2 * ny), sizeof *y), *dx = calloc((size_t)(2 * nx), sizeof *dx),
+           *dw = calloc((size_t)(2 * nw), sizeof *dw);
     const double *px = nb_tensor_f64(x), *pw = nb_tensor_f64(w), *pg = nb_tensor_f64(gy);
     for (int64_t e = 0; e < count; e++) {
         y[t[e].y] += px[t[e].x] * pw[t[e].w];
         dx[t[e].x] += pg[t[e].y] * pw[t[e].w];
         dw[t[e].w] += pg[t[e].y] * px[t[e].x];
+        y[ny + t[e].y] += fabs(px[t[e].x] * pw[t[e].w]);
+        dx[nx + t[e].x] += fabs(pg[t[e].y] * pw[t[e].w]);
+        dw[nw + t[e].w] += fabs(pg[t[e].y] * px[t[e].x]);
     }
     for (int d = 0; d < 2; d++) {
         nb_dtype dt = d ? NB_F32 : NB_F64;
         double tol = d ? 1e-5 : 1e-12;
         nb_tensor *xd = as_dtype(g, x, dt), *wd = as_dtype(g, w, dt), *gd = as_dtype(g, gy, dt);
-        expect_values("conv2d", k, nb_conv2d(g, xd, wd, &k->opts), y, ny, tol);
+        expect_values("conv2d", k, nb_conv2d(g, xd, wd, &k->opts), y, y + ny, ny, tol);
         expect_values("conv_transpose2d", k, nb_conv_transpose2d(g, gd, wd, k->h, k->w, &k->opts),
-                      dx, nx, tol);
+                      dx, dx + nx, nx, tol);
         expect_values("conv2d_weight_grad", k,
-                      nb_conv2d_weight_grad(g, xd, gd, k->kh, k->kw, &k->opts), dw, nw, tol);
+                      nb_conv2d_weight_grad(g, xd, gd, k->kh, k->kw, &k->opts), dw, dw + nw, nw,
+                      tol);
     }
     free(t), free(y), free(dx), free(dw);
     nb_graph_free(g);
@@ -225,6 +233,32 @@ static void test_values(void **state)
     /* a 9 x 8 kernel: more taps than the patch loops keep worked out */
     k = make_case(2, 2, 11, 10, 3, 9, 8, axes(1, 1, 1, 1, 1, 1, 1));
     check_values(&k, 11);
+}
+
+/* 3x3 kernels of stride 1 with 8 channels or more run as Winograd
+ * F(2x2, 3x3) products (src/ops/winograd.c): padding 0-3 (conv_transpose2d
+ * takes them up to 2, then the patch matrix), planes of odd and even
+ * sizes (tiles cut by the edge), channels that are not multiples of the
+ * kernel's tiles, a batch that ends in a short block (a block is about 256
+ * tiles of whole samples: 42 samples of 2x2 tiles make blocks of 64, 64,
+ * 64 ... and 42 - 3·... samples), and the weight gradient's runs of
+ * samples. */
+static void test_winograd_values(void **state)
+{
+    (void)state;
+    static const int64_t sizes[4][2] = {{4, 4}, {5, 7}, {8, 6}, {9, 9}};
+    for (int p = 0; p < 4; p++)
+        for (int z = 0; z < 4; z++) {
+            conv_case k = make_case(1 + z % 3, 8 + z, sizes[z][0] + 2 - p, sizes[z][1] + 2 - p,
+                                    8 + 3 * (z % 2), 3, 3, axes(1, p, 1, 1, p, 1, 1));
+            check_values(&k, 400 + (uint64_t)(p * 4 + z));
+        }
+    /* unequal padding per axis, a batch in several blocks and runs */
+    conv_case k = make_case(42, 9, 4, 5, 10, 3, 3, axes(1, 1, 1, 1, 0, 1, 1));
+    check_values(&k, 420);
+    /* one large plane: blocks of one sample, more tiles than a block's */
+    k = make_case(2, 8, 40, 36, 8, 3, 3, axes(1, 1, 1, 1, 1, 1, 1));
+    check_values(&k, 421);
 }
 
 /* ------------------------------------------------------- gradient checks */
@@ -295,6 +329,12 @@ static void gradcheck_all(int op)
         conv_case k = combo(i);
         gradcheck_case(&k, op, 200 + (uint64_t)i);
     }
+    /* Winograd products (8 channels, 3x3, stride 1): padding 1 on an odd
+     * plane, padding 0 on an even one */
+    conv_case w1 = make_case(1, 8, 5, 7, 8, 3, 3, axes(1, 1, 1, 1, 1, 1, 1));
+    conv_case w0 = make_case(2, 8, 6, 6, 9, 3, 3, nb_conv_defaults());
+    gradcheck_case(&w1, op, 260);
+    gradcheck_case(&w0, op, 261);
 }
 
 static void test_gradcheck_conv2d(void **state)
@@ -544,11 +584,14 @@ static void test_conv1d(void **state)
     conv_case k = make_case(2, 4, 1, 11, 6, 1, 3, axes(1, 0, 1, 2, 1, 2, 2));
     int64_t count;
     triple *t = naive_products(&k, &count);
-    double want[60] = {0};
-    for (int64_t e = 0; e < count; e++)
-        want[t[e].y] += nb_tensor_get(x, t[e].x) * nb_tensor_get(w, t[e].w);
+    double want[60] = {0}, scale[60] = {0};
+    for (int64_t e = 0; e < count; e++) {
+        double xw = nb_tensor_get(x, t[e].x) * nb_tensor_get(w, t[e].w);
+        want[t[e].y] += xw;
+        scale[t[e].y] += fabs(xw);
+    }
     free(t);
-    expect_values("conv1d", &k, y, want, 60, 1e-12);
+    expect_values("conv1d", &k, y, want, scale, 60, 1e-12);
     check_both_modes("conv1d", conv1d_fn, settings, (nb_tensor *[]){x, w}, 2, 31);
     nb_graph_free(g);
 }
@@ -1112,6 +1155,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_winograd_values),
         cmocka_unit_test(test_gradcheck_conv2d),
         cmocka_unit_test(test_gradcheck_transpose),
         cmocka_unit_test(test_gradcheck_weight_grad),

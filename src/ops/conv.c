@@ -11,7 +11,9 @@
  *   w' = weight_grad(x, y)        dx = conv_transpose2d(y, g)  dy = conv2d(x, g)
  * and each JVP is the op applied to (t_a, b) plus the op applied to (a, t_b).
  *
- * Kernels: for each sample n and group G the op is one product of the
+ * Kernels: 3x3 kernels of stride 1 with enough channels run as Winograd
+ * F(2x2, 3x3) products (winograd.c, nbo_wino_applies). Otherwise, for
+ * each sample n and group G the op is one product of the
  * built-in GEMM (gemm.c) with the group's patch matrix col (im2col, in
  * arena scratch): K = C/groups·KH·KW rows (c, kh, kw), P = OH·OW columns
  * (oh, ow), Og = O/groups:
@@ -41,29 +43,13 @@
 
 #include <stdio.h>
 
+#include "conv.h"
 #include "gemm.h"
-#include "kernels.h"
 
 enum { A_STRIDE = 0, A_PAD = 2, A_DIL = 4, A_GROUPS = 6, A_SIZE = 7, A_ACT = 9 };
 
 #define CONV_BIAS(out) ((out)->n_inputs > 2 ? (out)->inputs[2] : NULL)
 #define CONV_ACT(out) ((nb_linear_act)(out)->attrs->ints[A_ACT])
-
-/* Runs of samples the weight gradient sums separately (then in order). */
-#define CONV_CHUNKS 8
-
-/* Which op: conv2d (inputs x, w), conv_transpose2d (y, w; result x) or
- * conv2d_weight_grad (x, y; result w). */
-typedef enum conv_kind { CONV_FWD, CONV_INPUT_GRAD, CONV_WEIGHT_GRAD } conv_kind;
-
-/* One convolution: input x [n,c,h,w], weight [o, c/groups, kh, kw],
- * output y [n,o,oh,ow], and its settings. */
-typedef struct conv_geom {
-    int64_t n, c, h, w;
-    int64_t o, kh, kw;
-    int64_t oh, ow;
-    int64_t sh, sw, ph, pw, dh, dw, groups;
-} conv_geom;
 
 /* ------------------------------------------------------------ shape rules */
 
@@ -587,6 +573,8 @@ nb_status nbo_conv_fwd(nb_graph *g, nb_tensor *out)
     /* threads for the whole op (as matmul's: about 10^6 multiply-adds) */
     double work = (double)q->n * (double)q->o * (double)r.P * (double)r.K / 32.0;
     int nt = nbc_threads_for(g, work > 1e18 ? (int64_t)1e18 : (int64_t)work);
+    if (nbo_wino_applies(q, kind))
+        return nbo_wino_run(g, out, kind, q, r.bias, r.relu, nt);
     int team = jobs >= nt ? nt : 1;
     r.gemm_threads = team > 1 ? 1 : nt;
 
