@@ -619,6 +619,26 @@ static nb_status conv_step(nb_graph *g)
 /* After the first step a repeated step allocates nothing (scratch comes
  * from the arena and goes back to it), and a failing allocation anywhere in
  * a step is a recorded NB_ERR_NOMEM, never a crash. */
+/* conv2d of 16 channels into 16 (Winograd products, scratch larger than
+ * the arena's chunk) and its two gradients */
+static nb_status wino_step(nb_graph *g)
+{
+    nb_rng rng;
+    nb_rng_seed(&rng, 42);
+    int64_t sx[4] = {2, 16, 48, 48}, sw[4] = {16, 16, 3, 3};
+    nb_tensor *p[2] = {nb_rand_uniform(g, &rng, NB_F64, 4, sx, -1, 1),
+                       nb_rand_uniform(g, &rng, NB_F64, 4, sw, -1, 1)};
+    if (!p[0] || !p[1])
+        return nb_graph_status(g);
+    nb_tensor_set_requires_grad(p[0], true);
+    nb_tensor_set_requires_grad(p[1], true);
+    nb_conv_opts o = nb_conv_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    nb_tensor *y = nb_conv2d(g, p[0], p[1], &o), *gr[2];
+    nb_tensor *loss = y ? nb_sum(g, nb_mul(g, y, y), NULL, 0, false) : NULL;
+    return loss ? nb_grad(g, loss, NULL, p, 2, gr, false) : nb_graph_status(g);
+}
+
 static void test_memory(void **state)
 {
     (void)state;
@@ -655,6 +675,28 @@ static void test_memory(void **state)
         assert_int_equal(st, NB_ERR_NOMEM);
     }
     assert_true(conv_failed);
+
+    /* the same with Winograd products: conv2d's scratch fails (the
+     * gradients' scratch then reuses what the arena gave back) */
+    bool wino_failed[3] = {false, false, false};
+    for (long k = 1;; k++) {
+        tc_counting f = {.fail_at = k};
+        g = nb_graph_new_alloc(tc_counting_alloc, &f);
+        if (!g)
+            continue;
+        nb_status st = wino_step(g);
+        bool failed = f.calls >= k;
+        for (int op = 0; op < 3 && failed; op++)
+            wino_failed[op] |= strcmp(nb_graph_error(g)->where, op_names[op]) == 0;
+        nb_graph_free(g);
+        assert_int_equal(f.live, 0);
+        if (!failed) {
+            assert_int_equal(st, NB_OK);
+            break;
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+    }
+    assert_true(wino_failed[0]);
 }
 
 /* ---------------------------------------------------- the GEMM's sums */
