@@ -115,6 +115,11 @@ int main(int argc, char **argv)
             {"conv2 forward", 64, 288, 196, false, false},
             {"conv2 input grad", 288, 64, 196, true, false},
             {"conv2 weight grad", 64, 196, 288, false, true},
+            /* the second convolution's Winograd products (16 of each per
+             * block of 4 samples: 4 rows of 8 tiles, 224 columns) */
+            {"conv2 winograd forward", 64, 32, 224, false, false},
+            {"conv2 winograd input grad", 32, 64, 224, false, false},
+            {"conv2 winograd weight grad", 64, 224, 32, false, true},
             {"fc1 forward", 128, 3136, 128, false, false},
             {"fc1 input grad", 128, 128, 3136, false, true},
             {"fc1 weight grad", 3136, 128, 128, true, false},

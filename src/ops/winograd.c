@@ -128,12 +128,16 @@ bool nbo_wino_applies(const conv_geom *q, conv_kind kind)
 
 #define DEFINE_WINO(T, SUF)                                                                        \
     static void split_rows_##SUF(const wino_run *r, const T *restrict xp, int64_t hi, int64_t wi,  \
-                                 int64_t ph, int64_t pw, int rows, T *restrict ev, T *restrict od) \
+                                 int64_t ph, int64_t pw, int64_t trows, T *restrict ev,            \
+                                 T *restrict od)                                                   \
     {                                                                                              \
-        int64_t half = r->tw + 1, len = r->th * half + 1;                                          \
-        for (int i = 0; i < rows; i++) {                                                           \
+        int64_t half = r->tw + 1, len = trows * half + 1;                                          \
+        /* columns 2k − pw and 2k − pw + 1 both inside the plane for k0 <= k < k1 */               \
+        int64_t k1 = (wi + pw) / 2 < half ? (wi + pw) / 2 : half, k0 = (pw + 1) / 2;               \
+        k0 = k0 < k1 ? k0 : k1;                                                                    \
+        for (int i = 0; i < 2; i++) {                                                              \
             T *restrict e = ev + i * len, *restrict o = od + i * len;                              \
-            for (int64_t ty = 0; ty < r->th; ty++, e += half, o += half) {                         \
+            for (int64_t ty = 0; ty < trows; ty++, e += half, o += half) {                         \
                 int64_t row = 2 * ty + i - ph;                                                     \
                 if (row < 0 || row >= hi) {                                                        \
                     for (int64_t k = 0; k < half; k++)                                             \
@@ -141,26 +145,34 @@ bool nbo_wino_applies(const conv_geom *q, conv_kind kind)
                     continue;                                                                      \
                 }                                                                                  \
                 const T *restrict xr = xp + row * wi;                                              \
-                for (int64_t k = 0; k < half; k++) {                                               \
+                for (int64_t k = 0; k < k0; k++) { /* the left edge */                             \
                     int64_t c = 2 * k - pw;                                                        \
-                    if (c >= 0 && c + 1 < wi)                                                      \
-                        e[k] = xr[c], o[k] = xr[c + 1];                                            \
-                    else                                                                           \
-                        e[k] = c >= 0 && c < wi ? xr[c] : 0,                                       \
-                        o[k] = c + 1 >= 0 && c + 1 < wi ? xr[c + 1] : 0;                           \
+                    e[k] = c >= 0 && c < wi ? xr[c] : 0;                                           \
+                    o[k] = c + 1 >= 0 && c + 1 < wi ? xr[c + 1] : 0;                               \
+                }                                                                                  \
+                NBK_PRAGMA(omp simd)                                                               \
+                for (int64_t k = k0; k < k1; k++) { /* the inside, without checks */               \
+                    e[k] = xr[2 * k - pw];                                                         \
+                    o[k] = xr[2 * k - pw + 1];                                                     \
+                }                                                                                  \
+                for (int64_t k = k1; k < half; k++) { /* the right edge */                         \
+                    int64_t c = 2 * k - pw;                                                        \
+                    e[k] = c >= 0 && c < wi ? xr[c] : 0;                                           \
+                    o[k] = c + 1 >= 0 && c + 1 < wi ? xr[c + 1] : 0;                               \
                 }                                                                                  \
             }                                                                                      \
             e[0] = o[0] = 0;                                                                       \
         }                                                                                          \
     }                                                                                              \
     NBC_WIDE_CLONES static void input_tf_##SUF(const T *restrict ev, const T *restrict od,         \
-                                               int64_t len, int64_t nv, T *restrict v,             \
-                                               int64_t step)                                       \
+                                               int64_t len, int64_t half, int64_t nv,              \
+                                               T *restrict v, int64_t step)                        \
     {                                                                                              \
-        const T *restrict e0 = ev, *restrict e1 = ev + len, *restrict e2 = ev + 2 * len,           \
-                          *restrict e3 = ev + 3 * len;                                             \
-        const T *restrict o0 = od, *restrict o1 = od + len, *restrict o2 = od + 2 * len,           \
-                          *restrict o3 = od + 3 * len;                                             \
+        /* rows 2 and 3 of tile row ty are rows 0 and 1 of tile row ty + 1 */                      \
+        const T *restrict e0 = ev, *restrict e1 = ev + len, *restrict e2 = ev + half,              \
+                          *restrict e3 = ev + len + half;                                          \
+        const T *restrict o0 = od, *restrict o1 = od + len, *restrict o2 = od + half,              \
+                          *restrict o3 = od + len + half;                                          \
         WINO_ROWS(T, v, step)                                                                      \
         NBK_PRAGMA(omp simd)                                                                       \
         for (int64_t t = 0; t < nv; t++) {                                                         \
@@ -207,27 +219,26 @@ bool nbo_wino_applies(const conv_geom *q, conv_kind kind)
             WINO_STORE(t, w)                                                                       \
         }                                                                                          \
     }                                                                                              \
-    /* out[2·i + j][t]: the tile's output (i, j), its bias added, its ReLU */                     \
+    /* out[i][2·t + j]: the tile's output (i, j), its bias added, its ReLU;                        \
+     * out[i] + 2·half·ty then holds row 2·ty + i of y */                                          \
     NBC_WIDE_CLONES static void output_tf_##SUF(const T *restrict m, int64_t step, int64_t nv,     \
                                                 T *restrict out, const T *bias, bool relu)         \
     {                                                                                              \
         T b = bias ? *bias : 0;                                                                    \
-        T *restrict q0 = out, *restrict q1 = out + nv, *restrict q2 = out + 2 * nv,                \
-                    *restrict q3 = out + 3 * nv;                                                   \
+        T *restrict q0 = out, *restrict q1 = out + 2 * nv;                                         \
         NBK_PRAGMA(omp simd)                                                                       \
         for (int64_t t = 0; t < nv; t++) {                                                         \
-            T a[2][4], y[4];                                                                       \
+            T a[2][4];                                                                             \
             for (int j = 0; j < 4; j++) {                                                          \
                 T m0 = m[j * step + t], m1 = m[(4 + j) * step + t];                                \
                 T m2 = m[(8 + j) * step + t], m3 = m[(12 + j) * step + t];                         \
                 a[0][j] = m0 + m1 + m2;                                                            \
                 a[1][j] = m1 - m2 - m3;                                                            \
             }                                                                                      \
-            for (int i = 0; i < 2; i++) {                                                          \
-                y[2 * i] = a[i][0] + a[i][1] + a[i][2];                                            \
-                y[2 * i + 1] = a[i][1] - a[i][2] - a[i][3];                                        \
-            }                                                                                      \
-            q0[t] = y[0], q1[t] = y[1], q2[t] = y[2], q3[t] = y[3];                                \
+            q0[2 * t] = a[0][0] + a[0][1] + a[0][2];                                               \
+            q0[2 * t + 1] = a[0][1] - a[0][2] - a[0][3];                                           \
+            q1[2 * t] = a[1][0] + a[1][1] + a[1][2];                                               \
+            q1[2 * t + 1] = a[1][1] - a[1][2] - a[1][3];                                           \
         }                                                                                          \
         for (int64_t e = 0; bias && e < 4 * nv; e++)                                               \
             out[e] += b;                                                                           \
@@ -237,18 +248,11 @@ bool nbo_wino_applies(const conv_geom *q, conv_kind kind)
     static void put_tiles_##SUF(const wino_run *r, const T *restrict out, int64_t nv,              \
                                 T *restrict yp)                                                    \
     {                                                                                              \
-        int64_t half = r->tw + 1, ho = r->ho, wo = r->wo, even = wo / 2;                           \
+        int64_t half = r->tw + 1, ho = r->ho, wo = r->wo;                                          \
         for (int64_t ty = 0; ty < r->th; ty++)                                                     \
-            for (int i = 0; i < 2 && 2 * ty + i < ho; i++) {                                       \
-                const T *restrict l = out + 2 * i * nv + ty * half, *restrict rt = l + nv;         \
-                T *restrict row = yp + (2 * ty + i) * wo;                                          \
-                for (int64_t tx = 0; tx < even; tx++) {                                            \
-                    row[2 * tx] = l[tx];                                                           \
-                    row[2 * tx + 1] = rt[tx];                                                      \
-                }                                                                                  \
-                if (wo % 2)                                                                        \
-                    row[wo - 1] = l[even];                                                         \
-            }                                                                                      \
+            for (int i = 0; i < 2 && 2 * ty + i < ho; i++)                                         \
+                memcpy(yp + (2 * ty + i) * wo, out + 2 * i * nv + 2 * half * ty,                   \
+                       (size_t)wo * sizeof(T));                                                    \
     }                                                                                              \
     static void kernel_tf_##SUF(const wino_run *r, const T *restrict w, T *restrict u)             \
     {                                                                                              \
@@ -308,18 +312,19 @@ bool nbo_wino_applies(const conv_geom *q, conv_kind kind)
                                   int64_t wi, int64_t ph, int64_t pw, int64_t s0, int64_t s1,      \
                                   bool grad, T *restrict v, T *restrict buf)                       \
     {                                                                                              \
-        int64_t half = r->tw + 1, len = r->th * half + 1, nv = r->th * half;                       \
+        int64_t half = r->tw + 1, nv = r->th * half, trows = grad ? r->th : r->th + 1;             \
+        int64_t len = trows * half + 1;                                                            \
         int64_t step = channels * (s1 - s0) * nv;                                                  \
-        T *ev = buf, *od = buf + 4 * len;                                                          \
+        T *ev = buf, *od = buf + 2 * len;                                                          \
         for (int64_t s = s0; s < s1; s++)                                                          \
             for (int64_t c = 0; c < channels; c++) {                                               \
                 const T *xp = x + (s * channels + c) * hi * wi;                                    \
                 T *vc = v + (c * (s1 - s0) + (s - s0)) * nv;                                       \
-                split_rows_##SUF(r, xp, hi, wi, ph, pw, grad ? 2 : 4, ev, od);                     \
+                split_rows_##SUF(r, xp, hi, wi, ph, pw, trows, ev, od);                     \
                 if (grad)                                                                          \
                     grad_tf_##SUF(ev, od, len, nv, vc, step);                                      \
                 else                                                                               \
-                    input_tf_##SUF(ev, od, len, nv, vc, step);                                     \
+                    input_tf_##SUF(ev, od, len, half, nv, vc, step);                                     \
             }                                                                                      \
     }                                                                                              \
     static void output_block_##SUF(const wino_run *r, int64_t s0, int64_t s1, const T *m,          \
@@ -455,7 +460,7 @@ nb_status nbo_wino_run(nb_graph *g, nb_tensor *out, conv_kind kind, const conv_g
     r.v_bytes = lines(16 * r.ci * nt, r.es);
     r.m_bytes = lines(16 * r.co * nt, r.es);
     /* split_rows' rows, or output_tf's four outputs a tile */
-    int64_t len = r.tiles + 1, buf = 8 * len;
+    int64_t buf = 4 * (r.tiles + r.tw + 2);
     r.buf_bytes = lines(buf > 4 * r.tiles ? buf : 4 * r.tiles, r.es);
     r.per_task =
         r.v_bytes + r.m_bytes + r.buf_bytes + lines(1, nbk_gemm_workspace(&shape, r.gemm_threads));
