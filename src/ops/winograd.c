@@ -127,7 +127,8 @@ bool nbo_wino_applies(const conv_geom *q, conv_kind kind)
     r12[t] = w[12], r13[t] = w[13], r14[t] = w[14], r15[t] = w[15];
 
 #define DEFINE_WINO(T, SUF)                                                                        \
-    static void split_rows_##SUF(const wino_run *r, const T *restrict xp, int64_t hi, int64_t wi,  \
+    NBC_WIDE_CLONES static void split_rows_##SUF(const wino_run *r, const T *restrict xp,          \
+                                                 int64_t hi, int64_t wi,                           \
                                  int64_t ph, int64_t pw, int64_t trows, T *restrict ev,            \
                                  T *restrict od)                                                   \
     {                                                                                              \
