@@ -639,6 +639,30 @@ static nb_status wino_step(nb_graph *g)
     return loss ? nb_grad(g, loss, NULL, p, 2, gr, false) : nb_graph_status(g);
 }
 
+/* Run step on graphs whose k-th allocation fails, k = 1, 2, ... until one
+ * runs through: each failure is NB_ERR_NOMEM and leaks nothing. Whether
+ * one of them was recorded by op `where`. */
+static bool each_allocation_fails(nb_status (*step)(nb_graph *g), const char *where)
+{
+    bool seen = false;
+    for (long k = 1;; k++) {
+        tc_counting f = {.fail_at = k};
+        nb_graph *g = nb_graph_new_alloc(tc_counting_alloc, &f);
+        if (!g)
+            continue;
+        nb_status st = step(g);
+        bool failed = f.calls >= k;
+        seen |= failed && strcmp(nb_graph_error(g)->where, where) == 0;
+        nb_graph_free(g);
+        assert_int_equal(f.live, 0);
+        if (!failed) {
+            assert_int_equal(st, NB_OK);
+            return seen;
+        }
+        assert_int_equal(st, NB_ERR_NOMEM);
+    }
+}
+
 static void test_memory(void **state)
 {
     (void)state;
@@ -656,47 +680,10 @@ static void test_memory(void **state)
     assert_int_equal(c.live, 0);
 
     /* every allocation of a step fails in turn; one of them is a patch
-     * matrix of conv2d's */
-    bool conv_failed = false;
-    for (long k = 1;; k++) {
-        tc_counting f = {.fail_at = k};
-        g = nb_graph_new_alloc(tc_counting_alloc, &f);
-        if (!g)
-            continue;
-        nb_status st = conv_step(g);
-        bool failed = f.calls >= k;
-        conv_failed |= failed && strcmp(nb_graph_error(g)->where, "conv2d") == 0;
-        nb_graph_free(g);
-        assert_int_equal(f.live, 0);
-        if (!failed) {
-            assert_int_equal(st, NB_OK);
-            break;
-        }
-        assert_int_equal(st, NB_ERR_NOMEM);
-    }
-    assert_true(conv_failed);
-
-    /* the same with Winograd products: conv2d's scratch fails (the
+     * matrix of conv2d's, or (8 channels or more) its Winograd scratch (the
      * gradients' scratch then reuses what the arena gave back) */
-    bool wino_failed[3] = {false, false, false};
-    for (long k = 1;; k++) {
-        tc_counting f = {.fail_at = k};
-        g = nb_graph_new_alloc(tc_counting_alloc, &f);
-        if (!g)
-            continue;
-        nb_status st = wino_step(g);
-        bool failed = f.calls >= k;
-        for (int op = 0; op < 3 && failed; op++)
-            wino_failed[op] |= strcmp(nb_graph_error(g)->where, op_names[op]) == 0;
-        nb_graph_free(g);
-        assert_int_equal(f.live, 0);
-        if (!failed) {
-            assert_int_equal(st, NB_OK);
-            break;
-        }
-        assert_int_equal(st, NB_ERR_NOMEM);
-    }
-    assert_true(wino_failed[0]);
+    assert_true(each_allocation_fails(conv_step, "conv2d"));
+    assert_true(each_allocation_fails(wino_step, "conv2d"));
 }
 
 /* ---------------------------------------------------- the GEMM's sums */
