@@ -897,45 +897,56 @@ static bool same_bits(nb_tensor *a, nb_tensor *b)
  * gradients of x, w and b (of Σ r·y, r random), with and without a bias,
  * ReLU and identity, f32 and f64, on 1 and 2 threads, over every
  * combination of the settings. */
+/* conv2d_fused against conv2d + add + relu, values and gradients, bit for
+ * bit: variant v picks the dtype (bit 0), the ReLU (bit 1) and no bias
+ * (bit 2) */
+static void fused_same_bits(const conv_case *k, int v, int threads, uint64_t seed, int label)
+{
+    nb_dtype dt = v & 1 ? NB_F64 : NB_F32;
+    nb_linear_act act = v & 2 ? NB_LINEAR_RELU : NB_LINEAR_IDENTITY;
+    bool with_bias = !(v & 4);
+    int64_t sx[4], sw[4], sy[4];
+    shape_x(k, sx), shape_w(k, sw), shape_y(k, sy);
+    nb_graph *g = nb_graph_new();
+    nb_graph_set_threads(g, threads);
+    nb_rng rng;
+    nb_rng_seed(&rng, seed);
+    nb_tensor *x = as_dtype(g, random_tensor(g, &rng, NB_F64, sx), dt);
+    nb_tensor *w = as_dtype(g, random_tensor(g, &rng, NB_F64, sw), dt);
+    nb_tensor *r = as_dtype(g, random_tensor(g, &rng, NB_F64, sy), dt);
+    nb_tensor *b = nb_rand_uniform(g, &rng, dt, 1, (int64_t[]){k->o}, -1, 1);
+    nb_tensor *in[3] = {x, w, b};
+    for (int j = 0; j < 3; j++)
+        nb_tensor_set_requires_grad(in[j], true);
+    nb_tensor *yf = nb_conv2d_fused(g, x, w, with_bias ? b : NULL, &k->opts, act);
+    nb_tensor *yu = unfused(g, x, w, with_bias ? b : NULL, &k->opts, act);
+    assert_non_null(yf);
+    assert_true(same_bits(yf, yu));
+    int n = with_bias ? 3 : 2;
+    nb_tensor *gf[3], *gu[3];
+    assert_int_equal(nb_grad(g, nb_sum(g, nb_mul(g, yf, r), NULL, 0, false), NULL, in, n, gf, false),
+                     NB_OK);
+    assert_int_equal(nb_grad(g, nb_sum(g, nb_mul(g, yu, r), NULL, 0, false), NULL, in, n, gu, false),
+                     NB_OK);
+    for (int j = 0; j < n; j++)
+        if (!same_bits(gf[j], gu[j]))
+            fail_msg("case %d variant %d: the gradient of input %d differs", label, v, j);
+    nb_graph_free(g);
+}
+
 static void test_fused_same_bits(void **state)
 {
     (void)state;
     for (int i = 0; i < N_COMBOS; i++)
         for (int v = 0; v < 8; v++) {
             conv_case k = combo(i);
-            nb_dtype dt = v & 1 ? NB_F64 : NB_F32;
-            nb_linear_act act = v & 2 ? NB_LINEAR_RELU : NB_LINEAR_IDENTITY;
-            bool with_bias = !(v & 4);
-            int64_t sx[4], sw[4], sy[4];
-            shape_x(&k, sx), shape_w(&k, sw), shape_y(&k, sy);
-            nb_graph *g = nb_graph_new();
-            nb_graph_set_threads(g, 1 + i % 2);
-            nb_rng rng;
-            nb_rng_seed(&rng, 300 + (uint64_t)(i * 8 + v));
-            nb_tensor *x = as_dtype(g, random_tensor(g, &rng, NB_F64, sx), dt);
-            nb_tensor *w = as_dtype(g, random_tensor(g, &rng, NB_F64, sw), dt);
-            nb_tensor *r = as_dtype(g, random_tensor(g, &rng, NB_F64, sy), dt);
-            nb_tensor *b = nb_rand_uniform(g, &rng, dt, 1, (int64_t[]){k.o}, -1, 1);
-            nb_tensor *in[3] = {x, w, b};
-            for (int j = 0; j < 3; j++)
-                nb_tensor_set_requires_grad(in[j], true);
-            nb_tensor *yf = nb_conv2d_fused(g, x, w, with_bias ? b : NULL, &k.opts, act);
-            nb_tensor *yu = unfused(g, x, w, with_bias ? b : NULL, &k.opts, act);
-            assert_non_null(yf);
-            assert_true(same_bits(yf, yu));
-            int n = with_bias ? 3 : 2;
-            nb_tensor *gf[3], *gu[3];
-            assert_int_equal(
-                nb_grad(g, nb_sum(g, nb_mul(g, yf, r), NULL, 0, false), NULL, in, n, gf, false),
-                NB_OK);
-            assert_int_equal(
-                nb_grad(g, nb_sum(g, nb_mul(g, yu, r), NULL, 0, false), NULL, in, n, gu, false),
-                NB_OK);
-            for (int j = 0; j < n; j++)
-                if (!same_bits(gf[j], gu[j]))
-                    fail_msg("combo %d variant %d: the gradient of input %d differs", i, v, j);
-            nb_graph_free(g);
+            fused_same_bits(&k, v, 1 + i % 2, 300 + (uint64_t)(i * 8 + v), i);
         }
+    /* Winograd products: the bias and ReLU applied in the output transform */
+    conv_case k = make_case(3, 8, 7, 6, 9, 3, 3, axes(1, 1, 1, 1, 1, 1, 1));
+    for (int v = 0; v < 8; v++)
+        for (int t = 1; t <= 2; t++)
+            fused_same_bits(&k, v, t, 900 + (uint64_t)v, N_COMBOS);
 }
 
 /* max_pool2d(relu(conv2d(x, w) + b)) with 3x3 windows of stride 2 (the
