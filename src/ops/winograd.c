@@ -464,9 +464,9 @@ nb_status nbo_wino_run(nb_graph *g, nb_tensor *out, conv_kind kind, const conv_g
         shape = (nbk_gemm){.dtype = r.dt, .trans_b = true, .m = r.co, .n = r.ci, .k = nt};
     r.v_bytes = lines(16 * r.ci * nt, r.es);
     r.m_bytes = lines(16 * r.co * nt, r.es);
-    /* split_rows' rows, or output_tf's four outputs a tile */
-    int64_t buf = 4 * (r.tiles + r.tw + 2);
-    r.buf_bytes = lines(buf > 4 * r.tiles ? buf : 4 * r.tiles, r.es);
+    /* split_rows' four rows of tiles + 1 + half each, which also hold
+     * output_tf's four outputs a tile */
+    r.buf_bytes = lines(4 * (r.tiles + r.tw + 2), r.es);
     r.per_task =
         r.v_bytes + r.m_bytes + r.buf_bytes + lines(1, nbk_gemm_workspace(&shape, r.gemm_threads));
     /* the transformed kernel (conv2d, conv_transpose2d) or the runs' sums */
